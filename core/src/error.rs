@@ -1,0 +1,254 @@
+//! The one error type of the mesh. Every binding maps [`ErrorKind`] to its own idiom, and the
+//! numeric codes are stable: they are part of the public contract in every language.
+
+use std::fmt;
+
+/// Stable error kinds, grouped by subsystem in blocks of a thousand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    // 1xxx configuration
+    /// A configuration value is missing or malformed.
+    InvalidConfig,
+    /// A certificate, key or CA file is missing, unreadable or not PEM.
+    CertificateFile,
+    /// The private key does not belong to the certificate.
+    KeyMismatch,
+    /// The registry URL is not an https:// URL.
+    RegistryUrlNotHttps,
+    /// The listen address is already in use or cannot be bound.
+    AddressInUse,
+
+    // 2xxx TLS and identity
+    /// Our own certificate does not chain to the mesh CA.
+    CertificateUntrusted,
+    /// Our own certificate (or the peer's) has expired or is not yet valid.
+    CertificateExpired,
+    /// The peer's certificate was not signed by a trusted CA.
+    PeerCertificateUntrusted,
+    /// The peer's certificate does not name the host that was dialled.
+    PeerHostnameMismatch,
+    /// The peer refused our client certificate (or we presented none).
+    PeerRejectedCertificate,
+    /// Any other TLS handshake failure.
+    TlsHandshake,
+
+    // 3xxx discovery
+    /// No healthy provider matches the dependency.
+    DependencyUnresolved,
+    /// The registry cannot be reached or answered with an error.
+    RegistryUnavailable,
+    /// The named agent is not registered.
+    UnknownAgent,
+    /// The dependency is not declared by the tool.
+    UnknownDependency,
+
+    // 4xxx transport
+    /// The connection to the peer could not be opened.
+    ConnectFailed,
+    /// The call did not complete before its deadline.
+    Timeout,
+    /// The peer answered with something that is not valid MCP.
+    Protocol,
+    /// The connection broke after the request was sent.
+    ConnectionLost,
+    /// The agent is shutting down.
+    Shutdown,
+
+    // 5xxx remote tool
+    /// The remote tool ran and reported an error.
+    ToolFailed,
+    /// The remote agent has no tool by that name.
+    UnknownTool,
+    /// The remote agent rejected the arguments.
+    InvalidArguments,
+    /// The remote agent answered with a JSON-RPC error.
+    RemoteError,
+
+    // 6xxx host handler
+    /// The local host handler raised or rejected.
+    HandlerFailed,
+    /// The local host handler returned a value that is not JSON.
+    HandlerResult,
+    /// The host dropped the completion without answering.
+    HandlerDropped,
+
+    // 9xxx internal
+    /// A bug in toolmesh; please report it.
+    Internal,
+}
+
+impl ErrorKind {
+    pub const ALL: &'static [ErrorKind] = &[
+        ErrorKind::InvalidConfig,
+        ErrorKind::CertificateFile,
+        ErrorKind::KeyMismatch,
+        ErrorKind::RegistryUrlNotHttps,
+        ErrorKind::AddressInUse,
+        ErrorKind::CertificateUntrusted,
+        ErrorKind::CertificateExpired,
+        ErrorKind::PeerCertificateUntrusted,
+        ErrorKind::PeerHostnameMismatch,
+        ErrorKind::PeerRejectedCertificate,
+        ErrorKind::TlsHandshake,
+        ErrorKind::DependencyUnresolved,
+        ErrorKind::RegistryUnavailable,
+        ErrorKind::UnknownAgent,
+        ErrorKind::UnknownDependency,
+        ErrorKind::ConnectFailed,
+        ErrorKind::Timeout,
+        ErrorKind::Protocol,
+        ErrorKind::ConnectionLost,
+        ErrorKind::Shutdown,
+        ErrorKind::ToolFailed,
+        ErrorKind::UnknownTool,
+        ErrorKind::InvalidArguments,
+        ErrorKind::RemoteError,
+        ErrorKind::HandlerFailed,
+        ErrorKind::HandlerResult,
+        ErrorKind::HandlerDropped,
+        ErrorKind::Internal,
+    ];
+
+    /// The stable numeric code.
+    pub const fn code(self) -> u32 {
+        match self {
+            ErrorKind::InvalidConfig => 1001,
+            ErrorKind::CertificateFile => 1002,
+            ErrorKind::KeyMismatch => 1003,
+            ErrorKind::RegistryUrlNotHttps => 1004,
+            ErrorKind::AddressInUse => 1005,
+            ErrorKind::CertificateUntrusted => 2001,
+            ErrorKind::CertificateExpired => 2002,
+            ErrorKind::PeerCertificateUntrusted => 2003,
+            ErrorKind::PeerHostnameMismatch => 2004,
+            ErrorKind::PeerRejectedCertificate => 2005,
+            ErrorKind::TlsHandshake => 2006,
+            ErrorKind::DependencyUnresolved => 3001,
+            ErrorKind::RegistryUnavailable => 3002,
+            ErrorKind::UnknownAgent => 3003,
+            ErrorKind::UnknownDependency => 3004,
+            ErrorKind::ConnectFailed => 4001,
+            ErrorKind::Timeout => 4002,
+            ErrorKind::Protocol => 4003,
+            ErrorKind::ConnectionLost => 4004,
+            ErrorKind::Shutdown => 4005,
+            ErrorKind::ToolFailed => 5001,
+            ErrorKind::UnknownTool => 5002,
+            ErrorKind::InvalidArguments => 5003,
+            ErrorKind::RemoteError => 5004,
+            ErrorKind::HandlerFailed => 6001,
+            ErrorKind::HandlerResult => 6002,
+            ErrorKind::HandlerDropped => 6003,
+            ErrorKind::Internal => 9001,
+        }
+    }
+
+    /// The stable symbolic name, e.g. `DEPENDENCY_UNRESOLVED`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidConfig => "INVALID_CONFIG",
+            ErrorKind::CertificateFile => "CERTIFICATE_FILE",
+            ErrorKind::KeyMismatch => "KEY_MISMATCH",
+            ErrorKind::RegistryUrlNotHttps => "REGISTRY_URL_NOT_HTTPS",
+            ErrorKind::AddressInUse => "ADDRESS_IN_USE",
+            ErrorKind::CertificateUntrusted => "CERTIFICATE_UNTRUSTED",
+            ErrorKind::CertificateExpired => "CERTIFICATE_EXPIRED",
+            ErrorKind::PeerCertificateUntrusted => "PEER_CERTIFICATE_UNTRUSTED",
+            ErrorKind::PeerHostnameMismatch => "PEER_HOSTNAME_MISMATCH",
+            ErrorKind::PeerRejectedCertificate => "PEER_REJECTED_CERTIFICATE",
+            ErrorKind::TlsHandshake => "TLS_HANDSHAKE",
+            ErrorKind::DependencyUnresolved => "DEPENDENCY_UNRESOLVED",
+            ErrorKind::RegistryUnavailable => "REGISTRY_UNAVAILABLE",
+            ErrorKind::UnknownAgent => "UNKNOWN_AGENT",
+            ErrorKind::UnknownDependency => "UNKNOWN_DEPENDENCY",
+            ErrorKind::ConnectFailed => "CONNECT_FAILED",
+            ErrorKind::Timeout => "TIMEOUT",
+            ErrorKind::Protocol => "PROTOCOL",
+            ErrorKind::ConnectionLost => "CONNECTION_LOST",
+            ErrorKind::Shutdown => "SHUTDOWN",
+            ErrorKind::ToolFailed => "TOOL_FAILED",
+            ErrorKind::UnknownTool => "UNKNOWN_TOOL",
+            ErrorKind::InvalidArguments => "INVALID_ARGUMENTS",
+            ErrorKind::RemoteError => "REMOTE_ERROR",
+            ErrorKind::HandlerFailed => "HANDLER_FAILED",
+            ErrorKind::HandlerResult => "HANDLER_RESULT",
+            ErrorKind::HandlerDropped => "HANDLER_DROPPED",
+            ErrorKind::Internal => "INTERNAL",
+        }
+    }
+
+    pub fn from_code(code: u32) -> Option<ErrorKind> {
+        Self::ALL.iter().copied().find(|k| k.code() == code)
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An error with its kind and a message that names the problem and, where there is one, the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error { kind, message: message.into() }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    pub fn code(&self) -> u32 {
+        self.kind.code()
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Prefixes the message with what was being done, keeping the kind.
+    pub fn context(self, what: impl fmt::Display) -> Self {
+        Error { kind: self.kind, message: format!("{what}: {}", self.message) }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{} {}] {}", self.kind.code(), self.kind.name(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_and_names_are_unique_and_round_trip() {
+        let codes: HashSet<_> = ErrorKind::ALL.iter().map(|k| k.code()).collect();
+        let names: HashSet<_> = ErrorKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(codes.len(), ErrorKind::ALL.len());
+        assert_eq!(names.len(), ErrorKind::ALL.len());
+        for kind in ErrorKind::ALL {
+            assert_eq!(ErrorKind::from_code(kind.code()), Some(*kind));
+        }
+    }
+
+    #[test]
+    fn display_carries_code_name_and_message() {
+        let e = Error::new(ErrorKind::Timeout, "no answer within 30000 ms");
+        assert_eq!(e.to_string(), "[4002 TIMEOUT] no answer within 30000 ms");
+        assert_eq!(e.context("calling add").message(), "calling add: no answer within 30000 ms");
+    }
+}

@@ -1,0 +1,20 @@
+//! toolmesh-core: the service mesh that lives inside an MCP agent.
+//!
+//! One module per concern: [`tls`] (identities and handshakes), [`server`] and [`client`]
+//! (HTTPS transport), [`mcp`] (the protocol), [`registry_api`] and [`discovery`] (the phone
+//! book), [`resolve`] (dependency matching), [`pipeline`] (outbound calls), [`context`]
+//! (propagated request data), [`host`] (the bridge every language binding implements) and
+//! [`agent`] (all of it together).
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod context;
+pub mod error;
+pub mod pki;
+pub mod registry_api;
+pub mod registry_client;
+pub mod resolve;
+pub mod server;
+pub mod tls;
+
+pub use error::{Error, ErrorKind, Result};

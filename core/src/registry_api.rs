@@ -1,0 +1,221 @@
+//! Wire types of the registry's HTTP API (documented in `registry/openapi.yaml`). Shared by the
+//! registry server and the agents' registry client, so the two cannot drift apart.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// API path prefix.
+pub const API_PREFIX: &str = "/v1";
+
+/// A tool as an agent declares it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolInfo {
+    pub name: String,
+    pub capability: String,
+    #[serde(default = "default_version")]
+    pub version: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "empty_object_schema")]
+    pub input_schema: Value,
+    #[serde(default)]
+    pub dependencies: Vec<DependencySpec>,
+    /// Per-call timeout for this tool's dependencies, in milliseconds (default 30 000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+pub fn default_version() -> String {
+    "1.0.0".to_owned()
+}
+
+pub fn empty_object_schema() -> Value {
+    serde_json::json!({"type": "object", "properties": {}})
+}
+
+/// One tag term of a dependency: `"tag"` (required), `"+tag"` (preferred), `"-tag"` (excluded),
+/// or a list of tags of which at least one must be present.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TagSelector {
+    One(String),
+    AnyOf(Vec<String>),
+}
+
+/// What a tool depends on: a capability, narrowed by tags and a semver constraint.
+/// Deserializes from a bare capability string too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DependencySpec {
+    pub capability: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<TagSelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+impl DependencySpec {
+    pub fn capability(capability: impl Into<String>) -> Self {
+        DependencySpec { capability: capability.into(), tags: Vec::new(), version: None }
+    }
+
+    /// A canonical key, equal for equal specs: how resolutions are looked up.
+    pub fn key(&self) -> String {
+        serde_json::to_string(self).expect("a dependency spec always serializes")
+    }
+}
+
+impl<'de> Deserialize<'de> for DependencySpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            capability: String,
+            #[serde(default)]
+            tags: Vec<TagSelector>,
+            #[serde(default)]
+            version: Option<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Name(String),
+            Full(Full),
+        }
+        match Form::deserialize(deserializer)? {
+            Form::Name(capability) => Ok(DependencySpec::capability(capability)),
+            Form::Full(f) => Ok(DependencySpec { capability: f.capability, tags: f.tags, version: f.version }),
+        }
+    }
+}
+
+/// `POST /v1/agents`: register (or re-register) an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// Chosen by the agent at start and kept for its lifetime, so re-registration is idempotent.
+    pub agent_id: String,
+    pub name: String,
+    /// `https://host:port/mcp`
+    pub endpoint: String,
+    pub tools: Vec<ToolInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub agent_id: String,
+    pub heartbeat_interval_ms: u64,
+    pub topology: Topology,
+}
+
+/// `POST /v1/agents/{id}/heartbeat`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    /// The topology version the agent holds; the answer carries a topology only if it changed.
+    pub topology_version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<Topology>,
+}
+
+/// The providers of every dependency of one agent. `version` is a hash of the content: equal
+/// versions mean equal topologies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Topology {
+    pub version: u64,
+    pub dependencies: Vec<ResolvedDependency>,
+}
+
+impl Topology {
+    pub fn new(dependencies: Vec<ResolvedDependency>) -> Self {
+        let bytes = serde_json::to_vec(&dependencies).expect("a topology always serializes");
+        Topology { version: fnv1a(&bytes), dependencies }
+    }
+}
+
+/// 64-bit FNV-1a: stable across processes and versions (unlike `DefaultHasher`).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolvedDependency {
+    /// [`DependencySpec::key`] of the dependency.
+    pub key: String,
+    pub spec: DependencySpec,
+    /// Healthy matching providers, best first (see [`crate::resolve`]).
+    pub providers: Vec<Provider>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provider {
+    pub agent_id: String,
+    pub agent_name: String,
+    pub endpoint: String,
+    pub tool: String,
+    pub capability: String,
+    pub version: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// How many `+preferred` tags this provider carries; the highest score is tried first.
+    #[serde(default)]
+    pub score: u32,
+}
+
+/// `POST /v1/resolve`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolveResponse {
+    pub providers: Vec<Provider>,
+}
+
+/// `GET /v1/agents`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentList {
+    pub agents: Vec<AgentInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub agent_id: String,
+    pub name: String,
+    pub endpoint: String,
+    pub tools: Vec<ToolInfo>,
+    /// `healthy`, or `stale` when a heartbeat is overdue (evicted after three missed intervals).
+    pub status: String,
+    /// Milliseconds since the last heartbeat.
+    pub last_seen_ms: u64,
+    /// The identity of the certificate the agent registered with (URI SAN, else subject CN).
+    pub identity: String,
+}
+
+/// The body of every error answer of the registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependency_spec_accepts_a_name_or_an_object() {
+        let d: DependencySpec = serde_json::from_str(r#""add""#).unwrap();
+        assert_eq!(d, DependencySpec::capability("add"));
+        let d: DependencySpec =
+            serde_json::from_str(r#"{"capability":"add","tags":["math","+fast",["a","b"]],"version":">=1"}"#).unwrap();
+        assert_eq!(d.tags[2], TagSelector::AnyOf(vec!["a".into(), "b".into()]));
+        assert!(serde_json::from_str::<DependencySpec>(r#"{"capability":"x","tag":["y"]}"#).is_err());
+    }
+
+    #[test]
+    fn topology_version_depends_only_on_content() {
+        let dep = ResolvedDependency { key: "k".into(), spec: DependencySpec::capability("a"), providers: vec![] };
+        assert_eq!(Topology::new(vec![dep.clone()]).version, Topology::new(vec![dep.clone()]).version);
+        assert_ne!(Topology::new(vec![dep]).version, Topology::new(vec![]).version);
+    }
+}

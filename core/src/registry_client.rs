@@ -1,0 +1,177 @@
+//! The registry's HTTP API from the agent's (and the operator's) side.
+
+use crate::client::{HttpsClient, RequestError};
+use crate::error::{Error, ErrorKind, Result};
+use crate::registry_api::*;
+use crate::tls::Identity;
+use bytes::Bytes;
+use http_body_util::Full;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a heartbeat learned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HeartbeatOutcome {
+    /// Registered; carries the topology when it changed.
+    Alive(Option<Topology>),
+    /// The registry does not know us (it restarted, or evicted us): register again.
+    Unknown,
+}
+
+/// A client for one registry, speaking HTTPS with our certificate.
+#[derive(Clone)]
+pub struct RegistryClient {
+    base: String,
+    http: HttpsClient,
+}
+
+impl RegistryClient {
+    /// `url` is the registry's base URL, e.g. `https://127.0.0.1:8443`; it must be https.
+    pub fn new(url: &str, identity: &Arc<Identity>) -> Result<Self> {
+        Ok(RegistryClient { base: check_registry_url(url)?, http: HttpsClient::new(identity)? })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn register(&self, request: &RegisterRequest) -> Result<RegisterResponse> {
+        self.json(http::Method::POST, &format!("{API_PREFIX}/agents"), Some(request)).await
+    }
+
+    pub async fn heartbeat(&self, agent_id: &str, topology_version: u64) -> Result<HeartbeatOutcome> {
+        let path = format!("{API_PREFIX}/agents/{}/heartbeat", encode(agent_id));
+        match self.json::<HeartbeatResponse>(http::Method::POST, &path, Some(&HeartbeatRequest { topology_version })).await {
+            Ok(r) => Ok(HeartbeatOutcome::Alive(r.topology)),
+            Err(e) if e.kind() == ErrorKind::UnknownAgent => Ok(HeartbeatOutcome::Unknown),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Long-polls for a topology different from `since`; `Ok(None)` when nothing changed in `wait`.
+    /// `Err(UnknownAgent)` means: register again.
+    pub async fn watch(&self, agent_id: &str, since: u64, wait: Duration) -> Result<Option<Topology>> {
+        let path =
+            format!("{API_PREFIX}/agents/{}/topology?since={since}&wait_ms={}", encode(agent_id), wait.as_millis());
+        let response = self.send(http::Method::GET, &path, None).await?;
+        match response.status() {
+            http::StatusCode::NO_CONTENT => Ok(None),
+            _ => Ok(Some(self.decode(response)?)),
+        }
+    }
+
+    pub async fn deregister(&self, agent_id: &str) -> Result<()> {
+        let path = format!("{API_PREFIX}/agents/{}", encode(agent_id));
+        let response = self.send(http::Method::DELETE, &path, None).await?;
+        match response.status() {
+            s if s.is_success() => Ok(()),
+            _ => self.decode::<serde_json::Value>(response).map(|_| ()),
+        }
+    }
+
+    pub async fn list_agents(&self) -> Result<AgentList> {
+        self.json::<AgentList>(http::Method::GET, &format!("{API_PREFIX}/agents"), None::<&()>).await
+    }
+
+    pub async fn resolve(&self, spec: &DependencySpec) -> Result<ResolveResponse> {
+        self.json(http::Method::POST, &format!("{API_PREFIX}/resolve"), Some(spec)).await
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<&impl serde::Serialize>,
+    ) -> Result<T> {
+        let body = body.map(|b| Bytes::from(serde_json::to_vec(b).expect("request bodies always serialize")));
+        let response = self.send(method, path, body).await?;
+        self.decode(response)
+    }
+
+    async fn send(&self, method: http::Method, path: &str, body: Option<Bytes>) -> Result<http::Response<Bytes>> {
+        let mut builder = http::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        if body.is_some() {
+            builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let request = builder
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("bad registry request {path}: {e}")))?;
+        self.http.send(request).await.map_err(|RequestError { error, .. }| match error.kind() {
+            ErrorKind::ConnectFailed | ErrorKind::ConnectionLost | ErrorKind::Timeout => Error::new(
+                ErrorKind::RegistryUnavailable,
+                format!("the registry at {} is unreachable ({}); agents keep calling each other from the cached topology and re-register when it returns", self.base, error.message()),
+            ),
+            _ => error.context(format!("registry {}", self.base)),
+        })
+    }
+
+    fn decode<T: DeserializeOwned>(&self, response: http::Response<Bytes>) -> Result<T> {
+        let status = response.status();
+        let body = response.into_body();
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|e| {
+                Error::new(ErrorKind::Protocol, format!("the registry at {} sent an unreadable answer: {e}", self.base))
+            });
+        }
+        let api: Option<ApiError> = serde_json::from_slice(&body).ok();
+        let message = api.as_ref().map(|a| a.message.clone()).unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        let kind = match (status, api.as_ref().map(|a| a.error.as_str())) {
+            (http::StatusCode::NOT_FOUND, Some("unknown_agent")) => ErrorKind::UnknownAgent,
+            (s, _) if s.is_server_error() => ErrorKind::RegistryUnavailable,
+            _ => ErrorKind::Protocol,
+        };
+        Err(Error::new(kind, format!("registry {} answered {status}: {message}", self.base)))
+    }
+}
+
+/// Checks a registry URL and strips trailing slashes: only https is accepted.
+pub fn check_registry_url(url: &str) -> Result<String> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let uri: http::Uri = trimmed.parse().map_err(|e| {
+        Error::new(ErrorKind::InvalidConfig, format!("the registry URL '{url}' is not a URL ({e}); write it like https://127.0.0.1:8443"))
+    })?;
+    if uri.scheme_str() != Some("https") {
+        return Err(Error::new(
+            ErrorKind::RegistryUrlNotHttps,
+            format!("the registry URL '{url}' is not https://; toolmesh talks to the registry over mutual TLS only (write it like https://127.0.0.1:8443)"),
+        ));
+    }
+    if uri.host().is_none() {
+        return Err(Error::new(ErrorKind::InvalidConfig, format!("the registry URL '{url}' has no host")));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Percent-encodes a path segment.
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_url_must_be_https() {
+        assert_eq!(check_registry_url("https://127.0.0.1:8443/").unwrap(), "https://127.0.0.1:8443");
+        let e = check_registry_url("http://127.0.0.1:8443").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::RegistryUrlNotHttps);
+        assert!(e.message().contains("not https://"));
+        assert_eq!(check_registry_url("not a url").unwrap_err().kind(), ErrorKind::InvalidConfig);
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(encode("calc-1a2b"), "calc-1a2b");
+        assert_eq!(encode("a/b c"), "a%2Fb%20c");
+    }
+}

@@ -1,0 +1,231 @@
+//! The HTTPS listener shared by agents and the registry: TLS with a mandatory client
+//! certificate, HTTP/1.1 and HTTP/2 by ALPN, a clear answer to plaintext, graceful shutdown.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::tls::peer_identity;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub type Body = Full<Bytes>;
+
+/// Who is on the other end of an inbound request, from its verified certificate.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub identity: String,
+    pub remote: SocketAddr,
+}
+
+/// How long a client has to start and finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The answer to a plaintext HTTP request on the TLS port.
+pub const PLAINTEXT_ANSWER: &str = "toolmesh: this port speaks HTTPS with mutual TLS only. \
+Retry with https:// and a client certificate issued by the mesh CA \
+(TOOLMESH_TLS_CERT / TOOLMESH_TLS_KEY, or `toolmesh certs issue NAME`).\n";
+
+/// Binds a TCP listener, turning "address in use" into an error that says what to do.
+pub async fn bind(host: &str, port: u16) -> Result<TcpListener> {
+    let addr = format!("{}:{port}", bracket_ipv6(host));
+    TcpListener::bind(&addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            Error::new(
+                ErrorKind::AddressInUse,
+                format!("cannot listen on {addr}: the port is already in use; stop the other process or choose another port (TOOLMESH_PORT / --port; 0 picks a free one)"),
+            )
+        } else {
+            Error::new(ErrorKind::AddressInUse, format!("cannot listen on {addr}: {e}; check TOOLMESH_HOST / --host"))
+        }
+    })
+}
+
+pub fn bracket_ipv6(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// A running HTTPS server.
+pub struct HttpsServer {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl HttpsServer {
+    /// Serves `handler` on `listener` until [`HttpsServer::shutdown`].
+    pub fn spawn<F, Fut>(listener: TcpListener, tls: Arc<rustls::ServerConfig>, handler: F) -> Result<HttpsServer>
+    where
+        F: Fn(http::Request<Incoming>, Arc<PeerInfo>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = http::Response<Body>> + Send + 'static,
+    {
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| Error::new(ErrorKind::AddressInUse, format!("listener has no address: {e}")))?;
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, tokio_rustls::TlsAcceptor::from(tls), handler, stopped));
+        Ok(HttpsServer { local_addr, stop, task })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish for up to `grace`, then closes.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let task = self.task;
+        tokio::pin!(task);
+        if tokio::time::timeout(grace + Duration::from_millis(100), &mut task).await.is_err() {
+            task.abort();
+        }
+        // Connections still open after the grace period are dropped with the task.
+    }
+}
+
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    handler: F,
+    mut stopped: watch::Receiver<bool>,
+) where
+    F: Fn(http::Request<Incoming>, Arc<PeerInfo>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = http::Response<Body>> + Send + 'static,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let handler = handler.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let Some(tls) = handshake(stream, remote, &acceptor).await else { return };
+            let identity = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(peer_identity)
+                .unwrap_or_else(|| "unknown".to_owned());
+            let peer = Arc::new(PeerInfo { identity, remote });
+            let service = hyper::service::service_fn(move |req| {
+                let fut = handler(req, peer.clone());
+                async move { Ok::<_, Infallible>(fut.await) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%remote, "connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Answers plaintext with a readable error; returns the TLS stream when the handshake succeeds.
+async fn handshake(
+    stream: TcpStream,
+    remote: SocketAddr,
+    acceptor: &tokio_rustls::TlsAcceptor,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => {}
+        _ => return None,
+    }
+    // Every TLS connection starts with a handshake record (content type 22).
+    if first[0] != 0x16 {
+        tracing::info!(%remote, "refused a plaintext request on the TLS port");
+        answer_plaintext(stream).await;
+        return None;
+    }
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::info!(%remote, "refused a TLS connection: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::info!(%remote, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+async fn answer_plaintext(mut stream: TcpStream) {
+    // Read the request head first: closing with unread data would reset the connection and the
+    // client would never see the answer.
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut seen = 0;
+    while seen < buf.len() {
+        match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf[seen..])).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => seen += n,
+        }
+        if buf[..seen].windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{}",
+        PLAINTEXT_ANSWER.len(),
+        PLAINTEXT_ANSWER
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    // Drain briefly so the close is orderly.
+    let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await;
+}
+
+/// Reads a request body of at most `limit` bytes; `Err` carries the ready 413/400 answer.
+pub async fn read_body(body: Incoming, limit: usize) -> std::result::Result<Bytes, http::Response<Body>> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(text_response(http::StatusCode::PAYLOAD_TOO_LARGE, format!("request body larger than {limit} bytes")))
+        }
+        Err(e) => Err(text_response(http::StatusCode::BAD_REQUEST, format!("cannot read request body: {e}"))),
+    }
+}
+
+pub fn text_response(status: http::StatusCode, text: impl Into<String>) -> http::Response<Body> {
+    http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(text.into())))
+        .expect("static response parts are valid")
+}
+
+pub fn json_response(status: http::StatusCode, body: &impl serde::Serialize) -> http::Response<Body> {
+    let bytes = serde_json::to_vec(body).expect("response bodies always serialize");
+    http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(bytes)))
+        .expect("static response parts are valid")
+}
