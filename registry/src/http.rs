@@ -1,0 +1,275 @@
+//! The registry's HTTP API (documented in `registry/openapi.yaml`): routing, bodies, and turning
+//! every refusal into an `ApiError` with the right status.
+
+use crate::state::{Registry, StateError};
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use toolmesh_core::registry_api::{ApiError, DependencySpec, HeartbeatRequest, RegisterRequest};
+use toolmesh_core::server::{json_response, read_body, Body, PeerInfo};
+
+/// Registrations carry tool input schemas; a megabyte leaves room for hundreds of tools.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+const DEFAULT_WAIT: Duration = Duration::from_millis(30_000);
+const MAX_WAIT: Duration = Duration::from_millis(60_000);
+
+/// What every request handler shares.
+pub struct Api {
+    pub registry: Arc<Registry>,
+    /// Turns true when the registry shuts down, so long polls answer at once instead of
+    /// holding the shutdown for up to a minute.
+    pub closing: watch::Receiver<bool>,
+}
+
+type Response = http::Response<Body>;
+
+/// The routes of the API, parsed from the path alone so that a known path with the wrong
+/// method gets 405 rather than 404.
+enum Route {
+    Health,
+    Agents,
+    Agent(String),
+    Heartbeat(String),
+    Topology(String),
+    Resolve,
+}
+
+impl Route {
+    fn parse(path: &str) -> Result<Option<Route>, Response> {
+        let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+        let agent_id = |segment: &str| {
+            percent_decode(segment).filter(|id| !id.is_empty()).ok_or_else(|| {
+                error(StatusCode::BAD_REQUEST, "invalid_request", format!("'{segment}' is not a valid percent-encoded agent id"))
+            })
+        };
+        Ok(Some(match segments.as_slice() {
+            ["health"] => Route::Health,
+            ["v1", "agents"] => Route::Agents,
+            ["v1", "agents", id] => Route::Agent(agent_id(id)?),
+            ["v1", "agents", id, "heartbeat"] => Route::Heartbeat(agent_id(id)?),
+            ["v1", "agents", id, "topology"] => Route::Topology(agent_id(id)?),
+            ["v1", "resolve"] => Route::Resolve,
+            _ => return Ok(None),
+        }))
+    }
+
+    fn allowed(&self) -> &'static str {
+        match self {
+            Route::Health | Route::Topology(_) => "GET",
+            Route::Agents => "GET, POST",
+            Route::Agent(_) => "DELETE",
+            Route::Heartbeat(_) | Route::Resolve => "POST",
+        }
+    }
+}
+
+pub async fn handle(api: Arc<Api>, request: http::Request<Incoming>, peer: Arc<PeerInfo>) -> Response {
+    let (parts, body) = request.into_parts();
+    let route = match Route::parse(parts.uri.path()) {
+        Ok(Some(route)) => route,
+        Ok(None) => {
+            return error(StatusCode::NOT_FOUND, "not_found", format!("no route {}; see registry/openapi.yaml", parts.uri.path()))
+        }
+        Err(answer) => return answer,
+    };
+    let registry = &api.registry;
+    let caller = peer.identity.as_str();
+    match (&route, &parts.method) {
+        (Route::Health, &Method::GET) => json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        (Route::Agents, &Method::GET) => json_response(StatusCode::OK, &registry.list()),
+        (Route::Agents, &Method::POST) => match json_body::<RegisterRequest>(body).await {
+            Ok(registration) => answer(registry.register(registration, caller)),
+            Err(answer) => answer,
+        },
+        (Route::Agent(id), &Method::DELETE) => match registry.deregister(id, caller) {
+            Ok(()) => no_content(),
+            Err(e) => state_error(e),
+        },
+        (Route::Heartbeat(id), &Method::POST) => match json_body::<HeartbeatRequest>(body).await {
+            Ok(beat) => answer(registry.heartbeat(id, caller, beat.topology_version)),
+            Err(answer) => answer,
+        },
+        (Route::Topology(id), &Method::GET) => match WatchQuery::parse(parts.uri.query()) {
+            Ok(query) => long_poll(&api, id, query).await,
+            Err(answer) => answer,
+        },
+        (Route::Resolve, &Method::POST) => match json_body::<DependencySpec>(body).await {
+            Ok(spec) => answer(registry.resolve(&spec)),
+            Err(answer) => answer,
+        },
+        (route, method) => {
+            let mut answer = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on {}; use {}", parts.uri.path(), route.allowed()),
+            );
+            answer.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static(route.allowed()));
+            answer
+        }
+    }
+}
+
+/// `?since=V&wait_ms=N` of the topology long poll.
+struct WatchQuery {
+    since: u64,
+    wait: Duration,
+}
+
+impl WatchQuery {
+    fn parse(query: Option<&str>) -> Result<WatchQuery, Response> {
+        let mut parsed = WatchQuery { since: 0, wait: DEFAULT_WAIT };
+        for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let number = || {
+                value.parse::<u64>().map_err(|_| {
+                    error(StatusCode::BAD_REQUEST, "invalid_request", format!("query parameter {name}='{value}' is not a non-negative integer"))
+                })
+            };
+            match name {
+                "since" => parsed.since = number()?,
+                "wait_ms" => parsed.wait = Duration::from_millis(number()?).min(MAX_WAIT),
+                _ => {}
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// Answers with the agent's topology as soon as its version differs from `since`, or 204 when
+/// `wait` passes first. Holds no lock while waiting: it waits on the agent's watch channel.
+async fn long_poll(api: &Api, agent_id: &str, query: WatchQuery) -> Response {
+    let mut topology = match api.registry.watch(agent_id) {
+        Ok(receiver) => receiver,
+        Err(e) => return state_error(e),
+    };
+    let mut closing = api.closing.clone();
+    let deadline = tokio::time::Instant::now() + query.wait;
+    loop {
+        let current = topology.borrow_and_update().clone();
+        if current.version != query.since {
+            return json_response(StatusCode::OK, current.as_ref());
+        }
+        tokio::select! {
+            changed = tokio::time::timeout_at(deadline, topology.changed()) => match changed {
+                Ok(Ok(())) => continue,
+                // The sender is dropped when the agent is deregistered or evicted.
+                Ok(Err(_)) => return state_error(StateError::UnknownAgent(agent_id.to_owned())),
+                Err(_elapsed) => return no_content(),
+            },
+            _ = closing.wait_for(|closing| *closing) => return no_content(),
+        }
+    }
+}
+
+async fn json_body<T: DeserializeOwned>(body: Incoming) -> Result<T, Response> {
+    let bytes = match read_body(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(refusal) => return Err(as_api_error(refusal).await),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the request body is not a valid {}: {e}", short_type_name::<T>()),
+        )
+    })
+}
+
+/// `read_body` answers in plain text; this API answers every error as an `ApiError`.
+async fn as_api_error(refusal: Response) -> Response {
+    let (parts, body) = refusal.into_parts();
+    let text = body.collect().await.map(|b| b.to_bytes()).unwrap_or_else(|never| match never {});
+    let name = if parts.status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "invalid_request" };
+    error(parts.status, name, String::from_utf8_lossy(&text).into_owned())
+}
+
+fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+fn answer<T: serde::Serialize>(result: Result<T, StateError>) -> Response {
+    match result {
+        Ok(body) => json_response(StatusCode::OK, &body),
+        Err(e) => state_error(e),
+    }
+}
+
+fn state_error(e: StateError) -> Response {
+    match e {
+        StateError::Invalid(message) => error(StatusCode::BAD_REQUEST, "invalid_request", message),
+        StateError::UnknownAgent(agent_id) => error(
+            StatusCode::NOT_FOUND,
+            "unknown_agent",
+            format!("no agent '{agent_id}' is registered (the registry restarted or evicted it); register again"),
+        ),
+        StateError::IdentityConflict { agent_id, registered, caller } => error(
+            StatusCode::CONFLICT,
+            "identity_conflict",
+            format!("agent id '{agent_id}' is registered by {registered}, not by {caller}; choose another agent id"),
+        ),
+        StateError::NotOwner { agent_id, registered, caller } => error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("agent '{agent_id}' was registered by {registered}; {caller} may not act on it"),
+        ),
+    }
+}
+
+fn error(status: StatusCode, name: &str, message: String) -> Response {
+    json_response(status, &ApiError { error: name.to_owned(), message })
+}
+
+fn no_content() -> Response {
+    http::Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Body::new(Bytes::new()))
+        .expect("static response parts are valid")
+}
+
+/// Decodes `%XX` escapes of a path segment; `None` for a bad escape or non-UTF-8 result.
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_round_trips_what_the_client_encodes() {
+        assert_eq!(percent_decode("calc-1a2b").as_deref(), Some("calc-1a2b"));
+        assert_eq!(percent_decode("a%2Fb%20c").as_deref(), Some("a/b c"));
+        assert_eq!(percent_decode("%e2%9c%93").as_deref(), Some("✓"));
+        assert_eq!(percent_decode("bad%2"), None);
+        assert_eq!(percent_decode("bad%zz"), None);
+        assert_eq!(percent_decode("%ff"), None, "not UTF-8");
+    }
+
+    #[test]
+    fn watch_query_defaults_caps_and_names_bad_numbers() {
+        let q = WatchQuery::parse(None).map_err(|_| "defaults").unwrap();
+        assert_eq!((q.since, q.wait), (0, DEFAULT_WAIT));
+        let q = WatchQuery::parse(Some("since=42&wait_ms=999999&other=x")).map_err(|_| "valid").unwrap();
+        assert_eq!((q.since, q.wait), (42, MAX_WAIT));
+        assert_eq!(WatchQuery::parse(Some("since=-1")).err().map(|r| r.status()), Some(StatusCode::BAD_REQUEST));
+    }
+}

@@ -1,0 +1,400 @@
+//! The registry's in-memory state: who is registered, what each agent provides and depends on,
+//! and each agent's current topology.
+//!
+//! Every operation takes the one lock, does its work without awaiting, and releases it. When an
+//! agent arrives, changes or leaves, only the agents that depend on a capability it provides (or
+//! provided) get their topology recomputed, through the `dependents` index; watchers are woken
+//! through a `watch` channel per agent, and only when the topology's version actually changed.
+
+use crate::validate::{self, Dependency};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use toolmesh_core::registry_api::{
+    AgentInfo, AgentList, DependencySpec, HeartbeatResponse, Provider, RegisterRequest, RegisterResponse,
+    ResolveResponse, ResolvedDependency, ToolInfo, Topology,
+};
+use toolmesh_core::resolve::Selector;
+
+/// Why an operation on the state was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateError {
+    /// The request is malformed; the text names the problem.
+    Invalid(String),
+    /// No agent with this id is registered.
+    UnknownAgent(String),
+    /// A registration for an id that another certificate identity holds.
+    IdentityConflict { agent_id: String, registered: String, caller: String },
+    /// A heartbeat or deregistration for an agent that another certificate identity registered.
+    NotOwner { agent_id: String, registered: String, caller: String },
+}
+
+/// The current topology of one agent, as watchers see it.
+pub type TopologyWatch = watch::Receiver<Arc<Topology>>;
+
+pub struct Registry {
+    state: Mutex<State>,
+    heartbeat_interval: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    agents: HashMap<String, Agent>,
+    /// capability → ids of the agents with a tool of that capability.
+    providers: HashMap<String, HashSet<String>>,
+    /// capability → ids of the agents with a dependency on that capability.
+    dependents: HashMap<String, HashSet<String>>,
+}
+
+struct Agent {
+    registration: RegisterRequest,
+    identity: String,
+    last_heartbeat: Instant,
+    dependencies: Vec<Dependency>,
+    topology: watch::Sender<Arc<Topology>>,
+}
+
+impl Agent {
+    fn provided_capabilities(&self) -> impl Iterator<Item = &str> {
+        self.registration.tools.iter().map(|t| t.capability.as_str())
+    }
+
+    fn depended_capabilities(&self) -> impl Iterator<Item = &str> {
+        self.dependencies.iter().map(|d| d.spec.capability.as_str())
+    }
+}
+
+impl Registry {
+    pub fn new(heartbeat_interval: Duration) -> Self {
+        Registry { state: Mutex::new(State::default()), heartbeat_interval }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("registry state lock poisoned")
+    }
+
+    /// Registers an agent, or updates it when the same identity registers the same id again
+    /// (an agent re-registers after a registry restart or an eviction).
+    pub fn register(&self, registration: RegisterRequest, identity: &str) -> Result<RegisterResponse, StateError> {
+        let dependencies = validate::registration(&registration).map_err(StateError::Invalid)?;
+        let agent_id = registration.agent_id.clone();
+        let mut state = self.lock();
+        let previous = match state.agents.get(&agent_id) {
+            Some(existing) if existing.identity != identity => {
+                return Err(StateError::IdentityConflict {
+                    agent_id,
+                    registered: existing.identity.clone(),
+                    caller: identity.to_owned(),
+                });
+            }
+            Some(_) => state.remove(&agent_id),
+            None => None,
+        };
+        let mut affected: BTreeSet<String> = BTreeSet::new();
+        // Keeping the channel of a re-registered agent keeps its watchers attached.
+        let topology = match previous {
+            Some(old) => {
+                affected.extend(old.provided_capabilities().map(str::to_owned));
+                old.topology
+            }
+            None => watch::Sender::new(Arc::new(Topology::new(Vec::new()))),
+        };
+        affected.extend(registration.tools.iter().map(|t| t.capability.clone()));
+        tracing::info!(
+            agent_id = %agent_id,
+            name = %registration.name,
+            endpoint = %registration.endpoint,
+            identity,
+            tools = registration.tools.len(),
+            dependencies = dependencies.len(),
+            "agent registered"
+        );
+        state.insert(Agent {
+            registration,
+            identity: identity.to_owned(),
+            last_heartbeat: Instant::now(),
+            dependencies,
+            topology,
+        });
+        let mut refresh = state.dependents_of(affected.iter().map(String::as_str));
+        refresh.insert(agent_id.clone());
+        state.refresh(&refresh);
+        let topology = state.agents[&agent_id].topology.borrow().as_ref().clone();
+        Ok(RegisterResponse { agent_id, heartbeat_interval_ms: self.interval_ms(), topology })
+    }
+
+    /// Records a heartbeat; answers with the topology only when `held_version` is outdated.
+    pub fn heartbeat(&self, agent_id: &str, caller: &str, held_version: u64) -> Result<HeartbeatResponse, StateError> {
+        let mut state = self.lock();
+        let agent = state.owned_mut(agent_id, caller)?;
+        agent.last_heartbeat = Instant::now();
+        let current = agent.topology.borrow();
+        let topology = (current.version != held_version).then(|| current.as_ref().clone());
+        Ok(HeartbeatResponse { topology })
+    }
+
+    /// A receiver of the agent's topology, for long polls. Its sender is dropped (and the
+    /// receiver sees the channel closed) when the agent is deregistered or evicted.
+    pub fn watch(&self, agent_id: &str) -> Result<TopologyWatch, StateError> {
+        let state = self.lock();
+        let agent = state.agents.get(agent_id).ok_or_else(|| StateError::UnknownAgent(agent_id.to_owned()))?;
+        Ok(agent.topology.subscribe())
+    }
+
+    /// Removes an agent; only the identity that registered it may.
+    pub fn deregister(&self, agent_id: &str, caller: &str) -> Result<(), StateError> {
+        let mut state = self.lock();
+        state.owned_mut(agent_id, caller)?;
+        let agent = state.remove(agent_id).expect("checked present under the same lock");
+        tracing::info!(agent_id, name = %agent.registration.name, "agent deregistered");
+        state.refresh_dependents_of(&agent);
+        Ok(())
+    }
+
+    /// Removes the agents whose last heartbeat is older than `max_silence`.
+    pub fn evict_silent(&self, max_silence: Duration) {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let silent: Vec<String> = state
+            .agents
+            .values()
+            .filter(|a| now.duration_since(a.last_heartbeat) > max_silence)
+            .map(|a| a.registration.agent_id.clone())
+            .collect();
+        for agent_id in &silent {
+            if let Some(agent) = state.remove(agent_id) {
+                tracing::info!(
+                    agent_id = %agent_id,
+                    name = %agent.registration.name,
+                    silent_ms = now.duration_since(agent.last_heartbeat).as_millis() as u64,
+                    "agent evicted: heartbeats stopped"
+                );
+                state.refresh_dependents_of(&agent);
+            }
+        }
+    }
+
+    /// Every agent, ordered by name then id; `stale` when a heartbeat is more than half an
+    /// interval overdue.
+    pub fn list(&self) -> AgentList {
+        let state = self.lock();
+        let now = Instant::now();
+        let stale_after = self.heartbeat_interval.mul_f64(1.5);
+        let mut agents: Vec<AgentInfo> = state
+            .agents
+            .values()
+            .map(|a| {
+                let silence = now.duration_since(a.last_heartbeat);
+                AgentInfo {
+                    agent_id: a.registration.agent_id.clone(),
+                    name: a.registration.name.clone(),
+                    endpoint: a.registration.endpoint.clone(),
+                    tools: a.registration.tools.clone(),
+                    status: if silence > stale_after { "stale" } else { "healthy" }.to_owned(),
+                    last_seen_ms: silence.as_millis() as u64,
+                    identity: a.identity.clone(),
+                }
+            })
+            .collect();
+        agents.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.agent_id.cmp(&b.agent_id)));
+        AgentList { agents }
+    }
+
+    pub fn resolve(&self, spec: &DependencySpec) -> Result<ResolveResponse, StateError> {
+        let selector = Selector::new(spec).map_err(|e| StateError::Invalid(e.message().to_owned()))?;
+        let state = self.lock();
+        Ok(ResolveResponse { providers: selector.rank(state.providers_of(&spec.capability)) })
+    }
+
+    fn interval_ms(&self) -> u64 {
+        self.heartbeat_interval.as_millis() as u64
+    }
+}
+
+impl State {
+    /// The agent, if `caller` is the identity that registered it.
+    fn owned_mut(&mut self, agent_id: &str, caller: &str) -> Result<&mut Agent, StateError> {
+        let agent = self.agents.get_mut(agent_id).ok_or_else(|| StateError::UnknownAgent(agent_id.to_owned()))?;
+        if agent.identity != caller {
+            return Err(StateError::NotOwner {
+                agent_id: agent_id.to_owned(),
+                registered: agent.identity.clone(),
+                caller: caller.to_owned(),
+            });
+        }
+        Ok(agent)
+    }
+
+    fn insert(&mut self, agent: Agent) {
+        let id = &agent.registration.agent_id;
+        for capability in agent.provided_capabilities() {
+            self.providers.entry(capability.to_owned()).or_default().insert(id.clone());
+        }
+        for capability in agent.depended_capabilities() {
+            self.dependents.entry(capability.to_owned()).or_default().insert(id.clone());
+        }
+        self.agents.insert(id.clone(), agent);
+    }
+
+    /// Removes an agent and its index entries; dependents are not refreshed here.
+    fn remove(&mut self, agent_id: &str) -> Option<Agent> {
+        let agent = self.agents.remove(agent_id)?;
+        unindex(&mut self.providers, agent.provided_capabilities(), agent_id);
+        unindex(&mut self.dependents, agent.depended_capabilities(), agent_id);
+        Some(agent)
+    }
+
+    fn dependents_of<'a>(&self, capabilities: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
+        capabilities.filter_map(|c| self.dependents.get(c)).flatten().cloned().collect()
+    }
+
+    fn refresh_dependents_of(&self, gone: &Agent) {
+        let dependents = self.dependents_of(gone.provided_capabilities());
+        self.refresh(&dependents);
+    }
+
+    /// Recomputes the topologies of `agent_ids` and wakes the watchers of those that changed.
+    fn refresh(&self, agent_ids: &BTreeSet<String>) {
+        for agent in agent_ids.iter().filter_map(|id| self.agents.get(id)) {
+            let topology = self.topology_of(agent);
+            agent.topology.send_if_modified(|current| {
+                let changed = current.version != topology.version;
+                if changed {
+                    *current = Arc::new(topology);
+                }
+                changed
+            });
+        }
+    }
+
+    fn topology_of(&self, agent: &Agent) -> Topology {
+        Topology::new(
+            agent
+                .dependencies
+                .iter()
+                .map(|d| ResolvedDependency {
+                    key: d.spec.key(),
+                    spec: d.spec.clone(),
+                    providers: d.selector.rank(self.providers_of(&d.spec.capability)),
+                })
+                .collect(),
+        )
+    }
+
+    /// Every registered tool of `capability` as an (unscored) provider.
+    fn providers_of<'a>(&'a self, capability: &'a str) -> impl Iterator<Item = Provider> + 'a {
+        self.providers
+            .get(capability)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.agents.get(id))
+            .flat_map(move |agent| {
+                agent.registration.tools.iter().filter(move |t| t.capability == capability).map(|t| provider(agent, t))
+            })
+    }
+}
+
+fn provider(agent: &Agent, tool: &ToolInfo) -> Provider {
+    Provider {
+        agent_id: agent.registration.agent_id.clone(),
+        agent_name: agent.registration.name.clone(),
+        endpoint: agent.registration.endpoint.clone(),
+        tool: tool.name.clone(),
+        capability: tool.capability.clone(),
+        version: tool.version.clone(),
+        tags: tool.tags.clone(),
+        score: 0,
+    }
+}
+
+fn unindex<'a>(index: &mut HashMap<String, HashSet<String>>, capabilities: impl Iterator<Item = &'a str>, agent_id: &str) {
+    for capability in capabilities {
+        if let Some(ids) = index.get_mut(capability) {
+            ids.remove(agent_id);
+            if ids.is_empty() {
+                index.remove(capability);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALICE: &str = "spiffe://toolmesh.local/agent/alice";
+
+    fn registration(agent_id: &str, provides: &[&str], depends_on: &[&str]) -> RegisterRequest {
+        let tools = provides
+            .iter()
+            .map(|capability| {
+                serde_json::from_value(serde_json::json!({
+                    "name": format!("{capability}-tool"),
+                    "capability": capability,
+                    "dependencies": depends_on,
+                }))
+                .expect("test tool")
+            })
+            .collect();
+        RegisterRequest { agent_id: agent_id.into(), name: agent_id.into(), endpoint: format!("https://{agent_id}:1/mcp"), tools }
+    }
+
+    fn provider_ids(watch: &TopologyWatch) -> Vec<String> {
+        watch.borrow().dependencies.iter().flat_map(|d| d.providers.iter().map(|p| p.agent_id.clone())).collect()
+    }
+
+    #[test]
+    fn dependents_follow_providers_and_others_are_not_woken() {
+        let registry = Registry::new(Duration::from_secs(5));
+        registry.register(registration("consumer", &["report"], &["add"]), ALICE).expect("register consumer");
+        registry.register(registration("bystander", &["log"], &["sub"]), ALICE).expect("register bystander");
+        let mut consumer = registry.watch("consumer").expect("watch consumer");
+        let mut bystander = registry.watch("bystander").expect("watch bystander");
+        consumer.mark_unchanged();
+        bystander.mark_unchanged();
+
+        registry.register(registration("adder", &["add"], &[]), ALICE).expect("register adder");
+        assert!(consumer.has_changed().expect("open"));
+        assert_eq!(provider_ids(&consumer), ["adder"]);
+        assert!(!bystander.has_changed().expect("open"), "an unrelated agent must not be woken");
+
+        consumer.mark_unchanged();
+        registry.register(registration("adder", &["add"], &[]), ALICE).expect("idempotent re-registration");
+        assert!(!consumer.has_changed().expect("open"), "an identical re-registration changes no topology");
+
+        registry.deregister("adder", ALICE).expect("deregister");
+        assert!(consumer.has_changed().expect("open"));
+        assert!(provider_ids(&consumer).is_empty());
+    }
+
+    #[test]
+    fn only_the_registering_identity_may_act_on_an_agent() {
+        let registry = Registry::new(Duration::from_secs(5));
+        let first = registry.register(registration("a", &["add"], &[]), ALICE).expect("register");
+        let mallory = "spiffe://toolmesh.local/agent/mallory";
+        assert!(matches!(
+            registry.register(registration("a", &["add"], &[]), mallory),
+            Err(StateError::IdentityConflict { .. })
+        ));
+        assert!(matches!(registry.heartbeat("a", mallory, first.topology.version), Err(StateError::NotOwner { .. })));
+        assert!(matches!(registry.deregister("a", mallory), Err(StateError::NotOwner { .. })));
+        assert_eq!(registry.heartbeat("a", ALICE, first.topology.version), Ok(HeartbeatResponse { topology: None }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agent_may_depend_on_itself_and_eviction_removes_it_from_dependents() {
+        let registry = Registry::new(Duration::from_secs(5));
+        let own = registry.register(registration("self", &["add"], &["add"]), ALICE).expect("register");
+        assert_eq!(own.topology.dependencies[0].providers[0].agent_id, "self");
+        registry.register(registration("consumer", &["report"], &["add"]), ALICE).expect("register");
+        let consumer = registry.watch("consumer").expect("watch");
+        tokio::time::advance(Duration::from_millis(5)).await;
+        registry.heartbeat("consumer", ALICE, 0).expect("heartbeat");
+        registry.evict_silent(Duration::from_millis(4));
+        assert_eq!(registry.list().agents.iter().map(|a| a.agent_id.as_str()).collect::<Vec<_>>(), ["consumer"]);
+        assert!(provider_ids(&consumer).is_empty());
+        assert!(matches!(registry.watch("self"), Err(StateError::UnknownAgent(_))));
+    }
+}
