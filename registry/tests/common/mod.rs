@@ -1,0 +1,99 @@
+//! What the registry's integration tests share: a mesh CA with identities issued in memory, an
+//! in-process registry with real mutual TLS, and a raw HTTPS client for it.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use bytes::Bytes;
+use http_body_util::Full;
+use std::sync::Arc;
+use std::time::Duration;
+use toolmesh_core::client::HttpsClient;
+use toolmesh_core::pki::{CertificateAuthority, Issued, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+use toolmesh_core::registry_api::{RegisterRequest, ToolInfo};
+use toolmesh_core::tls::Identity;
+use toolmesh_registry::{RegistryConfig, RunningRegistry};
+
+/// A throwaway mesh CA.
+pub struct Mesh {
+    pub ca: CertificateAuthority,
+}
+
+impl Mesh {
+    pub fn new() -> Self {
+        Mesh { ca: CertificateAuthority::generate("toolmesh test CA", 1).expect("generate CA") }
+    }
+
+    pub fn issue(&self, name: &str, role: Role) -> Issued {
+        self.ca.issue(&LeafRequest::new(name, role, DEFAULT_TRUST_DOMAIN, 1)).expect("issue leaf")
+    }
+
+    pub fn identity(&self, name: &str, role: Role) -> Arc<Identity> {
+        let leaf = self.issue(name, role);
+        Identity::from_pem(&leaf.cert_pem, &leaf.key_pem, self.ca.cert_pem()).expect("load identity")
+    }
+
+    pub async fn start_registry(&self, port: u16, heartbeat_interval: Duration) -> RunningRegistry {
+        let mut config = RegistryConfig::new("127.0.0.1", port, self.identity("registry", Role::Registry));
+        config.heartbeat_interval = heartbeat_interval;
+        toolmesh_registry::start(config).await.expect("start registry")
+    }
+}
+
+/// A registration with one tool per `(tool, capability)` and the given dependencies on each.
+pub fn registration(agent_id: &str, tools: &[(&str, &str)], dependencies: &[serde_json::Value]) -> RegisterRequest {
+    let tools = tools
+        .iter()
+        .map(|(name, capability)| {
+            serde_json::from_value::<ToolInfo>(serde_json::json!({
+                "name": name,
+                "capability": capability,
+                "tags": ["test"],
+                "dependencies": dependencies,
+            }))
+            .expect("test tool")
+        })
+        .collect();
+    RegisterRequest {
+        agent_id: agent_id.to_owned(),
+        name: agent_id.split('-').next().unwrap_or(agent_id).to_owned(),
+        endpoint: format!("https://127.0.0.1:9/{agent_id}/mcp"),
+        tools,
+    }
+}
+
+/// An answer as the wire carried it.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{} answer is not JSON ({e}): {}", self.status, String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Sends raw requests to the registry with one identity, over the core's mTLS client.
+pub struct RawClient {
+    base: String,
+    http: HttpsClient,
+}
+
+impl RawClient {
+    pub fn new(base: &str, identity: &Arc<Identity>) -> Self {
+        RawClient { base: base.to_owned(), http: HttpsClient::new(identity).expect("https client") }
+    }
+
+    pub async fn send(&self, method: &str, path: &str, body: Option<Bytes>) -> Answer {
+        let mut request = http::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        if body.is_some() {
+            request = request.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request.body(Full::new(body.unwrap_or_default())).expect("valid request");
+        let response = self.http.send(request).await.unwrap_or_else(|e| panic!("{method} {path}: {}", e.error));
+        let (parts, body) = response.into_parts();
+        Answer { status: parts.status, headers: parts.headers, body }
+    }
+}

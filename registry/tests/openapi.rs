@@ -1,0 +1,252 @@
+//! Checks the live registry against `registry/openapi.yaml`: every request this test sends and
+//! every answer it gets is validated against the document's schema for that operation and
+//! status, and every response the document lists must have been seen, so the document and the
+//! server cannot drift apart silently.
+
+mod common;
+
+use bytes::Bytes;
+use common::{registration, Answer, Mesh, RawClient};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use toolmesh_core::pki::Role;
+
+/// One documented response: path template, method, status.
+type ResponseKey = (String, String, String);
+
+struct Document {
+    root: Value,
+    seen: BTreeSet<ResponseKey>,
+}
+
+impl Document {
+    fn load() -> Self {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).expect("read openapi.yaml");
+        let root: Value = serde_norway::from_str(&text).expect("openapi.yaml is YAML");
+        assert_eq!(root["openapi"], "3.1.0");
+        Document { root, seen: BTreeSet::new() }
+    }
+
+    /// Every response the document lists, by operation.
+    fn documented(&self) -> BTreeSet<ResponseKey> {
+        let mut all = BTreeSet::new();
+        for (path, item) in self.root["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("path item") {
+                let Some(responses) = operation.get("responses").and_then(Value::as_object) else { continue };
+                for status in responses.keys() {
+                    all.insert((path.clone(), method.clone(), status.clone()));
+                }
+            }
+        }
+        all
+    }
+
+    /// Follows a `$ref` to a component (responses and parameters are referenced whole).
+    fn deref<'a>(&'a self, node: &'a Value) -> &'a Value {
+        match node.get("$ref").and_then(Value::as_str) {
+            Some(reference) => {
+                let pointer = reference.strip_prefix('#').expect("local reference");
+                self.root.pointer(pointer).unwrap_or_else(|| panic!("dangling reference {reference}"))
+            }
+            None => node,
+        }
+    }
+
+    /// Validates `instance` against `schema`, resolving `#/components/...` references against
+    /// the document by embedding its components next to the schema.
+    fn validate(&self, schema: &Value, instance: &Value, what: &str) {
+        let wrapper = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "components": self.root["components"],
+            "allOf": [schema],
+        });
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&wrapper)
+            .unwrap_or_else(|e| panic!("{what}: the document's schema does not compile: {e}"));
+        let errors: Vec<String> = validator.iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        assert!(errors.is_empty(), "{what} does not match openapi.yaml:\n  {}\ninstance: {instance:#}", errors.join("\n  "));
+    }
+
+    fn operation(&self, template: &str, method: &str) -> &Value {
+        let item = &self.root["paths"][template];
+        assert!(item.is_object(), "openapi.yaml does not document {template}");
+        let operation = &item[method];
+        assert!(operation.is_object(), "openapi.yaml does not document {method} {template}");
+        operation
+    }
+
+    /// Checks a request body against the operation's request schema.
+    fn check_request(&self, template: &str, method: &str, body: &Value) {
+        let schema = &self.operation(template, method)["requestBody"]["content"]["application/json"]["schema"];
+        assert!(schema.is_object(), "{method} {template} documents no JSON request body");
+        self.validate(schema, body, &format!("request of {method} {template}"));
+    }
+
+    /// Checks an answer against the documented response for its status, and records it.
+    fn check_answer(&mut self, template: &str, method: &str, answer: &Answer) {
+        let status = answer.status.as_str().to_owned();
+        let response = &self.operation(template, method)["responses"][status.as_str()];
+        assert!(response.is_object(), "{method} {template} answered {status}, which openapi.yaml does not list: {answer:?}");
+        self.check_response(self.deref(response), answer, &format!("{status} of {method} {template}"));
+        self.seen.insert((template.to_owned(), method.to_owned(), status));
+    }
+
+    fn check_response(&self, response: &Value, answer: &Answer, what: &str) {
+        match response["content"]["application/json"]["schema"] {
+            Value::Null => assert!(answer.body.is_empty(), "{what} documents no body but got {:?}", answer.body),
+            ref schema => {
+                let content_type = answer.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                assert_eq!(content_type, Some("application/json"), "{what}");
+                self.validate(schema, &answer.json(), what);
+            }
+        }
+        if let Some(headers) = response.get("headers").and_then(Value::as_object) {
+            for name in headers.keys() {
+                assert!(answer.headers.contains_key(name.as_str()), "{what} documents header {name}, missing from the answer");
+            }
+        }
+    }
+}
+
+/// Sends requests and checks each exchange against the document.
+struct Exchange<'a> {
+    document: &'a mut Document,
+    client: &'a RawClient,
+}
+
+impl Exchange<'_> {
+    /// The same exchange, sent with another identity.
+    fn by<'b>(&'b mut self, client: &'b RawClient) -> Exchange<'b> {
+        Exchange { document: &mut *self.document, client }
+    }
+
+    /// Sends a body that must itself match the documented request schema and expects `status`.
+    async fn expect(&mut self, status: u16, method: &str, template: &str, path: &str, body: Option<Value>) -> Answer {
+        if let Some(body) = &body {
+            self.document.check_request(template, method, body);
+        }
+        self.expect_raw(status, method, template, path, body.map(|b| Bytes::from(b.to_string()))).await
+    }
+
+    /// Sends any body (e.g. a deliberately invalid one) and expects `status`.
+    async fn expect_raw(&mut self, status: u16, method: &str, template: &str, path: &str, body: Option<Bytes>) -> Answer {
+        let answer = self.client.send(&method.to_ascii_uppercase(), path, body).await;
+        assert_eq!(answer.status.as_u16(), status, "{method} {path}: {}", String::from_utf8_lossy(&answer.body));
+        self.document.check_answer(template, method, &answer);
+        answer
+    }
+}
+
+#[tokio::test]
+async fn the_live_registry_matches_its_openapi_document() {
+    let mesh = Mesh::new();
+    let registry = mesh.start_registry(0, Duration::from_secs(5)).await;
+    let alice = RawClient::new(&registry.url(), &mesh.identity("alice", Role::Agent));
+    let mallory = RawClient::new(&registry.url(), &mesh.identity("mallory", Role::Agent));
+    let mut document = Document::load();
+    let mut ex = Exchange { document: &mut document, client: &alice };
+
+    const AGENTS: &str = "/v1/agents";
+    const AGENT: &str = "/v1/agents/{agent_id}";
+    const HEARTBEAT: &str = "/v1/agents/{agent_id}/heartbeat";
+    const TOPOLOGY: &str = "/v1/agents/{agent_id}/topology";
+    const RESOLVE: &str = "/v1/resolve";
+    let bytes = |text: &str| Some(Bytes::from(text.to_owned()));
+
+    ex.expect(200, "get", "/health", "/health", None).await;
+
+    // Registration: a provider, and a consumer that depends on it (with every selector form).
+    let provider = serde_json::to_value(registration("adder-1", &[("add", "add")], &[])).expect("json");
+    ex.expect(200, "post", AGENTS, AGENTS, Some(provider.clone())).await;
+    let consumer = serde_json::to_value(registration(
+        "consumer-1",
+        &[("report", "report")],
+        &[json!("add"), json!({"capability": "add", "tags": ["test", "+fast", "-beta", ["a", "test"]], "version": ">=1"})],
+    ))
+    .expect("json");
+    let registered = ex.expect(200, "post", AGENTS, AGENTS, Some(consumer)).await.json();
+    let version = registered["topology"]["version"].as_u64().expect("topology version");
+    assert_eq!(registered["topology"]["dependencies"][0]["providers"][0]["agent_id"], "adder-1");
+    let plaintext_endpoint = r#"{"agent_id":"x","name":"x","endpoint":"http://x/mcp","tools":[]}"#;
+    let refused = ex.expect_raw(400, "post", AGENTS, AGENTS, bytes(plaintext_endpoint)).await.json();
+    assert_eq!(refused["error"], "invalid_request");
+    let refused = ex.expect_raw(400, "post", AGENTS, AGENTS, bytes(r#"{"agent_id":"x"}"#)).await.json();
+    assert_eq!(refused["error"], "invalid_json");
+    assert!(refused["message"].as_str().is_some_and(|m| m.contains("missing field `name`")), "{refused}");
+    ex.expect_raw(413, "post", AGENTS, AGENTS, Some(Bytes::from(vec![b' '; 1024 * 1024 + 1]))).await;
+    let stolen = ex.by(&mallory).expect(409, "post", AGENTS, AGENTS, Some(provider)).await.json();
+    assert_eq!(stolen["error"], "identity_conflict");
+
+    let list = ex.expect(200, "get", AGENTS, AGENTS, None).await.json();
+    assert_eq!(list["agents"].as_array().map(Vec::len), Some(2));
+    assert_eq!(list["agents"][0]["identity"], "spiffe://toolmesh.local/agent/alice");
+
+    // Heartbeats.
+    let consumer_beat = "/v1/agents/consumer-1/heartbeat";
+    let beat = ex.expect(200, "post", HEARTBEAT, consumer_beat, Some(json!({"topology_version": version}))).await;
+    assert_eq!(beat.json(), json!({}), "an unchanged topology is not resent");
+    let beat = ex.expect(200, "post", HEARTBEAT, consumer_beat, Some(json!({"topology_version": 0}))).await;
+    assert_eq!(beat.json()["topology"]["version"], version);
+    ex.expect_raw(400, "post", HEARTBEAT, consumer_beat, bytes("{}")).await;
+    ex.expect(404, "post", HEARTBEAT, "/v1/agents/nobody/heartbeat", Some(json!({"topology_version": 0}))).await;
+    ex.by(&mallory).expect(403, "post", HEARTBEAT, consumer_beat, Some(json!({"topology_version": 0}))).await;
+
+    // Topology long poll.
+    let topology = ex.expect(200, "get", TOPOLOGY, "/v1/agents/consumer-1/topology?since=0&wait_ms=10", None).await;
+    assert_eq!(topology.json()["version"], version);
+    ex.expect(204, "get", TOPOLOGY, &format!("/v1/agents/consumer-1/topology?since={version}&wait_ms=10"), None).await;
+    ex.expect(400, "get", TOPOLOGY, "/v1/agents/consumer-1/topology?wait_ms=soon", None).await;
+    ex.expect(404, "get", TOPOLOGY, "/v1/agents/nobody/topology", None).await;
+
+    // Resolution.
+    let resolved = ex.expect(200, "post", RESOLVE, RESOLVE, Some(json!({"capability": "add", "tags": ["+test"]}))).await.json();
+    assert_eq!(resolved["providers"][0]["score"], 1);
+    ex.expect(200, "post", RESOLVE, RESOLVE, Some(json!("add"))).await;
+    ex.expect(400, "post", RESOLVE, RESOLVE, Some(json!({"capability": "add", "version": ">>1"}))).await;
+
+    // Deregistration.
+    ex.by(&mallory).expect(403, "delete", AGENT, "/v1/agents/adder-1", None).await;
+    ex.expect(204, "delete", AGENT, "/v1/agents/adder-1", None).await;
+    ex.expect(404, "delete", AGENT, "/v1/agents/adder-1", None).await;
+
+    let missing: Vec<_> = document.documented().difference(&document.seen).cloned().collect();
+    assert!(missing.is_empty(), "documented responses this test never saw (document drifted?): {missing:?}");
+    registry.shutdown().await;
+}
+
+#[tokio::test]
+async fn undocumented_methods_and_paths_get_the_documented_errors() {
+    let mesh = Mesh::new();
+    let registry = mesh.start_registry(0, Duration::from_secs(5)).await;
+    let client = RawClient::new(&registry.url(), &mesh.identity("alice", Role::Agent));
+    let document = Document::load();
+    let responses = &document.root["components"]["responses"];
+    for (template, item) in document.root["paths"].as_object().expect("paths") {
+        let documented: BTreeSet<String> = item
+            .as_object()
+            .expect("path item")
+            .keys()
+            .filter(|k| *k != "parameters")
+            .map(|m| m.to_ascii_uppercase())
+            .collect();
+        let undocumented = ["GET", "POST", "PUT", "DELETE", "PATCH"].into_iter().find(|m| !documented.contains(*m));
+        let method = undocumented.expect("some method is undocumented");
+        let path = template.replace("{agent_id}", "some-agent");
+        let answer = client.send(method, &path, None).await;
+        assert_eq!(answer.status, 405, "{method} {path}");
+        document.check_response(&responses["MethodNotAllowed"], &answer, &format!("405 of {method} {path}"));
+        let allow: BTreeSet<String> = answer.headers["allow"]
+            .to_str()
+            .expect("ascii Allow")
+            .split(',')
+            .map(|m| m.trim().to_owned())
+            .collect();
+        assert_eq!(allow, documented, "Allow of {path} should list exactly the documented methods");
+    }
+    let unknown = client.send("GET", "/v2/agents", None).await;
+    assert_eq!(unknown.status, 404);
+    document.check_response(&responses["NotFound"], &unknown, "404 of an unknown path");
+    registry.shutdown().await;
+}
