@@ -7,13 +7,20 @@
 //! [`agent`] (all of it together).
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod client;
+pub mod config;
 pub mod context;
+pub mod discovery;
 pub mod error;
+pub mod host;
+pub mod mcp;
+pub mod pipeline;
 pub mod pki;
 pub mod registry_api;
 pub mod registry_client;
 pub mod resolve;
+pub mod runtime;
 pub mod server;
 pub mod tls;
 

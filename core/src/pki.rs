@@ -216,10 +216,19 @@ mod tests {
         let leaf = ca.issue(&LeafRequest::new("calc", Role::Agent, DEFAULT_TRUST_DOMAIN, 5)).unwrap();
         let der = rustls_pki_types::CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
-        let sans = format!("{:?}", cert.subject_alternative_name().unwrap().unwrap().value.general_names);
-        for want in ["calc", "localhost", "127.0.0.1", "spiffe://toolmesh.local/agent/calc"] {
-            assert!(sans.contains(want), "{want} missing from {sans}");
+        let mut sans = Vec::new();
+        for name in &cert.subject_alternative_name().unwrap().unwrap().value.general_names {
+            sans.push(match name {
+                x509_parser::extensions::GeneralName::DNSName(d) => d.to_string(),
+                x509_parser::extensions::GeneralName::URI(u) => u.to_string(),
+                x509_parser::extensions::GeneralName::IPAddress(ip) => match ip.len() {
+                    4 => std::net::IpAddr::from(<[u8; 4]>::try_from(*ip).unwrap()).to_string(),
+                    _ => std::net::IpAddr::from(<[u8; 16]>::try_from(*ip).unwrap()).to_string(),
+                },
+                other => format!("{other:?}"),
+            });
         }
+        assert_eq!(sans, ["calc", "localhost", "127.0.0.1", "::1", "spiffe://toolmesh.local/agent/calc"]);
     }
 
     #[test]

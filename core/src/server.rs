@@ -83,6 +83,11 @@ impl HttpsServer {
         self.local_addr
     }
 
+    /// Stops accepting and closes connections as they go idle, without waiting.
+    pub fn stop_now(&self) {
+        let _ = self.stop.send(true);
+    }
+
     /// Stops accepting, lets in-flight requests finish for up to `grace`, then closes.
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.stop.send(true);

@@ -1,0 +1,306 @@
+//! An agent: its tools served over mTLS, its registration, and its dependency calls.
+
+use crate::client::RequestError;
+use crate::config::AgentConfig;
+use crate::context::{RequestContext, TraceContext};
+use crate::discovery::{Discovery, TopologyView};
+use crate::error::{Error, ErrorKind, Result};
+use crate::host::{LocalTools, ToolHandler};
+use crate::mcp::{McpClient, McpServer, ServerInfo, ENDPOINT_PATH};
+use crate::pipeline::{Pipeline, Transport};
+use crate::registry_api::{DependencySpec, Provider, RegisterRequest, ToolInfo};
+use crate::registry_client::RegistryClient;
+use crate::resolve::Selector;
+use crate::server::{bracket_ipv6, HttpsServer};
+use crate::tls::Identity;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long a stopping agent keeps serving after deregistering, so that callers holding the old
+/// topology are not refused while the change reaches them.
+const DRAIN_AFTER_DEREGISTER: Duration = Duration::from_millis(300);
+/// How long in-flight requests may take to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Parses the tool list a binding hands over as JSON, and checks it.
+pub fn parse_tools(json: &str) -> Result<Vec<ToolInfo>> {
+    let tools: Vec<ToolInfo> = serde_json::from_str(json)
+        .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("the tool definitions are not valid: {e}")))?;
+    validate_tools(&tools)?;
+    Ok(tools)
+}
+
+/// Tool names are unique MCP names; capabilities are set; dependency selectors parse.
+pub fn validate_tools(tools: &[ToolInfo]) -> Result<()> {
+    let mut names = HashSet::new();
+    for tool in tools {
+        let valid_name = (1..=128).contains(&tool.name.len())
+            && tool.name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !valid_name {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!("tool name '{}' is not valid: use 1 to 128 characters of A-Z, a-z, 0-9, '_', '-' and '.'", tool.name),
+            ));
+        }
+        if !names.insert(tool.name.as_str()) {
+            return Err(Error::new(ErrorKind::InvalidConfig, format!("two tools are named '{}'; tool names must be unique", tool.name)));
+        }
+        if tool.capability.trim().is_empty() {
+            return Err(Error::new(ErrorKind::InvalidConfig, format!("tool '{}' needs a capability", tool.name)));
+        }
+        if !tool.input_schema.is_object() {
+            return Err(Error::new(ErrorKind::InvalidConfig, format!("tool '{}': the input schema must be a JSON object", tool.name)));
+        }
+        for dependency in &tool.dependencies {
+            Selector::new(dependency).map_err(|e| e.context(format!("tool '{}'", tool.name)))?;
+        }
+    }
+    Ok(())
+}
+
+/// The dependencies of one tool, in declaration order.
+struct ToolDependencies {
+    specs: Vec<(String, DependencySpec)>,
+    timeout: Duration,
+}
+
+struct Inner {
+    id: String,
+    endpoint: String,
+    local_addr: SocketAddr,
+    local: Arc<LocalTools>,
+    dependencies: HashMap<String, ToolDependencies>,
+    /// This agent's own providers of each dependency: used until the registry answers, and
+    /// when there is no registry at all.
+    local_providers: HashMap<String, Vec<Provider>>,
+    topology: watch::Receiver<Arc<TopologyView>>,
+    client: McpClient,
+    pipeline: Pipeline,
+    server: Mutex<Option<HttpsServer>>,
+    discovery: Mutex<Option<Discovery>>,
+    stopped: AtomicBool,
+}
+
+/// A running agent. Cheap to clone; stops when [`Agent::shutdown`] is called (or, without a
+/// clean deregistration, when the last clone is dropped).
+#[derive(Clone)]
+pub struct Agent {
+    inner: Arc<Inner>,
+}
+
+impl Agent {
+    /// Checks the configuration and tools, loads the identity, starts serving, and registers in
+    /// the background (a registry that is down does not stop the agent from starting).
+    pub async fn start(config: AgentConfig, tools: Vec<ToolInfo>, handler: Arc<dyn ToolHandler>) -> Result<Agent> {
+        validate_tools(&tools)?;
+        let identity = Identity::load(&config.tls_files()?)?;
+        let registry = config.registry_url.as_deref().map(|url| RegistryClient::new(url, &identity)).transpose()?;
+        let listener = crate::server::bind(&config.host, config.port).await?;
+        let local_addr = listener.local_addr().map_err(|e| Error::new(ErrorKind::AddressInUse, e.to_string()))?;
+        let endpoint = format!("https://{}:{}{ENDPOINT_PATH}", bracket_ipv6(&config.advertised_host()), local_addr.port());
+        let id = format!("{}-{}", config.name, &TraceContext::new_root().span_id[..8]);
+
+        let dependencies: HashMap<String, ToolDependencies> = tools
+            .iter()
+            .map(|t| {
+                let specs = t.dependencies.iter().map(|d| (d.key(), d.clone())).collect();
+                let timeout = t.timeout_ms.map_or(config.call_timeout, Duration::from_millis);
+                (t.name.clone(), ToolDependencies { specs, timeout })
+            })
+            .collect();
+        let local_providers = own_providers(&id, &config.name, &endpoint, &tools)?;
+        let local = Arc::new(LocalTools::new(tools.clone(), handler));
+
+        let mcp = Arc::new(McpServer::new(
+            ServerInfo { name: config.name.clone(), version: env!("CARGO_PKG_VERSION").to_owned() },
+            local.clone(),
+            config.propagate_headers.clone(),
+        ));
+        let server = HttpsServer::spawn(listener, identity.server_config()?, move |request, peer| {
+            let mcp = mcp.clone();
+            async move { mcp.handle(request, peer).await }
+        })?;
+
+        let discovery = registry.map(|client| {
+            let registration = RegisterRequest { agent_id: id.clone(), name: config.name.clone(), endpoint: endpoint.clone(), tools };
+            Discovery::spawn(client, registration, config.heartbeat_interval)
+        });
+        let topology = match &discovery {
+            Some(d) => d.topology(),
+            None => watch::channel(Arc::new(TopologyView::default())).1,
+        };
+        tracing::info!(agent = %id, %endpoint, identity = %identity.name(), "serving");
+        Ok(Agent {
+            inner: Arc::new(Inner {
+                id,
+                endpoint,
+                local_addr,
+                local,
+                dependencies,
+                local_providers,
+                topology,
+                client: McpClient::new(&identity)?,
+                pipeline: Pipeline::new(),
+                server: Mutex::new(Some(server)),
+                discovery: Mutex::new(discovery),
+                stopped: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    pub fn agent_id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// `https://host:port/mcp`
+    pub fn endpoint(&self) -> &str {
+        &self.inner.endpoint
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// Waits until the registry has accepted this agent; false after `timeout`, or without a registry.
+    pub async fn wait_registered(&self, timeout: Duration) -> bool {
+        let discovery = self.inner.discovery.lock().expect("agent lock").as_ref().map(|d| (d.topology(), d.is_registered()));
+        match discovery {
+            None => false,
+            Some((_, true)) => true,
+            Some(_) => {
+                let deadline = tokio::time::Instant::now() + timeout;
+                loop {
+                    if self.inner.discovery.lock().expect("agent lock").as_ref().is_some_and(Discovery::is_registered) {
+                        return true;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    /// Calls the `dependency`-th dependency declared by the local tool `tool`, with the
+    /// context of the request being handled (headers, trace, deadline), if any.
+    pub async fn call(&self, tool: &str, dependency: usize, arguments: Value, context: Option<Arc<RequestContext>>) -> Result<Value> {
+        let inner = &self.inner;
+        if inner.stopped.load(Ordering::Acquire) {
+            return Err(Error::new(ErrorKind::Shutdown, "the agent is shutting down; no new calls are made"));
+        }
+        let deps = inner.dependencies.get(tool).ok_or_else(|| {
+            Error::new(ErrorKind::UnknownDependency, format!("this agent has no tool '{tool}' to call dependencies for"))
+        })?;
+        let (key, spec) = deps.specs.get(dependency).ok_or_else(|| {
+            Error::new(
+                ErrorKind::UnknownDependency,
+                format!("tool '{tool}' declares {} dependencies; there is no dependency #{dependency}", deps.specs.len()),
+            )
+        })?;
+        let view = inner.topology.borrow().clone();
+        let providers = view
+            .providers
+            .get(key)
+            .filter(|p| !p.is_empty())
+            .or_else(|| inner.local_providers.get(key))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let context = context.unwrap_or_default();
+        inner.pipeline.call(&**inner, key, &spec.capability, providers, arguments, &context, deps.timeout).await
+    }
+
+    /// Deregisters, keeps serving briefly so callers learn of it, then lets in-flight calls
+    /// finish. Calling it again does nothing.
+    pub async fn shutdown(&self) {
+        if self.inner.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let discovery = self.inner.discovery.lock().expect("agent lock").take();
+        if let Some(discovery) = discovery {
+            let was_registered = discovery.is_registered();
+            discovery.stop().await;
+            if was_registered {
+                tokio::time::sleep(DRAIN_AFTER_DEREGISTER).await;
+            }
+        }
+        let server = self.inner.server.lock().expect("agent lock").take();
+        if let Some(server) = server {
+            server.shutdown(SHUTDOWN_GRACE).await;
+        }
+        tracing::info!(agent = %self.inner.id, "stopped");
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.get_mut().ok().and_then(Option::take) {
+            server.stop_now();
+        }
+        if let Some(discovery) = self.discovery.get_mut().ok().and_then(Option::take) {
+            discovery.abort();
+        }
+    }
+}
+
+impl Transport for Inner {
+    fn send<'a>(
+        &'a self,
+        provider: &'a Provider,
+        arguments: Value,
+        context: &'a RequestContext,
+    ) -> Pin<Box<dyn Future<Output = std::result::Result<Value, RequestError>> + Send + 'a>> {
+        Box::pin(async move {
+            if provider.agent_id == self.id {
+                return self.call_in_process(&provider.tool, arguments, context).await;
+            }
+            self.client.call_tool(&provider.endpoint, &provider.tool, arguments, context).await
+        })
+    }
+}
+
+impl Inner {
+    /// A dependency this agent provides itself: no network, same checks and same errors as a
+    /// remote call, a new span of the same trace.
+    async fn call_in_process(&self, tool: &str, arguments: Value, context: &RequestContext) -> std::result::Result<Value, RequestError> {
+        let child = RequestContext {
+            headers: context.headers.clone(),
+            trace: Some(context.trace.as_ref().map(TraceContext::child).unwrap_or_else(TraceContext::new_root)),
+            deadline: context.deadline,
+        };
+        self.local.invoke(tool, arguments, Arc::new(child)).await.map_err(|error| {
+            // A remote caller sees a failed handler as a failed tool; so does a local one.
+            let error = if error.code() / 1000 == 6 { Error::new(ErrorKind::ToolFailed, error.message()) } else { error };
+            RequestError { error, delivered: true }
+        })
+    }
+}
+
+fn own_providers(id: &str, name: &str, endpoint: &str, tools: &[ToolInfo]) -> Result<HashMap<String, Vec<Provider>>> {
+    let candidates: Vec<Provider> = tools
+        .iter()
+        .map(|t| Provider {
+            agent_id: id.to_owned(),
+            agent_name: name.to_owned(),
+            endpoint: endpoint.to_owned(),
+            tool: t.name.clone(),
+            capability: t.capability.clone(),
+            version: t.version.clone(),
+            tags: t.tags.clone(),
+            score: 0,
+        })
+        .collect();
+    let mut out = HashMap::new();
+    for spec in tools.iter().flat_map(|t| &t.dependencies) {
+        let ranked = Selector::new(spec)?.rank(candidates.iter().cloned());
+        out.insert(spec.key(), ranked);
+    }
+    Ok(out)
+}

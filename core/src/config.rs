@@ -1,0 +1,169 @@
+//! Agent configuration: `TOOLMESH_*` environment variables, overridden by the options a binding
+//! passes (the same keys, lowercase, without the prefix). Parsed once, here, for every language.
+
+use crate::context::HeaderAllowList;
+use crate::error::{Error, ErrorKind, Result};
+use crate::registry_client::check_registry_url;
+use crate::tls::TlsFiles;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Every option an agent takes. Keys of [`AgentConfig::set`] are these names; the environment
+/// variable is `TOOLMESH_` + the key in upper case.
+pub const KEYS: &[&str] = &[
+    "registry_url",
+    "tls_cert",
+    "tls_key",
+    "tls_ca",
+    "host",
+    "advertise_host",
+    "port",
+    "propagate_headers",
+    "heartbeat_interval_ms",
+    "call_timeout_ms",
+];
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub name: String,
+    /// `None`: a standalone agent (serves its tools; its dependencies stay unresolved).
+    pub registry_url: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1).
+    pub host: String,
+    /// Host name peers dial (default: `host`, or 127.0.0.1 when listening on every address).
+    pub advertise_host: Option<String>,
+    /// 0 picks a free port.
+    pub port: u16,
+    pub propagate_headers: HeaderAllowList,
+    pub heartbeat_interval: Duration,
+    /// Default per-dependency call timeout.
+    pub call_timeout: Duration,
+}
+
+impl AgentConfig {
+    /// Defaults, then the `TOOLMESH_*` environment.
+    pub fn from_env(name: &str) -> Result<Self> {
+        let mut config = AgentConfig {
+            name: name.to_owned(),
+            registry_url: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            host: "127.0.0.1".to_owned(),
+            advertise_host: None,
+            port: 0,
+            propagate_headers: HeaderAllowList::default(),
+            heartbeat_interval: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(30),
+        };
+        for key in KEYS {
+            let var = format!("TOOLMESH_{}", key.to_ascii_uppercase());
+            if let Ok(value) = std::env::var(&var) {
+                config.set(key, &value).map_err(|e| e.context(format!("environment variable {var}")))?;
+            }
+        }
+        if config.name.trim().is_empty() {
+            return Err(Error::new(ErrorKind::InvalidConfig, "an agent needs a non-empty name"));
+        }
+        Ok(config)
+    }
+
+    /// Sets one option by key (see [`KEYS`]). Empty values reset optional settings.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let value = value.trim();
+        let path = || (!value.is_empty()).then(|| PathBuf::from(value));
+        match key {
+            "name" => self.name = value.to_owned(),
+            "registry_url" => {
+                self.registry_url = if value.is_empty() { None } else { Some(check_registry_url(value)?) };
+            }
+            "tls_cert" => self.tls_cert = path(),
+            "tls_key" => self.tls_key = path(),
+            "tls_ca" => self.tls_ca = path(),
+            "host" => self.host = if value.is_empty() { "127.0.0.1".to_owned() } else { value.to_owned() },
+            "advertise_host" => self.advertise_host = (!value.is_empty()).then(|| value.to_owned()),
+            "port" => {
+                self.port = value.parse().map_err(|_| {
+                    Error::new(ErrorKind::InvalidConfig, format!("port '{value}' is not a number from 0 to 65535 (0 picks a free port)"))
+                })?
+            }
+            "propagate_headers" => self.propagate_headers = HeaderAllowList::parse(value),
+            "heartbeat_interval_ms" => self.heartbeat_interval = millis(key, value)?,
+            "call_timeout_ms" => self.call_timeout = millis(key, value)?,
+            other => {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!("unknown option '{other}'; the options are: name, {}", KEYS.join(", ")),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// The TLS files, or an error that says how to provide them.
+    pub fn tls_files(&self) -> Result<TlsFiles> {
+        match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => Ok(TlsFiles { cert: cert.clone(), key: key.clone(), ca: ca.clone() }),
+            _ => {
+                let missing: Vec<&str> = [
+                    (self.tls_cert.is_none(), "TOOLMESH_TLS_CERT"),
+                    (self.tls_key.is_none(), "TOOLMESH_TLS_KEY"),
+                    (self.tls_ca.is_none(), "TOOLMESH_TLS_CA"),
+                ]
+                .into_iter()
+                .filter_map(|(m, n)| m.then_some(n))
+                .collect();
+                Err(Error::new(
+                    ErrorKind::CertificateFile,
+                    format!(
+                        "agent '{}' has no TLS identity: set {} (or the tls_cert/tls_key/tls_ca options); \
+                         `toolmesh certs init --dir certs --agents {}` creates a development set. toolmesh never runs without mTLS",
+                        self.name,
+                        missing.join(", "),
+                        self.name
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// The host peers dial to reach this agent.
+    pub fn advertised_host(&self) -> String {
+        match &self.advertise_host {
+            Some(h) => h.clone(),
+            None if self.host == "0.0.0.0" || self.host == "::" => "127.0.0.1".to_owned(),
+            None => self.host.clone(),
+        }
+    }
+}
+
+fn millis(key: &str, value: &str) -> Result<Duration> {
+    match value.parse::<u64>() {
+        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+        _ => Err(Error::new(ErrorKind::InvalidConfig, format!("{key} '{value}' must be a positive number of milliseconds"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_override_defaults_and_reject_bad_values() {
+        let mut c = AgentConfig::from_env("calc").unwrap();
+        c.set("port", "9000").unwrap();
+        c.set("propagate_headers", "x-tenant, x-audit-*").unwrap();
+        c.set("registry_url", "https://127.0.0.1:8443/").unwrap();
+        assert_eq!(c.port, 9000);
+        assert!(c.propagate_headers.allows("X-Audit-Id"));
+        assert_eq!(c.registry_url.as_deref(), Some("https://127.0.0.1:8443"));
+        assert_eq!(c.set("registry_url", "http://x").unwrap_err().kind(), ErrorKind::RegistryUrlNotHttps);
+        assert_eq!(c.set("port", "http").unwrap_err().kind(), ErrorKind::InvalidConfig);
+        assert!(c.set("bogus", "1").unwrap_err().message().contains("unknown option 'bogus'"));
+        let e = c.tls_files().unwrap_err();
+        assert!(e.message().contains("TOOLMESH_TLS_CERT"), "{}", e.message());
+    }
+}

@@ -1,0 +1,137 @@
+//! The host bridge: the one small contract every language binding implements. Core calls
+//! [`ToolHandler::invoke`] on a tokio worker; the binding hands the call to its own executor
+//! (asyncio loop, Node event loop, Java executor, C thread) and returns at once. The host later
+//! answers through the [`Completion`], exactly once; dropping it unanswered is an answer too.
+
+use crate::context::RequestContext;
+use crate::error::{Error, ErrorKind};
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// One call of a local tool.
+#[derive(Debug, Clone)]
+pub struct ToolInvocation {
+    /// The local tool's name.
+    pub tool: String,
+    /// The call's arguments (a JSON object).
+    pub arguments: Value,
+    /// Propagated headers, trace context and deadline: the binding makes them the handler's
+    /// ambient context (contextvar, AsyncLocalStorage, ThreadLocal) and passes them back to
+    /// [`crate::agent::Agent::call`] for every dependency call the handler makes.
+    pub context: Arc<RequestContext>,
+}
+
+/// How a host handler failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostError {
+    pub message: String,
+    /// When the handler failed because a mesh call it made failed, that call's error: it is
+    /// reported to the caller unchanged instead of as a generic handler failure.
+    pub mesh_error: Option<Error>,
+}
+
+impl HostError {
+    pub fn new(message: impl Into<String>) -> Self {
+        HostError { message: message.into(), mesh_error: None }
+    }
+}
+
+/// The one-shot answer channel of an invocation.
+#[derive(Debug)]
+pub struct Completion {
+    tx: oneshot::Sender<Result<Value, HostError>>,
+}
+
+/// What core awaits for an invocation.
+pub type CompletionReceiver = oneshot::Receiver<Result<Value, HostError>>;
+
+impl Completion {
+    pub fn new() -> (Completion, CompletionReceiver) {
+        let (tx, rx) = oneshot::channel();
+        (Completion { tx }, rx)
+    }
+
+    /// Delivers the result. Answering a call whose caller has gone away is not an error.
+    pub fn complete(self, result: Result<Value, HostError>) {
+        let _ = self.tx.send(result);
+    }
+
+    pub fn ok(self, value: Value) {
+        self.complete(Ok(value))
+    }
+
+    pub fn err(self, message: impl Into<String>) {
+        self.complete(Err(HostError::new(message)))
+    }
+}
+
+/// Turns what a host handler answered into the mesh's error model.
+pub fn completion_result(tool: &str, received: Result<Result<Value, HostError>, oneshot::error::RecvError>) -> Result<Value, Error> {
+    match received {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(HostError { mesh_error: Some(e), .. })) => Err(e),
+        Ok(Err(HostError { message, .. })) => Err(Error::new(ErrorKind::HandlerFailed, format!("tool '{tool}' failed: {message}"))),
+        Err(_) => Err(Error::new(ErrorKind::HandlerDropped, format!("tool '{tool}' ended without an answer"))),
+    }
+}
+
+/// Implemented once per language: runs the named local tool on the host's executor.
+pub trait ToolHandler: Send + Sync + 'static {
+    /// Must not block: schedule the call and return.
+    fn invoke(&self, invocation: ToolInvocation, completion: Completion);
+}
+
+/// A handler made of a Rust closure; used by Rust agents, tests and benchmarks.
+pub struct FnHandler<F>(pub F);
+
+impl<F> ToolHandler for FnHandler<F>
+where
+    F: Fn(ToolInvocation, Completion) + Send + Sync + 'static,
+{
+    fn invoke(&self, invocation: ToolInvocation, completion: Completion) {
+        (self.0)(invocation, completion)
+    }
+}
+
+/// An agent's own tools and the host handler that runs them: the one place a local call is
+/// checked and dispatched, whether it came over the network or from the same agent.
+pub struct LocalTools {
+    /// Sorted by name, so `tools/list` is deterministic.
+    tools: Vec<crate::registry_api::ToolInfo>,
+    handler: Arc<dyn ToolHandler>,
+}
+
+impl LocalTools {
+    pub fn new(mut tools: Vec<crate::registry_api::ToolInfo>, handler: Arc<dyn ToolHandler>) -> Self {
+        tools.sort_by(|a, b| a.name.cmp(&b.name));
+        LocalTools { tools, handler }
+    }
+
+    pub fn tools(&self) -> &[crate::registry_api::ToolInfo] {
+        &self.tools
+    }
+
+    pub fn get(&self, name: &str) -> Option<&crate::registry_api::ToolInfo> {
+        self.tools.binary_search_by(|t| t.name.as_str().cmp(name)).ok().map(|i| &self.tools[i])
+    }
+
+    /// Checks the arguments against the tool's schema, runs the host handler, awaits its answer.
+    pub async fn invoke(&self, tool: &str, arguments: Value, context: Arc<RequestContext>) -> Result<Value, Error> {
+        let info = self.get(tool).ok_or_else(|| {
+            Error::new(ErrorKind::UnknownTool, format!("Unknown tool: {tool}"))
+        })?;
+        let arguments = match arguments {
+            Value::Null => Value::Object(Default::default()),
+            Value::Object(map) => {
+                crate::mcp::schema::check_arguments(&info.input_schema, &map)
+                    .map_err(|problem| Error::new(ErrorKind::InvalidArguments, format!("tool '{tool}': {problem}")))?;
+                Value::Object(map)
+            }
+            _ => return Err(Error::new(ErrorKind::InvalidArguments, format!("tool '{tool}': arguments must be a JSON object"))),
+        };
+        let (completion, answer) = Completion::new();
+        self.handler.invoke(ToolInvocation { tool: tool.to_owned(), arguments, context }, completion);
+        completion_result(tool, answer.await)
+    }
+}

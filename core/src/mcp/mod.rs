@@ -1,0 +1,118 @@
+//! MCP over Streamable HTTP: the server side of both protocol eras ([`server`]) and the modern
+//! client agents use to call each other ([`client`]).
+
+pub mod client;
+pub mod schema;
+pub mod server;
+
+pub use client::McpClient;
+pub use server::{McpServer, ServerInfo};
+
+/// The modern, stateless revision that mesh peers speak to each other.
+pub const MODERN_VERSION: &str = "2026-07-28";
+/// Legacy revisions served statelessly, newest first.
+pub const LEGACY_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
+/// What the endpoint assumes for a legacy request that names no version.
+pub const DEFAULT_LEGACY_VERSION: &str = "2025-03-26";
+
+/// The one MCP endpoint path.
+pub const ENDPOINT_PATH: &str = "/mcp";
+
+pub const HEADER_PROTOCOL_VERSION: &str = "mcp-protocol-version";
+pub const HEADER_METHOD: &str = "mcp-method";
+pub const HEADER_NAME: &str = "mcp-name";
+pub const HEADER_SESSION_ID: &str = "mcp-session-id";
+
+pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+/// The remaining time budget of the caller, in milliseconds (a toolmesh extension).
+pub const META_DEADLINE_MS: &str = "dev.toolmesh/deadlineMs";
+/// The mesh error behind an `isError` result (a toolmesh extension): `{code, name, message}`.
+pub const META_ERROR: &str = "dev.toolmesh/error";
+
+/// JSON-RPC and MCP error codes.
+pub mod codes {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+    pub const INTERNAL_ERROR: i64 = -32603;
+    pub const HEADER_MISMATCH: i64 = -32020;
+    pub const MISSING_CAPABILITY: i64 = -32021;
+    pub const UNSUPPORTED_VERSION: i64 = -32022;
+}
+
+/// Decodes an `Mcp-*` header value: plain, or `=?base64?…?=` for values that are not plain ASCII.
+pub fn decode_header_value(raw: &str) -> Option<String> {
+    let trimmed = raw.trim();
+    match trimmed.strip_prefix("=?base64?").and_then(|r| r.strip_suffix("?=")) {
+        Some(b64) => base64_decode(b64).and_then(|bytes| String::from_utf8(bytes).ok()),
+        None => Some(trimmed.to_owned()),
+    }
+}
+
+/// Encodes a value for an `Mcp-*` header (base64 sentinel when it is not plain visible ASCII).
+pub fn encode_header_value(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && value.trim() == value
+        && !value.starts_with("=?");
+    if plain {
+        value.to_owned()
+    } else {
+        format!("=?base64?{}?=", base64_encode(value.as_bytes()))
+    }
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let v = B64.iter().position(|b| *b == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_round_trip_through_the_base64_sentinel() {
+        for v in ["add", "héllo", " padded ", "=?tricky", "a", "ab", "abc"] {
+            assert_eq!(decode_header_value(&encode_header_value(v)).as_deref(), Some(v), "{v}");
+        }
+        assert_eq!(encode_header_value("add"), "add");
+        assert_eq!(encode_header_value("é"), "=?base64?w6k=?=");
+        assert_eq!(decode_header_value("=?base64?!!?="), None);
+    }
+}

@@ -1,0 +1,39 @@
+//! The process's one tokio runtime, shared by every agent and binding. A forked child gets a
+//! fresh runtime: the parent's worker threads do not exist in the child.
+
+use std::sync::{Arc, Mutex};
+
+struct Owned {
+    pid: u32,
+    runtime: Arc<tokio::runtime::Runtime>,
+}
+
+static RUNTIME: Mutex<Option<Owned>> = Mutex::new(None);
+
+/// The shared runtime, created on first use (and again in a forked child).
+pub fn runtime() -> Arc<tokio::runtime::Runtime> {
+    let pid = std::process::id();
+    let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(owned) = slot.as_ref().filter(|o| o.pid == pid) {
+        return owned.runtime.clone();
+    }
+    if let Some(stale) = slot.take() {
+        // Inherited from the parent across fork(): its threads are gone; never run or drop it.
+        std::mem::forget(stale);
+    }
+    let runtime = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map(|n| n.get().min(4)).unwrap_or(2))
+            .thread_name("toolmesh-worker")
+            .enable_all()
+            .build()
+            .expect("cannot start the toolmesh runtime"),
+    );
+    *slot = Some(Owned { pid, runtime: runtime.clone() });
+    runtime
+}
+
+/// A handle to the shared runtime, for spawning from host threads.
+pub fn handle() -> tokio::runtime::Handle {
+    runtime().handle().clone()
+}
