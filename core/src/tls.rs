@@ -327,16 +327,7 @@ pub fn classify_tls(err: &rustls::Error, peer: &str) -> Error {
             | CertificateError::NotValidYet
             | CertificateError::NotValidYetContext { .. }),
         ) => Error::new(ErrorKind::CertificateExpired, format!("the certificate presented by {peer} {}", validity_text(e))),
-        E::AlertReceived(
-            alert @ (AlertDescription::CertificateRequired
-            | AlertDescription::BadCertificate
-            | AlertDescription::UnknownCA
-            | AlertDescription::CertificateUnknown
-            | AlertDescription::CertificateExpired
-            | AlertDescription::CertificateRevoked
-            | AlertDescription::UnsupportedCertificate
-            | AlertDescription::AccessDenied),
-        ) => Error::new(
+        E::AlertReceived(alert) if REJECTION_ALERTS.contains(alert) => Error::new(
             ErrorKind::PeerRejectedCertificate,
             format!("{peer} refused our client certificate (TLS alert: {alert:?}); use a certificate issued by the CA that {peer} trusts"),
         ),
@@ -354,7 +345,9 @@ pub fn classify_error_chain(err: &(dyn std::error::Error + 'static), peer: &str)
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Some(classify_tls(tls, peer));
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        // io::Error and h2::Error skip their wrapped error in `source()`; look inside them.
+        let io = e.downcast_ref::<std::io::Error>().or_else(|| e.downcast_ref::<h2::Error>().and_then(h2::Error::get_io));
+        if let Some(io) = io {
             if let Some(inner) = io.get_ref() {
                 if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
                     return Some(classify_tls(tls, peer));
@@ -366,5 +359,31 @@ pub fn classify_error_chain(err: &(dyn std::error::Error + 'static), peer: &str)
         }
         cur = e.source();
     }
+    // h2 keeps I/O errors as kind + text, so over HTTP/2 a TLS alert arrives only as its text.
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if let Some(alert) = text.split("received fatal alert: ").nth(1) {
+            let alert = alert.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or_default();
+            if let Some(a) = REJECTION_ALERTS.iter().find(|a| format!("{a:?}") == alert) {
+                return Some(classify_tls(&rustls::Error::AlertReceived(*a), peer));
+            }
+        }
+        cur = e.source();
+    }
     None
 }
+
+/// The alerts a server sends when it refuses the client's certificate.
+const REJECTION_ALERTS: &[AlertDescription] = &[
+    AlertDescription::CertificateRequired,
+    AlertDescription::BadCertificate,
+    AlertDescription::UnknownCA,
+    AlertDescription::CertificateUnknown,
+    AlertDescription::CertificateExpired,
+    AlertDescription::CertificateRevoked,
+    AlertDescription::UnsupportedCertificate,
+    AlertDescription::AccessDenied,
+    // rustls answers a client certificate whose signature does not verify with this one.
+    AlertDescription::DecryptError,
+];

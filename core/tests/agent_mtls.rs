@@ -1,0 +1,290 @@
+//! Agents serving and calling over real mTLS on loopback, in process.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::Full;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use toolmesh_core::client::HttpsClient;
+use toolmesh_core::context::{RequestContext, TraceContext};
+use toolmesh_core::mcp::McpClient;
+use toolmesh_core::tls::Identity;
+use toolmesh_core::ErrorKind;
+
+async fn call(client: &McpClient, endpoint: &str, tool: &str, args: Value) -> Result<Value, toolmesh_core::Error> {
+    client.call_tool(endpoint, tool, args, &RequestContext::default()).await.map_err(|e| e.error)
+}
+
+#[tokio::test]
+async fn a_tool_is_called_over_mtls() {
+    let pki = Pki::new();
+    let agent = start_agent("b", &pki.issue("b"), standard_tools(), |_| {}).await;
+    let client = McpClient::new(&pki.identity("operator")).unwrap();
+    assert_eq!(call(&client, agent.endpoint(), "add", json!({"a": 2, "b": 40})).await.unwrap(), json!(42));
+    // The pooled connection is reused for the next calls.
+    for i in 0..20 {
+        assert_eq!(call(&client, agent.endpoint(), "add", json!({"a": i, "b": 1})).await.unwrap(), json!(i + 1));
+    }
+    agent.shutdown().await;
+    agent.shutdown().await; // twice is harmless
+}
+
+#[tokio::test]
+async fn a_dependency_on_the_same_agent_is_called_in_process() {
+    let pki = Pki::new();
+    let agent = start_agent("calc", &pki.issue("calc"), standard_tools(), |_| {}).await;
+    let client = McpClient::new(&pki.identity("operator")).unwrap();
+    assert_eq!(call(&client, agent.endpoint(), "sum3", json!({"a": 1, "b": 2, "c": 3})).await.unwrap(), json!(6));
+    // Directly from the host side too, with the same checks as a remote call.
+    let e = agent.call("sum3", 0, json!({"a": "x", "b": 1}), None).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArguments);
+    assert_eq!(e.message(), "tool 'add': argument 'a' must be of type integer, got string");
+    let e = agent.call("sum3", 5, json!({}), None).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnknownDependency);
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn allow_listed_headers_and_the_trace_reach_the_handler() {
+    let pki = Pki::new();
+    let agent = start_agent("a", &pki.issue("a"), standard_tools(), |c| {
+        c.set("propagate_headers", "x-tenant-id, x-audit-*").unwrap();
+    })
+    .await;
+    let client = McpClient::new(&pki.identity("operator")).unwrap();
+    let root = TraceContext::new_root();
+    let ctx = RequestContext {
+        headers: vec![
+            ("x-tenant-id".into(), "acme".into()),
+            ("x-audit-user".into(), "u1".into()),
+            ("x-secret".into(), "nope".into()),
+        ],
+        trace: Some(root.clone()),
+        deadline: None,
+    };
+    let seen = client.call_tool(agent.endpoint(), "echo_context", json!({}), &ctx).await.unwrap();
+    assert_eq!(seen["headers"], json!({"x-audit-user": "u1", "x-tenant-id": "acme"}));
+    assert_eq!(seen["trace_id"], json!(root.trace_id));
+    assert_ne!(seen["span_id"], json!(root.span_id));
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn failures_have_stable_kinds_and_messages() {
+    let pki = Pki::new();
+    let agent = start_agent("b", &pki.issue("b"), standard_tools(), |_| {}).await;
+    let client = McpClient::new(&pki.identity("operator")).unwrap();
+    let e = call(&client, agent.endpoint(), "nope", json!({})).await.unwrap_err();
+    assert_eq!((e.kind(), e.message()), (ErrorKind::UnknownTool, "Unknown tool: nope"));
+    let e = call(&client, agent.endpoint(), "fail", json!({})).await.unwrap_err();
+    assert_eq!((e.kind(), e.message()), (ErrorKind::ToolFailed, "tool 'fail' failed: boom"));
+    let e = call(&client, agent.endpoint(), "add", json!({"a": 1})).await.unwrap_err();
+    assert_eq!((e.kind(), e.message()), (ErrorKind::InvalidArguments, "tool 'add': missing required argument(s): b"));
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dependency_timeout_is_reported_as_timeout() {
+    let pki = Pki::new();
+    let mut tools = standard_tools();
+    tools.push(tool("wait", "wait", json!({"type": "object"}), json!(["slow"])));
+    tools.last_mut().unwrap().timeout_ms = Some(200);
+    let agent = start_agent("t", &pki.issue("t"), tools, |_| {}).await;
+    let started = std::time::Instant::now();
+    let e = agent.call("wait", 0, json!({"ms": 5000}), None).await.unwrap_err();
+    assert_eq!((e.kind(), e.message()), (ErrorKind::Timeout, "no answer from a provider of 'slow' within 200 ms"));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_certificate_from_a_foreign_ca_is_refused() {
+    let mesh = Pki::new();
+    let foreign = Pki::new();
+    let agent = start_agent("b", &mesh.issue("b"), standard_tools(), |_| {}).await;
+    // The intruder trusts the mesh CA (so it accepts the server) but holds a foreign certificate.
+    let files = foreign.issue("intruder");
+    let bundle = format!("{}{}", read(&files.ca), read(&mesh.path("ca.pem")));
+    let intruder = Identity::from_pem(&read(&files.cert), &read(&files.key), &bundle).unwrap();
+    let e = call(&McpClient::new(&intruder).unwrap(), agent.endpoint(), "add", json!({"a": 1, "b": 2})).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PeerRejectedCertificate, "{e}");
+    // A client that trusts only its own CA refuses the mesh server.
+    let e = call(&McpClient::new(&foreign.identity("other")).unwrap(), agent.endpoint(), "add", json!({"a": 1, "b": 2})).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PeerCertificateUntrusted, "{e}");
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_server_certificate_not_naming_the_host_fails_hostname_verification() {
+    let pki = Pki::new();
+    let files = pki.issue_with("elsewhere", |r| {
+        r.dns_names = vec!["elsewhere.example".into()];
+        r.ip_addresses.clear();
+    });
+    let agent = start_agent("elsewhere", &files, standard_tools(), |_| {}).await;
+    let e = call(&McpClient::new(&pki.identity("operator")).unwrap(), agent.endpoint(), "add", json!({"a": 1, "b": 2})).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PeerHostnameMismatch, "{e}");
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_without_a_certificate_is_refused() {
+    let pki = Pki::new();
+    let agent = start_agent("b", &pki.issue("b"), standard_tools(), |_| {}).await;
+    let identity = pki.identity("operator");
+    let config = rustls::ClientConfig::builder_with_provider(toolmesh_core::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(identity.roots())
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(agent.local_addr()).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let outcome = async {
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
+        tls.write_all(b"POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n").await?;
+        let mut buf = Vec::new();
+        tls.read_to_end(&mut buf).await.map(|_| buf)
+    }
+    .await;
+    let err = outcome.expect_err("the server must not answer a client without a certificate");
+    assert!(err.to_string().contains("CertificateRequired"), "{err}");
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_plaintext_request_gets_a_clear_answer() {
+    let pki = Pki::new();
+    let agent = start_agent("b", &pki.issue("b"), standard_tools(), |_| {}).await;
+    let mut tcp = tokio::net::TcpStream::connect(agent.local_addr()).await.unwrap();
+    tcp.write_all(b"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}").await.unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
+    assert!(answer.ends_with(toolmesh_core::server::PLAINTEXT_ANSWER), "{answer}");
+    agent.shutdown().await;
+}
+
+/// Raw JSON-RPC over the pooled mTLS client, for protocol-level checks.
+async fn post(client: &HttpsClient, endpoint: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+    let mut request = http::Request::builder().method("POST").uri(endpoint)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = client.send(request.body(Full::new(Bytes::from(body.to_owned()))).unwrap()).await.unwrap();
+    let status = response.status().as_u16();
+    (status, serde_json::from_slice(response.body()).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn both_protocol_eras_are_served_statelessly_with_the_spec_status_codes() {
+    let pki = Pki::new();
+    let agent = start_agent("b", &pki.issue("b"), standard_tools(), |_| {}).await;
+    let client = HttpsClient::new(&pki.identity("operator")).unwrap();
+    let ep = agent.endpoint();
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+    let modern = [("mcp-protocol-version", "2026-07-28")];
+
+    // Legacy: initialize echoes a supported version, then tools/list and tools/call without a session.
+    let (s, v) = post(&client, ep, &[], r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#).await;
+    assert_eq!((s, v["result"]["protocolVersion"].clone()), (200, json!("2025-06-18")));
+    let (s, _) = post(&client, ep, &[("mcp-protocol-version", "2025-06-18")], r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
+    assert_eq!(s, 202);
+    let (_, v) = post(&client, ep, &[("mcp-protocol-version", "2025-06-18")], r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#).await;
+    let names: Vec<&str> = v["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["add", "echo_context", "fail", "slow", "sum3"]);
+    assert_eq!(v["result"]["tools"][0]["inputSchema"], ab_schema());
+    let (_, v) = post(&client, ep, &[], r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}}"#).await;
+    assert_eq!(v["result"]["structuredContent"], json!({"result": 5}));
+    assert_eq!(v["result"]["content"][0]["text"], json!("5"));
+    let (_, v) = post(&client, ep, &[], r#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#).await;
+    assert_eq!(v["result"], json!({}));
+
+    // Modern: server/discover, header validation, _meta requirements.
+    let (s, v) = post(&client, ep, &[modern[0], ("mcp-method", "server/discover")], &format!(r#"{{"jsonrpc":"2.0","id":5,"method":"server/discover","params":{{{meta}}}}}"#)).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["result"]["resultType"], json!("complete"));
+    assert_eq!(v["result"]["supportedVersions"][0], json!("2026-07-28"));
+    assert_eq!(v["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], json!("b"));
+    let call = format!(r#"{{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{{"name":"add","arguments":{{"a":1,"b":1}},{meta}}}}}"#);
+    let (s, v) = post(&client, ep, &[modern[0], ("mcp-method", "tools/call"), ("mcp-name", "other")], &call).await;
+    assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32020)));
+    let (s, v) = post(&client, ep, &[modern[0], ("mcp-method", "tools/call"), ("mcp-name", "add")], &call).await;
+    assert_eq!((s, v["result"]["structuredContent"].clone()), (200, json!(2)));
+    let (s, v) = post(&client, ep, &[modern[0], ("mcp-method", "tools/list")], r#"{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{}}"#).await;
+    assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32602)));
+    let (s, v) = post(&client, ep, &[("mcp-protocol-version", "2099-01-01"), ("mcp-method", "tools/list")],
+        r#"{"jsonrpc":"2.0","id":8,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2099-01-01","io.modelcontextprotocol/clientCapabilities":{}}}}"#).await;
+    assert_eq!((s, v["error"]["code"].clone(), v["error"]["data"]["requested"].clone()), (400, json!(-32022), json!("2099-01-01")));
+    let (s, v) = post(&client, ep, &[modern[0], ("mcp-method", "nope/nope")], &format!(r#"{{"jsonrpc":"2.0","id":9,"method":"nope/nope","params":{{{meta}}}}}"#)).await;
+    assert_eq!((s, v["error"]["code"].clone()), (404, json!(-32601)));
+
+    // Both eras: malformed input.
+    let (s, v) = post(&client, ep, &[], "{not json").await;
+    assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32700)));
+    let (s, v) = post(&client, ep, &[], r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).await;
+    assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32600)));
+    let (s, _) = post(&client, ep, &[("origin", "https://evil.example")], r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).await;
+    assert_eq!(s, 403);
+    let get = http::Request::builder().method("GET").uri(ep).body(Full::new(Bytes::new())).unwrap();
+    assert_eq!(client.send(get).await.unwrap().status(), 405);
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_identities_stop_start_up_with_a_message_naming_the_fix() {
+    let pki = Pki::new();
+    let other = Pki::new();
+    let start = |files: toolmesh_core::tls::TlsFiles| async move {
+        let slot = Arc::new(std::sync::OnceLock::new());
+        toolmesh_core::agent::Agent::start(config("x", &files), standard_tools(), handler(slot)).await.err().expect("start must fail")
+    };
+    let good = pki.issue("good");
+    let mut missing = good.clone();
+    missing.cert = pki.path("missing.pem");
+    let e = start(missing).await;
+    assert_eq!(e.kind(), ErrorKind::CertificateFile);
+    assert!(e.message().contains("missing.pem") && e.message().contains("TOOLMESH_TLS_CERT"), "{e}");
+
+    let mut mismatched = good.clone();
+    mismatched.key = pki.issue("another").key;
+    let e = start(mismatched).await;
+    assert_eq!(e.kind(), ErrorKind::KeyMismatch, "{e}");
+    assert!(e.message().contains("does not belong to the certificate"), "{e}");
+
+    let mut foreign = other.issue("foreign");
+    foreign.ca = good.ca.clone();
+    let e = start(foreign).await;
+    assert_eq!(e.kind(), ErrorKind::CertificateUntrusted, "{e}");
+    assert!(e.message().contains("is not signed by the CA"), "{e}");
+
+    let e = start(pki.issue_expired("old")).await;
+    assert_eq!(e.kind(), ErrorKind::CertificateExpired, "{e}");
+    assert!(e.message().contains("expired at"), "{e}");
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let slot = Arc::new(std::sync::OnceLock::new());
+    let mut c = config("x", &good);
+    c.set("port", &port.to_string()).unwrap();
+    let e = toolmesh_core::agent::Agent::start(c, standard_tools(), handler(slot)).await.err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::AddressInUse, "{e}");
+    assert!(e.message().contains("already in use"), "{e}");
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_call_finish() {
+    let pki = Pki::new();
+    let agent = start_agent("b", &pki.issue("b"), standard_tools(), |_| {}).await;
+    let client = McpClient::new(&pki.identity("operator")).unwrap();
+    let endpoint = agent.endpoint().to_owned();
+    let in_flight = tokio::spawn(async move { call(&client, &endpoint, "slow", json!({"ms": 300})).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    agent.shutdown().await;
+    assert_eq!(in_flight.await.unwrap().unwrap(), json!("done"));
+}

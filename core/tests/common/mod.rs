@@ -1,0 +1,135 @@
+//! Shared fixtures: a CA and certificates on disk, agents with Rust handlers.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use time::{Duration as TimeDuration, OffsetDateTime};
+use toolmesh_core::agent::Agent;
+use toolmesh_core::config::AgentConfig;
+use toolmesh_core::host::{Completion, FnHandler, ToolInvocation};
+use toolmesh_core::pki::{write_pair, CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+use toolmesh_core::registry_api::ToolInfo;
+use toolmesh_core::tls::{Identity, TlsFiles};
+
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca: CertificateAuthority,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CertificateAuthority::generate("test mesh CA", 30).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
+        Pki { dir, ca }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Issues `name` with the default SANs and returns its files.
+    pub fn issue(&self, name: &str) -> TlsFiles {
+        self.issue_with(name, |_| {})
+    }
+
+    pub fn issue_with(&self, name: &str, adjust: impl FnOnce(&mut LeafRequest)) -> TlsFiles {
+        let mut request = LeafRequest::new(name, Role::Agent, DEFAULT_TRUST_DOMAIN, 5);
+        adjust(&mut request);
+        let issued = self.ca.issue(&request).unwrap();
+        let (cert, key) = write_pair(self.dir.path(), name, &issued, true).unwrap();
+        TlsFiles { cert, key, ca: self.path("ca.pem") }
+    }
+
+    pub fn issue_expired(&self, name: &str) -> TlsFiles {
+        self.issue_with(name, |r| {
+            r.not_before = OffsetDateTime::now_utc() - TimeDuration::days(10);
+            r.not_after = OffsetDateTime::now_utc() - TimeDuration::days(1);
+        })
+    }
+
+    pub fn identity(&self, name: &str) -> Arc<Identity> {
+        Identity::load(&self.issue(name)).unwrap()
+    }
+}
+
+pub fn config(name: &str, files: &TlsFiles) -> AgentConfig {
+    let mut c = AgentConfig::from_env(name).unwrap();
+    c.set("tls_cert", files.cert.to_str().unwrap()).unwrap();
+    c.set("tls_key", files.key.to_str().unwrap()).unwrap();
+    c.set("tls_ca", files.ca.to_str().unwrap()).unwrap();
+    c
+}
+
+pub fn tool(name: &str, capability: &str, schema: Value, dependencies: Value) -> ToolInfo {
+    serde_json::from_value(json!({
+        "name": name, "capability": capability, "input_schema": schema, "dependencies": dependencies,
+    }))
+    .unwrap()
+}
+
+pub fn ab_schema() -> Value {
+    json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]})
+}
+
+/// The handler of the test agents: `add`, `sum3` (via dependency 0), `echo_context`, `fail`, `slow`.
+/// `sum3` needs the agent itself, which is set after start.
+pub fn handler(agent: Arc<OnceLock<Agent>>) -> Arc<FnHandler<impl Fn(ToolInvocation, Completion) + Send + Sync>> {
+    Arc::new(FnHandler(move |inv: ToolInvocation, done: Completion| {
+        let agent = agent.clone();
+        tokio::spawn(async move {
+            let arg = |k: &str| inv.arguments.get(k).and_then(Value::as_i64).unwrap_or(0);
+            match inv.tool.as_str() {
+                "add" => done.ok(json!(arg("a") + arg("b"))),
+                "sum3" => {
+                    let agent = agent.get().unwrap();
+                    let ctx = Some(inv.context.clone());
+                    let first = agent.call("sum3", 0, json!({"a": arg("a"), "b": arg("b")}), ctx.clone()).await;
+                    let result = match first {
+                        Ok(ab) => agent.call("sum3", 0, json!({"a": ab, "b": arg("c")}), ctx).await,
+                        Err(e) => Err(e),
+                    };
+                    match result {
+                        Ok(v) => done.ok(v),
+                        Err(e) => done.complete(Err(toolmesh_core::host::HostError { message: e.message().into(), mesh_error: Some(e) })),
+                    }
+                }
+                "echo_context" => done.ok(json!({
+                    "headers": inv.context.headers.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                    "trace_id": inv.context.trace.as_ref().map(|t| t.trace_id.clone()),
+                    "span_id": inv.context.trace.as_ref().map(|t| t.span_id.clone()),
+                })),
+                "fail" => done.err("boom"),
+                "slow" => {
+                    tokio::time::sleep(std::time::Duration::from_millis(arg("ms") as u64)).await;
+                    done.ok(json!("done"))
+                }
+                other => done.err(format!("no such tool {other}")),
+            }
+        });
+    }))
+}
+
+pub fn standard_tools() -> Vec<ToolInfo> {
+    vec![
+        tool("add", "add", ab_schema(), json!([])),
+        tool("sum3", "sum3", json!({"type": "object", "properties": {}}), json!(["add"])),
+        tool("echo_context", "echo_context", json!({"type": "object"}), json!([])),
+        tool("fail", "fail", json!({"type": "object"}), json!([])),
+        tool("slow", "slow", json!({"type": "object", "properties": {"ms": {"type": "integer"}}}), json!([])),
+    ]
+}
+
+pub async fn start_agent(name: &str, files: &TlsFiles, tools: Vec<ToolInfo>, adjust: impl FnOnce(&mut AgentConfig)) -> Agent {
+    let mut c = config(name, files);
+    adjust(&mut c);
+    let slot = Arc::new(OnceLock::new());
+    let agent = Agent::start(c, tools, handler(slot.clone())).await.unwrap();
+    let _ = slot.set(agent.clone());
+    agent
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
