@@ -1,0 +1,42 @@
+"""toolmesh: a service mesh inside MCP agents.
+
+Declare tools with ``@toolmesh.tool``, depend on other agents' capabilities through injected
+``toolmesh.Proxy`` parameters, and serve them with ``toolmesh.run(name=...)``. Discovery, mTLS,
+MCP, header propagation and tracing all happen in the shared Rust core.
+"""
+
+from ._agent import Agent, run, start, tool
+from ._context import current_context, headers, trace_id
+from ._errors import (
+    ConfigError,
+    DiscoveryError,
+    HandlerError,
+    RemoteToolError,
+    TimeoutError,
+    TlsError,
+    ToolmeshError,
+    TransportError,
+)
+from ._native import RequestContext
+from ._tools import Proxy, ToolSpec
+
+__all__ = [
+    "Agent",
+    "ConfigError",
+    "DiscoveryError",
+    "HandlerError",
+    "Proxy",
+    "RemoteToolError",
+    "RequestContext",
+    "TimeoutError",
+    "TlsError",
+    "ToolSpec",
+    "ToolmeshError",
+    "TransportError",
+    "current_context",
+    "headers",
+    "run",
+    "start",
+    "tool",
+    "trace_id",
+]

@@ -1,0 +1,235 @@
+"""Agents: a set of tools served by one native core agent on an asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from typing import Any, Callable, Iterable, Optional, TypeVar, overload
+
+from . import _json, _native
+from ._context import _current
+from ._errors import ToolmeshError
+from ._tools import DependencyDecl, Proxy, ToolSpec, declare, dependency_capability
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_log = logging.getLogger("toolmesh")
+
+# Core's HANDLER_RESULT code: the handler returned something JSON cannot carry.
+_HANDLER_RESULT = 6002
+
+# Tools declared with the module-level ``@toolmesh.tool``; ``toolmesh.run``/``start`` serve them.
+_default_tools: list[ToolSpec] = []
+
+
+class Agent:
+    """One mesh agent: its tools, its options, and once started, the native agent serving them.
+
+    Options are core's (``registry_url``, ``tls_cert``, ``tls_key``, ``tls_ca``, ``host``,
+    ``advertise_host``, ``port``, ``propagate_headers``, ``heartbeat_interval_ms``,
+    ``call_timeout_ms``) and override the ``TOOLMESH_*`` environment; core validates them.
+    """
+
+    def __init__(self, name: str, *, tools: Iterable[ToolSpec] = (), **options: Any) -> None:
+        self.name = name
+        self._tools: list[ToolSpec] = list(tools)
+        self._options = options
+        self._native: Optional[_native.NativeAgent] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._specs: dict[str, ToolSpec] = {}
+        self._proxies: dict[str, dict[str, Proxy]] = {}
+        self._handler_tasks: set[asyncio.Task] = set()
+
+    @overload
+    def tool(self, fn: F) -> F: ...
+    @overload
+    def tool(self, fn: None = None, **metadata: Any) -> Callable[[F], F]: ...
+
+    def tool(self, fn: Optional[F] = None, **metadata: Any) -> Any:
+        """Declares a tool of this agent; the same arguments as ``toolmesh.tool``."""
+        return _decorator(self._tools.append, fn, **metadata)
+
+    @property
+    def tools(self) -> list[ToolSpec]:
+        return list(self._tools)
+
+    @property
+    def agent_id(self) -> str:
+        return self._require_native().agent_id
+
+    @property
+    def endpoint(self) -> str:
+        """``https://host:port/mcp``"""
+        return self._require_native().endpoint
+
+    @property
+    def port(self) -> int:
+        return self._require_native().port
+
+    async def start(self) -> "Agent":
+        """Starts serving and registers in the background; raises a ``ToolmeshError`` (e.g.
+        ``ConfigError``, ``TlsError``) when the options, certificates or tools are wrong."""
+        if self._loop is not None:
+            raise RuntimeError(f"agent {self.name!r} is already started")
+        self._loop = asyncio.get_running_loop()
+        self._specs = {spec.name: spec for spec in self._tools}
+        self._proxies = {
+            spec.name: {
+                param: Proxy(self, spec.name, index, dependency_capability(spec.dependencies[index]))
+                for param, index in spec.proxy_params.items()
+            }
+            for spec in self._tools
+        }
+        started = self._loop.create_future()
+        tools_json = json.dumps([spec.info() for spec in self._tools])
+        try:
+            _native.start(self.name, _option_pairs(self._options), tools_json, self._on_invoke, started)
+            self._native = await started
+        except BaseException:
+            self._loop = None
+            raise
+        return self
+
+    async def stop(self) -> None:
+        """Deregisters, lets in-flight calls finish and stops serving. Idempotent."""
+        native = self._native
+        if native is None:
+            return
+        stopped = asyncio.get_running_loop().create_future()
+        native.stop(stopped)
+        await stopped
+        # Dropping the native agent breaks the cycle native agent -> handler -> this object.
+        self._native = None
+        self._loop = None
+
+    async def __aenter__(self) -> "Agent":
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.stop()
+
+    def run(self) -> None:
+        """Serves until SIGINT/SIGTERM, then stops cleanly. A start-up error is printed as
+        ``toolmesh: error [CODE NAME]: message`` and exits with status 2 (configuration or TLS)
+        or 1 (anything else)."""
+        try:
+            asyncio.run(self._serve_until_signalled())
+        except ToolmeshError as error:
+            print(f"toolmesh: error [{error.code} {error.name}]: {error.message}", file=sys.stderr, flush=True)
+            raise SystemExit(2 if error.code < 3000 else 1) from None
+
+    async def _serve_until_signalled(self) -> None:
+        await self.start()
+        try:
+            print(f"toolmesh agent {self.name} serving {self.endpoint} (id {self.agent_id})", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    def _require_native(self) -> _native.NativeAgent:
+        if self._native is None:
+            raise RuntimeError(f"agent {self.name!r} is not running; start it with `await agent.start()`")
+        return self._native
+
+    def _require_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError(f"agent {self.name!r} is not running")
+        return self._loop
+
+    def _on_invoke(self, tool: str, arguments_json: str, context: Any, responder: Any) -> None:
+        """Called on this agent's loop for every inbound call (from the native dispatch thread)."""
+        task = asyncio.get_running_loop().create_task(self._answer(tool, arguments_json, context, responder))
+        # The loop keeps only weak references to tasks.
+        self._handler_tasks.add(task)
+        task.add_done_callback(self._handler_tasks.discard)
+
+    async def _answer(self, tool: str, arguments_json: str, context: Any, responder: Any) -> None:
+        _current.set(context)  # this task's own copy of the context: visible to the handler only
+        spec = self._specs.get(tool)
+        try:
+            if spec is None:
+                raise LookupError(f"agent {self.name!r} has no tool {tool!r}")
+            result = await spec.invoke(json.loads(arguments_json), self._proxies.get(tool, {}))
+        except ToolmeshError as error:
+            # A mesh call the handler awaited failed: the caller gets that error, code and all.
+            responder.fail_mesh(error.code, error.message)
+            return
+        except asyncio.CancelledError:
+            responder.fail(f"tool {tool!r} was cancelled")
+            raise
+        except Exception as error:
+            _log.warning("tool %r raised", tool, exc_info=True)
+            responder.fail(f"{type(error).__name__}: {error}")
+            return
+        try:
+            payload = _json.encode(result)
+        except (TypeError, ValueError) as error:
+            responder.fail_mesh(_HANDLER_RESULT, f"tool {tool!r} returned a value that is not JSON: {error}")
+            return
+        responder.ok(payload)
+
+
+def _option_pairs(options: dict[str, Any]) -> list[tuple[str, str]]:
+    """Options as the strings core parses: lists are comma-joined, None leaves the default."""
+    pairs = []
+    for key, value in options.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple, set)):
+            value = ",".join(str(v) for v in value)
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        pairs.append((key, str(value)))
+    return pairs
+
+
+def _decorator(register: Callable[[ToolSpec], None], fn: Optional[F], **metadata: Any) -> Any:
+    def decorate(function: F) -> F:
+        register(declare(function, **metadata))
+        return function
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def tool(
+    fn: Optional[F] = None,
+    *,
+    name: Optional[str] = None,
+    capability: Optional[str] = None,
+    version: str = "1.0.0",
+    tags: Iterable[str] = (),
+    description: Optional[str] = None,
+    dependencies: Iterable[DependencyDecl] = (),
+    timeout_ms: Optional[int] = None,
+) -> Any:
+    """Declares a tool served by ``toolmesh.run``/``toolmesh.start``.
+
+    ``name`` defaults to the function's name, ``capability`` to the name, ``description`` to
+    the docstring. ``dependencies`` are capabilities (``"add"``) or selectors
+    (``{"capability": "add", "tags": ["math", "+fast"], "version": ">=1"}``); each is injected
+    into a ``toolmesh.Proxy``-annotated parameter. The input schema comes from the type hints.
+    Works on async and plain functions (plain ones run in a worker thread).
+    """
+    return _decorator(
+        _default_tools.append, fn, name=name, capability=capability, version=version, tags=tags,
+        description=description, dependencies=dependencies, timeout_ms=timeout_ms,
+    )
+
+
+def run(name: str, **options: Any) -> None:
+    """Serves every ``@toolmesh.tool`` of the program as agent ``name`` until SIGINT/SIGTERM."""
+    Agent(name, tools=_default_tools, **options).run()
+
+
+async def start(name: str, **options: Any) -> Agent:
+    """Starts an agent serving every ``@toolmesh.tool`` on the running loop; ``await
+    agent.stop()`` stops it."""
+    return await Agent(name, tools=_default_tools, **options).start()

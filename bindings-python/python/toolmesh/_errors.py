@@ -1,0 +1,69 @@
+"""The mesh's error model as Python exceptions.
+
+Every error comes from core with a stable numeric code and name; the class is picked by the
+code's group, so ``except toolmesh.DiscoveryError`` catches every 3xxx error.
+"""
+
+from __future__ import annotations
+
+
+class ToolmeshError(Exception):
+    """A toolmesh error: ``code`` (int), ``name`` (e.g. ``"DEPENDENCY_UNRESOLVED"``), ``message``."""
+
+    def __init__(self, code: int, name: str, message: str) -> None:
+        super().__init__(code, name, message)
+        self.code = code
+        self.name = name
+        self.message = message
+
+    def __str__(self) -> str:
+        # The same text as core's Display, so every language prints an error the same way.
+        return f"[{self.code} {self.name}] {self.message}"
+
+    def __reduce__(self):  # keep pickling (multiprocessing, concurrent.futures) working
+        return (type(self), (self.code, self.name, self.message))
+
+
+class ConfigError(ToolmeshError):
+    """1xxx: a configuration value, file or address is wrong."""
+
+
+class TlsError(ToolmeshError):
+    """2xxx: a certificate or TLS handshake problem."""
+
+
+class DiscoveryError(ToolmeshError):
+    """3xxx: the registry or a dependency's providers cannot be found."""
+
+
+class TransportError(ToolmeshError):
+    """4xxx: the connection to a peer failed."""
+
+
+class TimeoutError(TransportError):  # noqa: A001 - toolmesh.TimeoutError, as the API names it
+    """4002: a call did not complete before its deadline."""
+
+
+class RemoteToolError(ToolmeshError):
+    """5xxx: the remote tool ran and failed, or rejected the call."""
+
+
+class HandlerError(ToolmeshError):
+    """6xxx: a local tool handler failed."""
+
+
+_GROUPS: dict[int, type[ToolmeshError]] = {
+    1: ConfigError,
+    2: TlsError,
+    3: DiscoveryError,
+    4: TransportError,
+    5: RemoteToolError,
+    6: HandlerError,
+}
+_TIMEOUT_CODE = 4002
+
+
+def error_from_native(code: int, name: str, message: str) -> ToolmeshError:
+    """Builds the exception for a core error (called by the native module)."""
+    cls = TimeoutError if code == _TIMEOUT_CODE else _GROUPS.get(code // 1000, ToolmeshError)
+    return cls(code, name, message)

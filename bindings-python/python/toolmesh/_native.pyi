@@ -1,0 +1,42 @@
+"""Type stub of the native module (src/*.rs). JSON crosses as str; asynchronous results arrive
+through the asyncio future passed in, settled on that future's own loop."""
+
+import asyncio
+from typing import Any, Callable, Optional
+
+class RequestContext:
+    headers: dict[str, str]
+    trace_id: Optional[str]
+    span_id: Optional[str]
+    sampled: bool
+    traceparent: Optional[str]
+    tracestate: Optional[str]
+    remaining_ms: Optional[int]
+
+class Responder:
+    def ok(self, result_json: str) -> None: ...
+    def fail(self, message: str) -> None: ...
+    def fail_mesh(self, code: int, message: str) -> None: ...
+
+class NativeAgent:
+    agent_id: str
+    endpoint: str
+    port: int
+    def call(
+        self,
+        tool: str,
+        dependency: int,
+        arguments_json: str,
+        context: Optional[RequestContext],
+        future: asyncio.Future[str],
+    ) -> None: ...
+    def stop(self, future: asyncio.Future[None]) -> None: ...
+
+def start(
+    name: str,
+    options: list[tuple[str, str]],
+    tools_json: str,
+    on_invoke: Callable[[str, str, RequestContext, Responder], Any],
+    future: asyncio.Future[NativeAgent],
+) -> None: ...
+def close_dispatch() -> None: ...

@@ -1,0 +1,198 @@
+"""Tool declarations: the ``@tool`` decorator, the metadata it records, and dependency proxies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import enum
+import functools
+import inspect
+import json
+import types
+import typing
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Union
+
+from . import _json
+from ._context import _current
+from ._schema import input_schema
+
+try:
+    import pydantic
+except ImportError:  # pragma: no cover - depends on the environment
+    pydantic = None
+
+if TYPE_CHECKING:
+    from ._agent import Agent
+
+DependencyDecl = Union[str, Mapping[str, Any]]
+
+
+class Proxy:
+    """A callable stand-in for one declared dependency of a tool.
+
+    Annotate a tool parameter with ``toolmesh.Proxy`` (default ``None``) and the mesh passes a
+    proxy for the matching dependency; ``await proxy(a=1)`` or ``await proxy.call({"a": 1})``
+    calls a provider chosen by core and returns the remote tool's result. Failures raise
+    ``toolmesh.ToolmeshError`` subclasses. The request context of the call being handled
+    (propagated headers, trace) flows into the call automatically.
+    """
+
+    def __init__(self, agent: "Agent", tool: str, index: int, capability: str) -> None:
+        self._agent = agent
+        self._tool = tool
+        self._index = index
+        self.capability = capability
+
+    async def __call__(self, **arguments: Any) -> Any:
+        return await self.call(arguments)
+
+    async def call(self, arguments: Optional[Mapping[str, Any]] = None) -> Any:
+        """Calls the dependency with ``arguments`` (a dict) and returns the decoded result."""
+        future = asyncio.get_running_loop().create_future()
+        native = self._agent._require_native()
+        native.call(self._tool, self._index, _json.encode(arguments or {}), _current.get(), future)
+        return json.loads(await future)
+
+    def call_sync(self, **arguments: Any) -> Any:
+        """Blocking form for synchronous tools, which run in a worker thread: waits for the call
+        on the agent's loop. Never call it on the event loop's own thread."""
+        context = contextvars.copy_context()
+        call = context.run(self.call, arguments)  # the coroutine reads the caller's request context
+        return asyncio.run_coroutine_threadsafe(call, self._agent._require_loop()).result()
+
+    def __repr__(self) -> str:
+        return f"<toolmesh.Proxy {self.capability!r} (dependency #{self._index} of {self._tool!r})>"
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolSpec:
+    """A declared tool: what core is told about it, and how to call the Python function."""
+
+    fn: Callable[..., Any]
+    name: str
+    capability: str
+    version: str
+    tags: tuple[str, ...]
+    description: str
+    dependencies: tuple[DependencyDecl, ...]
+    timeout_ms: Optional[int]
+    input_schema: dict[str, Any]
+    # parameter name -> index of the dependency whose proxy it receives
+    proxy_params: Mapping[str, int]
+    # parameter name -> type hint, for the arguments that are decoded into objects
+    typed_params: Mapping[str, Any]
+
+    def info(self) -> dict[str, Any]:
+        """The tool as core's JSON tool definition."""
+        info: dict[str, Any] = {
+            "name": self.name,
+            "capability": self.capability,
+            "version": self.version,
+            "tags": list(self.tags),
+            "description": self.description,
+            "input_schema": self.input_schema,
+            "dependencies": [d if isinstance(d, str) else dict(d) for d in self.dependencies],
+        }
+        if self.timeout_ms is not None:
+            info["timeout_ms"] = self.timeout_ms
+        return info
+
+    async def invoke(self, arguments: dict[str, Any], proxies: Mapping[str, Proxy]) -> Any:
+        """Runs the function with JSON ``arguments`` and the proxies of its dependencies.
+        Synchronous functions run in the loop's default executor, in the caller's context."""
+        kwargs = {name: _decode(self.typed_params[name], v) if name in self.typed_params else v
+                  for name, v in arguments.items()}
+        kwargs.update(proxies)
+        if inspect.iscoroutinefunction(self.fn):
+            return await self.fn(**kwargs)
+        call = functools.partial(contextvars.copy_context().run, self.fn, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(None, call)
+
+
+def declare(
+    fn: Callable[..., Any],
+    *,
+    name: Optional[str] = None,
+    capability: Optional[str] = None,
+    version: str = "1.0.0",
+    tags: Iterable[str] = (),
+    description: Optional[str] = None,
+    dependencies: Iterable[DependencyDecl] = (),
+    timeout_ms: Optional[int] = None,
+) -> ToolSpec:
+    """Reads a function's signature into a ToolSpec (see ``toolmesh.tool`` for the arguments)."""
+    if not callable(fn):
+        raise TypeError(f"@toolmesh.tool decorates a function, not {fn!r}")
+    if isinstance(tags, str) or isinstance(dependencies, (str, Mapping)):
+        raise TypeError("tags and dependencies are lists, e.g. tags=['math'], dependencies=['add']")
+    tool_name = name or fn.__name__
+    dependencies = tuple(dependencies)
+    hints = typing.get_type_hints(fn, include_extras=True)
+    proxy_names = [p for p in inspect.signature(fn).parameters if _is_proxy_hint(hints.get(p))]
+    capabilities = [dependency_capability(d) for d in dependencies]
+    proxy_params = _assign_dependencies(tool_name, proxy_names, capabilities)
+    skip = set(proxy_params)
+    return ToolSpec(
+        fn=fn,
+        name=tool_name,
+        capability=capability or tool_name,
+        version=version,
+        tags=tuple(tags),
+        description=inspect.cleandoc(description or fn.__doc__ or ""),
+        dependencies=dependencies,
+        timeout_ms=timeout_ms,
+        input_schema=input_schema(fn, skip=skip),
+        proxy_params=proxy_params,
+        typed_params={p: h for p, h in hints.items() if p not in skip and p != "return" and _is_decoded(h)},
+    )
+
+
+def dependency_capability(declared: DependencyDecl) -> str:
+    return declared if isinstance(declared, str) else str(declared.get("capability", ""))
+
+
+def _assign_dependencies(tool: str, proxy_names: list[str], capabilities: list[str]) -> dict[str, int]:
+    """Proxy parameter -> dependency index: a parameter named like a declared capability gets
+    that dependency; the others take the remaining dependencies in declaration order."""
+    if len(proxy_names) > len(capabilities):
+        raise TypeError(
+            f"tool {tool!r} has {len(proxy_names)} toolmesh.Proxy parameters but declares "
+            f"{len(capabilities)} dependencies; add them with dependencies=[...]"
+        )
+    assigned: dict[str, int] = {}
+    for param in proxy_names:
+        index = next((i for i, c in enumerate(capabilities) if c == param and i not in assigned.values()), None)
+        if index is not None:
+            assigned[param] = index
+    free = iter(i for i in range(len(capabilities)) if i not in assigned.values())
+    for param in proxy_names:
+        if param not in assigned:
+            assigned[param] = next(free)
+    return assigned
+
+
+def _is_proxy_hint(hint: Any) -> bool:
+    """``Proxy``, ``Optional[Proxy]`` or ``Proxy | None``."""
+    if hint is Proxy:
+        return True
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return Proxy in typing.get_args(hint)
+    return False
+
+
+def _is_decoded(hint: Any) -> bool:
+    """Whether JSON arguments for this hint are turned into objects (dataclass, model, enum)."""
+    return isinstance(hint, type) and (
+        (dataclasses.is_dataclass(hint))
+        or issubclass(hint, enum.Enum)
+        or (pydantic is not None and issubclass(hint, pydantic.BaseModel))
+    )
+
+
+def _decode(hint: type, value: Any) -> Any:
+    if pydantic is not None and issubclass(hint, pydantic.BaseModel):
+        return hint.model_validate(value)
+    if issubclass(hint, enum.Enum):
+        return hint(value)
+    return hint(**value) if isinstance(value, Mapping) else value

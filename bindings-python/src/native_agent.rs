@@ -1,0 +1,126 @@
+//! A running core agent as a Python object, and the tool handler that feeds its asyncio loop.
+
+use crate::bridge::to_pyerr;
+use crate::context::Context;
+use crate::dispatch::{dispatch, settle_when_done, InvokeTarget, Job, Outcome};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use std::sync::Arc;
+use toolmesh_core::agent::{parse_tools, Agent};
+use toolmesh_core::config::AgentConfig;
+use toolmesh_core::host::{Completion, ToolHandler, ToolInvocation};
+
+/// Core's host handler for a Python agent: queues each invocation for the dispatch thread.
+struct PythonToolHandler {
+    target: Arc<InvokeTarget>,
+}
+
+impl ToolHandler for PythonToolHandler {
+    fn invoke(&self, invocation: ToolInvocation, completion: Completion) {
+        // Serialised here, on the tokio worker, so the GIL is held only to build Python objects.
+        dispatch(Job::Invoke {
+            target: self.target.clone(),
+            tool: invocation.tool,
+            arguments_json: invocation.arguments.to_string(),
+            context: invocation.context,
+            completion,
+        });
+    }
+}
+
+/// Builds the configuration (`TOOLMESH_*` environment, then `options`), validates the tools and
+/// starts the agent; the asyncio `future` receives a [`NativeAgent`] or the start-up error, and
+/// `on_invoke` runs on the future's loop. Configuration and tool errors are raised at once, as
+/// `toolmesh.ConfigError`.
+#[pyfunction]
+pub(crate) fn start(
+    py: Python<'_>,
+    name: &str,
+    options: Vec<(String, String)>,
+    tools_json: &str,
+    on_invoke: Py<PyAny>,
+    future: Py<PyAny>,
+) -> PyResult<()> {
+    let mut config = AgentConfig::from_env(name).map_err(|e| to_pyerr(py, &e))?;
+    for (key, value) in &options {
+        config.set(key, value).map_err(|e| to_pyerr(py, &e))?;
+    }
+    let tools = parse_tools(tools_json).map_err(|e| to_pyerr(py, &e))?;
+    let event_loop = future.call_method0(py, "get_loop")?;
+    let target = Arc::new(InvokeTarget { event_loop, on_invoke });
+    let handler = Arc::new(PythonToolHandler { target });
+    settle_when_done(future, async move {
+        let agent = Agent::start(config, tools, handler).await?;
+        Ok(Outcome::Agent(agent))
+    });
+    Ok(())
+}
+
+#[pyclass(frozen, module = "toolmesh._native")]
+pub struct NativeAgent {
+    agent: Agent,
+}
+
+impl NativeAgent {
+    pub(crate) fn new(agent: Agent) -> Self {
+        NativeAgent { agent }
+    }
+}
+
+#[pymethods]
+impl NativeAgent {
+    #[getter]
+    fn agent_id(&self) -> &str {
+        self.agent.agent_id()
+    }
+
+    /// `https://host:port/mcp`
+    #[getter]
+    fn endpoint(&self) -> &str {
+        self.agent.endpoint()
+    }
+
+    /// The port the agent listens on (useful with `port=0`).
+    #[getter]
+    fn port(&self) -> u16 {
+        self.agent.local_addr().port()
+    }
+
+    /// Calls the `dependency`-th declared dependency of local tool `tool`; the asyncio `future`
+    /// receives the JSON-encoded result or the mesh error. `context` is the handler's request context, so
+    /// that core propagates its headers and continues its trace.
+    #[pyo3(signature = (tool, dependency, arguments_json, context, future))]
+    fn call(
+        &self,
+        py: Python<'_>,
+        tool: String,
+        dependency: usize,
+        arguments_json: &str,
+        context: Option<PyRef<'_, Context>>,
+        future: Py<PyAny>,
+    ) -> PyResult<()> {
+        let arguments: serde_json::Value = py
+            .detach(|| serde_json::from_str(arguments_json))
+            .map_err(|e| PyValueError::new_err(format!("the call arguments are not JSON: {e}")))?;
+        let context = context.map(|c| c.inner.clone());
+        let agent = self.agent.clone();
+        settle_when_done(future, async move {
+            let result = agent.call(&tool, dependency, arguments, context).await?;
+            Ok(Outcome::Json(result.to_string()))
+        });
+        Ok(())
+    }
+
+    /// Deregisters, drains in-flight calls and closes the listener; `future` receives None.
+    fn stop(&self, future: Py<PyAny>) {
+        let agent = self.agent.clone();
+        settle_when_done(future, async move {
+            agent.shutdown().await;
+            Ok(Outcome::Nothing)
+        });
+    }
+
+    fn __repr__(&self) -> String {
+        format!("NativeAgent(agent_id={:?}, endpoint={:?})", self.agent.agent_id(), self.agent.endpoint())
+    }
+}

@@ -1,0 +1,52 @@
+//! The answer channel of one tool invocation, handed to the Python handler task.
+
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use std::sync::Mutex;
+use toolmesh_core::host::{Completion, HostError};
+use toolmesh_core::{Error, ErrorKind};
+
+/// Answers exactly once. If it is garbage-collected unanswered, the completion is dropped and
+/// core reports `HANDLER_DROPPED` to the caller.
+#[pyclass(frozen, module = "toolmesh._native")]
+pub struct Responder {
+    completion: Mutex<Option<Completion>>,
+}
+
+impl Responder {
+    pub(crate) fn new(completion: Completion) -> Self {
+        Responder { completion: Mutex::new(Some(completion)) }
+    }
+
+    fn take(&self) -> PyResult<Completion> {
+        let mut slot = self.completion.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.take().ok_or_else(|| PyRuntimeError::new_err("this tool call was already answered"))
+    }
+}
+
+#[pymethods]
+impl Responder {
+    /// The handler's JSON-encoded return value.
+    fn ok(&self, py: Python<'_>, result_json: &str) -> PyResult<()> {
+        let value = py
+            .detach(|| serde_json::from_str(result_json))
+            .map_err(|e| PyValueError::new_err(format!("the tool result is not JSON: {e}")))?;
+        self.take()?.ok(value);
+        Ok(())
+    }
+
+    /// The handler raised: reported to the caller as `HANDLER_FAILED`.
+    fn fail(&self, message: String) -> PyResult<()> {
+        self.take()?.err(message);
+        Ok(())
+    }
+
+    /// The handler failed with a mesh error (a proxy call it awaited raised a `ToolmeshError`):
+    /// the caller gets that error's code and message unchanged.
+    fn fail_mesh(&self, code: u32, message: String) -> PyResult<()> {
+        let completion = self.take()?;
+        let mesh_error = ErrorKind::from_code(code).map(|kind| Error::new(kind, message.clone()));
+        completion.complete(Err(HostError { message, mesh_error }));
+        Ok(())
+    }
+}
