@@ -7,7 +7,7 @@ use crate::discovery::{Discovery, TopologyView};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::{LocalTools, ToolHandler};
 use crate::mcp::{McpClient, McpServer, ServerInfo, ENDPOINT_PATH};
-use crate::pipeline::{Pipeline, Transport};
+use crate::pipeline::{Pipeline, Target, Transport};
 use crate::registry_api::{DependencySpec, Provider, RegisterRequest, ToolInfo};
 use crate::registry_client::RegistryClient;
 use crate::resolve::Selector;
@@ -214,7 +214,8 @@ impl Agent {
             .map(Vec::as_slice)
             .unwrap_or_default();
         let context = context.unwrap_or_default();
-        inner.pipeline.call(&**inner, key, &spec.capability, providers, arguments, &context, deps.timeout).await
+        let target = Target { key, capability: &spec.capability, providers, timeout: deps.timeout };
+        inner.pipeline.call(&**inner, target, arguments, &context).await
     }
 
     /// Deregisters, keeps serving briefly so callers learn of it, then lets in-flight calls

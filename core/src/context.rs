@@ -123,7 +123,7 @@ impl HeaderAllowList {
 
     pub fn allows(&self, name: &str) -> bool {
         let name = name.to_ascii_lowercase();
-        self.exact.iter().any(|e| *e == name) || self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
+        self.exact.contains(&name) || self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
     }
 
     /// Keeps the allowed headers of `headers`, with lowercase names.

@@ -32,6 +32,15 @@ const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// How long a provider that refused a connection is tried only after the others.
 const COOLDOWN: Duration = Duration::from_secs(2);
 
+/// One dependency call's target: the resolution key, the capability (for messages), the
+/// providers ranked best first, and the time budget.
+pub struct Target<'a> {
+    pub key: &'a str,
+    pub capability: &'a str,
+    pub providers: &'a [Provider],
+    pub timeout: Duration,
+}
+
 /// Per-agent call policy state: round-robin cursors and provider cool-downs.
 #[derive(Default)]
 pub struct Pipeline {
@@ -44,17 +53,9 @@ impl Pipeline {
         Self::default()
     }
 
-    /// Calls the dependency `key` on one of `providers` (ranked best first).
-    pub async fn call<T: Transport + ?Sized>(
-        &self,
-        transport: &T,
-        key: &str,
-        capability: &str,
-        providers: &[Provider],
-        arguments: Value,
-        context: &RequestContext,
-        timeout: Duration,
-    ) -> Result<Value> {
+    /// Calls one of the target's providers.
+    pub async fn call<T: Transport + ?Sized>(&self, transport: &T, target: Target<'_>, arguments: Value, context: &RequestContext) -> Result<Value> {
+        let Target { key, capability, providers, timeout } = target;
         if providers.is_empty() {
             return Err(Error::new(
                 ErrorKind::DependencyUnresolved,
@@ -194,13 +195,17 @@ mod tests {
 
     const T: Duration = Duration::from_secs(30);
 
+    fn target<'a>(capability: &'a str, providers: &'a [Provider]) -> Target<'a> {
+        Target { key: "k", capability, providers, timeout: T }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn spreads_calls_across_the_best_providers() {
         let t = Scripted::new(Duration::ZERO, &[("a", vec![Ok(Value::from(1))]), ("b", vec![Ok(Value::from(2))]), ("c", vec![Ok(Value::from(3))])]);
         let pipeline = Pipeline::new();
         let providers = [provider("a", 1), provider("b", 1), provider("c", 0)];
         for _ in 0..4 {
-            pipeline.call(&*t, "k", "c", &providers, Value::Null, &RequestContext::default(), T).await.unwrap();
+            pipeline.call(&*t, target("c", &providers), Value::Null, &RequestContext::default()).await.unwrap();
         }
         assert_eq!(t.calls(), ["a", "b", "a", "b"], "the lower-scored provider is only a fallback");
     }
@@ -210,12 +215,12 @@ mod tests {
         let t = Scripted::new(Duration::ZERO, &[("a", vec![refused()]), ("b", vec![Ok(Value::from(2))])]);
         let pipeline = Pipeline::new();
         let start = Instant::now();
-        let v = pipeline.call(&*t, "k", "c", &[provider("a", 0), provider("b", 0)], Value::Null, &RequestContext::default(), T).await;
+        let v = pipeline.call(&*t, target("c", &[provider("a", 0), provider("b", 0)]), Value::Null, &RequestContext::default()).await;
         assert_eq!(v.unwrap(), Value::from(2));
         assert_eq!(t.calls(), ["a", "b"]);
         assert_eq!(Instant::now() - start, BACKOFF_BASE);
         // "a" is cooling down now: the next call goes to "b" first even though it is a's turn.
-        pipeline.call(&*t, "k", "c", &[provider("a", 0), provider("b", 0)], Value::Null, &RequestContext::default(), T).await.unwrap();
+        pipeline.call(&*t, target("c", &[provider("a", 0), provider("b", 0)]), Value::Null, &RequestContext::default()).await.unwrap();
         assert_eq!(t.calls(), ["a", "b", "b"]);
     }
 
@@ -223,7 +228,7 @@ mod tests {
     async fn retries_a_single_provider_with_bounded_backoff_then_reports_the_failure() {
         let t = Scripted::new(Duration::ZERO, &[("a", vec![refused()])]);
         let start = Instant::now();
-        let e = Pipeline::new().call(&*t, "k", "c", &[provider("a", 0)], Value::Null, &RequestContext::default(), T).await.unwrap_err();
+        let e = Pipeline::new().call(&*t, target("c", &[provider("a", 0)]), Value::Null, &RequestContext::default()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConnectFailed);
         assert_eq!(t.calls().len(), MIN_ATTEMPTS);
         assert_eq!(Instant::now() - start, BACKOFF_BASE + BACKOFF_BASE * 2);
@@ -232,7 +237,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn never_retries_a_delivered_request() {
         let t = Scripted::new(Duration::ZERO, &[("a", vec![lost_after_delivery()]), ("b", vec![Ok(Value::from(2))])]);
-        let e = Pipeline::new().call(&*t, "k", "c", &[provider("a", 0), provider("b", 0)], Value::Null, &RequestContext::default(), T).await.unwrap_err();
+        let e = Pipeline::new().call(&*t, target("c", &[provider("a", 0), provider("b", 0)]), Value::Null, &RequestContext::default()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConnectionLost);
         assert_eq!(t.calls(), ["a"]);
     }
@@ -241,14 +246,14 @@ mod tests {
     async fn times_out_at_the_dependency_timeout_or_the_callers_deadline() {
         let t = Scripted::new(Duration::from_secs(60), &[("a", vec![Ok(Value::from(1))])]);
         let start = Instant::now();
-        let e = Pipeline::new().call(&*t, "k", "add", &[provider("a", 0)], Value::Null, &RequestContext::default(), T).await.unwrap_err();
+        let e = Pipeline::new().call(&*t, target("add", &[provider("a", 0)]), Value::Null, &RequestContext::default()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Timeout);
         assert_eq!(e.message(), "no answer from a provider of 'add' within 30000 ms");
         assert_eq!(Instant::now() - start, T);
 
         let ctx = RequestContext { deadline: Some(Instant::now() + Duration::from_secs(2)), ..Default::default() };
         let start = Instant::now();
-        let e = Pipeline::new().call(&*t, "k", "add", &[provider("a", 0)], Value::Null, &ctx, T).await.unwrap_err();
+        let e = Pipeline::new().call(&*t, target("add", &[provider("a", 0)]), Value::Null, &ctx).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Timeout);
         assert_eq!(Instant::now() - start, Duration::from_secs(2));
     }
@@ -256,7 +261,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn no_providers_is_unresolved() {
         let t = Scripted::new(Duration::ZERO, &[]);
-        let e = Pipeline::new().call(&*t, "k", "add", &[], Value::Null, &RequestContext::default(), T).await.unwrap_err();
+        let e = Pipeline::new().call(&*t, target("add", &[]), Value::Null, &RequestContext::default()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::DependencyUnresolved);
         assert!(e.message().contains("'add'"));
     }

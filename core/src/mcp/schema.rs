@@ -17,15 +17,10 @@ pub fn check_arguments(schema: &Value, arguments: &Map<String, Value>) -> Result
     };
     for (name, value) in arguments {
         match properties.get(name) {
-            Some(property) => {
-                if !type_matches(property, value) {
-                    return Err(format!(
-                        "argument '{name}' must be {}, got {}",
-                        describe_type(property),
-                        json_type(value)
-                    ));
-                }
+            Some(property) if !type_matches(property, value) => {
+                return Err(format!("argument '{name}' must be {}, got {}", describe_type(property), json_type(value)));
             }
+            Some(_) => {}
             None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
                 return Err(format!("unexpected argument '{name}'"));
             }

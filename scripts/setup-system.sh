@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the system tools the build and tests use, when they are missing.
+set -euo pipefail
+missing=()
+command -v cargo >/dev/null || { echo "setup: cargo is missing; install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
+command -v python3 >/dev/null || missing+=(python3 python3-venv)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

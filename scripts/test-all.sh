@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Sets up what the tests need (idempotent) and runs every suite: Rust unit and integration
+# tests, the Python binding's suite, and the cross-process end-to-end tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# One cargo target directory for the workspace and the bindings, kept outside the clone so a
+# fresh clone reuses earlier builds.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/toolmesh/target}"
+export TOOLMESH_BIN="$CARGO_TARGET_DIR/debug/toolmesh"
+
+scripts/setup-system.sh
+echo "== rust: unit and integration tests"
+cargo test --workspace --locked
+echo "== building the toolmesh CLI"
+cargo build --locked -p toolmesh-cli
+scripts/python-env.sh
+echo "== python: binding suite and end-to-end tests"
+.venv/bin/python -m pytest bindings-python/tests tests/python -q -p no:cacheprovider
