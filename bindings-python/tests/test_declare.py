@@ -1,0 +1,94 @@
+"""What @tool records: names, metadata, dependencies and their injection."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pytest
+
+import toolmesh
+
+
+def test_defaults_come_from_the_function() -> None:
+    agent = toolmesh.Agent("declare")
+
+    @agent.tool
+    async def greet(name: str) -> str:
+        """Says hello.
+
+        Politely."""
+        return f"hello {name}"
+
+    (spec,) = agent.tools
+    assert spec.info() == {
+        "name": "greet",
+        "capability": "greet",
+        "version": "1.0.0",
+        "tags": [],
+        "description": "Says hello.\n\nPolitely.",
+        "input_schema": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+        "dependencies": [],
+    }
+
+
+def test_explicit_metadata_and_dependency_selectors() -> None:
+    agent = toolmesh.Agent("declare")
+    selector = {"capability": "add", "tags": ["math", "+fast", ["a", "b"]], "version": ">=1.0"}
+
+    @agent.tool(name="total", capability="sum", version="2.1.0", tags=["math"], description="Adds.",
+                dependencies=[selector, "log"], timeout_ms=1500)
+    def anything(a: int, add: toolmesh.Proxy = None, log: toolmesh.Proxy = None) -> int:
+        return a
+
+    info = agent.tools[0].info()
+    assert (info["name"], info["capability"], info["version"], info["tags"]) == ("total", "sum", "2.1.0", ["math"])
+    assert info["description"] == "Adds."
+    assert info["dependencies"] == [selector, "log"]
+    assert info["timeout_ms"] == 1500
+
+
+def test_the_decorator_returns_the_function_unchanged() -> None:
+    agent = toolmesh.Agent("declare")
+
+    def plain(a: int) -> int:
+        return a + 1
+
+    assert agent.tool(capability="inc")(plain) is plain
+    assert plain(1) == 2
+
+
+def test_module_level_tools_are_kept_apart_from_agent_tools() -> None:
+    from toolmesh._agent import _default_tools
+
+    before = len(_default_tools)
+    agent = toolmesh.Agent("declare")
+    agent.tool(lambda: None)
+    assert len(_default_tools) == before
+    assert len(agent.tools) == 1
+
+
+def test_proxies_match_a_capability_by_parameter_name_first_then_by_position() -> None:
+    agent = toolmesh.Agent("declare")
+
+    @agent.tool(dependencies=["mul", "add", {"capability": "log-sink"}])
+    async def f(x: int, first: toolmesh.Proxy = None, add: Optional[toolmesh.Proxy] = None,
+                sink: toolmesh.Proxy | None = None) -> int:
+        return x
+
+    assert dict(agent.tools[0].proxy_params) == {"add": 1, "first": 0, "sink": 2}
+
+
+def test_more_proxies_than_dependencies_is_an_error() -> None:
+    with pytest.raises(TypeError, match="2 toolmesh.Proxy parameters but declares 1 dependencies"):
+        @toolmesh.Agent("declare").tool(dependencies=["add"])
+        async def f(add: toolmesh.Proxy = None, other: toolmesh.Proxy = None) -> None: ...
+
+
+def test_misuse_is_reported_at_declaration() -> None:
+    agent = toolmesh.Agent("declare")
+    with pytest.raises(TypeError, match="tags and dependencies are lists"):
+        agent.tool(tags="math")(lambda: None)
+    with pytest.raises(TypeError, match="dependencies are lists"):
+        agent.tool(dependencies="add")(lambda: None)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'capabilty'"):
+        agent.tool(capabilty="add")(lambda: None)
