@@ -10,7 +10,7 @@ export TOOLMESH_BIN="$CARGO_TARGET_DIR/debug/toolmesh"
 
 scripts/setup-system.sh
 echo "== rust: unit and integration tests"
-cargo test --workspace --locked
+cargo test --locked
 echo "== building the toolmesh CLI"
 cargo build --locked -p toolmesh-cli
 scripts/python-env.sh

@@ -1,0 +1,1 @@
+//! JNI library for the Java binding (in progress).

@@ -1,0 +1,1 @@
+//! Node.js addon (napi-rs) (in progress).
