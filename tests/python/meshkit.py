@@ -91,10 +91,10 @@ class Certs:
 
 
 def certs_init(directory: Path, agents: list[str]) -> Certs:
-    subprocess.run(
-        [str(cli_binary()), "certs", "init", "--dir", str(directory), "--agents", ",".join(agents)],
-        check=True, capture_output=True, timeout=60,
-    )
+    argv = [str(cli_binary()), "certs", "init", "--dir", str(directory)]
+    if agents:
+        argv += ["--agents", ",".join(agents)]
+    subprocess.run(argv, check=True, capture_output=True, timeout=60)
     return Certs(directory)
 
 
