@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 AGENT_READY = re.compile(r"toolmesh agent (\S+) serving (https://\S+) \(id (\S+)\)")
 REGISTRY_READY = re.compile(r"toolmesh registry listening on (https://\S+)")
 # Every identity the suites use, issued once per session.
-IDENTITIES = ["alpha", "beta", "front", "back", "back2"]
+IDENTITIES = ["alpha", "beta", "front", "back", "back2", "calc", "stats"]
 # The registry's heartbeat interval in tests: short, so that topology changes and re-registration
 # after a registry restart happen within a second or two.
 HEARTBEAT_MS = 300
@@ -214,17 +214,18 @@ class Mesh:
         process = self.spawn(argv, {}, "registry")
         return Registry(process, process.wait_for_line(REGISTRY_READY, timeout=30).group(1))
 
-    def start_agent(self, script: str, name: str, registry: Optional[Registry], env: Optional[dict[str, str]] = None,
-                    identity: Optional[str] = None) -> Agent:
-        """Runs ``tests/python/agents/<script>`` as agent ``name`` (certificate ``identity``, by
-        default ``name``) and waits for its ready line."""
-        process = self.spawn_agent(script, name, registry, env, identity)
+    def start_agent(self, script: str, name: str, registry: Optional[Registry],
+                    env: Optional[dict[str, str]] = None) -> Agent:
+        """Runs ``script`` as agent ``name`` with the certificate of that name, and waits for its
+        ready line."""
+        process = self.spawn_agent(script, name, registry, env)
         match = process.wait_for_line(AGENT_READY, timeout=30)
         return Agent(process, match.group(1), match.group(2), match.group(3))
 
-    def spawn_agent(self, script: str, name: str, registry: Optional[Registry], env: Optional[dict[str, str]] = None,
-                    identity: Optional[str] = None) -> Process:
-        agent_env = {**self.certs.env(identity or name), "TOOLMESH_TEST_AGENT_NAME": name,
+    def spawn_agent(self, script: str, name: str, registry: Optional[Registry],
+                    env: Optional[dict[str, str]] = None) -> Process:
+        """Runs ``script`` (relative to tests/python/agents, or absolute) without waiting."""
+        agent_env = {**self.certs.env(name), "TOOLMESH_TEST_AGENT_NAME": name,
                      "TOOLMESH_HEARTBEAT_INTERVAL_MS": str(HEARTBEAT_MS)}
         if registry is not None:
             agent_env["TOOLMESH_REGISTRY_URL"] = registry.url
