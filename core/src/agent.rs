@@ -1,7 +1,8 @@
 //! An agent: its tools served over mTLS, its registration, and its dependency calls.
 
 use crate::client::RequestError;
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, HealthPort};
+use crate::health::{HealthServer, ReadinessCheck};
 use crate::context::{RequestContext, TraceContext};
 use crate::discovery::{Discovery, TopologyView};
 use crate::error::{Error, ErrorKind, Result};
@@ -85,6 +86,11 @@ struct Inner {
     pipeline: Pipeline,
     server: Mutex<Option<HttpsServer>>,
     discovery: Mutex<Option<Discovery>>,
+    health: Option<HealthServer>,
+    /// Watches the certificate files for a rotation.
+    reloader: Option<tokio::task::JoinHandle<()>>,
+    /// Set when shutdown begins: `/ready` answers 503 from then on.
+    draining: Arc<AtomicBool>,
     stopped: AtomicBool,
 }
 
@@ -100,7 +106,7 @@ impl Agent {
     /// the background (a registry that is down does not stop the agent from starting).
     pub async fn start(config: AgentConfig, tools: Vec<ToolInfo>, handler: Arc<dyn ToolHandler>) -> Result<Agent> {
         validate_tools(&tools)?;
-        let identity = Identity::load(&config.tls_files()?)?;
+        let identity = Identity::load_with(&config.tls_files()?, config.tls_policy.clone())?;
         let registry = config.registry_url.as_deref().map(|url| RegistryClient::new(url, &identity)).transpose()?;
         let listener = crate::server::bind(&config.host, config.port).await?;
         let local_addr = listener.local_addr().map_err(|e| Error::new(ErrorKind::AddressInUse, e.to_string()))?;
@@ -136,6 +142,18 @@ impl Agent {
             Some(d) => d.topology(),
             None => watch::channel(Arc::new(TopologyView::default())).1,
         };
+        let draining = Arc::new(AtomicBool::new(false));
+        let health = match start_health(&config, local_addr.port(), discovery.as_ref().map(Discovery::registered), draining.clone()).await {
+            Ok(health) => health,
+            Err(e) => {
+                server.stop_now();
+                if let Some(d) = &discovery {
+                    d.abort();
+                }
+                return Err(e);
+            }
+        };
+        let reloader = identity.spawn_reloader(config.tls_reload_interval);
         tracing::info!(agent = %id, %endpoint, identity = %identity.name(), "serving");
         Ok(Agent {
             inner: Arc::new(Inner {
@@ -150,6 +168,9 @@ impl Agent {
                 pipeline: Pipeline::new(),
                 server: Mutex::new(Some(server)),
                 discovery: Mutex::new(discovery),
+                health,
+                reloader,
+                draining,
                 stopped: AtomicBool::new(false),
             }),
         })
@@ -166,6 +187,11 @@ impl Agent {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr
+    }
+
+    /// Where `/health` and `/ready` are served (plain HTTP), unless turned off.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.inner.health.as_ref().map(HealthServer::local_addr)
     }
 
     /// Waits until the registry has accepted this agent; false after `timeout`, or without a registry.
@@ -224,6 +250,7 @@ impl Agent {
         if self.inner.stopped.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.inner.draining.store(true, Ordering::Release);
         let discovery = self.inner.discovery.lock().expect("agent lock").take();
         if let Some(discovery) = discovery {
             let was_registered = discovery.is_registered();
@@ -242,6 +269,9 @@ impl Agent {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if let Some(reloader) = &self.reloader {
+            reloader.abort();
+        }
         if let Some(server) = self.server.get_mut().ok().and_then(Option::take) {
             server.stop_now();
         }
@@ -282,6 +312,33 @@ impl Inner {
             RequestError { error, delivered: true }
         })
     }
+}
+
+async fn start_health(
+    config: &AgentConfig,
+    mtls_port: u16,
+    registered: Option<watch::Receiver<bool>>,
+    draining: Arc<AtomicBool>,
+) -> Result<Option<HealthServer>> {
+    let port = match config.health_port {
+        HealthPort::Off => return Ok(None),
+        HealthPort::Fixed(port) => port,
+        // A system-chosen mTLS port + 1000 could collide with anything: let the system choose.
+        HealthPort::Offset if config.port == 0 => 0,
+        HealthPort::Offset => mtls_port.checked_add(1000).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidConfig, format!("the health port would be {mtls_port} + 1000, past 65535; set TOOLMESH_HEALTH_PORT"))
+        })?,
+    };
+    let readiness: ReadinessCheck = Arc::new(move || {
+        if draining.load(Ordering::Acquire) {
+            return Some("shutting down".to_owned());
+        }
+        match &registered {
+            Some(r) if !*r.borrow() => Some("not registered with the registry yet".to_owned()),
+            _ => None,
+        }
+    });
+    HealthServer::start(&config.health_host, port, readiness).await.map(Some)
 }
 
 fn own_providers(id: &str, name: &str, endpoint: &str, tools: &[ToolInfo]) -> Result<HashMap<String, Vec<Provider>>> {

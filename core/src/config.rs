@@ -4,7 +4,7 @@
 use crate::context::HeaderAllowList;
 use crate::error::{Error, ErrorKind, Result};
 use crate::registry_client::check_registry_url;
-use crate::tls::TlsFiles;
+use crate::tls::{TlsFiles, VerifyPolicy};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,7 +21,21 @@ pub const KEYS: &[&str] = &[
     "propagate_headers",
     "heartbeat_interval_ms",
     "call_timeout_ms",
+    "tls_verify",
+    "tls_allowed_ids",
+    "tls_reload_interval_ms",
+    "health_host",
+    "health_port",
 ];
+
+/// Where the plain-HTTP health listener goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthPort {
+    /// The mTLS port + 1000 (any free port when the mTLS port is chosen by the system).
+    Offset,
+    Fixed(u16),
+    Off,
+}
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -41,6 +55,13 @@ pub struct AgentConfig {
     pub heartbeat_interval: Duration,
     /// Default per-dependency call timeout.
     pub call_timeout: Duration,
+    /// How peers are verified (`hostname` or `spiffe`, and the allowed identities).
+    pub tls_policy: VerifyPolicy,
+    /// How often the certificate files are checked for a rotation.
+    pub tls_reload_interval: Duration,
+    /// Where `/health` and `/ready` are served, without TLS (loopback by default).
+    pub health_host: String,
+    pub health_port: HealthPort,
 }
 
 impl AgentConfig {
@@ -58,6 +79,10 @@ impl AgentConfig {
             propagate_headers: HeaderAllowList::default(),
             heartbeat_interval: Duration::from_secs(5),
             call_timeout: Duration::from_secs(30),
+            tls_policy: VerifyPolicy::default(),
+            tls_reload_interval: Duration::from_secs(1),
+            health_host: "127.0.0.1".to_owned(),
+            health_port: HealthPort::Offset,
         };
         for key in KEYS {
             let var = format!("TOOLMESH_{}", key.to_ascii_uppercase());
@@ -93,6 +118,19 @@ impl AgentConfig {
             "propagate_headers" => self.propagate_headers = HeaderAllowList::parse(value),
             "heartbeat_interval_ms" => self.heartbeat_interval = millis(key, value)?,
             "call_timeout_ms" => self.call_timeout = millis(key, value)?,
+            "tls_verify" => self.tls_policy.mode = VerifyPolicy::parse_mode(value)?,
+            "tls_allowed_ids" => self.tls_policy.allowed = VerifyPolicy::parse_allowed(value)?,
+            "tls_reload_interval_ms" => self.tls_reload_interval = millis(key, value)?,
+            "health_host" => self.health_host = if value.is_empty() { "127.0.0.1".to_owned() } else { value.to_owned() },
+            "health_port" => {
+                self.health_port = match value {
+                    "" => HealthPort::Offset,
+                    "off" => HealthPort::Off,
+                    port => HealthPort::Fixed(port.parse().map_err(|_| {
+                        Error::new(ErrorKind::InvalidConfig, format!("health_port '{value}' must be a port number, 0 for any free port, or 'off'"))
+                    })?),
+                }
+            }
             other => {
                 return Err(Error::new(
                     ErrorKind::InvalidConfig,
@@ -162,6 +200,13 @@ mod tests {
         assert_eq!(c.registry_url.as_deref(), Some("https://127.0.0.1:8443"));
         assert_eq!(c.set("registry_url", "http://x").unwrap_err().kind(), ErrorKind::RegistryUrlNotHttps);
         assert_eq!(c.set("port", "http").unwrap_err().kind(), ErrorKind::InvalidConfig);
+        c.set("tls_verify", "spiffe").unwrap();
+        c.set("tls_allowed_ids", "spiffe://prod.example").unwrap();
+        assert_eq!(c.tls_policy.mode, crate::tls::VerifyMode::Spiffe);
+        assert_eq!(c.set("tls_verify", "off").unwrap_err().kind(), ErrorKind::InvalidConfig);
+        c.set("health_port", "off").unwrap();
+        assert_eq!(c.health_port, HealthPort::Off);
+        assert!(c.set("health_port", "x").is_err());
         assert!(c.set("bogus", "1").unwrap_err().message().contains("unknown option 'bogus'"));
         let e = c.tls_files().unwrap_err();
         assert!(e.message().contains("TOOLMESH_TLS_CERT"), "{}", e.message());

@@ -58,6 +58,10 @@ impl Discovery {
         tokio::time::timeout(timeout, registered.wait_for(|r| *r)).await.is_ok_and(|r| r.is_ok())
     }
 
+    pub fn registered(&self) -> watch::Receiver<bool> {
+        self.registered.clone()
+    }
+
     pub fn is_registered(&self) -> bool {
         *self.registered.borrow()
     }

@@ -32,6 +32,8 @@ pub enum ErrorKind {
     PeerRejectedCertificate,
     /// Any other TLS handshake failure.
     TlsHandshake,
+    /// The peer's certificate is valid but its identity is not among the allowed ones.
+    PeerIdentityNotAllowed,
 
     // 3xxx discovery
     /// No healthy provider matches the dependency.
@@ -91,6 +93,7 @@ impl ErrorKind {
         ErrorKind::PeerHostnameMismatch,
         ErrorKind::PeerRejectedCertificate,
         ErrorKind::TlsHandshake,
+        ErrorKind::PeerIdentityNotAllowed,
         ErrorKind::DependencyUnresolved,
         ErrorKind::RegistryUnavailable,
         ErrorKind::UnknownAgent,
@@ -124,6 +127,7 @@ impl ErrorKind {
             ErrorKind::PeerHostnameMismatch => 2004,
             ErrorKind::PeerRejectedCertificate => 2005,
             ErrorKind::TlsHandshake => 2006,
+            ErrorKind::PeerIdentityNotAllowed => 2007,
             ErrorKind::DependencyUnresolved => 3001,
             ErrorKind::RegistryUnavailable => 3002,
             ErrorKind::UnknownAgent => 3003,
@@ -158,6 +162,7 @@ impl ErrorKind {
             ErrorKind::PeerHostnameMismatch => "PEER_HOSTNAME_MISMATCH",
             ErrorKind::PeerRejectedCertificate => "PEER_REJECTED_CERTIFICATE",
             ErrorKind::TlsHandshake => "TLS_HANDSHAKE",
+            ErrorKind::PeerIdentityNotAllowed => "PEER_IDENTITY_NOT_ALLOWED",
             ErrorKind::DependencyUnresolved => "DEPENDENCY_UNRESOLVED",
             ErrorKind::RegistryUnavailable => "REGISTRY_UNAVAILABLE",
             ErrorKind::UnknownAgent => "UNKNOWN_AGENT",

@@ -13,6 +13,7 @@ pub mod config;
 pub mod context;
 pub mod discovery;
 pub mod error;
+pub mod health;
 pub mod host;
 pub mod mcp;
 pub mod pipeline;

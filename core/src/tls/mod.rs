@@ -2,17 +2,23 @@
 //! identity, and turning handshake failures into errors that say what to fix.
 
 use crate::error::{Error, ErrorKind, Result};
-use rustls::client::danger::ServerCertVerifier;
 use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{AlertDescription, CertificateError, ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+
+mod diagnose;
+mod verify;
+
+pub use diagnose::{classify_error_chain, classify_tls};
+pub use verify::{VerifyMode, VerifyPolicy};
+use verify::PeerVerifier;
 
 /// Where an identity lives on disk: PEM certificate (chain), private key, and the CA bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,11 +38,37 @@ const VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13
 const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// A checked identity: our certificate and key, and the trust bundle peers must chain to.
-/// The certificate sits behind a lock so it can be replaced without rebuilding connections.
+/// Both sit behind a lock and are swapped whole when the files change, so new handshakes use
+/// the new material while pooled connections carry on undisturbed.
 pub struct Identity {
-    current: RwLock<Arc<CertifiedKey>>,
-    roots: Arc<RootCertStore>,
+    state: RwLock<Arc<State>>,
+    files: Option<TlsFiles>,
+    policy: VerifyPolicy,
     name: String,
+}
+
+/// One loaded, checked generation of the identity.
+struct State {
+    certified: Arc<CertifiedKey>,
+    roots: Arc<RootCertStore>,
+    client_verifier: Arc<dyn ClientCertVerifier>,
+    server_verifier: Arc<rustls::client::WebPkiServerVerifier>,
+    stamp: Option<FileStamp>,
+}
+
+/// What a change of the identity files is detected by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp(Vec<(Option<std::time::SystemTime>, u64)>);
+
+impl FileStamp {
+    fn of(files: &TlsFiles) -> FileStamp {
+        FileStamp(
+            [&files.cert, &files.key, &files.ca]
+                .iter()
+                .map(|p| std::fs::metadata(p).map(|m| (m.modified().ok(), m.len())).unwrap_or((None, 0)))
+                .collect(),
+        )
+    }
 }
 
 impl std::fmt::Debug for Identity {
@@ -48,37 +80,25 @@ impl std::fmt::Debug for Identity {
 impl Identity {
     /// Loads and checks an identity from files; every failure names the file and the fix.
     pub fn load(files: &TlsFiles) -> Result<Arc<Identity>> {
-        let cert = read(&files.cert, "certificate", "TOOLMESH_TLS_CERT")?;
-        let key = read(&files.key, "private key", "TOOLMESH_TLS_KEY")?;
-        let ca = read(&files.ca, "CA bundle", "TOOLMESH_TLS_CA")?;
-        Self::from_pem_with_names(
-            &cert,
-            &key,
-            &ca,
-            &files.cert.display().to_string(),
-            &files.key.display().to_string(),
-            &files.ca.display().to_string(),
-        )
+        Self::load_with(files, VerifyPolicy::default())
+    }
+
+    pub fn load_with(files: &TlsFiles, policy: VerifyPolicy) -> Result<Arc<Identity>> {
+        let state = State::from_files(files)?;
+        let name = state.name();
+        Ok(Arc::new(Identity { state: RwLock::new(Arc::new(state)), files: Some(files.clone()), policy, name }))
     }
 
     /// Builds an identity from PEM text (tests, automatic certificates).
     pub fn from_pem(cert_pem: &str, key_pem: &str, ca_pem: &str) -> Result<Arc<Identity>> {
-        Self::from_pem_with_names(cert_pem.as_bytes(), key_pem.as_bytes(), ca_pem.as_bytes(), "certificate", "key", "CA")
+        Self::from_pem_with(cert_pem, key_pem, ca_pem, VerifyPolicy::default())
     }
 
-    fn from_pem_with_names(
-        cert_pem: &[u8],
-        key_pem: &[u8],
-        ca_pem: &[u8],
-        cert_name: &str,
-        key_name: &str,
-        ca_name: &str,
-    ) -> Result<Arc<Identity>> {
-        let roots = Arc::new(parse_roots(ca_pem, ca_name)?);
-        let certified = parse_certified_key(cert_pem, key_pem, cert_name, key_name)?;
-        check_chain(&certified, &roots, cert_name, ca_name)?;
-        let name = certified.end_entity_cert().map(|c| peer_identity(c)).unwrap_or_default();
-        Ok(Arc::new(Identity { current: RwLock::new(Arc::new(certified)), roots, name }))
+    pub fn from_pem_with(cert_pem: &str, key_pem: &str, ca_pem: &str, policy: VerifyPolicy) -> Result<Arc<Identity>> {
+        let names = ("certificate", "key", "CA");
+        let state = State::from_pem(cert_pem.as_bytes(), key_pem.as_bytes(), ca_pem.as_bytes(), names, None)?;
+        let name = state.name();
+        Ok(Arc::new(Identity { state: RwLock::new(Arc::new(state)), files: None, policy, name }))
     }
 
     /// The workload identity of our certificate (its `spiffe://` URI SAN, else its CN).
@@ -86,56 +106,125 @@ impl Identity {
         &self.name
     }
 
+    pub fn policy(&self) -> &VerifyPolicy {
+        &self.policy
+    }
+
+    fn state(&self) -> Arc<State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn certified_key(&self) -> Arc<CertifiedKey> {
-        self.current.read().expect("identity lock poisoned").clone()
+        self.state().certified.clone()
     }
 
     pub fn roots(&self) -> Arc<RootCertStore> {
-        self.roots.clone()
+        self.state().roots.clone()
+    }
+
+    /// Re-reads the files when they changed since the last load. A set that does not check out
+    /// (say, a certificate written before its key) leaves the current identity in place.
+    pub fn reload_if_changed(&self) -> Result<bool> {
+        let Some(files) = &self.files else { return Ok(false) };
+        let stamp = FileStamp::of(files);
+        if self.state().stamp.as_ref() == Some(&stamp) {
+            return Ok(false);
+        }
+        let state = State::from_files(files)?;
+        let name = state.name();
+        if name != self.name {
+            tracing::warn!(old = %self.name, new = %name, "the reloaded certificate names another identity; peers authorize the new one");
+        }
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+        Ok(true)
+    }
+
+    /// Swaps in new PEM material (automatic certificates).
+    pub fn replace_pem(&self, cert_pem: &str, key_pem: &str, ca_pem: &str) -> Result<()> {
+        let state = State::from_pem(cert_pem.as_bytes(), key_pem.as_bytes(), ca_pem.as_bytes(), ("certificate", "key", "CA"), None)?;
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+        Ok(())
+    }
+
+    /// Polls the files every `interval` and reloads them when they change; ends when the
+    /// identity is dropped.
+    pub fn spawn_reloader(self: &Arc<Self>, interval: std::time::Duration) -> Option<tokio::task::JoinHandle<()>> {
+        self.files.as_ref()?;
+        let weak = Arc::downgrade(self);
+        Some(tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(identity) = weak.upgrade() else { return };
+                match identity.reload_if_changed() {
+                    Ok(true) => {
+                        tracing::info!(identity = %identity.name, "certificate files changed: new handshakes use the new certificate");
+                        failing = false;
+                    }
+                    Ok(false) => failing = false,
+                    Err(e) if !failing => {
+                        tracing::warn!("the changed certificate files are not usable yet, keeping the current ones: {e}");
+                        failing = true;
+                    }
+                    Err(_) => {}
+                }
+            }
+        }))
     }
 
     /// Server side: TLS 1.3/1.2, a client certificate is required and must chain to the bundle.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>> {
-        let verifier = self.client_verifier()?;
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(VERSIONS)
             .map_err(internal)?
-            .with_client_cert_verifier(verifier)
+            .with_client_cert_verifier(Arc::new(PeerVerifier(self.clone())))
             .with_cert_resolver(Arc::new(CurrentCert(self.clone())));
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
     }
 
-    /// Client side: verifies the peer's chain and its DNS/IP SAN, presents our certificate.
+    /// Client side: verifies the peer's chain and, by the policy, its DNS/IP SAN or its SPIFFE
+    /// ID; presents our certificate.
     pub fn client_config(self: &Arc<Self>) -> Result<Arc<ClientConfig>> {
         let mut config = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(VERSIONS)
             .map_err(internal)?
-            .with_root_certificates(self.roots.clone())
+            // Not a weaker check: the verifier below checks the chain, plus the name or the ID.
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PeerVerifier(self.clone())))
             .with_client_cert_resolver(Arc::new(CurrentCert(self.clone())));
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
     }
+}
 
-    fn client_verifier(&self) -> Result<Arc<dyn ClientCertVerifier>> {
-        WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider()).build().map_err(|e| {
-            Error::new(ErrorKind::CertificateFile, format!("the CA bundle cannot verify client certificates: {e}"))
-        })
+impl State {
+    fn from_files(files: &TlsFiles) -> Result<State> {
+        let stamp = FileStamp::of(files);
+        let cert = read(&files.cert, "certificate", "TOOLMESH_TLS_CERT")?;
+        let key = read(&files.key, "private key", "TOOLMESH_TLS_KEY")?;
+        let ca = read(&files.ca, "CA bundle", "TOOLMESH_TLS_CA")?;
+        let names = (files.cert.display().to_string(), files.key.display().to_string(), files.ca.display().to_string());
+        Self::from_pem(&cert, &key, &ca, (&names.0, &names.1, &names.2), Some(stamp))
     }
 
-    /// Checks that a server certificate for `host` would be accepted by our client config
-    /// (tests and diagnostics).
-    pub fn verify_server(&self, chain: &[CertificateDer<'static>], host: &str) -> Result<()> {
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(self.roots.clone(), provider())
-            .build()
-            .map_err(internal)?;
-        let name = ServerName::try_from(host.to_owned())
-            .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("'{host}' is not a host name: {e}")))?;
-        let (ee, rest) = chain.split_first().ok_or_else(|| Error::new(ErrorKind::TlsHandshake, "empty chain"))?;
-        verifier
-            .verify_server_cert(ee, rest, &name, &[], UnixTime::now())
-            .map(|_| ())
-            .map_err(|e| classify_tls(&e, host))
+    fn from_pem(cert_pem: &[u8], key_pem: &[u8], ca_pem: &[u8], names: (&str, &str, &str), stamp: Option<FileStamp>) -> Result<State> {
+        let (cert_name, key_name, ca_name) = names;
+        let roots = Arc::new(parse_roots(ca_pem, ca_name)?);
+        let certified = parse_certified_key(cert_pem, key_pem, cert_name, key_name)?;
+        check_chain(&certified, &roots, cert_name, ca_name)?;
+        let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider()).build().map_err(|e| {
+            Error::new(ErrorKind::CertificateFile, format!("the CA bundle '{ca_name}' cannot verify client certificates: {e}"))
+        })?;
+        let server_verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots.clone(), provider()).build().map_err(|e| {
+                Error::new(ErrorKind::CertificateFile, format!("the CA bundle '{ca_name}' cannot verify server certificates: {e}"))
+            })?;
+        Ok(State { certified: Arc::new(certified), roots, client_verifier, server_verifier, stamp })
+    }
+
+    fn name(&self) -> String {
+        self.certified.end_entity_cert().map(|c| peer_identity(c)).unwrap_or_default()
     }
 }
 
@@ -254,7 +343,7 @@ fn check_chain(certified: &CertifiedKey, roots: &Arc<RootCertStore>, cert_name: 
     }
 }
 
-fn validity_text(err: &CertificateError) -> String {
+pub(crate) fn validity_text(err: &CertificateError) -> String {
     match err {
         CertificateError::ExpiredContext { time, not_after } => {
             format!("expired at {} (now {})", rfc3339(*not_after), rfc3339(*time))
@@ -307,83 +396,3 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> String {
     cn.unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// Turns a rustls failure on a connection to `peer` into an error that says what to fix.
-pub fn classify_tls(err: &rustls::Error, peer: &str) -> Error {
-    use rustls::Error as E;
-    match err {
-        E::InvalidCertificate(CertificateError::UnknownIssuer | CertificateError::BadSignature) => Error::new(
-            ErrorKind::PeerCertificateUntrusted,
-            format!("the certificate presented by {peer} is not signed by a CA in the mesh trust bundle; give the peer a certificate from the mesh CA or add its CA as an entity"),
-        ),
-        E::InvalidCertificate(CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }) => {
-            Error::new(
-                ErrorKind::PeerHostnameMismatch,
-                format!("the certificate presented by {peer} does not name that host in its DNS/IP SANs; reissue it with the address it is reached at"),
-            )
-        }
-        E::InvalidCertificate(
-            e @ (CertificateError::Expired
-            | CertificateError::ExpiredContext { .. }
-            | CertificateError::NotValidYet
-            | CertificateError::NotValidYetContext { .. }),
-        ) => Error::new(ErrorKind::CertificateExpired, format!("the certificate presented by {peer} {}", validity_text(e))),
-        E::AlertReceived(alert) if REJECTION_ALERTS.contains(alert) => Error::new(
-            ErrorKind::PeerRejectedCertificate,
-            format!("{peer} refused our client certificate (TLS alert: {alert:?}); use a certificate issued by the CA that {peer} trusts"),
-        ),
-        other => Error::new(ErrorKind::TlsHandshake, format!("TLS with {peer} failed: {other}")),
-    }
-}
-
-/// Finds a rustls or toolmesh error in an error's source chain and classifies it.
-pub fn classify_error_chain(err: &(dyn std::error::Error + 'static), peer: &str) -> Option<Error> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(tm) = e.downcast_ref::<Error>() {
-            return Some(tm.clone());
-        }
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return Some(classify_tls(tls, peer));
-        }
-        // io::Error and h2::Error skip their wrapped error in `source()`; look inside them.
-        let io = e.downcast_ref::<std::io::Error>().or_else(|| e.downcast_ref::<h2::Error>().and_then(h2::Error::get_io));
-        if let Some(io) = io {
-            if let Some(inner) = io.get_ref() {
-                if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
-                    return Some(classify_tls(tls, peer));
-                }
-                if let Some(tm) = inner.downcast_ref::<Error>() {
-                    return Some(tm.clone());
-                }
-            }
-        }
-        cur = e.source();
-    }
-    // h2 keeps I/O errors as kind + text, so over HTTP/2 a TLS alert arrives only as its text.
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        let text = e.to_string();
-        if let Some(alert) = text.split("received fatal alert: ").nth(1) {
-            let alert = alert.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or_default();
-            if let Some(a) = REJECTION_ALERTS.iter().find(|a| format!("{a:?}") == alert) {
-                return Some(classify_tls(&rustls::Error::AlertReceived(*a), peer));
-            }
-        }
-        cur = e.source();
-    }
-    None
-}
-
-/// The alerts a server sends when it refuses the client's certificate.
-const REJECTION_ALERTS: &[AlertDescription] = &[
-    AlertDescription::CertificateRequired,
-    AlertDescription::BadCertificate,
-    AlertDescription::UnknownCA,
-    AlertDescription::CertificateUnknown,
-    AlertDescription::CertificateExpired,
-    AlertDescription::CertificateRevoked,
-    AlertDescription::UnsupportedCertificate,
-    AlertDescription::AccessDenied,
-    // rustls answers a client certificate whose signature does not verify with this one.
-    AlertDescription::DecryptError,
-];

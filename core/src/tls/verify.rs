@@ -1,0 +1,215 @@
+//! How peers are verified: the chain always, then the address (`hostname` mode) or the SPIFFE
+//! ID (`spiffe` mode), optionally limited to allowed trust domains or IDs. There is no mode that
+//! skips verification.
+
+use super::{peer_identity, provider, Identity};
+use crate::error::{Error, ErrorKind, Result};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::ParsedCertificate;
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VerifyMode {
+    /// Chain + the DNS/IP SAN of the address dialled.
+    #[default]
+    Hostname,
+    /// Chain + the URI SAN identity; the host name is not checked.
+    Spiffe,
+}
+
+/// The verification mode and the peer identities accepted (`spiffe://domain` admits a whole
+/// trust domain, a full ID admits one workload; empty admits every identity the bundle signs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyPolicy {
+    pub mode: VerifyMode,
+    pub allowed: Vec<String>,
+}
+
+impl VerifyPolicy {
+    pub fn parse_mode(mode: &str) -> Result<VerifyMode> {
+        match mode.trim().to_ascii_lowercase().as_str() {
+            "" | "hostname" => Ok(VerifyMode::Hostname),
+            "spiffe" => Ok(VerifyMode::Spiffe),
+            other => Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!("TLS verification mode '{other}' is not known: use 'hostname' (chain + DNS/IP SAN) or 'spiffe' (chain + SPIFFE ID); there is no mode that skips verification"),
+            )),
+        }
+    }
+
+    pub fn parse_allowed(list: &str) -> Result<Vec<String>> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|id| match id.strip_prefix("spiffe://") {
+                Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(id.trim_end_matches('/').to_owned()),
+                _ => Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!("allowed identity '{id}' is not a SPIFFE ID: write spiffe://TRUST-DOMAIN or spiffe://TRUST-DOMAIN/PATH"),
+                )),
+            })
+            .collect()
+    }
+
+    /// Whether a peer with this URI SAN may connect.
+    pub fn admits(&self, id: &str) -> bool {
+        self.allowed.is_empty()
+            || self.allowed.iter().any(|allowed| {
+                if allowed["spiffe://".len()..].contains('/') {
+                    id == allowed
+                } else {
+                    id.strip_prefix(allowed.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                }
+            })
+    }
+
+    fn check(&self, cert: &CertificateDer<'_>) -> std::result::Result<(), rustls::Error> {
+        if self.mode == VerifyMode::Hostname && self.allowed.is_empty() {
+            return Ok(());
+        }
+        let id = peer_identity(cert);
+        if !id.starts_with("spiffe://") && self.mode == VerifyMode::Spiffe {
+            return Err(not_allowed(format!("the certificate carries no spiffe:// URI SAN (it names '{id}')")));
+        }
+        if !self.admits(&id) {
+            return Err(not_allowed(format!("identity '{id}' is not among the allowed ones ({})", self.allowed.join(", "))));
+        }
+        Ok(())
+    }
+}
+
+/// Why a peer whose chain is valid was still refused.
+#[derive(Debug)]
+pub struct IdentityNotAllowed(pub String);
+
+impl std::fmt::Display for IdentityNotAllowed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for IdentityNotAllowed {}
+
+fn not_allowed(why: String) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(IdentityNotAllowed(why)))))
+}
+
+/// Verifies peers against the identity's current trust bundle and policy, in both directions.
+#[derive(Debug)]
+pub(super) struct PeerVerifier(pub(super) Arc<Identity>);
+
+impl ClientCertVerifier for PeerVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // The bundle can change under us; without hints every client presents its one certificate.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        let verified = self.0.state().client_verifier.verify_client_cert(end_entity, intermediates, now)?;
+        self.0.policy.check(end_entity)?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &provider().signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &provider().signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl ServerCertVerifier for PeerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let state = self.0.state();
+        match self.0.policy.mode {
+            VerifyMode::Hostname => {
+                state.server_verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+            }
+            VerifyMode::Spiffe => {
+                let cert = ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_cert_signed_by_trust_anchor(
+                    &cert,
+                    &state.roots,
+                    intermediates,
+                    now,
+                    provider().signature_verification_algorithms.all,
+                )?;
+            }
+        }
+        self.0.policy.check(end_entity)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &provider().signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &provider().signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_ids_admit_trust_domains_and_exact_ids() {
+        let policy = VerifyPolicy {
+            mode: VerifyMode::Spiffe,
+            allowed: VerifyPolicy::parse_allowed("spiffe://prod.example, spiffe://partner.example/agent/billing").unwrap(),
+        };
+        assert!(policy.admits("spiffe://prod.example/agent/a"));
+        assert!(!policy.admits("spiffe://prod.example.evil/agent/a"));
+        assert!(policy.admits("spiffe://partner.example/agent/billing"));
+        assert!(!policy.admits("spiffe://partner.example/agent/other"));
+        assert!(VerifyPolicy::default().admits("anything"));
+        assert!(VerifyPolicy::parse_allowed("https://x").is_err());
+        assert!(VerifyPolicy::parse_allowed("spiffe://").is_err());
+        assert!(VerifyPolicy::parse_mode("none").unwrap_err().message().contains("no mode that skips"));
+    }
+}
