@@ -50,12 +50,15 @@ struct Dispatcher {
     /// The process that spawned the thread: a forked child has no such thread and needs its own.
     pid: u32,
     sender: Sender<Job>,
+    /// Held by the thread while it is attached to Python (see [`close_dispatch`]).
+    delivering: Arc<Mutex<()>>,
 }
 
 static DISPATCHER: Mutex<Option<Dispatcher>> = Mutex::new(None);
 
-/// Set at interpreter exit: from then on jobs are dropped instead of waiting for a GIL that a
-/// finalizing interpreter may never hand out.
+/// Set at interpreter exit: from then on jobs are dropped. A finalizing interpreter ends any
+/// thread that asks it for the GIL, and unwinding Rust frames that own Python objects then
+/// crashes the process.
 static CLOSED: AtomicBool = AtomicBool::new(false);
 
 /// Queues a job for Python. Never blocks and never touches the GIL, so tokio workers may call it.
@@ -67,15 +70,17 @@ pub(crate) fn dispatch(job: Job) {
             Some(dispatcher) => dispatcher.sender.clone(),
             None => {
                 let (sender, receiver) = mpsc::channel();
+                let delivering = Arc::new(Mutex::new(()));
+                let thread_delivering = delivering.clone();
                 let spawned = std::thread::Builder::new()
                     .name("toolmesh-python-dispatch".to_owned())
-                    .spawn(move || run(receiver));
+                    .spawn(move || run(receiver, &thread_delivering));
                 if spawned.is_err() {
                     // No thread, no Python: dropping the job drops its completion, and core
                     // answers the caller HANDLER_DROPPED instead of hanging.
                     return;
                 }
-                *slot = Some(Dispatcher { pid, sender: sender.clone() });
+                *slot = Some(Dispatcher { pid, sender: sender.clone(), delivering });
                 sender
             }
         }
@@ -84,10 +89,20 @@ pub(crate) fn dispatch(job: Job) {
     let _ = sender.send(job);
 }
 
-/// Stops delivering jobs to Python; registered with `atexit` by the Python package.
+/// Stops delivering jobs to Python and waits for a delivery in progress (which may be waiting
+/// for the GIL: it is released meanwhile). Registered with `atexit` by the Python package, so
+/// it runs before the interpreter starts finalizing.
 #[pyfunction]
-pub(crate) fn close_dispatch() {
+pub(crate) fn close_dispatch(py: Python<'_>) {
     CLOSED.store(true, Ordering::SeqCst);
+    let pid = std::process::id();
+    let delivering = {
+        let slot = DISPATCHER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.as_ref().filter(|d| d.pid == pid).map(|d| d.delivering.clone())
+    };
+    if let Some(delivering) = delivering {
+        py.detach(|| drop(delivering.lock().unwrap_or_else(|poisoned| poisoned.into_inner())));
+    }
 }
 
 /// Runs `operation` on core's runtime and settles the asyncio `future` with its outcome.
@@ -106,10 +121,11 @@ where
     });
 }
 
-fn run(receiver: Receiver<Job>) {
+fn run(receiver: Receiver<Job>, delivering: &Mutex<()>) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         batch.extend(receiver.try_iter());
+        let _delivering = delivering.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if CLOSED.load(Ordering::SeqCst) {
             continue;
         }

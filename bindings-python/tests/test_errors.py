@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import subprocess
+import sys
 
 import pytest
 
@@ -84,3 +86,18 @@ def test_invalid_tools_are_refused_by_core() -> None:
             await agent.start()
 
         asyncio.run(go())
+
+
+def test_run_reports_a_start_up_error_and_exits_2_every_time(tmp_path) -> None:
+    """The interpreter exits while the dispatch thread may still be settling the failed start:
+    exiting must never crash (it once did, about every other time)."""
+    script = tmp_path / "agent.py"
+    script.write_text(
+        "import toolmesh\n"
+        "toolmesh.tool(lambda: 1, name='one')\n"
+        f"toolmesh.run(name='broken', tls_cert={str(tmp_path / 'none.pem')!r}, tls_key='k', tls_ca='c')\n"
+    )
+    for _ in range(10):
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("toolmesh: error [1002 CERTIFICATE_FILE]: cannot read"), done.stderr

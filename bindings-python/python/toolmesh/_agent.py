@@ -7,12 +7,12 @@ import json
 import logging
 import signal
 import sys
-from typing import Any, Callable, Iterable, Optional, TypeVar, overload
+from typing import Any, Callable, Iterable, Optional, TypeVar
 
 from . import _json, _native
 from ._context import _current
 from ._errors import ToolmeshError
-from ._tools import DependencyDecl, Proxy, ToolSpec, declare, dependency_capability
+from ._tools import Proxy, ToolSpec, declare, dependency_capability
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,11 +42,6 @@ class Agent:
         self._specs: dict[str, ToolSpec] = {}
         self._proxies: dict[str, dict[str, Proxy]] = {}
         self._handler_tasks: set[asyncio.Task] = set()
-
-    @overload
-    def tool(self, fn: F) -> F: ...
-    @overload
-    def tool(self, fn: None = None, **metadata: Any) -> Callable[[F], F]: ...
 
     def tool(self, fn: Optional[F] = None, **metadata: Any) -> Any:
         """Declares a tool of this agent; the same arguments as ``toolmesh.tool``."""
@@ -199,18 +194,10 @@ def _decorator(register: Callable[[ToolSpec], None], fn: Optional[F], **metadata
     return decorate(fn) if fn is not None else decorate
 
 
-def tool(
-    fn: Optional[F] = None,
-    *,
-    name: Optional[str] = None,
-    capability: Optional[str] = None,
-    version: str = "1.0.0",
-    tags: Iterable[str] = (),
-    description: Optional[str] = None,
-    dependencies: Iterable[DependencyDecl] = (),
-    timeout_ms: Optional[int] = None,
-) -> Any:
-    """Declares a tool served by ``toolmesh.run``/``toolmesh.start``.
+def tool(fn: Optional[F] = None, **metadata: Any) -> Any:
+    """Declares a tool served by ``toolmesh.run``/``toolmesh.start``; use it bare (``@tool``) or
+    with keyword arguments: ``name``, ``capability``, ``version`` (default ``"1.0.0"``),
+    ``tags``, ``description``, ``dependencies``, ``timeout_ms``.
 
     ``name`` defaults to the function's name, ``capability`` to the name, ``description`` to
     the docstring. ``dependencies`` are capabilities (``"add"``) or selectors
@@ -218,10 +205,7 @@ def tool(
     into a ``toolmesh.Proxy``-annotated parameter. The input schema comes from the type hints.
     Works on async and plain functions (plain ones run in a worker thread).
     """
-    return _decorator(
-        _default_tools.append, fn, name=name, capability=capability, version=version, tags=tags,
-        description=description, dependencies=dependencies, timeout_ms=timeout_ms,
-    )
+    return _decorator(_default_tools.append, fn, **metadata)
 
 
 def run(name: str, **options: Any) -> None:
