@@ -1,1 +1,142 @@
-fn main() {}
+//! `toolmesh`: the operator's command. Runs the registry, creates certificates, lists the mesh
+//! and calls tools. Every failure is printed as `toolmesh: error [CODE NAME]: message` and
+//! exits 2 for configuration and usage errors, 1 otherwise.
+
+mod certs;
+mod ops;
+mod registry;
+
+use clap::{Args, Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use toolmesh_core::tls::{Identity, TlsFiles};
+use toolmesh_core::{Error, ErrorKind};
+
+#[derive(Parser)]
+#[command(name = "toolmesh", version, about = "toolmesh: a service mesh for MCP agents")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a development CA and issue certificates from it.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
+    /// Run the registry (HTTPS with mandatory client certificates) until SIGINT/SIGTERM.
+    Registry(registry::RegistryArgs),
+    /// List the agents registered at the registry.
+    List(ops::ListArgs),
+    /// Call a tool, found through the registry, directly over mutual TLS.
+    Call(ops::CallArgs),
+}
+
+/// The certificate, key and CA bundle of the identity this command acts with.
+#[derive(Args)]
+pub struct TlsArgs {
+    /// PEM certificate (chain) of this identity.
+    #[arg(long, env = "TOOLMESH_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, env = "TOOLMESH_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA bundle peers must chain to (the mesh CA).
+    #[arg(long, env = "TOOLMESH_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// Loads and checks the identity; `role` names the certificate to use in the hint.
+    pub fn load(&self, role: &str) -> Result<Arc<Identity>, Failure> {
+        let (Some(cert), Some(key), Some(ca)) = (&self.tls_cert, &self.tls_key, &self.tls_ca) else {
+            let missing: Vec<&str> = [
+                (self.tls_cert.is_none(), "--tls-cert/TOOLMESH_TLS_CERT"),
+                (self.tls_key.is_none(), "--tls-key/TOOLMESH_TLS_KEY"),
+                (self.tls_ca.is_none(), "--tls-ca/TOOLMESH_TLS_CA"),
+            ]
+            .into_iter()
+            .filter_map(|(missing, name)| missing.then_some(name))
+            .collect();
+            return Err(Failure::usage(Error::new(
+                ErrorKind::CertificateFile,
+                format!(
+                    "no TLS identity: set {} to the {role} certificate, its key and the mesh CA; \
+                     `toolmesh certs init --dir DIR` creates a development set",
+                    missing.join(", ")
+                ),
+            )));
+        };
+        let files = TlsFiles { cert: cert.clone(), key: key.clone(), ca: ca.clone() };
+        Identity::load(&files).map_err(Failure::usage)
+    }
+}
+
+/// A failed command: the error to print and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    error: Error,
+    exit_code: u8,
+}
+
+impl Failure {
+    /// A configuration or usage error (exit code 2), whatever its kind.
+    pub fn usage(error: Error) -> Self {
+        Failure { error, exit_code: 2 }
+    }
+}
+
+impl From<Error> for Failure {
+    /// Configuration errors (1xxx) exit 2; everything that went wrong while working exits 1.
+    fn from(error: Error) -> Self {
+        let exit_code = if (1000..2000).contains(&error.code()) { 2 } else { 1 };
+        Failure { error, exit_code }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help and --version
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let message = rendered.trim_start_matches("error: ").trim_end();
+            return report(&Failure::usage(Error::new(ErrorKind::InvalidConfig, message)));
+        }
+    };
+    init_tracing(matches!(cli.command, Command::Registry(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return report(&Failure::from(Error::new(ErrorKind::Internal, format!("cannot start the runtime: {e}")))),
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Certs(command) => certs::run(command),
+            Command::Registry(args) => registry::run(args).await,
+            Command::List(args) => ops::list(args).await,
+            Command::Call(args) => ops::call(args).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => report(&failure),
+    }
+}
+
+fn report(failure: &Failure) -> ExitCode {
+    let e = &failure.error;
+    eprintln!("toolmesh: error [{} {}]: {}", e.code(), e.kind().name(), e.message());
+    ExitCode::from(failure.exit_code)
+}
+
+/// Logs go to stderr (stdout carries results); `RUST_LOG` overrides the default level, which
+/// is `info` for the long-running registry and `warn` for one-shot commands.
+fn init_tracing(long_running: bool) {
+    let default = if long_running { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let colored = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colored).init();
+}

@@ -1,0 +1,273 @@
+//! `toolmesh list` and `toolmesh call`: the operator's view of the mesh, through the registry,
+//! with the operator's certificate.
+
+use crate::{Failure, TlsArgs};
+use clap::Args;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use toolmesh_core::context::RequestContext;
+use toolmesh_core::mcp::McpClient;
+use toolmesh_core::registry_api::{AgentInfo, AgentList, DependencySpec, Provider};
+use toolmesh_core::registry_client::RegistryClient;
+use toolmesh_core::tls::Identity;
+use toolmesh_core::{Error, ErrorKind};
+
+/// Where the registry is and who is asking.
+#[derive(Args)]
+pub struct RegistryAccess {
+    /// The registry's URL, e.g. https://127.0.0.1:8443.
+    #[arg(long, env = "TOOLMESH_REGISTRY_URL", value_name = "URL")]
+    registry: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+impl RegistryAccess {
+    fn connect(&self) -> Result<(RegistryClient, Arc<Identity>), Failure> {
+        let url = self.registry.as_deref().ok_or_else(|| {
+            Failure::usage(Error::new(
+                ErrorKind::InvalidConfig,
+                "no registry URL: pass --registry or set TOOLMESH_REGISTRY_URL (like https://127.0.0.1:8443)",
+            ))
+        })?;
+        // Check the URL before the certificates: it is the cheaper mistake to report.
+        toolmesh_core::registry_client::check_registry_url(url)?;
+        let identity = self.tls.load("operator")?;
+        Ok((RegistryClient::new(url, &identity)?, identity))
+    }
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// Print the registry's JSON answer instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    access: RegistryAccess,
+}
+
+pub async fn list(args: ListArgs) -> Result<(), Failure> {
+    let (registry, _) = args.access.connect()?;
+    let list = registry.list_agents().await?;
+    if args.json {
+        println!("{}", to_json(&list)?);
+    } else if list.agents.is_empty() {
+        println!("no agents are registered at {}", registry.url());
+    } else {
+        print!("{}", table(&list));
+    }
+    Ok(())
+}
+
+/// One row per tool; the agent's columns are filled on its first row only.
+fn table(list: &AgentList) -> String {
+    let header = ["AGENT", "ID", "HEALTH", "ENDPOINT", "TOOLS"].map(String::from);
+    let mut rows = vec![header];
+    for agent in &list.agents {
+        let health = format!("{} ({})", agent.status, seconds_ago(agent.last_seen_ms));
+        let mut first = [agent.name.clone(), agent.agent_id.clone(), health, agent.endpoint.clone()];
+        let tools: Vec<String> = agent
+            .tools
+            .iter()
+            .map(|tool| {
+                let tags = if tool.tags.is_empty() { String::new() } else { format!(" [{}]", tool.tags.join(",")) };
+                format!("{}: {}@{}{tags}", tool.name, tool.capability, tool.version)
+            })
+            .collect();
+        if tools.is_empty() {
+            rows.push(append(first, "-".to_owned()));
+            continue;
+        }
+        for described in tools {
+            rows.push(append(std::mem::take(&mut first), described));
+        }
+    }
+    let widths: Vec<usize> = (0..5).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:width$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn append(first: [String; 4], last: String) -> [String; 5] {
+    let [a, b, c, d] = first;
+    [a, b, c, d, last]
+}
+
+fn seconds_ago(ms: u64) -> String {
+    format!("{:.1}s ago", ms as f64 / 1000.0)
+}
+
+#[derive(Args)]
+pub struct CallArgs {
+    /// CAPABILITY (the registry picks the best provider), or AGENT:TOOL where AGENT is an agent name or id.
+    target: String,
+    /// The tool's arguments, a JSON object.
+    #[arg(default_value = "{}", value_name = "JSON")]
+    arguments: String,
+    /// A request-context header to propagate with the call, repeatable.
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    headers: Vec<String>,
+    /// How long to wait for the result.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..), value_name = "MS")]
+    timeout_ms: u64,
+    #[command(flatten)]
+    access: RegistryAccess,
+}
+
+pub async fn call(args: CallArgs) -> Result<(), Failure> {
+    let arguments: Value = serde_json::from_str(&args.arguments)
+        .map_err(|e| usage(format!("the arguments are not valid JSON ({e}); pass an object like '{{\"a\": 1}}'")))?;
+    if !arguments.is_object() {
+        return Err(usage(format!("the arguments must be a JSON object, not {arguments}")));
+    }
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let context = RequestContext {
+        headers: args.headers.iter().map(|h| parse_header(h)).collect::<Result<_, _>>()?,
+        trace: None,
+        deadline: Some(tokio::time::Instant::now() + timeout),
+    };
+    let (registry, identity) = args.access.connect()?;
+    let candidates = match args.target.split_once(':') {
+        Some((agent, tool)) => vec![agent_tool(&registry, agent, tool).await?],
+        None => providers(&registry, &args.target).await?,
+    };
+    let client = McpClient::new(&identity)?;
+    let result = tokio::time::timeout(timeout, call_first_reachable(&client, &candidates, arguments, &context))
+        .await
+        .map_err(|_| Error::new(ErrorKind::Timeout, format!("{} did not answer within {} ms", args.target, args.timeout_ms)))??;
+    println!("{}", to_json(&result)?);
+    Ok(())
+}
+
+/// The tool `tool` of the agent whose id (or else name) is `agent`, healthy agents first.
+async fn agent_tool(registry: &RegistryClient, agent: &str, tool: &str) -> Result<Provider, Error> {
+    let agents = registry.list_agents().await?.agents;
+    let by_id = agents.iter().find(|a| a.agent_id == agent);
+    let mut by_name: Vec<&AgentInfo> = agents.iter().filter(|a| a.name == agent).collect();
+    by_name.sort_by_key(|a| a.status != "healthy");
+    let found = by_id.or(by_name.first().copied()).ok_or_else(|| {
+        Error::new(
+            ErrorKind::UnknownAgent,
+            format!("no agent named '{agent}' or with that id is registered at {}; `toolmesh list` shows the agents", registry.url()),
+        )
+    })?;
+    let info = found.tools.iter().find(|t| t.name == tool).ok_or_else(|| {
+        let names: Vec<&str> = found.tools.iter().map(|t| t.name.as_str()).collect();
+        Error::new(
+            ErrorKind::UnknownTool,
+            format!("agent '{}' ({}) has no tool '{tool}'; its tools: {}", found.name, found.agent_id, names.join(", ")),
+        )
+    })?;
+    Ok(Provider {
+        agent_id: found.agent_id.clone(),
+        agent_name: found.name.clone(),
+        endpoint: found.endpoint.clone(),
+        tool: info.name.clone(),
+        capability: info.capability.clone(),
+        version: info.version.clone(),
+        tags: info.tags.clone(),
+        score: 0,
+    })
+}
+
+/// The providers of `capability`, best first.
+async fn providers(registry: &RegistryClient, capability: &str) -> Result<Vec<Provider>, Error> {
+    let providers = registry.resolve(&DependencySpec::capability(capability)).await?.providers;
+    if providers.is_empty() {
+        return Err(Error::new(
+            ErrorKind::DependencyUnresolved,
+            format!("no agent registered at {} provides capability '{capability}'", registry.url()),
+        ));
+    }
+    Ok(providers)
+}
+
+/// Calls the first provider that can be reached; moves on only when the call was never
+/// delivered, so a tool never runs twice.
+async fn call_first_reachable(
+    client: &McpClient,
+    candidates: &[Provider],
+    arguments: Value,
+    context: &RequestContext,
+) -> Result<Value, Error> {
+    let mut last_error = None;
+    for provider in candidates {
+        match client.call_tool(&provider.endpoint, &provider.tool, arguments.clone(), context).await {
+            Ok(value) => return Ok(value),
+            Err(failure) if !failure.delivered => {
+                tracing::warn!(agent = %provider.agent_id, "{}; trying the next provider", failure.error);
+                last_error = Some(failure.error);
+            }
+            Err(failure) => return Err(failure.error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| Error::new(ErrorKind::DependencyUnresolved, "no provider to call")))
+}
+
+/// `NAME=VALUE` with an HTTP token as the name; names are lowercased as the mesh carries them.
+fn parse_header(header: &str) -> Result<(String, String), Failure> {
+    let (name, value) = header
+        .split_once('=')
+        .ok_or_else(|| usage(format!("--header '{header}' is not NAME=VALUE")))?;
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(usage(format!("--header name '{name}' is not a valid HTTP header name")));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(usage(format!("--header value for '{name}' contains control characters")));
+    }
+    Ok((name.to_ascii_lowercase(), value.to_owned()))
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, Error> {
+    serde_json::to_string_pretty(value).map_err(|e| Error::new(ErrorKind::Internal, format!("cannot print JSON: {e}")))
+}
+
+fn usage(message: String) -> Failure {
+    Failure::usage(Error::new(ErrorKind::InvalidConfig, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use toolmesh_core::registry_api::ToolInfo;
+
+    #[test]
+    fn headers_are_checked_and_lowercased() {
+        assert_eq!(parse_header("X-Tenant=a=b").expect("valid"), ("x-tenant".to_owned(), "a=b".to_owned()));
+        for bad in ["novalue", "=v", "bad name=v", "x=\u{7}"] {
+            assert_eq!(parse_header(bad).expect_err(bad).exit_code, 2, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_tool_and_aligned_columns() {
+        let tool = |name: &str, tags: &[&str]| {
+            let mut t: ToolInfo = serde_json::from_value(serde_json::json!({"name": name, "capability": name})).expect("tool");
+            t.tags = tags.iter().map(|s| s.to_string()).collect();
+            t
+        };
+        let agent = |name: &str, tools| AgentInfo {
+            agent_id: format!("{name}-1"),
+            name: name.into(),
+            endpoint: format!("https://{name}:1/mcp"),
+            tools,
+            status: "healthy".into(),
+            last_seen_ms: 1500,
+            identity: String::new(),
+        };
+        let list = AgentList { agents: vec![agent("calc", vec![tool("add", &["math", "fast"]), tool("sub", &[])]), agent("idle", vec![])] };
+        let expected = "\
+AGENT  ID      HEALTH              ENDPOINT            TOOLS
+calc   calc-1  healthy (1.5s ago)  https://calc:1/mcp  add: add@1.0.0 [math,fast]
+                                                       sub: sub@1.0.0
+idle   idle-1  healthy (1.5s ago)  https://idle:1/mcp  -
+";
+        assert_eq!(table(&list), expected);
+    }
+}
