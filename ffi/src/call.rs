@@ -1,0 +1,150 @@
+//! `toolmesh_agent_call`: a dependency call from C, whose completion callback runs exactly once.
+
+use crate::boundary::{guarded, handle_arg, report, str_arg};
+use crate::error::{c_string_lossy, toolmesh_error, Failure};
+use crate::handles::agent::toolmesh_agent;
+use crate::handles::invocation::toolmesh_invocation;
+use crate::result::*;
+use std::ffi::{c_char, c_void, CStr};
+use toolmesh_core::{runtime, Error, ErrorKind};
+
+/// Receives the outcome of `toolmesh_agent_call`: `code` is `TOOLMESH_OK` and the text the
+/// result as UTF-8 JSON, or `code` is the error's code and the text its message (the core's
+/// message, the same as in every language). The text is borrowed for the duration of the
+/// callback. Runs on a toolmesh host thread (so it may block, and may answer an invocation).
+pub type toolmesh_call_callback = Option<unsafe extern "C" fn(userdata: *mut c_void, code: toolmesh_result, text: *const c_char)>;
+
+/// Calls dependency number `dependency_index` (in declaration order) of the local tool `tool`,
+/// with `arguments_json` (a JSON object), through the mesh: resolution, load balancing,
+/// timeouts, retries and failover are core's. With `invocation` (the request being handled, or
+/// NULL outside a handler) the call carries its propagated headers and continues its trace.
+///
+/// Returns `TOOLMESH_OK` when the call was started: `callback(userdata, ...)` then runs exactly
+/// once, on a toolmesh host thread, whatever happens (also when the agent stops or is freed
+/// meanwhile), possibly before this returns. Returns an error code, and never calls `callback`,
+/// when an argument is wrong (NULL agent, tool or callback; strings that are not UTF-8; arguments
+/// that are not JSON). All arguments are borrowed for the call only; `userdata` is the caller's
+/// and only passed back.
+///
+/// # Safety
+/// `agent` is NULL or a live agent; `invocation` is NULL or a live, unanswered invocation; `tool`
+/// and `arguments_json` are NULL or NUL-terminated strings; `error_out` is NULL or writable;
+/// `callback` may be called on another thread with `userdata`.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_agent_call(
+    agent: *const toolmesh_agent,
+    invocation: *const toolmesh_invocation,
+    tool: *const c_char,
+    dependency_index: usize,
+    arguments_json: *const c_char,
+    callback: toolmesh_call_callback,
+    userdata: *mut c_void,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    let outcome = guarded("toolmesh_agent_call", || {
+        // SAFETY: NULL or live, as the caller guarantees.
+        let agent = unsafe { handle_arg(agent, "agent") }?.agent.clone();
+        // SAFETY: NULL or live and unanswered, as the caller guarantees.
+        let context = unsafe { invocation.as_ref() }.map(toolmesh_invocation::context);
+        // SAFETY: NULL or NUL-terminated, as the caller guarantees.
+        let (tool, arguments) = unsafe { (str_arg(tool, "tool")?.to_owned(), str_arg(arguments_json, "arguments_json")?) };
+        let arguments = serde_json::from_str(arguments)
+            .map_err(|e| Failure::new(TOOLMESH_INVALID_JSON, format!("the call arguments are not JSON: {e}")))?;
+        let callback = callback.ok_or_else(|| Failure::null_argument("callback"))?;
+        let completion = CallCompletion { target: Some((callback, UserData(userdata))) };
+        let runtime = runtime::runtime();
+        // Run as a task of its own so that even a panic in core becomes an answer.
+        let call = runtime.spawn(async move { agent.call(&tool, dependency_index, arguments, context).await });
+        runtime.spawn(async move {
+            let outcome = call
+                .await
+                .unwrap_or_else(|panic| Err(Error::new(ErrorKind::Internal, format!("a toolmesh task failed: {panic}"))));
+            crate::host_threads::spawn(move || completion.deliver(outcome.map(|value| value.to_string())));
+        });
+        Ok(())
+    });
+    // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
+    unsafe { report(outcome, error_out) }
+}
+
+type Callback = unsafe extern "C" fn(*mut c_void, toolmesh_result, *const c_char);
+
+/// The caller's `userdata`, passed back untouched.
+struct UserData(*mut c_void);
+
+// SAFETY: `toolmesh_agent_call` documents that the callback is called on another thread with
+// `userdata`; toolmesh itself never dereferences it.
+unsafe impl Send for UserData {}
+
+/// The one answer a call owes its caller. Delivered by `deliver`; if it is dropped undelivered
+/// (the runtime went away with the task), it answers `TOOLMESH_SHUTDOWN` as it goes.
+struct CallCompletion {
+    target: Option<(Callback, UserData)>,
+}
+
+impl CallCompletion {
+    fn deliver(mut self, outcome: Result<String, Error>) {
+        let (code, text) = match outcome {
+            Ok(json) => (TOOLMESH_OK, json),
+            Err(error) => {
+                let failure = Failure::from(error);
+                (failure.code, failure.message)
+            }
+        };
+        self.fire(code, &c_string_lossy(text));
+    }
+
+    fn fire(&mut self, code: toolmesh_result, text: &CStr) {
+        if let Some((callback, userdata)) = self.target.take() {
+            // SAFETY: the contract of `toolmesh_agent_call`: the callback takes its userdata, a
+            // code and a string borrowed for the call; `take` makes this the only call.
+            unsafe { callback(userdata.0, code, text.as_ptr()) };
+        }
+    }
+}
+
+impl Drop for CallCompletion {
+    fn drop(&mut self) {
+        self.fire(TOOLMESH_SHUTDOWN, c"the call was abandoned: toolmesh shut down before it finished");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// What one test's callback received.
+    type Received = Mutex<Vec<(toolmesh_result, String)>>;
+
+    unsafe extern "C" fn record(userdata: *mut c_void, code: toolmesh_result, text: *const c_char) {
+        // SAFETY: the tests pass a live `Received` and a NUL-terminated text.
+        let (received, text) = unsafe { (&*(userdata as *const Received), CStr::from_ptr(text)) };
+        received.lock().unwrap().push((code, text.to_string_lossy().into_owned()));
+    }
+
+    fn completion(received: &Received) -> CallCompletion {
+        CallCompletion { target: Some((record, UserData(received as *const Received as *mut c_void))) }
+    }
+
+    #[test]
+    fn a_completion_is_delivered_once() {
+        let received = Received::default();
+        completion(&received).deliver(Ok("42".to_owned()));
+        completion(&received).deliver(Err(Error::new(ErrorKind::Timeout, "no answer within 200 ms")));
+        assert_eq!(
+            *received.lock().unwrap(),
+            [(TOOLMESH_OK, "42".to_owned()), (TOOLMESH_TIMEOUT, "no answer within 200 ms".to_owned())]
+        );
+    }
+
+    #[test]
+    fn a_completion_dropped_undelivered_still_answers_once() {
+        let received = Received::default();
+        drop(completion(&received));
+        assert_eq!(
+            *received.lock().unwrap(),
+            [(TOOLMESH_SHUTDOWN, "the call was abandoned: toolmesh shut down before it finished".to_owned())]
+        );
+    }
+}

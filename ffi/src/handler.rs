@@ -1,0 +1,120 @@
+//! The host's tool handler: a C callback table that core's `ToolHandler` calls through, on
+//! host threads (see `host_threads`).
+
+use crate::handles::invocation::toolmesh_invocation;
+use std::ffi::{c_char, c_void};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+use toolmesh_core::host::{Completion, ToolHandler, ToolInvocation};
+
+/// Runs a local tool. Called on a toolmesh host thread (never a runtime thread, so it may block,
+/// though a thread blocked here is a thread the pool has to replace); several invocations may
+/// run at once on different threads. `tool` and `arguments_json` (a JSON object) are borrowed
+/// for the call. `invocation` is owned by the handler until it answers it exactly once, from
+/// any thread and at any later time, with `toolmesh_invocation_complete`, `_fail` or
+/// `_fail_with_code`; answering frees it. C++ exceptions must not escape.
+pub type toolmesh_invoke_fn = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        tool: *const c_char,
+        arguments_json: *const c_char,
+        invocation: *mut toolmesh_invocation,
+    ),
+>;
+
+/// Releases the handler's `userdata`. Called exactly once, on any thread, after the last
+/// `invoke` has returned.
+pub type toolmesh_free_userdata_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
+
+/// How toolmesh runs an agent's tools: a callback table passed by value to
+/// `toolmesh_agent_start`, which takes ownership of `userdata` (see there).
+#[repr(C)]
+pub struct toolmesh_handler {
+    /// Passed to both functions; used from several threads at once.
+    pub userdata: *mut c_void,
+    /// Required.
+    pub invoke: toolmesh_invoke_fn,
+    /// Optional (NULL: nothing to release).
+    pub free_userdata: toolmesh_free_userdata_fn,
+}
+
+/// The handler table while toolmesh owns it: released (free_userdata) when the last reference
+/// goes, which `toolmesh_agent_free` waits for through `released`.
+pub(crate) struct HostHandler {
+    table: toolmesh_handler,
+    released: Arc<Released>,
+}
+
+// SAFETY: the contract of `toolmesh_handler` is that `userdata` and both functions may be used
+// from any thread, concurrently; the table itself is never modified.
+unsafe impl Send for HostHandler {}
+// SAFETY: as above.
+unsafe impl Sync for HostHandler {}
+
+impl HostHandler {
+    /// Takes ownership of `table.userdata`.
+    pub fn new(table: toolmesh_handler) -> Arc<HostHandler> {
+        Arc::new(HostHandler { table, released: Arc::default() })
+    }
+
+    pub fn has_invoke(&self) -> bool {
+        self.table.invoke.is_some()
+    }
+
+    pub fn released(&self) -> Arc<Released> {
+        self.released.clone()
+    }
+}
+
+impl Drop for HostHandler {
+    fn drop(&mut self) {
+        if let Some(free_userdata) = self.table.free_userdata {
+            // SAFETY: the table's contract: free_userdata takes the userdata it was given with,
+            // and this is the one time it is called (the last reference is being dropped).
+            unsafe { free_userdata(self.table.userdata) };
+        }
+        self.released.signal();
+    }
+}
+
+/// Core's `ToolHandler` for a C agent: each invocation goes to a host thread.
+pub(crate) struct CToolHandler(pub Arc<HostHandler>);
+
+impl ToolHandler for CToolHandler {
+    fn invoke(&self, invocation: ToolInvocation, completion: Completion) {
+        let handler = self.0.clone();
+        // Tool names are ASCII without NUL (core validates them); serialized JSON escapes NUL.
+        let tool = crate::error::c_string_lossy(invocation.tool.as_str());
+        let arguments = crate::error::c_string_lossy(invocation.arguments.to_string());
+        // Boxed now and handed to C only when the job runs: a job that never ran would drop
+        // it, and with it the completion, so the caller would still get an answer.
+        let answer = Box::new(toolmesh_invocation::new(invocation.tool, invocation.context, completion));
+        crate::host_threads::spawn(move || {
+            let Some(invoke) = handler.table.invoke else { return };
+            // SAFETY: the table's contract: invoke takes its userdata, strings borrowed for the
+            // call, and an invocation it now owns (freed by the answer it gives).
+            unsafe { invoke(handler.table.userdata, tool.as_ptr(), arguments.as_ptr(), Box::into_raw(answer)) };
+        });
+    }
+}
+
+/// A one-way signal: set once, awaited with a bound.
+#[derive(Default)]
+pub(crate) struct Released {
+    done: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Released {
+    fn signal(&self) {
+        *self.done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.changed.notify_all();
+    }
+
+    /// True once signalled; false if `timeout` passed first.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        let (done, _) = self.changed.wait_timeout_while(done, timeout, |done| !*done).unwrap_or_else(|p| p.into_inner());
+        *done
+    }
+}

@@ -1,0 +1,180 @@
+//! `toolmesh_agent`: a running agent — its tools served over mTLS, its registration, and the
+//! dependency calls its handlers make (see `call`).
+
+use crate::boundary::{catch_panic, ensure_blocking_allowed, guarded, handle_arg, out_arg, report, str_arg, write_out};
+use crate::error::{c_string_lossy, toolmesh_error, Failure};
+use crate::handler::{toolmesh_handler, CToolHandler, HostHandler, Released};
+use crate::handles::config::{config_arg, toolmesh_config};
+use crate::result::toolmesh_result;
+use std::ffi::{c_char, CString};
+use std::ptr;
+use std::sync::Arc;
+use std::time::Duration;
+use toolmesh_core::agent::{parse_tools, Agent};
+use toolmesh_core::runtime;
+
+/// How long `toolmesh_agent_free` waits for the agent's last task to let go of the handler: as
+/// long as core lets in-flight requests finish at shutdown, plus a margin.
+const HANDLER_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running agent.
+///
+/// Ownership: created by `toolmesh_agent_start`, freed by the caller with `toolmesh_agent_free`
+/// (which stops it first if `toolmesh_agent_stop` was not called). It may be borrowed by several
+/// threads at once, but not while it is being freed.
+pub struct toolmesh_agent {
+    pub(crate) agent: Agent,
+    id: CString,
+    endpoint: CString,
+    handler_released: Arc<Released>,
+}
+
+/// Starts an agent: checks the configuration and the tools, loads the TLS identity, starts
+/// serving, and registers with the registry in the background (a registry that is down does not
+/// stop the agent from starting). Blocks until the agent serves or fails to start.
+///
+/// `tools_json` (borrowed) is a JSON array of tool definitions:
+/// `[{"name": "add", "capability": "add", "version": "1.0.0", "tags": ["math"],
+///   "description": "...", "input_schema": {...}, "dependencies": ["other-capability", ...],
+///   "timeout_ms": 30000}]`; only `name` and `capability` are required.
+///
+/// `handler` is taken over in every case, also when the start fails: its `free_userdata` is
+/// called once toolmesh no longer needs it (after a failed start, right away or moments later on
+/// a toolmesh thread), so the caller must not free `userdata` itself. `handler.invoke` must not
+/// be NULL. On success `*agent_out` receives the agent.
+///
+/// Must be called from a thread of the host (or a handler), never from a toolmesh runtime
+/// thread: it returns `TOOLMESH_WRONG_THREAD` there.
+///
+/// # Safety
+/// `config` is NULL or a live configuration and `tools_json` NULL or a NUL-terminated string,
+/// both borrowed for the call; `handler` follows the contract of `toolmesh_handler`;
+/// `agent_out` and `error_out` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_agent_start(
+    config: *const toolmesh_config,
+    tools_json: *const c_char,
+    handler: toolmesh_handler,
+    agent_out: *mut *mut toolmesh_agent,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    // Owned from the first instruction, so every way out of here releases it exactly once.
+    let handler = HostHandler::new(handler);
+    let outcome = guarded("toolmesh_agent_start", move || {
+        out_arg(agent_out, "agent_out")?;
+        // SAFETY: NULL or live, as the caller guarantees.
+        let config = unsafe { config_arg(config) }?.clone();
+        // SAFETY: NULL or NUL-terminated, as the caller guarantees.
+        let tools = parse_tools(unsafe { str_arg(tools_json, "tools_json") }?)?;
+        if !handler.has_invoke() {
+            return Err(Failure::null_argument("handler.invoke"));
+        }
+        ensure_blocking_allowed("toolmesh_agent_start")?;
+        let handler_released = handler.released();
+        let agent = runtime::runtime().block_on(Agent::start(config, tools, Arc::new(CToolHandler(handler))))?;
+        let started = toolmesh_agent {
+            id: c_string_lossy(agent.agent_id()),
+            endpoint: c_string_lossy(agent.endpoint()),
+            agent,
+            handler_released,
+        };
+        // SAFETY: checked by `out_arg`, writable as the caller guarantees.
+        unsafe { write_out(agent_out, started) };
+        Ok(())
+    });
+    // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
+    unsafe { report(outcome, error_out) }
+}
+
+/// The agent's id in the mesh (its name plus a random suffix). Borrowed from the agent: valid
+/// until `toolmesh_agent_free`. NULL when `agent` is NULL.
+///
+/// # Safety
+/// `agent` is NULL or a live agent, borrowed for the call.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_agent_id(agent: *const toolmesh_agent) -> *const c_char {
+    // SAFETY: NULL or live, as the caller guarantees.
+    catch_panic(ptr::null(), || unsafe { agent.as_ref() }.map_or(ptr::null(), |a| a.id.as_ptr()))
+}
+
+/// The agent's MCP endpoint, `https://HOST:PORT/mcp`. Borrowed from the agent: valid until
+/// `toolmesh_agent_free`. NULL when `agent` is NULL.
+///
+/// # Safety
+/// `agent` is NULL or a live agent, borrowed for the call.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_agent_endpoint(agent: *const toolmesh_agent) -> *const c_char {
+    // SAFETY: NULL or live, as the caller guarantees.
+    catch_panic(ptr::null(), || unsafe { agent.as_ref() }.map_or(ptr::null(), |a| a.endpoint.as_ptr()))
+}
+
+/// Waits up to `timeout_ms` for the registry to accept the agent. True once registered; false
+/// after the timeout, without a registry, for a NULL agent, or on a toolmesh runtime thread
+/// (where it cannot block).
+///
+/// # Safety
+/// `agent` is NULL or a live agent, borrowed for the call.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_agent_wait_registered(agent: *const toolmesh_agent, timeout_ms: u32) -> bool {
+    catch_panic(false, || {
+        // SAFETY: NULL or live, as the caller guarantees.
+        let Some(agent) = (unsafe { agent.as_ref() }) else { return false };
+        if ensure_blocking_allowed("toolmesh_agent_wait_registered").is_err() {
+            return false;
+        }
+        let timeout = Duration::from_millis(timeout_ms.into());
+        runtime::runtime().block_on(agent.agent.wait_registered(timeout))
+    })
+}
+
+/// Stops the agent: deregisters, keeps serving briefly so callers learn of it, then lets
+/// in-flight calls finish (for at most a few seconds). Blocks until then. New dependency calls
+/// fail with `TOOLMESH_SHUTDOWN`. Calling it again does nothing; the agent must still be freed.
+/// Not on a toolmesh runtime thread (`TOOLMESH_WRONG_THREAD`).
+///
+/// # Safety
+/// `agent` is NULL or a live agent, borrowed for the call; `error_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_agent_stop(
+    agent: *const toolmesh_agent,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    let outcome = guarded("toolmesh_agent_stop", || {
+        // SAFETY: NULL or live, as the caller guarantees.
+        let agent = unsafe { handle_arg(agent, "agent") }?;
+        ensure_blocking_allowed("toolmesh_agent_stop")?;
+        runtime::runtime().block_on(agent.agent.shutdown());
+        Ok(())
+    });
+    // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
+    unsafe { report(outcome, error_out) }
+}
+
+/// Stops the agent if it still runs (see `toolmesh_agent_stop`) and frees it. Returns once the
+/// agent has let go of its handler (its `free_userdata` has run), or after 10 seconds if an
+/// invocation is still unanswered or a dependency call still running; `free_userdata` then
+/// runs when they end. Dependency calls in flight still deliver their completion. Freeing NULL
+/// does nothing.
+///
+/// # Safety
+/// `agent` is NULL or an agent from `toolmesh_agent_start`, not freed before; it is owned by
+/// this call and must not be used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_agent_free(agent: *mut toolmesh_agent) {
+    catch_panic((), || {
+        if agent.is_null() {
+            return;
+        }
+        // SAFETY: created by `Box::into_raw` in `toolmesh_agent_start`, freed once.
+        let agent = unsafe { Box::from_raw(agent) };
+        if ensure_blocking_allowed("toolmesh_agent_free").is_err() {
+            // Dropped without waiting: core stops the server and registration when the last
+            // reference goes.
+            return;
+        }
+        runtime::runtime().block_on(agent.agent.shutdown());
+        let released = agent.handler_released.clone();
+        drop(agent);
+        released.wait(HANDLER_RELEASE_TIMEOUT);
+    })
+}

@@ -1,0 +1,196 @@
+//! `toolmesh_invocation`: one call of a local tool, from the handler's `invoke` to its answer.
+
+use crate::boundary::{catch_panic, guarded, report, str_arg};
+use crate::error::{c_string_lossy, toolmesh_error, Failure};
+use crate::result::*;
+use std::ffi::{c_char, CStr, CString};
+use std::ptr;
+use std::sync::Arc;
+use toolmesh_core::context::RequestContext;
+use toolmesh_core::host::{Completion, HostError};
+use toolmesh_core::{Error, ErrorKind};
+
+/// One invocation of a local tool: its request context (propagated headers, trace, deadline)
+/// and its answer channel.
+///
+/// Ownership: handed to the handler's `invoke`, which owns it until it answers exactly once with
+/// `toolmesh_invocation_complete`, `toolmesh_invocation_fail` or
+/// `toolmesh_invocation_fail_with_code` (from any thread); that call frees it, whatever it
+/// returns. An invocation that is never answered leaves its caller waiting until its timeout.
+/// Until it is answered it may be borrowed, also concurrently, by the accessors and by
+/// `toolmesh_agent_call`, but not while it is being answered.
+pub struct toolmesh_invocation {
+    tool: String,
+    context: Arc<RequestContext>,
+    completion: Completion,
+    /// The propagated headers as C strings: lowercase name, value.
+    headers: Vec<(String, CString)>,
+    trace_id: Option<CString>,
+}
+
+impl toolmesh_invocation {
+    pub(crate) fn new(tool: String, context: Arc<RequestContext>, completion: Completion) -> Self {
+        let headers =
+            context.headers.iter().map(|(name, value)| (name.to_ascii_lowercase(), c_string_lossy(value.as_str()))).collect();
+        let trace_id = context.trace.as_ref().map(|t| c_string_lossy(t.trace_id.as_str()));
+        toolmesh_invocation { tool, context, completion, headers, trace_id }
+    }
+
+    pub(crate) fn context(&self) -> Arc<RequestContext> {
+        self.context.clone()
+    }
+}
+
+/// The value of a propagated header of the request (name matched case-insensitively), or NULL
+/// when the request did not carry it (or the allow-list, option `propagate_headers`, did not
+/// let it through). Borrowed from the invocation: valid until it is answered.
+///
+/// # Safety
+/// `invocation` is NULL or a live, unanswered invocation; `name` is NULL or a NUL-terminated
+/// string; both borrowed for the call.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_header(
+    invocation: *const toolmesh_invocation,
+    name: *const c_char,
+) -> *const c_char {
+    catch_panic(ptr::null(), || {
+        // SAFETY: NULL or live, as the caller guarantees.
+        let Some(invocation) = (unsafe { invocation.as_ref() }) else { return ptr::null() };
+        if name.is_null() {
+            return ptr::null();
+        }
+        // SAFETY: non-NULL and NUL-terminated, as the caller guarantees.
+        let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+        invocation
+            .headers
+            .iter()
+            .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+            .map_or(ptr::null(), |(_, value)| value.as_ptr())
+    })
+}
+
+/// The W3C trace id of the request (32 lowercase hex digits), or NULL if it has none. Borrowed
+/// from the invocation: valid until it is answered. Dependency calls made with this invocation
+/// continue the same trace.
+///
+/// # Safety
+/// `invocation` is NULL or a live, unanswered invocation, borrowed for the call.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_trace_id(invocation: *const toolmesh_invocation) -> *const c_char {
+    catch_panic(ptr::null(), || {
+        // SAFETY: NULL or live, as the caller guarantees.
+        let invocation = unsafe { invocation.as_ref() };
+        invocation.and_then(|i| i.trace_id.as_ref()).map_or(ptr::null(), |t| t.as_ptr())
+    })
+}
+
+/// Answers the invocation with the tool's result, a UTF-8 JSON value (borrowed for the call).
+/// Frees the invocation in every case. When `result_json` is NULL, not UTF-8 or not JSON, this
+/// returns the argument's code and the caller of the tool gets an error saying that the tool
+/// "returned a value that is not JSON".
+///
+/// # Safety
+/// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on;
+/// `result_json` is NULL or a NUL-terminated string; `error_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_complete(
+    invocation: *mut toolmesh_invocation,
+    result_json: *const c_char,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    let outcome = guarded("toolmesh_invocation_complete", || {
+        // SAFETY: NULL or live and now owned by this call, as the caller guarantees.
+        let invocation = unsafe { take(invocation) }?;
+        // SAFETY: NULL or NUL-terminated, as the caller guarantees.
+        let parsed = unsafe { str_arg(result_json, "result_json") }.and_then(|json| {
+            serde_json::from_str(json).map_err(|e| Failure::new(TOOLMESH_INVALID_JSON, format!("the result is not JSON: {e}")))
+        });
+        match parsed {
+            Ok(value) => {
+                invocation.completion.ok(value);
+                Ok(())
+            }
+            Err(failure) => {
+                let message = format!("tool '{}' returned a value that is not JSON: {}", invocation.tool, failure.message);
+                let error = Error::new(ErrorKind::HandlerResult, message.clone());
+                invocation.completion.complete(Err(HostError { message, mesh_error: Some(error) }));
+                Err(failure)
+            }
+        }
+    });
+    // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
+    unsafe { report(outcome, error_out) }
+}
+
+/// Answers the invocation with a failure: the caller of the tool gets `TOOLMESH_TOOL_FAILED`
+/// with the message "tool '<name>' failed: <message>". `message` is borrowed for the call; NULL
+/// or invalid UTF-8 is reported as best it can be. Frees the invocation in every case.
+///
+/// # Safety
+/// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on;
+/// `message` is NULL or a NUL-terminated string; `error_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_fail(
+    invocation: *mut toolmesh_invocation,
+    message: *const c_char,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    let outcome = guarded("toolmesh_invocation_fail", || {
+        // SAFETY: NULL or live and now owned by this call, as the caller guarantees.
+        let invocation = unsafe { take(invocation) }?;
+        // SAFETY: NULL or NUL-terminated, as the caller guarantees.
+        invocation.completion.err(unsafe { message_arg(message) });
+        Ok(())
+    });
+    // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
+    unsafe { report(outcome, error_out) }
+}
+
+/// Answers the invocation with a mesh error, typically one a dependency call of this handler
+/// reported: the caller gets `code` and `message` unchanged, as if it had made that call itself.
+/// A `code` that is not one of the core's error codes (1000 and up) is reported as a plain
+/// failure, like `toolmesh_invocation_fail`. Frees the invocation in every case.
+///
+/// # Safety
+/// As for `toolmesh_invocation_fail`.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_fail_with_code(
+    invocation: *mut toolmesh_invocation,
+    code: toolmesh_result,
+    message: *const c_char,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    let outcome = guarded("toolmesh_invocation_fail_with_code", || {
+        // SAFETY: NULL or live and now owned by this call, as the caller guarantees.
+        let invocation = unsafe { take(invocation) }?;
+        // SAFETY: NULL or NUL-terminated, as the caller guarantees.
+        let message = unsafe { message_arg(message) };
+        let mesh_error = u32::try_from(code).ok().and_then(ErrorKind::from_code).map(|kind| Error::new(kind, message.clone()));
+        invocation.completion.complete(Err(HostError { message, mesh_error }));
+        Ok(())
+    });
+    // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
+    unsafe { report(outcome, error_out) }
+}
+
+/// # Safety
+/// `invocation` is NULL or a live invocation whose ownership passes to the caller.
+unsafe fn take(invocation: *mut toolmesh_invocation) -> Result<Box<toolmesh_invocation>, Failure> {
+    if invocation.is_null() {
+        return Err(Failure::null_argument("invocation"));
+    }
+    // SAFETY: created by `Box::into_raw` when it was handed to `invoke`; answered (freed) once.
+    Ok(unsafe { Box::from_raw(invocation) })
+}
+
+/// A failure message never fails: NULL and invalid UTF-8 become readable text.
+///
+/// # Safety
+/// `message` is NULL or a NUL-terminated string.
+unsafe fn message_arg(message: *const c_char) -> String {
+    if message.is_null() {
+        return "(no message)".to_owned();
+    }
+    // SAFETY: non-NULL and NUL-terminated, as the caller guarantees.
+    unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned()
+}

@@ -1,0 +1,168 @@
+//! Result codes: 0 for success, the core's stable error codes (1000 and above, the same numbers
+//! every binding reports), and the few codes of the C ABI itself (100 to 199).
+
+use std::ffi::{c_char, CStr};
+
+/// What a fallible toolmesh function returns: `TOOLMESH_OK` (0) on success, otherwise an error
+/// code. Codes from 1000 up are the core's error kinds, identical in Python, Node, Java and C
+/// (grouped by thousands: 1xxx configuration, 2xxx TLS, 3xxx discovery, 4xxx transport,
+/// 5xxx remote tool, 6xxx host handler, 9xxx internal). Codes from 100 to 199 belong to the
+/// C ABI alone (a NULL argument, a string that is not UTF-8, ...).
+pub type toolmesh_result = i32;
+
+/// Success.
+pub const TOOLMESH_OK: toolmesh_result = 0;
+
+// The C ABI's own codes (100-199).
+/// A required pointer argument was NULL.
+pub const TOOLMESH_NULL_ARGUMENT: toolmesh_result = 101;
+/// A string argument is not valid UTF-8.
+pub const TOOLMESH_INVALID_UTF8: toolmesh_result = 102;
+/// A JSON string argument does not parse.
+pub const TOOLMESH_INVALID_JSON: toolmesh_result = 103;
+/// A blocking function was called on a toolmesh runtime thread, where it could deadlock.
+pub const TOOLMESH_WRONG_THREAD: toolmesh_result = 104;
+/// toolmesh panicked inside the call; this is a bug in toolmesh, please report it.
+pub const TOOLMESH_PANIC: toolmesh_result = 105;
+
+// The core's error kinds: the same codes and names in every language.
+/// A configuration value is missing or malformed.
+pub const TOOLMESH_INVALID_CONFIG: toolmesh_result = 1001;
+/// A certificate, key or CA file is missing, unreadable or not PEM.
+pub const TOOLMESH_CERTIFICATE_FILE: toolmesh_result = 1002;
+/// The private key does not belong to the certificate.
+pub const TOOLMESH_KEY_MISMATCH: toolmesh_result = 1003;
+/// The registry URL is not an https:// URL.
+pub const TOOLMESH_REGISTRY_URL_NOT_HTTPS: toolmesh_result = 1004;
+/// The listen address is already in use or cannot be bound.
+pub const TOOLMESH_ADDRESS_IN_USE: toolmesh_result = 1005;
+/// Our own certificate does not chain to the mesh CA.
+pub const TOOLMESH_CERTIFICATE_UNTRUSTED: toolmesh_result = 2001;
+/// Our own certificate (or the peer's) has expired or is not yet valid.
+pub const TOOLMESH_CERTIFICATE_EXPIRED: toolmesh_result = 2002;
+/// The peer's certificate was not signed by a trusted CA.
+pub const TOOLMESH_PEER_CERTIFICATE_UNTRUSTED: toolmesh_result = 2003;
+/// The peer's certificate does not name the host that was dialled.
+pub const TOOLMESH_PEER_HOSTNAME_MISMATCH: toolmesh_result = 2004;
+/// The peer refused our client certificate (or we presented none).
+pub const TOOLMESH_PEER_REJECTED_CERTIFICATE: toolmesh_result = 2005;
+/// Any other TLS handshake failure.
+pub const TOOLMESH_TLS_HANDSHAKE: toolmesh_result = 2006;
+/// The peer's certificate is valid but its identity is not among the allowed ones.
+pub const TOOLMESH_PEER_IDENTITY_NOT_ALLOWED: toolmesh_result = 2007;
+/// No healthy provider matches the dependency.
+pub const TOOLMESH_DEPENDENCY_UNRESOLVED: toolmesh_result = 3001;
+/// The registry cannot be reached or answered with an error.
+pub const TOOLMESH_REGISTRY_UNAVAILABLE: toolmesh_result = 3002;
+/// The named agent is not registered.
+pub const TOOLMESH_UNKNOWN_AGENT: toolmesh_result = 3003;
+/// The dependency is not declared by the tool.
+pub const TOOLMESH_UNKNOWN_DEPENDENCY: toolmesh_result = 3004;
+/// The connection to the peer could not be opened.
+pub const TOOLMESH_CONNECT_FAILED: toolmesh_result = 4001;
+/// The call did not complete before its deadline.
+pub const TOOLMESH_TIMEOUT: toolmesh_result = 4002;
+/// The peer answered with something that is not valid MCP.
+pub const TOOLMESH_PROTOCOL: toolmesh_result = 4003;
+/// The connection broke after the request was sent.
+pub const TOOLMESH_CONNECTION_LOST: toolmesh_result = 4004;
+/// The agent is shutting down.
+pub const TOOLMESH_SHUTDOWN: toolmesh_result = 4005;
+/// The remote tool ran and reported an error.
+pub const TOOLMESH_TOOL_FAILED: toolmesh_result = 5001;
+/// The remote agent has no tool by that name.
+pub const TOOLMESH_UNKNOWN_TOOL: toolmesh_result = 5002;
+/// The remote agent rejected the arguments.
+pub const TOOLMESH_INVALID_ARGUMENTS: toolmesh_result = 5003;
+/// The remote agent answered with a JSON-RPC error.
+pub const TOOLMESH_REMOTE_ERROR: toolmesh_result = 5004;
+/// The local host handler raised or rejected.
+pub const TOOLMESH_HANDLER_FAILED: toolmesh_result = 6001;
+/// The local host handler returned a value that is not JSON.
+pub const TOOLMESH_HANDLER_RESULT: toolmesh_result = 6002;
+/// The host dropped the completion without answering.
+pub const TOOLMESH_HANDLER_DROPPED: toolmesh_result = 6003;
+/// A bug in toolmesh; please report it.
+pub const TOOLMESH_INTERNAL: toolmesh_result = 9001;
+
+/// Every code toolmesh defines and its name; the tests check it against the core's error kinds
+/// and against the header.
+const NAMES: &[(toolmesh_result, &CStr)] = &[
+    (TOOLMESH_OK, c"OK"),
+    (TOOLMESH_NULL_ARGUMENT, c"NULL_ARGUMENT"),
+    (TOOLMESH_INVALID_UTF8, c"INVALID_UTF8"),
+    (TOOLMESH_INVALID_JSON, c"INVALID_JSON"),
+    (TOOLMESH_WRONG_THREAD, c"WRONG_THREAD"),
+    (TOOLMESH_PANIC, c"PANIC"),
+    (TOOLMESH_INVALID_CONFIG, c"INVALID_CONFIG"),
+    (TOOLMESH_CERTIFICATE_FILE, c"CERTIFICATE_FILE"),
+    (TOOLMESH_KEY_MISMATCH, c"KEY_MISMATCH"),
+    (TOOLMESH_REGISTRY_URL_NOT_HTTPS, c"REGISTRY_URL_NOT_HTTPS"),
+    (TOOLMESH_ADDRESS_IN_USE, c"ADDRESS_IN_USE"),
+    (TOOLMESH_CERTIFICATE_UNTRUSTED, c"CERTIFICATE_UNTRUSTED"),
+    (TOOLMESH_CERTIFICATE_EXPIRED, c"CERTIFICATE_EXPIRED"),
+    (TOOLMESH_PEER_CERTIFICATE_UNTRUSTED, c"PEER_CERTIFICATE_UNTRUSTED"),
+    (TOOLMESH_PEER_HOSTNAME_MISMATCH, c"PEER_HOSTNAME_MISMATCH"),
+    (TOOLMESH_PEER_REJECTED_CERTIFICATE, c"PEER_REJECTED_CERTIFICATE"),
+    (TOOLMESH_TLS_HANDSHAKE, c"TLS_HANDSHAKE"),
+    (TOOLMESH_PEER_IDENTITY_NOT_ALLOWED, c"PEER_IDENTITY_NOT_ALLOWED"),
+    (TOOLMESH_DEPENDENCY_UNRESOLVED, c"DEPENDENCY_UNRESOLVED"),
+    (TOOLMESH_REGISTRY_UNAVAILABLE, c"REGISTRY_UNAVAILABLE"),
+    (TOOLMESH_UNKNOWN_AGENT, c"UNKNOWN_AGENT"),
+    (TOOLMESH_UNKNOWN_DEPENDENCY, c"UNKNOWN_DEPENDENCY"),
+    (TOOLMESH_CONNECT_FAILED, c"CONNECT_FAILED"),
+    (TOOLMESH_TIMEOUT, c"TIMEOUT"),
+    (TOOLMESH_PROTOCOL, c"PROTOCOL"),
+    (TOOLMESH_CONNECTION_LOST, c"CONNECTION_LOST"),
+    (TOOLMESH_SHUTDOWN, c"SHUTDOWN"),
+    (TOOLMESH_TOOL_FAILED, c"TOOL_FAILED"),
+    (TOOLMESH_UNKNOWN_TOOL, c"UNKNOWN_TOOL"),
+    (TOOLMESH_INVALID_ARGUMENTS, c"INVALID_ARGUMENTS"),
+    (TOOLMESH_REMOTE_ERROR, c"REMOTE_ERROR"),
+    (TOOLMESH_HANDLER_FAILED, c"HANDLER_FAILED"),
+    (TOOLMESH_HANDLER_RESULT, c"HANDLER_RESULT"),
+    (TOOLMESH_HANDLER_DROPPED, c"HANDLER_DROPPED"),
+    (TOOLMESH_INTERNAL, c"INTERNAL"),
+];
+
+/// The stable symbolic name of a result code, e.g. "UNKNOWN_TOOL" for 5002 and "OK" for 0;
+/// "UNKNOWN" for a code toolmesh does not define. The string is static: never free it.
+#[no_mangle]
+pub extern "C" fn toolmesh_result_name(code: toolmesh_result) -> *const c_char {
+    crate::boundary::catch_panic(c"UNKNOWN".as_ptr(), || {
+        NAMES.iter().find(|(c, _)| *c == code).map_or(c"UNKNOWN", |(_, name)| name).as_ptr()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use toolmesh_core::ErrorKind;
+
+    fn name_of(code: toolmesh_result) -> &'static str {
+        // SAFETY: toolmesh_result_name returns a static NUL-terminated string.
+        unsafe { CStr::from_ptr(toolmesh_result_name(code)) }.to_str().unwrap()
+    }
+
+    #[test]
+    fn every_core_error_kind_has_its_code_and_name_here() {
+        for kind in ErrorKind::ALL {
+            let code = kind.code() as toolmesh_result;
+            assert_eq!(name_of(code), kind.name(), "code {code}");
+        }
+        let ffi_only = NAMES.iter().filter(|(code, _)| *code < 1000).count();
+        assert_eq!(NAMES.len(), ErrorKind::ALL.len() + ffi_only, "a code here that core does not define");
+    }
+
+    #[test]
+    fn the_c_abi_codes_are_below_the_core_range_and_unknown_codes_have_a_name() {
+        assert!(NAMES
+            .iter()
+            .filter(|(code, _)| *code < 1000)
+            .all(|(code, _)| u32::try_from(*code).ok().and_then(ErrorKind::from_code).is_none()));
+        assert_eq!(name_of(TOOLMESH_OK), "OK");
+        assert_eq!(name_of(TOOLMESH_PANIC), "PANIC");
+        assert_eq!(name_of(-1), "UNKNOWN");
+        assert_eq!(name_of(4999), "UNKNOWN");
+    }
+}
