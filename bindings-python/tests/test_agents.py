@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import enum
 import os
 import threading
 import time
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
+import pydantic
 import pytest
 from meshkit import Certs, Registry, call_tool, mcp_post
 
@@ -268,3 +271,50 @@ def test_a_forked_child_runs_its_own_agent(certs: Certs) -> None:
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     pytest.fail("the forked child did not finish within 45 s")
+
+
+class Size(enum.Enum):
+    SMALL = "s"
+    LARGE = "l"
+
+
+@dataclasses.dataclass
+class Parcel:
+    weight: float
+    size: Size
+
+
+class Quote(pydantic.BaseModel):
+    price: float
+    express: bool = False
+
+
+def test_module_level_tools_and_rich_values(certs: Certs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``@toolmesh.tool`` + ``toolmesh.start``; dataclass, enum and pydantic values in and out."""
+    monkeypatch.setattr(toolmesh._agent, "_default_tools", [])  # keep this test's tools to itself
+
+    @toolmesh.tool(capability="quote")
+    def quote(parcel: Parcel, express: bool = False) -> Quote:
+        assert isinstance(parcel, Parcel) and isinstance(parcel.size, Size)
+        return Quote(price=parcel.weight * (3 if parcel.size is Size.LARGE else 1), express=express)
+
+    @toolmesh.tool
+    async def echo(quote: Quote, size: Size) -> dict[str, Any]:
+        return {"quote": quote, "size": size, "parcel": Parcel(1.5, size)}
+
+    async def scenario() -> None:
+        agent = await toolmesh.start(name="alpha", **certs.options("alpha"))
+        try:
+            assert [t.name for t in agent.tools] == ["quote", "echo"]
+            priced = await call(certs, agent, "quote", {"parcel": {"weight": 2.0, "size": "l"}, "express": True})
+            assert priced == {"price": 6.0, "express": True}
+            echoed = await call(certs, agent, "echo", {"quote": {"price": 1}, "size": "s"})
+            assert echoed == {"quote": {"price": 1.0, "express": False}, "size": "s",
+                              "parcel": {"weight": 1.5, "size": "s"}}
+        finally:
+            await agent.stop()
+        await agent.stop()  # idempotent
+        with pytest.raises(RuntimeError, match="not running"):
+            agent.endpoint
+
+    run(scenario())

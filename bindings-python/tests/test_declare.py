@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 from typing import Optional
 
 import pytest
 
 import toolmesh
+from toolmesh._json import decode
 
 
 def test_defaults_come_from_the_function() -> None:
@@ -92,3 +95,22 @@ def test_misuse_is_reported_at_declaration() -> None:
         agent.tool(dependencies="add")(lambda: None)
     with pytest.raises(TypeError, match="unexpected keyword argument 'capabilty'"):
         agent.tool(capabilty="add")(lambda: None)
+
+
+class Unit(enum.Enum):
+    KG = "kg"
+
+
+@dataclasses.dataclass
+class Item:
+    mass: float
+    unit: Unit
+    parts: Optional[list[Item]] = None
+
+
+def test_arguments_are_decoded_into_the_objects_their_hints_name() -> None:
+    item = decode(Item, {"mass": 1, "unit": "kg", "parts": [{"mass": 2, "unit": "kg"}]})
+    assert item == Item(1, Unit.KG, [Item(2, Unit.KG)])
+    assert decode(dict[str, Unit], {"a": "kg"}) == {"a": Unit.KG}
+    assert decode(set[Unit], ["kg"]) == {Unit.KG}
+    assert decode(int | str, 5) == 5 and decode(list, [1]) == [1]

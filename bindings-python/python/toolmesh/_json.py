@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import enum
 import json
+import types
+import typing
 from typing import Any
 
 try:
@@ -29,3 +32,34 @@ def encode(value: Any) -> str:
     """JSON text of a tool's arguments or result; dataclasses, pydantic models, enums and sets
     are converted. Raises TypeError or ValueError for anything JSON cannot hold."""
     return json.dumps(value, default=_jsonable, allow_nan=False)
+
+
+_MAPS = (dict, collections.abc.Mapping)
+
+
+def decode(hint: Any, value: Any) -> Any:
+    """Turns the JSON ``value`` of an argument into what its type hint names: dataclasses,
+    enums and pydantic models are built, also inside lists, dicts and Optionals. Anything else
+    is passed as it came."""
+    if value is None:
+        return None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Annotated:
+        return decode(args[0], value)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        return decode(options[0], value) if len(options) == 1 else value
+    if origin in (list, set, frozenset) and args and isinstance(value, list):
+        return origin(decode(args[0], item) for item in value)
+    if origin in _MAPS and len(args) == 2 and isinstance(value, dict):
+        return {key: decode(args[1], item) for key, item in value.items()}
+    if not isinstance(hint, type):
+        return value
+    if pydantic is not None and issubclass(hint, pydantic.BaseModel):
+        return hint.model_validate(value)
+    if issubclass(hint, enum.Enum):
+        return hint(value)
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        fields = typing.get_type_hints(hint)
+        return hint(**{name: decode(fields.get(name, Any), item) for name, item in value.items()})
+    return value

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
-import enum
 import functools
 import inspect
 import json
@@ -16,11 +15,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Un
 from . import _json
 from ._context import _current
 from ._schema import input_schema
-
-try:
-    import pydantic
-except ImportError:  # pragma: no cover - depends on the environment
-    pydantic = None
 
 if TYPE_CHECKING:
     from ._agent import Agent
@@ -80,8 +74,8 @@ class ToolSpec:
     input_schema: dict[str, Any]
     # parameter name -> index of the dependency whose proxy it receives
     proxy_params: Mapping[str, int]
-    # parameter name -> type hint, for the arguments that are decoded into objects
-    typed_params: Mapping[str, Any]
+    # parameter name -> type hint, to decode JSON arguments into the objects the hints name
+    param_hints: Mapping[str, Any]
 
     def info(self) -> dict[str, Any]:
         """The tool as core's JSON tool definition."""
@@ -101,8 +95,7 @@ class ToolSpec:
     async def invoke(self, arguments: dict[str, Any], proxies: Mapping[str, Proxy]) -> Any:
         """Runs the function with JSON ``arguments`` and the proxies of its dependencies.
         Synchronous functions run in the loop's default executor, in the caller's context."""
-        kwargs = {name: _decode(self.typed_params[name], v) if name in self.typed_params else v
-                  for name, v in arguments.items()}
+        kwargs = {name: _json.decode(self.param_hints.get(name, Any), v) for name, v in arguments.items()}
         kwargs.update(proxies)
         if inspect.iscoroutinefunction(self.fn):
             return await self.fn(**kwargs)
@@ -144,7 +137,7 @@ def declare(
         timeout_ms=timeout_ms,
         input_schema=input_schema(fn, skip=skip),
         proxy_params=proxy_params,
-        typed_params={p: h for p, h in hints.items() if p not in skip and p != "return" and _is_decoded(h)},
+        param_hints={p: h for p, h in hints.items() if p not in skip and p != "return"},
     )
 
 
@@ -179,20 +172,3 @@ def _is_proxy_hint(hint: Any) -> bool:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return Proxy in typing.get_args(hint)
     return False
-
-
-def _is_decoded(hint: Any) -> bool:
-    """Whether JSON arguments for this hint are turned into objects (dataclass, model, enum)."""
-    return isinstance(hint, type) and (
-        (dataclasses.is_dataclass(hint))
-        or issubclass(hint, enum.Enum)
-        or (pydantic is not None and issubclass(hint, pydantic.BaseModel))
-    )
-
-
-def _decode(hint: type, value: Any) -> Any:
-    if pydantic is not None and issubclass(hint, pydantic.BaseModel):
-        return hint.model_validate(value)
-    if issubclass(hint, enum.Enum):
-        return hint(value)
-    return hint(**value) if isinstance(value, Mapping) else value
