@@ -1,0 +1,168 @@
+//! Runs the real `toolmesh` binary: a development certificate set in a temporary directory, a
+//! registry process, and one-shot commands with their output and exit code.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::borrow::BorrowMut;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long a registry process may take to print its ready line.
+const STARTUP: Duration = Duration::from_secs(15);
+
+/// A `toolmesh` command with no TOOLMESH_* settings inherited from the caller's environment.
+pub fn toolmesh(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_toolmesh"));
+    command.args(args);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("TOOLMESH_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// A finished command.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs a command to completion (an owned one, or one built in place with `&mut`).
+pub fn run(mut command: impl BorrowMut<Command>) -> Run {
+    command.borrow_mut().stdin(Stdio::null()).output().expect("run toolmesh").into()
+}
+
+impl Run {
+    pub fn success(self) -> Self {
+        assert_eq!(self.code, Some(0), "expected success\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Asserts the failure's exit code and its `toolmesh: error [CODE NAME]: ...` line.
+    pub fn failure(self, exit_code: i32, error_name: &str, message_part: &str) -> Self {
+        assert_eq!(self.code, Some(exit_code), "stdout: {}\nstderr: {}", self.stdout, self.stderr);
+        let line = self.stderr.lines().find(|l| l.starts_with("toolmesh: error [")).unwrap_or_else(|| {
+            panic!("no `toolmesh: error [..]` line in stderr: {}", self.stderr);
+        });
+        assert!(line.contains(&format!(" {error_name}]: ")), "expected {error_name}: {line}");
+        assert!(self.stderr.contains(message_part), "expected {message_part:?} in: {}", self.stderr);
+        self
+    }
+}
+
+/// A development certificate set made by `toolmesh certs init`.
+pub struct Certs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Certs {
+    pub fn init(agents: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_str().expect("utf-8 path").to_owned();
+        run(toolmesh(&["certs", "init", "--dir", &path, "--agents", agents])).success();
+        Certs { dir }
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    /// The TLS flags for the identity `name` (its certificate, its key and the mesh CA).
+    pub fn tls_args(&self, name: &str) -> Vec<String> {
+        self.tls_args_with(&self.path(&format!("{name}.pem")), &self.path(&format!("{name}.key")), &self.path("ca.pem"))
+    }
+
+    pub fn tls_args_with(&self, cert: &Path, key: &Path, ca: &Path) -> Vec<String> {
+        [("--tls-cert", cert), ("--tls-key", key), ("--tls-ca", ca)]
+            .into_iter()
+            .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
+            .collect()
+    }
+}
+
+/// A `toolmesh registry` process; killed on drop unless stopped.
+pub struct RegistryProcess {
+    child: Child,
+    pub url: String,
+    stderr_lines: mpsc::Receiver<String>,
+}
+
+impl RegistryProcess {
+    /// Starts the registry on a free port with the `registry` identity of `certs`.
+    pub fn start(certs: &Certs, extra: &[&str]) -> Self {
+        let mut command = toolmesh(&["registry", "--port", "0"]);
+        command.args(certs.tls_args("registry")).args(extra);
+        Self::spawn(command)
+    }
+
+    /// Runs `command` (a `toolmesh registry ...`) and waits for its ready line.
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn registry");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (ready_tx, ready) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = ready_tx.send(line);
+            }
+        });
+        let (stderr_tx, stderr_lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = stderr_tx.send(line);
+            }
+        });
+        let line = ready.recv_timeout(STARTUP).unwrap_or_else(|_| {
+            let _ = child.kill();
+            let logs: Vec<String> = stderr_lines.try_iter().collect();
+            panic!("the registry printed no ready line within {STARTUP:?}; stderr:\n{}", logs.join("\n"));
+        });
+        let url = line
+            .strip_prefix("toolmesh registry listening on ")
+            .unwrap_or_else(|| panic!("unexpected ready line: {line}"))
+            .to_owned();
+        RegistryProcess { child, url, stderr_lines }
+    }
+
+    /// Sends SIGTERM and returns the exit code and everything the registry logged.
+    pub fn terminate(mut self) -> (Option<i32>, String) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let deadline = std::time::Instant::now() + STARTUP;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for registry") {
+                break status;
+            }
+            assert!(std::time::Instant::now() < deadline, "the registry did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // Give the reader thread the last lines (the pipe is closed once the process exited).
+        let mut logs = Vec::new();
+        while let Ok(line) = self.stderr_lines.recv_timeout(Duration::from_secs(2)) {
+            logs.push(line);
+        }
+        (status.code(), logs.join("\n"))
+    }
+}
+
+impl Drop for RegistryProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
