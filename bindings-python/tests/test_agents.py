@@ -8,6 +8,7 @@ import enum
 import os
 import threading
 import time
+import warnings
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 import pydantic
@@ -255,7 +256,9 @@ def test_a_forked_child_runs_its_own_agent(certs: Certs) -> None:
             return await call(certs, gamma, "sum3", {"a": 1, "b": 2, "c": 3})
 
     assert run(serve_once()) == 6  # the parent has used the dispatch thread before forking
-    pid = os.fork()
+    with warnings.catch_warnings():  # forking a threaded process is exactly what is tested here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # the child: report through the exit status only
         try:
             os._exit(0 if run(serve_once(), timeout=30) == 6 else 1)
