@@ -33,9 +33,9 @@ T = TypeVar("T")
 
 
 def cli_binary() -> Path:
-    """The `toolmesh` CLI: $TOOLMESH_CLI, else the debug build in the cargo target dir."""
-    if "TOOLMESH_CLI" in os.environ:
-        return Path(os.environ["TOOLMESH_CLI"])
+    """The `toolmesh` CLI: $TOOLMESH_BIN, else the debug build in the cargo target dir."""
+    if "TOOLMESH_BIN" in os.environ:
+        return Path(os.environ["TOOLMESH_BIN"])
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     binary = target / "debug" / "toolmesh"
     if not binary.exists():
