@@ -1,0 +1,111 @@
+//! Starting a core agent from JS, and the running agent as a JS object.
+
+use crate::context::RequestContext;
+use crate::errors::to_js_error;
+use crate::handler::{invoke_args, InvokeArgs, Invocation, NodeToolHandler};
+use crate::settle::promise;
+use napi::bindgen_prelude::{Function, Object};
+use napi::Env;
+use napi_derive::napi;
+use std::sync::Arc;
+use toolmesh_core::agent::{parse_tools, Agent};
+use toolmesh_core::config::AgentConfig;
+use toolmesh_core::{Error, ErrorKind};
+
+/// Builds the configuration (`TOOLMESH_*` environment, then `options`, core's keys), validates
+/// the tools (core's JSON tool definitions) and starts the agent. Configuration and tool errors
+/// are thrown at once; start-up errors (certificates, address) reject the promise. `onInvoke`
+/// runs on the JS thread for every call of one of the agent's tools.
+#[napi(
+    catch_unwind,
+    ts_args_type = "name: string, options: Array<[string, string]>, toolsJson: string, \
+                    onInvoke: (tool: string, argumentsJson: string, context: RequestContext, responder: Responder) => void",
+    ts_return_type = "Promise<NativeAgent>"
+)]
+pub fn start<'env>(
+    env: &'env Env,
+    name: String,
+    options: Vec<(String, String)>,
+    tools_json: String,
+    on_invoke: Function<'_, InvokeArgs, ()>,
+) -> napi::Result<Object<'env>> {
+    let core_error = |error: Error| to_js_error(env, &error);
+    let mut config = AgentConfig::from_env(&name).map_err(core_error)?;
+    for (key, value) in &options {
+        config.set(key, value).map_err(core_error)?;
+    }
+    let tools = parse_tools(&tools_json).map_err(core_error)?;
+    let on_invoke = on_invoke
+        .build_threadsafe_function::<Invocation>()
+        .callee_handled::<false>()
+        .build_callback(|call| Ok(invoke_args(call.value)))?;
+    let handler = Arc::new(NodeToolHandler::new(on_invoke));
+    promise(env, async move {
+        // On failure the handler is dropped here, and with it `onInvoke`.
+        let agent = Agent::start(config, tools, handler.clone()).await?;
+        Ok(NativeAgent { agent, handler })
+    })
+}
+
+/// A running core agent.
+#[napi]
+pub struct NativeAgent {
+    agent: Agent,
+    handler: Arc<NodeToolHandler>,
+}
+
+#[napi]
+impl NativeAgent {
+    #[napi(getter)]
+    pub fn agent_id(&self) -> String {
+        self.agent.agent_id().to_owned()
+    }
+
+    /// `https://host:port/mcp`
+    #[napi(getter)]
+    pub fn endpoint(&self) -> String {
+        self.agent.endpoint().to_owned()
+    }
+
+    /// The port the agent listens on (useful with port 0).
+    #[napi(getter)]
+    pub fn port(&self) -> u32 {
+        self.agent.local_addr().port().into()
+    }
+
+    /// Calls the `dependency`-th declared dependency of local tool `tool` with JSON arguments;
+    /// the promise receives the JSON result or rejects with the mesh error. `context` is the
+    /// handler's request context, so that core propagates its headers and continues its trace.
+    #[napi(catch_unwind, ts_return_type = "Promise<string>")]
+    pub fn call<'env>(
+        &self,
+        env: &'env Env,
+        tool: String,
+        dependency: u32,
+        arguments_json: String,
+        context: Option<&RequestContext>,
+    ) -> napi::Result<Object<'env>> {
+        let agent = self.agent.clone();
+        let context = context.map(|c| c.inner.clone());
+        promise(env, async move {
+            let arguments = serde_json::from_str(&arguments_json).map_err(|e| {
+                Error::new(ErrorKind::InvalidArguments, format!("the call arguments are not JSON: {e}"))
+            })?;
+            let result = agent.call(&tool, dependency as usize, arguments, context).await?;
+            Ok(result.to_string())
+        })
+    }
+
+    /// Deregisters, drains in-flight calls and closes the listener, then releases `onInvoke` so
+    /// that the process can exit.
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
+    pub fn stop<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+        let agent = self.agent.clone();
+        let handler = self.handler.clone();
+        promise(env, async move {
+            agent.shutdown().await;
+            handler.release();
+            Ok(())
+        })
+    }
+}
