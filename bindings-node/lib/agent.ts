@@ -1,0 +1,228 @@
+/** Agents: a set of tools served by one native core agent. */
+
+import { contextStorage, type RequestContext } from "./context.js";
+import { fromNative, ToolmeshError } from "./errors.js";
+import { addon, type NativeAgent, type Responder } from "./native.js";
+import { ArgumentsRejected, type InputSchema, type JsonSchema } from "./schema.js";
+import { capabilityOf, type Dependency, type DependencyProxy, LocalTool, type Proxies, type ToolDefinition } from "./tools.js";
+
+/**
+ * An agent's name and options. The options are core's, and override the `TOOLMESH_*`
+ * environment (`registryUrl` is `TOOLMESH_REGISTRY_URL`, and so on); core checks them.
+ */
+export interface AgentOptions {
+  readonly name: string;
+  /** The registry, `https://host:port`; without one, the agent serves standalone. */
+  readonly registryUrl?: string;
+  /** PEM files of the agent's identity and of the mesh CA. */
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  readonly tlsCa?: string;
+  /** The address to listen on (default 127.0.0.1). */
+  readonly host?: string;
+  /** The host name peers dial (default: `host`). */
+  readonly advertiseHost?: string;
+  /** The port to listen on; 0 (the default) picks a free one. */
+  readonly port?: number;
+  /** Inbound headers that flow into the calls a handler makes: names, or prefixes ending in `*`. */
+  readonly propagateHeaders?: string | readonly string[];
+  readonly heartbeatIntervalMs?: number;
+  /** Default timeout of a dependency call. */
+  readonly callTimeoutMs?: number;
+}
+
+// Core's stable error kinds that a binding reports for a handler.
+const HANDLER_RESULT = "HANDLER_RESULT";
+const INVALID_ARGUMENTS = "INVALID_ARGUMENTS";
+
+/** One mesh agent: its tools, its options, and once started, the native agent serving them. */
+export class Agent {
+  readonly name: string;
+  readonly #options: Array<[string, string]>;
+  readonly #tools: LocalTool[] = [];
+  /** While started (or starting): the tools by name, and each tool's dependency proxies. */
+  #running: Map<string, { tool: LocalTool; proxies: Proxies<readonly Dependency[]> }> | undefined;
+  #starting: Promise<NativeAgent> | undefined;
+  #native: NativeAgent | undefined;
+  #stopping: Promise<void> | undefined;
+
+  constructor({ name, ...options }: AgentOptions) {
+    this.name = name;
+    this.#options = optionPairs(options);
+  }
+
+  /** Declares a tool; tools are added before `start()`. */
+  addTool<S extends InputSchema = JsonSchema, const D extends readonly Dependency[] = readonly []>(
+    definition: ToolDefinition<S, D>,
+  ): this {
+    if (this.#starting !== undefined) {
+      throw new Error(`agent '${this.name}' is already started: add its tools before start()`);
+    }
+    this.#tools.push(new LocalTool(definition as unknown as ToolDefinition));
+    return this;
+  }
+
+  /** The id the registry knows this agent by (its name and a random suffix). */
+  get agentId(): string {
+    return this.#requireNative().agentId;
+  }
+
+  /** `https://host:port/mcp` */
+  get endpoint(): string {
+    return this.#requireNative().endpoint;
+  }
+
+  get port(): number {
+    return this.#requireNative().port;
+  }
+
+  /**
+   * Starts serving and registers in the background. Rejects with a `ToolmeshError` (e.g.
+   * `ConfigError`, `TlsError`) when the options, certificates or tools are wrong.
+   */
+  async start(): Promise<this> {
+    if (this.#starting !== undefined) throw new Error(`agent '${this.name}' is already started`);
+    this.#running = new Map(this.#tools.map((tool) => [tool.name, { tool, proxies: this.#proxies(tool) }]));
+    this.#starting = this.#startNative();
+    try {
+      this.#native = await this.#starting;
+    } catch (error) {
+      this.#starting = undefined;
+      this.#running = undefined;
+      throw error;
+    }
+    return this;
+  }
+
+  /** Deregisters, lets in-flight calls finish and stops serving. Idempotent. */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stopNative().finally(() => {
+      this.#stopping = undefined;
+    });
+    return this.#stopping;
+  }
+
+  /**
+   * Serves until SIGINT or SIGTERM, then stops cleanly. A start-up error is printed as
+   * `toolmesh: error [CODE KIND]: message`, with exit status 2 (configuration or TLS) or 1.
+   */
+  async run(): Promise<void> {
+    try {
+      await this.start();
+    } catch (error) {
+      if (!(error instanceof ToolmeshError)) throw error;
+      console.error(`toolmesh: error [${error.code} ${error.kind}]: ${error.message}`);
+      process.exitCode = error.code < 3000 ? 2 : 1;
+      return;
+    }
+    console.error(`toolmesh agent ${this.name} serving ${this.endpoint} (id ${this.agentId})`);
+    await new Promise<void>((resolve) => {
+      const stop = (): void => {
+        process.off("SIGINT", stop).off("SIGTERM", stop);
+        resolve();
+      };
+      process.on("SIGINT", stop).on("SIGTERM", stop);
+    });
+    await this.stop();
+  }
+
+  async #startNative(): Promise<NativeAgent> {
+    const tools = JSON.stringify(this.#tools.map((tool) => tool.info()));
+    try {
+      return await addon.start(this.name, this.#options, tools, this.#onInvoke);
+    } catch (error) {
+      throw fromNative(error);
+    }
+  }
+
+  async #stopNative(): Promise<void> {
+    const starting = this.#starting;
+    if (starting === undefined) return;
+    const native = await starting.catch(() => undefined);
+    await native?.stop();
+    this.#native = undefined;
+    this.#running = undefined;
+    this.#starting = undefined;
+  }
+
+  #requireNative(): NativeAgent {
+    if (this.#native === undefined || this.#stopping !== undefined) {
+      throw new Error(`agent '${this.name}' is not running; start it with \`await agent.start()\``);
+    }
+    return this.#native;
+  }
+
+  #proxies(tool: LocalTool): Proxies<readonly Dependency[]> {
+    const proxies: Record<string | number, DependencyProxy> = {};
+    tool.dependencies.forEach((dependency, position) => {
+      const proxy: DependencyProxy = (args = {}) => this.#call(tool.name, position, args);
+      proxies[position] = proxy;
+      proxies[capabilityOf(dependency)] ??= proxy;
+    });
+    return Object.freeze(proxies);
+  }
+
+  /** A dependency call, made with the request context of the handler that makes it. */
+  async #call(tool: string, position: number, args: Record<string, unknown>): Promise<any> {
+    // A handler may run before start() has resumed its caller.
+    const native = this.#native ?? (await this.#starting);
+    if (native === undefined) throw new Error(`agent '${this.name}' is not running`);
+    const argumentsJson = JSON.stringify(args);
+    let resultJson: string;
+    try {
+      resultJson = await native.call(tool, position, argumentsJson, contextStorage.getStore());
+    } catch (error) {
+      throw fromNative(error);
+    }
+    return JSON.parse(resultJson);
+  }
+
+  /** Called by the addon for every inbound call. A throw here would be fatal, so it never throws. */
+  readonly #onInvoke = (tool: string, argumentsJson: string, context: RequestContext, responder: Responder): void => {
+    this.#answer(tool, argumentsJson, context, responder).catch((bug: unknown) => {
+      console.error(`toolmesh: answering a call of tool '${tool}' failed:`, bug);
+    });
+  };
+
+  async #answer(tool: string, argumentsJson: string, context: RequestContext, responder: Responder): Promise<void> {
+    let result: unknown;
+    try {
+      const running = this.#running?.get(tool);
+      if (running === undefined) throw new Error(`agent '${this.name}' has no tool '${tool}'`);
+      result = await contextStorage.run(context, () => running.tool.run(JSON.parse(argumentsJson), running.proxies));
+    } catch (error) {
+      if (error instanceof ToolmeshError) {
+        // A mesh call the handler awaited failed: the caller gets that error, code and all.
+        responder.fail(error.message, error.kind);
+      } else if (error instanceof ArgumentsRejected) {
+        responder.fail(error.message, INVALID_ARGUMENTS);
+      } else {
+        console.warn(`toolmesh: tool '${tool}' failed:`, error);
+        responder.fail(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
+      }
+      return;
+    }
+    let resultJson: string | undefined;
+    try {
+      resultJson = JSON.stringify(result ?? null);
+    } catch (error) {
+      responder.fail(`tool '${tool}' returned a value that is not JSON: ${(error as Error).message}`, HANDLER_RESULT);
+      return;
+    }
+    if (resultJson === undefined) {
+      responder.fail(`tool '${tool}' returned a value that is not JSON: a ${typeof result}`, HANDLER_RESULT);
+      return;
+    }
+    responder.ok(resultJson);
+  }
+}
+
+/** Options as the keys and strings core parses: camelCase to snake_case, lists comma-joined. */
+function optionPairs(options: Record<string, unknown>): Array<[string, string]> {
+  return Object.entries(options)
+    .filter(([, value]) => value !== undefined && value !== null)
+    .map(([key, value]) => [
+      key.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`),
+      Array.isArray(value) ? value.join(",") : String(value),
+    ]);
+}

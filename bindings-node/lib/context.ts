@@ -1,0 +1,41 @@
+/**
+ * The request context of the tool call being handled, in AsyncLocalStorage.
+ *
+ * Core captures the allow-listed headers and the trace context of each inbound call into a
+ * native context object; the binding only makes it ambient, so that handlers can read it and
+ * dependency proxies can hand it back to core for the calls they make.
+ */
+
+import { AsyncLocalStorage } from "node:async_hooks";
+
+/** What a handler knows about the call it is handling. */
+export interface RequestContext {
+  /** The propagated headers (lowercase names), already filtered by the allow-list. */
+  readonly headers: Record<string, string>;
+  readonly traceId: string | null;
+  /** The span of the handler that is running; outbound calls become its children. */
+  readonly spanId: string | null;
+  readonly sampled: boolean;
+  readonly traceparent: string | null;
+  readonly tracestate: string | null;
+  /** Milliseconds left before the inbound call's deadline, if it has one. */
+  readonly remainingMs: number | null;
+}
+
+/** Holds the native context object of each handler run; private to the binding. */
+export const contextStorage = new AsyncLocalStorage<RequestContext>();
+
+/** The context of the request being handled, or undefined outside a tool call. */
+export function currentContext(): RequestContext | undefined {
+  return contextStorage.getStore();
+}
+
+/** The propagated headers (lowercase names) of the request being handled; {} outside a call. */
+export function headers(): Record<string, string> {
+  return contextStorage.getStore()?.headers ?? {};
+}
+
+/** The trace id of the request being handled, or undefined outside a tool call. */
+export function traceId(): string | undefined {
+  return contextStorage.getStore()?.traceId ?? undefined;
+}

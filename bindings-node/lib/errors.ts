@@ -1,0 +1,67 @@
+/**
+ * The mesh's error model as JS errors. Every error comes from core with a stable numeric `code`
+ * and `kind` (e.g. "DEPENDENCY_UNRESOLVED"); the class is picked by the code's group, so
+ * `instanceof DiscoveryError` catches every 3xxx error.
+ */
+
+export class ToolmeshError extends Error {
+  /** The stable numeric code, e.g. 3001. */
+  readonly code: number;
+  /** The stable name of the code, e.g. "DEPENDENCY_UNRESOLVED". */
+  readonly kind: string;
+
+  constructor(code: number, kind: string, message: string) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+    this.kind = kind;
+  }
+
+  /** The same text as core's, so every language prints an error the same way. */
+  override toString(): string {
+    return `[${this.code} ${this.kind}] ${this.message}`;
+  }
+}
+
+/** 1xxx: a configuration value, file or address is wrong. */
+export class ConfigError extends ToolmeshError {}
+/** 2xxx: a certificate or TLS handshake problem. */
+export class TlsError extends ToolmeshError {}
+/** 3xxx: the registry or a dependency's providers cannot be found. */
+export class DiscoveryError extends ToolmeshError {}
+/** 4xxx: the connection to a peer failed. */
+export class TransportError extends ToolmeshError {}
+/** 4002: a call did not complete before its deadline. */
+export class TimeoutError extends TransportError {}
+/** 5xxx: the remote tool ran and failed, or rejected the call. */
+export class RemoteToolError extends ToolmeshError {}
+/** 6xxx: a local tool handler failed. */
+export class HandlerError extends ToolmeshError {}
+
+const GROUPS: ReadonlyMap<number, typeof ToolmeshError> = new Map([
+  [1, ConfigError],
+  [2, TlsError],
+  [3, DiscoveryError],
+  [4, TransportError],
+  [5, RemoteToolError],
+  [6, HandlerError],
+]);
+const TIMEOUT_CODE = 4002;
+
+/** The error class of a core error code. */
+export function errorClass(code: number): typeof ToolmeshError {
+  if (code === TIMEOUT_CODE) return TimeoutError;
+  return GROUPS.get(Math.floor(code / 1000)) ?? ToolmeshError;
+}
+
+/**
+ * The `ToolmeshError` for an error thrown by the native addon (an `Error` with a numeric
+ * `code` and a `kind`); anything else is returned unchanged.
+ */
+export function fromNative(error: unknown): unknown {
+  if (!(error instanceof Error) || error instanceof ToolmeshError) return error;
+  const { code, kind } = error as Error & { code?: unknown; kind?: unknown };
+  if (typeof code !== "number" || typeof kind !== "string") return error;
+  const ErrorClass = errorClass(code);
+  return new ErrorClass(code, kind, error.message);
+}

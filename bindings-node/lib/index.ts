@@ -1,0 +1,22 @@
+/**
+ * toolmesh: a service mesh inside MCP agents.
+ *
+ * Declare tools with `agent.addTool({...})`, call the capabilities they depend on through the
+ * proxies handed to them, and serve them with `await agent.start()`. Discovery, mTLS, MCP,
+ * header propagation and tracing all happen in the shared Rust core.
+ */
+
+export { Agent, type AgentOptions } from "./agent.js";
+export { currentContext, headers, type RequestContext, traceId } from "./context.js";
+export {
+  ConfigError,
+  DiscoveryError,
+  HandlerError,
+  RemoteToolError,
+  TimeoutError,
+  TlsError,
+  ToolmeshError,
+  TransportError,
+} from "./errors.js";
+export type { InputSchema, JsonSchema, StandardSchema } from "./schema.js";
+export type { Dependency, DependencyProxy, Proxies, ToolDefinition } from "./tools.js";

@@ -1,0 +1,97 @@
+/** Tool declarations: what core is told about a tool, and how its handler is run. */
+
+import { type ArgumentsOf, type InputSchema, isStandardSchema, jsonSchemaOf, parseArguments } from "./schema.js";
+
+/**
+ * What a tool depends on: a capability (`"add"`), or a selector narrowing it by tags and a
+ * semver range, e.g. `{ capability: "add", tags: ["math", "+fast", "-beta", ["eu", "us"]],
+ * version: ">=1.2" }` (`+` prefers, `-` excludes, a list needs one of its tags).
+ */
+export type Dependency =
+  | string
+  | {
+      readonly capability: string;
+      readonly tags?: ReadonlyArray<string | readonly string[]>;
+      readonly version?: string;
+    };
+
+/** Calls a dependency: a provider chosen by core runs it, and its result comes back. */
+export type DependencyProxy = <Result = any>(args?: Record<string, unknown>) => Promise<Result>;
+
+type CapabilityOf<D> = D extends string ? D : D extends { readonly capability: infer C extends string } ? C : never;
+
+/**
+ * A tool's dependency proxies, by capability name and by position in `dependencies`. When two
+ * dependencies name the same capability, the name reaches the first; positions reach both.
+ */
+export type Proxies<D extends readonly Dependency[]> = {
+  readonly [Capability in CapabilityOf<D[number]>]: DependencyProxy;
+} & { readonly [position: number]: DependencyProxy };
+
+export interface ToolDefinition<S extends InputSchema = InputSchema, D extends readonly Dependency[] = readonly Dependency[]> {
+  /** The MCP tool name: 1 to 128 characters of A-Z, a-z, 0-9, `_`, `-` and `.`. */
+  readonly name: string;
+  /** What the tool provides to other agents; defaults to `name`. */
+  readonly capability?: string;
+  /** A semver version (default "1.0.0"), matched by dependents' version ranges. */
+  readonly version?: string;
+  readonly tags?: readonly string[];
+  readonly description?: string;
+  /** A JSON Schema of the arguments object, or a zod (4.2 or later) schema. */
+  readonly inputSchema?: S;
+  readonly dependencies?: D;
+  /** Timeout of each call this tool makes to its dependencies (default: the agent's). */
+  readonly timeoutMs?: number;
+  /**
+   * Runs the tool: sync or async; its result must be JSON (`undefined` is sent as null). A
+   * throw or rejection reaches the caller as a tool error; when it is a `ToolmeshError` from a
+   * dependency call, the caller gets that error's code and message.
+   */
+  readonly execute: (args: ArgumentsOf<S>, dependencies: Proxies<D>) => unknown;
+}
+
+export function capabilityOf(dependency: Dependency): string {
+  return typeof dependency === "string" ? dependency : dependency.capability;
+}
+
+/** A declared tool of an agent. */
+export class LocalTool {
+  readonly #definition: ToolDefinition;
+
+  constructor(definition: ToolDefinition) {
+    if (typeof definition?.execute !== "function") {
+      throw new TypeError(`tool '${definition?.name}' needs an execute function`);
+    }
+    this.#definition = definition;
+  }
+
+  get name(): string {
+    return this.#definition.name;
+  }
+
+  get dependencies(): readonly Dependency[] {
+    return this.#definition.dependencies ?? [];
+  }
+
+  /** Core's JSON tool definition; core checks it (names, capabilities, selectors). */
+  info(): Record<string, unknown> {
+    const { name, capability, version, tags, description, inputSchema, dependencies, timeoutMs } = this.#definition;
+    return {
+      name,
+      capability: capability ?? name,
+      version,
+      tags,
+      description,
+      input_schema: inputSchema === undefined ? undefined : jsonSchemaOf(name, inputSchema),
+      dependencies,
+      timeout_ms: timeoutMs,
+    };
+  }
+
+  /** Runs the handler with the JSON arguments, parsed by its Standard Schema if it has one. */
+  async run(args: unknown, proxies: Proxies<readonly Dependency[]>): Promise<unknown> {
+    const { name, inputSchema, execute } = this.#definition;
+    const parsed = inputSchema !== undefined && isStandardSchema(inputSchema) ? await parseArguments(name, inputSchema, args) : args;
+    return execute(parsed as ArgumentsOf<InputSchema>, proxies);
+  }
+}

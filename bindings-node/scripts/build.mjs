@@ -1,0 +1,37 @@
+// Builds the native addon (toolmesh.node, with napi-rs's generated typings in build/) and the
+// TypeScript API (dist/). `npm install` runs it with --release; scripts/node-env.sh in debug.
+//
+// Installed as a dependency from a checkout (`npm install path/to/bindings-node`), npm links
+// this folder and installs none of its devDependencies, so they are installed here first.
+
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const release = process.argv.includes("--release");
+
+function run(command, args) {
+  const done = spawnSync(command, args, { cwd: root, stdio: "inherit" });
+  if (done.error) throw done.error;
+  if (done.status !== 0) {
+    console.error(`toolmesh: \`${command} ${args.join(" ")}\` failed with status ${done.status}`);
+    process.exit(done.status ?? 1);
+  }
+}
+
+const bin = (name) => join(root, "node_modules", ".bin", name);
+
+if (!existsSync(bin("napi")) || !existsSync(bin("tsc"))) {
+  // --include=dev: the parent install may be a production one (npm_config_omit=dev).
+  run("npm", ["ci", "--ignore-scripts", "--include=dev", "--no-audit", "--no-fund", "--loglevel=error"]);
+}
+run(bin("napi"), [
+  "build",
+  "--manifest-path", "Cargo.toml",
+  "--output-dir", ".",
+  "--dts", "build/native.d.ts",
+  ...(release ? ["--release"] : []),
+]);
+run(bin("tsc"), ["-p", "tsconfig.json"]);
