@@ -28,6 +28,55 @@ pub struct Api {
 
 type Response = http::Response<Body>;
 
+/// An error answer: status, stable `ApiError.error` name, and a message naming the problem.
+struct Refusal {
+    status: StatusCode,
+    name: &'static str,
+    message: String,
+    allow: Option<&'static str>,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, name: &'static str, message: String) -> Self {
+        Refusal { status, name, message, allow: None }
+    }
+
+    fn invalid(message: String) -> Self {
+        Refusal::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    fn into_response(self) -> Response {
+        let mut response = json_response(self.status, &ApiError { error: self.name.to_owned(), message: self.message });
+        if let Some(allow) = self.allow {
+            response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+impl From<StateError> for Refusal {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::Invalid(message) => Refusal::invalid(message),
+            StateError::UnknownAgent(agent_id) => Refusal::new(
+                StatusCode::NOT_FOUND,
+                "unknown_agent",
+                format!("no agent '{agent_id}' is registered (the registry restarted or evicted it); register again"),
+            ),
+            StateError::IdentityConflict { agent_id, registered, caller } => Refusal::new(
+                StatusCode::CONFLICT,
+                "identity_conflict",
+                format!("agent id '{agent_id}' is registered by {registered}, not by {caller}; choose another agent id"),
+            ),
+            StateError::NotOwner { agent_id, registered, caller } => Refusal::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("agent '{agent_id}' was registered by {registered}; {caller} may not act on it"),
+            ),
+        }
+    }
+}
+
 /// The routes of the API, parsed from the path alone so that a known path with the wrong
 /// method gets 405 rather than 404.
 enum Route {
@@ -40,22 +89,24 @@ enum Route {
 }
 
 impl Route {
-    fn parse(path: &str) -> Result<Option<Route>, Response> {
+    fn parse(path: &str) -> Result<Route, Refusal> {
         let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
         let agent_id = |segment: &str| {
-            percent_decode(segment).filter(|id| !id.is_empty()).ok_or_else(|| {
-                error(StatusCode::BAD_REQUEST, "invalid_request", format!("'{segment}' is not a valid percent-encoded agent id"))
-            })
+            percent_decode(segment)
+                .filter(|id| !id.is_empty())
+                .ok_or_else(|| Refusal::invalid(format!("'{segment}' is not a valid percent-encoded agent id")))
         };
-        Ok(Some(match segments.as_slice() {
+        Ok(match segments.as_slice() {
             ["health"] => Route::Health,
             ["v1", "agents"] => Route::Agents,
             ["v1", "agents", id] => Route::Agent(agent_id(id)?),
             ["v1", "agents", id, "heartbeat"] => Route::Heartbeat(agent_id(id)?),
             ["v1", "agents", id, "topology"] => Route::Topology(agent_id(id)?),
             ["v1", "resolve"] => Route::Resolve,
-            _ => return Ok(None),
-        }))
+            _ => {
+                return Err(Refusal::new(StatusCode::NOT_FOUND, "not_found", format!("no route {path}; see registry/openapi.yaml")))
+            }
+        })
     }
 
     fn allowed(&self) -> &'static str {
@@ -69,49 +120,33 @@ impl Route {
 }
 
 pub async fn handle(api: Arc<Api>, request: http::Request<Incoming>, peer: Arc<PeerInfo>) -> Response {
+    respond(&api, request, &peer.identity).await.unwrap_or_else(Refusal::into_response)
+}
+
+async fn respond(api: &Api, request: http::Request<Incoming>, caller: &str) -> Result<Response, Refusal> {
     let (parts, body) = request.into_parts();
-    let route = match Route::parse(parts.uri.path()) {
-        Ok(Some(route)) => route,
-        Ok(None) => {
-            return error(StatusCode::NOT_FOUND, "not_found", format!("no route {}; see registry/openapi.yaml", parts.uri.path()))
-        }
-        Err(answer) => return answer,
-    };
+    let route = Route::parse(parts.uri.path())?;
     let registry = &api.registry;
-    let caller = peer.identity.as_str();
-    match (&route, &parts.method) {
-        (Route::Health, &Method::GET) => json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})),
-        (Route::Agents, &Method::GET) => json_response(StatusCode::OK, &registry.list()),
-        (Route::Agents, &Method::POST) => match json_body::<RegisterRequest>(body).await {
-            Ok(registration) => answer(registry.register(registration, caller)),
-            Err(answer) => answer,
-        },
-        (Route::Agent(id), &Method::DELETE) => match registry.deregister(id, caller) {
-            Ok(()) => no_content(),
-            Err(e) => state_error(e),
-        },
-        (Route::Heartbeat(id), &Method::POST) => match json_body::<HeartbeatRequest>(body).await {
-            Ok(beat) => answer(registry.heartbeat(id, caller, beat.topology_version)),
-            Err(answer) => answer,
-        },
-        (Route::Topology(id), &Method::GET) => match WatchQuery::parse(parts.uri.query()) {
-            Ok(query) => long_poll(&api, id, query).await,
-            Err(answer) => answer,
-        },
-        (Route::Resolve, &Method::POST) => match json_body::<DependencySpec>(body).await {
-            Ok(spec) => answer(registry.resolve(&spec)),
-            Err(answer) => answer,
-        },
-        (route, method) => {
-            let mut answer = error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                format!("{method} is not allowed on {}; use {}", parts.uri.path(), route.allowed()),
-            );
-            answer.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static(route.allowed()));
-            answer
+    Ok(match (&route, &parts.method) {
+        (Route::Health, &Method::GET) => ok(&serde_json::json!({"status": "ok"})),
+        (Route::Agents, &Method::GET) => ok(&registry.list()),
+        (Route::Agents, &Method::POST) => ok(&registry.register(json_body::<RegisterRequest>(body).await?, caller)?),
+        (Route::Agent(id), &Method::DELETE) => {
+            registry.deregister(id, caller)?;
+            no_content()
         }
-    }
+        (Route::Heartbeat(id), &Method::POST) => {
+            let beat: HeartbeatRequest = json_body(body).await?;
+            ok(&registry.heartbeat(id, caller, beat.topology_version)?)
+        }
+        (Route::Topology(id), &Method::GET) => long_poll(api, id, WatchQuery::parse(parts.uri.query())?).await?,
+        (Route::Resolve, &Method::POST) => ok(&registry.resolve(&json_body::<DependencySpec>(body).await?)?),
+        (route, method) => {
+            let message = format!("{method} is not allowed on {}; use {}", parts.uri.path(), route.allowed());
+            let refusal = Refusal::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message);
+            return Err(Refusal { allow: Some(route.allowed()), ..refusal });
+        }
+    })
 }
 
 /// `?since=V&wait_ms=N` of the topology long poll.
@@ -121,13 +156,13 @@ struct WatchQuery {
 }
 
 impl WatchQuery {
-    fn parse(query: Option<&str>) -> Result<WatchQuery, Response> {
+    fn parse(query: Option<&str>) -> Result<WatchQuery, Refusal> {
         let mut parsed = WatchQuery { since: 0, wait: DEFAULT_WAIT };
         for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let number = || {
                 value.parse::<u64>().map_err(|_| {
-                    error(StatusCode::BAD_REQUEST, "invalid_request", format!("query parameter {name}='{value}' is not a non-negative integer"))
+                    Refusal::invalid(format!("query parameter {name}='{value}' is not a non-negative integer"))
                 })
             };
             match name {
@@ -142,50 +177,44 @@ impl WatchQuery {
 
 /// Answers with the agent's topology as soon as its version differs from `since`, or 204 when
 /// `wait` passes first. Holds no lock while waiting: it waits on the agent's watch channel.
-async fn long_poll(api: &Api, agent_id: &str, query: WatchQuery) -> Response {
-    let mut topology = match api.registry.watch(agent_id) {
-        Ok(receiver) => receiver,
-        Err(e) => return state_error(e),
-    };
+async fn long_poll(api: &Api, agent_id: &str, query: WatchQuery) -> Result<Response, Refusal> {
+    let mut topology = api.registry.watch(agent_id)?;
     let mut closing = api.closing.clone();
     let deadline = tokio::time::Instant::now() + query.wait;
     loop {
         let current = topology.borrow_and_update().clone();
         if current.version != query.since {
-            return json_response(StatusCode::OK, current.as_ref());
+            return Ok(ok(current.as_ref()));
         }
         tokio::select! {
             changed = tokio::time::timeout_at(deadline, topology.changed()) => match changed {
                 Ok(Ok(())) => continue,
                 // The sender is dropped when the agent is deregistered or evicted.
-                Ok(Err(_)) => return state_error(StateError::UnknownAgent(agent_id.to_owned())),
-                Err(_elapsed) => return no_content(),
+                Ok(Err(_)) => return Err(StateError::UnknownAgent(agent_id.to_owned()).into()),
+                Err(_elapsed) => return Ok(no_content()),
             },
-            _ = closing.wait_for(|closing| *closing) => return no_content(),
+            _ = closing.wait_for(|closing| *closing) => return Ok(no_content()),
         }
     }
 }
 
-async fn json_body<T: DeserializeOwned>(body: Incoming) -> Result<T, Response> {
+async fn json_body<T: DeserializeOwned>(body: Incoming) -> Result<T, Refusal> {
     let bytes = match read_body(body, MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
-        Err(refusal) => return Err(as_api_error(refusal).await),
+        Err(refusal) => return Err(text_refusal(refusal).await),
     };
     serde_json::from_slice(&bytes).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("the request body is not a valid {}: {e}", short_type_name::<T>()),
-        )
+        let message = format!("the request body is not a valid {}: {e}", short_type_name::<T>());
+        Refusal::new(StatusCode::BAD_REQUEST, "invalid_json", message)
     })
 }
 
 /// `read_body` answers in plain text; this API answers every error as an `ApiError`.
-async fn as_api_error(refusal: Response) -> Response {
-    let (parts, body) = refusal.into_parts();
+async fn text_refusal(answer: Response) -> Refusal {
+    let (parts, body) = answer.into_parts();
     let text = body.collect().await.map(|b| b.to_bytes()).unwrap_or_else(|never| match never {});
     let name = if parts.status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "invalid_request" };
-    error(parts.status, name, String::from_utf8_lossy(&text).into_owned())
+    Refusal::new(parts.status, name, String::from_utf8_lossy(&text).into_owned())
 }
 
 fn short_type_name<T>() -> &'static str {
@@ -193,36 +222,8 @@ fn short_type_name<T>() -> &'static str {
     full.rsplit("::").next().unwrap_or(full)
 }
 
-fn answer<T: serde::Serialize>(result: Result<T, StateError>) -> Response {
-    match result {
-        Ok(body) => json_response(StatusCode::OK, &body),
-        Err(e) => state_error(e),
-    }
-}
-
-fn state_error(e: StateError) -> Response {
-    match e {
-        StateError::Invalid(message) => error(StatusCode::BAD_REQUEST, "invalid_request", message),
-        StateError::UnknownAgent(agent_id) => error(
-            StatusCode::NOT_FOUND,
-            "unknown_agent",
-            format!("no agent '{agent_id}' is registered (the registry restarted or evicted it); register again"),
-        ),
-        StateError::IdentityConflict { agent_id, registered, caller } => error(
-            StatusCode::CONFLICT,
-            "identity_conflict",
-            format!("agent id '{agent_id}' is registered by {registered}, not by {caller}; choose another agent id"),
-        ),
-        StateError::NotOwner { agent_id, registered, caller } => error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("agent '{agent_id}' was registered by {registered}; {caller} may not act on it"),
-        ),
-    }
-}
-
-fn error(status: StatusCode, name: &str, message: String) -> Response {
-    json_response(status, &ApiError { error: name.to_owned(), message })
+fn ok(body: &impl serde::Serialize) -> Response {
+    json_response(StatusCode::OK, body)
 }
 
 fn no_content() -> Response {
@@ -270,6 +271,6 @@ mod tests {
         assert_eq!((q.since, q.wait), (0, DEFAULT_WAIT));
         let q = WatchQuery::parse(Some("since=42&wait_ms=999999&other=x")).map_err(|_| "valid").unwrap();
         assert_eq!((q.since, q.wait), (42, MAX_WAIT));
-        assert_eq!(WatchQuery::parse(Some("since=-1")).err().map(|r| r.status()), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(WatchQuery::parse(Some("since=-1")).err().map(|r| r.status), Some(StatusCode::BAD_REQUEST));
     }
 }
