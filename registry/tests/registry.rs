@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use toolmesh_core::pki::Role;
-use toolmesh_core::registry_api::Topology;
+use toolmesh_core::registry_api::{RegisterResponse, Topology};
 use toolmesh_core::registry_client::{HeartbeatOutcome, RegistryClient};
 use toolmesh_core::server::PLAINTEXT_ANSWER;
 use toolmesh_core::tls::Identity;
@@ -23,6 +23,11 @@ const TOPOLOGY_LATENCY: Duration = Duration::from_secs(1);
 
 fn client(url: &str, identity: &Arc<Identity>) -> RegistryClient {
     RegistryClient::new(url, identity).expect("registry client")
+}
+
+/// Registers `report-1`: it provides `report` and depends on `add`.
+async fn register_consumer(agent: &RegistryClient) -> RegisterResponse {
+    agent.register(&registration("report-1", &[("report", "report")], &[json!("add")])).await.expect("register consumer")
 }
 
 fn provider_ids(topology: &Topology) -> Vec<&str> {
@@ -36,7 +41,7 @@ async fn registered_agents_are_listed_and_resolved() {
     let agent = client(&registry.url(), &mesh.identity("calc", Role::Agent));
     let registered = agent.register(&registration("calc-1", &[("add", "add"), ("sub", "sub")], &[])).await.expect("register");
     assert_eq!(registered.heartbeat_interval_ms, 5000);
-    agent.register(&registration("report-1", &[("report", "report")], &[json!("add")])).await.expect("register");
+    register_consumer(&agent).await;
 
     let operator = client(&registry.url(), &mesh.identity("operator", Role::Operator));
     let agents = operator.list_agents().await.expect("list").agents;
@@ -57,7 +62,7 @@ async fn heartbeats_carry_a_topology_only_when_it_changed() {
     let mesh = Mesh::new();
     let registry = mesh.start_registry(0, Duration::from_secs(5)).await;
     let agent = client(&registry.url(), &mesh.identity("report", Role::Agent));
-    let held = agent.register(&registration("report-1", &[("report", "report")], &[json!("add")])).await.expect("register");
+    let held = register_consumer(&agent).await;
     assert_eq!(agent.heartbeat("report-1", held.topology.version).await.expect("beat"), HeartbeatOutcome::Alive(None));
 
     agent.register(&registration("calc-1", &[("add", "add")], &[])).await.expect("register provider");
@@ -86,7 +91,7 @@ async fn watchers_learn_of_providers_arriving_and_leaving_within_a_second() {
     let registry = mesh.start_registry(0, Duration::from_secs(5)).await;
     let consumer = client(&registry.url(), &mesh.identity("report", Role::Agent));
     let provider = client(&registry.url(), &mesh.identity("calc", Role::Agent));
-    let held = consumer.register(&registration("report-1", &[("report", "report")], &[json!("add")])).await.expect("register");
+    let held = register_consumer(&consumer).await;
 
     let watch = parked_watch(&consumer, "report-1", held.topology.version).await;
     let started = Instant::now();
@@ -115,7 +120,7 @@ async fn agents_that_stop_heartbeating_go_stale_then_are_evicted() {
     let consumer = client(&registry.url(), &mesh.identity("report", Role::Agent));
     let provider = client(&registry.url(), &mesh.identity("calc", Role::Agent));
     provider.register(&registration("calc-1", &[("add", "add")], &[])).await.expect("register provider");
-    let held = consumer.register(&registration("report-1", &[("report", "report")], &[json!("add")])).await.expect("register");
+    let held = register_consumer(&consumer).await;
     assert_eq!(provider_ids(&held.topology), ["calc-1"]);
     let beating = {
         let consumer = consumer.clone();
@@ -176,7 +181,7 @@ async fn a_shutdown_answers_pending_long_polls_at_once() {
     let mesh = Mesh::new();
     let registry = mesh.start_registry(0, Duration::from_secs(5)).await;
     let agent = client(&registry.url(), &mesh.identity("report", Role::Agent));
-    let held = agent.register(&registration("report-1", &[("report", "report")], &[json!("add")])).await.expect("register");
+    let held = register_consumer(&agent).await;
     let watch = parked_watch(&agent, "report-1", held.topology.version).await;
     let started = Instant::now();
     registry.shutdown().await;
