@@ -1,0 +1,184 @@
+//! Agents: started for a Java `AgentBuilder`, called through by `MeshProxy`, stopped by `close()`.
+
+use crate::entry::{entry, Failure};
+use crate::handles::HandleTable;
+use crate::invocation::{self, JavaToolHandler};
+use crate::jvm;
+use jni::objects::{JClass, JObject, JObjectArray, JString, JValue};
+use jni::sys::{jint, jlong};
+use jni::JNIEnv;
+use serde_json::{json, Value};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::SetOnce;
+use toolmesh_core::agent::{parse_tools, Agent};
+use toolmesh_core::config::AgentConfig;
+use toolmesh_core::{runtime, Error, ErrorKind};
+
+/// Started agents by handle. The slot exists before the agent does: a tool call can reach Java
+/// while `Agent::start` is still returning, and a dependency call its handler makes waits for
+/// the slot to be filled.
+static AGENTS: HandleTable<Arc<SetOnce<Agent>>> = HandleTable::new();
+
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_initialize<'local>(mut env: JNIEnv<'local>, class: JClass<'local>) {
+    entry(&mut env, |env| Ok(jvm::initialize(env, &class)?))
+}
+
+/// Configures (`TOOLMESH_*` environment, then `options` as key, value, key, value...), checks the
+/// tools, and starts the agent; blocks until it serves. `dispatcher` receives every tool call.
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_start<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    name: JString<'local>,
+    options: JObjectArray<'local>,
+    tools_json: JString<'local>,
+    dispatcher: JObject<'local>,
+) -> jlong {
+    entry(&mut env, |env| {
+        let name: String = env.get_string(&name)?.into();
+        let mut config = AgentConfig::from_env(&name)?;
+        let options = string_array(env, &options)?;
+        for pair in options.chunks(2) {
+            let [key, value] = pair else {
+                return Err(Error::new(ErrorKind::InvalidConfig, format!("option '{}' has no value", pair[0])).into());
+            };
+            config.set(key, value)?;
+        }
+        let tools = parse_tools(&String::from(env.get_string(&tools_json)?))?;
+        let dispatcher = env.new_global_ref(dispatcher)?;
+        let slot = Arc::new(SetOnce::new());
+        let handle = AGENTS.insert(slot.clone());
+        let handler = Arc::new(JavaToolHandler::new(dispatcher, handle));
+        match run_blocking(Agent::start(config, tools, handler)) {
+            Ok(agent) => {
+                // The slot was made for this agent a moment ago; nothing else fills it.
+                let _ = slot.set(agent);
+                Ok(handle)
+            }
+            Err(error) => {
+                AGENTS.remove(handle);
+                Err(error.into())
+            }
+        }
+    })
+}
+
+/// `{"agent_id": ..., "endpoint": "https://host:port/mcp", "port": ...}`
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_describe<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) -> JString<'local> {
+    entry(&mut env, |env| {
+        let agent = AGENTS.get(handle).and_then(|slot| slot.get().cloned()).ok_or_else(closed)?;
+        let description = json!({
+            "agent_id": agent.agent_id(),
+            "endpoint": agent.endpoint(),
+            "port": agent.local_addr().port(),
+        });
+        Ok(env.new_string(description.to_string())?)
+    })
+}
+
+/// Calls dependency `dependency` of local tool `tool` with the context `context` (0: none);
+/// the result reaches `Native.onCallDone(callId, ...)` on a core thread.
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_call<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    tool: JString<'local>,
+    dependency: jint,
+    arguments_json: JString<'local>,
+    context: jlong,
+    call_id: jlong,
+) {
+    entry(&mut env, |env| {
+        let slot = AGENTS.get(handle).ok_or_else(closed)?;
+        let tool: String = env.get_string(&tool)?.into();
+        let arguments: Value = serde_json::from_str(&String::from(env.get_string(&arguments_json)?))
+            .map_err(|e| Error::new(ErrorKind::InvalidArguments, format!("the call arguments are not JSON: {e}")))?;
+        // A negative index names no dependency; core says so.
+        let dependency = usize::try_from(dependency).unwrap_or(usize::MAX);
+        let context = invocation::context(context);
+        let runtime = runtime::runtime();
+        // In a task of its own, so that even a panic in core answers the Java future.
+        let call = runtime.spawn(async move {
+            let agent = slot.wait().await.clone();
+            agent.call(&tool, dependency, arguments, context).await
+        });
+        runtime.spawn(async move {
+            let outcome = call.await.unwrap_or_else(|panic| Err(task_failed(panic)));
+            deliver_call_result(call_id, outcome);
+        });
+        Ok(())
+    })
+}
+
+/// Deregisters, drains and stops serving; blocks until done. A second stop does nothing.
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_stop<'local>(mut env: JNIEnv<'local>, _class: JClass<'local>, handle: jlong) {
+    entry(&mut env, |_| {
+        let Some(slot) = AGENTS.get(handle) else { return Ok(()) };
+        if let Some(agent) = slot.get().cloned() {
+            run_blocking(async move {
+                agent.shutdown().await;
+                Ok(())
+            })?;
+        }
+        // Dropped on core's runtime: the agent's last parts may need its reactor to close.
+        let _inside_runtime = runtime::runtime().enter();
+        AGENTS.remove(handle);
+        Ok(())
+    })
+}
+
+fn deliver_call_result(call_id: jlong, outcome: Result<Value, Error>) {
+    jvm::with_java("deliver a call result", |env, classes| {
+        let (result, code, kind, message) = match outcome {
+            Ok(value) => (env.new_string(value.to_string())?, 0, JObject::null(), JObject::null()),
+            Err(error) => (
+                JString::default(),
+                i32::try_from(error.code()).unwrap_or(i32::MAX),
+                env.new_string(error.kind().name())?.into(),
+                env.new_string(error.message())?.into(),
+            ),
+        };
+        env.call_static_method(
+            &classes.native,
+            "onCallDone",
+            "(JLjava/lang/String;ILjava/lang/String;Ljava/lang/String;)V",
+            &[JValue::Long(call_id), JValue::Object(&result), JValue::Int(code), JValue::Object(&kind), JValue::Object(&message)],
+        )?;
+        Ok(())
+    });
+}
+
+/// Runs `operation` on core's runtime and waits for it on this (Java) thread. In a task of its
+/// own, so a panic in core comes back as an error.
+fn run_blocking<T: Send + 'static>(operation: impl Future<Output = Result<T, Error>> + Send + 'static) -> Result<T, Error> {
+    let runtime = runtime::runtime();
+    runtime.block_on(runtime.spawn(operation)).unwrap_or_else(|panic| Err(task_failed(panic)))
+}
+
+fn task_failed(panic: tokio::task::JoinError) -> Error {
+    Error::new(ErrorKind::Internal, format!("a toolmesh task failed: {panic}"))
+}
+
+fn closed() -> Failure {
+    Error::new(ErrorKind::Shutdown, "the agent is closed; no new calls are made").into()
+}
+
+fn string_array(env: &mut JNIEnv, array: &JObjectArray) -> jni::errors::Result<Vec<String>> {
+    let length = env.get_array_length(array)?;
+    let mut strings = Vec::with_capacity(usize::try_from(length).unwrap_or_default());
+    for index in 0..length {
+        let element = JString::from(env.get_object_array_element(array, index)?);
+        strings.push(env.get_string(&element)?.into());
+        env.delete_local_ref(element)?;
+    }
+    Ok(strings)
+}

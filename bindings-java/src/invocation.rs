@@ -1,0 +1,184 @@
+//! One call of a Java tool: handed to the agent's Java dispatcher, which only enqueues it onto the
+//! agent's executor, and answered later through a completion handle.
+
+use crate::entry::entry;
+use crate::handles::HandleTable;
+use crate::jvm;
+use jni::objects::{GlobalRef, JClass, JString, JValue};
+use jni::sys::{jboolean, jint, jlong, JNI_FALSE, JNI_TRUE};
+use jni::JNIEnv;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use toolmesh_core::context::RequestContext;
+use toolmesh_core::host::{Completion, HostError, ToolHandler, ToolInvocation};
+use toolmesh_core::{Error, ErrorKind};
+
+/// Unanswered invocations. Answering removes the entry, so a second answer finds nothing; so does
+/// `releaseCompletion`, which Java's cleaner calls for a call whose handler vanished unanswered,
+/// and core then reports `HANDLER_DROPPED` to the caller.
+static COMPLETIONS: HandleTable<Completion> = HandleTable::new();
+
+/// The request contexts Java's `RequestContext` objects stand for, until they are garbage
+/// collected; `MeshProxy` hands them back to core with every dependency call.
+static CONTEXTS: HandleTable<Arc<RequestContext>> = HandleTable::new();
+
+/// Core's host handler for a Java agent.
+pub(crate) struct JavaToolHandler {
+    /// The agent's `dev.toolmesh.ToolDispatcher`.
+    dispatcher: GlobalRef,
+    /// The agent's handle, for the dependency calls its handlers make.
+    agent: jlong,
+}
+
+impl JavaToolHandler {
+    pub(crate) fn new(dispatcher: GlobalRef, agent: jlong) -> Self {
+        JavaToolHandler { dispatcher, agent }
+    }
+}
+
+impl ToolHandler for JavaToolHandler {
+    /// On a tokio worker: one JNI call that enqueues the invocation, never the handler itself.
+    fn invoke(&self, invocation: ToolInvocation, completion: Completion) {
+        let ToolInvocation { tool, arguments, context } = invocation;
+        let context_json = describe_context(&context).to_string();
+        let completion = COMPLETIONS.insert(completion);
+        let context = CONTEXTS.insert(context);
+        let delivered = jvm::with_java("hand a tool call to Java", |env, _| {
+            let tool = env.new_string(&tool)?;
+            let arguments = env.new_string(arguments.to_string())?;
+            let context_json = env.new_string(&context_json)?;
+            env.call_method(
+                &self.dispatcher,
+                "dispatch",
+                "(JLjava/lang/String;Ljava/lang/String;Ljava/lang/String;JJ)V",
+                &[
+                    JValue::Long(self.agent),
+                    JValue::Object(&tool),
+                    JValue::Object(&arguments),
+                    JValue::Object(&context_json),
+                    JValue::Long(context),
+                    JValue::Long(completion),
+                ],
+            )?;
+            Ok(())
+        });
+        if delivered.is_none() {
+            // Dropping the completion answers the caller HANDLER_DROPPED instead of leaving it waiting.
+            CONTEXTS.remove(context);
+            COMPLETIONS.remove(completion);
+        }
+    }
+}
+
+/// The context behind a `RequestContext` handle (0: none).
+pub(crate) fn context(handle: jlong) -> Option<Arc<RequestContext>> {
+    CONTEXTS.get(handle)
+}
+
+/// What a Java handler sees of its request context, as JSON.
+fn describe_context(context: &RequestContext) -> Value {
+    let headers: serde_json::Map<String, Value> =
+        context.headers.iter().map(|(name, value)| (name.clone(), Value::from(value.as_str()))).collect();
+    let remaining_ms = context.deadline.map(|deadline| {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
+    });
+    json!({
+        "headers": headers,
+        "trace_id": context.trace.as_ref().map(|t| &t.trace_id),
+        "span_id": context.trace.as_ref().map(|t| &t.span_id),
+        "sampled": context.trace.as_ref().is_some_and(|t| t.sampled),
+        "traceparent": context.trace.as_ref().map(|t| t.traceparent()),
+        "tracestate": context.trace.as_ref().and_then(|t| t.tracestate.as_ref()),
+        "remaining_ms": remaining_ms,
+    })
+}
+
+fn answered(completion: Option<Completion>, answer: impl FnOnce(Completion)) -> jboolean {
+    match completion {
+        Some(completion) => {
+            answer(completion);
+            JNI_TRUE
+        }
+        None => JNI_FALSE,
+    }
+}
+
+/// The handler's JSON result. False when the call was answered already.
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_complete<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    completion: jlong,
+    result_json: JString<'local>,
+) -> jboolean {
+    entry(&mut env, |env| {
+        let result: String = env.get_string(&result_json)?.into();
+        Ok(answered(COMPLETIONS.remove(completion), |completion| match serde_json::from_str(&result) {
+            Ok(value) => completion.ok(value),
+            Err(e) => {
+                let problem = Error::new(ErrorKind::HandlerResult, format!("the tool result is not JSON: {e}"));
+                completion.complete(Err(HostError { message: problem.message().to_owned(), mesh_error: Some(problem) }))
+            }
+        }))
+    })
+}
+
+/// The handler threw: the caller gets `HANDLER_FAILED` (`TOOL_FAILED` across the network).
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_fail<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    completion: jlong,
+    message: JString<'local>,
+) -> jboolean {
+    entry(&mut env, |env| {
+        let message: String = env.get_string(&message)?.into();
+        Ok(answered(COMPLETIONS.remove(completion), |completion| completion.err(message)))
+    })
+}
+
+/// The handler failed with a mesh error (a dependency call it made failed, or its result is not
+/// JSON): the caller gets that code and message unchanged.
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_failMesh<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    completion: jlong,
+    code: jint,
+    message: JString<'local>,
+) -> jboolean {
+    entry(&mut env, |env| {
+        let message: String = env.get_string(&message)?.into();
+        let kind = u32::try_from(code).ok().and_then(ErrorKind::from_code);
+        Ok(answered(COMPLETIONS.remove(completion), |completion| {
+            let mesh_error = kind.map(|kind| Error::new(kind, message.clone()));
+            completion.complete(Err(HostError { message, mesh_error }))
+        }))
+    })
+}
+
+/// Drops an unanswered completion (core answers `HANDLER_DROPPED`); nothing if it was answered.
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_releaseCompletion<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    completion: jlong,
+) {
+    entry(&mut env, |_| {
+        COMPLETIONS.remove(completion);
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_releaseContext<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    context: jlong,
+) {
+    entry(&mut env, |_| {
+        CONTEXTS.remove(context);
+        Ok(())
+    })
+}
