@@ -1,0 +1,106 @@
+package dev.toolmesh;
+
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.Executor;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ThreadFactory;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.stream.Collectors;
+import java.util.stream.Stream;
+
+/**
+ * Declares an agent: its tools, its options and the executor its handlers run on.
+ *
+ * <p>Options are the core's and override the {@code TOOLMESH_*} environment: {@code registry_url},
+ * {@code tls_cert}, {@code tls_key}, {@code tls_ca}, {@code host}, {@code advertise_host},
+ * {@code port}, {@code propagate_headers}, {@code heartbeat_interval_ms}, {@code call_timeout_ms}.
+ * Core validates them when the agent starts.
+ */
+public final class AgentBuilder {
+    private final String name;
+    private final Map<String, String> options = new LinkedHashMap<>();
+    private final List<ToolDefinition> tools = new ArrayList<>();
+    private Executor executor;
+
+    AgentBuilder(String name) {
+        this.name = Objects.requireNonNull(name, "name");
+    }
+
+    /** Sets a core option; a collection becomes a comma-separated list, null keeps the default. */
+    public AgentBuilder option(String key, Object value) {
+        if (value == null) {
+            options.remove(key);
+        } else if (value instanceof Collection<?> values) {
+            options.put(key, values.stream().map(String::valueOf).collect(Collectors.joining(",")));
+        } else {
+            options.put(key, String.valueOf(value));
+        }
+        return this;
+    }
+
+    public AgentBuilder options(Map<String, ?> options) {
+        options.forEach(this::option);
+        return this;
+    }
+
+    /** Serves the {@link MeshTool} methods of {@code target}. */
+    public AgentBuilder register(Object target) {
+        tools.addAll(MethodTools.of(target));
+        return this;
+    }
+
+    /** Serves a tool declared without annotations. */
+    public AgentBuilder tool(ToolDefinition tool) {
+        tools.add(Objects.requireNonNull(tool, "tool"));
+        return this;
+    }
+
+    /**
+     * The executor handlers run on, and dependency calls complete on. By default each agent has
+     * its own cached pool of daemon threads, shut down with the agent. A handler that blocks on a
+     * dependency call needs a second thread to complete it, so do not pass a single-thread executor.
+     */
+    public AgentBuilder executor(Executor executor) {
+        this.executor = Objects.requireNonNull(executor, "executor");
+        return this;
+    }
+
+    /**
+     * Starts serving (blocks until the agent listens) and registers in the background.
+     *
+     * @throws ToolmeshException when the options, certificates or tools are wrong, e.g.
+     *     {@code CERTIFICATE_FILE} without a TLS identity
+     */
+    public MeshAgent start() {
+        Map<String, ToolDefinition> byName = new LinkedHashMap<>();
+        tools.forEach(tool -> byName.putIfAbsent(tool.name(), tool));
+        String toolsJson = Json.MAPPER.createArrayNode().addAll(tools.stream().map(ToolDefinition::info).toList()).toString();
+        String[] pairs = options.entrySet().stream().flatMap(o -> Stream.of(o.getKey(), o.getValue())).toArray(String[]::new);
+        ExecutorService ownExecutor = executor == null ? Executors.newCachedThreadPool(handlerThreads(name)) : null;
+        ToolDispatcher dispatcher = new ToolDispatcher(byName, executor != null ? executor : ownExecutor);
+        try {
+            long handle = Native.start(name, pairs, toolsJson, dispatcher);
+            return new MeshAgent(name, handle, Native.describe(handle), ownExecutor);
+        } catch (RuntimeException failed) {
+            if (ownExecutor != null) {
+                ownExecutor.shutdown();
+            }
+            throw failed;
+        }
+    }
+
+    private static ThreadFactory handlerThreads(String agent) {
+        AtomicInteger count = new AtomicInteger();
+        return task -> {
+            Thread thread = new Thread(task, "toolmesh-" + agent + "-" + count.incrementAndGet());
+            thread.setDaemon(true);
+            return thread;
+        };
+    }
+}

@@ -1,0 +1,81 @@
+package dev.toolmesh;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.type.TypeReference;
+import com.fasterxml.jackson.databind.JavaType;
+import com.fasterxml.jackson.databind.JsonNode;
+import java.io.UncheckedIOException;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
+
+/**
+ * A callable stand-in for one declared dependency of a tool, handed to each call of that tool.
+ * {@code call(arguments)} calls a provider chosen by the mesh (discovery, balancing, failover,
+ * timeouts and mTLS are core's) and completes with the remote tool's result; a failure completes
+ * it exceptionally with a {@link ToolmeshException}. The request context of the call being
+ * handled (propagated headers, trace) flows into the call, and the future completes on the
+ * agent's executor with that context current, so what a continuation calls carries it too.
+ */
+public final class MeshProxy {
+    private final long agent;
+    private final String tool;
+    private final int index;
+    private final String capability;
+    private final RequestContext context;
+    private final Executor executor;
+
+    MeshProxy(long agent, String tool, int index, String capability, RequestContext context, Executor executor) {
+        this.agent = agent;
+        this.tool = tool;
+        this.index = index;
+        this.capability = capability;
+        this.context = context;
+        this.executor = executor;
+    }
+
+    /** The capability this proxy calls. */
+    public String capability() {
+        return capability;
+    }
+
+    /** Calls the dependency with {@code arguments} (a map, record or POJO; null for none). */
+    public CompletableFuture<JsonNode> call(Object arguments) {
+        return call(arguments, Json.MAPPER.constructType(JsonNode.class));
+    }
+
+    /** Calls the dependency and decodes its result into {@code type}. */
+    public <T> CompletableFuture<T> call(Object arguments, Class<T> type) {
+        return call(arguments, Json.MAPPER.constructType(type));
+    }
+
+    /** Calls the dependency and decodes its result into a generic type, e.g. {@code new TypeReference<List<Integer>>() {}}. */
+    public <T> CompletableFuture<T> call(Object arguments, TypeReference<T> type) {
+        return call(arguments, Json.MAPPER.constructType(type));
+    }
+
+    private <T> CompletableFuture<T> call(Object arguments, JavaType resultType) {
+        String argumentsJson;
+        try {
+            argumentsJson = Json.MAPPER.writeValueAsString(arguments == null ? Map.of() : arguments);
+        } catch (JsonProcessingException e) {
+            return CompletableFuture.failedFuture(
+                    new IllegalArgumentException("the arguments for '" + capability + "' are not JSON: " + e.getOriginalMessage(), e));
+        }
+        return Native.callDependency(agent, tool, index, argumentsJson, context, executor)
+                .thenApply(resultJson -> decode(resultJson, resultType));
+    }
+
+    private <T> T decode(String json, JavaType type) {
+        try {
+            return Json.MAPPER.readValue(json, type);
+        } catch (JsonProcessingException e) {
+            throw new UncheckedIOException("the result of '" + capability + "' is not a " + type.getTypeName() + ": " + json, e);
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "MeshProxy[" + capability + ", dependency #" + index + " of '" + tool + "']";
+    }
+}

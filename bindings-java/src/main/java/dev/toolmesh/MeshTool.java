@@ -1,0 +1,44 @@
+package dev.toolmesh;
+
+import java.lang.annotation.Documented;
+import java.lang.annotation.ElementType;
+import java.lang.annotation.Retention;
+import java.lang.annotation.RetentionPolicy;
+import java.lang.annotation.Target;
+
+/**
+ * Declares a method as a mesh tool; {@link AgentBuilder#register(Object)} serves the annotated
+ * methods of an object.
+ *
+ * <p>The input schema comes from the parameter types (primitives, strings, enums, arrays,
+ * collections, maps, records, POJOs; {@code Optional} parameters are not required) with their real
+ * names, so compile with {@code -parameters}. Parameters of type {@link MeshProxy} receive the
+ * declared dependencies: one named like a dependency's capability gets that dependency, the others
+ * take the remaining ones in declaration order. The method may return a value or a
+ * {@link java.util.concurrent.CompletionStage}.
+ */
+@Documented
+@Retention(RetentionPolicy.RUNTIME)
+@Target(ElementType.METHOD)
+public @interface MeshTool {
+    /** The tool's name; the method's name by default. */
+    String name() default "";
+
+    /** The capability it provides; the tool's name by default. */
+    String capability() default "";
+
+    String version() default "1.0.0";
+
+    String[] tags() default {};
+
+    String description() default "";
+
+    /** Capabilities this tool calls, each matched by any version and tags. */
+    String[] dependencies() default {};
+
+    /** Dependencies narrowed by tags or a version constraint; they come after {@link #dependencies()}. */
+    Dependency[] selectors() default {};
+
+    /** Timeout of each dependency call in milliseconds; 0 uses the agent's {@code call_timeout_ms}. */
+    long timeoutMs() default 0;
+}

@@ -1,0 +1,96 @@
+package dev.toolmesh;
+
+import java.lang.ref.Cleaner;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executor;
+import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * The native library's methods, and the one method it calls back with the results of dependency
+ * calls. Native objects are named by {@code long} handles; a stale handle is refused, never used.
+ */
+final class Native {
+    /** Releases native objects whose Java owner was collected without releasing them. */
+    static final Cleaner CLEANER = Cleaner.create();
+
+    private static final ConcurrentHashMap<Long, PendingCall> PENDING = new ConcurrentHashMap<>();
+    private static final AtomicLong NEXT_CALL_ID = new AtomicLong();
+
+    static {
+        NativeLibrary.load();
+        initialize();
+    }
+
+    private Native() {}
+
+    private static native void initialize();
+
+    /** Starts an agent (blocks until it serves); {@code options} is key, value, key, value... */
+    static native long start(String name, String[] options, String toolsJson, ToolDispatcher dispatcher);
+
+    /** {@code {"agent_id": ..., "endpoint": ..., "port": ...}} */
+    static native String describe(long agent);
+
+    /** Answers through {@link #onCallDone} with {@code callId}. {@code context} 0: none. */
+    private static native void call(long agent, String tool, int dependency, String argumentsJson, long context, long callId);
+
+    /** Deregisters, drains and stops; blocks until done. */
+    static native void stop(long agent);
+
+    static native boolean complete(long completion, String resultJson);
+
+    static native boolean fail(long completion, String message);
+
+    static native boolean failMesh(long completion, int code, String message);
+
+    static native void releaseCompletion(long completion);
+
+    static native void releaseContext(long context);
+
+    /**
+     * Calls a dependency; the future completes on {@code executor}, with {@code context} as the
+     * thread's current request context, so continuations see it and the calls they make carry it.
+     */
+    static CompletableFuture<String> callDependency(
+            long agent, String tool, int dependency, String argumentsJson, RequestContext context, Executor executor) {
+        CompletableFuture<String> result = new CompletableFuture<>();
+        long callId = NEXT_CALL_ID.incrementAndGet();
+        PENDING.put(callId, new PendingCall(result, context, executor));
+        try {
+            call(agent, tool, dependency, argumentsJson, context == null ? 0 : context.handle(), callId);
+        } catch (RuntimeException refused) {
+            PENDING.remove(callId);
+            result.completeExceptionally(refused);
+        } finally {
+            // The native side has taken its own reference to the context by now.
+            java.lang.ref.Reference.reachabilityFence(context);
+        }
+        return result;
+    }
+
+    /** Called by the native library on a core thread: only hands the result to the caller's executor. */
+    static void onCallDone(long callId, String resultJson, int code, String kind, String message) {
+        PendingCall pending = PENDING.remove(callId);
+        if (pending == null) {
+            return;
+        }
+        Runnable settle = () -> RequestContext.runWith(pending.context, () -> {
+            if (code == 0) {
+                pending.result.complete(resultJson);
+            } else {
+                pending.result.completeExceptionally(new ToolmeshException(code, kind, message));
+            }
+        });
+        try {
+            pending.executor.execute(settle);
+        } catch (RejectedExecutionException executorClosed) {
+            // The agent's executor is shut down; the answer still reaches the caller, never on a core thread.
+            ForkJoinPool.commonPool().execute(settle);
+        }
+    }
+
+    private record PendingCall(CompletableFuture<String> result, RequestContext context, Executor executor) {}
+}

@@ -1,0 +1,115 @@
+package dev.toolmesh;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.OptionalLong;
+
+/**
+ * The request context of the tool call being handled: the propagated headers (allow-listed by the
+ * agent's {@code propagate_headers}, lowercase names) and the W3C trace context. Core captured it;
+ * dependency calls hand it back to core, which propagates the headers and continues the trace.
+ * Handlers reach it through {@link Toolmesh#context()}, {@link Toolmesh#headers()} and
+ * {@link Toolmesh#traceId()}.
+ */
+public final class RequestContext {
+    private static final ThreadLocal<RequestContext> CURRENT = new ThreadLocal<>();
+
+    private final long handle;
+    private final String json;
+    private final long receivedNanos = System.nanoTime();
+    private JsonNode parsed;
+
+    /** Made on a core thread when the call arrives, so only cheap work here; the JSON is read on first use. */
+    RequestContext(long handle, String json) {
+        this.handle = handle;
+        this.json = json;
+        Native.CLEANER.register(this, () -> Native.releaseContext(handle));
+    }
+
+    static RequestContext current() {
+        return CURRENT.get();
+    }
+
+    /** Runs {@code action} with {@code context} as this thread's current context, then restores the previous one. */
+    static void runWith(RequestContext context, Runnable action) {
+        RequestContext previous = CURRENT.get();
+        CURRENT.set(context);
+        try {
+            action.run();
+        } finally {
+            if (previous == null) {
+                CURRENT.remove();
+            } else {
+                CURRENT.set(previous);
+            }
+        }
+    }
+
+    long handle() {
+        return handle;
+    }
+
+    /** The propagated headers, lowercase names; a new modifiable map each time. */
+    public Map<String, String> headers() {
+        Map<String, String> headers = new LinkedHashMap<>();
+        fields().path("headers").fields().forEachRemaining(h -> headers.put(h.getKey(), h.getValue().asText()));
+        return headers;
+    }
+
+    /** The trace id (32 lowercase hex digits). */
+    public String traceId() {
+        return text("trace_id");
+    }
+
+    /** The span of the handler that is running; the calls it makes become its children. */
+    public String spanId() {
+        return text("span_id");
+    }
+
+    public boolean sampled() {
+        return fields().path("sampled").asBoolean();
+    }
+
+    /** {@code 00-<trace id>-<span id>-<flags>} */
+    public String traceparent() {
+        return text("traceparent");
+    }
+
+    /** The W3C {@code tracestate}, or null. */
+    public String tracestate() {
+        return text("tracestate");
+    }
+
+    /** Milliseconds left before the inbound call's deadline, if it has one. */
+    public OptionalLong remainingMillis() {
+        JsonNode remaining = fields().path("remaining_ms");
+        if (!remaining.isNumber()) {
+            return OptionalLong.empty();
+        }
+        long elapsed = (System.nanoTime() - receivedNanos) / 1_000_000;
+        return OptionalLong.of(Math.max(0, remaining.asLong() - elapsed));
+    }
+
+    @Override
+    public String toString() {
+        return "RequestContext[traceparent=" + traceparent() + ", headers=" + headers() + "]";
+    }
+
+    private String text(String field) {
+        JsonNode value = fields().path(field);
+        return value.isTextual() ? value.asText() : null;
+    }
+
+    private synchronized JsonNode fields() {
+        if (parsed == null) {
+            try {
+                parsed = Json.MAPPER.readTree(json);
+            } catch (JsonProcessingException e) {
+                throw new IllegalStateException("the native library sent a request context that is not JSON: " + json, e);
+            }
+        }
+        return parsed;
+    }
+}

@@ -1,0 +1,40 @@
+package dev.toolmesh;
+
+import java.lang.ref.Cleaner;
+
+/**
+ * The answer channel of one tool call. The native side answers at most once; if this object is
+ * collected unanswered (a handler's future that never completes), the call is released and core
+ * reports {@code HANDLER_DROPPED} to the caller instead of leaving it waiting.
+ */
+final class Responder {
+    private final long completion;
+    private final Cleaner.Cleanable release;
+
+    Responder(long completion) {
+        this.completion = completion;
+        this.release = Native.CLEANER.register(this, () -> Native.releaseCompletion(completion));
+    }
+
+    void ok(String resultJson) {
+        Native.complete(completion, resultJson);
+        release.clean();
+    }
+
+    /** The handler failed: the caller gets {@code HANDLER_FAILED} with this message. */
+    void fail(String message) {
+        Native.fail(completion, message);
+        release.clean();
+    }
+
+    /** The handler failed with a mesh error: the caller gets its code and message unchanged. */
+    void failMesh(int code, String message) {
+        Native.failMesh(completion, code, message);
+        release.clean();
+    }
+
+    /** Gives the call up unanswered. */
+    void release() {
+        release.clean();
+    }
+}

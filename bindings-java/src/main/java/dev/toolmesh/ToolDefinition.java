@@ -1,0 +1,182 @@
+package dev.toolmesh;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.lang.reflect.Type;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * A tool: what the mesh is told about it (name, capability, version, tags, description, input
+ * schema, dependencies) and the handler that runs it. Made from {@link MeshTool} methods by
+ * {@link AgentBuilder#register(Object)}, or without annotations by {@link #builder(String)}:
+ *
+ * <pre>{@code
+ * ToolDefinition.builder("add").tags("math")
+ *     .parameter("a", int.class).parameter("b", int.class)
+ *     .handler(call -> call.argument("a", Integer.class) + call.argument("b", Integer.class))
+ *     .build();
+ * }</pre>
+ */
+public final class ToolDefinition {
+    private final String name;
+    private final String capability;
+    private final String version;
+    private final List<String> tags;
+    private final String description;
+    private final ObjectNode inputSchema;
+    /** As core reads them: a capability name, or an object with capability, tags and version. */
+    private final List<JsonNode> dependencies;
+    private final List<String> dependencyCapabilities;
+    private final long timeoutMs;
+    private final ToolHandler handler;
+
+    private ToolDefinition(Builder builder, ObjectNode inputSchema) {
+        this.name = builder.name;
+        this.capability = builder.capability == null ? builder.name : builder.capability;
+        this.version = builder.version;
+        this.tags = List.copyOf(builder.tags);
+        this.description = builder.description;
+        this.inputSchema = inputSchema;
+        this.dependencies = List.copyOf(builder.dependencies);
+        this.dependencyCapabilities = dependencies.stream().map(d -> d.isTextual() ? d.asText() : d.path("capability").asText()).toList();
+        this.timeoutMs = builder.timeoutMs;
+        this.handler = Objects.requireNonNull(builder.handler, () -> "tool '" + builder.name + "' has no handler");
+    }
+
+    public static Builder builder(String name) {
+        return new Builder(name);
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public String capability() {
+        return capability;
+    }
+
+    /** The JSON Schema of the tool's arguments. */
+    public String inputSchema() {
+        return inputSchema.toString();
+    }
+
+    List<String> dependencyCapabilities() {
+        return dependencyCapabilities;
+    }
+
+    ToolHandler handler() {
+        return handler;
+    }
+
+    /** The tool as core's JSON tool definition. */
+    ObjectNode info() {
+        ObjectNode info = Json.MAPPER.createObjectNode()
+                .put("name", name)
+                .put("capability", capability)
+                .put("version", version)
+                .put("description", description);
+        ArrayNode tagArray = info.putArray("tags");
+        tags.forEach(tagArray::add);
+        info.set("input_schema", inputSchema);
+        info.putArray("dependencies").addAll(dependencies);
+        if (timeoutMs > 0) {
+            info.put("timeout_ms", timeoutMs);
+        }
+        return info;
+    }
+
+    @Override
+    public String toString() {
+        return "ToolDefinition" + info();
+    }
+
+    public static final class Builder {
+        private final String name;
+        private String capability;
+        private String version = "1.0.0";
+        private final List<String> tags = new ArrayList<>();
+        private String description = "";
+        private final List<Schemas.Parameter> parameters = new ArrayList<>();
+        private final List<JsonNode> dependencies = new ArrayList<>();
+        private long timeoutMs;
+        private ToolHandler handler;
+
+        private Builder(String name) {
+            this.name = Objects.requireNonNull(name, "name");
+        }
+
+        /** The capability the tool provides; its name by default. */
+        public Builder capability(String capability) {
+            this.capability = capability;
+            return this;
+        }
+
+        public Builder version(String version) {
+            this.version = version;
+            return this;
+        }
+
+        public Builder tags(String... tags) {
+            this.tags.addAll(List.of(tags));
+            return this;
+        }
+
+        public Builder description(String description) {
+            this.description = description;
+            return this;
+        }
+
+        /** A required argument; its schema comes from {@code type} (a class or a generic type). */
+        public Builder parameter(String name, Type type) {
+            parameters.add(new Schemas.Parameter(name, type, true));
+            return this;
+        }
+
+        /** An argument callers may leave out. */
+        public Builder optionalParameter(String name, Type type) {
+            parameters.add(new Schemas.Parameter(name, type, false));
+            return this;
+        }
+
+        /** A dependency on {@code capability}, any version and tags. */
+        public Builder dependsOn(String capability) {
+            dependencies.add(Json.MAPPER.getNodeFactory().textNode(capability));
+            return this;
+        }
+
+        /**
+         * A dependency narrowed by a semver constraint ({@code ""} for any) and tags
+         * ({@code "fast"} required, {@code "+fast"} preferred, {@code "-slow"} excluded).
+         */
+        public Builder dependsOn(String capability, String version, String... tags) {
+            ObjectNode selector = Json.MAPPER.createObjectNode().put("capability", capability);
+            if (tags.length > 0) {
+                ArrayNode tagArray = selector.putArray("tags");
+                List.of(tags).forEach(tagArray::add);
+            }
+            if (!version.isEmpty()) {
+                selector.put("version", version);
+            }
+            dependencies.add(selector);
+            return this;
+        }
+
+        /** Timeout of each dependency call; the agent's {@code call_timeout_ms} by default. */
+        public Builder timeoutMs(long timeoutMs) {
+            this.timeoutMs = timeoutMs;
+            return this;
+        }
+
+        public Builder handler(ToolHandler handler) {
+            this.handler = handler;
+            return this;
+        }
+
+        public ToolDefinition build() {
+            return new ToolDefinition(this, Schemas.inputSchema(parameters));
+        }
+    }
+}

@@ -1,0 +1,107 @@
+package dev.toolmesh;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import java.lang.reflect.InvocationTargetException;
+import java.lang.reflect.UndeclaredThrowableException;
+import java.util.Map;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Executor;
+
+/** Runs an agent's tools: the native library hands it every call, and it answers each exactly once. */
+final class ToolDispatcher {
+    private static final System.Logger LOG = System.getLogger("dev.toolmesh");
+    /** Core's HANDLER_RESULT: the handler returned something JSON cannot carry. */
+    private static final int HANDLER_RESULT = 6002;
+
+    private final Map<String, ToolDefinition> tools;
+    private final Executor executor;
+
+    ToolDispatcher(Map<String, ToolDefinition> tools, Executor executor) {
+        this.tools = tools;
+        this.executor = executor;
+    }
+
+    Executor executor() {
+        return executor;
+    }
+
+    /**
+     * Called by the native library on a core thread, which must never run a handler: takes
+     * ownership of the native handles and enqueues the call onto the agent's executor.
+     */
+    void dispatch(long agent, String tool, String argumentsJson, String contextJson, long context, long completion) {
+        Responder responder = new Responder(completion);
+        RequestContext requestContext = new RequestContext(context, contextJson);
+        try {
+            executor.execute(() -> RequestContext.runWith(requestContext, () -> run(agent, tool, argumentsJson, requestContext, responder)));
+        } catch (RuntimeException rejected) {
+            LOG.log(System.Logger.Level.WARNING, "the executor refused a call of tool ''{0}''", tool);
+            responder.release();
+        }
+    }
+
+    private void run(long agent, String name, String argumentsJson, RequestContext context, Responder responder) {
+        Object result;
+        try {
+            ToolDefinition tool = tools.get(name);
+            if (tool == null) {
+                throw new IllegalStateException("this agent has no tool '" + name + "'");
+            }
+            JsonNode arguments = Json.MAPPER.readTree(argumentsJson);
+            result = tool.handler().handle(new Invocation(agent, tool, arguments, context, executor));
+        } catch (Throwable thrown) {
+            fail(name, responder, thrown);
+            return;
+        }
+        if (result instanceof CompletionStage<?> stage) {
+            stage.whenComplete((value, thrown) -> {
+                if (thrown != null) {
+                    fail(name, responder, thrown);
+                } else {
+                    answer(name, responder, value);
+                }
+            });
+        } else {
+            answer(name, responder, result);
+        }
+    }
+
+    private static void answer(String tool, Responder responder, Object value) {
+        String json;
+        try {
+            json = Json.MAPPER.writeValueAsString(value);
+        } catch (JsonProcessingException e) {
+            responder.failMesh(HANDLER_RESULT, "tool '" + tool + "' returned a value that is not JSON: " + e.getOriginalMessage());
+            return;
+        }
+        responder.ok(json);
+    }
+
+    private static void fail(String tool, Responder responder, Throwable thrown) {
+        Throwable cause = unwrap(thrown);
+        if (cause instanceof ToolmeshException mesh) {
+            // A mesh call the handler made failed: the caller gets that error, code and all.
+            responder.failMesh(mesh.code(), mesh.getMessage());
+            return;
+        }
+        LOG.log(System.Logger.Level.WARNING, "tool '" + tool + "' failed", cause);
+        String message = cause.getMessage();
+        responder.fail(cause.getClass().getSimpleName() + (message == null ? "" : ": " + message));
+    }
+
+    /** The exception a handler really threw, out of the wrappers futures and reflection put around it. */
+    private static Throwable unwrap(Throwable thrown) {
+        Throwable cause = thrown;
+        while ((cause instanceof CompletionException
+                        || cause instanceof ExecutionException
+                        || cause instanceof InvocationTargetException
+                        || cause instanceof UndeclaredThrowableException)
+                && cause.getCause() != null) {
+            cause = cause.getCause();
+        }
+        return cause;
+    }
+}

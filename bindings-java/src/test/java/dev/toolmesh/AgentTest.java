@@ -1,0 +1,324 @@
+package dev.toolmesh;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.toolmesh.testkit.Certs;
+import dev.toolmesh.testkit.Mcp;
+import dev.toolmesh.testkit.Mesh;
+import dev.toolmesh.testkit.Registry;
+import dev.toolmesh.testkit.Wait;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Agents in this JVM, serving and calling each other through a real registry over mTLS. */
+class AgentTest {
+    private static final Duration SETTLE = Duration.ofSeconds(20);
+
+    @TempDir
+    static Path workDir;
+
+    private static Mesh mesh;
+    private static Certs certs;
+    private static Registry registry;
+    private static Mcp operator;
+
+    @BeforeAll
+    static void startRegistry() {
+        mesh = new Mesh(workDir);
+        certs = mesh.certs("alpha", "beta");
+        registry = mesh.startRegistry();
+        operator = new Mcp(certs.clientContext("operator"));
+    }
+
+    @AfterAll
+    static void stopProcesses() {
+        mesh.close();
+    }
+
+    private static AgentBuilder agent(String name) {
+        return Toolmesh.agent(name)
+                .options(certs.options(name))
+                .option("registry_url", registry.url())
+                .option("heartbeat_interval_ms", Mesh.HEARTBEAT_MS);
+    }
+
+    /** Calls a tool from outside, retrying until the agent's dependencies are known to it. */
+    private static JsonNode call(MeshAgent target, String tool, Object arguments, Map<String, String> headers) {
+        return Wait.eventually(SETTLE, tool + " to answer", () -> operator.call(target.endpoint(), tool, arguments, headers));
+    }
+
+    public static class Beta {
+        @MeshTool(capability = "add")
+        public int add(int a, int b) {
+            assertFalse(Thread.currentThread().getName().startsWith("toolmesh-worker"), "a handler ran on a core thread");
+            return a + b;
+        }
+
+        @MeshTool(capability = "mul")
+        public CompletableFuture<Integer> mul(int a, int b) {
+            return CompletableFuture.supplyAsync(() -> a * b);
+        }
+
+        @MeshTool(name = "calc_twice", capability = "calc-twice", dependencies = {"calc"})
+        public CompletableFuture<Integer> calcTwice(int x, MeshProxy calc) {
+            return calc.call(Map.of("a", x, "b", x), Sums.class)
+                    .thenCompose(first -> calc.call(Map.of("a", first.sum(), "b", first.product()), Sums.class))
+                    .thenApply(Sums::sum);
+        }
+    }
+
+    public record Sums(int sum, int product) {}
+
+    public static class Alpha {
+        @MeshTool(capability = "calc", dependencies = {"add", "mul"})
+        public Sums calc(int a, int b, MeshProxy mul, MeshProxy add) {
+            // Named like their capabilities: mul gets "mul" although it comes first.
+            return new Sums(add.call(Map.of("a", a, "b", b), Integer.class).join(), mul.call(Map.of("a", a, "b", b), Integer.class).join());
+        }
+    }
+
+    @Test
+    void twoAgentsCallEachOtherThroughTheRegistry() {
+        try (MeshAgent beta = agent("beta").register(new Beta()).start();
+                MeshAgent alpha = agent("alpha").register(new Alpha()).start()) {
+            assertTrue(alpha.endpoint().startsWith("https://127.0.0.1:") && alpha.endpoint().endsWith("/mcp"), alpha.endpoint());
+            assertTrue(alpha.agentId().startsWith("alpha-"), alpha.agentId());
+            assertEquals(alpha.port(), Integer.parseInt(alpha.endpoint().replaceAll(".*:(\\d+)/mcp", "$1")));
+            assertEquals(Json.MAPPER.valueToTree(new Sums(7, 12)), call(alpha, "calc", Map.of("a", 3, "b", 4), Map.of()));
+            // beta -> alpha -> beta: 3+3=6, 3*3=9, then 6+9
+            assertEquals(15, call(beta, "calc_twice", Map.of("x", 3), Map.of()).asInt());
+        }
+    }
+
+    /** What a handler reports about a mesh error it caught. */
+    public record Caught(String type, int code, String kind, String message, String text) {
+        static Caught of(Throwable thrown) {
+            Throwable cause = thrown.getCause() != null ? thrown.getCause() : thrown;
+            ToolmeshException error = (ToolmeshException) cause;
+            return new Caught(cause.getClass().getSimpleName(), error.code(), error.kind(), error.getMessage(), error.toString());
+        }
+    }
+
+    public static class Failing {
+        @MeshTool(capability = "explode")
+        public int explode() {
+            throw new IllegalStateException("boom");
+        }
+
+        @MeshTool(capability = "slow")
+        public int slow(int ms) throws InterruptedException {
+            Thread.sleep(ms);
+            return ms;
+        }
+    }
+
+    public static class Catching {
+        @MeshTool(dependencies = {"explode"})
+        public CompletableFuture<Caught> catchFailure(MeshProxy explode) {
+            return explode.call(null).handle((value, thrown) -> Caught.of(thrown));
+        }
+
+        @MeshTool(dependencies = {"slow"}, timeoutMs = 200)
+        public CompletableFuture<Caught> catchTimeout(MeshProxy slow) {
+            return slow.call(Map.of("ms", 2000)).handle((value, thrown) -> Caught.of(thrown));
+        }
+
+        @MeshTool(dependencies = {"nobody-provides-this"})
+        public CompletableFuture<JsonNode> unresolved(MeshProxy missing) {
+            return missing.call(Map.of());
+        }
+
+        @MeshTool(dependencies = {"nobody-provides-this"})
+        public JsonNode unresolvedJoined(MeshProxy missing) {
+            return missing.call(Map.of()).join();
+        }
+
+        @MeshTool
+        public Object notJson() {
+            return new Object();
+        }
+    }
+
+    @Test
+    void errorsKeepTheirCodeAcrossAgents() {
+        try (MeshAgent beta = agent("beta").register(new Failing()).start();
+                MeshAgent alpha = agent("alpha").register(new Catching()).start()) {
+            JsonNode failure = call(alpha, "catchFailure", Map.of(), Map.of());
+            assertEquals("ToolmeshException", failure.get("type").asText());
+            assertEquals(5001, failure.get("code").asInt());
+            assertEquals("TOOL_FAILED", failure.get("kind").asText());
+            assertEquals("tool 'explode' failed: IllegalStateException: boom", failure.get("message").asText());
+            assertEquals("dev.toolmesh.ToolmeshException: [5001 TOOL_FAILED] " + failure.get("message").asText(), failure.get("text").asText());
+
+            JsonNode timeout = call(alpha, "catchTimeout", Map.of(), Map.of());
+            assertEquals(4002, timeout.get("code").asInt());
+            assertEquals("TIMEOUT", timeout.get("kind").asText());
+
+            // Not caught by the handler: the caller sees the mesh error, not a handler failure,
+            // whether the future failed or join() threw.
+            for (String tool : List.of("unresolved", "unresolvedJoined")) {
+                JsonNode error = operator.callError(alpha.endpoint(), tool, Map.of());
+                assertEquals(3001, error.get("code").asInt(), error.toString());
+                assertEquals("DEPENDENCY_UNRESOLVED", error.get("name").asText());
+                assertTrue(error.get("message").asText().contains("nobody-provides-this"), error.toString());
+            }
+
+            JsonNode notJson = operator.callError(alpha.endpoint(), "notJson", Map.of());
+            assertEquals(6002, notJson.get("code").asInt(), notJson.toString());
+            assertTrue(notJson.get("message").asText().startsWith("tool 'notJson' returned a value that is not JSON: "), notJson.toString());
+        }
+    }
+
+    /** What one hop saw of its request context. */
+    public record Seen(Map<String, String> headers, String traceId, String spanId, String thread, Long remainingMs) {
+        static Seen here() {
+            RequestContext context = Toolmesh.context().orElseThrow();
+            assertEquals("00-" + context.traceId() + "-" + context.spanId() + "-01", context.traceparent());
+            assertTrue(context.sampled());
+            Long remaining = context.remainingMillis().isPresent() ? context.remainingMillis().getAsLong() : null;
+            return new Seen(Toolmesh.headers(), Toolmesh.traceId(), context.spanId(), Thread.currentThread().getName(), remaining);
+        }
+    }
+
+    public record Hops(Seen alpha, Seen beta, Seen afterCall) {}
+
+    public static class Inspected {
+        @MeshTool(capability = "inspect")
+        public Seen inspect() {
+            return Seen.here();
+        }
+    }
+
+    public static class Hopping {
+        @MeshTool(dependencies = {"inspect"})
+        public CompletableFuture<Hops> hop(MeshProxy inspect) {
+            Seen here = Seen.here();
+            // The continuation runs on another thread, with this call's context re-established.
+            return inspect.call(null, Seen.class).thenApply(beta -> new Hops(here, beta, Seen.here()));
+        }
+    }
+
+    @Test
+    void handlersSeeTheirRequestContextAndPassItOn() throws Exception {
+        assertEquals(Map.of(), Toolmesh.headers());
+        assertNull(Toolmesh.traceId());
+        assertTrue(Toolmesh.context().isEmpty());
+        ExecutorService handlers = Executors.newFixedThreadPool(4, task -> new Thread(task, "user-pool"));
+        try (MeshAgent beta = agent("beta").option("propagate_headers", "x-tenant").register(new Inspected()).start();
+                MeshAgent alpha = agent("alpha").option("propagate_headers", List.of("x-tenant", "x-audit-*"))
+                        .executor(handlers).register(new Hopping()).start()) {
+            String traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+            Map<String, String> headers = Map.of("X-Tenant", "t-42", "X-Audit-User", "ann", "X-Secret", "s3", "traceparent", traceparent);
+            Hops hops = Json.MAPPER.treeToValue(Wait.eventually(SETTLE, "hop to answer",
+                    () -> operator.call(alpha.endpoint(), "hop", Map.of(), headers, Duration.ofSeconds(20))), Hops.class);
+            assertEquals(Map.of("x-tenant", "t-42", "x-audit-user", "ann"), hops.alpha().headers());
+            assertEquals(hops.alpha().headers(), hops.afterCall().headers());
+            // beta's own allow-list drops x-audit-user: core filters on every hop
+            assertEquals(Map.of("x-tenant", "t-42"), hops.beta().headers());
+            for (Seen seen : List.of(hops.alpha(), hops.beta(), hops.afterCall())) {
+                assertEquals("4bf92f3577b34da6a3ce929d0e0e4736", seen.traceId());
+            }
+            assertNotEquals(hops.alpha().spanId(), hops.beta().spanId());
+            assertEquals(hops.alpha().spanId(), hops.afterCall().spanId());
+            // The caller's deadline reaches both hops, shrinking on the way.
+            assertTrue(hops.alpha().remainingMs() > 0 && hops.alpha().remainingMs() <= 20_000, hops.alpha().toString());
+            assertTrue(hops.beta().remainingMs() > 0 && hops.beta().remainingMs() <= hops.alpha().remainingMs(), hops.toString());
+            assertEquals("user-pool", hops.alpha().thread());
+            assertEquals("user-pool", hops.afterCall().thread());
+            assertTrue(hops.beta().thread().startsWith("toolmesh-beta-"), hops.beta().thread());
+
+            Hops fresh = Json.MAPPER.treeToValue(operator.call(alpha.endpoint(), "hop", Map.of(), Map.of("X-Tenant", "t-7")), Hops.class);
+            assertEquals(32, fresh.alpha().traceId().length());
+            assertEquals(fresh.alpha().traceId(), fresh.beta().traceId());
+            assertNotEquals("4bf92f3577b34da6a3ce929d0e0e4736", fresh.alpha().traceId());
+            assertNull(fresh.alpha().remainingMs());
+        } finally {
+            handlers.shutdownNow();
+        }
+        assertTrue(Toolmesh.context().isEmpty());
+    }
+
+    public static class Forgetful {
+        @MeshTool
+        public CompletableFuture<Integer> forget() {
+            return new CompletableFuture<>(); // never completed, and soon unreachable
+        }
+    }
+
+    @Test
+    void aCallWhoseHandlerForgetsItIsAnsweredOnceTheFutureIsCollected() throws Exception {
+        try (MeshAgent alpha = agent("alpha").register(new Forgetful()).start()) {
+            CompletableFuture<JsonNode> answer = CompletableFuture.supplyAsync(() -> operator.callError(alpha.endpoint(), "forget", Map.of()));
+            JsonNode error = Wait.eventually(SETTLE, "the dropped call to be answered", () -> {
+                System.gc();
+                return answer.isDone() ? answer.join() : null;
+            });
+            assertEquals(6003, error.get("code").asInt(), error.toString());
+            assertEquals("HANDLER_DROPPED", error.get("name").asText());
+        }
+    }
+
+    public static class Closing {
+        static final CompletableFuture<MeshProxy> kept = new CompletableFuture<>();
+
+        @MeshTool(dependencies = {"nobody-provides-this"})
+        public int keep(MeshProxy missing) {
+            kept.complete(missing);
+            return 1;
+        }
+    }
+
+    @Test
+    void closingTwiceIsHarmlessAndCallsAfterCloseAreRefused() throws Exception {
+        MeshAgent alpha = agent("alpha").register(new Closing()).start();
+        assertEquals(1, operator.call(alpha.endpoint(), "keep", Map.of(), Map.of()).asInt());
+        alpha.close();
+        alpha.close();
+        var refused = Closing.kept.get(5, TimeUnit.SECONDS).call(Map.of()).handle((v, thrown) -> thrown).get(5, TimeUnit.SECONDS);
+        ToolmeshException error = (ToolmeshException) (refused.getCause() != null ? refused.getCause() : refused);
+        assertEquals(4005, error.code());
+        assertEquals("SHUTDOWN", error.kind());
+        assertThrows(AssertionError.class, () -> operator.call(alpha.endpoint(), "keep", Map.of(), Map.of()));
+        // The closed agent's name can be served again.
+        try (MeshAgent again = agent("alpha").register(new Closing()).start()) {
+            assertEquals(1, operator.call(again.endpoint(), "keep", Map.of(), Map.of()).asInt());
+        }
+    }
+
+    @Test
+    void awaitShutdownReturnsWhenAnotherThreadCloses() throws Exception {
+        MeshAgent alpha = agent("alpha").register(new Forgetful()).start();
+        CompletableFuture<Void> serving = CompletableFuture.runAsync(() -> {
+            try {
+                alpha.awaitShutdown();
+            } catch (InterruptedException e) {
+                throw new IllegalStateException(e);
+            }
+        });
+        mesh.awaitListed(registry, Set.of("alpha"));
+        assertFalse(serving.isDone());
+        alpha.close();
+        serving.get(10, TimeUnit.SECONDS);
+        Wait.eventually(SETTLE, "alpha to leave the registry", () -> {
+            var listed = mesh.cli(registry, "list", "--json");
+            return listed.stdout().contains(alpha.agentId()) ? null : listed;
+        });
+    }
+}
