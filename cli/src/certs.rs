@@ -47,6 +47,7 @@ pub struct IssueArgs {
     /// Directory holding ca.pem and ca.key; the pair is written there.
     #[arg(long, value_name = "DIR")]
     dir: PathBuf,
+    /// What the certificate is for; it names the SPIFFE id's path (spiffe://DOMAIN/ROLE/NAME).
     #[arg(long, value_enum, default_value_t = RoleArg::Agent)]
     role: RoleArg,
     /// Extra DNS names (besides NAME and localhost), repeatable or comma-separated.

@@ -99,7 +99,8 @@ impl From<Error> for Failure {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => e.exit(), // --help and --version
+        // --help, --version, and the help shown for a bare `toolmesh`.
+        Err(e) if !e.use_stderr() || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
         Err(e) => {
             let rendered = e.render().to_string();
             let message = rendered.trim_start_matches("error: ").trim_end();

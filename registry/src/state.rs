@@ -92,6 +92,7 @@ impl Registry {
             Some(_) => state.remove(&agent_id),
             None => None,
         };
+        let re_registration = previous.is_some();
         let mut affected: BTreeSet<String> = BTreeSet::new();
         // Keeping the channel of a re-registered agent keeps its watchers attached.
         let topology = match previous {
@@ -109,6 +110,7 @@ impl Registry {
             identity,
             tools = registration.tools.len(),
             dependencies = dependencies.len(),
+            re_registration,
             "agent registered"
         );
         state.insert(Agent {
