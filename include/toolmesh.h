@@ -227,25 +227,30 @@ toolmesh_result toolmesh_agent_call(const toolmesh_agent *agent,
                                     void *userdata,
                                     toolmesh_error **error_out);
 
-// The error's result code; `TOOLMESH_NULL_ARGUMENT` when `error` is NULL.
+// The agent's MCP endpoint, `https://HOST:PORT/mcp`. Borrowed from the agent: valid until
+// `toolmesh_agent_free`. NULL when `agent` is NULL.
 //
 // # Safety
-// `error` is NULL or a live `toolmesh_error` (borrowed for the call).
-toolmesh_result toolmesh_error_code(const toolmesh_error *error);
+// `agent` is NULL or a live agent, borrowed for the call.
+const char *toolmesh_agent_endpoint(const toolmesh_agent *agent);
 
-// The error's message (UTF-8). Borrowed from `error`: valid until `toolmesh_error_free(error)`.
-// An empty string when `error` is NULL.
+// Stops the agent if it still runs (see `toolmesh_agent_stop`) and frees it. Returns once the
+// agent has let go of its handler (its `free_userdata` has run), or after 10 seconds if an
+// invocation is still unanswered or a dependency call still running; `free_userdata` then
+// runs when they end. Dependency calls in flight still deliver their completion. Freeing NULL
+// does nothing.
 //
 // # Safety
-// `error` is NULL or a live `toolmesh_error` (borrowed for the call).
-const char *toolmesh_error_message(const toolmesh_error *error);
+// `agent` is NULL or an agent from `toolmesh_agent_start`, not freed before; it is owned by
+// this call and must not be used afterwards.
+void toolmesh_agent_free(toolmesh_agent *agent);
 
-// Frees an error. Freeing NULL does nothing.
+// The agent's id in the mesh (its name plus a random suffix). Borrowed from the agent: valid
+// until `toolmesh_agent_free`. NULL when `agent` is NULL.
 //
 // # Safety
-// `error` is NULL or a `toolmesh_error` from a toolmesh function, not freed before; it is owned
-// by this call and must not be used afterwards.
-void toolmesh_error_free(toolmesh_error *error);
+// `agent` is NULL or a live agent, borrowed for the call.
+const char *toolmesh_agent_id(const toolmesh_agent *agent);
 
 // Starts an agent: checks the configuration and the tools, loads the TLS identity, starts
 // serving, and registers with the registry in the background (a registry that is down does not
@@ -264,6 +269,10 @@ void toolmesh_error_free(toolmesh_error *error);
 // Must be called from a thread of the host (or a handler), never from a toolmesh runtime
 // thread: it returns `TOOLMESH_WRONG_THREAD` there.
 //
+// On Unix, if SIGPIPE still has its default action (terminating the process), the first start
+// sets it to ignored, as Rust, Python, Node and the JVM do at start-up: a peer that goes away
+// while toolmesh writes to it must not kill the host. A disposition the host chose is kept.
+//
 // # Safety
 // `config` is NULL or a live configuration and `tools_json` NULL or a NUL-terminated string,
 // both borrowed for the call; `handler` follows the contract of `toolmesh_handler`;
@@ -274,28 +283,6 @@ toolmesh_result toolmesh_agent_start(const toolmesh_config *config,
                                      toolmesh_agent **agent_out,
                                      toolmesh_error **error_out);
 
-// The agent's id in the mesh (its name plus a random suffix). Borrowed from the agent: valid
-// until `toolmesh_agent_free`. NULL when `agent` is NULL.
-//
-// # Safety
-// `agent` is NULL or a live agent, borrowed for the call.
-const char *toolmesh_agent_id(const toolmesh_agent *agent);
-
-// The agent's MCP endpoint, `https://HOST:PORT/mcp`. Borrowed from the agent: valid until
-// `toolmesh_agent_free`. NULL when `agent` is NULL.
-//
-// # Safety
-// `agent` is NULL or a live agent, borrowed for the call.
-const char *toolmesh_agent_endpoint(const toolmesh_agent *agent);
-
-// Waits up to `timeout_ms` for the registry to accept the agent. True once registered; false
-// after the timeout, without a registry, for a NULL agent, or on a toolmesh runtime thread
-// (where it cannot block).
-//
-// # Safety
-// `agent` is NULL or a live agent, borrowed for the call.
-bool toolmesh_agent_wait_registered(const toolmesh_agent *agent, uint32_t timeout_ms);
-
 // Stops the agent: deregisters, keeps serving briefly so callers learn of it, then lets
 // in-flight calls finish (for at most a few seconds). Blocks until then. New dependency calls
 // fail with `TOOLMESH_SHUTDOWN`. Calling it again does nothing; the agent must still be freed.
@@ -305,16 +292,20 @@ bool toolmesh_agent_wait_registered(const toolmesh_agent *agent, uint32_t timeou
 // `agent` is NULL or a live agent, borrowed for the call; `error_out` is NULL or writable.
 toolmesh_result toolmesh_agent_stop(const toolmesh_agent *agent, toolmesh_error **error_out);
 
-// Stops the agent if it still runs (see `toolmesh_agent_stop`) and frees it. Returns once the
-// agent has let go of its handler (its `free_userdata` has run), or after 10 seconds if an
-// invocation is still unanswered or a dependency call still running; `free_userdata` then
-// runs when they end. Dependency calls in flight still deliver their completion. Freeing NULL
-// does nothing.
+// Waits up to `timeout_ms` for the registry to accept the agent. True once registered; false
+// after the timeout, without a registry, for a NULL agent, or on a toolmesh runtime thread
+// (where it cannot block).
 //
 // # Safety
-// `agent` is NULL or an agent from `toolmesh_agent_start`, not freed before; it is owned by
-// this call and must not be used afterwards.
-void toolmesh_agent_free(toolmesh_agent *agent);
+// `agent` is NULL or a live agent, borrowed for the call.
+bool toolmesh_agent_wait_registered(const toolmesh_agent *agent, uint32_t timeout_ms);
+
+// Frees a configuration. Freeing NULL does nothing.
+//
+// # Safety
+// `config` is NULL or a configuration from `toolmesh_config_new`, not freed before; it is
+// owned by this call and must not be used afterwards.
+void toolmesh_config_free(toolmesh_config *config);
 
 // Creates the configuration of an agent named `name`: defaults, then the `TOOLMESH_*`
 // environment variables (e.g. `TOOLMESH_REGISTRY_URL`, `TOOLMESH_TLS_CERT`). On success
@@ -341,29 +332,25 @@ toolmesh_result toolmesh_config_set(toolmesh_config *config,
                                     const char *value,
                                     toolmesh_error **error_out);
 
-// Frees a configuration. Freeing NULL does nothing.
+// The error's result code; `TOOLMESH_NULL_ARGUMENT` when `error` is NULL.
 //
 // # Safety
-// `config` is NULL or a configuration from `toolmesh_config_new`, not freed before; it is
-// owned by this call and must not be used afterwards.
-void toolmesh_config_free(toolmesh_config *config);
+// `error` is NULL or a live `toolmesh_error` (borrowed for the call).
+toolmesh_result toolmesh_error_code(const toolmesh_error *error);
 
-// The value of a propagated header of the request (name matched case-insensitively), or NULL
-// when the request did not carry it (or the allow-list, option `propagate_headers`, did not
-// let it through). Borrowed from the invocation: valid until it is answered.
+// Frees an error. Freeing NULL does nothing.
 //
 // # Safety
-// `invocation` is NULL or a live, unanswered invocation; `name` is NULL or a NUL-terminated
-// string; both borrowed for the call.
-const char *toolmesh_invocation_header(const toolmesh_invocation *invocation, const char *name);
+// `error` is NULL or a `toolmesh_error` from a toolmesh function, not freed before; it is owned
+// by this call and must not be used afterwards.
+void toolmesh_error_free(toolmesh_error *error);
 
-// The W3C trace id of the request (32 lowercase hex digits), or NULL if it has none. Borrowed
-// from the invocation: valid until it is answered. Dependency calls made with this invocation
-// continue the same trace.
+// The error's message (UTF-8). Borrowed from `error`: valid until `toolmesh_error_free(error)`.
+// An empty string when `error` is NULL.
 //
 // # Safety
-// `invocation` is NULL or a live, unanswered invocation, borrowed for the call.
-const char *toolmesh_invocation_trace_id(const toolmesh_invocation *invocation);
+// `error` is NULL or a live `toolmesh_error` (borrowed for the call).
+const char *toolmesh_error_message(const toolmesh_error *error);
 
 // Answers the invocation with the tool's result, a UTF-8 JSON value (borrowed for the call).
 // Frees the invocation in every case. When `result_json` is NULL, not UTF-8 or not JSON, this
@@ -399,6 +386,23 @@ toolmesh_result toolmesh_invocation_fail_with_code(toolmesh_invocation *invocati
                                                    toolmesh_result code,
                                                    const char *message,
                                                    toolmesh_error **error_out);
+
+// The value of a propagated header of the request (name matched case-insensitively), or NULL
+// when the request did not carry it (or the allow-list, option `propagate_headers`, did not
+// let it through). Borrowed from the invocation: valid until it is answered.
+//
+// # Safety
+// `invocation` is NULL or a live, unanswered invocation; `name` is NULL or a NUL-terminated
+// string; both borrowed for the call.
+const char *toolmesh_invocation_header(const toolmesh_invocation *invocation, const char *name);
+
+// The W3C trace id of the request (32 lowercase hex digits), or NULL if it has none. Borrowed
+// from the invocation: valid until it is answered. Dependency calls made with this invocation
+// continue the same trace.
+//
+// # Safety
+// `invocation` is NULL or a live, unanswered invocation, borrowed for the call.
+const char *toolmesh_invocation_trace_id(const toolmesh_invocation *invocation);
 
 // The stable symbolic name of a result code, e.g. "UNKNOWN_TOOL" for 5002 and "OK" for 0;
 // "UNKNOWN" for a code toolmesh does not define. The string is static: never free it.

@@ -24,3 +24,4 @@ pub mod handler;
 pub mod handles;
 mod host_threads;
 pub mod result;
+mod sigpipe;

@@ -46,6 +46,10 @@ pub struct toolmesh_agent {
 /// Must be called from a thread of the host (or a handler), never from a toolmesh runtime
 /// thread: it returns `TOOLMESH_WRONG_THREAD` there.
 ///
+/// On Unix, if SIGPIPE still has its default action (terminating the process), the first start
+/// sets it to ignored, as Rust, Python, Node and the JVM do at start-up: a peer that goes away
+/// while toolmesh writes to it must not kill the host. A disposition the host chose is kept.
+///
 /// # Safety
 /// `config` is NULL or a live configuration and `tools_json` NULL or a NUL-terminated string,
 /// both borrowed for the call; `handler` follows the contract of `toolmesh_handler`;
@@ -70,6 +74,7 @@ pub unsafe extern "C" fn toolmesh_agent_start(
             return Err(Failure::null_argument("handler.invoke"));
         }
         ensure_blocking_allowed("toolmesh_agent_start")?;
+        crate::sigpipe::ignore_if_default();
         let handler_released = handler.released();
         let agent = runtime::runtime().block_on(Agent::start(config, tools, Arc::new(CToolHandler(handler))))?;
         let started = toolmesh_agent {
