@@ -1,0 +1,565 @@
+/*
+ * The C ABI suite: a registry process, C agents in this process talking mTLS to each other,
+ * and the C example agent as a child process. Every wait is bounded.
+ *
+ * Environment: TOOLMESH_BIN (the toolmesh CLI, required); TOOLMESH_EXAMPLE (the squares
+ * example binary; its test is skipped without it) and TOOLMESH_EXAMPLE_WRAPPER (words put
+ * before it, e.g. a valgrind command line).
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../../examples/c/json_fields.h"
+#include "harness.h"
+#include "toolmesh.h"
+
+/* Generous: under valgrind, TLS handshakes and start-up are tens of times slower. */
+enum { WAIT_MS = 60000, HEARTBEAT_MS = 1000 };
+
+static const char *toolmesh_bin;
+static char scratch[512];
+static char registry_url[256];
+static struct child registry;
+static bool registry_running;
+
+/* ---- paths and configuration ---- */
+
+static const char *cert_path(const char *set, const char *file) {
+  static _Thread_local char path[8][768];
+  static _Thread_local int next;
+  char *out = path[next++ % 8];
+  snprintf(out, sizeof path[0], "%s/%s/%s", scratch, set, file);
+  return out;
+}
+
+/* A configuration for identity `name` of the certificate set `set` (a directory made by
+ * `toolmesh certs init`), registered with the test registry. */
+static toolmesh_config *agent_config(const char *name, const char *set) {
+  toolmesh_config *config = NULL;
+  toolmesh_error *error = NULL;
+  if (toolmesh_config_new(name, &config, &error) != TOOLMESH_OK) {
+    fprintf(stderr, "  config: %s\n", toolmesh_error_message(error));
+    toolmesh_error_free(error);
+    return NULL;
+  }
+  char file[64];
+  const char *settings[][2] = {
+      {"tls_cert", (snprintf(file, sizeof file, "%s.pem", name), cert_path(set, file))},
+      {"tls_key", (snprintf(file, sizeof file, "%s.key", name), cert_path(set, file))},
+      {"tls_ca", cert_path("certs", "ca.pem")},
+      {"registry_url", registry_url},
+      {"heartbeat_interval_ms", "1000"},
+      {"propagate_headers", "x-tenant-id"},
+  };
+  for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+    toolmesh_result code = toolmesh_config_set(config, settings[i][0], settings[i][1], &error);
+    if (code != TOOLMESH_OK) {
+      fprintf(stderr, "  config %s: %s\n", settings[i][0], toolmesh_error_message(error));
+      toolmesh_error_free(error);
+    }
+  }
+  return config;
+}
+
+/* ---- the agents' handler ---- */
+
+/* The handler's userdata: one per agent. */
+struct agent_state {
+  _Atomic(toolmesh_agent *) agent;
+};
+
+static atomic_int handlers_released;
+
+static void release_state(void *userdata) {
+  free(userdata);
+  atomic_fetch_add(&handlers_released, 1);
+}
+
+static void complete_json(toolmesh_invocation *invocation, const char *json) {
+  toolmesh_result code = toolmesh_invocation_complete(invocation, json, NULL);
+  if (code != TOOLMESH_OK) fprintf(stderr, "  cannot complete: %s\n", toolmesh_result_name(code));
+}
+
+/* What a dependency call's completion needs to answer the invocation that made it. */
+struct pending {
+  toolmesh_invocation *invocation;
+  long long add;
+  char tenant[64];
+  char trace_id[64];
+};
+
+static void finish_sum3(void *userdata, toolmesh_result code, const char *text) {
+  struct pending *pending = userdata;
+  if (code == TOOLMESH_OK) {
+    char json[32];
+    snprintf(json, sizeof json, "%lld", strtoll(text, NULL, 10) + pending->add);
+    complete_json(pending->invocation, json);
+  } else {
+    toolmesh_invocation_fail_with_code(pending->invocation, code, text, NULL);
+  }
+  free(pending);
+}
+
+/* Answers with both hops' view of the request context: the trace must be the same one. */
+static void finish_relay(void *userdata, toolmesh_result code, const char *text) {
+  struct pending *pending = userdata;
+  char back_tenant[64] = "", back_trace[64] = "";
+  if (code == TOOLMESH_OK && json_string(text, "tenant", back_tenant, sizeof back_tenant) &&
+      json_string(text, "trace_id", back_trace, sizeof back_trace)) {
+    char json[512];
+    snprintf(json, sizeof json, "{\"tenant_front\": \"%s\", \"tenant_back\": \"%s\", \"trace_continues\": %s}", pending->tenant,
+             back_tenant, pending->trace_id[0] && strcmp(pending->trace_id, back_trace) == 0 ? "true" : "false");
+    complete_json(pending->invocation, json);
+  } else {
+    toolmesh_invocation_fail_with_code(pending->invocation, code, text, NULL);
+  }
+  free(pending);
+}
+
+static void call_dependency(struct agent_state *state, toolmesh_invocation *invocation, const char *tool, const char *arguments,
+                            toolmesh_call_callback callback, struct pending *pending) {
+  toolmesh_error *error = NULL;
+  toolmesh_result code = toolmesh_agent_call(atomic_load(&state->agent), invocation, tool, 0, arguments, callback, pending, &error);
+  if (code != TOOLMESH_OK) {
+    /* The call never started, so its callback never runs: answer here. */
+    toolmesh_invocation_fail_with_code(invocation, code, toolmesh_error_message(error), NULL);
+    toolmesh_error_free(error);
+    free(pending);
+  }
+}
+
+static void invoke(void *userdata, const char *tool, const char *arguments_json, toolmesh_invocation *invocation) {
+  struct agent_state *state = userdata;
+  long long a = 0, b = 0, c = 0;
+  json_int(arguments_json, "a", &a);
+  json_int(arguments_json, "b", &b);
+  json_int(arguments_json, "c", &c);
+  const char *tenant = toolmesh_invocation_header(invocation, "X-Tenant-Id");
+  const char *trace_id = toolmesh_invocation_trace_id(invocation);
+  if (strcmp(tool, "add") == 0 || strcmp(tool, "nope") == 0) {
+    char json[32];
+    snprintf(json, sizeof json, "%lld", a + b);
+    complete_json(invocation, json);
+  } else if (strcmp(tool, "echo_context") == 0) {
+    char json[256];
+    snprintf(json, sizeof json, "{\"tenant\": \"%s\", \"trace_id\": \"%s\"}", tenant ? tenant : "", trace_id ? trace_id : "");
+    complete_json(invocation, json);
+  } else if (strcmp(tool, "fail") == 0) {
+    toolmesh_invocation_fail(invocation, "boom", NULL);
+  } else if (strcmp(tool, "sum3") == 0 || strcmp(tool, "relay") == 0) {
+    struct pending *pending = calloc(1, sizeof *pending);
+    pending->invocation = invocation;
+    pending->add = c;
+    snprintf(pending->tenant, sizeof pending->tenant, "%s", tenant ? tenant : "");
+    snprintf(pending->trace_id, sizeof pending->trace_id, "%s", trace_id ? trace_id : "");
+    char arguments[96];
+    snprintf(arguments, sizeof arguments, "{\"a\": %lld, \"b\": %lld}", a, b);
+    bool sum3 = strcmp(tool, "sum3") == 0;
+    call_dependency(state, invocation, tool, sum3 ? arguments : "{}", sum3 ? finish_sum3 : finish_relay, pending);
+  } else {
+    toolmesh_invocation_fail(invocation, "no such tool here", NULL);
+  }
+}
+
+/* Starts an agent; NULL (with the code and message in *code and message) when it fails. */
+static toolmesh_agent *start_agent(const char *name, const char *set, const char *tools_json, toolmesh_result *code, char *message,
+                                   size_t message_size) {
+  toolmesh_config *config = agent_config(name, set);
+  struct agent_state *state = calloc(1, sizeof *state);
+  toolmesh_handler handler = {.userdata = state, .invoke = invoke, .free_userdata = release_state};
+  toolmesh_agent *agent = NULL;
+  toolmesh_error *error = NULL;
+  /* `state` belongs to toolmesh from here on, whatever the outcome. */
+  *code = toolmesh_agent_start(config, tools_json, handler, &agent, &error);
+  toolmesh_config_free(config);
+  if (*code != TOOLMESH_OK) {
+    if (message) snprintf(message, message_size, "%s", toolmesh_error_message(error));
+    toolmesh_error_free(error);
+    return NULL;
+  }
+  atomic_store(&state->agent, agent);
+  return agent;
+}
+
+static toolmesh_agent *start_registered(const char *name, const char *tools_json) {
+  toolmesh_result code;
+  char message[512] = "";
+  toolmesh_agent *agent = start_agent(name, "certs", tools_json, &code, message, sizeof message);
+  if (!CHECK(agent != NULL, "the agent starts") ) {
+    fprintf(stderr, "  [%d %s] %s\n", code, toolmesh_result_name(code), message);
+    return NULL;
+  }
+  CHECK(toolmesh_agent_wait_registered(agent, WAIT_MS), "the registry accepts the agent");
+  return agent;
+}
+
+/* ---- synchronous calls for the tests ---- */
+
+struct outcome {
+  pthread_mutex_t lock;
+  pthread_cond_t changed;
+  int deliveries;
+  toolmesh_result code;
+  char text[1024];
+};
+
+static void record_outcome(void *userdata, toolmesh_result code, const char *text) {
+  struct outcome *outcome = userdata;
+  pthread_mutex_lock(&outcome->lock);
+  outcome->deliveries++;
+  outcome->code = code;
+  snprintf(outcome->text, sizeof outcome->text, "%s", text);
+  pthread_cond_broadcast(&outcome->changed);
+  pthread_mutex_unlock(&outcome->lock);
+}
+
+/* Calls dependency `index` of `tool` and waits for the outcome. toolmesh delivers it exactly
+ * once, within the call's timeout; the wait is bounded all the same. */
+static toolmesh_result call(toolmesh_agent *agent, const char *tool, size_t index, const char *arguments, char *text, size_t size) {
+  struct outcome *outcome = calloc(1, sizeof *outcome);
+  pthread_mutex_init(&outcome->lock, NULL);
+  pthread_cond_init(&outcome->changed, NULL);
+  toolmesh_error *error = NULL;
+  toolmesh_result code = toolmesh_agent_call(agent, NULL, tool, index, arguments, record_outcome, outcome, &error);
+  if (code != TOOLMESH_OK) {
+    snprintf(text, size, "%s", toolmesh_error_message(error));
+    toolmesh_error_free(error);
+    free(outcome);
+    return code;
+  }
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += WAIT_MS / 1000;
+  pthread_mutex_lock(&outcome->lock);
+  while (outcome->deliveries == 0 && pthread_cond_timedwait(&outcome->changed, &outcome->lock, &deadline) == 0) {
+  }
+  int deliveries = outcome->deliveries;
+  code = outcome->code;
+  snprintf(text, size, "%s", outcome->text);
+  pthread_mutex_unlock(&outcome->lock);
+  if (!CHECK(deliveries == 1, "the completion arrives within the wait")) {
+    /* Still owed a completion: leaked on purpose rather than freed under it. */
+    return -1;
+  }
+  usleep(20 * 1000); /* a second delivery would come right after the first */
+  pthread_mutex_lock(&outcome->lock);
+  CHECK(outcome->deliveries == 1, "the completion is delivered exactly once");
+  pthread_mutex_unlock(&outcome->lock);
+  pthread_cond_destroy(&outcome->changed);
+  pthread_mutex_destroy(&outcome->lock);
+  free(outcome);
+  return code;
+}
+
+/* Calls until the dependency resolves (the caller learns of providers with the next heartbeat). */
+static toolmesh_result call_when_resolved(toolmesh_agent *agent, const char *tool, size_t index, const char *arguments, char *text,
+                                          size_t size) {
+  toolmesh_result code = TOOLMESH_DEPENDENCY_UNRESOLVED;
+  for (int waited = 0; waited <= WAIT_MS && code == TOOLMESH_DEPENDENCY_UNRESOLVED; waited += 100) {
+    code = call(agent, tool, index, arguments, text, size);
+    if (code == TOOLMESH_DEPENDENCY_UNRESOLVED) usleep(100 * 1000);
+  }
+  return code;
+}
+
+/* ---- the tests ---- */
+
+static const char BACK_TOOLS[] =
+    "[{\"name\": \"add\", \"capability\": \"add\"},"
+    " {\"name\": \"echo_context\", \"capability\": \"echo_context\"},"
+    " {\"name\": \"fail\", \"capability\": \"fail\"}]";
+static const char FRONT_TOOLS[] =
+    "[{\"name\": \"sum3\", \"capability\": \"sum3\", \"dependencies\": [\"add\"]},"
+    " {\"name\": \"relay\", \"capability\": \"relay\", \"dependencies\": [\"echo_context\"]},"
+    " {\"name\": \"client\", \"capability\": \"client\","
+    "  \"dependencies\": [\"sum3\", \"nothing-provides-this\", \"fail\", \"gone\"]}]";
+/* The dependencies of front's `client`, by index. */
+enum { CLIENT_SUM3 = 0, CLIENT_UNRESOLVED = 1, CLIENT_FAIL = 2, CLIENT_GONE = 3 };
+
+static toolmesh_agent *front, *back;
+
+static void test_result_names(void) {
+  CHECK_STR(toolmesh_result_name(TOOLMESH_OK), "OK");
+  CHECK_STR(toolmesh_result_name(5002), "UNKNOWN_TOOL");
+  CHECK_STR(toolmesh_result_name(TOOLMESH_DEPENDENCY_UNRESOLVED), "DEPENDENCY_UNRESOLVED");
+  CHECK_STR(toolmesh_result_name(TOOLMESH_NULL_ARGUMENT), "NULL_ARGUMENT");
+  CHECK_STR(toolmesh_result_name(-7), "UNKNOWN");
+}
+
+static void test_null_arguments(void) {
+  toolmesh_error *error = NULL;
+  toolmesh_config *config = NULL;
+  toolmesh_agent *agent = NULL;
+  CHECK(toolmesh_config_new(NULL, &config, &error) == TOOLMESH_NULL_ARGUMENT);
+  CHECK(toolmesh_error_code(error) == TOOLMESH_NULL_ARGUMENT);
+  CHECK_STR(toolmesh_error_message(error), "the argument 'name' is NULL");
+  toolmesh_error_free(error);
+  CHECK(config == NULL, "no output on failure");
+  CHECK(toolmesh_config_new("x", NULL, NULL) == TOOLMESH_NULL_ARGUMENT);
+  CHECK(toolmesh_config_set(NULL, "port", "1", NULL) == TOOLMESH_NULL_ARGUMENT);
+  toolmesh_handler no_invoke = {.userdata = NULL, .invoke = NULL, .free_userdata = NULL};
+  CHECK(toolmesh_agent_start(NULL, "[]", no_invoke, &agent, NULL) == TOOLMESH_NULL_ARGUMENT);
+  CHECK(agent == NULL, "no output on failure");
+  CHECK(toolmesh_agent_stop(NULL, NULL) == TOOLMESH_NULL_ARGUMENT);
+  CHECK(!toolmesh_agent_wait_registered(NULL, 10));
+  CHECK(toolmesh_agent_id(NULL) == NULL);
+  CHECK(toolmesh_agent_endpoint(NULL) == NULL);
+  CHECK(toolmesh_agent_call(NULL, NULL, "t", 0, "{}", record_outcome, NULL, NULL) == TOOLMESH_NULL_ARGUMENT);
+  CHECK(toolmesh_invocation_header(NULL, "x") == NULL);
+  CHECK(toolmesh_invocation_trace_id(NULL) == NULL);
+  CHECK(toolmesh_invocation_complete(NULL, "1", NULL) == TOOLMESH_NULL_ARGUMENT);
+  CHECK(toolmesh_invocation_fail(NULL, "m", NULL) == TOOLMESH_NULL_ARGUMENT);
+  CHECK(toolmesh_invocation_fail_with_code(NULL, 5002, "m", NULL) == TOOLMESH_NULL_ARGUMENT);
+  CHECK(toolmesh_error_code(NULL) == TOOLMESH_NULL_ARGUMENT);
+  CHECK_STR(toolmesh_error_message(NULL), "");
+  toolmesh_error_free(NULL);
+  toolmesh_config_free(NULL);
+  toolmesh_agent_free(NULL);
+}
+
+static void test_configuration_errors(void) {
+  toolmesh_config *config = agent_config("front", "certs");
+  REQUIRE(config != NULL);
+  toolmesh_error *error = NULL;
+  CHECK(toolmesh_config_set(config, "port", "http", &error) == TOOLMESH_INVALID_CONFIG);
+  CHECK_STR(toolmesh_error_message(error), "port 'http' is not a number from 0 to 65535 (0 picks a free port)");
+  toolmesh_error_free(error);
+  error = NULL;
+  CHECK(toolmesh_config_set(config, "registry_url", "http://127.0.0.1:1", &error) == TOOLMESH_REGISTRY_URL_NOT_HTTPS);
+  toolmesh_error_free(error);
+  CHECK(toolmesh_config_set(config, "name", "\xff", NULL) == TOOLMESH_INVALID_UTF8);
+  toolmesh_config_free(config);
+}
+
+/* A start that fails reports the core's code and message, and still releases the handler. */
+static void expect_start_failure(const char *name, const char *set, const char *cert, const char *key, toolmesh_result expected,
+                                 const char *message_part) {
+  toolmesh_config *config = agent_config(name, set);
+  if (cert) toolmesh_config_set(config, "tls_cert", cert, NULL);
+  if (key) toolmesh_config_set(config, "tls_key", key, NULL);
+  int released_before = atomic_load(&handlers_released);
+  struct agent_state *state = calloc(1, sizeof *state);
+  toolmesh_handler handler = {.userdata = state, .invoke = invoke, .free_userdata = release_state};
+  toolmesh_agent *agent = NULL;
+  toolmesh_error *error = NULL;
+  toolmesh_result code = toolmesh_agent_start(config, BACK_TOOLS, handler, &agent, &error);
+  toolmesh_config_free(config);
+  CHECK(code == expected, "the start fails with the expected code");
+  CHECK(agent == NULL, "no agent on failure");
+  CHECK(toolmesh_error_code(error) == code);
+  const char *message = toolmesh_error_message(error);
+  fprintf(stderr, "  [%d %s] %s\n", code, toolmesh_result_name(code), message);
+  CHECK(strstr(message, message_part) != NULL, "the core's message");
+  toolmesh_error_free(error);
+  for (int waited = 0; waited < WAIT_MS && atomic_load(&handlers_released) == released_before; waited += 10) usleep(10 * 1000);
+  CHECK(atomic_load(&handlers_released) == released_before + 1, "the handler is released once");
+}
+
+static void test_bad_certificates(void) {
+  expect_start_failure("front", "certs", cert_path("certs", "missing.pem"), NULL, TOOLMESH_CERTIFICATE_FILE, "missing.pem");
+  expect_start_failure("front", "certs", NULL, cert_path("certs", "back.key"), TOOLMESH_KEY_MISMATCH, "does not belong");
+  /* A certificate of another mesh's CA: it does not chain to this mesh's CA. */
+  expect_start_failure("front", "foreign", NULL, NULL, TOOLMESH_CERTIFICATE_UNTRUSTED, "is not signed by the CA");
+}
+
+static void test_start_two_agents(void) {
+  back = start_registered("back", BACK_TOOLS);
+  front = start_registered("front", FRONT_TOOLS);
+  REQUIRE(front != NULL && back != NULL);
+  CHECK(strncmp(toolmesh_agent_endpoint(front), "https://127.0.0.1:", 18) == 0);
+  CHECK(strncmp(toolmesh_agent_id(front), "front-", 6) == 0);
+}
+
+static void test_chained_call(void) {
+  REQUIRE(front != NULL && back != NULL);
+  char text[1024];
+  /* this process -> front's sum3 (in process) -> back's add (mTLS) */
+  toolmesh_result code = call_when_resolved(front, "client", CLIENT_SUM3, "{\"a\": 1, \"b\": 2, \"c\": 3}", text, sizeof text);
+  CHECK(code == TOOLMESH_OK, "the chained call succeeds");
+  CHECK_STR(text, "6");
+}
+
+static void test_errors_are_the_cores(void) {
+  REQUIRE(front != NULL && back != NULL);
+  char text[1024];
+  CHECK(call(front, "client", CLIENT_UNRESOLVED, "{}", text, sizeof text) == TOOLMESH_DEPENDENCY_UNRESOLVED);
+  CHECK(strstr(text, "nothing-provides-this") != NULL, "names the capability");
+  CHECK(call_when_resolved(front, "client", CLIENT_FAIL, "{}", text, sizeof text) == TOOLMESH_TOOL_FAILED);
+  CHECK_STR(text, "tool 'fail' failed: boom");
+  CHECK(call(front, "client", 99, "{}", text, sizeof text) == TOOLMESH_UNKNOWN_DEPENDENCY);
+  CHECK(call(front, "client", CLIENT_SUM3, "{not json", text, sizeof text) == TOOLMESH_INVALID_JSON);
+}
+
+/* An operator call with a header, through front's C handler, to back's: the header is
+ * propagated and both hops see one trace. */
+static void test_headers_and_trace_propagate(void) {
+  REQUIRE(front != NULL && back != NULL);
+  char text[1024];
+  /* front learns of back's echo_context first */
+  REQUIRE(call_when_resolved(front, "relay", 0, "{}", text, sizeof text) == TOOLMESH_OK);
+  char *argv[] = {(char *)toolmesh_bin, "call", "relay", "{}", "--header", "x-tenant-id=acme", "--registry", registry_url,
+                  "--tls-cert", (char *)cert_path("certs", "operator.pem"), "--tls-key", (char *)cert_path("certs", "operator.key"),
+                  "--tls-ca", (char *)cert_path("certs", "ca.pem"), NULL};
+  char output[2048];
+  CHECK(run_command(argv, output, sizeof output, WAIT_MS) == 0, "toolmesh call succeeds");
+  char tenant_front[64] = "", tenant_back[64] = "";
+  CHECK(json_string(output, "tenant_front", tenant_front, sizeof tenant_front));
+  CHECK(json_string(output, "tenant_back", tenant_back, sizeof tenant_back));
+  CHECK_STR(tenant_front, "acme");
+  CHECK_STR(tenant_back, "acme");
+  const char *continues = json_field(output, "trace_continues");
+  CHECK(continues != NULL && strncmp(continues, "true", 4) == 0, "one trace across both hops");
+}
+
+/* The example agent, as a separate process (under the same checker as this suite). */
+static void test_example_agent(void) {
+  const char *example = getenv("TOOLMESH_EXAMPLE");
+  if (example == NULL || *example == '\0') {
+    fprintf(stderr, "  TOOLMESH_EXAMPLE is not set; skipped\n");
+    return;
+  }
+  char wrapper[1024] = "";
+  snprintf(wrapper, sizeof wrapper, "%s", getenv("TOOLMESH_EXAMPLE_WRAPPER") ? getenv("TOOLMESH_EXAMPLE_WRAPPER") : "");
+  char *argv[64];
+  int argc = 0;
+  for (char *word = strtok(wrapper, " "); word != NULL && argc < 60; word = strtok(NULL, " ")) argv[argc++] = word;
+  argv[argc++] = (char *)example;
+  argv[argc] = NULL;
+
+  setenv("TOOLMESH_REGISTRY_URL", registry_url, 1);
+  setenv("TOOLMESH_TLS_CERT", cert_path("certs", "squares.pem"), 1);
+  setenv("TOOLMESH_TLS_KEY", cert_path("certs", "squares.key"), 1);
+  setenv("TOOLMESH_TLS_CA", cert_path("certs", "ca.pem"), 1);
+  struct child squares;
+  bool started = child_start(&squares, argv, NULL);
+  unsetenv("TOOLMESH_REGISTRY_URL");
+  REQUIRE(started);
+  char serving[512];
+  if (CHECK(child_wait_line(&squares, "toolmesh agent squares serving ", serving, sizeof serving, WAIT_MS))) {
+    char *call_argv[] = {(char *)toolmesh_bin, "call", "square_sum", "{\"a\": 3, \"b\": 4}", "--registry", registry_url,
+                         "--tls-cert", (char *)cert_path("certs", "operator.pem"), "--tls-key",
+                         (char *)cert_path("certs", "operator.key"), "--tls-ca", (char *)cert_path("certs", "ca.pem"), NULL};
+    char output[256] = "";
+    int status = -1;
+    for (int waited = 0; waited < WAIT_MS; waited += 200) {
+      if ((status = run_command(call_argv, output, sizeof output, WAIT_MS)) == 0) break;
+      usleep(200 * 1000); /* until the registry knows the agent */
+    }
+    CHECK(status == 0, "toolmesh call square_sum succeeds");
+    CHECK(strtoll(output, NULL, 10) == 25, "3*3 + 4*4");
+  }
+  int status = child_stop(&squares, SIGTERM, WAIT_MS);
+  CHECK(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the example exits cleanly (no leak, no error)");
+}
+
+/* A provider restarts without a tool while the registry is down: front's cached topology still
+ * names the tool, and the new process answers as any MCP server would. Runs last: it stops the
+ * registry. */
+static void test_unknown_tool_after_a_provider_restart(void) {
+  REQUIRE(front != NULL);
+  toolmesh_result code;
+  char message[512] = "";
+  toolmesh_agent *spare = start_agent("spare", "certs", "[{\"name\": \"nope\", \"capability\": \"gone\"}]", &code, message,
+                                      sizeof message);
+  REQUIRE(spare != NULL, "the spare agent starts");
+  CHECK(toolmesh_agent_wait_registered(spare, WAIT_MS));
+  char port[16];
+  snprintf(port, sizeof port, "%s", strrchr(toolmesh_agent_endpoint(spare), ':') + 1);
+  *strchr(port, '/') = '\0';
+  char text[1024];
+  CHECK(call_when_resolved(front, "client", CLIENT_GONE, "{\"a\": 1, \"b\": 1}", text, sizeof text) == TOOLMESH_OK);
+
+  registry_running = false;
+  int status = child_stop(&registry, SIGTERM, WAIT_MS);
+  CHECK(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the registry stops cleanly");
+  toolmesh_agent_free(spare);
+
+  toolmesh_config *config = agent_config("spare", "certs");
+  toolmesh_config_set(config, "port", port, NULL);
+  toolmesh_config_set(config, "registry_url", "", NULL);
+  struct agent_state *state = calloc(1, sizeof *state);
+  toolmesh_handler handler = {.userdata = state, .invoke = invoke, .free_userdata = release_state};
+  toolmesh_agent *restarted = NULL;
+  code = toolmesh_agent_start(config, "[{\"name\": \"other\", \"capability\": \"other\"}]", handler, &restarted, NULL);
+  toolmesh_config_free(config);
+  REQUIRE(code == TOOLMESH_OK, "the spare restarts on its port");
+  CHECK(call(front, "client", CLIENT_GONE, "{\"a\": 1, \"b\": 1}", text, sizeof text) == TOOLMESH_UNKNOWN_TOOL);
+  CHECK_STR(text, "Unknown tool: nope");
+  toolmesh_agent_free(restarted);
+}
+
+static void test_stop_and_free(void) {
+  toolmesh_error *error = NULL;
+  CHECK(toolmesh_agent_stop(front, &error) == TOOLMESH_OK);
+  char text[256];
+  CHECK(call(front, "client", CLIENT_SUM3, "{}", text, sizeof text) == TOOLMESH_SHUTDOWN, "no calls after stop");
+  toolmesh_agent_free(front);
+  toolmesh_agent_free(back);
+  front = back = NULL;
+}
+
+/* Every handler given to toolmesh_agent_start was released exactly once. */
+static void test_every_handler_released(void) {
+  /* 3 failed starts, front, back, spare twice */
+  int released = atomic_load(&handlers_released);
+  if (!CHECK(released == 7, "seven handlers released")) fprintf(stderr, "  released: %d\n", released);
+}
+
+/* ---- set-up ---- */
+
+static bool certs_init(const char *set, const char *agents) {
+  char dir[768];
+  snprintf(dir, sizeof dir, "%s/%s", scratch, set);
+  char *argv[] = {(char *)toolmesh_bin, "certs", "init", "--dir", dir, "--agents", (char *)agents, NULL};
+  char output[4096];
+  return run_command(argv, output, sizeof output, WAIT_MS) == 0;
+}
+
+static bool start_registry(void) {
+  char *argv[] = {(char *)toolmesh_bin, "registry", "--port", "0", "--heartbeat-interval-ms", "1000",
+                  "--tls-cert", (char *)cert_path("certs", "registry.pem"), "--tls-key", (char *)cert_path("certs", "registry.key"),
+                  "--tls-ca", (char *)cert_path("certs", "ca.pem"), NULL};
+  if (!child_start(&registry, argv, NULL)) return false;
+  registry_running = child_wait_line(&registry, "toolmesh registry listening on ", registry_url, sizeof registry_url, WAIT_MS);
+  if (!registry_running) child_stop(&registry, SIGKILL, WAIT_MS);
+  return registry_running;
+}
+
+int main(void) {
+  toolmesh_bin = getenv("TOOLMESH_BIN");
+  if (toolmesh_bin == NULL || access(toolmesh_bin, X_OK) != 0) {
+    fprintf(stderr, "set TOOLMESH_BIN to the toolmesh CLI (cargo build -p toolmesh-cli)\n");
+    return 2;
+  }
+  if (!scratch_create(scratch, sizeof scratch) || !certs_init("certs", "front,back,spare,squares") ||
+      !certs_init("foreign", "front") || !start_registry()) {
+    fprintf(stderr, "set-up failed\n");
+    scratch_remove(scratch);
+    return 2;
+  }
+  fprintf(stderr, "registry at %s, certificates in %s\n", registry_url, scratch);
+
+  run_test("result_names", test_result_names);
+  run_test("null_arguments", test_null_arguments);
+  run_test("configuration_errors", test_configuration_errors);
+  run_test("bad_certificates", test_bad_certificates);
+  run_test("start_two_agents", test_start_two_agents);
+  run_test("chained_call", test_chained_call);
+  run_test("errors_are_the_cores", test_errors_are_the_cores);
+  run_test("headers_and_trace_propagate", test_headers_and_trace_propagate);
+  run_test("example_agent", test_example_agent);
+  run_test("unknown_tool_after_a_provider_restart", test_unknown_tool_after_a_provider_restart);
+  run_test("stop_and_free", test_stop_and_free);
+  run_test("every_handler_released", test_every_handler_released);
+
+  if (registry_running) child_stop(&registry, SIGTERM, WAIT_MS);
+  scratch_remove(scratch);
+  return finish_tests();
+}
