@@ -47,7 +47,8 @@ final class Invocation implements ToolCall {
         try {
             return Json.MAPPER.treeToValue(value, type);
         } catch (JsonProcessingException e) {
-            throw new UncheckedIOException("argument '" + name + "' of tool '" + tool.name() + "' is not a " + type.getTypeName(), e);
+            throw new UncheckedIOException("argument '" + name + "' of tool '" + tool.name() + "' is not a valid "
+                    + type.toCanonical() + ": " + e.getOriginalMessage(), e);
         }
     }
 

@@ -70,7 +70,8 @@ public final class MeshProxy {
         try {
             return Json.MAPPER.readValue(json, type);
         } catch (JsonProcessingException e) {
-            throw new UncheckedIOException("the result of '" + capability + "' is not a " + type.getTypeName() + ": " + json, e);
+            throw new UncheckedIOException("the result of '" + capability + "' is not a valid " + type.toCanonical() + ": "
+                    + e.getOriginalMessage(), e);
         }
     }
 
