@@ -49,11 +49,18 @@ class Proxy:
         return json.loads(await future)
 
     def call_sync(self, **arguments: Any) -> Any:
-        """Blocking form for synchronous tools, which run in a worker thread: waits for the call
-        on the agent's loop. Never call it on the event loop's own thread."""
-        context = contextvars.copy_context()
-        call = context.run(self.call, arguments)  # the coroutine reads the caller's request context
-        return asyncio.run_coroutine_threadsafe(call, self._agent._require_loop()).result()
+        """Blocking form for synchronous tools, which run in a worker thread: runs the call on
+        the agent's loop and waits for it (core's call timeout bounds the wait)."""
+        loop = self._agent._require_loop()
+        try:
+            on_the_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_the_loop = False
+        if on_the_loop:
+            raise RuntimeError("call_sync would block the event loop it waits for; use `await proxy(...)`")
+        # The task inherits this thread's context (call_soon_threadsafe copies it), and with it
+        # the request context of the tool call being handled.
+        return asyncio.run_coroutine_threadsafe(self.call(arguments), loop).result()
 
     def __repr__(self) -> str:
         return f"<toolmesh.Proxy {self.capability!r} (dependency #{self._index} of {self._tool!r})>"
@@ -158,7 +165,7 @@ def _assign_dependencies(tool: str, proxy_names: list[str], capabilities: list[s
         index = next((i for i, c in enumerate(capabilities) if c == param and i not in assigned.values()), None)
         if index is not None:
             assigned[param] = index
-    free = iter(i for i in range(len(capabilities)) if i not in assigned.values())
+    free = iter([i for i in range(len(capabilities)) if i not in assigned.values()])
     for param in proxy_names:
         if param not in assigned:
             assigned[param] = next(free)
