@@ -178,6 +178,10 @@ def test_handlers_see_their_request_context(certs: Certs, registry: Registry) ->
     def hop_sync(inspect: toolmesh.Proxy = None) -> dict[str, Any]:
         return {"alpha": seen(), "beta": inspect.call_sync()}
 
+    @alpha.tool(dependencies=["inspect"])
+    async def blocks_its_loop(inspect: toolmesh.Proxy = None) -> None:
+        inspect.call_sync()
+
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     headers = {"X-Tenant": "t-42", "X-Audit-User": "ann", "X-Secret": "s3", "traceparent": traceparent}
 
@@ -195,6 +199,9 @@ def test_handlers_see_their_request_context(certs: Certs, registry: Registry) ->
             hops = await call(certs, alpha, "hop_sync", {}, {"X-Tenant": "t-7"})
             assert hops["alpha"]["headers"] == hops["beta"]["headers"] == {"x-tenant": "t-7"}
             assert hops["alpha"]["trace_id"] == hops["beta"]["trace_id"]
+
+            error = await call_error(certs, alpha, "blocks_its_loop", {})
+            assert error["name"] == "HANDLER_FAILED" and "call_sync would block" in error["message"]
 
     run(scenario())
 
