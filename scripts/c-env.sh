@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up the C toolchain for toolmesh's C ABI (idempotent): a C compiler, make and valgrind from
-# the system's packages, and cbindgen at the pinned version in a cache directory outside the clone.
+# Sets up the C toolchain for toolmesh's C ABI (idempotent): C and C++ compilers, make and
+# valgrind from the system's packages, and cbindgen at the pinned version in a cache directory
+# outside the clone.
 # Sourced by scripts/c-tests.sh; exports CBINDGEN (the pinned cbindgen binary).
 set -euo pipefail
 
@@ -14,6 +15,7 @@ c_env_step() { echo "c-env: $*"; }
 
 c_env_missing=()
 command -v cc >/dev/null || c_env_missing+=(gcc)
+command -v c++ >/dev/null || c_env_missing+=(g++)
 command -v make >/dev/null || c_env_missing+=(make)
 command -v valgrind >/dev/null || c_env_missing+=(valgrind)
 if [ ${#c_env_missing[@]} -gt 0 ]; then

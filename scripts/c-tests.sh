@@ -30,6 +30,12 @@ elif ! diff -u include/toolmesh.h "$generated"; then
   exit 1
 fi
 
+step "compiling the header alone as C99 and as C++11"
+for compiler in "cc -std=c99 -x c" "c++ -std=c++11 -x c++"; do
+  printf '#include "toolmesh.h"\nint main(void) { return toolmesh_result_name(TOOLMESH_OK) == 0; }\n' |
+    $compiler -Wall -Wextra -Werror -pedantic -fsyntax-only -Iinclude -
+done
+
 # Both checkers must see the same suite pass; each gets its own build of the C code.
 step "AddressSanitizer"
 mkdir -p "$BUILD/asan"
