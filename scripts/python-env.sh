@@ -23,7 +23,15 @@ step "installing ${PACKAGES[*]}"
 # maturin honours CARGO_TARGET_DIR; without it, the workspace's shared ./target is used.
 step "building the toolmesh wheel into ${DIST#"$ROOT"/} (target dir ${CARGO_TARGET_DIR:-target})"
 rm -f "$DIST"/toolmesh-*.whl
-(cd "$ROOT/bindings-python" && "$VENV/bin/maturin" build --quiet --profile dev --out "$DIST" --interpreter "$VENV/bin/python")
+# maturin and cargo talk a lot even with --quiet: their output is shown only when the build fails.
+build_log="$(mktemp)"
+if ! (cd "$ROOT/bindings-python" && "$VENV/bin/maturin" build --quiet --profile dev --out "$DIST" \
+      --interpreter "$VENV/bin/python") >"$build_log" 2>&1; then
+  cat "$build_log" >&2
+  rm -f "$build_log"
+  exit 1
+fi
+rm -f "$build_log"
 
 step "installing $(basename "$DIST"/toolmesh-*.whl)"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$DIST"/toolmesh-*.whl
