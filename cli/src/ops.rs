@@ -83,10 +83,17 @@ fn table(list: &AgentList) -> String {
             rows.push(append(std::mem::take(&mut first), described));
         }
     }
-    let widths: Vec<usize> = (0..5).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    align(&rows)
+}
+
+/// Left-aligned columns two spaces apart, trailing spaces trimmed.
+pub fn align<R: AsRef<[String]>>(rows: &[R]) -> String {
+    let columns = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
+    let widths: Vec<usize> =
+        (0..columns).map(|c| rows.iter().map(|r| r.as_ref().get(c).map_or(0, |cell| cell.chars().count())).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in rows {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:width$}")).collect();
+        let cells: Vec<String> = row.as_ref().iter().zip(&widths).map(|(cell, width)| format!("{cell:width$}")).collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }

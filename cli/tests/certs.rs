@@ -97,3 +97,118 @@ fn issue_adds_a_certificate_signed_by_the_mesh_ca() {
     let sans = openssl(&["x509", "-noout", "-ext", "subjectAltName", "-in", calc.to_str().expect("utf-8")]);
     assert!(sans.contains("URI:spiffe://toolmesh.local/operator/calc"), "--force replaced it with the new role: {sans}");
 }
+
+#[test]
+fn ca_then_issue_with_rsa_keys_and_extra_sans_verifies_with_openssl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_str().expect("utf-8").to_owned();
+    run(toolmesh(&["certs", "ca", "--dir", &path, "--key-type", "rsa-2048"])).success();
+    #[cfg(unix)]
+    assert_eq!(mode(&dir.path().join("ca.key")), 0o600);
+    run(toolmesh(&["certs", "ca", "--dir", &path])).failure(2, "INVALID_CONFIG", "--force");
+    let issued = run(toolmesh(&[
+        "certs", "issue", "billing", "--dir", &path, "--key-type", "rsa-3072", "--uri", "spiffe://partner.example/agent/billing",
+    ]))
+    .success();
+    assert!(issued.stdout.contains("rsa-3072"), "{}", issued.stdout);
+    run(toolmesh(&["certs", "issue", "p256", "--dir", &path])).success();
+    run(toolmesh(&["certs", "issue", "x", "--dir", &path, "--key-type", "dsa"])).failure(2, "INVALID_CONFIG", "rsa-4096");
+    run(toolmesh(&["certs", "issue", "x", "--dir", &path, "--uri", "https://x"])).failure(2, "INVALID_CONFIG", "spiffe://");
+
+    if !openssl_available() {
+        eprintln!("openssl is not installed; skipping the chain check");
+        return;
+    }
+    let ca = dir.path().join("ca.pem");
+    for name in ["billing", "p256"] {
+        let cert = dir.path().join(format!("{name}.pem"));
+        let verified = openssl(&["verify", "-purpose", "sslclient", "-CAfile", ca.to_str().expect("utf-8"), cert.to_str().expect("utf-8")]);
+        assert!(verified.contains(": OK"), "{verified}");
+        let verified = openssl(&["verify", "-purpose", "sslserver", "-CAfile", ca.to_str().expect("utf-8"), cert.to_str().expect("utf-8")]);
+        assert!(verified.contains(": OK"), "{verified}");
+    }
+    let text = openssl(&["x509", "-noout", "-text", "-in", dir.path().join("billing.pem").to_str().expect("utf-8")]);
+    assert!(text.contains("Public-Key: (3072 bit)"), "{text}");
+    assert!(text.contains("URI:spiffe://partner.example/agent/billing"), "{text}");
+    let ca_text = openssl(&["x509", "-noout", "-text", "-in", ca.to_str().expect("utf-8")]);
+    assert!(ca_text.contains("Public-Key: (2048 bit)") && ca_text.contains("CA:TRUE"), "{ca_text}");
+    assert_eq!(openssl(&["rsa", "-check", "-noout", "-in", dir.path().join("billing.key").to_str().expect("utf-8")]).trim(), "RSA key ok");
+}
+
+#[test]
+fn init_from_a_yaml_config_names_roles_dns_and_ips() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("mesh.yaml");
+    std::fs::write(
+        &config,
+        "trust_domain: prod.example\ndays: 45\nagents:\n  - name: registry\n    dns: [registry.prod.example]\n  - name: calc\n    dns: [calc.internal]\n    ip: [10.0.0.5]\n  - name: admin\n    role: operator\n",
+    )
+    .expect("write config");
+    let out = dir.path().join("certs");
+    let out_str = out.to_str().expect("utf-8");
+    run(toolmesh(&["certs", "init", "--dir", out_str, "--config", config.to_str().expect("utf-8")])).success();
+    let check = run(toolmesh(&["certs", "check", "--dir", out_str, "--warn-days", "10"])).success();
+    let row = |name: &str| check.stdout.lines().find(|l| l.starts_with(&format!("{name}.pem"))).unwrap_or_else(|| panic!("{name}: {}", check.stdout)).to_owned();
+    assert!(row("registry").contains("DNS:registry.prod.example") && row("registry").contains("URI:spiffe://prod.example/registry/registry"));
+    assert!(row("calc").contains("IP:10.0.0.5") && row("calc").contains("DNS:calc.internal") && row("calc").contains("spiffe://prod.example/agent/calc"));
+    assert!(row("admin").contains("URI:spiffe://prod.example/operator/admin"), "{}", row("admin"));
+    assert!(row("operator").contains(" 44 ") || row("operator").contains(" 45 "), "45 days: {}", row("operator"));
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "agents:\n  - nam: x\n").expect("write");
+    run(toolmesh(&["certs", "init", "--dir", out_str, "--config", bad.to_str().expect("utf-8")])).failure(2, "INVALID_CONFIG", "nam");
+    std::fs::write(&bad, "agents:\n  - name: x\n    role: boss\n").expect("write");
+    run(toolmesh(&["certs", "init", "--dir", out_str, "--config", bad.to_str().expect("utf-8"), "--force"]))
+        .failure(2, "INVALID_CONFIG", "role 'boss'");
+}
+
+#[test]
+fn check_fails_when_a_certificate_expires_within_the_threshold() {
+    let certs = Certs::init("calc");
+    let dir = certs.dir.path().to_str().expect("utf-8").to_owned();
+    let fine = run(toolmesh(&["certs", "check", "--dir", &dir])).success();
+    for header in ["FILE", "SUBJECT", "SANS", "ISSUER", "NOT AFTER", "DAYS LEFT"] {
+        assert!(fine.stdout.lines().next().is_some_and(|h| h.contains(header)), "{header}: {}", fine.stdout);
+    }
+    assert_eq!(fine.stdout.lines().count(), 5, "ca, registry, operator, calc + header: {}", fine.stdout);
+    run(toolmesh(&["certs", "issue", "short", "--dir", &dir, "--days", "7"])).success();
+    let failed = run(toolmesh(&["certs", "check", "--dir", &dir])).failure(1, "CERTIFICATE_EXPIRED", "short.pem (expires soon)");
+    assert!(failed.stdout.contains("EXPIRES SOON"), "{}", failed.stdout);
+    run(toolmesh(&["certs", "check", "--dir", &dir, "--warn-days", "5"])).success();
+    let empty = tempfile::tempdir().expect("tempdir");
+    run(toolmesh(&["certs", "check", "--dir", empty.path().to_str().expect("utf-8")])).failure(2, "INVALID_CONFIG", "no certificate");
+}
+
+#[test]
+fn rotate_reissues_in_place_with_a_new_key_and_the_same_names() {
+    let certs = Certs::init("calc");
+    let dir = certs.dir.path().to_str().expect("utf-8").to_owned();
+    run(toolmesh(&["certs", "issue", "search", "--dir", &dir, "--dns", "search.internal", "--key-type", "rsa-2048"])).success();
+    let before = |name: &str| (std::fs::read(certs.path(&format!("{name}.pem"))).expect("pem"), std::fs::read(certs.path(&format!("{name}.key"))).expect("key"));
+    let (search_cert, search_key) = before("search");
+    let (calc_cert, _) = before("calc");
+    let rotated = run(toolmesh(&["certs", "rotate", "search", "--dir", &dir])).success();
+    assert!(rotated.stdout.contains("rotated"), "{}", rotated.stdout);
+    let (new_cert, new_key) = before("search");
+    assert_ne!(new_cert, search_cert);
+    assert_ne!(new_key, search_key, "a rotation brings a new key");
+    assert_eq!(before("calc").0, calc_cert, "only the named pair rotates");
+    #[cfg(unix)]
+    assert_eq!(mode(&certs.path("search.key")), 0o600);
+    run(toolmesh(&["certs", "rotate", "ca", "--dir", &dir])).failure(2, "INVALID_CONFIG", "not rotated in place");
+    run(toolmesh(&["certs", "rotate", "nobody", "--dir", &dir])).failure(2, "CERTIFICATE_FILE", "nobody.pem");
+    let all = run(toolmesh(&["certs", "rotate", "--all", "--dir", &dir])).success();
+    assert_eq!(all.stdout.lines().count(), 4, "calc, operator, registry, search: {}", all.stdout);
+    assert_ne!(before("calc").0, calc_cert);
+
+    if !openssl_available() {
+        return;
+    }
+    let ca = certs.path("ca.pem");
+    let search = certs.path("search.pem");
+    assert!(openssl(&["verify", "-CAfile", ca.to_str().expect("utf-8"), search.to_str().expect("utf-8")]).contains(": OK"));
+    let sans = openssl(&["x509", "-noout", "-ext", "subjectAltName", "-in", search.to_str().expect("utf-8")]);
+    assert!(sans.contains("DNS:search.internal") && sans.contains("URI:spiffe://toolmesh.local/agent/search"), "{sans}");
+    let text = openssl(&["x509", "-noout", "-text", "-in", search.to_str().expect("utf-8")]);
+    assert!(text.contains("Public-Key: (2048 bit)"), "the key type is kept: {text}");
+}
