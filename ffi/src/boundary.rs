@@ -5,7 +5,7 @@
 use crate::error::{toolmesh_error, Failure};
 use crate::result::*;
 use std::any::Any;
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Runs `body` and returns what it returns, or `on_panic` if it panics: for exported functions
@@ -44,6 +44,15 @@ fn panic_failure(function: &str, payload: &(dyn Any + Send)) -> Failure {
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(no message)");
     Failure::new(TOOLMESH_PANIC, format!("toolmesh panicked in {function}: {what}; this is a bug in toolmesh, please report it"))
+}
+
+/// A C string of `text`; an interior NUL byte (which C could not see past) is shown as `\0`.
+pub(crate) fn c_string_lossy(text: impl Into<String>) -> CString {
+    let text = text.into();
+    CString::new(text).unwrap_or_else(|e| {
+        let escaped = String::from_utf8_lossy(&e.into_vec()).replace('\0', "\\0");
+        CString::new(escaped).expect("every NUL byte was escaped")
+    })
 }
 
 /// Borrows a C string argument as UTF-8.

@@ -1,7 +1,7 @@
 //! `toolmesh_agent_call`: a dependency call from C, whose completion callback runs exactly once.
 
-use crate::boundary::{guarded, handle_arg, report, str_arg};
-use crate::error::{c_string_lossy, toolmesh_error, Failure};
+use crate::boundary::{c_string_lossy, guarded, handle_arg, report, str_arg};
+use crate::error::{toolmesh_error, Failure};
 use crate::handles::agent::toolmesh_agent;
 use crate::handles::invocation::toolmesh_invocation;
 use crate::result::*;

@@ -1,7 +1,7 @@
 //! `toolmesh_error`: the code and message of one failure, handed to C through the optional
 //! `toolmesh_error **error_out` parameter that every fallible function takes last.
 
-use crate::boundary::catch_panic;
+use crate::boundary::{c_string_lossy, catch_panic};
 use crate::result::*;
 use std::ffi::{c_char, CString};
 
@@ -43,15 +43,6 @@ impl From<Failure> for toolmesh_error {
     fn from(failure: Failure) -> Self {
         toolmesh_error { code: failure.code, message: c_string_lossy(failure.message) }
     }
-}
-
-/// A C string of `text`; an interior NUL byte (which C could not see past) is shown as `\0`.
-pub(crate) fn c_string_lossy(text: impl Into<String>) -> CString {
-    let text = text.into();
-    CString::new(text).unwrap_or_else(|e| {
-        let escaped = String::from_utf8_lossy(&e.into_vec()).replace('\0', "\\0");
-        CString::new(escaped).expect("every NUL byte was escaped")
-    })
 }
 
 /// The error's result code; `TOOLMESH_NULL_ARGUMENT` when `error` is NULL.

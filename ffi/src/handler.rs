@@ -84,8 +84,8 @@ impl ToolHandler for CToolHandler {
     fn invoke(&self, invocation: ToolInvocation, completion: Completion) {
         let handler = self.0.clone();
         // Tool names are ASCII without NUL (core validates them); serialized JSON escapes NUL.
-        let tool = crate::error::c_string_lossy(invocation.tool.as_str());
-        let arguments = crate::error::c_string_lossy(invocation.arguments.to_string());
+        let tool = crate::boundary::c_string_lossy(invocation.tool.as_str());
+        let arguments = crate::boundary::c_string_lossy(invocation.arguments.to_string());
         // Boxed now and handed to C only when the job runs: a job that never ran would drop
         // it, and with it the completion, so the caller would still get an answer.
         let answer = Box::new(toolmesh_invocation::new(invocation.tool, invocation.context, completion));

@@ -1,8 +1,10 @@
 //! `toolmesh_agent`: a running agent — its tools served over mTLS, its registration, and the
 //! dependency calls its handlers make (see `call`).
 
-use crate::boundary::{catch_panic, ensure_blocking_allowed, guarded, handle_arg, out_arg, report, str_arg, write_out};
-use crate::error::{c_string_lossy, toolmesh_error, Failure};
+use crate::boundary::{
+    c_string_lossy, catch_panic, ensure_blocking_allowed, guarded, handle_arg, out_arg, report, str_arg, write_out,
+};
+use crate::error::{toolmesh_error, Failure};
 use crate::handler::{toolmesh_handler, CToolHandler, HostHandler, Released};
 use crate::handles::config::{config_arg, toolmesh_config};
 use crate::result::toolmesh_result;

@@ -1,7 +1,7 @@
 //! `toolmesh_invocation`: one call of a local tool, from the handler's `invoke` to its answer.
 
-use crate::boundary::{catch_panic, guarded, report, str_arg};
-use crate::error::{c_string_lossy, toolmesh_error, Failure};
+use crate::boundary::{c_string_lossy, catch_panic, guarded, report, str_arg};
+use crate::error::{toolmesh_error, Failure};
 use crate::result::*;
 use std::ffi::{c_char, CStr, CString};
 use std::ptr;
