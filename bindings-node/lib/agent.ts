@@ -42,7 +42,9 @@ export class Agent {
   readonly #tools: LocalTool[] = [];
   /** While started (or starting): the tools by name, and each tool's dependency proxies. */
   #running: Map<string, { tool: LocalTool; proxies: Proxies<readonly Dependency[]> }> | undefined;
+  /** From start() until stop() has finished. */
   #starting: Promise<NativeAgent> | undefined;
+  /** The last native agent, kept after stop() so that a late dependency call gets core's SHUTDOWN error. */
   #native: NativeAgent | undefined;
   #stopping: Promise<void> | undefined;
 
@@ -140,13 +142,12 @@ export class Agent {
     if (starting === undefined) return;
     const native = await starting.catch(() => undefined);
     await native?.stop();
-    this.#native = undefined;
     this.#running = undefined;
     this.#starting = undefined;
   }
 
   #requireNative(): NativeAgent {
-    if (this.#native === undefined || this.#stopping !== undefined) {
+    if (this.#native === undefined || this.#starting === undefined || this.#stopping !== undefined) {
       throw new Error(`agent '${this.name}' is not running; start it with \`await agent.start()\``);
     }
     return this.#native;
@@ -165,7 +166,7 @@ export class Agent {
   /** A dependency call, made with the request context of the handler that makes it. */
   async #call(tool: string, position: number, args: Record<string, unknown>): Promise<any> {
     // A handler may run before start() has resumed its caller.
-    const native = this.#native ?? (await this.#starting);
+    const native = (await this.#starting) ?? this.#native;
     if (native === undefined) throw new Error(`agent '${this.name}' is not running`);
     const argumentsJson = JSON.stringify(args);
     let resultJson: string;

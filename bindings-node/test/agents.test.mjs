@@ -1,0 +1,162 @@
+// Agents in this process, serving and calling each other through a real registry over mTLS.
+
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { currentContext, DiscoveryError, headers, RemoteToolError, TimeoutError, traceId } from "../dist/index.js";
+import { callError, callTool } from "../../tests/node/meshkit.mjs";
+import { agent, eventually, meshFixture, serving } from "./fixtures.mjs";
+
+const fixture = meshFixture();
+const numbers = { type: "object", properties: { a: { type: "number" }, b: { type: "number" } }, required: ["a", "b"] };
+
+describe("agents through the registry", { timeout: 120_000 }, () => {
+  it("call each other with sync and async handlers, by capability and by position", async () => {
+    const beta = agent(fixture, "beta");
+    const alpha = agent(fixture, "alpha");
+    beta.addTool({ name: "add", capability: "add", inputSchema: numbers, execute: async ({ a, b }) => a + b });
+    beta.addTool({ name: "mul", capability: "mul", inputSchema: numbers, execute: ({ a, b }) => a * b });
+    alpha.addTool({
+      name: "calc",
+      inputSchema: numbers,
+      dependencies: ["add", "mul"],
+      execute: async ({ a, b }, deps) => ({ sum: await deps.add({ a, b }), product: await deps[1]({ a, b }) }),
+    });
+    beta.addTool({
+      name: "calc_twice",
+      dependencies: ["calc"],
+      execute: async ({ x }, { calc }) => {
+        const first = await calc({ a: x, b: x });
+        return (await calc({ a: first.sum, b: first.product })).sum;
+      },
+    });
+    await serving([beta, alpha], async () => {
+      assert.match(alpha.endpoint, /^https:\/\/127\.0\.0\.1:\d+\/mcp$/);
+      assert.match(alpha.agentId, /^alpha-/);
+      const calc = await eventually(() => callTool(alpha.endpoint, fixture.certs, "calc", { a: 3, b: 4 }));
+      assert.deepEqual(calc, { sum: 7, product: 12 });
+      // beta -> alpha -> beta: 3+3=6, 3*3=9, then 6+9
+      assert.equal(await eventually(() => callTool(beta.endpoint, fixture.certs, "calc_twice", { x: 3 })), 15);
+    });
+  });
+
+  it("keeps error codes across agents", async () => {
+    const beta = agent(fixture, "beta");
+    const alpha = agent(fixture, "alpha");
+    beta.addTool({ name: "explode", execute: () => { throw new Error("boom"); } });
+    beta.addTool({ name: "slow", execute: async ({ ms }) => { await sleep(ms); return ms; } });
+    const report = (error) => ({ class: error.constructor.name, code: error.code, kind: error.kind, message: error.message, string: String(error) });
+    alpha.addTool({
+      name: "catch_failure",
+      dependencies: ["explode"],
+      execute: async (_, { explode }) => {
+        const error = await explode().then(() => assert.fail("the remote failure was not raised"), (e) => e);
+        assert.ok(error instanceof RemoteToolError);
+        return report(error);
+      },
+    });
+    alpha.addTool({
+      name: "catch_timeout",
+      dependencies: ["slow"],
+      timeoutMs: 200,
+      execute: async (_, { slow }) => report(await slow({ ms: 2000 }).then(() => assert.fail("no timeout"), (e) => e)),
+    });
+    alpha.addTool({ name: "unresolved", dependencies: ["nobody-provides-this"], execute: (_, deps) => deps[0]() });
+    alpha.addTool({ name: "not_json", execute: () => 10n });
+    alpha.addTool({ name: "rejects_a_string", execute: () => Promise.reject("plain text") });
+    await serving([beta, alpha], async () => {
+      const failure = await eventually(() => callTool(alpha.endpoint, fixture.certs, "catch_failure", {}));
+      assert.equal(failure.class, "RemoteToolError");
+      assert.deepEqual([failure.code, failure.kind], [5001, "TOOL_FAILED"]);
+      assert.match(failure.message, /Error: boom/);
+      assert.equal(failure.string, `[5001 TOOL_FAILED] ${failure.message}`);
+
+      const timeout = await eventually(() => callTool(alpha.endpoint, fixture.certs, "catch_timeout", {}));
+      assert.deepEqual([timeout.class, timeout.code, timeout.kind], ["TimeoutError", 4002, "TIMEOUT"]);
+
+      // Not caught by the handler: the caller sees the mesh error, not a handler failure.
+      let error = await callError(alpha.endpoint, fixture.certs, "unresolved", {});
+      assert.deepEqual([error.code, error.name], [3001, "DEPENDENCY_UNRESOLVED"]);
+      assert.match(error.message, /nobody-provides-this/);
+
+      error = await callError(alpha.endpoint, fixture.certs, "not_json", {});
+      assert.deepEqual([error.code, error.name], [6002, "HANDLER_RESULT"]);
+      assert.match(error.message, /tool 'not_json' returned a value that is not JSON: .*BigInt/);
+
+      error = await callError(alpha.endpoint, fixture.certs, "rejects_a_string", {});
+      assert.deepEqual([error.code, error.message], [6001, "tool 'rejects_a_string' failed: plain text"]);
+    });
+  });
+
+  it("gives handlers their request context, across awaits and timers", async () => {
+    const beta = agent(fixture, "beta", { propagateHeaders: "x-tenant" });
+    const alpha = agent(fixture, "alpha", { propagateHeaders: ["x-tenant", "x-audit-*"] });
+    const seen = () => {
+      const context = currentContext();
+      assert.ok(context);
+      assert.equal(context.traceparent, `00-${context.traceId}-${context.spanId}-01`);
+      return { headers: headers(), traceId: traceId(), spanId: context.spanId };
+    };
+    beta.addTool({ name: "inspect", capability: "inspect", execute: async () => { await sleep(5); return seen(); } });
+    beta.addTool({ name: "inspect_sync", capability: "inspect-sync", execute: () => seen() });
+    alpha.addTool({
+      name: "hop",
+      dependencies: ["inspect", "inspect-sync"],
+      execute: async (_, deps) => {
+        const here = seen();
+        const later = await new Promise((done) => setTimeout(() => done(seen()), 5));
+        return { alpha: here, later, beta: await deps.inspect(), betaSync: await deps["inspect-sync"]() };
+      },
+    });
+    const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const sent = { "X-Tenant": "t-42", "X-Audit-User": "ann", "X-Secret": "s3", traceparent };
+    assert.deepEqual([headers(), traceId(), currentContext()], [{}, undefined, undefined]);
+    await serving([beta, alpha], async () => {
+      const hops = await eventually(() => callTool(alpha.endpoint, fixture.certs, "hop", {}, sent));
+      assert.deepEqual(hops.alpha.headers, { "x-tenant": "t-42", "x-audit-user": "ann" });
+      assert.deepEqual(hops.later, hops.alpha);
+      // beta's own allow-list drops x-audit-user: core filters on every hop
+      assert.deepEqual(hops.beta.headers, { "x-tenant": "t-42" });
+      assert.deepEqual(hops.betaSync.headers, { "x-tenant": "t-42" });
+      const hopsSeen = [hops.alpha, hops.beta, hops.betaSync];
+      assert.deepEqual(new Set(hopsSeen.map((h) => h.traceId)), new Set(["4bf92f3577b34da6a3ce929d0e0e4736"]));
+      assert.equal(new Set(hopsSeen.map((h) => h.spanId)).size, 3);
+    });
+  });
+
+  it("keeps the event loop free while a call is in flight", async () => {
+    const beta = agent(fixture, "beta");
+    const alpha = agent(fixture, "alpha");
+    // A blocking handler in another agent would stall this process too, so beta waits with a timer.
+    beta.addTool({ name: "nap", execute: async ({ ms }) => { await sleep(ms); return ms; } });
+    alpha.addTool({ name: "wait_for_nap", dependencies: ["nap"], execute: (args, { nap }) => nap(args) });
+    await serving([beta, alpha], async () => {
+      await eventually(() => callTool(alpha.endpoint, fixture.certs, "wait_for_nap", { ms: 1 }));
+      let ticks = 0;
+      const ticker = setInterval(() => ticks++, 10);
+      try {
+        const started = Date.now();
+        assert.equal(await callTool(alpha.endpoint, fixture.certs, "wait_for_nap", { ms: 500 }), 500);
+        assert.ok(Date.now() - started >= 500);
+      } finally {
+        clearInterval(ticker);
+      }
+      assert.ok(ticks >= 25, `the event loop ticked only ${ticks} times in 500 ms`);
+    });
+  });
+
+  it("rejects dependency calls with a DiscoveryError when nothing provides them", async () => {
+    const alpha = agent(fixture, "alpha");
+    let caught;
+    alpha.addTool({
+      name: "lonely",
+      dependencies: [{ capability: "ghost", tags: ["+fast"], version: ">=2" }],
+      execute: async (_, { ghost }) => { caught = await ghost({}).catch((e) => e); return "done"; },
+    });
+    await serving([alpha], async () => {
+      assert.equal(await callTool(alpha.endpoint, fixture.certs, "lonely", {}), "done");
+    });
+    assert.ok(caught instanceof DiscoveryError);
+    assert.deepEqual([caught.code, caught.kind], [3001, "DEPENDENCY_UNRESOLVED"]);
+  });
+});

@@ -1,0 +1,59 @@
+// Compiled, never run, by typings.test.mjs: the published types accept the documented usage
+// and reject misuse (each @ts-expect-error must meet an error).
+
+import { Agent, type DependencyProxy, DiscoveryError, headers, type RequestContext, currentContext, traceId } from "toolmesh";
+import { z } from "zod";
+
+const agent = new Agent({ name: "calc", registryUrl: "https://127.0.0.1:8443", propagateHeaders: ["x-tenant"], port: 0 });
+
+agent.addTool({
+  name: "add",
+  capability: "add",
+  version: "1.0.0",
+  tags: ["math"],
+  inputSchema: { type: "object", properties: { a: { type: "number" }, b: { type: "number" } }, required: ["a", "b"] },
+  execute: async ({ a, b }) => a + b,
+});
+agent.addTool({
+  name: "sum3",
+  capability: "sum3",
+  dependencies: ["add"],
+  execute: async ({ a, b, c }, { add }) => add({ a: await add({ a, b }), b: c }),
+});
+
+// With zod, a handler's arguments are the schema's output type.
+agent.addTool({
+  name: "greet",
+  inputSchema: z.object({ name: z.string(), times: z.number().default(2) }),
+  execute: ({ name, times }) => {
+    // @ts-expect-error: name is a string
+    const wrong: boolean = name;
+    return name.repeat(times) + String(wrong);
+  },
+});
+
+// Proxies: by declared capability and by position.
+agent.addTool({
+  name: "proxies",
+  dependencies: ["add", { capability: "mul", tags: ["+fast", ["eu", "us"]], version: ">=1" }],
+  execute: async (_args, deps) => {
+    const add: DependencyProxy = deps.add;
+    const mul: DependencyProxy = deps.mul;
+    const first: DependencyProxy | undefined = deps[0];
+    // @ts-expect-error: not a declared dependency
+    void deps.div;
+    const sum: number = await add<number>({ a: 1, b: 2 });
+    return [sum, await mul({ a: 2, b: 3 }), first];
+  },
+});
+
+// @ts-expect-error: execute is required
+agent.addTool({ name: "nothing" });
+// @ts-expect-error: the port is a number
+new Agent({ name: "x", port: "80" });
+
+const context: RequestContext | undefined = currentContext();
+const tenant: string | undefined = headers()["x-tenant"];
+const trace: string | undefined = traceId();
+const started: Promise<Agent> = agent.start();
+void [context, tenant, trace, started, DiscoveryError];
