@@ -18,13 +18,15 @@ command -v node >/dev/null && command -v npm >/dev/null || {
 node -e 'const [major, minor] = process.versions.node.split(".").map(Number);
   if (major < 20 || (major === 20 && minor < 17)) { console.error(`node-env: Node ${process.version} is too old; toolmesh needs 20.17 or later`); process.exit(1); }'
 
-# `npm ci` starts from scratch every time; skip it while the lock file is the one installed.
+# Installs exactly what package-lock.json pins; skipped while that lock file is the one installed.
+# Not `npm ci`: this npm writes lock files that record only this platform's optional packages,
+# and its `npm ci` then refuses them.
 STAMP="$PACKAGE/node_modules/.toolmesh-lock.sha256"
 LOCK_SUM="$(sha256sum "$PACKAGE/package-lock.json" | cut -d' ' -f1)"
 if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$LOCK_SUM" ]]; then
   step "installing bindings-node's dev dependencies"
   # --ignore-scripts: the package's own install script would build the addon in release mode.
-  (cd "$PACKAGE" && npm ci --ignore-scripts --include=dev --no-audit --no-fund --loglevel=error)
+  (cd "$PACKAGE" && npm install --no-save --ignore-scripts --include=dev --no-audit --no-fund --loglevel=error)
   echo "$LOCK_SUM" > "$STAMP"
 fi
 

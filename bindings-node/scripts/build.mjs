@@ -24,8 +24,9 @@ function run(command, args) {
 const bin = (name) => join(root, "node_modules", ".bin", name);
 
 if (!existsSync(bin("napi")) || !existsSync(bin("tsc"))) {
-  // --include=dev: the parent install may be a production one (npm_config_omit=dev).
-  run("npm", ["ci", "--ignore-scripts", "--include=dev", "--no-audit", "--no-fund", "--loglevel=error"]);
+  // What package-lock.json pins (see scripts/node-env.sh for why not `npm ci`); --include=dev:
+  // the parent install may be a production one (npm_config_omit=dev).
+  run("npm", ["install", "--no-save", "--ignore-scripts", "--include=dev", "--no-audit", "--no-fund", "--loglevel=error"]);
 }
 run(bin("napi"), [
   "build",
