@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up what the tests need (idempotent) and runs every suite: Rust unit and integration
-# tests, the Python binding's suite, and the cross-process end-to-end tests.
+# tests, the C ABI suite, the Python binding's suite, and the cross-process end-to-end tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # One cargo target directory for the workspace and the bindings, kept outside the clone so a
@@ -13,6 +13,8 @@ echo "== rust: unit and integration tests"
 cargo test --locked
 echo "== building the toolmesh CLI"
 cargo build --locked -p toolmesh-cli
+echo "== C: header drift, C99/C++11 compile, the C suite under AddressSanitizer and valgrind"
+scripts/c-tests.sh
 scripts/python-env.sh
 echo "== python: binding suite and end-to-end tests"
 .venv/bin/python -m pytest bindings-python/tests tests/python -q -p no:cacheprovider

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use toolmesh_core::agent::Agent;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::Completion;
-use toolmesh_core::{runtime, Error, ErrorKind};
+use toolmesh_core::{runtime, Error};
 
 /// Where invocations of one agent's tools go: its asyncio loop and its Python entry point.
 pub(crate) struct InvokeTarget {
@@ -111,14 +111,7 @@ pub(crate) fn settle_when_done<F>(future: Py<PyAny>, operation: F)
 where
     F: Future<Output = Result<Outcome, Error>> + Send + 'static,
 {
-    let runtime = runtime::runtime();
-    let task = runtime.spawn(operation);
-    runtime.spawn(async move {
-        let outcome = task
-            .await
-            .unwrap_or_else(|panic| Err(Error::new(ErrorKind::Internal, format!("a toolmesh task failed: {panic}"))));
-        dispatch(Job::Settle { future, outcome });
-    });
+    runtime::spawn_settled(operation, move |outcome| dispatch(Job::Settle { future, outcome }));
 }
 
 fn run(receiver: Receiver<Job>, delivering: &Mutex<()>) {

@@ -37,3 +37,22 @@ pub fn runtime() -> Arc<tokio::runtime::Runtime> {
 pub fn handle() -> tokio::runtime::Handle {
     runtime().handle().clone()
 }
+
+/// Runs `operation` on the shared runtime in a task of its own and hands its outcome to
+/// `deliver` — an `INTERNAL` error if it panicked — so a host's future, promise or callback is
+/// always settled, exactly once.
+pub fn spawn_settled<T, F, D>(operation: F, deliver: D)
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = crate::Result<T>> + Send + 'static,
+    D: FnOnce(crate::Result<T>) + Send + 'static,
+{
+    let runtime = runtime();
+    let task = runtime.spawn(operation);
+    runtime.spawn(async move {
+        let outcome = task.await.unwrap_or_else(|failure| {
+            Err(crate::Error::new(crate::ErrorKind::Internal, format!("a toolmesh task failed: {failure}")))
+        });
+        deliver(outcome);
+    });
+}

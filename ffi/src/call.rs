@@ -6,7 +6,7 @@ use crate::handles::agent::toolmesh_agent;
 use crate::handles::invocation::toolmesh_invocation;
 use crate::result::*;
 use std::ffi::{c_char, c_void, CStr};
-use toolmesh_core::{runtime, Error, ErrorKind};
+use toolmesh_core::{runtime, Error};
 
 /// Receives the outcome of `toolmesh_agent_call`: `code` is `TOOLMESH_OK` and the text the
 /// result as UTF-8 JSON, or `code` is the error's code and the text its message (the core's
@@ -52,14 +52,8 @@ pub unsafe extern "C" fn toolmesh_agent_call(
             .map_err(|e| Failure::new(TOOLMESH_INVALID_JSON, format!("the call arguments are not JSON: {e}")))?;
         let callback = callback.ok_or_else(|| Failure::null_argument("callback"))?;
         let completion = CallCompletion { target: Some((callback, UserData(userdata))) };
-        let runtime = runtime::runtime();
-        // Run as a task of its own so that even a panic in core becomes an answer.
-        let call = runtime.spawn(async move { agent.call(&tool, dependency_index, arguments, context).await });
-        runtime.spawn(async move {
-            let outcome = call
-                .await
-                .unwrap_or_else(|panic| Err(Error::new(ErrorKind::Internal, format!("a toolmesh task failed: {panic}"))));
-            crate::host_threads::spawn(move || completion.deliver(outcome.map(|value| value.to_string())));
+        runtime::spawn_settled(async move { agent.call(&tool, dependency_index, arguments, context).await }, move |outcome| {
+            crate::host_threads::spawn(move || completion.deliver(outcome.map(|value| value.to_string())))
         });
         Ok(())
     });
@@ -112,6 +106,7 @@ impl Drop for CallCompletion {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use toolmesh_core::ErrorKind;
     use std::sync::Mutex;
 
     /// What one test's callback received.
