@@ -1,6 +1,7 @@
 // Agents in this process, serving and calling each other through a real registry over mTLS.
 
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { currentContext, DiscoveryError, headers, RemoteToolError, TimeoutError, traceId } from "../dist/index.js";
@@ -143,6 +144,16 @@ describe("agents through the registry", { timeout: 120_000 }, () => {
       }
       assert.ok(ticks >= 25, `the event loop ticked only ${ticks} times in 500 ms`);
     });
+  });
+
+  it("runs on core's one tokio runtime: napi-rs starts none of its own", async () => {
+    const alpha = agent(fixture, "alpha");
+    alpha.addTool({ name: "one", execute: () => 1 });
+    alpha.addTool({ name: "via_one", dependencies: ["one"], execute: (_, { one }) => one() });
+    await serving([alpha], () => eventually(() => callTool(alpha.endpoint, fixture.certs, "via_one", {})));
+    const threads = readdirSync("/proc/self/task").map((task) => readFileSync(`/proc/self/task/${task}/comm`, "utf8").trim());
+    assert.ok(threads.includes("toolmesh-worker"), threads.join(", "));
+    assert.ok(!threads.some((name) => name.startsWith("tokio-")), threads.join(", "));
   });
 
   it("rejects dependency calls with a DiscoveryError when nothing provides them", async () => {

@@ -6,20 +6,7 @@ import { z } from "zod";
 
 const agent = new Agent({ name: "calc", registryUrl: "https://127.0.0.1:8443", propagateHeaders: ["x-tenant"], port: 0 });
 
-agent.addTool({
-  name: "add",
-  capability: "add",
-  version: "1.0.0",
-  tags: ["math"],
-  inputSchema: { type: "object", properties: { a: { type: "number" }, b: { type: "number" } }, required: ["a", "b"] },
-  execute: async ({ a, b }) => a + b,
-});
-agent.addTool({
-  name: "sum3",
-  capability: "sum3",
-  dependencies: ["add"],
-  execute: async ({ a, b, c }, { add }) => add({ a: await add({ a, b }), b: c }),
-});
+// The README's snippet is examples/node/calc.mjs, checked by this project too.
 
 // With zod, a handler's arguments are the schema's output type.
 agent.addTool({
