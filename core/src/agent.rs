@@ -1,7 +1,8 @@
 //! An agent: its tools served over mTLS, its registration, and its dependency calls.
 
 use crate::client::RequestError;
-use crate::config::{AgentConfig, HealthPort};
+use crate::auto_tls::AutoTls;
+use crate::config::{AgentConfig, HealthPort, TlsSource};
 use crate::health::{HealthServer, ReadinessCheck};
 use crate::context::{RequestContext, TraceContext};
 use crate::discovery::{Discovery, TopologyView};
@@ -87,8 +88,9 @@ struct Inner {
     server: Mutex<Option<HttpsServer>>,
     discovery: Mutex<Option<Discovery>>,
     health: Option<HealthServer>,
-    /// Watches the certificate files for a rotation.
-    reloader: Option<tokio::task::JoinHandle<()>>,
+    /// Keeps the identity current: watches the certificate files for a rotation, or renews the
+    /// automatic certificate.
+    _identity_upkeep: AbortOnDrop,
     /// Set when shutdown begins: `/ready` answers 503 from then on.
     draining: Arc<AtomicBool>,
     stopped: AtomicBool,
@@ -106,7 +108,18 @@ impl Agent {
     /// the background (a registry that is down does not stop the agent from starting).
     pub async fn start(config: AgentConfig, tools: Vec<ToolInfo>, handler: Arc<dyn ToolHandler>) -> Result<Agent> {
         validate_tools(&tools)?;
-        let identity = Identity::load_with(&config.tls_files()?, config.tls_policy.clone())?;
+        let (identity, upkeep) = match config.tls_source {
+            TlsSource::Files => {
+                let identity = Identity::load_with(&config.tls_files()?, config.tls_policy.clone())?;
+                let reloader = identity.spawn_reloader(config.tls_reload_interval);
+                (identity, reloader)
+            }
+            TlsSource::Auto => {
+                let (identity, renewal) = AutoTls::from_config(&config)?.start(config.tls_policy.clone()).await?;
+                (identity, Some(renewal))
+            }
+        };
+        let upkeep = AbortOnDrop(upkeep);
         let registry = config.registry_url.as_deref().map(|url| RegistryClient::new(url, &identity)).transpose()?;
         let listener = crate::server::bind(&config.host, config.port).await?;
         let local_addr = listener.local_addr().map_err(|e| Error::new(ErrorKind::AddressInUse, e.to_string()))?;
@@ -129,14 +142,14 @@ impl Agent {
             local.clone(),
             config.propagate_headers.clone(),
         ));
-        let server = HttpsServer::spawn(listener, identity.server_config()?, move |request, peer| {
+        let server = HttpsServer::spawn_checked(listener, identity.server_config()?, identity.clone(), move |request, peer| {
             let mcp = mcp.clone();
             async move { mcp.handle(request, peer).await }
         })?;
 
         let discovery = registry.map(|client| {
             let registration = RegisterRequest { agent_id: id.clone(), name: config.name.clone(), endpoint: endpoint.clone(), tools };
-            Discovery::spawn(client, registration, config.heartbeat_interval)
+            Discovery::spawn_with_identity(client, registration, config.heartbeat_interval, identity.clone())
         });
         let topology = match &discovery {
             Some(d) => d.topology(),
@@ -153,7 +166,6 @@ impl Agent {
                 return Err(e);
             }
         };
-        let reloader = identity.spawn_reloader(config.tls_reload_interval);
         tracing::info!(agent = %id, %endpoint, identity = %identity.name(), "serving");
         Ok(Agent {
             inner: Arc::new(Inner {
@@ -169,7 +181,7 @@ impl Agent {
                 server: Mutex::new(Some(server)),
                 discovery: Mutex::new(discovery),
                 health,
-                reloader,
+                _identity_upkeep: upkeep,
                 draining,
                 stopped: AtomicBool::new(false),
             }),
@@ -267,11 +279,19 @@ impl Agent {
     }
 }
 
+/// A background task that ends with its owner (also when start-up fails half way).
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(reloader) = &self.reloader {
-            reloader.abort();
-        }
         if let Some(server) = self.server.get_mut().ok().and_then(Option::take) {
             server.stop_now();
         }

@@ -33,12 +33,17 @@ pub struct HttpsClient {
 
 impl HttpsClient {
     pub fn new(identity: &Arc<Identity>) -> crate::Result<Self> {
-        let connector = TlsConnector { tls: tokio_rustls::TlsConnector::from(identity.client_config()?) };
+        Ok(Self::with_tls(identity.client_config()?))
+    }
+
+    /// A client with its own TLS configuration (the bootstrap client, which pins a CA).
+    pub fn with_tls(tls: Arc<rustls::ClientConfig>) -> Self {
+        let connector = TlsConnector { tls: tokio_rustls::TlsConnector::from(tls) };
         let inner = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(64)
             .build(connector);
-        Ok(HttpsClient { inner })
+        HttpsClient { inner }
     }
 
     /// Sends a request and reads the whole response body.

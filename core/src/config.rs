@@ -26,7 +26,36 @@ pub const KEYS: &[&str] = &[
     "tls_reload_interval_ms",
     "health_host",
     "health_port",
+    "tls",
+    "join_token",
+    "join_token_file",
 ];
+
+/// Where an agent's identity comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// PEM files (`tls_cert`, `tls_key`, `tls_ca`), reloaded when they change.
+    Files,
+    /// Short-lived certificates from the registry's CA, requested with a join token and renewed
+    /// in the background; the private key never leaves memory.
+    Auto,
+}
+
+/// A secret setting: never printed, not even by `{:?}`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[secret]")
+    }
+}
 
 /// Where the plain-HTTP health listener goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +91,13 @@ pub struct AgentConfig {
     /// Where `/health` and `/ready` are served, without TLS (loopback by default).
     pub health_host: String,
     pub health_port: HealthPort,
+    /// `files` (default) or `auto`.
+    pub tls_source: TlsSource,
+    /// The registry's join token, for `tls = auto`.
+    pub join_token: Option<Secret>,
+    /// A file holding the join token (default: the registry's default state directory on this
+    /// machine, `$HOME/.toolmesh/registry/join-token`).
+    pub join_token_file: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -83,6 +119,9 @@ impl AgentConfig {
             tls_reload_interval: Duration::from_secs(1),
             health_host: "127.0.0.1".to_owned(),
             health_port: HealthPort::Offset,
+            tls_source: TlsSource::Files,
+            join_token: None,
+            join_token_file: None,
         };
         for key in KEYS {
             let var = format!("TOOLMESH_{}", key.to_ascii_uppercase());
@@ -131,6 +170,20 @@ impl AgentConfig {
                     })?),
                 }
             }
+            "tls" => {
+                self.tls_source = match value.to_ascii_lowercase().as_str() {
+                    "" | "files" => TlsSource::Files,
+                    "auto" => TlsSource::Auto,
+                    other => {
+                        return Err(Error::new(
+                            ErrorKind::InvalidConfig,
+                            format!("tls '{other}' is not known: use 'files' (TOOLMESH_TLS_CERT/KEY/CA) or 'auto' (certificates from the registry's CA, with TOOLMESH_JOIN_TOKEN)"),
+                        ))
+                    }
+                }
+            }
+            "join_token" => self.join_token = (!value.is_empty()).then(|| Secret(value.to_owned())),
+            "join_token_file" => self.join_token_file = path(),
             other => {
                 return Err(Error::new(
                     ErrorKind::InvalidConfig,
@@ -208,6 +261,11 @@ mod tests {
         assert_eq!(c.health_port, HealthPort::Off);
         assert!(c.set("health_port", "x").is_err());
         assert!(c.set("bogus", "1").unwrap_err().message().contains("unknown option 'bogus'"));
+        c.set("tls", "auto").unwrap();
+        c.set("join_token", "tmjoin1.secret").unwrap();
+        assert_eq!(c.tls_source, TlsSource::Auto);
+        assert!(!format!("{c:?}").contains("tmjoin1.secret"), "the token never reaches a log line");
+        assert!(c.set("tls", "none").unwrap_err().message().contains("'auto'"));
         let e = c.tls_files().unwrap_err();
         assert!(e.message().contains("TOOLMESH_TLS_CERT"), "{}", e.message());
     }

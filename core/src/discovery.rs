@@ -3,9 +3,10 @@
 
 use crate::error::ErrorKind;
 use crate::registry_api::{Provider, RegisterRequest, Topology};
-use crate::registry_client::{HeartbeatOutcome, RegistryClient};
+use crate::registry_client::RegistryClient;
+use crate::tls::Identity;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -39,12 +40,36 @@ pub struct Discovery {
 
 impl Discovery {
     pub fn spawn(client: RegistryClient, registration: RegisterRequest, heartbeat_interval: Duration) -> Discovery {
+        Self::start(client, registration, heartbeat_interval, None)
+    }
+
+    /// Like [`Discovery::spawn`], and keeps `identity`'s trust bundle in step with the
+    /// registry's: when the bundle version announced in a register or heartbeat answer changes
+    /// (an entity added or revoked), the new bundle is fetched and trusted.
+    pub fn spawn_with_identity(
+        client: RegistryClient,
+        registration: RegisterRequest,
+        heartbeat_interval: Duration,
+        identity: Arc<Identity>,
+    ) -> Discovery {
+        Self::start(client, registration, heartbeat_interval, Some(identity))
+    }
+
+    fn start(client: RegistryClient, registration: RegisterRequest, heartbeat_interval: Duration, identity: Option<Arc<Identity>>) -> Discovery {
         let (topology_tx, topology) = watch::channel(Arc::new(TopologyView::default()));
         let (registered_tx, registered) = watch::channel(false);
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(
-            Session { client, registration, heartbeat_interval, topology: topology_tx, registered: registered_tx, stopped }.run(),
-        );
+        let session = Session {
+            client,
+            registration,
+            heartbeat_interval,
+            topology: topology_tx,
+            registered: registered_tx,
+            stopped,
+            identity,
+            trust_bundle_version: Mutex::new(None),
+        };
+        let task = tokio::spawn(session.run());
         Discovery { topology, registered, stop, task }
     }
 
@@ -88,6 +113,9 @@ struct Session {
     topology: watch::Sender<Arc<TopologyView>>,
     registered: watch::Sender<bool>,
     stopped: watch::Receiver<bool>,
+    /// Whose trust bundle follows the registry's, and the version it holds.
+    identity: Option<Arc<Identity>>,
+    trust_bundle_version: Mutex<Option<u64>>,
 }
 
 /// Why a registered session ended.
@@ -110,6 +138,7 @@ impl Session {
                 Ok(response) => {
                     tracing::info!(agent = %self.registration.agent_id, registry = %self.client.url(), "registered");
                     self.publish(response.topology);
+                    self.follow_trust_bundle(response.trust_bundle_version).await;
                     self.heartbeat_interval = Duration::from_millis(response.heartbeat_interval_ms.max(50));
                     let _ = self.registered.send(true);
                     retry = RETRY_MIN;
@@ -150,6 +179,23 @@ impl Session {
         }
     }
 
+    /// Fetches and trusts the registry's trust bundle when its announced version is new. A
+    /// failure is retried at the next announcement.
+    async fn follow_trust_bundle(&self, announced: Option<u64>) {
+        let (Some(identity), Some(version)) = (&self.identity, announced) else { return };
+        if *self.trust_bundle_version.lock().expect("trust bundle version lock") == Some(version) {
+            return;
+        }
+        let fetched = self.client.trust_bundle().await;
+        match fetched.and_then(|bundle| identity.replace_trust_bundle(&bundle.pem).map(|()| bundle.version)) {
+            Ok(held) => {
+                tracing::info!(version = held, "trust bundle updated from the registry");
+                *self.trust_bundle_version.lock().expect("trust bundle version lock") = Some(held);
+            }
+            Err(e) => tracing::warn!("cannot update the trust bundle from the registry: {e}"),
+        }
+    }
+
     fn version(&self) -> u64 {
         self.topology.borrow().version
     }
@@ -169,17 +215,18 @@ impl Session {
             if self.pause(self.heartbeat_interval).await {
                 return Ended::Stopped;
             }
-            match self.client.heartbeat(&self.registration.agent_id, self.version()).await {
-                Ok(HeartbeatOutcome::Alive(topology)) => {
+            match self.client.beat(&self.registration.agent_id, self.version()).await {
+                Ok(Some(answer)) => {
                     if outage {
                         tracing::info!("the registry is reachable again");
                         outage = false;
                     }
-                    if let Some(t) = topology {
+                    if let Some(t) = answer.topology {
                         self.publish(t);
                     }
+                    self.follow_trust_bundle(answer.trust_bundle_version).await;
                 }
-                Ok(HeartbeatOutcome::Unknown) => return Ended::Forgotten,
+                Ok(None) => return Ended::Forgotten,
                 Err(e) => {
                     if !outage {
                         tracing::warn!("heartbeat failed: {e}");

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod auto_tls;
 pub mod client;
 pub mod config;
 pub mod context;

@@ -106,6 +106,10 @@ pub struct RegisterResponse {
     pub agent_id: String,
     pub heartbeat_interval_ms: u64,
     pub topology: Topology,
+    /// The version of the mesh trust bundle; fetch `GET /v1/trust-bundle` when it differs from
+    /// the one held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_bundle_version: Option<u64>,
 }
 
 /// `POST /v1/agents/{id}/heartbeat`
@@ -119,6 +123,9 @@ pub struct HeartbeatRequest {
 pub struct HeartbeatResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topology: Option<Topology>,
+    /// As in [`RegisterResponse::trust_bundle_version`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_bundle_version: Option<u64>,
 }
 
 /// The providers of every dependency of one agent. `version` is a hash of the content: equal
@@ -189,6 +196,66 @@ pub struct AgentInfo {
     pub last_seen_ms: u64,
     /// The identity of the certificate the agent registered with (URI SAN, else subject CN).
     pub identity: String,
+    /// The entity whose CA the agent's certificate chains to; absent for the mesh's own CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
+}
+
+/// `POST /v1/bootstrap`: an agent without a certificate asks the registry's CA for one,
+/// authenticated by the join token (`Authorization: Bearer <token>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootstrapRequest {
+    /// The agent's name: its certificate names `spiffe://<trust-domain>/agent/<name>`.
+    pub name: String,
+    /// A PEM certificate signing request; only its public key is used.
+    pub csr: String,
+    /// Host names or IP addresses peers dial the agent at (besides localhost and loopback).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootstrapResponse {
+    /// The issued certificate, PEM.
+    pub certificate: String,
+    pub spiffe_id: String,
+    /// How long the certificate is valid from now, in milliseconds (renew well before).
+    pub lifetime_ms: u64,
+    pub trust_bundle: TrustBundle,
+}
+
+/// `GET /v1/trust-bundle`: the CAs peers must chain to (the mesh CA and every entity's CA).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrustBundle {
+    pub version: u64,
+    /// PEM certificates.
+    pub pem: String,
+}
+
+/// `POST /v1/entities`: trust another organisation's CA.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityRequest {
+    pub name: String,
+    /// The entity's CA certificate, PEM.
+    pub ca_cert: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    pub name: String,
+    /// SHA-256 of the CA certificate (DER), hex.
+    pub ca_fingerprint: String,
+    pub ca_subject: String,
+    /// When the CA stops being valid (RFC 3339).
+    pub ca_not_after: String,
+    /// When the entity was added (RFC 3339).
+    pub added_at: String,
+}
+
+/// `GET /v1/entities`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityList {
+    pub entities: Vec<Entity>,
 }
 
 /// The body of every error answer of the registry.

@@ -41,11 +41,41 @@ impl RegistryClient {
     }
 
     pub async fn heartbeat(&self, agent_id: &str, topology_version: u64) -> Result<HeartbeatOutcome> {
+        Ok(match self.beat(agent_id, topology_version).await? {
+            Some(response) => HeartbeatOutcome::Alive(response.topology),
+            None => HeartbeatOutcome::Unknown,
+        })
+    }
+
+    /// A heartbeat with the whole answer (topology and trust bundle version); `None` when the
+    /// registry does not know the agent.
+    pub async fn beat(&self, agent_id: &str, topology_version: u64) -> Result<Option<HeartbeatResponse>> {
         let path = format!("{API_PREFIX}/agents/{}/heartbeat", encode(agent_id));
         match self.json::<HeartbeatResponse>(http::Method::POST, &path, Some(&HeartbeatRequest { topology_version })).await {
-            Ok(r) => Ok(HeartbeatOutcome::Alive(r.topology)),
-            Err(e) if e.kind() == ErrorKind::UnknownAgent => Ok(HeartbeatOutcome::Unknown),
+            Ok(response) => Ok(Some(response)),
+            Err(e) if e.kind() == ErrorKind::UnknownAgent => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// The mesh trust bundle (mesh CA and entity CAs).
+    pub async fn trust_bundle(&self) -> Result<TrustBundle> {
+        self.json::<TrustBundle>(http::Method::GET, &format!("{API_PREFIX}/trust-bundle"), None::<&()>).await
+    }
+
+    pub async fn list_entities(&self) -> Result<EntityList> {
+        self.json::<EntityList>(http::Method::GET, &format!("{API_PREFIX}/entities"), None::<&()>).await
+    }
+
+    pub async fn add_entity(&self, request: &EntityRequest) -> Result<Entity> {
+        self.json(http::Method::POST, &format!("{API_PREFIX}/entities"), Some(request)).await
+    }
+
+    pub async fn revoke_entity(&self, name: &str) -> Result<()> {
+        let response = self.send(http::Method::DELETE, &format!("{API_PREFIX}/entities/{}", encode(name)), None).await?;
+        match response.status() {
+            s if s.is_success() => Ok(()),
+            _ => self.decode::<serde_json::Value>(response).map(|_| ()),
         }
     }
 
@@ -118,6 +148,7 @@ impl RegistryClient {
         let message = api.as_ref().map(|a| a.message.clone()).unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
         let kind = match (status, api.as_ref().map(|a| a.error.as_str())) {
             (http::StatusCode::NOT_FOUND, Some("unknown_agent")) => ErrorKind::UnknownAgent,
+            (http::StatusCode::FORBIDDEN, Some("revoked")) => ErrorKind::PeerRejectedCertificate,
             (s, _) if s.is_server_error() => ErrorKind::RegistryUnavailable,
             _ => ErrorKind::Protocol,
         };

@@ -2,7 +2,8 @@
 //! certificate, HTTP/1.1 and HTTP/2 by ALPN, a clear answer to plaintext, graceful shutdown.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::tls::peer_identity;
+use crate::tls::{peer_identity, Identity};
+use rustls::pki_types::CertificateDer;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -10,6 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,6 +26,17 @@ pub type Body = Full<Bytes>;
 pub struct PeerInfo {
     pub identity: String,
     pub remote: SocketAddr,
+    /// The chain the peer presented and the handshake verified; empty when the peer presented
+    /// none, which only a server with optional client authentication (the registry's bootstrap)
+    /// lets through.
+    pub chain: Vec<CertificateDer<'static>>,
+}
+
+impl PeerInfo {
+    /// Whether the peer holds a verified client certificate.
+    pub fn is_authenticated(&self) -> bool {
+        !self.chain.is_empty()
+    }
 }
 
 /// How long a client has to start and finish its TLS handshake.
@@ -71,11 +84,35 @@ impl HttpsServer {
         F: Fn(http::Request<Incoming>, Arc<PeerInfo>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = http::Response<Body>> + Send + 'static,
     {
+        Self::start(listener, tls, None, handler)
+    }
+
+    /// Like [`HttpsServer::spawn`], and when `identity`'s trust anchors change (a CA removed
+    /// from the trust bundle, say a revoked entity), every open connection's peer is verified
+    /// again before its next request is served: a peer that no longer verifies gets `403`.
+    pub fn spawn_checked<F, Fut>(
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        identity: Arc<Identity>,
+        handler: F,
+    ) -> Result<HttpsServer>
+    where
+        F: Fn(http::Request<Incoming>, Arc<PeerInfo>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = http::Response<Body>> + Send + 'static,
+    {
+        Self::start(listener, tls, Some(identity), handler)
+    }
+
+    fn start<F, Fut>(listener: TcpListener, tls: Arc<rustls::ServerConfig>, identity: Option<Arc<Identity>>, handler: F) -> Result<HttpsServer>
+    where
+        F: Fn(http::Request<Incoming>, Arc<PeerInfo>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = http::Response<Body>> + Send + 'static,
+    {
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::new(ErrorKind::AddressInUse, format!("listener has no address: {e}")))?;
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, tokio_rustls::TlsAcceptor::from(tls), handler, stopped));
+        let task = tokio::spawn(accept_loop(listener, tokio_rustls::TlsAcceptor::from(tls), identity, handler, stopped));
         Ok(HttpsServer { local_addr, stop, task })
     }
 
@@ -103,6 +140,7 @@ impl HttpsServer {
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
+    identity: Option<Arc<Identity>>,
     handler: F,
     mut stopped: watch::Receiver<bool>,
 ) where
@@ -128,19 +166,26 @@ async fn accept_loop<F, Fut>(
         let handler = handler.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let identity = identity.clone();
         tokio::spawn(async move {
+            // Anchors that change during the handshake are caught by the first request's check.
+            let verified_under = Arc::new(AtomicU64::new(identity.as_ref().map_or(0, |i| i.trust_generation())));
             let Some(tls) = handshake(stream, remote, &acceptor).await else { return };
-            let identity = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(peer_identity)
-                .unwrap_or_else(|| "unknown".to_owned());
-            let peer = Arc::new(PeerInfo { identity, remote });
+            let chain: Vec<CertificateDer<'static>> = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
+            let name = chain.first().map(peer_identity).unwrap_or_else(|| "unknown".to_owned());
+            let peer = Arc::new(PeerInfo { identity: name, remote, chain });
             let service = hyper::service::service_fn(move |req| {
-                let fut = handler(req, peer.clone());
-                async move { Ok::<_, Infallible>(fut.await) }
+                let checked = match &identity {
+                    Some(identity) => still_trusted(identity, &peer, &verified_under),
+                    None => Ok(()),
+                };
+                let outcome = checked.map(|()| handler(req, peer.clone()));
+                async move {
+                    Ok::<_, Infallible>(match outcome {
+                        Ok(served) => served.await,
+                        Err(refusal) => refusal,
+                    })
+                }
             });
             let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
             if let Err(e) = watcher.watch(conn).await {
@@ -150,6 +195,33 @@ async fn accept_loop<F, Fut>(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Verifies the peer again when the trust anchors changed since it was last verified.
+fn still_trusted(identity: &Identity, peer: &PeerInfo, verified_under: &AtomicU64) -> std::result::Result<(), http::Response<Body>> {
+    let generation = identity.trust_generation();
+    if !peer.is_authenticated() || verified_under.load(Ordering::Acquire) == generation {
+        return Ok(());
+    }
+    match identity.verify_peer(&peer.chain) {
+        Ok(()) => {
+            verified_under.store(generation, Ordering::Release);
+            Ok(())
+        }
+        Err(e) => {
+            tracing::info!(peer = %peer.identity, remote = %peer.remote, "refused a request: the peer's certificate no longer verifies ({e})");
+            let mut refusal = text_response(
+                http::StatusCode::FORBIDDEN,
+                format!(
+                    "toolmesh: the client certificate of {} no longer verifies against the mesh trust bundle ({e}); \
+                     its CA was removed (a revoked entity?) or it expired: get a certificate from a trusted CA\n",
+                    peer.identity
+                ),
+            );
+            refusal.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            Err(refusal)
+        }
+    }
 }
 
 /// Answers plaintext with a readable error; returns the TLS stream when the handshake succeeds.

@@ -11,14 +11,17 @@ use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 mod diagnose;
+mod pinned;
 mod verify;
 
 pub use diagnose::{classify_error_chain, classify_tls};
+pub use pinned::pinned_registry_config;
 pub use verify::{VerifyMode, VerifyPolicy};
-use verify::PeerVerifier;
+use verify::{OptionalClientAuth, PeerVerifier};
 
 /// Where an identity lives on disk: PEM certificate (chain), private key, and the CA bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,11 +48,19 @@ pub struct Identity {
     files: Option<TlsFiles>,
     policy: VerifyPolicy,
     name: String,
+    /// The mesh trust bundle the registry distributes (mesh CA + entity CAs), trusted besides the
+    /// configured CA bundle; replaced whole when the registry announces a new version.
+    distributed: RwLock<Vec<CertificateDer<'static>>>,
+    /// Counts every change of the trust anchors, so servers know when a peer verified under
+    /// older anchors must be verified again.
+    trust_generation: AtomicU64,
 }
 
 /// One loaded, checked generation of the identity.
 struct State {
     certified: Arc<CertifiedKey>,
+    /// The configured CA bundle (file or PEM), without the distributed one.
+    configured_roots: Vec<CertificateDer<'static>>,
     roots: Arc<RootCertStore>,
     client_verifier: Arc<dyn ClientCertVerifier>,
     server_verifier: Arc<rustls::client::WebPkiServerVerifier>,
@@ -84,9 +95,20 @@ impl Identity {
     }
 
     pub fn load_with(files: &TlsFiles, policy: VerifyPolicy) -> Result<Arc<Identity>> {
-        let state = State::from_files(files)?;
+        let state = State::from_files(files, &[])?;
+        Ok(Identity::new(state, Some(files.clone()), policy))
+    }
+
+    fn new(state: State, files: Option<TlsFiles>, policy: VerifyPolicy) -> Arc<Identity> {
         let name = state.name();
-        Ok(Arc::new(Identity { state: RwLock::new(Arc::new(state)), files: Some(files.clone()), policy, name }))
+        Arc::new(Identity {
+            state: RwLock::new(Arc::new(state)),
+            files,
+            policy,
+            name,
+            distributed: RwLock::new(Vec::new()),
+            trust_generation: AtomicU64::new(0),
+        })
     }
 
     /// Builds an identity from PEM text (tests, automatic certificates).
@@ -96,9 +118,8 @@ impl Identity {
 
     pub fn from_pem_with(cert_pem: &str, key_pem: &str, ca_pem: &str, policy: VerifyPolicy) -> Result<Arc<Identity>> {
         let names = ("certificate", "key", "CA");
-        let state = State::from_pem(cert_pem.as_bytes(), key_pem.as_bytes(), ca_pem.as_bytes(), names, None)?;
-        let name = state.name();
-        Ok(Arc::new(Identity { state: RwLock::new(Arc::new(state)), files: None, policy, name }))
+        let state = State::from_pem(cert_pem.as_bytes(), key_pem.as_bytes(), ca_pem.as_bytes(), names, None, &[])?;
+        Ok(Identity::new(state, None, policy))
     }
 
     /// The workload identity of our certificate (its `spiffe://` URI SAN, else its CN).
@@ -122,6 +143,49 @@ impl Identity {
         self.state().roots.clone()
     }
 
+    /// The configured CA bundle (without the distributed one).
+    pub fn configured_roots(&self) -> Vec<CertificateDer<'static>> {
+        self.state().configured_roots.clone()
+    }
+
+    /// Increases whenever the trust anchors change (a reload, a new distributed bundle).
+    pub fn trust_generation(&self) -> u64 {
+        self.trust_generation.load(Ordering::Acquire)
+    }
+
+    fn distributed(&self) -> Vec<CertificateDer<'static>> {
+        self.distributed.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn swap_state(&self, state: State) {
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+        self.trust_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Trusts the mesh trust bundle the registry distributes (PEM: the mesh CA and the CAs of
+    /// its entities) besides the configured CA bundle, replacing the previous distributed one.
+    /// Our own certificate and key stay; peers that chained only to a removed CA stop being
+    /// accepted by new handshakes and, through [`Identity::verify_peer`], by open connections.
+    pub fn replace_trust_bundle(&self, bundle_pem: &str) -> Result<()> {
+        let bundle: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(bundle_pem.as_bytes())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("the distributed trust bundle is not valid PEM: {e}")))?;
+        let current = self.state();
+        let roots = Arc::new(merge_roots(&current.configured_roots, &bundle, "the distributed trust bundle")?);
+        let state = State::with_roots(current.certified.clone(), current.configured_roots.clone(), roots, current.stamp.clone())?;
+        *self.distributed.write().unwrap_or_else(|p| p.into_inner()) = bundle;
+        self.swap_state(state);
+        Ok(())
+    }
+
+    /// Verifies a client's chain against the current trust anchors and policy: how a server
+    /// re-checks a peer of an open connection after the anchors changed.
+    pub fn verify_peer(&self, chain: &[CertificateDer<'static>]) -> std::result::Result<(), rustls::Error> {
+        let (end_entity, intermediates) = chain.split_first().ok_or(rustls::Error::NoCertificatesPresented)?;
+        self.state().client_verifier.verify_client_cert(end_entity, intermediates, UnixTime::now())?;
+        self.policy.check(end_entity)
+    }
+
     /// Re-reads the files when they changed since the last load. A set that does not check out
     /// (say, a certificate written before its key) leaves the current identity in place.
     pub fn reload_if_changed(&self) -> Result<bool> {
@@ -130,19 +194,20 @@ impl Identity {
         if self.state().stamp.as_ref() == Some(&stamp) {
             return Ok(false);
         }
-        let state = State::from_files(files)?;
+        let state = State::from_files(files, &self.distributed())?;
         let name = state.name();
         if name != self.name {
             tracing::warn!(old = %self.name, new = %name, "the reloaded certificate names another identity; peers authorize the new one");
         }
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+        self.swap_state(state);
         Ok(true)
     }
 
-    /// Swaps in new PEM material (automatic certificates).
+    /// Swaps in new PEM material (automatic certificates); the distributed bundle stays trusted.
     pub fn replace_pem(&self, cert_pem: &str, key_pem: &str, ca_pem: &str) -> Result<()> {
-        let state = State::from_pem(cert_pem.as_bytes(), key_pem.as_bytes(), ca_pem.as_bytes(), ("certificate", "key", "CA"), None)?;
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+        let names = ("certificate", "key", "CA");
+        let state = State::from_pem(cert_pem.as_bytes(), key_pem.as_bytes(), ca_pem.as_bytes(), names, None, &self.distributed())?;
+        self.swap_state(state);
         Ok(())
     }
 
@@ -183,6 +248,19 @@ impl Identity {
         Ok(Arc::new(config))
     }
 
+    /// Like [`Identity::server_config`], but a client may connect without a certificate: for the
+    /// registry, whose bootstrap route serves agents that do not have one yet. Every other route
+    /// must then refuse requests whose [`crate::server::PeerInfo`] is unauthenticated.
+    pub fn server_config_optional_client_auth(self: &Arc<Self>) -> Result<Arc<ServerConfig>> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(VERSIONS)
+            .map_err(internal)?
+            .with_client_cert_verifier(Arc::new(OptionalClientAuth(PeerVerifier(self.clone()))))
+            .with_cert_resolver(Arc::new(CurrentCert(self.clone())));
+        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+
     /// Client side: verifies the peer's chain and, by the policy, its DNS/IP SAN or its SPIFFE
     /// ID; presents our certificate.
     pub fn client_config(self: &Arc<Self>) -> Result<Arc<ClientConfig>> {
@@ -199,28 +277,45 @@ impl Identity {
 }
 
 impl State {
-    fn from_files(files: &TlsFiles) -> Result<State> {
+    fn from_files(files: &TlsFiles, distributed: &[CertificateDer<'static>]) -> Result<State> {
         let stamp = FileStamp::of(files);
         let cert = read(&files.cert, "certificate", "TOOLMESH_TLS_CERT")?;
         let key = read(&files.key, "private key", "TOOLMESH_TLS_KEY")?;
         let ca = read(&files.ca, "CA bundle", "TOOLMESH_TLS_CA")?;
         let names = (files.cert.display().to_string(), files.key.display().to_string(), files.ca.display().to_string());
-        Self::from_pem(&cert, &key, &ca, (&names.0, &names.1, &names.2), Some(stamp))
+        Self::from_pem(&cert, &key, &ca, (&names.0, &names.1, &names.2), Some(stamp), distributed)
     }
 
-    fn from_pem(cert_pem: &[u8], key_pem: &[u8], ca_pem: &[u8], names: (&str, &str, &str), stamp: Option<FileStamp>) -> Result<State> {
+    fn from_pem(
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        ca_pem: &[u8],
+        names: (&str, &str, &str),
+        stamp: Option<FileStamp>,
+        distributed: &[CertificateDer<'static>],
+    ) -> Result<State> {
         let (cert_name, key_name, ca_name) = names;
-        let roots = Arc::new(parse_roots(ca_pem, ca_name)?);
+        let configured_roots = parse_roots(ca_pem, ca_name)?;
+        let roots = Arc::new(merge_roots(&configured_roots, distributed, ca_name)?);
         let certified = parse_certified_key(cert_pem, key_pem, cert_name, key_name)?;
         check_chain(&certified, &roots, cert_name, ca_name)?;
+        Self::with_roots(Arc::new(certified), configured_roots, roots, stamp)
+    }
+
+    fn with_roots(
+        certified: Arc<CertifiedKey>,
+        configured_roots: Vec<CertificateDer<'static>>,
+        roots: Arc<RootCertStore>,
+        stamp: Option<FileStamp>,
+    ) -> Result<State> {
         let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider()).build().map_err(|e| {
-            Error::new(ErrorKind::CertificateFile, format!("the CA bundle '{ca_name}' cannot verify client certificates: {e}"))
+            Error::new(ErrorKind::CertificateFile, format!("the trust bundle cannot verify client certificates: {e}"))
         })?;
         let server_verifier =
             rustls::client::WebPkiServerVerifier::builder_with_provider(roots.clone(), provider()).build().map_err(|e| {
-                Error::new(ErrorKind::CertificateFile, format!("the CA bundle '{ca_name}' cannot verify server certificates: {e}"))
+                Error::new(ErrorKind::CertificateFile, format!("the trust bundle cannot verify server certificates: {e}"))
             })?;
-        Ok(State { certified: Arc::new(certified), roots, client_verifier, server_verifier, stamp })
+        Ok(State { certified, configured_roots, roots, client_verifier, server_verifier, stamp })
     }
 
     fn name(&self) -> String {
@@ -265,21 +360,26 @@ fn read(path: &Path, what: &str, env: &str) -> Result<Vec<u8>> {
     })
 }
 
-fn parse_roots(ca_pem: &[u8], ca_name: &str) -> Result<RootCertStore> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        let cert = cert.map_err(|e| {
-            Error::new(ErrorKind::CertificateFile, format!("the CA bundle '{ca_name}' is not valid PEM: {e}"))
-        })?;
-        roots.add(cert).map_err(|e| {
-            Error::new(ErrorKind::CertificateFile, format!("the CA bundle '{ca_name}' holds an unusable certificate: {e}"))
-        })?;
-    }
+fn parse_roots(ca_pem: &[u8], ca_name: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(ca_pem)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("the CA bundle '{ca_name}' is not valid PEM: {e}")))?;
     if roots.is_empty() {
         return Err(Error::new(
             ErrorKind::CertificateFile,
             format!("the CA bundle '{ca_name}' contains no PEM certificate (expected -----BEGIN CERTIFICATE-----)"),
         ));
+    }
+    Ok(roots)
+}
+
+/// The trust anchors of the configured bundle and the distributed one together.
+fn merge_roots(configured: &[CertificateDer<'static>], distributed: &[CertificateDer<'static>], name: &str) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for cert in configured.iter().chain(distributed) {
+        roots.add(cert.clone()).map_err(|e| {
+            Error::new(ErrorKind::CertificateFile, format!("the CA bundle '{name}' holds an unusable certificate: {e}"))
+        })?;
     }
     Ok(roots)
 }

@@ -66,7 +66,7 @@ impl VerifyPolicy {
             })
     }
 
-    fn check(&self, cert: &CertificateDer<'_>) -> std::result::Result<(), rustls::Error> {
+    pub(super) fn check(&self, cert: &CertificateDer<'_>) -> std::result::Result<(), rustls::Error> {
         if self.mode == VerifyMode::Hostname && self.allowed.is_empty() {
             return Ok(());
         }
@@ -138,6 +138,53 @@ impl ClientCertVerifier for PeerVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         provider().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The registry's verifier when its bootstrap route is open: a client certificate, when one is
+/// presented, is verified exactly as [`PeerVerifier`] does; a client without one gets through the
+/// handshake unauthenticated, and the HTTP layer decides what it may do (only bootstrap).
+#[derive(Debug)]
+pub(super) struct OptionalClientAuth(pub(super) PeerVerifier);
+
+impl ClientCertVerifier for OptionalClientAuth {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        ClientCertVerifier::root_hint_subjects(&self.0)
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        self.0.verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        ClientCertVerifier::verify_tls12_signature(&self.0, message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        ClientCertVerifier::verify_tls13_signature(&self.0, message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        ClientCertVerifier::supported_verify_schemes(&self.0)
     }
 }
 

@@ -1,0 +1,102 @@
+//! The one connection made before an agent has an identity: the bootstrap request to the
+//! registry. The agent knows no CA yet, only the CA fingerprint its join token carries, so the
+//! registry presents its CA in its chain and the agent accepts the chain only if it leads to a CA
+//! with exactly that fingerprint, names the host dialled, and names a registry.
+
+use super::provider;
+use crate::error::Result;
+use crate::pki::fingerprint;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
+use std::sync::Arc;
+
+/// A client configuration (no client certificate) that trusts only the CA whose SHA-256
+/// fingerprint is `ca_fingerprint`, and only a server whose SPIFFE ID names a registry.
+pub fn pinned_registry_config(ca_fingerprint: &str) -> Result<Arc<ClientConfig>> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(super::VERSIONS)
+        .map_err(super::internal)?
+        // Not a weaker check: the verifier checks the chain to the pinned CA and the host name.
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCa { fingerprint: ca_fingerprint.to_ascii_lowercase() }))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+#[derive(Debug)]
+struct PinnedCa {
+    fingerprint: String,
+}
+
+/// Why a registry was not trusted during bootstrap.
+#[derive(Debug)]
+struct NotThePinnedRegistry(String);
+
+impl std::fmt::Display for NotThePinnedRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotThePinnedRegistry {}
+
+fn refuse(why: String) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(NotThePinnedRegistry(why)))))
+}
+
+impl ServerCertVerifier for PinnedCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let (pinned, others): (Vec<_>, Vec<_>) = intermediates.iter().partition(|c| fingerprint(c) == self.fingerprint);
+        let Some(anchor) = pinned.first() else {
+            return Err(refuse(format!(
+                "the registry did not present the CA pinned by the join token (sha256 {}); the token belongs to another \
+                 registry or its CA changed: take the current token from the registry's state directory",
+                self.fingerprint
+            )));
+        };
+        let mut roots = RootCertStore::empty();
+        roots.add((*anchor).clone().into_owned())?;
+        let others: Vec<CertificateDer<'_>> = others.into_iter().cloned().collect();
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?
+            .verify_server_cert(end_entity, &others, server_name, ocsp_response, now)?;
+        let id = super::peer_identity(end_entity);
+        let names_a_registry = id.strip_prefix("spiffe://").and_then(|rest| rest.split_once('/')).is_some_and(|(_, path)| path.starts_with("registry/"));
+        if !names_a_registry {
+            return Err(refuse(format!("the server's certificate names '{id}', not a registry (spiffe://DOMAIN/registry/...)")));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &provider().signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &provider().signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider().signature_verification_algorithms.supported_schemes()
+    }
+}
