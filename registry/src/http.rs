@@ -1,7 +1,9 @@
 //! The registry's HTTP API (documented in `registry/openapi.yaml`): routing, bodies, and turning
 //! every refusal into an `ApiError` with the right status.
 
-use crate::state::{Registry, StateError};
+use crate::auto::AutoIssuer;
+use crate::state::{Caller, Registry, StateError};
+use crate::trust::{EntityError, Standing, Trust};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
@@ -10,8 +12,11 @@ use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use toolmesh_core::registry_api::{ApiError, DependencySpec, HeartbeatRequest, RegisterRequest};
+use toolmesh_core::registry_api::{
+    ApiError, BootstrapRequest, BootstrapResponse, DependencySpec, EntityRequest, HeartbeatRequest, RegisterRequest,
+};
 use toolmesh_core::server::{json_response, read_body, Body, PeerInfo};
+use toolmesh_core::tls::Identity;
 
 /// Registrations carry tool input schemas; a megabyte leaves room for hundreds of tools.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -24,6 +29,11 @@ pub struct Api {
     /// Turns true when the registry shuts down, so long polls answer at once instead of
     /// holding the shutdown for up to a minute.
     pub closing: watch::Receiver<bool>,
+    pub trust: Arc<Trust>,
+    /// The registry's own identity, whose trust bundle follows the entities.
+    pub identity: Arc<Identity>,
+    pub issuer: Option<Arc<AutoIssuer>>,
+    pub admin_ids: Vec<String>,
 }
 
 type Response = http::Response<Body>;
@@ -45,12 +55,33 @@ impl Refusal {
         Refusal::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
+    fn unauthenticated(message: String) -> Self {
+        Refusal::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
     fn into_response(self) -> Response {
         let mut response = json_response(self.status, &ApiError { error: self.name.to_owned(), message: self.message });
         if let Some(allow) = self.allow {
             response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
         }
         response
+    }
+}
+
+impl From<EntityError> for Refusal {
+    fn from(e: EntityError) -> Self {
+        match e {
+            EntityError::Invalid(message) => Refusal::invalid(message),
+            EntityError::Exists(name) => Refusal::new(
+                StatusCode::CONFLICT,
+                "entity_exists",
+                format!("entity '{name}' exists already; revoke it first to replace its CA"),
+            ),
+            EntityError::Unknown(name) => {
+                Refusal::new(StatusCode::NOT_FOUND, "unknown_entity", format!("no entity '{name}'; `toolmesh entity list` shows them"))
+            }
+            EntityError::Storage(e) => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("cannot store the entities: {e}")),
+        }
     }
 }
 
@@ -86,6 +117,10 @@ enum Route {
     Heartbeat(String),
     Topology(String),
     Resolve,
+    Bootstrap,
+    TrustBundle,
+    Entities,
+    Entity(String),
 }
 
 impl Route {
@@ -103,6 +138,12 @@ impl Route {
             ["v1", "agents", id, "heartbeat"] => Route::Heartbeat(agent_id(id)?),
             ["v1", "agents", id, "topology"] => Route::Topology(agent_id(id)?),
             ["v1", "resolve"] => Route::Resolve,
+            ["v1", "bootstrap"] => Route::Bootstrap,
+            ["v1", "trust-bundle"] => Route::TrustBundle,
+            ["v1", "entities"] => Route::Entities,
+            ["v1", "entities", name] => Route::Entity(
+                percent_decode(name).filter(|n| !n.is_empty()).ok_or_else(|| Refusal::invalid(format!("'{name}' is not a valid entity name")))?,
+            ),
             _ => {
                 return Err(Refusal::new(StatusCode::NOT_FOUND, "not_found", format!("no route {path}; see registry/openapi.yaml")))
             }
@@ -111,33 +152,109 @@ impl Route {
 
     fn allowed(&self) -> &'static str {
         match self {
-            Route::Health | Route::Topology(_) => "GET",
-            Route::Agents => "GET, POST",
-            Route::Agent(_) => "DELETE",
-            Route::Heartbeat(_) | Route::Resolve => "POST",
+            Route::Health | Route::Topology(_) | Route::TrustBundle => "GET",
+            Route::Agents | Route::Entities => "GET, POST",
+            Route::Agent(_) | Route::Entity(_) => "DELETE",
+            Route::Heartbeat(_) | Route::Resolve | Route::Bootstrap => "POST",
         }
     }
 }
 
 pub async fn handle(api: Arc<Api>, request: http::Request<Incoming>, peer: Arc<PeerInfo>) -> Response {
-    respond(&api, request, &peer.identity).await.unwrap_or_else(Refusal::into_response)
+    respond(&api, request, &peer).await.unwrap_or_else(Refusal::into_response)
 }
 
-async fn respond(api: &Api, request: http::Request<Incoming>, caller: &str) -> Result<Response, Refusal> {
+/// Who the peer is, from its chain as the trust stands now: verified on every request, so a
+/// revoked entity's agents are refused even on connections opened before the revocation.
+fn authenticate(api: &Api, peer: &PeerInfo) -> Result<Caller, Refusal> {
+    if !peer.is_authenticated() {
+        return Err(Refusal::unauthenticated(
+            "this route needs a client certificate from the mesh CA or an entity's CA; \
+             only POST /v1/bootstrap (with a join token) is served without one"
+                .to_owned(),
+        ));
+    }
+    match api.trust.standing(&peer.chain) {
+        Some(Standing::Mesh) => Ok(Caller::mesh(&peer.identity)),
+        Some(Standing::Entity(entity)) => Ok(Caller { identity: peer.identity.clone(), entity: Some(entity) }),
+        None => Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            "revoked",
+            format!(
+                "the certificate of {} no longer chains to the mesh trust bundle: its entity was revoked or it expired; \
+                 ask the mesh's operator to add its CA again (`toolmesh entity add`)",
+                peer.identity
+            ),
+        )),
+    }
+}
+
+/// Admins change entities: mesh certificates (never an entity's) whose SPIFFE ID is
+/// `spiffe://DOMAIN/operator/...`, or whose identity is listed in `--admin-ids`.
+fn require_admin(api: &Api, caller: &Caller) -> Result<(), Refusal> {
+    let operator_path =
+        caller.identity.strip_prefix("spiffe://").and_then(|rest| rest.split_once('/')).is_some_and(|(_, path)| path.starts_with("operator/"));
+    if caller.entity.is_none() && (operator_path || api.admin_ids.contains(&caller.identity)) {
+        return Ok(());
+    }
+    let whose = match &caller.entity {
+        Some(entity) => format!("{} is a certificate of entity '{entity}'", caller.identity),
+        None => format!("{} is not an admin", caller.identity),
+    };
+    Err(Refusal::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "changing entities needs an admin identity: a mesh certificate whose SPIFFE ID is spiffe://DOMAIN/operator/NAME \
+             (`toolmesh certs issue NAME --role operator`) or an identity in the registry's --admin-ids; {whose}"
+        ),
+    ))
+}
+
+async fn respond(api: &Api, request: http::Request<Incoming>, peer: &PeerInfo) -> Result<Response, Refusal> {
     let (parts, body) = request.into_parts();
     let route = Route::parse(parts.uri.path())?;
+    if let (Route::Bootstrap, &Method::POST) = (&route, &parts.method) {
+        return bootstrap(api, &parts.headers, body).await;
+    }
+    let caller = &authenticate(api, peer)?;
     let registry = &api.registry;
+    let bundle_version = || Some(api.trust.bundle().version);
     Ok(match (&route, &parts.method) {
         (Route::Health, &Method::GET) => ok(&serde_json::json!({"status": "ok"})),
         (Route::Agents, &Method::GET) => ok(&registry.list()),
-        (Route::Agents, &Method::POST) => ok(&registry.register(json_body::<RegisterRequest>(body).await?, caller)?),
+        (Route::Agents, &Method::POST) => {
+            let mut registered = registry.register(json_body::<RegisterRequest>(body).await?, caller)?;
+            registered.trust_bundle_version = bundle_version();
+            ok(&registered)
+        }
         (Route::Agent(id), &Method::DELETE) => {
             registry.deregister(id, caller)?;
             no_content()
         }
         (Route::Heartbeat(id), &Method::POST) => {
             let beat: HeartbeatRequest = json_body(body).await?;
-            ok(&registry.heartbeat(id, caller, beat.topology_version)?)
+            let mut answer = registry.heartbeat(id, caller, beat.topology_version)?;
+            answer.trust_bundle_version = bundle_version();
+            ok(&answer)
+        }
+        (Route::TrustBundle, &Method::GET) => ok(&api.trust.bundle()),
+        (Route::Entities, &Method::GET) => ok(&api.trust.list()),
+        (Route::Entities, &Method::POST) => {
+            require_admin(api, caller)?;
+            let request: EntityRequest = json_body(body).await?;
+            let entity = api.trust.add(&request.name, &request.ca_cert)?;
+            apply_trust(api)?;
+            tracing::info!(entity = %entity.name, ca = %entity.ca_subject, by = %caller.identity, "entity added: its agents may join");
+            ok(&entity)
+        }
+        (Route::Entity(name), &Method::DELETE) => {
+            require_admin(api, caller)?;
+            let entity = api.trust.revoke(name)?;
+            apply_trust(api)?;
+            let evicted = registry.evict_entity(name);
+            tracing::info!(entity = %entity.name, by = %caller.identity, evicted = evicted.len(), "entity revoked: its agents are cut off");
+            no_content()
         }
         (Route::Topology(id), &Method::GET) => long_poll(api, id, WatchQuery::parse(parts.uri.query())?).await?,
         (Route::Resolve, &Method::POST) => ok(&registry.resolve(&json_body::<DependencySpec>(body).await?)?),
@@ -147,6 +264,41 @@ async fn respond(api: &Api, request: http::Request<Incoming>, caller: &str) -> R
             return Err(Refusal { allow: Some(route.allowed()), ..refusal });
         }
     })
+}
+
+/// The registry's own handshakes trust what the entities say, from now on.
+fn apply_trust(api: &Api) -> Result<(), Refusal> {
+    api.identity.replace_trust_bundle(&api.trust.bundle().pem).map_err(|e| {
+        Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("cannot apply the new trust bundle: {e}"))
+    })
+}
+
+/// `POST /v1/bootstrap`: a certificate for an agent that presents the join token.
+async fn bootstrap(api: &Api, headers: &http::HeaderMap, body: Incoming) -> Result<Response, Refusal> {
+    let Some(issuer) = &api.issuer else {
+        return Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this registry issues no certificates: it was started with certificate files, not --tls-auto".to_owned(),
+        ));
+    };
+    let presented = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if !presented.is_some_and(|token| issuer.token().admits(token)) {
+        return Err(Refusal::unauthenticated(
+            "the join token is missing or not this registry's: send `Authorization: Bearer <token>` with the token \
+             `toolmesh registry --tls-auto` printed (also in <state-dir>/join-token)"
+                .to_owned(),
+        ));
+    }
+    let request: BootstrapRequest = json_body(body).await?;
+    let (certificate, spiffe_id) = issuer.issue_agent(&request).map_err(Refusal::invalid)?;
+    tracing::info!(identity = %spiffe_id, hosts = ?request.hosts, "issued an agent certificate");
+    Ok(ok(&BootstrapResponse {
+        certificate,
+        spiffe_id,
+        lifetime_ms: issuer.agent_cert_lifetime().as_millis() as u64,
+        trust_bundle: api.trust.bundle(),
+    }))
 }
 
 /// `?since=V&wait_ms=N` of the topology long poll.

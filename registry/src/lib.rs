@@ -2,15 +2,23 @@
 //! heartbeat, and long-poll for their topology (the live providers of their dependencies);
 //! agents that stop heartbeating are evicted. The HTTP API is documented in `openapi.yaml`.
 
+mod auto;
 mod http;
 mod state;
+mod trust;
 mod validate;
 
+pub use auto::AutoIssuer;
+pub use trust::ENTITIES_FILE;
+
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use toolmesh_core::auto_tls::renewal_delay;
+use toolmesh_core::health::HealthServer;
 use toolmesh_core::server::{bind, bracket_ipv6, HttpsServer};
 use toolmesh_core::tls::Identity;
 use toolmesh_core::{Error, ErrorKind, Result};
@@ -29,6 +37,17 @@ pub struct RegistryConfig {
     pub identity: Arc<Identity>,
     pub heartbeat_interval: Duration,
     pub eviction_intervals: u32,
+    /// Where entities are kept across restarts (`entities.json`); `None` keeps them in memory.
+    pub state_dir: Option<PathBuf>,
+    /// Issues agent certificates over `POST /v1/bootstrap` (`--tls-auto`).
+    pub issuer: Option<Arc<AutoIssuer>>,
+    /// Identities allowed to change entities besides mesh certificates whose SPIFFE ID is
+    /// `spiffe://DOMAIN/operator/...`.
+    pub admin_ids: Vec<String>,
+    /// Where `/health` and `/ready` are served in plain HTTP: (host, port); `None` for nowhere.
+    pub health: Option<(String, u16)>,
+    /// How often the certificate files are checked for a rotation.
+    pub tls_reload_interval: Duration,
 }
 
 impl RegistryConfig {
@@ -40,6 +59,11 @@ impl RegistryConfig {
             identity,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             eviction_intervals: DEFAULT_EVICTION_INTERVALS,
+            state_dir: None,
+            issuer: None,
+            admin_ids: Vec::new(),
+            health: None,
+            tls_reload_interval: Duration::from_secs(1),
         }
     }
 }
@@ -49,7 +73,9 @@ pub struct RunningRegistry {
     server: HttpsServer,
     url: String,
     closing: watch::Sender<bool>,
-    evictor: JoinHandle<()>,
+    /// The evictor, and the task that keeps the registry's certificate current.
+    tasks: Vec<JoinHandle<()>>,
+    health: Option<HealthServer>,
 }
 
 /// Binds the port and starts serving; fails with a clear error when the identity or the
@@ -64,17 +90,58 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
     if config.eviction_intervals == 0 {
         return Err(Error::new(ErrorKind::InvalidConfig, "eviction_intervals must be at least 1 (the default is 3)"));
     }
-    let tls = config.identity.server_config()?;
+    let identity = config.identity.clone();
+    let trust = Arc::new(trust::Trust::load(identity.configured_roots(), config.state_dir.clone())?);
+    identity.replace_trust_bundle(&trust.bundle().pem)?;
+    // Only a registry that issues certificates lets a client without one through the
+    // handshake, and then only to the bootstrap route (see `http::handle`).
+    let tls = match &config.issuer {
+        Some(_) => identity.server_config_optional_client_auth()?,
+        None => identity.server_config()?,
+    };
     let listener = bind(&config.host, config.port).await?;
-    let registry = Arc::new(state::Registry::new(config.heartbeat_interval));
+    let port = listener.local_addr().map_err(|e| Error::new(ErrorKind::AddressInUse, e.to_string()))?.port();
     let (closing, closing_receiver) = watch::channel(false);
-    let api = Arc::new(http::Api { registry: registry.clone(), closing: closing_receiver });
+    let health = match &config.health {
+        Some((host, health_port)) => {
+            let closing = closing_receiver.clone();
+            let readiness: toolmesh_core::health::ReadinessCheck =
+                Arc::new(move || (*closing.borrow()).then(|| "shutting down".to_owned()));
+            Some(HealthServer::start(host, *health_port, readiness).await.map_err(|e| e.context(format!("registry on port {port}")))?)
+        }
+        None => None,
+    };
+    let registry = Arc::new(state::Registry::new(config.heartbeat_interval));
+    let api = Arc::new(http::Api {
+        registry: registry.clone(),
+        closing: closing_receiver,
+        trust,
+        identity: identity.clone(),
+        issuer: config.issuer.clone(),
+        admin_ids: config.admin_ids.clone(),
+    });
     let server = HttpsServer::spawn(listener, tls, move |request, peer| http::handle(api.clone(), request, peer))?;
     let url = format!("https://{}:{}", bracket_ipv6(&config.host), server.local_addr().port());
     let max_silence = config.heartbeat_interval * config.eviction_intervals;
-    let evictor = tokio::spawn(evict_forever(registry, config.heartbeat_interval / 2, max_silence));
-    tracing::info!(%url, identity = config.identity.name(), "registry started");
-    Ok(RunningRegistry { server, url, closing, evictor })
+    let mut tasks = vec![tokio::spawn(evict_forever(registry, config.heartbeat_interval / 2, max_silence))];
+    tasks.extend(identity.spawn_reloader(config.tls_reload_interval));
+    if let Some(issuer) = &config.issuer {
+        tasks.push(tokio::spawn(renew_own_certificate(issuer.clone(), Arc::downgrade(&identity))));
+    }
+    tracing::info!(%url, identity = identity.name(), health = ?health.as_ref().map(HealthServer::local_addr), "registry started");
+    Ok(RunningRegistry { server, url, closing, tasks, health })
+}
+
+/// Re-issues the registry's own certificate from its CA at two thirds of its life.
+async fn renew_own_certificate(issuer: Arc<AutoIssuer>, identity: std::sync::Weak<Identity>) {
+    loop {
+        tokio::time::sleep(renewal_delay(auto::REGISTRY_CERT_LIFETIME)).await;
+        let Some(identity) = identity.upgrade() else { return };
+        match issuer.registry_certificate().and_then(|(chain, key)| identity.replace_pem(&chain, &key, issuer.ca_pem())) {
+            Ok(()) => tracing::info!("renewed the registry's certificate"),
+            Err(e) => tracing::warn!("cannot renew the registry's certificate: {e}"),
+        }
+    }
 }
 
 impl RunningRegistry {
@@ -87,10 +154,17 @@ impl RunningRegistry {
         self.url.clone()
     }
 
+    /// Where `/health` and `/ready` are served in plain HTTP, if anywhere.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health.as_ref().map(HealthServer::local_addr)
+    }
+
     /// Answers pending long polls, stops accepting, and lets in-flight requests finish.
     pub async fn shutdown(self) {
         let _ = self.closing.send(true);
-        self.evictor.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
         self.server.shutdown(SHUTDOWN_GRACE).await;
         tracing::info!(url = %self.url, "registry stopped");
     }

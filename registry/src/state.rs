@@ -18,6 +18,28 @@ use toolmesh_core::registry_api::{
 };
 use toolmesh_core::resolve::Selector;
 
+/// Who makes a request: the identity of its verified certificate, and the entity whose CA that
+/// certificate chains to (`None` for the mesh's own CA). Both decide ownership, so an entity's
+/// CA cannot mint a certificate that acts on the mesh's agents by naming the same identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub identity: String,
+    pub entity: Option<String>,
+}
+
+impl Caller {
+    pub fn mesh(identity: &str) -> Caller {
+        Caller { identity: identity.to_owned(), entity: None }
+    }
+
+    fn describe(&self) -> String {
+        match &self.entity {
+            Some(entity) => format!("{} (entity {entity})", self.identity),
+            None => self.identity.clone(),
+        }
+    }
+}
+
 /// Why an operation on the state was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateError {
@@ -50,7 +72,7 @@ struct State {
 
 struct Agent {
     registration: RegisterRequest,
-    identity: String,
+    caller: Caller,
     last_heartbeat: Instant,
     dependencies: Vec<Dependency>,
     topology: watch::Sender<Arc<Topology>>,
@@ -77,16 +99,16 @@ impl Registry {
 
     /// Registers an agent, or updates it when the same identity registers the same id again
     /// (an agent re-registers after a registry restart or an eviction).
-    pub fn register(&self, registration: RegisterRequest, identity: &str) -> Result<RegisterResponse, StateError> {
+    pub fn register(&self, registration: RegisterRequest, caller: &Caller) -> Result<RegisterResponse, StateError> {
         let dependencies = validate::registration(&registration).map_err(StateError::Invalid)?;
         let agent_id = registration.agent_id.clone();
         let mut state = self.lock();
         let previous = match state.agents.get(&agent_id) {
-            Some(existing) if existing.identity != identity => {
+            Some(existing) if existing.caller != *caller => {
                 return Err(StateError::IdentityConflict {
                     agent_id,
-                    registered: existing.identity.clone(),
-                    caller: identity.to_owned(),
+                    registered: existing.caller.describe(),
+                    caller: caller.describe(),
                 });
             }
             Some(_) => state.remove(&agent_id),
@@ -107,7 +129,8 @@ impl Registry {
             agent_id = %agent_id,
             name = %registration.name,
             endpoint = %registration.endpoint,
-            identity,
+            identity = %caller.identity,
+            entity = caller.entity.as_deref().unwrap_or("-"),
             tools = registration.tools.len(),
             dependencies = dependencies.len(),
             re_registration,
@@ -115,7 +138,7 @@ impl Registry {
         );
         state.insert(Agent {
             registration,
-            identity: identity.to_owned(),
+            caller: caller.clone(),
             last_heartbeat: Instant::now(),
             dependencies,
             topology,
@@ -124,17 +147,17 @@ impl Registry {
         refresh.insert(agent_id.clone());
         state.refresh(&refresh);
         let topology = state.agents[&agent_id].topology.borrow().as_ref().clone();
-        Ok(RegisterResponse { agent_id, heartbeat_interval_ms: self.interval_ms(), topology })
+        Ok(RegisterResponse { agent_id, heartbeat_interval_ms: self.interval_ms(), topology, trust_bundle_version: None })
     }
 
     /// Records a heartbeat; answers with the topology only when `held_version` is outdated.
-    pub fn heartbeat(&self, agent_id: &str, caller: &str, held_version: u64) -> Result<HeartbeatResponse, StateError> {
+    pub fn heartbeat(&self, agent_id: &str, caller: &Caller, held_version: u64) -> Result<HeartbeatResponse, StateError> {
         let mut state = self.lock();
         let agent = state.owned_mut(agent_id, caller)?;
         agent.last_heartbeat = Instant::now();
         let current = agent.topology.borrow();
         let topology = (current.version != held_version).then(|| current.as_ref().clone());
-        Ok(HeartbeatResponse { topology })
+        Ok(HeartbeatResponse { topology, trust_bundle_version: None })
     }
 
     /// A receiver of the agent's topology, for long polls. Its sender is dropped (and the
@@ -146,13 +169,32 @@ impl Registry {
     }
 
     /// Removes an agent; only the identity that registered it may.
-    pub fn deregister(&self, agent_id: &str, caller: &str) -> Result<(), StateError> {
+    pub fn deregister(&self, agent_id: &str, caller: &Caller) -> Result<(), StateError> {
         let mut state = self.lock();
         state.owned_mut(agent_id, caller)?;
         let agent = state.remove(agent_id).expect("checked present under the same lock");
         tracing::info!(agent_id, name = %agent.registration.name, "agent deregistered");
         state.refresh_dependents_of(&agent);
         Ok(())
+    }
+
+    /// Removes every agent of a revoked entity at once, so nobody is routed to them; answers
+    /// their ids.
+    pub fn evict_entity(&self, entity: &str) -> Vec<String> {
+        let mut state = self.lock();
+        let members: Vec<String> = state
+            .agents
+            .values()
+            .filter(|a| a.caller.entity.as_deref() == Some(entity))
+            .map(|a| a.registration.agent_id.clone())
+            .collect();
+        for agent_id in &members {
+            if let Some(agent) = state.remove(agent_id) {
+                tracing::info!(agent_id = %agent_id, name = %agent.registration.name, entity, "agent evicted: its entity was revoked");
+                state.refresh_dependents_of(&agent);
+            }
+        }
+        members
     }
 
     /// Removes the agents whose last heartbeat is older than `max_silence`.
@@ -196,7 +238,8 @@ impl Registry {
                     tools: a.registration.tools.clone(),
                     status: if silence > stale_after { "stale" } else { "healthy" }.to_owned(),
                     last_seen_ms: silence.as_millis() as u64,
-                    identity: a.identity.clone(),
+                    identity: a.caller.identity.clone(),
+                    entity: a.caller.entity.clone(),
                 }
             })
             .collect();
@@ -217,13 +260,13 @@ impl Registry {
 
 impl State {
     /// The agent, if `caller` is the identity that registered it.
-    fn owned_mut(&mut self, agent_id: &str, caller: &str) -> Result<&mut Agent, StateError> {
+    fn owned_mut(&mut self, agent_id: &str, caller: &Caller) -> Result<&mut Agent, StateError> {
         let agent = self.agents.get_mut(agent_id).ok_or_else(|| StateError::UnknownAgent(agent_id.to_owned()))?;
-        if agent.identity != caller {
+        if agent.caller != *caller {
             return Err(StateError::NotOwner {
                 agent_id: agent_id.to_owned(),
-                registered: agent.identity.clone(),
-                caller: caller.to_owned(),
+                registered: agent.caller.describe(),
+                caller: caller.describe(),
             });
         }
         Ok(agent)
@@ -326,7 +369,11 @@ fn unindex<'a>(index: &mut HashMap<String, HashSet<String>>, capabilities: impl 
 mod tests {
     use super::*;
 
-    const ALICE: &str = "spiffe://toolmesh.local/agent/alice";
+    const ALICE_ID: &str = "spiffe://toolmesh.local/agent/alice";
+
+    fn alice() -> Caller {
+        Caller::mesh(ALICE_ID)
+    }
 
     fn registration(agent_id: &str, provides: &[&str], depends_on: &[&str]) -> RegisterRequest {
         let tools = provides
@@ -350,23 +397,23 @@ mod tests {
     #[test]
     fn dependents_follow_providers_and_others_are_not_woken() {
         let registry = Registry::new(Duration::from_secs(5));
-        registry.register(registration("consumer", &["report"], &["add"]), ALICE).expect("register consumer");
-        registry.register(registration("bystander", &["log"], &["sub"]), ALICE).expect("register bystander");
+        registry.register(registration("consumer", &["report"], &["add"]), &alice()).expect("register consumer");
+        registry.register(registration("bystander", &["log"], &["sub"]), &alice()).expect("register bystander");
         let mut consumer = registry.watch("consumer").expect("watch consumer");
         let mut bystander = registry.watch("bystander").expect("watch bystander");
         consumer.mark_unchanged();
         bystander.mark_unchanged();
 
-        registry.register(registration("adder", &["add"], &[]), ALICE).expect("register adder");
+        registry.register(registration("adder", &["add"], &[]), &alice()).expect("register adder");
         assert!(consumer.has_changed().expect("open"));
         assert_eq!(provider_ids(&consumer), ["adder"]);
         assert!(!bystander.has_changed().expect("open"), "an unrelated agent must not be woken");
 
         consumer.mark_unchanged();
-        registry.register(registration("adder", &["add"], &[]), ALICE).expect("idempotent re-registration");
+        registry.register(registration("adder", &["add"], &[]), &alice()).expect("idempotent re-registration");
         assert!(!consumer.has_changed().expect("open"), "an identical re-registration changes no topology");
 
-        registry.deregister("adder", ALICE).expect("deregister");
+        registry.deregister("adder", &alice()).expect("deregister");
         assert!(consumer.has_changed().expect("open"));
         assert!(provider_ids(&consumer).is_empty());
     }
@@ -374,29 +421,47 @@ mod tests {
     #[test]
     fn only_the_registering_identity_may_act_on_an_agent() {
         let registry = Registry::new(Duration::from_secs(5));
-        let first = registry.register(registration("a", &["add"], &[]), ALICE).expect("register");
-        let mallory = "spiffe://toolmesh.local/agent/mallory";
+        let first = registry.register(registration("a", &["add"], &[]), &alice()).expect("register");
+        let mallory = &Caller::mesh("spiffe://toolmesh.local/agent/mallory");
         assert!(matches!(
             registry.register(registration("a", &["add"], &[]), mallory),
             Err(StateError::IdentityConflict { .. })
         ));
         assert!(matches!(registry.heartbeat("a", mallory, first.topology.version), Err(StateError::NotOwner { .. })));
         assert!(matches!(registry.deregister("a", mallory), Err(StateError::NotOwner { .. })));
-        assert_eq!(registry.heartbeat("a", ALICE, first.topology.version), Ok(HeartbeatResponse { topology: None }));
+        assert_eq!(registry.heartbeat("a", &alice(), first.topology.version), Ok(HeartbeatResponse { topology: None, trust_bundle_version: None }));
+        // The same identity from a partner's CA is another caller.
+        let impostor = Caller { identity: ALICE_ID.to_owned(), entity: Some("partner".to_owned()) };
+        assert!(matches!(registry.deregister("a", &impostor), Err(StateError::NotOwner { .. })));
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_agent_may_depend_on_itself_and_eviction_removes_it_from_dependents() {
         let registry = Registry::new(Duration::from_secs(5));
-        let own = registry.register(registration("self", &["add"], &["add"]), ALICE).expect("register");
+        let own = registry.register(registration("self", &["add"], &["add"]), &alice()).expect("register");
         assert_eq!(own.topology.dependencies[0].providers[0].agent_id, "self");
-        registry.register(registration("consumer", &["report"], &["add"]), ALICE).expect("register");
+        registry.register(registration("consumer", &["report"], &["add"]), &alice()).expect("register");
         let consumer = registry.watch("consumer").expect("watch");
         tokio::time::advance(Duration::from_millis(5)).await;
-        registry.heartbeat("consumer", ALICE, 0).expect("heartbeat");
+        registry.heartbeat("consumer", &alice(), 0).expect("heartbeat");
         registry.evict_silent(Duration::from_millis(4));
         assert_eq!(registry.list().agents.iter().map(|a| a.agent_id.as_str()).collect::<Vec<_>>(), ["consumer"]);
         assert!(provider_ids(&consumer).is_empty());
         assert!(matches!(registry.watch("self"), Err(StateError::UnknownAgent(_))));
+    }
+
+    #[test]
+    fn revoking_an_entity_evicts_its_agents_from_every_topology() {
+        let registry = Registry::new(Duration::from_secs(5));
+        let partner = Caller { identity: "spiffe://partner.example/agent/p".to_owned(), entity: Some("partner".to_owned()) };
+        registry.register(registration("theirs", &["add"], &[]), &partner).expect("register partner agent");
+        registry.register(registration("ours", &["add"], &[]), &alice()).expect("register");
+        registry.register(registration("consumer", &["report"], &["add"]), &alice()).expect("register");
+        let consumer = registry.watch("consumer").expect("watch");
+        assert_eq!(provider_ids(&consumer), ["ours", "theirs"]);
+        assert_eq!(registry.list().agents.iter().find(|a| a.agent_id == "theirs").and_then(|a| a.entity.clone()).as_deref(), Some("partner"));
+        assert_eq!(registry.evict_entity("partner"), ["theirs"]);
+        assert_eq!(provider_ids(&consumer), ["ours"]);
+        assert!(registry.evict_entity("partner").is_empty());
     }
 }

@@ -141,10 +141,21 @@ impl Exchange<'_> {
 
 #[tokio::test]
 async fn the_live_registry_matches_its_openapi_document() {
-    let mesh = Mesh::new();
-    let registry = mesh.start_registry(0, Duration::from_secs(5)).await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let (mesh, issuer, registry) = Mesh::start_auto(state.path(), Duration::from_secs(3600), Duration::from_secs(5)).await;
     let alice = RawClient::new(&registry.url(), &mesh.identity("alice", Role::Agent));
     let mallory = RawClient::new(&registry.url(), &mesh.identity("mallory", Role::Agent));
+    let operator = RawClient::new(&registry.url(), &mesh.identity("ops", Role::Operator));
+    let fingerprint = issuer.token().ca_fingerprint().to_owned();
+    let anonymous = RawClient::anonymous(&registry.url(), &fingerprint, None);
+    let joining = RawClient::anonymous(&registry.url(), &fingerprint, Some(issuer.token().reveal()));
+    let partner_ca = Mesh::named("partner CA");
+    let partner = RawClient::new(&registry.url(), &{
+        let leaf = partner_ca.issue("p", Role::Agent);
+        // The partner trusts the mesh CA (to reach the registry) and holds its own CA's certificate.
+        let bundle = format!("{}{}", mesh.ca.cert_pem(), partner_ca.ca.cert_pem());
+        toolmesh_core::tls::Identity::from_pem(&leaf.cert_pem, &leaf.key_pem, &bundle).expect("partner identity")
+    });
     let mut document = Document::load();
     let mut ex = Exchange { document: &mut document, client: &alice };
 
@@ -186,7 +197,8 @@ async fn the_live_registry_matches_its_openapi_document() {
     // Heartbeats.
     let consumer_beat = "/v1/agents/consumer-1/heartbeat";
     let beat = ex.expect(200, "post", HEARTBEAT, consumer_beat, Some(json!({"topology_version": version}))).await;
-    assert_eq!(beat.json(), json!({}), "an unchanged topology is not resent");
+    assert_eq!(beat.json().get("topology"), None, "an unchanged topology is not resent");
+    assert!(beat.json()["trust_bundle_version"].is_u64(), "heartbeats announce the trust bundle version");
     let beat = ex.expect(200, "post", HEARTBEAT, consumer_beat, Some(json!({"topology_version": 0}))).await;
     assert_eq!(beat.json()["topology"]["version"], version);
     ex.expect_raw(400, "post", HEARTBEAT, consumer_beat, bytes("{}")).await;
@@ -211,6 +223,56 @@ async fn the_live_registry_matches_its_openapi_document() {
     ex.expect(204, "delete", AGENT, "/v1/agents/adder-1", None).await;
     ex.expect(404, "delete", AGENT, "/v1/agents/adder-1", None).await;
 
+    // Without a certificate only bootstrap is served, and only with the join token.
+    let refused = ex.by(&anonymous).expect(401, "get", AGENTS, AGENTS, None).await.json();
+    assert_eq!(refused["error"], "unauthenticated");
+    const BOOTSTRAP: &str = "/v1/bootstrap";
+    let (_, csr) = toolmesh_core::pki::certificate_request("joiner").expect("csr");
+    let request = json!({"name": "joiner", "csr": csr, "hosts": ["10.1.2.3", "joiner.internal"]});
+    ex.by(&anonymous).expect(401, "post", BOOTSTRAP, BOOTSTRAP, Some(request.clone())).await;
+    let issued = ex.by(&joining).expect(200, "post", BOOTSTRAP, BOOTSTRAP, Some(request)).await.json();
+    assert_eq!(issued["spiffe_id"], "spiffe://toolmesh.local/agent/joiner");
+    assert_eq!(issued["lifetime_ms"], 3_600_000);
+    let summary = toolmesh_core::pki::CertificateSummary::parse_pem(issued["certificate"].as_str().expect("pem"), "issued").expect("cert");
+    assert!(summary.sans().contains(&"IP:10.1.2.3".to_owned()) && summary.sans().contains(&"DNS:joiner.internal".to_owned()), "{:?}", summary.sans());
+    let bad_name = json!({"name": "../x", "csr": csr});
+    ex.by(&joining).expect(400, "post", BOOTSTRAP, BOOTSTRAP, Some(bad_name)).await;
+
+    // Entities: only admins change them; the bundle version follows.
+    const BUNDLE: &str = "/v1/trust-bundle";
+    const ENTITIES: &str = "/v1/entities";
+    const ENTITY: &str = "/v1/entities/{entity}";
+    let before = ex.expect(200, "get", BUNDLE, BUNDLE, None).await.json();
+    let add = json!({"name": "partner", "ca_cert": partner_ca.ca.cert_pem()});
+    let denied = ex.expect(403, "post", ENTITIES, ENTITIES, Some(add.clone())).await.json();
+    assert!(denied["message"].as_str().is_some_and(|m| m.contains("admin")), "{denied}");
+    let added = ex.by(&operator).expect(200, "post", ENTITIES, ENTITIES, Some(add.clone())).await.json();
+    assert_eq!(added["name"], "partner");
+    ex.by(&operator).expect(409, "post", ENTITIES, ENTITIES, Some(add)).await;
+    let leaf = json!({"name": "leafy", "ca_cert": mesh.issue("leaf", Role::Agent).cert_pem});
+    ex.by(&operator).expect(400, "post", ENTITIES, ENTITIES, Some(leaf)).await;
+    let listed = ex.expect(200, "get", ENTITIES, ENTITIES, None).await.json();
+    assert_eq!(listed["entities"][0]["name"], "partner");
+    let after = ex.expect(200, "get", BUNDLE, BUNDLE, None).await.json();
+    assert_ne!(after["version"], before["version"]);
+    assert!(after["pem"].as_str().is_some_and(|p| p.matches("BEGIN CERTIFICATE").count() == 2), "{after}");
+
+    // A partner agent registers with its entity, and is refused once the entity is revoked.
+    let theirs = serde_json::to_value(registration("theirs-1", &[("mul", "mul")], &[])).expect("json");
+    let joined = ex.by(&partner).expect(200, "post", AGENTS, AGENTS, Some(theirs)).await.json();
+    assert_eq!(joined["trust_bundle_version"], after["version"]);
+    let list = ex.expect(200, "get", AGENTS, AGENTS, None).await.json();
+    let entity_of = |id: &str| list["agents"].as_array().and_then(|a| a.iter().find(|x| x["agent_id"] == id)).map(|x| x["entity"].clone());
+    assert_eq!(entity_of("theirs-1"), Some(json!("partner")));
+    assert_eq!(entity_of("consumer-1"), Some(Value::Null), "mesh agents have no entity");
+    ex.expect(403, "delete", ENTITY, "/v1/entities/partner", None).await;
+    ex.by(&operator).expect(204, "delete", ENTITY, "/v1/entities/partner", None).await;
+    ex.by(&operator).expect(404, "delete", ENTITY, "/v1/entities/partner", None).await;
+    let revoked = ex.by(&partner).expect(403, "post", HEARTBEAT, "/v1/agents/theirs-1/heartbeat", Some(json!({"topology_version": 0}))).await.json();
+    assert_eq!(revoked["error"], "revoked");
+    let list = ex.expect(200, "get", AGENTS, AGENTS, None).await.json();
+    assert!(list["agents"].as_array().is_some_and(|a| a.iter().all(|x| x["agent_id"] != "theirs-1")), "evicted: {list}");
+
     let missing: Vec<_> = document.documented().difference(&document.seen).cloned().collect();
     assert!(missing.is_empty(), "documented responses this test never saw (document drifted?): {missing:?}");
     registry.shutdown().await;
@@ -233,7 +295,7 @@ async fn undocumented_methods_and_paths_get_the_documented_errors() {
             .collect();
         let undocumented = ["GET", "POST", "PUT", "DELETE", "PATCH"].into_iter().find(|m| !documented.contains(*m));
         let method = undocumented.expect("some method is undocumented");
-        let path = template.replace("{agent_id}", "some-agent");
+        let path = template.replace("{agent_id}", "some-agent").replace("{entity}", "some-entity");
         let answer = client.send(method, &path, None).await;
         assert_eq!(answer.status, 405, "{method} {path}");
         document.check_response(&responses["MethodNotAllowed"], &answer, &format!("405 of {method} {path}"));

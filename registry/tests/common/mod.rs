@@ -9,8 +9,8 @@ use std::time::Duration;
 use toolmesh_core::client::HttpsClient;
 use toolmesh_core::pki::{CertificateAuthority, Issued, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 use toolmesh_core::registry_api::{RegisterRequest, ToolInfo};
-use toolmesh_core::tls::Identity;
-use toolmesh_registry::{RegistryConfig, RunningRegistry};
+use toolmesh_core::tls::{pinned_registry_config, Identity};
+use toolmesh_registry::{AutoIssuer, RegistryConfig, RunningRegistry};
 
 /// A throwaway mesh CA.
 pub struct Mesh {
@@ -35,6 +35,19 @@ impl Mesh {
     pub fn identity(&self, name: &str, role: Role) -> Arc<Identity> {
         let leaf = self.issue(name, role);
         Identity::from_pem(&leaf.cert_pem, &leaf.key_pem, self.ca.cert_pem()).expect("load identity")
+    }
+
+    /// A `--tls-auto` registry: its CA in `state_dir` (also the CA of the returned mesh), the
+    /// bootstrap route open, entities kept there. Agent certificates live `agent_lifetime`.
+    pub async fn start_auto(state_dir: &std::path::Path, agent_lifetime: Duration, heartbeat_interval: Duration) -> (Mesh, Arc<AutoIssuer>, RunningRegistry) {
+        let issuer = Arc::new(AutoIssuer::prepare(state_dir, DEFAULT_TRUST_DOMAIN, agent_lifetime, vec!["127.0.0.1".to_owned()]).expect("prepare"));
+        let ca = CertificateAuthority::load(&state_dir.join("ca.pem"), &state_dir.join("ca.key")).expect("the registry's CA");
+        let mut config = RegistryConfig::new("127.0.0.1", 0, issuer.registry_identity().expect("registry identity"));
+        config.heartbeat_interval = heartbeat_interval;
+        config.issuer = Some(issuer.clone());
+        config.state_dir = Some(state_dir.to_owned());
+        let registry = toolmesh_registry::start(config).await.expect("start registry");
+        (Mesh { ca }, issuer, registry)
     }
 
     pub async fn start_registry(&self, port: u16, heartbeat_interval: Duration) -> RunningRegistry {
@@ -85,17 +98,28 @@ impl Answer {
 pub struct RawClient {
     base: String,
     http: HttpsClient,
+    authorization: Option<String>,
 }
 
 impl RawClient {
     pub fn new(base: &str, identity: &Arc<Identity>) -> Self {
-        RawClient { base: base.to_owned(), http: HttpsClient::new(identity).expect("https client") }
+        RawClient { base: base.to_owned(), http: HttpsClient::new(identity).expect("https client"), authorization: None }
+    }
+
+    /// A client without a certificate that trusts the registry by the CA fingerprint a join
+    /// token pins, sending `authorization` (a bearer token) if given.
+    pub fn anonymous(base: &str, ca_fingerprint: &str, authorization: Option<String>) -> Self {
+        let http = HttpsClient::with_tls(pinned_registry_config(ca_fingerprint).expect("pinned config"));
+        RawClient { base: base.to_owned(), http, authorization }
     }
 
     pub async fn send(&self, method: &str, path: &str, body: Option<Bytes>) -> Answer {
         let mut request = http::Request::builder().method(method).uri(format!("{}{path}", self.base));
         if body.is_some() {
             request = request.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(authorization) = &self.authorization {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {authorization}"));
         }
         let request = request.body(Full::new(body.unwrap_or_default())).expect("valid request");
         let response = self.http.send(request).await.unwrap_or_else(|e| panic!("{method} {path}: {}", e.error));

@@ -1,0 +1,179 @@
+//! `--tls-auto`: the registry keeps a CA in its state directory, issues its own certificate from
+//! it, writes an operator certificate and a join token there (all secrets 0600), and signs the
+//! certificate signing requests of agents that present the token.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use toolmesh_core::auto_tls::{JoinToken, JOIN_TOKEN_FILE};
+use toolmesh_core::pki::{
+    ca_common_name, write_file_atomic, write_pair, CertificateAuthority, CertificateSummary, LeafRequest, Role, DEFAULT_CA_DAYS,
+    DEFAULT_LEAF_DAYS,
+};
+use toolmesh_core::registry_api::BootstrapRequest;
+use toolmesh_core::tls::Identity;
+use toolmesh_core::{Error, ErrorKind, Result};
+
+/// The registry's own certificate: renewed in place at two thirds of this.
+pub const REGISTRY_CERT_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Certificates are valid from a little before they are issued, for clocks that lag.
+const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+
+/// The CA and token of a `--tls-auto` registry.
+pub struct AutoIssuer {
+    ca: CertificateAuthority,
+    token: JoinToken,
+    trust_domain: String,
+    agent_cert_lifetime: Duration,
+    /// Where the registry is reached; its own certificate names these.
+    registry_hosts: Vec<String>,
+    pub token_file: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+impl std::fmt::Debug for AutoIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AutoIssuer").field("state_dir", &self.state_dir).field("trust_domain", &self.trust_domain).finish_non_exhaustive()
+    }
+}
+
+impl AutoIssuer {
+    /// Loads the CA and join token from `state_dir`, creating them (and the directory, 0700)
+    /// on first use; (re)writes the operator certificate when it is missing or past two thirds
+    /// of its life.
+    pub fn prepare(state_dir: &Path, trust_domain: &str, agent_cert_lifetime: Duration, registry_hosts: Vec<String>) -> Result<AutoIssuer> {
+        create_private_dir(state_dir)?;
+        let (ca_cert, ca_key) = (state_dir.join("ca.pem"), state_dir.join("ca.key"));
+        let ca = if ca_cert.exists() || ca_key.exists() {
+            CertificateAuthority::load(&ca_cert, &ca_key).map_err(|e| e.context(format!("the registry's CA in {}", state_dir.display())))?
+        } else {
+            let ca = CertificateAuthority::generate(&ca_common_name(trust_domain), DEFAULT_CA_DAYS)?;
+            write_file_atomic(&ca_key, ca.key_pem().as_bytes(), 0o600)?;
+            write_file_atomic(&ca_cert, ca.cert_pem().as_bytes(), 0o644)?;
+            tracing::info!(dir = %state_dir.display(), "created the registry's CA");
+            ca
+        };
+        let token_file = state_dir.join(JOIN_TOKEN_FILE);
+        let token = match JoinToken::read(&token_file) {
+            Ok(token) if token.ca_fingerprint() == ca.fingerprint() => token,
+            _ => {
+                let token = JoinToken::generate(&ca.fingerprint());
+                write_file_atomic(&token_file, format!("{}\n", token.reveal()).as_bytes(), 0o600)?;
+                token
+            }
+        };
+        let issuer = AutoIssuer {
+            ca,
+            token,
+            trust_domain: trust_domain.to_owned(),
+            agent_cert_lifetime,
+            registry_hosts,
+            token_file,
+            state_dir: state_dir.to_owned(),
+        };
+        issuer.write_operator_certificate()?;
+        Ok(issuer)
+    }
+
+    pub fn token(&self) -> &JoinToken {
+        &self.token
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        self.ca.cert_pem()
+    }
+
+    /// The registry's own identity: a certificate whose chain carries the CA too, so agents
+    /// holding only the token's fingerprint can verify it.
+    pub fn registry_identity(&self) -> Result<Arc<Identity>> {
+        let (chain, key) = self.registry_certificate()?;
+        Identity::from_pem(&chain, &key, self.ca.cert_pem())
+    }
+
+    /// A new certificate and key for the registry itself: (chain PEM, key PEM).
+    pub fn registry_certificate(&self) -> Result<(String, String)> {
+        let mut request = LeafRequest::new("registry", Role::Registry, &self.trust_domain, 0);
+        for host in &self.registry_hosts {
+            add_host(&mut request, host).map_err(|e| Error::new(ErrorKind::InvalidConfig, e))?;
+        }
+        self.set_lifetime(&mut request, REGISTRY_CERT_LIFETIME);
+        let issued = self.ca.issue(&request)?;
+        Ok((format!("{}{}", issued.cert_pem, self.ca.cert_pem()), issued.key_pem))
+    }
+
+    /// Signs an agent's request for a certificate, if the token is right.
+    pub fn issue_agent(&self, request: &BootstrapRequest) -> std::result::Result<(String, String), String> {
+        let name = &request.name;
+        let valid_name = (1..=63).contains(&name.len())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !name.starts_with(['-', '.']);
+        if !valid_name {
+            return Err(format!("agent name '{name}' cannot name a certificate: use 1-63 letters, digits, '-', '_' or '.'"));
+        }
+        let mut leaf = LeafRequest::new(name, Role::Agent, &self.trust_domain, 0);
+        for host in &request.hosts {
+            add_host(&mut leaf, host)?;
+        }
+        self.set_lifetime(&mut leaf, self.agent_cert_lifetime);
+        let spiffe_id = leaf.uris[0].clone();
+        let certificate = self.ca.sign_request(&request.csr, &leaf).map_err(|e| e.message().to_owned())?;
+        Ok((certificate, spiffe_id))
+    }
+
+    pub fn agent_cert_lifetime(&self) -> Duration {
+        self.agent_cert_lifetime
+    }
+
+    fn set_lifetime(&self, request: &mut LeafRequest, lifetime: Duration) {
+        let now = time::OffsetDateTime::now_utc();
+        request.not_before = now - CLOCK_SKEW;
+        request.not_after = now + lifetime;
+    }
+
+    fn write_operator_certificate(&self) -> Result<()> {
+        let cert = self.state_dir.join("operator.pem");
+        let fresh = std::fs::read_to_string(&cert).ok().and_then(|pem| CertificateSummary::parse_pem(&pem, "operator.pem").ok()).is_some_and(|s| {
+            let now = time::OffsetDateTime::now_utc();
+            s.issuer == CertificateSummary::parse_pem(self.ca.cert_pem(), "ca.pem").map(|ca| ca.subject).unwrap_or_default()
+                && (s.not_after - now) > (s.not_after - s.not_before) / 3
+        });
+        if !fresh {
+            let issued = self.ca.issue(&LeafRequest::new("operator", Role::Operator, &self.trust_domain, DEFAULT_LEAF_DAYS))?;
+            write_pair(&self.state_dir, "operator", &issued, true)?;
+        }
+        Ok(())
+    }
+}
+
+/// An IP address becomes an IP SAN, anything else a DNS SAN.
+fn add_host(request: &mut LeafRequest, host: &str) -> std::result::Result<(), String> {
+    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => {}
+        Ok(ip) => request.add_ip(ip),
+        Err(_) => {
+            let valid = !host.is_empty() && host.len() <= 253 && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'));
+            if !valid {
+                return Err(format!("host '{host}' is neither an IP address nor a DNS name"));
+            }
+            request.add_dns(&host.to_ascii_lowercase());
+        }
+    }
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let fail = |e: std::io::Error| {
+        Error::new(ErrorKind::InvalidConfig, format!("cannot create the registry's state directory {}: {e}; choose another with --state-dir", dir.display()))
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(fail)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir).map_err(fail)
+    }
+}

@@ -1,0 +1,219 @@
+//! The mesh's trust: the mesh CA the registry was configured with, the CAs of the entities
+//! (other organisations) added by an admin, and the bundle of both that agents trust. Entities
+//! are kept in `<state-dir>/entities.json`, written atomically, so they survive restarts.
+//!
+//! Who a caller is follows from its verified chain alone: a chain that verifies against the mesh
+//! CA belongs to the mesh, one that verifies against an entity's CA belongs to that entity.
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use toolmesh_core::pki::{fingerprint, CertificateSummary};
+use toolmesh_core::registry_api::{Entity, EntityList, TrustBundle};
+use toolmesh_core::tls::provider;
+use toolmesh_core::{Error, ErrorKind, Result};
+
+pub const ENTITIES_FILE: &str = "entities.json";
+
+/// How the mesh's trust answers for one caller's chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// Chains to the mesh CA.
+    Mesh,
+    /// Chains to this entity's CA.
+    Entity(String),
+}
+
+/// Why an entity change was refused.
+#[derive(Debug)]
+pub enum EntityError {
+    Invalid(String),
+    Exists(String),
+    Unknown(String),
+    Storage(Error),
+}
+
+/// One entity as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredEntity {
+    name: String,
+    ca_cert: String,
+    added_at: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Stored {
+    entities: Vec<StoredEntity>,
+}
+
+struct Anchors {
+    entities: Vec<StoredEntity>,
+    /// One verifier per anchor set: the mesh CA first, then each entity in order.
+    verifiers: Vec<(Standing, Arc<dyn ClientCertVerifier>)>,
+    bundle: TrustBundle,
+}
+
+pub struct Trust {
+    mesh: Vec<CertificateDer<'static>>,
+    file: Option<PathBuf>,
+    anchors: RwLock<Arc<Anchors>>,
+}
+
+impl Trust {
+    /// The mesh CA bundle, and the entities stored in `state_dir` (none without one).
+    pub fn load(mesh: Vec<CertificateDer<'static>>, state_dir: Option<PathBuf>) -> Result<Trust> {
+        let file = state_dir.map(|dir| dir.join(ENTITIES_FILE));
+        let stored: Stored = match &file {
+            Some(path) if path.exists() => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("cannot read {}: {e}", path.display())))?;
+                serde_json::from_str(&text).map_err(|e| {
+                    Error::new(ErrorKind::InvalidConfig, format!("{} is not a valid entities file ({e}); restore it or remove it to start without entities", path.display()))
+                })?
+            }
+            _ => Stored::default(),
+        };
+        let anchors = build(&mesh, stored.entities)?;
+        Ok(Trust { mesh, file, anchors: RwLock::new(Arc::new(anchors)) })
+    }
+
+    fn anchors(&self) -> Arc<Anchors> {
+        self.anchors.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Which CA a verified chain leads to; `None` when it leads to none any more (a revoked entity).
+    pub fn standing(&self, chain: &[CertificateDer<'static>]) -> Option<Standing> {
+        let (end_entity, intermediates) = chain.split_first()?;
+        let now = UnixTime::now();
+        self.anchors()
+            .verifiers
+            .iter()
+            .find(|(_, verifier)| verifier.verify_client_cert(end_entity, intermediates, now).is_ok())
+            .map(|(standing, _)| standing.clone())
+    }
+
+    pub fn bundle(&self) -> TrustBundle {
+        self.anchors().bundle.clone()
+    }
+
+    pub fn list(&self) -> EntityList {
+        EntityList { entities: self.anchors().entities.iter().map(describe).collect() }
+    }
+
+    /// Adds an entity and stores the new set; answers the entity as listed.
+    pub fn add(&self, name: &str, ca_pem: &str) -> std::result::Result<Entity, EntityError> {
+        check_entity_name(name).map_err(EntityError::Invalid)?;
+        let current = self.anchors();
+        if current.entities.iter().any(|e| e.name == name) {
+            return Err(EntityError::Exists(name.to_owned()));
+        }
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(ca_pem.as_bytes())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| EntityError::Invalid(format!("ca_cert is not PEM: {e}")))?;
+        let [ca] = certs.as_slice() else {
+            return Err(EntityError::Invalid(format!("ca_cert must hold exactly one PEM certificate, not {}", certs.len())));
+        };
+        let summary = CertificateSummary::parse_der(ca, "ca_cert").map_err(|e| EntityError::Invalid(e.message().to_owned()))?;
+        if !summary.is_ca {
+            return Err(EntityError::Invalid(format!("ca_cert ('{}') is not a CA certificate (basicConstraints CA:FALSE)", summary.subject)));
+        }
+        let print = fingerprint(ca);
+        if self.mesh.iter().any(|m| fingerprint(m) == print) || current.entities.iter().any(|e| entity_fingerprint(e) == print) {
+            return Err(EntityError::Invalid(format!("the CA '{}' is already trusted (the mesh CA or another entity's)", summary.subject)));
+        }
+        let added_at = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let canonical = pem::encode(&pem::Pem::new("CERTIFICATE", ca.to_vec()));
+        let mut entities = current.entities.clone();
+        entities.push(StoredEntity { name: name.to_owned(), ca_cert: canonical, added_at });
+        let entity = describe(entities.last().expect("just pushed"));
+        self.replace(entities)?;
+        Ok(entity)
+    }
+
+    /// Removes an entity and stores the new set; answers the removed entity.
+    pub fn revoke(&self, name: &str) -> std::result::Result<Entity, EntityError> {
+        let current = self.anchors();
+        let Some(removed) = current.entities.iter().find(|e| e.name == name) else {
+            return Err(EntityError::Unknown(name.to_owned()));
+        };
+        let removed = describe(removed);
+        self.replace(current.entities.iter().filter(|e| e.name != name).cloned().collect())?;
+        Ok(removed)
+    }
+
+    /// Stores first, then swaps: a set that could not be stored is not in force either.
+    fn replace(&self, entities: Vec<StoredEntity>) -> std::result::Result<(), EntityError> {
+        let anchors = build(&self.mesh, entities).map_err(EntityError::Storage)?;
+        if let Some(file) = &self.file {
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| EntityError::Storage(Error::new(ErrorKind::Internal, format!("cannot create {}: {e}", dir.display()))))?;
+            }
+            let json = serde_json::to_vec_pretty(&Stored { entities: anchors.entities.clone() }).expect("entities serialize");
+            toolmesh_core::pki::write_file_atomic(file, &json, 0o600).map_err(EntityError::Storage)?;
+        }
+        *self.anchors.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(anchors);
+        Ok(())
+    }
+}
+
+fn build(mesh: &[CertificateDer<'static>], entities: Vec<StoredEntity>) -> Result<Anchors> {
+    let verifier = |certs: &[CertificateDer<'static>], what: &str| -> Result<Arc<dyn ClientCertVerifier>> {
+        let mut roots = RootCertStore::empty();
+        for cert in certs {
+            roots
+                .add(cert.clone())
+                .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("{what} is not a usable trust anchor: {e}")))?;
+        }
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("{what} cannot verify certificates: {e}")))
+    };
+    let mut verifiers = vec![(Standing::Mesh, verifier(mesh, "the mesh CA")?)];
+    let mut pem = mesh.iter().map(|der| pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))).collect::<String>();
+    for entity in &entities {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(entity.ca_cert.as_bytes())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("entity '{}': stored CA is not PEM: {e}", entity.name)))?;
+        verifiers.push((Standing::Entity(entity.name.clone()), verifier(&certs, &format!("the CA of entity '{}'", entity.name))?));
+        pem.push_str(&entity.ca_cert);
+    }
+    // The version names the content, so it is the same across restarts and replicas.
+    let digest = ring::digest::digest(&ring::digest::SHA256, pem.as_bytes());
+    let version = u64::from_be_bytes(digest.as_ref()[..8].try_into().expect("a SHA-256 digest has 8 bytes")) >> 1;
+    Ok(Anchors { entities, verifiers, bundle: TrustBundle { version, pem } })
+}
+
+fn entity_fingerprint(entity: &StoredEntity) -> String {
+    CertificateDer::from_pem_slice(entity.ca_cert.as_bytes()).map(|der| fingerprint(&der)).unwrap_or_default()
+}
+
+fn describe(entity: &StoredEntity) -> Entity {
+    let summary = CertificateSummary::parse_pem(&entity.ca_cert, &entity.name).ok();
+    Entity {
+        name: entity.name.clone(),
+        ca_fingerprint: entity_fingerprint(entity),
+        ca_subject: summary.as_ref().map(|s| s.subject.clone()).unwrap_or_default(),
+        ca_not_after: summary
+            .and_then(|s| s.not_after.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_default(),
+        added_at: entity.added_at.clone(),
+    }
+}
+
+/// Entity names travel in URL paths and the `list` table.
+fn check_entity_name(name: &str) -> std::result::Result<(), String> {
+    let valid = (1..=63).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with(['-', '.']);
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("entity name '{name}' is not valid: use 1-63 letters, digits, '-', '_' or '.', not starting with '-' or '.'"))
+    }
+}
