@@ -3,6 +3,7 @@
 //! exits 2 for configuration and usage errors, 1 otherwise.
 
 mod certs;
+mod entity;
 mod ops;
 mod registry;
 
@@ -23,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create a development CA and issue certificates from it.
+    /// Create a CA, issue, check and rotate certificates.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
     /// Run the registry (HTTPS with mandatory client certificates) until SIGINT/SIGTERM.
@@ -32,6 +33,9 @@ enum Command {
     List(ops::ListArgs),
     /// Call a tool, found through the registry, directly over mutual TLS.
     Call(ops::CallArgs),
+    /// Trust, list and revoke other organisations' CAs (needs an operator certificate).
+    #[command(subcommand)]
+    Entity(entity::EntityCommand),
 }
 
 /// The certificate, key and CA bundle of the identity this command acts with.
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
             Command::Registry(args) => registry::run(args).await,
             Command::List(args) => ops::list(args).await,
             Command::Call(args) => ops::call(args).await,
+            Command::Entity(command) => entity::run(command).await,
         }
     });
     match outcome {

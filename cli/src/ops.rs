@@ -21,10 +21,16 @@ pub struct RegistryAccess {
     registry: Option<String>,
     #[command(flatten)]
     tls: TlsArgs,
+    /// Act with the operator certificate `toolmesh registry --tls-auto` wrote to its state directory.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "tls_ca"])]
+    tls_auto: bool,
+    /// The state directory of a --tls-auto registry (default ~/.toolmesh/registry).
+    #[arg(long, env = "TOOLMESH_STATE_DIR", value_name = "DIR", requires = "tls_auto")]
+    state_dir: Option<std::path::PathBuf>,
 }
 
 impl RegistryAccess {
-    fn connect(&self) -> Result<(RegistryClient, Arc<Identity>), Failure> {
+    pub fn connect(&self) -> Result<(RegistryClient, Arc<Identity>), Failure> {
         let url = self.registry.as_deref().ok_or_else(|| {
             Failure::usage(Error::new(
                 ErrorKind::InvalidConfig,
@@ -33,7 +39,15 @@ impl RegistryAccess {
         })?;
         // Check the URL before the certificates: it is the cheaper mistake to report.
         toolmesh_core::registry_client::check_registry_url(url)?;
-        let identity = self.tls.load("operator")?;
+        let identity = if self.tls_auto {
+            let dir = self.state_dir.clone().or_else(toolmesh_core::auto_tls::default_state_dir).ok_or_else(|| {
+                Failure::usage(Error::new(ErrorKind::InvalidConfig, "--tls-auto needs --state-dir (HOME is not set)"))
+            })?;
+            let files = toolmesh_core::tls::TlsFiles { cert: dir.join("operator.pem"), key: dir.join("operator.key"), ca: dir.join("ca.pem") };
+            Identity::load(&files).map_err(|e| Failure::usage(e.context(format!("the operator identity of the --tls-auto registry in {}", dir.display()))))?
+        } else {
+            self.tls.load("operator")?
+        };
         Ok((RegistryClient::new(url, &identity)?, identity))
     }
 }
@@ -62,11 +76,12 @@ pub async fn list(args: ListArgs) -> Result<(), Failure> {
 
 /// One row per tool; the agent's columns are filled on its first row only.
 fn table(list: &AgentList) -> String {
-    let header = ["AGENT", "ID", "HEALTH", "ENDPOINT", "TOOLS"].map(String::from);
+    let header = ["AGENT", "ID", "ENTITY", "HEALTH", "ENDPOINT", "TOOLS"].map(String::from);
     let mut rows = vec![header];
     for agent in &list.agents {
         let health = format!("{} ({})", agent.status, seconds_ago(agent.last_seen_ms));
-        let mut first = [agent.name.clone(), agent.agent_id.clone(), health, agent.endpoint.clone()];
+        let entity = agent.entity.clone().unwrap_or_else(|| "(mesh)".to_owned());
+        let mut first = [agent.name.clone(), agent.agent_id.clone(), entity, health, agent.endpoint.clone()];
         let tools: Vec<String> = agent
             .tools
             .iter()
@@ -100,9 +115,9 @@ pub fn align<R: AsRef<[String]>>(rows: &[R]) -> String {
     out
 }
 
-fn append(first: [String; 4], last: String) -> [String; 5] {
-    let [a, b, c, d] = first;
-    [a, b, c, d, last]
+fn append(first: [String; 5], last: String) -> [String; 6] {
+    let [a, b, c, d, e] = first;
+    [a, b, c, d, e, last]
 }
 
 fn seconds_ago(ms: u64) -> String {
@@ -231,7 +246,7 @@ fn parse_header(header: &str) -> Result<(String, String), Failure> {
     Ok((name.to_ascii_lowercase(), value.to_owned()))
 }
 
-fn to_json(value: &impl serde::Serialize) -> Result<String, Error> {
+pub fn to_json(value: &impl serde::Serialize) -> Result<String, Error> {
     serde_json::to_string_pretty(value).map_err(|e| Error::new(ErrorKind::Internal, format!("cannot print JSON: {e}")))
 }
 
@@ -267,13 +282,14 @@ mod tests {
             status: "healthy".into(),
             last_seen_ms: 1500,
             identity: String::new(),
+            entity: (name == "idle").then(|| "partner".to_owned()),
         };
         let list = AgentList { agents: vec![agent("calc", vec![tool("add", &["math", "fast"]), tool("sub", &[])]), agent("idle", vec![])] };
         let expected = "\
-AGENT  ID      HEALTH              ENDPOINT            TOOLS
-calc   calc-1  healthy (1.5s ago)  https://calc:1/mcp  add: add@1.0.0 [math,fast]
-                                                       sub: sub@1.0.0
-idle   idle-1  healthy (1.5s ago)  https://idle:1/mcp  -
+AGENT  ID      ENTITY   HEALTH              ENDPOINT            TOOLS
+calc   calc-1  (mesh)   healthy (1.5s ago)  https://calc:1/mcp  add: add@1.0.0 [math,fast]
+                                                                sub: sub@1.0.0
+idle   idle-1  partner  healthy (1.5s ago)  https://idle:1/mcp  -
 ";
         assert_eq!(table(&list), expected);
     }

@@ -1,11 +1,16 @@
-//! `toolmesh registry`: runs the registry until SIGINT or SIGTERM.
+//! `toolmesh registry`: runs the registry until SIGINT or SIGTERM, with certificate files or,
+//! with `--tls-auto`, with a CA of its own in the state directory.
 
 use crate::{Failure, TlsArgs};
 use clap::Args;
 use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+use toolmesh_core::auto_tls::default_state_dir;
+use toolmesh_core::pki::DEFAULT_TRUST_DOMAIN;
 use toolmesh_core::{Error, ErrorKind};
-use toolmesh_registry::RegistryConfig;
+use toolmesh_registry::{AutoIssuer, RegistryConfig};
 
 #[derive(Args)]
 pub struct RegistryArgs {
@@ -17,19 +22,98 @@ pub struct RegistryArgs {
     port: u16,
     #[command(flatten)]
     tls: TlsArgs,
+    /// Run the mesh on mTLS with no certificate handling: a CA in --state-dir issues the
+    /// registry's certificate and, with the join token this prints, the agents' (TOOLMESH_TLS=auto).
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "tls_ca"])]
+    tls_auto: bool,
+    /// Where the registry keeps its CA, join token, operator certificate and entities.
+    #[arg(long, env = "TOOLMESH_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Trust domain of the SPIFFE IDs --tls-auto issues.
+    #[arg(long, default_value = DEFAULT_TRUST_DOMAIN, value_name = "DOMAIN")]
+    trust_domain: String,
+    /// Lifetime of the agents' automatic certificates, e.g. 24h, 30m, 90s (renewed at 2/3).
+    #[arg(long, default_value = "24h", value_parser = parse_duration, value_name = "DURATION")]
+    agent_cert_ttl: Duration,
+    /// Extra host names or IPs the registry is reached at (--tls-auto puts them in its certificate).
+    #[arg(long, value_delimiter = ',', value_name = "HOST")]
+    san: Vec<String>,
+    /// Identities (SPIFFE IDs) allowed to add and revoke entities, besides spiffe://DOMAIN/operator/...
+    #[arg(long, value_delimiter = ',', value_name = "SPIFFE-ID")]
+    admin_ids: Vec<String>,
     /// How often agents heartbeat; an agent silent for three intervals is evicted.
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..=3_600_000), value_name = "MS")]
     heartbeat_interval_ms: u64,
+    /// Address of the plain-HTTP /health and /ready listener.
+    #[arg(long, default_value = "127.0.0.1", value_name = "HOST")]
+    health_host: String,
+    /// Port of the health listener: default --port + 1000 (any free port with --port 0); 'off' for none.
+    #[arg(long, value_name = "PORT|off")]
+    health_port: Option<String>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("'{text}' is not a duration like 24h, 30m or 90s"))?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number * 60,
+        "h" | "" => number * 3600,
+        "d" => number * 86_400,
+        _ => return Err(format!("'{text}' has an unknown unit; use s, m, h or d")),
+    };
+    if seconds < 3 {
+        return Err(format!("'{text}' is too short for a certificate lifetime; use at least 3s"));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
-    let identity = args.tls.load("registry")?;
+    let state_dir = args.state_dir.clone().or_else(default_state_dir).ok_or_else(|| {
+        Failure::usage(Error::new(ErrorKind::InvalidConfig, "no state directory: set --state-dir (HOME is not set)"))
+    })?;
+    let health = match args.health_port.as_deref() {
+        Some("off") => None,
+        Some(port) => Some(port.parse::<u16>().map_err(|_| usage(format!("--health-port '{port}' must be a port number or 'off'")))?),
+        None if args.port == 0 => Some(0),
+        None => Some(args.port.checked_add(1000).ok_or_else(|| {
+            usage(format!("the health port would be {} + 1000, past 65535; set --health-port", args.port))
+        })?),
+    };
+    let issuer = if args.tls_auto {
+        let mut hosts = vec![args.host.clone()];
+        hosts.extend(args.san.iter().cloned());
+        if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            hosts.push(name.trim().to_owned());
+        }
+        let issuer = AutoIssuer::prepare(&state_dir, &args.trust_domain, args.agent_cert_ttl, hosts).map_err(Failure::usage)?;
+        Some(Arc::new(issuer))
+    } else {
+        None
+    };
+    let identity = match &issuer {
+        Some(issuer) => issuer.registry_identity()?,
+        None => args.tls.load("registry")?,
+    };
     let mut config = RegistryConfig::new(args.host, args.port, identity);
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
+    config.state_dir = Some(state_dir.clone());
+    config.issuer = issuer.clone();
+    config.admin_ids = args.admin_ids;
+    config.health = health.map(|port| (args.health_host, port));
     let running = toolmesh_registry::start(config).await?;
     // Scripts and tests wait for this line; with --port 0 it carries the real port.
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "toolmesh registry listening on {}", running.url())
+    let mut lines = vec![format!("toolmesh registry listening on {}", running.url())];
+    if let Some(issuer) = &issuer {
+        let dir = state_dir.display();
+        lines.push(format!("join token: {}", issuer.token().reveal()));
+        lines.push(format!("  (also in {}; agents on this machine read it from there)", issuer.token_file.display()));
+        lines.push(format!("run agents with: TOOLMESH_TLS=auto TOOLMESH_REGISTRY_URL={} TOOLMESH_JOIN_TOKEN=<token>", running.url()));
+        lines.push(format!("operate with:    toolmesh list --tls-auto --state-dir {dir} --registry {}", running.url()));
+    }
+    writeln!(stdout, "{}", lines.join("\n"))
         .and_then(|()| stdout.flush())
         .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot write to stdout: {e}")))?;
     drop(stdout);
@@ -37,6 +121,10 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
     tracing::info!("{stopped_by}: shutting down");
     running.shutdown().await;
     Ok(())
+}
+
+fn usage(message: String) -> Failure {
+    Failure::usage(Error::new(ErrorKind::InvalidConfig, message))
 }
 
 /// Waits for SIGINT (Ctrl-C) or, on Unix, SIGTERM; returns which one arrived.
