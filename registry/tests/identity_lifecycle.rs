@@ -1,0 +1,190 @@
+//! Identities over their lifetime, with a live registry and real agents: automatic certificates
+//! from the registry's CA renewed while calls flow, and an entity added then revoked without a
+//! restart anywhere.
+
+mod common;
+
+use common::Mesh;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use toolmesh_core::agent::Agent;
+use toolmesh_core::config::AgentConfig;
+use toolmesh_core::context::RequestContext;
+use toolmesh_core::host::{Completion, FnHandler, HostError, ToolInvocation};
+use toolmesh_core::mcp::McpClient;
+use toolmesh_core::pki::{CertificateSummary, Role};
+use toolmesh_core::registry_api::{EntityRequest, ToolInfo};
+use toolmesh_core::registry_client::RegistryClient;
+use toolmesh_core::tls::Identity;
+
+const HEARTBEAT: Duration = Duration::from_millis(200);
+
+/// `add` (a + b), `double` (calls its `add` dependency with a = b = x) and `ping`.
+fn tools(provided: &[&str]) -> Vec<ToolInfo> {
+    let all: Vec<ToolInfo> = serde_json::from_value(json!([
+        {"name": "add", "capability": "add"},
+        {"name": "double", "capability": "double", "dependencies": ["add"]},
+        {"name": "ping", "capability": "ping"},
+    ]))
+    .expect("tools");
+    all.into_iter().filter(|t| provided.contains(&t.name.as_str())).collect()
+}
+
+async fn start(config: AgentConfig, provided: &[&str]) -> Agent {
+    let me: Arc<std::sync::OnceLock<Agent>> = Arc::default();
+    let handler = {
+        let me = me.clone();
+        FnHandler(move |inv: ToolInvocation, done: Completion| {
+            let me = me.clone();
+            tokio::spawn(async move {
+                let n = |k: &str| inv.arguments.get(k).and_then(Value::as_i64).unwrap_or(0);
+                match inv.tool.as_str() {
+                    "add" => return done.ok(json!(n("a") + n("b"))),
+                    "ping" => return done.ok(json!("pong")),
+                    _ => {}
+                }
+                let agent = me.get().expect("started");
+                match agent.call("double", 0, json!({"a": n("x"), "b": n("x")}), Some(inv.context.clone())).await {
+                    Ok(v) => done.ok(v),
+                    Err(e) => done.complete(Err(HostError { message: e.message().to_owned(), mesh_error: Some(e) })),
+                }
+            });
+        })
+    };
+    let agent = Agent::start(config, tools(provided), Arc::new(handler)).await.expect("start agent");
+    let _ = me.set(agent.clone());
+    assert!(agent.wait_registered(Duration::from_secs(5)).await, "the agent did not register");
+    agent
+}
+
+fn auto_config(name: &str, registry: &str, token: &str) -> AgentConfig {
+    let mut config = AgentConfig::from_env(name).expect("config");
+    for (key, value) in [("tls", "auto"), ("registry_url", registry), ("join_token", token), ("heartbeat_interval_ms", "200")] {
+        config.set(key, value).expect("option");
+    }
+    config
+}
+
+async fn call(client: &McpClient, endpoint: &str, tool: &str, args: Value) -> Result<Value, toolmesh_core::Error> {
+    client.call_tool(endpoint, tool, args, &RequestContext::default()).await.map_err(|e| e.error)
+}
+
+/// The certificate an agent presents on a fresh connection.
+async fn presented(agent: &Agent, client: &Arc<Identity>) -> CertificateSummary {
+    let tcp = tokio::net::TcpStream::connect(agent.local_addr()).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let tls = tokio_rustls::TlsConnector::from(client.client_config().expect("config")).connect(name, tcp).await.expect("handshake");
+    CertificateSummary::parse_der(&tls.get_ref().1.peer_certificates().expect("certificate")[0], "presented").expect("parse")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_tls_agents_get_short_lived_certificates_renewed_while_calls_keep_working() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let lifetime = Duration::from_secs(3);
+    let (mesh, issuer, registry) = Mesh::start_auto(state.path(), lifetime, HEARTBEAT).await;
+    let token = issuer.token().reveal();
+    let provider = start(auto_config("adder", &registry.url(), &token), &["add"]).await;
+    let consumer = start(auto_config("doubler", &registry.url(), &token), &["double"]).await;
+    let operator = mesh.identity("ops", Role::Operator);
+    let first = presented(&provider, &operator).await;
+    assert_eq!(first.uris, ["spiffe://toolmesh.local/agent/adder"]);
+    let valid_for = first.not_after - time::OffsetDateTime::now_utc();
+    assert!(valid_for <= time::Duration::seconds(3), "short-lived: {valid_for}");
+
+    let client = McpClient::new(&operator).expect("client");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut calls, mut renewed) = (0, false);
+    // Past two renewals (at 2 s, then about 2 s later), calling through the consumer all along.
+    while Instant::now() < deadline && !(renewed && calls >= 50 && presented(&provider, &operator).await.not_after > first.not_after + time::Duration::seconds(2)) {
+        let x = calls % 100;
+        assert_eq!(call(&client, consumer.endpoint(), "double", json!({"x": x})).await.expect("call during renewal"), json!(2 * x));
+        calls += 1;
+        renewed = renewed || presented(&provider, &operator).await.not_after > first.not_after;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(renewed, "the certificate was never renewed");
+    assert!(Instant::now() < deadline, "two renewals did not happen within the deadline");
+    assert!(first.not_after < time::OffsetDateTime::now_utc(), "the calls outlived the first certificate");
+    for agent in [provider, consumer] {
+        agent.shutdown().await;
+    }
+    registry.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_entity_is_cut_off_within_a_heartbeat_even_on_open_connections() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let (mesh, issuer, registry) = Mesh::start_auto(state.path(), Duration::from_secs(3600), HEARTBEAT).await;
+    let ours = start(auto_config("ours", &registry.url(), &issuer.token().reveal()), &["double", "ping"]).await;
+
+    // The partner's agent holds a certificate from its own CA and trusts the mesh CA.
+    let partner = Mesh::named("partner CA");
+    let files = tempfile::tempdir().expect("tempdir");
+    let leaf = partner.issue("theirs", Role::Agent);
+    let (cert, key) = toolmesh_core::pki::write_pair(files.path(), "theirs", &leaf, false).expect("write");
+    let ca = files.path().join("bundle.pem");
+    std::fs::write(&ca, format!("{}{}", mesh.ca.cert_pem(), partner.ca.cert_pem())).expect("write bundle");
+    let mut config = AgentConfig::from_env("theirs").expect("config");
+    for (k, v) in [
+        ("tls_cert", cert.to_str().expect("utf-8")),
+        ("tls_key", key.to_str().expect("utf-8")),
+        ("tls_ca", ca.to_str().expect("utf-8")),
+        ("registry_url", &registry.url()),
+        ("heartbeat_interval_ms", "200"),
+    ] {
+        config.set(k, v).expect("option");
+    }
+    let refused = Agent::start(config.clone(), tools(&["add"]), Arc::new(FnHandler(|_: ToolInvocation, done: Completion| done.ok(json!(0)))))
+        .await
+        .expect("an agent starts while the registry still refuses it");
+    assert!(!refused.wait_registered(Duration::from_millis(600)).await, "an unknown entity must not register");
+    refused.shutdown().await;
+
+    let admin = RegistryClient::new(&registry.url(), &mesh.identity("ops", Role::Operator)).expect("client");
+    let agent_admin = RegistryClient::new(&registry.url(), &mesh.identity("someone", Role::Agent)).expect("client");
+    let request = EntityRequest { name: "partner".into(), ca_cert: partner.ca.cert_pem().into() };
+    let denied = agent_admin.add_entity(&request).await.expect_err("an agent is no admin");
+    assert!(denied.message().contains("admin identity"), "{denied}");
+    admin.add_entity(&request).await.expect("add entity");
+    let stored = std::fs::read_to_string(state.path().join(toolmesh_registry::ENTITIES_FILE)).expect("entities file");
+    assert!(stored.contains("\"partner\""), "kept across restarts: {stored}");
+    let theirs = start(config, &["add"]).await;
+    let listed = admin.list_agents().await.expect("list").agents;
+    assert_eq!(listed.iter().find(|a| a.name == "theirs").and_then(|a| a.entity.clone()).as_deref(), Some("partner"));
+
+    // Both directions work, over connections that stay pooled.
+    let their_identity = Identity::load(&toolmesh_core::tls::TlsFiles { cert, key, ca }).expect("partner identity");
+    let their_client = McpClient::new(&their_identity).expect("client");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while call(&their_client, ours.endpoint(), "ping", json!({})).await.is_err() {
+        assert!(Instant::now() < deadline, "our agent never trusted the partner's CA");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let doubled = ours.call("double", 0, json!({"a": 2, "b": 2}), None).await;
+    assert!(doubled.is_ok(), "{doubled:?}");
+
+    admin.revoke_entity("partner").await.expect("revoke");
+    let revoked_at = Instant::now();
+    assert!(admin.list_agents().await.expect("list").agents.iter().all(|a| a.name != "theirs"), "evicted at once");
+    let refusal = loop {
+        match call(&their_client, ours.endpoint(), "ping", json!({})).await {
+            Err(e) => break e,
+            Ok(_) => {
+                assert!(revoked_at.elapsed() < HEARTBEAT * 3, "still served {:?} after the revocation", revoked_at.elapsed());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    assert!(revoked_at.elapsed() <= HEARTBEAT + Duration::from_millis(200), "cut off after {:?}", revoked_at.elapsed());
+    assert!(refusal.message().contains("no longer verifies"), "{refusal}");
+    let e = ours.call("double", 0, json!({"a": 2, "b": 2}), None).await.expect_err("nobody routes to a revoked agent");
+    assert_eq!(e.kind(), toolmesh_core::ErrorKind::DependencyUnresolved, "{e}");
+    theirs.shutdown().await;
+    ours.shutdown().await;
+    registry.shutdown().await;
+
+    // The registry keeps entities across restarts; the revoked one stays revoked.
+    let stored = std::fs::read_to_string(state.path().join(toolmesh_registry::ENTITIES_FILE)).expect("entities file");
+    assert!(!stored.contains("partner"), "{stored}");
+}
