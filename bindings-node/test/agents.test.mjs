@@ -112,17 +112,23 @@ describe("agents through the registry", { timeout: 120_000 }, () => {
     const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     const sent = { "X-Tenant": "t-42", "X-Audit-User": "ann", "X-Secret": "s3", traceparent };
     assert.deepEqual([headers(), traceId(), currentContext()], [{}, undefined, undefined]);
-    await serving([beta, alpha], async () => {
-      const hops = await eventually(() => callTool(alpha.endpoint, fixture.certs, "hop", {}, sent));
-      assert.deepEqual(hops.alpha.headers, { "x-tenant": "t-42", "x-audit-user": "ann" });
-      assert.deepEqual(hops.later, hops.alpha);
-      // beta's own allow-list drops x-audit-user: core filters on every hop
-      assert.deepEqual(hops.beta.headers, { "x-tenant": "t-42" });
-      assert.deepEqual(hops.betaSync.headers, { "x-tenant": "t-42" });
-      const hopsSeen = [hops.alpha, hops.beta, hops.betaSync];
-      assert.deepEqual(new Set(hopsSeen.map((h) => h.traceId)), new Set(["4bf92f3577b34da6a3ce929d0e0e4736"]));
-      assert.equal(new Set(hopsSeen.map((h) => h.spanId)).size, 3);
-    });
+    // The agents' options override the environment: X-Secret is sent but never propagated.
+    process.env.TOOLMESH_PROPAGATE_HEADERS = "x-secret";
+    try {
+      await serving([beta, alpha], async () => {
+        const hops = await eventually(() => callTool(alpha.endpoint, fixture.certs, "hop", {}, sent));
+        assert.deepEqual(hops.alpha.headers, { "x-tenant": "t-42", "x-audit-user": "ann" });
+        assert.deepEqual(hops.later, hops.alpha);
+        // beta's own allow-list drops x-audit-user: core filters on every hop
+        assert.deepEqual(hops.beta.headers, { "x-tenant": "t-42" });
+        assert.deepEqual(hops.betaSync.headers, { "x-tenant": "t-42" });
+        const hopsSeen = [hops.alpha, hops.beta, hops.betaSync];
+        assert.deepEqual(new Set(hopsSeen.map((h) => h.traceId)), new Set(["4bf92f3577b34da6a3ce929d0e0e4736"]));
+        assert.equal(new Set(hopsSeen.map((h) => h.spanId)).size, 3);
+      });
+    } finally {
+      delete process.env.TOOLMESH_PROPAGATE_HEADERS;
+    }
   });
 
   it("keeps the event loop free while a call is in flight", async () => {
