@@ -177,3 +177,64 @@ async fn health_and_readiness_are_served_in_plain_http_on_loopback() {
         agent.shutdown().await;
     }
 }
+
+#[test]
+fn an_expired_or_not_yet_valid_certificate_is_refused_at_load_saying_which_and_when() {
+    let pki = Pki::new();
+    let e = Identity::load(&pki.issue_expired("old")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CertificateExpired, "{e}");
+    assert!(e.message().contains("expired at 20"), "says when: {e}");
+    let future = pki.issue_with("early", |r| {
+        r.not_before = time::OffsetDateTime::now_utc() + time::Duration::days(2);
+        r.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(9);
+    });
+    let e = Identity::load(&future).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CertificateExpired, "{e}");
+    assert!(e.message().contains("is not valid until 20"), "says when: {e}");
+}
+
+#[tokio::test]
+async fn peers_without_the_tls_key_usages_are_refused() {
+    let pki = Pki::new();
+    // Signed by the mesh CA, but for code signing only: neither serverAuth nor clientAuth.
+    let signing_only = |r: &mut LeafRequest| r.extended_key_usages = vec![toolmesh_core::pki::ExtendedKeyUsagePurpose::CodeSigning];
+    let agent = start_agent("b", &pki.issue("b"), standard_tools(), |_| {}).await;
+    let files = pki.issue_with("codesigner", signing_only);
+    let e = match Identity::load(&files) {
+        Err(e) => e,
+        Ok(identity) => add(&McpClient::new(&identity).unwrap(), agent.endpoint()).await.unwrap_err(),
+    };
+    assert!(
+        matches!(e.kind(), ErrorKind::CertificateUntrusted | ErrorKind::PeerRejectedCertificate),
+        "a client certificate without clientAuth is refused: {e}"
+    );
+
+    let server_files = pki.issue_with("noserver", signing_only);
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    // A server presenting it: the client refuses the handshake and says why.
+    let server_identity = {
+        let cert = read(&server_files.cert);
+        let key = read(&server_files.key);
+        // Build the server side by hand: the identity loader itself would refuse this certificate.
+        let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+        rustls::ServerConfig::builder_with_provider(toolmesh_core::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap()
+    };
+    tokio::spawn(async move {
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_identity));
+        while let Ok((tcp, _)) = server.accept().await {
+            let _ = acceptor.accept(tcp).await;
+        }
+    });
+    let client = McpClient::new(&pki.identity("caller")).unwrap();
+    let e = add(&client, &format!("https://{addr}/mcp")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PeerCertificateUntrusted, "{e}");
+    assert!(e.message().contains("extended key usage"), "{e}");
+    agent.shutdown().await;
+}
