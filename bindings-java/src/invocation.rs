@@ -124,24 +124,11 @@ pub extern "system" fn Java_dev_toolmesh_Native_complete<'local>(
     })
 }
 
-/// The handler threw: the caller gets `HANDLER_FAILED` (`TOOL_FAILED` across the network).
+/// The handler failed. With a mesh error's `code` (a dependency call it made failed, or its
+/// result is not JSON) the caller gets that code and message unchanged; with 0, `HANDLER_FAILED`
+/// (`TOOL_FAILED` across the network) with this message.
 #[no_mangle]
 pub extern "system" fn Java_dev_toolmesh_Native_fail<'local>(
-    mut env: JNIEnv<'local>,
-    _class: JClass<'local>,
-    completion: jlong,
-    message: JString<'local>,
-) -> jboolean {
-    entry(&mut env, |env| {
-        let message: String = env.get_string(&message)?.into();
-        Ok(answered(COMPLETIONS.remove(completion), |completion| completion.err(message)))
-    })
-}
-
-/// The handler failed with a mesh error (a dependency call it made failed, or its result is not
-/// JSON): the caller gets that code and message unchanged.
-#[no_mangle]
-pub extern "system" fn Java_dev_toolmesh_Native_failMesh<'local>(
     mut env: JNIEnv<'local>,
     _class: JClass<'local>,
     completion: jlong,

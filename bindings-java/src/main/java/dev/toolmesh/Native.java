@@ -16,6 +16,9 @@ final class Native {
     /** Releases native objects whose Java owner was collected without releasing them. */
     static final Cleaner CLEANER = Cleaner.create();
 
+    /** Not a mesh error code: the caller gets HANDLER_FAILED with the message. */
+    static final int HANDLER_FAILED = 0;
+
     private static final ConcurrentHashMap<Long, PendingCall> PENDING = new ConcurrentHashMap<>();
     private static final AtomicLong NEXT_CALL_ID = new AtomicLong();
 
@@ -34,7 +37,7 @@ final class Native {
     /** {@code {"agent_id": ..., "endpoint": ..., "port": ...}} */
     static native String describe(long agent);
 
-    /** Answers through {@link #onCallDone} with {@code callId}. {@code context} 0: none. */
+    /** Answers through {@link #onCallDone} with {@code callId}. */
     private static native void call(long agent, String tool, int dependency, String argumentsJson, long context, long callId);
 
     /** Deregisters, drains and stops; blocks until done. */
@@ -42,9 +45,8 @@ final class Native {
 
     static native boolean complete(long completion, String resultJson);
 
-    static native boolean fail(long completion, String message);
-
-    static native boolean failMesh(long completion, int code, String message);
+    /** {@code code}: the mesh error's, or {@link #HANDLER_FAILED} for a handler that threw. */
+    static native boolean fail(long completion, int code, String message);
 
     static native void releaseCompletion(long completion);
 
@@ -60,7 +62,7 @@ final class Native {
         long callId = NEXT_CALL_ID.incrementAndGet();
         PENDING.put(callId, new PendingCall(result, context, executor));
         try {
-            call(agent, tool, dependency, argumentsJson, context == null ? 0 : context.handle(), callId);
+            call(agent, tool, dependency, argumentsJson, context.handle(), callId);
         } catch (RuntimeException refused) {
             PENDING.remove(callId);
             result.completeExceptionally(refused);

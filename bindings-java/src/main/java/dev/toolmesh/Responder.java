@@ -23,13 +23,12 @@ final class Responder {
 
     /** The handler failed: the caller gets {@code HANDLER_FAILED} with this message. */
     void fail(String message) {
-        Native.fail(completion, message);
-        release.clean();
+        fail(Native.HANDLER_FAILED, message);
     }
 
     /** The handler failed with a mesh error: the caller gets its code and message unchanged. */
-    void failMesh(int code, String message) {
-        Native.failMesh(completion, code, message);
+    void fail(int code, String message) {
+        Native.fail(completion, code, message);
         release.clean();
     }
 

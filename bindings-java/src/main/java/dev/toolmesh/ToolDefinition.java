@@ -1,7 +1,6 @@
 package dev.toolmesh;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.lang.reflect.Type;
 import java.util.ArrayList;
@@ -78,8 +77,7 @@ public final class ToolDefinition {
                 .put("capability", capability)
                 .put("version", version)
                 .put("description", description);
-        ArrayNode tagArray = info.putArray("tags");
-        tags.forEach(tagArray::add);
+        info.set("tags", Json.MAPPER.valueToTree(tags));
         info.set("input_schema", inputSchema);
         info.putArray("dependencies").addAll(dependencies);
         if (timeoutMs > 0) {
@@ -154,8 +152,7 @@ public final class ToolDefinition {
         public Builder dependsOn(String capability, String version, String... tags) {
             ObjectNode selector = Json.MAPPER.createObjectNode().put("capability", capability);
             if (tags.length > 0) {
-                ArrayNode tagArray = selector.putArray("tags");
-                List.of(tags).forEach(tagArray::add);
+                selector.set("tags", Json.MAPPER.valueToTree(tags));
             }
             if (!version.isEmpty()) {
                 selector.put("version", version);

@@ -24,10 +24,6 @@ final class ToolDispatcher {
         this.executor = executor;
     }
 
-    Executor executor() {
-        return executor;
-    }
-
     /**
      * Called by the native library on a core thread, which must never run a handler: takes
      * ownership of the native handles and enqueues the call onto the agent's executor.
@@ -74,7 +70,7 @@ final class ToolDispatcher {
         try {
             json = Json.MAPPER.writeValueAsString(value);
         } catch (JsonProcessingException e) {
-            responder.failMesh(HANDLER_RESULT, "tool '" + tool + "' returned a value that is not JSON: " + e.getOriginalMessage());
+            responder.fail(HANDLER_RESULT, "tool '" + tool + "' returned a value that is not JSON: " + e.getOriginalMessage());
             return;
         }
         responder.ok(json);
@@ -84,7 +80,7 @@ final class ToolDispatcher {
         Throwable cause = unwrap(thrown);
         if (cause instanceof ToolmeshException mesh) {
             // A mesh call the handler made failed: the caller gets that error, code and all.
-            responder.failMesh(mesh.code(), mesh.getMessage());
+            responder.fail(mesh.code(), mesh.getMessage());
             return;
         }
         LOG.log(System.Logger.Level.WARNING, "tool '" + tool + "' failed", cause);

@@ -41,7 +41,7 @@ class ExampleTest {
             Path libraryDir = Path.of(System.getProperty("toolmesh.cargoTargetDir", Mesh.repo().resolve("target").toString()), "debug");
             Mesh.Agent calc = mesh.startAgent("calc", List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                     "-Djava.library.path=" + libraryDir, "-cp", classes + java.io.File.pathSeparator + System.getProperty("java.class.path"), "Calc"), env);
-            mesh.startPythonAgent("examples/python/stats.py", "stats", registry, Map.of());
+            mesh.startScriptAgent(Mesh.python("examples/python/stats.py"), "stats", registry, Map.of());
             mesh.awaitListed(registry, Set.of("calc", "stats"));
 
             assertEquals(6, call(mesh, registry, "sum3", "{\"a\": 1, \"b\": 2, \"c\": 3}"));

@@ -81,21 +81,34 @@ public final class Mesh implements AutoCloseable {
         return new Registry(process, process.waitForLine(REGISTRY_READY, Duration.ofSeconds(30)).group(1));
     }
 
-    /**
-     * Runs the Python agent script {@code script} (path from the repository root) with the
-     * repository's .venv, as agent {@code name} with identity {@code name}, and waits until it serves.
-     */
-    public Agent startPythonAgent(String script, String name, Registry registry, Map<String, String> env) {
+    /** The command that runs the Python agent script {@code script} (from the repository root) with the repository's .venv. */
+    public static List<String> python(String script) {
         Path python = repo().resolve(".venv/bin/python");
         if (!Files.isExecutable(python)) {
             throw new IllegalStateException(python + " is missing: run scripts/python-env.sh first");
         }
+        return List.of(python.toString(), repo().resolve(script).toString());
+    }
+
+    /** The command that runs the Node agent script {@code script} (from the repository root) against bindings-node's build. */
+    public static List<String> node(String script) {
+        if (!Files.exists(repo().resolve("bindings-node/dist/index.js"))) {
+            throw new IllegalStateException("bindings-node is not built: run scripts/node-env.sh first");
+        }
+        return List.of("node", repo().resolve(script).toString());
+    }
+
+    /**
+     * Runs an agent script ({@link #python} or {@link #node}) as agent {@code name} with identity
+     * {@code name}, registered with {@code registry}, and waits until it serves.
+     */
+    public Agent startScriptAgent(List<String> command, String name, Registry registry, Map<String, String> env) {
         Map<String, String> agentEnv = new HashMap<>(requireCerts().env(name));
         agentEnv.put("TOOLMESH_TEST_AGENT_NAME", name);
         agentEnv.put("TOOLMESH_REGISTRY_URL", registry.url());
         agentEnv.put("TOOLMESH_HEARTBEAT_INTERVAL_MS", String.valueOf(HEARTBEAT_MS));
         agentEnv.putAll(env);
-        return startAgent(name, List.of(python.toString(), repo().resolve(script).toString()), agentEnv);
+        return startAgent(name, command, agentEnv);
     }
 
     /** Starts an agent process and waits for its ready line. */
