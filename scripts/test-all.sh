@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up what the tests need (idempotent) and runs every suite: Rust unit and integration
-# tests, the C ABI suite, the Python binding's suite, and the cross-process end-to-end tests.
+# tests, the C ABI suite, the Python and Node bindings' suites, and the cross-process and
+# cross-language end-to-end tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # One cargo target directory for the workspace and the bindings, kept outside the clone so a
@@ -18,3 +19,6 @@ scripts/c-tests.sh
 scripts/python-env.sh
 echo "== python: binding suite and end-to-end tests"
 .venv/bin/python -m pytest bindings-python/tests tests/python -q -p no:cacheprovider
+scripts/node-env.sh
+echo "== node: binding suite and cross-language tests (Node <-> Python)"
+npm --prefix bindings-node test
