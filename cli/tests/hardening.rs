@@ -21,7 +21,7 @@ fn openssl_available() -> bool {
 fn s_client(url: &str, extra: &[&str]) -> (bool, String) {
     let address = url.trim_start_matches("https://");
     let mut child = Command::new("timeout")
-        .args(["10", "openssl", "s_client", "-connect", address, "-servername", "localhost"])
+        .args(["10", "openssl", "s_client", "-ign_eof", "-connect", address, "-servername", "localhost"])
         .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -176,7 +176,7 @@ async fn accept_loop<F, Fut>(
             let peer = Arc::new(PeerInfo { identity: name, remote, chain });
             let service = hyper::service::service_fn(move |req| {
                 let checked = match &identity {
-                    Some(identity) => still_trusted(identity, &peer, &verified_under),
+                    Some(identity) => still_trusted(identity, &peer, &verified_under).map_err(|why| no_longer_trusted(&peer, &why)),
                     None => Ok(()),
                 };
                 let outcome = checked.map(|()| handler(req, peer.clone()));
@@ -198,30 +198,29 @@ async fn accept_loop<F, Fut>(
 }
 
 /// Verifies the peer again when the trust anchors changed since it was last verified.
-fn still_trusted(identity: &Identity, peer: &PeerInfo, verified_under: &AtomicU64) -> std::result::Result<(), http::Response<Body>> {
+fn still_trusted(identity: &Identity, peer: &PeerInfo, verified_under: &AtomicU64) -> std::result::Result<(), rustls::Error> {
     let generation = identity.trust_generation();
     if !peer.is_authenticated() || verified_under.load(Ordering::Acquire) == generation {
         return Ok(());
     }
-    match identity.verify_peer(&peer.chain) {
-        Ok(()) => {
-            verified_under.store(generation, Ordering::Release);
-            Ok(())
-        }
-        Err(e) => {
-            tracing::info!(peer = %peer.identity, remote = %peer.remote, "refused a request: the peer's certificate no longer verifies ({e})");
-            let mut refusal = text_response(
-                http::StatusCode::FORBIDDEN,
-                format!(
-                    "toolmesh: the client certificate of {} no longer verifies against the mesh trust bundle ({e}); \
-                     its CA was removed (a revoked entity?) or it expired: get a certificate from a trusted CA\n",
-                    peer.identity
-                ),
-            );
-            refusal.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-            Err(refusal)
-        }
-    }
+    identity.verify_peer(&peer.chain)?;
+    verified_under.store(generation, Ordering::Release);
+    Ok(())
+}
+
+/// The answer to a peer whose certificate no longer verifies; the connection closes after it.
+fn no_longer_trusted(peer: &PeerInfo, why: &rustls::Error) -> http::Response<Body> {
+    tracing::info!(peer = %peer.identity, remote = %peer.remote, "refused a request: the peer's certificate no longer verifies ({why})");
+    let mut refusal = text_response(
+        http::StatusCode::FORBIDDEN,
+        format!(
+            "toolmesh: the client certificate of {} no longer verifies against the mesh trust bundle ({why}); \
+             its CA was removed (a revoked entity?) or it expired: get a certificate from a trusted CA\n",
+            peer.identity
+        ),
+    );
+    refusal.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    refusal
 }
 
 /// Answers plaintext with a readable error; returns the TLS stream when the handshake succeeds.

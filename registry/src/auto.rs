@@ -102,8 +102,8 @@ impl AutoIssuer {
         Ok((format!("{}{}", issued.cert_pem, self.ca.cert_pem()), issued.key_pem))
     }
 
-    /// Signs an agent's request for a certificate, if the token is right.
-    pub fn issue_agent(&self, request: &BootstrapRequest) -> std::result::Result<(String, String), String> {
+    /// Signs an agent's request: (certificate PEM, SPIFFE ID, how long it is valid from now).
+    pub fn issue_agent(&self, request: &BootstrapRequest) -> std::result::Result<(String, String, Duration), String> {
         let name = &request.name;
         let valid_name = (1..=63).contains(&name.len())
             && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -115,20 +115,19 @@ impl AutoIssuer {
         for host in &request.hosts {
             add_host(&mut leaf, host)?;
         }
-        self.set_lifetime(&mut leaf, self.agent_cert_lifetime);
+        let valid_for = self.set_lifetime(&mut leaf, self.agent_cert_lifetime);
         let spiffe_id = leaf.uris[0].clone();
         let certificate = self.ca.sign_request(&request.csr, &leaf).map_err(|e| e.message().to_owned())?;
-        Ok((certificate, spiffe_id))
+        Ok((certificate, spiffe_id, valid_for))
     }
 
-    pub fn agent_cert_lifetime(&self) -> Duration {
-        self.agent_cert_lifetime
-    }
-
-    fn set_lifetime(&self, request: &mut LeafRequest, lifetime: Duration) {
+    /// Sets the validity and answers how long it lasts from now: X.509 times have whole
+    /// seconds, so a short lifetime is shorter than asked by up to a second.
+    fn set_lifetime(&self, request: &mut LeafRequest, lifetime: Duration) -> Duration {
         let now = time::OffsetDateTime::now_utc();
         request.not_before = now - CLOCK_SKEW;
-        request.not_after = now + lifetime;
+        request.not_after = (now + lifetime).replace_nanosecond(0).unwrap_or(now + lifetime);
+        Duration::try_from(request.not_after - now).unwrap_or_default()
     }
 
     fn write_operator_certificate(&self) -> Result<()> {

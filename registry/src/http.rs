@@ -291,12 +291,12 @@ async fn bootstrap(api: &Api, headers: &http::HeaderMap, body: Incoming) -> Resu
         ));
     }
     let request: BootstrapRequest = json_body(body).await?;
-    let (certificate, spiffe_id) = issuer.issue_agent(&request).map_err(Refusal::invalid)?;
+    let (certificate, spiffe_id, valid_for) = issuer.issue_agent(&request).map_err(Refusal::invalid)?;
     tracing::info!(identity = %spiffe_id, hosts = ?request.hosts, "issued an agent certificate");
     Ok(ok(&BootstrapResponse {
         certificate,
         spiffe_id,
-        lifetime_ms: issuer.agent_cert_lifetime().as_millis() as u64,
+        lifetime_ms: valid_for.as_millis() as u64,
         trust_bundle: api.trust.bundle(),
     }))
 }

@@ -81,7 +81,7 @@ async fn presented(agent: &Agent, client: &Arc<Identity>) -> CertificateSummary 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_tls_agents_get_short_lived_certificates_renewed_while_calls_keep_working() {
     let state = tempfile::tempdir().expect("tempdir");
-    let lifetime = Duration::from_secs(3);
+    let lifetime = Duration::from_secs(4);
     let (mesh, issuer, registry) = Mesh::start_auto(state.path(), lifetime, HEARTBEAT).await;
     let token = issuer.token().reveal();
     let provider = start(auto_config("adder", &registry.url(), &token), &["add"]).await;
@@ -90,15 +90,16 @@ async fn auto_tls_agents_get_short_lived_certificates_renewed_while_calls_keep_w
     let first = presented(&provider, &operator).await;
     assert_eq!(first.uris, ["spiffe://toolmesh.local/agent/adder"]);
     let valid_for = first.not_after - time::OffsetDateTime::now_utc();
-    assert!(valid_for <= time::Duration::seconds(3), "short-lived: {valid_for}");
+    assert!(valid_for <= time::Duration::seconds(4), "short-lived: {valid_for}");
 
     let client = McpClient::new(&operator).expect("client");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(12);
     let (mut calls, mut renewed) = (0, false);
     // Past two renewals (at 2 s, then about 2 s later), calling through the consumer all along.
     while Instant::now() < deadline && !(renewed && calls >= 50 && presented(&provider, &operator).await.not_after > first.not_after + time::Duration::seconds(2)) {
         let x = calls % 100;
-        assert_eq!(call(&client, consumer.endpoint(), "double", json!({"x": x})).await.expect("call during renewal"), json!(2 * x));
+        let doubled = call(&client, consumer.endpoint(), "double", json!({"x": x})).await;
+        assert_eq!(doubled.unwrap_or_else(|e| panic!("call {calls} failed during renewal: {e}")), json!(2 * x));
         calls += 1;
         renewed = renewed || presented(&provider, &operator).await.not_after > first.not_after;
         tokio::time::sleep(Duration::from_millis(20)).await;
