@@ -283,6 +283,30 @@ def test_a_forked_child_runs_its_own_agent(certs: Certs) -> None:
     pytest.fail("the forked child did not finish within 45 s")
 
 
+def test_a_proxy_used_after_stop_gets_cores_shutdown_error(certs: Certs) -> None:
+    """The same answer as in every other language: [4005 SHUTDOWN], from core."""
+    delta = agent("alpha", certs, None)
+    kept: list[toolmesh.Proxy] = []
+
+    @delta.tool(capability="add")
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    @delta.tool(dependencies=["add"])
+    async def keep(add: toolmesh.Proxy = None) -> int:
+        kept.append(add)
+        return await add(a=1, b=1)
+
+    async def scenario() -> None:
+        async with delta:
+            assert await call(certs, delta, "keep", {}) == 2
+        with pytest.raises(toolmesh.TransportError) as raised:
+            await kept[0](a=1, b=2)
+        assert (raised.value.code, raised.value.name) == (4005, "SHUTDOWN")
+
+    run(scenario())
+
+
 class Size(enum.Enum):
     SMALL = "s"
     LARGE = "l"

@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+import weakref
 from typing import Any, Callable, Iterable, Optional, TypeVar
 
 from . import _json, _native
@@ -38,6 +39,7 @@ class Agent:
         self._tools: list[ToolSpec] = list(tools)
         self._options = options
         self._native: Optional[_native.NativeAgent] = None
+        self._running = False
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._specs: dict[str, ToolSpec] = {}
         self._proxies: dict[str, dict[str, Proxy]] = {}
@@ -81,8 +83,9 @@ class Agent:
         started = self._loop.create_future()
         tools_json = json.dumps([spec.info() for spec in self._tools])
         try:
-            _native.start(self.name, _option_pairs(self._options), tools_json, self._on_invoke, started)
+            _native.start(self.name, _option_pairs(self._options), tools_json, _weakly(self._on_invoke), started)
             self._native = await started
+            self._running = True
         except BaseException:
             self._loop = None
             raise
@@ -91,13 +94,14 @@ class Agent:
     async def stop(self) -> None:
         """Deregisters, lets in-flight calls finish and stops serving. Idempotent."""
         native = self._native
-        if native is None:
+        if native is None or not self._running:
             return
         stopped = asyncio.get_running_loop().create_future()
         native.stop(stopped)
         await stopped
-        # Dropping the native agent breaks the cycle native agent -> handler -> this object.
-        self._native = None
+        # The stopped native agent stays, so a late proxy call gets core's SHUTDOWN error as in
+        # every other language; it holds this object only weakly (see `_weakly`).
+        self._running = False
         self._loop = None
 
     async def __aenter__(self) -> "Agent":
@@ -130,8 +134,14 @@ class Agent:
             await self.stop()
 
     def _require_native(self) -> _native.NativeAgent:
-        if self._native is None:
+        if self._native is None or not self._running:
             raise RuntimeError(f"agent {self.name!r} is not running; start it with `await agent.start()`")
+        return self._native
+
+    def _native_for_calls(self) -> _native.NativeAgent:
+        """The native agent, stopped or not: core answers calls on a stopped one with SHUTDOWN."""
+        if self._native is None:
+            raise RuntimeError(f"agent {self.name!r} is not started; start it with `await agent.start()`")
         return self._native
 
     def _require_loop(self) -> asyncio.AbstractEventLoop:
@@ -217,3 +227,17 @@ async def start(name: str, **options: Any) -> Agent:
     """Starts an agent serving every ``@toolmesh.tool`` on the running loop; ``await
     agent.stop()`` stops it."""
     return await Agent(name, tools=_default_tools, **options).start()
+
+
+def _weakly(method: Callable[..., Any]) -> Callable[..., Any]:
+    """`method`, held weakly: the native agent keeps its handler, and the handler must not keep
+    the Python agent alive (that cycle runs through native code the garbage collector cannot
+    see). An invocation arriving after the agent is gone is left unanswered, and core answers
+    the caller HANDLER_DROPPED."""
+    ref = weakref.WeakMethod(method)
+
+    def call(*args: Any) -> Any:
+        target = ref()
+        return None if target is None else target(*args)
+
+    return call

@@ -44,7 +44,7 @@ class Proxy:
     async def call(self, arguments: Optional[Mapping[str, Any]] = None) -> Any:
         """Calls the dependency with ``arguments`` (a dict) and returns the decoded result."""
         future = asyncio.get_running_loop().create_future()
-        native = self._agent._require_native()
+        native = self._agent._native_for_calls()
         native.call(self._tool, self._index, _json.encode(arguments or {}), _current.get(), future)
         return json.loads(await future)
 
