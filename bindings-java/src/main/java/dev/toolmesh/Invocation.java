@@ -4,12 +4,14 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.type.TypeReference;
 import com.fasterxml.jackson.databind.JavaType;
 import com.fasterxml.jackson.databind.JsonNode;
-import java.io.UncheckedIOException;
 import java.util.List;
 import java.util.concurrent.Executor;
 
 /** One call of a local tool, on the agent's executor. */
 final class Invocation implements ToolCall {
+    /** Core's INVALID_ARGUMENTS: what a caller gets for arguments that do not fit the tool's types. */
+    private static final int INVALID_ARGUMENTS = 5003;
+
     private final long agent;
     private final ToolDefinition tool;
     private final JsonNode arguments;
@@ -47,8 +49,11 @@ final class Invocation implements ToolCall {
         try {
             return Json.MAPPER.treeToValue(value, type);
         } catch (JsonProcessingException e) {
-            throw new UncheckedIOException("argument '" + name + "' of tool '" + tool.name() + "' is not a valid "
-                    + type.toCanonical() + ": " + e.getOriginalMessage(), e);
+            // Core checked the argument's JSON type; what is inside it is checked here, as it is decoded.
+            ToolmeshException rejected = new ToolmeshException(INVALID_ARGUMENTS, "INVALID_ARGUMENTS", "tool '" + tool.name()
+                    + "': argument '" + name + "' is not a valid " + type.toCanonical() + ": " + e.getOriginalMessage());
+            rejected.initCause(e);
+            throw rejected;
         }
     }
 

@@ -8,7 +8,11 @@ public interface ToolCall {
     /** The call's arguments, a JSON object already checked against the tool's input schema. */
     JsonNode arguments();
 
-    /** One argument decoded into {@code type} (a boxed primitive, string, record, POJO...); null when absent. */
+    /**
+     * One argument decoded into {@code type} (a boxed primitive, string, record, POJO...); null
+     * when absent. Throws a {@link ToolmeshException} {@code INVALID_ARGUMENTS} when it does not fit,
+     * which the caller receives as it is.
+     */
     <T> T argument(String name, Class<T> type);
 
     /** One argument decoded into a generic type, e.g. {@code new TypeReference<List<Integer>>() {}}; null when absent. */

@@ -30,10 +30,13 @@ public final class Mesh implements AutoCloseable {
 
     private final Path workDir;
     private final List<ManagedProcess> processes = new ArrayList<>();
+    /** Kills the processes if the test JVM is stopped before {@link #close()} runs. */
+    private final Thread killAtExit = new Thread(this::killAll, "mesh-kill-at-exit");
     private Certs certs;
 
     public Mesh(Path workDir) {
         this.workDir = workDir;
+        Runtime.getRuntime().addShutdownHook(killAtExit);
     }
 
     /** The repository's root (set by the Maven build; the working directory's parent otherwise). */
@@ -66,7 +69,7 @@ public final class Mesh implements AutoCloseable {
         return certs;
     }
 
-    public ManagedProcess spawn(String label, List<String> argv, Map<String, String> env) {
+    public synchronized ManagedProcess spawn(String label, List<String> argv, Map<String, String> env) {
         ManagedProcess process = new ManagedProcess(argv, env, workDir.resolve(label + "-" + processes.size()));
         processes.add(process);
         return process;
@@ -179,6 +182,11 @@ public final class Mesh implements AutoCloseable {
 
     @Override
     public void close() {
+        killAll();
+        Runtime.getRuntime().removeShutdownHook(killAtExit);
+    }
+
+    private synchronized void killAll() {
         processes.forEach(ManagedProcess::kill);
     }
 }
