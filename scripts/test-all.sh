@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up what the tests need (idempotent) and runs every suite: Rust unit and integration
-# tests, the C ABI suite, the Python and Node bindings' suites, and the cross-process and
+# tests, the C ABI suite, the Python, Node and Java bindings' suites, and the cross-process and
 # cross-language end-to-end tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,3 +22,6 @@ echo "== python: binding suite and end-to-end tests"
 scripts/node-env.sh
 echo "== node: binding suite and cross-language tests (Node <-> Python)"
 npm --prefix bindings-node test
+scripts/java-env.sh
+echo "== java: binding suite and cross-language tests (Java <-> Python, Java <-> Node)"
+mvn -B -ntp -f bindings-java/pom.xml test
