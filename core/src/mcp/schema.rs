@@ -1,28 +1,33 @@
-//! Argument checks against a tool's input schema: required properties and JSON types, the
-//! mistakes callers actually make. Deeper JSON Schema keywords are left to the tool.
+//! Argument checks against a tool's input schema: required properties and JSON types, at every
+//! depth — the mistakes callers actually make. Other JSON Schema keywords are left to the tool.
 
 use serde_json::{Map, Value};
 
-/// `Err(message)` names the first problem found.
+/// `Err(message)` names the first problem found, with its path (`parcel.size`, `items[2]`).
+/// Nested objects and array items are checked too, following local `$ref`s (`#/$defs/...`),
+/// so a caller gets INVALID_ARGUMENTS from every language for the same mistake.
 pub fn check_arguments(schema: &Value, arguments: &Map<String, Value>) -> Result<(), String> {
+    check_object(schema, schema, arguments, "")
+}
+
+fn check_object(root: &Value, schema: &Value, object: &Map<String, Value>, path: &str) -> Result<(), String> {
     if let Some(required) = schema.get("required").and_then(Value::as_array) {
-        let missing: Vec<&str> =
-            required.iter().filter_map(Value::as_str).filter(|name| !arguments.contains_key(*name)).collect();
+        let missing: Vec<String> = required
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|name| !object.contains_key(*name))
+            .map(|name| join(path, name))
+            .collect();
         if !missing.is_empty() {
             return Err(format!("missing required argument(s): {}", missing.join(", ")));
         }
     }
-    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
-        return Ok(());
-    };
-    for (name, value) in arguments {
-        match properties.get(name) {
-            Some(property) if !type_matches(property, value) => {
-                return Err(format!("argument '{name}' must be {}, got {}", describe_type(property), json_type(value)));
-            }
-            Some(_) => {}
+    let properties = schema.get("properties").and_then(Value::as_object);
+    for (name, value) in object {
+        match properties.and_then(|p| p.get(name)) {
+            Some(property) => check_value(root, property, value, &join(path, name))?,
             None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
-                return Err(format!("unexpected argument '{name}'"));
+                return Err(format!("unexpected argument '{}'", join(path, name)));
             }
             None => {}
         }
@@ -30,12 +35,53 @@ pub fn check_arguments(schema: &Value, arguments: &Map<String, Value>) -> Result
     Ok(())
 }
 
-fn type_matches(property: &Value, value: &Value) -> bool {
+fn check_value(root: &Value, schema: &Value, value: &Value, path: &str) -> Result<(), String> {
+    let schema = resolve(root, schema);
+    if !type_matches(root, schema, value) {
+        return Err(format!("argument '{path}' must be {}, got {}", describe_type(schema), json_type(value)));
+    }
+    match value {
+        Value::Object(object) if schema.get("properties").is_some() || schema.get("required").is_some() => {
+            check_object(root, schema, object, path)
+        }
+        Value::Array(items) => match schema.get("items") {
+            Some(item_schema) if item_schema.is_object() => items
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, item)| check_value(root, item_schema, item, &format!("{path}[{i}]"))),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// Follows local `$ref`s (`#/$defs/X`, `#/definitions/X`); anything else is left unchecked.
+fn resolve<'a>(root: &'a Value, mut schema: &'a Value) -> &'a Value {
+    for _ in 0..32 {
+        let Some(reference) = schema.get("$ref").and_then(Value::as_str) else { return schema };
+        match reference.strip_prefix('#').and_then(|pointer| root.pointer(pointer)) {
+            Some(target) => schema = target,
+            None => return &Value::Bool(true),
+        }
+    }
+    schema
+}
+
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+fn type_matches(root: &Value, property: &Value, value: &Value) -> bool {
+    let property = resolve(root, property);
     match property.get("type") {
         Some(Value::String(t)) => single_type_matches(t, value),
         Some(Value::Array(types)) => types.iter().filter_map(Value::as_str).any(|t| single_type_matches(t, value)),
         _ => match property.get("anyOf").or_else(|| property.get("oneOf")).and_then(Value::as_array) {
-            Some(options) => options.iter().any(|o| type_matches(o, value)),
+            Some(options) => options.iter().any(|o| type_matches(root, o, value)),
             None => true,
         },
     }
@@ -98,6 +144,26 @@ mod tests {
         );
         assert!(check_arguments(&schema, &args(json!({"a": 1, "s": 5}))).is_err());
         assert!(check_arguments(&schema, &args(json!({"a": 1, "extra": 5}))).is_ok());
+        let nested = json!({"type":"object","required":["parcel"],"$defs":{"Parcel":{"type":"object",
+            "properties":{"weight":{"type":"number"},"tags":{"type":"array","items":{"type":"string"}}},"required":["weight"]}},
+            "properties":{"parcel":{"$ref":"#/$defs/Parcel"},"many":{"type":"array","items":{"$ref":"#/$defs/Parcel"}}}});
+        assert!(check_arguments(&nested, &args(json!({"parcel": {"weight": 1.5, "tags": ["a"]}}))).is_ok());
+        assert_eq!(
+            check_arguments(&nested, &args(json!({"parcel": {"weight": "heavy"}}))).unwrap_err(),
+            "argument 'parcel.weight' must be of type number, got string"
+        );
+        assert_eq!(
+            check_arguments(&nested, &args(json!({"parcel": {}}))).unwrap_err(),
+            "missing required argument(s): parcel.weight"
+        );
+        assert_eq!(
+            check_arguments(&nested, &args(json!({"parcel": {"weight": 1, "tags": ["a", 2]}}))).unwrap_err(),
+            "argument 'parcel.tags[1]' must be of type string, got integer"
+        );
+        assert_eq!(
+            check_arguments(&nested, &args(json!({"parcel": {"weight": 1}, "many": [{"weight": 1}, {}]}))).unwrap_err(),
+            "missing required argument(s): many[1].weight"
+        );
         let closed = json!({"properties":{},"additionalProperties":false});
         assert_eq!(check_arguments(&closed, &args(json!({"x": 1}))).unwrap_err(), "unexpected argument 'x'");
     }
