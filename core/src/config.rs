@@ -11,6 +11,8 @@ use std::time::Duration;
 /// Every option an agent takes. Keys of [`AgentConfig::set`] are these names; the environment
 /// variable is `TOOLMESH_` + the key in upper case.
 pub const KEYS: &[&str] = &[
+    // Overrides the name given in code, so replicas of one program can run under distinct names.
+    "name",
     "registry_url",
     "tls_cert",
     "tls_key",
@@ -140,7 +142,8 @@ impl AgentConfig {
         let value = value.trim();
         let path = || (!value.is_empty()).then(|| PathBuf::from(value));
         match key {
-            "name" => self.name = value.to_owned(),
+            "name" if !value.is_empty() => self.name = value.to_owned(),
+            "name" => {}
             "registry_url" => {
                 self.registry_url = if value.is_empty() { None } else { Some(check_registry_url(value)?) };
             }
@@ -187,7 +190,7 @@ impl AgentConfig {
             other => {
                 return Err(Error::new(
                     ErrorKind::InvalidConfig,
-                    format!("unknown option '{other}'; the options are: name, {}", KEYS.join(", ")),
+                    format!("unknown option '{other}'; the options are: {}", KEYS.join(", ")),
                 ))
             }
         }
