@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The mesh doing its main job on the embedded defaults: a registry and two Python agents on
-# mutual TLS, and a chained call — stats.mean3 → calc.sum3 → calc.add — made from the CLI.
+# The mesh doing its main job on the embedded defaults: a registry and agents in Python, Node and
+# Java on mutual TLS, found through the registry and calling each other directly:
+#   stats (Python).mean3 → sum3 on a calculator (Python, Node or Java) → add (any language).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/toolmesh/target}"
@@ -9,6 +10,8 @@ scripts/setup-system.sh
 echo "demo: building the toolmesh CLI"
 cargo build --quiet --locked -p toolmesh-cli
 scripts/python-env.sh
+scripts/node-env.sh
+scripts/java-env.sh
 toolmesh="$CARGO_TARGET_DIR/debug/toolmesh"
 python=.venv/bin/python
 
@@ -31,7 +34,7 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
 }
 
 echo; echo "== certificates (dev CA, registry, operator, agents)"
-"$toolmesh" certs init --dir "$work/certs" --agents calc,stats
+"$toolmesh" certs init --dir "$work/certs" --agents calc-py,calc-node,calc-java,stats
 certs="$work/certs"
 
 echo; echo "== registry"
@@ -44,20 +47,34 @@ echo "registry at $TOOLMESH_REGISTRY_URL"
 
 echo; echo "== agents"
 export TOOLMESH_TLS_CA="$certs/ca.pem"
-for agent in calc stats; do
-  TOOLMESH_TLS_CERT="$certs/$agent.pem" TOOLMESH_TLS_KEY="$certs/$agent.key" \
-    "$python" "examples/python/$agent.py" >"$work/$agent.log" 2>&1 &
+start_agent() { # start_agent NAME COMMAND...: the agent's certificate and name come from the environment
+  local name=$1; shift
+  TOOLMESH_NAME=$name TOOLMESH_TLS_CERT="$certs/$name.pem" TOOLMESH_TLS_KEY="$certs/$name.key" \
+    "$@" >"$work/$name.log" 2>&1 &
   pids+=($!)
-done
+}
+start_agent calc-py "$python" examples/python/calc.py
+start_agent calc-node node examples/node/calc.mjs
+start_agent calc-java mvn -q -f examples/java/pom.xml exec:java
+start_agent stats "$python" examples/python/stats.py
 pids+=($registry_pid)
 
 export TOOLMESH_TLS_CERT="$certs/operator.pem" TOOLMESH_TLS_KEY="$certs/operator.key"
-listed() { "$toolmesh" list --json | grep -q '"name": *"calc"' && "$toolmesh" list --json | grep -q '"name": *"stats"'; }
-wait_for 30 "both agents to register" listed
+listed() {
+  local agents; agents=$("$toolmesh" list --json)
+  for name in calc-py calc-node calc-java stats; do grep -q "\"name\": *\"$name\"" <<<"$agents" || return 1; done
+}
+wait_for 90 "all four agents to register" listed
 "$toolmesh" list
 
-echo; echo "== chained call: mean3(1, 2, 6) on stats → sum3 on calc → add on calc, all over mTLS"
-result=$("$toolmesh" call mean3 '{"a": 1, "b": 2, "c": 6}')
-echo "mean3(1, 2, 6) = $result"
+echo; echo "== one tool, three languages: sum3 on each calculator (its add may run in another language)"
+for calc in calc-py calc-node calc-java; do
+  echo "$calc:sum3(1, 2, 3) = $("$toolmesh" call "$calc:sum3" '{"a": 1, "b": 2, "c": 3}')"
+done
+
+echo; echo "== chained call: stats.mean3 → sum3 (spread across the calculators) → add, all over mTLS"
+for _ in 1 2 3; do
+  echo "mean3(1, 2, 6) = $("$toolmesh" call mean3 '{"a": 1, "b": 2, "c": 6}')"
+done
 
 echo; echo "== stopping (agents deregister, then the registry stops)"
