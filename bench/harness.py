@@ -1,0 +1,514 @@
+#!/usr/bin/env python3
+"""Runs the toolmesh benchmarks side by side with their baselines and writes the table.
+
+Started by bench/run.sh (which builds and installs everything first); see bench/README.md.
+Every figure comes from real processes on this machine in this run: the Rust binary
+toolmesh-bench measures, this script starts and stops processes, alternates baseline and
+toolmesh, and aggregates. Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+WORK = BENCH / ".work"
+LOGS = WORK / "logs"
+CERTS = WORK / "certs"
+RESULTS = BENCH / "results"
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+BENCH_BIN = TARGET / "release" / "toolmesh-bench"
+TOOLMESH = TARGET / "release" / "toolmesh"
+TM_PYTHON = WORK / "tm-venv" / "bin" / "python"
+MM_VENV = WORK / "mm-venv"
+MM_BIN = WORK / "mm-npm" / "node_modules" / "@mcpmesh" / "cli-linux-x64" / "bin"
+MM_HOME = WORK / "mm-home"
+MM_TLS = MM_HOME / ".mcp-mesh" / "tls"
+AGENTS = BENCH / "agents"
+
+# How long each kind of measurement runs, per mode.
+MODES = {
+    "quick": dict(
+        transport_rounds=1, transport_seconds=1.0, handshake_rounds=1, handshake_seconds=0.5,
+        py_rounds=1, py_seconds=2.0, py_warmup=0.5, memory_load_seconds=2.0, cold_trials=1,
+        scales=[100, 1000], scale_window=5.0, scale_trials=1,
+    ),
+    "full": dict(
+        transport_rounds=5, transport_seconds=3.0, handshake_rounds=3, handshake_seconds=2.0,
+        py_rounds=5, py_seconds=5.0, py_warmup=1.0, memory_load_seconds=5.0, cold_trials=3,
+        scales=[100, 1000, 10000], scale_window=15.0, scale_trials=3,
+    ),
+}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mib(pid: int) -> Optional[float]:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+class Noise(threading.Thread):
+    """Samples the 1-minute load average and the machine's busy fraction every 2 s."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, float]] = []
+        self.stop = threading.Event()
+
+    @staticmethod
+    def _cpu() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return sum(fields), idle
+
+    def run(self) -> None:
+        total, idle = self._cpu()
+        while not self.stop.wait(2.0):
+            t, i = self._cpu()
+            busy = 1 - (i - idle) / max(1, t - total)
+            total, idle = t, i
+            self.samples.append((loadavg(), busy))
+
+    def summary(self) -> dict[str, Any]:
+        if not self.samples:
+            return {}
+        loads = [s[0] for s in self.samples]
+        busy = [s[1] for s in self.samples]
+        return {
+            "loadavg_min": min(loads), "loadavg_median": statistics.median(loads), "loadavg_max": max(loads),
+            "machine_busy_median": statistics.median(busy), "samples": len(self.samples),
+        }
+
+
+class Processes:
+    """The processes this run started; each is stopped (SIGTERM, then SIGKILL) by its pid."""
+
+    def __init__(self) -> None:
+        self.pids: list[int] = []
+        self.popens: dict[int, subprocess.Popen] = {}
+
+    def start(self, name: str, cmd: list[str], env: Optional[dict[str, str]] = None, cwd: Optional[Path] = None) -> subprocess.Popen:
+        logfile = open(LOGS / f"{name}.log", "w")
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})}, cwd=cwd)
+        self.pids.append(proc.pid)
+        self.popens[proc.pid] = proc
+        return proc
+
+    def adopt(self, pid: int) -> None:
+        self.pids.append(pid)
+
+    def stop(self, pid: int, grace: float = 10.0) -> None:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.time() + grace
+        while time.time() < deadline:
+            if pid in self.popens:
+                if self.popens[pid].poll() is not None:
+                    break
+            else:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+                if not Path(f"/proc/{pid}").exists() or "zombie" in _state(pid):
+                    break
+            time.sleep(0.05)
+        else:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if pid in self.pids:
+            self.pids.remove(pid)
+
+    def stop_all(self) -> None:
+        for pid in list(reversed(self.pids)):
+            self.stop(pid, grace=5.0)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "gone"
+
+
+def wait_for_line(path: Path, marker: str, timeout: float = 30.0) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists():
+            for line in path.read_text(errors="replace").splitlines():
+                if marker in line:
+                    return line
+        time.sleep(0.05)
+    raise RuntimeError(f"no '{marker}' in {path} within {timeout} s:\n{path.read_text(errors='replace')[-2000:] if path.exists() else ''}")
+
+
+def bench_json(args: list[str], timeout: float, name: str) -> dict[str, Any]:
+    """Runs a toolmesh-bench subcommand (bounded by `timeout`) and returns its JSON line."""
+    with open(LOGS / f"{name}.stderr.log", "w") as err:
+        done = subprocess.run([str(BENCH_BIN), *args], stdout=subprocess.PIPE, stderr=err, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"toolmesh-bench {args[0]} failed ({done.returncode}): {(LOGS / f'{name}.stderr.log').read_text()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def med(values: list[float]) -> float:
+    values = [v for v in values if v is not None and v == v]
+    return statistics.median(values) if values else float("nan")
+
+
+class Run:
+    def __init__(self, mode: str, only: Optional[set[str]]) -> None:
+        self.mode = mode
+        self.cfg = MODES[mode]
+        self.only = only
+        self.procs = Processes()
+        self.results: dict[str, Any] = {"sections": {}, "missing": {}}
+        self.registry_url = ""
+        self.registry_pid = 0
+
+    def wants(self, section: str) -> bool:
+        return self.only is None or section in self.only
+
+    # ---- toolmesh plumbing -------------------------------------------------------------
+    def tm_env(self, cert: str, name: Optional[str] = None) -> dict[str, str]:
+        env = {
+            "TOOLMESH_REGISTRY_URL": self.registry_url,
+            "TOOLMESH_TLS_CERT": str(CERTS / f"{cert}.pem"),
+            "TOOLMESH_TLS_KEY": str(CERTS / f"{cert}.key"),
+            "TOOLMESH_TLS_CA": str(CERTS / "ca.pem"),
+        }
+        if name:
+            env["BENCH_AGENT_NAME"] = name
+        return env
+
+    def start_tm_registry(self, name: str = "tm-registry") -> tuple[str, int]:
+        log_path = LOGS / f"{name}.log"
+        proc = self.procs.start(name, [str(TOOLMESH), "registry", "--port", "0", "--health-port", "off",
+                                       "--tls-cert", str(CERTS / "registry.pem"), "--tls-key", str(CERTS / "registry.key"),
+                                       "--tls-ca", str(CERTS / "ca.pem")])
+        line = wait_for_line(log_path, "listening on https://")
+        return line.split("listening on ")[1].strip(), proc.pid
+
+    def launch(self, name: str, kind: str, registry: str, agent_name: str, cmd: list[str], env: dict[str, str],
+               keep: bool, tool: str = "add", client: str = "tm") -> dict[str, Any]:
+        """Launches an agent through `toolmesh-bench coldstart` (launch → registered → callable)."""
+        tls = self.client_tls(client)
+        args = ["coldstart", "--kind", kind, "--registry", registry, "--name", agent_name, "--tool", tool,
+                "--log", str(LOGS / f"{name}.log"), *tls]
+        if keep:
+            args.append("--keep")
+        old_env = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            answer = bench_json([*args, "--", *cmd], timeout=120, name=f"{name}-coldstart")
+        finally:
+            for k, v in old_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        if keep:
+            self.procs.adopt(answer["pid"])
+        return answer
+
+    @staticmethod
+    def client_tls(client: str) -> list[str]:
+        if client == "tm":
+            return ["--cert", str(CERTS / "loadgen.pem"), "--key", str(CERTS / "loadgen.key"), "--ca", str(CERTS / "ca.pem")]
+        # Any MCP Mesh leaf works as a client certificate (the reference says so).
+        return ["--cert", str(MM_TLS / "local-dev" / "registry-cert.pem"), "--key", str(MM_TLS / "local-dev" / "registry-key.pem"),
+                "--ca", str(MM_TLS / "ca.pem")]
+
+    # ---- MCP Mesh plumbing -------------------------------------------------------------
+    def mm_registry_env(self) -> dict[str, str]:
+        return {
+            "HOME": str(MM_HOME),
+            "DATABASE_URL": str(MM_HOME / ".mcp-mesh" / "mcp_mesh_registry.db"),
+            "MCP_MESH_LOG_LEVEL": "INFO", "MCP_MESH_DEBUG_MODE": "false",
+            "MCP_MESH_TLS_MODE": "auto", "MCP_MESH_TRUST_BACKEND": "localca,filestore", "MCP_MESH_TRUST_DIR": str(MM_TLS),
+            "MCP_MESH_TLS_CERT": str(MM_TLS / "local-dev" / "registry-cert.pem"),
+            "MCP_MESH_TLS_KEY": str(MM_TLS / "local-dev" / "registry-key.pem"),
+            "MCP_MESH_TLS_CA": str(MM_TLS / "ca.pem"),
+        }
+
+    def mm_agent_env(self, cert_name: str, agent_name: str, port: int) -> dict[str, str]:
+        """The environment `meshctl start AGENT --tls-auto --env HOST=127.0.0.1 --env MCP_MESH_HTTP_HOST=127.0.0.1`
+        gives an agent (read from such an agent's /proc/PID/environ), with our registry port."""
+        return {
+            "HOME": str(MM_HOME), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
+            "MCP_MESH_REGISTRY_URL": f"https://localhost:{self.mm_port}", "MCP_MESH_REGISTRY_HOST": "localhost",
+            "MCP_MESH_REGISTRY_PORT": str(self.mm_port),
+            "MCP_MESH_DATABASE_URL": f"sqlite:///{MM_HOME / '.mcp-mesh' / 'mcp_mesh_registry.db'}",
+            "MCP_MESH_LOG_LEVEL": "INFO", "MCP_MESH_DEBUG_MODE": "false",
+            "HOST": "127.0.0.1", "MCP_MESH_HTTP_HOST": "127.0.0.1",
+            "MCP_MESH_TLS_MODE": "auto", "MCP_MESH_TRUST_BACKEND": "localca", "MCP_MESH_TRUST_DIR": str(MM_TLS),
+            "MCP_MESH_TLS_CERT": str(MM_TLS / "local-dev" / "agents" / f"{cert_name}-cert.pem"),
+            "MCP_MESH_TLS_KEY": str(MM_TLS / "local-dev" / "agents" / f"{cert_name}-key.pem"),
+            "MCP_MESH_TLS_CA": str(MM_TLS / "ca.pem"),
+            "BENCH_AGENT_NAME": agent_name, "BENCH_PORT": str(port),
+        }
+
+    def start_mm_registry(self) -> int:
+        # A fresh registry database each run, as toolmesh's registry starts empty.
+        for old in (MM_HOME / ".mcp-mesh").glob("mcp_mesh_registry.db*"):
+            old.unlink()
+        self.mm_port = free_port()
+        proc = self.procs.start("mm-registry", [str(MM_BIN / "mcp-mesh-registry"), "--host", "localhost", "--port", str(self.mm_port)],
+                                env=self.mm_registry_env(), cwd=WORK / "mm")
+        wait_for_line(LOGS / "mm-registry.log", "Starting TLS listener", timeout=30)
+        return proc.pid
+
+    def mm_url(self) -> str:
+        return f"https://localhost:{self.mm_port}"
+
+    def mm_launch(self, name: str, script: str, cert_name: str, agent_name: str, keep: bool, tool: str = "add") -> dict[str, Any]:
+        port = free_port()
+        env = self.mm_agent_env(cert_name, agent_name, port)
+        return self.launch(name, "mcpmesh", self.mm_url(), agent_name, [str(MM_VENV / "bin" / "python"), str(AGENTS / script)],
+                           env, keep, tool=tool, client="mm")
+
+    # ---- sections ----------------------------------------------------------------------
+    def transport(self) -> None:
+        log("transport: raw hyper+rustls echo against agent-to-agent tools/call (Rust handler)")
+        raw = self.procs.start("raw-echo", [str(BENCH_BIN), "serve-raw", "--cert", str(CERTS / "bench-b.pem"),
+                                            "--key", str(CERTS / "bench-b.key"), "--ca", str(CERTS / "ca.pem")])
+        raw_addr = wait_for_line(LOGS / "raw-echo.log", "READY").split("https://")[1].split("/")[0]
+        agent = self.procs.start("rust-server-agent", [str(BENCH_BIN), "serve-agent", "--name", "bench-b", "--capability", "bench-add"],
+                                 env={**self.tm_env("bench-b"), "TOOLMESH_HEALTH_PORT": "off"})
+        wait_for_line(LOGS / "rust-server-agent.log", "READY")
+        c = self.cfg
+        answer = bench_json(["transport", "--cert", str(CERTS / "bench-a.pem"), "--key", str(CERTS / "bench-a.key"),
+                             "--ca", str(CERTS / "ca.pem"), "--registry-url", self.registry_url, "--raw-addr", raw_addr,
+                             "--capability", "bench-add", "--rounds", str(c["transport_rounds"]),
+                             "--seconds", str(c["transport_seconds"]), "--raw-pid", str(raw.pid), "--agent-pid", str(agent.pid)],
+                            timeout=900, name="transport")
+        self.procs.stop(agent.pid)
+        self.procs.stop(raw.pid)
+        self.results["sections"]["transport"] = answer
+
+    def handshakes(self) -> None:
+        log("handshakes: full and resumed, core's rustls configurations and plain rustls")
+        c = self.cfg
+        answer = bench_json(["handshakes", "--cert", str(CERTS / "bench-b.pem"), "--key", str(CERTS / "bench-b.key"),
+                             "--ca", str(CERTS / "ca.pem"), "--client-cert", str(CERTS / "bench-a.pem"),
+                             "--client-key", str(CERTS / "bench-a.key"), "--rounds", str(c["handshake_rounds"]),
+                             "--seconds", str(c["handshake_seconds"])], timeout=600, name="handshakes")
+        self.results["sections"]["handshakes"] = answer
+
+    def python_chain(self) -> None:
+        log("python: client → A → B and client → B, toolmesh against MCP Mesh, alternately")
+        c = self.cfg
+        tm_b = self.launch("tm-py-b", "toolmesh", self.registry_url, "py-b", [str(TM_PYTHON), str(AGENTS / "tm_agent_b.py")],
+                           self.tm_env("py-b", "py-b"), keep=True)
+        tm_a = self.launch("tm-py-a", "toolmesh", self.registry_url, "py-a", [str(TM_PYTHON), str(AGENTS / "tm_agent_a.py")],
+                           self.tm_env("py-a", "py-a"), keep=True, tool="add_via_mesh")
+        mm_b = self.mm_launch("mm-py-b", "mm_agent_b.py", "agent-b", "agent-b", keep=True)
+        mm_a = self.mm_launch("mm-py-a", "mm_agent_a.py", "agent-a", "agent-a", keep=True, tool="add_via_mesh")
+        systems = {
+            "toolmesh": {"a": tm_a, "b": tm_b, "tls": self.client_tls("tm")},
+            "mcpmesh": {"a": mm_a, "b": mm_b, "tls": self.client_tls("mm")},
+        }
+        runs = []
+        for rnd in range(c["py_rounds"]):
+            for path in ("chain", "direct"):
+                for conc in (32, 1):
+                    order = ["toolmesh", "mcpmesh"] if rnd % 2 == 0 else ["mcpmesh", "toolmesh"]
+                    for i, system in enumerate(order):
+                        s = systems[system]
+                        target = s["a"] if path == "chain" else s["b"]
+                        tool = "add_via_mesh" if path == "chain" else "add"
+                        pids = [str(s["a"]["pid"]), str(s["b"]["pid"])]
+                        answer = bench_json(["load", *s["tls"], "--url", target["endpoint"], "--tool", tool,
+                                             "--arguments", '{"a":20,"b":22}', "--expect", "42", "--concurrency", str(conc),
+                                             "--seconds", str(c["py_seconds"]), "--warmup", str(c["py_warmup"]),
+                                             "--max-calls", "200000", "--call-timeout", "30", "--pids", ",".join(pids)],
+                                            timeout=c["py_seconds"] + c["py_warmup"] + 120, name=f"load-{system}-{path}-{conc}")
+                        st = answer["stats"]
+                        log(f"  round {rnd} {path} c={conc} {system}: {st['throughput']:.1f} calls/s, p50 {st['p50_ms']:.2f} ms, "
+                            f"p99 {st['p99_ms']:.2f} ms, errors {st['errors']}, load generator {answer['loadgen_cores'] or 0:.2f} cores")
+                        runs.append({"round": rnd, "path": path, "concurrency": conc, "system": system, "order": i, **answer})
+        self.results["sections"]["python"] = {
+            "runs": runs,
+            "rss_after_load_mib": {f"{sys_}-{ab}": rss_mib(systems[sys_][ab]["pid"]) for sys_ in systems for ab in ("a", "b")},
+        }
+        for s in systems.values():
+            for ab in ("a", "b"):
+                self.procs.stop(s[ab]["pid"])
+
+    def language_agents(self) -> list[tuple[str, str, list[str], dict[str, str]]]:
+        """(label, registry name, command, environment) of each toolmesh agent that exists."""
+        agents = [("python", "py-mem", [str(TM_PYTHON), str(AGENTS / "tm_agent_b.py")], self.tm_env("py-b", "py-mem"))]
+        node_pkg = ROOT / "examples" / "node" / "node_modules" / "toolmesh"
+        if (ROOT / "examples" / "node" / "calc.mjs").exists() and node_pkg.exists() and shutil.which("node"):
+            agents.append(("node", "calc", ["node", str(ROOT / "examples" / "node" / "calc.mjs")], self.tm_env("node")))
+        else:
+            self.results["missing"]["node"] = "examples/node or its toolmesh link is missing (scripts/node-env.sh)"
+        jar = Path.home() / ".m2" / "repository" / "dev" / "toolmesh" / "toolmesh" / "0.1.0" / "toolmesh-0.1.0.jar"
+        classes = ROOT / "examples" / "java" / "target" / "classes"
+        if (classes / "Calc.class").exists() and jar.exists() and shutil.which("java"):
+            agents.append(("java", "calc", ["java", "-cp", f"{classes}:{jar}", "Calc"], self.tm_env("java")))
+        else:
+            self.results["missing"]["java"] = "examples/java is not compiled or the toolmesh jar is not installed (scripts/java-env.sh)"
+        c_bin = WORK / "c" / "squares"
+        if c_bin.exists():
+            agents.append(("c", "squares", [str(c_bin)], self.tm_env("c")))
+        else:
+            self.results["missing"]["c"] = "examples/c/squares could not be built (make -C examples/c)"
+        agents.append(("rust", "rust", [str(BENCH_BIN), "serve-agent", "--name", "rust"], self.tm_env("rust")))
+        return agents
+
+    def memory(self) -> None:
+        log("memory: idle RSS after start and after load, per language; MCP Mesh beside")
+        c = self.cfg
+        rows = []
+        for label, name, cmd, env in self.language_agents() + [("mcpmesh-python", "agent-b", None, None)]:
+            if cmd is None:
+                started = self.mm_launch("mem-mm-b", "mm_agent_b.py", "agent-b", "agent-b", keep=True)
+                tls = self.client_tls("mm")
+            else:
+                started = self.launch(f"mem-{label}", "toolmesh", self.registry_url, name, cmd, env, keep=True)
+                tls = self.client_tls("tm")
+            pid = started["pid"]
+            time.sleep(3.0)
+            idle = rss_mib(pid)
+            loaded = bench_json(["load", *tls, "--url", started["endpoint"], "--tool", "add", "--arguments", '{"a":20,"b":22}',
+                                 "--expect", "42", "--concurrency", "16", "--seconds", str(c["memory_load_seconds"]),
+                                 "--warmup", "0.5", "--max-calls", "200000"], timeout=120, name=f"mem-load-{label}")
+            time.sleep(1.0)
+            after = rss_mib(pid)
+            log(f"  {label}: idle {idle:.1f} MiB, after {loaded['stats']['calls']} calls {after:.1f} MiB")
+            rows.append({"agent": label, "pid": pid, "rss_idle_mib": idle, "rss_after_load_mib": after,
+                         "load_calls": loaded["stats"]["calls"], "load_throughput": loaded["stats"]["throughput"]})
+            self.procs.stop(pid)
+        self.results["sections"]["memory"] = {
+            "agents": rows,
+            "registries": {
+                "toolmesh": {"rss_after_start_mib": self.registry_rss_start, "rss_now_mib": rss_mib(self.registry_pid)},
+                "mcpmesh": {"rss_after_start_mib": self.mm_registry_rss_start, "rss_now_mib": rss_mib(self.mm_registry_pid)},
+            },
+        }
+
+    def cold_start(self) -> None:
+        log("cold start: launch → registered → callable, per language; MCP Mesh beside")
+        trials: dict[str, list[dict[str, Any]]] = {}
+        agents = self.language_agents()
+        for t in range(self.cfg["cold_trials"]):
+            for label, name, cmd, env in agents:
+                answer = self.launch(f"cold-{label}", "toolmesh", self.registry_url, name, cmd, env, keep=False)
+                trials.setdefault(label, []).append(answer)
+                log(f"  trial {t} {label}: registered {answer['registered_ms']:.0f} ms, callable {answer['callable_ms']:.0f} ms")
+            answer = self.mm_launch("cold-mm-b", "mm_agent_b.py", "agent-b", "agent-b", keep=False)
+            trials.setdefault("mcpmesh-python", []).append(answer)
+            log(f"  trial {t} mcpmesh-python: registered {answer['registered_ms']:.0f} ms, callable {answer['callable_ms']:.0f} ms")
+        self.results["sections"]["coldstart"] = trials
+
+    def registry_scale(self) -> None:
+        log("registry scale: simulated agents registering and heartbeating every 5 s")
+        out = []
+        for n in self.cfg["scales"]:
+            url, pid = self.start_tm_registry(f"scale-registry-{n}")
+            rss_start = rss_mib(pid)
+            answer = bench_json(["registry-scale", "--registry-url", url, "--ca", str(CERTS / "ca.pem"),
+                                 "--ca-key", str(CERTS / "ca.key"), "--work-dir", str(WORK / "scale-certs"),
+                                 "--registry-pid", str(pid), "--agents", str(n), "--window", str(self.cfg["scale_window"]),
+                                 "--trials", str(self.cfg["scale_trials"])], timeout=600, name=f"registry-scale-{n}")
+            answer["registry_rss_mib_after_start"] = rss_start
+            out.append(answer)
+            self.procs.stop(pid)
+        self.results["sections"]["registry_scale"] = out
+
+    # ---- the run -----------------------------------------------------------------------
+    def go(self) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        noise = Noise()
+        noise.start()
+        started = time.time()
+        self.results["started"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        self.results["mode"] = self.mode
+        self.results["machine"] = {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
+                                   "loadavg_at_start": loadavg()}
+        self.results["git"] = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                                             text=True).stdout.strip()
+        try:
+            self.registry_url, self.registry_pid = self.start_tm_registry()
+            time.sleep(0.5)
+            self.registry_rss_start = rss_mib(self.registry_pid)
+            self.mm_registry_pid = self.start_mm_registry()
+            time.sleep(0.5)
+            self.mm_registry_rss_start = rss_mib(self.mm_registry_pid)
+            for section in ("transport", "handshakes", "python", "memory", "coldstart", "registry"):
+                if not self.wants(section):
+                    continue
+                t = time.time()
+                try:
+                    {"transport": self.transport, "handshakes": self.handshakes, "python": self.python_chain,
+                     "memory": self.memory, "coldstart": self.cold_start, "registry": self.registry_scale}[section]()
+                except Exception as error:  # one broken section must not lose the others
+                    log(f"{section} FAILED: {error}")
+                    self.results.setdefault("failed", {})[section] = str(error)
+                self.results.setdefault("section_seconds", {})[section] = round(time.time() - t, 1)
+        finally:
+            self.procs.stop_all()
+            noise.stop.set()
+            self.results["noise"] = noise.summary()
+            self.results["seconds"] = round(time.time() - started, 1)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        suffix = "" if self.mode == "full" and self.only is None else f"-{self.mode}"
+        (RESULTS / f"latest{suffix}.json").write_text(json.dumps(self.results, indent=1, sort_keys=True) + "\n")
+        import report  # bench/report.py
+
+        markdown = report.render(self.results)
+        (RESULTS / f"latest{suffix}.md").write_text(markdown)
+        print(markdown)
+        log(f"wrote {RESULTS / f'latest{suffix}.md'} and .json in {self.results['seconds']} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (results in latest-quick.*)")
+    parser.add_argument("--only", help="comma-separated sections: transport,handshakes,python,memory,coldstart,registry")
+    args = parser.parse_args()
+    sys.path.insert(0, str(BENCH))
+    Run("quick" if args.quick else "full", set(args.only.split(",")) if args.only else None).go()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Turns the raw figures of a run (bench/results/latest.json) into the Markdown table.
+
+Ratios are taken pair by pair: each round measures the baseline and toolmesh back to back (in
+alternating order), the ratio of that round's pair is computed, and the table shows the median
+of those per-round ratios (and of the per-round figures). `python3 bench/report.py FILE.json`
+re-renders a stored run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+from typing import Any, Optional
+
+
+def med(values) -> float:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return statistics.median(values) if values else float("nan")
+
+
+def fmt(v: Optional[float], digits: int = 0, unit: str = "") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if digits == 0 and abs(v) >= 100:
+        return f"{v:,.0f}{unit}"
+    return f"{v:,.{max(digits, 1) if abs(v) < 100 else 0}f}{unit}"
+
+
+def ratio(v: float) -> str:
+    if v is None or math.isnan(v):
+        return "–"
+    return f"{v:.3g}×"
+
+
+def at_least(value: float, target: float) -> str:
+    """Met when value ≥ target; says by how much either way."""
+    if value is None or math.isnan(value):
+        return "**not measured**"
+    if value >= target:
+        return f"met ({ratio(value)} ≥ {ratio(target)}, {100 * (value / target - 1):.0f}% above)"
+    return f"**missed** ({ratio(value)} < {ratio(target)}: {100 * (1 - value / target):.0f}% short; needs {target / value:.2f}× more)"
+
+
+def at_most(value: float, target: float, unit: str = "×", shown=None) -> str:
+    """Met when value ≤ target."""
+    if value is None or math.isnan(value):
+        return "**not measured**"
+    show = shown or (lambda v: ratio(v) if unit == "×" else f"{v:,.3g} {unit}")
+    if value <= target:
+        return f"met ({show(value)} ≤ {show(target)}, {100 * (1 - value / target):.0f}% under)"
+    return f"**missed** ({show(value)} > {show(target)}: {value / target:.2f}× the limit)"
+
+
+def transport_rows(section: dict[str, Any]) -> list[str]:
+    runs = section["runs"]
+    out = ["| concurrency | toolmesh agent→agent calls/s (p50 / p99 ms) | raw HTTP/1.1 calls/s (p50 / p99) | raw HTTP/2 calls/s (p50 / p99) | toolmesh ÷ best raw | toolmesh ÷ raw HTTP/2 | target ≥ 0.8× |",
+           "|---|---|---|---|---|---|---|"]
+    for conc in sorted({r["concurrency"] for r in runs}):
+        by_round: dict[int, dict[str, Any]] = {}
+        for r in runs:
+            if r["concurrency"] == conc:
+                by_round.setdefault(r["round"], {})[r["system"]] = r["stats"]
+        ratios_best, ratios_h2 = [], []
+        for sysmap in by_round.values():
+            tm, h1, h2 = sysmap["toolmesh"], sysmap["raw_h1"], sysmap["raw_h2"]
+            ratios_best.append(tm["throughput"] / max(h1["throughput"], h2["throughput"]))
+            ratios_h2.append(tm["throughput"] / h2["throughput"])
+
+        def cell(system: str) -> str:
+            stats = [s[system] for s in by_round.values()]
+            return (f"{fmt(med(s['throughput'] for s in stats))} ({fmt(med(s['p50_ms'] for s in stats), 3)} / "
+                    f"{fmt(med(s['p99_ms'] for s in stats), 3)})")
+
+        rb = med(ratios_best)
+        out.append(f"| {conc} | {cell('toolmesh')} | {cell('raw_h1')} | {cell('raw_h2')} | {ratio(rb)} | {ratio(med(ratios_h2))} | {at_least(rb, 0.8)} |")
+    return out
+
+
+def python_rows(section: dict[str, Any]) -> list[str]:
+    runs = section["runs"]
+    out = ["| path | concurrency | toolmesh calls/s (p50 / p99 ms) | MCP Mesh calls/s (p50 / p99 ms) | throughput ratio | p99 ratio (toolmesh ÷ MCP Mesh) | target |",
+           "|---|---|---|---|---|---|---|"]
+    for path in ("chain", "direct"):
+        for conc in (32, 1):
+            by_round: dict[int, dict[str, Any]] = {}
+            for r in runs:
+                if r["path"] == path and r["concurrency"] == conc:
+                    by_round.setdefault(r["round"], {})[r["system"]] = r["stats"]
+            pairs = [p for p in by_round.values() if "toolmesh" in p and "mcpmesh" in p]
+            if not pairs:
+                continue
+            thr = med(p["toolmesh"]["throughput"] / p["mcpmesh"]["throughput"] if p["mcpmesh"]["throughput"] else float("nan") for p in pairs)
+            p99 = med(p["toolmesh"]["p99_ms"] / p["mcpmesh"]["p99_ms"] for p in pairs)
+
+            def cell(system: str) -> str:
+                stats = [p[system] for p in pairs]
+                errors = sum(s["errors"] for s in stats)
+                extra = f", {errors} errors" if errors else ""
+                return f"{fmt(med(s['throughput'] for s in stats), 1)} ({fmt(med(s['p50_ms'] for s in stats), 2)} / {fmt(med(s['p99_ms'] for s in stats), 2)}{extra})"
+
+            if path == "chain" and conc == 32:
+                target = f"throughput {at_least(thr, 30)}; p99 {at_most(p99, 1 / 20)}"
+            else:
+                target = "–"
+            label = "client → A → B" if path == "chain" else "client → B"
+            out.append(f"| {label} | {conc} | {cell('toolmesh')} | {cell('mcpmesh')} | {ratio(thr)} | {ratio(p99)} | {target} |")
+    loadgen = max((r.get("loadgen_cores") or 0) for r in runs)
+    out.append("")
+    out.append(f"Load generator (Rust, one keep-alive mTLS connection per worker): at most {loadgen:.2f} cores in any run.")
+    return out
+
+
+def memory_rows(section: dict[str, Any]) -> list[str]:
+    rows = section["agents"]
+    by = {r["agent"]: r for r in rows}
+    out = ["| process | RSS idle after start (MiB) | RSS after load (MiB) | calls in the load |", "|---|---|---|---|"]
+    for r in rows:
+        name = "MCP Mesh agent (Python)" if r["agent"] == "mcpmesh-python" else f"toolmesh agent ({r['agent']})"
+        out.append(f"| {name} | {fmt(r['rss_idle_mib'], 1)} | {fmt(r['rss_after_load_mib'], 1)} | {r['load_calls']:,} |")
+    regs = section.get("registries", {})
+    for name, label in (("toolmesh", "toolmesh registry"), ("mcpmesh", "MCP Mesh registry")):
+        if name in regs:
+            out.append(f"| {label} | {fmt(regs[name]['rss_after_start_mib'], 1)} | {fmt(regs[name]['rss_now_mib'], 1)} (after every section before this one) | – |")
+    if "python" in by and "mcpmesh-python" in by:
+        r = by["python"]["rss_idle_mib"] / by["mcpmesh-python"]["rss_idle_mib"]
+        out.append("")
+        out.append(f"Idle Python agent, toolmesh ÷ MCP Mesh: {ratio(r)} — target ≤ 0.25×: {at_most(r, 0.25)}")
+    return out
+
+
+def cold_rows(section: dict[str, Any]) -> list[str]:
+    out = ["| agent | launch → registered (ms, median) | launch → callable (ms, median) | trials |", "|---|---|---|---|"]
+    for label, trials in section.items():
+        name = "MCP Mesh (Python)" if label == "mcpmesh-python" else f"toolmesh {label}"
+        out.append(f"| {name} | {fmt(med(t['registered_ms'] for t in trials))} | {fmt(med(t['callable_ms'] for t in trials))} | {len(trials)} |")
+    if "python" in section and "mcpmesh-python" in section:
+        r = med(t["callable_ms"] for t in section["python"]) / med(t["callable_ms"] for t in section["mcpmesh-python"])
+        out.append("")
+        out.append(f"Python cold start, toolmesh ÷ MCP Mesh: {ratio(r)} — target ≤ 1/8 (0.125×): {at_most(r, 1 / 8)}")
+    return out
+
+
+def handshake_rows(section: dict[str, Any]) -> list[str]:
+    runs = section["runs"]
+    out = ["| handshake | configs | server side (per core-second) | client side (per core-second) | both sides on one core | core ÷ plain (both sides) |",
+           "|---|---|---|---|---|---|"]
+    for kind in ("full", "resumed"):
+        plain = med(r["pair_per_core_s"] for r in runs if r["kind"] == kind and r["configs"] == "plain")
+        for configs in ("core", "plain"):
+            sel = [r for r in runs if r["kind"] == kind and r["configs"] == configs]
+            pair = med(r["pair_per_core_s"] for r in sel)
+            out.append(f"| {kind} mTLS | {'toolmesh core (Identity::server_config/client_config)' if configs == 'core' else 'plain rustls, same certificates'} "
+                       f"| {fmt(med(r['server_per_core_s'] for r in sel))} | {fmt(med(r['client_per_core_s'] for r in sel))} | {fmt(pair)} | "
+                       f"{ratio(pair / plain) if configs == 'core' else '–'} |")
+    return out
+
+
+def registry_rows(section: list[dict[str, Any]]) -> list[str]:
+    out = ["| simulated agents | registration ramp (s) | registry CPU (cores) | registry RSS (MiB) | heartbeats/s | heartbeat p50 / p99 (ms) | new provider → all dependents callable (ms, worst of trials) | simulator CPU (cores) | targets (10,000) |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for s in section:
+        hb = s["heartbeat"]
+        trials = [t.get("all_callable_ms") for t in s["trials"]]
+        worst = None if any(t is None for t in trials) or not trials else max(trials)
+        targets = "–"
+        if s["agents"] >= 10000:
+            targets = "; ".join([
+                f"CPU {at_most(s['registry_cores'], 0.5, 'cores')}",
+                f"p99 {at_most(hb['p99_ms'], 50, 'ms')}",
+                f"new provider {at_most(worst if worst is not None else float('nan'), 1000, 'ms')}",
+            ])
+        out.append(
+            f"| {s['agents']:,} | {s['ramp_seconds']:.1f} | {fmt(s['registry_cores'], 2)} | {fmt(s['registry_rss_mib_steady'], 1)} | "
+            f"{fmt(s['heartbeats_per_second'])} | {fmt(hb['p50_ms'], 2)} / {fmt(hb['p99_ms'], 2)}{' (' + str(hb['errors']) + ' errors)' if hb['errors'] else ''} | "
+            f"{fmt(worst)} | {fmt(s['simulator_cores'], 2)} | {targets} |")
+    return out
+
+
+def render(results: dict[str, Any]) -> str:
+    s = results["sections"]
+    noise = results.get("noise", {})
+    lines = [
+        f"# toolmesh benchmarks — {results['mode']} run, {results['started']}",
+        "",
+        f"Commit `{results.get('git', '?')}`; {results['machine']['cpus']} CPUs, Linux {results['machine']['kernel']}; "
+        f"run took {results.get('seconds', 0):.0f} s. Machine noise during the run: load average median "
+        f"{noise.get('loadavg_median', float('nan')):.2f} (min {noise.get('loadavg_min', float('nan')):.2f}, max {noise.get('loadavg_max', float('nan')):.2f}), "
+        f"whole machine busy {100 * noise.get('machine_busy_median', float('nan')):.0f}% (median of 2-s samples, this run included). "
+        "Ratios are medians of per-round ratios (baseline and toolmesh measured back to back, alternating order). "
+        "Not a CI gate: see bench/README.md.",
+        "",
+    ]
+    if "transport" in s:
+        lines += ["## 1. Transport limit (Rust handler, agent → agent `tools/call` vs raw hyper + rustls mTLS echo)", ""]
+        lines += transport_rows(s["transport"]) + [""]
+    if "python" in s:
+        lines += ["## 2. Python agents: toolmesh against MCP Mesh (mTLS, same agent code)", ""]
+        lines += python_rows(s["python"]) + [""]
+    if "memory" in s:
+        lines += ["## 3. Memory (RSS)", ""] + memory_rows(s["memory"]) + [""]
+    if "coldstart" in s:
+        lines += ["## 4. Cold start (process launch → in the registry → answers a `tools/call`)", ""] + cold_rows(s["coldstart"]) + [""]
+    if "handshakes" in s:
+        lines += ["## 5. mTLS handshakes (rustls, ECDSA P-256, in memory, CPU time per side)", ""] + handshake_rows(s["handshakes"]) + [""]
+    if "registry_scale" in s:
+        lines += ["## 6. Registry scale (heartbeat every 5 s, default interval)", ""] + registry_rows(s["registry_scale"]) + [""]
+    if results.get("missing"):
+        lines += ["## Not measured", ""] + [f"- {k}: {v}" for k, v in results["missing"].items()] + [""]
+    if results.get("failed"):
+        lines += ["## Failed sections", ""] + [f"- {k}: {v}" for k, v in results["failed"].items()] + [""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render(json.loads(open(sys.argv[1]).read())))

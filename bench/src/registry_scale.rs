@@ -1,0 +1,283 @@
+//! Row 6: one registry holding N simulated agents that register and heartbeat at the default
+//! interval, over a few pooled mTLS connections (each with its own client certificate, each
+//! agent bound to one); the registry's CPU (from /proc/PID/stat) and RSS, the heartbeat
+//! latency, and the time from a new provider starting to its dependents' first successful call.
+//!
+//! The simulated mesh: services of `replicas` agents each; every agent provides its service's
+//! capability and depends on the next service's, so a registration changes the topologies of
+//! the `replicas` agents of the service before it, as in a real mesh of replicated services.
+
+use crate::common::*;
+use crate::transport::{add_handler, add_tool, caller_tool};
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use toolmesh_core::agent::Agent;
+use toolmesh_core::config::AgentConfig;
+use toolmesh_core::pki::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+use toolmesh_core::registry_api::{DependencySpec, RegisterRequest, ToolInfo};
+use toolmesh_core::registry_client::RegistryClient;
+use toolmesh_core::tls::Identity;
+
+#[derive(clap::Args)]
+pub struct RegistryScaleArgs {
+    #[arg(long)]
+    registry_url: String,
+    /// The mesh CA (certificate and key): simulated agents get certificates from it.
+    #[arg(long)]
+    ca: PathBuf,
+    #[arg(long)]
+    ca_key: PathBuf,
+    /// Where the issued certificates are written.
+    #[arg(long)]
+    work_dir: PathBuf,
+    #[arg(long)]
+    registry_pid: u32,
+    #[arg(long, default_value_t = 1000)]
+    agents: usize,
+    /// Pooled connections (one client certificate each) the simulated agents share.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    #[arg(long, default_value_t = 10)]
+    replicas: usize,
+    #[arg(long, default_value_t = 5000)]
+    interval_ms: u64,
+    /// Registrations in flight at once during the ramp.
+    #[arg(long, default_value_t = 64)]
+    register_concurrency: usize,
+    /// Measuring window for CPU and heartbeat latency, after one settling interval.
+    #[arg(long, default_value_t = 15.0)]
+    window: f64,
+    /// New-provider trials, and real dependent agents per trial.
+    #[arg(long, default_value_t = 3)]
+    trials: usize,
+    #[arg(long, default_value_t = 3)]
+    dependents: usize,
+}
+
+#[derive(Serialize)]
+struct Trial {
+    provider_registered_ms: Option<f64>,
+    dependents_callable_ms: Vec<Option<f64>>,
+    all_callable_ms: Option<f64>,
+}
+
+fn issue(ca: &CertificateAuthority, dir: &std::path::Path, name: &str) -> Result<(PathBuf, PathBuf), AnyError> {
+    let issued = ca.issue(&LeafRequest::new(name, Role::Agent, DEFAULT_TRUST_DOMAIN, 2))?;
+    let (cert, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    std::fs::write(&cert, &issued.cert_pem)?;
+    std::fs::write(&key, &issued.key_pem)?;
+    Ok((cert, key))
+}
+
+fn sim_registration(i: usize, services: usize) -> RegisterRequest {
+    let service = i % services;
+    let next = (service + 1) % services;
+    RegisterRequest {
+        agent_id: format!("sim-{i:05}"),
+        name: format!("svc-{service}"),
+        // Never called: the simulated agents only register and heartbeat.
+        endpoint: format!("https://127.0.0.1:9/mcp/{i}"),
+        tools: vec![ToolInfo {
+            name: "work".into(),
+            capability: format!("svc-{service}"),
+            version: "1.0.0".into(),
+            tags: vec![],
+            description: String::new(),
+            input_schema: json!({"type": "object", "properties": {}}),
+            dependencies: vec![DependencySpec::capability(format!("svc-{next}"))],
+            timeout_ms: None,
+        }],
+    }
+}
+
+async fn real_agent(name: &str, registry: &str, ca: &std::path::Path, cert: &std::path::Path, key: &std::path::Path, tool: ToolInfo) -> Result<Agent, AnyError> {
+    let mut config = AgentConfig::from_env(name)?;
+    for (k, v) in [
+        ("registry_url", registry.to_owned()),
+        ("tls_cert", cert.display().to_string()),
+        ("tls_key", key.display().to_string()),
+        ("tls_ca", ca.display().to_string()),
+        ("health_port", "off".to_owned()),
+    ] {
+        config.set(k, &v)?;
+    }
+    Ok(Agent::start(config, vec![tool], add_handler()).await?)
+}
+
+pub async fn registry_scale(args: RegistryScaleArgs) -> Result<(), AnyError> {
+    std::fs::create_dir_all(&args.work_dir)?;
+    let ca = CertificateAuthority::load(&args.ca, &args.ca_key)?;
+    let ca_pem = std::fs::read_to_string(&args.ca)?;
+    let mut clients = Vec::new();
+    for k in 0..args.connections.max(1) {
+        let issued = ca.issue(&LeafRequest::new(&format!("sim-conn-{k}"), Role::Agent, DEFAULT_TRUST_DOMAIN, 2))?;
+        let identity = Identity::from_pem(&issued.cert_pem, &issued.key_pem, &ca_pem)?;
+        clients.push(RegistryClient::new(&args.registry_url, &identity)?);
+    }
+    let n = args.agents;
+    let services = (n / args.replicas.max(1)).max(1);
+    let registrations: Vec<RegisterRequest> = (0..n).map(|i| sim_registration(i, services)).collect();
+    let versions: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let me = std::process::id();
+
+    // Ramp: everyone registers.
+    let ramp_cpu = CpuWindow::start(args.registry_pid);
+    let ramp_start = Instant::now();
+    let failures = AtomicU64::new(0);
+    stream::iter(0..n)
+        .for_each_concurrent(args.register_concurrency, |i| {
+            let (client, registration, versions, failures) = (&clients[i % clients.len()], &registrations[i], &versions, &failures);
+            async move {
+                for _attempt in 0..3 {
+                    match client.register(registration).await {
+                        Ok(answer) => {
+                            versions[i].store(answer.topology.version, Ordering::Relaxed);
+                            return;
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+                failures.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .await;
+    let ramp_seconds = ramp_start.elapsed().as_secs_f64();
+    let ramp_cores = ramp_cpu.and_then(|w| w.cores());
+    let rss_after_ramp = rss_mib(args.registry_pid);
+    eprintln!("registry-scale n={n}: registered in {ramp_seconds:.2} s ({} failed), registry {ramp_cores:?} cores", failures.load(Ordering::Relaxed));
+
+    // Steady state: each agent heartbeats every interval, phases spread evenly.
+    let interval = Duration::from_millis(args.interval_ms);
+    let samples: Arc<Mutex<Vec<(Instant, u32)>>> = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(AtomicU64::new(0));
+    let reregistered = Arc::new(AtomicU64::new(0));
+    let beats_start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let client = clients[i % clients.len()].clone();
+        let (samples, errors, reregistered, versions) = (samples.clone(), errors.clone(), reregistered.clone(), versions.clone());
+        let registration = registrations[i].clone();
+        let first = beats_start + interval.mul_f64(i as f64 / n as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(first, interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let began = Instant::now();
+                match client.beat(&registration.agent_id, versions[i].load(Ordering::Relaxed)).await {
+                    Ok(Some(answer)) => {
+                        samples.lock().expect("samples").push((began, began.elapsed().as_micros() as u32));
+                        if let Some(topology) = answer.topology {
+                            versions[i].store(topology.version, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(None) => {
+                        reregistered.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(answer) = client.register(&registration).await {
+                            versions[i].store(answer.topology.version, Ordering::Relaxed);
+                        }
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    // One interval to settle (every agent has beaten once), then the window.
+    tokio::time::sleep(interval).await;
+    let window_start = Instant::now();
+    let registry_cpu = CpuWindow::start(args.registry_pid);
+    let own_cpu = CpuWindow::start(me);
+    let errors_before = errors.load(Ordering::Relaxed);
+    let load_before = loadavg();
+    tokio::time::sleep(Duration::from_secs_f64(args.window)).await;
+    let registry_cores = registry_cpu.and_then(|w| w.cores());
+    let sim_cores = own_cpu.and_then(|w| w.cores());
+    let window_end = Instant::now();
+    let mut latencies: Vec<u64> =
+        samples.lock().expect("samples").iter().filter(|(at, _)| *at >= window_start && *at < window_end).map(|(_, us)| u64::from(*us)).collect();
+    latencies.sort_unstable();
+    let beats = latencies.len();
+    let window_errors = errors.load(Ordering::Relaxed) - errors_before;
+    let heartbeat = summarize(0, latencies, window_errors, None, (window_end - window_start).as_secs_f64());
+    let rss_steady = rss_mib(args.registry_pid);
+    eprintln!(
+        "registry-scale n={n}: {beats} heartbeats in {:.1} s, p50 {:.2} ms, p99 {:.2} ms, registry {registry_cores:?} cores, simulator {sim_cores:?} cores, RSS {rss_steady:?} MiB",
+        args.window, heartbeat.p50_ms, heartbeat.p99_ms
+    );
+
+    // New providers, while the heartbeats go on.
+    let certs = args.work_dir.clone();
+    let mut dependent_certs = Vec::new();
+    for j in 0..args.dependents {
+        dependent_certs.push(issue(&ca, &certs, &format!("dependent-{j}"))?);
+    }
+    let provider_cert = issue(&ca, &certs, "fresh-provider")?;
+    let mut trials = Vec::new();
+    for t in 0..args.trials {
+        let capability = format!("fresh-{t}-{}", std::process::id());
+        let mut dependents = Vec::new();
+        for (j, (cert, key)) in dependent_certs.iter().enumerate() {
+            let agent = real_agent(&format!("dependent-{j}"), &args.registry_url, &args.ca, cert, key, caller_tool("use", "use-fresh", &capability)).await?;
+            dependents.push(agent);
+        }
+        for d in &dependents {
+            if !d.wait_registered(Duration::from_secs(20)).await {
+                return Err("a dependent agent did not register within 20 s".into());
+            }
+        }
+        let t0 = Instant::now();
+        let provider = real_agent("fresh-provider", &args.registry_url, &args.ca, &provider_cert.0, &provider_cert.1, add_tool(&capability)).await?;
+        let provider_registered = {
+            let provider = provider.clone();
+            tokio::spawn(async move { provider.wait_registered(Duration::from_secs(10)).await.then(|| t0.elapsed()) })
+        };
+        let callable = futures_util::future::join_all(dependents.iter().map(|d| async move {
+            let deadline = t0 + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if d.call("use", 0, json!({"a": 1, "b": 2}), None).await.is_ok() {
+                    return Some(t0.elapsed().as_secs_f64() * 1000.0);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            None
+        }))
+        .await;
+        let provider_registered_ms = provider_registered.await.ok().flatten().map(|d| d.as_secs_f64() * 1000.0);
+        let all = callable.iter().try_fold(0.0f64, |m, c| c.map(|c| m.max(c)));
+        eprintln!("registry-scale n={n}: trial {t}: provider registered {provider_registered_ms:?} ms, all dependents callable {all:?} ms");
+        trials.push(Trial { provider_registered_ms, dependents_callable_ms: callable, all_callable_ms: all });
+        let stopping: Vec<Agent> = dependents.into_iter().chain([provider]).collect();
+        futures_util::future::join_all(stopping.iter().map(Agent::shutdown)).await;
+    }
+    for task in &tasks {
+        task.abort();
+    }
+    print_json(&json!({
+        "agents": n,
+        "services": services,
+        "connections": clients.len(),
+        "interval_ms": args.interval_ms,
+        "register_failures": failures.load(Ordering::Relaxed),
+        "ramp_seconds": ramp_seconds,
+        "ramp_registry_cores": ramp_cores,
+        "registry_rss_mib_after_ramp": rss_after_ramp,
+        "registry_rss_mib_steady": rss_steady,
+        "window_seconds": args.window,
+        "registry_cores": registry_cores,
+        "simulator_cores": sim_cores,
+        "heartbeats_per_second": beats as f64 / args.window,
+        "heartbeat": heartbeat,
+        "reregistered": reregistered.load(Ordering::Relaxed),
+        "loadavg_before_window": load_before,
+        "trials": trials,
+    }));
+    Ok(())
+}

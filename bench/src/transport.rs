@@ -1,0 +1,299 @@
+//! Row 1, the transport limit: a raw hyper + rustls mTLS echo (the baseline) against a toolmesh
+//! agent calling another agent's Rust tool through core (`Agent::call`), measured alternately.
+
+use crate::common::*;
+use crate::http::{connect, EchoCaller, Sender};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use toolmesh_core::agent::Agent;
+use toolmesh_core::config::AgentConfig;
+use toolmesh_core::host::{Completion, FnHandler, ToolInvocation};
+use toolmesh_core::registry_api::{DependencySpec, ToolInfo};
+
+#[derive(clap::Args)]
+pub struct TlsFilesArgs {
+    #[arg(long)]
+    pub cert: PathBuf,
+    #[arg(long)]
+    pub key: PathBuf,
+    #[arg(long)]
+    pub ca: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct ServeRawArgs {
+    #[command(flatten)]
+    tls: TlsFilesArgs,
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn terminated() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// The baseline server: hyper (HTTP/1.1 and HTTP/2 by ALPN, like core's server) over rustls
+/// with a mandatory client certificate, answering every POST with its own body.
+pub async fn serve_raw(args: ServeRawArgs) -> Result<(), AnyError> {
+    let config = plain_server_config(&args.tls.cert, &args.tls.key, &args.tls.ca, &[b"h2", b"http/1.1"])?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
+    println!("READY https://127.0.0.1:{}/echo", listener.local_addr()?.port());
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let stop = terminated();
+    tokio::pin!(stop);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = &mut stop => return Ok(()),
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(stream).await else { return };
+            let service = hyper::service::service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+                let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .header(http::header::CONTENT_TYPE, "application/json")
+                        .body(Full::new(body))
+                        .expect("static response"),
+                )
+            });
+            let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+        });
+    }
+}
+
+#[derive(clap::Args)]
+pub struct ServeAgentArgs {
+    /// Agent name (configuration otherwise from the TOOLMESH_* environment).
+    #[arg(long, default_value = "rust-b")]
+    name: String,
+    /// Capability of the `add` tool.
+    #[arg(long, default_value = "add")]
+    capability: String,
+}
+
+pub fn add_tool(capability: &str) -> ToolInfo {
+    ToolInfo {
+        name: "add".into(),
+        capability: capability.into(),
+        version: "1.0.0".into(),
+        tags: vec![],
+        description: "a + b".into(),
+        input_schema: json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}),
+        dependencies: vec![],
+        timeout_ms: None,
+    }
+}
+
+pub fn caller_tool(name: &str, capability: &str, depends_on: &str) -> ToolInfo {
+    ToolInfo {
+        name: name.into(),
+        capability: capability.into(),
+        version: "1.0.0".into(),
+        tags: vec![],
+        description: String::new(),
+        input_schema: json!({"type": "object", "properties": {}}),
+        dependencies: vec![DependencySpec::capability(depends_on)],
+        timeout_ms: None,
+    }
+}
+
+/// The Rust tool handler: `add` answers a + b; anything else fails.
+pub fn add_handler() -> Arc<FnHandler<impl Fn(ToolInvocation, Completion) + Send + Sync + 'static>> {
+    Arc::new(FnHandler(|invocation: ToolInvocation, completion: Completion| {
+        let a = invocation.arguments.get("a").and_then(Value::as_i64);
+        let b = invocation.arguments.get("b").and_then(Value::as_i64);
+        match (invocation.tool.as_str(), a, b) {
+            ("add", Some(a), Some(b)) => completion.ok(json!(a + b)),
+            _ => completion.err("only add(a, b) is served here"),
+        }
+    }))
+}
+
+/// A Rust agent serving `add` (a core-level handler): the server side of row 1, and the Rust
+/// agent of the memory and cold-start rows.
+pub async fn serve_agent(args: ServeAgentArgs) -> Result<(), AnyError> {
+    let config = AgentConfig::from_env(&args.name)?;
+    let agent = Agent::start(config, vec![add_tool(&args.capability)], add_handler()).await?;
+    println!("READY {}", agent.endpoint());
+    terminated().await;
+    agent.shutdown().await;
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct TransportArgs {
+    /// The client agent's identity.
+    #[command(flatten)]
+    tls: TlsFilesArgs,
+    #[arg(long)]
+    registry_url: String,
+    /// The raw echo server (`serve-raw`).
+    #[arg(long)]
+    raw_addr: String,
+    /// The capability the toolmesh server agent (`serve-agent`) provides.
+    #[arg(long, default_value = "bench-add")]
+    capability: String,
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    concurrency: Vec<usize>,
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 0.5)]
+    warmup: f64,
+    #[arg(long, default_value_t = 5_000_000)]
+    max_calls: u64,
+    /// pid of the raw server and of the toolmesh server agent, for their CPU use.
+    #[arg(long)]
+    raw_pid: Option<u32>,
+    #[arg(long)]
+    agent_pid: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct Measured {
+    round: usize,
+    concurrency: usize,
+    system: &'static str,
+    order: usize,
+    stats: RunStats,
+    /// CPU of the server process and of this (client) process during the run, in cores.
+    server_cores: Option<f64>,
+    client_cores: Option<f64>,
+}
+
+struct AgentCaller {
+    agent: Agent,
+    arguments: Value,
+}
+
+impl Caller for AgentCaller {
+    async fn call(&mut self) -> Result<(), String> {
+        match self.agent.call("caller", 0, self.arguments.clone(), None).await {
+            Ok(v) if v == json!(3) => Ok(()),
+            Ok(v) => Err(format!("unexpected answer {v}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
+    let mut config = AgentConfig::from_env("bench-client")?;
+    for (key, value) in [
+        ("registry_url", args.registry_url.as_str()),
+        ("tls_cert", &args.tls.cert.display().to_string()),
+        ("tls_key", &args.tls.key.display().to_string()),
+        ("tls_ca", &args.tls.ca.display().to_string()),
+        ("health_port", "off"),
+    ] {
+        config.set(key, value)?;
+    }
+    let agent = Agent::start(config, vec![caller_tool("caller", "bench-caller", &args.capability)], add_handler()).await?;
+    let arguments = json!({"a": 1, "b": 2});
+    let ready_by = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match agent.call("caller", 0, arguments.clone(), None).await {
+            Ok(_) => break,
+            Err(e) if std::time::Instant::now() > ready_by => return Err(format!("the server agent never answered: {e}").into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    // The raw body has the size of the JSON-RPC request toolmesh sends for the same call.
+    let body = Bytes::from(raw_body());
+    let client_tls = Arc::new(plain_client_config(&args.tls.cert, &args.tls.key, &args.tls.ca, &[b"h2", b"http/1.1"])?);
+    let uri: http::Uri = format!("https://{}/echo", args.raw_addr).parse()?;
+    let limits = Limits {
+        warmup: Duration::from_secs_f64(args.warmup),
+        duration: Duration::from_secs_f64(args.seconds),
+        max_calls: args.max_calls,
+        call_timeout: Duration::from_secs(10),
+    };
+    let me = std::process::id();
+    let mut results = Vec::new();
+    for round in 0..args.rounds {
+        for &concurrency in &args.concurrency {
+            // Alternate who goes first, so neither side always gets the warmer machine.
+            let mut systems = vec!["raw_h1", "raw_h2", "toolmesh"];
+            if round % 2 == 1 {
+                systems.reverse();
+            }
+            for (order, system) in systems.into_iter().enumerate() {
+                let server_pid = if system == "toolmesh" { args.agent_pid } else { args.raw_pid };
+                let server_cpu = server_pid.and_then(CpuWindow::start);
+                let client_cpu = CpuWindow::start(me);
+                let stats = match system {
+                    "toolmesh" => {
+                        let callers = (0..concurrency).map(|_| AgentCaller { agent: agent.clone(), arguments: arguments.clone() }).collect();
+                        closed_loop(callers, limits).await
+                    }
+                    raw => {
+                        let h2 = raw == "raw_h2";
+                        let mut callers = Vec::new();
+                        let shared = if h2 { Some(connect(&args.raw_addr, "localhost", client_tls.clone(), true).await?) } else { None };
+                        for _ in 0..concurrency {
+                            let sender: Sender = match &shared {
+                                Some(s) => s.share().expect("HTTP/2 connections are shared"),
+                                None => connect(&args.raw_addr, "localhost", client_tls.clone(), false).await?,
+                            };
+                            callers.push(EchoCaller { sender, uri: uri.clone(), body: body.clone() });
+                        }
+                        closed_loop(callers, limits).await
+                    }
+                };
+                let measured = Measured {
+                    round,
+                    concurrency,
+                    system,
+                    order,
+                    stats,
+                    server_cores: server_cpu.and_then(|w| w.cores()),
+                    client_cores: client_cpu.and_then(|w| w.cores()),
+                };
+                eprintln!(
+                    "transport round {round} c={concurrency} {system}: {:.0} calls/s, p50 {:.3} ms, p99 {:.3} ms, errors {}",
+                    measured.stats.throughput, measured.stats.p50_ms, measured.stats.p99_ms, measured.stats.errors
+                );
+                results.push(measured);
+            }
+        }
+    }
+    agent.shutdown().await;
+    print_json(&json!({"body_bytes": body.len(), "runs": results}));
+    Ok(())
+}
+
+/// The JSON-RPC body core sends for `add(1, 2)` (same shape and size; its ids vary).
+fn raw_body() -> String {
+    json!({
+        "jsonrpc": "2.0",
+        "id": 1000,
+        "method": "tools/call",
+        "params": {
+            "name": "add",
+            "arguments": {"a": 1, "b": 2},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": "toolmesh", "version": "0.1.0"},
+                "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            },
+        },
+    })
+    .to_string()
+}
