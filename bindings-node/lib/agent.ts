@@ -34,6 +34,8 @@ export interface AgentOptions {
 // Core's stable error kinds that a binding reports for a handler.
 const HANDLER_RESULT = "HANDLER_RESULT";
 const INVALID_ARGUMENTS = "INVALID_ARGUMENTS";
+/** What a caller sees for an error without a message: the C ABI's text for a NULL message. */
+const NO_MESSAGE = "(no message)";
 
 /** One mesh agent: its tools, its options, and once started, the native agent serving them. */
 export class Agent {
@@ -198,8 +200,10 @@ export class Agent {
       } else if (error instanceof ArgumentsRejected) {
         responder.fail(error.message, INVALID_ARGUMENTS);
       } else {
+        // The caller sees the error's own message, as in every language; its name and stack
+        // stay in this agent's log.
         console.warn(`toolmesh: tool '${tool}' failed:`, error);
-        responder.fail(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
+        responder.fail((error instanceof Error ? error.message : String(error)) || NO_MESSAGE);
       }
       return;
     }

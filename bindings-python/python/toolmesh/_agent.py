@@ -21,6 +21,8 @@ _log = logging.getLogger("toolmesh")
 
 # Core's HANDLER_RESULT code: the handler returned something JSON cannot carry.
 _HANDLER_RESULT = 6002
+# What a caller sees for an exception without a message: the C ABI's text for a NULL message.
+_NO_MESSAGE = "(no message)"
 
 # Tools declared with the module-level ``@toolmesh.tool``; ``toolmesh.run``/``start`` serve them.
 _default_tools: list[ToolSpec] = []
@@ -171,8 +173,10 @@ class Agent:
             responder.fail(f"tool {tool!r} was cancelled")
             raise
         except Exception as error:
+            # The caller sees the exception's own message, as in every language; its type and
+            # traceback stay in this agent's log.
             _log.warning("tool %r raised", tool, exc_info=True)
-            responder.fail(f"{type(error).__name__}: {error}")
+            responder.fail(str(error) or _NO_MESSAGE)
             return
         try:
             payload = _json.encode(result)

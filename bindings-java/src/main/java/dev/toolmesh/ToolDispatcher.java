@@ -15,6 +15,8 @@ final class ToolDispatcher {
     private static final System.Logger LOG = System.getLogger("dev.toolmesh");
     /** Core's HANDLER_RESULT: the handler returned something JSON cannot carry. */
     private static final int HANDLER_RESULT = 6002;
+    /** What a caller sees for an exception without a message: the C ABI's text for a NULL message. */
+    private static final String NO_MESSAGE = "(no message)";
 
     private final Map<String, ToolDefinition> tools;
     private final Executor executor;
@@ -83,9 +85,11 @@ final class ToolDispatcher {
             responder.fail(mesh.code(), mesh.getMessage());
             return;
         }
+        // The caller sees the exception's own message, as in every language; its class and
+        // stack trace stay in this agent's log.
         LOG.log(System.Logger.Level.WARNING, "tool '" + tool + "' failed", cause);
         String message = cause.getMessage();
-        responder.fail(cause.getClass().getSimpleName() + (message == null ? "" : ": " + message));
+        responder.fail(message == null || message.isEmpty() ? NO_MESSAGE : message);
     }
 
     /** The exception a handler really threw, out of the wrappers futures and reflection put around it. */

@@ -9,9 +9,4 @@ class NodeInteropTest extends PeerInteropTest {
     List<String> peerCommand() {
         return Mesh.node("tests/java/agents/peer.mjs");
     }
-
-    @Override
-    String peerFailure() {
-        return "Error: boom";
-    }
 }

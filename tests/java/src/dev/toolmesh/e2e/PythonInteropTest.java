@@ -9,9 +9,4 @@ class PythonInteropTest extends PeerInteropTest {
     List<String> peerCommand() {
         return Mesh.python("tests/java/agents/peer.py");
     }
-
-    @Override
-    String peerFailure() {
-        return "ValueError: boom";
-    }
 }
