@@ -1,0 +1,176 @@
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.toolmesh.AgentBuilder;
+import dev.toolmesh.MeshAgent;
+import dev.toolmesh.ToolDefinition;
+import dev.toolmesh.Toolmesh;
+import dev.toolmesh.ToolmeshException;
+import java.io.File;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The Java peer of the cross-language suite: the twin of peer.py (see there for the roles).
+ * {@code java -cp ... Peer ROLE CASES_JSON}
+ */
+public final class Peer {
+    private static final String LANGUAGE = "java";
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final JsonNode table;
+
+    private Peer(JsonNode table) {
+        this.table = table;
+    }
+
+    public static void main(String[] args) throws IOException, InterruptedException {
+        Peer peer = new Peer(JSON.readTree(new File(args[1])));
+        String role = args[0];
+        if (role.equals("start")) {
+            peer.startOnce();
+            return;
+        }
+        List<AgentBuilder> agents = switch (role) {
+            case "caller" -> List.of(peer.caller());
+            case "callee" -> List.of(peer.callee(true),
+                    peer.echoOnly("misnamed").option("host", peer.table.path("callee").path("misnamed_host").asText()),
+                    peer.echoOnly("replaced"));
+            case "restarted" -> List.of(peer.callee(false));
+            case "impostor" -> List.of(peer.echoOnly("replaced"));
+            default -> throw new IllegalArgumentException("unknown role " + role);
+        };
+        // Closed by their shutdown hooks when SIGINT or SIGTERM ends the JVM.
+        for (AgentBuilder builder : agents) {
+            MeshAgent agent = builder.start();
+            System.err.println("toolmesh agent " + agent.name() + " serving " + agent.endpoint() + " (id " + agent.agentId() + ")");
+        }
+        System.err.flush();
+        Thread.currentThread().join();
+    }
+
+    private static Map<String, Object> caught(ToolmeshException error) {
+        return Map.of("error", Map.of("code", error.code(), "name", error.kind(), "message", error.getMessage()));
+    }
+
+    /** What a handler sees of its request (a map that allows the null of a missing trace). */
+    private static Map<String, Object> here() {
+        Map<String, Object> seen = new LinkedHashMap<>();
+        seen.put("language", LANGUAGE);
+        seen.put("headers", Toolmesh.headers());
+        seen.put("trace_id", Toolmesh.traceId());
+        return seen;
+    }
+
+    /** The tag of {@code language}'s callee agent of {@code kind} ("agent", "misnamed", "replaced"). */
+    private String tag(String kind, String language) {
+        return table.path("callee").path("tags").path(kind).asText().replace("{language}", language);
+    }
+
+    /** A probe calling {@code capability}, from the provider tagged {@code tag} (null: any provider). */
+    private static ToolDefinition probe(String name, String capability, String tag, JsonNode timeoutMs) {
+        ToolDefinition.Builder probe = ToolDefinition.builder(name);
+        if (tag == null) {
+            probe.dependsOn(capability);
+        } else {
+            probe.dependsOn(capability, "", tag);
+        }
+        if (timeoutMs.isNumber()) {
+            probe.timeoutMs(timeoutMs.asLong());
+        }
+        return probe.handler(call -> call.proxy(0).call(null).handle((value, thrown) -> {
+            if (thrown == null) {
+                return Map.of("ok", value);
+            }
+            Throwable cause = thrown instanceof CompletionException && thrown.getCause() != null ? thrown.getCause() : thrown;
+            if (cause instanceof ToolmeshException error) {
+                return caught(error);
+            }
+            throw new CompletionException(cause);
+        })).build();
+    }
+
+    private AgentBuilder caller() {
+        AgentBuilder agent = Toolmesh.agent("caller-" + LANGUAGE);
+        for (JsonNode call : table.path("calls")) {
+            String name = call.path("case").asText();
+            String tool = call.path("tool").asText();
+            if (call.path("callee").isNull()) {
+                agent.tool(probe(name, tool, null, call.path("timeout_ms")));
+                continue;
+            }
+            for (JsonNode callee : table.path("languages")) {
+                String tag = tag(call.path("callee").asText(), callee.asText());
+                agent.tool(probe(name + "__" + callee.asText(), tool, tag, call.path("timeout_ms")));
+            }
+        }
+        return agent;
+    }
+
+    private static ToolDefinition echo(String name, String tag) {
+        return ToolDefinition.builder(name).tags(tag).handler(call -> here()).build();
+    }
+
+    private AgentBuilder callee(boolean vanishing) {
+        JsonNode settings = table.path("callee");
+        String tag = tag("agent", LANGUAGE);
+        AgentBuilder agent = Toolmesh.agent("callee-" + LANGUAGE).tool(echo("echo", tag));
+        if (vanishing) {
+            agent.tool(echo(settings.path("vanishing_tool").asText(), tag));
+        }
+        agent.tool(ToolDefinition.builder("fail").tags(tag).handler(call -> {
+            throw new IllegalStateException(settings.path("fail_message").asText());
+        }).build());
+        agent.tool(ToolDefinition.builder("fail_without_message").tags(tag).handler(call -> {
+            throw new IllegalStateException();
+        }).build());
+        agent.tool(ToolDefinition.builder("slow").tags(tag).handler(call -> {
+            Map<String, Object> seen = here();
+            return CompletableFuture.supplyAsync(() -> seen,
+                    CompletableFuture.delayedExecutor(settings.path("slow_ms").asLong(), TimeUnit.MILLISECONDS));
+        }).build());
+
+        List<String> hops = new ArrayList<>();
+        table.path("chain").path("languages").forEach(hop -> hops.add(hop.asText()));
+        int next = hops.indexOf(LANGUAGE) + 1;
+        ToolDefinition.Builder chain = ToolDefinition.builder("chain").tags(tag);
+        if (next < hops.size()) {
+            chain.dependsOn("chain", "", tag("agent", hops.get(next))).handler(call -> {
+                Map<String, Object> seen = here();
+                return call.proxy(0).call(null).thenApply(rest -> {
+                    seen.put("next", rest);
+                    return seen;
+                });
+            });
+        } else {
+            chain.handler(call -> {
+                Map<String, Object> seen = here();
+                seen.put("next", null);
+                return seen;
+            });
+        }
+        return agent.tool(chain.build());
+    }
+
+    /** Agent KIND-java, serving echo tagged as the table says for {@code kind}. */
+    private AgentBuilder echoOnly(String kind) {
+        return Toolmesh.agent(kind + "-" + LANGUAGE).tool(echo("echo", tag(kind, LANGUAGE)));
+    }
+
+    private void startOnce() throws IOException {
+        MeshAgent agent;
+        try {
+            agent = Toolmesh.agent("starter-" + LANGUAGE).tool(echo("echo", tag("agent", LANGUAGE))).start();
+        } catch (ToolmeshException error) {
+            System.out.println(JSON.writeValueAsString(caught(error)));
+            return;
+        }
+        System.out.println(JSON.writeValueAsString(Map.of("ok", "started")));
+        agent.close();
+    }
+}

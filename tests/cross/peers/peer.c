@@ -1,0 +1,332 @@
+/*
+ * The C peer of the cross-language suite: the twin of peer.py (see there for the roles).
+ *   peer ROLE CASES_JSON
+ * JSON (the table, tool definitions, results) is read and written with jansson.
+ */
+#define _GNU_SOURCE
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "toolmesh.h"
+
+static const char LANGUAGE[] = "c";
+static json_t *table;
+
+/* ---- the table ---- */
+
+static const char *setting(const char *key) {
+  return json_string_value(json_object_get(json_object_get(table, "callee"), key));
+}
+
+/* The tag of `language`'s callee agent of `kind` ("agent", "misnamed", "replaced"); the caller
+ * frees it. */
+static char *tag(const char *kind, const char *language) {
+  const char *pattern = json_string_value(json_object_get(json_object_get(json_object_get(table, "callee"), "tags"), kind));
+  const char *at = strstr(pattern, "{language}");
+  char *out = NULL;
+  if (asprintf(&out, "%.*s%s%s", (int)(at - pattern), pattern, language, at + strlen("{language}")) < 0) abort();
+  return out;
+}
+
+/* The next language after ours in the chain, or NULL when we are its end. */
+static const char *next_hop(void) {
+  json_t *hops = json_object_get(json_object_get(table, "chain"), "languages");
+  for (size_t i = 0; i + 1 < json_array_size(hops); i++) {
+    if (strcmp(json_string_value(json_array_get(hops, i)), LANGUAGE) == 0) return json_string_value(json_array_get(hops, i + 1));
+  }
+  return NULL;
+}
+
+/* {"capability": capability, "tags": [tag]}, or just the capability when `tag` is NULL. */
+static json_t *dependency(const char *capability, char *tag) {
+  if (tag == NULL) return json_string(capability);
+  json_t *selector = json_pack("{s:s, s:[s]}", "capability", capability, "tags", tag);
+  free(tag);
+  return selector;
+}
+
+/* A tool definition; `tag` (freed here) and `dependency` (taken over) may be NULL. */
+static json_t *tool(const char *name, char *tag, json_t *dependency) {
+  json_t *definition = json_pack("{s:s, s:s, s:[]}", "name", name, "capability", name, "tags");
+  if (tag) json_array_append_new(json_object_get(definition, "tags"), json_string(tag));
+  free(tag);
+  if (dependency) json_object_set_new(definition, "dependencies", json_pack("[o]", dependency));
+  return definition;
+}
+
+/* ---- answering invocations ---- */
+
+static void complete(toolmesh_invocation *invocation, json_t *result) {
+  char *text = json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY);
+  json_decref(result);
+  toolmesh_result code = toolmesh_invocation_complete(invocation, text, NULL);
+  if (code != TOOLMESH_OK) fprintf(stderr, "peer: cannot complete: %s\n", toolmesh_result_name(code));
+  free(text);
+}
+
+/* What a handler sees of its request. C asks for headers by name: the table names them. */
+static json_t *here(const toolmesh_invocation *invocation) {
+  json_t *headers = json_object();
+  size_t index;
+  json_t *name;
+  json_array_foreach(json_object_get(json_object_get(table, "callee"), "echo_headers"), index, name) {
+    const char *value = toolmesh_invocation_header(invocation, json_string_value(name));
+    if (value) json_object_set_new(headers, json_string_value(name), json_string(value));
+  }
+  const char *trace_id = toolmesh_invocation_trace_id(invocation);
+  return json_pack("{s:s, s:o, s:o}", "language", LANGUAGE, "headers", headers, "trace_id",
+                   trace_id ? json_string(trace_id) : json_null());
+}
+
+/* A dependency call in flight: the invocation it answers, and for a chain hop what it saw. */
+struct pending {
+  toolmesh_invocation *invocation;
+  json_t *seen;
+};
+
+/* A probe answers what the call gave: {"ok": result} or {"error": {code, name, message}}. */
+static void finish_probe(void *userdata, toolmesh_result code, const char *text) {
+  struct pending *pending = userdata;
+  if (code == TOOLMESH_OK) {
+    json_t *value = json_loads(text, JSON_DECODE_ANY, NULL);
+    if (value) {
+      complete(pending->invocation, json_pack("{s:o}", "ok", value));
+    } else {
+      toolmesh_invocation_fail(pending->invocation, "the dependency answered something that is not JSON", NULL);
+    }
+  } else {
+    complete(pending->invocation, json_pack("{s:{s:i, s:s, s:s}}", "error", "code", code, "name", toolmesh_result_name(code),
+                                            "message", text));
+  }
+  free(pending);
+}
+
+/* A chain hop answers what it saw and what the rest of the chain answered; a failure of the
+ * rest goes to its caller unchanged. */
+static void finish_hop(void *userdata, toolmesh_result code, const char *text) {
+  struct pending *pending = userdata;
+  json_t *rest = code == TOOLMESH_OK ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+  if (rest) {
+    json_object_set_new(pending->seen, "next", rest);
+    complete(pending->invocation, pending->seen);
+  } else {
+    toolmesh_invocation_fail_with_code(pending->invocation, code, text, NULL);
+    json_decref(pending->seen);
+  }
+  free(pending);
+}
+
+enum kind { CALLER, CALLEE };
+
+/* The handler's userdata: one per agent. */
+struct agent_state {
+  enum kind kind;
+  _Atomic(toolmesh_agent *) agent;
+};
+
+static void call_dependency(struct agent_state *state, toolmesh_invocation *invocation, const char *tool,
+                            toolmesh_call_callback callback, json_t *seen) {
+  struct pending *pending = malloc(sizeof *pending);
+  *pending = (struct pending){.invocation = invocation, .seen = seen};
+  toolmesh_error *error = NULL;
+  toolmesh_result code = toolmesh_agent_call(atomic_load(&state->agent), invocation, tool, 0, "{}", callback, pending, &error);
+  if (code != TOOLMESH_OK) {
+    /* The call never started, so its callback never runs: answer here. */
+    toolmesh_invocation_fail_with_code(invocation, code, toolmesh_error_message(error), NULL);
+    toolmesh_error_free(error);
+    json_decref(seen);
+    free(pending);
+  }
+}
+
+static void invoke(void *userdata, const char *tool, const char *arguments_json, toolmesh_invocation *invocation) {
+  (void)arguments_json;
+  struct agent_state *state = userdata;
+  if (state->kind == CALLER) {
+    call_dependency(state, invocation, tool, finish_probe, NULL);
+  } else if (strcmp(tool, "fail") == 0) {
+    toolmesh_invocation_fail(invocation, setting("fail_message"), NULL);
+  } else if (strcmp(tool, "fail_without_message") == 0) {
+    toolmesh_invocation_fail(invocation, NULL, NULL);
+  } else if (strcmp(tool, "slow") == 0) {
+    /* Handlers run on toolmesh host threads, which may block. */
+    long long slow_ms = json_integer_value(json_object_get(json_object_get(table, "callee"), "slow_ms"));
+    nanosleep(&(struct timespec){.tv_sec = slow_ms / 1000, .tv_nsec = slow_ms % 1000 * 1000000}, NULL);
+    complete(invocation, here(invocation));
+  } else if (strcmp(tool, "chain") == 0 && next_hop() != NULL) {
+    call_dependency(state, invocation, tool, finish_hop, here(invocation));
+  } else if (strcmp(tool, "chain") == 0) {
+    json_t *seen = here(invocation);
+    json_object_set_new(seen, "next", json_null());
+    complete(invocation, seen);
+  } else {
+    complete(invocation, here(invocation)); /* echo and the vanishing tool */
+  }
+}
+
+/* ---- agents ---- */
+
+static void release_state(void *userdata) { free(userdata); }
+
+/* Starts agent `name` (options from the TOOLMESH_* environment, plus `host` when not NULL).
+ * NULL on failure, with the error in *error. */
+static toolmesh_agent *start(const char *name, const char *host, enum kind kind, json_t *tools, toolmesh_error **error) {
+  char *tools_json = json_dumps(tools, JSON_COMPACT);
+  json_decref(tools);
+  toolmesh_config *config = NULL;
+  if (toolmesh_config_new(name, &config, error) != TOOLMESH_OK || (host && toolmesh_config_set(config, "host", host, error) != TOOLMESH_OK)) {
+    toolmesh_config_free(config);
+    free(tools_json);
+    return NULL;
+  }
+  struct agent_state *state = calloc(1, sizeof *state);
+  state->kind = kind;
+  toolmesh_handler handler = {.userdata = state, .invoke = invoke, .free_userdata = release_state};
+  toolmesh_agent *agent = NULL;
+  /* `state` belongs to toolmesh from here on, whatever the outcome. */
+  toolmesh_agent_start(config, tools_json, handler, &agent, error);
+  free(tools_json);
+  toolmesh_config_free(config);
+  if (agent) atomic_store(&state->agent, agent);
+  return agent;
+}
+
+/* A probe of call case `call`: it calls the case's capability, from the provider tagged `tag`
+ * (freed here; NULL: any provider). */
+static json_t *probe(const char *name, json_t *call, char *tag) {
+  json_t *definition = tool(name, NULL, dependency(json_string_value(json_object_get(call, "tool")), tag));
+  json_t *timeout_ms = json_object_get(call, "timeout_ms");
+  if (timeout_ms) json_object_set(definition, "timeout_ms", timeout_ms);
+  return definition;
+}
+
+static json_t *caller_tools(void) {
+  json_t *tools = json_array();
+  size_t index, language;
+  json_t *call, *callee;
+  json_array_foreach(json_object_get(table, "calls"), index, call) {
+    const char *name = json_string_value(json_object_get(call, "case"));
+    if (json_is_null(json_object_get(call, "callee"))) {
+      json_array_append_new(tools, probe(name, call, NULL));
+      continue;
+    }
+    json_array_foreach(json_object_get(table, "languages"), language, callee) {
+      char *probe_name = NULL;
+      if (asprintf(&probe_name, "%s__%s", name, json_string_value(callee)) < 0) abort();
+      char *callee_tag = tag(json_string_value(json_object_get(call, "callee")), json_string_value(callee));
+      json_array_append_new(tools, probe(probe_name, call, callee_tag));
+      free(probe_name);
+    }
+  }
+  return tools;
+}
+
+static json_t *callee_tools(int vanishing) {
+  const char *names[] = {"echo", "fail", "fail_without_message", "slow", vanishing ? setting("vanishing_tool") : NULL};
+  json_t *tools = json_array();
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    if (names[i]) json_array_append_new(tools, tool(names[i], tag("agent", LANGUAGE), NULL));
+  }
+  const char *next = next_hop();
+  json_array_append_new(tools, tool("chain", tag("agent", LANGUAGE), next ? dependency("chain", tag("agent", next)) : NULL));
+  return tools;
+}
+
+/* Starts an agent and says so on stderr: its ready line, or the error; NULL on failure. */
+static toolmesh_agent *start_reported(const char *name, const char *host, enum kind kind, json_t *tools) {
+  toolmesh_error *error = NULL;
+  toolmesh_agent *agent = start(name, host, kind, tools, &error);
+  if (agent) {
+    fprintf(stderr, "toolmesh agent %s serving %s (id %s)\n", name, toolmesh_agent_endpoint(agent), toolmesh_agent_id(agent));
+  } else {
+    fprintf(stderr, "toolmesh: error [%d %s]: %s\n", toolmesh_error_code(error), toolmesh_result_name(toolmesh_error_code(error)),
+            toolmesh_error_message(error));
+    toolmesh_error_free(error);
+  }
+  return agent;
+}
+
+/* Agent KIND-c, serving echo tagged as the table says for `kind`; NULL when it fails to start. */
+static toolmesh_agent *start_echo_only(const char *kind, const char *host) {
+  char name[64];
+  snprintf(name, sizeof name, "%s-%s", kind, LANGUAGE);
+  return start_reported(name, host, CALLEE, json_pack("[o]", tool("echo", tag(kind, LANGUAGE), NULL)));
+}
+
+/* Serves the role's agents until SIGINT or SIGTERM; the exit status. */
+static int serve(const char *role) {
+  /* Blocked here, before any toolmesh thread exists, so every thread inherits the mask and
+   * sigwait below receives them. */
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+
+  toolmesh_agent *agents[3] = {NULL, NULL, NULL};
+  size_t wanted = 0, started = 0;
+  char name[64];
+  if (strcmp(role, "caller") == 0) {
+    snprintf(name, sizeof name, "caller-%s", LANGUAGE);
+    agents[wanted++] = start_reported(name, NULL, CALLER, caller_tools());
+  } else if (strcmp(role, "callee") == 0 || strcmp(role, "restarted") == 0) {
+    int first_start = strcmp(role, "callee") == 0;
+    snprintf(name, sizeof name, "callee-%s", LANGUAGE);
+    agents[wanted++] = start_reported(name, NULL, CALLEE, callee_tools(first_start));
+    if (first_start) {
+      agents[wanted++] = start_echo_only("misnamed", setting("misnamed_host"));
+      agents[wanted++] = start_echo_only("replaced", NULL);
+    }
+  } else if (strcmp(role, "impostor") == 0) {
+    agents[wanted++] = start_echo_only("replaced", NULL);
+  } else {
+    fprintf(stderr, "peer: unknown role %s\n", role);
+  }
+  for (size_t i = 0; i < wanted; i++) started += agents[i] != NULL;
+  int status = wanted > 0 && started == wanted ? 0 : 2;
+  if (status == 0) {
+    int received;
+    sigwait(&stop_signals, &received);
+  }
+  for (size_t i = 0; i < wanted; i++) toolmesh_agent_free(agents[i]);
+  return status;
+}
+
+static int start_once(void) {
+  char name[64];
+  snprintf(name, sizeof name, "starter-%s", LANGUAGE);
+  toolmesh_error *error = NULL;
+  toolmesh_agent *agent = start(name, NULL, CALLEE, json_pack("[o]", tool("echo", tag("agent", LANGUAGE), NULL)), &error);
+  json_t *outcome = agent ? json_pack("{s:s}", "ok", "started")
+                          : json_pack("{s:{s:i, s:s, s:s}}", "error", "code", toolmesh_error_code(error), "name",
+                                      toolmesh_result_name(toolmesh_error_code(error)), "message", toolmesh_error_message(error));
+  char *text = json_dumps(outcome, JSON_COMPACT);
+  printf("%s\n", text);
+  free(text);
+  json_decref(outcome);
+  toolmesh_error_free(error);
+  toolmesh_agent_free(agent);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 3) {
+    fprintf(stderr, "usage: %s caller|callee|restarted|impostor|start CASES_JSON\n", argv[0]);
+    return 2;
+  }
+  json_error_t problem;
+  table = json_load_file(argv[2], 0, &problem);
+  if (table == NULL) {
+    fprintf(stderr, "peer: %s:%d: %s\n", argv[2], problem.line, problem.text);
+    return 2;
+  }
+  int status = strcmp(argv[1], "start") == 0 ? start_once() : serve(argv[1]);
+  json_decref(table);
+  return status;
+}

@@ -1,0 +1,132 @@
+// The Node peer of the cross-language suite: the twin of peer.py (see there for the roles).
+//   node peer.mjs ROLE CASES_JSON
+
+import { readFileSync } from "node:fs";
+import { Agent, headers, ToolmeshError, traceId } from "../../../bindings-node/dist/index.js";
+
+const LANGUAGE = "node";
+
+const caught = (error) => ({ error: { code: error.code, name: error.kind, message: error.message } });
+const here = () => ({ language: LANGUAGE, headers: headers(), trace_id: traceId() });
+/** The tag of `language`'s callee agent of `kind` ("agent", "misnamed", "replaced"). */
+const tag = (table, kind, language) => table.callee.tags[kind].replace("{language}", language);
+
+function addProbe(agent, name, dependency, timeoutMs) {
+  agent.addTool({
+    name,
+    dependencies: [dependency],
+    timeoutMs,
+    execute: async (_, proxies) => {
+      try {
+        return { ok: await proxies[0]() };
+      } catch (error) {
+        if (error instanceof ToolmeshError) return caught(error);
+        throw error;
+      }
+    },
+  });
+}
+
+function caller(table) {
+  const agent = new Agent({ name: `caller-${LANGUAGE}` });
+  for (const call of table.calls) {
+    if (call.callee === null) {
+      addProbe(agent, call.case, call.tool, call.timeout_ms);
+      continue;
+    }
+    for (const callee of table.languages) {
+      const dependency = { capability: call.tool, tags: [tag(table, call.callee, callee)] };
+      addProbe(agent, `${call.case}__${callee}`, dependency, call.timeout_ms);
+    }
+  }
+  return agent;
+}
+
+function callee(table, vanishing) {
+  const settings = table.callee;
+  const agent = new Agent({ name: `callee-${LANGUAGE}` });
+  const tags = [tag(table, "agent", LANGUAGE)];
+  agent.addTool({ name: "echo", tags, execute: here });
+  if (vanishing) agent.addTool({ name: settings.vanishing_tool, tags, execute: here });
+  agent.addTool({
+    name: "fail",
+    tags,
+    execute: () => {
+      throw new Error(settings.fail_message);
+    },
+  });
+  agent.addTool({
+    name: "fail_without_message",
+    tags,
+    execute: () => {
+      throw new Error();
+    },
+  });
+  agent.addTool({
+    name: "slow",
+    tags,
+    execute: async () => {
+      await new Promise((resolve) => setTimeout(resolve, settings.slow_ms));
+      return here();
+    },
+  });
+  const hops = table.chain.languages;
+  const next = hops[hops.indexOf(LANGUAGE) + 1];
+  agent.addTool({
+    name: "chain",
+    tags,
+    dependencies: next === undefined ? [] : [{ capability: "chain", tags: [tag(table, "agent", next)] }],
+    execute: async (_, proxies) => ({ ...here(), next: next === undefined ? null : await proxies[0]() }),
+  });
+  return agent;
+}
+
+/** Agent KIND-node, serving echo tagged as the table says for `kind`. */
+function echoOnly(table, kind, options = {}) {
+  const agent = new Agent({ name: `${kind}-${LANGUAGE}`, ...options });
+  agent.addTool({ name: "echo", tags: [tag(table, kind, LANGUAGE)], execute: here });
+  return agent;
+}
+
+async function serve(agents) {
+  const stopped = new Promise((resolve) => {
+    process.once("SIGINT", resolve).once("SIGTERM", resolve);
+  });
+  try {
+    for (const agent of agents) {
+      await agent.start();
+      console.error(`toolmesh agent ${agent.name} serving ${agent.endpoint} (id ${agent.agentId})`);
+    }
+    await stopped;
+  } finally {
+    for (const agent of agents) await agent.stop();
+  }
+}
+
+async function startOnce(table) {
+  const agent = new Agent({ name: `starter-${LANGUAGE}` });
+  agent.addTool({ name: "echo", tags: [tag(table, "agent", LANGUAGE)], execute: here });
+  try {
+    await agent.start();
+  } catch (error) {
+    if (!(error instanceof ToolmeshError)) throw error;
+    console.log(JSON.stringify(caught(error)));
+    return;
+  }
+  console.log(JSON.stringify({ ok: "started" }));
+  await agent.stop();
+}
+
+const [role, cases] = process.argv.slice(2);
+const table = JSON.parse(readFileSync(cases, "utf8"));
+if (role === "start") {
+  await startOnce(table);
+} else {
+  const agents = {
+    caller: () => [caller(table)],
+    callee: () => [callee(table, true), echoOnly(table, "misnamed", { host: table.callee.misnamed_host }), echoOnly(table, "replaced")],
+    restarted: () => [callee(table, false)],
+    impostor: () => [echoOnly(table, "replaced")],
+  }[role]();
+  await serve(agents);
+}

@@ -1,0 +1,158 @@
+"""The Python peer of the cross-language suite (peer.mjs, Peer.java and peer.c are its twins).
+
+    peer.py ROLE CASES_JSON
+
+ROLE is one of
+  caller     agent caller-python: one probe tool per call case and callee language, which calls
+             the case's dependency through a toolmesh.Proxy and answers {"ok": result} or
+             {"error": {code, name, message}} as caught here;
+  callee     agent callee-python serving the callee tools of the table, and agents
+             misnamed-python (on the table's misnamed host) and replaced-python serving echo;
+  restarted  agent callee-python again, without the table's vanishing tool;
+  impostor   agent replaced-python again (started with another CA's identity);
+  start      starts agent starter-python and prints {"ok": "started"} or the {"error": ...} it
+             caught, as one JSON line on stdout.
+Everything else (identity, registry, port, propagated headers) comes from TOOLMESH_* variables.
+Each agent prints `toolmesh agent NAME serving ENDPOINT (id ID)` on stderr once it serves.
+"""
+
+import asyncio
+import json
+import signal
+import sys
+from typing import Any, Optional
+
+import toolmesh
+
+LANGUAGE = "python"
+
+
+def caught(error: toolmesh.ToolmeshError) -> dict:
+    return {"error": {"code": error.code, "name": error.name, "message": error.message}}
+
+
+def here() -> dict:
+    return {"language": LANGUAGE, "headers": toolmesh.headers(), "trace_id": toolmesh.trace_id()}
+
+
+def tag(table: dict, kind: str, language: str) -> str:
+    """The tag of ``language``'s callee agent of ``kind`` ("agent", "misnamed", "replaced")."""
+    return table["callee"]["tags"][kind].replace("{language}", language)
+
+
+def add_probe(agent: toolmesh.Agent, name: str, selector: Any, timeout_ms: Optional[int]) -> None:
+    async def probe(dependency: toolmesh.Proxy = None) -> dict:
+        try:
+            return {"ok": await dependency()}
+        except toolmesh.ToolmeshError as error:
+            return caught(error)
+
+    agent.tool(probe, name=name, dependencies=[selector], timeout_ms=timeout_ms)
+
+
+def caller(table: dict) -> toolmesh.Agent:
+    agent = toolmesh.Agent(f"caller-{LANGUAGE}")
+    for case in table["calls"]:
+        if case["callee"] is None:
+            add_probe(agent, case["case"], case["tool"], case.get("timeout_ms"))
+            continue
+        for callee in table["languages"]:
+            selector = {"capability": case["tool"], "tags": [tag(table, case["callee"], callee)]}
+            add_probe(agent, f"{case['case']}__{callee}", selector, case.get("timeout_ms"))
+    return agent
+
+
+def add_echo(agent: toolmesh.Agent, name: str, tags: list[str]) -> None:
+    async def echo() -> dict:
+        return here()
+
+    agent.tool(echo, name=name, tags=tags)
+
+
+def callee(table: dict, vanishing: bool) -> toolmesh.Agent:
+    settings = table["callee"]
+    agent = toolmesh.Agent(f"callee-{LANGUAGE}")
+    tags = [tag(table, "agent", LANGUAGE)]
+    add_echo(agent, "echo", tags)
+    if vanishing:
+        add_echo(agent, settings["vanishing_tool"], tags)
+
+    @agent.tool(tags=tags)
+    async def fail() -> None:
+        raise RuntimeError(settings["fail_message"])
+
+    @agent.tool(tags=tags)
+    async def fail_without_message() -> None:
+        raise RuntimeError()
+
+    @agent.tool(tags=tags)
+    async def slow() -> dict:
+        await asyncio.sleep(settings["slow_ms"] / 1000)
+        return here()
+
+    hops = table["chain"]["languages"]
+    rest = hops[hops.index(LANGUAGE) + 1:]
+    if rest:
+        @agent.tool(tags=tags, dependencies=[{"capability": "chain", "tags": [tag(table, "agent", rest[0])]}])
+        async def chain(next_hop: toolmesh.Proxy = None) -> dict:
+            return {**here(), "next": await next_hop()}
+    else:
+        @agent.tool(tags=tags)
+        async def chain() -> dict:
+            return {**here(), "next": None}
+
+    return agent
+
+
+def echo_only(table: dict, kind: str, **options: Any) -> toolmesh.Agent:
+    """Agent KIND-python, serving echo tagged as the table says for ``kind``."""
+    agent = toolmesh.Agent(f"{kind}-{LANGUAGE}", **options)
+    add_echo(agent, "echo", [tag(table, kind, LANGUAGE)])
+    return agent
+
+
+async def serve(agents: list[toolmesh.Agent]) -> None:
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    try:
+        for agent in agents:
+            await agent.start()
+            print(f"toolmesh agent {agent.name} serving {agent.endpoint} (id {agent.agent_id})", file=sys.stderr, flush=True)
+        await stop.wait()
+    finally:
+        for agent in agents:
+            await agent.stop()
+
+
+async def start_once(table: dict) -> None:
+    agent = toolmesh.Agent(f"starter-{LANGUAGE}")
+    add_echo(agent, "echo", [tag(table, "agent", LANGUAGE)])
+    try:
+        await agent.start()
+    except toolmesh.ToolmeshError as error:
+        print(json.dumps(caught(error)), flush=True)
+        return
+    print(json.dumps({"ok": "started"}), flush=True)
+    await agent.stop()
+
+
+def main() -> None:
+    role, cases = sys.argv[1], sys.argv[2]
+    with open(cases, encoding="utf-8") as file:
+        table = json.load(file)
+    if role == "start":
+        asyncio.run(start_once(table))
+        return
+    agents = {
+        "caller": lambda: [caller(table)],
+        "callee": lambda: [callee(table, vanishing=True), echo_only(table, "misnamed", host=table["callee"]["misnamed_host"]),
+                           echo_only(table, "replaced")],
+        "restarted": lambda: [callee(table, vanishing=False)],
+        "impostor": lambda: [echo_only(table, "replaced")],
+    }[role]()
+    asyncio.run(serve(agents))
+
+
+if __name__ == "__main__":
+    main()
