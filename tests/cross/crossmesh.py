@@ -1,0 +1,267 @@
+"""The mesh of the cross-language suite: a registry process and, per language, a caller peer
+and a callee peer (tests/cross/peers), all reading tests/cross/cases.json. Built on the helpers
+of tests/python/meshkit.py; every wait is bounded and every process is killed at teardown."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+from meshkit import HEARTBEAT_MS, ROOT, Certs, Mesh, Process, Registry, call_tool, certs_init, issue_expired, wait_until  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+CASES = HERE / "cases.json"
+TABLE: dict[str, Any] = json.loads(CASES.read_text())
+LANGUAGES: list[str] = TABLE["languages"]
+# The phases of the call cases, in the order the mesh goes through them (none comes back).
+PHASES = ["live", "registry_down", "callee_restarted"]
+UNRESOLVED = 3001
+# The agents of a callee process, by the kind a call case names (cases.json "callee").
+CALLEE_AGENTS = {"agent": "callee", "misnamed": "misnamed", "replaced": "replaced"}
+
+
+def peers_build_dir() -> Path:
+    """Where scripts/cross-tests.sh built the Java and C peers."""
+    default = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "cross-peers"
+    build = Path(os.environ.get("TOOLMESH_CROSS_PEERS", default))
+    if not (build / "peer").exists() or not (build / "java" / "Peer.class").exists():
+        raise RuntimeError(f"the C and Java peers are not built in {build}: run scripts/cross-tests.sh")
+    return build
+
+
+def peer_command(language: str, role: str) -> list[str]:
+    build = peers_build_dir()
+    program = {
+        "python": [sys.executable, str(HERE / "peers" / "peer.py")],
+        "node": ["node", str(HERE / "peers" / "peer.mjs")],
+        # Tiered compilation stops at C1: the peers start faster and take less of two shared cores.
+        "java": ["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
+                 "-cp", f"{build / 'java'}:{(build / 'java.classpath').read_text().strip()}", "Peer"],
+        "c": [str(build / "peer")],
+    }[language]
+    return [*program, role, str(CASES)]
+
+
+def fill(expected: Any, **values: str) -> Any:
+    """``expected`` from the table with its {placeholders} replaced, at every depth."""
+    if isinstance(expected, str):
+        for key, value in values.items():
+            expected = expected.replace("{" + key + "}", value)
+        return expected
+    if isinstance(expected, dict):
+        return {key: fill(value, **values) for key, value in expected.items()}
+    if isinstance(expected, list):
+        return [fill(value, **values) for value in expected]
+    return expected
+
+
+def normalised(outcome: Any) -> Any:
+    """An outcome with what is bound to differ between two runs written as a constant: a port in a
+    loopback address (picked at random) as PORT, the clock's reading "(now TIME)" as NOW. Nothing
+    else in a message may differ between languages."""
+    if isinstance(outcome, dict) and "error" in outcome:
+        message = re.sub(r"(127\.0\.0\.\d+):\d+", r"\1:PORT", outcome["error"]["message"])
+        message = re.sub(r"\(now \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\)", "(now NOW)", message)
+        return {**outcome, "error": {**outcome["error"], "message": message}}
+    return outcome
+
+
+@dataclass
+class Peer:
+    """A peer process and the endpoints of its agents, by agent name."""
+
+    process: Process
+    endpoints: dict[str, str]
+
+
+def ready_line(agent: str) -> re.Pattern[str]:
+    return re.compile(rf"toolmesh agent {re.escape(agent)} serving (https://\S+) \(id \S+\)")
+
+
+class CrossMesh:
+    """The registry and the peers (a caller and a callee process per language), moved through the
+    phases of the table's call cases."""
+
+    def __init__(self, work: Path) -> None:
+        self.certs = certs_init(work / "certs", [f"{role}-{language}" for role in ("caller", "callee") for language in LANGUAGES] + ["starter"])
+        # Identities that the mesh must refuse: from another CA, and from its own CA but expired.
+        self.foreign = certs_init(work / "foreign", ["starter", "impostor"])
+        self.expired = issue_expired(self.certs, "starter")
+        issue_expired(self.certs, "operator")  # into the same directory: self.expired has both
+        self.mesh = Mesh(self.certs, work)
+        self.operator = self.certs.client_context()
+        self.phase = 0
+        self.callees: dict[str, Peer] = {}
+        self.callers: dict[str, Peer] = {}
+
+    def start(self) -> None:
+        """Starts the registry, then every peer at once; waits for them to serve and for the
+        callers to know the callees."""
+        self.registry: Registry = self.mesh.start_registry()
+        callees = {language: self._spawn(language, "callee", self._member(f"callee-{language}")) for language in LANGUAGES}
+        callers = {language: self._spawn(language, "caller", self._member(f"caller-{language}")) for language in LANGUAGES}
+        for language, process in callees.items():
+            self.callees[language] = self._ready(process, [f"{agent}-{language}" for agent in CALLEE_AGENTS.values()])
+        for language, process in callers.items():
+            self.callers[language] = self._ready(process, [f"caller-{language}"])
+        self.mesh.wait_listed(self.registry, {f"{agent}-{language}" for agent in ["caller", *CALLEE_AGENTS.values()] for language in LANGUAGES})
+        self._settle()
+
+    def close(self) -> None:
+        self.mesh.close()
+
+    def _member(self, identity: str) -> dict[str, str]:
+        """The environment of a mesh member: its identity from the mesh CA, and the registry."""
+        return {**self.certs.env(identity), "TOOLMESH_REGISTRY_URL": self.registry.url}
+
+    def _spawn(self, language: str, role: str, identity: dict[str, str], port: int = 0) -> Process:
+        env = {
+            **identity,
+            "TOOLMESH_HEARTBEAT_INTERVAL_MS": str(HEARTBEAT_MS),
+            "TOOLMESH_PROPAGATE_HEADERS": TABLE["propagate_headers"],
+            "TOOLMESH_HEALTH_PORT": "off",
+            "TOOLMESH_PORT": str(port),
+        }
+        return self.mesh.spawn(peer_command(language, role), env, f"{role}-{language}")
+
+    @staticmethod
+    def _ready(process: Process, agents: list[str]) -> Peer:
+        return Peer(process, {agent: process.wait_for_line(ready_line(agent), timeout=60).group(1) for agent in agents})
+
+    def _settle(self) -> None:
+        """Waits until every caller has learned every agent of every callee from the registry, and
+        every hop of the chain the next one: the first calls may precede a heartbeat's news. One
+        case per callee agent tells, as each agent registers all its tools at once."""
+        case_per_agent = {case["callee"]: case["case"] for case in TABLE["calls"] if case["callee"]}
+        for caller in LANGUAGES:
+            for callee in LANGUAGES:
+                for case in case_per_agent.values():
+                    wait_until(lambda: self.probe(caller, case, callee).get("error", {}).get("code") != UNRESOLVED, 30,
+                               f"{caller} to resolve the dependency of {case} on {callee}")
+        wait_until(self.call_chain, 30, "the chain to resolve every hop")
+
+    # ---- calls ----
+
+    def request_headers(self) -> dict[str, str]:
+        request = TABLE["request"]
+        return {**request["headers"], "traceparent": f"00-{request['trace_id']}-b7ad6b7169203331-01"}
+
+    def probe(self, caller: str, case: str, callee: Optional[str]) -> dict[str, Any]:
+        """Calls the caller's probe of ``case`` (towards ``callee``): what that language caught."""
+        tool = case if callee is None else f"{case}__{callee}"
+        return call_tool(self.callers[caller].endpoints[f"caller-{caller}"], self.operator, tool, {}, self.request_headers())
+
+    def call_chain(self) -> dict[str, Any]:
+        """Calls the chain tool of the chain's first language, which calls the next one's, and so on."""
+        return call_tool(self.callee_endpoint(TABLE["chain"]["languages"][0]), self.operator, "chain", {}, self.request_headers())
+
+    def callee_endpoint(self, language: str, kind: str = "agent") -> str:
+        return self.callees[language].endpoints[f"{CALLEE_AGENTS[kind]}-{language}"]
+
+    def client_context(self, client: str) -> ssl.SSLContext:
+        """A TLS client that trusts the mesh CA and presents identity `operator` of ``client``
+        ("foreign", "expired"), or no certificate ("none")."""
+        context = self.certs.client_context(None)
+        if client != "none":
+            identity = {"foreign": self.foreign, "expired": self.expired}[client]
+            context.load_cert_chain(str(identity.pem("operator")), str(identity.key("operator")))
+        return context
+
+    def start_alone(self, language: str, identity: Certs) -> dict[str, Any]:
+        """Runs ``language``'s peer in role `start` with identity `starter` of ``identity`` (and
+        the mesh CA); returns what it printed: {"ok": ...} or the {"error": ...} it caught."""
+        env = {**os.environ, **identity.env("starter"), "TOOLMESH_TLS_CA": str(self.certs.ca), "TOOLMESH_REGISTRY_URL": "",
+               "TOOLMESH_HEALTH_PORT": "off"}
+        done = subprocess.run(peer_command(language, "start"), env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and done.stdout.strip(), f"{language}: {done}"
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    # ---- phases ----
+
+    def enter(self, phase: str) -> None:
+        """Moves the mesh forward to ``phase``; a phase once left does not come back, so the
+        tests run in the table's order (pytest's order)."""
+        target = PHASES.index(phase)
+        assert target >= self.phase, f"phase {phase} requested after {PHASES[self.phase]}: run the tests in file order"
+        transitions: dict[str, Callable[[], None]] = {"registry_down": self._stop_registry, "callee_restarted": self._restart_callees}
+        while self.phase < target:
+            self.phase += 1
+            transitions[PHASES[self.phase]]()
+
+    def _stop_registry(self) -> None:
+        # First, with everything up, every call of the later phases works from every caller to
+        # every callee: so what fails later fails because of the phase, and the callers' cached
+        # topology holds every callee tool those calls need.
+        for case in TABLE["calls"]:
+            if case["phase"] != "live":
+                for caller in LANGUAGES:
+                    for callee in LANGUAGES:
+                        outcome = self.probe(caller, case["case"], callee)
+                        assert "ok" in outcome, f"{case['case']} {caller}->{callee} before the registry stops: {outcome}"
+        self.registry.process.stop(signal.SIGKILL)
+        # Several heartbeat intervals without a registry before any call.
+        time.sleep(4 * HEARTBEAT_MS / 1000)
+
+    def _restart_callees(self) -> None:
+        """Every callee process dies. On the port of its agent callee-LANGUAGE, a new one starts
+        without the vanishing tool; on the port of replaced-LANGUAGE, an impostor with an identity
+        from another CA (and no registry)."""
+        before = {language: self.callees[language].endpoints for language in LANGUAGES}
+        for language in LANGUAGES:
+            self.callees[language].process.stop(signal.SIGKILL)
+        impostor = {**self.foreign.env("impostor"), "TOOLMESH_REGISTRY_URL": ""}
+        started = {
+            language: (
+                self._spawn(language, "restarted", self._member(f"callee-{language}"), address(self.callee_endpoint(language))[1]),
+                self._spawn(language, "impostor", impostor, address(self.callee_endpoint(language, "replaced"))[1]),
+            )
+            for language in LANGUAGES
+        }
+        for language, (restarted, impostor_process) in started.items():
+            self.callees[language] = Peer(restarted, {
+                **self._ready(restarted, [f"callee-{language}"]).endpoints,
+                **self._ready(impostor_process, [f"replaced-{language}"]).endpoints,
+            })
+            assert self.callees[language].endpoints.items() <= before[language].items(), f"{language} restarted on other ports"
+
+
+def address(endpoint: str) -> tuple[str, int]:
+    """The host and port of ``https://HOST:PORT/mcp``."""
+    host, port = endpoint.removeprefix("https://").split("/", 1)[0].rsplit(":", 1)
+    return host, int(port)
+
+
+def tls_refusal(endpoint: str, context: ssl.SSLContext) -> str:
+    """Connects with ``context`` and returns the reason of the TLS error that ends the connection:
+    the alert the agent sent. Nothing is sent after the handshake: data the agent leaves unread
+    would make its close a reset, which can destroy the alert before it is read."""
+    host, port = address(endpoint)
+    with socket.create_connection((host, port), timeout=30) as raw, context.wrap_socket(raw, server_hostname=host) as tls:
+        try:
+            received = tls.recv(1)
+        except ssl.SSLError as error:
+            return str(error.reason)
+    raise AssertionError(f"{endpoint} did not refuse the connection (it sent {received!r})")
+
+
+def plaintext_answer(endpoint: str) -> tuple[int, str]:
+    """The status and body a plain HTTP request to ``endpoint``'s port gets."""
+    connection = http.client.HTTPConnection(*address(endpoint), timeout=30)
+    try:
+        connection.request("POST", "/mcp", body="{}", headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()

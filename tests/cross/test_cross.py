@@ -1,0 +1,77 @@
+"""Identical behaviour, proven: every row of cases.json, run with the caller and the callee in
+each of Python, Node, Java and C, must give every language the same outcome — the same error
+code and the same message, or the same result. A failing row names its languages in its id,
+e.g. `test_call[tool_raises:python->java]`.
+
+The only normalisation (crossmesh.normalised): a port in a loopback address is written PORT (the
+ports are random), and the clock's reading in a message NOW."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pytest
+from cryptography import x509
+from crossmesh import LANGUAGES, TABLE, CrossMesh, fill, plaintext_answer, tls_refusal, normalised
+
+TRACE_ID = TABLE["request"]["trace_id"]
+
+
+def rows(cases: list[dict[str, Any]], dimension: str) -> list[Any]:
+    """One pytest row per case and language, named CASE:LANGUAGE (the ``dimension`` it varies)."""
+    return [pytest.param(case, language, id=f"{case['case']}:{dimension}={language}") for case in cases for language in LANGUAGES]
+
+
+def call_rows() -> list[Any]:
+    """One pytest row per call case and (caller, callee) pair, named CASE:CALLER->CALLEE; a case
+    without a callee varies the caller only."""
+    params = []
+    for case in TABLE["calls"]:
+        for caller in LANGUAGES:
+            for callee in LANGUAGES if case["callee"] else [None]:
+                pair = f"{caller}->{callee}" if callee else f"{caller}"
+                params.append(pytest.param(case, caller, callee, id=f"{case['case']}:{pair}"))
+    return params
+
+
+# Start-up: each language starts an agent with a bad certificate (its own language's error).
+@pytest.mark.parametrize(("case", "language"), rows(TABLE["startup"], "agent"))
+def test_startup_refused(cross: CrossMesh, case: dict[str, Any], language: str) -> None:
+    identity = {"foreign": cross.foreign, "expired": cross.expired}[case["identity"]]
+    certificate = x509.load_pem_x509_certificate(identity.pem("starter").read_bytes())
+    expected = fill(case["expect"], cert=str(identity.pem("starter")), ca=str(cross.certs.ca),
+                    not_after=certificate.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    outcome = normalised(cross.start_alone(language, identity))
+    assert outcome == expected, f"a {language} agent starting with the {case['identity']} certificate"
+
+
+# TLS refusals: the test is the client, each language's agent the server that refuses it.
+@pytest.mark.parametrize(("case", "callee"), rows(TABLE["tls"], "callee"))
+def test_tls_refused(cross: CrossMesh, case: dict[str, Any], callee: str) -> None:
+    cross.enter("live")
+    endpoint = cross.callee_endpoint(callee)
+    if case["client"] == "plaintext":
+        status, body = plaintext_answer(endpoint)
+        assert {"status": status, "body": body} == case["expect"], f"plain HTTP to the {callee} agent"
+    else:
+        alert = tls_refusal(endpoint, cross.client_context(case["client"]))
+        assert {"alert": alert} == case["expect"], f"a client with certificate '{case['client']}' to the {callee} agent"
+
+
+def test_one_trace_and_the_allowed_header_cross_every_language(cross: CrossMesh) -> None:
+    cross.enter("live")
+    hops = []
+    hop: Optional[dict[str, Any]] = cross.call_chain()
+    while hop is not None:
+        hops.append({key: value for key, value in hop.items() if key != "next"})
+        hop = hop["next"]
+    chain = TABLE["chain"]
+    assert hops == [fill(chain["expect_hop"], hop=language, trace_id=TRACE_ID) for language in chain["languages"]]
+
+
+@pytest.mark.parametrize(("case", "caller", "callee"), call_rows())
+def test_call(cross: CrossMesh, case: dict[str, Any], caller: str, callee: Optional[str]) -> None:
+    cross.enter(case["phase"])
+    outcome = normalised(cross.probe(caller, case["case"], callee))
+    expected = fill(case["expect"], callee=callee or "", trace_id=TRACE_ID)
+    assert outcome == expected, f"{caller} calling {callee or 'nobody'} ({case['about']})"
