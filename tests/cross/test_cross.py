@@ -8,13 +8,27 @@ ports are random), and the clock's reading in a message NOW."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Iterator, Optional
 
 import pytest
+from crossmesh import LANGUAGES, TABLE, CrossMesh, fill, normalised, plaintext_answer, tls_refusal
 from cryptography import x509
-from crossmesh import LANGUAGES, TABLE, CrossMesh, fill, plaintext_answer, tls_refusal, normalised
 
 TRACE_ID = TABLE["request"]["trace_id"]
+
+
+# Here rather than in a conftest.py: tests/python imports its conftest by that name, and a second
+# one would shadow it when both directories are collected together.
+@pytest.fixture(scope="session")
+def cross(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrossMesh]:
+    """One mesh for the whole session: the registry and every language's caller and callee."""
+    mesh = CrossMesh(Path(tmp_path_factory.mktemp("cross")))
+    try:
+        mesh.start()
+        yield mesh
+    finally:
+        mesh.close()
 
 
 def rows(cases: list[dict[str, Any]], dimension: str) -> list[Any]:
