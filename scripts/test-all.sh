@@ -25,3 +25,5 @@ npm --prefix bindings-node test
 scripts/java-env.sh
 echo "== java: binding suite and cross-language tests (Java <-> Python, Java <-> Node)"
 mvn -B -ntp -f bindings-java/pom.xml test
+echo "== cross-language: one table of cases, every caller/callee pair of Python, Node, Java and C"
+scripts/cross-tests.sh

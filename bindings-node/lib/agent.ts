@@ -34,8 +34,6 @@ export interface AgentOptions {
 // Core's stable error kinds that a binding reports for a handler.
 const HANDLER_RESULT = "HANDLER_RESULT";
 const INVALID_ARGUMENTS = "INVALID_ARGUMENTS";
-/** What a caller sees for an error without a message: the C ABI's text for a NULL message. */
-const NO_MESSAGE = "(no message)";
 
 /** One mesh agent: its tools, its options, and once started, the native agent serving them. */
 export class Agent {
@@ -203,7 +201,7 @@ export class Agent {
         // The caller sees the error's own message, as in every language; its name and stack
         // stay in this agent's log.
         console.warn(`toolmesh: tool '${tool}' failed:`, error);
-        responder.fail((error instanceof Error ? error.message : String(error)) || NO_MESSAGE);
+        responder.fail(error instanceof Error ? error.message : String(error));
       }
       return;
     }

@@ -71,7 +71,11 @@ pub fn completion_result(tool: &str, received: Result<Result<Value, HostError>, 
     match received {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(HostError { mesh_error: Some(e), .. })) => Err(e),
-        Ok(Err(HostError { message, .. })) => Err(Error::new(ErrorKind::HandlerFailed, format!("tool '{tool}' failed: {message}"))),
+        Ok(Err(HostError { message, .. })) => {
+            // Every language reports an exception without a message the same way.
+            let message = if message.trim().is_empty() { "(no message)" } else { message.as_str() };
+            Err(Error::new(ErrorKind::HandlerFailed, format!("tool '{tool}' failed: {message}")))
+        }
         Err(_) => Err(Error::new(ErrorKind::HandlerDropped, format!("tool '{tool}' ended without an answer"))),
     }
 }

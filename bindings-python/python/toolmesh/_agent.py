@@ -22,7 +22,6 @@ _log = logging.getLogger("toolmesh")
 # Core's HANDLER_RESULT code: the handler returned something JSON cannot carry.
 _HANDLER_RESULT = 6002
 # What a caller sees for an exception without a message: the C ABI's text for a NULL message.
-_NO_MESSAGE = "(no message)"
 
 # Tools declared with the module-level ``@toolmesh.tool``; ``toolmesh.run``/``start`` serve them.
 _default_tools: list[ToolSpec] = []
@@ -176,7 +175,7 @@ class Agent:
             # The caller sees the exception's own message, as in every language; its type and
             # traceback stay in this agent's log.
             _log.warning("tool %r raised", tool, exc_info=True)
-            responder.fail(str(error) or _NO_MESSAGE)
+            responder.fail(str(error))
             return
         try:
             payload = _json.encode(result)

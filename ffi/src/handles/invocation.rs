@@ -183,13 +183,14 @@ unsafe fn take(invocation: *mut toolmesh_invocation) -> Result<Box<toolmesh_invo
     Ok(unsafe { Box::from_raw(invocation) })
 }
 
-/// A failure message never fails: NULL and invalid UTF-8 become readable text.
+/// A failure message never fails: NULL is an empty message (core words it like every language's
+/// exception without a message) and invalid UTF-8 becomes readable text.
 ///
 /// # Safety
 /// `message` is NULL or a NUL-terminated string.
 unsafe fn message_arg(message: *const c_char) -> String {
     if message.is_null() {
-        return "(no message)".to_owned();
+        return String::new();
     }
     // SAFETY: non-NULL and NUL-terminated, as the caller guarantees.
     unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned()

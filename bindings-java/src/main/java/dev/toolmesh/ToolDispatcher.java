@@ -16,7 +16,6 @@ final class ToolDispatcher {
     /** Core's HANDLER_RESULT: the handler returned something JSON cannot carry. */
     private static final int HANDLER_RESULT = 6002;
     /** What a caller sees for an exception without a message: the C ABI's text for a NULL message. */
-    private static final String NO_MESSAGE = "(no message)";
 
     private final Map<String, ToolDefinition> tools;
     private final Executor executor;
@@ -89,7 +88,7 @@ final class ToolDispatcher {
         // stack trace stay in this agent's log.
         LOG.log(System.Logger.Level.WARNING, "tool '" + tool + "' failed", cause);
         String message = cause.getMessage();
-        responder.fail(message == null || message.isEmpty() ? NO_MESSAGE : message);
+        responder.fail(message == null ? "" : message);
     }
 
     /** The exception a handler really threw, out of the wrappers futures and reflection put around it. */
