@@ -381,12 +381,12 @@ class Run:
             agents.append(("node", "calc", ["node", str(ROOT / "examples" / "node" / "calc.mjs")], self.tm_env("node")))
         else:
             self.results["missing"]["node"] = "examples/node or its toolmesh link is missing (scripts/node-env.sh)"
-        jar = Path.home() / ".m2" / "repository" / "dev" / "toolmesh" / "toolmesh" / "0.1.0" / "toolmesh-0.1.0.jar"
+        classpath = WORK / "java-classpath.txt"
         classes = ROOT / "examples" / "java" / "target" / "classes"
-        if (classes / "Calc.class").exists() and jar.exists() and shutil.which("java"):
-            agents.append(("java", "calc", ["java", "-cp", f"{classes}:{jar}", "Calc"], self.tm_env("java")))
+        if (classes / "Calc.class").exists() and classpath.exists() and shutil.which("java"):
+            agents.append(("java", "calc", ["java", "-cp", f"{classes}:{classpath.read_text().strip()}", "Calc"], self.tm_env("java")))
         else:
-            self.results["missing"]["java"] = "examples/java is not compiled or the toolmesh jar is not installed (scripts/java-env.sh)"
+            self.results["missing"]["java"] = "examples/java is not compiled or its classpath is unknown (scripts/java-env.sh, then bench/run.sh)"
         c_bin = WORK / "c" / "squares"
         if c_bin.exists():
             agents.append(("c", "squares", [str(c_bin)], self.tm_env("c")))
@@ -400,12 +400,17 @@ class Run:
         c = self.cfg
         rows = []
         for label, name, cmd, env in self.language_agents() + [("mcpmesh-python", "agent-b", None, None)]:
-            if cmd is None:
-                started = self.mm_launch("mem-mm-b", "mm_agent_b.py", "agent-b", "agent-b", keep=True)
-                tls = self.client_tls("mm")
-            else:
-                started = self.launch(f"mem-{label}", "toolmesh", self.registry_url, name, cmd, env, keep=True)
-                tls = self.client_tls("tm")
+            try:
+                if cmd is None:
+                    started = self.mm_launch("mem-mm-b", "mm_agent_b.py", "agent-b", "agent-b", keep=True)
+                    tls = self.client_tls("mm")
+                else:
+                    started = self.launch(f"mem-{label}", "toolmesh", self.registry_url, name, cmd, env, keep=True)
+                    tls = self.client_tls("tm")
+            except Exception as error:
+                log(f"  {label} FAILED: {error}")
+                self.results.setdefault("failed", {})[f"memory-{label}"] = str(error)
+                continue
             pid = started["pid"]
             time.sleep(3.0)
             idle = rss_mib(pid)
@@ -432,7 +437,12 @@ class Run:
         agents = self.language_agents()
         for t in range(self.cfg["cold_trials"]):
             for label, name, cmd, env in agents:
-                answer = self.launch(f"cold-{label}", "toolmesh", self.registry_url, name, cmd, env, keep=False)
+                try:
+                    answer = self.launch(f"cold-{label}", "toolmesh", self.registry_url, name, cmd, env, keep=False)
+                except Exception as error:
+                    log(f"  {label} FAILED: {error}")
+                    self.results.setdefault("failed", {})[f"coldstart-{label}"] = str(error)
+                    continue
                 trials.setdefault(label, []).append(answer)
                 log(f"  trial {t} {label}: registered {answer['registered_ms']:.0f} ms, callable {answer['callable_ms']:.0f} ms")
             answer = self.mm_launch("cold-mm-b", "mm_agent_b.py", "agent-b", "agent-b", keep=False)

@@ -71,6 +71,13 @@ if [[ -f "$ROOT/examples/c/Makefile" ]]; then
     || step "examples/c did not build (see bench/.work/logs/c-build.log); the C rows are skipped"
 fi
 
+if [[ -f "$ROOT/examples/java/target/classes/Calc.class" ]] && command -v mvn >/dev/null; then
+  # The Java example's classpath: the toolmesh jar (native library inside) and its dependencies.
+  mvn -q -B -f "$ROOT/examples/java/pom.xml" dependency:build-classpath \
+    -Dmdep.outputFile="$WORK/java-classpath.txt" >"$WORK/logs/java-classpath.log" 2>&1 \
+    || { rm -f "$WORK/java-classpath.txt"; step "no classpath for examples/java (see bench/.work/logs/java-classpath.log); the Java rows are skipped"; }
+fi
+
 step "certificates for this run"
 rm -rf "$WORK/certs" "$WORK/scale-certs"
 "$CARGO_TARGET_DIR/release/toolmesh" certs init --dir "$WORK/certs" \

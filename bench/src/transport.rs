@@ -164,6 +164,9 @@ pub struct TransportArgs {
     raw_pid: Option<u32>,
     #[arg(long)]
     agent_pid: Option<u32>,
+    /// Which systems to measure (all three by default; one alone is for profiling).
+    #[arg(long, value_delimiter = ',', default_value = "raw_h1,raw_h2,toolmesh")]
+    systems: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -206,7 +209,7 @@ pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
     }
     let agent = Agent::start(config, vec![caller_tool("caller", "bench-caller", &args.capability)], add_handler()).await?;
     let arguments = json!({"a": 1, "b": 2});
-    let ready_by = std::time::Instant::now() + Duration::from_secs(30);
+    let ready_by = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         match agent.call("caller", 0, arguments.clone(), None).await {
             Ok(_) => break,
@@ -229,7 +232,8 @@ pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
     for round in 0..args.rounds {
         for &concurrency in &args.concurrency {
             // Alternate who goes first, so neither side always gets the warmer machine.
-            let mut systems = vec!["raw_h1", "raw_h2", "toolmesh"];
+            let mut systems: Vec<&'static str> =
+                ["raw_h1", "raw_h2", "toolmesh"].into_iter().filter(|s| args.systems.iter().any(|a| a == s)).collect();
             if round % 2 == 1 {
                 systems.reverse();
             }
