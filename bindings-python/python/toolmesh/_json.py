@@ -6,19 +6,23 @@ import collections.abc
 import dataclasses
 import enum
 import json
+import sys
 import types
 import typing
-from typing import Any
+from typing import Any, Optional
 
-try:
-    import pydantic
-except ImportError:  # pragma: no cover - depends on the environment
-    pydantic = None
+
+def loaded_pydantic() -> Optional[types.ModuleType]:
+    """pydantic, when the program has imported it. A model class or instance can only exist
+    after that, so toolmesh never imports pydantic itself: an agent that does not use it does
+    not pay for it (about 5 MiB of RSS)."""
+    return sys.modules.get("pydantic")
 
 
 def _jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
+    pydantic = loaded_pydantic()
     if pydantic is not None and isinstance(value, pydantic.BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, enum.Enum):
@@ -55,6 +59,7 @@ def decode(hint: Any, value: Any) -> Any:
         return {key: decode(args[1], item) for key, item in value.items()}
     if not isinstance(hint, type):
         return value
+    pydantic = loaded_pydantic()
     if pydantic is not None and issubclass(hint, pydantic.BaseModel):
         return hint.model_validate(value)
     if issubclass(hint, enum.Enum):

@@ -15,10 +15,7 @@ import types
 import typing
 from typing import Any, Callable
 
-try:  # pydantic is optional: models are supported when it is installed
-    import pydantic
-except ImportError:  # pragma: no cover - depends on the environment
-    pydantic = None
+from ._json import loaded_pydantic  # pydantic models are supported once the program imports pydantic
 
 _SCALARS: dict[Any, dict[str, Any]] = {
     bool: {"type": "boolean"},
@@ -85,6 +82,7 @@ def type_schema(hint: Any, defs: dict[str, Any]) -> dict[str, Any]:
         return _typeddict_schema(hint, defs)
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return _dataclass_schema(hint, defs)
+    pydantic = loaded_pydantic()
     if pydantic is not None and isinstance(hint, type) and issubclass(hint, pydantic.BaseModel):
         return _model_schema(hint, defs)
     # Unknown classes accept any JSON: the tool still works, it just documents less.
