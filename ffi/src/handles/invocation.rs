@@ -124,7 +124,8 @@ pub unsafe extern "C" fn toolmesh_invocation_complete(
 
 /// Answers the invocation with a failure: the caller of the tool gets `TOOLMESH_TOOL_FAILED`
 /// with the message "tool '<name>' failed: <message>". `message` is borrowed for the call; NULL
-/// or invalid UTF-8 is reported as best it can be. Frees the invocation in every case.
+/// or an empty message is reported as "(no message)", as in every language, and invalid UTF-8 as
+/// best it can be. Frees the invocation in every case.
 ///
 /// # Safety
 /// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on;
