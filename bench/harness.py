@@ -46,12 +46,12 @@ MODES = {
     "quick": dict(
         transport_rounds=1, transport_seconds=1.0, handshake_rounds=1, handshake_seconds=0.5,
         py_rounds=1, py_seconds=2.0, py_warmup=0.5, memory_load_seconds=2.0, cold_trials=1,
-        scales=[100, 1000], scale_window=5.0, scale_trials=1,
+        scales=[(100, 8), (1000, 8)], scale_window=5.0, scale_trials=1,
     ),
     "full": dict(
         transport_rounds=5, transport_seconds=3.0, handshake_rounds=3, handshake_seconds=2.0,
         py_rounds=5, py_seconds=5.0, py_warmup=1.0, memory_load_seconds=5.0, cold_trials=3,
-        scales=[100, 1000, 10000], scale_window=15.0, scale_trials=3,
+        scales=[(100, 8), (1000, 8), (10000, 8), (10000, 10000)], scale_window=15.0, scale_trials=3,
     ),
 }
 
@@ -453,13 +453,16 @@ class Run:
     def registry_scale(self) -> None:
         log("registry scale: simulated agents registering and heartbeating every 5 s")
         out = []
-        for n in self.cfg["scales"]:
-            url, pid = self.start_tm_registry(f"scale-registry-{n}")
+        # (agents, pooled connections): a few shared connections, and one connection per agent
+        # (what real agents hold) at the largest size.
+        for n, connections in self.cfg["scales"]:
+            url, pid = self.start_tm_registry(f"scale-registry-{n}-{connections}")
             rss_start = rss_mib(pid)
             answer = bench_json(["registry-scale", "--registry-url", url, "--ca", str(CERTS / "ca.pem"),
                                  "--ca-key", str(CERTS / "ca.key"), "--work-dir", str(WORK / "scale-certs"),
-                                 "--registry-pid", str(pid), "--agents", str(n), "--window", str(self.cfg["scale_window"]),
-                                 "--trials", str(self.cfg["scale_trials"])], timeout=600, name=f"registry-scale-{n}")
+                                 "--registry-pid", str(pid), "--agents", str(n), "--connections", str(connections),
+                                 "--window", str(self.cfg["scale_window"]), "--trials", str(self.cfg["scale_trials"])],
+                                timeout=600, name=f"registry-scale-{n}-{connections}")
             answer["registry_rss_mib_after_start"] = rss_start
             out.append(answer)
             self.procs.stop(pid)

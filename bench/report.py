@@ -47,7 +47,7 @@ def at_most(value: float, target: float, unit: str = "×", shown=None) -> str:
     """Met when value ≤ target."""
     if value is None or math.isnan(value):
         return "**not measured**"
-    show = shown or (lambda v: ratio(v) if unit == "×" else f"{v:,.3g} {unit}")
+    show = shown or (lambda v: ratio(v) if unit == "×" else f"{v:,.0f} {unit}" if v >= 100 else f"{v:.3g} {unit}")
     if value <= target:
         return f"met ({show(value)} ≤ {show(target)}, {100 * (1 - value / target):.0f}% under)"
     return f"**missed** ({show(value)} > {show(target)}: {value / target:.2f}× the limit)"
@@ -158,8 +158,8 @@ def handshake_rows(section: dict[str, Any]) -> list[str]:
 
 
 def registry_rows(section: list[dict[str, Any]]) -> list[str]:
-    out = ["| simulated agents | registration ramp (s) | registry CPU (cores) | registry RSS (MiB) | heartbeats/s | heartbeat p50 / p99 (ms) | new provider → all dependents callable (ms, worst of trials) | simulator CPU (cores) | targets (10,000) |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = ["| simulated agents | mTLS connections | registration ramp (s) | registry CPU (cores) | registry RSS (MiB) | heartbeats/s | heartbeat p50 / p99 (ms) | new provider → all dependents callable (ms, worst of trials) | simulator CPU (cores) | targets (10,000) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for s in section:
         hb = s["heartbeat"]
         trials = [t.get("all_callable_ms") for t in s["trials"]]
@@ -172,7 +172,7 @@ def registry_rows(section: list[dict[str, Any]]) -> list[str]:
                 f"new provider {at_most(worst if worst is not None else float('nan'), 1000, 'ms')}",
             ])
         out.append(
-            f"| {s['agents']:,} | {s['ramp_seconds']:.1f} | {fmt(s['registry_cores'], 2)} | {fmt(s['registry_rss_mib_steady'], 1)} | "
+            f"| {s['agents']:,} | {s['connections']:,} | {s['ramp_seconds']:.1f} | {fmt(s['registry_cores'], 2)} | {fmt(s['registry_rss_mib_steady'], 1)} | "
             f"{fmt(s['heartbeats_per_second'])} | {fmt(hb['p50_ms'], 2)} / {fmt(hb['p99_ms'], 2)}{' (' + str(hb['errors']) + ' errors)' if hb['errors'] else ''} | "
             f"{fmt(worst)} | {fmt(s['simulator_cores'], 2)} | {targets} |")
     return out
