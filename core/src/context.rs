@@ -1,8 +1,7 @@
 //! Request context: the data that follows a call across hops. Wrappers capture it from their
 //! async-local storage and hand it back to core; it is plain data, never a thread-local.
 
-use rand::Rng;
-use std::fmt::Write as _;
+use rand::RngCore;
 use tokio::time::Instant;
 
 /// W3C trace context of one span.
@@ -63,20 +62,16 @@ impl TraceContext {
 }
 
 fn random_hex(bytes: usize) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut raw = [0u8; 16];
+    let raw = &mut raw[..bytes];
     let mut rng = rand::rng();
-    let mut out = String::with_capacity(bytes * 2);
-    loop {
-        out.clear();
-        let mut nonzero = false;
-        for _ in 0..bytes {
-            let b: u8 = rng.random();
-            nonzero |= b != 0;
-            let _ = write!(out, "{b:02x}");
-        }
-        if nonzero {
-            return out;
-        }
-    }
+    // An all-zero id is invalid in W3C trace context; draw again (2^-64 at worst).
+    while {
+        rng.fill_bytes(raw);
+        raw.iter().all(|b| *b == 0)
+    } {}
+    raw.iter().flat_map(|b| [HEX[usize::from(b >> 4)] as char, HEX[usize::from(b & 15)] as char]).collect()
 }
 
 /// What a handler runs with, and what flows into the calls it makes.

@@ -7,7 +7,9 @@ use crate::error::{Error, ErrorKind};
 use crate::tls::Identity;
 use bytes::Bytes;
 use http_body_util::Full;
-use serde_json::{json, Value};
+use http::header::{HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -37,42 +39,49 @@ impl McpClient {
         context: &RequestContext,
     ) -> Result<Value, RequestError> {
         let hop = context.trace.as_ref().map(TraceContext::child).unwrap_or_else(TraceContext::new_root);
-        let mut meta = json!({
-            META_PROTOCOL_VERSION: MODERN_VERSION,
-            META_CLIENT_CAPABILITIES: {},
-            META_CLIENT_INFO: {"name": "toolmesh", "version": env!("CARGO_PKG_VERSION")},
-            "traceparent": hop.traceparent(),
-        });
-        if let Some(state) = &hop.tracestate {
-            meta["tracestate"] = json!(state);
-        }
-        if let Some(deadline) = context.deadline {
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            meta[META_DEADLINE_MS] = json!(remaining.as_millis() as u64);
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "method": "tools/call",
-            "params": {"name": tool, "arguments": arguments, "_meta": meta},
-        });
-        let mut request = http::Request::builder()
-            .method(http::Method::POST)
-            .uri(endpoint)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::ACCEPT, "application/json, text/event-stream")
-            .header(HEADER_PROTOCOL_VERSION, MODERN_VERSION)
-            .header(HEADER_METHOD, "tools/call")
-            .header(HEADER_NAME, encode_header_value(tool))
-            .header("traceparent", hop.traceparent());
-        for (name, value) in &context.headers {
-            request = request.header(name.as_str(), value.as_str());
-        }
-        let request = request.body(Full::new(Bytes::from(body.to_string()))).map_err(|e| RequestError {
-            error: Error::new(ErrorKind::InvalidConfig, format!("cannot build a request to {endpoint}: {e}")),
+        let traceparent = hop.traceparent();
+        let deadline_ms = context
+            .deadline
+            .map(|d| d.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64);
+        let body = serde_json::to_vec(&CallRequest {
+            jsonrpc: "2.0",
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            method: "tools/call",
+            params: CallParams {
+                name: tool,
+                arguments: &arguments,
+                meta: CallMeta {
+                    protocol_version: MODERN_VERSION,
+                    client_capabilities: Empty {},
+                    client_info: ClientInfo { name: "toolmesh", version: env!("CARGO_PKG_VERSION") },
+                    traceparent: &traceparent,
+                    tracestate: hop.tracestate.as_deref(),
+                    deadline_ms,
+                },
+            },
+        })
+        .expect("a tools/call request always serializes");
+        let unbuildable = |what: String| RequestError {
+            error: Error::new(ErrorKind::InvalidConfig, format!("cannot build a request to {endpoint}: {what}")),
             delivered: false,
-        })?;
+        };
+        let mut request = http::Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = endpoint.parse().map_err(|e: http::uri::InvalidUri| unbuildable(e.to_string()))?;
+        let headers = request.headers_mut();
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(http::header::ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+        headers.insert(HeaderName::from_static(HEADER_PROTOCOL_VERSION), HeaderValue::from_static(MODERN_VERSION));
+        headers.insert(HeaderName::from_static(HEADER_METHOD), HeaderValue::from_static("tools/call"));
+        let name = HeaderValue::from_str(&encode_header_value(tool)).map_err(|e| unbuildable(e.to_string()))?;
+        headers.insert(HeaderName::from_static(HEADER_NAME), name);
+        let traceparent = HeaderValue::from_str(&traceparent).map_err(|e| unbuildable(e.to_string()))?;
+        headers.insert(HeaderName::from_static("traceparent"), traceparent);
+        for (name, value) in &context.headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| unbuildable(format!("header '{name}': {e}")))?;
+            let value = HeaderValue::from_str(value).map_err(|e| unbuildable(format!("header '{name}': {e}")))?;
+            headers.append(name, value);
+        }
         let response = self.http.send(request).await?;
         decode_call_response(tool, endpoint, response).map_err(|error| RequestError { error, delivered: true })
     }
@@ -86,34 +95,107 @@ fn decode_call_response(tool: &str, endpoint: &str, response: http::Response<Byt
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("text/event-stream"));
     let body = response.into_body();
-    let message: Option<Value> = if is_sse { last_sse_message(&body) } else { serde_json::from_slice(&body).ok() };
-    let Some(message) = message.filter(Value::is_object) else {
+    let reply: Option<Reply> = if is_sse {
+        last_sse_message(&body).and_then(|m| serde_json::from_value(m).ok())
+    } else {
+        serde_json::from_slice(&body).ok()
+    };
+    let Some(reply) = reply else {
         let text = String::from_utf8_lossy(&body);
         return Err(Error::new(
             ErrorKind::Protocol,
             format!("{endpoint} answered HTTP {status} without a JSON-RPC message: {}", text.trim()),
         ));
     };
-    if let Some(error) = message.get("error") {
-        return Err(remote_rpc_error(tool, error));
+    if let Some(error) = reply.error {
+        return Err(remote_rpc_error(tool, &error));
     }
-    let Some(result) = message.get("result") else {
+    let Some(result) = reply.result else {
         return Err(Error::new(ErrorKind::Protocol, format!("{endpoint} answered a JSON-RPC message with neither result nor error")));
     };
-    if result.get("isError").and_then(Value::as_bool) == Some(true) {
-        return Err(remote_tool_error(tool, result));
+    if result.is_error {
+        return Err(remote_tool_error(tool, &result));
     }
-    if let Some(structured) = result.get("structuredContent") {
-        return Ok(structured.clone());
+    if let Some(structured) = result.structured {
+        return Ok(structured);
     }
-    let text = result
-        .get("content")
-        .and_then(Value::as_array)
-        .and_then(|c| c.iter().find(|i| i.get("type").and_then(Value::as_str) == Some("text")))
-        .and_then(|i| i.get("text"))
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    Ok(serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned())))
+    let text = first_text(&result.content).unwrap_or_default();
+    Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// What a `tools/call` answer is read into: only the fields a caller uses are decoded.
+#[derive(Deserialize)]
+struct Reply {
+    #[serde(default)]
+    result: Option<CallResult>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct CallResult {
+    // A `null` here decodes as absent; the text fallback then yields the same `null`.
+    #[serde(rename = "structuredContent", default)]
+    structured: Option<Value>,
+    #[serde(rename = "isError", default)]
+    is_error: bool,
+    #[serde(default)]
+    content: Vec<Content>,
+    #[serde(rename = "_meta", default)]
+    meta: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Content {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+fn first_text(content: &[Content]) -> Option<String> {
+    content.iter().find(|c| c.kind == "text").and_then(|c| c.text.clone())
+}
+
+#[derive(Serialize)]
+struct CallRequest<'a> {
+    jsonrpc: &'static str,
+    id: u64,
+    method: &'static str,
+    params: CallParams<'a>,
+}
+
+#[derive(Serialize)]
+struct CallParams<'a> {
+    name: &'a str,
+    arguments: &'a Value,
+    #[serde(rename = "_meta")]
+    meta: CallMeta<'a>,
+}
+
+/// The per-request `_meta` of the modern revision (key names as in [`super::META_PROTOCOL_VERSION`] etc.).
+#[derive(Serialize)]
+struct CallMeta<'a> {
+    #[serde(rename = "io.modelcontextprotocol/protocolVersion")]
+    protocol_version: &'static str,
+    #[serde(rename = "io.modelcontextprotocol/clientCapabilities")]
+    client_capabilities: Empty,
+    #[serde(rename = "io.modelcontextprotocol/clientInfo")]
+    client_info: ClientInfo,
+    traceparent: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracestate: Option<&'a str>,
+    #[serde(rename = "dev.toolmesh/deadlineMs", skip_serializing_if = "Option::is_none")]
+    deadline_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+struct ClientInfo {
+    name: &'static str,
+    version: &'static str,
 }
 
 /// The last `data:` message of an SSE body (the response follows any notifications).
@@ -151,13 +233,9 @@ fn remote_rpc_error(tool: &str, error: &Value) -> Error {
     Error::new(ErrorKind::RemoteError, format!("the peer refused tools/call '{tool}': {message} (JSON-RPC {code})"))
 }
 
-fn remote_tool_error(tool: &str, result: &Value) -> Error {
-    let text = result
-        .get("content")
-        .and_then(Value::as_array)
-        .map(|c| c.iter().filter_map(|i| i.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n"))
-        .unwrap_or_default();
-    match mesh_error_in(result.get("_meta").and_then(|m| m.get(META_ERROR))) {
+fn remote_tool_error(tool: &str, result: &CallResult) -> Error {
+    let text = result.content.iter().filter_map(|c| c.text.as_deref()).collect::<Vec<_>>().join("\n");
+    match mesh_error_in(result.meta.as_ref().and_then(|m| m.get(META_ERROR))) {
         // The remote handler itself failed: for us that is a remote tool failure.
         Some(e) if e.code() / 1000 == 6 => Error::new(ErrorKind::ToolFailed, e.message()),
         Some(e) => e,
@@ -169,9 +247,28 @@ fn remote_tool_error(tool: &str, result: &Value) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn response(content_type: &str, body: &str) -> http::Response<Bytes> {
         http::Response::builder().header("content-type", content_type).body(Bytes::from(body.to_owned())).unwrap()
+    }
+
+    #[test]
+    fn the_request_meta_uses_the_protocol_key_names() {
+        let meta = serde_json::to_value(CallMeta {
+            protocol_version: MODERN_VERSION,
+            client_capabilities: Empty {},
+            client_info: ClientInfo { name: "n", version: "v" },
+            traceparent: "tp",
+            tracestate: None,
+            deadline_ms: Some(5),
+        })
+        .unwrap();
+        assert_eq!(meta[META_PROTOCOL_VERSION], json!(MODERN_VERSION));
+        assert_eq!(meta[META_CLIENT_CAPABILITIES], json!({}));
+        assert_eq!(meta[META_CLIENT_INFO], json!({"name": "n", "version": "v"}));
+        assert_eq!(meta[META_DEADLINE_MS], json!(5));
+        assert!(meta.get("tracestate").is_none());
     }
 
     #[test]

@@ -38,7 +38,10 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 const VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
-const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+/// Both are served; HTTP/1.1 is preferred (rustls picks by the server's order). Between peers,
+/// hyper's HTTP/1.1 over a keep-alive pool costs about half the CPU per call of its HTTP/2
+/// (bench/FINDINGS.md); clients that offer only h2 still get it.
+const ALPN: &[&[u8]] = &[b"http/1.1", b"h2"];
 
 /// A checked identity: our certificate and key, and the trust bundle peers must chain to.
 /// Both sit behind a lock and are swapped whole when the files change, so new handshakes use
