@@ -50,7 +50,7 @@ def at_most(value: float, target: float, unit: str = "×", shown=None) -> str:
     show = shown or (lambda v: ratio(v) if unit == "×" else f"{v:,.0f} {unit}" if v >= 100 else f"{v:.3g} {unit}")
     if value <= target:
         return f"met ({show(value)} ≤ {show(target)}, {100 * (1 - value / target):.0f}% under)"
-    return f"**missed** ({show(value)} > {show(target)}: {value / target:.2f}× the limit)"
+    return f"**missed** ({show(value)} > {show(target)}: {100 * (value / target - 1):.1f}% over the limit)"
 
 
 def transport_rows(section: dict[str, Any]) -> list[str]:
@@ -124,9 +124,11 @@ def memory_rows(section: dict[str, Any]) -> list[str]:
         if name in regs:
             out.append(f"| {label} | {fmt(regs[name]['rss_after_start_mib'], 1)} | {fmt(regs[name]['rss_now_mib'], 1)} (after every section before this one) | – |")
     if "python" in by and "mcpmesh-python" in by:
-        r = by["python"]["rss_idle_mib"] / by["mcpmesh-python"]["rss_idle_mib"]
+        tm, mm = by["python"]["rss_idle_mib"], by["mcpmesh-python"]["rss_idle_mib"]
+        r = tm / mm
         out.append("")
-        out.append(f"Idle Python agent, toolmesh ÷ MCP Mesh: {ratio(r)} — target ≤ 0.25×: {at_most(r, 0.25)}")
+        out.append(f"Idle Python agent, toolmesh ÷ MCP Mesh: {tm:.2f} ÷ {mm:.2f} MiB = {r:.4f}× — target ≤ 0.25× "
+                   f"(≤ {mm / 4:.2f} MiB): {at_most(r, 0.25)}")
     return out
 
 
