@@ -49,7 +49,7 @@ MODES = {
         scales=[(100, 8), (1000, 8)], scale_window=5.0, scale_trials=1,
     ),
     "full": dict(
-        transport_rounds=5, transport_seconds=3.0, handshake_rounds=3, handshake_seconds=2.0,
+        transport_rounds=5, transport_seconds=3.0, handshake_rounds=5, handshake_seconds=2.0,
         py_rounds=5, py_seconds=5.0, py_warmup=1.0, memory_load_seconds=5.0, cold_trials=3,
         scales=[(100, 8), (1000, 8), (10000, 8), (10000, 10000)], scale_window=15.0, scale_trials=3,
     ),
