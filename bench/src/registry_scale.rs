@@ -1,7 +1,8 @@
 //! Row 6: one registry holding N simulated agents that register and heartbeat at the default
-//! interval, over pooled mTLS connections (each with its own client certificate, each agent
-//! bound to one; as many connections as agents is what real agents cost); the registry's CPU (from /proc/PID/stat) and RSS, the heartbeat
-//! latency, and the time from a new provider starting to its dependents' first successful call.
+//! interval, through pooled mTLS clients (core's `RegistryClient`, each with its own client
+//! certificate, each agent bound to one; one client per agent is what real agents cost): the
+//! registry's CPU (from /proc/PID/stat) and RSS, the heartbeat latency, and the time from a new
+//! provider starting to its dependents' first successful call.
 //!
 //! The simulated mesh: services of `replicas` agents each; every agent provides its service's
 //! capability and depends on the next service's, so a registration changes the topologies of
