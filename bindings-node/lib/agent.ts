@@ -117,13 +117,14 @@ export class Agent {
       process.exitCode = error.code < 3000 ? 2 : 1;
       return;
     }
-    console.error(`toolmesh agent ${this.name} serving ${this.endpoint} (id ${this.agentId})`);
     await new Promise<void>((resolve) => {
       const stop = (): void => {
         process.off("SIGINT", stop).off("SIGTERM", stop);
         resolve();
       };
+      // Handlers first: a signal sent right after the ready line must stop the agent cleanly.
       process.on("SIGINT", stop).on("SIGTERM", stop);
+      console.error(`toolmesh agent ${this.name} serving ${this.endpoint} (id ${this.agentId})`);
     });
     await this.stop();
   }

@@ -102,6 +102,7 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
     config.issuer = issuer.clone();
     config.admin_ids = args.admin_ids;
     config.health = health.map(|port| (args.health_host, port));
+    let mut signals = ShutdownSignals::listen()?;
     let running = toolmesh_registry::start(config).await?;
     // Scripts and tests wait for this line; with --port 0 it carries the real port.
     let mut stdout = std::io::stdout().lock();
@@ -117,7 +118,7 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
         .and_then(|()| stdout.flush())
         .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot write to stdout: {e}")))?;
     drop(stdout);
-    let stopped_by = shutdown_signal().await?;
+    let stopped_by = signals.recv().await?;
     tracing::info!("{stopped_by}: shutting down");
     running.shutdown().await;
     Ok(())
@@ -127,19 +128,42 @@ fn usage(message: String) -> Failure {
     Failure::usage(Error::new(ErrorKind::InvalidConfig, message))
 }
 
-/// Waits for SIGINT (Ctrl-C) or, on Unix, SIGTERM; returns which one arrived.
-async fn shutdown_signal() -> Result<&'static str, Error> {
-    let cannot = |e: std::io::Error| Error::new(ErrorKind::Internal, format!("cannot listen for shutdown signals: {e}"));
+/// SIGINT (Ctrl-C) and, on Unix, SIGTERM, listened for from creation on: created before the
+/// ready line is printed, so a signal sent right after that line is never missed.
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(cannot)?;
-        tokio::select! {
-            interrupted = tokio::signal::ctrl_c() => interrupted.map(|()| "SIGINT").map_err(cannot),
-            _ = terminate.recv() => Ok("SIGTERM"),
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn listen() -> Result<Self, Error> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(ShutdownSignals { interrupt: signal(SignalKind::interrupt()).map_err(cannot_listen)?, terminate: signal(SignalKind::terminate()).map_err(cannot_listen)? })
+        }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignals {})
+    }
+
+    /// Waits for one of the signals; returns which one arrived.
+    async fn recv(&mut self) -> Result<&'static str, Error> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => Ok("SIGINT"),
+                _ = self.terminate.recv() => Ok("SIGTERM"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await.map(|()| "interrupt").map_err(cannot_listen)
         }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await.map(|()| "interrupt").map_err(cannot)
-    }
+}
+
+fn cannot_listen(e: std::io::Error) -> Error {
+    Error::new(ErrorKind::Internal, format!("cannot listen for shutdown signals: {e}"))
 }

@@ -122,14 +122,15 @@ class Agent:
             raise SystemExit(2 if error.code < 3000 else 1) from None
 
     async def _serve_until_signalled(self) -> None:
+        # Handlers first: a signal sent right after the ready line must stop the agent cleanly.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
         await self.start()
         try:
             print(f"toolmesh agent {self.name} serving {self.endpoint} (id {self.agent_id})", file=sys.stderr, flush=True)
             sys.stdout.flush()
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, stop.set)
             await stop.wait()
         finally:
             await self.stop()
