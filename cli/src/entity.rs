@@ -1,7 +1,7 @@
 //! `toolmesh entity`: which other organisations' CAs the mesh trusts. Changes go through the
 //! registry's admin API and need an admin identity (an operator certificate of the mesh CA).
 
-use crate::ops::{align, to_json, RegistryAccess};
+use crate::ops::{align, to_json, ListArgs, RegistryAccess};
 use crate::Failure;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -28,14 +28,6 @@ pub struct AddArgs {
     access: RegistryAccess,
 }
 
-#[derive(Args)]
-pub struct ListArgs {
-    /// Print the registry's JSON answer instead of a table.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    access: RegistryAccess,
-}
 
 #[derive(Args)]
 pub struct RevokeArgs {

@@ -56,9 +56,9 @@ impl RegistryAccess {
 pub struct ListArgs {
     /// Print the registry's JSON answer instead of a table.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     #[command(flatten)]
-    access: RegistryAccess,
+    pub access: RegistryAccess,
 }
 
 pub async fn list(args: ListArgs) -> Result<(), Failure> {

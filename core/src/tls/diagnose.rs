@@ -1,7 +1,7 @@
 //! Turning TLS failures into errors that say what went wrong and what to do about it.
 
 use super::validity_text;
-use super::verify::IdentityNotAllowed;
+use super::verify::{CertificateRefused, RefusalReason};
 use crate::error::{Error, ErrorKind};
 use rustls::{AlertDescription, CertificateError};
 
@@ -25,7 +25,7 @@ pub fn classify_tls(err: &rustls::Error, peer: &str) -> Error {
             | CertificateError::NotValidYet
             | CertificateError::NotValidYetContext { .. }),
         ) => Error::new(ErrorKind::CertificateExpired, format!("the certificate presented by {peer} {}", validity_text(e))),
-        E::InvalidCertificate(CertificateError::Other(other)) if other.0.downcast_ref::<IdentityNotAllowed>().is_some() => Error::new(
+        E::InvalidCertificate(CertificateError::Other(other)) if other.0.downcast_ref::<CertificateRefused>().is_some_and(|r| r.reason == RefusalReason::IdentityNotAllowed) => Error::new(
             ErrorKind::PeerIdentityNotAllowed,
             format!("{peer} was refused: {}; add it to TOOLMESH_TLS_ALLOWED_IDS or call another peer", other.0),
         ),

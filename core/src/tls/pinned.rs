@@ -4,12 +4,12 @@
 //! with exactly that fingerprint, names the host dialled, and names a registry.
 
 use super::provider;
-use super::verify::signatures_by_the_mesh_provider;
+use super::verify::{signatures_by_the_mesh_provider, RefusalReason};
 use crate::error::Result;
 use crate::pki::fingerprint;
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, OtherError, RootCertStore};
+use rustls::{ClientConfig, RootCertStore};
 use std::sync::Arc;
 
 /// A client configuration (no client certificate) that trusts only the CA whose SHA-256
@@ -31,20 +31,8 @@ struct PinnedCa {
     fingerprint: String,
 }
 
-/// Why a registry was not trusted during bootstrap.
-#[derive(Debug)]
-struct NotThePinnedRegistry(String);
-
-impl std::fmt::Display for NotThePinnedRegistry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for NotThePinnedRegistry {}
-
 fn refuse(why: String) -> rustls::Error {
-    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(NotThePinnedRegistry(why)))))
+    super::verify::refuse(RefusalReason::NotThePinnedRegistry, why)
 }
 
 impl ServerCertVerifier for PinnedCa {

@@ -110,20 +110,36 @@ impl VerifyPolicy {
     }
 }
 
-/// Why a peer whose chain is valid was still refused.
-#[derive(Debug)]
-pub struct IdentityNotAllowed(pub String);
+/// Why a certificate whose chain is valid was still refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// The peer's identity is not among the allowed ones (or it has no SPIFFE ID).
+    IdentityNotAllowed,
+    /// During bootstrap: the server is not the registry the join token pins.
+    NotThePinnedRegistry,
+}
 
-impl std::fmt::Display for IdentityNotAllowed {
+#[derive(Debug)]
+pub struct CertificateRefused {
+    pub reason: RefusalReason,
+    pub message: String,
+}
+
+impl std::fmt::Display for CertificateRefused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for IdentityNotAllowed {}
+impl std::error::Error for CertificateRefused {}
+
+/// The rustls error that carries a refusal through the handshake to [`super::classify_tls`].
+pub(super) fn refuse(reason: RefusalReason, message: String) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(CertificateRefused { reason, message }))))
+}
 
 fn not_allowed(why: String) -> rustls::Error {
-    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(IdentityNotAllowed(why)))))
+    refuse(RefusalReason::IdentityNotAllowed, why)
 }
 
 /// Verifies peers against the identity's current trust bundle and policy, in both directions.
