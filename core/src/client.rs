@@ -10,7 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -26,30 +26,73 @@ pub struct RequestError {
 }
 
 /// An HTTPS client that presents our identity and verifies the peer's chain and host name.
+/// Clones share one pool. When our certificate changes (renewed, reloaded), the pool is retired:
+/// new requests open connections that present the new certificate, while requests in flight
+/// finish on the old ones, which then close, long before the old certificate expires.
 #[derive(Clone)]
 pub struct HttpsClient {
-    inner: hyper_util::client::legacy::Client<TlsConnector, Full<Bytes>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    connector: TlsConnector,
+    /// Whose certificate generation the pool follows (`None`: a fixed configuration).
+    identity: Option<Arc<Identity>>,
+    pool: RwLock<Arc<Pool>>,
+}
+
+struct Pool {
+    certificate_generation: u64,
+    client: hyper_util::client::legacy::Client<TlsConnector, Full<Bytes>>,
+}
+
+impl Pool {
+    fn new(connector: &TlsConnector, certificate_generation: u64) -> Arc<Pool> {
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .build(connector.clone());
+        Arc::new(Pool { certificate_generation, client })
+    }
 }
 
 impl HttpsClient {
     pub fn new(identity: &Arc<Identity>) -> crate::Result<Self> {
-        Ok(Self::with_tls(identity.client_config()?))
+        Ok(Self::build(identity.client_config()?, Some(identity.clone())))
     }
 
     /// A client with its own TLS configuration (the bootstrap client, which pins a CA).
     pub fn with_tls(tls: Arc<rustls::ClientConfig>) -> Self {
+        Self::build(tls, None)
+    }
+
+    fn build(tls: Arc<rustls::ClientConfig>, identity: Option<Arc<Identity>>) -> Self {
         let connector = TlsConnector { tls: tokio_rustls::TlsConnector::from(tls) };
-        let inner = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
-            .build(connector);
-        HttpsClient { inner }
+        let generation = identity.as_ref().map_or(0, |i| i.certificate_generation());
+        let pool = RwLock::new(Pool::new(&connector, generation));
+        HttpsClient { shared: Arc::new(Shared { connector, identity, pool }) }
+    }
+
+    /// The pool for our current certificate, replacing the one of an older certificate.
+    fn pool(&self) -> Arc<Pool> {
+        let shared = &*self.shared;
+        let current = shared.pool.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(generation) = shared.identity.as_ref().map(|i| i.certificate_generation()) else { return current };
+        if current.certificate_generation == generation {
+            return current;
+        }
+        let mut pool = shared.pool.write().unwrap_or_else(|p| p.into_inner());
+        if pool.certificate_generation != generation {
+            tracing::debug!("our certificate changed: retiring the connections that present the old one");
+            *pool = Pool::new(&shared.connector, generation);
+        }
+        pool.clone()
     }
 
     /// Sends a request and reads the whole response body.
     pub async fn send(&self, request: http::Request<Full<Bytes>>) -> Result<http::Response<Bytes>, RequestError> {
         let peer = request.uri().authority().map(|a| a.to_string()).unwrap_or_default();
-        let response = self.inner.request(request).await.map_err(|e| classify_request_error(&e, &peer))?;
+        let response = self.pool().client.request(request).await.map_err(|e| classify_request_error(&e, &peer))?;
         let (parts, body) = response.into_parts();
         let body = body.collect().await.map_err(|e| RequestError {
             error: Error::new(ErrorKind::ConnectionLost, format!("{peer} broke the connection while answering: {e}")),

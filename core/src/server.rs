@@ -169,8 +169,12 @@ async fn accept_loop<F, Fut>(
         let identity = identity.clone();
         tokio::spawn(async move {
             // Anchors that change during the handshake are caught by the first request's check.
-            let verified_under = Arc::new(AtomicU64::new(identity.as_ref().map_or(0, |i| i.trust_generation())));
+            let generation = identity.as_ref().map_or(0, |i| i.trust_generation());
             let Some(tls) = handshake(stream, remote, &acceptor).await else { return };
+            // A resumed session skipped verification: the peer's certificate may have expired
+            // or lost its CA since, so it is verified before the first request.
+            let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+            let verified_under = Arc::new(AtomicU64::new(if resumed { NOT_VERIFIED } else { generation }));
             let chain: Vec<CertificateDer<'static>> = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
             let name = chain.first().map(peer_identity).unwrap_or_else(|| "unknown".to_owned());
             let peer = Arc::new(PeerInfo { identity: name, remote, chain });
@@ -196,6 +200,9 @@ async fn accept_loop<F, Fut>(
     drop(listener);
     graceful.shutdown().await;
 }
+
+/// The trust generation of a peer not verified yet (no generation reaches it).
+const NOT_VERIFIED: u64 = u64::MAX;
 
 /// Verifies the peer again when the trust anchors changed since it was last verified.
 fn still_trusted(identity: &Identity, peer: &PeerInfo, verified_under: &AtomicU64) -> std::result::Result<(), rustls::Error> {

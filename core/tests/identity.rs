@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::mcp::McpClient;
-use toolmesh_core::pki::{spiffe_id, write_pair, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+use toolmesh_core::pki::{spiffe_id, CertificateAuthority, write_pair, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 use toolmesh_core::tls::{Identity, VerifyMode, VerifyPolicy};
 use toolmesh_core::ErrorKind;
 use rustls::pki_types::pem::PemObject;
@@ -133,6 +133,69 @@ async fn a_rotated_certificate_is_used_without_a_restart_and_no_call_fails() {
     assert_eq!(failed.load(Ordering::Relaxed), 0, "calls failed across the rotation");
     assert!(ok.load(Ordering::Relaxed) > 20, "too little load to prove anything: {}", ok.load(Ordering::Relaxed));
     agent.shutdown().await;
+}
+
+/// A server that answers with the fingerprint of the client certificate and the client's port,
+/// verifying open connections' peers again when its trust anchors change.
+async fn who_is_calling(identity: &Arc<Identity>) -> toolmesh_core::server::HttpsServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    toolmesh_core::server::HttpsServer::spawn_checked(listener, identity.server_config().unwrap(), identity.clone(), |_, peer| async move {
+        let seen = format!("{} {}", toolmesh_core::pki::fingerprint(&peer.chain[0]), peer.remote.port());
+        toolmesh_core::server::text_response(http::StatusCode::OK, seen)
+    })
+    .unwrap()
+}
+
+async fn get_text(client: &toolmesh_core::client::HttpsClient, url: &str) -> (u16, String) {
+    let request = http::Request::get(url).body(http_body_util::Full::default()).unwrap();
+    let response = client.send(request).await.unwrap();
+    (response.status().as_u16(), String::from_utf8(response.into_body().to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn a_resumed_tls_session_does_not_let_a_peer_of_a_removed_ca_back_in() {
+    let pki = Pki::new();
+    let partner = CertificateAuthority::generate("partner CA", 30).unwrap();
+    let ours = pki.identity("server");
+    ours.replace_trust_bundle(partner.cert_pem()).unwrap();
+    let server = who_is_calling(&ours).await;
+    let theirs = partner.issue(&LeafRequest::new("theirs", Role::Agent, DEFAULT_TRUST_DOMAIN, 1)).unwrap();
+    let theirs = Identity::from_pem(&theirs.cert_pem, &theirs.key_pem, &format!("{}{}", partner.cert_pem(), pki.ca.cert_pem())).unwrap();
+    // Two pools over one TLS configuration: the second connection resumes the first's session.
+    let tls = theirs.client_config().unwrap();
+    let url = format!("https://{}/", server.local_addr());
+    assert_eq!(get_text(&toolmesh_core::client::HttpsClient::with_tls(tls.clone()), &url).await.0, 200);
+
+    ours.replace_trust_bundle("").unwrap();
+    let (status, text) = get_text(&toolmesh_core::client::HttpsClient::with_tls(tls), &url).await;
+    assert_eq!(status, 403, "a resumed session skipped the new trust anchors: {text}");
+    assert!(text.contains("no longer verifies against the mesh trust bundle"), "{text}");
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_renewed_client_certificate_is_presented_on_the_next_call_and_old_connections_are_retired() {
+    let pki = Pki::new();
+    let server = who_is_calling(&pki.identity("server")).await;
+    let issue = || pki.ca.issue(&LeafRequest::new("client", Role::Agent, DEFAULT_TRUST_DOMAIN, 1)).unwrap();
+    let (first, renewed) = (issue(), issue());
+    let identity = Identity::from_pem(&first.cert_pem, &first.key_pem, pki.ca.cert_pem()).unwrap();
+    let client = toolmesh_core::client::HttpsClient::new(&identity).unwrap();
+    let url = format!("https://{}/", server.local_addr());
+    let seen = || async { get_text(&client, &url).await.1 };
+    let der = |pem: &str| toolmesh_core::pki::fingerprint(&rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap());
+
+    let before = seen().await;
+    assert!(before.starts_with(&der(&first.cert_pem)), "{before}");
+    assert_eq!(seen().await, before, "the connection is reused while the certificate stays");
+    identity.replace_pem(&renewed.cert_pem, &renewed.key_pem, pki.ca.cert_pem()).unwrap();
+    let after = seen().await;
+    assert!(after.starts_with(&der(&renewed.cert_pem)), "the old certificate was presented after the renewal: {after} (before: {before})");
+    assert_ne!(after.split(' ').nth(1), before.split(' ').nth(1), "a new connection");
+    // A new trust bundle alone keeps the connections: only our certificate retires them.
+    identity.replace_trust_bundle(pki.ca.cert_pem()).unwrap();
+    assert_eq!(seen().await, after);
+    server.shutdown(Duration::from_secs(1)).await;
 }
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {

@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 
 mod diagnose;
 mod pinned;
+mod resumption;
 mod verify;
 
 pub use diagnose::{classify_error_chain, classify_tls};
@@ -57,6 +58,9 @@ pub struct Identity {
     /// Counts every change of the trust anchors, so servers know when a peer verified under
     /// older anchors must be verified again.
     trust_generation: AtomicU64,
+    /// Counts every change of our own certificate, so clients retire connections that present
+    /// the old one before it expires.
+    certificate_generation: AtomicU64,
 }
 
 /// One loaded, checked generation of the identity.
@@ -111,6 +115,7 @@ impl Identity {
             name,
             distributed: RwLock::new(Vec::new()),
             trust_generation: AtomicU64::new(0),
+            certificate_generation: AtomicU64::new(0),
         })
     }
 
@@ -156,13 +161,26 @@ impl Identity {
         self.trust_generation.load(Ordering::Acquire)
     }
 
+    /// Increases whenever our certificate changes (a reload, a renewal).
+    pub fn certificate_generation(&self) -> u64 {
+        self.certificate_generation.load(Ordering::Acquire)
+    }
+
     fn distributed(&self) -> Vec<CertificateDer<'static>> {
         self.distributed.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn swap_state(&self, state: State) {
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+        let new_certificate = {
+            let mut current = self.state.write().unwrap_or_else(|p| p.into_inner());
+            let changed = current.certified.cert != state.certified.cert;
+            *current = Arc::new(state);
+            changed
+        };
         self.trust_generation.fetch_add(1, Ordering::AcqRel);
+        if new_certificate {
+            self.certificate_generation.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Trusts the mesh trust bundle the registry distributes (PEM: the mesh CA and the CAs of
@@ -275,6 +293,7 @@ impl Identity {
             .with_custom_certificate_verifier(Arc::new(PeerVerifier(self.clone())))
             .with_client_cert_resolver(Arc::new(CurrentCert(self.clone())));
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        config.resumption = rustls::client::Resumption::store(Arc::new(resumption::ClientSessions::new(self.clone())));
         Ok(Arc::new(config))
     }
 }
