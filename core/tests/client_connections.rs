@@ -1,0 +1,90 @@
+//! The client's connection cache against real mTLS servers: keep-alive reuse, peers that close
+//! kept connections, a restarted peer, and HTTP/2-only peers.
+
+mod common;
+
+use common::Pki;
+use http_body_util::Full;
+use std::sync::Arc;
+use std::time::Duration;
+use toolmesh_core::client::HttpsClient;
+use toolmesh_core::server::{text_response, HttpsServer};
+use toolmesh_core::tls::Identity;
+
+/// Answers with the client's port, so a test sees which connection carried a request; closes
+/// the connection after each answer when `close` is set.
+async fn serve(identity: &Arc<Identity>, listener: tokio::net::TcpListener, alpn: &[&[u8]], close: bool) -> HttpsServer {
+    let mut tls = (*identity.server_config().unwrap()).clone();
+    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    HttpsServer::spawn(listener, Arc::new(tls), move |_, peer| async move {
+        let mut response = text_response(http::StatusCode::OK, peer.remote.port().to_string());
+        if close {
+            response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
+        response
+    })
+    .unwrap()
+}
+
+async fn listener() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
+}
+
+/// The port the server saw the request come from.
+async fn port(client: &HttpsClient, addr: std::net::SocketAddr) -> String {
+    let request = http::Request::post(format!("https://{addr}/mcp")).body(Full::default()).unwrap();
+    let response = client.send(request).await.unwrap_or_else(|e| panic!("request failed: {e:?}"));
+    assert_eq!(response.status(), 200);
+    String::from_utf8(response.into_body().to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn requests_reuse_a_kept_connection_and_concurrent_ones_open_more() {
+    let pki = Pki::new();
+    let server = serve(&pki.identity("server"), listener().await, &[b"http/1.1"], false).await;
+    let client = HttpsClient::new(&pki.identity("client")).unwrap();
+    let addr = server.local_addr();
+    let first = port(&client, addr).await;
+    assert_eq!(port(&client, addr).await, first);
+    let concurrent = futures_util::future::join_all((0..4).map(|_| port(&client, addr))).await;
+    let distinct: std::collections::HashSet<_> = concurrent.iter().collect();
+    assert_eq!(distinct.len(), 4, "HTTP/1.1 carries one request at a time per connection: {concurrent:?}");
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_peer_that_closes_connections_or_restarts_loses_no_request() {
+    let pki = Pki::new();
+    let identity = pki.identity("server");
+    let closing = serve(&identity, listener().await, &[b"http/1.1"], true).await;
+    let client = HttpsClient::new(&pki.identity("client")).unwrap();
+    let ports: Vec<String> = futures_util::future::join_all((0..3).map(|_| port(&client, closing.local_addr()))).await;
+    for _ in 0..3 {
+        assert!(!ports.contains(&port(&client, closing.local_addr()).await), "a closed connection was reused");
+    }
+    closing.shutdown(Duration::from_secs(1)).await;
+
+    // Kept connections to a peer that restarts on the same port are dead; the next request
+    // goes on a new one.
+    let first = listener().await;
+    let addr = first.local_addr().unwrap();
+    let server = serve(&identity, first, &[b"http/1.1"], false).await;
+    let before = port(&client, addr).await;
+    server.shutdown(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let restarted = serve(&identity, tokio::net::TcpListener::bind(addr).await.unwrap(), &[b"http/1.1"], false).await;
+    assert_ne!(port(&client, addr).await, before);
+    restarted.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn an_http2_peer_gets_every_request_on_one_connection() {
+    let pki = Pki::new();
+    let server = serve(&pki.identity("server"), listener().await, &[b"h2"], false).await;
+    let client = HttpsClient::new(&pki.identity("client")).unwrap();
+    let addr = server.local_addr();
+    let first = port(&client, addr).await;
+    let concurrent = futures_util::future::join_all((0..8).map(|_| port(&client, addr))).await;
+    assert!(concurrent.iter().all(|p| *p == first), "{first} then {concurrent:?}");
+    server.shutdown(Duration::from_secs(1)).await;
+}
