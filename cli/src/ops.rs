@@ -219,7 +219,7 @@ async fn call_first_reachable(
 ) -> Result<Value, Error> {
     let mut last_error = None;
     for provider in candidates {
-        match client.call_tool(&provider.endpoint, &provider.tool, arguments.clone(), context).await {
+        match client.call_tool(&provider.endpoint, &provider.tool, &arguments, context).await {
             Ok(value) => return Ok(value),
             Err(failure) if !failure.delivered => {
                 tracing::warn!(agent = %provider.agent_id, "{}; trying the next provider", failure.error);

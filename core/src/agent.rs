@@ -305,12 +305,12 @@ impl Transport for Inner {
     fn send<'a>(
         &'a self,
         provider: &'a Provider,
-        arguments: Value,
+        arguments: &'a Value,
         context: &'a RequestContext,
     ) -> Pin<Box<dyn Future<Output = std::result::Result<Value, RequestError>> + Send + 'a>> {
         Box::pin(async move {
             if provider.agent_id == self.id {
-                return self.call_in_process(&provider.tool, arguments, context).await;
+                return self.call_in_process(&provider.tool, arguments.clone(), context).await;
             }
             self.client.call_tool(&provider.endpoint, &provider.tool, arguments, context).await
         })

@@ -20,7 +20,7 @@ pub trait Transport: Send + Sync {
     fn send<'a>(
         &'a self,
         provider: &'a Provider,
-        arguments: Value,
+        arguments: &'a Value,
         context: &'a RequestContext,
     ) -> Pin<Box<dyn Future<Output = Result<Value, RequestError>> + Send + 'a>>;
 }
@@ -74,9 +74,12 @@ impl Pipeline {
                     tokio::time::sleep(backoff).await;
                 }
                 let provider = order[attempt % order.len()];
-                match transport.send(provider, arguments.clone(), context).await {
+                match transport.send(provider, &arguments, context).await {
                     Ok(value) => {
-                        self.cooling.lock().expect("pipeline lock").remove(&provider.endpoint);
+                        let mut cooling = self.cooling.lock().expect("pipeline lock");
+                        if !cooling.is_empty() {
+                            cooling.remove(&provider.endpoint);
+                        }
                         return Ok(value);
                     }
                     Err(RequestError { error, delivered: false }) if is_retryable(&error) => {
@@ -103,7 +106,10 @@ impl Pipeline {
     fn order<'p>(&self, key: &str, providers: &'p [Provider]) -> Vec<&'p Provider> {
         let cursor = {
             let mut cursors = self.cursors.lock().expect("pipeline lock");
-            cursors.entry(key.to_owned()).or_default().clone()
+            match cursors.get(key) {
+                Some(cursor) => cursor.clone(),
+                None => cursors.entry(key.to_owned()).or_default().clone(),
+            }
         };
         let top = providers[0].score;
         let best = providers.iter().take_while(|p| p.score == top).count();
@@ -171,7 +177,7 @@ mod tests {
     }
 
     impl Transport for Scripted {
-        fn send<'a>(&'a self, p: &'a Provider, _: Value, _: &'a RequestContext) -> Pin<Box<dyn Future<Output = Result<Value, RequestError>> + Send + 'a>> {
+        fn send<'a>(&'a self, p: &'a Provider, _: &'a Value, _: &'a RequestContext) -> Pin<Box<dyn Future<Output = Result<Value, RequestError>> + Send + 'a>> {
             Box::pin(async move {
                 let n = {
                     let mut calls = self.calls.lock().unwrap();

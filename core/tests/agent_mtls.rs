@@ -16,7 +16,7 @@ use toolmesh_core::tls::Identity;
 use toolmesh_core::ErrorKind;
 
 async fn call(client: &McpClient, endpoint: &str, tool: &str, args: Value) -> Result<Value, toolmesh_core::Error> {
-    client.call_tool(endpoint, tool, args, &RequestContext::default()).await.map_err(|e| e.error)
+    client.call_tool(endpoint, tool, &args, &RequestContext::default()).await.map_err(|e| e.error)
 }
 
 #[tokio::test]
@@ -66,7 +66,7 @@ async fn allow_listed_headers_and_the_trace_reach_the_handler() {
         trace: Some(root.clone()),
         deadline: None,
     };
-    let seen = client.call_tool(agent.endpoint(), "echo_context", json!({}), &ctx).await.unwrap();
+    let seen = client.call_tool(agent.endpoint(), "echo_context", &json!({}), &ctx).await.unwrap();
     assert_eq!(seen["headers"], json!({"x-audit-user": "u1", "x-tenant-id": "acme"}));
     assert_eq!(seen["trace_id"], json!(root.trace_id));
     assert_ne!(seen["span_id"], json!(root.span_id));

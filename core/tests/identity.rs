@@ -19,7 +19,7 @@ fn client_with(pki: &Pki, name: &str, policy: VerifyPolicy) -> McpClient {
 }
 
 async fn add(client: &McpClient, endpoint: &str) -> Result<serde_json::Value, toolmesh_core::Error> {
-    client.call_tool(endpoint, "add", json!({"a": 1, "b": 2}), &RequestContext::default()).await.map_err(|e| e.error)
+    client.call_tool(endpoint, "add", &json!({"a": 1, "b": 2}), &RequestContext::default()).await.map_err(|e| e.error)
 }
 
 #[tokio::test]

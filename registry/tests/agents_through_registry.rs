@@ -100,7 +100,7 @@ impl Mesh {
 
 async fn sum3(client: &McpClient, a: &Agent, i: i64) -> Result<Value, toolmesh_core::Error> {
     client
-        .call_tool(a.endpoint(), "sum3", json!({"a": i, "b": 1, "c": 1}), &RequestContext::default())
+        .call_tool(a.endpoint(), "sum3", &json!({"a": i, "b": 1, "c": 1}), &RequestContext::default())
         .await
         .map_err(|e| e.error)
 }

@@ -67,7 +67,7 @@ fn auto_config(name: &str, registry: &str, token: &str) -> AgentConfig {
 }
 
 async fn call(client: &McpClient, endpoint: &str, tool: &str, args: Value) -> Result<Value, toolmesh_core::Error> {
-    client.call_tool(endpoint, tool, args, &RequestContext::default()).await.map_err(|e| e.error)
+    client.call_tool(endpoint, tool, &args, &RequestContext::default()).await.map_err(|e| e.error)
 }
 
 /// The certificate an agent presents on a fresh connection.

@@ -35,7 +35,7 @@ impl McpClient {
         &self,
         endpoint: &str,
         tool: &str,
-        arguments: Value,
+        arguments: &Value,
         context: &RequestContext,
     ) -> Result<Value, RequestError> {
         let hop = context.trace.as_ref().map(TraceContext::child).unwrap_or_else(TraceContext::new_root);
@@ -49,7 +49,7 @@ impl McpClient {
             method: "tools/call",
             params: CallParams {
                 name: tool,
-                arguments: &arguments,
+                arguments,
                 meta: CallMeta {
                     protocol_version: MODERN_VERSION,
                     client_capabilities: Empty {},
