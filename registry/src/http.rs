@@ -164,8 +164,9 @@ pub async fn handle(api: Arc<Api>, request: http::Request<Incoming>, peer: Arc<P
     respond(&api, request, &peer).await.unwrap_or_else(Refusal::into_response)
 }
 
-/// Who the peer is, from its chain as the trust stands now: verified on every request, so a
-/// revoked entity's agents are refused even on connections opened before the revocation.
+/// Who the peer is, from its chain as the trust stands now: checked on every request (verified
+/// again after any change of the anchors or once a certificate expired), so a revoked entity's
+/// agents are refused even on connections opened before the revocation.
 fn authenticate(api: &Api, peer: &PeerInfo) -> Result<Caller, Refusal> {
     if !peer.is_authenticated() {
         return Err(Refusal::unauthenticated(

@@ -4,6 +4,7 @@
 
 mod auto;
 mod http;
+mod standing_cache;
 mod state;
 mod trust;
 mod validate;

@@ -4,7 +4,9 @@
 //!
 //! Who a caller is follows from its verified chain alone: a chain that verifies against the mesh
 //! CA belongs to the mesh, one that verifies against an entity's CA belongs to that entity.
+//! Each anchor set remembers the standings it verified (see `standing_cache`).
 
+use crate::standing_cache::{StandingCache, Verified, CAPACITY};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
@@ -56,6 +58,8 @@ struct Anchors {
     /// One verifier per anchor set: the mesh CA first, then each entity in order.
     verifiers: Vec<(Standing, Arc<dyn ClientCertVerifier>)>,
     bundle: TrustBundle,
+    /// Dropped with these anchors, so nothing verified under older ones is reused.
+    standings: StandingCache,
 }
 
 pub struct Trust {
@@ -86,15 +90,23 @@ impl Trust {
         self.anchors.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Which CA a verified chain leads to; `None` when it leads to none any more (a revoked entity).
+    /// Which CA a verified chain leads to; `None` when it leads to none any more (a revoked
+    /// entity, an expired certificate). Verified once per anchor set and certificate lifetime.
     pub fn standing(&self, chain: &[CertificateDer<'static>]) -> Option<Standing> {
+        self.standing_at(chain, UnixTime::now())
+    }
+
+    fn standing_at(&self, chain: &[CertificateDer<'static>], now: UnixTime) -> Option<Standing> {
         let (end_entity, intermediates) = chain.split_first()?;
-        let now = UnixTime::now();
-        self.anchors()
-            .verifiers
-            .iter()
-            .find(|(_, verifier)| verifier.verify_client_cert(end_entity, intermediates, now).is_ok())
-            .map(|(standing, _)| standing.clone())
+        let anchors = self.anchors();
+        anchors.standings.get_or_verify(chain, now.as_secs(), || {
+            let standing = anchors
+                .verifiers
+                .iter()
+                .find(|(_, verifier)| verifier.verify_client_cert(end_entity, intermediates, now).is_ok())
+                .map(|(standing, _)| standing.clone())?;
+            Some(Verified { standing, valid_until: valid_until(chain) })
+        })
     }
 
     pub fn bundle(&self) -> TrustBundle {
@@ -186,7 +198,20 @@ fn build(mesh: &[CertificateDer<'static>], entities: Vec<StoredEntity>) -> Resul
     // The version names the content, so it is the same across restarts and replicas.
     let digest = ring::digest::digest(&ring::digest::SHA256, pem.as_bytes());
     let version = u64::from_be_bytes(digest.as_ref()[..8].try_into().expect("a SHA-256 digest has 8 bytes")) >> 1;
-    Ok(Anchors { entities, verifiers, bundle: TrustBundle { version, pem } })
+    Ok(Anchors { entities, verifiers, bundle: TrustBundle { version, pem }, standings: StandingCache::new(CAPACITY) })
+}
+
+/// The earliest `not_after` in the chain (seconds since the epoch); 0, never reused, when one
+/// cannot be read.
+fn valid_until(chain: &[CertificateDer<'static>]) -> u64 {
+    chain
+        .iter()
+        .map(|der| {
+            let not_after = CertificateSummary::parse_der(der, "peer certificate").map(|c| c.not_after.unix_timestamp());
+            not_after.ok().and_then(|secs| u64::try_from(secs).ok()).unwrap_or(0)
+        })
+        .min()
+        .unwrap_or(0)
 }
 
 fn entity_fingerprint(entity: &StoredEntity) -> String {
@@ -215,5 +240,41 @@ fn check_entity_name(name: &str) -> std::result::Result<(), String> {
         Ok(())
     } else {
         Err(format!("entity name '{name}' is not valid: use 1-63 letters, digits, '-', '_' or '.', not starting with '-' or '.'"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use toolmesh_core::pki::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+
+    fn leaf(ca: &CertificateAuthority, name: &str) -> Vec<CertificateDer<'static>> {
+        let issued = ca.issue(&LeafRequest::new(name, Role::Agent, DEFAULT_TRUST_DOMAIN, 1)).expect("issue");
+        CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes()).collect::<std::result::Result<_, _>>().expect("PEM")
+    }
+
+    #[test]
+    fn remembered_standings_follow_entity_changes_and_expiry() {
+        let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
+        let partner = CertificateAuthority::generate("partner CA", 1).expect("CA");
+        let trust = Trust::load(vec![CertificateDer::from_pem_slice(mesh.cert_pem().as_bytes()).expect("PEM")], None).expect("trust");
+        let (ours, theirs) = (leaf(&mesh, "ours"), leaf(&partner, "theirs"));
+
+        assert_eq!(trust.standing(&ours), Some(Standing::Mesh));
+        assert_eq!(trust.standing(&theirs), None);
+        trust.add("partner", partner.cert_pem()).expect("add");
+        assert_eq!(trust.standing(&theirs), Some(Standing::Entity("partner".into())));
+        trust.revoke("partner").expect("revoke");
+        assert_eq!(trust.standing(&theirs), None, "revoked at once");
+        // The same CA under another name: the bundle's version is the same, the standing is not.
+        trust.add("renamed", partner.cert_pem()).expect("add");
+        assert_eq!(trust.standing(&theirs), Some(Standing::Entity("renamed".into())));
+        assert_eq!(trust.standing(&ours), Some(Standing::Mesh));
+
+        let not_after = valid_until(&ours);
+        let at = |secs: u64| UnixTime::since_unix_epoch(Duration::from_secs(secs));
+        assert_eq!(trust.standing_at(&ours, at(not_after - 1)), Some(Standing::Mesh));
+        assert_eq!(trust.standing_at(&ours, at(not_after + 1)), None, "an expired certificate is refused though remembered");
     }
 }
