@@ -14,7 +14,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use toolmesh_core::pki::{fingerprint, CertificateSummary};
 use toolmesh_core::registry_api::{Entity, EntityList, TrustBundle};
 use toolmesh_core::tls::provider;
@@ -66,6 +66,9 @@ pub struct Trust {
     mesh: Vec<CertificateDer<'static>>,
     file: Option<PathBuf>,
     anchors: RwLock<Arc<Anchors>>,
+    /// Held from reading the entity set to storing the changed one, so that of two concurrent
+    /// changes neither is lost.
+    changing: Mutex<()>,
 }
 
 impl Trust {
@@ -83,7 +86,7 @@ impl Trust {
             _ => Stored::default(),
         };
         let anchors = build(&mesh, stored.entities)?;
-        Ok(Trust { mesh, file, anchors: RwLock::new(Arc::new(anchors)) })
+        Ok(Trust { mesh, file, anchors: RwLock::new(Arc::new(anchors)), changing: Mutex::new(()) })
     }
 
     fn anchors(&self) -> Arc<Anchors> {
@@ -120,6 +123,7 @@ impl Trust {
     /// Adds an entity and stores the new set; answers the entity as listed.
     pub fn add(&self, name: &str, ca_pem: &str) -> std::result::Result<Entity, EntityError> {
         check_entity_name(name).map_err(EntityError::Invalid)?;
+        let _one_change_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.anchors();
         if current.entities.iter().any(|e| e.name == name) {
             return Err(EntityError::Exists(name.to_owned()));
@@ -149,6 +153,7 @@ impl Trust {
 
     /// Removes an entity and stores the new set; answers the removed entity.
     pub fn revoke(&self, name: &str) -> std::result::Result<Entity, EntityError> {
+        let _one_change_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.anchors();
         let Some(removed) = current.entities.iter().find(|e| e.name == name) else {
             return Err(EntityError::Unknown(name.to_owned()));
@@ -252,6 +257,20 @@ mod tests {
     fn leaf(ca: &CertificateAuthority, name: &str) -> Vec<CertificateDer<'static>> {
         let issued = ca.issue(&LeafRequest::new(name, Role::Agent, DEFAULT_TRUST_DOMAIN, 1)).expect("issue");
         CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes()).collect::<std::result::Result<_, _>>().expect("PEM")
+    }
+
+    #[test]
+    fn concurrent_entity_changes_are_all_kept() {
+        let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
+        let trust = Trust::load(vec![CertificateDer::from_pem_slice(mesh.cert_pem().as_bytes()).expect("PEM")], None).expect("trust");
+        let cas: Vec<String> = (0..6).map(|i| CertificateAuthority::generate(&format!("CA {i}"), 1).expect("CA").cert_pem().to_owned()).collect();
+        std::thread::scope(|scope| {
+            for (i, ca) in cas.iter().enumerate() {
+                let trust = &trust;
+                scope.spawn(move || trust.add(&format!("partner-{i}"), ca).expect("add"));
+            }
+        });
+        assert_eq!(trust.list().entities.len(), 6);
     }
 
     #[test]
