@@ -299,7 +299,7 @@ pub async fn read_body(body: Incoming, limit: usize) -> std::result::Result<Byte
 pub fn text_response(status: http::StatusCode, text: impl Into<String>) -> http::Response<Body> {
     http::Response::builder()
         .status(status)
-        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"))
         .body(Full::new(Bytes::from(text.into())))
         .expect("static response parts are valid")
 }
@@ -308,7 +308,7 @@ pub fn json_response(status: http::StatusCode, body: &impl serde::Serialize) -> 
     let bytes = serde_json::to_vec(body).expect("response bodies always serialize");
     http::Response::builder()
         .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"))
         .body(Full::new(Bytes::from(bytes)))
         .expect("static response parts are valid")
 }

@@ -8,6 +8,8 @@ pub mod server;
 pub use client::McpClient;
 pub use server::{McpServer, ServerInfo};
 
+use std::borrow::Cow;
+
 /// The modern, stateless revision that mesh peers speak to each other.
 pub const MODERN_VERSION: &str = "2026-07-28";
 /// Legacy revisions served statelessly, newest first.
@@ -44,12 +46,13 @@ pub mod codes {
     pub const UNSUPPORTED_VERSION: i64 = -32022;
 }
 
-/// Decodes an `Mcp-*` header value: plain, or `=?base64?…?=` for values that are not plain ASCII.
-pub fn decode_header_value(raw: &str) -> Option<String> {
+/// Decodes an `Mcp-*` header value: plain (borrowed), or `=?base64?…?=` for values that are not
+/// plain ASCII.
+pub fn decode_header_value(raw: &str) -> Option<Cow<'_, str>> {
     let trimmed = raw.trim();
     match trimmed.strip_prefix("=?base64?").and_then(|r| r.strip_suffix("?=")) {
-        Some(b64) => base64_decode(b64).and_then(|bytes| String::from_utf8(bytes).ok()),
-        None => Some(trimmed.to_owned()),
+        Some(b64) => base64_decode(b64).and_then(|bytes| String::from_utf8(bytes).ok()).map(Cow::Owned),
+        None => Some(Cow::Borrowed(trimmed)),
     }
 }
 
