@@ -7,6 +7,7 @@
 //! connection-level sender directly, which costs a fraction of the pooled client's checkout.
 
 use crate::error::{Error, ErrorKind};
+use crate::per_generation::PerGeneration;
 use crate::tls::{classify_error_chain, Identity};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -14,7 +15,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -52,7 +53,7 @@ struct Shared {
     tls: tokio_rustls::TlsConnector,
     /// Whose certificate generation the cache follows (`None`: a fixed configuration).
     identity: Option<Arc<Identity>>,
-    connections: RwLock<Arc<Connections>>,
+    connections: PerGeneration<u64, Connections>,
 }
 
 impl HttpsClient {
@@ -67,24 +68,20 @@ impl HttpsClient {
 
     fn build(tls: Arc<rustls::ClientConfig>, identity: Option<Arc<Identity>>) -> Self {
         let generation = identity.as_ref().map_or(0, |i| i.certificate_generation());
-        let connections = RwLock::new(Arc::new(Connections::new(generation)));
+        let connections = PerGeneration::new(generation, Connections::default());
         HttpsClient { shared: Arc::new(Shared { tls: tokio_rustls::TlsConnector::from(tls), identity, connections }) }
+    }
+
+    fn certificate_generation(&self) -> u64 {
+        self.shared.identity.as_ref().map_or(0, |i| i.certificate_generation())
     }
 
     /// The connections of our current certificate, replacing those of an older certificate.
     fn connections(&self) -> Arc<Connections> {
-        let shared = &*self.shared;
-        let current = shared.connections.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let Some(generation) = shared.identity.as_ref().map(|i| i.certificate_generation()) else { return current };
-        if current.certificate_generation == generation {
-            return current;
-        }
-        let mut connections = shared.connections.write().unwrap_or_else(|p| p.into_inner());
-        if connections.certificate_generation != generation {
+        self.shared.connections.get(self.certificate_generation(), || {
             tracing::debug!("our certificate changed: retiring the connections that present the old one");
-            *connections = Arc::new(Connections::new(generation));
-        }
-        connections.clone()
+            Connections::default()
+        })
     }
 
     /// Sends a request and reads the whole response body.
@@ -231,8 +228,8 @@ impl Sender {
 }
 
 /// The open connections of one certificate generation, by peer (`host:port`).
+#[derive(Default)]
 struct Connections {
-    certificate_generation: u64,
     peers: Mutex<HashMap<String, PeerConnections>>,
 }
 
@@ -245,10 +242,6 @@ struct PeerConnections {
 }
 
 impl Connections {
-    fn new(certificate_generation: u64) -> Self {
-        Connections { certificate_generation, peers: Mutex::default() }
-    }
-
     fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<String, PeerConnections>> {
         self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }

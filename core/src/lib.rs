@@ -17,6 +17,7 @@ pub mod error;
 pub mod health;
 pub mod host;
 pub mod mcp;
+mod per_generation;
 pub mod pipeline;
 pub mod pki;
 pub mod registry_api;

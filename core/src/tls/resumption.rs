@@ -5,10 +5,11 @@
 //! session again before serving it (see `crate::server`).
 
 use super::Identity;
+use crate::per_generation::PerGeneration;
 use rustls::client::{ClientSessionMemoryCache, ClientSessionStore};
 use rustls::pki_types::ServerName;
 use rustls::NamedGroup;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// As many sessions as rustls keeps by default.
 const SESSIONS: usize = 256;
@@ -16,33 +17,18 @@ const SESSIONS: usize = 256;
 /// The client's session cache, emptied when what the sessions were established with changes.
 pub(super) struct ClientSessions {
     identity: Arc<Identity>,
-    current: RwLock<Sessions>,
-}
-
-struct Sessions {
-    /// The certificate and trust generations the sessions were established under.
-    established_under: (u64, u64),
-    cache: Arc<ClientSessionMemoryCache>,
+    /// By the certificate and trust generations the sessions were established under.
+    sessions: PerGeneration<(u64, u64), ClientSessionMemoryCache>,
 }
 
 impl ClientSessions {
     pub(super) fn new(identity: Arc<Identity>) -> ClientSessions {
-        let established_under = generations(&identity);
-        ClientSessions { identity, current: RwLock::new(Sessions { established_under, cache: Arc::new(ClientSessionMemoryCache::new(SESSIONS)) }) }
+        let sessions = PerGeneration::new(generations(&identity), ClientSessionMemoryCache::new(SESSIONS));
+        ClientSessions { identity, sessions }
     }
 
     fn cache(&self) -> Arc<ClientSessionMemoryCache> {
-        let now = generations(&self.identity);
-        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
-        if current.established_under == now {
-            return current.cache.clone();
-        }
-        drop(current);
-        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
-        if current.established_under != now {
-            *current = Sessions { established_under: now, cache: Arc::new(ClientSessionMemoryCache::new(SESSIONS)) };
-        }
-        current.cache.clone()
+        self.sessions.get(generations(&self.identity), || ClientSessionMemoryCache::new(SESSIONS))
     }
 }
 
