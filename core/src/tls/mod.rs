@@ -260,23 +260,21 @@ impl Identity {
 
     /// Server side: TLS 1.3/1.2, a client certificate is required and must chain to the bundle.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>> {
-        let mut config = ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(VERSIONS)
-            .map_err(internal)?
-            .with_client_cert_verifier(Arc::new(PeerVerifier(self.clone())))
-            .with_cert_resolver(Arc::new(CurrentCert(self.clone())));
-        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-        Ok(Arc::new(config))
+        self.server_config_verifying(Arc::new(PeerVerifier(self.clone())))
     }
 
     /// Like [`Identity::server_config`], but a client may connect without a certificate: for the
     /// registry, whose bootstrap route serves agents that do not have one yet. Every other route
     /// must then refuse requests whose [`crate::server::PeerInfo`] is unauthenticated.
     pub fn server_config_optional_client_auth(self: &Arc<Self>) -> Result<Arc<ServerConfig>> {
+        self.server_config_verifying(Arc::new(OptionalClientAuth(PeerVerifier(self.clone()))))
+    }
+
+    fn server_config_verifying(self: &Arc<Self>, clients: Arc<dyn ClientCertVerifier>) -> Result<Arc<ServerConfig>> {
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(VERSIONS)
             .map_err(internal)?
-            .with_client_cert_verifier(Arc::new(OptionalClientAuth(PeerVerifier(self.clone()))))
+            .with_client_cert_verifier(clients)
             .with_cert_resolver(Arc::new(CurrentCert(self.clone())));
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
