@@ -113,6 +113,7 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         None => None,
     };
     let registry = Arc::new(state::Registry::new(config.heartbeat_interval));
+    let follower = trust.clone();
     let api = Arc::new(http::Api {
         registry: registry.clone(),
         closing: closing_receiver,
@@ -125,12 +126,28 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
     let url = format!("https://{}:{}", bracket_ipv6(&config.host), server.local_addr().port());
     let max_silence = config.heartbeat_interval * config.eviction_intervals;
     let mut tasks = vec![tokio::spawn(evict_forever(registry, config.heartbeat_interval / 2, max_silence))];
-    tasks.extend(identity.spawn_reloader(config.tls_reload_interval));
+    tasks.extend(identity.spawn_reloader_then(config.tls_reload_interval, move |identity| follow_mesh_ca(&follower, identity)));
     if let Some(issuer) = &config.issuer {
         tasks.push(tokio::spawn(renew_own_certificate(issuer.clone(), Arc::downgrade(&identity))));
     }
     tracing::info!(%url, identity = identity.name(), health = ?health.as_ref().map(HealthServer::local_addr), "registry started");
     Ok(RunningRegistry { server, url, closing, tasks, health })
+}
+
+/// After the registry's TLS files were reloaded: when the CA file changed, the mesh's trust takes
+/// the new mesh CA, and the bundle the registry trusts and hands out follows.
+fn follow_mesh_ca(trust: &trust::Trust, identity: &Arc<Identity>) {
+    let followed = trust.follow_mesh_ca(identity.configured_roots()).and_then(|changed| {
+        if changed {
+            identity.replace_trust_bundle(&trust.bundle().pem)?;
+        }
+        Ok(changed)
+    });
+    match followed {
+        Ok(true) => tracing::info!(version = trust.bundle().version, "the mesh CA file changed: the trust bundle follows it"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!("cannot take the changed mesh CA: {e}"),
+    }
 }
 
 /// Re-issues the registry's own certificate from its CA at two thirds of its life.

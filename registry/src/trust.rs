@@ -54,6 +54,8 @@ struct Stored {
 }
 
 struct Anchors {
+    /// The configured mesh CA bundle; it follows the registry's CA file when that is rotated.
+    mesh: Vec<CertificateDer<'static>>,
     entities: Vec<StoredEntity>,
     /// One verifier per anchor set: the mesh CA first, then each entity in order.
     verifiers: Vec<(Standing, Arc<dyn ClientCertVerifier>)>,
@@ -63,7 +65,6 @@ struct Anchors {
 }
 
 pub struct Trust {
-    mesh: Vec<CertificateDer<'static>>,
     file: Option<PathBuf>,
     anchors: RwLock<Arc<Anchors>>,
     /// Held from reading the entity set to storing the changed one, so that of two concurrent
@@ -85,8 +86,8 @@ impl Trust {
             }
             _ => Stored::default(),
         };
-        let anchors = build(&mesh, stored.entities)?;
-        Ok(Trust { mesh, file, anchors: RwLock::new(Arc::new(anchors)), changing: Mutex::new(()) })
+        let anchors = build(mesh, stored.entities)?;
+        Ok(Trust { file, anchors: RwLock::new(Arc::new(anchors)), changing: Mutex::new(()) })
     }
 
     fn anchors(&self) -> Arc<Anchors> {
@@ -139,7 +140,7 @@ impl Trust {
             return Err(EntityError::Invalid(format!("ca_cert ('{}') is not a CA certificate (basicConstraints CA:FALSE)", summary.subject)));
         }
         let print = fingerprint(ca);
-        if self.mesh.iter().any(|m| fingerprint(m) == print) || current.entities.iter().any(|e| entity_fingerprint(e) == print) {
+        if current.mesh.iter().any(|m| fingerprint(m) == print) || current.entities.iter().any(|e| entity_fingerprint(e) == print) {
             return Err(EntityError::Invalid(format!("the CA '{}' is already trusted (the mesh CA or another entity's)", summary.subject)));
         }
         let added_at = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
@@ -147,7 +148,7 @@ impl Trust {
         let mut entities = current.entities.clone();
         entities.push(StoredEntity { name: name.to_owned(), ca_cert: canonical, added_at });
         let entity = describe(entities.last().expect("just pushed"));
-        self.replace(entities)?;
+        self.replace(current.mesh.clone(), entities)?;
         Ok(entity)
     }
 
@@ -159,13 +160,27 @@ impl Trust {
             return Err(EntityError::Unknown(name.to_owned()));
         };
         let removed = describe(removed);
-        self.replace(current.entities.iter().filter(|e| e.name != name).cloned().collect())?;
+        self.replace(current.mesh.clone(), current.entities.iter().filter(|e| e.name != name).cloned().collect())?;
         Ok(removed)
     }
 
+    /// Takes `mesh` as the mesh CA bundle when it differs from the current one (the registry's
+    /// CA file was rotated): chains to the old CA lose their standing, chains to the new one
+    /// gain it, entities stay. Answers whether anything changed.
+    pub fn follow_mesh_ca(&self, mesh: Vec<CertificateDer<'static>>) -> Result<bool> {
+        let _one_change_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.anchors();
+        if current.mesh == mesh {
+            return Ok(false);
+        }
+        let anchors = build(mesh, current.entities.clone())?;
+        *self.anchors.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(anchors);
+        Ok(true)
+    }
+
     /// Stores first, then swaps: a set that could not be stored is not in force either.
-    fn replace(&self, entities: Vec<StoredEntity>) -> std::result::Result<(), EntityError> {
-        let anchors = build(&self.mesh, entities).map_err(EntityError::Storage)?;
+    fn replace(&self, mesh: Vec<CertificateDer<'static>>, entities: Vec<StoredEntity>) -> std::result::Result<(), EntityError> {
+        let anchors = build(mesh, entities).map_err(EntityError::Storage)?;
         if let Some(file) = &self.file {
             if let Some(dir) = file.parent() {
                 std::fs::create_dir_all(dir)
@@ -179,7 +194,7 @@ impl Trust {
     }
 }
 
-fn build(mesh: &[CertificateDer<'static>], entities: Vec<StoredEntity>) -> Result<Anchors> {
+fn build(mesh: Vec<CertificateDer<'static>>, entities: Vec<StoredEntity>) -> Result<Anchors> {
     let verifier = |certs: &[CertificateDer<'static>], what: &str| -> Result<Arc<dyn ClientCertVerifier>> {
         let mut roots = RootCertStore::empty();
         for cert in certs {
@@ -191,7 +206,7 @@ fn build(mesh: &[CertificateDer<'static>], entities: Vec<StoredEntity>) -> Resul
             .build()
             .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("{what} cannot verify certificates: {e}")))
     };
-    let mut verifiers = vec![(Standing::Mesh, verifier(mesh, "the mesh CA")?)];
+    let mut verifiers = vec![(Standing::Mesh, verifier(&mesh, "the mesh CA")?)];
     let mut pem = mesh.iter().map(|der| pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))).collect::<String>();
     for entity in &entities {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(entity.ca_cert.as_bytes())
@@ -203,7 +218,7 @@ fn build(mesh: &[CertificateDer<'static>], entities: Vec<StoredEntity>) -> Resul
     // The version names the content, so it is the same across restarts and replicas.
     let digest = ring::digest::digest(&ring::digest::SHA256, pem.as_bytes());
     let version = u64::from_be_bytes(digest.as_ref()[..8].try_into().expect("a SHA-256 digest has 8 bytes")) >> 1;
-    Ok(Anchors { entities, verifiers, bundle: TrustBundle { version, pem }, standings: StandingCache::new(CAPACITY) })
+    Ok(Anchors { mesh, entities, verifiers, bundle: TrustBundle { version, pem }, standings: StandingCache::new(CAPACITY) })
 }
 
 /// The earliest `not_after` in the chain (seconds since the epoch); 0, never reused, when one

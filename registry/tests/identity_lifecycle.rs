@@ -5,6 +5,8 @@
 mod common;
 
 use common::Mesh;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -192,4 +194,42 @@ async fn a_revoked_entity_is_cut_off_within_a_heartbeat_even_on_open_connections
     // The registry keeps entities across restarts; the revoked one stays revoked.
     let stored = std::fs::read_to_string(state.path().join(toolmesh_registry::ENTITIES_FILE)).expect("entities file");
     assert!(!stored.contains("partner"), "{stored}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_mesh_ca_file_is_followed_without_a_restart() {
+    let (old, new) = (Mesh::named("old mesh CA"), Mesh::named("new mesh CA"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    let install = |mesh: &Mesh| {
+        let (cert, key) = toolmesh_core::pki::write_pair(dir.path(), "registry", &mesh.issue("registry", Role::Registry), true).expect("write");
+        std::fs::write(&ca, mesh.ca.cert_pem()).expect("write CA");
+        toolmesh_core::tls::TlsFiles { cert, key, ca: ca.clone() }
+    };
+    let files = install(&old);
+    let mut config = toolmesh_registry::RegistryConfig::new("127.0.0.1", 0, Identity::load(&files).expect("registry identity"));
+    config.tls_reload_interval = Duration::from_millis(50);
+    let registry = toolmesh_registry::start(config).await.expect("start registry");
+    let old_operator = RegistryClient::new(&registry.url(), &old.identity("ops", Role::Operator)).expect("client");
+    assert!(old_operator.list_agents().await.is_ok(), "the mesh CA's operator is served");
+
+    install(&new);
+    let new_operator = RegistryClient::new(&registry.url(), &new.identity("ops", Role::Operator)).expect("client");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let listed = loop {
+        match new_operator.list_agents().await {
+            Ok(listed) => break listed,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "a certificate of the rotated mesh CA is still refused: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert!(listed.agents.is_empty(), "{listed:?}");
+    let bundle = new_operator.trust_bundle().await.expect("trust bundle").pem;
+    let der = |pem: &str| -> Vec<CertificateDer<'static>> { CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<_, _>>().expect("PEM") };
+    assert_eq!(der(&bundle), der(new.ca.cert_pem()), "agents are handed the new mesh CA, and no longer the old one");
+    let refused = old_operator.list_agents().await.expect_err("the replaced CA is no longer trusted");
+    assert!(refused.message().contains("certificate"), "{refused}");
+    registry.shutdown().await;
 }

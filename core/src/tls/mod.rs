@@ -235,6 +235,15 @@ impl Identity {
     /// Polls the files every `interval` and reloads them when they change; ends when the
     /// identity is dropped.
     pub fn spawn_reloader(self: &Arc<Self>, interval: std::time::Duration) -> Option<tokio::task::JoinHandle<()>> {
+        self.spawn_reloader_then(interval, |_| {})
+    }
+
+    /// As `spawn_reloader`, running `after_reload` after each reload that took effect.
+    pub fn spawn_reloader_then(
+        self: &Arc<Self>,
+        interval: std::time::Duration,
+        after_reload: impl Fn(&Arc<Identity>) + Send + 'static,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         self.files.as_ref()?;
         let weak = Arc::downgrade(self);
         Some(tokio::spawn(async move {
@@ -246,6 +255,7 @@ impl Identity {
                     Ok(true) => {
                         tracing::info!(identity = %identity.name, "certificate files changed: new handshakes use the new certificate");
                         failing = false;
+                        after_reload(&identity);
                     }
                     Ok(false) => failing = false,
                     Err(e) if !failing => {
