@@ -27,3 +27,10 @@ echo "== java: binding suite and cross-language tests (Java <-> Python, Java <->
 mvn -B -ntp -f bindings-java/pom.xml test
 echo "== cross-language: one table of cases, every caller/callee pair of Python, Node, Java and C"
 scripts/cross-tests.sh
+echo "== demo: the README's demo command, its printed results checked"
+demo_log="$(mktemp)"
+bash scripts/demo.sh | tee "$demo_log"
+for expected in "calc-py:sum3(1, 2, 3) = 6" "calc-node:sum3(1, 2, 3) = 6" "calc-java:sum3(1, 2, 3) = 6" "mean3(1, 2, 6) = 3.0"; do
+  grep -qF "$expected" "$demo_log" || { echo "demo: expected '$expected' in its output" >&2; exit 1; }
+done
+rm -f "$demo_log"
