@@ -170,13 +170,18 @@ async fn a_plaintext_request_gets_a_clear_answer() {
 
 /// Raw JSON-RPC over the pooled mTLS client, for protocol-level checks.
 async fn post(client: &HttpsClient, endpoint: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
-    let mut request = http::Request::builder().method("POST").uri(endpoint)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream");
+    let mut all = vec![("content-type", "application/json"), ("accept", "application/json, text/event-stream")];
+    all.extend_from_slice(headers);
+    send(client, "POST", endpoint, &all, body.to_owned()).await
+}
+
+/// A request with exactly `headers` (beside those hyper adds: host, content-length).
+async fn send(client: &HttpsClient, method: &str, endpoint: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> (u16, Value) {
+    let mut request = http::Request::builder().method(method).uri(endpoint);
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
-    let response = client.send(request.body(Full::new(Bytes::from(body.to_owned()))).unwrap()).await.unwrap();
+    let response = client.send(request.body(Full::new(body.into())).unwrap()).await.unwrap();
     let status = response.status().as_u16();
     (status, serde_json::from_slice(response.body()).unwrap_or(Value::Null))
 }
@@ -229,10 +234,39 @@ async fn both_protocol_eras_are_served_statelessly_with_the_spec_status_codes() 
     assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32700)));
     let (s, v) = post(&client, ep, &[], r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).await;
     assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32600)));
-    let (s, _) = post(&client, ep, &[("origin", "https://evil.example")], r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).await;
-    assert_eq!(s, 403);
-    let get = http::Request::builder().method("GET").uri(ep).body(Full::new(Bytes::new())).unwrap();
-    assert_eq!(client.send(get).await.unwrap().status(), 405);
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let (s, v) = post(&client, ep, &[("origin", "https://evil.example")], ping).await;
+    assert_eq!((s, v["error"]["code"].clone()), (403, json!(-32600)));
+    let (s, _) = post(&client, ep, &[("origin", "http://127.0.0.1:9")], ping).await;
+    assert_eq!(s, 200);
+
+    // Both eras: the HTTP rules (§7.3). Accept must cover JSON and SSE; wildcards count.
+    let json_type = ("content-type", "application/json");
+    for accept in [None, Some("application/json"), Some("text/event-stream"), Some("application/json, text/event-stream;q=0")] {
+        let headers: Vec<(&str, &str)> = accept.map(|a| ("accept", a)).into_iter().chain([json_type]).collect();
+        let (s, v) = send(&client, "POST", ep, &headers, ping).await;
+        assert_eq!((s, v["error"]["code"].clone()), (406, json!(-32600)), "{accept:?}");
+    }
+    for accept in ["*/*", "application/*, text/*", "text/event-stream, application/json"] {
+        let (s, v) = send(&client, "POST", ep, &[("accept", accept), json_type], ping).await;
+        assert_eq!((s, v["result"].clone()), (200, json!({})), "{accept}");
+    }
+    for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
+        let headers: Vec<(&str, &str)> = content_type.map(|t| ("content-type", t)).into_iter().chain([("accept", "*/*")]).collect();
+        let (s, v) = send(&client, "POST", ep, &headers, ping).await;
+        assert_eq!((s, v["error"]["code"].clone()), (415, json!(-32600)), "{content_type:?}");
+    }
+    // A body over the limit is refused (413) and one just at it is read (and is then bad JSON-RPC).
+    let limit = toolmesh_core::mcp::server::MAX_BODY_BYTES;
+    let (s, _) = post(&client, ep, &[], &" ".repeat(limit + 1)).await;
+    assert_eq!(s, 413);
+    let (s, v) = post(&client, ep, &[], &format!("{ping}{}", " ".repeat(limit - ping.len()))).await;
+    assert_eq!((s, v["result"].clone()), (200, json!({})));
+    // Stateless: no GET stream and no session to DELETE.
+    for method in ["GET", "DELETE", "PUT"] {
+        let (s, _) = send(&client, method, ep, &[("accept", "application/json, text/event-stream")], Bytes::new()).await;
+        assert_eq!(s, 405, "{method}");
+    }
     agent.shutdown().await;
 }
 
