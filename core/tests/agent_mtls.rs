@@ -36,10 +36,38 @@ async fn a_tool_is_called_over_mtls() {
 #[tokio::test]
 async fn a_dependency_on_the_same_agent_is_called_in_process() {
     let pki = Pki::new();
-    let agent = start_agent("calc", &pki.issue("calc"), standard_tools(), |_| {}).await;
+    // The agent listens on 127.0.0.1:P but advertises 127.0.0.2:P, where a relay counts what
+    // dials it: a dependency on itself that went over the network would pass the relay.
+    let files = pki.issue_with("calc", |r| r.ip_addresses.push("127.0.0.2".parse().unwrap()));
+    let (agent, relay) = loop {
+        let relay_listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let port = relay_listener.local_addr().unwrap().port();
+        let slot = Arc::new(std::sync::OnceLock::new());
+        let mut c = config("calc", &files);
+        c.set("port", &port.to_string()).unwrap();
+        c.set("advertise_host", "127.0.0.2").unwrap();
+        match toolmesh_core::agent::Agent::start(c, standard_tools(), handler(slot.clone())).await {
+            Ok(agent) => {
+                let _ = slot.set(agent.clone());
+                let relay = CountingRelay::spawn(relay_listener, agent.local_addr());
+                break (agent, relay);
+            }
+            // P was free on 127.0.0.2 but not on 127.0.0.1: draw another.
+            Err(e) if e.kind() == ErrorKind::AddressInUse => continue,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(agent.endpoint(), format!("https://127.0.0.2:{}/mcp", relay.addr.port()));
     let client = McpClient::new(&pki.identity("operator")).unwrap();
-    assert_eq!(call(&client, agent.endpoint(), "sum3", json!({"a": 1, "b": 2, "c": 3})).await.unwrap(), json!(6));
+    // The relay sees a call made to the advertised endpoint…
+    assert_eq!(call(&client, agent.endpoint(), "add", json!({"a": 1, "b": 1})).await.unwrap(), json!(2));
+    assert_eq!(relay.connections(), 1);
+    // …but not the two calls of `add` that `sum3` makes, called on the listener itself.
+    let listener = format!("https://{}/mcp", agent.local_addr());
+    assert_eq!(call(&client, &listener, "sum3", json!({"a": 1, "b": 2, "c": 3})).await.unwrap(), json!(6));
     // Directly from the host side too, with the same checks as a remote call.
+    assert_eq!(agent.call("sum3", 0, json!({"a": 4, "b": 5}), None).await.unwrap(), json!(9));
+    assert_eq!(relay.connections(), 1, "a dependency on the agent itself went over the network");
     let e = agent.call("sum3", 0, json!({"a": "x", "b": 1}), None).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArguments);
     assert_eq!(e.message(), "tool 'add': argument 'a' must be of type integer, got string");
