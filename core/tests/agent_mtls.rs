@@ -102,6 +102,43 @@ async fn allow_listed_headers_and_the_trace_reach_the_handler() {
 }
 
 #[tokio::test]
+async fn propagating_every_header_still_makes_a_working_chained_call() {
+    // operator -> front (relay, propagates "*") -> back (echo_context, propagates "*"). With "*",
+    // front's inbound request offers host, content-length, content-type, accept, mcp-* and
+    // traceparent too; only the call's own headers may reach back.
+    let pki = Pki::new();
+    let back = start_agent("back", &pki.issue("back"), standard_tools(), |c| c.set("propagate_headers", "*").unwrap()).await;
+    let onward = McpClient::new(&pki.identity("front")).unwrap();
+    let relay = toolmesh_core::host::FnHandler(move |inv: toolmesh_core::host::ToolInvocation, done: toolmesh_core::host::Completion| {
+        let onward = onward.clone();
+        tokio::spawn(async move {
+            let endpoint = inv.arguments["endpoint"].as_str().unwrap_or_default().to_owned();
+            match onward.call_tool(&endpoint, "echo_context", &json!({}), &inv.context).await {
+                Ok(v) => done.ok(json!({"front_saw": inv.context.headers, "back_saw": v})),
+                Err(e) => done.err(e.error.to_string()),
+            }
+        });
+    });
+    let mut c = config("front", &pki.issue("front"));
+    c.set("propagate_headers", "*").unwrap();
+    let tools = vec![tool("relay", "relay", json!({"type": "object"}), json!([]))];
+    let front = toolmesh_core::agent::Agent::start(c, tools, Arc::new(relay)).await.unwrap();
+
+    let client = McpClient::new(&pki.identity("operator")).unwrap();
+    let ctx = RequestContext {
+        headers: vec![("x-tenant".into(), "acme".into()), ("content-length".into(), "1".into()), ("mcp-name".into(), "evil".into())],
+        trace: Some(TraceContext::new_root()),
+        deadline: None,
+    };
+    let seen = client.call_tool(front.endpoint(), "relay", &json!({"endpoint": back.endpoint()}), &ctx).await.map_err(|e| e.error).unwrap();
+    assert_eq!(seen["front_saw"], json!([["x-tenant", "acme"]]), "{seen}");
+    assert_eq!(seen["back_saw"]["headers"], json!({"x-tenant": "acme"}), "{seen}");
+    assert_eq!(seen["back_saw"]["trace_id"], json!(ctx.trace.unwrap().trace_id));
+    front.shutdown().await;
+    back.shutdown().await;
+}
+
+#[tokio::test]
 async fn failures_have_stable_kinds_and_messages() {
     let pki = Pki::new();
     let agent = start_agent("b", &pki.issue("b"), standard_tools(), |_| {}).await;
