@@ -335,6 +335,23 @@ async fn both_protocol_eras_are_served_statelessly_with_the_spec_status_codes() 
     agent.shutdown().await;
 }
 
+/// A P-256 key encrypted with `openssl pkey -aes256` (PKCS#8), and with `-traditional` (PEM headers).
+const ENCRYPTED_PKCS8_KEY: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----
+MIHsMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAjFhfp3O/H+bwICCAAw
+DAYIKoZIhvcNAgkFADAdBglghkgBZQMEASoEELSSk3/v7NqEQgqRZZMWrSkEgZBS
+yTLuaPWx3PXBY7VQZ0cNK9UR3VhRF+7nsJ7bVwDHX/ipe3EQCKFeiTm0y0ns/vzb
+ivZb8i8ULVgLRUjCNVZcRlYSYCZfS64solJpX/lUnszNJwRDGzonAA3WDraitFHc
+KIuqt+HNRovfXc4/21P8b1FN1uPKcD3uSCDfLwIcL5zU2xUAvwRl8uz1kf5oMYo=
+-----END ENCRYPTED PRIVATE KEY-----\n";
+const ENCRYPTED_LEGACY_KEY: &str = "-----BEGIN EC PRIVATE KEY-----
+Proc-Type: 4,ENCRYPTED
+DEK-Info: AES-256-CBC,01C69C7D4DF483CABFAA763CE2EC0A72
+
+O1FAuyUmVsQr5oGmgK4xPBKRmCIdo+HsD5aZt1bLpm7yt83yEhLPMuZTyzC/Dp4r
+FlngHOXGrGFNOkHZanVOZjcbmY/zU7r67odkVIx7PqNjlGB1435N9BjLYqE2a0Io
+y4RyCKFiYuHY5msJeJ+FV+m17vUuQNnMWPAwZ4mnmM8=
+-----END EC PRIVATE KEY-----\n";
+
 #[tokio::test]
 async fn bad_identities_stop_start_up_with_a_message_naming_the_fix() {
     let pki = Pki::new();
@@ -349,6 +366,45 @@ async fn bad_identities_stop_start_up_with_a_message_naming_the_fix() {
     let e = start(missing).await;
     assert_eq!(e.kind(), ErrorKind::CertificateFile);
     assert!(e.message().contains("missing.pem") && e.message().contains("TOOLMESH_TLS_CERT"), "{e}");
+
+    // A key or certificate that is missing, a directory, garbage or encrypted: the file, the
+    // variable and the fix are named.
+    let mut missing_key = good.clone();
+    missing_key.key = pki.path("missing.key");
+    let dir = pki.path("a-directory");
+    std::fs::create_dir(&dir).unwrap();
+    let mut dir_key = good.clone();
+    dir_key.key = dir.clone();
+    let mut dir_cert = good.clone();
+    dir_cert.cert = dir.clone();
+    for (files, names) in [(missing_key, ["missing.key", "TOOLMESH_TLS_KEY"]), (dir_key, ["a-directory", "TOOLMESH_TLS_KEY"]), (dir_cert, ["a-directory", "TOOLMESH_TLS_CERT"])] {
+        let e = start(files).await;
+        assert_eq!(e.kind(), ErrorKind::CertificateFile, "{e}");
+        assert!(names.iter().all(|n| e.message().contains(n)) && e.message().contains("cannot read the TLS"), "{e}");
+    }
+    let with_key = |name: &str, pem: &str| {
+        let mut files = good.clone();
+        files.key = pki.path(name);
+        std::fs::write(&files.key, pem).unwrap();
+        files
+    };
+    let e = start(with_key("garbage.key", "not a key at all\n")).await;
+    assert_eq!(e.kind(), ErrorKind::CertificateFile, "{e}");
+    let garbage = pki.path("garbage.key").display().to_string();
+    assert!(e.message().starts_with(&format!("the key file '{garbage}' holds no PEM private key")), "{e}");
+    assert!(e.message().contains("point TOOLMESH_TLS_KEY") && e.message().contains("toolmesh certs issue"), "{e}");
+    for (name, pem) in [("pkcs8-encrypted.key", ENCRYPTED_PKCS8_KEY), ("legacy-encrypted.key", ENCRYPTED_LEGACY_KEY)] {
+        let e = start(with_key(name, pem)).await;
+        let path = pki.path(name).display().to_string();
+        assert_eq!(e.kind(), ErrorKind::CertificateFile, "{e}");
+        assert_eq!(
+            e.message(),
+            format!(
+                "the key file '{path}' is an encrypted private key; toolmesh needs it unencrypted (decrypt it with \
+                 `openssl pkey -in {path} -out {path}.plain`, keep that file readable by the agent only, and point TOOLMESH_TLS_KEY at it)"
+            )
+        );
+    }
 
     let mut mismatched = good.clone();
     mismatched.key = pki.issue("another").key;
