@@ -91,11 +91,36 @@ impl RequestContext {
     }
 }
 
-/// Which inbound headers are propagated: exact names (case-insensitive) or prefixes ending in `*`.
+/// Which inbound headers are propagated: exact names (case-insensitive) or prefixes ending in `*`,
+/// within two rules that no list overrides:
+///
+/// - Never propagated ([`never_propagated`]): headers of one hop or of the inbound body and
+///   response format, and the headers the protocol and the trace context carry themselves. Copied
+///   onto the outbound request beside its own, they would break it (a second `content-length` or
+///   `host`) or lie about it (`content-encoding`, another call's `mcp-name`).
+/// - Credentials (`authorization`, `cookie`) only when named exactly: a prefix such as `*` must
+///   not hand the caller's credentials to every agent downstream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderAllowList {
     exact: Vec<String>,
     prefixes: Vec<String>,
+}
+
+/// Hop-by-hop fields (RFC 9110 §7.6.1, with the legacy ones it names), and headers that belong to
+/// one request or are carried separately, by exact name.
+const NEVER_PROPAGATED: &[&str] = &[
+    "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "http2-settings", "host", "expect",
+    "accept", "accept-encoding", "traceparent", "tracestate",
+];
+/// The same, by prefix: proxy fields, the inbound body's description and MCP's own headers.
+const NEVER_PROPAGATED_PREFIXES: &[&str] = &["proxy-", "content-", "mcp-"];
+/// Propagated only when the allow-list names them exactly.
+const CREDENTIALS: &[&str] = &["authorization", "cookie"];
+
+/// Whether a header is never propagated, whatever the allow-list says (`name` in lowercase):
+/// the outbound request sets these itself.
+pub fn never_propagated(name: &str) -> bool {
+    NEVER_PROPAGATED.contains(&name) || NEVER_PROPAGATED_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 impl HeaderAllowList {
@@ -118,17 +143,29 @@ impl HeaderAllowList {
 
     pub fn allows(&self, name: &str) -> bool {
         let name = name.to_ascii_lowercase();
-        self.exact.contains(&name) || self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
+        if never_propagated(&name) {
+            return false;
+        }
+        self.exact.contains(&name)
+            || (!CREDENTIALS.contains(&name.as_str()) && self.prefixes.iter().any(|p| name.starts_with(p.as_str())))
     }
 
-    /// Keeps the allowed headers of `headers`, with lowercase names.
+    /// Keeps the allowed headers of `headers`, with lowercase names. Headers that the inbound
+    /// `Connection` header names are that hop's own (RFC 9110 §7.6.1) and are dropped too.
     pub fn capture<'a>(&self, headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
         if self.is_empty() {
             return Vec::new();
         }
+        let headers: Vec<(&str, &str)> = headers.into_iter().collect();
+        let hop_options: Vec<String> = headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+            .flat_map(|(_, v)| v.split(','))
+            .map(|o| o.trim().to_ascii_lowercase())
+            .collect();
         headers
             .into_iter()
-            .filter(|(n, _)| self.allows(n))
+            .filter(|(n, _)| self.allows(n) && !hop_options.iter().any(|o| o.eq_ignore_ascii_case(n)))
             .map(|(n, v)| (n.to_ascii_lowercase(), v.to_owned()))
             .collect()
     }
@@ -179,5 +216,33 @@ mod tests {
         let captured = list.capture([("X-Tenant-Id", "t1"), ("Cookie", "c"), ("x-audit-a", "1")]);
         assert_eq!(captured, vec![("x-tenant-id".into(), "t1".into()), ("x-audit-a".into(), "1".into())]);
         assert!(HeaderAllowList::parse("").capture([("x", "y")]).is_empty());
+    }
+
+    #[test]
+    fn hop_by_hop_body_protocol_and_trace_headers_are_never_propagated() {
+        let inbound = [
+            ("Host", "a:1"), ("Content-Length", "42"), ("Content-Type", "application/json"), ("Content-Encoding", "gzip"),
+            ("Accept", "*/*"), ("Accept-Encoding", "gzip"), ("Connection", "keep-alive, X-Hop"), ("Keep-Alive", "timeout=5"),
+            ("Transfer-Encoding", "chunked"), ("TE", "trailers"), ("Trailer", "x"), ("Upgrade", "h2c"), ("Expect", "100-continue"),
+            ("Proxy-Authorization", "Basic x"), ("Proxy-Connection", "close"), ("Mcp-Method", "tools/call"), ("Mcp-Name", "add"),
+            ("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Session-Id", "s"), ("traceparent", "00-x"), ("tracestate", "a=b"),
+            ("X-Hop", "only this hop"), ("Authorization", "Bearer t"), ("Cookie", "c=1"),
+            ("X-Tenant", "acme"), ("Baggage", "k=v"), ("Accept-Language", "de"),
+        ];
+        let everything = HeaderAllowList::parse("*");
+        let captured = everything.capture(inbound);
+        let names: Vec<&str> = captured.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["x-tenant", "baggage", "accept-language"]);
+        // Even when named exactly, a hop's or the protocol's own header is not propagated.
+        let named = HeaderAllowList::parse("host, content-length, content-type, mcp-name, traceparent, x-hop, connection, te");
+        assert!(named.capture(inbound).is_empty());
+        // Credentials: only when named exactly, never through a prefix.
+        for spec in ["*", "a*", "co*", "authorization*"] {
+            let list = HeaderAllowList::parse(spec);
+            assert!(!list.allows("Authorization") && !list.allows("cookie"), "{spec}");
+        }
+        let explicit = HeaderAllowList::parse("Authorization, cookie");
+        assert_eq!(explicit.capture(inbound), vec![("authorization".into(), "Bearer t".into()), ("cookie".into(), "c=1".into())]);
+        assert!(HeaderAllowList::parse("x-*").allows("X-Authorization"));
     }
 }

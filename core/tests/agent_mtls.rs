@@ -36,10 +36,38 @@ async fn a_tool_is_called_over_mtls() {
 #[tokio::test]
 async fn a_dependency_on_the_same_agent_is_called_in_process() {
     let pki = Pki::new();
-    let agent = start_agent("calc", &pki.issue("calc"), standard_tools(), |_| {}).await;
+    // The agent listens on 127.0.0.1:P but advertises 127.0.0.2:P, where a relay counts what
+    // dials it: a dependency on itself that went over the network would pass the relay.
+    let files = pki.issue_with("calc", |r| r.ip_addresses.push("127.0.0.2".parse().unwrap()));
+    let (agent, relay) = loop {
+        let relay_listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let port = relay_listener.local_addr().unwrap().port();
+        let slot = Arc::new(std::sync::OnceLock::new());
+        let mut c = config("calc", &files);
+        c.set("port", &port.to_string()).unwrap();
+        c.set("advertise_host", "127.0.0.2").unwrap();
+        match toolmesh_core::agent::Agent::start(c, standard_tools(), handler(slot.clone())).await {
+            Ok(agent) => {
+                let _ = slot.set(agent.clone());
+                let relay = CountingRelay::spawn(relay_listener, agent.local_addr());
+                break (agent, relay);
+            }
+            // P was free on 127.0.0.2 but not on 127.0.0.1: draw another.
+            Err(e) if e.kind() == ErrorKind::AddressInUse => continue,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(agent.endpoint(), format!("https://127.0.0.2:{}/mcp", relay.addr.port()));
     let client = McpClient::new(&pki.identity("operator")).unwrap();
-    assert_eq!(call(&client, agent.endpoint(), "sum3", json!({"a": 1, "b": 2, "c": 3})).await.unwrap(), json!(6));
+    // The relay sees a call made to the advertised endpoint…
+    assert_eq!(call(&client, agent.endpoint(), "add", json!({"a": 1, "b": 1})).await.unwrap(), json!(2));
+    assert_eq!(relay.connections(), 1);
+    // …but not the two calls of `add` that `sum3` makes, called on the listener itself.
+    let listener = format!("https://{}/mcp", agent.local_addr());
+    assert_eq!(call(&client, &listener, "sum3", json!({"a": 1, "b": 2, "c": 3})).await.unwrap(), json!(6));
     // Directly from the host side too, with the same checks as a remote call.
+    assert_eq!(agent.call("sum3", 0, json!({"a": 4, "b": 5}), None).await.unwrap(), json!(9));
+    assert_eq!(relay.connections(), 1, "a dependency on the agent itself went over the network");
     let e = agent.call("sum3", 0, json!({"a": "x", "b": 1}), None).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArguments);
     assert_eq!(e.message(), "tool 'add': argument 'a' must be of type integer, got string");
@@ -71,6 +99,43 @@ async fn allow_listed_headers_and_the_trace_reach_the_handler() {
     assert_eq!(seen["trace_id"], json!(root.trace_id));
     assert_ne!(seen["span_id"], json!(root.span_id));
     agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn propagating_every_header_still_makes_a_working_chained_call() {
+    // operator -> front (relay, propagates "*") -> back (echo_context, propagates "*"). With "*",
+    // front's inbound request offers host, content-length, content-type, accept, mcp-* and
+    // traceparent too; only the call's own headers may reach back.
+    let pki = Pki::new();
+    let back = start_agent("back", &pki.issue("back"), standard_tools(), |c| c.set("propagate_headers", "*").unwrap()).await;
+    let onward = McpClient::new(&pki.identity("front")).unwrap();
+    let relay = toolmesh_core::host::FnHandler(move |inv: toolmesh_core::host::ToolInvocation, done: toolmesh_core::host::Completion| {
+        let onward = onward.clone();
+        tokio::spawn(async move {
+            let endpoint = inv.arguments["endpoint"].as_str().unwrap_or_default().to_owned();
+            match onward.call_tool(&endpoint, "echo_context", &json!({}), &inv.context).await {
+                Ok(v) => done.ok(json!({"front_saw": inv.context.headers, "back_saw": v})),
+                Err(e) => done.err(e.error.to_string()),
+            }
+        });
+    });
+    let mut c = config("front", &pki.issue("front"));
+    c.set("propagate_headers", "*").unwrap();
+    let tools = vec![tool("relay", "relay", json!({"type": "object"}), json!([]))];
+    let front = toolmesh_core::agent::Agent::start(c, tools, Arc::new(relay)).await.unwrap();
+
+    let client = McpClient::new(&pki.identity("operator")).unwrap();
+    let ctx = RequestContext {
+        headers: vec![("x-tenant".into(), "acme".into()), ("content-length".into(), "1".into()), ("mcp-name".into(), "evil".into())],
+        trace: Some(TraceContext::new_root()),
+        deadline: None,
+    };
+    let seen = client.call_tool(front.endpoint(), "relay", &json!({"endpoint": back.endpoint()}), &ctx).await.map_err(|e| e.error).unwrap();
+    assert_eq!(seen["front_saw"], json!([["x-tenant", "acme"]]), "{seen}");
+    assert_eq!(seen["back_saw"]["headers"], json!({"x-tenant": "acme"}), "{seen}");
+    assert_eq!(seen["back_saw"]["trace_id"], json!(ctx.trace.unwrap().trace_id));
+    front.shutdown().await;
+    back.shutdown().await;
 }
 
 #[tokio::test]
@@ -170,13 +235,18 @@ async fn a_plaintext_request_gets_a_clear_answer() {
 
 /// Raw JSON-RPC over the pooled mTLS client, for protocol-level checks.
 async fn post(client: &HttpsClient, endpoint: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
-    let mut request = http::Request::builder().method("POST").uri(endpoint)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream");
+    let mut all = vec![("content-type", "application/json"), ("accept", "application/json, text/event-stream")];
+    all.extend_from_slice(headers);
+    send(client, "POST", endpoint, &all, body.to_owned()).await
+}
+
+/// A request with exactly `headers` (beside those hyper adds: host, content-length).
+async fn send(client: &HttpsClient, method: &str, endpoint: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> (u16, Value) {
+    let mut request = http::Request::builder().method(method).uri(endpoint);
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
-    let response = client.send(request.body(Full::new(Bytes::from(body.to_owned()))).unwrap()).await.unwrap();
+    let response = client.send(request.body(Full::new(body.into())).unwrap()).await.unwrap();
     let status = response.status().as_u16();
     (status, serde_json::from_slice(response.body()).unwrap_or(Value::Null))
 }
@@ -229,12 +299,58 @@ async fn both_protocol_eras_are_served_statelessly_with_the_spec_status_codes() 
     assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32700)));
     let (s, v) = post(&client, ep, &[], r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).await;
     assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32600)));
-    let (s, _) = post(&client, ep, &[("origin", "https://evil.example")], r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).await;
-    assert_eq!(s, 403);
-    let get = http::Request::builder().method("GET").uri(ep).body(Full::new(Bytes::new())).unwrap();
-    assert_eq!(client.send(get).await.unwrap().status(), 405);
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let (s, v) = post(&client, ep, &[("origin", "https://evil.example")], ping).await;
+    assert_eq!((s, v["error"]["code"].clone()), (403, json!(-32600)));
+    let (s, _) = post(&client, ep, &[("origin", "http://127.0.0.1:9")], ping).await;
+    assert_eq!(s, 200);
+
+    // Both eras: the HTTP rules (§7.3). Accept must cover JSON and SSE; wildcards count.
+    let json_type = ("content-type", "application/json");
+    for accept in [None, Some("application/json"), Some("text/event-stream"), Some("application/json, text/event-stream;q=0")] {
+        let headers: Vec<(&str, &str)> = accept.map(|a| ("accept", a)).into_iter().chain([json_type]).collect();
+        let (s, v) = send(&client, "POST", ep, &headers, ping).await;
+        assert_eq!((s, v["error"]["code"].clone()), (406, json!(-32600)), "{accept:?}");
+    }
+    for accept in ["*/*", "application/*, text/*", "text/event-stream, application/json"] {
+        let (s, v) = send(&client, "POST", ep, &[("accept", accept), json_type], ping).await;
+        assert_eq!((s, v["result"].clone()), (200, json!({})), "{accept}");
+    }
+    for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
+        let headers: Vec<(&str, &str)> = content_type.map(|t| ("content-type", t)).into_iter().chain([("accept", "*/*")]).collect();
+        let (s, v) = send(&client, "POST", ep, &headers, ping).await;
+        assert_eq!((s, v["error"]["code"].clone()), (415, json!(-32600)), "{content_type:?}");
+    }
+    // A body over the limit is refused (413) and one just at it is read (and is then bad JSON-RPC).
+    let limit = toolmesh_core::mcp::server::MAX_BODY_BYTES;
+    let (s, _) = post(&client, ep, &[], &" ".repeat(limit + 1)).await;
+    assert_eq!(s, 413);
+    let (s, v) = post(&client, ep, &[], &format!("{ping}{}", " ".repeat(limit - ping.len()))).await;
+    assert_eq!((s, v["result"].clone()), (200, json!({})));
+    // Stateless: no GET stream and no session to DELETE.
+    for method in ["GET", "DELETE", "PUT"] {
+        let (s, _) = send(&client, method, ep, &[("accept", "application/json, text/event-stream")], Bytes::new()).await;
+        assert_eq!(s, 405, "{method}");
+    }
     agent.shutdown().await;
 }
+
+/// A P-256 key encrypted with `openssl pkey -aes256` (PKCS#8), and with `-traditional` (PEM headers).
+const ENCRYPTED_PKCS8_KEY: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----
+MIHsMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAjFhfp3O/H+bwICCAAw
+DAYIKoZIhvcNAgkFADAdBglghkgBZQMEASoEELSSk3/v7NqEQgqRZZMWrSkEgZBS
+yTLuaPWx3PXBY7VQZ0cNK9UR3VhRF+7nsJ7bVwDHX/ipe3EQCKFeiTm0y0ns/vzb
+ivZb8i8ULVgLRUjCNVZcRlYSYCZfS64solJpX/lUnszNJwRDGzonAA3WDraitFHc
+KIuqt+HNRovfXc4/21P8b1FN1uPKcD3uSCDfLwIcL5zU2xUAvwRl8uz1kf5oMYo=
+-----END ENCRYPTED PRIVATE KEY-----\n";
+const ENCRYPTED_LEGACY_KEY: &str = "-----BEGIN EC PRIVATE KEY-----
+Proc-Type: 4,ENCRYPTED
+DEK-Info: AES-256-CBC,01C69C7D4DF483CABFAA763CE2EC0A72
+
+O1FAuyUmVsQr5oGmgK4xPBKRmCIdo+HsD5aZt1bLpm7yt83yEhLPMuZTyzC/Dp4r
+FlngHOXGrGFNOkHZanVOZjcbmY/zU7r67odkVIx7PqNjlGB1435N9BjLYqE2a0Io
+y4RyCKFiYuHY5msJeJ+FV+m17vUuQNnMWPAwZ4mnmM8=
+-----END EC PRIVATE KEY-----\n";
 
 #[tokio::test]
 async fn bad_identities_stop_start_up_with_a_message_naming_the_fix() {
@@ -250,6 +366,45 @@ async fn bad_identities_stop_start_up_with_a_message_naming_the_fix() {
     let e = start(missing).await;
     assert_eq!(e.kind(), ErrorKind::CertificateFile);
     assert!(e.message().contains("missing.pem") && e.message().contains("TOOLMESH_TLS_CERT"), "{e}");
+
+    // A key or certificate that is missing, a directory, garbage or encrypted: the file, the
+    // variable and the fix are named.
+    let mut missing_key = good.clone();
+    missing_key.key = pki.path("missing.key");
+    let dir = pki.path("a-directory");
+    std::fs::create_dir(&dir).unwrap();
+    let mut dir_key = good.clone();
+    dir_key.key = dir.clone();
+    let mut dir_cert = good.clone();
+    dir_cert.cert = dir.clone();
+    for (files, names) in [(missing_key, ["missing.key", "TOOLMESH_TLS_KEY"]), (dir_key, ["a-directory", "TOOLMESH_TLS_KEY"]), (dir_cert, ["a-directory", "TOOLMESH_TLS_CERT"])] {
+        let e = start(files).await;
+        assert_eq!(e.kind(), ErrorKind::CertificateFile, "{e}");
+        assert!(names.iter().all(|n| e.message().contains(n)) && e.message().contains("cannot read the TLS"), "{e}");
+    }
+    let with_key = |name: &str, pem: &str| {
+        let mut files = good.clone();
+        files.key = pki.path(name);
+        std::fs::write(&files.key, pem).unwrap();
+        files
+    };
+    let e = start(with_key("garbage.key", "not a key at all\n")).await;
+    assert_eq!(e.kind(), ErrorKind::CertificateFile, "{e}");
+    let garbage = pki.path("garbage.key").display().to_string();
+    assert!(e.message().starts_with(&format!("the key file '{garbage}' holds no PEM private key")), "{e}");
+    assert!(e.message().contains("point TOOLMESH_TLS_KEY") && e.message().contains("toolmesh certs issue"), "{e}");
+    for (name, pem) in [("pkcs8-encrypted.key", ENCRYPTED_PKCS8_KEY), ("legacy-encrypted.key", ENCRYPTED_LEGACY_KEY)] {
+        let e = start(with_key(name, pem)).await;
+        let path = pki.path(name).display().to_string();
+        assert_eq!(e.kind(), ErrorKind::CertificateFile, "{e}");
+        assert_eq!(
+            e.message(),
+            format!(
+                "the key file '{path}' is an encrypted private key; toolmesh needs it unencrypted (decrypt it with \
+                 `openssl pkey -in {path} -out {path}.plain`, keep that file readable by the agent only, and point TOOLMESH_TLS_KEY at it)"
+            )
+        );
+    }
 
     let mut mismatched = good.clone();
     mismatched.key = pki.issue("another").key;

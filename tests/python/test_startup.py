@@ -40,6 +40,43 @@ def test_a_missing_certificate(mesh: Mesh, tmp_path: Path) -> None:
     assert "nowhere.pem" in message
 
 
+@pytest.mark.parametrize("variable", ["TOOLMESH_TLS_KEY", "TOOLMESH_TLS_CERT"])
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_an_unreadable_key_or_certificate(mesh: Mesh, tmp_path: Path, variable: str, kind: str) -> None:
+    # A directory stands for an unreadable file: CI runs as root, where chmod 000 still reads.
+    path = tmp_path / "nowhere.pem" if kind == "missing" else tmp_path
+    code, name, message = failed_start(mesh, {variable: str(path)})
+    assert (code, name) == (1002, "CERTIFICATE_FILE")
+    assert f"'{path}'" in message and f"Set {variable}" in message and "readable PEM file" in message, message
+
+
+def test_a_key_file_that_holds_no_key(mesh: Mesh, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.key"
+    garbage.write_text("this is not a key\n")
+    code, name, message = failed_start(mesh, {"TOOLMESH_TLS_KEY": str(garbage)})
+    assert (code, name) == (1002, "CERTIFICATE_FILE")
+    assert message.startswith(f"the key file '{garbage}' holds no PEM private key"), message
+    assert "point TOOLMESH_TLS_KEY" in message and "toolmesh certs issue" in message, message
+
+
+@pytest.mark.parametrize("form", ["pkcs8", "traditional"])
+def test_an_encrypted_key_is_refused_by_name(mesh: Mesh, tmp_path: Path, form: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(mesh.certs.key("back").read_bytes(), password=None)
+    encoding = serialization.PrivateFormat.PKCS8 if form == "pkcs8" else serialization.PrivateFormat.TraditionalOpenSSL
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(key.private_bytes(serialization.Encoding.PEM, encoding, serialization.BestAvailableEncryption(b"secret")))
+    assert b"ENCRYPTED" in encrypted.read_bytes()
+    code, name, message = failed_start(mesh, {"TOOLMESH_TLS_KEY": str(encrypted)})
+    assert (code, name) == (1002, "CERTIFICATE_FILE")
+    assert message == (
+        f"the key file '{encrypted}' is an encrypted private key; toolmesh needs it unencrypted (decrypt it with "
+        f"`openssl pkey -in {encrypted} -out {encrypted}.plain`, keep that file readable by the agent only, and point "
+        "TOOLMESH_TLS_KEY at it)"
+    )
+
+
 def test_a_key_that_does_not_match_the_certificate(mesh: Mesh) -> None:
     code, name, _ = failed_start(mesh, {"TOOLMESH_TLS_KEY": str(mesh.certs.key("front"))})
     assert (code, name) == (1003, "KEY_MISMATCH")

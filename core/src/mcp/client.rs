@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::client::{HttpsClient, RequestError};
-use crate::context::{RequestContext, TraceContext};
+use crate::context::{never_propagated, RequestContext, TraceContext};
 use crate::error::{Error, ErrorKind};
 use crate::tls::Identity;
 use bytes::Bytes;
@@ -77,7 +77,9 @@ impl McpClient {
         headers.insert(HeaderName::from_static(HEADER_NAME), name);
         let traceparent = HeaderValue::from_str(&traceparent).map_err(|e| unbuildable(e.to_string()))?;
         headers.insert(HeaderName::from_static("traceparent"), traceparent);
-        for (name, value) in &context.headers {
+        // The context's headers come from an allow-list (which never captures these) or from the
+        // host; either way the request's own headers (body, hop, protocol, trace) are not theirs to set.
+        for (name, value) in context.headers.iter().filter(|(n, _)| !never_propagated(&n.to_ascii_lowercase())) {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| unbuildable(format!("header '{name}': {e}")))?;
             let value = HeaderValue::from_str(value).map_err(|e| unbuildable(format!("header '{name}': {e}")))?;
             headers.append(name, value);

@@ -602,6 +602,12 @@ fn expect_header(headers: &HeaderMap, name: &str, expected: &str) -> Result<(), 
 }
 
 /// Origin, Accept and Content-Type rules shared by both eras.
+///
+/// There is no `Host` allow-list (§7.3 asks for one on loopback listeners, against DNS rebinding):
+/// this endpoint only speaks mTLS, and a browser led to it under a rebound name fails the TLS
+/// handshake, as the agent's certificate names no attacker's domain and the browser does not trust
+/// the mesh CA. Agents are reached by IPs, service names and load-balancer names that the agent
+/// cannot list, so an allow-list would only refuse legitimate callers.
 fn check_http_headers(headers: &HeaderMap) -> Option<RpcError> {
     if let Some(origin) = headers.get(http::header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
@@ -609,17 +615,21 @@ fn check_http_headers(headers: &HeaderMap) -> Option<RpcError> {
             return Some(RpcError::new(StatusCode::FORBIDDEN, codes::INVALID_REQUEST, format!("Invalid Origin header: {origin}")));
         }
     }
-    if let Some(accept) = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()) {
-        let accepts_json = accept.split(',').map(|t| t.split(';').next().unwrap_or("").trim()).any(|t| {
-            t.eq_ignore_ascii_case("application/json") || t == "*/*" || t.eq_ignore_ascii_case("application/*")
-        });
-        if !accepts_json {
-            return Some(RpcError::new(
-                StatusCode::NOT_ACCEPTABLE,
-                codes::INVALID_REQUEST,
-                "Not Acceptable: the client must accept application/json and text/event-stream",
-            ));
-        }
+    // Like the SDKs (python-sdk answers 406 to `Accept: application/json` alone, and to none):
+    // the client must be ready for either kind of answer.
+    let accept = headers.get_all(http::header::ACCEPT).iter().filter_map(|v| v.to_str().ok());
+    let (mut json, mut sse) = (false, false);
+    for range in accept.flat_map(|v| v.split(',')) {
+        let (json_ok, sse_ok) = accepts(range);
+        json |= json_ok;
+        sse |= sse_ok;
+    }
+    if !(json && sse) {
+        return Some(RpcError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            codes::INVALID_REQUEST,
+            "Not Acceptable: the client must accept both application/json and text/event-stream (send Accept: application/json, text/event-stream)",
+        ));
     }
     let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
@@ -630,6 +640,22 @@ fn check_http_headers(headers: &HeaderMap) -> Option<RpcError> {
         ));
     }
     None
+}
+
+/// Whether one media range of an `Accept` header covers application/json and text/event-stream;
+/// wildcards count, and `q=0` means "not acceptable".
+fn accepts(range: &str) -> (bool, bool) {
+    let mut parts = range.split(';');
+    let media = parts.next().unwrap_or("").trim();
+    let refused = parts.any(|p| {
+        let p = p.trim();
+        p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")).is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+    });
+    if refused {
+        return (false, false);
+    }
+    let is = |t: &str| media.eq_ignore_ascii_case(t);
+    (is("application/json") || is("application/*") || is("*/*"), is("text/event-stream") || is("text/*") || is("*/*"))
 }
 
 fn is_loopback_origin(origin: &str) -> bool {
@@ -727,6 +753,34 @@ mod tests {
         assert!(!is_loopback_origin("https://evil.example"));
         assert!(!is_loopback_origin("http://localhost.evil.example"));
         assert!(!is_loopback_origin("null"));
+    }
+
+    #[test]
+    fn accept_must_cover_json_and_sse_and_content_type_must_be_json() {
+        let status = |accept: Option<&str>, content_type: &str| {
+            let mut h = HeaderMap::new();
+            if let Some(accept) = accept {
+                h.insert(http::header::ACCEPT, accept.parse().unwrap());
+            }
+            h.insert(http::header::CONTENT_TYPE, content_type.parse().unwrap());
+            check_http_headers(&h).map_or(200, |e| e.status.as_u16())
+        };
+        for ok in ["application/json, text/event-stream", "text/event-stream;q=0.5,APPLICATION/JSON", "*/*", "application/*, text/*", "application/json, */*;q=0.1"] {
+            assert_eq!(status(Some(ok), "application/json"), 200, "{ok}");
+        }
+        for bad in ["application/json", "text/event-stream", "", "text/html", "application/json, text/event-stream;q=0", "*/*;q=0"] {
+            assert_eq!(status(Some(bad), "application/json"), 406, "{bad}");
+        }
+        assert_eq!(status(None, "application/json"), 406);
+        // Both types may come in separate Accept headers.
+        let mut h = HeaderMap::new();
+        h.append(http::header::ACCEPT, "application/json".parse().unwrap());
+        h.append(http::header::ACCEPT, "text/event-stream".parse().unwrap());
+        h.insert(http::header::CONTENT_TYPE, "application/json".parse().unwrap());
+        assert!(check_http_headers(&h).is_none());
+        assert_eq!(status(Some("*/*"), "application/json; charset=utf-8"), 200);
+        assert_eq!(status(Some("*/*"), "text/plain"), 415);
+        assert_eq!(status(Some("*/*"), ""), 415);
     }
 
     #[test]

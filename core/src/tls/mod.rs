@@ -424,10 +424,26 @@ fn parse_certified_key(cert_pem: &[u8], key_pem: &[u8], cert_name: &str, key_nam
             format!("the certificate file '{cert_name}' contains no PEM certificate (expected -----BEGIN CERTIFICATE-----)"),
         ));
     }
+    // An encrypted key would read as "no key" (PKCS#8) or as garbage (PEM with Proc-Type): name it.
+    let text = String::from_utf8_lossy(key_pem);
+    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") || text.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(Error::new(
+            ErrorKind::CertificateFile,
+            format!(
+                "the key file '{key_name}' is an encrypted private key; toolmesh needs it unencrypted (decrypt it with \
+                 `openssl pkey -in {key_name} -out {key_name}.plain`, keep that file readable by the agent only, and point \
+                 TOOLMESH_TLS_KEY at it)"
+            ),
+        ));
+    }
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
         Error::new(
             ErrorKind::CertificateFile,
-            format!("the key file '{key_name}' holds no PEM private key (PKCS#8, SEC1 or PKCS#1): {e}"),
+            format!(
+                "the key file '{key_name}' holds no PEM private key (PKCS#8, SEC1 or PKCS#1): {e}; point TOOLMESH_TLS_KEY \
+                 (or the tls_key option) at the key issued with the certificate, which starts with -----BEGIN PRIVATE KEY----- \
+                 (`toolmesh certs issue NAME --dir DIR` issues a new pair)"
+            ),
         )
     })?;
     CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
