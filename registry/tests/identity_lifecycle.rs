@@ -283,3 +283,58 @@ async fn a_tls_auto_registry_renews_its_own_certificate_while_agents_heartbeat_a
     }
     registry.shutdown().await;
 }
+
+/// An agent of `partner`'s CA that trusts the mesh CA too, registering with `registry`.
+fn partner_agent_config(files: &std::path::Path, mesh: &Mesh, partner: &Mesh, registry: &str) -> AgentConfig {
+    let (cert, key) = toolmesh_core::pki::write_pair(files, "theirs", &partner.issue("theirs", Role::Agent), true).expect("write");
+    let ca = files.join("bundle.pem");
+    std::fs::write(&ca, format!("{}{}", mesh.ca.cert_pem(), partner.ca.cert_pem())).expect("write bundle");
+    let mut config = AgentConfig::from_env("theirs").expect("config");
+    for (k, v) in [
+        ("tls_cert", cert.to_str().expect("utf-8")),
+        ("tls_key", key.to_str().expect("utf-8")),
+        ("tls_ca", ca.to_str().expect("utf-8")),
+        ("registry_url", registry),
+        ("heartbeat_interval_ms", "200"),
+    ] {
+        config.set(k, v).expect("option");
+    }
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entities_are_kept_across_registry_restarts_and_a_revoked_one_stays_revoked() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let files = tempfile::tempdir().expect("tempdir");
+    let partner = Mesh::named("partner CA");
+    let (mesh, _, registry) = Mesh::start_auto(state.path(), Duration::from_secs(3600), HEARTBEAT).await;
+    let admin = RegistryClient::new(&registry.url(), &mesh.identity("ops", Role::Operator)).expect("client");
+    admin.add_entity(&EntityRequest { name: "partner".into(), ca_cert: partner.ca.cert_pem().into() }).await.expect("add entity");
+    registry.shutdown().await;
+
+    // Started again on the same state directory: the same CA, and the entity is still trusted.
+    let (mesh, _, registry) = Mesh::start_auto(state.path(), Duration::from_secs(3600), HEARTBEAT).await;
+    let admin = RegistryClient::new(&registry.url(), &mesh.identity("ops", Role::Operator)).expect("client");
+    let entities = admin.list_entities().await.expect("list entities").entities;
+    assert_eq!(entities.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["partner"], "{entities:?}");
+    assert_eq!(entities[0].ca_fingerprint, partner.ca.fingerprint());
+    let theirs = start(partner_agent_config(files.path(), &mesh, &partner, &registry.url()), &["add"]).await;
+    let listed = admin.list_agents().await.expect("list").agents;
+    assert_eq!(listed.iter().find(|a| a.name == "theirs").and_then(|a| a.entity.clone()).as_deref(), Some("partner"));
+    admin.revoke_entity("partner").await.expect("revoke");
+    theirs.shutdown().await;
+    registry.shutdown().await;
+
+    // Started again: the revocation was kept; the partner's agent is refused.
+    let (mesh, _, registry) = Mesh::start_auto(state.path(), Duration::from_secs(3600), HEARTBEAT).await;
+    let admin = RegistryClient::new(&registry.url(), &mesh.identity("ops", Role::Operator)).expect("client");
+    assert!(admin.list_entities().await.expect("list entities").entities.is_empty(), "the revoked entity came back");
+    let config = partner_agent_config(files.path(), &mesh, &partner, &registry.url());
+    let refused = Agent::start(config, tools(&["add"]), Arc::new(FnHandler(|_: ToolInvocation, done: Completion| done.ok(json!(0)))))
+        .await
+        .expect("an agent starts while the registry refuses it");
+    assert!(!refused.wait_registered(Duration::from_millis(800)).await, "a revoked entity's agent registered after a restart");
+    assert!(admin.list_agents().await.expect("list").agents.is_empty());
+    refused.shutdown().await;
+    registry.shutdown().await;
+}
