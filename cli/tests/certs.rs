@@ -2,11 +2,15 @@
 
 mod common;
 
-use common::{run, toolmesh, Certs};
-use std::process::Command;
+use common::{run, toolmesh, Certs, RegistryProcess};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
-fn openssl_available() -> bool {
-    Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success())
+/// The openssl checks prove something only when openssl runs: a missing binary fails them.
+fn require_openssl() {
+    let works = Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success());
+    assert!(works, "these tests check certificates with `openssl x509` and `openssl verify`: install openssl (apt-get install openssl)");
 }
 
 fn openssl(args: &[&str]) -> String {
@@ -77,10 +81,7 @@ fn issue_adds_a_certificate_signed_by_the_mesh_ca() {
     let no_ca = run(toolmesh(&["certs", "issue", "x", "--dir", empty.path().to_str().expect("utf-8")]));
     no_ca.failure(2, "CERTIFICATE_FILE", "ca.pem");
 
-    if !openssl_available() {
-        eprintln!("openssl is not installed; skipping the chain check");
-        return;
-    }
+    require_openssl();
     let ca = certs.path("ca.pem");
     let ca = ca.to_str().expect("utf-8");
     for name in ["registry", "operator", "calc", "search"] {
@@ -115,10 +116,7 @@ fn ca_then_issue_with_rsa_keys_and_extra_sans_verifies_with_openssl() {
     run(toolmesh(&["certs", "issue", "x", "--dir", &path, "--key-type", "dsa"])).failure(2, "INVALID_CONFIG", "rsa-4096");
     run(toolmesh(&["certs", "issue", "x", "--dir", &path, "--uri", "https://x"])).failure(2, "INVALID_CONFIG", "spiffe://");
 
-    if !openssl_available() {
-        eprintln!("openssl is not installed; skipping the chain check");
-        return;
-    }
+    require_openssl();
     let ca = dir.path().join("ca.pem");
     for name in ["billing", "p256"] {
         let cert = dir.path().join(format!("{name}.pem"));
@@ -153,6 +151,16 @@ fn init_from_a_yaml_config_names_roles_dns_and_ips() {
     assert!(row("calc").contains("IP:10.0.0.5") && row("calc").contains("DNS:calc.internal") && row("calc").contains("spiffe://prod.example/agent/calc"));
     assert!(row("admin").contains("URI:spiffe://prod.example/operator/admin"), "{}", row("admin"));
     assert!(row("operator").contains(" 44 ") || row("operator").contains(" 45 "), "45 days: {}", row("operator"));
+
+    require_openssl();
+    let ca = out.join("ca.pem");
+    for name in ["registry", "calc", "admin", "operator"] {
+        let cert = out.join(format!("{name}.pem"));
+        for purpose in ["sslclient", "sslserver"] {
+            let verified = openssl(&["verify", "-purpose", purpose, "-CAfile", ca.to_str().expect("utf-8"), cert.to_str().expect("utf-8")]);
+            assert!(verified.contains(": OK"), "{name}: {verified}");
+        }
+    }
 
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "agents:\n  - nam: x\n").expect("write");
@@ -201,9 +209,7 @@ fn rotate_reissues_in_place_with_a_new_key_and_the_same_names() {
     assert_eq!(all.stdout.lines().count(), 4, "calc, operator, registry, search: {}", all.stdout);
     assert_ne!(before("calc").0, calc_cert);
 
-    if !openssl_available() {
-        return;
-    }
+    require_openssl();
     let ca = certs.path("ca.pem");
     let search = certs.path("search.pem");
     assert!(openssl(&["verify", "-CAfile", ca.to_str().expect("utf-8"), search.to_str().expect("utf-8")]).contains(": OK"));
@@ -211,4 +217,79 @@ fn rotate_reissues_in_place_with_a_new_key_and_the_same_names() {
     assert!(sans.contains("DNS:search.internal") && sans.contains("URI:spiffe://toolmesh.local/agent/search"), "{sans}");
     let text = openssl(&["x509", "-noout", "-text", "-in", search.to_str().expect("utf-8")]);
     assert!(text.contains("Public-Key: (2048 bit)"), "the key type is kept: {text}");
+}
+
+#[test]
+fn defaults_are_p256_keys_and_90_day_leaves_and_rsa_4096_on_request() {
+    require_openssl();
+    let certs = Certs::init("calc");
+    let dir = certs.dir.path().to_str().expect("utf-8").to_owned();
+    let calc = certs.path("calc.pem");
+    let calc = calc.to_str().expect("utf-8");
+    let text = openssl(&["x509", "-noout", "-text", "-in", calc]);
+    assert!(text.contains("ASN1 OID: prime256v1") && text.contains("Public-Key: (256 bit)"), "ECDSA P-256 by default: {text}");
+    // Valid for 89-90 more days: not expiring within 89 days, but within 90 days and an hour.
+    let checkend = |days: u64, extra: u64| Command::new("openssl").args(["x509", "-noout", "-checkend", &(days * 86_400 + extra).to_string(), "-in", calc]).output().expect("openssl").status;
+    assert!(checkend(89, 0).success(), "expires within 89 days");
+    assert!(!checkend(90, 3600).success(), "valid past 90 days");
+    let check = run(toolmesh(&["certs", "check", "--dir", &dir])).success();
+    let row = check.stdout.lines().find(|l| l.starts_with("calc.pem")).expect("calc row").to_owned();
+    assert!(row.split_whitespace().any(|w| w == "89" || w == "90"), "days left: {row}");
+
+    run(toolmesh(&["certs", "issue", "big", "--dir", &dir, "--key-type", "rsa-4096"])).success();
+    let big = certs.path("big.pem");
+    let text = openssl(&["x509", "-noout", "-text", "-in", big.to_str().expect("utf-8")]);
+    assert!(text.contains("Public-Key: (4096 bit)") && text.contains("rsaEncryption"), "{text}");
+    let ca = certs.path("ca.pem");
+    assert!(openssl(&["verify", "-CAfile", ca.to_str().expect("utf-8"), big.to_str().expect("utf-8")]).contains(": OK"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_issued_through_bootstrap_verifies_against_the_state_dirs_ca() {
+    require_openssl();
+    let state = tempfile::tempdir().expect("tempdir");
+    let state_dir = state.path().to_str().expect("utf-8").to_owned();
+    let registry = RegistryProcess::spawn(toolmesh(&["registry", "--tls-auto", "--state-dir", &state_dir, "--port", "0"]));
+    let token = std::fs::read_to_string(state.path().join("join-token")).expect("join token");
+    let mut config = toolmesh_core::config::AgentConfig::from_env("calc").expect("config");
+    for (key, value) in [("tls", "auto"), ("registry_url", registry.url.as_str()), ("join_token", token.trim())] {
+        config.set(key, value).expect("option");
+    }
+    let tools = serde_json::from_value(serde_json::json!([{"name": "add", "capability": "add"}])).expect("tools");
+    let handler = toolmesh_core::host::FnHandler(|_: toolmesh_core::host::ToolInvocation, done: toolmesh_core::host::Completion| done.ok(serde_json::json!(0)));
+    let agent = toolmesh_core::agent::Agent::start(config, tools, Arc::new(handler)).await.expect("an auto agent starts");
+    assert!(agent.wait_registered(Duration::from_secs(10)).await);
+
+    // The certificate the agent got from the registry, as it presents it.
+    let file = |name: &str| state.path().join(name).to_str().expect("utf-8").to_owned();
+    let address = agent.local_addr().to_string();
+    let shown = tokio::task::spawn_blocking({
+        let (ca, cert, key) = (file("ca.pem"), file("operator.pem"), file("operator.key"));
+        move || {
+            Command::new("timeout")
+                .args(["10", "openssl", "s_client", "-connect", &address, "-CAfile", &ca, "-cert", &cert, "-key", &key])
+                .stdin(Stdio::null())
+                .output()
+                .expect("openssl s_client")
+        }
+    })
+    .await
+    .expect("s_client");
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    let begin = shown.find("-----BEGIN CERTIFICATE-----").unwrap_or_else(|| panic!("no certificate shown: {shown}"));
+    let end = shown.find("-----END CERTIFICATE-----").expect("end of the certificate") + "-----END CERTIFICATE-----".len();
+    let issued = state.path().join("bootstrapped.pem");
+    std::fs::write(&issued, format!("{}\n", &shown[begin..end])).expect("write");
+    let issued = issued.to_str().expect("utf-8");
+    let text = openssl(&["x509", "-noout", "-text", "-in", issued]);
+    assert!(text.contains("URI:spiffe://toolmesh.local/agent/calc"), "{text}");
+    for purpose in ["sslclient", "sslserver"] {
+        let verified = openssl(&["verify", "-purpose", purpose, "-CAfile", &file("ca.pem"), issued]);
+        assert!(verified.contains(": OK"), "{verified}");
+    }
+    let other = Certs::init("calc");
+    let foreign = Command::new("openssl").args(["verify", "-CAfile", other.path("ca.pem").to_str().expect("utf-8"), issued]).output().expect("openssl");
+    assert!(!foreign.status.success(), "the check can fail: another CA does not verify it");
+    agent.shutdown().await;
+    drop(registry);
 }

@@ -13,8 +13,10 @@ use toolmesh_core::agent::Agent;
 use toolmesh_core::config::AgentConfig;
 use toolmesh_core::host::{Completion, FnHandler, ToolInvocation};
 
-fn openssl_available() -> bool {
-    Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success())
+/// The openssl tests prove something only when openssl runs: a missing binary fails them.
+fn require_openssl() {
+    let works = Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success());
+    assert!(works, "these tests drive `openssl s_client` and `openssl s_server`: install openssl (apt-get install openssl)");
 }
 
 /// `openssl s_client` against `url` with `extra` flags, sending one HTTP request; (success, output).
@@ -35,23 +37,72 @@ fn s_client(url: &str, extra: &[&str]) -> (bool, String) {
     (output.status.success(), text)
 }
 
+/// `openssl s_server` speaking only `version` (e.g. `-tls1_1`) with the old cipher suites,
+/// answering one connection with a status page; killed on drop.
+struct OldTlsServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl OldTlsServer {
+    fn start(version: &str, certs: &Certs) -> Self {
+        let file = |name: &str| certs.path(name).to_str().expect("utf-8").to_owned();
+        let mut child = Command::new("openssl")
+            .args(["s_server", "-accept", "127.0.0.1:0", "-naccept", "1", "-www", version, "-cipher", "DEFAULT@SECLEVEL=0"])
+            .args(["-cert", &file("calc.pem"), "-key", &file("calc.key")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run openssl s_server");
+        use std::io::BufRead;
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let accept = stdout.lines().map_while(Result::ok).find_map(|l| l.strip_prefix("ACCEPT ").map(str::to_owned));
+        let url = format!("https://{}", accept.expect("openssl s_server printed no ACCEPT line"));
+        OldTlsServer { child, url }
+    }
+}
+
+impl Drop for OldTlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn old_tls_versions_and_missing_client_certificates_are_refused() {
-    if !openssl_available() {
-        eprintln!("openssl is not installed (apt-get install openssl); skipping");
-        return;
-    }
+    require_openssl();
     let certs = Certs::init("calc");
     let registry = RegistryProcess::start(&certs, &[]);
-    for old in ["-tls1", "-tls1_1"] {
-        let (ok, text) = s_client(&registry.url, &[old]);
-        assert!(!ok && !text.contains("HTTP/1.1"), "{old} must fail the handshake: {text}");
-    }
-    let (_, text) = s_client(&registry.url, &["-tls1_2", "-CAfile", certs.path("ca.pem").to_str().expect("utf-8")]);
-    assert!(!text.contains("HTTP/1.1 200"), "served without a client certificate: {text}");
-    assert!(text.to_lowercase().contains("alert") || text.contains("errno"), "refused in the handshake: {text}");
     let file = |name: &str| certs.path(name).to_str().expect("utf-8").to_owned();
     let (ca, cert, key) = (file("ca.pem"), file("operator.pem"), file("operator.key"));
+    // OpenSSL 3 refuses TLS 1.0/1.1 by itself at its default security level ("legacy sigalg
+    // disallowed"), whatever the server does: level 0 lets this client speak them, which an
+    // openssl server of that version proves before toolmesh is asked.
+    for (old, negotiated) in [("-tls1", "Protocol  : TLSv1\n"), ("-tls1_1", "Protocol  : TLSv1.1")] {
+        let client = [old, "-cipher", "DEFAULT@SECLEVEL=0", "-CAfile", &ca, "-cert", &cert, "-key", &key];
+        let control = OldTlsServer::start(old, &certs);
+        let (_, text) = s_client(&control.url, &client);
+        // s_client prints the version it tried even when nothing was agreed: "Cipher is (NONE)".
+        let agreed = |text: &str| text.contains(negotiated) && text.contains(", Cipher is ") && !text.contains("Cipher is (NONE)");
+        assert!(agreed(&text) && text.contains("HTTP/1.0 200 ok"), "the client cannot speak {old}, so the check below proves nothing: {text}");
+
+        // rustls reads a TLS 1.0/1.1 ClientHello's lack of signature_algorithms before its
+        // version and answers handshake_failure (alert 40) rather than protocol_version (70).
+        let (ok, text) = s_client(&registry.url, &client);
+        assert!(!ok && !text.contains("HTTP/1.1") && !agreed(&text), "{old} must fail the handshake: {text}");
+        let alert = text.contains("SSL alert number 40") || text.contains("SSL alert number 70");
+        assert!(alert, "{old} is refused with a fatal handshake_failure or protocol_version alert: {text}");
+        // The same client with only the version changed is served: the version is what was refused.
+        let mut tls12 = client;
+        tls12[0] = "-tls1_2";
+        let (_, text) = s_client(&registry.url, &tls12);
+        assert!(text.contains("Protocol  : TLSv1.2") && text.contains("HTTP/1.1 200"), "TLS 1.2 with the same client works: {text}");
+    }
+    let (_, text) = s_client(&registry.url, &["-tls1_2", "-CAfile", &ca]);
+    assert!(!text.contains("HTTP/1.1 200"), "served without a client certificate: {text}");
+    assert!(text.to_lowercase().contains("alert") || text.contains("errno"), "refused in the handshake: {text}");
     let with_cert = ["-tls1_2", "-CAfile", &ca, "-cert", &cert, "-key", &key];
     let (_, text) = s_client(&registry.url, &with_cert);
     assert!(text.contains("HTTP/1.1 200"), "TLS 1.2 with a certificate works: {text}");

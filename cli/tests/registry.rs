@@ -84,3 +84,79 @@ fn operator_commands_refuse_bad_registry_urls_and_unreachable_registries() {
     run(toolmesh(&["list", "--registry", &format!("https://127.0.0.1:{port}")]).args(&operator))
         .failure(1, "REGISTRY_UNAVAILABLE", "unreachable");
 }
+
+/// A plain-HTTP GET on 127.0.0.1:`port`: (status, JSON body).
+fn http_get(port: u16, path: &str) -> std::io::Result<(u16, serde_json::Value)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not HTTP: {answer}"));
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no body: {answer}"));
+    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
+    Ok((status, serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))))
+}
+
+/// Whether nothing listens on 127.0.0.1:`port`.
+fn free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn any_free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Starts a registry from `plan(port)`'s flags on a free port whose port + 1000 is free too
+/// (answering the registry and the port). Another process may take a port between the check
+/// and the start, so a start that loses that race is tried again on other ports.
+fn start_on_fixed_port(certs: &Certs, plan: impl Fn(u16) -> Vec<String>) -> (RegistryProcess, u16) {
+    let mut last = String::new();
+    for _ in 0..10 {
+        let port = any_free_port();
+        if port > 64_535 || !free(port + 1000) {
+            continue;
+        }
+        let mut command = toolmesh(&["registry", "--port", &port.to_string()]);
+        command.args(certs.tls_args("registry")).args(plan(port));
+        match RegistryProcess::try_spawn(command) {
+            Ok(registry) => return (registry, port),
+            Err(logs) if logs.contains("ADDRESS_IN_USE") => last = logs,
+            Err(logs) => panic!("{logs}"),
+        }
+    }
+    panic!("no free pair of ports in ten tries: {last}");
+}
+
+#[test]
+fn health_and_readiness_are_served_in_plain_http_on_port_plus_1000_unless_moved_or_off() {
+    let certs = Certs::init("calc");
+    let (registry, port) = start_on_fixed_port(&certs, |_| Vec::new());
+    assert_eq!(registry.url, format!("https://127.0.0.1:{port}"));
+    assert_eq!(http_get(port + 1000, "/health").expect("health"), (200, serde_json::json!({"status": "ok"})));
+    assert_eq!(http_get(port + 1000, "/ready").expect("ready"), (200, serde_json::json!({"status": "ready"})));
+    assert_eq!(http_get(port + 1000, "/other").expect("other").0, 404);
+    assert_eq!(registry.terminate().0, Some(0));
+
+    // --health-port N: there, and not on port + 1000.
+    let chosen = std::cell::Cell::new(0);
+    let (registry, port) = start_on_fixed_port(&certs, |port| {
+        let health = std::iter::repeat_with(any_free_port).find(|&p| p != port + 1000).expect("a port");
+        chosen.set(health);
+        vec!["--health-port".to_owned(), health.to_string()]
+    });
+    assert_eq!(http_get(chosen.get(), "/health").expect("health"), (200, serde_json::json!({"status": "ok"})));
+    assert_eq!(http_get(chosen.get(), "/ready").expect("ready"), (200, serde_json::json!({"status": "ready"})));
+    let refused = http_get(port + 1000, "/health").expect_err("nothing on port + 1000 when the health port is moved");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused, "{refused}");
+    assert_eq!(registry.terminate().0, Some(0));
+
+    // off: nothing listens on port + 1000, and the registry itself serves.
+    let (registry, port) = start_on_fixed_port(&certs, |_| vec!["--health-port".to_owned(), "off".to_owned()]);
+    let refused = http_get(port + 1000, "/health").expect_err("no health listener with --health-port off");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused, "{refused}");
+    let listed = run(toolmesh(&["list", "--registry", &registry.url]).args(certs.tls_args("operator"))).success();
+    assert!(listed.stdout.contains("no agents"), "{}", listed.stdout);
+    assert_eq!(registry.terminate().0, Some(0));
+}

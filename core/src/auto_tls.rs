@@ -237,8 +237,8 @@ impl AutoTls {
 
 /// Renews at two thirds of each lifetime; on failure retries with backoff (1 s doubling to 30 s)
 /// until a renewal succeeds. `renew` answers the new lifetime, or `None` when there is nothing
-/// left to renew for.
-async fn renew_forever<F, Fut>(first_lifetime: Duration, mut renew: F)
+/// left to renew for. The agents' certificates and a `--tls-auto` registry's own use it.
+pub async fn renew_forever<F, Fut>(first_lifetime: Duration, mut renew: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<Duration>>>,

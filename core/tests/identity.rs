@@ -301,3 +301,67 @@ async fn peers_without_the_tls_key_usages_are_refused() {
     assert!(e.message().contains("extended key usage"), "{e}");
     agent.shutdown().await;
 }
+
+// Rotation under load, seen from a connection that was open before it.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_opened_before_a_servers_rotation_is_still_used_after_it_and_no_call_fails() {
+    let pki = Pki::new();
+    let files = pki.issue("server");
+    let identity = Identity::load(&files).unwrap();
+    let reloader = identity.spawn_reloader(Duration::from_millis(50));
+    let server = who_is_calling(&identity).await;
+    let url = format!("https://{}/", server.local_addr());
+    let caller = pki.identity("caller");
+    let before = presented_certificate(server.local_addr(), &caller).await;
+
+    // A client that keeps its connection, calling throughout; it records the port the server saw.
+    let kept = toolmesh_core::client::HttpsClient::new(&caller).unwrap();
+    let (ports, failed, stop) = (Arc::new(std::sync::Mutex::new(Vec::new())), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    let load = {
+        let (ports, failed, stop, url) = (ports.clone(), failed.clone(), stop.clone(), url.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let request = http::Request::get(&url).body(http_body_util::Full::default()).unwrap();
+                match kept.send(request).await {
+                    Ok(answer) => {
+                        let seen = String::from_utf8(answer.into_body().to_vec()).unwrap();
+                        ports.lock().unwrap().push(seen.split(' ').nth(1).unwrap().to_owned());
+                    }
+                    Err(e) => {
+                        eprintln!("call failed during the rotation: {}", e.error);
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let calls_before = ports.lock().unwrap().len();
+    let renewed = pki.ca.issue(&LeafRequest::new("server", Role::Agent, DEFAULT_TRUST_DOMAIN, 30)).unwrap();
+    write_pair(files.cert.parent().unwrap(), "server", &renewed, true).unwrap();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while presented_certificate(server.local_addr(), &caller).await == before {
+        assert!(std::time::Instant::now() < deadline, "the rotated certificate was never presented");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let calls_at_rotation = ports.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let ports = ports.lock().unwrap().clone();
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "calls failed across the rotation");
+    assert!(calls_before > 5 && ports.len() > calls_at_rotation + 5, "too few calls on each side of the rotation: {calls_before}, {calls_at_rotation}, {}", ports.len());
+    let first = &ports[0];
+    assert!(ports.iter().all(|p| p == first), "the connection opened before the rotation was replaced: ports {:?}", {
+        let mut distinct = ports.clone();
+        distinct.dedup();
+        distinct
+    });
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
+    server.shutdown(Duration::from_secs(1)).await;
+}

@@ -15,7 +15,7 @@ use toolmesh_core::registry_api::BootstrapRequest;
 use toolmesh_core::tls::Identity;
 use toolmesh_core::{Error, ErrorKind, Result};
 
-/// The registry's own certificate: renewed in place at two thirds of this.
+/// The registry's own certificate by default: renewed in place at two thirds of its lifetime.
 pub const REGISTRY_CERT_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Certificates are valid from a little before they are issued, for clocks that lag.
 const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
@@ -26,6 +26,8 @@ pub struct AutoIssuer {
     token: JoinToken,
     trust_domain: String,
     agent_cert_lifetime: Duration,
+    /// The lifetime of the registry's own certificate ([`REGISTRY_CERT_LIFETIME`] unless set).
+    registry_cert_lifetime: Duration,
     /// Where the registry is reached; its own certificate names these.
     registry_hosts: Vec<String>,
     pub token_file: PathBuf,
@@ -68,12 +70,23 @@ impl AutoIssuer {
             token,
             trust_domain: trust_domain.to_owned(),
             agent_cert_lifetime,
+            registry_cert_lifetime: REGISTRY_CERT_LIFETIME,
             registry_hosts,
             token_file,
             state_dir: state_dir.to_owned(),
         };
         issuer.write_operator_certificate()?;
         Ok(issuer)
+    }
+
+    /// Sets the lifetime of the registry's own certificates (tests renew within seconds).
+    pub fn with_registry_cert_lifetime(mut self, lifetime: Duration) -> AutoIssuer {
+        self.registry_cert_lifetime = lifetime;
+        self
+    }
+
+    pub fn registry_cert_lifetime(&self) -> Duration {
+        self.registry_cert_lifetime
     }
 
     pub fn token(&self) -> &JoinToken {
@@ -87,19 +100,20 @@ impl AutoIssuer {
     /// The registry's own identity: a certificate whose chain carries the CA too, so agents
     /// holding only the token's fingerprint can verify it.
     pub fn registry_identity(&self) -> Result<Arc<Identity>> {
-        let (chain, key) = self.registry_certificate()?;
+        let (chain, key, _) = self.registry_certificate()?;
         Identity::from_pem(&chain, &key, self.ca.cert_pem())
     }
 
-    /// A new certificate and key for the registry itself: (chain PEM, key PEM).
-    pub fn registry_certificate(&self) -> Result<(String, String)> {
+    /// A new certificate and key for the registry itself: (chain PEM, key PEM, how long it is
+    /// valid from now).
+    pub fn registry_certificate(&self) -> Result<(String, String, Duration)> {
         let mut request = LeafRequest::new("registry", Role::Registry, &self.trust_domain, 0);
         for host in &self.registry_hosts {
             add_host(&mut request, host).map_err(|e| Error::new(ErrorKind::InvalidConfig, e))?;
         }
-        self.set_lifetime(&mut request, REGISTRY_CERT_LIFETIME);
+        let valid_for = self.set_lifetime(&mut request, self.registry_cert_lifetime);
         let issued = self.ca.issue(&request)?;
-        Ok((format!("{}{}", issued.cert_pem, self.ca.cert_pem()), issued.key_pem))
+        Ok((format!("{}{}", issued.cert_pem, self.ca.cert_pem()), issued.key_pem, valid_for))
     }
 
     /// Signs an agent's request: (certificate PEM, SPIFFE ID, how long it is valid from now).

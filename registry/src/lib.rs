@@ -9,7 +9,7 @@ mod state;
 mod trust;
 mod validate;
 
-pub use auto::AutoIssuer;
+pub use auto::{AutoIssuer, REGISTRY_CERT_LIFETIME};
 pub use trust::ENTITIES_FILE;
 
 use std::net::SocketAddr;
@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use toolmesh_core::auto_tls::renewal_delay;
+use toolmesh_core::auto_tls::renew_forever;
+use toolmesh_core::pki::CertificateSummary;
 use toolmesh_core::health::HealthServer;
 use toolmesh_core::server::{bind, bracket_ipv6, HttpsServer};
 use toolmesh_core::tls::Identity;
@@ -150,16 +151,26 @@ fn follow_mesh_ca(trust: &trust::Trust, identity: &Arc<Identity>) {
     }
 }
 
-/// Re-issues the registry's own certificate from its CA at two thirds of its life.
+/// Re-issues the registry's own certificate from its CA at two thirds of its life, with the
+/// agents' renewal loop: a failed renewal is retried with backoff (1 s doubling to 30 s), not
+/// after another two thirds of a lifetime, by when the certificate would have expired.
 async fn renew_own_certificate(issuer: Arc<AutoIssuer>, identity: std::sync::Weak<Identity>) {
-    loop {
-        tokio::time::sleep(renewal_delay(auto::REGISTRY_CERT_LIFETIME)).await;
-        let Some(identity) = identity.upgrade() else { return };
-        match issuer.registry_certificate().and_then(|(chain, key)| identity.replace_pem(&chain, &key, issuer.ca_pem())) {
-            Ok(()) => tracing::info!("renewed the registry's certificate"),
-            Err(e) => tracing::warn!("cannot renew the registry's certificate: {e}"),
+    // The first certificate was issued before start: renew from what is left of it.
+    let first = identity.upgrade().and_then(|identity| {
+        let summary = CertificateSummary::parse_der(&identity.certified_key().cert[0], "the registry's certificate").ok()?;
+        Duration::try_from(summary.not_after - time::OffsetDateTime::now_utc()).ok()
+    });
+    renew_forever(first.unwrap_or(issuer.registry_cert_lifetime()), move || {
+        let (issuer, identity) = (issuer.clone(), identity.clone());
+        async move {
+            let Some(identity) = identity.upgrade() else { return Ok(None) };
+            let (chain, key, lifetime) = issuer.registry_certificate()?;
+            identity.replace_pem(&chain, &key, issuer.ca_pem()).map_err(|e| e.context("cannot renew the registry's certificate"))?;
+            tracing::info!(lifetime_s = lifetime.as_secs(), "renewed the registry's certificate: new handshakes use the new one");
+            Ok(Some(lifetime))
         }
-    }
+    })
+    .await
 }
 
 impl RunningRegistry {

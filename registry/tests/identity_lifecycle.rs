@@ -233,3 +233,108 @@ async fn a_rotated_mesh_ca_file_is_followed_without_a_restart() {
     assert!(refused.message().contains("certificate"), "{refused}");
     registry.shutdown().await;
 }
+
+/// The certificate a server presents on a fresh connection, as `client` verifies it.
+async fn presented_at(addr: std::net::SocketAddr, client: &Arc<Identity>) -> CertificateSummary {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let tls = tokio_rustls::TlsConnector::from(client.client_config().expect("config")).connect(name, tcp).await.expect("handshake");
+    CertificateSummary::parse_der(&tls.get_ref().1.peer_certificates().expect("certificate")[0], "presented").expect("parse")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_auto_registry_renews_its_own_certificate_while_agents_heartbeat_and_operators_list() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let (mesh, issuer, registry) = Mesh::start_auto_with(state.path(), Duration::from_secs(3600), HEARTBEAT, Duration::from_secs(4)).await;
+    let token = issuer.token().reveal();
+    let agents = [start(auto_config("adder", &registry.url(), &token), &["add"]).await, start(auto_config("pinger", &registry.url(), &token), &["ping"]).await];
+    let operator = mesh.identity("ops", Role::Operator);
+    let kept = RegistryClient::new(&registry.url(), &operator).expect("client");
+    let first = presented_at(registry.local_addr(), &operator).await;
+    assert!(first.not_after - time::OffsetDateTime::now_utc() <= time::Duration::seconds(4), "short-lived: {}", first.not_after);
+
+    // Renewal at two thirds of 4 s: about 2.7 s, then 5.3 s, after the first certificate expired.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (mut lists, mut renewals, mut current) = (0, 0, first.not_after);
+    let first_expired = || first.not_after < time::OffsetDateTime::now_utc();
+    while Instant::now() < deadline && !(renewals >= 2 && first_expired()) {
+        // A kept connection and a new one (a new handshake) every round; both agents stay listed,
+        // so their heartbeats never lapsed for the three intervals that evict.
+        for client in [&kept, &RegistryClient::new(&registry.url(), &operator).expect("client")] {
+            let listed = client.list_agents().await.unwrap_or_else(|e| panic!("list {lists} failed across the renewal: {e}")).agents;
+            let names: Vec<&str> = listed.iter().map(|a| a.name.as_str()).collect();
+            assert!(names.contains(&"adder") && names.contains(&"pinger"), "an agent was evicted: {names:?}");
+            lists += 1;
+        }
+        let presented = presented_at(registry.local_addr(), &operator).await.not_after;
+        assert!(presented >= current, "a fresh connection presented an older certificate: {presented} after {current}");
+        if presented > current {
+            (renewals, current) = (renewals + 1, presented);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(renewals >= 2, "{renewals} renewal(s) of the registry's certificate within the deadline, expected two");
+    assert!(first_expired(), "the test did not outlive the registry's first certificate");
+    for agent in &agents {
+        assert!(agent.wait_registered(Duration::from_secs(1)).await, "an agent is no longer registered");
+    }
+    for agent in agents {
+        agent.shutdown().await;
+    }
+    registry.shutdown().await;
+}
+
+/// An agent of `partner`'s CA that trusts the mesh CA too, registering with `registry`.
+fn partner_agent_config(files: &std::path::Path, mesh: &Mesh, partner: &Mesh, registry: &str) -> AgentConfig {
+    let (cert, key) = toolmesh_core::pki::write_pair(files, "theirs", &partner.issue("theirs", Role::Agent), true).expect("write");
+    let ca = files.join("bundle.pem");
+    std::fs::write(&ca, format!("{}{}", mesh.ca.cert_pem(), partner.ca.cert_pem())).expect("write bundle");
+    let mut config = AgentConfig::from_env("theirs").expect("config");
+    for (k, v) in [
+        ("tls_cert", cert.to_str().expect("utf-8")),
+        ("tls_key", key.to_str().expect("utf-8")),
+        ("tls_ca", ca.to_str().expect("utf-8")),
+        ("registry_url", registry),
+        ("heartbeat_interval_ms", "200"),
+    ] {
+        config.set(k, v).expect("option");
+    }
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entities_are_kept_across_registry_restarts_and_a_revoked_one_stays_revoked() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let files = tempfile::tempdir().expect("tempdir");
+    let partner = Mesh::named("partner CA");
+    let (mesh, _, registry) = Mesh::start_auto(state.path(), Duration::from_secs(3600), HEARTBEAT).await;
+    let admin = RegistryClient::new(&registry.url(), &mesh.identity("ops", Role::Operator)).expect("client");
+    admin.add_entity(&EntityRequest { name: "partner".into(), ca_cert: partner.ca.cert_pem().into() }).await.expect("add entity");
+    registry.shutdown().await;
+
+    // Started again on the same state directory: the same CA, and the entity is still trusted.
+    let (mesh, _, registry) = Mesh::start_auto(state.path(), Duration::from_secs(3600), HEARTBEAT).await;
+    let admin = RegistryClient::new(&registry.url(), &mesh.identity("ops", Role::Operator)).expect("client");
+    let entities = admin.list_entities().await.expect("list entities").entities;
+    assert_eq!(entities.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["partner"], "{entities:?}");
+    assert_eq!(entities[0].ca_fingerprint, partner.ca.fingerprint());
+    let theirs = start(partner_agent_config(files.path(), &mesh, &partner, &registry.url()), &["add"]).await;
+    let listed = admin.list_agents().await.expect("list").agents;
+    assert_eq!(listed.iter().find(|a| a.name == "theirs").and_then(|a| a.entity.clone()).as_deref(), Some("partner"));
+    admin.revoke_entity("partner").await.expect("revoke");
+    theirs.shutdown().await;
+    registry.shutdown().await;
+
+    // Started again: the revocation was kept; the partner's agent is refused.
+    let (mesh, _, registry) = Mesh::start_auto(state.path(), Duration::from_secs(3600), HEARTBEAT).await;
+    let admin = RegistryClient::new(&registry.url(), &mesh.identity("ops", Role::Operator)).expect("client");
+    assert!(admin.list_entities().await.expect("list entities").entities.is_empty(), "the revoked entity came back");
+    let config = partner_agent_config(files.path(), &mesh, &partner, &registry.url());
+    let refused = Agent::start(config, tools(&["add"]), Arc::new(FnHandler(|_: ToolInvocation, done: Completion| done.ok(json!(0)))))
+        .await
+        .expect("an agent starts while the registry refuses it");
+    assert!(!refused.wait_registered(Duration::from_millis(800)).await, "a revoked entity's agent registered after a restart");
+    assert!(admin.list_agents().await.expect("list").agents.is_empty());
+    refused.shutdown().await;
+    registry.shutdown().await;
+}

@@ -110,7 +110,12 @@ impl RegistryProcess {
     }
 
     /// Runs `command` (a `toolmesh registry ...`) and waits for its ready line.
-    pub fn spawn(mut command: Command) -> Self {
+    pub fn spawn(command: Command) -> Self {
+        Self::try_spawn(command).unwrap_or_else(|logs| panic!("{logs}"))
+    }
+
+    /// [`RegistryProcess::spawn`], answering what the registry logged when it printed no ready line.
+    pub fn try_spawn(mut command: Command) -> Result<Self, String> {
         let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn registry");
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
@@ -126,16 +131,18 @@ impl RegistryProcess {
                 let _ = stderr_tx.send(line);
             }
         });
-        let line = ready.recv_timeout(STARTUP).unwrap_or_else(|_| {
+        let Ok(line) = ready.recv_timeout(STARTUP) else {
             let _ = child.kill();
-            let logs: Vec<String> = stderr_lines.try_iter().collect();
-            panic!("the registry printed no ready line within {STARTUP:?}; stderr:\n{}", logs.join("\n"));
-        });
+            let _ = child.wait();
+            // The process is gone: its stderr pipe closes and the reader thread sends the rest.
+            let logs: Vec<String> = std::iter::from_fn(|| stderr_lines.recv_timeout(Duration::from_secs(2)).ok()).collect();
+            return Err(format!("the registry printed no ready line within {STARTUP:?}; stderr:\n{}", logs.join("\n")));
+        };
         let url = line
             .strip_prefix("toolmesh registry listening on ")
             .unwrap_or_else(|| panic!("unexpected ready line: {line}"))
             .to_owned();
-        RegistryProcess { child, url, stderr_lines }
+        Ok(RegistryProcess { child, url, stderr_lines })
     }
 
     /// Sends SIGTERM and returns the exit code and everything the registry logged.

@@ -40,7 +40,18 @@ impl Mesh {
     /// A `--tls-auto` registry: its CA in `state_dir` (also the CA of the returned mesh), the
     /// bootstrap route open, entities kept there. Agent certificates live `agent_lifetime`.
     pub async fn start_auto(state_dir: &std::path::Path, agent_lifetime: Duration, heartbeat_interval: Duration) -> (Mesh, Arc<AutoIssuer>, RunningRegistry) {
-        let issuer = Arc::new(AutoIssuer::prepare(state_dir, DEFAULT_TRUST_DOMAIN, agent_lifetime, vec!["127.0.0.1".to_owned()]).expect("prepare"));
+        Self::start_auto_with(state_dir, agent_lifetime, heartbeat_interval, toolmesh_registry::REGISTRY_CERT_LIFETIME).await
+    }
+
+    /// [`Mesh::start_auto`] with the lifetime of the registry's own certificate.
+    pub async fn start_auto_with(
+        state_dir: &std::path::Path,
+        agent_lifetime: Duration,
+        heartbeat_interval: Duration,
+        registry_lifetime: Duration,
+    ) -> (Mesh, Arc<AutoIssuer>, RunningRegistry) {
+        let issuer = AutoIssuer::prepare(state_dir, DEFAULT_TRUST_DOMAIN, agent_lifetime, vec!["127.0.0.1".to_owned()]).expect("prepare");
+        let issuer = Arc::new(issuer.with_registry_cert_lifetime(registry_lifetime));
         let ca = CertificateAuthority::load(&state_dir.join("ca.pem"), &state_dir.join("ca.key")).expect("the registry's CA");
         let mut config = RegistryConfig::new("127.0.0.1", 0, issuer.registry_identity().expect("registry identity"));
         config.heartbeat_interval = heartbeat_interval;

@@ -1,0 +1,82 @@
+//! `toolmesh entity add/list/revoke` against a `toolmesh registry` process: only an admin
+//! identity (an operator certificate of the mesh CA) changes entities, and the registry keeps
+//! them in its state directory across a restart.
+
+mod common;
+
+use common::{run, toolmesh, Certs, RegistryProcess};
+use std::path::Path;
+use std::process::Command;
+
+/// A registry from the files of `certs`, keeping its entities in `state`.
+fn registry(certs: &Certs, state: &Path) -> RegistryProcess {
+    RegistryProcess::start(certs, &["--state-dir", state.to_str().expect("utf-8")])
+}
+
+/// `toolmesh entity ARGS` against `registry` acting with `tls` (certificate flags).
+fn entity(registry: &RegistryProcess, args: &[&str], tls: &[String]) -> Command {
+    let mut command = toolmesh(&["entity"]);
+    command.args(args).args(["--registry", &registry.url]).args(tls);
+    command
+}
+
+#[test]
+fn entities_are_added_listed_and_revoked_by_admins_only_and_kept_across_a_restart() {
+    let certs = Certs::init("calc");
+    let state = tempfile::tempdir().expect("tempdir");
+    // The partner's own CA, with an operator certificate of the same shape as the mesh's admin
+    // (spiffe://toolmesh.local/operator/ops): only the CA it chains to tells them apart.
+    let partner = tempfile::tempdir().expect("tempdir");
+    let partner_dir = partner.path().to_str().expect("utf-8");
+    run(toolmesh(&["certs", "ca", "--dir", partner_dir, "--trust-domain", "partner.example"])).success();
+    run(toolmesh(&["certs", "issue", "ops", "--dir", partner_dir, "--role", "operator", "--trust-domain", "toolmesh.local"])).success();
+    let bundle = partner.path().join("bundle.pem");
+    let pem = |path: &Path| std::fs::read_to_string(path).expect("read PEM");
+    std::fs::write(&bundle, format!("{}{}", pem(&certs.path("ca.pem")), pem(&partner.path().join("ca.pem")))).expect("write bundle");
+    let partner_ca = partner.path().join("ca.pem");
+    let partner_ca = partner_ca.to_str().expect("utf-8");
+    let admin = certs.tls_args("operator");
+    let agent = certs.tls_args("calc");
+    let partner_operator = certs.tls_args_with(&partner.path().join("ops.pem"), &partner.path().join("ops.key"), &bundle);
+
+    let mesh = registry(&certs, state.path());
+    let listed = run(entity(&mesh, &["list"], &admin)).success();
+    assert!(listed.stdout.contains("no entities: only the mesh CA is trusted"), "{}", listed.stdout);
+    let refused = run(entity(&mesh, &["add", "partner", "--ca-cert", partner_ca], &agent));
+    refused.failure(1, "PROTOCOL", "admin identity").failure(1, "PROTOCOL", "spiffe://toolmesh.local/agent/calc is not an admin");
+
+    let added = run(entity(&mesh, &["add", "partner", "--ca-cert", partner_ca], &admin)).success();
+    assert!(added.stdout.contains("entity 'partner' added") && added.stdout.contains("partner.example"), "{}", added.stdout);
+    let table = run(entity(&mesh, &["list"], &admin)).success();
+    let header = table.stdout.lines().next().expect("header");
+    for column in ["ENTITY", "CA SUBJECT", "CA SHA-256", "CA NOT AFTER", "ADDED"] {
+        assert!(header.contains(column), "{column}: {}", table.stdout);
+    }
+    assert!(table.stdout.lines().nth(1).is_some_and(|row| row.starts_with("partner ")), "{}", table.stdout);
+    let json = run(entity(&mesh, &["list", "--json"], &admin)).success();
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    let entities = json["entities"].as_array().expect("entities");
+    assert_eq!(entities.len(), 1, "{json}");
+    assert_eq!(entities[0]["name"], "partner");
+    assert!(entities[0]["ca_subject"].as_str().is_some_and(|s| s.contains("partner.example")), "{json}");
+
+    // An operator certificate minted by an entity's CA is no admin, whatever its SPIFFE ID says.
+    let other_ca = certs.path("ca.pem");
+    let refused = run(entity(&mesh, &["add", "other", "--ca-cert", other_ca.to_str().expect("utf-8")], &partner_operator));
+    refused.failure(1, "PROTOCOL", "admin identity").failure(1, "PROTOCOL", "is a certificate of entity 'partner'");
+    run(entity(&mesh, &["revoke", "partner"], &partner_operator)).failure(1, "PROTOCOL", "admin identity");
+
+    // Kept across a restart on the same state directory.
+    assert_eq!(mesh.terminate().0, Some(0));
+    let mesh = registry(&certs, state.path());
+    let json = run(entity(&mesh, &["list", "--json"], &admin)).success();
+    assert!(json.stdout.contains("\"partner\""), "the entity did not survive the restart: {}", json.stdout);
+
+    let revoked = run(entity(&mesh, &["revoke", "partner"], &admin)).success();
+    assert!(revoked.stdout.contains("entity 'partner' revoked"), "{}", revoked.stdout);
+    run(entity(&mesh, &["revoke", "partner"], &admin)).failure(1, "PROTOCOL", "no entity 'partner'");
+    assert_eq!(mesh.terminate().0, Some(0));
+    let mesh = registry(&certs, state.path());
+    let listed = run(entity(&mesh, &["list"], &admin)).success();
+    assert!(listed.stdout.contains("no entities"), "the revoked entity came back after a restart: {}", listed.stdout);
+}
