@@ -172,6 +172,40 @@ async fn answers_say_warming_up_for_one_eviction_window_after_a_start() {
 }
 
 #[tokio::test]
+async fn requests_to_a_registry_that_never_answers_give_up_in_time() {
+    // A server that completes the TLS handshake, then neither reads nor answers.
+    let mesh = Mesh::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("https://127.0.0.1:{}", listener.local_addr().expect("addr").port());
+    let acceptor = tokio_rustls::TlsAcceptor::from(mesh.identity("registry", Role::Registry).server_config().expect("tls"));
+    let hung = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            held.push(acceptor.accept(tcp).await.expect("handshake"));
+        }
+    });
+    let mut agent = client(&url, &mesh.identity("calc", Role::Agent));
+    agent.set_timeout(Duration::from_millis(300));
+
+    let started = Instant::now();
+    let e = agent.beat("calc-1", 0).await.expect_err("no answer");
+    assert_eq!(e.kind(), ErrorKind::RegistryUnavailable, "{e}");
+    assert!(e.message().contains("did not answer within 300 ms"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    let e = agent.register(&registration("calc-1", &[("add", "add")], &[])).await.expect_err("no answer");
+    assert_eq!(e.kind(), ErrorKind::RegistryUnavailable, "{e}");
+
+    // The long poll may take its wait and a margin of 5 s, not for ever.
+    let started = Instant::now();
+    let e = agent.watch("calc-1", 0, Duration::from_millis(100)).await.expect_err("no answer");
+    assert_eq!(e.kind(), ErrorKind::RegistryUnavailable, "{e}");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(5000) && took < Duration::from_millis(6500), "the long poll gave up after {took:?}");
+    hung.abort();
+}
+
+#[tokio::test]
 async fn agents_that_stop_heartbeating_go_stale_then_are_evicted() {
     let interval = Duration::from_millis(200);
     let mesh = Mesh::new();
