@@ -1,5 +1,10 @@
 //! Staying in the phone book: register, heartbeat, and long-poll for topology changes, keeping
 //! the last topology while the registry is away and re-registering when it returns.
+//!
+//! A registry that restarted knows only the agents that have registered again so far. While it
+//! says it is warming up, the providers this agent knew and its answers lack are kept (each until
+//! the registry lists it again: from then on the registry's word counts), so that whichever
+//! agent re-registers first does not lose the others for a heartbeat.
 
 use crate::error::ErrorKind;
 use crate::registry_api::{Provider, RegisterRequest, Topology};
@@ -16,9 +21,14 @@ const WATCH_WAIT: Duration = Duration::from_secs(30);
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Registration and heartbeats may take about one heartbeat interval, and at least this long,
+/// before the registry counts as unreachable.
+const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
 
-/// The providers of each dependency, by [`crate::registry_api::DependencySpec::key`].
-#[derive(Debug, Default)]
+/// The providers of each dependency, by [`crate::registry_api::DependencySpec::key`]; `version`
+/// is that of the registry's topology it comes from.
+#[derive(Debug, Default, PartialEq)]
 pub struct TopologyView {
     pub version: u64,
     pub providers: HashMap<String, Vec<Provider>>,
@@ -39,6 +49,8 @@ pub struct Discovery {
 }
 
 impl Discovery {
+    /// Heartbeats every `heartbeat_interval`, or at the registry's interval when that is shorter
+    /// (it evicts agents that miss a few of its intervals).
     pub fn spawn(client: RegistryClient, registration: RegisterRequest, heartbeat_interval: Duration) -> Discovery {
         Self::start(client, registration, heartbeat_interval, None)
     }
@@ -59,11 +71,17 @@ impl Discovery {
         let (topology_tx, topology) = watch::channel(Arc::new(TopologyView::default()));
         let (registered_tx, registered) = watch::channel(false);
         let (stop, stopped) = watch::channel(false);
+        let heartbeat_interval = heartbeat_interval.max(MIN_HEARTBEAT_INTERVAL);
+        let mut client = client;
+        client.set_timeout(request_timeout(heartbeat_interval));
         let session = Session {
             client,
             registration,
+            configured_interval: heartbeat_interval,
             heartbeat_interval,
             topology: topology_tx,
+            fresh: Mutex::new(Topology { version: 0, dependencies: Vec::new() }),
+            retained: Mutex::new(HashMap::new()),
             registered: registered_tx,
             stopped,
             identity,
@@ -109,8 +127,16 @@ impl Discovery {
 struct Session {
     client: RegistryClient,
     registration: RegisterRequest,
+    /// The agent's own heartbeat period; the registry's interval caps it.
+    configured_interval: Duration,
     heartbeat_interval: Duration,
+    /// What the agent calls: `fresh`, and the `retained` providers it lacks.
     topology: watch::Sender<Arc<TopologyView>>,
+    /// The registry's latest topology for this agent.
+    fresh: Mutex<Topology>,
+    /// While the registry warms up after a restart: the providers known from before, by
+    /// dependency key, that it has not listed again yet.
+    retained: Mutex<HashMap<String, Vec<Provider>>>,
     registered: watch::Sender<bool>,
     stopped: watch::Receiver<bool>,
     /// Whose trust bundle follows the registry's, and the version it holds.
@@ -136,10 +162,16 @@ impl Session {
             };
             match attempt {
                 Ok(response) => {
-                    tracing::info!(agent = %self.registration.agent_id, registry = %self.client.url(), "registered");
+                    tracing::info!(agent = %self.registration.agent_id, registry = %self.client.url(), warming_up = response.warming_up, "registered");
+                    self.retain_known(response.warming_up);
                     self.publish(response.topology);
                     self.follow_trust_bundle(response.trust_bundle_version).await;
-                    self.heartbeat_interval = Duration::from_millis(response.heartbeat_interval_ms.max(50));
+                    let asked = Duration::from_millis(response.heartbeat_interval_ms);
+                    if asked < self.configured_interval {
+                        tracing::debug!(asked_ms = response.heartbeat_interval_ms, "the registry asks for heartbeats more often than configured: following it");
+                    }
+                    self.heartbeat_interval = self.configured_interval.min(asked).max(MIN_HEARTBEAT_INTERVAL);
+                    self.client.set_timeout(request_timeout(self.heartbeat_interval));
                     let _ = self.registered.send(true);
                     retry = RETRY_MIN;
                     warned = false;
@@ -173,10 +205,46 @@ impl Session {
         }
     }
 
-    fn publish(&self, topology: Topology) {
-        if topology.version != self.topology.borrow().version {
-            self.topology.send_replace(Arc::new(topology.into()));
+    /// After a registration: when the registry is warming up, keeps the providers known so far
+    /// for as long as it lacks them; otherwise its topology is the whole truth.
+    fn retain_known(&self, warming_up: bool) {
+        let mut retained = self.retained.lock().expect("retained providers lock");
+        retained.clear();
+        if warming_up {
+            let known = self.topology.borrow();
+            retained.extend(known.providers.iter().filter(|(_, p)| !p.is_empty()).map(|(k, p)| (k.clone(), p.clone())));
         }
+    }
+
+    /// The registry no longer warms up: drops the providers it never listed again.
+    fn end_warm_up(&self) {
+        let had = std::mem::take(&mut *self.retained.lock().expect("retained providers lock"));
+        if !had.is_empty() {
+            tracing::info!(agent = %self.registration.agent_id, "the registry has warmed up: its topology is the whole truth again");
+            let fresh = self.fresh.lock().expect("fresh topology lock").clone();
+            self.publish(fresh);
+        }
+    }
+
+    /// Takes the registry's topology, adds the retained providers it lacks, and tells the agent
+    /// when that changes what it calls.
+    fn publish(&self, topology: Topology) {
+        let view = {
+            let mut retained = self.retained.lock().expect("retained providers lock");
+            if retained.is_empty() {
+                TopologyView::from(topology.clone())
+            } else {
+                merge(&topology, &mut retained)
+            }
+        };
+        *self.fresh.lock().expect("fresh topology lock") = topology;
+        self.topology.send_if_modified(|current| {
+            let changed = **current != view;
+            if changed {
+                *current = Arc::new(view);
+            }
+            changed
+        });
     }
 
     /// Fetches and trusts the registry's trust bundle when its announced version is new. A
@@ -196,8 +264,9 @@ impl Session {
         }
     }
 
+    /// The version of the registry's topology we hold (what heartbeats and long polls compare).
     fn version(&self) -> u64 {
-        self.topology.borrow().version
+        self.fresh.lock().expect("fresh topology lock").version
     }
 
     /// Sleeps, or returns true at once when asked to stop.
@@ -224,9 +293,14 @@ impl Session {
                     if let Some(t) = answer.topology {
                         self.publish(t);
                     }
+                    if !answer.warming_up {
+                        self.end_warm_up();
+                    }
                     self.follow_trust_bundle(answer.trust_bundle_version).await;
                 }
                 Ok(None) => return Ended::Forgotten,
+                // Unreachable, or no answer in time (a half-open connection): calls go on from the
+                // cached topology, and the next beat tries again on a new connection.
                 Err(e) => {
                     if !outage {
                         tracing::warn!("heartbeat failed: {e}");
@@ -261,5 +335,73 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// How long a registration or a heartbeat may take: about one heartbeat interval, at least a
+/// second, so that a registry that stopped answering is noticed within about two intervals.
+fn request_timeout(heartbeat_interval: Duration) -> Duration {
+    heartbeat_interval.max(MIN_REQUEST_TIMEOUT)
+}
+
+/// `fresh` plus the `retained` providers it lacks, ranked as before (stable by score, the
+/// registry's first). A retained provider that `fresh` lists is forgotten: the registry knows it
+/// again, so its later absence means it left.
+fn merge(fresh: &Topology, retained: &mut HashMap<String, Vec<Provider>>) -> TopologyView {
+    let mut view = TopologyView::from(fresh.clone());
+    for (key, kept) in retained.iter_mut() {
+        let providers = view.providers.entry(key.clone()).or_default();
+        kept.retain(|k| !providers.iter().any(|p| p.agent_id == k.agent_id && p.tool == k.tool));
+        if !kept.is_empty() {
+            providers.extend(kept.iter().cloned());
+            providers.sort_by_key(|p| std::cmp::Reverse(p.score));
+        }
+    }
+    retained.retain(|_, kept| !kept.is_empty());
+    view
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry_api::{DependencySpec, ResolvedDependency};
+
+    fn provider(agent_id: &str, score: u32) -> Provider {
+        Provider {
+            agent_id: agent_id.into(),
+            agent_name: agent_id.into(),
+            endpoint: format!("https://{agent_id}:1/mcp"),
+            tool: "add".into(),
+            capability: "add".into(),
+            version: "1.0.0".into(),
+            tags: vec![],
+            score,
+        }
+    }
+
+    fn topology(providers: Vec<Provider>) -> Topology {
+        let spec = DependencySpec::capability("add");
+        Topology::new(vec![ResolvedDependency { key: spec.key(), spec, providers }])
+    }
+
+    fn ids(view: &TopologyView) -> Vec<&str> {
+        view.providers[&DependencySpec::capability("add").key()].iter().map(|p| p.agent_id.as_str()).collect()
+    }
+
+    #[test]
+    fn retained_providers_fill_in_until_the_registry_lists_them_again() {
+        let key = DependencySpec::capability("add").key();
+        let mut retained = HashMap::from([(key.clone(), vec![provider("b", 0), provider("c", 1)])]);
+        // The registry knows only `a` so far: b and c stay, the better-scored c first.
+        let view = merge(&topology(vec![provider("a", 0)]), &mut retained);
+        assert_eq!(ids(&view), ["c", "a", "b"]);
+        assert_eq!(view.version, topology(vec![provider("a", 0)]).version, "heartbeats report the registry's version");
+        // b registered again: the registry's word counts for it from now on.
+        let view = merge(&topology(vec![provider("a", 0), provider("b", 0)]), &mut retained);
+        assert_eq!(ids(&view), ["c", "a", "b"]);
+        assert_eq!(retained[&key].len(), 1);
+        // b left: gone at once, while c is still kept.
+        let view = merge(&topology(vec![provider("a", 0)]), &mut retained);
+        assert_eq!(ids(&view), ["c", "a"]);
     }
 }

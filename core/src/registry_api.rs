@@ -110,6 +110,16 @@ pub struct RegisterResponse {
     /// the one held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_bundle_version: Option<u64>,
+    /// The registry started less than one eviction window ago: agents registered before its
+    /// restart may not have registered again yet, so a provider missing from `topology` may
+    /// still be alive. Agents keep the providers they knew and this answer lacks until an answer
+    /// without the flag (or until the registry lists them again: from then on its word counts).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub warming_up: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// `POST /v1/agents/{id}/heartbeat`
@@ -126,6 +136,9 @@ pub struct HeartbeatResponse {
     /// As in [`RegisterResponse::trust_bundle_version`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_bundle_version: Option<u64>,
+    /// As in [`RegisterResponse::warming_up`]; its absence ends the agent's keeping of providers.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub warming_up: bool,
 }
 
 /// The providers of every dependency of one agent. `version` is a hash of the content: equal

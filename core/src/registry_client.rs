@@ -19,17 +19,30 @@ pub enum HeartbeatOutcome {
     Unknown,
 }
 
+/// How long a registry request may take, unless set otherwise ([`RegistryClient::set_timeout`]):
+/// a half-open connection must not hang a heartbeat, or the command line, for ever.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much longer than its wait a topology long poll may take.
+const WATCH_MARGIN: Duration = Duration::from_secs(5);
+
 /// A client for one registry, speaking HTTPS with our certificate.
 #[derive(Clone)]
 pub struct RegistryClient {
     base: String,
     http: HttpsClient,
+    /// The bound on every request but the long poll (which gets its wait plus a margin).
+    timeout: Duration,
 }
 
 impl RegistryClient {
     /// `url` is the registry's base URL, e.g. `https://127.0.0.1:8443`; it must be https.
     pub fn new(url: &str, identity: &Arc<Identity>) -> Result<Self> {
-        Ok(RegistryClient { base: check_registry_url(url)?, http: HttpsClient::new(identity)? })
+        Ok(RegistryClient { base: check_registry_url(url)?, http: HttpsClient::new(identity)?, timeout: DEFAULT_REQUEST_TIMEOUT })
+    }
+
+    /// Bounds every request but the long poll: past it, the registry counts as unreachable.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
     }
 
     pub fn url(&self) -> &str {
@@ -84,7 +97,7 @@ impl RegistryClient {
     pub async fn watch(&self, agent_id: &str, since: u64, wait: Duration) -> Result<Option<Topology>> {
         let path =
             format!("{API_PREFIX}/agents/{}/topology?since={since}&wait_ms={}", encode(agent_id), wait.as_millis());
-        let response = self.send(http::Method::GET, &path, None).await?;
+        let response = self.send_within(http::Method::GET, &path, None, wait + WATCH_MARGIN).await?;
         match response.status() {
             http::StatusCode::NO_CONTENT => Ok(None),
             _ => Ok(Some(self.decode(response)?)),
@@ -120,6 +133,10 @@ impl RegistryClient {
     }
 
     async fn send(&self, method: http::Method, path: &str, body: Option<Bytes>) -> Result<http::Response<Bytes>> {
+        self.send_within(method, path, body, self.timeout).await
+    }
+
+    async fn send_within(&self, method: http::Method, path: &str, body: Option<Bytes>, timeout: Duration) -> Result<http::Response<Bytes>> {
         let mut builder = http::Request::builder().method(method).uri(format!("{}{path}", self.base));
         if body.is_some() {
             builder = builder.header(http::header::CONTENT_TYPE, "application/json");
@@ -127,7 +144,17 @@ impl RegistryClient {
         let request = builder
             .body(Full::new(body.unwrap_or_default()))
             .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("bad registry request {path}: {e}")))?;
-        self.http.send(request).await.map_err(|RequestError { error, .. }| match error.kind() {
+        let Ok(sent) = tokio::time::timeout(timeout, self.http.send(request)).await else {
+            return Err(Error::new(
+                ErrorKind::RegistryUnavailable,
+                format!(
+                    "the registry at {} did not answer within {} ms; agents keep calling each other from the cached topology and re-register when it answers",
+                    self.base,
+                    timeout.as_millis()
+                ),
+            ));
+        };
+        sent.map_err(|RequestError { error, .. }| match error.kind() {
             ErrorKind::ConnectFailed | ErrorKind::ConnectionLost | ErrorKind::Timeout => Error::new(
                 ErrorKind::RegistryUnavailable,
                 format!("the registry at {} is unreachable ({}); agents keep calling each other from the cached topology and re-register when it returns", self.base, error.message()),

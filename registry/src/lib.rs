@@ -113,7 +113,7 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         }
         None => None,
     };
-    let registry = Arc::new(state::Registry::new(config.heartbeat_interval));
+    let registry = Arc::new(state::Registry::new(config.heartbeat_interval, config.eviction_intervals));
     let follower = trust.clone();
     let api = Arc::new(http::Api {
         registry: registry.clone(),
@@ -204,6 +204,6 @@ async fn evict_forever(registry: Arc<state::Registry>, period: Duration, max_sil
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        registry.evict_silent(max_silence);
+        registry.sweep(max_silence);
     }
 }

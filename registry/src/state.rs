@@ -5,6 +5,11 @@
 //! agent arrives, changes or leaves, only the agents that depend on a capability it provides (or
 //! provided) get their topology recomputed, through the `dependents` index; watchers are woken
 //! through a `watch` channel per agent, and only when the topology's version actually changed.
+//!
+//! A provider whose heartbeat is overdue (stale, as `list` shows it) is left out of topologies
+//! while a healthy provider of the same dependency exists: it is probably gone, and would only
+//! cost its callers a failed connection until eviction. With no healthy provider it stays, as a
+//! last resort.
 
 use crate::validate::{self, Dependency};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -59,6 +64,9 @@ pub type TopologyWatch = watch::Receiver<Arc<Topology>>;
 pub struct Registry {
     state: Mutex<State>,
     heartbeat_interval: Duration,
+    /// Until when, after a start, agents of the registry's previous life may still be coming
+    /// back (one eviction window): answers say `warming_up`.
+    warm_until: Instant,
 }
 
 #[derive(Default)]
@@ -74,6 +82,8 @@ struct Agent {
     registration: RegisterRequest,
     caller: Caller,
     last_heartbeat: Instant,
+    /// The heartbeat is overdue (see [`Registry::sweep`]); routed to only when nothing else is.
+    stale: bool,
     dependencies: Vec<Dependency>,
     topology: watch::Sender<Arc<Topology>>,
 }
@@ -89,8 +99,20 @@ impl Agent {
 }
 
 impl Registry {
-    pub fn new(heartbeat_interval: Duration) -> Self {
-        Registry { state: Mutex::new(State::default()), heartbeat_interval }
+    /// Agents silent for `eviction_intervals` heartbeat intervals are evicted (by [`Registry::sweep`]).
+    pub fn new(heartbeat_interval: Duration, eviction_intervals: u32) -> Self {
+        let warm_until = Instant::now() + heartbeat_interval * eviction_intervals;
+        Registry { state: Mutex::new(State::default()), heartbeat_interval, warm_until }
+    }
+
+    /// Every agent that was alive before this registry started has had time to register again.
+    fn warming_up(&self) -> bool {
+        Instant::now() < self.warm_until
+    }
+
+    /// A heartbeat more than half an interval overdue.
+    fn stale_after(&self) -> Duration {
+        self.heartbeat_interval.mul_f64(1.5)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -140,6 +162,7 @@ impl Registry {
             registration,
             caller: caller.clone(),
             last_heartbeat: Instant::now(),
+            stale: false,
             dependencies,
             topology,
         });
@@ -147,7 +170,13 @@ impl Registry {
         refresh.insert(agent_id.clone());
         state.refresh(&refresh);
         let topology = state.agents[&agent_id].topology.borrow().as_ref().clone();
-        Ok(RegisterResponse { agent_id, heartbeat_interval_ms: self.interval_ms(), topology, trust_bundle_version: None })
+        Ok(RegisterResponse {
+            agent_id,
+            heartbeat_interval_ms: self.interval_ms(),
+            topology,
+            trust_bundle_version: None,
+            warming_up: self.warming_up(),
+        })
     }
 
     /// Records a heartbeat; answers with the topology only when `held_version` is outdated.
@@ -155,9 +184,14 @@ impl Registry {
         let mut state = self.lock();
         let agent = state.owned_mut(agent_id, caller)?;
         agent.last_heartbeat = Instant::now();
-        let current = agent.topology.borrow();
+        if std::mem::take(&mut agent.stale) {
+            tracing::info!(agent_id, name = %agent.registration.name, "agent healthy again: heartbeats resumed");
+            let dependents = state.dependents_of(state.agents[agent_id].provided_capabilities());
+            state.refresh(&dependents);
+        }
+        let current = state.agents[agent_id].topology.borrow();
         let topology = (current.version != held_version).then(|| current.as_ref().clone());
-        Ok(HeartbeatResponse { topology, trust_bundle_version: None })
+        Ok(HeartbeatResponse { topology, trust_bundle_version: None, warming_up: self.warming_up() })
     }
 
     /// A receiver of the agent's topology, for long polls. Its sender is dropped (and the
@@ -197,10 +231,30 @@ impl Registry {
         members
     }
 
-    /// Removes the agents whose last heartbeat is older than `max_silence`.
-    pub fn evict_silent(&self, max_silence: Duration) {
+    /// Removes the agents whose last heartbeat is older than `max_silence`, and takes those
+    /// whose heartbeat is overdue out of their dependents' topologies while healthy providers
+    /// remain.
+    pub fn sweep(&self, max_silence: Duration) {
         let mut state = self.lock();
         let now = Instant::now();
+        let stale_after = self.stale_after();
+        let mut turned_stale = BTreeSet::new();
+        for agent in state.agents.values_mut() {
+            if !agent.stale && now.duration_since(agent.last_heartbeat) > stale_after {
+                agent.stale = true;
+                tracing::info!(
+                    agent_id = %agent.registration.agent_id,
+                    name = %agent.registration.name,
+                    silent_ms = now.duration_since(agent.last_heartbeat).as_millis() as u64,
+                    "agent stale: heartbeats overdue; routed to only when no healthy provider remains"
+                );
+                turned_stale.extend(agent.provided_capabilities().map(str::to_owned));
+            }
+        }
+        if !turned_stale.is_empty() {
+            let dependents = state.dependents_of(turned_stale.iter().map(String::as_str));
+            state.refresh(&dependents);
+        }
         let silent: Vec<String> = state
             .agents
             .values()
@@ -225,7 +279,7 @@ impl Registry {
     pub fn list(&self) -> AgentList {
         let state = self.lock();
         let now = Instant::now();
-        let stale_after = self.heartbeat_interval.mul_f64(1.5);
+        let stale_after = self.stale_after();
         let mut agents: Vec<AgentInfo> = state
             .agents
             .values()
@@ -250,7 +304,7 @@ impl Registry {
     pub fn resolve(&self, spec: &DependencySpec) -> Result<ResolveResponse, StateError> {
         let selector = Selector::new(spec).map_err(|e| StateError::Invalid(e.message().to_owned()))?;
         let state = self.lock();
-        Ok(ResolveResponse { providers: selector.rank(state.providers_of(&spec.capability)) })
+        Ok(ResolveResponse { providers: state.routable(&selector, &spec.capability) })
     }
 
     fn interval_ms(&self) -> u64 {
@@ -322,19 +376,32 @@ impl State {
                 .map(|d| ResolvedDependency {
                     key: d.spec.key(),
                     spec: d.spec.clone(),
-                    providers: d.selector.rank(self.providers_of(&d.spec.capability)),
+                    providers: self.routable(&d.selector, &d.spec.capability),
                 })
                 .collect(),
         )
     }
 
-    /// Every registered tool of `capability` as an (unscored) provider.
-    fn providers_of<'a>(&'a self, capability: &'a str) -> impl Iterator<Item = Provider> + 'a {
+    /// The providers `selector` matches, ranked: the healthy ones, or the stale ones when no
+    /// healthy one matches.
+    fn routable(&self, selector: &Selector, capability: &str) -> Vec<Provider> {
+        let healthy = selector.rank(self.providers_of(capability, false));
+        if healthy.is_empty() {
+            selector.rank(self.providers_of(capability, true))
+        } else {
+            healthy
+        }
+    }
+
+    /// Every registered tool of `capability` whose agent is (or is not) stale, as an
+    /// (unscored) provider.
+    fn providers_of<'a>(&'a self, capability: &'a str, stale: bool) -> impl Iterator<Item = Provider> + 'a {
         self.providers
             .get(capability)
             .into_iter()
             .flatten()
             .filter_map(|id| self.agents.get(id))
+            .filter(move |agent| agent.stale == stale)
             .flat_map(move |agent| {
                 agent.registration.tools.iter().filter(move |t| t.capability == capability).map(|t| provider(agent, t))
             })
@@ -396,7 +463,7 @@ mod tests {
 
     #[test]
     fn dependents_follow_providers_and_others_are_not_woken() {
-        let registry = Registry::new(Duration::from_secs(5));
+        let registry = Registry::new(Duration::from_secs(5), 3);
         registry.register(registration("consumer", &["report"], &["add"]), &alice()).expect("register consumer");
         registry.register(registration("bystander", &["log"], &["sub"]), &alice()).expect("register bystander");
         let mut consumer = registry.watch("consumer").expect("watch consumer");
@@ -420,7 +487,7 @@ mod tests {
 
     #[test]
     fn only_the_registering_identity_may_act_on_an_agent() {
-        let registry = Registry::new(Duration::from_secs(5));
+        let registry = Registry::new(Duration::from_secs(5), 3);
         let first = registry.register(registration("a", &["add"], &[]), &alice()).expect("register");
         let mallory = &Caller::mesh("spiffe://toolmesh.local/agent/mallory");
         assert!(matches!(
@@ -429,7 +496,7 @@ mod tests {
         ));
         assert!(matches!(registry.heartbeat("a", mallory, first.topology.version), Err(StateError::NotOwner { .. })));
         assert!(matches!(registry.deregister("a", mallory), Err(StateError::NotOwner { .. })));
-        assert_eq!(registry.heartbeat("a", &alice(), first.topology.version), Ok(HeartbeatResponse { topology: None, trust_bundle_version: None }));
+        assert_eq!(registry.heartbeat("a", &alice(), first.topology.version), Ok(HeartbeatResponse { topology: None, trust_bundle_version: None, warming_up: true }));
         // The same identity from a partner's CA is another caller.
         let impostor = Caller { identity: ALICE_ID.to_owned(), entity: Some("partner".to_owned()) };
         assert!(matches!(registry.deregister("a", &impostor), Err(StateError::NotOwner { .. })));
@@ -437,22 +504,62 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_agent_may_depend_on_itself_and_eviction_removes_it_from_dependents() {
-        let registry = Registry::new(Duration::from_secs(5));
+        let registry = Registry::new(Duration::from_secs(5), 3);
         let own = registry.register(registration("self", &["add"], &["add"]), &alice()).expect("register");
         assert_eq!(own.topology.dependencies[0].providers[0].agent_id, "self");
         registry.register(registration("consumer", &["report"], &["add"]), &alice()).expect("register");
         let consumer = registry.watch("consumer").expect("watch");
         tokio::time::advance(Duration::from_millis(5)).await;
         registry.heartbeat("consumer", &alice(), 0).expect("heartbeat");
-        registry.evict_silent(Duration::from_millis(4));
+        registry.sweep(Duration::from_millis(4));
         assert_eq!(registry.list().agents.iter().map(|a| a.agent_id.as_str()).collect::<Vec<_>>(), ["consumer"]);
         assert!(provider_ids(&consumer).is_empty());
         assert!(matches!(registry.watch("self"), Err(StateError::UnknownAgent(_))));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_provider_is_routed_to_only_when_no_healthy_one_remains() {
+        let registry = Registry::new(Duration::from_secs(1), 3);
+        registry.register(registration("quiet", &["add"], &[]), &alice()).expect("register");
+        registry.register(registration("lively", &["add"], &[]), &alice()).expect("register");
+        registry.register(registration("consumer", &["report"], &["add"]), &alice()).expect("register");
+        let consumer = registry.watch("consumer").expect("watch");
+        assert_eq!(provider_ids(&consumer), ["lively", "quiet"]);
+
+        // Two seconds without a beat from `quiet` (stale after 1.5 s, evicted after 3 s).
+        tokio::time::advance(Duration::from_millis(1000)).await;
+        registry.heartbeat("lively", &alice(), 0).expect("beat");
+        tokio::time::advance(Duration::from_millis(1000)).await;
+        registry.heartbeat("lively", &alice(), 0).expect("beat");
+        registry.sweep(Duration::from_secs(3));
+        assert_eq!(provider_ids(&consumer), ["lively"], "a healthy provider is preferred to a stale one");
+        assert_eq!(registry.resolve(&DependencySpec::capability("add")).expect("resolve").providers.len(), 1);
+
+        registry.heartbeat("quiet", &alice(), 0).expect("beat");
+        registry.heartbeat("consumer", &alice(), 0).expect("beat");
+        assert_eq!(provider_ids(&consumer), ["lively", "quiet"], "a stale provider that beats again is routed to again");
+
+        // Both stale: both stay, as the last resort.
+        tokio::time::advance(Duration::from_millis(2000)).await;
+        registry.sweep(Duration::from_secs(3));
+        assert_eq!(provider_ids(&consumer), ["lively", "quiet"]);
+        assert_eq!(registry.list().agents.iter().filter(|a| a.status == "stale").count(), 3, "all still listed, as stale");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_say_warming_up_for_one_eviction_window_after_the_start() {
+        let registry = Registry::new(Duration::from_secs(1), 3);
+        assert!(registry.register(registration("a", &["add"], &[]), &alice()).expect("register").warming_up);
+        tokio::time::advance(Duration::from_millis(2900)).await;
+        assert!(registry.heartbeat("a", &alice(), 0).expect("beat").warming_up);
+        tokio::time::advance(Duration::from_millis(200)).await;
+        assert!(!registry.heartbeat("a", &alice(), 0).expect("beat").warming_up);
+        assert!(!registry.register(registration("b", &["add"], &[]), &alice()).expect("register").warming_up);
+    }
+
     #[test]
     fn revoking_an_entity_evicts_its_agents_from_every_topology() {
-        let registry = Registry::new(Duration::from_secs(5));
+        let registry = Registry::new(Duration::from_secs(5), 3);
         let partner = Caller { identity: "spiffe://partner.example/agent/p".to_owned(), entity: Some("partner".to_owned()) };
         registry.register(registration("theirs", &["add"], &[]), &partner).expect("register partner agent");
         registry.register(registration("ours", &["add"], &[]), &alice()).expect("register");

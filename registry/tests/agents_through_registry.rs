@@ -1,16 +1,18 @@
 //! Agents (core, Rust handlers) finding and calling each other through a live registry over mTLS.
 
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
 use toolmesh_core::agent::Agent;
 use toolmesh_core::config::AgentConfig;
 use toolmesh_core::context::RequestContext;
+use toolmesh_core::discovery::Discovery;
 use toolmesh_core::host::{Completion, FnHandler, HostError, ToolInvocation};
 use toolmesh_core::mcp::McpClient;
 use toolmesh_core::pki::{write_pair, CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
-use toolmesh_core::registry_api::ToolInfo;
+use toolmesh_core::registry_api::{DependencySpec, RegisterRequest, ToolInfo};
 use toolmesh_core::registry_client::RegistryClient;
 use toolmesh_core::tls::{Identity, TlsFiles};
 use toolmesh_core::ErrorKind;
@@ -42,22 +44,39 @@ impl Mesh {
     }
 
     async fn registry(&self, port: u16) -> RunningRegistry {
+        self.registry_beating(port, HEARTBEAT).await
+    }
+
+    async fn registry_beating(&self, port: u16, heartbeat: Duration) -> RunningRegistry {
         let mut config = RegistryConfig::new("127.0.0.1", port, self.identity("registry", Role::Registry));
-        config.heartbeat_interval = HEARTBEAT;
+        config.heartbeat_interval = heartbeat;
         toolmesh_registry::start(config).await.unwrap()
+    }
+
+    fn operator(&self, registry: &str) -> RegistryClient {
+        RegistryClient::new(registry, &self.identity("operator", Role::Operator)).unwrap()
     }
 
     /// An agent providing `add` (counting its calls) and `sum3` (adding through its dependency).
     async fn agent(&self, name: &str, registry: &str, tools: &[&str], calls: Arc<AtomicUsize>) -> Agent {
+        self.agent_beating(name, registry, tools, calls, Some(HEARTBEAT)).await
+    }
+
+    /// [`Mesh::agent`] with its own heartbeat period (`None`: the default).
+    async fn agent_beating(&self, name: &str, registry: &str, tools: &[&str], calls: Arc<AtomicUsize>, heartbeat: Option<Duration>) -> Agent {
         let files = self.files(name, Role::Agent);
         let mut config = AgentConfig::from_env(name).unwrap();
-        for (key, value) in [
+        let heartbeat_ms = heartbeat.map(|h| h.as_millis().to_string());
+        let mut settings = vec![
             ("tls_cert", files.cert.to_str().unwrap()),
             ("tls_key", files.key.to_str().unwrap()),
             ("tls_ca", files.ca.to_str().unwrap()),
             ("registry_url", registry),
-            ("heartbeat_interval_ms", "200"),
-        ] {
+        ];
+        if let Some(ms) = &heartbeat_ms {
+            settings.push(("heartbeat_interval_ms", ms));
+        }
+        for (key, value) in settings {
             config.set(key, value).unwrap();
         }
         let all: Vec<ToolInfo> = serde_json::from_value(json!([
@@ -179,5 +198,308 @@ async fn a_new_provider_is_callable_within_a_second_and_an_outage_of_the_registr
     assert_eq!(sum3(&client, &a, 1).await.unwrap(), json!(3));
     a.shutdown().await;
     b.shutdown().await;
+    registry.shutdown().await;
+}
+
+/// Waits until the registry lists `present` and not `absent`.
+async fn wait_listed(operator: &RegistryClient, present: &[&Agent], absent: &[&Agent], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let ids: Vec<String> = match operator.list_agents().await {
+            Ok(list) => list.agents.into_iter().map(|x| x.agent_id).collect(),
+            Err(_) => Vec::new(),
+        };
+        let listed = |a: &&Agent| ids.iter().any(|id| id == a.agent_id());
+        if present.iter().all(listed) && !absent.iter().any(listed) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the registry lists {ids:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Calls `a`'s sum3 back to back until stopped: (calls made, failures with their time).
+struct Caller {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl Caller {
+    fn start(client: McpClient, a: Agent) -> Caller {
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let (mut calls, mut failures) = (0, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    let i = calls as i64;
+                    match sum3(&client, &a, i).await {
+                        Ok(v) if v == json!(i + 2) => {}
+                        Ok(v) => failures.push(format!("{:?}: call {i} answered {v}", started.elapsed())),
+                        Err(e) => failures.push(format!("{:?}: call {i}: {e}", started.elapsed())),
+                    }
+                    calls += 1;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                (calls, failures)
+            }
+        });
+        Caller { stop, task }
+    }
+
+    async fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+/// A TCP relay to the registry that can be shut: one agent's network path to the registry,
+/// so that the test decides which agent reaches a restarted registry first.
+struct Relay {
+    port: u16,
+    open: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn to(upstream: u16) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(AtomicBool::new(true));
+        let task = tokio::spawn({
+            let open = open.clone();
+            async move {
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else { return };
+                    if !open.load(Ordering::Relaxed) {
+                        continue; // dropped: the path is down
+                    }
+                    tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", upstream)).await {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                }
+            }
+        });
+        Relay { port, open, task }
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    fn set_open(&self, open: bool) {
+        self.open.store(open, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_restart_loses_no_call_while_the_agents_register_again() {
+    let mesh = Mesh::new();
+    // Heartbeats of 1 s at the registry: it warms up for 3 s after a start. The agents beat
+    // every 100 ms.
+    let registry = mesh.registry_beating(0, Duration::from_secs(1)).await;
+    let port = registry.local_addr().port();
+    let url = registry.url();
+    let relay = Relay::to(port).await;
+    let fast = Some(Duration::from_millis(100));
+    let b = mesh.agent_beating("b", &relay.url(), &["add"], Arc::default(), fast).await;
+    let a = mesh.agent_beating("a", &url, &["sum3"], Arc::default(), fast).await;
+    let client = McpClient::new(&mesh.identity("operator", Role::Operator)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while sum3(&client, &a, 1).await.is_err() {
+        assert!(Instant::now() < deadline, "a never reached b");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let caller = Caller::start(client, a.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.set_open(false);
+    registry.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let registry = mesh.registry_beating(port, Duration::from_secs(1)).await;
+    let operator = mesh.operator(&url);
+    // a registers again first and, for a second, the registry knows no provider of `add`.
+    wait_listed(&operator, &[&a], &[&b], Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_listed(&operator, &[&a], &[&b], Duration::ZERO).await;
+    relay.set_open(true);
+    wait_listed(&operator, &[&a, &b], &[], Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (calls, failures) = caller.finish().await;
+    assert!(failures.is_empty(), "{} of {calls} calls failed across the restart: {failures:?}", failures.len());
+    assert!(calls > 100, "only {calls} calls");
+
+    a.shutdown().await;
+    b.shutdown().await;
+    registry.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_stops_answering_stalls_no_heartbeat() {
+    let mesh = Mesh::new();
+    let registry = mesh.registry(0).await;
+    let port = registry.local_addr().port();
+    let url = registry.url();
+    let b = mesh.agent("b", &url, &["add"], Arc::default()).await;
+    let a = mesh.agent("a", &url, &["sum3"], Arc::default()).await;
+    let client = McpClient::new(&mesh.identity("operator", Role::Operator)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while sum3(&client, &a, 1).await.is_err() {
+        assert!(Instant::now() < deadline, "a never reached b");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    registry.shutdown().await;
+
+    // In its place, a server that completes the TLS handshake and then never answers, holding
+    // every connection open (a registry hung, or a path that went half-open).
+    let held: Arc<Mutex<Vec<tokio_rustls::server::TlsStream<TcpStream>>>> = Arc::default();
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(mesh.identity("registry", Role::Registry).server_config().unwrap());
+    let hung = tokio::spawn({
+        let held = held.clone();
+        async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { return };
+                let (acceptor, held) = (acceptor.clone(), held.clone());
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        held.lock().unwrap().push(tls);
+                    }
+                });
+            }
+        }
+    });
+    // Both agents' heartbeats and long polls hang there.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while held.lock().unwrap().len() < 4 {
+        assert!(Instant::now() < deadline, "the agents never reached the hung registry");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Calls go on from the cache meanwhile.
+    for i in 0..20 {
+        assert_eq!(sum3(&client, &a, i).await.unwrap(), json!(i + 2), "call {i} failed with the registry hung");
+    }
+
+    // The registry comes back, while the hung connections stay open: heartbeats that time out
+    // (about a heartbeat interval, at least 1 s) let the agents find it.
+    hung.abort();
+    let registry = mesh.registry(port).await;
+    let returned = Instant::now();
+    wait_listed(&mesh.operator(&url), &[&a, &b], &[], Duration::from_secs(5)).await;
+    let after = returned.elapsed();
+    assert!(after < Duration::from_millis(2500), "the agents took {after:?} to register again");
+    assert_eq!(sum3(&client, &a, 1).await.unwrap(), json!(3));
+    // The agents closed the connections they gave up on (nothing leaks per timed-out beat).
+    let held = std::mem::take(&mut *held.lock().unwrap());
+    for mut stream in held {
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(2), tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest)).await;
+        assert!(closed.is_ok(), "a connection the agents gave up on is still open");
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+    registry.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_fail_over_from_a_provider_that_died_without_deregistering() {
+    let mesh = Mesh::new();
+    let registry = mesh.registry(0).await;
+    let url = registry.url();
+    // A provider whose process died: still registered and heartbeating (its registration lives
+    // on), its endpoint a closed port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let tools: Vec<ToolInfo> = serde_json::from_value(json!([{"name": "add", "capability": "add"}])).unwrap();
+    let ghost = RegisterRequest {
+        agent_id: "ghost-1".into(),
+        name: "ghost".into(),
+        endpoint: format!("https://127.0.0.1:{closed}/mcp"),
+        tools,
+    };
+    let ghost_client = RegistryClient::new(&url, &mesh.identity("ghost", Role::Agent)).unwrap();
+    let ghost = Discovery::spawn(ghost_client, ghost, HEARTBEAT);
+    assert!(ghost.wait_registered(Duration::from_secs(5)).await);
+    let a = mesh.agent("a", &url, &["sum3"], Arc::default()).await;
+    let client = McpClient::new(&mesh.identity("operator", Role::Operator)).unwrap();
+    // a routes to the ghost: with no other provider, the call fails to connect.
+    let e = sum3(&client, &a, 1).await.unwrap_err();
+    assert!(e.to_string().contains("cannot connect"), "{e}");
+
+    let b_calls = Arc::new(AtomicUsize::new(0));
+    let b = mesh.agent("b", &url, &["add"], b_calls.clone()).await;
+    let operator = mesh.operator(&url);
+    let providers = operator.resolve(&DependencySpec::capability("add")).await.unwrap().providers;
+    assert_eq!(providers.len(), 2, "{providers:?}");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while b_calls.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "a did not learn of b");
+        let _ = sum3(&client, &a, 1).await;
+    }
+
+    // Longer than the 2 s a refusing provider is tried only after the others: the ghost is
+    // tried first again, and its refusals are retried on b.
+    let (caller, started) = (Caller::start(client, a.clone()), Instant::now());
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let (calls, failures) = caller.finish().await;
+    assert!(failures.is_empty(), "{} of {calls} calls failed: {failures:?}", failures.len());
+    assert!(calls > 100, "only {calls} calls in {:?}", started.elapsed());
+    assert_eq!(operator.resolve(&DependencySpec::capability("add")).await.unwrap().providers.len(), 2, "the ghost stayed registered");
+    ghost.stop().await;
+    a.shutdown().await;
+    b.shutdown().await;
+    registry.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_default_heartbeats_arrivals_and_departures_reach_dependents_within_a_second() {
+    let mesh = Mesh::new();
+    // The default 5 s heartbeats at the registry and the agents: only the long poll is fast.
+    let registry = mesh.registry_beating(0, toolmesh_registry::DEFAULT_HEARTBEAT_INTERVAL).await;
+    let url = registry.url();
+    let a = mesh.agent_beating("a", &url, &["sum3"], Arc::default(), None).await;
+    let client = McpClient::new(&mesh.identity("operator", Role::Operator)).unwrap();
+    assert_eq!(sum3(&client, &a, 1).await.unwrap_err().kind(), ErrorKind::DependencyUnresolved);
+
+    let (b1_calls, b2_calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let b1 = mesh.agent_beating("b1", &url, &["add"], b1_calls.clone(), None).await;
+    let registered = Instant::now();
+    while sum3(&client, &a, 1).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let visible_after = registered.elapsed();
+    assert!(visible_after < Duration::from_secs(1), "a new provider took {visible_after:?} to become callable");
+
+    let b2 = mesh.agent_beating("b2", &url, &["add"], b2_calls.clone(), None).await;
+    let registered = Instant::now();
+    while b2_calls.load(Ordering::Relaxed) == 0 {
+        sum3(&client, &a, 1).await.unwrap();
+    }
+    let visible_after = registered.elapsed();
+    assert!(visible_after < Duration::from_secs(1), "a second provider took {visible_after:?} to receive calls");
+
+    // b1 deregisters (then drains for a moment and stops): calls stop reaching it within 1 s.
+    let leaving = Instant::now();
+    let stopping = tokio::spawn(async move { b1.shutdown().await });
+    let (mut seen, mut last_b1_call) = (b1_calls.load(Ordering::Relaxed), Duration::ZERO);
+    while leaving.elapsed() < Duration::from_secs(2) {
+        sum3(&client, &a, 1).await.unwrap();
+        let now = b1_calls.load(Ordering::Relaxed);
+        if now != seen {
+            (seen, last_b1_call) = (now, leaving.elapsed());
+        }
+    }
+    stopping.await.unwrap();
+    assert!(last_b1_call < Duration::from_secs(1), "b1 still received calls {last_b1_call:?} after deregistering");
+    a.shutdown().await;
+    b2.shutdown().await;
     registry.shutdown().await;
 }

@@ -113,6 +113,99 @@ async fn watchers_learn_of_providers_arriving_and_leaving_within_a_second() {
 }
 
 #[tokio::test]
+async fn a_stale_provider_leaves_topologies_while_a_healthy_one_remains() {
+    let interval = Duration::from_millis(200);
+    let mesh = Mesh::new();
+    let registry = mesh.start_registry(0, interval).await;
+    let consumer = client(&registry.url(), &mesh.identity("report", Role::Agent));
+    let quiet = client(&registry.url(), &mesh.identity("calc", Role::Agent));
+    let lively = client(&registry.url(), &mesh.identity("calc2", Role::Agent));
+    quiet.register(&registration("calc-1", &[("add", "add")], &[])).await.expect("register");
+    lively.register(&registration("calc-2", &[("add", "add")], &[])).await.expect("register");
+    let held = register_consumer(&consumer).await;
+    assert_eq!(provider_ids(&held.topology), ["calc-1", "calc-2"]);
+    let beating = tokio::spawn(async move {
+        loop {
+            consumer.beat("report-1", 0).await.expect("heartbeat");
+            lively.beat("calc-2", 0).await.expect("heartbeat");
+            tokio::time::sleep(interval / 2).await;
+        }
+    });
+
+    // calc-1 goes silent: stale after 1.5 intervals, out of the consumer's topology, though
+    // still listed until its eviction at 3 intervals.
+    let watcher = client(&registry.url(), &mesh.identity("report", Role::Agent));
+    let started = Instant::now();
+    let changed = watcher.watch("report-1", held.topology.version, Duration::from_secs(5)).await.expect("watch").expect("a change");
+    assert_eq!(provider_ids(&changed), ["calc-2"]);
+    assert!(started.elapsed() < interval * 5 / 2, "took {:?}", started.elapsed());
+    let listed = watcher.list_agents().await.expect("list").agents;
+    assert_eq!(listed.iter().find(|a| a.agent_id == "calc-1").map(|a| a.status.as_str()), Some("stale"));
+
+    // It beats again: routed to again at once.
+    quiet.beat("calc-1", 0).await.expect("beat").expect("still registered");
+    let back = watcher.watch("report-1", changed.version, Duration::from_secs(1)).await.expect("watch").expect("a change");
+    assert_eq!(provider_ids(&back), ["calc-1", "calc-2"]);
+    beating.abort();
+    registry.shutdown().await;
+}
+
+#[tokio::test]
+async fn answers_say_warming_up_for_one_eviction_window_after_a_start() {
+    let interval = Duration::from_millis(200);
+    let mesh = Mesh::new();
+    let registry = mesh.start_registry(0, interval).await;
+    let started = Instant::now();
+    let agent = client(&registry.url(), &mesh.identity("calc", Role::Agent));
+    assert!(agent.register(&registration("calc-1", &[("add", "add")], &[])).await.expect("register").warming_up);
+    loop {
+        let warming_up = agent.beat("calc-1", 0).await.expect("beat").expect("registered").warming_up;
+        if !warming_up {
+            break;
+        }
+        assert!(started.elapsed() < interval * 3, "still warming up after {:?}", started.elapsed());
+        tokio::time::sleep(interval / 4).await;
+    }
+    assert!(started.elapsed() >= interval * 3 - Duration::from_millis(50), "warmed up after {:?}", started.elapsed());
+    assert!(!agent.register(&registration("calc-2", &[("add", "add")], &[])).await.expect("register").warming_up);
+    registry.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_to_a_registry_that_never_answers_give_up_in_time() {
+    // A server that completes the TLS handshake, then neither reads nor answers.
+    let mesh = Mesh::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("https://127.0.0.1:{}", listener.local_addr().expect("addr").port());
+    let acceptor = tokio_rustls::TlsAcceptor::from(mesh.identity("registry", Role::Registry).server_config().expect("tls"));
+    let hung = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            held.push(acceptor.accept(tcp).await.expect("handshake"));
+        }
+    });
+    let mut agent = client(&url, &mesh.identity("calc", Role::Agent));
+    agent.set_timeout(Duration::from_millis(300));
+
+    let started = Instant::now();
+    let e = agent.beat("calc-1", 0).await.expect_err("no answer");
+    assert_eq!(e.kind(), ErrorKind::RegistryUnavailable, "{e}");
+    assert!(e.message().contains("did not answer within 300 ms"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    let e = agent.register(&registration("calc-1", &[("add", "add")], &[])).await.expect_err("no answer");
+    assert_eq!(e.kind(), ErrorKind::RegistryUnavailable, "{e}");
+
+    // The long poll may take its wait and a margin of 5 s, not for ever.
+    let started = Instant::now();
+    let e = agent.watch("calc-1", 0, Duration::from_millis(100)).await.expect_err("no answer");
+    assert_eq!(e.kind(), ErrorKind::RegistryUnavailable, "{e}");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(5000) && took < Duration::from_millis(6500), "the long poll gave up after {took:?}");
+    hung.abort();
+}
+
+#[tokio::test]
 async fn agents_that_stop_heartbeating_go_stale_then_are_evicted() {
     let interval = Duration::from_millis(200);
     let mesh = Mesh::new();
