@@ -55,7 +55,10 @@ pub(crate) fn entry<'local, T: Default>(
             let _ = env.throw_new("java/lang/IllegalStateException", message);
             return T::default();
         }
-        Err(panic) => Error::new(ErrorKind::Internal, format!("toolmesh panicked: {}", panic_message(&*panic))),
+        Err(panic) => Error::new(
+            ErrorKind::Internal,
+            format!("toolmesh panicked: {}; this is a bug in toolmesh, please report it", panic_message(&*panic)),
+        ),
     };
     throw(env, &error);
     T::default()

@@ -49,7 +49,7 @@ class PanicTest {
         ToolmeshException direct = assertThrows(ToolmeshException.class, NativeTesting::panicInEntry);
         assertEquals(9001, direct.code());
         assertEquals("INTERNAL", direct.kind());
-        assertEquals("toolmesh panicked: a test panic in a native method", direct.getMessage());
+        assertEquals("toolmesh panicked: a test panic in a native method; this is a bug in toolmesh, please report it", direct.getMessage());
 
         CompletableFuture<String> inTask = Native.pendingCall(null, Runnable::run, NativeTesting::panicInTask);
         Throwable failed = assertThrows(ExecutionException.class, () -> inTask.get(10, TimeUnit.SECONDS)).getCause();
