@@ -3,7 +3,9 @@
 # library and the toolmesh CLI built by cargo in debug (honouring $CARGO_TARGET_DIR, default
 # ./target), and the dev.toolmesh:toolmesh:0.1.0 jar, which carries the library, installed into
 # ~/.m2; then examples/java is compiled against it, as a user's project would be.
-# Then: mvn -B -f bindings-java/pom.xml test
+# The jar carries the debug build here (-Dtoolmesh.cargoProfile=debug): a plain `mvn package`
+# builds the release one, as shipped, which takes minutes (fat LTO).
+# Then: mvn -B -f bindings-java/pom.xml test -Dtoolmesh.cargoProfile=debug
 # (the cross-language suite in tests/java also needs .venv from scripts/python-env.sh).
 set -euo pipefail
 
@@ -17,10 +19,16 @@ if ! command -v javac >/dev/null || ! command -v mvn >/dev/null; then
 fi
 
 step "building the JNI library and the CLI (target dir ${CARGO_TARGET_DIR:-target})"
-(cd "$ROOT" && cargo build --quiet -p toolmesh-java -p toolmesh-cli)
+(cd "$ROOT" && cargo build --quiet --locked -p toolmesh-java -p toolmesh-cli)
 
 step "installing dev.toolmesh:toolmesh:0.1.0 into the local Maven repository"
-mvn -q -B -f "$ROOT/bindings-java/pom.xml" install -DskipTests
+mvn -q -B -f "$ROOT/bindings-java/pom.xml" install -DskipTests -Dtoolmesh.cargoProfile=debug
+# The jar is what users get: it must carry the library where NativeLibrary looks for it.
+JAR="$ROOT/bindings-java/target/toolmesh-0.1.0.jar"
+if ! jar tf "$JAR" | grep -x "native/linux-x86_64/libtoolmesh_jni.so" >/dev/null; then
+  echo "java-env: $JAR does not contain native/linux-x86_64/libtoolmesh_jni.so" >&2
+  exit 1
+fi
 
 step "compiling examples/java against it"
 mvn -q -B -f "$ROOT/examples/java/pom.xml" compile

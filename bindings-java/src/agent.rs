@@ -1,6 +1,6 @@
 //! Agents: started for a Java `AgentBuilder`, called through by `MeshProxy`, stopped by `close()`.
 
-use crate::entry::{entry, Failure};
+use crate::entry::{ensure_blocking_allowed, entry, Failure};
 use crate::handles::HandleTable;
 use crate::invocation::{self, JavaToolHandler};
 use crate::jvm;
@@ -37,6 +37,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_start<'local>(
     dispatcher: JObject<'local>,
 ) -> jlong {
     entry(&mut env, |env| {
+        ensure_blocking_allowed("AgentBuilder.start()")?;
         let name: String = env.get_string(&name)?.into();
         let mut config = AgentConfig::from_env(&name)?;
         let options = string_array(env, &options)?;
@@ -104,15 +105,9 @@ pub extern "system" fn Java_dev_toolmesh_Native_call<'local>(
         // A negative index names no dependency; core says so.
         let dependency = usize::try_from(dependency).unwrap_or(usize::MAX);
         let context = invocation::context(context);
-        let runtime = runtime::runtime();
-        // In a task of its own, so that even a panic in core answers the Java future.
-        let call = runtime.spawn(async move {
+        spawn_call(call_id, async move {
             let agent = slot.wait().await.clone();
             agent.call(&tool, dependency, arguments, context).await
-        });
-        runtime.spawn(async move {
-            let outcome = call.await.unwrap_or_else(|panic| Err(task_failed(panic)));
-            deliver_call_result(call_id, outcome);
         });
         Ok(())
     })
@@ -122,6 +117,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_call<'local>(
 #[no_mangle]
 pub extern "system" fn Java_dev_toolmesh_Native_stop<'local>(mut env: JNIEnv<'local>, _class: JClass<'local>, handle: jlong) {
     entry(&mut env, |_| {
+        ensure_blocking_allowed("MeshAgent.close()")?;
         let Some(slot) = AGENTS.get(handle) else { return Ok(()) };
         if let Some(agent) = slot.get().cloned() {
             run_blocking(async move {
@@ -134,6 +130,12 @@ pub extern "system" fn Java_dev_toolmesh_Native_stop<'local>(mut env: JNIEnv<'lo
         AGENTS.remove(handle);
         Ok(())
     })
+}
+
+/// Runs `operation` on core's runtime and hands its outcome to `Native.onCallDone(callId, ...)`.
+/// In a task of its own, so that even a panic in core answers the Java future (`INTERNAL`).
+pub(crate) fn spawn_call(call_id: jlong, operation: impl Future<Output = Result<Value, Error>> + Send + 'static) {
+    runtime::spawn_settled(operation, move |outcome| deliver_call_result(call_id, outcome));
 }
 
 fn deliver_call_result(call_id: jlong, outcome: Result<Value, Error>) {

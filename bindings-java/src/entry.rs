@@ -14,6 +14,18 @@ pub(crate) enum Failure {
     Mesh(Error),
     /// A JNI call failed; if it left a Java exception pending, that exception is what Java sees.
     Jni(jni::errors::Error),
+    /// Called where it must not be (a blocking call on a core thread): an `IllegalStateException`.
+    WrongThread(String),
+}
+
+/// Refuses a native method that blocks on core's runtime when it is called on one of core's
+/// threads (a handler run in place by an executor such as `Runnable::run`): blocking there would
+/// deadlock, and tokio would panic. Core words the refusal, as for every binding.
+pub(crate) fn ensure_blocking_allowed(function: &str) -> Result<(), Failure> {
+    match toolmesh_core::runtime::blocking_refused(function) {
+        Some(message) => Err(Failure::WrongThread(message)),
+        None => Ok(()),
+    }
 }
 
 impl From<Error> for Failure {
@@ -39,7 +51,14 @@ pub(crate) fn entry<'local, T: Default>(
         Ok(Err(Failure::Mesh(error))) => error,
         Ok(Err(Failure::Jni(jni::errors::Error::JavaException))) => return T::default(),
         Ok(Err(Failure::Jni(error))) => Error::new(ErrorKind::Internal, format!("a JNI call failed: {error}")),
-        Err(panic) => Error::new(ErrorKind::Internal, format!("toolmesh panicked: {}", panic_message(&*panic))),
+        Ok(Err(Failure::WrongThread(message))) => {
+            let _ = env.throw_new("java/lang/IllegalStateException", message);
+            return T::default();
+        }
+        Err(panic) => Error::new(
+            ErrorKind::Internal,
+            format!("toolmesh panicked: {}; this is a bug in toolmesh, please report it", panic_message(&*panic)),
+        ),
     };
     throw(env, &error);
     T::default()

@@ -11,3 +11,4 @@ mod entry;
 mod handles;
 mod invocation;
 mod jvm;
+mod testing;

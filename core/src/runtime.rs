@@ -33,6 +33,16 @@ pub fn runtime() -> Arc<tokio::runtime::Runtime> {
     runtime
 }
 
+/// Why `function`, which blocks on the shared runtime, must not run on this thread: on a thread of
+/// a tokio runtime (a toolmesh worker, where a host's callback may run) blocking would deadlock,
+/// and tokio refuses it with a panic. `None` where blocking is allowed. Every binding refuses with
+/// this message (the C ABI with `TOOLMESH_WRONG_THREAD`, Java with an `IllegalStateException`).
+pub fn blocking_refused(function: &str) -> Option<String> {
+    tokio::runtime::Handle::try_current().is_ok().then(|| {
+        format!("{function} blocks and cannot be called on a toolmesh runtime thread; call it from a thread of your own")
+    })
+}
+
 /// A handle to the shared runtime, for spawning from host threads.
 pub fn handle() -> tokio::runtime::Handle {
     runtime().handle().clone()

@@ -96,15 +96,12 @@ pub(crate) unsafe fn write_out<T>(out: *mut *mut T, value: T) {
 }
 
 /// Fails with `TOOLMESH_WRONG_THREAD` on a toolmesh runtime thread, where blocking on the
-/// runtime would deadlock (tokio refuses it with a panic).
+/// runtime would deadlock (tokio refuses it with a panic); core words the refusal.
 pub(crate) fn ensure_blocking_allowed(function: &str) -> Result<(), Failure> {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return Err(Failure::new(
-            TOOLMESH_WRONG_THREAD,
-            format!("{function} blocks and cannot be called on a toolmesh runtime thread; call it from a thread of your own"),
-        ));
+    match toolmesh_core::runtime::blocking_refused(function) {
+        Some(message) => Err(Failure::new(TOOLMESH_WRONG_THREAD, message)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]

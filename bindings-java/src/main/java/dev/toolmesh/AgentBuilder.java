@@ -65,6 +65,9 @@ public final class AgentBuilder {
      * The executor handlers run on, and dependency calls complete on. By default each agent has
      * its own cached pool of daemon threads, shut down with the agent. A handler that blocks on a
      * dependency call needs a second thread to complete it, so do not pass a single-thread executor.
+     * Handlers never run on core's threads: what this executor would run in place on one (it is
+     * {@code Runnable::run}, or a pool saturated under {@code CallerRunsPolicy}) runs on a shared
+     * fallback pool of daemon threads ({@code toolmesh-fallback-N}) instead.
      */
     public AgentBuilder executor(Executor executor) {
         this.executor = Objects.requireNonNull(executor, "executor");
@@ -76,6 +79,7 @@ public final class AgentBuilder {
      *
      * @throws ToolmeshException when the options, certificates or tools are wrong, e.g.
      *     {@code CERTIFICATE_FILE} without a TLS identity
+     * @throws IllegalStateException on one of core's threads, where it would block the runtime it waits for
      */
     public MeshAgent start() {
         Map<String, ToolDefinition> byName = new LinkedHashMap<>();

@@ -68,22 +68,34 @@ public final class MeshAgent implements AutoCloseable {
         stopped.await();
     }
 
-    /** Deregisters, lets in-flight calls finish (up to a few seconds) and stops serving. Idempotent. */
+    /**
+     * Deregisters, lets in-flight calls finish (up to a few seconds) and stops serving. Idempotent.
+     *
+     * @throws IllegalStateException on one of core's threads, where it would block the runtime it waits for
+     */
     @Override
     public void close() {
         if (!closed.compareAndSet(false, true)) {
             return;
         }
+        boolean refused = false;
         try {
             Native.stop(handle);
+        } catch (IllegalStateException onCoreThread) {
+            // Refused before anything stopped: the agent still serves, and can be closed from another thread.
+            refused = true;
+            closed.set(false);
+            throw onCoreThread;
         } finally {
-            if (ownExecutor != null) {
-                ownExecutor.shutdown();
+            if (!refused) {
+                if (ownExecutor != null) {
+                    ownExecutor.shutdown();
+                }
+                if (Thread.currentThread() != closeAtExit) {
+                    Runtime.getRuntime().removeShutdownHook(closeAtExit);
+                }
+                stopped.countDown();
             }
-            if (Thread.currentThread() != closeAtExit) {
-                Runtime.getRuntime().removeShutdownHook(closeAtExit);
-            }
-            stopped.countDown();
         }
     }
 

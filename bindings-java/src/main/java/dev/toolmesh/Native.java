@@ -4,9 +4,12 @@ import java.lang.ref.Cleaner;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executor;
-import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.LongConsumer;
 
 /**
  * The native library's methods, and the one method it calls back with the results of dependency
@@ -19,6 +22,13 @@ final class Native {
     /** Not a mesh error code: the caller gets HANDLER_FAILED with the message. */
     static final int HANDLER_FAILED = 0;
 
+    /**
+     * Runs what an agent's executor would have run on the core thread handing it over (an executor
+     * such as {@code Runnable::run}, or a pool saturated under {@code CallerRunsPolicy}), and what
+     * a shut-down executor refuses: handlers and continuations never run on core's threads.
+     */
+    private static final ExecutorService FALLBACK = fallbackPool();
+
     private static final ConcurrentHashMap<Long, PendingCall> PENDING = new ConcurrentHashMap<>();
     private static final AtomicLong NEXT_CALL_ID = new AtomicLong();
 
@@ -28,6 +38,18 @@ final class Native {
     }
 
     private Native() {}
+
+    /** Loads the library (by initializing this class); for classes that declare natives of their own. */
+    static void ensureLoaded() {}
+
+    private static ExecutorService fallbackPool() {
+        AtomicInteger count = new AtomicInteger();
+        return Executors.newCachedThreadPool(task -> {
+            Thread thread = new Thread(task, "toolmesh-fallback-" + count.incrementAndGet());
+            thread.setDaemon(true);
+            return thread;
+        });
+    }
 
     private static native void initialize();
 
@@ -58,19 +80,45 @@ final class Native {
      */
     static CompletableFuture<String> callDependency(
             long agent, String tool, int dependency, String argumentsJson, RequestContext context, Executor executor) {
-        CompletableFuture<String> result = new CompletableFuture<>();
-        long callId = NEXT_CALL_ID.incrementAndGet();
-        PENDING.put(callId, new PendingCall(result, context, executor));
         try {
-            call(agent, tool, dependency, argumentsJson, context.handle(), callId);
-        } catch (RuntimeException refused) {
-            PENDING.remove(callId);
-            result.completeExceptionally(refused);
+            return pendingCall(context, executor, callId -> call(agent, tool, dependency, argumentsJson, context.handle(), callId));
         } finally {
             // The native side has taken its own reference to the context by now.
             java.lang.ref.Reference.reachabilityFence(context);
         }
+    }
+
+    /**
+     * A future that {@link #onCallDone} completes on {@code executor} once {@code start} has set
+     * the native side going with the call's id; failed at once if {@code start} throws.
+     */
+    static CompletableFuture<String> pendingCall(RequestContext context, Executor executor, LongConsumer start) {
+        CompletableFuture<String> result = new CompletableFuture<>();
+        long callId = NEXT_CALL_ID.incrementAndGet();
+        PENDING.put(callId, new PendingCall(result, context, executor));
+        try {
+            start.accept(callId);
+        } catch (RuntimeException refused) {
+            PENDING.remove(callId);
+            result.completeExceptionally(refused);
+        }
         return result;
+    }
+
+    /**
+     * Called on a core thread, which must not run {@code task}: hands it to {@code executor}, or
+     * to a fallback pool if the executor runs it right here on the calling thread. Throws what
+     * the executor throws when it refuses the task.
+     */
+    static void executeOffCoreThread(Executor executor, Runnable task) {
+        Thread coreThread = Thread.currentThread();
+        executor.execute(() -> {
+            if (Thread.currentThread() == coreThread) {
+                FALLBACK.execute(task);
+            } else {
+                task.run();
+            }
+        });
     }
 
     /** Called by the native library on a core thread: only hands the result to the caller's executor. */
@@ -87,10 +135,10 @@ final class Native {
             }
         });
         try {
-            pending.executor.execute(settle);
+            executeOffCoreThread(pending.executor, settle);
         } catch (RejectedExecutionException executorClosed) {
             // The agent's executor is shut down; the answer still reaches the caller, never on a core thread.
-            ForkJoinPool.commonPool().execute(settle);
+            FALLBACK.execute(settle);
         }
     }
 

@@ -15,7 +15,6 @@ final class ToolDispatcher {
     private static final System.Logger LOG = System.getLogger("dev.toolmesh");
     /** Core's HANDLER_RESULT: the handler returned something JSON cannot carry. */
     private static final int HANDLER_RESULT = 6002;
-    /** What a caller sees for an exception without a message: the C ABI's text for a NULL message. */
 
     private final Map<String, ToolDefinition> tools;
     private final Executor executor;
@@ -27,13 +26,14 @@ final class ToolDispatcher {
 
     /**
      * Called by the native library on a core thread, which must never run a handler: takes
-     * ownership of the native handles and enqueues the call onto the agent's executor.
+     * ownership of the native handles and enqueues the call onto the agent's executor (or a
+     * fallback pool, if that executor would run it right here).
      */
     void dispatch(long agent, String tool, String argumentsJson, String contextJson, long context, long completion) {
         Responder responder = new Responder(completion);
         RequestContext requestContext = new RequestContext(context, contextJson);
         try {
-            executor.execute(() -> RequestContext.runWith(requestContext, () -> run(agent, tool, argumentsJson, requestContext, responder)));
+            Native.executeOffCoreThread(executor, () -> RequestContext.runWith(requestContext, () -> run(agent, tool, argumentsJson, requestContext, responder)));
         } catch (RuntimeException rejected) {
             LOG.log(System.Logger.Level.WARNING, "the executor refused a call of tool ''{0}''", tool);
             responder.release();

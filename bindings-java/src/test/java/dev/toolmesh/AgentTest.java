@@ -67,7 +67,8 @@ class AgentTest {
     public static class Beta {
         @MeshTool(capability = "add")
         public int add(int a, int b) {
-            assertFalse(Thread.currentThread().getName().startsWith("toolmesh-worker"), "a handler ran on a core thread");
+            // The agent's own pool; core's threads are named toolmesh-worker-N.
+            assertTrue(Thread.currentThread().getName().startsWith("toolmesh-beta-"), Thread.currentThread().getName());
             return a + b;
         }
 
@@ -254,6 +255,67 @@ class AgentTest {
             handlers.shutdownNow();
         }
         assertTrue(Toolmesh.context().isEmpty());
+    }
+
+    private static void assertOnFallbackThread(String what) {
+        String thread = Thread.currentThread().getName();
+        assertTrue(thread.startsWith("toolmesh-fallback-"), what + " ran on " + thread);
+    }
+
+    public static class InPlace {
+        @MeshTool(capability = "add")
+        public int add(int a, int b) {
+            assertOnFallbackThread("add");
+            return a + b;
+        }
+
+        /** Blocks on its dependency call, which a core thread must never do. */
+        @MeshTool(dependencies = {"add"})
+        public int blockingSum(int a, int b, MeshProxy add) {
+            assertOnFallbackThread("blockingSum");
+            return add.call(Map.of("a", a, "b", b), Integer.class).thenApply(sum -> {
+                assertOnFallbackThread("the continuation");
+                return sum;
+            }).join();
+        }
+    }
+
+    @Test
+    void anExecutorThatRunsInPlaceNeverRunsHandlersOnCoreThreads() {
+        // Runnable::run would run each handler, and each dependency result, on the core thread handing it over.
+        try (MeshAgent alpha = agent("alpha").executor(Runnable::run).register(new InPlace()).start()) {
+            assertEquals(7, call(alpha, "blockingSum", Map.of("a", 3, "b", 4), Map.of()).asInt());
+        }
+    }
+
+    public static class One {
+        @MeshTool
+        public int one() {
+            return 1;
+        }
+    }
+
+    @Test
+    void startAndCloseAreRefusedOnCoreThreads() throws Exception {
+        try (MeshAgent alpha = agent("alpha").register(new One()).start()) {
+            CompletableFuture<List<String>> seen = new CompletableFuture<>();
+            NativeTesting.runOnCoreThread(() -> {
+                try {
+                    String thread = Thread.currentThread().getName();
+                    String close = assertThrows(IllegalStateException.class, alpha::close).getMessage();
+                    String start = assertThrows(IllegalStateException.class, () -> agent("beta").register(new One()).start()).getMessage();
+                    seen.complete(List.of(thread, close, start));
+                } catch (Throwable thrown) {
+                    seen.completeExceptionally(thrown);
+                }
+            });
+            List<String> refused = seen.get(10, TimeUnit.SECONDS);
+            assertTrue(refused.get(0).matches("toolmesh-worker-\\d+"), refused.get(0));
+            assertEquals("MeshAgent.close() blocks and cannot be called on a toolmesh runtime thread; call it from a thread of your own", refused.get(1));
+            assertEquals("AgentBuilder.start() blocks and cannot be called on a toolmesh runtime thread; call it from a thread of your own", refused.get(2));
+            // The refused close left the agent serving; closing it here works.
+            assertEquals(1, operator.call(alpha.endpoint(), "one", Map.of(), Map.of()).asInt());
+        }
     }
 
     public static class Forgetful {

@@ -129,7 +129,38 @@ class DeclarationTest {
 
     public record Point(int x, int y) {}
 
+    /** A POJO argument: Jackson reads it through its setters; width is required, height defaults to 1. */
+    public static class Rect {
+        @com.fasterxml.jackson.annotation.JsonProperty(required = true)
+        private int width;
+        private int height = 1;
+
+        public int getWidth() {
+            return width;
+        }
+
+        public void setWidth(int width) {
+            this.width = width;
+        }
+
+        public int getHeight() {
+            return height;
+        }
+
+        public void setHeight(int height) {
+            this.height = height;
+        }
+    }
+
+    public record Placed(int area, Point corner) {}
+
     public static class Proxied {
+        /** A POJO and a record decoded from one live call's arguments. */
+        @MeshTool
+        public Placed place(Rect rect, Point origin) {
+            return new Placed(rect.getWidth() * rect.getHeight(), new Point(origin.x() + rect.getWidth(), origin.y() + rect.getHeight()));
+        }
+
         @MeshTool(capability = "add")
         public int add(int a, int b) {
             return a + b;
@@ -168,6 +199,12 @@ class DeclarationTest {
                 assertEquals(-10, operator.call(alpha.endpoint(), "combine", Map.of("point", Map.of("x", 3, "y", 4), "offset", 3), Map.of()).asInt());
                 assertEquals(-7, operator.call(alpha.endpoint(), "combine", Map.of("point", Map.of("x", 3, "y", 4)), Map.of()).asInt());
                 assertEquals(42, operator.call(alpha.endpoint(), "twice", Map.of("value", 21), Map.of()).asInt());
+                assertEquals(json("{'area':12,'corner':{'x':4,'y':6}}"),
+                        operator.call(alpha.endpoint(), "place", Map.of("rect", Map.of("width", 3, "height", 4), "origin", Map.of("x", 1, "y", 2)), Map.of()));
+                assertEquals(json("{'area':5,'corner':{'x':5,'y':1}}"),
+                        operator.call(alpha.endpoint(), "place", Map.of("rect", Map.of("width", 5, "extra", true), "origin", Map.of("x", 0, "y", 0)), Map.of()));
+                JsonNode noWidth = operator.callError(alpha.endpoint(), "place", Map.of("rect", Map.of("height", 2), "origin", Map.of("x", 0, "y", 0)));
+                assertEquals("INVALID_ARGUMENTS", noWidth.get("name").asText(), noWidth.toString());
                 assertEquals(json("{'point':{'x':1,'y':2},'headers':{}}"), operator.call(alpha.endpoint(), "echo", Map.of("point", Map.of("x", 1, "y", 2)), Map.of()));
                 // core checks the arguments' types against the derived schema before Java sees them...
                 JsonNode invalid = operator.callError(alpha.endpoint(), "combine", Map.of("point", "three"));

@@ -2,6 +2,7 @@ package dev.toolmesh;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.toolmesh.testkit.ManagedProcess;
 import dev.toolmesh.testkit.Mcp;
@@ -37,6 +38,14 @@ class JniCheckTest {
             assertEquals(143, jvm.stop(Duration.ofSeconds(30)), jvm.output());
             assertFalse(jvm.output().contains("WARNING in native method"), jvm.output());
             assertFalse(jvm.output().contains("JNI local refs"), jvm.output());
+            // Core's threads are attached once, on their first upcall, and stay attached: as many
+            // after the last round as after the first, each named in Java, and never more than core has.
+            var attached = jvm.waitForLine(Pattern.compile("attached after the first round: (\\d+), after the last: (\\d+), named: (\\d+)"),
+                    Duration.ofSeconds(1));
+            int first = Integer.parseInt(attached.group(1));
+            assertTrue(first >= 1 && first <= 4, attached.group());
+            assertEquals(attached.group(1), attached.group(2), attached.group());
+            assertEquals(attached.group(2), attached.group(3), attached.group());
         }
     }
 
@@ -83,6 +92,12 @@ class JniCheckTest {
                 Mcp operator = new Mcp(certs.clientContext("operator"));
                 int sum = operator.call(agent.endpoint(), "triangle", Map.of("n", ROUNDS), Map.of()).asInt();
                 int failed = operator.call(agent.endpoint(), "failures", Map.of("n", ROUNDS), Map.of()).asInt();
+                long afterFirst = NativeTesting.threadsAttached();
+                operator.call(agent.endpoint(), "triangle", Map.of("n", ROUNDS), Map.of());
+                operator.call(agent.endpoint(), "failures", Map.of("n", ROUNDS), Map.of());
+                long afterLast = NativeTesting.threadsAttached();
+                long named = Thread.getAllStackTraces().keySet().stream().filter(t -> t.getName().matches("toolmesh-worker-\\d+")).count();
+                System.out.println("attached after the first round: " + afterFirst + ", after the last: " + afterLast + ", named: " + named);
                 System.out.println("rounds done: " + sum + " " + failed);
                 agent.awaitShutdown();
             }

@@ -38,7 +38,8 @@ class ExampleTest {
             Map<String, String> env = new HashMap<>(certs.env("calc"));
             env.put("TOOLMESH_REGISTRY_URL", registry.url());
             env.put("TOOLMESH_HEARTBEAT_INTERVAL_MS", String.valueOf(Mesh.HEARTBEAT_MS));
-            Path libraryDir = Path.of(System.getProperty("toolmesh.cargoTargetDir", Mesh.repo().resolve("target").toString()), "debug");
+            // The cargo output the jar's copy came from (NativeLibraryTest checks this path is the one loaded).
+            Path libraryDir = Path.of(System.getProperty("toolmesh.nativeLibraryDir", Mesh.repo().resolve("target/debug").toString()));
             Mesh.Agent calc = mesh.startAgent("calc", List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                     "-Djava.library.path=" + libraryDir, "-cp", classes + java.io.File.pathSeparator + System.getProperty("java.class.path"), "Calc"), env);
             mesh.startScriptAgent(Mesh.python("examples/python/stats.py"), "stats", registry, Map.of());

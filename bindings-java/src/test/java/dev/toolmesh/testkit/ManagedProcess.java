@@ -58,6 +58,19 @@ public final class ManagedProcess {
         throw new AssertionError(argv + " was not ready within " + timeout + "\n" + output());
     }
 
+    /** Waits for the process to exit by itself; its exit status, or an AssertionError if it is still running. */
+    public int waitForExit(Duration timeout) {
+        try {
+            if (!process.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
+                throw new AssertionError(argv + " did not exit within " + timeout + "\n" + output());
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new AssertionError("interrupted", e);
+        }
+        return process.exitValue();
+    }
+
     /** SIGTERM, then SIGKILL if it has not exited within {@code grace}; returns the exit status. */
     public int stop(Duration grace) {
         process.destroy();
