@@ -61,6 +61,12 @@ impl HttpsClient {
         Ok(Self::build(identity.client_config()?, Some(identity.clone())))
     }
 
+    /// A client for the registry: the server must be the mesh's registry, chained to the mesh CA
+    /// ([`Identity::registry_client_config`]), not merely a peer the trust bundle vouches for.
+    pub fn for_registry(identity: &Arc<Identity>) -> crate::Result<Self> {
+        Ok(Self::build(identity.registry_client_config()?, Some(identity.clone())))
+    }
+
     /// A client with its own TLS configuration (the bootstrap client, which pins a CA).
     pub fn with_tls(tls: Arc<rustls::ClientConfig>) -> Self {
         Self::build(tls, None)
