@@ -148,6 +148,12 @@ impl HttpsClient {
                 })
             })
             .map_err(RequestError::undelivered)?;
+        tracing::debug!(
+            peer = %stream.get_ref().1.peer_certificates().and_then(<[_]>::first).map(crate::tls::peer_identity).unwrap_or_default(),
+            %authority,
+            version = ?stream.get_ref().1.protocol_version(),
+            "TLS handshake done"
+        );
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let io = TokioIo::new(stream);
         let broken = |e: hyper::Error| {
