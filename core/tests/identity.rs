@@ -509,3 +509,25 @@ fn key_files_readable_by_others_are_flagged() {
     // Loaded anyway (with a warning): a readable key is a risk, not a broken identity.
     Identity::load(&files).unwrap();
 }
+
+#[tokio::test]
+async fn a_bundle_without_anchors_vouches_for_no_spiffe_id() {
+    // What an older registry sends: PEM only. Its CAs that the configured file does not hold
+    // are trusted for no SPIFFE identity; the configured (mesh) CA keeps vouching for everything.
+    let mesh = CertificateAuthority::generate("test mesh CA", 30).unwrap();
+    let partner = CertificateAuthority::generate("partner CA", 30).unwrap();
+    let ours = identity_from(&mesh, "ours", Role::Agent, DEFAULT_TRUST_DOMAIN, &[], VerifyPolicy::default());
+    let legacy = TrustBundle { version: 1, pem: format!("{}{}", mesh.cert_pem(), partner.cert_pem()), anchors: vec![] };
+    ours.replace_trust_bundle(&legacy).unwrap();
+    let server = who_is_calling(&ours).await;
+    let url = format!("https://{}/", server.local_addr());
+    for (identity, accepted) in [
+        (identity_from(&partner, "y", Role::Agent, "partner", &[&mesh], VerifyPolicy::default()), false),
+        (identity_from(&mesh, "z", Role::Agent, DEFAULT_TRUST_DOMAIN, &[], VerifyPolicy::default()), true),
+    ] {
+        let client = toolmesh_core::client::HttpsClient::new(&identity).unwrap();
+        let called = client.send(http::Request::get(&url).body(http_body_util::Full::default()).unwrap()).await.map(|r| r.status().as_u16());
+        assert_eq!(called.as_ref().ok(), accepted.then_some(&200), "{}: {called:?}", identity.name());
+    }
+    server.shutdown(Duration::from_secs(1)).await;
+}
