@@ -338,7 +338,8 @@ struct Found {
 fn check(args: CheckArgs) -> Result<(), Failure> {
     let mut found = Vec::new();
     let mut unreadable = Vec::new();
-    collect_certificates(&args.dir, &mut found, &mut unreadable)?;
+    let mut keys = Vec::new();
+    collect_certificates(&args.dir, &mut found, &mut unreadable, &mut keys)?;
     if found.is_empty() {
         return Err(usage(format!("no certificate (*.pem, *.crt, *.cert) under {}", args.dir.display())));
     }
@@ -375,6 +376,14 @@ fn check(args: CheckArgs) -> Result<(), Failure> {
     for (path, why) in &unreadable {
         eprintln!("toolmesh: skipped {}: {why}", path.display());
     }
+    // A key others can read is a key others may hold; flagged, not failed (agents load it too,
+    // with the same warning).
+    keys.sort();
+    for key in &keys {
+        if let Some(mode) = toolmesh_core::tls::key_file_exposure(key) {
+            eprintln!("toolmesh: warning: the private key {} is readable by its group or others (mode {mode:o}); restrict it with `chmod 600 {}`", key.display(), key.display());
+        }
+    }
     if failing.is_empty() {
         return Ok(());
     }
@@ -390,20 +399,25 @@ fn check(args: CheckArgs) -> Result<(), Failure> {
     )))
 }
 
-fn collect_certificates(dir: &Path, found: &mut Vec<Found>, unreadable: &mut Vec<(PathBuf, String)>) -> Result<(), Failure> {
+fn collect_certificates(dir: &Path, found: &mut Vec<Found>, unreadable: &mut Vec<(PathBuf, String)>, keys: &mut Vec<PathBuf>) -> Result<(), Failure> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| Failure::usage(Error::new(ErrorKind::CertificateFile, format!("cannot read directory {}: {e}", dir.display()))))?;
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
-            collect_certificates(&path, found, unreadable)?;
+            collect_certificates(&path, found, unreadable, keys)?;
             continue;
         }
-        let is_certificate = path.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "pem" | "crt" | "cert"));
-        if !is_certificate {
+        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        if extension == "key" {
+            keys.push(path);
+            continue;
+        }
+        if !matches!(extension, "pem" | "crt" | "cert") {
             continue;
         }
         match std::fs::read_to_string(&path) {
+            Ok(text) if text.contains("PRIVATE KEY-----") => keys.push(path),
             // A .pem may hold a key instead; only files with a certificate are listed.
             Ok(text) if !text.contains("-----BEGIN CERTIFICATE-----") => {}
             Ok(text) => match CertificateSummary::parse_pem(&text, &path.display().to_string()) {

@@ -24,6 +24,10 @@ pub struct AddArgs {
     /// The entity's CA certificate (PEM).
     #[arg(long, value_name = "FILE")]
     ca_cert: PathBuf,
+    /// The SPIFFE trust domain the entity's certificates name (spiffe://TD/...); its CA may vouch
+    /// for no other. Default: NAME in lower case.
+    #[arg(long, value_name = "TD")]
+    trust_domain: Option<String>,
     #[command(flatten)]
     access: RegistryAccess,
 }
@@ -43,8 +47,11 @@ pub async fn run(command: EntityCommand) -> Result<(), Failure> {
                 Failure::usage(Error::new(ErrorKind::CertificateFile, format!("cannot read the CA certificate {}: {e}", args.ca_cert.display())))
             })?;
             let (registry, _) = args.access.connect()?;
-            let entity = registry.add_entity(&EntityRequest { name: args.name, ca_cert }).await?;
-            println!("entity '{}' added: agents with certificates from '{}' (sha256 {}) may join", entity.name, entity.ca_subject, entity.ca_fingerprint);
+            let entity = registry.add_entity(&EntityRequest { name: args.name, ca_cert, trust_domain: args.trust_domain }).await?;
+            println!(
+                "entity '{}' added: agents with certificates from '{}' (sha256 {}) naming spiffe://{}/... may join",
+                entity.name, entity.ca_subject, entity.ca_fingerprint, entity.trust_domain
+            );
         }
         EntityCommand::List(args) => {
             let (registry, _) = args.access.connect()?;
@@ -54,9 +61,9 @@ pub async fn run(command: EntityCommand) -> Result<(), Failure> {
             } else if list.entities.is_empty() {
                 println!("no entities: only the mesh CA is trusted");
             } else {
-                let mut rows = vec![["ENTITY", "CA SUBJECT", "CA SHA-256", "CA NOT AFTER", "ADDED"].map(String::from)];
+                let mut rows = vec![["ENTITY", "TRUST DOMAIN", "CA SUBJECT", "CA SHA-256", "CA NOT AFTER", "ADDED"].map(String::from)];
                 for e in list.entities {
-                    rows.push([e.name, e.ca_subject, e.ca_fingerprint, e.ca_not_after, e.added_at]);
+                    rows.push([e.name, e.trust_domain, e.ca_subject, e.ca_fingerprint, e.ca_not_after, e.added_at]);
                 }
                 print!("{}", align(&rows));
             }

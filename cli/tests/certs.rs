@@ -293,3 +293,34 @@ async fn a_certificate_issued_through_bootstrap_verifies_against_the_state_dirs_
     agent.shutdown().await;
     drop(registry);
 }
+
+#[cfg(unix)]
+#[test]
+fn private_keys_readable_by_others_are_flagged_by_check_and_at_load() {
+    use std::os::unix::fs::PermissionsExt;
+    let certs = Certs::init("calc");
+    let dir = certs.dir.path().to_str().expect("utf-8").to_owned();
+    let fine = run(toolmesh(&["certs", "check", "--dir", &dir])).success();
+    assert!(!fine.stderr.contains("readable by its group or others"), "init writes 0600 keys: {}", fine.stderr);
+    let key = certs.path("registry.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let flagged = run(toolmesh(&["certs", "check", "--dir", &dir])).success();
+    let line = format!("the private key {} is readable by its group or others (mode 640); restrict it with `chmod 600 {}`", key.display(), key.display());
+    assert!(flagged.stderr.contains(&line), "{}", flagged.stderr);
+    assert_eq!(flagged.stderr.matches("readable by its group or others").count(), 1, "only that key: {}", flagged.stderr);
+    // Loading it works, with a warning in the log; at debug level both ends log each handshake
+    // with the peer's identity, never key material.
+    let mut command = toolmesh(&["registry", "--port", "0"]);
+    command.args(certs.tls_args("registry")).env("RUST_LOG", "debug");
+    let registry = common::RegistryProcess::spawn(command);
+    let listed = run(toolmesh(&["list", "--registry", &registry.url]).args(certs.tls_args("operator")).env("RUST_LOG", "debug")).success();
+    let (_, logs) = registry.terminate();
+    assert!(logs.contains("the private key file is readable by its group or others") && logs.contains("WARN"), "{logs}");
+    let accepted = logs.lines().find(|l| l.contains("TLS handshake accepted")).unwrap_or_else(|| panic!("{logs}"));
+    assert!(accepted.contains("peer=spiffe://toolmesh.local/operator/operator"), "{accepted}");
+    let done = listed.stderr.lines().find(|l| l.contains("TLS handshake done")).unwrap_or_else(|| panic!("{}", listed.stderr));
+    assert!(done.contains("peer=spiffe://toolmesh.local/registry/registry"), "{done}");
+    for text in [&logs, &listed.stderr] {
+        assert!(!text.contains("PRIVATE KEY"), "key material in the log: {text}");
+    }
+}

@@ -180,7 +180,7 @@ impl AutoTls {
             }
         };
         let identity = Identity::from_pem_with(&lease.cert_pem, &lease.key_pem, &lease.ca_pem, policy)?;
-        identity.replace_trust_bundle(&lease.response.trust_bundle.pem)?;
+        identity.replace_trust_bundle(&lease.response.trust_bundle)?;
         tracing::info!(identity = %lease.response.spiffe_id, lifetime_s = lease.response.lifetime_ms / 1000, "certificate issued by the registry's CA");
         let first_lifetime = Duration::from_millis(lease.response.lifetime_ms);
         let weak = Arc::downgrade(&identity);
@@ -191,7 +191,7 @@ impl AutoTls {
                 let lease = auto.lease().await?;
                 let Some(identity) = weak.upgrade() else { return Ok(None) };
                 identity.replace_pem(&lease.cert_pem, &lease.key_pem, &lease.ca_pem)?;
-                identity.replace_trust_bundle(&lease.response.trust_bundle.pem)?;
+                identity.replace_trust_bundle(&lease.response.trust_bundle)?;
                 tracing::info!(identity = %lease.response.spiffe_id, "certificate renewed: new handshakes use the new one");
                 Ok(Some(Duration::from_millis(lease.response.lifetime_ms)))
             }

@@ -61,6 +61,12 @@ impl HttpsClient {
         Ok(Self::build(identity.client_config()?, Some(identity.clone())))
     }
 
+    /// A client for the registry: the server must be the mesh's registry, chained to the mesh CA
+    /// ([`Identity::registry_client_config`]), not merely a peer the trust bundle vouches for.
+    pub fn for_registry(identity: &Arc<Identity>) -> crate::Result<Self> {
+        Ok(Self::build(identity.registry_client_config()?, Some(identity.clone())))
+    }
+
     /// A client with its own TLS configuration (the bootstrap client, which pins a CA).
     pub fn with_tls(tls: Arc<rustls::ClientConfig>) -> Self {
         Self::build(tls, None)
@@ -142,6 +148,12 @@ impl HttpsClient {
                 })
             })
             .map_err(RequestError::undelivered)?;
+        tracing::debug!(
+            peer = %stream.get_ref().1.peer_certificates().and_then(<[_]>::first).map(crate::tls::peer_identity).unwrap_or_default(),
+            %authority,
+            version = ?stream.get_ref().1.protocol_version(),
+            "TLS handshake done"
+        );
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let io = TokioIo::new(stream);
         let broken = |e: hyper::Error| {

@@ -255,7 +255,7 @@ impl Session {
             return;
         }
         let fetched = self.client.trust_bundle().await;
-        match fetched.and_then(|bundle| identity.replace_trust_bundle(&bundle.pem).map(|()| bundle.version)) {
+        match fetched.and_then(|bundle| identity.replace_trust_bundle(&bundle).map(|()| bundle.version)) {
             Ok(held) => {
                 tracing::info!(version = held, "trust bundle updated from the registry");
                 *self.trust_bundle_version.lock().expect("trust bundle version lock") = Some(held);

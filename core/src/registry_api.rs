@@ -243,6 +243,26 @@ pub struct TrustBundle {
     pub version: u64,
     /// PEM certificates.
     pub pem: String,
+    /// The same CAs, each with what certificates chaining to it may speak for. A bundle without
+    /// anchors (an older registry) makes its CAs trusted for no SPIFFE identity and never as the
+    /// registry: identities are bound to anchors, never taken from what a peer claims.
+    #[serde(default)]
+    pub anchors: Vec<TrustAnchor>,
+}
+
+/// One CA of the trust bundle and the identities it may vouch for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustAnchor {
+    /// One CA certificate, PEM.
+    pub ca_cert: String,
+    /// The entity the CA belongs to; absent for the mesh CA, the only anchor that may vouch for
+    /// the registry and for every trust domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
+    /// The SPIFFE trust domains (`partner.example`, without `spiffe://`) its certificates may
+    /// name: an entity's own; for the mesh CA, the mesh's (informative).
+    #[serde(default)]
+    pub trust_domains: Vec<String>,
 }
 
 /// `POST /v1/entities`: trust another organisation's CA.
@@ -251,6 +271,10 @@ pub struct EntityRequest {
     pub name: String,
     /// The entity's CA certificate, PEM.
     pub ca_cert: String,
+    /// The SPIFFE trust domain the entity's certificates name (`partner.example`); the default
+    /// is the entity's name in lower case. Its CA may vouch for no other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_domain: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -263,6 +287,9 @@ pub struct Entity {
     pub ca_not_after: String,
     /// When the entity was added (RFC 3339).
     pub added_at: String,
+    /// The SPIFFE trust domain its certificates may name.
+    #[serde(default)]
+    pub trust_domain: String,
 }
 
 /// `GET /v1/entities`

@@ -37,7 +37,7 @@ pub struct RegistryClient {
 impl RegistryClient {
     /// `url` is the registry's base URL, e.g. `https://127.0.0.1:8443`; it must be https.
     pub fn new(url: &str, identity: &Arc<Identity>) -> Result<Self> {
-        Ok(RegistryClient { base: check_registry_url(url)?, http: HttpsClient::new(identity)?, timeout: DEFAULT_REQUEST_TIMEOUT })
+        Ok(RegistryClient { base: check_registry_url(url)?, http: HttpsClient::for_registry(identity)?, timeout: DEFAULT_REQUEST_TIMEOUT })
     }
 
     /// Bounds every request but the long poll: past it, the registry counts as unreachable.

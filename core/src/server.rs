@@ -178,6 +178,8 @@ async fn accept_loop<F, Fut>(
             let chain: Vec<CertificateDer<'static>> = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
             let name = chain.first().map(peer_identity).unwrap_or_else(|| "unknown".to_owned());
             let peer = Arc::new(PeerInfo { identity: name, remote, chain });
+            // Who, never what keys: the identity its certificate names (SPIFFE ID, else its CN).
+            tracing::debug!(peer = %peer.identity, %remote, resumed, version = ?tls.get_ref().1.protocol_version(), "TLS handshake accepted");
             let service = hyper::service::service_fn(move |req| {
                 let checked = match &identity {
                     Some(identity) => still_trusted(identity, &peer, &verified_under).map_err(|why| no_longer_trusted(&peer, &why)),

@@ -10,6 +10,8 @@ use std::time::Duration;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::mcp::McpClient;
 use toolmesh_core::pki::{spiffe_id, CertificateAuthority, write_pair, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+use toolmesh_core::registry_api::{TrustAnchor, TrustBundle};
+use toolmesh_core::registry_client::RegistryClient;
 use toolmesh_core::tls::{Identity, VerifyMode, VerifyPolicy};
 use toolmesh_core::ErrorKind;
 use rustls::pki_types::pem::PemObject;
@@ -157,16 +159,16 @@ async fn a_resumed_tls_session_does_not_let_a_peer_of_a_removed_ca_back_in() {
     let pki = Pki::new();
     let partner = CertificateAuthority::generate("partner CA", 30).unwrap();
     let ours = pki.identity("server");
-    ours.replace_trust_bundle(partner.cert_pem()).unwrap();
+    ours.replace_trust_bundle(&bundle(&[], &[("partner", &partner)])).unwrap();
     let server = who_is_calling(&ours).await;
-    let theirs = partner.issue(&LeafRequest::new("theirs", Role::Agent, DEFAULT_TRUST_DOMAIN, 1)).unwrap();
+    let theirs = partner.issue(&LeafRequest::new("theirs", Role::Agent, "partner", 1)).unwrap();
     let theirs = Identity::from_pem(&theirs.cert_pem, &theirs.key_pem, &format!("{}{}", partner.cert_pem(), pki.ca.cert_pem())).unwrap();
     // Two pools over one TLS configuration: the second connection resumes the first's session.
     let tls = theirs.client_config().unwrap();
     let url = format!("https://{}/", server.local_addr());
     assert_eq!(get_text(&toolmesh_core::client::HttpsClient::with_tls(tls.clone()), &url).await.0, 200);
 
-    ours.replace_trust_bundle("").unwrap();
+    ours.replace_trust_bundle(&bundle(&[], &[])).unwrap();
     let (status, text) = get_text(&toolmesh_core::client::HttpsClient::with_tls(tls), &url).await;
     assert_eq!(status, 403, "a resumed session skipped the new trust anchors: {text}");
     assert!(text.contains("no longer verifies against the mesh trust bundle"), "{text}");
@@ -193,7 +195,7 @@ async fn a_renewed_client_certificate_is_presented_on_the_next_call_and_old_conn
     assert!(after.starts_with(&der(&renewed.cert_pem)), "the old certificate was presented after the renewal: {after} (before: {before})");
     assert_ne!(after.split(' ').nth(1), before.split(' ').nth(1), "a new connection");
     // A new trust bundle alone keeps the connections: only our certificate retires them.
-    identity.replace_trust_bundle(pki.ca.cert_pem()).unwrap();
+    identity.replace_trust_bundle(&bundle(&[&pki.ca], &[])).unwrap();
     assert_eq!(seen().await, after);
     server.shutdown(Duration::from_secs(1)).await;
 }
@@ -362,6 +364,234 @@ async fn a_connection_opened_before_a_servers_rotation_is_still_used_after_it_an
     });
     if let Some(reloader) = reloader {
         reloader.abort();
+    }
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+/// A distributed trust bundle as the registry builds it: mesh CAs, then entities (name, CA), each
+/// entity vouching for the trust domain of its name.
+fn bundle(mesh: &[&CertificateAuthority], entities: &[(&str, &CertificateAuthority)]) -> TrustBundle {
+    let mut anchors: Vec<TrustAnchor> = mesh
+        .iter()
+        .map(|ca| TrustAnchor { ca_cert: ca.cert_pem().to_owned(), entity: None, trust_domains: vec![DEFAULT_TRUST_DOMAIN.to_owned()] })
+        .collect();
+    for (name, ca) in entities {
+        anchors.push(TrustAnchor { ca_cert: ca.cert_pem().to_owned(), entity: Some((*name).to_owned()), trust_domains: vec![(*name).to_owned()] });
+    }
+    TrustBundle { version: 1, pem: anchors.iter().map(|a| a.ca_cert.as_str()).collect(), anchors }
+}
+
+/// An identity with a certificate from `ca` for `name` in `trust_domain` with `role`, trusting
+/// `ca` and `trusted` (which its own certificate may not chain to).
+fn identity_from(ca: &CertificateAuthority, name: &str, role: Role, trust_domain: &str, trusted: &[&CertificateAuthority], policy: VerifyPolicy) -> Arc<Identity> {
+    let leaf = ca.issue(&LeafRequest::new(name, role, trust_domain, 1)).unwrap();
+    let roots: String = std::iter::once(ca).chain(trusted.iter().copied()).map(|c| c.cert_pem()).collect();
+    Identity::from_pem_with(&leaf.cert_pem, &leaf.key_pem, &roots, policy).unwrap()
+}
+
+/// A server that answers every request with an empty entity list: enough of a registry for
+/// [`RegistryClient::list_entities`].
+async fn fake_registry(identity: &Arc<Identity>) -> toolmesh_core::server::HttpsServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    toolmesh_core::server::HttpsServer::spawn(listener, identity.server_config().unwrap(), |_, _| async move {
+        toolmesh_core::server::text_response(http::StatusCode::OK, r#"{"entities": []}"#.to_owned())
+    })
+    .unwrap()
+}
+
+fn spiffe_policy() -> VerifyPolicy {
+    VerifyPolicy { mode: VerifyMode::Spiffe, allowed: vec![] }
+}
+
+#[tokio::test]
+async fn only_the_mesh_ca_vouches_for_the_registry() {
+    let mesh = CertificateAuthority::generate("test mesh CA", 30).unwrap();
+    let partner = CertificateAuthority::generate("partner CA", 30).unwrap();
+    let trusted = bundle(&[&mesh], &[("partner", &partner)]);
+    let servers = [
+        ("the mesh's registry", identity_from(&mesh, "registry", Role::Registry, DEFAULT_TRUST_DOMAIN, &[], VerifyPolicy::default()), None),
+        // Every one of these names 127.0.0.1 (the address dialled) and chains to an anchor the agent trusts.
+        ("a partner's registry", identity_from(&partner, "registry", Role::Registry, "partner", &[&mesh], VerifyPolicy::default()), Some((ErrorKind::PeerCertificateUntrusted, "is not the mesh's registry: its certificate chains to the CA of entity 'partner'"))),
+        // Refused before it could be taken for the registry: the partner's CA may not vouch for that ID at all.
+        ("a partner claiming the mesh's registry ID", identity_from(&partner, "registry", Role::Registry, DEFAULT_TRUST_DOMAIN, &[&mesh], VerifyPolicy::default()), Some((ErrorKind::PeerIdentityNotAllowed, "chains to the CA of entity 'partner'"))),
+        ("a mesh agent", identity_from(&mesh, "calc", Role::Agent, DEFAULT_TRUST_DOMAIN, &[], VerifyPolicy::default()), Some((ErrorKind::PeerCertificateUntrusted, "is not the mesh's registry: its certificate names 'spiffe://toolmesh.local/agent/calc', not a registry"))),
+    ];
+    for policy in [VerifyPolicy::default(), spiffe_policy()] {
+        let agent = identity_from(&mesh, "agent", Role::Agent, DEFAULT_TRUST_DOMAIN, &[], policy.clone());
+        agent.replace_trust_bundle(&trusted).unwrap();
+        for (what, server_identity, refused) in &servers {
+            server_identity.replace_trust_bundle(&trusted).unwrap();
+            let server = fake_registry(server_identity).await;
+            let client = RegistryClient::new(&format!("https://{}", server.local_addr()), &agent).unwrap();
+            let answer = client.list_entities().await;
+            match refused {
+                None => assert!(answer.is_ok(), "{what} ({:?}): {answer:?}", policy.mode),
+                Some((kind, why)) => {
+                    let e = answer.expect_err(what);
+                    assert_eq!(e.kind(), *kind, "{what} ({:?}): {e}", policy.mode);
+                    assert!(e.message().contains(why), "{what}: {e}");
+                }
+            }
+            server.shutdown(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_entity_ca_cannot_vouch_for_the_mesh_trust_domain() {
+    let mesh = CertificateAuthority::generate("test mesh CA", 30).unwrap();
+    let partner = CertificateAuthority::generate("partner CA", 30).unwrap();
+    let trusted = bundle(&[&mesh], &[("partner", &partner)]);
+    for policy in [VerifyPolicy::default(), spiffe_policy()] {
+        let ours = identity_from(&mesh, "ours", Role::Agent, DEFAULT_TRUST_DOMAIN, &[], policy.clone());
+        ours.replace_trust_bundle(&trusted).unwrap();
+        let our_server = who_is_calling(&ours).await;
+        let our_client = toolmesh_core::client::HttpsClient::new(&ours).unwrap();
+        // The partner's agents trust both CAs; the impostor names spiffe://toolmesh.local/agent/x.
+        let impostor = identity_from(&partner, "x", Role::Agent, DEFAULT_TRUST_DOMAIN, &[&mesh], policy.clone());
+        let honest = identity_from(&partner, "y", Role::Agent, "partner", &[&mesh], policy.clone());
+        for (partner_identity, accepted) in [(&impostor, false), (&honest, true)] {
+            // They call us.
+            let client = toolmesh_core::client::HttpsClient::new(partner_identity).unwrap();
+            let url = format!("https://{}/", our_server.local_addr());
+            let request = http::Request::get(&url).body(http_body_util::Full::default()).unwrap();
+            let called = client.send(request).await.map(|r| r.status().as_u16());
+            assert_eq!(called.as_ref().ok(), accepted.then_some(&200), "{} calling us ({:?}): {called:?}", partner_identity.name(), policy.mode);
+            // We call them.
+            let server = who_is_calling(partner_identity).await;
+            let request = http::Request::get(format!("https://{}/", server.local_addr())).body(http_body_util::Full::default()).unwrap();
+            match our_client.send(request).await {
+                Ok(response) => assert!(accepted, "we accepted {} ({:?}): {}", partner_identity.name(), policy.mode, response.status()),
+                Err(e) => {
+                    assert!(!accepted, "we refused {}: {}", partner_identity.name(), e.error);
+                    assert_eq!(e.error.kind(), ErrorKind::PeerIdentityNotAllowed, "{}", e.error);
+                    assert!(e.error.message().contains("chains to the CA of entity 'partner', which may vouch only for spiffe://partner"), "{}", e.error);
+                }
+            }
+            server.shutdown(Duration::from_secs(1)).await;
+        }
+        our_server.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test]
+async fn spiffe_mode_refuses_a_matching_id_from_a_foreign_ca() {
+    let pki = Pki::new();
+    let foreign = CertificateAuthority::generate("foreign CA", 30).unwrap();
+    // The same SPIFFE ID a mesh agent has, from a CA nobody added.
+    let theirs = identity_from(&foreign, "b", Role::Agent, DEFAULT_TRUST_DOMAIN, &[&pki.ca], spiffe_policy());
+    let server = who_is_calling(&theirs).await;
+    let exact = VerifyPolicy { mode: VerifyMode::Spiffe, allowed: vec![spiffe_id(DEFAULT_TRUST_DOMAIN, Role::Agent, "b")] };
+    let ours = Identity::load_with(&pki.issue("a"), exact).unwrap();
+    let client = toolmesh_core::client::HttpsClient::new(&ours).unwrap();
+    let request = http::Request::get(format!("https://{}/", server.local_addr())).body(http_body_util::Full::default()).unwrap();
+    let e = client.send(request).await.expect_err("the chain leads to no anchor of ours").error;
+    assert_eq!(e.kind(), ErrorKind::PeerCertificateUntrusted, "{e}");
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+/// A client that presents whatever certificate it is given: rustls checks nothing of its own.
+fn raw_client(ca: &CertificateAuthority, cert_pem: &str, key_pem: &str) -> toolmesh_core::client::HttpsClient {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).unwrap()).unwrap();
+    let chain = vec![rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(toolmesh_core::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    toolmesh_core::client::HttpsClient::with_tls(Arc::new(config))
+}
+
+#[tokio::test]
+async fn a_client_certificate_without_client_auth_is_refused_over_the_wire() {
+    let pki = Pki::new();
+    let server = who_is_calling(&pki.identity("server")).await;
+    let url = format!("https://{}/", server.local_addr());
+    for (usages, accepted) in [(vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth], false), (vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth], true)] {
+        let mut request = LeafRequest::new("client", Role::Agent, DEFAULT_TRUST_DOMAIN, 1);
+        request.extended_key_usages = usages.clone();
+        let leaf = pki.ca.issue(&request).unwrap();
+        let client = raw_client(&pki.ca, &leaf.cert_pem, &leaf.key_pem);
+        let answer = client.send(http::Request::get(&url).body(http_body_util::Full::default()).unwrap()).await;
+        match answer {
+            Ok(response) => assert!(accepted && response.status() == 200, "{usages:?}: {}", response.status()),
+            Err(e) => {
+                assert!(!accepted, "{usages:?}: {}", e.error);
+                assert_eq!(e.error.kind(), ErrorKind::PeerRejectedCertificate, "{}", e.error);
+            }
+        }
+    }
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+/// A leaf of the mesh CA, named like an agent, whose keyUsage is only keyEncipherment.
+fn leaf_that_may_not_sign(pki: &Pki, name: &str) -> (String, String) {
+    let issuer = rcgen::Issuer::from_ca_cert_pem(pki.ca.cert_pem(), rcgen::KeyPair::from_pem(pki.ca.key_pem()).unwrap()).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    params.subject_alt_names.push(rcgen::SanType::IpAddress([127, 0, 0, 1].into()));
+    params.subject_alt_names.push(rcgen::SanType::URI(spiffe_id(DEFAULT_TRUST_DOMAIN, Role::Agent, name).try_into().unwrap()));
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    (params.signed_by(&key, &issuer).unwrap().pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn a_leaf_whose_key_usage_forbids_signing_is_refused_both_ways() {
+    let pki = Pki::new();
+    let (cert, key) = leaf_that_may_not_sign(&pki, "nosign");
+    let nosign = Identity::from_pem(&cert, &key, pki.ca.cert_pem()).unwrap();
+    let ours = pki.identity("ours");
+    // As a server.
+    let server = who_is_calling(&nosign).await;
+    let client = toolmesh_core::client::HttpsClient::new(&ours).unwrap();
+    let e = client.send(http::Request::get(format!("https://{}/", server.local_addr())).body(http_body_util::Full::default()).unwrap()).await;
+    let e = e.expect_err("keyUsage without digitalSignature").error;
+    assert_eq!(e.kind(), ErrorKind::PeerCertificateUntrusted, "{e}");
+    assert!(e.message().contains("keyUsage without digitalSignature"), "{e}");
+    server.shutdown(Duration::from_secs(1)).await;
+    // As a client.
+    let server = who_is_calling(&ours).await;
+    let client = raw_client(&pki.ca, &cert, &key);
+    let e = client.send(http::Request::get(format!("https://{}/", server.local_addr())).body(http_body_util::Full::default()).unwrap()).await;
+    assert_eq!(e.expect_err("refused by the server").error.kind(), ErrorKind::PeerRejectedCertificate);
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[test]
+fn key_files_readable_by_others_are_flagged() {
+    let pki = Pki::new();
+    let files = pki.issue("a");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(toolmesh_core::tls::key_file_exposure(&files.key), None, "written 0600");
+    std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(toolmesh_core::tls::key_file_exposure(&files.key), Some(0o644));
+    // Loaded anyway (with a warning): a readable key is a risk, not a broken identity.
+    Identity::load(&files).unwrap();
+}
+
+#[tokio::test]
+async fn a_bundle_without_anchors_vouches_for_no_spiffe_id() {
+    // What an older registry sends: PEM only. Its CAs that the configured file does not hold
+    // are trusted for no SPIFFE identity; the configured (mesh) CA keeps vouching for everything.
+    let mesh = CertificateAuthority::generate("test mesh CA", 30).unwrap();
+    let partner = CertificateAuthority::generate("partner CA", 30).unwrap();
+    let ours = identity_from(&mesh, "ours", Role::Agent, DEFAULT_TRUST_DOMAIN, &[], VerifyPolicy::default());
+    let legacy = TrustBundle { version: 1, pem: format!("{}{}", mesh.cert_pem(), partner.cert_pem()), anchors: vec![] };
+    ours.replace_trust_bundle(&legacy).unwrap();
+    let server = who_is_calling(&ours).await;
+    let url = format!("https://{}/", server.local_addr());
+    for (identity, accepted) in [
+        (identity_from(&partner, "y", Role::Agent, "partner", &[&mesh], VerifyPolicy::default()), false),
+        (identity_from(&mesh, "z", Role::Agent, DEFAULT_TRUST_DOMAIN, &[], VerifyPolicy::default()), true),
+    ] {
+        let client = toolmesh_core::client::HttpsClient::new(&identity).unwrap();
+        let called = client.send(http::Request::get(&url).body(http_body_util::Full::default()).unwrap()).await.map(|r| r.status().as_u16());
+        assert_eq!(called.as_ref().ok(), accepted.then_some(&200), "{}: {called:?}", identity.name());
     }
     server.shutdown(Duration::from_secs(1)).await;
 }

@@ -117,6 +117,13 @@ impl AutoIssuer {
     }
 
     /// Signs an agent's request: (certificate PEM, SPIFFE ID, how long it is valid from now).
+    ///
+    /// The join token is a credential as strong as the power to issue agent identities: its
+    /// holder may choose any agent name and the hosts it is reached at. What it may not choose:
+    /// another role than agent, a name of the registry's or operator's roles, or a DNS name the
+    /// registry itself is reached at (IP addresses and `localhost` are shared by processes of one
+    /// machine; the agent's `spiffe://TD/agent/NAME` still tells it from the registry, whose
+    /// clients require `spiffe://TD/registry/...`).
     pub fn issue_agent(&self, request: &BootstrapRequest) -> std::result::Result<(String, String, Duration), String> {
         let name = &request.name;
         let valid_name = (1..=63).contains(&name.len())
@@ -124,6 +131,22 @@ impl AutoIssuer {
             && !name.starts_with(['-', '.']);
         if !valid_name {
             return Err(format!("agent name '{name}' cannot name a certificate: use 1-63 letters, digits, '-', '_' or '.'"));
+        }
+        if [Role::Registry, Role::Operator].iter().any(|role| name.eq_ignore_ascii_case(role.as_str())) {
+            return Err(format!("agent name '{name}' is reserved for the registry's own certificates; choose another name"));
+        }
+        let reserved = |host: &str| {
+            let host = host.trim().trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
+            host.parse::<IpAddr>().is_err()
+                && host != "localhost"
+                && self.registry_hosts.iter().any(|r| r.trim().trim_end_matches('.').eq_ignore_ascii_case(&host))
+        };
+        // The name is a DNS SAN of the certificate too.
+        if let Some(host) = std::iter::once(name).chain(&request.hosts).find(|h| reserved(h)) {
+            return Err(format!(
+                "host '{host}' is the registry's own name; an agent certificate may not name it (it would let the agent \
+                 pose as the registry): advertise the agent under its own name or its IP address"
+            ));
         }
         let mut leaf = LeafRequest::new(name, Role::Agent, &self.trust_domain, 0);
         for host in &request.hosts {

@@ -182,8 +182,9 @@ fn authenticate(api: &Api, peer: &PeerInfo) -> Result<Caller, Refusal> {
             StatusCode::FORBIDDEN,
             "revoked",
             format!(
-                "the certificate of {} no longer chains to the mesh trust bundle: its entity was revoked or it expired; \
-                 ask the mesh's operator to add its CA again (`toolmesh entity add`)",
+                "the certificate of {} no longer chains to the mesh trust bundle: its entity was revoked or it expired, \
+                 or it names a SPIFFE ID outside its entity's trust domain; ask the mesh's operator to add its CA again \
+                 (`toolmesh entity add --trust-domain TD`)",
                 peer.identity
             ),
         )),
@@ -244,7 +245,7 @@ async fn respond(api: &Api, request: http::Request<Incoming>, peer: &PeerInfo) -
         (Route::Entities, &Method::POST) => {
             require_admin(api, caller)?;
             let request: EntityRequest = json_body(body).await?;
-            let entity = api.trust.add(&request.name, &request.ca_cert)?;
+            let entity = api.trust.add(&request.name, &request.ca_cert, request.trust_domain.as_deref())?;
             apply_trust(api)?;
             tracing::info!(entity = %entity.name, ca = %entity.ca_subject, by = %caller.identity, "entity added: its agents may join");
             ok(&entity)
@@ -269,7 +270,7 @@ async fn respond(api: &Api, request: http::Request<Incoming>, peer: &PeerInfo) -
 
 /// The registry's own handshakes trust what the entities say, from now on.
 fn apply_trust(api: &Api) -> Result<(), Refusal> {
-    api.identity.replace_trust_bundle(&api.trust.bundle().pem).map_err(|e| {
+    api.identity.replace_trust_bundle(&api.trust.bundle()).map_err(|e| {
         Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("cannot apply the new trust bundle: {e}"))
     })
 }

@@ -93,8 +93,10 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         return Err(Error::new(ErrorKind::InvalidConfig, "eviction_intervals must be at least 1 (the default is 3)"));
     }
     let identity = config.identity.clone();
-    let trust = Arc::new(trust::Trust::load(identity.configured_roots(), config.state_dir.clone())?);
-    identity.replace_trust_bundle(&trust.bundle().pem)?;
+    // The mesh's trust domain is the registry's own: no entity may take it.
+    let mesh_trust_domain = identity.name().starts_with("spiffe://").then(|| toolmesh_core::tls::trust_domain_of(identity.name()).to_owned());
+    let trust = Arc::new(trust::Trust::load(identity.configured_roots(), mesh_trust_domain, config.state_dir.clone())?);
+    identity.replace_trust_bundle(&trust.bundle())?;
     // Only a registry that issues certificates lets a client without one through the
     // handshake, and then only to the bootstrap route (see `http::handle`).
     let tls = match &config.issuer {
@@ -140,7 +142,7 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
 fn follow_mesh_ca(trust: &trust::Trust, identity: &Arc<Identity>) {
     let followed = trust.follow_mesh_ca(identity.configured_roots()).and_then(|changed| {
         if changed {
-            identity.replace_trust_bundle(&trust.bundle().pem)?;
+            identity.replace_trust_bundle(&trust.bundle())?;
         }
         Ok(changed)
     });

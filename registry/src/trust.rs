@@ -3,8 +3,10 @@
 //! are kept in `<state-dir>/entities.json`, written atomically, so they survive restarts.
 //!
 //! Who a caller is follows from its verified chain alone: a chain that verifies against the mesh
-//! CA belongs to the mesh, one that verifies against an entity's CA belongs to that entity.
-//! Each anchor set remembers the standings it verified (see `standing_cache`).
+//! CA belongs to the mesh, one that verifies against an entity's CA belongs to that entity, and
+//! only if every SPIFFE ID it names is of the entity's trust domain (recorded at `entity add`):
+//! an entity's CA cannot vouch for the mesh's identities. The bundle carries the same binding
+//! to agents. Each anchor set remembers the standings it verified (see `standing_cache`).
 
 use crate::standing_cache::{StandingCache, Verified, CAPACITY};
 use rustls::pki_types::pem::PemObject;
@@ -16,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use toolmesh_core::pki::{fingerprint, CertificateSummary};
-use toolmesh_core::registry_api::{Entity, EntityList, TrustBundle};
-use toolmesh_core::tls::provider;
+use toolmesh_core::registry_api::{Entity, EntityList, TrustAnchor, TrustBundle};
+use toolmesh_core::tls::{provider, spiffe_ids, trust_domain_of};
 use toolmesh_core::{Error, ErrorKind, Result};
 
 pub const ENTITIES_FILE: &str = "entities.json";
@@ -46,6 +48,21 @@ struct StoredEntity {
     name: String,
     ca_cert: String,
     added_at: String,
+    /// Absent in files from before trust domains were recorded: then the default for the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trust_domain: Option<String>,
+}
+
+impl StoredEntity {
+    fn trust_domain(&self) -> String {
+        self.trust_domain.clone().unwrap_or_else(|| default_trust_domain(&self.name))
+    }
+}
+
+/// The trust domain of an entity added without one: its name in lower case (`Partner` →
+/// `spiffe://partner/...`); entity names are valid trust domains once lowered.
+pub fn default_trust_domain(entity: &str) -> String {
+    entity.to_ascii_lowercase()
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -56,9 +73,12 @@ struct Stored {
 struct Anchors {
     /// The configured mesh CA bundle; it follows the registry's CA file when that is rotated.
     mesh: Vec<CertificateDer<'static>>,
+    /// The mesh's trust domain (from the registry's own SPIFFE ID), which no entity may take.
+    mesh_trust_domain: Option<String>,
     entities: Vec<StoredEntity>,
-    /// One verifier per anchor set: the mesh CA first, then each entity in order.
-    verifiers: Vec<(Standing, Arc<dyn ClientCertVerifier>)>,
+    /// One verifier per anchor set: the mesh CA first, then each entity in order, with the trust
+    /// domains the set may vouch for (`None`: every one, the mesh CA).
+    verifiers: Vec<(Standing, Option<String>, Arc<dyn ClientCertVerifier>)>,
     bundle: TrustBundle,
     /// Dropped with these anchors, so nothing verified under older ones is reused.
     standings: StandingCache,
@@ -73,8 +93,9 @@ pub struct Trust {
 }
 
 impl Trust {
-    /// The mesh CA bundle, and the entities stored in `state_dir` (none without one).
-    pub fn load(mesh: Vec<CertificateDer<'static>>, state_dir: Option<PathBuf>) -> Result<Trust> {
+    /// The mesh CA bundle and trust domain, and the entities stored in `state_dir` (none
+    /// without one).
+    pub fn load(mesh: Vec<CertificateDer<'static>>, mesh_trust_domain: Option<String>, state_dir: Option<PathBuf>) -> Result<Trust> {
         let file = state_dir.map(|dir| dir.join(ENTITIES_FILE));
         let stored: Stored = match &file {
             Some(path) if path.exists() => {
@@ -86,7 +107,7 @@ impl Trust {
             }
             _ => Stored::default(),
         };
-        let anchors = build(mesh, stored.entities)?;
+        let anchors = build(mesh, mesh_trust_domain, stored.entities)?;
         Ok(Trust { file, anchors: RwLock::new(Arc::new(anchors)), changing: Mutex::new(()) })
     }
 
@@ -95,7 +116,8 @@ impl Trust {
     }
 
     /// Which CA a verified chain leads to; `None` when it leads to none any more (a revoked
-    /// entity, an expired certificate). Verified once per anchor set and certificate lifetime.
+    /// entity, an expired certificate) or only to an entity's CA while naming a SPIFFE ID outside
+    /// that entity's trust domain. Verified once per anchor set and certificate lifetime.
     pub fn standing(&self, chain: &[CertificateDer<'static>]) -> Option<Standing> {
         self.standing_at(chain, UnixTime::now())
     }
@@ -104,11 +126,15 @@ impl Trust {
         let (end_entity, intermediates) = chain.split_first()?;
         let anchors = self.anchors();
         anchors.standings.get_or_verify(chain, now.as_secs(), || {
+            let ids = spiffe_ids(end_entity);
             let standing = anchors
                 .verifiers
                 .iter()
-                .find(|(_, verifier)| verifier.verify_client_cert(end_entity, intermediates, now).is_ok())
-                .map(|(standing, _)| standing.clone())?;
+                .find(|(_, domain, verifier)| {
+                    let vouched = domain.as_ref().is_none_or(|domain| ids.iter().all(|id| trust_domain_of(id) == domain));
+                    vouched && verifier.verify_client_cert(end_entity, intermediates, now).is_ok()
+                })
+                .map(|(standing, _, _)| standing.clone())?;
             Some(Verified { standing, valid_until: valid_until(chain) })
         })
     }
@@ -121,13 +147,29 @@ impl Trust {
         EntityList { entities: self.anchors().entities.iter().map(describe).collect() }
     }
 
-    /// Adds an entity and stores the new set; answers the entity as listed.
-    pub fn add(&self, name: &str, ca_pem: &str) -> std::result::Result<Entity, EntityError> {
+    /// Adds an entity whose certificates name `trust_domain` (default: its name in lower case)
+    /// and stores the new set; answers the entity as listed.
+    pub fn add(&self, name: &str, ca_pem: &str, trust_domain: Option<&str>) -> std::result::Result<Entity, EntityError> {
         check_entity_name(name).map_err(EntityError::Invalid)?;
+        let domain = trust_domain.map(|td| td.trim().trim_start_matches("spiffe://").trim_end_matches('/').to_owned());
+        let effective = domain.clone().unwrap_or_else(|| default_trust_domain(name));
+        check_trust_domain(&effective).map_err(EntityError::Invalid)?;
         let _one_change_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.anchors();
         if current.entities.iter().any(|e| e.name == name) {
             return Err(EntityError::Exists(name.to_owned()));
+        }
+        if current.mesh_trust_domain.as_deref() == Some(effective.as_str()) {
+            return Err(EntityError::Invalid(format!(
+                "the trust domain '{effective}' is the mesh's own: an entity's CA may not vouch for the mesh's identities; \
+                 give the entity its own (`toolmesh entity add {name} --trust-domain TD`)"
+            )));
+        }
+        if let Some(other) = current.entities.iter().find(|e| e.trust_domain() == effective) {
+            return Err(EntityError::Invalid(format!(
+                "the trust domain '{effective}' belongs to entity '{}'; give '{name}' its own (--trust-domain TD)",
+                other.name
+            )));
         }
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(ca_pem.as_bytes())
             .collect::<std::result::Result<_, _>>()
@@ -146,9 +188,9 @@ impl Trust {
         let added_at = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         let canonical = pem::encode(&pem::Pem::new("CERTIFICATE", ca.to_vec()));
         let mut entities = current.entities.clone();
-        entities.push(StoredEntity { name: name.to_owned(), ca_cert: canonical, added_at });
+        entities.push(StoredEntity { name: name.to_owned(), ca_cert: canonical, added_at, trust_domain: Some(effective) });
         let entity = describe(entities.last().expect("just pushed"));
-        self.replace(current.mesh.clone(), entities)?;
+        self.replace(&current, entities)?;
         Ok(entity)
     }
 
@@ -160,7 +202,7 @@ impl Trust {
             return Err(EntityError::Unknown(name.to_owned()));
         };
         let removed = describe(removed);
-        self.replace(current.mesh.clone(), current.entities.iter().filter(|e| e.name != name).cloned().collect())?;
+        self.replace(&current, current.entities.iter().filter(|e| e.name != name).cloned().collect())?;
         Ok(removed)
     }
 
@@ -173,14 +215,14 @@ impl Trust {
         if current.mesh == mesh {
             return Ok(false);
         }
-        let anchors = build(mesh, current.entities.clone())?;
+        let anchors = build(mesh, current.mesh_trust_domain.clone(), current.entities.clone())?;
         *self.anchors.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(anchors);
         Ok(true)
     }
 
     /// Stores first, then swaps: a set that could not be stored is not in force either.
-    fn replace(&self, mesh: Vec<CertificateDer<'static>>, entities: Vec<StoredEntity>) -> std::result::Result<(), EntityError> {
-        let anchors = build(mesh, entities).map_err(EntityError::Storage)?;
+    fn replace(&self, current: &Anchors, entities: Vec<StoredEntity>) -> std::result::Result<(), EntityError> {
+        let anchors = build(current.mesh.clone(), current.mesh_trust_domain.clone(), entities).map_err(EntityError::Storage)?;
         if let Some(file) = &self.file {
             if let Some(dir) = file.parent() {
                 std::fs::create_dir_all(dir)
@@ -194,7 +236,7 @@ impl Trust {
     }
 }
 
-fn build(mesh: Vec<CertificateDer<'static>>, entities: Vec<StoredEntity>) -> Result<Anchors> {
+fn build(mesh: Vec<CertificateDer<'static>>, mesh_trust_domain: Option<String>, entities: Vec<StoredEntity>) -> Result<Anchors> {
     let verifier = |certs: &[CertificateDer<'static>], what: &str| -> Result<Arc<dyn ClientCertVerifier>> {
         let mut roots = RootCertStore::empty();
         for cert in certs {
@@ -206,19 +248,36 @@ fn build(mesh: Vec<CertificateDer<'static>>, entities: Vec<StoredEntity>) -> Res
             .build()
             .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("{what} cannot verify certificates: {e}")))
     };
-    let mut verifiers = vec![(Standing::Mesh, verifier(&mesh, "the mesh CA")?)];
-    let mut pem = mesh.iter().map(|der| pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))).collect::<String>();
+    let mut verifiers = vec![(Standing::Mesh, None, verifier(&mesh, "the mesh CA")?)];
+    let mut anchors: Vec<TrustAnchor> = mesh
+        .iter()
+        .map(|der| TrustAnchor {
+            ca_cert: pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec())),
+            entity: None,
+            trust_domains: mesh_trust_domain.iter().cloned().collect(),
+        })
+        .collect();
     for entity in &entities {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(entity.ca_cert.as_bytes())
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("entity '{}': stored CA is not PEM: {e}", entity.name)))?;
-        verifiers.push((Standing::Entity(entity.name.clone()), verifier(&certs, &format!("the CA of entity '{}'", entity.name))?));
-        pem.push_str(&entity.ca_cert);
+        let domain = entity.trust_domain();
+        let set = verifier(&certs, &format!("the CA of entity '{}'", entity.name))?;
+        verifiers.push((Standing::Entity(entity.name.clone()), Some(domain.clone()), set));
+        anchors.push(TrustAnchor { ca_cert: entity.ca_cert.clone(), entity: Some(entity.name.clone()), trust_domains: vec![domain] });
     }
-    // The version names the content, so it is the same across restarts and replicas.
-    let digest = ring::digest::digest(&ring::digest::SHA256, pem.as_bytes());
+    let pem = anchors.iter().map(|a| a.ca_cert.as_str()).collect::<String>();
+    // The version names the content (the CAs and the trust domains each may vouch for, not the
+    // entities' names, which agents do not verify by), so it is the same across restarts and
+    // replicas, and changes whenever what agents must verify does.
+    let mut named = pem.clone();
+    for anchor in &anchors {
+        named.push_str(&format!("\n{}:{}", anchor.entity.is_some(), anchor.trust_domains.join(",")));
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, named.as_bytes());
     let version = u64::from_be_bytes(digest.as_ref()[..8].try_into().expect("a SHA-256 digest has 8 bytes")) >> 1;
-    Ok(Anchors { mesh, entities, verifiers, bundle: TrustBundle { version, pem }, standings: StandingCache::new(CAPACITY) })
+    let bundle = TrustBundle { version, pem, anchors };
+    Ok(Anchors { mesh, mesh_trust_domain, entities, verifiers, bundle, standings: StandingCache::new(CAPACITY) })
 }
 
 /// The earliest `not_after` in the chain (seconds since the epoch); 0, never reused, when one
@@ -248,6 +307,18 @@ fn describe(entity: &StoredEntity) -> Entity {
             .and_then(|s| s.not_after.format(&time::format_description::well_known::Rfc3339).ok())
             .unwrap_or_default(),
         added_at: entity.added_at.clone(),
+        trust_domain: entity.trust_domain(),
+    }
+}
+
+/// A SPIFFE trust domain: lower-case letters, digits, '.', '-' and '_' (SPIFFE-ID 2.1).
+fn check_trust_domain(domain: &str) -> std::result::Result<(), String> {
+    let valid = (1..=255).contains(&domain.len())
+        && domain.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("trust domain '{domain}' is not valid: use lower-case letters, digits, '.', '-' or '_' (like partner.example)"))
     }
 }
 
@@ -270,19 +341,23 @@ mod tests {
     use toolmesh_core::pki::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 
     fn leaf(ca: &CertificateAuthority, name: &str) -> Vec<CertificateDer<'static>> {
-        let issued = ca.issue(&LeafRequest::new(name, Role::Agent, DEFAULT_TRUST_DOMAIN, 1)).expect("issue");
+        leaf_in(ca, name, DEFAULT_TRUST_DOMAIN)
+    }
+
+    fn leaf_in(ca: &CertificateAuthority, name: &str, trust_domain: &str) -> Vec<CertificateDer<'static>> {
+        let issued = ca.issue(&LeafRequest::new(name, Role::Agent, trust_domain, 1)).expect("issue");
         CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes()).collect::<std::result::Result<_, _>>().expect("PEM")
     }
 
     #[test]
     fn concurrent_entity_changes_are_all_kept() {
         let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
-        let trust = Trust::load(vec![CertificateDer::from_pem_slice(mesh.cert_pem().as_bytes()).expect("PEM")], None).expect("trust");
+        let trust = Trust::load(vec![CertificateDer::from_pem_slice(mesh.cert_pem().as_bytes()).expect("PEM")], None, None).expect("trust");
         let cas: Vec<String> = (0..6).map(|i| CertificateAuthority::generate(&format!("CA {i}"), 1).expect("CA").cert_pem().to_owned()).collect();
         std::thread::scope(|scope| {
             for (i, ca) in cas.iter().enumerate() {
                 let trust = &trust;
-                scope.spawn(move || trust.add(&format!("partner-{i}"), ca).expect("add"));
+                scope.spawn(move || trust.add(&format!("partner-{i}"), ca, None).expect("add"));
             }
         });
         assert_eq!(trust.list().entities.len(), 6);
@@ -292,17 +367,20 @@ mod tests {
     fn remembered_standings_follow_entity_changes_and_expiry() {
         let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
         let partner = CertificateAuthority::generate("partner CA", 1).expect("CA");
-        let trust = Trust::load(vec![CertificateDer::from_pem_slice(mesh.cert_pem().as_bytes()).expect("PEM")], None).expect("trust");
-        let (ours, theirs) = (leaf(&mesh, "ours"), leaf(&partner, "theirs"));
+        let trust = Trust::load(vec![CertificateDer::from_pem_slice(mesh.cert_pem().as_bytes()).expect("PEM")], None, None).expect("trust");
+        let (ours, theirs) = (leaf(&mesh, "ours"), leaf_in(&partner, "theirs", "partner"));
 
         assert_eq!(trust.standing(&ours), Some(Standing::Mesh));
         assert_eq!(trust.standing(&theirs), None);
-        trust.add("partner", partner.cert_pem()).expect("add");
+        trust.add("partner", partner.cert_pem(), None).expect("add");
         assert_eq!(trust.standing(&theirs), Some(Standing::Entity("partner".into())));
+        let version = trust.bundle().version;
         trust.revoke("partner").expect("revoke");
         assert_eq!(trust.standing(&theirs), None, "revoked at once");
-        // The same CA under another name: the bundle's version is the same, the standing is not.
-        trust.add("renamed", partner.cert_pem()).expect("add");
+        // The same CA and trust domain under another name: the bundle's version is the same (it
+        // names what agents verify), the standing is not.
+        trust.add("renamed", partner.cert_pem(), Some("partner")).expect("add");
+        assert_eq!(trust.bundle().version, version);
         assert_eq!(trust.standing(&theirs), Some(Standing::Entity("renamed".into())));
         assert_eq!(trust.standing(&ours), Some(Standing::Mesh));
 
@@ -310,5 +388,27 @@ mod tests {
         let at = |secs: u64| UnixTime::since_unix_epoch(Duration::from_secs(secs));
         assert_eq!(trust.standing_at(&ours, at(not_after - 1)), Some(Standing::Mesh));
         assert_eq!(trust.standing_at(&ours, at(not_after + 1)), None, "an expired certificate is refused though remembered");
+    }
+
+    #[test]
+    fn an_entity_ca_vouches_only_for_its_own_trust_domain() {
+        let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
+        let partner = CertificateAuthority::generate("partner CA", 1).expect("CA");
+        let mesh_der = vec![CertificateDer::from_pem_slice(mesh.cert_pem().as_bytes()).expect("PEM")];
+        let trust = Trust::load(mesh_der, Some(DEFAULT_TRUST_DOMAIN.to_owned()), None).expect("trust");
+        let refused = trust.add("sneaky", partner.cert_pem(), Some(DEFAULT_TRUST_DOMAIN)).expect_err("the mesh's trust domain");
+        assert!(matches!(&refused, EntityError::Invalid(m) if m.contains("the mesh's own")), "{refused:?}");
+        let entity = trust.add("Partner", partner.cert_pem(), None).expect("add");
+        assert_eq!(entity.trust_domain, "partner", "the default is the name in lower case");
+        assert!(matches!(trust.add("other", mesh.cert_pem(), Some("partner")), Err(EntityError::Invalid(_))));
+
+        let impostor = leaf_in(&partner, "x", DEFAULT_TRUST_DOMAIN);
+        assert_eq!(trust.standing(&impostor), None, "a partner's CA cannot vouch for spiffe://{DEFAULT_TRUST_DOMAIN}/agent/x");
+        assert_eq!(trust.standing(&leaf_in(&partner, "x", "partner")), Some(Standing::Entity("Partner".into())));
+        assert_eq!(trust.standing(&leaf(&mesh, "x")), Some(Standing::Mesh));
+        let bundle = trust.bundle();
+        assert_eq!(bundle.anchors.len(), 2);
+        assert_eq!((bundle.anchors[0].entity.as_deref(), bundle.anchors[0].trust_domains.as_slice()), (None, [DEFAULT_TRUST_DOMAIN.to_owned()].as_slice()));
+        assert_eq!((bundle.anchors[1].entity.as_deref(), bundle.anchors[1].trust_domains.as_slice()), (Some("Partner"), ["partner".to_owned()].as_slice()));
     }
 }

@@ -125,10 +125,11 @@ async fn a_revoked_entity_is_cut_off_within_a_heartbeat_even_on_open_connections
     let (mesh, issuer, registry) = Mesh::start_auto(state.path(), Duration::from_secs(3600), HEARTBEAT).await;
     let ours = start(auto_config("ours", &registry.url(), &issuer.token().reveal()), &["double", "ping"]).await;
 
-    // The partner's agent holds a certificate from its own CA and trusts the mesh CA.
+    // The partner's agent holds a certificate from its own CA, in its own trust domain, and
+    // trusts the mesh CA.
     let partner = Mesh::named("partner CA");
     let files = tempfile::tempdir().expect("tempdir");
-    let leaf = partner.issue("theirs", Role::Agent);
+    let leaf = partner.issue_in("theirs", Role::Agent, "partner");
     let (cert, key) = toolmesh_core::pki::write_pair(files.path(), "theirs", &leaf, false).expect("write");
     let ca = files.path().join("bundle.pem");
     std::fs::write(&ca, format!("{}{}", mesh.ca.cert_pem(), partner.ca.cert_pem())).expect("write bundle");
@@ -150,7 +151,7 @@ async fn a_revoked_entity_is_cut_off_within_a_heartbeat_even_on_open_connections
 
     let admin = RegistryClient::new(&registry.url(), &mesh.identity("ops", Role::Operator)).expect("client");
     let agent_admin = RegistryClient::new(&registry.url(), &mesh.identity("someone", Role::Agent)).expect("client");
-    let request = EntityRequest { name: "partner".into(), ca_cert: partner.ca.cert_pem().into() };
+    let request = EntityRequest { name: "partner".into(), ca_cert: partner.ca.cert_pem().into(), trust_domain: None };
     let denied = agent_admin.add_entity(&request).await.expect_err("an agent is no admin");
     assert!(denied.message().contains("admin identity"), "{denied}");
     admin.add_entity(&request).await.expect("add entity");
@@ -286,7 +287,7 @@ async fn a_tls_auto_registry_renews_its_own_certificate_while_agents_heartbeat_a
 
 /// An agent of `partner`'s CA that trusts the mesh CA too, registering with `registry`.
 fn partner_agent_config(files: &std::path::Path, mesh: &Mesh, partner: &Mesh, registry: &str) -> AgentConfig {
-    let (cert, key) = toolmesh_core::pki::write_pair(files, "theirs", &partner.issue("theirs", Role::Agent), true).expect("write");
+    let (cert, key) = toolmesh_core::pki::write_pair(files, "theirs", &partner.issue_in("theirs", Role::Agent, "partner"), true).expect("write");
     let ca = files.join("bundle.pem");
     std::fs::write(&ca, format!("{}{}", mesh.ca.cert_pem(), partner.ca.cert_pem())).expect("write bundle");
     let mut config = AgentConfig::from_env("theirs").expect("config");
@@ -309,7 +310,7 @@ async fn entities_are_kept_across_registry_restarts_and_a_revoked_one_stays_revo
     let partner = Mesh::named("partner CA");
     let (mesh, _, registry) = Mesh::start_auto(state.path(), Duration::from_secs(3600), HEARTBEAT).await;
     let admin = RegistryClient::new(&registry.url(), &mesh.identity("ops", Role::Operator)).expect("client");
-    admin.add_entity(&EntityRequest { name: "partner".into(), ca_cert: partner.ca.cert_pem().into() }).await.expect("add entity");
+    admin.add_entity(&EntityRequest { name: "partner".into(), ca_cert: partner.ca.cert_pem().into(), trust_domain: None }).await.expect("add entity");
     registry.shutdown().await;
 
     // Started again on the same state directory: the same CA, and the entity is still trusted.

@@ -151,7 +151,7 @@ async fn the_live_registry_matches_its_openapi_document() {
     let joining = RawClient::anonymous(&registry.url(), &fingerprint, Some(issuer.token().reveal()));
     let partner_ca = Mesh::named("partner CA");
     let partner = RawClient::new(&registry.url(), &{
-        let leaf = partner_ca.issue("p", Role::Agent);
+        let leaf = partner_ca.issue_in("p", Role::Agent, "partner");
         // The partner trusts the mesh CA (to reach the registry) and holds its own CA's certificate.
         let bundle = format!("{}{}", mesh.ca.cert_pem(), partner_ca.ca.cert_pem());
         toolmesh_core::tls::Identity::from_pem(&leaf.cert_pem, &leaf.key_pem, &bundle).expect("partner identity")
@@ -237,6 +237,11 @@ async fn the_live_registry_matches_its_openapi_document() {
     assert!(summary.sans().contains(&"IP:10.1.2.3".to_owned()) && summary.sans().contains(&"DNS:joiner.internal".to_owned()), "{:?}", summary.sans());
     let bad_name = json!({"name": "../x", "csr": csr});
     ex.by(&joining).expect(400, "post", BOOTSTRAP, BOOTSTRAP, Some(bad_name)).await;
+    // The token issues agents, never the registry: its roles' names and its own names are refused.
+    for (name, hosts) in [("registry", json!([])), ("operator", json!([])), ("joiner", json!(["Registry.Example."])), ("registry.example", json!([]))] {
+        let refused = ex.by(&joining).expect(400, "post", BOOTSTRAP, BOOTSTRAP, Some(json!({"name": name, "csr": csr, "hosts": hosts}))).await.json();
+        assert!(refused["message"].as_str().is_some_and(|m| m.contains("registry")), "{name}: {refused}");
+    }
 
     // Entities: only admins change them; the bundle version follows.
     const BUNDLE: &str = "/v1/trust-bundle";
@@ -244,10 +249,13 @@ async fn the_live_registry_matches_its_openapi_document() {
     const ENTITY: &str = "/v1/entities/{entity}";
     let before = ex.expect(200, "get", BUNDLE, BUNDLE, None).await.json();
     let add = json!({"name": "partner", "ca_cert": partner_ca.ca.cert_pem()});
+    let mesh_domain = json!({"name": "partner", "ca_cert": partner_ca.ca.cert_pem(), "trust_domain": "toolmesh.local"});
+    let refused = ex.by(&operator).expect(400, "post", ENTITIES, ENTITIES, Some(mesh_domain)).await.json();
+    assert!(refused["message"].as_str().is_some_and(|m| m.contains("the mesh's own")), "{refused}");
     let denied = ex.expect(403, "post", ENTITIES, ENTITIES, Some(add.clone())).await.json();
     assert!(denied["message"].as_str().is_some_and(|m| m.contains("admin")), "{denied}");
     let added = ex.by(&operator).expect(200, "post", ENTITIES, ENTITIES, Some(add.clone())).await.json();
-    assert_eq!(added["name"], "partner");
+    assert_eq!((&added["name"], &added["trust_domain"]), (&json!("partner"), &json!("partner")), "the default trust domain is the name");
     ex.by(&operator).expect(409, "post", ENTITIES, ENTITIES, Some(add)).await;
     let leaf = json!({"name": "leafy", "ca_cert": mesh.issue("leaf", Role::Agent).cert_pem});
     ex.by(&operator).expect(400, "post", ENTITIES, ENTITIES, Some(leaf)).await;
@@ -256,6 +264,8 @@ async fn the_live_registry_matches_its_openapi_document() {
     let after = ex.expect(200, "get", BUNDLE, BUNDLE, None).await.json();
     assert_ne!(after["version"], before["version"]);
     assert!(after["pem"].as_str().is_some_and(|p| p.matches("BEGIN CERTIFICATE").count() == 2), "{after}");
+    assert_eq!(after["anchors"][0]["trust_domains"], json!(["toolmesh.local"]));
+    assert_eq!((&after["anchors"][1]["entity"], &after["anchors"][1]["trust_domains"]), (&json!("partner"), &json!(["partner"])));
 
     // A partner agent registers with its entity, and is refused once the entity is revoked.
     let theirs = serde_json::to_value(registration("theirs-1", &[("mul", "mul")], &[])).expect("json");

@@ -29,6 +29,18 @@ pub fn classify_tls(err: &rustls::Error, peer: &str) -> Error {
             ErrorKind::PeerIdentityNotAllowed,
             format!("{peer} was refused: {}; add it to TOOLMESH_TLS_ALLOWED_IDS or call another peer", other.0),
         ),
+        E::InvalidCertificate(CertificateError::Other(other)) if other.0.downcast_ref::<CertificateRefused>().is_some_and(|r| r.reason == RefusalReason::IdentityNotAnchored) => Error::new(
+            ErrorKind::PeerIdentityNotAllowed,
+            format!("{peer} was refused: {}", other.0),
+        ),
+        E::InvalidCertificate(CertificateError::Other(other)) if other.0.downcast_ref::<CertificateRefused>().is_some_and(|r| r.reason == RefusalReason::NotTheRegistry) => Error::new(
+            ErrorKind::PeerCertificateUntrusted,
+            format!("{peer} is not the mesh's registry: {}", other.0),
+        ),
+        E::InvalidCertificate(CertificateError::Other(other)) if other.0.downcast_ref::<CertificateRefused>().is_some_and(|r| r.reason == RefusalReason::KeyUsage) => Error::new(
+            ErrorKind::PeerCertificateUntrusted,
+            format!("{peer} was refused: {}", other.0),
+        ),
         E::InvalidCertificate(CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. }) => Error::new(
             ErrorKind::PeerCertificateUntrusted,
             format!("the certificate presented by {peer} lacks the extended key usage for TLS (serverAuth/clientAuth); reissue it with `toolmesh certs issue`"),

@@ -22,7 +22,7 @@ mod verify;
 pub use diagnose::{classify_error_chain, classify_tls};
 pub use pinned::pinned_registry_config;
 pub use verify::{VerifyMode, VerifyPolicy};
-use verify::{OptionalClientAuth, PeerVerifier};
+use verify::{anchored, AnchorSet, OptionalClientAuth, Peer, PeerVerifier, Scope};
 
 /// Where an identity lives on disk: PEM certificate (chain), private key, and the CA bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,9 +52,10 @@ pub struct Identity {
     files: Option<TlsFiles>,
     policy: VerifyPolicy,
     name: String,
-    /// The mesh trust bundle the registry distributes (mesh CA + entity CAs), trusted besides the
-    /// configured CA bundle; replaced whole when the registry announces a new version.
-    distributed: RwLock<Vec<CertificateDer<'static>>>,
+    /// The mesh trust bundle the registry distributes (mesh CA + entity CAs, each with what it
+    /// may vouch for), trusted besides the configured CA bundle; replaced whole when the registry
+    /// announces a new version.
+    distributed: RwLock<Vec<Distributed>>,
     /// Counts every change of the trust anchors, so servers know when a peer verified under
     /// older anchors must be verified again.
     trust_generation: AtomicU64,
@@ -63,14 +64,23 @@ pub struct Identity {
     certificate_generation: AtomicU64,
 }
 
+/// One CA of the distributed bundle and what certificates chaining to it may speak for.
+#[derive(Debug, Clone)]
+struct Distributed {
+    cert: CertificateDer<'static>,
+    scope: Scope,
+}
+
 /// One loaded, checked generation of the identity.
 struct State {
     certified: Arc<CertifiedKey>,
     /// The configured CA bundle (file or PEM), without the distributed one.
     configured_roots: Vec<CertificateDer<'static>>,
+    /// Every anchor, configured and distributed, in one store.
     roots: Arc<RootCertStore>,
-    client_verifier: Arc<dyn ClientCertVerifier>,
-    server_verifier: Arc<rustls::client::WebPkiServerVerifier>,
+    /// The same anchors by what they may vouch for: the configured bundle and the mesh CA first
+    /// (every identity), then one set per entity (its trust domains only).
+    anchors: Vec<AnchorSet>,
     stamp: Option<FileStamp>,
 }
 
@@ -166,7 +176,7 @@ impl Identity {
         self.certificate_generation.load(Ordering::Acquire)
     }
 
-    fn distributed(&self) -> Vec<CertificateDer<'static>> {
+    fn distributed(&self) -> Vec<Distributed> {
         self.distributed.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -183,18 +193,16 @@ impl Identity {
         }
     }
 
-    /// Trusts the mesh trust bundle the registry distributes (PEM: the mesh CA and the CAs of
-    /// its entities) besides the configured CA bundle, replacing the previous distributed one.
-    /// Our own certificate and key stay; peers that chained only to a removed CA stop being
-    /// accepted by new handshakes and, through [`Identity::verify_peer`], by open connections.
-    pub fn replace_trust_bundle(&self, bundle_pem: &str) -> Result<()> {
-        let bundle: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(bundle_pem.as_bytes())
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("the distributed trust bundle is not valid PEM: {e}")))?;
+    /// Trusts the mesh trust bundle the registry distributes (the mesh CA and the CAs of its
+    /// entities, each bound to what it may vouch for) besides the configured CA bundle,
+    /// replacing the previous distributed one. Our own certificate and key stay; peers that
+    /// chained only to a removed CA stop being accepted by new handshakes and, through
+    /// [`Identity::verify_peer`], by open connections.
+    pub fn replace_trust_bundle(&self, bundle: &crate::registry_api::TrustBundle) -> Result<()> {
+        let distributed = distributed_anchors(bundle)?;
         let current = self.state();
-        let roots = Arc::new(merge_roots(&current.configured_roots, &bundle, "the distributed trust bundle")?);
-        let state = State::with_roots(current.certified.clone(), current.configured_roots.clone(), roots, current.stamp.clone())?;
-        *self.distributed.write().unwrap_or_else(|p| p.into_inner()) = bundle;
+        let state = State::with_anchors(current.certified.clone(), current.configured_roots.clone(), &distributed, current.stamp.clone())?;
+        *self.distributed.write().unwrap_or_else(|p| p.into_inner()) = distributed;
         self.swap_state(state);
         Ok(())
     }
@@ -203,7 +211,7 @@ impl Identity {
     /// re-checks a peer of an open connection after the anchors changed.
     pub fn verify_peer(&self, chain: &[CertificateDer<'static>]) -> std::result::Result<(), rustls::Error> {
         let (end_entity, intermediates) = chain.split_first().ok_or(rustls::Error::NoCertificatesPresented)?;
-        self.state().client_verifier.verify_client_cert(end_entity, intermediates, UnixTime::now())?;
+        self.state().verify_client(end_entity, intermediates, UnixTime::now())?;
         self.policy.check(end_entity)
     }
 
@@ -270,14 +278,14 @@ impl Identity {
 
     /// Server side: TLS 1.3/1.2, a client certificate is required and must chain to the bundle.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>> {
-        self.server_config_verifying(Arc::new(PeerVerifier(self.clone())))
+        self.server_config_verifying(Arc::new(PeerVerifier(self.clone(), Peer::Agent)))
     }
 
     /// Like [`Identity::server_config`], but a client may connect without a certificate: for the
     /// registry, whose bootstrap route serves agents that do not have one yet. Every other route
     /// must then refuse requests whose [`crate::server::PeerInfo`] is unauthenticated.
     pub fn server_config_optional_client_auth(self: &Arc<Self>) -> Result<Arc<ServerConfig>> {
-        self.server_config_verifying(Arc::new(OptionalClientAuth(PeerVerifier(self.clone()))))
+        self.server_config_verifying(Arc::new(OptionalClientAuth(PeerVerifier(self.clone(), Peer::Agent))))
     }
 
     fn server_config_verifying(self: &Arc<Self>, clients: Arc<dyn ClientCertVerifier>) -> Result<Arc<ServerConfig>> {
@@ -293,12 +301,23 @@ impl Identity {
     /// Client side: verifies the peer's chain and, by the policy, its DNS/IP SAN or its SPIFFE
     /// ID; presents our certificate.
     pub fn client_config(self: &Arc<Self>) -> Result<Arc<ClientConfig>> {
+        self.client_config_for(Peer::Agent)
+    }
+
+    /// Client side, for talking to the registry: as [`Identity::client_config`], and the server
+    /// must chain to the mesh CA (configured or distributed, never an entity's) and, when its
+    /// certificate carries a SPIFFE ID, be of role registry. Its TLS sessions are its own.
+    pub fn registry_client_config(self: &Arc<Self>) -> Result<Arc<ClientConfig>> {
+        self.client_config_for(Peer::Registry)
+    }
+
+    fn client_config_for(self: &Arc<Self>, peer: Peer) -> Result<Arc<ClientConfig>> {
         let mut config = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(VERSIONS)
             .map_err(internal)?
             // Not a weaker check: the verifier below checks the chain, plus the name or the ID.
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PeerVerifier(self.clone())))
+            .with_custom_certificate_verifier(Arc::new(PeerVerifier(self.clone(), peer)))
             .with_client_cert_resolver(Arc::new(CurrentCert(self.clone())));
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
         config.resumption = rustls::client::Resumption::store(Arc::new(resumption::ClientSessions::new(self.clone())));
@@ -307,10 +326,11 @@ impl Identity {
 }
 
 impl State {
-    fn from_files(files: &TlsFiles, distributed: &[CertificateDer<'static>]) -> Result<State> {
+    fn from_files(files: &TlsFiles, distributed: &[Distributed]) -> Result<State> {
         let stamp = FileStamp::of(files);
         let cert = read(&files.cert, "certificate", "TOOLMESH_TLS_CERT")?;
         let key = read(&files.key, "private key", "TOOLMESH_TLS_KEY")?;
+        warn_if_key_exposed(&files.key);
         let ca = read(&files.ca, "CA bundle", "TOOLMESH_TLS_CA")?;
         let names = (files.cert.display().to_string(), files.key.display().to_string(), files.ca.display().to_string());
         Self::from_pem(&cert, &key, &ca, (&names.0, &names.1, &names.2), Some(stamp), distributed)
@@ -322,30 +342,56 @@ impl State {
         ca_pem: &[u8],
         names: (&str, &str, &str),
         stamp: Option<FileStamp>,
-        distributed: &[CertificateDer<'static>],
+        distributed: &[Distributed],
     ) -> Result<State> {
         let (cert_name, key_name, ca_name) = names;
         let configured_roots = parse_roots(ca_pem, ca_name)?;
-        let roots = Arc::new(merge_roots(&configured_roots, distributed, ca_name)?);
         let certified = parse_certified_key(cert_pem, key_pem, cert_name, key_name)?;
-        check_chain(&certified, &roots, cert_name, ca_name)?;
-        Self::with_roots(Arc::new(certified), configured_roots, roots, stamp)
+        let state = Self::with_anchors(Arc::new(certified), configured_roots, distributed, stamp)?;
+        check_chain(&state.certified, &state.roots, cert_name, ca_name)?;
+        Ok(state)
     }
 
-    fn with_roots(
+    fn with_anchors(
         certified: Arc<CertifiedKey>,
         configured_roots: Vec<CertificateDer<'static>>,
-        roots: Arc<RootCertStore>,
+        distributed: &[Distributed],
         stamp: Option<FileStamp>,
     ) -> Result<State> {
-        let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider()).build().map_err(|e| {
-            Error::new(ErrorKind::CertificateFile, format!("the trust bundle cannot verify client certificates: {e}"))
-        })?;
-        let server_verifier =
-            rustls::client::WebPkiServerVerifier::builder_with_provider(roots.clone(), provider()).build().map_err(|e| {
-                Error::new(ErrorKind::CertificateFile, format!("the trust bundle cannot verify server certificates: {e}"))
-            })?;
-        Ok(State { certified, configured_roots, roots, client_verifier, server_verifier, stamp })
+        let all: Vec<CertificateDer<'static>> = distributed.iter().map(|d| d.cert.clone()).collect();
+        let roots = Arc::new(merge_roots(&configured_roots, &all, "the distributed trust bundle")?);
+        let mesh: Vec<_> = distributed.iter().filter(|d| d.scope == Scope::Mesh).map(|d| d.cert.clone()).collect();
+        // A CA the registry names as an entity's vouches only for that entity, even when the
+        // configured bundle holds it too (a partner's own agents, a CA file from before entities);
+        // the CAs of a bundle without anchors (an older registry) only for what is not configured.
+        let entities: Vec<&Distributed> = distributed
+            .iter()
+            .filter(|d| match &d.scope {
+                Scope::Mesh => false,
+                Scope::Entity { name, .. } if name.is_empty() => !configured_roots.contains(&d.cert) && !mesh.contains(&d.cert),
+                Scope::Entity { .. } => !mesh.contains(&d.cert),
+            })
+            .collect();
+        let mesh_roots: Vec<_> = configured_roots.iter().filter(|c| !entities.iter().any(|e| &e.cert == *c)).cloned().collect();
+        let mut anchors = vec![AnchorSet::new(Scope::Mesh, merge_roots(&mesh_roots, &mesh, "the mesh CA")?)?];
+        for anchor in entities {
+            let what = match &anchor.scope {
+                Scope::Entity { name, .. } => format!("the CA of entity '{name}'"),
+                Scope::Mesh => unreachable!("filtered above"),
+            };
+            anchors.push(AnchorSet::new(anchor.scope.clone(), merge_roots(std::slice::from_ref(&anchor.cert), &[], &what)?)?);
+        }
+        Ok(State { certified, configured_roots, roots, anchors, stamp })
+    }
+
+    /// Verifies a client chain; answers the scope of the anchor it led to.
+    fn verify_client(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> std::result::Result<&Scope, rustls::Error> {
+        anchored(&self.anchors, end_entity, |set| set.verify_client(end_entity, intermediates, now))
     }
 
     fn name(&self) -> String {
@@ -374,6 +420,62 @@ impl ResolvesClientCert for CurrentCert {
 
     fn has_certs(&self) -> bool {
         true
+    }
+}
+
+/// The anchors of a distributed bundle with what each may vouch for. An entity may not claim a
+/// trust domain the bundle gives the mesh CA.
+fn distributed_anchors(bundle: &crate::registry_api::TrustBundle) -> Result<Vec<Distributed>> {
+    let parse = |pem: &str| -> Result<Vec<CertificateDer<'static>>> {
+        CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("the distributed trust bundle is not valid PEM: {e}")))
+    };
+    if bundle.anchors.is_empty() {
+        let legacy = Scope::Entity { name: String::new(), trust_domains: Vec::new() };
+        return Ok(parse(&bundle.pem)?.into_iter().map(|cert| Distributed { cert, scope: legacy.clone() }).collect());
+    }
+    let mesh_domains: Vec<&String> = bundle.anchors.iter().filter(|a| a.entity.is_none()).flat_map(|a| &a.trust_domains).collect();
+    let mut anchors = Vec::new();
+    for anchor in &bundle.anchors {
+        let scope = match &anchor.entity {
+            None => Scope::Mesh,
+            Some(name) => Scope::Entity {
+                name: name.clone(),
+                trust_domains: anchor.trust_domains.iter().filter(|td| !mesh_domains.contains(td)).cloned().collect(),
+            },
+        };
+        anchors.extend(parse(&anchor.ca_cert)?.into_iter().map(|cert| Distributed { cert, scope: scope.clone() }));
+    }
+    Ok(anchors)
+}
+
+/// The permission bits of a private key file that let others than its owner read it (`mode &
+/// 0o077`), when there are any; always `None` where files have no Unix modes.
+pub fn key_file_exposure(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// A key others can read is a key others may hold: loaded anyway, with a warning that says how
+/// to close it.
+fn warn_if_key_exposed(path: &Path) {
+    if let Some(mode) = key_file_exposure(path) {
+        tracing::warn!(
+            key = %path.display(),
+            mode = format!("{mode:o}"),
+            "the private key file is readable by its group or others; restrict it with `chmod 600 {}`",
+            path.display()
+        );
     }
 }
 
@@ -516,11 +618,37 @@ fn internal(e: impl std::fmt::Display) -> Error {
 /// The identity a certificate names: its first `spiffe://` URI SAN, else any URI SAN, else its
 /// subject CN, else `unknown`.
 pub fn peer_identity(cert: &CertificateDer<'_>) -> String {
-    use x509_parser::extensions::GeneralName;
     let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
         return "unknown".to_owned();
     };
-    let uris: Vec<String> = parsed
+    let uris = uris_of(&parsed);
+    if let Some(spiffe) = uris.iter().find(|u| u.starts_with("spiffe://")).or(uris.first()) {
+        return spiffe.clone();
+    }
+    let cn = parsed.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned);
+    cn.unwrap_or_else(|| "unknown".to_owned())
+}
+
+
+/// Every SPIFFE ID a certificate names: its `spiffe://` URI SANs, and its identity as the mesh
+/// reads it ([`peer_identity`]) when that is one. What an anchor must be allowed to vouch for.
+pub fn spiffe_ids(cert: &CertificateDer<'_>) -> Vec<String> {
+    let mut ids: Vec<String> = x509_parser::parse_x509_certificate(cert.as_ref()).map(|(_, parsed)| uris_of(&parsed)).unwrap_or_default();
+    ids.push(peer_identity(cert));
+    ids.retain(|id| id.starts_with("spiffe://"));
+    ids.dedup();
+    ids
+}
+
+/// The trust domain of a SPIFFE ID: `spiffe://td/path` → `td`.
+pub fn trust_domain_of(id: &str) -> &str {
+    let rest = id.strip_prefix("spiffe://").unwrap_or(id);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+fn uris_of(parsed: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    parsed
         .subject_alternative_name()
         .ok()
         .flatten()
@@ -534,11 +662,5 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> String {
                 })
                 .collect()
         })
-        .unwrap_or_default();
-    if let Some(spiffe) = uris.iter().find(|u| u.starts_with("spiffe://")).or(uris.first()) {
-        return spiffe.clone();
-    }
-    let cn = parsed.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned);
-    cn.unwrap_or_else(|| "unknown".to_owned())
+        .unwrap_or_default()
 }
-

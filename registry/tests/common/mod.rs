@@ -29,7 +29,12 @@ impl Mesh {
     }
 
     pub fn issue(&self, name: &str, role: Role) -> Issued {
-        self.ca.issue(&LeafRequest::new(name, role, DEFAULT_TRUST_DOMAIN, 1)).expect("issue leaf")
+        self.issue_in(name, role, DEFAULT_TRUST_DOMAIN)
+    }
+
+    /// A leaf naming `spiffe://<trust_domain>/<role>/<name>` (an entity's agents use their own).
+    pub fn issue_in(&self, name: &str, role: Role, trust_domain: &str) -> Issued {
+        self.ca.issue(&LeafRequest::new(name, role, trust_domain, 1)).expect("issue leaf")
     }
 
     pub fn identity(&self, name: &str, role: Role) -> Arc<Identity> {
@@ -38,7 +43,8 @@ impl Mesh {
     }
 
     /// A `--tls-auto` registry: its CA in `state_dir` (also the CA of the returned mesh), the
-    /// bootstrap route open, entities kept there. Agent certificates live `agent_lifetime`.
+    /// bootstrap route open, entities kept there. Agent certificates live `agent_lifetime`. It is
+    /// reached at 127.0.0.1 and named `registry.example` too.
     pub async fn start_auto(state_dir: &std::path::Path, agent_lifetime: Duration, heartbeat_interval: Duration) -> (Mesh, Arc<AutoIssuer>, RunningRegistry) {
         Self::start_auto_with(state_dir, agent_lifetime, heartbeat_interval, toolmesh_registry::REGISTRY_CERT_LIFETIME).await
     }
@@ -50,7 +56,7 @@ impl Mesh {
         heartbeat_interval: Duration,
         registry_lifetime: Duration,
     ) -> (Mesh, Arc<AutoIssuer>, RunningRegistry) {
-        let issuer = AutoIssuer::prepare(state_dir, DEFAULT_TRUST_DOMAIN, agent_lifetime, vec!["127.0.0.1".to_owned()]).expect("prepare");
+        let issuer = AutoIssuer::prepare(state_dir, DEFAULT_TRUST_DOMAIN, agent_lifetime, vec!["127.0.0.1".to_owned(), "registry.example".to_owned()]).expect("prepare");
         let issuer = Arc::new(issuer.with_registry_cert_lifetime(registry_lifetime));
         let ca = CertificateAuthority::load(&state_dir.join("ca.pem"), &state_dir.join("ca.key")).expect("the registry's CA");
         let mut config = RegistryConfig::new("127.0.0.1", 0, issuer.registry_identity().expect("registry identity"));
