@@ -24,7 +24,7 @@ echo "== node: binding suite and cross-language tests (Node <-> Python)"
 npm --prefix bindings-node test
 scripts/java-env.sh
 echo "== java: binding suite and cross-language tests (Java <-> Python, Java <-> Node)"
-mvn -B -ntp -f bindings-java/pom.xml test
+mvn -B -ntp -f bindings-java/pom.xml test -Dtoolmesh.cargoProfile=debug
 echo "== cross-language: one table of cases, every caller/callee pair of Python, Node, Java and C"
 scripts/cross-tests.sh
 echo "== demo: the README's demo command, its printed results checked"
