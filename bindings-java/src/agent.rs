@@ -38,6 +38,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_start<'local>(
 ) -> jlong {
     entry(&mut env, |env| {
         ensure_blocking_allowed("AgentBuilder.start()")?;
+        toolmesh_core::logging::init_from_env();
         let name: String = env.get_string(&name)?.into();
         let mut config = AgentConfig::from_env(&name)?;
         let options = string_array(env, &options)?;

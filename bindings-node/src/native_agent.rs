@@ -29,6 +29,7 @@ pub fn start<'env>(
     tools_json: String,
     on_invoke: Function<'_, InvokeArgs, ()>,
 ) -> napi::Result<Object<'env>> {
+    toolmesh_core::logging::init_from_env();
     let core_error = |error: Error| to_js_error(env, &error);
     let mut config = AgentConfig::from_env(&name).map_err(core_error)?;
     for (key, value) in &options {

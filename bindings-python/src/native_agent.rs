@@ -41,6 +41,7 @@ pub(crate) fn start(
     on_invoke: Py<PyAny>,
     future: Py<PyAny>,
 ) -> PyResult<()> {
+    toolmesh_core::logging::init_from_env();
     let mut config = AgentConfig::from_env(name).map_err(|e| to_pyerr(py, &e))?;
     for (key, value) in &options {
         config.set(key, value).map_err(|e| to_pyerr(py, &e))?;

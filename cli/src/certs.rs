@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 use toolmesh_core::pki::{
-    ca_common_name, refuse_existing, spiffe_id, write_file_atomic, write_pair, CertificateAuthority, CertificateSummary, KeyType,
+    ca_common_name, ca_trust_domain, refuse_existing, spiffe_id, write_file_atomic, write_pair, CertificateAuthority, CertificateSummary, KeyType,
     LeafRequest, Role, DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS, DEFAULT_TRUST_DOMAIN,
 };
 use toolmesh_core::{Error, ErrorKind};
@@ -124,9 +124,10 @@ pub struct RotateArgs {
 
 #[derive(Args)]
 struct Validity {
-    /// Trust domain of the SPIFFE IDs (spiffe://DOMAIN/ROLE/NAME).
-    #[arg(long, default_value = DEFAULT_TRUST_DOMAIN, value_name = "DOMAIN")]
-    trust_domain: String,
+    /// Trust domain of the SPIFFE IDs (spiffe://DOMAIN/ROLE/NAME); by default the CA's (the one
+    /// `certs ca --trust-domain` was given), else toolmesh.local.
+    #[arg(long, value_name = "DOMAIN")]
+    trust_domain: Option<String>,
     /// How many days the leaf certificates are valid (the CA of `init` gets at least ten years).
     #[arg(long, default_value_t = DEFAULT_LEAF_DAYS, value_parser = clap::value_parser!(u32).range(1..=36500))]
     days: u32,
@@ -229,7 +230,8 @@ fn init(args: InitArgs) -> Result<(), Failure> {
             agents: args.agents.iter().map(|name| InitEntry { name: name.clone(), role: None, dns: vec![], ip: vec![] }).collect(),
         },
     };
-    let trust_domain = config.trust_domain.clone().unwrap_or(args.validity.trust_domain);
+    // `init` makes the CA, so the domain chosen here is the CA's.
+    let trust_domain = config.trust_domain.clone().or(args.validity.trust_domain).unwrap_or_else(|| DEFAULT_TRUST_DOMAIN.to_owned());
     check_trust_domain(&trust_domain)?;
     let days = config.days.unwrap_or(args.validity.days);
     if !(1..=36500).contains(&days) {
@@ -303,10 +305,10 @@ fn init(args: InitArgs) -> Result<(), Failure> {
 
 fn issue(args: IssueArgs) -> Result<(), Failure> {
     check_name(&args.name)?;
-    check_trust_domain(&args.validity.trust_domain)?;
     let ca = load_ca(&args.dir)?;
+    let trust_domain = trust_domain_for(args.validity.trust_domain, &ca)?;
     let role = Role::from(args.role);
-    let mut request = LeafRequest::new(&args.name, role, &args.validity.trust_domain, args.validity.days);
+    let mut request = LeafRequest::new(&args.name, role, &trust_domain, args.validity.days);
     request.key_type = args.key.key_type;
     for dns in &args.dns {
         request.add_dns(dns);
@@ -322,7 +324,7 @@ fn issue(args: IssueArgs) -> Result<(), Failure> {
         "wrote {} and {} ({}, {}, valid {} days)",
         cert.display(),
         key.display(),
-        spiffe_id(&args.validity.trust_domain, role, &args.name),
+        spiffe_id(&trust_domain, role, &args.name),
         args.key.key_type.as_str(),
         args.validity.days
     );
@@ -490,6 +492,25 @@ fn load_ca(dir: &Path) -> Result<CertificateAuthority, Failure> {
     CertificateAuthority::load(&ca_cert, &ca_key).map_err(|e| {
         Failure::usage(e.context(format!("loading the CA from {} (create one with `toolmesh certs ca --dir {}`)", dir.display(), dir.display())))
     })
+}
+
+/// An explicit `--trust-domain` wins (with a warning when the CA serves another); otherwise the
+/// CA's, so `certs ca --trust-domain D` then `certs issue NAME` gives spiffe://D/agent/NAME.
+fn trust_domain_for(explicit: Option<String>, ca: &CertificateAuthority) -> Result<String, Failure> {
+    let of_ca = CertificateSummary::parse_pem(ca.cert_pem(), "the CA").ok().as_ref().and_then(ca_trust_domain);
+    let domain = match (explicit, of_ca) {
+        (Some(explicit), Some(of_ca)) if explicit != of_ca => {
+            eprintln!(
+                "toolmesh: warning: --trust-domain {explicit} differs from the CA's trust domain {of_ca}; peers that allow only \
+                 {of_ca} will refuse this certificate (omit --trust-domain to use the CA's)"
+            );
+            explicit
+        }
+        (Some(domain), _) | (None, Some(domain)) => domain,
+        (None, None) => DEFAULT_TRUST_DOMAIN.to_owned(),
+    };
+    check_trust_domain(&domain)?;
+    Ok(domain)
 }
 
 /// Writes a new CA to `dir/ca.{pem,key}`.

@@ -8,7 +8,6 @@ mod ops;
 mod registry;
 
 use clap::{Args, Parser, Subcommand};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -137,12 +136,8 @@ fn report(failure: &Failure) -> ExitCode {
     ExitCode::from(failure.exit_code)
 }
 
-/// Logs go to stderr (stdout carries results); `RUST_LOG` overrides the default level, which
-/// is `info` for the long-running registry and `warn` for one-shot commands.
+/// Core's subscriber (stderr; `TOOLMESH_LOG`, then `RUST_LOG`, override the default), at `info`
+/// for the long-running registry and `warn` for one-shot commands.
 fn init_tracing(long_running: bool) {
-    let default = if long_running { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let colored = std::io::stderr().is_terminal();
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colored).init();
+    toolmesh_core::logging::init_with_default(if long_running { "info" } else { "warn" });
 }

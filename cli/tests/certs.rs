@@ -133,6 +133,31 @@ fn ca_then_issue_with_rsa_keys_and_extra_sans_verifies_with_openssl() {
     assert_eq!(openssl(&["rsa", "-check", "-noout", "-in", dir.path().join("billing.key").to_str().expect("utf-8")]).trim(), "RSA key ok");
 }
 
+/// `certs ca --trust-domain D` then `certs issue`/`rotate` without one: the leaves are in D, not
+/// in toolmesh.local; an explicit --trust-domain still wins, with a warning when it is not D.
+#[test]
+fn issue_and_rotate_take_the_trust_domain_of_the_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_str().expect("utf-8").to_owned();
+    run(toolmesh(&["certs", "ca", "--dir", &path, "--trust-domain", "prod.example"])).success();
+    let issued = run(toolmesh(&["certs", "issue", "calc", "--dir", &path])).success();
+    assert!(issued.stdout.contains("spiffe://prod.example/agent/calc"), "{}", issued.stdout);
+    assert!(!issued.stderr.contains("warning"), "{}", issued.stderr);
+    run(toolmesh(&["certs", "issue", "ops", "--dir", &path, "--role", "operator"])).success();
+    let other = run(toolmesh(&["certs", "issue", "guest", "--dir", &path, "--trust-domain", "other.example"])).success();
+    assert!(other.stdout.contains("spiffe://other.example/agent/guest"), "{}", other.stdout);
+    assert!(other.stderr.contains("warning: --trust-domain other.example differs from the CA's trust domain prod.example"), "{}", other.stderr);
+    run(toolmesh(&["certs", "rotate", "calc", "--dir", &path])).success();
+
+    require_openssl();
+    let text = |name: &str| openssl(&["x509", "-noout", "-text", "-in", dir.path().join(format!("{name}.pem")).to_str().expect("utf-8")]);
+    for (name, uri) in [("calc", "URI:spiffe://prod.example/agent/calc"), ("ops", "URI:spiffe://prod.example/operator/ops")] {
+        let text = text(name);
+        assert!(text.contains(uri) && !text.contains("toolmesh.local"), "{name}: {text}");
+    }
+    assert!(text("guest").contains("URI:spiffe://other.example/agent/guest"));
+}
+
 #[test]
 fn init_from_a_yaml_config_names_roles_dns_and_ips() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -43,7 +43,10 @@ fn entities_are_added_listed_and_revoked_by_admins_only_and_kept_across_a_restar
     let listed = run(entity(&mesh, &["list"], &admin)).success();
     assert!(listed.stdout.contains("no entities: only the mesh CA is trusted"), "{}", listed.stdout);
     let refused = run(entity(&mesh, &["add", "partner", "--ca-cert", partner_ca], &agent));
-    refused.failure(1, "PROTOCOL", "admin identity").failure(1, "PROTOCOL", "spiffe://toolmesh.local/agent/calc is not an admin");
+    // A permission refusal (403), named as one rather than as a protocol error.
+    refused
+        .failure(1, "PEER_IDENTITY_NOT_ALLOWED", "admin identity")
+        .failure(1, "PEER_IDENTITY_NOT_ALLOWED", "spiffe://toolmesh.local/agent/calc is not an admin");
 
     let added = run(entity(&mesh, &["add", "partner", "--ca-cert", partner_ca], &admin)).success();
     assert!(added.stdout.contains("entity 'partner' added") && added.stdout.contains("partner.example"), "{}", added.stdout);
@@ -63,8 +66,8 @@ fn entities_are_added_listed_and_revoked_by_admins_only_and_kept_across_a_restar
     // An operator certificate minted by an entity's CA is no admin, whatever its SPIFFE ID says.
     let other_ca = certs.path("ca.pem");
     let refused = run(entity(&mesh, &["add", "other", "--ca-cert", other_ca.to_str().expect("utf-8")], &partner_operator));
-    refused.failure(1, "PROTOCOL", "admin identity").failure(1, "PROTOCOL", "is a certificate of entity 'partner'");
-    run(entity(&mesh, &["revoke", "partner"], &partner_operator)).failure(1, "PROTOCOL", "admin identity");
+    refused.failure(1, "PEER_IDENTITY_NOT_ALLOWED", "admin identity").failure(1, "PEER_IDENTITY_NOT_ALLOWED", "is a certificate of entity 'partner'");
+    run(entity(&mesh, &["revoke", "partner"], &partner_operator)).failure(1, "PEER_IDENTITY_NOT_ALLOWED", "admin identity");
 
     // Kept across a restart on the same state directory.
     assert_eq!(mesh.terminate().0, Some(0));

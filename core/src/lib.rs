@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod error;
 pub mod health;
 pub mod host;
+pub mod logging;
 pub mod mcp;
 mod per_generation;
 pub mod pipeline;

@@ -225,6 +225,17 @@ pub fn ca_common_name(trust_domain: &str) -> String {
     format!("toolmesh CA {trust_domain} {:012x}", nonce & 0xffff_ffff_ffff)
 }
 
+/// The trust domain a CA serves: from a `spiffe://` URI SAN of its own, else from the name
+/// [`ca_common_name`] gave it; `None` for a CA made elsewhere without either.
+pub fn ca_trust_domain(ca: &CertificateSummary) -> Option<String> {
+    let from_uri = ca.uris.iter().find_map(|uri| uri.strip_prefix("spiffe://")?.split('/').next().filter(|d| !d.is_empty()));
+    let from_name = || {
+        let (domain, nonce) = ca.common_name.strip_prefix("toolmesh CA ")?.rsplit_once(' ')?;
+        (nonce.len() == 12 && nonce.chars().all(|c| c.is_ascii_hexdigit()) && !domain.is_empty()).then_some(domain)
+    };
+    from_uri.or_else(from_name).map(str::to_owned)
+}
+
 /// A URI SAN of the mesh is a SPIFFE ID: `spiffe://trust-domain/path`, no query or fragment.
 fn check_spiffe_uri(uri: &str) -> Result<()> {
     let bad = |why: &str| Err(Error::new(ErrorKind::InvalidConfig, format!("URI SAN '{uri}' {why}; write spiffe://TRUST-DOMAIN/PATH")));
@@ -571,6 +582,15 @@ mod tests {
         assert_eq!(summary.common_name, "calc");
         assert_eq!(summary.public_key, key.public_key_raw());
         assert!(ca.sign_request("not a CSR", &LeafRequest::new("x", Role::Agent, DEFAULT_TRUST_DOMAIN, 1)).is_err());
+    }
+
+    #[test]
+    fn a_ca_names_its_trust_domain() {
+        let summary = |ca: &CertificateAuthority| CertificateSummary::parse_pem(ca.cert_pem(), "ca").unwrap();
+        let ours = CertificateAuthority::generate(&ca_common_name("prod.example"), 10).unwrap();
+        assert_eq!(ca_trust_domain(&summary(&ours)).as_deref(), Some("prod.example"));
+        let foreign = CertificateAuthority::generate("Example Corp Root CA", 10).unwrap();
+        assert_eq!(ca_trust_domain(&summary(&foreign)), None);
     }
 
     #[test]

@@ -176,6 +176,9 @@ impl RegistryClient {
         let kind = match (status, api.as_ref().map(|a| a.error.as_str())) {
             (http::StatusCode::NOT_FOUND, Some("unknown_agent")) => ErrorKind::UnknownAgent,
             (http::StatusCode::FORBIDDEN, Some("revoked")) => ErrorKind::PeerRejectedCertificate,
+            // Authenticated but not permitted (not an admin, not the agent's owner): a permission
+            // problem, not a protocol one; the registry's message says which identity it needs.
+            (http::StatusCode::FORBIDDEN, _) => ErrorKind::PeerIdentityNotAllowed,
             (s, _) if s.is_server_error() => ErrorKind::RegistryUnavailable,
             _ => ErrorKind::Protocol,
         };

@@ -67,6 +67,7 @@ pub unsafe extern "C" fn toolmesh_agent_start(
     // Owned from the first instruction, so every way out of here releases it exactly once.
     let handler = HostHandler::new(handler);
     let outcome = guarded("toolmesh_agent_start", move || {
+        toolmesh_core::logging::init_from_env();
         out_arg(agent_out, "agent_out")?;
         // SAFETY: NULL or live, as the caller guarantees.
         let config = unsafe { config_arg(config) }?.clone();
