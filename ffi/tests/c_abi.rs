@@ -406,9 +406,9 @@ fn a_failed_start_reports_core_errors_and_still_releases_the_handler() {
     assert_eq!(code, TOOLMESH_CERTIFICATE_FILE);
     assert!(message.contains("missing.pem"), "{message}");
     set(config, "tls_cert", &certs.path("good.pem")).unwrap();
-    let (code, message) = attempt(config, c"[{\"name\": \"x\"}]", Some(invoke));
+    let (code, message) = attempt(config, c"[{\"capability\": \"x\"}]", Some(invoke));
     assert_eq!(code, TOOLMESH_INVALID_CONFIG);
-    assert!(message.starts_with("the tool definitions are not valid: missing field `capability`"), "{message}");
+    assert!(message.starts_with("the tool definitions are not valid: missing field `name`"), "{message}");
     assert_eq!(attempt(config, c"[]", None), (TOOLMESH_NULL_ARGUMENT, "the argument 'handler.invoke' is NULL".to_owned()));
     assert_eq!(attempt(ptr::null(), c"[]", Some(invoke)), (TOOLMESH_NULL_ARGUMENT, "the argument 'config' is NULL".to_owned()));
     eventually("every handler to be released", || freed.load(Ordering::SeqCst) == 4);

@@ -51,9 +51,10 @@ static json_t *dependency(const char *capability, char *tag) {
   return selector;
 }
 
-/* A tool definition; `tag` (freed here) and `dependency` (taken over) may be NULL. */
+/* A tool definition; `tag` (freed here) and `dependency` (taken over) may be NULL. Without a
+ * capability, as in every peer: core makes it the tool's name. */
 static json_t *tool(const char *name, char *tag, json_t *dependency) {
-  json_t *definition = json_pack("{s:s, s:s, s:[]}", "name", name, "capability", name, "tags");
+  json_t *definition = json_pack("{s:s, s:[]}", "name", name, "tags");
   if (tag) json_array_append_new(json_object_get(definition, "tags"), json_string(tag));
   free(tag);
   if (dependency) json_object_set_new(definition, "dependencies", json_pack("[o]", dependency));
