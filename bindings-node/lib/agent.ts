@@ -31,8 +31,7 @@ export interface AgentOptions {
   readonly callTimeoutMs?: number;
 }
 
-// Core's stable error kinds that a binding reports for a handler.
-const HANDLER_RESULT = "HANDLER_RESULT";
+// Core's stable error kind that a binding reports for a handler.
 const INVALID_ARGUMENTS = "INVALID_ARGUMENTS";
 
 /** One mesh agent: its tools, its options, and once started, the native agent serving them. */
@@ -213,14 +212,17 @@ export class Agent {
       return;
     }
     let resultJson: string | undefined;
+    let reason: string;
     try {
       resultJson = JSON.stringify(result ?? null);
+      reason = `JSON.stringify cannot encode a ${typeof result}`;
     } catch (error) {
-      responder.fail(`tool '${tool}' returned a value that is not JSON: ${(error as Error).message}`, HANDLER_RESULT);
-      return;
+      reason = describe(error);
     }
     if (resultJson === undefined) {
-      responder.fail(`tool '${tool}' returned a value that is not JSON: a ${typeof result}`, HANDLER_RESULT);
+      // Core tells the caller, in the same words as every language; the reason is for this log.
+      log(`toolmesh: tool '${tool}' returned a value that is not JSON:`, reason);
+      responder.notJson(reason);
       return;
     }
     responder.ok(resultJson);

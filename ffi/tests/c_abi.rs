@@ -329,7 +329,7 @@ fn chained_calls_through_a_c_handler() {
     );
     let (code, message) = call_and_wait(agent, ptr::null(), "client", BROKEN, "{}");
     assert_eq!(code, TOOLMESH_TOOL_FAILED);
-    assert!(message.starts_with("tool 'broken' returned a value that is not JSON: the result is not JSON: "), "{message}");
+    assert_eq!(message, "tool 'broken' returned a value that is not JSON; the agent serving it logs why");
     // SAFETY: freed once, not used after.
     unsafe { toolmesh_agent_free(agent) };
     assert_eq!(freed.load(Ordering::SeqCst), 1, "free_userdata runs once, before toolmesh_agent_free returns");
