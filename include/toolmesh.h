@@ -354,8 +354,8 @@ const char *toolmesh_error_message(const toolmesh_error *error);
 
 // Answers the invocation with the tool's result, a UTF-8 JSON value (borrowed for the call).
 // Frees the invocation in every case. When `result_json` is NULL, not UTF-8 or not JSON, this
-// returns the argument's code and the caller of the tool gets an error saying that the tool
-// "returned a value that is not JSON".
+// returns the argument's code and why, and the caller of the tool gets the error every language
+// gives for a result that is not JSON: "tool '<name>' returned a value that is not JSON; ...".
 //
 // # Safety
 // `invocation` is NULL or a live, unanswered invocation, owned by this call from here on;

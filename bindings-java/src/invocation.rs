@@ -116,11 +116,23 @@ pub extern "system" fn Java_dev_toolmesh_Native_complete<'local>(
         let result: String = env.get_string(&result_json)?.into();
         Ok(answered(COMPLETIONS.remove(completion), |completion| match serde_json::from_str(&result) {
             Ok(value) => completion.ok(value),
-            Err(e) => {
-                let problem = Error::new(ErrorKind::HandlerResult, format!("the tool result is not JSON: {e}"));
-                completion.complete(Err(HostError { message: problem.message().to_owned(), mesh_error: Some(problem) }))
-            }
+            Err(e) => completion.not_json(e.to_string()),
         }))
+    })
+}
+
+/// The handler's result is not JSON, for `reason` (Jackson's words): core words the caller's
+/// HANDLER_RESULT error, the same in every language. False when the call was answered already.
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_notJson<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    completion: jlong,
+    reason: JString<'local>,
+) -> jboolean {
+    entry(&mut env, |env| {
+        let reason: String = env.get_string(&reason)?.into();
+        Ok(answered(COMPLETIONS.remove(completion), |completion| completion.not_json(reason)))
     })
 }
 

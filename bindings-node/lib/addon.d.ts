@@ -47,11 +47,15 @@ export declare class Responder {
   ok(resultJson: string): void
   /**
    * The handler failed. Without `kind` the caller gets HANDLER_FAILED with `message`. With the
-   * name of a core error kind — the error of a mesh call the handler awaited, or
-   * HANDLER_RESULT for a result JSON cannot carry — the caller gets that code and `message`
-   * unchanged.
+   * name of a core error kind (the error of a mesh call the handler awaited) the caller gets
+   * that code and `message` unchanged.
    */
   fail(message: string, kind?: string | undefined | null): void
+  /**
+   * The handler's result is not JSON; `reason` says why, in JavaScript's words. Core words the
+   * caller's HANDLER_RESULT error, the same in every language.
+   */
+  notJson(reason: string): void
 }
 
 /**

@@ -31,8 +31,7 @@ export interface AgentOptions {
   readonly callTimeoutMs?: number;
 }
 
-// Core's stable error kinds that a binding reports for a handler.
-const HANDLER_RESULT = "HANDLER_RESULT";
+// Core's stable error kind that a binding reports for a handler.
 const INVALID_ARGUMENTS = "INVALID_ARGUMENTS";
 
 /** One mesh agent: its tools, its options, and once started, the native agent serving them. */
@@ -182,7 +181,13 @@ export class Agent {
   /** Called by the addon for every inbound call. A throw here would be fatal, so it never throws. */
   readonly #onInvoke = (tool: string, argumentsJson: string, context: RequestContext, responder: Responder): void => {
     this.#answer(tool, argumentsJson, context, responder).catch((bug: unknown) => {
-      console.error(`toolmesh: answering a call of tool '${tool}' failed:`, bug);
+      // Still answered: otherwise the caller waits until its timeout, or HANDLER_DROPPED.
+      log(`toolmesh: answering a call of tool '${tool}' failed:`, bug);
+      try {
+        responder.fail(describe(bug));
+      } catch {
+        // answered before the bug
+      }
     });
   };
 
@@ -201,23 +206,53 @@ export class Agent {
       } else {
         // The caller sees the error's own message, as in every language; its name and stack
         // stay in this agent's log.
-        console.warn(`toolmesh: tool '${tool}' failed:`, error);
-        responder.fail(error instanceof Error ? error.message : String(error));
+        log(`toolmesh: tool '${tool}' failed:`, error);
+        responder.fail(describe(error));
       }
       return;
     }
     let resultJson: string | undefined;
+    let reason: string;
     try {
       resultJson = JSON.stringify(result ?? null);
+      reason = `JSON.stringify cannot encode a ${typeof result}`;
     } catch (error) {
-      responder.fail(`tool '${tool}' returned a value that is not JSON: ${(error as Error).message}`, HANDLER_RESULT);
-      return;
+      reason = describe(error);
     }
     if (resultJson === undefined) {
-      responder.fail(`tool '${tool}' returned a value that is not JSON: a ${typeof result}`, HANDLER_RESULT);
+      // Core tells the caller, in the same words as every language; the reason is for this log.
+      log(`toolmesh: tool '${tool}' returned a value that is not JSON:`, reason);
+      responder.notJson(reason);
       return;
     }
     responder.ok(resultJson);
+  }
+}
+
+/**
+ * What the caller is told of a thrown value: an Error's message, else the value as a string.
+ * Never throws, whatever was thrown (`Object.create(null)`, a message getter that throws, a
+ * revoked Proxy), so that every call is answered.
+ */
+function describe(thrown: unknown): string {
+  try {
+    const message = thrown instanceof Error ? thrown.message : thrown;
+    return typeof message === "string" ? message : String(message);
+  } catch {
+    try {
+      return Object.prototype.toString.call(thrown);
+    } catch {
+      return `a thrown ${typeof thrown} that has no readable message`;
+    }
+  }
+}
+
+/** Logs a handler's failure; util.inspect may throw on a hostile value, and must not stop the answer. */
+function log(what: string, thrown: unknown): void {
+  try {
+    console.warn(what, thrown);
+  } catch {
+    console.warn(what, describe(thrown));
   }
 }
 

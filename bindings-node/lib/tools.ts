@@ -78,7 +78,7 @@ export class LocalTool {
     const { name, capability, version, tags, description, inputSchema, dependencies, timeoutMs } = this.#definition;
     return {
       name,
-      capability: capability ?? name,
+      capability, // core defaults it to the name
       version,
       tags,
       description,

@@ -99,22 +99,26 @@ impl Responder {
         runtime::handle().spawn(async move {
             match serde_json::from_str(&result_json) {
                 Ok(value) => completion.ok(value),
-                Err(e) => completion.complete(Err(host_error(
-                    format!("the tool result is not JSON: {e}"),
-                    Some(ErrorKind::HandlerResult.name()),
-                ))),
+                Err(e) => completion.not_json(e.to_string()),
             }
         });
         Ok(())
     }
 
     /// The handler failed. Without `kind` the caller gets HANDLER_FAILED with `message`. With the
-    /// name of a core error kind — the error of a mesh call the handler awaited, or
-    /// HANDLER_RESULT for a result JSON cannot carry — the caller gets that code and `message`
-    /// unchanged.
+    /// name of a core error kind (the error of a mesh call the handler awaited) the caller gets
+    /// that code and `message` unchanged.
     #[napi(catch_unwind)]
     pub fn fail(&self, message: String, kind: Option<String>) -> napi::Result<()> {
         self.take()?.complete(Err(host_error(message, kind.as_deref())));
+        Ok(())
+    }
+
+    /// The handler's result is not JSON; `reason` says why, in JavaScript's words. Core words the
+    /// caller's HANDLER_RESULT error, the same in every language.
+    #[napi(catch_unwind)]
+    pub fn not_json(&self, reason: String) -> napi::Result<()> {
+        self.take()?.not_json(reason);
         Ok(())
     }
 }

@@ -83,10 +83,39 @@ describe("agents through the registry", { timeout: 120_000 }, () => {
 
       error = await callError(alpha.endpoint, fixture.certs, "not_json", {});
       assert.deepEqual([error.code, error.name], [6002, "HANDLER_RESULT"]);
-      assert.match(error.message, /tool 'not_json' returned a value that is not JSON: .*BigInt/);
+      assert.equal(error.message, "tool 'not_json' returned a value that is not JSON; the agent serving it logs why");
 
       error = await callError(alpha.endpoint, fixture.certs, "rejects_a_string", {});
       assert.deepEqual([error.code, error.message], [6001, "tool 'rejects_a_string' failed: plain text"]);
+    });
+  });
+
+  it("answers whatever a handler throws as a tool failure", async () => {
+    const alpha = agent(fixture, "alpha");
+    const unreadable = new Error("unreadable");
+    Object.defineProperty(unreadable, "message", { get() { throw new Error("no message for you"); } });
+    const revoked = Proxy.revocable({}, {});
+    revoked.revoke();
+    const throwing = {
+      no_prototype: () => { throw Object.create(null); },
+      number_message: () => { throw Object.assign(new Error(), { message: 42 }); },
+      unreadable_message: () => { throw unreadable; },
+      revoked_proxy: () => Promise.reject(revoked.proxy),
+    };
+    for (const [name, execute] of Object.entries(throwing)) alpha.addTool({ name, execute });
+    await serving([alpha], async () => {
+      const answers = {};
+      for (const name of Object.keys(throwing)) {
+        const { code, message } = await callError(alpha.endpoint, fixture.certs, name, {}, { timeoutMs: 5_000 });
+        answers[name] = [code, message];
+      }
+      assert.deepEqual(answers, {
+        no_prototype: [6001, "tool 'no_prototype' failed: [object Object]"],
+        number_message: [6001, "tool 'number_message' failed: 42"],
+        unreadable_message: [6001, "tool 'unreadable_message' failed: [object Error]"],
+        // `instanceof` itself throws here, in the agent's own code: answered by its last resort.
+        revoked_proxy: [6001, "tool 'revoked_proxy' failed: Cannot perform 'getPrototypeOf' on a proxy that has been revoked"],
+      });
     });
   });
 

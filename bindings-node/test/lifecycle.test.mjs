@@ -6,10 +6,10 @@ import { fileURLToPath } from "node:url";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { TransportError } from "../dist/index.js";
-import { callTool } from "../../tests/node/meshkit.mjs";
+import { callTool, HEARTBEAT_MS } from "../../tests/node/meshkit.mjs";
 import { agent, meshFixture } from "./fixtures.mjs";
 
-const fixture = meshFixture({ registry: false });
+const fixture = meshFixture();
 const program = fileURLToPath(new URL("programs/lifecycle.mjs", import.meta.url));
 
 describe("lifecycle", { timeout: 90_000 }, () => {
@@ -18,6 +18,24 @@ describe("lifecycle", { timeout: 90_000 }, () => {
     const { code } = await child.wait(20_000);
     assert.equal(code, 0, child.output());
     assert.match(child.output(), /sum3 6; stopped/);
+  });
+
+  it("lets the process exit once a registered, heartbeating agent has stopped", async () => {
+    const { registry } = fixture;
+    const child = fixture.mesh.spawnAgent([process.execPath, program, "serve-then-stop"], "alpha", registry);
+    await child.waitForLine(/waiting for SIGUSR2/, 30_000);
+    const [listed] = await fixture.mesh.waitListed(registry, ["alpha"]);
+    // Heartbeats are running: five intervals after registering, alpha was seen within two.
+    await sleep(5 * HEARTBEAT_MS);
+    const [alpha] = await fixture.mesh.waitListed(registry, ["alpha"]);
+    assert.equal(alpha.agent_id, listed.agent_id);
+    assert.ok(alpha.last_seen_ms < 2 * HEARTBEAT_MS, `alpha was last seen ${alpha.last_seen_ms} ms ago`);
+    child.child.kill("SIGUSR2");
+    const { code } = await child.wait(20_000);
+    assert.equal(code, 0, child.output());
+    assert.match(child.output(), /sum3 6; stopped/);
+    const after = await fixture.mesh.cli(["list", "--json"], registry);
+    assert.deepEqual(JSON.parse(after.stdout).agents, [], "alpha did not deregister");
   });
 
   it("keeps the process alive while serving, and stops cleanly on SIGTERM", async () => {

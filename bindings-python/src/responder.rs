@@ -41,6 +41,13 @@ impl Responder {
         Ok(())
     }
 
+    /// The handler's result is not JSON; `reason` says why, in Python's words. Core words the
+    /// caller's `HANDLER_RESULT` error, the same in every language.
+    fn not_json(&self, reason: String) -> PyResult<()> {
+        self.take()?.not_json(reason);
+        Ok(())
+    }
+
     /// The handler failed with a mesh error (a proxy call it awaited raised a `ToolmeshError`):
     /// the caller gets that error's code and message unchanged.
     fn fail_mesh(&self, code: u32, message: String) -> PyResult<()> {

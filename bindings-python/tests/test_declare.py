@@ -24,8 +24,7 @@ def test_defaults_come_from_the_function() -> None:
 
     (spec,) = agent.tools
     assert spec.info() == {
-        "name": "greet",
-        "capability": "greet",
+        "name": "greet",  # and no capability: core makes it the name
         "version": "1.0.0",
         "tags": [],
         "description": "Says hello.\n\nPolitely.",

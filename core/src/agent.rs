@@ -33,7 +33,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Parses the tool list a binding hands over as JSON, and checks it.
 pub fn parse_tools(json: &str) -> Result<Vec<ToolInfo>> {
-    let tools: Vec<ToolInfo> = serde_json::from_str(json)
+    let tools = ToolInfo::parse_declared(json)
         .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("the tool definitions are not valid: {e}")))?;
     validate_tools(&tools)?;
     Ok(tools)

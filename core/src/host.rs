@@ -37,14 +37,23 @@ impl HostError {
     }
 }
 
+/// What a host handler answered.
+#[derive(Debug)]
+pub enum Answer {
+    /// Its JSON result, or how it failed.
+    Done(Result<Value, HostError>),
+    /// It returned a value its language cannot encode as JSON; the language's own account of why.
+    NotJson(String),
+}
+
 /// The one-shot answer channel of an invocation.
 #[derive(Debug)]
 pub struct Completion {
-    tx: oneshot::Sender<Result<Value, HostError>>,
+    tx: oneshot::Sender<Answer>,
 }
 
 /// What core awaits for an invocation.
-pub type CompletionReceiver = oneshot::Receiver<Result<Value, HostError>>;
+pub type CompletionReceiver = oneshot::Receiver<Answer>;
 
 impl Completion {
     pub fn new() -> (Completion, CompletionReceiver) {
@@ -54,7 +63,14 @@ impl Completion {
 
     /// Delivers the result. Answering a call whose caller has gone away is not an error.
     pub fn complete(self, result: Result<Value, HostError>) {
-        let _ = self.tx.send(result);
+        let _ = self.tx.send(Answer::Done(result));
+    }
+
+    /// The handler returned a value that is not JSON. The caller is told so in the same words
+    /// whatever the language ([`not_json_error`]); `reason`, the language's own words (its
+    /// serializer's error), is for this agent's log.
+    pub fn not_json(self, reason: impl Into<String>) {
+        let _ = self.tx.send(Answer::NotJson(reason.into()));
     }
 
     pub fn ok(self, value: Value) {
@@ -66,15 +82,26 @@ impl Completion {
     }
 }
 
+/// The error of a tool whose result is not JSON. Each language's serializer explains it in its
+/// own words, so the caller gets none of them: the message is the same in every language, and
+/// the reason goes to the callee's log.
+pub fn not_json_error(tool: &str) -> Error {
+    Error::new(ErrorKind::HandlerResult, format!("tool '{tool}' returned a value that is not JSON; the agent serving it logs why"))
+}
+
 /// Turns what a host handler answered into the mesh's error model.
-pub fn completion_result(tool: &str, received: Result<Result<Value, HostError>, oneshot::error::RecvError>) -> Result<Value, Error> {
+pub fn completion_result(tool: &str, received: Result<Answer, oneshot::error::RecvError>) -> Result<Value, Error> {
     match received {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(HostError { mesh_error: Some(e), .. })) => Err(e),
-        Ok(Err(HostError { message, .. })) => {
+        Ok(Answer::Done(Ok(value))) => Ok(value),
+        Ok(Answer::Done(Err(HostError { mesh_error: Some(e), .. }))) => Err(e),
+        Ok(Answer::Done(Err(HostError { message, .. }))) => {
             // Every language reports an exception without a message the same way.
             let message = if message.trim().is_empty() { "(no message)" } else { message.as_str() };
             Err(Error::new(ErrorKind::HandlerFailed, format!("tool '{tool}' failed: {message}")))
+        }
+        Ok(Answer::NotJson(reason)) => {
+            tracing::warn!("tool '{tool}' returned a value that is not JSON: {reason}");
+            Err(not_json_error(tool))
         }
         Err(_) => Err(Error::new(ErrorKind::HandlerDropped, format!("tool '{tool}' ended without an answer"))),
     }

@@ -27,6 +27,25 @@ pub struct ToolInfo {
     pub timeout_ms: Option<u64>,
 }
 
+impl ToolInfo {
+    /// Tools as a binding declares them (a JSON array): a capability left out, null or empty is
+    /// the tool's name, whatever the language. The registry's API still requires one.
+    pub fn parse_declared(json: &str) -> serde_json::Result<Vec<ToolInfo>> {
+        let mut tools: Vec<Value> = serde_json::from_str(json)?;
+        for tool in tools.iter_mut().filter_map(Value::as_object_mut) {
+            let unset = match tool.get("capability") {
+                None | Some(Value::Null) => true,
+                Some(Value::String(capability)) => capability.is_empty(),
+                Some(_) => false,
+            };
+            if let (true, Some(name)) = (unset, tool.get("name").cloned()) {
+                tool.insert("capability".to_owned(), name);
+            }
+        }
+        serde_json::from_value(Value::Array(tools))
+    }
+}
+
 pub fn default_version() -> String {
     "1.0.0".to_owned()
 }
@@ -308,6 +327,17 @@ pub struct ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_declared_tool_provides_its_name_unless_it_names_a_capability() {
+        let json = r#"[{"name":"a"},{"name":"b","capability":null},{"name":"c","capability":""},{"name":"d","capability":"sum"}]"#;
+        let tools = ToolInfo::parse_declared(json).unwrap();
+        let capabilities: Vec<_> = tools.iter().map(|t| t.capability.as_str()).collect();
+        assert_eq!(capabilities, ["a", "b", "c", "sum"]);
+        assert!(ToolInfo::parse_declared(r#"[{"capability":"x"}]"#).unwrap_err().to_string().contains("missing field `name`"));
+        // The registry's API is not the declaration: there, a capability is required.
+        assert!(serde_json::from_str::<ToolInfo>(r#"{"name":"a"}"#).is_err());
+    }
 
     #[test]
     fn dependency_spec_accepts_a_name_or_an_object() {

@@ -88,7 +88,7 @@ impl ToolHandler for CToolHandler {
         let arguments = crate::boundary::c_string_lossy(invocation.arguments.to_string());
         // Boxed now and handed to C only when the job runs: a job that never ran would drop
         // it, and with it the completion, so the caller would still get an answer.
-        let answer = Box::new(toolmesh_invocation::new(invocation.tool, invocation.context, completion));
+        let answer = Box::new(toolmesh_invocation::new(invocation.context, completion));
         crate::host_threads::spawn(move || {
             let Some(invoke) = handler.table.invoke else { return };
             // SAFETY: the table's contract: invoke takes its userdata, strings borrowed for the

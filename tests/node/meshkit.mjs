@@ -272,8 +272,8 @@ export async function callTool(endpoint, certs, tool, args, headers = {}) {
 }
 
 /** Calls a tool that must fail; returns the mesh error it reported (`{code, name, message}`). */
-export async function callError(endpoint, certs, tool, args) {
-  const { status, body } = await mcpPost(endpoint, certs, toolsCall(tool, args));
+export async function callError(endpoint, certs, tool, args, { timeoutMs } = {}) {
+  const { status, body } = await mcpPost(endpoint, certs, toolsCall(tool, args), { timeoutMs });
   if (status !== 200 || !body.result?.isError) throw new Error(`${tool} did not fail: ${status} ${JSON.stringify(body)}`);
   return body.result._meta["dev.toolmesh/error"];
 }

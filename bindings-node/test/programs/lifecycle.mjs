@@ -1,6 +1,7 @@
 // A Node process with one agent, for the lifecycle tests: `serve-then-stop` serves one call
-// (through a dependency on itself) and stops, after which the process must exit by itself;
-// `run` serves until signalled. Identity and options come from the TOOLMESH_* environment.
+// (through a dependency on itself), then, with a registry, waits for SIGUSR2 (heartbeating
+// meanwhile), and stops, after which the process must exit by itself; `run` serves until
+// signalled. Identity and options come from the TOOLMESH_* environment.
 
 import { Agent } from "../../dist/index.js";
 import { callTool, Certs } from "../../../tests/node/meshkit.mjs";
@@ -15,6 +16,12 @@ if (process.argv[2] === "run") {
 } else {
   await agent.start();
   const sum = await callTool(agent.endpoint, new Certs(dirname(process.env.TOOLMESH_TLS_CA)), "sum3", { a: 1, b: 2, c: 3 });
+  if (process.env.TOOLMESH_REGISTRY_URL) {
+    // A signal listener does not keep the process alive; the running agent does.
+    const stop = new Promise((resolve) => process.once("SIGUSR2", resolve));
+    console.log(`sum3 ${sum}; waiting for SIGUSR2`);
+    await stop;
+  }
   await agent.stop();
   console.log(`sum3 ${sum}; stopped`);
 }

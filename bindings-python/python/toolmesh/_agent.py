@@ -19,8 +19,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _log = logging.getLogger("toolmesh")
 
-# Core's HANDLER_RESULT code: the handler returned something JSON cannot carry.
-_HANDLER_RESULT = 6002
 # What a caller sees for an exception without a message: the C ABI's text for a NULL message.
 
 # Tools declared with the module-level ``@toolmesh.tool``; ``toolmesh.run``/``start`` serve them.
@@ -181,7 +179,9 @@ class Agent:
         try:
             payload = _json.encode(result)
         except (TypeError, ValueError) as error:
-            responder.fail_mesh(_HANDLER_RESULT, f"tool {tool!r} returned a value that is not JSON: {error}")
+            # Core tells the caller, in the same words as every language; the reason is for this log.
+            _log.warning("tool %r returned a value that is not JSON: %s", tool, error)
+            responder.not_json(str(error))
             return
         responder.ok(payload)
 

@@ -72,7 +72,7 @@ class ToolSpec:
 
     fn: Callable[..., Any]
     name: str
-    capability: str
+    capability: Optional[str]
     version: str
     tags: tuple[str, ...]
     description: str
@@ -88,13 +88,14 @@ class ToolSpec:
         """The tool as core's JSON tool definition."""
         info: dict[str, Any] = {
             "name": self.name,
-            "capability": self.capability,
             "version": self.version,
             "tags": list(self.tags),
             "description": self.description,
             "input_schema": self.input_schema,
             "dependencies": [d if isinstance(d, str) else dict(d) for d in self.dependencies],
         }
+        if self.capability:  # else core takes the name, as in every language
+            info["capability"] = self.capability
         if self.timeout_ms is not None:
             info["timeout_ms"] = self.timeout_ms
         return info
@@ -136,7 +137,7 @@ def declare(
     return ToolSpec(
         fn=fn,
         name=tool_name,
-        capability=capability or tool_name,
+        capability=capability,  # core defaults it to the name
         version=version,
         tags=tuple(tags),
         description=inspect.cleandoc(description or fn.__doc__ or ""),

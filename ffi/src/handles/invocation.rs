@@ -20,7 +20,6 @@ use toolmesh_core::{Error, ErrorKind};
 /// Until it is answered it may be borrowed, also concurrently, by the accessors and by
 /// `toolmesh_agent_call`, but not while it is being answered.
 pub struct toolmesh_invocation {
-    tool: String,
     context: Arc<RequestContext>,
     completion: Completion,
     /// The propagated headers as C strings: lowercase name, value.
@@ -29,11 +28,11 @@ pub struct toolmesh_invocation {
 }
 
 impl toolmesh_invocation {
-    pub(crate) fn new(tool: String, context: Arc<RequestContext>, completion: Completion) -> Self {
+    pub(crate) fn new(context: Arc<RequestContext>, completion: Completion) -> Self {
         let headers =
             context.headers.iter().map(|(name, value)| (name.to_ascii_lowercase(), c_string_lossy(value.as_str()))).collect();
         let trace_id = context.trace.as_ref().map(|t| c_string_lossy(t.trace_id.as_str()));
-        toolmesh_invocation { tool, context, completion, headers, trace_id }
+        toolmesh_invocation { context, completion, headers, trace_id }
     }
 
     pub(crate) fn context(&self) -> Arc<RequestContext> {
@@ -86,8 +85,8 @@ pub unsafe extern "C" fn toolmesh_invocation_trace_id(invocation: *const toolmes
 
 /// Answers the invocation with the tool's result, a UTF-8 JSON value (borrowed for the call).
 /// Frees the invocation in every case. When `result_json` is NULL, not UTF-8 or not JSON, this
-/// returns the argument's code and the caller of the tool gets an error saying that the tool
-/// "returned a value that is not JSON".
+/// returns the argument's code and why, and the caller of the tool gets the error every language
+/// gives for a result that is not JSON: "tool '<name>' returned a value that is not JSON; ...".
 ///
 /// # Safety
 /// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on;
@@ -111,9 +110,7 @@ pub unsafe extern "C" fn toolmesh_invocation_complete(
                 Ok(())
             }
             Err(failure) => {
-                let message = format!("tool '{}' returned a value that is not JSON: {}", invocation.tool, failure.message);
-                let error = Error::new(ErrorKind::HandlerResult, message.clone());
-                invocation.completion.complete(Err(HostError { message, mesh_error: Some(error) }));
+                invocation.completion.not_json(failure.message.clone());
                 Err(failure)
             }
         }

@@ -129,6 +129,8 @@ public final class Peer {
         agent.tool(ToolDefinition.builder("fail_without_message").tags(tag).handler(call -> {
             throw new IllegalStateException();
         }).build());
+        // Jackson serializes no plain Object (it has no properties).
+        agent.tool(ToolDefinition.builder("not_json").tags(tag).handler(call -> new Object()).build());
         agent.tool(ToolDefinition.builder("slow").tags(tag).handler(call -> {
             Map<String, Object> seen = here();
             return CompletableFuture.supplyAsync(() -> seen,

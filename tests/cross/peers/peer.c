@@ -51,9 +51,10 @@ static json_t *dependency(const char *capability, char *tag) {
   return selector;
 }
 
-/* A tool definition; `tag` (freed here) and `dependency` (taken over) may be NULL. */
+/* A tool definition; `tag` (freed here) and `dependency` (taken over) may be NULL. Without a
+ * capability, as in every peer: core makes it the tool's name. */
 static json_t *tool(const char *name, char *tag, json_t *dependency) {
-  json_t *definition = json_pack("{s:s, s:s, s:[]}", "name", name, "capability", name, "tags");
+  json_t *definition = json_pack("{s:s, s:[]}", "name", name, "tags");
   if (tag) json_array_append_new(json_object_get(definition, "tags"), json_string(tag));
   free(tag);
   if (dependency) json_object_set_new(definition, "dependencies", json_pack("[o]", dependency));
@@ -154,6 +155,9 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
     toolmesh_invocation_fail(invocation, setting("fail_message"), NULL);
   } else if (strcmp(tool, "fail_without_message") == 0) {
     toolmesh_invocation_fail(invocation, NULL, NULL);
+  } else if (strcmp(tool, "not_json") == 0) {
+    /* C hands over JSON text; text that is not JSON is C's value that is not JSON. */
+    toolmesh_invocation_complete(invocation, "{not json", NULL);
   } else if (strcmp(tool, "slow") == 0) {
     /* Handlers run on toolmesh host threads, which may block. */
     long long slow_ms = json_integer_value(json_object_get(json_object_get(table, "callee"), "slow_ms"));
@@ -228,7 +232,7 @@ static json_t *caller_tools(void) {
 }
 
 static json_t *callee_tools(int vanishing) {
-  const char *names[] = {"echo", "fail", "fail_without_message", "slow", vanishing ? setting("vanishing_tool") : NULL};
+  const char *names[] = {"echo", "fail", "fail_without_message", "not_json", "slow", vanishing ? setting("vanishing_tool") : NULL};
   json_t *tools = json_array();
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     if (names[i]) json_array_append_new(tools, tool(names[i], tag("agent", LANGUAGE), NULL));

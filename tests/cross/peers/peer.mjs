@@ -62,6 +62,7 @@ function callee(table, vanishing) {
       throw new Error();
     },
   });
+  agent.addTool({ name: "not_json", tags, execute: () => 10n }); // JSON has no BigInt
   agent.addTool({
     name: "slow",
     tags,

@@ -86,6 +86,10 @@ def callee(table: dict, vanishing: bool) -> toolmesh.Agent:
         raise RuntimeError()
 
     @agent.tool(tags=tags)
+    async def not_json() -> object:
+        return object()  # JSON has no such value
+
+    @agent.tool(tags=tags)
     async def slow() -> dict:
         await asyncio.sleep(settings["slow_ms"] / 1000)
         return here()

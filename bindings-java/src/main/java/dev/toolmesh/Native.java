@@ -67,6 +67,9 @@ final class Native {
 
     static native boolean complete(long completion, String resultJson);
 
+    /** The result is not JSON, for {@code reason}: core words the caller's HANDLER_RESULT error. */
+    static native boolean notJson(long completion, String reason);
+
     /** {@code code}: the mesh error's, or {@link #HANDLER_FAILED} for a handler that threw. */
     static native boolean fail(long completion, int code, String message);
 

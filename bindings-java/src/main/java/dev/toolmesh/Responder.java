@@ -21,6 +21,12 @@ final class Responder {
         release.clean();
     }
 
+    /** The result is not JSON: the caller gets core's HANDLER_RESULT error, the same in every language. */
+    void notJson(String reason) {
+        Native.notJson(completion, reason);
+        release.clean();
+    }
+
     /** The handler failed: the caller gets {@code HANDLER_FAILED} with this message. */
     void fail(String message) {
         fail(Native.HANDLER_FAILED, message);

@@ -34,7 +34,7 @@ public final class ToolDefinition {
 
     private ToolDefinition(Builder builder, ObjectNode inputSchema) {
         this.name = builder.name;
-        this.capability = builder.capability == null ? builder.name : builder.capability;
+        this.capability = builder.capability; // when null, core takes the name
         this.version = builder.version;
         this.tags = List.copyOf(builder.tags);
         this.description = builder.description;
@@ -53,6 +53,7 @@ public final class ToolDefinition {
         return name;
     }
 
+    /** The capability set with {@link Builder#capability}; null when unset, and core then takes the name. */
     public String capability() {
         return capability;
     }

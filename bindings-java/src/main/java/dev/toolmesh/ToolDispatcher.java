@@ -13,8 +13,6 @@ import java.util.concurrent.Executor;
 /** Runs an agent's tools: the native library hands it every call, and it answers each exactly once. */
 final class ToolDispatcher {
     private static final System.Logger LOG = System.getLogger("dev.toolmesh");
-    /** Core's HANDLER_RESULT: the handler returned something JSON cannot carry. */
-    private static final int HANDLER_RESULT = 6002;
 
     private final Map<String, ToolDefinition> tools;
     private final Executor executor;
@@ -71,7 +69,9 @@ final class ToolDispatcher {
         try {
             json = Json.MAPPER.writeValueAsString(value);
         } catch (JsonProcessingException e) {
-            responder.fail(HANDLER_RESULT, "tool '" + tool + "' returned a value that is not JSON: " + e.getOriginalMessage());
+            // Core tells the caller, in the same words as every language; the reason is for this log.
+            LOG.log(System.Logger.Level.WARNING, "tool '" + tool + "' returned a value that is not JSON: " + e.getOriginalMessage());
+            responder.notJson(e.getOriginalMessage());
             return;
         }
         responder.ok(json);

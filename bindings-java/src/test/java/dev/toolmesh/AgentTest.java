@@ -184,7 +184,7 @@ class AgentTest {
 
             JsonNode notJson = operator.callError(alpha.endpoint(), "notJson", Map.of());
             assertEquals(6002, notJson.get("code").asInt(), notJson.toString());
-            assertTrue(notJson.get("message").asText().startsWith("tool 'notJson' returned a value that is not JSON: "), notJson.toString());
+            assertEquals("tool 'notJson' returned a value that is not JSON; the agent serving it logs why", notJson.get("message").asText());
         }
     }
 
