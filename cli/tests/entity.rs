@@ -24,12 +24,14 @@ fn entity(registry: &RegistryProcess, args: &[&str], tls: &[String]) -> Command 
 fn entities_are_added_listed_and_revoked_by_admins_only_and_kept_across_a_restart() {
     let certs = Certs::init("calc");
     let state = tempfile::tempdir().expect("tempdir");
-    // The partner's own CA, with an operator certificate of the same shape as the mesh's admin
-    // (spiffe://toolmesh.local/operator/ops): only the CA it chains to tells them apart.
+    // The partner's own CA, with an operator certificate in its own trust domain, and one of the
+    // same shape as the mesh's admin (spiffe://toolmesh.local/operator/ops), which its CA may not
+    // vouch for.
     let partner = tempfile::tempdir().expect("tempdir");
     let partner_dir = partner.path().to_str().expect("utf-8");
     run(toolmesh(&["certs", "ca", "--dir", partner_dir, "--trust-domain", "partner.example"])).success();
     run(toolmesh(&["certs", "issue", "ops", "--dir", partner_dir, "--role", "operator", "--trust-domain", "toolmesh.local"])).success();
+    run(toolmesh(&["certs", "issue", "their-ops", "--dir", partner_dir, "--role", "operator"])).success();
     let bundle = partner.path().join("bundle.pem");
     let pem = |path: &Path| std::fs::read_to_string(path).expect("read PEM");
     std::fs::write(&bundle, format!("{}{}", pem(&certs.path("ca.pem")), pem(&partner.path().join("ca.pem")))).expect("write bundle");
@@ -37,7 +39,8 @@ fn entities_are_added_listed_and_revoked_by_admins_only_and_kept_across_a_restar
     let partner_ca = partner_ca.to_str().expect("utf-8");
     let admin = certs.tls_args("operator");
     let agent = certs.tls_args("calc");
-    let partner_operator = certs.tls_args_with(&partner.path().join("ops.pem"), &partner.path().join("ops.key"), &bundle);
+    let impostor = certs.tls_args_with(&partner.path().join("ops.pem"), &partner.path().join("ops.key"), &bundle);
+    let partner_operator = certs.tls_args_with(&partner.path().join("their-ops.pem"), &partner.path().join("their-ops.key"), &bundle);
 
     let mesh = registry(&certs, state.path());
     let listed = run(entity(&mesh, &["list"], &admin)).success();
@@ -48,7 +51,7 @@ fn entities_are_added_listed_and_revoked_by_admins_only_and_kept_across_a_restar
         .failure(1, "PEER_IDENTITY_NOT_ALLOWED", "admin identity")
         .failure(1, "PEER_IDENTITY_NOT_ALLOWED", "spiffe://toolmesh.local/agent/calc is not an admin");
 
-    let added = run(entity(&mesh, &["add", "partner", "--ca-cert", partner_ca], &admin)).success();
+    let added = run(entity(&mesh, &["add", "partner", "--ca-cert", partner_ca, "--trust-domain", "partner.example"], &admin)).success();
     assert!(added.stdout.contains("entity 'partner' added") && added.stdout.contains("partner.example"), "{}", added.stdout);
     let table = run(entity(&mesh, &["list"], &admin)).success();
     let header = table.stdout.lines().next().expect("header");
@@ -63,8 +66,10 @@ fn entities_are_added_listed_and_revoked_by_admins_only_and_kept_across_a_restar
     assert_eq!(entities[0]["name"], "partner");
     assert!(entities[0]["ca_subject"].as_str().is_some_and(|s| s.contains("partner.example")), "{json}");
 
-    // An operator certificate minted by an entity's CA is no admin, whatever its SPIFFE ID says.
+    // An operator certificate minted by an entity's CA is no admin; one claiming the mesh's trust
+    // domain is refused at the handshake, since the entity's CA may vouch only for its own.
     let other_ca = certs.path("ca.pem");
+    run(entity(&mesh, &["add", "other", "--ca-cert", other_ca.to_str().expect("utf-8")], &impostor)).failure(1, "PEER_REJECTED_CERTIFICATE", "refused our client certificate");
     let refused = run(entity(&mesh, &["add", "other", "--ca-cert", other_ca.to_str().expect("utf-8")], &partner_operator));
     refused.failure(1, "PEER_IDENTITY_NOT_ALLOWED", "admin identity").failure(1, "PEER_IDENTITY_NOT_ALLOWED", "is a certificate of entity 'partner'");
     run(entity(&mesh, &["revoke", "partner"], &partner_operator)).failure(1, "PEER_IDENTITY_NOT_ALLOWED", "admin identity");
