@@ -11,9 +11,11 @@ use toolmesh_core::host::{Completion, ToolHandler, ToolInvocation};
 /// though a thread blocked here is a thread the pool has to replace); several invocations may
 /// run at once on different threads. `userdata` is the handler's, borrowed for the call: toolmesh
 /// owns it until it hands it to `free_userdata`, so `invoke` must not free it. `tool` and
-/// `arguments_json` (a JSON object) are borrowed for the call: copy what must outlive it. `invocation` is owned by the handler until it answers it exactly once, from
-/// any thread and at any later time, with `toolmesh_invocation_complete`, `_fail` or
-/// `_fail_with_code`; answering frees it. C++ exceptions must not escape.
+/// `arguments_json` (a JSON object) are borrowed for the call: copy what must outlive it.
+/// `invocation` is owned by the handler until it answers it exactly once, from any thread and
+/// at any later time, with `toolmesh_invocation_complete`, `_fail` or `_fail_with_code`
+/// (answering frees it), or frees it unanswered with `toolmesh_invocation_free`. C++
+/// exceptions must not escape.
 pub type toolmesh_invoke_fn = Option<
     unsafe extern "C" fn(
         userdata: *mut c_void,
@@ -23,8 +25,8 @@ pub type toolmesh_invoke_fn = Option<
     ),
 >;
 
-/// Releases the handler's `userdata`, which this callback receives ownership of. Called exactly once, on a
-/// toolmesh host thread, after the last `invoke` has returned.
+/// Releases the handler's `userdata`, which this callback receives ownership of. Called exactly
+/// once, on a toolmesh host thread, after the last `invoke` has returned.
 pub type toolmesh_free_userdata_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
 
 /// How toolmesh runs an agent's tools: a callback table passed by value to
