@@ -11,8 +11,10 @@
  * - Strings are NUL-terminated UTF-8; JSON crosses the boundary as such strings.
  * - No panic crosses the boundary (it becomes TOOLMESH_PANIC), and every asynchronous
  *   operation delivers its completion exactly once.
- * - toolmesh never runs C code on its runtime threads: handlers and completion callbacks run
- *   on toolmesh host threads, which may block.
+ * - toolmesh never runs C code on its runtime threads: handlers, completion callbacks and
+ *   free_userdata run on toolmesh host threads, which may block. (The one exception: when the
+ *   OS refuses to start any host thread at all, a job runs on the thread at hand, and toolmesh
+ *   says so on stderr.)
  */
 
 #ifndef TOOLMESH_H
@@ -49,7 +51,9 @@ typedef struct toolmesh_error toolmesh_error;
 // Ownership: handed to the handler's `invoke`, which owns it until it answers exactly once with
 // `toolmesh_invocation_complete`, `toolmesh_invocation_fail` or
 // `toolmesh_invocation_fail_with_code` (from any thread); that call frees it, whatever it
-// returns. An invocation that is never answered leaves its caller waiting until its timeout.
+// returns. A handler that gives up frees it with `toolmesh_invocation_free`, and its caller
+// learns at once that the tool "ended without an answer"; one that neither answers nor frees
+// it leaves its caller waiting until its timeout.
 // Until it is answered it may be borrowed, also concurrently, by the accessors and by
 // `toolmesh_agent_call`, but not while it is being answered.
 typedef struct toolmesh_invocation toolmesh_invocation;
@@ -64,28 +68,35 @@ typedef int32_t toolmesh_result;
 // Receives the outcome of `toolmesh_agent_call`: `code` is `TOOLMESH_OK` and the text the
 // result as UTF-8 JSON, or `code` is the error's code and the text its message (the core's
 // message, the same as in every language). The text is borrowed for the duration of the
-// callback. Runs on a toolmesh host thread (so it may block, and may answer an invocation).
+// callback: copy it to keep it. `userdata` is the pointer given to `toolmesh_agent_call`,
+// passed back untouched: it is the caller's (toolmesh never frees it), and this one call is the
+// last time toolmesh uses it, so the callback may free it. Runs on a toolmesh host thread (so
+// it may block, and may answer an invocation).
 typedef void (*toolmesh_call_callback)(void *userdata, toolmesh_result code, const char *text);
 
 // Runs a local tool. Called on a toolmesh host thread (never a runtime thread, so it may block,
 // though a thread blocked here is a thread the pool has to replace); several invocations may
-// run at once on different threads. `tool` and `arguments_json` (a JSON object) are borrowed
-// for the call. `invocation` is owned by the handler until it answers it exactly once, from
-// any thread and at any later time, with `toolmesh_invocation_complete`, `_fail` or
-// `_fail_with_code`; answering frees it. C++ exceptions must not escape.
+// run at once on different threads. `userdata` is the handler's, borrowed for the call: toolmesh
+// owns it until it hands it to `free_userdata`, so `invoke` must not free it. `tool` and
+// `arguments_json` (a JSON object) are borrowed for the call: copy what must outlive it.
+// `invocation` is owned by the handler until it answers it exactly once, from any thread and
+// at any later time, with `toolmesh_invocation_complete`, `_fail` or `_fail_with_code`
+// (answering frees it), or frees it unanswered with `toolmesh_invocation_free`. C++
+// exceptions must not escape.
 typedef void (*toolmesh_invoke_fn)(void *userdata,
                                    const char *tool,
                                    const char *arguments_json,
                                    toolmesh_invocation *invocation);
 
-// Releases the handler's `userdata`. Called exactly once, on any thread, after the last
-// `invoke` has returned.
+// Releases the handler's `userdata`, which this callback receives ownership of. Called exactly
+// once, on a toolmesh host thread, after the last `invoke` has returned.
 typedef void (*toolmesh_free_userdata_fn)(void *userdata);
 
 // How toolmesh runs an agent's tools: a callback table passed by value to
 // `toolmesh_agent_start`, which takes ownership of `userdata` (see there).
 typedef struct {
-  // Passed to both functions; used from several threads at once.
+  // Passed to both functions; used from several threads at once. Owned by toolmesh from
+  // `toolmesh_agent_start` on, until it hands it to `free_userdata`.
   void *userdata;
   // Required.
   toolmesh_invoke_fn invoke;
@@ -215,9 +226,14 @@ extern "C" {
 // and only passed back.
 //
 // # Safety
-// `agent` is NULL or a live agent; `invocation` is NULL or a live, unanswered invocation; `tool`
-// and `arguments_json` are NULL or NUL-terminated strings; `error_out` is NULL or writable;
-// `callback` may be called on another thread with `userdata`.
+// `agent` is NULL or a live agent and `invocation` NULL or a live, unanswered invocation, both
+// borrowed for the call only (the invocation stays the handler's to answer; the call keeps what it
+// needs of its context). `tool` and `arguments_json` are NULL or NUL-terminated strings, borrowed
+// for the call (toolmesh keeps copies). `userdata` is the caller's, never dereferenced or freed by
+// toolmesh, only passed back to `callback`, which may be called on another thread, possibly before
+// this returns; it must stay valid until then. `error_out` is NULL or points to storage for one
+// pointer (borrowed for the call) that receives, on failure only, a new `toolmesh_error` owned by
+// the caller, who frees it with `toolmesh_error_free`.
 toolmesh_result toolmesh_agent_call(const toolmesh_agent *agent,
                                     const toolmesh_invocation *invocation,
                                     const char *tool,
@@ -262,21 +278,31 @@ const char *toolmesh_agent_id(const toolmesh_agent *agent);
 //   "timeout_ms": 30000}]`; only `name` and `capability` are required.
 //
 // `handler` is taken over in every case, also when the start fails: its `free_userdata` is
-// called once toolmesh no longer needs it (after a failed start, right away or moments later on
-// a toolmesh thread), so the caller must not free `userdata` itself. `handler.invoke` must not
-// be NULL. On success `*agent_out` receives the agent.
+// called, on a toolmesh host thread, once toolmesh no longer needs it (after a failed start, at
+// once, possibly before this returns), so the caller must not free `userdata` itself.
+// `handler.invoke` must not be NULL. On success `*agent_out` receives the agent.
 //
 // Must be called from a thread of the host (or a handler), never from a toolmesh runtime
 // thread: it returns `TOOLMESH_WRONG_THREAD` there.
 //
 // On Unix, if SIGPIPE still has its default action (terminating the process), the first start
 // sets it to ignored, as Rust, Python, Node and the JVM do at start-up: a peer that goes away
-// while toolmesh writes to it must not kill the host. A disposition the host chose is kept.
+// while toolmesh writes to it must not kill the host. A disposition the host chose (its own
+// handler, or SIG_IGN) is kept: it is read with `sigaction` and never replaced, even briefly.
+// The ignored disposition is process-wide and survives `exec`: programs the host starts
+// afterwards inherit SIGPIPE ignored, so a host whose children expect the default (e.g. shell
+// pipelines) resets it in the child (`posix_spawnattr_setsigdefault`, or `signal(SIGPIPE,
+// SIG_DFL)` between fork and exec), or sets its own disposition before the first start.
 //
 // # Safety
-// `config` is NULL or a live configuration and `tools_json` NULL or a NUL-terminated string,
-// both borrowed for the call; `handler` follows the contract of `toolmesh_handler`;
-// `agent_out` and `error_out` are NULL or writable.
+// `config` is NULL or a live configuration and `tools_json` NULL or a NUL-terminated string, both
+// borrowed for the call (the caller still owns and frees them; the agent keeps copies). `handler`
+// is passed by value and its `userdata` owned by toolmesh from this call on, in every case (see
+// above); it follows the contract of `toolmesh_handler`. `agent_out` is NULL (an error) or points
+// to storage for one pointer, borrowed for the call, that receives on success a new
+// `toolmesh_agent` owned by the caller, who frees it with `toolmesh_agent_free`. `error_out` is
+// NULL or points to storage for one pointer (borrowed for the call) that receives, on failure
+// only, a new `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
 toolmesh_result toolmesh_agent_start(const toolmesh_config *config,
                                      const char *tools_json,
                                      toolmesh_handler handler,
@@ -289,16 +315,25 @@ toolmesh_result toolmesh_agent_start(const toolmesh_config *config,
 // Not on a toolmesh runtime thread (`TOOLMESH_WRONG_THREAD`).
 //
 // # Safety
-// `agent` is NULL or a live agent, borrowed for the call; `error_out` is NULL or writable.
+// `agent` is NULL or a live agent, borrowed for the call (still the caller's to free). `error_out`
+// is NULL or points to storage for one pointer (borrowed for the call) that receives, on failure
+// only, a new `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
 toolmesh_result toolmesh_agent_stop(const toolmesh_agent *agent, toolmesh_error **error_out);
 
-// Waits up to `timeout_ms` for the registry to accept the agent. True once registered; false
-// after the timeout, without a registry, for a NULL agent, or on a toolmesh runtime thread
-// (where it cannot block).
+// Waits up to `timeout_ms` for the registry to accept the agent. Returns `TOOLMESH_OK` once it
+// is registered, or an error, also written to `*error_out`: `TOOLMESH_TIMEOUT` when the registry
+// has not accepted it in time (it keeps trying in the background), `TOOLMESH_INVALID_CONFIG`
+// when the agent has no registry (option `registry_url` unset) and so never registers,
+// `TOOLMESH_SHUTDOWN` once the agent is stopped, `TOOLMESH_NULL_ARGUMENT` for a NULL agent and
+// `TOOLMESH_WRONG_THREAD` on a toolmesh runtime thread (where it cannot block).
 //
 // # Safety
-// `agent` is NULL or a live agent, borrowed for the call.
-bool toolmesh_agent_wait_registered(const toolmesh_agent *agent, uint32_t timeout_ms);
+// `agent` is NULL or a live agent, borrowed for the call. `error_out` is NULL or points to storage
+// for one pointer (borrowed for the call) that receives, on failure only, a new `toolmesh_error`
+// owned by the caller, who frees it with `toolmesh_error_free`.
+toolmesh_result toolmesh_agent_wait_registered(const toolmesh_agent *agent,
+                                               uint32_t timeout_ms,
+                                               toolmesh_error **error_out);
 
 // Frees a configuration. Freeing NULL does nothing.
 //
@@ -312,8 +347,11 @@ void toolmesh_config_free(toolmesh_config *config);
 // `*config_out` receives a new configuration.
 //
 // # Safety
-// `name` is NULL or a NUL-terminated string (borrowed for the call); `config_out` is NULL or
-// writable; `error_out` is NULL or writable.
+// `name` is NULL or a NUL-terminated string, borrowed for the call. `config_out` is NULL (an
+// error) or points to storage for one pointer, borrowed for the call, that receives on success a
+// new `toolmesh_config` owned by the caller, who frees it with `toolmesh_config_free`. `error_out`
+// is NULL or points to storage for one pointer (borrowed for the call) that receives, on failure
+// only, a new `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
 toolmesh_result toolmesh_config_new(const char *name,
                                     toolmesh_config **config_out,
                                     toolmesh_error **error_out);
@@ -325,8 +363,11 @@ toolmesh_result toolmesh_config_new(const char *name,
 // unchanged.
 //
 // # Safety
-// `config` is NULL or a live configuration, not used by another thread during the call; `key`
-// and `value` are NULL or NUL-terminated strings; `error_out` is NULL or writable.
+// `config` is NULL or a live configuration, borrowed for the call (it stays the caller's) and not
+// used by another thread during it; `key` and `value` are NULL or NUL-terminated strings, borrowed
+// for the call (the configuration keeps copies). `error_out` is NULL or points to storage for one
+// pointer (borrowed for the call) that receives, on failure only, a new `toolmesh_error` owned by
+// the caller, who frees it with `toolmesh_error_free`.
 toolmesh_result toolmesh_config_set(toolmesh_config *config,
                                     const char *key,
                                     const char *value,
@@ -358,8 +399,12 @@ const char *toolmesh_error_message(const toolmesh_error *error);
 // gives for a result that is not JSON: "tool '<name>' returned a value that is not JSON; ...".
 //
 // # Safety
-// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on;
-// `result_json` is NULL or a NUL-terminated string; `error_out` is NULL or writable.
+// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on: it is
+// freed before this returns, whatever it returns, and must not be used again. `result_json` is
+// NULL or a NUL-terminated string, borrowed for the call (toolmesh keeps a parsed copy).
+// `error_out` is NULL or points to storage for one pointer (borrowed for the call) that receives,
+// on failure only, a new `toolmesh_error` owned by the caller, who frees it with
+// `toolmesh_error_free`.
 toolmesh_result toolmesh_invocation_complete(toolmesh_invocation *invocation,
                                              const char *result_json,
                                              toolmesh_error **error_out);
@@ -370,8 +415,11 @@ toolmesh_result toolmesh_invocation_complete(toolmesh_invocation *invocation,
 // best it can be. Frees the invocation in every case.
 //
 // # Safety
-// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on;
-// `message` is NULL or a NUL-terminated string; `error_out` is NULL or writable.
+// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on: it is
+// freed before this returns, whatever it returns, and must not be used again. `message` is NULL or
+// a NUL-terminated string, borrowed for the call (toolmesh keeps a copy). `error_out` is NULL or
+// points to storage for one pointer (borrowed for the call) that receives, on failure only, a new
+// `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
 toolmesh_result toolmesh_invocation_fail(toolmesh_invocation *invocation,
                                          const char *message,
                                          toolmesh_error **error_out);
@@ -379,14 +427,29 @@ toolmesh_result toolmesh_invocation_fail(toolmesh_invocation *invocation,
 // Answers the invocation with a mesh error, typically one a dependency call of this handler
 // reported: the caller gets `code` and `message` unchanged, as if it had made that call itself.
 // A `code` that is not one of the core's error codes (1000 and up) is reported as a plain
-// failure, like `toolmesh_invocation_fail`. Frees the invocation in every case.
+// failure, like `toolmesh_invocation_fail`. `message` is borrowed for the call; NULL is an empty
+// message. Frees the invocation in every case.
 //
 // # Safety
-// As for `toolmesh_invocation_fail`.
+// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on: it is
+// freed before this returns, whatever it returns, and must not be used again. `message` is NULL or
+// a NUL-terminated string, borrowed for the call (toolmesh keeps a copy). `error_out` is NULL or
+// points to storage for one pointer (borrowed for the call) that receives, on failure only, a new
+// `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
 toolmesh_result toolmesh_invocation_fail_with_code(toolmesh_invocation *invocation,
                                                    toolmesh_result code,
                                                    const char *message,
                                                    toolmesh_error **error_out);
+
+// Frees an invocation without answering it, for a handler that gives up on it. The core sees
+// the completion dropped (`TOOLMESH_HANDLER_DROPPED`), and the caller gets right away, instead
+// of at its timeout, "tool '<name>' ended without an answer" with `TOOLMESH_TOOL_FAILED`: a
+// caller gets that code for every handler error, in every language. Freeing NULL does nothing.
+//
+// # Safety
+// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on: it is
+// freed before this returns and must not be used again.
+void toolmesh_invocation_free(toolmesh_invocation *invocation);
 
 // The value of a propagated header of the request (name matched case-insensitively), or NULL
 // when the request did not carry it (or the allow-list, option `propagate_headers`, did not
@@ -404,6 +467,13 @@ const char *toolmesh_invocation_header(const toolmesh_invocation *invocation, co
 // # Safety
 // `invocation` is NULL or a live, unanswered invocation, borrowed for the call.
 const char *toolmesh_invocation_trace_id(const toolmesh_invocation *invocation);
+
+// What a result code means, in one English sentence, e.g. "The remote agent has no tool by
+// that name." for 5002 (`TOOLMESH_UNKNOWN_TOOL`): worded as the core documents its error
+// kinds. "unknown result code" for a code toolmesh does not define. The string is static:
+// never free it. For what went wrong in one failure, use the `toolmesh_error`'s own message,
+// which names the problem and the fix.
+const char *toolmesh_result_message(toolmesh_result code);
 
 // The stable symbolic name of a result code, e.g. "UNKNOWN_TOOL" for 5002 and "OK" for 0;
 // "UNKNOWN" for a code toolmesh does not define. The string is static: never free it.

@@ -152,6 +152,17 @@ int main(void) {
   atomic_store(&running_agent, agent);
   printf("toolmesh agent squares serving %s (id %s)\n", toolmesh_agent_endpoint(agent), toolmesh_agent_id(agent));
   fflush(stdout);
+  /* Registration runs in the background; this only reports how it went. Without a registry
+   * (TOOLMESH_REGISTRY_URL unset) the agent serves but nobody finds it: the error says so. */
+  code = toolmesh_agent_wait_registered(agent, 10000, &error);
+  if (code == TOOLMESH_OK) {
+    printf("squares: registered\n");
+  } else {
+    fprintf(stderr, "squares: not registered [%d %s]: %s\n", code, toolmesh_result_name(code), toolmesh_error_message(error));
+    toolmesh_error_free(error);
+    error = NULL;
+  }
+  fflush(stdout);
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);

@@ -18,7 +18,21 @@ pub(crate) fn catch_panic<T>(on_panic: T, body: impl FnOnce() -> T) -> T {
 /// Runs the body of a fallible exported function behind the panic boundary: a panic becomes a
 /// `TOOLMESH_PANIC` failure; `function` names the export in its message.
 pub(crate) fn guarded(function: &str, body: impl FnOnce() -> Result<(), Failure>) -> Result<(), Failure> {
+    let body = || {
+        #[cfg(test)]
+        if PANIC_IN.with(|target| target.get() == Some(function)) {
+            panic!("injected by a test");
+        }
+        body()
+    };
     catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| Err(panic_failure(function, payload.as_ref())))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests only: the exported function (by name) whose body panics on this thread, to drive
+    /// a panic through a real export.
+    pub(crate) static PANIC_IN: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
 }
 
 /// The result code of `outcome`; a failure is also handed to C as a new `toolmesh_error` in
@@ -127,6 +141,52 @@ mod tests {
         // SAFETY: freed once.
         unsafe { toolmesh_error_free(error) };
         assert_eq!(catch_panic(7, || panic!("{}", String::from("formatted"))), 7);
+    }
+
+    /// A panic inside real exports: each returns TOOLMESH_PANIC with its own name in the message,
+    /// writes no output, and leaves the process (and the next call) fine.
+    #[test]
+    fn a_panic_in_an_export_becomes_toolmesh_panic() {
+        use crate::handles::config::{toolmesh_config_free, toolmesh_config_new};
+        let mut config = std::ptr::null_mut();
+        let mut error: *mut toolmesh_error = std::ptr::null_mut();
+        PANIC_IN.with(|target| target.set(Some("toolmesh_config_new")));
+        // SAFETY: valid string and out-pointers.
+        let code = unsafe { toolmesh_config_new(c"calc".as_ptr(), &mut config, &mut error) };
+        PANIC_IN.with(|target| target.set(None));
+        assert_eq!(code, TOOLMESH_PANIC);
+        assert!(config.is_null(), "an output written by a call that panicked");
+        assert_eq!(
+            message(error),
+            "toolmesh panicked in toolmesh_config_new: injected by a test; this is a bug in toolmesh, please report it"
+        );
+        // SAFETY: freed once.
+        unsafe { toolmesh_error_free(error) };
+
+        unsafe extern "C" fn never(_: *mut std::ffi::c_void, _: toolmesh_result, _: *const c_char) {
+            panic!("a call that panicked must not complete");
+        }
+        PANIC_IN.with(|target| target.set(Some("toolmesh_agent_call")));
+        // SAFETY: NULL agent and invocation are allowed (the panic comes first); valid strings.
+        let code = unsafe {
+            crate::call::toolmesh_agent_call(
+                std::ptr::null(),
+                std::ptr::null(),
+                c"t".as_ptr(),
+                0,
+                c"{}".as_ptr(),
+                Some(never),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        PANIC_IN.with(|target| target.set(None));
+        assert_eq!(code, TOOLMESH_PANIC);
+
+        // SAFETY: as above; no panic injected now.
+        assert_eq!(unsafe { toolmesh_config_new(c"calc".as_ptr(), &mut config, std::ptr::null_mut()) }, TOOLMESH_OK);
+        // SAFETY: freed once.
+        unsafe { toolmesh_config_free(config) };
     }
 
     #[test]

@@ -11,7 +11,10 @@ use toolmesh_core::{runtime, Error};
 /// Receives the outcome of `toolmesh_agent_call`: `code` is `TOOLMESH_OK` and the text the
 /// result as UTF-8 JSON, or `code` is the error's code and the text its message (the core's
 /// message, the same as in every language). The text is borrowed for the duration of the
-/// callback. Runs on a toolmesh host thread (so it may block, and may answer an invocation).
+/// callback: copy it to keep it. `userdata` is the pointer given to `toolmesh_agent_call`,
+/// passed back untouched: it is the caller's (toolmesh never frees it), and this one call is the
+/// last time toolmesh uses it, so the callback may free it. Runs on a toolmesh host thread (so
+/// it may block, and may answer an invocation).
 pub type toolmesh_call_callback = Option<unsafe extern "C" fn(userdata: *mut c_void, code: toolmesh_result, text: *const c_char)>;
 
 /// Calls dependency number `dependency_index` (in declaration order) of the local tool `tool`,
@@ -27,9 +30,14 @@ pub type toolmesh_call_callback = Option<unsafe extern "C" fn(userdata: *mut c_v
 /// and only passed back.
 ///
 /// # Safety
-/// `agent` is NULL or a live agent; `invocation` is NULL or a live, unanswered invocation; `tool`
-/// and `arguments_json` are NULL or NUL-terminated strings; `error_out` is NULL or writable;
-/// `callback` may be called on another thread with `userdata`.
+/// `agent` is NULL or a live agent and `invocation` NULL or a live, unanswered invocation, both
+/// borrowed for the call only (the invocation stays the handler's to answer; the call keeps what it
+/// needs of its context). `tool` and `arguments_json` are NULL or NUL-terminated strings, borrowed
+/// for the call (toolmesh keeps copies). `userdata` is the caller's, never dereferenced or freed by
+/// toolmesh, only passed back to `callback`, which may be called on another thread, possibly before
+/// this returns; it must stay valid until then. `error_out` is NULL or points to storage for one
+/// pointer (borrowed for the call) that receives, on failure only, a new `toolmesh_error` owned by
+/// the caller, who frees it with `toolmesh_error_free`.
 #[no_mangle]
 pub unsafe extern "C" fn toolmesh_agent_call(
     agent: *const toolmesh_agent,
@@ -70,8 +78,9 @@ struct UserData(*mut c_void);
 // `userdata`; toolmesh itself never dereferences it.
 unsafe impl Send for UserData {}
 
-/// The one answer a call owes its caller. Delivered by `deliver`; if it is dropped undelivered
-/// (the runtime went away with the task), it answers `TOOLMESH_SHUTDOWN` as it goes.
+/// The one answer a call owes its caller. Delivered by `deliver`, on a host thread; if it is
+/// dropped undelivered (the runtime went away with the task, maybe on a runtime thread), it
+/// hands the answer `TOOLMESH_SHUTDOWN` to a host thread as it goes.
 struct CallCompletion {
     target: Option<(Callback, UserData)>,
 }
@@ -99,27 +108,43 @@ impl CallCompletion {
 
 impl Drop for CallCompletion {
     fn drop(&mut self) {
-        self.fire(TOOLMESH_SHUTDOWN, c"the call was abandoned: toolmesh shut down before it finished");
+        if let Some(target) = self.target.take() {
+            crate::host_threads::spawn(move || {
+                let mut abandoned = CallCompletion { target: Some(target) };
+                abandoned.fire(TOOLMESH_SHUTDOWN, c"the call was abandoned: toolmesh shut down before it finished");
+            });
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use toolmesh_core::ErrorKind;
     use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    use toolmesh_core::ErrorKind;
 
-    /// What one test's callback received.
-    type Received = Mutex<Vec<(toolmesh_result, String)>>;
+    /// What one test's callback received, and the thread it ran on.
+    type Received = Mutex<Vec<(toolmesh_result, String, String)>>;
 
     unsafe extern "C" fn record(userdata: *mut c_void, code: toolmesh_result, text: *const c_char) {
         // SAFETY: the tests pass a live `Received` and a NUL-terminated text.
         let (received, text) = unsafe { (&*(userdata as *const Received), CStr::from_ptr(text)) };
-        received.lock().unwrap().push((code, text.to_string_lossy().into_owned()));
+        let thread = std::thread::current().name().unwrap_or("").to_owned();
+        received.lock().unwrap().push((code, text.to_string_lossy().into_owned(), thread));
     }
 
     fn completion(received: &Received) -> CallCompletion {
         CallCompletion { target: Some((record, UserData(received as *const Received as *mut c_void))) }
+    }
+
+    fn wait_for(received: &Received, count: usize) -> Vec<(toolmesh_result, String, String)> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while received.lock().unwrap().len() < count && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(20)); // room for a second delivery
+        received.lock().unwrap().clone()
     }
 
     #[test]
@@ -127,19 +152,26 @@ mod tests {
         let received = Received::default();
         completion(&received).deliver(Ok("42".to_owned()));
         completion(&received).deliver(Err(Error::new(ErrorKind::Timeout, "no answer within 200 ms")));
+        let here = std::thread::current().name().unwrap_or("").to_owned();
         assert_eq!(
-            *received.lock().unwrap(),
-            [(TOOLMESH_OK, "42".to_owned()), (TOOLMESH_TIMEOUT, "no answer within 200 ms".to_owned())]
+            wait_for(&received, 2),
+            [(TOOLMESH_OK, "42".to_owned(), here.clone()), (TOOLMESH_TIMEOUT, "no answer within 200 ms".to_owned(), here)]
         );
     }
 
+    /// Dropped on the test's thread (standing for a runtime worker that drops the task), the
+    /// answer still goes to a host thread, once.
     #[test]
-    fn a_completion_dropped_undelivered_still_answers_once() {
+    fn a_completion_dropped_undelivered_still_answers_once_on_a_host_thread() {
         let received = Received::default();
         drop(completion(&received));
         assert_eq!(
-            *received.lock().unwrap(),
-            [(TOOLMESH_SHUTDOWN, "the call was abandoned: toolmesh shut down before it finished".to_owned())]
+            wait_for(&received, 1),
+            [(
+                TOOLMESH_SHUTDOWN,
+                "the call was abandoned: toolmesh shut down before it finished".to_owned(),
+                "toolmesh-host".to_owned()
+            )]
         );
     }
 }

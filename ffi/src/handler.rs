@@ -9,10 +9,13 @@ use toolmesh_core::host::{Completion, ToolHandler, ToolInvocation};
 
 /// Runs a local tool. Called on a toolmesh host thread (never a runtime thread, so it may block,
 /// though a thread blocked here is a thread the pool has to replace); several invocations may
-/// run at once on different threads. `tool` and `arguments_json` (a JSON object) are borrowed
-/// for the call. `invocation` is owned by the handler until it answers it exactly once, from
-/// any thread and at any later time, with `toolmesh_invocation_complete`, `_fail` or
-/// `_fail_with_code`; answering frees it. C++ exceptions must not escape.
+/// run at once on different threads. `userdata` is the handler's, borrowed for the call: toolmesh
+/// owns it until it hands it to `free_userdata`, so `invoke` must not free it. `tool` and
+/// `arguments_json` (a JSON object) are borrowed for the call: copy what must outlive it.
+/// `invocation` is owned by the handler until it answers it exactly once, from any thread and
+/// at any later time, with `toolmesh_invocation_complete`, `_fail` or `_fail_with_code`
+/// (answering frees it), or frees it unanswered with `toolmesh_invocation_free`. C++
+/// exceptions must not escape.
 pub type toolmesh_invoke_fn = Option<
     unsafe extern "C" fn(
         userdata: *mut c_void,
@@ -22,15 +25,16 @@ pub type toolmesh_invoke_fn = Option<
     ),
 >;
 
-/// Releases the handler's `userdata`. Called exactly once, on any thread, after the last
-/// `invoke` has returned.
+/// Releases the handler's `userdata`, which this callback receives ownership of. Called exactly
+/// once, on a toolmesh host thread, after the last `invoke` has returned.
 pub type toolmesh_free_userdata_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
 
 /// How toolmesh runs an agent's tools: a callback table passed by value to
 /// `toolmesh_agent_start`, which takes ownership of `userdata` (see there).
 #[repr(C)]
 pub struct toolmesh_handler {
-    /// Passed to both functions; used from several threads at once.
+    /// Passed to both functions; used from several threads at once. Owned by toolmesh from
+    /// `toolmesh_agent_start` on, until it hands it to `free_userdata`.
     pub userdata: *mut c_void,
     /// Required.
     pub invoke: toolmesh_invoke_fn,
@@ -67,15 +71,28 @@ impl HostHandler {
 }
 
 impl Drop for HostHandler {
+    /// The last reference may go on any thread, a runtime worker included (the agent's server
+    /// task, a finished invocation): `free_userdata` is C code, so it runs on a host thread.
     fn drop(&mut self) {
-        if let Some(free_userdata) = self.table.free_userdata {
-            // SAFETY: the table's contract: free_userdata takes the userdata it was given with,
-            // and this is the one time it is called (the last reference is being dropped).
-            unsafe { free_userdata(self.table.userdata) };
-        }
-        self.released.signal();
+        let free = self.table.free_userdata.map(|free_userdata| (free_userdata, UserData(self.table.userdata)));
+        let released = self.released.clone();
+        crate::host_threads::spawn(move || {
+            if let Some((free_userdata, userdata)) = free {
+                // SAFETY: the table's contract: free_userdata takes the userdata it was given
+                // with, and this is the one time it is called (the last reference was dropped).
+                unsafe { free_userdata(userdata.0) };
+            }
+            released.signal();
+        });
     }
 }
+
+/// The handler's `userdata` on its way to `free_userdata` on a host thread.
+struct UserData(*mut c_void);
+
+// SAFETY: the contract of `toolmesh_handler`: userdata may be used from any thread, and
+// `free_userdata` is called with it on a host thread.
+unsafe impl Send for UserData {}
 
 /// Core's `ToolHandler` for a C agent: each invocation goes to a host thread.
 pub(crate) struct CToolHandler(pub Arc<HostHandler>);
@@ -116,5 +133,29 @@ impl Released {
         let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
         let (done, _) = self.changed.wait_timeout_while(done, timeout, |done| !*done).unwrap_or_else(|p| p.into_inner());
         *done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static FREED_ON: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    unsafe extern "C" fn free_userdata(userdata: *mut c_void) {
+        assert_eq!(userdata as usize, 7);
+        FREED_ON.lock().unwrap().push(std::thread::current().name().unwrap_or("").to_owned());
+    }
+
+    /// The last reference dropped on the test's thread (standing for a runtime worker): the
+    /// userdata is released once, on a host thread, and `released` follows.
+    #[test]
+    fn the_userdata_is_released_once_on_a_host_thread() {
+        let table = toolmesh_handler { userdata: 7 as *mut c_void, invoke: None, free_userdata: Some(free_userdata) };
+        let handler = HostHandler::new(table);
+        let released = handler.released();
+        drop(handler);
+        assert!(released.wait(Duration::from_secs(10)), "never released");
+        assert_eq!(*FREED_ON.lock().unwrap(), ["toolmesh-host"]);
     }
 }

@@ -3,6 +3,13 @@
 //! the process. So toolmesh hands them to these plain threads instead: a pool that grows while
 //! every thread is busy (a handler blocked on a call into its own agent still gets a thread for
 //! that call), up to `MAX_THREADS`, and shrinks again when threads sit idle.
+//!
+//! Everything C-side goes through here: `invoke`, call completions (also the SHUTDOWN answer of
+//! an abandoned call) and `free_userdata`. The one exception is a process where the OS refuses
+//! to start any thread at all (no host thread exists and creating one fails): the job then runs
+//! on the caller's thread, which may be a runtime worker, because every job delivers an answer
+//! someone waits for and a stalled worker beats an answer that never comes. toolmesh says so on
+//! stderr when it happens.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -50,7 +57,8 @@ fn pool() -> Arc<Pool> {
     }
 }
 
-/// Runs `job` on a host thread, never on the caller's. Never blocks.
+/// Runs `job` on a host thread, not on the caller's (unless no host thread can be started at
+/// all; see the module's documentation). Never blocks.
 pub(crate) fn spawn(job: impl FnOnce() + Send + 'static) {
     let pool = pool();
     let mut state = pool.lock();

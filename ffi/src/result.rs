@@ -85,44 +85,45 @@ pub const TOOLMESH_HANDLER_DROPPED: toolmesh_result = 6003;
 /// A bug in toolmesh; please report it.
 pub const TOOLMESH_INTERNAL: toolmesh_result = 9001;
 
-/// Every code toolmesh defines and its name; the tests check it against the core's error kinds
-/// and against the header.
-const NAMES: &[(toolmesh_result, &CStr)] = &[
-    (TOOLMESH_OK, c"OK"),
-    (TOOLMESH_NULL_ARGUMENT, c"NULL_ARGUMENT"),
-    (TOOLMESH_INVALID_UTF8, c"INVALID_UTF8"),
-    (TOOLMESH_INVALID_JSON, c"INVALID_JSON"),
-    (TOOLMESH_WRONG_THREAD, c"WRONG_THREAD"),
-    (TOOLMESH_PANIC, c"PANIC"),
-    (TOOLMESH_INVALID_CONFIG, c"INVALID_CONFIG"),
-    (TOOLMESH_CERTIFICATE_FILE, c"CERTIFICATE_FILE"),
-    (TOOLMESH_KEY_MISMATCH, c"KEY_MISMATCH"),
-    (TOOLMESH_REGISTRY_URL_NOT_HTTPS, c"REGISTRY_URL_NOT_HTTPS"),
-    (TOOLMESH_ADDRESS_IN_USE, c"ADDRESS_IN_USE"),
-    (TOOLMESH_CERTIFICATE_UNTRUSTED, c"CERTIFICATE_UNTRUSTED"),
-    (TOOLMESH_CERTIFICATE_EXPIRED, c"CERTIFICATE_EXPIRED"),
-    (TOOLMESH_PEER_CERTIFICATE_UNTRUSTED, c"PEER_CERTIFICATE_UNTRUSTED"),
-    (TOOLMESH_PEER_HOSTNAME_MISMATCH, c"PEER_HOSTNAME_MISMATCH"),
-    (TOOLMESH_PEER_REJECTED_CERTIFICATE, c"PEER_REJECTED_CERTIFICATE"),
-    (TOOLMESH_TLS_HANDSHAKE, c"TLS_HANDSHAKE"),
-    (TOOLMESH_PEER_IDENTITY_NOT_ALLOWED, c"PEER_IDENTITY_NOT_ALLOWED"),
-    (TOOLMESH_DEPENDENCY_UNRESOLVED, c"DEPENDENCY_UNRESOLVED"),
-    (TOOLMESH_REGISTRY_UNAVAILABLE, c"REGISTRY_UNAVAILABLE"),
-    (TOOLMESH_UNKNOWN_AGENT, c"UNKNOWN_AGENT"),
-    (TOOLMESH_UNKNOWN_DEPENDENCY, c"UNKNOWN_DEPENDENCY"),
-    (TOOLMESH_CONNECT_FAILED, c"CONNECT_FAILED"),
-    (TOOLMESH_TIMEOUT, c"TIMEOUT"),
-    (TOOLMESH_PROTOCOL, c"PROTOCOL"),
-    (TOOLMESH_CONNECTION_LOST, c"CONNECTION_LOST"),
-    (TOOLMESH_SHUTDOWN, c"SHUTDOWN"),
-    (TOOLMESH_TOOL_FAILED, c"TOOL_FAILED"),
-    (TOOLMESH_UNKNOWN_TOOL, c"UNKNOWN_TOOL"),
-    (TOOLMESH_INVALID_ARGUMENTS, c"INVALID_ARGUMENTS"),
-    (TOOLMESH_REMOTE_ERROR, c"REMOTE_ERROR"),
-    (TOOLMESH_HANDLER_FAILED, c"HANDLER_FAILED"),
-    (TOOLMESH_HANDLER_RESULT, c"HANDLER_RESULT"),
-    (TOOLMESH_HANDLER_DROPPED, c"HANDLER_DROPPED"),
-    (TOOLMESH_INTERNAL, c"INTERNAL"),
+/// Every code toolmesh defines, its name and its message; the tests check them against the
+/// core's error kinds (the messages against the kinds' documentation in core/src/error.rs) and
+/// against the header.
+const CODES: &[(toolmesh_result, &CStr, &CStr)] = &[
+    (TOOLMESH_OK, c"OK", c"Success."),
+    (TOOLMESH_NULL_ARGUMENT, c"NULL_ARGUMENT", c"A required pointer argument was NULL."),
+    (TOOLMESH_INVALID_UTF8, c"INVALID_UTF8", c"A string argument is not valid UTF-8."),
+    (TOOLMESH_INVALID_JSON, c"INVALID_JSON", c"A JSON string argument does not parse."),
+    (TOOLMESH_WRONG_THREAD, c"WRONG_THREAD", c"A blocking function was called on a toolmesh runtime thread, where it could deadlock."),
+    (TOOLMESH_PANIC, c"PANIC", c"toolmesh panicked inside the call; this is a bug in toolmesh, please report it."),
+    (TOOLMESH_INVALID_CONFIG, c"INVALID_CONFIG", c"A configuration value is missing or malformed."),
+    (TOOLMESH_CERTIFICATE_FILE, c"CERTIFICATE_FILE", c"A certificate, key or CA file is missing, unreadable or not PEM."),
+    (TOOLMESH_KEY_MISMATCH, c"KEY_MISMATCH", c"The private key does not belong to the certificate."),
+    (TOOLMESH_REGISTRY_URL_NOT_HTTPS, c"REGISTRY_URL_NOT_HTTPS", c"The registry URL is not an https:// URL."),
+    (TOOLMESH_ADDRESS_IN_USE, c"ADDRESS_IN_USE", c"The listen address is already in use or cannot be bound."),
+    (TOOLMESH_CERTIFICATE_UNTRUSTED, c"CERTIFICATE_UNTRUSTED", c"Our own certificate does not chain to the mesh CA."),
+    (TOOLMESH_CERTIFICATE_EXPIRED, c"CERTIFICATE_EXPIRED", c"Our own certificate (or the peer's) has expired or is not yet valid."),
+    (TOOLMESH_PEER_CERTIFICATE_UNTRUSTED, c"PEER_CERTIFICATE_UNTRUSTED", c"The peer's certificate was not signed by a trusted CA."),
+    (TOOLMESH_PEER_HOSTNAME_MISMATCH, c"PEER_HOSTNAME_MISMATCH", c"The peer's certificate does not name the host that was dialled."),
+    (TOOLMESH_PEER_REJECTED_CERTIFICATE, c"PEER_REJECTED_CERTIFICATE", c"The peer refused our client certificate (or we presented none)."),
+    (TOOLMESH_TLS_HANDSHAKE, c"TLS_HANDSHAKE", c"Any other TLS handshake failure."),
+    (TOOLMESH_PEER_IDENTITY_NOT_ALLOWED, c"PEER_IDENTITY_NOT_ALLOWED", c"The peer's certificate is valid but its identity is not among the allowed ones."),
+    (TOOLMESH_DEPENDENCY_UNRESOLVED, c"DEPENDENCY_UNRESOLVED", c"No healthy provider matches the dependency."),
+    (TOOLMESH_REGISTRY_UNAVAILABLE, c"REGISTRY_UNAVAILABLE", c"The registry cannot be reached or answered with an error."),
+    (TOOLMESH_UNKNOWN_AGENT, c"UNKNOWN_AGENT", c"The named agent is not registered."),
+    (TOOLMESH_UNKNOWN_DEPENDENCY, c"UNKNOWN_DEPENDENCY", c"The dependency is not declared by the tool."),
+    (TOOLMESH_CONNECT_FAILED, c"CONNECT_FAILED", c"The connection to the peer could not be opened."),
+    (TOOLMESH_TIMEOUT, c"TIMEOUT", c"The call did not complete before its deadline."),
+    (TOOLMESH_PROTOCOL, c"PROTOCOL", c"The peer answered with something that is not valid MCP."),
+    (TOOLMESH_CONNECTION_LOST, c"CONNECTION_LOST", c"The connection broke after the request was sent."),
+    (TOOLMESH_SHUTDOWN, c"SHUTDOWN", c"The agent is shutting down."),
+    (TOOLMESH_TOOL_FAILED, c"TOOL_FAILED", c"The remote tool ran and reported an error."),
+    (TOOLMESH_UNKNOWN_TOOL, c"UNKNOWN_TOOL", c"The remote agent has no tool by that name."),
+    (TOOLMESH_INVALID_ARGUMENTS, c"INVALID_ARGUMENTS", c"The remote agent rejected the arguments."),
+    (TOOLMESH_REMOTE_ERROR, c"REMOTE_ERROR", c"The remote agent answered with a JSON-RPC error."),
+    (TOOLMESH_HANDLER_FAILED, c"HANDLER_FAILED", c"The local host handler raised or rejected."),
+    (TOOLMESH_HANDLER_RESULT, c"HANDLER_RESULT", c"The local host handler returned a value that is not JSON."),
+    (TOOLMESH_HANDLER_DROPPED, c"HANDLER_DROPPED", c"The host dropped the completion without answering."),
+    (TOOLMESH_INTERNAL, c"INTERNAL", c"A bug in toolmesh; please report it."),
 ];
 
 /// The stable symbolic name of a result code, e.g. "UNKNOWN_TOOL" for 5002 and "OK" for 0;
@@ -130,7 +131,19 @@ const NAMES: &[(toolmesh_result, &CStr)] = &[
 #[no_mangle]
 pub extern "C" fn toolmesh_result_name(code: toolmesh_result) -> *const c_char {
     crate::boundary::catch_panic(c"UNKNOWN".as_ptr(), || {
-        NAMES.iter().find(|(c, _)| *c == code).map_or(c"UNKNOWN", |(_, name)| name).as_ptr()
+        CODES.iter().find(|(c, _, _)| *c == code).map_or(c"UNKNOWN", |(_, name, _)| name).as_ptr()
+    })
+}
+
+/// What a result code means, in one English sentence, e.g. "The remote agent has no tool by
+/// that name." for 5002 (`TOOLMESH_UNKNOWN_TOOL`): worded as the core documents its error
+/// kinds. "unknown result code" for a code toolmesh does not define. The string is static:
+/// never free it. For what went wrong in one failure, use the `toolmesh_error`'s own message,
+/// which names the problem and the fix.
+#[no_mangle]
+pub extern "C" fn toolmesh_result_message(code: toolmesh_result) -> *const c_char {
+    crate::boundary::catch_panic(c"unknown result code".as_ptr(), || {
+        CODES.iter().find(|(c, _, _)| *c == code).map_or(c"unknown result code", |(_, _, message)| message).as_ptr()
     })
 }
 
@@ -150,19 +163,54 @@ mod tests {
             let code = kind.code() as toolmesh_result;
             assert_eq!(name_of(code), kind.name(), "code {code}");
         }
-        let ffi_only = NAMES.iter().filter(|(code, _)| *code < 1000).count();
-        assert_eq!(NAMES.len(), ErrorKind::ALL.len() + ffi_only, "a code here that core does not define");
+        let ffi_only = CODES.iter().filter(|(code, _, _)| *code < 1000).count();
+        assert_eq!(CODES.len(), ErrorKind::ALL.len() + ffi_only, "a code here that core does not define");
     }
 
     #[test]
     fn the_c_abi_codes_are_below_the_core_range_and_unknown_codes_have_a_name() {
-        assert!(NAMES
+        assert!(CODES
             .iter()
-            .filter(|(code, _)| *code < 1000)
-            .all(|(code, _)| u32::try_from(*code).ok().and_then(ErrorKind::from_code).is_none()));
+            .filter(|(code, _, _)| *code < 1000)
+            .all(|(code, _, _)| u32::try_from(*code).ok().and_then(ErrorKind::from_code).is_none()));
         assert_eq!(name_of(TOOLMESH_OK), "OK");
         assert_eq!(name_of(TOOLMESH_PANIC), "PANIC");
         assert_eq!(name_of(-1), "UNKNOWN");
         assert_eq!(name_of(4999), "UNKNOWN");
+    }
+
+    fn message_of(code: toolmesh_result) -> &'static str {
+        // SAFETY: toolmesh_result_message returns a static NUL-terminated string.
+        unsafe { CStr::from_ptr(toolmesh_result_message(code)) }.to_str().unwrap()
+    }
+
+    /// The messages are the core's: each error kind's documentation in core/src/error.rs (what
+    /// the kind means, as the other languages' docs describe it), word for word.
+    #[test]
+    fn every_code_has_a_message_and_the_core_kinds_have_the_cores_wording() {
+        let source = include_str!("../../core/src/error.rs");
+        let body = &source[source.find("pub enum ErrorKind {").unwrap()..];
+        let body = &body[..body.find("\n}").unwrap()];
+        let mut documented = std::collections::HashMap::new();
+        let mut doc = None;
+        for line in body.lines().map(str::trim) {
+            if let Some(text) = line.strip_prefix("/// ") {
+                doc = Some(text);
+            } else if let Some(variant) = line.strip_suffix(',') {
+                documented.insert(variant, doc.take().expect("every kind is documented"));
+            }
+        }
+        for kind in ErrorKind::ALL {
+            let variant = format!("{kind:?}");
+            assert_eq!(message_of(kind.code() as toolmesh_result), documented[variant.as_str()], "{variant}");
+        }
+        for (code, _, message) in CODES {
+            assert_eq!(message_of(*code), message.to_str().unwrap());
+            assert!(message_of(*code).ends_with('.'), "{code}");
+        }
+        assert_eq!(message_of(TOOLMESH_OK), "Success.");
+        assert_eq!(message_of(TOOLMESH_NULL_ARGUMENT), "A required pointer argument was NULL.");
+        assert_eq!(message_of(-1), "unknown result code");
+        assert_eq!(message_of(4999), "unknown result code");
     }
 }

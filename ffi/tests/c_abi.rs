@@ -98,7 +98,8 @@ const TOOLS: &str = r#"[
   {"name": "blocking_sum3", "capability": "blocking_sum3", "dependencies": ["add"]},
   {"name": "slow", "capability": "slow"},
   {"name": "broken", "capability": "broken"},
-  {"name": "client", "capability": "client", "dependencies": ["add", "sum3", "blocking_sum3", "slow", "broken"]}
+  {"name": "gives_up", "capability": "gives_up"},
+  {"name": "client", "capability": "client", "dependencies": ["add", "sum3", "blocking_sum3", "slow", "broken", "gives_up"]}
 ]"#;
 
 /// The dependencies of `client`, by index.
@@ -107,6 +108,7 @@ const SUM3: usize = 1;
 const BLOCKING_SUM3: usize = 2;
 const SLOW: usize = 3;
 const BROKEN: usize = 4;
+const GIVES_UP: usize = 5;
 
 /// The handler's userdata: what the C side of a real program would keep.
 struct Host {
@@ -164,6 +166,15 @@ unsafe extern "C" fn invoke(
             }
         }
         "slow" => host.held.lock().unwrap().push(invocation as usize),
+        "gives_up" => {
+            // Freed unanswered, later and from another thread.
+            let invocation = invocation as usize;
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                // SAFETY: an unanswered invocation, freed once.
+                unsafe { toolmesh_invocation_free(invocation as *mut toolmesh_invocation) };
+            });
+        }
         "broken" => {
             // SAFETY: an unanswered invocation, answered once.
             let code = unsafe { toolmesh_invocation_complete(invocation, c"{not json".as_ptr(), ptr::null_mut()) };
@@ -325,7 +336,13 @@ fn chained_calls_through_a_c_handler() {
     );
     assert_eq!(
         call_and_wait(agent, ptr::null(), "client", 9, "{}"),
-        (TOOLMESH_UNKNOWN_DEPENDENCY, "tool 'client' declares 5 dependencies; there is no dependency #9".into())
+        (TOOLMESH_UNKNOWN_DEPENDENCY, "tool 'client' declares 6 dependencies; there is no dependency #9".into())
+    );
+    // A handler that gives up (the core's HANDLER_DROPPED): its caller learns so at once,
+    // exactly once, as a tool failure, as for every handler error.
+    assert_eq!(
+        call_and_wait(agent, ptr::null(), "client", GIVES_UP, "{}"),
+        (TOOLMESH_TOOL_FAILED, "tool 'gives_up' ended without an answer".into())
     );
     let (code, message) = call_and_wait(agent, ptr::null(), "client", BROKEN, "{}");
     assert_eq!(code, TOOLMESH_TOOL_FAILED);
@@ -381,6 +398,48 @@ fn a_call_on_a_stopped_agent_completes_with_shutdown() {
         call_and_wait(agent, ptr::null(), "client", ADD, r#"{"a": 1, "b": 1}"#),
         (TOOLMESH_SHUTDOWN, "the agent is shutting down; no new calls are made".into())
     );
+    // SAFETY: freed once.
+    unsafe { toolmesh_agent_free(agent) };
+}
+
+#[test]
+fn waiting_for_registration_says_why_it_did_not_happen() {
+    let certs = Certs::new(&["waiter"]);
+    let (standalone, _, _) = start(&certs, "waiter");
+    let wait = |agent: *const toolmesh_agent, timeout_ms: u32| {
+        let mut error = ptr::null_mut();
+        // SAFETY: a live agent and a valid out-pointer.
+        let code = unsafe { toolmesh_agent_wait_registered(agent, timeout_ms, &mut error) };
+        check(code, error)
+    };
+    let (code, message) = wait(standalone, 10).unwrap_err();
+    assert_eq!(code, TOOLMESH_INVALID_CONFIG);
+    assert!(message.starts_with("the agent has no registry, so it never registers; set the option registry_url"), "{message}");
+    // On a runtime thread it would block a worker: refused, not deadlocked.
+    let on_runtime = toolmesh_core::runtime::runtime().block_on(async { wait(standalone, 10) });
+    assert_eq!(on_runtime.unwrap_err().0, TOOLMESH_WRONG_THREAD);
+    let mut error = ptr::null_mut();
+    // SAFETY: a live agent.
+    unsafe { check(toolmesh_agent_stop(standalone, &mut error), error).unwrap() };
+    assert_eq!(wait(standalone, 10).unwrap_err().0, TOOLMESH_SHUTDOWN);
+    // SAFETY: freed once.
+    unsafe { toolmesh_agent_free(standalone) };
+
+    // A registry nobody listens at: the agent starts, and keeps trying in the background.
+    let config = certs.config("waiter");
+    set(config, "registry_url", "https://127.0.0.1:1").unwrap();
+    let host = Box::into_raw(Box::new(Host { agent: OnceLock::new(), held: Mutex::default(), freed: Arc::default() }));
+    let handler = toolmesh_handler { userdata: host as *mut c_void, invoke: Some(invoke), free_userdata: Some(free_host) };
+    let mut agent = ptr::null_mut();
+    let mut error = ptr::null_mut();
+    // SAFETY: live config, valid strings and out-pointers; the handler contract holds.
+    unsafe { check(toolmesh_agent_start(config, c"[]".as_ptr(), handler, &mut agent, &mut error), error).unwrap() };
+    // SAFETY: freed once.
+    unsafe { toolmesh_config_free(config) };
+    let (code, message) = wait(agent, 200).unwrap_err();
+    assert_eq!(code, TOOLMESH_TIMEOUT);
+    assert!(message.starts_with("the registry at https://127.0.0.1:1 did not accept agent 'waiter-"), "{message}");
+    assert!(message.ends_with("within 200 ms; check that it runs and trusts the agent's certificate (the agent keeps trying)"), "{message}");
     // SAFETY: freed once.
     unsafe { toolmesh_agent_free(agent) };
 }
@@ -462,7 +521,7 @@ fn null_arguments_fail_cleanly_and_freeing_null_does_nothing() {
             TOOLMESH_NULL_ARGUMENT
         );
         assert_eq!(toolmesh_agent_stop(ptr::null(), ptr::null_mut()), TOOLMESH_NULL_ARGUMENT);
-        assert!(!toolmesh_agent_wait_registered(ptr::null(), 10));
+        assert_eq!(toolmesh_agent_wait_registered(ptr::null(), 10, ptr::null_mut()), TOOLMESH_NULL_ARGUMENT);
         assert!(toolmesh_agent_id(ptr::null()).is_null());
         assert!(toolmesh_agent_endpoint(ptr::null()).is_null());
         let code = toolmesh::call::toolmesh_agent_call(
@@ -489,6 +548,7 @@ fn null_arguments_fail_cleanly_and_freeing_null_does_nothing() {
         toolmesh_error_free(ptr::null_mut());
         toolmesh_config_free(ptr::null_mut());
         toolmesh_agent_free(ptr::null_mut());
+        toolmesh_invocation_free(ptr::null_mut());
     }
     assert!(config.is_null() && agent.is_null());
 }

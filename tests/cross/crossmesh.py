@@ -29,7 +29,7 @@ LANGUAGES: list[str] = TABLE["languages"]
 PHASES = ["live", "registry_down", "callee_restarted"]
 UNRESOLVED = 3001
 # The agents of a callee process, by the kind a call case names (cases.json "callee").
-CALLEE_AGENTS = {"agent": "callee", "misnamed": "misnamed", "replaced": "replaced"}
+CALLEE_AGENTS = {"agent": "callee", "misnamed": "misnamed", "replaced": "replaced", "aloof": "aloof"}
 
 
 def peers_build_dir() -> Path:

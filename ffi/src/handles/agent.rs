@@ -7,9 +7,10 @@ use crate::boundary::{
 use crate::error::{toolmesh_error, Failure};
 use crate::handler::{toolmesh_handler, CToolHandler, HostHandler, Released};
 use crate::handles::config::{config_arg, toolmesh_config};
-use crate::result::toolmesh_result;
+use crate::result::{toolmesh_result, TOOLMESH_INVALID_CONFIG, TOOLMESH_SHUTDOWN, TOOLMESH_TIMEOUT};
 use std::ffi::{c_char, CString};
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use toolmesh_core::agent::{parse_tools, Agent};
@@ -29,6 +30,9 @@ pub struct toolmesh_agent {
     id: CString,
     endpoint: CString,
     handler_released: Arc<Released>,
+    /// For `toolmesh_agent_wait_registered`'s errors.
+    registry_url: Option<String>,
+    stopped: AtomicBool,
 }
 
 /// Starts an agent: checks the configuration and the tools, loads the TLS identity, starts
@@ -41,21 +45,31 @@ pub struct toolmesh_agent {
 ///   "timeout_ms": 30000}]`; only `name` and `capability` are required.
 ///
 /// `handler` is taken over in every case, also when the start fails: its `free_userdata` is
-/// called once toolmesh no longer needs it (after a failed start, right away or moments later on
-/// a toolmesh thread), so the caller must not free `userdata` itself. `handler.invoke` must not
-/// be NULL. On success `*agent_out` receives the agent.
+/// called, on a toolmesh host thread, once toolmesh no longer needs it (after a failed start, at
+/// once, possibly before this returns), so the caller must not free `userdata` itself.
+/// `handler.invoke` must not be NULL. On success `*agent_out` receives the agent.
 ///
 /// Must be called from a thread of the host (or a handler), never from a toolmesh runtime
 /// thread: it returns `TOOLMESH_WRONG_THREAD` there.
 ///
 /// On Unix, if SIGPIPE still has its default action (terminating the process), the first start
 /// sets it to ignored, as Rust, Python, Node and the JVM do at start-up: a peer that goes away
-/// while toolmesh writes to it must not kill the host. A disposition the host chose is kept.
+/// while toolmesh writes to it must not kill the host. A disposition the host chose (its own
+/// handler, or SIG_IGN) is kept: it is read with `sigaction` and never replaced, even briefly.
+/// The ignored disposition is process-wide and survives `exec`: programs the host starts
+/// afterwards inherit SIGPIPE ignored, so a host whose children expect the default (e.g. shell
+/// pipelines) resets it in the child (`posix_spawnattr_setsigdefault`, or `signal(SIGPIPE,
+/// SIG_DFL)` between fork and exec), or sets its own disposition before the first start.
 ///
 /// # Safety
-/// `config` is NULL or a live configuration and `tools_json` NULL or a NUL-terminated string,
-/// both borrowed for the call; `handler` follows the contract of `toolmesh_handler`;
-/// `agent_out` and `error_out` are NULL or writable.
+/// `config` is NULL or a live configuration and `tools_json` NULL or a NUL-terminated string, both
+/// borrowed for the call (the caller still owns and frees them; the agent keeps copies). `handler`
+/// is passed by value and its `userdata` owned by toolmesh from this call on, in every case (see
+/// above); it follows the contract of `toolmesh_handler`. `agent_out` is NULL (an error) or points
+/// to storage for one pointer, borrowed for the call, that receives on success a new
+/// `toolmesh_agent` owned by the caller, who frees it with `toolmesh_agent_free`. `error_out` is
+/// NULL or points to storage for one pointer (borrowed for the call) that receives, on failure
+/// only, a new `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
 #[no_mangle]
 pub unsafe extern "C" fn toolmesh_agent_start(
     config: *const toolmesh_config,
@@ -79,12 +93,15 @@ pub unsafe extern "C" fn toolmesh_agent_start(
         ensure_blocking_allowed("toolmesh_agent_start")?;
         crate::sigpipe::ignore_if_default();
         let handler_released = handler.released();
+        let registry_url = config.registry_url.clone();
         let agent = runtime::runtime().block_on(Agent::start(config, tools, Arc::new(CToolHandler(handler))))?;
         let started = toolmesh_agent {
             id: c_string_lossy(agent.agent_id()),
             endpoint: c_string_lossy(agent.endpoint()),
             agent,
             handler_released,
+            registry_url,
+            stopped: AtomicBool::new(false),
         };
         // SAFETY: checked by `out_arg`, writable as the caller guarantees.
         unsafe { write_out(agent_out, started) };
@@ -116,23 +133,54 @@ pub unsafe extern "C" fn toolmesh_agent_endpoint(agent: *const toolmesh_agent) -
     catch_panic(ptr::null(), || unsafe { agent.as_ref() }.map_or(ptr::null(), |a| a.endpoint.as_ptr()))
 }
 
-/// Waits up to `timeout_ms` for the registry to accept the agent. True once registered; false
-/// after the timeout, without a registry, for a NULL agent, or on a toolmesh runtime thread
-/// (where it cannot block).
+/// Waits up to `timeout_ms` for the registry to accept the agent. Returns `TOOLMESH_OK` once it
+/// is registered, or an error, also written to `*error_out`: `TOOLMESH_TIMEOUT` when the registry
+/// has not accepted it in time (it keeps trying in the background), `TOOLMESH_INVALID_CONFIG`
+/// when the agent has no registry (option `registry_url` unset) and so never registers,
+/// `TOOLMESH_SHUTDOWN` once the agent is stopped, `TOOLMESH_NULL_ARGUMENT` for a NULL agent and
+/// `TOOLMESH_WRONG_THREAD` on a toolmesh runtime thread (where it cannot block).
 ///
 /// # Safety
-/// `agent` is NULL or a live agent, borrowed for the call.
+/// `agent` is NULL or a live agent, borrowed for the call. `error_out` is NULL or points to storage
+/// for one pointer (borrowed for the call) that receives, on failure only, a new `toolmesh_error`
+/// owned by the caller, who frees it with `toolmesh_error_free`.
 #[no_mangle]
-pub unsafe extern "C" fn toolmesh_agent_wait_registered(agent: *const toolmesh_agent, timeout_ms: u32) -> bool {
-    catch_panic(false, || {
+pub unsafe extern "C" fn toolmesh_agent_wait_registered(
+    agent: *const toolmesh_agent,
+    timeout_ms: u32,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    let outcome = guarded("toolmesh_agent_wait_registered", || {
         // SAFETY: NULL or live, as the caller guarantees.
-        let Some(agent) = (unsafe { agent.as_ref() }) else { return false };
-        if ensure_blocking_allowed("toolmesh_agent_wait_registered").is_err() {
-            return false;
+        let agent = unsafe { handle_arg(agent, "agent") }?;
+        ensure_blocking_allowed("toolmesh_agent_wait_registered")?;
+        let stopped = || Failure::new(TOOLMESH_SHUTDOWN, "the agent is stopped; it no longer registers with the registry");
+        if agent.stopped.load(Ordering::Acquire) {
+            return Err(stopped());
         }
-        let timeout = Duration::from_millis(timeout_ms.into());
-        runtime::runtime().block_on(agent.agent.wait_registered(timeout))
-    })
+        let Some(registry) = &agent.registry_url else {
+            return Err(Failure::new(
+                TOOLMESH_INVALID_CONFIG,
+                "the agent has no registry, so it never registers; set the option registry_url (or TOOLMESH_REGISTRY_URL)",
+            ));
+        };
+        if runtime::runtime().block_on(agent.agent.wait_registered(Duration::from_millis(timeout_ms.into()))) {
+            return Ok(());
+        }
+        if agent.stopped.load(Ordering::Acquire) {
+            return Err(stopped());
+        }
+        Err(Failure::new(
+            TOOLMESH_TIMEOUT,
+            format!(
+                "the registry at {registry} did not accept agent '{}' within {timeout_ms} ms; check that it runs and trusts the \
+                 agent's certificate (the agent keeps trying)",
+                agent.id.to_string_lossy()
+            ),
+        ))
+    });
+    // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
+    unsafe { report(outcome, error_out) }
 }
 
 /// Stops the agent: deregisters, keeps serving briefly so callers learn of it, then lets
@@ -141,7 +189,9 @@ pub unsafe extern "C" fn toolmesh_agent_wait_registered(agent: *const toolmesh_a
 /// Not on a toolmesh runtime thread (`TOOLMESH_WRONG_THREAD`).
 ///
 /// # Safety
-/// `agent` is NULL or a live agent, borrowed for the call; `error_out` is NULL or writable.
+/// `agent` is NULL or a live agent, borrowed for the call (still the caller's to free). `error_out`
+/// is NULL or points to storage for one pointer (borrowed for the call) that receives, on failure
+/// only, a new `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
 #[no_mangle]
 pub unsafe extern "C" fn toolmesh_agent_stop(
     agent: *const toolmesh_agent,
@@ -151,6 +201,7 @@ pub unsafe extern "C" fn toolmesh_agent_stop(
         // SAFETY: NULL or live, as the caller guarantees.
         let agent = unsafe { handle_arg(agent, "agent") }?;
         ensure_blocking_allowed("toolmesh_agent_stop")?;
+        agent.stopped.store(true, Ordering::Release);
         runtime::runtime().block_on(agent.agent.shutdown());
         Ok(())
     });

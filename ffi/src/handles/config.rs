@@ -19,8 +19,11 @@ pub struct toolmesh_config {
 /// `*config_out` receives a new configuration.
 ///
 /// # Safety
-/// `name` is NULL or a NUL-terminated string (borrowed for the call); `config_out` is NULL or
-/// writable; `error_out` is NULL or writable.
+/// `name` is NULL or a NUL-terminated string, borrowed for the call. `config_out` is NULL (an
+/// error) or points to storage for one pointer, borrowed for the call, that receives on success a
+/// new `toolmesh_config` owned by the caller, who frees it with `toolmesh_config_free`. `error_out`
+/// is NULL or points to storage for one pointer (borrowed for the call) that receives, on failure
+/// only, a new `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
 #[no_mangle]
 pub unsafe extern "C" fn toolmesh_config_new(
     name: *const std::ffi::c_char,
@@ -47,8 +50,11 @@ pub unsafe extern "C" fn toolmesh_config_new(
 /// unchanged.
 ///
 /// # Safety
-/// `config` is NULL or a live configuration, not used by another thread during the call; `key`
-/// and `value` are NULL or NUL-terminated strings; `error_out` is NULL or writable.
+/// `config` is NULL or a live configuration, borrowed for the call (it stays the caller's) and not
+/// used by another thread during it; `key` and `value` are NULL or NUL-terminated strings, borrowed
+/// for the call (the configuration keeps copies). `error_out` is NULL or points to storage for one
+/// pointer (borrowed for the call) that receives, on failure only, a new `toolmesh_error` owned by
+/// the caller, who frees it with `toolmesh_error_free`.
 #[no_mangle]
 pub unsafe extern "C" fn toolmesh_config_set(
     config: *mut toolmesh_config,

@@ -16,7 +16,9 @@ use toolmesh_core::{Error, ErrorKind};
 /// Ownership: handed to the handler's `invoke`, which owns it until it answers exactly once with
 /// `toolmesh_invocation_complete`, `toolmesh_invocation_fail` or
 /// `toolmesh_invocation_fail_with_code` (from any thread); that call frees it, whatever it
-/// returns. An invocation that is never answered leaves its caller waiting until its timeout.
+/// returns. A handler that gives up frees it with `toolmesh_invocation_free`, and its caller
+/// learns at once that the tool "ended without an answer"; one that neither answers nor frees
+/// it leaves its caller waiting until its timeout.
 /// Until it is answered it may be borrowed, also concurrently, by the accessors and by
 /// `toolmesh_agent_call`, but not while it is being answered.
 pub struct toolmesh_invocation {
@@ -89,8 +91,12 @@ pub unsafe extern "C" fn toolmesh_invocation_trace_id(invocation: *const toolmes
 /// gives for a result that is not JSON: "tool '<name>' returned a value that is not JSON; ...".
 ///
 /// # Safety
-/// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on;
-/// `result_json` is NULL or a NUL-terminated string; `error_out` is NULL or writable.
+/// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on: it is
+/// freed before this returns, whatever it returns, and must not be used again. `result_json` is
+/// NULL or a NUL-terminated string, borrowed for the call (toolmesh keeps a parsed copy).
+/// `error_out` is NULL or points to storage for one pointer (borrowed for the call) that receives,
+/// on failure only, a new `toolmesh_error` owned by the caller, who frees it with
+/// `toolmesh_error_free`.
 #[no_mangle]
 pub unsafe extern "C" fn toolmesh_invocation_complete(
     invocation: *mut toolmesh_invocation,
@@ -125,8 +131,11 @@ pub unsafe extern "C" fn toolmesh_invocation_complete(
 /// best it can be. Frees the invocation in every case.
 ///
 /// # Safety
-/// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on;
-/// `message` is NULL or a NUL-terminated string; `error_out` is NULL or writable.
+/// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on: it is
+/// freed before this returns, whatever it returns, and must not be used again. `message` is NULL or
+/// a NUL-terminated string, borrowed for the call (toolmesh keeps a copy). `error_out` is NULL or
+/// points to storage for one pointer (borrowed for the call) that receives, on failure only, a new
+/// `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
 #[no_mangle]
 pub unsafe extern "C" fn toolmesh_invocation_fail(
     invocation: *mut toolmesh_invocation,
@@ -147,10 +156,15 @@ pub unsafe extern "C" fn toolmesh_invocation_fail(
 /// Answers the invocation with a mesh error, typically one a dependency call of this handler
 /// reported: the caller gets `code` and `message` unchanged, as if it had made that call itself.
 /// A `code` that is not one of the core's error codes (1000 and up) is reported as a plain
-/// failure, like `toolmesh_invocation_fail`. Frees the invocation in every case.
+/// failure, like `toolmesh_invocation_fail`. `message` is borrowed for the call; NULL is an empty
+/// message. Frees the invocation in every case.
 ///
 /// # Safety
-/// As for `toolmesh_invocation_fail`.
+/// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on: it is
+/// freed before this returns, whatever it returns, and must not be used again. `message` is NULL or
+/// a NUL-terminated string, borrowed for the call (toolmesh keeps a copy). `error_out` is NULL or
+/// points to storage for one pointer (borrowed for the call) that receives, on failure only, a new
+/// `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
 #[no_mangle]
 pub unsafe extern "C" fn toolmesh_invocation_fail_with_code(
     invocation: *mut toolmesh_invocation,
@@ -169,6 +183,23 @@ pub unsafe extern "C" fn toolmesh_invocation_fail_with_code(
     });
     // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
     unsafe { report(outcome, error_out) }
+}
+
+/// Frees an invocation without answering it, for a handler that gives up on it. The core sees
+/// the completion dropped (`TOOLMESH_HANDLER_DROPPED`), and the caller gets right away, instead
+/// of at its timeout, "tool '<name>' ended without an answer" with `TOOLMESH_TOOL_FAILED`: a
+/// caller gets that code for every handler error, in every language. Freeing NULL does nothing.
+///
+/// # Safety
+/// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on: it is
+/// freed before this returns and must not be used again.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_free(invocation: *mut toolmesh_invocation) {
+    catch_panic((), || {
+        // SAFETY: NULL or live and now owned by this call, as the caller guarantees. Dropping
+        // the completion unanswered is what tells core the handler dropped it.
+        drop(unsafe { take(invocation) });
+    })
 }
 
 /// # Safety

@@ -40,7 +40,8 @@ public final class Peer {
             case "caller" -> List.of(peer.caller());
             case "callee" -> List.of(peer.callee(true),
                     peer.echoOnly("misnamed").option("host", peer.table.path("callee").path("misnamed_host").asText()),
-                    peer.echoOnly("replaced"));
+                    peer.echoOnly("replaced"),
+                    peer.echoOnly("aloof").option("tls_allowed_ids", peer.table.path("callee").path("aloof_allowed_ids").asText()));
             case "restarted" -> List.of(peer.callee(false));
             case "impostor" -> List.of(peer.echoOnly("replaced"));
             default -> throw new IllegalArgumentException("unknown role " + role);

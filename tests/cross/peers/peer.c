@@ -178,13 +178,15 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
 
 static void release_state(void *userdata) { free(userdata); }
 
-/* Starts agent `name` (options from the TOOLMESH_* environment, plus `host` when not NULL).
- * NULL on failure, with the error in *error. */
-static toolmesh_agent *start(const char *name, const char *host, enum kind kind, json_t *tools, toolmesh_error **error) {
+/* Starts agent `name` (options from the TOOLMESH_* environment, plus `host` and the option
+ * tls_allowed_ids `allowed_ids` when not NULL). NULL on failure, with the error in *error. */
+static toolmesh_agent *start(const char *name, const char *host, const char *allowed_ids, enum kind kind, json_t *tools,
+                             toolmesh_error **error) {
   char *tools_json = json_dumps(tools, JSON_COMPACT);
   json_decref(tools);
   toolmesh_config *config = NULL;
-  if (toolmesh_config_new(name, &config, error) != TOOLMESH_OK || (host && toolmesh_config_set(config, "host", host, error) != TOOLMESH_OK)) {
+  if (toolmesh_config_new(name, &config, error) != TOOLMESH_OK || (host && toolmesh_config_set(config, "host", host, error) != TOOLMESH_OK) ||
+      (allowed_ids && toolmesh_config_set(config, "tls_allowed_ids", allowed_ids, error) != TOOLMESH_OK)) {
     toolmesh_config_free(config);
     free(tools_json);
     return NULL;
@@ -243,9 +245,9 @@ static json_t *callee_tools(int vanishing) {
 }
 
 /* Starts an agent and says so on stderr: its ready line, or the error; NULL on failure. */
-static toolmesh_agent *start_reported(const char *name, const char *host, enum kind kind, json_t *tools) {
+static toolmesh_agent *start_reported(const char *name, const char *host, const char *allowed_ids, enum kind kind, json_t *tools) {
   toolmesh_error *error = NULL;
-  toolmesh_agent *agent = start(name, host, kind, tools, &error);
+  toolmesh_agent *agent = start(name, host, allowed_ids, kind, tools, &error);
   if (agent) {
     fprintf(stderr, "toolmesh agent %s serving %s (id %s)\n", name, toolmesh_agent_endpoint(agent), toolmesh_agent_id(agent));
   } else {
@@ -260,7 +262,14 @@ static toolmesh_agent *start_reported(const char *name, const char *host, enum k
 static toolmesh_agent *start_echo_only(const char *kind, const char *host) {
   char name[64];
   snprintf(name, sizeof name, "%s-%s", kind, LANGUAGE);
-  return start_reported(name, host, CALLEE, json_pack("[o]", tool("echo", tag(kind, LANGUAGE), NULL)));
+  return start_reported(name, host, NULL, CALLEE, json_pack("[o]", tool("echo", tag(kind, LANGUAGE), NULL)));
+}
+
+/* Agent aloof-c, serving echo but admitting only the table's aloof_allowed_ids. */
+static toolmesh_agent *start_aloof(void) {
+  char name[64];
+  snprintf(name, sizeof name, "aloof-%s", LANGUAGE);
+  return start_reported(name, NULL, setting("aloof_allowed_ids"), CALLEE, json_pack("[o]", tool("echo", tag("aloof", LANGUAGE), NULL)));
 }
 
 /* Serves the role's agents until SIGINT or SIGTERM; the exit status. */
@@ -273,19 +282,20 @@ static int serve(const char *role) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
-  toolmesh_agent *agents[3] = {NULL, NULL, NULL};
+  toolmesh_agent *agents[4] = {NULL, NULL, NULL, NULL};
   size_t wanted = 0, started = 0;
   char name[64];
   if (strcmp(role, "caller") == 0) {
     snprintf(name, sizeof name, "caller-%s", LANGUAGE);
-    agents[wanted++] = start_reported(name, NULL, CALLER, caller_tools());
+    agents[wanted++] = start_reported(name, NULL, NULL, CALLER, caller_tools());
   } else if (strcmp(role, "callee") == 0 || strcmp(role, "restarted") == 0) {
     int first_start = strcmp(role, "callee") == 0;
     snprintf(name, sizeof name, "callee-%s", LANGUAGE);
-    agents[wanted++] = start_reported(name, NULL, CALLEE, callee_tools(first_start));
+    agents[wanted++] = start_reported(name, NULL, NULL, CALLEE, callee_tools(first_start));
     if (first_start) {
       agents[wanted++] = start_echo_only("misnamed", setting("misnamed_host"));
       agents[wanted++] = start_echo_only("replaced", NULL);
+      agents[wanted++] = start_aloof();
     }
   } else if (strcmp(role, "impostor") == 0) {
     agents[wanted++] = start_echo_only("replaced", NULL);
@@ -306,7 +316,7 @@ static int start_once(void) {
   char name[64];
   snprintf(name, sizeof name, "starter-%s", LANGUAGE);
   toolmesh_error *error = NULL;
-  toolmesh_agent *agent = start(name, NULL, CALLEE, json_pack("[o]", tool("echo", tag("agent", LANGUAGE), NULL)), &error);
+  toolmesh_agent *agent = start(name, NULL, NULL, CALLEE, json_pack("[o]", tool("echo", tag("agent", LANGUAGE), NULL)), &error);
   json_t *outcome = agent ? json_pack("{s:s}", "ok", "started")
                           : json_pack("{s:{s:i, s:s, s:s}}", "error", "code", toolmesh_error_code(error), "name",
                                       toolmesh_result_name(toolmesh_error_code(error)), "message", toolmesh_error_message(error));

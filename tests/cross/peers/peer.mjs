@@ -125,7 +125,12 @@ if (role === "start") {
 } else {
   const agents = {
     caller: () => [caller(table)],
-    callee: () => [callee(table, true), echoOnly(table, "misnamed", { host: table.callee.misnamed_host }), echoOnly(table, "replaced")],
+    callee: () => [
+      callee(table, true),
+      echoOnly(table, "misnamed", { host: table.callee.misnamed_host }),
+      echoOnly(table, "replaced"),
+      echoOnly(table, "aloof", { tlsAllowedIds: table.callee.aloof_allowed_ids }),
+    ],
     restarted: () => [callee(table, false)],
     impostor: () => [echoOnly(table, "replaced")],
   }[role]();

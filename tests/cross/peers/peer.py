@@ -7,7 +7,8 @@ ROLE is one of
              the case's dependency through a toolmesh.Proxy and answers {"ok": result} or
              {"error": {code, name, message}} as caught here;
   callee     agent callee-python serving the callee tools of the table, and agents
-             misnamed-python (on the table's misnamed host) and replaced-python serving echo;
+             misnamed-python (on the table's misnamed host), replaced-python and aloof-python
+             (admitting only the table's aloof_allowed_ids) serving echo;
   restarted  agent callee-python again, without the table's vanishing tool;
   impostor   agent replaced-python again (started with another CA's identity);
   start      starts agent starter-python and prints {"ok": "started"} or the {"error": ...} it
@@ -151,7 +152,8 @@ def main() -> None:
     agents = {
         "caller": lambda: [caller(table)],
         "callee": lambda: [callee(table, vanishing=True), echo_only(table, "misnamed", host=table["callee"]["misnamed_host"]),
-                           echo_only(table, "replaced")],
+                           echo_only(table, "replaced"),
+                           echo_only(table, "aloof", tls_allowed_ids=table["callee"]["aloof_allowed_ids"])],
         "restarted": lambda: [callee(table, vanishing=False)],
         "impostor": lambda: [echo_only(table, "replaced")],
     }[role]()
