@@ -74,10 +74,7 @@ async fn call(client: &McpClient, endpoint: &str, tool: &str, args: Value) -> Re
 
 /// The certificate an agent presents on a fresh connection.
 async fn presented(agent: &Agent, client: &Arc<Identity>) -> CertificateSummary {
-    let tcp = tokio::net::TcpStream::connect(agent.local_addr()).await.expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
-    let tls = tokio_rustls::TlsConnector::from(client.client_config().expect("config")).connect(name, tcp).await.expect("handshake");
-    CertificateSummary::parse_der(&tls.get_ref().1.peer_certificates().expect("certificate")[0], "presented").expect("parse")
+    presented_at(agent.local_addr(), client).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
