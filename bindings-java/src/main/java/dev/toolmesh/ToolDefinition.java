@@ -73,11 +73,11 @@ public final class ToolDefinition {
 
     /** The tool as core's JSON tool definition. */
     ObjectNode info() {
-        ObjectNode info = Json.MAPPER.createObjectNode()
-                .put("name", name)
-                .put("capability", capability)
-                .put("version", version)
-                .put("description", description);
+        ObjectNode info = Json.MAPPER.createObjectNode().put("name", name);
+        if (capability != null) {
+            info.put("capability", capability); // absent: core takes the name
+        }
+        info.put("version", version).put("description", description);
         info.set("tags", Json.MAPPER.valueToTree(tags));
         info.set("input_schema", inputSchema);
         info.putArray("dependencies").addAll(dependencies);

@@ -54,7 +54,7 @@ class DeclarationTest {
     void annotationsDescribeTheTool() throws Exception {
         Map<String, JsonNode> tools = infos(new Declared());
         assertEquals(List.of("plain", "weighted-mean"), List.copyOf(tools.keySet()));
-        assertEquals(json("{'name':'plain','capability':'plain','version':'1.0.0','description':'','tags':[],"
+        assertEquals(json("{'name':'plain','version':'1.0.0','description':'','tags':[],"
                 + "'input_schema':{'type':'object','properties':{}},'dependencies':[]}"), tools.get("plain"));
         JsonNode mean = tools.get("weighted-mean");
         assertEquals("mean", mean.get("capability").asText());
