@@ -213,12 +213,14 @@ impl HttpsClient {
     async fn new_connection_failed(&self, e: &TrySendError, unsent: bool, task: ConnectionTask, peer: &Peer) -> RequestError {
         let authority = &peer.authority;
         let mut tls = classify_error_chain(e.error(), authority);
-        if tls.is_none() {
+        // Only a connection that ended says more (not, say, an HTTP/2 stream the peer reset).
+        let ended = unsent || connection_ended(e.error());
+        if tls.is_none() && ended {
             if let Ok(Ok(Err(ended))) = tokio::time::timeout(CLOSE_REASON_WAIT, task).await {
                 tls = classify_error_chain(&ended, authority);
             }
         }
-        if tls.is_none() {
+        if tls.is_none() && ended {
             tls = self.verdict(peer).await;
         }
         match tls {
@@ -417,6 +419,20 @@ impl Connections {
     fn share_multiplexed(&self, authority: &str, sender: http2::SendRequest<Full<Bytes>>) {
         self.peers().entry(authority.to_owned()).or_default().multiplexed = Some(sender);
     }
+}
+
+/// Whether a request failed because its connection ended: closed before the answer, or an I/O
+/// error (a reset, a broken pipe), as HTTP/1.1 or HTTP/2 reports it.
+fn connection_ended(e: &hyper::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(e) = cur {
+        let io = e.is::<std::io::Error>() || e.downcast_ref::<h2::Error>().is_some_and(h2::Error::is_io);
+        if io || e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_incomplete_message) {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// A TLS failure of a request handed to an open connection.
