@@ -25,6 +25,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// How many idle HTTP/1.1 connections are kept per peer (the rest close after their request).
 const MAX_IDLE_PER_PEER: usize = 64;
+/// How long a request that failed on a new connection waits for the connection's task to end
+/// and tell why (it ends at once when the connection did).
+const CLOSE_REASON_WAIT: Duration = Duration::from_secs(1);
+/// How long a second connection waits for the peer's verdict on our certificate.
+const VERDICT_WAIT: Duration = Duration::from_millis(500);
 
 /// A failed request, and whether the peer may have seen it (only undelivered ones are retried).
 #[derive(Debug, Clone)]
@@ -96,24 +101,29 @@ impl HttpsClient {
         let connections = self.connections();
         let mut request = request;
         loop {
-            let (mut sender, reused) = match connections.checkout(&peer.authority).await {
-                Some(sender) => (sender, true),
-                None => (self.connect(&peer, &connections).await?, false),
+            // `task` is the new connection's task, whose end tells why a new connection failed.
+            let (mut sender, task) = match connections.checkout(&peer.authority).await {
+                Some(sender) => (sender, None),
+                None => {
+                    let (sender, task) = self.connect(&peer, &connections).await?;
+                    (sender, Some(task))
+                }
             };
             let response = match sender.send(request, &peer).await {
                 Ok(response) => response,
-                Err(mut e) => match e.take_message() {
+                Err(mut e) => match (e.take_message(), task) {
                     // A kept connection the peer closed meanwhile: the request never left; try
                     // the next one (the cache only holds so many).
-                    Some(unsent) if reused => {
+                    (Some(unsent), None) => {
                         request = unsent;
                         continue;
                     }
-                    Some(_) => {
-                        let error = Error::new(ErrorKind::ConnectionLost, format!("the new connection to {} closed at once", peer.authority));
-                        return Err(RequestError::undelivered(error));
-                    }
-                    None => return Err(classify_send_error(&e.into_error(), &peer.authority)),
+                    (unsent, Some(task)) => return Err(self.new_connection_failed(&e, unsent.is_some(), task, &peer).await),
+                    // A kept connection that fails once the request is written is not retried:
+                    // the peer may have read and acted on it (a tools/call is not idempotent),
+                    // and its close cannot be told from a crash in the middle of the call. A
+                    // close that reached us before the request left is caught at checkout.
+                    (None, None) => return Err(classify_send_error(e.error(), &peer.authority)),
                 },
             };
             let (parts, body) = response.into_parts();
@@ -126,8 +136,43 @@ impl HttpsClient {
         }
     }
 
-    /// Opens a connection (TCP, then the mTLS handshake) and starts HTTP on it.
-    async fn connect(&self, peer: &Peer, connections: &Connections) -> Result<Sender, RequestError> {
+    /// Opens a connection (TCP, then the mTLS handshake) and starts HTTP on it; also returns the
+    /// connection's task.
+    async fn connect(&self, peer: &Peer, connections: &Connections) -> Result<(Sender, ConnectionTask), RequestError> {
+        let authority = &peer.authority;
+        let (stream, socket) = self.handshake(peer).await?;
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        let io = TokioIo::new(stream);
+        let broken = |e: hyper::Error| {
+            RequestError::undelivered(
+                classify_error_chain(&e, authority)
+                    .unwrap_or_else(|| Error::new(ErrorKind::ConnectionLost, format!("HTTP with {authority} failed to start: {e}"))),
+            )
+        };
+        // The task lets go of the socket's watch when the connection ends, so that it closes.
+        let watched = socket.clone();
+        if h2 {
+            let (sender, connection) = http2::handshake(TokioExecutor::new(), io).await.map_err(broken)?;
+            let task = tokio::spawn(async move {
+                let ended = connection.await;
+                watched.lock().unwrap_or_else(|p| p.into_inner()).take();
+                ended
+            });
+            connections.share_multiplexed(authority, sender.clone());
+            Ok((Sender::Http2(sender), task))
+        } else {
+            let (sender, connection) = http1::handshake(io).await.map_err(broken)?;
+            let task = tokio::spawn(async move {
+                let ended = connection.await;
+                watched.lock().unwrap_or_else(|p| p.into_inner()).take();
+                ended
+            });
+            Ok((Sender::Http1(Http1 { sender, socket }), task))
+        }
+    }
+
+    /// TCP, then the mTLS handshake; also returns a watch on the socket.
+    async fn handshake(&self, peer: &Peer) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, SocketWatch), RequestError> {
         let authority = &peer.authority;
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((peer.host.as_str(), peer.port)))
             .await
@@ -135,6 +180,8 @@ impl HttpsClient {
             .and_then(|r| r.map_err(|e| Error::new(ErrorKind::ConnectFailed, format!("cannot connect to {authority}: {e}"))))
             .map_err(RequestError::undelivered)?;
         let _ = tcp.set_nodelay(true);
+        let (tcp, socket) = watch_socket(tcp)
+            .map_err(|e| RequestError::undelivered(Error::new(ErrorKind::ConnectFailed, format!("cannot connect to {authority}: {e}"))))?;
         let name = ServerName::try_from(peer.host.clone()).map_err(|e| {
             RequestError::undelivered(Error::new(ErrorKind::InvalidConfig, format!("'{}' is not a valid host name: {e}", peer.host)))
         })?;
@@ -154,20 +201,48 @@ impl HttpsClient {
             version = ?stream.get_ref().1.protocol_version(),
             "TLS handshake done"
         );
-        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-        let io = TokioIo::new(stream);
-        let broken = |e: hyper::Error| {
-            RequestError::undelivered(Error::new(ErrorKind::ConnectionLost, format!("HTTP with {authority} failed to start: {e}")))
+        Ok((stream, socket))
+    }
+
+    /// A request that failed on a new connection. In TLS 1.3 a server refuses our certificate
+    /// after our side of the handshake is done, so the refusal races the first request: it may
+    /// come back with the request's error, only with the end of the connection's task (when the
+    /// connection was gone before the request was handed to it), or not at all (when writing
+    /// into the refused connection failed before the alert was read, as HTTP/2's several writes
+    /// do). Whichever way the race went, it is reported as the refusal.
+    async fn new_connection_failed(&self, e: &TrySendError, unsent: bool, task: ConnectionTask, peer: &Peer) -> RequestError {
+        let authority = &peer.authority;
+        let mut tls = classify_error_chain(e.error(), authority);
+        // Only a connection that ended says more (not, say, an HTTP/2 stream the peer reset).
+        let ended = unsent || connection_ended(e.error());
+        if tls.is_none() && ended {
+            if let Ok(Ok(Err(ended))) = tokio::time::timeout(CLOSE_REASON_WAIT, task).await {
+                tls = classify_error_chain(&ended, authority);
+            }
+        }
+        if tls.is_none() && ended {
+            tls = self.verdict(peer).await;
+        }
+        match tls {
+            Some(error) if unsent => RequestError::undelivered(error),
+            Some(error) => tls_send_error(error),
+            None if unsent => RequestError::undelivered(Error::new(ErrorKind::ConnectionLost, format!("the new connection to {authority} closed at once"))),
+            None => classify_send_error(e.error(), authority),
+        }
+    }
+
+    /// Why a new connection broke when it did not tell: a second handshake, then a read without
+    /// writing, which yields the peer's alert if it refuses our certificate (and times out if it
+    /// accepts it). Only ever run on that failure, never on a working connection.
+    async fn verdict(&self, peer: &Peer) -> Option<Error> {
+        use tokio::io::AsyncReadExt;
+        let (mut stream, _) = match self.handshake(peer).await {
+            Ok(connected) => connected,
+            Err(e) => return matches!(e.error.kind(), ErrorKind::PeerRejectedCertificate | ErrorKind::TlsHandshake).then_some(e.error),
         };
-        if h2 {
-            let (sender, connection) = http2::handshake(TokioExecutor::new(), io).await.map_err(broken)?;
-            tokio::spawn(connection);
-            connections.share_multiplexed(authority, sender.clone());
-            Ok(Sender::Http2(sender))
-        } else {
-            let (sender, connection) = http1::handshake(io).await.map_err(broken)?;
-            tokio::spawn(connection);
-            Ok(Sender::Http1(sender))
+        match tokio::time::timeout(VERDICT_WAIT, stream.read(&mut [0u8; 1])).await {
+            Ok(Err(e)) => classify_error_chain(&e, &peer.authority),
+            _ => None,
         }
     }
 }
@@ -193,19 +268,53 @@ impl Peer {
     }
 }
 
+/// The task that drives a connection; it ends with the connection, with its error.
+type ConnectionTask = tokio::task::JoinHandle<hyper::Result<()>>;
+
+/// A second handle on a connection's TCP socket, to look at it without reading it; `None` once
+/// the connection's task has ended.
+type SocketWatch = Arc<Mutex<Option<std::net::TcpStream>>>;
+
+/// Splits off a [`SocketWatch`] of `tcp` (a duplicate of its descriptor).
+fn watch_socket(tcp: TcpStream) -> std::io::Result<(TcpStream, SocketWatch)> {
+    let tcp = tcp.into_std()?;
+    let watch = tcp.try_clone()?;
+    Ok((TcpStream::from_std(tcp)?, Arc::new(Mutex::new(Some(watch)))))
+}
+
 /// A connection-level sender of either HTTP version.
 enum Sender {
-    Http1(http1::SendRequest<Full<Bytes>>),
+    Http1(Http1),
     Http2(http2::SendRequest<Full<Bytes>>),
 }
 
-type Sent = Result<http::Response<hyper::body::Incoming>, hyper::client::conn::TrySendError<http::Request<Full<Bytes>>>>;
+/// An HTTP/1.1 connection's sender and a watch on its socket.
+struct Http1 {
+    sender: http1::SendRequest<Full<Bytes>>,
+    socket: SocketWatch,
+}
+
+impl Http1 {
+    /// Whether the peer closed this idle connection (or sent on it, which on an idle HTTP/1.1
+    /// connection is only ever a TLS close or alert), as the socket shows it at once: the
+    /// connection's task may not have seen it yet, so `ready()` would still pass and the request
+    /// would be written into a dead connection. That is what a peer that exited leaves us.
+    fn peer_closed(&self) -> bool {
+        let socket = self.socket.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(socket) = socket.as_ref() else { return true };
+        // Non-blocking like the connection's own descriptor, which it shares.
+        !matches!(socket.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
+type TrySendError = hyper::client::conn::TrySendError<http::Request<Full<Bytes>>>;
+type Sent = Result<http::Response<hyper::body::Incoming>, TrySendError>;
 
 impl Sender {
     /// Waits until the connection can take a request; an error means it closed.
     async fn ready(&mut self) -> hyper::Result<()> {
         match self {
-            Sender::Http1(s) => s.ready().await,
+            Sender::Http1(s) => s.sender.ready().await,
             Sender::Http2(s) => s.ready().await,
         }
     }
@@ -225,7 +334,7 @@ impl Sender {
                 if let Ok(origin) = http::Uri::from_parts(uri) {
                     *request.uri_mut() = origin;
                 }
-                s.try_send_request(request).await
+                s.sender.try_send_request(request).await
             }
             Sender::Http2(s) => {
                 uri.scheme = Some(http::uri::Scheme::HTTPS);
@@ -248,7 +357,7 @@ struct Connections {
 #[derive(Default)]
 struct PeerConnections {
     /// HTTP/1.1 connections waiting for a request, the most recently used last.
-    idle: Vec<(http1::SendRequest<Full<Bytes>>, Instant)>,
+    idle: Vec<(Http1, Instant)>,
     /// An HTTP/2 connection carries every request to its peer at once.
     multiplexed: Option<http2::SendRequest<Full<Bytes>>>,
 }
@@ -268,16 +377,19 @@ impl Connections {
                     Some(h2) if !h2.is_closed() => Sender::Http2(h2.clone()),
                     _ => {
                         peer.multiplexed = None;
-                        let (sender, since) = peer.idle.pop()?;
+                        let (connection, since) = peer.idle.pop()?;
                         if since.elapsed() > IDLE_TIMEOUT {
                             // The rest are older still.
                             peer.idle.clear();
                             return None;
                         }
-                        Sender::Http1(sender)
+                        Sender::Http1(connection)
                     }
                 }
             };
+            if matches!(&candidate, Sender::Http1(c) if c.peer_closed()) {
+                continue;
+            }
             // Usually at once; a connection that closed meanwhile is dropped for the next one.
             if candidate.ready().await.is_ok() {
                 return Some(candidate);
@@ -287,8 +399,8 @@ impl Connections {
 
     /// Keeps an HTTP/1.1 connection for the next request to `authority`.
     fn checkin(&self, authority: &str, sender: Sender) {
-        let Sender::Http1(sender) = sender else { return };
-        if sender.is_closed() {
+        let Sender::Http1(connection) = sender else { return };
+        if connection.sender.is_closed() {
             return;
         }
         let mut peers = self.peers();
@@ -301,7 +413,7 @@ impl Connections {
         let expired = peer.idle.iter().take_while(|(_, since)| now - *since > IDLE_TIMEOUT).count();
         let excess = (peer.idle.len() - expired + 1).saturating_sub(MAX_IDLE_PER_PEER);
         peer.idle.drain(..expired + excess);
-        peer.idle.push((sender, now));
+        peer.idle.push((connection, now));
     }
 
     fn share_multiplexed(&self, authority: &str, sender: http2::SendRequest<Full<Bytes>>) {
@@ -309,13 +421,32 @@ impl Connections {
     }
 }
 
+/// Whether a request failed because its connection ended: closed before the answer, or an I/O
+/// error (a reset, a broken pipe), as HTTP/1.1 or HTTP/2 reports it.
+fn connection_ended(e: &hyper::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(e) = cur {
+        let io = e.is::<std::io::Error>() || e.downcast_ref::<h2::Error>().is_some_and(h2::Error::is_io);
+        if io || e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_incomplete_message) {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// A TLS failure of a request handed to an open connection.
+fn tls_send_error(error: Error) -> RequestError {
+    // In TLS 1.3 a server refuses our certificate after our side of the handshake is done,
+    // so the refusal arrives with the first request, which it did not serve.
+    let delivered = !matches!(error.kind(), ErrorKind::PeerRejectedCertificate | ErrorKind::TlsHandshake);
+    RequestError { error, delivered }
+}
+
 /// A request that failed after it was handed to an open connection.
 fn classify_send_error(e: &hyper::Error, peer: &str) -> RequestError {
     if let Some(tm) = classify_error_chain(e, peer) {
-        // In TLS 1.3 a server refuses our certificate after our side of the handshake is done,
-        // so the refusal arrives with the first request, which it did not serve.
-        let delivered = !matches!(tm.kind(), ErrorKind::PeerRejectedCertificate | ErrorKind::TlsHandshake);
-        return RequestError { error: tm, delivered };
+        return tls_send_error(tm);
     }
     RequestError {
         error: Error::new(ErrorKind::ConnectionLost, format!("the connection to {peer} broke: {}", source_text(e))),

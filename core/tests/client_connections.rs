@@ -88,3 +88,48 @@ async fn an_http2_peer_gets_every_request_on_one_connection() {
     assert!(concurrent.iter().all(|p| *p == first), "{first} then {concurrent:?}");
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+/// In TLS 1.3 the server checks our certificate after our side of the handshake is done, so
+/// its refusal races the first request on the new connection: whichever way the race goes, the
+/// caller must hear that its certificate was refused, not that the connection closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_client_certificate_is_reported_as_such_every_time() {
+    use toolmesh_core::pki::{spiffe_id, Role, DEFAULT_TRUST_DOMAIN};
+    use toolmesh_core::tls::{VerifyMode, VerifyPolicy};
+    let pki = Pki::new();
+    let only_a = VerifyPolicy { mode: VerifyMode::Spiffe, allowed: vec![spiffe_id(DEFAULT_TRUST_DOMAIN, Role::Agent, "a")] };
+    let identity = Identity::load_with(&pki.issue("server"), only_a).unwrap();
+    for alpn in [&[b"http/1.1".as_slice()][..], &[b"h2"]] {
+        let server = serve(&identity, listener().await, alpn, false).await;
+        let client = HttpsClient::new(&pki.identity("c")).unwrap();
+        for attempt in 0..50 {
+            let request = http::Request::post(format!("https://{}/mcp", server.local_addr())).body(Full::default()).unwrap();
+            let e = client.send(request).await.expect_err("the server allows only agent 'a'");
+            assert_eq!(e.error.kind(), toolmesh_core::ErrorKind::PeerRejectedCertificate, "{alpn:?} attempt {attempt}: {}", e.error);
+            assert!(e.error.message().contains("refused our client certificate"), "{alpn:?} attempt {attempt}: {}", e.error);
+            assert!(!e.delivered, "a refused connection delivers nothing");
+        }
+        server.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
+/// A peer that restarts on the same port right after closing its connections: the kept
+/// connection is dead though the client may not have processed the close yet, and the next
+/// request must still go through, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_right_after_the_peer_restarted_goes_on_a_new_connection() {
+    let pki = Pki::new();
+    let identity = pki.identity("server");
+    let client = HttpsClient::new(&pki.identity("client")).unwrap();
+    let mut server = serve(&identity, listener().await, &[b"http/1.1"], false).await;
+    let addr = server.local_addr();
+    for attempt in 0..50 {
+        let before = port(&client, addr).await;
+        server.shutdown(Duration::from_millis(100)).await;
+        server = serve(&identity, tokio::net::TcpListener::bind(addr).await.unwrap(), &[b"http/1.1"], false).await;
+        let request = http::Request::post(format!("https://{addr}/mcp")).body(Full::default()).unwrap();
+        let response = client.send(request).await.unwrap_or_else(|e| panic!("attempt {attempt}: {e:?}"));
+        assert_ne!(String::from_utf8(response.into_body().to_vec()).unwrap(), before, "attempt {attempt}: the dead connection carried it");
+    }
+    server.shutdown(Duration::from_secs(1)).await;
+}

@@ -88,9 +88,4 @@ def test_call(cross: CrossMesh, case: dict[str, Any], caller: str, callee: Optio
     cross.enter(case["phase"])
     outcome = normalised(cross.probe(caller, case["case"], callee))
     expected = fill(case["expect"], callee=callee or "", trace_id=TRACE_ID)
-    # A known race in core may give this one other outcome (cases.json's known_issue says why):
-    # the row is then an expected failure; any other outcome fails it.
-    known = case.get("known_issue")
-    if known and outcome != expected and outcome == fill(known["outcome"], callee=callee or "", trace_id=TRACE_ID):
-        pytest.xfail(known["why"])
     assert outcome == expected, f"{caller} calling {callee or 'nobody'} ({case['about']})"
