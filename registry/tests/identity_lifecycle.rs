@@ -126,20 +126,7 @@ async fn a_revoked_entity_is_cut_off_within_a_heartbeat_even_on_open_connections
     // trusts the mesh CA.
     let partner = Mesh::named("partner CA");
     let files = tempfile::tempdir().expect("tempdir");
-    let leaf = partner.issue_in("theirs", Role::Agent, "partner");
-    let (cert, key) = toolmesh_core::pki::write_pair(files.path(), "theirs", &leaf, false).expect("write");
-    let ca = files.path().join("bundle.pem");
-    std::fs::write(&ca, format!("{}{}", mesh.ca.cert_pem(), partner.ca.cert_pem())).expect("write bundle");
-    let mut config = AgentConfig::from_env("theirs").expect("config");
-    for (k, v) in [
-        ("tls_cert", cert.to_str().expect("utf-8")),
-        ("tls_key", key.to_str().expect("utf-8")),
-        ("tls_ca", ca.to_str().expect("utf-8")),
-        ("registry_url", &registry.url()),
-        ("heartbeat_interval_ms", "200"),
-    ] {
-        config.set(k, v).expect("option");
-    }
+    let (config, their_files) = partner_agent(files.path(), &mesh, &partner, &registry.url());
     let refused = Agent::start(config.clone(), tools(&["add"]), Arc::new(FnHandler(|_: ToolInvocation, done: Completion| done.ok(json!(0)))))
         .await
         .expect("an agent starts while the registry still refuses it");
@@ -159,7 +146,7 @@ async fn a_revoked_entity_is_cut_off_within_a_heartbeat_even_on_open_connections
     assert_eq!(listed.iter().find(|a| a.name == "theirs").and_then(|a| a.entity.clone()).as_deref(), Some("partner"));
 
     // Both directions work, over connections that stay pooled.
-    let their_identity = Identity::load(&toolmesh_core::tls::TlsFiles { cert, key, ca }).expect("partner identity");
+    let their_identity = Identity::load(&their_files).expect("partner identity");
     let their_client = McpClient::new(&their_identity).expect("client");
     let deadline = Instant::now() + Duration::from_secs(3);
     while call(&their_client, ours.endpoint(), "ping", json!({})).await.is_err() {
@@ -282,8 +269,9 @@ async fn a_tls_auto_registry_renews_its_own_certificate_while_agents_heartbeat_a
     registry.shutdown().await;
 }
 
-/// An agent of `partner`'s CA that trusts the mesh CA too, registering with `registry`.
-fn partner_agent_config(files: &std::path::Path, mesh: &Mesh, partner: &Mesh, registry: &str) -> AgentConfig {
+/// An agent of `partner`'s CA, in the partner's own trust domain, that trusts the mesh CA too,
+/// registering with `registry`; and its certificate files.
+fn partner_agent(files: &std::path::Path, mesh: &Mesh, partner: &Mesh, registry: &str) -> (AgentConfig, toolmesh_core::tls::TlsFiles) {
     let (cert, key) = toolmesh_core::pki::write_pair(files, "theirs", &partner.issue_in("theirs", Role::Agent, "partner"), true).expect("write");
     let ca = files.join("bundle.pem");
     std::fs::write(&ca, format!("{}{}", mesh.ca.cert_pem(), partner.ca.cert_pem())).expect("write bundle");
@@ -297,7 +285,7 @@ fn partner_agent_config(files: &std::path::Path, mesh: &Mesh, partner: &Mesh, re
     ] {
         config.set(k, v).expect("option");
     }
-    config
+    (config, toolmesh_core::tls::TlsFiles { cert, key, ca })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,7 +304,7 @@ async fn entities_are_kept_across_registry_restarts_and_a_revoked_one_stays_revo
     let entities = admin.list_entities().await.expect("list entities").entities;
     assert_eq!(entities.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["partner"], "{entities:?}");
     assert_eq!(entities[0].ca_fingerprint, partner.ca.fingerprint());
-    let theirs = start(partner_agent_config(files.path(), &mesh, &partner, &registry.url()), &["add"]).await;
+    let theirs = start(partner_agent(files.path(), &mesh, &partner, &registry.url()).0, &["add"]).await;
     let listed = admin.list_agents().await.expect("list").agents;
     assert_eq!(listed.iter().find(|a| a.name == "theirs").and_then(|a| a.entity.clone()).as_deref(), Some("partner"));
     admin.revoke_entity("partner").await.expect("revoke");
@@ -327,7 +315,7 @@ async fn entities_are_kept_across_registry_restarts_and_a_revoked_one_stays_revo
     let (mesh, _, registry) = Mesh::start_auto(state.path(), Duration::from_secs(3600), HEARTBEAT).await;
     let admin = RegistryClient::new(&registry.url(), &mesh.identity("ops", Role::Operator)).expect("client");
     assert!(admin.list_entities().await.expect("list entities").entities.is_empty(), "the revoked entity came back");
-    let config = partner_agent_config(files.path(), &mesh, &partner, &registry.url());
+    let (config, _) = partner_agent(files.path(), &mesh, &partner, &registry.url());
     let refused = Agent::start(config, tools(&["add"]), Arc::new(FnHandler(|_: ToolInvocation, done: Completion| done.ok(json!(0)))))
         .await
         .expect("an agent starts while the registry refuses it");

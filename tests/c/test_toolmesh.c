@@ -637,6 +637,24 @@ static void test_sigpipe_is_ignored_after_start(void) {
 static void host_sigpipe_handler(int signal_number) { (void)signal_number; }
 static void sigpipe_host_invoke(void *userdata, const char *tool, const char *arguments_json, toolmesh_invocation *invocation);
 
+/* In a child: starts agent "piper" (no registry, no tools); 0, or the child's exit status. */
+static int start_piper(toolmesh_agent **agent) {
+  toolmesh_config *config = NULL;
+  if (toolmesh_config_new("piper", &config, NULL) != TOOLMESH_OK) return 2;
+  toolmesh_config_set(config, "registry_url", "", NULL);
+  toolmesh_handler handler = {.userdata = NULL, .invoke = sigpipe_host_invoke, .free_userdata = NULL};
+  toolmesh_result code = toolmesh_agent_start(config, "[]", handler, agent, NULL);
+  toolmesh_config_free(config);
+  return code == TOOLMESH_OK ? 0 : 3;
+}
+
+/* The identity the "piper" children start with, passed to them through the environment. */
+static void use_piper_certificates(void) {
+  setenv("TOOLMESH_TLS_CERT", cert_path("certs", "piper.pem"), 1);
+  setenv("TOOLMESH_TLS_KEY", cert_path("certs", "piper.key"), 1);
+  setenv("TOOLMESH_TLS_CA", cert_path("certs", "ca.pem"), 1);
+}
+
 /* Child mode "--sigpipe-handler": the host installed its own handler before the first start;
  * the start must leave it in place. Exit status 0 when it did. */
 static int sigpipe_handler_child(void) {
@@ -644,14 +662,9 @@ static int sigpipe_handler_child(void) {
   own.sa_handler = host_sigpipe_handler;
   sigemptyset(&own.sa_mask);
   sigaction(SIGPIPE, &own, NULL);
-  toolmesh_config *config = NULL;
-  if (toolmesh_config_new("piper", &config, NULL) != TOOLMESH_OK) return 2;
-  toolmesh_config_set(config, "registry_url", "", NULL);
-  toolmesh_handler handler = {.userdata = NULL, .invoke = sigpipe_host_invoke, .free_userdata = NULL};
   toolmesh_agent *agent = NULL;
-  toolmesh_result code = toolmesh_agent_start(config, "[]", handler, &agent, NULL);
-  toolmesh_config_free(config);
-  if (code != TOOLMESH_OK) return 3;
+  int failed = start_piper(&agent);
+  if (failed) return failed;
   bool kept = sigpipe_disposition() == host_sigpipe_handler;
   toolmesh_agent_free(agent);
   printf("sigpipe handler %s\n", kept ? "kept" : "replaced");
@@ -660,9 +673,7 @@ static int sigpipe_handler_child(void) {
 
 static void test_sigpipe_host_handler_survives_start(void) {
   char *argv[] = {self_path, "--sigpipe-handler", NULL};
-  setenv("TOOLMESH_TLS_CERT", cert_path("certs", "piper.pem"), 1);
-  setenv("TOOLMESH_TLS_KEY", cert_path("certs", "piper.key"), 1);
-  setenv("TOOLMESH_TLS_CA", cert_path("certs", "ca.pem"), 1);
+  use_piper_certificates();
   char output[256] = "";
   int status = run_command(argv, output, sizeof output, WAIT_MS);
   CHECK(status == 0, "the host's SIGPIPE handler is still installed after the start");
@@ -675,14 +686,9 @@ static void test_sigpipe_host_handler_survives_start(void) {
  * otherwise. */
 static int sigpipe_host_child(void) {
   signal(SIGPIPE, SIG_DFL);
-  toolmesh_config *config = NULL;
-  if (toolmesh_config_new("piper", &config, NULL) != TOOLMESH_OK) return 2;
-  toolmesh_config_set(config, "registry_url", "", NULL);
-  toolmesh_handler handler = {.userdata = NULL, .invoke = sigpipe_host_invoke, .free_userdata = NULL};
   toolmesh_agent *agent = NULL;
-  toolmesh_result code = toolmesh_agent_start(config, "[]", handler, &agent, NULL);
-  toolmesh_config_free(config);
-  if (code != TOOLMESH_OK) return 3;
+  int failed = start_piper(&agent);
+  if (failed) return failed;
   int fds[2];
   if (pipe(fds) != 0) return 4;
   close(fds[0]);
@@ -700,9 +706,7 @@ static int sigpipe_host_child(void) {
  * toolmesh's own sockets could not be made to raise SIGPIPE deterministically here.) */
 static void test_sigpipe_write_to_a_gone_peer(void) {
   char *argv[] = {self_path, "--sigpipe-host", NULL};
-  setenv("TOOLMESH_TLS_CERT", cert_path("certs", "piper.pem"), 1);
-  setenv("TOOLMESH_TLS_KEY", cert_path("certs", "piper.key"), 1);
-  setenv("TOOLMESH_TLS_CA", cert_path("certs", "ca.pem"), 1);
+  use_piper_certificates();
   struct child host;
   REQUIRE(child_start(&host, argv, NULL));
   char rest[64];
