@@ -220,8 +220,7 @@ export class Agent {
       reason = describe(error);
     }
     if (resultJson === undefined) {
-      // Core tells the caller, in the same words as every language; the reason is for this log.
-      log(`toolmesh: tool '${tool}' returned a value that is not JSON:`, reason);
+      // Core tells the caller, in the same words as every language, and logs the reason.
       responder.notJson(reason);
       return;
     }

@@ -25,7 +25,8 @@ pub struct AddArgs {
     #[arg(long, value_name = "FILE")]
     ca_cert: PathBuf,
     /// The SPIFFE trust domain the entity's certificates name (spiffe://TD/...); its CA may vouch
-    /// for no other. Default: NAME in lower case.
+    /// for no other. Default: the trust domain the CA was made for (`toolmesh certs ca
+    /// --trust-domain`), else NAME in lower case.
     #[arg(long, value_name = "TD")]
     trust_domain: Option<String>,
     #[command(flatten)]

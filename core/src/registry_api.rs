@@ -291,7 +291,7 @@ pub struct EntityRequest {
     /// The entity's CA certificate, PEM.
     pub ca_cert: String,
     /// The SPIFFE trust domain the entity's certificates name (`partner.example`); the default
-    /// is the entity's name in lower case. Its CA may vouch for no other.
+    /// is the one its CA was made for, else the entity's name in lower case. Its CA may vouch for no other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_domain: Option<String>,
 }

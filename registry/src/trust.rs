@@ -17,7 +17,7 @@ use rustls::RootCertStore;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use toolmesh_core::pki::{fingerprint, CertificateSummary};
+use toolmesh_core::pki::{ca_trust_domain, fingerprint, CertificateSummary};
 use toolmesh_core::registry_api::{Entity, EntityList, TrustAnchor, TrustBundle};
 use toolmesh_core::tls::{provider, spiffe_ids, trust_domain_of};
 use toolmesh_core::{Error, ErrorKind, Result};
@@ -55,14 +55,18 @@ struct StoredEntity {
 
 impl StoredEntity {
     fn trust_domain(&self) -> String {
-        self.trust_domain.clone().unwrap_or_else(|| default_trust_domain(&self.name))
+        self.trust_domain.clone().unwrap_or_else(|| {
+            let ca = CertificateSummary::parse_pem(&self.ca_cert, &self.name).ok();
+            default_trust_domain(&self.name, ca.as_ref())
+        })
     }
 }
 
-/// The trust domain of an entity added without one: its name in lower case (`Partner` →
-/// `spiffe://partner/...`); entity names are valid trust domains once lowered.
-pub fn default_trust_domain(entity: &str) -> String {
-    entity.to_ascii_lowercase()
+/// The trust domain of an entity added without one: the one its CA was made for (`toolmesh certs
+/// ca --trust-domain`, or a SPIFFE URI on the CA), else its name in lower case (`Partner` →
+/// `spiffe://partner/...`; entity names are valid trust domains once lowered).
+fn default_trust_domain(entity: &str, ca: Option<&CertificateSummary>) -> String {
+    ca.and_then(ca_trust_domain).unwrap_or_else(|| entity.to_ascii_lowercase())
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -147,12 +151,22 @@ impl Trust {
         EntityList { entities: self.anchors().entities.iter().map(describe).collect() }
     }
 
-    /// Adds an entity whose certificates name `trust_domain` (default: its name in lower case)
-    /// and stores the new set; answers the entity as listed.
+    /// Adds an entity whose certificates name `trust_domain` (default: its CA's, else its name in
+    /// lower case) and stores the new set; answers the entity as listed.
     pub fn add(&self, name: &str, ca_pem: &str, trust_domain: Option<&str>) -> std::result::Result<Entity, EntityError> {
         check_entity_name(name).map_err(EntityError::Invalid)?;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(ca_pem.as_bytes())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| EntityError::Invalid(format!("ca_cert is not PEM: {e}")))?;
+        let [ca] = certs.as_slice() else {
+            return Err(EntityError::Invalid(format!("ca_cert must hold exactly one PEM certificate, not {}", certs.len())));
+        };
+        let summary = CertificateSummary::parse_der(ca, "ca_cert").map_err(|e| EntityError::Invalid(e.message().to_owned()))?;
+        if !summary.is_ca {
+            return Err(EntityError::Invalid(format!("ca_cert ('{}') is not a CA certificate (basicConstraints CA:FALSE)", summary.subject)));
+        }
         let domain = trust_domain.map(|td| td.trim().trim_start_matches("spiffe://").trim_end_matches('/').to_owned());
-        let effective = domain.clone().unwrap_or_else(|| default_trust_domain(name));
+        let effective = domain.clone().unwrap_or_else(|| default_trust_domain(name, Some(&summary)));
         check_trust_domain(&effective).map_err(EntityError::Invalid)?;
         let _one_change_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.anchors();
@@ -170,16 +184,6 @@ impl Trust {
                 "the trust domain '{effective}' belongs to entity '{}'; give '{name}' its own (--trust-domain TD)",
                 other.name
             )));
-        }
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(ca_pem.as_bytes())
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| EntityError::Invalid(format!("ca_cert is not PEM: {e}")))?;
-        let [ca] = certs.as_slice() else {
-            return Err(EntityError::Invalid(format!("ca_cert must hold exactly one PEM certificate, not {}", certs.len())));
-        };
-        let summary = CertificateSummary::parse_der(ca, "ca_cert").map_err(|e| EntityError::Invalid(e.message().to_owned()))?;
-        if !summary.is_ca {
-            return Err(EntityError::Invalid(format!("ca_cert ('{}') is not a CA certificate (basicConstraints CA:FALSE)", summary.subject)));
         }
         let print = fingerprint(ca);
         if current.mesh.iter().any(|m| fingerprint(m) == print) || current.entities.iter().any(|e| entity_fingerprint(e) == print) {
@@ -410,5 +414,17 @@ mod tests {
         assert_eq!(bundle.anchors.len(), 2);
         assert_eq!((bundle.anchors[0].entity.as_deref(), bundle.anchors[0].trust_domains.as_slice()), (None, [DEFAULT_TRUST_DOMAIN.to_owned()].as_slice()));
         assert_eq!((bundle.anchors[1].entity.as_deref(), bundle.anchors[1].trust_domains.as_slice()), (Some("Partner"), ["partner".to_owned()].as_slice()));
+    }
+
+    #[test]
+    fn an_entity_added_without_a_trust_domain_takes_its_cas() {
+        let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
+        // What `toolmesh certs ca --trust-domain partner.example` makes.
+        let partner = CertificateAuthority::generate(&toolmesh_core::pki::ca_common_name("partner.example"), 1).expect("CA");
+        let mesh_der = vec![CertificateDer::from_pem_slice(mesh.cert_pem().as_bytes()).expect("PEM")];
+        let trust = Trust::load(mesh_der, Some(DEFAULT_TRUST_DOMAIN.to_owned()), None).expect("trust");
+        let entity = trust.add("partner", partner.cert_pem(), None).expect("add");
+        assert_eq!(entity.trust_domain, "partner.example");
+        assert_eq!(trust.standing(&leaf_in(&partner, "x", "partner.example")), Some(Standing::Entity("partner".into())));
     }
 }

@@ -19,8 +19,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _log = logging.getLogger("toolmesh")
 
-# What a caller sees for an exception without a message: the C ABI's text for a NULL message.
-
 # Tools declared with the module-level ``@toolmesh.tool``; ``toolmesh.run``/``start`` serve them.
 _default_tools: list[ToolSpec] = []
 
@@ -179,8 +177,7 @@ class Agent:
         try:
             payload = _json.encode(result)
         except (TypeError, ValueError) as error:
-            # Core tells the caller, in the same words as every language; the reason is for this log.
-            _log.warning("tool %r returned a value that is not JSON: %s", tool, error)
+            # Core tells the caller, in the same words as every language, and logs the reason.
             responder.not_json(str(error))
             return
         responder.ok(payload)

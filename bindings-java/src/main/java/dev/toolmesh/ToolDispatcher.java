@@ -69,8 +69,7 @@ final class ToolDispatcher {
         try {
             json = Json.MAPPER.writeValueAsString(value);
         } catch (JsonProcessingException e) {
-            // Core tells the caller, in the same words as every language; the reason is for this log.
-            LOG.log(System.Logger.Level.WARNING, "tool '" + tool + "' returned a value that is not JSON: " + e.getOriginalMessage());
+            // Core tells the caller, in the same words as every language, and logs the reason.
             responder.notJson(e.getOriginalMessage());
             return;
         }
