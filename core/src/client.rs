@@ -140,8 +140,15 @@ impl HttpsClient {
     /// connection's task.
     async fn connect(&self, peer: &Peer, connections: &Connections) -> Result<(Sender, ConnectionTask), RequestError> {
         let authority = &peer.authority;
-        let (stream, socket) = self.handshake(peer).await?;
+        let stream = self.handshake(peer).await?;
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        // Only HTTP/1.1 connections wait idle between requests, to be peeked before reuse.
+        let socket = match h2 {
+            true => None,
+            false => Some(watch_socket(stream.get_ref().0).map_err(|e| {
+                RequestError::undelivered(Error::new(ErrorKind::ConnectFailed, format!("cannot watch the connection to {authority}: {e}")))
+            })?),
+        };
         let io = TokioIo::new(stream);
         let broken = |e: hyper::Error| {
             RequestError::undelivered(
@@ -149,30 +156,29 @@ impl HttpsClient {
                     .unwrap_or_else(|| Error::new(ErrorKind::ConnectionLost, format!("HTTP with {authority} failed to start: {e}"))),
             )
         };
-        // The task lets go of the socket's watch when the connection ends, so that it closes.
-        let watched = socket.clone();
-        if h2 {
-            let (sender, connection) = http2::handshake(TokioExecutor::new(), io).await.map_err(broken)?;
-            let task = tokio::spawn(async move {
-                let ended = connection.await;
-                watched.lock().unwrap_or_else(|p| p.into_inner()).take();
-                ended
-            });
-            connections.share_multiplexed(authority, sender.clone());
-            Ok((Sender::Http2(sender), task))
-        } else {
-            let (sender, connection) = http1::handshake(io).await.map_err(broken)?;
-            let task = tokio::spawn(async move {
-                let ended = connection.await;
-                watched.lock().unwrap_or_else(|p| p.into_inner()).take();
-                ended
-            });
-            Ok((Sender::Http1(Http1 { sender, socket }), task))
+        match socket {
+            None => {
+                let (sender, connection) = http2::handshake(TokioExecutor::new(), io).await.map_err(broken)?;
+                let task = tokio::spawn(connection);
+                connections.share_multiplexed(authority, sender.clone());
+                Ok((Sender::Http2(sender), task))
+            }
+            Some(socket) => {
+                let (sender, connection) = http1::handshake(io).await.map_err(broken)?;
+                // The task lets go of the socket's watch when the connection ends, so that it closes.
+                let watched = socket.clone();
+                let task = tokio::spawn(async move {
+                    let ended = connection.await;
+                    watched.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    ended
+                });
+                Ok((Sender::Http1(Http1 { sender, socket }), task))
+            }
         }
     }
 
-    /// TCP, then the mTLS handshake; also returns a watch on the socket.
-    async fn handshake(&self, peer: &Peer) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, SocketWatch), RequestError> {
+    /// TCP, then the mTLS handshake.
+    async fn handshake(&self, peer: &Peer) -> Result<tokio_rustls::client::TlsStream<TcpStream>, RequestError> {
         let authority = &peer.authority;
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((peer.host.as_str(), peer.port)))
             .await
@@ -180,8 +186,6 @@ impl HttpsClient {
             .and_then(|r| r.map_err(|e| Error::new(ErrorKind::ConnectFailed, format!("cannot connect to {authority}: {e}"))))
             .map_err(RequestError::undelivered)?;
         let _ = tcp.set_nodelay(true);
-        let (tcp, socket) = watch_socket(tcp)
-            .map_err(|e| RequestError::undelivered(Error::new(ErrorKind::ConnectFailed, format!("cannot connect to {authority}: {e}"))))?;
         let name = ServerName::try_from(peer.host.clone()).map_err(|e| {
             RequestError::undelivered(Error::new(ErrorKind::InvalidConfig, format!("'{}' is not a valid host name: {e}", peer.host)))
         })?;
@@ -201,7 +205,7 @@ impl HttpsClient {
             version = ?stream.get_ref().1.protocol_version(),
             "TLS handshake done"
         );
-        Ok((stream, socket))
+        Ok(stream)
     }
 
     /// A request that failed on a new connection. In TLS 1.3 a server refuses our certificate
@@ -236,7 +240,7 @@ impl HttpsClient {
     /// accepts it). Only ever run on that failure, never on a working connection.
     async fn verdict(&self, peer: &Peer) -> Option<Error> {
         use tokio::io::AsyncReadExt;
-        let (mut stream, _) = match self.handshake(peer).await {
+        let mut stream = match self.handshake(peer).await {
             Ok(connected) => connected,
             Err(e) => return matches!(e.error.kind(), ErrorKind::PeerRejectedCertificate | ErrorKind::TlsHandshake).then_some(e.error),
         };
@@ -275,11 +279,11 @@ type ConnectionTask = tokio::task::JoinHandle<hyper::Result<()>>;
 /// the connection's task has ended.
 type SocketWatch = Arc<Mutex<Option<std::net::TcpStream>>>;
 
-/// Splits off a [`SocketWatch`] of `tcp` (a duplicate of its descriptor).
-fn watch_socket(tcp: TcpStream) -> std::io::Result<(TcpStream, SocketWatch)> {
-    let tcp = tcp.into_std()?;
-    let watch = tcp.try_clone()?;
-    Ok((TcpStream::from_std(tcp)?, Arc::new(Mutex::new(Some(watch)))))
+/// A [`SocketWatch`] of `tcp`: a duplicate of its descriptor, non-blocking like it.
+fn watch_socket(tcp: &TcpStream) -> std::io::Result<SocketWatch> {
+    use std::os::fd::AsFd;
+    let duplicate = tcp.as_fd().try_clone_to_owned()?;
+    Ok(Arc::new(Mutex::new(Some(std::net::TcpStream::from(duplicate)))))
 }
 
 /// A connection-level sender of either HTTP version.
