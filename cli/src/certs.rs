@@ -553,8 +553,7 @@ fn check_name(name: &str) -> Result<(), Failure> {
 }
 
 fn check_trust_domain(domain: &str) -> Result<(), Failure> {
-    let valid = !domain.is_empty() && domain.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_'));
-    if valid {
+    if toolmesh_core::pki::is_valid_trust_domain(domain) {
         Ok(())
     } else {
         Err(usage(format!("trust domain '{domain}' is invalid; use lowercase letters, digits, '-', '.' and '_' (like example.org)")))

@@ -236,12 +236,18 @@ pub fn ca_trust_domain(ca: &CertificateSummary) -> Option<String> {
     from_uri.or_else(from_name).map(str::to_owned)
 }
 
+/// Whether `domain` is a SPIFFE trust domain: 1-255 lower-case letters, digits, '.', '-' and '_'
+/// (SPIFFE-ID 2.1).
+pub fn is_valid_trust_domain(domain: &str) -> bool {
+    (1..=255).contains(&domain.len()) && domain.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_'))
+}
+
 /// A URI SAN of the mesh is a SPIFFE ID: `spiffe://trust-domain/path`, no query or fragment.
 fn check_spiffe_uri(uri: &str) -> Result<()> {
     let bad = |why: &str| Err(Error::new(ErrorKind::InvalidConfig, format!("URI SAN '{uri}' {why}; write spiffe://TRUST-DOMAIN/PATH")));
     let Some(rest) = uri.strip_prefix("spiffe://") else { return bad("is not a spiffe:// ID") };
     let (domain, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if domain.is_empty() || !domain.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_')) {
+    if !is_valid_trust_domain(domain) {
         return bad("has no valid trust domain (lowercase letters, digits, '-', '.', '_')");
     }
     let bad_segment = !path.is_empty() && path.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..");

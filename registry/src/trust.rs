@@ -17,7 +17,7 @@ use rustls::RootCertStore;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use toolmesh_core::pki::{ca_trust_domain, fingerprint, CertificateSummary};
+use toolmesh_core::pki::{ca_trust_domain, fingerprint, is_valid_trust_domain, CertificateSummary};
 use toolmesh_core::registry_api::{Entity, EntityList, TrustAnchor, TrustBundle};
 use toolmesh_core::tls::{provider, spiffe_ids, trust_domain_of};
 use toolmesh_core::{Error, ErrorKind, Result};
@@ -315,11 +315,8 @@ fn describe(entity: &StoredEntity) -> Entity {
     }
 }
 
-/// A SPIFFE trust domain: lower-case letters, digits, '.', '-' and '_' (SPIFFE-ID 2.1).
 fn check_trust_domain(domain: &str) -> std::result::Result<(), String> {
-    let valid = (1..=255).contains(&domain.len())
-        && domain.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'));
-    if valid {
+    if is_valid_trust_domain(domain) {
         Ok(())
     } else {
         Err(format!("trust domain '{domain}' is not valid: use lower-case letters, digits, '.', '-' or '_' (like partner.example)"))
