@@ -21,6 +21,7 @@ pub mod mcp;
 mod per_generation;
 pub mod pipeline;
 pub mod pki;
+pub mod policy;
 pub mod registry_api;
 pub mod registry_client;
 pub mod resolve;
