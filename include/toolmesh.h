@@ -61,8 +61,8 @@ typedef struct toolmesh_invocation toolmesh_invocation;
 // What a fallible toolmesh function returns: `TOOLMESH_OK` (0) on success, otherwise an error
 // code. Codes from 1000 up are the core's error kinds, identical in Python, Node, Java and C
 // (grouped by thousands: 1xxx configuration, 2xxx TLS, 3xxx discovery, 4xxx transport,
-// 5xxx remote tool, 6xxx host handler, 9xxx internal). Codes from 100 to 199 belong to the
-// C ABI alone (a NULL argument, a string that is not UTF-8, ...).
+// 5xxx remote tool, 6xxx host handler, 7xxx authorization, 9xxx internal). Codes from 100
+// to 199 belong to the C ABI alone (a NULL argument, a string that is not UTF-8, ...).
 typedef int32_t toolmesh_result;
 
 // Receives the outcome of `toolmesh_agent_call`: `code` is `TOOLMESH_OK` and the text the
@@ -205,6 +205,18 @@ typedef struct {
 
 // The host dropped the completion without answering.
 #define TOOLMESH_HANDLER_DROPPED 6003
+
+// The callee's policy does not allow this caller (or origin) to call the tool.
+#define TOOLMESH_CALL_DENIED 7001
+
+// A rate or concurrency limit of the callee's policy was reached; retry later.
+#define TOOLMESH_RATE_LIMITED 7002
+
+// The origin of a chain of calls is forged, expired or wider than its delegation.
+#define TOOLMESH_ORIGIN_REJECTED 7003
+
+// The registry refused the registration (name, capability or cap); the message says which.
+#define TOOLMESH_REGISTRATION_REFUSED 7004
 
 // A bug in toolmesh; please report it.
 #define TOOLMESH_INTERNAL 9001

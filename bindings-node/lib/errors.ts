@@ -37,6 +37,10 @@ export class TimeoutError extends TransportError {}
 export class RemoteToolError extends ToolmeshError {}
 /** 6xxx: a local tool handler failed. */
 export class HandlerError extends ToolmeshError {}
+/** 7xxx: policy refused a call, a registration or an origin, or a limit was reached. */
+export class AuthorizationError extends ToolmeshError {}
+/** 7002: a rate or concurrency limit of the callee's policy was reached; retry later. */
+export class RateLimitedError extends AuthorizationError {}
 
 const GROUPS: ReadonlyMap<number, typeof ToolmeshError> = new Map([
   [1, ConfigError],
@@ -45,12 +49,15 @@ const GROUPS: ReadonlyMap<number, typeof ToolmeshError> = new Map([
   [4, TransportError],
   [5, RemoteToolError],
   [6, HandlerError],
+  [7, AuthorizationError],
 ]);
 const TIMEOUT_CODE = 4002;
+const RATE_LIMITED_CODE = 7002;
 
 /** The error class of a core error code. */
 export function errorClass(code: number): typeof ToolmeshError {
   if (code === TIMEOUT_CODE) return TimeoutError;
+  if (code === RATE_LIMITED_CODE) return RateLimitedError;
   return GROUPS.get(Math.floor(code / 1000)) ?? ToolmeshError;
 }
 

@@ -12,6 +12,8 @@ export {
   ConfigError,
   DiscoveryError,
   HandlerError,
+  AuthorizationError,
+  RateLimitedError,
   RemoteToolError,
   TimeoutError,
   TlsError,

@@ -23,6 +23,8 @@ from toolmesh._errors import error_from_native
         (4002, "TIMEOUT", toolmesh.TimeoutError),
         (5001, "TOOL_FAILED", toolmesh.RemoteToolError),
         (6001, "HANDLER_FAILED", toolmesh.HandlerError),
+        (7001, "CALL_DENIED", toolmesh.AuthorizationError),
+        (7002, "RATE_LIMITED", toolmesh.RateLimitedError),
         (9001, "INTERNAL", toolmesh.ToolmeshError),
     ],
 )

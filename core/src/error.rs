@@ -75,6 +75,16 @@ pub enum ErrorKind {
     /// The host dropped the completion without answering.
     HandlerDropped,
 
+    // 7xxx authorization
+    /// The callee's policy does not allow this caller (or origin) to call the tool.
+    CallDenied,
+    /// A rate or concurrency limit of the callee's policy was reached; retry later.
+    RateLimited,
+    /// The origin of a chain of calls is forged, expired or wider than its delegation.
+    OriginRejected,
+    /// The registry refused the registration (name, capability or cap); the message says which.
+    RegistrationRefused,
+
     // 9xxx internal
     /// A bug in toolmesh; please report it.
     Internal,
@@ -110,6 +120,10 @@ impl ErrorKind {
         ErrorKind::HandlerFailed,
         ErrorKind::HandlerResult,
         ErrorKind::HandlerDropped,
+        ErrorKind::CallDenied,
+        ErrorKind::RateLimited,
+        ErrorKind::OriginRejected,
+        ErrorKind::RegistrationRefused,
         ErrorKind::Internal,
     ];
 
@@ -144,6 +158,10 @@ impl ErrorKind {
             ErrorKind::HandlerFailed => 6001,
             ErrorKind::HandlerResult => 6002,
             ErrorKind::HandlerDropped => 6003,
+            ErrorKind::CallDenied => 7001,
+            ErrorKind::RateLimited => 7002,
+            ErrorKind::OriginRejected => 7003,
+            ErrorKind::RegistrationRefused => 7004,
             ErrorKind::Internal => 9001,
         }
     }
@@ -179,6 +197,10 @@ impl ErrorKind {
             ErrorKind::HandlerFailed => "HANDLER_FAILED",
             ErrorKind::HandlerResult => "HANDLER_RESULT",
             ErrorKind::HandlerDropped => "HANDLER_DROPPED",
+            ErrorKind::CallDenied => "CALL_DENIED",
+            ErrorKind::RateLimited => "RATE_LIMITED",
+            ErrorKind::OriginRejected => "ORIGIN_REJECTED",
+            ErrorKind::RegistrationRefused => "REGISTRATION_REFUSED",
             ErrorKind::Internal => "INTERNAL",
         }
     }

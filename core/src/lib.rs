@@ -18,6 +18,7 @@ pub mod health;
 pub mod host;
 pub mod logging;
 pub mod mcp;
+pub mod origin;
 mod per_generation;
 pub mod pipeline;
 pub mod pki;

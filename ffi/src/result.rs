@@ -6,8 +6,8 @@ use std::ffi::{c_char, CStr};
 /// What a fallible toolmesh function returns: `TOOLMESH_OK` (0) on success, otherwise an error
 /// code. Codes from 1000 up are the core's error kinds, identical in Python, Node, Java and C
 /// (grouped by thousands: 1xxx configuration, 2xxx TLS, 3xxx discovery, 4xxx transport,
-/// 5xxx remote tool, 6xxx host handler, 9xxx internal). Codes from 100 to 199 belong to the
-/// C ABI alone (a NULL argument, a string that is not UTF-8, ...).
+/// 5xxx remote tool, 6xxx host handler, 7xxx authorization, 9xxx internal). Codes from 100
+/// to 199 belong to the C ABI alone (a NULL argument, a string that is not UTF-8, ...).
 pub type toolmesh_result = i32;
 
 /// Success.
@@ -82,6 +82,14 @@ pub const TOOLMESH_HANDLER_FAILED: toolmesh_result = 6001;
 pub const TOOLMESH_HANDLER_RESULT: toolmesh_result = 6002;
 /// The host dropped the completion without answering.
 pub const TOOLMESH_HANDLER_DROPPED: toolmesh_result = 6003;
+/// The callee's policy does not allow this caller (or origin) to call the tool.
+pub const TOOLMESH_CALL_DENIED: toolmesh_result = 7001;
+/// A rate or concurrency limit of the callee's policy was reached; retry later.
+pub const TOOLMESH_RATE_LIMITED: toolmesh_result = 7002;
+/// The origin of a chain of calls is forged, expired or wider than its delegation.
+pub const TOOLMESH_ORIGIN_REJECTED: toolmesh_result = 7003;
+/// The registry refused the registration (name, capability or cap); the message says which.
+pub const TOOLMESH_REGISTRATION_REFUSED: toolmesh_result = 7004;
 /// A bug in toolmesh; please report it.
 pub const TOOLMESH_INTERNAL: toolmesh_result = 9001;
 
@@ -123,6 +131,10 @@ const CODES: &[(toolmesh_result, &CStr, &CStr)] = &[
     (TOOLMESH_HANDLER_FAILED, c"HANDLER_FAILED", c"The local host handler raised or rejected."),
     (TOOLMESH_HANDLER_RESULT, c"HANDLER_RESULT", c"The local host handler returned a value that is not JSON."),
     (TOOLMESH_HANDLER_DROPPED, c"HANDLER_DROPPED", c"The host dropped the completion without answering."),
+    (TOOLMESH_CALL_DENIED, c"CALL_DENIED", c"The callee's policy does not allow this caller (or origin) to call the tool."),
+    (TOOLMESH_RATE_LIMITED, c"RATE_LIMITED", c"A rate or concurrency limit of the callee's policy was reached; retry later."),
+    (TOOLMESH_ORIGIN_REJECTED, c"ORIGIN_REJECTED", c"The origin of a chain of calls is forged, expired or wider than its delegation."),
+    (TOOLMESH_REGISTRATION_REFUSED, c"REGISTRATION_REFUSED", c"The registry refused the registration (name, capability or cap); the message says which."),
     (TOOLMESH_INTERNAL, c"INTERNAL", c"A bug in toolmesh; please report it."),
 ];
 

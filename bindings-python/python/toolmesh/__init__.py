@@ -8,9 +8,11 @@ MCP, header propagation and tracing all happen in the shared Rust core.
 from ._agent import Agent, run, start, tool
 from ._context import current_context, headers, trace_id
 from ._errors import (
+    AuthorizationError,
     ConfigError,
     DiscoveryError,
     HandlerError,
+    RateLimitedError,
     RemoteToolError,
     TimeoutError,
     TlsError,
@@ -22,10 +24,12 @@ from ._tools import Proxy, ToolSpec
 
 __all__ = [
     "Agent",
+    "AuthorizationError",
     "ConfigError",
     "DiscoveryError",
     "HandlerError",
     "Proxy",
+    "RateLimitedError",
     "RemoteToolError",
     "RequestContext",
     "TimeoutError",

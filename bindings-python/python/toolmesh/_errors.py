@@ -52,6 +52,14 @@ class HandlerError(ToolmeshError):
     """6xxx: a local tool handler failed."""
 
 
+class AuthorizationError(ToolmeshError):
+    """7xxx: policy refused a call, a registration or an origin, or a limit was reached."""
+
+
+class RateLimitedError(AuthorizationError):
+    """7002: a rate or concurrency limit of the callee's policy was reached; retry later."""
+
+
 _GROUPS: dict[int, type[ToolmeshError]] = {
     1: ConfigError,
     2: TlsError,
@@ -59,11 +67,18 @@ _GROUPS: dict[int, type[ToolmeshError]] = {
     4: TransportError,
     5: RemoteToolError,
     6: HandlerError,
+    7: AuthorizationError,
 }
 _TIMEOUT_CODE = 4002
+_RATE_LIMITED_CODE = 7002
 
 
 def error_from_native(code: int, name: str, message: str) -> ToolmeshError:
     """Builds the exception for a core error (called by the native module)."""
-    cls = TimeoutError if code == _TIMEOUT_CODE else _GROUPS.get(code // 1000, ToolmeshError)
+    if code == _TIMEOUT_CODE:
+        cls: type[ToolmeshError] = TimeoutError
+    elif code == _RATE_LIMITED_CODE:
+        cls = RateLimitedError
+    else:
+        cls = _GROUPS.get(code // 1000, ToolmeshError)
     return cls(code, name, message)

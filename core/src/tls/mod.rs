@@ -176,6 +176,15 @@ impl Identity {
         self.certificate_generation.load(Ordering::Acquire)
     }
 
+    /// The trusted partner entity whose CA vouches for `trust_domain`, if one does (a peer of
+    /// that trust domain verified only because it chains to that entity's CA).
+    pub fn entity_of_trust_domain(&self, trust_domain: &str) -> Option<String> {
+        self.distributed.read().unwrap_or_else(|p| p.into_inner()).iter().find_map(|d| match &d.scope {
+            Scope::Entity { name, trust_domains } if trust_domains.iter().any(|td| td == trust_domain) => Some(name.clone()),
+            _ => None,
+        })
+    }
+
     fn distributed(&self) -> Vec<Distributed> {
         self.distributed.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

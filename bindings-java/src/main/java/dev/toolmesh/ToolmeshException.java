@@ -6,7 +6,7 @@ package dev.toolmesh;
  * The same failure has the same code and message in every language toolmesh supports.
  *
  * <p>Codes are grouped by subsystem: 1xxx configuration, 2xxx TLS and identity, 3xxx discovery,
- * 4xxx transport, 5xxx remote tool, 6xxx local handler, 9xxx internal.
+ * 4xxx transport, 5xxx remote tool, 6xxx local handler, 7xxx authorization, 9xxx internal.
  */
 public class ToolmeshException extends RuntimeException {
     private static final long serialVersionUID = 1L;

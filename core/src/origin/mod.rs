@@ -1,0 +1,309 @@
+//! The verifiable origin of a chain of calls: when X calls A and A, handling it, calls B, B
+//! learns X from a chain of links each hop signed with its own mesh key, not from a forwarded
+//! credential.
+//!
+//! - The first link is signed by the origin itself (`iss == org`): "I, X, start a chain that may
+//!   reach these tools until then". A toolmesh agent sends one with every call it originates
+//!   (signed once, reused while it has more than [`REUSE_MARGIN`] left).
+//! - Each hop that calls on while handling a call appends a link: "I received this chain from
+//!   the previous signer", with a scope and expiry no wider than the previous link's.
+//! - A caller that sent no chain (a plain MCP client with a mesh certificate) is still the origin
+//!   of what its callee does for it: the callee starts the chain naming it, *vouched* (signed by
+//!   the callee, not by the origin). A vouched origin is matched by deny rules and defaults, but
+//!   never by a rule that allows on `origin`: only the origin's own signature grants through it.
+//!
+//! The callee checks every signature and certificate against the mesh trust bundle, that the
+//! last signer is the peer of the mTLS connection, and that the tool called is within scope.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::policy::Pattern;
+use crate::tls::{peer_identity, Identity};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use rustls::pki_types::CertificateDer;
+use rustls::SignatureScheme;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The HTTP header carrying the chain.
+pub const HEADER: &str = "toolmesh-origin";
+/// How long a link is valid: short, so a chain outlives the call that started it only briefly.
+pub const LINK_TTL: Duration = Duration::from_secs(60);
+/// A cached link is re-signed once it has less than this left.
+const REUSE_MARGIN: Duration = Duration::from_secs(20);
+/// Longest chain accepted (hops), and largest header.
+const MAX_LINKS: usize = 8;
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Verified chains and signed links kept for reuse, per agent.
+const CACHE_ENTRIES: usize = 4096;
+const SIGNED_CONTEXT: &str = "toolmesh-origin/v1";
+
+/// The schemes links are signed with, in our order of preference.
+const SCHEMES: &[SignatureScheme] = &[
+    SignatureScheme::ED25519,
+    SignatureScheme::ECDSA_NISTP256_SHA256,
+    SignatureScheme::ECDSA_NISTP384_SHA384,
+    SignatureScheme::RSA_PSS_SHA256,
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    /// The signer's identity (its certificate's SPIFFE ID).
+    pub iss: String,
+    /// The origin's identity, the same in every link.
+    pub org: String,
+    /// Unix seconds after which the link is void.
+    pub exp: u64,
+    /// Tool-name patterns (`*`, `math.*`, `add`) the chain may still reach.
+    pub scope: Vec<String>,
+    /// The signer's certificate chain, base64 DER, leaf first.
+    pub x5c: Vec<String>,
+    /// The TLS signature scheme (IANA number).
+    pub alg: u16,
+    /// The signature, base64, over [`SIGNED_CONTEXT`], the fields above but `x5c`, and the
+    /// previous link's signature.
+    pub sig: String,
+}
+
+impl Link {
+    fn signed_bytes(&self, previous_sig: &str) -> Vec<u8> {
+        serde_json::to_vec(&(SIGNED_CONTEXT, &self.iss, &self.org, self.exp, &self.scope, self.alg, previous_sig))
+            .expect("strings and numbers always serialize")
+    }
+}
+
+/// A chain the callee verified: who started it, whether the origin signed it, what it reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedOrigin {
+    pub identity: String,
+    /// Signed by the origin itself (see the module documentation); false when vouched.
+    pub signed: bool,
+    /// Unix seconds at which the chain expires.
+    pub expires: u64,
+    links: Vec<Link>,
+    scope: Vec<Pattern>,
+}
+
+impl VerifiedOrigin {
+    /// Whether the chain reaches `tool`.
+    pub fn reaches(&self, tool: &str) -> bool {
+        self.scope.iter().any(|p| p.matches(tool))
+    }
+
+    pub fn scope(&self) -> impl Iterator<Item = &str> {
+        self.scope.iter().map(Pattern::as_str)
+    }
+}
+
+fn rejected(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::OriginRejected, message)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Signs and verifies chains with one agent's identity; caches both ways.
+pub struct Origins {
+    identity: Arc<Identity>,
+    /// Our own first link, by the certificate generation it was signed with.
+    own: Mutex<Option<(u64, Link)>>,
+    /// Links we appended, by the signature of the link they extend.
+    extended: Mutex<HashMap<String, (u64, Link)>>,
+    /// Chains verified, by header value and trust generation.
+    verified: Mutex<HashMap<(String, u64), Arc<VerifiedOrigin>>>,
+}
+
+impl Origins {
+    pub fn new(identity: Arc<Identity>) -> Self {
+        Origins { identity, own: Mutex::new(None), extended: Mutex::default(), verified: Mutex::default() }
+    }
+
+    /// The header value for an outbound call: `inbound` extended by a link of ours, a chain
+    /// started for `caller` (vouched) when the inbound call came without one, or a chain of our
+    /// own when we are the origin.
+    pub fn outbound(&self, inbound: Option<&VerifiedOrigin>, caller: Option<&str>) -> Result<String> {
+        let now = unix_now();
+        let links = match (inbound, caller) {
+            (Some(chain), _) => {
+                let mut links = chain.links.clone();
+                links.push(self.extend(&chain.links, now)?);
+                links
+            }
+            (None, Some(caller)) if caller != self.identity.name() => vec![self.vouch(caller, now)?],
+            _ => vec![self.own_link(now)?],
+        };
+        Ok(encode(&links))
+    }
+
+    fn own_link(&self, now: u64) -> Result<Link> {
+        let generation = self.identity.certificate_generation();
+        let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((g, link)) = &*own {
+            if *g == generation && link.exp > now + REUSE_MARGIN.as_secs() {
+                return Ok(link.clone());
+            }
+        }
+        let me = self.identity.name().to_owned();
+        let link = self.sign(me.clone(), me, now + LINK_TTL.as_secs(), vec!["*".to_owned()], "")?;
+        *own = Some((generation, link.clone()));
+        Ok(link)
+    }
+
+    fn vouch(&self, caller: &str, now: u64) -> Result<Link> {
+        // Not cached: the chains of plain MCP clients are rare, and each names its caller.
+        self.sign(self.identity.name().to_owned(), caller.to_owned(), now + LINK_TTL.as_secs(), vec!["*".to_owned()], "")
+    }
+
+    fn extend(&self, links: &[Link], now: u64) -> Result<Link> {
+        let last = links.last().ok_or_else(|| rejected("an origin chain without links"))?;
+        let generation = self.identity.certificate_generation();
+        let mut extended = self.extended.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((g, link)) = extended.get(&last.sig) {
+            // A link capped by the one it extends cannot be renewed for longer: reuse it to the end.
+            if *g == generation && link.exp > now && (link.exp >= last.exp || link.exp > now + REUSE_MARGIN.as_secs()) {
+                return Ok(link.clone());
+            }
+        }
+        let exp = last.exp.min(now + LINK_TTL.as_secs());
+        let link = self.sign(self.identity.name().to_owned(), last.org.clone(), exp, last.scope.clone(), &last.sig)?;
+        if extended.len() >= CACHE_ENTRIES {
+            extended.clear();
+        }
+        extended.insert(last.sig.clone(), (generation, link.clone()));
+        Ok(link)
+    }
+
+    /// Signs one link with our current key.
+    pub fn sign(&self, iss: String, org: String, exp: u64, scope: Vec<String>, previous_sig: &str) -> Result<Link> {
+        let certified = self.identity.certified_key();
+        let signer = certified.key.choose_scheme(SCHEMES).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidConfig, "our key type cannot sign origin links; use an ECDSA, Ed25519 or RSA key")
+        })?;
+        let mut link = Link {
+            iss,
+            org,
+            exp,
+            scope,
+            x5c: certified.cert.iter().map(|c| STANDARD.encode(c.as_ref())).collect(),
+            alg: u16::from(signer.scheme()),
+            sig: String::new(),
+        };
+        let signature = signer
+            .sign(&link.signed_bytes(previous_sig))
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("signing an origin link: {e}")))?;
+        link.sig = STANDARD.encode(signature);
+        Ok(link)
+    }
+
+    /// Verifies an inbound chain sent by `peer` (the identity and leaf certificate of the mTLS
+    /// connection), for a call of `tool`.
+    pub fn verify(&self, header: &str, peer: &str, peer_leaf: Option<&CertificateDer<'_>>) -> Result<Arc<VerifiedOrigin>> {
+        let key = (header.to_owned(), self.identity.trust_generation());
+        if let Some(hit) = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            if hit.expires > unix_now() && hit.links.last().is_some_and(|l| l.iss == peer) {
+                return Ok(hit.clone());
+            }
+        }
+        let verified = Arc::new(self.verify_uncached(header, peer, peer_leaf)?);
+        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, verified.clone());
+        Ok(verified)
+    }
+
+    fn verify_uncached(&self, header: &str, peer: &str, peer_leaf: Option<&CertificateDer<'_>>) -> Result<VerifiedOrigin> {
+        if header.len() > MAX_HEADER_BYTES {
+            return Err(rejected(format!("the origin chain is {} bytes, more than the {MAX_HEADER_BYTES} accepted", header.len())));
+        }
+        let links: Vec<Link> = URL_SAFE_NO_PAD
+            .decode(header)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or_else(|| rejected(format!("the {HEADER} header is not a toolmesh origin chain (base64url JSON links)")))?;
+        if links.is_empty() || links.len() > MAX_LINKS {
+            return Err(rejected(format!("an origin chain has 1 to {MAX_LINKS} links; this one has {}", links.len())));
+        }
+        let now = unix_now();
+        let first = &links[0];
+        let mut previous: Option<&Link> = None;
+        let mut scope: Vec<Pattern> = Vec::new();
+        for (i, link) in links.iter().enumerate() {
+            let at = |what: String| rejected(format!("origin chain link {i} (signed by {}): {what}", link.iss));
+            if link.org != first.org {
+                return Err(at(format!("names origin {} where the chain started with {}", link.org, first.org)));
+            }
+            if link.exp <= now {
+                return Err(at(format!("expired {} s ago", now - link.exp)));
+            }
+            let link_scope: Vec<Pattern> = link.scope.iter().map(|p| Pattern::new(p)).collect();
+            if let Some(prev) = previous {
+                if link.exp > prev.exp {
+                    return Err(at("outlives the link before it; a hop may only narrow a chain".to_owned()));
+                }
+                if let Some(wider) = link_scope.iter().find(|p| !scope.iter().any(|q| p.within(q))) {
+                    return Err(at(format!(
+                        "widens the scope with '{}' beyond [{}]; a hop may only narrow a chain",
+                        wider.as_str(),
+                        prev.scope.join(", ")
+                    )));
+                }
+            }
+            let is_peer = i == links.len() - 1;
+            self.check_signature(link, previous.map_or("", |p| p.sig.as_str()), if is_peer { peer_leaf } else { None })
+                .map_err(|e| at(e))?;
+            scope = link_scope;
+            previous = Some(link);
+        }
+        let last = links.last().expect("checked non-empty");
+        if last.iss != peer {
+            return Err(rejected(format!("the origin chain was last signed by {}, but the caller is {peer}", last.iss)));
+        }
+        Ok(VerifiedOrigin { identity: first.org.clone(), signed: first.iss == first.org, expires: last.exp, scope, links })
+    }
+
+    /// The link's certificate chain is trusted now and names its signer, and the signature holds.
+    fn check_signature(&self, link: &Link, previous_sig: &str, already_verified: Option<&CertificateDer<'_>>) -> std::result::Result<(), String> {
+        let chain: Vec<CertificateDer<'static>> = link
+            .x5c
+            .iter()
+            .map(|c| STANDARD.decode(c).map(CertificateDer::from))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| "its certificate chain is not base64".to_owned())?;
+        let leaf = chain.first().ok_or("it carries no certificate")?;
+        if already_verified.is_none_or(|v| v.as_ref() != leaf.as_ref()) {
+            self.identity.verify_peer(&chain).map_err(|e| format!("its certificate is not trusted: {e}"))?;
+        }
+        if peer_identity(leaf) != link.iss {
+            return Err(format!("its certificate names {}, not the signer", peer_identity(leaf)));
+        }
+        let signature = STANDARD.decode(&link.sig).map_err(|_| "its signature is not base64".to_owned())?;
+        verify_signature(leaf, SignatureScheme::from(link.alg), &link.signed_bytes(previous_sig), &signature)
+    }
+}
+
+fn encode(links: &[Link]) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(links).expect("links always serialize"))
+}
+
+fn verify_signature(cert: &CertificateDer<'_>, scheme: SignatureScheme, message: &[u8], signature: &[u8]) -> std::result::Result<(), String> {
+    use ring::signature as sig;
+    let algorithm: &dyn sig::VerificationAlgorithm = match scheme {
+        SignatureScheme::ED25519 => &sig::ED25519,
+        SignatureScheme::ECDSA_NISTP256_SHA256 => &sig::ECDSA_P256_SHA256_ASN1,
+        SignatureScheme::ECDSA_NISTP384_SHA384 => &sig::ECDSA_P384_SHA384_ASN1,
+        SignatureScheme::RSA_PSS_SHA256 => &sig::RSA_PSS_2048_8192_SHA256,
+        other => return Err(format!("signature scheme {other:?} is not accepted")),
+    };
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|_| "its certificate does not parse".to_owned())?;
+    let key = parsed.public_key().subject_public_key.data.as_ref();
+    sig::UnparsedPublicKey::new(algorithm, key).verify(message, signature).map_err(|_| "the signature does not verify".to_owned())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,135 @@
+use super::*;
+use crate::pki::{CertificateAuthority, KeyType, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+
+struct Mesh {
+    ca: CertificateAuthority,
+}
+
+impl Mesh {
+    fn new() -> Mesh {
+        Mesh { ca: CertificateAuthority::generate("origin test CA", 1).unwrap() }
+    }
+
+    fn agent(&self, name: &str) -> Origins {
+        self.agent_with(name, KeyType::EcdsaP256)
+    }
+
+    fn agent_with(&self, name: &str, key_type: KeyType) -> Origins {
+        let mut request = LeafRequest::new(name, Role::Agent, DEFAULT_TRUST_DOMAIN, 1);
+        request.key_type = key_type;
+        let issued = self.ca.issue(&request).unwrap();
+        Origins::new(Identity::from_pem(&issued.cert_pem, &issued.key_pem, self.ca.cert_pem()).unwrap())
+    }
+}
+
+fn id(name: &str) -> String {
+    format!("spiffe://{DEFAULT_TRUST_DOMAIN}/agent/{name}")
+}
+
+fn links_of(header: &str) -> Vec<Link> {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap()
+}
+
+#[test]
+fn a_chain_names_its_signed_origin_through_every_hop() {
+    let mesh = Mesh::new();
+    let (x, a, b) = (mesh.agent("x"), mesh.agent("a"), mesh.agent("b"));
+    let to_a = x.outbound(None, None).unwrap();
+    let at_a = a.verify(&to_a, &id("x"), None).unwrap();
+    assert_eq!((at_a.identity.as_str(), at_a.signed), (id("x").as_str(), true));
+    let to_b = a.outbound(Some(&at_a), Some(&id("x"))).unwrap();
+    let at_b = b.verify(&to_b, &id("a"), None).unwrap();
+    assert_eq!((at_b.identity.as_str(), at_b.signed), (id("x").as_str(), true));
+    assert!(at_b.reaches("anything"));
+    // The origin's own link is signed once and reused; so is the hop's.
+    assert_eq!(x.outbound(None, None).unwrap(), to_a);
+    assert_eq!(a.outbound(Some(&at_a), None).unwrap(), to_b);
+}
+
+#[test]
+fn the_last_signer_must_be_the_caller() {
+    let mesh = Mesh::new();
+    let (x, a, b) = (mesh.agent("x"), mesh.agent("a"), mesh.agent("b"));
+    // A replays X's chain as if it came from X directly.
+    let from_x = x.outbound(None, None).unwrap();
+    let e = b.verify(&from_x, &id("a"), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OriginRejected);
+    assert!(e.message().contains("last signed by spiffe://toolmesh.local/agent/x, but the caller is spiffe://toolmesh.local/agent/a"), "{}", e.message());
+    drop(a);
+}
+
+#[test]
+fn a_forged_origin_is_refused() {
+    let mesh = Mesh::new();
+    let (a, b) = (mesh.agent("a"), mesh.agent("b"));
+    // A signs a first link claiming to be `admin`, with its own certificate.
+    let forged = a.sign(id("admin"), id("admin"), unix_now() + 30, vec!["*".into()], "").unwrap();
+    let e = b.verify(&encode(&[forged]), &id("admin"), None).unwrap_err();
+    assert!(e.message().contains("its certificate names spiffe://toolmesh.local/agent/a, not the signer"), "{}", e.message());
+    // Or vouches for `admin` (no admin signature): accepted, but only as vouched.
+    let vouched = a.outbound(None, Some(&id("admin"))).unwrap();
+    let at_b = b.verify(&vouched, &id("a"), None).unwrap();
+    assert_eq!((at_b.identity.as_str(), at_b.signed), (id("admin").as_str(), false));
+    // A certificate from another CA does not verify, whatever it names.
+    let stranger = Mesh::new().agent("x");
+    let e = b.verify(&stranger.outbound(None, None).unwrap(), &id("x"), None).unwrap_err();
+    assert!(e.message().contains("not trusted"), "{}", e.message());
+}
+
+#[test]
+fn a_tampered_link_fails_its_signature() {
+    let mesh = Mesh::new();
+    let (x, b) = (mesh.agent("x"), mesh.agent("b"));
+    let mut links = links_of(&x.outbound(None, None).unwrap());
+    links[0].exp += 1;
+    let e = b.verify(&encode(&links), &id("x"), None).unwrap_err();
+    assert!(e.message().contains("the signature does not verify"), "{}", e.message());
+}
+
+#[test]
+fn a_hop_may_narrow_but_never_widen() {
+    let mesh = Mesh::new();
+    let (x, a, b) = (mesh.agent("x"), mesh.agent("a"), mesh.agent("b"));
+    let narrow = x.sign(id("x"), id("x"), unix_now() + 30, vec!["math.*".into()], "").unwrap();
+    let at_a = a.verify(&encode(std::slice::from_ref(&narrow)), &id("x"), None).unwrap();
+    assert!(at_a.reaches("math.add") && !at_a.reaches("stats.mean"));
+    // A widens the scope: refused.
+    let wider = a.sign(id("a"), id("x"), unix_now() + 30, vec!["*".into()], &narrow.sig).unwrap();
+    let e = b.verify(&encode(&[narrow.clone(), wider]), &id("a"), None).unwrap_err();
+    assert!(e.message().contains("widens the scope with '*' beyond [math.*]"), "{}", e.message());
+    // A extends the expiry: refused.
+    let longer = a.sign(id("a"), id("x"), unix_now() + 50, vec!["math.*".into()], &narrow.sig).unwrap();
+    let e = b.verify(&encode(&[narrow.clone(), longer]), &id("a"), None).unwrap_err();
+    assert!(e.message().contains("outlives the link before it"), "{}", e.message());
+    // Narrowing further is fine.
+    let narrower = a.sign(id("a"), id("x"), unix_now() + 20, vec!["math.add".into()], &narrow.sig).unwrap();
+    let at_b = b.verify(&encode(&[narrow, narrower]), &id("a"), None).unwrap();
+    assert!(at_b.reaches("math.add") && !at_b.reaches("math.sub"));
+}
+
+#[test]
+fn expired_and_spliced_chains_are_refused() {
+    let mesh = Mesh::new();
+    let (x, y, a, b) = (mesh.agent("x"), mesh.agent("y"), mesh.agent("a"), mesh.agent("b"));
+    let old = x.sign(id("x"), id("x"), unix_now() - 1, vec!["*".into()], "").unwrap();
+    assert!(b.verify(&encode(&[old]), &id("x"), None).unwrap_err().message().contains("expired"));
+    // A link made to extend Y's chain does not extend X's.
+    let from_x = x.sign(id("x"), id("x"), unix_now() + 30, vec!["*".into()], "").unwrap();
+    let from_y = y.sign(id("y"), id("y"), unix_now() + 30, vec!["*".into()], "").unwrap();
+    let for_y = a.sign(id("a"), id("x"), unix_now() + 30, vec!["*".into()], &from_y.sig).unwrap();
+    let e = b.verify(&encode(&[from_x, for_y]), &id("a"), None).unwrap_err();
+    assert!(e.message().contains("the signature does not verify"), "{}", e.message());
+    for garbage in ["", "not base64!", &URL_SAFE_NO_PAD.encode("[]"), &URL_SAFE_NO_PAD.encode("{}")] {
+        assert_eq!(b.verify(garbage, &id("x"), None).unwrap_err().kind(), ErrorKind::OriginRejected);
+    }
+}
+
+#[test]
+fn every_key_type_signs_links() {
+    let mesh = Mesh::new();
+    let b = mesh.agent("b");
+    for key_type in [KeyType::EcdsaP256, KeyType::Rsa2048] {
+        let x = mesh.agent_with("x", key_type);
+        assert!(b.verify(&x.outbound(None, None).unwrap(), &id("x"), None).is_ok(), "{key_type:?}");
+    }
+}
