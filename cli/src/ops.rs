@@ -150,8 +150,8 @@ pub async fn call(args: CallArgs) -> Result<(), Failure> {
     let timeout = Duration::from_millis(args.timeout_ms);
     let context = RequestContext {
         headers: args.headers.iter().map(|h| parse_header(h)).collect::<Result<_, _>>()?,
-        trace: None,
         deadline: Some(tokio::time::Instant::now() + timeout),
+        ..RequestContext::default()
     };
     let (registry, identity) = args.access.connect()?;
     let candidates = match args.target.split_once(':') {

@@ -1,5 +1,6 @@
 //! An agent: its tools served over mTLS, its registration, and its dependency calls.
 
+use crate::authorize::Gate;
 use crate::client::RequestError;
 use crate::auto_tls::AutoTls;
 use crate::config::{AgentConfig, HealthPort, TlsSource};
@@ -10,6 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::host::{LocalTools, ToolHandler};
 use crate::mcp::{McpClient, McpServer, ServerInfo, ENDPOINT_PATH};
 use crate::pipeline::{Pipeline, Target, Transport};
+use crate::policy::Policy;
 use crate::registry_api::{DependencySpec, Provider, RegisterRequest, ToolInfo};
 use crate::registry_client::RegistryClient;
 use crate::resolve::Selector;
@@ -137,10 +139,12 @@ impl Agent {
         let local_providers = own_providers(&id, &config.name, &endpoint, &tools)?;
         let local = Arc::new(LocalTools::new(tools.clone(), handler));
 
+        let gate = Arc::new(Gate::new(identity.clone(), &config.name, initial_policy(&config)?));
         let mcp = Arc::new(McpServer::new(
             ServerInfo { name: config.name.clone(), version: env!("CARGO_PKG_VERSION").to_owned() },
             local.clone(),
             config.propagate_headers.clone(),
+            gate.clone(),
         ));
         let server = HttpsServer::spawn_checked(listener, identity.server_config()?, identity.clone(), move |request, peer| {
             let mcp = mcp.clone();
@@ -322,9 +326,8 @@ impl Inner {
     /// remote call, a new span of the same trace.
     async fn call_in_process(&self, tool: &str, arguments: Value, context: &RequestContext) -> std::result::Result<Value, RequestError> {
         let child = RequestContext {
-            headers: context.headers.clone(),
             trace: Some(context.trace.as_ref().map(TraceContext::child).unwrap_or_else(TraceContext::new_root)),
-            deadline: context.deadline,
+            ..context.clone()
         };
         self.local.invoke(tool, arguments, Arc::new(child)).await.map_err(|error| {
             // A remote caller sees a failed handler as a failed tool; so does a local one.
@@ -359,6 +362,15 @@ async fn start_health(
         }
     });
     HealthServer::start(&config.health_host, port, readiness).await.map(Some)
+}
+
+/// The policy file's, else the built-in default (allow within the mesh).
+fn initial_policy(config: &AgentConfig) -> Result<Policy> {
+    let Some(path) = &config.policy_file else { return Ok(Policy::allow_mesh()) };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::new(ErrorKind::InvalidConfig, format!("cannot read the policy file {} ({e}); check TOOLMESH_POLICY_FILE", path.display()))
+    })?;
+    Policy::parse(&text, 0).map_err(|e| e.context(format!("policy file {}", path.display())))
 }
 
 fn own_providers(id: &str, name: &str, endpoint: &str, tools: &[ToolInfo]) -> Result<HashMap<String, Vec<Provider>>> {

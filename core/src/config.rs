@@ -31,6 +31,7 @@ pub const KEYS: &[&str] = &[
     "tls",
     "join_token",
     "join_token_file",
+    "policy_file",
 ];
 
 /// Where an agent's identity comes from.
@@ -100,6 +101,9 @@ pub struct AgentConfig {
     /// A file holding the join token (default: the registry's default state directory on this
     /// machine, `$HOME/.toolmesh/registry/join-token`).
     pub join_token_file: Option<PathBuf>,
+    /// An access policy (JSON or YAML) enforced before the registry sends one, and always by an
+    /// agent without a registry; without it, the built-in `allow-mesh` default.
+    pub policy_file: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -124,6 +128,7 @@ impl AgentConfig {
             tls_source: TlsSource::Files,
             join_token: None,
             join_token_file: None,
+            policy_file: None,
         };
         for key in KEYS {
             let var = format!("TOOLMESH_{}", key.to_ascii_uppercase());
@@ -187,6 +192,7 @@ impl AgentConfig {
             }
             "join_token" => self.join_token = (!value.is_empty()).then(|| Secret(value.to_owned())),
             "join_token_file" => self.join_token_file = path(),
+            "policy_file" => self.policy_file = path(),
             other => {
                 return Err(Error::new(
                     ErrorKind::InvalidConfig,

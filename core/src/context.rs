@@ -83,6 +83,11 @@ pub struct RequestContext {
     pub trace: Option<TraceContext>,
     /// When the inbound request must be answered by; outbound calls never outlive it.
     pub deadline: Option<Instant>,
+    /// The verified origin chain the inbound call came with; outbound calls extend it.
+    pub origin: Option<std::sync::Arc<crate::origin::VerifiedOrigin>>,
+    /// The mTLS identity of the inbound caller: the vouched origin of outbound calls when it
+    /// sent no chain of its own.
+    pub caller: Option<std::sync::Arc<str>>,
 }
 
 impl RequestContext {
@@ -110,7 +115,7 @@ pub struct HeaderAllowList {
 /// one request or are carried separately, by exact name.
 const NEVER_PROPAGATED: &[&str] = &[
     "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "http2-settings", "host", "expect",
-    "accept", "accept-encoding", "traceparent", "tracestate",
+    "accept", "accept-encoding", "traceparent", "tracestate", crate::origin::HEADER,
 ];
 /// The same, by prefix: proxy fields, the inbound body's description and MCP's own headers.
 const NEVER_PROPAGATED_PREFIXES: &[&str] = &["proxy-", "content-", "mcp-"];

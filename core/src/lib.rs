@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod authorize;
 pub mod auto_tls;
 pub mod client;
 pub mod config;

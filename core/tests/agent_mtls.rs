@@ -92,7 +92,7 @@ async fn allow_listed_headers_and_the_trace_reach_the_handler() {
             ("x-secret".into(), "nope".into()),
         ],
         trace: Some(root.clone()),
-        deadline: None,
+        ..RequestContext::default()
     };
     let seen = client.call_tool(agent.endpoint(), "echo_context", &json!({}), &ctx).await.unwrap();
     assert_eq!(seen["headers"], json!({"x-audit-user": "u1", "x-tenant-id": "acme"}));
@@ -128,7 +128,7 @@ async fn propagating_every_header_still_makes_a_working_chained_call() {
     let ctx = RequestContext {
         headers: vec![("x-tenant".into(), "acme".into()), ("content-length".into(), "1".into()), ("mcp-name".into(), "evil".into())],
         trace: Some(TraceContext::new_root()),
-        deadline: None,
+        ..RequestContext::default()
     };
     let seen = client.call_tool(front.endpoint(), "relay", &json!({"endpoint": back.endpoint()}), &ctx).await.map_err(|e| e.error).unwrap();
     assert_eq!(seen["front_saw"], json!([["x-tenant", "acme"]]), "{seen}");

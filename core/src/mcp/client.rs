@@ -4,6 +4,7 @@ use super::*;
 use crate::client::{HttpsClient, RequestError};
 use crate::context::{never_propagated, RequestContext, TraceContext};
 use crate::error::{Error, ErrorKind};
+use crate::origin::Origins;
 use crate::tls::Identity;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -17,15 +18,13 @@ use std::sync::Arc;
 pub struct McpClient {
     http: HttpsClient,
     next_id: Arc<AtomicU64>,
+    /// Signs the origin chain every call carries.
+    origins: Arc<Origins>,
 }
 
 impl McpClient {
     pub fn new(identity: &Arc<Identity>) -> crate::Result<Self> {
-        Ok(Self::from_http(HttpsClient::new(identity)?))
-    }
-
-    pub fn from_http(http: HttpsClient) -> Self {
-        McpClient { http, next_id: Arc::new(AtomicU64::new(1)) }
+        Ok(McpClient { http: HttpsClient::new(identity)?, next_id: Arc::new(AtomicU64::new(1)), origins: Arc::new(Origins::new(identity.clone())) })
     }
 
     /// Calls `tool` at `endpoint` (`https://host:port/mcp`) and returns its value: the result's
@@ -77,6 +76,13 @@ impl McpClient {
         headers.insert(HeaderName::from_static(HEADER_NAME), name);
         let traceparent = HeaderValue::from_str(&traceparent).map_err(|e| unbuildable(e.to_string()))?;
         headers.insert(HeaderName::from_static("traceparent"), traceparent);
+        // Who started the chain this call belongs to, signed: the callee's policy may ask.
+        let origin = self
+            .origins
+            .outbound(context.origin.as_deref(), context.caller.as_deref())
+            .map_err(|error| RequestError { error, delivered: false })?;
+        let origin = HeaderValue::from_str(&origin).map_err(|e| unbuildable(e.to_string()))?;
+        headers.insert(HeaderName::from_static(crate::origin::HEADER), origin);
         // The context's headers come from an allow-list (which never captures these) or from the
         // host; either way the request's own headers (body, hop, protocol, trace) are not theirs to set.
         for (name, value) in context.headers.iter().filter(|(n, _)| !never_propagated(&n.to_ascii_lowercase())) {

@@ -6,6 +6,7 @@
 //! (the schema check and the handler take one) and the handler's answer.
 
 use super::*;
+use crate::authorize::{Caller, Gate};
 use crate::context::{HeaderAllowList, RequestContext, TraceContext};
 use crate::error::{Error, ErrorKind};
 use crate::host::LocalTools;
@@ -40,6 +41,7 @@ pub struct McpServer {
     info_json: Box<RawValue>,
     tools: Arc<LocalTools>,
     propagate: HeaderAllowList,
+    gate: Arc<Gate>,
 }
 
 /// A JSON-RPC error on its way out (serialized as the response's `error`), with the HTTP status
@@ -76,9 +78,10 @@ enum Era {
 }
 
 impl McpServer {
-    pub fn new(info: ServerInfo, tools: Arc<LocalTools>, propagate: HeaderAllowList) -> Self {
+    /// Serves `tools`, each request decided by `gate` first.
+    pub fn new(info: ServerInfo, tools: Arc<LocalTools>, propagate: HeaderAllowList, gate: Arc<Gate>) -> Self {
         let info_json = serde_json::value::to_raw_value(&info).expect("two strings always serialize");
-        McpServer { info, info_json, tools, propagate }
+        McpServer { info, info_json, tools, propagate, gate }
     }
 
     pub async fn handle(&self, request: http::Request<Incoming>, peer: Arc<PeerInfo>) -> Response<Body> {
@@ -128,8 +131,8 @@ impl McpServer {
             return self.tools_call(era, id, params, headers, peer).await;
         }
         let outcome = match era {
-            Era::Modern => self.modern(&method, &params),
-            Era::Legacy => self.legacy(&method, &params),
+            Era::Modern => self.modern(&method, &params, headers, peer),
+            Era::Legacy => self.legacy(&method, &params, headers, peer),
         };
         match outcome {
             Ok(result) => json_ok(id, &result),
@@ -138,7 +141,7 @@ impl McpServer {
     }
 
     /// The modern methods but `tools/call`, once the request is validated.
-    fn modern(&self, method: &str, params: &Params) -> Result<Value, RpcError> {
+    fn modern(&self, method: &str, params: &Params, headers: &HeaderMap, peer: &PeerInfo) -> Result<Value, RpcError> {
         let mut result = match method {
             "server/discover" => json!({
                 "supportedVersions": supported_versions(),
@@ -147,7 +150,7 @@ impl McpServer {
                 "cacheScope": "private",
             }),
             "tools/list" => {
-                let mut list = self.tools_list(params)?;
+                let mut list = self.tools_list(params, headers, peer)?;
                 list["ttlMs"] = json!(0);
                 list["cacheScope"] = json!("private");
                 list
@@ -162,7 +165,7 @@ impl McpServer {
     }
 
     /// The legacy methods but `tools/call`.
-    fn legacy(&self, method: &str, params: &Params) -> Result<Value, RpcError> {
+    fn legacy(&self, method: &str, params: &Params, headers: &HeaderMap, peer: &PeerInfo) -> Result<Value, RpcError> {
         match method {
             "initialize" => {
                 let requested = params.protocol_version.and_then(Raw::as_str);
@@ -175,19 +178,26 @@ impl McpServer {
                 }))
             }
             "ping" => Ok(json!({})),
-            "tools/list" => self.tools_list(params),
+            "tools/list" => self.tools_list(params, headers, peer),
             other => Err(RpcError::new(StatusCode::OK, codes::METHOD_NOT_FOUND, "Method not found").with_data(json!(other))),
         }
     }
 
-    fn tools_list(&self, params: &Params) -> Result<Value, RpcError> {
+    /// The tools the caller may see (policy's `discover` phase): the same rules that decide its
+    /// calls, so a listed tool is one it may call unless a rule says otherwise.
+    fn tools_list(&self, params: &Params, headers: &HeaderMap, peer: &PeerInfo) -> Result<Value, RpcError> {
         if params.cursor.is_some() {
             return Err(RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, "Invalid params: unknown cursor (this server never paginates)"));
         }
+        let caller = self.caller(headers, peer).map_err(|e| {
+            RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, e.message()).with_data(json!(ErrorMeta::of(&e)))
+        })?;
+        let policy = self.gate.policy();
         let tools: Vec<Value> = self
             .tools
             .tools()
             .iter()
+            .filter(|t| self.gate.may_list(&policy, &caller, t))
             .map(|t| {
                 let mut tool = json!({"name": t.name, "inputSchema": t.input_schema});
                 if !t.description.is_empty() {
@@ -205,9 +215,24 @@ impl McpServer {
         let Some(name) = params.name.and_then(Raw::as_str) else {
             return rpc_error(id, RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, "Invalid params: tools/call needs a string 'name'"));
         };
-        let context = Arc::new(self.inbound_context(headers, params.meta()));
+        let admitted = match (self.caller(headers, peer), self.tools.get(&name)) {
+            (Err(e), _) => return self.call_result(era, id, e.message(), None, Some(ErrorMeta::of(&e))),
+            (Ok(caller), Some(tool)) => match self.gate.admit_call(caller, tool) {
+                Ok(admitted) => Some(admitted),
+                Err(e) => return self.call_result(era, id, e.message(), None, Some(ErrorMeta::of(&e))),
+            },
+            // An unknown tool is answered as such below.
+            (Ok(_), None) => None,
+        };
+        let mut context = self.inbound_context(headers, params.meta());
+        context.caller = Some(Arc::from(peer.identity.as_str()));
+        context.origin = admitted.as_ref().and_then(|a| a.origin.clone());
+        let context = Arc::new(context);
         tracing::debug!(tool = %name, caller = %peer.identity, trace = ?context.trace.as_ref().map(|t| &t.trace_id), "tools/call");
-        match self.tools.invoke(&name, params.arguments.unwrap_or(Value::Null), context).await {
+        let outcome = self.tools.invoke(&name, params.arguments.unwrap_or(Value::Null), context).await;
+        // Holds the call's place in a concurrency limit until the handler has answered.
+        drop(admitted);
+        match outcome {
             Ok(value) => {
                 // Serialized once: it is both the `structuredContent` and, unless the value is a
                 // string, the text rendering.
@@ -239,6 +264,16 @@ impl McpServer {
         json_ok(id, &result)
     }
 
+    /// Who is calling: the mTLS peer, and the origin chain it sent (verified).
+    fn caller<'p>(&self, headers: &HeaderMap, peer: &'p PeerInfo) -> Result<Caller<'p>, Error> {
+        let header = match headers.get(crate::origin::HEADER).map(|v| v.to_str()) {
+            None => None,
+            Some(Ok(value)) => Some(value),
+            Some(Err(_)) => return Err(Error::new(ErrorKind::OriginRejected, format!("the {} header is not ASCII", crate::origin::HEADER))),
+        };
+        self.gate.caller(peer, header)
+    }
+
     /// The context a handler runs in: allow-listed headers, a new span of the caller's trace
     /// (or a new trace), and the caller's remaining time budget.
     fn inbound_context(&self, headers: &HeaderMap, meta: Option<&RequestMeta>) -> RequestContext {
@@ -253,7 +288,7 @@ impl McpServer {
             .and_then(Raw::as_u64)
             .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
         let headers = self.propagate.capture(headers.iter().filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))));
-        RequestContext { headers, trace: Some(trace), deadline }
+        RequestContext { headers, trace: Some(trace), deadline, ..RequestContext::default() }
     }
 }
 
@@ -717,7 +752,21 @@ mod tests {
             _ => done.err("boom"),
         });
         let info = ServerInfo { name: "srv".into(), version: "9.9".into() };
-        McpServer::new(info, Arc::new(LocalTools::new(tools, Arc::new(handler))), HeaderAllowList::default())
+        let gate = Arc::new(Gate::new(test_identity(), "srv", crate::policy::Policy::allow_mesh()));
+        McpServer::new(info, Arc::new(LocalTools::new(tools, Arc::new(handler))), HeaderAllowList::default(), gate)
+    }
+
+    /// One mesh identity for every server of these tests (key generation is not free).
+    fn test_identity() -> Arc<crate::tls::Identity> {
+        use crate::pki::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+        static IDENTITY: std::sync::OnceLock<Arc<crate::tls::Identity>> = std::sync::OnceLock::new();
+        IDENTITY
+            .get_or_init(|| {
+                let ca = CertificateAuthority::generate("mcp server test CA", 1).unwrap();
+                let issued = ca.issue(&LeafRequest::new("srv", Role::Agent, DEFAULT_TRUST_DOMAIN, 1)).unwrap();
+                crate::tls::Identity::from_pem(&issued.cert_pem, &issued.key_pem, ca.cert_pem()).unwrap()
+            })
+            .clone()
     }
 
     /// Posts `body` to the server with `headers`; the HTTP status and the raw response body.

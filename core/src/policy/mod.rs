@@ -71,6 +71,9 @@ pub struct Query<'a> {
     pub source: Principal<'a>,
     /// The verified origin of a chain of calls; the source itself when absent.
     pub origin: Option<Principal<'a>>,
+    /// The origin was vouched for by the first hop, not signed by the origin itself: it counts
+    /// for deny rules and the default, never for a rule that allows on `origin`.
+    pub origin_vouched: bool,
     pub target: Target<'a>,
 }
 
@@ -234,8 +237,13 @@ impl Rule {
             // No source: any principal of the mesh; an entity only where a rule names it.
             None => query.source.entity.is_none(),
         };
+        let origin_matches = match &self.origin {
+            None => true,
+            Some(_) if !self.deny && query.origin_vouched => false,
+            Some(matcher) => matcher.matches(&query.origin.unwrap_or(query.source)),
+        };
         source_matches
-            && self.origin.as_ref().is_none_or(|m| m.matches(&query.origin.unwrap_or(query.source)))
+            && origin_matches
             && self.target.matches(&query.target)
     }
 }

@@ -11,7 +11,7 @@ fn target<'a>(agent: &'a str, tool: &'a str, capability: &'a str, tags: &'a [Str
 }
 
 fn call<'a>(source: Principal<'a>, target: Target<'a>) -> Query<'a> {
-    Query { phase: Phase::Call, method: "tools/call", source, origin: None, target }
+    Query { phase: Phase::Call, method: "tools/call", source, origin: None, origin_vouched: false, target }
 }
 
 fn policy(yaml: &str) -> Policy {
@@ -117,6 +117,9 @@ rules:
     assert!(p.decide(&call(principal(&frontdoor), t)).allowed);
     assert!(!p.decide(&call(principal(&billing), t)).allowed);
     assert!(p.decide(&Query { origin: Some(principal(&frontdoor)), ..call(principal(&billing), t) }).allowed);
+    // Only the origin's own signature grants through an origin rule; a hop's word does not.
+    let vouched = Query { origin: Some(principal(&frontdoor)), origin_vouched: true, ..call(principal(&billing), t) };
+    assert!(!p.decide(&vouched).allowed);
 }
 
 #[test]

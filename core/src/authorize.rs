@@ -1,0 +1,156 @@
+//! The callee's side of authorization: every inbound `tools/call` and `tools/list` is decided
+//! here, in core, whatever language serves the tools and whatever the registry says.
+
+use crate::error::{Error, ErrorKind};
+use crate::origin::{Origins, VerifiedOrigin};
+use crate::policy::{call_denied_message, Limiter, Permit, Phase, Policy, Principal, Query, SharedPolicy, Target};
+use crate::registry_api::ToolInfo;
+use crate::server::PeerInfo;
+use crate::tls::{trust_domain_of, Identity};
+use std::sync::Arc;
+
+/// Decides for one agent; shared by its MCP server and updated with new policy versions.
+pub struct Gate {
+    policy: SharedPolicy,
+    limiter: Arc<Limiter>,
+    origins: Origins,
+    identity: Arc<Identity>,
+    agent_name: String,
+}
+
+/// A call let through: who it is from, and its place in a concurrency limit (held to the end).
+pub struct Admitted {
+    pub origin: Option<Arc<VerifiedOrigin>>,
+    pub _permit: Option<Permit>,
+}
+
+/// Who is asking, resolved once per request.
+pub struct Caller<'a> {
+    peer: &'a PeerInfo,
+    entity: Option<String>,
+    origin: Option<Arc<VerifiedOrigin>>,
+    origin_entity: Option<String>,
+}
+
+impl Gate {
+    pub fn new(identity: Arc<Identity>, agent_name: &str, policy: Policy) -> Self {
+        Gate {
+            policy: SharedPolicy::new(policy),
+            limiter: Arc::default(),
+            origins: Origins::new(identity.clone()),
+            identity,
+            agent_name: agent_name.to_owned(),
+        }
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.current()
+    }
+
+    /// Takes a new policy for the next decisions; calls in flight finish under the old one.
+    pub fn replace_policy(&self, policy: Policy) {
+        tracing::info!(version = policy.version(), rules = policy.document().rules.len(), "policy updated");
+        self.policy.replace(policy);
+    }
+
+    /// Resolves the caller of a request: its entity, and the origin chain it sent (verified).
+    pub fn caller<'a>(&self, peer: &'a PeerInfo, origin_header: Option<&str>) -> Result<Caller<'a>, Error> {
+        let origin = origin_header
+            .map(|header| self.origins.verify(header, &peer.identity, peer.chain.first()))
+            .transpose()
+            .inspect_err(|e| {
+                tracing::warn!(target: "toolmesh::audit", event = "origin_rejected", caller = %peer.identity, reason = %e.message(), "origin rejected");
+            })?;
+        let origin_entity = origin.as_ref().and_then(|o| self.entity_of(&o.identity));
+        Ok(Caller { entity: self.entity_of(&peer.identity), peer, origin, origin_entity })
+    }
+
+    /// Decides a `tools/call` of `tool` and applies the allowing rule's limits.
+    pub fn admit_call(&self, caller: Caller<'_>, tool: &ToolInfo) -> Result<Admitted, Error> {
+        if let Some(origin) = &caller.origin {
+            if !origin.reaches(&tool.name) {
+                let scope: Vec<&str> = origin.scope().collect();
+                let message = format!(
+                    "the chain started by {} reaches only [{}]; tool '{}' is outside it",
+                    origin.identity,
+                    scope.join(", "),
+                    tool.name
+                );
+                self.audit("origin_out_of_scope", &caller, &tool.name, "-");
+                return Err(Error::new(ErrorKind::OriginRejected, message));
+            }
+        }
+        let policy = self.policy.current();
+        let (source, origin) = caller.principals();
+        let target = self.target(tool);
+        let query = Query {
+            phase: Phase::Call,
+            method: "tools/call",
+            source,
+            origin,
+            origin_vouched: caller.origin.as_ref().is_some_and(|o| !o.signed),
+            target,
+        };
+        let decision = policy.decide(&query);
+        if !decision.allowed {
+            self.audit("call_denied", &caller, &tool.name, &decision.rule);
+            return Err(Error::new(ErrorKind::CallDenied, call_denied_message(&source, origin.as_ref(), &target, &decision.rule)));
+        }
+        let permit = match &decision.limits {
+            Some(limits) => Some(self.limiter.admit(&decision.rule, limits, &caller.peer.identity, &tool.name).map_err(|exceeded| {
+                self.audit("rate_limited", &caller, &tool.name, &decision.rule);
+                Error::new(ErrorKind::RateLimited, exceeded.message)
+            })?),
+            None => None,
+        };
+        Ok(Admitted { origin: caller.origin, _permit: permit })
+    }
+
+    /// Whether `tools/list` shows `tool` to the caller (the `discover` phase).
+    pub fn may_list(&self, policy: &Policy, caller: &Caller<'_>, tool: &ToolInfo) -> bool {
+        let (source, origin) = caller.principals();
+        let query = Query {
+            phase: Phase::Discover,
+            method: "tools/list",
+            source,
+            origin,
+            origin_vouched: caller.origin.as_ref().is_some_and(|o| !o.signed),
+            target: self.target(tool),
+        };
+        policy.decide(&query).allowed
+    }
+
+    fn target<'t>(&'t self, tool: &'t ToolInfo) -> Target<'t> {
+        Target { agent: &self.agent_name, tool: &tool.name, capability: &tool.capability, tags: &tool.tags }
+    }
+
+    /// The partner entity behind an identity of another trust domain than ours.
+    fn entity_of(&self, identity: &str) -> Option<String> {
+        let domain = trust_domain_of(identity);
+        if identity.starts_with("spiffe://") && domain == trust_domain_of(self.identity.name()) {
+            return None;
+        }
+        self.identity.entity_of_trust_domain(domain)
+    }
+
+    fn audit(&self, event: &str, caller: &Caller<'_>, tool: &str, rule: &str) {
+        let origin = caller.origin.as_ref().map(|o| o.identity.as_str()).unwrap_or(&caller.peer.identity);
+        tracing::warn!(
+            target: "toolmesh::audit",
+            event,
+            caller = %caller.peer.identity,
+            origin = %origin,
+            tool = %tool,
+            rule = %rule,
+            "call refused by policy"
+        );
+    }
+}
+
+impl Caller<'_> {
+    fn principals(&self) -> (Principal<'_>, Option<Principal<'_>>) {
+        let source = Principal::new(&self.peer.identity, self.entity.as_deref());
+        let origin = self.origin.as_ref().map(|o| Principal::new(&o.identity, self.origin_entity.as_deref()));
+        (source, origin)
+    }
+}
