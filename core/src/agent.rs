@@ -86,6 +86,7 @@ struct Inner {
     local_providers: HashMap<String, Vec<Provider>>,
     topology: watch::Receiver<Arc<TopologyView>>,
     client: McpClient,
+    gate: Arc<Gate>,
     pipeline: Pipeline,
     server: Mutex<Option<HttpsServer>>,
     discovery: Mutex<Option<Discovery>>,
@@ -181,6 +182,7 @@ impl Agent {
                 local_providers,
                 topology,
                 client: McpClient::new(&identity)?,
+                gate,
                 pipeline: Pipeline::new(),
                 server: Mutex::new(Some(server)),
                 discovery: Mutex::new(discovery),
@@ -258,6 +260,11 @@ impl Agent {
         let context = context.unwrap_or_default();
         let target = Target { key, capability: &spec.capability, providers, timeout: deps.timeout };
         inner.pipeline.call(&**inner, target, arguments, &context).await
+    }
+
+    /// Enforces `policy` from the next request on; calls in flight finish under the old one.
+    pub fn replace_policy(&self, policy: Policy) {
+        self.inner.gate.replace_policy(policy);
     }
 
     /// Deregisters, keeps serving briefly so callers learn of it, then lets in-flight calls

@@ -37,6 +37,44 @@ impl McpClient {
         arguments: &Value,
         context: &RequestContext,
     ) -> Result<Value, RequestError> {
+        let response = self.post(endpoint, "tools/call", Some(tool), Some(arguments), context).await?;
+        decode_call_response(tool, endpoint, response).map_err(|error| RequestError { error, delivered: true })
+    }
+
+    /// The tools `endpoint` lists to us (as the callee's policy lets us see them), as MCP tool
+    /// objects.
+    pub async fn list_tools(&self, endpoint: &str, context: &RequestContext) -> Result<Vec<Value>, RequestError> {
+        let response = self.post(endpoint, "tools/list", None, None, context).await?;
+        let reply: Value = serde_json::from_slice(response.body()).map_err(|e| RequestError {
+            error: Error::new(ErrorKind::Protocol, format!("{endpoint} answered tools/list with something that is not JSON: {e}")),
+            delivered: true,
+        })?;
+        if let Some(error) = reply.get("error") {
+            let error = mesh_error_in(error.get("data")).unwrap_or_else(|| {
+                let message = error.get("message").and_then(Value::as_str).unwrap_or("no message");
+                Error::new(ErrorKind::RemoteError, format!("{endpoint} refused tools/list: {message}"))
+            });
+            return Err(RequestError { error, delivered: true });
+        }
+        match reply.pointer("/result/tools").and_then(Value::as_array) {
+            Some(tools) => Ok(tools.clone()),
+            None => Err(RequestError {
+                error: Error::new(ErrorKind::Protocol, format!("{endpoint} answered tools/list without a tool array")),
+                delivered: true,
+            }),
+        }
+    }
+
+    /// Posts one modern request with the headers every mesh request carries: protocol, trace,
+    /// signed origin, and the context's propagated headers.
+    async fn post(
+        &self,
+        endpoint: &str,
+        method: &'static str,
+        tool: Option<&str>,
+        arguments: Option<&Value>,
+        context: &RequestContext,
+    ) -> Result<http::Response<Bytes>, RequestError> {
         let hop = context.trace.as_ref().map(TraceContext::child).unwrap_or_else(TraceContext::new_root);
         let traceparent = hop.traceparent();
         let deadline_ms = context
@@ -45,7 +83,7 @@ impl McpClient {
         let body = serde_json::to_vec(&CallRequest {
             jsonrpc: "2.0",
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            method: "tools/call",
+            method,
             params: CallParams {
                 name: tool,
                 arguments,
@@ -59,7 +97,7 @@ impl McpClient {
                 },
             },
         })
-        .expect("a tools/call request always serializes");
+        .expect("a request always serializes");
         let unbuildable = |what: String| RequestError {
             error: Error::new(ErrorKind::InvalidConfig, format!("cannot build a request to {endpoint}: {what}")),
             delivered: false,
@@ -71,9 +109,11 @@ impl McpClient {
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(http::header::ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
         headers.insert(HeaderName::from_static(HEADER_PROTOCOL_VERSION), HeaderValue::from_static(MODERN_VERSION));
-        headers.insert(HeaderName::from_static(HEADER_METHOD), HeaderValue::from_static("tools/call"));
-        let name = HeaderValue::from_str(&encode_header_value(tool)).map_err(|e| unbuildable(e.to_string()))?;
-        headers.insert(HeaderName::from_static(HEADER_NAME), name);
+        headers.insert(HeaderName::from_static(HEADER_METHOD), HeaderValue::from_static(method));
+        if let Some(tool) = tool {
+            let name = HeaderValue::from_str(&encode_header_value(tool)).map_err(|e| unbuildable(e.to_string()))?;
+            headers.insert(HeaderName::from_static(HEADER_NAME), name);
+        }
         let traceparent = HeaderValue::from_str(&traceparent).map_err(|e| unbuildable(e.to_string()))?;
         headers.insert(HeaderName::from_static("traceparent"), traceparent);
         // Who started the chain this call belongs to, signed: the callee's policy may ask.
@@ -90,8 +130,7 @@ impl McpClient {
             let value = HeaderValue::from_str(value).map_err(|e| unbuildable(format!("header '{name}': {e}")))?;
             headers.append(name, value);
         }
-        let response = self.http.send(request).await?;
-        decode_call_response(tool, endpoint, response).map_err(|error| RequestError { error, delivered: true })
+        self.http.send(request).await
     }
 }
 
@@ -175,8 +214,10 @@ struct CallRequest<'a> {
 
 #[derive(Serialize)]
 struct CallParams<'a> {
-    name: &'a str,
-    arguments: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<&'a Value>,
     #[serde(rename = "_meta")]
     meta: CallMeta<'a>,
 }
