@@ -154,7 +154,7 @@ impl Agent {
 
         let discovery = registry.map(|client| {
             let registration = RegisterRequest { agent_id: id.clone(), name: config.name.clone(), endpoint: endpoint.clone(), tools };
-            Discovery::spawn_with_identity(client, registration, config.heartbeat_interval, identity.clone())
+            Discovery::spawn_following(client, registration, config.heartbeat_interval, identity.clone(), gate.clone())
         });
         let topology = match &discovery {
             Some(d) => d.topology(),

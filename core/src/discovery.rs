@@ -6,9 +6,11 @@
 //! the registry lists it again: from then on the registry's word counts), so that whichever
 //! agent re-registers first does not lose the others for a heartbeat.
 
+use crate::authorize::Gate;
 use crate::error::ErrorKind;
 use crate::registry_api::{Provider, RegisterRequest, Topology};
 use crate::registry_client::RegistryClient;
+use crate::policy::Policy;
 use crate::tls::Identity;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -55,19 +57,21 @@ impl Discovery {
         Self::start(client, registration, heartbeat_interval, None)
     }
 
-    /// Like [`Discovery::spawn`], and keeps `identity`'s trust bundle in step with the
-    /// registry's: when the bundle version announced in a register or heartbeat answer changes
-    /// (an entity added or revoked), the new bundle is fetched and trusted.
-    pub fn spawn_with_identity(
+    /// Like [`Discovery::spawn`], and keeps the agent in step with the registry: when the trust
+    /// bundle version announced in a register or heartbeat answer changes (an entity added or
+    /// revoked), `identity` trusts the new bundle; when the policy version changes, `gate`
+    /// enforces the new policy.
+    pub fn spawn_following(
         client: RegistryClient,
         registration: RegisterRequest,
         heartbeat_interval: Duration,
         identity: Arc<Identity>,
+        gate: Arc<Gate>,
     ) -> Discovery {
-        Self::start(client, registration, heartbeat_interval, Some(identity))
+        Self::start(client, registration, heartbeat_interval, Some(Followers { identity, gate }))
     }
 
-    fn start(client: RegistryClient, registration: RegisterRequest, heartbeat_interval: Duration, identity: Option<Arc<Identity>>) -> Discovery {
+    fn start(client: RegistryClient, registration: RegisterRequest, heartbeat_interval: Duration, followers: Option<Followers>) -> Discovery {
         let (topology_tx, topology) = watch::channel(Arc::new(TopologyView::default()));
         let (registered_tx, registered) = watch::channel(false);
         let (stop, stopped) = watch::channel(false);
@@ -84,8 +88,9 @@ impl Discovery {
             retained: Mutex::new(HashMap::new()),
             registered: registered_tx,
             stopped,
-            identity,
+            followers,
             trust_bundle_version: Mutex::new(None),
+            policy_version: Mutex::new(None),
         };
         let task = tokio::spawn(session.run());
         Discovery { topology, registered, stop, task }
@@ -139,9 +144,16 @@ struct Session {
     retained: Mutex<HashMap<String, Vec<Provider>>>,
     registered: watch::Sender<bool>,
     stopped: watch::Receiver<bool>,
-    /// Whose trust bundle follows the registry's, and the version it holds.
-    identity: Option<Arc<Identity>>,
+    /// What follows the registry's trust bundle and policy, and the versions they hold.
+    followers: Option<Followers>,
     trust_bundle_version: Mutex<Option<u64>>,
+    policy_version: Mutex<Option<u64>>,
+}
+
+/// The agent's parts that follow what the registry distributes.
+struct Followers {
+    identity: Arc<Identity>,
+    gate: Arc<Gate>,
 }
 
 /// Why a registered session ended.
@@ -166,6 +178,7 @@ impl Session {
                     self.retain_known(response.warming_up);
                     self.publish(response.topology);
                     self.follow_trust_bundle(response.trust_bundle_version).await;
+                    self.follow_policy(response.policy_version).await;
                     let asked = Duration::from_millis(response.heartbeat_interval_ms);
                     if asked < self.configured_interval {
                         tracing::debug!(asked_ms = response.heartbeat_interval_ms, "the registry asks for heartbeats more often than configured: following it");
@@ -250,7 +263,7 @@ impl Session {
     /// Fetches and trusts the registry's trust bundle when its announced version is new. A
     /// failure is retried at the next announcement.
     async fn follow_trust_bundle(&self, announced: Option<u64>) {
-        let (Some(identity), Some(version)) = (&self.identity, announced) else { return };
+        let (Some(Followers { identity, .. }), Some(version)) = (&self.followers, announced) else { return };
         if *self.trust_bundle_version.lock().expect("trust bundle version lock") == Some(version) {
             return;
         }
@@ -261,6 +274,23 @@ impl Session {
                 *self.trust_bundle_version.lock().expect("trust bundle version lock") = Some(held);
             }
             Err(e) => tracing::warn!("cannot update the trust bundle from the registry: {e}"),
+        }
+    }
+
+    /// Fetches and enforces the registry's policy when its announced version is new. Until one
+    /// arrives (and whenever the registry is away) the agent enforces what it has.
+    async fn follow_policy(&self, announced: Option<u64>) {
+        let (Some(Followers { gate, .. }), Some(version)) = (&self.followers, announced) else { return };
+        if *self.policy_version.lock().expect("policy version lock") == Some(version) {
+            return;
+        }
+        let fetched = self.client.policy().await.and_then(|stored| Policy::compile(stored.policy, stored.version));
+        match fetched {
+            Ok(policy) => {
+                *self.policy_version.lock().expect("policy version lock") = Some(policy.version());
+                gate.replace_policy(policy);
+            }
+            Err(e) => tracing::warn!("cannot take the registry's policy version {version}: {e}; enforcing the one held"),
         }
     }
 
@@ -297,6 +327,7 @@ impl Session {
                         self.end_warm_up();
                     }
                     self.follow_trust_bundle(answer.trust_bundle_version).await;
+                    self.follow_policy(answer.policy_version).await;
                 }
                 Ok(None) => return Ended::Forgotten,
                 // Unreachable, or no answer in time (a half-open connection): calls go on from the

@@ -129,6 +129,10 @@ pub struct RegisterResponse {
     /// the one held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_bundle_version: Option<u64>,
+    /// The version of the access policy applied at the registry, if one is; fetch
+    /// `GET /v1/policy` when it differs from the one enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<u64>,
     /// The registry started less than one eviction window ago: agents registered before its
     /// restart may not have registered again yet, so a provider missing from `topology` may
     /// still be alive. Agents keep the providers they knew and this answer lacks until an answer
@@ -155,6 +159,9 @@ pub struct HeartbeatResponse {
     /// As in [`RegisterResponse::trust_bundle_version`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_bundle_version: Option<u64>,
+    /// As in [`RegisterResponse::policy_version`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<u64>,
     /// As in [`RegisterResponse::warming_up`]; its absence ends the agent's keeping of providers.
     #[serde(default, skip_serializing_if = "is_false")]
     pub warming_up: bool,
@@ -315,6 +322,48 @@ pub struct Entity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EntityList {
     pub entities: Vec<Entity>,
+}
+
+/// `GET /v1/policy`, `PUT /v1/policy`: the access policy the registry holds, with its version
+/// (1 for the first applied, one more for each apply).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredPolicy {
+    pub version: u64,
+    pub policy: crate::policy::PolicyDocument,
+}
+
+/// `POST /v1/policy/test`: what the policy decides for one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyTestRequest {
+    /// The caller's SPIFFE ID.
+    pub from: String,
+    /// The origin of the chain, when it is not the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    pub tool: String,
+    /// The providing agent; every registered provider of `tool` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// `call` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<crate::policy::Phase>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyTestResponse {
+    pub version: u64,
+    pub decisions: Vec<PolicyTestDecision>,
+}
+
+/// The decision for one provider of the tool (or for the tool alone when none is registered).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyTestDecision {
+    pub agent: String,
+    pub tool: String,
+    pub capability: String,
+    pub allowed: bool,
+    pub rule: String,
 }
 
 /// The body of every error answer of the registry.

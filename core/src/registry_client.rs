@@ -76,6 +76,21 @@ impl RegistryClient {
         self.json::<TrustBundle>(http::Method::GET, &format!("{API_PREFIX}/trust-bundle"), None::<&()>).await
     }
 
+    /// The access policy applied at the registry.
+    pub async fn policy(&self) -> Result<StoredPolicy> {
+        self.json::<StoredPolicy>(http::Method::GET, &format!("{API_PREFIX}/policy"), None::<&()>).await
+    }
+
+    /// Applies a new access policy (admin only); the answer carries its version.
+    pub async fn apply_policy(&self, policy: &crate::policy::PolicyDocument) -> Result<StoredPolicy> {
+        self.json(http::Method::PUT, &format!("{API_PREFIX}/policy"), Some(policy)).await
+    }
+
+    /// What the registry's policy decides for one request (admin only).
+    pub async fn test_policy(&self, request: &PolicyTestRequest) -> Result<PolicyTestResponse> {
+        self.json(http::Method::POST, &format!("{API_PREFIX}/policy/test"), Some(request)).await
+    }
+
     pub async fn list_entities(&self) -> Result<EntityList> {
         self.json::<EntityList>(http::Method::GET, &format!("{API_PREFIX}/entities"), None::<&()>).await
     }

@@ -191,7 +191,7 @@ impl Registry {
         }
         let current = state.agents[agent_id].topology.borrow();
         let topology = (current.version != held_version).then(|| current.as_ref().clone());
-        Ok(HeartbeatResponse { topology, trust_bundle_version: None, warming_up: self.warming_up() })
+        Ok(HeartbeatResponse { topology, trust_bundle_version: None, policy_version: None, warming_up: self.warming_up() })
     }
 
     /// A receiver of the agent's topology, for long polls. Its sender is dropped (and the
