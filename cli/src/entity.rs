@@ -6,6 +6,7 @@ use crate::Failure;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use toolmesh_core::registry_api::EntityRequest;
+use toolmesh_core::text::escape;
 use toolmesh_core::{Error, ErrorKind};
 
 #[derive(Subcommand)]
@@ -51,7 +52,10 @@ pub async fn run(command: EntityCommand) -> Result<(), Failure> {
             let entity = registry.add_entity(&EntityRequest { name: args.name, ca_cert, trust_domain: args.trust_domain }).await?;
             println!(
                 "entity '{}' added: agents with certificates from '{}' (sha256 {}) naming spiffe://{}/... may join",
-                entity.name, entity.ca_subject, entity.ca_fingerprint, entity.trust_domain
+                escape(&entity.name),
+                escape(&entity.ca_subject),
+                escape(&entity.ca_fingerprint),
+                escape(&entity.trust_domain)
             );
         }
         EntityCommand::List(args) => {
@@ -72,7 +76,7 @@ pub async fn run(command: EntityCommand) -> Result<(), Failure> {
         EntityCommand::Revoke(args) => {
             let (registry, _) = args.access.connect()?;
             registry.revoke_entity(&args.name).await?;
-            println!("entity '{}' revoked: its agents are evicted and refused", args.name);
+            println!("entity '{}' revoked: its agents are evicted and refused", escape(&args.name));
         }
     }
     Ok(())

@@ -132,7 +132,8 @@ fn main() -> ExitCode {
 
 fn report(failure: &Failure) -> ExitCode {
     let e = &failure.error;
-    eprintln!("toolmesh: error [{} {}]: {}", e.code(), e.kind().name(), e.message());
+    // Messages quote what the registry, a peer or a certificate said: escaped, line breaks kept.
+    eprintln!("toolmesh: error [{} {}]: {}", e.code(), e.kind().name(), toolmesh_core::text::escape_keeping_newlines(e.message()));
     ExitCode::from(failure.exit_code)
 }
 

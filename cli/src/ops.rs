@@ -10,6 +10,7 @@ use toolmesh_core::context::RequestContext;
 use toolmesh_core::mcp::McpClient;
 use toolmesh_core::registry_api::{AgentInfo, AgentList, DependencySpec, Provider};
 use toolmesh_core::registry_client::RegistryClient;
+use toolmesh_core::text::escape;
 use toolmesh_core::tls::Identity;
 use toolmesh_core::{Error, ErrorKind};
 
@@ -74,7 +75,8 @@ pub async fn list(args: ListArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// One row per tool; the agent's columns are filled on its first row only.
+/// One row per tool; the agent's columns are filled on its first row only. Every cell is
+/// registry-provided text, escaped by [`align`].
 fn table(list: &AgentList) -> String {
     let header = ["AGENT", "ID", "ENTITY", "HEALTH", "ENDPOINT", "TOOLS"].map(String::from);
     let mut rows = vec![header];
@@ -101,14 +103,18 @@ fn table(list: &AgentList) -> String {
     align(&rows)
 }
 
-/// Left-aligned columns two spaces apart, trailing spaces trimmed.
+/// Left-aligned columns two spaces apart, trailing spaces trimmed. Cells are text from the
+/// registry (names, ids, endpoints, tags, entities): each is escaped ([`toolmesh_core::text`]), so
+/// a control character shows as `\u{1b}` and cannot drive the terminal or forge a row.
 pub fn align<R: AsRef<[String]>>(rows: &[R]) -> String {
-    let columns = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
+    let rows: Vec<Vec<std::borrow::Cow<'_, str>>> =
+        rows.iter().map(|r| r.as_ref().iter().map(|cell| escape(cell)).collect()).collect();
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> =
-        (0..columns).map(|c| rows.iter().map(|r| r.as_ref().get(c).map_or(0, |cell| cell.chars().count())).max().unwrap_or(0)).collect();
+        (0..columns).map(|c| rows.iter().map(|r| r.get(c).map_or(0, |cell| cell.chars().count())).max().unwrap_or(0)).collect();
     let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row.as_ref().iter().zip(&widths).map(|(cell, width)| format!("{cell:width$}")).collect();
+    for row in &rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:width$}")).collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
@@ -222,7 +228,7 @@ async fn call_first_reachable(
         match client.call_tool(&provider.endpoint, &provider.tool, &arguments, context).await {
             Ok(value) => return Ok(value),
             Err(failure) if !failure.delivered => {
-                tracing::warn!(agent = %provider.agent_id, "{}; trying the next provider", failure.error);
+                tracing::warn!(agent = %escape(&provider.agent_id), "{}; trying the next provider", escape(&failure.error.to_string()));
                 last_error = Some(failure.error);
             }
             Err(failure) => return Err(failure.error),
@@ -292,5 +298,26 @@ calc   calc-1  (mesh)   healthy (1.5s ago)  https://calc:1/mcp  add: add@1.0.0 [
 idle   idle-1  partner  healthy (1.5s ago)  https://idle:1/mcp  -
 ";
         assert_eq!(table(&list), expected);
+    }
+
+    #[test]
+    fn registry_text_is_printed_escaped() {
+        let mut tool: ToolInfo = serde_json::from_value(serde_json::json!({"name": "t", "capability": "c"})).expect("tool");
+        tool.tags = vec!["x\u{7}".into()];
+        let agent = AgentInfo {
+            agent_id: "id\u{9b}1".into(),
+            name: "evil\u{1b}[2J\nINFO forged".into(),
+            endpoint: "https://h:1/mcp".into(),
+            tools: vec![tool],
+            status: "healthy".into(),
+            last_seen_ms: 0,
+            identity: String::new(),
+            entity: Some("p\u{202e}q".into()),
+        };
+        let printed = table(&AgentList { agents: vec![agent] });
+        assert!(!printed.chars().any(|c| c != '\n' && toolmesh_core::text::is_escaped(c)), "{printed:?}");
+        assert_eq!(printed.lines().count(), 2, "one header and one row: {printed}");
+        assert!(printed.contains("evil\\u{1b}[2J\\u{a}INFO forged  id\\u{9b}1  p\\u{202e}q"), "{printed}");
+        assert!(printed.contains("t: c@1.0.0 [x\\u{7}]"), "{printed}");
     }
 }

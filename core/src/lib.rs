@@ -29,6 +29,7 @@ pub mod registry_client;
 pub mod resolve;
 pub mod runtime;
 pub mod server;
+pub mod text;
 pub mod tls;
 
 pub use error::{Error, ErrorKind, Result};

@@ -109,15 +109,56 @@ impl<'de> Deserialize<'de> for DependencySpec {
     }
 }
 
+// Request bodies are read strictly, as `registry/openapi.yaml` declares them
+// (`additionalProperties: false`): a member the document does not name is refused, so a typo
+// (`"tag"` for `"tags"`) is an error rather than a silently dropped setting. Answers stay
+// tolerant: agents read them with the types below, which ignore members a newer registry adds.
+// `ToolInfo` is both (agents declare tools with it, and read them back in `AgentList`), so a
+// registration reads its tools through [`StrictToolInfo`].
+
 /// `POST /v1/agents`: register (or re-register) an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Chosen by the agent at start and kept for its lifetime, so re-registration is idempotent.
     pub agent_id: String,
     pub name: String,
     /// `https://host:port/mcp`
     pub endpoint: String,
+    #[serde(deserialize_with = "strict_tools")]
     pub tools: Vec<ToolInfo>,
+}
+
+/// [`ToolInfo`] as a registration carries it: the same members and defaults, none other.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrictToolInfo {
+    name: String,
+    capability: String,
+    #[serde(default = "default_version")]
+    version: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default = "empty_object_schema")]
+    input_schema: Value,
+    #[serde(default)]
+    dependencies: Vec<DependencySpec>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+impl From<StrictToolInfo> for ToolInfo {
+    fn from(t: StrictToolInfo) -> Self {
+        // Exhaustive on purpose: a member added to `ToolInfo` must be added to the strict form.
+        let StrictToolInfo { name, capability, version, tags, description, input_schema, dependencies, timeout_ms } = t;
+        ToolInfo { name, capability, version, tags, description, input_schema, dependencies, timeout_ms }
+    }
+}
+
+fn strict_tools<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ToolInfo>, D::Error> {
+    Ok(Vec::<StrictToolInfo>::deserialize(deserializer)?.into_iter().map(ToolInfo::from).collect())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,6 +188,7 @@ fn is_false(b: &bool) -> bool {
 
 /// `POST /v1/agents/{id}/heartbeat`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     /// The topology version the agent holds; the answer carries a topology only if it changed.
     pub topology_version: u64,
@@ -243,6 +285,7 @@ pub struct AgentInfo {
 /// `POST /v1/bootstrap`: an agent without a certificate asks the registry's CA for one,
 /// authenticated by the join token (`Authorization: Bearer <token>`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BootstrapRequest {
     /// The agent's name: its certificate names `spiffe://<trust-domain>/agent/<name>`.
     pub name: String,
@@ -293,6 +336,7 @@ pub struct TrustAnchor {
 
 /// `POST /v1/entities`: trust another organisation's CA.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EntityRequest {
     pub name: String,
     /// The entity's CA certificate, PEM.
@@ -396,6 +440,30 @@ mod tests {
             serde_json::from_str(r#"{"capability":"add","tags":["math","+fast",["a","b"]],"version":">=1"}"#).unwrap();
         assert_eq!(d.tags[2], TagSelector::AnyOf(vec!["a".into(), "b".into()]));
         assert!(serde_json::from_str::<DependencySpec>(r#"{"capability":"x","tag":["y"]}"#).is_err());
+    }
+
+    #[test]
+    fn requests_refuse_unknown_members_and_answers_tolerate_them() {
+        let register = |tool: &str, extra: &str| {
+            serde_json::from_str::<RegisterRequest>(&format!(
+                r#"{{"agent_id":"x","name":"x","endpoint":"https://h/mcp","tools":[{tool}]{extra}}}"#
+            ))
+        };
+        let tool = register(r#"{"name":"a","capability":"a"}"#, "").expect("a minimal registration").tools.remove(0);
+        assert_eq!((tool.version.as_str(), &tool.input_schema), ("1.0.0", &empty_object_schema()), "defaults as in ToolInfo");
+        let top = register(r#"{"name":"a","capability":"a"}"#, r#","extra":1"#).expect_err("unknown top-level member");
+        assert!(top.to_string().contains("unknown field `extra`"), "{top}");
+        let nested = register(r#"{"name":"a","capability":"a","tag":["x"]}"#, "").expect_err("unknown tool member");
+        assert!(nested.to_string().contains("unknown field `tag`"), "{nested}");
+        assert!(serde_json::from_str::<HeartbeatRequest>(r#"{"topology_version":1,"since":2}"#).is_err());
+        assert!(serde_json::from_str::<EntityRequest>(r#"{"name":"p","ca_cert":"x","trust-domain":"p"}"#).is_err());
+        assert!(serde_json::from_str::<BootstrapRequest>(r#"{"name":"p","csr":"x","host":["h"]}"#).is_err());
+        // What agents read from a newer registry may carry members this version does not know.
+        let list = r#"{"agents":[{"agent_id":"x","name":"x","endpoint":"https://h/mcp","status":"healthy","last_seen_ms":1,
+            "identity":"i","zone":"eu","tools":[{"name":"a","capability":"a","cost":3}]}],"next":null}"#;
+        assert_eq!(serde_json::from_str::<AgentList>(list).expect("tolerant answer").agents[0].tools[0].name, "a");
+        let beat = r#"{"warming_up":true,"leader":"r2"}"#;
+        assert!(serde_json::from_str::<HeartbeatResponse>(beat).expect("tolerant answer").warming_up);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use toolmesh_core::registry_api::{
     ApiError, BootstrapRequest, BootstrapResponse, DependencySpec, EntityRequest, HeartbeatRequest, RegisterRequest,
 };
 use toolmesh_core::server::{json_response, read_body, Body, PeerInfo};
+use toolmesh_core::text::Escaped;
 use toolmesh_core::tls::Identity;
 
 /// Registrations carry tool input schemas; a megabyte leaves room for hundreds of tools.
@@ -247,7 +248,7 @@ async fn respond(api: &Api, request: http::Request<Incoming>, peer: &PeerInfo) -
             let request: EntityRequest = json_body(body).await?;
             let entity = api.trust.add(&request.name, &request.ca_cert, request.trust_domain.as_deref())?;
             apply_trust(api)?;
-            tracing::info!(entity = %entity.name, ca = %entity.ca_subject, by = %caller.identity, "entity added: its agents may join");
+            tracing::info!(entity = %entity.name, ca = %Escaped(&entity.ca_subject), by = %Escaped(&caller.identity), "entity added: its agents may join");
             ok(&entity)
         }
         (Route::Entity(name), &Method::DELETE) => {
@@ -255,11 +256,15 @@ async fn respond(api: &Api, request: http::Request<Incoming>, peer: &PeerInfo) -
             let entity = api.trust.revoke(name)?;
             apply_trust(api)?;
             let evicted = registry.evict_entity(name);
-            tracing::info!(entity = %entity.name, by = %caller.identity, evicted = evicted.len(), "entity revoked: its agents are cut off");
+            tracing::info!(entity = %entity.name, by = %Escaped(&caller.identity), evicted = evicted.len(), "entity revoked: its agents are cut off");
             no_content()
         }
         (Route::Topology(id), &Method::GET) => long_poll(api, id, WatchQuery::parse(parts.uri.query())?).await?,
-        (Route::Resolve, &Method::POST) => ok(&registry.resolve(&json_body::<DependencySpec>(body).await?)?),
+        (Route::Resolve, &Method::POST) => {
+            let spec = json_body::<DependencySpec>(body).await?;
+            crate::validate::dependency("", &spec).map_err(Refusal::invalid)?;
+            ok(&registry.resolve(&spec)?)
+        }
         (route, method) => {
             let message = format!("{method} is not allowed on {}; use {}", parts.uri.path(), route.allowed());
             let refusal = Refusal::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message);
@@ -357,8 +362,13 @@ async fn json_body<T: DeserializeOwned>(body: Incoming) -> Result<T, Refusal> {
         Ok(bytes) => bytes,
         Err(refusal) => return Err(text_refusal(refusal).await),
     };
-    serde_json::from_slice(&bytes).map_err(|e| {
-        let message = format!("the request body is not a valid {}: {e}", short_type_name::<T>());
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&bytes)).map_err(|e| {
+        // The member at fault by its path (`tools[2]: unknown field `tag`…`), as validation names it.
+        let at = match e.path().to_string() {
+            path if path == "." => String::new(),
+            path => format!(" at {path}"),
+        };
+        let message = format!("the request body is not a valid {}{at}: {}", short_type_name::<T>(), e.inner());
         Refusal::new(StatusCode::BAD_REQUEST, "invalid_json", message)
     })
 }

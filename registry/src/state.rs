@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use toolmesh_core::text::Escaped;
 use toolmesh_core::registry_api::{
     AgentInfo, AgentList, DependencySpec, HeartbeatResponse, Provider, RegisterRequest, RegisterResponse,
     ResolveResponse, ResolvedDependency, ToolInfo, Topology,
@@ -148,10 +149,10 @@ impl Registry {
         };
         affected.extend(registration.tools.iter().map(|t| t.capability.clone()));
         tracing::info!(
-            agent_id = %agent_id,
-            name = %registration.name,
-            endpoint = %registration.endpoint,
-            identity = %caller.identity,
+            agent_id = %Escaped(&agent_id),
+            name = %Escaped(&registration.name),
+            endpoint = %Escaped(&registration.endpoint),
+            identity = %Escaped(&caller.identity),
             entity = caller.entity.as_deref().unwrap_or("-"),
             tools = registration.tools.len(),
             dependencies = dependencies.len(),
@@ -175,6 +176,7 @@ impl Registry {
             heartbeat_interval_ms: self.interval_ms(),
             topology,
             trust_bundle_version: None,
+            policy_version: None,
             warming_up: self.warming_up(),
         })
     }
@@ -185,7 +187,7 @@ impl Registry {
         let agent = state.owned_mut(agent_id, caller)?;
         agent.last_heartbeat = Instant::now();
         if std::mem::take(&mut agent.stale) {
-            tracing::info!(agent_id, name = %agent.registration.name, "agent healthy again: heartbeats resumed");
+            tracing::info!(agent_id, name = %Escaped(&agent.registration.name), "agent healthy again: heartbeats resumed");
             let dependents = state.dependents_of(state.agents[agent_id].provided_capabilities());
             state.refresh(&dependents);
         }
@@ -207,7 +209,7 @@ impl Registry {
         let mut state = self.lock();
         state.owned_mut(agent_id, caller)?;
         let agent = state.remove(agent_id).expect("checked present under the same lock");
-        tracing::info!(agent_id, name = %agent.registration.name, "agent deregistered");
+        tracing::info!(agent_id, name = %Escaped(&agent.registration.name), "agent deregistered");
         state.refresh_dependents_of(&agent);
         Ok(())
     }
@@ -224,7 +226,7 @@ impl Registry {
             .collect();
         for agent_id in &members {
             if let Some(agent) = state.remove(agent_id) {
-                tracing::info!(agent_id = %agent_id, name = %agent.registration.name, entity, "agent evicted: its entity was revoked");
+                tracing::info!(agent_id = %Escaped(&agent_id), name = %Escaped(&agent.registration.name), entity, "agent evicted: its entity was revoked");
                 state.refresh_dependents_of(&agent);
             }
         }
@@ -243,8 +245,8 @@ impl Registry {
             if !agent.stale && now.duration_since(agent.last_heartbeat) > stale_after {
                 agent.stale = true;
                 tracing::info!(
-                    agent_id = %agent.registration.agent_id,
-                    name = %agent.registration.name,
+                    agent_id = %Escaped(&agent.registration.agent_id),
+                    name = %Escaped(&agent.registration.name),
                     silent_ms = now.duration_since(agent.last_heartbeat).as_millis() as u64,
                     "agent stale: heartbeats overdue; routed to only when no healthy provider remains"
                 );
@@ -264,8 +266,8 @@ impl Registry {
         for agent_id in &silent {
             if let Some(agent) = state.remove(agent_id) {
                 tracing::info!(
-                    agent_id = %agent_id,
-                    name = %agent.registration.name,
+                    agent_id = %Escaped(&agent_id),
+                    name = %Escaped(&agent.registration.name),
                     silent_ms = now.duration_since(agent.last_heartbeat).as_millis() as u64,
                     "agent evicted: heartbeats stopped"
                 );
@@ -496,7 +498,7 @@ mod tests {
         ));
         assert!(matches!(registry.heartbeat("a", mallory, first.topology.version), Err(StateError::NotOwner { .. })));
         assert!(matches!(registry.deregister("a", mallory), Err(StateError::NotOwner { .. })));
-        assert_eq!(registry.heartbeat("a", &alice(), first.topology.version), Ok(HeartbeatResponse { topology: None, trust_bundle_version: None, warming_up: true }));
+        assert_eq!(registry.heartbeat("a", &alice(), first.topology.version), Ok(HeartbeatResponse { topology: None, trust_bundle_version: None, policy_version: None, warming_up: true }));
         // The same identity from a partner's CA is another caller.
         let impostor = Caller { identity: ALICE_ID.to_owned(), entity: Some("partner".to_owned()) };
         assert!(matches!(registry.deregister("a", &impostor), Err(StateError::NotOwner { .. })));

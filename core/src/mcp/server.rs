@@ -108,7 +108,10 @@ impl McpServer {
         self.handle_message(&parts.headers, &body, &peer).await
     }
 
-    async fn handle_message(&self, headers: &HeaderMap, body: &[u8], peer: &PeerInfo) -> Response<Body> {
+    /// Answers one message whose body is read: what [`McpServer::handle`] does once the path,
+    /// method, HTTP headers and body size passed. Any bytes get an answer, never a panic: a JSON-RPC
+    /// error for a body that is not a request (`core/tests/fuzz_mcp_reader.rs` holds it to that).
+    pub async fn handle_message(&self, headers: &HeaderMap, body: &[u8], peer: &PeerInfo) -> Response<Body> {
         let Request { id, method, params } = match read_request(body) {
             Ok(Some(request)) => request,
             Ok(None) => return accepted(),

@@ -321,7 +321,7 @@ pub fn parse_document(text: &str) -> Result<PolicyDocument> {
     if text.trim_start().starts_with('{') {
         serde_json::from_str(text).map_err(|e| invalid(format!("{e} (JSON)")))
     } else {
-        serde_yaml::from_str(text).map_err(|e| invalid(format!("{e} (YAML)")))
+        serde_norway::from_str(text).map_err(|e| invalid(format!("{e} (YAML)")))
     }
 }
 
