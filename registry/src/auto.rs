@@ -45,11 +45,26 @@ impl AutoIssuer {
     /// on first use; (re)writes the operator certificate when it is missing or past two thirds
     /// of its life.
     pub fn prepare(state_dir: &Path, trust_domain: &str, agent_cert_lifetime: Duration, registry_hosts: Vec<String>) -> Result<AutoIssuer> {
-        create_private_dir(state_dir)?;
+        crate::mesh_dir::make_private(state_dir)?;
         let (ca_cert, ca_key) = (state_dir.join("ca.pem"), state_dir.join("ca.key"));
         let ca = if ca_cert.exists() || ca_key.exists() {
             CertificateAuthority::load(&ca_cert, &ca_key).map_err(|e| e.context(format!("the registry's CA in {}", state_dir.display())))?
         } else {
+            // A directory another mesh's registry wrote (with certificate files) holds no CA:
+            // a new one here would make a new mesh inherit that mesh's entities.
+            let recorded = crate::mesh_dir::recorded(state_dir)?;
+            if !recorded.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "the state directory {} belongs to the mesh whose CA is {} (SHA-256) but holds no CA of its own, so \
+                         --tls-auto cannot use it; choose another with --state-dir (or none: the default is {})",
+                        state_dir.display(),
+                        recorded.into_iter().collect::<Vec<_>>().join(", "),
+                        toolmesh_core::auto_tls::default_state_dir().map(|d| d.display().to_string()).unwrap_or_else(|| "~/.toolmesh/registry".into()),
+                    ),
+                ));
+            }
             let ca = CertificateAuthority::generate(&ca_common_name(trust_domain), DEFAULT_CA_DAYS)?;
             write_file_atomic(&ca_key, ca.key_pem().as_bytes(), 0o600)?;
             write_file_atomic(&ca_cert, ca.cert_pem().as_bytes(), 0o644)?;
@@ -197,19 +212,4 @@ fn add_host(request: &mut LeafRequest, host: &str) -> std::result::Result<(), St
         }
     }
     Ok(())
-}
-
-fn create_private_dir(dir: &Path) -> Result<()> {
-    let fail = |e: std::io::Error| {
-        Error::new(ErrorKind::InvalidConfig, format!("cannot create the registry's state directory {}: {e}; choose another with --state-dir", dir.display()))
-    };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(fail)
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::create_dir_all(dir).map_err(fail)
-    }
 }
