@@ -10,7 +10,7 @@ mod state;
 mod trust;
 mod validate;
 
-pub use auto::{AutoIssuer, REGISTRY_CERT_LIFETIME};
+pub use auto::{AutoIssuer, JoinThrottle, JOIN_COOLDOWN, JOIN_FAILURES_ALLOWED, JOIN_FAILURE_WINDOW, REGISTRY_CERT_LIFETIME};
 pub use mesh_dir::{default_state_dir_for, MESH_CA_FILE};
 pub use trust::ENTITIES_FILE;
 
