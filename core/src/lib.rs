@@ -14,6 +14,7 @@ pub mod config;
 pub mod context;
 pub mod discovery;
 pub mod error;
+pub mod fs_private;
 pub mod health;
 pub mod host;
 pub mod logging;
