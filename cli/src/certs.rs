@@ -513,10 +513,24 @@ fn trust_domain_for(explicit: Option<String>, ca: &CertificateAuthority) -> Resu
     Ok(domain)
 }
 
-/// Writes a new CA to `dir/ca.{pem,key}`.
+/// Writes a new CA to `dir/ca.{pem,key}`; a directory it creates is 0700 whatever the umask.
+/// An existing directory is kept as it is, with a warning when others may write to it (they
+/// could replace the CA).
 fn write_ca(dir: &Path, trust_domain: &str, days: u32, key_type: KeyType) -> Result<[PathBuf; 2], Failure> {
-    std::fs::create_dir_all(dir)
+    let created = toolmesh_core::fs_private::create_private_dir(dir)
         .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("cannot create {}: {e}", dir.display())))?;
+    if created.is_empty() {
+        if let Ok(Some(mode)) = toolmesh_core::fs_private::group_or_other_mode(dir) {
+            if mode & 0o022 != 0 {
+                eprintln!(
+                    "toolmesh: warning: {} is writable by its group or others (mode {mode:o}): they could replace the CA; \
+                     restrict it with `chmod 700 {}`",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+        }
+    }
     let ca = CertificateAuthority::generate_with(&ca_common_name(trust_domain), days, key_type)?;
     let [cert, key] = pair_paths(dir, CA_NAME);
     write_file_atomic(&key, ca.key_pem().as_bytes(), 0o600)?;

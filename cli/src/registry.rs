@@ -10,7 +10,7 @@ use std::time::Duration;
 use toolmesh_core::auto_tls::default_state_dir;
 use toolmesh_core::pki::DEFAULT_TRUST_DOMAIN;
 use toolmesh_core::{Error, ErrorKind};
-use toolmesh_registry::{AutoIssuer, RegistryConfig};
+use toolmesh_registry::{default_state_dir_for, AutoIssuer, RegistryConfig, ENTITIES_FILE, MESH_CA_FILE};
 
 #[derive(Args)]
 pub struct RegistryArgs {
@@ -70,9 +70,6 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
-    let state_dir = args.state_dir.clone().or_else(default_state_dir).ok_or_else(|| {
-        Failure::usage(Error::new(ErrorKind::InvalidConfig, "no state directory: set --state-dir (HOME is not set)"))
-    })?;
     let health = match args.health_port.as_deref() {
         Some("off") => None,
         Some(port) => Some(port.parse::<u16>().map_err(|_| usage(format!("--health-port '{port}' must be a port number or 'off'")))?),
@@ -81,13 +78,22 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
             usage(format!("the health port would be {} + 1000, past 65535; set --health-port", args.port))
         })?),
     };
+    let no_home = || Failure::usage(Error::new(ErrorKind::InvalidConfig, "no state directory: set --state-dir (HOME is not set)"));
+    // With --tls-auto the mesh's CA lives in the state directory, so the directory is the mesh:
+    // the default is ~/.toolmesh/registry, where agents on this machine find the join token.
+    let auto_state_dir = match (&args.state_dir, args.tls_auto) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, true) => Some(default_state_dir().ok_or_else(no_home)?),
+        (None, false) => None,
+    };
     let issuer = if args.tls_auto {
+        let state_dir = auto_state_dir.as_deref().expect("set with --tls-auto");
         let mut hosts = vec![args.host.clone()];
         hosts.extend(args.san.iter().cloned());
         if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
             hosts.push(name.trim().to_owned());
         }
-        let issuer = AutoIssuer::prepare(&state_dir, &args.trust_domain, args.agent_cert_ttl, hosts).map_err(Failure::usage)?;
+        let issuer = AutoIssuer::prepare(state_dir, &args.trust_domain, args.agent_cert_ttl, hosts).map_err(Failure::usage)?;
         Some(Arc::new(issuer))
     } else {
         None
@@ -95,6 +101,19 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
     let identity = match &issuer {
         Some(issuer) => issuer.registry_identity()?,
         None => args.tls.load("registry")?,
+    };
+    // With certificate files, the default state directory is keyed by the mesh CA
+    // (~/.toolmesh/meshes/<CA fingerprint>), so registries of two meshes never share entities.
+    let state_dir = match auto_state_dir {
+        Some(dir) => dir,
+        None => {
+            let base = default_state_dir().and_then(|d| d.parent().map(std::path::Path::to_path_buf)).ok_or_else(no_home)?;
+            let roots = identity.configured_roots();
+            let mesh_ca = roots.first().ok_or_else(|| usage("the registry's CA file holds no certificate; set --tls-ca".to_owned()))?;
+            let dir = default_state_dir_for(&base, mesh_ca);
+            warn_about_the_old_default(&dir, &roots);
+            dir
+        }
     };
     let mut config = RegistryConfig::new(args.host, args.port, identity);
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
@@ -122,6 +141,29 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
     tracing::info!("{stopped_by}: shutting down");
     running.shutdown().await;
     Ok(())
+}
+
+/// Registries with certificate files kept their entities in ~/.toolmesh/registry before the
+/// default was keyed by the mesh CA: say where they are when that directory may be this mesh's
+/// (it records no mesh CA, or this one), rather than leave them behind silently.
+fn warn_about_the_old_default<C: AsRef<[u8]>>(new_default: &std::path::Path, roots: &[C]) {
+    let Some(old) = default_state_dir() else { return };
+    if new_default.join(ENTITIES_FILE).exists() || !old.join(ENTITIES_FILE).exists() {
+        return;
+    }
+    let prints: Vec<String> = roots.iter().map(|r| toolmesh_core::pki::fingerprint(r.as_ref())).collect();
+    let recorded = std::fs::read_to_string(old.join(MESH_CA_FILE)).unwrap_or_default();
+    let ours = recorded.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).all(|l| prints.iter().any(|p| p == l.trim()));
+    if ours {
+        tracing::warn!(
+            old = %old.display(),
+            new = %new_default.display(),
+            "entities of an earlier registry are in the old default state directory, which registries with certificate files no \
+             longer use: if they are this mesh's, run with --state-dir {} (or move the directory to {})",
+            old.display(),
+            new_default.display()
+        );
+    }
 }
 
 fn usage(message: String) -> Failure {

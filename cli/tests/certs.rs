@@ -50,6 +50,39 @@ fn init_writes_a_complete_set_with_private_keys_and_refuses_to_run_twice() {
     assert_ne!(std::fs::read(certs.path("ca.key")).expect("read"), before, "--force replaces the CA");
 }
 
+/// `certs init`, `certs ca` and `certs issue` under umask 000: every directory they create is
+/// 0700 (the umask would otherwise leave 0777), the keys 0600.
+#[cfg(unix)]
+#[test]
+fn directories_created_under_a_permissive_umask_are_private() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let under_umask_000 = |args: &[&str]| {
+        let mut command = Command::new("sh");
+        command.args(["-c", "umask 000; exec \"$@\"", "sh", env!("CARGO_BIN_EXE_toolmesh")]).args(args);
+        command.env_remove("TOOLMESH_STATE_DIR");
+        run(command).success()
+    };
+    let init = base.path().join("init").join("pki");
+    under_umask_000(&["certs", "init", "--dir", init.to_str().expect("utf-8"), "--agents", "calc"]);
+    assert_eq!(mode(&base.path().join("init")), 0o700, "a missing parent too");
+    assert_eq!(mode(&init), 0o700);
+    assert_eq!(mode(&init.join("calc.key")), 0o600);
+    let ca = base.path().join("ca");
+    under_umask_000(&["certs", "ca", "--dir", ca.to_str().expect("utf-8")]);
+    assert_eq!(mode(&ca), 0o700);
+    assert_eq!(mode(&ca.join("ca.key")), 0o600);
+    // `issue` writes into --dir, which holds the CA; a pair elsewhere is not possible, so the
+    // directory stays as `ca` made it.
+    under_umask_000(&["certs", "issue", "search", "--dir", ca.to_str().expect("utf-8")]);
+    assert_eq!(mode(&ca), 0o700);
+    // An existing directory others may write to is kept, with a warning naming the fix.
+    let shared = base.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
+    let warned = under_umask_000(&["certs", "ca", "--dir", shared.to_str().expect("utf-8")]);
+    assert!(warned.stderr.contains("is writable by its group or others (mode 777)") && warned.stderr.contains("chmod 700"), "{}", warned.stderr);
+}
+
 #[test]
 fn init_rejects_unusable_names_before_writing() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -88,3 +88,52 @@ fn entities_are_added_listed_and_revoked_by_admins_only_and_kept_across_a_restar
     let listed = run(entity(&mesh, &["list"], &admin)).success();
     assert!(listed.stdout.contains("no entities"), "the revoked entity came back after a restart: {}", listed.stdout);
 }
+
+/// The scenario: two meshes (two CAs) run by one account, registries started without
+/// --state-dir. The second must not inherit the first one's entities: each mesh gets its own
+/// default directory (keyed by its CA, 0700, recording the CA), and a registry pointed at the
+/// other mesh's directory refuses to start, naming both CAs and the fix.
+#[test]
+fn registries_of_two_meshes_without_state_dir_do_not_share_entities() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (first, second) = (Certs::init("calc"), Certs::init("calc"));
+    let partner = tempfile::tempdir().expect("tempdir");
+    let partner_dir = partner.path().to_str().expect("utf-8");
+    run(toolmesh(&["certs", "ca", "--dir", partner_dir, "--trust-domain", "partner.example"])).success();
+    let partner_ca = partner.path().join("ca.pem");
+    let in_home = |certs: &Certs, extra: &[&str]| {
+        let mut command = toolmesh(&["registry", "--port", "0", "--health-port", "off"]);
+        command.args(certs.tls_args("registry")).args(extra).env("HOME", home.path());
+        command
+    };
+
+    let mesh = RegistryProcess::spawn(in_home(&first, &[]));
+    run(entity(&mesh, &["add", "partner", "--ca-cert", partner_ca.to_str().expect("utf-8")], &first.tls_args("operator"))).success();
+    drop(mesh);
+    let other = RegistryProcess::spawn(in_home(&second, &[]));
+    let listed = run(entity(&other, &["list"], &second.tls_args("operator"))).success();
+    assert!(listed.stdout.contains("no entities"), "the second mesh inherited the first one's entities: {}", listed.stdout);
+    drop(other);
+
+    let fingerprint = |certs: &Certs| {
+        toolmesh_core::pki::CertificateAuthority::load(&certs.path("ca.pem"), &certs.path("ca.key")).expect("CA").fingerprint()
+    };
+    let meshes = home.path().join(".toolmesh").join("meshes");
+    let first_dir = meshes.join(&fingerprint(&first)[..16]);
+    let recorded = std::fs::read_to_string(first_dir.join("mesh-ca.sha256")).expect("the state directory records its mesh CA");
+    assert!(recorded.lines().any(|l| l == fingerprint(&first)), "{recorded}");
+    assert!(first_dir.join("entities.json").is_file());
+    #[cfg(unix)]
+    for dir in [home.path().join(".toolmesh"), meshes.clone(), first_dir.clone()] {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&dir).expect("metadata").permissions().mode() & 0o777, 0o700, "{}", dir.display());
+    }
+
+    // Pointed at the first mesh's directory, the second mesh's registry refuses to start.
+    let refused = run(in_home(&second, &["--state-dir", first_dir.to_str().expect("utf-8")]));
+    refused
+        .failure(2, "INVALID_CONFIG", "belongs to another mesh")
+        .failure(2, "INVALID_CONFIG", &fingerprint(&first))
+        .failure(2, "INVALID_CONFIG", &fingerprint(&second))
+        .failure(2, "INVALID_CONFIG", "--state-dir");
+}

@@ -178,3 +178,33 @@ fn bad_tls_auto_configuration_stops_start_up_with_the_reason() {
     let mut both = toolmesh(&["registry", "--tls-auto", "--port", "0"]);
     run(both.args(certs.tls_args("registry"))).failure(2, "INVALID_CONFIG", "cannot be used with");
 }
+
+/// Failed join tokens are logged as warnings naming the source and the reason, never the token,
+/// and the sixth within a minute from one source is answered `429` with `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_join_tokens_are_logged_by_source_and_throttled() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let state_dir = state.path().to_str().expect("utf-8").to_owned();
+    let registry = RegistryProcess::spawn(toolmesh(&["registry", "--tls-auto", "--state-dir", &state_dir, "--port", "0", "--health-port", "off"]));
+    let token = toolmesh_core::auto_tls::JoinToken::read(&state.path().join("join-token")).expect("join token");
+    let wrong = toolmesh_core::auto_tls::JoinToken::generate(token.ca_fingerprint()).reveal();
+    let http = toolmesh_core::client::HttpsClient::with_tls(toolmesh_core::tls::pinned_registry_config(token.ca_fingerprint()).expect("pinned"));
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let request = http::Request::post(format!("{}/v1/bootstrap", registry.url))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {wrong}"))
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+            .expect("request");
+        let answer = http.send(request).await.unwrap_or_else(|e| panic!("bootstrap: {}", e.error));
+        statuses.push((answer.status().as_u16(), answer.headers().get("retry-after").is_some()));
+    }
+    assert_eq!(statuses, [(401, false), (401, false), (401, false), (401, false), (401, false), (429, true)]);
+    let (_, logs) = registry.terminate();
+    let refusals: Vec<&str> = logs.lines().filter(|l| l.contains("refused a bootstrap request: wrong join token")).collect();
+    assert_eq!(refusals.len(), 5, "{logs}");
+    assert!(refusals.iter().all(|l| l.contains("WARN") && l.contains("source=127.0.0.1") && l.contains("not this registry's")), "{logs}");
+    assert!(refusals[4].contains("refused until it cools down"), "{logs}");
+    let secret = wrong.rsplit('.').next().expect("secret");
+    assert!(!logs.contains(secret), "the presented token's secret in the logs: {logs}");
+}

@@ -15,6 +15,7 @@ pub mod config;
 pub mod context;
 pub mod discovery;
 pub mod error;
+pub mod fs_private;
 pub mod health;
 pub mod host;
 pub mod logging;

@@ -505,7 +505,7 @@ pub fn write_pair(dir: &Path, name: &str, issued: &Issued, overwrite: bool) -> R
     if !overwrite {
         refuse_existing(&[&cert_path, &key_path])?;
     }
-    std::fs::create_dir_all(dir)
+    crate::fs_private::create_private_dir(dir)
         .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("cannot create {}: {e}", dir.display())))?;
     write_file_atomic(&key_path, issued.key_pem.as_bytes(), 0o600)?;
     write_file_atomic(&cert_path, issued.cert_pem.as_bytes(), 0o644)?;

@@ -218,7 +218,7 @@ async fn respond(api: &Api, request: http::Request<Incoming>, peer: &PeerInfo) -
     let (parts, body) = request.into_parts();
     let route = Route::parse(parts.uri.path())?;
     if let (Route::Bootstrap, &Method::POST) = (&route, &parts.method) {
-        return bootstrap(api, &parts.headers, body).await;
+        return bootstrap(api, peer.remote.ip(), &parts.headers, body).await;
     }
     let caller = &authenticate(api, peer)?;
     let registry = &api.registry;
@@ -281,7 +281,7 @@ fn apply_trust(api: &Api) -> Result<(), Refusal> {
 }
 
 /// `POST /v1/bootstrap`: a certificate for an agent that presents the join token.
-async fn bootstrap(api: &Api, headers: &http::HeaderMap, body: Incoming) -> Result<Response, Refusal> {
+async fn bootstrap(api: &Api, source: std::net::IpAddr, headers: &http::HeaderMap, body: Incoming) -> Result<Response, Refusal> {
     let Some(issuer) = &api.issuer else {
         return Err(Refusal::new(
             StatusCode::NOT_FOUND,
@@ -289,16 +289,50 @@ async fn bootstrap(api: &Api, headers: &http::HeaderMap, body: Incoming) -> Resu
             "this registry issues no certificates: it was started with certificate files, not --tls-auto".to_owned(),
         ));
     };
+    // Too many failed join tokens from this source: refused until it cooled down, whatever it sends.
+    let throttle = issuer.join_throttle();
+    if let Some(wait) = throttle.cooling_down(source) {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response = Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_failed_joins",
+            format!(
+                "too many bootstrap requests from {source} presented a wrong or no join token; retry in {seconds} s with the token \
+                 `toolmesh registry --tls-auto` printed (also in <state-dir>/join-token)"
+            ),
+        )
+        .into_response();
+        response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+        return Ok(response);
+    }
     let presented = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     if !presented.is_some_and(|token| issuer.token().admits(token)) {
+        // Never the token itself: only why it was refused.
+        let reason = match headers.get(http::header::AUTHORIZATION) {
+            None => "no Authorization header",
+            Some(_) if presented.is_none() => "an Authorization header that is not `Bearer <token>`",
+            Some(_) => "a join token that is not this registry's",
+        };
+        let (failures, cooldown) = throttle.failed(source);
+        match cooldown {
+            Some(cooldown) => tracing::warn!(
+                %source, reason, failures, cooldown_s = cooldown.as_secs(),
+                "refused a bootstrap request: wrong join token; too many from this source, which is refused until it cools down"
+            ),
+            None => tracing::warn!(%source, reason, failures, "refused a bootstrap request: wrong join token"),
+        }
         return Err(Refusal::unauthenticated(
             "the join token is missing or not this registry's: send `Authorization: Bearer <token>` with the token \
              `toolmesh registry --tls-auto` printed (also in <state-dir>/join-token)"
                 .to_owned(),
         ));
     }
+    throttle.succeeded(source);
     let request: BootstrapRequest = json_body(body).await?;
-    let (certificate, spiffe_id, valid_for) = issuer.issue_agent(&request).map_err(Refusal::invalid)?;
+    let (certificate, spiffe_id, valid_for) = issuer.issue_agent(&request).map_err(|reason| {
+        tracing::warn!(%source, name = %request.name, hosts = ?request.hosts, %reason, "refused to issue an agent certificate");
+        Refusal::invalid(reason)
+    })?;
     tracing::info!(identity = %spiffe_id, hosts = ?request.hosts, "issued an agent certificate");
     Ok(ok(&BootstrapResponse {
         certificate,

@@ -4,12 +4,14 @@
 
 mod auto;
 mod http;
+mod mesh_dir;
 mod standing_cache;
 mod state;
 mod trust;
 mod validate;
 
-pub use auto::{AutoIssuer, REGISTRY_CERT_LIFETIME};
+pub use auto::{AutoIssuer, JoinThrottle, JOIN_COOLDOWN, JOIN_FAILURES_ALLOWED, JOIN_FAILURE_WINDOW, REGISTRY_CERT_LIFETIME};
+pub use mesh_dir::{default_state_dir_for, MESH_CA_FILE};
 pub use trust::ENTITIES_FILE;
 
 use std::net::SocketAddr;
@@ -40,6 +42,8 @@ pub struct RegistryConfig {
     pub heartbeat_interval: Duration,
     pub eviction_intervals: u32,
     /// Where entities are kept across restarts (`entities.json`); `None` keeps them in memory.
+    /// The directory belongs to one mesh: it is made 0700 and records the mesh CA
+    /// ([`MESH_CA_FILE`]), and a registry with another mesh CA refuses to start on it.
     pub state_dir: Option<PathBuf>,
     /// Issues agent certificates over `POST /v1/bootstrap` (`--tls-auto`).
     pub issuer: Option<Arc<AutoIssuer>>,
@@ -93,6 +97,9 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         return Err(Error::new(ErrorKind::InvalidConfig, "eviction_intervals must be at least 1 (the default is 3)"));
     }
     let identity = config.identity.clone();
+    if let Some(dir) = &config.state_dir {
+        mesh_dir::claim(dir, &identity.configured_roots())?;
+    }
     // The mesh's trust domain is the registry's own: no entity may take it.
     let mesh_trust_domain = identity.name().starts_with("spiffe://").then(|| toolmesh_core::tls::trust_domain_of(identity.name()).to_owned());
     let trust = Arc::new(trust::Trust::load(identity.configured_roots(), mesh_trust_domain, config.state_dir.clone())?);
@@ -129,7 +136,8 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
     let url = format!("https://{}:{}", bracket_ipv6(&config.host), server.local_addr().port());
     let max_silence = config.heartbeat_interval * config.eviction_intervals;
     let mut tasks = vec![tokio::spawn(evict_forever(registry, config.heartbeat_interval / 2, max_silence))];
-    tasks.extend(identity.spawn_reloader_then(config.tls_reload_interval, move |identity| follow_mesh_ca(&follower, identity)));
+    let state_dir = config.state_dir.clone();
+    tasks.extend(identity.spawn_reloader_then(config.tls_reload_interval, move |identity| follow_mesh_ca(&follower, identity, state_dir.as_deref())));
     if let Some(issuer) = &config.issuer {
         tasks.push(tokio::spawn(renew_own_certificate(issuer.clone(), Arc::downgrade(&identity))));
     }
@@ -138,11 +146,15 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
 }
 
 /// After the registry's TLS files were reloaded: when the CA file changed, the mesh's trust takes
-/// the new mesh CA, and the bundle the registry trusts and hands out follows.
-fn follow_mesh_ca(trust: &trust::Trust, identity: &Arc<Identity>) {
+/// the new mesh CA, and the bundle the registry trusts and hands out follows; so does the
+/// record of the mesh CA in the state directory.
+fn follow_mesh_ca(trust: &trust::Trust, identity: &Arc<Identity>, state_dir: Option<&std::path::Path>) {
     let followed = trust.follow_mesh_ca(identity.configured_roots()).and_then(|changed| {
         if changed {
             identity.replace_trust_bundle(&trust.bundle())?;
+            if let Some(dir) = state_dir {
+                mesh_dir::record_cas(dir, &identity.configured_roots())?;
+            }
         }
         Ok(changed)
     });

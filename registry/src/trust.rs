@@ -229,7 +229,7 @@ impl Trust {
         let anchors = build(current.mesh.clone(), current.mesh_trust_domain.clone(), entities).map_err(EntityError::Storage)?;
         if let Some(file) = &self.file {
             if let Some(dir) = file.parent() {
-                std::fs::create_dir_all(dir)
+                toolmesh_core::fs_private::create_private_dir(dir)
                     .map_err(|e| EntityError::Storage(Error::new(ErrorKind::Internal, format!("cannot create {}: {e}", dir.display()))))?;
             }
             let json = serde_json::to_vec_pretty(&Stored { entities: anchors.entities.clone() }).expect("entities serialize");

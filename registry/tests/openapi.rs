@@ -283,6 +283,15 @@ async fn the_live_registry_matches_its_openapi_document() {
     let list = ex.expect(200, "get", AGENTS, AGENTS, None).await.json();
     assert!(list["agents"].as_array().is_some_and(|a| a.iter().all(|x| x["agent_id"] != "theirs-1")), "evicted: {list}");
 
+    // Last, since it cools this source down for a minute: wrong join tokens are throttled.
+    let (_, csr) = toolmesh_core::pki::certificate_request("guesser").expect("csr");
+    let guess = json!({"name": "guesser", "csr": csr});
+    for _ in 0..toolmesh_registry::JOIN_FAILURES_ALLOWED {
+        ex.by(&anonymous).expect(401, "post", BOOTSTRAP, BOOTSTRAP, Some(guess.clone())).await;
+    }
+    let throttled = ex.by(&anonymous).expect(429, "post", BOOTSTRAP, BOOTSTRAP, Some(guess)).await;
+    assert!(throttled.headers.contains_key("retry-after"), "{:?}", throttled.headers);
+
     let missing: Vec<_> = document.documented().difference(&document.seen).cloned().collect();
     assert!(missing.is_empty(), "documented responses this test never saw (document drifted?): {missing:?}");
     registry.shutdown().await;

@@ -38,6 +38,17 @@ fn check_object(root: &Value, schema: &Value, object: &Map<String, Value>, path:
 fn check_value(root: &Value, schema: &Value, value: &Value, path: &str) -> Result<(), String> {
     let schema = resolve(root, schema);
     if !type_matches(root, schema, value) {
+        if let Some(number) = value.as_f64().filter(|_| beyond_exact_integers(value)) {
+            // Parsed as a float (JSON numbers past 64 bits are): a handler would get a float in
+            // scientific notation instead of the integer sent, so it is refused, not rounded.
+            return Err(format!(
+                "argument '{path}' must be {}, got {number:e}, an integer too large to carry exactly: integers must be written \
+                 without a fraction or exponent and lie within {}..={}",
+                describe_type(schema),
+                i64::MIN,
+                u64::MAX
+            ));
+        }
         return Err(format!("argument '{path}' must be {}, got {}", describe_type(schema), json_type(value)));
     }
     match value {
@@ -89,7 +100,8 @@ fn type_matches(root: &Value, property: &Value, value: &Value) -> bool {
 
 fn single_type_matches(t: &str, value: &Value) -> bool {
     match t {
-        "integer" => value.as_i64().is_some() || value.as_u64().is_some() || value.as_f64().is_some_and(|f| f.fract() == 0.0),
+        // 1.0 is an integer (JSON Schema), and so is any float up to 2^53, which it holds exactly.
+        "integer" => value.as_i64().is_some() || value.as_u64().is_some() || value.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() <= MAX_EXACT_FLOAT_INTEGER),
         "number" => value.is_number(),
         "string" => value.is_string(),
         "boolean" => value.is_boolean(),
@@ -98,6 +110,16 @@ fn single_type_matches(t: &str, value: &Value) -> bool {
         "null" => value.is_null(),
         _ => true,
     }
+}
+
+/// 2^53: past it, a float no longer holds every integer.
+const MAX_EXACT_FLOAT_INTEGER: f64 = 9_007_199_254_740_992.0;
+
+/// An integral number that arrived as a float past 2^53 (a literal beyond 64 bits, or one with
+/// an exponent): not an integer any handler could be given exactly.
+fn beyond_exact_integers(value: &Value) -> bool {
+    matches!(value, Value::Number(n) if !n.is_i64() && !n.is_u64())
+        && value.as_f64().is_some_and(|f| f.is_finite() && f.fract() == 0.0 && f.abs() > MAX_EXACT_FLOAT_INTEGER)
 }
 
 fn describe_type(property: &Value) -> String {
@@ -166,5 +188,29 @@ mod tests {
         );
         let closed = json!({"properties":{},"additionalProperties":false});
         assert_eq!(check_arguments(&closed, &args(json!({"x": 1}))).unwrap_err(), "unexpected argument 'x'");
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_refused_not_rounded() {
+        let schema = json!({"type":"object","properties":{"n":{"type":"integer"},"x":{"type":"number"},"m":{"type":["integer","null"]}}});
+        let parsed = |text: &str| -> Map<String, Value> { serde_json::from_str(text).unwrap() };
+        for fits in [r#"{"n": 18446744073709551615}"#, r#"{"n": -9223372036854775808}"#, r#"{"n": 3.0}"#, r#"{"n": 1e15}"#] {
+            assert!(check_arguments(&schema, &parsed(fits)).is_ok(), "{fits}");
+        }
+        let limits = "integers must be written without a fraction or exponent and lie within -9223372036854775808..=18446744073709551615";
+        for (text, shown) in [
+            (r#"{"n": 123456789012345678901234567890}"#, "1.2345678901234568e29"),
+            (r#"{"n": 18446744073709551616}"#, "1.8446744073709552e19"),
+            (r#"{"n": -9223372036854775809}"#, "-9.223372036854776e18"),
+            (r#"{"n": 1e30}"#, "1e30"),
+            (r#"{"m": 1.2345678901234568e+29}"#, "1.2345678901234568e29"),
+        ] {
+            let name = if text.contains("\"m\"") { "m" } else { "n" };
+            let refused = check_arguments(&schema, &parsed(text)).unwrap_err();
+            let types = if name == "m" { "integer or null" } else { "integer" };
+            assert_eq!(refused, format!("argument '{name}' must be of type {types}, got {shown}, an integer too large to carry exactly: {limits}"), "{text}");
+        }
+        assert!(check_arguments(&schema, &parsed(r#"{"x": 123456789012345678901234567890}"#)).is_ok(), "a number may be a float");
+        assert_eq!(check_arguments(&schema, &parsed(r#"{"n": 1.5}"#)).unwrap_err(), "argument 'n' must be of type integer, got number");
     }
 }

@@ -74,7 +74,7 @@ public final class Peer {
     }
 
     /** A probe calling {@code capability}, from the provider tagged {@code tag} (null: any provider). */
-    private static ToolDefinition probe(String name, String capability, String tag, JsonNode timeoutMs) {
+    private static ToolDefinition probe(String name, String capability, String tag, JsonNode timeoutMs, JsonNode arguments) {
         ToolDefinition.Builder probe = ToolDefinition.builder(name);
         if (tag == null) {
             probe.dependsOn(capability);
@@ -84,7 +84,7 @@ public final class Peer {
         if (timeoutMs.isNumber()) {
             probe.timeoutMs(timeoutMs.asLong());
         }
-        return probe.handler(call -> call.proxy(0).call(null).handle((value, thrown) -> {
+        return probe.handler(call -> call.proxy(0).call(arguments).handle((value, thrown) -> {
             if (thrown == null) {
                 return Map.of("ok", value);
             }
@@ -101,16 +101,26 @@ public final class Peer {
         for (JsonNode call : table.path("calls")) {
             String name = call.path("case").asText();
             String tool = call.path("tool").asText();
+            JsonNode arguments = arguments(call);
             if (call.path("callee").isNull()) {
-                agent.tool(probe(name, tool, null, call.path("timeout_ms")));
+                agent.tool(probe(name, tool, null, call.path("timeout_ms"), arguments));
                 continue;
             }
             for (JsonNode callee : table.path("languages")) {
                 String tag = tag(call.path("callee").asText(), callee.asText());
-                agent.tool(probe(name + "__" + callee.asText(), tool, tag, call.path("timeout_ms")));
+                agent.tool(probe(name + "__" + callee.asText(), tool, tag, call.path("timeout_ms"), arguments));
             }
         }
         return agent;
+    }
+
+    /** The case's arguments_json as Jackson reads it (a BigInteger past 64 bits), else {}. */
+    private static JsonNode arguments(JsonNode call) {
+        try {
+            return JSON.readTree(call.path("arguments_json").asText("{}"));
+        } catch (IOException e) {
+            throw new IllegalArgumentException("arguments_json of " + call.path("case").asText(), e);
+        }
     }
 
     private static ToolDefinition echo(String name, String tag) {
@@ -132,6 +142,8 @@ public final class Peer {
         }).build());
         // Jackson serializes no plain Object (it has no properties).
         agent.tool(ToolDefinition.builder("not_json").tags(tag).handler(call -> new Object()).build());
+        agent.tool(ToolDefinition.builder("count").tags(tag).parameter("n", long.class)
+                .handler(call -> Map.of("n", call.arguments().path("n"))).build());
         agent.tool(ToolDefinition.builder("slow").tags(tag).handler(call -> {
             Map<String, Object> seen = here();
             return CompletableFuture.supplyAsync(() -> seen,

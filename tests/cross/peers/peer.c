@@ -131,12 +131,12 @@ struct agent_state {
   _Atomic(toolmesh_agent *) agent;
 };
 
-static void call_dependency(struct agent_state *state, toolmesh_invocation *invocation, const char *tool,
+static void call_dependency(struct agent_state *state, toolmesh_invocation *invocation, const char *tool, const char *arguments_json,
                             toolmesh_call_callback callback, json_t *seen) {
   struct pending *pending = malloc(sizeof *pending);
   *pending = (struct pending){.invocation = invocation, .seen = seen};
   toolmesh_error *error = NULL;
-  toolmesh_result code = toolmesh_agent_call(atomic_load(&state->agent), invocation, tool, 0, "{}", callback, pending, &error);
+  toolmesh_result code = toolmesh_agent_call(atomic_load(&state->agent), invocation, tool, 0, arguments_json, callback, pending, &error);
   if (code != TOOLMESH_OK) {
     /* The call never started, so its callback never runs: answer here. */
     toolmesh_invocation_fail_with_code(invocation, code, toolmesh_error_message(error), NULL);
@@ -146,11 +146,30 @@ static void call_dependency(struct agent_state *state, toolmesh_invocation *invo
   }
 }
 
+/* The arguments_json of the call case whose probe is `probe` (CASE or CASE__LANGUAGE), else "{}":
+ * C hands the dependency the JSON text as written, digits and all. */
+static const char *case_arguments(const char *probe) {
+  size_t index;
+  json_t *call;
+  json_array_foreach(json_object_get(table, "calls"), index, call) {
+    const char *name = json_string_value(json_object_get(call, "case"));
+    size_t length = strlen(name);
+    if (strncmp(probe, name, length) == 0 && (probe[length] == '\0' || strncmp(probe + length, "__", 2) == 0)) {
+      json_t *arguments = json_object_get(call, "arguments_json");
+      return arguments ? json_string_value(arguments) : "{}";
+    }
+  }
+  return "{}";
+}
+
 static void invoke(void *userdata, const char *tool, const char *arguments_json, toolmesh_invocation *invocation) {
-  (void)arguments_json;
   struct agent_state *state = userdata;
   if (state->kind == CALLER) {
-    call_dependency(state, invocation, tool, finish_probe, NULL);
+    call_dependency(state, invocation, tool, case_arguments(tool), finish_probe, NULL);
+  } else if (strcmp(tool, "count") == 0) {
+    json_t *arguments = json_loads(arguments_json, 0, NULL);
+    complete(invocation, json_pack("{s:O}", "n", json_object_get(arguments, "n")));
+    json_decref(arguments);
   } else if (strcmp(tool, "fail") == 0) {
     toolmesh_invocation_fail(invocation, setting("fail_message"), NULL);
   } else if (strcmp(tool, "fail_without_message") == 0) {
@@ -164,7 +183,7 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
     nanosleep(&(struct timespec){.tv_sec = slow_ms / 1000, .tv_nsec = slow_ms % 1000 * 1000000}, NULL);
     complete(invocation, here(invocation));
   } else if (strcmp(tool, "chain") == 0 && next_hop() != NULL) {
-    call_dependency(state, invocation, tool, finish_hop, here(invocation));
+    call_dependency(state, invocation, tool, "{}", finish_hop, here(invocation));
   } else if (strcmp(tool, "chain") == 0) {
     json_t *seen = here(invocation);
     json_object_set_new(seen, "next", json_null());
@@ -239,6 +258,10 @@ static json_t *callee_tools(int vanishing) {
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     if (names[i]) json_array_append_new(tools, tool(names[i], tag("agent", LANGUAGE), NULL));
   }
+  json_t *count = tool("count", tag("agent", LANGUAGE), NULL);
+  json_object_set_new(count, "input_schema", json_pack("{s:s, s:{s:{s:s}}, s:[s]}", "type", "object", "properties", "n", "type", "integer",
+                                                       "required", "n"));
+  json_array_append_new(tools, count);
   const char *next = next_hop();
   json_array_append_new(tools, tool("chain", tag("agent", LANGUAGE), next ? dependency("chain", tag("agent", next)) : NULL));
   return tools;

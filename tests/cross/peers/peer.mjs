@@ -11,14 +11,14 @@ const here = () => ({ language: LANGUAGE, headers: headers(), trace_id: traceId(
 /** The tag of `language`'s callee agent of `kind` ("agent", "misnamed", "replaced"). */
 const tag = (table, kind, language) => table.callee.tags[kind].replace("{language}", language);
 
-function addProbe(agent, name, dependency, timeoutMs) {
+function addProbe(agent, name, dependency, timeoutMs, args) {
   agent.addTool({
     name,
     dependencies: [dependency],
     timeoutMs,
     execute: async (_, proxies) => {
       try {
-        return { ok: await proxies[0]() };
+        return { ok: await proxies[0](args) };
       } catch (error) {
         if (error instanceof ToolmeshError) return caught(error);
         throw error;
@@ -30,13 +30,14 @@ function addProbe(agent, name, dependency, timeoutMs) {
 function caller(table) {
   const agent = new Agent({ name: `caller-${LANGUAGE}` });
   for (const call of table.calls) {
+    const args = JSON.parse(call.arguments_json ?? "{}"); // a number past 2^53 becomes the nearest double
     if (call.callee === null) {
-      addProbe(agent, call.case, call.tool, call.timeout_ms);
+      addProbe(agent, call.case, call.tool, call.timeout_ms, args);
       continue;
     }
     for (const callee of table.languages) {
       const dependency = { capability: call.tool, tags: [tag(table, call.callee, callee)] };
-      addProbe(agent, `${call.case}__${callee}`, dependency, call.timeout_ms);
+      addProbe(agent, `${call.case}__${callee}`, dependency, call.timeout_ms, args);
     }
   }
   return agent;
@@ -63,6 +64,12 @@ function callee(table, vanishing) {
     },
   });
   agent.addTool({ name: "not_json", tags, execute: () => 10n }); // JSON has no BigInt
+  agent.addTool({
+    name: "count",
+    tags,
+    inputSchema: { type: "object", properties: { n: { type: "integer" } }, required: ["n"] },
+    execute: ({ n }) => ({ n }),
+  });
   agent.addTool({
     name: "slow",
     tags,

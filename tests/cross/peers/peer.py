@@ -41,10 +41,10 @@ def tag(table: dict, kind: str, language: str) -> str:
     return table["callee"]["tags"][kind].replace("{language}", language)
 
 
-def add_probe(agent: toolmesh.Agent, name: str, selector: Any, timeout_ms: Optional[int]) -> None:
+def add_probe(agent: toolmesh.Agent, name: str, selector: Any, timeout_ms: Optional[int], arguments: dict) -> None:
     async def probe(dependency: toolmesh.Proxy = None) -> dict:
         try:
-            return {"ok": await dependency()}
+            return {"ok": await dependency(**arguments)}
         except toolmesh.ToolmeshError as error:
             return caught(error)
 
@@ -54,12 +54,13 @@ def add_probe(agent: toolmesh.Agent, name: str, selector: Any, timeout_ms: Optio
 def caller(table: dict) -> toolmesh.Agent:
     agent = toolmesh.Agent(f"caller-{LANGUAGE}")
     for case in table["calls"]:
+        arguments = json.loads(case.get("arguments_json", "{}"))  # Python's int is exact at any size
         if case["callee"] is None:
-            add_probe(agent, case["case"], case["tool"], case.get("timeout_ms"))
+            add_probe(agent, case["case"], case["tool"], case.get("timeout_ms"), arguments)
             continue
         for callee in table["languages"]:
             selector = {"capability": case["tool"], "tags": [tag(table, case["callee"], callee)]}
-            add_probe(agent, f"{case['case']}__{callee}", selector, case.get("timeout_ms"))
+            add_probe(agent, f"{case['case']}__{callee}", selector, case.get("timeout_ms"), arguments)
     return agent
 
 
@@ -89,6 +90,10 @@ def callee(table: dict, vanishing: bool) -> toolmesh.Agent:
     @agent.tool(tags=tags)
     async def not_json() -> object:
         return object()  # JSON has no such value
+
+    @agent.tool(tags=tags)
+    async def count(n: int) -> dict:
+        return {"n": n}
 
     @agent.tool(tags=tags)
     async def slow() -> dict:
