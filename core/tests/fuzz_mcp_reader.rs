@@ -14,7 +14,11 @@ use proptest::sample::select;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use toolmesh_core::authorize::Gate;
 use toolmesh_core::context::HeaderAllowList;
+use toolmesh_core::pki::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+use toolmesh_core::policy::Policy;
+use toolmesh_core::tls::Identity;
 use toolmesh_core::host::{Completion, FnHandler, LocalTools, ToolInvocation};
 use toolmesh_core::mcp::{McpServer, ServerInfo, HEADER_METHOD, HEADER_NAME, HEADER_PROTOCOL_VERSION, MODERN_VERSION};
 use toolmesh_core::registry_api::ToolInfo;
@@ -38,7 +42,11 @@ fn server() -> McpServer {
         "echo" => done.ok(call.arguments),
         _ => done.err("refused"),
     });
-    McpServer::new(ServerInfo { name: "fuzz".into(), version: "1.0.0".into() }, Arc::new(LocalTools::new(tools, Arc::new(handler))), HeaderAllowList::default())
+    let ca = CertificateAuthority::generate("fuzz CA", 1).expect("CA");
+    let issued = ca.issue(&LeafRequest::new("fuzz", Role::Agent, DEFAULT_TRUST_DOMAIN, 1)).expect("certificate");
+    let identity = Identity::from_pem(&issued.cert_pem, &issued.key_pem, ca.cert_pem()).expect("identity");
+    let gate = Arc::new(Gate::new(identity, "fuzz", Policy::allow_mesh()));
+    McpServer::new(ServerInfo { name: "fuzz".into(), version: "1.0.0".into() }, Arc::new(LocalTools::new(tools, Arc::new(handler))), HeaderAllowList::default(), gate)
 }
 
 /// Odd JSON values for any member.

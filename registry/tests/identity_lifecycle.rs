@@ -120,7 +120,12 @@ async fn auto_tls_agents_get_short_lived_certificates_renewed_while_calls_keep_w
 async fn a_revoked_entity_is_cut_off_within_a_heartbeat_even_on_open_connections() {
     let state = tempfile::tempdir().expect("tempdir");
     let (mesh, issuer, registry) = Mesh::start_auto(state.path(), Duration::from_secs(3600), HEARTBEAT).await;
-    let ours = start(auto_config("ours", &registry.url(), &issuer.token().reveal()), &["double", "ping"]).await;
+    // A partner entity is denied by default: our agent's policy names it.
+    let policy = state.path().join("ours-policy.yaml");
+    std::fs::write(&policy, "rules:\n  - name: partner-pings\n    source: { entities: [partner] }\n    target: { tools: [ping] }\n").expect("policy");
+    let mut ours_config = auto_config("ours", &registry.url(), &issuer.token().reveal());
+    ours_config.set("policy_file", policy.to_str().expect("path")).expect("option");
+    let ours = start(ours_config, &["double", "ping"]).await;
 
     // The partner's agent holds a certificate from its own CA, in its own trust domain, and
     // trusts the mesh CA.

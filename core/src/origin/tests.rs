@@ -133,3 +133,32 @@ fn every_key_type_signs_links() {
         assert!(b.verify(&x.outbound(None, None).unwrap(), &id("x"), None).is_ok(), "{key_type:?}");
     }
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Whatever arrives in the header, the answer is ORIGIN_REJECTED, never a panic.
+        #[test]
+        fn any_header_is_refused_cleanly(raw in proptest::collection::vec(any::<u8>(), 0..600), as_json in any::<bool>(), exp in any::<u64>(), alg in any::<u16>()) {
+            let b = fuzz_agent();
+            let header = if as_json {
+                let link = serde_json::json!([{"iss": "spiffe://toolmesh.local/agent/x", "org": "spiffe://toolmesh.local/agent/x", "exp": exp,
+                    "scope": ["*"], "x5c": [STANDARD.encode(&raw)], "alg": alg, "sig": STANDARD.encode(&raw)}]);
+                URL_SAFE_NO_PAD.encode(link.to_string())
+            } else {
+                String::from_utf8_lossy(&raw).into_owned()
+            };
+            let e = b.verify(&header, &id("x"), None).unwrap_err();
+            prop_assert_eq!(e.kind(), ErrorKind::OriginRejected);
+        }
+    }
+
+    fn fuzz_agent() -> &'static Origins {
+        static AGENT: std::sync::OnceLock<Origins> = std::sync::OnceLock::new();
+        AGENT.get_or_init(|| Mesh::new().agent("b"))
+    }
+}
