@@ -4,6 +4,7 @@
 use crate::context::HeaderAllowList;
 use crate::error::{Error, ErrorKind, Result};
 use crate::registry_client::check_registry_url;
+use crate::server::ServerLimits;
 use crate::tls::{TlsFiles, VerifyPolicy};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,6 +32,13 @@ pub const KEYS: &[&str] = &[
     "tls",
     "join_token",
     "join_token_file",
+    // Connection limits of the mTLS and health listeners (`ServerLimits::KEYS`).
+    "max_connections",
+    "max_connections_per_peer",
+    "handshake_timeout_ms",
+    "header_timeout_ms",
+    "body_timeout_ms",
+    "idle_timeout_ms",
 ];
 
 /// Where an agent's identity comes from.
@@ -100,6 +108,8 @@ pub struct AgentConfig {
     /// A file holding the join token (default: the registry's default state directory on this
     /// machine, `$HOME/.toolmesh/registry/join-token`).
     pub join_token_file: Option<PathBuf>,
+    /// Connection limits and timeouts of the mTLS and health listeners.
+    pub server_limits: ServerLimits,
 }
 
 impl AgentConfig {
@@ -124,6 +134,7 @@ impl AgentConfig {
             tls_source: TlsSource::Files,
             join_token: None,
             join_token_file: None,
+            server_limits: ServerLimits::default(),
         };
         for key in KEYS {
             let var = format!("TOOLMESH_{}", key.to_ascii_uppercase());
@@ -187,6 +198,7 @@ impl AgentConfig {
             }
             "join_token" => self.join_token = (!value.is_empty()).then(|| Secret(value.to_owned())),
             "join_token_file" => self.join_token_file = path(),
+            limit if ServerLimits::KEYS.contains(&limit) => self.server_limits.set(limit, value)?,
             other => {
                 return Err(Error::new(
                     ErrorKind::InvalidConfig,
@@ -263,6 +275,11 @@ mod tests {
         c.set("health_port", "off").unwrap();
         assert_eq!(c.health_port, HealthPort::Off);
         assert!(c.set("health_port", "x").is_err());
+        c.set("max_connections", "100").unwrap();
+        c.set("header_timeout_ms", "2500").unwrap();
+        assert_eq!(c.server_limits.max_connections, 100);
+        assert_eq!(c.server_limits.header_timeout, Duration::from_millis(2500));
+        assert!(c.set("idle_timeout_ms", "0").is_err());
         assert!(c.set("bogus", "1").unwrap_err().message().contains("unknown option 'bogus'"));
         c.set("tls", "auto").unwrap();
         c.set("join_token", "tmjoin1.secret").unwrap();
