@@ -212,7 +212,7 @@ async fn slow_and_idle_connections_are_cut_while_honest_calls_keep_working() {
         let bound = Duration::from_millis(timeout + 1000 + 3000);
         let served: Vec<&Outcome> = outcomes.iter().filter(|o| o.attack == kind && !o.refused).collect();
         let slowest = served.iter().map(|o| o.closed.as_ref().map(|(_, after)| *after)).max().flatten();
-        println!("{kind:?}: {} admitted, slowest closed after {slowest:?}", served.len());
+        println!("{kind:?}: {} not refused at accept, slowest closed after {slowest:?}", served.len());
         for outcome in &served {
             let (answer, after) = outcome.closed.as_ref().unwrap_or_else(|| panic!("a {kind:?} connection was still open after 15 s"));
             assert!(*after <= bound, "a {kind:?} connection was closed only after {after:?} (bound {bound:?})");
@@ -272,6 +272,41 @@ async fn connections_past_the_cap_are_closed_at_once_and_accepting_goes_on() {
 }
 
 #[tokio::test]
+async fn the_health_port_has_the_same_timeouts_and_a_small_cap() {
+    let pki = Pki::new();
+    let agent = start_agent("b", &pki.issue("b"), standard_tools(), |c| {
+        c.set("health_port", "0").unwrap();
+        c.set("idle_timeout_ms", "500").unwrap();
+        c.set("header_timeout_ms", "500").unwrap();
+    })
+    .await;
+    let health = agent.health_addr().unwrap();
+    let mut idle = TcpStream::connect(health).await.unwrap();
+    let mut slow = TcpStream::connect(health).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nhost: x").await.unwrap();
+    for (name, stream) in [("idle", &mut idle), ("slow headers", &mut slow)] {
+        let (_, after) = until_closed(stream, Duration::from_secs(10)).await.unwrap_or_else(|| panic!("the {name} probe connection stayed open"));
+        assert!(after < Duration::from_secs(4), "the {name} probe connection was closed only after {after:?}");
+    }
+    agent.shutdown().await;
+
+    // Past its cap of 64 (the listener's own max_connections is larger), a probe is closed at once.
+    let agent = start_agent("c", &pki.issue("c"), standard_tools(), |c| c.set("health_port", "0").unwrap()).await;
+    let health = agent.health_addr().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        let mut probe = TcpStream::connect(health).await.unwrap();
+        probe.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        assert_eq!(read_response(&mut probe).await.unwrap().0, 200);
+        held.push(probe);
+    }
+    let mut extra = TcpStream::connect(health).await.unwrap();
+    let (answer, _) = until_closed(&mut extra, Duration::from_secs(2)).await.expect("the 65th probe connection is closed at accept");
+    assert!(answer.is_empty());
+    agent.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_kept_connection_does_not_outlive_the_client_certificate() {
     let pki = Pki::new();
     let agent = start_agent("b", &pki.issue("b"), standard_tools(), |_| {}).await;
@@ -325,9 +360,10 @@ async fn a_client_writing_a_too_large_request_before_reading_gets_413_or_431() {
         assert_eq!(write_then_read(agent.local_addr(), &config, &request).await, Ok(413), "attempt {attempt}");
     }
 
-    // 1 MiB of headers, past what the server buffers for a request head.
+    // 4 MiB of headers, ten times what the server buffers for a request head: the client is
+    // still writing when the 431 is sent.
     let mut request = b"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\nx-big: ".to_vec();
-    request.extend(std::iter::repeat_n(b'a', 1024 * 1024));
+    request.extend(std::iter::repeat_n(b'a', 4 * 1024 * 1024));
     request.extend_from_slice(b"\r\ncontent-length: 0\r\n\r\n");
     for attempt in 0..3 {
         assert_eq!(write_then_read(agent.local_addr(), &config, &request).await, Ok(431), "attempt {attempt}");

@@ -11,8 +11,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// At most this long is spent draining a closing connection.
 pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
-/// At most this much is read from a closing connection (twice the largest request body).
-pub const LINGER_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// At most this much is read from a closing connection (four times the largest request body).
+pub const LINGER_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 struct Draining {
     deadline: Pin<Box<tokio::time::Sleep>>,
