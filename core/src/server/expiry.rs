@@ -43,7 +43,7 @@ mod tests {
         let leaf = ca.issue(&LeafRequest::new("a", Role::Agent, DEFAULT_TRUST_DOMAIN, 5)).unwrap();
         let leaf_der = CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap();
         let ca_der = CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).unwrap();
-        let leaf_only = chain_not_after(&[leaf_der.clone()], &[]).unwrap();
+        let leaf_only = chain_not_after(std::slice::from_ref(&leaf_der), &[]).unwrap();
         let with_anchor = chain_not_after(&[leaf_der], &[ca_der]).unwrap();
         let days = |t: SystemTime| t.duration_since(SystemTime::now()).unwrap().as_secs() / 86_400;
         assert_eq!(days(leaf_only), 4, "five days from issue, less the seconds since");
