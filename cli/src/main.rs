@@ -27,7 +27,7 @@ enum Command {
     #[command(subcommand)]
     Certs(certs::CertsCommand),
     /// Run the registry (HTTPS with mandatory client certificates) until SIGINT/SIGTERM.
-    Registry(registry::RegistryArgs),
+    Registry(Box<registry::RegistryArgs>),
     /// List the agents registered at the registry.
     List(ops::ListArgs),
     /// Call a tool, found through the registry, directly over mutual TLS.
@@ -118,7 +118,7 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Certs(command) => certs::run(command),
-            Command::Registry(args) => registry::run(args).await,
+            Command::Registry(args) => registry::run(*args).await,
             Command::List(args) => ops::list(args).await,
             Command::Call(args) => ops::call(args).await,
             Command::Entity(command) => entity::run(command).await,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use toolmesh_core::auto_tls::default_state_dir;
 use toolmesh_core::pki::DEFAULT_TRUST_DOMAIN;
+use toolmesh_core::server::ServerLimits;
 use toolmesh_core::{Error, ErrorKind};
 use toolmesh_registry::{default_state_dir_for, AutoIssuer, RegistryConfig, ENTITIES_FILE, MESH_CA_FILE};
 
@@ -50,6 +51,51 @@ pub struct RegistryArgs {
     /// Port of the health listener: default --port + 1000 (any free port with --port 0); 'off' for none.
     #[arg(long, value_name = "PORT|off")]
     health_port: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The connection limits of the registry's listener and health port (docs/hardening.md).
+#[derive(Args)]
+struct LimitArgs {
+    /// Connections open at once [default: 1024, or half the open-file limit when lower].
+    #[arg(long, env = "TOOLMESH_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<String>,
+    /// Connections open at once from one IP address [default: 256].
+    #[arg(long, env = "TOOLMESH_MAX_CONNECTIONS_PER_PEER", value_name = "N")]
+    max_connections_per_peer: Option<String>,
+    /// Time allowed for the TLS handshake [default: 10000].
+    #[arg(long, env = "TOOLMESH_HANDSHAKE_TIMEOUT_MS", value_name = "MS")]
+    handshake_timeout_ms: Option<String>,
+    /// Time allowed for an HTTP/1.1 request's headers, from their first byte [default: 10000].
+    #[arg(long, env = "TOOLMESH_HEADER_TIMEOUT_MS", value_name = "MS")]
+    header_timeout_ms: Option<String>,
+    /// Time allowed for a request body (then 408) [default: 30000].
+    #[arg(long, env = "TOOLMESH_BODY_TIMEOUT_MS", value_name = "MS")]
+    body_timeout_ms: Option<String>,
+    /// A connection with no request for this long is closed [default: 60000].
+    #[arg(long, env = "TOOLMESH_IDLE_TIMEOUT_MS", value_name = "MS")]
+    idle_timeout_ms: Option<String>,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Result<ServerLimits, Failure> {
+        let mut limits = ServerLimits::default();
+        let given = [
+            ("max_connections", &self.max_connections),
+            ("max_connections_per_peer", &self.max_connections_per_peer),
+            ("handshake_timeout_ms", &self.handshake_timeout_ms),
+            ("header_timeout_ms", &self.header_timeout_ms),
+            ("body_timeout_ms", &self.body_timeout_ms),
+            ("idle_timeout_ms", &self.idle_timeout_ms),
+        ];
+        for (key, value) in given {
+            if let Some(value) = value {
+                limits.set(key, value).map_err(|e| usage(format!("--{}: {}", key.replace('_', "-"), e.message())))?;
+            }
+        }
+        Ok(limits)
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -70,6 +116,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
+    let limits = args.limits.limits()?;
     let health = match args.health_port.as_deref() {
         Some("off") => None,
         Some(port) => Some(port.parse::<u16>().map_err(|_| usage(format!("--health-port '{port}' must be a port number or 'off'")))?),
@@ -116,6 +163,7 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
         }
     };
     let mut config = RegistryConfig::new(args.host, args.port, identity);
+    config.limits = limits;
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
     config.state_dir = Some(state_dir.clone());
     config.issuer = issuer.clone();

@@ -147,7 +147,8 @@ impl Agent {
             config.propagate_headers.clone(),
             gate.clone(),
         ));
-        let server = HttpsServer::spawn_checked(listener, identity.server_config()?, identity.clone(), move |request, peer| {
+        let tls = identity.server_config()?;
+        let server = HttpsServer::spawn_limited(listener, tls, Some(identity.clone()), config.server_limits.clone(), move |request, peer| {
             let mcp = mcp.clone();
             async move { mcp.handle(request, peer).await }
         })?;
@@ -368,7 +369,7 @@ async fn start_health(
             _ => None,
         }
     });
-    HealthServer::start(&config.health_host, port, readiness).await.map(Some)
+    HealthServer::start_limited(&config.health_host, port, readiness, &config.server_limits).await.map(Some)
 }
 
 /// The policy file's, else the built-in default (allow within the mesh).

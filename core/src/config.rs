@@ -4,6 +4,7 @@
 use crate::context::HeaderAllowList;
 use crate::error::{Error, ErrorKind, Result};
 use crate::registry_client::check_registry_url;
+use crate::server::ServerLimits;
 use crate::tls::{TlsFiles, VerifyPolicy};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,6 +33,13 @@ pub const KEYS: &[&str] = &[
     "join_token",
     "join_token_file",
     "policy_file",
+    // Connection limits of the mTLS and health listeners (`ServerLimits::KEYS`).
+    "max_connections",
+    "max_connections_per_peer",
+    "handshake_timeout_ms",
+    "header_timeout_ms",
+    "body_timeout_ms",
+    "idle_timeout_ms",
 ];
 
 /// Where an agent's identity comes from.
@@ -104,6 +112,8 @@ pub struct AgentConfig {
     /// An access policy (JSON or YAML) enforced before the registry sends one, and always by an
     /// agent without a registry; without it, the built-in `allow-mesh` default.
     pub policy_file: Option<PathBuf>,
+    /// Connection limits and timeouts of the mTLS and health listeners.
+    pub server_limits: ServerLimits,
 }
 
 impl AgentConfig {
@@ -129,6 +139,7 @@ impl AgentConfig {
             join_token: None,
             join_token_file: None,
             policy_file: None,
+            server_limits: ServerLimits::default(),
         };
         for key in KEYS {
             let var = format!("TOOLMESH_{}", key.to_ascii_uppercase());
@@ -193,6 +204,7 @@ impl AgentConfig {
             "join_token" => self.join_token = (!value.is_empty()).then(|| Secret(value.to_owned())),
             "join_token_file" => self.join_token_file = path(),
             "policy_file" => self.policy_file = path(),
+            limit if ServerLimits::KEYS.contains(&limit) => self.server_limits.set(limit, value)?,
             other => {
                 return Err(Error::new(
                     ErrorKind::InvalidConfig,
@@ -269,6 +281,11 @@ mod tests {
         c.set("health_port", "off").unwrap();
         assert_eq!(c.health_port, HealthPort::Off);
         assert!(c.set("health_port", "x").is_err());
+        c.set("max_connections", "100").unwrap();
+        c.set("header_timeout_ms", "2500").unwrap();
+        assert_eq!(c.server_limits.max_connections, 100);
+        assert_eq!(c.server_limits.header_timeout, Duration::from_millis(2500));
+        assert!(c.set("idle_timeout_ms", "0").is_err());
         assert!(c.set("bogus", "1").unwrap_err().message().contains("unknown option 'bogus'"));
         c.set("tls", "auto").unwrap();
         c.set("join_token", "tmjoin1.secret").unwrap();

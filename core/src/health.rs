@@ -2,13 +2,23 @@
 //! traffic), on a separate port bound to loopback by default, so probes need no certificate.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::server::{json_response, Body};
+use crate::server::activity::{Activity, Lifetime, Watched};
+use crate::server::admission::{Admission, RateLimitedWarning};
+use crate::server::linger::LingeringClose;
+use crate::server::{json_response, Body, ServerLimits};
 use http::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+/// How long to wait after a failed accept before the next.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// At most one warning per this interval about refused connections.
+const WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Why the process cannot take traffic, or `None` when it can.
 pub type ReadinessCheck = Arc<dyn Fn() -> Option<String> + Send + Sync>;
@@ -18,32 +28,26 @@ pub struct HealthServer {
     stop: watch::Sender<bool>,
 }
 
+/// The health port takes at most this many connections (probes and scrapes need few), and
+/// otherwise the timeouts of the listener it reports on.
+pub const HEALTH_MAX_CONNECTIONS: usize = 64;
+
 impl HealthServer {
+    /// Serves `/health` and `/ready` with the default connection limits.
     pub async fn start(host: &str, port: u16, readiness: ReadinessCheck) -> Result<HealthServer> {
+        Self::start_limited(host, port, readiness, &ServerLimits::default()).await
+    }
+
+    /// Serves with `limits`' timeouts, and at most [`HEALTH_MAX_CONNECTIONS`] connections.
+    pub async fn start_limited(host: &str, port: u16, readiness: ReadinessCheck, limits: &ServerLimits) -> Result<HealthServer> {
         let listener = crate::server::bind(host, port).await.map_err(|e| {
             Error::new(ErrorKind::AddressInUse, format!("health listener: {}; set TOOLMESH_HEALTH_PORT (0 = any free port, 'off' = none)", e.message()))
         })?;
         let local_addr = listener.local_addr().map_err(|e| Error::new(ErrorKind::AddressInUse, e.to_string()))?;
-        let (stop, mut stopped) = watch::channel(false);
-        tokio::spawn(async move {
-            loop {
-                let stream = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(_) => continue,
-                    },
-                    _ = stopped.changed() => return,
-                };
-                let readiness = readiness.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let response = answer(req.method(), req.uri().path(), &readiness);
-                        async move { Ok::<_, std::convert::Infallible>(response) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                });
-            }
-        });
+        let mut limits = limits.clone();
+        limits.max_connections = limits.max_connections.min(HEALTH_MAX_CONNECTIONS);
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(accept_loop(listener, Arc::new(limits), readiness, stopped));
         Ok(HealthServer { local_addr, stop })
     }
 
@@ -55,6 +59,50 @@ impl HealthServer {
 impl Drop for HealthServer {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+    }
+}
+
+async fn accept_loop(listener: TcpListener, limits: Arc<ServerLimits>, readiness: ReadinessCheck, mut stopped: watch::Receiver<bool>) {
+    let admission = Admission::new(limits.max_connections, limits.per_peer());
+    let refused_warning = RateLimitedWarning::new(WARNING_INTERVAL);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors (EMFILE) most likely: pause instead of spinning.
+                    tracing::debug!("health listener: accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => return,
+        };
+        let slot = match admission.admit(remote.ip()) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                refused_warning.warn(|held_back| tracing::warn!(%remote, held_back, "health listener: refused a connection ({refused:?})"));
+                continue;
+            }
+        };
+        let (limits, readiness) = (limits.clone(), readiness.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let activity = Activity::new(true);
+            let service = {
+                let activity = activity.clone();
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let _in_flight = activity.request_started();
+                    let response = answer(req.method(), req.uri().path(), &readiness);
+                    async move { Ok::<_, std::convert::Infallible>(response) }
+                })
+            };
+            let io = TokioIo::new(Watched::new(LingeringClose::new(stream), activity.clone()));
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+            tokio::pin!(conn);
+            let lifetime = Lifetime { activity: &activity, limits: &limits, expiry: None, remote, stopped: None };
+            lifetime.supervise(conn, |conn| conn.graceful_shutdown()).await;
+        });
     }
 }
 

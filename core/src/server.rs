@@ -7,7 +7,7 @@ use rustls::pki_types::CertificateDer;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,7 +17,20 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
+
+pub(crate) mod activity;
+pub(crate) mod admission;
+mod expiry;
+mod limits;
+pub(crate) mod linger;
+
+use activity::{Activity, Lifetime, Watched};
+use admission::{Admission, RateLimitedWarning, Refused, Slot};
+use expiry::{chain_not_after, instant_of};
+pub use limits::ServerLimits;
+pub use linger::{LINGER_MAX_BYTES, LINGER_TIMEOUT};
+use linger::LingeringClose;
 
 pub type Body = Full<Bytes>;
 
@@ -38,9 +51,6 @@ impl PeerInfo {
         !self.chain.is_empty()
     }
 }
-
-/// How long a client has to start and finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The answer to a plaintext HTTP request on the TLS port.
 pub const PLAINTEXT_ANSWER: &str = "toolmesh: this port speaks HTTPS with mutual TLS only. \
@@ -78,13 +88,13 @@ pub struct HttpsServer {
 }
 
 impl HttpsServer {
-    /// Serves `handler` on `listener` until [`HttpsServer::shutdown`].
+    /// Serves `handler` on `listener` until [`HttpsServer::shutdown`], with the default limits.
     pub fn spawn<F, Fut>(listener: TcpListener, tls: Arc<rustls::ServerConfig>, handler: F) -> Result<HttpsServer>
     where
         F: Fn(http::Request<Incoming>, Arc<PeerInfo>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = http::Response<Body>> + Send + 'static,
     {
-        Self::start(listener, tls, None, handler)
+        Self::spawn_limited(listener, tls, None, ServerLimits::default(), handler)
     }
 
     /// Like [`HttpsServer::spawn`], and when `identity`'s trust anchors change (a CA removed
@@ -100,10 +110,18 @@ impl HttpsServer {
         F: Fn(http::Request<Incoming>, Arc<PeerInfo>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = http::Response<Body>> + Send + 'static,
     {
-        Self::start(listener, tls, Some(identity), handler)
+        Self::spawn_limited(listener, tls, Some(identity), ServerLimits::default(), handler)
     }
 
-    fn start<F, Fut>(listener: TcpListener, tls: Arc<rustls::ServerConfig>, identity: Option<Arc<Identity>>, handler: F) -> Result<HttpsServer>
+    /// Serves with these connection `limits`; with `identity`, peers are verified again when its
+    /// trust anchors change (see [`HttpsServer::spawn_checked`]).
+    pub fn spawn_limited<F, Fut>(
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        identity: Option<Arc<Identity>>,
+        limits: ServerLimits,
+        handler: F,
+    ) -> Result<HttpsServer>
     where
         F: Fn(http::Request<Incoming>, Arc<PeerInfo>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = http::Response<Body>> + Send + 'static,
@@ -112,7 +130,11 @@ impl HttpsServer {
             .local_addr()
             .map_err(|e| Error::new(ErrorKind::AddressInUse, format!("listener has no address: {e}")))?;
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, tokio_rustls::TlsAcceptor::from(tls), identity, handler, stopped));
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        // Pings find HTTP/2 peers that vanished with a stream open.
+        builder.http2().timer(TokioTimer::new()).keep_alive_interval(limits.idle_timeout);
+        let served = Arc::new(Served { acceptor: tokio_rustls::TlsAcceptor::from(tls), identity, handler, limits, builder, stopped });
+        let task = tokio::spawn(accept_loop(listener, served));
         Ok(HttpsServer { local_addr, stop, task })
     }
 
@@ -137,77 +159,136 @@ impl HttpsServer {
     }
 }
 
-async fn accept_loop<F, Fut>(
-    listener: TcpListener,
+/// What every connection of one listener shares.
+struct Served<F> {
     acceptor: tokio_rustls::TlsAcceptor,
     identity: Option<Arc<Identity>>,
     handler: F,
-    mut stopped: watch::Receiver<bool>,
-) where
+    limits: ServerLimits,
+    builder: hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    stopped: watch::Receiver<bool>,
+}
+
+/// How long to wait after a failed accept (out of file descriptors, say) before the next.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// At most one warning per this interval about refused connections or failed accepts.
+const WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+async fn accept_loop<F, Fut>(listener: TcpListener, served: Arc<Served<F>>)
+where
     F: Fn(http::Request<Incoming>, Arc<PeerInfo>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = http::Response<Body>> + Send + 'static,
 {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let admission = Admission::new(served.limits.max_connections, served.limits.per_peer());
+    let refused_warning = RateLimitedWarning::new(WARNING_INTERVAL);
+    let accept_warning = RateLimitedWarning::new(WARNING_INTERVAL);
+    let mut stopped = served.stopped.clone();
+    // Aborting this task (at the end of a shutdown's grace) drops every connection with it.
+    let mut connections = JoinSet::new();
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors (EMFILE) most likely: pause instead of spinning.
+                    accept_warning.warn(|held_back| tracing::warn!(held_back, "accept failed: {e}; retrying in {ACCEPT_RETRY:?}"));
+                    tokio::time::sleep(ACCEPT_RETRY).await;
                     continue;
                 }
             },
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             _ = stopped.changed() => break,
         };
-        let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let handler = handler.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let identity = identity.clone();
-        tokio::spawn(async move {
-            // Anchors that change during the handshake are caught by the first request's check.
-            let generation = identity.as_ref().map_or(0, |i| i.trust_generation());
-            let Some(tls) = handshake(stream, remote, &acceptor).await else { return };
-            // A resumed session skipped verification: the peer's certificate may have expired
-            // or lost its CA since, so it is verified before the first request.
-            let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-            let verified_under = Arc::new(AtomicU64::new(if resumed { NOT_VERIFIED } else { generation }));
-            let chain: Vec<CertificateDer<'static>> = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
-            let name = chain.first().map(peer_identity).unwrap_or_else(|| "unknown".to_owned());
-            let peer = Arc::new(PeerInfo { identity: name, remote, chain });
-            // Who, never what keys: the identity its certificate names (SPIFFE ID, else its CN).
-            tracing::debug!(peer = %peer.identity, %remote, resumed, version = ?tls.get_ref().1.protocol_version(), "TLS handshake accepted");
-            let service = hyper::service::service_fn(move |req| {
-                let checked = match &identity {
-                    Some(identity) => still_trusted(identity, &peer, &verified_under).map_err(|why| no_longer_trusted(&peer, &why)),
-                    None => Ok(()),
-                };
-                let outcome = checked.map(|()| handler(req, peer.clone()));
-                async move {
-                    Ok::<_, Infallible>(match outcome {
-                        Ok(served) => served.await,
-                        Err(refusal) => refusal,
-                    })
-                }
-            });
-            let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%remote, "connection ended: {e}");
+        // Never stop accepting: a connection over a limit is accepted and closed at once, so the
+        // backlog keeps moving and the peer learns right away.
+        let slot = match admission.admit(remote.ip()) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                refused_warning.warn(|held_back| {
+                    let (limit, max) = match refused {
+                        Refused::ListenerFull => ("max_connections", served.limits.max_connections),
+                        Refused::PeerFull => ("max_connections_per_peer", served.limits.per_peer()),
+                    };
+                    tracing::warn!(%remote, held_back, "refused a connection: {limit} ({max}) reached");
+                });
+                continue;
             }
-        });
+        };
+        let _ = stream.set_nodelay(true);
+        connections.spawn(serve_connection(served.clone(), stream, remote, slot));
     }
     drop(listener);
-    graceful.shutdown().await;
+    while connections.join_next().await.is_some() {}
+}
+
+/// One connection, from the TLS handshake until a limit, the peer or a shutdown closes it.
+async fn serve_connection<F, Fut>(served: Arc<Served<F>>, stream: TcpStream, remote: SocketAddr, _slot: Slot)
+where
+    F: Fn(http::Request<Incoming>, Arc<PeerInfo>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = http::Response<Body>> + Send + 'static,
+{
+    let limits = &served.limits;
+    // Anchors that change during the handshake are caught by the first request's check.
+    let generation = served.identity.as_ref().map_or(0, |i| i.trust_generation());
+    let Some(tls) = handshake(stream, remote, &served.acceptor, limits.handshake_timeout).await else { return };
+    // A resumed session skipped verification: the peer's certificate may have expired
+    // or lost its CA since, so it is verified before the first request.
+    let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    let verified_under = Arc::new(AtomicU64::new(if resumed { NOT_VERIFIED } else { generation }));
+    let chain: Vec<CertificateDer<'static>> = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
+    let anchors = served.identity.as_ref().map(|i| i.configured_roots()).unwrap_or_default();
+    let expiry = chain_not_after(&chain, &anchors).map(instant_of);
+    let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let name = chain.first().map(peer_identity).unwrap_or_else(|| "unknown".to_owned());
+    let peer = Arc::new(PeerInfo { identity: name, remote, chain });
+    // Who, never what keys: the identity its certificate names (SPIFFE ID, else its CN).
+    tracing::debug!(peer = %peer.identity, %remote, resumed, version = ?tls.get_ref().1.protocol_version(), "TLS handshake accepted");
+
+    let activity = Activity::new(!http2);
+    let service = {
+        let (activity, identity, handler, body_timeout) = (activity.clone(), served.identity.clone(), served.handler.clone(), limits.body_timeout);
+        let peer = peer.clone();
+        hyper::service::service_fn(move |req| {
+            let in_flight = activity.request_started();
+            let checked = check_peer(identity.as_deref(), &peer, &verified_under, expiry).map_err(|why| no_longer_trusted(&peer, &why));
+            let outcome = checked.map(|()| BODY_DEADLINE.scope(tokio::time::Instant::now() + body_timeout, handler(req, peer.clone())));
+            async move {
+                let response = match outcome {
+                    Ok(served) => served.await,
+                    Err(refusal) => refusal,
+                };
+                drop(in_flight);
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let io = TokioIo::new(Watched::new(LingeringClose::new(tls), activity.clone()));
+    let conn = served.builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let lifetime = Lifetime { activity: &activity, limits, expiry, remote, stopped: Some(served.stopped.clone()) };
+    lifetime.supervise(conn, |conn| conn.graceful_shutdown()).await;
+}
+
+tokio::task_local! {
+    /// When the body of the request being handled must have arrived (see [`read_body`]).
+    static BODY_DEADLINE: tokio::time::Instant;
 }
 
 /// The trust generation of a peer not verified yet (no generation reaches it).
 const NOT_VERIFIED: u64 = u64::MAX;
 
-/// Verifies the peer again when the trust anchors changed since it was last verified.
-fn still_trusted(identity: &Identity, peer: &PeerInfo, verified_under: &AtomicU64) -> std::result::Result<(), rustls::Error> {
+/// Refuses a peer whose certificate chain expired since the handshake (the connection is about
+/// to be cut), and verifies it again when the trust anchors changed since it was last verified.
+fn check_peer(
+    identity: Option<&Identity>,
+    peer: &PeerInfo,
+    verified_under: &AtomicU64,
+    expiry: Option<tokio::time::Instant>,
+) -> std::result::Result<(), rustls::Error> {
+    if expiry.is_some_and(|at| tokio::time::Instant::now() >= at) {
+        return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Expired));
+    }
+    let Some(identity) = identity else { return Ok(()) };
     let generation = identity.trust_generation();
     if !peer.is_authenticated() || verified_under.load(Ordering::Acquire) == generation {
         return Ok(());
@@ -232,31 +313,38 @@ fn no_longer_trusted(peer: &PeerInfo, why: &rustls::Error) -> http::Response<Bod
     refusal
 }
 
-/// Answers plaintext with a readable error; returns the TLS stream when the handshake succeeds.
+/// Answers plaintext with a readable error; returns the TLS stream when the handshake succeeds
+/// within `timeout` of the accept.
 async fn handshake(
     stream: TcpStream,
     remote: SocketAddr,
     acceptor: &tokio_rustls::TlsAcceptor,
+    timeout: Duration,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut first = [0u8; 1];
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
         Ok(Ok(1)) => {}
-        _ => return None,
+        Ok(_) => return None,
+        Err(_) => {
+            tracing::debug!(%remote, "closed a connection that sent nothing within the handshake timeout ({timeout:?})");
+            return None;
+        }
     }
     // Every TLS connection starts with a handshake record (content type 22).
     if first[0] != 0x16 {
         tracing::info!(%remote, "refused a plaintext request on the TLS port");
-        answer_plaintext(stream).await;
+        let _ = tokio::time::timeout_at(deadline, answer_plaintext(stream)).await;
         return None;
     }
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(e)) => {
             tracing::info!(%remote, "refused a TLS connection: {e}");
             None
         }
         Err(_) => {
-            tracing::info!(%remote, "TLS handshake timed out");
+            tracing::info!(%remote, "TLS handshake timed out ({timeout:?})");
             None
         }
     }
@@ -287,9 +375,23 @@ async fn answer_plaintext(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await;
 }
 
-/// Reads a request body of at most `limit` bytes; `Err` carries the ready 413/400 answer.
+/// Reads a request body of at most `limit` bytes; `Err` carries the ready answer: `413` when it
+/// is larger, `408` when it did not arrive within the listener's body timeout, `400` otherwise.
 pub async fn read_body(body: Incoming, limit: usize) -> std::result::Result<Bytes, http::Response<Body>> {
-    match Limited::new(body, limit).collect().await {
+    let collecting = Limited::new(body, limit).collect();
+    let collected = match BODY_DEADLINE.try_with(|deadline| *deadline) {
+        Ok(deadline) => match tokio::time::timeout_at(deadline, collecting).await {
+            Ok(collected) => collected,
+            Err(_) => {
+                let mut answer = text_response(http::StatusCode::REQUEST_TIMEOUT, "the request body did not arrive within the body timeout");
+                answer.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                return Err(answer);
+            }
+        },
+        // Called outside a server's handler (a test, a proxy): no deadline.
+        Err(_) => collecting.await,
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             Err(text_response(http::StatusCode::PAYLOAD_TOO_LARGE, format!("request body larger than {limit} bytes")))

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use toolmesh_core::auto_tls::renew_forever;
 use toolmesh_core::pki::CertificateSummary;
 use toolmesh_core::health::HealthServer;
-use toolmesh_core::server::{bind, bracket_ipv6, HttpsServer};
+use toolmesh_core::server::{bind, bracket_ipv6, HttpsServer, ServerLimits};
 use toolmesh_core::tls::Identity;
 use toolmesh_core::{Error, ErrorKind, Result};
 
@@ -54,6 +54,8 @@ pub struct RegistryConfig {
     pub health: Option<(String, u16)>,
     /// How often the certificate files are checked for a rotation.
     pub tls_reload_interval: Duration,
+    /// Connection limits and timeouts of the registry's listener and its health port.
+    pub limits: ServerLimits,
 }
 
 impl RegistryConfig {
@@ -70,6 +72,7 @@ impl RegistryConfig {
             admin_ids: Vec::new(),
             health: None,
             tls_reload_interval: Duration::from_secs(1),
+            limits: ServerLimits::default(),
         }
     }
 }
@@ -118,7 +121,7 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
             let closing = closing_receiver.clone();
             let readiness: toolmesh_core::health::ReadinessCheck =
                 Arc::new(move || (*closing.borrow()).then(|| "shutting down".to_owned()));
-            Some(HealthServer::start(host, *health_port, readiness).await.map_err(|e| e.context(format!("registry on port {port}")))?)
+            Some(HealthServer::start_limited(host, *health_port, readiness, &config.limits).await.map_err(|e| e.context(format!("registry on port {port}")))?)
         }
         None => None,
     };
@@ -132,7 +135,8 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         issuer: config.issuer.clone(),
         admin_ids: config.admin_ids.clone(),
     });
-    let server = HttpsServer::spawn(listener, tls, move |request, peer| http::handle(api.clone(), request, peer))?;
+    let server =
+        HttpsServer::spawn_limited(listener, tls, None, config.limits.clone(), move |request, peer| http::handle(api.clone(), request, peer))?;
     let url = format!("https://{}:{}", bracket_ipv6(&config.host), server.local_addr().port());
     let max_silence = config.heartbeat_interval * config.eviction_intervals;
     let mut tasks = vec![tokio::spawn(evict_forever(registry, config.heartbeat_interval / 2, max_silence))];
