@@ -2,14 +2,18 @@
 //! heartbeat, and long-poll for their topology (the live providers of their dependencies);
 //! agents that stop heartbeating are evicted. The HTTP API is documented in `openapi.yaml`.
 
+mod audit;
 mod auto;
+mod binding;
 mod http;
 mod standing_cache;
 mod state;
 mod trust;
 mod validate;
 
+pub use audit::{Audit, Denial, Subject};
 pub use auto::{AutoIssuer, REGISTRY_CERT_LIFETIME};
+pub use binding::{Quotas, DEFAULT_MAX_AGENTS, DEFAULT_MAX_BYTES, DEFAULT_MAX_TOOLS};
 pub use trust::ENTITIES_FILE;
 
 use std::net::SocketAddr;
@@ -50,6 +54,10 @@ pub struct RegistryConfig {
     pub health: Option<(String, u16)>,
     /// How often the certificate files are checked for a rotation.
     pub tls_reload_interval: Duration,
+    /// How much one identity may register (agents, tools, bytes).
+    pub quotas: Quotas,
+    /// How many recent denials `GET /v1/audit` keeps.
+    pub audit_capacity: usize,
 }
 
 impl RegistryConfig {
@@ -66,6 +74,8 @@ impl RegistryConfig {
             admin_ids: Vec::new(),
             health: None,
             tls_reload_interval: Duration::from_secs(1),
+            quotas: Quotas::default(),
+            audit_capacity: audit::DEFAULT_CAPACITY,
         }
     }
 }
@@ -115,7 +125,7 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         }
         None => None,
     };
-    let registry = Arc::new(state::Registry::new(config.heartbeat_interval, config.eviction_intervals));
+    let registry = Arc::new(state::Registry::new(config.heartbeat_interval, config.eviction_intervals).with_quotas(config.quotas));
     let follower = trust.clone();
     let api = Arc::new(http::Api {
         registry: registry.clone(),
@@ -124,6 +134,7 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         identity: identity.clone(),
         issuer: config.issuer.clone(),
         admin_ids: config.admin_ids.clone(),
+        audit: Arc::new(audit::Audit::new(config.audit_capacity)),
     });
     let server = HttpsServer::spawn(listener, tls, move |request, peer| http::handle(api.clone(), request, peer))?;
     let url = format!("https://{}:{}", bracket_ipv6(&config.host), server.local_addr().port());

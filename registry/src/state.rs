@@ -10,7 +10,12 @@
 //! while a healthy provider of the same dependency exists: it is probably gone, and would only
 //! cost its callers a failed connection until eviction. With no healthy provider it stays, as a
 //! last resort.
+//!
+//! Registrations are bound to identity (see `binding`): an agent registers under the name its
+//! certificate carries, a name held by one identity's live registrations is refused to every
+//! other, and one identity holds at most its quotas of agents, tools and bytes.
 
+use crate::binding::{self, NameRefusal, QuotaExceeded, Quotas, Usage};
 use crate::validate::{self, Dependency};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -56,6 +61,12 @@ pub enum StateError {
     IdentityConflict { agent_id: String, registered: String, caller: String },
     /// A heartbeat or deregistration for an agent that another certificate identity registered.
     NotOwner { agent_id: String, registered: String, caller: String },
+    /// A registration under a name the caller's certificate does not carry.
+    NameNotInCertificate(NameRefusal),
+    /// A registration under a name that another identity's live registrations hold.
+    NameHeld { name: String, holder: String, caller: String },
+    /// A registration that would take the caller past one of its quotas.
+    QuotaExceeded { exceeded: QuotaExceeded, caller: String },
 }
 
 /// The current topology of one agent, as watchers see it.
@@ -63,6 +74,7 @@ pub type TopologyWatch = watch::Receiver<Arc<Topology>>;
 
 pub struct Registry {
     state: Mutex<State>,
+    quotas: Quotas,
     heartbeat_interval: Duration,
     /// Until when, after a start, agents of the registry's previous life may still be coming
     /// back (one eviction window): answers say `warming_up`.
@@ -81,6 +93,8 @@ struct State {
 struct Agent {
     registration: RegisterRequest,
     caller: Caller,
+    /// The size of the registration's JSON, counted against the caller's byte quota.
+    bytes: usize,
     last_heartbeat: Instant,
     /// The heartbeat is overdue (see [`Registry::sweep`]); routed to only when nothing else is.
     stale: bool,
@@ -102,7 +116,12 @@ impl Registry {
     /// Agents silent for `eviction_intervals` heartbeat intervals are evicted (by [`Registry::sweep`]).
     pub fn new(heartbeat_interval: Duration, eviction_intervals: u32) -> Self {
         let warm_until = Instant::now() + heartbeat_interval * eviction_intervals;
-        Registry { state: Mutex::new(State::default()), heartbeat_interval, warm_until }
+        Registry { state: Mutex::new(State::default()), quotas: Quotas::default(), heartbeat_interval, warm_until }
+    }
+
+    /// The same registry with other per-identity quotas.
+    pub fn with_quotas(self, quotas: Quotas) -> Self {
+        Registry { quotas, ..self }
     }
 
     /// Every agent that was alive before this registry started has had time to register again.
@@ -120,22 +139,27 @@ impl Registry {
     }
 
     /// Registers an agent, or updates it when the same identity registers the same id again
-    /// (an agent re-registers after a registry restart or an eviction).
-    pub fn register(&self, registration: RegisterRequest, caller: &Caller) -> Result<RegisterResponse, StateError> {
+    /// (an agent re-registers after a registry restart or an eviction). The name recorded is
+    /// the one the caller's certificate carries (an entity's in its namespace); a refused
+    /// registration changes nothing.
+    pub fn register(&self, mut registration: RegisterRequest, caller: &Caller) -> Result<RegisterResponse, StateError> {
         let dependencies = validate::registration(&registration).map_err(StateError::Invalid)?;
+        registration.name = binding::bound_name(&caller.identity, caller.entity.as_deref(), &registration.name)
+            .map_err(StateError::NameNotInCertificate)?;
+        let bytes = serde_json::to_vec(&registration).map_or(0, |json| json.len());
         let agent_id = registration.agent_id.clone();
         let mut state = self.lock();
-        let previous = match state.agents.get(&agent_id) {
-            Some(existing) if existing.caller != *caller => {
-                return Err(StateError::IdentityConflict {
-                    agent_id,
-                    registered: existing.caller.describe(),
-                    caller: caller.describe(),
-                });
-            }
-            Some(_) => state.remove(&agent_id),
-            None => None,
-        };
+        if let Some(existing) = state.agents.get(&agent_id).filter(|existing| existing.caller != *caller) {
+            return Err(StateError::IdentityConflict { agent_id, registered: existing.caller.describe(), caller: caller.describe() });
+        }
+        if let Some(holder) = state.agents.values().find(|a| a.registration.name == registration.name && a.caller != *caller) {
+            return Err(StateError::NameHeld { name: registration.name, holder: holder.caller.describe(), caller: caller.describe() });
+        }
+        let this = Usage { agents: 1, tools: registration.tools.len(), bytes };
+        self.quotas
+            .check(state.usage_of(caller, &agent_id).add(this))
+            .map_err(|exceeded| StateError::QuotaExceeded { exceeded, caller: caller.describe() })?;
+        let previous = state.remove(&agent_id);
         let re_registration = previous.is_some();
         let mut affected: BTreeSet<String> = BTreeSet::new();
         // Keeping the channel of a re-registered agent keeps its watchers attached.
@@ -161,6 +185,7 @@ impl Registry {
         state.insert(Agent {
             registration,
             caller: caller.clone(),
+            bytes,
             last_heartbeat: Instant::now(),
             stale: false,
             dependencies,
@@ -202,12 +227,19 @@ impl Registry {
         Ok(agent.topology.subscribe())
     }
 
-    /// Removes an agent; only the identity that registered it may.
-    pub fn deregister(&self, agent_id: &str, caller: &Caller) -> Result<(), StateError> {
+    /// Removes an agent; only the identity that registered it may, or an admin (`as_admin`).
+    pub fn deregister(&self, agent_id: &str, caller: &Caller, as_admin: bool) -> Result<(), StateError> {
         let mut state = self.lock();
-        state.owned_mut(agent_id, caller)?;
-        let agent = state.remove(agent_id).expect("checked present under the same lock");
-        tracing::info!(agent_id, name = %agent.registration.name, "agent deregistered");
+        let owner = match state.owned_mut(agent_id, caller) {
+            Ok(_) => None,
+            Err(StateError::NotOwner { registered, .. }) if as_admin => Some(registered),
+            Err(e) => return Err(e),
+        };
+        let Some(agent) = state.remove(agent_id) else { return Err(StateError::UnknownAgent(agent_id.to_owned())) };
+        match owner {
+            None => tracing::info!(agent_id, name = %agent.registration.name, "agent deregistered"),
+            Some(owner) => tracing::info!(agent_id, name = %agent.registration.name, %owner, by = %caller.describe(), "agent deregistered by an admin"),
+        }
         state.refresh_dependents_of(&agent);
         Ok(())
     }
@@ -313,6 +345,14 @@ impl Registry {
 }
 
 impl State {
+    /// What `caller` holds, leaving out the agent `except` (which a registration replaces).
+    fn usage_of(&self, caller: &Caller, except: &str) -> Usage {
+        self.agents
+            .values()
+            .filter(|a| a.caller == *caller && a.registration.agent_id != except)
+            .fold(Usage::default(), |held, a| held.add(Usage { agents: 1, tools: a.registration.tools.len(), bytes: a.bytes }))
+    }
+
     /// The agent, if `caller` is the identity that registered it.
     fn owned_mut(&mut self, agent_id: &str, caller: &Caller) -> Result<&mut Agent, StateError> {
         let agent = self.agents.get_mut(agent_id).ok_or_else(|| StateError::UnknownAgent(agent_id.to_owned()))?;
@@ -454,7 +494,12 @@ mod tests {
                 .expect("test tool")
             })
             .collect();
-        RegisterRequest { agent_id: agent_id.into(), name: agent_id.into(), endpoint: format!("https://{agent_id}:1/mcp"), tools }
+        RegisterRequest { agent_id: agent_id.into(), name: "alice".into(), endpoint: format!("https://{agent_id}:1/mcp"), tools }
+    }
+
+    fn named(mut registration: RegisterRequest, name: &str) -> RegisterRequest {
+        registration.name = name.to_owned();
+        registration
     }
 
     fn provider_ids(watch: &TopologyWatch) -> Vec<String> {
@@ -480,7 +525,7 @@ mod tests {
         registry.register(registration("adder", &["add"], &[]), &alice()).expect("idempotent re-registration");
         assert!(!consumer.has_changed().expect("open"), "an identical re-registration changes no topology");
 
-        registry.deregister("adder", &alice()).expect("deregister");
+        registry.deregister("adder", &alice(), false).expect("deregister");
         assert!(consumer.has_changed().expect("open"));
         assert!(provider_ids(&consumer).is_empty());
     }
@@ -491,15 +536,59 @@ mod tests {
         let first = registry.register(registration("a", &["add"], &[]), &alice()).expect("register");
         let mallory = &Caller::mesh("spiffe://toolmesh.local/agent/mallory");
         assert!(matches!(
-            registry.register(registration("a", &["add"], &[]), mallory),
+            registry.register(named(registration("a", &["add"], &[]), "mallory"), mallory),
             Err(StateError::IdentityConflict { .. })
         ));
         assert!(matches!(registry.heartbeat("a", mallory, first.topology.version), Err(StateError::NotOwner { .. })));
-        assert!(matches!(registry.deregister("a", mallory), Err(StateError::NotOwner { .. })));
+        assert!(matches!(registry.deregister("a", mallory, false), Err(StateError::NotOwner { .. })));
         assert_eq!(registry.heartbeat("a", &alice(), first.topology.version), Ok(HeartbeatResponse { topology: None, trust_bundle_version: None, warming_up: true }));
         // The same identity from a partner's CA is another caller.
         let impostor = Caller { identity: ALICE_ID.to_owned(), entity: Some("partner".to_owned()) };
-        assert!(matches!(registry.deregister("a", &impostor), Err(StateError::NotOwner { .. })));
+        assert!(matches!(registry.deregister("a", &impostor, false), Err(StateError::NotOwner { .. })));
+    }
+
+    #[test]
+    fn names_are_bound_to_certificates_and_held_by_one_identity() {
+        let registry = Registry::new(Duration::from_secs(5), 3);
+        // Replicas: one certificate, several agent ids.
+        registry.register(registration("alice-1", &["add"], &[]), &alice()).expect("first replica");
+        registry.register(registration("alice-2", &["add"], &[]), &alice()).expect("second replica");
+        let evil = &Caller::mesh("spiffe://toolmesh.local/agent/evil");
+        let refused = registry.register(registration("alice-3", &["add"], &[]), evil).unwrap_err();
+        assert!(matches!(&refused, StateError::NameNotInCertificate(r) if r.carried.as_deref() == Some("evil")), "{refused:?}");
+        registry.register(named(registration("evil-1", &["add"], &[]), "evil"), evil).expect("its own name");
+        // Another identity carrying the same name (a legacy CN certificate) cannot take it either.
+        let cn_alice = &Caller::mesh("alice");
+        assert!(matches!(registry.register(registration("alice-4", &["add"], &[]), cn_alice), Err(StateError::NameHeld { .. })));
+        // A partner registering `alice` is recorded in its own namespace.
+        let partner = &Caller { identity: "spiffe://partner.example/agent/alice".to_owned(), entity: Some("partner".to_owned()) };
+        registry.register(registration("p-1", &["add"], &[]), partner).expect("partner's alice");
+        let names: Vec<String> = registry.list().agents.into_iter().map(|a| a.name).collect();
+        assert_eq!(names, ["alice", "alice", "evil", "partner/alice"]);
+        // An admin may deregister anyone's agent; others may not.
+        let ops = &Caller::mesh("spiffe://toolmesh.local/operator/ops");
+        assert!(matches!(registry.deregister("alice-1", ops, false), Err(StateError::NotOwner { .. })));
+        registry.deregister("alice-1", ops, true).expect("admin deregisters");
+        assert!(matches!(registry.register(named(registration("ops-1", &["add"], &[]), "alice"), ops), Err(StateError::NameNotInCertificate(_))));
+    }
+
+    #[test]
+    fn quotas_bound_one_identity_and_leave_its_registrations_alone() {
+        let quotas = Quotas { max_agents: 2, max_tools: 3, max_bytes: 100_000 };
+        let registry = Registry::new(Duration::from_secs(5), 3).with_quotas(quotas);
+        registry.register(registration("a-1", &["x", "y"], &[]), &alice()).expect("within");
+        registry.register(registration("a-1", &["x", "y"], &[]), &alice()).expect("a re-registration replaces its own usage");
+        let too_many_tools = registry.register(registration("a-2", &["x", "y"], &[]), &alice()).unwrap_err();
+        assert!(matches!(&too_many_tools, StateError::QuotaExceeded { exceeded, .. } if exceeded.rule == "max_tools_per_identity"), "{too_many_tools:?}");
+        registry.register(registration("a-2", &["x"], &[]), &alice()).expect("within");
+        let too_many_agents = registry.register(registration("a-3", &[], &[]), &alice()).unwrap_err();
+        assert!(matches!(&too_many_agents, StateError::QuotaExceeded { exceeded, .. } if exceeded.rule == "max_agents_per_identity"));
+        assert_eq!(registry.list().agents.len(), 2, "nothing changed");
+        // Another identity has quotas of its own.
+        let bob = &Caller::mesh("spiffe://toolmesh.local/agent/bob");
+        registry.register(named(registration("b-1", &["x"], &[]), "bob"), bob).expect("bob's own quota");
+        let tiny = Registry::new(Duration::from_secs(5), 3).with_quotas(Quotas { max_bytes: 50, ..quotas });
+        assert!(matches!(tiny.register(registration("a-1", &["x"], &[]), &alice()), Err(StateError::QuotaExceeded { exceeded, .. }) if exceeded.rule == "max_bytes_per_identity"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -561,7 +650,7 @@ mod tests {
     fn revoking_an_entity_evicts_its_agents_from_every_topology() {
         let registry = Registry::new(Duration::from_secs(5), 3);
         let partner = Caller { identity: "spiffe://partner.example/agent/p".to_owned(), entity: Some("partner".to_owned()) };
-        registry.register(registration("theirs", &["add"], &[]), &partner).expect("register partner agent");
+        registry.register(named(registration("theirs", &["add"], &[]), "p"), &partner).expect("register partner agent");
         registry.register(registration("ours", &["add"], &[]), &alice()).expect("register");
         registry.register(registration("consumer", &["report"], &["add"]), &alice()).expect("register");
         let consumer = registry.watch("consumer").expect("watch");
