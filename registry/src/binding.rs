@@ -116,6 +116,14 @@ impl Usage {
     pub fn add(self, other: Usage) -> Usage {
         Usage { agents: self.agents + other.agents, tools: self.tools + other.tools, bytes: self.bytes + other.bytes }
     }
+
+    pub fn sub(self, other: Usage) -> Usage {
+        Usage {
+            agents: self.agents.saturating_sub(other.agents),
+            tools: self.tools.saturating_sub(other.tools),
+            bytes: self.bytes.saturating_sub(other.bytes),
+        }
+    }
 }
 
 /// A quota a registration would exceed.

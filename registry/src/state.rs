@@ -31,7 +31,7 @@ use toolmesh_core::resolve::Selector;
 /// Who makes a request: the identity of its verified certificate, and the entity whose CA that
 /// certificate chains to (`None` for the mesh's own CA). Both decide ownership, so an entity's
 /// CA cannot mint a certificate that acts on the mesh's agents by naming the same identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Caller {
     pub identity: String,
     pub entity: Option<String>,
@@ -88,6 +88,10 @@ struct State {
     providers: HashMap<String, HashSet<String>>,
     /// capability → ids of the agents with a dependency on that capability.
     dependents: HashMap<String, HashSet<String>>,
+    /// name → the identity whose live registrations hold it, and how many they are.
+    names: HashMap<String, (Caller, usize)>,
+    /// What each identity holds, against its quotas.
+    usage: HashMap<Caller, Usage>,
 }
 
 struct Agent {
@@ -109,6 +113,11 @@ impl Agent {
 
     fn depended_capabilities(&self) -> impl Iterator<Item = &str> {
         self.dependencies.iter().map(|d| d.spec.capability.as_str())
+    }
+
+    /// What this registration counts against its identity's quotas.
+    fn usage(&self) -> Usage {
+        Usage { agents: 1, tools: self.registration.tools.len(), bytes: self.bytes }
     }
 }
 
@@ -152,8 +161,8 @@ impl Registry {
         if let Some(existing) = state.agents.get(&agent_id).filter(|existing| existing.caller != *caller) {
             return Err(StateError::IdentityConflict { agent_id, registered: existing.caller.describe(), caller: caller.describe() });
         }
-        if let Some(holder) = state.agents.values().find(|a| a.registration.name == registration.name && a.caller != *caller) {
-            return Err(StateError::NameHeld { name: registration.name, holder: holder.caller.describe(), caller: caller.describe() });
+        if let Some((holder, _)) = state.names.get(&registration.name).filter(|(holder, _)| holder != caller) {
+            return Err(StateError::NameHeld { name: registration.name, holder: holder.describe(), caller: caller.describe() });
         }
         let this = Usage { agents: 1, tools: registration.tools.len(), bytes };
         self.quotas
@@ -347,10 +356,11 @@ impl Registry {
 impl State {
     /// What `caller` holds, leaving out the agent `except` (which a registration replaces).
     fn usage_of(&self, caller: &Caller, except: &str) -> Usage {
-        self.agents
-            .values()
-            .filter(|a| a.caller == *caller && a.registration.agent_id != except)
-            .fold(Usage::default(), |held, a| held.add(Usage { agents: 1, tools: a.registration.tools.len(), bytes: a.bytes }))
+        let held = self.usage.get(caller).copied().unwrap_or_default();
+        match self.agents.get(except).filter(|a| a.caller == *caller) {
+            Some(replaced) => held.sub(replaced.usage()),
+            None => held,
+        }
     }
 
     /// The agent, if `caller` is the identity that registered it.
@@ -374,6 +384,10 @@ impl State {
         for capability in agent.depended_capabilities() {
             self.dependents.entry(capability.to_owned()).or_default().insert(id.clone());
         }
+        let held = self.names.entry(agent.registration.name.clone()).or_insert_with(|| (agent.caller.clone(), 0));
+        held.1 += 1;
+        let usage = self.usage.entry(agent.caller.clone()).or_default();
+        *usage = usage.add(agent.usage());
         self.agents.insert(id.clone(), agent);
     }
 
@@ -382,6 +396,18 @@ impl State {
         let agent = self.agents.remove(agent_id)?;
         unindex(&mut self.providers, agent.provided_capabilities(), agent_id);
         unindex(&mut self.dependents, agent.depended_capabilities(), agent_id);
+        if let Some(held) = self.names.get_mut(&agent.registration.name) {
+            held.1 -= 1;
+            if held.1 == 0 {
+                self.names.remove(&agent.registration.name);
+            }
+        }
+        if let Some(usage) = self.usage.get_mut(&agent.caller) {
+            *usage = usage.sub(agent.usage());
+            if usage.agents == 0 {
+                self.usage.remove(&agent.caller);
+            }
+        }
         Some(agent)
     }
 
@@ -569,6 +595,9 @@ mod tests {
         let ops = &Caller::mesh("spiffe://toolmesh.local/operator/ops");
         assert!(matches!(registry.deregister("alice-1", ops, false), Err(StateError::NotOwner { .. })));
         registry.deregister("alice-1", ops, true).expect("admin deregisters");
+        assert!(matches!(registry.register(registration("alice-4", &["add"], &[]), cn_alice), Err(StateError::NameHeld { .. })), "alice-2 still holds it");
+        registry.deregister("alice-2", &alice(), false).expect("deregister");
+        registry.register(registration("alice-4", &["add"], &[]), cn_alice).expect("a name no live registration holds is free");
         assert!(matches!(registry.register(named(registration("ops-1", &["add"], &[]), "alice"), ops), Err(StateError::NameNotInCertificate(_))));
     }
 
