@@ -219,11 +219,11 @@ class Run:
             env["BENCH_AGENT_NAME"] = name
         return env
 
-    def start_tm_registry(self, name: str = "tm-registry") -> tuple[str, int]:
+    def start_tm_registry(self, name: str = "tm-registry", extra: tuple[str, ...] = ()) -> tuple[str, int]:
         log_path = LOGS / f"{name}.log"
         proc = self.procs.start(name, [str(TOOLMESH), "registry", "--port", "0", "--health-port", "off",
                                        "--tls-cert", str(CERTS / "registry.pem"), "--tls-key", str(CERTS / "registry.key"),
-                                       "--tls-ca", str(CERTS / "ca.pem")])
+                                       "--tls-ca", str(CERTS / "ca.pem"), *extra])
         line = wait_for_line(log_path, "listening on https://")
         return line.split("listening on ")[1].strip(), proc.pid
 
@@ -374,22 +374,23 @@ class Run:
                 self.procs.stop(s[ab]["pid"])
 
     def language_agents(self) -> list[tuple[str, str, list[str], dict[str, str]]]:
-        """(label, registry name, command, environment) of each toolmesh agent that exists."""
-        agents = [("python", "py-mem", [str(TM_PYTHON), str(AGENTS / "tm_agent_b.py")], self.tm_env("py-b", "py-mem"))]
+        """(label, registry name, command, environment) of each toolmesh agent that exists; each
+        holds a certificate of its registry name (the registry takes the name from it)."""
+        agents = [("python", "py-mem", [str(TM_PYTHON), str(AGENTS / "tm_agent_b.py")], self.tm_env("py-mem", "py-mem"))]
         node_pkg = ROOT / "examples" / "node" / "node_modules" / "toolmesh"
         if (ROOT / "examples" / "node" / "calc.mjs").exists() and node_pkg.exists() and shutil.which("node"):
-            agents.append(("node", "calc", ["node", str(ROOT / "examples" / "node" / "calc.mjs")], self.tm_env("node")))
+            agents.append(("node", "calc", ["node", str(ROOT / "examples" / "node" / "calc.mjs")], self.tm_env("calc")))
         else:
             self.results["missing"]["node"] = "examples/node or its toolmesh link is missing (scripts/node-env.sh)"
         classpath = WORK / "java-classpath.txt"
         classes = ROOT / "examples" / "java" / "target" / "classes"
         if (classes / "Calc.class").exists() and classpath.exists() and shutil.which("java"):
-            agents.append(("java", "calc", ["java", "-cp", f"{classes}:{classpath.read_text().strip()}", "Calc"], self.tm_env("java")))
+            agents.append(("java", "calc", ["java", "-cp", f"{classes}:{classpath.read_text().strip()}", "Calc"], self.tm_env("calc")))
         else:
             self.results["missing"]["java"] = "examples/java is not compiled or its classpath is unknown (scripts/java-env.sh, then bench/run.sh)"
         c_bin = WORK / "c" / "squares"
         if c_bin.exists():
-            agents.append(("c", "squares", [str(c_bin)], self.tm_env("c")))
+            agents.append(("c", "squares", [str(c_bin)], self.tm_env("squares")))
         else:
             self.results["missing"]["c"] = "examples/c/squares could not be built (make -C examples/c)"
         agents.append(("rust", "rust", [str(BENCH_BIN), "serve-agent", "--name", "rust"], self.tm_env("rust")))
@@ -456,7 +457,9 @@ class Run:
         # (agents, pooled connections): a few shared connections, and one connection per agent
         # (what real agents hold) at the largest size.
         for n, connections in self.cfg["scales"]:
-            url, pid = self.start_tm_registry(f"scale-registry-{n}-{connections}")
+            # Few connections (identities) register many simulated agents: lift the per-identity quotas.
+            unlimited = ("--max-agents-per-identity", str(n), "--max-tools-per-identity", str(n), "--max-bytes-per-identity", "1GiB")
+            url, pid = self.start_tm_registry(f"scale-registry-{n}-{connections}", unlimited)
             rss_start = rss_mib(pid)
             answer = bench_json(["registry-scale", "--registry-url", url, "--ca", str(CERTS / "ca.pem"),
                                  "--ca-key", str(CERTS / "ca.key"), "--work-dir", str(WORK / "scale-certs"),

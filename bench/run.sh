@@ -81,6 +81,6 @@ fi
 step "certificates for this run"
 rm -rf "$WORK/certs" "$WORK/scale-certs"
 "$CARGO_TARGET_DIR/release/toolmesh" certs init --dir "$WORK/certs" \
-  --agents bench-a,bench-b,py-a,py-b,node,java,c,rust,loadgen >/dev/null
+  --agents bench-a,bench-b,py-a,py-b,py-mem,calc,squares,rust,loadgen >/dev/null
 
 exec python3 "$ROOT/bench/harness.py" "$@"

@@ -76,12 +76,14 @@ fn issue(ca: &CertificateAuthority, dir: &std::path::Path, name: &str) -> Result
     Ok((cert, key))
 }
 
-fn sim_registration(i: usize, services: usize) -> RegisterRequest {
+/// Agent `i` of service `i % services`, registered by connection `i % connections`, whose
+/// certificate (`sim-conn-K`) its name must be: the registry takes the name from it.
+fn sim_registration(i: usize, services: usize, connections: usize) -> RegisterRequest {
     let service = i % services;
     let next = (service + 1) % services;
     RegisterRequest {
         agent_id: format!("sim-{i:05}"),
-        name: format!("svc-{service}"),
+        name: format!("sim-conn-{}", i % connections),
         // Never called: the simulated agents only register and heartbeat.
         endpoint: format!("https://127.0.0.1:9/mcp/{i}"),
         tools: vec![ToolInfo {
@@ -123,7 +125,7 @@ pub async fn registry_scale(args: RegistryScaleArgs) -> Result<(), AnyError> {
     }
     let n = args.agents;
     let services = (n / args.replicas.max(1)).max(1);
-    let registrations: Vec<RegisterRequest> = (0..n).map(|i| sim_registration(i, services)).collect();
+    let registrations: Vec<RegisterRequest> = (0..n).map(|i| sim_registration(i, services, clients.len())).collect();
     let versions: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let me = std::process::id();
 

@@ -197,7 +197,9 @@ impl Caller for AgentCaller {
 }
 
 pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
-    let mut config = AgentConfig::from_env("bench-client")?;
+    // The registry takes an agent's name from its certificate: the client is named like its file.
+    let name = args.tls.cert.file_stem().and_then(|stem| stem.to_str()).unwrap_or("bench-a").to_owned();
+    let mut config = AgentConfig::from_env(&name)?;
     for (key, value) in [
         ("registry_url", args.registry_url.as_str()),
         ("tls_cert", &args.tls.cert.display().to_string()),

@@ -2,6 +2,7 @@
 //! and calls tools. Every failure is printed as `toolmesh: error [CODE NAME]: message` and
 //! exits 2 for configuration and usage errors, 1 otherwise.
 
+mod audit;
 mod certs;
 mod entity;
 mod ops;
@@ -35,6 +36,8 @@ enum Command {
     /// Trust, list and revoke other organisations' CAs (needs an operator certificate).
     #[command(subcommand)]
     Entity(entity::EntityCommand),
+    /// Show the registry's recent denials (needs an operator certificate).
+    Audit(audit::AuditArgs),
 }
 
 /// The certificate, key and CA bundle of the identity this command acts with.
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
             Command::List(args) => ops::list(args).await,
             Command::Call(args) => ops::call(args).await,
             Command::Entity(command) => entity::run(command).await,
+            Command::Audit(args) => audit::run(args).await,
         }
     });
     match outcome {

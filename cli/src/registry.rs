@@ -11,7 +11,7 @@ use toolmesh_core::auto_tls::default_state_dir;
 use toolmesh_core::pki::DEFAULT_TRUST_DOMAIN;
 use toolmesh_core::server::ServerLimits;
 use toolmesh_core::{Error, ErrorKind};
-use toolmesh_registry::{default_state_dir_for, AutoIssuer, RegistryConfig, ENTITIES_FILE, MESH_CA_FILE};
+use toolmesh_registry::{default_state_dir_for, AutoIssuer, Quotas, RegistryConfig, ENTITIES_FILE, MESH_CA_FILE};
 
 #[derive(Args)]
 pub struct RegistryArgs {
@@ -51,8 +51,42 @@ pub struct RegistryArgs {
     /// Port of the health listener: default --port + 1000 (any free port with --port 0); 'off' for none.
     #[arg(long, value_name = "PORT|off")]
     health_port: Option<String>,
+    /// Most agents one certificate identity (all its replicas) may have registered.
+    #[arg(long, default_value_t = toolmesh_registry::DEFAULT_MAX_AGENTS, value_parser = at_least_one, value_name = "N")]
+    max_agents_per_identity: usize,
+    /// Most tools one identity may have registered, across its agents.
+    #[arg(long, default_value_t = toolmesh_registry::DEFAULT_MAX_TOOLS, value_parser = at_least_one, value_name = "N")]
+    max_tools_per_identity: usize,
+    /// Most bytes of registration JSON one identity may have stored, e.g. 4MiB, 512KiB, 100000.
+    #[arg(long, default_value = "4MiB", value_parser = parse_bytes, value_name = "BYTES")]
+    max_bytes_per_identity: usize,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("'{text}' is not a whole number of at least 1")),
+    }
+}
+
+/// `4MiB`, `512KiB`, `1GiB` or a plain number of bytes.
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number.parse().map_err(|_| format!("'{text}' is not a size like 4MiB, 512KiB or 100000"))?;
+    let factor = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1024,
+        "MiB" | "M" | "MB" => 1024 * 1024,
+        "GiB" | "G" | "GB" => 1024 * 1024 * 1024,
+        _ => return Err(format!("'{text}' has an unknown unit; use KiB, MiB or GiB")),
+    };
+    match number.checked_mul(factor) {
+        Some(bytes) if bytes >= 1 => Ok(bytes),
+        _ => Err(format!("'{text}' must be at least one byte and fit in memory")),
+    }
 }
 
 /// The connection limits of the registry's listener and health port (docs/hardening.md).
@@ -168,6 +202,11 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
     config.state_dir = Some(state_dir.clone());
     config.issuer = issuer.clone();
     config.admin_ids = args.admin_ids;
+    config.quotas = Quotas {
+        max_agents: args.max_agents_per_identity,
+        max_tools: args.max_tools_per_identity,
+        max_bytes: args.max_bytes_per_identity,
+    };
     config.health = health.map(|port| (args.health_host, port));
     let mut signals = ShutdownSignals::listen()?;
     let running = toolmesh_registry::start(config).await?;

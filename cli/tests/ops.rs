@@ -122,3 +122,27 @@ async fn call_moves_past_a_provider_that_cannot_be_reached() {
     operator(&certs, &registry.url, &["call", "ghost:add"]).await.failure(1, "CONNECT_FAILED", &closed_port.to_string());
     agent.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_lists_a_refused_squatter_for_operators_only() {
+    let certs = Certs::init("calc,ghost");
+    let registry = RegistryProcess::start(&certs, &[]);
+    let files = TlsFiles { cert: certs.path("ghost.pem"), key: certs.path("ghost.key"), ca: certs.path("ca.pem") };
+    let ghost = RegistryClient::new(&registry.url, &Identity::load(&files).expect("ghost identity")).expect("registry client");
+    let tools = serde_json::from_value(json!([{"name": "add", "capability": "add"}])).expect("tools");
+    let squat = RegisterRequest { agent_id: "calc-0bad".into(), name: "calc".into(), endpoint: "https://127.0.0.1:9/mcp".into(), tools };
+    let refused = ghost.register(&squat).await.expect_err("ghost may not register as calc");
+    assert!(refused.message().contains("toolmesh certs issue calc"), "{refused}");
+
+    let audit = operator(&certs, &registry.url, &["audit"]).await.success();
+    let line = audit.stdout.lines().find(|l| l.contains("name_not_in_certificate")).unwrap_or_else(|| panic!("{}", audit.stdout));
+    assert!(line.contains("registration_refused") && line.contains("caller=spiffe://toolmesh.local/agent/ghost") && line.contains("tool=add"), "{line}");
+    assert!(line.contains(" agent=calc "), "{line}");
+    let as_json = json_of(&operator(&certs, &registry.url, &["audit", "--json", "--kind", "registration_refused", "--limit", "1"]).await.success());
+    assert_eq!(as_json["events"][0]["rule"], "name_not_in_certificate");
+
+    let mut command = toolmesh(&["audit"]);
+    command.args(certs.tls_args("calc")).env("TOOLMESH_REGISTRY_URL", &registry.url);
+    let denied = tokio::task::spawn_blocking(move || run(command)).await.expect("run toolmesh");
+    denied.failure(1, "PEER_IDENTITY_NOT_ALLOWED", "reading the audit needs an admin identity");
+}

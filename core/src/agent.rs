@@ -268,6 +268,11 @@ impl Agent {
         self.inner.gate.replace_policy(policy);
     }
 
+    /// How often this agent's calls went on to another provider, and why.
+    pub fn failovers(&self) -> crate::pipeline::Failovers {
+        self.inner.pipeline.failovers()
+    }
+
     /// Deregisters, keeps serving briefly so callers learn of it, then lets in-flight calls
     /// finish. Calling it again does nothing.
     pub async fn shutdown(&self) {

@@ -1,6 +1,12 @@
 //! The outbound call policy: spread calls across the best providers, fail over when a request
 //! was not delivered (with bounded backoff), keep recently failed providers at the back, and
 //! never outlive the deadline.
+//!
+//! A provider whose certificate fails our verification (another CA, a name it does not carry,
+//! expired, an identity we do not allow) is skipped like an unreachable one: the call goes on to
+//! the next provider, so one bad or impostor provider is never a dead end for every dependent.
+//! Such a provider is not tried again within the call (its certificate will not change in
+//! milliseconds) and is tried last for a while after.
 
 use crate::client::RequestError;
 use crate::context::RequestContext;
@@ -10,7 +16,8 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -31,6 +38,9 @@ const BACKOFF_BASE: Duration = Duration::from_millis(25);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// How long a provider that refused a connection is tried only after the others.
 const COOLDOWN: Duration = Duration::from_secs(2);
+/// How long a provider whose certificate failed our verification is tried only after the others
+/// (it is tried again then: its certificate may have been reissued).
+const REFUSED_COOLDOWN: Duration = Duration::from_secs(30);
 
 /// One dependency call's target: the resolution key, the capability (for messages), the
 /// providers ranked best first, and the time budget.
@@ -41,11 +51,24 @@ pub struct Target<'a> {
     pub timeout: Duration,
 }
 
-/// Per-agent call policy state: round-robin cursors and provider cool-downs.
+/// Per-agent call policy state: round-robin cursors, provider cool-downs and failover counts.
 #[derive(Default)]
 pub struct Pipeline {
     cursors: Mutex<HashMap<String, std::sync::Arc<AtomicUsize>>>,
     cooling: Mutex<HashMap<String, Instant>>,
+    unreachable: AtomicU64,
+    refused_certificate: AtomicU64,
+}
+
+/// How often a call went on to another provider, by why, since the agent started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Failovers {
+    /// Attempts that could not reach a provider (connection refused or lost before the request
+    /// left).
+    pub unreachable: u64,
+    /// Attempts whose provider failed TLS: its certificate failed our verification (or it
+    /// refused ours, or the handshake failed).
+    pub refused_certificate: u64,
 }
 
 impl Pipeline {
@@ -68,12 +91,19 @@ impl Pipeline {
         let attempt_all = async {
             let attempts = order.len().max(MIN_ATTEMPTS);
             let mut last_error = None;
+            // Providers whose TLS failed: not tried again in this call.
+            let mut refused: HashSet<&str> = HashSet::new();
+            // Undelivered transport failures so far: each later attempt backs off longer.
+            let mut failures: u32 = 0;
             for attempt in 0..attempts {
-                if attempt > 0 {
-                    let backoff = BACKOFF_BASE.saturating_mul(1 << (attempt - 1).min(8)).min(BACKOFF_MAX);
+                let provider = order[attempt % order.len()];
+                if refused.contains(provider.endpoint.as_str()) {
+                    continue;
+                }
+                if failures > 0 {
+                    let backoff = BACKOFF_BASE.saturating_mul(1 << (failures - 1).min(8)).min(BACKOFF_MAX);
                     tokio::time::sleep(backoff).await;
                 }
-                let provider = order[attempt % order.len()];
                 match transport.send(provider, &arguments, context).await {
                     Ok(value) => {
                         let mut cooling = self.cooling.lock().expect("pipeline lock");
@@ -84,7 +114,23 @@ impl Pipeline {
                     }
                     Err(RequestError { error, delivered: false }) if is_retryable(&error) => {
                         tracing::debug!(endpoint = %provider.endpoint, "not delivered, trying again: {error}");
-                        self.cooling.lock().expect("pipeline lock").insert(provider.endpoint.clone(), Instant::now() + COOLDOWN);
+                        self.unreachable.fetch_add(1, Ordering::Relaxed);
+                        self.cool(&provider.endpoint, COOLDOWN);
+                        failures += 1;
+                        last_error = Some(error);
+                    }
+                    Err(RequestError { error, delivered: false }) if is_tls_failure(&error) => {
+                        tracing::warn!(
+                            provider = %provider.agent_id,
+                            name = %provider.agent_name,
+                            endpoint = %provider.endpoint,
+                            capability,
+                            code = error.code(),
+                            "provider skipped, trying the next one: {error}"
+                        );
+                        self.refused_certificate.fetch_add(1, Ordering::Relaxed);
+                        self.cool(&provider.endpoint, REFUSED_COOLDOWN);
+                        refused.insert(provider.endpoint.as_str());
                         last_error = Some(error);
                     }
                     Err(RequestError { error, .. }) => return Err(error),
@@ -99,6 +145,16 @@ impl Pipeline {
                 format!("no answer from a provider of '{capability}' within {} ms", deadline_ms(timeout, context, budget_end)),
             )),
         }
+    }
+
+    /// How often calls went on to another provider since this pipeline was made.
+    pub fn failovers(&self) -> Failovers {
+        Failovers { unreachable: self.unreachable.load(Ordering::Relaxed), refused_certificate: self.refused_certificate.load(Ordering::Relaxed) }
+    }
+
+    /// Puts a provider at the back of the order for `period`.
+    fn cool(&self, endpoint: &str, period: Duration) {
+        self.cooling.lock().expect("pipeline lock").insert(endpoint.to_owned(), Instant::now() + period);
     }
 
     /// The order to try providers in: the best-scored group rotated round-robin, then the rest;
@@ -128,6 +184,12 @@ impl Pipeline {
 
 fn is_retryable(error: &Error) -> bool {
     matches!(error.kind(), ErrorKind::ConnectFailed | ErrorKind::ConnectionLost | ErrorKind::Shutdown)
+}
+
+/// A TLS failure with one provider (2xxx): its certificate failed our verification, it refused
+/// ours, or the handshake failed. Another provider may well do; the request never left.
+fn is_tls_failure(error: &Error) -> bool {
+    error.code() / 1000 == 2
 }
 
 fn deadline_ms(timeout: Duration, context: &RequestContext, budget_end: Instant) -> u128 {
@@ -238,6 +300,29 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::ConnectFailed);
         assert_eq!(t.calls().len(), MIN_ATTEMPTS);
         assert_eq!(Instant::now() - start, BACKOFF_BASE + BACKOFF_BASE * 2);
+    }
+
+    fn untrusted() -> Result<Value, RequestError> {
+        Err(RequestError { error: Error::new(ErrorKind::PeerCertificateUntrusted, "foreign CA"), delivered: false })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_provider_failing_verification_is_skipped_counted_and_not_retried() {
+        let t = Scripted::new(Duration::ZERO, &[("bad", vec![untrusted()]), ("good", vec![Ok(Value::from(2))])]);
+        let pipeline = Pipeline::new();
+        let providers = [provider("bad", 0), provider("good", 0)];
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(pipeline.call(&*t, target("c", &providers), Value::Null, &RequestContext::default()).await.unwrap(), Value::from(2));
+        }
+        assert_eq!(t.calls(), ["bad", "good", "good", "good"], "tried last while cooling down");
+        assert_eq!(Instant::now() - start, Duration::ZERO, "no backoff for a refused certificate");
+        assert_eq!(pipeline.failovers(), Failovers { unreachable: 0, refused_certificate: 1 });
+
+        let t = Scripted::new(Duration::ZERO, &[("bad", vec![untrusted()])]);
+        let e = Pipeline::new().call(&*t, target("c", &[provider("bad", 0)]), Value::Null, &RequestContext::default()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PeerCertificateUntrusted);
+        assert_eq!(t.calls(), ["bad"], "a refused certificate is not retried within the call");
     }
 
     #[tokio::test(start_paused = true)]

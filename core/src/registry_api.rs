@@ -417,6 +417,41 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// One audited denial, as `GET /v1/audit` lists it: who was refused what, where from, and by
+/// which rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// When, RFC 3339 in UTC.
+    pub time: String,
+    /// What was denied: `registration_refused`, `agent_action_refused`, `quota_exceeded`,
+    /// `admin_required`, `certificate_refused`; later `policy_denied` and `bootstrap_refused`.
+    pub kind: String,
+    /// Which rule denied it, e.g. `name_not_in_certificate`, `max_agents_per_identity`.
+    pub rule: String,
+    /// The caller's certificate identity (SPIFFE ID, else CN).
+    pub caller: String,
+    /// The entity whose CA the caller's certificate chains to; absent for the mesh's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
+    /// The address the request came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// The agent name or id the request was about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The tool(s) the request was about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// The answer the caller got.
+    pub message: String,
+}
+
+/// `GET /v1/audit`: the most recent events, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditList {
+    pub events: Vec<AuditEvent>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

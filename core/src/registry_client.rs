@@ -132,6 +132,23 @@ impl RegistryClient {
         self.json::<AgentList>(http::Method::GET, &format!("{API_PREFIX}/agents"), None::<&()>).await
     }
 
+    /// The registry's most recent denials (admin only), oldest first: at most `limit`, of
+    /// `kind` if given.
+    pub async fn audit(&self, limit: Option<usize>, kind: Option<&str>) -> Result<AuditList> {
+        let mut query = Vec::new();
+        if let Some(limit) = limit {
+            query.push(format!("limit={limit}"));
+        }
+        if let Some(kind) = kind {
+            query.push(format!("kind={}", encode(kind)));
+        }
+        let path = match query.is_empty() {
+            true => format!("{API_PREFIX}/audit"),
+            false => format!("{API_PREFIX}/audit?{}", query.join("&")),
+        };
+        self.json::<AuditList>(http::Method::GET, &path, None::<&()>).await
+    }
+
     pub async fn resolve(&self, spec: &DependencySpec) -> Result<ResolveResponse> {
         self.json(http::Method::POST, &format!("{API_PREFIX}/resolve"), Some(spec)).await
     }

@@ -443,3 +443,65 @@ async fn shutdown_lets_an_in_flight_call_finish() {
     agent.shutdown().await;
     assert_eq!(in_flight.await.unwrap().unwrap(), json!("done"));
 }
+
+/// Sends each attempt of the pipeline as a real MCP call over mTLS.
+struct Mcp(McpClient);
+
+impl toolmesh_core::pipeline::Transport for Mcp {
+    fn send<'a>(
+        &'a self,
+        provider: &'a toolmesh_core::registry_api::Provider,
+        arguments: &'a Value,
+        context: &'a RequestContext,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, toolmesh_core::client::RequestError>> + Send + 'a>> {
+        Box::pin(self.0.call_tool(&provider.endpoint, &provider.tool, arguments, context))
+    }
+}
+
+fn provider_of(agent: &toolmesh_core::agent::Agent, name: &str) -> toolmesh_core::registry_api::Provider {
+    serde_json::from_value(json!({
+        "agent_id": name, "agent_name": name, "endpoint": agent.endpoint(),
+        "tool": "add", "capability": "add", "version": "1.0.0",
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_provider_whose_certificate_fails_verification_is_skipped_like_an_unreachable_one() {
+    let mesh = Pki::new();
+    let foreign = Pki::new();
+    let healthy = start_agent("calc", &mesh.issue("calc"), standard_tools(), |_| {}).await;
+    // An impostor with a foreign CA's certificate (it trusts the mesh CA, so it serves mesh callers).
+    let mut impostor_files = foreign.issue("calc");
+    let bundle = foreign.path("bundle.pem");
+    std::fs::write(&bundle, format!("{}{}", read(&impostor_files.ca), read(&mesh.path("ca.pem")))).unwrap();
+    impostor_files.ca = bundle;
+    let impostor = start_agent("calc", &impostor_files, standard_tools(), |_| {}).await;
+    // A mesh certificate that does not name the host it is reached at.
+    let elsewhere = mesh.issue_with("elsewhere", |r| {
+        r.dns_names = vec!["elsewhere.example".into()];
+        r.ip_addresses.clear();
+    });
+    let misnamed = start_agent("elsewhere", &elsewhere, standard_tools(), |_| {}).await;
+
+    let providers = [provider_of(&impostor, "impostor"), provider_of(&misnamed, "misnamed"), provider_of(&healthy, "calc")];
+    let transport = Mcp(McpClient::new(&mesh.identity("caller")).unwrap());
+    let pipeline = toolmesh_core::pipeline::Pipeline::new();
+    for i in 0..12 {
+        let target = toolmesh_core::pipeline::Target { key: "add", capability: "add", providers: &providers, timeout: Duration::from_secs(10) };
+        let answer = pipeline.call(&transport, target, json!({"a": i, "b": 1}), &RequestContext::default()).await;
+        assert_eq!(answer.unwrap(), json!(i + 1), "call {i} must reach the healthy provider");
+    }
+    let counts = pipeline.failovers();
+    assert!(counts.refused_certificate >= 2, "each refused provider is counted: {counts:?}");
+    assert_eq!(counts.unreachable, 0, "{counts:?}");
+
+    // With only refused providers, the call fails with the first refusal's code, no retry loop.
+    let refused_only = [provider_of(&impostor, "impostor"), provider_of(&misnamed, "misnamed")];
+    let target = toolmesh_core::pipeline::Target { key: "bad", capability: "add", providers: &refused_only, timeout: Duration::from_secs(10) };
+    let e = pipeline.call(&transport, target, json!({"a": 1, "b": 1}), &RequestContext::default()).await.unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::PeerCertificateUntrusted | ErrorKind::PeerHostnameMismatch), "{e}");
+    for agent in [healthy, impostor, misnamed] {
+        agent.shutdown().await;
+    }
+}

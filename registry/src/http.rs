@@ -1,6 +1,8 @@
 //! The registry's HTTP API (documented in `registry/openapi.yaml`): routing, bodies, and turning
-//! every refusal into an `ApiError` with the right status.
+//! every refusal into an `ApiError` with the right status. Refusals of an identity (not of a
+//! malformed request) are audited: see `audit`.
 
+use crate::audit::{Audit, Denial, Subject};
 use crate::auto::AutoIssuer;
 use crate::state::{Caller, Registry, StateError};
 use crate::trust::{EntityError, Standing, Trust};
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use toolmesh_core::registry_api::{
-    ApiError, BootstrapRequest, BootstrapResponse, DependencySpec, EntityRequest, HeartbeatRequest, RegisterRequest,
+    ApiError, AuditList, BootstrapRequest, BootstrapResponse, DependencySpec, EntityRequest, HeartbeatRequest, RegisterRequest,
 };
 use toolmesh_core::server::{json_response, read_body, Body, PeerInfo};
 use toolmesh_core::text::Escaped;
@@ -35,6 +37,8 @@ pub struct Api {
     pub identity: Arc<Identity>,
     pub issuer: Option<Arc<AutoIssuer>>,
     pub admin_ids: Vec<String>,
+    /// Where denials are recorded.
+    pub audit: Arc<Audit>,
 }
 
 type Response = http::Response<Body>;
@@ -45,11 +49,26 @@ struct Refusal {
     name: &'static str,
     message: String,
     allow: Option<&'static str>,
+    /// Set when an identity was denied something: the refusal is audited.
+    denial: Option<Box<Denial>>,
 }
 
 impl Refusal {
     fn new(status: StatusCode, name: &'static str, message: String) -> Self {
-        Refusal { status, name, message, allow: None }
+        Refusal { status, name, message, allow: None, denial: None }
+    }
+
+    fn denied(status: StatusCode, name: &'static str, message: String, kind: &'static str, rule: &'static str) -> Self {
+        Refusal { denial: Some(Box::new(Denial::new(kind, rule))), ..Refusal::new(status, name, message) }
+    }
+
+    /// Names the agent and tools the denied request was about.
+    fn about(mut self, agent: &str, tool: Option<String>) -> Self {
+        if let Some(denial) = &mut self.denial {
+            denial.agent = Some(agent.to_owned());
+            denial.tool = tool;
+        }
+        self
     }
 
     fn invalid(message: String) -> Self {
@@ -95,15 +114,43 @@ impl From<StateError> for Refusal {
                 "unknown_agent",
                 format!("no agent '{agent_id}' is registered (the registry restarted or evicted it); register again"),
             ),
-            StateError::IdentityConflict { agent_id, registered, caller } => Refusal::new(
+            StateError::IdentityConflict { agent_id, registered, caller } => Refusal::denied(
                 StatusCode::CONFLICT,
                 "identity_conflict",
                 format!("agent id '{agent_id}' is registered by {registered}, not by {caller}; choose another agent id"),
+                "registration_refused",
+                "agent_id_held_by_another_identity",
             ),
-            StateError::NotOwner { agent_id, registered, caller } => Refusal::new(
+            StateError::NotOwner { agent_id, registered, caller } => Refusal::denied(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 format!("agent '{agent_id}' was registered by {registered}; {caller} may not act on it"),
+                "agent_action_refused",
+                "not_owner",
+            ),
+            StateError::NameNotInCertificate(refusal) => Refusal::denied(
+                StatusCode::FORBIDDEN,
+                "name_not_in_certificate",
+                refusal.message,
+                "registration_refused",
+                "name_not_in_certificate",
+            ),
+            StateError::NameHeld { name, holder, caller } => Refusal::denied(
+                StatusCode::CONFLICT,
+                "name_held_by_another_identity",
+                format!(
+                    "the name '{name}' is held by the live registrations of {holder}; {caller} may not register under it \
+                     (one name, one identity: replicas of an agent share its certificate)"
+                ),
+                "registration_refused",
+                "name_held_by_another_identity",
+            ),
+            StateError::QuotaExceeded { exceeded, caller } => Refusal::denied(
+                StatusCode::TOO_MANY_REQUESTS,
+                "quota_exceeded",
+                exceeded.describe(&caller),
+                "quota_exceeded",
+                exceeded.rule,
             ),
         }
     }
@@ -122,6 +169,7 @@ enum Route {
     TrustBundle,
     Entities,
     Entity(String),
+    Audit,
 }
 
 impl Route {
@@ -142,6 +190,7 @@ impl Route {
             ["v1", "bootstrap"] => Route::Bootstrap,
             ["v1", "trust-bundle"] => Route::TrustBundle,
             ["v1", "entities"] => Route::Entities,
+            ["v1", "audit"] => Route::Audit,
             ["v1", "entities", name] => Route::Entity(
                 percent_decode(name).filter(|n| !n.is_empty()).ok_or_else(|| Refusal::invalid(format!("'{name}' is not a valid entity name")))?,
             ),
@@ -153,7 +202,7 @@ impl Route {
 
     fn allowed(&self) -> &'static str {
         match self {
-            Route::Health | Route::Topology(_) | Route::TrustBundle => "GET",
+            Route::Health | Route::Topology(_) | Route::TrustBundle | Route::Audit => "GET",
             Route::Agents | Route::Entities => "GET, POST",
             Route::Agent(_) | Route::Entity(_) => "DELETE",
             Route::Heartbeat(_) | Route::Resolve | Route::Bootstrap => "POST",
@@ -179,7 +228,7 @@ fn authenticate(api: &Api, peer: &PeerInfo) -> Result<Caller, Refusal> {
     match api.trust.standing(&peer.chain) {
         Some(Standing::Mesh) => Ok(Caller::mesh(&peer.identity)),
         Some(Standing::Entity(entity)) => Ok(Caller { identity: peer.identity.clone(), entity: Some(entity) }),
-        None => Err(Refusal::new(
+        None => Err(Refusal::denied(
             StatusCode::FORBIDDEN,
             "revoked",
             format!(
@@ -188,29 +237,39 @@ fn authenticate(api: &Api, peer: &PeerInfo) -> Result<Caller, Refusal> {
                  (`toolmesh entity add --trust-domain TD`)",
                 peer.identity
             ),
+            "certificate_refused",
+            "not_in_trust_bundle",
         )),
     }
 }
 
-/// Admins change entities: mesh certificates (never an entity's) whose SPIFFE ID is
-/// `spiffe://DOMAIN/operator/...`, or whose identity is listed in `--admin-ids`.
-fn require_admin(api: &Api, caller: &Caller) -> Result<(), Refusal> {
+/// Admins change entities, read the audit and may deregister any agent: mesh certificates
+/// (never an entity's) whose SPIFFE ID is `spiffe://DOMAIN/operator/...`, or whose identity is
+/// listed in `--admin-ids`.
+fn is_admin(api: &Api, caller: &Caller) -> bool {
     let operator_path =
         caller.identity.strip_prefix("spiffe://").and_then(|rest| rest.split_once('/')).is_some_and(|(_, path)| path.starts_with("operator/"));
-    if caller.entity.is_none() && (operator_path || api.admin_ids.contains(&caller.identity)) {
+    caller.entity.is_none() && (operator_path || api.admin_ids.contains(&caller.identity))
+}
+
+/// Refuses `caller` unless it is an admin; `what` names the operation ("changing entities").
+fn require_admin(api: &Api, caller: &Caller, what: &str) -> Result<(), Refusal> {
+    if is_admin(api, caller) {
         return Ok(());
     }
     let whose = match &caller.entity {
         Some(entity) => format!("{} is a certificate of entity '{entity}'", caller.identity),
         None => format!("{} is not an admin", caller.identity),
     };
-    Err(Refusal::new(
+    Err(Refusal::denied(
         StatusCode::FORBIDDEN,
         "forbidden",
         format!(
-            "changing entities needs an admin identity: a mesh certificate whose SPIFFE ID is spiffe://DOMAIN/operator/NAME \
+            "{what} needs an admin identity: a mesh certificate whose SPIFFE ID is spiffe://DOMAIN/operator/NAME \
              (`toolmesh certs issue NAME --role operator`) or an identity in the registry's --admin-ids; {whose}"
         ),
+        "admin_required",
+        "admin_required",
     ))
 }
 
@@ -220,31 +279,45 @@ async fn respond(api: &Api, request: http::Request<Incoming>, peer: &PeerInfo) -
     if let (Route::Bootstrap, &Method::POST) = (&route, &parts.method) {
         return bootstrap(api, peer.remote.ip(), &parts.headers, body).await;
     }
-    let caller = &authenticate(api, peer)?;
+    let audit = |refusal: Refusal, entity: Option<&str>| {
+        if let Some(denial) = refusal.denial.clone() {
+            let subject = Subject { identity: &peer.identity, entity, origin: Some(peer.remote.to_string()) };
+            api.audit.deny(&subject, *denial, &refusal.message);
+        }
+        refusal
+    };
+    let caller = &authenticate(api, peer).map_err(|refusal| audit(refusal, None))?;
+    serve(api, route, parts, body, caller).await.map_err(|refusal| audit(refusal, caller.entity.as_deref()))
+}
+
+/// Answers an authenticated caller's request.
+async fn serve(api: &Api, route: Route, parts: http::request::Parts, body: Incoming, caller: &Caller) -> Result<Response, Refusal> {
     let registry = &api.registry;
     let bundle_version = || Some(api.trust.bundle().version);
     Ok(match (&route, &parts.method) {
         (Route::Health, &Method::GET) => ok(&serde_json::json!({"status": "ok"})),
         (Route::Agents, &Method::GET) => ok(&registry.list()),
         (Route::Agents, &Method::POST) => {
-            let mut registered = registry.register(json_body::<RegisterRequest>(body).await?, caller)?;
+            let request = json_body::<RegisterRequest>(body).await?;
+            let (name, tools) = (request.name.clone(), tool_names(&request));
+            let mut registered = registry.register(request, caller).map_err(|e| Refusal::from(e).about(&name, tools))?;
             registered.trust_bundle_version = bundle_version();
             ok(&registered)
         }
         (Route::Agent(id), &Method::DELETE) => {
-            registry.deregister(id, caller)?;
+            registry.deregister(id, caller, is_admin(api, caller)).map_err(|e| Refusal::from(e).about(id, None))?;
             no_content()
         }
         (Route::Heartbeat(id), &Method::POST) => {
             let beat: HeartbeatRequest = json_body(body).await?;
-            let mut answer = registry.heartbeat(id, caller, beat.topology_version)?;
+            let mut answer = registry.heartbeat(id, caller, beat.topology_version).map_err(|e| Refusal::from(e).about(id, None))?;
             answer.trust_bundle_version = bundle_version();
             ok(&answer)
         }
         (Route::TrustBundle, &Method::GET) => ok(&api.trust.bundle()),
         (Route::Entities, &Method::GET) => ok(&api.trust.list()),
         (Route::Entities, &Method::POST) => {
-            require_admin(api, caller)?;
+            require_admin(api, caller, "changing entities")?;
             let request: EntityRequest = json_body(body).await?;
             let entity = api.trust.add(&request.name, &request.ca_cert, request.trust_domain.as_deref())?;
             apply_trust(api)?;
@@ -252,7 +325,7 @@ async fn respond(api: &Api, request: http::Request<Incoming>, peer: &PeerInfo) -
             ok(&entity)
         }
         (Route::Entity(name), &Method::DELETE) => {
-            require_admin(api, caller)?;
+            require_admin(api, caller, "changing entities")?;
             let entity = api.trust.revoke(name)?;
             apply_trust(api)?;
             let evicted = registry.evict_entity(name);
@@ -260,6 +333,11 @@ async fn respond(api: &Api, request: http::Request<Incoming>, peer: &PeerInfo) -
             no_content()
         }
         (Route::Topology(id), &Method::GET) => long_poll(api, id, WatchQuery::parse(parts.uri.query())?).await?,
+        (Route::Audit, &Method::GET) => {
+            require_admin(api, caller, "reading the audit")?;
+            let query = AuditQuery::parse(parts.uri.query(), api.audit.capacity())?;
+            ok(&AuditList { events: api.audit.recent(query.limit, query.kind.as_deref()) })
+        }
         (Route::Resolve, &Method::POST) => {
             let spec = json_body::<DependencySpec>(body).await?;
             crate::validate::dependency("", &spec).map_err(Refusal::invalid)?;
@@ -340,6 +418,47 @@ async fn bootstrap(api: &Api, source: std::net::IpAddr, headers: &http::HeaderMa
         lifetime_ms: valid_for.as_millis() as u64,
         trust_bundle: api.trust.bundle(),
     }))
+}
+
+/// The tools a registration names, for the audit: at most ten, comma-separated.
+fn tool_names(request: &RegisterRequest) -> Option<String> {
+    const SHOWN: usize = 10;
+    let mut names: Vec<&str> = request.tools.iter().take(SHOWN).map(|t| t.name.as_str()).collect();
+    if request.tools.len() > SHOWN {
+        names.push("…");
+    }
+    (!names.is_empty()).then(|| names.join(","))
+}
+
+/// `?limit=N&kind=K` of `GET /v1/audit`.
+struct AuditQuery {
+    limit: usize,
+    kind: Option<String>,
+}
+
+impl AuditQuery {
+    const DEFAULT_LIMIT: usize = 100;
+
+    fn parse(query: Option<&str>, capacity: usize) -> Result<AuditQuery, Refusal> {
+        let mut parsed = AuditQuery { limit: Self::DEFAULT_LIMIT, kind: None };
+        for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match name {
+                "limit" => {
+                    parsed.limit = value.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        Refusal::invalid(format!("query parameter limit='{value}' is not a positive integer"))
+                    })?
+                }
+                "kind" => {
+                    let kind = percent_decode(value).filter(|k| !k.is_empty() && k.len() <= 64);
+                    parsed.kind = Some(kind.ok_or_else(|| Refusal::invalid(format!("query parameter kind='{value}' is not an event kind")))?);
+                }
+                _ => {}
+            }
+        }
+        parsed.limit = parsed.limit.min(capacity);
+        Ok(parsed)
+    }
 }
 
 /// `?since=V&wait_ms=N` of the topology long poll.

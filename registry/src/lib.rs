@@ -2,7 +2,9 @@
 //! heartbeat, and long-poll for their topology (the live providers of their dependencies);
 //! agents that stop heartbeating are evicted. The HTTP API is documented in `openapi.yaml`.
 
+mod audit;
 mod auto;
+mod binding;
 mod http;
 mod mesh_dir;
 mod standing_cache;
@@ -10,7 +12,9 @@ mod state;
 mod trust;
 mod validate;
 
+pub use audit::{Audit, Denial, Subject};
 pub use auto::{AutoIssuer, JoinThrottle, JOIN_COOLDOWN, JOIN_FAILURES_ALLOWED, JOIN_FAILURE_WINDOW, REGISTRY_CERT_LIFETIME};
+pub use binding::{Quotas, DEFAULT_MAX_AGENTS, DEFAULT_MAX_BYTES, DEFAULT_MAX_TOOLS};
 pub use mesh_dir::{default_state_dir_for, MESH_CA_FILE};
 pub use trust::ENTITIES_FILE;
 
@@ -56,6 +60,10 @@ pub struct RegistryConfig {
     pub tls_reload_interval: Duration,
     /// Connection limits and timeouts of the registry's listener and its health port.
     pub limits: ServerLimits,
+    /// How much one identity may register (agents, tools, bytes).
+    pub quotas: Quotas,
+    /// How many recent denials `GET /v1/audit` keeps.
+    pub audit_capacity: usize,
 }
 
 impl RegistryConfig {
@@ -73,6 +81,8 @@ impl RegistryConfig {
             health: None,
             tls_reload_interval: Duration::from_secs(1),
             limits: ServerLimits::default(),
+            quotas: Quotas::default(),
+            audit_capacity: audit::DEFAULT_CAPACITY,
         }
     }
 }
@@ -125,7 +135,7 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         }
         None => None,
     };
-    let registry = Arc::new(state::Registry::new(config.heartbeat_interval, config.eviction_intervals));
+    let registry = Arc::new(state::Registry::new(config.heartbeat_interval, config.eviction_intervals).with_quotas(config.quotas));
     let follower = trust.clone();
     let api = Arc::new(http::Api {
         registry: registry.clone(),
@@ -134,6 +144,7 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         identity: identity.clone(),
         issuer: config.issuer.clone(),
         admin_ids: config.admin_ids.clone(),
+        audit: Arc::new(audit::Audit::new(config.audit_capacity)),
     });
     let server =
         HttpsServer::spawn_limited(listener, tls, None, config.limits.clone(), move |request, peer| http::handle(api.clone(), request, peer))?;

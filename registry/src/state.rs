@@ -10,7 +10,12 @@
 //! while a healthy provider of the same dependency exists: it is probably gone, and would only
 //! cost its callers a failed connection until eviction. With no healthy provider it stays, as a
 //! last resort.
+//!
+//! Registrations are bound to identity (see `binding`): an agent registers under the name its
+//! certificate carries, a name held by one identity's live registrations is refused to every
+//! other, and one identity holds at most its quotas of agents, tools and bytes.
 
+use crate::binding::{self, NameRefusal, QuotaExceeded, Quotas, Usage};
 use crate::validate::{self, Dependency};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,7 +32,7 @@ use toolmesh_core::resolve::Selector;
 /// Who makes a request: the identity of its verified certificate, and the entity whose CA that
 /// certificate chains to (`None` for the mesh's own CA). Both decide ownership, so an entity's
 /// CA cannot mint a certificate that acts on the mesh's agents by naming the same identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Caller {
     pub identity: String,
     pub entity: Option<String>,
@@ -57,6 +62,12 @@ pub enum StateError {
     IdentityConflict { agent_id: String, registered: String, caller: String },
     /// A heartbeat or deregistration for an agent that another certificate identity registered.
     NotOwner { agent_id: String, registered: String, caller: String },
+    /// A registration under a name the caller's certificate does not carry.
+    NameNotInCertificate(NameRefusal),
+    /// A registration under a name that another identity's live registrations hold.
+    NameHeld { name: String, holder: String, caller: String },
+    /// A registration that would take the caller past one of its quotas.
+    QuotaExceeded { exceeded: QuotaExceeded, caller: String },
 }
 
 /// The current topology of one agent, as watchers see it.
@@ -64,6 +75,7 @@ pub type TopologyWatch = watch::Receiver<Arc<Topology>>;
 
 pub struct Registry {
     state: Mutex<State>,
+    quotas: Quotas,
     heartbeat_interval: Duration,
     /// Until when, after a start, agents of the registry's previous life may still be coming
     /// back (one eviction window): answers say `warming_up`.
@@ -77,11 +89,17 @@ struct State {
     providers: HashMap<String, HashSet<String>>,
     /// capability → ids of the agents with a dependency on that capability.
     dependents: HashMap<String, HashSet<String>>,
+    /// name → the identity whose live registrations hold it, and how many they are.
+    names: HashMap<String, (Caller, usize)>,
+    /// What each identity holds, against its quotas.
+    usage: HashMap<Caller, Usage>,
 }
 
 struct Agent {
     registration: RegisterRequest,
     caller: Caller,
+    /// The size of the registration's JSON, counted against the caller's byte quota.
+    bytes: usize,
     last_heartbeat: Instant,
     /// The heartbeat is overdue (see [`Registry::sweep`]); routed to only when nothing else is.
     stale: bool,
@@ -97,13 +115,23 @@ impl Agent {
     fn depended_capabilities(&self) -> impl Iterator<Item = &str> {
         self.dependencies.iter().map(|d| d.spec.capability.as_str())
     }
+
+    /// What this registration counts against its identity's quotas.
+    fn usage(&self) -> Usage {
+        Usage { agents: 1, tools: self.registration.tools.len(), bytes: self.bytes }
+    }
 }
 
 impl Registry {
     /// Agents silent for `eviction_intervals` heartbeat intervals are evicted (by [`Registry::sweep`]).
     pub fn new(heartbeat_interval: Duration, eviction_intervals: u32) -> Self {
         let warm_until = Instant::now() + heartbeat_interval * eviction_intervals;
-        Registry { state: Mutex::new(State::default()), heartbeat_interval, warm_until }
+        Registry { state: Mutex::new(State::default()), quotas: Quotas::default(), heartbeat_interval, warm_until }
+    }
+
+    /// The same registry with other per-identity quotas.
+    pub fn with_quotas(self, quotas: Quotas) -> Self {
+        Registry { quotas, ..self }
     }
 
     /// Every agent that was alive before this registry started has had time to register again.
@@ -121,22 +149,27 @@ impl Registry {
     }
 
     /// Registers an agent, or updates it when the same identity registers the same id again
-    /// (an agent re-registers after a registry restart or an eviction).
-    pub fn register(&self, registration: RegisterRequest, caller: &Caller) -> Result<RegisterResponse, StateError> {
+    /// (an agent re-registers after a registry restart or an eviction). The name recorded is
+    /// the one the caller's certificate carries (an entity's in its namespace); a refused
+    /// registration changes nothing.
+    pub fn register(&self, mut registration: RegisterRequest, caller: &Caller) -> Result<RegisterResponse, StateError> {
         let dependencies = validate::registration(&registration).map_err(StateError::Invalid)?;
+        registration.name = binding::bound_name(&caller.identity, caller.entity.as_deref(), &registration.name)
+            .map_err(StateError::NameNotInCertificate)?;
+        let bytes = serde_json::to_vec(&registration).map_or(0, |json| json.len());
         let agent_id = registration.agent_id.clone();
         let mut state = self.lock();
-        let previous = match state.agents.get(&agent_id) {
-            Some(existing) if existing.caller != *caller => {
-                return Err(StateError::IdentityConflict {
-                    agent_id,
-                    registered: existing.caller.describe(),
-                    caller: caller.describe(),
-                });
-            }
-            Some(_) => state.remove(&agent_id),
-            None => None,
-        };
+        if let Some(existing) = state.agents.get(&agent_id).filter(|existing| existing.caller != *caller) {
+            return Err(StateError::IdentityConflict { agent_id, registered: existing.caller.describe(), caller: caller.describe() });
+        }
+        if let Some((holder, _)) = state.names.get(&registration.name).filter(|(holder, _)| holder != caller) {
+            return Err(StateError::NameHeld { name: registration.name, holder: holder.describe(), caller: caller.describe() });
+        }
+        let this = Usage { agents: 1, tools: registration.tools.len(), bytes };
+        self.quotas
+            .check(state.usage_of(caller, &agent_id).add(this))
+            .map_err(|exceeded| StateError::QuotaExceeded { exceeded, caller: caller.describe() })?;
+        let previous = state.remove(&agent_id);
         let re_registration = previous.is_some();
         let mut affected: BTreeSet<String> = BTreeSet::new();
         // Keeping the channel of a re-registered agent keeps its watchers attached.
@@ -162,6 +195,7 @@ impl Registry {
         state.insert(Agent {
             registration,
             caller: caller.clone(),
+            bytes,
             last_heartbeat: Instant::now(),
             stale: false,
             dependencies,
@@ -204,12 +238,20 @@ impl Registry {
         Ok(agent.topology.subscribe())
     }
 
-    /// Removes an agent; only the identity that registered it may.
-    pub fn deregister(&self, agent_id: &str, caller: &Caller) -> Result<(), StateError> {
+    /// Removes an agent; only the identity that registered it may, or an admin (`as_admin`).
+    pub fn deregister(&self, agent_id: &str, caller: &Caller, as_admin: bool) -> Result<(), StateError> {
         let mut state = self.lock();
-        state.owned_mut(agent_id, caller)?;
-        let agent = state.remove(agent_id).expect("checked present under the same lock");
-        tracing::info!(agent_id, name = %Escaped(&agent.registration.name), "agent deregistered");
+        let owner = match state.owned_mut(agent_id, caller) {
+            Ok(_) => None,
+            Err(StateError::NotOwner { registered, .. }) if as_admin => Some(registered),
+            Err(e) => return Err(e),
+        };
+        let Some(agent) = state.remove(agent_id) else { return Err(StateError::UnknownAgent(agent_id.to_owned())) };
+        let name = Escaped(&agent.registration.name);
+        match owner {
+            None => tracing::info!(agent_id, %name, "agent deregistered"),
+            Some(owner) => tracing::info!(agent_id, %name, owner = %Escaped(&owner), by = %Escaped(&caller.describe()), "agent deregistered by an admin"),
+        }
         state.refresh_dependents_of(&agent);
         Ok(())
     }
@@ -226,7 +268,7 @@ impl Registry {
             .collect();
         for agent_id in &members {
             if let Some(agent) = state.remove(agent_id) {
-                tracing::info!(agent_id = %Escaped(&agent_id), name = %Escaped(&agent.registration.name), entity, "agent evicted: its entity was revoked");
+                tracing::info!(agent_id = %Escaped(agent_id), name = %Escaped(&agent.registration.name), entity, "agent evicted: its entity was revoked");
                 state.refresh_dependents_of(&agent);
             }
         }
@@ -266,7 +308,7 @@ impl Registry {
         for agent_id in &silent {
             if let Some(agent) = state.remove(agent_id) {
                 tracing::info!(
-                    agent_id = %Escaped(&agent_id),
+                    agent_id = %Escaped(agent_id),
                     name = %Escaped(&agent.registration.name),
                     silent_ms = now.duration_since(agent.last_heartbeat).as_millis() as u64,
                     "agent evicted: heartbeats stopped"
@@ -315,6 +357,15 @@ impl Registry {
 }
 
 impl State {
+    /// What `caller` holds, leaving out the agent `except` (which a registration replaces).
+    fn usage_of(&self, caller: &Caller, except: &str) -> Usage {
+        let held = self.usage.get(caller).copied().unwrap_or_default();
+        match self.agents.get(except).filter(|a| a.caller == *caller) {
+            Some(replaced) => held.sub(replaced.usage()),
+            None => held,
+        }
+    }
+
     /// The agent, if `caller` is the identity that registered it.
     fn owned_mut(&mut self, agent_id: &str, caller: &Caller) -> Result<&mut Agent, StateError> {
         let agent = self.agents.get_mut(agent_id).ok_or_else(|| StateError::UnknownAgent(agent_id.to_owned()))?;
@@ -336,6 +387,10 @@ impl State {
         for capability in agent.depended_capabilities() {
             self.dependents.entry(capability.to_owned()).or_default().insert(id.clone());
         }
+        let held = self.names.entry(agent.registration.name.clone()).or_insert_with(|| (agent.caller.clone(), 0));
+        held.1 += 1;
+        let usage = self.usage.entry(agent.caller.clone()).or_default();
+        *usage = usage.add(agent.usage());
         self.agents.insert(id.clone(), agent);
     }
 
@@ -344,6 +399,18 @@ impl State {
         let agent = self.agents.remove(agent_id)?;
         unindex(&mut self.providers, agent.provided_capabilities(), agent_id);
         unindex(&mut self.dependents, agent.depended_capabilities(), agent_id);
+        if let Some(held) = self.names.get_mut(&agent.registration.name) {
+            held.1 -= 1;
+            if held.1 == 0 {
+                self.names.remove(&agent.registration.name);
+            }
+        }
+        if let Some(usage) = self.usage.get_mut(&agent.caller) {
+            *usage = usage.sub(agent.usage());
+            if usage.agents == 0 {
+                self.usage.remove(&agent.caller);
+            }
+        }
         Some(agent)
     }
 
@@ -456,7 +523,12 @@ mod tests {
                 .expect("test tool")
             })
             .collect();
-        RegisterRequest { agent_id: agent_id.into(), name: agent_id.into(), endpoint: format!("https://{agent_id}:1/mcp"), tools }
+        RegisterRequest { agent_id: agent_id.into(), name: "alice".into(), endpoint: format!("https://{agent_id}:1/mcp"), tools }
+    }
+
+    fn named(mut registration: RegisterRequest, name: &str) -> RegisterRequest {
+        registration.name = name.to_owned();
+        registration
     }
 
     fn provider_ids(watch: &TopologyWatch) -> Vec<String> {
@@ -482,7 +554,7 @@ mod tests {
         registry.register(registration("adder", &["add"], &[]), &alice()).expect("idempotent re-registration");
         assert!(!consumer.has_changed().expect("open"), "an identical re-registration changes no topology");
 
-        registry.deregister("adder", &alice()).expect("deregister");
+        registry.deregister("adder", &alice(), false).expect("deregister");
         assert!(consumer.has_changed().expect("open"));
         assert!(provider_ids(&consumer).is_empty());
     }
@@ -493,15 +565,62 @@ mod tests {
         let first = registry.register(registration("a", &["add"], &[]), &alice()).expect("register");
         let mallory = &Caller::mesh("spiffe://toolmesh.local/agent/mallory");
         assert!(matches!(
-            registry.register(registration("a", &["add"], &[]), mallory),
+            registry.register(named(registration("a", &["add"], &[]), "mallory"), mallory),
             Err(StateError::IdentityConflict { .. })
         ));
         assert!(matches!(registry.heartbeat("a", mallory, first.topology.version), Err(StateError::NotOwner { .. })));
-        assert!(matches!(registry.deregister("a", mallory), Err(StateError::NotOwner { .. })));
+        assert!(matches!(registry.deregister("a", mallory, false), Err(StateError::NotOwner { .. })));
         assert_eq!(registry.heartbeat("a", &alice(), first.topology.version), Ok(HeartbeatResponse { topology: None, trust_bundle_version: None, policy_version: None, warming_up: true }));
         // The same identity from a partner's CA is another caller.
         let impostor = Caller { identity: ALICE_ID.to_owned(), entity: Some("partner".to_owned()) };
-        assert!(matches!(registry.deregister("a", &impostor), Err(StateError::NotOwner { .. })));
+        assert!(matches!(registry.deregister("a", &impostor, false), Err(StateError::NotOwner { .. })));
+    }
+
+    #[test]
+    fn names_are_bound_to_certificates_and_held_by_one_identity() {
+        let registry = Registry::new(Duration::from_secs(5), 3);
+        // Replicas: one certificate, several agent ids.
+        registry.register(registration("alice-1", &["add"], &[]), &alice()).expect("first replica");
+        registry.register(registration("alice-2", &["add"], &[]), &alice()).expect("second replica");
+        let evil = &Caller::mesh("spiffe://toolmesh.local/agent/evil");
+        let refused = registry.register(registration("alice-3", &["add"], &[]), evil).unwrap_err();
+        assert!(matches!(&refused, StateError::NameNotInCertificate(r) if r.carried.as_deref() == Some("evil")), "{refused:?}");
+        registry.register(named(registration("evil-1", &["add"], &[]), "evil"), evil).expect("its own name");
+        // Another identity carrying the same name (a legacy CN certificate) cannot take it either.
+        let cn_alice = &Caller::mesh("alice");
+        assert!(matches!(registry.register(registration("alice-4", &["add"], &[]), cn_alice), Err(StateError::NameHeld { .. })));
+        // A partner registering `alice` is recorded in its own namespace.
+        let partner = &Caller { identity: "spiffe://partner.example/agent/alice".to_owned(), entity: Some("partner".to_owned()) };
+        registry.register(registration("p-1", &["add"], &[]), partner).expect("partner's alice");
+        let names: Vec<String> = registry.list().agents.into_iter().map(|a| a.name).collect();
+        assert_eq!(names, ["alice", "alice", "evil", "partner/alice"]);
+        // An admin may deregister anyone's agent; others may not.
+        let ops = &Caller::mesh("spiffe://toolmesh.local/operator/ops");
+        assert!(matches!(registry.deregister("alice-1", ops, false), Err(StateError::NotOwner { .. })));
+        registry.deregister("alice-1", ops, true).expect("admin deregisters");
+        assert!(matches!(registry.register(registration("alice-4", &["add"], &[]), cn_alice), Err(StateError::NameHeld { .. })), "alice-2 still holds it");
+        registry.deregister("alice-2", &alice(), false).expect("deregister");
+        registry.register(registration("alice-4", &["add"], &[]), cn_alice).expect("a name no live registration holds is free");
+        assert!(matches!(registry.register(named(registration("ops-1", &["add"], &[]), "alice"), ops), Err(StateError::NameNotInCertificate(_))));
+    }
+
+    #[test]
+    fn quotas_bound_one_identity_and_leave_its_registrations_alone() {
+        let quotas = Quotas { max_agents: 2, max_tools: 3, max_bytes: 100_000 };
+        let registry = Registry::new(Duration::from_secs(5), 3).with_quotas(quotas);
+        registry.register(registration("a-1", &["x", "y"], &[]), &alice()).expect("within");
+        registry.register(registration("a-1", &["x", "y"], &[]), &alice()).expect("a re-registration replaces its own usage");
+        let too_many_tools = registry.register(registration("a-2", &["x", "y"], &[]), &alice()).unwrap_err();
+        assert!(matches!(&too_many_tools, StateError::QuotaExceeded { exceeded, .. } if exceeded.rule == "max_tools_per_identity"), "{too_many_tools:?}");
+        registry.register(registration("a-2", &["x"], &[]), &alice()).expect("within");
+        let too_many_agents = registry.register(registration("a-3", &[], &[]), &alice()).unwrap_err();
+        assert!(matches!(&too_many_agents, StateError::QuotaExceeded { exceeded, .. } if exceeded.rule == "max_agents_per_identity"));
+        assert_eq!(registry.list().agents.len(), 2, "nothing changed");
+        // Another identity has quotas of its own.
+        let bob = &Caller::mesh("spiffe://toolmesh.local/agent/bob");
+        registry.register(named(registration("b-1", &["x"], &[]), "bob"), bob).expect("bob's own quota");
+        let tiny = Registry::new(Duration::from_secs(5), 3).with_quotas(Quotas { max_bytes: 50, ..quotas });
+        assert!(matches!(tiny.register(registration("a-1", &["x"], &[]), &alice()), Err(StateError::QuotaExceeded { exceeded, .. }) if exceeded.rule == "max_bytes_per_identity"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -563,7 +682,7 @@ mod tests {
     fn revoking_an_entity_evicts_its_agents_from_every_topology() {
         let registry = Registry::new(Duration::from_secs(5), 3);
         let partner = Caller { identity: "spiffe://partner.example/agent/p".to_owned(), entity: Some("partner".to_owned()) };
-        registry.register(registration("theirs", &["add"], &[]), &partner).expect("register partner agent");
+        registry.register(named(registration("theirs", &["add"], &[]), "p"), &partner).expect("register partner agent");
         registry.register(registration("ours", &["add"], &[]), &alice()).expect("register");
         registry.register(registration("consumer", &["report"], &["add"]), &alice()).expect("register");
         let consumer = registry.watch("consumer").expect("watch");

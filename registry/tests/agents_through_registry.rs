@@ -64,7 +64,25 @@ impl Mesh {
 
     /// [`Mesh::agent`] with its own heartbeat period (`None`: the default).
     async fn agent_beating(&self, name: &str, registry: &str, tools: &[&str], calls: Arc<AtomicUsize>, heartbeat: Option<Duration>) -> Agent {
-        let files = self.files(name, Role::Agent);
+        let agent = self.start_as(name, name, registry, tools, calls, heartbeat, |_| {}).await;
+        assert!(agent.wait_registered(Duration::from_secs(5)).await, "{name} did not register");
+        agent
+    }
+
+    /// An agent named `name` holding a certificate for `cert`, started without waiting for it
+    /// to register; `adjust` changes its configuration.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_as(
+        &self,
+        cert: &str,
+        name: &str,
+        registry: &str,
+        tools: &[&str],
+        calls: Arc<AtomicUsize>,
+        heartbeat: Option<Duration>,
+        adjust: impl FnOnce(&mut AgentConfig),
+    ) -> Agent {
+        let files = self.files(cert, Role::Agent);
         let mut config = AgentConfig::from_env(name).unwrap();
         let heartbeat_ms = heartbeat.map(|h| h.as_millis().to_string());
         let mut settings = vec![
@@ -110,9 +128,9 @@ impl Mesh {
                 });
             })
         };
+        adjust(&mut config);
         let agent = Agent::start(config, tools, Arc::new(handler)).await.unwrap();
         let _ = me.set(agent.clone());
-        assert!(agent.wait_registered(Duration::from_secs(5)).await, "{name} did not register");
         agent
     }
 }
@@ -501,5 +519,54 @@ async fn with_default_heartbeats_arrivals_and_departures_reach_dependents_within
     assert!(last_b1_call < Duration::from_secs(1), "b1 still received calls {last_b1_call:?} after deregistering");
     a.shutdown().await;
     b2.shutdown().await;
+    registry.shutdown().await;
+}
+
+/// Issue 11: an impostor holding an ordinary agent certificate registered under another agent's
+/// name with its capabilities, and was answered by `call calc:add`, `call add` and chains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impostor_cannot_take_another_agents_name_and_a_refused_provider_is_skipped() {
+    let mesh = Mesh::new();
+    let registry = mesh.registry(0).await;
+    let url = registry.url();
+    let (calc_calls, evil_calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let calc = mesh.agent("calc", &url, &["add"], calc_calls.clone()).await;
+    // Replicas of calc share its certificate and name: both register.
+    let replica = mesh.agent("calc", &url, &["add"], calc_calls.clone()).await;
+    let impostor = mesh.start_as("evil", "calc", &url, &["add"], evil_calls.clone(), Some(HEARTBEAT), |_| {}).await;
+    assert!(!impostor.wait_registered(Duration::from_millis(800)).await, "evil registered under the name calc");
+
+    let operator = mesh.operator(&url);
+    let listed = operator.list_agents().await.unwrap().agents;
+    let calcs: Vec<&str> = listed.iter().filter(|a| a.name == "calc").map(|a| a.identity.as_str()).collect();
+    assert_eq!(calcs, ["spiffe://toolmesh.local/agent/calc"; 2], "only the real calc's replicas: {listed:?}");
+    let resolved = operator.resolve(&DependencySpec::capability("add")).await.unwrap().providers;
+    let mut ids: Vec<&str> = resolved.iter().map(|p| p.agent_id.as_str()).collect();
+    ids.sort();
+    let mut expected = [calc.agent_id(), replica.agent_id()];
+    expected.sort();
+    assert_eq!(ids, expected, "discovery routes `add` to the real calc only");
+    impostor.shutdown().await;
+
+    // Under its own name, evil registers, a provider of `add` like any other; a consumer that
+    // allows only calc as a peer refuses evil's certificate and fails over, every time.
+    let evil = mesh.agent("evil", &url, &["add"], evil_calls.clone()).await;
+    let only_calc = |c: &mut AgentConfig| c.set("tls_allowed_ids", "spiffe://toolmesh.local/agent/calc,spiffe://toolmesh.local/registry/registry").unwrap();
+    let consumer = mesh.start_as("report", "report", &url, &["sum3"], Arc::default(), Some(HEARTBEAT), only_calc).await;
+    assert!(consumer.wait_registered(Duration::from_secs(5)).await);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while consumer.failovers().refused_certificate == 0 {
+        assert!(Instant::now() < deadline, "the consumer never tried evil");
+        assert_eq!(consumer.call("sum3", 0, json!({"a": 1, "b": 2}), None).await.unwrap(), json!(3));
+    }
+    let calls_before = calc_calls.load(Ordering::Relaxed);
+    for i in 0..20 {
+        assert_eq!(consumer.call("sum3", 0, json!({"a": i, "b": 1}), None).await.unwrap(), json!(i + 1), "call {i}");
+    }
+    assert_eq!(calc_calls.load(Ordering::Relaxed) - calls_before, 20, "every call answered by calc");
+    assert_eq!(evil_calls.load(Ordering::Relaxed), 0, "evil answered nothing");
+    for agent in [consumer, evil, replica, calc] {
+        agent.shutdown().await;
+    }
     registry.shutdown().await;
 }

@@ -148,7 +148,7 @@ async fn a_revoked_entity_is_cut_off_within_a_heartbeat_even_on_open_connections
     assert!(stored.contains("\"partner\""), "kept across restarts: {stored}");
     let theirs = start(config, &["add"]).await;
     let listed = admin.list_agents().await.expect("list").agents;
-    assert_eq!(listed.iter().find(|a| a.name == "theirs").and_then(|a| a.entity.clone()).as_deref(), Some("partner"));
+    assert_eq!(listed.iter().find(|a| a.name == "partner/theirs").and_then(|a| a.entity.clone()).as_deref(), Some("partner"));
 
     // Both directions work, over connections that stay pooled.
     let their_identity = Identity::load(&their_files).expect("partner identity");
@@ -163,7 +163,7 @@ async fn a_revoked_entity_is_cut_off_within_a_heartbeat_even_on_open_connections
 
     admin.revoke_entity("partner").await.expect("revoke");
     let revoked_at = Instant::now();
-    assert!(admin.list_agents().await.expect("list").agents.iter().all(|a| a.name != "theirs"), "evicted at once");
+    assert!(admin.list_agents().await.expect("list").agents.iter().all(|a| a.name != "partner/theirs"), "evicted at once");
     let refusal = loop {
         match call(&their_client, ours.endpoint(), "ping", json!({})).await {
             Err(e) => break e,
@@ -311,7 +311,7 @@ async fn entities_are_kept_across_registry_restarts_and_a_revoked_one_stays_revo
     assert_eq!(entities[0].ca_fingerprint, partner.ca.fingerprint());
     let theirs = start(partner_agent(files.path(), &mesh, &partner, &registry.url()).0, &["add"]).await;
     let listed = admin.list_agents().await.expect("list").agents;
-    assert_eq!(listed.iter().find(|a| a.name == "theirs").and_then(|a| a.entity.clone()).as_deref(), Some("partner"));
+    assert_eq!(listed.iter().find(|a| a.name == "partner/theirs").and_then(|a| a.entity.clone()).as_deref(), Some("partner"));
     admin.revoke_entity("partner").await.expect("revoke");
     theirs.shutdown().await;
     registry.shutdown().await;

@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{registration, Answer, Mesh, RawClient};
+use common::{registration_as, Answer, Mesh, RawClient};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -169,9 +169,10 @@ async fn the_live_registry_matches_its_openapi_document() {
     ex.expect(200, "get", "/health", "/health", None).await;
 
     // Registration: a provider, and a consumer that depends on it (with every selector form).
-    let provider = serde_json::to_value(registration("adder-1", &[("add", "add")], &[])).expect("json");
+    let provider = serde_json::to_value(registration_as("alice", "adder-1", &[("add", "add")], &[])).expect("json");
     ex.expect(200, "post", AGENTS, AGENTS, Some(provider.clone())).await;
-    let consumer = serde_json::to_value(registration(
+    let consumer = serde_json::to_value(registration_as(
+        "alice",
         "consumer-1",
         &[("report", "report")],
         &[json!("add"), json!({"capability": "add", "tags": ["test", "+fast", "-beta", ["a", "test"]], "version": ">=1"})],
@@ -187,8 +188,26 @@ async fn the_live_registry_matches_its_openapi_document() {
     assert_eq!(refused["error"], "invalid_json");
     assert!(refused["message"].as_str().is_some_and(|m| m.contains("missing field `name`")), "{refused}");
     ex.expect_raw(413, "post", AGENTS, AGENTS, Some(Bytes::from(vec![b' '; 1024 * 1024 + 1]))).await;
-    let stolen = ex.by(&mallory).expect(409, "post", AGENTS, AGENTS, Some(provider)).await.json();
+    let stolen = ex.by(&mallory).expect(403, "post", AGENTS, AGENTS, Some(provider.clone())).await.json();
+    assert_eq!(stolen["error"], "name_not_in_certificate");
+    assert!(stolen["message"].as_str().is_some_and(|m| m.contains("toolmesh certs issue alice")), "{stolen}");
+    let mut own_name = provider.clone();
+    own_name["name"] = json!("mallory");
+    let stolen = ex.by(&mallory).expect(409, "post", AGENTS, AGENTS, Some(own_name)).await.json();
     assert_eq!(stolen["error"], "identity_conflict");
+    // Another identity carrying the name `alice` (of another trust domain, from the mesh CA).
+    let other_alice = RawClient::new(&registry.url(), &{
+        let leaf = mesh.issue_in("alice", Role::Agent, "other.example");
+        toolmesh_core::tls::Identity::from_pem(&leaf.cert_pem, &leaf.key_pem, mesh.ca.cert_pem()).expect("identity")
+    });
+    let held = serde_json::to_value(registration_as("alice", "alice-2", &[("add", "add")], &[])).expect("json");
+    let held = ex.by(&other_alice).expect(409, "post", AGENTS, AGENTS, Some(held)).await.json();
+    assert_eq!(held["error"], "name_held_by_another_identity");
+    let many: Vec<(String, String)> = (0..=toolmesh_registry::DEFAULT_MAX_TOOLS).map(|i| (format!("t{i}"), "t".to_owned())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(n, c)| (n.as_str(), c.as_str())).collect();
+    let greedy = serde_json::to_value(registration_as("alice", "alice-9", &many, &[])).expect("json");
+    let greedy = ex.expect(429, "post", AGENTS, AGENTS, Some(greedy)).await.json();
+    assert!(greedy["message"].as_str().is_some_and(|m| m.contains("--max-tools-per-identity")), "{greedy}");
 
     let list = ex.expect(200, "get", AGENTS, AGENTS, None).await.json();
     assert_eq!(list["agents"].as_array().map(Vec::len), Some(2));
@@ -268,7 +287,7 @@ async fn the_live_registry_matches_its_openapi_document() {
     assert_eq!((&after["anchors"][1]["entity"], &after["anchors"][1]["trust_domains"]), (&json!("partner"), &json!(["partner"])));
 
     // A partner agent registers with its entity, and is refused once the entity is revoked.
-    let theirs = serde_json::to_value(registration("theirs-1", &[("mul", "mul")], &[])).expect("json");
+    let theirs = serde_json::to_value(registration_as("p", "theirs-1", &[("mul", "mul")], &[])).expect("json");
     let joined = ex.by(&partner).expect(200, "post", AGENTS, AGENTS, Some(theirs)).await.json();
     assert_eq!(joined["trust_bundle_version"], after["version"]);
     let list = ex.expect(200, "get", AGENTS, AGENTS, None).await.json();
@@ -282,6 +301,22 @@ async fn the_live_registry_matches_its_openapi_document() {
     assert_eq!(revoked["error"], "revoked");
     let list = ex.expect(200, "get", AGENTS, AGENTS, None).await.json();
     assert!(list["agents"].as_array().is_some_and(|a| a.iter().all(|x| x["agent_id"] != "theirs-1")), "evicted: {list}");
+
+    // The audit: every denial above, for admins only.
+    const AUDIT: &str = "/v1/audit";
+    ex.by(&anonymous).expect(401, "get", AUDIT, AUDIT, None).await;
+    let denied = ex.expect(403, "get", AUDIT, AUDIT, None).await.json();
+    assert!(denied["message"].as_str().is_some_and(|m| m.contains("reading the audit needs an admin")), "{denied}");
+    ex.by(&operator).expect(400, "get", AUDIT, "/v1/audit?limit=0", None).await;
+    let audit = ex.by(&operator).expect(200, "get", AUDIT, AUDIT, None).await.json();
+    let rules: Vec<&str> = audit["events"].as_array().expect("events").iter().filter_map(|e| e["rule"].as_str()).collect();
+    for rule in ["name_not_in_certificate", "agent_id_held_by_another_identity", "name_held_by_another_identity", "max_tools_per_identity", "not_owner", "admin_required", "not_in_trust_bundle"] {
+        assert!(rules.contains(&rule), "{rule} missing from the audit: {rules:?}");
+    }
+    let squatter = &audit["events"][0];
+    assert_eq!((&squatter["caller"], &squatter["agent"], &squatter["tool"]), (&json!("spiffe://toolmesh.local/agent/mallory"), &json!("alice"), &json!("add")));
+    let quota = ex.by(&operator).expect(200, "get", AUDIT, "/v1/audit?kind=quota_exceeded&limit=5", None).await.json();
+    assert_eq!(quota["events"].as_array().map(Vec::len), Some(1), "{quota}");
 
     // Last, since it cools this source down for a minute: wrong join tokens are throttled.
     let (_, csr) = toolmesh_core::pki::certificate_request("guesser").expect("csr");

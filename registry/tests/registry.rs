@@ -41,7 +41,7 @@ async fn registered_agents_are_listed_and_resolved() {
     let agent = client(&registry.url(), &mesh.identity("calc", Role::Agent));
     let registered = agent.register(&registration("calc-1", &[("add", "add"), ("sub", "sub")], &[])).await.expect("register");
     assert_eq!(registered.heartbeat_interval_ms, 5000);
-    register_consumer(&agent).await;
+    register_consumer(&client(&registry.url(), &mesh.identity("report", Role::Agent))).await;
 
     let operator = client(&registry.url(), &mesh.identity("operator", Role::Operator));
     let agents = operator.list_agents().await.expect("list").agents;
@@ -65,7 +65,8 @@ async fn heartbeats_carry_a_topology_only_when_it_changed() {
     let held = register_consumer(&agent).await;
     assert_eq!(agent.heartbeat("report-1", held.topology.version).await.expect("beat"), HeartbeatOutcome::Alive(None));
 
-    agent.register(&registration("calc-1", &[("add", "add")], &[])).await.expect("register provider");
+    let provider = client(&registry.url(), &mesh.identity("calc", Role::Agent));
+    provider.register(&registration("calc-1", &[("add", "add")], &[])).await.expect("register provider");
     let HeartbeatOutcome::Alive(Some(changed)) = agent.heartbeat("report-1", held.topology.version).await.expect("beat") else {
         panic!("a new provider must change the topology");
     };
@@ -119,7 +120,8 @@ async fn a_stale_provider_leaves_topologies_while_a_healthy_one_remains() {
     let registry = mesh.start_registry(0, interval).await;
     let consumer = client(&registry.url(), &mesh.identity("report", Role::Agent));
     let quiet = client(&registry.url(), &mesh.identity("calc", Role::Agent));
-    let lively = client(&registry.url(), &mesh.identity("calc2", Role::Agent));
+    // Another replica of calc: the same certificate name, its own agent id.
+    let lively = client(&registry.url(), &mesh.identity("calc", Role::Agent));
     quiet.register(&registration("calc-1", &[("add", "add")], &[])).await.expect("register");
     lively.register(&registration("calc-2", &[("add", "add")], &[])).await.expect("register");
     let held = register_consumer(&consumer).await;

@@ -95,7 +95,9 @@ class CrossMesh:
     phases of the table's call cases."""
 
     def __init__(self, work: Path) -> None:
-        self.certs = certs_init(work / "certs", [f"{role}-{language}" for role in ("caller", "callee") for language in LANGUAGES] + ["starter"])
+        # One certificate per agent: the registry takes an agent's name from its certificate.
+        agents = ["caller", *CALLEE_AGENTS.values()]
+        self.certs = certs_init(work / "certs", [f"{agent}-{language}" for agent in agents for language in LANGUAGES] + ["starter"])
         # Identities that the mesh must refuse: from another CA, and from its own CA but expired.
         self.foreign = certs_init(work / "foreign", ["starter", "impostor"])
         self.expired = issue_expired(self.certs, "starter")
@@ -110,7 +112,8 @@ class CrossMesh:
         """Starts the registry, then every peer at once; waits for them to serve and for the
         callers to know the callees."""
         self.registry: Registry = self.mesh.start_registry()
-        callees = {language: self._spawn(language, "callee", self._member(f"callee-{language}")) for language in LANGUAGES}
+        callees = {language: self._spawn(language, "callee", {**self._member(f"callee-{language}"), "TOOLMESH_CROSS_CERTS": str(self.certs.dir)})
+                   for language in LANGUAGES}
         callers = {language: self._spawn(language, "caller", self._member(f"caller-{language}")) for language in LANGUAGES}
         for language, process in callees.items():
             self.callees[language] = self._ready(process, [f"{agent}-{language}" for agent in CALLEE_AGENTS.values()])

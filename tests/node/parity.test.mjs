@@ -14,13 +14,14 @@ describe("the same failure in Node and in Python", { timeout: 120_000 }, () => {
   const mesh = {};
   before(async () => {
     const dir = tempDir("parity");
-    mesh.certs = await certsInit(dir, ["parity", "other"]);
+    // Each agent holds a certificate of its own name: the registry takes the name from it.
+    mesh.certs = await certsInit(dir, ["parity", "other", ...Object.keys(programs).map((language) => `parity-${language}`)]);
     mesh.foreign = await certsInit(`${dir}/foreign`, ["parity"]);
     mesh.mesh = new Mesh(mesh.certs, dir);
     mesh.registry = await mesh.mesh.startRegistry();
     mesh.agents = {};
     for (const [language, argv] of Object.entries(programs)) {
-      mesh.agents[language] = await mesh.mesh.startAgent(argv, `parity-${language}`, mesh.registry, { identity: "parity" });
+      mesh.agents[language] = await mesh.mesh.startAgent(argv, `parity-${language}`, mesh.registry);
     }
   });
   after(() => mesh.mesh?.close());

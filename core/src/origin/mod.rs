@@ -256,7 +256,7 @@ impl Origins {
             }
             let is_peer = i == links.len() - 1;
             self.check_signature(link, previous.map_or("", |p| p.sig.as_str()), if is_peer { peer_leaf } else { None })
-                .map_err(|e| at(e))?;
+                .map_err(at)?;
             scope = link_scope;
             previous = Some(link);
         }

@@ -96,6 +96,11 @@ pub fn registration(agent_id: &str, tools: &[(&str, &str)], dependencies: &[serd
     }
 }
 
+/// [`registration`] under `name` (the name the registering certificate carries).
+pub fn registration_as(name: &str, agent_id: &str, tools: &[(&str, &str)], dependencies: &[serde_json::Value]) -> RegisterRequest {
+    RegisterRequest { name: name.to_owned(), ..registration(agent_id, tools, dependencies) }
+}
+
 /// An answer as the wire carried it.
 #[derive(Debug)]
 pub struct Answer {

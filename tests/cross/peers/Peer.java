@@ -172,9 +172,16 @@ public final class Peer {
         return agent.tool(chain.build());
     }
 
-    /** Agent KIND-java, serving echo tagged as the table says for {@code kind}. */
+    /** Agent KIND-java, serving echo tagged as the table says for {@code kind}, with its own certificate. */
     private AgentBuilder echoOnly(String kind) {
-        return Toolmesh.agent(kind + "-" + LANGUAGE).tool(echo("echo", tag(kind, LANGUAGE)));
+        String name = kind + "-" + LANGUAGE;
+        AgentBuilder agent = Toolmesh.agent(name).tool(echo("echo", tag(kind, LANGUAGE)));
+        // TOOLMESH_CROSS_CERTS holds one certificate per agent: the registry takes an agent's name from it.
+        String directory = System.getenv("TOOLMESH_CROSS_CERTS");
+        if (directory != null && !directory.isEmpty()) {
+            agent = agent.option("tls_cert", directory + "/" + name + ".pem").option("tls_key", directory + "/" + name + ".key");
+        }
+        return agent;
     }
 
     private void startOnce() throws IOException {

@@ -204,8 +204,17 @@ static toolmesh_agent *start(const char *name, const char *host, const char *all
   char *tools_json = json_dumps(tools, JSON_COMPACT);
   json_decref(tools);
   toolmesh_config *config = NULL;
+  /* TOOLMESH_CROSS_CERTS holds one certificate per agent: the registry takes an agent's name from it. */
+  const char *certs = getenv("TOOLMESH_CROSS_CERTS");
+  char cert[512] = "", key[512] = "";
+  if (certs && *certs) {
+    snprintf(cert, sizeof cert, "%s/%s.pem", certs, name);
+    snprintf(key, sizeof key, "%s/%s.key", certs, name);
+  }
   if (toolmesh_config_new(name, &config, error) != TOOLMESH_OK || (host && toolmesh_config_set(config, "host", host, error) != TOOLMESH_OK) ||
-      (allowed_ids && toolmesh_config_set(config, "tls_allowed_ids", allowed_ids, error) != TOOLMESH_OK)) {
+      (allowed_ids && toolmesh_config_set(config, "tls_allowed_ids", allowed_ids, error) != TOOLMESH_OK) ||
+      (*cert && (toolmesh_config_set(config, "tls_cert", cert, error) != TOOLMESH_OK ||
+                 toolmesh_config_set(config, "tls_key", key, error) != TOOLMESH_OK))) {
     toolmesh_config_free(config);
     free(tools_json);
     return NULL;

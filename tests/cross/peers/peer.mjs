@@ -89,9 +89,17 @@ function callee(table, vanishing) {
   return agent;
 }
 
-/** Agent KIND-node, serving echo tagged as the table says for `kind`. */
+/** The certificate of agent `name` when TOOLMESH_CROSS_CERTS names the directory holding one per
+ * agent (the registry takes an agent's name from its certificate); else nothing. */
+function ownCertificate(name) {
+  const directory = process.env.TOOLMESH_CROSS_CERTS;
+  return directory ? { tlsCert: `${directory}/${name}.pem`, tlsKey: `${directory}/${name}.key` } : {};
+}
+
+/** Agent KIND-node, serving echo tagged as the table says for `kind`, with its own certificate. */
 function echoOnly(table, kind, options = {}) {
-  const agent = new Agent({ name: `${kind}-${LANGUAGE}`, ...options });
+  const name = `${kind}-${LANGUAGE}`;
+  const agent = new Agent({ name, ...ownCertificate(name), ...options });
   agent.addTool({ name: "echo", tags: [tag(table, kind, LANGUAGE)], execute: here });
   return agent;
 }

@@ -19,6 +19,7 @@ Each agent prints `toolmesh agent NAME serving ENDPOINT (id ID)` on stderr once 
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from typing import Any, Optional
@@ -114,9 +115,17 @@ def callee(table: dict, vanishing: bool) -> toolmesh.Agent:
     return agent
 
 
+def own_certificate(name: str) -> dict[str, str]:
+    """The certificate of agent ``name`` when TOOLMESH_CROSS_CERTS names the directory holding
+    one per agent (the registry takes an agent's name from its certificate); else nothing."""
+    directory = os.environ.get("TOOLMESH_CROSS_CERTS")
+    return {"tls_cert": f"{directory}/{name}.pem", "tls_key": f"{directory}/{name}.key"} if directory else {}
+
+
 def echo_only(table: dict, kind: str, **options: Any) -> toolmesh.Agent:
-    """Agent KIND-python, serving echo tagged as the table says for ``kind``."""
-    agent = toolmesh.Agent(f"{kind}-{LANGUAGE}", **options)
+    """Agent KIND-python, serving echo tagged as the table says for ``kind``, with its own certificate."""
+    name = f"{kind}-{LANGUAGE}"
+    agent = toolmesh.Agent(name, **own_certificate(name), **options)
     add_echo(agent, "echo", [tag(table, kind, LANGUAGE)])
     return agent
 
