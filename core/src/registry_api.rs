@@ -396,8 +396,13 @@ pub struct PolicyTestRequest {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyTestResponse {
+    /// The version of the policy that decided; 0 when none is applied (the built-in allow-mesh).
     pub version: u64,
     pub decisions: Vec<PolicyTestDecision>,
+    /// Set when no provider of the tool is registered: the decision is then for capability =
+    /// tool name, on the agent asked for (or `*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The decision for one provider of the tool (or for the tool alone when none is registered).

@@ -208,6 +208,11 @@ impl RegistryClient {
         let kind = match (status, api.as_ref().map(|a| a.error.as_str())) {
             (http::StatusCode::NOT_FOUND, Some("unknown_agent")) => ErrorKind::UnknownAgent,
             (http::StatusCode::FORBIDDEN, Some("revoked")) => ErrorKind::PeerRejectedCertificate,
+            // The registry refused this registration (a name the certificate does not carry or
+            // another identity holds, a quota, a provide the policy denies): the message says which.
+            (http::StatusCode::FORBIDDEN, Some("name_not_in_certificate" | "provide_denied"))
+            | (http::StatusCode::CONFLICT, Some("name_held_by_another_identity"))
+            | (http::StatusCode::TOO_MANY_REQUESTS, Some("quota_exceeded")) => ErrorKind::RegistrationRefused,
             // Authenticated but not permitted (not an admin, not the agent's owner): a permission
             // problem, not a protocol one; the registry's message says which identity it needs.
             (http::StatusCode::FORBIDDEN, _) => ErrorKind::PeerIdentityNotAllowed,

@@ -5,6 +5,7 @@
 //!
 //! Any part of the registry records through [`Audit::record`]; policy denials will too.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use toolmesh_core::registry_api::AuditEvent;
@@ -16,14 +17,15 @@ pub const DEFAULT_CAPACITY: usize = 1000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
     pub kind: &'static str,
-    pub rule: &'static str,
+    /// A fixed rule name (`name_not_in_certificate`) or a policy rule's name.
+    pub rule: Cow<'static, str>,
     pub agent: Option<String>,
     pub tool: Option<String>,
 }
 
 impl Denial {
-    pub fn new(kind: &'static str, rule: &'static str) -> Self {
-        Denial { kind, rule, agent: None, tool: None }
+    pub fn new(kind: &'static str, rule: impl Into<Cow<'static, str>>) -> Self {
+        Denial { kind, rule: rule.into(), agent: None, tool: None }
     }
 }
 
@@ -77,7 +79,7 @@ impl Audit {
         self.record(AuditEvent {
             time: now_rfc3339(),
             kind: denial.kind.to_owned(),
-            rule: denial.rule.to_owned(),
+            rule: denial.rule.into_owned(),
             caller: subject.identity.to_owned(),
             entity: subject.entity.map(str::to_owned),
             origin: subject.origin.clone(),
@@ -119,7 +121,7 @@ mod tests {
     fn keeps_the_most_recent_events_and_filters_by_kind() {
         let audit = Audit::new(3);
         for (i, kind) in ["a", "b", "a", "b", "a"].into_iter().enumerate() {
-            let denial = Denial { kind: if kind == "a" { "quota_exceeded" } else { "registration_refused" }, rule: "r", agent: Some(format!("n{i}")), tool: None };
+            let denial = Denial { kind: if kind == "a" { "quota_exceeded" } else { "registration_refused" }, rule: "r".into(), agent: Some(format!("n{i}")), tool: None };
             audit.deny(&subject(), denial, "no");
         }
         let agents = |events: Vec<AuditEvent>| events.into_iter().filter_map(|e| e.agent).collect::<Vec<_>>();

@@ -4,6 +4,7 @@
 
 use crate::audit::{Audit, Denial, Subject};
 use crate::auto::AutoIssuer;
+use crate::policy_store::{PolicyError, PolicyStore};
 use crate::state::{Caller, Registry, StateError};
 use crate::trust::{EntityError, Standing, Trust};
 use bytes::Bytes;
@@ -15,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use toolmesh_core::registry_api::{
-    ApiError, AuditList, BootstrapRequest, BootstrapResponse, DependencySpec, EntityRequest, HeartbeatRequest, RegisterRequest,
+    ApiError, AuditList, BootstrapRequest, BootstrapResponse, DependencySpec, EntityRequest, HeartbeatRequest, PolicyTestRequest,
+    RegisterRequest,
 };
 use toolmesh_core::server::{json_response, read_body, Body, PeerInfo};
 use toolmesh_core::text::Escaped;
@@ -39,6 +41,8 @@ pub struct Api {
     pub admin_ids: Vec<String>,
     /// Where denials are recorded.
     pub audit: Arc<Audit>,
+    /// The access policy applied at the registry.
+    pub policy: Arc<PolicyStore>,
 }
 
 type Response = http::Response<Body>;
@@ -58,7 +62,7 @@ impl Refusal {
         Refusal { status, name, message, allow: None, denial: None }
     }
 
-    fn denied(status: StatusCode, name: &'static str, message: String, kind: &'static str, rule: &'static str) -> Self {
+    fn denied(status: StatusCode, name: &'static str, message: String, kind: &'static str, rule: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         Refusal { denial: Some(Box::new(Denial::new(kind, rule))), ..Refusal::new(status, name, message) }
     }
 
@@ -66,7 +70,8 @@ impl Refusal {
     fn about(mut self, agent: &str, tool: Option<String>) -> Self {
         if let Some(denial) = &mut self.denial {
             denial.agent = Some(agent.to_owned());
-            denial.tool = tool;
+            // A refusal that named its tool (a denied provide) keeps it.
+            denial.tool = denial.tool.take().or(tool);
         }
         self
     }
@@ -101,6 +106,17 @@ impl From<EntityError> for Refusal {
                 Refusal::new(StatusCode::NOT_FOUND, "unknown_entity", format!("no entity '{name}'; `toolmesh entity list` shows them"))
             }
             EntityError::Storage(e) => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("cannot store the entities: {e}")),
+        }
+    }
+}
+
+impl From<PolicyError> for Refusal {
+    fn from(e: PolicyError) -> Self {
+        match e {
+            PolicyError::Invalid(message) => Refusal::invalid(format!("{message}; nothing was applied")),
+            PolicyError::Storage(e) => {
+                Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("cannot store the policy, so it is not applied: {e}"))
+            }
         }
     }
 }
@@ -152,6 +168,13 @@ impl From<StateError> for Refusal {
                 "quota_exceeded",
                 exceeded.rule,
             ),
+            StateError::ProvideDenied { message, rule, tool } => {
+                let mut refusal = Refusal::denied(StatusCode::FORBIDDEN, "provide_denied", message, "registration_refused", rule);
+                if let Some(denial) = &mut refusal.denial {
+                    denial.tool = Some(tool);
+                }
+                refusal
+            }
         }
     }
 }
@@ -170,6 +193,8 @@ enum Route {
     Entities,
     Entity(String),
     Audit,
+    Policy,
+    PolicyTest,
 }
 
 impl Route {
@@ -191,6 +216,8 @@ impl Route {
             ["v1", "trust-bundle"] => Route::TrustBundle,
             ["v1", "entities"] => Route::Entities,
             ["v1", "audit"] => Route::Audit,
+            ["v1", "policy"] => Route::Policy,
+            ["v1", "policy", "test"] => Route::PolicyTest,
             ["v1", "entities", name] => Route::Entity(
                 percent_decode(name).filter(|n| !n.is_empty()).ok_or_else(|| Refusal::invalid(format!("'{name}' is not a valid entity name")))?,
             ),
@@ -205,7 +232,8 @@ impl Route {
             Route::Health | Route::Topology(_) | Route::TrustBundle | Route::Audit => "GET",
             Route::Agents | Route::Entities => "GET, POST",
             Route::Agent(_) | Route::Entity(_) => "DELETE",
-            Route::Heartbeat(_) | Route::Resolve | Route::Bootstrap => "POST",
+            Route::Heartbeat(_) | Route::Resolve | Route::Bootstrap | Route::PolicyTest => "POST",
+            Route::Policy => "GET, PUT",
         }
     }
 }
@@ -294,14 +322,17 @@ async fn respond(api: &Api, request: http::Request<Incoming>, peer: &PeerInfo) -
 async fn serve(api: &Api, route: Route, parts: http::request::Parts, body: Incoming, caller: &Caller) -> Result<Response, Refusal> {
     let registry = &api.registry;
     let bundle_version = || Some(api.trust.bundle().version);
+    // Admins see every provided tool; anyone else what the policy lets it discover.
+    let viewer = (!is_admin(api, caller)).then_some(caller);
     Ok(match (&route, &parts.method) {
         (Route::Health, &Method::GET) => ok(&serde_json::json!({"status": "ok"})),
-        (Route::Agents, &Method::GET) => ok(&registry.list()),
+        (Route::Agents, &Method::GET) => ok(&registry.list(viewer)),
         (Route::Agents, &Method::POST) => {
             let request = json_body::<RegisterRequest>(body).await?;
             let (name, tools) = (request.name.clone(), tool_names(&request));
             let mut registered = registry.register(request, caller).map_err(|e| Refusal::from(e).about(&name, tools))?;
             registered.trust_bundle_version = bundle_version();
+            registered.policy_version = api.policy.announced_version();
             ok(&registered)
         }
         (Route::Agent(id), &Method::DELETE) => {
@@ -312,6 +343,7 @@ async fn serve(api: &Api, route: Route, parts: http::request::Parts, body: Incom
             let beat: HeartbeatRequest = json_body(body).await?;
             let mut answer = registry.heartbeat(id, caller, beat.topology_version).map_err(|e| Refusal::from(e).about(id, None))?;
             answer.trust_bundle_version = bundle_version();
+            answer.policy_version = api.policy.announced_version();
             ok(&answer)
         }
         (Route::TrustBundle, &Method::GET) => ok(&api.trust.bundle()),
@@ -341,7 +373,36 @@ async fn serve(api: &Api, route: Route, parts: http::request::Parts, body: Incom
         (Route::Resolve, &Method::POST) => {
             let spec = json_body::<DependencySpec>(body).await?;
             crate::validate::dependency("", &spec).map_err(Refusal::invalid)?;
-            ok(&registry.resolve(&spec)?)
+            ok(&registry.resolve(&spec, viewer)?)
+        }
+        (Route::Policy, &Method::GET) => match api.policy.stored() {
+            Some(stored) => ok(&stored),
+            None => {
+                return Err(Refusal::new(
+                    StatusCode::NOT_FOUND,
+                    "no_policy",
+                    "no access policy has been applied at this registry: each agent enforces its own policy file or the built-in \
+                     default (allow within the mesh); apply one with `toolmesh policy apply FILE`"
+                        .to_owned(),
+                ))
+            }
+        },
+        (Route::Policy, &Method::PUT) => {
+            require_admin(api, caller, "applying a policy")?;
+            let document = json_body(body).await?;
+            let stored = api.policy.apply(document, |policy| registry.replace_policy(policy))?;
+            tracing::info!(
+                version = stored.version,
+                rules = stored.policy.rules.len(),
+                by = %Escaped(&caller.identity),
+                "access policy applied: agents take it at their next heartbeat"
+            );
+            ok(&stored)
+        }
+        (Route::PolicyTest, &Method::POST) => {
+            require_admin(api, caller, "testing the policy")?;
+            let request: PolicyTestRequest = json_body(body).await?;
+            ok(&crate::policy_test::answer(api, &request).map_err(Refusal::invalid)?)
         }
         (route, method) => {
             let message = format!("{method} is not allowed on {}; use {}", parts.uri.path(), route.allowed());

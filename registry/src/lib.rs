@@ -2,11 +2,14 @@
 //! heartbeat, and long-poll for their topology (the live providers of their dependencies);
 //! agents that stop heartbeating are evicted. The HTTP API is documented in `openapi.yaml`.
 
+mod access;
 mod audit;
 mod auto;
 mod binding;
 mod http;
 mod mesh_dir;
+mod policy_store;
+mod policy_test;
 mod standing_cache;
 mod state;
 mod trust;
@@ -16,6 +19,7 @@ pub use audit::{Audit, Denial, Subject};
 pub use auto::{AutoIssuer, JoinThrottle, JOIN_COOLDOWN, JOIN_FAILURES_ALLOWED, JOIN_FAILURE_WINDOW, REGISTRY_CERT_LIFETIME};
 pub use binding::{Quotas, DEFAULT_MAX_AGENTS, DEFAULT_MAX_BYTES, DEFAULT_MAX_TOOLS};
 pub use mesh_dir::{default_state_dir_for, MESH_CA_FILE};
+pub use policy_store::POLICY_FILE;
 pub use trust::ENTITIES_FILE;
 
 use std::net::SocketAddr;
@@ -45,7 +49,8 @@ pub struct RegistryConfig {
     pub identity: Arc<Identity>,
     pub heartbeat_interval: Duration,
     pub eviction_intervals: u32,
-    /// Where entities are kept across restarts (`entities.json`); `None` keeps them in memory.
+    /// Where entities and the applied access policy are kept across restarts (`entities.json`,
+    /// `policy.json`); `None` keeps them in memory.
     /// The directory belongs to one mesh: it is made 0700 and records the mesh CA
     /// ([`MESH_CA_FILE`]), and a registry with another mesh CA refuses to start on it.
     pub state_dir: Option<PathBuf>,
@@ -117,6 +122,7 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
     let mesh_trust_domain = identity.name().starts_with("spiffe://").then(|| toolmesh_core::tls::trust_domain_of(identity.name()).to_owned());
     let trust = Arc::new(trust::Trust::load(identity.configured_roots(), mesh_trust_domain, config.state_dir.clone())?);
     identity.replace_trust_bundle(&trust.bundle())?;
+    let policy = Arc::new(policy_store::PolicyStore::load(config.state_dir.clone())?);
     // Only a registry that issues certificates lets a client without one through the
     // handshake, and then only to the bootstrap route (see `http::handle`).
     let tls = match &config.issuer {
@@ -136,6 +142,9 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         None => None,
     };
     let registry = Arc::new(state::Registry::new(config.heartbeat_interval, config.eviction_intervals).with_quotas(config.quotas));
+    if let Some(applied) = policy.current() {
+        registry.replace_policy(applied);
+    }
     let follower = trust.clone();
     let api = Arc::new(http::Api {
         registry: registry.clone(),
@@ -145,6 +154,7 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         issuer: config.issuer.clone(),
         admin_ids: config.admin_ids.clone(),
         audit: Arc::new(audit::Audit::new(config.audit_capacity)),
+        policy,
     });
     let server =
         HttpsServer::spawn_limited(listener, tls, None, config.limits.clone(), move |request, peer| http::handle(api.clone(), request, peer))?;

@@ -15,6 +15,7 @@
 //! certificate carries, a name held by one identity's live registrations is refused to every
 //! other, and one identity holds at most its quotas of agents, tools and bytes.
 
+use crate::access;
 use crate::binding::{self, NameRefusal, QuotaExceeded, Quotas, Usage};
 use crate::validate::{self, Dependency};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -27,6 +28,7 @@ use toolmesh_core::registry_api::{
     AgentInfo, AgentList, DependencySpec, HeartbeatResponse, Provider, RegisterRequest, RegisterResponse,
     ResolveResponse, ResolvedDependency, ToolInfo, Topology,
 };
+use toolmesh_core::policy::Policy;
 use toolmesh_core::resolve::Selector;
 
 /// Who makes a request: the identity of its verified certificate, and the entity whose CA that
@@ -68,6 +70,8 @@ pub enum StateError {
     NameHeld { name: String, holder: String, caller: String },
     /// A registration that would take the caller past one of its quotas.
     QuotaExceeded { exceeded: QuotaExceeded, caller: String },
+    /// A registration with a tool the applied policy does not let the caller provide.
+    ProvideDenied { message: String, rule: String, tool: String },
 }
 
 /// The current topology of one agent, as watchers see it.
@@ -93,6 +97,10 @@ struct State {
     names: HashMap<String, (Caller, usize)>,
     /// What each identity holds, against its quotas.
     usage: HashMap<Caller, Usage>,
+    /// The access policy applied at the registry: `provide` is decided at registration and
+    /// again whenever a topology is computed, `discover` per viewer. `None` while none was
+    /// applied: nothing is filtered.
+    policy: Option<Arc<Policy>>,
 }
 
 struct Agent {
@@ -164,6 +172,15 @@ impl Registry {
         }
         if let Some((holder, _)) = state.names.get(&registration.name).filter(|(holder, _)| holder != caller) {
             return Err(StateError::NameHeld { name: registration.name, holder: holder.describe(), caller: caller.describe() });
+        }
+        if let Some(policy) = &state.policy {
+            for tool in &registration.tools {
+                let decision = access::provide(policy, caller, &registration.name, tool);
+                if !decision.allowed {
+                    let message = access::provide_denied_message(&caller.describe(), &registration.name, tool, &decision.rule);
+                    return Err(StateError::ProvideDenied { message, rule: decision.rule.to_string(), tool: tool.name.clone() });
+                }
+            }
         }
         let this = Usage { agents: 1, tools: registration.tools.len(), bytes };
         self.quotas
@@ -319,36 +336,72 @@ impl Registry {
     }
 
     /// Every agent, ordered by name then id; `stale` when a heartbeat is more than half an
-    /// interval overdue.
-    pub fn list(&self) -> AgentList {
+    /// interval overdue. A `viewer` (not an admin) sees its own agents, and the others with the
+    /// tools it may discover, if any.
+    pub fn list(&self, viewer: Option<&Caller>) -> AgentList {
         let state = self.lock();
         let now = Instant::now();
         let stale_after = self.stale_after();
         let mut agents: Vec<AgentInfo> = state
             .agents
             .values()
-            .map(|a| {
+            .filter_map(|a| {
+                let tools: Vec<ToolInfo> = match viewer {
+                    Some(viewer) if a.caller != *viewer => {
+                        let visible: Vec<ToolInfo> = a.registration.tools.iter().filter(|t| state.visible(a, t, Some(viewer))).cloned().collect();
+                        if visible.is_empty() {
+                            return None;
+                        }
+                        visible
+                    }
+                    _ => a.registration.tools.clone(),
+                };
                 let silence = now.duration_since(a.last_heartbeat);
-                AgentInfo {
+                Some(AgentInfo {
                     agent_id: a.registration.agent_id.clone(),
                     name: a.registration.name.clone(),
                     endpoint: a.registration.endpoint.clone(),
-                    tools: a.registration.tools.clone(),
+                    tools,
                     status: if silence > stale_after { "stale" } else { "healthy" }.to_owned(),
                     last_seen_ms: silence.as_millis() as u64,
                     identity: a.caller.identity.clone(),
                     entity: a.caller.entity.clone(),
-                }
+                })
             })
             .collect();
         agents.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.agent_id.cmp(&b.agent_id)));
         AgentList { agents }
     }
 
-    pub fn resolve(&self, spec: &DependencySpec) -> Result<ResolveResponse, StateError> {
+    /// The providers of `spec` that `viewer` may discover (every one for an admin: `None`).
+    pub fn resolve(&self, spec: &DependencySpec, viewer: Option<&Caller>) -> Result<ResolveResponse, StateError> {
         let selector = Selector::new(spec).map_err(|e| StateError::Invalid(e.message().to_owned()))?;
         let state = self.lock();
-        Ok(ResolveResponse { providers: state.routable(&selector, &spec.capability) })
+        Ok(ResolveResponse { providers: state.routable(&selector, &spec.capability, viewer) })
+    }
+
+    /// Takes a newly applied policy: every topology is computed again under it, and the agents
+    /// whose topology changed learn it at their next heartbeat or long poll.
+    pub fn replace_policy(&self, policy: Arc<Policy>) {
+        let mut state = self.lock();
+        state.policy = Some(policy);
+        let everyone: BTreeSet<String> = state.agents.keys().cloned().collect();
+        state.refresh(&everyone);
+    }
+
+    /// The registered tools named `tool` (of agent `agent` only, if given) as (agent name, tool),
+    /// ordered by agent name; each agent name once.
+    pub fn tools_named(&self, tool: &str, agent: Option<&str>) -> Vec<(String, ToolInfo)> {
+        let state = self.lock();
+        let mut found: Vec<(String, ToolInfo)> = state
+            .agents
+            .values()
+            .filter(|a| agent.is_none_or(|name| a.registration.name == name))
+            .flat_map(|a| a.registration.tools.iter().filter(|t| t.name == tool).map(|t| (a.registration.name.clone(), t.clone())))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found.dedup_by(|a, b| a.0 == b.0);
+        found
     }
 
     fn interval_ms(&self) -> u64 {
@@ -445,26 +498,26 @@ impl State {
                 .map(|d| ResolvedDependency {
                     key: d.spec.key(),
                     spec: d.spec.clone(),
-                    providers: self.routable(&d.selector, &d.spec.capability),
+                    providers: self.routable(&d.selector, &d.spec.capability, Some(&agent.caller)),
                 })
                 .collect(),
         )
     }
 
-    /// The providers `selector` matches, ranked: the healthy ones, or the stale ones when no
-    /// healthy one matches.
-    fn routable(&self, selector: &Selector, capability: &str) -> Vec<Provider> {
-        let healthy = selector.rank(self.providers_of(capability, false));
+    /// The providers `selector` matches that `viewer` may discover (all for `None`), ranked:
+    /// the healthy ones, or the stale ones when no healthy one matches.
+    fn routable(&self, selector: &Selector, capability: &str, viewer: Option<&Caller>) -> Vec<Provider> {
+        let healthy = selector.rank(self.providers_of(capability, false, viewer));
         if healthy.is_empty() {
-            selector.rank(self.providers_of(capability, true))
+            selector.rank(self.providers_of(capability, true, viewer))
         } else {
             healthy
         }
     }
 
-    /// Every registered tool of `capability` whose agent is (or is not) stale, as an
-    /// (unscored) provider.
-    fn providers_of<'a>(&'a self, capability: &'a str, stale: bool) -> impl Iterator<Item = Provider> + 'a {
+    /// Every registered tool of `capability` whose agent is (or is not) stale and that is
+    /// visible to `viewer`, as an (unscored) provider.
+    fn providers_of<'a>(&'a self, capability: &'a str, stale: bool, viewer: Option<&'a Caller>) -> impl Iterator<Item = Provider> + 'a {
         self.providers
             .get(capability)
             .into_iter()
@@ -472,8 +525,22 @@ impl State {
             .filter_map(|id| self.agents.get(id))
             .filter(move |agent| agent.stale == stale)
             .flat_map(move |agent| {
-                agent.registration.tools.iter().filter(move |t| t.capability == capability).map(|t| provider(agent, t))
+                agent
+                    .registration
+                    .tools
+                    .iter()
+                    .filter(move |t| t.capability == capability && self.visible(agent, t, viewer))
+                    .map(|t| provider(agent, t))
             })
+    }
+
+    /// Whether `tool` of `agent` is offered at all (its identity may still provide it under the
+    /// applied policy: revoking a provide rule drops providers registered before) and `viewer`
+    /// may discover it (`None`: an admin, who sees every provided tool).
+    fn visible(&self, agent: &Agent, tool: &ToolInfo, viewer: Option<&Caller>) -> bool {
+        let Some(policy) = &self.policy else { return true };
+        let name = &agent.registration.name;
+        access::provide(policy, &agent.caller, name, tool).allowed && viewer.is_none_or(|viewer| access::discover(policy, viewer, name, tool))
     }
 }
 
@@ -592,7 +659,7 @@ mod tests {
         // A partner registering `alice` is recorded in its own namespace.
         let partner = &Caller { identity: "spiffe://partner.example/agent/alice".to_owned(), entity: Some("partner".to_owned()) };
         registry.register(registration("p-1", &["add"], &[]), partner).expect("partner's alice");
-        let names: Vec<String> = registry.list().agents.into_iter().map(|a| a.name).collect();
+        let names: Vec<String> = registry.list(None).agents.into_iter().map(|a| a.name).collect();
         assert_eq!(names, ["alice", "alice", "evil", "partner/alice"]);
         // An admin may deregister anyone's agent; others may not.
         let ops = &Caller::mesh("spiffe://toolmesh.local/operator/ops");
@@ -615,7 +682,7 @@ mod tests {
         registry.register(registration("a-2", &["x"], &[]), &alice()).expect("within");
         let too_many_agents = registry.register(registration("a-3", &[], &[]), &alice()).unwrap_err();
         assert!(matches!(&too_many_agents, StateError::QuotaExceeded { exceeded, .. } if exceeded.rule == "max_agents_per_identity"));
-        assert_eq!(registry.list().agents.len(), 2, "nothing changed");
+        assert_eq!(registry.list(None).agents.len(), 2, "nothing changed");
         // Another identity has quotas of its own.
         let bob = &Caller::mesh("spiffe://toolmesh.local/agent/bob");
         registry.register(named(registration("b-1", &["x"], &[]), "bob"), bob).expect("bob's own quota");
@@ -633,7 +700,7 @@ mod tests {
         tokio::time::advance(Duration::from_millis(5)).await;
         registry.heartbeat("consumer", &alice(), 0).expect("heartbeat");
         registry.sweep(Duration::from_millis(4));
-        assert_eq!(registry.list().agents.iter().map(|a| a.agent_id.as_str()).collect::<Vec<_>>(), ["consumer"]);
+        assert_eq!(registry.list(None).agents.iter().map(|a| a.agent_id.as_str()).collect::<Vec<_>>(), ["consumer"]);
         assert!(provider_ids(&consumer).is_empty());
         assert!(matches!(registry.watch("self"), Err(StateError::UnknownAgent(_))));
     }
@@ -654,7 +721,7 @@ mod tests {
         registry.heartbeat("lively", &alice(), 0).expect("beat");
         registry.sweep(Duration::from_secs(3));
         assert_eq!(provider_ids(&consumer), ["lively"], "a healthy provider is preferred to a stale one");
-        assert_eq!(registry.resolve(&DependencySpec::capability("add")).expect("resolve").providers.len(), 1);
+        assert_eq!(registry.resolve(&DependencySpec::capability("add"), None).expect("resolve").providers.len(), 1);
 
         registry.heartbeat("quiet", &alice(), 0).expect("beat");
         registry.heartbeat("consumer", &alice(), 0).expect("beat");
@@ -664,7 +731,7 @@ mod tests {
         tokio::time::advance(Duration::from_millis(2000)).await;
         registry.sweep(Duration::from_secs(3));
         assert_eq!(provider_ids(&consumer), ["lively", "quiet"]);
-        assert_eq!(registry.list().agents.iter().filter(|a| a.status == "stale").count(), 3, "all still listed, as stale");
+        assert_eq!(registry.list(None).agents.iter().filter(|a| a.status == "stale").count(), 3, "all still listed, as stale");
     }
 
     #[tokio::test(start_paused = true)]
@@ -687,7 +754,7 @@ mod tests {
         registry.register(registration("consumer", &["report"], &["add"]), &alice()).expect("register");
         let consumer = registry.watch("consumer").expect("watch");
         assert_eq!(provider_ids(&consumer), ["ours", "theirs"]);
-        assert_eq!(registry.list().agents.iter().find(|a| a.agent_id == "theirs").and_then(|a| a.entity.clone()).as_deref(), Some("partner"));
+        assert_eq!(registry.list(None).agents.iter().find(|a| a.agent_id == "theirs").and_then(|a| a.entity.clone()).as_deref(), Some("partner"));
         assert_eq!(registry.evict_entity("partner"), ["theirs"]);
         assert_eq!(provider_ids(&consumer), ["ours"]);
         assert!(registry.evict_entity("partner").is_empty());
