@@ -302,6 +302,52 @@ async fn the_live_registry_matches_its_openapi_document() {
     let list = ex.expect(200, "get", AGENTS, AGENTS, None).await.json();
     assert!(list["agents"].as_array().is_some_and(|a| a.iter().all(|x| x["agent_id"] != "theirs-1")), "evicted: {list}");
 
+    // The access policy: read by anyone, applied and tested by admins; once applied, provide
+    // is enforced at registration and the answers announce its version.
+    const POLICY: &str = "/v1/policy";
+    const POLICY_TEST: &str = "/v1/policy/test";
+    let none = ex.expect(404, "get", POLICY, POLICY, None).await.json();
+    assert_eq!(none["error"], "no_policy");
+    ex.by(&anonymous).expect(401, "get", POLICY, POLICY, None).await;
+    let policy = json!({
+        "apiVersion": "toolmesh.dev/v1alpha1",
+        "kind": "AccessPolicy",
+        "default": "allow-mesh",
+        "rules": [
+            {"name": "no-secrets", "action": "deny", "phases": ["provide"], "target": {"capabilities": ["secret"]}},
+            {"name": "ops-calls", "source": {"identities": ["spiffe://toolmesh.local/operator/*"]}, "methods": ["tools/call"],
+             "limits": {"ratePerSecond": 10, "burst": 20, "concurrency": 4}},
+        ],
+    });
+    let denied = ex.expect(403, "put", POLICY, POLICY, Some(policy.clone())).await.json();
+    assert!(denied["message"].as_str().is_some_and(|m| m.contains("applying a policy needs an admin")), "{denied}");
+    let twice = json!({"rules": [{"name": "twice"}, {"name": "twice", "action": "deny"}]});
+    let invalid = ex.by(&operator).expect(400, "put", POLICY, POLICY, Some(twice)).await.json();
+    assert!(invalid["message"].as_str().is_some_and(|m| m.contains("rules[1] ('twice')") && m.contains("nothing was applied")), "{invalid}");
+    let unknown = ex.by(&operator).expect_raw(400, "put", POLICY, POLICY, bytes(r#"{"rules": [{"name": "x", "sources": {}}]}"#)).await.json();
+    assert_eq!(unknown["error"], "invalid_json");
+    let applied = ex.by(&operator).expect(200, "put", POLICY, POLICY, Some(policy.clone())).await.json();
+    assert_eq!(applied["version"], 1);
+    let read = ex.expect(200, "get", POLICY, POLICY, None).await.json();
+    assert_eq!((&read["version"], &read["policy"]["rules"][0]["name"]), (&json!(1), &json!("no-secrets")));
+    let secret = serde_json::to_value(registration_as("alice", "vault-1", &[("get", "secret")], &[])).expect("json");
+    let refused = ex.expect(403, "post", AGENTS, AGENTS, Some(secret)).await.json();
+    assert_eq!(refused["error"], "provide_denied");
+    assert!(refused["message"].as_str().is_some_and(|m| m.contains("'get'") && m.contains("'secret'") && m.contains("'no-secrets'")), "{refused}");
+    let beat = ex.expect(200, "post", HEARTBEAT, consumer_beat, Some(json!({"topology_version": 0}))).await.json();
+    assert_eq!(beat["policy_version"], 1, "heartbeats announce the policy version");
+    let adder = ex.expect(200, "post", AGENTS, AGENTS, Some(provider.clone())).await.json();
+    assert_eq!(adder["policy_version"], 1, "registrations announce the policy version");
+    let test = json!({"from": "spiffe://toolmesh.local/agent/alice", "tool": "add", "phase": "discover"});
+    ex.expect(403, "post", POLICY_TEST, POLICY_TEST, Some(test.clone())).await;
+    ex.by(&operator).expect(400, "post", POLICY_TEST, POLICY_TEST, Some(json!({"from": "", "tool": "add"}))).await;
+    let decided = ex.by(&operator).expect(200, "post", POLICY_TEST, POLICY_TEST, Some(test)).await.json();
+    assert_eq!(decided["decisions"][0], json!({"agent": "alice", "tool": "add", "capability": "add", "allowed": true, "rule": "default: allow-mesh"}));
+    let nobody = json!({"from": "spiffe://toolmesh.local/agent/alice", "origin": "spiffe://toolmesh.local/agent/bob", "tool": "secret", "agent": "calc", "phase": "provide"});
+    let decided = ex.by(&operator).expect(200, "post", POLICY_TEST, POLICY_TEST, Some(nobody)).await.json();
+    assert_eq!(decided["decisions"][0], json!({"agent": "calc", "tool": "secret", "capability": "secret", "allowed": false, "rule": "no-secrets"}));
+    assert!(decided["note"].as_str().is_some_and(|n| n.contains("no provider of tool 'secret'")), "{decided}");
+
     // The audit: every denial above, for admins only.
     const AUDIT: &str = "/v1/audit";
     ex.by(&anonymous).expect(401, "get", AUDIT, AUDIT, None).await;
@@ -310,7 +356,7 @@ async fn the_live_registry_matches_its_openapi_document() {
     ex.by(&operator).expect(400, "get", AUDIT, "/v1/audit?limit=0", None).await;
     let audit = ex.by(&operator).expect(200, "get", AUDIT, AUDIT, None).await.json();
     let rules: Vec<&str> = audit["events"].as_array().expect("events").iter().filter_map(|e| e["rule"].as_str()).collect();
-    for rule in ["name_not_in_certificate", "agent_id_held_by_another_identity", "name_held_by_another_identity", "max_tools_per_identity", "not_owner", "admin_required", "not_in_trust_bundle"] {
+    for rule in ["no-secrets", "name_not_in_certificate", "agent_id_held_by_another_identity", "name_held_by_another_identity", "max_tools_per_identity", "not_owner", "admin_required", "not_in_trust_bundle"] {
         assert!(rules.contains(&rule), "{rule} missing from the audit: {rules:?}");
     }
     let squatter = &audit["events"][0];
