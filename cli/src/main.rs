@@ -6,6 +6,7 @@ mod audit;
 mod certs;
 mod entity;
 mod ops;
+mod policy;
 mod registry;
 
 use clap::{Args, Parser, Subcommand};
@@ -38,6 +39,10 @@ enum Command {
     Entity(entity::EntityCommand),
     /// Show the registry's recent denials (needs an operator certificate).
     Audit(audit::AuditArgs),
+    /// Apply, list and test the access policy the registry pushes to every agent (apply and
+    /// test need an operator certificate).
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 /// The certificate, key and CA bundle of the identity this command acts with.
@@ -126,6 +131,7 @@ fn main() -> ExitCode {
             Command::Call(args) => ops::call(args).await,
             Command::Entity(command) => entity::run(command).await,
             Command::Audit(args) => audit::run(args).await,
+            Command::Policy(command) => policy::run(command).await,
         }
     });
     match outcome {

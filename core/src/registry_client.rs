@@ -81,6 +81,18 @@ impl RegistryClient {
         self.json::<StoredPolicy>(http::Method::GET, &format!("{API_PREFIX}/policy"), None::<&()>).await
     }
 
+    /// The access policy applied at the registry; `None` when none has been applied.
+    pub async fn applied_policy(&self) -> Result<Option<StoredPolicy>> {
+        let response = self.send(http::Method::GET, &format!("{API_PREFIX}/policy"), None).await?;
+        if response.status() == http::StatusCode::NOT_FOUND {
+            let api: Option<ApiError> = serde_json::from_slice(response.body()).ok();
+            if api.is_some_and(|a| a.error == "no_policy") {
+                return Ok(None);
+            }
+        }
+        self.decode(response).map(Some)
+    }
+
     /// Applies a new access policy (admin only); the answer carries its version.
     pub async fn apply_policy(&self, policy: &crate::policy::PolicyDocument) -> Result<StoredPolicy> {
         self.json(http::Method::PUT, &format!("{API_PREFIX}/policy"), Some(policy)).await
