@@ -3,7 +3,8 @@
 //! Kept in `<state-dir>/policy.json` (0600, written atomically) so it survives restarts.
 //!
 //! Version 0 means none was applied: the registry then announces no policy version (each agent
-//! enforces its own policy file or the built-in allow-mesh default) and filters nothing.
+//! enforces its own policy file or the built-in default) and decides with the built-in
+//! allow-mesh default itself.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};

@@ -99,7 +99,7 @@ struct State {
     usage: HashMap<Caller, Usage>,
     /// The access policy applied at the registry: `provide` is decided at registration and
     /// again whenever a topology is computed, `discover` per viewer. `None` while none was
-    /// applied: nothing is filtered.
+    /// applied: the built-in allow-mesh default decides.
     policy: Option<Arc<Policy>>,
 }
 
@@ -173,13 +173,12 @@ impl Registry {
         if let Some((holder, _)) = state.names.get(&registration.name).filter(|(holder, _)| holder != caller) {
             return Err(StateError::NameHeld { name: registration.name, holder: holder.describe(), caller: caller.describe() });
         }
-        if let Some(policy) = &state.policy {
-            for tool in &registration.tools {
-                let decision = access::provide(policy, caller, &registration.name, tool);
-                if !decision.allowed {
-                    let message = access::provide_denied_message(&caller.describe(), &registration.name, tool, &decision.rule);
-                    return Err(StateError::ProvideDenied { message, rule: decision.rule.to_string(), tool: tool.name.clone() });
-                }
+        let policy = state.policy();
+        for tool in &registration.tools {
+            let decision = access::provide(policy, caller, &registration.name, tool);
+            if !decision.allowed {
+                let message = access::provide_denied_message(&caller.describe(), &registration.name, tool, &decision.rule);
+                return Err(StateError::ProvideDenied { message, rule: decision.rule.to_string(), tool: tool.name.clone() });
             }
         }
         let this = Usage { agents: 1, tools: registration.tools.len(), bytes };
@@ -537,8 +536,15 @@ impl State {
     /// Whether `tool` of `agent` is offered at all (its identity may still provide it under the
     /// applied policy: revoking a provide rule drops providers registered before) and `viewer`
     /// may discover it (`None`: an admin, who sees every provided tool).
+    /// The applied policy, else the built-in default: allow within the mesh, deny partner
+    /// entities until a rule names them.
+    fn policy(&self) -> &Policy {
+        static DEFAULT: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();
+        self.policy.as_deref().unwrap_or_else(|| DEFAULT.get_or_init(Policy::allow_mesh))
+    }
+
     fn visible(&self, agent: &Agent, tool: &ToolInfo, viewer: Option<&Caller>) -> bool {
-        let Some(policy) = &self.policy else { return true };
+        let policy = self.policy();
         let name = &agent.registration.name;
         access::provide(policy, &agent.caller, name, tool).allowed && viewer.is_none_or(|viewer| access::discover(policy, viewer, name, tool))
     }
@@ -656,7 +662,8 @@ mod tests {
         // Another identity carrying the same name (a legacy CN certificate) cannot take it either.
         let cn_alice = &Caller::mesh("alice");
         assert!(matches!(registry.register(registration("alice-4", &["add"], &[]), cn_alice), Err(StateError::NameHeld { .. })));
-        // A partner registering `alice` is recorded in its own namespace.
+        // A partner registering `alice` (which a rule lets it provide) is recorded in its own namespace.
+        registry.replace_policy(partner_may_provide());
         let partner = &Caller { identity: "spiffe://partner.example/agent/alice".to_owned(), entity: Some("partner".to_owned()) };
         registry.register(registration("p-1", &["add"], &[]), partner).expect("partner's alice");
         let names: Vec<String> = registry.list(None).agents.into_iter().map(|a| a.name).collect();
@@ -745,9 +752,16 @@ mod tests {
         assert!(!registry.register(registration("b", &["add"], &[]), &alice()).expect("register").warming_up);
     }
 
+    /// Entities are denied by default: this lets `partner` provide and be seen.
+    fn partner_may_provide() -> Arc<Policy> {
+        let text = "rules:\n  - name: partner-provides\n    phases: [provide, discover, call]\n    source: { entities: [partner] }\n";
+        Arc::new(Policy::parse(text, 1).expect("policy"))
+    }
+
     #[test]
     fn revoking_an_entity_evicts_its_agents_from_every_topology() {
         let registry = Registry::new(Duration::from_secs(5), 3);
+        registry.replace_policy(partner_may_provide());
         let partner = Caller { identity: "spiffe://partner.example/agent/p".to_owned(), entity: Some("partner".to_owned()) };
         registry.register(named(registration("theirs", &["add"], &[]), "p"), &partner).expect("register partner agent");
         registry.register(registration("ours", &["add"], &[]), &alice()).expect("register");

@@ -60,6 +60,12 @@ async fn start(config: AgentConfig, provided: &[&str]) -> Agent {
     agent
 }
 
+/// Entities are denied by default in every phase: this policy lets `partner` provide, see and call.
+fn partner_policy() -> toolmesh_core::policy::PolicyDocument {
+    let text = "rules:\n  - name: partner-joins\n    phases: [provide, discover, call]\n    source: { entities: [partner] }\n";
+    toolmesh_core::policy::parse_document(text).expect("policy")
+}
+
 fn auto_config(name: &str, registry: &str, token: &str) -> AgentConfig {
     let mut config = AgentConfig::from_env(name).expect("config");
     for (key, value) in [("tls", "auto"), ("registry_url", registry), ("join_token", token), ("heartbeat_interval_ms", "200")] {
@@ -144,6 +150,7 @@ async fn a_revoked_entity_is_cut_off_within_a_heartbeat_even_on_open_connections
     let denied = agent_admin.add_entity(&request).await.expect_err("an agent is no admin");
     assert!(denied.message().contains("admin identity"), "{denied}");
     admin.add_entity(&request).await.expect("add entity");
+    admin.apply_policy(&partner_policy()).await.expect("apply policy");
     let stored = std::fs::read_to_string(state.path().join(toolmesh_registry::ENTITIES_FILE)).expect("entities file");
     assert!(stored.contains("\"partner\""), "kept across restarts: {stored}");
     let theirs = start(config, &["add"]).await;
@@ -301,6 +308,7 @@ async fn entities_are_kept_across_registry_restarts_and_a_revoked_one_stays_revo
     let (mesh, _, registry) = Mesh::start_auto(state.path(), Duration::from_secs(3600), HEARTBEAT).await;
     let admin = RegistryClient::new(&registry.url(), &mesh.identity("ops", Role::Operator)).expect("client");
     admin.add_entity(&EntityRequest { name: "partner".into(), ca_cert: partner.ca.cert_pem().into(), trust_domain: None }).await.expect("add entity");
+    admin.apply_policy(&partner_policy()).await.expect("apply policy");
     registry.shutdown().await;
 
     // Started again on the same state directory: the same CA, and the entity is still trusted.

@@ -286,21 +286,10 @@ async fn the_live_registry_matches_its_openapi_document() {
     assert_eq!(after["anchors"][0]["trust_domains"], json!(["toolmesh.local"]));
     assert_eq!((&after["anchors"][1]["entity"], &after["anchors"][1]["trust_domains"]), (&json!("partner"), &json!(["partner"])));
 
-    // A partner agent registers with its entity, and is refused once the entity is revoked.
+    // Entities are denied by default: without a policy naming it, a partner agent provides nothing.
     let theirs = serde_json::to_value(registration_as("p", "theirs-1", &[("mul", "mul")], &[])).expect("json");
-    let joined = ex.by(&partner).expect(200, "post", AGENTS, AGENTS, Some(theirs)).await.json();
-    assert_eq!(joined["trust_bundle_version"], after["version"]);
-    let list = ex.expect(200, "get", AGENTS, AGENTS, None).await.json();
-    let entity_of = |id: &str| list["agents"].as_array().and_then(|a| a.iter().find(|x| x["agent_id"] == id)).map(|x| x["entity"].clone());
-    assert_eq!(entity_of("theirs-1"), Some(json!("partner")));
-    assert_eq!(entity_of("consumer-1"), Some(Value::Null), "mesh agents have no entity");
-    ex.expect(403, "delete", ENTITY, "/v1/entities/partner", None).await;
-    ex.by(&operator).expect(204, "delete", ENTITY, "/v1/entities/partner", None).await;
-    ex.by(&operator).expect(404, "delete", ENTITY, "/v1/entities/partner", None).await;
-    let revoked = ex.by(&partner).expect(403, "post", HEARTBEAT, "/v1/agents/theirs-1/heartbeat", Some(json!({"topology_version": 0}))).await.json();
-    assert_eq!(revoked["error"], "revoked");
-    let list = ex.expect(200, "get", AGENTS, AGENTS, None).await.json();
-    assert!(list["agents"].as_array().is_some_and(|a| a.iter().all(|x| x["agent_id"] != "theirs-1")), "evicted: {list}");
+    let refused = ex.by(&partner).expect(403, "post", AGENTS, AGENTS, Some(theirs)).await.json();
+    assert_eq!((&refused["error"], refused["message"].as_str().is_some_and(|m| m.contains("default: allow-mesh"))), (&json!("provide_denied"), true), "{refused}");
 
     // The access policy: read by anyone, applied and tested by admins; once applied, provide
     // is enforced at registration and the answers announce its version.
@@ -317,6 +306,7 @@ async fn the_live_registry_matches_its_openapi_document() {
             {"name": "no-secrets", "action": "deny", "phases": ["provide"], "target": {"capabilities": ["secret"]}},
             {"name": "ops-calls", "source": {"identities": ["spiffe://toolmesh.local/operator/*"]}, "methods": ["tools/call"],
              "limits": {"ratePerSecond": 10, "burst": 20, "concurrency": 4}},
+            {"name": "partner-joins", "phases": ["provide", "discover", "call"], "source": {"entities": ["partner"]}},
         ],
     });
     let denied = ex.expect(403, "put", POLICY, POLICY, Some(policy.clone())).await.json();
@@ -347,6 +337,23 @@ async fn the_live_registry_matches_its_openapi_document() {
     let decided = ex.by(&operator).expect(200, "post", POLICY_TEST, POLICY_TEST, Some(nobody)).await.json();
     assert_eq!(decided["decisions"][0], json!({"agent": "calc", "tool": "secret", "capability": "secret", "allowed": false, "rule": "no-secrets"}));
     assert!(decided["note"].as_str().is_some_and(|n| n.contains("no provider of tool 'secret'")), "{decided}");
+
+    // With a rule naming it, the partner agent registers with its entity, and is refused once
+    // the entity is revoked.
+    let theirs = serde_json::to_value(registration_as("p", "theirs-1", &[("mul", "mul")], &[])).expect("json");
+    let joined = ex.by(&partner).expect(200, "post", AGENTS, AGENTS, Some(theirs)).await.json();
+    assert_eq!(joined["trust_bundle_version"], after["version"]);
+    let list = ex.expect(200, "get", AGENTS, AGENTS, None).await.json();
+    let entity_of = |id: &str| list["agents"].as_array().and_then(|a| a.iter().find(|x| x["agent_id"] == id)).map(|x| x["entity"].clone());
+    assert_eq!(entity_of("theirs-1"), Some(json!("partner")));
+    assert_eq!(entity_of("consumer-1"), Some(Value::Null), "mesh agents have no entity");
+    ex.expect(403, "delete", ENTITY, "/v1/entities/partner", None).await;
+    ex.by(&operator).expect(204, "delete", ENTITY, "/v1/entities/partner", None).await;
+    ex.by(&operator).expect(404, "delete", ENTITY, "/v1/entities/partner", None).await;
+    let revoked = ex.by(&partner).expect(403, "post", HEARTBEAT, "/v1/agents/theirs-1/heartbeat", Some(json!({"topology_version": 0}))).await.json();
+    assert_eq!(revoked["error"], "revoked");
+    let list = ex.expect(200, "get", AGENTS, AGENTS, None).await.json();
+    assert!(list["agents"].as_array().is_some_and(|a| a.iter().all(|x| x["agent_id"] != "theirs-1")), "evicted: {list}");
 
     // The audit: every denial above, for admins only.
     const AUDIT: &str = "/v1/audit";
