@@ -81,20 +81,12 @@ impl Gate {
             }
         }
         let policy = self.policy.current();
-        let (source, origin) = caller.principals();
-        let target = self.target(tool);
-        let query = Query {
-            phase: Phase::Call,
-            method: "tools/call",
-            source,
-            origin,
-            origin_vouched: caller.origin.as_ref().is_some_and(|o| !o.signed),
-            target,
-        };
+        let query = caller.query(Phase::Call, "tools/call", self.target(tool));
         let decision = policy.decide(&query);
         if !decision.allowed {
             self.audit("call_denied", &caller, &tool.name, &decision.rule);
-            return Err(Error::new(ErrorKind::CallDenied, call_denied_message(&source, origin.as_ref(), &target, &decision.rule)));
+            let message = call_denied_message(&query.source, query.origin.as_ref(), &query.target, &decision.rule);
+            return Err(Error::new(ErrorKind::CallDenied, message));
         }
         let permit = match &decision.limits {
             Some(limits) => Some(self.limiter.admit(&decision.rule, limits, &caller.peer.identity, &tool.name).map_err(|exceeded| {
@@ -108,16 +100,7 @@ impl Gate {
 
     /// Whether `tools/list` shows `tool` to the caller (the `discover` phase).
     pub fn may_list(&self, policy: &Policy, caller: &Caller<'_>, tool: &ToolInfo) -> bool {
-        let (source, origin) = caller.principals();
-        let query = Query {
-            phase: Phase::Discover,
-            method: "tools/list",
-            source,
-            origin,
-            origin_vouched: caller.origin.as_ref().is_some_and(|o| !o.signed),
-            target: self.target(tool),
-        };
-        policy.decide(&query).allowed
+        policy.decide(&caller.query(Phase::Discover, "tools/list", self.target(tool))).allowed
     }
 
     fn target<'t>(&'t self, tool: &'t ToolInfo) -> Target<'t> {
@@ -148,9 +131,15 @@ impl Gate {
 }
 
 impl Caller<'_> {
-    fn principals(&self) -> (Principal<'_>, Option<Principal<'_>>) {
-        let source = Principal::new(&self.peer.identity, self.entity.as_deref());
-        let origin = self.origin.as_ref().map(|o| Principal::new(&o.identity, self.origin_entity.as_deref()));
-        (source, origin)
+    /// The policy question this caller asks of `target`.
+    fn query<'q>(&'q self, phase: Phase, method: &'q str, target: Target<'q>) -> Query<'q> {
+        Query {
+            phase,
+            method,
+            source: Principal::new(&self.peer.identity, self.entity.as_deref()),
+            origin: self.origin.as_ref().map(|o| Principal::new(&o.identity, self.origin_entity.as_deref())),
+            origin_vouched: self.origin.as_ref().is_some_and(|o| !o.signed),
+            target,
+        }
     }
 }
