@@ -39,6 +39,8 @@ pub fn carried_name(identity: &str) -> Result<&str, String> {
 /// The name a registration of `requested` by `identity` (of `entity`, if a partner's) is
 /// recorded under, or why it is refused.
 pub fn bound_name(identity: &str, entity: Option<&str>, requested: &str) -> Result<String, NameRefusal> {
+    // Quoted back in refusals, which reach terminals and logs.
+    let shown = toolmesh_core::text::escape(requested);
     let refuse = |carried: Option<&str>, message: String| NameRefusal {
         requested: requested.to_owned(),
         carried: carried.map(str::to_owned),
@@ -49,7 +51,7 @@ pub fn bound_name(identity: &str, entity: Option<&str>, requested: &str) -> Resu
             None,
             format!(
                 "{why}, so it may not register agents; an agent registers under the name its certificate carries: \
-                 issue a certificate for {requested}: toolmesh certs issue {requested}"
+                 issue a certificate for {shown}: toolmesh certs issue {shown}"
             ),
         )
     })?;
@@ -62,9 +64,9 @@ pub fn bound_name(identity: &str, entity: Option<&str>, requested: &str) -> Resu
         None => Err(refuse(
             Some(carried),
             format!(
-                "the certificate of {identity} carries the agent name '{carried}', not '{requested}': an agent registers \
-                 under the name its certificate carries; run it as '{carried}', or issue a certificate for {requested}: \
-                 toolmesh certs issue {requested}"
+                "the certificate of {identity} carries the agent name '{carried}', not '{shown}': an agent registers \
+                 under the name its certificate carries; run it as '{carried}', or issue a certificate for {shown}: \
+                 toolmesh certs issue {shown}"
             ),
         )),
         Some(entity) => {
@@ -75,8 +77,8 @@ pub fn bound_name(identity: &str, entity: Option<&str>, requested: &str) -> Resu
                 Err(refuse(
                     Some(carried),
                     format!(
-                        "the certificate of {identity} (entity '{entity}') carries the agent name '{carried}', not '{requested}': \
-                         run it as '{carried}' (recorded as '{recorded}'), or have your CA issue a certificate for {requested}"
+                        "the certificate of {identity} (entity '{entity}') carries the agent name '{carried}', not '{shown}': \
+                         run it as '{carried}' (recorded as '{recorded}'), or have your CA issue a certificate for {shown}"
                     ),
                 ))
             }
