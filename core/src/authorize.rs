@@ -4,7 +4,9 @@
 use crate::error::{Error, ErrorKind};
 use crate::origin::{Origins, VerifiedOrigin};
 use crate::policy::{call_denied_message, Limiter, Permit, Phase, Policy, Principal, Query, SharedPolicy, Target};
-use crate::registry_api::ToolInfo;
+use crate::registry_api::{ReportedDenial, ToolInfo, MAX_REPORTED_DENIALS};
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use crate::server::PeerInfo;
 use crate::tls::{trust_domain_of, Identity};
 use std::sync::Arc;
@@ -16,6 +18,8 @@ pub struct Gate {
     origins: Origins,
     identity: Arc<Identity>,
     agent_name: String,
+    /// Refusals not yet reported to the registry's audit (the newest, when more pile up).
+    unreported: Mutex<VecDeque<ReportedDenial>>,
 }
 
 /// A call let through: who it is from, and its place in a concurrency limit (held to the end).
@@ -40,6 +44,7 @@ impl Gate {
             origins: Origins::new(identity.clone()),
             identity,
             agent_name: agent_name.to_owned(),
+            unreported: Mutex::default(),
         }
     }
 
@@ -60,6 +65,7 @@ impl Gate {
             .transpose()
             .inspect_err(|e| {
                 tracing::warn!(target: "toolmesh::audit", event = "origin_rejected", caller = %peer.identity, reason = %e.message(), "origin rejected");
+                self.report("origin_rejected", &peer.identity, None, "-", "-");
             })?;
         let origin_entity = origin.as_ref().and_then(|o| self.entity_of(&o.identity));
         Ok(Caller { entity: self.entity_of(&peer.identity), peer, origin, origin_entity })
@@ -116,8 +122,30 @@ impl Gate {
         self.identity.entity_of_trust_domain(domain)
     }
 
+    /// The refusals since the last call, for the next heartbeat.
+    pub fn take_denials(&self) -> Vec<ReportedDenial> {
+        self.unreported.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect()
+    }
+
+    fn report(&self, kind: &str, caller: &str, origin: Option<&str>, tool: &str, rule: &str) {
+        let denial = ReportedDenial {
+            kind: kind.to_owned(),
+            caller: caller.to_owned(),
+            origin: origin.filter(|o| *o != caller).map(str::to_owned),
+            tool: tool.to_owned(),
+            rule: rule.to_owned(),
+            time: crate::logging::now_rfc3339(),
+        };
+        let mut unreported = self.unreported.lock().unwrap_or_else(|e| e.into_inner());
+        if unreported.len() == MAX_REPORTED_DENIALS {
+            unreported.pop_front();
+        }
+        unreported.push_back(denial);
+    }
+
     fn audit(&self, event: &str, caller: &Caller<'_>, tool: &str, rule: &str) {
         let origin = caller.origin.as_ref().map(|o| o.identity.as_str()).unwrap_or(&caller.peer.identity);
+        self.report(event, &caller.peer.identity, Some(origin), tool, rule);
         tracing::warn!(
             target: "toolmesh::audit",
             event,

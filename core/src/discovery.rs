@@ -314,7 +314,9 @@ impl Session {
             if self.pause(self.heartbeat_interval).await {
                 return Ended::Stopped;
             }
-            match self.client.beat(&self.registration.agent_id, self.version()).await {
+            // Refusals ride along; lost with a failed beat, but always in the agent's own log.
+            let denials = self.followers.as_ref().map(|f| f.gate.take_denials()).unwrap_or_default();
+            match self.client.beat_reporting(&self.registration.agent_id, self.version(), denials).await {
                 Ok(Some(answer)) => {
                     if outage {
                         tracing::info!("the registry is reachable again");

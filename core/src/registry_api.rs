@@ -192,6 +192,31 @@ fn is_false(b: &bool) -> bool {
 pub struct HeartbeatRequest {
     /// The topology version the agent holds; the answer carries a topology only if it changed.
     pub topology_version: u64,
+    /// Calls this agent refused since its last heartbeat (at most [`MAX_REPORTED_DENIALS`]),
+    /// for the registry's audit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denials: Vec<ReportedDenial>,
+}
+
+/// Most denials one heartbeat reports; an agent keeps no more than this between heartbeats.
+pub const MAX_REPORTED_DENIALS: usize = 64;
+
+/// A call an agent's policy refused, as its heartbeat reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportedDenial {
+    /// `call_denied`, `rate_limited`, `origin_rejected` or `origin_out_of_scope`.
+    pub kind: String,
+    /// The caller's certificate identity.
+    pub caller: String,
+    /// The origin of the chain, when it is not the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    pub tool: String,
+    /// The policy rule that decided (`-` when none did, e.g. a forged origin).
+    pub rule: String,
+    /// When, RFC 3339 in UTC.
+    pub time: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

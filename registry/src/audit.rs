@@ -103,11 +103,7 @@ impl Audit {
     }
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "unknown".to_owned())
-}
+use toolmesh_core::logging::now_rfc3339;
 
 #[cfg(test)]
 mod tests {

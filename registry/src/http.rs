@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use toolmesh_core::registry_api::{
-    ApiError, AuditList, BootstrapRequest, BootstrapResponse, DependencySpec, EntityRequest, HeartbeatRequest, PolicyTestRequest,
+    ApiError, AuditEvent, AuditList, ReportedDenial, BootstrapRequest, BootstrapResponse, DependencySpec, EntityRequest, HeartbeatRequest, PolicyTestRequest,
     RegisterRequest,
 };
 use toolmesh_core::server::{json_response, read_body, Body, PeerInfo};
@@ -318,6 +318,24 @@ async fn respond(api: &Api, request: http::Request<Incoming>, peer: &PeerInfo) -
     serve(api, route, parts, body, caller).await.map_err(|refusal| audit(refusal, caller.entity.as_deref()))
 }
 
+/// Keeps the calls an agent's policy refused in the registry's audit, as reported by that agent
+/// (whose identity the event names).
+fn record_reported_denials(api: &Api, agent_id: &str, reporter: &Caller, denials: Vec<ReportedDenial>) {
+    for denial in denials {
+        api.audit.record(AuditEvent {
+            time: denial.time,
+            kind: denial.kind,
+            rule: denial.rule,
+            caller: denial.caller,
+            entity: None,
+            origin: denial.origin,
+            agent: Some(agent_id.to_owned()),
+            tool: Some(denial.tool),
+            message: format!("refused by agent {agent_id} ({}) and reported with its heartbeat", reporter.identity),
+        });
+    }
+}
+
 /// Answers an authenticated caller's request.
 async fn serve(api: &Api, route: Route, parts: http::request::Parts, body: Incoming, caller: &Caller) -> Result<Response, Refusal> {
     let registry = &api.registry;
@@ -341,7 +359,9 @@ async fn serve(api: &Api, route: Route, parts: http::request::Parts, body: Incom
         }
         (Route::Heartbeat(id), &Method::POST) => {
             let beat: HeartbeatRequest = json_body(body).await?;
+            crate::validate::reported_denials(&beat.denials).map_err(Refusal::invalid)?;
             let mut answer = registry.heartbeat(id, caller, beat.topology_version).map_err(|e| Refusal::from(e).about(id, None))?;
+            record_reported_denials(api, id, caller, beat.denials);
             answer.trust_bundle_version = bundle_version();
             answer.policy_version = api.policy.announced_version();
             ok(&answer)

@@ -9,7 +9,7 @@
 //! `toolmesh list` and logged), bounded lengths, semver tool versions, https endpoints.
 
 use std::collections::{BTreeMap, HashSet};
-use toolmesh_core::registry_api::{DependencySpec, RegisterRequest, TagSelector};
+use toolmesh_core::registry_api::{DependencySpec, RegisterRequest, ReportedDenial, TagSelector, MAX_REPORTED_DENIALS};
 use toolmesh_core::resolve::Selector;
 
 /// Agent ids travel in URL paths and logs; names, capabilities and tags in tables and logs.
@@ -93,6 +93,29 @@ pub fn dependency(path: &str, spec: &DependencySpec) -> Result<Selector, String>
 
 /// A name, id, capability or tag: 1 to [`MAX_NAME_CHARS`] characters, not all white space, no
 /// control characters.
+/// The refusals a heartbeat reports: at most [`MAX_REPORTED_DENIALS`], known kinds, names.
+pub fn reported_denials(denials: &[ReportedDenial]) -> Result<(), String> {
+    if denials.len() > MAX_REPORTED_DENIALS {
+        return Err(format!("denials holds {} entries; a heartbeat reports at most {MAX_REPORTED_DENIALS}", denials.len()));
+    }
+    for (i, d) in denials.iter().enumerate() {
+        if !REPORTED_KINDS.contains(&d.kind.as_str()) {
+            return Err(format!("denials[{i}].kind '{}' is not one of {}", toolmesh_core::text::escape(&d.kind), REPORTED_KINDS.join(", ")));
+        }
+        name(&format!("denials[{i}].caller"), &d.caller)?;
+        if let Some(origin) = &d.origin {
+            name(&format!("denials[{i}].origin"), origin)?;
+        }
+        name(&format!("denials[{i}].tool"), &d.tool)?;
+        name(&format!("denials[{i}].rule"), &d.rule)?;
+        name(&format!("denials[{i}].time"), &d.time)?;
+    }
+    Ok(())
+}
+
+/// What an agent's policy refuses, as its heartbeat reports it.
+const REPORTED_KINDS: &[&str] = &["call_denied", "rate_limited", "origin_rejected", "origin_out_of_scope"];
+
 fn name(path: &str, value: &str) -> Result<(), String> {
     if value.chars().all(is_blank) {
         return Err(format!("{path} must not be empty or blank"));

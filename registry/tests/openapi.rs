@@ -326,6 +326,12 @@ async fn the_live_registry_matches_its_openapi_document() {
     assert!(refused["message"].as_str().is_some_and(|m| m.contains("'get'") && m.contains("'secret'") && m.contains("'no-secrets'")), "{refused}");
     let beat = ex.expect(200, "post", HEARTBEAT, consumer_beat, Some(json!({"topology_version": 0}))).await.json();
     assert_eq!(beat["policy_version"], 1, "heartbeats announce the policy version");
+    // Heartbeats report the calls the agent's own policy refused, for the registry's audit.
+    let refusal = json!({"kind": "call_denied", "caller": "spiffe://toolmesh.local/agent/mallory", "tool": "add", "rule": "default: deny", "time": "2026-12-05T00:00:00Z"});
+    ex.expect(200, "post", HEARTBEAT, consumer_beat, Some(json!({"topology_version": 0, "denials": [refusal]}))).await;
+    let forged = json!({"topology_version": 0, "denials": [{"kind": "anything", "caller": "x", "tool": "add", "rule": "r", "time": "t"}]});
+    let bad = ex.expect_raw(400, "post", HEARTBEAT, consumer_beat, bytes(&forged.to_string())).await.json();
+    assert!(bad["message"].as_str().is_some_and(|m| m.contains("denials[0].kind 'anything'")), "{bad}");
     let adder = ex.expect(200, "post", AGENTS, AGENTS, Some(provider.clone())).await.json();
     assert_eq!(adder["policy_version"], 1, "registrations announce the policy version");
     let test = json!({"from": "spiffe://toolmesh.local/agent/alice", "tool": "add", "phase": "discover"});
@@ -363,6 +369,8 @@ async fn the_live_registry_matches_its_openapi_document() {
     ex.by(&operator).expect(400, "get", AUDIT, "/v1/audit?limit=0", None).await;
     let audit = ex.by(&operator).expect(200, "get", AUDIT, AUDIT, None).await.json();
     let rules: Vec<&str> = audit["events"].as_array().expect("events").iter().filter_map(|e| e["rule"].as_str()).collect();
+    let reported = audit["events"].as_array().expect("events").iter().find(|e| e["kind"] == "call_denied").expect("a reported call denial");
+    assert_eq!((&reported["caller"], &reported["agent"], &reported["rule"]), (&json!("spiffe://toolmesh.local/agent/mallory"), &json!("consumer-1"), &json!("default: deny")));
     for rule in ["no-secrets", "name_not_in_certificate", "agent_id_held_by_another_identity", "name_held_by_another_identity", "max_tools_per_identity", "not_owner", "admin_required", "not_in_trust_bundle"] {
         assert!(rules.contains(&rule), "{rule} missing from the audit: {rules:?}");
     }

@@ -235,6 +235,18 @@ async fn a_policy_applied_at_the_registry_is_enforced_by_the_callee_within_a_hea
     let direct = McpClient::new(&front_identity).expect("client");
     let denied = direct.call_tool(calc.endpoint(), "add", &json!({"a": 1, "b": 1}), &RequestContext::default()).await.expect_err("denied");
     assert_eq!(denied.error.kind(), ErrorKind::CallDenied, "{}", denied.error);
+    // calc reports its refusals with its next heartbeat: the registry's audit shows them.
+    let deadline = Instant::now() + HEARTBEAT * 10;
+    let reported = loop {
+        let events = ops.audit(Some(100), Some("call_denied")).await.expect("audit").events;
+        if let Some(event) = events.into_iter().find(|e| e.rule == "no-front-adds") {
+            break event;
+        }
+        assert!(Instant::now() < deadline, "calc's refusals never reached the registry's audit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((reported.caller.as_str(), reported.tool.as_deref()), ("spiffe://toolmesh.local/agent/front", Some("add")));
+    assert_eq!(reported.agent.as_deref(), Some(calc.agent_id()));
 
     for agent in [front, other, calc] {
         agent.shutdown().await;
