@@ -35,6 +35,10 @@ describe("errors", { timeout: 60_000 }, () => {
       [4002, "TIMEOUT", "TimeoutError"],
       [5001, "TOOL_FAILED", "RemoteToolError"],
       [6001, "HANDLER_FAILED", "HandlerError"],
+      [7001, "CALL_DENIED", "AuthorizationError"],
+      [7002, "RATE_LIMITED", "RateLimitedError"],
+      [7003, "ORIGIN_REJECTED", "AuthorizationError"],
+      [7004, "REGISTRATION_REFUSED", "AuthorizationError"],
       [9001, "INTERNAL", "ToolmeshError"],
     ];
     for (const [code, kind, className] of cases) {
@@ -46,6 +50,7 @@ describe("errors", { timeout: 60_000 }, () => {
       assert.equal(String(error), `[${code} ${kind}] what happened`);
     }
     assert.ok(fromNative(Object.assign(new Error("x"), { code: 4002, kind: "TIMEOUT" })) instanceof toolmesh.TransportError);
+    assert.ok(fromNative(Object.assign(new Error("x"), { code: 7002, kind: "RATE_LIMITED" })) instanceof toolmesh.AuthorizationError);
     const plain = new TypeError("not ours");
     assert.equal(fromNative(plain), plain);
   });

@@ -222,21 +222,29 @@ impl RegistryClient {
         }
         let api: Option<ApiError> = serde_json::from_slice(&body).ok();
         let message = api.as_ref().map(|a| a.message.clone()).unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        let kind = match (status, api.as_ref().map(|a| a.error.as_str())) {
-            (http::StatusCode::NOT_FOUND, Some("unknown_agent")) => ErrorKind::UnknownAgent,
-            (http::StatusCode::FORBIDDEN, Some("revoked")) => ErrorKind::PeerRejectedCertificate,
-            // The registry refused this registration (a name the certificate does not carry or
-            // another identity holds, a quota, a provide the policy denies): the message says which.
-            (http::StatusCode::FORBIDDEN, Some("name_not_in_certificate" | "provide_denied"))
-            | (http::StatusCode::CONFLICT, Some("name_held_by_another_identity"))
-            | (http::StatusCode::TOO_MANY_REQUESTS, Some("quota_exceeded")) => ErrorKind::RegistrationRefused,
-            // Authenticated but not permitted (not an admin, not the agent's owner): a permission
-            // problem, not a protocol one; the registry's message says which identity it needs.
-            (http::StatusCode::FORBIDDEN, _) => ErrorKind::PeerIdentityNotAllowed,
-            (s, _) if s.is_server_error() => ErrorKind::RegistryUnavailable,
-            _ => ErrorKind::Protocol,
-        };
+        let kind = refusal_kind(status, api.as_ref().map(|a| a.error.as_str()));
         Err(Error::new(kind, format!("registry {} answered {status}: {message}", self.base)))
+    }
+}
+
+/// The error kind of a registry answer that is not a success, by its status and the `error` code
+/// of its body.
+fn refusal_kind(status: http::StatusCode, error: Option<&str>) -> ErrorKind {
+    match (status, error) {
+        (http::StatusCode::NOT_FOUND, Some("unknown_agent")) => ErrorKind::UnknownAgent,
+        (http::StatusCode::FORBIDDEN, Some("revoked")) => ErrorKind::PeerRejectedCertificate,
+        // The registry refused the registration itself (a name the certificate does not carry,
+        // a name or agent id held by another identity, a per-identity quota, a provide the
+        // policy denies): one code in every language, 7004, rather than a permission or
+        // protocol error.
+        (http::StatusCode::FORBIDDEN, Some("name_not_in_certificate" | "provide_denied"))
+        | (http::StatusCode::CONFLICT, Some("name_held_by_another_identity" | "identity_conflict"))
+        | (http::StatusCode::TOO_MANY_REQUESTS, Some("quota_exceeded")) => ErrorKind::RegistrationRefused,
+        // Authenticated but not permitted (not an admin, not the agent's owner): a permission
+        // problem, not a protocol one; the registry's message says which identity it needs.
+        (http::StatusCode::FORBIDDEN, _) => ErrorKind::PeerIdentityNotAllowed,
+        (s, _) if s.is_server_error() => ErrorKind::RegistryUnavailable,
+        _ => ErrorKind::Protocol,
     }
 }
 
@@ -282,6 +290,24 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::RegistryUrlNotHttps);
         assert!(e.message().contains("not https://"));
         assert_eq!(check_registry_url("not a url").unwrap_err().kind(), ErrorKind::InvalidConfig);
+    }
+
+    #[test]
+    fn a_refused_registration_is_registration_refused_and_other_refusals_keep_their_kinds() {
+        use http::StatusCode as S;
+        for (status, error) in [
+            (S::FORBIDDEN, "name_not_in_certificate"),
+            (S::CONFLICT, "name_held_by_another_identity"),
+            (S::CONFLICT, "identity_conflict"),
+            (S::TOO_MANY_REQUESTS, "quota_exceeded"),
+        ] {
+            assert_eq!(refusal_kind(status, Some(error)), ErrorKind::RegistrationRefused, "{status} {error}");
+        }
+        assert_eq!(refusal_kind(S::FORBIDDEN, Some("forbidden")), ErrorKind::PeerIdentityNotAllowed);
+        assert_eq!(refusal_kind(S::FORBIDDEN, Some("revoked")), ErrorKind::PeerRejectedCertificate);
+        assert_eq!(refusal_kind(S::NOT_FOUND, Some("unknown_agent")), ErrorKind::UnknownAgent);
+        assert_eq!(refusal_kind(S::BAD_GATEWAY, None), ErrorKind::RegistryUnavailable);
+        assert_eq!(refusal_kind(S::BAD_REQUEST, Some("invalid")), ErrorKind::Protocol);
     }
 
     #[test]

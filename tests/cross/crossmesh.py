@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
-from meshkit import HEARTBEAT_MS, ROOT, Certs, Mesh, Process, Registry, call_tool, certs_init, issue_expired, wait_until  # noqa: E402
+from meshkit import HEARTBEAT_MS, ROOT, Certs, Mesh, Process, Registry, call_tool, certs_init, issue_expired, mcp_post, wait_until  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CASES = HERE / "cases.json"
@@ -30,6 +30,11 @@ PHASES = ["live", "registry_down", "callee_restarted"]
 UNRESOLVED = 3001
 # The agents of a callee process, by the kind a call case names (cases.json "callee").
 CALLEE_AGENTS = {"agent": "callee", "misnamed": "misnamed", "replaced": "replaced", "aloof": "aloof"}
+# The agents of a guarded process (role guarded, under the table's guarded policy), by kind.
+GUARDED_AGENTS = {"guarded": "guarded", "relay": "relay"}
+# Core's warning when the registry refuses a registration (tracing's plain format).
+REFUSED_LINE = re.compile(r"WARN toolmesh_core::discovery: cannot register with the registry: \[(\d+) ([A-Z_]+)\] (.*); retrying in the background$",
+                          re.MULTILINE)
 
 
 def peers_build_dir() -> Path:
@@ -69,11 +74,12 @@ def fill(expected: Any, **values: str) -> Any:
 
 def normalised(outcome: Any) -> Any:
     """An outcome with what is bound to differ between two runs written as a constant: a port in a
-    loopback address (picked at random) as PORT, the clock's reading "(now TIME)" as NOW. Nothing
-    else in a message may differ between languages."""
+    loopback address (picked at random) as PORT, the clock's reading "(now TIME)" as NOW, a rate
+    limit's "retry after MS ms" as N. Nothing else in a message may differ between languages."""
     if isinstance(outcome, dict) and "error" in outcome:
         message = re.sub(r"(127\.0\.0\.\d+):\d+", r"\1:PORT", outcome["error"]["message"])
         message = re.sub(r"\(now \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\)", "(now NOW)", message)
+        message = re.sub(r"retry after \d+ ms", "retry after N ms", message)
         return {**outcome, "error": {**outcome["error"], "message": message}}
     return outcome
 
@@ -96,7 +102,7 @@ class CrossMesh:
 
     def __init__(self, work: Path) -> None:
         # One certificate per agent: the registry takes an agent's name from its certificate.
-        agents = ["caller", *CALLEE_AGENTS.values()]
+        agents = ["caller", *CALLEE_AGENTS.values(), *GUARDED_AGENTS.values()]
         self.certs = certs_init(work / "certs", [f"{agent}-{language}" for agent in agents for language in LANGUAGES] + ["starter"])
         # Identities that the mesh must refuse: from another CA, and from its own CA but expired.
         self.foreign = certs_init(work / "foreign", ["starter", "impostor"])
@@ -107,6 +113,10 @@ class CrossMesh:
         self.phase = 0
         self.callees: dict[str, Peer] = {}
         self.callers: dict[str, Peer] = {}
+        self.guarded: dict[str, Peer] = {}
+        # The guarded processes' policy, as a file (TOOLMESH_POLICY_FILE).
+        self.policy_file = work / "guarded-policy.json"
+        self.policy_file.write_text(json.dumps(TABLE["guarded"]["policy"]))
 
     def start(self) -> None:
         """Starts the registry, then every peer at once; waits for them to serve and for the
@@ -114,12 +124,18 @@ class CrossMesh:
         self.registry: Registry = self.mesh.start_registry()
         callees = {language: self._spawn(language, "callee", {**self._member(f"callee-{language}"), "TOOLMESH_CROSS_CERTS": str(self.certs.dir)})
                    for language in LANGUAGES}
+        guarded = {language: self._spawn(language, "guarded", {**self._member(f"guarded-{language}"), "TOOLMESH_CROSS_CERTS": str(self.certs.dir),
+                                                               "TOOLMESH_POLICY_FILE": str(self.policy_file)})
+                   for language in LANGUAGES}
         callers = {language: self._spawn(language, "caller", self._member(f"caller-{language}")) for language in LANGUAGES}
         for language, process in callees.items():
             self.callees[language] = self._ready(process, [f"{agent}-{language}" for agent in CALLEE_AGENTS.values()])
+        for language, process in guarded.items():
+            self.guarded[language] = self._ready(process, [f"{agent}-{language}" for agent in GUARDED_AGENTS.values()])
         for language, process in callers.items():
             self.callers[language] = self._ready(process, [f"caller-{language}"])
-        self.mesh.wait_listed(self.registry, {f"{agent}-{language}" for agent in ["caller", *CALLEE_AGENTS.values()] for language in LANGUAGES})
+        self.mesh.wait_listed(self.registry, {f"{agent}-{language}" for agent in ["caller", *CALLEE_AGENTS.values(), *GUARDED_AGENTS.values()]
+                                              for language in LANGUAGES})
         self._settle()
 
     def close(self) -> None:
@@ -147,7 +163,7 @@ class CrossMesh:
         """Waits until every caller has learned every agent of every callee from the registry, and
         every hop of the chain the next one: the first calls may precede a heartbeat's news. One
         case per callee agent tells, as each agent registers all its tools at once."""
-        case_per_agent = {case["callee"]: case["case"] for case in TABLE["calls"] if case["callee"]}
+        case_per_agent = {case["callee"]: case["case"] for case in TABLE["calls"] if case["callee"] and not case.get("pending")}
         for caller in LANGUAGES:
             for callee in LANGUAGES:
                 for case in case_per_agent.values():
@@ -171,7 +187,28 @@ class CrossMesh:
         return call_tool(self.callee_endpoint(TABLE["chain"]["languages"][0]), self.operator, "chain", {}, self.request_headers())
 
     def callee_endpoint(self, language: str, kind: str = "agent") -> str:
+        if kind in GUARDED_AGENTS:
+            return self.guarded[language].endpoints[f"{GUARDED_AGENTS[kind]}-{language}"]
         return self.callees[language].endpoints[f"{CALLEE_AGENTS[kind]}-{language}"]
+
+    def list_tools(self, language: str, kind: str, identity: str) -> list[str]:
+        """The names ``tools/list`` of ``language``'s agent of ``kind`` answers identity ``identity``."""
+        status, answer = mcp_post(self.callee_endpoint(language, kind), self.certs.client_context(identity),
+                                  {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}})
+        assert status == 200 and "result" in answer, (status, answer)
+        return sorted(tool["name"] for tool in answer["result"]["tools"])
+
+    def squat(self, language: str, identity: str) -> dict[str, Any]:
+        """Runs ``language``'s peer in role `squat` (agent squatter-LANGUAGE) with the certificate of
+        ``identity`` and the registry; returns the refusal core logged: {"error": {code, name, message}}."""
+        process = self._spawn(language, "squat", {**self.certs.env(identity), "TOOLMESH_REGISTRY_URL": self.registry.url, "TOOLMESH_LOG": "warn"})
+        try:
+            process.wait_for_line(ready_line(f"squatter-{language}"), timeout=60)
+            found = wait_until(lambda: REFUSED_LINE.search(process.stderr_path.read_text()), 30,
+                               f"the {language} squatter's registration to be refused")
+            return {"error": {"code": int(found.group(1)), "name": found.group(2), "message": found.group(3)}}
+        finally:
+            process.stop(signal.SIGKILL)
 
     def client_context(self, client: str) -> ssl.SSLContext:
         """A TLS client that trusts the mesh CA and presents identity `operator` of ``client``

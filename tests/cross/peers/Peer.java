@@ -44,6 +44,8 @@ public final class Peer {
                     peer.echoOnly("aloof").option("tls_allowed_ids", peer.table.path("callee").path("aloof_allowed_ids").asText()));
             case "restarted" -> List.of(peer.callee(false));
             case "impostor" -> List.of(peer.echoOnly("replaced"));
+            case "guarded" -> List.of(peer.guarded(), peer.relay());
+            case "squat" -> List.of(peer.echoOnly("squatter"));
             default -> throw new IllegalArgumentException("unknown role " + role);
         };
         // Closed by their shutdown hooks when SIGINT or SIGTERM ends the JVM.
@@ -174,14 +176,37 @@ public final class Peer {
 
     /** Agent KIND-java, serving echo tagged as the table says for {@code kind}, with its own certificate. */
     private AgentBuilder echoOnly(String kind) {
+        return ownAgent(kind).tool(echo("echo", tag(kind, LANGUAGE)));
+    }
+
+    /** Agent KIND-java, with its own certificate when TOOLMESH_CROSS_CERTS names their directory. */
+    private static AgentBuilder ownAgent(String kind) {
         String name = kind + "-" + LANGUAGE;
-        AgentBuilder agent = Toolmesh.agent(name).tool(echo("echo", tag(kind, LANGUAGE)));
+        AgentBuilder agent = Toolmesh.agent(name);
         // TOOLMESH_CROSS_CERTS holds one certificate per agent: the registry takes an agent's name from it.
         String directory = System.getenv("TOOLMESH_CROSS_CERTS");
         if (directory != null && !directory.isEmpty()) {
             agent = agent.option("tls_cert", directory + "/" + name + ".pem").option("tls_key", directory + "/" + name + ".key");
         }
         return agent;
+    }
+
+    /** Agent guarded-java, serving the table's guarded tools (each answers like echo). */
+    private AgentBuilder guarded() {
+        AgentBuilder agent = ownAgent("guarded");
+        for (JsonNode tool : table.path("guarded").path("tools")) {
+            agent.tool(echo(tool.asText(), tag("guarded", LANGUAGE)));
+        }
+        return agent;
+    }
+
+    /** Agent relay-java: relay calls relayed of guarded-java on behalf of its own caller; a failure goes to that caller unchanged. */
+    private AgentBuilder relay() {
+        ToolDefinition relay = ToolDefinition.builder("relay").tags(tag("relay", LANGUAGE))
+                .dependsOn(table.path("guarded").path("relayed_tool").asText(), "", tag("guarded", LANGUAGE))
+                .handler(call -> call.proxy(0).call(null))
+                .build();
+        return ownAgent("relay").tool(relay);
     }
 
     private void startOnce() throws IOException {

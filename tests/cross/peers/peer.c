@@ -123,7 +123,18 @@ static void finish_hop(void *userdata, toolmesh_result code, const char *text) {
   free(pending);
 }
 
-enum kind { CALLER, CALLEE };
+/* A relay answers what its dependency answered; a failure goes to its caller unchanged. */
+static void finish_relay(void *userdata, toolmesh_result code, const char *text) {
+  struct pending *pending = userdata;
+  if (code == TOOLMESH_OK) {
+    toolmesh_invocation_complete(pending->invocation, text, NULL);
+  } else {
+    toolmesh_invocation_fail_with_code(pending->invocation, code, text, NULL);
+  }
+  free(pending);
+}
+
+enum kind { CALLER, CALLEE, RELAY };
 
 /* The handler's userdata: one per agent. */
 struct agent_state {
@@ -166,6 +177,8 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
   struct agent_state *state = userdata;
   if (state->kind == CALLER) {
     call_dependency(state, invocation, tool, case_arguments(tool), finish_probe, NULL);
+  } else if (state->kind == RELAY) {
+    call_dependency(state, invocation, tool, "{}", finish_relay, NULL);
   } else if (strcmp(tool, "count") == 0) {
     json_t *arguments = json_loads(arguments_json, 0, NULL);
     complete(invocation, json_pack("{s:O}", "n", json_object_get(arguments, "n")));
@@ -304,6 +317,28 @@ static toolmesh_agent *start_aloof(void) {
   return start_reported(name, NULL, setting("aloof_allowed_ids"), CALLEE, json_pack("[o]", tool("echo", tag("aloof", LANGUAGE), NULL)));
 }
 
+/* Agent guarded-c, serving the table's guarded tools (each answers like echo). */
+static toolmesh_agent *start_guarded(void) {
+  char name[64];
+  snprintf(name, sizeof name, "guarded-%s", LANGUAGE);
+  json_t *tools = json_array();
+  size_t index;
+  json_t *tool_name;
+  json_array_foreach(json_object_get(json_object_get(table, "guarded"), "tools"), index, tool_name) {
+    json_array_append_new(tools, tool(json_string_value(tool_name), tag("guarded", LANGUAGE), NULL));
+  }
+  return start_reported(name, NULL, NULL, CALLEE, tools);
+}
+
+/* Agent relay-c: relay calls relayed of guarded-c on behalf of its own caller. */
+static toolmesh_agent *start_relay(void) {
+  char name[64];
+  snprintf(name, sizeof name, "relay-%s", LANGUAGE);
+  const char *relayed = json_string_value(json_object_get(json_object_get(table, "guarded"), "relayed_tool"));
+  return start_reported(name, NULL, NULL, RELAY,
+                        json_pack("[o]", tool("relay", tag("relay", LANGUAGE), dependency(relayed, tag("guarded", LANGUAGE)))));
+}
+
 /* Serves the role's agents until SIGINT or SIGTERM; the exit status. */
 static int serve(const char *role) {
   /* Blocked here, before any toolmesh thread exists, so every thread inherits the mask and
@@ -331,6 +366,11 @@ static int serve(const char *role) {
     }
   } else if (strcmp(role, "impostor") == 0) {
     agents[wanted++] = start_echo_only("replaced", NULL);
+  } else if (strcmp(role, "guarded") == 0) {
+    agents[wanted++] = start_guarded();
+    agents[wanted++] = start_relay();
+  } else if (strcmp(role, "squat") == 0) {
+    agents[wanted++] = start_echo_only("squatter", NULL);
   } else {
     fprintf(stderr, "peer: unknown role %s\n", role);
   }
@@ -363,7 +403,7 @@ static int start_once(void) {
 
 int main(int argc, char **argv) {
   if (argc != 3) {
-    fprintf(stderr, "usage: %s caller|callee|restarted|impostor|start CASES_JSON\n", argv[0]);
+    fprintf(stderr, "usage: %s caller|callee|restarted|impostor|guarded|squat|start CASES_JSON\n", argv[0]);
     return 2;
   }
   json_error_t problem;

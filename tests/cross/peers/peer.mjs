@@ -104,6 +104,28 @@ function echoOnly(table, kind, options = {}) {
   return agent;
 }
 
+/** Agent guarded-node, serving the table's guarded tools (each answers like echo). */
+function guarded(table) {
+  const name = `guarded-${LANGUAGE}`;
+  const agent = new Agent({ name, ...ownCertificate(name) });
+  for (const tool of table.guarded.tools) agent.addTool({ name: tool, tags: [tag(table, "guarded", LANGUAGE)], execute: here });
+  return agent;
+}
+
+/** Agent relay-node: relay calls relayed of guarded-node on behalf of its own caller; a failure
+ * goes to that caller unchanged. */
+function relay(table) {
+  const name = `relay-${LANGUAGE}`;
+  const agent = new Agent({ name, ...ownCertificate(name) });
+  agent.addTool({
+    name: "relay",
+    tags: [tag(table, "relay", LANGUAGE)],
+    dependencies: [{ capability: table.guarded.relayed_tool, tags: [tag(table, "guarded", LANGUAGE)] }],
+    execute: async (_, proxies) => proxies[0](),
+  });
+  return agent;
+}
+
 async function serve(agents) {
   const stopped = new Promise((resolve) => {
     process.once("SIGINT", resolve).once("SIGTERM", resolve);
@@ -148,6 +170,8 @@ if (role === "start") {
     ],
     restarted: () => [callee(table, false)],
     impostor: () => [echoOnly(table, "replaced")],
+    guarded: () => [guarded(table), relay(table)],
+    squat: () => [echoOnly(table, "squatter")],
   }[role]();
   await serve(agents);
 }

@@ -11,6 +11,11 @@ ROLE is one of
              (admitting only the table's aloof_allowed_ids) serving echo;
   restarted  agent callee-python again, without the table's vanishing tool;
   impostor   agent replaced-python again (started with another CA's identity);
+  guarded    agent guarded-python serving the table's guarded tools (echo each), and agent
+             relay-python serving relay, which calls relayed of guarded-python; both enforce the
+             policy the harness names in TOOLMESH_POLICY_FILE;
+  squat      agent squatter-python serving echo, under an identity that does not carry its name
+             (the registry refuses it: core logs why);
   start      starts agent starter-python and prints {"ok": "started"} or the {"error": ...} it
              caught, as one JSON line on stdout.
 Everything else (identity, registry, port, propagated headers) comes from TOOLMESH_* variables.
@@ -130,6 +135,29 @@ def echo_only(table: dict, kind: str, **options: Any) -> toolmesh.Agent:
     return agent
 
 
+def guarded(table: dict) -> toolmesh.Agent:
+    """Agent guarded-python, serving the table's guarded tools (each answers like echo)."""
+    name = f"guarded-{LANGUAGE}"
+    agent = toolmesh.Agent(name, **own_certificate(name))
+    for tool in table["guarded"]["tools"]:
+        add_echo(agent, tool, [tag(table, "guarded", LANGUAGE)])
+    return agent
+
+
+def relay(table: dict) -> toolmesh.Agent:
+    """Agent relay-python: relay calls relayed of guarded-python on behalf of its own caller; a
+    failure goes to that caller unchanged."""
+    name = f"relay-{LANGUAGE}"
+    agent = toolmesh.Agent(name, **own_certificate(name))
+    dependency = {"capability": table["guarded"]["relayed_tool"], "tags": [tag(table, "guarded", LANGUAGE)]}
+
+    @agent.tool(name="relay", tags=[tag(table, "relay", LANGUAGE)], dependencies=[dependency])
+    async def relay_tool(relayed: toolmesh.Proxy = None) -> dict:
+        return await relayed()
+
+    return agent
+
+
 async def serve(agents: list[toolmesh.Agent]) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -170,6 +198,8 @@ def main() -> None:
                            echo_only(table, "aloof", tls_allowed_ids=table["callee"]["aloof_allowed_ids"])],
         "restarted": lambda: [callee(table, vanishing=False)],
         "impostor": lambda: [echo_only(table, "replaced")],
+        "guarded": lambda: [guarded(table), relay(table)],
+        "squat": lambda: [echo_only(table, "squatter")],
     }[role]()
     asyncio.run(serve(agents))
 

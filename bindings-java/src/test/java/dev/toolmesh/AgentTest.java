@@ -188,6 +188,34 @@ class AgentTest {
         }
     }
 
+    @Test
+    void aDenialOfTheCalleesPolicyArrivesWithItsCodeKindAndMessage() throws Exception {
+        // beta's own policy file: deny by default, allow only an agent that is not alpha.
+        Path policy = workDir.resolve("beta-deny.json");
+        java.nio.file.Files.writeString(policy, "{\"default\": \"deny\", \"rules\": [{\"name\": \"only-gamma\", "
+                + "\"source\": {\"agents\": [\"gamma\"]}}]}");
+        try (MeshAgent beta = agent("beta").option("policy_file", policy).register(new Failing()).start();
+                MeshAgent alpha = agent("alpha").register(new Catching()).start()) {
+            JsonNode denied = Wait.eventually(SETTLE, "alpha to reach beta", () -> {
+                JsonNode caught = operator.call(alpha.endpoint(), "catchFailure", Map.of(), Map.of());
+                if (caught.get("code").asInt() == 3001) {
+                    throw new IllegalStateException("not resolved yet: " + caught);
+                }
+                return caught;
+            });
+            // Java has one exception class for every code: code, kind and message come from core unchanged.
+            assertEquals("ToolmeshException", denied.get("type").asText());
+            assertEquals(7001, denied.get("code").asInt(), denied.toString());
+            assertEquals("CALL_DENIED", denied.get("kind").asText());
+            // The operator's call started the chain: alpha calls on its behalf.
+            String message = "spiffe://toolmesh.local/agent/alpha on behalf of spiffe://toolmesh.local/operator/operator "
+                    + "may not call tool 'explode' of agent 'beta' (policy rule 'default: deny'); "
+                    + "an operator can allow it with a rule (toolmesh policy apply)";
+            assertEquals(message, denied.get("message").asText());
+            assertEquals("dev.toolmesh.ToolmeshException: [7001 CALL_DENIED] " + message, denied.get("text").asText());
+        }
+    }
+
     /** What one hop saw of its request context. */
     public record Seen(Map<String, String> headers, String traceId, String spanId, String thread, Long remainingMs) {
         static Seen here() {
