@@ -236,7 +236,7 @@ where
     let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
     let verified_under = Arc::new(AtomicU64::new(if resumed { NOT_VERIFIED } else { generation }));
     let chain: Vec<CertificateDer<'static>> = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
-    let anchors = served.identity.as_ref().map(|i| i.configured_roots()).unwrap_or_default();
+    let anchors = served.identity.as_ref().map(|i| i.anchor_certificates()).unwrap_or_default();
     let expiry = chain_not_after(&chain, &anchors).map(instant_of);
     let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let name = chain.first().map(peer_identity).unwrap_or_else(|| "unknown".to_owned());

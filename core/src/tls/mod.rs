@@ -166,6 +166,13 @@ impl Identity {
         self.state().configured_roots.clone()
     }
 
+    /// Every trusted CA certificate: the configured bundle and the distributed one (entity CAs).
+    pub fn anchor_certificates(&self) -> Vec<CertificateDer<'static>> {
+        let mut anchors = self.configured_roots();
+        anchors.extend(self.distributed().into_iter().map(|d| d.cert));
+        anchors
+    }
+
     /// Increases whenever the trust anchors change (a reload, a new distributed bundle).
     pub fn trust_generation(&self) -> u64 {
         self.trust_generation.load(Ordering::Acquire)
