@@ -165,6 +165,11 @@ impl Trust {
         if !summary.is_ca {
             return Err(EntityError::Invalid(format!("ca_cert ('{}') is not a CA certificate (basicConstraints CA:FALSE)", summary.subject)));
         }
+        // What parses as X.509 may still be refused as a trust anchor (found by fuzzing): a
+        // client error, said before anything is stored.
+        RootCertStore::empty()
+            .add(ca.clone())
+            .map_err(|e| EntityError::Invalid(format!("ca_cert ('{}') is not usable as a trust anchor ({e}); give the CA certificate as its CA issued it", summary.subject)))?;
         let domain = trust_domain.map(|td| td.trim().trim_start_matches("spiffe://").trim_end_matches('/').to_owned());
         let effective = domain.clone().unwrap_or_else(|| default_trust_domain(name, Some(&summary)));
         check_trust_domain(&effective).map_err(EntityError::Invalid)?;
@@ -423,5 +428,24 @@ mod tests {
         let entity = trust.add("partner", partner.cert_pem(), None).expect("add");
         assert_eq!(entity.trust_domain, "partner.example");
         assert_eq!(trust.standing(&leaf_in(&partner, "x", "partner.example")), Some(Standing::Entity("partner".into())));
+    }
+
+    #[test]
+    fn a_ca_that_parses_but_is_no_usable_anchor_is_a_client_error() {
+        // Found by fuzzing: the subject key identifier's OID tag damaged (06 -> 0f) still parses
+        // as X.509 but is refused as a trust anchor; that was a 500 and must be a 400.
+        let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
+        let partner = CertificateAuthority::generate("partner CA", 1).expect("CA");
+        let mut der = CertificateDer::from_pem_slice(partner.cert_pem().as_bytes()).expect("PEM").to_vec();
+        let at = der.windows(6).position(|w| w == [0x1d, 0x06, 0x03, 0x55, 0x1d, 0x0e]).expect("a subject key identifier");
+        der[at + 1] = 0x0f;
+        let damaged = pem::encode(&pem::Pem::new("CERTIFICATE", der));
+        let trust = Trust::load(vec![CertificateDer::from_pem_slice(mesh.cert_pem().as_bytes()).expect("PEM")], None, None).expect("trust");
+        match trust.add("partner", &damaged, None) {
+            Err(EntityError::Invalid(message)) => assert!(message.contains("not usable as a trust anchor"), "{message}"),
+            Err(other) => panic!("expected a client error, got {other:?}"),
+            Ok(_) => panic!("a damaged CA was trusted"),
+        }
+        assert!(trust.list().entities.is_empty());
     }
 }
