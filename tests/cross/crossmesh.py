@@ -26,7 +26,7 @@ CASES = HERE / "cases.json"
 TABLE: dict[str, Any] = json.loads(CASES.read_text())
 LANGUAGES: list[str] = TABLE["languages"]
 # The phases of the call cases, in the order the mesh goes through them (none comes back).
-PHASES = ["live", "registry_down", "callee_restarted"]
+PHASES = ["live", "registry_policy", "registry_down", "callee_restarted"]
 UNRESOLVED = 3001
 # The agents of a callee process, by the kind a call case names (cases.json "callee").
 CALLEE_AGENTS = {"agent": "callee", "misnamed": "misnamed", "replaced": "replaced", "aloof": "aloof"}
@@ -235,17 +235,33 @@ class CrossMesh:
         tests run in the table's order (pytest's order)."""
         target = PHASES.index(phase)
         assert target >= self.phase, f"phase {phase} requested after {PHASES[self.phase]}: run the tests in file order"
-        transitions: dict[str, Callable[[], None]] = {"registry_down": self._stop_registry, "callee_restarted": self._restart_callees}
+        transitions: dict[str, Callable[[], None]] = {
+            "registry_policy": self._apply_registry_policy,
+            "registry_down": self._stop_registry,
+            "callee_restarted": self._restart_callees,
+        }
         while self.phase < target:
             self.phase += 1
             transitions[PHASES[self.phase]]()
+
+    def _apply_registry_policy(self) -> None:
+        """An operator applies the table's registry policy at the registry (`toolmesh policy
+        apply`). Every agent follows it from its next heartbeat, in place of its own policy file,
+        so the guarded rows (phase live) are behind us."""
+        policy = [case["registry_policy"] for case in TABLE["calls"] if case["phase"] == "registry_policy"][0]
+        path = self.policy_file.with_name("registry-policy.json")
+        path.write_text(json.dumps(policy))
+        done = self.mesh.cli("policy", "apply", str(path), registry=self.registry)
+        assert done.returncode == 0, f"toolmesh policy apply: {done.stdout}{done.stderr}"
+        # Heartbeats carry the news: give every agent a few.
+        time.sleep(3 * HEARTBEAT_MS / 1000)
 
     def _stop_registry(self) -> None:
         # First, with everything up, every call of the later phases works from every caller to
         # every callee: so what fails later fails because of the phase, and the callers' cached
         # topology holds every callee tool those calls need.
         for case in TABLE["calls"]:
-            if case["phase"] != "live":
+            if PHASES.index(case["phase"]) > PHASES.index("registry_policy"):
                 for caller in LANGUAGES:
                     for callee in LANGUAGES:
                         outcome = self.probe(caller, case["case"], callee)
