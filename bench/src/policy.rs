@@ -144,7 +144,7 @@ pub fn large_policy(rules: usize, caller: &str, target_agent: &str, capability: 
             tags: vec![],
         }),
         methods: vec![],
-        limits: limits.then(|| LimitsDocument { rate_per_second: Some(1e7), burst: None, concurrency: Some(1024) }),
+        limits: limits.then_some(LimitsDocument { rate_per_second: Some(1e7), burst: None, concurrency: Some(1024) }),
     });
     PolicyDocument { default: DefaultAction::Deny, rules: out, ..Default::default() }
 }
@@ -295,7 +295,7 @@ pub fn policy_decide(args: PolicyArgs) -> Result<(), AnyError> {
     };
     for (case, g, who, h) in &gates {
         let (ok, why) = admit(g, who, h);
-        if ok != !case.contains("none matching") {
+        if ok == case.contains("none matching") {
             return Err(format!("gate case '{case}': expected the opposite answer ({why})").into());
         }
     }

@@ -106,6 +106,9 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Verified chains by header value, each with the trust generation it was verified under.
+type VerifiedCache = HashMap<Box<str>, (u64, Arc<VerifiedOrigin>)>;
+
 /// Signs and verifies chains with one agent's identity; caches both ways.
 pub struct Origins {
     identity: Arc<Identity>,
@@ -115,7 +118,7 @@ pub struct Origins {
     extended: Mutex<HashMap<String, (u64, Link)>>,
     /// Chains verified, by header value, with the trust generation they were verified under
     /// (looked up by the header alone, so that a hit allocates nothing).
-    verified: Mutex<HashMap<Box<str>, (u64, Arc<VerifiedOrigin>)>>,
+    verified: Mutex<VerifiedCache>,
 }
 
 impl Origins {
