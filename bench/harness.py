@@ -47,11 +47,13 @@ MODES = {
         transport_rounds=1, transport_seconds=1.0, handshake_rounds=1, handshake_seconds=0.5,
         py_rounds=1, py_seconds=2.0, py_warmup=0.5, memory_load_seconds=2.0, cold_trials=1,
         scales=[(100, 8), (1000, 8)], scale_window=5.0, scale_trials=1,
+        policy_rounds=1, policy_iterations=100_000, policy_transport_rounds=6, policy_transport_seconds=0.5,
     ),
     "full": dict(
         transport_rounds=5, transport_seconds=3.0, handshake_rounds=5, handshake_seconds=2.0,
         py_rounds=5, py_seconds=5.0, py_warmup=1.0, memory_load_seconds=5.0, cold_trials=3,
         scales=[(100, 8), (1000, 8), (10000, 8), (10000, 10000)], scale_window=15.0, scale_trials=3,
+        policy_rounds=3, policy_iterations=200_000, policy_transport_rounds=20, policy_transport_seconds=1.0,
     ),
 }
 
@@ -471,6 +473,33 @@ class Run:
             self.procs.stop(pid)
         self.results["sections"]["registry_scale"] = out
 
+    def policy(self) -> None:
+        log("policy: decision and callee-gate cost at 1 and 100 rules; agent→agent with a 100-rule policy and without")
+        c = self.cfg
+        decide = bench_json(["policy-decide", "--rounds", str(c["policy_rounds"]), "--iterations", str(c["policy_iterations"])],
+                            timeout=600, name="policy-decide")
+        # The callee with the policy: its last rule (of 100) allows bench-a to call `add` on
+        # bench-p; the default is deny, so each call gets through by that rule only.
+        policy_file = WORK / "policy-100.json"
+        bench_json(["policy-decide", "--write-policy", str(policy_file), "--caller", "bench-a", "--target-agent", "bench-p",
+                    "--capability", "bench-add-policy"], timeout=60, name="policy-write")
+        plain = self.procs.start("policy-agent-none", [str(BENCH_BIN), "serve-agent", "--name", "bench-b", "--capability", "bench-add"],
+                                 env={**self.tm_env("bench-b"), "TOOLMESH_HEALTH_PORT": "off"})
+        guarded = self.procs.start("policy-agent-100", [str(BENCH_BIN), "serve-agent", "--name", "bench-p", "--capability", "bench-add-policy"],
+                                   env={**self.tm_env("bench-p"), "TOOLMESH_HEALTH_PORT": "off", "TOOLMESH_POLICY_FILE": str(policy_file)})
+        wait_for_line(LOGS / "policy-agent-none.log", "READY")
+        wait_for_line(LOGS / "policy-agent-100.log", "READY")
+        transport = bench_json(["transport", "--cert", str(CERTS / "bench-a.pem"), "--key", str(CERTS / "bench-a.key"),
+                                "--ca", str(CERTS / "ca.pem"), "--registry-url", self.registry_url,
+                                "--capability", "bench-add", "--policy-capability", "bench-add-policy",
+                                "--systems", "toolmesh,toolmesh_policy", "--rounds", str(c["policy_transport_rounds"]),
+                                "--seconds", str(c["policy_transport_seconds"]), "--agent-pid", str(plain.pid),
+                                "--policy-agent-pid", str(guarded.pid)], timeout=900, name="policy-transport")
+        self.procs.stop(guarded.pid)
+        self.procs.stop(plain.pid)
+        self.results["sections"]["policy"] = {"decide": decide, "transport": transport,
+                                              "callee_policy": wait_for_line(LOGS / "policy-agent-100.log", "policy:").strip()}
+
     # ---- the run -----------------------------------------------------------------------
     def go(self) -> None:
         LOGS.mkdir(parents=True, exist_ok=True)
@@ -487,16 +516,18 @@ class Run:
             self.registry_url, self.registry_pid = self.start_tm_registry()
             time.sleep(0.5)
             self.registry_rss_start = rss_mib(self.registry_pid)
-            self.mm_registry_pid = self.start_mm_registry()
-            time.sleep(0.5)
-            self.mm_registry_rss_start = rss_mib(self.mm_registry_pid)
-            for section in ("transport", "handshakes", "python", "memory", "coldstart", "registry"):
+            if any(self.wants(s) for s in ("python", "memory", "coldstart")):
+                self.mm_registry_pid = self.start_mm_registry()
+                time.sleep(0.5)
+                self.mm_registry_rss_start = rss_mib(self.mm_registry_pid)
+            for section in ("transport", "handshakes", "python", "memory", "coldstart", "registry", "policy"):
                 if not self.wants(section):
                     continue
                 t = time.time()
                 try:
                     {"transport": self.transport, "handshakes": self.handshakes, "python": self.python_chain,
-                     "memory": self.memory, "coldstart": self.cold_start, "registry": self.registry_scale}[section]()
+                     "memory": self.memory, "coldstart": self.cold_start, "registry": self.registry_scale,
+                     "policy": self.policy}[section]()
                 except Exception as error:  # one broken section must not lose the others
                     log(f"{section} FAILED: {error}")
                     self.results.setdefault("failed", {})[section] = str(error)
@@ -520,7 +551,7 @@ class Run:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short smoke run (results in latest-quick.*)")
-    parser.add_argument("--only", help="comma-separated sections: transport,handshakes,python,memory,coldstart,registry")
+    parser.add_argument("--only", help="comma-separated sections: transport,handshakes,python,memory,coldstart,registry,policy")
     args = parser.parse_args()
     sys.path.insert(0, str(BENCH))
     Run("quick" if args.quick else "full", set(args.only.split(",")) if args.only else None).go()

@@ -185,6 +185,68 @@ def registry_rows(section: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def policy_rows(section: dict[str, Any]) -> list[str]:
+    decide = section["decide"]
+    runs = decide["runs"]
+    out = ["| measured | rules | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | mean, batches of 100 (µs) | answer | target: p99 ≤ 50 µs (0.05 ms) |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    seen: list[tuple[str, str]] = []
+    for r in runs:
+        if (r["kind"], r["case"]) not in seen:
+            seen.append((r["kind"], r["case"]))
+    for kind, case in seen:
+        sel = [r for r in runs if r["kind"] == kind and r["case"] == case]
+        p99 = med(r["p99_us"] for r in sel)
+        label = "`Policy::decide`" if kind == "decide" else "callee gate (`Gate::caller` + `admit_call`)"
+        target = at_most(p99, 50, "µs") if "100 rules" in case and "limits" not in case else "–"
+        answer = ("allowed" if sel[0]["allowed"] else "denied") + (f" by '{sel[0]['rule']}'" if kind == "decide" or sel[0]["allowed"] else " (default: deny)")
+        out.append(f"| {label}: {case} | {sel[0]['rules']} | {med(r['p50_us'] for r in sel):.3f} | {p99:.3f} | {med(r['p999_us'] for r in sel):.3f} | "
+                   f"{max(r['max_us'] for r in sel):.1f} | {med(r['batch_mean_us'] for r in sel):.3f} | {answer} | {target} |")
+    out.append("")
+    out.append(f"{decide['iterations']:,} calls timed one by one per case and round ({len({r['round'] for r in runs})} rounds; medians of the rounds, "
+               f"max over all); the timer's own cost, included, is {decide['timer_p50_us']:.3f} µs. The gate verifies a real origin chain "
+               f"({decide['origin_header_bytes']:,}-byte header, cached after the first call) and a real peer certificate.")
+    out.append("")
+    tr = section["transport"]["runs"]
+    out += ["| concurrency | callee without policy: calls/s (p50 / p99 ms) | callee with a 100-rule policy: calls/s (p50 / p99 ms) | callee CPU per call, without → with (µs; with ÷ without) | throughput with ÷ without (per-round ratios) | target ≥ 0.95× |",
+            "|---|---|---|---|---|---|"]
+    for conc in sorted({r["concurrency"] for r in tr}):
+        by_round: dict[int, dict[str, Any]] = {}
+        for r in tr:
+            if r["concurrency"] == conc:
+                by_round.setdefault(r["round"], {})[r["system"]] = r["stats"]
+        pairs = [p for p in by_round.values() if "toolmesh" in p and "toolmesh_policy" in p]
+        ratios = [p["toolmesh_policy"]["throughput"] / p["toolmesh"]["throughput"] for p in pairs if p["toolmesh"]["throughput"]]
+        rm = med(ratios)
+
+        def cpu_us(r: dict[str, Any]) -> float:
+            return r["cores"] / r["throughput"] * 1e6 if r.get("cores") and r["throughput"] else float("nan")
+
+        # The callee's CPU per call (its cores over the window ÷ calls/s): steadier than throughput
+        # on a shared machine, and what the gate's work adds to directly.
+        cpu_pairs = []
+        for r in tr:
+            if r["concurrency"] == conc:
+                by_round[r["round"]].setdefault("_cpu", {})[r["system"]] = cpu_us({"cores": r.get("server_cores"), "throughput": r["stats"]["throughput"]})
+        for p in by_round.values():
+            cpu = p.get("_cpu", {})
+            if "toolmesh" in cpu and "toolmesh_policy" in cpu:
+                cpu_pairs.append((cpu["toolmesh"], cpu["toolmesh_policy"]))
+        cpu_cell = (f"{med(a for a, _ in cpu_pairs):.1f} → {med(b for _, b in cpu_pairs):.1f} ({ratio(med(b / a for a, b in cpu_pairs))})"
+                    if cpu_pairs else "–")
+
+        def cell(system: str) -> str:
+            stats = [p[system] for p in pairs]
+            errors = sum(s["errors"] for s in stats)
+            extra = f", **{errors} errors**" if errors else ""
+            return f"{fmt(med(s['throughput'] for s in stats))} ({fmt(med(s['p50_ms'] for s in stats), 3)} / {fmt(med(s['p99_ms'] for s in stats), 3)}{extra})"
+
+        out.append(f"| {conc} | {cell('toolmesh')} | {cell('toolmesh_policy')} | {cpu_cell} | {ratio(rm)} ({', '.join(f'{x:.3f}' for x in ratios)}) | {at_least(rm, 0.95)} |")
+    out.append("")
+    out.append(f"Callee with the policy: {section.get('callee_policy', '?')} (its last rule allows the call; the one without runs the built-in default).")
+    return out
+
+
 def render(results: dict[str, Any]) -> str:
     s = results["sections"]
     noise = results.get("noise", {})
@@ -213,6 +275,9 @@ def render(results: dict[str, Any]) -> str:
         lines += ["## 5. mTLS handshakes (rustls, ECDSA P-256, in memory, CPU time per side)", ""] + handshake_rows(s["handshakes"]) + [""]
     if "registry_scale" in s:
         lines += ["## 6. Registry scale (heartbeat every 5 s, default interval)", ""] + registry_rows(s["registry_scale"]) + [""]
+    if "policy" in s:
+        lines += ["## 7. Authorization cost (policy decision, callee gate, agent → agent with and without a 100-rule policy)", ""]
+        lines += policy_rows(s["policy"]) + [""]
     if results.get("missing"):
         lines += ["## Not measured", ""] + [f"- {k}: {v}" for k, v in results["missing"].items()] + [""]
     if results.get("failed"):

@@ -4,6 +4,7 @@
 #   bash bench/run.sh            # the full run (≈ 15 min): bench/results/latest.{md,json}
 #   bash bench/run.sh --quick    # a smoke run (≈ 3 min): bench/results/latest-quick.{md,json}
 #   bash bench/run.sh --only transport,handshakes [--quick]
+#   bash bench/run.sh --only policy --quick   # authorization cost (Rust only: no wheel, no MCP Mesh)
 #
 # Builds in release (one cargo build at a time), installs what it needs under bench/.work/
 # (gitignored): the toolmesh wheel (release) in its own venv, MCP Mesh in another, with HOME
@@ -19,8 +20,30 @@ MM_CLI_VERSION=3.7.1
 step() { echo "bench: $*" >&2; }
 mkdir -p "$WORK/logs"
 
-step "building toolmesh-bench, the toolmesh CLI and libtoolmesh (release)"
-(cd "$ROOT" && cargo build --quiet --release -p toolmesh-bench -p toolmesh-cli -p toolmesh-ffi)
+# The Python wheel, MCP Mesh and the other languages' examples are needed by the python, memory
+# and coldstart sections only; `--only` without them builds and installs the Rust side alone.
+only=""
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[$i]}" in
+    --only) only="${args[$((i + 1))]:-}" ;;
+    --only=*) only="${args[$i]#--only=}" ;;
+  esac
+done
+needs_others=1
+if [[ -n "$only" && ! ",$only," =~ ,(python|memory|coldstart), ]]; then
+  needs_others=0
+fi
+
+if ((needs_others)); then
+  step "building toolmesh-bench, the toolmesh CLI and libtoolmesh (release)"
+  (cd "$ROOT" && cargo build --quiet --release -p toolmesh-bench -p toolmesh-cli -p toolmesh-ffi)
+else
+  step "building toolmesh-bench and the toolmesh CLI (release; sections: $only)"
+  (cd "$ROOT" && cargo build --quiet --release -p toolmesh-bench -p toolmesh-cli)
+fi
+
+if ((needs_others)); then
 
 # The Python toolchain (maturin) comes from the project's own .venv.
 if [[ ! -x "$ROOT/.venv/bin/maturin" ]]; then
@@ -77,10 +100,11 @@ if [[ -f "$ROOT/examples/java/target/classes/Calc.class" ]] && command -v mvn >/
     -Dmdep.outputFile="$WORK/java-classpath.txt" >"$WORK/logs/java-classpath.log" 2>&1 \
     || { rm -f "$WORK/java-classpath.txt"; step "no classpath for examples/java (see bench/.work/logs/java-classpath.log); the Java rows are skipped"; }
 fi
+fi  # needs_others
 
 step "certificates for this run"
 rm -rf "$WORK/certs" "$WORK/scale-certs"
 "$CARGO_TARGET_DIR/release/toolmesh" certs init --dir "$WORK/certs" \
-  --agents bench-a,bench-b,py-a,py-b,py-mem,calc,squares,rust,loadgen >/dev/null
+  --agents bench-a,bench-b,bench-p,py-a,py-b,py-mem,calc,squares,rust,loadgen >/dev/null
 
 exec python3 "$ROOT/bench/harness.py" "$@"

@@ -7,6 +7,7 @@ mod common;
 mod handshake;
 mod http;
 mod load;
+mod policy;
 mod registry_scale;
 mod transport;
 
@@ -35,6 +36,8 @@ enum Command {
     Coldstart(coldstart::ColdStartArgs),
     /// N simulated agents against one registry.
     RegistryScale(registry_scale::RegistryScaleArgs),
+    /// The cost of a policy decision (1 and 100 rules) and of the callee's whole gate per call.
+    PolicyDecide(policy::PolicyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Command::Load(args) => runtime.block_on(load::load(args)),
         Command::Coldstart(args) => runtime.block_on(coldstart::coldstart(args)),
         Command::RegistryScale(args) => runtime.block_on(registry_scale::registry_scale(args)),
+        Command::PolicyDecide(args) => policy::policy_decide(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

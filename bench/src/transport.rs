@@ -85,6 +85,9 @@ pub struct ServeAgentArgs {
     /// Capability of the `add` tool.
     #[arg(long, default_value = "add")]
     capability: String,
+    /// A policy file to enforce (as TOOLMESH_POLICY_FILE); the built-in default otherwise.
+    #[arg(long)]
+    policy_file: Option<PathBuf>,
 }
 
 pub fn add_tool(capability: &str) -> ToolInfo {
@@ -128,8 +131,19 @@ pub fn add_handler() -> Arc<FnHandler<impl Fn(ToolInvocation, Completion) + Send
 /// A Rust agent serving `add` (a core-level handler): the server side of row 1, and the Rust
 /// agent of the memory and cold-start rows.
 pub async fn serve_agent(args: ServeAgentArgs) -> Result<(), AnyError> {
-    let config = AgentConfig::from_env(&args.name)?;
+    let mut config = AgentConfig::from_env(&args.name)?;
+    if let Some(path) = &args.policy_file {
+        config.set("policy_file", &path.display().to_string())?;
+    }
+    let policy = match &config.policy_file {
+        Some(path) => {
+            let policy = toolmesh_core::policy::Policy::parse(&std::fs::read_to_string(path)?, 0)?;
+            format!("{} rules, default {:?}", policy.document().rules.len(), policy.document().default)
+        }
+        None => "built-in default".to_owned(),
+    };
     let agent = Agent::start(config, vec![add_tool(&args.capability)], add_handler()).await?;
+    println!("policy: {policy}");
     println!("READY {}", agent.endpoint());
     terminated().await;
     agent.shutdown().await;
@@ -143,12 +157,16 @@ pub struct TransportArgs {
     tls: TlsFilesArgs,
     #[arg(long)]
     registry_url: String,
-    /// The raw echo server (`serve-raw`).
+    /// The raw echo server (`serve-raw`); needed for the raw systems only.
     #[arg(long)]
-    raw_addr: String,
+    raw_addr: Option<String>,
     /// The capability the toolmesh server agent (`serve-agent`) provides.
     #[arg(long, default_value = "bench-add")]
     capability: String,
+    /// The capability of a second server agent enforcing a policy (`serve-agent --policy-file`):
+    /// the `toolmesh_policy` system calls it, the same way `toolmesh` calls the first.
+    #[arg(long)]
+    policy_capability: Option<String>,
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
     concurrency: Vec<usize>,
     #[arg(long, default_value_t = 5)]
@@ -164,7 +182,9 @@ pub struct TransportArgs {
     raw_pid: Option<u32>,
     #[arg(long)]
     agent_pid: Option<u32>,
-    /// Which systems to measure (all three by default; one alone is for profiling).
+    #[arg(long)]
+    policy_agent_pid: Option<u32>,
+    /// Which systems to measure (raw_h1, raw_h2, toolmesh, toolmesh_policy; one alone is for profiling).
     #[arg(long, value_delimiter = ',', default_value = "raw_h1,raw_h2,toolmesh")]
     systems: Vec<String>,
 }
@@ -183,12 +203,14 @@ struct Measured {
 
 struct AgentCaller {
     agent: Agent,
+    /// The driver's tool whose dependency is called (`caller`, or `caller_policy`).
+    tool: &'static str,
     arguments: Value,
 }
 
 impl Caller for AgentCaller {
     async fn call(&mut self) -> Result<(), String> {
-        match self.agent.call("caller", 0, self.arguments.clone(), None).await {
+        match self.agent.call(self.tool, 0, self.arguments.clone(), None).await {
             Ok(v) if v == json!(3) => Ok(()),
             Ok(v) => Err(format!("unexpected answer {v}")),
             Err(e) => Err(e.to_string()),
@@ -209,20 +231,39 @@ pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
     ] {
         config.set(key, value)?;
     }
-    let agent = Agent::start(config, vec![caller_tool("caller", "bench-caller", &args.capability)], add_handler()).await?;
+    let mut tools = vec![caller_tool("caller", "bench-caller", &args.capability)];
+    if let Some(capability) = &args.policy_capability {
+        tools.push(caller_tool("caller_policy", "bench-caller-policy", capability));
+    }
+    let agent = Agent::start(config, tools, add_handler()).await?;
     let arguments = json!({"a": 1, "b": 2});
+    let wanted = |s: &str| args.systems.iter().any(|a| a == s);
+    if wanted("toolmesh_policy") && args.policy_capability.is_none() {
+        return Err("the toolmesh_policy system needs --policy-capability".into());
+    }
     let ready_by = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        match agent.call("caller", 0, arguments.clone(), None).await {
-            Ok(_) => break,
-            Err(e) if std::time::Instant::now() > ready_by => return Err(format!("the server agent never answered: {e}").into()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+    for tool in ["caller", "caller_policy"] {
+        if tool == "caller_policy" && args.policy_capability.is_none() {
+            continue;
+        }
+        loop {
+            match agent.call(tool, 0, arguments.clone(), None).await {
+                Ok(v) if v == json!(3) => break,
+                Ok(v) => return Err(format!("the server agent behind {tool} answered {v}").into()),
+                Err(e) if std::time::Instant::now() > ready_by => return Err(format!("the server agent behind {tool} never answered: {e}").into()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
         }
     }
     // The raw body has the size of the JSON-RPC request toolmesh sends for the same call.
     let body = Bytes::from(raw_body());
     let client_tls = Arc::new(plain_client_config(&args.tls.cert, &args.tls.key, &args.tls.ca, &[b"h2", b"http/1.1"])?);
-    let uri: http::Uri = format!("https://{}/echo", args.raw_addr).parse()?;
+    let raw_addr = match &args.raw_addr {
+        Some(addr) => addr.clone(),
+        None if wanted("raw_h1") || wanted("raw_h2") => return Err("the raw systems need --raw-addr".into()),
+        None => String::new(),
+    };
+    let uri: http::Uri = format!("https://{}/echo", if raw_addr.is_empty() { "127.0.0.1:9" } else { &raw_addr }).parse()?;
     let limits = Limits {
         warmup: Duration::from_secs_f64(args.warmup),
         duration: Duration::from_secs_f64(args.seconds),
@@ -235,27 +276,33 @@ pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
         for &concurrency in &args.concurrency {
             // Alternate who goes first, so neither side always gets the warmer machine.
             let mut systems: Vec<&'static str> =
-                ["raw_h1", "raw_h2", "toolmesh"].into_iter().filter(|s| args.systems.iter().any(|a| a == s)).collect();
+                ["raw_h1", "raw_h2", "toolmesh", "toolmesh_policy"].into_iter().filter(|s| wanted(s)).collect();
             if round % 2 == 1 {
                 systems.reverse();
             }
             for (order, system) in systems.into_iter().enumerate() {
-                let server_pid = if system == "toolmesh" { args.agent_pid } else { args.raw_pid };
+                let server_pid = match system {
+                    "toolmesh" => args.agent_pid,
+                    "toolmesh_policy" => args.policy_agent_pid,
+                    _ => args.raw_pid,
+                };
                 let server_cpu = server_pid.and_then(CpuWindow::start);
                 let client_cpu = CpuWindow::start(me);
                 let stats = match system {
-                    "toolmesh" => {
-                        let callers = (0..concurrency).map(|_| AgentCaller { agent: agent.clone(), arguments: arguments.clone() }).collect();
+                    "toolmesh" | "toolmesh_policy" => {
+                        let tool = if system == "toolmesh" { "caller" } else { "caller_policy" };
+                        let callers =
+                            (0..concurrency).map(|_| AgentCaller { agent: agent.clone(), tool, arguments: arguments.clone() }).collect();
                         closed_loop(callers, limits).await
                     }
                     raw => {
                         let h2 = raw == "raw_h2";
                         let mut callers = Vec::new();
-                        let shared = if h2 { Some(connect(&args.raw_addr, "localhost", client_tls.clone(), true).await?) } else { None };
+                        let shared = if h2 { Some(connect(&raw_addr, "localhost", client_tls.clone(), true).await?) } else { None };
                         for _ in 0..concurrency {
                             let sender: Sender = match &shared {
                                 Some(s) => s.share().expect("HTTP/2 connections are shared"),
-                                None => connect(&args.raw_addr, "localhost", client_tls.clone(), false).await?,
+                                None => connect(&raw_addr, "localhost", client_tls.clone(), false).await?,
                             };
                             callers.push(EchoCaller { sender, uri: uri.clone(), body: body.clone() });
                         }

@@ -106,6 +106,9 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Verified chains by header value, each with the trust generation it was verified under.
+type VerifiedCache = HashMap<Box<str>, (u64, Arc<VerifiedOrigin>)>;
+
 /// Signs and verifies chains with one agent's identity; caches both ways.
 pub struct Origins {
     identity: Arc<Identity>,
@@ -113,8 +116,9 @@ pub struct Origins {
     own: Mutex<Option<(u64, Link)>>,
     /// Links we appended, by the signature of the link they extend.
     extended: Mutex<HashMap<String, (u64, Link)>>,
-    /// Chains verified, by header value and trust generation.
-    verified: Mutex<HashMap<(String, u64), Arc<VerifiedOrigin>>>,
+    /// Chains verified, by header value, with the trust generation they were verified under
+    /// (looked up by the header alone, so that a hit allocates nothing).
+    verified: Mutex<VerifiedCache>,
 }
 
 impl Origins {
@@ -202,9 +206,9 @@ impl Origins {
     /// Verifies an inbound chain sent by `peer` (the identity and leaf certificate of the mTLS
     /// connection), for a call of `tool`.
     pub fn verify(&self, header: &str, peer: &str, peer_leaf: Option<&CertificateDer<'_>>) -> Result<Arc<VerifiedOrigin>> {
-        let key = (header.to_owned(), self.identity.trust_generation());
-        if let Some(hit) = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-            if hit.expires > unix_now() && hit.links.last().is_some_and(|l| l.iss == peer) {
+        let generation = self.identity.trust_generation();
+        if let Some((g, hit)) = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(header) {
+            if *g == generation && hit.expires > unix_now() && hit.links.last().is_some_and(|l| l.iss == peer) {
                 return Ok(hit.clone());
             }
         }
@@ -213,7 +217,7 @@ impl Origins {
         if cache.len() >= CACHE_ENTRIES {
             cache.clear();
         }
-        cache.insert(key, verified.clone());
+        cache.insert(Box::from(header), (generation, verified.clone()));
         Ok(verified)
     }
 

@@ -13,6 +13,7 @@ mod pattern;
 pub use document::*;
 pub use limits::{Limiter, Limits, Permit};
 pub use pattern::Pattern;
+use pattern::same;
 
 use crate::error::{Error, ErrorKind, Result};
 use std::sync::{Arc, RwLock};
@@ -26,28 +27,34 @@ pub struct Principal<'a> {
     pub trust_domain: &'a str,
     /// The trusted partner entity whose CA vouches for it; `None` for the mesh's own.
     pub entity: Option<&'a str>,
+    /// The agent name the identity carries, found once (rules naming agents read it each).
+    agent: Option<&'a str>,
 }
 
 impl<'a> Principal<'a> {
     pub fn new(identity: &'a str, entity: Option<&'a str>) -> Self {
         let trust_domain = identity.strip_prefix("spiffe://").map_or("", |rest| rest.split('/').next().unwrap_or_default());
-        Principal { identity, trust_domain, entity }
+        Principal { identity, trust_domain, entity, agent: agent_name_of(identity) }
     }
 
     /// The agent name the identity carries: the last segment of `spiffe://td/agent/NAME`, or a
     /// certificate's CN; `None` for other roles (`operator`, `registry`).
     pub fn agent_name(&self) -> Option<&'a str> {
-        agent_name_of(self.identity)
+        self.agent
     }
 }
 
 /// The agent name an identity carries (see [`Principal::agent_name`]).
 pub fn agent_name_of(identity: &str) -> Option<&str> {
     match identity.strip_prefix("spiffe://") {
-        Some(rest) => match rest.split('/').collect::<Vec<_>>().as_slice() {
-            [_, "agent", name] if !name.is_empty() => Some(name),
-            _ => None,
-        },
+        // Without collecting the segments: this runs for every rule naming agents, per decision.
+        Some(rest) => {
+            let mut segments = rest.split('/');
+            match (segments.next(), segments.next(), segments.next(), segments.next()) {
+                (Some(_), Some("agent"), Some(name), None) if !name.is_empty() => Some(name),
+                _ => None,
+            }
+        }
         None => Some(identity).filter(|cn| !cn.is_empty()),
     }
 }
@@ -229,7 +236,7 @@ impl Policy {
 
 impl Rule {
     fn applies(&self, query: &Query) -> bool {
-        if !self.methods.is_empty() && !self.methods.iter().any(|m| m == query.method) {
+        if !self.methods.is_empty() && !self.methods.iter().any(|m| same(m, query.method)) {
             return false;
         }
         let source_matches = match &self.source {
@@ -270,10 +277,10 @@ impl PrincipalMatcher {
     /// is named: by its entity, its trust domain, or a pattern spelling out its trust domain
     /// (`*` alone never reaches outside the mesh).
     fn matches(&self, who: &Principal) -> bool {
-        if who.entity.is_some_and(|e| self.entities.iter().any(|n| n == e)) {
+        if who.entity.is_some_and(|e| self.entities.iter().any(|n| same(n, e))) {
             return true;
         }
-        if !who.trust_domain.is_empty() && self.trust_domains.iter().any(|td| td == who.trust_domain) {
+        if !who.trust_domain.is_empty() && self.trust_domains.iter().any(|td| same(td, who.trust_domain)) {
             return true;
         }
         let named = |p: &Pattern| match who.entity {
@@ -311,7 +318,7 @@ impl TargetMatcher {
         any(&self.agents, target.agent)
             && any(&self.capabilities, target.capability)
             && any(&self.tools, target.tool)
-            && (self.tags.is_empty() || target.tags.iter().any(|t| self.tags.contains(t)))
+            && (self.tags.is_empty() || target.tags.iter().any(|t| self.tags.iter().any(|own| same(own, t))))
     }
 }
 

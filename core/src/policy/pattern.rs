@@ -52,9 +52,9 @@ impl Pattern {
 
     pub fn matches(&self, name: &str) -> bool {
         match &self.kind {
-            Kind::Exact => *self.text == *name,
+            Kind::Exact => same(&self.text, name),
             Kind::Any => true,
-            Kind::Prefix(n) => name.starts_with(&self.text[..*n]),
+            Kind::Prefix(n) => starts_with(name, &self.text[..*n]),
             Kind::Pieces(pieces) => matches_pieces(pieces, name),
         }
     }
@@ -72,6 +72,35 @@ impl Pattern {
     }
 }
 
+/// Whether two names are equal, compared eight bytes at a time in line: the names and patterns
+/// of a policy are tens of bytes, where a call into libc's `memcmp` costs more than the
+/// comparison itself, and a decision makes a few of them per rule (bench/FINDINGS.md,
+/// "Authorization cost").
+#[inline]
+pub(crate) fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (p, q) in (&mut x).zip(&mut y) {
+        if u64::from_ne_bytes(p.try_into().expect("8 bytes")) != u64::from_ne_bytes(q.try_into().expect("8 bytes")) {
+            return false;
+        }
+    }
+    x.remainder().iter().zip(y.remainder()).all(|(p, q)| p == q)
+}
+
+#[inline]
+fn starts_with(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len() && same(&name[..prefix.len()], prefix)
+}
+
+#[inline]
+fn ends_with(name: &str, suffix: &str) -> bool {
+    name.len() >= suffix.len() && same(&name[name.len() - suffix.len()..], suffix)
+}
+
 /// Star-separated pieces: the first anchors the start, the last the end, the middle ones are
 /// found in order (leftmost match is always safe for `*`-only globs).
 fn matches_pieces(pieces: &[Box<str>], name: &str) -> bool {
@@ -79,7 +108,10 @@ fn matches_pieces(pieces: &[Box<str>], name: &str) -> bool {
         Some(split) => split,
         None => return name.is_empty(),
     };
-    let Some(mut remaining) = name.strip_prefix(&**first) else { return false };
+    if !starts_with(name, first) {
+        return false;
+    }
+    let mut remaining = &name[first.len()..];
     let (last, middle) = match rest.split_last() {
         Some(split) => split,
         None => return remaining.is_empty(),
@@ -90,7 +122,7 @@ fn matches_pieces(pieces: &[Box<str>], name: &str) -> bool {
             None => return false,
         }
     }
-    remaining.ends_with(&**last)
+    ends_with(remaining, last)
 }
 
 impl fmt::Debug for Pattern {
@@ -125,6 +157,26 @@ mod tests {
         ];
         for (pattern, name, expected) in cases {
             assert_eq!(Pattern::new(pattern).matches(name), expected, "{pattern} ~ {name}");
+        }
+    }
+
+    #[test]
+    fn same_agrees_with_string_equality_at_every_length() {
+        let text = "spiffe://toolmesh.local/agent/front-end";
+        for len in 0..=text.len() {
+            let a = &text[..len];
+            assert!(same(a, a));
+            for other in 0..=text.len() {
+                assert_eq!(same(a, &text[..other]), len == other, "{len} vs {other}");
+            }
+            if len > 0 {
+                // One byte differing, in every position.
+                for at in 0..len {
+                    let mut b = a.as_bytes().to_vec();
+                    b[at] = b'#';
+                    assert!(!same(a, std::str::from_utf8(&b).unwrap()), "{a} at {at}");
+                }
+            }
         }
     }
 
