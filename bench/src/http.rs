@@ -143,7 +143,7 @@ pub fn check_tool_result(status: http::StatusCode, body: &[u8], expect: Option<&
     let json_text = if text.trim_start().starts_with('{') {
         text.to_string()
     } else {
-        text.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).filter(|l| !l.is_empty()).next_back().unwrap_or_default().to_owned()
+        text.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).rfind(|l| !l.is_empty()).unwrap_or_default().to_owned()
     };
     let message: serde_json::Value = serde_json::from_str(&json_text).map_err(|e| format!("not JSON ({e}): {}", text.chars().take(200).collect::<String>()))?;
     let result = message.get("result").ok_or_else(|| format!("no result: {message}"))?;
