@@ -33,14 +33,13 @@ pub const KEYS: &[&str] = &[
     "join_token",
     "join_token_file",
     "policy_file",
-    // Connection limits of the mTLS and health listeners (`ServerLimits::KEYS`).
-    "max_connections",
-    "max_connections_per_peer",
-    "handshake_timeout_ms",
-    "header_timeout_ms",
-    "body_timeout_ms",
-    "idle_timeout_ms",
 ];
+
+/// Every option key: [`KEYS`], and the connection limits of the mTLS and health listeners
+/// ([`ServerLimits::KEYS`]).
+pub fn all_keys() -> impl Iterator<Item = &'static str> {
+    KEYS.iter().chain(ServerLimits::KEYS).copied()
+}
 
 /// Where an agent's identity comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +140,7 @@ impl AgentConfig {
             policy_file: None,
             server_limits: ServerLimits::default(),
         };
-        for key in KEYS {
+        for key in all_keys() {
             let var = format!("TOOLMESH_{}", key.to_ascii_uppercase());
             if let Ok(value) = std::env::var(&var) {
                 config.set(key, &value).map_err(|e| e.context(format!("environment variable {var}")))?;
@@ -153,7 +152,7 @@ impl AgentConfig {
         Ok(config)
     }
 
-    /// Sets one option by key (see [`KEYS`]). Empty values reset optional settings.
+    /// Sets one option by key (see [`all_keys`]). Empty values reset optional settings.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
         let value = value.trim();
         let path = || (!value.is_empty()).then(|| PathBuf::from(value));
@@ -208,7 +207,7 @@ impl AgentConfig {
             other => {
                 return Err(Error::new(
                     ErrorKind::InvalidConfig,
-                    format!("unknown option '{other}'; the options are: {}", KEYS.join(", ")),
+                    format!("unknown option '{other}'; the options are: {}", all_keys().collect::<Vec<_>>().join(", ")),
                 ))
             }
         }
