@@ -20,18 +20,14 @@ pub struct NameRefusal {
 
 /// The name a certificate identity carries, or why it carries none.
 pub fn carried_name(identity: &str) -> Result<&str, String> {
+    if let Some(name) = toolmesh_core::policy::agent_name_of(identity) {
+        return Ok(name);
+    }
     let Some(rest) = identity.strip_prefix("spiffe://") else {
-        return match identity {
-            "" | "unknown" => Err("the certificate names neither a SPIFFE ID nor a CN".to_owned()),
-            cn => Ok(cn),
-        };
+        return Err("the certificate names neither a SPIFFE ID nor a CN".to_owned());
     };
-    let path: Vec<&str> = rest.split('/').skip(1).collect();
-    match path.as_slice() {
-        [role, ..] if matches!(*role, "registry" | "operator") => {
-            Err(format!("{identity} is a certificate of role '{role}', not of an agent"))
-        }
-        [.., name] if !name.is_empty() => Ok(name),
+    match rest.split('/').nth(1) {
+        Some(role @ ("registry" | "operator")) => Err(format!("{identity} is a certificate of role '{role}', not of an agent")),
         _ => Err(format!("{identity} names no workload (its SPIFFE ID has no path)")),
     }
 }

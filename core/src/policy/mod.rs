@@ -37,25 +37,28 @@ impl<'a> Principal<'a> {
         Principal { identity, trust_domain, entity, agent: agent_name_of(identity) }
     }
 
-    /// The agent name the identity carries: the last segment of `spiffe://td/agent/NAME`, or a
-    /// certificate's CN; `None` for other roles (`operator`, `registry`).
+    /// The agent name the identity carries (see [`agent_name_of`]).
     pub fn agent_name(&self) -> Option<&'a str> {
         self.agent
     }
 }
 
-/// The agent name an identity carries (see [`Principal::agent_name`]).
+/// The agent name an identity carries, the one rule for the registry's name binding and the
+/// policy's `agents` matchers: the last segment of its SPIFFE ID (`spiffe://td/agent/calc` →
+/// `calc`), or its CN when it has no SPIFFE ID; `None` for the `registry` and `operator` roles,
+/// a SPIFFE ID without a path, and a certificate that names nothing (`unknown`).
 pub fn agent_name_of(identity: &str) -> Option<&str> {
     match identity.strip_prefix("spiffe://") {
-        // Without collecting the segments: this runs for every rule naming agents, per decision.
+        // Without collecting the segments: this runs once per decision.
         Some(rest) => {
-            let mut segments = rest.split('/');
-            match (segments.next(), segments.next(), segments.next(), segments.next()) {
-                (Some(_), Some("agent"), Some(name), None) if !name.is_empty() => Some(name),
-                _ => None,
+            let path = rest.split_once('/')?.1;
+            let role = path.split('/').next().unwrap_or_default();
+            if matches!(role, "registry" | "operator") {
+                return None;
             }
+            path.rsplit('/').next().filter(|name| !name.is_empty())
         }
-        None => Some(identity).filter(|cn| !cn.is_empty()),
+        None => Some(identity).filter(|cn| !cn.is_empty() && *cn != "unknown"),
     }
 }
 

@@ -167,7 +167,11 @@ fn invalid_documents_name_the_rule_and_the_fix() {
 fn agent_names_come_from_agent_spiffe_ids_or_a_cn() {
     assert_eq!(agent_name_of("spiffe://td/agent/calc"), Some("calc"));
     assert_eq!(agent_name_of("spiffe://td/operator/ops"), None);
-    assert_eq!(agent_name_of("spiffe://td/agent/a/b"), None);
+    assert_eq!(agent_name_of("spiffe://td/ns/prod/sa/calc"), Some("calc"), "the last segment, as the registry binds names");
+    assert_eq!(agent_name_of("spiffe://td/registry/r"), None);
+    assert_eq!(agent_name_of("spiffe://td"), None);
+    assert_eq!(agent_name_of("spiffe://td/agent/"), None);
+    assert_eq!(agent_name_of("unknown"), None);
     assert_eq!(agent_name_of("calc"), Some("calc"));
 }
 
