@@ -109,13 +109,21 @@ fn unix_now() -> u64 {
 /// Verified chains by header value, each with the trust generation it was verified under.
 type VerifiedCache = HashMap<Box<str>, (u64, Arc<VerifiedOrigin>)>;
 
+/// An outbound header, encoded once and reused until its newest link nears its expiry.
+struct Signed {
+    generation: u64,
+    /// The expiry of the link we signed.
+    exp: u64,
+    header: String,
+}
+
 /// Signs and verifies chains with one agent's identity; caches both ways.
 pub struct Origins {
     identity: Arc<Identity>,
-    /// Our own first link, by the certificate generation it was signed with.
-    own: Mutex<Option<(u64, Link)>>,
-    /// Links we appended, by the signature of the link they extend.
-    extended: Mutex<HashMap<String, (u64, Link)>>,
+    /// The header of our own chain, by the certificate generation it was signed with.
+    own: Mutex<Option<Signed>>,
+    /// The headers of chains we extended, by the signature of the link we appended to.
+    extended: Mutex<HashMap<String, Signed>>,
     /// Chains verified, by header value, with the trust generation they were verified under
     /// (looked up by the header alone, so that a hit allocates nothing).
     verified: Mutex<VerifiedCache>,
@@ -131,54 +139,51 @@ impl Origins {
     /// own when we are the origin.
     pub fn outbound(&self, inbound: Option<&VerifiedOrigin>, caller: Option<&str>) -> Result<String> {
         let now = unix_now();
-        let links = match (inbound, caller) {
-            (Some(chain), _) => {
-                let mut links = chain.links.clone();
-                links.push(self.extend(&chain.links, now)?);
-                links
+        match (inbound, caller) {
+            (Some(chain), _) => self.extend(&chain.links, now),
+            (None, Some(caller)) if caller != self.identity.name() => {
+                // Not cached: the chains of plain MCP clients are rare, and each names its caller.
+                let me = self.identity.name().to_owned();
+                Ok(encode(&[self.sign(me, caller.to_owned(), now + LINK_TTL.as_secs(), vec!["*".to_owned()], "")?]))
             }
-            (None, Some(caller)) if caller != self.identity.name() => vec![self.vouch(caller, now)?],
-            _ => vec![self.own_link(now)?],
-        };
-        Ok(encode(&links))
+            _ => self.own_chain(now),
+        }
     }
 
-    fn own_link(&self, now: u64) -> Result<Link> {
+    fn own_chain(&self, now: u64) -> Result<String> {
         let generation = self.identity.certificate_generation();
         let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((g, link)) = &*own {
-            if *g == generation && link.exp > now + REUSE_MARGIN.as_secs() {
-                return Ok(link.clone());
-            }
+        if let Some(signed) = own.as_ref().filter(|s| s.generation == generation && s.exp > now + REUSE_MARGIN.as_secs()) {
+            return Ok(signed.header.clone());
         }
         let me = self.identity.name().to_owned();
         let link = self.sign(me.clone(), me, now + LINK_TTL.as_secs(), vec!["*".to_owned()], "")?;
-        *own = Some((generation, link.clone()));
-        Ok(link)
+        let signed = Signed { generation, exp: link.exp, header: encode(&[link]) };
+        let header = signed.header.clone();
+        *own = Some(signed);
+        Ok(header)
     }
 
-    fn vouch(&self, caller: &str, now: u64) -> Result<Link> {
-        // Not cached: the chains of plain MCP clients are rare, and each names its caller.
-        self.sign(self.identity.name().to_owned(), caller.to_owned(), now + LINK_TTL.as_secs(), vec!["*".to_owned()], "")
-    }
-
-    fn extend(&self, links: &[Link], now: u64) -> Result<Link> {
+    fn extend(&self, links: &[Link], now: u64) -> Result<String> {
         let last = links.last().ok_or_else(|| rejected("an origin chain without links"))?;
         let generation = self.identity.certificate_generation();
         let mut extended = self.extended.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((g, link)) = extended.get(&last.sig) {
+        if let Some(signed) = extended.get(&last.sig) {
             // A link capped by the one it extends cannot be renewed for longer: reuse it to the end.
-            if *g == generation && link.exp > now && (link.exp >= last.exp || link.exp > now + REUSE_MARGIN.as_secs()) {
-                return Ok(link.clone());
+            if signed.generation == generation && signed.exp > now && (signed.exp >= last.exp || signed.exp > now + REUSE_MARGIN.as_secs()) {
+                return Ok(signed.header.clone());
             }
         }
         let exp = last.exp.min(now + LINK_TTL.as_secs());
         let link = self.sign(self.identity.name().to_owned(), last.org.clone(), exp, last.scope.clone(), &last.sig)?;
+        let mut chain = links.to_vec();
+        chain.push(link);
+        let header = encode(&chain);
         if extended.len() >= CACHE_ENTRIES {
             extended.clear();
         }
-        extended.insert(last.sig.clone(), (generation, link.clone()));
-        Ok(link)
+        extended.insert(last.sig.clone(), Signed { generation, exp, header: header.clone() });
+        Ok(header)
     }
 
     /// Signs one link with our current key.
