@@ -1,6 +1,7 @@
 //! The one error type of the mesh. Every binding maps [`ErrorKind`] to its own idiom, and the
 //! numeric codes are stable: they are part of the public contract in every language.
 
+use serde_json::Value;
 use std::fmt;
 
 /// Stable error kinds, grouped by subsystem in blocks of a thousand.
@@ -66,6 +67,8 @@ pub enum ErrorKind {
     InvalidArguments,
     /// The remote agent answered with a JSON-RPC error.
     RemoteError,
+    /// The tool reported an application error: its own code, message and data.
+    ToolError,
 
     // 6xxx host handler
     /// The local host handler raised or rejected.
@@ -117,6 +120,7 @@ impl ErrorKind {
         ErrorKind::UnknownTool,
         ErrorKind::InvalidArguments,
         ErrorKind::RemoteError,
+        ErrorKind::ToolError,
         ErrorKind::HandlerFailed,
         ErrorKind::HandlerResult,
         ErrorKind::HandlerDropped,
@@ -155,6 +159,7 @@ impl ErrorKind {
             ErrorKind::UnknownTool => 5002,
             ErrorKind::InvalidArguments => 5003,
             ErrorKind::RemoteError => 5004,
+            ErrorKind::ToolError => 5005,
             ErrorKind::HandlerFailed => 6001,
             ErrorKind::HandlerResult => 6002,
             ErrorKind::HandlerDropped => 6003,
@@ -194,6 +199,7 @@ impl ErrorKind {
             ErrorKind::UnknownTool => "UNKNOWN_TOOL",
             ErrorKind::InvalidArguments => "INVALID_ARGUMENTS",
             ErrorKind::RemoteError => "REMOTE_ERROR",
+            ErrorKind::ToolError => "TOOL_ERROR",
             ErrorKind::HandlerFailed => "HANDLER_FAILED",
             ErrorKind::HandlerResult => "HANDLER_RESULT",
             ErrorKind::HandlerDropped => "HANDLER_DROPPED",
@@ -217,15 +223,51 @@ impl fmt::Display for ErrorKind {
 }
 
 /// An error with its kind and a message that names the problem and, where there is one, the fix.
+/// A `TOOL_ERROR` also carries the tool's application code and data (boxed: every other error
+/// stays as small as a kind and a string).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    application: Option<Box<Application>>,
+}
+
+/// What a tool's own error adds to a `TOOL_ERROR`: the code its author chose and optional data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Application {
+    code: String,
+    data: Option<Value>,
+}
+
+/// The longest application error code.
+pub const APP_CODE_MAX_LEN: usize = 64;
+
+/// Checks an application error code: 1 to 64 characters among `A-Z a-z 0-9 _ . : -`, so that it
+/// is a stable identifier a caller can match on in any language (and print in a log line). The
+/// error names the code and the rule.
+pub fn check_app_code(code: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-');
+    if !code.is_empty() && code.len() <= APP_CODE_MAX_LEN && code.chars().all(allowed) {
+        return Ok(());
+    }
+    let shown: String = code.chars().take(APP_CODE_MAX_LEN + 8).collect();
+    let shown = if shown.len() < code.len() { format!("{shown}...") } else { shown };
+    Err(format!(
+        "the error code {shown:?} is not valid: an application error code is 1 to {APP_CODE_MAX_LEN} characters among A-Z a-z 0-9 _ . : - (e.g. \"unknown_sku\")"
+    ))
 }
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into() }
+        Error { kind, message: message.into(), application: None }
+    }
+
+    /// A tool's own error (`TOOL_ERROR`): its application code (checked by [`check_app_code`]),
+    /// its message, word for word, and optional JSON data. The error is why the code is refused.
+    pub fn tool_error(app_code: impl Into<String>, message: impl Into<String>, data: Option<Value>) -> Result<Self, String> {
+        let code = app_code.into();
+        check_app_code(&code)?;
+        Ok(Error { kind: ErrorKind::ToolError, message: message.into(), application: Some(Box::new(Application { code, data })) })
     }
 
     pub fn kind(&self) -> ErrorKind {
@@ -240,15 +282,29 @@ impl Error {
         &self.message
     }
 
-    /// Prefixes the message with what was being done, keeping the kind.
+    /// The application code of a `TOOL_ERROR`, e.g. `"unknown_sku"`; `None` for every other error.
+    pub fn app_code(&self) -> Option<&str> {
+        self.application.as_deref().map(|a| a.code.as_str())
+    }
+
+    /// The data of a `TOOL_ERROR`, when the tool gave any.
+    pub fn data(&self) -> Option<&Value> {
+        self.application.as_deref().and_then(|a| a.data.as_ref())
+    }
+
+    /// Prefixes the message with what was being done, keeping the kind (and a tool error's code
+    /// and data).
     pub fn context(self, what: impl fmt::Display) -> Self {
-        Error { kind: self.kind, message: format!("{what}: {}", self.message) }
+        Error { message: format!("{what}: {}", self.message), ..self }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{} {}] {}", self.kind.code(), self.kind.name(), self.message)
+        match self.app_code() {
+            Some(app_code) => write!(f, "[{} {} {app_code}] {}", self.kind.code(), self.kind.name(), self.message),
+            None => write!(f, "[{} {}] {}", self.kind.code(), self.kind.name(), self.message),
+        }
     }
 }
 
@@ -277,5 +333,27 @@ mod tests {
         let e = Error::new(ErrorKind::Timeout, "no answer within 30000 ms");
         assert_eq!(e.to_string(), "[4002 TIMEOUT] no answer within 30000 ms");
         assert_eq!(e.context("calling add").message(), "calling add: no answer within 30000 ms");
+        let e = Error::tool_error("unknown_sku", "no such sku: X", Some(serde_json::json!({"sku": "X"}))).unwrap();
+        assert_eq!(e.to_string(), "[5005 TOOL_ERROR unknown_sku] no such sku: X");
+        let e = e.context("ordering");
+        assert_eq!(
+            (e.app_code(), e.data(), e.message()),
+            (Some("unknown_sku"), Some(&serde_json::json!({"sku": "X"})), "ordering: no such sku: X")
+        );
+    }
+
+    #[test]
+    fn application_codes_are_short_identifiers() {
+        for good in ["unknown_sku", "a", "billing.card:declined-2", &"x".repeat(APP_CODE_MAX_LEN)] {
+            assert_eq!(check_app_code(good), Ok(()), "{good}");
+        }
+        for bad in ["", "has space", "naïve", "semi;colon", &"x".repeat(APP_CODE_MAX_LEN + 1)] {
+            let problem = check_app_code(bad).unwrap_err();
+            assert!(problem.contains("1 to 64 characters among A-Z a-z 0-9 _ . : -"), "{problem}");
+        }
+        assert!(check_app_code(&"y".repeat(500)).unwrap_err().contains("...\" is not valid"));
+        assert_eq!(Error::tool_error("bad code", "m", None).unwrap_err(), check_app_code("bad code").unwrap_err());
+        // Every error but a tool error pays one pointer for the application part.
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<(ErrorKind, String, usize)>());
     }
 }

@@ -35,6 +35,27 @@ impl HostError {
     pub fn new(message: impl Into<String>) -> Self {
         HostError { message: message.into(), mesh_error: None }
     }
+
+    /// The handler raised its language's tool error (`ToolError` in Python and Node,
+    /// `ToolException` in Java, `toolmesh_invocation_fail_tool_error` in C), or let one that a
+    /// dependency call raised escape: the caller gets `TOOL_ERROR` with this application code,
+    /// message and data, intact. A code [`crate::error::check_app_code`] refuses makes it a handler failure
+    /// that says why, so the author learns of it from the first call.
+    pub fn tool_error(app_code: &str, message: impl Into<String>, data: Option<Value>) -> Self {
+        let message = message.into();
+        match Error::tool_error(app_code, message.clone(), data) {
+            Ok(error) => HostError { message, mesh_error: Some(error) },
+            Err(problem) => HostError::new(format!("it raised a tool error whose code is refused: {problem}")),
+        }
+    }
+
+    /// Like [`HostError::tool_error`], for a tool error whose data the binding could not encode
+    /// as JSON: the caller is told so in the same words in every language, and `reason` (the
+    /// language's serializer's words) goes to this agent's log.
+    pub fn tool_error_data_not_json(app_code: &str, reason: &str) -> Self {
+        tracing::warn!("a tool error with code {app_code:?} carries data that is not JSON: {reason}");
+        HostError::new(format!("it raised a tool error ({app_code:?}) whose data is not JSON; the agent serving it logs why"))
+    }
 }
 
 /// What a host handler answered.

@@ -153,6 +153,50 @@ async fn failures_have_stable_kinds_and_messages() {
 }
 
 #[tokio::test]
+async fn a_tool_error_reaches_the_caller_with_its_code_and_data_and_passes_through_a_relay() {
+    let pki = Pki::new();
+    let agent = start_agent("b", &pki.issue("b"), standard_tools(), |_| {}).await;
+    let client = McpClient::new(&pki.identity("operator")).unwrap();
+    let expected = |e: &toolmesh_core::Error| {
+        assert_eq!(
+            (e.kind(), e.message(), e.app_code(), e.data()),
+            (ErrorKind::ToolError, "no such sku: X", Some("unknown_sku"), Some(&json!({"sku": "X"})))
+        )
+    };
+    // Over the network, directly and through a handler that re-raises its dependency's error
+    // (in process), and from the host side.
+    expected(&call(&client, agent.endpoint(), "refuse", json!({})).await.unwrap_err());
+    expected(&call(&client, agent.endpoint(), "refuse_via", json!({})).await.unwrap_err());
+    expected(&agent.call("refuse_via", 0, json!({}), None).await.unwrap_err());
+    // A code core refuses is the handler's bug: an unexpected failure that says why.
+    let e = call(&client, agent.endpoint(), "refuse", json!({"code": "no spaces"})).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ToolFailed);
+    assert_eq!(
+        e.message(),
+        "tool 'refuse' failed: it raised a tool error whose code is refused: the error code \"no spaces\" is not valid: an application error code is 1 to 64 characters among A-Z a-z 0-9 _ . : - (e.g. \"unknown_sku\")"
+    );
+    // A client that does not read toolmesh's _meta still sees the code and the data.
+    let https = HttpsClient::new(&pki.identity("operator")).unwrap();
+    let (status, reply) = post(
+        &https,
+        agent.endpoint(),
+        &[("mcp-protocol-version", "2025-06-18")],
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"refuse","arguments":{}}}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let result = &reply["result"];
+    assert_eq!(result["isError"], json!(true));
+    assert_eq!(result["content"], json!([{"type": "text", "text": "unknown_sku: no such sku: X"}]));
+    assert_eq!(result["structuredContent"], json!({"error": {"code": "unknown_sku", "message": "no such sku: X", "data": {"sku": "X"}}}));
+    assert_eq!(
+        result["_meta"]["dev.toolmesh/error"],
+        json!({"code": 5005, "name": "TOOL_ERROR", "message": "no such sku: X", "appCode": "unknown_sku", "data": {"sku": "X"}})
+    );
+    agent.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_dependency_timeout_is_reported_as_timeout() {
     let pki = Pki::new();
     let mut tools = standard_tools();
@@ -267,7 +311,7 @@ async fn both_protocol_eras_are_served_statelessly_with_the_spec_status_codes() 
     assert_eq!(s, 202);
     let (_, v) = post(&client, ep, &[("mcp-protocol-version", "2025-06-18")], r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#).await;
     let names: Vec<&str> = v["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["add", "echo_context", "fail", "slow", "sum3"]);
+    assert_eq!(names, ["add", "echo_context", "fail", "refuse", "refuse_via", "slow", "sum3"]);
     assert_eq!(v["result"]["tools"][0]["inputSchema"], ab_schema());
     let (_, v) = post(&client, ep, &[], r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}}"#).await;
     assert_eq!(v["result"]["structuredContent"], json!({"result": 5}));

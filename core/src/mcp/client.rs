@@ -262,11 +262,20 @@ fn last_sse_message(body: &[u8]) -> Option<Value> {
     last
 }
 
-/// A mesh error reported by the remote side keeps its kind; anything else is classified here.
+/// A mesh error reported by the remote side keeps its kind (a tool error its application code
+/// and data); anything else is classified here.
 fn mesh_error_in(meta: Option<&Value>) -> Option<Error> {
     let meta = meta?;
-    let kind = ErrorKind::from_code(meta.get("code")?.as_u64()? as u32)?;
+    let kind = ErrorKind::from_code(u32::try_from(meta.get("code")?.as_u64()?).ok()?)?;
     let message = meta.get("message")?.as_str()?;
+    if kind == ErrorKind::ToolError {
+        let app_code = meta.get("appCode").and_then(Value::as_str).unwrap_or_default();
+        let data = meta.get("data").cloned();
+        // A peer that sent no valid application code has not told us what its tool meant.
+        return Some(Error::tool_error(app_code, message, data).unwrap_or_else(|problem| {
+            Error::new(ErrorKind::Protocol, format!("the peer reported a tool error that breaks the protocol: {problem}; its message: {message}"))
+        }));
+    }
     Some(Error::new(kind, message))
 }
 
@@ -342,6 +351,17 @@ mod tests {
         assert_eq!((e.kind(), e.message()), (ErrorKind::ToolFailed, "tool 'x' failed: boom"));
         let foreign = response("application/json", r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[{"type":"text","text":"bad"}]}}"#);
         assert_eq!(decode_call_response("x", "e", foreign).unwrap_err().message(), "tool 'x' failed: bad");
+        let domain = response(
+            "application/json",
+            r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[{"type":"text","text":"unknown_sku: no such sku: X"}],"_meta":{"dev.toolmesh/error":{"code":5005,"name":"TOOL_ERROR","message":"no such sku: X","appCode":"unknown_sku","data":{"sku":"X"}}}}}"#,
+        );
+        let e = decode_call_response("x", "e", domain).unwrap_err();
+        assert_eq!((e.kind(), e.message(), e.app_code(), e.data()), (ErrorKind::ToolError, "no such sku: X", Some("unknown_sku"), Some(&json!({"sku": "X"}))));
+        let codeless = response(
+            "application/json",
+            r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[],"_meta":{"dev.toolmesh/error":{"code":5005,"name":"TOOL_ERROR","message":"m"}}}}"#,
+        );
+        assert_eq!(decode_call_response("x", "e", codeless).unwrap_err().kind(), ErrorKind::Protocol);
         let plain = response("text/plain", "toolmesh: this port speaks HTTPS");
         assert_eq!(decode_call_response("x", "e", plain).unwrap_err().kind(), ErrorKind::Protocol);
     }

@@ -249,7 +249,16 @@ impl McpServer {
             Err(e) if e.kind() == ErrorKind::UnknownTool => {
                 rpc_error(id, RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, e.message()).with_data(json!(ErrorMeta::of(&e))))
             }
-            Err(e) => self.call_result(era, id, e.message(), None, Some(ErrorMeta::of(&e))),
+            Err(e) => match e.app_code() {
+                // A tool's own error: a client that does not read toolmesh's `_meta` still sees
+                // its code, in the text and (with its data) as `structuredContent`.
+                Some(app_code) => {
+                    let text = format!("{app_code}: {}", e.message());
+                    let structured = Structured::ToolError { error: ToolErrorContent { code: app_code, message: e.message(), data: e.data() } };
+                    self.call_result(era, id, &text, Some(structured), Some(ErrorMeta::of(&e)))
+                }
+                None => self.call_result(era, id, e.message(), None, Some(ErrorMeta::of(&e))),
+            },
         }
     }
 
@@ -542,6 +551,16 @@ struct TextContent<'a> {
 enum Structured<'a> {
     AsIs(&'a RawValue),
     Wrapped { result: &'a RawValue },
+    /// The `structuredContent` of a tool error: `{"error": {"code", "message", "data"?}}`.
+    ToolError { error: ToolErrorContent<'a> },
+}
+
+#[derive(Serialize)]
+struct ToolErrorContent<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Value>,
 }
 
 impl<'a> Structured<'a> {
@@ -573,11 +592,16 @@ struct ErrorMeta<'a> {
     code: u32,
     name: &'static str,
     message: &'a str,
+    /// A tool error's application code and data.
+    #[serde(rename = "appCode", skip_serializing_if = "Option::is_none")]
+    app_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Value>,
 }
 
 impl<'a> ErrorMeta<'a> {
     fn of(e: &'a Error) -> Self {
-        ErrorMeta { code: e.code(), name: e.kind().name(), message: e.message() }
+        ErrorMeta { code: e.code(), name: e.kind().name(), message: e.message(), app_code: e.app_code(), data: e.data() }
     }
 }
 

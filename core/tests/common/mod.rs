@@ -102,6 +102,19 @@ pub fn handler(agent: Arc<OnceLock<Agent>>) -> Arc<FnHandler<impl Fn(ToolInvocat
                     "origin": inv.context.origin.as_ref().map(|o| json!({"identity": o.identity, "signed": o.signed})),
                 })),
                 "fail" => done.err("boom"),
+                // A tool's own error, with the code the caller asks for.
+                "refuse" => {
+                    let code = inv.arguments.get("code").and_then(Value::as_str).unwrap_or("unknown_sku");
+                    done.complete(Err(toolmesh_core::host::HostError::tool_error(code, "no such sku: X", Some(json!({"sku": "X"})))))
+                }
+                // Calls refuse and lets its error escape unchanged.
+                "refuse_via" => {
+                    let agent = agent.get().unwrap();
+                    match agent.call("refuse_via", 0, inv.arguments.clone(), Some(inv.context.clone())).await {
+                        Ok(v) => done.ok(v),
+                        Err(e) => done.complete(Err(toolmesh_core::host::HostError { message: e.message().into(), mesh_error: Some(e) })),
+                    }
+                }
                 "slow" => {
                     tokio::time::sleep(std::time::Duration::from_millis(arg("ms") as u64)).await;
                     done.ok(json!("done"))
@@ -118,6 +131,8 @@ pub fn standard_tools() -> Vec<ToolInfo> {
         tool("sum3", "sum3", json!({"type": "object", "properties": {}}), json!(["add"])),
         tool("echo_context", "echo_context", json!({"type": "object"}), json!([])),
         tool("fail", "fail", json!({"type": "object"}), json!([])),
+        tool("refuse", "refuse", json!({"type": "object"}), json!([])),
+        tool("refuse_via", "refuse_via", json!({"type": "object"}), json!(["refuse"])),
         tool("slow", "slow", json!({"type": "object", "properties": {"ms": {"type": "integer"}}}), json!([])),
     ]
 }
