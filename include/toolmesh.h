@@ -39,17 +39,20 @@ typedef struct toolmesh_agent toolmesh_agent;
 typedef struct toolmesh_config toolmesh_config;
 
 // One failure: its result code and message. The message is the core's message, word for word
-// the one Python, Node and Java report for the same failure.
+// the one Python, Node and Java report for the same failure. A `TOOLMESH_TOOL_ERROR` (a tool's
+// own error) also carries the tool's application code and, when it gave any, its data.
 //
 // Ownership: created by a failing toolmesh function into `*error_out`; the caller frees it with
-// `toolmesh_error_free`.
+// `toolmesh_error_free`. The error a dependency call's callback receives is borrowed instead:
+// valid for the duration of the callback, never freed by the callback.
 typedef struct toolmesh_error toolmesh_error;
 
 // One invocation of a local tool: its request context (propagated headers, trace, deadline)
 // and its answer channel.
 //
 // Ownership: handed to the handler's `invoke`, which owns it until it answers exactly once with
-// `toolmesh_invocation_complete`, `toolmesh_invocation_fail` or
+// `toolmesh_invocation_complete`, `toolmesh_invocation_fail`,
+// `toolmesh_invocation_fail_tool_error`, `toolmesh_invocation_fail_with_error` or
 // `toolmesh_invocation_fail_with_code` (from any thread); that call frees it, whatever it
 // returns. A handler that gives up frees it with `toolmesh_invocation_free`, and its caller
 // learns at once that the tool "ended without an answer"; one that neither answers nor frees
@@ -65,14 +68,20 @@ typedef struct toolmesh_invocation toolmesh_invocation;
 // to 199 belong to the C ABI alone (a NULL argument, a string that is not UTF-8, ...).
 typedef int32_t toolmesh_result;
 
-// Receives the outcome of `toolmesh_agent_call`: `code` is `TOOLMESH_OK` and the text the
-// result as UTF-8 JSON, or `code` is the error's code and the text its message (the core's
-// message, the same as in every language). The text is borrowed for the duration of the
-// callback: copy it to keep it. `userdata` is the pointer given to `toolmesh_agent_call`,
+// Receives the outcome of `toolmesh_agent_call`: `code` is `TOOLMESH_OK`, the text the
+// result as UTF-8 JSON and `error` NULL, or `code` is the error's code, the text its message
+// (the core's message, the same as in every language) and `error` the whole error: for a
+// `TOOLMESH_TOOL_ERROR` also its application code and data (`toolmesh_error_app_code`,
+// `toolmesh_error_data_json`); a handler re-raises it intact with
+// `toolmesh_invocation_fail_with_error`. The text and the error are borrowed for the duration
+// of the callback (never free the error): copy what you keep. `userdata` is the pointer given to `toolmesh_agent_call`,
 // passed back untouched: it is the caller's (toolmesh never frees it), and this one call is the
 // last time toolmesh uses it, so the callback may free it. Runs on a toolmesh host thread (so
 // it may block, and may answer an invocation).
-typedef void (*toolmesh_call_callback)(void *userdata, toolmesh_result code, const char *text);
+typedef void (*toolmesh_call_callback)(void *userdata,
+                                       toolmesh_result code,
+                                       const char *text,
+                                       const toolmesh_error *error);
 
 // Runs a local tool. Called on a toolmesh host thread (never a runtime thread, so it may block,
 // though a thread blocked here is a thread the pool has to replace); several invocations may
@@ -196,6 +205,9 @@ typedef struct {
 
 // The remote agent answered with a JSON-RPC error.
 #define TOOLMESH_REMOTE_ERROR 5004
+
+// The tool reported an application error: its own code, message and data.
+#define TOOLMESH_TOOL_ERROR 5005
 
 // The local host handler raised or rejected.
 #define TOOLMESH_HANDLER_FAILED 6001
@@ -385,11 +397,27 @@ toolmesh_result toolmesh_config_set(toolmesh_config *config,
                                     const char *value,
                                     toolmesh_error **error_out);
 
+// The application code of a `TOOLMESH_TOOL_ERROR` (e.g. "unknown_sku"): the code the tool's
+// handler failed with, 1 to 64 characters among `A-Z a-z 0-9 _ . : -`. NULL for every other
+// error and when `error` is NULL. Borrowed from `error`: valid as long as it is.
+//
+// # Safety
+// `error` is NULL or a live `toolmesh_error` (borrowed for the call).
+const char *toolmesh_error_app_code(const toolmesh_error *error);
+
 // The error's result code; `TOOLMESH_NULL_ARGUMENT` when `error` is NULL.
 //
 // # Safety
 // `error` is NULL or a live `toolmesh_error` (borrowed for the call).
 toolmesh_result toolmesh_error_code(const toolmesh_error *error);
+
+// The data of a `TOOLMESH_TOOL_ERROR` as UTF-8 JSON text, when the tool gave any; NULL when it
+// gave none, for every other error and when `error` is NULL. Borrowed from `error`: valid as
+// long as it is.
+//
+// # Safety
+// `error` is NULL or a live `toolmesh_error` (borrowed for the call).
+const char *toolmesh_error_data_json(const toolmesh_error *error);
 
 // Frees an error. Freeing NULL does nothing.
 //
@@ -436,6 +464,30 @@ toolmesh_result toolmesh_invocation_fail(toolmesh_invocation *invocation,
                                          const char *message,
                                          toolmesh_error **error_out);
 
+// Answers the invocation with the tool's own error, an expected failure of its domain (an
+// unknown SKU, an empty stock): the caller gets `TOOLMESH_TOOL_ERROR` with `app_code`, `message`
+// word for word and `data_json` (any JSON value, or NULL for none), in every language, as the
+// other languages' `ToolError` gives them. All three are borrowed for the call (toolmesh keeps
+// copies). Frees the invocation in every case.
+//
+// `app_code` is 1 to 64 characters among `A-Z a-z 0-9 _ . : -`. When it is not (or NULL, or
+// not UTF-8), or `data_json` is not JSON, the caller gets `TOOLMESH_TOOL_FAILED` with a message
+// saying why, and this returns the reason too: `TOOLMESH_HANDLER_FAILED` for a refused code,
+// `TOOLMESH_INVALID_JSON` for data that is not JSON. A NULL `message` is an empty one.
+//
+// # Safety
+// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on: it is
+// freed before this returns, whatever it returns, and must not be used again. `app_code`,
+// `message` and `data_json` are NULL or NUL-terminated strings, borrowed for the call.
+// `error_out` is NULL or points to storage for one pointer (borrowed for the call) that
+// receives, on failure only, a new `toolmesh_error` owned by the caller, who frees it with
+// `toolmesh_error_free`.
+toolmesh_result toolmesh_invocation_fail_tool_error(toolmesh_invocation *invocation,
+                                                    const char *app_code,
+                                                    const char *message,
+                                                    const char *data_json,
+                                                    toolmesh_error **error_out);
+
 // Answers the invocation with a mesh error, typically one a dependency call of this handler
 // reported: the caller gets `code` and `message` unchanged, as if it had made that call itself.
 // A `code` that is not one of the core's error codes (1000 and up) is reported as a plain
@@ -452,6 +504,23 @@ toolmesh_result toolmesh_invocation_fail_with_code(toolmesh_invocation *invocati
                                                    toolmesh_result code,
                                                    const char *message,
                                                    toolmesh_error **error_out);
+
+// Answers the invocation with `error`, the error a dependency call of this handler reported
+// (the `error` its callback received, or one a toolmesh function returned): the caller gets it
+// intact — its code and message, and for a `TOOLMESH_TOOL_ERROR` its application code and data
+// — as if it had made that call itself. An error with a C ABI code (below 1000) is reported as
+// a plain failure with its message, like `toolmesh_invocation_fail`. Frees the invocation in
+// every case; `error` stays the caller's.
+//
+// # Safety
+// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on: it is
+// freed before this returns, whatever it returns, and must not be used again. `error` is NULL
+// or a live `toolmesh_error`, borrowed for the call. `error_out` is NULL or points to storage
+// for one pointer (borrowed for the call) that receives, on failure only, a new
+// `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
+toolmesh_result toolmesh_invocation_fail_with_error(toolmesh_invocation *invocation,
+                                                    const toolmesh_error *error,
+                                                    toolmesh_error **error_out);
 
 // Frees an invocation without answering it, for a handler that gives up on it. The core sees
 // the completion dropped (`TOOLMESH_HANDLER_DROPPED`), and the caller gets right away, instead

@@ -114,7 +114,11 @@ pub fn not_json_error(tool: &str) -> Error {
 pub fn completion_result(tool: &str, received: Result<Answer, oneshot::error::RecvError>) -> Result<Value, Error> {
     match received {
         Ok(Answer::Done(Ok(value))) => Ok(value),
-        Ok(Answer::Done(Err(HostError { mesh_error: Some(e), .. }))) => Err(e),
+        // A TOOL_ERROR is only ever made with its application code (`HostError::tool_error`): a
+        // binding that hands back the bare number is reported as the handler failure it is.
+        Ok(Answer::Done(Err(HostError { mesh_error: Some(e), .. }))) if e.kind() != ErrorKind::ToolError || e.app_code().is_some() => {
+            Err(e)
+        }
         Ok(Answer::Done(Err(HostError { message, .. }))) => {
             // Every language reports an exception without a message the same way.
             let message = if message.trim().is_empty() { "(no message)" } else { message.as_str() };

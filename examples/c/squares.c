@@ -50,7 +50,8 @@ struct sync_call {
   char *text; /* the result JSON or the error message */
 };
 
-static void sync_call_done(void *userdata, toolmesh_result code, const char *text) {
+static void sync_call_done(void *userdata, toolmesh_result code, const char *text, const toolmesh_error *error) {
+  (void)error; /* the text is the error's message; a tool error's code and data are not used here */
   struct sync_call *call = userdata;
   pthread_mutex_lock(&call->lock);
   call->code = code;

@@ -163,7 +163,7 @@ mod tests {
         // SAFETY: freed once.
         unsafe { toolmesh_error_free(error) };
 
-        unsafe extern "C" fn never(_: *mut std::ffi::c_void, _: toolmesh_result, _: *const c_char) {
+        unsafe extern "C" fn never(_: *mut std::ffi::c_void, _: toolmesh_result, _: *const c_char, _: *const toolmesh_error) {
             panic!("a call that panicked must not complete");
         }
         PANIC_IN.with(|target| target.set(Some("toolmesh_agent_call")));

@@ -8,14 +8,18 @@ use crate::result::*;
 use std::ffi::{c_char, c_void, CStr};
 use toolmesh_core::{runtime, Error};
 
-/// Receives the outcome of `toolmesh_agent_call`: `code` is `TOOLMESH_OK` and the text the
-/// result as UTF-8 JSON, or `code` is the error's code and the text its message (the core's
-/// message, the same as in every language). The text is borrowed for the duration of the
-/// callback: copy it to keep it. `userdata` is the pointer given to `toolmesh_agent_call`,
+/// Receives the outcome of `toolmesh_agent_call`: `code` is `TOOLMESH_OK`, the text the
+/// result as UTF-8 JSON and `error` NULL, or `code` is the error's code, the text its message
+/// (the core's message, the same as in every language) and `error` the whole error: for a
+/// `TOOLMESH_TOOL_ERROR` also its application code and data (`toolmesh_error_app_code`,
+/// `toolmesh_error_data_json`); a handler re-raises it intact with
+/// `toolmesh_invocation_fail_with_error`. The text and the error are borrowed for the duration
+/// of the callback (never free the error): copy what you keep. `userdata` is the pointer given to `toolmesh_agent_call`,
 /// passed back untouched: it is the caller's (toolmesh never frees it), and this one call is the
 /// last time toolmesh uses it, so the callback may free it. Runs on a toolmesh host thread (so
 /// it may block, and may answer an invocation).
-pub type toolmesh_call_callback = Option<unsafe extern "C" fn(userdata: *mut c_void, code: toolmesh_result, text: *const c_char)>;
+pub type toolmesh_call_callback =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, code: toolmesh_result, text: *const c_char, error: *const toolmesh_error)>;
 
 /// Calls dependency number `dependency_index` (in declaration order) of the local tool `tool`,
 /// with `arguments_json` (a JSON object), through the mesh: resolution, load balancing,
@@ -69,7 +73,7 @@ pub unsafe extern "C" fn toolmesh_agent_call(
     unsafe { report(outcome, error_out) }
 }
 
-type Callback = unsafe extern "C" fn(*mut c_void, toolmesh_result, *const c_char);
+type Callback = unsafe extern "C" fn(*mut c_void, toolmesh_result, *const c_char, *const toolmesh_error);
 
 /// The caller's `userdata`, passed back untouched.
 struct UserData(*mut c_void);
@@ -87,21 +91,22 @@ struct CallCompletion {
 
 impl CallCompletion {
     fn deliver(mut self, outcome: Result<String, Error>) {
-        let (code, text) = match outcome {
-            Ok(json) => (TOOLMESH_OK, json),
+        match outcome {
+            Ok(json) => self.fire(TOOLMESH_OK, &c_string_lossy(json), None),
             Err(error) => {
-                let failure = Failure::from(error);
-                (failure.code, failure.message)
+                let error = toolmesh_error::from(Failure::from(error));
+                self.fire(error.code(), error.message(), Some(&error))
             }
-        };
-        self.fire(code, &c_string_lossy(text));
+        }
     }
 
-    fn fire(&mut self, code: toolmesh_result, text: &CStr) {
+    fn fire(&mut self, code: toolmesh_result, text: &CStr, error: Option<&toolmesh_error>) {
         if let Some((callback, userdata)) = self.target.take() {
+            let error = error.map_or(std::ptr::null(), |e| e as *const toolmesh_error);
             // SAFETY: the contract of `toolmesh_agent_call`: the callback takes its userdata, a
-            // code and a string borrowed for the call; `take` makes this the only call.
-            unsafe { callback(userdata.0, code, text.as_ptr()) };
+            // code, a string and an error (or NULL), both borrowed for the call; `take` makes
+            // this the only call.
+            unsafe { callback(userdata.0, code, text.as_ptr(), error) };
         }
     }
 }
@@ -111,7 +116,11 @@ impl Drop for CallCompletion {
         if let Some(target) = self.target.take() {
             crate::host_threads::spawn(move || {
                 let mut abandoned = CallCompletion { target: Some(target) };
-                abandoned.fire(TOOLMESH_SHUTDOWN, c"the call was abandoned: toolmesh shut down before it finished");
+                let error = toolmesh_error::from(Failure::new(
+                    TOOLMESH_SHUTDOWN,
+                    "the call was abandoned: toolmesh shut down before it finished",
+                ));
+                abandoned.fire(error.code(), error.message(), Some(&error));
             });
         }
     }
@@ -120,6 +129,7 @@ impl Drop for CallCompletion {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{toolmesh_error_app_code, toolmesh_error_data_json};
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
     use toolmesh_core::ErrorKind;
@@ -127,11 +137,26 @@ mod tests {
     /// What one test's callback received, and the thread it ran on.
     type Received = Mutex<Vec<(toolmesh_result, String, String)>>;
 
-    unsafe extern "C" fn record(userdata: *mut c_void, code: toolmesh_result, text: *const c_char) {
+    unsafe extern "C" fn record(userdata: *mut c_void, code: toolmesh_result, text: *const c_char, error: *const toolmesh_error) {
         // SAFETY: the tests pass a live `Received` and a NUL-terminated text.
         let (received, text) = unsafe { (&*(userdata as *const Received), CStr::from_ptr(text)) };
+        let mut text = text.to_string_lossy().into_owned();
+        // SAFETY: NULL or the error borrowed for this callback.
+        match unsafe { error.as_ref() } {
+            None => assert_eq!(code, TOOLMESH_OK, "a failure comes with its error"),
+            Some(error) => {
+                assert_eq!((error.code(), error.message().to_str().unwrap()), (code, text.as_str()), "the error is the one reported");
+                // SAFETY: a live error; the strings it lends are NUL-terminated.
+                let (app_code, data) = unsafe { (toolmesh_error_app_code(error), toolmesh_error_data_json(error)) };
+                if !app_code.is_null() {
+                    // SAFETY: as above.
+                    let (app_code, data) = unsafe { (CStr::from_ptr(app_code), CStr::from_ptr(data)) };
+                    text = format!("{} {text} {}", app_code.to_str().unwrap(), data.to_str().unwrap());
+                }
+            }
+        }
         let thread = std::thread::current().name().unwrap_or("").to_owned();
-        received.lock().unwrap().push((code, text.to_string_lossy().into_owned(), thread));
+        received.lock().unwrap().push((code, text, thread));
     }
 
     fn completion(received: &Received) -> CallCompletion {
@@ -152,10 +177,16 @@ mod tests {
         let received = Received::default();
         completion(&received).deliver(Ok("42".to_owned()));
         completion(&received).deliver(Err(Error::new(ErrorKind::Timeout, "no answer within 200 ms")));
+        let refused = Error::tool_error("unknown_sku", "no such sku: X", Some(serde_json::json!({"sku": "X"}))).unwrap();
+        completion(&received).deliver(Err(refused));
         let here = std::thread::current().name().unwrap_or("").to_owned();
         assert_eq!(
-            wait_for(&received, 2),
-            [(TOOLMESH_OK, "42".to_owned(), here.clone()), (TOOLMESH_TIMEOUT, "no answer within 200 ms".to_owned(), here)]
+            wait_for(&received, 3),
+            [
+                (TOOLMESH_OK, "42".to_owned(), here.clone()),
+                (TOOLMESH_TIMEOUT, "no answer within 200 ms".to_owned(), here.clone()),
+                (TOOLMESH_TOOL_ERROR, r#"unknown_sku no such sku: X {"sku":"X"}"#.to_owned(), here)
+            ]
         );
     }
 

@@ -76,6 +76,8 @@ pub const TOOLMESH_UNKNOWN_TOOL: toolmesh_result = 5002;
 pub const TOOLMESH_INVALID_ARGUMENTS: toolmesh_result = 5003;
 /// The remote agent answered with a JSON-RPC error.
 pub const TOOLMESH_REMOTE_ERROR: toolmesh_result = 5004;
+/// The tool reported an application error: its own code, message and data.
+pub const TOOLMESH_TOOL_ERROR: toolmesh_result = 5005;
 /// The local host handler raised or rejected.
 pub const TOOLMESH_HANDLER_FAILED: toolmesh_result = 6001;
 /// The local host handler returned a value that is not JSON.
@@ -128,6 +130,7 @@ const CODES: &[(toolmesh_result, &CStr, &CStr)] = &[
     (TOOLMESH_UNKNOWN_TOOL, c"UNKNOWN_TOOL", c"The remote agent has no tool by that name."),
     (TOOLMESH_INVALID_ARGUMENTS, c"INVALID_ARGUMENTS", c"The remote agent rejected the arguments."),
     (TOOLMESH_REMOTE_ERROR, c"REMOTE_ERROR", c"The remote agent answered with a JSON-RPC error."),
+    (TOOLMESH_TOOL_ERROR, c"TOOL_ERROR", c"The tool reported an application error: its own code, message and data."),
     (TOOLMESH_HANDLER_FAILED, c"HANDLER_FAILED", c"The local host handler raised or rejected."),
     (TOOLMESH_HANDLER_RESULT, c"HANDLER_RESULT", c"The local host handler returned a value that is not JSON."),
     (TOOLMESH_HANDLER_DROPPED, c"HANDLER_DROPPED", c"The host dropped the completion without answering."),

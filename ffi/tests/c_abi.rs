@@ -99,7 +99,9 @@ const TOOLS: &str = r#"[
   {"name": "slow", "capability": "slow"},
   {"name": "broken", "capability": "broken"},
   {"name": "gives_up", "capability": "gives_up"},
-  {"name": "client", "capability": "client", "dependencies": ["add", "sum3", "blocking_sum3", "slow", "broken", "gives_up"]}
+  {"name": "refuse", "capability": "refuse"},
+  {"name": "refuse_via", "capability": "refuse_via", "dependencies": ["refuse"]},
+  {"name": "client", "capability": "client", "dependencies": ["add", "sum3", "blocking_sum3", "slow", "broken", "gives_up", "refuse", "refuse_via"]}
 ]"#;
 
 /// The dependencies of `client`, by index.
@@ -109,6 +111,8 @@ const BLOCKING_SUM3: usize = 2;
 const SLOW: usize = 3;
 const BROKEN: usize = 4;
 const GIVES_UP: usize = 5;
+const REFUSE: usize = 6;
+const REFUSE_VIA: usize = 7;
 
 /// The handler's userdata: what the C side of a real program would keep.
 struct Host {
@@ -175,6 +179,33 @@ unsafe extern "C" fn invoke(
                 unsafe { toolmesh_invocation_free(invocation as *mut toolmesh_invocation) };
             });
         }
+        "refuse" => {
+            // The tool's own error; the arguments pick its code and data (JSON text).
+            let app_code = CString::new(args["code"].as_str().unwrap_or("unknown_sku")).unwrap();
+            let data = CString::new(args["data"].as_str().unwrap_or(r#"{"sku": "X"}"#)).unwrap();
+            // SAFETY: an unanswered invocation, answered once; the strings outlive the call.
+            let code = unsafe {
+                toolmesh_invocation_fail_tool_error(invocation, app_code.as_ptr(), c"no such sku: X".as_ptr(), data.as_ptr(), ptr::null_mut())
+            };
+            let expected = if args.get("code").is_some() { TOOLMESH_HANDLER_FAILED } else if args.get("data").is_some() { TOOLMESH_INVALID_JSON } else { TOOLMESH_OK };
+            assert_eq!(code, expected);
+        }
+        "refuse_via" => {
+            // SAFETY: live agent and invocation; the callback re-raises what `refuse` answered.
+            let code = unsafe {
+                toolmesh::call::toolmesh_agent_call(
+                    host.agent(),
+                    invocation,
+                    c"refuse_via".as_ptr(),
+                    0,
+                    c"{}".as_ptr(),
+                    Some(reraise),
+                    invocation as *mut c_void,
+                    ptr::null_mut(),
+                )
+            };
+            assert_eq!(code, TOOLMESH_OK);
+        }
         "broken" => {
             // SAFETY: an unanswered invocation, answered once.
             let code = unsafe { toolmesh_invocation_complete(invocation, c"{not json".as_ptr(), ptr::null_mut()) };
@@ -189,7 +220,14 @@ struct Pending {
     add: i64,
 }
 
-unsafe extern "C" fn finish_sum3(userdata: *mut c_void, code: toolmesh_result, text_ptr: *const c_char) {
+/// Answers the invocation (the userdata) with the error its dependency call got, intact.
+unsafe extern "C" fn reraise(userdata: *mut c_void, code: toolmesh_result, _text: *const c_char, error: *const toolmesh_error) {
+    assert_ne!(code, TOOLMESH_OK);
+    // SAFETY: an unanswered invocation, answered once; `error` is borrowed for this callback.
+    assert_eq!(unsafe { toolmesh_invocation_fail_with_error(userdata as *mut toolmesh_invocation, error, ptr::null_mut()) }, TOOLMESH_OK);
+}
+
+unsafe extern "C" fn finish_sum3(userdata: *mut c_void, code: toolmesh_result, text_ptr: *const c_char, _: *const toolmesh_error) {
     // SAFETY: `userdata` is the Pending boxed by `invoke`, delivered once.
     let pending = unsafe { Box::from_raw(userdata as *mut Pending) };
     let invocation = pending.invocation as *mut toolmesh_invocation;
@@ -234,10 +272,18 @@ impl Outcomes {
     }
 }
 
-unsafe extern "C" fn record_outcome(userdata: *mut c_void, code: toolmesh_result, text_ptr: *const c_char) {
+/// Records the code and the text; for a tool error, `app_code: text data`.
+unsafe extern "C" fn record_outcome(userdata: *mut c_void, code: toolmesh_result, text_ptr: *const c_char, error: *const toolmesh_error) {
     // SAFETY: the tests pass an `Outcomes` that outlives their calls.
     let outcomes = unsafe { &*(userdata as *const Outcomes) };
-    outcomes.received.lock().unwrap().push((code, text(text_ptr).unwrap()));
+    let mut said = text(text_ptr).unwrap();
+    // SAFETY: `error` is NULL or borrowed for this callback; its strings are NULL or NUL-terminated.
+    if let Some(app_code) = text(unsafe { toolmesh_error_app_code(error) }) {
+        // SAFETY: as above.
+        let data = text(unsafe { toolmesh_error_data_json(error) }).unwrap_or_default();
+        said = format!("{app_code}: {said} {data}");
+    }
+    outcomes.received.lock().unwrap().push((code, said));
     outcomes.changed.notify_all();
 }
 
@@ -336,13 +382,25 @@ fn chained_calls_through_a_c_handler() {
     );
     assert_eq!(
         call_and_wait(agent, ptr::null(), "client", 9, "{}"),
-        (TOOLMESH_UNKNOWN_DEPENDENCY, "tool 'client' declares 6 dependencies; there is no dependency #9".into())
+        (TOOLMESH_UNKNOWN_DEPENDENCY, "tool 'client' declares 8 dependencies; there is no dependency #9".into())
     );
     // A handler that gives up (the core's HANDLER_DROPPED): its caller learns so at once,
     // exactly once, as a tool failure, as for every handler error.
     assert_eq!(
         call_and_wait(agent, ptr::null(), "client", GIVES_UP, "{}"),
         (TOOLMESH_TOOL_FAILED, "tool 'gives_up' ended without an answer".into())
+    );
+    // A tool error: its code, message and data reach the caller, also through a handler that
+    // re-raises the error its own call got; a refused code or data that is not JSON is a failure.
+    let refused = (TOOLMESH_TOOL_ERROR, r#"unknown_sku: no such sku: X {"sku":"X"}"#.to_owned());
+    assert_eq!(call_and_wait(agent, ptr::null(), "client", REFUSE, "{}"), refused);
+    assert_eq!(call_and_wait(agent, ptr::null(), "client", REFUSE_VIA, "{}"), refused);
+    let (code, message) = call_and_wait(agent, ptr::null(), "client", REFUSE, r#"{"code": "no spaces"}"#);
+    assert_eq!(code, TOOLMESH_TOOL_FAILED);
+    assert!(message.starts_with("tool 'refuse' failed: it raised a tool error whose code is refused: the error code \"no spaces\" is not valid"), "{message}");
+    assert_eq!(
+        call_and_wait(agent, ptr::null(), "client", REFUSE, r#"{"data": "{nope"}"#),
+        (TOOLMESH_TOOL_FAILED, "tool 'refuse' failed: it raised a tool error (\"unknown_sku\") whose data is not JSON; the agent serving it logs why".into())
     );
     let (code, message) = call_and_wait(agent, ptr::null(), "client", BROKEN, "{}");
     assert_eq!(code, TOOLMESH_TOOL_FAILED);

@@ -98,20 +98,31 @@ struct pending {
   char trace_id[64];
 };
 
-static void finish_sum3(void *userdata, toolmesh_result code, const char *text) {
+static void finish_sum3(void *userdata, toolmesh_result code, const char *text, const toolmesh_error *error) {
   struct pending *pending = userdata;
   if (code == TOOLMESH_OK) {
     char json[32];
     snprintf(json, sizeof json, "%lld", strtoll(text, NULL, 10) + pending->add);
     complete_json(pending->invocation, json);
   } else {
-    toolmesh_invocation_fail_with_code(pending->invocation, code, text, NULL);
+    toolmesh_invocation_fail_with_error(pending->invocation, error, NULL);
+  }
+  free(pending);
+}
+
+/* Lets the dependency's error escape intact: a tool error keeps its code, message and data. */
+static void finish_reraise(void *userdata, toolmesh_result code, const char *text, const toolmesh_error *error) {
+  struct pending *pending = userdata;
+  if (code == TOOLMESH_OK) {
+    complete_json(pending->invocation, text);
+  } else {
+    toolmesh_invocation_fail_with_error(pending->invocation, error, NULL);
   }
   free(pending);
 }
 
 /* Answers with both hops' view of the request context: the trace must be the same one. */
-static void finish_relay(void *userdata, toolmesh_result code, const char *text) {
+static void finish_relay(void *userdata, toolmesh_result code, const char *text, const toolmesh_error *error) {
   struct pending *pending = userdata;
   char back_tenant[64] = "", back_trace[64] = "";
   if (code == TOOLMESH_OK && json_string(text, "tenant", back_tenant, sizeof back_tenant) &&
@@ -120,8 +131,10 @@ static void finish_relay(void *userdata, toolmesh_result code, const char *text)
     snprintf(json, sizeof json, "{\"tenant_front\": \"%s\", \"tenant_back\": \"%s\", \"trace_continues\": %s}", pending->tenant,
              back_tenant, pending->trace_id[0] && strcmp(pending->trace_id, back_trace) == 0 ? "true" : "false");
     complete_json(pending->invocation, json);
+  } else if (error != NULL) {
+    toolmesh_invocation_fail_with_error(pending->invocation, error, NULL);
   } else {
-    toolmesh_invocation_fail_with_code(pending->invocation, code, text, NULL);
+    toolmesh_invocation_fail(pending->invocation, "echo_context answered without a tenant or trace", NULL);
   }
   free(pending);
 }
@@ -132,7 +145,7 @@ static void call_dependency(struct agent_state *state, toolmesh_invocation *invo
   toolmesh_result code = toolmesh_agent_call(atomic_load(&state->agent), invocation, tool, 0, arguments, callback, pending, &error);
   if (code != TOOLMESH_OK) {
     /* The call never started, so its callback never runs: answer here. */
-    toolmesh_invocation_fail_with_code(invocation, code, toolmesh_error_message(error), NULL);
+    toolmesh_invocation_fail_with_error(invocation, error, NULL);
     toolmesh_error_free(error);
     free(pending);
   }
@@ -156,6 +169,14 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
     complete_json(invocation, json);
   } else if (strcmp(tool, "fail") == 0) {
     toolmesh_invocation_fail(invocation, "boom", NULL);
+  } else if (strcmp(tool, "refuse") == 0) {
+    /* An expected failure of the tool's domain: its own code, message and data. */
+    toolmesh_result code = toolmesh_invocation_fail_tool_error(invocation, "unknown_sku", "no such sku: X", "{\"sku\": \"X\"}", NULL);
+    CHECK(code == TOOLMESH_OK, "a valid tool error is accepted");
+  } else if (strcmp(tool, "refuse_via") == 0) {
+    struct pending *pending = calloc(1, sizeof *pending);
+    pending->invocation = invocation;
+    call_dependency(state, invocation, tool, "{}", finish_reraise, pending);
   } else if (strcmp(tool, "gives_up") == 0) {
     toolmesh_invocation_free(invocation); /* no answer: the caller must still hear, once */
   } else if (strcmp(tool, "hold") == 0) {
@@ -226,12 +247,22 @@ struct outcome {
   char text[1024];
 };
 
-static void record_outcome(void *userdata, toolmesh_result code, const char *text) {
+/* Records the code and text; for a tool error "<app code>: <message> <data>". */
+static void record_outcome(void *userdata, toolmesh_result code, const char *text, const toolmesh_error *error) {
   struct outcome *outcome = userdata;
   pthread_mutex_lock(&outcome->lock);
   outcome->deliveries++;
   outcome->code = code;
-  snprintf(outcome->text, sizeof outcome->text, "%s", text);
+  CHECK((code == TOOLMESH_OK) == (error == NULL), "a failure, and only a failure, comes with its error");
+  CHECK(error == NULL || (toolmesh_error_code(error) == code && strcmp(toolmesh_error_message(error), text) == 0),
+        "the error is the one reported");
+  const char *app_code = toolmesh_error_app_code(error);
+  if (app_code != NULL) {
+    const char *data = toolmesh_error_data_json(error);
+    snprintf(outcome->text, sizeof outcome->text, "%s: %s %s", app_code, text, data ? data : "(no data)");
+  } else {
+    snprintf(outcome->text, sizeof outcome->text, "%s", text);
+  }
   pthread_cond_broadcast(&outcome->changed);
   pthread_mutex_unlock(&outcome->lock);
 }
@@ -292,14 +323,16 @@ static const char BACK_TOOLS[] =
     " {\"name\": \"echo_context\", \"capability\": \"echo_context\"},"
     " {\"name\": \"fail\", \"capability\": \"fail\"},"
     " {\"name\": \"gives_up\", \"capability\": \"gives_up\"},"
+    " {\"name\": \"refuse\", \"capability\": \"refuse\"},"
     " {\"name\": \"hold\", \"capability\": \"hold\"}]";
 static const char FRONT_TOOLS[] =
     "[{\"name\": \"sum3\", \"capability\": \"sum3\", \"dependencies\": [\"add\"]},"
     " {\"name\": \"relay\", \"capability\": \"relay\", \"dependencies\": [\"echo_context\"]},"
+    " {\"name\": \"refuse_via\", \"capability\": \"refuse_via\", \"dependencies\": [\"refuse\"]},"
     " {\"name\": \"client\", \"capability\": \"client\","
-    "  \"dependencies\": [\"sum3\", \"nothing-provides-this\", \"fail\", \"gone\", \"gives_up\"]}]";
+    "  \"dependencies\": [\"sum3\", \"nothing-provides-this\", \"fail\", \"gone\", \"gives_up\", \"refuse\", \"refuse_via\"]}]";
 /* The dependencies of front's `client`, by index. */
-enum { CLIENT_SUM3 = 0, CLIENT_UNRESOLVED = 1, CLIENT_FAIL = 2, CLIENT_GONE = 3, CLIENT_GIVES_UP = 4 };
+enum { CLIENT_SUM3 = 0, CLIENT_UNRESOLVED = 1, CLIENT_FAIL = 2, CLIENT_GONE = 3, CLIENT_GIVES_UP = 4, CLIENT_REFUSE = 5, CLIENT_REFUSE_VIA = 6 };
 
 static toolmesh_agent *front, *back;
 
@@ -356,6 +389,10 @@ static void test_null_arguments(void) {
   CHECK(toolmesh_invocation_complete(NULL, "1", NULL) == TOOLMESH_NULL_ARGUMENT);
   CHECK(toolmesh_invocation_fail(NULL, "m", NULL) == TOOLMESH_NULL_ARGUMENT);
   CHECK(toolmesh_invocation_fail_with_code(NULL, 5002, "m", NULL) == TOOLMESH_NULL_ARGUMENT);
+  CHECK(toolmesh_invocation_fail_tool_error(NULL, "unknown_sku", "m", NULL, NULL) == TOOLMESH_NULL_ARGUMENT);
+  CHECK(toolmesh_invocation_fail_with_error(NULL, NULL, NULL) == TOOLMESH_NULL_ARGUMENT);
+  CHECK(toolmesh_error_app_code(NULL) == NULL);
+  CHECK(toolmesh_error_data_json(NULL) == NULL);
   CHECK(toolmesh_error_code(NULL) == TOOLMESH_NULL_ARGUMENT);
   CHECK_STR(toolmesh_error_message(NULL), "");
   toolmesh_error_free(NULL);
@@ -438,6 +475,13 @@ static void test_errors_are_the_cores(void) {
   CHECK(call_when_resolved(front, "client", CLIENT_GIVES_UP, "{}", text, sizeof text) == TOOLMESH_TOOL_FAILED);
   CHECK_STR(text, "tool 'gives_up' ended without an answer");
   CHECK(call(front, "client", CLIENT_SUM3, "{not json", text, sizeof text) == TOOLMESH_INVALID_JSON);
+  /* A tool error reaches the caller with its application code and data, over mTLS, and intact
+   * through front's refuse_via, which re-raises the error its own call got. */
+  CHECK(call_when_resolved(front, "client", CLIENT_REFUSE, "{}", text, sizeof text) == TOOLMESH_TOOL_ERROR);
+  CHECK_STR(text, "unknown_sku: no such sku: X {\"sku\":\"X\"}");
+  CHECK(call_when_resolved(front, "client", CLIENT_REFUSE_VIA, "{}", text, sizeof text) == TOOLMESH_TOOL_ERROR);
+  CHECK_STR(text, "unknown_sku: no such sku: X {\"sku\":\"X\"}");
+  CHECK(strcmp(toolmesh_result_name(TOOLMESH_TOOL_ERROR), "TOOL_ERROR") == 0);
 }
 
 /* Answers the held invocation a moment after the agent starts being freed. */

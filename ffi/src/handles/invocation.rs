@@ -1,6 +1,6 @@
 //! `toolmesh_invocation`: one call of a local tool, from the handler's `invoke` to its answer.
 
-use crate::boundary::{c_string_lossy, catch_panic, guarded, report, str_arg};
+use crate::boundary::{c_string_lossy, catch_panic, guarded, handle_arg, report, str_arg};
 use crate::error::{toolmesh_error, Failure};
 use crate::result::*;
 use std::ffi::{c_char, CStr, CString};
@@ -14,7 +14,8 @@ use toolmesh_core::{Error, ErrorKind};
 /// and its answer channel.
 ///
 /// Ownership: handed to the handler's `invoke`, which owns it until it answers exactly once with
-/// `toolmesh_invocation_complete`, `toolmesh_invocation_fail` or
+/// `toolmesh_invocation_complete`, `toolmesh_invocation_fail`,
+/// `toolmesh_invocation_fail_tool_error`, `toolmesh_invocation_fail_with_error` or
 /// `toolmesh_invocation_fail_with_code` (from any thread); that call frees it, whatever it
 /// returns. A handler that gives up frees it with `toolmesh_invocation_free`, and its caller
 /// learns at once that the tool "ended without an answer"; one that neither answers nor frees
@@ -179,6 +180,99 @@ pub unsafe extern "C" fn toolmesh_invocation_fail_with_code(
         let message = unsafe { message_arg(message) };
         let mesh_error = u32::try_from(code).ok().and_then(ErrorKind::from_code).map(|kind| Error::new(kind, message.clone()));
         invocation.completion.complete(Err(HostError { message, mesh_error }));
+        Ok(())
+    });
+    // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
+    unsafe { report(outcome, error_out) }
+}
+
+/// Answers the invocation with the tool's own error, an expected failure of its domain (an
+/// unknown SKU, an empty stock): the caller gets `TOOLMESH_TOOL_ERROR` with `app_code`, `message`
+/// word for word and `data_json` (any JSON value, or NULL for none), in every language, as the
+/// other languages' `ToolError` gives them. All three are borrowed for the call (toolmesh keeps
+/// copies). Frees the invocation in every case.
+///
+/// `app_code` is 1 to 64 characters among `A-Z a-z 0-9 _ . : -`. When it is not (or NULL, or
+/// not UTF-8), or `data_json` is not JSON, the caller gets `TOOLMESH_TOOL_FAILED` with a message
+/// saying why, and this returns the reason too: `TOOLMESH_HANDLER_FAILED` for a refused code,
+/// `TOOLMESH_INVALID_JSON` for data that is not JSON. A NULL `message` is an empty one.
+///
+/// # Safety
+/// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on: it is
+/// freed before this returns, whatever it returns, and must not be used again. `app_code`,
+/// `message` and `data_json` are NULL or NUL-terminated strings, borrowed for the call.
+/// `error_out` is NULL or points to storage for one pointer (borrowed for the call) that
+/// receives, on failure only, a new `toolmesh_error` owned by the caller, who frees it with
+/// `toolmesh_error_free`.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_fail_tool_error(
+    invocation: *mut toolmesh_invocation,
+    app_code: *const c_char,
+    message: *const c_char,
+    data_json: *const c_char,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    let outcome = guarded("toolmesh_invocation_fail_tool_error", || {
+        // SAFETY: NULL or live and now owned by this call, as the caller guarantees.
+        let invocation = unsafe { take(invocation) }?;
+        // SAFETY: NULL or NUL-terminated, as the caller guarantees.
+        let (app_code, message) = unsafe { (message_arg(app_code), message_arg(message)) };
+        let data = if data_json.is_null() {
+            Ok(None)
+        } else {
+            // SAFETY: non-NULL and NUL-terminated, as the caller guarantees.
+            unsafe { str_arg(data_json, "data_json") }.and_then(|json| {
+                serde_json::from_str(json)
+                    .map(Some)
+                    .map_err(|e| Failure::new(TOOLMESH_INVALID_JSON, format!("the tool error's data is not JSON: {e}")))
+            })
+        };
+        match data {
+            Ok(data) => {
+                let refused = toolmesh_core::error::check_app_code(&app_code).err();
+                invocation.completion.complete(Err(HostError::tool_error(&app_code, message, data)));
+                refused.map_or(Ok(()), |problem| Err(Failure::new(TOOLMESH_HANDLER_FAILED, problem)))
+            }
+            Err(failure) => {
+                invocation.completion.complete(Err(HostError::tool_error_data_not_json(&app_code, &failure.message)));
+                Err(failure)
+            }
+        }
+    });
+    // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
+    unsafe { report(outcome, error_out) }
+}
+
+/// Answers the invocation with `error`, the error a dependency call of this handler reported
+/// (the `error` its callback received, or one a toolmesh function returned): the caller gets it
+/// intact — its code and message, and for a `TOOLMESH_TOOL_ERROR` its application code and data
+/// — as if it had made that call itself. An error with a C ABI code (below 1000) is reported as
+/// a plain failure with its message, like `toolmesh_invocation_fail`. Frees the invocation in
+/// every case; `error` stays the caller's.
+///
+/// # Safety
+/// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on: it is
+/// freed before this returns, whatever it returns, and must not be used again. `error` is NULL
+/// or a live `toolmesh_error`, borrowed for the call. `error_out` is NULL or points to storage
+/// for one pointer (borrowed for the call) that receives, on failure only, a new
+/// `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_fail_with_error(
+    invocation: *mut toolmesh_invocation,
+    error: *const toolmesh_error,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    let outcome = guarded("toolmesh_invocation_fail_with_error", || {
+        // SAFETY: NULL or live and now owned by this call, as the caller guarantees.
+        let invocation = unsafe { take(invocation) }?;
+        // SAFETY: NULL or live, as the caller guarantees. Checked after `take`, so that the
+        // invocation is answered (dropped: HANDLER_DROPPED) also when `error` is NULL.
+        let error = unsafe { handle_arg(error, "error") }?;
+        let host_error = match error.to_core() {
+            Some(e) => HostError { message: e.message().to_owned(), mesh_error: Some(e) },
+            None => HostError::new(error.message().to_string_lossy()),
+        };
+        invocation.completion.complete(Err(host_error));
         Ok(())
     });
     // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
