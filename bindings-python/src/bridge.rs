@@ -9,7 +9,8 @@ pub(crate) struct Bridge {
     pub run_batch: Py<PyAny>,
     /// `settle_future(future, value, exception)`: answers an awaited asyncio future.
     pub settle_future: Py<PyAny>,
-    /// `error_from_native(code, name, message)`: the `toolmesh.ToolmeshError` subclass instance.
+    /// `error_from_native(code, name, message, app_code, data_json)`: the `toolmesh.ToolmeshError`
+    /// subclass instance (`toolmesh.ToolError` for a tool error).
     error_from_native: Py<PyAny>,
 }
 
@@ -28,7 +29,8 @@ pub(crate) fn bridge(py: Python<'_>) -> PyResult<&Bridge> {
 
 /// The Python exception object for a core error.
 pub(crate) fn error_object<'py>(py: Python<'py>, error: &Error) -> PyResult<Bound<'py, PyAny>> {
-    bridge(py)?.error_from_native.bind(py).call1((error.code(), error.kind().name(), error.message()))
+    let data_json = error.data().map(|data| data.to_string());
+    bridge(py)?.error_from_native.bind(py).call1((error.code(), error.kind().name(), error.message(), error.app_code(), data_json))
 }
 
 /// A core error raised as its `toolmesh` exception.

@@ -41,6 +41,26 @@ impl Responder {
         Ok(())
     }
 
+    /// The handler raised `toolmesh.ToolError` (its own, or one a proxy call raised): the caller
+    /// gets `TOOL_ERROR` with this application code, message and data (JSON text, or None).
+    #[pyo3(signature = (app_code, message, data_json=None))]
+    fn fail_tool_error(&self, py: Python<'_>, app_code: &str, message: String, data_json: Option<&str>) -> PyResult<()> {
+        let completion = self.take()?;
+        let data = data_json.map(|json| py.detach(|| serde_json::from_str(json))).transpose();
+        match data {
+            Ok(data) => completion.complete(Err(HostError::tool_error(app_code, message, data))),
+            Err(e) => completion.complete(Err(HostError::tool_error_data_not_json(app_code, &e.to_string()))),
+        }
+        Ok(())
+    }
+
+    /// The data of the handler's `toolmesh.ToolError` cannot be encoded as JSON; `reason` says
+    /// why, in Python's words. Core words the caller's error, the same in every language.
+    fn fail_tool_error_data_not_json(&self, app_code: &str, reason: &str) -> PyResult<()> {
+        self.take()?.complete(Err(HostError::tool_error_data_not_json(app_code, reason)));
+        Ok(())
+    }
+
     /// The handler's result is not JSON; `reason` says why, in Python's words. Core words the
     /// caller's `HANDLER_RESULT` error, the same in every language.
     fn not_json(&self, reason: String) -> PyResult<()> {

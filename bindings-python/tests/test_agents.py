@@ -152,6 +152,53 @@ def test_errors_keep_their_code_across_agents(certs: Certs, registry: Registry) 
     run(scenario())
 
 
+def test_a_tool_error_reaches_callers_intact_and_logs_no_traceback(
+    certs: Certs, registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    beta = agent("beta", certs, registry)
+    alpha = agent("alpha", certs, registry)
+
+    @beta.tool(capability="lookup")
+    async def lookup(sku: str) -> dict[str, Any]:
+        raise toolmesh.ToolError("unknown_sku", f"no such sku: {sku}", data={"sku": sku, "near": ["X1"]})
+
+    @beta.tool(capability="bad_data")
+    async def bad_data() -> None:
+        raise toolmesh.ToolError("unknown_sku", "m", data=object())
+
+    @alpha.tool(dependencies=["lookup"])
+    async def catch_lookup(lookup: toolmesh.Proxy = None) -> dict[str, Any]:
+        try:
+            await lookup(sku="X")
+        except toolmesh.ToolError as error:
+            return {"class": type(error).__name__, "code": error.code, "name": error.name, "app_code": error.app_code,
+                    "message": error.message, "data": error.data, "str": str(error),
+                    "remote": isinstance(error, toolmesh.RemoteToolError)}
+        raise AssertionError("the tool error was not raised")
+
+    @alpha.tool(dependencies=["lookup"])
+    async def reraise(lookup: toolmesh.Proxy = None) -> None:
+        await lookup(sku="Y")
+
+    async def scenario() -> None:
+        async with beta, alpha:
+            caught = await eventually(lambda: call(certs, alpha, "catch_lookup", {}))
+            assert caught == {"class": "ToolError", "code": 5005, "name": "TOOL_ERROR", "app_code": "unknown_sku",
+                              "message": "no such sku: X", "data": {"sku": "X", "near": ["X1"]},
+                              "str": "[5005 TOOL_ERROR unknown_sku] no such sku: X", "remote": True}
+            # Let through by alpha's handler: intact for alpha's caller.
+            error = await call_error(certs, alpha, "reraise", {})
+            assert error == {"code": 5005, "name": "TOOL_ERROR", "message": "no such sku: Y", "appCode": "unknown_sku",
+                             "data": {"sku": "Y", "near": ["X1"]}}
+            error = await call_error(certs, beta, "bad_data", {})
+            assert (error["code"], error["message"]) == (
+                6001, "tool 'bad_data' failed: it raised a tool error (\"unknown_sku\") whose data is not JSON; the agent serving it logs why")
+
+    with caplog.at_level("DEBUG", logger="toolmesh"):
+        run(scenario())
+    assert not [r for r in caplog.records if r.exc_info], "an expected tool error logged a traceback"
+
+
 def test_handlers_see_their_request_context(certs: Certs, registry: Registry) -> None:
     beta = agent("beta", certs, registry, propagate_headers="x-tenant")
     alpha = agent("alpha", certs, registry, propagate_headers=["x-tenant", "x-audit-*"])

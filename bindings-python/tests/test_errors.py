@@ -36,6 +36,18 @@ def test_codes_map_to_their_group_class(code: int, name: str, cls: type) -> None
     assert str(error) == f"[{code} {name}] what happened"
 
 
+def test_a_tool_error_carries_its_application_code_and_data() -> None:
+    error = error_from_native(5005, "TOOL_ERROR", "no such sku: X", "unknown_sku", '{"sku": "X"}')
+    assert type(error) is toolmesh.ToolError and isinstance(error, toolmesh.RemoteToolError)
+    assert (error.code, error.name, error.app_code, error.message, error.data) == (
+        5005, "TOOL_ERROR", "unknown_sku", "no such sku: X", {"sku": "X"})
+    assert str(error) == "[5005 TOOL_ERROR unknown_sku] no such sku: X"
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), copy.app_code, copy.data, str(copy)) == (toolmesh.ToolError, "unknown_sku", {"sku": "X"}, str(error))
+    raised = toolmesh.ToolError("out_of_stock", "none left")
+    assert (raised.code, raised.app_code, raised.data) == (5005, "out_of_stock", None)
+
+
 def test_timeout_is_a_transport_error_and_errors_survive_pickling() -> None:
     error = error_from_native(4002, "TIMEOUT", "no answer within 10 ms")
     assert isinstance(error, toolmesh.TransportError)

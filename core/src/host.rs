@@ -117,6 +117,10 @@ pub fn completion_result(tool: &str, received: Result<Answer, oneshot::error::Re
         // A TOOL_ERROR is only ever made with its application code (`HostError::tool_error`): a
         // binding that hands back the bare number is reported as the handler failure it is.
         Ok(Answer::Done(Err(HostError { mesh_error: Some(e), .. }))) if e.kind() != ErrorKind::ToolError || e.app_code().is_some() => {
+            if let Some(app_code) = e.app_code() {
+                // An expected answer, not a bug: one line, and no stack trace in any language.
+                tracing::info!("tool '{tool}' answered its own error {app_code}: {}", e.message());
+            }
             Err(e)
         }
         Ok(Answer::Done(Err(HostError { message, .. }))) => {

@@ -16,6 +16,7 @@ from ._errors import (
     RemoteToolError,
     TimeoutError,
     TlsError,
+    ToolError,
     ToolmeshError,
     TransportError,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "RequestContext",
     "TimeoutError",
     "TlsError",
+    "ToolError",
     "ToolSpec",
     "ToolmeshError",
     "TransportError",

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Optional, TypeVar
 
 from . import _json, _native
 from ._context import _current
-from ._errors import ToolmeshError
+from ._errors import ToolError, ToolmeshError
 from ._tools import Proxy, ToolSpec, declare, dependency_capability
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -161,6 +161,16 @@ class Agent:
             if spec is None:
                 raise LookupError(f"agent {self.name!r} has no tool {tool!r}")
             result = await spec.invoke(json.loads(arguments_json), self._proxies.get(tool, {}))
+        except ToolError as error:
+            # The tool's own error (or one a proxy call raised, passed on): an answer, not a bug,
+            # so no traceback; core logs one line for it, the same in every language.
+            try:
+                data_json = None if error.data is None else _json.encode(error.data)
+            except (TypeError, ValueError) as problem:
+                responder.fail_tool_error_data_not_json(error.app_code, str(problem))
+                return
+            responder.fail_tool_error(error.app_code, error.message, data_json)
+            return
         except ToolmeshError as error:
             # A mesh call the handler awaited failed: the caller gets that error, code and all.
             responder.fail_mesh(error.code, error.message)

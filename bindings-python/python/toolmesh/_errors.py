@@ -6,6 +6,9 @@ code's group, so ``except toolmesh.DiscoveryError`` catches every 3xxx error.
 
 from __future__ import annotations
 
+import json
+from typing import Any, Optional
+
 
 class ToolmeshError(Exception):
     """A toolmesh error: ``code`` (int), ``name`` (e.g. ``"DEPENDENCY_UNRESOLVED"``), ``message``."""
@@ -48,6 +51,34 @@ class RemoteToolError(ToolmeshError):
     """5xxx: the remote tool ran and failed, or rejected the call."""
 
 
+class ToolError(RemoteToolError):
+    """5005 ``TOOL_ERROR``: a tool's own error, an expected failure of its domain.
+
+    Raise it in a handler — ``raise toolmesh.ToolError("unknown_sku", f"no such sku: {sku}",
+    data={"sku": sku})`` — and every caller, in every language, gets code 5005 with this
+    ``app_code``, ``message`` (word for word) and ``data`` (any JSON value, or ``None``). A caller
+    catches it as ``toolmesh.ToolError``; re-raising it from a handler passes it on intact. The
+    application code is 1 to 64 characters among ``A-Z a-z 0-9 _ . : -``; the core refuses any
+    other (the caller then gets 5001 ``TOOL_FAILED`` saying why). No traceback is logged for it:
+    it is an answer, not a bug.
+    """
+
+    CODE = 5005
+    NAME = "TOOL_ERROR"
+
+    def __init__(self, app_code: str, message: str, data: Any = None) -> None:
+        super().__init__(self.CODE, self.NAME, message)
+        self.args = (app_code, message, data)
+        self.app_code = app_code
+        self.data = data
+
+    def __str__(self) -> str:
+        return f"[{self.code} {self.name} {self.app_code}] {self.message}"
+
+    def __reduce__(self):  # keep pickling working
+        return (type(self), (self.app_code, self.message, self.data))
+
+
 class HandlerError(ToolmeshError):
     """6xxx: a local tool handler failed."""
 
@@ -73,8 +104,12 @@ _TIMEOUT_CODE = 4002
 _RATE_LIMITED_CODE = 7002
 
 
-def error_from_native(code: int, name: str, message: str) -> ToolmeshError:
+def error_from_native(
+    code: int, name: str, message: str, app_code: Optional[str] = None, data_json: Optional[str] = None
+) -> ToolmeshError:
     """Builds the exception for a core error (called by the native module)."""
+    if app_code is not None:
+        return ToolError(app_code, message, None if data_json is None else json.loads(data_json))
     if code == _TIMEOUT_CODE:
         cls: type[ToolmeshError] = TimeoutError
     elif code == _RATE_LIMITED_CODE:
