@@ -52,6 +52,17 @@ export declare class Responder {
    */
   fail(message: string, kind?: string | undefined | null): void
   /**
+   * The handler threw a `ToolError` (its own, or one a proxy call rejected with): the caller
+   * gets TOOL_ERROR with this application code, message and data (JSON text, or none).
+   * Decoded on core's runtime, not on the JS thread.
+   */
+  failToolError(appCode: string, message: string, dataJson?: string | undefined | null): void
+  /**
+   * The data of the handler's `ToolError` cannot be encoded as JSON; `reason` says why, in
+   * JavaScript's words. Core words the caller's error, the same in every language.
+   */
+  failToolErrorDataNotJson(appCode: string, reason: string): void
+  /**
    * The handler's result is not JSON; `reason` says why, in JavaScript's words. Core words the
    * caller's HANDLER_RESULT error, the same in every language.
    */

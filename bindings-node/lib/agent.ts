@@ -1,7 +1,7 @@
 /** Agents: a set of tools served by one native core agent. */
 
 import { contextStorage, type RequestContext } from "./context.js";
-import { fromNative, ToolmeshError } from "./errors.js";
+import { fromNative, ToolError, ToolmeshError } from "./errors.js";
 import { addon, type NativeAgent, type Responder } from "./native.js";
 import { ArgumentsRejected, type InputSchema, type JsonSchema } from "./schema.js";
 import { capabilityOf, type Dependency, type DependencyProxy, LocalTool, type Proxies, type ToolDefinition } from "./tools.js";
@@ -198,7 +198,11 @@ export class Agent {
       if (running === undefined) throw new Error(`agent '${this.name}' has no tool '${tool}'`);
       result = await contextStorage.run(context, () => running.tool.run(JSON.parse(argumentsJson), running.proxies));
     } catch (error) {
-      if (error instanceof ToolmeshError) {
+      if (error instanceof ToolError) {
+        // The tool's own error (or one a proxy call rejected with, passed on): an answer, not a
+        // bug, so no stack is logged; core logs one line for it, the same in every language.
+        failToolError(responder, error);
+      } else if (error instanceof ToolmeshError) {
         // A mesh call the handler awaited failed: the caller gets that error, code and all.
         responder.fail(error.message, error.kind);
       } else if (error instanceof ArgumentsRejected) {
@@ -226,6 +230,22 @@ export class Agent {
     }
     responder.ok(resultJson);
   }
+}
+
+/** Answers with a `ToolError`: its data as JSON text, or core's words for data that is not JSON. */
+function failToolError(responder: Responder, error: ToolError): void {
+  let dataJson: string | undefined;
+  try {
+    dataJson = error.data === undefined ? undefined : JSON.stringify(error.data);
+  } catch (problem) {
+    responder.failToolErrorDataNotJson(error.appCode, describe(problem));
+    return;
+  }
+  if (error.data !== undefined && dataJson === undefined) {
+    responder.failToolErrorDataNotJson(error.appCode, `JSON.stringify cannot encode a ${typeof error.data}`);
+    return;
+  }
+  responder.failToolError(error.appCode, error.message, dataJson);
 }
 
 /**

@@ -35,6 +35,37 @@ export class TransportError extends ToolmeshError {}
 export class TimeoutError extends TransportError {}
 /** 5xxx: the remote tool ran and failed, or rejected the call. */
 export class RemoteToolError extends ToolmeshError {}
+/**
+ * 5005 `TOOL_ERROR`: a tool's own error, an expected failure of its domain.
+ *
+ * Throw it in a handler — `throw new ToolError("unknown_sku", \`no such sku: ${sku}\`, { data: { sku } })`
+ * — and every caller, in every language, gets code 5005 with this `appCode`, `message` (word for
+ * word) and `data` (any JSON value, or `undefined`). A caller catches it as `ToolError`;
+ * rethrowing it from a handler passes it on intact. The application code is 1 to 64 characters
+ * among `A-Z a-z 0-9 _ . : -`; the core refuses any other (the caller then gets 5001
+ * `TOOL_FAILED` saying why). No stack is logged for it: it is an answer, not a bug.
+ */
+export class ToolError extends RemoteToolError {
+  /** The tool's own code, e.g. "unknown_sku". */
+  readonly appCode: string;
+  /** The tool's data about the error (any JSON value), or `undefined`. */
+  readonly data: unknown;
+
+  constructor(appCode: string, message: string, options?: { data?: unknown; cause?: unknown }) {
+    super(TOOL_ERROR_CODE, TOOL_ERROR_KIND, message);
+    this.appCode = appCode;
+    this.data = options?.data;
+    if (options?.cause !== undefined) Object.defineProperty(this, "cause", { value: options.cause, configurable: true, writable: true });
+  }
+
+  override toString(): string {
+    return `[${this.code} ${this.kind} ${this.appCode}] ${this.message}`;
+  }
+}
+
+const TOOL_ERROR_CODE = 5005;
+const TOOL_ERROR_KIND = "TOOL_ERROR";
+
 /** 6xxx: a local tool handler failed. */
 export class HandlerError extends ToolmeshError {}
 /** 7xxx: policy refused a call, a registration or an origin, or a limit was reached. */
@@ -67,8 +98,11 @@ export function errorClass(code: number): typeof ToolmeshError {
  */
 export function fromNative(error: unknown): unknown {
   if (!(error instanceof Error) || error instanceof ToolmeshError) return error;
-  const { code, kind } = error as Error & { code?: unknown; kind?: unknown };
+  const { code, kind, appCode, dataJson } = error as Error & { code?: unknown; kind?: unknown; appCode?: unknown; dataJson?: unknown };
   if (typeof code !== "number" || typeof kind !== "string") return error;
+  if (typeof appCode === "string") {
+    return new ToolError(appCode, error.message, { data: typeof dataJson === "string" ? JSON.parse(dataJson) : undefined });
+  }
   const ErrorClass = errorClass(code);
   return new ErrorClass(code, kind, error.message);
 }

@@ -17,6 +17,7 @@ export {
   RemoteToolError,
   TimeoutError,
   TlsError,
+  ToolError,
   ToolmeshError,
   TransportError,
 } from "./errors.js";

@@ -114,6 +114,30 @@ impl Responder {
         Ok(())
     }
 
+    /// The handler threw a `ToolError` (its own, or one a proxy call rejected with): the caller
+    /// gets TOOL_ERROR with this application code, message and data (JSON text, or none).
+    /// Decoded on core's runtime, not on the JS thread.
+    #[napi(catch_unwind)]
+    pub fn fail_tool_error(&self, app_code: String, message: String, data_json: Option<String>) -> napi::Result<()> {
+        let completion = self.take()?;
+        runtime::handle().spawn(async move {
+            let error = match data_json.map(|json| serde_json::from_str(&json)).transpose() {
+                Ok(data) => HostError::tool_error(&app_code, message, data),
+                Err(e) => HostError::tool_error_data_not_json(&app_code, &e.to_string()),
+            };
+            completion.complete(Err(error));
+        });
+        Ok(())
+    }
+
+    /// The data of the handler's `ToolError` cannot be encoded as JSON; `reason` says why, in
+    /// JavaScript's words. Core words the caller's error, the same in every language.
+    #[napi(catch_unwind)]
+    pub fn fail_tool_error_data_not_json(&self, app_code: String, reason: String) -> napi::Result<()> {
+        self.take()?.complete(Err(HostError::tool_error_data_not_json(&app_code, &reason)));
+        Ok(())
+    }
+
     /// The handler's result is not JSON; `reason` says why, in JavaScript's words. Core words the
     /// caller's HANDLER_RESULT error, the same in every language.
     #[napi(catch_unwind)]

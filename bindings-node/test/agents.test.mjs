@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { currentContext, DiscoveryError, headers, RemoteToolError, TimeoutError, traceId } from "../dist/index.js";
+import { currentContext, DiscoveryError, headers, RemoteToolError, TimeoutError, ToolError, traceId } from "../dist/index.js";
 import { callError, callTool } from "../../tests/node/meshkit.mjs";
 import { agent, eventually, meshFixture, serving } from "./fixtures.mjs";
 
@@ -88,6 +88,47 @@ describe("agents through the registry", { timeout: 120_000 }, () => {
       error = await callError(alpha.endpoint, fixture.certs, "rejects_a_string", {});
       assert.deepEqual([error.code, error.message], [6001, "tool 'rejects_a_string' failed: plain text"]);
     });
+  });
+
+  it("carries a tool error's code, message and data to callers, intact through a handler that rethrows it", async () => {
+    const beta = agent(fixture, "beta");
+    const alpha = agent(fixture, "alpha");
+    beta.addTool({
+      name: "lookup",
+      execute: ({ sku }) => {
+        throw new ToolError("unknown_sku", `no such sku: ${sku}`, { data: { sku, near: ["X1"] } });
+      },
+    });
+    beta.addTool({ name: "bad_data", execute: () => { throw new ToolError("unknown_sku", "m", { data: 10n }); } });
+    alpha.addTool({
+      name: "catch_lookup",
+      dependencies: ["lookup"],
+      execute: async (_, { lookup }) => {
+        const error = await lookup({ sku: "X" }).then(() => assert.fail("the tool error was not raised"), (e) => e);
+        assert.ok(error instanceof ToolError && error instanceof RemoteToolError);
+        return { code: error.code, kind: error.kind, appCode: error.appCode, message: error.message, data: error.data, string: String(error) };
+      },
+    });
+    alpha.addTool({ name: "rethrow", dependencies: ["lookup"], execute: (_, { lookup }) => lookup({ sku: "Y" }) });
+    const logged = [];
+    const originalWarn = console.warn;
+    console.warn = (...args) => logged.push(args);
+    try {
+      await serving([beta, alpha], async () => {
+        const caught = await eventually(() => callTool(alpha.endpoint, fixture.certs, "catch_lookup", {}));
+        assert.deepEqual(caught, {
+          code: 5005, kind: "TOOL_ERROR", appCode: "unknown_sku", message: "no such sku: X",
+          data: { sku: "X", near: ["X1"] }, string: "[5005 TOOL_ERROR unknown_sku] no such sku: X",
+        });
+        const error = await callError(alpha.endpoint, fixture.certs, "rethrow", {});
+        assert.deepEqual(error, { code: 5005, name: "TOOL_ERROR", message: "no such sku: Y", appCode: "unknown_sku", data: { sku: "Y", near: ["X1"] } });
+        const bad = await callError(beta.endpoint, fixture.certs, "bad_data", {});
+        assert.deepEqual([bad.code, bad.message], [6001, "tool 'bad_data' failed: it raised a tool error (\"unknown_sku\") whose data is not JSON; the agent serving it logs why"]);
+      });
+    } finally {
+      console.warn = originalWarn;
+    }
+    assert.deepEqual(logged.filter((args) => args.some((a) => a instanceof Error)), [], "an expected tool error logged a stack");
   });
 
   it("answers whatever a handler throws as a tool failure", async () => {

@@ -51,6 +51,12 @@ describe("errors", { timeout: 60_000 }, () => {
     }
     assert.ok(fromNative(Object.assign(new Error("x"), { code: 4002, kind: "TIMEOUT" })) instanceof toolmesh.TransportError);
     assert.ok(fromNative(Object.assign(new Error("x"), { code: 7002, kind: "RATE_LIMITED" })) instanceof toolmesh.AuthorizationError);
+    const refused = fromNative(Object.assign(new Error("no such sku: X"), { code: 5005, kind: "TOOL_ERROR", appCode: "unknown_sku", dataJson: '{"sku":"X"}' }));
+    assert.ok(refused instanceof toolmesh.ToolError && refused instanceof toolmesh.RemoteToolError);
+    assert.deepEqual([refused.code, refused.kind, refused.appCode, refused.message, refused.data, refused.name], [5005, "TOOL_ERROR", "unknown_sku", "no such sku: X", { sku: "X" }, "ToolError"]);
+    assert.equal(String(refused), "[5005 TOOL_ERROR unknown_sku] no such sku: X");
+    const thrown = new toolmesh.ToolError("out_of_stock", "none left");
+    assert.deepEqual([thrown.code, thrown.appCode, thrown.data], [5005, "out_of_stock", undefined]);
     const plain = new TypeError("not ours");
     assert.equal(fromNative(plain), plain);
   });
