@@ -141,20 +141,37 @@ pub(crate) fn spawn_call(call_id: jlong, operation: impl Future<Output = Result<
 
 fn deliver_call_result(call_id: jlong, outcome: Result<Value, Error>) {
     jvm::with_java("deliver a call result", |env, classes| {
-        let (result, code, kind, message) = match outcome {
-            Ok(value) => (env.new_string(value.to_string())?, 0, JObject::null(), JObject::null()),
+        let (result, code, kind, message, app_code, data_json) = match outcome {
+            Ok(value) => (env.new_string(value.to_string())?, 0, JObject::null(), JObject::null(), JObject::null(), JObject::null()),
             Err(error) => (
                 JString::default(),
                 i32::try_from(error.code()).unwrap_or(i32::MAX),
                 env.new_string(error.kind().name())?.into(),
                 env.new_string(error.message())?.into(),
+                // A tool error's application code and data (JSON text); null for other errors.
+                match error.app_code() {
+                    Some(app_code) => env.new_string(app_code)?.into(),
+                    None => JObject::null(),
+                },
+                match error.data() {
+                    Some(data) => env.new_string(data.to_string())?.into(),
+                    None => JObject::null(),
+                },
             ),
         };
         env.call_static_method(
             &classes.native,
             "onCallDone",
-            "(JLjava/lang/String;ILjava/lang/String;Ljava/lang/String;)V",
-            &[JValue::Long(call_id), JValue::Object(&result), JValue::Int(code), JValue::Object(&kind), JValue::Object(&message)],
+            "(JLjava/lang/String;ILjava/lang/String;Ljava/lang/String;Ljava/lang/String;Ljava/lang/String;)V",
+            &[
+                JValue::Long(call_id),
+                JValue::Object(&result),
+                JValue::Int(code),
+                JValue::Object(&kind),
+                JValue::Object(&message),
+                JValue::Object(&app_code),
+                JValue::Object(&data_json),
+            ],
         )?;
         Ok(())
     });

@@ -157,6 +157,50 @@ pub extern "system" fn Java_dev_toolmesh_Native_fail<'local>(
     })
 }
 
+/// The handler threw a `ToolException` (its own, or one a dependency call threw): the caller gets
+/// `TOOL_ERROR` with this application code, message and data (JSON text, or null). False when
+/// the call was answered already.
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_failToolError<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    completion: jlong,
+    app_code: JString<'local>,
+    message: JString<'local>,
+    data_json: JString<'local>,
+) -> jboolean {
+    entry(&mut env, |env| {
+        let app_code: String = env.get_string(&app_code)?.into();
+        let message: String = env.get_string(&message)?.into();
+        let data_json: Option<String> = if data_json.is_null() { None } else { Some(env.get_string(&data_json)?.into()) };
+        let error = match data_json.map(|json| serde_json::from_str(&json)).transpose() {
+            Ok(data) => HostError::tool_error(&app_code, message, data),
+            Err(e) => HostError::tool_error_data_not_json(&app_code, &e.to_string()),
+        };
+        Ok(answered(COMPLETIONS.remove(completion), |completion| completion.complete(Err(error))))
+    })
+}
+
+/// The data of the handler's `ToolException` cannot be encoded as JSON, for `reason` (Jackson's
+/// words): core words the caller's error, the same in every language. False when the call was
+/// answered already.
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_failToolErrorDataNotJson<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    completion: jlong,
+    app_code: JString<'local>,
+    reason: JString<'local>,
+) -> jboolean {
+    entry(&mut env, |env| {
+        let app_code: String = env.get_string(&app_code)?.into();
+        let reason: String = env.get_string(&reason)?.into();
+        Ok(answered(COMPLETIONS.remove(completion), |completion| {
+            completion.complete(Err(HostError::tool_error_data_not_json(&app_code, &reason)))
+        }))
+    })
+}
+
 /// Drops an unanswered completion (core answers `HANDLER_DROPPED`); nothing if it was answered.
 #[no_mangle]
 pub extern "system" fn Java_dev_toolmesh_Native_releaseCompletion<'local>(

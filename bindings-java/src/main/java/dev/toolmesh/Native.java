@@ -73,6 +73,11 @@ final class Native {
     /** {@code code}: the mesh error's, or {@link #HANDLER_FAILED} for a handler that threw. */
     static native boolean fail(long completion, int code, String message);
 
+    /** {@code dataJson}: the tool error's data as JSON text, or null for none. */
+    static native boolean failToolError(long completion, String appCode, String message, String dataJson);
+
+    static native boolean failToolErrorDataNotJson(long completion, String appCode, String reason);
+
     static native void releaseCompletion(long completion);
 
     static native void releaseContext(long context);
@@ -125,7 +130,7 @@ final class Native {
     }
 
     /** Called by the native library on a core thread: only hands the result to the caller's executor. */
-    static void onCallDone(long callId, String resultJson, int code, String kind, String message) {
+    static void onCallDone(long callId, String resultJson, int code, String kind, String message, String appCode, String dataJson) {
         PendingCall pending = PENDING.remove(callId);
         if (pending == null) {
             return;
@@ -134,7 +139,8 @@ final class Native {
             if (code == 0) {
                 pending.result.complete(resultJson);
             } else {
-                pending.result.completeExceptionally(new ToolmeshException(code, kind, message));
+                pending.result.completeExceptionally(
+                        appCode != null ? ToolException.fromNative(appCode, message, dataJson) : new ToolmeshException(code, kind, message));
             }
         });
         try {

@@ -38,6 +38,18 @@ final class Responder {
         release.clean();
     }
 
+    /** The handler threw a {@link ToolException}: the caller gets {@code TOOL_ERROR} with its code, message and data. */
+    void failToolError(String appCode, String message, String dataJson) {
+        Native.failToolError(completion, appCode, message, dataJson);
+        release.clean();
+    }
+
+    /** The data of the handler's {@link ToolException} is not JSON; {@code reason} in Jackson's words. */
+    void failToolErrorDataNotJson(String appCode, String reason) {
+        Native.failToolErrorDataNotJson(completion, appCode, reason);
+        release.clean();
+    }
+
     /** Gives the call up unanswered. */
     void release() {
         release.clean();

@@ -78,6 +78,19 @@ final class ToolDispatcher {
 
     private static void fail(String tool, Responder responder, Throwable thrown) {
         Throwable cause = unwrap(thrown);
+        if (cause instanceof ToolException toolError) {
+            // The tool's own error (or one a dependency call threw, passed on): an answer, not a
+            // bug, so no stack trace; core logs one line for it, the same in every language.
+            String dataJson;
+            try {
+                dataJson = toolError.dataJson();
+            } catch (JsonProcessingException | IllegalArgumentException notJson) {
+                responder.failToolErrorDataNotJson(toolError.appCode(), String.valueOf(notJson.getMessage()));
+                return;
+            }
+            responder.failToolError(toolError.appCode(), String.valueOf(toolError.getMessage()), dataJson);
+            return;
+        }
         if (cause instanceof ToolmeshException mesh) {
             // A mesh call the handler made failed: the caller gets that error, code and all.
             responder.fail(mesh.code(), mesh.getMessage());

@@ -188,6 +188,81 @@ class AgentTest {
         }
     }
 
+    public static class Shop {
+        @MeshTool(capability = "lookup")
+        public Object lookup(String sku) {
+            throw new ToolException("unknown_sku", "no such sku: " + sku, Map.of("sku", sku, "near", List.of("X1")));
+        }
+
+        @MeshTool(name = "badData", capability = "bad-data")
+        public Object badData() {
+            throw new ToolException("unknown_sku", "m", new Object());
+        }
+    }
+
+    public static class ShopFront {
+        @MeshTool(name = "catchLookup", capability = "catch-lookup", dependencies = {"lookup"})
+        public Map<String, Object> catchLookup(MeshProxy lookup) {
+            try {
+                lookup.call(Map.of("sku", "X"), JsonNode.class).join();
+            } catch (java.util.concurrent.CompletionException e) {
+                ToolException error = (ToolException) e.getCause();
+                return Map.of("code", error.code(), "kind", error.kind(), "appCode", error.appCode(), "message", error.getMessage(),
+                        "data", error.data(), "text", error.toString());
+            }
+            throw new AssertionError("the tool error was not thrown");
+        }
+
+        /** Lets its dependency's tool error escape: the caller gets it intact. */
+        @MeshTool(capability = "rethrow", dependencies = {"lookup"})
+        public CompletableFuture<JsonNode> rethrow(MeshProxy lookup) {
+            return lookup.call(Map.of("sku", "Y"), JsonNode.class);
+        }
+    }
+
+    @Test
+    void aToolErrorReachesCallersIntactWithoutAStackTraceInTheLog() {
+        java.util.logging.Logger logger = java.util.logging.Logger.getLogger("dev.toolmesh");
+        List<java.util.logging.LogRecord> logged = new java.util.concurrent.CopyOnWriteArrayList<>();
+        java.util.logging.Handler capture = new java.util.logging.Handler() {
+            @Override
+            public void publish(java.util.logging.LogRecord record) {
+                logged.add(record);
+            }
+
+            @Override
+            public void flush() {}
+
+            @Override
+            public void close() {}
+        };
+        logger.addHandler(capture);
+        try (MeshAgent beta = agent("beta").register(new Shop()).start();
+                MeshAgent alpha = agent("alpha").register(new ShopFront()).start()) {
+            JsonNode caught = call(alpha, "catchLookup", Map.of(), Map.of());
+            assertEquals(5005, caught.get("code").asInt());
+            assertEquals("TOOL_ERROR", caught.get("kind").asText());
+            assertEquals("unknown_sku", caught.get("appCode").asText());
+            assertEquals("no such sku: X", caught.get("message").asText());
+            assertEquals(Json.MAPPER.valueToTree(Map.of("sku", "X", "near", List.of("X1"))), caught.get("data"));
+            assertEquals("dev.toolmesh.ToolException: [5005 TOOL_ERROR unknown_sku] no such sku: X", caught.get("text").asText());
+
+            JsonNode error = operator.callError(alpha.endpoint(), "rethrow", Map.of());
+            assertEquals(5005, error.get("code").asInt(), error.toString());
+            assertEquals("unknown_sku", error.get("appCode").asText());
+            assertEquals("no such sku: Y", error.get("message").asText());
+            assertEquals("Y", error.get("data").get("sku").asText());
+
+            JsonNode bad = operator.callError(beta.endpoint(), "badData", Map.of());
+            assertEquals(6001, bad.get("code").asInt(), bad.toString());
+            assertEquals("tool 'badData' failed: it raised a tool error (\"unknown_sku\") whose data is not JSON; the agent serving it logs why",
+                    bad.get("message").asText());
+        } finally {
+            logger.removeHandler(capture);
+        }
+        assertTrue(logged.stream().noneMatch(r -> r.getThrown() instanceof ToolException), "an expected tool error logged a stack trace");
+    }
+
     @Test
     void aDenialOfTheCalleesPolicyArrivesWithItsCodeKindAndMessage() throws Exception {
         // beta's own policy file: deny by default, allow only an agent that is not alpha.
