@@ -4,6 +4,7 @@ import dev.toolmesh.AgentBuilder;
 import dev.toolmesh.MeshAgent;
 import dev.toolmesh.ToolDefinition;
 import dev.toolmesh.Toolmesh;
+import dev.toolmesh.ToolException;
 import dev.toolmesh.ToolmeshException;
 import java.io.File;
 import java.io.IOException;
@@ -58,7 +59,15 @@ public final class Peer {
     }
 
     private static Map<String, Object> caught(ToolmeshException error) {
-        return Map.of("error", Map.of("code", error.code(), "name", error.kind(), "message", error.getMessage()));
+        Map<String, Object> reported = new LinkedHashMap<>();
+        reported.put("code", error.code());
+        reported.put("name", error.kind());
+        reported.put("message", error.getMessage());
+        if (error instanceof ToolException toolError) {
+            reported.put("app_code", toolError.appCode());
+            reported.put("data", toolError.data());
+        }
+        return Map.of("error", reported);
     }
 
     /** What a handler sees of its request (a map that allows the null of a missing trace). */
@@ -142,6 +151,16 @@ public final class Peer {
         agent.tool(ToolDefinition.builder("fail_without_message").tags(tag).handler(call -> {
             throw new IllegalStateException();
         }).build());
+        JsonNode refusal = settings.path("tool_error");
+        agent.tool(ToolDefinition.builder("refuse").tags(tag).handler(call -> {
+            throw new ToolException(refusal.path("app_code").asText(), refusal.path("message").asText(), refusal.path("data"));
+        }).build());
+        List<String> chainHops = new ArrayList<>();
+        table.path("chain").path("languages").forEach(hop -> chainHops.add(hop.asText()));
+        String following = chainHops.get((chainHops.indexOf(LANGUAGE) + 1) % chainHops.size());
+        // The future fails with the ToolException of refuse: our caller gets it unchanged.
+        agent.tool(ToolDefinition.builder("refuse_via").tags(tag).dependsOn("refuse", "", tag("agent", following))
+                .handler(call -> call.proxy(0).call(null)).build());
         // Jackson serializes no plain Object (it has no properties).
         agent.tool(ToolDefinition.builder("not_json").tags(tag).handler(call -> new Object()).build());
         agent.tool(ToolDefinition.builder("count").tags(tag).parameter("n", long.class)

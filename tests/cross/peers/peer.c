@@ -43,6 +43,17 @@ static const char *next_hop(void) {
   return NULL;
 }
 
+/* The language after ours in the chain, the last one wrapping round to the first. */
+static const char *following(void) {
+  json_t *hops = json_object_get(json_object_get(table, "chain"), "languages");
+  for (size_t i = 0; i < json_array_size(hops); i++) {
+    if (strcmp(json_string_value(json_array_get(hops, i)), LANGUAGE) == 0) {
+      return json_string_value(json_array_get(hops, (i + 1) % json_array_size(hops)));
+    }
+  }
+  abort();
+}
+
 /* {"capability": capability, "tags": [tag]}, or just the capability when `tag` is NULL. */
 static json_t *dependency(const char *capability, char *tag) {
   if (tag == NULL) return json_string(capability);
@@ -91,8 +102,9 @@ struct pending {
   json_t *seen;
 };
 
-/* A probe answers what the call gave: {"ok": result} or {"error": {code, name, message}}. */
-static void finish_probe(void *userdata, toolmesh_result code, const char *text) {
+/* A probe answers what the call gave: {"ok": result} or {"error": {code, name, message}}, a tool
+ * error also with app_code and data. */
+static void finish_probe(void *userdata, toolmesh_result code, const char *text, const toolmesh_error *error) {
   struct pending *pending = userdata;
   if (code == TOOLMESH_OK) {
     json_t *value = json_loads(text, JSON_DECODE_ANY, NULL);
@@ -102,34 +114,41 @@ static void finish_probe(void *userdata, toolmesh_result code, const char *text)
       toolmesh_invocation_fail(pending->invocation, "the dependency answered something that is not JSON", NULL);
     }
   } else {
-    complete(pending->invocation, json_pack("{s:{s:i, s:s, s:s}}", "error", "code", code, "name", toolmesh_result_name(code),
-                                            "message", text));
+    json_t *reported = json_pack("{s:i, s:s, s:s}", "code", code, "name", toolmesh_result_name(code), "message", text);
+    const char *app_code = toolmesh_error_app_code(error);
+    if (app_code != NULL) {
+      const char *data_json = toolmesh_error_data_json(error);
+      json_object_set_new(reported, "app_code", json_string(app_code));
+      json_object_set_new(reported, "data", data_json ? json_loads(data_json, JSON_DECODE_ANY, NULL) : json_null());
+    }
+    complete(pending->invocation, json_pack("{s:o}", "error", reported));
   }
   free(pending);
 }
 
 /* A chain hop answers what it saw and what the rest of the chain answered; a failure of the
  * rest goes to its caller unchanged. */
-static void finish_hop(void *userdata, toolmesh_result code, const char *text) {
+static void finish_hop(void *userdata, toolmesh_result code, const char *text, const toolmesh_error *error) {
   struct pending *pending = userdata;
   json_t *rest = code == TOOLMESH_OK ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
   if (rest) {
     json_object_set_new(pending->seen, "next", rest);
     complete(pending->invocation, pending->seen);
   } else {
-    toolmesh_invocation_fail_with_code(pending->invocation, code, text, NULL);
+    toolmesh_invocation_fail_with_error(pending->invocation, error, NULL);
     json_decref(pending->seen);
   }
   free(pending);
 }
 
-/* A relay answers what its dependency answered; a failure goes to its caller unchanged. */
-static void finish_relay(void *userdata, toolmesh_result code, const char *text) {
+/* A relay answers what its dependency answered; a failure (a tool error with its code and data)
+ * goes to its caller unchanged. */
+static void finish_relay(void *userdata, toolmesh_result code, const char *text, const toolmesh_error *error) {
   struct pending *pending = userdata;
   if (code == TOOLMESH_OK) {
     toolmesh_invocation_complete(pending->invocation, text, NULL);
   } else {
-    toolmesh_invocation_fail_with_code(pending->invocation, code, text, NULL);
+    toolmesh_invocation_fail_with_error(pending->invocation, error, NULL);
   }
   free(pending);
 }
@@ -150,7 +169,7 @@ static void call_dependency(struct agent_state *state, toolmesh_invocation *invo
   toolmesh_result code = toolmesh_agent_call(atomic_load(&state->agent), invocation, tool, 0, arguments_json, callback, pending, &error);
   if (code != TOOLMESH_OK) {
     /* The call never started, so its callback never runs: answer here. */
-    toolmesh_invocation_fail_with_code(invocation, code, toolmesh_error_message(error), NULL);
+    toolmesh_invocation_fail_with_error(invocation, error, NULL);
     toolmesh_error_free(error);
     json_decref(seen);
     free(pending);
@@ -187,6 +206,14 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
     toolmesh_invocation_fail(invocation, setting("fail_message"), NULL);
   } else if (strcmp(tool, "fail_without_message") == 0) {
     toolmesh_invocation_fail(invocation, NULL, NULL);
+  } else if (strcmp(tool, "refuse") == 0) {
+    json_t *refusal = json_object_get(json_object_get(table, "callee"), "tool_error");
+    char *data_json = json_dumps(json_object_get(refusal, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
+    toolmesh_invocation_fail_tool_error(invocation, json_string_value(json_object_get(refusal, "app_code")),
+                                        json_string_value(json_object_get(refusal, "message")), data_json, NULL);
+    free(data_json);
+  } else if (strcmp(tool, "refuse_via") == 0) {
+    call_dependency(state, invocation, tool, "{}", finish_relay, NULL); /* refuse's tool error goes on unchanged */
   } else if (strcmp(tool, "not_json") == 0) {
     /* C hands over JSON text; text that is not JSON is C's value that is not JSON. */
     toolmesh_invocation_complete(invocation, "{not json", NULL);
@@ -284,6 +311,8 @@ static json_t *callee_tools(int vanishing) {
   json_object_set_new(count, "input_schema", json_pack("{s:s, s:{s:{s:s}}, s:[s]}", "type", "object", "properties", "n", "type", "integer",
                                                        "required", "n"));
   json_array_append_new(tools, count);
+  json_array_append_new(tools, tool("refuse", tag("agent", LANGUAGE), NULL));
+  json_array_append_new(tools, tool("refuse_via", tag("agent", LANGUAGE), dependency("refuse", tag("agent", following()))));
   const char *next = next_hop();
   json_array_append_new(tools, tool("chain", tag("agent", LANGUAGE), next ? dependency("chain", tag("agent", next)) : NULL));
   return tools;

@@ -2,11 +2,18 @@
 //   node peer.mjs ROLE CASES_JSON
 
 import { readFileSync } from "node:fs";
-import { Agent, headers, ToolmeshError, traceId } from "../../../bindings-node/dist/index.js";
+import { Agent, headers, ToolError, ToolmeshError, traceId } from "../../../bindings-node/dist/index.js";
 
 const LANGUAGE = "node";
 
-const caught = (error) => ({ error: { code: error.code, name: error.kind, message: error.message } });
+const caught = (error) => ({
+  error: {
+    code: error.code,
+    name: error.kind,
+    message: error.message,
+    ...(error instanceof ToolError ? { app_code: error.appCode, data: error.data } : {}),
+  },
+});
 const here = () => ({ language: LANGUAGE, headers: headers(), trace_id: traceId() });
 /** The tag of `language`'s callee agent of `kind` ("agent", "misnamed", "replaced"). */
 const tag = (table, kind, language) => table.callee.tags[kind].replace("{language}", language);
@@ -62,6 +69,22 @@ function callee(table, vanishing) {
     execute: () => {
       throw new Error();
     },
+  });
+  const refusal = settings.tool_error;
+  agent.addTool({
+    name: "refuse",
+    tags,
+    execute: () => {
+      throw new ToolError(refusal.app_code, refusal.message, { data: refusal.data });
+    },
+  });
+  const chainHops = table.chain.languages;
+  const following = chainHops[(chainHops.indexOf(LANGUAGE) + 1) % chainHops.length];
+  agent.addTool({
+    name: "refuse_via",
+    tags,
+    dependencies: [{ capability: "refuse", tags: [tag(table, "agent", following)] }],
+    execute: (_, proxies) => proxies[0](), // its ToolError goes to our caller unchanged
   });
   agent.addTool({ name: "not_json", tags, execute: () => 10n }); // JSON has no BigInt
   agent.addTool({

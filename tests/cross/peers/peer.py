@@ -5,7 +5,8 @@
 ROLE is one of
   caller     agent caller-python: one probe tool per call case and callee language, which calls
              the case's dependency through a toolmesh.Proxy and answers {"ok": result} or
-             {"error": {code, name, message}} as caught here;
+             {"error": {code, name, message}} as caught here (a tool error also
+             with app_code and data);
   callee     agent callee-python serving the callee tools of the table, and agents
              misnamed-python (on the table's misnamed host), replaced-python and aloof-python
              (admitting only the table's aloof_allowed_ids) serving echo;
@@ -35,7 +36,10 @@ LANGUAGE = "python"
 
 
 def caught(error: toolmesh.ToolmeshError) -> dict:
-    return {"error": {"code": error.code, "name": error.name, "message": error.message}}
+    reported = {"code": error.code, "name": error.name, "message": error.message}
+    if isinstance(error, toolmesh.ToolError):
+        reported.update(app_code=error.app_code, data=error.data)
+    return {"error": reported}
 
 
 def here() -> dict:
@@ -92,6 +96,19 @@ def callee(table: dict, vanishing: bool) -> toolmesh.Agent:
     @agent.tool(tags=tags)
     async def fail_without_message() -> None:
         raise RuntimeError()
+
+    refusal = settings["tool_error"]
+
+    @agent.tool(tags=tags)
+    async def refuse() -> None:
+        raise toolmesh.ToolError(refusal["app_code"], refusal["message"], data=refusal["data"])
+
+    hops = table["chain"]["languages"]
+    following = hops[(hops.index(LANGUAGE) + 1) % len(hops)]
+
+    @agent.tool(tags=tags, dependencies=[{"capability": "refuse", "tags": [tag(table, "agent", following)]}])
+    async def refuse_via(refuse: toolmesh.Proxy = None) -> dict:
+        return await refuse()  # its ToolError goes to our caller unchanged
 
     @agent.tool(tags=tags)
     async def not_json() -> object:
