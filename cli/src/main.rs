@@ -143,7 +143,13 @@ fn main() -> ExitCode {
 fn report(failure: &Failure) -> ExitCode {
     let e = &failure.error;
     // Messages quote what the registry, a peer or a certificate said: escaped, line breaks kept.
-    eprintln!("toolmesh: error [{} {}]: {}", e.code(), e.kind().name(), toolmesh_core::text::escape_keeping_newlines(e.message()));
+    // A tool's own error also names its application code (as core prints it), and its data.
+    let app_code = e.app_code().map(|code| format!(" {code}")).unwrap_or_default();
+    let message = toolmesh_core::text::escape_keeping_newlines(e.message());
+    eprintln!("toolmesh: error [{} {}{app_code}]: {message}", e.code(), e.kind().name());
+    if let Some(data) = e.data() {
+        eprintln!("toolmesh: error data: {data}");
+    }
     ExitCode::from(failure.exit_code)
 }
 

@@ -29,6 +29,7 @@ async fn start_calc(certs: &Certs, registry_url: &str) -> Agent {
     let tools: Vec<ToolInfo> = serde_json::from_value(json!([
         {"name": "add", "capability": "add", "version": "1.2.0", "tags": ["math"]},
         {"name": "fail", "capability": "fail"},
+        {"name": "refuse", "capability": "refuse"},
     ]))
     .expect("tools");
     let handler = FnHandler(|invocation: ToolInvocation, completion: Completion| {
@@ -37,6 +38,11 @@ async fn start_calc(certs: &Certs, registry_url: &str) -> Agent {
                 let sum = invocation.arguments["a"].as_i64().unwrap_or(0) + invocation.arguments["b"].as_i64().unwrap_or(0);
                 completion.ok(json!({"sum": sum, "tenant": invocation.context.header("x-tenant")}));
             }
+            "refuse" => completion.complete(Err(toolmesh_core::host::HostError::tool_error(
+                "unknown_sku",
+                "no such sku: X",
+                Some(json!({"sku": "X"})),
+            ))),
             _ => completion.err("the fail tool always fails"),
         }
     });
@@ -89,7 +95,9 @@ async fn failed_calls_name_the_problem() {
 
     let call = |args: &'static [&'static str]| operator(&certs, &registry.url, args);
     call(&["call", "fail"]).await.failure(1, "TOOL_FAILED", "the fail tool always fails");
-    call(&["call", "calc:mul"]).await.failure(1, "UNKNOWN_TOOL", "its tools: add, fail");
+    let refused = call(&["call", "refuse"]).await.failure(1, "TOOL_ERROR unknown_sku", "no such sku: X");
+    assert!(refused.stderr.contains("toolmesh: error data: {\"sku\":\"X\"}\n"), "{}", refused.stderr);
+    call(&["call", "calc:mul"]).await.failure(1, "UNKNOWN_TOOL", "its tools: add, fail, refuse");
     call(&["call", "nobody:add"]).await.failure(1, "UNKNOWN_AGENT", "no agent named 'nobody'");
     call(&["call", "mul"]).await.failure(1, "DEPENDENCY_UNRESOLVED", "capability 'mul'");
     call(&["call", "add", "{not json"]).await.failure(2, "INVALID_CONFIG", "not valid JSON");
