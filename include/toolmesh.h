@@ -491,7 +491,9 @@ toolmesh_result toolmesh_invocation_fail_tool_error(toolmesh_invocation *invocat
 // Answers the invocation with a mesh error, typically one a dependency call of this handler
 // reported: the caller gets `code` and `message` unchanged, as if it had made that call itself.
 // A `code` that is not one of the core's error codes (1000 and up) is reported as a plain
-// failure, like `toolmesh_invocation_fail`. `message` is borrowed for the call; NULL is an empty
+// failure, like `toolmesh_invocation_fail`, and so is `TOOLMESH_TOOL_ERROR`, which a code alone
+// cannot carry (it has an application code): re-raise such an error with
+// `toolmesh_invocation_fail_with_error`, or raise one with `toolmesh_invocation_fail_tool_error`. `message` is borrowed for the call; NULL is an empty
 // message. Frees the invocation in every case.
 //
 // # Safety
@@ -525,7 +527,7 @@ toolmesh_result toolmesh_invocation_fail_with_error(toolmesh_invocation *invocat
 // Frees an invocation without answering it, for a handler that gives up on it. The core sees
 // the completion dropped (`TOOLMESH_HANDLER_DROPPED`), and the caller gets right away, instead
 // of at its timeout, "tool '<name>' ended without an answer" with `TOOLMESH_TOOL_FAILED`: a
-// caller gets that code for every handler error, in every language. Freeing NULL does nothing.
+// caller gets that code for every unexpected handler failure, in every language. Freeing NULL does nothing.
 //
 // # Safety
 // `invocation` is NULL or a live, unanswered invocation, owned by this call from here on: it is

@@ -195,3 +195,29 @@ impl LocalTools {
         completion_result(tool, answer.await)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn answered(error: HostError) -> Error {
+        let (completion, receiver) = Completion::new();
+        completion.complete(Err(error));
+        completion_result("t", receiver.await).unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn a_tool_error_needs_a_valid_application_code() {
+        let e = answered(HostError::tool_error("out_of_stock", "none left", None)).await;
+        assert_eq!((e.kind(), e.app_code(), e.message(), e.data()), (ErrorKind::ToolError, Some("out_of_stock"), "none left", None));
+        let e = answered(HostError::tool_error("out of stock", "none left", None)).await;
+        assert_eq!(e.kind(), ErrorKind::HandlerFailed);
+        assert!(e.message().starts_with("tool 't' failed: it raised a tool error whose code is refused: the error code \"out of stock\""), "{e}");
+        // A binding that hands back the bare code of a tool error, without its application code.
+        let bare = Error::new(ErrorKind::ToolError, "none left");
+        let e = answered(HostError { message: "none left".into(), mesh_error: Some(bare) }).await;
+        assert_eq!((e.kind(), e.message()), (ErrorKind::HandlerFailed, "tool 't' failed: none left"));
+        let e = answered(HostError::tool_error_data_not_json("out_of_stock", "a set")).await;
+        assert_eq!(e.message(), "tool 't' failed: it raised a tool error (\"out_of_stock\") whose data is not JSON; the agent serving it logs why");
+    }
+}
