@@ -46,11 +46,13 @@ function run(command, args, cwd = PACKAGE, stdout = "inherit") {
 const readJson = (path) => JSON.parse(readFileSync(path, "utf8"));
 const writeJson = (path, value) => writeFileSync(path, `${JSON.stringify(value, null, 2)}\n`);
 const bin = (name) => join(PACKAGE, "node_modules", ".bin", name);
+// TypeScript 6 by path: node_modules/.bin/tsc may be the devDependency typescript7's.
+const TSC = join(PACKAGE, "node_modules", "typescript", "bin", "tsc");
 
 const manifest = readJson(join(PACKAGE, "package.json"));
 const { version } = manifest;
 
-if (!existsSync(bin("napi")) || !existsSync(bin("tsc"))) {
+if (!existsSync(bin("napi")) || !existsSync(TSC)) {
   // What package-lock.json pins (see scripts/node-env.sh), without the package's install script.
   run("npm", ["install", "--no-save", "--ignore-scripts", "--include=dev", "--no-audit", "--no-fund", "--loglevel=error"]);
 }
@@ -79,7 +81,7 @@ try {
   cpSync(join(built, "binding.cjs"), join(main, "binding.cjs"));
 
   // The TypeScript API: CommonJS (dist/*.js, *.d.ts) and its ES module entry (dist/index.mjs).
-  run(bin("tsc"), ["-p", "tsconfig.json", "--outDir", join(main, "dist"), "--sourceMap", "false"]);
+  run(process.execPath, [TSC, "-p", "tsconfig.json", "--outDir", join(main, "dist"), "--sourceMap", "false"]);
   // dist/native.d.ts imports the addon's typings, which tsc does not copy (a .d.ts is not emitted).
   cpSync(join(PACKAGE, "lib", "addon.d.ts"), join(main, "dist", "addon.d.ts"));
 

@@ -6,11 +6,12 @@
 // sources shipped in rust/ (a self-contained cargo workspace: core and the addon crate, with the
 // repository's Cargo.lock) into toolmesh.node, which lib/native.ts loads first.
 //
-// TOOLMESH_NODE_PROFILE picks the cargo profile of that build (default release); CARGO_TARGET_DIR
-// is honoured (default rust/target inside the package).
+// TOOLMESH_NODE_PROFILE picks the cargo profile of that build (default release). CARGO_TARGET_DIR
+// is honoured; without it the build goes to rust/target inside the package, which is removed
+// afterwards (hundreds of MB that only a rebuild would reuse).
 
 import { spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, readFileSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -39,20 +40,29 @@ function fail(message) {
   process.exit(1);
 }
 
-if (spawnSync(cargo, ["--version"], { stdio: "ignore" }).error) {
+const cargoProbe = spawnSync(cargo, ["--version"], { stdio: "ignore" });
+if (cargoProbe.error || cargoProbe.status !== 0) {
+  const problem = cargoProbe.error ? "is not on PATH" : `does not run (\`${cargo} --version\` exited with status ${cargoProbe.status})`;
   fail(
     `no prebuilt native addon for ${platform} (prebuilt packages exist for ${prebuilt.join(", ") || "no platform"}), ` +
-      `and building it from source needs Rust 1.88 or later, but \`${cargo}\` is not on PATH. ` +
+      `and building it from source needs Rust 1.88 or later, but \`${cargo}\` ${problem}. ` +
       "Install Rust (https://rustup.rs), then run `npm rebuild toolmesh`.\n" +
       `(loading the prebuilt addon failed with: ${String(prebuiltError?.message ?? prebuiltError).split("\n")[0]})`,
   );
 }
 
 console.error(`toolmesh: no prebuilt native addon for ${platform}; building it from source (cargo profile ${profile}), which takes a few minutes`);
+const ownTargetDir = process.env.CARGO_TARGET_DIR ? undefined : join(root, "rust", "target");
 const build = spawnSync(
   cargo,
   ["build", "--manifest-path", join(root, "rust", "Cargo.toml"), "-p", "toolmesh-node", "--profile", profile, "--message-format", "json-render-diagnostics"],
-  { cwd: root, stdio: ["ignore", "pipe", "inherit"], maxBuffer: 256 * 1024 * 1024, encoding: "utf8" },
+  {
+    cwd: root,
+    env: ownTargetDir ? { ...process.env, CARGO_TARGET_DIR: ownTargetDir } : process.env,
+    stdio: ["ignore", "pipe", "inherit"],
+    maxBuffer: 256 * 1024 * 1024,
+    encoding: "utf8",
+  },
 );
 if (build.error) fail(`running cargo failed: ${build.error.message}`);
 if (build.status !== 0) fail(`\`cargo build\` of the native addon failed with status ${build.status} (its errors are above)`);
@@ -68,4 +78,5 @@ for (const line of build.stdout.split("\n")) {
 }
 if (library === undefined) fail("cargo built the addon crate but reported no library file for it");
 copyFileSync(library, builtFromSource);
+if (ownTargetDir) rmSync(ownTargetDir, { recursive: true, force: true });
 console.error(`toolmesh: built ${builtFromSource}`);
