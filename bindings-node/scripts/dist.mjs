@@ -61,60 +61,58 @@ if (!existsSync(bin("napi")) || !existsSync(TSC)) {
 const { parseTriple } = await import("@napi-rs/cli");
 
 const stage = mkdtempSync(join(tmpdir(), "toolmesh-npm-"));
-try {
-  const main = join(stage, "toolmesh");
-  mkdirSync(main);
+// Also when a step fails (process.exit skips a finally block).
+process.on("exit", () => rmSync(stage, { recursive: true, force: true }));
+const main = join(stage, "toolmesh");
+mkdirSync(main);
 
-  // The addon, named for its platform, and napi-rs's loader for it (binding.cjs, which requires
-  // ./toolmesh.<platform>.node next to it, else the package toolmesh-<platform>).
-  const built = join(stage, "napi");
-  run(bin("napi"), [
-    "build",
-    "--manifest-path", "Cargo.toml",
-    "--platform",
-    // napi looks for a profile's output in target/<profile>/, but dev's is target/debug/.
-    ...(profile === "dev" ? [] : ["--profile", profile]),
-    "--output-dir", built,
-    "--js", "binding.cjs",
-    "--dts", "addon.d.ts",
-  ]);
-  cpSync(join(built, "binding.cjs"), join(main, "binding.cjs"));
+// The addon, named for its platform, and napi-rs's loader for it (binding.cjs, which requires
+// ./toolmesh.<platform>.node next to it, else the package toolmesh-<platform>).
+const built = join(stage, "napi");
+run(bin("napi"), [
+  "build",
+  "--manifest-path", "Cargo.toml",
+  "--platform",
+  // napi looks for a profile's output in target/<profile>/, but dev's is target/debug/.
+  ...(profile === "dev" ? [] : ["--profile", profile]),
+  "--output-dir", built,
+  "--js", "binding.cjs",
+  "--dts", "addon.d.ts",
+]);
+cpSync(join(built, "binding.cjs"), join(main, "binding.cjs"));
 
-  // The TypeScript API: CommonJS (dist/*.js, *.d.ts) and its ES module entry (dist/index.mjs).
-  run(process.execPath, [TSC, "-p", "tsconfig.json", "--outDir", join(main, "dist"), "--sourceMap", "false"]);
-  // dist/native.d.ts imports the addon's typings, which tsc does not copy (a .d.ts is not emitted).
-  cpSync(join(PACKAGE, "lib", "addon.d.ts"), join(main, "dist", "addon.d.ts"));
+// The TypeScript API: CommonJS (dist/*.js, *.d.ts) and its ES module entry (dist/index.mjs).
+run(process.execPath, [TSC, "-p", "tsconfig.json", "--outDir", join(main, "dist"), "--sourceMap", "false"]);
+// dist/native.d.ts imports the addon's typings, which tsc does not copy (a .d.ts is not emitted).
+cpSync(join(PACKAGE, "lib", "addon.d.ts"), join(main, "dist", "addon.d.ts"));
 
-  cpSync(join(PACKAGE, "scripts", "install.mjs"), join(main, "scripts", "install.mjs"));
-  stageRustSources(join(main, "rust"));
-  cpSync(join(PACKAGE, "README.md"), join(main, "README.md"));
+cpSync(join(PACKAGE, "scripts", "install.mjs"), join(main, "scripts", "install.mjs"));
+stageRustSources(join(main, "rust"));
+cpSync(join(PACKAGE, "README.md"), join(main, "README.md"));
 
-  const platformPackages = manifest.napi.targets.map(platformPackageOf);
-  const { private: _checkoutOnly, devDependencies: _dev, scripts: _devScripts, ...published } = manifest;
-  writeJson(join(main, "package.json"), {
-    ...published,
-    files: ["dist", "binding.cjs", "scripts/install.mjs", "rust", "README.md"],
-    scripts: { install: "node scripts/install.mjs" },
-    optionalDependencies: Object.fromEntries(platformPackages.map(({ name }) => [name, version])),
-  });
+const platformPackages = manifest.napi.targets.map(platformPackageOf);
+const { private: _checkoutOnly, devDependencies: _dev, scripts: _devScripts, ...published } = manifest;
+writeJson(join(main, "package.json"), {
+  ...published,
+  files: ["dist", "binding.cjs", "scripts/install.mjs", "rust", "README.md"],
+  scripts: { install: "node scripts/install.mjs" },
+  optionalDependencies: Object.fromEntries(platformPackages.map(({ name }) => [name, version])),
+});
 
-  mkdirSync(out, { recursive: true });
-  for (const { name, dir, binary } of platformPackages) {
-    const staged = join(stage, name);
-    cpSync(join(PACKAGE, "npm", dir), staged, { recursive: true });
-    const platformManifest = readJson(join(staged, "package.json"));
-    writeJson(join(staged, "package.json"), { ...platformManifest, version, license: manifest.license });
-    if (!existsSync(join(built, binary))) {
-      console.error(`dist.mjs: napi build made no ${binary}; only the host's platform package can be built here`);
-      process.exit(1);
-    }
-    cpSync(join(built, binary), join(staged, binary));
-    pack(staged);
+mkdirSync(out, { recursive: true });
+for (const { name, dir, binary } of platformPackages) {
+  const staged = join(stage, name);
+  cpSync(join(PACKAGE, "npm", dir), staged, { recursive: true });
+  const platformManifest = readJson(join(staged, "package.json"));
+  writeJson(join(staged, "package.json"), { ...platformManifest, version, license: manifest.license });
+  if (!existsSync(join(built, binary))) {
+    console.error(`dist.mjs: napi build made no ${binary}; only the host's platform package can be built here`);
+    process.exit(1);
   }
-  pack(main);
-} finally {
-  rmSync(stage, { recursive: true, force: true });
+  cpSync(join(built, binary), join(staged, binary));
+  pack(staged);
 }
+pack(main);
 
 /** npm pack into --out; prints the tarball's name. */
 function pack(dir) {

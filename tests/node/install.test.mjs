@@ -213,4 +213,29 @@ describe("the npm packages from dist.mjs, installed without Rust", { timeout: 90
     assert.match(done.stderr, /needs Rust 1\.88 or later, but `cargo` is not on PATH.*`npm rebuild toolmesh`/s);
     assert.ok(!existsSync(join(project, "node_modules", "toolmesh", "toolmesh.node")));
   });
+
+  // Minutes of compiling (core and the addon, and dependencies the target dir does not hold in
+  // this workspace's feature set), so opt-in: TOOLMESH_TEST_NPM_FROM_SOURCE=1.
+  it(
+    "where no prebuilt package matches, builds the addon from the Rust sources in the package",
+    { skip: process.env.TOOLMESH_TEST_NPM_FROM_SOURCE !== "1" && "set TOOLMESH_TEST_NPM_FROM_SOURCE=1 to build from source" },
+    async () => {
+      const project = tempDir("npm-from-source");
+      writeFileSync(join(project, "package.json"), JSON.stringify({ name: "from-source", private: true }));
+      // The user's real toolchain this time; debug, in the suite's cargo target dir, to reuse what it can.
+      const env = {
+        ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^npm_/i.test(name))),
+        TOOLMESH_NODE_PROFILE: "dev",
+      };
+      const done = await npmInstall(project, env, ["--omit=optional", state.main]);
+      assertSucceeded(done, "npm install building from source");
+      assert.match(done.stderr, /no prebuilt native addon for linux-x64; building it from source/);
+      assert.ok(existsSync(join(project, "node_modules", "toolmesh", "toolmesh.node")));
+      assert.ok(!existsSync(join(project, "node_modules", "toolmesh-linux-x64-gnu")));
+      const loaded = await run(process.execPath, ["-e", 'console.log(typeof require("toolmesh").Agent)'], { cwd: project, env });
+      assertSucceeded(loaded, "require after a build from source");
+      assert.equal(loaded.stdout.trim(), "function");
+      console.log(`the install that built from source took ${done.ms} ms`);
+    },
+  );
 });
