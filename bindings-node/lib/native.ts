@@ -34,10 +34,13 @@ function missingAddonMessage(error: unknown): string {
   }
   const reason = error instanceof Error ? error.message.split("\n")[0] : String(error);
   return (
-    `toolmesh: no native addon for ${process.platform}-${process.arch}: ` +
-    (prebuilt.length > 0 ? `prebuilt packages exist for ${prebuilt.join(", ")} only, ` : "") +
+    `toolmesh: no native addon loads on ${process.platform}-${process.arch}: ` +
+    (prebuilt.length > 0
+      ? `no prebuilt package (${prebuilt.map((platform) => `toolmesh-${platform}`).join(", ")}) is installed that matches, `
+      : "") +
     `and none was built from source (${reason}). ` +
-    "With Rust 1.88 or later (https://rustup.rs) on PATH, `npm rebuild toolmesh` builds it; " +
+    (prebuilt.length > 0 ? "Install the prebuilt package for this platform next to toolmesh, or, with " : "With ") +
+    "Rust 1.88 or later (https://rustup.rs) on PATH, run `npm rebuild toolmesh` to build the addon; " +
     "in a checkout of toolmesh, run scripts/node-env.sh."
   );
 }

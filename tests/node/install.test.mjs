@@ -212,6 +212,14 @@ describe("the npm packages from dist.mjs, installed without Rust", { timeout: 90
     assert.match(done.stderr, /no prebuilt native addon for linux-x64 \(prebuilt packages exist for linux-x64-gnu\)/);
     assert.match(done.stderr, /needs Rust 1\.88 or later, but `cargo` is not on PATH.*`npm rebuild toolmesh`/s);
     assert.ok(!existsSync(join(project, "node_modules", "toolmesh", "toolmesh.node")));
+
+    // Installed with its install step skipped, the package says the same when it is loaded.
+    const skipped = await npmInstall(project, userEnv(), ["--omit=optional", "--ignore-scripts", state.main]);
+    assertSucceeded(skipped, "npm install --ignore-scripts");
+    const loaded = await run(process.execPath, ["-e", 'require("toolmesh")'], { cwd: project, env: userEnv() });
+    assert.notEqual(loaded.code, 0);
+    assert.match(loaded.stderr, /toolmesh: no native addon loads on linux-x64: no prebuilt package \(toolmesh-linux-x64-gnu\) is installed that matches/);
+    assert.match(loaded.stderr, /run `npm rebuild toolmesh` to build the addon/);
   });
 
   // Minutes of compiling (core and the addon, and dependencies the target dir does not hold in
