@@ -80,6 +80,16 @@ run(bin("napi"), [
   "--dts", "addon.d.ts",
 ]);
 cpSync(join(built, "binding.cjs"), join(main, "binding.cjs"));
+// The typings that ship (lib/addon.d.ts) must be the ones generated from the addon that ships.
+// (With --js, napi also declares its loader's __napiBindingTarget, which lib/addon.d.ts leaves out.)
+const generatedTypings = readFileSync(join(built, "addon.d.ts"), "utf8").replace(
+  /\/\*\*(?:(?!\*\/)[^])*\*\/\nexport declare const __napiBindingTarget\b[^\n]*\n\n?/,
+  "",
+);
+if (generatedTypings !== readFileSync(join(PACKAGE, "lib", "addon.d.ts"), "utf8")) {
+  console.error("dist.mjs: lib/addon.d.ts is out of date with src/*.rs: run `node bindings-node/scripts/build.mjs`, then `cp bindings-node/build/native.d.ts bindings-node/lib/addon.d.ts`");
+  process.exit(1);
+}
 
 // The TypeScript API: CommonJS (dist/*.js, *.d.ts) and its ES module entry (dist/index.mjs).
 run(process.execPath, [TSC, "-p", "tsconfig.json", "--outDir", join(main, "dist"), "--sourceMap", "false"]);

@@ -11,7 +11,7 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { delimiter, dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { callTool, certsInit, Mesh, ROOT, tempDir } from "./meshkit.mjs";
@@ -114,8 +114,11 @@ export = { isMeshError };
 
 describe("the npm packages from dist.mjs, installed without Rust", { timeout: 900_000 }, () => {
   const state = {};
+  /** Temporary directories, removed after the suite. */
+  const scratch = [];
   before(async () => {
     state.out = tempDir("npm-dist");
+    scratch.push(state.out);
     const profile = process.env.TOOLMESH_NPM_DIST_PROFILE ?? "dev";
     const packed = await run(process.execPath, [join(PACKAGE, "scripts", "dist.mjs"), "--out", state.out, "--profile", profile], {
       cwd: ROOT,
@@ -128,6 +131,7 @@ describe("the npm packages from dist.mjs, installed without Rust", { timeout: 90
     state.prebuilt = join(state.out, tarballs.find((name) => /^toolmesh-linux-x64-gnu-.*\.tgz$/.test(name)) ?? assert.fail(`no linux-x64-gnu tarball in ${tarballs}`));
 
     state.project = tempDir("npm-user");
+    scratch.push(state.project, `${state.project}-bin`, `${state.project}-cargo-calls`);
     state.cargoCalls = `${state.project}-cargo-calls`;
     state.env = userEnv(`${state.project}-bin`, state.cargoCalls);
     assertSucceeded(await run("npm", ["init", "-y"], { cwd: state.project, env: state.env }), "npm init -y");
@@ -137,7 +141,11 @@ describe("the npm packages from dist.mjs, installed without Rust", { timeout: 90
     state.certs = await certsInit(join(state.project, "certs"), ["consumer"]);
     state.mesh = new Mesh(state.certs, state.project);
   });
-  after(() => state.mesh?.close());
+  after(async () => {
+    await state.mesh?.close();
+    // Each run leaves tens of MB of tarballs and installed packages; the agents' logs go with them.
+    for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
+  });
 
   it("installs the prebuilt addon without building (no cargo on PATH)", () => {
     const installed = join(state.project, "node_modules");
@@ -205,6 +213,7 @@ describe("the npm packages from dist.mjs, installed without Rust", { timeout: 90
 
   it("without a matching prebuilt package or cargo, fails naming the platforms and the command that builds it", async () => {
     const project = tempDir("npm-no-prebuilt");
+    scratch.push(project);
     writeFileSync(join(project, "package.json"), JSON.stringify({ name: "no-prebuilt", private: true }));
     const done = await npmInstall(project, userEnv(), ["--omit=optional", state.main]);
     assert.notEqual(done.code, 0, `the install succeeded without an addon:\n${done.stdout}${done.stderr}`);
@@ -229,6 +238,7 @@ describe("the npm packages from dist.mjs, installed without Rust", { timeout: 90
     { skip: process.env.TOOLMESH_TEST_NPM_FROM_SOURCE !== "1" && "set TOOLMESH_TEST_NPM_FROM_SOURCE=1 to build from source" },
     async () => {
       const project = tempDir("npm-from-source");
+      scratch.push(project);
       writeFileSync(join(project, "package.json"), JSON.stringify({ name: "from-source", private: true }));
       // The user's real toolchain this time; debug, in the suite's cargo target dir, to reuse what it can.
       const env = {
