@@ -33,7 +33,8 @@ const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 const prebuilt = Object.keys(manifest.optionalDependencies ?? {}).map((name) => name.replace(/^toolmesh-/, ""));
 const platform = `${process.platform}-${process.arch}`;
 const cargo = process.env.CARGO || "cargo";
-const profile = process.env.TOOLMESH_NODE_PROFILE || "release";
+// "debug", as scripts/build.mjs spells it, is cargo's dev profile.
+const profile = { debug: "dev", "": "release" }[process.env.TOOLMESH_NODE_PROFILE ?? ""] ?? process.env.TOOLMESH_NODE_PROFILE;
 
 function fail(message) {
   console.error(`toolmesh: ${message}`);
