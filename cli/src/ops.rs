@@ -200,6 +200,7 @@ async fn agent_tool(registry: &RegistryClient, agent: &str, tool: &str) -> Resul
         version: info.version.clone(),
         tags: info.tags.clone(),
         score: 0,
+        annotations: info.annotations.clone(),
     })
 }
 

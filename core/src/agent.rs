@@ -398,6 +398,7 @@ fn own_providers(id: &str, name: &str, endpoint: &str, tools: &[ToolInfo]) -> Re
             version: t.version.clone(),
             tags: t.tags.clone(),
             score: 0,
+            annotations: t.annotations.clone(),
         })
         .collect();
     let mut out = HashMap::new();

@@ -409,6 +409,7 @@ mod tests {
             version: "1.0.0".into(),
             tags: vec![],
             score,
+            annotations: Default::default(),
         }
     }
 

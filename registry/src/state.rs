@@ -560,6 +560,7 @@ fn provider(agent: &Agent, tool: &ToolInfo) -> Provider {
         version: tool.version.clone(),
         tags: tool.tags.clone(),
         score: 0,
+        annotations: tool.annotations.clone(),
     }
 }
 

@@ -206,6 +206,9 @@ impl McpServer {
                 if !t.description.is_empty() {
                     tool["description"] = json!(t.description);
                 }
+                if !t.annotations.is_empty() {
+                    tool["annotations"] = json!(t.annotations);
+                }
                 tool["_meta"] = json!({"dev.toolmesh/capability": t.capability, "dev.toolmesh/version": t.version, "dev.toolmesh/tags": t.tags});
                 tool
             })
@@ -737,6 +740,7 @@ mod tests {
             input_schema,
             dependencies: vec![],
             timeout_ms: None,
+            annotations: Default::default(),
         }
     }
 
