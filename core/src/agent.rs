@@ -10,7 +10,7 @@ use crate::discovery::{Discovery, TopologyView};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::{LocalTools, ToolHandler};
 use crate::mcp::{McpClient, McpServer, ServerInfo, ENDPOINT_PATH};
-use crate::pipeline::{Pipeline, Target, Transport};
+use crate::pipeline::{Pipeline, Target, Transport, UnreachableReports};
 use crate::policy::Policy;
 use crate::registry_api::{DependencySpec, Provider, RegisterRequest, ToolInfo};
 use crate::registry_client::RegistryClient;
@@ -153,9 +153,11 @@ impl Agent {
             async move { mcp.handle(request, peer).await }
         })?;
 
+        // What the calls find unreachable, the heartbeats report.
+        let unreachable = UnreachableReports::default();
         let discovery = registry.map(|client| {
             let registration = RegisterRequest { agent_id: id.clone(), name: config.name.clone(), endpoint: endpoint.clone(), tools };
-            Discovery::spawn_following(client, registration, config.heartbeat_interval, identity.clone(), gate.clone())
+            Discovery::spawn_following(client, registration, config.heartbeat_interval, identity.clone(), gate.clone(), unreachable.clone())
         });
         let topology = match &discovery {
             Some(d) => d.topology(),
@@ -184,7 +186,7 @@ impl Agent {
                 topology,
                 client: McpClient::new(&identity)?,
                 gate,
-                pipeline: Pipeline::new(),
+                pipeline: Pipeline::reporting(unreachable),
                 server: Mutex::new(Some(server)),
                 discovery: Mutex::new(discovery),
                 health,

@@ -76,6 +76,29 @@ pub struct Pipeline {
     unreachable: AtomicU64,
     refused_certificate: AtomicU64,
     retried_after_delivery: AtomicU64,
+    reports: UnreachableReports,
+}
+
+/// The agents this agent could not reach, for its next heartbeat to report (the registry then
+/// probes them, and lists those it cannot reach either as `unreachable`). Clones share one list.
+#[derive(Clone, Default)]
+pub struct UnreachableReports(std::sync::Arc<Mutex<std::collections::BTreeSet<String>>>);
+
+impl UnreachableReports {
+    /// Most agents one heartbeat reports; the registry probes no more.
+    pub const MAX: usize = 16;
+
+    pub fn report(&self, agent_id: &str) {
+        let mut reports = self.0.lock().expect("reports lock");
+        if reports.len() < Self::MAX {
+            reports.insert(agent_id.to_owned());
+        }
+    }
+
+    /// The agents reported since the last take.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().expect("reports lock")).into_iter().collect()
+    }
 }
 
 /// A provider that could not be reached, and when a call may try it again.
@@ -108,6 +131,11 @@ pub struct Failovers {
 impl Pipeline {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A pipeline that adds each provider it finds unreachable to `reports`.
+    pub fn reporting(reports: UnreachableReports) -> Self {
+        Pipeline { reports, ..Self::default() }
     }
 
     /// Calls one of the target's providers.
@@ -235,6 +263,7 @@ impl Pipeline {
 
     /// The provider could not be reached: skipped from now on until a trial gets through.
     fn mark_down(&self, provider: &Provider) {
+        self.reports.report(&provider.agent_id);
         let mut down = self.down.lock().expect("pipeline lock");
         let now = Instant::now();
         match down.get_mut(&provider.endpoint) {

@@ -266,6 +266,10 @@ pub struct HeartbeatRequest {
     /// for the registry's audit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denials: Vec<ReportedDenial>,
+    /// The agents (ids) this agent could not connect to since its last heartbeat; the registry
+    /// probes them and lists those it cannot connect to either as `unreachable`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<String>,
 }
 
 /// Most denials one heartbeat reports; an agent keeps no more than this between heartbeats.
@@ -371,7 +375,10 @@ pub struct AgentInfo {
     pub name: String,
     pub endpoint: String,
     pub tools: Vec<ToolInfo>,
-    /// `healthy`, or `stale` when a heartbeat is overdue (evicted after three missed intervals).
+    /// `healthy`; `stale` when a heartbeat is overdue (evicted after three missed intervals);
+    /// `unreachable` when the registry could not connect to the agent since its last heartbeat
+    /// (it probes agents whose heartbeat is late, and those a caller reports). Readers should
+    /// treat a value they do not know as not healthy.
     pub status: String,
     /// Milliseconds since the last heartbeat.
     pub last_seen_ms: u64,
