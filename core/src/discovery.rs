@@ -316,7 +316,19 @@ impl Session {
     async fn heartbeats(&self) -> Ended {
         let mut outage = false;
         loop {
-            if self.pause(self.heartbeat_interval).await {
+            // A provider found unreachable is reported at once: the registry probes it, and
+            // lists it unreachable (and out of other agents' topologies) within milliseconds.
+            let reported = async {
+                match &self.followers {
+                    Some(f) => f.unreachable.reported().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let stopped = tokio::select! {
+                stopped = self.pause(self.heartbeat_interval) => stopped,
+                () = reported => false,
+            };
+            if stopped {
                 return Ended::Stopped;
             }
             // Refusals ride along; lost with a failed beat, but always in the agent's own log.

@@ -82,22 +82,34 @@ pub struct Pipeline {
 /// The agents this agent could not reach, for its next heartbeat to report (the registry then
 /// probes them, and lists those it cannot reach either as `unreachable`). Clones share one list.
 #[derive(Clone, Default)]
-pub struct UnreachableReports(std::sync::Arc<Mutex<std::collections::BTreeSet<String>>>);
+pub struct UnreachableReports(std::sync::Arc<Reports>);
+
+#[derive(Default)]
+struct Reports {
+    agent_ids: Mutex<std::collections::BTreeSet<String>>,
+    /// Wakes the heartbeat: a report goes out at once, not an interval later.
+    added: tokio::sync::Notify,
+}
 
 impl UnreachableReports {
     /// Most agents one heartbeat reports; the registry probes no more.
     pub const MAX: usize = 16;
 
     pub fn report(&self, agent_id: &str) {
-        let mut reports = self.0.lock().expect("reports lock");
-        if reports.len() < Self::MAX {
-            reports.insert(agent_id.to_owned());
+        let mut reports = self.0.agent_ids.lock().expect("reports lock");
+        if reports.len() < Self::MAX && reports.insert(agent_id.to_owned()) {
+            self.0.added.notify_one();
         }
     }
 
     /// The agents reported since the last take.
     pub fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().expect("reports lock")).into_iter().collect()
+        std::mem::take(&mut *self.0.agent_ids.lock().expect("reports lock")).into_iter().collect()
+    }
+
+    /// Returns once an agent was reported (at once if one was since the last call).
+    pub async fn reported(&self) {
+        self.0.added.notified().await;
     }
 }
 
