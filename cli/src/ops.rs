@@ -139,7 +139,9 @@ pub struct CallArgs {
     /// The tool's arguments, a JSON object.
     #[arg(default_value = "{}", value_name = "JSON")]
     arguments: String,
-    /// A request-context header to propagate with the call, repeatable.
+    /// A header for the called tool, repeatable. The handler it reaches sees it (toolmesh.headers()
+    /// in every language); it goes on to further agents only where their TOOLMESH_PROPAGATE_HEADERS
+    /// names it. authorization and cookie reach a handler only if its agent's list names them.
     #[arg(long = "header", value_name = "NAME=VALUE")]
     headers: Vec<String>,
     /// How long to wait for the result.
@@ -158,6 +160,7 @@ pub async fn call(args: CallArgs) -> Result<(), Failure> {
     let timeout = Duration::from_millis(args.timeout_ms);
     let context = RequestContext {
         headers: args.headers.iter().map(|h| parse_header(h)).collect::<Result<_, _>>()?,
+        headers_set_by_caller: true,
         deadline: Some(tokio::time::Instant::now() + timeout),
         ..RequestContext::default()
     };

@@ -340,8 +340,12 @@ impl Inner {
     /// A dependency this agent provides itself: no network, same checks and same errors as a
     /// remote call, a new span of the same trace.
     async fn call_in_process(&self, tool: &str, arguments: Value, context: &RequestContext) -> std::result::Result<Value, RequestError> {
+        // A hop like a remote call: the headers that go onward, and none set on purpose for it.
         let child = RequestContext {
             trace: Some(context.trace.as_ref().map(TraceContext::child).unwrap_or_else(TraceContext::new_root)),
+            headers: context.onward_headers().cloned().collect(),
+            hop_only: Vec::new(),
+            headers_set_by_caller: false,
             ..context.clone()
         };
         self.local.invoke(tool, arguments, Arc::new(child)).await.map_err(|error| {

@@ -173,6 +173,17 @@ impl Process {
             runtime.shutdown_background();
         }
     }
+
+    /// Kills it and waits until its port refuses connections (the runtime's tasks are dropped
+    /// in the background, as the kernel closes a killed process's sockets).
+    async fn kill_and_wait(&mut self) {
+        self.kill();
+        let started = Instant::now();
+        while TcpStream::connect(self.agent.local_addr()).await.is_ok() {
+            assert!(started.elapsed() < Duration::from_secs(5), "the killed agent's port still takes connections");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
 }
 
 impl Drop for Process {
@@ -519,8 +530,10 @@ async fn calls_fail_over_from_a_provider_that_died_without_deregistering() {
     let b_calls = Arc::new(AtomicUsize::new(0));
     let b = mesh.agent("b", &url, &["add"], b_calls.clone()).await;
     let operator = mesh.operator(&url);
+    // The ghost is resolved too, unless the registry lists it unreachable just now (a reported
+    // it, and it heartbeats: healthy again with each heartbeat).
     let providers = operator.resolve(&DependencySpec::capability("add")).await.unwrap().providers;
-    assert_eq!(providers.len(), 2, "{providers:?}");
+    assert!(providers.iter().any(|p| p.agent_name == "b") && providers.len() <= 2, "{providers:?}");
     let deadline = Instant::now() + Duration::from_secs(1);
     while b_calls.load(Ordering::Relaxed) == 0 {
         assert!(Instant::now() < deadline, "a did not learn of b");
@@ -651,7 +664,7 @@ async fn a_killed_agent_is_listed_unreachable_within_a_heartbeat_interval() {
     let mut idle = Process::start(&mesh, "idle", &url, &["add"], Arc::default());
     let idle_id = idle.agent.agent_id().to_owned();
     assert_eq!(status_of(&operator, &idle_id).await, "healthy");
-    idle.kill();
+    idle.kill_and_wait().await;
     let took = until_unreachable(&operator, &idle_id, interval * 3 / 2).await;
     eprintln!("an idle killed agent was listed unreachable after {took:?}");
 
@@ -663,7 +676,7 @@ async fn a_killed_agent_is_listed_unreachable_within_a_heartbeat_interval() {
     let client = McpClient::new(&mesh.identity("operator", Role::Operator)).unwrap();
     sum3(&client, &caller, 1).await.unwrap();
     let killed = Instant::now();
-    dead.kill();
+    dead.kill_and_wait().await;
     let e = sum3(&client, &caller, 1).await.unwrap_err();
     // Refused, or reset on the connection kept from the call before (then possibly delivered).
     assert!(matches!(e.kind(), ErrorKind::ConnectFailed | ErrorKind::ConnectionLost), "{e}");
@@ -717,7 +730,7 @@ async fn killing_one_of_two_providers_under_load_fails_no_call_to_an_idempotent_
     let endpoint = doomed.agent.endpoint().to_owned();
     let doomed_id = doomed.agent.agent_id().to_owned();
     let before = doomed_calls.load(Ordering::Relaxed);
-    doomed.kill();
+    doomed.kill_and_wait().await;
     // Past the first trial of the dead provider (1 s after it went down).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::Relaxed);

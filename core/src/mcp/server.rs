@@ -293,8 +293,8 @@ impl McpServer {
             .and_then(|m| m.deadline_ms)
             .and_then(Raw::as_u64)
             .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
-        let headers = self.propagate.capture(headers.iter().filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))));
-        RequestContext { headers, trace: Some(trace), deadline, ..RequestContext::default() }
+        let (headers, hop_only) = self.propagate.capture_inbound(headers.iter().filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))));
+        RequestContext { headers, hop_only, trace: Some(trace), deadline, ..RequestContext::default() }
     }
 }
 
