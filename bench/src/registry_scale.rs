@@ -95,6 +95,7 @@ fn sim_registration(i: usize, services: usize, connections: usize) -> RegisterRe
             input_schema: json!({"type": "object", "properties": {}}),
             dependencies: vec![DependencySpec::capability(format!("svc-{next}"))],
             timeout_ms: None,
+            annotations: Default::default(),
         }],
     }
 }

@@ -100,6 +100,7 @@ pub fn add_tool(capability: &str) -> ToolInfo {
         input_schema: json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}),
         dependencies: vec![],
         timeout_ms: None,
+        annotations: Default::default(),
     }
 }
 
@@ -113,6 +114,7 @@ pub fn caller_tool(name: &str, capability: &str, depends_on: &str) -> ToolInfo {
         input_schema: json!({"type": "object", "properties": {}}),
         dependencies: vec![DependencySpec::capability(depends_on)],
         timeout_ms: None,
+        annotations: Default::default(),
     }
 }
 

@@ -22,4 +22,4 @@ export {
   TransportError,
 } from "./errors.js";
 export type { InputSchema, JsonSchema, StandardSchema } from "./schema.js";
-export type { Dependency, DependencyProxy, Proxies, ToolDefinition } from "./tools.js";
+export type { Dependency, DependencyProxy, Proxies, ToolAnnotations, ToolDefinition } from "./tools.js";

@@ -15,6 +15,19 @@ export type Dependency =
       readonly version?: string;
     };
 
+/**
+ * MCP's tool annotations, listed by `tools/list` and kept by the registry. A call to a tool with
+ * `readOnlyHint` or `idempotentHint` true is also retried on another provider when the
+ * connection breaks after the provider received it; any other call only when it never left.
+ */
+export interface ToolAnnotations {
+  readonly title?: string;
+  readonly readOnlyHint?: boolean;
+  readonly destructiveHint?: boolean;
+  readonly idempotentHint?: boolean;
+  readonly openWorldHint?: boolean;
+}
+
 /** Calls a dependency: a provider chosen by core runs it, and its result comes back. */
 export type DependencyProxy = <Result = any>(args?: Record<string, unknown>) => Promise<Result>;
 
@@ -42,6 +55,8 @@ export interface ToolDefinition<S extends InputSchema = InputSchema, D extends r
   readonly dependencies?: D;
   /** Timeout of each call this tool makes to its dependencies (default: the agent's). */
   readonly timeoutMs?: number;
+  /** MCP's tool annotations, e.g. `{ idempotentHint: true }` (see {@link ToolAnnotations}). */
+  readonly annotations?: ToolAnnotations;
   /**
    * Runs the tool: sync or async; its result must be JSON (`undefined` is sent as null). A
    * throw or rejection reaches the caller as a tool error; when it is a `ToolmeshError` from a
@@ -75,7 +90,7 @@ export class LocalTool {
 
   /** Core's JSON tool definition; core checks it (names, capabilities, selectors). */
   info(): Record<string, unknown> {
-    const { name, capability, version, tags, description, inputSchema, dependencies, timeoutMs } = this.#definition;
+    const { name, capability, version, tags, description, inputSchema, dependencies, timeoutMs, annotations } = this.#definition;
     return {
       name,
       capability, // core defaults it to the name
@@ -85,6 +100,7 @@ export class LocalTool {
       input_schema: inputSchema === undefined ? undefined : jsonSchemaOf(name, inputSchema),
       dependencies,
       timeout_ms: timeoutMs,
+      annotations,
     };
   }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 from typing import Optional
@@ -9,6 +10,7 @@ from typing import Optional
 import pytest
 
 import toolmesh
+from meshkit import Certs
 from toolmesh._json import decode
 
 
@@ -47,6 +49,24 @@ def test_explicit_metadata_and_dependency_selectors() -> None:
     assert info["description"] == "Adds."
     assert info["dependencies"] == [selector, "log"]
     assert info["timeout_ms"] == 1500
+    assert "annotations" not in info
+
+
+def test_mcp_annotations_are_declared_as_given_and_checked_by_core(certs: Certs) -> None:
+    agent = toolmesh.Agent("declare")
+
+    @agent.tool(annotations={"readOnlyHint": True, "idempotentHint": True})
+    def lookup(key: str) -> str:
+        return key
+
+    assert agent.tools[0].info()["annotations"] == {"readOnlyHint": True, "idempotentHint": True}
+    with pytest.raises(TypeError, match="annotations is a dict"):
+        agent.tool(annotations=["idempotentHint"])(lookup)
+
+    misspelt = toolmesh.Agent("alpha", **certs.options("alpha"))
+    misspelt.tool(annotations={"idempotent": True})(lookup)
+    with pytest.raises(toolmesh.ConfigError, match="unknown tool annotation 'idempotent'"):
+        asyncio.run(misspelt.start())
 
 
 def test_the_decorator_returns_the_function_unchanged() -> None:

@@ -6,8 +6,10 @@ use clap::Args;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
+use toolmesh_core::client::RequestError;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::mcp::McpClient;
+use toolmesh_core::pipeline::{Pipeline, Target, Transport};
 use toolmesh_core::registry_api::{AgentInfo, AgentList, DependencySpec, Provider};
 use toolmesh_core::registry_client::RegistryClient;
 use toolmesh_core::text::escape;
@@ -137,7 +139,9 @@ pub struct CallArgs {
     /// The tool's arguments, a JSON object.
     #[arg(default_value = "{}", value_name = "JSON")]
     arguments: String,
-    /// A request-context header to propagate with the call, repeatable.
+    /// A header for the called tool, repeatable. The handler it reaches sees it (toolmesh.headers()
+    /// in every language); it goes on to further agents only where their TOOLMESH_PROPAGATE_HEADERS
+    /// names it. authorization and cookie reach a handler only if its agent's list names them.
     #[arg(long = "header", value_name = "NAME=VALUE")]
     headers: Vec<String>,
     /// How long to wait for the result.
@@ -156,6 +160,7 @@ pub async fn call(args: CallArgs) -> Result<(), Failure> {
     let timeout = Duration::from_millis(args.timeout_ms);
     let context = RequestContext {
         headers: args.headers.iter().map(|h| parse_header(h)).collect::<Result<_, _>>()?,
+        headers_set_by_caller: true,
         deadline: Some(tokio::time::Instant::now() + timeout),
         ..RequestContext::default()
     };
@@ -165,7 +170,7 @@ pub async fn call(args: CallArgs) -> Result<(), Failure> {
         None => providers(&registry, &args.target).await?,
     };
     let client = McpClient::new(&identity)?;
-    let result = tokio::time::timeout(timeout, call_first_reachable(&client, &candidates, arguments, &context))
+    let result = tokio::time::timeout(timeout, call_first_reachable(&client, &candidates, arguments, &context, timeout))
         .await
         .map_err(|_| Error::new(ErrorKind::Timeout, format!("{} did not answer within {} ms", args.target, args.timeout_ms)))??;
     println!("{}", to_json(&result)?);
@@ -200,6 +205,7 @@ async fn agent_tool(registry: &RegistryClient, agent: &str, tool: &str) -> Resul
         version: info.version.clone(),
         tags: info.tags.clone(),
         score: 0,
+        annotations: info.annotations.clone(),
     })
 }
 
@@ -215,26 +221,27 @@ async fn providers(registry: &RegistryClient, capability: &str) -> Result<Vec<Pr
     Ok(providers)
 }
 
-/// Calls the first provider that can be reached; moves on only when the call was never
-/// delivered, so a tool never runs twice.
-async fn call_first_reachable(
-    client: &McpClient,
-    candidates: &[Provider],
-    arguments: Value,
-    context: &RequestContext,
-) -> Result<Value, Error> {
-    let mut last_error = None;
-    for provider in candidates {
-        match client.call_tool(&provider.endpoint, &provider.tool, &arguments, context).await {
-            Ok(value) => return Ok(value),
-            Err(failure) if !failure.delivered => {
-                tracing::warn!(agent = %escape(&provider.agent_id), "{}; trying the next provider", escape(&failure.error.to_string()));
-                last_error = Some(failure.error);
-            }
-            Err(failure) => return Err(failure.error),
-        }
+/// Calls the candidates through core's call policy, as an agent's dependency call would: the
+/// next provider when one cannot be reached (and, for a read-only or idempotent tool, when the
+/// connection breaks after delivery); errors name the agent, the tool and the address.
+async fn call_first_reachable(client: &McpClient, candidates: &[Provider], arguments: Value, context: &RequestContext, timeout: Duration) -> Result<Value, Error> {
+    let capability = candidates.first().map_or("", |p| p.capability.as_str());
+    let target = Target { key: capability, capability, providers: candidates, timeout };
+    Pipeline::new().call(&Mcp(client), target, arguments, context).await
+}
+
+/// Sends each attempt as an MCP call over mTLS.
+struct Mcp<'c>(&'c McpClient);
+
+impl Transport for Mcp<'_> {
+    fn send<'a>(
+        &'a self,
+        provider: &'a Provider,
+        arguments: &'a Value,
+        context: &'a RequestContext,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, RequestError>> + Send + 'a>> {
+        Box::pin(self.0.call_tool(&provider.endpoint, &provider.tool, arguments, context))
     }
-    Err(last_error.unwrap_or_else(|| Error::new(ErrorKind::DependencyUnresolved, "no provider to call")))
 }
 
 /// `NAME=VALUE` with an HTTP token as the name; names are lowercased as the mesh carries them.

@@ -27,7 +27,7 @@ async fn start_calc(certs: &Certs, registry_url: &str) -> Agent {
         config.set(key, &value).expect("agent option");
     }
     let tools: Vec<ToolInfo> = serde_json::from_value(json!([
-        {"name": "add", "capability": "add", "version": "1.2.0", "tags": ["math"]},
+        {"name": "add", "capability": "add", "version": "1.2.0", "tags": ["math"], "annotations": {"readOnlyHint": true}},
         {"name": "fail", "capability": "fail"},
         {"name": "refuse", "capability": "refuse"},
     ]))
@@ -36,7 +36,8 @@ async fn start_calc(certs: &Certs, registry_url: &str) -> Agent {
         match invocation.tool.as_str() {
             "add" => {
                 let sum = invocation.arguments["a"].as_i64().unwrap_or(0) + invocation.arguments["b"].as_i64().unwrap_or(0);
-                completion.ok(json!({"sum": sum, "tenant": invocation.context.header("x-tenant")}));
+                let header = |name| invocation.context.header(name);
+                completion.ok(json!({"sum": sum, "tenant": header("x-tenant"), "note": header("x-note"), "authorization": header("authorization")}));
             }
             "refuse" => completion.complete(Err(toolmesh_core::host::HostError::tool_error(
                 "unknown_sku",
@@ -77,11 +78,18 @@ async fn list_and_call_reach_a_live_agent() {
     assert!(listed.stdout.contains("fail: fail@1.0.0"), "{}", listed.stdout);
     let listed = json_of(&operator(&certs, &registry.url, &["list", "--json"]).await.success());
     assert_eq!(listed["agents"][0]["identity"], "spiffe://toolmesh.local/agent/calc");
+    assert_eq!(listed["agents"][0]["tools"][0]["annotations"], json!({"readOnlyHint": true}));
 
-    let by_capability = operator(&certs, &registry.url, &["call", "add", r#"{"a": 2, "b": 3}"#, "--header", "X-Tenant=acme"]).await;
-    assert_eq!(json_of(&by_capability.success()), json!({"sum": 5, "tenant": "acme"}));
+    // --header reaches the handler, allow-listed (x-tenant) or not (x-note); credentials only
+    // when the agent's allow-list names them.
+    let args = ["call", "add", r#"{"a": 2, "b": 3}"#, "--header", "X-Tenant=acme", "--header", "x-note=hi", "--header", "Authorization=Bearer t"];
+    let by_capability = operator(&certs, &registry.url, &args).await;
+    assert_eq!(json_of(&by_capability.success()), json!({"sum": 5, "tenant": "acme", "note": "hi", "authorization": null}));
     let by_name = operator(&certs, &registry.url, &["call", "calc:add", r#"{"a": 1, "b": 1}"#]).await;
     assert_eq!(json_of(&by_name.success())["sum"], 2);
+    let help = toolmesh(&["call", "--help"]).output().expect("toolmesh call --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("The handler it reaches sees it") && !help.contains("propagate with the call"), "{help}");
     let by_id = operator(&certs, &registry.url, &["call", &format!("{id}:add"), r#"{"a": 4}"#]).await;
     assert_eq!(json_of(&by_id.success())["sum"], 4);
     agent.shutdown().await;

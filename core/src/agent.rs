@@ -10,7 +10,7 @@ use crate::discovery::{Discovery, TopologyView};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::{LocalTools, ToolHandler};
 use crate::mcp::{McpClient, McpServer, ServerInfo, ENDPOINT_PATH};
-use crate::pipeline::{Pipeline, Target, Transport};
+use crate::pipeline::{Pipeline, Target, Transport, UnreachableReports};
 use crate::policy::Policy;
 use crate::registry_api::{DependencySpec, Provider, RegisterRequest, ToolInfo};
 use crate::registry_client::RegistryClient;
@@ -153,9 +153,11 @@ impl Agent {
             async move { mcp.handle(request, peer).await }
         })?;
 
+        // What the calls find unreachable, the heartbeats report.
+        let unreachable = UnreachableReports::default();
         let discovery = registry.map(|client| {
             let registration = RegisterRequest { agent_id: id.clone(), name: config.name.clone(), endpoint: endpoint.clone(), tools };
-            Discovery::spawn_following(client, registration, config.heartbeat_interval, identity.clone(), gate.clone())
+            Discovery::spawn_following(client, registration, config.heartbeat_interval, identity.clone(), gate.clone(), unreachable.clone())
         });
         let topology = match &discovery {
             Some(d) => d.topology(),
@@ -184,7 +186,7 @@ impl Agent {
                 topology,
                 client: McpClient::new(&identity)?,
                 gate,
-                pipeline: Pipeline::new(),
+                pipeline: Pipeline::reporting(unreachable),
                 server: Mutex::new(Some(server)),
                 discovery: Mutex::new(discovery),
                 health,
@@ -338,8 +340,12 @@ impl Inner {
     /// A dependency this agent provides itself: no network, same checks and same errors as a
     /// remote call, a new span of the same trace.
     async fn call_in_process(&self, tool: &str, arguments: Value, context: &RequestContext) -> std::result::Result<Value, RequestError> {
+        // A hop like a remote call: the headers that go onward, and none set on purpose for it.
         let child = RequestContext {
             trace: Some(context.trace.as_ref().map(TraceContext::child).unwrap_or_else(TraceContext::new_root)),
+            headers: context.onward_headers().cloned().collect(),
+            hop_only: Vec::new(),
+            headers_set_by_caller: false,
             ..context.clone()
         };
         self.local.invoke(tool, arguments, Arc::new(child)).await.map_err(|error| {
@@ -398,6 +404,7 @@ fn own_providers(id: &str, name: &str, endpoint: &str, tools: &[ToolInfo]) -> Re
             version: t.version.clone(),
             tags: t.tags.clone(),
             score: 0,
+            annotations: t.annotations.clone(),
         })
         .collect();
     let mut out = HashMap::new();

@@ -77,8 +77,17 @@ fn random_hex(bytes: usize) -> String {
 /// What a handler runs with, and what flows into the calls it makes.
 #[derive(Debug, Clone, Default)]
 pub struct RequestContext {
-    /// Propagated headers (lowercase names), already filtered by the allow-list.
+    /// The headers the handler sees (lowercase names): the allow-listed ones of the inbound
+    /// request, and those its caller set on purpose (see [`HeaderAllowList::capture_inbound`]).
+    /// Outbound calls carry them, but for the names in `hop_only`.
     pub headers: Vec<(String, String)>,
+    /// Names among `headers` that were set on purpose by the caller of this hop and that this
+    /// agent's allow-list does not name: seen by this hop's handler, never forwarded.
+    pub hop_only: Vec<String>,
+    /// The headers are the caller's own (`toolmesh call --header`), set on purpose: requests list
+    /// their names in [`CALLER_HEADERS`] so that the receiving handler sees them whatever its
+    /// allow-list. False in a handler's context, whose headers are only forwarded.
+    pub headers_set_by_caller: bool,
     /// The span of the handler that is running (outbound calls become its children).
     pub trace: Option<TraceContext>,
     /// When the inbound request must be answered by; outbound calls never outlive it.
@@ -94,7 +103,24 @@ impl RequestContext {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
+
+    /// The headers an outbound call carries: all but the hop-only ones and those a request
+    /// sets itself.
+    pub fn onward_headers(&self) -> impl Iterator<Item = &(String, String)> {
+        self.headers.iter().filter(|(n, _)| {
+            let name = n.to_ascii_lowercase();
+            !never_propagated(&name) && !self.hop_only.contains(&name)
+        })
+    }
 }
+
+/// The request header in which a caller lists (comma-separated) the headers it set on purpose
+/// for the handler it calls; never captured or forwarded itself.
+pub const CALLER_HEADERS: &str = "toolmesh-caller-headers";
+/// At most this many caller-set headers are shown to a handler (the rest are ignored)...
+pub const MAX_CALLER_HEADERS: usize = 32;
+/// ... and at most this many bytes of their values in all.
+pub const MAX_CALLER_HEADER_BYTES: usize = 16 * 1024;
 
 /// Which inbound headers are propagated: exact names (case-insensitive) or prefixes ending in `*`,
 /// within two rules that no list overrides:
@@ -115,7 +141,7 @@ pub struct HeaderAllowList {
 /// one request or are carried separately, by exact name.
 const NEVER_PROPAGATED: &[&str] = &[
     "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "http2-settings", "host", "expect",
-    "accept", "accept-encoding", "traceparent", "tracestate", crate::origin::HEADER,
+    "accept", "accept-encoding", "traceparent", "tracestate", crate::origin::HEADER, CALLER_HEADERS,
 ];
 /// The same, by prefix: proxy fields, the inbound body's description and MCP's own headers.
 const NEVER_PROPAGATED_PREFIXES: &[&str] = &["proxy-", "content-", "mcp-"];
@@ -155,6 +181,52 @@ impl HeaderAllowList {
             || (!CREDENTIALS.contains(&name.as_str()) && self.prefixes.iter().any(|p| name.starts_with(p.as_str())))
     }
 
+    /// What a handler sees of an inbound request's headers, and which of them are hop-only.
+    ///
+    /// The rule, the same in every language: a header the caller set on purpose (listed in
+    /// [`CALLER_HEADERS`]) is seen by the handler it was sent to, whatever this agent's
+    /// allow-list; it goes further only if the allow-list names it. Other inbound headers are
+    /// seen (and forwarded) only when the allow-list names them. Either way, headers that are
+    /// never propagated ([`never_propagated`], those the `Connection` header names) are never
+    /// seen, and credentials (`authorization`, `cookie`) only when the allow-list names them
+    /// exactly. At most [`MAX_CALLER_HEADERS`] caller-set headers, of
+    /// [`MAX_CALLER_HEADER_BYTES`] in all, are taken; the rest are left out.
+    pub fn capture_inbound<'a>(&self, headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Vec<(String, String)>, Vec<String>) {
+        let headers: Vec<(&str, &str)> = headers.into_iter().collect();
+        let mut seen = self.capture(headers.iter().copied());
+        let listed: Vec<String> = headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(CALLER_HEADERS))
+            .flat_map(|(_, v)| v.split(','))
+            .map(|n| n.trim().to_ascii_lowercase())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if listed.is_empty() {
+            return (seen, Vec::new());
+        }
+        let hop_options = connection_options(&headers);
+        let mut hop_only = Vec::new();
+        let mut bytes = 0;
+        for (name, value) in &headers {
+            let name = name.to_ascii_lowercase();
+            let set_on_purpose = listed.contains(&name) && !hop_options.contains(&name);
+            if !set_on_purpose || never_propagated(&name) || CREDENTIALS.contains(&name.as_str()) || self.allows(&name) {
+                // Allowed ones are in `seen` already (credentials only when named exactly).
+                continue;
+            }
+            bytes += value.len();
+            if hop_only.len() == MAX_CALLER_HEADERS || bytes > MAX_CALLER_HEADER_BYTES {
+                tracing::debug!(header = %name, "a caller-set header beyond the limits is left out");
+                continue;
+            }
+            if !hop_only.contains(&name) {
+                hop_only.push(name.clone());
+            }
+            seen.push((name, (*value).to_owned()));
+        }
+        (seen, hop_only)
+    }
+
     /// Keeps the allowed headers of `headers`, with lowercase names. Headers that the inbound
     /// `Connection` header names are that hop's own (RFC 9110 §7.6.1) and are dropped too.
     pub fn capture<'a>(&self, headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
@@ -176,9 +248,55 @@ impl HeaderAllowList {
     }
 }
 
+/// The options the `Connection` header names: headers of that hop only (lowercase).
+fn connection_options(headers: &[(&str, &str)]) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| v.split(','))
+        .map(|o| o.trim().to_ascii_lowercase())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caller_set_headers_are_seen_by_the_first_hop_and_forwarded_only_when_allow_listed() {
+        let inbound = [
+            ("X-Tenant", "acme"), ("X-Secret", "s"), ("X-Unlisted", "u"), ("Authorization", "Bearer t"), ("Content-Type", "a/b"),
+            ("Connection", "x-hop"), ("X-Hop", "h"),
+            ("Toolmesh-Caller-Headers", "x-tenant, X-Secret, authorization, content-type, x-hop, toolmesh-caller-headers"),
+        ];
+        let list = HeaderAllowList::parse("x-tenant");
+        let (seen, hop_only) = list.capture_inbound(inbound);
+        assert_eq!(seen, vec![("x-tenant".into(), "acme".into()), ("x-secret".into(), "s".into())], "not the unlisted, credential, protocol or hop headers");
+        assert_eq!(hop_only, ["x-secret"]);
+        let context = RequestContext { headers: seen, hop_only, ..RequestContext::default() };
+        assert_eq!(context.onward_headers().collect::<Vec<_>>(), [&("x-tenant".to_owned(), "acme".to_owned())]);
+        // Credentials set on purpose: seen only when the allow-list names them, and then forwarded.
+        let (seen, hop_only) = HeaderAllowList::parse("authorization").capture_inbound(inbound);
+        assert_eq!(seen, vec![("authorization".into(), "Bearer t".into()), ("x-tenant".into(), "acme".into()), ("x-secret".into(), "s".into())]);
+        assert_eq!(hop_only, ["x-tenant", "x-secret"]);
+        // Without the list, only the allow-list decides (as before).
+        let (seen, hop_only) = list.capture_inbound(inbound[..5].iter().copied());
+        assert_eq!((seen, hop_only), (vec![("x-tenant".into(), "acme".into())], vec![]));
+    }
+
+    #[test]
+    fn caller_set_headers_are_capped() {
+        let names: Vec<String> = (0..40).map(|i| format!("x-h{i}")).collect();
+        let big = "v".repeat(1000);
+        let mut inbound: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), big.as_str())).collect();
+        let listed = names.join(",");
+        inbound.push((CALLER_HEADERS, &listed));
+        let (seen, hop_only) = HeaderAllowList::default().capture_inbound(inbound.iter().copied());
+        assert_eq!(hop_only.len(), MAX_CALLER_HEADER_BYTES / 1000);
+        assert_eq!(seen.len(), hop_only.len());
+        let small: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).chain([(CALLER_HEADERS, listed.as_str())]).collect();
+        assert_eq!(HeaderAllowList::default().capture_inbound(small).1.len(), MAX_CALLER_HEADERS);
+    }
 
     #[test]
     fn traceparent_round_trips_and_children_keep_the_trace() {

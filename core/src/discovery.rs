@@ -8,6 +8,7 @@
 
 use crate::authorize::Gate;
 use crate::error::ErrorKind;
+use crate::pipeline::UnreachableReports;
 use crate::registry_api::{Provider, RegisterRequest, Topology};
 use crate::registry_client::RegistryClient;
 use crate::policy::Policy;
@@ -61,14 +62,16 @@ impl Discovery {
     /// bundle version announced in a register or heartbeat answer changes (an entity added or
     /// revoked), `identity` trusts the new bundle; when the policy version changes, `gate`
     /// enforces the new policy.
+    /// Its heartbeats also report the agents in `unreachable`.
     pub fn spawn_following(
         client: RegistryClient,
         registration: RegisterRequest,
         heartbeat_interval: Duration,
         identity: Arc<Identity>,
         gate: Arc<Gate>,
+        unreachable: UnreachableReports,
     ) -> Discovery {
-        Self::start(client, registration, heartbeat_interval, Some(Followers { identity, gate }))
+        Self::start(client, registration, heartbeat_interval, Some(Followers { identity, gate, unreachable }))
     }
 
     fn start(client: RegistryClient, registration: RegisterRequest, heartbeat_interval: Duration, followers: Option<Followers>) -> Discovery {
@@ -154,6 +157,8 @@ struct Session {
 struct Followers {
     identity: Arc<Identity>,
     gate: Arc<Gate>,
+    /// The providers this agent's calls could not reach, reported with each heartbeat.
+    unreachable: UnreachableReports,
 }
 
 /// Why a registered session ended.
@@ -311,12 +316,25 @@ impl Session {
     async fn heartbeats(&self) -> Ended {
         let mut outage = false;
         loop {
-            if self.pause(self.heartbeat_interval).await {
+            // A provider found unreachable is reported at once: the registry probes it, and
+            // lists it unreachable (and out of other agents' topologies) within milliseconds.
+            let reported = async {
+                match &self.followers {
+                    Some(f) => f.unreachable.reported().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let stopped = tokio::select! {
+                stopped = self.pause(self.heartbeat_interval) => stopped,
+                () = reported => false,
+            };
+            if stopped {
                 return Ended::Stopped;
             }
             // Refusals ride along; lost with a failed beat, but always in the agent's own log.
             let denials = self.followers.as_ref().map(|f| f.gate.take_denials()).unwrap_or_default();
-            match self.client.beat_reporting(&self.registration.agent_id, self.version(), denials).await {
+            let unreachable = self.followers.as_ref().map(|f| f.unreachable.take()).unwrap_or_default();
+            match self.client.beat_reporting(&self.registration.agent_id, self.version(), denials, unreachable).await {
                 Ok(Some(answer)) => {
                     if outage {
                         tracing::info!("the registry is reachable again");
@@ -409,6 +427,7 @@ mod tests {
             version: "1.0.0".into(),
             tags: vec![],
             score,
+            annotations: Default::default(),
         }
     }
 

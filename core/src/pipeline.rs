@@ -1,12 +1,24 @@
 //! The outbound call policy: spread calls across the best providers, fail over when a request
-//! was not delivered (with bounded backoff), keep recently failed providers at the back, and
-//! never outlive the deadline.
+//! was not delivered (with bounded backoff), take providers that cannot be reached out of the
+//! rotation until they answer again, and never outlive the deadline.
 //!
 //! A provider whose certificate fails our verification (another CA, a name it does not carry,
 //! expired, an identity we do not allow) is skipped like an unreachable one: the call goes on to
 //! the next provider, so one bad or impostor provider is never a dead end for every dependent.
 //! Such a provider is not tried again within the call (its certificate will not change in
 //! milliseconds) and is tried last for a while after.
+//!
+//! A provider that could not be reached (refused or dropped a connection) is *down* at once:
+//! later calls skip it while any other provider is up. It comes back when a call gets through to
+//! it: after a pause (1 s, doubling on each failure up to 30 s) one call tries it first (a
+//! trial), and when every provider is down they are all still tried. A trial is the only proof
+//! that *this* caller reaches it again (the registry's view may differ, across a partition), and
+//! it costs at most one undelivered attempt per pause. A provider restarted under a new agent id
+//! is a new provider, never down.
+//!
+//! A call is only ever sent again when the provider cannot have acted on it (it was not
+//! delivered), or when the tool declares MCP's `readOnlyHint` or `idempotentHint`: then a
+//! connection lost after delivery fails over too.
 
 use crate::client::RequestError;
 use crate::context::RequestContext;
@@ -14,9 +26,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::registry_api::Provider;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -36,8 +48,10 @@ pub trait Transport: Send + Sync {
 const MIN_ATTEMPTS: usize = 3;
 const BACKOFF_BASE: Duration = Duration::from_millis(25);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
-/// How long a provider that refused a connection is tried only after the others.
-const COOLDOWN: Duration = Duration::from_secs(2);
+/// How long a provider that could not be reached is skipped before a call tries it again; each
+/// failed trial doubles it, up to [`DOWN_MAX`].
+const DOWN_FIRST: Duration = Duration::from_secs(1);
+const DOWN_MAX: Duration = Duration::from_secs(30);
 /// How long a provider whose certificate failed our verification is tried only after the others
 /// (it is tried again then: its certificate may have been reissued).
 const REFUSED_COOLDOWN: Duration = Duration::from_secs(30);
@@ -51,13 +65,65 @@ pub struct Target<'a> {
     pub timeout: Duration,
 }
 
-/// Per-agent call policy state: round-robin cursors, provider cool-downs and failover counts.
+/// Per-agent call policy state: round-robin cursors, providers that are down or cooling down,
+/// and failover counts.
 #[derive(Default)]
 pub struct Pipeline {
     cursors: Mutex<HashMap<String, std::sync::Arc<AtomicUsize>>>,
     cooling: Mutex<HashMap<String, Instant>>,
+    /// Providers that could not be reached, by endpoint.
+    down: Mutex<HashMap<String, Down>>,
     unreachable: AtomicU64,
     refused_certificate: AtomicU64,
+    retried_after_delivery: AtomicU64,
+    reports: UnreachableReports,
+}
+
+/// The agents this agent could not reach, for its next heartbeat to report (the registry then
+/// probes them, and lists those it cannot reach either as `unreachable`). Clones share one list.
+#[derive(Clone, Default)]
+pub struct UnreachableReports(std::sync::Arc<Reports>);
+
+#[derive(Default)]
+struct Reports {
+    agent_ids: Mutex<std::collections::BTreeSet<String>>,
+    /// Wakes the heartbeat: a report goes out at once, not an interval later.
+    added: tokio::sync::Notify,
+}
+
+impl UnreachableReports {
+    /// Most agents one heartbeat reports; the registry probes no more.
+    pub const MAX: usize = 16;
+
+    pub fn report(&self, agent_id: &str) {
+        let mut reports = self.0.agent_ids.lock().expect("reports lock");
+        if reports.len() < Self::MAX && reports.insert(agent_id.to_owned()) {
+            self.0.added.notify_one();
+        }
+    }
+
+    /// The agents reported since the last take.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.agent_ids.lock().expect("reports lock")).into_iter().collect()
+    }
+
+    /// Returns once an agent was reported (at once if one was since the last call).
+    pub async fn reported(&self) {
+        self.0.added.notified().await;
+    }
+}
+
+/// A provider that could not be reached, and when a call may try it again.
+#[derive(Debug)]
+struct Down {
+    /// The agent that was down: another agent at the same endpoint (a restart) is not.
+    agent_id: String,
+    /// When a trial is due.
+    retry_at: Instant,
+    /// The pause before the next trial, should this one fail.
+    pause: Duration,
+    /// A call is trying it now: the others keep skipping it.
+    on_trial: bool,
 }
 
 /// How often a call went on to another provider, by why, since the agent started.
@@ -69,6 +135,9 @@ pub struct Failovers {
     /// Attempts whose provider failed TLS: its certificate failed our verification (or it
     /// refused ours, or the handshake failed).
     pub refused_certificate: u64,
+    /// Calls to a read-only or idempotent tool sent again after their connection broke once the
+    /// provider had them.
+    pub retried_after_delivery: u64,
 }
 
 impl Pipeline {
@@ -76,8 +145,19 @@ impl Pipeline {
         Self::default()
     }
 
+    /// A pipeline that adds each provider it finds unreachable to `reports`.
+    pub fn reporting(reports: UnreachableReports) -> Self {
+        Pipeline { reports, ..Self::default() }
+    }
+
     /// Calls one of the target's providers.
-    pub async fn call<T: Transport + ?Sized>(&self, transport: &T, target: Target<'_>, arguments: Value, context: &RequestContext) -> Result<Value> {
+    pub async fn call<T: Transport + ?Sized>(
+        &self,
+        transport: &T,
+        target: Target<'_>,
+        arguments: Value,
+        context: &RequestContext,
+    ) -> Result<Value> {
         let Target { key, capability, providers, timeout } = target;
         if providers.is_empty() {
             return Err(Error::new(
@@ -87,13 +167,15 @@ impl Pipeline {
         }
         let budget_end = Instant::now() + timeout;
         let deadline = context.deadline.map_or(budget_end, |d| d.min(budget_end));
-        let order = self.order(key, providers);
+        let (order, trial) = self.order(key, providers);
+        // A trial claimed by a call that ends early (its deadline) must not stay claimed.
+        let _trial = TrialGuard { pipeline: self, endpoint: trial };
         let attempt_all = async {
             let attempts = order.len().max(MIN_ATTEMPTS);
             let mut last_error = None;
             // Providers whose TLS failed: not tried again in this call.
             let mut refused: HashSet<&str> = HashSet::new();
-            // Undelivered transport failures so far: each later attempt backs off longer.
+            // Transport failures so far: each later attempt backs off longer.
             let mut failures: u32 = 0;
             for attempt in 0..attempts {
                 let provider = order[attempt % order.len()];
@@ -106,16 +188,19 @@ impl Pipeline {
                 }
                 match transport.send(provider, &arguments, context).await {
                     Ok(value) => {
-                        let mut cooling = self.cooling.lock().expect("pipeline lock");
-                        if !cooling.is_empty() {
-                            cooling.remove(&provider.endpoint);
-                        }
+                        self.answered(&provider.endpoint);
                         return Ok(value);
                     }
-                    Err(RequestError { error, delivered: false }) if is_retryable(&error) => {
-                        tracing::debug!(endpoint = %provider.endpoint, "not delivered, trying again: {error}");
-                        self.unreachable.fetch_add(1, Ordering::Relaxed);
-                        self.cool(&provider.endpoint, COOLDOWN);
+                    Err(RequestError { error, delivered }) if is_unreachable(&error) => {
+                        let error = name_the_provider(error, provider);
+                        self.mark_down(provider);
+                        if delivered && !provider.annotations.safe_to_repeat() {
+                            // The provider may have acted on it: sending it again could do it twice.
+                            return Err(error);
+                        }
+                        tracing::debug!(endpoint = %provider.endpoint, delivered, "provider unreachable, trying another: {error}");
+                        let counter = if delivered { &self.retried_after_delivery } else { &self.unreachable };
+                        counter.fetch_add(1, Ordering::Relaxed);
                         failures += 1;
                         last_error = Some(error);
                     }
@@ -133,7 +218,13 @@ impl Pipeline {
                         refused.insert(provider.endpoint.as_str());
                         last_error = Some(error);
                     }
-                    Err(RequestError { error, .. }) => return Err(error),
+                    Err(RequestError { error, delivered }) => {
+                        if delivered {
+                            // The provider answered (with an error of its own): it is up.
+                            self.answered(&provider.endpoint);
+                        }
+                        return Err(error);
+                    }
                 }
             }
             Err(last_error.expect("at least one attempt ran"))
@@ -149,7 +240,18 @@ impl Pipeline {
 
     /// How often calls went on to another provider since this pipeline was made.
     pub fn failovers(&self) -> Failovers {
-        Failovers { unreachable: self.unreachable.load(Ordering::Relaxed), refused_certificate: self.refused_certificate.load(Ordering::Relaxed) }
+        Failovers {
+            unreachable: self.unreachable.load(Ordering::Relaxed),
+            refused_certificate: self.refused_certificate.load(Ordering::Relaxed),
+            retried_after_delivery: self.retried_after_delivery.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The endpoints this pipeline holds down now (for diagnostics and tests).
+    pub fn down_endpoints(&self) -> Vec<String> {
+        let mut down: Vec<String> = self.down.lock().expect("pipeline lock").keys().cloned().collect();
+        down.sort();
+        down
     }
 
     /// Puts a provider at the back of the order for `period`.
@@ -157,9 +259,50 @@ impl Pipeline {
         self.cooling.lock().expect("pipeline lock").insert(endpoint.to_owned(), Instant::now() + period);
     }
 
-    /// The order to try providers in: the best-scored group rotated round-robin, then the rest;
-    /// providers cooling down after a failure go last.
-    fn order<'p>(&self, key: &str, providers: &'p [Provider]) -> Vec<&'p Provider> {
+    /// The provider answered: it is up (again).
+    fn answered(&self, endpoint: &str) {
+        {
+            let mut cooling = self.cooling.lock().expect("pipeline lock");
+            if !cooling.is_empty() {
+                cooling.remove(endpoint);
+            }
+        }
+        let mut down = self.down.lock().expect("pipeline lock");
+        if !down.is_empty() && down.remove(endpoint).is_some() {
+            tracing::info!(%endpoint, "provider answers again: back in rotation");
+        }
+    }
+
+    /// The provider could not be reached: skipped from now on until a trial gets through.
+    fn mark_down(&self, provider: &Provider) {
+        self.reports.report(&provider.agent_id);
+        let mut down = self.down.lock().expect("pipeline lock");
+        let now = Instant::now();
+        match down.get_mut(&provider.endpoint) {
+            Some(d) if d.agent_id == provider.agent_id => {
+                d.retry_at = now + d.pause;
+                d.pause = (d.pause * 2).min(DOWN_MAX);
+                d.on_trial = false;
+            }
+            _ => {
+                tracing::warn!(
+                    provider = %provider.agent_id,
+                    name = %provider.agent_name,
+                    endpoint = %provider.endpoint,
+                    "provider unreachable: calls go to the other providers until it answers again"
+                );
+                let entry =
+                    Down { agent_id: provider.agent_id.clone(), retry_at: now + DOWN_FIRST, pause: DOWN_FIRST * 2, on_trial: false };
+                down.insert(provider.endpoint.clone(), entry);
+            }
+        }
+    }
+
+    /// The order to try providers in, and the endpoint of a down provider this call tries first
+    /// as its trial, if any. The best-scored group is rotated round-robin, then the rest;
+    /// providers cooling down after a refused certificate go last; providers that are down are
+    /// left out (but for a trial that is due) unless every provider is down.
+    fn order<'p>(&self, key: &str, providers: &'p [Provider]) -> (Vec<&'p Provider>, Option<String>) {
         let cursor = {
             let mut cursors = self.cursors.lock().expect("pipeline lock");
             match cursors.get(key) {
@@ -170,20 +313,65 @@ impl Pipeline {
         let top = providers[0].score;
         let best = providers.iter().take_while(|p| p.score == top).count();
         let start = cursor.fetch_add(1, Ordering::Relaxed) % best;
-        let mut order: Vec<&Provider> =
-            providers[start..best].iter().chain(&providers[..start]).chain(&providers[best..]).collect();
+        let mut order: Vec<&Provider> = providers[start..best].iter().chain(&providers[..start]).chain(&providers[best..]).collect();
         let now = Instant::now();
-        let mut cooling = self.cooling.lock().expect("pipeline lock");
-        cooling.retain(|_, until| *until > now);
-        if !cooling.is_empty() {
-            order.sort_by_key(|p| cooling.contains_key(&p.endpoint));
+        {
+            let mut cooling = self.cooling.lock().expect("pipeline lock");
+            cooling.retain(|_, until| *until > now);
+            if !cooling.is_empty() {
+                order.sort_by_key(|p| cooling.contains_key(&p.endpoint));
+            }
         }
-        order
+        let mut down = self.down.lock().expect("pipeline lock");
+        if down.is_empty() {
+            return (order, None);
+        }
+        let is_down = |down: &HashMap<String, Down>, p: &Provider| down.get(&p.endpoint).is_some_and(|d| d.agent_id == p.agent_id);
+        let up: Vec<&Provider> = order.iter().copied().filter(|p| !is_down(&down, p)).collect();
+        if up.is_empty() {
+            // Every provider is down: try them all, the one longest down first (it may be back).
+            order.sort_by_key(|p| down.get(&p.endpoint).map(|d| d.retry_at));
+            return (order, None);
+        }
+        let trial = order
+            .iter()
+            .copied()
+            .find(|p| down.get(&p.endpoint).is_some_and(|d| d.agent_id == p.agent_id && !d.on_trial && d.retry_at <= now));
+        match trial {
+            Some(p) => {
+                down.get_mut(&p.endpoint).expect("found above").on_trial = true;
+                (std::iter::once(p).chain(up).collect(), Some(p.endpoint.clone()))
+            }
+            None => (up, None),
+        }
     }
 }
 
-fn is_retryable(error: &Error) -> bool {
+/// Releases a call's claim on a trial however the call ends; a trial that neither answered nor
+/// failed (the call ran out of time first) is due again at once for the next call.
+struct TrialGuard<'a> {
+    pipeline: &'a Pipeline,
+    endpoint: Option<String>,
+}
+
+impl Drop for TrialGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(endpoint) = &self.endpoint {
+            if let Some(d) = self.pipeline.down.lock().expect("pipeline lock").get_mut(endpoint) {
+                d.on_trial = false;
+            }
+        }
+    }
+}
+
+/// The provider could not be reached or broke the connection: another one may well do.
+fn is_unreachable(error: &Error) -> bool {
     matches!(error.kind(), ErrorKind::ConnectFailed | ErrorKind::ConnectionLost | ErrorKind::Shutdown)
+}
+
+/// A transport error names who the call was for: the agent, the tool and the address.
+fn name_the_provider(error: Error, provider: &Provider) -> Error {
+    error.context(format!("tool '{}' of agent '{}' ({}) at {}", provider.tool, provider.agent_name, provider.agent_id, provider.endpoint))
 }
 
 /// A TLS failure with one provider (2xxx): its certificate failed our verification, it refused
@@ -215,6 +403,7 @@ mod tests {
             version: "1.0.0".into(),
             tags: vec![],
             score,
+            annotations: Default::default(),
         }
     }
 
@@ -239,7 +428,12 @@ mod tests {
     }
 
     impl Transport for Scripted {
-        fn send<'a>(&'a self, p: &'a Provider, _: &'a Value, _: &'a RequestContext) -> Pin<Box<dyn Future<Output = Result<Value, RequestError>> + Send + 'a>> {
+        fn send<'a>(
+            &'a self,
+            p: &'a Provider,
+            _: &'a Value,
+            _: &'a RequestContext,
+        ) -> Pin<Box<dyn Future<Output = Result<Value, RequestError>> + Send + 'a>> {
             Box::pin(async move {
                 let n = {
                     let mut calls = self.calls.lock().unwrap();
@@ -269,7 +463,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn spreads_calls_across_the_best_providers() {
-        let t = Scripted::new(Duration::ZERO, &[("a", vec![Ok(Value::from(1))]), ("b", vec![Ok(Value::from(2))]), ("c", vec![Ok(Value::from(3))])]);
+        let t = Scripted::new(
+            Duration::ZERO,
+            &[("a", vec![Ok(Value::from(1))]), ("b", vec![Ok(Value::from(2))]), ("c", vec![Ok(Value::from(3))])],
+        );
         let pipeline = Pipeline::new();
         let providers = [provider("a", 1), provider("b", 1), provider("c", 0)];
         for _ in 0..4 {
@@ -317,7 +514,7 @@ mod tests {
         }
         assert_eq!(t.calls(), ["bad", "good", "good", "good"], "tried last while cooling down");
         assert_eq!(Instant::now() - start, Duration::ZERO, "no backoff for a refused certificate");
-        assert_eq!(pipeline.failovers(), Failovers { unreachable: 0, refused_certificate: 1 });
+        assert_eq!(pipeline.failovers(), Failovers { unreachable: 0, refused_certificate: 1, retried_after_delivery: 0 });
 
         let t = Scripted::new(Duration::ZERO, &[("bad", vec![untrusted()])]);
         let e = Pipeline::new().call(&*t, target("c", &[provider("bad", 0)]), Value::Null, &RequestContext::default()).await.unwrap_err();
@@ -328,9 +525,95 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn never_retries_a_delivered_request() {
         let t = Scripted::new(Duration::ZERO, &[("a", vec![lost_after_delivery()]), ("b", vec![Ok(Value::from(2))])]);
-        let e = Pipeline::new().call(&*t, target("c", &[provider("a", 0), provider("b", 0)]), Value::Null, &RequestContext::default()).await.unwrap_err();
+        let e = Pipeline::new()
+            .call(&*t, target("c", &[provider("a", 0), provider("b", 0)]), Value::Null, &RequestContext::default())
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConnectionLost);
         assert_eq!(t.calls(), ["a"]);
+    }
+
+    fn idempotent(mut p: Provider) -> Provider {
+        p.annotations.idempotent_hint = Some(true);
+        p
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_lost_after_delivery_fails_over_only_for_read_only_or_idempotent_tools() {
+        let script = [("a", vec![lost_after_delivery()]), ("b", vec![Ok(Value::from(2))])];
+        let t = Scripted::new(Duration::ZERO, &script);
+        let pipeline = Pipeline::new();
+        let providers = [idempotent(provider("a", 0)), idempotent(provider("b", 0))];
+        assert_eq!(pipeline.call(&*t, target("c", &providers), Value::Null, &RequestContext::default()).await.unwrap(), Value::from(2));
+        assert_eq!(t.calls(), ["a", "b"]);
+        assert_eq!(pipeline.failovers().retried_after_delivery, 1);
+
+        let t = Scripted::new(Duration::ZERO, &script);
+        let mut read_only = provider("a", 0);
+        read_only.annotations.read_only_hint = Some(true);
+        let providers = [read_only, provider("b", 0)];
+        assert_eq!(
+            Pipeline::new().call(&*t, target("c", &providers), Value::Null, &RequestContext::default()).await.unwrap(),
+            Value::from(2)
+        );
+
+        // Declared not idempotent (or not declared): the provider may have acted; never twice.
+        let t = Scripted::new(Duration::ZERO, &script);
+        let mut not_idempotent = provider("a", 0);
+        not_idempotent.annotations.idempotent_hint = Some(false);
+        let e = Pipeline::new()
+            .call(&*t, target("c", &[not_idempotent, provider("b", 0)]), Value::Null, &RequestContext::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConnectionLost);
+        assert_eq!(t.calls(), ["a"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transport_error_names_the_agent_the_tool_and_the_address() {
+        let t = Scripted::new(Duration::ZERO, &[("a", vec![refused()])]);
+        let e = Pipeline::new().call(&*t, target("c", &[provider("a", 0)]), Value::Null, &RequestContext::default()).await.unwrap_err();
+        assert_eq!(e.message(), "tool 't' of agent 'a' (a) at https://a/mcp: refused");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_provider_is_down_until_a_trial_gets_through() {
+        let t = Scripted::new(Duration::ZERO, &[("a", vec![refused(), refused(), Ok(Value::from(1))]), ("b", vec![Ok(Value::from(2))])]);
+        let pipeline = Pipeline::new();
+        let providers = [provider("a", 0), provider("b", 0)];
+        let context = RequestContext::default();
+        let call = || pipeline.call(&*t, target("c", &providers), Value::Null, &context);
+        assert_eq!(call().await.unwrap(), Value::from(2), "failed over at once");
+        assert_eq!(pipeline.down_endpoints(), ["https://a/mcp"]);
+        for _ in 0..4 {
+            call().await.unwrap();
+        }
+        assert_eq!(t.calls(), ["a", "b", "b", "b", "b", "b"], "a is not tried while down, though it is its turn");
+        // The pause is over: one call tries it first; it is still down, so the pause doubles.
+        tokio::time::advance(DOWN_FIRST).await;
+        assert_eq!(call().await.unwrap(), Value::from(2));
+        assert_eq!(t.calls()[6..], ["a", "b"]);
+        tokio::time::advance(DOWN_FIRST).await;
+        call().await.unwrap();
+        assert_eq!(t.calls()[8..], ["b"], "the second pause is twice as long");
+        tokio::time::advance(DOWN_FIRST).await;
+        assert_eq!(call().await.unwrap(), Value::from(1), "the trial got through");
+        assert!(pipeline.down_endpoints().is_empty());
+        call().await.unwrap();
+        call().await.unwrap();
+        assert_eq!(t.calls()[9..], ["a", "a", "b"], "back in rotation (the trial, then its turn and b's)");
+
+        // A restarted agent at the same address (a new agent id) is not down.
+        let t = Scripted::new(Duration::ZERO, &[("a", vec![refused(), Ok(Value::from(1))]), ("b", vec![Ok(Value::from(2))])]);
+        let pipeline = Pipeline::new();
+        pipeline.call(&*t, target("c", &providers), Value::Null, &RequestContext::default()).await.unwrap();
+        let mut restarted = provider("a", 0);
+        restarted.agent_id = "a-2".into();
+        let providers = [restarted, provider("b", 0)];
+        for _ in 0..2 {
+            pipeline.call(&*t, target("c", &providers), Value::Null, &RequestContext::default()).await.unwrap();
+        }
+        assert_eq!(t.calls(), ["a", "b", "b", "a"], "the restarted a takes its turn");
     }
 
     #[tokio::test(start_paused = true)]

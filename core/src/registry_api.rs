@@ -25,6 +25,48 @@ pub struct ToolInfo {
     /// Per-call timeout for this tool's dependencies, in milliseconds (default 30 000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// MCP's tool annotations (`readOnlyHint`, `idempotentHint`, ...), listed by `tools/list` as
+    /// declared. Callers read them too: a call to a tool that declares itself read-only or
+    /// idempotent is retried on another provider when the connection breaks after delivery.
+    #[serde(default, skip_serializing_if = "ToolAnnotations::is_empty")]
+    pub annotations: ToolAnnotations,
+}
+
+/// MCP's `ToolAnnotations`: hints about a tool's behaviour, in MCP's own member names. Read
+/// tolerantly (MCP may add hints); a declaration is checked against the known names
+/// ([`ToolAnnotations::KNOWN`]) so that a misspelt hint is an error rather than ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolAnnotations {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The tool does not change its environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_hint: Option<bool>,
+    /// The tool may perform destructive updates (meaningful only when not read-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destructive_hint: Option<bool>,
+    /// Calling the tool again with the same arguments has no additional effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotent_hint: Option<bool>,
+    /// The tool interacts with an open world of external entities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_world_hint: Option<bool>,
+}
+
+impl ToolAnnotations {
+    /// The members a declaration may set, as MCP names them.
+    pub const KNOWN: &'static [&'static str] = &["title", "readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"];
+
+    pub fn is_empty(&self) -> bool {
+        *self == ToolAnnotations::default()
+    }
+
+    /// Whether a call may be sent again after the provider may have acted on it: the tool says
+    /// it is read-only or idempotent.
+    pub fn safe_to_repeat(&self) -> bool {
+        self.read_only_hint == Some(true) || self.idempotent_hint == Some(true)
+    }
 }
 
 impl ToolInfo {
@@ -40,6 +82,14 @@ impl ToolInfo {
             };
             if let (true, Some(name)) = (unset, tool.get("name").cloned()) {
                 tool.insert("capability".to_owned(), name);
+            }
+            if let Some(Value::Object(annotations)) = tool.get("annotations") {
+                if let Some(unknown) = annotations.keys().find(|k| !ToolAnnotations::KNOWN.contains(&k.as_str())) {
+                    return Err(serde::de::Error::custom(format!(
+                        "unknown tool annotation '{unknown}'; MCP's annotations are {}",
+                        ToolAnnotations::KNOWN.join(", ")
+                    )));
+                }
             }
         }
         serde_json::from_value(Value::Array(tools))
@@ -147,13 +197,33 @@ struct StrictToolInfo {
     dependencies: Vec<DependencySpec>,
     #[serde(default)]
     timeout_ms: Option<u64>,
+    #[serde(default)]
+    annotations: StrictAnnotations,
+}
+
+/// [`ToolAnnotations`] as a registration carries them: MCP's members, none other.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct StrictAnnotations {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    read_only_hint: Option<bool>,
+    #[serde(default)]
+    destructive_hint: Option<bool>,
+    #[serde(default)]
+    idempotent_hint: Option<bool>,
+    #[serde(default)]
+    open_world_hint: Option<bool>,
 }
 
 impl From<StrictToolInfo> for ToolInfo {
     fn from(t: StrictToolInfo) -> Self {
         // Exhaustive on purpose: a member added to `ToolInfo` must be added to the strict form.
-        let StrictToolInfo { name, capability, version, tags, description, input_schema, dependencies, timeout_ms } = t;
-        ToolInfo { name, capability, version, tags, description, input_schema, dependencies, timeout_ms }
+        let StrictToolInfo { name, capability, version, tags, description, input_schema, dependencies, timeout_ms, annotations } = t;
+        let StrictAnnotations { title, read_only_hint, destructive_hint, idempotent_hint, open_world_hint } = annotations;
+        let annotations = ToolAnnotations { title, read_only_hint, destructive_hint, idempotent_hint, open_world_hint };
+        ToolInfo { name, capability, version, tags, description, input_schema, dependencies, timeout_ms, annotations }
     }
 }
 
@@ -196,6 +266,10 @@ pub struct HeartbeatRequest {
     /// for the registry's audit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denials: Vec<ReportedDenial>,
+    /// The agents (ids) this agent could not connect to since its last heartbeat; the registry
+    /// probes them and lists those it cannot connect to either as `unreachable`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<String>,
 }
 
 /// Most denials one heartbeat reports; an agent keeps no more than this between heartbeats.
@@ -276,6 +350,11 @@ pub struct Provider {
     /// How many `+preferred` tags this provider carries; the highest score is tried first.
     #[serde(default)]
     pub score: u32,
+    /// The tool's MCP annotations, as its agent declared them: a caller retries a call to a
+    /// read-only or idempotent tool on another provider when the connection breaks after
+    /// delivery.
+    #[serde(default, skip_serializing_if = "ToolAnnotations::is_empty")]
+    pub annotations: ToolAnnotations,
 }
 
 /// `POST /v1/resolve`
@@ -296,7 +375,10 @@ pub struct AgentInfo {
     pub name: String,
     pub endpoint: String,
     pub tools: Vec<ToolInfo>,
-    /// `healthy`, or `stale` when a heartbeat is overdue (evicted after three missed intervals).
+    /// `healthy`; `stale` when a heartbeat is overdue (evicted after three missed intervals);
+    /// `unreachable` when the registry could not connect to the agent since its last heartbeat
+    /// (it probes agents whose heartbeat is late, and those a caller reports). Readers should
+    /// treat a value they do not know as not healthy.
     pub status: String,
     /// Milliseconds since the last heartbeat.
     pub last_seen_ms: u64,

@@ -154,6 +154,7 @@ mod tests {
             version: "1.0.0".into(),
             tags: tags(t),
             score: 0,
+            annotations: Default::default(),
         };
         let s = spec(r#"{"capability":"c","tags":["+fast","-old"]}"#);
         let ranked = s.rank(vec![p("a", &[]), p("b", &["fast"]), p("c", &["old"]), p("d", &["fast"])]);

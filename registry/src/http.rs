@@ -362,6 +362,8 @@ async fn serve(api: &Api, route: Route, parts: http::request::Parts, body: Incom
             crate::validate::reported_denials(&beat.denials).map_err(Refusal::invalid)?;
             let mut answer = registry.heartbeat(id, caller, beat.topology_version).map_err(|e| Refusal::from(e).about(id, None))?;
             record_reported_denials(api, id, caller, beat.denials);
+            // Only the registry's own probe decides: a report alone never takes an agent out.
+            crate::probe::spawn(registry, registry.reported(&beat.unreachable));
             answer.trust_bundle_version = bundle_version();
             answer.policy_version = api.policy.announced_version();
             ok(&answer)

@@ -10,6 +10,7 @@ mod http;
 mod mesh_dir;
 mod policy_store;
 mod policy_test;
+mod probe;
 mod standing_cache;
 mod state;
 mod trust;
@@ -160,7 +161,9 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         HttpsServer::spawn_limited(listener, tls, None, config.limits.clone(), move |request, peer| http::handle(api.clone(), request, peer))?;
     let url = format!("https://{}:{}", bracket_ipv6(&config.host), server.local_addr().port());
     let max_silence = config.heartbeat_interval * config.eviction_intervals;
-    let mut tasks = vec![tokio::spawn(evict_forever(registry, config.heartbeat_interval / 2, max_silence))];
+    // A quarter interval: a late heartbeat is probed (and an unreachable agent listed as such)
+    // soon after it was due.
+    let mut tasks = vec![tokio::spawn(evict_forever(registry, config.heartbeat_interval / 4, max_silence))];
     let state_dir = config.state_dir.clone();
     tasks.extend(identity.spawn_reloader_then(config.tls_reload_interval, move |identity| follow_mesh_ca(&follower, identity, state_dir.as_deref())));
     if let Some(issuer) = &config.issuer {
@@ -244,5 +247,6 @@ async fn evict_forever(registry: Arc<state::Registry>, period: Duration, max_sil
     loop {
         ticks.tick().await;
         registry.sweep(max_silence);
+        probe::spawn(&registry, registry.late());
     }
 }

@@ -11,6 +11,13 @@
 //! cost its callers a failed connection until eviction. With no healthy provider it stays, as a
 //! last resort.
 //!
+//! An agent is *unreachable* when the registry itself could not connect to its endpoint: it
+//! probes an agent whose heartbeat is late (more than an interval since the last, a tenth of an
+//! interval before it counts as stale), and an agent a caller reported it could not reach. An
+//! unreachable agent is routed to like a stale one (only as the last resort), and is healthy
+//! again with its next heartbeat. The probe is a bare TCP connection, closed at once: it costs
+//! the agent nothing, and a refused connection is proof the process is gone.
+//!
 //! Registrations are bound to identity (see `binding`): an agent registers under the name its
 //! certificate carries, a name held by one identity's live registrations is refused to every
 //! other, and one identity holds at most its quotas of agents, tools and bytes.
@@ -111,6 +118,9 @@ struct Agent {
     last_heartbeat: Instant,
     /// The heartbeat is overdue (see [`Registry::sweep`]); routed to only when nothing else is.
     stale: bool,
+    /// The registry could not connect to the agent's endpoint since its last heartbeat (see
+    /// [`Registry::mark_unreachable`]); routed to only when nothing else is.
+    unreachable: bool,
     dependencies: Vec<Dependency>,
     topology: watch::Sender<Arc<Topology>>,
 }
@@ -118,6 +128,11 @@ struct Agent {
 impl Agent {
     fn provided_capabilities(&self) -> impl Iterator<Item = &str> {
         self.registration.tools.iter().map(|t| t.capability.as_str())
+    }
+
+    /// Routed to only when no healthy provider remains.
+    fn out_of_rotation(&self) -> bool {
+        self.stale || self.unreachable
     }
 
     fn depended_capabilities(&self) -> impl Iterator<Item = &str> {
@@ -214,6 +229,7 @@ impl Registry {
             bytes,
             last_heartbeat: Instant::now(),
             stale: false,
+            unreachable: false,
             dependencies,
             topology,
         });
@@ -236,7 +252,8 @@ impl Registry {
         let mut state = self.lock();
         let agent = state.owned_mut(agent_id, caller)?;
         agent.last_heartbeat = Instant::now();
-        if std::mem::take(&mut agent.stale) {
+        let was_unreachable = std::mem::take(&mut agent.unreachable);
+        if std::mem::take(&mut agent.stale) | was_unreachable {
             tracing::info!(agent_id, name = %Escaped(&agent.registration.name), "agent healthy again: heartbeats resumed");
             let dependents = state.dependents_of(state.agents[agent_id].provided_capabilities());
             state.refresh(&dependents);
@@ -334,7 +351,69 @@ impl Registry {
         }
     }
 
-    /// Every agent, ordered by name then id; `stale` when a heartbeat is more than half an
+    /// The agents to probe: those whose heartbeat is late (more than [`Registry::probe_after`]
+    /// since the last) and that are not known unreachable yet. Each comes with its last
+    /// heartbeat, which [`Registry::mark_unreachable`] compares.
+    pub fn late(&self) -> Vec<Probe> {
+        let state = self.lock();
+        let now = Instant::now();
+        let probe_after = self.probe_after();
+        state
+            .agents
+            .values()
+            .filter(|a| !a.unreachable && now.duration_since(a.last_heartbeat) > probe_after)
+            .map(Probe::of)
+            .collect()
+    }
+
+    /// The agents among `agent_ids` (reported unreachable by a caller) to probe: at most
+    /// [`MAX_REPORTED_UNREACHABLE`], those registered and not known unreachable yet.
+    pub fn reported(&self, agent_ids: &[String]) -> Vec<Probe> {
+        let state = self.lock();
+        agent_ids
+            .iter()
+            .take(MAX_REPORTED_UNREACHABLE)
+            .filter_map(|id| state.agents.get(id))
+            .filter(|a| !a.unreachable)
+            .map(Probe::of)
+            .collect()
+    }
+
+    /// The registry could not connect to a probed agent: unless it sent a heartbeat meanwhile,
+    /// `list` shows it `unreachable` and its dependents' topologies leave it out while healthy
+    /// providers remain, until its next heartbeat.
+    pub fn mark_unreachable(&self, probe: &Probe, why: &str) {
+        let mut state = self.lock();
+        let Some(agent) = state.agents.get_mut(&probe.agent_id) else { return };
+        if agent.unreachable || agent.last_heartbeat != probe.last_heartbeat {
+            return;
+        }
+        agent.unreachable = true;
+        tracing::info!(
+            agent_id = %Escaped(&probe.agent_id),
+            name = %Escaped(&agent.registration.name),
+            endpoint = %Escaped(&probe.endpoint),
+            silent_ms = agent.last_heartbeat.elapsed().as_millis() as u64,
+            "agent unreachable: {why}; routed to only when no healthy provider remains"
+        );
+        let capabilities: Vec<String> = agent.provided_capabilities().map(str::to_owned).collect();
+        let dependents = state.dependents_of(capabilities.iter().map(String::as_str));
+        state.refresh(&dependents);
+    }
+
+    /// How long a probe waits for a connection: half an interval, within 100 ms to 1 s.
+    pub fn probe_timeout(&self) -> Duration {
+        (self.heartbeat_interval / 2).clamp(Duration::from_millis(100), Duration::from_secs(1))
+    }
+
+    /// A heartbeat is late, and the agent worth a probe, a tenth of an interval after it was
+    /// due (well before it counts as stale).
+    fn probe_after(&self) -> Duration {
+        self.heartbeat_interval.mul_f64(1.1)
+    }
+
+    /// Every agent, ordered by name then id; `unreachable` when the registry could not connect
+    /// to it since its last heartbeat, else `stale` when a heartbeat is more than half an
     /// interval overdue. A `viewer` (not an admin) sees its own agents, and the others with the
     /// tools it may discover, if any.
     pub fn list(&self, viewer: Option<&Caller>) -> AgentList {
@@ -361,7 +440,14 @@ impl Registry {
                     name: a.registration.name.clone(),
                     endpoint: a.registration.endpoint.clone(),
                     tools,
-                    status: if silence > stale_after { "stale" } else { "healthy" }.to_owned(),
+                    status: if a.unreachable {
+                        "unreachable"
+                    } else if silence > stale_after {
+                        "stale"
+                    } else {
+                        "healthy"
+                    }
+                    .to_owned(),
                     last_seen_ms: silence.as_millis() as u64,
                     identity: a.caller.identity.clone(),
                     entity: a.caller.entity.clone(),
@@ -514,7 +600,7 @@ impl State {
         }
     }
 
-    /// Every registered tool of `capability` whose agent is (or is not) stale and that is
+    /// Every registered tool of `capability` whose agent is (or is not) stale or unreachable and that is
     /// visible to `viewer`, as an (unscored) provider.
     fn providers_of<'a>(&'a self, capability: &'a str, stale: bool, viewer: Option<&'a Caller>) -> impl Iterator<Item = Provider> + 'a {
         self.providers
@@ -522,7 +608,7 @@ impl State {
             .into_iter()
             .flatten()
             .filter_map(|id| self.agents.get(id))
-            .filter(move |agent| agent.stale == stale)
+            .filter(move |agent| agent.out_of_rotation() == stale)
             .flat_map(move |agent| {
                 agent
                     .registration
@@ -550,6 +636,27 @@ impl State {
     }
 }
 
+/// Most agents one heartbeat may report unreachable (the registry probes each).
+pub const MAX_REPORTED_UNREACHABLE: usize = 16;
+
+/// An agent to probe: where it listens, and its heartbeat when the probe was decided.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub agent_id: String,
+    pub endpoint: String,
+    last_heartbeat: Instant,
+}
+
+impl Probe {
+    fn of(agent: &Agent) -> Probe {
+        Probe {
+            agent_id: agent.registration.agent_id.clone(),
+            endpoint: agent.registration.endpoint.clone(),
+            last_heartbeat: agent.last_heartbeat,
+        }
+    }
+}
+
 fn provider(agent: &Agent, tool: &ToolInfo) -> Provider {
     Provider {
         agent_id: agent.registration.agent_id.clone(),
@@ -560,6 +667,7 @@ fn provider(agent: &Agent, tool: &ToolInfo) -> Provider {
         version: tool.version.clone(),
         tags: tool.tags.clone(),
         score: 0,
+        annotations: tool.annotations.clone(),
     }
 }
 
@@ -739,6 +847,41 @@ mod tests {
         registry.sweep(Duration::from_secs(3));
         assert_eq!(provider_ids(&consumer), ["lively", "quiet"]);
         assert_eq!(registry.list(None).agents.iter().filter(|a| a.status == "stale").count(), 3, "all still listed, as stale");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agent_the_registry_cannot_connect_to_is_listed_unreachable_until_it_beats_again() {
+        let registry = Registry::new(Duration::from_secs(1), 3);
+        registry.register(registration("gone", &["add"], &[]), &alice()).expect("register");
+        registry.register(registration("lively", &["add"], &[]), &alice()).expect("register");
+        registry.register(registration("consumer", &["report"], &["add"]), &alice()).expect("register");
+        let consumer = registry.watch("consumer").expect("watch");
+        // Reported by a caller: probed at once, whatever its heartbeat.
+        let reported = registry.reported(&["gone".into(), "nobody".into()]);
+        assert_eq!(reported.iter().map(|p| p.agent_id.as_str()).collect::<Vec<_>>(), ["gone"], "only registered agents are probed");
+        assert!(registry.late().is_empty(), "no heartbeat is late yet");
+        registry.mark_unreachable(&reported[0], "refused");
+        let status = |id: &str| registry.list(None).agents.into_iter().find(|a| a.agent_id == id).expect("listed").status;
+        assert_eq!(status("gone"), "unreachable");
+        assert_eq!(provider_ids(&consumer), ["lively"], "left out while a healthy provider remains");
+        assert!(registry.reported(&["gone".into()]).is_empty(), "not probed again while unreachable");
+        // Its next heartbeat makes it healthy again.
+        registry.heartbeat("gone", &alice(), 0).expect("beat");
+        assert_eq!(status("gone"), "healthy");
+        assert_eq!(provider_ids(&consumer), ["gone", "lively"]);
+        // A probe decided before a heartbeat does not count after it.
+        let probe = registry.reported(&["gone".into()]).remove(0);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        registry.heartbeat("gone", &alice(), 0).expect("beat");
+        registry.mark_unreachable(&probe, "refused");
+        assert_eq!(status("gone"), "healthy", "it beat after the probe was decided");
+        // Late heartbeats are probed a tenth of an interval after they were due.
+        tokio::time::advance(Duration::from_millis(1050)).await;
+        registry.heartbeat("consumer", &alice(), 0).expect("beat");
+        registry.heartbeat("lively", &alice(), 0).expect("beat");
+        assert!(registry.late().is_empty());
+        tokio::time::advance(Duration::from_millis(60)).await;
+        assert_eq!(registry.late().iter().map(|p| p.agent_id.as_str()).collect::<Vec<_>>(), ["gone"]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -52,6 +52,9 @@ pub fn registration(request: &RegisterRequest) -> Result<Vec<Dependency>, String
             name(&at(&format!("tags[{j}]")), tag)?;
         }
         description(&at("description"), &tool.description)?;
+        if let Some(title) = &tool.annotations.title {
+            description(&at("annotations.title"), title)?;
+        }
         if !tool.input_schema.is_object() {
             return Err(format!(
                 "{} must be a JSON object (the JSON Schema of the tool's arguments, like {{\"type\":\"object\"}}), not {}",

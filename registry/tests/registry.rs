@@ -142,7 +142,10 @@ async fn a_stale_provider_leaves_topologies_while_a_healthy_one_remains() {
     assert_eq!(provider_ids(&changed), ["calc-2"]);
     assert!(started.elapsed() < interval * 5 / 2, "took {:?}", started.elapsed());
     let listed = watcher.list_agents().await.expect("list").agents;
-    assert_eq!(listed.iter().find(|a| a.agent_id == "calc-1").map(|a| a.status.as_str()), Some("stale"));
+    // Listed as not healthy: unreachable when the registry's probe of its late heartbeat (its
+    // endpoint takes no connection) came first, else stale.
+    let status = listed.iter().find(|a| a.agent_id == "calc-1").map(|a| a.status.as_str());
+    assert!(matches!(status, Some("unreachable" | "stale")), "{status:?}");
 
     // It beats again: routed to again at once.
     quiet.beat("calc-1", 0).await.expect("beat").expect("still registered");

@@ -173,9 +173,25 @@ class CrossMesh:
 
     # ---- calls ----
 
-    def request_headers(self) -> dict[str, str]:
+    def request_headers(self, caller_headers: Optional[str] = TABLE["request"]["caller_headers"]) -> dict[str, str]:
+        """The table's request headers; ``caller_headers`` lists those set on purpose (None: none)."""
         request = TABLE["request"]
-        return {**request["headers"], "traceparent": f"00-{request['trace_id']}-b7ad6b7169203331-01"}
+        listed = {} if caller_headers is None else {"toolmesh-caller-headers": caller_headers}
+        return {**request["headers"], **listed, "traceparent": f"00-{request['trace_id']}-b7ad6b7169203331-01"}
+
+    def echo(self, language: str, caller_headers: Optional[str]) -> dict[str, Any]:
+        """Calls echo of callee-``language`` directly: what its handler saw."""
+        return call_tool(self.callee_endpoint(language), self.operator, "echo", {}, self.request_headers(caller_headers))
+
+    def tool_annotations(self, language: str, tool: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``tool``'s annotations as callee-``language`` lists them and as the registry keeps them."""
+        status, answer = mcp_post(self.callee_endpoint(language), self.operator,
+                                  {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}})
+        assert status == 200 and "result" in answer, (status, answer)
+        listed = next(t for t in answer["result"]["tools"] if t["name"] == tool).get("annotations", {})
+        agents = self.mesh.list_agents(self.registry)
+        record = next(t for a in agents if a["name"] == f"callee-{language}" for t in a["tools"] if t["name"] == tool)
+        return listed, record.get("annotations", {})
 
     def probe(self, caller: str, case: str, callee: Optional[str]) -> dict[str, Any]:
         """Calls the caller's probe of ``case`` (towards ``callee``): what that language caught."""

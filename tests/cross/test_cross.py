@@ -83,7 +83,26 @@ def test_one_trace_and_the_allowed_header_cross_every_language(cross: CrossMesh)
         hops.append({key: value for key, value in hop.items() if key != "next"})
         hop = hop["next"]
     chain = TABLE["chain"]
-    assert hops == [fill(chain["expect_hop"], hop=language, trace_id=TRACE_ID) for language in chain["languages"]]
+    # The first hop also sees the header the test set on purpose; no hop forwards it.
+    expected = [fill(chain["expect_first_hop" if i == 0 else "expect_hop"], hop=language, trace_id=TRACE_ID)
+                for i, language in enumerate(chain["languages"])]
+    assert hops == expected
+
+
+# Headers a caller sets on purpose: the test calls each language's echo itself.
+@pytest.mark.parametrize(("case", "callee"), rows(TABLE["first_hop_headers"], "callee"))
+def test_first_hop_headers(cross: CrossMesh, case: dict[str, Any], callee: str) -> None:
+    cross.enter("live")
+    seen = cross.echo(callee, case["caller_headers"])
+    assert seen == fill(case["expect"], callee=callee, trace_id=TRACE_ID), f"the {callee} handler ({case['about']})"
+
+
+# Tool annotations declared in each language reach tools/list and the registry.
+@pytest.mark.parametrize(("case", "callee"), rows(TABLE["annotations"], "callee"))
+def test_annotations(cross: CrossMesh, case: dict[str, Any], callee: str) -> None:
+    cross.enter("live")
+    listed, recorded = cross.tool_annotations(callee, case["tool"])
+    assert {"tools/list": listed, "registry": recorded} == {"tools/list": case["expect"], "registry": case["expect"]}, case["about"]
 
 
 def pair_rows(cases: list[dict[str, Any]]) -> list[Any]:

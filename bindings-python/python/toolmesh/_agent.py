@@ -218,12 +218,16 @@ def _decorator(register: Callable[[ToolSpec], None], fn: Optional[F], **metadata
 def tool(fn: Optional[F] = None, **metadata: Any) -> Any:
     """Declares a tool served by ``toolmesh.run``/``toolmesh.start``; use it bare (``@tool``) or
     with keyword arguments: ``name``, ``capability``, ``version`` (default ``"1.0.0"``),
-    ``tags``, ``description``, ``dependencies``, ``timeout_ms``.
+    ``tags``, ``description``, ``dependencies``, ``timeout_ms``, ``annotations``.
 
     ``name`` defaults to the function's name, ``capability`` to the name, ``description`` to
     the docstring. ``dependencies`` are capabilities (``"add"``) or selectors
     (``{"capability": "add", "tags": ["math", "+fast"], "version": ">=1"}``); each is injected
     into a ``toolmesh.Proxy``-annotated parameter. The input schema comes from the type hints.
+    ``annotations`` are MCP's tool annotations, listed by ``tools/list`` and kept by the registry
+    (``{"readOnlyHint": True}``, ``{"idempotentHint": True}``, ...): a call to a read-only or
+    idempotent tool is also retried on another provider when the connection breaks after the
+    provider received it.
     Works on async and plain functions (plain ones run in a worker thread).
     """
     return _decorator(_default_tools.append, fn, **metadata)

@@ -78,6 +78,8 @@ class ToolSpec:
     description: str
     dependencies: tuple[DependencyDecl, ...]
     timeout_ms: Optional[int]
+    # MCP's tool annotations ({"idempotentHint": True, ...}); core checks the names
+    annotations: Mapping[str, Any]
     input_schema: dict[str, Any]
     # parameter name -> index of the dependency whose proxy it receives
     proxy_params: Mapping[str, int]
@@ -98,6 +100,8 @@ class ToolSpec:
             info["capability"] = self.capability
         if self.timeout_ms is not None:
             info["timeout_ms"] = self.timeout_ms
+        if self.annotations:
+            info["annotations"] = dict(self.annotations)
         return info
 
     async def invoke(self, arguments: dict[str, Any], proxies: Mapping[str, Proxy]) -> Any:
@@ -121,12 +125,15 @@ def declare(
     description: Optional[str] = None,
     dependencies: Iterable[DependencyDecl] = (),
     timeout_ms: Optional[int] = None,
+    annotations: Optional[Mapping[str, Any]] = None,
 ) -> ToolSpec:
     """Reads a function's signature into a ToolSpec (see ``toolmesh.tool`` for the arguments)."""
     if not callable(fn):
         raise TypeError(f"@toolmesh.tool decorates a function, not {fn!r}")
     if isinstance(tags, str) or isinstance(dependencies, (str, Mapping)):
         raise TypeError("tags and dependencies are lists, e.g. tags=['math'], dependencies=['add']")
+    if annotations is not None and not isinstance(annotations, Mapping):
+        raise TypeError("annotations is a dict of MCP tool annotations, e.g. annotations={'idempotentHint': True}")
     tool_name = name or fn.__name__
     dependencies = tuple(dependencies)
     hints = typing.get_type_hints(fn, include_extras=True)
@@ -143,6 +150,7 @@ def declare(
         description=inspect.cleandoc(description or fn.__doc__ or ""),
         dependencies=dependencies,
         timeout_ms=timeout_ms,
+        annotations=dict(annotations or {}),
         input_schema=input_schema(fn, skip=skip),
         proxy_params=proxy_params,
         param_hints={p: h for p, h in hints.items() if p not in skip and p != "return"},

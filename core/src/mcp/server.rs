@@ -206,6 +206,9 @@ impl McpServer {
                 if !t.description.is_empty() {
                     tool["description"] = json!(t.description);
                 }
+                if !t.annotations.is_empty() {
+                    tool["annotations"] = json!(t.annotations);
+                }
                 tool["_meta"] = json!({"dev.toolmesh/capability": t.capability, "dev.toolmesh/version": t.version, "dev.toolmesh/tags": t.tags});
                 tool
             })
@@ -299,8 +302,8 @@ impl McpServer {
             .and_then(|m| m.deadline_ms)
             .and_then(Raw::as_u64)
             .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
-        let headers = self.propagate.capture(headers.iter().filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))));
-        RequestContext { headers, trace: Some(trace), deadline, ..RequestContext::default() }
+        let (headers, hop_only) = self.propagate.capture_inbound(headers.iter().filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))));
+        RequestContext { headers, hop_only, trace: Some(trace), deadline, ..RequestContext::default() }
     }
 }
 
@@ -761,6 +764,7 @@ mod tests {
             input_schema,
             dependencies: vec![],
             timeout_ms: None,
+            annotations: Default::default(),
         }
     }
 

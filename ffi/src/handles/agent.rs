@@ -42,7 +42,11 @@ pub struct toolmesh_agent {
 /// `tools_json` (borrowed) is a JSON array of tool definitions:
 /// `[{"name": "add", "capability": "add", "version": "1.0.0", "tags": ["math"],
 ///   "description": "...", "input_schema": {...}, "dependencies": ["other-capability", ...],
-///   "timeout_ms": 30000}]`; only `name` and `capability` are required.
+///   "timeout_ms": 30000, "annotations": {"idempotentHint": true}}]`; only `name` and `capability`
+///   are required. `annotations` are MCP's tool annotations (`title`, `readOnlyHint`,
+///   `destructiveHint`, `idempotentHint`, `openWorldHint`), listed by `tools/list`: a call to a
+///   read-only or idempotent tool is also retried on another provider when the connection breaks
+///   after the provider received it.
 ///
 /// `handler` is taken over in every case, also when the start fails: its `free_userdata` is
 /// called, on a toolmesh host thread, once toolmesh no longer needs it (after a failed start, at

@@ -163,7 +163,7 @@ public final class Peer {
                 .handler(call -> call.proxy(0).call(null)).build());
         // Jackson serializes no plain Object (it has no properties).
         agent.tool(ToolDefinition.builder("not_json").tags(tag).handler(call -> new Object()).build());
-        agent.tool(ToolDefinition.builder("count").tags(tag).parameter("n", long.class)
+        agent.tool(ToolDefinition.builder("count").tags(tag).parameter("n", long.class).readOnlyHint(true).idempotentHint(true)
                 .handler(call -> Map.of("n", call.arguments().path("n"))).build());
         agent.tool(ToolDefinition.builder("slow").tags(tag).handler(call -> {
             Map<String, Object> seen = here();

@@ -310,6 +310,7 @@ static json_t *callee_tools(int vanishing) {
   json_t *count = tool("count", tag("agent", LANGUAGE), NULL);
   json_object_set_new(count, "input_schema", json_pack("{s:s, s:{s:{s:s}}, s:[s]}", "type", "object", "properties", "n", "type", "integer",
                                                        "required", "n"));
+  json_object_set_new(count, "annotations", json_pack("{s:b, s:b}", "readOnlyHint", 1, "idempotentHint", 1));
   json_array_append_new(tools, count);
   json_array_append_new(tools, tool("refuse", tag("agent", LANGUAGE), NULL));
   json_array_append_new(tools, tool("refuse_via", tag("agent", LANGUAGE), dependency("refuse", tag("agent", following()))));

@@ -90,6 +90,7 @@ function callee(table, vanishing) {
   agent.addTool({
     name: "count",
     tags,
+    annotations: { readOnlyHint: true, idempotentHint: true },
     inputSchema: { type: "object", properties: { n: { type: "integer" } }, required: ["n"] },
     execute: ({ n }) => ({ n }),
   });

@@ -114,7 +114,7 @@ def callee(table: dict, vanishing: bool) -> toolmesh.Agent:
     async def not_json() -> object:
         return object()  # JSON has no such value
 
-    @agent.tool(tags=tags)
+    @agent.tool(tags=tags, annotations={"readOnlyHint": True, "idempotentHint": True})
     async def count(n: int) -> dict:
         return {"n": n}
 

@@ -41,4 +41,14 @@ public @interface MeshTool {
 
     /** Timeout of each dependency call in milliseconds; 0 uses the agent's {@code call_timeout_ms}. */
     long timeoutMs() default 0;
+
+    /**
+     * MCP's {@code readOnlyHint} annotation (listed by {@code tools/list}, kept by the registry):
+     * a call to a read-only or idempotent tool is also retried on another provider when the
+     * connection breaks after the provider received it. Only {@code true} is declared.
+     */
+    boolean readOnlyHint() default false;
+
+    /** MCP's {@code idempotentHint} annotation (see {@link #readOnlyHint()}); only {@code true} is declared. */
+    boolean idempotentHint() default false;
 }

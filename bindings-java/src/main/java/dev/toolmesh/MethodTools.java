@@ -48,6 +48,12 @@ final class MethodTools {
         if (!annotation.capability().isEmpty()) {
             builder.capability(annotation.capability());
         }
+        if (annotation.readOnlyHint()) {
+            builder.readOnlyHint(true);
+        }
+        if (annotation.idempotentHint()) {
+            builder.idempotentHint(true);
+        }
         List<String> capabilities = new ArrayList<>(List.of(annotation.dependencies()));
         for (String capability : annotation.dependencies()) {
             builder.dependsOn(capability);

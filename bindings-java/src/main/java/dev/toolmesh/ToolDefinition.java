@@ -30,6 +30,8 @@ public final class ToolDefinition {
     private final List<JsonNode> dependencies;
     private final List<String> dependencyCapabilities;
     private final long timeoutMs;
+    /** MCP's tool annotations, with MCP's member names; empty when none are set. */
+    private final ObjectNode annotations;
     private final ToolHandler handler;
 
     private ToolDefinition(Builder builder, ObjectNode inputSchema) {
@@ -42,6 +44,7 @@ public final class ToolDefinition {
         this.dependencies = List.copyOf(builder.dependencies);
         this.dependencyCapabilities = dependencies.stream().map(d -> d.isTextual() ? d.asText() : d.path("capability").asText()).toList();
         this.timeoutMs = builder.timeoutMs;
+        this.annotations = builder.annotations.deepCopy();
         this.handler = Objects.requireNonNull(builder.handler, () -> "tool '" + builder.name + "' has no handler");
     }
 
@@ -84,6 +87,9 @@ public final class ToolDefinition {
         if (timeoutMs > 0) {
             info.put("timeout_ms", timeoutMs);
         }
+        if (!annotations.isEmpty()) {
+            info.set("annotations", annotations);
+        }
         return info;
     }
 
@@ -101,6 +107,7 @@ public final class ToolDefinition {
         private final List<Schemas.Parameter> parameters = new ArrayList<>();
         private final List<JsonNode> dependencies = new ArrayList<>();
         private long timeoutMs;
+        private final ObjectNode annotations = Json.MAPPER.createObjectNode();
         private ToolHandler handler;
 
         private Builder(String name) {
@@ -165,6 +172,40 @@ public final class ToolDefinition {
         /** Timeout of each dependency call; the agent's {@code call_timeout_ms} by default. */
         public Builder timeoutMs(long timeoutMs) {
             this.timeoutMs = timeoutMs;
+            return this;
+        }
+
+        /**
+         * MCP's {@code readOnlyHint}: the tool does not change its environment. A call to a
+         * read-only (or idempotent) tool is also retried on another provider when the connection
+         * breaks after the provider received it.
+         */
+        public Builder readOnlyHint(boolean readOnly) {
+            annotations.put("readOnlyHint", readOnly);
+            return this;
+        }
+
+        /** MCP's {@code idempotentHint}: calling it again with the same arguments has no further effect (see {@link #readOnlyHint}). */
+        public Builder idempotentHint(boolean idempotent) {
+            annotations.put("idempotentHint", idempotent);
+            return this;
+        }
+
+        /** MCP's {@code destructiveHint}: the tool may perform destructive updates. */
+        public Builder destructiveHint(boolean destructive) {
+            annotations.put("destructiveHint", destructive);
+            return this;
+        }
+
+        /** MCP's {@code openWorldHint}: the tool interacts with an open world of external entities. */
+        public Builder openWorldHint(boolean openWorld) {
+            annotations.put("openWorldHint", openWorld);
+            return this;
+        }
+
+        /** MCP's {@code title} annotation: a human-readable title for the tool. */
+        public Builder title(String title) {
+            annotations.put("title", title);
             return this;
         }
 

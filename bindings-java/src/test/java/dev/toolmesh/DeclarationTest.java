@@ -43,7 +43,7 @@ class DeclarationTest {
         }
 
         @MeshTool(name = "weighted-mean", capability = "mean", version = "2.1.0", tags = {"math", "stats"},
-                description = "The weighted mean.", timeoutMs = 1500,
+                description = "The weighted mean.", timeoutMs = 1500, readOnlyHint = true, idempotentHint = true,
                 dependencies = {"sum"}, selectors = {@Dependency(capability = "div", version = ">=1.2", tags = {"+fast", "-slow"})})
         public double weightedMean(List<Double> values, MeshProxy div, MeshProxy sum) {
             return 0;
@@ -64,6 +64,9 @@ class DeclarationTest {
         assertEquals(1500, mean.get("timeout_ms").asLong());
         assertEquals(json("['sum',{'capability':'div','tags':['+fast','-slow'],'version':'>=1.2'}]"), mean.get("dependencies"));
         assertEquals(json("['values']"), mean.at("/input_schema/required"));
+        assertEquals(json("{'readOnlyHint':true,'idempotentHint':true}"), mean.get("annotations"));
+        JsonNode built = ToolDefinition.builder("b").idempotentHint(true).destructiveHint(false).title("B").handler(call -> 1).build().info();
+        assertEquals(json("{'idempotentHint':true,'destructiveHint':false,'title':'B'}"), built.get("annotations"));
     }
 
     public static class Base {
