@@ -8,7 +8,7 @@ import java.util.concurrent.CompletableFuture;
  * A calculator agent: {@code add}, and {@code sum3}, which calls {@code add} through the mesh.
  *
  * <pre>
- * scripts/java-env.sh                      # builds and installs dev.toolmesh:toolmesh:0.1.0
+ * bash scripts/dist.sh                     # dist/maven, this project's repository (or scripts/java-env.sh: ~/.m2)
  * toolmesh certs init --dir certs --agents calc,stats
  * toolmesh registry --tls-cert certs/registry.pem --tls-key certs/registry.key --tls-ca certs/ca.pem &amp;
  * TOOLMESH_REGISTRY_URL=https://127.0.0.1:8443 TOOLMESH_TLS_CERT=certs/calc.pem \
@@ -19,14 +19,12 @@ import java.util.concurrent.CompletableFuture;
  */
 public class Calc {
     @MeshTool(capability = "add", version = "1.0.0", tags = {"math"})
-    public int add(int a, int b) {
-        return a + b;
-    }
+    public int add(int a, int b) { return a + b; }
 
     @MeshTool(capability = "sum3", dependencies = {"add"})
     public CompletableFuture<Integer> sum3(int a, int b, int c, MeshProxy add) {
         return add.call(Map.of("a", a, "b", b), Integer.class)
-                .thenCompose(ab -> add.call(Map.of("a", ab, "b", c), Integer.class));
+                  .thenCompose(ab -> add.call(Map.of("a", ab, "b", c), Integer.class));
     }
 
     public static void main(String[] args) throws Exception {
