@@ -22,7 +22,11 @@ export interface RequestContext {
   readonly remainingMs: number | null;
 }
 
-/** Holds the native context object of each handler run; private to the binding. */
+/**
+ * Holds the native context object of each handler run; private to the binding.
+ * @internal Left out of the published typings (`stripInternal`), which would otherwise need
+ * Node's types (`AsyncLocalStorage`) in every consumer's compilation.
+ */
 export const contextStorage = new AsyncLocalStorage<RequestContext>();
 
 /** The context of the request being handled, or undefined outside a tool call. */

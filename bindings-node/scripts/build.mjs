@@ -30,8 +30,11 @@ function run(command, args) {
 }
 
 const bin = (name) => join(root, "node_modules", ".bin", name);
+// TypeScript 6, which builds the package; by path, since node_modules/.bin/tsc may be the
+// TypeScript 7 of the devDependency `typescript7` (tests/node/install.test.mjs checks with both).
+const TSC = join(root, "node_modules", "typescript", "bin", "tsc");
 
-if (!existsSync(bin("napi")) || !existsSync(bin("tsc"))) {
+if (!existsSync(bin("napi")) || !existsSync(TSC)) {
   // What package-lock.json pins (see scripts/node-env.sh for why not `npm ci`); --include=dev:
   // the parent install may be a production one (npm_config_omit=dev).
   run("npm", ["install", "--no-save", "--ignore-scripts", "--include=dev", "--no-audit", "--no-fund", "--loglevel=error"]);
@@ -43,6 +46,6 @@ run(bin("napi"), [
   "--dts", "build/native.d.ts",
   ...(release ? ["--release"] : []),
 ]);
-run(bin("tsc"), ["-p", "tsconfig.json"]);
+run(process.execPath, [TSC, "-p", "tsconfig.json"]);
 // dist/native.d.ts imports the addon's typings, which tsc does not copy (a .d.ts is not emitted).
 copyFileSync(join(root, "lib", "addon.d.ts"), join(root, "dist", "addon.d.ts"));
