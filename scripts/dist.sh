@@ -159,15 +159,15 @@ mvn -B -ntp -q -Dstyle.color=never -f bindings-java/pom.xml clean deploy -Prelea
   -DaltDeploymentRepository="toolmesh-dist::file://$DIST/maven"
 jar_file="$DIST/maven/dev/toolmesh/toolmesh/$VERSION/toolmesh-$VERSION.jar"
 [[ -f "$jar_file" ]] || fail "$jar_file was not deployed"
-unzip -l "$jar_file" | grep -q " native/linux-x86_64/libtoolmesh_jni.so$" \
+# (grep reads all of the listing: with -q, unzip could die of SIGPIPE and fail the pipeline)
+unzip -Z1 "$jar_file" | grep -x "native/linux-x86_64/libtoolmesh_jni.so" >/dev/null \
   || fail "$jar_file does not carry native/linux-x86_64/libtoolmesh_jni.so"
 
 step "npm: the toolmesh package and its linux-x64-gnu addon package"
-if [[ -f bindings-node/scripts/dist.mjs ]]; then
-  node bindings-node/scripts/dist.mjs --out "$DIST/npm" --profile "$PROFILE"
-else
-  echo "dist: WARNING: bindings-node/scripts/dist.mjs is missing: dist/npm stays empty" >&2
-fi
+node bindings-node/scripts/dist.mjs --out "$DIST/npm" --profile "$PROFILE"
+for package in "toolmesh-$VERSION.tgz" "toolmesh-linux-x64-gnu-$VERSION.tgz"; do
+  [[ -f "$DIST/npm/$package" ]] || fail "bindings-node/scripts/dist.mjs did not write dist/npm/$package"
+done
 
 (cd "$DIST" && find . -type f ! -name SHA256SUMS -printf '%P\n' | sort | xargs sha256sum >SHA256SUMS)
 

@@ -124,7 +124,7 @@ cc "${cflags[@]}" -o "$work/c/c_square" "$AGENTS/c/c_square.c" $(pkg-config --cf
 # shellcheck disable=SC2046
 cc "${cflags[@]}" -o "$work/c/c_square_static" "$AGENTS/c/c_square.c" $(pkg-config --cflags --libs toolmesh-static) \
   || fail "the C agent does not link statically against dist/c (pkg-config toolmesh-static)"
-! ldd "$work/c/c_square_static" | grep -q libtoolmesh || fail "the statically linked C agent still needs libtoolmesh.so"
+if ldd "$work/c/c_square_static" | grep libtoolmesh >/dev/null; then fail "the statically linked C agent still needs libtoolmesh.so"; fi
 phase_done c
 
 step "mesh: a registry (--tls-auto) and one agent per language"
