@@ -18,8 +18,8 @@
 #   dist/bin/toolmesh   the CLI: registry, certs, list, call
 #   dist/SHA256SUMS     a checksum per file
 #
-# glibc floor: the wheel, the JNI library in the jar, libtoolmesh and the CLI are linked by zig
-# against glibc 2.17's symbols (manylinux_2_17 / manylinux2014: any x86-64 Linux distribution
+# glibc floor: every native file (the wheel's module and CLI, the npm addon, the JNI library in the
+# jar, libtoolmesh and the CLI) is linked by zig against glibc 2.17's symbols (manylinux_2_17 / manylinux2014: any x86-64 Linux distribution
 # from 2014 on: RHEL/CentOS 7+, Debian 8+, Ubuntu 14.04+); the summary at the end prints the
 # glibc version each native file actually needs, measured from its symbol versions.
 #
@@ -75,6 +75,8 @@ MATURIN="$TOOLS_VENV/bin/maturin"
 
 # The compiler, archiver and linker of the target: zig for x86_64-linux-gnu.$GLIBC_FLOOR. Built
 # for an explicit --target, so build scripts and proc macros still use the host's toolchain.
+# Exported: bindings-node/scripts/dist.mjs builds the addon for the same --target, so it gets
+# the same floor.
 ZIG_WRAPPERS="$CARGO_TARGET_DIR/zig-glibc-$GLIBC_FLOOR"
 mkdir -p "$ZIG_WRAPPERS"
 write_wrapper() { # write_wrapper NAME MATURIN-ZIG-ARGUMENTS...
@@ -191,9 +193,6 @@ too_new=0
 while read -r file; do
   floor="$(glibc_floor "$file")"
   printf '  %-72s glibc %s\n' "${file#"$inspect"/}" "$floor"
-  case "$file" in
-    */npm-*) ;; # built by bindings-node/scripts/dist.mjs, without zig
-    *) [[ "$floor" == "-" ]] || [[ "$(printf '%s\n%s\n' "$floor" "$GLIBC_FLOOR" | sort -V | tail -1)" == "$GLIBC_FLOOR" ]] || too_new=1 ;;
-  esac
+  [[ "$floor" == "-" ]] || [[ "$(printf '%s\n%s\n' "$floor" "$GLIBC_FLOOR" | sort -V | tail -1)" == "$GLIBC_FLOOR" ]] || too_new=1
 done < <(find "$DIST/bin" "$DIST/c/lib" "$inspect" -type f \( -name '*.so' -o -name '*.node' -o -name toolmesh \) | sort)
 [[ $too_new -eq 0 ]] || fail "a native file needs a glibc newer than $GLIBC_FLOOR (list above)"
