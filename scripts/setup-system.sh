@@ -6,6 +6,8 @@ command -v cargo >/dev/null || { echo "setup: cargo is missing; install Rust wit
 command -v python3 >/dev/null || missing+=(python3 python3-venv)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
+# The install test compiles a C agent with `pkg-config --cflags --libs toolmesh`.
+command -v pkg-config >/dev/null || missing+=(pkg-config)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

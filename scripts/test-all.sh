@@ -34,3 +34,6 @@ for expected in "calc-py:sum3(1, 2, 3) = 6" "calc-node:sum3(1, 2, 3) = 6" "calc-
   grep -qF "$expected" "$demo_log" || { echo "demo: expected '$expected' in its output" >&2; exit 1; }
 done
 rm -f "$demo_log"
+echo "== release artifacts: dist/ built (dist-fast: release without LTO), then installed outside the repo with no cargo and called Python -> Node -> Java -> C"
+TOOLMESH_DIST_PROFILE=dist-fast bash scripts/dist.sh
+bash scripts/install-test.sh
