@@ -12,6 +12,10 @@ export TOOLMESH_BIN="$CARGO_TARGET_DIR/debug/toolmesh"
 scripts/setup-system.sh
 echo "== rust: unit and integration tests"
 cargo test --locked
+echo "== rust: the Java binding's unit tests (not a default member, so cargo test above skips it)"
+cargo test --locked -p toolmesh-java --lib
+echo "== rust: clippy over every crate and target (bindings and bench too), warnings are errors"
+cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== building the toolmesh CLI"
 cargo build --locked -p toolmesh-cli
 echo "== C: header drift, C99/C++11 compile, the C suite under AddressSanitizer and valgrind"

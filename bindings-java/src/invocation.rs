@@ -136,6 +136,26 @@ pub extern "system" fn Java_dev_toolmesh_Native_notJson<'local>(
     })
 }
 
+/// Argument `argument` did not decode into `type_name`, the type the handler asked for; `reason`
+/// in Jackson's words. Core words the caller's INVALID_ARGUMENTS, the same in every language.
+/// False when the call was answered already.
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_argumentNotDecoded<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    completion: jlong,
+    argument: JString<'local>,
+    type_name: JString<'local>,
+    reason: JString<'local>,
+) -> jboolean {
+    entry(&mut env, |env| {
+        let argument: String = env.get_string(&argument)?.into();
+        let type_name: String = env.get_string(&type_name)?.into();
+        let reason: String = env.get_string(&reason)?.into();
+        Ok(answered(COMPLETIONS.remove(completion), |completion| completion.argument_not_decoded(argument, type_name, reason)))
+    })
+}
+
 /// The handler failed. With a mesh error's `code` (a dependency call it made failed, or its
 /// result is not JSON) the caller gets that code and message unchanged; with 0, `HANDLER_FAILED`
 /// (`TOOL_FAILED` across the network) with this message.

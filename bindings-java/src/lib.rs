@@ -6,9 +6,16 @@
 //! Java tool is only enqueued onto the agent's Java executor. Sockets, certificates and MCP all
 //! stay in core.
 
+// No unsafe blocks anywhere: the jni crate's safe API does the FFI. Only the modules that
+// export JNI functions allow the lint, for their `#[no_mangle]` (the JVM finds them by name).
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)]
 mod agent;
 mod entry;
 mod handles;
+#[allow(unsafe_code)]
 mod invocation;
 mod jvm;
+#[allow(unsafe_code)]
 mod testing;

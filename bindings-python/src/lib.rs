@@ -4,6 +4,8 @@
 //! answers through an asyncio future settled on its loop, and tool calls reach Python through
 //! one dispatch thread. Sockets, certificates and MCP all stay in core.
 
+#![forbid(unsafe_code)]
+
 mod bridge;
 mod context;
 mod dispatch;

@@ -68,6 +68,13 @@ impl Responder {
         Ok(())
     }
 
+    /// Argument `argument` did not decode into `type_name`, its parameter's type hint; `reason`
+    /// says why, in Python's words. Core words the caller's `INVALID_ARGUMENTS`, as in every language.
+    fn argument_not_decoded(&self, argument: &str, type_name: &str, reason: &str) -> PyResult<()> {
+        self.take()?.argument_not_decoded(argument, type_name, reason);
+        Ok(())
+    }
+
     /// The handler failed with a mesh error (a proxy call it awaited raised a `ToolmeshError`):
     /// the caller gets that error's code and message unchanged.
     fn fail_mesh(&self, code: u32, message: String) -> PyResult<()> {

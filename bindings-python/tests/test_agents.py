@@ -367,7 +367,7 @@ class Parcel:
 
 
 class Quote(pydantic.BaseModel):
-    price: float
+    price: float = pydantic.Field(ge=0)  # a bound core does not check: pydantic does, decoding
     express: bool = False
 
 
@@ -393,6 +393,14 @@ def test_module_level_tools_and_rich_values(certs: Certs, monkeypatch: pytest.Mo
             echoed = await call(certs, agent, "echo", {"quote": {"price": 1}, "size": "s"})
             assert echoed == {"quote": {"price": 1.0, "express": False}, "size": "s",
                               "parcel": {"weight": 1.5, "size": "s"}}
+            # A value the JSON Schema's enum does not allow: core refuses it, as for every language.
+            error = await call_error(certs, agent, "echo", {"quote": {"price": 1}, "size": "xl"})
+            assert (error["code"], error["name"], error["message"]) == (
+                5003, "INVALID_ARGUMENTS", "tool 'echo': argument 'size' must be one of \"s\", \"l\", got \"xl\"")
+            # Right JSON types, but the model's own check refuses it: still the caller's mistake.
+            error = await call_error(certs, agent, "echo", {"quote": {"price": -1}, "size": "s"})
+            assert (error["code"], error["name"]) == (5003, "INVALID_ARGUMENTS"), error
+            assert error["message"].startswith("tool 'echo': argument 'quote' is not a valid Quote: 1 validation error for Quote price "), error
         finally:
             await agent.stop()
         await agent.stop()  # idempotent

@@ -2,6 +2,8 @@
 //! and calls tools. Every failure is printed as `toolmesh: error [CODE NAME]: message` and
 //! exits 2 for configuration and usage errors, 1 otherwise.
 
+#![forbid(unsafe_code)]
+
 mod audit;
 mod certs;
 mod entity;

@@ -65,6 +65,9 @@ pub enum Answer {
     Done(Result<Value, HostError>),
     /// It returned a value its language cannot encode as JSON; the language's own account of why.
     NotJson(String),
+    /// An argument passed core's schema check but did not decode into the type the handler
+    /// declares for it (a model's validator, a constructor's check): the caller's mistake.
+    ArgumentNotDecoded { argument: String, type_name: String, reason: String },
 }
 
 /// The one-shot answer channel of an invocation.
@@ -94,6 +97,13 @@ impl Completion {
         let _ = self.tx.send(Answer::NotJson(reason.into()));
     }
 
+    /// Argument `argument` did not decode into `type_name`, the type the handler declares for it;
+    /// `reason` is the language's account of why. The caller gets INVALID_ARGUMENTS worded by
+    /// [`argument_not_decoded_error`], the same in every language.
+    pub fn argument_not_decoded(self, argument: impl Into<String>, type_name: impl Into<String>, reason: impl Into<String>) {
+        let _ = self.tx.send(Answer::ArgumentNotDecoded { argument: argument.into(), type_name: type_name.into(), reason: reason.into() });
+    }
+
     pub fn ok(self, value: Value) {
         self.complete(Ok(value))
     }
@@ -108,6 +118,12 @@ impl Completion {
 /// the reason goes to the callee's log.
 pub fn not_json_error(tool: &str) -> Error {
     Error::new(ErrorKind::HandlerResult, format!("tool '{tool}' returned a value that is not JSON; the agent serving it logs why"))
+}
+
+/// The error of an argument that did not decode into the type its tool declares for it: the
+/// caller's mistake (INVALID_ARGUMENTS), named with the tool, the argument and the type.
+pub fn argument_not_decoded_error(tool: &str, argument: &str, type_name: &str, reason: &str) -> Error {
+    Error::new(ErrorKind::InvalidArguments, format!("tool '{tool}': argument '{argument}' is not a valid {type_name}: {reason}"))
 }
 
 /// Turns what a host handler answered into the mesh's error model.
@@ -132,6 +148,7 @@ pub fn completion_result(tool: &str, received: Result<Answer, oneshot::error::Re
             tracing::warn!("tool '{tool}' returned a value that is not JSON: {reason}");
             Err(not_json_error(tool))
         }
+        Ok(Answer::ArgumentNotDecoded { argument, type_name, reason }) => Err(argument_not_decoded_error(tool, &argument, &type_name, &reason)),
         Err(_) => Err(Error::new(ErrorKind::HandlerDropped, format!("tool '{tool}' ended without an answer"))),
     }
 }
@@ -219,5 +236,13 @@ mod tests {
         assert_eq!((e.kind(), e.message()), (ErrorKind::HandlerFailed, "tool 't' failed: none left"));
         let e = answered(HostError::tool_error_data_not_json("out_of_stock", "a set")).await;
         assert_eq!(e.message(), "tool 't' failed: it raised a tool error (\"out_of_stock\") whose data is not JSON; the agent serving it logs why");
+    }
+
+    #[tokio::test]
+    async fn an_argument_that_did_not_decode_is_the_callers_mistake() {
+        let (completion, receiver) = Completion::new();
+        completion.argument_not_decoded("colour", "Colour", "no such colour");
+        let e = completion_result("paint", receiver.await).unwrap_err();
+        assert_eq!((e.kind(), e.message()), (ErrorKind::InvalidArguments, "tool 'paint': argument 'colour' is not a valid Colour: no such colour"));
     }
 }

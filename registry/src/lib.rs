@@ -2,6 +2,8 @@
 //! heartbeat, and long-poll for their topology (the live providers of their dependencies);
 //! agents that stop heartbeating are evicted. The HTTP API is documented in `openapi.yaml`.
 
+#![forbid(unsafe_code)]
+
 mod access;
 mod audit;
 mod auto;

@@ -264,7 +264,9 @@ async fn a_new_provider_is_callable_within_a_second_and_an_outage_of_the_registr
 
     let b = mesh.agent("b", &url, &["add"], Arc::default()).await;
     let registered = Instant::now();
-    while sum3(&client, &a, 1).await.is_err() {
+    while let Err(e) = sum3(&client, &a, 1).await {
+        // A bound far past the 1 s asserted below, so that a regression fails instead of hanging.
+        assert!(registered.elapsed() < Duration::from_secs(5), "a could not call the new provider b 5 s after it registered: {e}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let visible_after = registered.elapsed();
@@ -569,7 +571,9 @@ async fn with_default_heartbeats_arrivals_and_departures_reach_dependents_within
     let (b1_calls, b2_calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let b1 = mesh.agent_beating("b1", &url, &["add"], b1_calls.clone(), None).await;
     let registered = Instant::now();
-    while sum3(&client, &a, 1).await.is_err() {
+    while let Err(e) = sum3(&client, &a, 1).await {
+        // A bound far past the 1 s asserted below, so that a regression fails instead of hanging.
+        assert!(registered.elapsed() < Duration::from_secs(5), "a could not call the new provider b1 5 s after it registered: {e}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let visible_after = registered.elapsed();
@@ -578,6 +582,7 @@ async fn with_default_heartbeats_arrivals_and_departures_reach_dependents_within
     let b2 = mesh.agent_beating("b2", &url, &["add"], b2_calls.clone(), None).await;
     let registered = Instant::now();
     while b2_calls.load(Ordering::Relaxed) == 0 {
+        assert!(registered.elapsed() < Duration::from_secs(5), "the second provider b2 received no call 5 s after it registered");
         sum3(&client, &a, 1).await.unwrap();
     }
     let visible_after = registered.elapsed();

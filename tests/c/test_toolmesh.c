@@ -2,9 +2,9 @@
  * The C ABI suite: a registry process, C agents in this process talking mTLS to each other,
  * and the C example agent as a child process. Every wait is bounded.
  *
- * Environment: TOOLMESH_BIN (the toolmesh CLI, required); TOOLMESH_EXAMPLE (the squares
- * example binary; its test is skipped without it) and TOOLMESH_EXAMPLE_WRAPPER (words put
- * before it, e.g. a valgrind command line).
+ * Environment: TOOLMESH_BIN (the toolmesh CLI) and TOOLMESH_EXAMPLE (the squares example
+ * binary), both required: a suite that skipped the example would pass without testing it;
+ * TOOLMESH_EXAMPLE_WRAPPER (words put before the example, e.g. a valgrind command line).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -562,11 +562,7 @@ static void test_headers_and_trace_propagate(void) {
 
 /* The example agent, as a separate process (under the same checker as this suite). */
 static void test_example_agent(void) {
-  const char *example = getenv("TOOLMESH_EXAMPLE");
-  if (example == NULL || *example == '\0') {
-    fprintf(stderr, "  TOOLMESH_EXAMPLE is not set; skipped\n");
-    return;
-  }
+  const char *example = getenv("TOOLMESH_EXAMPLE"); /* main checked it is set */
   char wrapper[1024] = "";
   snprintf(wrapper, sizeof wrapper, "%s", getenv("TOOLMESH_EXAMPLE_WRAPPER") ? getenv("TOOLMESH_EXAMPLE_WRAPPER") : "");
   char *argv[64];
@@ -797,6 +793,11 @@ int main(int argc, char **argv) {
   toolmesh_bin = getenv("TOOLMESH_BIN");
   if (toolmesh_bin == NULL || access(toolmesh_bin, X_OK) != 0) {
     fprintf(stderr, "set TOOLMESH_BIN to the toolmesh CLI (cargo build -p toolmesh-cli)\n");
+    return 2;
+  }
+  const char *example = getenv("TOOLMESH_EXAMPLE");
+  if (example == NULL || access(example, X_OK) != 0) {
+    fprintf(stderr, "set TOOLMESH_EXAMPLE to the squares example binary (scripts/c-tests.sh builds it and sets it)\n");
     return 2;
   }
   if (!scratch_create(scratch, sizeof scratch) || !certs_init("certs", "front,back,spare,squares,piper") ||

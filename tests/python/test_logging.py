@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
-import time
+import threading
 
 import pytest
 from meshkit import Mesh, Registry, call_tool, wait_until
@@ -44,13 +44,42 @@ def test_toolmesh_log_debug_shows_registration_and_calls(mesh: Mesh, registry: R
     assert "\x1b[" not in text, "no colours when stderr is not a terminal"
 
 
-def test_by_default_a_warning_shows_and_nothing_chattier(mesh: Mesh, no_log_env: None) -> None:
-    unreachable = Registry(None, unused_url())  # type: ignore[arg-type]
-    agent = mesh.start_agent("back.py", "back", unreachable)
-    stderr = agent.process.stderr_path
-    warning = wait_until(
-        lambda: next((line for line in core_lines(stderr.read_text()) if line[0] == "WARN"), None),
-        20, "core's 'cannot register' warning on the agent's stderr")
+class SilentRegistry:
+    """A registry address that accepts connections and closes them at once, counting them: a
+    registration that is tried and fails (with a warning, at the default level)."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"https://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            connection.close()
+            self.connections += 1
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@pytest.mark.parametrize("registry_kind", ["unused port", "silent registry"])
+def test_by_default_a_warning_shows_and_nothing_chattier(mesh: Mesh, no_log_env: None, registry_kind: str) -> None:
+    silent = SilentRegistry() if registry_kind == "silent registry" else None
+    unreachable = Registry(None, silent.url if silent else unused_url())  # type: ignore[arg-type]
+    try:
+        agent = mesh.start_agent("back.py", "back", unreachable)
+        stderr = agent.process.stderr_path
+        warning = wait_until(
+            lambda: next((line for line in core_lines(stderr.read_text()) if line[0] == "WARN"), None),
+            20, "core's 'cannot register' warning on the agent's stderr")
+    finally:
+        if silent:
+            silent.close()
     assert warning[2].startswith("cannot register with the registry"), warning
     assert unreachable.url in warning[2], warning
     assert {level for level, _, _ in core_lines(stderr.read_text())} == {"WARN"}, stderr.read_text()
@@ -58,8 +87,13 @@ def test_by_default_a_warning_shows_and_nothing_chattier(mesh: Mesh, no_log_env:
 
 def test_toolmesh_log_wins_over_rust_log(mesh: Mesh, no_log_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUST_LOG", "debug")
-    unreachable = Registry(None, unused_url())  # type: ignore[arg-type]
-    agent = mesh.start_agent("back.py", "back", unreachable, {"TOOLMESH_LOG": "error"})
-    # The warning would come right after start-up; give it a few registration retries.
-    time.sleep(1.5)
-    assert core_lines(agent.process.stderr_path.read_text()) == [], agent.process.output()
+    silent = SilentRegistry()
+    try:
+        agent = mesh.start_agent("back.py", "back", Registry(None, silent.url), {"TOOLMESH_LOG": "error"})  # type: ignore[arg-type]
+        # A second attempt comes only after the first failed, whose warning (and RUST_LOG's debug
+        # lines) would be on stderr by then: the silence below is the filter's, not the agent's.
+        wait_until(lambda: silent.connections >= 2, 20, "the agent trying to register twice")
+        assert agent.process.popen.poll() is None, agent.process.output()
+        assert core_lines(agent.process.stderr_path.read_text()) == [], agent.process.output()
+    finally:
+        silent.close()

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Optional, TypeVar
 from . import _json, _native
 from ._context import _current
 from ._errors import ToolError, ToolmeshError
-from ._tools import Proxy, ToolSpec, declare, dependency_capability
+from ._tools import ArgumentNotDecoded, Proxy, ToolSpec, declare, dependency_capability
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -170,6 +170,10 @@ class Agent:
                 responder.fail_tool_error_data_not_json(error.app_code, str(problem))
                 return
             responder.fail_tool_error(error.app_code, error.message, data_json)
+            return
+        except ArgumentNotDecoded as error:
+            # The caller's mistake: core words its INVALID_ARGUMENTS, the same in every language.
+            responder.argument_not_decoded(error.argument, error.type_name, error.reason)
             return
         except ToolmeshError as error:
             # A mesh call the handler awaited failed: the caller gets that error, code and all.

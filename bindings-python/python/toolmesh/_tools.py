@@ -66,6 +66,33 @@ class Proxy:
         return f"<toolmesh.Proxy {self.capability!r} (dependency #{self._index} of {self._tool!r})>"
 
 
+class ArgumentNotDecoded(Exception):
+    """An argument passed core's schema check but did not decode into its parameter's type
+    hint (a model's validator, a dataclass's fields, an enum's values): the caller's mistake.
+    The agent reports it to core, which words the caller's INVALID_ARGUMENTS as in every language."""
+
+    def __init__(self, argument: str, type_name: str, reason: str) -> None:
+        super().__init__(f"argument {argument!r} is not a valid {type_name}: {reason}")
+        self.argument = argument
+        self.type_name = type_name
+        self.reason = reason
+
+
+def _type_name(hint: Any) -> str:
+    """A type hint as its author wrote it: ``Item``, ``list[Item]``, ``Optional[Unit]``."""
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return hint.__name__
+    return repr(hint).replace("typing.", "")
+
+
+def _decode_argument(name: str, hint: Any, value: Any) -> Any:
+    try:
+        return _json.decode(hint, value)
+    except (TypeError, ValueError) as error:
+        # What the hint's type refused (pydantic's ValidationError is a ValueError): one line.
+        raise ArgumentNotDecoded(name, _type_name(hint), " ".join(str(error).split()) or type(error).__name__) from error
+
+
 @dataclasses.dataclass(frozen=True)
 class ToolSpec:
     """A declared tool: what core is told about it, and how to call the Python function."""
@@ -107,7 +134,7 @@ class ToolSpec:
     async def invoke(self, arguments: dict[str, Any], proxies: Mapping[str, Proxy]) -> Any:
         """Runs the function with JSON ``arguments`` and the proxies of its dependencies.
         Synchronous functions run in the loop's default executor, in the caller's context."""
-        kwargs = {name: _json.decode(self.param_hints.get(name, Any), v) for name, v in arguments.items()}
+        kwargs = {name: _decode_argument(name, self.param_hints.get(name, Any), v) for name, v in arguments.items()}
         kwargs.update(proxies)
         if inspect.iscoroutinefunction(self.fn):
             return await self.fn(**kwargs)

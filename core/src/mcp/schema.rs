@@ -1,5 +1,6 @@
-//! Argument checks against a tool's input schema: required properties and JSON types, at every
-//! depth — the mistakes callers actually make. Other JSON Schema keywords are left to the tool.
+//! Argument checks against a tool's input schema: required properties, JSON types and the
+//! values an `enum` or `const` allows, at every depth — the mistakes callers actually make.
+//! Other JSON Schema keywords are left to the tool.
 
 use serde_json::{Map, Value};
 
@@ -51,6 +52,17 @@ fn check_value(root: &Value, schema: &Value, value: &Value, path: &str) -> Resul
         }
         return Err(format!("argument '{path}' must be {}, got {}", describe_type(schema), json_type(value)));
     }
+    // An enum's values are part of its type in every language (Python's Enum, Java's enum, a zod
+    // enum), so the check lives here: the caller gets the same answer whatever the callee's language.
+    let allowed = match (schema.get("enum"), schema.get("const")) {
+        (Some(Value::Array(values)), _) => Some(values.as_slice()),
+        (_, Some(constant)) => Some(std::slice::from_ref(constant)),
+        _ => None,
+    };
+    if let Some(allowed) = allowed.filter(|allowed| !allowed.iter().any(|a| same_json_value(a, value))) {
+        let listed: Vec<String> = allowed.iter().map(Value::to_string).collect();
+        return Err(format!("argument '{path}' must be one of {}, got {value}", listed.join(", ")));
+    }
     match value {
         Value::Object(object) if schema.get("properties").is_some() || schema.get("required").is_some() => {
             check_object(root, schema, object, path)
@@ -63,6 +75,14 @@ fn check_value(root: &Value, schema: &Value, value: &Value, path: &str) -> Resul
             _ => Ok(()),
         },
         _ => Ok(()),
+    }
+}
+
+/// JSON equality, where numbers are equal by value (`1` is `1.0`).
+fn same_json_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64().is_some_and(|x| Some(x) == y.as_f64()),
+        _ => a == b,
     }
 }
 
@@ -188,6 +208,25 @@ mod tests {
         );
         let closed = json!({"properties":{},"additionalProperties":false});
         assert_eq!(check_arguments(&closed, &args(json!({"x": 1}))).unwrap_err(), "unexpected argument 'x'");
+    }
+
+    #[test]
+    fn enum_and_const_values_are_checked() {
+        let schema = json!({"type":"object","$defs":{"Colour":{"type":"string","enum":["red","green"]}},
+            "properties":{"colour":{"$ref":"#/$defs/Colour"},"size":{"enum":[1,2,null]},"kind":{"const":"box"},
+                          "many":{"type":"array","items":{"$ref":"#/$defs/Colour"}}}});
+        assert!(check_arguments(&schema, &args(json!({"colour": "red", "size": 2.0, "kind": "box", "many": ["green"]}))).is_ok());
+        assert!(check_arguments(&schema, &args(json!({"size": null}))).is_ok());
+        assert_eq!(
+            check_arguments(&schema, &args(json!({"colour": "mauve"}))).unwrap_err(),
+            r#"argument 'colour' must be one of "red", "green", got "mauve""#
+        );
+        assert_eq!(check_arguments(&schema, &args(json!({"size": 3}))).unwrap_err(), "argument 'size' must be one of 1, 2, null, got 3");
+        assert_eq!(check_arguments(&schema, &args(json!({"kind": "bag"}))).unwrap_err(), r#"argument 'kind' must be one of "box", got "bag""#);
+        assert_eq!(
+            check_arguments(&schema, &args(json!({"many": ["red", "blue"]}))).unwrap_err(),
+            r#"argument 'many[1]' must be one of "red", "green", got "blue""#
+        );
     }
 
     #[test]

@@ -138,6 +138,9 @@ public final class Peer {
         return ToolDefinition.builder(name).tags(tag).handler(call -> here()).build();
     }
 
+    /** paint's parameter: its schema lists these values, and decoding builds the enum. */
+    enum Colour { red, green, blue }
+
     private AgentBuilder callee(boolean vanishing) {
         JsonNode settings = table.path("callee");
         String tag = tag("agent", LANGUAGE);
@@ -165,6 +168,8 @@ public final class Peer {
         agent.tool(ToolDefinition.builder("not_json").tags(tag).handler(call -> new Object()).build());
         agent.tool(ToolDefinition.builder("count").tags(tag).parameter("n", long.class).readOnlyHint(true).idempotentHint(true)
                 .handler(call -> Map.of("n", call.arguments().path("n"))).build());
+        agent.tool(ToolDefinition.builder("paint").tags(tag).parameter("colour", Colour.class)
+                .handler(call -> Map.of("colour", call.argument("colour", Colour.class).name())).build());
         agent.tool(ToolDefinition.builder("slow").tags(tag).handler(call -> {
             Map<String, Object> seen = here();
             return CompletableFuture.supplyAsync(() -> seen,

@@ -202,6 +202,10 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
     json_t *arguments = json_loads(arguments_json, 0, NULL);
     complete(invocation, json_pack("{s:O}", "n", json_object_get(arguments, "n")));
     json_decref(arguments);
+  } else if (strcmp(tool, "paint") == 0) {
+    json_t *arguments = json_loads(arguments_json, 0, NULL);
+    complete(invocation, json_pack("{s:O}", "colour", json_object_get(arguments, "colour")));
+    json_decref(arguments);
   } else if (strcmp(tool, "fail") == 0) {
     toolmesh_invocation_fail(invocation, setting("fail_message"), NULL);
   } else if (strcmp(tool, "fail_without_message") == 0) {
@@ -312,6 +316,10 @@ static json_t *callee_tools(int vanishing) {
                                                        "required", "n"));
   json_object_set_new(count, "annotations", json_pack("{s:b, s:b}", "readOnlyHint", 1, "idempotentHint", 1));
   json_array_append_new(tools, count);
+  json_t *paint = tool("paint", tag("agent", LANGUAGE), NULL);
+  json_object_set_new(paint, "input_schema", json_pack("{s:s, s:{s:{s:s, s:[s,s,s]}}, s:[s]}", "type", "object", "properties", "colour", "type",
+                                                       "string", "enum", "red", "green", "blue", "required", "colour"));
+  json_array_append_new(tools, paint);
   json_array_append_new(tools, tool("refuse", tag("agent", LANGUAGE), NULL));
   json_array_append_new(tools, tool("refuse_via", tag("agent", LANGUAGE), dependency("refuse", tag("agent", following()))));
   const char *next = next_hop();

@@ -95,6 +95,12 @@ function callee(table, vanishing) {
     execute: ({ n }) => ({ n }),
   });
   agent.addTool({
+    name: "paint",
+    tags,
+    inputSchema: { type: "object", properties: { colour: { type: "string", enum: ["red", "green", "blue"] } }, required: ["colour"] },
+    execute: ({ colour }) => ({ colour }),
+  });
+  agent.addTool({
     name: "slow",
     tags,
     execute: async () => {

@@ -24,6 +24,7 @@ Each agent prints `toolmesh agent NAME serving ENDPOINT (id ID)` on stderr once 
 """
 
 import asyncio
+import enum
 import json
 import os
 import signal
@@ -33,6 +34,14 @@ from typing import Any, Optional
 import toolmesh
 
 LANGUAGE = "python"
+
+
+class Colour(enum.Enum):
+    """paint's parameter: its schema lists these values, and decoding builds the enum."""
+
+    red = "red"
+    green = "green"
+    blue = "blue"
 
 
 def caught(error: toolmesh.ToolmeshError) -> dict:
@@ -117,6 +126,10 @@ def callee(table: dict, vanishing: bool) -> toolmesh.Agent:
     @agent.tool(tags=tags, annotations={"readOnlyHint": True, "idempotentHint": True})
     async def count(n: int) -> dict:
         return {"n": n}
+
+    @agent.tool(tags=tags)
+    async def paint(colour: Colour) -> dict:
+        return {"colour": colour.value}
 
     @agent.tool(tags=tags)
     async def slow() -> dict:

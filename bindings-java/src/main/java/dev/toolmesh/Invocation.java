@@ -9,8 +9,6 @@ import java.util.concurrent.Executor;
 
 /** One call of a local tool, on the agent's executor. */
 final class Invocation implements ToolCall {
-    /** Core's INVALID_ARGUMENTS: what a caller gets for arguments that do not fit the tool's types. */
-    private static final int INVALID_ARGUMENTS = 5003;
 
     private final long agent;
     private final ToolDefinition tool;
@@ -50,8 +48,8 @@ final class Invocation implements ToolCall {
             return Json.MAPPER.treeToValue(value, type);
         } catch (JsonProcessingException e) {
             // Core checked the argument's JSON type; what is inside it is checked here, as it is decoded.
-            ToolmeshException rejected = new ToolmeshException(INVALID_ARGUMENTS, "INVALID_ARGUMENTS", "tool '" + tool.name()
-                    + "': argument '" + name + "' is not a valid " + type.toCanonical() + ": " + e.getOriginalMessage());
+            // Escaping the handler, it reaches core as what it is, and core words the caller's error.
+            ArgumentNotDecodedException rejected = new ArgumentNotDecodedException(tool.name(), name, type.toCanonical(), e.getOriginalMessage());
             rejected.initCause(e);
             throw rejected;
         }

@@ -70,6 +70,9 @@ final class Native {
     /** The result is not JSON, for {@code reason}: core words the caller's HANDLER_RESULT error. */
     static native boolean notJson(long completion, String reason);
 
+    /** An argument did not decode into {@code typeName}: core words the caller's INVALID_ARGUMENTS. */
+    static native boolean argumentNotDecoded(long completion, String argument, String typeName, String reason);
+
     /** {@code code}: the mesh error's, or {@link #HANDLER_FAILED} for a handler that threw. */
     static native boolean fail(long completion, int code, String message);
 

@@ -27,6 +27,12 @@ final class Responder {
         release.clean();
     }
 
+    /** An argument did not decode into the handler's type: core words the caller's INVALID_ARGUMENTS, as in every language. */
+    void argumentNotDecoded(String argument, String typeName, String reason) {
+        Native.argumentNotDecoded(completion, argument, typeName, reason);
+        release.clean();
+    }
+
     /** The handler failed: the caller gets {@code HANDLER_FAILED} with this message. */
     void fail(String message) {
         fail(Native.HANDLER_FAILED, message);

@@ -91,6 +91,11 @@ final class ToolDispatcher {
             responder.failToolError(toolError.appCode(), String.valueOf(toolError.getMessage()), dataJson);
             return;
         }
+        if (cause instanceof ArgumentNotDecodedException rejected) {
+            // The caller's mistake: core words its INVALID_ARGUMENTS, the same in every language.
+            responder.argumentNotDecoded(rejected.argument(), rejected.typeName(), rejected.reason());
+            return;
+        }
         if (cause instanceof ToolmeshException mesh) {
             // A mesh call the handler made failed: the caller gets that error, code and all.
             responder.fail(mesh.code(), mesh.getMessage());

@@ -197,7 +197,12 @@ class DeclarationTest {
                     .parameter("point", Point.class)
                     .handler(call -> Map.of("point", call.argument("point", Point.class), "headers", Toolmesh.headers()))
                     .build();
-            try (MeshAgent alpha = Toolmesh.agent("alpha").options(certs.options("alpha")).register(new Proxied()).tool(twice).tool(echo).start()) {
+            // Declared a plain string, decoded as an enum by the handler: core's check passes, Jackson's refuses.
+            ToolDefinition weekday = ToolDefinition.builder("weekday")
+                    .parameter("day", String.class)
+                    .handler(call -> call.argument("day", java.time.DayOfWeek.class).getValue())
+                    .build();
+            try (MeshAgent alpha = Toolmesh.agent("alpha").options(certs.options("alpha")).register(new Proxied()).tool(twice).tool(echo).tool(weekday).start()) {
                 Mcp operator = new Mcp(certs.clientContext("operator"));
                 assertEquals(-10, operator.call(alpha.endpoint(), "combine", Map.of("point", Map.of("x", 3, "y", 4), "offset", 3), Map.of()).asInt());
                 assertEquals(-7, operator.call(alpha.endpoint(), "combine", Map.of("point", Map.of("x", 3, "y", 4)), Map.of()).asInt());
@@ -219,6 +224,12 @@ class DeclarationTest {
                 assertEquals("INVALID_ARGUMENTS", undecodable.get("name").asText(), undecodable.toString());
                 assertEquals("tool 'combine': argument 'point.x' must be of type integer, got string",
                         undecodable.get("message").asText(), undecodable.toString());
+                // An argument the handler cannot decode into its type: INVALID_ARGUMENTS, worded by core.
+                assertEquals(1, operator.call(alpha.endpoint(), "weekday", Map.of("day", "MONDAY"), Map.of()).asInt());
+                JsonNode notADay = operator.callError(alpha.endpoint(), "weekday", Map.of("day", "Funday"));
+                assertEquals(5003, notADay.get("code").asInt(), notADay.toString());
+                assertTrue(notADay.get("message").asText().startsWith("tool 'weekday': argument 'day' is not a valid java.time.DayOfWeek: "),
+                        notADay.toString());
             }
         }
     }
