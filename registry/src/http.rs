@@ -570,9 +570,37 @@ impl WatchQuery {
     }
 }
 
+/// The topology long poll; see [`ProbeIfAbandoned`] for what a poll that loses its connection
+/// tells the registry.
+async fn long_poll(api: &Api, agent_id: &str, query: WatchQuery) -> Result<Response, Refusal> {
+    let mut abandoned = ProbeIfAbandoned { api, agent_id, answered: false };
+    let answer = next_topology(api, agent_id, query).await;
+    abandoned.answered = true;
+    answer
+}
+
+/// Every registered agent holds a long poll open. One dropped before it was answered lost its
+/// connection, and the agent may have died with it (the kernel closes a killed process's
+/// sockets): the registry probes it at once rather than after a late heartbeat. A poll the agent
+/// merely cancels costs one probe that finds it serving.
+struct ProbeIfAbandoned<'a> {
+    api: &'a Api,
+    agent_id: &'a str,
+    answered: bool,
+}
+
+impl Drop for ProbeIfAbandoned<'_> {
+    fn drop(&mut self) {
+        if !self.answered && !*self.api.closing.borrow() {
+            let registry = &self.api.registry;
+            crate::probe::spawn(registry, registry.reported(&[self.agent_id.to_owned()]));
+        }
+    }
+}
+
 /// Answers with the agent's topology as soon as its version differs from `since`, or 204 when
 /// `wait` passes first. Holds no lock while waiting: it waits on the agent's watch channel.
-async fn long_poll(api: &Api, agent_id: &str, query: WatchQuery) -> Result<Response, Refusal> {
+async fn next_topology(api: &Api, agent_id: &str, query: WatchQuery) -> Result<Response, Refusal> {
     let mut topology = api.registry.watch(agent_id)?;
     let mut closing = api.closing.clone();
     let deadline = tokio::time::Instant::now() + query.wait;
