@@ -41,3 +41,5 @@ rm -f "$demo_log"
 echo "== release artifacts: dist/ built (dist-fast: release without LTO), then installed outside the repo with no cargo and called Python -> Node -> Java -> C"
 TOOLMESH_DIST_PROFILE=dist-fast bash scripts/dist.sh
 bash scripts/install-test.sh
+echo "== README: every command in it, walked in a fresh clone with the dist/ just built"
+python3 tests/readme/walk.py

@@ -9,7 +9,9 @@ stopped when the block ends.
 
 What a person typing the commands does and a script would not, the walker does too, and only
 that: after a block starts a background process, a foreground command that fails is tried again
-for up to RETRY_SECONDS (a person waits for "registered" before calling). A comment `→ VALUE`
+for up to RETRY_SECONDS (a person waits for "registered" before calling), and the next command
+waits until the background process has stopped printing for a second (a person reads a starting
+registry's join token before starting an agent that needs it). A comment `→ VALUE`
 (or `# VALUE,` right after the command) is the output the README promises: the command's output
 must contain VALUE. The fixed port 8443 is replaced by a free port, since a shared machine may
 hold it.
@@ -139,6 +141,19 @@ class Shell:
         self.pending = out[found.end():]
         return int(found.group(1)), out[: found.start()].decode(errors="replace")
 
+    def settle(self, quiet: float = 1.0, longest: float = 15.0) -> None:
+        """Waits until the shell has printed nothing for `quiet` seconds (at most `longest`): a
+        person reads what a background process prints before typing the next command."""
+        deadline = time.monotonic() + longest
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([self.proc.stdout], [], [], min(left, quiet))
+            if not ready:
+                return
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                return
+            self.pending += chunk
+
     def close(self) -> None:
         self.run("kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; true")
         self.proc.stdin.close()
@@ -191,6 +206,7 @@ def walk(dist: Path) -> None:
                 ran += 1
                 print(f"   $ {command.splitlines()[0]}{' …' if chr(10) in command else ''}", flush=True)
                 if re.search(r"&\s*(#.*)?$", command):
+                    shell.settle()
                     background_since = time.monotonic()
             shell.run("kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; true")
     finally:
