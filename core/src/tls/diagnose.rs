@@ -1,7 +1,7 @@
 //! Turning TLS failures into errors that say what went wrong and what to do about it.
 
 use super::validity_text;
-use super::verify::{CertificateRefused, RefusalReason};
+use super::refusal::{CertificateRefused, RefusalReason};
 use crate::error::{Error, ErrorKind};
 use rustls::{AlertDescription, CertificateError};
 
