@@ -48,7 +48,9 @@ impl std::error::Error for InvalidSpiffeId {}
 /// (SPIFFE-ID 2.1).
 pub fn is_valid_trust_domain(domain: &str) -> bool {
     (1..=MAX_TRUST_DOMAIN_LEN).contains(&domain.len())
-        && domain.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.' | b'_'))
+        && domain
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.' | b'_'))
 }
 
 fn is_valid_segment(segment: &str) -> bool {
@@ -79,7 +81,9 @@ impl<'a> SpiffeId<'a> {
             return invalid("the trust domain is empty");
         }
         if !is_valid_trust_domain(domain) {
-            return invalid("the trust domain may hold only lower-case letters, digits, '.', '-' and '_' (no port or user info), at most 255 of them");
+            return invalid(
+                "the trust domain may hold only lower-case letters, digits, '.', '-' and '_' (no port or user info), at most 255 of them",
+            );
         }
         if path == "/" || path.ends_with('/') {
             return invalid("it ends with '/'");
@@ -179,7 +183,10 @@ mod tests {
     #[test]
     fn valid_ids_give_their_parts() {
         let id = SpiffeId::parse("spiffe://prod.example/agent/calc").unwrap();
-        assert_eq!((id.trust_domain(), id.path(), id.role(), id.agent_name()), ("prod.example", "/agent/calc", Some("agent"), Some("calc")));
+        assert_eq!(
+            (id.trust_domain(), id.path(), id.role(), id.agent_name()),
+            ("prod.example", "/agent/calc", Some("agent"), Some("calc"))
+        );
         assert_eq!(id.segments().collect::<Vec<_>>(), ["agent", "calc"]);
         assert_eq!(id.to_string(), "spiffe://prod.example/agent/calc");
         assert!(!id.is_registry() && !id.is_operator());

@@ -197,7 +197,11 @@ mod tests {
         assert_eq!(bound_name(theirs, Some("partner"), "partner/theirs"), Ok("partner/theirs".to_owned()));
         assert!(bound_name(theirs, Some("partner"), "calc").is_err());
         assert!(bound_name("spiffe://partner.example/agent/calc", Some("partner"), "other/calc").is_err());
-        assert_eq!(bound_name("spiffe://partner.example/agent/calc", Some("partner"), "calc"), Ok("partner/calc".to_owned()), "never the mesh's calc");
+        assert_eq!(
+            bound_name("spiffe://partner.example/agent/calc", Some("partner"), "calc"),
+            Ok("partner/calc".to_owned()),
+            "never the mesh's calc"
+        );
     }
 
     #[test]

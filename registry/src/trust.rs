@@ -107,7 +107,10 @@ impl Trust {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("cannot read {}: {e}", path.display())))?;
                 serde_json::from_str(&text).map_err(|e| {
-                    Error::new(ErrorKind::InvalidConfig, format!("{} is not a valid entities file ({e}); restore it or remove it to start without entities", path.display()))
+                    Error::new(
+                        ErrorKind::InvalidConfig,
+                        format!("{} is not a valid entities file ({e}); restore it or remove it to start without entities", path.display()),
+                    )
                 })?
             }
             _ => Stored::default(),
@@ -154,13 +157,19 @@ impl Trust {
         let ca = &pem::single_certificate(ca_pem.as_bytes(), "ca_cert").map_err(|e| EntityError::Invalid(e.message().to_owned()))?;
         let summary = CertificateSummary::parse_der(ca, "ca_cert").map_err(|e| EntityError::Invalid(e.message().to_owned()))?;
         if !summary.is_ca {
-            return Err(EntityError::Invalid(format!("ca_cert ('{}') is not a CA certificate (basicConstraints CA:FALSE)", summary.subject)));
+            return Err(EntityError::Invalid(format!(
+                "ca_cert ('{}') is not a CA certificate (basicConstraints CA:FALSE)",
+                summary.subject
+            )));
         }
         // What parses as X.509 may still be refused as a trust anchor (found by fuzzing): a
         // client error, said before anything is stored.
-        RootCertStore::empty()
-            .add(ca.clone())
-            .map_err(|e| EntityError::Invalid(format!("ca_cert ('{}') is not usable as a trust anchor ({e}); give the CA certificate as its CA issued it", summary.subject)))?;
+        RootCertStore::empty().add(ca.clone()).map_err(|e| {
+            EntityError::Invalid(format!(
+                "ca_cert ('{}') is not usable as a trust anchor ({e}); give the CA certificate as its CA issued it",
+                summary.subject
+            ))
+        })?;
         let domain = trust_domain.map(|td| td.trim().trim_start_matches(SCHEME).trim_end_matches('/').to_owned());
         let effective = domain.clone().unwrap_or_else(|| default_trust_domain(name, Some(&summary)));
         check_trust_domain(&effective).map_err(EntityError::Invalid)?;
@@ -185,7 +194,9 @@ impl Trust {
         if current.mesh.iter().any(|m| fingerprint(m) == print) || current.entities.iter().any(|e| entity_fingerprint(e) == print) {
             return Err(EntityError::Invalid(format!("the CA '{}' is already trusted (the mesh CA or another entity's)", summary.subject)));
         }
-        let added_at = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let added_at = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
         let canonical = pem::encode_certificate(ca);
         let mut entities = current.entities.clone();
         entities.push(StoredEntity { name: name.to_owned(), ca_cert: canonical, added_at, trust_domain: Some(effective) });
@@ -240,7 +251,11 @@ fn build(mesh: Vec<CertificateDer<'static>>, mesh_trust_domain: Option<String>, 
     let mut sets = vec![AnchorSet::from_certificates(Scope::Mesh, &mesh, "the mesh CA")?];
     let mut anchors: Vec<TrustAnchor> = mesh
         .iter()
-        .map(|der| TrustAnchor { ca_cert: pem::encode_certificate(der), entity: None, trust_domains: mesh_trust_domain.iter().cloned().collect() })
+        .map(|der| TrustAnchor {
+            ca_cert: pem::encode_certificate(der),
+            entity: None,
+            trust_domains: mesh_trust_domain.iter().cloned().collect(),
+        })
         .collect();
     for entity in &entities {
         let what = format!("the stored CA of entity '{}'", entity.name);
@@ -278,7 +293,9 @@ fn valid_until(chain: &[CertificateDer<'static>]) -> u64 {
 }
 
 fn entity_fingerprint(entity: &StoredEntity) -> String {
-    pem::single_certificate(entity.ca_cert.as_bytes(), "the entity's CA").map(|der| fingerprint(&der)).unwrap_or_default()
+    pem::single_certificate(entity.ca_cert.as_bytes(), "the entity's CA")
+        .map(|der| fingerprint(&der))
+        .unwrap_or_default()
 }
 
 fn describe(entity: &StoredEntity) -> Entity {
@@ -333,8 +350,11 @@ mod tests {
     #[test]
     fn concurrent_entity_changes_are_all_kept() {
         let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
-        let trust = Trust::load(vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")], None, None).expect("trust");
-        let cas: Vec<String> = (0..6).map(|i| CertificateAuthority::generate(&format!("CA {i}"), 1).expect("CA").cert_pem().to_owned()).collect();
+        let trust =
+            Trust::load(vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")], None, None).expect("trust");
+        let cas: Vec<String> = (0..6)
+            .map(|i| CertificateAuthority::generate(&format!("CA {i}"), 1).expect("CA").cert_pem().to_owned())
+            .collect();
         std::thread::scope(|scope| {
             for (i, ca) in cas.iter().enumerate() {
                 let trust = &trust;
@@ -348,7 +368,8 @@ mod tests {
     fn remembered_standings_follow_entity_changes_and_expiry() {
         let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
         let partner = CertificateAuthority::generate("partner CA", 1).expect("CA");
-        let trust = Trust::load(vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")], None, None).expect("trust");
+        let trust =
+            Trust::load(vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")], None, None).expect("trust");
         let (ours, theirs) = (leaf(&mesh, "ours"), leaf_in(&partner, "theirs", "partner"));
 
         assert_eq!(trust.standing(&ours), Some(Standing::Mesh));
@@ -377,7 +398,9 @@ mod tests {
         let partner = CertificateAuthority::generate("partner CA", 1).expect("CA");
         let mesh_der = vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")];
         let trust = Trust::load(mesh_der, Some(DEFAULT_TRUST_DOMAIN.to_owned()), None).expect("trust");
-        let refused = trust.add("sneaky", partner.cert_pem(), Some(DEFAULT_TRUST_DOMAIN)).expect_err("the mesh's trust domain");
+        let refused = trust
+            .add("sneaky", partner.cert_pem(), Some(DEFAULT_TRUST_DOMAIN))
+            .expect_err("the mesh's trust domain");
         assert!(matches!(&refused, EntityError::Invalid(m) if m.contains("the mesh's own")), "{refused:?}");
         let entity = trust.add("Partner", partner.cert_pem(), None).expect("add");
         assert_eq!(entity.trust_domain, "partner", "the default is the name in lower case");
@@ -389,8 +412,14 @@ mod tests {
         assert_eq!(trust.standing(&leaf(&mesh, "x")), Some(Standing::Mesh));
         let bundle = trust.bundle();
         assert_eq!(bundle.anchors.len(), 2);
-        assert_eq!((bundle.anchors[0].entity.as_deref(), bundle.anchors[0].trust_domains.as_slice()), (None, [DEFAULT_TRUST_DOMAIN.to_owned()].as_slice()));
-        assert_eq!((bundle.anchors[1].entity.as_deref(), bundle.anchors[1].trust_domains.as_slice()), (Some("Partner"), ["partner".to_owned()].as_slice()));
+        assert_eq!(
+            (bundle.anchors[0].entity.as_deref(), bundle.anchors[0].trust_domains.as_slice()),
+            (None, [DEFAULT_TRUST_DOMAIN.to_owned()].as_slice())
+        );
+        assert_eq!(
+            (bundle.anchors[1].entity.as_deref(), bundle.anchors[1].trust_domains.as_slice()),
+            (Some("Partner"), ["partner".to_owned()].as_slice())
+        );
     }
 
     #[test]
@@ -412,10 +441,14 @@ mod tests {
         let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
         let partner = CertificateAuthority::generate("partner CA", 1).expect("CA");
         let mut der = pem::single_certificate(partner.cert_pem().as_bytes(), "partner CA").expect("PEM").to_vec();
-        let at = der.windows(6).position(|w| w == [0x1d, 0x06, 0x03, 0x55, 0x1d, 0x0e]).expect("a subject key identifier");
+        let at = der
+            .windows(6)
+            .position(|w| w == [0x1d, 0x06, 0x03, 0x55, 0x1d, 0x0e])
+            .expect("a subject key identifier");
         der[at + 1] = 0x0f;
         let damaged = pem::encode_certificate(&der);
-        let trust = Trust::load(vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")], None, None).expect("trust");
+        let trust =
+            Trust::load(vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")], None, None).expect("trust");
         match trust.add("partner", &damaged, None) {
             Err(EntityError::Invalid(message)) => assert!(message.contains("not usable as a trust anchor"), "{message}"),
             Err(other) => panic!("expected a client error, got {other:?}"),

@@ -73,19 +73,22 @@ pub struct AnchorSet {
 
 impl std::fmt::Debug for AnchorSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AnchorSet").field("scope", &self.scope).field("anchors", &self.roots.len()).finish_non_exhaustive()
+        f.debug_struct("AnchorSet")
+            .field("scope", &self.scope)
+            .field("anchors", &self.roots.len())
+            .finish_non_exhaustive()
     }
 }
 
 impl AnchorSet {
     pub fn new(scope: Scope, roots: RootCertStore) -> Result<AnchorSet> {
         let roots = Arc::new(roots);
-        let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider()).build().map_err(|e| {
-            Error::new(ErrorKind::CertificateFile, format!("the trust bundle cannot verify client certificates: {e}"))
-        })?;
-        let server_verifier = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider()).build().map_err(|e| {
-            Error::new(ErrorKind::CertificateFile, format!("the trust bundle cannot verify server certificates: {e}"))
-        })?;
+        let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+            .build()
+            .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("the trust bundle cannot verify client certificates: {e}")))?;
+        let server_verifier = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider())
+            .build()
+            .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("the trust bundle cannot verify server certificates: {e}")))?;
         Ok(AnchorSet { scope, roots, client_verifier, server_verifier })
     }
 
@@ -149,7 +152,9 @@ pub(super) fn anchored<'a>(
             }
         }
     }
-    Err(refusal.or(chain_error).unwrap_or(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)))
+    Err(refusal
+        .or(chain_error)
+        .unwrap_or(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)))
 }
 
 /// webpki checks the extended key usage but not the keyUsage bits of a leaf: a certificate whose
@@ -175,9 +180,9 @@ fn check_key_usage(cert: &CertificateDer<'_>) -> std::result::Result<(), rustls:
 pub fn roots_of<'a>(certs: impl IntoIterator<Item = &'a CertificateDer<'static>>, what: &str) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     for cert in certs {
-        roots
-            .add(cert.clone())
-            .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("{what} holds a certificate that is no usable trust anchor: {e}")))?;
+        roots.add(cert.clone()).map_err(|e| {
+            Error::new(ErrorKind::CertificateFile, format!("{what} holds a certificate that is no usable trust anchor: {e}"))
+        })?;
     }
     Ok(roots)
 }

@@ -110,7 +110,10 @@ pub(super) fn check_chain(certified: &CertifiedKey, roots: &Arc<RootCertStore>, 
             ),
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => Error::new(
                 ErrorKind::CertificateExpired,
-                format!("the certificate '{cert_name}' {}; issue a new one (`toolmesh certs issue NAME --dir DIR --force`)", validity_text(&err)),
+                format!(
+                    "the certificate '{cert_name}' {}; issue a new one (`toolmesh certs issue NAME --dir DIR --force`)",
+                    validity_text(&err)
+                ),
             ),
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => Error::new(
                 ErrorKind::CertificateExpired,
@@ -121,7 +124,9 @@ pub(super) fn check_chain(certified: &CertifiedKey, roots: &Arc<RootCertStore>, 
                 format!("the certificate '{cert_name}' would be refused by peers: {other:?}; issue it with `toolmesh certs issue`"),
             ),
         }),
-        Err(other) => Err(Error::new(ErrorKind::CertificateUntrusted, format!("the certificate '{cert_name}' cannot be verified: {other}"))),
+        Err(other) => {
+            Err(Error::new(ErrorKind::CertificateUntrusted, format!("the certificate '{cert_name}' cannot be verified: {other}")))
+        }
     }
 }
 

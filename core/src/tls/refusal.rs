@@ -38,4 +38,3 @@ impl std::error::Error for CertificateRefused {}
 pub fn refuse(reason: RefusalReason, message: String) -> rustls::Error {
     rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(CertificateRefused { reason, message }))))
 }
-

@@ -81,9 +81,9 @@ impl VerifyPolicy {
             .filter(|s| !s.is_empty())
             .map(|id| {
                 let id = id.trim_end_matches('/');
-                SpiffeId::parse(id).map(|_| id.to_owned()).map_err(|invalid| {
-                    Error::new(ErrorKind::InvalidConfig, format!("allowed identity {invalid}"))
-                })
+                SpiffeId::parse(id)
+                    .map(|_| id.to_owned())
+                    .map_err(|invalid| Error::new(ErrorKind::InvalidConfig, format!("allowed identity {invalid}")))
             })
             .collect()
     }
@@ -93,9 +93,7 @@ impl VerifyPolicy {
     pub fn admits(&self, id: &str) -> bool {
         self.allowed.is_empty()
             || self.allowed.iter().any(|allowed| match SpiffeId::parse(allowed) {
-                Ok(allowed) if allowed.path().is_empty() => {
-                    SpiffeId::parse(id).is_ok_and(|id| id.trust_domain() == allowed.trust_domain())
-                }
+                Ok(allowed) if allowed.path().is_empty() => SpiffeId::parse(id).is_ok_and(|id| id.trust_domain() == allowed.trust_domain()),
                 _ => id == allowed,
             })
     }
