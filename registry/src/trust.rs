@@ -422,6 +422,42 @@ mod tests {
         );
     }
 
+    /// A leaf of `ca` naming exactly `uri`, whose keyUsage is `usages`: what `toolmesh certs`
+    /// refuses to issue.
+    fn leaf_with(ca: &CertificateAuthority, uri: &str, usages: Vec<rcgen::KeyUsagePurpose>) -> Vec<CertificateDer<'static>> {
+        let issuer = rcgen::Issuer::from_ca_cert_pem(ca.cert_pem(), rcgen::KeyPair::from_pem(ca.key_pem()).expect("key")).expect("issuer");
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params.subject_alt_names.push(rcgen::SanType::URI(uri.try_into().expect("URI")));
+        params.key_usages = usages;
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let pem = params.signed_by(&rcgen::KeyPair::generate().expect("key"), &issuer).expect("sign").pem();
+        pem::certificates(pem.as_bytes(), "leaf").expect("PEM")
+    }
+
+    #[test]
+    fn standings_follow_the_anchor_rules_agents_verify_by() {
+        // The registry verifies with core's anchors (tls::verify_client_chain), so it refuses what
+        // agents refuse: an entity's CA vouching for an invalid SPIFFE ID, a leaf that may not sign.
+        let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
+        let partner = CertificateAuthority::generate("partner CA", 1).expect("CA");
+        let mesh_der = vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")];
+        let trust = Trust::load(mesh_der, Some(DEFAULT_TRUST_DOMAIN.to_owned()), None).expect("trust");
+        trust.add("partner", partner.cert_pem(), Some("partner.example")).expect("add");
+        let signing = || vec![rcgen::KeyUsagePurpose::DigitalSignature];
+
+        let theirs = leaf_with(&partner, "spiffe://partner.example/agent/x", signing());
+        assert_eq!(trust.standing(&theirs), Some(Standing::Entity("partner".into())));
+        for invalid in ["spiffe://partner.example/agent/x/", "spiffe://Partner.example/agent/x", "spiffe://partner.example/agent/%78"] {
+            assert_eq!(trust.standing(&leaf_with(&partner, invalid, signing())), None, "{invalid}");
+        }
+        let ours = leaf_with(&mesh, &format!("spiffe://{DEFAULT_TRUST_DOMAIN}/agent/x"), signing());
+        assert_eq!(trust.standing(&ours), Some(Standing::Mesh));
+        for ca in [&mesh, &partner] {
+            let may_not_sign = leaf_with(ca, "spiffe://partner.example/agent/y", vec![rcgen::KeyUsagePurpose::KeyEncipherment]);
+            assert_eq!(trust.standing(&may_not_sign), None, "a leaf whose keyUsage lacks digitalSignature");
+        }
+    }
+
     #[test]
     fn an_entity_added_without_a_trust_domain_takes_its_cas() {
         let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");

@@ -247,4 +247,18 @@ mod tests {
         assert!(VerifyPolicy::parse_allowed("spiffe://").is_err());
         assert!(VerifyPolicy::parse_mode("none").unwrap_err().message().contains("no mode that skips"));
     }
+
+    #[test]
+    fn allowed_ids_are_spiffe_ids_and_admit_only_valid_ones() {
+        assert_eq!(VerifyPolicy::parse_allowed(" spiffe://td/ , spiffe://td/agent/a").unwrap(), ["spiffe://td", "spiffe://td/agent/a"]);
+        for invalid in ["spiffe://TD", "spiffe://td/a//b", "spiffe://td/a?x", "spiffe://td:1"] {
+            let e = VerifyPolicy::parse_allowed(invalid).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+            assert!(e.message().contains("is not a SPIFFE ID"), "{}", e.message());
+        }
+        let policy = VerifyPolicy { mode: VerifyMode::Spiffe, allowed: VerifyPolicy::parse_allowed("spiffe://td").unwrap() };
+        assert!(policy.admits("spiffe://td") && policy.admits("spiffe://td/agent/a"));
+        assert!(!policy.admits("spiffe://td/agent/a/"), "an invalid ID is of no trust domain");
+        assert!(!policy.admits("spiffe://tdx/agent/a") && !policy.admits("td"));
+    }
 }
