@@ -177,7 +177,7 @@ fn check_key_usage(cert: &CertificateDer<'_>) -> std::result::Result<(), rustls:
 }
 
 /// One store of the anchors `certs`; `what` names them in the error.
-pub fn roots_of<'a>(certs: impl IntoIterator<Item = &'a CertificateDer<'static>>, what: &str) -> Result<RootCertStore> {
+fn roots_of<'a>(certs: impl IntoIterator<Item = &'a CertificateDer<'static>>, what: &str) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     for cert in certs {
         roots.add(cert.clone()).map_err(|e| {

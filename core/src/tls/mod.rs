@@ -25,7 +25,7 @@ mod resumption;
 mod state;
 mod verify;
 
-pub use anchors::{roots_of, verify_client_chain, AnchorSet, Scope};
+pub use anchors::{verify_client_chain, AnchorSet, Scope};
 pub use diagnose::{classify_error_chain, classify_tls};
 pub use identity::Identity;
 use load::validity_text;
