@@ -8,7 +8,8 @@ use crate::registry_api::{ReportedDenial, ToolInfo, MAX_REPORTED_DENIALS};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use crate::server::PeerInfo;
-use crate::tls::{trust_domain_of, Identity};
+use crate::spiffe_id::SpiffeId;
+use crate::tls::Identity;
 use std::sync::Arc;
 
 /// Decides for one agent; shared by its MCP server and updated with new policy versions.
@@ -115,8 +116,10 @@ impl Gate {
 
     /// The partner entity behind an identity of another trust domain than ours.
     fn entity_of(&self, identity: &str) -> Option<String> {
-        let domain = trust_domain_of(identity);
-        if identity.starts_with("spiffe://") && domain == trust_domain_of(self.identity.name()) {
+        // Only a SPIFFE ID has a trust domain; a certificate without one (CN only) is named by
+        // no entity's trust domain.
+        let domain = SpiffeId::parse(identity).ok()?.trust_domain();
+        if SpiffeId::parse(self.identity.name()).is_ok_and(|ours| ours.trust_domain() == domain) {
             return None;
         }
         self.identity.entity_of_trust_domain(domain)

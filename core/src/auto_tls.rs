@@ -17,8 +17,6 @@ use crate::registry_client::check_registry_url;
 use crate::tls::{pinned_registry_config, Identity, VerifyPolicy};
 use bytes::Bytes;
 use http_body_util::Full;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -226,10 +224,11 @@ impl AutoTls {
         }
         let response: BootstrapResponse = serde_json::from_slice(response.body())
             .map_err(|e| Error::new(ErrorKind::Protocol, format!("the registry at {} sent an unreadable certificate answer: {e}", self.url)))?;
-        let ca_pem = CertificateDer::pem_slice_iter(response.trust_bundle.pem.as_bytes())
-            .filter_map(std::result::Result::ok)
+        let ca_pem = crate::tls::pem::certificates(response.trust_bundle.pem.as_bytes(), "the registry's trust bundle")
+            .map_err(|e| Error::new(ErrorKind::Protocol, format!("the registry at {} sent a broken answer: {}", self.url, e.message())))?
+            .into_iter()
             .find(|ca| fingerprint(ca) == self.token.ca_fingerprint())
-            .map(|ca| pem::encode(&pem::Pem::new("CERTIFICATE", ca.to_vec())))
+            .map(|ca| crate::tls::pem::encode_certificate(&ca))
             .ok_or_else(|| Error::new(ErrorKind::Protocol, "the registry's trust bundle lacks the CA its join token pins"))?;
         Ok(Lease { cert_pem: response.certificate.clone(), key_pem: key.serialize_pem(), ca_pem, response })
     }

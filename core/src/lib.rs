@@ -30,7 +30,9 @@ pub mod registry_client;
 pub mod resolve;
 pub mod runtime;
 pub mod server;
+pub mod spiffe_id;
 pub mod text;
 pub mod tls;
 
 pub use error::{Error, ErrorKind, Result};
+pub use spiffe_id::SpiffeId;

@@ -437,6 +437,58 @@ async fn only_the_mesh_ca_vouches_for_the_registry() {
     }
 }
 
+/// A server of the mesh CA presenting its CA in its chain (as the registry does for bootstrap),
+/// its certificate made by `request`.
+fn server_of(mesh: &CertificateAuthority, request: LeafRequest) -> Arc<Identity> {
+    let leaf = mesh.issue(&request).unwrap();
+    Identity::from_pem(&format!("{}{}", leaf.cert_pem, mesh.cert_pem()), &leaf.key_pem, mesh.cert_pem()).unwrap()
+}
+
+#[tokio::test]
+async fn bootstrap_and_later_registry_clients_apply_one_registry_name_rule() {
+    let mesh = CertificateAuthority::generate("test mesh CA", 30).unwrap();
+    let agent = identity_from(&mesh, "agent", Role::Agent, DEFAULT_TRUST_DOMAIN, &[], VerifyPolicy::default());
+    let without_spiffe_id = {
+        let mut request = LeafRequest::new("registry", Role::Registry, DEFAULT_TRUST_DOMAIN, 1);
+        request.uris.clear();
+        request
+    };
+    let servers = [
+        ("the registry", LeafRequest::new("registry", Role::Registry, DEFAULT_TRUST_DOMAIN, 1), None),
+        // Both name 127.0.0.1, the address dialled, and chain to the mesh CA the token pins.
+        ("a certificate without a SPIFFE ID", without_spiffe_id, Some("its certificate names 'registry', which is no SPIFFE ID, so not a registry")),
+        ("a mesh agent", LeafRequest::new("calc", Role::Agent, DEFAULT_TRUST_DOMAIN, 1), Some("its certificate names 'spiffe://toolmesh.local/agent/calc', not a registry")),
+    ];
+    for (what, request, refused) in servers {
+        // As a registry that issues certificates: clients without one get through the handshake.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = server_of(&mesh, request).server_config_optional_client_auth().unwrap();
+        let server = toolmesh_core::server::HttpsServer::spawn(listener, config, |_, _| async move {
+            toolmesh_core::server::text_response(http::StatusCode::OK, r#"{"entities": []}"#.to_owned())
+        })
+        .unwrap();
+        let url = format!("https://{}", server.local_addr());
+        let after_bootstrap = RegistryClient::new(&url, &agent).unwrap().list_entities().await.map(|_| ()).map_err(|e| (e.kind(), e.message().to_owned()));
+        let pinned = toolmesh_core::client::HttpsClient::with_tls(toolmesh_core::tls::pinned_registry_config(&mesh.fingerprint()).unwrap());
+        let request = http::Request::get(format!("{url}/v1/entities")).body(http_body_util::Full::default()).unwrap();
+        let at_bootstrap = pinned.send(request).await.map(|_| ()).map_err(|e| e.error.message().to_owned());
+        match refused {
+            None => {
+                assert!(after_bootstrap.is_ok(), "{what}: {after_bootstrap:?}");
+                assert!(at_bootstrap.is_ok(), "{what}: {at_bootstrap:?}");
+            }
+            Some(why) => {
+                let (kind, message) = after_bootstrap.expect_err(what);
+                assert_eq!(kind, ErrorKind::PeerCertificateUntrusted, "{what}: {message}");
+                assert!(message.contains("is not the mesh's registry") && message.contains(why), "{what}: {message}");
+                let message = at_bootstrap.expect_err(what);
+                assert!(message.contains(why), "{what} at bootstrap: {message}");
+            }
+        }
+        server.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
 #[tokio::test]
 async fn an_entity_ca_cannot_vouch_for_the_mesh_trust_domain() {
     let mesh = CertificateAuthority::generate("test mesh CA", 30).unwrap();

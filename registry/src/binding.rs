@@ -23,12 +23,15 @@ pub fn carried_name(identity: &str) -> Result<&str, String> {
     if let Some(name) = toolmesh_core::policy::agent_name_of(identity) {
         return Ok(name);
     }
-    let Some(rest) = identity.strip_prefix("spiffe://") else {
+    if !identity.starts_with(toolmesh_core::spiffe_id::SCHEME) {
         return Err("the certificate names neither a SPIFFE ID nor a CN".to_owned());
-    };
-    match rest.split('/').nth(1) {
-        Some(role @ ("registry" | "operator")) => Err(format!("{identity} is a certificate of role '{role}', not of an agent")),
-        _ => Err(format!("{identity} names no workload (its SPIFFE ID has no path)")),
+    }
+    match toolmesh_core::SpiffeId::parse(identity) {
+        Err(invalid) => Err(invalid.to_string()),
+        Ok(id) => match id.role() {
+            Some(role @ ("registry" | "operator")) => Err(format!("{identity} is a certificate of role '{role}', not of an agent")),
+            _ => Err(format!("{identity} names no workload (its SPIFFE ID has no path)")),
+        },
     }
 }
 
@@ -176,7 +179,7 @@ mod tests {
         assert!(carried_name("spiffe://td/operator/ops").unwrap_err().contains("role 'operator'"));
         assert!(carried_name("spiffe://td/registry/registry").is_err());
         assert!(carried_name("spiffe://td").is_err());
-        assert!(carried_name("spiffe://td/agent/").is_err());
+        assert!(carried_name("spiffe://td/agent/").unwrap_err().contains("is not a SPIFFE ID: it ends with '/'"));
         assert!(carried_name("unknown").is_err());
     }
 
@@ -194,7 +197,11 @@ mod tests {
         assert_eq!(bound_name(theirs, Some("partner"), "partner/theirs"), Ok("partner/theirs".to_owned()));
         assert!(bound_name(theirs, Some("partner"), "calc").is_err());
         assert!(bound_name("spiffe://partner.example/agent/calc", Some("partner"), "other/calc").is_err());
-        assert_eq!(bound_name("spiffe://partner.example/agent/calc", Some("partner"), "calc"), Ok("partner/calc".to_owned()), "never the mesh's calc");
+        assert_eq!(
+            bound_name("spiffe://partner.example/agent/calc", Some("partner"), "calc"),
+            Ok("partner/calc".to_owned()),
+            "never the mesh's calc"
+        );
     }
 
     #[test]

@@ -275,8 +275,7 @@ fn authenticate(api: &Api, peer: &PeerInfo) -> Result<Caller, Refusal> {
 /// (never an entity's) whose SPIFFE ID is `spiffe://DOMAIN/operator/...`, or whose identity is
 /// listed in `--admin-ids`.
 fn is_admin(api: &Api, caller: &Caller) -> bool {
-    let operator_path =
-        caller.identity.strip_prefix("spiffe://").and_then(|rest| rest.split_once('/')).is_some_and(|(_, path)| path.starts_with("operator/"));
+    let operator_path = toolmesh_core::SpiffeId::parse(&caller.identity).is_ok_and(|id| id.is_operator());
     caller.entity.is_none() && (operator_path || api.admin_ids.contains(&caller.identity))
 }
 

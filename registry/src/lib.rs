@@ -122,7 +122,7 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         mesh_dir::claim(dir, &identity.configured_roots())?;
     }
     // The mesh's trust domain is the registry's own: no entity may take it.
-    let mesh_trust_domain = identity.name().starts_with("spiffe://").then(|| toolmesh_core::tls::trust_domain_of(identity.name()).to_owned());
+    let mesh_trust_domain = toolmesh_core::SpiffeId::parse(identity.name()).ok().map(|id| id.trust_domain().to_owned());
     let trust = Arc::new(trust::Trust::load(identity.configured_roots(), mesh_trust_domain, config.state_dir.clone())?);
     identity.replace_trust_bundle(&trust.bundle())?;
     let policy = Arc::new(policy_store::PolicyStore::load(config.state_dir.clone())?);

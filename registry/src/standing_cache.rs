@@ -2,8 +2,10 @@
 //! requests cost a hash lookup rather than an ECDSA verification each (bench/FINDINGS.md §3).
 //! Each anchor set owns its cache: a change of the anchors (an entity added or revoked) starts
 //! an empty one, so no chain is accepted before it was verified under the anchors in force.
+//!
+//! The cache knows nothing of what a standing is (it is generic over it), so it depends on no
+//! other module of the registry: `trust` uses it, never the other way round.
 
-use crate::trust::Standing;
 use rustls::pki_types::CertificateDer;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,18 +16,18 @@ pub const CAPACITY: usize = 65_536;
 /// A standing as verified, and until when it holds: the earliest `not_after` in the chain
 /// (seconds since the epoch).
 #[derive(Debug, Clone)]
-pub struct Verified {
-    pub standing: Standing,
+pub struct Verified<S> {
+    pub standing: S,
     pub valid_until: u64,
 }
 
-pub struct StandingCache {
+pub struct StandingCache<S> {
     capacity: usize,
     /// Keyed by the SHA-256 of the whole chain: the standing follows from the path, not the leaf alone.
-    entries: Mutex<HashMap<[u8; 32], Verified>>,
+    entries: Mutex<HashMap<[u8; 32], Verified<S>>>,
 }
 
-impl StandingCache {
+impl<S: Clone> StandingCache<S> {
     pub fn new(capacity: usize) -> Self {
         StandingCache { capacity, entries: Mutex::new(HashMap::new()) }
     }
@@ -33,7 +35,7 @@ impl StandingCache {
     /// The standing of `chain` at `now` (seconds since the epoch): remembered while its
     /// certificates are valid, else from `verify`. Refusals are not remembered: they are rare,
     /// and a chain that is not valid yet may become valid.
-    pub fn get_or_verify(&self, chain: &[CertificateDer<'_>], now: u64, verify: impl FnOnce() -> Option<Verified>) -> Option<Standing> {
+    pub fn get_or_verify(&self, chain: &[CertificateDer<'_>], now: u64, verify: impl FnOnce() -> Option<Verified<S>>) -> Option<S> {
         let key = key(chain);
         if let Some(known) = self.lock().get(&key).filter(|known| now < known.valid_until) {
             return Some(known.standing.clone());
@@ -55,7 +57,7 @@ impl StandingCache {
         Some(standing)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Verified>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Verified<S>>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -74,12 +76,19 @@ mod tests {
     use super::*;
     use std::cell::Cell;
 
+    /// A standing as the registry's trust has them.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Standing {
+        Mesh,
+        Entity(String),
+    }
+
     fn chain(leaf: &[u8]) -> Vec<CertificateDer<'static>> {
         vec![CertificateDer::from(leaf.to_vec()), CertificateDer::from(b"intermediate".to_vec())]
     }
 
     /// A verifier that counts its calls and answers `standing` valid until `valid_until`.
-    fn counting(calls: &Cell<u32>, standing: Option<Standing>, valid_until: u64) -> impl FnOnce() -> Option<Verified> + '_ {
+    fn counting(calls: &Cell<u32>, standing: Option<Standing>, valid_until: u64) -> impl FnOnce() -> Option<Verified<Standing>> + '_ {
         move || {
             calls.set(calls.get() + 1);
             standing.map(|standing| Verified { standing, valid_until })

@@ -7,19 +7,20 @@
 //! only if every SPIFFE ID it names is of the entity's trust domain (recorded at `entity add`):
 //! an entity's CA cannot vouch for the mesh's identities. The bundle carries the same binding
 //! to agents. Each anchor set remembers the standings it verified (see `standing_cache`).
+//!
+//! Which anchor a chain leads to and what that anchor may vouch for is decided by core's
+//! `toolmesh_core::tls::verify_client_chain`, the same code agents verify their peers with.
 
 use crate::standing_cache::{StandingCache, Verified, CAPACITY};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::server::danger::ClientCertVerifier;
-use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use toolmesh_core::pki::{ca_trust_domain, fingerprint, is_valid_trust_domain, CertificateSummary};
+use toolmesh_core::pki::{ca_trust_domain, fingerprint, CertificateSummary};
 use toolmesh_core::registry_api::{Entity, EntityList, TrustAnchor, TrustBundle};
-use toolmesh_core::tls::{provider, spiffe_ids, trust_domain_of};
+use toolmesh_core::spiffe_id::{is_valid_trust_domain, SCHEME};
+use toolmesh_core::tls::{pem, verify_client_chain, AnchorSet, Scope};
 use toolmesh_core::{Error, ErrorKind, Result};
 
 pub const ENTITIES_FILE: &str = "entities.json";
@@ -80,12 +81,12 @@ struct Anchors {
     /// The mesh's trust domain (from the registry's own SPIFFE ID), which no entity may take.
     mesh_trust_domain: Option<String>,
     entities: Vec<StoredEntity>,
-    /// One verifier per anchor set: the mesh CA first, then each entity in order, with the trust
-    /// domains the set may vouch for (`None`: every one, the mesh CA).
-    verifiers: Vec<(Standing, Option<String>, Arc<dyn ClientCertVerifier>)>,
+    /// The anchor sets, each with what it may vouch for: the mesh CA first (every identity), then
+    /// each entity in order (its trust domain).
+    sets: Vec<AnchorSet>,
     bundle: TrustBundle,
     /// Dropped with these anchors, so nothing verified under older ones is reused.
-    standings: StandingCache,
+    standings: StandingCache<Standing>,
 }
 
 pub struct Trust {
@@ -106,7 +107,10 @@ impl Trust {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("cannot read {}: {e}", path.display())))?;
                 serde_json::from_str(&text).map_err(|e| {
-                    Error::new(ErrorKind::InvalidConfig, format!("{} is not a valid entities file ({e}); restore it or remove it to start without entities", path.display()))
+                    Error::new(
+                        ErrorKind::InvalidConfig,
+                        format!("{} is not a valid entities file ({e}); restore it or remove it to start without entities", path.display()),
+                    )
                 })?
             }
             _ => Stored::default(),
@@ -130,15 +134,10 @@ impl Trust {
         let (end_entity, intermediates) = chain.split_first()?;
         let anchors = self.anchors();
         anchors.standings.get_or_verify(chain, now.as_secs(), || {
-            let ids = spiffe_ids(end_entity);
-            let standing = anchors
-                .verifiers
-                .iter()
-                .find(|(_, domain, verifier)| {
-                    let vouched = domain.as_ref().is_none_or(|domain| ids.iter().all(|id| trust_domain_of(id) == domain));
-                    vouched && verifier.verify_client_cert(end_entity, intermediates, now).is_ok()
-                })
-                .map(|(standing, _, _)| standing.clone())?;
+            let standing = match verify_client_chain(&anchors.sets, end_entity, intermediates, now).ok()? {
+                Scope::Mesh => Standing::Mesh,
+                Scope::Entity { name, .. } => Standing::Entity(name.clone()),
+            };
             Some(Verified { standing, valid_until: valid_until(chain) })
         })
     }
@@ -155,22 +154,23 @@ impl Trust {
     /// lower case) and stores the new set; answers the entity as listed.
     pub fn add(&self, name: &str, ca_pem: &str, trust_domain: Option<&str>) -> std::result::Result<Entity, EntityError> {
         check_entity_name(name).map_err(EntityError::Invalid)?;
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(ca_pem.as_bytes())
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| EntityError::Invalid(format!("ca_cert is not PEM: {e}")))?;
-        let [ca] = certs.as_slice() else {
-            return Err(EntityError::Invalid(format!("ca_cert must hold exactly one PEM certificate, not {}", certs.len())));
-        };
+        let ca = &pem::single_certificate(ca_pem.as_bytes(), "ca_cert").map_err(|e| EntityError::Invalid(e.message().to_owned()))?;
         let summary = CertificateSummary::parse_der(ca, "ca_cert").map_err(|e| EntityError::Invalid(e.message().to_owned()))?;
         if !summary.is_ca {
-            return Err(EntityError::Invalid(format!("ca_cert ('{}') is not a CA certificate (basicConstraints CA:FALSE)", summary.subject)));
+            return Err(EntityError::Invalid(format!(
+                "ca_cert ('{}') is not a CA certificate (basicConstraints CA:FALSE)",
+                summary.subject
+            )));
         }
         // What parses as X.509 may still be refused as a trust anchor (found by fuzzing): a
         // client error, said before anything is stored.
-        RootCertStore::empty()
-            .add(ca.clone())
-            .map_err(|e| EntityError::Invalid(format!("ca_cert ('{}') is not usable as a trust anchor ({e}); give the CA certificate as its CA issued it", summary.subject)))?;
-        let domain = trust_domain.map(|td| td.trim().trim_start_matches("spiffe://").trim_end_matches('/').to_owned());
+        RootCertStore::empty().add(ca.clone()).map_err(|e| {
+            EntityError::Invalid(format!(
+                "ca_cert ('{}') is not usable as a trust anchor ({e}); give the CA certificate as its CA issued it",
+                summary.subject
+            ))
+        })?;
+        let domain = trust_domain.map(|td| td.trim().trim_start_matches(SCHEME).trim_end_matches('/').to_owned());
         let effective = domain.clone().unwrap_or_else(|| default_trust_domain(name, Some(&summary)));
         check_trust_domain(&effective).map_err(EntityError::Invalid)?;
         let _one_change_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
@@ -194,8 +194,10 @@ impl Trust {
         if current.mesh.iter().any(|m| fingerprint(m) == print) || current.entities.iter().any(|e| entity_fingerprint(e) == print) {
             return Err(EntityError::Invalid(format!("the CA '{}' is already trusted (the mesh CA or another entity's)", summary.subject)));
         }
-        let added_at = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        let canonical = pem::encode(&pem::Pem::new("CERTIFICATE", ca.to_vec()));
+        let added_at = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let canonical = pem::encode_certificate(ca);
         let mut entities = current.entities.clone();
         entities.push(StoredEntity { name: name.to_owned(), ca_cert: canonical, added_at, trust_domain: Some(effective) });
         let entity = describe(entities.last().expect("just pushed"));
@@ -246,33 +248,21 @@ impl Trust {
 }
 
 fn build(mesh: Vec<CertificateDer<'static>>, mesh_trust_domain: Option<String>, entities: Vec<StoredEntity>) -> Result<Anchors> {
-    let verifier = |certs: &[CertificateDer<'static>], what: &str| -> Result<Arc<dyn ClientCertVerifier>> {
-        let mut roots = RootCertStore::empty();
-        for cert in certs {
-            roots
-                .add(cert.clone())
-                .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("{what} is not a usable trust anchor: {e}")))?;
-        }
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-            .build()
-            .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("{what} cannot verify certificates: {e}")))
-    };
-    let mut verifiers = vec![(Standing::Mesh, None, verifier(&mesh, "the mesh CA")?)];
+    let mut sets = vec![AnchorSet::from_certificates(Scope::Mesh, &mesh, "the mesh CA")?];
     let mut anchors: Vec<TrustAnchor> = mesh
         .iter()
         .map(|der| TrustAnchor {
-            ca_cert: pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec())),
+            ca_cert: pem::encode_certificate(der),
             entity: None,
             trust_domains: mesh_trust_domain.iter().cloned().collect(),
         })
         .collect();
     for entity in &entities {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(entity.ca_cert.as_bytes())
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("entity '{}': stored CA is not PEM: {e}", entity.name)))?;
+        let what = format!("the stored CA of entity '{}'", entity.name);
+        let certs = pem::certificates(entity.ca_cert.as_bytes(), &what).map_err(|e| Error::new(ErrorKind::InvalidConfig, e.message()))?;
         let domain = entity.trust_domain();
-        let set = verifier(&certs, &format!("the CA of entity '{}'", entity.name))?;
-        verifiers.push((Standing::Entity(entity.name.clone()), Some(domain.clone()), set));
+        let scope = Scope::Entity { name: entity.name.clone(), trust_domains: vec![domain.clone()] };
+        sets.push(AnchorSet::from_certificates(scope, &certs, &format!("the CA of entity '{}'", entity.name))?);
         anchors.push(TrustAnchor { ca_cert: entity.ca_cert.clone(), entity: Some(entity.name.clone()), trust_domains: vec![domain] });
     }
     let pem = anchors.iter().map(|a| a.ca_cert.as_str()).collect::<String>();
@@ -286,7 +276,7 @@ fn build(mesh: Vec<CertificateDer<'static>>, mesh_trust_domain: Option<String>, 
     let digest = ring::digest::digest(&ring::digest::SHA256, named.as_bytes());
     let version = u64::from_be_bytes(digest.as_ref()[..8].try_into().expect("a SHA-256 digest has 8 bytes")) >> 1;
     let bundle = TrustBundle { version, pem, anchors };
-    Ok(Anchors { mesh, mesh_trust_domain, entities, verifiers, bundle, standings: StandingCache::new(CAPACITY) })
+    Ok(Anchors { mesh, mesh_trust_domain, entities, sets, bundle, standings: StandingCache::new(CAPACITY) })
 }
 
 /// The earliest `not_after` in the chain (seconds since the epoch); 0, never reused, when one
@@ -303,7 +293,9 @@ fn valid_until(chain: &[CertificateDer<'static>]) -> u64 {
 }
 
 fn entity_fingerprint(entity: &StoredEntity) -> String {
-    CertificateDer::from_pem_slice(entity.ca_cert.as_bytes()).map(|der| fingerprint(&der)).unwrap_or_default()
+    pem::single_certificate(entity.ca_cert.as_bytes(), "the entity's CA")
+        .map(|der| fingerprint(&der))
+        .unwrap_or_default()
 }
 
 fn describe(entity: &StoredEntity) -> Entity {
@@ -352,14 +344,17 @@ mod tests {
 
     fn leaf_in(ca: &CertificateAuthority, name: &str, trust_domain: &str) -> Vec<CertificateDer<'static>> {
         let issued = ca.issue(&LeafRequest::new(name, Role::Agent, trust_domain, 1)).expect("issue");
-        CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes()).collect::<std::result::Result<_, _>>().expect("PEM")
+        pem::certificates(issued.cert_pem.as_bytes(), "leaf").expect("PEM")
     }
 
     #[test]
     fn concurrent_entity_changes_are_all_kept() {
         let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
-        let trust = Trust::load(vec![CertificateDer::from_pem_slice(mesh.cert_pem().as_bytes()).expect("PEM")], None, None).expect("trust");
-        let cas: Vec<String> = (0..6).map(|i| CertificateAuthority::generate(&format!("CA {i}"), 1).expect("CA").cert_pem().to_owned()).collect();
+        let trust =
+            Trust::load(vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")], None, None).expect("trust");
+        let cas: Vec<String> = (0..6)
+            .map(|i| CertificateAuthority::generate(&format!("CA {i}"), 1).expect("CA").cert_pem().to_owned())
+            .collect();
         std::thread::scope(|scope| {
             for (i, ca) in cas.iter().enumerate() {
                 let trust = &trust;
@@ -373,7 +368,8 @@ mod tests {
     fn remembered_standings_follow_entity_changes_and_expiry() {
         let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
         let partner = CertificateAuthority::generate("partner CA", 1).expect("CA");
-        let trust = Trust::load(vec![CertificateDer::from_pem_slice(mesh.cert_pem().as_bytes()).expect("PEM")], None, None).expect("trust");
+        let trust =
+            Trust::load(vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")], None, None).expect("trust");
         let (ours, theirs) = (leaf(&mesh, "ours"), leaf_in(&partner, "theirs", "partner"));
 
         assert_eq!(trust.standing(&ours), Some(Standing::Mesh));
@@ -400,9 +396,11 @@ mod tests {
     fn an_entity_ca_vouches_only_for_its_own_trust_domain() {
         let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
         let partner = CertificateAuthority::generate("partner CA", 1).expect("CA");
-        let mesh_der = vec![CertificateDer::from_pem_slice(mesh.cert_pem().as_bytes()).expect("PEM")];
+        let mesh_der = vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")];
         let trust = Trust::load(mesh_der, Some(DEFAULT_TRUST_DOMAIN.to_owned()), None).expect("trust");
-        let refused = trust.add("sneaky", partner.cert_pem(), Some(DEFAULT_TRUST_DOMAIN)).expect_err("the mesh's trust domain");
+        let refused = trust
+            .add("sneaky", partner.cert_pem(), Some(DEFAULT_TRUST_DOMAIN))
+            .expect_err("the mesh's trust domain");
         assert!(matches!(&refused, EntityError::Invalid(m) if m.contains("the mesh's own")), "{refused:?}");
         let entity = trust.add("Partner", partner.cert_pem(), None).expect("add");
         assert_eq!(entity.trust_domain, "partner", "the default is the name in lower case");
@@ -414,8 +412,50 @@ mod tests {
         assert_eq!(trust.standing(&leaf(&mesh, "x")), Some(Standing::Mesh));
         let bundle = trust.bundle();
         assert_eq!(bundle.anchors.len(), 2);
-        assert_eq!((bundle.anchors[0].entity.as_deref(), bundle.anchors[0].trust_domains.as_slice()), (None, [DEFAULT_TRUST_DOMAIN.to_owned()].as_slice()));
-        assert_eq!((bundle.anchors[1].entity.as_deref(), bundle.anchors[1].trust_domains.as_slice()), (Some("Partner"), ["partner".to_owned()].as_slice()));
+        assert_eq!(
+            (bundle.anchors[0].entity.as_deref(), bundle.anchors[0].trust_domains.as_slice()),
+            (None, [DEFAULT_TRUST_DOMAIN.to_owned()].as_slice())
+        );
+        assert_eq!(
+            (bundle.anchors[1].entity.as_deref(), bundle.anchors[1].trust_domains.as_slice()),
+            (Some("Partner"), ["partner".to_owned()].as_slice())
+        );
+    }
+
+    /// A leaf of `ca` naming exactly `uri`, whose keyUsage is `usages`: what `toolmesh certs`
+    /// refuses to issue.
+    fn leaf_with(ca: &CertificateAuthority, uri: &str, usages: Vec<rcgen::KeyUsagePurpose>) -> Vec<CertificateDer<'static>> {
+        let issuer = rcgen::Issuer::from_ca_cert_pem(ca.cert_pem(), rcgen::KeyPair::from_pem(ca.key_pem()).expect("key")).expect("issuer");
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params.subject_alt_names.push(rcgen::SanType::URI(uri.try_into().expect("URI")));
+        params.key_usages = usages;
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let pem = params.signed_by(&rcgen::KeyPair::generate().expect("key"), &issuer).expect("sign").pem();
+        pem::certificates(pem.as_bytes(), "leaf").expect("PEM")
+    }
+
+    #[test]
+    fn standings_follow_the_anchor_rules_agents_verify_by() {
+        // The registry verifies with core's anchors (tls::verify_client_chain), so it refuses what
+        // agents refuse: an entity's CA vouching for an invalid SPIFFE ID, a leaf that may not sign.
+        let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
+        let partner = CertificateAuthority::generate("partner CA", 1).expect("CA");
+        let mesh_der = vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")];
+        let trust = Trust::load(mesh_der, Some(DEFAULT_TRUST_DOMAIN.to_owned()), None).expect("trust");
+        trust.add("partner", partner.cert_pem(), Some("partner.example")).expect("add");
+        let signing = || vec![rcgen::KeyUsagePurpose::DigitalSignature];
+
+        let theirs = leaf_with(&partner, "spiffe://partner.example/agent/x", signing());
+        assert_eq!(trust.standing(&theirs), Some(Standing::Entity("partner".into())));
+        for invalid in ["spiffe://partner.example/agent/x/", "spiffe://Partner.example/agent/x", "spiffe://partner.example/agent/%78"] {
+            assert_eq!(trust.standing(&leaf_with(&partner, invalid, signing())), None, "{invalid}");
+        }
+        let ours = leaf_with(&mesh, &format!("spiffe://{DEFAULT_TRUST_DOMAIN}/agent/x"), signing());
+        assert_eq!(trust.standing(&ours), Some(Standing::Mesh));
+        for ca in [&mesh, &partner] {
+            let may_not_sign = leaf_with(ca, "spiffe://partner.example/agent/y", vec![rcgen::KeyUsagePurpose::KeyEncipherment]);
+            assert_eq!(trust.standing(&may_not_sign), None, "a leaf whose keyUsage lacks digitalSignature");
+        }
     }
 
     #[test]
@@ -423,7 +463,7 @@ mod tests {
         let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
         // What `toolmesh certs ca --trust-domain partner.example` makes.
         let partner = CertificateAuthority::generate(&toolmesh_core::pki::ca_common_name("partner.example"), 1).expect("CA");
-        let mesh_der = vec![CertificateDer::from_pem_slice(mesh.cert_pem().as_bytes()).expect("PEM")];
+        let mesh_der = vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")];
         let trust = Trust::load(mesh_der, Some(DEFAULT_TRUST_DOMAIN.to_owned()), None).expect("trust");
         let entity = trust.add("partner", partner.cert_pem(), None).expect("add");
         assert_eq!(entity.trust_domain, "partner.example");
@@ -436,11 +476,15 @@ mod tests {
         // as X.509 but is refused as a trust anchor; that was a 500 and must be a 400.
         let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
         let partner = CertificateAuthority::generate("partner CA", 1).expect("CA");
-        let mut der = CertificateDer::from_pem_slice(partner.cert_pem().as_bytes()).expect("PEM").to_vec();
-        let at = der.windows(6).position(|w| w == [0x1d, 0x06, 0x03, 0x55, 0x1d, 0x0e]).expect("a subject key identifier");
+        let mut der = pem::single_certificate(partner.cert_pem().as_bytes(), "partner CA").expect("PEM").to_vec();
+        let at = der
+            .windows(6)
+            .position(|w| w == [0x1d, 0x06, 0x03, 0x55, 0x1d, 0x0e])
+            .expect("a subject key identifier");
         der[at + 1] = 0x0f;
-        let damaged = pem::encode(&pem::Pem::new("CERTIFICATE", der));
-        let trust = Trust::load(vec![CertificateDer::from_pem_slice(mesh.cert_pem().as_bytes()).expect("PEM")], None, None).expect("trust");
+        let damaged = pem::encode_certificate(&der);
+        let trust =
+            Trust::load(vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")], None, None).expect("trust");
         match trust.add("partner", &damaged, None) {
             Err(EntityError::Invalid(message)) => assert!(message.contains("not usable as a trust anchor"), "{message}"),
             Err(other) => panic!("expected a client error, got {other:?}"),

@@ -16,6 +16,7 @@ pub use pattern::Pattern;
 use pattern::same;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::spiffe_id::{SpiffeId, SCHEME};
 use std::sync::{Arc, RwLock};
 
 /// Who a request comes from, as its verified certificate names it.
@@ -33,8 +34,13 @@ pub struct Principal<'a> {
 
 impl<'a> Principal<'a> {
     pub fn new(identity: &'a str, entity: Option<&'a str>) -> Self {
-        let trust_domain = identity.strip_prefix("spiffe://").map_or("", |rest| rest.split('/').next().unwrap_or_default());
-        Principal { identity, trust_domain, entity, agent: agent_name_of(identity) }
+        let spiffe = SpiffeId::parse(identity).ok();
+        let trust_domain = spiffe.map_or("", |id| id.trust_domain());
+        let agent = match spiffe {
+            Some(id) => id.agent_name(),
+            None => agent_name_of(identity),
+        };
+        Principal { identity, trust_domain, entity, agent }
     }
 
     /// The agent name the identity carries (see [`agent_name_of`]).
@@ -45,21 +51,15 @@ impl<'a> Principal<'a> {
 
 /// The agent name an identity carries, the one rule for the registry's name binding and the
 /// policy's `agents` matchers: the last segment of its SPIFFE ID (`spiffe://td/agent/calc` →
-/// `calc`), or its CN when it has no SPIFFE ID; `None` for the `registry` and `operator` roles,
-/// a SPIFFE ID without a path, and a certificate that names nothing (`unknown`).
+/// `calc`, see [`SpiffeId::agent_name`]), or its CN when it has no SPIFFE ID; `None` for the
+/// `registry` and `operator` roles, a SPIFFE ID without a path, a `spiffe://` URI that is no valid
+/// SPIFFE ID, and a certificate that names nothing (`unknown`).
 pub fn agent_name_of(identity: &str) -> Option<&str> {
-    match identity.strip_prefix("spiffe://") {
-        // Without collecting the segments: this runs once per decision.
-        Some(rest) => {
-            let path = rest.split_once('/')?.1;
-            let role = path.split('/').next().unwrap_or_default();
-            if matches!(role, "registry" | "operator") {
-                return None;
-            }
-            path.rsplit('/').next().filter(|name| !name.is_empty())
-        }
-        None => Some(identity).filter(|cn| !cn.is_empty() && *cn != "unknown"),
+    if identity.starts_with(SCHEME) {
+        // A `spiffe://` URI that is no valid SPIFFE ID carries no name, and is no CN either.
+        return SpiffeId::parse(identity).ok()?.agent_name();
     }
+    Some(identity).filter(|cn| !cn.is_empty() && *cn != "unknown")
 }
 
 /// What is provided, listed or called.

@@ -171,6 +171,11 @@ fn agent_names_come_from_agent_spiffe_ids_or_a_cn() {
     assert_eq!(agent_name_of("spiffe://td/registry/r"), None);
     assert_eq!(agent_name_of("spiffe://td"), None);
     assert_eq!(agent_name_of("spiffe://td/agent/"), None);
+    assert_eq!(agent_name_of("spiffe://TD/agent/calc"), None, "not a valid SPIFFE ID: no name, and no CN either");
+    let invalid = Principal::new("spiffe://td/agent/a?b", None);
+    assert_eq!((invalid.trust_domain, invalid.agent_name()), ("", None));
+    let valid = Principal::new("spiffe://td/agent/calc", None);
+    assert_eq!((valid.trust_domain, valid.agent_name()), ("td", Some("calc")));
     assert_eq!(agent_name_of("unknown"), None);
     assert_eq!(agent_name_of("calc"), Some("calc"));
 }

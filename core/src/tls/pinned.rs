@@ -3,8 +3,10 @@
 //! registry presents its CA in its chain and the agent accepts the chain only if it leads to a CA
 //! with exactly that fingerprint, names the host dialled, and names a registry.
 
+use super::names::check_names_a_registry;
 use super::provider;
-use super::verify::{signatures_by_the_mesh_provider, RefusalReason};
+use super::refusal::RefusalReason;
+use super::verify::signatures_by_the_mesh_provider;
 use crate::error::Result;
 use crate::pki::fingerprint;
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
@@ -32,7 +34,7 @@ struct PinnedCa {
 }
 
 fn refuse(why: String) -> rustls::Error {
-    super::verify::refuse(RefusalReason::NotThePinnedRegistry, why)
+    super::refusal::refuse(RefusalReason::NotThePinnedRegistry, why)
 }
 
 impl ServerCertVerifier for PinnedCa {
@@ -59,11 +61,9 @@ impl ServerCertVerifier for PinnedCa {
             .build()
             .map_err(|e| rustls::Error::General(e.to_string()))?
             .verify_server_cert(end_entity, &others, server_name, ocsp_response, now)?;
-        let id = super::peer_identity(end_entity);
-        let names_a_registry = id.strip_prefix("spiffe://").and_then(|rest| rest.split_once('/')).is_some_and(|(_, path)| path.starts_with("registry/"));
-        if !names_a_registry {
-            return Err(refuse(format!("the server's certificate names '{id}', not a registry (spiffe://DOMAIN/registry/...)")));
-        }
+        // The same rule as every later client of the registry (`verify`), so a server passes
+        // bootstrap exactly when it would pass afterwards.
+        check_names_a_registry(end_entity).map_err(|why| refuse(format!("the server is not a registry: {why}")))?;
         Ok(ServerCertVerified::assertion())
     }
 

@@ -2,14 +2,17 @@
 //! ID (`spiffe` mode), optionally limited to allowed trust domains or IDs. There is no mode that
 //! skips verification.
 
-use super::{peer_identity, provider, Identity};
+use super::anchors::{anchored, Scope};
+use super::names::{check_names_a_registry, peer_identity};
+use super::refusal::{refuse, RefusalReason};
+use super::{provider, Identity};
 use crate::error::{Error, ErrorKind, Result};
+use crate::spiffe_id::{SpiffeId, SCHEME};
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::client::WebPkiServerVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
-use rustls::{CertificateError, DistinguishedName, OtherError, RootCertStore};
+use rustls::server::ParsedCertificate;
+use rustls::DistinguishedName;
 use std::sync::Arc;
 
 /// The handshake-signature methods every verifier of the mesh shares: checked with the mesh's
@@ -70,29 +73,28 @@ impl VerifyPolicy {
         }
     }
 
+    /// The allowed identities of a comma-separated list: whole trust domains
+    /// (`spiffe://prod.example`) or SPIFFE IDs; a trailing '/' is dropped.
     pub fn parse_allowed(list: &str) -> Result<Vec<String>> {
         list.split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|id| match id.strip_prefix("spiffe://") {
-                Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(id.trim_end_matches('/').to_owned()),
-                _ => Err(Error::new(
-                    ErrorKind::InvalidConfig,
-                    format!("allowed identity '{id}' is not a SPIFFE ID: write spiffe://TRUST-DOMAIN or spiffe://TRUST-DOMAIN/PATH"),
-                )),
+            .map(|id| {
+                let id = id.trim_end_matches('/');
+                SpiffeId::parse(id)
+                    .map(|_| id.to_owned())
+                    .map_err(|invalid| Error::new(ErrorKind::InvalidConfig, format!("allowed identity {invalid}")))
             })
             .collect()
     }
 
-    /// Whether a peer with this URI SAN may connect.
+    /// Whether a peer with this URI SAN may connect: an allowed trust domain admits its valid
+    /// SPIFFE IDs, an allowed ID exactly itself.
     pub fn admits(&self, id: &str) -> bool {
         self.allowed.is_empty()
-            || self.allowed.iter().any(|allowed| {
-                if allowed["spiffe://".len()..].contains('/') {
-                    id == allowed
-                } else {
-                    id.strip_prefix(allowed.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-                }
+            || self.allowed.iter().any(|allowed| match SpiffeId::parse(allowed) {
+                Ok(allowed) if allowed.path().is_empty() => SpiffeId::parse(id).is_ok_and(|id| id.trust_domain() == allowed.trust_domain()),
+                _ => id == allowed,
             })
     }
 
@@ -101,7 +103,7 @@ impl VerifyPolicy {
             return Ok(());
         }
         let id = peer_identity(cert);
-        if !id.starts_with("spiffe://") && self.mode == VerifyMode::Spiffe {
+        if !id.starts_with(SCHEME) && self.mode == VerifyMode::Spiffe {
             return Err(not_allowed(format!("the certificate carries no spiffe:// URI SAN (it names '{id}')")));
         }
         if !self.admits(&id) {
@@ -109,157 +111,6 @@ impl VerifyPolicy {
         }
         Ok(())
     }
-}
-
-/// Why a certificate whose chain is valid was still refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefusalReason {
-    /// The peer's identity is not among the allowed ones (or it has no SPIFFE ID).
-    IdentityNotAllowed,
-    /// During bootstrap: the server is not the registry the join token pins.
-    NotThePinnedRegistry,
-    /// The chain leads to an entity's CA, which may not vouch for the SPIFFE ID it names.
-    IdentityNotAnchored,
-    /// Talking to the registry: the server's chain does not lead to the mesh CA, or it names
-    /// another role than the registry.
-    NotTheRegistry,
-    /// The certificate's keyUsage forbids signing, which every TLS handshake needs.
-    KeyUsage,
-}
-
-/// What certificates chaining to one trust anchor may speak for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Scope {
-    /// The configured CA bundle and the mesh CA: every identity, the registry included.
-    Mesh,
-    /// An entity's CA: only SPIFFE IDs of its trust domains, and never the registry.
-    Entity { name: String, trust_domains: Vec<String> },
-}
-
-impl Scope {
-    /// Whether a certificate (chained to this scope's anchor) may carry the identities it names:
-    /// its identity as the mesh reads it ([`peer_identity`]) and every `spiffe://` URI SAN.
-    fn admits(&self, cert: &CertificateDer<'_>) -> std::result::Result<(), rustls::Error> {
-        let Scope::Entity { name, trust_domains } = self else { return Ok(()) };
-        for id in super::spiffe_ids(cert) {
-            let domain = super::trust_domain_of(&id);
-            if !trust_domains.iter().any(|allowed| allowed == domain) {
-                let may = match trust_domains.as_slice() {
-                    [] => "no SPIFFE trust domain (the registry sent no anchors: update it)".to_owned(),
-                    tds => tds.iter().map(|td| format!("spiffe://{td}")).collect::<Vec<_>>().join(", "),
-                };
-                return Err(refuse(
-                    RefusalReason::IdentityNotAnchored,
-                    format!(
-                        "its certificate names '{id}' but chains to the CA of entity '{name}', which may vouch only for {may}; \
-                         an entity's agents carry IDs of its own trust domain (`toolmesh entity add --trust-domain`)"
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The trust anchors of one scope, with the verifiers built on them.
-pub(super) struct AnchorSet {
-    pub(super) scope: Scope,
-    pub(super) roots: Arc<RootCertStore>,
-    client_verifier: Arc<dyn ClientCertVerifier>,
-    server_verifier: Arc<WebPkiServerVerifier>,
-}
-
-impl AnchorSet {
-    pub(super) fn new(scope: Scope, roots: RootCertStore) -> Result<AnchorSet> {
-        let roots = Arc::new(roots);
-        let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider()).build().map_err(|e| {
-            Error::new(ErrorKind::CertificateFile, format!("the trust bundle cannot verify client certificates: {e}"))
-        })?;
-        let server_verifier = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider()).build().map_err(|e| {
-            Error::new(ErrorKind::CertificateFile, format!("the trust bundle cannot verify server certificates: {e}"))
-        })?;
-        Ok(AnchorSet { scope, roots, client_verifier, server_verifier })
-    }
-
-    pub(super) fn verify_client(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> std::result::Result<(), rustls::Error> {
-        self.client_verifier.verify_client_cert(end_entity, intermediates, now).map(|_| ())
-    }
-}
-
-/// Verifies a chain against each anchor set in turn (the mesh's first) and answers the scope of
-/// the first whose anchors the chain leads to and which may vouch for the identity it names.
-/// One merged store could not tell which anchor a chain led to, so an entity's CA could vouch
-/// for the mesh's own identities.
-pub(super) fn anchored<'a>(
-    sets: &'a [AnchorSet],
-    end_entity: &CertificateDer<'_>,
-    verify: impl Fn(&AnchorSet) -> std::result::Result<(), rustls::Error>,
-) -> std::result::Result<&'a Scope, rustls::Error> {
-    let mut chain_error: Option<rustls::Error> = None;
-    let mut refusal: Option<rustls::Error> = None;
-    for set in sets {
-        match verify(set).and_then(|()| set.scope.admits(end_entity)) {
-            Ok(()) => {
-                check_key_usage(end_entity)?;
-                return Ok(&set.scope);
-            }
-            Err(e @ rustls::Error::InvalidCertificate(CertificateError::Other(_))) => {
-                refusal.get_or_insert(e);
-            }
-            // An unknown issuer only says the chain leads elsewhere; any other error (expired, a
-            // wrong name) says more about the chain that did lead to these anchors.
-            Err(e) => {
-                let unknown = |e: &rustls::Error| matches!(e, rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer));
-                if chain_error.as_ref().is_none_or(unknown) {
-                    chain_error = Some(e);
-                }
-            }
-        }
-    }
-    Err(refusal.or(chain_error).unwrap_or(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)))
-}
-
-/// webpki checks the extended key usage but not the keyUsage bits of a leaf: a certificate whose
-/// keyUsage is present and lacks digitalSignature was issued not to sign, and a TLS handshake
-/// is a signature (RFC 5280 4.2.1.3, RFC 8446 4.4.2.4).
-fn check_key_usage(cert: &CertificateDer<'_>) -> std::result::Result<(), rustls::Error> {
-    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else { return Ok(()) };
-    match parsed.key_usage() {
-        Ok(Some(ku)) if !ku.value.digital_signature() => Err(refuse(
-            RefusalReason::KeyUsage,
-            format!(
-                "the certificate of '{}' has a keyUsage without digitalSignature ({}), so it may not sign TLS handshakes; \
-                 reissue it with `toolmesh certs issue`",
-                peer_identity(cert),
-                ku.value
-            ),
-        )),
-        _ => Ok(()),
-    }
-}
-
-#[derive(Debug)]
-pub struct CertificateRefused {
-    pub reason: RefusalReason,
-    pub message: String,
-}
-
-impl std::fmt::Display for CertificateRefused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for CertificateRefused {}
-
-/// The rustls error that carries a refusal through the handshake to [`super::classify_tls`].
-pub(super) fn refuse(reason: RefusalReason, message: String) -> rustls::Error {
-    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(CertificateRefused { reason, message }))))
 }
 
 fn not_allowed(why: String) -> rustls::Error {
@@ -275,8 +126,8 @@ pub(super) struct PeerVerifier(pub(super) Arc<Identity>, pub(super) Peer);
 pub(super) enum Peer {
     /// Any agent the trust bundle vouches for.
     Agent,
-    /// The registry: chained to the mesh CA (never an entity's), and when its certificate
-    /// carries a SPIFFE ID, one of role registry (`spiffe://TD/registry/...`).
+    /// The registry: chained to the mesh CA (never an entity's), and its certificate names a
+    /// SPIFFE ID of role registry (`spiffe://TD/registry/NAME`).
     Registry,
 }
 
@@ -289,15 +140,7 @@ fn check_registry(scope: &Scope, cert: &CertificateDer<'_>) -> std::result::Resu
             format!("its certificate chains to the CA of entity '{name}', not to the mesh CA; only the mesh CA vouches for the registry"),
         ));
     }
-    let id = peer_identity(cert);
-    let path = id.strip_prefix("spiffe://").map(|rest| rest.split_once('/').map_or("", |(_, path)| path));
-    match path {
-        Some(path) if !path.starts_with("registry/") => Err(refuse(
-            RefusalReason::NotTheRegistry,
-            format!("its certificate names '{id}', not a registry (spiffe://TRUST-DOMAIN/registry/NAME); check the registry URL"),
-        )),
-        _ => Ok(()),
-    }
+    check_names_a_registry(cert).map_err(|why| refuse(RefusalReason::NotTheRegistry, why))
 }
 
 impl ClientCertVerifier for PeerVerifier {
@@ -313,7 +156,7 @@ impl ClientCertVerifier for PeerVerifier {
         now: UnixTime,
     ) -> std::result::Result<ClientCertVerified, rustls::Error> {
         self.0.state().verify_client(end_entity, intermediates, now)?;
-        self.0.policy.check(end_entity)?;
+        self.0.policy().check(end_entity)?;
         Ok(ClientCertVerified::assertion())
     }
 
@@ -358,7 +201,7 @@ impl ServerCertVerifier for PeerVerifier {
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
         let state = self.0.state();
         let scope = anchored(&state.anchors, end_entity, |set| {
-            match self.0.policy.mode {
+            match self.0.policy().mode {
                 VerifyMode::Hostname => {
                     set.server_verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
                 }
@@ -378,7 +221,7 @@ impl ServerCertVerifier for PeerVerifier {
         if self.1 == Peer::Registry {
             check_registry(scope, end_entity)?;
         }
-        self.0.policy.check(end_entity)?;
+        self.0.policy().check(end_entity)?;
         Ok(ServerCertVerified::assertion())
     }
 
@@ -403,5 +246,19 @@ mod tests {
         assert!(VerifyPolicy::parse_allowed("https://x").is_err());
         assert!(VerifyPolicy::parse_allowed("spiffe://").is_err());
         assert!(VerifyPolicy::parse_mode("none").unwrap_err().message().contains("no mode that skips"));
+    }
+
+    #[test]
+    fn allowed_ids_are_spiffe_ids_and_admit_only_valid_ones() {
+        assert_eq!(VerifyPolicy::parse_allowed(" spiffe://td/ , spiffe://td/agent/a").unwrap(), ["spiffe://td", "spiffe://td/agent/a"]);
+        for invalid in ["spiffe://TD", "spiffe://td/a//b", "spiffe://td/a?x", "spiffe://td:1"] {
+            let e = VerifyPolicy::parse_allowed(invalid).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+            assert!(e.message().contains("is not a SPIFFE ID"), "{}", e.message());
+        }
+        let policy = VerifyPolicy { mode: VerifyMode::Spiffe, allowed: VerifyPolicy::parse_allowed("spiffe://td").unwrap() };
+        assert!(policy.admits("spiffe://td") && policy.admits("spiffe://td/agent/a"));
+        assert!(!policy.admits("spiffe://td/agent/a/"), "an invalid ID is of no trust domain");
+        assert!(!policy.admits("spiffe://tdx/agent/a") && !policy.admits("td"));
     }
 }
