@@ -362,21 +362,6 @@ impl CertificateAuthority {
     }
 }
 
-/// A new private key (ECDSA P-256) and a certificate signing request for it, PEM; the CA fills
-/// in subject and SANs, so the request carries only the name.
-pub fn certificate_request(common_name: &str) -> Result<(KeyPair, String)> {
-    let key = KeyType::EcdsaP256.generate()?;
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(rcgen_error)?;
-    params.distinguished_name = distinguished_name(common_name);
-    let csr = params.serialize_request(&key).map_err(rcgen_error)?.pem().map_err(rcgen_error)?;
-    Ok((key, csr))
-}
-
-/// SHA-256 of a DER certificate, lowercase hex.
-pub fn fingerprint(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der).as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// What `toolmesh certs check` shows of a certificate, and what `rotate` keeps.
 #[derive(Debug, Clone)]
 pub struct CertificateSummary {
@@ -479,13 +464,6 @@ impl CertificateSummary {
     pub fn days_left(&self, now: OffsetDateTime) -> i64 {
         (self.not_after - now).whole_days()
     }
-}
-
-fn distinguished_name(common_name: &str) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, common_name);
-    dn.push(DnType::OrganizationName, "toolmesh");
-    dn
 }
 
 fn rcgen_error(e: rcgen::Error) -> Error {
