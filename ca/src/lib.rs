@@ -1,11 +1,16 @@
 //! Certificate issuance and inspection: a mesh CA, the leaf certificates it signs (ECDSA P-256
 //! by default, RSA on request), certificate signing requests, and the summary `toolmesh certs
 //! check` prints. The one implementation used by the CLI, the registry's automatic CA and tests.
+//!
+//! This is the operator's side and lives outside `toolmesh-core` so an agent's native library
+//! does not carry CA issuance, RSA key generation and key-file writing. What an agent needs itself
+//! (a signing request to join, certificate fingerprints) is in `toolmesh_core::certificate` and
+//! re-exported here, so the operator's tools name one crate.
+#![forbid(unsafe_code)]
 
-use crate::error::{Error, ErrorKind, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -13,7 +18,10 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
+use toolmesh_core::certificate::distinguished_name;
+use toolmesh_core::error::{Error, ErrorKind, Result};
 
+pub use toolmesh_core::certificate::{certificate_request, fingerprint};
 pub use rcgen::ExtendedKeyUsagePurpose;
 
 /// The trust domain used in `spiffe://` URI SANs when none is given.
@@ -483,7 +491,7 @@ pub fn write_pair(dir: &Path, name: &str, issued: &Issued, overwrite: bool) -> R
     if !overwrite {
         refuse_existing(&[&cert_path, &key_path])?;
     }
-    crate::fs_private::create_private_dir(dir)
+    toolmesh_core::fs_private::create_private_dir(dir)
         .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("cannot create {}: {e}", dir.display())))?;
     write_file_atomic(&key_path, issued.key_pem.as_bytes(), 0o600)?;
     write_file_atomic(&cert_path, issued.cert_pem.as_bytes(), 0o644)?;

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
-use toolmesh_core::pki::{
+use toolmesh_ca::{
     ca_common_name, ca_trust_domain, refuse_existing, spiffe_id, write_file_atomic, write_pair, CertificateAuthority, CertificateSummary, KeyType,
     LeafRequest, Role, DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS, DEFAULT_TRUST_DOMAIN,
 };
@@ -567,7 +567,7 @@ fn check_name(name: &str) -> Result<(), Failure> {
 }
 
 fn check_trust_domain(domain: &str) -> Result<(), Failure> {
-    if toolmesh_core::pki::is_valid_trust_domain(domain) {
+    if toolmesh_ca::is_valid_trust_domain(domain) {
         Ok(())
     } else {
         Err(usage(format!("trust domain '{domain}' is invalid; use lowercase letters, digits, '-', '.' and '_' (like example.org)")))

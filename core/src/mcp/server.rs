@@ -789,7 +789,7 @@ mod tests {
 
     /// One mesh identity for every server of these tests (key generation is not free).
     fn test_identity() -> Arc<crate::tls::Identity> {
-        use crate::pki::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+        use toolmesh_ca::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
         static IDENTITY: std::sync::OnceLock<Arc<crate::tls::Identity>> = std::sync::OnceLock::new();
         IDENTITY
             .get_or_init(|| {
