@@ -1,3 +1,19 @@
+//! `toolmesh certs ca`, and the CA's files every other subcommand loads: where they are, which
+//! trust domain the CA serves, and writing a new one.
+
+use super::issue::pair_paths;
+use super::names::check_trust_domain;
+use super::options::KeyArg;
+use super::CA_NAME;
+use crate::Failure;
+use clap::Args;
+use std::path::{Path, PathBuf};
+use toolmesh_ca::{
+    ca_common_name, ca_trust_domain, refuse_existing, write_file_atomic, CertificateAuthority, CertificateSummary, KeyType, DEFAULT_CA_DAYS,
+    DEFAULT_TRUST_DOMAIN,
+};
+use toolmesh_core::{Error, ErrorKind};
+
 #[derive(Args)]
 pub struct CaArgs {
     /// Directory to write ca.pem and ca.key into (created if missing).
@@ -16,7 +32,7 @@ pub struct CaArgs {
     force: bool,
 }
 
-fn ca(args: CaArgs) -> Result<(), Failure> {
+pub(super) fn ca(args: CaArgs) -> Result<(), Failure> {
     check_trust_domain(&args.trust_domain)?;
     let paths = pair_paths(&args.dir, CA_NAME);
     if !args.force {
@@ -27,7 +43,7 @@ fn ca(args: CaArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn load_ca(dir: &Path) -> Result<CertificateAuthority, Failure> {
+pub(super) fn load_ca(dir: &Path) -> Result<CertificateAuthority, Failure> {
     let [ca_cert, ca_key] = pair_paths(dir, CA_NAME);
     CertificateAuthority::load(&ca_cert, &ca_key).map_err(|e| {
         Failure::usage(e.context(format!("loading the CA from {} (create one with `toolmesh certs ca --dir {}`)", dir.display(), dir.display())))
@@ -36,7 +52,7 @@ fn load_ca(dir: &Path) -> Result<CertificateAuthority, Failure> {
 
 /// An explicit `--trust-domain` wins (with a warning when the CA serves another); otherwise the
 /// CA's, so `certs ca --trust-domain D` then `certs issue NAME` gives spiffe://D/agent/NAME.
-fn trust_domain_for(explicit: Option<String>, ca: &CertificateAuthority) -> Result<String, Failure> {
+pub(super) fn trust_domain_for(explicit: Option<String>, ca: &CertificateAuthority) -> Result<String, Failure> {
     let of_ca = CertificateSummary::parse_pem(ca.cert_pem(), "the CA").ok().as_ref().and_then(ca_trust_domain);
     let domain = match (explicit, of_ca) {
         (Some(explicit), Some(of_ca)) if explicit != of_ca => {
@@ -56,7 +72,7 @@ fn trust_domain_for(explicit: Option<String>, ca: &CertificateAuthority) -> Resu
 /// Writes a new CA to `dir/ca.{pem,key}`; a directory it creates is 0700 whatever the umask.
 /// An existing directory is kept as it is, with a warning when others may write to it (they
 /// could replace the CA).
-fn write_ca(dir: &Path, trust_domain: &str, days: u32, key_type: KeyType) -> Result<[PathBuf; 2], Failure> {
+pub(super) fn write_ca(dir: &Path, trust_domain: &str, days: u32, key_type: KeyType) -> Result<[PathBuf; 2], Failure> {
     let created = toolmesh_core::fs_private::create_private_dir(dir)
         .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("cannot create {}: {e}", dir.display())))?;
     if created.is_empty() {

@@ -1,3 +1,14 @@
+//! `toolmesh certs check`: every certificate under a directory, as a table, failing when one
+//! expires soon; private keys others can read are flagged.
+
+use super::usage;
+use crate::Failure;
+use clap::Args;
+use std::path::{Path, PathBuf};
+use time::OffsetDateTime;
+use toolmesh_ca::CertificateSummary;
+use toolmesh_core::{Error, ErrorKind};
+
 #[derive(Args)]
 pub struct CheckArgs {
     /// Directory to search (recursively) for certificates (*.pem, *.crt, *.cert).
@@ -14,7 +25,7 @@ struct Found {
     summary: CertificateSummary,
 }
 
-fn check(args: CheckArgs) -> Result<(), Failure> {
+pub(super) fn check(args: CheckArgs) -> Result<(), Failure> {
     let mut found = Vec::new();
     let mut unreadable = Vec::new();
     let mut keys = Vec::new();

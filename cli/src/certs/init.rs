@@ -1,3 +1,19 @@
+//! `toolmesh certs init`: a whole development mesh at once (a CA, the registry's and the
+//! operator's certificates, one per agent), from flags or a YAML file.
+
+use super::ca::write_ca;
+use super::issue::{issue_pair, pair_paths};
+use super::names::{check_name, check_trust_domain};
+use super::options::{KeyArg, Validity};
+use super::{usage, CA_NAME};
+use crate::Failure;
+use clap::Args;
+use serde::Deserialize;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use toolmesh_ca::{refuse_existing, CertificateAuthority, KeyType, LeafRequest, Role, DEFAULT_CA_DAYS, DEFAULT_TRUST_DOMAIN};
+use toolmesh_core::{Error, ErrorKind};
+
 /// The leaves every `init` issues besides the agents: the registry's and the operator's.
 const BUILT_IN: &[(&str, Role)] = &[("registry", Role::Registry), ("operator", Role::Operator)];
 
@@ -60,7 +76,7 @@ fn read_init_config(path: &Path) -> Result<InitConfig, Failure> {
     })
 }
 
-fn init(args: InitArgs) -> Result<(), Failure> {
+pub(super) fn init(args: InitArgs) -> Result<(), Failure> {
     let config = match &args.config {
         Some(path) => read_init_config(path)?,
         None => InitConfig {

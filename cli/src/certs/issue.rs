@@ -1,3 +1,15 @@
+//! `toolmesh certs issue`, and issuing a pair into a directory (which `init` and `rotate` do too).
+
+use super::ca::{load_ca, trust_domain_for};
+use super::names::check_name;
+use super::options::{KeyArg, Validity};
+use crate::Failure;
+use clap::{Args, ValueEnum};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use toolmesh_ca::{spiffe_id, write_pair, CertificateAuthority, LeafRequest, Role};
+use toolmesh_core::ErrorKind;
+
 #[derive(Args)]
 pub struct IssueArgs {
     /// The certificate's name: its CN, a DNS SAN and the last segment of its SPIFFE ID.
@@ -43,7 +55,7 @@ impl From<RoleArg> for Role {
     }
 }
 
-fn issue(args: IssueArgs) -> Result<(), Failure> {
+pub(super) fn issue(args: IssueArgs) -> Result<(), Failure> {
     check_name(&args.name)?;
     let ca = load_ca(&args.dir)?;
     let trust_domain = trust_domain_for(args.validity.trust_domain, &ca)?;
@@ -72,7 +84,7 @@ fn issue(args: IssueArgs) -> Result<(), Failure> {
 }
 
 /// Issues `request` and writes `DIR/<common name>.{pem,key}`.
-fn issue_pair(ca: &CertificateAuthority, dir: &Path, request: &LeafRequest, force: bool) -> Result<(PathBuf, PathBuf), Failure> {
+pub(super) fn issue_pair(ca: &CertificateAuthority, dir: &Path, request: &LeafRequest, force: bool) -> Result<(PathBuf, PathBuf), Failure> {
     let issued = ca.issue(request).map_err(Failure::usage)?;
     write_pair(dir, &request.common_name, &issued, force).map_err(|e| match e.kind() {
         // An existing file (without --force) is a usage error; an unwritable one is not.
@@ -81,6 +93,6 @@ fn issue_pair(ca: &CertificateAuthority, dir: &Path, request: &LeafRequest, forc
     })
 }
 
-fn pair_paths(dir: &Path, name: &str) -> [PathBuf; 2] {
+pub(super) fn pair_paths(dir: &Path, name: &str) -> [PathBuf; 2] {
     [dir.join(format!("{name}.pem")), dir.join(format!("{name}.key"))]
 }

@@ -2,18 +2,29 @@
 //! request; SPIFFE URI SANs; keys 0600, certificates 0644), an expiry check, and rotation in
 //! place. Nothing is ever overwritten without `--force`, except by `rotate`, whose purpose it is.
 
+//!
+//! One file per subcommand (its flags and what it does): `ca`, `init`, `issue`, `check`,
+//! `rotate`; `options` holds the flags several share, `names` what a certificate name and a
+//! trust domain may be. Issuing itself is the `toolmesh-ca` crate.
+
+mod ca;
+mod check;
+mod init;
+mod issue;
+mod names;
+mod options;
+mod rotate;
+
 use crate::Failure;
-use clap::{Args, Subcommand, ValueEnum};
-use serde::Deserialize;
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use time::OffsetDateTime;
-use toolmesh_ca::{
-    ca_common_name, ca_trust_domain, refuse_existing, spiffe_id, write_file_atomic, write_pair, CertificateAuthority, CertificateSummary, KeyType,
-    LeafRequest, Role, DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS, DEFAULT_TRUST_DOMAIN,
-};
+use ca::{ca, CaArgs};
+use check::{check, CheckArgs};
+use clap::Subcommand;
+use init::{init, InitArgs};
+use issue::{issue, IssueArgs};
+use rotate::{rotate, RotateArgs};
 use toolmesh_core::{Error, ErrorKind};
 
+/// DIR/ca.pem and DIR/ca.key: the CA's files in a certificate directory.
 const CA_NAME: &str = "ca";
 
 #[derive(Subcommand)]

@@ -1,5 +1,10 @@
+//! What a certificate name and a trust domain may be.
+
+use super::{usage, CA_NAME};
+use crate::Failure;
+
 /// Names become file names, DNS SANs and SPIFFE path segments: keep them to what all three take.
-fn check_name(name: &str) -> Result<(), Failure> {
+pub(super) fn check_name(name: &str) -> Result<(), Failure> {
     let valid_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
     if name.is_empty() || !valid_chars || name.starts_with(['.', '-']) || name.len() > 63 {
         return Err(usage(format!(
@@ -12,7 +17,7 @@ fn check_name(name: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-fn check_trust_domain(domain: &str) -> Result<(), Failure> {
+pub(super) fn check_trust_domain(domain: &str) -> Result<(), Failure> {
     if toolmesh_ca::is_valid_trust_domain(domain) {
         Ok(())
     } else {

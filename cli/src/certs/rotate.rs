@@ -1,3 +1,14 @@
+//! `toolmesh certs rotate`: re-issue leaves in place from the CA that signed them.
+
+use super::ca::load_ca;
+use super::issue::{issue_pair, pair_paths};
+use super::{usage, CA_NAME};
+use crate::Failure;
+use clap::Args;
+use std::path::{Path, PathBuf};
+use toolmesh_ca::{CertificateSummary, LeafRequest};
+use toolmesh_core::{Error, ErrorKind};
+
 #[derive(Args)]
 pub struct RotateArgs {
     /// Names of the pairs to rotate (DIR/NAME.pem and DIR/NAME.key).
@@ -11,7 +22,7 @@ pub struct RotateArgs {
     all: bool,
 }
 
-fn rotate(args: RotateArgs) -> Result<(), Failure> {
+pub(super) fn rotate(args: RotateArgs) -> Result<(), Failure> {
     let ca = load_ca(&args.dir)?;
     let ca_summary = CertificateSummary::parse_pem(ca.cert_pem(), "the CA")?;
     let names = if args.all { leaf_names(&args.dir, &ca_summary)? } else { args.names };
