@@ -4,26 +4,34 @@
 //! A request is read into typed structs that borrow from the body, and `tools/call` (the hot
 //! path) is answered from typed structs too: per call, the only `Value` trees are the arguments
 //! (the schema check and the handler take one) and the handler's answer.
+//!
+//! This file holds [`McpServer`] and the path a request takes; each step has its own file:
+//! `server/http_checks.rs` (Origin, Accept, Content-Type), `server/request.rs` (reading the
+//! JSON-RPC message), `server/era.rs` (which protocol era, and what a modern request must carry),
+//! `server/methods.rs` (what each MCP method answers) and `server/reply.rs` (the answers).
+
+mod era;
+mod http_checks;
+mod methods;
+mod reply;
+mod request;
+#[cfg(test)]
+mod tests;
 
 use super::*;
-use crate::authorize::{Caller, Gate};
-use crate::context::{HeaderAllowList, RequestContext, TraceContext};
-use crate::error::{Error, ErrorKind};
+use crate::authorize::Gate;
+use crate::context::HeaderAllowList;
 use crate::host::LocalTools;
 use crate::server::{read_body, Body, PeerInfo};
-use bytes::Bytes;
+use era::{check_modern_request, era_of, Era};
 use http::{HeaderMap, Method, Response, StatusCode};
-use http_body_util::Full;
+use http_checks::check_http_headers;
 use hyper::body::Incoming;
-use serde::de::{value::MapAccessDeserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
+use reply::{accepted, json_ok, rpc_error, RpcError};
+use request::{read_request, ObjectOr, Params, Request};
+use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
-use std::borrow::Cow;
-use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Largest request body accepted (413 above it).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;

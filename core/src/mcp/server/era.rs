@@ -1,14 +1,23 @@
+//! Which protocol era a request belongs to, and what a modern request must carry (`_meta` keys and
+//! the SEP-2243 headers that repeat the body).
+
+use super::reply::RpcError;
+use super::request::{Params, Raw, RequestMeta};
+use crate::mcp::*;
+use http::{HeaderMap, StatusCode};
+use serde_json::json;
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Era {
+pub(super) enum Era {
     Modern,
     Legacy,
 }
 
-fn supported_versions() -> Vec<&'static str> {
+pub(super) fn supported_versions() -> Vec<&'static str> {
     std::iter::once(MODERN_VERSION).chain(LEGACY_VERSIONS.iter().copied()).collect()
 }
 
-fn era_of(method: &str, headers: &HeaderMap, meta: Option<&RequestMeta>) -> Era {
+pub(super) fn era_of(method: &str, headers: &HeaderMap, meta: Option<&RequestMeta>) -> Era {
     if method == "initialize" {
         return Era::Legacy;
     }
@@ -24,7 +33,7 @@ fn era_of(method: &str, headers: &HeaderMap, meta: Option<&RequestMeta>) -> Era 
 }
 
 /// SEP-2243 header validation and the required `_meta` keys of a modern request.
-fn check_modern_request(method: &str, headers: &HeaderMap, params: &Params) -> Result<(), RpcError> {
+pub(super) fn check_modern_request(method: &str, headers: &HeaderMap, params: &Params) -> Result<(), RpcError> {
     let meta = params.meta();
     let Some(version) = meta.and_then(|m| m.protocol_version).and_then(Raw::as_str) else {
         return Err(RpcError::new(

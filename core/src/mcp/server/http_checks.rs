@@ -1,3 +1,10 @@
+//! The HTTP rules both eras share, checked before the body is read: Origin, Accept and
+//! Content-Type.
+
+use super::reply::RpcError;
+use crate::mcp::codes;
+use http::{HeaderMap, StatusCode};
+
 /// Origin, Accept and Content-Type rules shared by both eras.
 ///
 /// There is no `Host` allow-list (§7.3 asks for one on loopback listeners, against DNS rebinding):
@@ -5,7 +12,7 @@
 /// handshake, as the agent's certificate names no attacker's domain and the browser does not trust
 /// the mesh CA. Agents are reached by IPs, service names and load-balancer names that the agent
 /// cannot list, so an allow-list would only refuse legitimate callers.
-fn check_http_headers(headers: &HeaderMap) -> Option<RpcError> {
+pub(super) fn check_http_headers(headers: &HeaderMap) -> Option<RpcError> {
     if let Some(origin) = headers.get(http::header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
         if !is_loopback_origin(origin) {
@@ -55,7 +62,7 @@ fn accepts(range: &str) -> (bool, bool) {
     (is("application/json") || is("application/*") || is("*/*"), is("text/event-stream") || is("text/*") || is("*/*"))
 }
 
-fn is_loopback_origin(origin: &str) -> bool {
+pub(super) fn is_loopback_origin(origin: &str) -> bool {
     let Some(rest) = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://")) else {
         return false;
     };

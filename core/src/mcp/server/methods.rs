@@ -1,6 +1,24 @@
+//! What each MCP method answers: `server/discover`, `initialize`, `ping`, `tools/list` and
+//! `tools/call`, with the caller decided by the gate and the context a handler runs in.
+
+use super::era::{supported_versions, Era};
+use super::reply::{json_ok, rpc_error, CallResult, ErrorMeta, ResultMeta, RpcError, Structured, TextContent, ToolErrorContent};
+use super::request::{Params, Raw, RequestMeta};
+use super::{McpServer, PeerInfo};
+use crate::authorize::Caller;
+use crate::context::{RequestContext, TraceContext};
+use crate::error::{Error, ErrorKind};
+use crate::mcp::*;
+use crate::server::Body;
+use http::{HeaderMap, Response, StatusCode};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
 impl McpServer {
     /// The modern methods but `tools/call`, once the request is validated.
-    fn modern(&self, method: &str, params: &Params, headers: &HeaderMap, peer: &PeerInfo) -> Result<Value, RpcError> {
+    pub(super) fn modern(&self, method: &str, params: &Params, headers: &HeaderMap, peer: &PeerInfo) -> Result<Value, RpcError> {
         let mut result = match method {
             "server/discover" => json!({
                 "supportedVersions": supported_versions(),
@@ -24,7 +42,7 @@ impl McpServer {
     }
 
     /// The legacy methods but `tools/call`.
-    fn legacy(&self, method: &str, params: &Params, headers: &HeaderMap, peer: &PeerInfo) -> Result<Value, RpcError> {
+    pub(super) fn legacy(&self, method: &str, params: &Params, headers: &HeaderMap, peer: &PeerInfo) -> Result<Value, RpcError> {
         match method {
             "initialize" => {
                 let requested = params.protocol_version.and_then(Raw::as_str);
@@ -73,7 +91,7 @@ impl McpServer {
     }
 
     /// `tools/call` in either era (a modern request is validated already).
-    async fn tools_call(&self, era: Era, id: &RawValue, params: Params<'_>, headers: &HeaderMap, peer: &PeerInfo) -> Response<Body> {
+    pub(super) async fn tools_call(&self, era: Era, id: &RawValue, params: Params<'_>, headers: &HeaderMap, peer: &PeerInfo) -> Response<Body> {
         let Some(name) = params.name.and_then(Raw::as_str) else {
             return rpc_error(id, RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, "Invalid params: tools/call needs a string 'name'"));
         };

@@ -1,11 +1,23 @@
-// ---- Writing an answer ----------------------------------------------------------------------
+//! The answers the endpoint writes: JSON-RPC success and error envelopes, and the `tools/call`
+//! result with its `structuredContent` and toolmesh `_meta`.
+
+use super::era::Era;
+use crate::error::Error;
+use crate::mcp::codes;
+use crate::server::Body;
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 /// A JSON-RPC error on its way out (serialized as the response's `error`), with the HTTP status
 /// it travels with.
 #[derive(Serialize)]
-struct RpcError {
+pub(super) struct RpcError {
     #[serde(skip)]
-    status: StatusCode,
+    pub(super) status: StatusCode,
     code: i64,
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -13,16 +25,16 @@ struct RpcError {
 }
 
 impl RpcError {
-    fn new(status: StatusCode, code: i64, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, code: i64, message: impl Into<String>) -> Self {
         RpcError { status, code, message: message.into(), data: None }
     }
 
-    fn with_data(mut self, data: Value) -> Self {
+    pub(super) fn with_data(mut self, data: Value) -> Self {
         self.data = Some(data);
         self
     }
 
-    fn invalid_request(what: &str) -> Self {
+    pub(super) fn invalid_request(what: &str) -> Self {
         RpcError::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, format!("Invalid Request: {what}"))
     }
 }
@@ -42,30 +54,30 @@ struct Failure<'a> {
 }
 
 #[derive(Serialize)]
-struct CallResult<'a> {
-    content: [TextContent<'a>; 1],
+pub(super) struct CallResult<'a> {
+    pub(super) content: [TextContent<'a>; 1],
     #[serde(rename = "structuredContent", skip_serializing_if = "Option::is_none")]
-    structured: Option<Structured<'a>>,
+    pub(super) structured: Option<Structured<'a>>,
     #[serde(rename = "isError")]
-    is_error: bool,
+    pub(super) is_error: bool,
     #[serde(rename = "resultType", skip_serializing_if = "Option::is_none")]
-    result_type: Option<&'static str>,
+    pub(super) result_type: Option<&'static str>,
     #[serde(rename = "_meta", skip_serializing_if = "ResultMeta::is_empty")]
-    meta: ResultMeta<'a>,
+    pub(super) meta: ResultMeta<'a>,
 }
 
 #[derive(Serialize)]
-struct TextContent<'a> {
+pub(super) struct TextContent<'a> {
     #[serde(rename = "type")]
-    kind: &'static str,
-    text: &'a str,
+    pub(super) kind: &'static str,
+    pub(super) text: &'a str,
 }
 
 /// A tool's value as `structuredContent`. Legacy revisions require an object there, so other
 /// values are wrapped.
 #[derive(Serialize)]
 #[serde(untagged)]
-enum Structured<'a> {
+pub(super) enum Structured<'a> {
     AsIs(&'a RawValue),
     Wrapped { result: &'a RawValue },
     /// The `structuredContent` of a tool error: `{"error": {"code", "message", "data"?}}`.
@@ -73,15 +85,15 @@ enum Structured<'a> {
 }
 
 #[derive(Serialize)]
-struct ToolErrorContent<'a> {
-    code: &'a str,
-    message: &'a str,
+pub(super) struct ToolErrorContent<'a> {
+    pub(super) code: &'a str,
+    pub(super) message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<&'a Value>,
+    pub(super) data: Option<&'a Value>,
 }
 
 impl<'a> Structured<'a> {
-    fn of(era: Era, value: &Value, json: &'a RawValue) -> Self {
+    pub(super) fn of(era: Era, value: &Value, json: &'a RawValue) -> Self {
         match era {
             Era::Legacy if !value.is_object() => Structured::Wrapped { result: json },
             _ => Structured::AsIs(json),
@@ -90,11 +102,11 @@ impl<'a> Structured<'a> {
 }
 
 #[derive(Serialize)]
-struct ResultMeta<'a> {
+pub(super) struct ResultMeta<'a> {
     #[serde(rename = "io.modelcontextprotocol/serverInfo", skip_serializing_if = "Option::is_none")]
-    server_info: Option<&'a RawValue>,
+    pub(super) server_info: Option<&'a RawValue>,
     #[serde(rename = "dev.toolmesh/error", skip_serializing_if = "Option::is_none")]
-    error: Option<ErrorMeta<'a>>,
+    pub(super) error: Option<ErrorMeta<'a>>,
 }
 
 impl ResultMeta<'_> {
@@ -105,7 +117,7 @@ impl ResultMeta<'_> {
 
 /// The mesh error behind an `isError` result or an unknown tool (the `META_ERROR` extension).
 #[derive(Serialize)]
-struct ErrorMeta<'a> {
+pub(super) struct ErrorMeta<'a> {
     code: u32,
     name: &'static str,
     message: &'a str,
@@ -117,19 +129,19 @@ struct ErrorMeta<'a> {
 }
 
 impl<'a> ErrorMeta<'a> {
-    fn of(e: &'a Error) -> Self {
+    pub(super) fn of(e: &'a Error) -> Self {
         ErrorMeta { code: e.code(), name: e.kind().name(), message: e.message(), app_code: e.app_code(), data: e.data() }
     }
 }
 
-fn accepted() -> Response<Body> {
+pub(super) fn accepted() -> Response<Body> {
     Response::builder().status(StatusCode::ACCEPTED).body(Full::new(Bytes::new())).expect("static response")
 }
 
-fn json_ok(id: &RawValue, result: &impl Serialize) -> Response<Body> {
+pub(super) fn json_ok(id: &RawValue, result: &impl Serialize) -> Response<Body> {
     crate::server::json_response(StatusCode::OK, &Success { jsonrpc: "2.0", id, result })
 }
 
-fn rpc_error(id: &RawValue, e: RpcError) -> Response<Body> {
+pub(super) fn rpc_error(id: &RawValue, e: RpcError) -> Response<Body> {
     crate::server::json_response(e.status, &Failure { jsonrpc: "2.0", id, error: &e })
 }

@@ -1,3 +1,16 @@
+//! Reading a JSON-RPC request from the body: typed structs that borrow from it, read leniently.
+
+use super::reply::RpcError;
+use crate::mcp::codes;
+use http::StatusCode;
+use serde::de::{value::MapAccessDeserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
 // ---- Reading a request ----------------------------------------------------------------------
 //
 // Members are read leniently: one of an unexpected type is kept (and then reads as absent, as
@@ -7,16 +20,16 @@
 // a parse error; members not read here (`clientInfo`, …) are checked for JSON syntax only.
 
 /// A request to answer.
-struct Request<'a> {
+pub(super) struct Request<'a> {
     /// A string or a number, echoed verbatim.
-    id: &'a RawValue,
-    method: Cow<'a, str>,
-    params: Option<ObjectOr<Params<'a>>>,
+    pub(super) id: &'a RawValue,
+    pub(super) method: Cow<'a, str>,
+    pub(super) params: Option<ObjectOr<Params<'a>>>,
 }
 
 /// Reads and checks a JSON-RPC message: `Ok(None)` for one that gets no answer (a notification,
 /// or a response a stateless server has nothing to match with).
-fn read_request(body: &[u8]) -> Result<Option<Request<'_>>, RpcError> {
+pub(super) fn read_request(body: &[u8]) -> Result<Option<Request<'_>>, RpcError> {
     // One UTF-8 check of the whole body costs less than serde_json's check of every string. A
     // body that fails it is read as bytes, only for serde_json's own error message.
     let parsed = match std::str::from_utf8(body) {
@@ -65,25 +78,25 @@ struct Envelope<'a> {
 
 /// The `params` members the methods read.
 #[derive(Deserialize, Default)]
-struct Params<'a> {
+pub(super) struct Params<'a> {
     /// `tools/call`.
     #[serde(borrow, default)]
-    name: Option<Raw<'a>>,
+    pub(super) name: Option<Raw<'a>>,
     /// `tools/call`; `null` is the same as absent.
     #[serde(default)]
-    arguments: Option<Value>,
+    pub(super) arguments: Option<Value>,
     /// `tools/list`; anything but `null` is refused, as this server never paginates.
     #[serde(default)]
-    cursor: Option<IgnoredAny>,
+    pub(super) cursor: Option<IgnoredAny>,
     /// `initialize`.
     #[serde(rename = "protocolVersion", borrow, default)]
-    protocol_version: Option<Raw<'a>>,
+    pub(super) protocol_version: Option<Raw<'a>>,
     #[serde(rename = "_meta", borrow, default)]
-    meta: Option<ObjectOr<RequestMeta<'a>>>,
+    pub(super) meta: Option<ObjectOr<RequestMeta<'a>>>,
 }
 
 impl<'a> Params<'a> {
-    fn meta(&self) -> Option<&RequestMeta<'a>> {
+    pub(super) fn meta(&self) -> Option<&RequestMeta<'a>> {
         match &self.meta {
             Some(ObjectOr::Object(meta)) => Some(meta),
             _ => None,
@@ -93,28 +106,28 @@ impl<'a> Params<'a> {
 
 /// The per-request `_meta` members read here (key names as in [`super::META_PROTOCOL_VERSION`] etc.).
 #[derive(Deserialize)]
-struct RequestMeta<'a> {
+pub(super) struct RequestMeta<'a> {
     /// Present at all, even `null`, it marks a modern request.
     #[serde(rename = "io.modelcontextprotocol/protocolVersion", borrow, default, deserialize_with = "present")]
-    protocol_version: Option<Raw<'a>>,
+    pub(super) protocol_version: Option<Raw<'a>>,
     #[serde(rename = "io.modelcontextprotocol/clientCapabilities", borrow, default)]
-    client_capabilities: Option<Raw<'a>>,
+    pub(super) client_capabilities: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    traceparent: Option<Raw<'a>>,
+    pub(super) traceparent: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    tracestate: Option<Raw<'a>>,
+    pub(super) tracestate: Option<Raw<'a>>,
     #[serde(rename = "dev.toolmesh/deadlineMs", borrow, default)]
-    deadline_ms: Option<Raw<'a>>,
+    pub(super) deadline_ms: Option<Raw<'a>>,
 }
 
 /// A member kept as its JSON text, read only as far as the server needs it.
 #[derive(Deserialize, Clone, Copy)]
 #[serde(transparent)]
-struct Raw<'a>(#[serde(borrow)] &'a RawValue);
+pub(super) struct Raw<'a>(#[serde(borrow)] pub(super) &'a RawValue);
 
 impl<'a> Raw<'a> {
     /// The member as a string, or `None` when it is not one.
-    fn as_str(self) -> Option<Cow<'a, str>> {
+    pub(super) fn as_str(self) -> Option<Cow<'a, str>> {
         let json = self.0.get();
         match json.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
             // Without escapes, the text between the quotes is the string.
@@ -124,15 +137,15 @@ impl<'a> Raw<'a> {
         }
     }
 
-    fn as_u64(self) -> Option<u64> {
+    pub(super) fn as_u64(self) -> Option<u64> {
         serde_json::from_str::<Value>(self.0.get()).ok()?.as_u64()
     }
 
-    fn is_object(self) -> bool {
+    pub(super) fn is_object(self) -> bool {
         self.0.get().starts_with('{')
     }
 
-    fn is_string_or_number(self) -> bool {
+    pub(super) fn is_string_or_number(self) -> bool {
         matches!(self.0.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9'))
     }
 }
@@ -143,7 +156,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> R
 }
 
 /// A value read only when it is an object; any other value is skipped and noted by kind.
-enum ObjectOr<T> {
+pub(super) enum ObjectOr<T> {
     Object(T),
     Array,
     Other,

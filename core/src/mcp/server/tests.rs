@@ -1,4 +1,9 @@
+use super::era::*;
+use super::http_checks::*;
+use super::request::*;
 use super::*;
+use serde_json::{json, Value};
+use std::borrow::Cow;
 use crate::host::{Completion, FnHandler, ToolInvocation};
 use crate::registry_api::ToolInfo;
 use http_body_util::BodyExt;
