@@ -21,22 +21,36 @@
 //! Registrations are bound to identity (see `binding`): an agent registers under the name its
 //! certificate carries, a name held by one identity's live registrations is refused to every
 //! other, and one identity holds at most its quotas of agents, tools and bytes.
+//!
+//! This file holds the types ([`Registry`], its locked `State`, one `Agent`); what they do is in
+//! `state/`: `membership.rs` (register, heartbeat, watch, deregister, evict an entity),
+//! `health.rs` (stale agents, eviction, probes of unreachable ones), `queries.rs` (list,
+//! resolve, tools by name), `topology.rs` (computing topologies and waking watchers, the
+//! applied policy), `index.rs` (the maps kept beside the agents), `caller.rs` and `error.rs`.
 
-use crate::access;
-use crate::binding::{self, NameRefusal, QuotaExceeded, Quotas, Usage};
-use crate::validate::{self, Dependency};
-use std::collections::{BTreeSet, HashMap, HashSet};
+mod caller;
+mod error;
+mod health;
+mod index;
+mod membership;
+mod queries;
+#[cfg(test)]
+mod tests;
+mod topology;
+
+pub use caller::Caller;
+pub use error::StateError;
+pub use health::Probe;
+
+use crate::binding::{Quotas, Usage};
+use crate::validate::Dependency;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use toolmesh_core::text::Escaped;
-use toolmesh_core::registry_api::{
-    AgentInfo, AgentList, DependencySpec, HeartbeatResponse, Provider, RegisterRequest, RegisterResponse,
-    ResolveResponse, ResolvedDependency, ToolInfo, Topology,
-};
 use toolmesh_core::policy::Policy;
-use toolmesh_core::resolve::Selector;
+use toolmesh_core::registry_api::{RegisterRequest, Topology};
 
 /// The current topology of one agent, as watchers see it.
 pub type TopologyWatch = watch::Receiver<Arc<Topology>>;

@@ -1,3 +1,5 @@
+//! Who makes a request of the registry's state.
+
 /// Who makes a request: the identity of its verified certificate, and the entity whose CA that
 /// certificate chains to (`None` for the mesh's own CA). Both decide ownership, so an entity's
 /// CA cannot mint a certificate that acts on the mesh's agents by naming the same identity.
@@ -12,7 +14,7 @@ impl Caller {
         Caller { identity: identity.to_owned(), entity: None }
     }
 
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         match &self.entity {
             Some(entity) => format!("{} (entity {entity})", self.identity),
             None => self.identity.clone(),

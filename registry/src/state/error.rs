@@ -1,3 +1,7 @@
+//! Why an operation on the state was refused.
+
+use crate::binding::{NameRefusal, QuotaExceeded};
+
 /// Why an operation on the state was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateError {

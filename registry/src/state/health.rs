@@ -1,3 +1,12 @@
+//! Agents whose heartbeats stopped: stale ones routed to only as a last resort, silent ones
+//! evicted, late and reported ones probed and marked unreachable.
+
+use super::{Agent, Registry};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tokio::time::Instant;
+use toolmesh_core::text::Escaped;
+
 impl Registry {
     /// Removes the agents whose last heartbeat is older than `max_silence`, and takes those
     /// whose heartbeat is overdue out of their dependents' topologies while healthy providers

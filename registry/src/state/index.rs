@@ -1,6 +1,13 @@
+//! The maps kept beside the agents (providers and dependents by capability, names held, usage by
+//! identity), updated together as agents come and go.
+
+use super::{Agent, Caller, State, StateError};
+use crate::binding::Usage;
+use std::collections::{BTreeSet, HashMap, HashSet};
+
 impl State {
     /// What `caller` holds, leaving out the agent `except` (which a registration replaces).
-    fn usage_of(&self, caller: &Caller, except: &str) -> Usage {
+    pub(super) fn usage_of(&self, caller: &Caller, except: &str) -> Usage {
         let held = self.usage.get(caller).copied().unwrap_or_default();
         match self.agents.get(except).filter(|a| a.caller == *caller) {
             Some(replaced) => held.sub(replaced.usage()),
@@ -9,7 +16,7 @@ impl State {
     }
 
     /// The agent, if `caller` is the identity that registered it.
-    fn owned_mut(&mut self, agent_id: &str, caller: &Caller) -> Result<&mut Agent, StateError> {
+    pub(super) fn owned_mut(&mut self, agent_id: &str, caller: &Caller) -> Result<&mut Agent, StateError> {
         let agent = self.agents.get_mut(agent_id).ok_or_else(|| StateError::UnknownAgent(agent_id.to_owned()))?;
         if agent.caller != *caller {
             return Err(StateError::NotOwner {
@@ -21,7 +28,7 @@ impl State {
         Ok(agent)
     }
 
-    fn insert(&mut self, agent: Agent) {
+    pub(super) fn insert(&mut self, agent: Agent) {
         let id = &agent.registration.agent_id;
         for capability in agent.provided_capabilities() {
             self.providers.entry(capability.to_owned()).or_default().insert(id.clone());
@@ -37,7 +44,7 @@ impl State {
     }
 
     /// Removes an agent and its index entries; dependents are not refreshed here.
-    fn remove(&mut self, agent_id: &str) -> Option<Agent> {
+    pub(super) fn remove(&mut self, agent_id: &str) -> Option<Agent> {
         let agent = self.agents.remove(agent_id)?;
         unindex(&mut self.providers, agent.provided_capabilities(), agent_id);
         unindex(&mut self.dependents, agent.depended_capabilities(), agent_id);
@@ -56,7 +63,7 @@ impl State {
         Some(agent)
     }
 
-    fn dependents_of<'a>(&self, capabilities: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
+    pub(super) fn dependents_of<'a>(&self, capabilities: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
         capabilities.filter_map(|c| self.dependents.get(c)).flatten().cloned().collect()
     }
 }

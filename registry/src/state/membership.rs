@@ -1,3 +1,17 @@
+//! Agents joining, beating and leaving: register, heartbeat, watch, deregister, and evicting a
+//! revoked entity's agents.
+
+use super::{Agent, Caller, Registry, StateError, TopologyWatch};
+use crate::access;
+use crate::binding::{self, Usage};
+use crate::validate;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use toolmesh_core::registry_api::{HeartbeatResponse, RegisterRequest, RegisterResponse, Topology};
+use toolmesh_core::text::Escaped;
+
 impl Registry {
     /// Registers an agent, or updates it when the same identity registers the same id again
     /// (an agent re-registers after a registry restart or an eviction). The name recorded is

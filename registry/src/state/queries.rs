@@ -1,3 +1,10 @@
+//! Reading the state: the agent list, resolving a dependency, tools by name.
+
+use super::{Caller, Registry, StateError};
+use tokio::time::Instant;
+use toolmesh_core::registry_api::{AgentInfo, AgentList, DependencySpec, ResolveResponse, ToolInfo};
+use toolmesh_core::resolve::Selector;
+
 impl Registry {
     /// Every agent, ordered by name then id; `unreachable` when the registry could not connect
     /// to it since its last heartbeat, else `stale` when a heartbeat is more than half an

@@ -1,4 +1,5 @@
 use super::*;
+use toolmesh_core::registry_api::{DependencySpec, HeartbeatResponse};
 
 const ALICE_ID: &str = "spiffe://toolmesh.local/agent/alice";
 
