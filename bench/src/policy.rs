@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use toolmesh_core::authorize::Gate;
 use toolmesh_core::origin::Origins;
-use toolmesh_core::pki::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+use toolmesh_ca::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 use toolmesh_core::policy::{
     Action, DefaultAction, LimitsDocument, Phase, Policy, PolicyDocument, PrincipalDocument, Principal, Query, RuleDocument, Target,
     TargetDocument,

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use toolmesh_core::agent::Agent;
 use toolmesh_core::config::AgentConfig;
-use toolmesh_core::pki::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+use toolmesh_ca::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 use toolmesh_core::registry_api::{DependencySpec, RegisterRequest, ToolInfo};
 use toolmesh_core::registry_client::RegistryClient;
 use toolmesh_core::tls::Identity;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use toolmesh_core::auto_tls::default_state_dir;
-use toolmesh_core::pki::DEFAULT_TRUST_DOMAIN;
+use toolmesh_ca::DEFAULT_TRUST_DOMAIN;
 use toolmesh_core::server::ServerLimits;
 use toolmesh_core::{Error, ErrorKind};
 use toolmesh_registry::{default_state_dir_for, AutoIssuer, Quotas, RegistryConfig, ENTITIES_FILE, MESH_CA_FILE};
@@ -238,7 +238,7 @@ fn warn_about_the_old_default<C: AsRef<[u8]>>(new_default: &std::path::Path, roo
     if new_default.join(ENTITIES_FILE).exists() || !old.join(ENTITIES_FILE).exists() {
         return;
     }
-    let prints: Vec<String> = roots.iter().map(|r| toolmesh_core::pki::fingerprint(r.as_ref())).collect();
+    let prints: Vec<String> = roots.iter().map(|r| toolmesh_ca::fingerprint(r.as_ref())).collect();
     let recorded = std::fs::read_to_string(old.join(MESH_CA_FILE)).unwrap_or_default();
     let ours = recorded.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).all(|l| prints.iter().any(|p| p == l.trim()));
     if ours {

@@ -116,7 +116,7 @@ fn registries_of_two_meshes_without_state_dir_do_not_share_entities() {
     drop(other);
 
     let fingerprint = |certs: &Certs| {
-        toolmesh_core::pki::CertificateAuthority::load(&certs.path("ca.pem"), &certs.path("ca.key")).expect("CA").fingerprint()
+        toolmesh_ca::CertificateAuthority::load(&certs.path("ca.pem"), &certs.path("ca.key")).expect("CA").fingerprint()
     };
     let meshes = home.path().join(".toolmesh").join("meshes");
     let first_dir = meshes.join(&fingerprint(&first)[..16]);

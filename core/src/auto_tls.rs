@@ -11,7 +11,7 @@
 use crate::client::{HttpsClient, RequestError};
 use crate::config::AgentConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::pki::{certificate_request, fingerprint};
+use crate::certificate::{certificate_request, fingerprint};
 use crate::registry_api::{ApiError, BootstrapRequest, BootstrapResponse, API_PREFIX};
 use crate::registry_client::check_registry_url;
 use crate::tls::{pinned_registry_config, Identity, VerifyPolicy};

@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod authorize;
 pub mod auto_tls;
+pub mod certificate;
 pub mod client;
 pub mod config;
 pub mod context;
@@ -23,7 +24,6 @@ pub mod mcp;
 pub mod origin;
 mod per_generation;
 pub mod pipeline;
-pub mod pki;
 pub mod policy;
 pub mod registry_api;
 pub mod registry_client;

@@ -94,7 +94,7 @@ async fn an_http2_peer_gets_every_request_on_one_connection() {
 /// caller must hear that its certificate was refused, not that the connection closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_client_certificate_is_reported_as_such_every_time() {
-    use toolmesh_core::pki::{spiffe_id, Role, DEFAULT_TRUST_DOMAIN};
+    use toolmesh_ca::{spiffe_id, Role, DEFAULT_TRUST_DOMAIN};
     use toolmesh_core::tls::{VerifyMode, VerifyPolicy};
     let pki = Pki::new();
     let only_a = VerifyPolicy { mode: VerifyMode::Spiffe, allowed: vec![spiffe_id(DEFAULT_TRUST_DOMAIN, Role::Agent, "a")] };

@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use toolmesh_core::authorize::Gate;
 use toolmesh_core::context::HeaderAllowList;
-use toolmesh_core::pki::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+use toolmesh_ca::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 use toolmesh_core::policy::Policy;
 use toolmesh_core::tls::Identity;
 use toolmesh_core::host::{Completion, FnHandler, LocalTools, ToolInvocation};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::mcp::McpClient;
-use toolmesh_core::pki::{spiffe_id, CertificateAuthority, write_pair, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+use toolmesh_ca::{spiffe_id, CertificateAuthority, write_pair, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 use toolmesh_core::registry_api::{TrustAnchor, TrustBundle};
 use toolmesh_core::registry_client::RegistryClient;
 use toolmesh_core::tls::{Identity, VerifyMode, VerifyPolicy};
@@ -142,7 +142,7 @@ async fn a_rotated_certificate_is_used_without_a_restart_and_no_call_fails() {
 async fn who_is_calling(identity: &Arc<Identity>) -> toolmesh_core::server::HttpsServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     toolmesh_core::server::HttpsServer::spawn_checked(listener, identity.server_config().unwrap(), identity.clone(), |_, peer| async move {
-        let seen = format!("{} {}", toolmesh_core::pki::fingerprint(&peer.chain[0]), peer.remote.port());
+        let seen = format!("{} {}", toolmesh_ca::fingerprint(&peer.chain[0]), peer.remote.port());
         toolmesh_core::server::text_response(http::StatusCode::OK, seen)
     })
     .unwrap()
@@ -185,7 +185,7 @@ async fn a_renewed_client_certificate_is_presented_on_the_next_call_and_old_conn
     let client = toolmesh_core::client::HttpsClient::new(&identity).unwrap();
     let url = format!("https://{}/", server.local_addr());
     let seen = || async { get_text(&client, &url).await.1 };
-    let der = |pem: &str| toolmesh_core::pki::fingerprint(&rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap());
+    let der = |pem: &str| toolmesh_ca::fingerprint(&rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap());
 
     let before = seen().await;
     assert!(before.starts_with(&der(&first.cert_pem)), "{before}");
@@ -262,7 +262,7 @@ fn an_expired_or_not_yet_valid_certificate_is_refused_at_load_saying_which_and_w
 async fn peers_without_the_tls_key_usages_are_refused() {
     let pki = Pki::new();
     // Signed by the mesh CA, but for code signing only: neither serverAuth nor clientAuth.
-    let signing_only = |r: &mut LeafRequest| r.extended_key_usages = vec![toolmesh_core::pki::ExtendedKeyUsagePurpose::CodeSigning];
+    let signing_only = |r: &mut LeafRequest| r.extended_key_usages = vec![toolmesh_ca::ExtendedKeyUsagePurpose::CodeSigning];
     let agent = start_agent("b", &pki.issue("b"), standard_tools(), |_| {}).await;
     let files = pki.issue_with("codesigner", signing_only);
     let e = match Identity::load(&files) {

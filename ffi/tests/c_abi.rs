@@ -14,7 +14,7 @@ use toolmesh::handles::agent::*;
 use toolmesh::handles::config::*;
 use toolmesh::handles::invocation::*;
 use toolmesh::result::*;
-use toolmesh_core::pki::{write_pair, CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+use toolmesh_ca::{write_pair, CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 
 /// Every wait in these tests is bounded by this.
 const WAIT: Duration = Duration::from_secs(10);

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use toolmesh_core::auto_tls::{JoinToken, JOIN_TOKEN_FILE};
-use toolmesh_core::pki::{
+use toolmesh_ca::{
     ca_common_name, write_file_atomic, write_pair, CertificateAuthority, CertificateSummary, LeafRequest, Role, DEFAULT_CA_DAYS,
     DEFAULT_LEAF_DAYS,
 };

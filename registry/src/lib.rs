@@ -32,7 +32,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use toolmesh_core::auto_tls::renew_forever;
-use toolmesh_core::pki::CertificateSummary;
+use toolmesh_ca::CertificateSummary;
 use toolmesh_core::health::HealthServer;
 use toolmesh_core::server::{bind, bracket_ipv6, HttpsServer, ServerLimits};
 use toolmesh_core::tls::Identity;

@@ -14,7 +14,7 @@
 use rustls::pki_types::CertificateDer;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use toolmesh_core::pki::{fingerprint, write_file_atomic};
+use toolmesh_ca::{fingerprint, write_file_atomic};
 use toolmesh_core::{Error, ErrorKind, Result};
 
 /// The file in a state directory naming the mesh CA(s) it belongs to, one SHA-256 (of the DER,

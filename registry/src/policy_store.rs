@@ -75,7 +75,7 @@ impl PolicyStore {
                 })?;
             }
             let json = serde_json::to_vec_pretty(&stored).map_err(|e| PolicyError::Storage(Error::new(ErrorKind::Internal, e.to_string())))?;
-            toolmesh_core::pki::write_file_atomic(file, &json, 0o600).map_err(PolicyError::Storage)?;
+            toolmesh_ca::write_file_atomic(file, &json, 0o600).map_err(PolicyError::Storage)?;
         }
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(policy.clone());
         then(policy);

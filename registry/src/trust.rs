@@ -17,7 +17,7 @@ use rustls::RootCertStore;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use toolmesh_core::pki::{ca_trust_domain, fingerprint, CertificateSummary};
+use toolmesh_ca::{ca_trust_domain, fingerprint, CertificateSummary};
 use toolmesh_core::registry_api::{Entity, EntityList, TrustAnchor, TrustBundle};
 use toolmesh_core::spiffe_id::{is_valid_trust_domain, SCHEME};
 use toolmesh_core::tls::{pem, verify_client_chain, AnchorSet, Scope};
@@ -240,7 +240,7 @@ impl Trust {
                     .map_err(|e| EntityError::Storage(Error::new(ErrorKind::Internal, format!("cannot create {}: {e}", dir.display()))))?;
             }
             let json = serde_json::to_vec_pretty(&Stored { entities: anchors.entities.clone() }).expect("entities serialize");
-            toolmesh_core::pki::write_file_atomic(file, &json, 0o600).map_err(EntityError::Storage)?;
+            toolmesh_ca::write_file_atomic(file, &json, 0o600).map_err(EntityError::Storage)?;
         }
         *self.anchors.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(anchors);
         Ok(())
@@ -336,7 +336,7 @@ fn check_entity_name(name: &str) -> std::result::Result<(), String> {
 mod tests {
     use super::*;
     use std::time::Duration;
-    use toolmesh_core::pki::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+    use toolmesh_ca::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 
     fn leaf(ca: &CertificateAuthority, name: &str) -> Vec<CertificateDer<'static>> {
         leaf_in(ca, name, DEFAULT_TRUST_DOMAIN)
@@ -462,7 +462,7 @@ mod tests {
     fn an_entity_added_without_a_trust_domain_takes_its_cas() {
         let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
         // What `toolmesh certs ca --trust-domain partner.example` makes.
-        let partner = CertificateAuthority::generate(&toolmesh_core::pki::ca_common_name("partner.example"), 1).expect("CA");
+        let partner = CertificateAuthority::generate(&toolmesh_ca::ca_common_name("partner.example"), 1).expect("CA");
         let mesh_der = vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")];
         let trust = Trust::load(mesh_der, Some(DEFAULT_TRUST_DOMAIN.to_owned()), None).expect("trust");
         let entity = trust.add("partner", partner.cert_pem(), None).expect("add");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use toolmesh_core::pki::Role;
+use toolmesh_ca::Role;
 use toolmesh_core::registry_client::RegistryClient;
 use toolmesh_core::tls::Identity;
 use toolmesh_registry::RegistryConfig;

@@ -16,7 +16,7 @@ use proptest::sample::{select, Index};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Value};
 use std::time::Duration;
-use toolmesh_core::pki::Role;
+use toolmesh_ca::Role;
 
 fn cases() -> u32 {
     std::env::var("TOOLMESH_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(384)
@@ -84,7 +84,7 @@ fn every_body_gets_a_documented_answer_never_a_5xx() {
     // A registered agent, so heartbeats reach the body.
     let me = serde_json::to_vec(&registration("fuzz-1", &[("t", "c")], &[])).expect("json");
     assert_eq!(runtime.block_on(agent.send("POST", "/v1/agents", Some(Bytes::from(me)))).status, 200);
-    let (_, csr) = toolmesh_core::pki::certificate_request("joiner").expect("csr");
+    let (_, csr) = toolmesh_ca::certificate_request("joiner").expect("csr");
     let partner = Mesh::named("fuzz partner CA");
     let routes: Vec<(&str, Value, &RawClient)> = vec![
         ("/v1/agents", serde_json::to_value(registration("f-2", &[("a", "a"), ("b", "b")], &[json!("a"), json!({"capability": "b", "tags": ["+x", ["y", "z"]], "version": ">=1"})])).expect("json"), &agent),

@@ -15,7 +15,7 @@ use toolmesh_core::config::AgentConfig;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{Completion, FnHandler, HostError, ToolInvocation};
 use toolmesh_core::mcp::McpClient;
-use toolmesh_core::pki::{CertificateSummary, Role};
+use toolmesh_ca::{CertificateSummary, Role};
 use toolmesh_core::registry_api::{EntityRequest, ToolInfo};
 use toolmesh_core::registry_client::RegistryClient;
 use toolmesh_core::tls::Identity;
@@ -199,7 +199,7 @@ async fn a_rotated_mesh_ca_file_is_followed_without_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = dir.path().join("ca.pem");
     let install = |mesh: &Mesh| {
-        let (cert, key) = toolmesh_core::pki::write_pair(dir.path(), "registry", &mesh.issue("registry", Role::Registry), true).expect("write");
+        let (cert, key) = toolmesh_ca::write_pair(dir.path(), "registry", &mesh.issue("registry", Role::Registry), true).expect("write");
         std::fs::write(&ca, mesh.ca.cert_pem()).expect("write CA");
         toolmesh_core::tls::TlsFiles { cert, key, ca: ca.clone() }
     };
@@ -284,7 +284,7 @@ async fn a_tls_auto_registry_renews_its_own_certificate_while_agents_heartbeat_a
 /// An agent of `partner`'s CA, in the partner's own trust domain, that trusts the mesh CA too,
 /// registering with `registry`; and its certificate files.
 fn partner_agent(files: &std::path::Path, mesh: &Mesh, partner: &Mesh, registry: &str) -> (AgentConfig, toolmesh_core::tls::TlsFiles) {
-    let (cert, key) = toolmesh_core::pki::write_pair(files, "theirs", &partner.issue_in("theirs", Role::Agent, "partner"), true).expect("write");
+    let (cert, key) = toolmesh_ca::write_pair(files, "theirs", &partner.issue_in("theirs", Role::Agent, "partner"), true).expect("write");
     let ca = files.join("bundle.pem");
     std::fs::write(&ca, format!("{}{}", mesh.ca.cert_pem(), partner.ca.cert_pem())).expect("write bundle");
     let mut config = AgentConfig::from_env("theirs").expect("config");

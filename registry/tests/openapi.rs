@@ -10,7 +10,7 @@ use common::{registration_as, Answer, Mesh, RawClient};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use toolmesh_core::pki::Role;
+use toolmesh_ca::Role;
 
 /// One documented response: path template, method, status.
 type ResponseKey = (String, String, String);
@@ -246,13 +246,13 @@ async fn the_live_registry_matches_its_openapi_document() {
     let refused = ex.by(&anonymous).expect(401, "get", AGENTS, AGENTS, None).await.json();
     assert_eq!(refused["error"], "unauthenticated");
     const BOOTSTRAP: &str = "/v1/bootstrap";
-    let (_, csr) = toolmesh_core::pki::certificate_request("joiner").expect("csr");
+    let (_, csr) = toolmesh_ca::certificate_request("joiner").expect("csr");
     let request = json!({"name": "joiner", "csr": csr, "hosts": ["10.1.2.3", "joiner.internal"]});
     ex.by(&anonymous).expect(401, "post", BOOTSTRAP, BOOTSTRAP, Some(request.clone())).await;
     let issued = ex.by(&joining).expect(200, "post", BOOTSTRAP, BOOTSTRAP, Some(request)).await.json();
     assert_eq!(issued["spiffe_id"], "spiffe://toolmesh.local/agent/joiner");
     assert!(issued["lifetime_ms"].as_u64().is_some_and(|ms| (3_599_000..=3_600_000).contains(&ms)), "{issued}");
-    let summary = toolmesh_core::pki::CertificateSummary::parse_pem(issued["certificate"].as_str().expect("pem"), "issued").expect("cert");
+    let summary = toolmesh_ca::CertificateSummary::parse_pem(issued["certificate"].as_str().expect("pem"), "issued").expect("cert");
     assert!(summary.sans().contains(&"IP:10.1.2.3".to_owned()) && summary.sans().contains(&"DNS:joiner.internal".to_owned()), "{:?}", summary.sans());
     let bad_name = json!({"name": "../x", "csr": csr});
     ex.by(&joining).expect_raw(400, "post", BOOTSTRAP, BOOTSTRAP, Some(Bytes::from(bad_name.to_string()))).await;
@@ -380,7 +380,7 @@ async fn the_live_registry_matches_its_openapi_document() {
     assert_eq!(quota["events"].as_array().map(Vec::len), Some(1), "{quota}");
 
     // Last, since it cools this source down for a minute: wrong join tokens are throttled.
-    let (_, csr) = toolmesh_core::pki::certificate_request("guesser").expect("csr");
+    let (_, csr) = toolmesh_ca::certificate_request("guesser").expect("csr");
     let guess = json!({"name": "guesser", "csr": csr});
     for _ in 0..toolmesh_registry::JOIN_FAILURES_ALLOWED {
         ex.by(&anonymous).expect(401, "post", BOOTSTRAP, BOOTSTRAP, Some(guess.clone())).await;

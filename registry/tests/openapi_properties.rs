@@ -22,7 +22,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use toolmesh_core::pki::Role;
+use toolmesh_ca::Role;
 
 /// How many bodies one run sends (each is one request over a kept-alive connection); a longer
 /// run: `TOOLMESH_PROPTEST_CASES=5000`.

@@ -15,7 +15,7 @@ use toolmesh_core::config::AgentConfig;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{Completion, FnHandler, ToolInvocation};
 use toolmesh_core::mcp::McpClient;
-use toolmesh_core::pki::{write_pair, Role};
+use toolmesh_ca::{write_pair, Role};
 use toolmesh_core::policy::{parse_document, PolicyDocument};
 use toolmesh_core::registry_api::{ToolInfo, Topology};
 use toolmesh_core::registry_client::RegistryClient;

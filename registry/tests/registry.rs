@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
-use toolmesh_core::pki::Role;
+use toolmesh_ca::Role;
 use toolmesh_core::registry_api::{RegisterResponse, Topology};
 use toolmesh_core::registry_client::{HeartbeatOutcome, RegistryClient};
 use toolmesh_core::server::PLAINTEXT_ANSWER;

@@ -8,7 +8,7 @@ use common::{Mesh, RawClient};
 use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
-use toolmesh_core::pki::Role;
+use toolmesh_ca::Role;
 use toolmesh_registry::{RegistryConfig, RunningRegistry, ENTITIES_FILE, MESH_CA_FILE};
 
 async fn start_in(mesh: &Mesh, state_dir: &Path) -> toolmesh_core::Result<RunningRegistry> {
@@ -100,7 +100,7 @@ async fn auto_registry(state: &Path, failures: u32, cooldown: Duration) -> (std:
 }
 
 fn join_request(name: &str, hosts: &[&str]) -> bytes::Bytes {
-    let (_, csr) = toolmesh_core::pki::certificate_request(name).expect("csr");
+    let (_, csr) = toolmesh_ca::certificate_request(name).expect("csr");
     json!({"name": name, "csr": csr, "hosts": hosts}).to_string().into()
 }
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::pki::{CertificateAuthority, KeyType, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+use toolmesh_ca::{CertificateAuthority, KeyType, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 
 struct Mesh {
     ca: CertificateAuthority,

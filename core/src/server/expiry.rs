@@ -34,7 +34,7 @@ pub(crate) fn instant_of(at: SystemTime) -> tokio::time::Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+    use toolmesh_ca::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
     use rustls::pki_types::pem::PemObject;
 
     #[test]

@@ -249,7 +249,7 @@ pub(super) fn anchor_sets(configured: &[CertificateDer<'static>], distributed: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::{CertificateAuthority, LeafRequest, Role};
+    use toolmesh_ca::{CertificateAuthority, LeafRequest, Role};
 
     fn der(pem: &str) -> Vec<CertificateDer<'static>> {
         super::super::pem::certificates(pem.as_bytes(), "test").unwrap()

@@ -69,7 +69,7 @@ pub fn encode_certificate(der: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::CertificateAuthority;
+    use toolmesh_ca::CertificateAuthority;
 
     #[test]
     fn certificates_round_trip_and_bad_text_is_named() {

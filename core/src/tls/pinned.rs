@@ -8,7 +8,7 @@ use super::provider;
 use super::refusal::RefusalReason;
 use super::verify::signatures_by_the_mesh_provider;
 use crate::error::Result;
-use crate::pki::fingerprint;
+use crate::certificate::fingerprint;
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, RootCertStore};

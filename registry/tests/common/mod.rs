@@ -7,7 +7,7 @@ use http_body_util::Full;
 use std::sync::Arc;
 use std::time::Duration;
 use toolmesh_core::client::HttpsClient;
-use toolmesh_core::pki::{CertificateAuthority, Issued, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+use toolmesh_ca::{CertificateAuthority, Issued, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 use toolmesh_core::registry_api::{RegisterRequest, ToolInfo};
 use toolmesh_core::tls::{pinned_registry_config, Identity};
 use toolmesh_registry::{AutoIssuer, RegistryConfig, RunningRegistry};

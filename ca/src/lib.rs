@@ -1,11 +1,16 @@
 //! Certificate issuance and inspection: a mesh CA, the leaf certificates it signs (ECDSA P-256
 //! by default, RSA on request), certificate signing requests, and the summary `toolmesh certs
 //! check` prints. The one implementation used by the CLI, the registry's automatic CA and tests.
+//!
+//! This is the operator's side and lives outside `toolmesh-core` so an agent's native library
+//! does not carry CA issuance, RSA key generation and key-file writing. What an agent needs itself
+//! (a signing request to join, certificate fingerprints) is in `toolmesh_core::certificate` and
+//! re-exported here, so the operator's tools name one crate.
+#![forbid(unsafe_code)]
 
-use crate::error::{Error, ErrorKind, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -13,7 +18,11 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
+use toolmesh_core::certificate::distinguished_name;
+use toolmesh_core::error::{Error, ErrorKind, Result};
+use toolmesh_core::spiffe_id::SpiffeId;
 
+pub use toolmesh_core::certificate::{certificate_request, fingerprint};
 pub use rcgen::ExtendedKeyUsagePurpose;
 
 /// The trust domain used in `spiffe://` URI SANs when none is given.
@@ -228,7 +237,7 @@ pub fn ca_common_name(trust_domain: &str) -> String {
 /// The trust domain a CA serves: from a `spiffe://` URI SAN of its own, else from the name
 /// [`ca_common_name`] gave it; `None` for a CA made elsewhere without either.
 pub fn ca_trust_domain(ca: &CertificateSummary) -> Option<String> {
-    let from_uri = ca.uris.iter().find_map(|uri| uri.strip_prefix("spiffe://")?.split('/').next().filter(|d| !d.is_empty()));
+    let from_uri = ca.uris.iter().find_map(|uri| SpiffeId::parse(uri).ok().map(|id| id.trust_domain()));
     let from_name = || {
         let (domain, nonce) = ca.common_name.strip_prefix("toolmesh CA ")?.rsplit_once(' ')?;
         (nonce.len() == 12 && nonce.chars().all(|c| c.is_ascii_hexdigit()) && !domain.is_empty()).then_some(domain)
@@ -236,25 +245,12 @@ pub fn ca_trust_domain(ca: &CertificateSummary) -> Option<String> {
     from_uri.or_else(from_name).map(str::to_owned)
 }
 
-/// Whether `domain` is a SPIFFE trust domain: 1-255 lower-case letters, digits, '.', '-' and '_'
-/// (SPIFFE-ID 2.1).
-pub fn is_valid_trust_domain(domain: &str) -> bool {
-    (1..=255).contains(&domain.len()) && domain.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_'))
-}
+pub use toolmesh_core::spiffe_id::is_valid_trust_domain;
 
-/// A URI SAN of the mesh is a SPIFFE ID: `spiffe://trust-domain/path`, no query or fragment.
+/// A URI SAN of the mesh is a SPIFFE ID, by the rule every reader of certificates applies: the
+/// issuer never writes an ID the mesh would then read as none.
 fn check_spiffe_uri(uri: &str) -> Result<()> {
-    let bad = |why: &str| Err(Error::new(ErrorKind::InvalidConfig, format!("URI SAN '{uri}' {why}; write spiffe://TRUST-DOMAIN/PATH")));
-    let Some(rest) = uri.strip_prefix("spiffe://") else { return bad("is not a spiffe:// ID") };
-    let (domain, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if !is_valid_trust_domain(domain) {
-        return bad("has no valid trust domain (lowercase letters, digits, '-', '.', '_')");
-    }
-    let bad_segment = !path.is_empty() && path.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..");
-    if uri.contains(['?', '#']) || bad_segment {
-        return bad("has an invalid path");
-    }
-    Ok(())
+    SpiffeId::parse(uri).map(drop).map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("URI SAN {e}")))
 }
 
 /// A certificate and its private key, PEM-encoded.
@@ -362,21 +358,6 @@ impl CertificateAuthority {
     }
 }
 
-/// A new private key (ECDSA P-256) and a certificate signing request for it, PEM; the CA fills
-/// in subject and SANs, so the request carries only the name.
-pub fn certificate_request(common_name: &str) -> Result<(KeyPair, String)> {
-    let key = KeyType::EcdsaP256.generate()?;
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(rcgen_error)?;
-    params.distinguished_name = distinguished_name(common_name);
-    let csr = params.serialize_request(&key).map_err(rcgen_error)?.pem().map_err(rcgen_error)?;
-    Ok((key, csr))
-}
-
-/// SHA-256 of a DER certificate, lowercase hex.
-pub fn fingerprint(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der).as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// What `toolmesh certs check` shows of a certificate, and what `rotate` keeps.
 #[derive(Debug, Clone)]
 pub struct CertificateSummary {
@@ -397,8 +378,7 @@ pub struct CertificateSummary {
 impl CertificateSummary {
     /// The first certificate of a PEM text; `name` says where it came from in errors.
     pub fn parse_pem(pem: &str, name: &str) -> Result<Self> {
-        let der = CertificateDer::from_pem_slice(pem.as_bytes())
-            .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("{name} holds no PEM certificate ({e})")))?;
+        let der = toolmesh_core::tls::pem::certificates_required(pem.as_bytes(), name)?.remove(0);
         Self::parse_der(&der, name)
     }
 
@@ -461,10 +441,7 @@ impl CertificateSummary {
 
     /// The role named by the SPIFFE ID's first path segment, if it is one of ours.
     pub fn role(&self) -> Option<Role> {
-        self.uris.iter().find_map(|uri| {
-            let path = uri.strip_prefix("spiffe://")?.split_once('/')?.1;
-            Role::parse(path.split('/').next()?).ok()
-        })
+        self.uris.iter().find_map(|uri| Role::parse(SpiffeId::parse(uri).ok()?.role()?).ok())
     }
 
     /// Every SAN, as `openssl` prints them (`DNS:x`, `IP:x`, `URI:x`).
@@ -479,13 +456,6 @@ impl CertificateSummary {
     pub fn days_left(&self, now: OffsetDateTime) -> i64 {
         (self.not_after - now).whole_days()
     }
-}
-
-fn distinguished_name(common_name: &str) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, common_name);
-    dn.push(DnType::OrganizationName, "toolmesh");
-    dn
 }
 
 fn rcgen_error(e: rcgen::Error) -> Error {
@@ -505,7 +475,7 @@ pub fn write_pair(dir: &Path, name: &str, issued: &Issued, overwrite: bool) -> R
     if !overwrite {
         refuse_existing(&[&cert_path, &key_path])?;
     }
-    crate::fs_private::create_private_dir(dir)
+    toolmesh_core::fs_private::create_private_dir(dir)
         .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("cannot create {}: {e}", dir.display())))?;
     write_file_atomic(&key_path, issued.key_pem.as_bytes(), 0o600)?;
     write_file_atomic(&cert_path, issued.cert_pem.as_bytes(), 0o644)?;

@@ -1,0 +1,182 @@
+//! What each MCP method answers: `server/discover`, `initialize`, `ping`, `tools/list` and
+//! `tools/call`, with the caller decided by the gate and the context a handler runs in.
+
+use super::era::{supported_versions, Era};
+use super::reply::{json_ok, rpc_error, CallResult, ErrorMeta, ResultMeta, RpcError, Structured, TextContent, ToolErrorContent};
+use super::request::{Params, Raw, RequestMeta};
+use super::{McpServer, PeerInfo};
+use crate::authorize::Caller;
+use crate::context::{RequestContext, TraceContext};
+use crate::error::{Error, ErrorKind};
+use crate::mcp::*;
+use crate::server::Body;
+use http::{HeaderMap, Response, StatusCode};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+impl McpServer {
+    /// The modern methods but `tools/call`, once the request is validated.
+    pub(super) fn modern(&self, method: &str, params: &Params, headers: &HeaderMap, peer: &PeerInfo) -> Result<Value, RpcError> {
+        let mut result = match method {
+            "server/discover" => json!({
+                "supportedVersions": supported_versions(),
+                "capabilities": {"tools": {"listChanged": false}},
+                "ttlMs": 0,
+                "cacheScope": "private",
+            }),
+            "tools/list" => {
+                let mut list = self.tools_list(params, headers, peer)?;
+                list["ttlMs"] = json!(0);
+                list["cacheScope"] = json!("private");
+                list
+            }
+            other => {
+                return Err(RpcError::new(StatusCode::NOT_FOUND, codes::METHOD_NOT_FOUND, "Method not found").with_data(json!(other)))
+            }
+        };
+        result["resultType"] = json!("complete");
+        result["_meta"] = json!({ META_SERVER_INFO: self.info });
+        Ok(result)
+    }
+
+    /// The legacy methods but `tools/call`.
+    pub(super) fn legacy(&self, method: &str, params: &Params, headers: &HeaderMap, peer: &PeerInfo) -> Result<Value, RpcError> {
+        match method {
+            "initialize" => {
+                let requested = params.protocol_version.and_then(Raw::as_str);
+                let requested = requested.as_deref().unwrap_or(DEFAULT_LEGACY_VERSION);
+                let version = if LEGACY_VERSIONS.contains(&requested) { requested } else { LEGACY_VERSIONS[0] };
+                Ok(json!({
+                    "protocolVersion": version,
+                    "capabilities": {"tools": {"listChanged": false}},
+                    "serverInfo": self.info,
+                }))
+            }
+            "ping" => Ok(json!({})),
+            "tools/list" => self.tools_list(params, headers, peer),
+            other => Err(RpcError::new(StatusCode::OK, codes::METHOD_NOT_FOUND, "Method not found").with_data(json!(other))),
+        }
+    }
+
+    /// The tools the caller may see (policy's `discover` phase): the same rules that decide its
+    /// calls, so a listed tool is one it may call unless a rule says otherwise.
+    fn tools_list(&self, params: &Params, headers: &HeaderMap, peer: &PeerInfo) -> Result<Value, RpcError> {
+        if params.cursor.is_some() {
+            return Err(RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, "Invalid params: unknown cursor (this server never paginates)"));
+        }
+        let caller = self.caller(headers, peer).map_err(|e| {
+            RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, e.message()).with_data(json!(ErrorMeta::of(&e)))
+        })?;
+        let policy = self.gate.policy();
+        let tools: Vec<Value> = self
+            .tools
+            .tools()
+            .iter()
+            .filter(|t| self.gate.may_list(&policy, &caller, t))
+            .map(|t| {
+                let mut tool = json!({"name": t.name, "inputSchema": t.input_schema});
+                if !t.description.is_empty() {
+                    tool["description"] = json!(t.description);
+                }
+                if !t.annotations.is_empty() {
+                    tool["annotations"] = json!(t.annotations);
+                }
+                tool["_meta"] = json!({"dev.toolmesh/capability": t.capability, "dev.toolmesh/version": t.version, "dev.toolmesh/tags": t.tags});
+                tool
+            })
+            .collect();
+        Ok(json!({ "tools": tools }))
+    }
+
+    /// `tools/call` in either era (a modern request is validated already).
+    pub(super) async fn tools_call(&self, era: Era, id: &RawValue, params: Params<'_>, headers: &HeaderMap, peer: &PeerInfo) -> Response<Body> {
+        let Some(name) = params.name.and_then(Raw::as_str) else {
+            return rpc_error(id, RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, "Invalid params: tools/call needs a string 'name'"));
+        };
+        let admitted = match (self.caller(headers, peer), self.tools.get(&name)) {
+            (Err(e), _) => return self.call_result(era, id, e.message(), None, Some(ErrorMeta::of(&e))),
+            (Ok(caller), Some(tool)) => match self.gate.admit_call(caller, tool) {
+                Ok(admitted) => Some(admitted),
+                Err(e) => return self.call_result(era, id, e.message(), None, Some(ErrorMeta::of(&e))),
+            },
+            // An unknown tool is answered as such below.
+            (Ok(_), None) => None,
+        };
+        let mut context = self.inbound_context(headers, params.meta());
+        context.caller = Some(Arc::from(peer.identity.as_str()));
+        context.origin = admitted.as_ref().and_then(|a| a.origin.clone());
+        let context = Arc::new(context);
+        tracing::debug!(tool = %name, caller = %peer.identity, trace = ?context.trace.as_ref().map(|t| &t.trace_id), "tools/call");
+        let outcome = self.tools.invoke(&name, params.arguments.unwrap_or(Value::Null), context).await;
+        // Holds the call's place in a concurrency limit until the handler has answered.
+        drop(admitted);
+        match outcome {
+            Ok(value) => {
+                // Serialized once: it is both the `structuredContent` and, unless the value is a
+                // string, the text rendering.
+                let json = serde_json::value::to_raw_value(&value).expect("a Value always serializes");
+                let text = match &value {
+                    Value::String(s) => s.as_str(),
+                    _ => json.get(),
+                };
+                self.call_result(era, id, text, Some(Structured::of(era, &value, &json)), None)
+            }
+            Err(e) if e.kind() == ErrorKind::UnknownTool => {
+                rpc_error(id, RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, e.message()).with_data(json!(ErrorMeta::of(&e))))
+            }
+            Err(e) => match e.app_code() {
+                // A tool's own error: a client that does not read toolmesh's `_meta` still sees
+                // its code, in the text and (with its data) as `structuredContent`.
+                Some(app_code) => {
+                    let text = format!("{app_code}: {}", e.message());
+                    let structured = Structured::ToolError { error: ToolErrorContent { code: app_code, message: e.message(), data: e.data() } };
+                    self.call_result(era, id, &text, Some(structured), Some(ErrorMeta::of(&e)))
+                }
+                None => self.call_result(era, id, e.message(), None, Some(ErrorMeta::of(&e))),
+            },
+        }
+    }
+
+    /// Answers a `tools/call` with its result; a modern one carries `resultType` and the server's
+    /// `serverInfo`.
+    fn call_result(&self, era: Era, id: &RawValue, text: &str, structured: Option<Structured>, error: Option<ErrorMeta>) -> Response<Body> {
+        let modern = era == Era::Modern;
+        let result = CallResult {
+            content: [TextContent { kind: "text", text }],
+            structured,
+            is_error: error.is_some(),
+            result_type: modern.then_some("complete"),
+            meta: ResultMeta { server_info: modern.then_some(&*self.info_json), error },
+        };
+        json_ok(id, &result)
+    }
+
+    /// Who is calling: the mTLS peer, and the origin chain it sent (verified).
+    fn caller<'p>(&self, headers: &HeaderMap, peer: &'p PeerInfo) -> Result<Caller<'p>, Error> {
+        let header = match headers.get(crate::origin::HEADER).map(|v| v.to_str()) {
+            None => None,
+            Some(Ok(value)) => Some(value),
+            Some(Err(_)) => return Err(Error::new(ErrorKind::OriginRejected, format!("the {} header is not ASCII", crate::origin::HEADER))),
+        };
+        self.gate.caller(peer, header)
+    }
+
+    /// The context a handler runs in: allow-listed headers, a new span of the caller's trace
+    /// (or a new trace), and the caller's remaining time budget.
+    fn inbound_context(&self, headers: &HeaderMap, meta: Option<&RequestMeta>) -> RequestContext {
+        let header_str = |key: &str| headers.get(key).and_then(|v| v.to_str().ok());
+        let parent = match meta.and_then(|m| m.traceparent).and_then(Raw::as_str) {
+            Some(tp) => TraceContext::parse(&tp, meta.and_then(|m| m.tracestate).and_then(Raw::as_str).as_deref()),
+            None => header_str("traceparent").and_then(|tp| TraceContext::parse(tp, header_str("tracestate"))),
+        };
+        let trace = parent.map(|p| p.child()).unwrap_or_else(TraceContext::new_root);
+        let deadline = meta
+            .and_then(|m| m.deadline_ms)
+            .and_then(Raw::as_u64)
+            .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+        let (headers, hop_only) = self.propagate.capture_inbound(headers.iter().filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))));
+        RequestContext { headers, hop_only, trace: Some(trace), deadline, ..RequestContext::default() }
+    }
+}
