@@ -10,6 +10,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/toolmesh/target}"
 export TOOLMESH_BIN="$CARGO_TARGET_DIR/debug/toolmesh"
 
 scripts/setup-system.sh
+echo "== docs: the module map in docs/architecture.md names every module there is"
+python3 scripts/module-map.py --check
 echo "== rust: unit and integration tests"
 cargo test --locked
 echo "== rust: the Java binding's unit tests (not a default member, so cargo test above skips it)"
