@@ -385,7 +385,7 @@ async fn serve(api: &Api, route: Route, parts: http::request::Parts, body: Incom
             tracing::info!(entity = %entity.name, by = %Escaped(&caller.identity), evicted = evicted.len(), "entity revoked: its agents are cut off");
             no_content()
         }
-        (Route::Topology(id), &Method::GET) => long_poll(api, id, WatchQuery::parse(parts.uri.query())?).await?,
+        (Route::Topology(id), &Method::GET) => long_poll(api, id, caller, WatchQuery::parse(parts.uri.query())?).await?,
         (Route::Audit, &Method::GET) => {
             require_admin(api, caller, "reading the audit")?;
             let query = AuditQuery::parse(parts.uri.query(), api.audit.capacity())?;
@@ -571,9 +571,9 @@ impl WatchQuery {
 
 /// The topology long poll; see [`ProbeIfAbandoned`] for what a poll that loses its connection
 /// tells the registry.
-async fn long_poll(api: &Api, agent_id: &str, query: WatchQuery) -> Result<Response, Refusal> {
+async fn long_poll(api: &Api, agent_id: &str, caller: &Caller, query: WatchQuery) -> Result<Response, Refusal> {
     let mut abandoned = ProbeIfAbandoned { api, agent_id, answered: false };
-    let answer = next_topology(api, agent_id, query).await;
+    let answer = next_topology(api, agent_id, caller, query).await;
     abandoned.answered = true;
     answer
 }
@@ -599,8 +599,8 @@ impl Drop for ProbeIfAbandoned<'_> {
 
 /// Answers with the agent's topology as soon as its version differs from `since`, or 204 when
 /// `wait` passes first. Holds no lock while waiting: it waits on the agent's watch channel.
-async fn next_topology(api: &Api, agent_id: &str, query: WatchQuery) -> Result<Response, Refusal> {
-    let mut topology = api.registry.watch(agent_id)?;
+async fn next_topology(api: &Api, agent_id: &str, caller: &Caller, query: WatchQuery) -> Result<Response, Refusal> {
+    let mut topology = api.registry.watch(agent_id, caller).map_err(|e| Refusal::from(e).about(agent_id, None))?;
     let mut closing = api.closing.clone();
     let deadline = tokio::time::Instant::now() + query.wait;
     loop {

@@ -351,3 +351,19 @@ async fn plaintext_http_gets_a_readable_refusal() {
     assert!(answer.ends_with(PLAINTEXT_ANSWER), "{answer}");
     registry.shutdown().await;
 }
+
+#[tokio::test]
+async fn only_the_identity_that_registered_an_agent_may_watch_its_topology() {
+    let mesh = Mesh::new();
+    let registry = mesh.start_registry(0, Duration::from_secs(5)).await;
+    let consumer = client(&registry.url(), &mesh.identity("report", Role::Agent));
+    let held = register_consumer(&consumer).await;
+    // A topology is what its agent may discover: another identity reading it would learn what
+    // the policy keeps from it.
+    let other = client(&registry.url(), &mesh.identity("calc", Role::Agent));
+    let refused = other.watch("report-1", held.topology.version.wrapping_add(1), Duration::from_millis(50)).await.expect_err("not its agent");
+    assert!(refused.message().contains("not_owner") || refused.message().contains("registered by"), "{refused}");
+    let own = consumer.watch("report-1", held.topology.version.wrapping_add(1), Duration::from_millis(50)).await.expect("its own");
+    assert!(own.is_some(), "a different version answers at once");
+    registry.shutdown().await;
+}

@@ -105,12 +105,13 @@ impl Registry {
         Ok(HeartbeatResponse { topology, trust_bundle_version: None, policy_version: None, warming_up: self.warming_up() })
     }
 
-    /// A receiver of the agent's topology, for long polls. Its sender is dropped (and the
-    /// receiver sees the channel closed) when the agent is deregistered or evicted.
-    pub fn watch(&self, agent_id: &str) -> Result<TopologyWatch, StateError> {
-        let state = self.lock();
-        let agent = state.agents.get(agent_id).ok_or_else(|| StateError::UnknownAgent(agent_id.to_owned()))?;
-        Ok(agent.topology.subscribe())
+    /// A receiver of the agent's topology, for its long polls: only the identity that registered
+    /// it may watch it (a topology is what that agent may discover, decided for it). Its sender
+    /// is dropped (and the receiver sees the channel closed) when the agent is deregistered or
+    /// evicted.
+    pub fn watch(&self, agent_id: &str, caller: &Caller) -> Result<TopologyWatch, StateError> {
+        let mut state = self.lock();
+        Ok(state.owned_mut(agent_id, caller)?.topology.subscribe())
     }
 
     /// Removes an agent; only the identity that registered it may, or an admin (`as_admin`).

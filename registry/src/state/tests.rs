@@ -36,8 +36,8 @@ fn dependents_follow_providers_and_others_are_not_woken() {
     let registry = Registry::new(Duration::from_secs(5), 3);
     registry.register(registration("consumer", &["report"], &["add"]), &alice()).expect("register consumer");
     registry.register(registration("bystander", &["log"], &["sub"]), &alice()).expect("register bystander");
-    let mut consumer = registry.watch("consumer").expect("watch consumer");
-    let mut bystander = registry.watch("bystander").expect("watch bystander");
+    let mut consumer = registry.watch("consumer", &alice()).expect("watch consumer");
+    let mut bystander = registry.watch("bystander", &alice()).expect("watch bystander");
     consumer.mark_unchanged();
     bystander.mark_unchanged();
 
@@ -126,13 +126,13 @@ async fn an_agent_may_depend_on_itself_and_eviction_removes_it_from_dependents()
     let own = registry.register(registration("self", &["add"], &["add"]), &alice()).expect("register");
     assert_eq!(own.topology.dependencies[0].providers[0].agent_id, "self");
     registry.register(registration("consumer", &["report"], &["add"]), &alice()).expect("register");
-    let consumer = registry.watch("consumer").expect("watch");
+    let consumer = registry.watch("consumer", &alice()).expect("watch");
     tokio::time::advance(Duration::from_millis(5)).await;
     registry.heartbeat("consumer", &alice(), 0).expect("heartbeat");
     registry.sweep(Duration::from_millis(4));
     assert_eq!(registry.list(None).agents.iter().map(|a| a.agent_id.as_str()).collect::<Vec<_>>(), ["consumer"]);
     assert!(provider_ids(&consumer).is_empty());
-    assert!(matches!(registry.watch("self"), Err(StateError::UnknownAgent(_))));
+    assert!(matches!(registry.watch("self", &alice()), Err(StateError::UnknownAgent(_))));
 }
 
 #[tokio::test(start_paused = true)]
@@ -141,7 +141,7 @@ async fn a_stale_provider_is_routed_to_only_when_no_healthy_one_remains() {
     registry.register(registration("quiet", &["add"], &[]), &alice()).expect("register");
     registry.register(registration("lively", &["add"], &[]), &alice()).expect("register");
     registry.register(registration("consumer", &["report"], &["add"]), &alice()).expect("register");
-    let consumer = registry.watch("consumer").expect("watch");
+    let consumer = registry.watch("consumer", &alice()).expect("watch");
     assert_eq!(provider_ids(&consumer), ["lively", "quiet"]);
 
     // Two seconds without a beat from `quiet` (stale after 1.5 s, evicted after 3 s).
@@ -170,7 +170,7 @@ async fn an_agent_the_registry_cannot_connect_to_is_listed_unreachable_until_it_
     registry.register(registration("gone", &["add"], &[]), &alice()).expect("register");
     registry.register(registration("lively", &["add"], &[]), &alice()).expect("register");
     registry.register(registration("consumer", &["report"], &["add"]), &alice()).expect("register");
-    let consumer = registry.watch("consumer").expect("watch");
+    let consumer = registry.watch("consumer", &alice()).expect("watch");
     // Reported by a caller: probed at once, whatever its heartbeat.
     let reported = registry.reported(&["gone".into(), "nobody".into()]);
     assert_eq!(reported.iter().map(|p| p.agent_id.as_str()).collect::<Vec<_>>(), ["gone"], "only registered agents are probed");
@@ -224,7 +224,7 @@ fn revoking_an_entity_evicts_its_agents_from_every_topology() {
     registry.register(named(registration("theirs", &["add"], &[]), "p"), &partner).expect("register partner agent");
     registry.register(registration("ours", &["add"], &[]), &alice()).expect("register");
     registry.register(registration("consumer", &["report"], &["add"]), &alice()).expect("register");
-    let consumer = registry.watch("consumer").expect("watch");
+    let consumer = registry.watch("consumer", &alice()).expect("watch");
     assert_eq!(provider_ids(&consumer), ["ours", "theirs"]);
     assert_eq!(registry.list(None).agents.iter().find(|a| a.agent_id == "theirs").and_then(|a| a.entity.clone()).as_deref(), Some("partner"));
     assert_eq!(registry.evict_entity("partner"), ["theirs"]);
