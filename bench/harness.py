@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -39,6 +40,9 @@ MM_VENV = WORK / "mm-venv"
 MM_BIN = WORK / "mm-npm" / "node_modules" / "@mcpmesh" / "cli-linux-x64" / "bin"
 MM_HOME = WORK / "mm-home"
 MM_TLS = MM_HOME / ".mcp-mesh" / "tls"
+# Written by run.sh: the files meshctl --tls-auto actually wrote (its names follow the script's
+# file name, not the agent's), {"ca": path, "registry": {"cert", "key"}, "agent-a": {...}, ...}.
+MM_MANIFEST = WORK / "mm-certs.json"
 AGENTS = BENCH / "agents"
 
 # How long each kind of measurement runs, per mode.
@@ -56,6 +60,11 @@ MODES = {
         policy_rounds=3, policy_iterations=200_000, policy_transport_rounds=20, policy_transport_seconds=1.0,
     ),
 }
+
+
+# The sections, in the order they run; `--only mcp-mesh` names every section with MCP Mesh rows.
+SECTIONS = ("transport", "handshakes", "python", "memory", "coldstart", "registry", "policy")
+ALIASES = {"mcp-mesh": {"python", "memory", "coldstart"}}
 
 
 def log(message: str) -> None:
@@ -191,6 +200,31 @@ def bench_json(args: list[str], timeout: float, name: str) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def mm_certs() -> dict[str, Any]:
+    """MCP Mesh's certificate files, as run.sh found them; a clear error when they are not there."""
+    if not MM_MANIFEST.exists():
+        raise RuntimeError(f"MCP Mesh's certificates are not set up: {MM_MANIFEST} is missing (bench/run.sh writes it "
+                           "with meshctl --tls-auto; run the bench through bench/run.sh)")
+    manifest = json.loads(MM_MANIFEST.read_text())
+    for role in ("ca", "registry", "agent-a", "agent-b"):
+        entry = manifest.get(role)
+        files = [entry] if isinstance(entry, str) else list((entry or {}).values())
+        missing = [f for f in files if not Path(f).is_file()] if files else [f"(no '{role}' entry)"]
+        if missing:
+            raise RuntimeError(f"MCP Mesh certificate for {role} missing: {', '.join(missing)} (named in {MM_MANIFEST}); "
+                               f"delete {MM_MANIFEST} and rerun bench/run.sh to regenerate them with meshctl")
+    return manifest
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a process's log, for an error message that names the cause."""
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text[-lines:]) if text else f"({path} is empty)"
+
+
 def med(values: list[float]) -> float:
     values = [v for v in values if v is not None and v == v]
     return statistics.median(values) if values else float("nan")
@@ -205,6 +239,12 @@ class Run:
         self.results: dict[str, Any] = {"sections": {}, "missing": {}}
         self.registry_url = ""
         self.registry_pid = 0
+        self.registry_rss_start: Optional[float] = None
+        # MCP Mesh's registry: its pid once started, or why it could not be (every MCP Mesh row then fails with that cause).
+        self.mm_registry_pid = 0
+        self.mm_registry_rss_start: Optional[float] = None
+        self.mm_error = ""
+        self.mm_port = 0
 
     def wants(self, section: str) -> bool:
         return self.only is None or section in self.only
@@ -241,6 +281,10 @@ class Run:
         os.environ.update(env)
         try:
             answer = bench_json([*args, "--", *cmd], timeout=120, name=f"{name}-coldstart")
+        except RuntimeError as error:
+            # The probe says what it saw; the agent's own log usually says why.
+            raise RuntimeError(f"{kind} agent {agent_name} ({name}) did not become callable: {error}\n"
+                               f"last lines of {LOGS / f'{name}.log'}:\n{log_tail(LOGS / f'{name}.log')}") from None
         finally:
             for k, v in old_env.items():
                 if v is None:
@@ -256,8 +300,8 @@ class Run:
         if client == "tm":
             return ["--cert", str(CERTS / "loadgen.pem"), "--key", str(CERTS / "loadgen.key"), "--ca", str(CERTS / "ca.pem")]
         # Any MCP Mesh leaf works as a client certificate (the reference says so).
-        return ["--cert", str(MM_TLS / "local-dev" / "registry-cert.pem"), "--key", str(MM_TLS / "local-dev" / "registry-key.pem"),
-                "--ca", str(MM_TLS / "ca.pem")]
+        mm = mm_certs()
+        return ["--cert", mm["registry"]["cert"], "--key", mm["registry"]["key"], "--ca", mm["ca"]]
 
     # ---- MCP Mesh plumbing -------------------------------------------------------------
     def mm_registry_env(self) -> dict[str, str]:
@@ -265,10 +309,10 @@ class Run:
             "HOME": str(MM_HOME),
             "DATABASE_URL": str(MM_HOME / ".mcp-mesh" / "mcp_mesh_registry.db"),
             "MCP_MESH_LOG_LEVEL": "INFO", "MCP_MESH_DEBUG_MODE": "false",
-            "MCP_MESH_TLS_MODE": "auto", "MCP_MESH_TRUST_BACKEND": "localca,filestore", "MCP_MESH_TRUST_DIR": str(MM_TLS),
-            "MCP_MESH_TLS_CERT": str(MM_TLS / "local-dev" / "registry-cert.pem"),
-            "MCP_MESH_TLS_KEY": str(MM_TLS / "local-dev" / "registry-key.pem"),
-            "MCP_MESH_TLS_CA": str(MM_TLS / "ca.pem"),
+            "MCP_MESH_TLS_MODE": "auto", "MCP_MESH_TRUST_BACKEND": "localca,filestore", "MCP_MESH_TRUST_DIR": str(Path(mm_certs()["ca"]).parent),
+            "MCP_MESH_TLS_CERT": mm_certs()["registry"]["cert"],
+            "MCP_MESH_TLS_KEY": mm_certs()["registry"]["key"],
+            "MCP_MESH_TLS_CA": mm_certs()["ca"],
         }
 
     def mm_agent_env(self, cert_name: str, agent_name: str, port: int) -> dict[str, str]:
@@ -281,10 +325,10 @@ class Run:
             "MCP_MESH_DATABASE_URL": f"sqlite:///{MM_HOME / '.mcp-mesh' / 'mcp_mesh_registry.db'}",
             "MCP_MESH_LOG_LEVEL": "INFO", "MCP_MESH_DEBUG_MODE": "false",
             "HOST": "127.0.0.1", "MCP_MESH_HTTP_HOST": "127.0.0.1",
-            "MCP_MESH_TLS_MODE": "auto", "MCP_MESH_TRUST_BACKEND": "localca", "MCP_MESH_TRUST_DIR": str(MM_TLS),
-            "MCP_MESH_TLS_CERT": str(MM_TLS / "local-dev" / "agents" / f"{cert_name}-cert.pem"),
-            "MCP_MESH_TLS_KEY": str(MM_TLS / "local-dev" / "agents" / f"{cert_name}-key.pem"),
-            "MCP_MESH_TLS_CA": str(MM_TLS / "ca.pem"),
+            "MCP_MESH_TLS_MODE": "auto", "MCP_MESH_TRUST_BACKEND": "localca", "MCP_MESH_TRUST_DIR": str(Path(mm_certs()["ca"]).parent),
+            "MCP_MESH_TLS_CERT": mm_certs()[cert_name]["cert"],
+            "MCP_MESH_TLS_KEY": mm_certs()[cert_name]["key"],
+            "MCP_MESH_TLS_CA": mm_certs()["ca"],
             "BENCH_AGENT_NAME": agent_name, "BENCH_PORT": str(port),
         }
 
@@ -302,6 +346,8 @@ class Run:
         return f"https://localhost:{self.mm_port}"
 
     def mm_launch(self, name: str, script: str, cert_name: str, agent_name: str, keep: bool, tool: str = "add") -> dict[str, Any]:
+        if not self.mm_registry_pid:
+            raise RuntimeError(f"MCP Mesh's registry is not running: {self.mm_error or 'not started'}")
         port = free_port()
         env = self.mm_agent_env(cert_name, agent_name, port)
         return self.launch(name, "mcpmesh", self.mm_url(), agent_name, [str(MM_VENV / "bin" / "python"), str(AGENTS / script)],
@@ -430,7 +476,8 @@ class Run:
             "agents": rows,
             "registries": {
                 "toolmesh": {"rss_after_start_mib": self.registry_rss_start, "rss_now_mib": rss_mib(self.registry_pid)},
-                "mcpmesh": {"rss_after_start_mib": self.mm_registry_rss_start, "rss_now_mib": rss_mib(self.mm_registry_pid)},
+                "mcpmesh": {"rss_after_start_mib": self.mm_registry_rss_start,
+                            "rss_now_mib": rss_mib(self.mm_registry_pid) if self.mm_registry_pid else None},
             },
         }
 
@@ -448,7 +495,12 @@ class Run:
                     continue
                 trials.setdefault(label, []).append(answer)
                 log(f"  trial {t} {label}: registered {answer['registered_ms']:.0f} ms, callable {answer['callable_ms']:.0f} ms")
-            answer = self.mm_launch("cold-mm-b", "mm_agent_b.py", "agent-b", "agent-b", keep=False)
+            try:
+                answer = self.mm_launch("cold-mm-b", "mm_agent_b.py", "agent-b", "agent-b", keep=False)
+            except Exception as error:
+                log(f"  mcpmesh-python FAILED: {error}")
+                self.results.setdefault("failed", {})["coldstart-mcpmesh-python"] = str(error)
+                continue
             trials.setdefault("mcpmesh-python", []).append(answer)
             log(f"  trial {t} mcpmesh-python: registered {answer['registered_ms']:.0f} ms, callable {answer['callable_ms']:.0f} ms")
         self.results["sections"]["coldstart"] = trials
@@ -459,18 +511,38 @@ class Run:
         # (agents, pooled connections): a few shared connections, and one connection per agent
         # (what real agents hold) at the largest size.
         for n, connections in self.cfg["scales"]:
+            # One descriptor per connection in the registry and in the simulator, plus their
+            # listeners, certificate files, real agents, runtime: a margin of 1,024.
+            needed = connections + 1024
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            if soft != resource.RLIM_INFINITY and soft < needed:
+                message = (f"registry row {n} agents / {connections} connections not run: it needs {needed} open files per process, "
+                           f"the limit is {soft} (hard {hard}); bench/run.sh raises the soft limit to the hard one, so raise the "
+                           "hard limit (ulimit -Hn as root, limits.conf nofile, docker --ulimit nofile=65536:65536) and rerun")
+                log(f"  {message}")
+                self.results.setdefault("failed", {})[f"registry-{n}-{connections}"] = message
+                continue
             # Few connections (identities) register many simulated agents: lift the per-identity quotas.
             unlimited = ("--max-agents-per-identity", str(n), "--max-tools-per-identity", str(n), "--max-bytes-per-identity", "1GiB")
-            url, pid = self.start_tm_registry(f"scale-registry-{n}-{connections}", unlimited)
-            rss_start = rss_mib(pid)
-            answer = bench_json(["registry-scale", "--registry-url", url, "--ca", str(CERTS / "ca.pem"),
-                                 "--ca-key", str(CERTS / "ca.key"), "--work-dir", str(WORK / "scale-certs"),
-                                 "--registry-pid", str(pid), "--agents", str(n), "--connections", str(connections),
-                                 "--window", str(self.cfg["scale_window"]), "--trials", str(self.cfg["scale_trials"])],
-                                timeout=600, name=f"registry-scale-{n}-{connections}")
-            answer["registry_rss_mib_after_start"] = rss_start
-            out.append(answer)
-            self.procs.stop(pid)
+            name = f"scale-registry-{n}-{connections}"
+            pid = 0
+            try:
+                url, pid = self.start_tm_registry(name, unlimited)
+                rss_start = rss_mib(pid)
+                answer = bench_json(["registry-scale", "--registry-url", url, "--ca", str(CERTS / "ca.pem"),
+                                     "--ca-key", str(CERTS / "ca.key"), "--work-dir", str(WORK / "scale-certs"),
+                                     "--registry-pid", str(pid), "--agents", str(n), "--connections", str(connections),
+                                     "--window", str(self.cfg["scale_window"]), "--trials", str(self.cfg["scale_trials"])],
+                                    timeout=600, name=f"registry-scale-{n}-{connections}")
+                answer["registry_rss_mib_after_start"] = rss_start
+                out.append(answer)
+            except Exception as error:  # one row must not lose the others
+                message = f"registry row {n} agents / {connections} connections failed: {error}\nlast lines of {LOGS / f'{name}.log'}:\n{log_tail(LOGS / f'{name}.log')}"
+                log(f"  {message}")
+                self.results.setdefault("failed", {})[f"registry-{n}-{connections}"] = message
+            finally:
+                if pid:
+                    self.procs.stop(pid)
         self.results["sections"]["registry_scale"] = out
 
     def policy(self) -> None:
@@ -513,14 +585,25 @@ class Run:
         self.results["git"] = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
                                              text=True).stdout.strip()
         try:
-            self.registry_url, self.registry_pid = self.start_tm_registry()
+            try:
+                self.registry_url, self.registry_pid = self.start_tm_registry()
+            except Exception as error:
+                # Every section but handshakes, policy's decision bench and registry (its own registries) needs it.
+                registry_error = f"toolmesh's registry did not start: {error}"
+                log(registry_error)
+                self.results.setdefault("failed", {})["toolmesh-registry"] = registry_error
             time.sleep(0.5)
-            self.registry_rss_start = rss_mib(self.registry_pid)
+            self.registry_rss_start = rss_mib(self.registry_pid) if self.registry_pid else None
             if any(self.wants(s) for s in ("python", "memory", "coldstart")):
-                self.mm_registry_pid = self.start_mm_registry()
-                time.sleep(0.5)
-                self.mm_registry_rss_start = rss_mib(self.mm_registry_pid)
-            for section in ("transport", "handshakes", "python", "memory", "coldstart", "registry", "policy"):
+                try:
+                    self.mm_registry_pid = self.start_mm_registry()
+                    time.sleep(0.5)
+                    self.mm_registry_rss_start = rss_mib(self.mm_registry_pid)
+                except Exception as error:
+                    self.mm_error = f"{error}\nlast lines of {LOGS / 'mm-registry.log'}:\n{log_tail(LOGS / 'mm-registry.log')}"
+                    log(f"MCP Mesh's registry did not start (its rows will fail): {self.mm_error}")
+                    self.results.setdefault("failed", {})["mcpmesh-registry"] = self.mm_error
+            for section in SECTIONS:
                 if not self.wants(section):
                     continue
                 t = time.time()
@@ -551,10 +634,22 @@ class Run:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short smoke run (results in latest-quick.*)")
-    parser.add_argument("--only", help="comma-separated sections: transport,handshakes,python,memory,coldstart,registry,policy")
+    parser.add_argument("--only", help="comma-separated sections: transport,handshakes,python,memory,coldstart,registry,policy; "
+                        "mcp-mesh stands for every section with MCP Mesh rows (python,memory,coldstart)")
     args = parser.parse_args()
     sys.path.insert(0, str(BENCH))
-    Run("quick" if args.quick else "full", set(args.only.split(",")) if args.only else None).go()
+    only = None
+    if args.only:
+        only = set()
+        for name in args.only.split(","):
+            if name in ALIASES:
+                only |= ALIASES[name]
+            elif name in SECTIONS:
+                only.add(name)
+            else:
+                parser.error(f"unknown section '{name}' in --only; sections: {','.join(SECTIONS)}; groups: "
+                             + ", ".join(f"{k} ({','.join(sorted(v))})" for k, v in ALIASES.items()))
+    Run("quick" if args.quick else "full", only).go()
 
 
 if __name__ == "__main__":

@@ -281,7 +281,14 @@ def render(results: dict[str, Any]) -> str:
     if results.get("missing"):
         lines += ["## Not measured", ""] + [f"- {k}: {v}" for k, v in results["missing"].items()] + [""]
     if results.get("failed"):
-        lines += ["## Failed sections", ""] + [f"- {k}: {v}" for k, v in results["failed"].items()] + [""]
+        # The cause on the bullet, the log lines that show it indented under it.
+        lines += ["## Failed sections", ""]
+        for k, v in results["failed"].items():
+            first, *rest = str(v).splitlines() or [""]
+            lines.append(f"- **{k}**: {first}")
+            if rest:
+                lines += ["", "  ```"] + [f"  {line}" for line in rest] + ["  ```"]
+        lines.append("")
     return "\n".join(lines)
 
 
