@@ -62,6 +62,10 @@ MODES = {
 }
 
 
+# The Java agent's JVM options (see FINDINGS.md, Java agent memory): none, the JVM's defaults, as
+# a user gets them; BENCH_JAVA_OPTIONS (space-separated) measures others.
+JAVA_OPTIONS = os.environ.get("BENCH_JAVA_OPTIONS", "").split()
+
 # The sections, in the order they run; `--only mcp-mesh` names every section with MCP Mesh rows.
 SECTIONS = ("transport", "handshakes", "python", "memory", "coldstart", "registry", "policy")
 ALIASES = {"mcp-mesh": {"python", "memory", "coldstart"}}
@@ -430,12 +434,15 @@ class Run:
             agents.append(("node", "calc", ["node", str(ROOT / "examples" / "node" / "calc.mjs")], self.tm_env("calc")))
         else:
             self.results["missing"]["node"] = "examples/node or its toolmesh link is missing (scripts/node-env.sh)"
-        classpath = WORK / "java-classpath.txt"
-        classes = ROOT / "examples" / "java" / "target" / "classes"
+        classpath = WORK / "java" / "dependencies.txt"
+        classes = WORK / "java" / "classes"
         if (classes / "Calc.class").exists() and classpath.exists() and shutil.which("java"):
-            agents.append(("java", "calc", ["java", "-cp", f"{classes}:{classpath.read_text().strip()}", "Calc"], self.tm_env("calc")))
+            # The release JNI library of this run's cargo build, found on java.library.path.
+            agents.append(("java", "calc", ["java", *JAVA_OPTIONS, f"-Djava.library.path={TARGET / 'release'}",
+                                            "-cp", f"{classes}:{classpath.read_text().strip()}", "Calc"], self.tm_env("calc")))
         else:
-            self.results["missing"]["java"] = "examples/java is not compiled or its classpath is unknown (scripts/java-env.sh, then bench/run.sh)"
+            self.results["missing"]["java"] = ("the Java agent was not built: bench/run.sh builds it when javac and mvn are on PATH "
+                                               "(scripts/java-env.sh installs them); see bench/.work/logs/java-build.log")
         c_bin = WORK / "c" / "squares"
         if c_bin.exists():
             agents.append(("c", "squares", [str(c_bin)], self.tm_env("squares")))

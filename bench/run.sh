@@ -37,9 +37,13 @@ if [[ -n "$only" && ! ",$only," =~ ,(python|memory|coldstart|mcp-mesh), ]]; then
   needs_others=0
 fi
 
+# The Java agent is built here from the binding's sources when a JDK and Maven are present (its
+# JNI library in the same release build), so the Java rows need nothing installed by hand.
+java_ok=0
+if command -v javac >/dev/null && command -v mvn >/dev/null; then java_ok=1; fi
 if ((needs_others)); then
-  step "building toolmesh-bench, the toolmesh CLI and libtoolmesh (release)"
-  (cd "$ROOT" && cargo build --quiet --release -p toolmesh-bench -p toolmesh-cli -p toolmesh-ffi)
+  step "building toolmesh-bench, the toolmesh CLI, libtoolmesh$( ((java_ok)) && echo ' and the JNI library') (release)"
+  (cd "$ROOT" && cargo build --quiet --release -p toolmesh-bench -p toolmesh-cli -p toolmesh-ffi $( ((java_ok)) && echo -p toolmesh-java))
 else
   step "building toolmesh-bench and the toolmesh CLI (release; sections: $only)"
   (cd "$ROOT" && cargo build --quiet --release -p toolmesh-bench -p toolmesh-cli)
@@ -47,16 +51,22 @@ fi
 
 if ((needs_others)); then
 
-# The Python toolchain (maturin) comes from the project's own .venv.
-if [[ ! -x "$ROOT/.venv/bin/maturin" ]]; then
-  step "setting up .venv with scripts/python-env.sh"
-  bash "$ROOT/scripts/python-env.sh"
+# maturin: the project's .venv's when scripts/python-env.sh made one, else the bench's own
+# (bench/.work/tools-venv; the same version range as bindings-python/pyproject.toml requires).
+MATURIN="$ROOT/.venv/bin/maturin"
+if [[ ! -x "$MATURIN" ]]; then
+  MATURIN="$WORK/tools-venv/bin/maturin"
+  if [[ ! -x "$MATURIN" ]]; then
+    step "installing maturin into bench/.work/tools-venv"
+    python3 -m venv "$WORK/tools-venv"
+    "$WORK/tools-venv/bin/pip" install --quiet --disable-pip-version-check "maturin>=1.9,<2"
+  fi
 fi
 step "building the toolmesh wheel (release) into bench/.work/tm-venv"
 [[ -x "$WORK/tm-venv/bin/python" ]] || python3 -m venv "$WORK/tm-venv"
 rm -rf "$WORK/wheel"
 build_log="$WORK/logs/wheel-build.log"
-if ! (cd "$ROOT/bindings-python" && "$ROOT/.venv/bin/maturin" build --release --out "$WORK/wheel" \
+if ! (cd "$ROOT/bindings-python" && "$MATURIN" build --release --out "$WORK/wheel" \
       --interpreter "$WORK/tm-venv/bin/python") >"$build_log" 2>&1; then
   cat "$build_log" >&2
   exit 1
@@ -154,11 +164,25 @@ if [[ -f "$ROOT/examples/c/Makefile" ]]; then
     || step "examples/c did not build (see bench/.work/logs/c-build.log); the C rows are skipped"
 fi
 
-if [[ -f "$ROOT/examples/java/target/classes/Calc.class" ]] && command -v mvn >/dev/null; then
-  # The Java example's classpath: the toolmesh jar (native library inside) and its dependencies.
-  mvn -q -B -f "$ROOT/examples/java/pom.xml" dependency:build-classpath \
-    -Dmdep.outputFile="$WORK/java-classpath.txt" >"$WORK/logs/java-classpath.log" 2>&1 \
-    || { rm -f "$WORK/java-classpath.txt"; step "no classpath for examples/java (see bench/.work/logs/java-classpath.log); the Java rows are skipped"; }
+rm -rf "$WORK/java"
+if ((java_ok)); then
+  # examples/java's Calc compiled with the binding's sources into bench/.work/java/classes; the
+  # binding's dependencies (Jackson) resolved by Maven; the JNI library is the release one above,
+  # loaded from java.library.path (harness.py) — what the released jar carries.
+  step "compiling the Java agent (examples/java with bindings-java's sources) into bench/.work/java"
+  mkdir -p "$WORK/java/classes"
+  java_sources=$(find "$ROOT/bindings-java/src/main/java" -name '*.java')
+  if mvn -q -B -f "$ROOT/bindings-java/pom.xml" dependency:build-classpath -Dmdep.includeScope=runtime \
+       -Dmdep.outputFile="$WORK/java/dependencies.txt" >"$WORK/logs/java-build.log" 2>&1 \
+     && javac -parameters --release 17 -d "$WORK/java/classes" -cp "$(cat "$WORK/java/dependencies.txt")" \
+       $java_sources "$ROOT/examples/java/src/main/java/Calc.java" >>"$WORK/logs/java-build.log" 2>&1; then
+    :
+  else
+    rm -rf "$WORK/java"
+    step "the Java agent did not build (see bench/.work/logs/java-build.log); the Java rows are skipped"
+  fi
+else
+  step "no javac or mvn on PATH: the Java rows are skipped (scripts/java-env.sh installs them)"
 fi
 fi  # needs_others
 
