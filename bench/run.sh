@@ -23,7 +23,7 @@ step() { echo "bench: $*" >&2; }
 mkdir -p "$WORK/logs"
 
 # The Python wheel, MCP Mesh and the other languages' examples are needed by the python, memory
-# and coldstart sections only; `--only` without them builds and installs the Rust side alone.
+# and coldstart sections only; `--only` without them installs nothing else.
 only=""
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
@@ -41,13 +41,10 @@ fi
 # JNI library in the same release build), so the Java rows need nothing installed by hand.
 java_ok=0
 if command -v javac >/dev/null && command -v mvn >/dev/null; then java_ok=1; fi
-if ((needs_others)); then
-  step "building toolmesh-bench, the toolmesh CLI, libtoolmesh$( ((java_ok)) && echo ' and the JNI library') (release)"
-  (cd "$ROOT" && cargo build --quiet --release -p toolmesh-bench -p toolmesh-cli -p toolmesh-ffi $( ((java_ok)) && echo -p toolmesh-java))
-else
-  step "building toolmesh-bench and the toolmesh CLI (release; sections: $only)"
-  (cd "$ROOT" && cargo build --quiet --release -p toolmesh-bench -p toolmesh-cli)
-fi
+# One build of the same packages whatever --only says: building another set of packages unifies
+# the dependencies' features differently and rebuilds core and the rest (minutes, with fat LTO).
+step "building toolmesh-bench, the toolmesh CLI, libtoolmesh$( ((java_ok)) && echo ' and the JNI library') (release)"
+(cd "$ROOT" && cargo build --quiet --release -p toolmesh-bench -p toolmesh-cli -p toolmesh-ffi $( ((java_ok)) && echo -p toolmesh-java))
 
 if ((needs_others)); then
 
