@@ -62,9 +62,12 @@ MODES = {
 }
 
 
-# The Java agent's JVM options (see FINDINGS.md, Java agent memory): none, the JVM's defaults, as
-# a user gets them; BENCH_JAVA_OPTIONS (space-separated) measures others.
-JAVA_OPTIONS = os.environ.get("BENCH_JAVA_OPTIONS", "").split()
+# The Java agent's JVM options: the ones bindings-java's README recommends for an agent (serial
+# collector, 64 MiB heap; FINDINGS.md §5: under load the JVM's default G1 heap, sized from the
+# machine's RAM, grows RSS 3.4× by touching eden, not by anything the agent keeps). The memory
+# section measures the JVM's defaults beside them ("java, JVM defaults"). BENCH_JAVA_OPTIONS
+# (space-separated) replaces them.
+JAVA_OPTIONS = os.environ.get("BENCH_JAVA_OPTIONS", "-XX:+UseSerialGC -Xmx64m").split()
 
 # The sections, in the order they run; `--only mcp-mesh` names every section with MCP Mesh rows.
 SECTIONS = ("transport", "handshakes", "python", "memory", "coldstart", "registry", "policy")
@@ -425,7 +428,7 @@ class Run:
             for ab in ("a", "b"):
                 self.procs.stop(s[ab]["pid"])
 
-    def language_agents(self) -> list[tuple[str, str, list[str], dict[str, str]]]:
+    def language_agents(self, jvm_defaults: bool = False) -> list[tuple[str, str, list[str], dict[str, str]]]:
         """(label, registry name, command, environment) of each toolmesh agent that exists; each
         holds a certificate of its registry name (the registry takes the name from it)."""
         agents = [("python", "py-mem", [str(TM_PYTHON), str(AGENTS / "tm_agent_b.py")], self.tm_env("py-mem", "py-mem"))]
@@ -438,8 +441,12 @@ class Run:
         classes = WORK / "java" / "classes"
         if (classes / "Calc.class").exists() and classpath.exists() and shutil.which("java"):
             # The release JNI library of this run's cargo build, found on java.library.path.
-            agents.append(("java", "calc", ["java", *JAVA_OPTIONS, f"-Djava.library.path={TARGET / 'release'}",
-                                            "-cp", f"{classes}:{classpath.read_text().strip()}", "Calc"], self.tm_env("calc")))
+            def java(options: list[str]) -> list[str]:
+                return ["java", *options, f"-Djava.library.path={TARGET / 'release'}",
+                        "-cp", f"{classes}:{classpath.read_text().strip()}", "Calc"]
+            agents.append(("java", "calc", java(JAVA_OPTIONS), self.tm_env("calc")))
+            if jvm_defaults:
+                agents.append(("java, JVM defaults", "calc", java([]), self.tm_env("calc")))
         else:
             self.results["missing"]["java"] = ("the Java agent was not built: bench/run.sh builds it when javac and mvn are on PATH "
                                                "(scripts/java-env.sh installs them); see bench/.work/logs/java-build.log")
@@ -455,13 +462,13 @@ class Run:
         log("memory: idle RSS after start and after load, per language; MCP Mesh beside")
         c = self.cfg
         rows = []
-        for label, name, cmd, env in self.language_agents() + [("mcpmesh-python", "agent-b", None, None)]:
+        for label, name, cmd, env in self.language_agents(jvm_defaults=True) + [("mcpmesh-python", "agent-b", None, None)]:
             try:
                 if cmd is None:
                     started = self.mm_launch("mem-mm-b", "mm_agent_b.py", "agent-b", "agent-b", keep=True)
                     tls = self.client_tls("mm")
                 else:
-                    started = self.launch(f"mem-{label}", "toolmesh", self.registry_url, name, cmd, env, keep=True)
+                    started = self.launch(f"mem-{label.replace(', ', '-').replace(' ', '-')}", "toolmesh", self.registry_url, name, cmd, env, keep=True)
                     tls = self.client_tls("tm")
             except Exception as error:
                 log(f"  {label} FAILED: {error}")
@@ -472,11 +479,11 @@ class Run:
             idle = rss_mib(pid)
             loaded = bench_json(["load", *tls, "--url", started["endpoint"], "--tool", "add", "--arguments", '{"a":20,"b":22}',
                                  "--expect", "42", "--concurrency", "16", "--seconds", str(c["memory_load_seconds"]),
-                                 "--warmup", "0.5", "--max-calls", "200000"], timeout=120, name=f"mem-load-{label}")
+                                 "--warmup", "0.5", "--max-calls", "200000"], timeout=120, name=f"mem-load-{label.replace(', ', '-').replace(' ', '-')}")
             time.sleep(1.0)
             after = rss_mib(pid)
             log(f"  {label}: idle {idle:.1f} MiB, after {loaded['stats']['calls']} calls {after:.1f} MiB")
-            rows.append({"agent": label, "pid": pid, "rss_idle_mib": idle, "rss_after_load_mib": after,
+            rows.append({"agent": label, "pid": pid, "options": " ".join(JAVA_OPTIONS) if label == "java" else None, "rss_idle_mib": idle, "rss_after_load_mib": after,
                          "load_calls": loaded["stats"]["calls"], "load_throughput": loaded["stats"]["throughput"]})
             self.procs.stop(pid)
         self.results["sections"]["memory"] = {
@@ -518,19 +525,24 @@ class Run:
         # (agents, pooled connections): a few shared connections, and one connection per agent
         # (what real agents hold) at the largest size.
         for n, connections in self.cfg["scales"]:
-            # One descriptor per connection in the registry and in the simulator, plus their
-            # listeners, certificate files, real agents, runtime: a margin of 1,024.
-            needed = connections + 1024
+            # Two descriptors per connection in the simulator (core's client keeps a duplicate of
+            # each socket to watch for the peer's close), one in the registry, plus listeners,
+            # certificate files, real agents, runtime: a margin of 1,024.
+            needed = 2 * connections + 1024
             soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
             if soft != resource.RLIM_INFINITY and soft < needed:
                 message = (f"registry row {n} agents / {connections} connections not run: it needs {needed} open files per process, "
                            f"the limit is {soft} (hard {hard}); bench/run.sh raises the soft limit to the hard one, so raise the "
-                           "hard limit (ulimit -Hn as root, limits.conf nofile, docker --ulimit nofile=65536:65536) and rerun")
+                           "hard limit (run as root: run.sh then raises it; limits.conf nofile; docker --ulimit nofile=65536:65536) and rerun")
                 log(f"  {message}")
                 self.results.setdefault("failed", {})[f"registry-{n}-{connections}"] = message
                 continue
             # Few connections (identities) register many simulated agents: lift the per-identity quotas.
             unlimited = ("--max-agents-per-identity", str(n), "--max-tools-per-identity", str(n), "--max-bytes-per-identity", "1GiB")
+            # Every simulated connection comes from 127.0.0.1: lift the registry's connection caps
+            # (1,024 in all and 256 per address by default) above the row's connections and the
+            # real agents'.
+            unlimited += ("--max-connections", str(connections + 256), "--max-connections-per-peer", str(connections + 256))
             name = f"scale-registry-{n}-{connections}"
             pid = 0
             try:

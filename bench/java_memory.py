@@ -49,6 +49,18 @@ def nmt(pid: int) -> dict[str, int]:
     return committed
 
 
+def status(pid: int) -> dict[str, float]:
+    """RssAnon / RssFile (MiB) and Threads from /proc/PID/status."""
+    out: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssFile"):
+            out[key] = int(value.split()[0]) / 1024
+        elif key == "Threads":
+            out[key] = int(value)
+    return out
+
+
 def measure(run: harness.Run, options: str, seconds: float) -> dict:
     java = [a for a in run.language_agents() if a[0] == "java"]
     if not java:
@@ -58,17 +70,17 @@ def measure(run: harness.Run, options: str, seconds: float) -> dict:
     started = run.launch("javamem", "toolmesh", run.registry_url, name, cmd, env, keep=True)
     pid = started["pid"]
     time.sleep(3.0)
-    idle_rss, idle_nmt = harness.rss_mib(pid), nmt(pid)
+    idle_rss, idle_nmt, idle_status = harness.rss_mib(pid), nmt(pid), status(pid)
     loaded = harness.bench_json(["load", *run.client_tls("tm"), "--url", started["endpoint"], "--tool", "add",
                                  "--arguments", '{"a":20,"b":22}', "--expect", "42", "--concurrency", "16",
                                  "--seconds", str(seconds), "--warmup", "0.5", "--max-calls", "2000000"],
                                 timeout=seconds + 120, name="javamem-load")
     time.sleep(1.0)
-    after_rss, after_nmt = harness.rss_mib(pid), nmt(pid)
+    after_rss, after_nmt, after_status = harness.rss_mib(pid), nmt(pid), status(pid)
     run.procs.stop(pid)
     return {"options": options or "(defaults)", "rss_idle_mib": idle_rss, "rss_after_mib": after_rss,
             "calls": loaded["stats"]["calls"], "throughput": loaded["stats"]["throughput"],
-            "nmt_idle_kib": idle_nmt, "nmt_after_kib": after_nmt}
+            "nmt_idle_kib": idle_nmt, "nmt_after_kib": after_nmt, "status_idle": idle_status, "status_after": after_status}
 
 
 def main() -> None:
@@ -89,7 +101,10 @@ def main() -> None:
             print(f"{row['options']:<50} RSS {row['rss_idle_mib']:6.1f} → {row['rss_after_mib']:6.1f} MiB "
                   f"({row['rss_after_mib'] / row['rss_idle_mib']:.2f}×), {row['throughput']:8.0f} calls/s; "
                   f"NMT committed {a.get('Total', 0) / 1024:.0f} → {b.get('Total', 0) / 1024:.0f} MiB; grew: "
-                  + ", ".join(f"{k} +{d:.1f}" for d, k in grew), flush=True)
+                  + ", ".join(f"{k} +{d:.1f}" for d, k in grew)
+                  + f"; heap committed {a.get('Java Heap', 0) / 1024:.0f} MiB; anon {row['status_idle']['RssAnon']:.0f} → "
+                  f"{row['status_after']['RssAnon']:.0f} MiB, threads {row['status_idle']['Threads']:.0f} → "
+                  f"{row['status_after']['Threads']:.0f}", flush=True)
     finally:
         run.procs.stop_all()
     out = harness.WORK / "java-memory.json"
