@@ -62,9 +62,9 @@ MODES = {
 }
 
 
-# The Java agent's JVM options: the ones bindings-java's README recommends for an agent (serial
-# collector, 64 MiB heap; FINDINGS.md §5: under load the JVM's default G1 heap, sized from the
-# machine's RAM, grows RSS 3.4× by touching eden, not by anything the agent keeps). The memory
+# The Java agent's JVM options: the ones FINDINGS.md §5 recommends for an agent (serial
+# collector, 64 MiB heap: under load the JVM's default G1 heap, sized from the machine's RAM,
+# grows RSS 3.4× by touching eden, not by anything the agent keeps; live heap after a GC ≈ 3 MiB). The memory
 # section measures the JVM's defaults beside them ("java, JVM defaults"). BENCH_JAVA_OPTIONS
 # (space-separated) replaces them.
 JAVA_OPTIONS = os.environ.get("BENCH_JAVA_OPTIONS", "-XX:+UseSerialGC -Xmx64m").split()
