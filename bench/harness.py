@@ -527,32 +527,63 @@ class Run:
         for n, connections in self.cfg["scales"]:
             # Two descriptors per connection in the simulator (core's client keeps a duplicate of
             # each socket to watch for the peer's close), one in the registry, plus listeners,
-            # certificate files, real agents, runtime: a margin of 1,024.
-            needed = 2 * connections + 1024
+            # certificate files, real agents, runtime: a margin of 1,024. When one simulator
+            # process cannot hold them, the row runs in several (shards), each with its share.
             soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            if soft != resource.RLIM_INFINITY and soft < needed:
-                message = (f"registry row {n} agents / {connections} connections not run: it needs {needed} open files per process, "
-                           f"the limit is {soft} (hard {hard}); bench/run.sh raises the soft limit to the hard one, so raise the "
-                           "hard limit (run as root: run.sh then raises it; limits.conf nofile; docker --ulimit nofile=65536:65536) and rerun")
+            limit = soft if soft != resource.RLIM_INFINITY else 1 << 20
+            shards = 1
+            while 2 * -(-connections // shards) + 1024 > limit and shards < 8:
+                shards += 1
+            needed = 2 * -(-connections // shards) + 1024
+            if needed > limit or connections + 1024 > limit:
+                message = (f"registry row {n} agents / {connections} connections not run: it needs {max(needed, connections + 1024)} "
+                           f"open files per process, the limit is {soft} (hard {hard}); bench/run.sh raises the soft limit to the hard one, "
+                           "so raise the hard limit (limits.conf nofile; docker --ulimit nofile=65536:65536; or as root with "
+                           "CAP_SYS_RESOURCE, which run.sh uses) and rerun")
                 log(f"  {message}")
                 self.results.setdefault("failed", {})[f"registry-{n}-{connections}"] = message
                 continue
             # Few connections (identities) register many simulated agents: lift the per-identity quotas.
             unlimited = ("--max-agents-per-identity", str(n), "--max-tools-per-identity", str(n), "--max-bytes-per-identity", "1GiB")
             # Every simulated connection comes from 127.0.0.1: lift the registry's connection caps
-            # (1,024 in all and 256 per address by default) above the row's connections and the
-            # real agents'.
-            unlimited += ("--max-connections", str(connections + 256), "--max-connections-per-peer", str(connections + 256))
+            # (1,024 in all and 256 per address by default). A pooled client opens a connection per
+            # request in flight, so up to one per simulated agent, plus the real agents'.
+            cap = str(max(n, connections) + 256)
+            unlimited += ("--max-connections", cap, "--max-connections-per-peer", cap)
             name = f"scale-registry-{n}-{connections}"
             pid = 0
             try:
                 url, pid = self.start_tm_registry(name, unlimited)
                 rss_start = rss_mib(pid)
-                answer = bench_json(["registry-scale", "--registry-url", url, "--ca", str(CERTS / "ca.pem"),
-                                     "--ca-key", str(CERTS / "ca.key"), "--work-dir", str(WORK / "scale-certs"),
-                                     "--registry-pid", str(pid), "--agents", str(n), "--connections", str(connections),
-                                     "--window", str(self.cfg["scale_window"]), "--trials", str(self.cfg["scale_trials"])],
-                                    timeout=600, name=f"registry-scale-{n}-{connections}")
+                common = ["registry-scale", "--registry-url", url, "--ca", str(CERTS / "ca.pem"),
+                          "--ca-key", str(CERTS / "ca.key"), "--registry-pid", str(pid), "--agents", str(n),
+                          "--connections", str(connections), "--window", str(self.cfg["scale_window"]),
+                          "--trials", str(self.cfg["scale_trials"]), "--shards", str(shards)]
+                others = [self.procs.start(f"registry-scale-{n}-{connections}-shard-{k}",
+                                           [str(BENCH_BIN), *common, "--shard", str(k), "--work-dir", str(WORK / f"scale-certs-{k}")])
+                          for k in range(1, shards)]
+                try:
+                    answer = bench_json([*common, "--shard", "0", "--work-dir", str(WORK / "scale-certs")],
+                                        timeout=600, name=f"registry-scale-{n}-{connections}")
+                finally:
+                    for other in others:
+                        self.procs.stop(other.pid)
+                if others:
+                    # The registry's CPU and RSS are shard 0's measurements (the registry serves every
+                    # shard in that window); heartbeats add up, p99 is the worst shard's.
+                    figures = []
+                    for k in range(1, shards):
+                        lines = [l for l in (LOGS / f"registry-scale-{n}-{connections}-shard-{k}.log").read_text().splitlines()
+                                 if l.startswith("{")]
+                        if not lines:
+                            raise RuntimeError(f"simulator shard {k} printed no figures; see {LOGS / f'registry-scale-{n}-{connections}-shard-{k}.log'}")
+                        figures.append(json.loads(lines[-1]))
+                    answer["other_shards"] = figures
+                    answer["heartbeats_per_second"] += sum(f["heartbeats_per_second"] for f in figures)
+                    answer["heartbeat"]["p99_ms"] = max([answer["heartbeat"]["p99_ms"], *(f["heartbeat"]["p99_ms"] for f in figures)])
+                    answer["register_failures"] += sum(f["register_failures"] for f in figures)
+                    answer["heartbeat"]["errors"] += sum(f["heartbeat"]["errors"] for f in figures)
+                    answer["simulator_cores"] = sum(c for c in [answer["simulator_cores"], *(f["simulator_cores"] for f in figures)] if c)
                 answer["registry_rss_mib_after_start"] = rss_start
                 out.append(answer)
             except Exception as error:  # one row must not lose the others

@@ -187,8 +187,9 @@ def registry_rows(section: list[dict[str, Any]]) -> list[str]:
                 f"p99 {at_most(hb['p99_ms'], 50, 'ms')}",
                 f"new provider {at_most(worst if worst is not None else float('nan'), 1000, 'ms')}",
             ])
+        sharded = f" ({s['shards']} simulator processes)" if s.get("shards", 1) > 1 else ""
         out.append(
-            f"| {s['agents']:,} | {s['connections']:,} | {s['ramp_seconds']:.1f} | {fmt(s['registry_cores'], 2)} | {fmt(s['registry_rss_mib_steady'], 1)} | "
+            f"| {s['agents']:,} | {s['connections']:,}{sharded} | {s['ramp_seconds']:.1f} | {fmt(s['registry_cores'], 2)} | {fmt(s['registry_rss_mib_steady'], 1)} | "
             f"{fmt(s['heartbeats_per_second'])} | {fmt(hb['p50_ms'], 2)} / {fmt(hb['p99_ms'], 2)}{' (' + str(hb['errors']) + ' errors)' if hb['errors'] else ''} | "
             f"{fmt(worst)} | {fmt(s['simulator_cores'], 2)} | {targets} |")
     return out
