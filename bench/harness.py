@@ -527,16 +527,16 @@ class Run:
         for n, connections in self.cfg["scales"]:
             # Two descriptors per connection in the simulator (core's client keeps a duplicate of
             # each socket to watch for the peer's close), one in the registry, plus listeners,
-            # certificate files, real agents, runtime: a margin of 1,024. When one simulator
+            # certificate files, real agents, runtime: a margin of 512. When one simulator
             # process cannot hold them, the row runs in several (shards), each with its share.
             soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
             limit = soft if soft != resource.RLIM_INFINITY else 1 << 20
             shards = 1
-            while 2 * -(-connections // shards) + 1024 > limit and shards < 8:
+            while 2 * -(-connections // shards) + 512 > limit and shards < 8:
                 shards += 1
-            needed = 2 * -(-connections // shards) + 1024
-            if needed > limit or connections + 1024 > limit:
-                message = (f"registry row {n} agents / {connections} connections not run: it needs {max(needed, connections + 1024)} "
+            needed = 2 * -(-connections // shards) + 512
+            if needed > limit or connections + 512 > limit:
+                message = (f"registry row {n} agents / {connections} connections not run: it needs {max(needed, connections + 512)} "
                            f"open files per process, the limit is {soft} (hard {hard}); bench/run.sh raises the soft limit to the hard one, "
                            "so raise the hard limit (limits.conf nofile; docker --ulimit nofile=65536:65536; or as root with "
                            "CAP_SYS_RESOURCE, which run.sh uses) and rerun")

@@ -190,14 +190,14 @@ rm -rf "$WORK/certs" "$WORK/scale-certs"
 
 # The registry section's largest row holds one mTLS connection per simulated agent (10,000) open,
 # in the registry and in the simulator, where the usual soft open-files limit is 1,024. The
-# registry needs 10,000 descriptors and a margin (11,024). The simulator needs two per connection
-# (core's client keeps a duplicate of each socket to watch for the peer's close): 21,024 in one
+# registry needs 10,000 descriptors and a margin (10,512). The simulator needs two per connection
+# (core's client keeps a duplicate of each socket to watch for the peer's close): 20,512 in one
 # process, or the harness splits the row over several simulator processes. So: raise the soft
-# limit to the hard one (any process may), and the hard one to 21,024 when it is lower and this
+# limit to the hard one (any process may), and the hard one to 20,512 when it is lower and this
 # process may (CAP_SYS_RESOURCE). The harness checks each row's need against the limit and fails a
 # row that cannot fit, saying so.
-OPEN_FILES_WANTED=21024
-OPEN_FILES_NEEDED=11024
+OPEN_FILES_WANTED=20512
+OPEN_FILES_NEEDED=10512
 hard_files=$(ulimit -Hn)
 if [[ "$hard_files" != unlimited && "$hard_files" -lt "$OPEN_FILES_WANTED" ]] \
    && ulimit -Hn "$OPEN_FILES_WANTED" 2>/dev/null; then
