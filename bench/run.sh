@@ -123,17 +123,20 @@ if ! mm_manifest_ok; then
   mm_generate() {
     cd "$WORK/mm"
     export HOME="$WORK/mm-home" PATH="$MM_BIN:$PATH"
-    local before="$WORK/mm-tls.before" after="$WORK/mm-tls.after" registry agent_a agent_b
+    local before="$WORK/mm-tls.before" after="$WORK/mm-tls.after" registry agent_a agent_b port
+    # A free port rather than meshctl's default 8000, which something else on the machine may hold.
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     mm_tls_files >"$before"
-    meshctl start --registry-only --tls-auto -d >>"$WORK/logs/meshctl.log" 2>&1 || { echo "bench: meshctl start --registry-only --tls-auto failed" >&2; return 1; }
+    meshctl start --registry-only --registry-port "$port" --tls-auto -d >>"$WORK/logs/meshctl.log" 2>&1 \
+      || { echo "bench: meshctl start --registry-only --tls-auto failed (bench/.work/logs/meshctl.log)" >&2; return 1; }
     mm_tls_files >"$after"
     registry=$(mm_new_pair "$before" "$after" "--registry-only") || return 1
     local agents=()
     for pair in "agent-b mm_agent_b.py" "agent-a mm_agent_a.py"; do
       set -- $pair
       mm_tls_files >"$before"
-      meshctl start "$2" --tls-auto -d --env BENCH_PORT=0 --env "BENCH_AGENT_NAME=$1" --env HOST=127.0.0.1 \
-        --env MCP_MESH_HTTP_HOST=127.0.0.1 >>"$WORK/logs/meshctl.log" 2>&1 || { echo "bench: meshctl start $2 --tls-auto failed" >&2; return 1; }
+      meshctl start "$2" --registry-port "$port" --tls-auto -d --env BENCH_PORT=0 --env "BENCH_AGENT_NAME=$1" --env HOST=127.0.0.1 \
+        --env MCP_MESH_HTTP_HOST=127.0.0.1 >>"$WORK/logs/meshctl.log" 2>&1 || { echo "bench: meshctl start $2 --tls-auto failed (bench/.work/logs/meshctl.log)" >&2; return 1; }
       mm_tls_files >"$after"
       local found
       found=$(mm_new_pair "$before" "$after" "$2") || return 1
