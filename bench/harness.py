@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -39,6 +40,9 @@ MM_VENV = WORK / "mm-venv"
 MM_BIN = WORK / "mm-npm" / "node_modules" / "@mcpmesh" / "cli-linux-x64" / "bin"
 MM_HOME = WORK / "mm-home"
 MM_TLS = MM_HOME / ".mcp-mesh" / "tls"
+# Written by run.sh: the files meshctl --tls-auto actually wrote (its names follow the script's
+# file name, not the agent's), {"ca": path, "registry": {"cert", "key"}, "agent-a": {...}, ...}.
+MM_MANIFEST = WORK / "mm-certs.json"
 AGENTS = BENCH / "agents"
 
 # How long each kind of measurement runs, per mode.
@@ -56,6 +60,18 @@ MODES = {
         policy_rounds=3, policy_iterations=200_000, policy_transport_rounds=20, policy_transport_seconds=1.0,
     ),
 }
+
+
+# The Java agent's JVM options: the ones FINDINGS.md §5 recommends for an agent (serial
+# collector, 64 MiB heap: under load the JVM's default G1 heap, sized from the machine's RAM,
+# grows RSS 3.4× by touching eden, not by anything the agent keeps; live heap after a GC ≈ 3 MiB). The memory
+# section measures the JVM's defaults beside them ("java, JVM defaults"). BENCH_JAVA_OPTIONS
+# (space-separated) replaces them.
+JAVA_OPTIONS = os.environ.get("BENCH_JAVA_OPTIONS", "-XX:+UseSerialGC -Xmx64m").split()
+
+# The sections, in the order they run; `--only mcp-mesh` names every section with MCP Mesh rows.
+SECTIONS = ("transport", "handshakes", "python", "memory", "coldstart", "registry", "policy")
+ALIASES = {"mcp-mesh": {"python", "memory", "coldstart"}}
 
 
 def log(message: str) -> None:
@@ -191,6 +207,31 @@ def bench_json(args: list[str], timeout: float, name: str) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def mm_certs() -> dict[str, Any]:
+    """MCP Mesh's certificate files, as run.sh found them; a clear error when they are not there."""
+    if not MM_MANIFEST.exists():
+        raise RuntimeError(f"MCP Mesh's certificates are not set up: {MM_MANIFEST} is missing (bench/run.sh writes it "
+                           "with meshctl --tls-auto; run the bench through bench/run.sh)")
+    manifest = json.loads(MM_MANIFEST.read_text())
+    for role in ("ca", "registry", "agent-a", "agent-b"):
+        entry = manifest.get(role)
+        files = [entry] if isinstance(entry, str) else list((entry or {}).values())
+        missing = [f for f in files if not Path(f).is_file()] if files else [f"(no '{role}' entry)"]
+        if missing:
+            raise RuntimeError(f"MCP Mesh certificate for {role} missing: {', '.join(missing)} (named in {MM_MANIFEST}); "
+                               f"delete {MM_MANIFEST} and rerun bench/run.sh to regenerate them with meshctl")
+    return manifest
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a process's log, for an error message that names the cause."""
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text[-lines:]) if text else f"({path} is empty)"
+
+
 def med(values: list[float]) -> float:
     values = [v for v in values if v is not None and v == v]
     return statistics.median(values) if values else float("nan")
@@ -205,6 +246,12 @@ class Run:
         self.results: dict[str, Any] = {"sections": {}, "missing": {}}
         self.registry_url = ""
         self.registry_pid = 0
+        self.registry_rss_start: Optional[float] = None
+        # MCP Mesh's registry: its pid once started, or why it could not be (every MCP Mesh row then fails with that cause).
+        self.mm_registry_pid = 0
+        self.mm_registry_rss_start: Optional[float] = None
+        self.mm_error = ""
+        self.mm_port = 0
 
     def wants(self, section: str) -> bool:
         return self.only is None or section in self.only
@@ -241,6 +288,10 @@ class Run:
         os.environ.update(env)
         try:
             answer = bench_json([*args, "--", *cmd], timeout=120, name=f"{name}-coldstart")
+        except RuntimeError as error:
+            # The probe says what it saw; the agent's own log usually says why.
+            raise RuntimeError(f"{kind} agent {agent_name} ({name}) did not become callable: {error}\n"
+                               f"last lines of {LOGS / f'{name}.log'}:\n{log_tail(LOGS / f'{name}.log')}") from None
         finally:
             for k, v in old_env.items():
                 if v is None:
@@ -256,8 +307,8 @@ class Run:
         if client == "tm":
             return ["--cert", str(CERTS / "loadgen.pem"), "--key", str(CERTS / "loadgen.key"), "--ca", str(CERTS / "ca.pem")]
         # Any MCP Mesh leaf works as a client certificate (the reference says so).
-        return ["--cert", str(MM_TLS / "local-dev" / "registry-cert.pem"), "--key", str(MM_TLS / "local-dev" / "registry-key.pem"),
-                "--ca", str(MM_TLS / "ca.pem")]
+        mm = mm_certs()
+        return ["--cert", mm["registry"]["cert"], "--key", mm["registry"]["key"], "--ca", mm["ca"]]
 
     # ---- MCP Mesh plumbing -------------------------------------------------------------
     def mm_registry_env(self) -> dict[str, str]:
@@ -265,10 +316,10 @@ class Run:
             "HOME": str(MM_HOME),
             "DATABASE_URL": str(MM_HOME / ".mcp-mesh" / "mcp_mesh_registry.db"),
             "MCP_MESH_LOG_LEVEL": "INFO", "MCP_MESH_DEBUG_MODE": "false",
-            "MCP_MESH_TLS_MODE": "auto", "MCP_MESH_TRUST_BACKEND": "localca,filestore", "MCP_MESH_TRUST_DIR": str(MM_TLS),
-            "MCP_MESH_TLS_CERT": str(MM_TLS / "local-dev" / "registry-cert.pem"),
-            "MCP_MESH_TLS_KEY": str(MM_TLS / "local-dev" / "registry-key.pem"),
-            "MCP_MESH_TLS_CA": str(MM_TLS / "ca.pem"),
+            "MCP_MESH_TLS_MODE": "auto", "MCP_MESH_TRUST_BACKEND": "localca,filestore", "MCP_MESH_TRUST_DIR": str(Path(mm_certs()["ca"]).parent),
+            "MCP_MESH_TLS_CERT": mm_certs()["registry"]["cert"],
+            "MCP_MESH_TLS_KEY": mm_certs()["registry"]["key"],
+            "MCP_MESH_TLS_CA": mm_certs()["ca"],
         }
 
     def mm_agent_env(self, cert_name: str, agent_name: str, port: int) -> dict[str, str]:
@@ -281,10 +332,10 @@ class Run:
             "MCP_MESH_DATABASE_URL": f"sqlite:///{MM_HOME / '.mcp-mesh' / 'mcp_mesh_registry.db'}",
             "MCP_MESH_LOG_LEVEL": "INFO", "MCP_MESH_DEBUG_MODE": "false",
             "HOST": "127.0.0.1", "MCP_MESH_HTTP_HOST": "127.0.0.1",
-            "MCP_MESH_TLS_MODE": "auto", "MCP_MESH_TRUST_BACKEND": "localca", "MCP_MESH_TRUST_DIR": str(MM_TLS),
-            "MCP_MESH_TLS_CERT": str(MM_TLS / "local-dev" / "agents" / f"{cert_name}-cert.pem"),
-            "MCP_MESH_TLS_KEY": str(MM_TLS / "local-dev" / "agents" / f"{cert_name}-key.pem"),
-            "MCP_MESH_TLS_CA": str(MM_TLS / "ca.pem"),
+            "MCP_MESH_TLS_MODE": "auto", "MCP_MESH_TRUST_BACKEND": "localca", "MCP_MESH_TRUST_DIR": str(Path(mm_certs()["ca"]).parent),
+            "MCP_MESH_TLS_CERT": mm_certs()[cert_name]["cert"],
+            "MCP_MESH_TLS_KEY": mm_certs()[cert_name]["key"],
+            "MCP_MESH_TLS_CA": mm_certs()["ca"],
             "BENCH_AGENT_NAME": agent_name, "BENCH_PORT": str(port),
         }
 
@@ -302,6 +353,8 @@ class Run:
         return f"https://localhost:{self.mm_port}"
 
     def mm_launch(self, name: str, script: str, cert_name: str, agent_name: str, keep: bool, tool: str = "add") -> dict[str, Any]:
+        if not self.mm_registry_pid:
+            raise RuntimeError(f"MCP Mesh's registry is not running: {self.mm_error or 'not started'}")
         port = free_port()
         env = self.mm_agent_env(cert_name, agent_name, port)
         return self.launch(name, "mcpmesh", self.mm_url(), agent_name, [str(MM_VENV / "bin" / "python"), str(AGENTS / script)],
@@ -375,7 +428,7 @@ class Run:
             for ab in ("a", "b"):
                 self.procs.stop(s[ab]["pid"])
 
-    def language_agents(self) -> list[tuple[str, str, list[str], dict[str, str]]]:
+    def language_agents(self, jvm_defaults: bool = False) -> list[tuple[str, str, list[str], dict[str, str]]]:
         """(label, registry name, command, environment) of each toolmesh agent that exists; each
         holds a certificate of its registry name (the registry takes the name from it)."""
         agents = [("python", "py-mem", [str(TM_PYTHON), str(AGENTS / "tm_agent_b.py")], self.tm_env("py-mem", "py-mem"))]
@@ -384,12 +437,19 @@ class Run:
             agents.append(("node", "calc", ["node", str(ROOT / "examples" / "node" / "calc.mjs")], self.tm_env("calc")))
         else:
             self.results["missing"]["node"] = "examples/node or its toolmesh link is missing (scripts/node-env.sh)"
-        classpath = WORK / "java-classpath.txt"
-        classes = ROOT / "examples" / "java" / "target" / "classes"
+        classpath = WORK / "java" / "dependencies.txt"
+        classes = WORK / "java" / "classes"
         if (classes / "Calc.class").exists() and classpath.exists() and shutil.which("java"):
-            agents.append(("java", "calc", ["java", "-cp", f"{classes}:{classpath.read_text().strip()}", "Calc"], self.tm_env("calc")))
+            # The release JNI library of this run's cargo build, found on java.library.path.
+            def java(options: list[str]) -> list[str]:
+                return ["java", *options, f"-Djava.library.path={TARGET / 'release'}",
+                        "-cp", f"{classes}:{classpath.read_text().strip()}", "Calc"]
+            agents.append(("java", "calc", java(JAVA_OPTIONS), self.tm_env("calc")))
+            if jvm_defaults:
+                agents.append(("java, JVM defaults", "calc", java([]), self.tm_env("calc")))
         else:
-            self.results["missing"]["java"] = "examples/java is not compiled or its classpath is unknown (scripts/java-env.sh, then bench/run.sh)"
+            self.results["missing"]["java"] = ("the Java agent was not built: bench/run.sh builds it when javac and mvn are on PATH "
+                                               "(scripts/java-env.sh installs them); see bench/.work/logs/java-build.log")
         c_bin = WORK / "c" / "squares"
         if c_bin.exists():
             agents.append(("c", "squares", [str(c_bin)], self.tm_env("squares")))
@@ -402,13 +462,13 @@ class Run:
         log("memory: idle RSS after start and after load, per language; MCP Mesh beside")
         c = self.cfg
         rows = []
-        for label, name, cmd, env in self.language_agents() + [("mcpmesh-python", "agent-b", None, None)]:
+        for label, name, cmd, env in self.language_agents(jvm_defaults=True) + [("mcpmesh-python", "agent-b", None, None)]:
             try:
                 if cmd is None:
                     started = self.mm_launch("mem-mm-b", "mm_agent_b.py", "agent-b", "agent-b", keep=True)
                     tls = self.client_tls("mm")
                 else:
-                    started = self.launch(f"mem-{label}", "toolmesh", self.registry_url, name, cmd, env, keep=True)
+                    started = self.launch(f"mem-{label.replace(', ', '-').replace(' ', '-')}", "toolmesh", self.registry_url, name, cmd, env, keep=True)
                     tls = self.client_tls("tm")
             except Exception as error:
                 log(f"  {label} FAILED: {error}")
@@ -419,18 +479,19 @@ class Run:
             idle = rss_mib(pid)
             loaded = bench_json(["load", *tls, "--url", started["endpoint"], "--tool", "add", "--arguments", '{"a":20,"b":22}',
                                  "--expect", "42", "--concurrency", "16", "--seconds", str(c["memory_load_seconds"]),
-                                 "--warmup", "0.5", "--max-calls", "200000"], timeout=120, name=f"mem-load-{label}")
+                                 "--warmup", "0.5", "--max-calls", "200000"], timeout=120, name=f"mem-load-{label.replace(', ', '-').replace(' ', '-')}")
             time.sleep(1.0)
             after = rss_mib(pid)
             log(f"  {label}: idle {idle:.1f} MiB, after {loaded['stats']['calls']} calls {after:.1f} MiB")
-            rows.append({"agent": label, "pid": pid, "rss_idle_mib": idle, "rss_after_load_mib": after,
+            rows.append({"agent": label, "pid": pid, "options": " ".join(JAVA_OPTIONS) if label == "java" else None, "rss_idle_mib": idle, "rss_after_load_mib": after,
                          "load_calls": loaded["stats"]["calls"], "load_throughput": loaded["stats"]["throughput"]})
             self.procs.stop(pid)
         self.results["sections"]["memory"] = {
             "agents": rows,
             "registries": {
                 "toolmesh": {"rss_after_start_mib": self.registry_rss_start, "rss_now_mib": rss_mib(self.registry_pid)},
-                "mcpmesh": {"rss_after_start_mib": self.mm_registry_rss_start, "rss_now_mib": rss_mib(self.mm_registry_pid)},
+                "mcpmesh": {"rss_after_start_mib": self.mm_registry_rss_start,
+                            "rss_now_mib": rss_mib(self.mm_registry_pid) if self.mm_registry_pid else None},
             },
         }
 
@@ -448,7 +509,12 @@ class Run:
                     continue
                 trials.setdefault(label, []).append(answer)
                 log(f"  trial {t} {label}: registered {answer['registered_ms']:.0f} ms, callable {answer['callable_ms']:.0f} ms")
-            answer = self.mm_launch("cold-mm-b", "mm_agent_b.py", "agent-b", "agent-b", keep=False)
+            try:
+                answer = self.mm_launch("cold-mm-b", "mm_agent_b.py", "agent-b", "agent-b", keep=False)
+            except Exception as error:
+                log(f"  mcpmesh-python FAILED: {error}")
+                self.results.setdefault("failed", {})["coldstart-mcpmesh-python"] = str(error)
+                continue
             trials.setdefault("mcpmesh-python", []).append(answer)
             log(f"  trial {t} mcpmesh-python: registered {answer['registered_ms']:.0f} ms, callable {answer['callable_ms']:.0f} ms")
         self.results["sections"]["coldstart"] = trials
@@ -459,18 +525,74 @@ class Run:
         # (agents, pooled connections): a few shared connections, and one connection per agent
         # (what real agents hold) at the largest size.
         for n, connections in self.cfg["scales"]:
+            # Two descriptors per connection in the simulator (core's client keeps a duplicate of
+            # each socket to watch for the peer's close), one in the registry, plus listeners,
+            # certificate files, real agents, runtime: a margin of 512. When one simulator
+            # process cannot hold them, the row runs in several (shards), each with its share.
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            limit = soft if soft != resource.RLIM_INFINITY else 1 << 20
+            shards = 1
+            while 2 * -(-connections // shards) + 512 > limit and shards < 8:
+                shards += 1
+            needed = 2 * -(-connections // shards) + 512
+            if needed > limit or connections + 512 > limit:
+                message = (f"registry row {n} agents / {connections} connections not run: it needs {max(needed, connections + 512)} "
+                           f"open files per process, the limit is {soft} (hard {hard}); bench/run.sh raises the soft limit to the hard one, "
+                           "so raise the hard limit (limits.conf nofile; docker --ulimit nofile=65536:65536; or as root with "
+                           "CAP_SYS_RESOURCE, which run.sh uses) and rerun")
+                log(f"  {message}")
+                self.results.setdefault("failed", {})[f"registry-{n}-{connections}"] = message
+                continue
             # Few connections (identities) register many simulated agents: lift the per-identity quotas.
             unlimited = ("--max-agents-per-identity", str(n), "--max-tools-per-identity", str(n), "--max-bytes-per-identity", "1GiB")
-            url, pid = self.start_tm_registry(f"scale-registry-{n}-{connections}", unlimited)
-            rss_start = rss_mib(pid)
-            answer = bench_json(["registry-scale", "--registry-url", url, "--ca", str(CERTS / "ca.pem"),
-                                 "--ca-key", str(CERTS / "ca.key"), "--work-dir", str(WORK / "scale-certs"),
-                                 "--registry-pid", str(pid), "--agents", str(n), "--connections", str(connections),
-                                 "--window", str(self.cfg["scale_window"]), "--trials", str(self.cfg["scale_trials"])],
-                                timeout=600, name=f"registry-scale-{n}-{connections}")
-            answer["registry_rss_mib_after_start"] = rss_start
-            out.append(answer)
-            self.procs.stop(pid)
+            # Every simulated connection comes from 127.0.0.1: lift the registry's connection caps
+            # (1,024 in all and 256 per address by default). A pooled client opens a connection per
+            # request in flight, so up to one per simulated agent, plus the real agents'.
+            cap = str(max(n, connections) + 256)
+            unlimited += ("--max-connections", cap, "--max-connections-per-peer", cap)
+            name = f"scale-registry-{n}-{connections}"
+            pid = 0
+            try:
+                url, pid = self.start_tm_registry(name, unlimited)
+                rss_start = rss_mib(pid)
+                common = ["registry-scale", "--registry-url", url, "--ca", str(CERTS / "ca.pem"),
+                          "--ca-key", str(CERTS / "ca.key"), "--registry-pid", str(pid), "--agents", str(n),
+                          "--connections", str(connections), "--window", str(self.cfg["scale_window"]),
+                          "--trials", str(self.cfg["scale_trials"]), "--shards", str(shards)]
+                others = [self.procs.start(f"registry-scale-{n}-{connections}-shard-{k}",
+                                           [str(BENCH_BIN), *common, "--shard", str(k), "--work-dir", str(WORK / f"scale-certs-{k}")])
+                          for k in range(1, shards)]
+                try:
+                    answer = bench_json([*common, "--shard", "0", "--work-dir", str(WORK / "scale-certs")],
+                                        timeout=600, name=f"registry-scale-{n}-{connections}")
+                finally:
+                    for other in others:
+                        self.procs.stop(other.pid)
+                if others:
+                    # The registry's CPU and RSS are shard 0's measurements (the registry serves every
+                    # shard in that window); heartbeats add up, p99 is the worst shard's.
+                    figures = []
+                    for k in range(1, shards):
+                        lines = [l for l in (LOGS / f"registry-scale-{n}-{connections}-shard-{k}.log").read_text().splitlines()
+                                 if l.startswith("{")]
+                        if not lines:
+                            raise RuntimeError(f"simulator shard {k} printed no figures; see {LOGS / f'registry-scale-{n}-{connections}-shard-{k}.log'}")
+                        figures.append(json.loads(lines[-1]))
+                    answer["other_shards"] = figures
+                    answer["heartbeats_per_second"] += sum(f["heartbeats_per_second"] for f in figures)
+                    answer["heartbeat"]["p99_ms"] = max([answer["heartbeat"]["p99_ms"], *(f["heartbeat"]["p99_ms"] for f in figures)])
+                    answer["register_failures"] += sum(f["register_failures"] for f in figures)
+                    answer["heartbeat"]["errors"] += sum(f["heartbeat"]["errors"] for f in figures)
+                    answer["simulator_cores"] = sum(c for c in [answer["simulator_cores"], *(f["simulator_cores"] for f in figures)] if c)
+                answer["registry_rss_mib_after_start"] = rss_start
+                out.append(answer)
+            except Exception as error:  # one row must not lose the others
+                message = f"registry row {n} agents / {connections} connections failed: {error}\nlast lines of {LOGS / f'{name}.log'}:\n{log_tail(LOGS / f'{name}.log')}"
+                log(f"  {message}")
+                self.results.setdefault("failed", {})[f"registry-{n}-{connections}"] = message
+            finally:
+                if pid:
+                    self.procs.stop(pid)
         self.results["sections"]["registry_scale"] = out
 
     def policy(self) -> None:
@@ -513,14 +635,25 @@ class Run:
         self.results["git"] = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
                                              text=True).stdout.strip()
         try:
-            self.registry_url, self.registry_pid = self.start_tm_registry()
+            try:
+                self.registry_url, self.registry_pid = self.start_tm_registry()
+            except Exception as error:
+                # Every section but handshakes, policy's decision bench and registry (its own registries) needs it.
+                registry_error = f"toolmesh's registry did not start: {error}"
+                log(registry_error)
+                self.results.setdefault("failed", {})["toolmesh-registry"] = registry_error
             time.sleep(0.5)
-            self.registry_rss_start = rss_mib(self.registry_pid)
+            self.registry_rss_start = rss_mib(self.registry_pid) if self.registry_pid else None
             if any(self.wants(s) for s in ("python", "memory", "coldstart")):
-                self.mm_registry_pid = self.start_mm_registry()
-                time.sleep(0.5)
-                self.mm_registry_rss_start = rss_mib(self.mm_registry_pid)
-            for section in ("transport", "handshakes", "python", "memory", "coldstart", "registry", "policy"):
+                try:
+                    self.mm_registry_pid = self.start_mm_registry()
+                    time.sleep(0.5)
+                    self.mm_registry_rss_start = rss_mib(self.mm_registry_pid)
+                except Exception as error:
+                    self.mm_error = f"{error}\nlast lines of {LOGS / 'mm-registry.log'}:\n{log_tail(LOGS / 'mm-registry.log')}"
+                    log(f"MCP Mesh's registry did not start (its rows will fail): {self.mm_error}")
+                    self.results.setdefault("failed", {})["mcpmesh-registry"] = self.mm_error
+            for section in SECTIONS:
                 if not self.wants(section):
                     continue
                 t = time.time()
@@ -551,10 +684,22 @@ class Run:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short smoke run (results in latest-quick.*)")
-    parser.add_argument("--only", help="comma-separated sections: transport,handshakes,python,memory,coldstart,registry,policy")
+    parser.add_argument("--only", help="comma-separated sections: transport,handshakes,python,memory,coldstart,registry,policy; "
+                        "mcp-mesh stands for every section with MCP Mesh rows (python,memory,coldstart)")
     args = parser.parse_args()
     sys.path.insert(0, str(BENCH))
-    Run("quick" if args.quick else "full", set(args.only.split(",")) if args.only else None).go()
+    only = None
+    if args.only:
+        only = set()
+        for name in args.only.split(","):
+            if name in ALIASES:
+                only |= ALIASES[name]
+            elif name in SECTIONS:
+                only.add(name)
+            else:
+                parser.error(f"unknown section '{name}' in --only; sections: {','.join(SECTIONS)}; groups: "
+                             + ", ".join(f"{k} ({','.join(sorted(v))})" for k, v in ALIASES.items()))
+    Run("quick" if args.quick else "full", only).go()
 
 
 if __name__ == "__main__":

@@ -115,20 +115,29 @@ def python_rows(section: dict[str, Any]) -> list[str]:
 def memory_rows(section: dict[str, Any]) -> list[str]:
     rows = section["agents"]
     by = {r["agent"]: r for r in rows}
-    out = ["| process | RSS idle after start (MiB) | RSS after load (MiB) | calls in the load |", "|---|---|---|---|"]
+    out = ["| process | RSS idle after start (MiB) | RSS after load (MiB) | after ÷ idle | calls in the load |", "|---|---|---|---|---|"]
     for r in rows:
         name = "MCP Mesh agent (Python)" if r["agent"] == "mcpmesh-python" else f"toolmesh agent ({r['agent']})"
-        out.append(f"| {name} | {fmt(r['rss_idle_mib'], 1)} | {fmt(r['rss_after_load_mib'], 1)} | {r['load_calls']:,} |")
+        if r.get("options"):
+            name = f"toolmesh agent ({r['agent']}, `{r['options']}`)"
+        grew = r["rss_after_load_mib"] / r["rss_idle_mib"] if r.get("rss_idle_mib") and r.get("rss_after_load_mib") else None
+        out.append(f"| {name} | {fmt(r['rss_idle_mib'], 1)} | {fmt(r['rss_after_load_mib'], 1)} | {ratio(grew)} | {r['load_calls']:,} |")
     regs = section.get("registries", {})
     for name, label in (("toolmesh", "toolmesh registry"), ("mcpmesh", "MCP Mesh registry")):
         if name in regs:
-            out.append(f"| {label} | {fmt(regs[name]['rss_after_start_mib'], 1)} | {fmt(regs[name]['rss_now_mib'], 1)} (after every section before this one) | – |")
+            out.append(f"| {label} | {fmt(regs[name]['rss_after_start_mib'], 1)} | {fmt(regs[name]['rss_now_mib'], 1)} (after every section before this one) | – | – |")
     if "python" in by and "mcpmesh-python" in by:
         tm, mm = by["python"]["rss_idle_mib"], by["mcpmesh-python"]["rss_idle_mib"]
         r = tm / mm
         out.append("")
         out.append(f"Idle Python agent, toolmesh ÷ MCP Mesh: {tm:.2f} ÷ {mm:.2f} MiB = {r:.4f}× — target ≤ 0.25× "
                    f"(≤ {mm / 4:.2f} MiB): {at_most(r, 0.25)}")
+    if "java" in by and by["java"].get("rss_idle_mib") and by["java"].get("rss_after_load_mib"):
+        java = by["java"]
+        r = java["rss_after_load_mib"] / java["rss_idle_mib"]
+        out.append("")
+        out.append(f"Java agent ({java.get('options') or 'JVM defaults'}), RSS after load ÷ idle: {r:.2f}× — target ≤ 1.5×: "
+                   f"{at_most(r, 1.5)} (the JVM's defaults: see FINDINGS.md §5)")
     return out
 
 
@@ -178,8 +187,9 @@ def registry_rows(section: list[dict[str, Any]]) -> list[str]:
                 f"p99 {at_most(hb['p99_ms'], 50, 'ms')}",
                 f"new provider {at_most(worst if worst is not None else float('nan'), 1000, 'ms')}",
             ])
+        sharded = f" ({s['shards']} simulator processes)" if s.get("shards", 1) > 1 else ""
         out.append(
-            f"| {s['agents']:,} | {s['connections']:,} | {s['ramp_seconds']:.1f} | {fmt(s['registry_cores'], 2)} | {fmt(s['registry_rss_mib_steady'], 1)} | "
+            f"| {s['agents']:,} | {s['connections']:,}{sharded} | {s['ramp_seconds']:.1f} | {fmt(s['registry_cores'], 2)} | {fmt(s['registry_rss_mib_steady'], 1)} | "
             f"{fmt(s['heartbeats_per_second'])} | {fmt(hb['p50_ms'], 2)} / {fmt(hb['p99_ms'], 2)}{' (' + str(hb['errors']) + ' errors)' if hb['errors'] else ''} | "
             f"{fmt(worst)} | {fmt(s['simulator_cores'], 2)} | {targets} |")
     return out
@@ -281,7 +291,14 @@ def render(results: dict[str, Any]) -> str:
     if results.get("missing"):
         lines += ["## Not measured", ""] + [f"- {k}: {v}" for k, v in results["missing"].items()] + [""]
     if results.get("failed"):
-        lines += ["## Failed sections", ""] + [f"- {k}: {v}" for k, v in results["failed"].items()] + [""]
+        # The cause on the bullet, the log lines that show it indented under it.
+        lines += ["## Failed sections", ""]
+        for k, v in results["failed"].items():
+            first, *rest = str(v).splitlines() or [""]
+            lines.append(f"- **{k}**: {first}")
+            if rest:
+                lines += ["", "  ```"] + [f"  {line}" for line in rest] + ["  ```"]
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -59,6 +59,15 @@ pub struct RegistryScaleArgs {
     trials: usize,
     #[arg(long, default_value_t = 3)]
     dependents: usize,
+    /// This process simulates the agents whose connection index is `shard` modulo `shards`: a
+    /// row whose connections need more descriptors than one process may hold runs in several
+    /// simulator processes (started together by the harness). Shard 0 measures and runs the
+    /// new-provider trials; the others register, print their heartbeat figures after the window,
+    /// and keep heartbeating until they are stopped.
+    #[arg(long, default_value_t = 0)]
+    shard: usize,
+    #[arg(long, default_value_t = 1)]
+    shards: usize,
 }
 
 #[derive(Serialize)]
@@ -118,11 +127,16 @@ pub async fn registry_scale(args: RegistryScaleArgs) -> Result<(), AnyError> {
     std::fs::create_dir_all(&args.work_dir)?;
     let ca = CertificateAuthority::load(&args.ca, &args.ca_key)?;
     let ca_pem = std::fs::read_to_string(&args.ca)?;
+    let shards = args.shards.max(1);
     let mut clients = Vec::new();
     for k in 0..args.connections.max(1) {
+        if k % shards != args.shard {
+            clients.push(None);
+            continue;
+        }
         let issued = ca.issue(&LeafRequest::new(&format!("sim-conn-{k}"), Role::Agent, DEFAULT_TRUST_DOMAIN, 2))?;
         let identity = Identity::from_pem(&issued.cert_pem, &issued.key_pem, &ca_pem)?;
-        clients.push(RegistryClient::new(&args.registry_url, &identity)?);
+        clients.push(Some(RegistryClient::new(&args.registry_url, &identity)?));
     }
     let n = args.agents;
     let services = (n / args.replicas.max(1)).max(1);
@@ -134,9 +148,12 @@ pub async fn registry_scale(args: RegistryScaleArgs) -> Result<(), AnyError> {
     let ramp_cpu = CpuWindow::start(args.registry_pid);
     let ramp_start = Instant::now();
     let failures = AtomicU64::new(0);
-    stream::iter(0..n)
+    // The agents this process simulates: those whose connection belongs to its shard.
+    let mine: Vec<usize> = (0..n).filter(|i| clients[i % clients.len()].is_some()).collect();
+    stream::iter(mine.iter().copied())
         .for_each_concurrent(args.register_concurrency, |i| {
-            let (client, registration, versions, failures) = (&clients[i % clients.len()], &registrations[i], &versions, &failures);
+            let client = clients[i % clients.len()].as_ref().expect("a client of this shard");
+            let (registration, versions, failures) = (&registrations[i], &versions, &failures);
             async move {
                 for _attempt in 0..3 {
                     match client.register(registration).await {
@@ -163,8 +180,8 @@ pub async fn registry_scale(args: RegistryScaleArgs) -> Result<(), AnyError> {
     let reregistered = Arc::new(AtomicU64::new(0));
     let beats_start = Instant::now();
     let mut tasks = Vec::new();
-    for i in 0..n {
-        let client = clients[i % clients.len()].clone();
+    for &i in &mine {
+        let client = clients[i % clients.len()].clone().expect("a client of this shard");
         let (samples, errors, reregistered, versions) = (samples.clone(), errors.clone(), reregistered.clone(), versions.clone());
         let registration = registrations[i].clone();
         let first = beats_start + interval.mul_f64(i as f64 / n as f64);
@@ -212,6 +229,12 @@ pub async fn registry_scale(args: RegistryScaleArgs) -> Result<(), AnyError> {
     let window_errors = errors.load(Ordering::Relaxed) - errors_before;
     let heartbeat = summarize(0, latencies, window_errors, None, (window_end - window_start).as_secs_f64());
     let rss_steady = rss_mib(args.registry_pid);
+    if args.shard != 0 {
+        // Another shard's figures, for the harness to merge; then heartbeat until stopped.
+        print_json(&json!({"shard": args.shard, "agents": mine.len(), "register_failures": failures.load(Ordering::Relaxed),
+                           "heartbeats_per_second": beats as f64 / args.window, "heartbeat": heartbeat, "simulator_cores": sim_cores}));
+        std::future::pending::<()>().await;
+    }
     eprintln!(
         "registry-scale n={n}: {beats} heartbeats in {:.1} s, p50 {:.2} ms, p99 {:.2} ms, registry {registry_cores:?} cores, simulator {sim_cores:?} cores, RSS {rss_steady:?} MiB",
         args.window, heartbeat.p50_ms, heartbeat.p99_ms
@@ -268,6 +291,8 @@ pub async fn registry_scale(args: RegistryScaleArgs) -> Result<(), AnyError> {
         "agents": n,
         "services": services,
         "connections": clients.len(),
+        "shards": shards,
+        "shard_agents": mine.len(),
         "interval_ms": args.interval_ms,
         "register_failures": failures.load(Ordering::Relaxed),
         "ramp_seconds": ramp_seconds,
