@@ -5,7 +5,7 @@ use crate::client::RequestError;
 use crate::auto_tls::AutoTls;
 use crate::config::{AgentConfig, HealthPort, TlsSource};
 use crate::health::{HealthServer, ReadinessCheck};
-use crate::context::{RequestContext, TraceContext};
+use crate::context::{HeaderAllowList, RequestContext, TraceContext, CALLER_HEADERS};
 use crate::discovery::{Discovery, TopologyView};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::{LocalTools, ToolHandler};
@@ -87,6 +87,8 @@ struct Inner {
     topology: watch::Receiver<Arc<TopologyView>>,
     client: McpClient,
     gate: Arc<Gate>,
+    /// This agent's `propagate_headers`: what a handler of a call made in-process sees.
+    propagate: HeaderAllowList,
     pipeline: Pipeline,
     server: Mutex<Option<HttpsServer>>,
     discovery: Mutex<Option<Discovery>>,
@@ -186,6 +188,7 @@ impl Agent {
                 topology,
                 client: McpClient::new(&identity)?,
                 gate,
+                propagate: config.propagate_headers.clone(),
                 pipeline: Pipeline::reporting(unreachable),
                 server: Mutex::new(Some(server)),
                 discovery: Mutex::new(discovery),
@@ -340,12 +343,17 @@ impl Inner {
     /// A dependency this agent provides itself: no network, same checks and same errors as a
     /// remote call, a new span of the same trace.
     async fn call_in_process(&self, tool: &str, arguments: Value, context: &RequestContext) -> std::result::Result<Value, RequestError> {
-        // A hop like a remote call: the headers that go onward, and none set on purpose for it.
+        // A hop like a remote call: the handler sees what it would see of the same request from
+        // the network (the onward headers, those set on purpose listed), by the same rule.
+        let listed = context.caller_set_names().join(", ");
+        let request = context.onward_headers().map(|(n, v)| (n.as_str(), v.as_str()));
+        let (headers, hop_only) = self.propagate.capture_inbound(request.chain([(CALLER_HEADERS, listed.as_str())]));
         let child = RequestContext {
             trace: Some(context.trace.as_ref().map(TraceContext::child).unwrap_or_else(TraceContext::new_root)),
-            headers: context.onward_headers().cloned().collect(),
-            hop_only: Vec::new(),
+            headers,
+            hop_only,
             headers_set_by_caller: false,
+            set_on_purpose: Vec::new(),
             ..context.clone()
         };
         self.local.invoke(tool, arguments, Arc::new(child)).await.map_err(|error| {

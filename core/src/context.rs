@@ -88,6 +88,10 @@ pub struct RequestContext {
     /// their names in [`CALLER_HEADERS`] so that the receiving handler sees them whatever its
     /// allow-list. False in a handler's context, whose headers are only forwarded.
     pub headers_set_by_caller: bool,
+    /// Names among `headers` (lowercase) that the code making the call set on purpose (a
+    /// call-headers scope of a binding, [`RequestContext::with_call_headers`]): listed in
+    /// [`CALLER_HEADERS`] like all headers are when `headers_set_by_caller` is true.
+    pub set_on_purpose: Vec<String>,
     /// The span of the handler that is running (outbound calls become its children).
     pub trace: Option<TraceContext>,
     /// When the inbound request must be answered by; outbound calls never outlive it.
@@ -112,6 +116,102 @@ impl RequestContext {
             !never_propagated(&name) && !self.hop_only.contains(&name)
         })
     }
+
+    /// The names (lowercase, once each) of the onward headers that were set on purpose: an
+    /// outbound request lists them in [`CALLER_HEADERS`], so that the handler it reaches sees
+    /// them whatever its allow-list.
+    pub fn caller_set_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for (name, _) in self.onward_headers() {
+            let name = name.to_ascii_lowercase();
+            if (self.headers_set_by_caller || self.set_on_purpose.contains(&name)) && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// The context of a call made inside a call-headers scope (Python `toolmesh.call_headers`,
+    /// Node `withCallHeaders`, Java `Toolmesh.withCallHeaders`, C `toolmesh_call_headers`): the
+    /// headers `base` sends onward (the handler's allow-listed ones; none outside a handler),
+    /// plus `call_headers`, set on purpose by the caller's code. The latter are listed in
+    /// [`CALLER_HEADERS`], so the handler the call reaches sees them whatever its allow-list, and
+    /// they go further only where allow-lists name them. `call_headers` is in scope order (outer
+    /// scopes first): the last value of a name wins, over `base`'s too. Names are matched
+    /// case-insensitively and kept in lowercase. Trace, deadline and origin are `base`'s.
+    ///
+    /// Errors (`INVALID_ARGUMENTS`, naming the header): a name that is not an HTTP header name, a
+    /// value that is not a valid header value, a name that is never propagated (see
+    /// [`never_propagated`]: the request sets those itself), more than [`MAX_CALLER_HEADERS`]
+    /// headers or more than [`MAX_CALLER_HEADER_BYTES`] of values.
+    pub fn with_call_headers(base: Option<&RequestContext>, call_headers: &[(String, String)]) -> crate::Result<RequestContext> {
+        let mut scoped: Vec<(String, String)> = Vec::new();
+        for (name, value) in call_headers {
+            let name = check_call_header(name, value)?;
+            scoped.retain(|(n, _)| *n != name);
+            scoped.push((name, value.clone()));
+        }
+        if scoped.len() > MAX_CALLER_HEADERS {
+            return Err(crate::Error::new(
+                crate::ErrorKind::InvalidArguments,
+                format!("{} call headers are set; at most {MAX_CALLER_HEADERS} are sent", scoped.len()),
+            ));
+        }
+        let bytes: usize = scoped.iter().map(|(_, v)| v.len()).sum();
+        if bytes > MAX_CALLER_HEADER_BYTES {
+            return Err(crate::Error::new(
+                crate::ErrorKind::InvalidArguments,
+                format!("the call headers' values come to {bytes} bytes; at most {MAX_CALLER_HEADER_BYTES} are sent"),
+            ));
+        }
+        let base = base.cloned().unwrap_or_default();
+        let mut headers: Vec<(String, String)> = base
+            .onward_headers()
+            .filter(|(n, _)| !scoped.iter().any(|(s, _)| n.eq_ignore_ascii_case(s)))
+            .cloned()
+            .collect();
+        let mut set_on_purpose = if base.headers_set_by_caller {
+            headers.iter().map(|(n, _)| n.to_ascii_lowercase()).collect()
+        } else {
+            base.set_on_purpose.iter().filter(|n| headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(n))).cloned().collect::<Vec<_>>()
+        };
+        set_on_purpose.extend(scoped.iter().map(|(n, _)| n.clone()));
+        headers.extend(scoped);
+        Ok(RequestContext { headers, hop_only: Vec::new(), headers_set_by_caller: false, set_on_purpose, ..base })
+    }
+
+    /// [`RequestContext::with_call_headers`] for a binding's call: `base` unchanged when no
+    /// scope set headers.
+    pub fn for_call(
+        base: Option<std::sync::Arc<RequestContext>>,
+        call_headers: &[(String, String)],
+    ) -> crate::Result<Option<std::sync::Arc<RequestContext>>> {
+        if call_headers.is_empty() {
+            return Ok(base);
+        }
+        Ok(Some(std::sync::Arc::new(RequestContext::with_call_headers(base.as_deref(), call_headers)?)))
+    }
+}
+
+/// Checks one header a caller's code sets on purpose for its calls; returns its name in
+/// lowercase. The error (`INVALID_ARGUMENTS`) names the header and what is wrong with it.
+pub fn check_call_header(name: &str, value: &str) -> crate::Result<String> {
+    let refused = |why: String| crate::Error::new(crate::ErrorKind::InvalidArguments, why);
+    let lowercase = name.to_ascii_lowercase();
+    if http::HeaderName::from_bytes(lowercase.as_bytes()).is_err() {
+        return Err(refused(format!(
+            "call header '{name}' is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)"
+        )));
+    }
+    if never_propagated(&lowercase) {
+        return Err(refused(format!(
+            "call header '{name}' cannot be set: the request sets it itself (hop-by-hop, body, protocol, trace and toolmesh headers never are); use another name"
+        )));
+    }
+    if http::HeaderValue::from_str(value).is_err() {
+        return Err(refused(format!("the value of call header '{name}' is not a valid HTTP header value (visible ASCII, spaces and tabs only)")));
+    }
+    Ok(lowercase)
 }
 
 /// The request header in which a caller lists (comma-separated) the headers it set on purpose
@@ -282,6 +382,55 @@ mod tests {
         // Without the list, only the allow-list decides (as before).
         let (seen, hop_only) = list.capture_inbound(inbound[..5].iter().copied());
         assert_eq!((seen, hop_only), (vec![("x-tenant".into(), "acme".into())], vec![]));
+    }
+
+    #[test]
+    fn call_headers_join_the_onward_headers_set_on_purpose_inner_scopes_winning() {
+        let pairs = |list: &[(&str, &str)]| list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>();
+        // A handler's context: x-tenant allow-listed, x-secret set on purpose for this hop only.
+        let handler = RequestContext {
+            headers: pairs(&[("x-tenant", "acme"), ("x-secret", "s"), ("x-plan", "gold")]),
+            hop_only: vec!["x-secret".into()],
+            trace: Some(TraceContext::new_root()),
+            ..RequestContext::default()
+        };
+        let scoped = pairs(&[("X-Scoped", "outer"), ("x-plan", "platinum"), ("x-scoped", "inner")]);
+        let call = RequestContext::with_call_headers(Some(&handler), &scoped).unwrap();
+        assert_eq!(call.headers, pairs(&[("x-tenant", "acme"), ("x-plan", "platinum"), ("x-scoped", "inner")]), "onward, then the scope's; inner wins");
+        assert_eq!(call.caller_set_names(), ["x-plan", "x-scoped"], "only the scope's are listed as set on purpose");
+        assert_eq!(call.trace, handler.trace);
+        // Outside a handler: the scope's headers only; no scope, no change.
+        let alone = RequestContext::with_call_headers(None, &pairs(&[("x-a", "1")])).unwrap();
+        assert_eq!((alone.headers, alone.set_on_purpose), (pairs(&[("x-a", "1")]), vec!["x-a".to_owned()]));
+        assert!(RequestContext::for_call(None, &[]).unwrap().is_none());
+        // Received on the other side, by an agent whose allow-list names only x-tenant.
+        let listed = call.caller_set_names().join(", ");
+        let wire = call.onward_headers().map(|(n, v)| (n.as_str(), v.as_str())).chain([(CALLER_HEADERS, listed.as_str())]);
+        let (seen, hop_only) = HeaderAllowList::parse("x-tenant").capture_inbound(wire);
+        assert_eq!(seen, pairs(&[("x-tenant", "acme"), ("x-plan", "platinum"), ("x-scoped", "inner")]));
+        assert_eq!(hop_only, ["x-plan", "x-scoped"], "seen there, forwarded no further");
+    }
+
+    #[test]
+    fn bad_call_headers_are_refused_naming_the_header() {
+        let one = |n: &str, v: &str| RequestContext::with_call_headers(None, &[(n.to_owned(), v.to_owned())]).map(|_| ()).unwrap_err();
+        for (name, value, says) in [
+            ("x tenant", "a", "call header 'x tenant' is not a valid HTTP header name"),
+            ("", "a", "call header '' is not a valid HTTP header name"),
+            ("x-note", "line\nbreak", "the value of call header 'x-note' is not a valid HTTP header value"),
+            ("Content-Type", "a/b", "call header 'Content-Type' cannot be set: the request sets it itself"),
+            ("traceparent", "00-x", "call header 'traceparent' cannot be set"),
+            ("toolmesh-caller-headers", "x", "call header 'toolmesh-caller-headers' cannot be set"),
+            ("Connection", "close", "call header 'Connection' cannot be set"),
+        ] {
+            let error = one(name, value);
+            assert_eq!(error.kind(), crate::ErrorKind::InvalidArguments, "{name}");
+            assert!(error.message().starts_with(says), "{name}: {}", error.message());
+        }
+        let many: Vec<(String, String)> = (0..=MAX_CALLER_HEADERS).map(|i| (format!("x-h{i}"), "v".to_owned())).collect();
+        assert!(RequestContext::with_call_headers(None, &many).unwrap_err().message().contains("at most 32"));
+        let big = [("x-big".to_owned(), "v".repeat(MAX_CALLER_HEADER_BYTES + 1))];
+        assert!(RequestContext::with_call_headers(None, &big).unwrap_err().message().contains("bytes"));
     }
 
     #[test]

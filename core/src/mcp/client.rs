@@ -125,19 +125,15 @@ impl McpClient {
         headers.insert(HeaderName::from_static(crate::origin::HEADER), origin);
         // The context's headers come from an allow-list (which never captures these) or from the
         // host; either way the request's own headers (body, hop, protocol, trace) are not theirs to set.
-        let mut set_on_purpose = Vec::new();
         for (name, value) in context.onward_headers() {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| unbuildable(format!("header '{name}': {e}")))?;
             let value = HeaderValue::from_str(value).map_err(|e| unbuildable(format!("header '{name}': {e}")))?;
-            if context.headers_set_by_caller && !set_on_purpose.contains(&name) {
-                set_on_purpose.push(name.clone());
-            }
             headers.append(name, value);
         }
         // The caller's own headers: the handler it calls sees them whatever its allow-list.
+        let set_on_purpose = context.caller_set_names();
         if !set_on_purpose.is_empty() {
-            let names = set_on_purpose.iter().map(HeaderName::as_str).collect::<Vec<_>>().join(", ");
-            let names = HeaderValue::from_str(&names).map_err(|e| unbuildable(e.to_string()))?;
+            let names = HeaderValue::from_str(&set_on_purpose.join(", ")).map_err(|e| unbuildable(e.to_string()))?;
             headers.insert(HeaderName::from_static(CALLER_HEADERS), names);
         }
         self.http.send(request).await
