@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use std::sync::Arc;
 use toolmesh_core::agent::{parse_tools, Agent};
 use toolmesh_core::config::AgentConfig;
+use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{Completion, ToolHandler, ToolInvocation};
 
 /// Core's host handler for a Python agent: queues each invocation for the dispatch thread.
@@ -89,8 +90,9 @@ impl NativeAgent {
 
     /// Calls the `dependency`-th declared dependency of local tool `tool`; the asyncio `future`
     /// receives the JSON-encoded result or the mesh error. `context` is the handler's request context, so
-    /// that core propagates its headers and continues its trace.
-    #[pyo3(signature = (tool, dependency, arguments_json, context, future))]
+    /// that core propagates its headers and continues its trace; `call_headers` are the headers of
+    /// the `toolmesh.call_headers` scopes the call is made in (outer first), which core merges in.
+    #[pyo3(signature = (tool, dependency, arguments_json, context, call_headers, future))]
     fn call(
         &self,
         py: Python<'_>,
@@ -98,6 +100,7 @@ impl NativeAgent {
         dependency: usize,
         arguments_json: &str,
         context: Option<PyRef<'_, Context>>,
+        call_headers: Vec<(String, String)>,
         future: Py<PyAny>,
     ) -> PyResult<()> {
         let arguments: serde_json::Value = py
@@ -106,6 +109,7 @@ impl NativeAgent {
         let context = context.map(|c| c.inner.clone());
         let agent = self.agent.clone();
         settle_when_done(future, async move {
+            let context = RequestContext::for_call(context, &call_headers)?;
             let result = agent.call(&tool, dependency, arguments, context).await?;
             Ok(Outcome::Json(result.to_string()))
         });

@@ -32,6 +32,7 @@ class NativeAgent:
         dependency: int,
         arguments_json: str,
         context: Optional[RequestContext],
+        call_headers: tuple[tuple[str, str], ...],
         future: asyncio.Future[str],
     ) -> None: ...
     def stop(self, future: asyncio.Future[None]) -> None: ...

@@ -13,7 +13,7 @@ import typing
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Union
 
 from . import _json
-from ._context import _current
+from ._context import _call_headers, _current
 from ._schema import input_schema
 
 if TYPE_CHECKING:
@@ -29,7 +29,8 @@ class Proxy:
     proxy for the matching dependency; ``await proxy(a=1)`` or ``await proxy.call({"a": 1})``
     calls a provider chosen by core and returns the remote tool's result. Failures raise
     ``toolmesh.ToolmeshError`` subclasses. The request context of the call being handled
-    (propagated headers, trace) flows into the call automatically.
+    (propagated headers, trace) flows into the call automatically, and so do the headers of the
+    ``toolmesh.call_headers`` scopes the call is made in.
     """
 
     def __init__(self, agent: "Agent", tool: str, index: int, capability: str) -> None:
@@ -45,7 +46,7 @@ class Proxy:
         """Calls the dependency with ``arguments`` (a dict) and returns the decoded result."""
         future = asyncio.get_running_loop().create_future()
         native = self._agent._native_for_calls()
-        native.call(self._tool, self._index, _json.encode(arguments or {}), _current.get(), future)
+        native.call(self._tool, self._index, _json.encode(arguments or {}), _current.get(), _call_headers.get(), future)
         return json.loads(await future)
 
     def call_sync(self, **arguments: Any) -> Any:
