@@ -11,9 +11,11 @@ export declare class NativeAgent {
   /**
    * Calls the `dependency`-th declared dependency of local tool `tool` with JSON arguments;
    * the promise receives the JSON result or rejects with the mesh error. `context` is the
-   * handler's request context, so that core propagates its headers and continues its trace.
+   * handler's request context, so that core propagates its headers and continues its trace;
+   * `call_headers` are the `withCallHeaders` scopes' headers, outer scopes first: core merges
+   * them in, set on purpose.
    */
-  call(tool: string, dependency: number, argumentsJson: string, context?: RequestContext | undefined | null): Promise<string>
+  call(tool: string, dependency: number, argumentsJson: string, context?: RequestContext | undefined | null, callHeaders?: Array<[string, string]> | undefined | null): Promise<string>
   /**
    * Deregisters, drains in-flight calls and closes the listener, then releases `onInvoke` so
    * that the process can exit.

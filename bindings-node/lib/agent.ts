@@ -1,6 +1,6 @@
 /** Agents: a set of tools served by one native core agent. */
 
-import { contextStorage, type RequestContext } from "./context.js";
+import { callHeadersStorage, contextStorage, type RequestContext } from "./context.js";
 import { fromNative, ToolError, ToolmeshError } from "./errors.js";
 import { addon, type NativeAgent, type Responder } from "./native.js";
 import { ArgumentsRejected, type InputSchema, type JsonSchema } from "./schema.js";
@@ -163,7 +163,7 @@ export class Agent {
     return Object.freeze(proxies);
   }
 
-  /** A dependency call, made with the request context of the handler that makes it. */
+  /** A dependency call, made with the request context of the handler that makes it and the headers of the `withCallHeaders` scopes it is made in. */
   async #call(tool: string, position: number, args: Record<string, unknown>): Promise<any> {
     // A handler may run before start() has resumed its caller.
     const native = (await this.#starting) ?? this.#native;
@@ -171,7 +171,7 @@ export class Agent {
     const argumentsJson = JSON.stringify(args);
     let resultJson: string;
     try {
-      resultJson = await native.call(tool, position, argumentsJson, contextStorage.getStore());
+      resultJson = await native.call(tool, position, argumentsJson, contextStorage.getStore(), callHeadersStorage.getStore());
     } catch (error) {
       throw fromNative(error);
     }

@@ -10,6 +10,7 @@ use napi_derive::napi;
 use std::sync::Arc;
 use toolmesh_core::agent::{parse_tools, Agent};
 use toolmesh_core::config::AgentConfig;
+use toolmesh_core::context::RequestContext as CoreRequestContext;
 use toolmesh_core::{Error, ErrorKind};
 
 /// Builds the configuration (`TOOLMESH_*` environment, then `options`, core's keys), validates
@@ -76,7 +77,9 @@ impl NativeAgent {
 
     /// Calls the `dependency`-th declared dependency of local tool `tool` with JSON arguments;
     /// the promise receives the JSON result or rejects with the mesh error. `context` is the
-    /// handler's request context, so that core propagates its headers and continues its trace.
+    /// handler's request context, so that core propagates its headers and continues its trace;
+    /// `call_headers` are the `withCallHeaders` scopes' headers, outer scopes first: core merges
+    /// them in, set on purpose.
     #[napi(catch_unwind, ts_return_type = "Promise<string>")]
     pub fn call<'env>(
         &self,
@@ -85,10 +88,13 @@ impl NativeAgent {
         dependency: u32,
         arguments_json: String,
         context: Option<&RequestContext>,
+        call_headers: Option<Vec<(String, String)>>,
     ) -> napi::Result<Object<'env>> {
         let agent = self.agent.clone();
         let context = context.map(|c| c.inner.clone());
+        let call_headers = call_headers.unwrap_or_default();
         promise(env, async move {
+            let context = CoreRequestContext::for_call(context, &call_headers)?;
             let arguments = serde_json::from_str(&arguments_json).map_err(|e| {
                 Error::new(ErrorKind::InvalidArguments, format!("the call arguments are not JSON: {e}"))
             })?;
