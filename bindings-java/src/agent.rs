@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tokio::sync::SetOnce;
 use toolmesh_core::agent::{parse_tools, Agent};
 use toolmesh_core::config::AgentConfig;
+use toolmesh_core::context::RequestContext;
 use toolmesh_core::{runtime, Error, ErrorKind};
 
 /// Started agents by handle. The slot exists before the agent does: a tool call can reach Java
@@ -85,8 +86,10 @@ pub extern "system" fn Java_dev_toolmesh_Native_describe<'local>(
     })
 }
 
-/// Calls dependency `dependency` of local tool `tool` with the context `context` (0: none);
-/// the result reaches `Native.onCallDone(callId, ...)` on a core thread.
+/// Calls dependency `dependency` of local tool `tool` with the context `context` (0: none) and
+/// the headers of the open `CallHeaders` scopes (`call_headers`: name, value, ..., outer scopes
+/// first), which core merges in; the result reaches `Native.onCallDone(callId, ...)` on a core
+/// thread.
 #[no_mangle]
 pub extern "system" fn Java_dev_toolmesh_Native_call<'local>(
     mut env: JNIEnv<'local>,
@@ -96,6 +99,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_call<'local>(
     dependency: jint,
     arguments_json: JString<'local>,
     context: jlong,
+    call_headers: JObjectArray<'local>,
     call_id: jlong,
 ) {
     entry(&mut env, |env| {
@@ -106,7 +110,10 @@ pub extern "system" fn Java_dev_toolmesh_Native_call<'local>(
         // A negative index names no dependency; core says so.
         let dependency = usize::try_from(dependency).unwrap_or(usize::MAX);
         let context = invocation::context(context);
+        let call_headers: Vec<(String, String)> =
+            string_array(env, &call_headers)?.chunks_exact(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect();
         spawn_call(call_id, async move {
+            let context = RequestContext::for_call(context, &call_headers)?;
             let agent = slot.wait().await.clone();
             agent.call(&tool, dependency, arguments, context).await
         });
