@@ -22,7 +22,10 @@ use toolmesh_core::{runtime, Error, ErrorKind};
 static AGENTS: HandleTable<Arc<SetOnce<Agent>>> = HandleTable::new();
 
 #[no_mangle]
-pub extern "system" fn Java_dev_toolmesh_Native_initialize<'local>(mut env: JNIEnv<'local>, class: JClass<'local>) {
+pub extern "system" fn Java_dev_toolmesh_Native_initialize<'local>(
+    mut env: JNIEnv<'local>,
+    class: JClass<'local>,
+) {
     entry(&mut env, |env| Ok(jvm::initialize(env, &class)?))
 }
 
@@ -45,7 +48,11 @@ pub extern "system" fn Java_dev_toolmesh_Native_start<'local>(
         let options = string_array(env, &options)?;
         for pair in options.chunks(2) {
             let [key, value] = pair else {
-                return Err(Error::new(ErrorKind::InvalidConfig, format!("option '{}' has no value", pair[0])).into());
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!("option '{}' has no value", pair[0]),
+                )
+                .into());
             };
             config.set(key, value)?;
         }
@@ -76,7 +83,10 @@ pub extern "system" fn Java_dev_toolmesh_Native_describe<'local>(
     handle: jlong,
 ) -> JString<'local> {
     entry(&mut env, |env| {
-        let agent = AGENTS.get(handle).and_then(|slot| slot.get().cloned()).ok_or_else(closed)?;
+        let agent = AGENTS
+            .get(handle)
+            .and_then(|slot| slot.get().cloned())
+            .ok_or_else(closed)?;
         let description = json!({
             "agent_id": agent.agent_id(),
             "endpoint": agent.endpoint(),
@@ -105,13 +115,20 @@ pub extern "system" fn Java_dev_toolmesh_Native_call<'local>(
     entry(&mut env, |env| {
         let slot = AGENTS.get(handle).ok_or_else(closed)?;
         let tool: String = env.get_string(&tool)?.into();
-        let arguments: Value = serde_json::from_str(&String::from(env.get_string(&arguments_json)?))
-            .map_err(|e| Error::new(ErrorKind::InvalidArguments, format!("the call arguments are not JSON: {e}")))?;
+        let arguments: Value =
+            serde_json::from_str(&String::from(env.get_string(&arguments_json)?)).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidArguments,
+                    format!("the call arguments are not JSON: {e}"),
+                )
+            })?;
         // A negative index names no dependency; core says so.
         let dependency = usize::try_from(dependency).unwrap_or(usize::MAX);
         let context = invocation::context(context);
-        let call_headers: Vec<(String, String)> =
-            string_array(env, &call_headers)?.chunks_exact(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect();
+        let call_headers: Vec<(String, String)> = string_array(env, &call_headers)?
+            .chunks_exact(2)
+            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .collect();
         spawn_call(call_id, async move {
             let context = RequestContext::for_call(context, &call_headers)?;
             let agent = slot.wait().await.clone();
@@ -123,10 +140,16 @@ pub extern "system" fn Java_dev_toolmesh_Native_call<'local>(
 
 /// Deregisters, drains and stops serving; blocks until done. A second stop does nothing.
 #[no_mangle]
-pub extern "system" fn Java_dev_toolmesh_Native_stop<'local>(mut env: JNIEnv<'local>, _class: JClass<'local>, handle: jlong) {
+pub extern "system" fn Java_dev_toolmesh_Native_stop<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) {
     entry(&mut env, |_| {
         ensure_blocking_allowed("MeshAgent.close()")?;
-        let Some(slot) = AGENTS.get(handle) else { return Ok(()) };
+        let Some(slot) = AGENTS.get(handle) else {
+            return Ok(());
+        };
         if let Some(agent) = slot.get().cloned() {
             run_blocking(async move {
                 agent.shutdown().await;
@@ -142,14 +165,26 @@ pub extern "system" fn Java_dev_toolmesh_Native_stop<'local>(mut env: JNIEnv<'lo
 
 /// Runs `operation` on core's runtime and hands its outcome to `Native.onCallDone(callId, ...)`.
 /// In a task of its own, so that even a panic in core answers the Java future (`INTERNAL`).
-pub(crate) fn spawn_call(call_id: jlong, operation: impl Future<Output = Result<Value, Error>> + Send + 'static) {
-    runtime::spawn_settled(operation, move |outcome| deliver_call_result(call_id, outcome));
+pub(crate) fn spawn_call(
+    call_id: jlong,
+    operation: impl Future<Output = Result<Value, Error>> + Send + 'static,
+) {
+    runtime::spawn_settled(operation, move |outcome| {
+        deliver_call_result(call_id, outcome)
+    });
 }
 
 fn deliver_call_result(call_id: jlong, outcome: Result<Value, Error>) {
     jvm::with_java("deliver a call result", |env, classes| {
         let (result, code, kind, message, app_code, data_json) = match outcome {
-            Ok(value) => (env.new_string(value.to_string())?, 0, JObject::null(), JObject::null(), JObject::null(), JObject::null()),
+            Ok(value) => (
+                env.new_string(value.to_string())?,
+                0,
+                JObject::null(),
+                JObject::null(),
+                JObject::null(),
+                JObject::null(),
+            ),
             Err(error) => (
                 JString::default(),
                 i32::try_from(error.code()).unwrap_or(i32::MAX),
@@ -186,17 +221,28 @@ fn deliver_call_result(call_id: jlong, outcome: Result<Value, Error>) {
 
 /// Runs `operation` on core's runtime and waits for it on this (Java) thread. In a task of its
 /// own, so a panic in core comes back as an error.
-fn run_blocking<T: Send + 'static>(operation: impl Future<Output = Result<T, Error>> + Send + 'static) -> Result<T, Error> {
+fn run_blocking<T: Send + 'static>(
+    operation: impl Future<Output = Result<T, Error>> + Send + 'static,
+) -> Result<T, Error> {
     let runtime = runtime::runtime();
-    runtime.block_on(runtime.spawn(operation)).unwrap_or_else(|panic| Err(task_failed(panic)))
+    runtime
+        .block_on(runtime.spawn(operation))
+        .unwrap_or_else(|panic| Err(task_failed(panic)))
 }
 
 fn task_failed(panic: tokio::task::JoinError) -> Error {
-    Error::new(ErrorKind::Internal, format!("a toolmesh task failed: {panic}"))
+    Error::new(
+        ErrorKind::Internal,
+        format!("a toolmesh task failed: {panic}"),
+    )
 }
 
 fn closed() -> Failure {
-    Error::new(ErrorKind::Shutdown, "the agent is closed; no new calls are made").into()
+    Error::new(
+        ErrorKind::Shutdown,
+        "the agent is closed; no new calls are made",
+    )
+    .into()
 }
 
 fn string_array(env: &mut JNIEnv, array: &JObjectArray) -> jni::errors::Result<Vec<String>> {

@@ -2,7 +2,7 @@
 
 use crate::context::RequestContext;
 use crate::errors::to_js_error;
-use crate::handler::{invoke_args, InvokeArgs, Invocation, NodeToolHandler};
+use crate::handler::{invoke_args, Invocation, InvokeArgs, NodeToolHandler};
 use crate::settle::promise;
 use napi::bindgen_prelude::{Function, Object};
 use napi::Env;
@@ -96,9 +96,14 @@ impl NativeAgent {
         promise(env, async move {
             let context = CoreRequestContext::for_call(context, &call_headers)?;
             let arguments = serde_json::from_str(&arguments_json).map_err(|e| {
-                Error::new(ErrorKind::InvalidArguments, format!("the call arguments are not JSON: {e}"))
+                Error::new(
+                    ErrorKind::InvalidArguments,
+                    format!("the call arguments are not JSON: {e}"),
+                )
             })?;
-            let result = agent.call(&tool, dependency as usize, arguments, context).await?;
+            let result = agent
+                .call(&tool, dependency as usize, arguments, context)
+                .await?;
             Ok(result.to_string())
         })
     }

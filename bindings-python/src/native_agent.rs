@@ -49,7 +49,10 @@ pub(crate) fn start(
     }
     let tools = parse_tools(tools_json).map_err(|e| to_pyerr(py, &e))?;
     let event_loop = future.call_method0(py, "get_loop")?;
-    let target = Arc::new(InvokeTarget { event_loop, on_invoke });
+    let target = Arc::new(InvokeTarget {
+        event_loop,
+        on_invoke,
+    });
     let handler = Arc::new(PythonToolHandler { target });
     settle_when_done(future, async move {
         let agent = Agent::start(config, tools, handler).await?;
@@ -93,6 +96,7 @@ impl NativeAgent {
     /// that core propagates its headers and continues its trace; `call_headers` are the headers of
     /// the `toolmesh.call_headers` scopes the call is made in (outer first), which core merges in.
     #[pyo3(signature = (tool, dependency, arguments_json, context, call_headers, future))]
+    #[allow(clippy::too_many_arguments)] // one per argument of the Python call
     fn call(
         &self,
         py: Python<'_>,
@@ -126,6 +130,10 @@ impl NativeAgent {
     }
 
     fn __repr__(&self) -> String {
-        format!("NativeAgent(agent_id={:?}, endpoint={:?})", self.agent.agent_id(), self.agent.endpoint())
+        format!(
+            "NativeAgent(agent_id={:?}, endpoint={:?})",
+            self.agent.agent_id(),
+            self.agent.endpoint()
+        )
     }
 }

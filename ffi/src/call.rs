@@ -222,7 +222,11 @@ mod tests {
         match unsafe { error.as_ref() } {
             None => assert_eq!(code, TOOLMESH_OK, "a failure comes with its error"),
             Some(error) => {
-                assert_eq!((error.code(), error.message().to_str().unwrap()), (code, text.as_str()), "the error is the one reported");
+                assert_eq!(
+                    (error.code(), error.message().to_str().unwrap()),
+                    (code, text.as_str()),
+                    "the error is the one reported"
+                );
                 // SAFETY: a live error; the strings it lends are NUL-terminated.
                 let (app_code, data) = unsafe { (toolmesh_error_app_code(error), toolmesh_error_data_json(error)) };
                 if !app_code.is_null() {

@@ -105,15 +105,24 @@ mod tests {
         // SAFETY: valid out-pointers; the set is live until freed at the end; literals are NUL-terminated.
         unsafe {
             assert_eq!(toolmesh_call_headers_new(&mut headers, std::ptr::null_mut()), TOOLMESH_OK);
-            assert_eq!(toolmesh_call_headers_set(headers, c"X-Tenant".as_ptr(), c"a".as_ptr(), std::ptr::null_mut()), TOOLMESH_OK);
-            assert_eq!(toolmesh_call_headers_set(headers, c"x-tenant".as_ptr(), c"b".as_ptr(), std::ptr::null_mut()), TOOLMESH_OK);
+            assert_eq!(
+                toolmesh_call_headers_set(headers, c"X-Tenant".as_ptr(), c"a".as_ptr(), std::ptr::null_mut()),
+                TOOLMESH_OK
+            );
+            assert_eq!(
+                toolmesh_call_headers_set(headers, c"x-tenant".as_ptr(), c"b".as_ptr(), std::ptr::null_mut()),
+                TOOLMESH_OK
+            );
             let code = toolmesh_call_headers_set(headers, c"Content-Type".as_ptr(), c"text/plain".as_ptr(), &mut error);
             assert_eq!(code, TOOLMESH_INVALID_ARGUMENTS);
             let message = CStr::from_ptr(toolmesh_error_message(error)).to_str().unwrap();
             assert!(message.starts_with("call header 'Content-Type' cannot be set"), "{message}");
             toolmesh_error_free(error);
             assert_eq!((*headers).headers, [("x-tenant".to_owned(), "b".to_owned())]);
-            assert_eq!(toolmesh_call_headers_set(std::ptr::null_mut(), c"x".as_ptr(), c"y".as_ptr(), std::ptr::null_mut()), TOOLMESH_NULL_ARGUMENT);
+            assert_eq!(
+                toolmesh_call_headers_set(std::ptr::null_mut(), c"x".as_ptr(), c"y".as_ptr(), std::ptr::null_mut()),
+                TOOLMESH_NULL_ARGUMENT
+            );
             toolmesh_call_headers_free(headers);
             toolmesh_call_headers_free(std::ptr::null_mut());
         }
