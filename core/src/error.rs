@@ -214,6 +214,11 @@ impl ErrorKind {
     pub fn from_code(code: u32) -> Option<ErrorKind> {
         Self::ALL.iter().copied().find(|k| k.code() == code)
     }
+
+    /// The kind whose stable name is `name` (e.g. `DEPENDENCY_UNRESOLVED`).
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        Self::ALL.iter().copied().find(|k| k.name() == name)
+    }
 }
 
 impl fmt::Display for ErrorKind {
@@ -251,7 +256,11 @@ pub fn check_app_code(code: &str) -> Result<(), String> {
         return Ok(());
     }
     let shown: String = code.chars().take(APP_CODE_MAX_LEN + 8).collect();
-    let shown = if shown.len() < code.len() { format!("{shown}...") } else { shown };
+    let shown = if shown.len() < code.len() {
+        format!("{shown}...")
+    } else {
+        shown
+    };
     Err(format!(
         "the error code {shown:?} is not valid: an application error code is 1 to {APP_CODE_MAX_LEN} characters among A-Z a-z 0-9 _ . : - (e.g. \"unknown_sku\")"
     ))
@@ -259,15 +268,27 @@ pub fn check_app_code(code: &str) -> Result<(), String> {
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), application: None }
+        Error {
+            kind,
+            message: message.into(),
+            application: None,
+        }
     }
 
     /// A tool's own error (`TOOL_ERROR`): its application code (checked by [`check_app_code`]),
     /// its message, word for word, and optional JSON data. The error is why the code is refused.
-    pub fn tool_error(app_code: impl Into<String>, message: impl Into<String>, data: Option<Value>) -> Result<Self, String> {
+    pub fn tool_error(
+        app_code: impl Into<String>,
+        message: impl Into<String>,
+        data: Option<Value>,
+    ) -> Result<Self, String> {
         let code = app_code.into();
         check_app_code(&code)?;
-        Ok(Error { kind: ErrorKind::ToolError, message: message.into(), application: Some(Box::new(Application { code, data })) })
+        Ok(Error {
+            kind: ErrorKind::ToolError,
+            message: message.into(),
+            application: Some(Box::new(Application { code, data })),
+        })
     }
 
     pub fn kind(&self) -> ErrorKind {
@@ -295,15 +316,30 @@ impl Error {
     /// Prefixes the message with what was being done, keeping the kind (and a tool error's code
     /// and data).
     pub fn context(self, what: impl fmt::Display) -> Self {
-        Error { message: format!("{what}: {}", self.message), ..self }
+        Error {
+            message: format!("{what}: {}", self.message),
+            ..self
+        }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.app_code() {
-            Some(app_code) => write!(f, "[{} {} {app_code}] {}", self.kind.code(), self.kind.name(), self.message),
-            None => write!(f, "[{} {}] {}", self.kind.code(), self.kind.name(), self.message),
+            Some(app_code) => write!(
+                f,
+                "[{} {} {app_code}] {}",
+                self.kind.code(),
+                self.kind.name(),
+                self.message
+            ),
+            None => write!(
+                f,
+                "[{} {}] {}",
+                self.kind.code(),
+                self.kind.name(),
+                self.message
+            ),
         }
     }
 }
@@ -332,28 +368,65 @@ mod tests {
     fn display_carries_code_name_and_message() {
         let e = Error::new(ErrorKind::Timeout, "no answer within 30000 ms");
         assert_eq!(e.to_string(), "[4002 TIMEOUT] no answer within 30000 ms");
-        assert_eq!(e.context("calling add").message(), "calling add: no answer within 30000 ms");
-        let e = Error::tool_error("unknown_sku", "no such sku: X", Some(serde_json::json!({"sku": "X"}))).unwrap();
-        assert_eq!(e.to_string(), "[5005 TOOL_ERROR unknown_sku] no such sku: X");
+        assert_eq!(
+            e.context("calling add").message(),
+            "calling add: no answer within 30000 ms"
+        );
+        let e = Error::tool_error(
+            "unknown_sku",
+            "no such sku: X",
+            Some(serde_json::json!({"sku": "X"})),
+        )
+        .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "[5005 TOOL_ERROR unknown_sku] no such sku: X"
+        );
         let e = e.context("ordering");
         assert_eq!(
             (e.app_code(), e.data(), e.message()),
-            (Some("unknown_sku"), Some(&serde_json::json!({"sku": "X"})), "ordering: no such sku: X")
+            (
+                Some("unknown_sku"),
+                Some(&serde_json::json!({"sku": "X"})),
+                "ordering: no such sku: X"
+            )
         );
     }
 
     #[test]
     fn application_codes_are_short_identifiers() {
-        for good in ["unknown_sku", "a", "billing.card:declined-2", &"x".repeat(APP_CODE_MAX_LEN)] {
+        for good in [
+            "unknown_sku",
+            "a",
+            "billing.card:declined-2",
+            &"x".repeat(APP_CODE_MAX_LEN),
+        ] {
             assert_eq!(check_app_code(good), Ok(()), "{good}");
         }
-        for bad in ["", "has space", "naïve", "semi;colon", &"x".repeat(APP_CODE_MAX_LEN + 1)] {
+        for bad in [
+            "",
+            "has space",
+            "naïve",
+            "semi;colon",
+            &"x".repeat(APP_CODE_MAX_LEN + 1),
+        ] {
             let problem = check_app_code(bad).unwrap_err();
-            assert!(problem.contains("1 to 64 characters among A-Z a-z 0-9 _ . : -"), "{problem}");
+            assert!(
+                problem.contains("1 to 64 characters among A-Z a-z 0-9 _ . : -"),
+                "{problem}"
+            );
         }
-        assert!(check_app_code(&"y".repeat(500)).unwrap_err().contains("...\" is not valid"));
-        assert_eq!(Error::tool_error("bad code", "m", None).unwrap_err(), check_app_code("bad code").unwrap_err());
+        assert!(check_app_code(&"y".repeat(500))
+            .unwrap_err()
+            .contains("...\" is not valid"));
+        assert_eq!(
+            Error::tool_error("bad code", "m", None).unwrap_err(),
+            check_app_code("bad code").unwrap_err()
+        );
         // Every error but a tool error pays one pointer for the application part.
-        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<(ErrorKind, String, usize)>());
+        assert_eq!(
+            std::mem::size_of::<Error>(),
+            std::mem::size_of::<(ErrorKind, String, usize)>()
+        );
     }
 }
