@@ -7,7 +7,6 @@ use crate::jvm;
 use jni::objects::{GlobalRef, JClass, JString, JValue};
 use jni::sys::{jboolean, jint, jlong, JNI_FALSE, JNI_TRUE};
 use jni::JNIEnv;
-use serde_json::{json, Value};
 use std::sync::Arc;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{Completion, HostError, ToolHandler, ToolInvocation};
@@ -43,7 +42,7 @@ impl ToolHandler for JavaToolHandler {
             arguments,
             context,
         } = invocation;
-        let context_json = describe_context(&context).to_string();
+        let context_json = context.view_json().to_string();
         let completion = COMPLETIONS.insert(completion);
         let context = CONTEXTS.insert(context);
         let delivered = jvm::with_java("hand a tool call to Java", |env, _| {
@@ -76,28 +75,6 @@ impl ToolHandler for JavaToolHandler {
 /// The context behind a `RequestContext` handle (0: none).
 pub(crate) fn context(handle: jlong) -> Option<Arc<RequestContext>> {
     CONTEXTS.get(handle)
-}
-
-/// What a Java handler sees of its request context, as JSON.
-fn describe_context(context: &RequestContext) -> Value {
-    let headers: serde_json::Map<String, Value> = context
-        .headers
-        .iter()
-        .map(|(name, value)| (name.clone(), Value::from(value.as_str())))
-        .collect();
-    let remaining_ms = context.deadline.map(|deadline| {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
-    });
-    json!({
-        "headers": headers,
-        "trace_id": context.trace.as_ref().map(|t| &t.trace_id),
-        "span_id": context.trace.as_ref().map(|t| &t.span_id),
-        "sampled": context.trace.as_ref().is_some_and(|t| t.sampled),
-        "traceparent": context.trace.as_ref().map(|t| t.traceparent()),
-        "tracestate": context.trace.as_ref().and_then(|t| t.tracestate.as_ref()),
-        "remaining_ms": remaining_ms,
-    })
 }
 
 fn answered(completion: Option<Completion>, answer: impl FnOnce(Completion)) -> jboolean {

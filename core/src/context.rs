@@ -121,6 +121,54 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// The trace id of the handler's span, if the context has a trace.
+    pub fn trace_id(&self) -> Option<&str> {
+        self.trace.as_ref().map(|t| t.trace_id.as_str())
+    }
+
+    /// The span of the handler that is running; outbound calls become its children.
+    pub fn span_id(&self) -> Option<&str> {
+        self.trace.as_ref().map(|t| t.span_id.as_str())
+    }
+
+    pub fn sampled(&self) -> bool {
+        self.trace.as_ref().is_some_and(|t| t.sampled)
+    }
+
+    pub fn traceparent(&self) -> Option<String> {
+        self.trace.as_ref().map(TraceContext::traceparent)
+    }
+
+    pub fn tracestate(&self) -> Option<&str> {
+        self.trace.as_ref().and_then(|t| t.tracestate.as_deref())
+    }
+
+    /// Milliseconds left before the inbound call's deadline, if it has one (0 once it passed).
+    pub fn remaining_ms(&self) -> Option<u64> {
+        let left = self.deadline?.saturating_duration_since(Instant::now());
+        Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// What a handler sees of its context, as JSON, for bindings that read it as such: `headers`
+    /// (an object, lowercase names), `trace_id`, `span_id`, `sampled`, `traceparent`,
+    /// `tracestate` and `remaining_ms` (null when absent).
+    pub fn view_json(&self) -> serde_json::Value {
+        let headers: serde_json::Map<String, serde_json::Value> = self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), serde_json::Value::from(value.as_str())))
+            .collect();
+        serde_json::json!({
+            "headers": headers,
+            "trace_id": self.trace_id(),
+            "span_id": self.span_id(),
+            "sampled": self.sampled(),
+            "traceparent": self.traceparent(),
+            "tracestate": self.tracestate(),
+            "remaining_ms": self.remaining_ms(),
+        })
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -612,6 +660,45 @@ mod tests {
             .unwrap_err()
             .message()
             .contains("bytes"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_view_bindings_show_handlers() {
+        let trace = TraceContext::parse(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            Some("a=b"),
+        )
+        .unwrap();
+        let context = RequestContext {
+            headers: vec![("x-tenant".into(), "acme".into())],
+            trace: Some(trace),
+            deadline: Some(Instant::now() + std::time::Duration::from_millis(1500)),
+            ..RequestContext::default()
+        };
+        assert_eq!(
+            context.view_json(),
+            serde_json::json!({
+                "headers": {"x-tenant": "acme"},
+                "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                "span_id": "00f067aa0ba902b7",
+                "sampled": true,
+                "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "tracestate": "a=b",
+                "remaining_ms": 1500,
+            })
+        );
+        tokio::time::advance(std::time::Duration::from_millis(2000)).await;
+        assert_eq!(
+            context.remaining_ms(),
+            Some(0),
+            "a passed deadline leaves nothing"
+        );
+        let empty = RequestContext::default().view_json();
+        assert_eq!(
+            empty,
+            serde_json::json!({"headers": {}, "trace_id": null, "span_id": null, "sampled": false,
+            "traceparent": null, "tracestate": null, "remaining_ms": null})
+        );
     }
 
     #[test]
