@@ -194,8 +194,8 @@ export class Agent {
   async #answer(tool: string, argumentsJson: string, context: RequestContext, responder: Responder): Promise<void> {
     let result: unknown;
     try {
-      const running = this.#running?.get(tool);
-      if (running === undefined) throw new Error(`agent '${this.name}' has no tool '${tool}'`);
+      // Core invokes only the tools it was given (once started), and refuses others itself.
+      const running = this.#running!.get(tool)!;
       result = await contextStorage.run(context, () => running.tool.run(JSON.parse(argumentsJson), running.proxies));
     } catch (error) {
       if (error instanceof ToolError) {

@@ -156,10 +156,8 @@ class Agent:
 
     async def _answer(self, tool: str, arguments_json: str, context: Any, responder: Any) -> None:
         _current.set(context)  # this task's own copy of the context: visible to the handler only
-        spec = self._specs.get(tool)
+        spec = self._specs[tool]  # core invokes only the tools it was given, and refuses others itself
         try:
-            if spec is None:
-                raise LookupError(f"agent {self.name!r} has no tool {tool!r}")
             result = await spec.invoke(json.loads(arguments_json), self._proxies.get(tool, {}))
         except ToolError as error:
             # The tool's own error (or one a proxy call raised, passed on): an answer, not a bug,
