@@ -75,7 +75,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_start<'local>(
     })
 }
 
-/// `{"agent_id": ..., "endpoint": "https://host:port/mcp", "port": ...}`
+/// `{"agent_id": ..., "endpoint": "https://host:port/mcp", "ready_line": ..., "port": ...}`
 #[no_mangle]
 pub extern "system" fn Java_dev_toolmesh_Native_describe<'local>(
     mut env: JNIEnv<'local>,
@@ -90,6 +90,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_describe<'local>(
         let description = json!({
             "agent_id": agent.agent_id(),
             "endpoint": agent.endpoint(),
+            "ready_line": agent.ready_line(),
             "port": agent.local_addr().port(),
         });
         Ok(env.new_string(description.to_string())?)

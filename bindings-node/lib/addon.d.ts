@@ -6,6 +6,8 @@ export declare class NativeAgent {
   get agentId(): string
   /** `https://host:port/mcp` */
   get endpoint(): string
+  /** `toolmesh agent NAME serving ENDPOINT (id ID)`: what `run()` prints once it serves. */
+  get readyLine(): string
   /** The port the agent listens on (useful with port 0). */
   get port(): number
   /**

@@ -123,7 +123,7 @@ export class Agent {
       };
       // Handlers first: a signal sent right after the ready line must stop the agent cleanly.
       process.on("SIGINT", stop).on("SIGTERM", stop);
-      console.error(`toolmesh agent ${this.name} serving ${this.endpoint} (id ${this.agentId})`);
+      console.error(this.#requireNative().readyLine);
     });
     await this.stop();
   }

@@ -69,6 +69,12 @@ impl NativeAgent {
         self.agent.endpoint().to_owned()
     }
 
+    /// `toolmesh agent NAME serving ENDPOINT (id ID)`: what `run()` prints once it serves.
+    #[napi(getter)]
+    pub fn ready_line(&self) -> String {
+        self.agent.ready_line()
+    }
+
     /// The port the agent listens on (useful with port 0).
     #[napi(getter)]
     pub fn port(&self) -> u32 {

@@ -85,6 +85,12 @@ impl NativeAgent {
         self.agent.endpoint()
     }
 
+    /// `toolmesh agent NAME serving ENDPOINT (id ID)`: what `toolmesh.run` prints once it serves.
+    #[getter]
+    fn ready_line(&self) -> String {
+        self.agent.ready_line()
+    }
+
     /// The port the agent listens on (useful with `port=0`).
     #[getter]
     fn port(&self) -> u16 {

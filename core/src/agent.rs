@@ -99,6 +99,8 @@ struct ToolDependencies {
 
 struct Inner {
     id: String,
+    /// The agent's name (configuration `name`).
+    name: String,
     endpoint: String,
     local_addr: SocketAddr,
     local: Arc<LocalTools>,
@@ -257,6 +259,7 @@ impl Agent {
         Ok(Agent {
             inner: Arc::new(Inner {
                 id,
+                name: config.name.clone(),
                 endpoint,
                 local_addr,
                 local,
@@ -284,6 +287,15 @@ impl Agent {
     /// `https://host:port/mcp`
     pub fn endpoint(&self) -> &str {
         &self.inner.endpoint
+    }
+
+    /// The line an agent program prints on stderr once it serves, the same in every language
+    /// (tests and supervisors wait for it): `toolmesh agent NAME serving ENDPOINT (id ID)`.
+    pub fn ready_line(&self) -> String {
+        format!(
+            "toolmesh agent {} serving {} (id {})",
+            self.inner.name, self.inner.endpoint, self.inner.id
+        )
     }
 
     pub fn local_addr(&self) -> SocketAddr {

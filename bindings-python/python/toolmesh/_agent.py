@@ -125,7 +125,7 @@ class Agent:
             loop.add_signal_handler(signum, stop.set)
         await self.start()
         try:
-            print(f"toolmesh agent {self.name} serving {self.endpoint} (id {self.agent_id})", file=sys.stderr, flush=True)
+            print(self._require_native().ready_line, file=sys.stderr, flush=True)
             sys.stdout.flush()
             await stop.wait()
         finally:

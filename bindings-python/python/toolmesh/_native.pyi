@@ -26,6 +26,7 @@ class NativeAgent:
     agent_id: str
     endpoint: str
     port: int
+    ready_line: str
     def call(
         self,
         tool: str,
