@@ -80,3 +80,14 @@ export declare class Responder {
  * runs on the JS thread for every call of one of the agent's tools.
  */
 export declare function start(name: string, options: Array<[string, string]>, toolsJson: string, onInvoke: (tool: string, argumentsJson: string, context: RequestContext, responder: Responder) => void): Promise<NativeAgent>
+
+/** The report of a start-up error with `code`, `kind` and `message` (`toolmesh_core::error::start_failure`). */
+export declare function startFailure(code: number, kind: string, message: string): StartFailure
+
+/** How `agent.run()` reports a start-up error: core's rule for every language. */
+export interface StartFailure {
+  /** `toolmesh: error [CODE KIND]: message`, for stderr. */
+  line: string
+  /** 2 for a configuration or TLS problem, else 1. */
+  status: number
+}

@@ -112,8 +112,9 @@ export class Agent {
       await this.start();
     } catch (error) {
       if (!(error instanceof ToolmeshError)) throw error;
-      console.error(`toolmesh: error [${error.code} ${error.kind}]: ${error.message}`);
-      process.exitCode = error.code < 3000 ? 2 : 1;
+      const failure = addon.startFailure(error.code, error.kind, error.message);
+      console.error(failure.line);
+      process.exitCode = failure.status;
       return;
     }
     await new Promise<void>((resolve) => {

@@ -49,6 +49,25 @@ pub fn start<'env>(
     })
 }
 
+/// How `agent.run()` reports a start-up error: core's rule for every language.
+#[napi(object)]
+pub struct StartFailure {
+    /// `toolmesh: error [CODE KIND]: message`, for stderr.
+    pub line: String,
+    /// 2 for a configuration or TLS problem, else 1.
+    pub status: u32,
+}
+
+/// The report of a start-up error with `code`, `kind` and `message` (`toolmesh_core::error::start_failure`).
+#[napi(catch_unwind)]
+pub fn start_failure(code: u32, kind: String, message: String) -> StartFailure {
+    let (line, status) = toolmesh_core::error::start_failure(code, &kind, &message);
+    StartFailure {
+        line,
+        status: status.into(),
+    }
+}
+
 /// A running core agent.
 #[napi]
 pub struct NativeAgent {

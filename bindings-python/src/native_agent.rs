@@ -61,6 +61,13 @@ pub(crate) fn start(
     Ok(())
 }
 
+/// `(line, exit_status)`: how `toolmesh.run` reports a start-up error, core's rule for every
+/// language (`toolmesh_core::error::start_failure`).
+#[pyfunction]
+pub(crate) fn start_failure(code: u32, name: &str, message: &str) -> (String, u8) {
+    toolmesh_core::error::start_failure(code, name, message)
+}
+
 #[pyclass(frozen, module = "toolmesh._native")]
 pub struct NativeAgent {
     agent: Agent,

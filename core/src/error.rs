@@ -266,6 +266,18 @@ pub fn check_app_code(code: &str) -> Result<(), String> {
     ))
 }
 
+/// How an agent program (`toolmesh.run`, Node's `agent.run()`) reports that it could not start,
+/// the same in every language: the line it prints on stderr, `toolmesh: error [CODE NAME]:
+/// message`, and its exit status: 2 for a configuration or TLS problem (codes below 3000), which
+/// starting again will not fix, else 1.
+pub fn start_failure(code: u32, name: &str, message: &str) -> (String, u8) {
+    let status = if code < 3000 { 2 } else { 1 };
+    (
+        format!("toolmesh: error [{code} {name}]: {message}"),
+        status,
+    )
+}
+
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
@@ -391,6 +403,18 @@ mod tests {
                 "ordering: no such sku: X"
             )
         );
+    }
+
+    #[test]
+    fn a_start_failure_is_reported_with_exit_status_2_for_configuration_and_tls_else_1() {
+        assert_eq!(
+            start_failure(1002, "CERTIFICATE_FILE", "no file"),
+            ("toolmesh: error [1002 CERTIFICATE_FILE]: no file".into(), 2)
+        );
+        assert_eq!(start_failure(2999, "X", "m").1, 2);
+        assert_eq!(start_failure(3000, "X", "m").1, 1);
+        assert_eq!(start_failure(1005, "ADDRESS_IN_USE", "taken").1, 2);
+        assert_eq!(start_failure(7004, "REGISTRATION_REFUSED", "no").1, 1);
     }
 
     #[test]

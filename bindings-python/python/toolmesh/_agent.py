@@ -114,8 +114,9 @@ class Agent:
         try:
             asyncio.run(self._serve_until_signalled())
         except ToolmeshError as error:
-            print(f"toolmesh: error [{error.code} {error.name}]: {error.message}", file=sys.stderr, flush=True)
-            raise SystemExit(2 if error.code < 3000 else 1) from None
+            line, status = _native.start_failure(error.code, error.name, error.message)
+            print(line, file=sys.stderr, flush=True)
+            raise SystemExit(status) from None
 
     async def _serve_until_signalled(self) -> None:
         # Handlers first: a signal sent right after the ready line must stop the agent cleanly.
