@@ -4,7 +4,7 @@ use crate::entry::{ensure_blocking_allowed, entry, Failure};
 use crate::handles::HandleTable;
 use crate::invocation::{self, JavaToolHandler};
 use crate::jvm;
-use jni::objects::{JClass, JObject, JObjectArray, JString, JValue};
+use jni::objects::{JClass, JIntArray, JObject, JObjectArray, JString, JValue};
 use jni::sys::{jint, jlong};
 use jni::JNIEnv;
 use serde_json::{json, Value};
@@ -72,6 +72,37 @@ pub extern "system" fn Java_dev_toolmesh_Native_start<'local>(
                 Err(error.into())
             }
         }
+    })
+}
+
+/// The dependency index of each `MeshProxy` parameter (names in order) of a tool whose
+/// dependencies have `capabilities`; null when there are more parameters than dependencies.
+/// Core's rule for every language (`toolmesh_core::agent::assign_proxy_parameters`).
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_assignProxyParameters<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    parameters: JObjectArray<'local>,
+    capabilities: JObjectArray<'local>,
+) -> JIntArray<'local> {
+    entry(&mut env, |env| {
+        let (parameters, capabilities) = (
+            string_array(env, &parameters)?,
+            string_array(env, &capabilities)?,
+        );
+        let Some(assigned) =
+            toolmesh_core::agent::assign_proxy_parameters(&parameters, &capabilities)
+        else {
+            return Ok(JIntArray::default());
+        };
+        // Fewer than there are parameters of a Java method (at most 255): each fits a jint.
+        let assigned: Vec<jint> = assigned
+            .into_iter()
+            .map(|index| jint::try_from(index).unwrap_or(jint::MAX))
+            .collect();
+        let array = env.new_int_array(jint::try_from(assigned.len()).unwrap_or(jint::MAX))?;
+        env.set_int_array_region(&array, 0, &assigned)?;
+        Ok(array)
     })
 }
 

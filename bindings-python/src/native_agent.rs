@@ -61,6 +61,17 @@ pub(crate) fn start(
     Ok(())
 }
 
+/// The dependency index of each proxy parameter (names in order) of a tool whose dependencies
+/// have `capabilities`; None when there are more parameters than dependencies. Core's rule for
+/// every language (`toolmesh_core::agent::assign_proxy_parameters`).
+#[pyfunction]
+pub(crate) fn assign_proxy_parameters(
+    parameters: Vec<String>,
+    capabilities: Vec<String>,
+) -> Option<Vec<usize>> {
+    toolmesh_core::agent::assign_proxy_parameters(&parameters, &capabilities)
+}
+
 /// `(line, exit_status)`: how `toolmesh.run` reports a start-up error, core's rule for every
 /// language (`toolmesh_core::error::start_failure`).
 #[pyfunction]

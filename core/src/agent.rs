@@ -33,6 +33,37 @@ const DRAIN_AFTER_DEREGISTER: Duration = Duration::from_millis(300);
 /// How long in-flight requests may take to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Which declared dependency each proxy parameter of a tool function receives, the same in every
+/// language that injects proxies by parameter (Python `toolmesh.Proxy`, Java `MeshProxy`): a
+/// parameter named like a declared capability gets that dependency (the first one not taken);
+/// the others take the remaining dependencies in declaration order. `parameters` are the proxy
+/// parameters' names in order, `capabilities` the dependencies' capabilities in declaration
+/// order; the result is one dependency index per parameter. `None` when there are more
+/// parameters than dependencies (the binding says so in its language's words).
+pub fn assign_proxy_parameters(
+    parameters: &[String],
+    capabilities: &[String],
+) -> Option<Vec<usize>> {
+    if parameters.len() > capabilities.len() {
+        return None;
+    }
+    let mut taken = vec![false; capabilities.len()];
+    let mut assigned: Vec<Option<usize>> = parameters
+        .iter()
+        .map(|parameter| {
+            let index =
+                (0..capabilities.len()).find(|&i| capabilities[i] == *parameter && !taken[i])?;
+            taken[index] = true;
+            Some(index)
+        })
+        .collect();
+    let mut free = (0..capabilities.len()).filter(|&i| !taken[i]);
+    for slot in assigned.iter_mut().filter(|slot| slot.is_none()) {
+        *slot = free.next();
+    }
+    assigned.into_iter().collect()
+}
+
 /// Parses the tool list a binding hands over as JSON, and checks it.
 pub fn parse_tools(json: &str) -> Result<Vec<ToolInfo>> {
     let tools = ToolInfo::parse_declared(json).map_err(|e| {
@@ -590,4 +621,35 @@ fn own_providers(
         out.insert(spec.key(), ranked);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::assign_proxy_parameters;
+
+    fn assign(parameters: &[&str], capabilities: &[&str]) -> Option<Vec<usize>> {
+        let owned = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assign_proxy_parameters(&owned(parameters), &owned(capabilities))
+    }
+
+    #[test]
+    fn proxy_parameters_take_their_namesakes_then_the_rest_in_order() {
+        assert_eq!(assign(&["mul", "add"], &["add", "mul"]), Some(vec![1, 0]));
+        assert_eq!(
+            assign(&["first", "second"], &["add", "mul"]),
+            Some(vec![0, 1])
+        );
+        assert_eq!(assign(&["other", "add"], &["add", "mul"]), Some(vec![1, 0]));
+        // Two dependencies on one capability: each namesake takes the next one not taken.
+        assert_eq!(
+            assign(&["add", "add", "y"], &["add", "x", "add"]),
+            Some(vec![0, 2, 1])
+        );
+        assert_eq!(assign(&[], &["add"]), Some(vec![]));
+        assert_eq!(
+            assign(&["a", "b"], &["add"]),
+            None,
+            "more proxies than dependencies"
+        );
+    }
 }

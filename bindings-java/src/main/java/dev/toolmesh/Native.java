@@ -56,6 +56,13 @@ final class Native {
     /** Starts an agent (blocks until it serves); {@code options} is key, value, key, value... */
     static native long start(String name, String[] options, String toolsJson, ToolDispatcher dispatcher);
 
+    /**
+     * The dependency index of each proxy parameter ({@code parameters}: their names in order) of a
+     * tool whose dependencies have {@code capabilities}; null when there are more parameters than
+     * dependencies. Core's rule for every language.
+     */
+    static native int[] assignProxyParameters(String[] parameters, String[] capabilities);
+
     /** {@code {"agent_id": ..., "endpoint": ..., "port": ...}} */
     static native String describe(long agent);
 
