@@ -74,6 +74,12 @@ export declare class Responder {
 }
 
 /**
+ * The name of the error class an error of `code` is thrown as: core's rule
+ * (`toolmesh_core::error::error_class`), the same as Python's.
+ */
+export declare function errorClassName(code: number): string
+
+/**
  * Builds the configuration (`TOOLMESH_*` environment, then `options`, core's keys), validates
  * the tools (core's JSON tool definitions) and starts the agent. Configuration and tool errors
  * are thrown at once; start-up errors (certificates, address) reject the promise. `onInvoke`

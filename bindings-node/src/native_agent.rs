@@ -49,6 +49,13 @@ pub fn start<'env>(
     })
 }
 
+/// The name of the error class an error of `code` is thrown as: core's rule
+/// (`toolmesh_core::error::error_class`), the same as Python's.
+#[napi(catch_unwind)]
+pub fn error_class_name(code: u32) -> &'static str {
+    toolmesh_core::error::error_class(code)
+}
+
 /// How `agent.run()` reports a start-up error: core's rule for every language.
 #[napi(object)]
 pub struct StartFailure {

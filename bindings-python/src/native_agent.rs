@@ -72,6 +72,13 @@ pub(crate) fn assign_proxy_parameters(
     toolmesh_core::agent::assign_proxy_parameters(&parameters, &capabilities)
 }
 
+/// The name of the `toolmesh` exception class an error of `code` is raised as: core's rule
+/// (`toolmesh_core::error::error_class`), the same as Node's.
+#[pyfunction]
+pub(crate) fn error_class(code: u32) -> &'static str {
+    toolmesh_core::error::error_class(code)
+}
+
 /// `(line, exit_status)`: how `toolmesh.run` reports a start-up error, core's rule for every
 /// language (`toolmesh_core::error::start_failure`).
 #[pyfunction]

@@ -266,6 +266,31 @@ pub fn check_app_code(code: &str) -> Result<(), String> {
     ))
 }
 
+/// The exception class an error of `code` is raised as in the bindings whose errors form a
+/// hierarchy by group (Python, Node; the classes have the same names in both): the class of the
+/// code's group (`ConfigError` for 1xxx, `TlsError`, `DiscoveryError`, `TransportError`,
+/// `RemoteToolError`, `HandlerError`, `AuthorizationError` for 7xxx), but `TimeoutError` for
+/// `TIMEOUT` and `RateLimitedError` for `RATE_LIMITED` (subclasses of their group's), and
+/// `ToolmeshError` for any other code.
+pub fn error_class(code: u32) -> &'static str {
+    if code == ErrorKind::Timeout.code() {
+        return "TimeoutError";
+    }
+    if code == ErrorKind::RateLimited.code() {
+        return "RateLimitedError";
+    }
+    match code / 1000 {
+        1 => "ConfigError",
+        2 => "TlsError",
+        3 => "DiscoveryError",
+        4 => "TransportError",
+        5 => "RemoteToolError",
+        6 => "HandlerError",
+        7 => "AuthorizationError",
+        _ => "ToolmeshError",
+    }
+}
+
 /// How an agent program (`toolmesh.run`, Node's `agent.run()`) reports that it could not start,
 /// the same in every language: the line it prints on stderr, `toolmesh: error [CODE NAME]:
 /// message`, and its exit status: 2 for a configuration or TLS problem (codes below 3000), which
@@ -402,6 +427,33 @@ mod tests {
                 Some(&serde_json::json!({"sku": "X"})),
                 "ordering: no such sku: X"
             )
+        );
+    }
+
+    #[test]
+    fn each_code_is_raised_as_its_group_class_with_two_subclasses() {
+        let classes: Vec<(u32, &str)> = [
+            1004, 2002, 3001, 4001, 4002, 5001, 5005, 6001, 7001, 7002, 9001, 0,
+        ]
+        .into_iter()
+        .map(|code| (code, error_class(code)))
+        .collect();
+        assert_eq!(
+            classes,
+            [
+                (1004, "ConfigError"),
+                (2002, "TlsError"),
+                (3001, "DiscoveryError"),
+                (4001, "TransportError"),
+                (4002, "TimeoutError"),
+                (5001, "RemoteToolError"),
+                (5005, "RemoteToolError"),
+                (6001, "HandlerError"),
+                (7001, "AuthorizationError"),
+                (7002, "RateLimitedError"),
+                (9001, "ToolmeshError"),
+                (0, "ToolmeshError"),
+            ]
         );
     }
 
