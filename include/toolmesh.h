@@ -31,6 +31,19 @@
 // threads at once, but not while it is being freed.
 typedef struct toolmesh_agent toolmesh_agent;
 
+// Headers set on purpose for dependency calls: give it to `toolmesh_agent_call_with_headers`.
+// The handler each call reaches sees them whatever its agent's allow-list (option
+// `propagate_headers`); they go further only where allow-lists name them. Inside a handler they
+// are added to the headers the invocation sends onward (a header set here wins over the
+// invocation's of the same name), by the same rule as in every language (core's
+// `RequestContext::with_call_headers`).
+//
+// Ownership: created by `toolmesh_call_headers_new`, freed by the caller with
+// `toolmesh_call_headers_free`. Calls only borrow it (they keep copies of the headers), so one
+// set serves any number of calls, and may be changed or freed as soon as a call has returned.
+// Not to be changed by one thread while another uses it.
+typedef struct toolmesh_call_headers toolmesh_call_headers;
+
 // An agent's configuration: the `TOOLMESH_*` environment read when it is created, then the
 // options set on it.
 //
@@ -267,6 +280,25 @@ toolmesh_result toolmesh_agent_call(const toolmesh_agent *agent,
                                     void *userdata,
                                     toolmesh_error **error_out);
 
+// `toolmesh_agent_call` with headers set on purpose (`headers`, NULL for none): the handler the
+// call reaches sees them whatever its agent's allow-list, and they go further only where
+// allow-lists name them (see `toolmesh_call_headers`). With `invocation`, they are added to the
+// headers it sends onward. Everything else is as for `toolmesh_agent_call`; the set is only
+// borrowed for the call, which keeps what it needs.
+//
+// # Safety
+// As for `toolmesh_agent_call`; `headers` is NULL or a live set of call headers, borrowed for
+// the call and not changed by another thread during it.
+toolmesh_result toolmesh_agent_call_with_headers(const toolmesh_agent *agent,
+                                                 const toolmesh_invocation *invocation,
+                                                 const toolmesh_call_headers *headers,
+                                                 const char *tool,
+                                                 size_t dependency_index,
+                                                 const char *arguments_json,
+                                                 toolmesh_call_callback callback,
+                                                 void *userdata,
+                                                 toolmesh_error **error_out);
+
 // The agent's MCP endpoint, `https://HOST:PORT/mcp`. Borrowed from the agent: valid until
 // `toolmesh_agent_free`. NULL when `agent` is NULL.
 //
@@ -362,6 +394,40 @@ toolmesh_result toolmesh_agent_stop(const toolmesh_agent *agent, toolmesh_error 
 toolmesh_result toolmesh_agent_wait_registered(const toolmesh_agent *agent,
                                                uint32_t timeout_ms,
                                                toolmesh_error **error_out);
+
+// Frees a set of call headers. Freeing NULL does nothing.
+//
+// # Safety
+// `headers` is NULL or a set from `toolmesh_call_headers_new`, not freed before; it is owned by
+// this call and must not be used afterwards.
+void toolmesh_call_headers_free(toolmesh_call_headers *headers);
+
+// Creates an empty set of call headers; on success `*headers_out` receives it.
+//
+// # Safety
+// `headers_out` is NULL (an error) or points to storage for one pointer, borrowed for the call,
+// that receives on success a new `toolmesh_call_headers` owned by the caller, who frees it with
+// `toolmesh_call_headers_free`. `error_out` is NULL or points to storage for one pointer
+// (borrowed for the call) that receives, on failure only, a new `toolmesh_error` owned by the
+// caller, who frees it with `toolmesh_error_free`.
+toolmesh_result toolmesh_call_headers_new(toolmesh_call_headers **headers_out,
+                                          toolmesh_error **error_out);
+
+// Sets header `name` (case-insensitive) to `value`, replacing a value set before. Checked at
+// once: a name that is not an HTTP header name, a value that is not a header value, or a header
+// the request sets itself (`content-type`, `traceparent`, ...) fails with
+// `TOOLMESH_INVALID_ARGUMENTS` and a message naming the header; the set is then unchanged.
+//
+// # Safety
+// `headers` is NULL or a live set of call headers, borrowed for the call and not used by another
+// thread during it; `name` and `value` are NULL or NUL-terminated strings, borrowed for the call
+// (the set keeps copies). `error_out` is NULL or points to storage for one pointer (borrowed for
+// the call) that receives, on failure only, a new `toolmesh_error` owned by the caller, who frees
+// it with `toolmesh_error_free`.
+toolmesh_result toolmesh_call_headers_set(toolmesh_call_headers *headers,
+                                          const char *name,
+                                          const char *value,
+                                          toolmesh_error **error_out);
 
 // Frees a configuration. Freeing NULL does nothing.
 //

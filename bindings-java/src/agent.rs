@@ -4,7 +4,7 @@ use crate::entry::{ensure_blocking_allowed, entry, Failure};
 use crate::handles::HandleTable;
 use crate::invocation::{self, JavaToolHandler};
 use crate::jvm;
-use jni::objects::{JClass, JObject, JObjectArray, JString, JValue};
+use jni::objects::{JClass, JIntArray, JObject, JObjectArray, JString, JValue};
 use jni::sys::{jint, jlong};
 use jni::JNIEnv;
 use serde_json::{json, Value};
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tokio::sync::SetOnce;
 use toolmesh_core::agent::{parse_tools, Agent};
 use toolmesh_core::config::AgentConfig;
+use toolmesh_core::context::RequestContext;
 use toolmesh_core::{runtime, Error, ErrorKind};
 
 /// Started agents by handle. The slot exists before the agent does: a tool call can reach Java
@@ -21,7 +22,10 @@ use toolmesh_core::{runtime, Error, ErrorKind};
 static AGENTS: HandleTable<Arc<SetOnce<Agent>>> = HandleTable::new();
 
 #[no_mangle]
-pub extern "system" fn Java_dev_toolmesh_Native_initialize<'local>(mut env: JNIEnv<'local>, class: JClass<'local>) {
+pub extern "system" fn Java_dev_toolmesh_Native_initialize<'local>(
+    mut env: JNIEnv<'local>,
+    class: JClass<'local>,
+) {
     entry(&mut env, |env| Ok(jvm::initialize(env, &class)?))
 }
 
@@ -44,7 +48,11 @@ pub extern "system" fn Java_dev_toolmesh_Native_start<'local>(
         let options = string_array(env, &options)?;
         for pair in options.chunks(2) {
             let [key, value] = pair else {
-                return Err(Error::new(ErrorKind::InvalidConfig, format!("option '{}' has no value", pair[0])).into());
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!("option '{}' has no value", pair[0]),
+                )
+                .into());
             };
             config.set(key, value)?;
         }
@@ -67,7 +75,38 @@ pub extern "system" fn Java_dev_toolmesh_Native_start<'local>(
     })
 }
 
-/// `{"agent_id": ..., "endpoint": "https://host:port/mcp", "port": ...}`
+/// The dependency index of each `MeshProxy` parameter (names in order) of a tool whose
+/// dependencies have `capabilities`; null when there are more parameters than dependencies.
+/// Core's rule for every language (`toolmesh_core::agent::assign_proxy_parameters`).
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_assignProxyParameters<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    parameters: JObjectArray<'local>,
+    capabilities: JObjectArray<'local>,
+) -> JIntArray<'local> {
+    entry(&mut env, |env| {
+        let (parameters, capabilities) = (
+            string_array(env, &parameters)?,
+            string_array(env, &capabilities)?,
+        );
+        let Some(assigned) =
+            toolmesh_core::agent::assign_proxy_parameters(&parameters, &capabilities)
+        else {
+            return Ok(JIntArray::default());
+        };
+        // Fewer than there are parameters of a Java method (at most 255): each fits a jint.
+        let assigned: Vec<jint> = assigned
+            .into_iter()
+            .map(|index| jint::try_from(index).unwrap_or(jint::MAX))
+            .collect();
+        let array = env.new_int_array(jint::try_from(assigned.len()).unwrap_or(jint::MAX))?;
+        env.set_int_array_region(&array, 0, &assigned)?;
+        Ok(array)
+    })
+}
+
+/// `{"agent_id": ..., "endpoint": "https://host:port/mcp", "ready_line": ..., "port": ...}`
 #[no_mangle]
 pub extern "system" fn Java_dev_toolmesh_Native_describe<'local>(
     mut env: JNIEnv<'local>,
@@ -75,18 +114,24 @@ pub extern "system" fn Java_dev_toolmesh_Native_describe<'local>(
     handle: jlong,
 ) -> JString<'local> {
     entry(&mut env, |env| {
-        let agent = AGENTS.get(handle).and_then(|slot| slot.get().cloned()).ok_or_else(closed)?;
+        let agent = AGENTS
+            .get(handle)
+            .and_then(|slot| slot.get().cloned())
+            .ok_or_else(closed)?;
         let description = json!({
             "agent_id": agent.agent_id(),
             "endpoint": agent.endpoint(),
+            "ready_line": agent.ready_line(),
             "port": agent.local_addr().port(),
         });
         Ok(env.new_string(description.to_string())?)
     })
 }
 
-/// Calls dependency `dependency` of local tool `tool` with the context `context` (0: none);
-/// the result reaches `Native.onCallDone(callId, ...)` on a core thread.
+/// Calls dependency `dependency` of local tool `tool` with the context `context` (0: none) and
+/// the headers of the open `CallHeaders` scopes (`call_headers`: name, value, ..., outer scopes
+/// first), which core merges in; the result reaches `Native.onCallDone(callId, ...)` on a core
+/// thread.
 #[no_mangle]
 pub extern "system" fn Java_dev_toolmesh_Native_call<'local>(
     mut env: JNIEnv<'local>,
@@ -96,17 +141,28 @@ pub extern "system" fn Java_dev_toolmesh_Native_call<'local>(
     dependency: jint,
     arguments_json: JString<'local>,
     context: jlong,
+    call_headers: JObjectArray<'local>,
     call_id: jlong,
 ) {
     entry(&mut env, |env| {
         let slot = AGENTS.get(handle).ok_or_else(closed)?;
         let tool: String = env.get_string(&tool)?.into();
-        let arguments: Value = serde_json::from_str(&String::from(env.get_string(&arguments_json)?))
-            .map_err(|e| Error::new(ErrorKind::InvalidArguments, format!("the call arguments are not JSON: {e}")))?;
+        let arguments: Value =
+            serde_json::from_str(&String::from(env.get_string(&arguments_json)?)).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidArguments,
+                    format!("the call arguments are not JSON: {e}"),
+                )
+            })?;
         // A negative index names no dependency; core says so.
         let dependency = usize::try_from(dependency).unwrap_or(usize::MAX);
         let context = invocation::context(context);
+        let call_headers: Vec<(String, String)> = string_array(env, &call_headers)?
+            .chunks_exact(2)
+            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .collect();
         spawn_call(call_id, async move {
+            let context = RequestContext::for_call(context, &call_headers)?;
             let agent = slot.wait().await.clone();
             agent.call(&tool, dependency, arguments, context).await
         });
@@ -116,10 +172,16 @@ pub extern "system" fn Java_dev_toolmesh_Native_call<'local>(
 
 /// Deregisters, drains and stops serving; blocks until done. A second stop does nothing.
 #[no_mangle]
-pub extern "system" fn Java_dev_toolmesh_Native_stop<'local>(mut env: JNIEnv<'local>, _class: JClass<'local>, handle: jlong) {
+pub extern "system" fn Java_dev_toolmesh_Native_stop<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) {
     entry(&mut env, |_| {
         ensure_blocking_allowed("MeshAgent.close()")?;
-        let Some(slot) = AGENTS.get(handle) else { return Ok(()) };
+        let Some(slot) = AGENTS.get(handle) else {
+            return Ok(());
+        };
         if let Some(agent) = slot.get().cloned() {
             run_blocking(async move {
                 agent.shutdown().await;
@@ -135,14 +197,26 @@ pub extern "system" fn Java_dev_toolmesh_Native_stop<'local>(mut env: JNIEnv<'lo
 
 /// Runs `operation` on core's runtime and hands its outcome to `Native.onCallDone(callId, ...)`.
 /// In a task of its own, so that even a panic in core answers the Java future (`INTERNAL`).
-pub(crate) fn spawn_call(call_id: jlong, operation: impl Future<Output = Result<Value, Error>> + Send + 'static) {
-    runtime::spawn_settled(operation, move |outcome| deliver_call_result(call_id, outcome));
+pub(crate) fn spawn_call(
+    call_id: jlong,
+    operation: impl Future<Output = Result<Value, Error>> + Send + 'static,
+) {
+    runtime::spawn_settled(operation, move |outcome| {
+        deliver_call_result(call_id, outcome)
+    });
 }
 
 fn deliver_call_result(call_id: jlong, outcome: Result<Value, Error>) {
     jvm::with_java("deliver a call result", |env, classes| {
         let (result, code, kind, message, app_code, data_json) = match outcome {
-            Ok(value) => (env.new_string(value.to_string())?, 0, JObject::null(), JObject::null(), JObject::null(), JObject::null()),
+            Ok(value) => (
+                env.new_string(value.to_string())?,
+                0,
+                JObject::null(),
+                JObject::null(),
+                JObject::null(),
+                JObject::null(),
+            ),
             Err(error) => (
                 JString::default(),
                 i32::try_from(error.code()).unwrap_or(i32::MAX),
@@ -179,17 +253,28 @@ fn deliver_call_result(call_id: jlong, outcome: Result<Value, Error>) {
 
 /// Runs `operation` on core's runtime and waits for it on this (Java) thread. In a task of its
 /// own, so a panic in core comes back as an error.
-fn run_blocking<T: Send + 'static>(operation: impl Future<Output = Result<T, Error>> + Send + 'static) -> Result<T, Error> {
+fn run_blocking<T: Send + 'static>(
+    operation: impl Future<Output = Result<T, Error>> + Send + 'static,
+) -> Result<T, Error> {
     let runtime = runtime::runtime();
-    runtime.block_on(runtime.spawn(operation)).unwrap_or_else(|panic| Err(task_failed(panic)))
+    runtime
+        .block_on(runtime.spawn(operation))
+        .unwrap_or_else(|panic| Err(task_failed(panic)))
 }
 
 fn task_failed(panic: tokio::task::JoinError) -> Error {
-    Error::new(ErrorKind::Internal, format!("a toolmesh task failed: {panic}"))
+    Error::new(
+        ErrorKind::Internal,
+        format!("a toolmesh task failed: {panic}"),
+    )
 }
 
 fn closed() -> Failure {
-    Error::new(ErrorKind::Shutdown, "the agent is closed; no new calls are made").into()
+    Error::new(
+        ErrorKind::Shutdown,
+        "the agent is closed; no new calls are made",
+    )
+    .into()
 }
 
 fn string_array(env: &mut JNIEnv, array: &JObjectArray) -> jni::errors::Result<Vec<String>> {

@@ -7,11 +7,9 @@ use crate::jvm;
 use jni::objects::{GlobalRef, JClass, JString, JValue};
 use jni::sys::{jboolean, jint, jlong, JNI_FALSE, JNI_TRUE};
 use jni::JNIEnv;
-use serde_json::{json, Value};
 use std::sync::Arc;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{Completion, HostError, ToolHandler, ToolInvocation};
-use toolmesh_core::{Error, ErrorKind};
 
 /// Unanswered invocations. Answering removes the entry, so a second answer finds nothing; so does
 /// `releaseCompletion`, which Java's cleaner calls for a call whose handler vanished unanswered,
@@ -39,8 +37,12 @@ impl JavaToolHandler {
 impl ToolHandler for JavaToolHandler {
     /// On a tokio worker: one JNI call that enqueues the invocation, never the handler itself.
     fn invoke(&self, invocation: ToolInvocation, completion: Completion) {
-        let ToolInvocation { tool, arguments, context } = invocation;
-        let context_json = describe_context(&context).to_string();
+        let ToolInvocation {
+            tool,
+            arguments,
+            context,
+        } = invocation;
+        let context_json = context.view_json().to_string();
         let completion = COMPLETIONS.insert(completion);
         let context = CONTEXTS.insert(context);
         let delivered = jvm::with_java("hand a tool call to Java", |env, _| {
@@ -75,25 +77,6 @@ pub(crate) fn context(handle: jlong) -> Option<Arc<RequestContext>> {
     CONTEXTS.get(handle)
 }
 
-/// What a Java handler sees of its request context, as JSON.
-fn describe_context(context: &RequestContext) -> Value {
-    let headers: serde_json::Map<String, Value> =
-        context.headers.iter().map(|(name, value)| (name.clone(), Value::from(value.as_str()))).collect();
-    let remaining_ms = context.deadline.map(|deadline| {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
-    });
-    json!({
-        "headers": headers,
-        "trace_id": context.trace.as_ref().map(|t| &t.trace_id),
-        "span_id": context.trace.as_ref().map(|t| &t.span_id),
-        "sampled": context.trace.as_ref().is_some_and(|t| t.sampled),
-        "traceparent": context.trace.as_ref().map(|t| t.traceparent()),
-        "tracestate": context.trace.as_ref().and_then(|t| t.tracestate.as_ref()),
-        "remaining_ms": remaining_ms,
-    })
-}
-
 fn answered(completion: Option<Completion>, answer: impl FnOnce(Completion)) -> jboolean {
     match completion {
         Some(completion) => {
@@ -114,10 +97,13 @@ pub extern "system" fn Java_dev_toolmesh_Native_complete<'local>(
 ) -> jboolean {
     entry(&mut env, |env| {
         let result: String = env.get_string(&result_json)?.into();
-        Ok(answered(COMPLETIONS.remove(completion), |completion| match serde_json::from_str(&result) {
-            Ok(value) => completion.ok(value),
-            Err(e) => completion.not_json(e.to_string()),
-        }))
+        Ok(answered(
+            COMPLETIONS.remove(completion),
+            |completion| match serde_json::from_str(&result) {
+                Ok(value) => completion.ok(value),
+                Err(e) => completion.not_json(e.to_string()),
+            },
+        ))
     })
 }
 
@@ -132,7 +118,9 @@ pub extern "system" fn Java_dev_toolmesh_Native_notJson<'local>(
 ) -> jboolean {
     entry(&mut env, |env| {
         let reason: String = env.get_string(&reason)?.into();
-        Ok(answered(COMPLETIONS.remove(completion), |completion| completion.not_json(reason)))
+        Ok(answered(COMPLETIONS.remove(completion), |completion| {
+            completion.not_json(reason)
+        }))
     })
 }
 
@@ -152,7 +140,9 @@ pub extern "system" fn Java_dev_toolmesh_Native_argumentNotDecoded<'local>(
         let argument: String = env.get_string(&argument)?.into();
         let type_name: String = env.get_string(&type_name)?.into();
         let reason: String = env.get_string(&reason)?.into();
-        Ok(answered(COMPLETIONS.remove(completion), |completion| completion.argument_not_decoded(argument, type_name, reason)))
+        Ok(answered(COMPLETIONS.remove(completion), |completion| {
+            completion.argument_not_decoded(argument, type_name, reason)
+        }))
     })
 }
 
@@ -169,10 +159,8 @@ pub extern "system" fn Java_dev_toolmesh_Native_fail<'local>(
 ) -> jboolean {
     entry(&mut env, |env| {
         let message: String = env.get_string(&message)?.into();
-        let kind = u32::try_from(code).ok().and_then(ErrorKind::from_code);
         Ok(answered(COMPLETIONS.remove(completion), |completion| {
-            let mesh_error = kind.map(|kind| Error::new(kind, message.clone()));
-            completion.complete(Err(HostError { message, mesh_error }))
+            completion.complete(Err(HostError::with_code(code.into(), message)))
         }))
     })
 }
@@ -192,12 +180,21 @@ pub extern "system" fn Java_dev_toolmesh_Native_failToolError<'local>(
     entry(&mut env, |env| {
         let app_code: String = env.get_string(&app_code)?.into();
         let message: String = env.get_string(&message)?.into();
-        let data_json: Option<String> = if data_json.is_null() { None } else { Some(env.get_string(&data_json)?.into()) };
-        let error = match data_json.map(|json| serde_json::from_str(&json)).transpose() {
+        let data_json: Option<String> = if data_json.is_null() {
+            None
+        } else {
+            Some(env.get_string(&data_json)?.into())
+        };
+        let error = match data_json
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+        {
             Ok(data) => HostError::tool_error(&app_code, message, data),
             Err(e) => HostError::tool_error_data_not_json(&app_code, &e.to_string()),
         };
-        Ok(answered(COMPLETIONS.remove(completion), |completion| completion.complete(Err(error))))
+        Ok(answered(COMPLETIONS.remove(completion), |completion| {
+            completion.complete(Err(error))
+        }))
     })
 }
 

@@ -6,14 +6,18 @@ export declare class NativeAgent {
   get agentId(): string
   /** `https://host:port/mcp` */
   get endpoint(): string
+  /** `toolmesh agent NAME serving ENDPOINT (id ID)`: what `run()` prints once it serves. */
+  get readyLine(): string
   /** The port the agent listens on (useful with port 0). */
   get port(): number
   /**
    * Calls the `dependency`-th declared dependency of local tool `tool` with JSON arguments;
    * the promise receives the JSON result or rejects with the mesh error. `context` is the
-   * handler's request context, so that core propagates its headers and continues its trace.
+   * handler's request context, so that core propagates its headers and continues its trace;
+   * `call_headers` are the `withCallHeaders` scopes' headers, outer scopes first: core merges
+   * them in, set on purpose.
    */
-  call(tool: string, dependency: number, argumentsJson: string, context?: RequestContext | undefined | null): Promise<string>
+  call(tool: string, dependency: number, argumentsJson: string, context?: RequestContext | undefined | null, callHeaders?: Array<[string, string]> | undefined | null): Promise<string>
   /**
    * Deregisters, drains in-flight calls and closes the listener, then releases `onInvoke` so
    * that the process can exit.
@@ -70,9 +74,26 @@ export declare class Responder {
 }
 
 /**
+ * The name of the error class an error of `code` is thrown as: core's rule
+ * (`toolmesh_core::error::error_class`), the same as Python's.
+ */
+export declare function errorClassName(code: number): string
+
+/**
  * Builds the configuration (`TOOLMESH_*` environment, then `options`, core's keys), validates
  * the tools (core's JSON tool definitions) and starts the agent. Configuration and tool errors
  * are thrown at once; start-up errors (certificates, address) reject the promise. `onInvoke`
  * runs on the JS thread for every call of one of the agent's tools.
  */
 export declare function start(name: string, options: Array<[string, string]>, toolsJson: string, onInvoke: (tool: string, argumentsJson: string, context: RequestContext, responder: Responder) => void): Promise<NativeAgent>
+
+/** The report of a start-up error with `code`, `kind` and `message` (`toolmesh_core::error::start_failure`). */
+export declare function startFailure(code: number, kind: string, message: string): StartFailure
+
+/** How `agent.run()` reports a start-up error: core's rule for every language. */
+export interface StartFailure {
+  /** `toolmesh: error [CODE KIND]: message`, for stderr. */
+  line: string
+  /** 2 for a configuration or TLS problem, else 1. */
+  status: number
+}

@@ -1,6 +1,6 @@
 /** Agents: a set of tools served by one native core agent. */
 
-import { contextStorage, type RequestContext } from "./context.js";
+import { callHeadersStorage, contextStorage, type RequestContext } from "./context.js";
 import { fromNative, ToolError, ToolmeshError } from "./errors.js";
 import { addon, type NativeAgent, type Responder } from "./native.js";
 import { ArgumentsRejected, type InputSchema, type JsonSchema } from "./schema.js";
@@ -112,8 +112,9 @@ export class Agent {
       await this.start();
     } catch (error) {
       if (!(error instanceof ToolmeshError)) throw error;
-      console.error(`toolmesh: error [${error.code} ${error.kind}]: ${error.message}`);
-      process.exitCode = error.code < 3000 ? 2 : 1;
+      const failure = addon.startFailure(error.code, error.kind, error.message);
+      console.error(failure.line);
+      process.exitCode = failure.status;
       return;
     }
     await new Promise<void>((resolve) => {
@@ -123,7 +124,7 @@ export class Agent {
       };
       // Handlers first: a signal sent right after the ready line must stop the agent cleanly.
       process.on("SIGINT", stop).on("SIGTERM", stop);
-      console.error(`toolmesh agent ${this.name} serving ${this.endpoint} (id ${this.agentId})`);
+      console.error(this.#requireNative().readyLine);
     });
     await this.stop();
   }
@@ -163,7 +164,7 @@ export class Agent {
     return Object.freeze(proxies);
   }
 
-  /** A dependency call, made with the request context of the handler that makes it. */
+  /** A dependency call, made with the request context of the handler that makes it and the headers of the `withCallHeaders` scopes it is made in. */
   async #call(tool: string, position: number, args: Record<string, unknown>): Promise<any> {
     // A handler may run before start() has resumed its caller.
     const native = (await this.#starting) ?? this.#native;
@@ -171,7 +172,7 @@ export class Agent {
     const argumentsJson = JSON.stringify(args);
     let resultJson: string;
     try {
-      resultJson = await native.call(tool, position, argumentsJson, contextStorage.getStore());
+      resultJson = await native.call(tool, position, argumentsJson, contextStorage.getStore(), callHeadersStorage.getStore());
     } catch (error) {
       throw fromNative(error);
     }
@@ -194,8 +195,8 @@ export class Agent {
   async #answer(tool: string, argumentsJson: string, context: RequestContext, responder: Responder): Promise<void> {
     let result: unknown;
     try {
-      const running = this.#running?.get(tool);
-      if (running === undefined) throw new Error(`agent '${this.name}' has no tool '${tool}'`);
+      // Core invokes only the tools it was given (once started), and refuses others itself.
+      const running = this.#running!.get(tool)!;
       result = await contextStorage.run(context, () => running.tool.run(JSON.parse(argumentsJson), running.proxies));
     } catch (error) {
       if (error instanceof ToolError) {

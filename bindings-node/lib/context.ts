@@ -43,3 +43,38 @@ export function headers(): Record<string, string> {
 export function traceId(): string | undefined {
   return contextStorage.getStore()?.traceId ?? undefined;
 }
+
+/**
+ * The headers of the `withCallHeaders` scopes being run, outer scopes first; core merges them.
+ * Private to the binding.
+ * @internal
+ */
+export const callHeadersStorage = new AsyncLocalStorage<Array<[string, string]>>();
+
+/**
+ * Runs `fn` in a scope whose calls carry `headers`, set on purpose, and returns what it returns
+ * (await it when `fn` is async):
+ *
+ * ```ts
+ * await withCallHeaders({ "x-tenant": "acme" }, async () => proxies.add({ a: 1, b: 2 }));
+ * ```
+ *
+ * The handler each call reaches sees them whatever its agent's allow-list
+ * (`TOOLMESH_PROPAGATE_HEADERS`); they go further only where allow-lists name them. Inside a tool
+ * call they are added to the headers the handler sends onward. Scopes nest (an inner scope's
+ * value of a header wins) and follow the code through `await`s and callbacks, as
+ * AsyncLocalStorage does. Core checks them when a call is made: a name that is not a header
+ * name, a value that is not a header value, or a header the request sets itself
+ * (`content-type`, `traceparent`, ...) rejects the call with a `ToolmeshError`
+ * `INVALID_ARGUMENTS` naming the header.
+ */
+export function withCallHeaders<T>(headers: Record<string, string>, fn: () => T): T {
+  const pairs: Array<[string, string]> = [...(callHeadersStorage.getStore() ?? [])];
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value !== "string") {
+      throw new TypeError(`withCallHeaders takes string values; header '${name}' is ${typeof value}`);
+    }
+    pairs.push([name, value]);
+  }
+  return callHeadersStorage.run(pairs, fn);
+}

@@ -4,6 +4,8 @@
  * `instanceof DiscoveryError` catches every 3xxx error.
  */
 
+import { addon } from "./native.js";
+
 export class ToolmeshError extends Error {
   /** The stable numeric code, e.g. 3001. */
   readonly code: number;
@@ -73,23 +75,23 @@ export class AuthorizationError extends ToolmeshError {}
 /** 7002: a rate or concurrency limit of the callee's policy was reached; retry later. */
 export class RateLimitedError extends AuthorizationError {}
 
-const GROUPS: ReadonlyMap<number, typeof ToolmeshError> = new Map([
-  [1, ConfigError],
-  [2, TlsError],
-  [3, DiscoveryError],
-  [4, TransportError],
-  [5, RemoteToolError],
-  [6, HandlerError],
-  [7, AuthorizationError],
-]);
-const TIMEOUT_CODE = 4002;
-const RATE_LIMITED_CODE = 7002;
+/** The classes core's rule (`errorClassName`) names, by name. */
+const CLASSES: Readonly<Record<string, typeof ToolmeshError>> = {
+  ToolmeshError,
+  ConfigError,
+  TlsError,
+  DiscoveryError,
+  TransportError,
+  TimeoutError,
+  RemoteToolError,
+  HandlerError,
+  AuthorizationError,
+  RateLimitedError,
+};
 
-/** The error class of a core error code. */
+/** The error class of a core error code, by core's rule (the same as Python's). */
 export function errorClass(code: number): typeof ToolmeshError {
-  if (code === TIMEOUT_CODE) return TimeoutError;
-  if (code === RATE_LIMITED_CODE) return RateLimitedError;
-  return GROUPS.get(Math.floor(code / 1000)) ?? ToolmeshError;
+  return CLASSES[addon.errorClassName(code)] ?? ToolmeshError;
 }
 
 /**

@@ -7,7 +7,7 @@
  */
 
 export { Agent, type AgentOptions } from "./agent.js";
-export { currentContext, headers, type RequestContext, traceId } from "./context.js";
+export { currentContext, headers, type RequestContext, traceId, withCallHeaders } from "./context.js";
 export {
   ConfigError,
   DiscoveryError,

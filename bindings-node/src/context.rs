@@ -22,34 +22,36 @@ impl RequestContext {
 
     #[napi(getter)]
     pub fn trace_id(&self) -> Option<&str> {
-        self.inner.trace.as_ref().map(|t| t.trace_id.as_str())
+        self.inner.trace_id()
     }
 
     /// The span of the handler that is running; outbound calls become its children.
     #[napi(getter)]
     pub fn span_id(&self) -> Option<&str> {
-        self.inner.trace.as_ref().map(|t| t.span_id.as_str())
+        self.inner.span_id()
     }
 
     #[napi(getter)]
     pub fn sampled(&self) -> bool {
-        self.inner.trace.as_ref().is_some_and(|t| t.sampled)
+        self.inner.sampled()
     }
 
     #[napi(getter)]
     pub fn traceparent(&self) -> Option<String> {
-        self.inner.trace.as_ref().map(|t| t.traceparent())
+        self.inner.traceparent()
     }
 
     #[napi(getter)]
     pub fn tracestate(&self) -> Option<&str> {
-        self.inner.trace.as_ref().and_then(|t| t.tracestate.as_deref())
+        self.inner.tracestate()
     }
 
     /// Milliseconds left before the inbound call's deadline, if it has one.
     #[napi(getter)]
     pub fn remaining_ms(&self) -> Option<u32> {
-        let left = self.inner.deadline?.saturating_duration_since(tokio::time::Instant::now());
-        Some(u32::try_from(left.as_millis()).unwrap_or(u32::MAX))
+        // JS numbers hold any u32 exactly; a longer wait than 49 days reads as the longest one.
+        self.inner
+            .remaining_ms()
+            .map(|ms| u32::try_from(ms).unwrap_or(u32::MAX))
     }
 }

@@ -8,7 +8,7 @@ use napi_derive::napi;
 use std::sync::{Arc, Mutex, MutexGuard};
 use toolmesh_core::context::RequestContext as CoreContext;
 use toolmesh_core::host::{Completion, HostError, ToolHandler, ToolInvocation};
-use toolmesh_core::{runtime, Error, ErrorKind};
+use toolmesh_core::runtime;
 
 /// One invocation on its way to the JS thread.
 pub(crate) struct Invocation {
@@ -27,8 +27,18 @@ pub(crate) type InvokeFunction = ThreadsafeFunction<Invocation, (), InvokeArgs, 
 
 /// The JS arguments of one invocation, built on the JS thread.
 pub(crate) fn invoke_args(invocation: Invocation) -> InvokeArgs {
-    let Invocation { tool, arguments_json, context, completion } = invocation;
-    FnArgs::from((tool, arguments_json, RequestContext { inner: context }, Responder::new(completion)))
+    let Invocation {
+        tool,
+        arguments_json,
+        context,
+        completion,
+    } = invocation;
+    FnArgs::from((
+        tool,
+        arguments_json,
+        RequestContext { inner: context },
+        Responder::new(completion),
+    ))
 }
 
 /// Hands every invocation of an agent's tools to its JS `onInvoke`, without ever blocking a
@@ -41,7 +51,9 @@ pub(crate) struct NodeToolHandler {
 
 impl NodeToolHandler {
     pub(crate) fn new(on_invoke: InvokeFunction) -> Self {
-        NodeToolHandler { on_invoke: Mutex::new(Some(on_invoke)) }
+        NodeToolHandler {
+            on_invoke: Mutex::new(Some(on_invoke)),
+        }
     }
 
     /// Releases `onInvoke`, so that a stopped agent lets the process exit.
@@ -50,7 +62,9 @@ impl NodeToolHandler {
     }
 
     fn slot(&self) -> MutexGuard<'_, Option<InvokeFunction>> {
-        self.on_invoke.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.on_invoke
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -81,12 +95,18 @@ pub struct Responder {
 
 impl Responder {
     fn new(completion: Completion) -> Self {
-        Responder { completion: Mutex::new(Some(completion)) }
+        Responder {
+            completion: Mutex::new(Some(completion)),
+        }
     }
 
     fn take(&self) -> napi::Result<Completion> {
-        let mut slot = self.completion.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        slot.take().ok_or_else(|| napi::Error::from_reason("this tool call was already answered"))
+        let mut slot = self
+            .completion
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.take()
+            .ok_or_else(|| napi::Error::from_reason("this tool call was already answered"))
     }
 }
 
@@ -110,7 +130,8 @@ impl Responder {
     /// that code and `message` unchanged.
     #[napi(catch_unwind)]
     pub fn fail(&self, message: String, kind: Option<String>) -> napi::Result<()> {
-        self.take()?.complete(Err(host_error(message, kind.as_deref())));
+        self.take()?
+            .complete(Err(HostError::with_kind_name(kind.as_deref(), message)));
         Ok(())
     }
 
@@ -118,10 +139,18 @@ impl Responder {
     /// gets TOOL_ERROR with this application code, message and data (JSON text, or none).
     /// Decoded on core's runtime, not on the JS thread.
     #[napi(catch_unwind)]
-    pub fn fail_tool_error(&self, app_code: String, message: String, data_json: Option<String>) -> napi::Result<()> {
+    pub fn fail_tool_error(
+        &self,
+        app_code: String,
+        message: String,
+        data_json: Option<String>,
+    ) -> napi::Result<()> {
         let completion = self.take()?;
         runtime::handle().spawn(async move {
-            let error = match data_json.map(|json| serde_json::from_str(&json)).transpose() {
+            let error = match data_json
+                .map(|json| serde_json::from_str(&json))
+                .transpose()
+            {
                 Ok(data) => HostError::tool_error(&app_code, message, data),
                 Err(e) => HostError::tool_error_data_not_json(&app_code, &e.to_string()),
             };
@@ -133,8 +162,13 @@ impl Responder {
     /// The data of the handler's `ToolError` cannot be encoded as JSON; `reason` says why, in
     /// JavaScript's words. Core words the caller's error, the same in every language.
     #[napi(catch_unwind)]
-    pub fn fail_tool_error_data_not_json(&self, app_code: String, reason: String) -> napi::Result<()> {
-        self.take()?.complete(Err(HostError::tool_error_data_not_json(&app_code, &reason)));
+    pub fn fail_tool_error_data_not_json(
+        &self,
+        app_code: String,
+        reason: String,
+    ) -> napi::Result<()> {
+        self.take()?
+            .complete(Err(HostError::tool_error_data_not_json(&app_code, &reason)));
         Ok(())
     }
 
@@ -145,10 +179,4 @@ impl Responder {
         self.take()?.not_json(reason);
         Ok(())
     }
-}
-
-fn host_error(message: String, kind: Option<&str>) -> HostError {
-    let kind = kind.and_then(|name| ErrorKind::ALL.iter().copied().find(|k| k.name() == name));
-    let mesh_error = kind.map(|kind| Error::new(kind, message.clone()));
-    HostError { message, mesh_error }
 }

@@ -2,7 +2,7 @@
 
 use crate::context::RequestContext;
 use crate::errors::to_js_error;
-use crate::handler::{invoke_args, InvokeArgs, Invocation, NodeToolHandler};
+use crate::handler::{invoke_args, Invocation, InvokeArgs, NodeToolHandler};
 use crate::settle::promise;
 use napi::bindgen_prelude::{Function, Object};
 use napi::Env;
@@ -10,6 +10,7 @@ use napi_derive::napi;
 use std::sync::Arc;
 use toolmesh_core::agent::{parse_tools, Agent};
 use toolmesh_core::config::AgentConfig;
+use toolmesh_core::context::RequestContext as CoreRequestContext;
 use toolmesh_core::{Error, ErrorKind};
 
 /// Builds the configuration (`TOOLMESH_*` environment, then `options`, core's keys), validates
@@ -48,6 +49,32 @@ pub fn start<'env>(
     })
 }
 
+/// The name of the error class an error of `code` is thrown as: core's rule
+/// (`toolmesh_core::error::error_class`), the same as Python's.
+#[napi(catch_unwind)]
+pub fn error_class_name(code: u32) -> &'static str {
+    toolmesh_core::error::error_class(code)
+}
+
+/// How `agent.run()` reports a start-up error: core's rule for every language.
+#[napi(object)]
+pub struct StartFailure {
+    /// `toolmesh: error [CODE KIND]: message`, for stderr.
+    pub line: String,
+    /// 2 for a configuration or TLS problem, else 1.
+    pub status: u32,
+}
+
+/// The report of a start-up error with `code`, `kind` and `message` (`toolmesh_core::error::start_failure`).
+#[napi(catch_unwind)]
+pub fn start_failure(code: u32, kind: String, message: String) -> StartFailure {
+    let (line, status) = toolmesh_core::error::start_failure(code, &kind, &message);
+    StartFailure {
+        line,
+        status: status.into(),
+    }
+}
+
 /// A running core agent.
 #[napi]
 pub struct NativeAgent {
@@ -68,6 +95,12 @@ impl NativeAgent {
         self.agent.endpoint().to_owned()
     }
 
+    /// `toolmesh agent NAME serving ENDPOINT (id ID)`: what `run()` prints once it serves.
+    #[napi(getter)]
+    pub fn ready_line(&self) -> String {
+        self.agent.ready_line()
+    }
+
     /// The port the agent listens on (useful with port 0).
     #[napi(getter)]
     pub fn port(&self) -> u32 {
@@ -76,7 +109,9 @@ impl NativeAgent {
 
     /// Calls the `dependency`-th declared dependency of local tool `tool` with JSON arguments;
     /// the promise receives the JSON result or rejects with the mesh error. `context` is the
-    /// handler's request context, so that core propagates its headers and continues its trace.
+    /// handler's request context, so that core propagates its headers and continues its trace;
+    /// `call_headers` are the `withCallHeaders` scopes' headers, outer scopes first: core merges
+    /// them in, set on purpose.
     #[napi(catch_unwind, ts_return_type = "Promise<string>")]
     pub fn call<'env>(
         &self,
@@ -85,14 +120,22 @@ impl NativeAgent {
         dependency: u32,
         arguments_json: String,
         context: Option<&RequestContext>,
+        call_headers: Option<Vec<(String, String)>>,
     ) -> napi::Result<Object<'env>> {
         let agent = self.agent.clone();
         let context = context.map(|c| c.inner.clone());
+        let call_headers = call_headers.unwrap_or_default();
         promise(env, async move {
+            let context = CoreRequestContext::for_call(context, &call_headers)?;
             let arguments = serde_json::from_str(&arguments_json).map_err(|e| {
-                Error::new(ErrorKind::InvalidArguments, format!("the call arguments are not JSON: {e}"))
+                Error::new(
+                    ErrorKind::InvalidArguments,
+                    format!("the call arguments are not JSON: {e}"),
+                )
             })?;
-            let result = agent.call(&tool, dependency as usize, arguments, context).await?;
+            let result = agent
+                .call(&tool, dependency as usize, arguments, context)
+                .await?;
             Ok(result.to_string())
         })
     }

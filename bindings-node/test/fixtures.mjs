@@ -5,7 +5,7 @@ import { after, before } from "node:test";
 import { Agent } from "../dist/index.js";
 import { certsInit, HEARTBEAT_MS, Mesh, tempDir, waitUntil } from "../../tests/node/meshkit.mjs";
 
-export const IDENTITIES = ["alpha", "beta"];
+export const IDENTITIES = ["alpha", "beta", "gamma"];
 
 /** Certificates and a registry for the test file; killed after it. */
 export function meshFixture({ registry = true } = {}) {

@@ -30,7 +30,13 @@ pub(crate) fn bridge(py: Python<'_>) -> PyResult<&Bridge> {
 /// The Python exception object for a core error.
 pub(crate) fn error_object<'py>(py: Python<'py>, error: &Error) -> PyResult<Bound<'py, PyAny>> {
     let data_json = error.data().map(|data| data.to_string());
-    bridge(py)?.error_from_native.bind(py).call1((error.code(), error.kind().name(), error.message(), error.app_code(), data_json))
+    bridge(py)?.error_from_native.bind(py).call1((
+        error.code(),
+        error.kind().name(),
+        error.message(),
+        error.app_code(),
+        data_json,
+    ))
 }
 
 /// A core error raised as its `toolmesh` exception.

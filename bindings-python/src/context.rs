@@ -26,35 +26,34 @@ impl Context {
 
     #[getter]
     fn trace_id(&self) -> Option<&str> {
-        self.inner.trace.as_ref().map(|t| t.trace_id.as_str())
+        self.inner.trace_id()
     }
 
     /// The span of the handler that is running; outbound calls become its children.
     #[getter]
     fn span_id(&self) -> Option<&str> {
-        self.inner.trace.as_ref().map(|t| t.span_id.as_str())
+        self.inner.span_id()
     }
 
     #[getter]
     fn sampled(&self) -> bool {
-        self.inner.trace.as_ref().is_some_and(|t| t.sampled)
+        self.inner.sampled()
     }
 
     #[getter]
     fn traceparent(&self) -> Option<String> {
-        self.inner.trace.as_ref().map(|t| t.traceparent())
+        self.inner.traceparent()
     }
 
     #[getter]
     fn tracestate(&self) -> Option<&str> {
-        self.inner.trace.as_ref().and_then(|t| t.tracestate.as_deref())
+        self.inner.tracestate()
     }
 
     /// Milliseconds left before the inbound call's deadline, if it has one.
     #[getter]
     fn remaining_ms(&self) -> Option<u64> {
-        let left = self.inner.deadline?.saturating_duration_since(tokio::time::Instant::now());
-        Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
+        self.inner.remaining_ms()
     }
 
     fn __repr__(&self) -> String {

@@ -43,7 +43,10 @@ pub(crate) enum Job {
         completion: Completion,
     },
     /// `future` is an asyncio future; its own loop is the one to settle it on.
-    Settle { future: Py<PyAny>, outcome: Result<Outcome, Error> },
+    Settle {
+        future: Py<PyAny>,
+        outcome: Result<Outcome, Error>,
+    },
 }
 
 struct Dispatcher {
@@ -65,7 +68,9 @@ static CLOSED: AtomicBool = AtomicBool::new(false);
 pub(crate) fn dispatch(job: Job) {
     let pid = std::process::id();
     let sender = {
-        let mut slot = DISPATCHER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = DISPATCHER
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match slot.as_ref().filter(|d| d.pid == pid) {
             Some(dispatcher) => dispatcher.sender.clone(),
             None => {
@@ -80,7 +85,11 @@ pub(crate) fn dispatch(job: Job) {
                     // answers the caller HANDLER_DROPPED instead of hanging.
                     return;
                 }
-                *slot = Some(Dispatcher { pid, sender: sender.clone(), delivering });
+                *slot = Some(Dispatcher {
+                    pid,
+                    sender: sender.clone(),
+                    delivering,
+                });
                 sender
             }
         }
@@ -97,11 +106,21 @@ pub(crate) fn close_dispatch(py: Python<'_>) {
     CLOSED.store(true, Ordering::SeqCst);
     let pid = std::process::id();
     let delivering = {
-        let slot = DISPATCHER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        slot.as_ref().filter(|d| d.pid == pid).map(|d| d.delivering.clone())
+        let slot = DISPATCHER
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.as_ref()
+            .filter(|d| d.pid == pid)
+            .map(|d| d.delivering.clone())
     };
     if let Some(delivering) = delivering {
-        py.detach(|| drop(delivering.lock().unwrap_or_else(|poisoned| poisoned.into_inner())));
+        py.detach(|| {
+            drop(
+                delivering
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            )
+        });
     }
 }
 
@@ -111,14 +130,18 @@ pub(crate) fn settle_when_done<F>(future: Py<PyAny>, operation: F)
 where
     F: Future<Output = Result<Outcome, Error>> + Send + 'static,
 {
-    runtime::spawn_settled(operation, move |outcome| dispatch(Job::Settle { future, outcome }));
+    runtime::spawn_settled(operation, move |outcome| {
+        dispatch(Job::Settle { future, outcome })
+    });
 }
 
 fn run(receiver: Receiver<Job>, delivering: &Mutex<()>) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         batch.extend(receiver.try_iter());
-        let _delivering = delivering.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _delivering = delivering
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if CLOSED.load(Ordering::SeqCst) {
             continue;
         }
@@ -163,8 +186,20 @@ impl Job {
     /// The loop to run on and the `(callback, args)` pair to run there.
     fn into_call(self, py: Python<'_>) -> PyResult<(Py<PyAny>, Bound<'_, PyTuple>)> {
         match self {
-            Job::Invoke { target, tool, arguments_json, context, completion } => {
-                let args = (tool, arguments_json, Context { inner: context }, Responder::new(completion)).into_pyobject(py)?;
+            Job::Invoke {
+                target,
+                tool,
+                arguments_json,
+                context,
+                completion,
+            } => {
+                let args = (
+                    tool,
+                    arguments_json,
+                    Context { inner: context },
+                    Responder::new(completion),
+                )
+                    .into_pyobject(py)?;
                 let call = PyTuple::new(py, [target.on_invoke.bind(py).clone(), args.into_any()])?;
                 Ok((target.event_loop.clone_ref(py), call))
             }
@@ -172,15 +207,21 @@ impl Job {
                 let future = future.into_bound(py);
                 let event_loop = future.call_method0("get_loop")?.unbind();
                 let (value, exception) = match outcome {
-                    Ok(Outcome::Json(json)) => (json.into_pyobject(py)?.into_any(), py.None().into_bound(py)),
-                    Ok(Outcome::Agent(agent)) => {
-                        (Bound::new(py, NativeAgent::new(agent))?.into_any(), py.None().into_bound(py))
+                    Ok(Outcome::Json(json)) => {
+                        (json.into_pyobject(py)?.into_any(), py.None().into_bound(py))
                     }
+                    Ok(Outcome::Agent(agent)) => (
+                        Bound::new(py, NativeAgent::new(agent))?.into_any(),
+                        py.None().into_bound(py),
+                    ),
                     Ok(Outcome::Nothing) => (py.None().into_bound(py), py.None().into_bound(py)),
                     Err(error) => (py.None().into_bound(py), error_object(py, &error)?),
                 };
                 let args = PyTuple::new(py, [future, value, exception])?;
-                let call = PyTuple::new(py, [bridge(py)?.settle_future.bind(py).clone(), args.into_any()])?;
+                let call = PyTuple::new(
+                    py,
+                    [bridge(py)?.settle_future.bind(py).clone(), args.into_any()],
+                )?;
                 Ok((event_loop, call))
             }
         }

@@ -20,6 +20,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<native_agent::NativeAgent>()?;
     m.add_class::<responder::Responder>()?;
     m.add_function(wrap_pyfunction!(native_agent::start, m)?)?;
+    m.add_function(wrap_pyfunction!(native_agent::start_failure, m)?)?;
+    m.add_function(wrap_pyfunction!(native_agent::error_class, m)?)?;
+    m.add_function(wrap_pyfunction!(native_agent::assign_proxy_parameters, m)?)?;
     m.add_function(wrap_pyfunction!(dispatch::close_dispatch, m)?)?;
     Ok(())
 }

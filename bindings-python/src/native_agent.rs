@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use std::sync::Arc;
 use toolmesh_core::agent::{parse_tools, Agent};
 use toolmesh_core::config::AgentConfig;
+use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{Completion, ToolHandler, ToolInvocation};
 
 /// Core's host handler for a Python agent: queues each invocation for the dispatch thread.
@@ -48,13 +49,41 @@ pub(crate) fn start(
     }
     let tools = parse_tools(tools_json).map_err(|e| to_pyerr(py, &e))?;
     let event_loop = future.call_method0(py, "get_loop")?;
-    let target = Arc::new(InvokeTarget { event_loop, on_invoke });
+    let target = Arc::new(InvokeTarget {
+        event_loop,
+        on_invoke,
+    });
     let handler = Arc::new(PythonToolHandler { target });
     settle_when_done(future, async move {
         let agent = Agent::start(config, tools, handler).await?;
         Ok(Outcome::Agent(agent))
     });
     Ok(())
+}
+
+/// The dependency index of each proxy parameter (names in order) of a tool whose dependencies
+/// have `capabilities`; None when there are more parameters than dependencies. Core's rule for
+/// every language (`toolmesh_core::agent::assign_proxy_parameters`).
+#[pyfunction]
+pub(crate) fn assign_proxy_parameters(
+    parameters: Vec<String>,
+    capabilities: Vec<String>,
+) -> Option<Vec<usize>> {
+    toolmesh_core::agent::assign_proxy_parameters(&parameters, &capabilities)
+}
+
+/// The name of the `toolmesh` exception class an error of `code` is raised as: core's rule
+/// (`toolmesh_core::error::error_class`), the same as Node's.
+#[pyfunction]
+pub(crate) fn error_class(code: u32) -> &'static str {
+    toolmesh_core::error::error_class(code)
+}
+
+/// `(line, exit_status)`: how `toolmesh.run` reports a start-up error, core's rule for every
+/// language (`toolmesh_core::error::start_failure`).
+#[pyfunction]
+pub(crate) fn start_failure(code: u32, name: &str, message: &str) -> (String, u8) {
+    toolmesh_core::error::start_failure(code, name, message)
 }
 
 #[pyclass(frozen, module = "toolmesh._native")]
@@ -81,6 +110,12 @@ impl NativeAgent {
         self.agent.endpoint()
     }
 
+    /// `toolmesh agent NAME serving ENDPOINT (id ID)`: what `toolmesh.run` prints once it serves.
+    #[getter]
+    fn ready_line(&self) -> String {
+        self.agent.ready_line()
+    }
+
     /// The port the agent listens on (useful with `port=0`).
     #[getter]
     fn port(&self) -> u16 {
@@ -89,8 +124,10 @@ impl NativeAgent {
 
     /// Calls the `dependency`-th declared dependency of local tool `tool`; the asyncio `future`
     /// receives the JSON-encoded result or the mesh error. `context` is the handler's request context, so
-    /// that core propagates its headers and continues its trace.
-    #[pyo3(signature = (tool, dependency, arguments_json, context, future))]
+    /// that core propagates its headers and continues its trace; `call_headers` are the headers of
+    /// the `toolmesh.call_headers` scopes the call is made in (outer first), which core merges in.
+    #[pyo3(signature = (tool, dependency, arguments_json, context, call_headers, future))]
+    #[allow(clippy::too_many_arguments)] // one per argument of the Python call
     fn call(
         &self,
         py: Python<'_>,
@@ -98,6 +135,7 @@ impl NativeAgent {
         dependency: usize,
         arguments_json: &str,
         context: Option<PyRef<'_, Context>>,
+        call_headers: Vec<(String, String)>,
         future: Py<PyAny>,
     ) -> PyResult<()> {
         let arguments: serde_json::Value = py
@@ -106,6 +144,7 @@ impl NativeAgent {
         let context = context.map(|c| c.inner.clone());
         let agent = self.agent.clone();
         settle_when_done(future, async move {
+            let context = RequestContext::for_call(context, &call_headers)?;
             let result = agent.call(&tool, dependency, arguments, context).await?;
             Ok(Outcome::Json(result.to_string()))
         });
@@ -122,6 +161,10 @@ impl NativeAgent {
     }
 
     fn __repr__(&self) -> String {
-        format!("NativeAgent(agent_id={:?}, endpoint={:?})", self.agent.agent_id(), self.agent.endpoint())
+        format!(
+            "NativeAgent(agent_id={:?}, endpoint={:?})",
+            self.agent.agent_id(),
+            self.agent.endpoint()
+        )
     }
 }

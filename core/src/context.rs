@@ -18,7 +18,12 @@ pub struct TraceContext {
 impl TraceContext {
     /// Starts a new trace with a fresh root span.
     pub fn new_root() -> Self {
-        TraceContext { trace_id: random_hex(16), span_id: random_hex(8), sampled: true, tracestate: None }
+        TraceContext {
+            trace_id: random_hex(16),
+            span_id: random_hex(8),
+            sampled: true,
+            tracestate: None,
+        }
     }
 
     /// A new span in the same trace (one per hop).
@@ -57,7 +62,12 @@ impl TraceContext {
     }
 
     pub fn traceparent(&self) -> String {
-        format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, u8::from(self.sampled))
+        format!(
+            "00-{}-{}-{:02x}",
+            self.trace_id,
+            self.span_id,
+            u8::from(self.sampled)
+        )
     }
 }
 
@@ -71,7 +81,14 @@ fn random_hex(bytes: usize) -> String {
         rng.fill_bytes(raw);
         raw.iter().all(|b| *b == 0)
     } {}
-    raw.iter().flat_map(|b| [HEX[usize::from(b >> 4)] as char, HEX[usize::from(b & 15)] as char]).collect()
+    raw.iter()
+        .flat_map(|b| {
+            [
+                HEX[usize::from(b >> 4)] as char,
+                HEX[usize::from(b & 15)] as char,
+            ]
+        })
+        .collect()
 }
 
 /// What a handler runs with, and what flows into the calls it makes.
@@ -88,6 +105,10 @@ pub struct RequestContext {
     /// their names in [`CALLER_HEADERS`] so that the receiving handler sees them whatever its
     /// allow-list. False in a handler's context, whose headers are only forwarded.
     pub headers_set_by_caller: bool,
+    /// Names among `headers` (lowercase) that the code making the call set on purpose (a
+    /// call-headers scope of a binding, [`RequestContext::with_call_headers`]): listed in
+    /// [`CALLER_HEADERS`] like all headers are when `headers_set_by_caller` is true.
+    pub set_on_purpose: Vec<String>,
     /// The span of the handler that is running (outbound calls become its children).
     pub trace: Option<TraceContext>,
     /// When the inbound request must be answered by; outbound calls never outlive it.
@@ -100,8 +121,59 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// The trace id of the handler's span, if the context has a trace.
+    pub fn trace_id(&self) -> Option<&str> {
+        self.trace.as_ref().map(|t| t.trace_id.as_str())
+    }
+
+    /// The span of the handler that is running; outbound calls become its children.
+    pub fn span_id(&self) -> Option<&str> {
+        self.trace.as_ref().map(|t| t.span_id.as_str())
+    }
+
+    pub fn sampled(&self) -> bool {
+        self.trace.as_ref().is_some_and(|t| t.sampled)
+    }
+
+    pub fn traceparent(&self) -> Option<String> {
+        self.trace.as_ref().map(TraceContext::traceparent)
+    }
+
+    pub fn tracestate(&self) -> Option<&str> {
+        self.trace.as_ref().and_then(|t| t.tracestate.as_deref())
+    }
+
+    /// Milliseconds left before the inbound call's deadline, if it has one (0 once it passed).
+    pub fn remaining_ms(&self) -> Option<u64> {
+        let left = self.deadline?.saturating_duration_since(Instant::now());
+        Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// What a handler sees of its context, as JSON, for bindings that read it as such: `headers`
+    /// (an object, lowercase names), `trace_id`, `span_id`, `sampled`, `traceparent`,
+    /// `tracestate` and `remaining_ms` (null when absent).
+    pub fn view_json(&self) -> serde_json::Value {
+        let headers: serde_json::Map<String, serde_json::Value> = self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), serde_json::Value::from(value.as_str())))
+            .collect();
+        serde_json::json!({
+            "headers": headers,
+            "trace_id": self.trace_id(),
+            "span_id": self.span_id(),
+            "sampled": self.sampled(),
+            "traceparent": self.traceparent(),
+            "tracestate": self.tracestate(),
+            "remaining_ms": self.remaining_ms(),
+        })
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The headers an outbound call carries: all but the hop-only ones and those a request
@@ -112,6 +184,125 @@ impl RequestContext {
             !never_propagated(&name) && !self.hop_only.contains(&name)
         })
     }
+
+    /// The names (lowercase, once each) of the onward headers that were set on purpose: an
+    /// outbound request lists them in [`CALLER_HEADERS`], so that the handler it reaches sees
+    /// them whatever its allow-list.
+    pub fn caller_set_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for (name, _) in self.onward_headers() {
+            let name = name.to_ascii_lowercase();
+            if (self.headers_set_by_caller || self.set_on_purpose.contains(&name))
+                && !names.contains(&name)
+            {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// The context of a call made inside a call-headers scope (Python `toolmesh.call_headers`,
+    /// Node `withCallHeaders`, Java `Toolmesh.withCallHeaders`, C `toolmesh_call_headers`): the
+    /// headers `base` sends onward (the handler's allow-listed ones; none outside a handler),
+    /// plus `call_headers`, set on purpose by the caller's code. The latter are listed in
+    /// [`CALLER_HEADERS`], so the handler the call reaches sees them whatever its allow-list, and
+    /// they go further only where allow-lists name them. `call_headers` is in scope order (outer
+    /// scopes first): the last value of a name wins, over `base`'s too. Names are matched
+    /// case-insensitively and kept in lowercase. Trace, deadline and origin are `base`'s.
+    ///
+    /// Errors (`INVALID_ARGUMENTS`, naming the header): a name that is not an HTTP header name, a
+    /// value that is not a valid header value, a name that is never propagated (see
+    /// [`never_propagated`]: the request sets those itself), more than [`MAX_CALLER_HEADERS`]
+    /// headers or more than [`MAX_CALLER_HEADER_BYTES`] of values.
+    pub fn with_call_headers(
+        base: Option<&RequestContext>,
+        call_headers: &[(String, String)],
+    ) -> crate::Result<RequestContext> {
+        let mut scoped: Vec<(String, String)> = Vec::new();
+        for (name, value) in call_headers {
+            let name = check_call_header(name, value)?;
+            scoped.retain(|(n, _)| *n != name);
+            scoped.push((name, value.clone()));
+        }
+        if scoped.len() > MAX_CALLER_HEADERS {
+            return Err(crate::Error::new(
+                crate::ErrorKind::InvalidArguments,
+                format!(
+                    "{} call headers are set; at most {MAX_CALLER_HEADERS} are sent",
+                    scoped.len()
+                ),
+            ));
+        }
+        let bytes: usize = scoped.iter().map(|(_, v)| v.len()).sum();
+        if bytes > MAX_CALLER_HEADER_BYTES {
+            return Err(crate::Error::new(
+                crate::ErrorKind::InvalidArguments,
+                format!("the call headers' values come to {bytes} bytes; at most {MAX_CALLER_HEADER_BYTES} are sent"),
+            ));
+        }
+        let base = base.cloned().unwrap_or_default();
+        let mut headers: Vec<(String, String)> = base
+            .onward_headers()
+            .filter(|(n, _)| !scoped.iter().any(|(s, _)| n.eq_ignore_ascii_case(s)))
+            .cloned()
+            .collect();
+        let mut set_on_purpose = if base.headers_set_by_caller {
+            headers
+                .iter()
+                .map(|(n, _)| n.to_ascii_lowercase())
+                .collect()
+        } else {
+            base.set_on_purpose
+                .iter()
+                .filter(|n| headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(n)))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        set_on_purpose.extend(scoped.iter().map(|(n, _)| n.clone()));
+        headers.extend(scoped);
+        Ok(RequestContext {
+            headers,
+            hop_only: Vec::new(),
+            headers_set_by_caller: false,
+            set_on_purpose,
+            ..base
+        })
+    }
+
+    /// [`RequestContext::with_call_headers`] for a binding's call: `base` unchanged when no
+    /// scope set headers.
+    pub fn for_call(
+        base: Option<std::sync::Arc<RequestContext>>,
+        call_headers: &[(String, String)],
+    ) -> crate::Result<Option<std::sync::Arc<RequestContext>>> {
+        if call_headers.is_empty() {
+            return Ok(base);
+        }
+        Ok(Some(std::sync::Arc::new(
+            RequestContext::with_call_headers(base.as_deref(), call_headers)?,
+        )))
+    }
+}
+
+/// Checks one header a caller's code sets on purpose for its calls; returns its name in
+/// lowercase. The error (`INVALID_ARGUMENTS`) names the header and what is wrong with it.
+pub fn check_call_header(name: &str, value: &str) -> crate::Result<String> {
+    let refused = |why: String| crate::Error::new(crate::ErrorKind::InvalidArguments, why);
+    let lowercase = name.to_ascii_lowercase();
+    if http::HeaderName::from_bytes(lowercase.as_bytes()).is_err() {
+        return Err(refused(format!(
+            "call header '{name}' is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)"
+        )));
+    }
+    if never_propagated(&lowercase) {
+        return Err(refused(format!(
+            "call header '{name}' cannot be set: the request sets it itself (hop-by-hop, body, protocol, trace and toolmesh headers never are); use another name"
+        )));
+    }
+    if http::HeaderValue::from_str(value).is_err() {
+        return Err(refused(format!("the value of call header '{name}' is not a valid HTTP header value (visible ASCII, spaces and tabs only)")));
+    }
+    Ok(lowercase)
 }
 
 /// The request header in which a caller lists (comma-separated) the headers it set on purpose
@@ -140,8 +331,21 @@ pub struct HeaderAllowList {
 /// Hop-by-hop fields (RFC 9110 §7.6.1, with the legacy ones it names), and headers that belong to
 /// one request or are carried separately, by exact name.
 const NEVER_PROPAGATED: &[&str] = &[
-    "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "http2-settings", "host", "expect",
-    "accept", "accept-encoding", "traceparent", "tracestate", crate::origin::HEADER, CALLER_HEADERS,
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+    "host",
+    "expect",
+    "accept",
+    "accept-encoding",
+    "traceparent",
+    "tracestate",
+    crate::origin::HEADER,
+    CALLER_HEADERS,
 ];
 /// The same, by prefix: proxy fields, the inbound body's description and MCP's own headers.
 const NEVER_PROPAGATED_PREFIXES: &[&str] = &["proxy-", "content-", "mcp-"];
@@ -151,7 +355,10 @@ const CREDENTIALS: &[&str] = &["authorization", "cookie"];
 /// Whether a header is never propagated, whatever the allow-list says (`name` in lowercase):
 /// the outbound request sets these itself.
 pub fn never_propagated(name: &str) -> bool {
-    NEVER_PROPAGATED.contains(&name) || NEVER_PROPAGATED_PREFIXES.iter().any(|p| name.starts_with(p))
+    NEVER_PROPAGATED.contains(&name)
+        || NEVER_PROPAGATED_PREFIXES
+            .iter()
+            .any(|p| name.starts_with(p))
 }
 
 impl HeaderAllowList {
@@ -178,7 +385,8 @@ impl HeaderAllowList {
             return false;
         }
         self.exact.contains(&name)
-            || (!CREDENTIALS.contains(&name.as_str()) && self.prefixes.iter().any(|p| name.starts_with(p.as_str())))
+            || (!CREDENTIALS.contains(&name.as_str())
+                && self.prefixes.iter().any(|p| name.starts_with(p.as_str())))
     }
 
     /// What a handler sees of an inbound request's headers, and which of them are hop-only.
@@ -191,7 +399,10 @@ impl HeaderAllowList {
     /// seen, and credentials (`authorization`, `cookie`) only when the allow-list names them
     /// exactly. At most [`MAX_CALLER_HEADERS`] caller-set headers, of
     /// [`MAX_CALLER_HEADER_BYTES`] in all, are taken; the rest are left out.
-    pub fn capture_inbound<'a>(&self, headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Vec<(String, String)>, Vec<String>) {
+    pub fn capture_inbound<'a>(
+        &self,
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> (Vec<(String, String)>, Vec<String>) {
         let headers: Vec<(&str, &str)> = headers.into_iter().collect();
         let mut seen = self.capture(headers.iter().copied());
         let listed: Vec<String> = headers
@@ -210,7 +421,11 @@ impl HeaderAllowList {
         for (name, value) in &headers {
             let name = name.to_ascii_lowercase();
             let set_on_purpose = listed.contains(&name) && !hop_options.contains(&name);
-            if !set_on_purpose || never_propagated(&name) || CREDENTIALS.contains(&name.as_str()) || self.allows(&name) {
+            if !set_on_purpose
+                || never_propagated(&name)
+                || CREDENTIALS.contains(&name.as_str())
+                || self.allows(&name)
+            {
                 // Allowed ones are in `seen` already (credentials only when named exactly).
                 continue;
             }
@@ -229,7 +444,10 @@ impl HeaderAllowList {
 
     /// Keeps the allowed headers of `headers`, with lowercase names. Headers that the inbound
     /// `Connection` header names are that hop's own (RFC 9110 §7.6.1) and are dropped too.
-    pub fn capture<'a>(&self, headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
+    pub fn capture<'a>(
+        &self,
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Vec<(String, String)> {
         if self.is_empty() {
             return Vec::new();
         }
@@ -242,7 +460,9 @@ impl HeaderAllowList {
             .collect();
         headers
             .into_iter()
-            .filter(|(n, _)| self.allows(n) && !hop_options.iter().any(|o| o.eq_ignore_ascii_case(n)))
+            .filter(|(n, _)| {
+                self.allows(n) && !hop_options.iter().any(|o| o.eq_ignore_ascii_case(n))
+            })
             .map(|(n, v)| (n.to_ascii_lowercase(), v.to_owned()))
             .collect()
     }
@@ -265,37 +485,242 @@ mod tests {
     #[test]
     fn caller_set_headers_are_seen_by_the_first_hop_and_forwarded_only_when_allow_listed() {
         let inbound = [
-            ("X-Tenant", "acme"), ("X-Secret", "s"), ("X-Unlisted", "u"), ("Authorization", "Bearer t"), ("Content-Type", "a/b"),
-            ("Connection", "x-hop"), ("X-Hop", "h"),
-            ("Toolmesh-Caller-Headers", "x-tenant, X-Secret, authorization, content-type, x-hop, toolmesh-caller-headers"),
+            ("X-Tenant", "acme"),
+            ("X-Secret", "s"),
+            ("X-Unlisted", "u"),
+            ("Authorization", "Bearer t"),
+            ("Content-Type", "a/b"),
+            ("Connection", "x-hop"),
+            ("X-Hop", "h"),
+            (
+                "Toolmesh-Caller-Headers",
+                "x-tenant, X-Secret, authorization, content-type, x-hop, toolmesh-caller-headers",
+            ),
         ];
         let list = HeaderAllowList::parse("x-tenant");
         let (seen, hop_only) = list.capture_inbound(inbound);
-        assert_eq!(seen, vec![("x-tenant".into(), "acme".into()), ("x-secret".into(), "s".into())], "not the unlisted, credential, protocol or hop headers");
+        assert_eq!(
+            seen,
+            vec![
+                ("x-tenant".into(), "acme".into()),
+                ("x-secret".into(), "s".into())
+            ],
+            "not the unlisted, credential, protocol or hop headers"
+        );
         assert_eq!(hop_only, ["x-secret"]);
-        let context = RequestContext { headers: seen, hop_only, ..RequestContext::default() };
-        assert_eq!(context.onward_headers().collect::<Vec<_>>(), [&("x-tenant".to_owned(), "acme".to_owned())]);
+        let context = RequestContext {
+            headers: seen,
+            hop_only,
+            ..RequestContext::default()
+        };
+        assert_eq!(
+            context.onward_headers().collect::<Vec<_>>(),
+            [&("x-tenant".to_owned(), "acme".to_owned())]
+        );
         // Credentials set on purpose: seen only when the allow-list names them, and then forwarded.
         let (seen, hop_only) = HeaderAllowList::parse("authorization").capture_inbound(inbound);
-        assert_eq!(seen, vec![("authorization".into(), "Bearer t".into()), ("x-tenant".into(), "acme".into()), ("x-secret".into(), "s".into())]);
+        assert_eq!(
+            seen,
+            vec![
+                ("authorization".into(), "Bearer t".into()),
+                ("x-tenant".into(), "acme".into()),
+                ("x-secret".into(), "s".into())
+            ]
+        );
         assert_eq!(hop_only, ["x-tenant", "x-secret"]);
         // Without the list, only the allow-list decides (as before).
         let (seen, hop_only) = list.capture_inbound(inbound[..5].iter().copied());
-        assert_eq!((seen, hop_only), (vec![("x-tenant".into(), "acme".into())], vec![]));
+        assert_eq!(
+            (seen, hop_only),
+            (vec![("x-tenant".into(), "acme".into())], vec![])
+        );
+    }
+
+    #[test]
+    fn call_headers_join_the_onward_headers_set_on_purpose_inner_scopes_winning() {
+        let pairs = |list: &[(&str, &str)]| {
+            list.iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        // A handler's context: x-tenant allow-listed, x-secret set on purpose for this hop only.
+        let handler = RequestContext {
+            headers: pairs(&[("x-tenant", "acme"), ("x-secret", "s"), ("x-plan", "gold")]),
+            hop_only: vec!["x-secret".into()],
+            trace: Some(TraceContext::new_root()),
+            ..RequestContext::default()
+        };
+        let scoped = pairs(&[
+            ("X-Scoped", "outer"),
+            ("x-plan", "platinum"),
+            ("x-scoped", "inner"),
+        ]);
+        let call = RequestContext::with_call_headers(Some(&handler), &scoped).unwrap();
+        assert_eq!(
+            call.headers,
+            pairs(&[
+                ("x-tenant", "acme"),
+                ("x-plan", "platinum"),
+                ("x-scoped", "inner")
+            ]),
+            "onward, then the scope's; inner wins"
+        );
+        assert_eq!(
+            call.caller_set_names(),
+            ["x-plan", "x-scoped"],
+            "only the scope's are listed as set on purpose"
+        );
+        assert_eq!(call.trace, handler.trace);
+        // Outside a handler: the scope's headers only; no scope, no change.
+        let alone = RequestContext::with_call_headers(None, &pairs(&[("x-a", "1")])).unwrap();
+        assert_eq!(
+            (alone.headers, alone.set_on_purpose),
+            (pairs(&[("x-a", "1")]), vec!["x-a".to_owned()])
+        );
+        assert!(RequestContext::for_call(None, &[]).unwrap().is_none());
+        // Received on the other side, by an agent whose allow-list names only x-tenant.
+        let listed = call.caller_set_names().join(", ");
+        let wire = call
+            .onward_headers()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .chain([(CALLER_HEADERS, listed.as_str())]);
+        let (seen, hop_only) = HeaderAllowList::parse("x-tenant").capture_inbound(wire);
+        assert_eq!(
+            seen,
+            pairs(&[
+                ("x-tenant", "acme"),
+                ("x-plan", "platinum"),
+                ("x-scoped", "inner")
+            ])
+        );
+        assert_eq!(
+            hop_only,
+            ["x-plan", "x-scoped"],
+            "seen there, forwarded no further"
+        );
+    }
+
+    #[test]
+    fn bad_call_headers_are_refused_naming_the_header() {
+        let one = |n: &str, v: &str| {
+            RequestContext::with_call_headers(None, &[(n.to_owned(), v.to_owned())])
+                .map(|_| ())
+                .unwrap_err()
+        };
+        for (name, value, says) in [
+            (
+                "x tenant",
+                "a",
+                "call header 'x tenant' is not a valid HTTP header name",
+            ),
+            ("", "a", "call header '' is not a valid HTTP header name"),
+            (
+                "x-note",
+                "line\nbreak",
+                "the value of call header 'x-note' is not a valid HTTP header value",
+            ),
+            (
+                "Content-Type",
+                "a/b",
+                "call header 'Content-Type' cannot be set: the request sets it itself",
+            ),
+            (
+                "traceparent",
+                "00-x",
+                "call header 'traceparent' cannot be set",
+            ),
+            (
+                "toolmesh-caller-headers",
+                "x",
+                "call header 'toolmesh-caller-headers' cannot be set",
+            ),
+            (
+                "Connection",
+                "close",
+                "call header 'Connection' cannot be set",
+            ),
+        ] {
+            let error = one(name, value);
+            assert_eq!(error.kind(), crate::ErrorKind::InvalidArguments, "{name}");
+            assert!(
+                error.message().starts_with(says),
+                "{name}: {}",
+                error.message()
+            );
+        }
+        let many: Vec<(String, String)> = (0..=MAX_CALLER_HEADERS)
+            .map(|i| (format!("x-h{i}"), "v".to_owned()))
+            .collect();
+        assert!(RequestContext::with_call_headers(None, &many)
+            .unwrap_err()
+            .message()
+            .contains("at most 32"));
+        let big = [("x-big".to_owned(), "v".repeat(MAX_CALLER_HEADER_BYTES + 1))];
+        assert!(RequestContext::with_call_headers(None, &big)
+            .unwrap_err()
+            .message()
+            .contains("bytes"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_view_bindings_show_handlers() {
+        let trace = TraceContext::parse(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            Some("a=b"),
+        )
+        .unwrap();
+        let context = RequestContext {
+            headers: vec![("x-tenant".into(), "acme".into())],
+            trace: Some(trace),
+            deadline: Some(Instant::now() + std::time::Duration::from_millis(1500)),
+            ..RequestContext::default()
+        };
+        assert_eq!(
+            context.view_json(),
+            serde_json::json!({
+                "headers": {"x-tenant": "acme"},
+                "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                "span_id": "00f067aa0ba902b7",
+                "sampled": true,
+                "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "tracestate": "a=b",
+                "remaining_ms": 1500,
+            })
+        );
+        tokio::time::advance(std::time::Duration::from_millis(2000)).await;
+        assert_eq!(
+            context.remaining_ms(),
+            Some(0),
+            "a passed deadline leaves nothing"
+        );
+        let empty = RequestContext::default().view_json();
+        assert_eq!(
+            empty,
+            serde_json::json!({"headers": {}, "trace_id": null, "span_id": null, "sampled": false,
+            "traceparent": null, "tracestate": null, "remaining_ms": null})
+        );
     }
 
     #[test]
     fn caller_set_headers_are_capped() {
         let names: Vec<String> = (0..40).map(|i| format!("x-h{i}")).collect();
         let big = "v".repeat(1000);
-        let mut inbound: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), big.as_str())).collect();
+        let mut inbound: Vec<(&str, &str)> =
+            names.iter().map(|n| (n.as_str(), big.as_str())).collect();
         let listed = names.join(",");
         inbound.push((CALLER_HEADERS, &listed));
         let (seen, hop_only) = HeaderAllowList::default().capture_inbound(inbound.iter().copied());
         assert_eq!(hop_only.len(), MAX_CALLER_HEADER_BYTES / 1000);
         assert_eq!(seen.len(), hop_only.len());
-        let small: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).chain([(CALLER_HEADERS, listed.as_str())]).collect();
-        assert_eq!(HeaderAllowList::default().capture_inbound(small).1.len(), MAX_CALLER_HEADERS);
+        let small: Vec<(&str, &str)> = names
+            .iter()
+            .map(|n| (n.as_str(), "v"))
+            .chain([(CALLER_HEADERS, listed.as_str())])
+            .collect();
+        assert_eq!(
+            HeaderAllowList::default().capture_inbound(small).1.len(),
+            MAX_CALLER_HEADERS
+        );
     }
 
     #[test]
@@ -321,7 +746,11 @@ mod tests {
         ] {
             assert!(TraceContext::parse(bad, None).is_none(), "{bad}");
         }
-        let ok = TraceContext::parse("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-00", Some("a=b")).unwrap();
+        let ok = TraceContext::parse(
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-00",
+            Some("a=b"),
+        )
+        .unwrap();
         assert_eq!(ok.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert!(!ok.sampled);
         assert_eq!(ok.tracestate.as_deref(), Some("a=b"));
@@ -337,35 +766,72 @@ mod tests {
         assert!(!list.allows("x-tenant-id-2"));
         assert!(!list.allows("authorization"));
         let captured = list.capture([("X-Tenant-Id", "t1"), ("Cookie", "c"), ("x-audit-a", "1")]);
-        assert_eq!(captured, vec![("x-tenant-id".into(), "t1".into()), ("x-audit-a".into(), "1".into())]);
+        assert_eq!(
+            captured,
+            vec![
+                ("x-tenant-id".into(), "t1".into()),
+                ("x-audit-a".into(), "1".into())
+            ]
+        );
         assert!(HeaderAllowList::parse("").capture([("x", "y")]).is_empty());
     }
 
     #[test]
     fn hop_by_hop_body_protocol_and_trace_headers_are_never_propagated() {
         let inbound = [
-            ("Host", "a:1"), ("Content-Length", "42"), ("Content-Type", "application/json"), ("Content-Encoding", "gzip"),
-            ("Accept", "*/*"), ("Accept-Encoding", "gzip"), ("Connection", "keep-alive, X-Hop"), ("Keep-Alive", "timeout=5"),
-            ("Transfer-Encoding", "chunked"), ("TE", "trailers"), ("Trailer", "x"), ("Upgrade", "h2c"), ("Expect", "100-continue"),
-            ("Proxy-Authorization", "Basic x"), ("Proxy-Connection", "close"), ("Mcp-Method", "tools/call"), ("Mcp-Name", "add"),
-            ("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Session-Id", "s"), ("traceparent", "00-x"), ("tracestate", "a=b"),
-            ("X-Hop", "only this hop"), ("Authorization", "Bearer t"), ("Cookie", "c=1"),
-            ("X-Tenant", "acme"), ("Baggage", "k=v"), ("Accept-Language", "de"),
+            ("Host", "a:1"),
+            ("Content-Length", "42"),
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+            ("Accept", "*/*"),
+            ("Accept-Encoding", "gzip"),
+            ("Connection", "keep-alive, X-Hop"),
+            ("Keep-Alive", "timeout=5"),
+            ("Transfer-Encoding", "chunked"),
+            ("TE", "trailers"),
+            ("Trailer", "x"),
+            ("Upgrade", "h2c"),
+            ("Expect", "100-continue"),
+            ("Proxy-Authorization", "Basic x"),
+            ("Proxy-Connection", "close"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "add"),
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Session-Id", "s"),
+            ("traceparent", "00-x"),
+            ("tracestate", "a=b"),
+            ("X-Hop", "only this hop"),
+            ("Authorization", "Bearer t"),
+            ("Cookie", "c=1"),
+            ("X-Tenant", "acme"),
+            ("Baggage", "k=v"),
+            ("Accept-Language", "de"),
         ];
         let everything = HeaderAllowList::parse("*");
         let captured = everything.capture(inbound);
         let names: Vec<&str> = captured.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["x-tenant", "baggage", "accept-language"]);
         // Even when named exactly, a hop's or the protocol's own header is not propagated.
-        let named = HeaderAllowList::parse("host, content-length, content-type, mcp-name, traceparent, x-hop, connection, te");
+        let named = HeaderAllowList::parse(
+            "host, content-length, content-type, mcp-name, traceparent, x-hop, connection, te",
+        );
         assert!(named.capture(inbound).is_empty());
         // Credentials: only when named exactly, never through a prefix.
         for spec in ["*", "a*", "co*", "authorization*"] {
             let list = HeaderAllowList::parse(spec);
-            assert!(!list.allows("Authorization") && !list.allows("cookie"), "{spec}");
+            assert!(
+                !list.allows("Authorization") && !list.allows("cookie"),
+                "{spec}"
+            );
         }
         let explicit = HeaderAllowList::parse("Authorization, cookie");
-        assert_eq!(explicit.capture(inbound), vec![("authorization".into(), "Bearer t".into()), ("cookie".into(), "c=1".into())]);
+        assert_eq!(
+            explicit.capture(inbound),
+            vec![
+                ("authorization".into(), "Bearer t".into()),
+                ("cookie".into(), "c=1".into())
+            ]
+        );
         assert!(HeaderAllowList::parse("x-*").allows("X-Authorization"));
     }
 }

@@ -33,7 +33,36 @@ pub struct HostError {
 
 impl HostError {
     pub fn new(message: impl Into<String>) -> Self {
-        HostError { message: message.into(), mesh_error: None }
+        HostError {
+            message: message.into(),
+            mesh_error: None,
+        }
+    }
+
+    /// The handler failed with the mesh error of a call it awaited, as its language's exception
+    /// carries it (by code, [`HostError::with_code`], or by name, [`HostError::with_kind_name`]):
+    /// the caller gets that code and `message` unchanged. A code or name that is no error kind's
+    /// (0, a handler's own failure) makes it a plain handler failure with `message`, the same in
+    /// every language.
+    pub fn with_kind(kind: Option<ErrorKind>, message: String) -> Self {
+        let mesh_error = kind.map(|kind| Error::new(kind, message.clone()));
+        HostError {
+            message,
+            mesh_error,
+        }
+    }
+
+    /// [`HostError::with_kind`] for the kind whose stable code is `code`.
+    pub fn with_code(code: i64, message: String) -> Self {
+        HostError::with_kind(
+            u32::try_from(code).ok().and_then(ErrorKind::from_code),
+            message,
+        )
+    }
+
+    /// [`HostError::with_kind`] for the kind whose stable name is `name` (none: a plain failure).
+    pub fn with_kind_name(name: Option<&str>, message: String) -> Self {
+        HostError::with_kind(name.and_then(ErrorKind::from_name), message)
     }
 
     /// The handler raised its language's tool error (`ToolError` in Python and Node,
@@ -44,8 +73,13 @@ impl HostError {
     pub fn tool_error(app_code: &str, message: impl Into<String>, data: Option<Value>) -> Self {
         let message = message.into();
         match Error::tool_error(app_code, message.clone(), data) {
-            Ok(error) => HostError { message, mesh_error: Some(error) },
-            Err(problem) => HostError::new(format!("it raised a tool error whose code is refused: {problem}")),
+            Ok(error) => HostError {
+                message,
+                mesh_error: Some(error),
+            },
+            Err(problem) => HostError::new(format!(
+                "it raised a tool error whose code is refused: {problem}"
+            )),
         }
     }
 
@@ -53,7 +87,9 @@ impl HostError {
     /// as JSON: the caller is told so in the same words in every language, and `reason` (the
     /// language's serializer's words) goes to this agent's log.
     pub fn tool_error_data_not_json(app_code: &str, reason: &str) -> Self {
-        tracing::warn!("a tool error with code {app_code:?} carries data that is not JSON: {reason}");
+        tracing::warn!(
+            "a tool error with code {app_code:?} carries data that is not JSON: {reason}"
+        );
         HostError::new(format!("it raised a tool error ({app_code:?}) whose data is not JSON; the agent serving it logs why"))
     }
 }
@@ -67,7 +103,11 @@ pub enum Answer {
     NotJson(String),
     /// An argument passed core's schema check but did not decode into the type the handler
     /// declares for it (a model's validator, a constructor's check): the caller's mistake.
-    ArgumentNotDecoded { argument: String, type_name: String, reason: String },
+    ArgumentNotDecoded {
+        argument: String,
+        type_name: String,
+        reason: String,
+    },
 }
 
 /// The one-shot answer channel of an invocation.
@@ -100,8 +140,17 @@ impl Completion {
     /// Argument `argument` did not decode into `type_name`, the type the handler declares for it;
     /// `reason` is the language's account of why. The caller gets INVALID_ARGUMENTS worded by
     /// [`argument_not_decoded_error`], the same in every language.
-    pub fn argument_not_decoded(self, argument: impl Into<String>, type_name: impl Into<String>, reason: impl Into<String>) {
-        let _ = self.tx.send(Answer::ArgumentNotDecoded { argument: argument.into(), type_name: type_name.into(), reason: reason.into() });
+    pub fn argument_not_decoded(
+        self,
+        argument: impl Into<String>,
+        type_name: impl Into<String>,
+        reason: impl Into<String>,
+    ) {
+        let _ = self.tx.send(Answer::ArgumentNotDecoded {
+            argument: argument.into(),
+            type_name: type_name.into(),
+            reason: reason.into(),
+        });
     }
 
     pub fn ok(self, value: Value) {
@@ -117,39 +166,75 @@ impl Completion {
 /// own words, so the caller gets none of them: the message is the same in every language, and
 /// the reason goes to the callee's log.
 pub fn not_json_error(tool: &str) -> Error {
-    Error::new(ErrorKind::HandlerResult, format!("tool '{tool}' returned a value that is not JSON; the agent serving it logs why"))
+    Error::new(
+        ErrorKind::HandlerResult,
+        format!("tool '{tool}' returned a value that is not JSON; the agent serving it logs why"),
+    )
 }
 
 /// The error of an argument that did not decode into the type its tool declares for it: the
 /// caller's mistake (INVALID_ARGUMENTS), named with the tool, the argument and the type.
-pub fn argument_not_decoded_error(tool: &str, argument: &str, type_name: &str, reason: &str) -> Error {
-    Error::new(ErrorKind::InvalidArguments, format!("tool '{tool}': argument '{argument}' is not a valid {type_name}: {reason}"))
+pub fn argument_not_decoded_error(
+    tool: &str,
+    argument: &str,
+    type_name: &str,
+    reason: &str,
+) -> Error {
+    Error::new(
+        ErrorKind::InvalidArguments,
+        format!("tool '{tool}': argument '{argument}' is not a valid {type_name}: {reason}"),
+    )
 }
 
 /// Turns what a host handler answered into the mesh's error model.
-pub fn completion_result(tool: &str, received: Result<Answer, oneshot::error::RecvError>) -> Result<Value, Error> {
+pub fn completion_result(
+    tool: &str,
+    received: Result<Answer, oneshot::error::RecvError>,
+) -> Result<Value, Error> {
     match received {
         Ok(Answer::Done(Ok(value))) => Ok(value),
         // A TOOL_ERROR is only ever made with its application code (`HostError::tool_error`): a
         // binding that hands back the bare number is reported as the handler failure it is.
-        Ok(Answer::Done(Err(HostError { mesh_error: Some(e), .. }))) if e.kind() != ErrorKind::ToolError || e.app_code().is_some() => {
+        Ok(Answer::Done(Err(HostError {
+            mesh_error: Some(e),
+            ..
+        }))) if e.kind() != ErrorKind::ToolError || e.app_code().is_some() => {
             if let Some(app_code) = e.app_code() {
                 // An expected answer, not a bug: one line, and no stack trace in any language.
-                tracing::info!("tool '{tool}' answered its own error {app_code}: {}", e.message());
+                tracing::info!(
+                    "tool '{tool}' answered its own error {app_code}: {}",
+                    e.message()
+                );
             }
             Err(e)
         }
         Ok(Answer::Done(Err(HostError { message, .. }))) => {
             // Every language reports an exception without a message the same way.
-            let message = if message.trim().is_empty() { "(no message)" } else { message.as_str() };
-            Err(Error::new(ErrorKind::HandlerFailed, format!("tool '{tool}' failed: {message}")))
+            let message = if message.trim().is_empty() {
+                "(no message)"
+            } else {
+                message.as_str()
+            };
+            Err(Error::new(
+                ErrorKind::HandlerFailed,
+                format!("tool '{tool}' failed: {message}"),
+            ))
         }
         Ok(Answer::NotJson(reason)) => {
             tracing::warn!("tool '{tool}' returned a value that is not JSON: {reason}");
             Err(not_json_error(tool))
         }
-        Ok(Answer::ArgumentNotDecoded { argument, type_name, reason }) => Err(argument_not_decoded_error(tool, &argument, &type_name, &reason)),
-        Err(_) => Err(Error::new(ErrorKind::HandlerDropped, format!("tool '{tool}' ended without an answer"))),
+        Ok(Answer::ArgumentNotDecoded {
+            argument,
+            type_name,
+            reason,
+        }) => Err(argument_not_decoded_error(
+            tool, &argument, &type_name, &reason,
+        )),
+        Err(_) => Err(Error::new(
+            ErrorKind::HandlerDropped,
+            format!("tool '{tool}' ended without an answer"),
+        )),
     }
 }
 
@@ -180,7 +265,10 @@ pub struct LocalTools {
 }
 
 impl LocalTools {
-    pub fn new(mut tools: Vec<crate::registry_api::ToolInfo>, handler: Arc<dyn ToolHandler>) -> Self {
+    pub fn new(
+        mut tools: Vec<crate::registry_api::ToolInfo>,
+        handler: Arc<dyn ToolHandler>,
+    ) -> Self {
         tools.sort_by(|a, b| a.name.cmp(&b.name));
         LocalTools { tools, handler }
     }
@@ -190,25 +278,51 @@ impl LocalTools {
     }
 
     pub fn get(&self, name: &str) -> Option<&crate::registry_api::ToolInfo> {
-        self.tools.binary_search_by(|t| t.name.as_str().cmp(name)).ok().map(|i| &self.tools[i])
+        self.tools
+            .binary_search_by(|t| t.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.tools[i])
     }
 
     /// Checks the arguments against the tool's schema, runs the host handler, awaits its answer.
-    pub async fn invoke(&self, tool: &str, arguments: Value, context: Arc<RequestContext>) -> Result<Value, Error> {
-        let info = self.get(tool).ok_or_else(|| {
-            Error::new(ErrorKind::UnknownTool, format!("Unknown tool: {tool}"))
-        })?;
+    pub async fn invoke(
+        &self,
+        tool: &str,
+        arguments: Value,
+        context: Arc<RequestContext>,
+    ) -> Result<Value, Error> {
+        let info = self
+            .get(tool)
+            .ok_or_else(|| Error::new(ErrorKind::UnknownTool, format!("Unknown tool: {tool}")))?;
         let arguments = match arguments {
             Value::Null => Value::Object(Default::default()),
             Value::Object(map) => {
-                crate::mcp::schema::check_arguments(&info.input_schema, &map)
-                    .map_err(|problem| Error::new(ErrorKind::InvalidArguments, format!("tool '{tool}': {problem}")))?;
+                crate::mcp::schema::check_arguments(&info.input_schema, &map).map_err(
+                    |problem| {
+                        Error::new(
+                            ErrorKind::InvalidArguments,
+                            format!("tool '{tool}': {problem}"),
+                        )
+                    },
+                )?;
                 Value::Object(map)
             }
-            _ => return Err(Error::new(ErrorKind::InvalidArguments, format!("tool '{tool}': arguments must be a JSON object"))),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArguments,
+                    format!("tool '{tool}': arguments must be a JSON object"),
+                ))
+            }
         };
         let (completion, answer) = Completion::new();
-        self.handler.invoke(ToolInvocation { tool: tool.to_owned(), arguments, context }, completion);
+        self.handler.invoke(
+            ToolInvocation {
+                tool: tool.to_owned(),
+                arguments,
+                context,
+            },
+            completion,
+        );
         completion_result(tool, answer.await)
     }
 }
@@ -224,16 +338,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_mesh_error_named_by_code_or_name_passes_unchanged_and_anything_else_is_a_handler_failure(
+    ) {
+        for error in [
+            HostError::with_code(4002, "slow".into()),
+            HostError::with_kind_name(Some("TIMEOUT"), "slow".into()),
+        ] {
+            let e = answered(error).await;
+            assert_eq!((e.kind(), e.message()), (ErrorKind::Timeout, "slow"));
+        }
+        for error in [
+            HostError::with_code(0, "boom".into()),
+            HostError::with_code(-1, "boom".into()),
+            HostError::with_code(4999, "boom".into()),
+            HostError::with_kind_name(Some("NO_SUCH_KIND"), "boom".into()),
+            HostError::with_kind_name(None, "boom".into()),
+        ] {
+            assert_eq!(error, HostError::new("boom"));
+        }
+    }
+
+    #[tokio::test]
     async fn a_tool_error_needs_a_valid_application_code() {
         let e = answered(HostError::tool_error("out_of_stock", "none left", None)).await;
-        assert_eq!((e.kind(), e.app_code(), e.message(), e.data()), (ErrorKind::ToolError, Some("out_of_stock"), "none left", None));
+        assert_eq!(
+            (e.kind(), e.app_code(), e.message(), e.data()),
+            (
+                ErrorKind::ToolError,
+                Some("out_of_stock"),
+                "none left",
+                None
+            )
+        );
         let e = answered(HostError::tool_error("out of stock", "none left", None)).await;
         assert_eq!(e.kind(), ErrorKind::HandlerFailed);
         assert!(e.message().starts_with("tool 't' failed: it raised a tool error whose code is refused: the error code \"out of stock\""), "{e}");
         // A binding that hands back the bare code of a tool error, without its application code.
         let bare = Error::new(ErrorKind::ToolError, "none left");
-        let e = answered(HostError { message: "none left".into(), mesh_error: Some(bare) }).await;
-        assert_eq!((e.kind(), e.message()), (ErrorKind::HandlerFailed, "tool 't' failed: none left"));
+        let e = answered(HostError {
+            message: "none left".into(),
+            mesh_error: Some(bare),
+        })
+        .await;
+        assert_eq!(
+            (e.kind(), e.message()),
+            (ErrorKind::HandlerFailed, "tool 't' failed: none left")
+        );
         let e = answered(HostError::tool_error_data_not_json("out_of_stock", "a set")).await;
         assert_eq!(e.message(), "tool 't' failed: it raised a tool error (\"out_of_stock\") whose data is not JSON; the agent serving it logs why");
     }
@@ -243,6 +393,12 @@ mod tests {
         let (completion, receiver) = Completion::new();
         completion.argument_not_decoded("colour", "Colour", "no such colour");
         let e = completion_result("paint", receiver.await).unwrap_err();
-        assert_eq!((e.kind(), e.message()), (ErrorKind::InvalidArguments, "tool 'paint': argument 'colour' is not a valid Colour: no such colour"));
+        assert_eq!(
+            (e.kind(), e.message()),
+            (
+                ErrorKind::InvalidArguments,
+                "tool 'paint': argument 'colour' is not a valid Colour: no such colour"
+            )
+        );
     }
 }

@@ -3,9 +3,11 @@
 use crate::boundary::{c_string_lossy, guarded, handle_arg, report, str_arg};
 use crate::error::{toolmesh_error, Failure};
 use crate::handles::agent::toolmesh_agent;
+use crate::handles::call_headers::toolmesh_call_headers;
 use crate::handles::invocation::toolmesh_invocation;
 use crate::result::*;
 use std::ffi::{c_char, c_void, CStr};
+use toolmesh_core::context::RequestContext;
 use toolmesh_core::{runtime, Error};
 
 /// Receives the outcome of `toolmesh_agent_call`: `code` is `TOOLMESH_OK`, the text the
@@ -53,11 +55,86 @@ pub unsafe extern "C" fn toolmesh_agent_call(
     userdata: *mut c_void,
     error_out: *mut *mut toolmesh_error,
 ) -> toolmesh_result {
-    let outcome = guarded("toolmesh_agent_call", || {
+    // SAFETY: the caller's guarantees are those of `start_call`, with no call headers.
+    unsafe {
+        start_call(
+            "toolmesh_agent_call",
+            agent,
+            invocation,
+            std::ptr::null(),
+            tool,
+            dependency_index,
+            arguments_json,
+            callback,
+            userdata,
+            error_out,
+        )
+    }
+}
+
+/// `toolmesh_agent_call` with headers set on purpose (`headers`, NULL for none): the handler the
+/// call reaches sees them whatever its agent's allow-list, and they go further only where
+/// allow-lists name them (see `toolmesh_call_headers`). With `invocation`, they are added to the
+/// headers it sends onward. Everything else is as for `toolmesh_agent_call`; the set is only
+/// borrowed for the call, which keeps what it needs.
+///
+/// # Safety
+/// As for `toolmesh_agent_call`; `headers` is NULL or a live set of call headers, borrowed for
+/// the call and not changed by another thread during it.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_agent_call_with_headers(
+    agent: *const toolmesh_agent,
+    invocation: *const toolmesh_invocation,
+    headers: *const toolmesh_call_headers,
+    tool: *const c_char,
+    dependency_index: usize,
+    arguments_json: *const c_char,
+    callback: toolmesh_call_callback,
+    userdata: *mut c_void,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    // SAFETY: the caller's guarantees are those of `start_call`.
+    unsafe {
+        start_call(
+            "toolmesh_agent_call_with_headers",
+            agent,
+            invocation,
+            headers,
+            tool,
+            dependency_index,
+            arguments_json,
+            callback,
+            userdata,
+            error_out,
+        )
+    }
+}
+
+/// The body of both call exports (`function` names the one called).
+///
+/// # Safety
+/// The guarantees `toolmesh_agent_call_with_headers` documents.
+#[allow(clippy::too_many_arguments)]
+unsafe fn start_call(
+    function: &str,
+    agent: *const toolmesh_agent,
+    invocation: *const toolmesh_invocation,
+    headers: *const toolmesh_call_headers,
+    tool: *const c_char,
+    dependency_index: usize,
+    arguments_json: *const c_char,
+    callback: toolmesh_call_callback,
+    userdata: *mut c_void,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    let outcome = guarded(function, || {
         // SAFETY: NULL or live, as the caller guarantees.
         let agent = unsafe { handle_arg(agent, "agent") }?.agent.clone();
         // SAFETY: NULL or live and unanswered, as the caller guarantees.
         let context = unsafe { invocation.as_ref() }.map(toolmesh_invocation::context);
+        // SAFETY: NULL or live and not changed during the call, as the caller guarantees.
+        let headers = unsafe { headers.as_ref() }.map(|h| h.headers.as_slice()).unwrap_or_default();
+        let context = RequestContext::for_call(context, headers)?;
         // SAFETY: NULL or NUL-terminated, as the caller guarantees.
         let (tool, arguments) = unsafe { (str_arg(tool, "tool")?.to_owned(), str_arg(arguments_json, "arguments_json")?) };
         let arguments = serde_json::from_str(arguments)
@@ -145,7 +222,11 @@ mod tests {
         match unsafe { error.as_ref() } {
             None => assert_eq!(code, TOOLMESH_OK, "a failure comes with its error"),
             Some(error) => {
-                assert_eq!((error.code(), error.message().to_str().unwrap()), (code, text.as_str()), "the error is the one reported");
+                assert_eq!(
+                    (error.code(), error.message().to_str().unwrap()),
+                    (code, text.as_str()),
+                    "the error is the one reported"
+                );
                 // SAFETY: a live error; the strings it lends are NUL-terminated.
                 let (app_code, data) = unsafe { (toolmesh_error_app_code(error), toolmesh_error_data_json(error)) };
                 if !app_code.is_null() {

@@ -95,6 +95,7 @@ struct pending {
   toolmesh_invocation *invocation;
   long long add;
   char tenant[64];
+  char scoped[64];
   char trace_id[64];
 };
 
@@ -124,12 +125,15 @@ static void finish_reraise(void *userdata, toolmesh_result code, const char *tex
 /* Answers with both hops' view of the request context: the trace must be the same one. */
 static void finish_relay(void *userdata, toolmesh_result code, const char *text, const toolmesh_error *error) {
   struct pending *pending = userdata;
-  char back_tenant[64] = "", back_trace[64] = "";
+  char back_tenant[64] = "", back_scoped[64] = "", back_trace[64] = "";
   if (code == TOOLMESH_OK && json_string(text, "tenant", back_tenant, sizeof back_tenant) &&
-      json_string(text, "trace_id", back_trace, sizeof back_trace)) {
+      json_string(text, "scoped", back_scoped, sizeof back_scoped) && json_string(text, "trace_id", back_trace, sizeof back_trace)) {
     char json[512];
-    snprintf(json, sizeof json, "{\"tenant_front\": \"%s\", \"tenant_back\": \"%s\", \"trace_continues\": %s}", pending->tenant,
-             back_tenant, pending->trace_id[0] && strcmp(pending->trace_id, back_trace) == 0 ? "true" : "false");
+    snprintf(json, sizeof json,
+             "{\"tenant_front\": \"%s\", \"tenant_back\": \"%s\", \"scoped_front\": \"%s\", \"scoped_back\": \"%s\", "
+             "\"trace_continues\": %s}",
+             pending->tenant, back_tenant, pending->scoped, back_scoped,
+             pending->trace_id[0] && strcmp(pending->trace_id, back_trace) == 0 ? "true" : "false");
     complete_json(pending->invocation, json);
   } else if (error != NULL) {
     toolmesh_invocation_fail_with_error(pending->invocation, error, NULL);
@@ -158,6 +162,7 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
   json_int(arguments_json, "b", &b);
   json_int(arguments_json, "c", &c);
   const char *tenant = toolmesh_invocation_header(invocation, "X-Tenant-Id");
+  const char *scoped = toolmesh_invocation_header(invocation, "x-scoped"); /* set on purpose by a caller */
   const char *trace_id = toolmesh_invocation_trace_id(invocation);
   if (strcmp(tool, "add") == 0 || strcmp(tool, "nope") == 0) {
     char json[32];
@@ -165,7 +170,8 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
     complete_json(invocation, json);
   } else if (strcmp(tool, "echo_context") == 0) {
     char json[256];
-    snprintf(json, sizeof json, "{\"tenant\": \"%s\", \"trace_id\": \"%s\"}", tenant ? tenant : "", trace_id ? trace_id : "");
+    snprintf(json, sizeof json, "{\"tenant\": \"%s\", \"scoped\": \"%s\", \"trace_id\": \"%s\"}", tenant ? tenant : "",
+             scoped ? scoped : "", trace_id ? trace_id : "");
     complete_json(invocation, json);
   } else if (strcmp(tool, "fail") == 0) {
     toolmesh_invocation_fail(invocation, "boom", NULL);
@@ -190,6 +196,7 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
     pending->invocation = invocation;
     pending->add = c;
     snprintf(pending->tenant, sizeof pending->tenant, "%s", tenant ? tenant : "");
+    snprintf(pending->scoped, sizeof pending->scoped, "%s", scoped ? scoped : "");
     snprintf(pending->trace_id, sizeof pending->trace_id, "%s", trace_id ? trace_id : "");
     char arguments[96];
     snprintf(arguments, sizeof arguments, "{\"a\": %lld, \"b\": %lld}", a, b);
@@ -267,14 +274,18 @@ static void record_outcome(void *userdata, toolmesh_result code, const char *tex
   pthread_mutex_unlock(&outcome->lock);
 }
 
-/* Calls dependency `index` of `tool` and waits for the outcome. toolmesh delivers it exactly
- * once, within the call's timeout; the wait is bounded all the same. */
-static toolmesh_result call(toolmesh_agent *agent, const char *tool, size_t index, const char *arguments, char *text, size_t size) {
+/* Calls dependency `index` of `tool` with `headers` set on purpose (NULL: none) and waits for the
+ * outcome. toolmesh delivers it exactly once, within the call's timeout; the wait is bounded all
+ * the same. */
+static toolmesh_result call_with_headers(toolmesh_agent *agent, const toolmesh_call_headers *headers, const char *tool, size_t index,
+                                         const char *arguments, char *text, size_t size) {
   struct outcome *outcome = calloc(1, sizeof *outcome);
   pthread_mutex_init(&outcome->lock, NULL);
   pthread_cond_init(&outcome->changed, NULL);
   toolmesh_error *error = NULL;
-  toolmesh_result code = toolmesh_agent_call(agent, NULL, tool, index, arguments, record_outcome, outcome, &error);
+  toolmesh_result code = headers == NULL
+                             ? toolmesh_agent_call(agent, NULL, tool, index, arguments, record_outcome, outcome, &error)
+                             : toolmesh_agent_call_with_headers(agent, NULL, headers, tool, index, arguments, record_outcome, outcome, &error);
   if (code != TOOLMESH_OK) {
     snprintf(text, size, "%s", toolmesh_error_message(error));
     toolmesh_error_free(error);
@@ -305,6 +316,10 @@ static toolmesh_result call(toolmesh_agent *agent, const char *tool, size_t inde
   return code;
 }
 
+static toolmesh_result call(toolmesh_agent *agent, const char *tool, size_t index, const char *arguments, char *text, size_t size) {
+  return call_with_headers(agent, NULL, tool, index, arguments, text, size);
+}
+
 /* Calls until the dependency resolves (the caller learns of providers with the next heartbeat). */
 static toolmesh_result call_when_resolved(toolmesh_agent *agent, const char *tool, size_t index, const char *arguments, char *text,
                                           size_t size) {
@@ -330,9 +345,18 @@ static const char FRONT_TOOLS[] =
     " {\"name\": \"relay\", \"capability\": \"relay\", \"dependencies\": [\"echo_context\"]},"
     " {\"name\": \"refuse_via\", \"capability\": \"refuse_via\", \"dependencies\": [\"refuse\"]},"
     " {\"name\": \"client\", \"capability\": \"client\","
-    "  \"dependencies\": [\"sum3\", \"nothing-provides-this\", \"fail\", \"gone\", \"gives_up\", \"refuse\", \"refuse_via\"]}]";
+    "  \"dependencies\": [\"sum3\", \"nothing-provides-this\", \"fail\", \"gone\", \"gives_up\", \"refuse\", \"refuse_via\", \"relay\"]}]";
 /* The dependencies of front's `client`, by index. */
-enum { CLIENT_SUM3 = 0, CLIENT_UNRESOLVED = 1, CLIENT_FAIL = 2, CLIENT_GONE = 3, CLIENT_GIVES_UP = 4, CLIENT_REFUSE = 5, CLIENT_REFUSE_VIA = 6 };
+enum {
+  CLIENT_SUM3 = 0,
+  CLIENT_UNRESOLVED = 1,
+  CLIENT_FAIL = 2,
+  CLIENT_GONE = 3,
+  CLIENT_GIVES_UP = 4,
+  CLIENT_REFUSE = 5,
+  CLIENT_REFUSE_VIA = 6,
+  CLIENT_RELAY = 7
+};
 
 static toolmesh_agent *front, *back;
 
@@ -558,6 +582,41 @@ static void test_headers_and_trace_propagate(void) {
   CHECK_STR(tenant_back, "acme");
   const char *continues = json_field(output, "trace_continues");
   CHECK(continues != NULL && strncmp(continues, "true", 4) == 0, "one trace across both hops");
+}
+
+/* Headers a C caller sets on purpose (toolmesh_call_headers): the handler the call reaches sees
+ * them though its allow-list (x-tenant-id) does not name them; they go no further. */
+static void test_call_headers_reach_the_next_handler_only(void) {
+  REQUIRE(front != NULL && back != NULL);
+  toolmesh_call_headers *headers = NULL;
+  toolmesh_error *error = NULL;
+  REQUIRE(toolmesh_call_headers_new(&headers, NULL) == TOOLMESH_OK);
+  CHECK(toolmesh_call_headers_set(headers, "X-Scoped", "first", NULL) == TOOLMESH_OK);
+  CHECK(toolmesh_call_headers_set(headers, "x-scoped", "from-c", NULL) == TOOLMESH_OK, "a name set again takes the new value");
+  CHECK(toolmesh_call_headers_set(headers, "x-tenant-id", "acme", NULL) == TOOLMESH_OK);
+  CHECK(toolmesh_call_headers_set(headers, "traceparent", "00-x", &error) == TOOLMESH_INVALID_ARGUMENTS);
+  CHECK_STR(toolmesh_error_message(error),
+            "call header 'traceparent' cannot be set: the request sets it itself (hop-by-hop, body, protocol, trace and toolmesh "
+            "headers never are); use another name");
+  toolmesh_error_free(error);
+  char text[1024];
+  /* front -> back's echo_context, from outside a handler */
+  REQUIRE(call_when_resolved(front, "relay", 0, "{}", text, sizeof text) == TOOLMESH_OK);
+  REQUIRE(call_with_headers(front, headers, "relay", 0, "{}", text, sizeof text) == TOOLMESH_OK);
+  char scoped[64] = "", tenant[64] = "";
+  CHECK(json_string(text, "scoped", scoped, sizeof scoped) && json_string(text, "tenant", tenant, sizeof tenant));
+  CHECK_STR(scoped, "from-c");
+  CHECK_STR(tenant, "acme");
+  /* front's own relay (in-process), whose handler calls back's echo_context */
+  REQUIRE(call_with_headers(front, headers, "client", CLIENT_RELAY, "{}", text, sizeof text) == TOOLMESH_OK);
+  char scoped_front[64] = "", scoped_back[64] = "x", tenant_back[64] = "";
+  CHECK(json_string(text, "scoped_front", scoped_front, sizeof scoped_front));
+  CHECK(json_string(text, "scoped_back", scoped_back, sizeof scoped_back));
+  CHECK(json_string(text, "tenant_back", tenant_back, sizeof tenant_back));
+  CHECK_STR(scoped_front, "from-c");
+  CHECK_STR(scoped_back, ""); /* not allow-listed: it stopped at front's relay */
+  CHECK_STR(tenant_back, "acme"); /* allow-listed: it went on */
+  toolmesh_call_headers_free(headers);
 }
 
 /* The example agent, as a separate process (under the same checker as this suite). */
@@ -817,6 +876,7 @@ int main(int argc, char **argv) {
   run_test("chained_call", test_chained_call);
   run_test("errors_are_the_cores", test_errors_are_the_cores);
   run_test("headers_and_trace_propagate", test_headers_and_trace_propagate);
+  run_test("call_headers_reach_the_next_handler_only", test_call_headers_reach_the_next_handler_only);
   run_test("call_in_flight_while_the_agent_is_freed", test_call_in_flight_while_the_agent_is_freed);
   run_test("example_agent", test_example_agent);
   run_test("sigpipe_is_ignored_after_start", test_sigpipe_is_ignored_after_start);

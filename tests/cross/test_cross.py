@@ -133,7 +133,9 @@ def test_call(cross: CrossMesh, case: dict[str, Any], caller: str, callee: Optio
     if case.get("pending"):
         pytest.skip(f"pending: {case['pending']}")
     cross.enter(case["phase"])
-    values = {"caller": caller, "callee": callee or "", "trace_id": TRACE_ID}
+    hops = TABLE["chain"]["languages"]
+    following = hops[(hops.index(callee) + 1) % len(hops)] if callee else ""
+    values = {"caller": caller, "callee": callee or "", "following": following, "trace_id": TRACE_ID}
     for _ in range(case.get("calls_in_a_row", 1) - 1):
         first = normalised(cross.probe(caller, case["case"], callee))
         if first.get("error", {}).get("code") == RATE_LIMITED and first != fill(case["expect_first"], **values):

@@ -6,7 +6,7 @@ MCP, header propagation and tracing all happen in the shared Rust core.
 """
 
 from ._agent import Agent, run, start, tool
-from ._context import current_context, headers, trace_id
+from ._context import call_headers, current_context, headers, trace_id
 from ._errors import (
     AuthorizationError,
     ConfigError,
@@ -39,6 +39,7 @@ __all__ = [
     "ToolSpec",
     "ToolmeshError",
     "TransportError",
+    "call_headers",
     "current_context",
     "headers",
     "run",

@@ -114,8 +114,9 @@ class Agent:
         try:
             asyncio.run(self._serve_until_signalled())
         except ToolmeshError as error:
-            print(f"toolmesh: error [{error.code} {error.name}]: {error.message}", file=sys.stderr, flush=True)
-            raise SystemExit(2 if error.code < 3000 else 1) from None
+            line, status = _native.start_failure(error.code, error.name, error.message)
+            print(line, file=sys.stderr, flush=True)
+            raise SystemExit(status) from None
 
     async def _serve_until_signalled(self) -> None:
         # Handlers first: a signal sent right after the ready line must stop the agent cleanly.
@@ -125,7 +126,7 @@ class Agent:
             loop.add_signal_handler(signum, stop.set)
         await self.start()
         try:
-            print(f"toolmesh agent {self.name} serving {self.endpoint} (id {self.agent_id})", file=sys.stderr, flush=True)
+            print(self._require_native().ready_line, file=sys.stderr, flush=True)
             sys.stdout.flush()
             await stop.wait()
         finally:
@@ -156,10 +157,8 @@ class Agent:
 
     async def _answer(self, tool: str, arguments_json: str, context: Any, responder: Any) -> None:
         _current.set(context)  # this task's own copy of the context: visible to the handler only
-        spec = self._specs.get(tool)
+        spec = self._specs[tool]  # core invokes only the tools it was given, and refuses others itself
         try:
-            if spec is None:
-                raise LookupError(f"agent {self.name!r} has no tool {tool!r}")
             result = await spec.invoke(json.loads(arguments_json), self._proxies.get(tool, {}))
         except ToolError as error:
             # The tool's own error (or one a proxy call raised, passed on): an answer, not a bug,

@@ -7,8 +7,9 @@ hand it back to core for the calls they make.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Iterator, Mapping, Optional
 
 if TYPE_CHECKING:
     from ._native import RequestContext
@@ -34,3 +35,35 @@ def trace_id() -> Optional[str]:
     """The trace id of the request being handled, or None outside a tool call."""
     context = _current.get()
     return context.trace_id if context is not None else None
+
+
+# The headers of the call_headers scopes being run, outer scopes first; core merges them.
+_call_headers: contextvars.ContextVar[tuple[tuple[str, str], ...]] = contextvars.ContextVar(
+    "toolmesh_call_headers", default=()
+)
+
+
+@contextlib.contextmanager
+def call_headers(headers: Mapping[str, str]) -> Iterator[None]:
+    """Calls made in this scope carry ``headers``, set on purpose::
+
+        with toolmesh.call_headers({"x-tenant": "acme"}):
+            await calc.add(a=1, b=2)
+
+    The handler each call reaches sees them whatever its agent's allow-list
+    (``TOOLMESH_PROPAGATE_HEADERS``); they go further only where allow-lists name them. Inside a
+    tool call they are added to the headers the handler sends onward. Scopes nest (an inner
+    scope's value of a header wins) and follow the code like any contextvar (into tasks it
+    creates, into ``Proxy.call_sync``). Core checks them when a call is made: a name that is not
+    a header name, a value that is not a header value, or a header the request sets itself
+    (``content-type``, ``traceparent``, ...) fails the call with ``toolmesh.ToolmeshError``
+    ``INVALID_ARGUMENTS`` naming the header."""
+    pairs = tuple(headers.items())
+    for name, value in pairs:
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"call_headers takes str names and values; got {name!r}: {value!r}")
+    token = _call_headers.set(_call_headers.get() + pairs)
+    try:
+        yield
+    finally:
+        _call_headers.reset(token)

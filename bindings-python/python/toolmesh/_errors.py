@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
+from . import _native
+
 
 class ToolmeshError(Exception):
     """A toolmesh error: ``code`` (int), ``name`` (e.g. ``"DEPENDENCY_UNRESOLVED"``), ``message``."""
@@ -91,17 +93,12 @@ class RateLimitedError(AuthorizationError):
     """7002: a rate or concurrency limit of the callee's policy was reached; retry later."""
 
 
-_GROUPS: dict[int, type[ToolmeshError]] = {
-    1: ConfigError,
-    2: TlsError,
-    3: DiscoveryError,
-    4: TransportError,
-    5: RemoteToolError,
-    6: HandlerError,
-    7: AuthorizationError,
+# The classes core's rule (error_class) names, by name.
+_CLASSES: dict[str, type[ToolmeshError]] = {
+    cls.__name__: cls
+    for cls in (ToolmeshError, ConfigError, TlsError, DiscoveryError, TransportError, TimeoutError, RemoteToolError,
+                HandlerError, AuthorizationError, RateLimitedError)
 }
-_TIMEOUT_CODE = 4002
-_RATE_LIMITED_CODE = 7002
 
 
 def error_from_native(
@@ -110,10 +107,4 @@ def error_from_native(
     """Builds the exception for a core error (called by the native module)."""
     if app_code is not None:
         return ToolError(app_code, message, None if data_json is None else json.loads(data_json))
-    if code == _TIMEOUT_CODE:
-        cls: type[ToolmeshError] = TimeoutError
-    elif code == _RATE_LIMITED_CODE:
-        cls = RateLimitedError
-    else:
-        cls = _GROUPS.get(code // 1000, ToolmeshError)
-    return cls(code, name, message)
+    return _CLASSES[_native.error_class(code)](code, name, message)

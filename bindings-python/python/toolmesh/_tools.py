@@ -12,8 +12,8 @@ import types
 import typing
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Union
 
-from . import _json
-from ._context import _current
+from . import _json, _native
+from ._context import _call_headers, _current
 from ._schema import input_schema
 
 if TYPE_CHECKING:
@@ -29,7 +29,8 @@ class Proxy:
     proxy for the matching dependency; ``await proxy(a=1)`` or ``await proxy.call({"a": 1})``
     calls a provider chosen by core and returns the remote tool's result. Failures raise
     ``toolmesh.ToolmeshError`` subclasses. The request context of the call being handled
-    (propagated headers, trace) flows into the call automatically.
+    (propagated headers, trace) flows into the call automatically, and so do the headers of the
+    ``toolmesh.call_headers`` scopes the call is made in.
     """
 
     def __init__(self, agent: "Agent", tool: str, index: int, capability: str) -> None:
@@ -45,7 +46,7 @@ class Proxy:
         """Calls the dependency with ``arguments`` (a dict) and returns the decoded result."""
         future = asyncio.get_running_loop().create_future()
         native = self._agent._native_for_calls()
-        native.call(self._tool, self._index, _json.encode(arguments or {}), _current.get(), future)
+        native.call(self._tool, self._index, _json.encode(arguments or {}), _current.get(), _call_headers.get(), future)
         return json.loads(await future)
 
     def call_sync(self, **arguments: Any) -> Any:
@@ -189,23 +190,16 @@ def dependency_capability(declared: DependencyDecl) -> str:
 
 
 def _assign_dependencies(tool: str, proxy_names: list[str], capabilities: list[str]) -> dict[str, int]:
-    """Proxy parameter -> dependency index: a parameter named like a declared capability gets
-    that dependency; the others take the remaining dependencies in declaration order."""
-    if len(proxy_names) > len(capabilities):
+    """Proxy parameter -> dependency index, by core's rule for every language: a parameter named
+    like a declared capability gets that dependency; the others take the remaining dependencies
+    in declaration order."""
+    assigned = _native.assign_proxy_parameters(proxy_names, capabilities)
+    if assigned is None:
         raise TypeError(
             f"tool {tool!r} has {len(proxy_names)} toolmesh.Proxy parameters but declares "
             f"{len(capabilities)} dependencies; add them with dependencies=[...]"
         )
-    assigned: dict[str, int] = {}
-    for param in proxy_names:
-        index = next((i for i, c in enumerate(capabilities) if c == param and i not in assigned.values()), None)
-        if index is not None:
-            assigned[param] = index
-    free = iter([i for i in range(len(capabilities)) if i not in assigned.values()])
-    for param in proxy_names:
-        if param not in assigned:
-            assigned[param] = next(free)
-    return assigned
+    return dict(zip(proxy_names, assigned))
 
 
 def _is_proxy_hint(hint: Any) -> bool:

@@ -8,7 +8,6 @@ use std::ptr;
 use std::sync::Arc;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{Completion, HostError};
-use toolmesh_core::{Error, ErrorKind};
 
 /// One invocation of a local tool: its request context (propagated headers, trace, deadline)
 /// and its answer channel.
@@ -180,8 +179,7 @@ pub unsafe extern "C" fn toolmesh_invocation_fail_with_code(
         let invocation = unsafe { take(invocation) }?;
         // SAFETY: NULL or NUL-terminated, as the caller guarantees.
         let message = unsafe { message_arg(message) };
-        let mesh_error = u32::try_from(code).ok().and_then(ErrorKind::from_code).map(|kind| Error::new(kind, message.clone()));
-        invocation.completion.complete(Err(HostError { message, mesh_error }));
+        invocation.completion.complete(Err(HostError::with_code(code.into(), message)));
         Ok(())
     });
     // SAFETY: `error_out` is NULL or writable, as the caller guarantees.

@@ -85,7 +85,8 @@ public final class Peer {
     }
 
     /** A probe calling {@code capability}, from the provider tagged {@code tag} (null: any provider). */
-    private static ToolDefinition probe(String name, String capability, String tag, JsonNode timeoutMs, JsonNode arguments) {
+    private static ToolDefinition probe(
+            String name, String capability, String tag, JsonNode timeoutMs, JsonNode arguments, Map<String, String> callHeaders) {
         ToolDefinition.Builder probe = ToolDefinition.builder(name);
         if (tag == null) {
             probe.dependsOn(capability);
@@ -95,7 +96,7 @@ public final class Peer {
         if (timeoutMs.isNumber()) {
             probe.timeoutMs(timeoutMs.asLong());
         }
-        return probe.handler(call -> call.proxy(0).call(arguments).handle((value, thrown) -> {
+        return probe.handler(call -> started(call.proxy(0), arguments, callHeaders).handle((value, thrown) -> {
             if (thrown == null) {
                 return Map.of("ok", value);
             }
@@ -107,6 +108,21 @@ public final class Peer {
         })).build();
     }
 
+    /** Calls {@code proxy} in a scope of the case's headers, set on purpose in code. */
+    @SuppressWarnings("try") // the scope is used by being open, not by name
+    private static CompletableFuture<JsonNode> started(dev.toolmesh.MeshProxy proxy, JsonNode arguments, Map<String, String> callHeaders) {
+        try (var scope = Toolmesh.withCallHeaders(callHeaders)) {
+            return proxy.call(arguments);
+        }
+    }
+
+    /** The case's call_headers, else none. */
+    private static Map<String, String> callHeaders(JsonNode call) {
+        Map<String, String> headers = new LinkedHashMap<>();
+        call.path("call_headers").fields().forEachRemaining(header -> headers.put(header.getKey(), header.getValue().asText()));
+        return headers;
+    }
+
     private AgentBuilder caller() {
         AgentBuilder agent = Toolmesh.agent("caller-" + LANGUAGE);
         for (JsonNode call : table.path("calls")) {
@@ -114,12 +130,12 @@ public final class Peer {
             String tool = call.path("tool").asText();
             JsonNode arguments = arguments(call);
             if (call.path("callee").isNull()) {
-                agent.tool(probe(name, tool, null, call.path("timeout_ms"), arguments));
+                agent.tool(probe(name, tool, null, call.path("timeout_ms"), arguments, callHeaders(call)));
                 continue;
             }
             for (JsonNode callee : table.path("languages")) {
                 String tag = tag(call.path("callee").asText(), callee.asText());
-                agent.tool(probe(name + "__" + callee.asText(), tool, tag, call.path("timeout_ms"), arguments));
+                agent.tool(probe(name + "__" + callee.asText(), tool, tag, call.path("timeout_ms"), arguments, callHeaders(call)));
             }
         }
         return agent;
@@ -164,6 +180,13 @@ public final class Peer {
         // The future fails with the ToolException of refuse: our caller gets it unchanged.
         agent.tool(ToolDefinition.builder("refuse_via").tags(tag).dependsOn("refuse", "", tag("agent", following))
                 .handler(call -> call.proxy(0).call(null)).build());
+        agent.tool(ToolDefinition.builder("echo_via").tags(tag).dependsOn("echo", "", tag("agent", following)).handler(call -> {
+            Map<String, Object> seen = here();
+            return call.proxy(0).call(null).thenApply(next -> {
+                seen.put("next", next);
+                return seen;
+            });
+        }).build());
         // Jackson serializes no plain Object (it has no properties).
         agent.tool(ToolDefinition.builder("not_json").tags(tag).handler(call -> new Object()).build());
         agent.tool(ToolDefinition.builder("count").tags(tag).parameter("n", long.class).readOnlyHint(true).idempotentHint(true)

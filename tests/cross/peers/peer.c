@@ -161,12 +161,14 @@ struct agent_state {
   _Atomic(toolmesh_agent *) agent;
 };
 
+/* Calls the tool's dependency; `headers` (NULL: none) are set on purpose, borrowed for the call. */
 static void call_dependency(struct agent_state *state, toolmesh_invocation *invocation, const char *tool, const char *arguments_json,
-                            toolmesh_call_callback callback, json_t *seen) {
+                            const toolmesh_call_headers *headers, toolmesh_call_callback callback, json_t *seen) {
   struct pending *pending = malloc(sizeof *pending);
   *pending = (struct pending){.invocation = invocation, .seen = seen};
   toolmesh_error *error = NULL;
-  toolmesh_result code = toolmesh_agent_call(atomic_load(&state->agent), invocation, tool, 0, arguments_json, callback, pending, &error);
+  toolmesh_result code = toolmesh_agent_call_with_headers(atomic_load(&state->agent), invocation, headers, tool, 0, arguments_json,
+                                                          callback, pending, &error);
   if (code != TOOLMESH_OK) {
     /* The call never started, so its callback never runs: answer here. */
     toolmesh_invocation_fail_with_error(invocation, error, NULL);
@@ -176,28 +178,46 @@ static void call_dependency(struct agent_state *state, toolmesh_invocation *invo
   }
 }
 
-/* The arguments_json of the call case whose probe is `probe` (CASE or CASE__LANGUAGE), else "{}":
- * C hands the dependency the JSON text as written, digits and all. */
-static const char *case_arguments(const char *probe) {
+/* The call case whose probe is `probe` (CASE or CASE__LANGUAGE), else NULL. */
+static json_t *probed_case(const char *probe) {
   size_t index;
   json_t *call;
   json_array_foreach(json_object_get(table, "calls"), index, call) {
     const char *name = json_string_value(json_object_get(call, "case"));
     size_t length = strlen(name);
-    if (strncmp(probe, name, length) == 0 && (probe[length] == '\0' || strncmp(probe + length, "__", 2) == 0)) {
-      json_t *arguments = json_object_get(call, "arguments_json");
-      return arguments ? json_string_value(arguments) : "{}";
-    }
+    if (strncmp(probe, name, length) == 0 && (probe[length] == '\0' || strncmp(probe + length, "__", 2) == 0)) return call;
   }
-  return "{}";
+  return NULL;
+}
+
+/* A probe calls its case's dependency with the case's arguments_json (C hands the dependency the
+ * JSON text as written, digits and all) and its call_headers, set on purpose in code. */
+static void call_probed(struct agent_state *state, const char *probe, toolmesh_invocation *invocation) {
+  json_t *call = probed_case(probe);
+  json_t *arguments = json_object_get(call, "arguments_json");
+  toolmesh_call_headers *headers = NULL;
+  toolmesh_error *error = NULL;
+  toolmesh_result code = toolmesh_call_headers_new(&headers, &error);
+  const char *name;
+  json_t *value;
+  json_object_foreach(json_object_get(call, "call_headers"), name, value) {
+    if (code == TOOLMESH_OK) code = toolmesh_call_headers_set(headers, name, json_string_value(value), &error);
+  }
+  if (code == TOOLMESH_OK) {
+    call_dependency(state, invocation, probe, arguments ? json_string_value(arguments) : "{}", headers, finish_probe, NULL);
+  } else {
+    toolmesh_invocation_fail_with_error(invocation, error, NULL);
+    toolmesh_error_free(error);
+  }
+  toolmesh_call_headers_free(headers); /* the call keeps what it needs */
 }
 
 static void invoke(void *userdata, const char *tool, const char *arguments_json, toolmesh_invocation *invocation) {
   struct agent_state *state = userdata;
   if (state->kind == CALLER) {
-    call_dependency(state, invocation, tool, case_arguments(tool), finish_probe, NULL);
+    call_probed(state, tool, invocation);
   } else if (state->kind == RELAY) {
-    call_dependency(state, invocation, tool, "{}", finish_relay, NULL);
+    call_dependency(state, invocation, tool, "{}", NULL, finish_relay, NULL);
   } else if (strcmp(tool, "count") == 0) {
     json_t *arguments = json_loads(arguments_json, 0, NULL);
     complete(invocation, json_pack("{s:O}", "n", json_object_get(arguments, "n")));
@@ -217,7 +237,9 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
                                         json_string_value(json_object_get(refusal, "message")), data_json, NULL);
     free(data_json);
   } else if (strcmp(tool, "refuse_via") == 0) {
-    call_dependency(state, invocation, tool, "{}", finish_relay, NULL); /* refuse's tool error goes on unchanged */
+    call_dependency(state, invocation, tool, "{}", NULL, finish_relay, NULL); /* refuse's tool error goes on unchanged */
+  } else if (strcmp(tool, "echo_via") == 0) {
+    call_dependency(state, invocation, tool, "{}", NULL, finish_hop, here(invocation)); /* answers like a chain hop */
   } else if (strcmp(tool, "not_json") == 0) {
     /* C hands over JSON text; text that is not JSON is C's value that is not JSON. */
     toolmesh_invocation_complete(invocation, "{not json", NULL);
@@ -227,7 +249,7 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
     nanosleep(&(struct timespec){.tv_sec = slow_ms / 1000, .tv_nsec = slow_ms % 1000 * 1000000}, NULL);
     complete(invocation, here(invocation));
   } else if (strcmp(tool, "chain") == 0 && next_hop() != NULL) {
-    call_dependency(state, invocation, tool, "{}", finish_hop, here(invocation));
+    call_dependency(state, invocation, tool, "{}", NULL, finish_hop, here(invocation));
   } else if (strcmp(tool, "chain") == 0) {
     json_t *seen = here(invocation);
     json_object_set_new(seen, "next", json_null());
@@ -322,6 +344,7 @@ static json_t *callee_tools(int vanishing) {
   json_array_append_new(tools, paint);
   json_array_append_new(tools, tool("refuse", tag("agent", LANGUAGE), NULL));
   json_array_append_new(tools, tool("refuse_via", tag("agent", LANGUAGE), dependency("refuse", tag("agent", following()))));
+  json_array_append_new(tools, tool("echo_via", tag("agent", LANGUAGE), dependency("echo", tag("agent", following()))));
   const char *next = next_hop();
   json_array_append_new(tools, tool("chain", tag("agent", LANGUAGE), next ? dependency("chain", tag("agent", next)) : NULL));
   return tools;

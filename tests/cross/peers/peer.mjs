@@ -2,7 +2,7 @@
 //   node peer.mjs ROLE CASES_JSON
 
 import { readFileSync } from "node:fs";
-import { Agent, headers, ToolError, ToolmeshError, traceId } from "../../../bindings-node/dist/index.js";
+import { Agent, headers, ToolError, ToolmeshError, traceId, withCallHeaders } from "../../../bindings-node/dist/index.js";
 
 const LANGUAGE = "node";
 
@@ -18,14 +18,15 @@ const here = () => ({ language: LANGUAGE, headers: headers(), trace_id: traceId(
 /** The tag of `language`'s callee agent of `kind` ("agent", "misnamed", "replaced"). */
 const tag = (table, kind, language) => table.callee.tags[kind].replace("{language}", language);
 
-function addProbe(agent, name, dependency, timeoutMs, args) {
+function addProbe(agent, name, dependency, timeoutMs, args, callHeaders) {
   agent.addTool({
     name,
     dependencies: [dependency],
     timeoutMs,
     execute: async (_, proxies) => {
       try {
-        return { ok: await proxies[0](args) };
+        // the case's headers, set on purpose in code
+        return { ok: await withCallHeaders(callHeaders, () => proxies[0](args)) };
       } catch (error) {
         if (error instanceof ToolmeshError) return caught(error);
         throw error;
@@ -39,12 +40,12 @@ function caller(table) {
   for (const call of table.calls) {
     const args = JSON.parse(call.arguments_json ?? "{}"); // a number past 2^53 becomes the nearest double
     if (call.callee === null) {
-      addProbe(agent, call.case, call.tool, call.timeout_ms, args);
+      addProbe(agent, call.case, call.tool, call.timeout_ms, args, call.call_headers ?? {});
       continue;
     }
     for (const callee of table.languages) {
       const dependency = { capability: call.tool, tags: [tag(table, call.callee, callee)] };
-      addProbe(agent, `${call.case}__${callee}`, dependency, call.timeout_ms, args);
+      addProbe(agent, `${call.case}__${callee}`, dependency, call.timeout_ms, args, call.call_headers ?? {});
     }
   }
   return agent;
@@ -85,6 +86,12 @@ function callee(table, vanishing) {
     tags,
     dependencies: [{ capability: "refuse", tags: [tag(table, "agent", following)] }],
     execute: (_, proxies) => proxies[0](), // its ToolError goes to our caller unchanged
+  });
+  agent.addTool({
+    name: "echo_via",
+    tags,
+    dependencies: [{ capability: "echo", tags: [tag(table, "agent", following)] }],
+    execute: async (_, proxies) => ({ ...here(), next: await proxies[0]() }),
   });
   agent.addTool({ name: "not_json", tags, execute: () => 10n }); // JSON has no BigInt
   agent.addTool({

@@ -60,10 +60,12 @@ def tag(table: dict, kind: str, language: str) -> str:
     return table["callee"]["tags"][kind].replace("{language}", language)
 
 
-def add_probe(agent: toolmesh.Agent, name: str, selector: Any, timeout_ms: Optional[int], arguments: dict) -> None:
+def add_probe(agent: toolmesh.Agent, name: str, selector: Any, timeout_ms: Optional[int], arguments: dict,
+              call_headers: dict[str, str]) -> None:
     async def probe(dependency: toolmesh.Proxy = None) -> dict:
         try:
-            return {"ok": await dependency(**arguments)}
+            with toolmesh.call_headers(call_headers):  # the case's headers, set on purpose in code
+                return {"ok": await dependency(**arguments)}
         except toolmesh.ToolmeshError as error:
             return caught(error)
 
@@ -74,12 +76,13 @@ def caller(table: dict) -> toolmesh.Agent:
     agent = toolmesh.Agent(f"caller-{LANGUAGE}")
     for case in table["calls"]:
         arguments = json.loads(case.get("arguments_json", "{}"))  # Python's int is exact at any size
+        call_headers = case.get("call_headers", {})
         if case["callee"] is None:
-            add_probe(agent, case["case"], case["tool"], case.get("timeout_ms"), arguments)
+            add_probe(agent, case["case"], case["tool"], case.get("timeout_ms"), arguments, call_headers)
             continue
         for callee in table["languages"]:
             selector = {"capability": case["tool"], "tags": [tag(table, case["callee"], callee)]}
-            add_probe(agent, f"{case['case']}__{callee}", selector, case.get("timeout_ms"), arguments)
+            add_probe(agent, f"{case['case']}__{callee}", selector, case.get("timeout_ms"), arguments, call_headers)
     return agent
 
 
@@ -118,6 +121,10 @@ def callee(table: dict, vanishing: bool) -> toolmesh.Agent:
     @agent.tool(tags=tags, dependencies=[{"capability": "refuse", "tags": [tag(table, "agent", following)]}])
     async def refuse_via(refuse: toolmesh.Proxy = None) -> dict:
         return await refuse()  # its ToolError goes to our caller unchanged
+
+    @agent.tool(tags=tags, dependencies=[{"capability": "echo", "tags": [tag(table, "agent", following)]}])
+    async def echo_via(echo: toolmesh.Proxy = None) -> dict:
+        return {**here(), "next": await echo()}
 
     @agent.tool(tags=tags)
     async def not_json() -> object:

@@ -16,6 +16,8 @@ public final class MeshAgent implements AutoCloseable {
     private final long handle;
     private final String agentId;
     private final String endpoint;
+    /** What {@link #awaitShutdown} prints, in core's words. */
+    private final String readyLine;
     private final int port;
     private final ExecutorService ownExecutor;
     private final AtomicBoolean closed = new AtomicBoolean();
@@ -34,6 +36,7 @@ public final class MeshAgent implements AutoCloseable {
         }
         this.agentId = description.path("agent_id").asText();
         this.endpoint = description.path("endpoint").asText();
+        this.readyLine = description.path("ready_line").asText();
         this.port = description.path("port").asInt();
         this.closeAtExit = new Thread(this::close, "toolmesh-close-" + name);
         Runtime.getRuntime().addShutdownHook(closeAtExit);
@@ -63,7 +66,7 @@ public final class MeshAgent implements AutoCloseable {
      * Prints {@code toolmesh agent NAME serving ENDPOINT (id ID)} to stderr first.
      */
     public void awaitShutdown() throws InterruptedException {
-        System.err.println("toolmesh agent " + name + " serving " + endpoint + " (id " + agentId + ")");
+        System.err.println(readyLine);
         System.err.flush();
         stopped.await();
     }

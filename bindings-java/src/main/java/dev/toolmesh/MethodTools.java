@@ -113,34 +113,17 @@ final class MethodTools {
     }
 
     /**
-     * Which dependency each {@link MeshProxy} parameter receives: a parameter named like a declared
-     * capability gets that dependency; the others take the remaining ones in declaration order.
+     * Which dependency each {@link MeshProxy} parameter receives, by core's rule for every
+     * language: a parameter named like a declared capability gets that dependency; the others take
+     * the remaining ones in declaration order.
      */
     private static int[] assignDependencies(Method method, String tool, List<Parameter> proxies, List<String> capabilities) {
-        if (proxies.size() > capabilities.size()) {
+        int[] assigned = Native.assignProxyParameters(
+                proxies.stream().map(Parameter::getName).toArray(String[]::new), capabilities.toArray(String[]::new));
+        if (assigned == null) {
             throw new IllegalArgumentException("tool '" + tool + "' (" + signature(method) + ") has " + proxies.size()
                     + " MeshProxy parameters but declares " + capabilities.size()
                     + " dependencies; add them with @MeshTool(dependencies = {...})");
-        }
-        int[] assigned = new int[proxies.size()];
-        boolean[] taken = new boolean[capabilities.size()];
-        Arrays.fill(assigned, -1);
-        for (int p = 0; p < proxies.size(); p++) {
-            int index = capabilities.indexOf(proxies.get(p).getName());
-            if (index >= 0 && !taken[index]) {
-                assigned[p] = index;
-                taken[index] = true;
-            }
-        }
-        int next = 0;
-        for (int p = 0; p < proxies.size(); p++) {
-            if (assigned[p] < 0) {
-                while (taken[next]) {
-                    next++;
-                }
-                assigned[p] = next;
-                taken[next] = true;
-            }
         }
         return assigned;
     }

@@ -56,11 +56,22 @@ final class Native {
     /** Starts an agent (blocks until it serves); {@code options} is key, value, key, value... */
     static native long start(String name, String[] options, String toolsJson, ToolDispatcher dispatcher);
 
+    /**
+     * The dependency index of each proxy parameter ({@code parameters}: their names in order) of a
+     * tool whose dependencies have {@code capabilities}; null when there are more parameters than
+     * dependencies. Core's rule for every language.
+     */
+    static native int[] assignProxyParameters(String[] parameters, String[] capabilities);
+
     /** {@code {"agent_id": ..., "endpoint": ..., "port": ...}} */
     static native String describe(long agent);
 
-    /** Answers through {@link #onCallDone} with {@code callId}. */
-    private static native void call(long agent, String tool, int dependency, String argumentsJson, long context, long callId);
+    /**
+     * Answers through {@link #onCallDone} with {@code callId}; {@code callHeaders} are the open
+     * {@link CallHeaders} scopes' headers (name, value, ..., outer scopes first), merged in by core.
+     */
+    private static native void call(
+            long agent, String tool, int dependency, String argumentsJson, long context, String[] callHeaders, long callId);
 
     /** Deregisters, drains and stops; blocks until done. */
     static native void stop(long agent);
@@ -92,7 +103,9 @@ final class Native {
     static CompletableFuture<String> callDependency(
             long agent, String tool, int dependency, String argumentsJson, RequestContext context, Executor executor) {
         try {
-            return pendingCall(context, executor, callId -> call(agent, tool, dependency, argumentsJson, context.handle(), callId));
+            String[] callHeaders = CallHeaders.current();
+            return pendingCall(
+                    context, executor, callId -> call(agent, tool, dependency, argumentsJson, context.handle(), callHeaders, callId));
         } finally {
             // The native side has taken its own reference to the context by now.
             java.lang.ref.Reference.reachabilityFence(context);

@@ -41,10 +41,7 @@ final class ToolDispatcher {
     private void run(long agent, String name, String argumentsJson, RequestContext context, Responder responder) {
         Object result;
         try {
-            ToolDefinition tool = tools.get(name);
-            if (tool == null) {
-                throw new IllegalStateException("this agent has no tool '" + name + "'");
-            }
+            ToolDefinition tool = tools.get(name); // core invokes only the tools it was given, and refuses others itself
             JsonNode arguments = Json.MAPPER.readTree(argumentsJson);
             result = tool.handler().handle(new Invocation(agent, tool, arguments, context, executor));
         } catch (Throwable thrown) {

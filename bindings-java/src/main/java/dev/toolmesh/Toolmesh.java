@@ -36,6 +36,15 @@ public final class Toolmesh {
         return context == null ? Map.of() : context.headers();
     }
 
+    /**
+     * Opens a scope in which the {@link MeshProxy} calls this thread makes carry {@code headers},
+     * set on purpose: the handler each call reaches sees them whatever its allow-list. Close it
+     * with try-with-resources; see {@link CallHeaders}.
+     */
+    public static CallHeaders withCallHeaders(Map<String, String> headers) {
+        return new CallHeaders(headers);
+    }
+
     /** The trace id of the request being handled, or null outside a call. */
     public static String traceId() {
         RequestContext context = RequestContext.current();
