@@ -1,0 +1,84 @@
+//! The agent `scripts/conformance.sh` runs the official MCP conformance suite against: a real
+//! toolmesh agent (mTLS, the agent's own gate and MCP server) serving the suite's fixture tools
+//! that a toolmesh handler can express today. Configured like any agent, through `TOOLMESH_*`
+//! variables (`TOOLMESH_TLS_CERT`, `TOOLMESH_TLS_KEY`, `TOOLMESH_TLS_CA`, `TOOLMESH_PORT`);
+//! prints `endpoint <url>` once it listens and serves until its standard input closes.
+//!
+//! Fixtures whose result a handler cannot return yet (images, audio, embedded resources,
+//! progress, logging) are left out rather than faked: the suite reports them as missing.
+
+use serde_json::{json, Value};
+use std::sync::Arc;
+use toolmesh_core::agent::Agent;
+use toolmesh_core::config::AgentConfig;
+use toolmesh_core::host::{Completion, FnHandler, ToolInvocation};
+use toolmesh_core::registry_api::ToolInfo;
+
+/// The suite's `json-schema-2020-12` fixture: its input schema must be listed verbatim.
+fn json_schema_2020_12() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "$defs": {"address": {"$anchor": "addressDef", "type": "object",
+            "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
+        "properties": {
+            "name": {"type": "string"},
+            "address": {"$ref": "#/$defs/address"},
+            "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+            "phone": {"type": "string"},
+            "email": {"type": "string"}
+        },
+        "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+        "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+        "then": {"required": ["phone"]},
+        "else": {"required": ["email"]},
+        "additionalProperties": false
+    })
+}
+
+fn tool(name: &str, description: &str, input_schema: Value) -> ToolInfo {
+    serde_json::from_value(json!({
+        "name": name, "capability": name, "description": description, "input_schema": input_schema,
+    }))
+    .expect("a fixture tool is a valid ToolInfo")
+}
+
+fn tools() -> Vec<ToolInfo> {
+    let empty = json!({"type": "object", "properties": {}});
+    vec![
+        tool("test_simple_text", "Returns a simple text response", empty.clone()),
+        tool("test_error_handling", "Always fails, to test error reporting", empty),
+        tool("json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", json_schema_2020_12()),
+    ]
+}
+
+fn handle(invocation: ToolInvocation, done: Completion) {
+    match invocation.tool.as_str() {
+        "test_simple_text" => done.ok(json!("This is a simple text response for testing.")),
+        "test_error_handling" => done.err("This tool intentionally returns an error for testing"),
+        "json_schema_2020_12_tool" => done.ok(json!(format!("received {}", invocation.arguments))),
+        other => done.err(format!("no such tool {other}")),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let config = match AgentConfig::from_env("conformance") {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("conformance_agent: {e}");
+            std::process::exit(2);
+        }
+    };
+    let agent = match Agent::start(config, tools(), Arc::new(FnHandler(handle))).await {
+        Ok(agent) => agent,
+        Err(e) => {
+            eprintln!("conformance_agent: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("endpoint {}", agent.endpoint());
+    // Serve until the script that started us closes our standard input (or dies).
+    let _ = tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink())).await;
+    agent.shutdown().await;
+}
