@@ -18,11 +18,14 @@ pub(super) fn supported_versions() -> Vec<&'static str> {
 }
 
 pub(super) fn era_of(method: &str, headers: &HeaderMap, meta: Option<&RequestMeta>) -> Era {
-    if method == "initialize" {
-        return Era::Legacy;
-    }
+    // A request that carries the modern `_meta` protocol version is modern whatever its method:
+    // an `initialize` sent that way is a removed method (404 / -32601), as the spec and the
+    // reference servers answer it, not a legacy handshake.
     if meta.is_some_and(|m| m.protocol_version.is_some()) {
         return Era::Modern;
+    }
+    if method == "initialize" {
+        return Era::Legacy;
     }
     match headers.get(HEADER_PROTOCOL_VERSION).map(|v| v.to_str().map(str::trim)) {
         None => Era::Legacy,
@@ -42,6 +45,9 @@ pub(super) fn check_modern_request(method: &str, headers: &HeaderMap, params: &P
             format!("Invalid params: missing _meta[\"{META_PROTOCOL_VERSION}\"]"),
         ));
     };
+    // The header must repeat the body before the version itself is judged: a header and a body
+    // that disagree are a HeaderMismatch (-32020) even when the body's version is unsupported too.
+    expect_header(headers, HEADER_PROTOCOL_VERSION, &version)?;
     if version != MODERN_VERSION {
         return Err(RpcError::new(StatusCode::BAD_REQUEST, codes::UNSUPPORTED_VERSION, format!("Unsupported protocol version: {version}"))
             .with_data(json!({"supported": supported_versions(), "requested": version})));
@@ -53,7 +59,6 @@ pub(super) fn check_modern_request(method: &str, headers: &HeaderMap, params: &P
             format!("Invalid params: missing _meta[\"{META_CLIENT_CAPABILITIES}\"]"),
         ));
     }
-    expect_header(headers, HEADER_PROTOCOL_VERSION, &version)?;
     expect_header(headers, HEADER_METHOD, method)?;
     if method == "tools/call" {
         if let Some(name) = params.name.and_then(Raw::as_str) {
