@@ -17,11 +17,12 @@
 #  4. starts the agent and runs the suite against https://127.0.0.1:<port>/mcp.
 #
 # How the suite reaches an mTLS-only agent: the suite is an ordinary Node client (the MCP SDK's
-# transport over fetch, and undici's request for its raw-HTTP checks), and both send through
-# undici's global dispatcher. A preload module (written into the cache dir, loaded with
-# NODE_OPTIONS=--import) installs a dispatcher whose TLS connections trust the dev CA and present
-# the operator's client certificate. Nothing terminates TLS on the suite's behalf: the agent
-# verifies the suite's certificate as it verifies any caller's.
+# transport over fetch, undici's request for most raw-HTTP checks, node:http for a few). A preload
+# module (written into the cache dir, loaded with NODE_OPTIONS=--import) gives undici's global
+# dispatcher TLS options that trust the dev CA and present the operator's client certificate, and
+# sends the node:http requests aimed at the agent as node:https requests with the same options.
+# Nothing terminates TLS on the suite's behalf: the agent verifies the suite's certificate as it
+# verifies any caller's.
 #
 # Results (each check's JSON) go to $CONFORMANCE_OUT (default: a temp dir, printed at the end).
 set -euo pipefail
@@ -65,18 +66,36 @@ SUITE="$CACHE/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 [[ -x "$NODE" && -f "$SUITE" ]] || die "the install in $CACHE is incomplete: remove that dir and run again"
 
 cat > "$CACHE/mtls-client.mjs" <<'EOF'
-// Loaded with --import before the suite: every fetch and undici request the suite makes goes over
-// TLS that trusts the dev CA and presents a client certificate (the agent requires one).
+// Loaded with --import before the suite: every connection the suite makes presents a client
+// certificate (the agent requires one) and trusts the dev CA.
+// - fetch and undici's request (the SDK transport, most raw checks) go through undici's global
+//   dispatcher;
+// - a few raw checks (http-header-validation, http-custom-header-server-validation) build plain
+//   node:http requests from the URL's host and port: those aimed at the agent go out as
+//   node:https requests with the same TLS options instead, so they reach the agent's mTLS port as
+//   they would reach a plaintext one, and nothing else changes (path, headers, body).
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import { Agent, setGlobalDispatcher } from 'undici';
-const file = (name) => {
-  const path = process.env[name];
-  if (!path) throw new Error(`mtls-client.mjs: ${name} is not set (scripts/conformance.sh sets it)`);
-  return readFileSync(path);
+const setting = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`mtls-client.mjs: ${name} is not set (scripts/conformance.sh sets it)`);
+  return value;
 };
-setGlobalDispatcher(new Agent({ connect: {
-  ca: file('CONFORMANCE_TLS_CA'), cert: file('CONFORMANCE_TLS_CERT'), key: file('CONFORMANCE_TLS_KEY'),
-} }));
+const tls = {
+  ca: readFileSync(setting('CONFORMANCE_TLS_CA')),
+  cert: readFileSync(setting('CONFORMANCE_TLS_CERT')),
+  key: readFileSync(setting('CONFORMANCE_TLS_KEY')),
+};
+setGlobalDispatcher(new Agent({ connect: tls }));
+const agent = new URL(setting('CONFORMANCE_AGENT_URL'));
+const plainRequest = http.request;
+http.request = function request(options, ...rest) {
+  const aimedAtAgent = options && typeof options === 'object' && !(options instanceof URL)
+    && String(options.port) === agent.port && [agent.hostname, 'localhost', '127.0.0.1'].includes(options.hostname ?? options.host);
+  return aimedAtAgent ? https.request({ ...options, ...tls }, ...rest) : plainRequest.call(this, options, ...rest);
+};
 EOF
 
 # 2. The CLI (for certs) and the fixture agent.
@@ -116,7 +135,7 @@ done
 [[ -n "$URL" ]] || die "the agent printed no endpoint within 10 s: $(cat "$WORK/agent.err")"
 step "agent at $URL"
 
-export CONFORMANCE_TLS_CA="$WORK/certs/ca.pem" CONFORMANCE_TLS_CERT="$WORK/certs/operator.pem" \
+export CONFORMANCE_AGENT_URL="$URL" CONFORMANCE_TLS_CA="$WORK/certs/ca.pem" CONFORMANCE_TLS_CERT="$WORK/certs/operator.pem" \
   CONFORMANCE_TLS_KEY="$WORK/certs/operator.key"
 suite() { NODE_OPTIONS="--import $CACHE/mtls-client.mjs" "$NODE" "$SUITE" "$@"; }
 
