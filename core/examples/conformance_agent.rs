@@ -49,6 +49,12 @@ fn tools() -> Vec<ToolInfo> {
         tool("test_simple_text", "Returns a simple text response", empty.clone()),
         tool("test_error_handling", "Always fails, to test error reporting", empty),
         tool("json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", json_schema_2020_12()),
+        // SEP-2243: a modern call mirrors `region` in an `Mcp-Param-Region` header.
+        tool(
+            "test_headers",
+            "Echoes a parameter that callers mirror in the Mcp-Param-Region header",
+            json!({"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}, "required": ["region"]}),
+        ),
     ]
 }
 
@@ -56,6 +62,7 @@ fn handle(invocation: ToolInvocation, done: Completion) {
     match invocation.tool.as_str() {
         "test_simple_text" => done.ok(json!("This is a simple text response for testing.")),
         "test_error_handling" => done.err("This tool intentionally returns an error for testing"),
+        "test_headers" => done.ok(json!(format!("region {}", invocation.arguments["region"]))),
         "json_schema_2020_12_tool" => done.ok(json!(format!("received {}", invocation.arguments))),
         other => done.err(format!("no such tool {other}")),
     }

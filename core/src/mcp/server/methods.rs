@@ -1,7 +1,7 @@
 //! What each MCP method answers: `server/discover`, `initialize`, `ping`, `tools/list` and
 //! `tools/call`, with the caller decided by the gate and the context a handler runs in.
 
-use super::era::{supported_versions, Era};
+use super::era::{check_param_headers, supported_versions, Era};
 use super::reply::{json_ok, rpc_error, CallResult, ErrorMeta, ResultMeta, RpcError, Structured, TextContent, ToolErrorContent};
 use super::request::{Params, Raw, RequestMeta};
 use super::{McpServer, PeerInfo};
@@ -95,6 +95,13 @@ impl McpServer {
         let Some(name) = params.name.and_then(Raw::as_str) else {
             return rpc_error(id, RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, "Invalid params: tools/call needs a string 'name'"));
         };
+        if era == Era::Modern {
+            if let Some(tool) = self.tools.get(&name) {
+                if let Err(e) = check_param_headers(&tool.input_schema, params.arguments.as_ref(), headers) {
+                    return rpc_error(id, e);
+                }
+            }
+        }
         let admitted = match (self.caller(headers, peer), self.tools.get(&name)) {
             (Err(e), _) => return self.call_result(era, id, e.message(), None, Some(ErrorMeta::of(&e))),
             (Ok(caller), Some(tool)) => match self.gate.admit_call(caller, tool) {
