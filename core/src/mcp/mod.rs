@@ -91,7 +91,7 @@ fn base64_encode(bytes: &[u8]) -> String {
 /// Standard base64, strictly: padded to a multiple of 4, `=` only as the last one or two
 /// characters (SEP-2243 rejects a header whose base64 is unpadded or has foreign characters).
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 4 != 0 {
+    if !text.len().is_multiple_of(4) {
         return None;
     }
     let data = text.trim_end_matches('=');
