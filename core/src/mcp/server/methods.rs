@@ -1,5 +1,6 @@
-//! What each MCP method answers: `server/discover`, `initialize`, `ping`, `tools/list` and
-//! `tools/call`, with the caller decided by the gate and the context a handler runs in.
+//! What each MCP method answers: `server/discover`, `initialize`, `ping`, `logging/setLevel`,
+//! `completion/complete`, `tools/list` and `tools/call`, with the caller decided by the gate and
+//! the context a handler runs in; and the capabilities that declare them.
 
 use super::era::{check_param_headers, supported_versions, Era};
 use super::reply::{json_ok, rpc_error, CallResult, ErrorMeta, ResultMeta, RpcError, Structured, TextContent, ToolErrorContent};
@@ -16,13 +17,62 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The capabilities `initialize` and `server/discover` declare: exactly the methods this server
+/// answers in that era, and no more (the conformance suite calls what is declared, and checks that
+/// what is not declared is Method not found).
+/// - `tools`: `tools/list` and `tools/call`; the list never changes while the agent runs.
+/// - `completions`: `completion/complete`, answered with no suggestions, as this agent has no
+///   prompts or resource templates whose arguments could be completed.
+/// - `logging` (legacy only): `logging/setLevel`. Handlers cannot log to the client yet, so no
+///   level ever lets a message through; the 2026-07-28 era removed the method, and a modern
+///   request opts into log messages per request instead, which there are none of to send.
+fn capabilities(era: Era) -> Value {
+    let mut capabilities = json!({"tools": {"listChanged": false}, "completions": {}});
+    if era == Era::Legacy {
+        capabilities["logging"] = json!({});
+    }
+    capabilities
+}
+
+/// The levels of `logging/setLevel`, least severe first (RFC 5424's, as MCP names them).
+const LOG_LEVELS: [&str; 8] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+
+/// `logging/setLevel` (legacy): a known level is accepted with an empty result.
+fn set_log_level(params: &Params) -> Result<Value, RpcError> {
+    match params.level.and_then(Raw::as_str) {
+        Some(level) if LOG_LEVELS.contains(&level.as_ref()) => Ok(json!({})),
+        other => Err(RpcError::new(
+            StatusCode::OK,
+            codes::INVALID_PARAMS,
+            format!("Invalid params: logging/setLevel needs 'level', one of {}; got {other:?}", LOG_LEVELS.join(", ")),
+        )),
+    }
+}
+
+/// `completion/complete`: a well-formed request (a `ref/prompt` or `ref/resource` reference and
+/// an argument's name and value) gets no suggestions.
+fn complete(params: &Params) -> Result<Value, RpcError> {
+    let reference = params.reference.as_ref().and_then(|r| r.get("type")).and_then(Value::as_str);
+    let known_reference = matches!(reference, Some("ref/prompt" | "ref/resource"));
+    let argument = params.argument.as_ref();
+    let string = |key: &str| argument.and_then(|a| a.get(key)).is_some_and(Value::is_string);
+    if !(known_reference && string("name") && string("value")) {
+        return Err(RpcError::new(
+            StatusCode::OK,
+            codes::INVALID_PARAMS,
+            "Invalid params: completion/complete needs 'ref' ({\"type\": \"ref/prompt\" or \"ref/resource\", ...}) and 'argument' ({\"name\", \"value\"}, strings)",
+        ));
+    }
+    Ok(json!({"completion": {"values": [], "total": 0, "hasMore": false}}))
+}
+
 impl McpServer {
     /// The modern methods but `tools/call`, once the request is validated.
     pub(super) fn modern(&self, method: &str, params: &Params, headers: &HeaderMap, peer: &PeerInfo) -> Result<Value, RpcError> {
         let mut result = match method {
             "server/discover" => json!({
                 "supportedVersions": supported_versions(),
-                "capabilities": {"tools": {"listChanged": false}},
+                "capabilities": capabilities(Era::Modern),
                 "ttlMs": 0,
                 "cacheScope": "private",
             }),
@@ -32,6 +82,7 @@ impl McpServer {
                 list["cacheScope"] = json!("private");
                 list
             }
+            "completion/complete" => complete(params)?,
             other => {
                 return Err(RpcError::new(StatusCode::NOT_FOUND, codes::METHOD_NOT_FOUND, "Method not found").with_data(json!(other)))
             }
@@ -50,11 +101,13 @@ impl McpServer {
                 let version = if LEGACY_VERSIONS.contains(&requested) { requested } else { LEGACY_VERSIONS[0] };
                 Ok(json!({
                     "protocolVersion": version,
-                    "capabilities": {"tools": {"listChanged": false}},
+                    "capabilities": capabilities(Era::Legacy),
                     "serverInfo": self.info,
                 }))
             }
             "ping" => Ok(json!({})),
+            "logging/setLevel" => set_log_level(params),
+            "completion/complete" => complete(params),
             "tools/list" => self.tools_list(params, headers, peer),
             other => Err(RpcError::new(StatusCode::OK, codes::METHOD_NOT_FOUND, "Method not found").with_data(json!(other))),
         }
