@@ -5,6 +5,7 @@
 
 use crate::context::RequestContext;
 use crate::error::{Error, ErrorKind};
+pub use crate::mcp::content::ToolOutput;
 use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -68,6 +69,16 @@ pub enum Answer {
     /// An argument passed core's schema check but did not decode into the type the handler
     /// declares for it (a model's validator, a constructor's check): the caller's mistake.
     ArgumentNotDecoded { argument: String, type_name: String, reason: String },
+    /// A result in MCP's own shape (images, audio, resources, several items), checked already.
+    Result(ToolOutput),
+}
+
+/// What a local tool answered, for callers that serve it over MCP: a plain value (which becomes
+/// `structuredContent` and one text item) or a result in MCP's own shape.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HandlerOutput {
+    Value(Value),
+    Result(ToolOutput),
 }
 
 /// The one-shot answer channel of an invocation.
@@ -104,6 +115,12 @@ impl Completion {
         let _ = self.tx.send(Answer::ArgumentNotDecoded { argument: argument.into(), type_name: type_name.into(), reason: reason.into() });
     }
 
+    /// Delivers a result in MCP's own shape; [`ToolOutput::from_json`] reads one from the JSON a
+    /// binding hands over.
+    pub fn result(self, output: ToolOutput) {
+        let _ = self.tx.send(Answer::Result(output));
+    }
+
     pub fn ok(self, value: Value) {
         self.complete(Ok(value))
     }
@@ -126,10 +143,27 @@ pub fn argument_not_decoded_error(tool: &str, argument: &str, type_name: &str, r
     Error::new(ErrorKind::InvalidArguments, format!("tool '{tool}': argument '{argument}' is not a valid {type_name}: {reason}"))
 }
 
-/// Turns what a host handler answered into the mesh's error model.
+/// Turns what a host handler answered into the mesh's error model, for callers that take one
+/// value: a result in MCP's shape gives [`ToolOutput::to_value`], and one the handler marked
+/// `isError` is the handler failure it reports.
 pub fn completion_result(tool: &str, received: Result<Answer, oneshot::error::RecvError>) -> Result<Value, Error> {
+    match completion_output(tool, received)? {
+        HandlerOutput::Value(value) => Ok(value),
+        HandlerOutput::Result(output) if output.is_error() => {
+            let text = output.text();
+            let message = if text.trim().is_empty() { "(no message)" } else { text.as_str() };
+            Err(Error::new(ErrorKind::HandlerFailed, format!("tool '{tool}' failed: {message}")))
+        }
+        HandlerOutput::Result(output) => Ok(output.to_value()),
+    }
+}
+
+/// Turns what a host handler answered into the mesh's error model, keeping a result in MCP's
+/// shape as it is (the MCP server sends it on whole).
+pub fn completion_output(tool: &str, received: Result<Answer, oneshot::error::RecvError>) -> Result<HandlerOutput, Error> {
     match received {
-        Ok(Answer::Done(Ok(value))) => Ok(value),
+        Ok(Answer::Done(Ok(value))) => Ok(HandlerOutput::Value(value)),
+        Ok(Answer::Result(output)) => Ok(HandlerOutput::Result(output)),
         // A TOOL_ERROR is only ever made with its application code (`HostError::tool_error`): a
         // binding that hands back the bare number is reported as the handler failure it is.
         Ok(Answer::Done(Err(HostError { mesh_error: Some(e), .. }))) if e.kind() != ErrorKind::ToolError || e.app_code().is_some() => {
@@ -193,8 +227,22 @@ impl LocalTools {
         self.tools.binary_search_by(|t| t.name.as_str().cmp(name)).ok().map(|i| &self.tools[i])
     }
 
-    /// Checks the arguments against the tool's schema, runs the host handler, awaits its answer.
+    /// Checks the arguments against the tool's schema, runs the host handler, awaits its answer
+    /// as one value (see [`completion_result`]).
     pub async fn invoke(&self, tool: &str, arguments: Value, context: Arc<RequestContext>) -> Result<Value, Error> {
+        let answer = self.start(tool, arguments, context)?;
+        completion_result(tool, answer.await)
+    }
+
+    /// Like [`LocalTools::invoke`], keeping a result in MCP's shape whole: what the MCP server
+    /// answers with.
+    pub async fn invoke_output(&self, tool: &str, arguments: Value, context: Arc<RequestContext>) -> Result<HandlerOutput, Error> {
+        let answer = self.start(tool, arguments, context)?;
+        completion_output(tool, answer.await)
+    }
+
+    /// Checks the arguments and hands the call to the host handler.
+    fn start(&self, tool: &str, arguments: Value, context: Arc<RequestContext>) -> Result<CompletionReceiver, Error> {
         let info = self.get(tool).ok_or_else(|| {
             Error::new(ErrorKind::UnknownTool, format!("Unknown tool: {tool}"))
         })?;
@@ -209,7 +257,7 @@ impl LocalTools {
         };
         let (completion, answer) = Completion::new();
         self.handler.invoke(ToolInvocation { tool: tool.to_owned(), arguments, context }, completion);
-        completion_result(tool, answer.await)
+        Ok(answer)
     }
 }
 

@@ -2,6 +2,7 @@
 //! client agents use to call each other ([`client`]).
 
 pub mod client;
+pub mod content;
 pub mod schema;
 pub mod server;
 

@@ -3,12 +3,13 @@
 //! the context a handler runs in; and the capabilities that declare them.
 
 use super::era::{check_param_headers, supported_versions, Era};
-use super::reply::{json_ok, rpc_error, CallResult, ErrorMeta, ResultMeta, RpcError, Structured, TextContent, ToolErrorContent};
+use super::reply::{json_ok, rpc_error, CallResult, ErrorMeta, ResultMeta, RichCallResult, RpcError, Structured, TextContent, ToolErrorContent};
 use super::request::{Params, Raw, RequestMeta};
 use super::{McpServer, PeerInfo};
 use crate::authorize::Caller;
 use crate::context::{RequestContext, TraceContext};
 use crate::error::{Error, ErrorKind};
+use crate::host::HandlerOutput;
 use crate::mcp::*;
 use crate::server::Body;
 use http::{HeaderMap, Response, StatusCode};
@@ -169,11 +170,15 @@ impl McpServer {
         context.origin = admitted.as_ref().and_then(|a| a.origin.clone());
         let context = Arc::new(context);
         tracing::debug!(tool = %name, caller = %peer.identity, trace = ?context.trace.as_ref().map(|t| &t.trace_id), "tools/call");
-        let outcome = self.tools.invoke(&name, params.arguments.unwrap_or(Value::Null), context).await;
+        let outcome = self.tools.invoke_output(&name, params.arguments.unwrap_or(Value::Null), context).await;
         // Holds the call's place in a concurrency limit until the handler has answered.
         drop(admitted);
         match outcome {
-            Ok(value) => {
+            Ok(HandlerOutput::Result(output)) => {
+                let meta = ResultMeta { server_info: (era == Era::Modern).then_some(&*self.info_json), error: None };
+                json_ok(id, &RichCallResult::of(era, &output, meta))
+            }
+            Ok(HandlerOutput::Value(value)) => {
                 // Serialized once: it is both the `structuredContent` and, unless the value is a
                 // string, the text rendering.
                 let json = serde_json::value::to_raw_value(&value).expect("a Value always serializes");
