@@ -77,6 +77,12 @@ fn tools() -> Vec<ToolInfo> {
         tool("test_embedded_resource", "Returns an embedded resource", empty.clone()),
         tool("test_multiple_content_types", "Returns text, an image and an embedded resource", empty),
         tool("json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", json_schema_2020_12()),
+        // The tasks extension's synchronous fixture.
+        tool(
+            "greet",
+            "Says hello (synchronous, no task support)",
+            json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}),
+        ),
         // SEP-2243: a modern call mirrors `region` in an `Mcp-Param-Region` header.
         tool(
             "test_headers",
@@ -96,6 +102,7 @@ fn handle(invocation: ToolInvocation, done: Completion) {
     match invocation.tool.as_str() {
         "test_simple_text" => done.ok(json!("This is a simple text response for testing.")),
         "test_error_handling" => done.err("This tool intentionally returns an error for testing"),
+        "greet" => done.ok(json!(format!("Hello, {}!", invocation.arguments["name"].as_str().unwrap_or_default()))),
         "test_headers" => done.ok(json!(format!("region {}", invocation.arguments["region"]))),
         "json_schema_2020_12_tool" => done.ok(json!(format!("received {}", invocation.arguments))),
         other => done.err(format!("no such tool {other}")),
