@@ -5,6 +5,7 @@
 
 use crate::context::RequestContext;
 use crate::error::{Error, ErrorKind};
+pub use crate::mcp::content::ToolOutput;
 use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -103,11 +104,17 @@ pub enum Answer {
     NotJson(String),
     /// An argument passed core's schema check but did not decode into the type the handler
     /// declares for it (a model's validator, a constructor's check): the caller's mistake.
-    ArgumentNotDecoded {
-        argument: String,
-        type_name: String,
-        reason: String,
-    },
+    ArgumentNotDecoded { argument: String, type_name: String, reason: String },
+    /// A result in MCP's own shape (images, audio, resources, several items), checked already.
+    Result(ToolOutput),
+}
+
+/// What a local tool answered, for callers that serve it over MCP: a plain value (which becomes
+/// `structuredContent` and one text item) or a result in MCP's own shape.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HandlerOutput {
+    Value(Value),
+    Result(ToolOutput),
 }
 
 /// The one-shot answer channel of an invocation.
@@ -153,6 +160,12 @@ impl Completion {
         });
     }
 
+    /// Delivers a result in MCP's own shape; [`ToolOutput::from_json`] reads one from the JSON a
+    /// binding hands over.
+    pub fn result(self, output: ToolOutput) {
+        let _ = self.tx.send(Answer::Result(output));
+    }
+
     pub fn ok(self, value: Value) {
         self.complete(Ok(value))
     }
@@ -186,13 +199,27 @@ pub fn argument_not_decoded_error(
     )
 }
 
-/// Turns what a host handler answered into the mesh's error model.
-pub fn completion_result(
-    tool: &str,
-    received: Result<Answer, oneshot::error::RecvError>,
-) -> Result<Value, Error> {
+/// Turns what a host handler answered into the mesh's error model, for callers that take one
+/// value: a result in MCP's shape gives [`ToolOutput::to_value`], and one the handler marked
+/// `isError` is the handler failure it reports.
+pub fn completion_result(tool: &str, received: Result<Answer, oneshot::error::RecvError>) -> Result<Value, Error> {
+    match completion_output(tool, received)? {
+        HandlerOutput::Value(value) => Ok(value),
+        HandlerOutput::Result(output) if output.is_error() => {
+            let text = output.text();
+            let message = if text.trim().is_empty() { "(no message)" } else { text.as_str() };
+            Err(Error::new(ErrorKind::HandlerFailed, format!("tool '{tool}' failed: {message}")))
+        }
+        HandlerOutput::Result(output) => Ok(output.to_value()),
+    }
+}
+
+/// Turns what a host handler answered into the mesh's error model, keeping a result in MCP's
+/// shape as it is (the MCP server sends it on whole).
+pub fn completion_output(tool: &str, received: Result<Answer, oneshot::error::RecvError>) -> Result<HandlerOutput, Error> {
     match received {
-        Ok(Answer::Done(Ok(value))) => Ok(value),
+        Ok(Answer::Done(Ok(value))) => Ok(HandlerOutput::Value(value)),
+        Ok(Answer::Result(output)) => Ok(HandlerOutput::Result(output)),
         // A TOOL_ERROR is only ever made with its application code (`HostError::tool_error`): a
         // binding that hands back the bare number is reported as the handler failure it is.
         Ok(Answer::Done(Err(HostError {
@@ -284,16 +311,25 @@ impl LocalTools {
             .map(|i| &self.tools[i])
     }
 
-    /// Checks the arguments against the tool's schema, runs the host handler, awaits its answer.
-    pub async fn invoke(
-        &self,
-        tool: &str,
-        arguments: Value,
-        context: Arc<RequestContext>,
-    ) -> Result<Value, Error> {
-        let info = self
-            .get(tool)
-            .ok_or_else(|| Error::new(ErrorKind::UnknownTool, format!("Unknown tool: {tool}")))?;
+    /// Checks the arguments against the tool's schema, runs the host handler, awaits its answer
+    /// as one value (see [`completion_result`]).
+    pub async fn invoke(&self, tool: &str, arguments: Value, context: Arc<RequestContext>) -> Result<Value, Error> {
+        let answer = self.start(tool, arguments, context)?;
+        completion_result(tool, answer.await)
+    }
+
+    /// Like [`LocalTools::invoke`], keeping a result in MCP's shape whole: what the MCP server
+    /// answers with.
+    pub async fn invoke_output(&self, tool: &str, arguments: Value, context: Arc<RequestContext>) -> Result<HandlerOutput, Error> {
+        let answer = self.start(tool, arguments, context)?;
+        completion_output(tool, answer.await)
+    }
+
+    /// Checks the arguments and hands the call to the host handler.
+    fn start(&self, tool: &str, arguments: Value, context: Arc<RequestContext>) -> Result<CompletionReceiver, Error> {
+        let info = self.get(tool).ok_or_else(|| {
+            Error::new(ErrorKind::UnknownTool, format!("Unknown tool: {tool}"))
+        })?;
         let arguments = match arguments {
             Value::Null => Value::Object(Default::default()),
             Value::Object(map) => {
@@ -315,15 +351,8 @@ impl LocalTools {
             }
         };
         let (completion, answer) = Completion::new();
-        self.handler.invoke(
-            ToolInvocation {
-                tool: tool.to_owned(),
-                arguments,
-                context,
-            },
-            completion,
-        );
-        completion_result(tool, answer.await)
+        self.handler.invoke(ToolInvocation { tool: tool.to_owned(), arguments, context }, completion);
+        Ok(answer)
     }
 }
 

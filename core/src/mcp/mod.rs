@@ -2,6 +2,7 @@
 //! client agents use to call each other ([`client`]).
 
 pub mod client;
+pub mod content;
 pub mod schema;
 pub mod server;
 
@@ -88,11 +89,20 @@ fn base64_encode(bytes: &[u8]) -> String {
     out
 }
 
+/// Standard base64, strictly: padded to a multiple of 4, `=` only as the last one or two
+/// characters (SEP-2243 rejects a header whose base64 is unpadded or has foreign characters).
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(4) {
+        return None;
+    }
+    let data = text.trim_end_matches('=');
+    if text.len() - data.len() > 2 {
+        return None;
+    }
     let mut out = Vec::with_capacity(text.len() / 4 * 3);
     let mut acc = 0u32;
     let mut bits = 0;
-    for c in text.bytes().filter(|c| *c != b'=') {
+    for c in data.bytes() {
         let v = B64.iter().position(|b| *b == c)? as u32;
         acc = (acc << 6) | v;
         bits += 6;
@@ -117,5 +127,13 @@ mod tests {
         assert_eq!(encode_header_value("add"), "add");
         assert_eq!(encode_header_value("é"), "=?base64?w6k=?=");
         assert_eq!(decode_header_value("=?base64?!!?="), None);
+        // Strict: padding required, and `=` only at the end.
+        assert_eq!(decode_header_value("=?base64?SGVsbG8=?=").as_deref(), Some("Hello"));
+        assert_eq!(decode_header_value("=?base64?SGVsbG8?="), None);
+        assert_eq!(decode_header_value("=?base64?SGVs!!!bG8=?="), None);
+        assert_eq!(decode_header_value("=?base64?SG=sbG8=?="), None);
+        assert_eq!(decode_header_value("=?base64?SGVsbG8===?="), None);
+        // Without both halves of the sentinel, a value is literal.
+        assert_eq!(decode_header_value("=?base64?SGVsbG8=").as_deref(), Some("=?base64?SGVsbG8="));
     }
 }

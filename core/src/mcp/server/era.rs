@@ -5,7 +5,8 @@ use super::reply::RpcError;
 use super::request::{Params, Raw, RequestMeta};
 use crate::mcp::*;
 use http::{HeaderMap, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
+use std::borrow::Cow;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Era {
@@ -18,11 +19,14 @@ pub(super) fn supported_versions() -> Vec<&'static str> {
 }
 
 pub(super) fn era_of(method: &str, headers: &HeaderMap, meta: Option<&RequestMeta>) -> Era {
-    if method == "initialize" {
-        return Era::Legacy;
-    }
+    // A request that carries the modern `_meta` protocol version is modern whatever its method:
+    // an `initialize` sent that way is a removed method (404 / -32601), as the spec and the
+    // reference servers answer it, not a legacy handshake.
     if meta.is_some_and(|m| m.protocol_version.is_some()) {
         return Era::Modern;
+    }
+    if method == "initialize" {
+        return Era::Legacy;
     }
     match headers.get(HEADER_PROTOCOL_VERSION).map(|v| v.to_str().map(str::trim)) {
         None => Era::Legacy,
@@ -42,6 +46,9 @@ pub(super) fn check_modern_request(method: &str, headers: &HeaderMap, params: &P
             format!("Invalid params: missing _meta[\"{META_PROTOCOL_VERSION}\"]"),
         ));
     };
+    // The header must repeat the body before the version itself is judged: a header and a body
+    // that disagree are a HeaderMismatch (-32020) even when the body's version is unsupported too.
+    expect_header(headers, HEADER_PROTOCOL_VERSION, &version)?;
     if version != MODERN_VERSION {
         return Err(RpcError::new(StatusCode::BAD_REQUEST, codes::UNSUPPORTED_VERSION, format!("Unsupported protocol version: {version}"))
             .with_data(json!({"supported": supported_versions(), "requested": version})));
@@ -53,7 +60,6 @@ pub(super) fn check_modern_request(method: &str, headers: &HeaderMap, params: &P
             format!("Invalid params: missing _meta[\"{META_CLIENT_CAPABILITIES}\"]"),
         ));
     }
-    expect_header(headers, HEADER_PROTOCOL_VERSION, &version)?;
     expect_header(headers, HEADER_METHOD, method)?;
     if method == "tools/call" {
         if let Some(name) = params.name.and_then(Raw::as_str) {
@@ -63,7 +69,7 @@ pub(super) fn check_modern_request(method: &str, headers: &HeaderMap, params: &P
     Ok(())
 }
 
-fn expect_header(headers: &HeaderMap, name: &str, expected: &str) -> Result<(), RpcError> {
+pub(super) fn expect_header(headers: &HeaderMap, name: &str, expected: &str) -> Result<(), RpcError> {
     let mismatch = |what: String| RpcError::new(StatusCode::BAD_REQUEST, codes::HEADER_MISMATCH, format!("Header mismatch: {what}"));
     let Some(raw) = headers.get(name) else {
         return Err(mismatch(format!("missing {name} header (expected '{expected}')")));
@@ -71,6 +77,47 @@ fn expect_header(headers: &HeaderMap, name: &str, expected: &str) -> Result<(), 
     let value = raw.to_str().ok().and_then(decode_header_value).ok_or_else(|| mismatch(format!("{name} header is not valid")))?;
     if value != expected {
         return Err(mismatch(format!("{name} header '{value}' does not match the body ('{expected}')")));
+    }
+    Ok(())
+}
+
+/// The `x-mcp-header` name a tool's input schema gives each parameter that a modern call must
+/// mirror in an `Mcp-Param-{Name}` header (SEP-2243): `(parameter, header suffix)`.
+pub(super) fn mirrored_parameters(input_schema: &Value) -> impl Iterator<Item = (&str, &str)> {
+    input_schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(parameter, schema)| Some((parameter.as_str(), schema.get("x-mcp-header")?.as_str()?)))
+}
+
+/// SEP-2243's `Mcp-Param-*` rule for a modern `tools/call`: each parameter the tool mirrors in a
+/// header and the call gives a value must arrive in that header too (plain, or base64 in the
+/// `=?base64?…?=` sentinel), equal to the body's value; a header for a parameter the body lacks
+/// is a mismatch as well. Any failure is a HeaderMismatch (400 / -32020).
+pub(super) fn check_param_headers(input_schema: &Value, arguments: Option<&Value>, headers: &HeaderMap) -> Result<(), RpcError> {
+    for (parameter, suffix) in mirrored_parameters(input_schema) {
+        let header = format!("mcp-param-{}", suffix.to_ascii_lowercase());
+        let expected = match arguments.and_then(|a| a.get(parameter)) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
+            Some(Value::Bool(b)) => Some(Cow::Owned(b.to_string())),
+            Some(Value::Number(n)) => Some(Cow::Owned(n.to_string())),
+            // Only primitives are mirrored; the schema check refuses anything else for them.
+            Some(_) => continue,
+        };
+        match expected {
+            Some(expected) => expect_header(headers, &header, &expected)?,
+            None if headers.contains_key(header.as_str()) => {
+                return Err(RpcError::new(
+                    StatusCode::BAD_REQUEST,
+                    codes::HEADER_MISMATCH,
+                    format!("Header mismatch: {header} header is set but the body has no '{parameter}'"),
+                ))
+            }
+            None => {}
+        }
     }
     Ok(())
 }

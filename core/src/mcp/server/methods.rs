@@ -1,13 +1,15 @@
-//! What each MCP method answers: `server/discover`, `initialize`, `ping`, `tools/list` and
-//! `tools/call`, with the caller decided by the gate and the context a handler runs in.
+//! What each MCP method answers: `server/discover`, `initialize`, `ping`, `logging/setLevel`,
+//! `completion/complete`, `tools/list` and `tools/call`, with the caller decided by the gate and
+//! the context a handler runs in; and the capabilities that declare them.
 
-use super::era::{supported_versions, Era};
-use super::reply::{json_ok, rpc_error, CallResult, ErrorMeta, ResultMeta, RpcError, Structured, TextContent, ToolErrorContent};
+use super::era::{check_param_headers, supported_versions, Era};
+use super::reply::{json_ok, rpc_error, CallResult, ErrorMeta, ResultMeta, RichCallResult, RpcError, Structured, TextContent, ToolErrorContent};
 use super::request::{Params, Raw, RequestMeta};
 use super::{McpServer, PeerInfo};
 use crate::authorize::Caller;
 use crate::context::{RequestContext, TraceContext};
 use crate::error::{Error, ErrorKind};
+use crate::host::HandlerOutput;
 use crate::mcp::*;
 use crate::server::Body;
 use http::{HeaderMap, Response, StatusCode};
@@ -16,13 +18,62 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The capabilities `initialize` and `server/discover` declare: exactly the methods this server
+/// answers in that era, and no more (the conformance suite calls what is declared, and checks that
+/// what is not declared is Method not found).
+/// - `tools`: `tools/list` and `tools/call`; the list never changes while the agent runs.
+/// - `completions`: `completion/complete`, answered with no suggestions, as this agent has no
+///   prompts or resource templates whose arguments could be completed.
+/// - `logging` (legacy only): `logging/setLevel`. Handlers cannot log to the client yet, so no
+///   level ever lets a message through; the 2026-07-28 era removed the method, and a modern
+///   request opts into log messages per request instead, which there are none of to send.
+fn capabilities(era: Era) -> Value {
+    let mut capabilities = json!({"tools": {"listChanged": false}, "completions": {}});
+    if era == Era::Legacy {
+        capabilities["logging"] = json!({});
+    }
+    capabilities
+}
+
+/// The levels of `logging/setLevel`, least severe first (RFC 5424's, as MCP names them).
+const LOG_LEVELS: [&str; 8] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+
+/// `logging/setLevel` (legacy): a known level is accepted with an empty result.
+fn set_log_level(params: &Params) -> Result<Value, RpcError> {
+    match params.level.and_then(Raw::as_str) {
+        Some(level) if LOG_LEVELS.contains(&level.as_ref()) => Ok(json!({})),
+        other => Err(RpcError::new(
+            StatusCode::OK,
+            codes::INVALID_PARAMS,
+            format!("Invalid params: logging/setLevel needs 'level', one of {}; got {other:?}", LOG_LEVELS.join(", ")),
+        )),
+    }
+}
+
+/// `completion/complete`: a well-formed request (a `ref/prompt` or `ref/resource` reference and
+/// an argument's name and value) gets no suggestions.
+fn complete(params: &Params) -> Result<Value, RpcError> {
+    let reference = params.reference.as_ref().and_then(|r| r.get("type")).and_then(Value::as_str);
+    let known_reference = matches!(reference, Some("ref/prompt" | "ref/resource"));
+    let argument = params.argument.as_ref();
+    let string = |key: &str| argument.and_then(|a| a.get(key)).is_some_and(Value::is_string);
+    if !(known_reference && string("name") && string("value")) {
+        return Err(RpcError::new(
+            StatusCode::OK,
+            codes::INVALID_PARAMS,
+            "Invalid params: completion/complete needs 'ref' ({\"type\": \"ref/prompt\" or \"ref/resource\", ...}) and 'argument' ({\"name\", \"value\"}, strings)",
+        ));
+    }
+    Ok(json!({"completion": {"values": [], "total": 0, "hasMore": false}}))
+}
+
 impl McpServer {
     /// The modern methods but `tools/call`, once the request is validated.
     pub(super) fn modern(&self, method: &str, params: &Params, headers: &HeaderMap, peer: &PeerInfo) -> Result<Value, RpcError> {
         let mut result = match method {
             "server/discover" => json!({
                 "supportedVersions": supported_versions(),
-                "capabilities": {"tools": {"listChanged": false}},
+                "capabilities": capabilities(Era::Modern),
                 "ttlMs": 0,
                 "cacheScope": "private",
             }),
@@ -32,6 +83,7 @@ impl McpServer {
                 list["cacheScope"] = json!("private");
                 list
             }
+            "completion/complete" => complete(params)?,
             other => {
                 return Err(RpcError::new(StatusCode::NOT_FOUND, codes::METHOD_NOT_FOUND, "Method not found").with_data(json!(other)))
             }
@@ -50,11 +102,13 @@ impl McpServer {
                 let version = if LEGACY_VERSIONS.contains(&requested) { requested } else { LEGACY_VERSIONS[0] };
                 Ok(json!({
                     "protocolVersion": version,
-                    "capabilities": {"tools": {"listChanged": false}},
+                    "capabilities": capabilities(Era::Legacy),
                     "serverInfo": self.info,
                 }))
             }
             "ping" => Ok(json!({})),
+            "logging/setLevel" => set_log_level(params),
+            "completion/complete" => complete(params),
             "tools/list" => self.tools_list(params, headers, peer),
             other => Err(RpcError::new(StatusCode::OK, codes::METHOD_NOT_FOUND, "Method not found").with_data(json!(other))),
         }
@@ -95,6 +149,13 @@ impl McpServer {
         let Some(name) = params.name.and_then(Raw::as_str) else {
             return rpc_error(id, RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, "Invalid params: tools/call needs a string 'name'"));
         };
+        if era == Era::Modern {
+            if let Some(tool) = self.tools.get(&name) {
+                if let Err(e) = check_param_headers(&tool.input_schema, params.arguments.as_ref(), headers) {
+                    return rpc_error(id, e);
+                }
+            }
+        }
         let admitted = match (self.caller(headers, peer), self.tools.get(&name)) {
             (Err(e), _) => return self.call_result(era, id, e.message(), None, Some(ErrorMeta::of(&e))),
             (Ok(caller), Some(tool)) => match self.gate.admit_call(caller, tool) {
@@ -109,11 +170,15 @@ impl McpServer {
         context.origin = admitted.as_ref().and_then(|a| a.origin.clone());
         let context = Arc::new(context);
         tracing::debug!(tool = %name, caller = %peer.identity, trace = ?context.trace.as_ref().map(|t| &t.trace_id), "tools/call");
-        let outcome = self.tools.invoke(&name, params.arguments.unwrap_or(Value::Null), context).await;
+        let outcome = self.tools.invoke_output(&name, params.arguments.unwrap_or(Value::Null), context).await;
         // Holds the call's place in a concurrency limit until the handler has answered.
         drop(admitted);
         match outcome {
-            Ok(value) => {
+            Ok(HandlerOutput::Result(output)) => {
+                let meta = ResultMeta { server_info: (era == Era::Modern).then_some(&*self.info_json), error: None };
+                json_ok(id, &RichCallResult::of(era, &output, meta))
+            }
+            Ok(HandlerOutput::Value(value)) => {
                 // Serialized once: it is both the `structuredContent` and, unless the value is a
                 // string, the text rendering.
                 let json = serde_json::value::to_raw_value(&value).expect("a Value always serializes");

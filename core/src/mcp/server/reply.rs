@@ -11,6 +11,7 @@ use http_body_util::Full;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// A JSON-RPC error on its way out (serialized as the response's `error`), with the HTTP status
 /// it travels with.
@@ -64,6 +65,45 @@ pub(super) struct CallResult<'a> {
     pub(super) result_type: Option<&'static str>,
     #[serde(rename = "_meta", skip_serializing_if = "ResultMeta::is_empty")]
     pub(super) meta: ResultMeta<'a>,
+}
+
+/// The `tools/call` result of a handler that answered in MCP's own shape
+/// ([`crate::mcp::content::ToolOutput`]).
+#[derive(Serialize)]
+pub(super) struct RichCallResult<'a> {
+    pub(super) content: Vec<Cow<'a, Value>>,
+    #[serde(rename = "structuredContent", skip_serializing_if = "Option::is_none")]
+    pub(super) structured: Option<Cow<'a, Value>>,
+    #[serde(rename = "isError")]
+    pub(super) is_error: bool,
+    #[serde(rename = "resultType", skip_serializing_if = "Option::is_none")]
+    pub(super) result_type: Option<&'static str>,
+    #[serde(rename = "_meta", skip_serializing_if = "ResultMeta::is_empty")]
+    pub(super) meta: ResultMeta<'a>,
+}
+
+impl<'a> RichCallResult<'a> {
+    /// `output` as this era writes it: legacy revisions require an object as `structuredContent`
+    /// (another value is wrapped, as for plain values), and a result whose `structuredContent` has
+    /// no text beside it gets its serialization as a text item (the spec's back-compat SHOULD).
+    pub(super) fn of(era: Era, output: &'a crate::mcp::content::ToolOutput, meta: ResultMeta<'a>) -> Self {
+        let mut content: Vec<Cow<'a, Value>> = output.content().iter().map(Cow::Borrowed).collect();
+        let structured = output.structured().map(|value| match era {
+            Era::Legacy if !value.is_object() => Cow::Owned(serde_json::json!({"result": value})),
+            _ => Cow::Borrowed(value),
+        });
+        if let Some(value) = output.structured() {
+            if !output.content().iter().any(|item| item["type"] == "text") {
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                content.push(Cow::Owned(serde_json::json!({"type": "text", "text": text})));
+            }
+        }
+        let modern = era == Era::Modern;
+        RichCallResult { content, structured, is_error: output.is_error(), result_type: modern.then_some("complete"), meta }
+    }
 }
 
 #[derive(Serialize)]

@@ -88,6 +88,15 @@ pub(super) struct Params<'a> {
     /// `tools/list`; anything but `null` is refused, as this server never paginates.
     #[serde(default)]
     pub(super) cursor: Option<IgnoredAny>,
+    /// `logging/setLevel`.
+    #[serde(borrow, default)]
+    pub(super) level: Option<Raw<'a>>,
+    /// `completion/complete`: what is completed (`{type: "ref/prompt" | "ref/resource", …}`).
+    #[serde(rename = "ref", default)]
+    pub(super) reference: Option<Value>,
+    /// `completion/complete`: the argument being completed (`{name, value}`).
+    #[serde(default)]
+    pub(super) argument: Option<Value>,
     /// `initialize`.
     #[serde(rename = "protocolVersion", borrow, default)]
     pub(super) protocol_version: Option<Raw<'a>>,

@@ -131,6 +131,8 @@ fn era_follows_meta_then_header() {
     assert_eq!(era_of("tools/list", &h, None), Era::Modern);
     let with_version = format!(r#"{{"{META_PROTOCOL_VERSION}":"2026-07-28"}}"#);
     assert_eq!(era_of("tools/list", &HeaderMap::new(), Some(&meta(&with_version))), Era::Modern);
+    // `initialize` is legacy only without the modern `_meta`: with it, it is a removed method.
+    assert_eq!(era_of("initialize", &HeaderMap::new(), Some(&meta(&with_version))), Era::Modern);
     // Present but null still claims the modern era (and is then refused as missing).
     let null_version = format!(r#"{{"{META_PROTOCOL_VERSION}":null}}"#);
     assert_eq!(era_of("tools/list", &HeaderMap::new(), Some(&meta(&null_version))), Era::Modern);
