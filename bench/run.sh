@@ -69,6 +69,12 @@ if ! (cd "$ROOT/bindings-python" && "$MATURIN" build --release --out "$WORK/whee
   exit 1
 fi
 "$WORK/tm-venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$WORK"/wheel/toolmesh-*.whl
+# The memory rows' Node agent: examples/node linked to the package, its addon built in release.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  step "building the Node addon (release) and linking examples/node (log: bench/.work/logs/node-env.log)"
+  TOOLMESH_NODE_PROFILE=release bash "$ROOT/scripts/node-env.sh" >"$WORK/logs/node-env.log" 2>&1 \
+    || step "the Node rows will be missing: scripts/node-env.sh failed (bench/.work/logs/node-env.log)"
+fi
 
 if [[ ! -x "$WORK/mm-venv/bin/python" ]] || ! "$WORK/mm-venv/bin/python" -c "import mesh" >/dev/null 2>&1; then
   step "installing MCP Mesh $MM_VERSION into bench/.work/mm-venv (about a minute)"
