@@ -4,6 +4,7 @@ use crate::entry::{ensure_blocking_allowed, entry, Failure};
 use crate::handles::HandleTable;
 use crate::invocation::{self, JavaToolHandler};
 use crate::jvm;
+use crate::strings::{string, string_array};
 use jni::objects::{JClass, JIntArray, JObject, JObjectArray, JString, JValue};
 use jni::sys::{jint, jlong};
 use jni::JNIEnv;
@@ -43,7 +44,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_start<'local>(
     entry(&mut env, |env| {
         ensure_blocking_allowed("AgentBuilder.start()")?;
         toolmesh_core::logging::init_from_env();
-        let name: String = env.get_string(&name)?.into();
+        let name = string(env, &name)?;
         let mut config = AgentConfig::from_env(&name)?;
         let options = string_array(env, &options)?;
         for pair in options.chunks(2) {
@@ -56,7 +57,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_start<'local>(
             };
             config.set(key, value)?;
         }
-        let tools = parse_tools(&String::from(env.get_string(&tools_json)?))?;
+        let tools = parse_tools(&string(env, &tools_json)?)?;
         let dispatcher = env.new_global_ref(dispatcher)?;
         let slot = Arc::new(SetOnce::new());
         let handle = AGENTS.insert(slot.clone());
@@ -146,9 +147,9 @@ pub extern "system" fn Java_dev_toolmesh_Native_call<'local>(
 ) {
     entry(&mut env, |env| {
         let slot = AGENTS.get(handle).ok_or_else(closed)?;
-        let tool: String = env.get_string(&tool)?.into();
+        let tool = string(env, &tool)?;
         let arguments: Value =
-            serde_json::from_str(&String::from(env.get_string(&arguments_json)?)).map_err(|e| {
+            serde_json::from_str(&string(env, &arguments_json)?).map_err(|e| {
                 Error::new(
                     ErrorKind::InvalidArguments,
                     format!("the call arguments are not JSON: {e}"),
@@ -275,15 +276,4 @@ fn closed() -> Failure {
         "the agent is closed; no new calls are made",
     )
     .into()
-}
-
-fn string_array(env: &mut JNIEnv, array: &JObjectArray) -> jni::errors::Result<Vec<String>> {
-    let length = env.get_array_length(array)?;
-    let mut strings = Vec::with_capacity(usize::try_from(length).unwrap_or_default());
-    for index in 0..length {
-        let element = JString::from(env.get_object_array_element(array, index)?);
-        strings.push(env.get_string(&element)?.into());
-        env.delete_local_ref(element)?;
-    }
-    Ok(strings)
 }

@@ -4,6 +4,7 @@
 use crate::entry::entry;
 use crate::handles::HandleTable;
 use crate::jvm;
+use crate::strings::{optional_string, string};
 use jni::objects::{GlobalRef, JClass, JString, JValue};
 use jni::sys::{jboolean, jint, jlong, JNI_FALSE, JNI_TRUE};
 use jni::JNIEnv;
@@ -77,14 +78,21 @@ pub(crate) fn context(handle: jlong) -> Option<Arc<RequestContext>> {
     CONTEXTS.get(handle)
 }
 
-fn answered(completion: Option<Completion>, answer: impl FnOnce(Completion)) -> jboolean {
-    match completion {
+/// Answers the call behind the `completion` handle with `answer`; false (and `answer` unused)
+/// when the call was answered already, so a second answer finds nothing.
+fn answer(completion: jlong, answer: impl FnOnce(Completion)) -> jboolean {
+    match COMPLETIONS.remove(completion) {
         Some(completion) => {
             answer(completion);
             JNI_TRUE
         }
         None => JNI_FALSE,
     }
+}
+
+/// Fails the call behind the `completion` handle with `error`; false when it was answered already.
+fn fail_with(completion: jlong, error: HostError) -> jboolean {
+    answer(completion, |completion| completion.complete(Err(error)))
 }
 
 /// The handler's JSON result. False when the call was answered already.
@@ -96,9 +104,9 @@ pub extern "system" fn Java_dev_toolmesh_Native_complete<'local>(
     result_json: JString<'local>,
 ) -> jboolean {
     entry(&mut env, |env| {
-        let result: String = env.get_string(&result_json)?.into();
-        Ok(answered(
-            COMPLETIONS.remove(completion),
+        let result = string(env, &result_json)?;
+        Ok(answer(
+            completion,
             |completion| match serde_json::from_str(&result) {
                 Ok(value) => completion.ok(value),
                 Err(e) => completion.not_json(e.to_string()),
@@ -117,10 +125,8 @@ pub extern "system" fn Java_dev_toolmesh_Native_notJson<'local>(
     reason: JString<'local>,
 ) -> jboolean {
     entry(&mut env, |env| {
-        let reason: String = env.get_string(&reason)?.into();
-        Ok(answered(COMPLETIONS.remove(completion), |completion| {
-            completion.not_json(reason)
-        }))
+        let reason = string(env, &reason)?;
+        Ok(answer(completion, |completion| completion.not_json(reason)))
     })
 }
 
@@ -137,10 +143,10 @@ pub extern "system" fn Java_dev_toolmesh_Native_argumentNotDecoded<'local>(
     reason: JString<'local>,
 ) -> jboolean {
     entry(&mut env, |env| {
-        let argument: String = env.get_string(&argument)?.into();
-        let type_name: String = env.get_string(&type_name)?.into();
-        let reason: String = env.get_string(&reason)?.into();
-        Ok(answered(COMPLETIONS.remove(completion), |completion| {
+        let argument = string(env, &argument)?;
+        let type_name = string(env, &type_name)?;
+        let reason = string(env, &reason)?;
+        Ok(answer(completion, |completion| {
             completion.argument_not_decoded(argument, type_name, reason)
         }))
     })
@@ -158,10 +164,11 @@ pub extern "system" fn Java_dev_toolmesh_Native_fail<'local>(
     message: JString<'local>,
 ) -> jboolean {
     entry(&mut env, |env| {
-        let message: String = env.get_string(&message)?.into();
-        Ok(answered(COMPLETIONS.remove(completion), |completion| {
-            completion.complete(Err(HostError::with_code(code.into(), message)))
-        }))
+        let message = string(env, &message)?;
+        Ok(fail_with(
+            completion,
+            HostError::with_code(code.into(), message),
+        ))
     })
 }
 
@@ -178,13 +185,9 @@ pub extern "system" fn Java_dev_toolmesh_Native_failToolError<'local>(
     data_json: JString<'local>,
 ) -> jboolean {
     entry(&mut env, |env| {
-        let app_code: String = env.get_string(&app_code)?.into();
-        let message: String = env.get_string(&message)?.into();
-        let data_json: Option<String> = if data_json.is_null() {
-            None
-        } else {
-            Some(env.get_string(&data_json)?.into())
-        };
+        let app_code = string(env, &app_code)?;
+        let message = string(env, &message)?;
+        let data_json = optional_string(env, &data_json)?;
         let error = match data_json
             .map(|json| serde_json::from_str(&json))
             .transpose()
@@ -192,9 +195,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_failToolError<'local>(
             Ok(data) => HostError::tool_error(&app_code, message, data),
             Err(e) => HostError::tool_error_data_not_json(&app_code, &e.to_string()),
         };
-        Ok(answered(COMPLETIONS.remove(completion), |completion| {
-            completion.complete(Err(error))
-        }))
+        Ok(fail_with(completion, error))
     })
 }
 
@@ -210,11 +211,12 @@ pub extern "system" fn Java_dev_toolmesh_Native_failToolErrorDataNotJson<'local>
     reason: JString<'local>,
 ) -> jboolean {
     entry(&mut env, |env| {
-        let app_code: String = env.get_string(&app_code)?.into();
-        let reason: String = env.get_string(&reason)?.into();
-        Ok(answered(COMPLETIONS.remove(completion), |completion| {
-            completion.complete(Err(HostError::tool_error_data_not_json(&app_code, &reason)))
-        }))
+        let app_code = string(env, &app_code)?;
+        let reason = string(env, &reason)?;
+        Ok(fail_with(
+            completion,
+            HostError::tool_error_data_not_json(&app_code, &reason),
+        ))
     })
 }
 

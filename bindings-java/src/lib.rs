@@ -17,5 +17,6 @@ mod handles;
 #[allow(unsafe_code)]
 mod invocation;
 mod jvm;
+mod strings;
 #[allow(unsafe_code)]
 mod testing;

@@ -1,5 +1,10 @@
-//! The few Python functions the native side calls, looked up once from `toolmesh._bridge`.
+//! The few Python functions the native side calls, which `toolmesh._bridge` installs when it is
+//! imported.
+//!
+//! They are handed in rather than looked up so that the native module imports nothing from the
+//! `toolmesh` package: the Python modules depend on `_native`, never the other way round.
 
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use toolmesh_core::Error;
@@ -17,14 +22,31 @@ pub(crate) struct Bridge {
 static BRIDGE: PyOnceLock<Bridge> = PyOnceLock::new();
 
 pub(crate) fn bridge(py: Python<'_>) -> PyResult<&Bridge> {
-    BRIDGE.get_or_try_init(py, || {
-        let module = py.import("toolmesh._bridge")?;
-        Ok(Bridge {
-            run_batch: module.getattr("run_batch")?.unbind(),
-            settle_future: module.getattr("settle_future")?.unbind(),
-            error_from_native: module.getattr("error_from_native")?.unbind(),
-        })
+    BRIDGE.get(py).ok_or_else(|| {
+        PyRuntimeError::new_err(
+            "toolmesh's native callbacks are not installed: import the toolmesh package \
+             (its toolmesh._bridge module installs them) before using toolmesh._native",
+        )
     })
+}
+
+/// Called once by `toolmesh._bridge` as it is imported, with its `run_batch`, `settle_future`
+/// and `error_from_native`. A second call (the module reloaded) keeps the first functions.
+#[pyfunction]
+pub(crate) fn install_bridge(
+    py: Python<'_>,
+    run_batch: Py<PyAny>,
+    settle_future: Py<PyAny>,
+    error_from_native: Py<PyAny>,
+) {
+    let _ = BRIDGE.set(
+        py,
+        Bridge {
+            run_batch,
+            settle_future,
+            error_from_native,
+        },
+    );
 }
 
 /// The Python exception object for a core error.

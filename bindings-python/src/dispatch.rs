@@ -7,7 +7,6 @@
 
 use crate::bridge::{bridge, error_object};
 use crate::context::Context;
-use crate::native_agent::NativeAgent;
 use crate::responder::Responder;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
@@ -15,7 +14,6 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use toolmesh_core::agent::Agent;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::Completion;
 use toolmesh_core::{runtime, Error};
@@ -27,10 +25,16 @@ pub(crate) struct InvokeTarget {
     pub on_invoke: Py<PyAny>,
 }
 
+/// Makes a Python object on the dispatch thread, with the GIL held.
+pub(crate) type MakeObject =
+    Box<dyn for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>> + Send>;
+
 /// What a settled future receives.
 pub(crate) enum Outcome {
     Json(String),
-    Agent(Agent),
+    /// An object only Python can hold (a started agent's `NativeAgent`): its maker brings the
+    /// type, so that this module depends on no module that uses it.
+    Object(MakeObject),
     Nothing,
 }
 
@@ -210,10 +214,7 @@ impl Job {
                     Ok(Outcome::Json(json)) => {
                         (json.into_pyobject(py)?.into_any(), py.None().into_bound(py))
                     }
-                    Ok(Outcome::Agent(agent)) => (
-                        Bound::new(py, NativeAgent::new(agent))?.into_any(),
-                        py.None().into_bound(py),
-                    ),
+                    Ok(Outcome::Object(make)) => (make(py)?, py.None().into_bound(py)),
                     Ok(Outcome::Nothing) => (py.None().into_bound(py), py.None().into_bound(py)),
                     Err(error) => (py.None().into_bound(py), error_object(py, &error)?),
                 };

@@ -24,5 +24,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(native_agent::error_class, m)?)?;
     m.add_function(wrap_pyfunction!(native_agent::assign_proxy_parameters, m)?)?;
     m.add_function(wrap_pyfunction!(dispatch::close_dispatch, m)?)?;
+    m.add_function(wrap_pyfunction!(bridge::install_bridge, m)?)?;
     Ok(())
 }

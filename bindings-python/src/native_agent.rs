@@ -56,7 +56,9 @@ pub(crate) fn start(
     let handler = Arc::new(PythonToolHandler { target });
     settle_when_done(future, async move {
         let agent = Agent::start(config, tools, handler).await?;
-        Ok(Outcome::Agent(agent))
+        Ok(Outcome::Object(Box::new(move |py| {
+            Ok(Bound::new(py, NativeAgent::new(agent))?.into_any())
+        })))
     });
     Ok(())
 }

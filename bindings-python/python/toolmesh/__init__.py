@@ -5,6 +5,7 @@ Declare tools with ``@toolmesh.tool``, depend on other agents' capabilities thro
 MCP, header propagation and tracing all happen in the shared Rust core.
 """
 
+from . import _bridge  # noqa: F401 - hands the native module the Python functions it calls
 from ._agent import Agent, run, start, tool
 from ._context import call_headers, current_context, headers, trace_id
 from ._errors import (

@@ -1,7 +1,10 @@
 """The Python functions the native module calls from its dispatch thread's batches.
 
 The native side schedules ``run_batch`` on an agent's (or a caller's) asyncio loop with
-``loop.call_soon_threadsafe``; everything here therefore runs on that loop's thread.
+``loop.call_soon_threadsafe``; everything here therefore runs on that loop's thread. Importing
+this module hands these functions to the native module (``_native.install_bridge``), which
+therefore imports nothing from this package: the modules here depend on ``_native``, never the
+other way round.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ def settle_future(future: asyncio.Future, value: Any, exception: Optional[BaseEx
     else:
         future.set_result(value)
 
+
+_native.install_bridge(run_batch, settle_future, error_from_native)
 
 # A finalizing interpreter may never hand the GIL to the dispatch thread again.
 atexit.register(_native.close_dispatch)

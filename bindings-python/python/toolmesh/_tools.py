@@ -10,16 +10,22 @@ import inspect
 import json
 import types
 import typing
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Union
 
 from . import _json, _native
 from ._context import _call_headers, _current
 from ._schema import input_schema
 
-if TYPE_CHECKING:
-    from ._agent import Agent
-
 DependencyDecl = Union[str, Mapping[str, Any]]
+
+
+class ProxyHost(Protocol):
+    """What a proxy needs of the agent it calls through (``toolmesh.Agent`` is one); named here
+    so that this module does not depend on the agent's, which depends on it."""
+
+    def _native_for_calls(self) -> _native.NativeAgent: ...
+
+    def _require_loop(self) -> asyncio.AbstractEventLoop: ...
 
 
 class Proxy:
@@ -33,7 +39,7 @@ class Proxy:
     ``toolmesh.call_headers`` scopes the call is made in.
     """
 
-    def __init__(self, agent: "Agent", tool: str, index: int, capability: str) -> None:
+    def __init__(self, agent: ProxyHost, tool: str, index: int, capability: str) -> None:
         self._agent = agent
         self._tool = tool
         self._index = index

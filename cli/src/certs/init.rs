@@ -4,7 +4,7 @@
 use super::ca::write_ca;
 use super::issue::{issue_pair, pair_paths};
 use super::names::{check_name, check_trust_domain};
-use super::options::{KeyArg, Validity};
+use super::options::LeafOptions;
 use super::{usage, CA_NAME};
 use crate::Failure;
 use clap::Args;
@@ -30,9 +30,7 @@ pub struct InitArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]
-    validity: Validity,
-    #[command(flatten)]
-    key: KeyArg,
+    leaf: LeafOptions,
     /// Replace existing files.
     #[arg(long)]
     force: bool,
@@ -87,15 +85,15 @@ pub(super) fn init(args: InitArgs) -> Result<(), Failure> {
         },
     };
     // `init` makes the CA, so the domain chosen here is the CA's.
-    let trust_domain = config.trust_domain.clone().or(args.validity.trust_domain).unwrap_or_else(|| DEFAULT_TRUST_DOMAIN.to_owned());
+    let trust_domain = config.trust_domain.clone().or(args.leaf.validity.trust_domain).unwrap_or_else(|| DEFAULT_TRUST_DOMAIN.to_owned());
     check_trust_domain(&trust_domain)?;
-    let days = config.days.unwrap_or(args.validity.days);
+    let days = config.days.unwrap_or(args.leaf.validity.days);
     if !(1..=36500).contains(&days) {
         return Err(usage(format!("days {days} is out of range; use 1 to 36500")));
     }
     let key_type = match &config.key_type {
         Some(name) => KeyType::parse(name).map_err(Failure::usage)?,
-        None => args.key.key_type,
+        None => args.leaf.key.key_type,
     };
 
     // The built-in leaves come first; an entry with a built-in name replaces it (say, to give

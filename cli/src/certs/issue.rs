@@ -2,7 +2,7 @@
 
 use super::ca::{load_ca, trust_domain_for};
 use super::names::check_name;
-use super::options::{KeyArg, Validity};
+use super::options::LeafOptions;
 use crate::Failure;
 use clap::{Args, ValueEnum};
 use std::net::IpAddr;
@@ -30,9 +30,7 @@ pub struct IssueArgs {
     #[arg(long, value_delimiter = ',', value_name = "SPIFFE-ID")]
     uri: Vec<String>,
     #[command(flatten)]
-    validity: Validity,
-    #[command(flatten)]
-    key: KeyArg,
+    leaf: LeafOptions,
     /// Replace an existing pair.
     #[arg(long)]
     force: bool,
@@ -58,10 +56,10 @@ impl From<RoleArg> for Role {
 pub(super) fn issue(args: IssueArgs) -> Result<(), Failure> {
     check_name(&args.name)?;
     let ca = load_ca(&args.dir)?;
-    let trust_domain = trust_domain_for(args.validity.trust_domain, &ca)?;
+    let trust_domain = trust_domain_for(args.leaf.validity.trust_domain, &ca)?;
     let role = Role::from(args.role);
-    let mut request = LeafRequest::new(&args.name, role, &trust_domain, args.validity.days);
-    request.key_type = args.key.key_type;
+    let mut request = LeafRequest::new(&args.name, role, &trust_domain, args.leaf.validity.days);
+    request.key_type = args.leaf.key.key_type;
     for dns in &args.dns {
         request.add_dns(dns);
     }
@@ -77,8 +75,8 @@ pub(super) fn issue(args: IssueArgs) -> Result<(), Failure> {
         cert.display(),
         key.display(),
         spiffe_id(&trust_domain, role, &args.name),
-        args.key.key_type.as_str(),
-        args.validity.days
+        args.leaf.key.key_type.as_str(),
+        args.leaf.validity.days
     );
     Ok(())
 }

@@ -3,6 +3,15 @@
 use clap::Args;
 use toolmesh_ca::{KeyType, DEFAULT_LEAF_DAYS};
 
+/// The flags of a subcommand that issues leaf certificates (`init`, `issue`).
+#[derive(Args)]
+pub(super) struct LeafOptions {
+    #[command(flatten)]
+    pub(super) validity: Validity,
+    #[command(flatten)]
+    pub(super) key: KeyArg,
+}
+
 #[derive(Args)]
 pub(super) struct Validity {
     /// Trust domain of the SPIFFE IDs (spiffe://DOMAIN/ROLE/NAME); by default the CA's (the one

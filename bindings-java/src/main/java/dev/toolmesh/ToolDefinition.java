@@ -181,31 +181,33 @@ public final class ToolDefinition {
          * breaks after the provider received it.
          */
         public Builder readOnlyHint(boolean readOnly) {
-            annotations.put("readOnlyHint", readOnly);
-            return this;
+            return hint("readOnlyHint", readOnly);
         }
 
         /** MCP's {@code idempotentHint}: calling it again with the same arguments has no further effect (see {@link #readOnlyHint}). */
         public Builder idempotentHint(boolean idempotent) {
-            annotations.put("idempotentHint", idempotent);
-            return this;
+            return hint("idempotentHint", idempotent);
         }
 
         /** MCP's {@code destructiveHint}: the tool may perform destructive updates. */
         public Builder destructiveHint(boolean destructive) {
-            annotations.put("destructiveHint", destructive);
-            return this;
+            return hint("destructiveHint", destructive);
         }
 
         /** MCP's {@code openWorldHint}: the tool interacts with an open world of external entities. */
         public Builder openWorldHint(boolean openWorld) {
-            annotations.put("openWorldHint", openWorld);
-            return this;
+            return hint("openWorldHint", openWorld);
         }
 
         /** MCP's {@code title} annotation: a human-readable title for the tool. */
         public Builder title(String title) {
             annotations.put("title", title);
+            return this;
+        }
+
+        /** Sets one of MCP's boolean tool hints, by its MCP member name. */
+        private Builder hint(String member, boolean value) {
+            annotations.put(member, value);
             return this;
         }
 
