@@ -114,7 +114,7 @@ async fn a_rotated_certificate_is_used_without_a_restart_and_no_call_fails() {
             n
         }));
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("10 calls answered before the rotation", Duration::from_secs(10), || ok.load(Ordering::Relaxed) >= 10).await;
     let renewed = pki.ca.issue(&LeafRequest::new("b", Role::Agent, DEFAULT_TRUST_DOMAIN, 30)).unwrap();
     write_pair(files.cert.parent().unwrap(), "b", &renewed, true).unwrap();
 
@@ -127,7 +127,8 @@ async fn a_rotated_certificate_is_used_without_a_restart_and_no_call_fails() {
     }
     let pem_der = rustls::pki_types::CertificateDer::from_pem_slice(renewed.cert_pem.as_bytes()).unwrap();
     assert_eq!(after, pem_der.to_vec());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let at_rotation = ok.load(Ordering::Relaxed);
+    wait_until("20 more calls answered after the rotation", Duration::from_secs(10), || ok.load(Ordering::Relaxed) >= at_rotation + 20).await;
     stop.store(true, Ordering::Relaxed);
     for task in load {
         task.await.unwrap();
@@ -339,7 +340,7 @@ async fn a_connection_opened_before_a_servers_rotation_is_still_used_after_it_an
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("6 calls answered before the rotation", Duration::from_secs(10), || ports.lock().unwrap().len() > 5).await;
     let calls_before = ports.lock().unwrap().len();
     let renewed = pki.ca.issue(&LeafRequest::new("server", Role::Agent, DEFAULT_TRUST_DOMAIN, 30)).unwrap();
     write_pair(files.cert.parent().unwrap(), "server", &renewed, true).unwrap();
@@ -350,7 +351,7 @@ async fn a_connection_opened_before_a_servers_rotation_is_still_used_after_it_an
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let calls_at_rotation = ports.lock().unwrap().len();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("6 more calls answered after the rotation", Duration::from_secs(10), || ports.lock().unwrap().len() > calls_at_rotation + 5).await;
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     let ports = ports.lock().unwrap().clone();
