@@ -317,10 +317,18 @@ async fn a_kept_connection_does_not_outlive_the_client_certificate() {
     tls.write_all(&mcp_post(ADD)).await.unwrap();
     let (status, body) = read_response(&mut tls).await.unwrap();
     assert_eq!(status, 200, "{body}");
+    // A control: a connection kept as long by a client whose certificate stays valid.
+    let mut control = tls_from(HONEST, agent.local_addr(), &http1(&pki.identity("long-lived"))).await.unwrap();
+    control.write_all(&mcp_post(ADD)).await.unwrap();
+    assert_eq!(read_response(&mut control).await.unwrap().0, 200);
 
-    // The certificate's last valid second passes; the kept connection must not serve again.
+    // The certificate's last valid second passes (the wait is what is under test: a margin of
+    // 1.5 s past it); the kept connection must not serve again.
     let remaining = (not_after - time::OffsetDateTime::now_utc()).whole_milliseconds().max(0) as u64;
     tokio::time::sleep(Duration::from_millis(remaining + 1500)).await;
+    control.write_all(&mcp_post(ADD)).await.unwrap();
+    let (status, body) = read_response(&mut control).await.expect("the control connection is still served");
+    assert_eq!(status, 200, "the control connection (a valid certificate) is still served: {body}");
     let again = async {
         tls.write_all(&mcp_post(ADD)).await?;
         read_response(&mut tls).await
