@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::wait_until;
+use common::{eventually, wait_until};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -203,14 +203,12 @@ async fn status_of(operator: &RegistryClient, agent_id: &str) -> String {
 /// Waits until `agent_id` is listed `unreachable`; how long that took.
 async fn until_unreachable(operator: &RegistryClient, agent_id: &str, within: Duration) -> Duration {
     let started = Instant::now();
-    loop {
-        let status = status_of(operator, agent_id).await;
-        if status == "unreachable" {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < within, "{agent_id} is still listed {status} after {:?}", started.elapsed());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(&format!("{agent_id} listed unreachable"), within, async || match status_of(operator, agent_id).await.as_str() {
+        "unreachable" => Ok(()),
+        status => Err(format!("listed {status}")),
+    })
+    .await;
+    started.elapsed()
 }
 
 async fn sum3(client: &McpClient, a: &Agent, i: i64) -> Result<Value, toolmesh_core::Error> {
@@ -290,15 +288,7 @@ async fn a_new_provider_is_callable_within_a_second_and_an_outage_of_the_registr
 
     let registry = mesh.registry(port).await;
     let operator = RegistryClient::new(&url, &mesh.identity("operator", Role::Operator)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let ids: Vec<String> = operator.list_agents().await.unwrap().agents.into_iter().map(|x| x.agent_id).collect();
-        if ids.contains(&a.agent_id().to_owned()) && ids.contains(&b.agent_id().to_owned()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "agents did not re-register after the restart: {ids:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_listed(&operator, &[&a, &b], &[], Duration::from_secs(5)).await;
     assert_eq!(sum3(&client, &a, 1).await.unwrap(), json!(3));
     a.shutdown().await;
     b.shutdown().await;
@@ -307,19 +297,20 @@ async fn a_new_provider_is_callable_within_a_second_and_an_outage_of_the_registr
 
 /// Waits until the registry lists `present` and not `absent`.
 async fn wait_listed(operator: &RegistryClient, present: &[&Agent], absent: &[&Agent], within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
+    let what = format!("the registry lists {:?} and not {:?}", ids_of(present), ids_of(absent));
+    eventually(&what, within, async || {
         let ids: Vec<String> = match operator.list_agents().await {
             Ok(list) => list.agents.into_iter().map(|x| x.agent_id).collect(),
-            Err(_) => Vec::new(),
+            Err(e) => return Err(e.to_string()),
         };
         let listed = |a: &&Agent| ids.iter().any(|id| id == a.agent_id());
-        if present.iter().all(listed) && !absent.iter().any(listed) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the registry lists {ids:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if present.iter().all(listed) && !absent.iter().any(listed) { Ok(()) } else { Err(format!("it lists {ids:?}")) }
+    })
+    .await
+}
+
+fn ids_of(agents: &[&Agent]) -> Vec<String> {
+    agents.iter().map(|a| a.agent_id().to_owned()).collect()
 }
 
 /// Calls `a`'s sum3 back to back until stopped: (calls made, failures with their time).
@@ -431,11 +422,7 @@ async fn a_registry_restart_loses_no_call_while_the_agents_register_again() {
     let b = mesh.agent_beating("b", &relay.url(), &["add"], Arc::default(), fast).await;
     let a = mesh.agent_beating("a", &url, &["sum3"], Arc::default(), fast).await;
     let client = McpClient::new(&mesh.identity("operator", Role::Operator)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while sum3(&client, &a, 1).await.is_err() {
-        assert!(Instant::now() < deadline, "a never reached b");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("a reached b", Duration::from_secs(3), async || sum3(&client, &a, 1).await.map_err(|e| e.to_string())).await;
 
     let caller = Caller::start(client, a.clone());
     caller.until_more_calls(20, "before the restart").await;
@@ -469,11 +456,7 @@ async fn a_registry_that_stops_answering_stalls_no_heartbeat() {
     let b = mesh.agent("b", &url, &["add"], Arc::default()).await;
     let a = mesh.agent("a", &url, &["sum3"], Arc::default()).await;
     let client = McpClient::new(&mesh.identity("operator", Role::Operator)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while sum3(&client, &a, 1).await.is_err() {
-        assert!(Instant::now() < deadline, "a never reached b");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("a reached b", Duration::from_secs(3), async || sum3(&client, &a, 1).await.map_err(|e| e.to_string())).await;
     registry.shutdown().await;
 
     // In its place, a server that completes the TLS handshake and then never answers, holding

@@ -215,3 +215,16 @@ impl Drop for CountingRelay {
         self.task.abort();
     }
 }
+
+/// Polls `probe` until it gives a value (`Err` says why not yet); panics saying `what` did not
+/// happen, with the last reason, if none came within `within`.
+pub async fn eventually<T>(what: &str, within: std::time::Duration, mut probe: impl std::ops::AsyncFnMut() -> Result<T, String>) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(why) => assert!(std::time::Instant::now() < deadline, "waited {within:?}, yet never: {what} (last: {why})"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
