@@ -74,8 +74,14 @@ fn auto_config(name: &str, registry: &str, token: &str) -> AgentConfig {
     config
 }
 
+/// One call, bounded: a call that neither answers nor fails fails the test instead of hanging
+/// it (the client itself has no overall request timeout; one run of this binary hung once).
 async fn call(client: &McpClient, endpoint: &str, tool: &str, args: Value) -> Result<Value, toolmesh_core::Error> {
-    client.call_tool(endpoint, tool, &args, &RequestContext::default()).await.map_err(|e| e.error)
+    const BOUND: Duration = Duration::from_secs(10);
+    match tokio::time::timeout(BOUND, client.call_tool(endpoint, tool, &args, &RequestContext::default())).await {
+        Ok(answer) => answer.map_err(|e| e.error),
+        Err(_) => panic!("{tool} at {endpoint} neither answered nor failed within {BOUND:?}"),
+    }
 }
 
 /// The certificate an agent presents on a fresh connection.
