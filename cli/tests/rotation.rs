@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{run, toolmesh, Certs, RegistryProcess};
+use common::{run, toolmesh, wait_until, Certs, RegistryProcess};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -87,17 +87,24 @@ async fn certs_rotate_under_a_registry_process_fails_no_call_and_new_connections
             }
         }));
     }
+    let cli_runs = Arc::new(AtomicUsize::new(0));
     let cli = std::thread::spawn({
-        let (stop, url, args) = (stop.clone(), url.clone(), certs.tls_args("operator"));
+        let (stop, url, args, cli_runs) = (stop.clone(), url.clone(), certs.tls_args("operator"), cli_runs.clone());
         move || {
             let mut runs = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 runs.push(run(toolmesh(&["list", "--registry", &url]).args(&args)));
+                cli_runs.fetch_add(1, Ordering::Relaxed);
             }
             runs
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let load = || (ok.load(Ordering::Relaxed), cli_runs.load(Ordering::Relaxed));
+    wait_until("25 calls and a toolmesh list run before the rotation", Duration::from_secs(20), || {
+        let (calls, runs) = load();
+        calls >= 25 && runs >= 1
+    })
+    .await;
 
     let dir_arg = dir.to_str().expect("utf-8").to_owned();
     let rotated = tokio::task::spawn_blocking(move || run(toolmesh(&["certs", "rotate", "registry", "--dir", &dir_arg])).success()).await.expect("rotate");
@@ -113,7 +120,12 @@ async fn certs_rotate_under_a_registry_process_fails_no_call_and_new_connections
         after = presented(&url, dir.clone()).await;
     }
     assert_ne!(serial_and_end(&after), serial_and_end(&before), "a new serial");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (calls_at_rotation, runs_at_rotation) = load();
+    wait_until("26 calls and 2 toolmesh list runs after the rotation", Duration::from_secs(20), || {
+        let (calls, runs) = load();
+        calls > calls_at_rotation + 25 && runs >= runs_at_rotation + 2
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     for caller in callers {
         caller.await.expect("caller");

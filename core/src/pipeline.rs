@@ -633,6 +633,109 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_backoff_between_attempts_doubles_up_to_its_maximum() {
+        let names = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"];
+        let script: Vec<_> = names.iter().map(|n| (*n, vec![refused()])).collect();
+        let t = Scripted::new(Duration::ZERO, &script);
+        let providers: Vec<Provider> = names.iter().map(|n| provider(n, 0)).collect();
+        let start = Instant::now();
+        let e = Pipeline::new().call(&*t, target("c", &providers), Value::Null, &RequestContext::default()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConnectFailed);
+        assert_eq!(t.calls(), names, "each provider is tried once");
+        // 25, 50, 100, 200, 400 ms, then the cap (500 ms) twice.
+        assert_eq!(Instant::now() - start, Duration::from_millis(25 + 50 + 100 + 200 + 400 + 500 + 500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pause_before_trying_a_down_provider_again_doubles_up_to_its_maximum() {
+        let t = Scripted::new(Duration::ZERO, &[("a", vec![refused()]), ("b", vec![Ok(Value::from(2))])]);
+        let pipeline = Pipeline::new();
+        let providers = [provider("a", 0), provider("b", 0)];
+        let context = RequestContext::default();
+        let call = || pipeline.call(&*t, target("c", &providers), Value::Null, &context);
+        call().await.unwrap();
+        assert_eq!(t.calls(), ["a", "b"]);
+        // a failed, then b was tried after one backoff: a's pause counts from its failure.
+        let mut failed_at = Instant::now() - BACKOFF_BASE;
+        for pause_s in [1, 2, 4, 8, 16, 30, 30] {
+            let pause = Duration::from_secs(pause_s);
+            tokio::time::advance(failed_at + pause - Duration::from_millis(1) - Instant::now()).await;
+            let before = t.calls().len();
+            call().await.unwrap();
+            assert_eq!(t.calls()[before..], ["b"], "a was tried again before its pause of {pause_s} s was over");
+            tokio::time::advance(Duration::from_millis(1)).await;
+            call().await.unwrap();
+            assert_eq!(t.calls()[before + 1..], ["a", "b"], "a was not tried again after its pause of {pause_s} s");
+            failed_at = Instant::now() - BACKOFF_BASE;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_provider_that_failed_verification_takes_its_turn_again_after_the_cooldown() {
+        let t = Scripted::new(Duration::ZERO, &[("bad", vec![untrusted(), Ok(Value::from(1))]), ("good", vec![Ok(Value::from(2))])]);
+        let pipeline = Pipeline::new();
+        let providers = [provider("bad", 0), provider("good", 0)];
+        let context = RequestContext::default();
+        let call = || pipeline.call(&*t, target("c", &providers), Value::Null, &context);
+        assert_eq!(call().await.unwrap(), Value::from(2));
+        assert_eq!(t.calls(), ["bad", "good"]);
+        tokio::time::advance(REFUSED_COOLDOWN - Duration::from_millis(1)).await;
+        for _ in 0..2 {
+            assert_eq!(call().await.unwrap(), Value::from(2));
+        }
+        assert_eq!(t.calls()[2..], ["good", "good"], "tried last until the cooldown is over (and good always answers)");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let answers = [call().await.unwrap(), call().await.unwrap()];
+        assert_eq!(t.calls()[4..], ["good", "bad"], "each takes its turn again once the cooldown is over");
+        assert_eq!(answers, [Value::from(2), Value::from(1)]);
+        assert_eq!(pipeline.failovers().refused_certificate, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trial_is_tried_by_one_call_at_a_time_and_released_when_that_call_runs_out_of_time() {
+        let pipeline = Pipeline::new();
+        let providers = [provider("a", 0), provider("b", 0)];
+        let fails = Scripted::new(Duration::ZERO, &[("a", vec![refused()]), ("b", vec![Ok(Value::from(2))])]);
+        pipeline.call(&*fails, target("c", &providers), Value::Null, &RequestContext::default()).await.unwrap();
+        assert_eq!(pipeline.down_endpoints(), ["https://a/mcp"]);
+        tokio::time::advance(DOWN_FIRST).await;
+
+        // The trial hangs past its caller's deadline; a call meanwhile leaves a to it.
+        let hangs = Scripted::new(Duration::from_secs(60), &[("a", vec![Ok(Value::from(1))]), ("b", vec![Ok(Value::from(2))])]);
+        let answers = Scripted::new(Duration::ZERO, &[("a", vec![Ok(Value::from(1))]), ("b", vec![Ok(Value::from(2))])]);
+        let short = RequestContext { deadline: Some(Instant::now() + Duration::from_secs(1)), ..Default::default() };
+        let (trial, meanwhile) = tokio::join!(pipeline.call(&*hangs, target("c", &providers), Value::Null, &short), async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            pipeline.call(&*answers, target("c", &providers), Value::Null, &RequestContext::default()).await
+        });
+        assert_eq!(trial.unwrap_err().kind(), ErrorKind::Timeout);
+        assert_eq!(hangs.calls(), ["a"], "the due trial goes first");
+        assert_eq!(meanwhile.unwrap(), Value::from(2));
+        assert_eq!(answers.calls(), ["b"], "a provider on trial is left to that call");
+
+        // The trial neither answered nor failed: the next call tries it at once.
+        assert_eq!(pipeline.call(&*answers, target("c", &providers), Value::Null, &RequestContext::default()).await.unwrap(), Value::from(1));
+        assert_eq!(answers.calls()[1..], ["a"]);
+        assert!(pipeline.down_endpoints().is_empty(), "the trial got through");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn when_every_provider_is_down_all_are_tried_the_one_due_soonest_first() {
+        let t = Scripted::new(Duration::ZERO, &[("a", vec![refused(), refused(), Ok(Value::from(1))]), ("b", vec![refused(), Ok(Value::from(2))])]);
+        let pipeline = Pipeline::new();
+        // a goes down, then (a backoff later) b: both down, a the longer.
+        let e = pipeline.call(&*t, target("c", &[provider("a", 0), provider("b", 0)]), Value::Null, &RequestContext::default()).await;
+        assert_eq!(e.unwrap_err().kind(), ErrorKind::ConnectFailed);
+        assert_eq!(t.calls(), ["a", "b", "a"]);
+        assert_eq!(pipeline.down_endpoints(), ["https://a/mcp", "https://b/mcp"]);
+        // No pause is over, yet the next call still tries them: b first, whose trial is due
+        // sooner (a failed again last, and its pause doubled).
+        let v = pipeline.call(&*t, target("c", &[provider("a", 0), provider("b", 0)]), Value::Null, &RequestContext::default()).await;
+        assert_eq!(v.unwrap(), Value::from(2));
+        assert_eq!(t.calls()[3..], ["b"]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn no_providers_is_unresolved() {
         let t = Scripted::new(Duration::ZERO, &[]);
         let e = Pipeline::new().call(&*t, target("add", &[]), Value::Null, &RequestContext::default()).await.unwrap_err();

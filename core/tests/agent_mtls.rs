@@ -482,8 +482,8 @@ async fn shutdown_lets_an_in_flight_call_finish() {
     let agent = start_agent("b", &pki.issue("b"), standard_tools(), |_| {}).await;
     let client = McpClient::new(&pki.identity("operator")).unwrap();
     let endpoint = agent.endpoint().to_owned();
-    let in_flight = tokio::spawn(async move { call(&client, &endpoint, "slow", json!({"ms": 300})).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let in_flight = tokio::spawn(async move { call(&client, &endpoint, "slow", json!({"ms": 300, "tag": "in flight at shutdown"})).await });
+    until_slow_call_started("in flight at shutdown").await;
     agent.shutdown().await;
     assert_eq!(in_flight.await.unwrap().unwrap(), json!("done"));
 }

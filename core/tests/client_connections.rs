@@ -71,8 +71,17 @@ async fn a_peer_that_closes_connections_or_restarts_loses_no_request() {
     let server = serve(&identity, first, &[b"http/1.1"], false).await;
     let before = port(&client, addr).await;
     server.shutdown(Duration::from_millis(100)).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let restarted = serve(&identity, tokio::net::TcpListener::bind(addr).await.unwrap(), &[b"http/1.1"], false).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let rebound = loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => break listener,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "{addr} was not free 5 s after the server shut down: {e}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    let restarted = serve(&identity, rebound, &[b"http/1.1"], false).await;
     assert_ne!(port(&client, addr).await, before);
     restarted.shutdown(Duration::from_secs(1)).await;
 }

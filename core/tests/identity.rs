@@ -114,20 +114,19 @@ async fn a_rotated_certificate_is_used_without_a_restart_and_no_call_fails() {
             n
         }));
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("10 calls answered before the rotation", Duration::from_secs(10), || ok.load(Ordering::Relaxed) >= 10).await;
     let renewed = pki.ca.issue(&LeafRequest::new("b", Role::Agent, DEFAULT_TRUST_DOMAIN, 30)).unwrap();
     write_pair(files.cert.parent().unwrap(), "b", &renewed, true).unwrap();
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut after = presented_certificate(agent.local_addr(), &operator).await;
-    while after == before {
-        assert!(std::time::Instant::now() < deadline, "the rotated certificate was never presented");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        after = presented_certificate(agent.local_addr(), &operator).await;
-    }
+    let after = eventually("the rotated certificate was presented", Duration::from_secs(5), async || {
+        let presented = presented_certificate(agent.local_addr(), &operator).await;
+        if presented == before { Err("the old one is".to_owned()) } else { Ok(presented) }
+    })
+    .await;
     let pem_der = rustls::pki_types::CertificateDer::from_pem_slice(renewed.cert_pem.as_bytes()).unwrap();
     assert_eq!(after, pem_der.to_vec());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let at_rotation = ok.load(Ordering::Relaxed);
+    wait_until("20 more calls answered after the rotation", Duration::from_secs(10), || ok.load(Ordering::Relaxed) >= at_rotation + 20).await;
     stop.store(true, Ordering::Relaxed);
     for task in load {
         task.await.unwrap();
@@ -339,18 +338,17 @@ async fn a_connection_opened_before_a_servers_rotation_is_still_used_after_it_an
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("6 calls answered before the rotation", Duration::from_secs(10), || ports.lock().unwrap().len() > 5).await;
     let calls_before = ports.lock().unwrap().len();
     let renewed = pki.ca.issue(&LeafRequest::new("server", Role::Agent, DEFAULT_TRUST_DOMAIN, 30)).unwrap();
     write_pair(files.cert.parent().unwrap(), "server", &renewed, true).unwrap();
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while presented_certificate(server.local_addr(), &caller).await == before {
-        assert!(std::time::Instant::now() < deadline, "the rotated certificate was never presented");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually("the rotated certificate was presented", Duration::from_secs(5), async || {
+        if presented_certificate(server.local_addr(), &caller).await == before { Err("the old one is".to_owned()) } else { Ok(()) }
+    })
+    .await;
     let calls_at_rotation = ports.lock().unwrap().len();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("6 more calls answered after the rotation", Duration::from_secs(10), || ports.lock().unwrap().len() > calls_at_rotation + 5).await;
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     let ports = ports.lock().unwrap().clone();

@@ -228,9 +228,11 @@ async fn revoking_an_allow_rule_under_load_stops_new_calls_and_fails_no_allowed_
     calc.replace_policy(Policy::parse(FRONT_ADDS, 1).unwrap());
     let front = McpClient::new(&pki.identity("front")).unwrap();
     let revoked_at = Arc::new(std::sync::Mutex::new(None::<tokio::time::Instant>));
+    // How many workers had a call allowed: the revocation comes once each has.
+    let allowed_workers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..4 {
-        let (front, endpoint, revoked_at) = (front.clone(), calc.endpoint().to_owned(), revoked_at.clone());
+        let (front, endpoint, revoked_at, allowed_workers) = (front.clone(), calc.endpoint().to_owned(), revoked_at.clone(), allowed_workers.clone());
         workers.push(tokio::spawn(async move {
             let (mut allowed, mut denied) = (0, 0);
             loop {
@@ -241,6 +243,9 @@ async fn revoking_an_allow_rule_under_load_stops_new_calls_and_fails_no_allowed_
                     Ok(v) => {
                         assert_eq!(v, json!(3));
                         assert!(!revoked_before_start, "a call started after the revocation was allowed");
+                        if allowed == 0 {
+                            allowed_workers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                         allowed += 1;
                     }
                     Err(e) => {
@@ -254,7 +259,10 @@ async fn revoking_an_allow_rule_under_load_stops_new_calls_and_fails_no_allowed_
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until("each worker had a call allowed before the revocation", Duration::from_secs(10), || {
+        allowed_workers.load(std::sync::atomic::Ordering::Relaxed) == 4
+    })
+    .await;
     calc.replace_policy(Policy::parse("default: deny", 2).unwrap());
     *revoked_at.lock().unwrap() = Some(tokio::time::Instant::now());
     for worker in workers {

@@ -1,5 +1,8 @@
 //! Agents (core, Rust handlers) finding and calling each other through a live registry over mTLS.
 
+mod common;
+
+use common::{eventually, wait_until};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -200,14 +203,12 @@ async fn status_of(operator: &RegistryClient, agent_id: &str) -> String {
 /// Waits until `agent_id` is listed `unreachable`; how long that took.
 async fn until_unreachable(operator: &RegistryClient, agent_id: &str, within: Duration) -> Duration {
     let started = Instant::now();
-    loop {
-        let status = status_of(operator, agent_id).await;
-        if status == "unreachable" {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < within, "{agent_id} is still listed {status} after {:?}", started.elapsed());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(&format!("{agent_id} listed unreachable"), within, async || match status_of(operator, agent_id).await.as_str() {
+        "unreachable" => Ok(()),
+        status => Err(format!("listed {status}")),
+    })
+    .await;
+    started.elapsed()
 }
 
 async fn sum3(client: &McpClient, a: &Agent, i: i64) -> Result<Value, toolmesh_core::Error> {
@@ -234,12 +235,18 @@ async fn calls_spread_across_providers_and_stopping_one_loses_none() {
         sum3(&client, &a, 1).await.unwrap();
     }
 
+    // b1 stops once the calls are under way (after the 25th), while they go on.
+    let (under_way, stop_b1) = tokio::sync::oneshot::channel();
     let stopper = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop_b1.await.expect("the calls were under way");
         b1.shutdown().await;
     });
+    let mut under_way = Some(under_way);
     let mut failures = Vec::new();
     for i in 0..150 {
+        if i == 25 {
+            under_way.take().expect("sent once").send(()).expect("the stopper waits");
+        }
         match sum3(&client, &a, i).await {
             Ok(v) => assert_eq!(v, json!(i + 2)),
             Err(e) => failures.push(e.to_string()),
@@ -281,15 +288,7 @@ async fn a_new_provider_is_callable_within_a_second_and_an_outage_of_the_registr
 
     let registry = mesh.registry(port).await;
     let operator = RegistryClient::new(&url, &mesh.identity("operator", Role::Operator)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let ids: Vec<String> = operator.list_agents().await.unwrap().agents.into_iter().map(|x| x.agent_id).collect();
-        if ids.contains(&a.agent_id().to_owned()) && ids.contains(&b.agent_id().to_owned()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "agents did not re-register after the restart: {ids:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_listed(&operator, &[&a, &b], &[], Duration::from_secs(5)).await;
     assert_eq!(sum3(&client, &a, 1).await.unwrap(), json!(3));
     a.shutdown().await;
     b.shutdown().await;
@@ -298,33 +297,35 @@ async fn a_new_provider_is_callable_within_a_second_and_an_outage_of_the_registr
 
 /// Waits until the registry lists `present` and not `absent`.
 async fn wait_listed(operator: &RegistryClient, present: &[&Agent], absent: &[&Agent], within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
+    let what = format!("the registry lists {:?} and not {:?}", ids_of(present), ids_of(absent));
+    eventually(&what, within, async || {
         let ids: Vec<String> = match operator.list_agents().await {
             Ok(list) => list.agents.into_iter().map(|x| x.agent_id).collect(),
-            Err(_) => Vec::new(),
+            Err(e) => return Err(e.to_string()),
         };
         let listed = |a: &&Agent| ids.iter().any(|id| id == a.agent_id());
-        if present.iter().all(listed) && !absent.iter().any(listed) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the registry lists {ids:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if present.iter().all(listed) && !absent.iter().any(listed) { Ok(()) } else { Err(format!("it lists {ids:?}")) }
+    })
+    .await
+}
+
+fn ids_of(agents: &[&Agent]) -> Vec<String> {
+    agents.iter().map(|a| a.agent_id().to_owned()).collect()
 }
 
 /// Calls `a`'s sum3 back to back until stopped: (calls made, failures with their time).
 struct Caller {
     stop: Arc<AtomicBool>,
+    made: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<(usize, Vec<String>)>,
 }
 
 impl Caller {
     fn start(client: McpClient, a: Agent) -> Caller {
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, made) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
         let started = Instant::now();
         let task = tokio::spawn({
-            let stop = stop.clone();
+            let (stop, made) = (stop.clone(), made.clone());
             async move {
                 let (mut calls, mut failures) = (0, Vec::new());
                 while !stop.load(Ordering::Relaxed) {
@@ -335,12 +336,24 @@ impl Caller {
                         Err(e) => failures.push(format!("{:?}: call {i}: {e}", started.elapsed())),
                     }
                     calls += 1;
+                    made.store(calls, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
                 (calls, failures)
             }
         });
-        Caller { stop, task }
+        Caller { stop, made, task }
+    }
+
+    /// How many calls it made so far.
+    fn made(&self) -> usize {
+        self.made.load(Ordering::Relaxed)
+    }
+
+    /// Waits until it made `more` calls beyond those made so far.
+    async fn until_more_calls(&self, more: usize, why: &str) {
+        let target = self.made() + more;
+        wait_until(&format!("{more} more calls ({why})"), Duration::from_secs(10), || self.made() >= target).await;
     }
 
     async fn finish(self) -> (usize, Vec<String>) {
@@ -409,14 +422,10 @@ async fn a_registry_restart_loses_no_call_while_the_agents_register_again() {
     let b = mesh.agent_beating("b", &relay.url(), &["add"], Arc::default(), fast).await;
     let a = mesh.agent_beating("a", &url, &["sum3"], Arc::default(), fast).await;
     let client = McpClient::new(&mesh.identity("operator", Role::Operator)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while sum3(&client, &a, 1).await.is_err() {
-        assert!(Instant::now() < deadline, "a never reached b");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("a reached b", Duration::from_secs(3), async || sum3(&client, &a, 1).await.map_err(|e| e.to_string())).await;
 
     let caller = Caller::start(client, a.clone());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    caller.until_more_calls(20, "before the restart").await;
     relay.set_open(false);
     registry.shutdown().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -428,7 +437,7 @@ async fn a_registry_restart_loses_no_call_while_the_agents_register_again() {
     wait_listed(&operator, &[&a], &[&b], Duration::ZERO).await;
     relay.set_open(true);
     wait_listed(&operator, &[&a, &b], &[], Duration::from_secs(2)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    caller.until_more_calls(20, "after both registered again").await;
     let (calls, failures) = caller.finish().await;
     assert!(failures.is_empty(), "{} of {calls} calls failed across the restart: {failures:?}", failures.len());
     assert!(calls > 100, "only {calls} calls");
@@ -447,11 +456,7 @@ async fn a_registry_that_stops_answering_stalls_no_heartbeat() {
     let b = mesh.agent("b", &url, &["add"], Arc::default()).await;
     let a = mesh.agent("a", &url, &["sum3"], Arc::default()).await;
     let client = McpClient::new(&mesh.identity("operator", Role::Operator)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while sum3(&client, &a, 1).await.is_err() {
-        assert!(Instant::now() < deadline, "a never reached b");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("a reached b", Duration::from_secs(3), async || sum3(&client, &a, 1).await.map_err(|e| e.to_string())).await;
     registry.shutdown().await;
 
     // In its place, a server that completes the TLS handshake and then never answers, holding
@@ -542,10 +547,13 @@ async fn calls_fail_over_from_a_provider_that_died_without_deregistering() {
         let _ = sum3(&client, &a, 1).await;
     }
 
-    // Longer than the 2 s a refusing provider is tried only after the others: the ghost is
-    // tried first again, and its refusals are retried on b.
+    // The ghost is down now (calls skip it), and due for a trial after a pause that doubled
+    // with each failed attempt (4 s after the first call's three): calls go on until it was
+    // tried again and that call failed over to b.
     let (caller, started) = (Caller::start(client, a.clone()), Instant::now());
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let unreachable_before = a.failovers().unreachable;
+    wait_until("a trial of the ghost failed over to b", Duration::from_secs(15), || a.failovers().unreachable > unreachable_before).await;
+    caller.until_more_calls(1, "after the trial").await;
     let (calls, failures) = caller.finish().await;
     assert!(failures.is_empty(), "{} of {calls} calls failed: {failures:?}", failures.len());
     assert!(calls > 100, "only {calls} calls in {:?}", started.elapsed());
@@ -731,7 +739,8 @@ async fn killing_one_of_two_providers_under_load_fails_no_call_to_an_idempotent_
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let under_load = doomed_calls.load(Ordering::Relaxed) + 20;
+    wait_until("20 calls of the load reached the doomed provider", Duration::from_secs(10), || doomed_calls.load(Ordering::Relaxed) >= under_load).await;
     let endpoint = doomed.agent.endpoint().to_owned();
     let doomed_id = doomed.agent.agent_id().to_owned();
     let before = doomed_calls.load(Ordering::Relaxed);

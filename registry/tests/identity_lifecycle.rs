@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Mesh;
+use common::{eventually, Mesh};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
@@ -74,8 +74,14 @@ fn auto_config(name: &str, registry: &str, token: &str) -> AgentConfig {
     config
 }
 
+/// One call, bounded: a call that neither answers nor fails fails the test instead of hanging
+/// it (the client itself has no overall request timeout; one run of this binary hung once).
 async fn call(client: &McpClient, endpoint: &str, tool: &str, args: Value) -> Result<Value, toolmesh_core::Error> {
-    client.call_tool(endpoint, tool, &args, &RequestContext::default()).await.map_err(|e| e.error)
+    const BOUND: Duration = Duration::from_secs(10);
+    match tokio::time::timeout(BOUND, client.call_tool(endpoint, tool, &args, &RequestContext::default())).await {
+        Ok(answer) => answer.map_err(|e| e.error),
+        Err(_) => panic!("{tool} at {endpoint} neither answered nor failed within {BOUND:?}"),
+    }
 }
 
 /// The certificate an agent presents on a fresh connection.
@@ -160,11 +166,8 @@ async fn a_revoked_entity_is_cut_off_within_a_heartbeat_even_on_open_connections
     // Both directions work, over connections that stay pooled.
     let their_identity = Identity::load(&their_files).expect("partner identity");
     let their_client = McpClient::new(&their_identity).expect("client");
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while call(&their_client, ours.endpoint(), "ping", json!({})).await.is_err() {
-        assert!(Instant::now() < deadline, "our agent never trusted the partner's CA");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let trusted = async || call(&their_client, ours.endpoint(), "ping", json!({})).await.map_err(|e| e.to_string());
+    eventually("our agent trusted the partner's CA", Duration::from_secs(3), trusted).await;
     let doubled = ours.call("double", 0, json!({"a": 2, "b": 2}), None).await;
     assert!(doubled.is_ok(), "{doubled:?}");
 
@@ -212,16 +215,8 @@ async fn a_rotated_mesh_ca_file_is_followed_without_a_restart() {
 
     install(&new);
     let new_operator = RegistryClient::new(&registry.url(), &new.identity("ops", Role::Operator)).expect("client");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let listed = loop {
-        match new_operator.list_agents().await {
-            Ok(listed) => break listed,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "a certificate of the rotated mesh CA is still refused: {e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
+    let served = async || new_operator.list_agents().await.map_err(|e| e.to_string());
+    let listed = eventually("a certificate of the rotated mesh CA was served", Duration::from_secs(5), served).await;
     assert!(listed.agents.is_empty(), "{listed:?}");
     let bundle = new_operator.trust_bundle().await.expect("trust bundle").pem;
     let der = |pem: &str| -> Vec<CertificateDer<'static>> { CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<_, _>>().expect("PEM") };

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{registration_as, Mesh};
+use common::{eventually, registration_as, Mesh};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -236,15 +236,11 @@ async fn a_policy_applied_at_the_registry_is_enforced_by_the_callee_within_a_hea
     let denied = direct.call_tool(calc.endpoint(), "add", &json!({"a": 1, "b": 1}), &RequestContext::default()).await.expect_err("denied");
     assert_eq!(denied.error.kind(), ErrorKind::CallDenied, "{}", denied.error);
     // calc reports its refusals with its next heartbeat: the registry's audit shows them.
-    let deadline = Instant::now() + HEARTBEAT * 10;
-    let reported = loop {
+    let reported = eventually("calc's refusals reached the registry's audit", HEARTBEAT * 10, async || {
         let events = ops.audit(Some(100), Some("call_denied")).await.expect("audit").events;
-        if let Some(event) = events.into_iter().find(|e| e.rule == "no-front-adds") {
-            break event;
-        }
-        assert!(Instant::now() < deadline, "calc's refusals never reached the registry's audit");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        events.into_iter().find(|e| e.rule == "no-front-adds").ok_or_else(|| "no event of the rule no-front-adds yet".to_owned())
+    })
+    .await;
     assert_eq!((reported.caller.as_str(), reported.tool.as_deref()), ("spiffe://toolmesh.local/agent/front", Some("add")));
     assert_eq!(reported.agent.as_deref(), Some(calc.agent_id()));
 

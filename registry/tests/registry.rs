@@ -159,6 +159,9 @@ async fn a_stale_provider_leaves_topologies_while_a_healthy_one_remains() {
 async fn answers_say_warming_up_for_one_eviction_window_after_a_start() {
     let interval = Duration::from_millis(200);
     let mesh = Mesh::new();
+    // The window starts somewhere within the start: bounds measured from either side of it hold
+    // however long the start takes on a loaded machine.
+    let before_start = Instant::now();
     let registry = mesh.start_registry(0, interval).await;
     let started = Instant::now();
     let agent = client(&registry.url(), &mesh.identity("calc", Role::Agent));
@@ -168,10 +171,10 @@ async fn answers_say_warming_up_for_one_eviction_window_after_a_start() {
         if !warming_up {
             break;
         }
-        assert!(started.elapsed() < interval * 3, "still warming up after {:?}", started.elapsed());
+        assert!(started.elapsed() < interval * 3, "still warming up {:?} after the start", started.elapsed());
         tokio::time::sleep(interval / 4).await;
     }
-    assert!(started.elapsed() >= interval * 3 - Duration::from_millis(50), "warmed up after {:?}", started.elapsed());
+    assert!(before_start.elapsed() >= interval * 3, "warmed up {:?} after the start began", before_start.elapsed());
     assert!(!agent.register(&registration("calc-2", &[("add", "add")], &[])).await.expect("register").warming_up);
     registry.shutdown().await;
 }

@@ -173,3 +173,13 @@ impl Drop for RegistryProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Waits until `condition` holds, polling it; panics saying `what` did not happen if it does not
+/// within `within` (so a regression fails instead of hanging the run).
+pub async fn wait_until(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "waited {within:?}, yet never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -116,6 +116,9 @@ pub fn handler(agent: Arc<OnceLock<Agent>>) -> Arc<FnHandler<impl Fn(ToolInvocat
                     }
                 }
                 "slow" => {
+                    if let Some(tag) = inv.arguments.get("tag").and_then(Value::as_str) {
+                        slow_calls_started().lock().unwrap().insert(tag.to_owned());
+                    }
                     tokio::time::sleep(std::time::Duration::from_millis(arg("ms") as u64)).await;
                     done.ok(json!("done"))
                 }
@@ -123,6 +126,31 @@ pub fn handler(agent: Arc<OnceLock<Agent>>) -> Arc<FnHandler<impl Fn(ToolInvocat
             }
         });
     }))
+}
+
+/// The tags of the `slow` calls whose handler started (a test tags its call to know it is in
+/// flight; the tests of a binary share this set).
+fn slow_calls_started() -> &'static std::sync::Mutex<std::collections::HashSet<String>> {
+    static STARTED: OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> = OnceLock::new();
+    STARTED.get_or_init(Default::default)
+}
+
+/// Waits until the handler of the `slow` call tagged `tag` started.
+pub async fn until_slow_call_started(tag: &str) {
+    wait_until(&format!("the slow call tagged {tag} reached its handler"), std::time::Duration::from_secs(10), || {
+        slow_calls_started().lock().unwrap().contains(tag)
+    })
+    .await;
+}
+
+/// Waits until `condition` holds, polling it; panics saying `what` did not happen if it does not
+/// within `within` (so a regression fails instead of hanging the run).
+pub async fn wait_until(what: &str, within: std::time::Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "waited {within:?}, yet never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 pub fn standard_tools() -> Vec<ToolInfo> {
@@ -185,5 +213,18 @@ impl CountingRelay {
 impl Drop for CountingRelay {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Polls `probe` until it gives a value (`Err` says why not yet); panics saying `what` did not
+/// happen, with the last reason, if none came within `within`.
+pub async fn eventually<T>(what: &str, within: std::time::Duration, mut probe: impl std::ops::AsyncFnMut() -> Result<T, String>) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(why) => assert!(std::time::Instant::now() < deadline, "waited {within:?}, yet never: {what} (last: {why})"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }

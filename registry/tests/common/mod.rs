@@ -149,3 +149,26 @@ impl RawClient {
         Answer { status: parts.status, headers: parts.headers, body }
     }
 }
+
+/// Waits until `condition` holds, polling it; panics saying `what` did not happen if it does not
+/// within `within` (so a regression fails instead of hanging the run).
+pub async fn wait_until(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "waited {within:?}, yet never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Polls `probe` until it gives a value (`Err` says why not yet); panics saying `what` did not
+/// happen, with the last reason, if none came within `within`.
+pub async fn eventually<T>(what: &str, within: Duration, mut probe: impl std::ops::AsyncFnMut() -> Result<T, String>) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(why) => assert!(std::time::Instant::now() < deadline, "waited {within:?}, yet never: {what} (last: {why})"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
