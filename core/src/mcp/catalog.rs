@@ -43,6 +43,9 @@ pub struct ResourceInfo {
     pub annotations: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icons: Option<Value>,
+    /// Listed as declared.
+    #[serde(rename = "_meta", default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
     /// Static text content, served by core.
     #[serde(default, skip_serializing)]
     pub text: Option<String>,
@@ -68,6 +71,9 @@ pub struct ResourceTemplateInfo {
     pub annotations: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icons: Option<Value>,
+    /// Listed as declared.
+    #[serde(rename = "_meta", default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
 }
 
 /// A prompt; `prompts/get` goes to the host handler once core has checked its arguments.
@@ -83,6 +89,9 @@ pub struct PromptInfo {
     pub arguments: Vec<PromptArgument>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icons: Option<Value>,
+    /// Listed as declared.
+    #[serde(rename = "_meta", default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -362,6 +371,8 @@ mod tests {
         assert!(err(r#"{"resourceTemplates": [{"uriTemplate": "a://{x}{y}", "name": "t"}]}"#).contains("side by side"));
         assert!(err(r#"{"prompts": [{"name": "p", "arguments": [{"name": "a"}, {"name": "a"}]}]}"#).contains("two arguments are named 'a'"));
         assert!(err(r#"{"resource": []}"#).contains("unknown field"), "a misspelt member is refused, not ignored");
+        let listed = Catalog::parse(r#"{"resources": [{"uri": "a://x", "name": "x", "text": "t", "_meta": {"k": 1}}]}"#).unwrap();
+        assert_eq!(json!(listed.resources[0]), json!({"uri": "a://x", "name": "x", "_meta": {"k": 1}}), "listed as declared, content never");
         let catalog = Catalog::parse(r#"{"prompts": [{"name": "p", "arguments": [{"name": "a", "required": true}]}]}"#).unwrap();
         let prompt = catalog.prompt("p").unwrap();
         assert!(prompt.check_arguments(None).unwrap_err().contains("missing required argument(s) a"));
