@@ -38,8 +38,11 @@ pub struct CatalogInvocation {
     pub context: Arc<RequestContext>,
 }
 
-/// What a [`CatalogInvocation`] asks for.
-#[derive(Debug, Clone, PartialEq)]
+/// What a [`CatalogInvocation`] asks for. Serialized, it is the one JSON document a binding
+/// dispatches on (`{"kind": "readResource", "uri", "name", "template"?, "variables"}` or
+/// `{"kind": "getPrompt", "name", "arguments"}`), so no binding spells these shapes itself.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
 pub enum CatalogRequest {
     /// Read a resource declared without static content, or one of a template's URIs. Answer a
     /// `ReadResourceResult`: `{"contents": [{"uri", "mimeType"?, "text" | "blob"}]}`.
@@ -48,6 +51,7 @@ pub enum CatalogRequest {
         /// The declared resource's or template's `name`.
         name: String,
         /// The `uriTemplate` the URI matched, with its variables' values (strings).
+        #[serde(skip_serializing_if = "Option::is_none")]
         template: Option<String>,
         variables: serde_json::Map<String, Value>,
     },
@@ -588,6 +592,23 @@ mod tests {
         );
         let e = answered(HostError::tool_error_data_not_json("out_of_stock", "a set")).await;
         assert_eq!(e.message(), "tool 't' failed: it raised a tool error (\"out_of_stock\") whose data is not JSON; the agent serving it logs why");
+    }
+
+    #[test]
+    fn a_catalog_request_is_one_json_document_tagged_by_kind() {
+        let read = CatalogRequest::ReadResource {
+            uri: "test://template/1/data".into(),
+            name: "data".into(),
+            template: Some("test://template/{id}/data".into()),
+            variables: serde_json::json!({"id": "1"}).as_object().unwrap().clone(),
+        };
+        assert_eq!(
+            serde_json::to_value(&read).unwrap(),
+            serde_json::json!({"kind": "readResource", "uri": "test://template/1/data", "name": "data",
+                "template": "test://template/{id}/data", "variables": {"id": "1"}})
+        );
+        let get = CatalogRequest::GetPrompt { name: "p".into(), arguments: Default::default() };
+        assert_eq!(serde_json::to_value(&get).unwrap(), serde_json::json!({"kind": "getPrompt", "name": "p", "arguments": {}}));
     }
 
     #[tokio::test]
