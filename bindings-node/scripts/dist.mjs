@@ -155,7 +155,10 @@ function platformPackageOf(triple) {
  * metadata --no-deps` when cargo is on PATH.
  */
 function stageRustSources(rust) {
-  cpSync(join(WORKSPACE, "core", "Cargo.toml"), join(rust, "core", "Cargo.toml"));
+  // Core's own tests are not shipped, nor the crates only they use (toolmesh-ca).
+  const coreManifest = readFileSync(join(WORKSPACE, "core", "Cargo.toml"), "utf8").replace(/^\[dev-dependencies\]\n(?:(?!\[).*\n?)*/m, "");
+  mkdirSync(join(rust, "core"), { recursive: true });
+  writeFileSync(join(rust, "core", "Cargo.toml"), coreManifest);
   cpSync(join(WORKSPACE, "core", "src"), join(rust, "core", "src"), { recursive: true });
   for (const file of ["Cargo.toml", "build.rs"]) cpSync(join(PACKAGE, file), join(rust, "toolmesh-node", file));
   cpSync(join(PACKAGE, "src"), join(rust, "toolmesh-node", "src"), { recursive: true });

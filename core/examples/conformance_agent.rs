@@ -5,15 +5,16 @@
 //! prints `endpoint <url>` once it listens and serves until its standard input closes.
 //!
 //! Results beyond one value (images, audio, embedded resources, several items) are answered in
-//! MCP's own shape through `Completion::result`. Fixtures that need what a handler cannot do yet
-//! (progress, logging, prompts, resources, input requests) are left out rather than faked: the
-//! suite reports them as missing.
+//! MCP's own shape through `Completion::result`. The suite's resources and prompts are declared
+//! in a `Catalog`: the static resources are answered by core, the template and the prompts by
+//! this handler (`invoke_catalog`). Fixtures that need what a handler cannot do yet (progress,
+//! logging, input requests) are left out rather than faked: the suite reports them as missing.
 
 use serde_json::{json, Value};
 use std::sync::Arc;
 use toolmesh_core::agent::Agent;
 use toolmesh_core::config::AgentConfig;
-use toolmesh_core::host::{Completion, FnHandler, ToolInvocation, ToolOutput};
+use toolmesh_core::host::{Catalog, CatalogInvocation, CatalogRequest, Completion, FnCatalogHandler, ToolInvocation, ToolOutput};
 use toolmesh_core::registry_api::ToolInfo;
 
 /// The suite's `json-schema-2020-12` fixture: its input schema must be listed verbatim.
@@ -109,6 +110,67 @@ fn handle(invocation: ToolInvocation, done: Completion) {
     }
 }
 
+/// The suite's resources (`resources-*`, `caching`) and prompts (`prompts-*`), in MCP's shape.
+fn catalog() -> Catalog {
+    let catalog = json!({
+        "resources": [
+            {"uri": "test://static-text", "name": "static-text", "description": "A static text resource",
+             "mimeType": "text/plain", "text": "This is the content of the static text resource."},
+            {"uri": "test://static-binary", "name": "static-binary", "description": "A static binary resource (a PNG)",
+             "mimeType": "image/png", "blob": PNG},
+            {"uri": "test://watched-resource", "name": "watched-resource", "description": "A resource a client may watch",
+             "mimeType": "text/plain", "text": "Watched resource content."},
+        ],
+        "resourceTemplates": [
+            {"uriTemplate": "test://template/{id}/data", "name": "template-data",
+             "description": "Data for an id, read through the handler", "mimeType": "application/json"},
+        ],
+        "prompts": [
+            {"name": "test_simple_prompt", "description": "A simple prompt without arguments"},
+            {"name": "test_prompt_with_arguments", "description": "A prompt with two required arguments", "arguments": [
+                {"name": "arg1", "description": "First test argument", "required": true},
+                {"name": "arg2", "description": "Second test argument", "required": true}]},
+            {"name": "test_prompt_with_embedded_resource", "description": "A prompt embedding a resource", "arguments": [
+                {"name": "resourceUri", "description": "URI of the resource to embed", "required": true}]},
+            {"name": "test_prompt_with_image", "description": "A prompt with an image"},
+        ],
+    });
+    Catalog::parse(&catalog.to_string()).expect("the fixture catalog is valid")
+}
+
+fn handle_catalog(invocation: CatalogInvocation, done: Completion) {
+    let text = |text: &str| json!({"role": "user", "content": {"type": "text", "text": text}});
+    match invocation.request {
+        CatalogRequest::ReadResource { uri, variables, .. } => {
+            let id = variables.get("id").and_then(Value::as_str).unwrap_or_default();
+            let data = json!({"id": id, "templateTest": true, "data": format!("Data for ID: {id}")});
+            done.ok(json!({"contents": [{"uri": uri, "mimeType": "application/json", "text": data.to_string()}]}))
+        }
+        CatalogRequest::GetPrompt { name, arguments } => {
+            let argument = |key: &str| arguments.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+            let messages = match name.as_str() {
+                "test_simple_prompt" => json!([text("This is a simple prompt for testing.")]),
+                "test_prompt_with_arguments" => json!([text(&format!(
+                    "Prompt with arguments: arg1='{}', arg2='{}'",
+                    argument("arg1"),
+                    argument("arg2")
+                ))]),
+                "test_prompt_with_embedded_resource" => json!([
+                    {"role": "user", "content": {"type": "resource", "resource": {
+                        "uri": argument("resourceUri"), "mimeType": "text/plain", "text": "Embedded resource content for testing."}}},
+                    text("Please process the embedded resource above."),
+                ]),
+                "test_prompt_with_image" => json!([
+                    {"role": "user", "content": {"type": "image", "data": PNG, "mimeType": "image/png"}},
+                    text("Please analyze the image above."),
+                ]),
+                other => return done.err(format!("no such prompt {other}")),
+            };
+            done.ok(json!({"messages": messages}))
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let config = match AgentConfig::from_env("conformance") {
@@ -118,7 +180,8 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let agent = match Agent::start(config, tools(), Arc::new(FnHandler(handle))).await {
+    let handler = Arc::new(FnCatalogHandler(handle, handle_catalog));
+    let agent = match Agent::start_with_catalog(config, tools(), catalog(), handler).await {
         Ok(agent) => agent,
         Err(e) => {
             eprintln!("conformance_agent: {e}");

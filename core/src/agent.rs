@@ -8,7 +8,7 @@ use crate::context::{HeaderAllowList, RequestContext, TraceContext, CALLER_HEADE
 use crate::discovery::{Discovery, TopologyView};
 use crate::error::{Error, ErrorKind, Result};
 use crate::health::{HealthServer, ReadinessCheck};
-use crate::host::{LocalTools, ToolHandler};
+use crate::host::{Catalog, LocalTools, ToolHandler};
 use crate::mcp::{McpClient, McpServer, ServerInfo, ENDPOINT_PATH};
 use crate::pipeline::{Pipeline, Target, Transport, UnreachableReports};
 use crate::policy::Policy;
@@ -74,6 +74,18 @@ pub fn parse_tools(json: &str) -> Result<Vec<ToolInfo>> {
     })?;
     validate_tools(&tools)?;
     Ok(tools)
+}
+
+/// Parses the resources, resource templates and prompts a binding hands over as one JSON
+/// document (`{"resources": [...], "resourceTemplates": [...], "prompts": [...]}`, MCP's member
+/// names), and checks them.
+pub fn parse_catalog(json: &str) -> Result<Catalog> {
+    Catalog::parse(json).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidConfig,
+            format!("the resource and prompt definitions are not valid: {e}"),
+        )
+    })
 }
 
 /// Tool names are unique MCP names; capabilities are set; dependency selectors parse.
@@ -171,7 +183,21 @@ impl Agent {
         tools: Vec<ToolInfo>,
         handler: Arc<dyn ToolHandler>,
     ) -> Result<Agent> {
+        Agent::start_with_catalog(config, tools, Catalog::default(), handler).await
+    }
+
+    /// [`Agent::start`] for an agent that also serves resources, resource templates and prompts
+    /// (`resources/*`, `prompts/*`): static resources are answered by core, the rest through
+    /// `handler`'s [`ToolHandler::invoke_catalog`]. Resources and prompts are served over MCP
+    /// only; they are not registered with the registry.
+    pub async fn start_with_catalog(
+        config: AgentConfig,
+        tools: Vec<ToolInfo>,
+        catalog: Catalog,
+        handler: Arc<dyn ToolHandler>,
+    ) -> Result<Agent> {
         validate_tools(&tools)?;
+        let local = Arc::new(LocalTools::with_catalog(tools.clone(), catalog, handler)?);
         let (identity, upkeep) = match config.tls_source {
             TlsSource::Files => {
                 let identity =
@@ -218,7 +244,6 @@ impl Agent {
             })
             .collect();
         let local_providers = own_providers(&id, &config.name, &endpoint, &tools)?;
-        let local = Arc::new(LocalTools::new(tools.clone(), handler));
 
         let gate = Arc::new(Gate::new(
             identity.clone(),

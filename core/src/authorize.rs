@@ -1,4 +1,5 @@
-//! The callee's side of authorization: every inbound `tools/call` and `tools/list` is decided
+//! The callee's side of authorization: every inbound `tools/call` and `tools/list` (and the
+//! `resources/*` and `prompts/*` reads and lists, decided by the same rules) is decided
 //! here, in core, whatever language serves the tools and whatever the registry says.
 
 use crate::error::{Error, ErrorKind};
@@ -74,35 +75,70 @@ impl Gate {
 
     /// Decides a `tools/call` of `tool` and applies the allowing rule's limits.
     pub fn admit_call(&self, caller: Caller<'_>, tool: &ToolInfo) -> Result<Admitted, Error> {
+        self.admit(caller, "tool", self.target(tool), |query, rule| call_denied_message(&query.source, query.origin.as_ref(), &query.target, rule))
+    }
+
+    /// Decides a `resources/read` or `prompts/get` (`kind`: "resource" or "prompt") of the entry
+    /// named `name`, by the same rules as a `tools/call`: the policy is asked about a `tools/call`
+    /// of a tool named `name` with no capability and no tags, so a rule that names nothing
+    /// particular (a source, every tool) decides resources and prompts as it decides tools, and a
+    /// rule narrowed to capabilities or tags does not reach them. Limits and origin scopes apply
+    /// as to tools.
+    pub fn admit_named(&self, caller: Caller<'_>, kind: &str, name: &str) -> Result<Admitted, Error> {
+        self.admit(caller, kind, self.named_target(name), |query, rule| {
+            format!(
+                "{}{} may not read {kind} '{name}' of agent '{}' (policy rule '{rule}'; a {kind} is decided like a tools/call of a tool named '{name}'); an operator can allow it with a rule (toolmesh policy apply)",
+                query.source.identity,
+                match &query.origin {
+                    Some(o) if o.identity != query.source.identity => format!(" on behalf of {}", o.identity),
+                    _ => String::new(),
+                },
+                self.agent_name
+            )
+        })
+    }
+
+    fn admit(&self, caller: Caller<'_>, kind: &str, target: Target<'_>, denied: impl FnOnce(&Query<'_>, &str) -> String) -> Result<Admitted, Error> {
+        let name = target.tool;
         if let Some(origin) = &caller.origin {
-            if !origin.reaches(&tool.name) {
+            if !origin.reaches(name) {
                 let scope: Vec<&str> = origin.scope().collect();
                 let message = format!(
-                    "the chain started by {} reaches only [{}]; tool '{}' is outside it",
+                    "the chain started by {} reaches only [{}]; {kind} '{}' is outside it",
                     origin.identity,
                     scope.join(", "),
-                    tool.name
+                    name
                 );
-                self.audit("origin_out_of_scope", &caller, &tool.name, "-");
+                self.audit("origin_out_of_scope", &caller, name, "-");
                 return Err(Error::new(ErrorKind::OriginRejected, message));
             }
         }
         let policy = self.policy.current();
-        let query = caller.query(Phase::Call, "tools/call", self.target(tool));
+        let query = caller.query(Phase::Call, "tools/call", target);
         let decision = policy.decide(&query);
         if !decision.allowed {
-            self.audit("call_denied", &caller, &tool.name, &decision.rule);
-            let message = call_denied_message(&query.source, query.origin.as_ref(), &query.target, &decision.rule);
-            return Err(Error::new(ErrorKind::CallDenied, message));
+            self.audit("call_denied", &caller, name, &decision.rule);
+            return Err(Error::new(ErrorKind::CallDenied, denied(&query, &decision.rule)));
         }
         let permit = match &decision.limits {
-            Some(limits) => Some(self.limiter.admit(&decision.rule, limits, &caller.peer.identity, &tool.name).map_err(|exceeded| {
-                self.audit("rate_limited", &caller, &tool.name, &decision.rule);
+            Some(limits) => Some(self.limiter.admit(&decision.rule, limits, &caller.peer.identity, name).map_err(|exceeded| {
+                self.audit("rate_limited", &caller, name, &decision.rule);
                 Error::new(ErrorKind::RateLimited, exceeded.message)
             })?),
             None => None,
         };
         Ok(Admitted { origin: caller.origin, _permit: permit })
+    }
+
+    /// Whether `resources/list`, `resources/templates/list` or `prompts/list` shows the entry
+    /// named `name` to the caller: the `discover` rule of `tools/list` for a tool so named (see
+    /// [`Gate::admit_named`]).
+    pub fn may_list_named(&self, policy: &Policy, caller: &Caller<'_>, name: &str) -> bool {
+        policy.decide(&caller.query(Phase::Discover, "tools/list", self.named_target(name))).allowed
+    }
+
+    fn named_target<'t>(&'t self, name: &'t str) -> Target<'t> {
+        Target { agent: &self.agent_name, tool: name, capability: "", tags: &[] }
     }
 
     /// Whether `tools/list` shows `tool` to the caller (the `discover` phase).

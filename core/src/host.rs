@@ -2,9 +2,13 @@
 //! [`ToolHandler::invoke`] on a tokio worker; the binding hands the call to its own executor
 //! (asyncio loop, Node event loop, Java executor, C thread) and returns at once. The host later
 //! answers through the [`Completion`], exactly once; dropping it unanswered is an answer too.
+//! Resources and prompts ([`Catalog`]) that need the host take the same path
+//! ([`ToolHandler::invoke_catalog`]).
 
 use crate::context::RequestContext;
 use crate::error::{Error, ErrorKind};
+pub use crate::mcp::catalog::{Catalog, PromptArgument, PromptInfo, ResourceInfo, ResourceTemplateInfo};
+use crate::mcp::catalog::{check_prompt_result, check_read_result, static_contents, UriTemplate};
 pub use crate::mcp::content::ToolOutput;
 use serde_json::Value;
 use std::sync::Arc;
@@ -21,6 +25,39 @@ pub struct ToolInvocation {
     /// ambient context (contextvar, AsyncLocalStorage, ThreadLocal) and passes them back to
     /// [`crate::agent::Agent::call`] for every dependency call the handler makes.
     pub context: Arc<RequestContext>,
+}
+
+/// A `resources/read` or `prompts/get` that core hands to the host, the way it hands a tool
+/// call: through [`ToolHandler::invoke_catalog`], answered once through a [`Completion`] with
+/// JSON in MCP's own shape (`Completion::ok`), which core checks, or a failure
+/// (`Completion::err`).
+#[derive(Debug, Clone)]
+pub struct CatalogInvocation {
+    pub request: CatalogRequest,
+    /// The same context a tool call gets (caller, trace, headers, deadline).
+    pub context: Arc<RequestContext>,
+}
+
+/// What a [`CatalogInvocation`] asks for. Serialized, it is the one JSON document a binding
+/// dispatches on (`{"kind": "readResource", "uri", "name", "template"?, "variables"}` or
+/// `{"kind": "getPrompt", "name", "arguments"}`), so no binding spells these shapes itself.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum CatalogRequest {
+    /// Read a resource declared without static content, or one of a template's URIs. Answer a
+    /// `ReadResourceResult`: `{"contents": [{"uri", "mimeType"?, "text" | "blob"}]}`.
+    ReadResource {
+        uri: String,
+        /// The declared resource's or template's `name`.
+        name: String,
+        /// The `uriTemplate` the URI matched, with its variables' values (strings).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
+        variables: serde_json::Map<String, Value>,
+    },
+    /// Get a prompt, its arguments checked (strings, the required ones present). Answer a
+    /// `GetPromptResult`: `{"description"?, "messages": [{"role", "content"}]}`.
+    GetPrompt { name: String, arguments: serde_json::Map<String, Value> },
 }
 
 /// How a host handler failed.
@@ -265,10 +302,43 @@ pub fn completion_output(tool: &str, received: Result<Answer, oneshot::error::Re
     }
 }
 
+/// What a host handler answered for a resource or prompt (`what` names it), as the mesh's error
+/// model has it: a JSON value in MCP's shape, still to be checked, or the failure.
+fn catalog_answer(what: &str, received: Result<Answer, oneshot::error::RecvError>) -> Result<Value, Error> {
+    match received {
+        Ok(Answer::Done(Ok(value))) => Ok(value),
+        Ok(Answer::Done(Err(HostError { mesh_error: Some(e), .. }))) if e.kind() != ErrorKind::ToolError => Err(e),
+        Ok(Answer::Done(Err(HostError { message, .. }))) => {
+            let message = if message.trim().is_empty() { "(no message)" } else { message.as_str() };
+            Err(Error::new(ErrorKind::HandlerFailed, format!("{what} failed: {message}")))
+        }
+        Ok(Answer::Result(_)) => Err(Error::new(ErrorKind::HandlerResult, format!("{what}: the handler answered a tool result; answer JSON in MCP's shape with Completion::ok"))),
+        Ok(Answer::NotJson(reason)) => {
+            tracing::warn!("{what}: the handler answered a value that is not JSON: {reason}");
+            Err(Error::new(ErrorKind::HandlerResult, format!("{what}: the handler answered a value that is not JSON; the agent serving it logs why")))
+        }
+        Ok(Answer::ArgumentNotDecoded { argument, type_name, reason }) => {
+            Err(Error::new(ErrorKind::InvalidArguments, format!("{what}: argument '{argument}' is not a valid {type_name}: {reason}")))
+        }
+        Err(_) => Err(Error::new(ErrorKind::HandlerDropped, format!("{what} ended without an answer"))),
+    }
+}
+
 /// Implemented once per language: runs the named local tool on the host's executor.
 pub trait ToolHandler: Send + Sync + 'static {
     /// Must not block: schedule the call and return.
     fn invoke(&self, invocation: ToolInvocation, completion: Completion);
+
+    /// Reads a resource or gets a prompt the agent declared (see [`CatalogRequest`]), with the
+    /// same discipline as [`ToolHandler::invoke`]: must not block. A host without resources or
+    /// prompts served by a handler needs nothing here; the default answers that it has none.
+    fn invoke_catalog(&self, invocation: CatalogInvocation, completion: Completion) {
+        let what = match &invocation.request {
+            CatalogRequest::ReadResource { uri, .. } => format!("resource '{uri}'"),
+            CatalogRequest::GetPrompt { name, .. } => format!("prompt '{name}'"),
+        };
+        completion.err(format!("this agent's host has no handler for {what} (its handler implements tools only)"));
+    }
 }
 
 /// A handler made of a Rust closure; used by Rust agents, tests and benchmarks.
@@ -283,21 +353,128 @@ where
     }
 }
 
+/// A handler of tools and of resources/prompts made of two Rust closures.
+pub struct FnCatalogHandler<F, G>(pub F, pub G);
+
+impl<F, G> ToolHandler for FnCatalogHandler<F, G>
+where
+    F: Fn(ToolInvocation, Completion) + Send + Sync + 'static,
+    G: Fn(CatalogInvocation, Completion) + Send + Sync + 'static,
+{
+    fn invoke(&self, invocation: ToolInvocation, completion: Completion) {
+        (self.0)(invocation, completion)
+    }
+
+    fn invoke_catalog(&self, invocation: CatalogInvocation, completion: Completion) {
+        (self.1)(invocation, completion)
+    }
+}
+
 /// An agent's own tools and the host handler that runs them: the one place a local call is
 /// checked and dispatched, whether it came over the network or from the same agent.
 pub struct LocalTools {
     /// Sorted by name, so `tools/list` is deterministic.
     tools: Vec<crate::registry_api::ToolInfo>,
+    /// Resources, templates and prompts, in declaration order (the order they are listed in).
+    catalog: Catalog,
+    /// The catalog's templates, parsed once, in declaration order.
+    templates: Vec<UriTemplate>,
     handler: Arc<dyn ToolHandler>,
+}
+
+/// A resource a `resources/read` URI names: how it is read, and the name policy decides it by.
+#[derive(Debug)]
+pub enum ResolvedResource<'a> {
+    /// Declared with its content: core answers.
+    Static(&'a ResourceInfo),
+    /// Read through the host handler.
+    Handled { uri: String, name: &'a str, template: Option<&'a str>, variables: serde_json::Map<String, Value> },
+}
+
+impl ResolvedResource<'_> {
+    pub fn name(&self) -> &str {
+        match self {
+            ResolvedResource::Static(r) => &r.name,
+            ResolvedResource::Handled { name, .. } => name,
+        }
+    }
 }
 
 impl LocalTools {
     pub fn new(
-        mut tools: Vec<crate::registry_api::ToolInfo>,
+        tools: Vec<crate::registry_api::ToolInfo>,
         handler: Arc<dyn ToolHandler>,
     ) -> Self {
+        LocalTools::with_catalog(tools, Catalog::default(), handler).expect("an empty catalog is valid")
+    }
+
+    /// Tools plus resources and prompts; the catalog is checked ([`Catalog::check`]).
+    pub fn with_catalog(
+        mut tools: Vec<crate::registry_api::ToolInfo>,
+        catalog: Catalog,
+        handler: Arc<dyn ToolHandler>,
+    ) -> Result<Self, Error> {
         tools.sort_by(|a, b| a.name.cmp(&b.name));
-        LocalTools { tools, handler }
+        catalog.check().map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("the resource and prompt definitions are not valid: {e}")))?;
+        let templates = catalog
+            .resource_templates
+            .iter()
+            .map(|t| UriTemplate::parse(&t.uri_template).expect("checked by Catalog::check"))
+            .collect();
+        Ok(LocalTools { tools, catalog, templates, handler })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The resource `uri` names: a declared resource of that URI, else the first template (in
+    /// declaration order) it expands.
+    pub fn resolve_resource(&self, uri: &str) -> Option<ResolvedResource<'_>> {
+        if let Some(resource) = self.catalog.resources.iter().find(|r| r.uri == uri) {
+            return Some(match resource.text.is_some() || resource.blob.is_some() {
+                true => ResolvedResource::Static(resource),
+                false => ResolvedResource::Handled { uri: uri.to_owned(), name: &resource.name, template: None, variables: Default::default() },
+            });
+        }
+        self.catalog.resource_templates.iter().zip(&self.templates).find_map(|(info, template)| {
+            let variables = template.matches(uri)?;
+            Some(ResolvedResource::Handled { uri: uri.to_owned(), name: &info.name, template: Some(&info.uri_template), variables })
+        })
+    }
+
+    /// Reads a resolved resource: its static content, or the host handler's answer, checked
+    /// ([`check_read_result`]). Returns the `contents`.
+    pub async fn read_resource(&self, resource: ResolvedResource<'_>, context: Arc<RequestContext>) -> Result<Vec<Value>, Error> {
+        let (uri, request) = match resource {
+            ResolvedResource::Static(info) => return Ok(static_contents(info).expect("a static resource has content")),
+            ResolvedResource::Handled { uri, name, template, variables } => (
+                uri.clone(),
+                CatalogRequest::ReadResource { uri, name: name.to_owned(), template: template.map(str::to_owned), variables },
+            ),
+        };
+        let what = format!("resource '{uri}'");
+        let answer = self.start_catalog(request, context).await;
+        check_read_result(catalog_answer(&what, answer)?).map_err(|problem| {
+            Error::new(ErrorKind::HandlerResult, format!("{what}: the handler's answer is not a valid ReadResourceResult: {problem}"))
+        })
+    }
+
+    /// Gets a prompt: checks the arguments ([`PromptInfo::check_arguments`]; a refusal is
+    /// INVALID_ARGUMENTS), asks the host handler, checks its answer ([`check_prompt_result`]).
+    pub async fn get_prompt(&self, prompt: &PromptInfo, arguments: Option<&Value>, context: Arc<RequestContext>) -> Result<Value, Error> {
+        let arguments = prompt.check_arguments(arguments).map_err(|problem| Error::new(ErrorKind::InvalidArguments, problem))?;
+        let what = format!("prompt '{}'", prompt.name);
+        let answer = self.start_catalog(CatalogRequest::GetPrompt { name: prompt.name.clone(), arguments }, context).await;
+        check_prompt_result(catalog_answer(&what, answer)?).map_err(|problem| {
+            Error::new(ErrorKind::HandlerResult, format!("{what}: the handler's answer is not a valid GetPromptResult: {problem}"))
+        })
+    }
+
+    fn start_catalog(&self, request: CatalogRequest, context: Arc<RequestContext>) -> CompletionReceiver {
+        let (completion, answer) = Completion::new();
+        self.handler.invoke_catalog(CatalogInvocation { request, context }, completion);
+        answer
     }
 
     pub fn tools(&self) -> &[crate::registry_api::ToolInfo] {
@@ -415,6 +592,23 @@ mod tests {
         );
         let e = answered(HostError::tool_error_data_not_json("out_of_stock", "a set")).await;
         assert_eq!(e.message(), "tool 't' failed: it raised a tool error (\"out_of_stock\") whose data is not JSON; the agent serving it logs why");
+    }
+
+    #[test]
+    fn a_catalog_request_is_one_json_document_tagged_by_kind() {
+        let read = CatalogRequest::ReadResource {
+            uri: "test://template/1/data".into(),
+            name: "data".into(),
+            template: Some("test://template/{id}/data".into()),
+            variables: serde_json::json!({"id": "1"}).as_object().unwrap().clone(),
+        };
+        assert_eq!(
+            serde_json::to_value(&read).unwrap(),
+            serde_json::json!({"kind": "readResource", "uri": "test://template/1/data", "name": "data",
+                "template": "test://template/{id}/data", "variables": {"id": "1"}})
+        );
+        let get = CatalogRequest::GetPrompt { name: "p".into(), arguments: Default::default() };
+        assert_eq!(serde_json::to_value(&get).unwrap(), serde_json::json!({"kind": "getPrompt", "name": "p", "arguments": {}}));
     }
 
     #[tokio::test]

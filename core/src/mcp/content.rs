@@ -79,7 +79,7 @@ impl ToolOutput {
 }
 
 /// One content item: a known `type` and the members MCP requires of it.
-fn check_content(item: &Value) -> Result<(), String> {
+pub(crate) fn check_content(item: &Value) -> Result<(), String> {
     let Some(kind) = item.get("type").and_then(Value::as_str) else {
         return Err("a content item needs a string 'type' (text, image, audio, resource_link, resource)".into());
     };
@@ -115,7 +115,7 @@ fn check_content(item: &Value) -> Result<(), String> {
     }
 }
 
-fn check_base64(kind: &str, member: &str, data: &str) -> Result<(), String> {
+pub(crate) fn check_base64(kind: &str, member: &str, data: &str) -> Result<(), String> {
     match super::base64_decode(data) {
         Some(_) => Ok(()),
         None => Err(format!("{kind} '{member}' is not base64 (standard alphabet, padded)")),

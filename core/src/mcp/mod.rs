@@ -2,6 +2,7 @@
 //! client agents use to call each other ([`client`]).
 
 pub mod client;
+pub mod catalog;
 pub mod content;
 pub mod schema;
 pub mod server;
@@ -42,6 +43,8 @@ pub mod codes {
     pub const METHOD_NOT_FOUND: i64 = -32601;
     pub const INVALID_PARAMS: i64 = -32602;
     pub const INTERNAL_ERROR: i64 = -32603;
+    /// `resources/read` of an unknown URI in the legacy era (2026-07-28 uses INVALID_PARAMS).
+    pub const RESOURCE_NOT_FOUND: i64 = -32002;
     pub const HEADER_MISMATCH: i64 = -32020;
     pub const MISSING_CAPABILITY: i64 = -32021;
     pub const UNSUPPORTED_VERSION: i64 = -32022;

@@ -8,8 +8,10 @@
 //! This file holds [`McpServer`] and the path a request takes; each step has its own file:
 //! `server/http_checks.rs` (Origin, Accept, Content-Type), `server/request.rs` (reading the
 //! JSON-RPC message), `server/era.rs` (which protocol era, and what a modern request must carry),
-//! `server/methods.rs` (what each MCP method answers) and `server/reply.rs` (the answers).
+//! `server/methods.rs` (what each MCP method answers), `server/catalog.rs` (resources and
+//! prompts) and `server/reply.rs` (the answers).
 
+mod catalog;
 mod era;
 mod http_checks;
 mod methods;
@@ -42,7 +44,7 @@ pub struct ServerInfo {
     pub version: String,
 }
 
-/// Serves one agent's tools over MCP.
+/// Serves one agent's tools, resources and prompts over MCP.
 pub struct McpServer {
     info: ServerInfo,
     /// `info` serialized once: every modern `tools/call` result carries it.
@@ -107,6 +109,12 @@ impl McpServer {
         }
         if method == "tools/call" {
             return self.tools_call(era, id, params, headers, peer).await;
+        }
+        if matches!(method.as_ref(), "resources/read" | "prompts/get") {
+            return match self.catalog_get(era, &method, &params, headers, peer).await {
+                Ok(result) => json_ok(id, &result),
+                Err(e) => rpc_error(id, e),
+            };
         }
         let outcome = match era {
             Era::Modern => self.modern(&method, &params, headers, peer),

@@ -61,10 +61,14 @@ pub(super) fn check_modern_request(method: &str, headers: &HeaderMap, params: &P
         ));
     }
     expect_header(headers, HEADER_METHOD, method)?;
-    if method == "tools/call" {
-        if let Some(name) = params.name.and_then(Raw::as_str) {
-            expect_header(headers, HEADER_NAME, &name)?;
-        }
+    // `Mcp-Name` mirrors what the request names: a tool or prompt by name, a resource by URI.
+    let named = match method {
+        "tools/call" | "prompts/get" => params.name,
+        "resources/read" => params.uri,
+        _ => None,
+    };
+    if let Some(name) = named.and_then(Raw::as_str) {
+        expect_header(headers, HEADER_NAME, &name)?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! What each MCP method answers: `server/discover`, `initialize`, `ping`, `logging/setLevel`,
-//! `completion/complete`, `tools/list` and `tools/call`, with the caller decided by the gate and
-//! the context a handler runs in; and the capabilities that declare them.
+//! `completion/complete`, `tools/list` and `tools/call` (resources and prompts: `catalog.rs`),
+//! with the caller decided by the gate and the context a handler runs in; and the capabilities
+//! that declare them.
 
 use super::era::{check_param_headers, supported_versions, Era};
 use super::reply::{json_ok, rpc_error, CallResult, ErrorMeta, ResultMeta, RichCallResult, RpcError, Structured, TextContent, ToolErrorContent};
@@ -9,7 +10,7 @@ use super::{McpServer, PeerInfo};
 use crate::authorize::Caller;
 use crate::context::{RequestContext, TraceContext};
 use crate::error::{Error, ErrorKind};
-use crate::host::HandlerOutput;
+use crate::host::{Catalog, HandlerOutput};
 use crate::mcp::*;
 use crate::server::Body;
 use http::{HeaderMap, Response, StatusCode};
@@ -22,17 +23,35 @@ use std::time::Duration;
 /// answers in that era, and no more (the conformance suite calls what is declared, and checks that
 /// what is not declared is Method not found).
 /// - `tools`: `tools/list` and `tools/call`; the list never changes while the agent runs.
-/// - `completions`: `completion/complete`, answered with no suggestions, as this agent has no
-///   prompts or resource templates whose arguments could be completed.
+/// - `completions`: `completion/complete`, answered with no suggestions (no handler completes a
+///   prompt's or template's arguments yet).
+/// - `resources` (iff the agent declared a resource or a template): `resources/list`,
+///   `resources/templates/list`, `resources/read`. `listChanged: false`: the catalog is fixed at
+///   start. `subscribe: false`: a stateless server has no stream to deliver
+///   `notifications/resources/updated` on, so `resources/subscribe` stays Method not found.
+/// - `prompts` (iff the agent declared a prompt): `prompts/list`, `prompts/get`;
+///   `listChanged: false` for the same reason.
 /// - `logging` (legacy only): `logging/setLevel`. Handlers cannot log to the client yet, so no
 ///   level ever lets a message through; the 2026-07-28 era removed the method, and a modern
 ///   request opts into log messages per request instead, which there are none of to send.
-fn capabilities(era: Era) -> Value {
+pub(super) fn capabilities(era: Era, catalog: &Catalog) -> Value {
     let mut capabilities = json!({"tools": {"listChanged": false}, "completions": {}});
     if era == Era::Legacy {
         capabilities["logging"] = json!({});
     }
+    if catalog.serves_resources() {
+        capabilities["resources"] = json!({"listChanged": false, "subscribe": false});
+    }
+    if catalog.serves_prompts() {
+        capabilities["prompts"] = json!({"listChanged": false});
+    }
     capabilities
+}
+
+/// Method not found, with the HTTP status of the era (404 in the modern era).
+pub(super) fn method_not_found(era: Era, method: &str) -> RpcError {
+    let status = if era == Era::Modern { StatusCode::NOT_FOUND } else { StatusCode::OK };
+    RpcError::new(status, codes::METHOD_NOT_FOUND, "Method not found").with_data(json!(method))
 }
 
 /// The levels of `logging/setLevel`, least severe first (RFC 5424's, as MCP names them).
@@ -73,7 +92,7 @@ impl McpServer {
         let mut result = match method {
             "server/discover" => json!({
                 "supportedVersions": supported_versions(),
-                "capabilities": capabilities(Era::Modern),
+                "capabilities": capabilities(Era::Modern, self.tools.catalog()),
                 "ttlMs": 0,
                 "cacheScope": "private",
             }),
@@ -84,9 +103,14 @@ impl McpServer {
                 list
             }
             "completion/complete" => complete(params)?,
-            other => {
-                return Err(RpcError::new(StatusCode::NOT_FOUND, codes::METHOD_NOT_FOUND, "Method not found").with_data(json!(other)))
-            }
+            other => match self.catalog_list(other, params, headers, peer)? {
+                Some(mut list) => {
+                    list["ttlMs"] = json!(0);
+                    list["cacheScope"] = json!("private");
+                    list
+                }
+                None => return Err(method_not_found(Era::Modern, other)),
+            },
         };
         result["resultType"] = json!("complete");
         result["_meta"] = json!({ META_SERVER_INFO: self.info });
@@ -102,7 +126,7 @@ impl McpServer {
                 let version = if LEGACY_VERSIONS.contains(&requested) { requested } else { LEGACY_VERSIONS[0] };
                 Ok(json!({
                     "protocolVersion": version,
-                    "capabilities": capabilities(Era::Legacy),
+                    "capabilities": capabilities(Era::Legacy, self.tools.catalog()),
                     "serverInfo": self.info,
                 }))
             }
@@ -110,7 +134,7 @@ impl McpServer {
             "logging/setLevel" => set_log_level(params),
             "completion/complete" => complete(params),
             "tools/list" => self.tools_list(params, headers, peer),
-            other => Err(RpcError::new(StatusCode::OK, codes::METHOD_NOT_FOUND, "Method not found").with_data(json!(other))),
+            other => self.catalog_list(other, params, headers, peer)?.ok_or_else(|| method_not_found(Era::Legacy, other)),
         }
     }
 
@@ -219,7 +243,7 @@ impl McpServer {
     }
 
     /// Who is calling: the mTLS peer, and the origin chain it sent (verified).
-    fn caller<'p>(&self, headers: &HeaderMap, peer: &'p PeerInfo) -> Result<Caller<'p>, Error> {
+    pub(super) fn caller<'p>(&self, headers: &HeaderMap, peer: &'p PeerInfo) -> Result<Caller<'p>, Error> {
         let header = match headers.get(crate::origin::HEADER).map(|v| v.to_str()) {
             None => None,
             Some(Ok(value)) => Some(value),
@@ -230,7 +254,7 @@ impl McpServer {
 
     /// The context a handler runs in: allow-listed headers, a new span of the caller's trace
     /// (or a new trace), and the caller's remaining time budget.
-    fn inbound_context(&self, headers: &HeaderMap, meta: Option<&RequestMeta>) -> RequestContext {
+    pub(super) fn inbound_context(&self, headers: &HeaderMap, meta: Option<&RequestMeta>) -> RequestContext {
         let header_str = |key: &str| headers.get(key).and_then(|v| v.to_str().ok());
         let parent = match meta.and_then(|m| m.traceparent).and_then(Raw::as_str) {
             Some(tp) => TraceContext::parse(&tp, meta.and_then(|m| m.tracestate).and_then(Raw::as_str).as_deref()),

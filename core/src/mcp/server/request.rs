@@ -79,13 +79,17 @@ struct Envelope<'a> {
 /// The `params` members the methods read.
 #[derive(Deserialize, Default)]
 pub(super) struct Params<'a> {
-    /// `tools/call`.
+    /// `tools/call` and `prompts/get`.
     #[serde(borrow, default)]
     pub(super) name: Option<Raw<'a>>,
-    /// `tools/call`; `null` is the same as absent.
+    /// `tools/call` and `prompts/get`; `null` is the same as absent.
     #[serde(default)]
     pub(super) arguments: Option<Value>,
-    /// `tools/list`; anything but `null` is refused, as this server never paginates.
+    /// `resources/read`.
+    #[serde(borrow, default)]
+    pub(super) uri: Option<Raw<'a>>,
+    /// `tools/list` and the other lists; anything but `null` is refused, as this server never
+    /// paginates.
     #[serde(default)]
     pub(super) cursor: Option<IgnoredAny>,
     /// `logging/setLevel`.

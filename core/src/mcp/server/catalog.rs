@@ -1,0 +1,115 @@
+//! The resources and prompts methods: `resources/list`, `resources/templates/list`,
+//! `resources/read`, `prompts/list` and `prompts/get`, each caller decided by the gate by the
+//! rules for tools (`Gate::admit_named`, `Gate::may_list_named`).
+
+use super::era::Era;
+use super::methods::method_not_found;
+use super::reply::{ErrorMeta, RpcError};
+use super::request::{Params, Raw};
+use super::{McpServer, PeerInfo};
+use crate::authorize::Admitted;
+use crate::error::{Error, ErrorKind};
+use crate::mcp::*;
+use http::{HeaderMap, StatusCode};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// A mesh error as a JSON-RPC error: the caller's mistakes and refusals are Invalid params, the
+/// rest (the handler failed, answered something invalid, or never answered) Internal error; the
+/// mesh error itself is in `data` (`code`, `name`, `message`), as for an unknown tool.
+fn rpc_error_of(e: &Error) -> RpcError {
+    let code = match e.kind() {
+        ErrorKind::InvalidArguments | ErrorKind::CallDenied | ErrorKind::RateLimited | ErrorKind::OriginRejected => codes::INVALID_PARAMS,
+        _ => codes::INTERNAL_ERROR,
+    };
+    RpcError::new(StatusCode::OK, code, e.message()).with_data(json!(ErrorMeta::of(e)))
+}
+
+impl McpServer {
+    /// The answer of a catalog list method, with only the entries the caller may see (the
+    /// `discover` rules, as for `tools/list`); `None` when `method` is none of them, or names a
+    /// kind the agent declared none of (Method not found, as undeclared).
+    pub(super) fn catalog_list(&self, method: &str, params: &Params, headers: &HeaderMap, peer: &PeerInfo) -> Result<Option<Value>, RpcError> {
+        let catalog = self.tools.catalog();
+        let (key, entries): (&str, Vec<(&str, Value)>) = match method {
+            "resources/list" if catalog.serves_resources() => ("resources", catalog.resources.iter().map(|r| (r.name.as_str(), json!(r))).collect()),
+            "resources/templates/list" if catalog.serves_resources() => {
+                ("resourceTemplates", catalog.resource_templates.iter().map(|t| (t.name.as_str(), json!(t))).collect())
+            }
+            "prompts/list" if catalog.serves_prompts() => ("prompts", catalog.prompts.iter().map(|p| (p.name.as_str(), json!(p))).collect()),
+            _ => return Ok(None),
+        };
+        if params.cursor.is_some() {
+            return Err(RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, "Invalid params: unknown cursor (this server never paginates)"));
+        }
+        let caller = self.caller(headers, peer).map_err(|e| rpc_error_of(&e))?;
+        let policy = self.gate.policy();
+        let visible: Vec<Value> = entries.into_iter().filter(|(name, _)| self.gate.may_list_named(&policy, &caller, name)).map(|(_, entry)| entry).collect();
+        let mut list = Map::new();
+        list.insert(key.to_owned(), Value::Array(visible));
+        Ok(Some(Value::Object(list)))
+    }
+
+    /// `resources/read` and `prompts/get` in either era (a modern request is validated already).
+    pub(super) async fn catalog_get(&self, era: Era, method: &str, params: &Params<'_>, headers: &HeaderMap, peer: &PeerInfo) -> Result<Value, RpcError> {
+        let catalog = self.tools.catalog();
+        let invalid = |message: &str| RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, format!("Invalid params: {message}"));
+        let mut result = if method == "resources/read" {
+            if !catalog.serves_resources() {
+                return Err(method_not_found(era, method));
+            }
+            let Some(uri) = params.uri.and_then(Raw::as_str) else {
+                return Err(invalid("resources/read needs a string 'uri'"));
+            };
+            let Some(resource) = self.tools.resolve_resource(&uri) else {
+                // SEP-2164 standardized Invalid params; the legacy revisions define -32002.
+                let code = if era == Era::Modern { codes::INVALID_PARAMS } else { codes::RESOURCE_NOT_FOUND };
+                return Err(RpcError::new(StatusCode::OK, code, format!("Resource not found: {uri}")).with_data(json!({"uri": uri})));
+            };
+            let admitted = self.admit_named(headers, peer, "resource", resource.name())?;
+            let context = self.catalog_context(headers, params, peer, &admitted);
+            let contents = self.tools.read_resource(resource, context).await.map_err(|e| rpc_error_of(&e))?;
+            drop(admitted);
+            let mut result = json!({"contents": contents});
+            if era == Era::Modern {
+                result["ttlMs"] = json!(0);
+                result["cacheScope"] = json!("private");
+            }
+            result
+        } else {
+            if !catalog.serves_prompts() {
+                return Err(method_not_found(era, method));
+            }
+            let Some(name) = params.name.and_then(Raw::as_str) else {
+                return Err(invalid("prompts/get needs a string 'name'"));
+            };
+            let Some(prompt) = catalog.prompt(&name) else {
+                return Err(invalid(&format!("unknown prompt '{name}'")).with_data(json!({"name": name})));
+            };
+            let admitted = self.admit_named(headers, peer, "prompt", &prompt.name)?;
+            let context = self.catalog_context(headers, params, peer, &admitted);
+            let result = self.tools.get_prompt(prompt, params.arguments.as_ref(), context).await.map_err(|e| rpc_error_of(&e))?;
+            drop(admitted);
+            result
+        };
+        if era == Era::Modern {
+            result["resultType"] = json!("complete");
+            result["_meta"] = json!({ META_SERVER_INFO: self.info });
+        }
+        Ok(result)
+    }
+
+    /// The gate's decision on reading the resource or getting the prompt `name`.
+    fn admit_named(&self, headers: &HeaderMap, peer: &PeerInfo, kind: &str, name: &str) -> Result<Admitted, RpcError> {
+        let caller = self.caller(headers, peer).map_err(|e| rpc_error_of(&e))?;
+        self.gate.admit_named(caller, kind, name).map_err(|e| rpc_error_of(&e))
+    }
+
+    /// The context the handler runs in: the one a tool call gets.
+    fn catalog_context(&self, headers: &HeaderMap, params: &Params, peer: &PeerInfo, admitted: &Admitted) -> Arc<crate::context::RequestContext> {
+        let mut context = self.inbound_context(headers, params.meta());
+        context.caller = Some(Arc::from(peer.identity.as_str()));
+        context.origin = admitted.origin.clone();
+        Arc::new(context)
+    }
+}
