@@ -133,3 +133,52 @@ async fn a_request_right_after_the_peer_restarted_goes_on_a_new_connection() {
     }
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+/// How many of this process's descriptors are TCP sockets connected to `port` on 127.0.0.1, the
+/// client's side of its connections to that server (tests in this binary run side by side, so
+/// the whole of /proc/self/fd would count their sockets too). A socket held through two
+/// descriptors counts twice.
+fn client_descriptors_to(port: u16) -> usize {
+    // /proc/net/tcp: `sl local_address rem_address st ... uid timeout inode`, ports in hex.
+    let tcp = std::fs::read_to_string("/proc/net/tcp").expect("Linux /proc/net/tcp");
+    let to_port: std::collections::HashSet<String> = tcp
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = u16::from_str_radix(fields.get(2)?.rsplit(':').next()?, 16).ok()?;
+            let inode = *fields.get(9)?;
+            (remote_port == port && inode != "0").then(|| format!("socket:[{inode}]"))
+        })
+        .collect();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| to_port.contains(&target.to_string_lossy().into_owned()))
+        .count()
+}
+
+/// Each kept connection costs the client one descriptor (not a second one to watch the socket
+/// for the peer's close), and the descriptor closes when the peer closes the connection, while
+/// the client (and its cache, which still holds the connection) lives on.
+#[tokio::test]
+async fn each_connection_holds_one_descriptor_until_it_ends() {
+    const CONNECTIONS: usize = 64; // all kept idle: the cache keeps 64 per peer
+    let pki = Pki::new();
+    let server = serve(&pki.identity("server"), listener().await, &[b"http/1.1"], false).await;
+    let client = HttpsClient::new(&pki.identity("client")).unwrap();
+    let addr = server.local_addr();
+    assert_eq!(client_descriptors_to(addr.port()), 0);
+    let ports = futures_util::future::join_all((0..CONNECTIONS).map(|_| port(&client, addr))).await;
+    let connections: std::collections::HashSet<_> = ports.iter().collect();
+    assert_eq!(connections.len(), CONNECTIONS, "concurrent requests each open a connection");
+    assert_eq!(client_descriptors_to(addr.port()), CONNECTIONS, "one descriptor per open connection");
+
+    server.shutdown(Duration::from_secs(1)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while client_descriptors_to(addr.port()) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(client_descriptors_to(addr.port()), 0, "the peer closed every connection: their sockets must close with them");
+    drop(client);
+}
