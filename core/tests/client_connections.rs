@@ -182,3 +182,44 @@ async fn each_connection_holds_one_descriptor_until_it_ends() {
     assert_eq!(client_descriptors_to(addr.port()), 0, "the peer closed every connection: their sockets must close with them");
     drop(client);
 }
+
+/// A peer that restarted while the client's thread was busy: the kept connection's task has not
+/// run since, so only its socket shows the close, and checkout must look there (without reading)
+/// rather than write the request into the dead connection. The peer runs on its own thread.
+#[tokio::test]
+async fn a_kept_connection_whose_peer_closed_while_the_client_was_busy_is_not_reused() {
+    let pki = Pki::new();
+    let identity = pki.identity("server");
+    let (restart, restarts) = std::sync::mpsc::channel::<()>();
+    let (tell_address, address) = std::sync::mpsc::channel();
+    let peer = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let mut server = runtime.block_on(async { serve(&identity, listener().await, &[b"http/1.1"], false).await });
+        let addr = server.local_addr();
+        tell_address.send(addr).unwrap();
+        while restarts.recv().is_ok() {
+            server = runtime.block_on(async {
+                server.shutdown(Duration::from_millis(100)).await;
+                let restarted = serve(&identity, tokio::net::TcpListener::bind(addr).await.unwrap(), &[b"http/1.1"], false).await;
+                // Let the close reach the client's socket.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                restarted
+            });
+            tell_address.send(addr).unwrap();
+        }
+        runtime.block_on(server.shutdown(Duration::from_secs(1)));
+    });
+    let addr = address.recv().unwrap();
+    let client = HttpsClient::new(&pki.identity("client")).unwrap();
+    for attempt in 0..5 {
+        let before = port(&client, addr).await;
+        restart.send(()).unwrap();
+        // Blocks this (the client's only) thread, so that no connection task runs meanwhile.
+        address.recv().unwrap();
+        let request = http::Request::post(format!("https://{addr}/mcp")).body(Full::default()).unwrap();
+        let response = client.send(request).await.unwrap_or_else(|e| panic!("attempt {attempt}: {e:?}"));
+        assert_ne!(String::from_utf8(response.into_body().to_vec()).unwrap(), before, "attempt {attempt}: the dead connection carried it");
+    }
+    drop(restart);
+    peer.join().unwrap();
+}
