@@ -218,7 +218,8 @@ async fn a_kept_connection_whose_peer_closed_while_the_client_was_busy_is_not_re
         address.recv().unwrap();
         let request = http::Request::post(format!("https://{addr}/mcp")).body(Full::default()).unwrap();
         let response = client.send(request).await.unwrap_or_else(|e| panic!("attempt {attempt}: {e:?}"));
-        assert_ne!(String::from_utf8(response.into_body().to_vec()).unwrap(), before, "attempt {attempt}: the dead connection carried it");
+        let answered_from = String::from_utf8(response.into_body().to_vec()).unwrap();
+        assert_ne!(answered_from, before, "attempt {attempt}: the dead connection carried it");
     }
     drop(restart);
     peer.join().unwrap();
