@@ -525,16 +525,17 @@ class Run:
         # (agents, pooled connections): a few shared connections, and one connection per agent
         # (what real agents hold) at the largest size.
         for n, connections in self.cfg["scales"]:
-            # Two descriptors per connection in the simulator (core's client keeps a duplicate of
-            # each socket to watch for the peer's close), one in the registry, plus listeners,
-            # certificate files, real agents, runtime: a margin of 512. When one simulator
-            # process cannot hold them, the row runs in several (shards), each with its share.
+            # One descriptor per connection in the simulator (core's client peeks at a kept
+            # connection's own socket for the peer's close; it no longer holds a duplicate), one in
+            # the registry, plus listeners, certificate files, real agents, runtime: a margin of
+            # 512. When one simulator process cannot hold them, the row runs in several (shards),
+            # each with its share.
             soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
             limit = soft if soft != resource.RLIM_INFINITY else 1 << 20
             shards = 1
-            while 2 * -(-connections // shards) + 512 > limit and shards < 8:
+            while -(-connections // shards) + 512 > limit and shards < 8:
                 shards += 1
-            needed = 2 * -(-connections // shards) + 512
+            needed = -(-connections // shards) + 512
             if needed > limit or connections + 512 > limit:
                 message = (f"registry row {n} agents / {connections} connections not run: it needs {max(needed, connections + 512)} "
                            f"open files per process, the limit is {soft} (hard {hard}); bench/run.sh raises the soft limit to the hard one, "

@@ -15,7 +15,9 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -143,12 +145,7 @@ impl HttpsClient {
         let stream = self.handshake(peer).await?;
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         // Only HTTP/1.1 connections wait idle between requests, to be peeked before reuse.
-        let socket = match h2 {
-            true => None,
-            false => Some(watch_socket(stream.get_ref().0).map_err(|e| {
-                RequestError::undelivered(Error::new(ErrorKind::ConnectFailed, format!("cannot watch the connection to {authority}: {e}")))
-            })?),
-        };
+        let socket = (!h2).then(|| stream.get_ref().0.watch());
         let io = TokioIo::new(stream);
         let broken = |e: hyper::Error| {
             RequestError::undelivered(
@@ -165,20 +162,16 @@ impl HttpsClient {
             }
             Some(socket) => {
                 let (sender, connection) = http1::handshake(io).await.map_err(broken)?;
-                // The task lets go of the socket's watch when the connection ends, so that it closes.
-                let watched = socket.clone();
-                let task = tokio::spawn(async move {
-                    let ended = connection.await;
-                    watched.lock().unwrap_or_else(|p| p.into_inner()).take();
-                    ended
-                });
+                // The connection owns the only strong handle on its socket: when its task ends,
+                // the connection (and the socket with it) is dropped and the watch sees it gone.
+                let task = tokio::spawn(connection);
                 Ok((Sender::Http1(Http1 { sender, socket }), task))
             }
         }
     }
 
     /// TCP, then the mTLS handshake.
-    async fn handshake(&self, peer: &Peer) -> Result<tokio_rustls::client::TlsStream<TcpStream>, RequestError> {
+    async fn handshake(&self, peer: &Peer) -> Result<tokio_rustls::client::TlsStream<SharedTcp>, RequestError> {
         let authority = &peer.authority;
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((peer.host.as_str(), peer.port)))
             .await
@@ -189,7 +182,7 @@ impl HttpsClient {
         let name = ServerName::try_from(peer.host.clone()).map_err(|e| {
             RequestError::undelivered(Error::new(ErrorKind::InvalidConfig, format!("'{}' is not a valid host name: {e}", peer.host)))
         })?;
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, self.shared.tls.connect(name, tcp))
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, self.shared.tls.connect(name, SharedTcp(Arc::new(tcp))))
             .await
             .map_err(|_| Error::new(ErrorKind::TlsHandshake, format!("TLS handshake with {authority} timed out")))
             .and_then(|r| {
@@ -275,15 +268,77 @@ impl Peer {
 /// The task that drives a connection; it ends with the connection, with its error.
 type ConnectionTask = tokio::task::JoinHandle<hyper::Result<()>>;
 
-/// A second handle on a connection's TCP socket, to look at it without reading it; `None` once
-/// the connection's task has ended.
-type SocketWatch = Arc<Mutex<Option<std::net::TcpStream>>>;
+/// A connection's TCP socket, shared so that the connection cache can look at it without
+/// reading it (a [`SocketWatch`]) while the connection reads and writes it, on one descriptor.
+/// Reads and writes go through the `&self` readiness API of tokio's `TcpStream`, as its own
+/// `AsyncRead`/`AsyncWrite` do.
+struct SharedTcp(Arc<TcpStream>);
 
-/// A [`SocketWatch`] of `tcp`: a duplicate of its descriptor, non-blocking like it.
-fn watch_socket(tcp: &TcpStream) -> std::io::Result<SocketWatch> {
-    use std::os::fd::AsFd;
-    let duplicate = tcp.as_fd().try_clone_to_owned()?;
-    Ok(Arc::new(Mutex::new(Some(std::net::TcpStream::from(duplicate)))))
+/// A weak handle on a connection's socket, to look at it without reading it; it no longer
+/// upgrades once the connection's task has ended and dropped the socket, which closed it.
+type SocketWatch = std::sync::Weak<TcpStream>;
+
+impl SharedTcp {
+    fn watch(&self) -> SocketWatch {
+        Arc::downgrade(&self.0)
+    }
+}
+
+impl tokio::io::AsyncRead for SharedTcp {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            // `try_read` clears the readiness on `WouldBlock`, so the next poll waits again.
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(read) => {
+                    buf.advance(read);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for SharedTcp {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write_vectored(bufs) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    /// Writes go straight to the socket: nothing to flush.
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Ends our direction of the stream, as tokio's `TcpStream` does.
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write))
+    }
 }
 
 /// A connection-level sender of either HTTP version.
@@ -304,10 +359,11 @@ impl Http1 {
     /// connection's task may not have seen it yet, so `ready()` would still pass and the request
     /// would be written into a dead connection. That is what a peer that exited leaves us.
     fn peer_closed(&self) -> bool {
-        let socket = self.socket.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(socket) = socket.as_ref() else { return true };
-        // Non-blocking like the connection's own descriptor, which it shares.
-        !matches!(socket.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        let Some(socket) = self.socket.upgrade() else { return true };
+        // A peek on the connection's own descriptor, which is non-blocking; it bypasses tokio's
+        // readiness, so the connection's task still waits and wakes as before.
+        let peeked = socket2::SockRef::from(&*socket).peek(&mut [std::mem::MaybeUninit::uninit(); 1]);
+        !matches!(peeked, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 }
 

@@ -142,3 +142,94 @@ async fn a_request_right_after_the_peer_restarted_goes_on_a_new_connection() {
     }
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+/// How many of this process's descriptors are TCP sockets connected to `port` on 127.0.0.1, the
+/// client's side of its connections to that server (tests in this binary run side by side, so
+/// the whole of /proc/self/fd would count their sockets too). A socket held through two
+/// descriptors counts twice.
+fn client_descriptors_to(port: u16) -> usize {
+    // /proc/net/tcp: `sl local_address rem_address st ... uid timeout inode`, ports in hex.
+    let tcp = std::fs::read_to_string("/proc/net/tcp").expect("Linux /proc/net/tcp");
+    let to_port: std::collections::HashSet<String> = tcp
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = u16::from_str_radix(fields.get(2)?.rsplit(':').next()?, 16).ok()?;
+            let inode = *fields.get(9)?;
+            (remote_port == port && inode != "0").then(|| format!("socket:[{inode}]"))
+        })
+        .collect();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| to_port.contains(&target.to_string_lossy().into_owned()))
+        .count()
+}
+
+/// Each kept connection costs the client one descriptor (not a second one to watch the socket
+/// for the peer's close), and the descriptor closes when the peer closes the connection, while
+/// the client (and its cache, which still holds the connection) lives on.
+#[tokio::test]
+async fn each_connection_holds_one_descriptor_until_it_ends() {
+    const CONNECTIONS: usize = 64; // all kept idle: the cache keeps 64 per peer
+    let pki = Pki::new();
+    let server = serve(&pki.identity("server"), listener().await, &[b"http/1.1"], false).await;
+    let client = HttpsClient::new(&pki.identity("client")).unwrap();
+    let addr = server.local_addr();
+    assert_eq!(client_descriptors_to(addr.port()), 0);
+    let ports = futures_util::future::join_all((0..CONNECTIONS).map(|_| port(&client, addr))).await;
+    let connections: std::collections::HashSet<_> = ports.iter().collect();
+    assert_eq!(connections.len(), CONNECTIONS, "concurrent requests each open a connection");
+    assert_eq!(client_descriptors_to(addr.port()), CONNECTIONS, "one descriptor per open connection");
+
+    server.shutdown(Duration::from_secs(1)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while client_descriptors_to(addr.port()) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(client_descriptors_to(addr.port()), 0, "the peer closed every connection: their sockets must close with them");
+    drop(client);
+}
+
+/// A peer that restarted while the client's thread was busy: the kept connection's task has not
+/// run since, so only its socket shows the close, and checkout must look there (without reading)
+/// rather than write the request into the dead connection. The peer runs on its own thread.
+#[tokio::test]
+async fn a_kept_connection_whose_peer_closed_while_the_client_was_busy_is_not_reused() {
+    let pki = Pki::new();
+    let identity = pki.identity("server");
+    let (restart, restarts) = std::sync::mpsc::channel::<()>();
+    let (tell_address, address) = std::sync::mpsc::channel();
+    let peer = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let mut server = runtime.block_on(async { serve(&identity, listener().await, &[b"http/1.1"], false).await });
+        let addr = server.local_addr();
+        tell_address.send(addr).unwrap();
+        while restarts.recv().is_ok() {
+            server = runtime.block_on(async {
+                server.shutdown(Duration::from_millis(100)).await;
+                let restarted = serve(&identity, tokio::net::TcpListener::bind(addr).await.unwrap(), &[b"http/1.1"], false).await;
+                // Let the close reach the client's socket.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                restarted
+            });
+            tell_address.send(addr).unwrap();
+        }
+        runtime.block_on(server.shutdown(Duration::from_secs(1)));
+    });
+    let addr = address.recv().unwrap();
+    let client = HttpsClient::new(&pki.identity("client")).unwrap();
+    for attempt in 0..5 {
+        let before = port(&client, addr).await;
+        restart.send(()).unwrap();
+        // Blocks this (the client's only) thread, so that no connection task runs meanwhile.
+        address.recv().unwrap();
+        let request = http::Request::post(format!("https://{addr}/mcp")).body(Full::default()).unwrap();
+        let response = client.send(request).await.unwrap_or_else(|e| panic!("attempt {attempt}: {e:?}"));
+        let answered_from = String::from_utf8(response.into_body().to_vec()).unwrap();
+        assert_ne!(answered_from, before, "attempt {attempt}: the dead connection carried it");
+    }
+    drop(restart);
+    peer.join().unwrap();
+}
