@@ -113,12 +113,13 @@ async fn a_refused_client_certificate_is_reported_as_such_every_time() {
         let client = HttpsClient::new(&pki.identity("c")).unwrap();
         for attempt in 0..50 {
             let request = http::Request::post(format!("https://{}/mcp", server.local_addr())).body(Full::default()).unwrap();
-            let e = client.send(request).await.expect_err("the server allows only agent 'a'");
+            let sent = tokio::time::timeout(Duration::from_secs(5), client.send(request)).await;
+            let e = sent.unwrap_or_else(|_| panic!("{alpn:?} attempt {attempt}: send hung")).expect_err("the server allows only agent 'a'");
             assert_eq!(e.error.kind(), toolmesh_core::ErrorKind::PeerRejectedCertificate, "{alpn:?} attempt {attempt}: {}", e.error);
             assert!(e.error.message().contains("refused our client certificate"), "{alpn:?} attempt {attempt}: {}", e.error);
             assert!(!e.delivered, "a refused connection delivers nothing");
         }
-        server.shutdown(Duration::from_secs(1)).await;
+        tokio::time::timeout(Duration::from_secs(5), server.shutdown(Duration::from_secs(1))).await.unwrap_or_else(|_| panic!("{alpn:?}: shutdown hung"));
     }
 }
 
