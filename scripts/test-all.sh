@@ -12,6 +12,8 @@ export TOOLMESH_BIN="$CARGO_TARGET_DIR/debug/toolmesh"
 scripts/setup-system.sh
 echo "== docs: the module map in docs/architecture.md names every module there is"
 python3 scripts/module-map.py --check
+echo "== rust: formatting (rustfmt.toml), as cargo fmt --all writes it"
+cargo fmt --all --check
 echo "== rust: unit and integration tests"
 cargo test --locked
 echo "== rust: the Java binding's unit tests (not a default member, so cargo test above skips it)"

@@ -159,7 +159,12 @@ pub async fn coldstart(args: ColdStartArgs) -> Result<(), AnyError> {
         stop(pid, &mut child).await;
     }
     let Some(callable) = callable else {
-        return Err(format!("not callable within {} s (registered: {registered:?}; last error: {last_error}); see {}", args.timeout, args.log.display()).into());
+        return Err(format!(
+            "not callable within {} s (registered: {registered:?}; last error: {last_error}); see {}",
+            args.timeout,
+            args.log.display()
+        )
+        .into());
     };
     print_json(&json!({
         "pid": pid,

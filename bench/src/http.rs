@@ -145,7 +145,8 @@ pub fn check_tool_result(status: http::StatusCode, body: &[u8], expect: Option<&
     } else {
         text.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).rfind(|l| !l.is_empty()).unwrap_or_default().to_owned()
     };
-    let message: serde_json::Value = serde_json::from_str(&json_text).map_err(|e| format!("not JSON ({e}): {}", text.chars().take(200).collect::<String>()))?;
+    let message: serde_json::Value =
+        serde_json::from_str(&json_text).map_err(|e| format!("not JSON ({e}): {}", text.chars().take(200).collect::<String>()))?;
     let result = message.get("result").ok_or_else(|| format!("no result: {message}"))?;
     if result.get("isError").and_then(serde_json::Value::as_bool) == Some(true) {
         return Err(format!("tool error: {result}"));

@@ -12,11 +12,11 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+use toolmesh_ca::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 use toolmesh_core::authorize::Gate;
 use toolmesh_core::origin::Origins;
-use toolmesh_ca::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 use toolmesh_core::policy::{
-    Action, DefaultAction, LimitsDocument, Phase, Policy, PolicyDocument, PrincipalDocument, Principal, Query, RuleDocument, Target,
+    Action, DefaultAction, LimitsDocument, Phase, Policy, PolicyDocument, Principal, PrincipalDocument, Query, RuleDocument, Target,
     TargetDocument,
 };
 use toolmesh_core::registry_api::ToolInfo;
@@ -80,16 +80,25 @@ pub fn large_policy(rules: usize, caller: &str, target_agent: &str, capability: 
         let r = match i % 10 {
             // Quarantined agents, by SPIFFE-ID pattern (denied every other time).
             0 => rule(
-                Some(PrincipalDocument { identities: s(&[format!("spiffe://{DEFAULT_TRUST_DOMAIN}/agent/quarantine-{i}-*")]), ..Default::default() }),
+                Some(PrincipalDocument {
+                    identities: s(&[format!("spiffe://{DEFAULT_TRUST_DOMAIN}/agent/quarantine-{i}-*")]),
+                    ..Default::default()
+                }),
                 TargetDocument::default(),
             ),
             // A team's agents use a service's capabilities.
-            1 => rule(Some(principal(&[format!("team{i}-*").as_str()])), TargetDocument { capabilities: s(&[format!("svc{i}.*")]), ..Default::default() }),
+            1 => rule(
+                Some(principal(&[format!("team{i}-*").as_str()])),
+                TargetDocument { capabilities: s(&[format!("svc{i}.*")]), ..Default::default() },
+            ),
             // One service by exact SPIFFE ID calls two tools, tools/call only.
             2 => RuleDocument {
                 methods: vec!["tools/call".into()],
                 ..rule(
-                    Some(PrincipalDocument { identities: s(&[format!("spiffe://{DEFAULT_TRUST_DOMAIN}/agent/svc-{i}")]), ..Default::default() }),
+                    Some(PrincipalDocument {
+                        identities: s(&[format!("spiffe://{DEFAULT_TRUST_DOMAIN}/agent/svc-{i}")]),
+                        ..Default::default()
+                    }),
                     TargetDocument { tools: s(&[format!("op{i}"), format!("op{i}-batch")]), ..Default::default() },
                 )
             },
@@ -100,12 +109,19 @@ pub fn large_policy(rules: usize, caller: &str, target_agent: &str, capability: 
             ),
             // A partner, by trust domain and entity, reaches tools of one tier.
             4 => rule(
-                Some(PrincipalDocument { trust_domains: s(&[format!("partner{i}.example")]), entities: s(&[format!("partner{i}")]), ..Default::default() }),
+                Some(PrincipalDocument {
+                    trust_domains: s(&[format!("partner{i}.example")]),
+                    entities: s(&[format!("partner{i}")]),
+                    ..Default::default()
+                }),
                 TargetDocument { tags: s(&[format!("tier-{i}")]), ..Default::default() },
             ),
             // Front ends reading on behalf of users (an origin condition).
             5 => RuleDocument {
-                origin: Some(PrincipalDocument { identities: s(&[format!("spiffe://{DEFAULT_TRUST_DOMAIN}/agent/user-*")]), ..Default::default() }),
+                origin: Some(PrincipalDocument {
+                    identities: s(&[format!("spiffe://{DEFAULT_TRUST_DOMAIN}/agent/user-*")]),
+                    ..Default::default()
+                }),
                 ..rule(Some(principal(&["*-frontend"])), TargetDocument { tools: s(&["*.read".to_owned()]), ..Default::default() })
             },
             // What everyone in the mesh may see (discover only).
@@ -121,7 +137,10 @@ pub fn large_policy(rules: usize, caller: &str, target_agent: &str, capability: 
             // Who may provide which capability (the registry's phase).
             8 => RuleDocument {
                 phases: vec![Phase::Provide],
-                ..rule(Some(principal(&[format!("svc{i}").as_str()])), TargetDocument { capabilities: s(&[format!("svc{i}.*")]), ..Default::default() })
+                ..rule(
+                    Some(principal(&[format!("svc{i}").as_str()])),
+                    TargetDocument { capabilities: s(&[format!("svc{i}.*")]), ..Default::default() },
+                )
             },
             // Matches the caller and the capability, fails on the tool pattern: the deepest miss.
             _ => rule(
@@ -196,7 +215,15 @@ fn time_calls(iterations: usize, mut f: impl FnMut() -> bool) -> (Vec<u64>, f64)
     (nanos, batch_mean)
 }
 
-fn timed(round: usize, kind: &'static str, case: &'static str, rules: usize, iterations: usize, verdict: (bool, String), f: impl FnMut() -> bool) -> Timed {
+fn timed(
+    round: usize,
+    kind: &'static str,
+    case: &'static str,
+    rules: usize,
+    iterations: usize,
+    verdict: (bool, String),
+    f: impl FnMut() -> bool,
+) -> Timed {
     let (nanos, batch_mean) = time_calls(iterations, f);
     // `percentile` reads microseconds and answers milliseconds: fed nanoseconds, it answers µs.
     let us = |p: f64| percentile(&nanos, p);
@@ -266,7 +293,14 @@ pub fn policy_decide(args: PolicyArgs) -> Result<(), AnyError> {
     let tags: Vec<String> = vec![];
     let target = Target { agent: callee, tool: TOOL, capability, tags: &tags };
     fn query<'a>(who: &'a PeerInfo, target: Target<'a>) -> Query<'a> {
-        Query { phase: Phase::Call, method: "tools/call", source: Principal::new(&who.identity, None), origin: None, origin_vouched: false, target }
+        Query {
+            phase: Phase::Call,
+            method: "tools/call",
+            source: Principal::new(&who.identity, None),
+            origin: None,
+            origin_vouched: false,
+            target,
+        }
     }
     let (q_caller, q_stranger) = (query(&peer, target), query(&stranger, target));
     type DecideCase<'a> = (&'static str, &'a Policy, &'a Query<'a>);
@@ -284,8 +318,18 @@ pub fn policy_decide(args: PolicyArgs) -> Result<(), AnyError> {
         ("built-in default (no rules)", Gate::new(callee_id.clone(), callee, Policy::allow_mesh()), &peer, header.as_str()),
         ("1 rule, matching", gate(&large_policy(1, caller, callee, capability, false))?, &peer, header.as_str()),
         ("100 rules, the last matching", gate(&large_policy(args.rules, caller, callee, capability, false))?, &peer, header.as_str()),
-        ("100 rules, none matching (default: deny)", gate(&large_policy(args.rules, caller, callee, capability, false))?, &stranger, stranger_header.as_str()),
-        ("100 rules, the last matching, with limits", gate(&large_policy(args.rules, caller, callee, capability, true))?, &peer, header.as_str()),
+        (
+            "100 rules, none matching (default: deny)",
+            gate(&large_policy(args.rules, caller, callee, capability, false))?,
+            &stranger,
+            stranger_header.as_str(),
+        ),
+        (
+            "100 rules, the last matching, with limits",
+            gate(&large_policy(args.rules, caller, callee, capability, true))?,
+            &peer,
+            header.as_str(),
+        ),
     ];
     let admit = |g: &Gate, who: &PeerInfo, h: &str| -> (bool, String) {
         match g.caller(who, Some(h)).and_then(|c| g.admit_call(c, &tool)) {
@@ -315,7 +359,8 @@ pub fn policy_decide(args: PolicyArgs) -> Result<(), AnyError> {
             let (case, policy, q) = decide_cases[i];
             let d = policy.decide(q);
             let rules = policy.document().rules.len();
-            results.push(timed(round, "decide", case, rules, args.iterations, (d.allowed, d.rule.to_string()), || policy.decide(q).allowed));
+            results
+                .push(timed(round, "decide", case, rules, args.iterations, (d.allowed, d.rule.to_string()), || policy.decide(q).allowed));
         }
         let mut order: Vec<usize> = (0..gates.len()).collect();
         if round % 2 == 1 {

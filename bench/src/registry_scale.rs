@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
+use toolmesh_ca::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 use toolmesh_core::agent::Agent;
 use toolmesh_core::config::AgentConfig;
-use toolmesh_ca::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 use toolmesh_core::registry_api::{DependencySpec, RegisterRequest, ToolInfo};
 use toolmesh_core::registry_client::RegistryClient;
 use toolmesh_core::tls::Identity;
@@ -109,7 +109,14 @@ fn sim_registration(i: usize, services: usize, connections: usize) -> RegisterRe
     }
 }
 
-async fn real_agent(name: &str, registry: &str, ca: &std::path::Path, cert: &std::path::Path, key: &std::path::Path, tool: ToolInfo) -> Result<Agent, AnyError> {
+async fn real_agent(
+    name: &str,
+    registry: &str,
+    ca: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    tool: ToolInfo,
+) -> Result<Agent, AnyError> {
     let mut config = AgentConfig::from_env(name)?;
     for (k, v) in [
         ("registry_url", registry.to_owned()),
@@ -171,7 +178,10 @@ pub async fn registry_scale(args: RegistryScaleArgs) -> Result<(), AnyError> {
     let ramp_seconds = ramp_start.elapsed().as_secs_f64();
     let ramp_cores = ramp_cpu.and_then(|w| w.cores());
     let rss_after_ramp = rss_mib(args.registry_pid);
-    eprintln!("registry-scale n={n}: registered in {ramp_seconds:.2} s ({} failed), registry {ramp_cores:?} cores", failures.load(Ordering::Relaxed));
+    eprintln!(
+        "registry-scale n={n}: registered in {ramp_seconds:.2} s ({} failed), registry {ramp_cores:?} cores",
+        failures.load(Ordering::Relaxed)
+    );
 
     // Steady state: each agent heartbeats every interval, phases spread evenly.
     let interval = Duration::from_millis(args.interval_ms);
@@ -222,8 +232,13 @@ pub async fn registry_scale(args: RegistryScaleArgs) -> Result<(), AnyError> {
     let registry_cores = registry_cpu.and_then(|w| w.cores());
     let sim_cores = own_cpu.and_then(|w| w.cores());
     let window_end = Instant::now();
-    let mut latencies: Vec<u64> =
-        samples.lock().expect("samples").iter().filter(|(at, _)| *at >= window_start && *at < window_end).map(|(_, us)| u64::from(*us)).collect();
+    let mut latencies: Vec<u64> = samples
+        .lock()
+        .expect("samples")
+        .iter()
+        .filter(|(at, _)| *at >= window_start && *at < window_end)
+        .map(|(_, us)| u64::from(*us))
+        .collect();
     latencies.sort_unstable();
     let beats = latencies.len();
     let window_errors = errors.load(Ordering::Relaxed) - errors_before;
@@ -252,7 +267,15 @@ pub async fn registry_scale(args: RegistryScaleArgs) -> Result<(), AnyError> {
         let capability = format!("fresh-{t}-{}", std::process::id());
         let mut dependents = Vec::new();
         for (j, (cert, key)) in dependent_certs.iter().enumerate() {
-            let agent = real_agent(&format!("dependent-{j}"), &args.registry_url, &args.ca, cert, key, caller_tool("use", "use-fresh", &capability)).await?;
+            let agent = real_agent(
+                &format!("dependent-{j}"),
+                &args.registry_url,
+                &args.ca,
+                cert,
+                key,
+                caller_tool("use", "use-fresh", &capability),
+            )
+            .await?;
             dependents.push(agent);
         }
         for d in &dependents {
@@ -261,7 +284,8 @@ pub async fn registry_scale(args: RegistryScaleArgs) -> Result<(), AnyError> {
             }
         }
         let t0 = Instant::now();
-        let provider = real_agent("fresh-provider", &args.registry_url, &args.ca, &provider_cert.0, &provider_cert.1, add_tool(&capability)).await?;
+        let provider =
+            real_agent("fresh-provider", &args.registry_url, &args.ca, &provider_cert.0, &provider_cert.1, add_tool(&capability)).await?;
         let provider_registered = {
             let provider = provider.clone();
             tokio::spawn(async move { provider.wait_registered(Duration::from_secs(10)).await.then(|| t0.elapsed()) })

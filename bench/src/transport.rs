@@ -252,7 +252,9 @@ pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
             match agent.call(tool, 0, arguments.clone(), None).await {
                 Ok(v) if v == json!(3) => break,
                 Ok(v) => return Err(format!("the server agent behind {tool} answered {v}").into()),
-                Err(e) if std::time::Instant::now() > ready_by => return Err(format!("the server agent behind {tool} never answered: {e}").into()),
+                Err(e) if std::time::Instant::now() > ready_by => {
+                    return Err(format!("the server agent behind {tool} never answered: {e}").into())
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }

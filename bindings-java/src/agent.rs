@@ -23,10 +23,7 @@ use toolmesh_core::{runtime, Error, ErrorKind};
 static AGENTS: HandleTable<Arc<SetOnce<Agent>>> = HandleTable::new();
 
 #[no_mangle]
-pub extern "system" fn Java_dev_toolmesh_Native_initialize<'local>(
-    mut env: JNIEnv<'local>,
-    class: JClass<'local>,
-) {
+pub extern "system" fn Java_dev_toolmesh_Native_initialize<'local>(mut env: JNIEnv<'local>, class: JClass<'local>) {
     entry(&mut env, |env| Ok(jvm::initialize(env, &class)?))
 }
 
@@ -49,11 +46,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_start<'local>(
         let options = string_array(env, &options)?;
         for pair in options.chunks(2) {
             let [key, value] = pair else {
-                return Err(Error::new(
-                    ErrorKind::InvalidConfig,
-                    format!("option '{}' has no value", pair[0]),
-                )
-                .into());
+                return Err(Error::new(ErrorKind::InvalidConfig, format!("option '{}' has no value", pair[0])).into());
             };
             config.set(key, value)?;
         }
@@ -87,20 +80,12 @@ pub extern "system" fn Java_dev_toolmesh_Native_assignProxyParameters<'local>(
     capabilities: JObjectArray<'local>,
 ) -> JIntArray<'local> {
     entry(&mut env, |env| {
-        let (parameters, capabilities) = (
-            string_array(env, &parameters)?,
-            string_array(env, &capabilities)?,
-        );
-        let Some(assigned) =
-            toolmesh_core::agent::assign_proxy_parameters(&parameters, &capabilities)
-        else {
+        let (parameters, capabilities) = (string_array(env, &parameters)?, string_array(env, &capabilities)?);
+        let Some(assigned) = toolmesh_core::agent::assign_proxy_parameters(&parameters, &capabilities) else {
             return Ok(JIntArray::default());
         };
         // Fewer than there are parameters of a Java method (at most 255): each fits a jint.
-        let assigned: Vec<jint> = assigned
-            .into_iter()
-            .map(|index| jint::try_from(index).unwrap_or(jint::MAX))
-            .collect();
+        let assigned: Vec<jint> = assigned.into_iter().map(|index| jint::try_from(index).unwrap_or(jint::MAX)).collect();
         let array = env.new_int_array(jint::try_from(assigned.len()).unwrap_or(jint::MAX))?;
         env.set_int_array_region(&array, 0, &assigned)?;
         Ok(array)
@@ -115,10 +100,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_describe<'local>(
     handle: jlong,
 ) -> JString<'local> {
     entry(&mut env, |env| {
-        let agent = AGENTS
-            .get(handle)
-            .and_then(|slot| slot.get().cloned())
-            .ok_or_else(closed)?;
+        let agent = AGENTS.get(handle).and_then(|slot| slot.get().cloned()).ok_or_else(closed)?;
         let description = json!({
             "agent_id": agent.agent_id(),
             "endpoint": agent.endpoint(),
@@ -148,20 +130,13 @@ pub extern "system" fn Java_dev_toolmesh_Native_call<'local>(
     entry(&mut env, |env| {
         let slot = AGENTS.get(handle).ok_or_else(closed)?;
         let tool = string(env, &tool)?;
-        let arguments: Value =
-            serde_json::from_str(&string(env, &arguments_json)?).map_err(|e| {
-                Error::new(
-                    ErrorKind::InvalidArguments,
-                    format!("the call arguments are not JSON: {e}"),
-                )
-            })?;
+        let arguments: Value = serde_json::from_str(&string(env, &arguments_json)?)
+            .map_err(|e| Error::new(ErrorKind::InvalidArguments, format!("the call arguments are not JSON: {e}")))?;
         // A negative index names no dependency; core says so.
         let dependency = usize::try_from(dependency).unwrap_or(usize::MAX);
         let context = invocation::context(context);
-        let call_headers: Vec<(String, String)> = string_array(env, &call_headers)?
-            .chunks_exact(2)
-            .map(|pair| (pair[0].clone(), pair[1].clone()))
-            .collect();
+        let call_headers: Vec<(String, String)> =
+            string_array(env, &call_headers)?.chunks_exact(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect();
         spawn_call(call_id, async move {
             let context = RequestContext::for_call(context, &call_headers)?;
             let agent = slot.wait().await.clone();
@@ -173,11 +148,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_call<'local>(
 
 /// Deregisters, drains and stops serving; blocks until done. A second stop does nothing.
 #[no_mangle]
-pub extern "system" fn Java_dev_toolmesh_Native_stop<'local>(
-    mut env: JNIEnv<'local>,
-    _class: JClass<'local>,
-    handle: jlong,
-) {
+pub extern "system" fn Java_dev_toolmesh_Native_stop<'local>(mut env: JNIEnv<'local>, _class: JClass<'local>, handle: jlong) {
     entry(&mut env, |_| {
         ensure_blocking_allowed("MeshAgent.close()")?;
         let Some(slot) = AGENTS.get(handle) else {
@@ -198,26 +169,14 @@ pub extern "system" fn Java_dev_toolmesh_Native_stop<'local>(
 
 /// Runs `operation` on core's runtime and hands its outcome to `Native.onCallDone(callId, ...)`.
 /// In a task of its own, so that even a panic in core answers the Java future (`INTERNAL`).
-pub(crate) fn spawn_call(
-    call_id: jlong,
-    operation: impl Future<Output = Result<Value, Error>> + Send + 'static,
-) {
-    runtime::spawn_settled(operation, move |outcome| {
-        deliver_call_result(call_id, outcome)
-    });
+pub(crate) fn spawn_call(call_id: jlong, operation: impl Future<Output = Result<Value, Error>> + Send + 'static) {
+    runtime::spawn_settled(operation, move |outcome| deliver_call_result(call_id, outcome));
 }
 
 fn deliver_call_result(call_id: jlong, outcome: Result<Value, Error>) {
     jvm::with_java("deliver a call result", |env, classes| {
         let (result, code, kind, message, app_code, data_json) = match outcome {
-            Ok(value) => (
-                env.new_string(value.to_string())?,
-                0,
-                JObject::null(),
-                JObject::null(),
-                JObject::null(),
-                JObject::null(),
-            ),
+            Ok(value) => (env.new_string(value.to_string())?, 0, JObject::null(), JObject::null(), JObject::null(), JObject::null()),
             Err(error) => (
                 JString::default(),
                 i32::try_from(error.code()).unwrap_or(i32::MAX),
@@ -254,26 +213,15 @@ fn deliver_call_result(call_id: jlong, outcome: Result<Value, Error>) {
 
 /// Runs `operation` on core's runtime and waits for it on this (Java) thread. In a task of its
 /// own, so a panic in core comes back as an error.
-fn run_blocking<T: Send + 'static>(
-    operation: impl Future<Output = Result<T, Error>> + Send + 'static,
-) -> Result<T, Error> {
+fn run_blocking<T: Send + 'static>(operation: impl Future<Output = Result<T, Error>> + Send + 'static) -> Result<T, Error> {
     let runtime = runtime::runtime();
-    runtime
-        .block_on(runtime.spawn(operation))
-        .unwrap_or_else(|panic| Err(task_failed(panic)))
+    runtime.block_on(runtime.spawn(operation)).unwrap_or_else(|panic| Err(task_failed(panic)))
 }
 
 fn task_failed(panic: tokio::task::JoinError) -> Error {
-    Error::new(
-        ErrorKind::Internal,
-        format!("a toolmesh task failed: {panic}"),
-    )
+    Error::new(ErrorKind::Internal, format!("a toolmesh task failed: {panic}"))
 }
 
 fn closed() -> Failure {
-    Error::new(
-        ErrorKind::Shutdown,
-        "the agent is closed; no new calls are made",
-    )
-    .into()
+    Error::new(ErrorKind::Shutdown, "the agent is closed; no new calls are made").into()
 }

@@ -42,10 +42,7 @@ impl From<jni::errors::Error> for Failure {
 
 /// Runs the body of a native method; on failure, leaves the matching Java exception pending and
 /// returns `T::default()` (which Java never sees, since the exception is thrown instead).
-pub(crate) fn entry<'local, T: Default>(
-    env: &mut JNIEnv<'local>,
-    body: impl FnOnce(&mut JNIEnv<'local>) -> Result<T, Failure>,
-) -> T {
+pub(crate) fn entry<'local, T: Default>(env: &mut JNIEnv<'local>, body: impl FnOnce(&mut JNIEnv<'local>) -> Result<T, Failure>) -> T {
     let error = match catch_unwind(AssertUnwindSafe(|| body(env))) {
         Ok(Ok(value)) => return value,
         Ok(Err(Failure::Mesh(error))) => error,

@@ -38,11 +38,7 @@ impl JavaToolHandler {
 impl ToolHandler for JavaToolHandler {
     /// On a tokio worker: one JNI call that enqueues the invocation, never the handler itself.
     fn invoke(&self, invocation: ToolInvocation, completion: Completion) {
-        let ToolInvocation {
-            tool,
-            arguments,
-            context,
-        } = invocation;
+        let ToolInvocation { tool, arguments, context } = invocation;
         let context_json = context.view_json().to_string();
         let completion = COMPLETIONS.insert(completion);
         let context = CONTEXTS.insert(context);
@@ -105,13 +101,10 @@ pub extern "system" fn Java_dev_toolmesh_Native_complete<'local>(
 ) -> jboolean {
     entry(&mut env, |env| {
         let result = string(env, &result_json)?;
-        Ok(answer(
-            completion,
-            |completion| match serde_json::from_str(&result) {
-                Ok(value) => completion.ok(value),
-                Err(e) => completion.not_json(e.to_string()),
-            },
-        ))
+        Ok(answer(completion, |completion| match serde_json::from_str(&result) {
+            Ok(value) => completion.ok(value),
+            Err(e) => completion.not_json(e.to_string()),
+        }))
     })
 }
 
@@ -146,9 +139,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_argumentNotDecoded<'local>(
         let argument = string(env, &argument)?;
         let type_name = string(env, &type_name)?;
         let reason = string(env, &reason)?;
-        Ok(answer(completion, |completion| {
-            completion.argument_not_decoded(argument, type_name, reason)
-        }))
+        Ok(answer(completion, |completion| completion.argument_not_decoded(argument, type_name, reason)))
     })
 }
 
@@ -165,10 +156,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_fail<'local>(
 ) -> jboolean {
     entry(&mut env, |env| {
         let message = string(env, &message)?;
-        Ok(fail_with(
-            completion,
-            HostError::with_code(code.into(), message),
-        ))
+        Ok(fail_with(completion, HostError::with_code(code.into(), message)))
     })
 }
 
@@ -188,10 +176,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_failToolError<'local>(
         let app_code = string(env, &app_code)?;
         let message = string(env, &message)?;
         let data_json = optional_string(env, &data_json)?;
-        let error = match data_json
-            .map(|json| serde_json::from_str(&json))
-            .transpose()
-        {
+        let error = match data_json.map(|json| serde_json::from_str(&json)).transpose() {
             Ok(data) => HostError::tool_error(&app_code, message, data),
             Err(e) => HostError::tool_error_data_not_json(&app_code, &e.to_string()),
         };
@@ -213,10 +198,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_failToolErrorDataNotJson<'local>
     entry(&mut env, |env| {
         let app_code = string(env, &app_code)?;
         let reason = string(env, &reason)?;
-        Ok(fail_with(
-            completion,
-            HostError::tool_error_data_not_json(&app_code, &reason),
-        ))
+        Ok(fail_with(completion, HostError::tool_error_data_not_json(&app_code, &reason)))
     })
 }
 
@@ -234,11 +216,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_releaseCompletion<'local>(
 }
 
 #[no_mangle]
-pub extern "system" fn Java_dev_toolmesh_Native_releaseContext<'local>(
-    mut env: JNIEnv<'local>,
-    _class: JClass<'local>,
-    context: jlong,
-) {
+pub extern "system" fn Java_dev_toolmesh_Native_releaseContext<'local>(mut env: JNIEnv<'local>, _class: JClass<'local>, context: jlong) {
     entry(&mut env, |_| {
         CONTEXTS.remove(context);
         Ok(())

@@ -48,11 +48,7 @@ pub(crate) fn vm() -> Option<&'static JavaVM> {
 fn attach<'vm>(vm: &'vm JavaVM) -> jni::errors::Result<JNIEnv<'vm>> {
     static ATTACHED: AtomicUsize = AtomicUsize::new(0);
     let mut env = vm.attach_current_thread_as_daemon()?;
-    let name = format!(
-        "{}-{}",
-        std::thread::current().name().unwrap_or("toolmesh-thread"),
-        ATTACHED.fetch_add(1, Ordering::Relaxed) + 1
-    );
+    let name = format!("{}-{}", std::thread::current().name().unwrap_or("toolmesh-thread"), ATTACHED.fetch_add(1, Ordering::Relaxed) + 1);
     let named = env.with_local_frame(4, |env| -> jni::errors::Result<()> {
         let thread = env.call_static_method("java/lang/Thread", "currentThread", "()Ljava/lang/Thread;", &[])?.l()?;
         let name = env.new_string(&name)?;
@@ -74,10 +70,7 @@ fn attach<'vm>(vm: &'vm JavaVM) -> jni::errors::Result<JNIEnv<'vm>> {
 /// lives as long as the process. A Java exception thrown by `call` has no Java caller to go to:
 /// it is printed and cleared. `None` when Java could not be reached; the caller then drops what
 /// it was delivering, and core answers for it (e.g. `HANDLER_DROPPED`).
-pub(crate) fn with_java<T>(
-    what: &str,
-    call: impl FnOnce(&mut JNIEnv, &Classes) -> jni::errors::Result<T>,
-) -> Option<T> {
+pub(crate) fn with_java<T>(what: &str, call: impl FnOnce(&mut JNIEnv, &Classes) -> jni::errors::Result<T>) -> Option<T> {
     let (vm, classes) = (JVM.get()?, CLASSES.get()?);
     let attached = match vm.get_env() {
         Ok(env) => Ok(env),

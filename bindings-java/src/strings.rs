@@ -10,10 +10,7 @@ pub(crate) fn string(env: &mut JNIEnv, value: &JString) -> jni::errors::Result<S
 }
 
 /// The text of a Java string that may be null (None).
-pub(crate) fn optional_string(
-    env: &mut JNIEnv,
-    value: &JString,
-) -> jni::errors::Result<Option<String>> {
+pub(crate) fn optional_string(env: &mut JNIEnv, value: &JString) -> jni::errors::Result<Option<String>> {
     if value.is_null() {
         return Ok(None);
     }
@@ -21,10 +18,7 @@ pub(crate) fn optional_string(
 }
 
 /// The texts of a Java `String[]`, in order.
-pub(crate) fn string_array(
-    env: &mut JNIEnv,
-    array: &JObjectArray,
-) -> jni::errors::Result<Vec<String>> {
+pub(crate) fn string_array(env: &mut JNIEnv, array: &JObjectArray) -> jni::errors::Result<Vec<String>> {
     let length = env.get_array_length(array)?;
     let mut strings = Vec::with_capacity(usize::try_from(length).unwrap_or_default());
     for index in 0..length {

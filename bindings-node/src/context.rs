@@ -50,8 +50,6 @@ impl RequestContext {
     #[napi(getter)]
     pub fn remaining_ms(&self) -> Option<u32> {
         // JS numbers hold any u32 exactly; a longer wait than 49 days reads as the longest one.
-        self.inner
-            .remaining_ms()
-            .map(|ms| u32::try_from(ms).unwrap_or(u32::MAX))
+        self.inner.remaining_ms().map(|ms| u32::try_from(ms).unwrap_or(u32::MAX))
     }
 }

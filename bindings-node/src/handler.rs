@@ -27,18 +27,8 @@ pub(crate) type InvokeFunction = ThreadsafeFunction<Invocation, (), InvokeArgs, 
 
 /// The JS arguments of one invocation, built on the JS thread.
 pub(crate) fn invoke_args(invocation: Invocation) -> InvokeArgs {
-    let Invocation {
-        tool,
-        arguments_json,
-        context,
-        completion,
-    } = invocation;
-    FnArgs::from((
-        tool,
-        arguments_json,
-        RequestContext { inner: context },
-        Responder::new(completion),
-    ))
+    let Invocation { tool, arguments_json, context, completion } = invocation;
+    FnArgs::from((tool, arguments_json, RequestContext { inner: context }, Responder::new(completion)))
 }
 
 /// Hands every invocation of an agent's tools to its JS `onInvoke`, without ever blocking a
@@ -51,9 +41,7 @@ pub(crate) struct NodeToolHandler {
 
 impl NodeToolHandler {
     pub(crate) fn new(on_invoke: InvokeFunction) -> Self {
-        NodeToolHandler {
-            on_invoke: Mutex::new(Some(on_invoke)),
-        }
+        NodeToolHandler { on_invoke: Mutex::new(Some(on_invoke)) }
     }
 
     /// Releases `onInvoke`, so that a stopped agent lets the process exit.
@@ -62,21 +50,15 @@ impl NodeToolHandler {
     }
 
     fn slot(&self) -> MutexGuard<'_, Option<InvokeFunction>> {
-        self.on_invoke
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.on_invoke.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 impl ToolHandler for NodeToolHandler {
     fn invoke(&self, invocation: ToolInvocation, completion: Completion) {
         // Serialised here, on the tokio worker, so the JS thread only builds strings.
-        let invocation = Invocation {
-            tool: invocation.tool,
-            arguments_json: invocation.arguments.to_string(),
-            context: invocation.context,
-            completion,
-        };
+        let invocation =
+            Invocation { tool: invocation.tool, arguments_json: invocation.arguments.to_string(), context: invocation.context, completion };
         // Without `onInvoke` (stopped), or when Node refuses the call (its environment is
         // closing), the invocation is dropped with its completion and core answers the caller
         // HANDLER_DROPPED instead of hanging.
@@ -95,18 +77,12 @@ pub struct Responder {
 
 impl Responder {
     fn new(completion: Completion) -> Self {
-        Responder {
-            completion: Mutex::new(Some(completion)),
-        }
+        Responder { completion: Mutex::new(Some(completion)) }
     }
 
     fn take(&self) -> napi::Result<Completion> {
-        let mut slot = self
-            .completion
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        slot.take()
-            .ok_or_else(|| napi::Error::from_reason("this tool call was already answered"))
+        let mut slot = self.completion.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.take().ok_or_else(|| napi::Error::from_reason("this tool call was already answered"))
     }
 }
 
@@ -130,8 +106,7 @@ impl Responder {
     /// that code and `message` unchanged.
     #[napi(catch_unwind)]
     pub fn fail(&self, message: String, kind: Option<String>) -> napi::Result<()> {
-        self.take()?
-            .complete(Err(HostError::with_kind_name(kind.as_deref(), message)));
+        self.take()?.complete(Err(HostError::with_kind_name(kind.as_deref(), message)));
         Ok(())
     }
 
@@ -139,18 +114,10 @@ impl Responder {
     /// gets TOOL_ERROR with this application code, message and data (JSON text, or none).
     /// Decoded on core's runtime, not on the JS thread.
     #[napi(catch_unwind)]
-    pub fn fail_tool_error(
-        &self,
-        app_code: String,
-        message: String,
-        data_json: Option<String>,
-    ) -> napi::Result<()> {
+    pub fn fail_tool_error(&self, app_code: String, message: String, data_json: Option<String>) -> napi::Result<()> {
         let completion = self.take()?;
         runtime::handle().spawn(async move {
-            let error = match data_json
-                .map(|json| serde_json::from_str(&json))
-                .transpose()
-            {
+            let error = match data_json.map(|json| serde_json::from_str(&json)).transpose() {
                 Ok(data) => HostError::tool_error(&app_code, message, data),
                 Err(e) => HostError::tool_error_data_not_json(&app_code, &e.to_string()),
             };
@@ -162,13 +129,8 @@ impl Responder {
     /// The data of the handler's `ToolError` cannot be encoded as JSON; `reason` says why, in
     /// JavaScript's words. Core words the caller's error, the same in every language.
     #[napi(catch_unwind)]
-    pub fn fail_tool_error_data_not_json(
-        &self,
-        app_code: String,
-        reason: String,
-    ) -> napi::Result<()> {
-        self.take()?
-            .complete(Err(HostError::tool_error_data_not_json(&app_code, &reason)));
+    pub fn fail_tool_error_data_not_json(&self, app_code: String, reason: String) -> napi::Result<()> {
+        self.take()?.complete(Err(HostError::tool_error_data_not_json(&app_code, &reason)));
         Ok(())
     }
 

@@ -10,7 +10,6 @@
 // deny, not forbid: the #[napi] macros allow unsafe_code in the code they generate, which a
 // forbid refuses; code written here may still not use unsafe.
 #![deny(unsafe_code)]
-
 // napi-rs registers the exports only outside cfg(test), so a test build sees them as unused.
 #![cfg_attr(test, allow(dead_code))]
 

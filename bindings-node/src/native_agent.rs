@@ -37,10 +37,8 @@ pub fn start<'env>(
         config.set(key, value).map_err(core_error)?;
     }
     let tools = parse_tools(&tools_json).map_err(core_error)?;
-    let on_invoke = on_invoke
-        .build_threadsafe_function::<Invocation>()
-        .callee_handled::<false>()
-        .build_callback(|call| Ok(invoke_args(call.value)))?;
+    let on_invoke =
+        on_invoke.build_threadsafe_function::<Invocation>().callee_handled::<false>().build_callback(|call| Ok(invoke_args(call.value)))?;
     let handler = Arc::new(NodeToolHandler::new(on_invoke));
     promise(env, async move {
         // On failure the handler is dropped here, and with it `onInvoke`.
@@ -69,10 +67,7 @@ pub struct StartFailure {
 #[napi(catch_unwind)]
 pub fn start_failure(code: u32, kind: String, message: String) -> StartFailure {
     let (line, status) = toolmesh_core::error::start_failure(code, &kind, &message);
-    StartFailure {
-        line,
-        status: status.into(),
-    }
+    StartFailure { line, status: status.into() }
 }
 
 /// A running core agent.
@@ -127,15 +122,9 @@ impl NativeAgent {
         let call_headers = call_headers.unwrap_or_default();
         promise(env, async move {
             let context = CoreRequestContext::for_call(context, &call_headers)?;
-            let arguments = serde_json::from_str(&arguments_json).map_err(|e| {
-                Error::new(
-                    ErrorKind::InvalidArguments,
-                    format!("the call arguments are not JSON: {e}"),
-                )
-            })?;
-            let result = agent
-                .call(&tool, dependency as usize, arguments, context)
-                .await?;
+            let arguments = serde_json::from_str(&arguments_json)
+                .map_err(|e| Error::new(ErrorKind::InvalidArguments, format!("the call arguments are not JSON: {e}")))?;
+            let result = agent.call(&tool, dependency as usize, arguments, context).await?;
             Ok(result.to_string())
         })
     }

@@ -33,32 +33,14 @@ pub(crate) fn bridge(py: Python<'_>) -> PyResult<&Bridge> {
 /// Called once by `toolmesh._bridge` as it is imported, with its `run_batch`, `settle_future`
 /// and `error_from_native`. A second call (the module reloaded) keeps the first functions.
 #[pyfunction]
-pub(crate) fn install_bridge(
-    py: Python<'_>,
-    run_batch: Py<PyAny>,
-    settle_future: Py<PyAny>,
-    error_from_native: Py<PyAny>,
-) {
-    let _ = BRIDGE.set(
-        py,
-        Bridge {
-            run_batch,
-            settle_future,
-            error_from_native,
-        },
-    );
+pub(crate) fn install_bridge(py: Python<'_>, run_batch: Py<PyAny>, settle_future: Py<PyAny>, error_from_native: Py<PyAny>) {
+    let _ = BRIDGE.set(py, Bridge { run_batch, settle_future, error_from_native });
 }
 
 /// The Python exception object for a core error.
 pub(crate) fn error_object<'py>(py: Python<'py>, error: &Error) -> PyResult<Bound<'py, PyAny>> {
     let data_json = error.data().map(|data| data.to_string());
-    bridge(py)?.error_from_native.bind(py).call1((
-        error.code(),
-        error.kind().name(),
-        error.message(),
-        error.app_code(),
-        data_json,
-    ))
+    bridge(py)?.error_from_native.bind(py).call1((error.code(), error.kind().name(), error.message(), error.app_code(), data_json))
 }
 
 /// A core error raised as its `toolmesh` exception.

@@ -57,10 +57,6 @@ impl Context {
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "RequestContext(traceparent={:?}, headers={:?})",
-            self.traceparent().unwrap_or_default(),
-            self.inner.headers
-        )
+        format!("RequestContext(traceparent={:?}, headers={:?})", self.traceparent().unwrap_or_default(), self.inner.headers)
     }
 }

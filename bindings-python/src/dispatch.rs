@@ -26,8 +26,7 @@ pub(crate) struct InvokeTarget {
 }
 
 /// Makes a Python object on the dispatch thread, with the GIL held.
-pub(crate) type MakeObject =
-    Box<dyn for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>> + Send>;
+pub(crate) type MakeObject = Box<dyn for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>> + Send>;
 
 /// What a settled future receives.
 pub(crate) enum Outcome {
@@ -72,9 +71,7 @@ static CLOSED: AtomicBool = AtomicBool::new(false);
 pub(crate) fn dispatch(job: Job) {
     let pid = std::process::id();
     let sender = {
-        let mut slot = DISPATCHER
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = DISPATCHER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match slot.as_ref().filter(|d| d.pid == pid) {
             Some(dispatcher) => dispatcher.sender.clone(),
             None => {
@@ -89,11 +86,7 @@ pub(crate) fn dispatch(job: Job) {
                     // answers the caller HANDLER_DROPPED instead of hanging.
                     return;
                 }
-                *slot = Some(Dispatcher {
-                    pid,
-                    sender: sender.clone(),
-                    delivering,
-                });
+                *slot = Some(Dispatcher { pid, sender: sender.clone(), delivering });
                 sender
             }
         }
@@ -110,21 +103,11 @@ pub(crate) fn close_dispatch(py: Python<'_>) {
     CLOSED.store(true, Ordering::SeqCst);
     let pid = std::process::id();
     let delivering = {
-        let slot = DISPATCHER
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        slot.as_ref()
-            .filter(|d| d.pid == pid)
-            .map(|d| d.delivering.clone())
+        let slot = DISPATCHER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.as_ref().filter(|d| d.pid == pid).map(|d| d.delivering.clone())
     };
     if let Some(delivering) = delivering {
-        py.detach(|| {
-            drop(
-                delivering
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
-            )
-        });
+        py.detach(|| drop(delivering.lock().unwrap_or_else(|poisoned| poisoned.into_inner())));
     }
 }
 
@@ -134,18 +117,14 @@ pub(crate) fn settle_when_done<F>(future: Py<PyAny>, operation: F)
 where
     F: Future<Output = Result<Outcome, Error>> + Send + 'static,
 {
-    runtime::spawn_settled(operation, move |outcome| {
-        dispatch(Job::Settle { future, outcome })
-    });
+    runtime::spawn_settled(operation, move |outcome| dispatch(Job::Settle { future, outcome }));
 }
 
 fn run(receiver: Receiver<Job>, delivering: &Mutex<()>) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         batch.extend(receiver.try_iter());
-        let _delivering = delivering
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _delivering = delivering.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if CLOSED.load(Ordering::SeqCst) {
             continue;
         }
@@ -190,20 +169,8 @@ impl Job {
     /// The loop to run on and the `(callback, args)` pair to run there.
     fn into_call(self, py: Python<'_>) -> PyResult<(Py<PyAny>, Bound<'_, PyTuple>)> {
         match self {
-            Job::Invoke {
-                target,
-                tool,
-                arguments_json,
-                context,
-                completion,
-            } => {
-                let args = (
-                    tool,
-                    arguments_json,
-                    Context { inner: context },
-                    Responder::new(completion),
-                )
-                    .into_pyobject(py)?;
+            Job::Invoke { target, tool, arguments_json, context, completion } => {
+                let args = (tool, arguments_json, Context { inner: context }, Responder::new(completion)).into_pyobject(py)?;
                 let call = PyTuple::new(py, [target.on_invoke.bind(py).clone(), args.into_any()])?;
                 Ok((target.event_loop.clone_ref(py), call))
             }
@@ -211,18 +178,13 @@ impl Job {
                 let future = future.into_bound(py);
                 let event_loop = future.call_method0("get_loop")?.unbind();
                 let (value, exception) = match outcome {
-                    Ok(Outcome::Json(json)) => {
-                        (json.into_pyobject(py)?.into_any(), py.None().into_bound(py))
-                    }
+                    Ok(Outcome::Json(json)) => (json.into_pyobject(py)?.into_any(), py.None().into_bound(py)),
                     Ok(Outcome::Object(make)) => (make(py)?, py.None().into_bound(py)),
                     Ok(Outcome::Nothing) => (py.None().into_bound(py), py.None().into_bound(py)),
                     Err(error) => (py.None().into_bound(py), error_object(py, &error)?),
                 };
                 let args = PyTuple::new(py, [future, value, exception])?;
-                let call = PyTuple::new(
-                    py,
-                    [bridge(py)?.settle_future.bind(py).clone(), args.into_any()],
-                )?;
+                let call = PyTuple::new(py, [bridge(py)?.settle_future.bind(py).clone(), args.into_any()])?;
                 Ok((event_loop, call))
             }
         }

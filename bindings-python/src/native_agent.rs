@@ -49,16 +49,11 @@ pub(crate) fn start(
     }
     let tools = parse_tools(tools_json).map_err(|e| to_pyerr(py, &e))?;
     let event_loop = future.call_method0(py, "get_loop")?;
-    let target = Arc::new(InvokeTarget {
-        event_loop,
-        on_invoke,
-    });
+    let target = Arc::new(InvokeTarget { event_loop, on_invoke });
     let handler = Arc::new(PythonToolHandler { target });
     settle_when_done(future, async move {
         let agent = Agent::start(config, tools, handler).await?;
-        Ok(Outcome::Object(Box::new(move |py| {
-            Ok(Bound::new(py, NativeAgent::new(agent))?.into_any())
-        })))
+        Ok(Outcome::Object(Box::new(move |py| Ok(Bound::new(py, NativeAgent::new(agent))?.into_any()))))
     });
     Ok(())
 }
@@ -67,10 +62,7 @@ pub(crate) fn start(
 /// have `capabilities`; None when there are more parameters than dependencies. Core's rule for
 /// every language (`toolmesh_core::agent::assign_proxy_parameters`).
 #[pyfunction]
-pub(crate) fn assign_proxy_parameters(
-    parameters: Vec<String>,
-    capabilities: Vec<String>,
-) -> Option<Vec<usize>> {
+pub(crate) fn assign_proxy_parameters(parameters: Vec<String>, capabilities: Vec<String>) -> Option<Vec<usize>> {
     toolmesh_core::agent::assign_proxy_parameters(&parameters, &capabilities)
 }
 
@@ -163,10 +155,6 @@ impl NativeAgent {
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "NativeAgent(agent_id={:?}, endpoint={:?})",
-            self.agent.agent_id(),
-            self.agent.endpoint()
-        )
+        format!("NativeAgent(agent_id={:?}, endpoint={:?})", self.agent.agent_id(), self.agent.endpoint())
     }
 }

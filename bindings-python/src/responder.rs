@@ -14,18 +14,12 @@ pub struct Responder {
 
 impl Responder {
     pub(crate) fn new(completion: Completion) -> Self {
-        Responder {
-            completion: Mutex::new(Some(completion)),
-        }
+        Responder { completion: Mutex::new(Some(completion)) }
     }
 
     fn take(&self) -> PyResult<Completion> {
-        let mut slot = self
-            .completion
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        slot.take()
-            .ok_or_else(|| PyRuntimeError::new_err("this tool call was already answered"))
+        let mut slot = self.completion.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.take().ok_or_else(|| PyRuntimeError::new_err("this tool call was already answered"))
     }
 }
 
@@ -49,23 +43,12 @@ impl Responder {
     /// The handler raised `toolmesh.ToolError` (its own, or one a proxy call raised): the caller
     /// gets `TOOL_ERROR` with this application code, message and data (JSON text, or None).
     #[pyo3(signature = (app_code, message, data_json=None))]
-    fn fail_tool_error(
-        &self,
-        py: Python<'_>,
-        app_code: &str,
-        message: String,
-        data_json: Option<&str>,
-    ) -> PyResult<()> {
+    fn fail_tool_error(&self, py: Python<'_>, app_code: &str, message: String, data_json: Option<&str>) -> PyResult<()> {
         let completion = self.take()?;
-        let data = data_json
-            .map(|json| py.detach(|| serde_json::from_str(json)))
-            .transpose();
+        let data = data_json.map(|json| py.detach(|| serde_json::from_str(json))).transpose();
         match data {
             Ok(data) => completion.complete(Err(HostError::tool_error(app_code, message, data))),
-            Err(e) => completion.complete(Err(HostError::tool_error_data_not_json(
-                app_code,
-                &e.to_string(),
-            ))),
+            Err(e) => completion.complete(Err(HostError::tool_error_data_not_json(app_code, &e.to_string()))),
         }
         Ok(())
     }
@@ -73,8 +56,7 @@ impl Responder {
     /// The data of the handler's `toolmesh.ToolError` cannot be encoded as JSON; `reason` says
     /// why, in Python's words. Core words the caller's error, the same in every language.
     fn fail_tool_error_data_not_json(&self, app_code: &str, reason: &str) -> PyResult<()> {
-        self.take()?
-            .complete(Err(HostError::tool_error_data_not_json(app_code, reason)));
+        self.take()?.complete(Err(HostError::tool_error_data_not_json(app_code, reason)));
         Ok(())
     }
 
@@ -88,8 +70,7 @@ impl Responder {
     /// Argument `argument` did not decode into `type_name`, its parameter's type hint; `reason`
     /// says why, in Python's words. Core words the caller's `INVALID_ARGUMENTS`, as in every language.
     fn argument_not_decoded(&self, argument: &str, type_name: &str, reason: &str) -> PyResult<()> {
-        self.take()?
-            .argument_not_decoded(argument, type_name, reason);
+        self.take()?.argument_not_decoded(argument, type_name, reason);
         Ok(())
     }
 

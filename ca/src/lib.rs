@@ -22,8 +22,8 @@ use toolmesh_core::certificate::distinguished_name;
 use toolmesh_core::error::{Error, ErrorKind, Result};
 use toolmesh_core::spiffe_id::SpiffeId;
 
-pub use toolmesh_core::certificate::{certificate_request, fingerprint};
 pub use rcgen::ExtendedKeyUsagePurpose;
+pub use toolmesh_core::certificate::{certificate_request, fingerprint};
 
 /// The trust domain used in `spiffe://` URI SANs when none is given.
 pub const DEFAULT_TRUST_DOMAIN: &str = "toolmesh.local";
@@ -207,16 +207,20 @@ impl LeafRequest {
         params.not_after = self.not_after;
         let mut sans = Vec::new();
         for name in &self.dns_names {
-            sans.push(SanType::DnsName(name.as_str().try_into().map_err(|e| {
-                Error::new(ErrorKind::InvalidConfig, format!("'{name}' is not a valid DNS name ({e})"))
-            })?));
+            sans.push(SanType::DnsName(
+                name.as_str()
+                    .try_into()
+                    .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("'{name}' is not a valid DNS name ({e})")))?,
+            ));
         }
         sans.extend(self.ip_addresses.iter().copied().map(SanType::IpAddress));
         for uri in &self.uris {
             check_spiffe_uri(uri)?;
-            sans.push(SanType::URI(uri.as_str().try_into().map_err(|e| {
-                Error::new(ErrorKind::InvalidConfig, format!("'{uri}' is not a valid URI SAN ({e})"))
-            })?));
+            sans.push(SanType::URI(
+                uri.as_str()
+                    .try_into()
+                    .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("'{uri}' is not a valid URI SAN ({e})")))?,
+            ));
         }
         params.subject_alt_names = sans;
         Ok(params)
@@ -463,8 +467,7 @@ fn rcgen_error(e: rcgen::Error) -> Error {
 }
 
 fn read_text(path: &Path, what: &str) -> Result<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| Error::new(ErrorKind::CertificateFile, format!("cannot read {what} {}: {e}", path.display())))
+    std::fs::read_to_string(path).map_err(|e| Error::new(ErrorKind::CertificateFile, format!("cannot read {what} {}: {e}", path.display())))
 }
 
 /// Writes `<dir>/<name>.pem` (0644) and `<dir>/<name>.key` (0600). Refuses to replace existing
@@ -585,7 +588,10 @@ mod tests {
         let e = CertificateAuthority::from_pem(a.cert_pem(), b.key_pem(), "a.pem", "b.key").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::KeyMismatch, "{e}");
         let leaf = a.issue(&LeafRequest::new("x", Role::Agent, DEFAULT_TRUST_DOMAIN, 1)).unwrap();
-        assert!(CertificateAuthority::from_pem(&leaf.cert_pem, &leaf.key_pem, "x.pem", "x.key").unwrap_err().message().contains("not a CA"));
+        assert!(CertificateAuthority::from_pem(&leaf.cert_pem, &leaf.key_pem, "x.pem", "x.key")
+            .unwrap_err()
+            .message()
+            .contains("not a CA"));
         assert!(!format!("{leaf:?}").contains("PRIVATE KEY"));
     }
 

@@ -34,7 +34,6 @@ pub struct AddArgs {
     access: RegistryAccess,
 }
 
-
 #[derive(Args)]
 pub struct RevokeArgs {
     name: String,
@@ -46,7 +45,10 @@ pub async fn run(command: EntityCommand) -> Result<(), Failure> {
     match command {
         EntityCommand::Add(args) => {
             let ca_cert = std::fs::read_to_string(&args.ca_cert).map_err(|e| {
-                Failure::usage(Error::new(ErrorKind::CertificateFile, format!("cannot read the CA certificate {}: {e}", args.ca_cert.display())))
+                Failure::usage(Error::new(
+                    ErrorKind::CertificateFile,
+                    format!("cannot read the CA certificate {}: {e}", args.ca_cert.display()),
+                ))
             })?;
             let (registry, _) = args.access.connect()?;
             let entity = registry.add_entity(&EntityRequest { name: args.name, ca_cert, trust_domain: args.trust_domain }).await?;

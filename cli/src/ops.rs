@@ -43,11 +43,14 @@ impl RegistryAccess {
         // Check the URL before the certificates: it is the cheaper mistake to report.
         toolmesh_core::registry_client::check_registry_url(url)?;
         let identity = if self.tls_auto {
-            let dir = self.state_dir.clone().or_else(toolmesh_core::auto_tls::default_state_dir).ok_or_else(|| {
-                Failure::usage(Error::new(ErrorKind::InvalidConfig, "--tls-auto needs --state-dir (HOME is not set)"))
-            })?;
-            let files = toolmesh_core::tls::TlsFiles { cert: dir.join("operator.pem"), key: dir.join("operator.key"), ca: dir.join("ca.pem") };
-            Identity::load(&files).map_err(|e| Failure::usage(e.context(format!("the operator identity of the --tls-auto registry in {}", dir.display()))))?
+            let dir =
+                self.state_dir.clone().or_else(toolmesh_core::auto_tls::default_state_dir).ok_or_else(|| {
+                    Failure::usage(Error::new(ErrorKind::InvalidConfig, "--tls-auto needs --state-dir (HOME is not set)"))
+                })?;
+            let files =
+                toolmesh_core::tls::TlsFiles { cert: dir.join("operator.pem"), key: dir.join("operator.key"), ca: dir.join("ca.pem") };
+            Identity::load(&files)
+                .map_err(|e| Failure::usage(e.context(format!("the operator identity of the --tls-auto registry in {}", dir.display()))))?
         } else {
             self.tls.load("operator")?
         };
@@ -109,8 +112,7 @@ fn table(list: &AgentList) -> String {
 /// registry (names, ids, endpoints, tags, entities): each is escaped ([`toolmesh_core::text`]), so
 /// a control character shows as `\u{1b}` and cannot drive the terminal or forge a row.
 pub fn align<R: AsRef<[String]>>(rows: &[R]) -> String {
-    let rows: Vec<Vec<std::borrow::Cow<'_, str>>> =
-        rows.iter().map(|r| r.as_ref().iter().map(|cell| escape(cell)).collect()).collect();
+    let rows: Vec<Vec<std::borrow::Cow<'_, str>>> = rows.iter().map(|r| r.as_ref().iter().map(|cell| escape(cell)).collect()).collect();
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> =
         (0..columns).map(|c| rows.iter().map(|r| r.get(c).map_or(0, |cell| cell.chars().count())).max().unwrap_or(0)).collect();
@@ -224,7 +226,13 @@ async fn providers(registry: &RegistryClient, capability: &str) -> Result<Vec<Pr
 /// Calls the candidates through core's call policy, as an agent's dependency call would: the
 /// next provider when one cannot be reached (and, for a read-only or idempotent tool, when the
 /// connection breaks after delivery); errors name the agent, the tool and the address.
-async fn call_first_reachable(client: &McpClient, candidates: &[Provider], arguments: Value, context: &RequestContext, timeout: Duration) -> Result<Value, Error> {
+async fn call_first_reachable(
+    client: &McpClient,
+    candidates: &[Provider],
+    arguments: Value,
+    context: &RequestContext,
+    timeout: Duration,
+) -> Result<Value, Error> {
     let capability = candidates.first().map_or("", |p| p.capability.as_str());
     let target = Target { key: capability, capability, providers: candidates, timeout };
     Pipeline::new().call(&Mcp(client), target, arguments, context).await
@@ -246,9 +254,7 @@ impl Transport for Mcp<'_> {
 
 /// `NAME=VALUE` with an HTTP token as the name; names are lowercased as the mesh carries them.
 fn parse_header(header: &str) -> Result<(String, String), Failure> {
-    let (name, value) = header
-        .split_once('=')
-        .ok_or_else(|| usage(format!("--header '{header}' is not NAME=VALUE")))?;
+    let (name, value) = header.split_once('=').ok_or_else(|| usage(format!("--header '{header}' is not NAME=VALUE")))?;
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if name.is_empty() || !name.chars().all(token) {
         return Err(usage(format!("--header name '{name}' is not a valid HTTP header name")));

@@ -91,7 +91,8 @@ pub async fn run(command: PolicyCommand) -> Result<(), Failure> {
                 PhaseArg::Discover => Phase::Discover,
                 PhaseArg::Provide => Phase::Provide,
             };
-            let request = PolicyTestRequest { from: args.from, origin: args.origin, tool: args.tool, agent: args.agent, phase: Some(phase) };
+            let request =
+                PolicyTestRequest { from: args.from, origin: args.origin, tool: args.tool, agent: args.agent, phase: Some(phase) };
             let answer = registry.test_policy(&request).await?;
             if args.json {
                 println!("{}", to_json(&answer)?);
@@ -231,7 +232,13 @@ mod tests {
         }
         let answer = PolicyTestResponse {
             version: 3,
-            decisions: vec![PolicyTestDecision { agent: "calc\u{1b}[2J".into(), tool: "add".into(), capability: "math".into(), allowed: true, rule: "front-adds".into() }],
+            decisions: vec![PolicyTestDecision {
+                agent: "calc\u{1b}[2J".into(),
+                tool: "add".into(),
+                capability: "math".into(),
+                allowed: true,
+                rule: "front-adds".into(),
+            }],
             note: None,
         };
         assert_eq!(decisions(&answer), "allow  calc\\u{1b}[2J:add (math) by rule 'front-adds' (policy version 3)\n");

@@ -7,8 +7,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use toolmesh_core::auto_tls::default_state_dir;
 use toolmesh_ca::DEFAULT_TRUST_DOMAIN;
+use toolmesh_core::auto_tls::default_state_dir;
 use toolmesh_core::server::ServerLimits;
 use toolmesh_core::{Error, ErrorKind};
 use toolmesh_registry::{default_state_dir_for, AutoIssuer, Quotas, RegistryConfig, ENTITIES_FILE, MESH_CA_FILE};
@@ -155,9 +155,11 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
         Some("off") => None,
         Some(port) => Some(port.parse::<u16>().map_err(|_| usage(format!("--health-port '{port}' must be a port number or 'off'")))?),
         None if args.port == 0 => Some(0),
-        None => Some(args.port.checked_add(1000).ok_or_else(|| {
-            usage(format!("the health port would be {} + 1000, past 65535; set --health-port", args.port))
-        })?),
+        None => Some(
+            args.port
+                .checked_add(1000)
+                .ok_or_else(|| usage(format!("the health port would be {} + 1000, past 65535; set --health-port", args.port)))?,
+        ),
     };
     let no_home = || Failure::usage(Error::new(ErrorKind::InvalidConfig, "no state directory: set --state-dir (HOME is not set)"));
     // With --tls-auto the mesh's CA lives in the state directory, so the directory is the mesh:
@@ -202,11 +204,8 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
     config.state_dir = Some(state_dir.clone());
     config.issuer = issuer.clone();
     config.admin_ids = args.admin_ids;
-    config.quotas = Quotas {
-        max_agents: args.max_agents_per_identity,
-        max_tools: args.max_tools_per_identity,
-        max_bytes: args.max_bytes_per_identity,
-    };
+    config.quotas =
+        Quotas { max_agents: args.max_agents_per_identity, max_tools: args.max_tools_per_identity, max_bytes: args.max_bytes_per_identity };
     config.health = health.map(|port| (args.health_host, port));
     let mut signals = ShutdownSignals::listen()?;
     let running = toolmesh_registry::start(config).await?;
@@ -271,7 +270,10 @@ impl ShutdownSignals {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
-            Ok(ShutdownSignals { interrupt: signal(SignalKind::interrupt()).map_err(cannot_listen)?, terminate: signal(SignalKind::terminate()).map_err(cannot_listen)? })
+            Ok(ShutdownSignals {
+                interrupt: signal(SignalKind::interrupt()).map_err(cannot_listen)?,
+                terminate: signal(SignalKind::terminate()).map_err(cannot_listen)?,
+            })
         }
         #[cfg(not(unix))]
         Ok(ShutdownSignals {})

@@ -80,7 +80,11 @@ fn directories_created_under_a_permissive_umask_are_private() {
     std::fs::create_dir(&shared).expect("mkdir");
     std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
     let warned = under_umask_000(&["certs", "ca", "--dir", shared.to_str().expect("utf-8")]);
-    assert!(warned.stderr.contains("is writable by its group or others (mode 777)") && warned.stderr.contains("chmod 700"), "{}", warned.stderr);
+    assert!(
+        warned.stderr.contains("is writable by its group or others (mode 777)") && warned.stderr.contains("chmod 700"),
+        "{}",
+        warned.stderr
+    );
 }
 
 #[test]
@@ -99,10 +103,9 @@ fn init_rejects_unusable_names_before_writing() {
 fn issue_adds_a_certificate_signed_by_the_mesh_ca() {
     let certs = Certs::init("calc");
     let dir = certs.dir.path().to_str().expect("utf-8").to_owned();
-    let issued = run(toolmesh(&[
-        "certs", "issue", "search", "--dir", &dir, "--dns", "search.internal", "--ip", "10.0.0.7", "--days", "30",
-    ]))
-    .success();
+    let issued =
+        run(toolmesh(&["certs", "issue", "search", "--dir", &dir, "--dns", "search.internal", "--ip", "10.0.0.7", "--days", "30"]))
+            .success();
     assert!(issued.stdout.contains("spiffe://toolmesh.local/agent/search"), "{}", issued.stdout);
     #[cfg(unix)]
     assert_eq!(mode(&certs.path("search.key")), 0o600);
@@ -141,7 +144,15 @@ fn ca_then_issue_with_rsa_keys_and_extra_sans_verifies_with_openssl() {
     assert_eq!(mode(&dir.path().join("ca.key")), 0o600);
     run(toolmesh(&["certs", "ca", "--dir", &path])).failure(2, "INVALID_CONFIG", "--force");
     let issued = run(toolmesh(&[
-        "certs", "issue", "billing", "--dir", &path, "--key-type", "rsa-3072", "--uri", "spiffe://partner.example/agent/billing",
+        "certs",
+        "issue",
+        "billing",
+        "--dir",
+        &path,
+        "--key-type",
+        "rsa-3072",
+        "--uri",
+        "spiffe://partner.example/agent/billing",
     ]))
     .success();
     assert!(issued.stdout.contains("rsa-3072"), "{}", issued.stdout);
@@ -179,7 +190,11 @@ fn issue_and_rotate_take_the_trust_domain_of_the_ca() {
     run(toolmesh(&["certs", "issue", "ops", "--dir", &path, "--role", "operator"])).success();
     let other = run(toolmesh(&["certs", "issue", "guest", "--dir", &path, "--trust-domain", "other.example"])).success();
     assert!(other.stdout.contains("spiffe://other.example/agent/guest"), "{}", other.stdout);
-    assert!(other.stderr.contains("warning: --trust-domain other.example differs from the CA's trust domain prod.example"), "{}", other.stderr);
+    assert!(
+        other.stderr.contains("warning: --trust-domain other.example differs from the CA's trust domain prod.example"),
+        "{}",
+        other.stderr
+    );
     run(toolmesh(&["certs", "rotate", "calc", "--dir", &path])).success();
 
     require_openssl();
@@ -204,9 +219,22 @@ fn init_from_a_yaml_config_names_roles_dns_and_ips() {
     let out_str = out.to_str().expect("utf-8");
     run(toolmesh(&["certs", "init", "--dir", out_str, "--config", config.to_str().expect("utf-8")])).success();
     let check = run(toolmesh(&["certs", "check", "--dir", out_str, "--warn-days", "10"])).success();
-    let row = |name: &str| check.stdout.lines().find(|l| l.starts_with(&format!("{name}.pem"))).unwrap_or_else(|| panic!("{name}: {}", check.stdout)).to_owned();
-    assert!(row("registry").contains("DNS:registry.prod.example") && row("registry").contains("URI:spiffe://prod.example/registry/registry"));
-    assert!(row("calc").contains("IP:10.0.0.5") && row("calc").contains("DNS:calc.internal") && row("calc").contains("spiffe://prod.example/agent/calc"));
+    let row = |name: &str| {
+        check
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}.pem")))
+            .unwrap_or_else(|| panic!("{name}: {}", check.stdout))
+            .to_owned()
+    };
+    assert!(
+        row("registry").contains("DNS:registry.prod.example") && row("registry").contains("URI:spiffe://prod.example/registry/registry")
+    );
+    assert!(
+        row("calc").contains("IP:10.0.0.5")
+            && row("calc").contains("DNS:calc.internal")
+            && row("calc").contains("spiffe://prod.example/agent/calc")
+    );
     assert!(row("admin").contains("URI:spiffe://prod.example/operator/admin"), "{}", row("admin"));
     assert!(row("operator").contains(" 44 ") || row("operator").contains(" 45 "), "45 days: {}", row("operator"));
 
@@ -224,8 +252,11 @@ fn init_from_a_yaml_config_names_roles_dns_and_ips() {
     std::fs::write(&bad, "agents:\n  - nam: x\n").expect("write");
     run(toolmesh(&["certs", "init", "--dir", out_str, "--config", bad.to_str().expect("utf-8")])).failure(2, "INVALID_CONFIG", "nam");
     std::fs::write(&bad, "agents:\n  - name: x\n    role: boss\n").expect("write");
-    run(toolmesh(&["certs", "init", "--dir", out_str, "--config", bad.to_str().expect("utf-8"), "--force"]))
-        .failure(2, "INVALID_CONFIG", "role 'boss'");
+    run(toolmesh(&["certs", "init", "--dir", out_str, "--config", bad.to_str().expect("utf-8"), "--force"])).failure(
+        2,
+        "INVALID_CONFIG",
+        "role 'boss'",
+    );
 }
 
 #[test]
@@ -250,7 +281,9 @@ fn rotate_reissues_in_place_with_a_new_key_and_the_same_names() {
     let certs = Certs::init("calc");
     let dir = certs.dir.path().to_str().expect("utf-8").to_owned();
     run(toolmesh(&["certs", "issue", "search", "--dir", &dir, "--dns", "search.internal", "--key-type", "rsa-2048"])).success();
-    let before = |name: &str| (std::fs::read(certs.path(&format!("{name}.pem"))).expect("pem"), std::fs::read(certs.path(&format!("{name}.key"))).expect("key"));
+    let before = |name: &str| {
+        (std::fs::read(certs.path(&format!("{name}.pem"))).expect("pem"), std::fs::read(certs.path(&format!("{name}.key"))).expect("key"))
+    };
     let (search_cert, search_key) = before("search");
     let (calc_cert, _) = before("calc");
     let rotated = run(toolmesh(&["certs", "rotate", "search", "--dir", &dir])).success();
@@ -287,7 +320,13 @@ fn defaults_are_p256_keys_and_90_day_leaves_and_rsa_4096_on_request() {
     let text = openssl(&["x509", "-noout", "-text", "-in", calc]);
     assert!(text.contains("ASN1 OID: prime256v1") && text.contains("Public-Key: (256 bit)"), "ECDSA P-256 by default: {text}");
     // Valid for 89-90 more days: not expiring within 89 days, but within 90 days and an hour.
-    let checkend = |days: u64, extra: u64| Command::new("openssl").args(["x509", "-noout", "-checkend", &(days * 86_400 + extra).to_string(), "-in", calc]).output().expect("openssl").status;
+    let checkend = |days: u64, extra: u64| {
+        Command::new("openssl")
+            .args(["x509", "-noout", "-checkend", &(days * 86_400 + extra).to_string(), "-in", calc])
+            .output()
+            .expect("openssl")
+            .status
+    };
     assert!(checkend(89, 0).success(), "expires within 89 days");
     assert!(!checkend(90, 3600).success(), "valid past 90 days");
     let check = run(toolmesh(&["certs", "check", "--dir", &dir])).success();
@@ -314,7 +353,9 @@ async fn a_certificate_issued_through_bootstrap_verifies_against_the_state_dirs_
         config.set(key, value).expect("option");
     }
     let tools = serde_json::from_value(serde_json::json!([{"name": "add", "capability": "add"}])).expect("tools");
-    let handler = toolmesh_core::host::FnHandler(|_: toolmesh_core::host::ToolInvocation, done: toolmesh_core::host::Completion| done.ok(serde_json::json!(0)));
+    let handler = toolmesh_core::host::FnHandler(|_: toolmesh_core::host::ToolInvocation, done: toolmesh_core::host::Completion| {
+        done.ok(serde_json::json!(0))
+    });
     let agent = toolmesh_core::agent::Agent::start(config, tools, Arc::new(handler)).await.expect("an auto agent starts");
     assert!(agent.wait_registered(Duration::from_secs(10)).await);
 
@@ -346,7 +387,10 @@ async fn a_certificate_issued_through_bootstrap_verifies_against_the_state_dirs_
         assert!(verified.contains(": OK"), "{verified}");
     }
     let other = Certs::init("calc");
-    let foreign = Command::new("openssl").args(["verify", "-CAfile", other.path("ca.pem").to_str().expect("utf-8"), issued]).output().expect("openssl");
+    let foreign = Command::new("openssl")
+        .args(["verify", "-CAfile", other.path("ca.pem").to_str().expect("utf-8"), issued])
+        .output()
+        .expect("openssl");
     assert!(!foreign.status.success(), "the check can fail: another CA does not verify it");
     agent.shutdown().await;
     drop(registry);
@@ -363,7 +407,11 @@ fn private_keys_readable_by_others_are_flagged_by_check_and_at_load() {
     let key = certs.path("registry.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
     let flagged = run(toolmesh(&["certs", "check", "--dir", &dir])).success();
-    let line = format!("the private key {} is readable by its group or others (mode 640); restrict it with `chmod 600 {}`", key.display(), key.display());
+    let line = format!(
+        "the private key {} is readable by its group or others (mode 640); restrict it with `chmod 600 {}`",
+        key.display(),
+        key.display()
+    );
     assert!(flagged.stderr.contains(&line), "{}", flagged.stderr);
     assert_eq!(flagged.stderr.matches("readable by its group or others").count(), 1, "only that key: {}", flagged.stderr);
     // Loading it works, with a warning in the log; at debug level both ends log each handshake

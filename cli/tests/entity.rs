@@ -47,9 +47,11 @@ fn entities_are_added_listed_and_revoked_by_admins_only_and_kept_across_a_restar
     assert!(listed.stdout.contains("no entities: only the mesh CA is trusted"), "{}", listed.stdout);
     let refused = run(entity(&mesh, &["add", "partner", "--ca-cert", partner_ca], &agent));
     // A permission refusal (403), named as one rather than as a protocol error.
-    refused
-        .failure(1, "PEER_IDENTITY_NOT_ALLOWED", "admin identity")
-        .failure(1, "PEER_IDENTITY_NOT_ALLOWED", "spiffe://toolmesh.local/agent/calc is not an admin");
+    refused.failure(1, "PEER_IDENTITY_NOT_ALLOWED", "admin identity").failure(
+        1,
+        "PEER_IDENTITY_NOT_ALLOWED",
+        "spiffe://toolmesh.local/agent/calc is not an admin",
+    );
 
     let added = run(entity(&mesh, &["add", "partner", "--ca-cert", partner_ca, "--trust-domain", "partner.example"], &admin)).success();
     assert!(added.stdout.contains("entity 'partner' added") && added.stdout.contains("partner.example"), "{}", added.stdout);
@@ -69,9 +71,17 @@ fn entities_are_added_listed_and_revoked_by_admins_only_and_kept_across_a_restar
     // An operator certificate minted by an entity's CA is no admin; one claiming the mesh's trust
     // domain is refused at the handshake, since the entity's CA may vouch only for its own.
     let other_ca = certs.path("ca.pem");
-    run(entity(&mesh, &["add", "other", "--ca-cert", other_ca.to_str().expect("utf-8")], &impostor)).failure(1, "PEER_REJECTED_CERTIFICATE", "refused our client certificate");
+    run(entity(&mesh, &["add", "other", "--ca-cert", other_ca.to_str().expect("utf-8")], &impostor)).failure(
+        1,
+        "PEER_REJECTED_CERTIFICATE",
+        "refused our client certificate",
+    );
     let refused = run(entity(&mesh, &["add", "other", "--ca-cert", other_ca.to_str().expect("utf-8")], &partner_operator));
-    refused.failure(1, "PEER_IDENTITY_NOT_ALLOWED", "admin identity").failure(1, "PEER_IDENTITY_NOT_ALLOWED", "is a certificate of entity 'partner'");
+    refused.failure(1, "PEER_IDENTITY_NOT_ALLOWED", "admin identity").failure(
+        1,
+        "PEER_IDENTITY_NOT_ALLOWED",
+        "is a certificate of entity 'partner'",
+    );
     run(entity(&mesh, &["revoke", "partner"], &partner_operator)).failure(1, "PEER_IDENTITY_NOT_ALLOWED", "admin identity");
 
     // Kept across a restart on the same state directory.
@@ -115,9 +125,8 @@ fn registries_of_two_meshes_without_state_dir_do_not_share_entities() {
     assert!(listed.stdout.contains("no entities"), "the second mesh inherited the first one's entities: {}", listed.stdout);
     drop(other);
 
-    let fingerprint = |certs: &Certs| {
-        toolmesh_ca::CertificateAuthority::load(&certs.path("ca.pem"), &certs.path("ca.key")).expect("CA").fingerprint()
-    };
+    let fingerprint =
+        |certs: &Certs| toolmesh_ca::CertificateAuthority::load(&certs.path("ca.pem"), &certs.path("ca.key")).expect("CA").fingerprint();
     let meshes = home.path().join(".toolmesh").join("meshes");
     let first_dir = meshes.join(&fingerprint(&first)[..16]);
     let recorded = std::fs::read_to_string(first_dir.join("mesh-ca.sha256")).expect("the state directory records its mesh CA");

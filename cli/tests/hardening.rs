@@ -86,7 +86,10 @@ fn old_tls_versions_and_missing_client_certificates_are_refused() {
         let (_, text) = s_client(&control.url, &client);
         // s_client prints the version it tried even when nothing was agreed: "Cipher is (NONE)".
         let agreed = |text: &str| text.contains(negotiated) && text.contains(", Cipher is ") && !text.contains("Cipher is (NONE)");
-        assert!(agreed(&text) && text.contains("HTTP/1.0 200 ok"), "the client cannot speak {old}, so the check below proves nothing: {text}");
+        assert!(
+            agreed(&text) && text.contains("HTTP/1.0 200 ok"),
+            "the client cannot speak {old}, so the check below proves nothing: {text}"
+        );
 
         // rustls reads a TLS 1.0/1.1 ClientHello's lack of signature_algorithms before its
         // version and answers handshake_failure (alert 40) rather than protocol_version (70).
@@ -124,7 +127,9 @@ async fn a_debug_log_of_a_full_auto_run_holds_no_key_material() {
     }
 
     let mut config = AgentConfig::from_env("calc").expect("config");
-    for (key, value) in [("tls", "auto"), ("registry_url", registry.url.as_str()), ("join_token", token.trim()), ("heartbeat_interval_ms", "200")] {
+    for (key, value) in
+        [("tls", "auto"), ("registry_url", registry.url.as_str()), ("join_token", token.trim()), ("heartbeat_interval_ms", "200")]
+    {
         config.set(key, value).expect("option");
     }
     let tools = serde_json::from_value(json!([{"name": "add", "capability": "add"}])).expect("tools");
@@ -167,13 +172,19 @@ async fn a_debug_log_of_a_full_auto_run_holds_no_key_material() {
 fn bad_tls_auto_configuration_stops_start_up_with_the_reason() {
     let file = tempfile::NamedTempFile::new().expect("temp file");
     let not_a_dir = file.path().join("state");
-    run(toolmesh(&["registry", "--tls-auto", "--port", "0", "--state-dir", not_a_dir.to_str().expect("utf-8")]))
-        .failure(2, "INVALID_CONFIG", "state directory");
+    run(toolmesh(&["registry", "--tls-auto", "--port", "0", "--state-dir", not_a_dir.to_str().expect("utf-8")])).failure(
+        2,
+        "INVALID_CONFIG",
+        "state directory",
+    );
     let state = tempfile::tempdir().expect("tempdir");
     std::fs::write(state.path().join("ca.pem"), "not a certificate").expect("write");
     std::fs::write(state.path().join("ca.key"), "not a key").expect("write");
-    run(toolmesh(&["registry", "--tls-auto", "--port", "0", "--state-dir", state.path().to_str().expect("utf-8")]))
-        .failure(2, "CERTIFICATE_FILE", "ca.key");
+    run(toolmesh(&["registry", "--tls-auto", "--port", "0", "--state-dir", state.path().to_str().expect("utf-8")])).failure(
+        2,
+        "CERTIFICATE_FILE",
+        "ca.key",
+    );
     let certs = Certs::init("calc");
     let mut both = toolmesh(&["registry", "--tls-auto", "--port", "0"]);
     run(both.args(certs.tls_args("registry"))).failure(2, "INVALID_CONFIG", "cannot be used with");
@@ -185,10 +196,12 @@ fn bad_tls_auto_configuration_stops_start_up_with_the_reason() {
 async fn failed_join_tokens_are_logged_by_source_and_throttled() {
     let state = tempfile::tempdir().expect("tempdir");
     let state_dir = state.path().to_str().expect("utf-8").to_owned();
-    let registry = RegistryProcess::spawn(toolmesh(&["registry", "--tls-auto", "--state-dir", &state_dir, "--port", "0", "--health-port", "off"]));
+    let registry =
+        RegistryProcess::spawn(toolmesh(&["registry", "--tls-auto", "--state-dir", &state_dir, "--port", "0", "--health-port", "off"]));
     let token = toolmesh_core::auto_tls::JoinToken::read(&state.path().join("join-token")).expect("join token");
     let wrong = toolmesh_core::auto_tls::JoinToken::generate(token.ca_fingerprint()).reveal();
-    let http = toolmesh_core::client::HttpsClient::with_tls(toolmesh_core::tls::pinned_registry_config(token.ca_fingerprint()).expect("pinned"));
+    let http =
+        toolmesh_core::client::HttpsClient::with_tls(toolmesh_core::tls::pinned_registry_config(token.ca_fingerprint()).expect("pinned"));
     let mut statuses = Vec::new();
     for _ in 0..6 {
         let request = http::Request::post(format!("{}/v1/bootstrap", registry.url))

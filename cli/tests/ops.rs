@@ -32,20 +32,17 @@ async fn start_calc(certs: &Certs, registry_url: &str) -> Agent {
         {"name": "refuse", "capability": "refuse"},
     ]))
     .expect("tools");
-    let handler = FnHandler(|invocation: ToolInvocation, completion: Completion| {
-        match invocation.tool.as_str() {
-            "add" => {
-                let sum = invocation.arguments["a"].as_i64().unwrap_or(0) + invocation.arguments["b"].as_i64().unwrap_or(0);
-                let header = |name| invocation.context.header(name);
-                completion.ok(json!({"sum": sum, "tenant": header("x-tenant"), "note": header("x-note"), "authorization": header("authorization")}));
-            }
-            "refuse" => completion.complete(Err(toolmesh_core::host::HostError::tool_error(
-                "unknown_sku",
-                "no such sku: X",
-                Some(json!({"sku": "X"})),
-            ))),
-            _ => completion.err("the fail tool always fails"),
+    let handler = FnHandler(|invocation: ToolInvocation, completion: Completion| match invocation.tool.as_str() {
+        "add" => {
+            let sum = invocation.arguments["a"].as_i64().unwrap_or(0) + invocation.arguments["b"].as_i64().unwrap_or(0);
+            let header = |name| invocation.context.header(name);
+            completion
+                .ok(json!({"sum": sum, "tenant": header("x-tenant"), "note": header("x-note"), "authorization": header("authorization")}));
         }
+        "refuse" => {
+            completion.complete(Err(toolmesh_core::host::HostError::tool_error("unknown_sku", "no such sku: X", Some(json!({"sku": "X"})))))
+        }
+        _ => completion.err("the fail tool always fails"),
     });
     let agent = Agent::start(config, tools, Arc::new(handler)).await.expect("start agent");
     assert!(agent.wait_registered(Duration::from_secs(10)).await, "the agent did not register");
@@ -82,7 +79,8 @@ async fn list_and_call_reach_a_live_agent() {
 
     // --header reaches the handler, allow-listed (x-tenant) or not (x-note); credentials only
     // when the agent's allow-list names them.
-    let args = ["call", "add", r#"{"a": 2, "b": 3}"#, "--header", "X-Tenant=acme", "--header", "x-note=hi", "--header", "Authorization=Bearer t"];
+    let args =
+        ["call", "add", r#"{"a": 2, "b": 3}"#, "--header", "X-Tenant=acme", "--header", "x-note=hi", "--header", "Authorization=Bearer t"];
     let by_capability = operator(&certs, &registry.url, &args).await;
     assert_eq!(json_of(&by_capability.success()), json!({"sum": 5, "tenant": "acme", "note": "hi", "authorization": null}));
     let by_name = operator(&certs, &registry.url, &["call", "calc:add", r#"{"a": 1, "b": 1}"#]).await;
@@ -152,9 +150,13 @@ async fn audit_lists_a_refused_squatter_for_operators_only() {
 
     let audit = operator(&certs, &registry.url, &["audit"]).await.success();
     let line = audit.stdout.lines().find(|l| l.contains("name_not_in_certificate")).unwrap_or_else(|| panic!("{}", audit.stdout));
-    assert!(line.contains("registration_refused") && line.contains("caller=spiffe://toolmesh.local/agent/ghost") && line.contains("tool=add"), "{line}");
+    assert!(
+        line.contains("registration_refused") && line.contains("caller=spiffe://toolmesh.local/agent/ghost") && line.contains("tool=add"),
+        "{line}"
+    );
     assert!(line.contains(" agent=calc "), "{line}");
-    let as_json = json_of(&operator(&certs, &registry.url, &["audit", "--json", "--kind", "registration_refused", "--limit", "1"]).await.success());
+    let as_json =
+        json_of(&operator(&certs, &registry.url, &["audit", "--json", "--kind", "registration_refused", "--limit", "1"]).await.success());
     assert_eq!(as_json["events"][0]["rule"], "name_not_in_certificate");
 
     let mut command = toolmesh(&["audit"]);

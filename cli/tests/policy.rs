@@ -49,7 +49,11 @@ async fn policy_apply_list_and_test_through_the_cli() {
     let path = file.to_str().expect("utf-8 path");
     let applied = as_identity(&certs, &url, "operator", &["policy", "apply", path]).await.success();
     assert!(applied.stdout.contains("policy version 1 applied: 2 rules, default deny"), "{}", applied.stdout);
-    as_identity(&certs, &url, "calc", &["policy", "apply", path]).await.failure(1, "PEER_IDENTITY_NOT_ALLOWED", "applying a policy needs an admin");
+    as_identity(&certs, &url, "calc", &["policy", "apply", path]).await.failure(
+        1,
+        "PEER_IDENTITY_NOT_ALLOWED",
+        "applying a policy needs an admin",
+    );
 
     // A mistake is named locally, with the file and the rule, before anything is sent.
     let broken = certs.path("broken.yaml");
@@ -65,7 +69,8 @@ async fn policy_apply_list_and_test_through_the_cli() {
     for part in ["allow", "discover,call", "agents=front", "capabilities=math tools=add"] {
         assert!(row.contains(part), "{part} missing from {row}");
     }
-    let as_json: serde_json::Value = serde_json::from_str(&as_identity(&certs, &url, "operator", &["policy", "list", "--json"]).await.success().stdout).expect("json");
+    let as_json: serde_json::Value =
+        serde_json::from_str(&as_identity(&certs, &url, "operator", &["policy", "list", "--json"]).await.success().stdout).expect("json");
     assert_eq!(as_json["version"], 1);
 
     let test = |from: &'static str| ["policy", "test", "--from", from, "--tool", "add"];
@@ -74,8 +79,16 @@ async fn policy_apply_list_and_test_through_the_cli() {
     let denied = as_identity(&certs, &url, "operator", &test("spiffe://toolmesh.local/agent/calc")).await.success();
     assert_eq!(denied.stdout.trim(), "deny   calc:add (math) by rule 'default: deny' (policy version 1)");
     let args = ["policy", "test", "--from", "spiffe://toolmesh.local/agent/calc", "--tool", "add", "--phase", "provide", "--json"];
-    let provide: serde_json::Value = serde_json::from_str(&as_identity(&certs, &url, "operator", &args).await.success().stdout).expect("json");
+    let provide: serde_json::Value =
+        serde_json::from_str(&as_identity(&certs, &url, "operator", &args).await.success().stdout).expect("json");
     assert_eq!((&provide["decisions"][0]["allowed"], &provide["decisions"][0]["rule"]), (&json!(true), &json!("calc-provides-math")));
-    let nobody = as_identity(&certs, &url, "operator", &["policy", "test", "--from", "spiffe://toolmesh.local/agent/front", "--tool", "mul"]).await.success();
-    assert!(nobody.stdout.contains("no provider of tool 'mul' is registered") && nobody.stdout.contains("deny   *:mul (mul)"), "{}", nobody.stdout);
+    let nobody =
+        as_identity(&certs, &url, "operator", &["policy", "test", "--from", "spiffe://toolmesh.local/agent/front", "--tool", "mul"])
+            .await
+            .success();
+    assert!(
+        nobody.stdout.contains("no provider of tool 'mul' is registered") && nobody.stdout.contains("deny   *:mul (mul)"),
+        "{}",
+        nobody.stdout
+    );
 }

@@ -32,8 +32,11 @@ fn tls_settings_come_from_the_environment_too() {
     let registry = RegistryProcess::spawn(command);
     assert_eq!(registry.terminate().0, Some(0));
 
-    run(toolmesh(&["registry", "--port", "0"]).env("TOOLMESH_TLS_CERT", certs.path("registry.pem")))
-        .failure(2, "CERTIFICATE_FILE", "--tls-key/TOOLMESH_TLS_KEY, --tls-ca/TOOLMESH_TLS_CA");
+    run(toolmesh(&["registry", "--port", "0"]).env("TOOLMESH_TLS_CERT", certs.path("registry.pem"))).failure(
+        2,
+        "CERTIFICATE_FILE",
+        "--tls-key/TOOLMESH_TLS_KEY, --tls-ca/TOOLMESH_TLS_CA",
+    );
 }
 
 #[test]
@@ -73,16 +76,21 @@ fn out_of_range_flags_are_usage_errors() {
 fn operator_commands_refuse_bad_registry_urls_and_unreachable_registries() {
     let certs = Certs::init("calc");
     let operator = certs.tls_args("operator");
-    run(toolmesh(&["list", "--registry", "http://127.0.0.1:8443"]).args(&operator))
-        .failure(2, "REGISTRY_URL_NOT_HTTPS", "not https://");
+    run(toolmesh(&["list", "--registry", "http://127.0.0.1:8443"]).args(&operator)).failure(2, "REGISTRY_URL_NOT_HTTPS", "not https://");
     run(toolmesh(&["list"]).args(&operator)).failure(2, "INVALID_CONFIG", "TOOLMESH_REGISTRY_URL");
-    run(toolmesh(&["call", "add", "{}", "--registry", "https://127.0.0.1:8443"]))
-        .failure(2, "CERTIFICATE_FILE", "--tls-cert/TOOLMESH_TLS_CERT");
+    run(toolmesh(&["call", "add", "{}", "--registry", "https://127.0.0.1:8443"])).failure(
+        2,
+        "CERTIFICATE_FILE",
+        "--tls-cert/TOOLMESH_TLS_CERT",
+    );
 
     // A port nothing listens on: bind one, note it, close it.
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    run(toolmesh(&["list", "--registry", &format!("https://127.0.0.1:{port}")]).args(&operator))
-        .failure(1, "REGISTRY_UNAVAILABLE", "unreachable");
+    run(toolmesh(&["list", "--registry", &format!("https://127.0.0.1:{port}")]).args(&operator)).failure(
+        1,
+        "REGISTRY_UNAVAILABLE",
+        "unreachable",
+    );
 }
 
 /// A plain-HTTP GET on 127.0.0.1:`port`: (status, JSON body).

@@ -107,7 +107,9 @@ async fn certs_rotate_under_a_registry_process_fails_no_call_and_new_connections
     .await;
 
     let dir_arg = dir.to_str().expect("utf-8").to_owned();
-    let rotated = tokio::task::spawn_blocking(move || run(toolmesh(&["certs", "rotate", "registry", "--dir", &dir_arg])).success()).await.expect("rotate");
+    let rotated = tokio::task::spawn_blocking(move || run(toolmesh(&["certs", "rotate", "registry", "--dir", &dir_arg])).success())
+        .await
+        .expect("rotate");
     assert!(rotated.stdout.contains("rotated"), "{}", rotated.stdout);
     let new = file_pem();
     assert_ne!(new, before);
@@ -134,7 +136,12 @@ async fn certs_rotate_under_a_registry_process_fails_no_call_and_new_connections
     let cli_failures: Vec<String> = runs.iter().filter(|r| r.code != Some(0)).map(|r| r.stderr.clone()).collect();
     assert!(cli_failures.is_empty(), "toolmesh list failed during the rotation: {cli_failures:?}");
     assert_eq!(failed.load(Ordering::Relaxed), 0, "calls failed across the rotation");
-    assert!(ok.load(Ordering::Relaxed) > 50 && runs.len() >= 3, "too little load to prove anything: {} calls, {} list runs", ok.load(Ordering::Relaxed), runs.len());
+    assert!(
+        ok.load(Ordering::Relaxed) > 50 && runs.len() >= 3,
+        "too little load to prove anything: {} calls, {} list runs",
+        ok.load(Ordering::Relaxed),
+        runs.len()
+    );
     eprintln!("across the rotation: {} registry calls and {} toolmesh list runs, none failed", ok.load(Ordering::Relaxed), runs.len());
     let (code, logs) = registry.terminate();
     assert_eq!(code, Some(0), "{logs}");

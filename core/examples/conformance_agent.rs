@@ -150,11 +150,9 @@ fn handle_catalog(invocation: CatalogInvocation, done: Completion) {
             let argument = |key: &str| arguments.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
             let messages = match name.as_str() {
                 "test_simple_prompt" => json!([text("This is a simple prompt for testing.")]),
-                "test_prompt_with_arguments" => json!([text(&format!(
-                    "Prompt with arguments: arg1='{}', arg2='{}'",
-                    argument("arg1"),
-                    argument("arg2")
-                ))]),
+                "test_prompt_with_arguments" => {
+                    json!([text(&format!("Prompt with arguments: arg1='{}', arg2='{}'", argument("arg1"), argument("arg2")))])
+                }
                 "test_prompt_with_embedded_resource" => json!([
                     {"role": "user", "content": {"type": "resource", "resource": {
                         "uri": argument("resourceUri"), "mimeType": "text/plain", "text": "Embedded resource content for testing."}}},

@@ -40,10 +40,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// parameters' names in order, `capabilities` the dependencies' capabilities in declaration
 /// order; the result is one dependency index per parameter. `None` when there are more
 /// parameters than dependencies (the binding says so in its language's words).
-pub fn assign_proxy_parameters(
-    parameters: &[String],
-    capabilities: &[String],
-) -> Option<Vec<usize>> {
+pub fn assign_proxy_parameters(parameters: &[String], capabilities: &[String]) -> Option<Vec<usize>> {
     if parameters.len() > capabilities.len() {
         return None;
     }
@@ -51,8 +48,7 @@ pub fn assign_proxy_parameters(
     let mut assigned: Vec<Option<usize>> = parameters
         .iter()
         .map(|parameter| {
-            let index =
-                (0..capabilities.len()).find(|&i| capabilities[i] == *parameter && !taken[i])?;
+            let index = (0..capabilities.len()).find(|&i| capabilities[i] == *parameter && !taken[i])?;
             taken[index] = true;
             Some(index)
         })
@@ -66,12 +62,8 @@ pub fn assign_proxy_parameters(
 
 /// Parses the tool list a binding hands over as JSON, and checks it.
 pub fn parse_tools(json: &str) -> Result<Vec<ToolInfo>> {
-    let tools = ToolInfo::parse_declared(json).map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidConfig,
-            format!("the tool definitions are not valid: {e}"),
-        )
-    })?;
+    let tools = ToolInfo::parse_declared(json)
+        .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("the tool definitions are not valid: {e}")))?;
     validate_tools(&tools)?;
     Ok(tools)
 }
@@ -80,23 +72,16 @@ pub fn parse_tools(json: &str) -> Result<Vec<ToolInfo>> {
 /// document (`{"resources": [...], "resourceTemplates": [...], "prompts": [...]}`, MCP's member
 /// names), and checks them.
 pub fn parse_catalog(json: &str) -> Result<Catalog> {
-    Catalog::parse(json).map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidConfig,
-            format!("the resource and prompt definitions are not valid: {e}"),
-        )
-    })
+    Catalog::parse(json)
+        .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("the resource and prompt definitions are not valid: {e}")))
 }
 
 /// Tool names are unique MCP names; capabilities are set; dependency selectors parse.
 pub fn validate_tools(tools: &[ToolInfo]) -> Result<()> {
     let mut names = HashSet::new();
     for tool in tools {
-        let valid_name = (1..=128).contains(&tool.name.len())
-            && tool
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        let valid_name =
+            (1..=128).contains(&tool.name.len()) && tool.name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
         if !valid_name {
             return Err(Error::new(
                 ErrorKind::InvalidConfig,
@@ -104,28 +89,13 @@ pub fn validate_tools(tools: &[ToolInfo]) -> Result<()> {
             ));
         }
         if !names.insert(tool.name.as_str()) {
-            return Err(Error::new(
-                ErrorKind::InvalidConfig,
-                format!(
-                    "two tools are named '{}'; tool names must be unique",
-                    tool.name
-                ),
-            ));
+            return Err(Error::new(ErrorKind::InvalidConfig, format!("two tools are named '{}'; tool names must be unique", tool.name)));
         }
         if tool.capability.trim().is_empty() {
-            return Err(Error::new(
-                ErrorKind::InvalidConfig,
-                format!("tool '{}' needs a capability", tool.name),
-            ));
+            return Err(Error::new(ErrorKind::InvalidConfig, format!("tool '{}' needs a capability", tool.name)));
         }
         if !tool.input_schema.is_object() {
-            return Err(Error::new(
-                ErrorKind::InvalidConfig,
-                format!(
-                    "tool '{}': the input schema must be a JSON object",
-                    tool.name
-                ),
-            ));
+            return Err(Error::new(ErrorKind::InvalidConfig, format!("tool '{}': the input schema must be a JSON object", tool.name)));
         }
         for dependency in &tool.dependencies {
             Selector::new(dependency).map_err(|e| e.context(format!("tool '{}'", tool.name)))?;
@@ -178,11 +148,7 @@ pub struct Agent {
 impl Agent {
     /// Checks the configuration and tools, loads the identity, starts serving, and registers in
     /// the background (a registry that is down does not stop the agent from starting).
-    pub async fn start(
-        config: AgentConfig,
-        tools: Vec<ToolInfo>,
-        handler: Arc<dyn ToolHandler>,
-    ) -> Result<Agent> {
+    pub async fn start(config: AgentConfig, tools: Vec<ToolInfo>, handler: Arc<dyn ToolHandler>) -> Result<Agent> {
         Agent::start_with_catalog(config, tools, Catalog::default(), handler).await
     }
 
@@ -200,108 +166,58 @@ impl Agent {
         let local = Arc::new(LocalTools::with_catalog(tools.clone(), catalog, handler)?);
         let (identity, upkeep) = match config.tls_source {
             TlsSource::Files => {
-                let identity =
-                    Identity::load_with(&config.tls_files()?, config.tls_policy.clone())?;
+                let identity = Identity::load_with(&config.tls_files()?, config.tls_policy.clone())?;
                 let reloader = identity.spawn_reloader(config.tls_reload_interval);
                 (identity, reloader)
             }
             TlsSource::Auto => {
-                let (identity, renewal) = AutoTls::from_config(&config)?
-                    .start(config.tls_policy.clone())
-                    .await?;
+                let (identity, renewal) = AutoTls::from_config(&config)?.start(config.tls_policy.clone()).await?;
                 (identity, Some(renewal))
             }
         };
         let upkeep = AbortOnDrop(upkeep);
-        let registry = config
-            .registry_url
-            .as_deref()
-            .map(|url| RegistryClient::new(url, &identity))
-            .transpose()?;
+        let registry = config.registry_url.as_deref().map(|url| RegistryClient::new(url, &identity)).transpose()?;
         let listener = crate::server::bind(&config.host, config.port).await?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| Error::new(ErrorKind::AddressInUse, e.to_string()))?;
-        let endpoint = format!(
-            "https://{}:{}{ENDPOINT_PATH}",
-            bracket_ipv6(&config.advertised_host()),
-            local_addr.port()
-        );
+        let local_addr = listener.local_addr().map_err(|e| Error::new(ErrorKind::AddressInUse, e.to_string()))?;
+        let endpoint = format!("https://{}:{}{ENDPOINT_PATH}", bracket_ipv6(&config.advertised_host()), local_addr.port());
         let id = format!("{}-{}", config.name, &TraceContext::new_root().span_id[..8]);
 
         let dependencies: HashMap<String, ToolDependencies> = tools
             .iter()
             .map(|t| {
-                let specs = t
-                    .dependencies
-                    .iter()
-                    .map(|d| (d.key(), d.clone()))
-                    .collect();
-                let timeout = t
-                    .timeout_ms
-                    .map_or(config.call_timeout, Duration::from_millis);
+                let specs = t.dependencies.iter().map(|d| (d.key(), d.clone())).collect();
+                let timeout = t.timeout_ms.map_or(config.call_timeout, Duration::from_millis);
                 (t.name.clone(), ToolDependencies { specs, timeout })
             })
             .collect();
         let local_providers = own_providers(&id, &config.name, &endpoint, &tools)?;
 
-        let gate = Arc::new(Gate::new(
-            identity.clone(),
-            &config.name,
-            initial_policy(&config)?,
-        ));
+        let gate = Arc::new(Gate::new(identity.clone(), &config.name, initial_policy(&config)?));
         let mcp = Arc::new(McpServer::new(
-            ServerInfo {
-                name: config.name.clone(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-            },
+            ServerInfo { name: config.name.clone(), version: env!("CARGO_PKG_VERSION").to_owned() },
             local.clone(),
             config.propagate_headers.clone(),
             gate.clone(),
         ));
         let tls = identity.server_config()?;
-        let server = HttpsServer::spawn_limited(
-            listener,
-            tls,
-            Some(identity.clone()),
-            config.server_limits.clone(),
-            move |request, peer| {
+        let server =
+            HttpsServer::spawn_limited(listener, tls, Some(identity.clone()), config.server_limits.clone(), move |request, peer| {
                 let mcp = mcp.clone();
                 async move { mcp.handle(request, peer).await }
-            },
-        )?;
+            })?;
 
         // What the calls find unreachable, the heartbeats report.
         let unreachable = UnreachableReports::default();
         let discovery = registry.map(|client| {
-            let registration = RegisterRequest {
-                agent_id: id.clone(),
-                name: config.name.clone(),
-                endpoint: endpoint.clone(),
-                tools,
-            };
-            Discovery::spawn_following(
-                client,
-                registration,
-                config.heartbeat_interval,
-                identity.clone(),
-                gate.clone(),
-                unreachable.clone(),
-            )
+            let registration = RegisterRequest { agent_id: id.clone(), name: config.name.clone(), endpoint: endpoint.clone(), tools };
+            Discovery::spawn_following(client, registration, config.heartbeat_interval, identity.clone(), gate.clone(), unreachable.clone())
         });
         let topology = match &discovery {
             Some(d) => d.topology(),
             None => watch::channel(Arc::new(TopologyView::default())).1,
         };
         let draining = Arc::new(AtomicBool::new(false));
-        let health = match start_health(
-            &config,
-            local_addr.port(),
-            discovery.as_ref().map(Discovery::registered),
-            draining.clone(),
-        )
-        .await
-        {
+        let health = match start_health(&config, local_addr.port(), discovery.as_ref().map(Discovery::registered), draining.clone()).await {
             Ok(health) => health,
             Err(e) => {
                 server.stop_now();
@@ -348,10 +264,7 @@ impl Agent {
     /// The line an agent program prints on stderr once it serves, the same in every language
     /// (tests and supervisors wait for it): `toolmesh agent NAME serving ENDPOINT (id ID)`.
     pub fn ready_line(&self) -> String {
-        format!(
-            "toolmesh agent {} serving {} (id {})",
-            self.inner.name, self.inner.endpoint, self.inner.id
-        )
+        format!("toolmesh agent {} serving {} (id {})", self.inner.name, self.inner.endpoint, self.inner.id)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -365,27 +278,14 @@ impl Agent {
 
     /// Waits until the registry has accepted this agent; false after `timeout`, or without a registry.
     pub async fn wait_registered(&self, timeout: Duration) -> bool {
-        let discovery = self
-            .inner
-            .discovery
-            .lock()
-            .expect("agent lock")
-            .as_ref()
-            .map(|d| (d.topology(), d.is_registered()));
+        let discovery = self.inner.discovery.lock().expect("agent lock").as_ref().map(|d| (d.topology(), d.is_registered()));
         match discovery {
             None => false,
             Some((_, true)) => true,
             Some(_) => {
                 let deadline = tokio::time::Instant::now() + timeout;
                 loop {
-                    if self
-                        .inner
-                        .discovery
-                        .lock()
-                        .expect("agent lock")
-                        .as_ref()
-                        .is_some_and(Discovery::is_registered)
-                    {
+                    if self.inner.discovery.lock().expect("agent lock").as_ref().is_some_and(Discovery::is_registered) {
                         return true;
                     }
                     if tokio::time::Instant::now() >= deadline {
@@ -399,33 +299,19 @@ impl Agent {
 
     /// Calls the `dependency`-th dependency declared by the local tool `tool`, with the
     /// context of the request being handled (headers, trace, deadline), if any.
-    pub async fn call(
-        &self,
-        tool: &str,
-        dependency: usize,
-        arguments: Value,
-        context: Option<Arc<RequestContext>>,
-    ) -> Result<Value> {
+    pub async fn call(&self, tool: &str, dependency: usize, arguments: Value, context: Option<Arc<RequestContext>>) -> Result<Value> {
         let inner = &self.inner;
         if inner.stopped.load(Ordering::Acquire) {
-            return Err(Error::new(
-                ErrorKind::Shutdown,
-                "the agent is shutting down; no new calls are made",
-            ));
+            return Err(Error::new(ErrorKind::Shutdown, "the agent is shutting down; no new calls are made"));
         }
-        let deps = inner.dependencies.get(tool).ok_or_else(|| {
-            Error::new(
-                ErrorKind::UnknownDependency,
-                format!("this agent has no tool '{tool}' to call dependencies for"),
-            )
-        })?;
+        let deps = inner
+            .dependencies
+            .get(tool)
+            .ok_or_else(|| Error::new(ErrorKind::UnknownDependency, format!("this agent has no tool '{tool}' to call dependencies for")))?;
         let (key, spec) = deps.specs.get(dependency).ok_or_else(|| {
             Error::new(
                 ErrorKind::UnknownDependency,
-                format!(
-                    "tool '{tool}' declares {} dependencies; there is no dependency #{dependency}",
-                    deps.specs.len()
-                ),
+                format!("tool '{tool}' declares {} dependencies; there is no dependency #{dependency}", deps.specs.len()),
             )
         })?;
         let view = inner.topology.borrow().clone();
@@ -437,16 +323,8 @@ impl Agent {
             .map(Vec::as_slice)
             .unwrap_or_default();
         let context = context.unwrap_or_default();
-        let target = Target {
-            key,
-            capability: &spec.capability,
-            providers,
-            timeout: deps.timeout,
-        };
-        inner
-            .pipeline
-            .call(&**inner, target, arguments, &context)
-            .await
+        let target = Target { key, capability: &spec.capability, providers, timeout: deps.timeout };
+        inner.pipeline.call(&**inner, target, arguments, &context).await
     }
 
     /// Enforces `policy` from the next request on; calls in flight finish under the old one.
@@ -513,13 +391,9 @@ impl Transport for Inner {
     ) -> Pin<Box<dyn Future<Output = std::result::Result<Value, RequestError>> + Send + 'a>> {
         Box::pin(async move {
             if provider.agent_id == self.id {
-                return self
-                    .call_in_process(&provider.tool, arguments.clone(), context)
-                    .await;
+                return self.call_in_process(&provider.tool, arguments.clone(), context).await;
             }
-            self.client
-                .call_tool(&provider.endpoint, &provider.tool, arguments, context)
-                .await
+            self.client.call_tool(&provider.endpoint, &provider.tool, arguments, context).await
         })
     }
 }
@@ -527,50 +401,25 @@ impl Transport for Inner {
 impl Inner {
     /// A dependency this agent provides itself: no network, same checks and same errors as a
     /// remote call, a new span of the same trace.
-    async fn call_in_process(
-        &self,
-        tool: &str,
-        arguments: Value,
-        context: &RequestContext,
-    ) -> std::result::Result<Value, RequestError> {
+    async fn call_in_process(&self, tool: &str, arguments: Value, context: &RequestContext) -> std::result::Result<Value, RequestError> {
         // A hop like a remote call: the handler sees what it would see of the same request from
         // the network (the onward headers, those set on purpose listed), by the same rule.
         let listed = context.caller_set_names().join(", ");
-        let request = context
-            .onward_headers()
-            .map(|(n, v)| (n.as_str(), v.as_str()));
-        let (headers, hop_only) = self
-            .propagate
-            .capture_inbound(request.chain([(CALLER_HEADERS, listed.as_str())]));
+        let request = context.onward_headers().map(|(n, v)| (n.as_str(), v.as_str()));
+        let (headers, hop_only) = self.propagate.capture_inbound(request.chain([(CALLER_HEADERS, listed.as_str())]));
         let child = RequestContext {
-            trace: Some(
-                context
-                    .trace
-                    .as_ref()
-                    .map(TraceContext::child)
-                    .unwrap_or_else(TraceContext::new_root),
-            ),
+            trace: Some(context.trace.as_ref().map(TraceContext::child).unwrap_or_else(TraceContext::new_root)),
             headers,
             hop_only,
             headers_set_by_caller: false,
             set_on_purpose: Vec::new(),
             ..context.clone()
         };
-        self.local
-            .invoke(tool, arguments, Arc::new(child))
-            .await
-            .map_err(|error| {
-                // A remote caller sees a failed handler as a failed tool; so does a local one.
-                let error = if error.code() / 1000 == 6 {
-                    Error::new(ErrorKind::ToolFailed, error.message())
-                } else {
-                    error
-                };
-                RequestError {
-                    error,
-                    delivered: true,
-                }
-            })
+        self.local.invoke(tool, arguments, Arc::new(child)).await.map_err(|error| {
+            // A remote caller sees a failed handler as a failed tool; so does a local one.
+            let error = if error.code() / 1000 == 6 { Error::new(ErrorKind::ToolFailed, error.message()) } else { error };
+            RequestError { error, delivered: true }
+        })
     }
 }
 
@@ -586,7 +435,10 @@ async fn start_health(
         // A system-chosen mTLS port + 1000 could collide with anything: let the system choose.
         HealthPort::Offset if config.port == 0 => 0,
         HealthPort::Offset => mtls_port.checked_add(1000).ok_or_else(|| {
-            Error::new(ErrorKind::InvalidConfig, format!("the health port would be {mtls_port} + 1000, past 65535; set TOOLMESH_HEALTH_PORT"))
+            Error::new(
+                ErrorKind::InvalidConfig,
+                format!("the health port would be {mtls_port} + 1000, past 65535; set TOOLMESH_HEALTH_PORT"),
+            )
         })?,
     };
     let readiness: ReadinessCheck = Arc::new(move || {
@@ -598,9 +450,7 @@ async fn start_health(
             _ => None,
         }
     });
-    HealthServer::start_limited(&config.health_host, port, readiness, &config.server_limits)
-        .await
-        .map(Some)
+    HealthServer::start_limited(&config.health_host, port, readiness, &config.server_limits).await.map(Some)
 }
 
 /// The policy file's, else the built-in default (allow within the mesh).
@@ -609,23 +459,12 @@ fn initial_policy(config: &AgentConfig) -> Result<Policy> {
         return Ok(Policy::allow_mesh());
     };
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidConfig,
-            format!(
-                "cannot read the policy file {} ({e}); check TOOLMESH_POLICY_FILE",
-                path.display()
-            ),
-        )
+        Error::new(ErrorKind::InvalidConfig, format!("cannot read the policy file {} ({e}); check TOOLMESH_POLICY_FILE", path.display()))
     })?;
     Policy::parse(&text, 0).map_err(|e| e.context(format!("policy file {}", path.display())))
 }
 
-fn own_providers(
-    id: &str,
-    name: &str,
-    endpoint: &str,
-    tools: &[ToolInfo],
-) -> Result<HashMap<String, Vec<Provider>>> {
+fn own_providers(id: &str, name: &str, endpoint: &str, tools: &[ToolInfo]) -> Result<HashMap<String, Vec<Provider>>> {
     let candidates: Vec<Provider> = tools
         .iter()
         .map(|t| Provider {
@@ -660,21 +499,11 @@ mod tests {
     #[test]
     fn proxy_parameters_take_their_namesakes_then_the_rest_in_order() {
         assert_eq!(assign(&["mul", "add"], &["add", "mul"]), Some(vec![1, 0]));
-        assert_eq!(
-            assign(&["first", "second"], &["add", "mul"]),
-            Some(vec![0, 1])
-        );
+        assert_eq!(assign(&["first", "second"], &["add", "mul"]), Some(vec![0, 1]));
         assert_eq!(assign(&["other", "add"], &["add", "mul"]), Some(vec![1, 0]));
         // Two dependencies on one capability: each namesake takes the next one not taken.
-        assert_eq!(
-            assign(&["add", "add", "y"], &["add", "x", "add"]),
-            Some(vec![0, 2, 1])
-        );
+        assert_eq!(assign(&["add", "add", "y"], &["add", "x", "add"]), Some(vec![0, 2, 1]));
         assert_eq!(assign(&[], &["add"]), Some(vec![]));
-        assert_eq!(
-            assign(&["a", "b"], &["add"]),
-            None,
-            "more proxies than dependencies"
-        );
+        assert_eq!(assign(&["a", "b"], &["add"]), None, "more proxies than dependencies");
     }
 }

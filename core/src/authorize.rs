@@ -6,12 +6,12 @@ use crate::error::{Error, ErrorKind};
 use crate::origin::{Origins, VerifiedOrigin};
 use crate::policy::{call_denied_message, Limiter, Permit, Phase, Policy, Principal, Query, SharedPolicy, Target};
 use crate::registry_api::{ReportedDenial, ToolInfo, MAX_REPORTED_DENIALS};
-use std::collections::VecDeque;
-use std::sync::Mutex;
 use crate::server::PeerInfo;
 use crate::spiffe_id::SpiffeId;
 use crate::tls::Identity;
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::Mutex;
 
 /// Decides for one agent; shared by its MCP server and updated with new policy versions.
 pub struct Gate {
@@ -75,7 +75,9 @@ impl Gate {
 
     /// Decides a `tools/call` of `tool` and applies the allowing rule's limits.
     pub fn admit_call(&self, caller: Caller<'_>, tool: &ToolInfo) -> Result<Admitted, Error> {
-        self.admit(caller, "tool", self.target(tool), |query, rule| call_denied_message(&query.source, query.origin.as_ref(), &query.target, rule))
+        self.admit(caller, "tool", self.target(tool), |query, rule| {
+            call_denied_message(&query.source, query.origin.as_ref(), &query.target, rule)
+        })
     }
 
     /// Decides a `resources/read` or `prompts/get` (`kind`: "resource" or "prompt") of the entry
@@ -98,7 +100,13 @@ impl Gate {
         })
     }
 
-    fn admit(&self, caller: Caller<'_>, kind: &str, target: Target<'_>, denied: impl FnOnce(&Query<'_>, &str) -> String) -> Result<Admitted, Error> {
+    fn admit(
+        &self,
+        caller: Caller<'_>,
+        kind: &str,
+        target: Target<'_>,
+        denied: impl FnOnce(&Query<'_>, &str) -> String,
+    ) -> Result<Admitted, Error> {
         let name = target.tool;
         if let Some(origin) = &caller.origin {
             if !origin.reaches(name) {

@@ -8,10 +8,10 @@
 //! touches the disk. Renewal happens at two thirds of the certificate's lifetime and swaps the
 //! new certificate and key in place: open connections carry on, new handshakes use the new one.
 
+use crate::certificate::{certificate_request, fingerprint};
 use crate::client::{HttpsClient, RequestError};
 use crate::config::AgentConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::certificate::{certificate_request, fingerprint};
 use crate::registry_api::{ApiError, BootstrapRequest, BootstrapResponse, API_PREFIX};
 use crate::registry_client::check_registry_url;
 use crate::tls::{pinned_registry_config, Identity, VerifyPolicy};
@@ -222,8 +222,9 @@ impl AutoTls {
             let kind = if status.is_server_error() { ErrorKind::RegistryUnavailable } else { ErrorKind::InvalidConfig };
             return Err(Error::new(kind, format!("the registry at {} refused to issue a certificate ({status}): {message}", self.url)));
         }
-        let response: BootstrapResponse = serde_json::from_slice(response.body())
-            .map_err(|e| Error::new(ErrorKind::Protocol, format!("the registry at {} sent an unreadable certificate answer: {e}", self.url)))?;
+        let response: BootstrapResponse = serde_json::from_slice(response.body()).map_err(|e| {
+            Error::new(ErrorKind::Protocol, format!("the registry at {} sent an unreadable certificate answer: {e}", self.url))
+        })?;
         let ca_pem = crate::tls::pem::certificates(response.trust_bundle.pem.as_bytes(), "the registry's trust bundle")
             .map_err(|e| Error::new(ErrorKind::Protocol, format!("the registry at {} sent a broken answer: {}", self.url, e.message())))?
             .into_iter()

@@ -223,7 +223,10 @@ impl HttpsClient {
         match tls {
             Some(error) if unsent => RequestError::undelivered(error),
             Some(error) => tls_send_error(error),
-            None if unsent => RequestError::undelivered(Error::new(ErrorKind::ConnectionLost, format!("the new connection to {authority} closed at once"))),
+            None if unsent => RequestError::undelivered(Error::new(
+                ErrorKind::ConnectionLost,
+                format!("the new connection to {authority} closed at once"),
+            )),
             None => classify_send_error(e.error(), authority),
         }
     }
@@ -312,11 +315,7 @@ impl tokio::io::AsyncWrite for SharedTcp {
         }
     }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
         loop {
             ready!(self.0.poll_write_ready(cx))?;
             match self.0.try_write_vectored(bufs) {

@@ -18,30 +18,19 @@ pub struct TraceContext {
 impl TraceContext {
     /// Starts a new trace with a fresh root span.
     pub fn new_root() -> Self {
-        TraceContext {
-            trace_id: random_hex(16),
-            span_id: random_hex(8),
-            sampled: true,
-            tracestate: None,
-        }
+        TraceContext { trace_id: random_hex(16), span_id: random_hex(8), sampled: true, tracestate: None }
     }
 
     /// A new span in the same trace (one per hop).
     pub fn child(&self) -> Self {
-        TraceContext {
-            trace_id: self.trace_id.clone(),
-            span_id: random_hex(8),
-            sampled: self.sampled,
-            tracestate: self.tracestate.clone(),
-        }
+        TraceContext { trace_id: self.trace_id.clone(), span_id: random_hex(8), sampled: self.sampled, tracestate: self.tracestate.clone() }
     }
 
     /// Parses a `traceparent` value (version 00); `None` for anything invalid, as the spec says
     /// to restart the trace then.
     pub fn parse(traceparent: &str, tracestate: Option<&str>) -> Option<Self> {
         let mut parts = traceparent.trim().split('-');
-        let (version, trace_id, span_id, flags) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (version, trace_id, span_id, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         let is_hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
         if version != "00" || parts.next().is_some() {
             return None;
@@ -62,12 +51,7 @@ impl TraceContext {
     }
 
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            self.trace_id,
-            self.span_id,
-            u8::from(self.sampled)
-        )
+        format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, u8::from(self.sampled))
     }
 }
 
@@ -81,14 +65,7 @@ fn random_hex(bytes: usize) -> String {
         rng.fill_bytes(raw);
         raw.iter().all(|b| *b == 0)
     } {}
-    raw.iter()
-        .flat_map(|b| {
-            [
-                HEX[usize::from(b >> 4)] as char,
-                HEX[usize::from(b & 15)] as char,
-            ]
-        })
-        .collect()
+    raw.iter().flat_map(|b| [HEX[usize::from(b >> 4)] as char, HEX[usize::from(b & 15)] as char]).collect()
 }
 
 /// What a handler runs with, and what flows into the calls it makes.
@@ -153,11 +130,8 @@ impl RequestContext {
     /// (an object, lowercase names), `trace_id`, `span_id`, `sampled`, `traceparent`,
     /// `tracestate` and `remaining_ms` (null when absent).
     pub fn view_json(&self) -> serde_json::Value {
-        let headers: serde_json::Map<String, serde_json::Value> = self
-            .headers
-            .iter()
-            .map(|(name, value)| (name.clone(), serde_json::Value::from(value.as_str())))
-            .collect();
+        let headers: serde_json::Map<String, serde_json::Value> =
+            self.headers.iter().map(|(name, value)| (name.clone(), serde_json::Value::from(value.as_str()))).collect();
         serde_json::json!({
             "headers": headers,
             "trace_id": self.trace_id(),
@@ -170,10 +144,7 @@ impl RequestContext {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The headers an outbound call carries: all but the hop-only ones and those a request
@@ -192,9 +163,7 @@ impl RequestContext {
         let mut names: Vec<String> = Vec::new();
         for (name, _) in self.onward_headers() {
             let name = name.to_ascii_lowercase();
-            if (self.headers_set_by_caller || self.set_on_purpose.contains(&name))
-                && !names.contains(&name)
-            {
+            if (self.headers_set_by_caller || self.set_on_purpose.contains(&name)) && !names.contains(&name) {
                 names.push(name);
             }
         }
@@ -214,10 +183,7 @@ impl RequestContext {
     /// value that is not a valid header value, a name that is never propagated (see
     /// [`never_propagated`]: the request sets those itself), more than [`MAX_CALLER_HEADERS`]
     /// headers or more than [`MAX_CALLER_HEADER_BYTES`] of values.
-    pub fn with_call_headers(
-        base: Option<&RequestContext>,
-        call_headers: &[(String, String)],
-    ) -> crate::Result<RequestContext> {
+    pub fn with_call_headers(base: Option<&RequestContext>, call_headers: &[(String, String)]) -> crate::Result<RequestContext> {
         let mut scoped: Vec<(String, String)> = Vec::new();
         for (name, value) in call_headers {
             let name = check_call_header(name, value)?;
@@ -227,10 +193,7 @@ impl RequestContext {
         if scoped.len() > MAX_CALLER_HEADERS {
             return Err(crate::Error::new(
                 crate::ErrorKind::InvalidArguments,
-                format!(
-                    "{} call headers are set; at most {MAX_CALLER_HEADERS} are sent",
-                    scoped.len()
-                ),
+                format!("{} call headers are set; at most {MAX_CALLER_HEADERS} are sent", scoped.len()),
             ));
         }
         let bytes: usize = scoped.iter().map(|(_, v)| v.len()).sum();
@@ -241,32 +204,16 @@ impl RequestContext {
             ));
         }
         let base = base.cloned().unwrap_or_default();
-        let mut headers: Vec<(String, String)> = base
-            .onward_headers()
-            .filter(|(n, _)| !scoped.iter().any(|(s, _)| n.eq_ignore_ascii_case(s)))
-            .cloned()
-            .collect();
+        let mut headers: Vec<(String, String)> =
+            base.onward_headers().filter(|(n, _)| !scoped.iter().any(|(s, _)| n.eq_ignore_ascii_case(s))).cloned().collect();
         let mut set_on_purpose = if base.headers_set_by_caller {
-            headers
-                .iter()
-                .map(|(n, _)| n.to_ascii_lowercase())
-                .collect()
+            headers.iter().map(|(n, _)| n.to_ascii_lowercase()).collect()
         } else {
-            base.set_on_purpose
-                .iter()
-                .filter(|n| headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(n)))
-                .cloned()
-                .collect::<Vec<_>>()
+            base.set_on_purpose.iter().filter(|n| headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(n))).cloned().collect::<Vec<_>>()
         };
         set_on_purpose.extend(scoped.iter().map(|(n, _)| n.clone()));
         headers.extend(scoped);
-        Ok(RequestContext {
-            headers,
-            hop_only: Vec::new(),
-            headers_set_by_caller: false,
-            set_on_purpose,
-            ..base
-        })
+        Ok(RequestContext { headers, hop_only: Vec::new(), headers_set_by_caller: false, set_on_purpose, ..base })
     }
 
     /// [`RequestContext::with_call_headers`] for a binding's call: `base` unchanged when no
@@ -278,9 +225,7 @@ impl RequestContext {
         if call_headers.is_empty() {
             return Ok(base);
         }
-        Ok(Some(std::sync::Arc::new(
-            RequestContext::with_call_headers(base.as_deref(), call_headers)?,
-        )))
+        Ok(Some(std::sync::Arc::new(RequestContext::with_call_headers(base.as_deref(), call_headers)?)))
     }
 }
 
@@ -290,9 +235,7 @@ pub fn check_call_header(name: &str, value: &str) -> crate::Result<String> {
     let refused = |why: String| crate::Error::new(crate::ErrorKind::InvalidArguments, why);
     let lowercase = name.to_ascii_lowercase();
     if http::HeaderName::from_bytes(lowercase.as_bytes()).is_err() {
-        return Err(refused(format!(
-            "call header '{name}' is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)"
-        )));
+        return Err(refused(format!("call header '{name}' is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)")));
     }
     if never_propagated(&lowercase) {
         return Err(refused(format!(
@@ -300,7 +243,9 @@ pub fn check_call_header(name: &str, value: &str) -> crate::Result<String> {
         )));
     }
     if http::HeaderValue::from_str(value).is_err() {
-        return Err(refused(format!("the value of call header '{name}' is not a valid HTTP header value (visible ASCII, spaces and tabs only)")));
+        return Err(refused(format!(
+            "the value of call header '{name}' is not a valid HTTP header value (visible ASCII, spaces and tabs only)"
+        )));
     }
     Ok(lowercase)
 }
@@ -355,10 +300,7 @@ const CREDENTIALS: &[&str] = &["authorization", "cookie"];
 /// Whether a header is never propagated, whatever the allow-list says (`name` in lowercase):
 /// the outbound request sets these itself.
 pub fn never_propagated(name: &str) -> bool {
-    NEVER_PROPAGATED.contains(&name)
-        || NEVER_PROPAGATED_PREFIXES
-            .iter()
-            .any(|p| name.starts_with(p))
+    NEVER_PROPAGATED.contains(&name) || NEVER_PROPAGATED_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 impl HeaderAllowList {
@@ -384,9 +326,7 @@ impl HeaderAllowList {
         if never_propagated(&name) {
             return false;
         }
-        self.exact.contains(&name)
-            || (!CREDENTIALS.contains(&name.as_str())
-                && self.prefixes.iter().any(|p| name.starts_with(p.as_str())))
+        self.exact.contains(&name) || (!CREDENTIALS.contains(&name.as_str()) && self.prefixes.iter().any(|p| name.starts_with(p.as_str())))
     }
 
     /// What a handler sees of an inbound request's headers, and which of them are hop-only.
@@ -399,10 +339,7 @@ impl HeaderAllowList {
     /// seen, and credentials (`authorization`, `cookie`) only when the allow-list names them
     /// exactly. At most [`MAX_CALLER_HEADERS`] caller-set headers, of
     /// [`MAX_CALLER_HEADER_BYTES`] in all, are taken; the rest are left out.
-    pub fn capture_inbound<'a>(
-        &self,
-        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> (Vec<(String, String)>, Vec<String>) {
+    pub fn capture_inbound<'a>(&self, headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Vec<(String, String)>, Vec<String>) {
         let headers: Vec<(&str, &str)> = headers.into_iter().collect();
         let mut seen = self.capture(headers.iter().copied());
         let listed: Vec<String> = headers
@@ -421,11 +358,7 @@ impl HeaderAllowList {
         for (name, value) in &headers {
             let name = name.to_ascii_lowercase();
             let set_on_purpose = listed.contains(&name) && !hop_options.contains(&name);
-            if !set_on_purpose
-                || never_propagated(&name)
-                || CREDENTIALS.contains(&name.as_str())
-                || self.allows(&name)
-            {
+            if !set_on_purpose || never_propagated(&name) || CREDENTIALS.contains(&name.as_str()) || self.allows(&name) {
                 // Allowed ones are in `seen` already (credentials only when named exactly).
                 continue;
             }
@@ -444,10 +377,7 @@ impl HeaderAllowList {
 
     /// Keeps the allowed headers of `headers`, with lowercase names. Headers that the inbound
     /// `Connection` header names are that hop's own (RFC 9110 §7.6.1) and are dropped too.
-    pub fn capture<'a>(
-        &self,
-        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Vec<(String, String)> {
+    pub fn capture<'a>(&self, headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
         if self.is_empty() {
             return Vec::new();
         }
@@ -460,9 +390,7 @@ impl HeaderAllowList {
             .collect();
         headers
             .into_iter()
-            .filter(|(n, _)| {
-                self.allows(n) && !hop_options.iter().any(|o| o.eq_ignore_ascii_case(n))
-            })
+            .filter(|(n, _)| self.allows(n) && !hop_options.iter().any(|o| o.eq_ignore_ascii_case(n)))
             .map(|(n, v)| (n.to_ascii_lowercase(), v.to_owned()))
             .collect()
     }
@@ -492,57 +420,33 @@ mod tests {
             ("Content-Type", "a/b"),
             ("Connection", "x-hop"),
             ("X-Hop", "h"),
-            (
-                "Toolmesh-Caller-Headers",
-                "x-tenant, X-Secret, authorization, content-type, x-hop, toolmesh-caller-headers",
-            ),
+            ("Toolmesh-Caller-Headers", "x-tenant, X-Secret, authorization, content-type, x-hop, toolmesh-caller-headers"),
         ];
         let list = HeaderAllowList::parse("x-tenant");
         let (seen, hop_only) = list.capture_inbound(inbound);
         assert_eq!(
             seen,
-            vec![
-                ("x-tenant".into(), "acme".into()),
-                ("x-secret".into(), "s".into())
-            ],
+            vec![("x-tenant".into(), "acme".into()), ("x-secret".into(), "s".into())],
             "not the unlisted, credential, protocol or hop headers"
         );
         assert_eq!(hop_only, ["x-secret"]);
-        let context = RequestContext {
-            headers: seen,
-            hop_only,
-            ..RequestContext::default()
-        };
-        assert_eq!(
-            context.onward_headers().collect::<Vec<_>>(),
-            [&("x-tenant".to_owned(), "acme".to_owned())]
-        );
+        let context = RequestContext { headers: seen, hop_only, ..RequestContext::default() };
+        assert_eq!(context.onward_headers().collect::<Vec<_>>(), [&("x-tenant".to_owned(), "acme".to_owned())]);
         // Credentials set on purpose: seen only when the allow-list names them, and then forwarded.
         let (seen, hop_only) = HeaderAllowList::parse("authorization").capture_inbound(inbound);
         assert_eq!(
             seen,
-            vec![
-                ("authorization".into(), "Bearer t".into()),
-                ("x-tenant".into(), "acme".into()),
-                ("x-secret".into(), "s".into())
-            ]
+            vec![("authorization".into(), "Bearer t".into()), ("x-tenant".into(), "acme".into()), ("x-secret".into(), "s".into())]
         );
         assert_eq!(hop_only, ["x-tenant", "x-secret"]);
         // Without the list, only the allow-list decides (as before).
         let (seen, hop_only) = list.capture_inbound(inbound[..5].iter().copied());
-        assert_eq!(
-            (seen, hop_only),
-            (vec![("x-tenant".into(), "acme".into())], vec![])
-        );
+        assert_eq!((seen, hop_only), (vec![("x-tenant".into(), "acme".into())], vec![]));
     }
 
     #[test]
     fn call_headers_join_the_onward_headers_set_on_purpose_inner_scopes_winning() {
-        let pairs = |list: &[(&str, &str)]| {
-            list.iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect::<Vec<_>>()
-        };
+        let pairs = |list: &[(&str, &str)]| list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>();
         // A handler's context: x-tenant allow-listed, x-secret set on purpose for this hop only.
         let handler = RequestContext {
             headers: pairs(&[("x-tenant", "acme"), ("x-secret", "s"), ("x-plan", "gold")]),
@@ -550,125 +454,52 @@ mod tests {
             trace: Some(TraceContext::new_root()),
             ..RequestContext::default()
         };
-        let scoped = pairs(&[
-            ("X-Scoped", "outer"),
-            ("x-plan", "platinum"),
-            ("x-scoped", "inner"),
-        ]);
+        let scoped = pairs(&[("X-Scoped", "outer"), ("x-plan", "platinum"), ("x-scoped", "inner")]);
         let call = RequestContext::with_call_headers(Some(&handler), &scoped).unwrap();
         assert_eq!(
             call.headers,
-            pairs(&[
-                ("x-tenant", "acme"),
-                ("x-plan", "platinum"),
-                ("x-scoped", "inner")
-            ]),
+            pairs(&[("x-tenant", "acme"), ("x-plan", "platinum"), ("x-scoped", "inner")]),
             "onward, then the scope's; inner wins"
         );
-        assert_eq!(
-            call.caller_set_names(),
-            ["x-plan", "x-scoped"],
-            "only the scope's are listed as set on purpose"
-        );
+        assert_eq!(call.caller_set_names(), ["x-plan", "x-scoped"], "only the scope's are listed as set on purpose");
         assert_eq!(call.trace, handler.trace);
         // Outside a handler: the scope's headers only; no scope, no change.
         let alone = RequestContext::with_call_headers(None, &pairs(&[("x-a", "1")])).unwrap();
-        assert_eq!(
-            (alone.headers, alone.set_on_purpose),
-            (pairs(&[("x-a", "1")]), vec!["x-a".to_owned()])
-        );
+        assert_eq!((alone.headers, alone.set_on_purpose), (pairs(&[("x-a", "1")]), vec!["x-a".to_owned()]));
         assert!(RequestContext::for_call(None, &[]).unwrap().is_none());
         // Received on the other side, by an agent whose allow-list names only x-tenant.
         let listed = call.caller_set_names().join(", ");
-        let wire = call
-            .onward_headers()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .chain([(CALLER_HEADERS, listed.as_str())]);
+        let wire = call.onward_headers().map(|(n, v)| (n.as_str(), v.as_str())).chain([(CALLER_HEADERS, listed.as_str())]);
         let (seen, hop_only) = HeaderAllowList::parse("x-tenant").capture_inbound(wire);
-        assert_eq!(
-            seen,
-            pairs(&[
-                ("x-tenant", "acme"),
-                ("x-plan", "platinum"),
-                ("x-scoped", "inner")
-            ])
-        );
-        assert_eq!(
-            hop_only,
-            ["x-plan", "x-scoped"],
-            "seen there, forwarded no further"
-        );
+        assert_eq!(seen, pairs(&[("x-tenant", "acme"), ("x-plan", "platinum"), ("x-scoped", "inner")]));
+        assert_eq!(hop_only, ["x-plan", "x-scoped"], "seen there, forwarded no further");
     }
 
     #[test]
     fn bad_call_headers_are_refused_naming_the_header() {
-        let one = |n: &str, v: &str| {
-            RequestContext::with_call_headers(None, &[(n.to_owned(), v.to_owned())])
-                .map(|_| ())
-                .unwrap_err()
-        };
+        let one = |n: &str, v: &str| RequestContext::with_call_headers(None, &[(n.to_owned(), v.to_owned())]).map(|_| ()).unwrap_err();
         for (name, value, says) in [
-            (
-                "x tenant",
-                "a",
-                "call header 'x tenant' is not a valid HTTP header name",
-            ),
+            ("x tenant", "a", "call header 'x tenant' is not a valid HTTP header name"),
             ("", "a", "call header '' is not a valid HTTP header name"),
-            (
-                "x-note",
-                "line\nbreak",
-                "the value of call header 'x-note' is not a valid HTTP header value",
-            ),
-            (
-                "Content-Type",
-                "a/b",
-                "call header 'Content-Type' cannot be set: the request sets it itself",
-            ),
-            (
-                "traceparent",
-                "00-x",
-                "call header 'traceparent' cannot be set",
-            ),
-            (
-                "toolmesh-caller-headers",
-                "x",
-                "call header 'toolmesh-caller-headers' cannot be set",
-            ),
-            (
-                "Connection",
-                "close",
-                "call header 'Connection' cannot be set",
-            ),
+            ("x-note", "line\nbreak", "the value of call header 'x-note' is not a valid HTTP header value"),
+            ("Content-Type", "a/b", "call header 'Content-Type' cannot be set: the request sets it itself"),
+            ("traceparent", "00-x", "call header 'traceparent' cannot be set"),
+            ("toolmesh-caller-headers", "x", "call header 'toolmesh-caller-headers' cannot be set"),
+            ("Connection", "close", "call header 'Connection' cannot be set"),
         ] {
             let error = one(name, value);
             assert_eq!(error.kind(), crate::ErrorKind::InvalidArguments, "{name}");
-            assert!(
-                error.message().starts_with(says),
-                "{name}: {}",
-                error.message()
-            );
+            assert!(error.message().starts_with(says), "{name}: {}", error.message());
         }
-        let many: Vec<(String, String)> = (0..=MAX_CALLER_HEADERS)
-            .map(|i| (format!("x-h{i}"), "v".to_owned()))
-            .collect();
-        assert!(RequestContext::with_call_headers(None, &many)
-            .unwrap_err()
-            .message()
-            .contains("at most 32"));
+        let many: Vec<(String, String)> = (0..=MAX_CALLER_HEADERS).map(|i| (format!("x-h{i}"), "v".to_owned())).collect();
+        assert!(RequestContext::with_call_headers(None, &many).unwrap_err().message().contains("at most 32"));
         let big = [("x-big".to_owned(), "v".repeat(MAX_CALLER_HEADER_BYTES + 1))];
-        assert!(RequestContext::with_call_headers(None, &big)
-            .unwrap_err()
-            .message()
-            .contains("bytes"));
+        assert!(RequestContext::with_call_headers(None, &big).unwrap_err().message().contains("bytes"));
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_view_bindings_show_handlers() {
-        let trace = TraceContext::parse(
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            Some("a=b"),
-        )
-        .unwrap();
+        let trace = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", Some("a=b")).unwrap();
         let context = RequestContext {
             headers: vec![("x-tenant".into(), "acme".into())],
             trace: Some(trace),
@@ -688,11 +519,7 @@ mod tests {
             })
         );
         tokio::time::advance(std::time::Duration::from_millis(2000)).await;
-        assert_eq!(
-            context.remaining_ms(),
-            Some(0),
-            "a passed deadline leaves nothing"
-        );
+        assert_eq!(context.remaining_ms(), Some(0), "a passed deadline leaves nothing");
         let empty = RequestContext::default().view_json();
         assert_eq!(
             empty,
@@ -705,22 +532,14 @@ mod tests {
     fn caller_set_headers_are_capped() {
         let names: Vec<String> = (0..40).map(|i| format!("x-h{i}")).collect();
         let big = "v".repeat(1000);
-        let mut inbound: Vec<(&str, &str)> =
-            names.iter().map(|n| (n.as_str(), big.as_str())).collect();
+        let mut inbound: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), big.as_str())).collect();
         let listed = names.join(",");
         inbound.push((CALLER_HEADERS, &listed));
         let (seen, hop_only) = HeaderAllowList::default().capture_inbound(inbound.iter().copied());
         assert_eq!(hop_only.len(), MAX_CALLER_HEADER_BYTES / 1000);
         assert_eq!(seen.len(), hop_only.len());
-        let small: Vec<(&str, &str)> = names
-            .iter()
-            .map(|n| (n.as_str(), "v"))
-            .chain([(CALLER_HEADERS, listed.as_str())])
-            .collect();
-        assert_eq!(
-            HeaderAllowList::default().capture_inbound(small).1.len(),
-            MAX_CALLER_HEADERS
-        );
+        let small: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).chain([(CALLER_HEADERS, listed.as_str())]).collect();
+        assert_eq!(HeaderAllowList::default().capture_inbound(small).1.len(), MAX_CALLER_HEADERS);
     }
 
     #[test]
@@ -746,11 +565,7 @@ mod tests {
         ] {
             assert!(TraceContext::parse(bad, None).is_none(), "{bad}");
         }
-        let ok = TraceContext::parse(
-            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-00",
-            Some("a=b"),
-        )
-        .unwrap();
+        let ok = TraceContext::parse("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-00", Some("a=b")).unwrap();
         assert_eq!(ok.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert!(!ok.sampled);
         assert_eq!(ok.tracestate.as_deref(), Some("a=b"));
@@ -766,13 +581,7 @@ mod tests {
         assert!(!list.allows("x-tenant-id-2"));
         assert!(!list.allows("authorization"));
         let captured = list.capture([("X-Tenant-Id", "t1"), ("Cookie", "c"), ("x-audit-a", "1")]);
-        assert_eq!(
-            captured,
-            vec![
-                ("x-tenant-id".into(), "t1".into()),
-                ("x-audit-a".into(), "1".into())
-            ]
-        );
+        assert_eq!(captured, vec![("x-tenant-id".into(), "t1".into()), ("x-audit-a".into(), "1".into())]);
         assert!(HeaderAllowList::parse("").capture([("x", "y")]).is_empty());
     }
 
@@ -812,26 +621,15 @@ mod tests {
         let names: Vec<&str> = captured.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["x-tenant", "baggage", "accept-language"]);
         // Even when named exactly, a hop's or the protocol's own header is not propagated.
-        let named = HeaderAllowList::parse(
-            "host, content-length, content-type, mcp-name, traceparent, x-hop, connection, te",
-        );
+        let named = HeaderAllowList::parse("host, content-length, content-type, mcp-name, traceparent, x-hop, connection, te");
         assert!(named.capture(inbound).is_empty());
         // Credentials: only when named exactly, never through a prefix.
         for spec in ["*", "a*", "co*", "authorization*"] {
             let list = HeaderAllowList::parse(spec);
-            assert!(
-                !list.allows("Authorization") && !list.allows("cookie"),
-                "{spec}"
-            );
+            assert!(!list.allows("Authorization") && !list.allows("cookie"), "{spec}");
         }
         let explicit = HeaderAllowList::parse("Authorization, cookie");
-        assert_eq!(
-            explicit.capture(inbound),
-            vec![
-                ("authorization".into(), "Bearer t".into()),
-                ("cookie".into(), "c=1".into())
-            ]
-        );
+        assert_eq!(explicit.capture(inbound), vec![("authorization".into(), "Bearer t".into()), ("cookie".into(), "c=1".into())]);
         assert!(HeaderAllowList::parse("x-*").allows("X-Authorization"));
     }
 }

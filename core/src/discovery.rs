@@ -9,9 +9,9 @@
 use crate::authorize::Gate;
 use crate::error::ErrorKind;
 use crate::pipeline::UnreachableReports;
+use crate::policy::Policy;
 use crate::registry_api::{Provider, RegisterRequest, Topology};
 use crate::registry_client::RegistryClient;
-use crate::policy::Policy;
 use crate::tls::Identity;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -74,7 +74,12 @@ impl Discovery {
         Self::start(client, registration, heartbeat_interval, Some(Followers { identity, gate, unreachable }))
     }
 
-    fn start(client: RegistryClient, registration: RegisterRequest, heartbeat_interval: Duration, followers: Option<Followers>) -> Discovery {
+    fn start(
+        client: RegistryClient,
+        registration: RegisterRequest,
+        heartbeat_interval: Duration,
+        followers: Option<Followers>,
+    ) -> Discovery {
         let (topology_tx, topology) = watch::channel(Arc::new(TopologyView::default()));
         let (registered_tx, registered) = watch::channel(false);
         let (stop, stopped) = watch::channel(false);
@@ -186,7 +191,10 @@ impl Session {
                     self.follow_policy(response.policy_version).await;
                     let asked = Duration::from_millis(response.heartbeat_interval_ms);
                     if asked < self.configured_interval {
-                        tracing::debug!(asked_ms = response.heartbeat_interval_ms, "the registry asks for heartbeats more often than configured: following it");
+                        tracing::debug!(
+                            asked_ms = response.heartbeat_interval_ms,
+                            "the registry asks for heartbeats more often than configured: following it"
+                        );
                     }
                     self.heartbeat_interval = self.configured_interval.min(asked).max(MIN_HEARTBEAT_INTERVAL);
                     self.client.set_timeout(request_timeout(self.heartbeat_interval));
@@ -213,7 +221,9 @@ impl Session {
             let _ = self.registered.send(false);
             match ended {
                 Ended::Stopped => break,
-                Ended::Forgotten => tracing::info!(agent = %self.registration.agent_id, "the registry does not know this agent any more; registering again"),
+                Ended::Forgotten => {
+                    tracing::info!(agent = %self.registration.agent_id, "the registry does not know this agent any more; registering again")
+                }
             }
         }
         match tokio::time::timeout(DEREGISTER_TIMEOUT, self.client.deregister(&self.registration.agent_id)).await {

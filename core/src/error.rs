@@ -256,11 +256,7 @@ pub fn check_app_code(code: &str) -> Result<(), String> {
         return Ok(());
     }
     let shown: String = code.chars().take(APP_CODE_MAX_LEN + 8).collect();
-    let shown = if shown.len() < code.len() {
-        format!("{shown}...")
-    } else {
-        shown
-    };
+    let shown = if shown.len() < code.len() { format!("{shown}...") } else { shown };
     Err(format!(
         "the error code {shown:?} is not valid: an application error code is 1 to {APP_CODE_MAX_LEN} characters among A-Z a-z 0-9 _ . : - (e.g. \"unknown_sku\")"
     ))
@@ -297,35 +293,20 @@ pub fn error_class(code: u32) -> &'static str {
 /// starting again will not fix, else 1.
 pub fn start_failure(code: u32, name: &str, message: &str) -> (String, u8) {
     let status = if code < 3000 { 2 } else { 1 };
-    (
-        format!("toolmesh: error [{code} {name}]: {message}"),
-        status,
-    )
+    (format!("toolmesh: error [{code} {name}]: {message}"), status)
 }
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            application: None,
-        }
+        Error { kind, message: message.into(), application: None }
     }
 
     /// A tool's own error (`TOOL_ERROR`): its application code (checked by [`check_app_code`]),
     /// its message, word for word, and optional JSON data. The error is why the code is refused.
-    pub fn tool_error(
-        app_code: impl Into<String>,
-        message: impl Into<String>,
-        data: Option<Value>,
-    ) -> Result<Self, String> {
+    pub fn tool_error(app_code: impl Into<String>, message: impl Into<String>, data: Option<Value>) -> Result<Self, String> {
         let code = app_code.into();
         check_app_code(&code)?;
-        Ok(Error {
-            kind: ErrorKind::ToolError,
-            message: message.into(),
-            application: Some(Box::new(Application { code, data })),
-        })
+        Ok(Error { kind: ErrorKind::ToolError, message: message.into(), application: Some(Box::new(Application { code, data })) })
     }
 
     pub fn kind(&self) -> ErrorKind {
@@ -353,30 +334,15 @@ impl Error {
     /// Prefixes the message with what was being done, keeping the kind (and a tool error's code
     /// and data).
     pub fn context(self, what: impl fmt::Display) -> Self {
-        Error {
-            message: format!("{what}: {}", self.message),
-            ..self
-        }
+        Error { message: format!("{what}: {}", self.message), ..self }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.app_code() {
-            Some(app_code) => write!(
-                f,
-                "[{} {} {app_code}] {}",
-                self.kind.code(),
-                self.kind.name(),
-                self.message
-            ),
-            None => write!(
-                f,
-                "[{} {}] {}",
-                self.kind.code(),
-                self.kind.name(),
-                self.message
-            ),
+            Some(app_code) => write!(f, "[{} {} {app_code}] {}", self.kind.code(), self.kind.name(), self.message),
+            None => write!(f, "[{} {}] {}", self.kind.code(), self.kind.name(), self.message),
         }
     }
 }
@@ -405,39 +371,22 @@ mod tests {
     fn display_carries_code_name_and_message() {
         let e = Error::new(ErrorKind::Timeout, "no answer within 30000 ms");
         assert_eq!(e.to_string(), "[4002 TIMEOUT] no answer within 30000 ms");
-        assert_eq!(
-            e.context("calling add").message(),
-            "calling add: no answer within 30000 ms"
-        );
-        let e = Error::tool_error(
-            "unknown_sku",
-            "no such sku: X",
-            Some(serde_json::json!({"sku": "X"})),
-        )
-        .unwrap();
-        assert_eq!(
-            e.to_string(),
-            "[5005 TOOL_ERROR unknown_sku] no such sku: X"
-        );
+        assert_eq!(e.context("calling add").message(), "calling add: no answer within 30000 ms");
+        let e = Error::tool_error("unknown_sku", "no such sku: X", Some(serde_json::json!({"sku": "X"}))).unwrap();
+        assert_eq!(e.to_string(), "[5005 TOOL_ERROR unknown_sku] no such sku: X");
         let e = e.context("ordering");
         assert_eq!(
             (e.app_code(), e.data(), e.message()),
-            (
-                Some("unknown_sku"),
-                Some(&serde_json::json!({"sku": "X"})),
-                "ordering: no such sku: X"
-            )
+            (Some("unknown_sku"), Some(&serde_json::json!({"sku": "X"})), "ordering: no such sku: X")
         );
     }
 
     #[test]
     fn each_code_is_raised_as_its_group_class_with_two_subclasses() {
-        let classes: Vec<(u32, &str)> = [
-            1004, 2002, 3001, 4001, 4002, 5001, 5005, 6001, 7001, 7002, 9001, 0,
-        ]
-        .into_iter()
-        .map(|code| (code, error_class(code)))
-        .collect();
+        let classes: Vec<(u32, &str)> = [1004, 2002, 3001, 4001, 4002, 5001, 5005, 6001, 7001, 7002, 9001, 0]
+            .into_iter()
+            .map(|code| (code, error_class(code)))
+            .collect();
         assert_eq!(
             classes,
             [
@@ -459,10 +408,7 @@ mod tests {
 
     #[test]
     fn a_start_failure_is_reported_with_exit_status_2_for_configuration_and_tls_else_1() {
-        assert_eq!(
-            start_failure(1002, "CERTIFICATE_FILE", "no file"),
-            ("toolmesh: error [1002 CERTIFICATE_FILE]: no file".into(), 2)
-        );
+        assert_eq!(start_failure(1002, "CERTIFICATE_FILE", "no file"), ("toolmesh: error [1002 CERTIFICATE_FILE]: no file".into(), 2));
         assert_eq!(start_failure(2999, "X", "m").1, 2);
         assert_eq!(start_failure(3000, "X", "m").1, 1);
         assert_eq!(start_failure(1005, "ADDRESS_IN_USE", "taken").1, 2);
@@ -471,38 +417,16 @@ mod tests {
 
     #[test]
     fn application_codes_are_short_identifiers() {
-        for good in [
-            "unknown_sku",
-            "a",
-            "billing.card:declined-2",
-            &"x".repeat(APP_CODE_MAX_LEN),
-        ] {
+        for good in ["unknown_sku", "a", "billing.card:declined-2", &"x".repeat(APP_CODE_MAX_LEN)] {
             assert_eq!(check_app_code(good), Ok(()), "{good}");
         }
-        for bad in [
-            "",
-            "has space",
-            "naïve",
-            "semi;colon",
-            &"x".repeat(APP_CODE_MAX_LEN + 1),
-        ] {
+        for bad in ["", "has space", "naïve", "semi;colon", &"x".repeat(APP_CODE_MAX_LEN + 1)] {
             let problem = check_app_code(bad).unwrap_err();
-            assert!(
-                problem.contains("1 to 64 characters among A-Z a-z 0-9 _ . : -"),
-                "{problem}"
-            );
+            assert!(problem.contains("1 to 64 characters among A-Z a-z 0-9 _ . : -"), "{problem}");
         }
-        assert!(check_app_code(&"y".repeat(500))
-            .unwrap_err()
-            .contains("...\" is not valid"));
-        assert_eq!(
-            Error::tool_error("bad code", "m", None).unwrap_err(),
-            check_app_code("bad code").unwrap_err()
-        );
+        assert!(check_app_code(&"y".repeat(500)).unwrap_err().contains("...\" is not valid"));
+        assert_eq!(Error::tool_error("bad code", "m", None).unwrap_err(), check_app_code("bad code").unwrap_err());
         // Every error but a tool error pays one pointer for the application part.
-        assert_eq!(
-            std::mem::size_of::<Error>(),
-            std::mem::size_of::<(ErrorKind, String, usize)>()
-        );
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<(ErrorKind, String, usize)>());
     }
 }

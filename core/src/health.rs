@@ -41,7 +41,10 @@ impl HealthServer {
     /// Serves with `limits`' timeouts, and at most [`HEALTH_MAX_CONNECTIONS`] connections.
     pub async fn start_limited(host: &str, port: u16, readiness: ReadinessCheck, limits: &ServerLimits) -> Result<HealthServer> {
         let listener = crate::server::bind(host, port).await.map_err(|e| {
-            Error::new(ErrorKind::AddressInUse, format!("health listener: {}; set TOOLMESH_HEALTH_PORT (0 = any free port, 'off' = none)", e.message()))
+            Error::new(
+                ErrorKind::AddressInUse,
+                format!("health listener: {}; set TOOLMESH_HEALTH_PORT (0 = any free port, 'off' = none)", e.message()),
+            )
         })?;
         let local_addr = listener.local_addr().map_err(|e| Error::new(ErrorKind::AddressInUse, e.to_string()))?;
         let mut limits = limits.clone();

@@ -7,8 +7,8 @@
 
 use crate::context::RequestContext;
 use crate::error::{Error, ErrorKind};
-pub use crate::mcp::catalog::{Catalog, PromptArgument, PromptInfo, ResourceInfo, ResourceTemplateInfo};
 use crate::mcp::catalog::{check_prompt_result, check_read_result, static_contents, UriTemplate};
+pub use crate::mcp::catalog::{Catalog, PromptArgument, PromptInfo, ResourceInfo, ResourceTemplateInfo};
 pub use crate::mcp::content::ToolOutput;
 use serde_json::Value;
 use std::sync::Arc;
@@ -71,10 +71,7 @@ pub struct HostError {
 
 impl HostError {
     pub fn new(message: impl Into<String>) -> Self {
-        HostError {
-            message: message.into(),
-            mesh_error: None,
-        }
+        HostError { message: message.into(), mesh_error: None }
     }
 
     /// The handler failed with the mesh error of a call it awaited, as its language's exception
@@ -84,18 +81,12 @@ impl HostError {
     /// every language.
     pub fn with_kind(kind: Option<ErrorKind>, message: String) -> Self {
         let mesh_error = kind.map(|kind| Error::new(kind, message.clone()));
-        HostError {
-            message,
-            mesh_error,
-        }
+        HostError { message, mesh_error }
     }
 
     /// [`HostError::with_kind`] for the kind whose stable code is `code`.
     pub fn with_code(code: i64, message: String) -> Self {
-        HostError::with_kind(
-            u32::try_from(code).ok().and_then(ErrorKind::from_code),
-            message,
-        )
+        HostError::with_kind(u32::try_from(code).ok().and_then(ErrorKind::from_code), message)
     }
 
     /// [`HostError::with_kind`] for the kind whose stable name is `name` (none: a plain failure).
@@ -111,13 +102,8 @@ impl HostError {
     pub fn tool_error(app_code: &str, message: impl Into<String>, data: Option<Value>) -> Self {
         let message = message.into();
         match Error::tool_error(app_code, message.clone(), data) {
-            Ok(error) => HostError {
-                message,
-                mesh_error: Some(error),
-            },
-            Err(problem) => HostError::new(format!(
-                "it raised a tool error whose code is refused: {problem}"
-            )),
+            Ok(error) => HostError { message, mesh_error: Some(error) },
+            Err(problem) => HostError::new(format!("it raised a tool error whose code is refused: {problem}")),
         }
     }
 
@@ -125,9 +111,7 @@ impl HostError {
     /// as JSON: the caller is told so in the same words in every language, and `reason` (the
     /// language's serializer's words) goes to this agent's log.
     pub fn tool_error_data_not_json(app_code: &str, reason: &str) -> Self {
-        tracing::warn!(
-            "a tool error with code {app_code:?} carries data that is not JSON: {reason}"
-        );
+        tracing::warn!("a tool error with code {app_code:?} carries data that is not JSON: {reason}");
         HostError::new(format!("it raised a tool error ({app_code:?}) whose data is not JSON; the agent serving it logs why"))
     }
 }
@@ -184,17 +168,8 @@ impl Completion {
     /// Argument `argument` did not decode into `type_name`, the type the handler declares for it;
     /// `reason` is the language's account of why. The caller gets INVALID_ARGUMENTS worded by
     /// [`argument_not_decoded_error`], the same in every language.
-    pub fn argument_not_decoded(
-        self,
-        argument: impl Into<String>,
-        type_name: impl Into<String>,
-        reason: impl Into<String>,
-    ) {
-        let _ = self.tx.send(Answer::ArgumentNotDecoded {
-            argument: argument.into(),
-            type_name: type_name.into(),
-            reason: reason.into(),
-        });
+    pub fn argument_not_decoded(self, argument: impl Into<String>, type_name: impl Into<String>, reason: impl Into<String>) {
+        let _ = self.tx.send(Answer::ArgumentNotDecoded { argument: argument.into(), type_name: type_name.into(), reason: reason.into() });
     }
 
     /// Delivers a result in MCP's own shape; [`ToolOutput::from_json`] reads one from the JSON a
@@ -216,24 +191,13 @@ impl Completion {
 /// own words, so the caller gets none of them: the message is the same in every language, and
 /// the reason goes to the callee's log.
 pub fn not_json_error(tool: &str) -> Error {
-    Error::new(
-        ErrorKind::HandlerResult,
-        format!("tool '{tool}' returned a value that is not JSON; the agent serving it logs why"),
-    )
+    Error::new(ErrorKind::HandlerResult, format!("tool '{tool}' returned a value that is not JSON; the agent serving it logs why"))
 }
 
 /// The error of an argument that did not decode into the type its tool declares for it: the
 /// caller's mistake (INVALID_ARGUMENTS), named with the tool, the argument and the type.
-pub fn argument_not_decoded_error(
-    tool: &str,
-    argument: &str,
-    type_name: &str,
-    reason: &str,
-) -> Error {
-    Error::new(
-        ErrorKind::InvalidArguments,
-        format!("tool '{tool}': argument '{argument}' is not a valid {type_name}: {reason}"),
-    )
+pub fn argument_not_decoded_error(tool: &str, argument: &str, type_name: &str, reason: &str) -> Error {
+    Error::new(ErrorKind::InvalidArguments, format!("tool '{tool}': argument '{argument}' is not a valid {type_name}: {reason}"))
 }
 
 /// Turns what a host handler answered into the mesh's error model, for callers that take one
@@ -259,46 +223,26 @@ pub fn completion_output(tool: &str, received: Result<Answer, oneshot::error::Re
         Ok(Answer::Result(output)) => Ok(HandlerOutput::Result(output)),
         // A TOOL_ERROR is only ever made with its application code (`HostError::tool_error`): a
         // binding that hands back the bare number is reported as the handler failure it is.
-        Ok(Answer::Done(Err(HostError {
-            mesh_error: Some(e),
-            ..
-        }))) if e.kind() != ErrorKind::ToolError || e.app_code().is_some() => {
+        Ok(Answer::Done(Err(HostError { mesh_error: Some(e), .. }))) if e.kind() != ErrorKind::ToolError || e.app_code().is_some() => {
             if let Some(app_code) = e.app_code() {
                 // An expected answer, not a bug: one line, and no stack trace in any language.
-                tracing::info!(
-                    "tool '{tool}' answered its own error {app_code}: {}",
-                    e.message()
-                );
+                tracing::info!("tool '{tool}' answered its own error {app_code}: {}", e.message());
             }
             Err(e)
         }
         Ok(Answer::Done(Err(HostError { message, .. }))) => {
             // Every language reports an exception without a message the same way.
-            let message = if message.trim().is_empty() {
-                "(no message)"
-            } else {
-                message.as_str()
-            };
-            Err(Error::new(
-                ErrorKind::HandlerFailed,
-                format!("tool '{tool}' failed: {message}"),
-            ))
+            let message = if message.trim().is_empty() { "(no message)" } else { message.as_str() };
+            Err(Error::new(ErrorKind::HandlerFailed, format!("tool '{tool}' failed: {message}")))
         }
         Ok(Answer::NotJson(reason)) => {
             tracing::warn!("tool '{tool}' returned a value that is not JSON: {reason}");
             Err(not_json_error(tool))
         }
-        Ok(Answer::ArgumentNotDecoded {
-            argument,
-            type_name,
-            reason,
-        }) => Err(argument_not_decoded_error(
-            tool, &argument, &type_name, &reason,
-        )),
-        Err(_) => Err(Error::new(
-            ErrorKind::HandlerDropped,
-            format!("tool '{tool}' ended without an answer"),
-        )),
+        Ok(Answer::ArgumentNotDecoded { argument, type_name, reason }) => {
+            Err(argument_not_decoded_error(tool, &argument, &type_name, &reason))
+        }
+        Err(_) => Err(Error::new(ErrorKind::HandlerDropped, format!("tool '{tool}' ended without an answer"))),
     }
 }
 
@@ -312,10 +256,16 @@ fn catalog_answer(what: &str, received: Result<Answer, oneshot::error::RecvError
             let message = if message.trim().is_empty() { "(no message)" } else { message.as_str() };
             Err(Error::new(ErrorKind::HandlerFailed, format!("{what} failed: {message}")))
         }
-        Ok(Answer::Result(_)) => Err(Error::new(ErrorKind::HandlerResult, format!("{what}: the handler answered a tool result; answer JSON in MCP's shape with Completion::ok"))),
+        Ok(Answer::Result(_)) => Err(Error::new(
+            ErrorKind::HandlerResult,
+            format!("{what}: the handler answered a tool result; answer JSON in MCP's shape with Completion::ok"),
+        )),
         Ok(Answer::NotJson(reason)) => {
             tracing::warn!("{what}: the handler answered a value that is not JSON: {reason}");
-            Err(Error::new(ErrorKind::HandlerResult, format!("{what}: the handler answered a value that is not JSON; the agent serving it logs why")))
+            Err(Error::new(
+                ErrorKind::HandlerResult,
+                format!("{what}: the handler answered a value that is not JSON; the agent serving it logs why"),
+            ))
         }
         Ok(Answer::ArgumentNotDecoded { argument, type_name, reason }) => {
             Err(Error::new(ErrorKind::InvalidArguments, format!("{what}: argument '{argument}' is not a valid {type_name}: {reason}")))
@@ -401,10 +351,7 @@ impl ResolvedResource<'_> {
 }
 
 impl LocalTools {
-    pub fn new(
-        tools: Vec<crate::registry_api::ToolInfo>,
-        handler: Arc<dyn ToolHandler>,
-    ) -> Self {
+    pub fn new(tools: Vec<crate::registry_api::ToolInfo>, handler: Arc<dyn ToolHandler>) -> Self {
         LocalTools::with_catalog(tools, Catalog::default(), handler).expect("an empty catalog is valid")
     }
 
@@ -415,12 +362,11 @@ impl LocalTools {
         handler: Arc<dyn ToolHandler>,
     ) -> Result<Self, Error> {
         tools.sort_by(|a, b| a.name.cmp(&b.name));
-        catalog.check().map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("the resource and prompt definitions are not valid: {e}")))?;
-        let templates = catalog
-            .resource_templates
-            .iter()
-            .map(|t| UriTemplate::parse(&t.uri_template).expect("checked by Catalog::check"))
-            .collect();
+        catalog
+            .check()
+            .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("the resource and prompt definitions are not valid: {e}")))?;
+        let templates =
+            catalog.resource_templates.iter().map(|t| UriTemplate::parse(&t.uri_template).expect("checked by Catalog::check")).collect();
         Ok(LocalTools { tools, catalog, templates, handler })
     }
 
@@ -434,7 +380,9 @@ impl LocalTools {
         if let Some(resource) = self.catalog.resources.iter().find(|r| r.uri == uri) {
             return Some(match resource.text.is_some() || resource.blob.is_some() {
                 true => ResolvedResource::Static(resource),
-                false => ResolvedResource::Handled { uri: uri.to_owned(), name: &resource.name, template: None, variables: Default::default() },
+                false => {
+                    ResolvedResource::Handled { uri: uri.to_owned(), name: &resource.name, template: None, variables: Default::default() }
+                }
             });
         }
         self.catalog.resource_templates.iter().zip(&self.templates).find_map(|(info, template)| {
@@ -448,10 +396,9 @@ impl LocalTools {
     pub async fn read_resource(&self, resource: ResolvedResource<'_>, context: Arc<RequestContext>) -> Result<Vec<Value>, Error> {
         let (uri, request) = match resource {
             ResolvedResource::Static(info) => return Ok(static_contents(info).expect("a static resource has content")),
-            ResolvedResource::Handled { uri, name, template, variables } => (
-                uri.clone(),
-                CatalogRequest::ReadResource { uri, name: name.to_owned(), template: template.map(str::to_owned), variables },
-            ),
+            ResolvedResource::Handled { uri, name, template, variables } => {
+                (uri.clone(), CatalogRequest::ReadResource { uri, name: name.to_owned(), template: template.map(str::to_owned), variables })
+            }
         };
         let what = format!("resource '{uri}'");
         let answer = self.start_catalog(request, context).await;
@@ -482,10 +429,7 @@ impl LocalTools {
     }
 
     pub fn get(&self, name: &str) -> Option<&crate::registry_api::ToolInfo> {
-        self.tools
-            .binary_search_by(|t| t.name.as_str().cmp(name))
-            .ok()
-            .map(|i| &self.tools[i])
+        self.tools.binary_search_by(|t| t.name.as_str().cmp(name)).ok().map(|i| &self.tools[i])
     }
 
     /// Checks the arguments against the tool's schema, runs the host handler, awaits its answer
@@ -504,28 +448,15 @@ impl LocalTools {
 
     /// Checks the arguments and hands the call to the host handler.
     fn start(&self, tool: &str, arguments: Value, context: Arc<RequestContext>) -> Result<CompletionReceiver, Error> {
-        let info = self.get(tool).ok_or_else(|| {
-            Error::new(ErrorKind::UnknownTool, format!("Unknown tool: {tool}"))
-        })?;
+        let info = self.get(tool).ok_or_else(|| Error::new(ErrorKind::UnknownTool, format!("Unknown tool: {tool}")))?;
         let arguments = match arguments {
             Value::Null => Value::Object(Default::default()),
             Value::Object(map) => {
-                crate::mcp::schema::check_arguments(&info.input_schema, &map).map_err(
-                    |problem| {
-                        Error::new(
-                            ErrorKind::InvalidArguments,
-                            format!("tool '{tool}': {problem}"),
-                        )
-                    },
-                )?;
+                crate::mcp::schema::check_arguments(&info.input_schema, &map)
+                    .map_err(|problem| Error::new(ErrorKind::InvalidArguments, format!("tool '{tool}': {problem}")))?;
                 Value::Object(map)
             }
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::InvalidArguments,
-                    format!("tool '{tool}': arguments must be a JSON object"),
-                ))
-            }
+            _ => return Err(Error::new(ErrorKind::InvalidArguments, format!("tool '{tool}': arguments must be a JSON object"))),
         };
         let (completion, answer) = Completion::new();
         self.handler.invoke(ToolInvocation { tool: tool.to_owned(), arguments, context }, completion);
@@ -544,12 +475,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_mesh_error_named_by_code_or_name_passes_unchanged_and_anything_else_is_a_handler_failure(
-    ) {
-        for error in [
-            HostError::with_code(4002, "slow".into()),
-            HostError::with_kind_name(Some("TIMEOUT"), "slow".into()),
-        ] {
+    async fn a_mesh_error_named_by_code_or_name_passes_unchanged_and_anything_else_is_a_handler_failure() {
+        for error in [HostError::with_code(4002, "slow".into()), HostError::with_kind_name(Some("TIMEOUT"), "slow".into())] {
             let e = answered(error).await;
             assert_eq!((e.kind(), e.message()), (ErrorKind::Timeout, "slow"));
         }
@@ -567,31 +494,22 @@ mod tests {
     #[tokio::test]
     async fn a_tool_error_needs_a_valid_application_code() {
         let e = answered(HostError::tool_error("out_of_stock", "none left", None)).await;
-        assert_eq!(
-            (e.kind(), e.app_code(), e.message(), e.data()),
-            (
-                ErrorKind::ToolError,
-                Some("out_of_stock"),
-                "none left",
-                None
-            )
-        );
+        assert_eq!((e.kind(), e.app_code(), e.message(), e.data()), (ErrorKind::ToolError, Some("out_of_stock"), "none left", None));
         let e = answered(HostError::tool_error("out of stock", "none left", None)).await;
         assert_eq!(e.kind(), ErrorKind::HandlerFailed);
-        assert!(e.message().starts_with("tool 't' failed: it raised a tool error whose code is refused: the error code \"out of stock\""), "{e}");
+        assert!(
+            e.message().starts_with("tool 't' failed: it raised a tool error whose code is refused: the error code \"out of stock\""),
+            "{e}"
+        );
         // A binding that hands back the bare code of a tool error, without its application code.
         let bare = Error::new(ErrorKind::ToolError, "none left");
-        let e = answered(HostError {
-            message: "none left".into(),
-            mesh_error: Some(bare),
-        })
-        .await;
-        assert_eq!(
-            (e.kind(), e.message()),
-            (ErrorKind::HandlerFailed, "tool 't' failed: none left")
-        );
+        let e = answered(HostError { message: "none left".into(), mesh_error: Some(bare) }).await;
+        assert_eq!((e.kind(), e.message()), (ErrorKind::HandlerFailed, "tool 't' failed: none left"));
         let e = answered(HostError::tool_error_data_not_json("out_of_stock", "a set")).await;
-        assert_eq!(e.message(), "tool 't' failed: it raised a tool error (\"out_of_stock\") whose data is not JSON; the agent serving it logs why");
+        assert_eq!(
+            e.message(),
+            "tool 't' failed: it raised a tool error (\"out_of_stock\") whose data is not JSON; the agent serving it logs why"
+        );
     }
 
     #[test]
@@ -618,10 +536,7 @@ mod tests {
         let e = completion_result("paint", receiver.await).unwrap_err();
         assert_eq!(
             (e.kind(), e.message()),
-            (
-                ErrorKind::InvalidArguments,
-                "tool 'paint': argument 'colour' is not a valid Colour: no such colour"
-            )
+            (ErrorKind::InvalidArguments, "tool 'paint': argument 'colour' is not a valid Colour: no such colour")
         );
     }
 }

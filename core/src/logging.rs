@@ -33,7 +33,5 @@ pub fn init_with_default(default: &str) {
 
 /// The current time as RFC 3339 in UTC, as audit events carry it.
 pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "unknown".to_owned())
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| "unknown".to_owned())
 }

@@ -714,14 +714,20 @@ mod tests {
         assert_eq!(answers.calls(), ["b"], "a provider on trial is left to that call");
 
         // The trial neither answered nor failed: the next call tries it at once.
-        assert_eq!(pipeline.call(&*answers, target("c", &providers), Value::Null, &RequestContext::default()).await.unwrap(), Value::from(1));
+        assert_eq!(
+            pipeline.call(&*answers, target("c", &providers), Value::Null, &RequestContext::default()).await.unwrap(),
+            Value::from(1)
+        );
         assert_eq!(answers.calls()[1..], ["a"]);
         assert!(pipeline.down_endpoints().is_empty(), "the trial got through");
     }
 
     #[tokio::test(start_paused = true)]
     async fn when_every_provider_is_down_all_are_tried_the_one_due_soonest_first() {
-        let t = Scripted::new(Duration::ZERO, &[("a", vec![refused(), refused(), Ok(Value::from(1))]), ("b", vec![refused(), Ok(Value::from(2))])]);
+        let t = Scripted::new(
+            Duration::ZERO,
+            &[("a", vec![refused(), refused(), Ok(Value::from(1))]), ("b", vec![refused(), Ok(Value::from(2))])],
+        );
         let pipeline = Pipeline::new();
         // a goes down, then (a backoff later) b: both down, a the longer.
         let e = pipeline.call(&*t, target("c", &[provider("a", 0), provider("b", 0)]), Value::Null, &RequestContext::default()).await;

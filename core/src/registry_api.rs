@@ -583,8 +583,7 @@ mod tests {
     fn dependency_spec_accepts_a_name_or_an_object() {
         let d: DependencySpec = serde_json::from_str(r#""add""#).unwrap();
         assert_eq!(d, DependencySpec::capability("add"));
-        let d: DependencySpec =
-            serde_json::from_str(r#"{"capability":"add","tags":["math","+fast",["a","b"]],"version":">=1"}"#).unwrap();
+        let d: DependencySpec = serde_json::from_str(r#"{"capability":"add","tags":["math","+fast",["a","b"]],"version":">=1"}"#).unwrap();
         assert_eq!(d.tags[2], TagSelector::AnyOf(vec!["a".into(), "b".into()]));
         assert!(serde_json::from_str::<DependencySpec>(r#"{"capability":"x","tag":["y"]}"#).is_err());
     }

@@ -134,8 +134,7 @@ impl RegistryClient {
     /// Long-polls for a topology different from `since`; `Ok(None)` when nothing changed in `wait`.
     /// `Err(UnknownAgent)` means: register again.
     pub async fn watch(&self, agent_id: &str, since: u64, wait: Duration) -> Result<Option<Topology>> {
-        let path =
-            format!("{API_PREFIX}/agents/{}/topology?since={since}&wait_ms={}", encode(agent_id), wait.as_millis());
+        let path = format!("{API_PREFIX}/agents/{}/topology?since={since}&wait_ms={}", encode(agent_id), wait.as_millis());
         let response = self.send_within(http::Method::GET, &path, None, wait + WATCH_MARGIN).await?;
         match response.status() {
             http::StatusCode::NO_CONTENT => Ok(None),
@@ -177,12 +176,7 @@ impl RegistryClient {
         self.json(http::Method::POST, &format!("{API_PREFIX}/resolve"), Some(spec)).await
     }
 
-    async fn json<T: DeserializeOwned>(
-        &self,
-        method: http::Method,
-        path: &str,
-        body: Option<&impl serde::Serialize>,
-    ) -> Result<T> {
+    async fn json<T: DeserializeOwned>(&self, method: http::Method, path: &str, body: Option<&impl serde::Serialize>) -> Result<T> {
         let body = body.map(|b| Bytes::from(serde_json::to_vec(b).expect("request bodies always serialize")));
         let response = self.send(method, path, body).await?;
         self.decode(response)
@@ -223,9 +217,8 @@ impl RegistryClient {
         let status = response.status();
         let body = response.into_body();
         if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|e| {
-                Error::new(ErrorKind::Protocol, format!("the registry at {} sent an unreadable answer: {e}", self.base))
-            });
+            return serde_json::from_slice(&body)
+                .map_err(|e| Error::new(ErrorKind::Protocol, format!("the registry at {} sent an unreadable answer: {e}", self.base)));
         }
         let api: Option<ApiError> = serde_json::from_slice(&body).ok();
         let message = api.as_ref().map(|a| a.message.clone()).unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());

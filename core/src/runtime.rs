@@ -38,9 +38,9 @@ pub fn runtime() -> Arc<tokio::runtime::Runtime> {
 /// and tokio refuses it with a panic. `None` where blocking is allowed. Every binding refuses with
 /// this message (the C ABI with `TOOLMESH_WRONG_THREAD`, Java with an `IllegalStateException`).
 pub fn blocking_refused(function: &str) -> Option<String> {
-    tokio::runtime::Handle::try_current().is_ok().then(|| {
-        format!("{function} blocks and cannot be called on a toolmesh runtime thread; call it from a thread of your own")
-    })
+    tokio::runtime::Handle::try_current()
+        .is_ok()
+        .then(|| format!("{function} blocks and cannot be called on a toolmesh runtime thread; call it from a thread of your own"))
 }
 
 /// A handle to the shared runtime, for spawning from host threads.
@@ -60,9 +60,9 @@ where
     let runtime = runtime();
     let task = runtime.spawn(operation);
     runtime.spawn(async move {
-        let outcome = task.await.unwrap_or_else(|failure| {
-            Err(crate::Error::new(crate::ErrorKind::Internal, format!("a toolmesh task failed: {failure}")))
-        });
+        let outcome = task
+            .await
+            .unwrap_or_else(|failure| Err(crate::Error::new(crate::ErrorKind::Internal, format!("a toolmesh task failed: {failure}"))));
         deliver(outcome);
     });
 }

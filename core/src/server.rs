@@ -3,11 +3,11 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::tls::{peer_identity, Identity};
-use rustls::pki_types::CertificateDer;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::CertificateDer;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,8 +29,8 @@ use activity::{Activity, Lifetime, Watched};
 use admission::{Admission, RateLimitedWarning, Refused, Slot};
 use expiry::{chain_not_after, instant_of};
 pub use limits::ServerLimits;
-pub use linger::{LINGER_MAX_BYTES, LINGER_TIMEOUT};
 use linger::LingeringClose;
+pub use linger::{LINGER_MAX_BYTES, LINGER_TIMEOUT};
 
 pub type Body = Full<Bytes>;
 
@@ -126,9 +126,7 @@ impl HttpsServer {
         F: Fn(http::Request<Incoming>, Arc<PeerInfo>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = http::Response<Body>> + Send + 'static,
     {
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| Error::new(ErrorKind::AddressInUse, format!("listener has no address: {e}")))?;
+        let local_addr = listener.local_addr().map_err(|e| Error::new(ErrorKind::AddressInUse, format!("listener has no address: {e}")))?;
         let (stop, stopped) = watch::channel(false);
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         // Pings find HTTP/2 peers that vanished with a stream open.
@@ -246,7 +244,8 @@ where
 
     let activity = Activity::new(!http2);
     let service = {
-        let (activity, identity, handler, body_timeout) = (activity.clone(), served.identity.clone(), served.handler.clone(), limits.body_timeout);
+        let (activity, identity, handler, body_timeout) =
+            (activity.clone(), served.identity.clone(), served.handler.clone(), limits.body_timeout);
         let peer = peer.clone();
         hyper::service::service_fn(move |req| {
             let in_flight = activity.request_started();
@@ -383,7 +382,8 @@ pub async fn read_body(body: Incoming, limit: usize) -> std::result::Result<Byte
         Ok(deadline) => match tokio::time::timeout_at(deadline, collecting).await {
             Ok(collected) => collected,
             Err(_) => {
-                let mut answer = text_response(http::StatusCode::REQUEST_TIMEOUT, "the request body did not arrive within the body timeout");
+                let mut answer =
+                    text_response(http::StatusCode::REQUEST_TIMEOUT, "the request body did not arrive within the body timeout");
                 answer.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
                 return Err(answer);
             }

@@ -48,9 +48,7 @@ impl std::error::Error for InvalidSpiffeId {}
 /// (SPIFFE-ID 2.1).
 pub fn is_valid_trust_domain(domain: &str) -> bool {
     (1..=MAX_TRUST_DOMAIN_LEN).contains(&domain.len())
-        && domain
-            .bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.' | b'_'))
+        && domain.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.' | b'_'))
 }
 
 fn is_valid_segment(segment: &str) -> bool {

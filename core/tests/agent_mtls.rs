@@ -86,11 +86,7 @@ async fn allow_listed_headers_and_the_trace_reach_the_handler() {
     let client = McpClient::new(&pki.identity("operator")).unwrap();
     let root = TraceContext::new_root();
     let ctx = RequestContext {
-        headers: vec![
-            ("x-tenant-id".into(), "acme".into()),
-            ("x-audit-user".into(), "u1".into()),
-            ("x-secret".into(), "nope".into()),
-        ],
+        headers: vec![("x-tenant-id".into(), "acme".into()), ("x-audit-user".into(), "u1".into()), ("x-secret".into(), "nope".into())],
         trace: Some(root.clone()),
         ..RequestContext::default()
     };
@@ -307,20 +303,28 @@ async fn both_protocol_eras_are_served_statelessly_with_the_spec_status_codes() 
     // Legacy: initialize echoes a supported version, then tools/list and tools/call without a session.
     let (s, v) = post(&client, ep, &[], r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#).await;
     assert_eq!((s, v["result"]["protocolVersion"].clone()), (200, json!("2025-06-18")));
-    let (s, _) = post(&client, ep, &[("mcp-protocol-version", "2025-06-18")], r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
+    let (s, _) =
+        post(&client, ep, &[("mcp-protocol-version", "2025-06-18")], r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
     assert_eq!(s, 202);
     let (_, v) = post(&client, ep, &[("mcp-protocol-version", "2025-06-18")], r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#).await;
     let names: Vec<&str> = v["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["add", "echo_context", "fail", "refuse", "refuse_via", "slow", "sum3"]);
     assert_eq!(v["result"]["tools"][0]["inputSchema"], ab_schema());
-    let (_, v) = post(&client, ep, &[], r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}}"#).await;
+    let (_, v) =
+        post(&client, ep, &[], r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}}"#).await;
     assert_eq!(v["result"]["structuredContent"], json!({"result": 5}));
     assert_eq!(v["result"]["content"][0]["text"], json!("5"));
     let (_, v) = post(&client, ep, &[], r#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#).await;
     assert_eq!(v["result"], json!({}));
 
     // Modern: server/discover, header validation, _meta requirements.
-    let (s, v) = post(&client, ep, &[modern[0], ("mcp-method", "server/discover")], &format!(r#"{{"jsonrpc":"2.0","id":5,"method":"server/discover","params":{{{meta}}}}}"#)).await;
+    let (s, v) = post(
+        &client,
+        ep,
+        &[modern[0], ("mcp-method", "server/discover")],
+        &format!(r#"{{"jsonrpc":"2.0","id":5,"method":"server/discover","params":{{{meta}}}}}"#),
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(v["result"]["resultType"], json!("complete"));
     assert_eq!(v["result"]["supportedVersions"][0], json!("2026-07-28"));
@@ -330,12 +334,20 @@ async fn both_protocol_eras_are_served_statelessly_with_the_spec_status_codes() 
     assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32020)));
     let (s, v) = post(&client, ep, &[modern[0], ("mcp-method", "tools/call"), ("mcp-name", "add")], &call).await;
     assert_eq!((s, v["result"]["structuredContent"].clone()), (200, json!(2)));
-    let (s, v) = post(&client, ep, &[modern[0], ("mcp-method", "tools/list")], r#"{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{}}"#).await;
+    let (s, v) =
+        post(&client, ep, &[modern[0], ("mcp-method", "tools/list")], r#"{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{}}"#)
+            .await;
     assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32602)));
     let (s, v) = post(&client, ep, &[("mcp-protocol-version", "2099-01-01"), ("mcp-method", "tools/list")],
         r#"{"jsonrpc":"2.0","id":8,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2099-01-01","io.modelcontextprotocol/clientCapabilities":{}}}}"#).await;
     assert_eq!((s, v["error"]["code"].clone(), v["error"]["data"]["requested"].clone()), (400, json!(-32022), json!("2099-01-01")));
-    let (s, v) = post(&client, ep, &[modern[0], ("mcp-method", "nope/nope")], &format!(r#"{{"jsonrpc":"2.0","id":9,"method":"nope/nope","params":{{{meta}}}}}"#)).await;
+    let (s, v) = post(
+        &client,
+        ep,
+        &[modern[0], ("mcp-method", "nope/nope")],
+        &format!(r#"{{"jsonrpc":"2.0","id":9,"method":"nope/nope","params":{{{meta}}}}}"#),
+    )
+    .await;
     assert_eq!((s, v["error"]["code"].clone()), (404, json!(-32601)));
 
     // Both eras: malformed input.
@@ -421,7 +433,11 @@ async fn bad_identities_stop_start_up_with_a_message_naming_the_fix() {
     dir_key.key = dir.clone();
     let mut dir_cert = good.clone();
     dir_cert.cert = dir.clone();
-    for (files, names) in [(missing_key, ["missing.key", "TOOLMESH_TLS_KEY"]), (dir_key, ["a-directory", "TOOLMESH_TLS_KEY"]), (dir_cert, ["a-directory", "TOOLMESH_TLS_CERT"])] {
+    for (files, names) in [
+        (missing_key, ["missing.key", "TOOLMESH_TLS_KEY"]),
+        (dir_key, ["a-directory", "TOOLMESH_TLS_KEY"]),
+        (dir_cert, ["a-directory", "TOOLMESH_TLS_CERT"]),
+    ] {
         let e = start(files).await;
         assert_eq!(e.kind(), ErrorKind::CertificateFile, "{e}");
         assert!(names.iter().all(|n| e.message().contains(n)) && e.message().contains("cannot read the TLS"), "{e}");
@@ -532,7 +548,8 @@ async fn a_provider_whose_certificate_fails_verification_is_skipped_like_an_unre
     let transport = Mcp(McpClient::new(&mesh.identity("caller")).unwrap());
     let pipeline = toolmesh_core::pipeline::Pipeline::new();
     for i in 0..12 {
-        let target = toolmesh_core::pipeline::Target { key: "add", capability: "add", providers: &providers, timeout: Duration::from_secs(10) };
+        let target =
+            toolmesh_core::pipeline::Target { key: "add", capability: "add", providers: &providers, timeout: Duration::from_secs(10) };
         let answer = pipeline.call(&transport, target, json!({"a": i, "b": 1}), &RequestContext::default()).await;
         assert_eq!(answer.unwrap(), json!(i + 1), "call {i} must reach the healthy provider");
     }
@@ -542,7 +559,8 @@ async fn a_provider_whose_certificate_fails_verification_is_skipped_like_an_unre
 
     // With only refused providers, the call fails with the first refusal's code, no retry loop.
     let refused_only = [provider_of(&impostor, "impostor"), provider_of(&misnamed, "misnamed")];
-    let target = toolmesh_core::pipeline::Target { key: "bad", capability: "add", providers: &refused_only, timeout: Duration::from_secs(10) };
+    let target =
+        toolmesh_core::pipeline::Target { key: "bad", capability: "add", providers: &refused_only, timeout: Duration::from_secs(10) };
     let e = pipeline.call(&transport, target, json!({"a": 1, "b": 1}), &RequestContext::default()).await.unwrap_err();
     assert!(matches!(e.kind(), ErrorKind::PeerCertificateUntrusted | ErrorKind::PeerHostnameMismatch), "{e}");
     for agent in [healthy, impostor, misnamed] {

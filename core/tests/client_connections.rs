@@ -119,7 +119,9 @@ async fn a_refused_client_certificate_is_reported_as_such_every_time() {
             assert!(e.error.message().contains("refused our client certificate"), "{alpn:?} attempt {attempt}: {}", e.error);
             assert!(!e.delivered, "a refused connection delivers nothing");
         }
-        tokio::time::timeout(Duration::from_secs(5), server.shutdown(Duration::from_secs(1))).await.unwrap_or_else(|_| panic!("{alpn:?}: shutdown hung"));
+        tokio::time::timeout(Duration::from_secs(5), server.shutdown(Duration::from_secs(1)))
+            .await
+            .unwrap_or_else(|_| panic!("{alpn:?}: shutdown hung"));
     }
 }
 

@@ -14,15 +14,15 @@ use proptest::sample::select;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use toolmesh_ca::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 use toolmesh_core::authorize::Gate;
 use toolmesh_core::context::HeaderAllowList;
-use toolmesh_ca::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
-use toolmesh_core::policy::Policy;
-use toolmesh_core::tls::Identity;
 use toolmesh_core::host::{Completion, FnHandler, LocalTools, ToolInvocation};
 use toolmesh_core::mcp::{McpServer, ServerInfo, HEADER_METHOD, HEADER_NAME, HEADER_PROTOCOL_VERSION, MODERN_VERSION};
+use toolmesh_core::policy::Policy;
 use toolmesh_core::registry_api::ToolInfo;
 use toolmesh_core::server::PeerInfo;
+use toolmesh_core::tls::Identity;
 
 fn cases(default: u32) -> u32 {
     std::env::var("TOOLMESH_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(default)
@@ -46,7 +46,12 @@ fn server() -> McpServer {
     let issued = ca.issue(&LeafRequest::new("fuzz", Role::Agent, DEFAULT_TRUST_DOMAIN, 1)).expect("certificate");
     let identity = Identity::from_pem(&issued.cert_pem, &issued.key_pem, ca.cert_pem()).expect("identity");
     let gate = Arc::new(Gate::new(identity, "fuzz", Policy::allow_mesh()));
-    McpServer::new(ServerInfo { name: "fuzz".into(), version: "1.0.0".into() }, Arc::new(LocalTools::new(tools, Arc::new(handler))), HeaderAllowList::default(), gate)
+    McpServer::new(
+        ServerInfo { name: "fuzz".into(), version: "1.0.0".into() },
+        Arc::new(LocalTools::new(tools, Arc::new(handler))),
+        HeaderAllowList::default(),
+        gate,
+    )
 }
 
 /// Odd JSON values for any member.
@@ -58,8 +63,20 @@ fn odd_value() -> impl Strategy<Value = Value> {
         any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
         Just(json!(u64::MAX)),
         ".{0,12}".prop_map(Value::String),
-        select(vec!["2.0", "tools/call", "tools/list", "initialize", "ping", "server/discover", "echo", "add", MODERN_VERSION, "\u{0}", "\u{1b}[2J\n"])
-            .prop_map(|s| json!(s)),
+        select(vec![
+            "2.0",
+            "tools/call",
+            "tools/list",
+            "initialize",
+            "ping",
+            "server/discover",
+            "echo",
+            "add",
+            MODERN_VERSION,
+            "\u{0}",
+            "\u{1b}[2J\n"
+        ])
+        .prop_map(|s| json!(s)),
     ];
     leaf.prop_recursive(3, 16, 4, |inner| {
         prop_oneof![
@@ -78,16 +95,12 @@ fn envelope() -> impl Strategy<Value = Value> {
         "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
         "dev.toolmesh/deadlineMs": 5000,
     });
-    let params = (
-        member(json!("echo")),
-        member(json!({"a": 1, "b": 2})),
-        member(meta),
-        member(json!(null)),
-        member(json!("2025-06-18")),
-    )
+    let params = (member(json!("echo")), member(json!({"a": 1, "b": 2})), member(meta), member(json!(null)), member(json!("2025-06-18")))
         .prop_map(|(name, arguments, meta, cursor, version)| {
             let mut p = Map::new();
-            for (key, value) in [("name", name), ("arguments", arguments), ("_meta", meta), ("cursor", cursor), ("protocolVersion", version)] {
+            for (key, value) in
+                [("name", name), ("arguments", arguments), ("_meta", meta), ("cursor", cursor), ("protocolVersion", version)]
+            {
                 if let Some(value) = value {
                     p.insert(key.to_owned(), value);
                 }
@@ -95,7 +108,13 @@ fn envelope() -> impl Strategy<Value = Value> {
             Value::Object(p)
         });
     let method = select(vec!["tools/call", "tools/list", "initialize", "ping", "server/discover", "notifications/initialized", "nope"]);
-    (member(json!("2.0")), member(json!(1)), method, prop_oneof![4 => params.prop_map(Some), 1 => odd_value().prop_map(Some), 1 => Just(None)], proptest::option::of((".{1,6}", odd_value())))
+    (
+        member(json!("2.0")),
+        member(json!(1)),
+        method,
+        prop_oneof![4 => params.prop_map(Some), 1 => odd_value().prop_map(Some), 1 => Just(None)],
+        proptest::option::of((".{1,6}", odd_value())),
+    )
         .prop_map(|(jsonrpc, id, method, params, extra)| {
             let mut e = Map::new();
             if let Some(v) = jsonrpc {
@@ -189,7 +208,12 @@ fn arbitrary_bytes_get_a_json_rpc_answer_never_a_panic() {
         .run(&(bytes, any::<bool>()), |(body, modern)| {
             let (status, answer) = check(&runtime, &server, &body, modern)?;
             if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
-                prop_assert_eq!((status, &answer["error"]["code"]), (400, &json!(-32700)), "not JSON: {:?}", String::from_utf8_lossy(&body));
+                prop_assert_eq!(
+                    (status, &answer["error"]["code"]),
+                    (400, &json!(-32700)),
+                    "not JSON: {:?}",
+                    String::from_utf8_lossy(&body)
+                );
             }
             Ok(())
         })

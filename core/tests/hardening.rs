@@ -257,7 +257,12 @@ async fn connections_past_the_cap_are_closed_at_once_and_accepting_goes_on() {
     drop(held);
     // The held connections close; the listener took no harm and serves the next one.
     let client = McpClient::new(&pki.identity("later")).unwrap();
-    let served = async || client.call_tool(agent.endpoint(), "add", &json!({"a": 1, "b": 1}), &RequestContext::default()).await.map_err(|e| e.error.to_string());
+    let served = async || {
+        client
+            .call_tool(agent.endpoint(), "add", &json!({"a": 1, "b": 1}), &RequestContext::default())
+            .await
+            .map_err(|e| e.error.to_string())
+    };
     let sum = eventually("accepting resumed after the held connections closed", Duration::from_secs(5), served).await;
     assert_eq!(sum, json!(2));
     agent.shutdown().await;
@@ -277,7 +282,8 @@ async fn the_health_port_has_the_same_timeouts_and_a_small_cap() {
     let mut slow = TcpStream::connect(health).await.unwrap();
     slow.write_all(b"GET /health HTTP/1.1\r\nhost: x").await.unwrap();
     for (name, stream) in [("idle", &mut idle), ("slow headers", &mut slow)] {
-        let (_, after) = until_closed(stream, Duration::from_secs(10)).await.unwrap_or_else(|| panic!("the {name} probe connection stayed open"));
+        let (_, after) =
+            until_closed(stream, Duration::from_secs(10)).await.unwrap_or_else(|| panic!("the {name} probe connection stayed open"));
         assert!(after < Duration::from_secs(4), "the {name} probe connection was closed only after {after:?}");
     }
     agent.shutdown().await;

@@ -3,18 +3,18 @@
 mod common;
 
 use common::*;
+use rustls::pki_types::pem::PemObject;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use toolmesh_ca::{spiffe_id, write_pair, CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::mcp::McpClient;
-use toolmesh_ca::{spiffe_id, CertificateAuthority, write_pair, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 use toolmesh_core::registry_api::{TrustAnchor, TrustBundle};
 use toolmesh_core::registry_client::RegistryClient;
 use toolmesh_core::tls::{Identity, VerifyMode, VerifyPolicy};
 use toolmesh_core::ErrorKind;
-use rustls::pki_types::pem::PemObject;
 
 fn client_with(pki: &Pki, name: &str, policy: VerifyPolicy) -> McpClient {
     McpClient::new(&Identity::load_with(&pki.issue(name), policy).unwrap()).unwrap()
@@ -120,13 +120,18 @@ async fn a_rotated_certificate_is_used_without_a_restart_and_no_call_fails() {
 
     let after = eventually("the rotated certificate was presented", Duration::from_secs(5), async || {
         let presented = presented_certificate(agent.local_addr(), &operator).await;
-        if presented == before { Err("the old one is".to_owned()) } else { Ok(presented) }
+        if presented == before {
+            Err("the old one is".to_owned())
+        } else {
+            Ok(presented)
+        }
     })
     .await;
     let pem_der = rustls::pki_types::CertificateDer::from_pem_slice(renewed.cert_pem.as_bytes()).unwrap();
     assert_eq!(after, pem_der.to_vec());
     let at_rotation = ok.load(Ordering::Relaxed);
-    wait_until("20 more calls answered after the rotation", Duration::from_secs(10), || ok.load(Ordering::Relaxed) >= at_rotation + 20).await;
+    wait_until("20 more calls answered after the rotation", Duration::from_secs(10), || ok.load(Ordering::Relaxed) >= at_rotation + 20)
+        .await;
     stop.store(true, Ordering::Relaxed);
     for task in load {
         task.await.unwrap();
@@ -318,7 +323,8 @@ async fn a_connection_opened_before_a_servers_rotation_is_still_used_after_it_an
 
     // A client that keeps its connection, calling throughout; it records the port the server saw.
     let kept = toolmesh_core::client::HttpsClient::new(&caller).unwrap();
-    let (ports, failed, stop) = (Arc::new(std::sync::Mutex::new(Vec::new())), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    let (ports, failed, stop) =
+        (Arc::new(std::sync::Mutex::new(Vec::new())), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
     let load = {
         let (ports, failed, stop, url) = (ports.clone(), failed.clone(), stop.clone(), url.clone());
         tokio::spawn(async move {
@@ -344,16 +350,25 @@ async fn a_connection_opened_before_a_servers_rotation_is_still_used_after_it_an
     write_pair(files.cert.parent().unwrap(), "server", &renewed, true).unwrap();
 
     eventually("the rotated certificate was presented", Duration::from_secs(5), async || {
-        if presented_certificate(server.local_addr(), &caller).await == before { Err("the old one is".to_owned()) } else { Ok(()) }
+        if presented_certificate(server.local_addr(), &caller).await == before {
+            Err("the old one is".to_owned())
+        } else {
+            Ok(())
+        }
     })
     .await;
     let calls_at_rotation = ports.lock().unwrap().len();
-    wait_until("6 more calls answered after the rotation", Duration::from_secs(10), || ports.lock().unwrap().len() > calls_at_rotation + 5).await;
+    wait_until("6 more calls answered after the rotation", Duration::from_secs(10), || ports.lock().unwrap().len() > calls_at_rotation + 5)
+        .await;
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     let ports = ports.lock().unwrap().clone();
     assert_eq!(failed.load(Ordering::Relaxed), 0, "calls failed across the rotation");
-    assert!(calls_before > 5 && ports.len() > calls_at_rotation + 5, "too few calls on each side of the rotation: {calls_before}, {calls_at_rotation}, {}", ports.len());
+    assert!(
+        calls_before > 5 && ports.len() > calls_at_rotation + 5,
+        "too few calls on each side of the rotation: {calls_before}, {calls_at_rotation}, {}",
+        ports.len()
+    );
     let first = &ports[0];
     assert!(ports.iter().all(|p| p == first), "the connection opened before the rotation was replaced: ports {:?}", {
         let mut distinct = ports.clone();
@@ -374,14 +389,25 @@ fn bundle(mesh: &[&CertificateAuthority], entities: &[(&str, &CertificateAuthori
         .map(|ca| TrustAnchor { ca_cert: ca.cert_pem().to_owned(), entity: None, trust_domains: vec![DEFAULT_TRUST_DOMAIN.to_owned()] })
         .collect();
     for (name, ca) in entities {
-        anchors.push(TrustAnchor { ca_cert: ca.cert_pem().to_owned(), entity: Some((*name).to_owned()), trust_domains: vec![(*name).to_owned()] });
+        anchors.push(TrustAnchor {
+            ca_cert: ca.cert_pem().to_owned(),
+            entity: Some((*name).to_owned()),
+            trust_domains: vec![(*name).to_owned()],
+        });
     }
     TrustBundle { version: 1, pem: anchors.iter().map(|a| a.ca_cert.as_str()).collect(), anchors }
 }
 
 /// An identity with a certificate from `ca` for `name` in `trust_domain` with `role`, trusting
 /// `ca` and `trusted` (which its own certificate may not chain to).
-fn identity_from(ca: &CertificateAuthority, name: &str, role: Role, trust_domain: &str, trusted: &[&CertificateAuthority], policy: VerifyPolicy) -> Arc<Identity> {
+fn identity_from(
+    ca: &CertificateAuthority,
+    name: &str,
+    role: Role,
+    trust_domain: &str,
+    trusted: &[&CertificateAuthority],
+    policy: VerifyPolicy,
+) -> Arc<Identity> {
     let leaf = ca.issue(&LeafRequest::new(name, role, trust_domain, 1)).unwrap();
     let roots: String = std::iter::once(ca).chain(trusted.iter().copied()).map(|c| c.cert_pem()).collect();
     Identity::from_pem_with(&leaf.cert_pem, &leaf.key_pem, &roots, policy).unwrap()
@@ -409,10 +435,25 @@ async fn only_the_mesh_ca_vouches_for_the_registry() {
     let servers = [
         ("the mesh's registry", identity_from(&mesh, "registry", Role::Registry, DEFAULT_TRUST_DOMAIN, &[], VerifyPolicy::default()), None),
         // Every one of these names 127.0.0.1 (the address dialled) and chains to an anchor the agent trusts.
-        ("a partner's registry", identity_from(&partner, "registry", Role::Registry, "partner", &[&mesh], VerifyPolicy::default()), Some((ErrorKind::PeerCertificateUntrusted, "is not the mesh's registry: its certificate chains to the CA of entity 'partner'"))),
+        (
+            "a partner's registry",
+            identity_from(&partner, "registry", Role::Registry, "partner", &[&mesh], VerifyPolicy::default()),
+            Some((ErrorKind::PeerCertificateUntrusted, "is not the mesh's registry: its certificate chains to the CA of entity 'partner'")),
+        ),
         // Refused before it could be taken for the registry: the partner's CA may not vouch for that ID at all.
-        ("a partner claiming the mesh's registry ID", identity_from(&partner, "registry", Role::Registry, DEFAULT_TRUST_DOMAIN, &[&mesh], VerifyPolicy::default()), Some((ErrorKind::PeerIdentityNotAllowed, "chains to the CA of entity 'partner'"))),
-        ("a mesh agent", identity_from(&mesh, "calc", Role::Agent, DEFAULT_TRUST_DOMAIN, &[], VerifyPolicy::default()), Some((ErrorKind::PeerCertificateUntrusted, "is not the mesh's registry: its certificate names 'spiffe://toolmesh.local/agent/calc', not a registry"))),
+        (
+            "a partner claiming the mesh's registry ID",
+            identity_from(&partner, "registry", Role::Registry, DEFAULT_TRUST_DOMAIN, &[&mesh], VerifyPolicy::default()),
+            Some((ErrorKind::PeerIdentityNotAllowed, "chains to the CA of entity 'partner'")),
+        ),
+        (
+            "a mesh agent",
+            identity_from(&mesh, "calc", Role::Agent, DEFAULT_TRUST_DOMAIN, &[], VerifyPolicy::default()),
+            Some((
+                ErrorKind::PeerCertificateUntrusted,
+                "is not the mesh's registry: its certificate names 'spiffe://toolmesh.local/agent/calc', not a registry",
+            )),
+        ),
     ];
     for policy in [VerifyPolicy::default(), spiffe_policy()] {
         let agent = identity_from(&mesh, "agent", Role::Agent, DEFAULT_TRUST_DOMAIN, &[], policy.clone());
@@ -454,8 +495,16 @@ async fn bootstrap_and_later_registry_clients_apply_one_registry_name_rule() {
     let servers = [
         ("the registry", LeafRequest::new("registry", Role::Registry, DEFAULT_TRUST_DOMAIN, 1), None),
         // Both name 127.0.0.1, the address dialled, and chain to the mesh CA the token pins.
-        ("a certificate without a SPIFFE ID", without_spiffe_id, Some("its certificate names 'registry', which is no SPIFFE ID, so not a registry")),
-        ("a mesh agent", LeafRequest::new("calc", Role::Agent, DEFAULT_TRUST_DOMAIN, 1), Some("its certificate names 'spiffe://toolmesh.local/agent/calc', not a registry")),
+        (
+            "a certificate without a SPIFFE ID",
+            without_spiffe_id,
+            Some("its certificate names 'registry', which is no SPIFFE ID, so not a registry"),
+        ),
+        (
+            "a mesh agent",
+            LeafRequest::new("calc", Role::Agent, DEFAULT_TRUST_DOMAIN, 1),
+            Some("its certificate names 'spiffe://toolmesh.local/agent/calc', not a registry"),
+        ),
     ];
     for (what, request, refused) in servers {
         // As a registry that issues certificates: clients without one get through the handshake.
@@ -466,7 +515,8 @@ async fn bootstrap_and_later_registry_clients_apply_one_registry_name_rule() {
         })
         .unwrap();
         let url = format!("https://{}", server.local_addr());
-        let after_bootstrap = RegistryClient::new(&url, &agent).unwrap().list_entities().await.map(|_| ()).map_err(|e| (e.kind(), e.message().to_owned()));
+        let after_bootstrap =
+            RegistryClient::new(&url, &agent).unwrap().list_entities().await.map(|_| ()).map_err(|e| (e.kind(), e.message().to_owned()));
         let pinned = toolmesh_core::client::HttpsClient::with_tls(toolmesh_core::tls::pinned_registry_config(&mesh.fingerprint()).unwrap());
         let request = http::Request::get(format!("{url}/v1/entities")).body(http_body_util::Full::default()).unwrap();
         let at_bootstrap = pinned.send(request).await.map(|_| ()).map_err(|e| e.error.message().to_owned());
@@ -506,7 +556,13 @@ async fn an_entity_ca_cannot_vouch_for_the_mesh_trust_domain() {
             let url = format!("https://{}/", our_server.local_addr());
             let request = http::Request::get(&url).body(http_body_util::Full::default()).unwrap();
             let called = client.send(request).await.map(|r| r.status().as_u16());
-            assert_eq!(called.as_ref().ok(), accepted.then_some(&200), "{} calling us ({:?}): {called:?}", partner_identity.name(), policy.mode);
+            assert_eq!(
+                called.as_ref().ok(),
+                accepted.then_some(&200),
+                "{} calling us ({:?}): {called:?}",
+                partner_identity.name(),
+                policy.mode
+            );
             // We call them.
             let server = who_is_calling(partner_identity).await;
             let request = http::Request::get(format!("https://{}/", server.local_addr())).body(http_body_util::Full::default()).unwrap();
@@ -515,7 +571,11 @@ async fn an_entity_ca_cannot_vouch_for_the_mesh_trust_domain() {
                 Err(e) => {
                     assert!(!accepted, "we refused {}: {}", partner_identity.name(), e.error);
                     assert_eq!(e.error.kind(), ErrorKind::PeerIdentityNotAllowed, "{}", e.error);
-                    assert!(e.error.message().contains("chains to the CA of entity 'partner', which may vouch only for spiffe://partner"), "{}", e.error);
+                    assert!(
+                        e.error.message().contains("chains to the CA of entity 'partner', which may vouch only for spiffe://partner"),
+                        "{}",
+                        e.error
+                    );
                 }
             }
             server.shutdown(Duration::from_secs(1)).await;
@@ -560,7 +620,9 @@ async fn a_client_certificate_without_client_auth_is_refused_over_the_wire() {
     let pki = Pki::new();
     let server = who_is_calling(&pki.identity("server")).await;
     let url = format!("https://{}/", server.local_addr());
-    for (usages, accepted) in [(vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth], false), (vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth], true)] {
+    for (usages, accepted) in
+        [(vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth], false), (vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth], true)]
+    {
         let mut request = LeafRequest::new("client", Role::Agent, DEFAULT_TRUST_DOMAIN, 1);
         request.extended_key_usages = usages.clone();
         let leaf = pki.ca.issue(&request).unwrap();
@@ -599,7 +661,8 @@ async fn a_leaf_whose_key_usage_forbids_signing_is_refused_both_ways() {
     // As a server.
     let server = who_is_calling(&nosign).await;
     let client = toolmesh_core::client::HttpsClient::new(&ours).unwrap();
-    let e = client.send(http::Request::get(format!("https://{}/", server.local_addr())).body(http_body_util::Full::default()).unwrap()).await;
+    let e =
+        client.send(http::Request::get(format!("https://{}/", server.local_addr())).body(http_body_util::Full::default()).unwrap()).await;
     let e = e.expect_err("keyUsage without digitalSignature").error;
     assert_eq!(e.kind(), ErrorKind::PeerCertificateUntrusted, "{e}");
     assert!(e.message().contains("keyUsage without digitalSignature"), "{e}");
@@ -607,7 +670,8 @@ async fn a_leaf_whose_key_usage_forbids_signing_is_refused_both_ways() {
     // As a client.
     let server = who_is_calling(&ours).await;
     let client = raw_client(&pki.ca, &cert, &key);
-    let e = client.send(http::Request::get(format!("https://{}/", server.local_addr())).body(http_body_util::Full::default()).unwrap()).await;
+    let e =
+        client.send(http::Request::get(format!("https://{}/", server.local_addr())).body(http_body_util::Full::default()).unwrap()).await;
     assert_eq!(e.expect_err("refused by the server").error.kind(), ErrorKind::PeerRejectedCertificate);
     server.shutdown(Duration::from_secs(1)).await;
 }
@@ -640,7 +704,8 @@ async fn a_bundle_without_anchors_vouches_for_no_spiffe_id() {
         (identity_from(&mesh, "z", Role::Agent, DEFAULT_TRUST_DOMAIN, &[], VerifyPolicy::default()), true),
     ] {
         let client = toolmesh_core::client::HttpsClient::new(&identity).unwrap();
-        let called = client.send(http::Request::get(&url).body(http_body_util::Full::default()).unwrap()).await.map(|r| r.status().as_u16());
+        let called =
+            client.send(http::Request::get(&url).body(http_body_util::Full::default()).unwrap()).await.map(|r| r.status().as_u16());
         assert_eq!(called.as_ref().ok(), accepted.then_some(&200), "{}: {called:?}", identity.name());
     }
     server.shutdown(Duration::from_secs(1)).await;

@@ -76,7 +76,8 @@ async fn a_header_that_disagrees_with_the_body_version_is_a_mismatch_before_the_
     let (status, v) = post(&client, ep, &[("mcp-method", "server/discover")], discover("v999.0.0")).await;
     assert_eq!((status, &v["error"]["code"]), (400, &json!(-32020)), "{v}");
     // Header and body agree on a version this server lacks: UnsupportedProtocolVersion, with data.
-    let (status, v) = post(&client, ep, &[("mcp-protocol-version", "v999.0.0"), ("mcp-method", "server/discover")], discover("v999.0.0")).await;
+    let (status, v) =
+        post(&client, ep, &[("mcp-protocol-version", "v999.0.0"), ("mcp-method", "server/discover")], discover("v999.0.0")).await;
     assert_eq!((status, &v["error"]["code"], &v["error"]["data"]["requested"]), (400, &json!(-32022), &json!("v999.0.0")), "{v}");
     assert!(v["error"]["data"]["supported"].as_array().unwrap().contains(&json!(MODERN)), "{v}");
     // And agreeing on the modern version is served.

@@ -88,7 +88,11 @@ async fn prompts_are_listed_and_got_in_both_eras_and_declared_exactly() {
     let init = json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}});
     let v = legacy(&client, ep, "initialize", init).await;
     let prompts = json!({"listChanged": false});
-    assert_eq!(v["result"]["capabilities"], json!({"tools": {"listChanged": false}, "completions": {}, "logging": {}, "prompts": prompts}), "{v}");
+    assert_eq!(
+        v["result"]["capabilities"],
+        json!({"tools": {"listChanged": false}, "completions": {}, "logging": {}, "prompts": prompts}),
+        "{v}"
+    );
     let (_, v) = modern(&client, ep, "server/discover", None, json!({})).await;
     assert_eq!(v["result"]["capabilities"], json!({"tools": {"listChanged": false}, "completions": {}, "prompts": prompts}), "{v}");
     let (status, v) = modern(&client, ep, "resources/list", None, json!({})).await;
@@ -106,7 +110,11 @@ async fn prompts_are_listed_and_got_in_both_eras_and_declared_exactly() {
         "{v}"
     );
     let (_, v) = modern(&client, ep, "prompts/list", None, json!({})).await;
-    assert_eq!((&v["result"]["ttlMs"], &v["result"]["cacheScope"], &v["result"]["resultType"]), (&json!(0), &json!("private"), &json!("complete")), "{v}");
+    assert_eq!(
+        (&v["result"]["ttlMs"], &v["result"]["cacheScope"], &v["result"]["resultType"]),
+        (&json!(0), &json!("private"), &json!("complete")),
+        "{v}"
+    );
 
     let v = legacy(&client, ep, "prompts/get", json!({"name": "greeting", "arguments": {"who": "Ada"}})).await;
     assert_eq!(
@@ -117,7 +125,11 @@ async fn prompts_are_listed_and_got_in_both_eras_and_declared_exactly() {
         "{v}"
     );
     let (status, v) = modern(&client, ep, "prompts/get", Some("picture"), json!({"name": "picture"})).await;
-    assert_eq!((status, &v["result"]["messages"][0]["content"]["data"], &v["result"]["resultType"]), (200, &json!(PNG), &json!("complete")), "{v}");
+    assert_eq!(
+        (status, &v["result"]["messages"][0]["content"]["data"], &v["result"]["resultType"]),
+        (200, &json!(PNG), &json!("complete")),
+        "{v}"
+    );
     assert!(v["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"].is_string(), "{v}");
     let (status, v) = modern(&client, ep, "prompts/get", Some("greeting"), json!({"name": "picture"})).await;
     assert_eq!((status, &v["error"]["code"]), (400, &json!(-32020)), "Mcp-Name mirrors the prompt's name: {v}");
@@ -173,7 +185,10 @@ async fn a_caller_the_policy_denies_cannot_list_or_get() {
     assert_eq!(v["result"]["prompts"], json!([]), "{v}");
     let v = legacy(&outsider, ep, "prompts/get", json!({"name": "picture"})).await;
     assert_eq!((&v["error"]["code"], &v["error"]["data"]["name"]), (&json!(-32602), &json!("CALL_DENIED")), "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("may not read prompt 'picture' of agent 'writer' (policy rule 'no-outsider'"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("may not read prompt 'picture' of agent 'writer' (policy rule 'no-outsider'"),
+        "{v}"
+    );
     assert!(seen.lock().unwrap().is_empty());
 
     // The default (allow within the mesh) still lets everyone else in.

@@ -121,7 +121,11 @@ async fn resources_are_listed_and_read_in_both_eras_and_declared_exactly() {
         json!([{"uriTemplate": "test://template/{id}/data", "name": "template-data", "mimeType": "application/json"}]),
         "{v}"
     );
-    assert_eq!((&v["result"]["ttlMs"], &v["result"]["cacheScope"], &v["result"]["resultType"]), (&json!(0), &json!("private"), &json!("complete")), "{v}");
+    assert_eq!(
+        (&v["result"]["ttlMs"], &v["result"]["cacheScope"], &v["result"]["resultType"]),
+        (&json!(0), &json!("private"), &json!("complete")),
+        "{v}"
+    );
     let v = legacy(&client, ep, "resources/list", json!({"cursor": "next"})).await;
     assert_eq!(v["error"]["code"], json!(-32602), "this server never paginates: {v}");
 
@@ -130,7 +134,11 @@ async fn resources_are_listed_and_read_in_both_eras_and_declared_exactly() {
     assert_eq!(v["result"]["contents"], json!([{"uri": "test://static-text", "mimeType": "text/plain", "text": "static text"}]), "{v}");
     let (_, v) = modern(&client, ep, "resources/read", Some("test://static-binary"), json!({"uri": "test://static-binary"})).await;
     assert_eq!(v["result"]["contents"], json!([{"uri": "test://static-binary", "mimeType": "image/png", "blob": PNG}]), "{v}");
-    assert_eq!((&v["result"]["ttlMs"], &v["result"]["cacheScope"], &v["result"]["resultType"]), (&json!(0), &json!("private"), &json!("complete")), "{v}");
+    assert_eq!(
+        (&v["result"]["ttlMs"], &v["result"]["cacheScope"], &v["result"]["resultType"]),
+        (&json!(0), &json!("private"), &json!("complete")),
+        "{v}"
+    );
     assert!(v["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"].is_string(), "{v}");
     assert!(seen.lock().unwrap().is_empty());
 
@@ -149,7 +157,10 @@ async fn resources_are_listed_and_read_in_both_eras_and_declared_exactly() {
             variables: json!({"id": "123"}).as_object().unwrap().clone(),
         }
     );
-    assert_eq!(seen[1], CatalogRequest::ReadResource { uri: "test://live".into(), name: "live".into(), template: None, variables: Default::default() });
+    assert_eq!(
+        seen[1],
+        CatalogRequest::ReadResource { uri: "test://live".into(), name: "live".into(), template: None, variables: Default::default() }
+    );
 
     // SEP-2243: a modern read mirrors its URI in Mcp-Name.
     let (status, v) = modern(&client, ep, "resources/read", None, json!({"uri": "test://live"})).await;
@@ -189,7 +200,8 @@ async fn an_unknown_uri_is_each_eras_error_and_a_bad_answer_is_the_handlers() {
 
     // A host whose handler serves tools only: static resources still read, the rest say why not.
     let handler = FnHandler(|_, done: toolmesh_core::host::Completion| done.err("no tools"));
-    let agent = Agent::start_with_catalog(config("plain", &pki.issue("plain")), standard_tools(), catalog(), Arc::new(handler)).await.unwrap();
+    let agent =
+        Agent::start_with_catalog(config("plain", &pki.issue("plain")), standard_tools(), catalog(), Arc::new(handler)).await.unwrap();
     let ep = agent.endpoint();
     let v = legacy(&client, ep, "resources/read", json!({"uri": "test://static-text"})).await;
     assert_eq!(v["result"]["contents"][0]["text"], json!("static text"), "{v}");
@@ -199,7 +211,17 @@ async fn an_unknown_uri_is_each_eras_error_and_a_bad_answer_is_the_handlers() {
     agent.shutdown().await;
 
     // A catalog that does not hold together stops the agent from starting, naming the entry.
-    let bad = Catalog { resource_templates: catalog().resource_templates.into_iter().map(|mut t| { t.uri_template = "test://{a}{b}".into(); t }).collect(), ..Catalog::default() };
+    let bad = Catalog {
+        resource_templates: catalog()
+            .resource_templates
+            .into_iter()
+            .map(|mut t| {
+                t.uri_template = "test://{a}{b}".into();
+                t
+            })
+            .collect(),
+        ..Catalog::default()
+    };
     let handler = FnHandler(|_, done: toolmesh_core::host::Completion| done.err("no tools"));
     let e = Agent::start_with_catalog(config("bad", &pki.issue("bad")), standard_tools(), bad, Arc::new(handler)).await.err().unwrap();
     assert!(e.message().contains("resourceTemplates[0].uriTemplate 'test://{a}{b}'"), "{e}");
@@ -222,7 +244,11 @@ async fn the_callees_policy_decides_who_lists_and_reads_by_the_rules_for_tools()
     let other = HttpsClient::new(&pki.identity("other")).unwrap();
 
     let v = legacy(&front, ep, "resources/list", json!({})).await;
-    assert_eq!(v["result"]["resources"].as_array().unwrap().iter().map(|r| r["uri"].clone()).collect::<Vec<_>>(), vec![json!("test://live")], "{v}");
+    assert_eq!(
+        v["result"]["resources"].as_array().unwrap().iter().map(|r| r["uri"].clone()).collect::<Vec<_>>(),
+        vec![json!("test://live")],
+        "{v}"
+    );
     let v = legacy(&front, ep, "resources/read", json!({"uri": "test://live"})).await;
     assert_eq!(v["result"]["contents"][0]["text"], json!("live -"), "{v}");
     let (_, v) = modern(&front, ep, "resources/templates/list", None, json!({})).await;

@@ -42,7 +42,8 @@ async fn declared_capabilities_are_exactly_the_methods_answered() {
     let client = HttpsClient::new(&pki.identity("operator")).unwrap();
     let ep = agent.endpoint();
 
-    let init = legacy("initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}));
+    let init =
+        legacy("initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}));
     let (_, v) = post(&client, ep, &[], init).await;
     assert_eq!(v["result"]["capabilities"], json!({"tools": {"listChanged": false}, "completions": {}, "logging": {}}), "{v}");
     let (_, v) = modern(&client, ep, "server/discover", json!({})).await;

@@ -82,7 +82,9 @@ async fn relay_agent(pki: &Pki, name: &str) -> Agent {
             let endpoint = inv.arguments["endpoint"].as_str().unwrap_or_default().to_owned();
             match onward.call_tool(&endpoint, "echo_context", &json!({}), &inv.context).await {
                 Ok(v) => done.ok(v),
-                Err(e) => done.complete(Err(toolmesh_core::host::HostError { message: e.error.message().into(), mesh_error: Some(e.error) })),
+                Err(e) => {
+                    done.complete(Err(toolmesh_core::host::HostError { message: e.error.message().into(), mesh_error: Some(e.error) }))
+                }
             }
         });
     });
@@ -232,7 +234,8 @@ async fn revoking_an_allow_rule_under_load_stops_new_calls_and_fails_no_allowed_
     let allowed_workers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..4 {
-        let (front, endpoint, revoked_at, allowed_workers) = (front.clone(), calc.endpoint().to_owned(), revoked_at.clone(), allowed_workers.clone());
+        let (front, endpoint, revoked_at, allowed_workers) =
+            (front.clone(), calc.endpoint().to_owned(), revoked_at.clone(), allowed_workers.clone());
         workers.push(tokio::spawn(async move {
             let (mut allowed, mut denied) = (0, 0);
             loop {

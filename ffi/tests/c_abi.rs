@@ -185,9 +185,21 @@ unsafe extern "C" fn invoke(
             let data = CString::new(args["data"].as_str().unwrap_or(r#"{"sku": "X"}"#)).unwrap();
             // SAFETY: an unanswered invocation, answered once; the strings outlive the call.
             let code = unsafe {
-                toolmesh_invocation_fail_tool_error(invocation, app_code.as_ptr(), c"no such sku: X".as_ptr(), data.as_ptr(), ptr::null_mut())
+                toolmesh_invocation_fail_tool_error(
+                    invocation,
+                    app_code.as_ptr(),
+                    c"no such sku: X".as_ptr(),
+                    data.as_ptr(),
+                    ptr::null_mut(),
+                )
             };
-            let expected = if args.get("code").is_some() { TOOLMESH_HANDLER_FAILED } else if args.get("data").is_some() { TOOLMESH_INVALID_JSON } else { TOOLMESH_OK };
+            let expected = if args.get("code").is_some() {
+                TOOLMESH_HANDLER_FAILED
+            } else if args.get("data").is_some() {
+                TOOLMESH_INVALID_JSON
+            } else {
+                TOOLMESH_OK
+            };
             assert_eq!(code, expected);
         }
         "refuse_via" => {
@@ -224,10 +236,18 @@ struct Pending {
 unsafe extern "C" fn reraise(userdata: *mut c_void, code: toolmesh_result, _text: *const c_char, error: *const toolmesh_error) {
     assert_ne!(code, TOOLMESH_OK);
     // SAFETY: an unanswered invocation, answered once; `error` is borrowed for this callback.
-    assert_eq!(unsafe { toolmesh_invocation_fail_with_error(userdata as *mut toolmesh_invocation, error, ptr::null_mut()) }, TOOLMESH_OK);
+    assert_eq!(
+        unsafe { toolmesh_invocation_fail_with_error(userdata as *mut toolmesh_invocation, error, ptr::null_mut()) },
+        TOOLMESH_OK
+    );
 }
 
-unsafe extern "C" fn finish_sum3(userdata: *mut c_void, code: toolmesh_result, text_ptr: *const c_char, _: *const toolmesh_error) {
+unsafe extern "C" fn finish_sum3(
+    userdata: *mut c_void,
+    code: toolmesh_result,
+    text_ptr: *const c_char,
+    _: *const toolmesh_error,
+) {
     // SAFETY: `userdata` is the Pending boxed by `invoke`, delivered once.
     let pending = unsafe { Box::from_raw(userdata as *mut Pending) };
     let invocation = pending.invocation as *mut toolmesh_invocation;
@@ -273,7 +293,12 @@ impl Outcomes {
 }
 
 /// Records the code and the text; for a tool error, `app_code: text data`.
-unsafe extern "C" fn record_outcome(userdata: *mut c_void, code: toolmesh_result, text_ptr: *const c_char, error: *const toolmesh_error) {
+unsafe extern "C" fn record_outcome(
+    userdata: *mut c_void,
+    code: toolmesh_result,
+    text_ptr: *const c_char,
+    error: *const toolmesh_error,
+) {
     // SAFETY: the tests pass an `Outcomes` that outlives their calls.
     let outcomes = unsafe { &*(userdata as *const Outcomes) };
     let mut said = text(text_ptr).unwrap();
@@ -397,7 +422,12 @@ fn chained_calls_through_a_c_handler() {
     assert_eq!(call_and_wait(agent, ptr::null(), "client", REFUSE_VIA, "{}"), refused);
     let (code, message) = call_and_wait(agent, ptr::null(), "client", REFUSE, r#"{"code": "no spaces"}"#);
     assert_eq!(code, TOOLMESH_TOOL_FAILED);
-    assert!(message.starts_with("tool 'refuse' failed: it raised a tool error whose code is refused: the error code \"no spaces\" is not valid"), "{message}");
+    assert!(
+        message.starts_with(
+            "tool 'refuse' failed: it raised a tool error whose code is refused: the error code \"no spaces\" is not valid"
+        ),
+        "{message}"
+    );
     assert_eq!(
         call_and_wait(agent, ptr::null(), "client", REFUSE, r#"{"data": "{nope"}"#),
         (TOOLMESH_TOOL_FAILED, "tool 'refuse' failed: it raised a tool error (\"unknown_sku\") whose data is not JSON; the agent serving it logs why".into())
@@ -497,7 +527,10 @@ fn waiting_for_registration_says_why_it_did_not_happen() {
     let (code, message) = wait(agent, 200).unwrap_err();
     assert_eq!(code, TOOLMESH_TIMEOUT);
     assert!(message.starts_with("the registry at https://127.0.0.1:1 did not accept agent 'waiter-"), "{message}");
-    assert!(message.ends_with("within 200 ms; check that it runs and trusts the agent's certificate (the agent keeps trying)"), "{message}");
+    assert!(
+        message.ends_with("within 200 ms; check that it runs and trusts the agent's certificate (the agent keeps trying)"),
+        "{message}"
+    );
     // SAFETY: freed once.
     unsafe { toolmesh_agent_free(agent) };
 }

@@ -92,8 +92,7 @@ impl Audit {
     /// The most recent `limit` events (of `kind`, if given), oldest first.
     pub fn recent(&self, limit: usize, kind: Option<&str>) -> Vec<AuditEvent> {
         let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        let mut picked: Vec<AuditEvent> =
-            events.iter().rev().filter(|e| kind.is_none_or(|k| e.kind == k)).take(limit).cloned().collect();
+        let mut picked: Vec<AuditEvent> = events.iter().rev().filter(|e| kind.is_none_or(|k| e.kind == k)).take(limit).cloned().collect();
         picked.reverse();
         picked
     }
@@ -117,7 +116,12 @@ mod tests {
     fn keeps_the_most_recent_events_and_filters_by_kind() {
         let audit = Audit::new(3);
         for (i, kind) in ["a", "b", "a", "b", "a"].into_iter().enumerate() {
-            let denial = Denial { kind: if kind == "a" { "quota_exceeded" } else { "registration_refused" }, rule: "r".into(), agent: Some(format!("n{i}")), tool: None };
+            let denial = Denial {
+                kind: if kind == "a" { "quota_exceeded" } else { "registration_refused" },
+                rule: "r".into(),
+                agent: Some(format!("n{i}")),
+                tool: None,
+            };
             audit.deny(&subject(), denial, "no");
         }
         let agents = |events: Vec<AuditEvent>| events.into_iter().filter_map(|e| e.agent).collect::<Vec<_>>();
@@ -125,7 +129,10 @@ mod tests {
         assert_eq!(agents(audit.recent(2, None)), ["n3", "n4"], "the limit keeps the newest");
         assert_eq!(agents(audit.recent(10, Some("quota_exceeded"))), ["n2", "n4"]);
         let event = &audit.recent(1, None)[0];
-        assert_eq!((event.caller.as_str(), event.origin.as_deref(), event.rule.as_str()), ("spiffe://td/agent/evil", Some("127.0.0.1:1"), "r"));
+        assert_eq!(
+            (event.caller.as_str(), event.origin.as_deref(), event.rule.as_str()),
+            ("spiffe://td/agent/evil", Some("127.0.0.1:1"), "r")
+        );
         assert!(event.time.len() >= 20 && event.time.contains('T') && event.time.ends_with('Z'), "RFC 3339 UTC: {}", event.time);
     }
 }

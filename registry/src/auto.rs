@@ -2,16 +2,16 @@
 //! it, writes an operator certificate and a join token there (all secrets 0600), and signs the
 //! certificate signing requests of agents that present the token.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use toolmesh_core::auto_tls::{JoinToken, JOIN_TOKEN_FILE};
 use toolmesh_ca::{
     ca_common_name, write_file_atomic, write_pair, CertificateAuthority, CertificateSummary, LeafRequest, Role, DEFAULT_CA_DAYS,
     DEFAULT_LEAF_DAYS,
 };
+use toolmesh_core::auto_tls::{JoinToken, JOIN_TOKEN_FILE};
 use toolmesh_core::registry_api::BootstrapRequest;
 use toolmesh_core::tls::Identity;
 use toolmesh_core::{Error, ErrorKind, Result};
@@ -72,7 +72,9 @@ impl AutoIssuer {
                          --tls-auto cannot use it; choose another with --state-dir (or none: the default is {})",
                         state_dir.display(),
                         recorded.into_iter().collect::<Vec<_>>().join(", "),
-                        toolmesh_core::auto_tls::default_state_dir().map(|d| d.display().to_string()).unwrap_or_else(|| "~/.toolmesh/registry".into()),
+                        toolmesh_core::auto_tls::default_state_dir()
+                            .map(|d| d.display().to_string())
+                            .unwrap_or_else(|| "~/.toolmesh/registry".into()),
                     ),
                 ));
             }
@@ -228,11 +230,12 @@ impl AutoIssuer {
 
     fn write_operator_certificate(&self) -> Result<()> {
         let cert = self.state_dir.join("operator.pem");
-        let fresh = std::fs::read_to_string(&cert).ok().and_then(|pem| CertificateSummary::parse_pem(&pem, "operator.pem").ok()).is_some_and(|s| {
-            let now = time::OffsetDateTime::now_utc();
-            s.issuer == CertificateSummary::parse_pem(self.ca.cert_pem(), "ca.pem").map(|ca| ca.subject).unwrap_or_default()
-                && (s.not_after - now) > (s.not_after - s.not_before) / 3
-        });
+        let fresh =
+            std::fs::read_to_string(&cert).ok().and_then(|pem| CertificateSummary::parse_pem(&pem, "operator.pem").ok()).is_some_and(|s| {
+                let now = time::OffsetDateTime::now_utc();
+                s.issuer == CertificateSummary::parse_pem(self.ca.cert_pem(), "ca.pem").map(|ca| ca.subject).unwrap_or_default()
+                    && (s.not_after - now) > (s.not_after - s.not_before) / 3
+            });
         if !fresh {
             let issued = self.ca.issue(&LeafRequest::new("operator", Role::Operator, &self.trust_domain, DEFAULT_LEAF_DAYS))?;
             write_pair(&self.state_dir, "operator", &issued, true)?;

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use toolmesh_core::registry_api::{
-    ApiError, AuditEvent, AuditList, ReportedDenial, BootstrapRequest, BootstrapResponse, DependencySpec, EntityRequest, HeartbeatRequest, PolicyTestRequest,
-    RegisterRequest,
+    ApiError, AuditEvent, AuditList, BootstrapRequest, BootstrapResponse, DependencySpec, EntityRequest, HeartbeatRequest,
+    PolicyTestRequest, RegisterRequest, ReportedDenial,
 };
 use toolmesh_core::server::{json_response, read_body, Body, PeerInfo};
 use toolmesh_core::text::Escaped;
@@ -62,7 +62,13 @@ impl Refusal {
         Refusal { status, name, message, allow: None, denial: None }
     }
 
-    fn denied(status: StatusCode, name: &'static str, message: String, kind: &'static str, rule: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+    fn denied(
+        status: StatusCode,
+        name: &'static str,
+        message: String,
+        kind: &'static str,
+        rule: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Self {
         Refusal { denial: Some(Box::new(Denial::new(kind, rule))), ..Refusal::new(status, name, message) }
     }
 
@@ -105,7 +111,9 @@ impl From<EntityError> for Refusal {
             EntityError::Unknown(name) => {
                 Refusal::new(StatusCode::NOT_FOUND, "unknown_entity", format!("no entity '{name}'; `toolmesh entity list` shows them"))
             }
-            EntityError::Storage(e) => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("cannot store the entities: {e}")),
+            EntityError::Storage(e) => {
+                Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("cannot store the entities: {e}"))
+            }
         }
     }
 }
@@ -219,11 +227,11 @@ impl Route {
             ["v1", "policy"] => Route::Policy,
             ["v1", "policy", "test"] => Route::PolicyTest,
             ["v1", "entities", name] => Route::Entity(
-                percent_decode(name).filter(|n| !n.is_empty()).ok_or_else(|| Refusal::invalid(format!("'{name}' is not a valid entity name")))?,
+                percent_decode(name)
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| Refusal::invalid(format!("'{name}' is not a valid entity name")))?,
             ),
-            _ => {
-                return Err(Refusal::new(StatusCode::NOT_FOUND, "not_found", format!("no route {path}; see registry/openapi.yaml")))
-            }
+            _ => return Err(Refusal::new(StatusCode::NOT_FOUND, "not_found", format!("no route {path}; see registry/openapi.yaml"))),
         })
     }
 
@@ -435,9 +443,9 @@ async fn serve(api: &Api, route: Route, parts: http::request::Parts, body: Incom
 
 /// The registry's own handshakes trust what the entities say, from now on.
 fn apply_trust(api: &Api) -> Result<(), Refusal> {
-    api.identity.replace_trust_bundle(&api.trust.bundle()).map_err(|e| {
-        Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("cannot apply the new trust bundle: {e}"))
-    })
+    api.identity
+        .replace_trust_bundle(&api.trust.bundle())
+        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("cannot apply the new trust bundle: {e}")))
 }
 
 /// `POST /v1/bootstrap`: a certificate for an agent that presents the join token.
@@ -494,12 +502,7 @@ async fn bootstrap(api: &Api, source: std::net::IpAddr, headers: &http::HeaderMa
         Refusal::invalid(reason)
     })?;
     tracing::info!(identity = %spiffe_id, hosts = ?request.hosts, "issued an agent certificate");
-    Ok(ok(&BootstrapResponse {
-        certificate,
-        spiffe_id,
-        lifetime_ms: valid_for.as_millis() as u64,
-        trust_bundle: api.trust.bundle(),
-    }))
+    Ok(ok(&BootstrapResponse { certificate, spiffe_id, lifetime_ms: valid_for.as_millis() as u64, trust_bundle: api.trust.bundle() }))
 }
 
 /// The tools a registration names, for the audit: at most ten, comma-separated.
@@ -527,13 +530,16 @@ impl AuditQuery {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             match name {
                 "limit" => {
-                    parsed.limit = value.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                        Refusal::invalid(format!("query parameter limit='{value}' is not a positive integer"))
-                    })?
+                    parsed.limit = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| Refusal::invalid(format!("query parameter limit='{value}' is not a positive integer")))?
                 }
                 "kind" => {
                     let kind = percent_decode(value).filter(|k| !k.is_empty() && k.len() <= 64);
-                    parsed.kind = Some(kind.ok_or_else(|| Refusal::invalid(format!("query parameter kind='{value}' is not an event kind")))?);
+                    parsed.kind =
+                        Some(kind.ok_or_else(|| Refusal::invalid(format!("query parameter kind='{value}' is not an event kind")))?);
                 }
                 _ => {}
             }
@@ -555,9 +561,9 @@ impl WatchQuery {
         for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let number = || {
-                value.parse::<u64>().map_err(|_| {
-                    Refusal::invalid(format!("query parameter {name}='{value}' is not a non-negative integer"))
-                })
+                value
+                    .parse::<u64>()
+                    .map_err(|_| Refusal::invalid(format!("query parameter {name}='{value}' is not a non-negative integer")))
             };
             match name {
                 "since" => parsed.since = number()?,
@@ -654,10 +660,7 @@ fn ok(body: &impl serde::Serialize) -> Response {
 }
 
 fn no_content() -> Response {
-    http::Response::builder()
-        .status(StatusCode::NO_CONTENT)
-        .body(Body::new(Bytes::new()))
-        .expect("static response parts are valid")
+    http::Response::builder().status(StatusCode::NO_CONTENT).body(Body::new(Bytes::new())).expect("static response parts are valid")
 }
 
 /// Decodes `%XX` escapes of a path segment; `None` for a bad escape or non-UTF-8 result.

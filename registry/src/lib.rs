@@ -31,8 +31,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use toolmesh_core::auto_tls::renew_forever;
 use toolmesh_ca::CertificateSummary;
+use toolmesh_core::auto_tls::renew_forever;
 use toolmesh_core::health::HealthServer;
 use toolmesh_core::server::{bind, bracket_ipv6, HttpsServer, ServerLimits};
 use toolmesh_core::tls::Identity;
@@ -140,7 +140,11 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
             let closing = closing_receiver.clone();
             let readiness: toolmesh_core::health::ReadinessCheck =
                 Arc::new(move || (*closing.borrow()).then(|| "shutting down".to_owned()));
-            Some(HealthServer::start_limited(host, *health_port, readiness, &config.limits).await.map_err(|e| e.context(format!("registry on port {port}")))?)
+            Some(
+                HealthServer::start_limited(host, *health_port, readiness, &config.limits)
+                    .await
+                    .map_err(|e| e.context(format!("registry on port {port}")))?,
+            )
         }
         None => None,
     };
@@ -159,15 +163,18 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         audit: Arc::new(audit::Audit::new(config.audit_capacity)),
         policy,
     });
-    let server =
-        HttpsServer::spawn_limited(listener, tls, None, config.limits.clone(), move |request, peer| http::handle(api.clone(), request, peer))?;
+    let server = HttpsServer::spawn_limited(listener, tls, None, config.limits.clone(), move |request, peer| {
+        http::handle(api.clone(), request, peer)
+    })?;
     let url = format!("https://{}:{}", bracket_ipv6(&config.host), server.local_addr().port());
     let max_silence = config.heartbeat_interval * config.eviction_intervals;
     // A quarter interval: a late heartbeat is probed (and an unreachable agent listed as such)
     // soon after it was due.
     let mut tasks = vec![tokio::spawn(evict_forever(registry, config.heartbeat_interval / 4, max_silence))];
     let state_dir = config.state_dir.clone();
-    tasks.extend(identity.spawn_reloader_then(config.tls_reload_interval, move |identity| follow_mesh_ca(&follower, identity, state_dir.as_deref())));
+    tasks.extend(
+        identity.spawn_reloader_then(config.tls_reload_interval, move |identity| follow_mesh_ca(&follower, identity, state_dir.as_deref())),
+    );
     if let Some(issuer) = &config.issuer {
         tasks.push(tokio::spawn(renew_own_certificate(issuer.clone(), Arc::downgrade(&identity))));
     }

@@ -41,7 +41,11 @@ impl PolicyStore {
             _ => None,
         };
         if let Some(policy) = &current {
-            tracing::info!(version = policy.version(), rules = policy.document().rules.len(), "access policy loaded from the state directory");
+            tracing::info!(
+                version = policy.version(),
+                rules = policy.document().rules.len(),
+                "access policy loaded from the state directory"
+            );
         }
         Ok(PolicyStore { file, current: RwLock::new(current), changing: Mutex::new(()) })
     }
@@ -70,11 +74,11 @@ impl PolicyStore {
         let stored = StoredPolicy { version, policy: policy.document().clone() };
         if let Some(file) = &self.file {
             if let Some(dir) = file.parent() {
-                toolmesh_core::fs_private::create_private_dir(dir).map_err(|e| {
-                    PolicyError::Storage(Error::new(ErrorKind::Internal, format!("cannot create {}: {e}", dir.display())))
-                })?;
+                toolmesh_core::fs_private::create_private_dir(dir)
+                    .map_err(|e| PolicyError::Storage(Error::new(ErrorKind::Internal, format!("cannot create {}: {e}", dir.display()))))?;
             }
-            let json = serde_json::to_vec_pretty(&stored).map_err(|e| PolicyError::Storage(Error::new(ErrorKind::Internal, e.to_string())))?;
+            let json =
+                serde_json::to_vec_pretty(&stored).map_err(|e| PolicyError::Storage(Error::new(ErrorKind::Internal, e.to_string())))?;
             toolmesh_ca::write_file_atomic(file, &json, 0o600).map_err(PolicyError::Storage)?;
         }
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(policy.clone());
@@ -94,7 +98,8 @@ fn read(path: &std::path::Path) -> Result<Policy> {
             ),
         )
     };
-    let text = std::fs::read_to_string(path).map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("cannot read {}: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("cannot read {}: {e}", path.display())))?;
     let stored: StoredPolicy = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
     if stored.version == 0 {
         return Err(corrupt("its version is 0; applied policies start at 1".to_owned()));

@@ -7,11 +7,20 @@ use toolmesh_core::policy::{Phase, Policy, Principal, Query, Target};
 use toolmesh_core::registry_api::{PolicyTestDecision, PolicyTestRequest, PolicyTestResponse};
 
 pub fn answer(api: &Api, request: &PolicyTestRequest) -> Result<PolicyTestResponse, String> {
-    let fields = [("from", Some(&request.from)), ("origin", request.origin.as_ref()), ("tool", Some(&request.tool)), ("agent", request.agent.as_ref())];
+    let fields = [
+        ("from", Some(&request.from)),
+        ("origin", request.origin.as_ref()),
+        ("tool", Some(&request.tool)),
+        ("agent", request.agent.as_ref()),
+    ];
     for (field, value) in fields {
         match value {
-            Some(v) if v.trim().is_empty() => return Err(format!("{field} is empty; give a SPIFFE ID (from, origin) or a name (tool, agent)")),
-            Some(v) if v.chars().any(char::is_control) => return Err(format!("{field} has a control character; control characters are not allowed")),
+            Some(v) if v.trim().is_empty() => {
+                return Err(format!("{field} is empty; give a SPIFFE ID (from, origin) or a name (tool, agent)"))
+            }
+            Some(v) if v.chars().any(char::is_control) => {
+                return Err(format!("{field} has a control character; control characters are not allowed"))
+            }
             _ => {}
         }
     }

@@ -194,9 +194,7 @@ impl Trust {
         if current.mesh.iter().any(|m| fingerprint(m) == print) || current.entities.iter().any(|e| entity_fingerprint(e) == print) {
             return Err(EntityError::Invalid(format!("the CA '{}' is already trusted (the mesh CA or another entity's)", summary.subject)));
         }
-        let added_at = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
+        let added_at = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         let canonical = pem::encode_certificate(ca);
         let mut entities = current.entities.clone();
         entities.push(StoredEntity { name: name.to_owned(), ca_cert: canonical, added_at, trust_domain: Some(effective) });
@@ -293,9 +291,7 @@ fn valid_until(chain: &[CertificateDer<'static>]) -> u64 {
 }
 
 fn entity_fingerprint(entity: &StoredEntity) -> String {
-    pem::single_certificate(entity.ca_cert.as_bytes(), "the entity's CA")
-        .map(|der| fingerprint(&der))
-        .unwrap_or_default()
+    pem::single_certificate(entity.ca_cert.as_bytes(), "the entity's CA").map(|der| fingerprint(&der)).unwrap_or_default()
 }
 
 fn describe(entity: &StoredEntity) -> Entity {
@@ -304,9 +300,7 @@ fn describe(entity: &StoredEntity) -> Entity {
         name: entity.name.clone(),
         ca_fingerprint: entity_fingerprint(entity),
         ca_subject: summary.as_ref().map(|s| s.subject.clone()).unwrap_or_default(),
-        ca_not_after: summary
-            .and_then(|s| s.not_after.format(&time::format_description::well_known::Rfc3339).ok())
-            .unwrap_or_default(),
+        ca_not_after: summary.and_then(|s| s.not_after.format(&time::format_description::well_known::Rfc3339).ok()).unwrap_or_default(),
         added_at: entity.added_at.clone(),
         trust_domain: entity.trust_domain(),
     }
@@ -352,9 +346,8 @@ mod tests {
         let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
         let trust =
             Trust::load(vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")], None, None).expect("trust");
-        let cas: Vec<String> = (0..6)
-            .map(|i| CertificateAuthority::generate(&format!("CA {i}"), 1).expect("CA").cert_pem().to_owned())
-            .collect();
+        let cas: Vec<String> =
+            (0..6).map(|i| CertificateAuthority::generate(&format!("CA {i}"), 1).expect("CA").cert_pem().to_owned()).collect();
         std::thread::scope(|scope| {
             for (i, ca) in cas.iter().enumerate() {
                 let trust = &trust;
@@ -398,9 +391,7 @@ mod tests {
         let partner = CertificateAuthority::generate("partner CA", 1).expect("CA");
         let mesh_der = vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")];
         let trust = Trust::load(mesh_der, Some(DEFAULT_TRUST_DOMAIN.to_owned()), None).expect("trust");
-        let refused = trust
-            .add("sneaky", partner.cert_pem(), Some(DEFAULT_TRUST_DOMAIN))
-            .expect_err("the mesh's trust domain");
+        let refused = trust.add("sneaky", partner.cert_pem(), Some(DEFAULT_TRUST_DOMAIN)).expect_err("the mesh's trust domain");
         assert!(matches!(&refused, EntityError::Invalid(m) if m.contains("the mesh's own")), "{refused:?}");
         let entity = trust.add("Partner", partner.cert_pem(), None).expect("add");
         assert_eq!(entity.trust_domain, "partner", "the default is the name in lower case");
@@ -477,10 +468,7 @@ mod tests {
         let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
         let partner = CertificateAuthority::generate("partner CA", 1).expect("CA");
         let mut der = pem::single_certificate(partner.cert_pem().as_bytes(), "partner CA").expect("PEM").to_vec();
-        let at = der
-            .windows(6)
-            .position(|w| w == [0x1d, 0x06, 0x03, 0x55, 0x1d, 0x0e])
-            .expect("a subject key identifier");
+        let at = der.windows(6).position(|w| w == [0x1d, 0x06, 0x03, 0x55, 0x1d, 0x0e]).expect("a subject key identifier");
         der[at + 1] = 0x0f;
         let damaged = pem::encode_certificate(&der);
         let trust =

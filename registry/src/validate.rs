@@ -40,11 +40,7 @@ pub fn registration(request: &RegisterRequest) -> Result<Vec<Dependency>, String
         let at = |member: &str| format!("tools[{i}].{member}");
         name(&at("name"), &tool.name)?;
         if !tool_names.insert(tool.name.as_str()) {
-            return Err(format!(
-                "{}: tool name '{}' is declared twice; tool names must be unique within an agent",
-                at("name"),
-                tool.name
-            ));
+            return Err(format!("{}: tool name '{}' is declared twice; tool names must be unique within an agent", at("name"), tool.name));
         }
         name(&at("capability"), &tool.capability)?;
         version(&at("version"), &tool.version)?;
@@ -79,7 +75,10 @@ pub fn dependency(path: &str, spec: &DependencySpec) -> Result<Selector, String>
         match term {
             TagSelector::One(tag) => name(&at(&format!("tags[{k}]")), tag)?,
             TagSelector::AnyOf(group) if group.is_empty() => {
-                return Err(format!("{} is an empty list; a list of tags needs at least one (it requires one of them)", at(&format!("tags[{k}]"))))
+                return Err(format!(
+                    "{} is an empty list; a list of tags needs at least one (it requires one of them)",
+                    at(&format!("tags[{k}]"))
+                ))
             }
             TagSelector::AnyOf(group) => {
                 for (l, tag) in group.iter().enumerate() {
@@ -103,7 +102,11 @@ pub fn reported_denials(denials: &[ReportedDenial]) -> Result<(), String> {
     }
     for (i, d) in denials.iter().enumerate() {
         if !REPORTED_KINDS.contains(&d.kind.as_str()) {
-            return Err(format!("denials[{i}].kind '{}' is not one of {}", toolmesh_core::text::escape(&d.kind), REPORTED_KINDS.join(", ")));
+            return Err(format!(
+                "denials[{i}].kind '{}' is not one of {}",
+                toolmesh_core::text::escape(&d.kind),
+                REPORTED_KINDS.join(", ")
+            ));
         }
         name(&format!("denials[{i}].caller"), &d.caller)?;
         if let Some(origin) = &d.origin {
@@ -278,8 +281,7 @@ mod tests {
     use toolmesh_core::registry_api::ToolInfo;
 
     fn tool(name: &str, capability: &str, dependencies: &[&str]) -> ToolInfo {
-        let mut tool: ToolInfo =
-            serde_json::from_value(serde_json::json!({"name": name, "capability": capability})).expect("minimal tool");
+        let mut tool: ToolInfo = serde_json::from_value(serde_json::json!({"name": name, "capability": capability})).expect("minimal tool");
         tool.dependencies = dependencies.iter().map(|d| serde_json::from_str(d).expect("test spec")).collect();
         tool
     }
@@ -324,8 +326,14 @@ mod tests {
                 request("https://h/mcp", vec![tool("x", "c", &[r#"{"capability":"d","version":">>1"}"#])]),
                 "tools[0].dependencies[0]: dependency 'd': version constraint '>>1'",
             ),
-            (request("https://h/mcp", vec![tool("x", "c", &[r#"{"capability":"d","tags":[[]]}"#])]), "tools[0].dependencies[0].tags[0] is an empty list"),
-            (request("https://h/mcp", vec![tool("x", "c", &[r#"{"capability":"d","tags":[""]}"#])]), "tools[0].dependencies[0].tags[0] must not be empty"),
+            (
+                request("https://h/mcp", vec![tool("x", "c", &[r#"{"capability":"d","tags":[[]]}"#])]),
+                "tools[0].dependencies[0].tags[0] is an empty list",
+            ),
+            (
+                request("https://h/mcp", vec![tool("x", "c", &[r#"{"capability":"d","tags":[""]}"#])]),
+                "tools[0].dependencies[0].tags[0] must not be empty",
+            ),
         ];
         for (req, want) in cases {
             let err = registration(&req).expect_err(want);
@@ -343,21 +351,51 @@ mod tests {
 
     #[test]
     fn endpoints_take_hosts_ipv6_and_ports() {
-        for good in ["https://h", "https://127.0.0.1:9000/mcp", "https://[::1]:443/mcp", "https://agent_1.svc.local:0/a/b;c=d", "https://h:65535/"] {
+        for good in
+            ["https://h", "https://127.0.0.1:9000/mcp", "https://[::1]:443/mcp", "https://agent_1.svc.local:0/a/b;c=d", "https://h:65535/"]
+        {
             assert_eq!(endpoint("endpoint", good), Ok(()), "{good}");
         }
-        for bad in ["https://h:", "https://h:08/", "https://[::1", "https://[zz]/", "https://u@h/", "https://h/%41", "https://h#f", "https:// h/"] {
+        for bad in
+            ["https://h:", "https://h:08/", "https://[::1", "https://[zz]/", "https://u@h/", "https://h/%41", "https://h#f", "https:// h/"]
+        {
             assert!(endpoint("endpoint", bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn semver_is_semver_2_and_what_the_resolver_parses() {
-        for good in ["0.0.0", "1.2.3", "10.20.30", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-0a.x-y", "1.0.0+build.007", "1.0.0-rc.1+sha.5114f85", "9999999999999999999.0.0"] {
+        for good in [
+            "0.0.0",
+            "1.2.3",
+            "10.20.30",
+            "1.0.0-alpha",
+            "1.0.0-alpha.1",
+            "1.0.0-0a.x-y",
+            "1.0.0+build.007",
+            "1.0.0-rc.1+sha.5114f85",
+            "9999999999999999999.0.0",
+        ] {
             assert_eq!(check_semver(good), Ok(()), "{good}");
             assert!(semver::Version::parse(good).is_ok(), "the resolver parses {good}");
         }
-        for bad in ["1", "1.2", "1.2.3.4", "01.2.3", "1.02.3", "v1.2.3", "1.2.3-", "1.2.3-01", "1.2.3-a..b", "1.2.3+", "1.2.3+a_b", " 1.2.3", "1.2.3 ", "10000000000000000000.0.0", ""] {
+        for bad in [
+            "1",
+            "1.2",
+            "1.2.3.4",
+            "01.2.3",
+            "1.02.3",
+            "v1.2.3",
+            "1.2.3-",
+            "1.2.3-01",
+            "1.2.3-a..b",
+            "1.2.3+",
+            "1.2.3+a_b",
+            " 1.2.3",
+            "1.2.3 ",
+            "10000000000000000000.0.0",
+            "",
+        ] {
             assert!(check_semver(bad).is_err(), "{bad}");
         }
     }

@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
+use toolmesh_ca::{write_pair, CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 use toolmesh_core::agent::Agent;
 use toolmesh_core::config::AgentConfig;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::discovery::Discovery;
 use toolmesh_core::host::{Completion, FnHandler, HostError, ToolInvocation};
 use toolmesh_core::mcp::McpClient;
-use toolmesh_ca::{write_pair, CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 use toolmesh_core::registry_api::{DependencySpec, RegisterRequest, ToolInfo};
 use toolmesh_core::registry_client::RegistryClient;
 use toolmesh_core::tls::{Identity, TlsFiles};
@@ -66,7 +66,14 @@ impl Mesh {
     }
 
     /// [`Mesh::agent`] with its own heartbeat period (`None`: the default).
-    async fn agent_beating(&self, name: &str, registry: &str, tools: &[&str], calls: Arc<AtomicUsize>, heartbeat: Option<Duration>) -> Agent {
+    async fn agent_beating(
+        &self,
+        name: &str,
+        registry: &str,
+        tools: &[&str],
+        calls: Arc<AtomicUsize>,
+        heartbeat: Option<Duration>,
+    ) -> Agent {
         let agent = self.start_as(name, name, registry, tools, calls, heartbeat, |_| {}).await;
         assert!(agent.wait_registered(Duration::from_secs(5)).await, "{name} did not register");
         agent
@@ -212,10 +219,7 @@ async fn until_unreachable(operator: &RegistryClient, agent_id: &str, within: Du
 }
 
 async fn sum3(client: &McpClient, a: &Agent, i: i64) -> Result<Value, toolmesh_core::Error> {
-    client
-        .call_tool(a.endpoint(), "sum3", &json!({"a": i, "b": 1, "c": 1}), &RequestContext::default())
-        .await
-        .map_err(|e| e.error)
+    client.call_tool(a.endpoint(), "sum3", &json!({"a": i, "b": 1, "c": 1}), &RequestContext::default()).await.map_err(|e| e.error)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,7 +308,11 @@ async fn wait_listed(operator: &RegistryClient, present: &[&Agent], absent: &[&A
             Err(e) => return Err(e.to_string()),
         };
         let listed = |a: &&Agent| ids.iter().any(|id| id == a.agent_id());
-        if present.iter().all(listed) && !absent.iter().any(listed) { Ok(()) } else { Err(format!("it lists {ids:?}")) }
+        if present.iter().all(listed) && !absent.iter().any(listed) {
+            Ok(())
+        } else {
+            Err(format!("it lists {ids:?}"))
+        }
     })
     .await
 }
@@ -519,12 +527,8 @@ async fn calls_fail_over_from_a_provider_that_died_without_deregistering() {
     // on), its endpoint a closed port.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let tools: Vec<ToolInfo> = serde_json::from_value(json!([{"name": "add", "capability": "add"}])).unwrap();
-    let ghost = RegisterRequest {
-        agent_id: "ghost-1".into(),
-        name: "ghost".into(),
-        endpoint: format!("https://127.0.0.1:{closed}/mcp"),
-        tools,
-    };
+    let ghost =
+        RegisterRequest { agent_id: "ghost-1".into(), name: "ghost".into(), endpoint: format!("https://127.0.0.1:{closed}/mcp"), tools };
     let ghost_client = RegistryClient::new(&url, &mesh.identity("ghost", Role::Agent)).unwrap();
     let ghost = Discovery::spawn(ghost_client, ghost, HEARTBEAT);
     assert!(ghost.wait_registered(Duration::from_secs(5)).await);
@@ -643,7 +647,9 @@ async fn an_impostor_cannot_take_another_agents_name_and_a_refused_provider_is_s
     // Under its own name, evil registers, a provider of `add` like any other; a consumer that
     // allows only calc as a peer refuses evil's certificate and fails over, every time.
     let evil = mesh.agent("evil", &url, &["add"], evil_calls.clone()).await;
-    let only_calc = |c: &mut AgentConfig| c.set("tls_allowed_ids", "spiffe://toolmesh.local/agent/calc,spiffe://toolmesh.local/registry/registry").unwrap();
+    let only_calc = |c: &mut AgentConfig| {
+        c.set("tls_allowed_ids", "spiffe://toolmesh.local/agent/calc,spiffe://toolmesh.local/registry/registry").unwrap()
+    };
     let consumer = mesh.start_as("report", "report", &url, &["sum3"], Arc::default(), Some(HEARTBEAT), only_calc).await;
     assert!(consumer.wait_registered(Duration::from_secs(5)).await);
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -694,7 +700,10 @@ async fn a_killed_agent_is_listed_unreachable_within_a_heartbeat_interval() {
     // Refused, or reset on the connection kept from the call before (then possibly delivered).
     assert!(matches!(e.kind(), ErrorKind::ConnectFailed | ErrorKind::ConnectionLost), "{e}");
     let took = until_unreachable(&operator, &dead_id, interval / 2).await;
-    eprintln!("a killed agent its caller reported was listed unreachable {took:?} after the failed call, {:?} after the kill", killed.elapsed());
+    eprintln!(
+        "a killed agent its caller reported was listed unreachable {took:?} after the failed call, {:?} after the kill",
+        killed.elapsed()
+    );
     let named = format!("tool 'add' of agent 'dead' ({dead_id}) at {}: ", dead.agent.endpoint());
     assert!(e.message().starts_with(&named), "the error names the agent, the tool and the address: {e}");
     caller.shutdown().await;
@@ -740,7 +749,10 @@ async fn killing_one_of_two_providers_under_load_fails_no_call_to_an_idempotent_
         })
         .collect();
     let under_load = doomed_calls.load(Ordering::Relaxed) + 20;
-    wait_until("20 calls of the load reached the doomed provider", Duration::from_secs(10), || doomed_calls.load(Ordering::Relaxed) >= under_load).await;
+    wait_until("20 calls of the load reached the doomed provider", Duration::from_secs(10), || {
+        doomed_calls.load(Ordering::Relaxed) >= under_load
+    })
+    .await;
     let endpoint = doomed.agent.endpoint().to_owned();
     let doomed_id = doomed.agent.agent_id().to_owned();
     let before = doomed_calls.load(Ordering::Relaxed);

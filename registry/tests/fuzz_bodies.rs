@@ -32,7 +32,8 @@ fn odd_value() -> impl Strategy<Value = Value> {
         Just(json!(-1)),
         Just(json!(1.5e300)),
         "\\PC{0,16}".prop_map(Value::String),
-        select(vec!["", " ", "\u{0}", "\u{1b}[2J\nINFO forged", "\u{202e}", "https://", "1.0", ">>1", "+", "-", "../x", "registry"]).prop_map(|s| json!(s)),
+        select(vec!["", " ", "\u{0}", "\u{1b}[2J\nINFO forged", "\u{202e}", "https://", "1.0", ">>1", "+", "-", "../x", "registry"])
+            .prop_map(|s| json!(s)),
         Just(json!([])),
         Just(json!({})),
         Just(serde_json::from_str::<Value>(&format!("{}1{}", "[".repeat(100), "]".repeat(100))).expect("nested")),
@@ -87,7 +88,16 @@ fn every_body_gets_a_documented_answer_never_a_5xx() {
     let (_, csr) = toolmesh_ca::certificate_request("joiner").expect("csr");
     let partner = Mesh::named("fuzz partner CA");
     let routes: Vec<(&str, Value, &RawClient)> = vec![
-        ("/v1/agents", serde_json::to_value(registration("f-2", &[("a", "a"), ("b", "b")], &[json!("a"), json!({"capability": "b", "tags": ["+x", ["y", "z"]], "version": ">=1"})])).expect("json"), &agent),
+        (
+            "/v1/agents",
+            serde_json::to_value(registration(
+                "f-2",
+                &[("a", "a"), ("b", "b")],
+                &[json!("a"), json!({"capability": "b", "tags": ["+x", ["y", "z"]], "version": ">=1"})],
+            ))
+            .expect("json"),
+            &agent,
+        ),
         ("/v1/agents/fuzz-1/heartbeat", json!({"topology_version": 0}), &agent),
         ("/v1/resolve", json!({"capability": "a", "tags": ["x", "-y"], "version": "^1"}), &agent),
         ("/v1/entities", json!({"name": "p", "ca_cert": partner.ca.cert_pem(), "trust_domain": "p.example"}), &operator),
@@ -126,7 +136,14 @@ fn every_body_gets_a_documented_answer_never_a_5xx() {
         let answer = runtime.block_on(client.send("POST", path, Some(Bytes::from(bytes.clone()))));
         let shown = String::from_utf8_lossy(&bytes);
         let status = answer.status.as_u16();
-        prop_assert!(matches!(status, 200 | 400 | 401 | 403 | 404 | 409 | 413), "POST {} answered {}: {}\nbody: {}", path, status, String::from_utf8_lossy(&answer.body), shown);
+        prop_assert!(
+            matches!(status, 200 | 400 | 401 | 403 | 404 | 409 | 413),
+            "POST {} answered {}: {}\nbody: {}",
+            path,
+            status,
+            String::from_utf8_lossy(&answer.body),
+            shown
+        );
         if status >= 400 {
             let error: Value = serde_json::from_slice(&answer.body).map_err(|e| TestCaseError::fail(format!("not JSON ({e})")))?;
             prop_assert!(error["error"].is_string() && error["message"].is_string(), "not an ApiError: {}", error);

@@ -10,12 +10,12 @@ use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use toolmesh_ca::{CertificateSummary, Role};
 use toolmesh_core::agent::Agent;
 use toolmesh_core::config::AgentConfig;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{Completion, FnHandler, HostError, ToolInvocation};
 use toolmesh_core::mcp::McpClient;
-use toolmesh_ca::{CertificateSummary, Role};
 use toolmesh_core::registry_api::{EntityRequest, ToolInfo};
 use toolmesh_core::registry_client::RegistryClient;
 use toolmesh_core::tls::Identity;
@@ -134,7 +134,8 @@ async fn a_revoked_entity_is_cut_off_within_a_heartbeat_even_on_open_connections
     let (mesh, issuer, registry) = Mesh::start_auto(state.path(), Duration::from_secs(3600), HEARTBEAT).await;
     // A partner entity is denied by default: our agent's policy names it.
     let policy = state.path().join("ours-policy.yaml");
-    std::fs::write(&policy, "rules:\n  - name: partner-pings\n    source: { entities: [partner] }\n    target: { tools: [ping] }\n").expect("policy");
+    std::fs::write(&policy, "rules:\n  - name: partner-pings\n    source: { entities: [partner] }\n    target: { tools: [ping] }\n")
+        .expect("policy");
     let mut ours_config = auto_config("ours", &registry.url(), &issuer.token().reveal());
     ours_config.set("policy_file", policy.to_str().expect("path")).expect("option");
     let ours = start(ours_config, &["double", "ping"]).await;
@@ -144,9 +145,10 @@ async fn a_revoked_entity_is_cut_off_within_a_heartbeat_even_on_open_connections
     let partner = Mesh::named("partner CA");
     let files = tempfile::tempdir().expect("tempdir");
     let (config, their_files) = partner_agent(files.path(), &mesh, &partner, &registry.url());
-    let refused = Agent::start(config.clone(), tools(&["add"]), Arc::new(FnHandler(|_: ToolInvocation, done: Completion| done.ok(json!(0)))))
-        .await
-        .expect("an agent starts while the registry still refuses it");
+    let refused =
+        Agent::start(config.clone(), tools(&["add"]), Arc::new(FnHandler(|_: ToolInvocation, done: Completion| done.ok(json!(0)))))
+            .await
+            .expect("an agent starts while the registry still refuses it");
     assert!(!refused.wait_registered(Duration::from_millis(600)).await, "an unknown entity must not register");
     refused.shutdown().await;
 
@@ -219,7 +221,9 @@ async fn a_rotated_mesh_ca_file_is_followed_without_a_restart() {
     let listed = eventually("a certificate of the rotated mesh CA was served", Duration::from_secs(5), served).await;
     assert!(listed.agents.is_empty(), "{listed:?}");
     let bundle = new_operator.trust_bundle().await.expect("trust bundle").pem;
-    let der = |pem: &str| -> Vec<CertificateDer<'static>> { CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<_, _>>().expect("PEM") };
+    let der = |pem: &str| -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<_, _>>().expect("PEM")
+    };
     assert_eq!(der(&bundle), der(new.ca.cert_pem()), "agents are handed the new mesh CA, and no longer the old one");
     let refused = old_operator.list_agents().await.expect_err("the replaced CA is no longer trusted");
     assert!(refused.message().contains("certificate"), "{refused}");
@@ -239,7 +243,10 @@ async fn a_tls_auto_registry_renews_its_own_certificate_while_agents_heartbeat_a
     let state = tempfile::tempdir().expect("tempdir");
     let (mesh, issuer, registry) = Mesh::start_auto_with(state.path(), Duration::from_secs(3600), HEARTBEAT, Duration::from_secs(4)).await;
     let token = issuer.token().reveal();
-    let agents = [start(auto_config("adder", &registry.url(), &token), &["add"]).await, start(auto_config("pinger", &registry.url(), &token), &["ping"]).await];
+    let agents = [
+        start(auto_config("adder", &registry.url(), &token), &["add"]).await,
+        start(auto_config("pinger", &registry.url(), &token), &["ping"]).await,
+    ];
     let operator = mesh.identity("ops", Role::Operator);
     let kept = RegistryClient::new(&registry.url(), &operator).expect("client");
     let first = presented_at(registry.local_addr(), &operator).await;
@@ -302,7 +309,10 @@ async fn entities_are_kept_across_registry_restarts_and_a_revoked_one_stays_revo
     let partner = Mesh::named("partner CA");
     let (mesh, _, registry) = Mesh::start_auto(state.path(), Duration::from_secs(3600), HEARTBEAT).await;
     let admin = RegistryClient::new(&registry.url(), &mesh.identity("ops", Role::Operator)).expect("client");
-    admin.add_entity(&EntityRequest { name: "partner".into(), ca_cert: partner.ca.cert_pem().into(), trust_domain: None }).await.expect("add entity");
+    admin
+        .add_entity(&EntityRequest { name: "partner".into(), ca_cert: partner.ca.cert_pem().into(), trust_domain: None })
+        .await
+        .expect("add entity");
     admin.apply_policy(&partner_policy()).await.expect("apply policy");
     registry.shutdown().await;
 

@@ -253,12 +253,19 @@ async fn the_live_registry_matches_its_openapi_document() {
     assert_eq!(issued["spiffe_id"], "spiffe://toolmesh.local/agent/joiner");
     assert!(issued["lifetime_ms"].as_u64().is_some_and(|ms| (3_599_000..=3_600_000).contains(&ms)), "{issued}");
     let summary = toolmesh_ca::CertificateSummary::parse_pem(issued["certificate"].as_str().expect("pem"), "issued").expect("cert");
-    assert!(summary.sans().contains(&"IP:10.1.2.3".to_owned()) && summary.sans().contains(&"DNS:joiner.internal".to_owned()), "{:?}", summary.sans());
+    assert!(
+        summary.sans().contains(&"IP:10.1.2.3".to_owned()) && summary.sans().contains(&"DNS:joiner.internal".to_owned()),
+        "{:?}",
+        summary.sans()
+    );
     let bad_name = json!({"name": "../x", "csr": csr});
     ex.by(&joining).expect_raw(400, "post", BOOTSTRAP, BOOTSTRAP, Some(Bytes::from(bad_name.to_string()))).await;
     // The token issues agents, never the registry: its roles' names and its own names are refused.
-    for (name, hosts) in [("registry", json!([])), ("operator", json!([])), ("joiner", json!(["Registry.Example."])), ("registry.example", json!([]))] {
-        let refused = ex.by(&joining).expect(400, "post", BOOTSTRAP, BOOTSTRAP, Some(json!({"name": name, "csr": csr, "hosts": hosts}))).await.json();
+    for (name, hosts) in
+        [("registry", json!([])), ("operator", json!([])), ("joiner", json!(["Registry.Example."])), ("registry.example", json!([]))]
+    {
+        let refused =
+            ex.by(&joining).expect(400, "post", BOOTSTRAP, BOOTSTRAP, Some(json!({"name": name, "csr": csr, "hosts": hosts}))).await.json();
         assert!(refused["message"].as_str().is_some_and(|m| m.contains("registry")), "{name}: {refused}");
     }
 
@@ -289,7 +296,11 @@ async fn the_live_registry_matches_its_openapi_document() {
     // Entities are denied by default: without a policy naming it, a partner agent provides nothing.
     let theirs = serde_json::to_value(registration_as("p", "theirs-1", &[("mul", "mul")], &[])).expect("json");
     let refused = ex.by(&partner).expect(403, "post", AGENTS, AGENTS, Some(theirs)).await.json();
-    assert_eq!((&refused["error"], refused["message"].as_str().is_some_and(|m| m.contains("default: allow-mesh"))), (&json!("provide_denied"), true), "{refused}");
+    assert_eq!(
+        (&refused["error"], refused["message"].as_str().is_some_and(|m| m.contains("default: allow-mesh"))),
+        (&json!("provide_denied"), true),
+        "{refused}"
+    );
 
     // The access policy: read by anyone, applied and tested by admins; once applied, provide
     // is enforced at registration and the answers announce its version.
@@ -313,8 +324,12 @@ async fn the_live_registry_matches_its_openapi_document() {
     assert!(denied["message"].as_str().is_some_and(|m| m.contains("applying a policy needs an admin")), "{denied}");
     let twice = json!({"rules": [{"name": "twice"}, {"name": "twice", "action": "deny"}]});
     let invalid = ex.by(&operator).expect(400, "put", POLICY, POLICY, Some(twice)).await.json();
-    assert!(invalid["message"].as_str().is_some_and(|m| m.contains("rules[1] ('twice')") && m.contains("nothing was applied")), "{invalid}");
-    let unknown = ex.by(&operator).expect_raw(400, "put", POLICY, POLICY, bytes(r#"{"rules": [{"name": "x", "sources": {}}]}"#)).await.json();
+    assert!(
+        invalid["message"].as_str().is_some_and(|m| m.contains("rules[1] ('twice')") && m.contains("nothing was applied")),
+        "{invalid}"
+    );
+    let unknown =
+        ex.by(&operator).expect_raw(400, "put", POLICY, POLICY, bytes(r#"{"rules": [{"name": "x", "sources": {}}]}"#)).await.json();
     assert_eq!(unknown["error"], "invalid_json");
     let applied = ex.by(&operator).expect(200, "put", POLICY, POLICY, Some(policy.clone())).await.json();
     assert_eq!(applied["version"], 1);
@@ -323,7 +338,10 @@ async fn the_live_registry_matches_its_openapi_document() {
     let secret = serde_json::to_value(registration_as("alice", "vault-1", &[("get", "secret")], &[])).expect("json");
     let refused = ex.expect(403, "post", AGENTS, AGENTS, Some(secret)).await.json();
     assert_eq!(refused["error"], "provide_denied");
-    assert!(refused["message"].as_str().is_some_and(|m| m.contains("'get'") && m.contains("'secret'") && m.contains("'no-secrets'")), "{refused}");
+    assert!(
+        refused["message"].as_str().is_some_and(|m| m.contains("'get'") && m.contains("'secret'") && m.contains("'no-secrets'")),
+        "{refused}"
+    );
     let beat = ex.expect(200, "post", HEARTBEAT, consumer_beat, Some(json!({"topology_version": 0}))).await.json();
     assert_eq!(beat["policy_version"], 1, "heartbeats announce the policy version");
     // Heartbeats report the calls the agent's own policy refused, for the registry's audit.
@@ -338,10 +356,16 @@ async fn the_live_registry_matches_its_openapi_document() {
     ex.expect(403, "post", POLICY_TEST, POLICY_TEST, Some(test.clone())).await;
     ex.by(&operator).expect(400, "post", POLICY_TEST, POLICY_TEST, Some(json!({"from": "", "tool": "add"}))).await;
     let decided = ex.by(&operator).expect(200, "post", POLICY_TEST, POLICY_TEST, Some(test)).await.json();
-    assert_eq!(decided["decisions"][0], json!({"agent": "alice", "tool": "add", "capability": "add", "allowed": true, "rule": "default: allow-mesh"}));
+    assert_eq!(
+        decided["decisions"][0],
+        json!({"agent": "alice", "tool": "add", "capability": "add", "allowed": true, "rule": "default: allow-mesh"})
+    );
     let nobody = json!({"from": "spiffe://toolmesh.local/agent/alice", "origin": "spiffe://toolmesh.local/agent/bob", "tool": "secret", "agent": "calc", "phase": "provide"});
     let decided = ex.by(&operator).expect(200, "post", POLICY_TEST, POLICY_TEST, Some(nobody)).await.json();
-    assert_eq!(decided["decisions"][0], json!({"agent": "calc", "tool": "secret", "capability": "secret", "allowed": false, "rule": "no-secrets"}));
+    assert_eq!(
+        decided["decisions"][0],
+        json!({"agent": "calc", "tool": "secret", "capability": "secret", "allowed": false, "rule": "no-secrets"})
+    );
     assert!(decided["note"].as_str().is_some_and(|n| n.contains("no provider of tool 'secret'")), "{decided}");
 
     // With a rule naming it, the partner agent registers with its entity, and is refused once
@@ -356,7 +380,8 @@ async fn the_live_registry_matches_its_openapi_document() {
     ex.expect(403, "delete", ENTITY, "/v1/entities/partner", None).await;
     ex.by(&operator).expect(204, "delete", ENTITY, "/v1/entities/partner", None).await;
     ex.by(&operator).expect(404, "delete", ENTITY, "/v1/entities/partner", None).await;
-    let revoked = ex.by(&partner).expect(403, "post", HEARTBEAT, "/v1/agents/theirs-1/heartbeat", Some(json!({"topology_version": 0}))).await.json();
+    let revoked =
+        ex.by(&partner).expect(403, "post", HEARTBEAT, "/v1/agents/theirs-1/heartbeat", Some(json!({"topology_version": 0}))).await.json();
     assert_eq!(revoked["error"], "revoked");
     let list = ex.expect(200, "get", AGENTS, AGENTS, None).await.json();
     assert!(list["agents"].as_array().is_some_and(|a| a.iter().all(|x| x["agent_id"] != "theirs-1")), "evicted: {list}");
@@ -370,12 +395,27 @@ async fn the_live_registry_matches_its_openapi_document() {
     let audit = ex.by(&operator).expect(200, "get", AUDIT, AUDIT, None).await.json();
     let rules: Vec<&str> = audit["events"].as_array().expect("events").iter().filter_map(|e| e["rule"].as_str()).collect();
     let reported = audit["events"].as_array().expect("events").iter().find(|e| e["kind"] == "call_denied").expect("a reported call denial");
-    assert_eq!((&reported["caller"], &reported["agent"], &reported["rule"]), (&json!("spiffe://toolmesh.local/agent/mallory"), &json!("consumer-1"), &json!("default: deny")));
-    for rule in ["no-secrets", "name_not_in_certificate", "agent_id_held_by_another_identity", "name_held_by_another_identity", "max_tools_per_identity", "not_owner", "admin_required", "not_in_trust_bundle"] {
+    assert_eq!(
+        (&reported["caller"], &reported["agent"], &reported["rule"]),
+        (&json!("spiffe://toolmesh.local/agent/mallory"), &json!("consumer-1"), &json!("default: deny"))
+    );
+    for rule in [
+        "no-secrets",
+        "name_not_in_certificate",
+        "agent_id_held_by_another_identity",
+        "name_held_by_another_identity",
+        "max_tools_per_identity",
+        "not_owner",
+        "admin_required",
+        "not_in_trust_bundle",
+    ] {
         assert!(rules.contains(&rule), "{rule} missing from the audit: {rules:?}");
     }
     let squatter = &audit["events"][0];
-    assert_eq!((&squatter["caller"], &squatter["agent"], &squatter["tool"]), (&json!("spiffe://toolmesh.local/agent/mallory"), &json!("alice"), &json!("add")));
+    assert_eq!(
+        (&squatter["caller"], &squatter["agent"], &squatter["tool"]),
+        (&json!("spiffe://toolmesh.local/agent/mallory"), &json!("alice"), &json!("add"))
+    );
     let quota = ex.by(&operator).expect(200, "get", AUDIT, "/v1/audit?kind=quota_exceeded&limit=5", None).await.json();
     assert_eq!(quota["events"].as_array().map(Vec::len), Some(1), "{quota}");
 
@@ -401,25 +441,16 @@ async fn undocumented_methods_and_paths_get_the_documented_errors() {
     let document = Document::load();
     let responses = &document.root["components"]["responses"];
     for (template, item) in document.root["paths"].as_object().expect("paths") {
-        let documented: BTreeSet<String> = item
-            .as_object()
-            .expect("path item")
-            .keys()
-            .filter(|k| *k != "parameters")
-            .map(|m| m.to_ascii_uppercase())
-            .collect();
+        let documented: BTreeSet<String> =
+            item.as_object().expect("path item").keys().filter(|k| *k != "parameters").map(|m| m.to_ascii_uppercase()).collect();
         let undocumented = ["GET", "POST", "PUT", "DELETE", "PATCH"].into_iter().find(|m| !documented.contains(*m));
         let method = undocumented.expect("some method is undocumented");
         let path = template.replace("{agent_id}", "some-agent").replace("{entity}", "some-entity");
         let answer = client.send(method, &path, None).await;
         assert_eq!(answer.status, 405, "{method} {path}");
         document.check_response(&responses["MethodNotAllowed"], &answer, &format!("405 of {method} {path}"));
-        let allow: BTreeSet<String> = answer.headers["allow"]
-            .to_str()
-            .expect("ascii Allow")
-            .split(',')
-            .map(|m| m.trim().to_owned())
-            .collect();
+        let allow: BTreeSet<String> =
+            answer.headers["allow"].to_str().expect("ascii Allow").split(',').map(|m| m.trim().to_owned()).collect();
         assert_eq!(allow, documented, "Allow of {path} should list exactly the documented methods");
     }
     let unknown = client.send("GET", "/v2/agents", None).await;

@@ -307,7 +307,13 @@ fn unique_tool_names(body: &mut Value) {
 /// Percent-encodes an agent id for its URL path.
 fn encode(id: &str) -> String {
     id.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -322,7 +328,13 @@ fn the_registry_accepts_exactly_the_registrations_its_document_accepts() {
         unique_tool_names(&mut body);
         body
     });
-    let bodies = (valid, proptest::option::weighted(0.7, select(&BREAKS[..])), any::<Index>(), "[a-z]{1,8}", select(vec!['\u{1b}', '\n', '\0', '\u{7f}', '\u{85}', '\u{9b}', '\r']));
+    let bodies = (
+        valid,
+        proptest::option::weighted(0.7, select(&BREAKS[..])),
+        any::<Index>(),
+        "[a-z]{1,8}",
+        select(vec!['\u{1b}', '\n', '\0', '\u{7f}', '\u{85}', '\u{9b}', '\r']),
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let mesh = Mesh::new();
@@ -344,19 +356,36 @@ fn the_registry_accepts_exactly_the_registrations_its_document_accepts() {
         let text = String::from_utf8_lossy(&answer.body).into_owned();
         prop_assert!(answer.status.as_u16() < 500, "{how:?}: {} {text}\nbody: {body}", answer.status);
         if expected_valid {
-            prop_assert_eq!(answer.status.as_u16(), 200, "{:?}: the document accepts this body, the registry refused it: {}\nbody: {}", how, text, body);
+            prop_assert_eq!(
+                answer.status.as_u16(),
+                200,
+                "{:?}: the document accepts this body, the registry refused it: {}\nbody: {}",
+                how,
+                text,
+                body
+            );
             prop_assert!(answer_validator.is_valid(&answer.json()), "the answer does not match RegisterResponse: {text}");
             let id = body["agent_id"].as_str().expect("agent_id");
             let gone = runtime.block_on(client.send("DELETE", &format!("/v1/agents/{}", encode(id)), None));
             prop_assert_eq!(gone.status.as_u16(), 204, "deregistering {:?}", id);
             accepted.set(accepted.get() + 1);
         } else {
-            prop_assert_eq!(answer.status.as_u16(), 400, "{:?}: the document refuses this body, the registry answered {}\nbody: {}", how, text, body);
+            prop_assert_eq!(
+                answer.status.as_u16(),
+                400,
+                "{:?}: the document refuses this body, the registry answered {}\nbody: {}",
+                how,
+                text,
+                body
+            );
             let error = answer.json();
             prop_assert!(error_validator.is_valid(&error), "not an ApiError: {text}");
             prop_assert!(matches!(error["error"].as_str(), Some("invalid_json" | "invalid_request")), "{text}");
             if let Some(member) = named {
-                prop_assert!(error["message"].as_str().is_some_and(|m| m.contains(&member)), "{how:?}: the refusal does not name {member}: {text}");
+                prop_assert!(
+                    error["message"].as_str().is_some_and(|m| m.contains(&member)),
+                    "{how:?}: the refusal does not name {member}: {text}"
+                );
             }
             refused.set(refused.get() + 1);
         }

@@ -10,12 +10,12 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use toolmesh_ca::{write_pair, Role};
 use toolmesh_core::agent::Agent;
 use toolmesh_core::config::AgentConfig;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{Completion, FnHandler, ToolInvocation};
 use toolmesh_core::mcp::McpClient;
-use toolmesh_ca::{write_pair, Role};
 use toolmesh_core::policy::{parse_document, PolicyDocument};
 use toolmesh_core::registry_api::{ToolInfo, Topology};
 use toolmesh_core::registry_client::RegistryClient;
@@ -129,9 +129,11 @@ async fn provide_is_enforced_at_registration_and_discover_in_each_topology() {
     // front may discover math; other may not, and sees no provider for the same dependency.
     let front = client(&mesh, &registry, "front", Role::Agent);
     let other = client(&mesh, &registry, "other", Role::Agent);
-    let front_topology = front.register(&registration_as("front", "front-1", &[("go", "app")], &[json!("math")])).await.expect("front").topology;
+    let front_topology =
+        front.register(&registration_as("front", "front-1", &[("go", "app")], &[json!("math")])).await.expect("front").topology;
     assert_eq!(provider_names(&front_topology), ["calc"]);
-    let other_topology = other.register(&registration_as("other", "other-1", &[("go", "app")], &[json!("math")])).await.expect("other").topology;
+    let other_topology =
+        other.register(&registration_as("other", "other-1", &[("go", "app")], &[json!("math")])).await.expect("other").topology;
     assert_eq!(other_topology.dependencies.len(), 1);
     assert!(provider_names(&other_topology).is_empty(), "other may not discover math: {other_topology:?}");
     let resolved = other.resolve(&toolmesh_core::registry_api::DependencySpec::capability("math")).await.expect("resolve");
@@ -157,7 +159,14 @@ async fn provide_is_enforced_at_registration_and_discover_in_each_topology() {
 }
 
 /// A core agent with one tool, answering `{"sum": a + b}` and counting its calls.
-async fn agent(mesh: &Mesh, dir: &std::path::Path, registry: &str, name: &str, tool: Value, calls: Arc<AtomicUsize>) -> (Agent, Arc<Identity>) {
+async fn agent(
+    mesh: &Mesh,
+    dir: &std::path::Path,
+    registry: &str,
+    name: &str,
+    tool: Value,
+    calls: Arc<AtomicUsize>,
+) -> (Agent, Arc<Identity>) {
     let issued = mesh.issue(name, Role::Agent);
     let (cert, key) = write_pair(dir, name, &issued, true).expect("write pair");
     let ca = dir.join("ca.pem");
@@ -230,7 +239,10 @@ async fn a_policy_applied_at_the_registry_is_enforced_by_the_callee_within_a_hea
     assert_eq!(refusal.kind(), ErrorKind::CallDenied, "{refusal}");
     assert_eq!(refusal.code(), 7001);
     assert!(refusal.message().contains("no-front-adds"), "{refusal}");
-    assert!(took <= HEARTBEAT + Duration::from_millis(400), "enforced {took:?} after the apply; expected within one heartbeat ({HEARTBEAT:?})");
+    assert!(
+        took <= HEARTBEAT + Duration::from_millis(400),
+        "enforced {took:?} after the apply; expected within one heartbeat ({HEARTBEAT:?})"
+    );
     // The callee refuses front's identity whatever client it uses.
     let direct = McpClient::new(&front_identity).expect("client");
     let denied = direct.call_tool(calc.endpoint(), "add", &json!({"a": 1, "b": 1}), &RequestContext::default()).await.expect_err("denied");

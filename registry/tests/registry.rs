@@ -364,7 +364,8 @@ async fn only_the_identity_that_registered_an_agent_may_watch_its_topology() {
     // A topology is what its agent may discover: another identity reading it would learn what
     // the policy keeps from it.
     let other = client(&registry.url(), &mesh.identity("calc", Role::Agent));
-    let refused = other.watch("report-1", held.topology.version.wrapping_add(1), Duration::from_millis(50)).await.expect_err("not its agent");
+    let refused =
+        other.watch("report-1", held.topology.version.wrapping_add(1), Duration::from_millis(50)).await.expect_err("not its agent");
     assert!(refused.message().contains("not_owner") || refused.message().contains("registered by"), "{refused}");
     let own = consumer.watch("report-1", held.topology.version.wrapping_add(1), Duration::from_millis(50)).await.expect("its own");
     assert!(own.is_some(), "a different version answers at once");

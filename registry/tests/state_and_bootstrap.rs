@@ -44,9 +44,8 @@ async fn a_state_dir_written_for_one_mesh_ca_is_refused_to_another() {
     #[cfg(unix)]
     assert_eq!(mode(&state), 0o700, "the state directory is private");
     let operator = RawClient::new(&registry.url(), &ours.identity("ops", Role::Operator));
-    let added = operator
-        .send("POST", "/v1/entities", Some(json!({"name": "partner", "ca_cert": partner.ca.cert_pem()}).to_string().into()))
-        .await;
+    let added =
+        operator.send("POST", "/v1/entities", Some(json!({"name": "partner", "ca_cert": partner.ca.cert_pem()}).to_string().into())).await;
     assert_eq!(added.status, 200, "{}", String::from_utf8_lossy(&added.body));
     registry.shutdown().await;
     let recorded = std::fs::read_to_string(state.join(MESH_CA_FILE)).expect("the mesh CA is recorded");
@@ -89,7 +88,11 @@ async fn tls_auto_makes_no_new_ca_in_a_directory_of_another_mesh() {
 
 /// A `--tls-auto` registry (reached at 127.0.0.1 and registry.example) whose bootstrap cools a
 /// source down after `failures` wrong tokens for `cooldown`.
-async fn auto_registry(state: &Path, failures: u32, cooldown: Duration) -> (std::sync::Arc<toolmesh_registry::AutoIssuer>, RunningRegistry) {
+async fn auto_registry(
+    state: &Path,
+    failures: u32,
+    cooldown: Duration,
+) -> (std::sync::Arc<toolmesh_registry::AutoIssuer>, RunningRegistry) {
     let hosts = vec!["127.0.0.1".to_owned(), "registry.example".to_owned()];
     let issuer = toolmesh_registry::AutoIssuer::prepare(state, "toolmesh.local", Duration::from_secs(3600), hosts).expect("prepare");
     let issuer = std::sync::Arc::new(issuer.with_join_throttle(failures, Duration::from_secs(60), cooldown));
@@ -115,7 +118,10 @@ async fn bootstrap_refuses_every_dns_name_of_the_registrys_own_certificate() {
         let refused = joining.send("POST", "/v1/bootstrap", Some(join_request("joiner", hosts))).await;
         assert_eq!(refused.status, 400, "hosts {hosts:?}: {}", String::from_utf8_lossy(&refused.body));
         let message = refused.json()["message"].as_str().expect("message").to_owned();
-        assert!(message.contains("one of the registry's own names") && message.contains("advertise the agent under its own name"), "{message}");
+        assert!(
+            message.contains("one of the registry's own names") && message.contains("advertise the agent under its own name"),
+            "{message}"
+        );
     }
     // What every process of a machine shares stays allowed.
     let issued = joining.send("POST", "/v1/bootstrap", Some(join_request("joiner", &["localhost", "127.0.0.1", "joiner.internal"]))).await;

@@ -9,8 +9,8 @@ use crate::Failure;
 use clap::Args;
 use std::path::{Path, PathBuf};
 use toolmesh_ca::{
-    ca_common_name, ca_trust_domain, refuse_existing, write_file_atomic, CertificateAuthority, CertificateSummary, KeyType, DEFAULT_CA_DAYS,
-    DEFAULT_TRUST_DOMAIN,
+    ca_common_name, ca_trust_domain, refuse_existing, write_file_atomic, CertificateAuthority, CertificateSummary, KeyType,
+    DEFAULT_CA_DAYS, DEFAULT_TRUST_DOMAIN,
 };
 use toolmesh_core::{Error, ErrorKind};
 
@@ -46,7 +46,11 @@ pub(super) fn ca(args: CaArgs) -> Result<(), Failure> {
 pub(super) fn load_ca(dir: &Path) -> Result<CertificateAuthority, Failure> {
     let [ca_cert, ca_key] = pair_paths(dir, CA_NAME);
     CertificateAuthority::load(&ca_cert, &ca_key).map_err(|e| {
-        Failure::usage(e.context(format!("loading the CA from {} (create one with `toolmesh certs ca --dir {}`)", dir.display(), dir.display())))
+        Failure::usage(e.context(format!(
+            "loading the CA from {} (create one with `toolmesh certs ca --dir {}`)",
+            dir.display(),
+            dir.display()
+        )))
     })
 }
 

@@ -71,7 +71,11 @@ pub(super) fn check(args: CheckArgs) -> Result<(), Failure> {
     keys.sort();
     for key in &keys {
         if let Some(mode) = toolmesh_core::tls::key_file_exposure(key) {
-            eprintln!("toolmesh: warning: the private key {} is readable by its group or others (mode {mode:o}); restrict it with `chmod 600 {}`", key.display(), key.display());
+            eprintln!(
+                "toolmesh: warning: the private key {} is readable by its group or others (mode {mode:o}); restrict it with `chmod 600 {}`",
+                key.display(),
+                key.display()
+            );
         }
     }
     if failing.is_empty() {
@@ -89,7 +93,12 @@ pub(super) fn check(args: CheckArgs) -> Result<(), Failure> {
     )))
 }
 
-fn collect_certificates(dir: &Path, found: &mut Vec<Found>, unreadable: &mut Vec<(PathBuf, String)>, keys: &mut Vec<PathBuf>) -> Result<(), Failure> {
+fn collect_certificates(
+    dir: &Path,
+    found: &mut Vec<Found>,
+    unreadable: &mut Vec<(PathBuf, String)>,
+    keys: &mut Vec<PathBuf>,
+) -> Result<(), Failure> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| Failure::usage(Error::new(ErrorKind::CertificateFile, format!("cannot read directory {}: {e}", dir.display()))))?;
     for entry in entries.flatten() {

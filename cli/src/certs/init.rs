@@ -98,10 +98,8 @@ pub(super) fn init(args: InitArgs) -> Result<(), Failure> {
 
     // The built-in leaves come first; an entry with a built-in name replaces it (say, to give
     // the registry its DNS name).
-    let mut leaves: Vec<(LeafRequest, bool)> = BUILT_IN
-        .iter()
-        .map(|(name, role)| (LeafRequest::new(name, *role, &trust_domain, days), false))
-        .collect();
+    let mut leaves: Vec<(LeafRequest, bool)> =
+        BUILT_IN.iter().map(|(name, role)| (LeafRequest::new(name, *role, &trust_domain, days), false)).collect();
     for entry in &config.agents {
         check_name(&entry.name)?;
         let default_role = BUILT_IN.iter().find(|(name, _)| *name == entry.name).map_or(Role::Agent, |(_, role)| *role);

@@ -39,7 +39,10 @@ pub(super) fn rotate(args: RotateArgs) -> Result<(), Failure> {
         }
         let [cert_path, _] = pair_paths(&args.dir, name);
         let text = std::fs::read_to_string(&cert_path).map_err(|e| {
-            Failure::usage(Error::new(ErrorKind::CertificateFile, format!("cannot read {}: {e}; `toolmesh certs issue {name}` creates it", cert_path.display())))
+            Failure::usage(Error::new(
+                ErrorKind::CertificateFile,
+                format!("cannot read {}: {e}; `toolmesh certs issue {name}` creates it", cert_path.display()),
+            ))
         })?;
         let existing = CertificateSummary::parse_pem(&text, &cert_path.display().to_string())?;
         if existing.issuer != ca_summary.subject {

@@ -138,10 +138,8 @@ impl RegistryProcess {
             let logs: Vec<String> = std::iter::from_fn(|| stderr_lines.recv_timeout(Duration::from_secs(2)).ok()).collect();
             return Err(format!("the registry printed no ready line within {STARTUP:?}; stderr:\n{}", logs.join("\n")));
         };
-        let url = line
-            .strip_prefix("toolmesh registry listening on ")
-            .unwrap_or_else(|| panic!("unexpected ready line: {line}"))
-            .to_owned();
+        let url =
+            line.strip_prefix("toolmesh registry listening on ").unwrap_or_else(|| panic!("unexpected ready line: {line}")).to_owned();
         Ok(RegistryProcess { child, url, stderr_lines })
     }
 

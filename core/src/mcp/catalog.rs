@@ -189,7 +189,8 @@ impl PromptInfo {
         if let Some((name, _)) = arguments.iter().find(|(_, v)| !v.is_string()) {
             return Err(format!("prompt '{}': argument '{name}' must be a string", self.name));
         }
-        let missing: Vec<&str> = self.arguments.iter().filter(|a| a.required && !arguments.contains_key(&a.name)).map(|a| a.name.as_str()).collect();
+        let missing: Vec<&str> =
+            self.arguments.iter().filter(|a| a.required && !arguments.contains_key(&a.name)).map(|a| a.name.as_str()).collect();
         if !missing.is_empty() {
             return Err(format!("prompt '{}': missing required argument(s) {}", self.name, missing.join(", ")));
         }
@@ -216,7 +217,9 @@ pub fn static_contents(resource: &ResourceInfo) -> Option<Vec<Value>> {
 /// item at fault. Returns the contents.
 pub fn check_read_result(answer: Value) -> Result<Vec<Value>, String> {
     let Value::Object(mut answer) = answer else {
-        return Err("the answer must be a ReadResourceResult object: {\"contents\": [{\"uri\", \"mimeType\"?, \"text\" | \"blob\"}]}".into());
+        return Err(
+            "the answer must be a ReadResourceResult object: {\"contents\": [{\"uri\", \"mimeType\"?, \"text\" | \"blob\"}]}".into()
+        );
     };
     let Some(Value::Array(contents)) = answer.remove("contents") else {
         return Err("the answer needs a 'contents' array".into());
@@ -303,7 +306,9 @@ impl UriTemplate {
                     let close = rest[i..].find('}').ok_or("a '{' is not closed")? + i;
                     let name = &rest[i + 1..close];
                     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                        return Err(format!("'{{{name}}}' is not a variable this server matches (level 1: {{name}}, letters, digits and '_')"));
+                        return Err(format!(
+                            "'{{{name}}}' is not a variable this server matches (level 1: {{name}}, letters, digits and '_')"
+                        ));
                     }
                     if matches!(parts.last(), Some(Part::Variable(_))) {
                         return Err("two variables side by side cannot be told apart; put literal text between them".into());
@@ -365,14 +370,19 @@ mod tests {
     #[test]
     fn declarations_are_checked_with_the_entry_named() {
         let err = |json: &str| Catalog::parse(json).unwrap_err();
-        assert!(err(r#"{"resources": [{"uri": "a://x", "name": "x"}, {"uri": "a://x", "name": "y"}]}"#).contains("two resources have the URI 'a://x'"));
+        assert!(err(r#"{"resources": [{"uri": "a://x", "name": "x"}, {"uri": "a://x", "name": "y"}]}"#)
+            .contains("two resources have the URI 'a://x'"));
         assert!(err(r#"{"resources": [{"uri": "a://x", "name": "x", "text": "t", "blob": "AA=="}]}"#).contains("not both"));
         assert!(err(r#"{"resources": [{"uri": "a://x", "name": "x", "blob": "not base64!"}]}"#).contains("not base64"));
         assert!(err(r#"{"resourceTemplates": [{"uriTemplate": "a://{x}{y}", "name": "t"}]}"#).contains("side by side"));
         assert!(err(r#"{"prompts": [{"name": "p", "arguments": [{"name": "a"}, {"name": "a"}]}]}"#).contains("two arguments are named 'a'"));
         assert!(err(r#"{"resource": []}"#).contains("unknown field"), "a misspelt member is refused, not ignored");
         let listed = Catalog::parse(r#"{"resources": [{"uri": "a://x", "name": "x", "text": "t", "_meta": {"k": 1}}]}"#).unwrap();
-        assert_eq!(json!(listed.resources[0]), json!({"uri": "a://x", "name": "x", "_meta": {"k": 1}}), "listed as declared, content never");
+        assert_eq!(
+            json!(listed.resources[0]),
+            json!({"uri": "a://x", "name": "x", "_meta": {"k": 1}}),
+            "listed as declared, content never"
+        );
         let catalog = Catalog::parse(r#"{"prompts": [{"name": "p", "arguments": [{"name": "a", "required": true}]}]}"#).unwrap();
         let prompt = catalog.prompt("p").unwrap();
         assert!(prompt.check_arguments(None).unwrap_err().contains("missing required argument(s) a"));
@@ -386,9 +396,16 @@ mod tests {
         assert!(check_read_result(json!({"contents": [{"uri": "a://x"}]})).unwrap_err().contains("contents[0]"));
         assert!(check_read_result(json!({"contents": [{"uri": "a://x", "blob": "%%"}]})).unwrap_err().contains("not base64"));
         assert_eq!(check_read_result(json!({"contents": [{"uri": "a://x", "text": "t"}]})).unwrap().len(), 1);
-        assert!(check_prompt_result(json!({"messages": [{"role": "system", "content": {"type": "text", "text": "x"}}]})).unwrap_err().contains("role"));
-        assert!(check_prompt_result(json!({"messages": [{"role": "user", "content": {"type": "image", "data": "AA=="}}]})).unwrap_err().contains("messages[0].content"));
-        let ok = check_prompt_result(json!({"description": "d", "messages": [{"role": "user", "content": {"type": "text", "text": "x"}}], "extra": 1})).unwrap();
+        assert!(check_prompt_result(json!({"messages": [{"role": "system", "content": {"type": "text", "text": "x"}}]}))
+            .unwrap_err()
+            .contains("role"));
+        assert!(check_prompt_result(json!({"messages": [{"role": "user", "content": {"type": "image", "data": "AA=="}}]}))
+            .unwrap_err()
+            .contains("messages[0].content"));
+        let ok = check_prompt_result(
+            json!({"description": "d", "messages": [{"role": "user", "content": {"type": "text", "text": "x"}}], "extra": 1}),
+        )
+        .unwrap();
         assert_eq!(ok, json!({"description": "d", "messages": [{"role": "user", "content": {"type": "text", "text": "x"}}]}));
     }
 }

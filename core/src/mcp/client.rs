@@ -34,62 +34,30 @@ impl McpClient {
     /// Calls `tool` at `endpoint` (`https://host:port/mcp`) and returns its value: the result's
     /// `structuredContent`, else its text (parsed as JSON when it is JSON). `context` is the
     /// caller's: its headers are sent along, and the hop gets a new span of its trace.
-    pub async fn call_tool(
-        &self,
-        endpoint: &str,
-        tool: &str,
-        arguments: &Value,
-        context: &RequestContext,
-    ) -> Result<Value, RequestError> {
-        let response = self
-            .post(endpoint, "tools/call", Some(tool), Some(arguments), context)
-            .await?;
-        decode_call_response(tool, endpoint, response).map_err(|error| RequestError {
-            error,
-            delivered: true,
-        })
+    pub async fn call_tool(&self, endpoint: &str, tool: &str, arguments: &Value, context: &RequestContext) -> Result<Value, RequestError> {
+        let response = self.post(endpoint, "tools/call", Some(tool), Some(arguments), context).await?;
+        decode_call_response(tool, endpoint, response).map_err(|error| RequestError { error, delivered: true })
     }
 
     /// The tools `endpoint` lists to us (as the callee's policy lets us see them), as MCP tool
     /// objects.
-    pub async fn list_tools(
-        &self,
-        endpoint: &str,
-        context: &RequestContext,
-    ) -> Result<Vec<Value>, RequestError> {
-        let response = self
-            .post(endpoint, "tools/list", None, None, context)
-            .await?;
+    pub async fn list_tools(&self, endpoint: &str, context: &RequestContext) -> Result<Vec<Value>, RequestError> {
+        let response = self.post(endpoint, "tools/list", None, None, context).await?;
         let reply: Value = serde_json::from_slice(response.body()).map_err(|e| RequestError {
-            error: Error::new(
-                ErrorKind::Protocol,
-                format!("{endpoint} answered tools/list with something that is not JSON: {e}"),
-            ),
+            error: Error::new(ErrorKind::Protocol, format!("{endpoint} answered tools/list with something that is not JSON: {e}")),
             delivered: true,
         })?;
         if let Some(error) = reply.get("error") {
             let error = mesh_error_in(error.get("data")).unwrap_or_else(|| {
-                let message = error
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("no message");
-                Error::new(
-                    ErrorKind::RemoteError,
-                    format!("{endpoint} refused tools/list: {message}"),
-                )
+                let message = error.get("message").and_then(Value::as_str).unwrap_or("no message");
+                Error::new(ErrorKind::RemoteError, format!("{endpoint} refused tools/list: {message}"))
             });
-            return Err(RequestError {
-                error,
-                delivered: true,
-            });
+            return Err(RequestError { error, delivered: true });
         }
         match reply.pointer("/result/tools").and_then(Value::as_array) {
             Some(tools) => Ok(tools.clone()),
             None => Err(RequestError {
-                error: Error::new(
-                    ErrorKind::Protocol,
-                    format!("{endpoint} answered tools/list without a tool array"),
-                ),
+                error: Error::new(ErrorKind::Protocol, format!("{endpoint} answered tools/list without a tool array")),
                 delivered: true,
             }),
         }
@@ -105,16 +73,9 @@ impl McpClient {
         arguments: Option<&Value>,
         context: &RequestContext,
     ) -> Result<http::Response<Bytes>, RequestError> {
-        let hop = context
-            .trace
-            .as_ref()
-            .map(TraceContext::child)
-            .unwrap_or_else(TraceContext::new_root);
+        let hop = context.trace.as_ref().map(TraceContext::child).unwrap_or_else(TraceContext::new_root);
         let traceparent = hop.traceparent();
-        let deadline_ms = context.deadline.map(|d| {
-            d.saturating_duration_since(tokio::time::Instant::now())
-                .as_millis() as u64
-        });
+        let deadline_ms = context.deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64);
         let body = serde_json::to_vec(&CallRequest {
             jsonrpc: "2.0",
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -125,10 +86,7 @@ impl McpClient {
                 meta: CallMeta {
                     protocol_version: MODERN_VERSION,
                     client_capabilities: Empty {},
-                    client_info: ClientInfo {
-                        name: "toolmesh",
-                        version: env!("CARGO_PKG_VERSION"),
-                    },
+                    client_info: ClientInfo { name: "toolmesh", version: env!("CARGO_PKG_VERSION") },
                     traceparent: &traceparent,
                     tracestate: hop.tracestate.as_deref(),
                     deadline_ms,
@@ -137,77 +95,48 @@ impl McpClient {
         })
         .expect("a request always serializes");
         let unbuildable = |what: String| RequestError {
-            error: Error::new(
-                ErrorKind::InvalidConfig,
-                format!("cannot build a request to {endpoint}: {what}"),
-            ),
+            error: Error::new(ErrorKind::InvalidConfig, format!("cannot build a request to {endpoint}: {what}")),
             delivered: false,
         };
         let mut request = http::Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = endpoint
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| unbuildable(e.to_string()))?;
+        *request.uri_mut() = endpoint.parse().map_err(|e: http::uri::InvalidUri| unbuildable(e.to_string()))?;
         let headers = request.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            http::header::ACCEPT,
-            HeaderValue::from_static("application/json, text/event-stream"),
-        );
-        headers.insert(
-            HeaderName::from_static(HEADER_PROTOCOL_VERSION),
-            HeaderValue::from_static(MODERN_VERSION),
-        );
-        headers.insert(
-            HeaderName::from_static(HEADER_METHOD),
-            HeaderValue::from_static(method),
-        );
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(http::header::ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+        headers.insert(HeaderName::from_static(HEADER_PROTOCOL_VERSION), HeaderValue::from_static(MODERN_VERSION));
+        headers.insert(HeaderName::from_static(HEADER_METHOD), HeaderValue::from_static(method));
         if let Some(tool) = tool {
-            let name = HeaderValue::from_str(&encode_header_value(tool))
-                .map_err(|e| unbuildable(e.to_string()))?;
+            let name = HeaderValue::from_str(&encode_header_value(tool)).map_err(|e| unbuildable(e.to_string()))?;
             headers.insert(HeaderName::from_static(HEADER_NAME), name);
         }
-        let traceparent =
-            HeaderValue::from_str(&traceparent).map_err(|e| unbuildable(e.to_string()))?;
+        let traceparent = HeaderValue::from_str(&traceparent).map_err(|e| unbuildable(e.to_string()))?;
         headers.insert(HeaderName::from_static("traceparent"), traceparent);
         // Who started the chain this call belongs to, signed: the callee's policy may ask.
         let origin = self
             .origins
             .outbound(context.origin.as_deref(), context.caller.as_deref())
-            .map_err(|error| RequestError {
-                error,
-                delivered: false,
-            })?;
+            .map_err(|error| RequestError { error, delivered: false })?;
         let origin = HeaderValue::from_str(&origin).map_err(|e| unbuildable(e.to_string()))?;
         headers.insert(HeaderName::from_static(crate::origin::HEADER), origin);
         // The context's headers come from an allow-list (which never captures these) or from the
         // host; either way the request's own headers (body, hop, protocol, trace) are not theirs to set.
         for (name, value) in context.onward_headers() {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| unbuildable(format!("header '{name}': {e}")))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|e| unbuildable(format!("header '{name}': {e}")))?;
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| unbuildable(format!("header '{name}': {e}")))?;
+            let value = HeaderValue::from_str(value).map_err(|e| unbuildable(format!("header '{name}': {e}")))?;
             headers.append(name, value);
         }
         // The caller's own headers: the handler it calls sees them whatever its allow-list.
         let set_on_purpose = context.caller_set_names();
         if !set_on_purpose.is_empty() {
-            let names = HeaderValue::from_str(&set_on_purpose.join(", "))
-                .map_err(|e| unbuildable(e.to_string()))?;
+            let names = HeaderValue::from_str(&set_on_purpose.join(", ")).map_err(|e| unbuildable(e.to_string()))?;
             headers.insert(HeaderName::from_static(CALLER_HEADERS), names);
         }
         self.http.send(request).await
     }
 }
 
-fn decode_call_response(
-    tool: &str,
-    endpoint: &str,
-    response: http::Response<Bytes>,
-) -> Result<Value, Error> {
+fn decode_call_response(tool: &str, endpoint: &str, response: http::Response<Bytes>) -> Result<Value, Error> {
     let status = response.status();
     let is_sse = response
         .headers()
@@ -215,29 +144,20 @@ fn decode_call_response(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("text/event-stream"));
     let body = response.into_body();
-    let reply: Option<Reply> = if is_sse {
-        last_sse_message(&body).and_then(|m| serde_json::from_value(m).ok())
-    } else {
-        serde_json::from_slice(&body).ok()
-    };
+    let reply: Option<Reply> =
+        if is_sse { last_sse_message(&body).and_then(|m| serde_json::from_value(m).ok()) } else { serde_json::from_slice(&body).ok() };
     let Some(reply) = reply else {
         let text = String::from_utf8_lossy(&body);
         return Err(Error::new(
             ErrorKind::Protocol,
-            format!(
-                "{endpoint} answered HTTP {status} without a JSON-RPC message: {}",
-                text.trim()
-            ),
+            format!("{endpoint} answered HTTP {status} without a JSON-RPC message: {}", text.trim()),
         ));
     };
     if let Some(error) = reply.error {
         return Err(remote_rpc_error(tool, &error));
     }
     let Some(result) = reply.result else {
-        return Err(Error::new(
-            ErrorKind::Protocol,
-            format!("{endpoint} answered a JSON-RPC message with neither result nor error"),
-        ));
+        return Err(Error::new(ErrorKind::Protocol, format!("{endpoint} answered a JSON-RPC message with neither result nor error")));
     };
     if result.is_error {
         return Err(remote_tool_error(tool, &result));
@@ -280,10 +200,7 @@ struct Content {
 }
 
 fn first_text(content: &[Content]) -> Option<String> {
-    content
-        .iter()
-        .find(|c| c.kind == "text")
-        .and_then(|c| c.text.clone())
+    content.iter().find(|c| c.kind == "text").and_then(|c| c.text.clone())
 }
 
 #[derive(Serialize)]
@@ -316,10 +233,7 @@ struct CallMeta<'a> {
     traceparent: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     tracestate: Option<&'a str>,
-    #[serde(
-        rename = "dev.toolmesh/deadlineMs",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "dev.toolmesh/deadlineMs", skip_serializing_if = "Option::is_none")]
     deadline_ms: Option<u64>,
 }
 
@@ -337,11 +251,7 @@ fn last_sse_message(body: &[u8]) -> Option<Value> {
     let text = std::str::from_utf8(body).ok()?;
     let mut last = None;
     for event in text.split("\n\n") {
-        let data: Vec<&str> = event
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(str::trim_start)
-            .collect();
+        let data: Vec<&str> = event.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim_start).collect();
         if let Ok(v) = serde_json::from_str::<Value>(&data.join("\n")) {
             if v.get("result").is_some() || v.get("error").is_some() {
                 last = Some(v);
@@ -358,14 +268,14 @@ fn mesh_error_in(meta: Option<&Value>) -> Option<Error> {
     let kind = ErrorKind::from_code(u32::try_from(meta.get("code")?.as_u64()?).ok()?)?;
     let message = meta.get("message")?.as_str()?;
     if kind == ErrorKind::ToolError {
-        let app_code = meta
-            .get("appCode")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let app_code = meta.get("appCode").and_then(Value::as_str).unwrap_or_default();
         let data = meta.get("data").cloned();
         // A peer that sent no valid application code has not told us what its tool meant.
         return Some(Error::tool_error(app_code, message, data).unwrap_or_else(|problem| {
-            Error::new(ErrorKind::Protocol, format!("the peer reported a tool error that breaks the protocol: {problem}; its message: {message}"))
+            Error::new(
+                ErrorKind::Protocol,
+                format!("the peer reported a tool error that breaks the protocol: {problem}; its message: {message}"),
+            )
         }));
     }
     Some(Error::new(kind, message))
@@ -376,37 +286,21 @@ fn remote_rpc_error(tool: &str, error: &Value) -> Error {
         return e;
     }
     let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
-    let message = error
-        .get("message")
-        .and_then(Value::as_str)
-        .unwrap_or("no message");
+    let message = error.get("message").and_then(Value::as_str).unwrap_or("no message");
     if code == codes::INVALID_PARAMS && message.starts_with("Unknown tool") {
         return Error::new(ErrorKind::UnknownTool, format!("Unknown tool: {tool}"));
     }
-    Error::new(
-        ErrorKind::RemoteError,
-        format!("the peer refused tools/call '{tool}': {message} (JSON-RPC {code})"),
-    )
+    Error::new(ErrorKind::RemoteError, format!("the peer refused tools/call '{tool}': {message} (JSON-RPC {code})"))
 }
 
 fn remote_tool_error(tool: &str, result: &CallResult) -> Error {
-    let text = result
-        .content
-        .iter()
-        .filter_map(|c| c.text.as_deref())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let text = result.content.iter().filter_map(|c| c.text.as_deref()).collect::<Vec<_>>().join("\n");
     match mesh_error_in(result.meta.as_ref().and_then(|m| m.get(META_ERROR))) {
         // The remote handler itself failed: for us that is a remote tool failure.
         Some(e) if e.code() / 1000 == 6 => Error::new(ErrorKind::ToolFailed, e.message()),
         Some(e) => e,
-        None if text.starts_with("Unknown tool") => {
-            Error::new(ErrorKind::UnknownTool, format!("Unknown tool: {tool}"))
-        }
-        None => Error::new(
-            ErrorKind::ToolFailed,
-            format!("tool '{tool}' failed: {text}"),
-        ),
+        None if text.starts_with("Unknown tool") => Error::new(ErrorKind::UnknownTool, format!("Unknown tool: {tool}")),
+        None => Error::new(ErrorKind::ToolFailed, format!("tool '{tool}' failed: {text}")),
     }
 }
 
@@ -416,10 +310,7 @@ mod tests {
     use serde_json::json;
 
     fn response(content_type: &str, body: &str) -> http::Response<Bytes> {
-        http::Response::builder()
-            .header("content-type", content_type)
-            .body(Bytes::from(body.to_owned()))
-            .unwrap()
+        http::Response::builder().header("content-type", content_type).body(Bytes::from(body.to_owned())).unwrap()
     }
 
     #[test]
@@ -427,10 +318,7 @@ mod tests {
         let meta = serde_json::to_value(CallMeta {
             protocol_version: MODERN_VERSION,
             client_capabilities: Empty {},
-            client_info: ClientInfo {
-                name: "n",
-                version: "v",
-            },
+            client_info: ClientInfo { name: "n", version: "v" },
             traceparent: "tp",
             tracestate: None,
             deadline_ms: Some(5),
@@ -445,55 +333,27 @@ mod tests {
 
     #[test]
     fn decodes_structured_text_sse_and_errors() {
-        let ok = response(
-            "application/json",
-            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"structuredContent":5}}"#,
-        );
+        let ok = response("application/json", r#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"structuredContent":5}}"#);
         assert_eq!(decode_call_response("t", "e", ok).unwrap(), json!(5));
-        let text = response(
-            "application/json",
-            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"{\"a\":1}"}]}}"#,
-        );
-        assert_eq!(
-            decode_call_response("t", "e", text).unwrap(),
-            json!({"a": 1})
-        );
+        let text = response("application/json", r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"{\"a\":1}"}]}}"#);
+        assert_eq!(decode_call_response("t", "e", text).unwrap(), json!({"a": 1}));
         let sse = response(
             "text/event-stream",
             "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"structuredContent\":{\"x\":2}}}\n\n",
         );
-        assert_eq!(
-            decode_call_response("t", "e", sse).unwrap(),
-            json!({"x": 2})
-        );
-        let unknown = response(
-            "application/json",
-            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"Unknown tool: nope"}}"#,
-        );
+        assert_eq!(decode_call_response("t", "e", sse).unwrap(), json!({"x": 2}));
+        let unknown = response("application/json", r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"Unknown tool: nope"}}"#);
         let e = decode_call_response("nope", "e", unknown).unwrap_err();
-        assert_eq!(
-            (e.kind(), e.message()),
-            (ErrorKind::UnknownTool, "Unknown tool: nope")
-        );
+        assert_eq!((e.kind(), e.message()), (ErrorKind::UnknownTool, "Unknown tool: nope"));
         let failed = response(
             "application/json",
             r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[{"type":"text","text":"tool 'x' failed: boom"}],"_meta":{"dev.toolmesh/error":{"code":6001,"name":"HANDLER_FAILED","message":"tool 'x' failed: boom"}}}}"#,
         );
         let e = decode_call_response("x", "e", failed).unwrap_err();
-        assert_eq!(
-            (e.kind(), e.message()),
-            (ErrorKind::ToolFailed, "tool 'x' failed: boom")
-        );
-        let foreign = response(
-            "application/json",
-            r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[{"type":"text","text":"bad"}]}}"#,
-        );
-        assert_eq!(
-            decode_call_response("x", "e", foreign)
-                .unwrap_err()
-                .message(),
-            "tool 'x' failed: bad"
-        );
+        assert_eq!((e.kind(), e.message()), (ErrorKind::ToolFailed, "tool 'x' failed: boom"));
+        let foreign =
+            response("application/json", r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[{"type":"text","text":"bad"}]}}"#);
+        assert_eq!(decode_call_response("x", "e", foreign).unwrap_err().message(), "tool 'x' failed: bad");
         let domain = response(
             "application/json",
             r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[{"type":"text","text":"unknown_sku: no such sku: X"}],"_meta":{"dev.toolmesh/error":{"code":5005,"name":"TOOL_ERROR","message":"no such sku: X","appCode":"unknown_sku","data":{"sku":"X"}}}}}"#,
@@ -501,25 +361,14 @@ mod tests {
         let e = decode_call_response("x", "e", domain).unwrap_err();
         assert_eq!(
             (e.kind(), e.message(), e.app_code(), e.data()),
-            (
-                ErrorKind::ToolError,
-                "no such sku: X",
-                Some("unknown_sku"),
-                Some(&json!({"sku": "X"}))
-            )
+            (ErrorKind::ToolError, "no such sku: X", Some("unknown_sku"), Some(&json!({"sku": "X"})))
         );
         let codeless = response(
             "application/json",
             r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[],"_meta":{"dev.toolmesh/error":{"code":5005,"name":"TOOL_ERROR","message":"m"}}}}"#,
         );
-        assert_eq!(
-            decode_call_response("x", "e", codeless).unwrap_err().kind(),
-            ErrorKind::Protocol
-        );
+        assert_eq!(decode_call_response("x", "e", codeless).unwrap_err().kind(), ErrorKind::Protocol);
         let plain = response("text/plain", "toolmesh: this port speaks HTTPS");
-        assert_eq!(
-            decode_call_response("x", "e", plain).unwrap_err().kind(),
-            ErrorKind::Protocol
-        );
+        assert_eq!(decode_call_response("x", "e", plain).unwrap_err().kind(), ErrorKind::Protocol);
     }
 }

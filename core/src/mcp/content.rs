@@ -160,12 +160,20 @@ mod tests {
         assert_eq!(refused(json!({"content": []})), "a tool result needs 'content' items or 'structuredContent'");
         assert_eq!(refused(json!({"content": {}})), "'content' must be an array of content items");
         assert_eq!(
-            refused(json!({"content": [{"type": "text", "text": "ok"}, {"type": "image", "data": "not base64!", "mimeType": "image/png"}]})),
+            refused(
+                json!({"content": [{"type": "text", "text": "ok"}, {"type": "image", "data": "not base64!", "mimeType": "image/png"}]})
+            ),
             "content[1]: image 'data' is not base64 (standard alphabet, padded)"
         );
         assert_eq!(refused(json!({"content": [{"type": "image", "data": PNG}]})), "content[0]: image needs a non-empty string 'mimeType'");
-        assert_eq!(refused(json!({"content": [{"type": "video"}]})), "content[0]: unknown content type 'video' (text, image, audio, resource_link, resource)");
-        assert_eq!(refused(json!({"content": [{"type": "resource_link", "uri": "x"}]})), "content[0]: resource_link needs a non-empty string 'name'");
+        assert_eq!(
+            refused(json!({"content": [{"type": "video"}]})),
+            "content[0]: unknown content type 'video' (text, image, audio, resource_link, resource)"
+        );
+        assert_eq!(
+            refused(json!({"content": [{"type": "resource_link", "uri": "x"}]})),
+            "content[0]: resource_link needs a non-empty string 'name'"
+        );
         assert_eq!(
             refused(json!({"content": [{"type": "resource", "resource": {"uri": "x", "text": "a", "blob": "AA=="}}]})),
             "content[0]: resource needs exactly one of 'resource.text' and 'resource.blob', a string"

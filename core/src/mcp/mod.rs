@@ -1,8 +1,8 @@
 //! MCP over Streamable HTTP: the server side of both protocol eras ([`server`]) and the modern
 //! client agents use to call each other ([`client`]).
 
-pub mod client;
 pub mod catalog;
+pub mod client;
 pub mod content;
 pub mod schema;
 pub mod server;
@@ -62,10 +62,7 @@ pub fn decode_header_value(raw: &str) -> Option<Cow<'_, str>> {
 
 /// Encodes a value for an `Mcp-*` header (base64 sentinel when it is not plain visible ASCII).
 pub fn encode_header_value(value: &str) -> String {
-    let plain = !value.is_empty()
-        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
-        && value.trim() == value
-        && !value.starts_with("=?");
+    let plain = !value.is_empty() && value.bytes().all(|b| (0x20..0x7f).contains(&b)) && value.trim() == value && !value.starts_with("=?");
     if plain {
         value.to_owned()
     } else {
@@ -78,9 +75,7 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 fn base64_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
+        let n = (u32::from(chunk[0]) << 16) | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8) | u32::from(*chunk.get(2).unwrap_or(&0));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);

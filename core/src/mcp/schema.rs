@@ -13,12 +13,8 @@ pub fn check_arguments(schema: &Value, arguments: &Map<String, Value>) -> Result
 
 fn check_object(root: &Value, schema: &Value, object: &Map<String, Value>, path: &str) -> Result<(), String> {
     if let Some(required) = schema.get("required").and_then(Value::as_array) {
-        let missing: Vec<String> = required
-            .iter()
-            .filter_map(Value::as_str)
-            .filter(|name| !object.contains_key(*name))
-            .map(|name| join(path, name))
-            .collect();
+        let missing: Vec<String> =
+            required.iter().filter_map(Value::as_str).filter(|name| !object.contains_key(*name)).map(|name| join(path, name)).collect();
         if !missing.is_empty() {
             return Err(format!("missing required argument(s): {}", missing.join(", ")));
         }
@@ -68,10 +64,9 @@ fn check_value(root: &Value, schema: &Value, value: &Value, path: &str) -> Resul
             check_object(root, schema, object, path)
         }
         Value::Array(items) => match schema.get("items") {
-            Some(item_schema) if item_schema.is_object() => items
-                .iter()
-                .enumerate()
-                .try_for_each(|(i, item)| check_value(root, item_schema, item, &format!("{path}[{i}]"))),
+            Some(item_schema) if item_schema.is_object() => {
+                items.iter().enumerate().try_for_each(|(i, item)| check_value(root, item_schema, item, &format!("{path}[{i}]")))
+            }
             _ => Ok(()),
         },
         _ => Ok(()),
@@ -121,7 +116,11 @@ fn type_matches(root: &Value, property: &Value, value: &Value) -> bool {
 fn single_type_matches(t: &str, value: &Value) -> bool {
     match t {
         // 1.0 is an integer (JSON Schema), and so is any float up to 2^53, which it holds exactly.
-        "integer" => value.as_i64().is_some() || value.as_u64().is_some() || value.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() <= MAX_EXACT_FLOAT_INTEGER),
+        "integer" => {
+            value.as_i64().is_some()
+                || value.as_u64().is_some()
+                || value.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() <= MAX_EXACT_FLOAT_INTEGER)
+        }
         "number" => value.is_number(),
         "string" => value.is_string(),
         "boolean" => value.is_boolean(),
@@ -180,10 +179,7 @@ mod tests {
         assert!(check_arguments(&schema, &args(json!({"a": 1}))).is_ok());
         assert!(check_arguments(&schema, &args(json!({"a": 1.0, "b": null, "s": []}))).is_ok());
         assert_eq!(check_arguments(&schema, &args(json!({}))).unwrap_err(), "missing required argument(s): a");
-        assert_eq!(
-            check_arguments(&schema, &args(json!({"a": "x"}))).unwrap_err(),
-            "argument 'a' must be of type integer, got string"
-        );
+        assert_eq!(check_arguments(&schema, &args(json!({"a": "x"}))).unwrap_err(), "argument 'a' must be of type integer, got string");
         assert!(check_arguments(&schema, &args(json!({"a": 1, "s": 5}))).is_err());
         assert!(check_arguments(&schema, &args(json!({"a": 1, "extra": 5}))).is_ok());
         let nested = json!({"type":"object","required":["parcel"],"$defs":{"Parcel":{"type":"object",
@@ -194,10 +190,7 @@ mod tests {
             check_arguments(&nested, &args(json!({"parcel": {"weight": "heavy"}}))).unwrap_err(),
             "argument 'parcel.weight' must be of type number, got string"
         );
-        assert_eq!(
-            check_arguments(&nested, &args(json!({"parcel": {}}))).unwrap_err(),
-            "missing required argument(s): parcel.weight"
-        );
+        assert_eq!(check_arguments(&nested, &args(json!({"parcel": {}}))).unwrap_err(), "missing required argument(s): parcel.weight");
         assert_eq!(
             check_arguments(&nested, &args(json!({"parcel": {"weight": 1, "tags": ["a", 2]}}))).unwrap_err(),
             "argument 'parcel.tags[1]' must be of type string, got integer"
@@ -222,7 +215,10 @@ mod tests {
             r#"argument 'colour' must be one of "red", "green", got "mauve""#
         );
         assert_eq!(check_arguments(&schema, &args(json!({"size": 3}))).unwrap_err(), "argument 'size' must be one of 1, 2, null, got 3");
-        assert_eq!(check_arguments(&schema, &args(json!({"kind": "bag"}))).unwrap_err(), r#"argument 'kind' must be one of "box", got "bag""#);
+        assert_eq!(
+            check_arguments(&schema, &args(json!({"kind": "bag"}))).unwrap_err(),
+            r#"argument 'kind' must be one of "box", got "bag""#
+        );
         assert_eq!(
             check_arguments(&schema, &args(json!({"many": ["red", "blue"]}))).unwrap_err(),
             r#"argument 'many[1]' must be one of "red", "green", got "blue""#
@@ -247,7 +243,11 @@ mod tests {
             let name = if text.contains("\"m\"") { "m" } else { "n" };
             let refused = check_arguments(&schema, &parsed(text)).unwrap_err();
             let types = if name == "m" { "integer or null" } else { "integer" };
-            assert_eq!(refused, format!("argument '{name}' must be of type {types}, got {shown}, an integer too large to carry exactly: {limits}"), "{text}");
+            assert_eq!(
+                refused,
+                format!("argument '{name}' must be of type {types}, got {shown}, an integer too large to carry exactly: {limits}"),
+                "{text}"
+            );
         }
         assert!(check_arguments(&schema, &parsed(r#"{"x": 123456789012345678901234567890}"#)).is_ok(), "a number may be a float");
         assert_eq!(check_arguments(&schema, &parsed(r#"{"n": 1.5}"#)).unwrap_err(), "argument 'n' must be of type integer, got number");

@@ -98,7 +98,10 @@ impl McpServer {
             None => Params::default(),
             Some(ObjectOr::Object(params)) => params,
             Some(_) => {
-                return rpc_error(id, RpcError::new(StatusCode::BAD_REQUEST, codes::INVALID_PARAMS, "Invalid params: params must be an object"))
+                return rpc_error(
+                    id,
+                    RpcError::new(StatusCode::BAD_REQUEST, codes::INVALID_PARAMS, "Invalid params: params must be an object"),
+                )
             }
         };
         let era = era_of(&method, headers, params.meta());

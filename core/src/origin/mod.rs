@@ -170,7 +170,8 @@ impl Origins {
         let mut extended = self.extended.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(signed) = extended.get(&last.sig) {
             // A link capped by the one it extends cannot be renewed for longer: reuse it to the end.
-            if signed.generation == generation && signed.exp > now && (signed.exp >= last.exp || signed.exp > now + REUSE_MARGIN.as_secs()) {
+            if signed.generation == generation && signed.exp > now && (signed.exp >= last.exp || signed.exp > now + REUSE_MARGIN.as_secs())
+            {
                 return Ok(signed.header.clone());
             }
         }
@@ -264,8 +265,7 @@ impl Origins {
                 }
             }
             let is_peer = i == links.len() - 1;
-            self.check_signature(link, previous.map_or("", |p| p.sig.as_str()), if is_peer { peer_leaf } else { None })
-                .map_err(at)?;
+            self.check_signature(link, previous.map_or("", |p| p.sig.as_str()), if is_peer { peer_leaf } else { None }).map_err(at)?;
             scope = link_scope;
             previous = Some(link);
         }
@@ -277,7 +277,12 @@ impl Origins {
     }
 
     /// The link's certificate chain is trusted now and names its signer, and the signature holds.
-    fn check_signature(&self, link: &Link, previous_sig: &str, already_verified: Option<&CertificateDer<'_>>) -> std::result::Result<(), String> {
+    fn check_signature(
+        &self,
+        link: &Link,
+        previous_sig: &str,
+        already_verified: Option<&CertificateDer<'_>>,
+    ) -> std::result::Result<(), String> {
         let chain: Vec<CertificateDer<'static>> = link
             .x5c
             .iter()
@@ -300,7 +305,12 @@ fn encode(links: &[Link]) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(links).expect("links always serialize"))
 }
 
-fn verify_signature(cert: &CertificateDer<'_>, scheme: SignatureScheme, message: &[u8], signature: &[u8]) -> std::result::Result<(), String> {
+fn verify_signature(
+    cert: &CertificateDer<'_>,
+    scheme: SignatureScheme,
+    message: &[u8],
+    signature: &[u8],
+) -> std::result::Result<(), String> {
     use ring::signature as sig;
     let algorithm: &dyn sig::VerificationAlgorithm = match scheme {
         SignatureScheme::ED25519 => &sig::ED25519,

@@ -54,7 +54,11 @@ fn the_last_signer_must_be_the_caller() {
     let from_x = x.outbound(None, None).unwrap();
     let e = b.verify(&from_x, &id("a"), None).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::OriginRejected);
-    assert!(e.message().contains("last signed by spiffe://toolmesh.local/agent/x, but the caller is spiffe://toolmesh.local/agent/a"), "{}", e.message());
+    assert!(
+        e.message().contains("last signed by spiffe://toolmesh.local/agent/x, but the caller is spiffe://toolmesh.local/agent/a"),
+        "{}",
+        e.message()
+    );
     drop(a);
 }
 

@@ -87,7 +87,10 @@ impl Limiter {
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= MAX_TRACKED && !entries.contains_key(&key) {
-            entries.retain(|_, e| e.in_flight > 0 || limits.rate.is_some_and(|(rate, burst)| e.tokens + rate * now.duration_since(e.refilled).as_secs_f64() < burst));
+            entries.retain(|_, e| {
+                e.in_flight > 0
+                    || limits.rate.is_some_and(|(rate, burst)| e.tokens + rate * now.duration_since(e.refilled).as_secs_f64() < burst)
+            });
         }
         let burst = limits.rate.map_or(0.0, |(_, burst)| burst);
         let entry = entries.entry(key.clone()).or_insert(Entry { tokens: burst, refilled: now, in_flight: 0 });
@@ -162,7 +165,9 @@ mod tests {
 
     #[test]
     fn limits_must_allow_something() {
-        for (rate, burst, concurrency) in [(Some(0.0), None, None), (Some(f64::NAN), None, None), (None, Some(3), None), (None, None, Some(0)), (None, None, None)] {
+        for (rate, burst, concurrency) in
+            [(Some(0.0), None, None), (Some(f64::NAN), None, None), (None, Some(3), None), (None, None, Some(0)), (None, None, None)]
+        {
             assert!(Limits::from_document(&LimitsDocument { rate_per_second: rate, burst, concurrency }).is_err());
         }
     }

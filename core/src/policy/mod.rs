@@ -12,8 +12,8 @@ mod pattern;
 
 pub use document::*;
 pub use limits::{Limiter, Limits, Permit};
-pub use pattern::Pattern;
 use pattern::same;
+pub use pattern::Pattern;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::spiffe_id::{SpiffeId, SCHEME};
@@ -184,7 +184,9 @@ impl Policy {
                 return Err(at("origin, methods and limits do not apply to the provide phase; put them in a rule of its own"));
             }
             let limits = match &rule.limits {
-                Some(l) if rule.action == Action::Deny => return Err(at(&format!("a deny rule cannot carry limits ({l:?}); limits belong to allow rules"))),
+                Some(l) if rule.action == Action::Deny => {
+                    return Err(at(&format!("a deny rule cannot carry limits ({l:?}); limits belong to allow rules")))
+                }
                 Some(l) => Some(Arc::new(Limits::from_document(l).map_err(|e| at(&e))?)),
                 None => None,
             };
@@ -252,9 +254,7 @@ impl Rule {
             Some(_) if !self.deny && query.origin_vouched => false,
             Some(matcher) => matcher.matches(&query.origin.unwrap_or(query.source)),
         };
-        source_matches
-            && origin_matches
-            && self.target.matches(&query.target)
+        source_matches && origin_matches && self.target.matches(&query.target)
     }
 }
 
@@ -288,7 +288,9 @@ impl PrincipalMatcher {
         }
         let named = |p: &Pattern| match who.entity {
             None => true,
-            Some(_) => p.literal_prefix().strip_prefix("spiffe://").and_then(|r| r.split_once('/')).is_some_and(|(td, _)| td == who.trust_domain),
+            Some(_) => {
+                p.literal_prefix().strip_prefix("spiffe://").and_then(|r| r.split_once('/')).is_some_and(|(td, _)| td == who.trust_domain)
+            }
         };
         if self.identities.iter().any(|p| named(p) && p.matches(who.identity)) {
             return true;

@@ -135,7 +135,8 @@ rules:
     );
     let front = format!("{MESH}front");
     let tags = vec!["public".to_owned()];
-    let list = |agent, tags| Query { phase: Phase::Discover, method: "tools/list", ..call(principal(&front), target(agent, "add", "math", tags)) };
+    let list =
+        |agent, tags| Query { phase: Phase::Discover, method: "tools/list", ..call(principal(&front), target(agent, "add", "math", tags)) };
     assert!(p.decide(&list("calc2", &tags)).allowed);
     assert!(!p.decide(&list("stats", &tags)).allowed);
     assert!(!p.decide(&list("calc", &[])).allowed);
@@ -184,9 +185,8 @@ fn agent_names_come_from_agent_spiffe_ids_or_a_cn() {
 fn a_hundred_rules_decide_in_microseconds() {
     // Not a timing assertion (bench/ measures it): a smoke check that a decision scans compiled
     // rules without parsing or allocating per rule.
-    let rules: Vec<String> = (0..100)
-        .map(|i| format!(r#"{{"name":"r{i}","source":{{"agents":["agent{i}"]}},"target":{{"tools":["tool{i}*"]}}}}"#))
-        .collect();
+    let rules: Vec<String> =
+        (0..100).map(|i| format!(r#"{{"name":"r{i}","source":{{"agents":["agent{i}"]}},"target":{{"tools":["tool{i}*"]}}}}"#)).collect();
     let p = Policy::parse(&format!(r#"{{"default":"deny","rules":[{}]}}"#, rules.join(",")), 1).unwrap();
     let id = format!("{MESH}agent99");
     let d = p.decide(&call(principal(&id), target("x", "tool99", "c", &[])));

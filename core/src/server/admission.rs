@@ -55,7 +55,6 @@ impl Admission {
         });
         outcome.map(|()| Slot { admission: self.clone(), peer })
     }
-
 }
 
 impl Drop for Slot {

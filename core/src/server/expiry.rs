@@ -34,8 +34,8 @@ pub(crate) fn instant_of(at: SystemTime) -> tokio::time::Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use toolmesh_ca::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
     use rustls::pki_types::pem::PemObject;
+    use toolmesh_ca::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 
     #[test]
     fn the_earliest_expiry_of_leaf_and_issuing_anchor_wins() {

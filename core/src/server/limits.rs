@@ -44,14 +44,8 @@ impl Default for ServerLimits {
 impl ServerLimits {
     /// The option keys of [`ServerLimits::set`]: agent options (`TOOLMESH_<KEY>`) and, with dashes,
     /// the registry's flags.
-    pub const KEYS: &'static [&'static str] = &[
-        "max_connections",
-        "max_connections_per_peer",
-        "handshake_timeout_ms",
-        "header_timeout_ms",
-        "body_timeout_ms",
-        "idle_timeout_ms",
-    ];
+    pub const KEYS: &'static [&'static str] =
+        &["max_connections", "max_connections_per_peer", "handshake_timeout_ms", "header_timeout_ms", "body_timeout_ms", "idle_timeout_ms"];
 
     /// Sets one limit by key; an empty value restores its default.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {

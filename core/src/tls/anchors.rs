@@ -73,10 +73,7 @@ pub struct AnchorSet {
 
 impl std::fmt::Debug for AnchorSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AnchorSet")
-            .field("scope", &self.scope)
-            .field("anchors", &self.roots.len())
-            .finish_non_exhaustive()
+        f.debug_struct("AnchorSet").field("scope", &self.scope).field("anchors", &self.roots.len()).finish_non_exhaustive()
     }
 }
 
@@ -152,9 +149,7 @@ pub(super) fn anchored<'a>(
             }
         }
     }
-    Err(refusal
-        .or(chain_error)
-        .unwrap_or(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)))
+    Err(refusal.or(chain_error).unwrap_or(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)))
 }
 
 /// webpki checks the extended key usage but not the keyUsage bits of a leaf: a certificate whose

@@ -64,9 +64,7 @@ pub fn classify_error_chain(err: &(dyn std::error::Error + 'static), peer: &str)
             return Some(classify_tls(tls, peer));
         }
         // io::Error and h2::Error skip their wrapped error in `source()`; look inside them.
-        let io = e
-            .downcast_ref::<std::io::Error>()
-            .or_else(|| e.downcast_ref::<h2::Error>().and_then(h2::Error::get_io));
+        let io = e.downcast_ref::<std::io::Error>().or_else(|| e.downcast_ref::<h2::Error>().and_then(h2::Error::get_io));
         if let Some(io) = io {
             if let Some(inner) = io.get_ref() {
                 if let Some(tls) = inner.downcast_ref::<rustls::Error>() {

@@ -21,9 +21,7 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> String {
 /// and its identity as the mesh reads it ([`peer_identity`]) when that is one. What an anchor
 /// must be allowed to vouch for (an invalid one it cannot vouch for).
 pub fn spiffe_uris(cert: &CertificateDer<'_>) -> Vec<String> {
-    let mut ids: Vec<String> = x509_parser::parse_x509_certificate(cert.as_ref())
-        .map(|(_, parsed)| uris_of(&parsed))
-        .unwrap_or_default();
+    let mut ids: Vec<String> = x509_parser::parse_x509_certificate(cert.as_ref()).map(|(_, parsed)| uris_of(&parsed)).unwrap_or_default();
     ids.push(peer_identity(cert));
     ids.retain(|id| id.starts_with(SCHEME));
     ids.dedup();

@@ -78,10 +78,7 @@ mod tests {
         assert_eq!(single_certificate(encode_certificate(&der).as_bytes(), "again").unwrap(), der);
         let two = format!("{}{}", ca.cert_pem(), ca.cert_pem());
         assert_eq!(certificates(two.as_bytes(), "two").unwrap().len(), 2);
-        assert!(single_certificate(two.as_bytes(), "the CA")
-            .unwrap_err()
-            .message()
-            .contains("exactly one PEM certificate, not 2"));
+        assert!(single_certificate(two.as_bytes(), "the CA").unwrap_err().message().contains("exactly one PEM certificate, not 2"));
         assert!(certificates(b"", "empty").unwrap().is_empty());
         let none = certificates_required(b"", "the CA bundle 'x'").unwrap_err();
         assert!(none.message().contains("the CA bundle 'x' contains no PEM certificate"), "{}", none.message());
@@ -89,13 +86,7 @@ mod tests {
         let e = certificates(broken.as_bytes(), "the bundle").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::CertificateFile);
         assert!(e.message().starts_with("the bundle is not valid PEM"), "{}", e.message());
-        assert!(private_key(b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n", "k.pem")
-            .unwrap_err()
-            .message()
-            .contains("encrypted"));
-        assert!(private_key(ca.cert_pem().as_bytes(), "k.pem")
-            .unwrap_err()
-            .message()
-            .contains("holds no PEM private key"));
+        assert!(private_key(b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n", "k.pem").unwrap_err().message().contains("encrypted"));
+        assert!(private_key(ca.cert_pem().as_bytes(), "k.pem").unwrap_err().message().contains("holds no PEM private key"));
     }
 }

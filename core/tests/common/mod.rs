@@ -5,10 +5,10 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use time::{Duration as TimeDuration, OffsetDateTime};
+use toolmesh_ca::{write_pair, CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 use toolmesh_core::agent::Agent;
 use toolmesh_core::config::AgentConfig;
 use toolmesh_core::host::{Completion, FnHandler, ToolInvocation};
-use toolmesh_ca::{write_pair, CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 use toolmesh_core::registry_api::ToolInfo;
 use toolmesh_core::tls::{Identity, TlsFiles};
 

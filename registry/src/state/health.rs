@@ -58,12 +58,7 @@ impl Registry {
         let state = self.lock();
         let now = Instant::now();
         let probe_after = self.probe_after();
-        state
-            .agents
-            .values()
-            .filter(|a| !a.unreachable && now.duration_since(a.last_heartbeat) > probe_after)
-            .map(Probe::of)
-            .collect()
+        state.agents.values().filter(|a| !a.unreachable && now.duration_since(a.last_heartbeat) > probe_after).map(Probe::of).collect()
     }
 
     /// The agents among `agent_ids` (reported unreachable by a caller) to probe: at most

@@ -126,7 +126,9 @@ impl Registry {
         let name = Escaped(&agent.registration.name);
         match owner {
             None => tracing::info!(agent_id, %name, "agent deregistered"),
-            Some(owner) => tracing::info!(agent_id, %name, owner = %Escaped(&owner), by = %Escaped(&caller.describe()), "agent deregistered by an admin"),
+            Some(owner) => {
+                tracing::info!(agent_id, %name, owner = %Escaped(&owner), by = %Escaped(&caller.describe()), "agent deregistered by an admin")
+            }
         }
         state.refresh_dependents_of(&agent);
         Ok(())
@@ -136,12 +138,8 @@ impl Registry {
     /// their ids.
     pub fn evict_entity(&self, entity: &str) -> Vec<String> {
         let mut state = self.lock();
-        let members: Vec<String> = state
-            .agents
-            .values()
-            .filter(|a| a.caller.entity.as_deref() == Some(entity))
-            .map(|a| a.registration.agent_id.clone())
-            .collect();
+        let members: Vec<String> =
+            state.agents.values().filter(|a| a.caller.entity.as_deref() == Some(entity)).map(|a| a.registration.agent_id.clone()).collect();
         for agent_id in &members {
             if let Some(agent) = state.remove(agent_id) {
                 tracing::info!(agent_id = %Escaped(agent_id), name = %Escaped(&agent.registration.name), entity, "agent evicted: its entity was revoked");

@@ -20,7 +20,8 @@ impl Registry {
             .filter_map(|a| {
                 let tools: Vec<ToolInfo> = match viewer {
                     Some(viewer) if a.caller != *viewer => {
-                        let visible: Vec<ToolInfo> = a.registration.tools.iter().filter(|t| state.visible(a, t, Some(viewer))).cloned().collect();
+                        let visible: Vec<ToolInfo> =
+                            a.registration.tools.iter().filter(|t| state.visible(a, t, Some(viewer))).cloned().collect();
                         if visible.is_empty() {
                             return None;
                         }

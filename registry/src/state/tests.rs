@@ -66,7 +66,10 @@ fn only_the_registering_identity_may_act_on_an_agent() {
     ));
     assert!(matches!(registry.heartbeat("a", mallory, first.topology.version), Err(StateError::NotOwner { .. })));
     assert!(matches!(registry.deregister("a", mallory, false), Err(StateError::NotOwner { .. })));
-    assert_eq!(registry.heartbeat("a", &alice(), first.topology.version), Ok(HeartbeatResponse { topology: None, trust_bundle_version: None, policy_version: None, warming_up: true }));
+    assert_eq!(
+        registry.heartbeat("a", &alice(), first.topology.version),
+        Ok(HeartbeatResponse { topology: None, trust_bundle_version: None, policy_version: None, warming_up: true })
+    );
     // The same identity from a partner's CA is another caller.
     let impostor = Caller { identity: ALICE_ID.to_owned(), entity: Some("partner".to_owned()) };
     assert!(matches!(registry.deregister("a", &impostor, false), Err(StateError::NotOwner { .. })));
@@ -95,10 +98,16 @@ fn names_are_bound_to_certificates_and_held_by_one_identity() {
     let ops = &Caller::mesh("spiffe://toolmesh.local/operator/ops");
     assert!(matches!(registry.deregister("alice-1", ops, false), Err(StateError::NotOwner { .. })));
     registry.deregister("alice-1", ops, true).expect("admin deregisters");
-    assert!(matches!(registry.register(registration("alice-4", &["add"], &[]), cn_alice), Err(StateError::NameHeld { .. })), "alice-2 still holds it");
+    assert!(
+        matches!(registry.register(registration("alice-4", &["add"], &[]), cn_alice), Err(StateError::NameHeld { .. })),
+        "alice-2 still holds it"
+    );
     registry.deregister("alice-2", &alice(), false).expect("deregister");
     registry.register(registration("alice-4", &["add"], &[]), cn_alice).expect("a name no live registration holds is free");
-    assert!(matches!(registry.register(named(registration("ops-1", &["add"], &[]), "alice"), ops), Err(StateError::NameNotInCertificate(_))));
+    assert!(matches!(
+        registry.register(named(registration("ops-1", &["add"], &[]), "alice"), ops),
+        Err(StateError::NameNotInCertificate(_))
+    ));
 }
 
 #[test]
@@ -108,7 +117,10 @@ fn quotas_bound_one_identity_and_leave_its_registrations_alone() {
     registry.register(registration("a-1", &["x", "y"], &[]), &alice()).expect("within");
     registry.register(registration("a-1", &["x", "y"], &[]), &alice()).expect("a re-registration replaces its own usage");
     let too_many_tools = registry.register(registration("a-2", &["x", "y"], &[]), &alice()).unwrap_err();
-    assert!(matches!(&too_many_tools, StateError::QuotaExceeded { exceeded, .. } if exceeded.rule == "max_tools_per_identity"), "{too_many_tools:?}");
+    assert!(
+        matches!(&too_many_tools, StateError::QuotaExceeded { exceeded, .. } if exceeded.rule == "max_tools_per_identity"),
+        "{too_many_tools:?}"
+    );
     registry.register(registration("a-2", &["x"], &[]), &alice()).expect("within");
     let too_many_agents = registry.register(registration("a-3", &[], &[]), &alice()).unwrap_err();
     assert!(matches!(&too_many_agents, StateError::QuotaExceeded { exceeded, .. } if exceeded.rule == "max_agents_per_identity"));
@@ -117,7 +129,9 @@ fn quotas_bound_one_identity_and_leave_its_registrations_alone() {
     let bob = &Caller::mesh("spiffe://toolmesh.local/agent/bob");
     registry.register(named(registration("b-1", &["x"], &[]), "bob"), bob).expect("bob's own quota");
     let tiny = Registry::new(Duration::from_secs(5), 3).with_quotas(Quotas { max_bytes: 50, ..quotas });
-    assert!(matches!(tiny.register(registration("a-1", &["x"], &[]), &alice()), Err(StateError::QuotaExceeded { exceeded, .. }) if exceeded.rule == "max_bytes_per_identity"));
+    assert!(
+        matches!(tiny.register(registration("a-1", &["x"], &[]), &alice()), Err(StateError::QuotaExceeded { exceeded, .. }) if exceeded.rule == "max_bytes_per_identity")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -226,7 +240,10 @@ fn revoking_an_entity_evicts_its_agents_from_every_topology() {
     registry.register(registration("consumer", &["report"], &["add"]), &alice()).expect("register");
     let consumer = registry.watch("consumer", &alice()).expect("watch");
     assert_eq!(provider_ids(&consumer), ["ours", "theirs"]);
-    assert_eq!(registry.list(None).agents.iter().find(|a| a.agent_id == "theirs").and_then(|a| a.entity.clone()).as_deref(), Some("partner"));
+    assert_eq!(
+        registry.list(None).agents.iter().find(|a| a.agent_id == "theirs").and_then(|a| a.entity.clone()).as_deref(),
+        Some("partner")
+    );
     assert_eq!(registry.evict_entity("partner"), ["theirs"]);
     assert_eq!(provider_ids(&consumer), ["ours"]);
     assert!(registry.evict_entity("partner").is_empty());

@@ -97,7 +97,8 @@ impl State {
     pub(super) fn visible(&self, agent: &Agent, tool: &ToolInfo, viewer: Option<&Caller>) -> bool {
         let policy = self.policy();
         let name = &agent.registration.name;
-        access::provide(policy, &agent.caller, name, tool).allowed && viewer.is_none_or(|viewer| access::discover(policy, viewer, name, tool))
+        access::provide(policy, &agent.caller, name, tool).allowed
+            && viewer.is_none_or(|viewer| access::discover(policy, viewer, name, tool))
     }
 }
 

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use std::sync::Arc;
 use std::time::Duration;
-use toolmesh_core::client::HttpsClient;
 use toolmesh_ca::{CertificateAuthority, Issued, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
+use toolmesh_core::client::HttpsClient;
 use toolmesh_core::registry_api::{RegisterRequest, ToolInfo};
 use toolmesh_core::tls::{pinned_registry_config, Identity};
 use toolmesh_registry::{AutoIssuer, RegistryConfig, RunningRegistry};
@@ -45,7 +45,11 @@ impl Mesh {
     /// A `--tls-auto` registry: its CA in `state_dir` (also the CA of the returned mesh), the
     /// bootstrap route open, entities kept there. Agent certificates live `agent_lifetime`. It is
     /// reached at 127.0.0.1 and named `registry.example` too.
-    pub async fn start_auto(state_dir: &std::path::Path, agent_lifetime: Duration, heartbeat_interval: Duration) -> (Mesh, Arc<AutoIssuer>, RunningRegistry) {
+    pub async fn start_auto(
+        state_dir: &std::path::Path,
+        agent_lifetime: Duration,
+        heartbeat_interval: Duration,
+    ) -> (Mesh, Arc<AutoIssuer>, RunningRegistry) {
         Self::start_auto_with(state_dir, agent_lifetime, heartbeat_interval, toolmesh_registry::REGISTRY_CERT_LIFETIME).await
     }
 
@@ -56,7 +60,13 @@ impl Mesh {
         heartbeat_interval: Duration,
         registry_lifetime: Duration,
     ) -> (Mesh, Arc<AutoIssuer>, RunningRegistry) {
-        let issuer = AutoIssuer::prepare(state_dir, DEFAULT_TRUST_DOMAIN, agent_lifetime, vec!["127.0.0.1".to_owned(), "registry.example".to_owned()]).expect("prepare");
+        let issuer = AutoIssuer::prepare(
+            state_dir,
+            DEFAULT_TRUST_DOMAIN,
+            agent_lifetime,
+            vec!["127.0.0.1".to_owned(), "registry.example".to_owned()],
+        )
+        .expect("prepare");
         let issuer = Arc::new(issuer.with_registry_cert_lifetime(registry_lifetime));
         let ca = CertificateAuthority::load(&state_dir.join("ca.pem"), &state_dir.join("ca.key")).expect("the registry's CA");
         let mut config = RegistryConfig::new("127.0.0.1", 0, issuer.registry_identity().expect("registry identity"));

@@ -29,29 +29,51 @@ impl McpServer {
     /// The answer of a catalog list method, with only the entries the caller may see (the
     /// `discover` rules, as for `tools/list`); `None` when `method` is none of them, or names a
     /// kind the agent declared none of (Method not found, as undeclared).
-    pub(super) fn catalog_list(&self, method: &str, params: &Params, headers: &HeaderMap, peer: &PeerInfo) -> Result<Option<Value>, RpcError> {
+    pub(super) fn catalog_list(
+        &self,
+        method: &str,
+        params: &Params,
+        headers: &HeaderMap,
+        peer: &PeerInfo,
+    ) -> Result<Option<Value>, RpcError> {
         let catalog = self.tools.catalog();
         let (key, entries): (&str, Vec<(&str, Value)>) = match method {
-            "resources/list" if catalog.serves_resources() => ("resources", catalog.resources.iter().map(|r| (r.name.as_str(), json!(r))).collect()),
+            "resources/list" if catalog.serves_resources() => {
+                ("resources", catalog.resources.iter().map(|r| (r.name.as_str(), json!(r))).collect())
+            }
             "resources/templates/list" if catalog.serves_resources() => {
                 ("resourceTemplates", catalog.resource_templates.iter().map(|t| (t.name.as_str(), json!(t))).collect())
             }
-            "prompts/list" if catalog.serves_prompts() => ("prompts", catalog.prompts.iter().map(|p| (p.name.as_str(), json!(p))).collect()),
+            "prompts/list" if catalog.serves_prompts() => {
+                ("prompts", catalog.prompts.iter().map(|p| (p.name.as_str(), json!(p))).collect())
+            }
             _ => return Ok(None),
         };
         if params.cursor.is_some() {
-            return Err(RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, "Invalid params: unknown cursor (this server never paginates)"));
+            return Err(RpcError::new(
+                StatusCode::OK,
+                codes::INVALID_PARAMS,
+                "Invalid params: unknown cursor (this server never paginates)",
+            ));
         }
         let caller = self.caller(headers, peer).map_err(|e| rpc_error_of(&e))?;
         let policy = self.gate.policy();
-        let visible: Vec<Value> = entries.into_iter().filter(|(name, _)| self.gate.may_list_named(&policy, &caller, name)).map(|(_, entry)| entry).collect();
+        let visible: Vec<Value> =
+            entries.into_iter().filter(|(name, _)| self.gate.may_list_named(&policy, &caller, name)).map(|(_, entry)| entry).collect();
         let mut list = Map::new();
         list.insert(key.to_owned(), Value::Array(visible));
         Ok(Some(Value::Object(list)))
     }
 
     /// `resources/read` and `prompts/get` in either era (a modern request is validated already).
-    pub(super) async fn catalog_get(&self, era: Era, method: &str, params: &Params<'_>, headers: &HeaderMap, peer: &PeerInfo) -> Result<Value, RpcError> {
+    pub(super) async fn catalog_get(
+        &self,
+        era: Era,
+        method: &str,
+        params: &Params<'_>,
+        headers: &HeaderMap,
+        peer: &PeerInfo,
+    ) -> Result<Value, RpcError> {
         let catalog = self.tools.catalog();
         let invalid = |message: &str| RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, format!("Invalid params: {message}"));
         let mut result = if method == "resources/read" {
@@ -106,7 +128,13 @@ impl McpServer {
     }
 
     /// The context the handler runs in: the one a tool call gets.
-    fn catalog_context(&self, headers: &HeaderMap, params: &Params, peer: &PeerInfo, admitted: &Admitted) -> Arc<crate::context::RequestContext> {
+    fn catalog_context(
+        &self,
+        headers: &HeaderMap,
+        params: &Params,
+        peer: &PeerInfo,
+        admitted: &Admitted,
+    ) -> Arc<crate::context::RequestContext> {
         let mut context = self.inbound_context(headers, params.meta());
         context.caller = Some(Arc::from(peer.identity.as_str()));
         context.origin = admitted.origin.clone();

@@ -4,7 +4,9 @@
 //! that declare them.
 
 use super::era::{check_param_headers, supported_versions, Era};
-use super::reply::{json_ok, rpc_error, CallResult, ErrorMeta, ResultMeta, RichCallResult, RpcError, Structured, TextContent, ToolErrorContent};
+use super::reply::{
+    json_ok, rpc_error, CallResult, ErrorMeta, ResultMeta, RichCallResult, RpcError, Structured, TextContent, ToolErrorContent,
+};
 use super::request::{Params, Raw, RequestMeta};
 use super::{McpServer, PeerInfo};
 use crate::authorize::Caller;
@@ -142,11 +144,15 @@ impl McpServer {
     /// calls, so a listed tool is one it may call unless a rule says otherwise.
     fn tools_list(&self, params: &Params, headers: &HeaderMap, peer: &PeerInfo) -> Result<Value, RpcError> {
         if params.cursor.is_some() {
-            return Err(RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, "Invalid params: unknown cursor (this server never paginates)"));
+            return Err(RpcError::new(
+                StatusCode::OK,
+                codes::INVALID_PARAMS,
+                "Invalid params: unknown cursor (this server never paginates)",
+            ));
         }
-        let caller = self.caller(headers, peer).map_err(|e| {
-            RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, e.message()).with_data(json!(ErrorMeta::of(&e)))
-        })?;
+        let caller = self
+            .caller(headers, peer)
+            .map_err(|e| RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, e.message()).with_data(json!(ErrorMeta::of(&e))))?;
         let policy = self.gate.policy();
         let tools: Vec<Value> = self
             .tools
@@ -161,7 +167,8 @@ impl McpServer {
                 if !t.annotations.is_empty() {
                     tool["annotations"] = json!(t.annotations);
                 }
-                tool["_meta"] = json!({"dev.toolmesh/capability": t.capability, "dev.toolmesh/version": t.version, "dev.toolmesh/tags": t.tags});
+                tool["_meta"] =
+                    json!({"dev.toolmesh/capability": t.capability, "dev.toolmesh/version": t.version, "dev.toolmesh/tags": t.tags});
                 tool
             })
             .collect();
@@ -169,7 +176,14 @@ impl McpServer {
     }
 
     /// `tools/call` in either era (a modern request is validated already).
-    pub(super) async fn tools_call(&self, era: Era, id: &RawValue, params: Params<'_>, headers: &HeaderMap, peer: &PeerInfo) -> Response<Body> {
+    pub(super) async fn tools_call(
+        &self,
+        era: Era,
+        id: &RawValue,
+        params: Params<'_>,
+        headers: &HeaderMap,
+        peer: &PeerInfo,
+    ) -> Response<Body> {
         let Some(name) = params.name.and_then(Raw::as_str) else {
             return rpc_error(id, RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, "Invalid params: tools/call needs a string 'name'"));
         };
@@ -220,7 +234,8 @@ impl McpServer {
                 // its code, in the text and (with its data) as `structuredContent`.
                 Some(app_code) => {
                     let text = format!("{app_code}: {}", e.message());
-                    let structured = Structured::ToolError { error: ToolErrorContent { code: app_code, message: e.message(), data: e.data() } };
+                    let structured =
+                        Structured::ToolError { error: ToolErrorContent { code: app_code, message: e.message(), data: e.data() } };
                     self.call_result(era, id, &text, Some(structured), Some(ErrorMeta::of(&e)))
                 }
                 None => self.call_result(era, id, e.message(), None, Some(ErrorMeta::of(&e))),
@@ -247,7 +262,9 @@ impl McpServer {
         let header = match headers.get(crate::origin::HEADER).map(|v| v.to_str()) {
             None => None,
             Some(Ok(value)) => Some(value),
-            Some(Err(_)) => return Err(Error::new(ErrorKind::OriginRejected, format!("the {} header is not ASCII", crate::origin::HEADER))),
+            Some(Err(_)) => {
+                return Err(Error::new(ErrorKind::OriginRejected, format!("the {} header is not ASCII", crate::origin::HEADER)))
+            }
         };
         self.gate.caller(peer, header)
     }
@@ -261,10 +278,8 @@ impl McpServer {
             None => header_str("traceparent").and_then(|tp| TraceContext::parse(tp, header_str("tracestate"))),
         };
         let trace = parent.map(|p| p.child()).unwrap_or_else(TraceContext::new_root);
-        let deadline = meta
-            .and_then(|m| m.deadline_ms)
-            .and_then(Raw::as_u64)
-            .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+        let deadline =
+            meta.and_then(|m| m.deadline_ms).and_then(Raw::as_u64).map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
         let (headers, hop_only) = self.propagate.capture_inbound(headers.iter().filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))));
         RequestContext { headers, hop_only, trace: Some(trace), deadline, ..RequestContext::default() }
     }

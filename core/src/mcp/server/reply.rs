@@ -119,9 +119,13 @@ pub(super) struct TextContent<'a> {
 #[serde(untagged)]
 pub(super) enum Structured<'a> {
     AsIs(&'a RawValue),
-    Wrapped { result: &'a RawValue },
+    Wrapped {
+        result: &'a RawValue,
+    },
     /// The `structuredContent` of a tool error: `{"error": {"code", "message", "data"?}}`.
-    ToolError { error: ToolErrorContent<'a> },
+    ToolError {
+        error: ToolErrorContent<'a>,
+    },
 }
 
 #[derive(Serialize)]

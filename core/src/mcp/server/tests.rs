@@ -2,11 +2,11 @@ use super::era::*;
 use super::http_checks::*;
 use super::request::*;
 use super::*;
-use serde_json::{json, Value};
-use std::borrow::Cow;
 use crate::host::{Completion, FnHandler, ToolInvocation};
 use crate::registry_api::ToolInfo;
 use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::borrow::Cow;
 
 fn tool(name: &str, input_schema: Value) -> ToolInfo {
     ToolInfo {
@@ -73,7 +73,8 @@ async fn answer(server: &McpServer, headers: &[(&'static str, &str)], body: &str
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-const MODERN_META: &str = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+const MODERN_META: &str =
+    r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
 
 fn modern_call_headers(name: &str) -> [(&'static str, &str); 3] {
     [(HEADER_PROTOCOL_VERSION, MODERN_VERSION), (HEADER_METHOD, "tools/call"), (HEADER_NAME, name)]
@@ -99,7 +100,13 @@ fn accept_must_cover_json_and_sse_and_content_type_must_be_json() {
         h.insert(http::header::CONTENT_TYPE, content_type.parse().unwrap());
         check_http_headers(&h).map_or(200, |e| e.status.as_u16())
     };
-    for ok in ["application/json, text/event-stream", "text/event-stream;q=0.5,APPLICATION/JSON", "*/*", "application/*, text/*", "application/json, */*;q=0.1"] {
+    for ok in [
+        "application/json, text/event-stream",
+        "text/event-stream;q=0.5,APPLICATION/JSON",
+        "*/*",
+        "application/*, text/*",
+        "application/json, */*;q=0.1",
+    ] {
         assert_eq!(status(Some(ok), "application/json"), 200, "{ok}");
     }
     for bad in ["application/json", "text/event-stream", "", "text/html", "application/json, text/event-stream;q=0", "*/*;q=0"] {
@@ -229,7 +236,8 @@ async fn malformed_envelopes_get_their_json_rpc_errors() {
 #[tokio::test]
 async fn legacy_tool_calls_wrap_non_objects_and_carry_no_modern_members() {
     let s = server();
-    let (status, v) = answer(&s, &[], r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}}"#).await;
+    let (status, v) =
+        answer(&s, &[], r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}}"#).await;
     assert_eq!(status, 200);
     assert_eq!(
         v,
@@ -243,7 +251,9 @@ async fn legacy_tool_calls_wrap_non_objects_and_carry_no_modern_members() {
 #[tokio::test]
 async fn modern_tool_calls_carry_result_type_and_server_info() {
     let s = server();
-    let body = format!(r#"{{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{{"name":"add","arguments":{{"a":1,"b":1}},{MODERN_META}}}}}"#);
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{{"name":"add","arguments":{{"a":1,"b":1}},{MODERN_META}}}}}"#
+    );
     let (status, v) = answer(&s, &modern_call_headers("add"), &body).await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -259,7 +269,9 @@ async fn modern_tool_calls_carry_result_type_and_server_info() {
     assert_eq!(v["result"]["_meta"][META_SERVER_INFO]["name"], json!("srv"));
     assert!(v["result"].get("structuredContent").is_none());
     // An escaped name is the same name, in the body and against the Mcp-Name header.
-    let escaped = format!(r#"{{"jsonrpc":"2.0","id":3,"method":"tools\/call","params":{{"name":"a\u0064d","arguments":{{"a":1,"b":2}},{MODERN_META}}}}}"#);
+    let escaped = format!(
+        r#"{{"jsonrpc":"2.0","id":3,"method":"tools\/call","params":{{"name":"a\u0064d","arguments":{{"a":1,"b":2}},{MODERN_META}}}}}"#
+    );
     let (status, v) = answer(&s, &modern_call_headers("add"), &escaped).await;
     assert_eq!((status, &v["result"]["structuredContent"]), (200, &json!(3)), "{v}");
     let (status, v) = answer(&s, &modern_call_headers("other"), &body).await;
@@ -323,6 +335,7 @@ async fn modern_requests_need_their_meta() {
     let no_caps = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":[]}}}"#;
     let (status, v) = answer(&s, &headers, no_caps).await;
     assert_eq!((status, &v["error"]["message"]), (400, &json!(format!("Invalid params: missing _meta[\"{META_CLIENT_CAPABILITIES}\"]"))));
-    let (status, v) = answer(&s, &headers, &format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{{MODERN_META}}}}}"#)).await;
+    let (status, v) =
+        answer(&s, &headers, &format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{{MODERN_META}}}}}"#)).await;
     assert_eq!((status, &v["result"]["resultType"], &v["result"]["tools"][0]["name"]), (200, &json!("complete"), &json!("add")));
 }
