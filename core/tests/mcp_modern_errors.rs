@@ -7,27 +7,10 @@
 
 mod common;
 
-use bytes::Bytes;
+use common::mcp::*;
 use common::*;
-use http_body_util::Full;
 use serde_json::{json, Value};
 use toolmesh_core::client::HttpsClient;
-
-const MODERN: &str = "2026-07-28";
-
-/// A JSON-RPC POST with the headers every MCP client sends, plus `headers`.
-async fn post(client: &HttpsClient, endpoint: &str, headers: &[(&str, &str)], body: Value) -> (u16, Value) {
-    let mut request = http::Request::builder()
-        .method("POST")
-        .uri(endpoint)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = client.send(request.body(Full::new(Bytes::from(body.to_string()))).unwrap()).await.unwrap();
-    (response.status().as_u16(), serde_json::from_slice(response.body()).unwrap_or(Value::Null))
-}
 
 fn meta(version: &str) -> Value {
     json!({

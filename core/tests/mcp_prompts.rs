@@ -4,48 +4,14 @@
 
 mod common;
 
-use bytes::Bytes;
+use common::mcp::*;
 use common::*;
-use http_body_util::Full;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use toolmesh_core::agent::{parse_catalog, Agent};
 use toolmesh_core::client::HttpsClient;
 use toolmesh_core::host::{CatalogInvocation, CatalogRequest, Completion, FnCatalogHandler};
 use toolmesh_core::policy::Policy;
-
-const MODERN: &str = "2026-07-28";
-const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
-
-async fn post(client: &HttpsClient, endpoint: &str, headers: &[(&str, &str)], body: Value) -> (u16, Value) {
-    let mut request = http::Request::builder()
-        .method("POST")
-        .uri(endpoint)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = client.send(request.body(Full::new(Bytes::from(body.to_string()))).unwrap()).await.unwrap();
-    (response.status().as_u16(), serde_json::from_slice(response.body()).unwrap_or(Value::Null))
-}
-
-async fn legacy(client: &HttpsClient, endpoint: &str, method: &str, params: Value) -> Value {
-    let (status, v) = post(client, endpoint, &[], json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})).await;
-    assert_eq!(status, 200, "{method}: {v}");
-    v
-}
-
-/// A modern request with the required `_meta` and mirrored headers (`Mcp-Name` when given).
-async fn modern(client: &HttpsClient, endpoint: &str, method: &str, name: Option<&str>, mut params: Value) -> (u16, Value) {
-    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}});
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let mut headers = vec![("mcp-protocol-version", MODERN), ("mcp-method", method)];
-    if let Some(name) = name {
-        headers.push(("mcp-name", name));
-    }
-    post(client, endpoint, &headers, body).await
-}
 
 const CATALOG: &str = r#"{"prompts": [
     {"name": "greeting", "description": "Greets someone", "arguments": [
@@ -86,7 +52,7 @@ async fn prompts_are_listed_and_got_in_both_eras_and_declared_exactly() {
     let ep = agent.endpoint();
 
     let init = json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}});
-    let v = legacy(&client, ep, "initialize", init).await;
+    let v = legacy_ok(&client, ep, "initialize", init).await;
     let prompts = json!({"listChanged": false});
     assert_eq!(
         v["result"]["capabilities"],
@@ -98,7 +64,7 @@ async fn prompts_are_listed_and_got_in_both_eras_and_declared_exactly() {
     let (status, v) = modern(&client, ep, "resources/list", None, json!({})).await;
     assert_eq!((status, &v["error"]["code"]), (404, &json!(-32601)), "resources are not declared: {v}");
 
-    let v = legacy(&client, ep, "prompts/list", json!({})).await;
+    let v = legacy_ok(&client, ep, "prompts/list", json!({})).await;
     assert_eq!(
         v["result"]["prompts"],
         json!([
@@ -116,7 +82,7 @@ async fn prompts_are_listed_and_got_in_both_eras_and_declared_exactly() {
         "{v}"
     );
 
-    let v = legacy(&client, ep, "prompts/get", json!({"name": "greeting", "arguments": {"who": "Ada"}})).await;
+    let v = legacy_ok(&client, ep, "prompts/get", json!({"name": "greeting", "arguments": {"who": "Ada"}})).await;
     assert_eq!(
         v["result"],
         json!({"description": "a greeting", "messages": [
@@ -154,7 +120,7 @@ async fn arguments_are_checked_before_the_handler_and_its_answer_after() {
         (json!({"name": "greeting", "arguments": "who"}), "arguments must be an object of strings"),
         (json!({}), "prompts/get needs a string 'name'"),
     ] {
-        let v = legacy(&client, ep, "prompts/get", params.clone()).await;
+        let v = legacy_ok(&client, ep, "prompts/get", params.clone()).await;
         assert_eq!(v["error"]["code"], json!(-32602), "{params}: {v}");
         assert!(v["error"]["message"].as_str().unwrap().contains(says), "{params}: {v}");
     }
@@ -181,9 +147,9 @@ async fn a_caller_the_policy_denies_cannot_list_or_get() {
     let outsider = HttpsClient::new(&pki.identity("outsider")).unwrap();
     let insider = HttpsClient::new(&pki.identity("insider")).unwrap();
 
-    let v = legacy(&outsider, ep, "prompts/list", json!({})).await;
+    let v = legacy_ok(&outsider, ep, "prompts/list", json!({})).await;
     assert_eq!(v["result"]["prompts"], json!([]), "{v}");
-    let v = legacy(&outsider, ep, "prompts/get", json!({"name": "picture"})).await;
+    let v = legacy_ok(&outsider, ep, "prompts/get", json!({"name": "picture"})).await;
     assert_eq!((&v["error"]["code"], &v["error"]["data"]["name"]), (&json!(-32602), &json!("CALL_DENIED")), "{v}");
     assert!(
         v["error"]["message"].as_str().unwrap().contains("may not read prompt 'picture' of agent 'writer' (policy rule 'no-outsider'"),
@@ -192,9 +158,9 @@ async fn a_caller_the_policy_denies_cannot_list_or_get() {
     assert!(seen.lock().unwrap().is_empty());
 
     // The default (allow within the mesh) still lets everyone else in.
-    let v = legacy(&insider, ep, "prompts/list", json!({})).await;
+    let v = legacy_ok(&insider, ep, "prompts/list", json!({})).await;
     assert_eq!(v["result"]["prompts"].as_array().unwrap().len(), 3, "{v}");
-    let v = legacy(&insider, ep, "prompts/get", json!({"name": "picture"})).await;
+    let v = legacy_ok(&insider, ep, "prompts/get", json!({"name": "picture"})).await;
     assert_eq!(v["result"]["messages"][0]["content"]["type"], json!("image"), "{v}");
     agent.shutdown().await;
 }

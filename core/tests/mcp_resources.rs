@@ -5,48 +5,14 @@
 
 mod common;
 
-use bytes::Bytes;
+use common::mcp::*;
 use common::*;
-use http_body_util::Full;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use toolmesh_core::agent::Agent;
 use toolmesh_core::client::HttpsClient;
 use toolmesh_core::host::{Catalog, CatalogRequest, FnCatalogHandler, FnHandler};
 use toolmesh_core::policy::Policy;
-
-const MODERN: &str = "2026-07-28";
-const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
-
-async fn post(client: &HttpsClient, endpoint: &str, headers: &[(&str, &str)], body: Value) -> (u16, Value) {
-    let mut request = http::Request::builder()
-        .method("POST")
-        .uri(endpoint)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = client.send(request.body(Full::new(Bytes::from(body.to_string()))).unwrap()).await.unwrap();
-    (response.status().as_u16(), serde_json::from_slice(response.body()).unwrap_or(Value::Null))
-}
-
-async fn legacy(client: &HttpsClient, endpoint: &str, method: &str, params: Value) -> Value {
-    let (status, v) = post(client, endpoint, &[], json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})).await;
-    assert_eq!(status, 200, "{method}: {v}");
-    v
-}
-
-/// A modern request with the required `_meta` and mirrored headers (`Mcp-Name` when given).
-async fn modern(client: &HttpsClient, endpoint: &str, method: &str, name: Option<&str>, mut params: Value) -> (u16, Value) {
-    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}});
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let mut headers = vec![("mcp-protocol-version", MODERN), ("mcp-method", method)];
-    if let Some(name) = name {
-        headers.push(("mcp-name", name));
-    }
-    post(client, endpoint, &headers, body).await
-}
 
 fn catalog() -> Catalog {
     Catalog::parse(
@@ -94,7 +60,7 @@ async fn resources_are_listed_and_read_in_both_eras_and_declared_exactly() {
 
     // Capabilities: resources (no subscriptions, a fixed list), and no prompts.
     let init = json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}});
-    let v = legacy(&client, ep, "initialize", init).await;
+    let v = legacy_ok(&client, ep, "initialize", init).await;
     let resources = json!({"listChanged": false, "subscribe": false});
     assert_eq!(
         v["result"]["capabilities"],
@@ -104,12 +70,12 @@ async fn resources_are_listed_and_read_in_both_eras_and_declared_exactly() {
     let (_, v) = modern(&client, ep, "server/discover", None, json!({})).await;
     assert_eq!(v["result"]["capabilities"], json!({"tools": {"listChanged": false}, "completions": {}, "resources": resources}), "{v}");
     for method in ["prompts/list", "prompts/get", "resources/subscribe"] {
-        let v = legacy(&client, ep, method, json!({"name": "x", "uri": "test://static-text"})).await;
+        let v = legacy_ok(&client, ep, method, json!({"name": "x", "uri": "test://static-text"})).await;
         assert_eq!(v["error"]["code"], json!(-32601), "{method} is not declared: {v}");
     }
 
     // Lists: declaration order, content never listed; the modern era adds the caching hints.
-    let v = legacy(&client, ep, "resources/list", json!({})).await;
+    let v = legacy_ok(&client, ep, "resources/list", json!({})).await;
     let listed = &v["result"]["resources"];
     assert_eq!(listed.as_array().unwrap().len(), 5, "{v}");
     assert_eq!(listed[0], json!({"uri": "test://static-text", "name": "static-text", "mimeType": "text/plain"}), "{v}");
@@ -126,11 +92,11 @@ async fn resources_are_listed_and_read_in_both_eras_and_declared_exactly() {
         (&json!(0), &json!("private"), &json!("complete")),
         "{v}"
     );
-    let v = legacy(&client, ep, "resources/list", json!({"cursor": "next"})).await;
+    let v = legacy_ok(&client, ep, "resources/list", json!({"cursor": "next"})).await;
     assert_eq!(v["error"]["code"], json!(-32602), "this server never paginates: {v}");
 
     // Static content is core's: the handler is not asked.
-    let v = legacy(&client, ep, "resources/read", json!({"uri": "test://static-text"})).await;
+    let v = legacy_ok(&client, ep, "resources/read", json!({"uri": "test://static-text"})).await;
     assert_eq!(v["result"]["contents"], json!([{"uri": "test://static-text", "mimeType": "text/plain", "text": "static text"}]), "{v}");
     let (_, v) = modern(&client, ep, "resources/read", Some("test://static-binary"), json!({"uri": "test://static-binary"})).await;
     assert_eq!(v["result"]["contents"], json!([{"uri": "test://static-binary", "mimeType": "image/png", "blob": PNG}]), "{v}");
@@ -143,7 +109,7 @@ async fn resources_are_listed_and_read_in_both_eras_and_declared_exactly() {
     assert!(seen.lock().unwrap().is_empty());
 
     // A template's URI and a resource without content go to the handler.
-    let v = legacy(&client, ep, "resources/read", json!({"uri": "test://template/123/data"})).await;
+    let v = legacy_ok(&client, ep, "resources/read", json!({"uri": "test://template/123/data"})).await;
     assert_eq!(v["result"]["contents"], json!([{"uri": "test://template/123/data", "text": "live 123"}]), "{v}");
     let (_, v) = modern(&client, ep, "resources/read", Some("test://live"), json!({"uri": "test://live"})).await;
     assert_eq!(v["result"]["contents"], json!([{"uri": "test://live", "text": "live -"}]), "{v}");
@@ -181,19 +147,19 @@ async fn an_unknown_uri_is_each_eras_error_and_a_bad_answer_is_the_handlers() {
     // 2026-07-28 (SEP-2164): Invalid params with the URI; the legacy revisions: -32002.
     let (status, v) = modern(&client, ep, "resources/read", Some(unknown), json!({"uri": unknown})).await;
     assert_eq!((status, &v["error"]["code"], &v["error"]["data"]), (200, &json!(-32602), &json!({"uri": unknown})), "{v}");
-    let v = legacy(&client, ep, "resources/read", json!({"uri": unknown})).await;
+    let v = legacy_ok(&client, ep, "resources/read", json!({"uri": unknown})).await;
     assert_eq!((&v["error"]["code"], &v["error"]["data"]), (&json!(-32002), &json!({"uri": unknown})), "{v}");
     assert!(v.get("result").is_none(), "never an empty contents: {v}");
-    let v = legacy(&client, ep, "resources/read", json!({"uri": "test://template/1/2/data"})).await;
+    let v = legacy_ok(&client, ep, "resources/read", json!({"uri": "test://template/1/2/data"})).await;
     assert_eq!(v["error"]["code"], json!(-32002), "a variable never spans a '/': {v}");
-    let v = legacy(&client, ep, "resources/read", json!({})).await;
+    let v = legacy_ok(&client, ep, "resources/read", json!({})).await;
     assert_eq!(v["error"]["code"], json!(-32602), "{v}");
 
     // What the handler answers is checked; a failure is the handler's (Internal error).
-    let v = legacy(&client, ep, "resources/read", json!({"uri": "test://broken"})).await;
+    let v = legacy_ok(&client, ep, "resources/read", json!({"uri": "test://broken"})).await;
     assert_eq!((&v["error"]["code"], &v["error"]["data"]["name"]), (&json!(-32603), &json!("HANDLER_RESULT")), "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("contents[0] 'blob' is not base64"), "{v}");
-    let v = legacy(&client, ep, "resources/read", json!({"uri": "test://failing"})).await;
+    let v = legacy_ok(&client, ep, "resources/read", json!({"uri": "test://failing"})).await;
     assert_eq!((&v["error"]["code"], &v["error"]["data"]["name"]), (&json!(-32603), &json!("HANDLER_FAILED")), "{v}");
     assert_eq!(v["error"]["message"], json!("resource 'test://failing' failed: the disk is on fire"), "{v}");
     agent.shutdown().await;
@@ -203,9 +169,9 @@ async fn an_unknown_uri_is_each_eras_error_and_a_bad_answer_is_the_handlers() {
     let agent =
         Agent::start_with_catalog(config("plain", &pki.issue("plain")), standard_tools(), catalog(), Arc::new(handler)).await.unwrap();
     let ep = agent.endpoint();
-    let v = legacy(&client, ep, "resources/read", json!({"uri": "test://static-text"})).await;
+    let v = legacy_ok(&client, ep, "resources/read", json!({"uri": "test://static-text"})).await;
     assert_eq!(v["result"]["contents"][0]["text"], json!("static text"), "{v}");
-    let v = legacy(&client, ep, "resources/read", json!({"uri": "test://live"})).await;
+    let v = legacy_ok(&client, ep, "resources/read", json!({"uri": "test://live"})).await;
     assert_eq!(v["error"]["code"], json!(-32603), "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("has no handler for resource 'test://live'"), "{v}");
     agent.shutdown().await;
@@ -243,26 +209,26 @@ async fn the_callees_policy_decides_who_lists_and_reads_by_the_rules_for_tools()
     let front = HttpsClient::new(&pki.identity("front")).unwrap();
     let other = HttpsClient::new(&pki.identity("other")).unwrap();
 
-    let v = legacy(&front, ep, "resources/list", json!({})).await;
+    let v = legacy_ok(&front, ep, "resources/list", json!({})).await;
     assert_eq!(
         v["result"]["resources"].as_array().unwrap().iter().map(|r| r["uri"].clone()).collect::<Vec<_>>(),
         vec![json!("test://live")],
         "{v}"
     );
-    let v = legacy(&front, ep, "resources/read", json!({"uri": "test://live"})).await;
+    let v = legacy_ok(&front, ep, "resources/read", json!({"uri": "test://live"})).await;
     assert_eq!(v["result"]["contents"][0]["text"], json!("live -"), "{v}");
     let (_, v) = modern(&front, ep, "resources/templates/list", None, json!({})).await;
     assert_eq!(v["result"]["resourceTemplates"], json!([]), "{v}");
 
     // Static content is no side door: core's own answers are decided too.
     for (client, uri) in [(&front, "test://static-text"), (&front, "test://template/1/data"), (&other, "test://live")] {
-        let v = legacy(client, ep, "resources/read", json!({"uri": uri})).await;
+        let v = legacy_ok(client, ep, "resources/read", json!({"uri": uri})).await;
         assert_eq!((&v["error"]["code"], &v["error"]["data"]["name"]), (&json!(-32602), &json!("CALL_DENIED")), "{uri}: {v}");
         assert!(v["error"]["message"].as_str().unwrap().contains("(policy rule 'default: deny'"), "{v}");
         let (_, v) = modern(client, ep, "resources/read", Some(uri), json!({"uri": uri})).await;
         assert_eq!(v["error"]["data"]["name"], json!("CALL_DENIED"), "{uri}: {v}");
     }
-    let v = legacy(&other, ep, "resources/list", json!({})).await;
+    let v = legacy_ok(&other, ep, "resources/list", json!({})).await;
     assert_eq!(v["result"]["resources"], json!([]), "{v}");
     assert_eq!(seen.lock().unwrap().len(), 1, "only the allowed read reached the handler");
     agent.shutdown().await;

@@ -5,6 +5,7 @@
 mod common;
 
 use bytes::Bytes;
+use common::mcp::*;
 use common::*;
 use http_body_util::Full;
 use serde_json::{json, Value};
@@ -13,9 +14,6 @@ use toolmesh_core::agent::Agent;
 use toolmesh_core::client::HttpsClient;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{Completion, FnHandler, HandlerOutput, LocalTools, ToolInvocation, ToolOutput};
-
-const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
-const MODERN: &str = "2026-07-28";
 
 fn mixed() -> Value {
     json!({"content": [

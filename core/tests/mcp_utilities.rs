@@ -3,36 +3,13 @@
 
 mod common;
 
-use bytes::Bytes;
+use common::mcp::*;
 use common::*;
-use http_body_util::Full;
 use serde_json::{json, Value};
 use toolmesh_core::client::HttpsClient;
 
-const MODERN: &str = "2026-07-28";
-
-async fn post(client: &HttpsClient, endpoint: &str, headers: &[(&str, &str)], body: Value) -> (u16, Value) {
-    let mut request = http::Request::builder()
-        .method("POST")
-        .uri(endpoint)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = client.send(request.body(Full::new(Bytes::from(body.to_string()))).unwrap()).await.unwrap();
-    (response.status().as_u16(), serde_json::from_slice(response.body()).unwrap_or(Value::Null))
-}
-
 fn legacy(method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-}
-
-/// A modern request: `params` with the required `_meta`, and the headers that mirror it.
-async fn modern(client: &HttpsClient, endpoint: &str, method: &str, mut params: Value) -> (u16, Value) {
-    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}});
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    post(client, endpoint, &[("mcp-protocol-version", MODERN), ("mcp-method", method)], body).await
 }
 
 #[tokio::test]
@@ -46,7 +23,7 @@ async fn declared_capabilities_are_exactly_the_methods_answered() {
         legacy("initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}));
     let (_, v) = post(&client, ep, &[], init).await;
     assert_eq!(v["result"]["capabilities"], json!({"tools": {"listChanged": false}, "completions": {}, "logging": {}}), "{v}");
-    let (_, v) = modern(&client, ep, "server/discover", json!({})).await;
+    let (_, v) = modern(&client, ep, "server/discover", None, json!({})).await;
     // The modern era has no logging/setLevel, and handlers send no log messages to opt into.
     assert_eq!(v["result"]["capabilities"], json!({"tools": {"listChanged": false}, "completions": {}}), "{v}");
 
@@ -54,7 +31,7 @@ async fn declared_capabilities_are_exactly_the_methods_answered() {
     for method in ["prompts/list", "resources/list", "resources/templates/list"] {
         let (status, v) = post(&client, ep, &[], legacy(method, json!({}))).await;
         assert_eq!((status, &v["error"]["code"]), (200, &json!(-32601)), "{method}: {v}");
-        let (status, v) = modern(&client, ep, method, json!({})).await;
+        let (status, v) = modern(&client, ep, method, None, json!({})).await;
         assert_eq!((status, &v["error"]["code"]), (404, &json!(-32601)), "{method}: {v}");
     }
     agent.shutdown().await;
@@ -78,7 +55,7 @@ async fn logging_set_level_takes_a_known_level_in_the_legacy_era_only() {
         assert!(v["error"]["message"].as_str().unwrap().contains("one of debug, info"), "{v}");
     }
     // Removed in 2026-07-28.
-    let (status, v) = modern(&client, ep, "logging/setLevel", json!({"level": "info"})).await;
+    let (status, v) = modern(&client, ep, "logging/setLevel", None, json!({"level": "info"})).await;
     assert_eq!((status, &v["error"]["code"]), (404, &json!(-32601)), "{v}");
     agent.shutdown().await;
 }
@@ -94,7 +71,7 @@ async fn completion_complete_answers_no_suggestions_in_both_eras() {
 
     let (status, v) = post(&client, ep, &[], legacy("completion/complete", request.clone())).await;
     assert_eq!((status, &v["result"]), (200, &none), "{v}");
-    let (status, v) = modern(&client, ep, "completion/complete", request).await;
+    let (status, v) = modern(&client, ep, "completion/complete", None, request).await;
     assert_eq!((status, &v["result"]["completion"], &v["result"]["resultType"]), (200, &none["completion"], &json!("complete")), "{v}");
     let resource = json!({"ref": {"type": "ref/resource", "uri": "file:///{path}"}, "argument": {"name": "path", "value": ""}});
     let (_, v) = post(&client, ep, &[], legacy("completion/complete", resource)).await;

@@ -1,6 +1,8 @@
 //! Shared fixtures: a CA and certificates on disk, agents with Rust handlers.
 #![allow(dead_code)]
 
+pub mod mcp;
+
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
