@@ -47,8 +47,10 @@ pub fn start<'env>(
     let catalog = parse_catalog(&catalog_json).map_err(core_error)?;
     let on_invoke =
         on_invoke.build_threadsafe_function::<Invocation>().callee_handled::<false>().build_callback(|call| Ok(invoke_args(call.value)))?;
-    let on_catalog =
-        on_catalog.build_threadsafe_function::<CatalogCall>().callee_handled::<false>().build_callback(|call| Ok(catalog_args(call.value)))?;
+    let on_catalog = on_catalog
+        .build_threadsafe_function::<CatalogCall>()
+        .callee_handled::<false>()
+        .build_callback(|call| Ok(catalog_args(call.value)))?;
     let handler = Arc::new(NodeToolHandler::new(JsHandlers { on_invoke, on_catalog }));
     promise(env, async move {
         // On failure the handler is dropped here, and with it `onInvoke` and `onCatalog`.
