@@ -19,8 +19,8 @@ export declare class NativeAgent {
    */
   call(tool: string, dependency: number, argumentsJson: string, context?: RequestContext | undefined | null, callHeaders?: Array<[string, string]> | undefined | null): Promise<string>
   /**
-   * Deregisters, drains in-flight calls and closes the listener, then releases `onInvoke` so
-   * that the process can exit.
+   * Deregisters, drains in-flight calls and closes the listener, then releases `onInvoke` and
+   * `onCatalog` so that the process can exit.
    */
   stop(): Promise<void>
 }
@@ -49,6 +49,12 @@ export declare class RequestContext {
 export declare class Responder {
   /** The handler's JSON-encoded return value. Decoded on core's runtime, not on the JS thread. */
   ok(resultJson: string): void
+  /**
+   * The handler answered a tool result in MCP's shape (`CallToolResult` as JSON, bytes already
+   * base64-encoded). Core reads and checks it on its runtime; a refusal reaches the caller as
+   * HANDLER_RESULT naming the item at fault, e.g. `content[1]: image 'data' is not base64`.
+   */
+  result(resultJson: string): void
   /**
    * The handler failed. Without `kind` the caller gets HANDLER_FAILED with `message`. With the
    * name of a core error kind (the error of a mesh call the handler awaited) the caller gets
@@ -81,11 +87,15 @@ export declare function errorClassName(code: number): string
 
 /**
  * Builds the configuration (`TOOLMESH_*` environment, then `options`, core's keys), validates
- * the tools (core's JSON tool definitions) and starts the agent. Configuration and tool errors
- * are thrown at once; start-up errors (certificates, address) reject the promise. `onInvoke`
- * runs on the JS thread for every call of one of the agent's tools.
+ * the tools (core's JSON tool definitions) and the resources and prompts (`catalogJson`, MCP's
+ * member names: `{"resources", "resourceTemplates", "prompts"}`) and starts the agent.
+ * Configuration, tool and catalog errors are thrown at once; start-up errors (certificates,
+ * address) reject the promise. `onInvoke` runs on the JS thread for every call of one of the
+ * agent's tools, `onCatalog` for every read of a resource or get of a prompt that core does not
+ * answer itself (`requestJson` is `{"kind": "readResource", "uri", "name", "template"?,
+ * "variables"}` or `{"kind": "getPrompt", "name", "arguments"}`).
  */
-export declare function start(name: string, options: Array<[string, string]>, toolsJson: string, onInvoke: (tool: string, argumentsJson: string, context: RequestContext, responder: Responder) => void): Promise<NativeAgent>
+export declare function start(name: string, options: Array<[string, string]>, toolsJson: string, catalogJson: string, onInvoke: (tool: string, argumentsJson: string, context: RequestContext, responder: Responder) => void, onCatalog: (requestJson: string, context: RequestContext, responder: Responder) => void): Promise<NativeAgent>
 
 /** The report of a start-up error with `code`, `kind` and `message` (`toolmesh_core::error::start_failure`). */
 export declare function startFailure(code: number, kind: string, message: string): StartFailure

@@ -1,5 +1,7 @@
 /** Agents: a set of tools served by one native core agent. */
 
+import { type CatalogRequest, LocalCatalog, type PromptDefinition, type ResourceDefinition, type ResourceTemplateDefinition } from "./catalog.js";
+import { asToolResult } from "./content.js";
 import { callHeadersStorage, contextStorage, type RequestContext } from "./context.js";
 import { fromNative, ToolError, ToolmeshError } from "./errors.js";
 import { addon, type NativeAgent, type Responder } from "./native.js";
@@ -39,6 +41,7 @@ export class Agent {
   readonly name: string;
   readonly #options: Array<[string, string]>;
   readonly #tools: LocalTool[] = [];
+  readonly #catalog = new LocalCatalog();
   /** While started (or starting): the tools by name, and each tool's dependency proxies. */
   #running: Map<string, { tool: LocalTool; proxies: Proxies<readonly Dependency[]> }> | undefined;
   /** From start() until stop() has finished. */
@@ -56,11 +59,34 @@ export class Agent {
   addTool<S extends InputSchema = JsonSchema, const D extends readonly Dependency[] = readonly []>(
     definition: ToolDefinition<S, D>,
   ): this {
-    if (this.#starting !== undefined) {
-      throw new Error(`agent '${this.name}' is already started: add its tools before start()`);
-    }
+    this.#requireNotStarted("tools");
     this.#tools.push(new LocalTool(definition as unknown as ToolDefinition));
     return this;
+  }
+
+  /**
+   * Declares a resource served over MCP (`resources/list`, `resources/read`): one URI with its
+   * content (`text` or `blob`, served by core) or a `read(uri)` function, or a template
+   * (`uriTemplate: "test://template/{id}/data"`) whose `read(uri, variables)` answers each URI it
+   * expands. Resources are not registered with the registry; added before `start()`.
+   */
+  addResource(definition: ResourceDefinition | ResourceTemplateDefinition): this {
+    this.#requireNotStarted("resources");
+    this.#catalog.addResource(definition);
+    return this;
+  }
+
+  /** Declares a prompt served over MCP (`prompts/list`, `prompts/get`); added before `start()`. */
+  addPrompt(definition: PromptDefinition): this {
+    this.#requireNotStarted("prompts");
+    this.#catalog.addPrompt(definition);
+    return this;
+  }
+
+  #requireNotStarted(what: string): void {
+    if (this.#starting !== undefined) {
+      throw new Error(`agent '${this.name}' is already started: add its ${what} before start()`);
+    }
   }
 
   /** The id the registry knows this agent by (its name and a random suffix). */
@@ -132,7 +158,7 @@ export class Agent {
   async #startNative(): Promise<NativeAgent> {
     const tools = JSON.stringify(this.#tools.map((tool) => tool.info()));
     try {
-      return await addon.start(this.name, this.#options, tools, this.#onInvoke);
+      return await addon.start(this.name, this.#options, tools, this.#catalog.json(), this.#onInvoke, this.#onCatalog);
     } catch (error) {
       throw fromNative(error);
     }
@@ -192,12 +218,36 @@ export class Agent {
     });
   };
 
+  /** Called by the addon for every resource read or prompt get core does not answer itself; never throws. */
+  readonly #onCatalog = (requestJson: string, context: RequestContext, responder: Responder): void => {
+    const request = JSON.parse(requestJson) as CatalogRequest;
+    const what = request.kind === "getPrompt" ? `prompt '${request.name}'` : `resource '${request.uri}'`;
+    const answer = async (): Promise<unknown> => contextStorage.run(context, () => this.#catalog.answer(request));
+    this.#settle(what, answer, responder).catch((bug: unknown) => {
+      log(`toolmesh: answering ${what} failed:`, bug);
+      try {
+        responder.fail(describe(bug));
+      } catch {
+        // answered before the bug
+      }
+    });
+  };
+
   async #answer(tool: string, argumentsJson: string, context: RequestContext, responder: Responder): Promise<void> {
+    // Core invokes only the tools it was given (once started), and refuses others itself.
+    const running = this.#running!.get(tool)!;
+    const run = (): Promise<unknown> => contextStorage.run(context, () => running.tool.run(JSON.parse(argumentsJson), running.proxies));
+    await this.#settle(`tool '${tool}'`, run, responder);
+  }
+
+  /**
+   * Runs a handler and answers with what it returned or threw: a rich tool result through
+   * `responder.result`, any other value as JSON through `responder.ok`.
+   */
+  async #settle(what: string, handler: () => Promise<unknown>, responder: Responder): Promise<void> {
     let result: unknown;
     try {
-      // Core invokes only the tools it was given (once started), and refuses others itself.
-      const running = this.#running!.get(tool)!;
-      result = await contextStorage.run(context, () => running.tool.run(JSON.parse(argumentsJson), running.proxies));
+      result = await handler();
     } catch (error) {
       if (error instanceof ToolError) {
         // The tool's own error (or one a proxy call rejected with, passed on): an answer, not a
@@ -211,15 +261,16 @@ export class Agent {
       } else {
         // The caller sees the error's own message, as in every language; its name and stack
         // stay in this agent's log.
-        log(`toolmesh: tool '${tool}' failed:`, error);
+        log(`toolmesh: ${what} failed:`, error);
         responder.fail(describe(error));
       }
       return;
     }
+    const toolResult = asToolResult(result);
     let resultJson: string | undefined;
     let reason: string;
     try {
-      resultJson = JSON.stringify(result ?? null);
+      resultJson = JSON.stringify(toolResult ?? result ?? null);
       reason = `JSON.stringify cannot encode a ${typeof result}`;
     } catch (error) {
       reason = describe(error);
@@ -229,7 +280,8 @@ export class Agent {
       responder.notJson(reason);
       return;
     }
-    responder.ok(resultJson);
+    if (toolResult !== undefined) responder.result(resultJson);
+    else responder.ok(resultJson);
   }
 }
 

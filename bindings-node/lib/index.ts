@@ -7,6 +7,16 @@
  */
 
 export { Agent, type AgentOptions } from "./agent.js";
+export type {
+  PromptArgument,
+  PromptDefinition,
+  PromptMessage,
+  PromptResult,
+  ReadResult,
+  ResourceDefinition,
+  ResourceTemplateDefinition,
+} from "./catalog.js";
+export { Audio, Content, type ContentAnnotations, type ContentItem, EmbeddedResource, Image, type ResourceContents, ResourceLink, Text, ToolResult } from "./content.js";
 export { currentContext, headers, type RequestContext, traceId, withCallHeaders } from "./context.js";
 export {
   ConfigError,

@@ -58,7 +58,9 @@ export interface ToolDefinition<S extends InputSchema = InputSchema, D extends r
   /** MCP's tool annotations, e.g. `{ idempotentHint: true }` (see {@link ToolAnnotations}). */
   readonly annotations?: ToolAnnotations;
   /**
-   * Runs the tool: sync or async; its result must be JSON (`undefined` is sent as null). A
+   * Runs the tool: sync or async; its result must be JSON (`undefined` is sent as null), or a
+   * rich result: a `ToolResult`, an `Image`/`Audio`/`ResourceLink`/`EmbeddedResource`/`Text`,
+   * or an array of those (core checks it; an invalid one reaches the caller as HANDLER_RESULT). A
    * throw or rejection reaches the caller as a tool error; when it is a `ToolmeshError` from a
    * dependency call, the caller gets that error's code and message.
    */

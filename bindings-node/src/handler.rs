@@ -7,8 +7,8 @@ use napi::Status;
 use napi_derive::napi;
 use std::sync::{Arc, Mutex, MutexGuard};
 use toolmesh_core::context::RequestContext as CoreContext;
-use toolmesh_core::host::{Completion, HostError, ToolHandler, ToolInvocation};
-use toolmesh_core::runtime;
+use toolmesh_core::host::{CatalogInvocation, Completion, HostError, ToolHandler, ToolInvocation, ToolOutput};
+use toolmesh_core::{runtime, ErrorKind};
 
 /// One invocation on its way to the JS thread.
 pub(crate) struct Invocation {
@@ -28,29 +28,58 @@ pub(crate) type InvokeFunction = ThreadsafeFunction<Invocation, (), InvokeArgs, 
 /// The JS arguments of one invocation, built on the JS thread.
 pub(crate) fn invoke_args(invocation: Invocation) -> InvokeArgs {
     let Invocation { tool, arguments_json, context, completion } = invocation;
-    FnArgs::from((tool, arguments_json, RequestContext { inner: context }, Responder::new(completion)))
+    let responder = Responder::new(completion, tool.clone());
+    FnArgs::from((tool, arguments_json, RequestContext { inner: context }, responder))
 }
 
-/// Hands every invocation of an agent's tools to its JS `onInvoke`, without ever blocking a
-/// tokio worker: the threadsafe function's queue is unbounded.
+/// One `resources/read` or `prompts/get` on its way to the JS thread: core's request as JSON
+/// (`{"kind": "readResource", ...}` or `{"kind": "getPrompt", ...}`), so the JS side spells no
+/// shape core has not named.
+pub(crate) struct CatalogCall {
+    pub request_json: String,
+    pub context: Arc<CoreContext>,
+    pub completion: Completion,
+}
+
+/// What the agent's `onCatalog(requestJson, context, responder)` receives.
+pub(crate) type CatalogArgs = FnArgs<(String, RequestContext, Responder)>;
+
+/// `onCatalog`, callable from core's workers; like `onInvoke`, it never throws.
+pub(crate) type CatalogFunction = ThreadsafeFunction<CatalogCall, (), CatalogArgs, Status, false>;
+
+/// The JS arguments of one catalog request, built on the JS thread.
+pub(crate) fn catalog_args(call: CatalogCall) -> CatalogArgs {
+    let CatalogCall { request_json, context, completion } = call;
+    FnArgs::from((request_json, RequestContext { inner: context }, Responder::new(completion, String::new())))
+}
+
+/// The JS functions an agent's calls are handed to.
+pub(crate) struct JsHandlers {
+    pub on_invoke: InvokeFunction,
+    pub on_catalog: CatalogFunction,
+}
+
+/// Hands every invocation of an agent's tools to its JS `onInvoke`, and every read of a resource
+/// or prompt it serves through JS to `onCatalog`, without ever blocking a tokio worker: the
+/// threadsafe functions' queues are unbounded.
 pub(crate) struct NodeToolHandler {
-    /// `None` once the agent has stopped. While it is held, Node's event loop stays alive, as it
-    /// does for a listening server.
-    on_invoke: Mutex<Option<InvokeFunction>>,
+    /// `None` once the agent has stopped. While they are held, Node's event loop stays alive, as
+    /// it does for a listening server.
+    handlers: Mutex<Option<JsHandlers>>,
 }
 
 impl NodeToolHandler {
-    pub(crate) fn new(on_invoke: InvokeFunction) -> Self {
-        NodeToolHandler { on_invoke: Mutex::new(Some(on_invoke)) }
+    pub(crate) fn new(handlers: JsHandlers) -> Self {
+        NodeToolHandler { handlers: Mutex::new(Some(handlers)) }
     }
 
-    /// Releases `onInvoke`, so that a stopped agent lets the process exit.
+    /// Releases `onInvoke` and `onCatalog`, so that a stopped agent lets the process exit.
     pub(crate) fn release(&self) {
         self.slot().take();
     }
 
-    fn slot(&self) -> MutexGuard<'_, Option<InvokeFunction>> {
-        self.on_invoke.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn slot(&self) -> MutexGuard<'_, Option<JsHandlers>> {
+        self.handlers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -62,8 +91,17 @@ impl ToolHandler for NodeToolHandler {
         // Without `onInvoke` (stopped), or when Node refuses the call (its environment is
         // closing), the invocation is dropped with its completion and core answers the caller
         // HANDLER_DROPPED instead of hanging.
-        if let Some(on_invoke) = self.slot().as_ref() {
-            on_invoke.call(invocation, ThreadsafeFunctionCallMode::NonBlocking);
+        if let Some(handlers) = self.slot().as_ref() {
+            handlers.on_invoke.call(invocation, ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+
+    fn invoke_catalog(&self, invocation: CatalogInvocation, completion: Completion) {
+        let request_json = serde_json::to_string(&invocation.request).expect("a catalog request serializes");
+        let call = CatalogCall { request_json, context: invocation.context, completion };
+        // Dropped as `invoke` drops it: core answers HANDLER_DROPPED.
+        if let Some(handlers) = self.slot().as_ref() {
+            handlers.on_catalog.call(call, ThreadsafeFunctionCallMode::NonBlocking);
         }
     }
 }
@@ -73,11 +111,13 @@ impl ToolHandler for NodeToolHandler {
 #[napi]
 pub struct Responder {
     completion: Mutex<Option<Completion>>,
+    /// The tool answered, for the error of an invalid tool result (empty for a catalog request).
+    tool: String,
 }
 
 impl Responder {
-    fn new(completion: Completion) -> Self {
-        Responder { completion: Mutex::new(Some(completion)) }
+    fn new(completion: Completion, tool: String) -> Self {
+        Responder { completion: Mutex::new(Some(completion)), tool }
     }
 
     fn take(&self) -> napi::Result<Completion> {
@@ -96,6 +136,26 @@ impl Responder {
             match serde_json::from_str(&result_json) {
                 Ok(value) => completion.ok(value),
                 Err(e) => completion.not_json(e.to_string()),
+            }
+        });
+        Ok(())
+    }
+
+    /// The handler answered a tool result in MCP's shape (`CallToolResult` as JSON, bytes already
+    /// base64-encoded). Core reads and checks it on its runtime; a refusal reaches the caller as
+    /// HANDLER_RESULT naming the item at fault, e.g. `content[1]: image 'data' is not base64`.
+    #[napi(catch_unwind)]
+    pub fn result(&self, result_json: String) -> napi::Result<()> {
+        let completion = self.take()?;
+        let tool = self.tool.clone();
+        runtime::handle().spawn(async move {
+            let output = serde_json::from_str(&result_json).map_err(|e| e.to_string()).and_then(ToolOutput::from_json);
+            match output {
+                Ok(output) => completion.result(output),
+                Err(problem) => completion.complete(Err(HostError::with_kind(
+                    Some(ErrorKind::HandlerResult),
+                    format!("tool '{tool}' returned an invalid tool result: {problem}"),
+                ))),
             }
         });
         Ok(())

@@ -2,25 +2,30 @@
 
 use crate::context::RequestContext;
 use crate::errors::to_js_error;
-use crate::handler::{invoke_args, Invocation, InvokeArgs, NodeToolHandler};
+use crate::handler::{catalog_args, invoke_args, CatalogArgs, CatalogCall, Invocation, InvokeArgs, JsHandlers, NodeToolHandler};
 use crate::settle::promise;
 use napi::bindgen_prelude::{Function, Object};
 use napi::Env;
 use napi_derive::napi;
 use std::sync::Arc;
-use toolmesh_core::agent::{parse_tools, Agent};
+use toolmesh_core::agent::{parse_catalog, parse_tools, Agent};
 use toolmesh_core::config::AgentConfig;
 use toolmesh_core::context::RequestContext as CoreRequestContext;
 use toolmesh_core::{Error, ErrorKind};
 
 /// Builds the configuration (`TOOLMESH_*` environment, then `options`, core's keys), validates
-/// the tools (core's JSON tool definitions) and starts the agent. Configuration and tool errors
-/// are thrown at once; start-up errors (certificates, address) reject the promise. `onInvoke`
-/// runs on the JS thread for every call of one of the agent's tools.
+/// the tools (core's JSON tool definitions) and the resources and prompts (`catalogJson`, MCP's
+/// member names: `{"resources", "resourceTemplates", "prompts"}`) and starts the agent.
+/// Configuration, tool and catalog errors are thrown at once; start-up errors (certificates,
+/// address) reject the promise. `onInvoke` runs on the JS thread for every call of one of the
+/// agent's tools, `onCatalog` for every read of a resource or get of a prompt that core does not
+/// answer itself (`requestJson` is `{"kind": "readResource", "uri", "name", "template"?,
+/// "variables"}` or `{"kind": "getPrompt", "name", "arguments"}`).
 #[napi(
     catch_unwind,
-    ts_args_type = "name: string, options: Array<[string, string]>, toolsJson: string, \
-                    onInvoke: (tool: string, argumentsJson: string, context: RequestContext, responder: Responder) => void",
+    ts_args_type = "name: string, options: Array<[string, string]>, toolsJson: string, catalogJson: string, \
+                    onInvoke: (tool: string, argumentsJson: string, context: RequestContext, responder: Responder) => void, \
+                    onCatalog: (requestJson: string, context: RequestContext, responder: Responder) => void",
     ts_return_type = "Promise<NativeAgent>"
 )]
 pub fn start<'env>(
@@ -28,7 +33,9 @@ pub fn start<'env>(
     name: String,
     options: Vec<(String, String)>,
     tools_json: String,
+    catalog_json: String,
     on_invoke: Function<'_, InvokeArgs, ()>,
+    on_catalog: Function<'_, CatalogArgs, ()>,
 ) -> napi::Result<Object<'env>> {
     toolmesh_core::logging::init_from_env();
     let core_error = |error: Error| to_js_error(env, &error);
@@ -37,12 +44,17 @@ pub fn start<'env>(
         config.set(key, value).map_err(core_error)?;
     }
     let tools = parse_tools(&tools_json).map_err(core_error)?;
+    let catalog = parse_catalog(&catalog_json).map_err(core_error)?;
     let on_invoke =
         on_invoke.build_threadsafe_function::<Invocation>().callee_handled::<false>().build_callback(|call| Ok(invoke_args(call.value)))?;
-    let handler = Arc::new(NodeToolHandler::new(on_invoke));
+    let on_catalog = on_catalog
+        .build_threadsafe_function::<CatalogCall>()
+        .callee_handled::<false>()
+        .build_callback(|call| Ok(catalog_args(call.value)))?;
+    let handler = Arc::new(NodeToolHandler::new(JsHandlers { on_invoke, on_catalog }));
     promise(env, async move {
-        // On failure the handler is dropped here, and with it `onInvoke`.
-        let agent = Agent::start(config, tools, handler.clone()).await?;
+        // On failure the handler is dropped here, and with it `onInvoke` and `onCatalog`.
+        let agent = Agent::start_with_catalog(config, tools, catalog, handler.clone()).await?;
         Ok(NativeAgent { agent, handler })
     })
 }
@@ -129,8 +141,8 @@ impl NativeAgent {
         })
     }
 
-    /// Deregisters, drains in-flight calls and closes the listener, then releases `onInvoke` so
-    /// that the process can exit.
+    /// Deregisters, drains in-flight calls and closes the listener, then releases `onInvoke` and
+    /// `onCatalog` so that the process can exit.
     #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn stop<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
         let agent = self.agent.clone();

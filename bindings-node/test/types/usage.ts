@@ -1,7 +1,19 @@
 // Compiled, never run, by typings.test.mjs: the published types accept the documented usage
 // and reject misuse (each @ts-expect-error must meet an error).
 
-import { Agent, type DependencyProxy, DiscoveryError, headers, type RequestContext, currentContext, traceId } from "toolmesh";
+import {
+  Agent,
+  type DependencyProxy,
+  DiscoveryError,
+  EmbeddedResource,
+  headers,
+  Image,
+  type RequestContext,
+  ResourceLink,
+  ToolResult,
+  currentContext,
+  traceId,
+} from "toolmesh";
 import { z } from "zod";
 
 const agent = new Agent({ name: "calc", registryUrl: "https://127.0.0.1:8443", propagateHeaders: ["x-tenant"], port: 0 });
@@ -44,3 +56,30 @@ const tenant: string | undefined = headers()["x-tenant"];
 const trace: string | undefined = traceId();
 const started: Promise<Agent> = agent.start();
 void [context, tenant, trace, started, DiscoveryError];
+
+// Rich results: content classes, bytes as Uint8Array.
+const png = new Uint8Array([137, 80, 78, 71]);
+agent.addTool({
+  name: "picture",
+  execute: () =>
+    new ToolResult({
+      content: ["a picture", new Image(png, "image/png"), new ResourceLink({ uri: "test://doc", name: "doc" })],
+      structuredContent: { width: 1 },
+    }),
+});
+new EmbeddedResource({ uri: "test://x", blob: png });
+// @ts-expect-error: image data is bytes, not base64 text
+new Image("iVBORw0KGgo=", "image/png");
+
+// Resources, templates and prompts.
+agent.addResource({ uri: "test://static", name: "static", mimeType: "text/plain", text: "hello" });
+agent.addResource({ uriTemplate: "test://item/{id}", name: "item", read: (uri, { id }) => ({ uri, text: `item ${id}` }) });
+agent.addPrompt({
+  name: "review",
+  arguments: [{ name: "code", required: true }],
+  get: ({ code }) => [{ role: "user", content: `Review ${code}` }],
+});
+// @ts-expect-error: a template needs a read function
+agent.addResource({ uriTemplate: "test://item/{id}", name: "item" });
+// @ts-expect-error: a role is user or assistant
+agent.addPrompt({ name: "p", get: () => [{ role: "system", content: "x" }] });

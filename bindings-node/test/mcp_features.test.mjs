@@ -1,0 +1,255 @@
+// Rich tool results, resources and prompts, over MCP to a real agent with mTLS: what a JS
+// handler returns reaches the client as the MCP items core writes, and an invalid answer reaches
+// it as HANDLER_RESULT naming the item at fault.
+
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Audio, EmbeddedResource, Image, ResourceLink, Text, ToolResult } from "../dist/index.js";
+import { callError, mcpPost } from "../../tests/node/meshkit.mjs";
+import { agent, meshFixture, serving } from "./fixtures.mjs";
+
+const fixture = meshFixture({ registry: false });
+
+// A 1x1 PNG, as bytes and as MCP carries it.
+const PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+const PNG = Buffer.from(PNG_BASE64, "base64");
+// Bytes whose base64 needs padding, in a view that does not start at its buffer's start.
+const WAV = new Uint8Array([0, 82, 73, 70, 70, 1]).subarray(1, 5);
+
+async function mcp(target, method, params) {
+  // In 2026-07-28, Mcp-Name mirrors a read's URI (mcpPost mirrors params.name itself).
+  const headers = params.uri === undefined ? {} : { "Mcp-Name": params.uri };
+  const { status, body } = await mcpPost(target.endpoint, fixture.certs, { jsonrpc: "2.0", id: 1, method, params }, { headers });
+  assert.equal(status, 200, `${method}: ${status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+async function callResult(target, tool) {
+  const body = await mcp(target, "tools/call", { name: tool, arguments: {} });
+  assert.ok(body.result, JSON.stringify(body));
+  return body.result;
+}
+
+describe("rich tool results", { timeout: 60_000 }, () => {
+  it("reach the client as the content items the handler gave, bytes base64-encoded", async () => {
+    const alpha = agent(fixture, "alpha");
+    alpha.addTool({ name: "picture", execute: () => new ToolResult({ content: ["a red pixel", new Image(PNG, "image/png")] }) });
+    alpha.addTool({
+      name: "everything",
+      execute: () => [
+        new Text("hello", { audience: ["user"] }),
+        new Audio(WAV, "audio/wav"),
+        new ResourceLink({ uri: "test://doc", name: "doc", mimeType: "text/plain" }),
+        new EmbeddedResource({ uri: "test://blob", mimeType: "application/octet-stream", blob: WAV }),
+        new EmbeddedResource({ uri: "test://text", text: "inline" }),
+      ],
+    });
+    alpha.addTool({ name: "counted", execute: () => new ToolResult({ content: [new Image(PNG, "image/png")], structuredContent: { count: 1 } }) });
+    alpha.addTool({ name: "only-structured", execute: () => new ToolResult({ structuredContent: { answer: 42 } }) });
+    alpha.addTool({ name: "refused", execute: () => new ToolResult({ content: ["not today"], isError: true }) });
+    alpha.addTool({ name: "plain-array", execute: () => [1, "two"] });
+    await serving([alpha], async () => {
+      const picture = await callResult(alpha, "picture");
+      assert.deepEqual(picture.content, [
+        { type: "text", text: "a red pixel" },
+        { type: "image", data: PNG_BASE64, mimeType: "image/png" },
+      ]);
+      assert.equal(picture.isError, false);
+      assert.equal(picture.structuredContent, undefined);
+
+      const everything = await callResult(alpha, "everything");
+      const wavBase64 = Buffer.from([82, 73, 70, 70]).toString("base64");
+      assert.equal(wavBase64, "UklGRg==");
+      assert.deepEqual(everything.content, [
+        { type: "text", text: "hello", annotations: { audience: ["user"] } },
+        { type: "audio", data: wavBase64, mimeType: "audio/wav" },
+        { type: "resource_link", uri: "test://doc", name: "doc", mimeType: "text/plain" },
+        { type: "resource", resource: { uri: "test://blob", mimeType: "application/octet-stream", blob: wavBase64 } },
+        { type: "resource", resource: { uri: "test://text", text: "inline" } },
+      ]);
+
+      // structuredContent without a text item gets its serialized text appended (spec SHOULD).
+      const counted = await callResult(alpha, "counted");
+      assert.deepEqual(counted.structuredContent, { count: 1 });
+      assert.deepEqual(counted.content, [
+        { type: "image", data: PNG_BASE64, mimeType: "image/png" },
+        { type: "text", text: '{"count":1}' },
+      ]);
+      const structured = await callResult(alpha, "only-structured");
+      assert.deepEqual(structured.structuredContent, { answer: 42 });
+      assert.deepEqual(structured.content, [{ type: "text", text: '{"answer":42}' }]);
+
+      // The tool's own isError result is a result, not a mesh error.
+      const refused = await callResult(alpha, "refused");
+      assert.equal(refused.isError, true);
+      assert.deepEqual(refused.content, [{ type: "text", text: "not today" }]);
+      assert.equal(refused._meta?.["dev.toolmesh/error"], undefined);
+
+      // An array of plain values is a plain value, not content items.
+      assert.deepEqual((await callResult(alpha, "plain-array")).structuredContent, [1, "two"]);
+    });
+  });
+
+  it("an invalid result reaches the caller as HANDLER_RESULT naming the item", async () => {
+    const alpha = agent(fixture, "alpha");
+    alpha.addTool({
+      name: "bad-image",
+      execute: () => new ToolResult({ content: ["fine", { type: "image", data: "not base64!", mimeType: "image/png" }] }),
+    });
+    alpha.addTool({ name: "no-mime", execute: () => new Image(PNG, "") });
+    alpha.addTool({ name: "empty", execute: () => new ToolResult({ content: [] }) });
+    await serving([alpha], async () => {
+      let error = await callError(alpha.endpoint, fixture.certs, "bad-image", {});
+      assert.equal(error.name, "HANDLER_RESULT");
+      assert.match(error.message, /^tool 'bad-image' returned an invalid tool result: content\[1\]: image 'data' is not base64/);
+      error = await callError(alpha.endpoint, fixture.certs, "no-mime", {});
+      assert.equal(error.name, "HANDLER_RESULT");
+      assert.match(error.message, /^tool 'no-mime' returned an invalid tool result: content\[0\]: .*mimeType/);
+      error = await callError(alpha.endpoint, fixture.certs, "empty", {});
+      assert.equal(error.name, "HANDLER_RESULT");
+      assert.match(error.message, /needs 'content' items or 'structuredContent'/);
+    });
+  });
+});
+
+describe("resources and prompts", { timeout: 60_000 }, () => {
+  function catalogAgent(seen = []) {
+    const alpha = agent(fixture, "alpha");
+    alpha.addTool({ name: "noop", execute: () => null });
+    alpha.addResource({ uri: "test://static-text", name: "static-text", mimeType: "text/plain", text: "static text" });
+    alpha.addResource({ uri: "test://static-binary", name: "static-binary", mimeType: "image/png", blob: PNG });
+    alpha.addResource({
+      uri: "test://live",
+      name: "live",
+      description: "read through JavaScript",
+      mimeType: "text/plain",
+      read: (uri) => {
+        seen.push(uri);
+        return `live text of ${uri}`;
+      },
+    });
+    alpha.addResource({
+      uriTemplate: "test://template/{id}/data",
+      name: "template-data",
+      mimeType: "application/json",
+      read: async (uri, { id }) => ({ uri, mimeType: "application/json", text: JSON.stringify({ id }) }),
+    });
+    alpha.addResource({ uriTemplate: "test://picture/{name}", name: "picture", mimeType: "image/png", read: () => PNG });
+    alpha.addResource({ uri: "test://empty", name: "empty", read: () => [] });
+    alpha.addResource({ uri: "test://bad-blob", name: "bad-blob", read: (uri) => ({ uri, blob: "not base64!" }) });
+    alpha.addResource({
+      uri: "test://failing",
+      name: "failing",
+      read: () => {
+        throw new Error("the disk is gone");
+      },
+    });
+    alpha.addPrompt({ name: "test_simple_prompt", description: "a simple prompt", get: () => "This is a simple prompt." });
+    alpha.addPrompt({
+      name: "test_prompt_with_arguments",
+      arguments: [
+        { name: "arg1", description: "first", required: true },
+        { name: "arg2", required: false },
+      ],
+      get: ({ arg1, arg2 }) => ({
+        description: "with arguments",
+        messages: [
+          { role: "user", content: `arg1=${arg1} arg2=${arg2}` },
+          { role: "assistant", content: new Image(PNG, "image/png") },
+        ],
+      }),
+    });
+    alpha.addPrompt({ name: "bad_prompt", get: () => [{ role: "system", content: "nope" }] });
+    return alpha;
+  }
+
+  it("are listed in declaration order", async () => {
+    const alpha = catalogAgent();
+    await serving([alpha], async () => {
+      const resources = (await mcp(alpha, "resources/list", {})).result.resources;
+      assert.deepEqual(
+        resources.map((r) => r.uri),
+        ["test://static-text", "test://static-binary", "test://live", "test://empty", "test://bad-blob", "test://failing"],
+      );
+      assert.deepEqual(resources[2], { uri: "test://live", name: "live", description: "read through JavaScript", mimeType: "text/plain" });
+      assert.equal(resources[0].text, undefined, "content is never listed");
+      const templates = (await mcp(alpha, "resources/templates/list", {})).result.resourceTemplates;
+      assert.deepEqual(templates, [
+        { uriTemplate: "test://template/{id}/data", name: "template-data", mimeType: "application/json" },
+        { uriTemplate: "test://picture/{name}", name: "picture", mimeType: "image/png" },
+      ]);
+      const prompts = (await mcp(alpha, "prompts/list", {})).result.prompts;
+      assert.deepEqual(prompts, [
+        { name: "test_simple_prompt", description: "a simple prompt" },
+        {
+          name: "test_prompt_with_arguments",
+          arguments: [
+            { name: "arg1", description: "first", required: true },
+            { name: "arg2", required: false },
+          ],
+        },
+        { name: "bad_prompt" },
+      ]);
+    });
+  });
+
+  it("are read and got through JavaScript, static content by core", async () => {
+    const seen = [];
+    const alpha = catalogAgent(seen);
+    await serving([alpha], async () => {
+      const read = async (uri) => (await mcp(alpha, "resources/read", { uri })).result.contents;
+      assert.deepEqual(await read("test://static-text"), [{ uri: "test://static-text", mimeType: "text/plain", text: "static text" }]);
+      assert.deepEqual(await read("test://static-binary"), [{ uri: "test://static-binary", mimeType: "image/png", blob: PNG_BASE64 }]);
+      assert.deepEqual(await read("test://live"), [{ uri: "test://live", mimeType: "text/plain", text: "live text of test://live" }]);
+      assert.deepEqual(seen, ["test://live"], "only the resource without content reaches JavaScript");
+      assert.deepEqual(await read("test://template/42/data"), [
+        { uri: "test://template/42/data", mimeType: "application/json", text: '{"id":"42"}' },
+      ]);
+      assert.deepEqual(await read("test://picture/pixel"), [{ uri: "test://picture/pixel", mimeType: "image/png", blob: PNG_BASE64 }]);
+
+      const simple = (await mcp(alpha, "prompts/get", { name: "test_simple_prompt" })).result;
+      assert.deepEqual(simple.messages, [{ role: "user", content: { type: "text", text: "This is a simple prompt." } }]);
+      const withArguments = (await mcp(alpha, "prompts/get", { name: "test_prompt_with_arguments", arguments: { arg1: "a", arg2: "b" } })).result;
+      assert.equal(withArguments.description, "with arguments");
+      assert.deepEqual(withArguments.messages, [
+        { role: "user", content: { type: "text", text: "arg1=a arg2=b" } },
+        { role: "assistant", content: { type: "image", data: PNG_BASE64, mimeType: "image/png" } },
+      ]);
+      // A missing required argument is refused by core before JavaScript sees it.
+      const missing = await mcp(alpha, "prompts/get", { name: "test_prompt_with_arguments", arguments: { arg2: "b" } });
+      assert.equal(missing.error?.code, -32602, JSON.stringify(missing));
+      assert.match(missing.error.message, /arg1/);
+    });
+  });
+
+  it("an invalid answer or a throw reaches the caller naming the problem", async () => {
+    const alpha = catalogAgent();
+    await serving([alpha], async () => {
+      const failure = async (method, params) => {
+        const body = await mcp(alpha, method, params);
+        assert.equal(body.error?.code, -32603, JSON.stringify(body));
+        return body.error;
+      };
+      let error = await failure("resources/read", { uri: "test://empty" });
+      assert.equal(error.data.name, "HANDLER_RESULT");
+      assert.match(error.message, /resource 'test:\/\/empty'.*'contents' is empty/);
+      error = await failure("resources/read", { uri: "test://bad-blob" });
+      assert.equal(error.data.name, "HANDLER_RESULT");
+      assert.match(error.message, /contents\[0\].*'blob' is not base64/);
+      error = await failure("resources/read", { uri: "test://failing" });
+      assert.equal(error.data.name, "HANDLER_FAILED");
+      assert.match(error.message, /resource 'test:\/\/failing' failed: the disk is gone/);
+      error = await failure("prompts/get", { name: "bad_prompt" });
+      assert.equal(error.data.name, "HANDLER_RESULT");
+      assert.match(error.message, /prompt 'bad_prompt'.*messages\[0\]: 'role'/);
+    });
+  });
+
+  it("are checked at start, and by the binding when they cannot be answered", async () => {
+    const alpha = agent(fixture, "alpha");
+    assert.throws(() => alpha.addResource({ uri: "test://nothing", name: "nothing" }), /resource 'test:\/\/nothing' needs its content/);
+    assert.throws(() => alpha.addPrompt({ name: "p" }), /prompt 'p' needs a get function/);
+    alpha.addResource({ uriTemplate: "test://{a}{b}", name: "ambiguous", read: () => "" });
+    await assert.rejects(alpha.start(), (error) => error.kind === "INVALID_CONFIG" && /resourceTemplates\[0\]\.uriTemplate/.test(error.message));
+  });
+});
