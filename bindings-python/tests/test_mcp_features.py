@@ -144,7 +144,7 @@ def catalog_agent(certs: Certs) -> toolmesh.Agent:
         assert toolmesh.current_context() is not None  # the read runs in its request context
         return json.dumps({"id": id, "uri": uri})
 
-    @agent.resource("test://bytes/{name}")
+    @agent.resource("test://bytes/{name}", name="template_data")  # names may repeat: URIs pick the reader
     def raw_bytes(name: str) -> bytes:  # synchronous readers run in a worker thread
         return name.encode()
 
@@ -192,7 +192,7 @@ def test_resources_and_prompts_are_listed_read_and_got(certs: Certs) -> None:
             assert without_meta(templates["resourceTemplates"]) == [
                 {"uriTemplate": "test://template/{id}/data", "name": "template_data", "description": "one item's data",
                  "mimeType": "application/json"},
-                {"uriTemplate": "test://bytes/{name}", "name": "raw_bytes"},
+                {"uriTemplate": "test://bytes/{name}", "name": "template_data"},
             ], templates
 
             status, answer = await read(certs, agent, "test://static-text")

@@ -101,8 +101,9 @@ class Agent:
             }
             for spec in self._tools
         }
-        # Core names each read's resource or template by its declared name: names pick the reader.
-        self._readers = {spec.name: spec for spec in self._resources if spec.fn is not None}
+        # Core hands over the template a read matched, else the declared URI: they are unique
+        # (names need not be), so they pick the reader.
+        self._readers = {spec.uri: spec for spec in self._resources if spec.fn is not None}
         self._prompt_specs = {spec.name: spec for spec in self._prompts}
         started = self._loop.create_future()
         tools_json = json.dumps([spec.info() for spec in self._tools])
@@ -240,7 +241,8 @@ class Agent:
         try:
             if request["kind"] == "readResource":
                 # core hands over only resources and templates it was given, read by a function
-                answer = await self._readers[request["name"]].read(request["uri"], request["variables"])
+                reader = self._readers[request.get("template") or request["uri"]]
+                answer = await reader.read(request["uri"], request["variables"])
             else:
                 answer = await self._prompt_specs[request["name"]].get(request["arguments"])
         except ToolmeshError as error:
