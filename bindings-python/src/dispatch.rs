@@ -23,6 +23,9 @@ pub(crate) struct InvokeTarget {
     pub event_loop: Py<PyAny>,
     /// `on_invoke(tool, arguments_json, context, responder)`, run on `event_loop`.
     pub on_invoke: Py<PyAny>,
+    /// `on_catalog(request_json, context, responder)` for a resource read or a prompt, run on
+    /// `event_loop`; `request_json` is core's `CatalogRequest`.
+    pub on_catalog: Py<PyAny>,
 }
 
 /// Makes a Python object on the dispatch thread, with the GIL held.
@@ -42,6 +45,14 @@ pub(crate) enum Job {
         target: Arc<InvokeTarget>,
         tool: String,
         arguments_json: String,
+        context: Arc<RequestContext>,
+        completion: Completion,
+    },
+    /// A resource read or prompt get: `subject` names it in error messages (`resource 'uri'`).
+    Catalog {
+        target: Arc<InvokeTarget>,
+        request_json: String,
+        subject: String,
         context: Arc<RequestContext>,
         completion: Completion,
     },
@@ -170,8 +181,14 @@ impl Job {
     fn into_call(self, py: Python<'_>) -> PyResult<(Py<PyAny>, Bound<'_, PyTuple>)> {
         match self {
             Job::Invoke { target, tool, arguments_json, context, completion } => {
-                let args = (tool, arguments_json, Context { inner: context }, Responder::new(completion)).into_pyobject(py)?;
+                let responder = Responder::new(completion, format!("tool '{tool}'"));
+                let args = (tool, arguments_json, Context { inner: context }, responder).into_pyobject(py)?;
                 let call = PyTuple::new(py, [target.on_invoke.bind(py).clone(), args.into_any()])?;
+                Ok((target.event_loop.clone_ref(py), call))
+            }
+            Job::Catalog { target, request_json, subject, context, completion } => {
+                let args = (request_json, Context { inner: context }, Responder::new(completion, subject)).into_pyobject(py)?;
+                let call = PyTuple::new(py, [target.on_catalog.bind(py).clone(), args.into_any()])?;
                 Ok((target.event_loop.clone_ref(py), call))
             }
             Job::Settle { future, outcome } => {

@@ -6,10 +6,10 @@ use crate::dispatch::{dispatch, settle_when_done, InvokeTarget, Job, Outcome};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::sync::Arc;
-use toolmesh_core::agent::{parse_tools, Agent};
+use toolmesh_core::agent::{parse_catalog, parse_tools, Agent};
 use toolmesh_core::config::AgentConfig;
 use toolmesh_core::context::RequestContext;
-use toolmesh_core::host::{Completion, ToolHandler, ToolInvocation};
+use toolmesh_core::host::{CatalogInvocation, CatalogRequest, Completion, ToolHandler, ToolInvocation};
 
 /// Core's host handler for a Python agent: queues each invocation for the dispatch thread.
 struct PythonToolHandler {
@@ -27,19 +27,36 @@ impl ToolHandler for PythonToolHandler {
             completion,
         });
     }
+
+    fn invoke_catalog(&self, invocation: CatalogInvocation, completion: Completion) {
+        let subject = match &invocation.request {
+            CatalogRequest::ReadResource { uri, .. } => format!("resource '{uri}'"),
+            CatalogRequest::GetPrompt { name, .. } => format!("prompt '{name}'"),
+        };
+        let request_json = match serde_json::to_string(&invocation.request) {
+            Ok(json) => json,
+            // Strings and JSON maps always serialize; answer rather than drop, should that change.
+            Err(e) => return completion.err(format!("the {subject} request could not be encoded: {e}")),
+        };
+        dispatch(Job::Catalog { target: self.target.clone(), request_json, subject, context: invocation.context, completion });
+    }
 }
 
 /// Builds the configuration (`TOOLMESH_*` environment, then `options`), validates the tools and
-/// starts the agent; the asyncio `future` receives a [`NativeAgent`] or the start-up error, and
-/// `on_invoke` runs on the future's loop. Configuration and tool errors are raised at once, as
-/// `toolmesh.ConfigError`.
+/// starts the agent with its resources and prompts (`catalog_json`, MCP's member names, checked
+/// by core); the asyncio `future` receives a [`NativeAgent`] or the start-up error, and
+/// `on_invoke` (tools) and `on_catalog` (resource reads, prompts) run on the future's loop.
+/// Configuration, tool, resource and prompt errors are raised at once, as `toolmesh.ConfigError`.
 #[pyfunction]
+#[allow(clippy::too_many_arguments)] // one per argument of the Python call
 pub(crate) fn start(
     py: Python<'_>,
     name: &str,
     options: Vec<(String, String)>,
     tools_json: &str,
+    catalog_json: &str,
     on_invoke: Py<PyAny>,
+    on_catalog: Py<PyAny>,
     future: Py<PyAny>,
 ) -> PyResult<()> {
     toolmesh_core::logging::init_from_env();
@@ -48,11 +65,12 @@ pub(crate) fn start(
         config.set(key, value).map_err(|e| to_pyerr(py, &e))?;
     }
     let tools = parse_tools(tools_json).map_err(|e| to_pyerr(py, &e))?;
+    let catalog = parse_catalog(catalog_json).map_err(|e| to_pyerr(py, &e))?;
     let event_loop = future.call_method0(py, "get_loop")?;
-    let target = Arc::new(InvokeTarget { event_loop, on_invoke });
+    let target = Arc::new(InvokeTarget { event_loop, on_invoke, on_catalog });
     let handler = Arc::new(PythonToolHandler { target });
     settle_when_done(future, async move {
-        let agent = Agent::start(config, tools, handler).await?;
+        let agent = Agent::start_with_catalog(config, tools, catalog, handler).await?;
         Ok(Outcome::Object(Box::new(move |py| Ok(Bound::new(py, NativeAgent::new(agent))?.into_any()))))
     });
     Ok(())

@@ -3,18 +3,21 @@
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use std::sync::Mutex;
-use toolmesh_core::host::{Completion, HostError};
+use toolmesh_core::host::{Completion, HostError, ToolOutput};
+use toolmesh_core::ErrorKind;
 
 /// Answers exactly once. If it is garbage-collected unanswered, the completion is dropped and
 /// core reports `HANDLER_DROPPED` to the caller.
 #[pyclass(frozen, module = "toolmesh._native")]
 pub struct Responder {
     completion: Mutex<Option<Completion>>,
+    /// What is being answered, for core's error words: `tool 'x'`, `resource 'uri'`, `prompt 'p'`.
+    subject: String,
 }
 
 impl Responder {
-    pub(crate) fn new(completion: Completion) -> Self {
-        Responder { completion: Mutex::new(Some(completion)) }
+    pub(crate) fn new(completion: Completion, subject: String) -> Self {
+        Responder { completion: Mutex::new(Some(completion)), subject }
     }
 
     fn take(&self) -> PyResult<Completion> {
@@ -31,6 +34,24 @@ impl Responder {
             .detach(|| serde_json::from_str(result_json))
             .map_err(|e| PyValueError::new_err(format!("the tool result is not JSON: {e}")))?;
         self.take()?.ok(value);
+        Ok(())
+    }
+
+    /// The handler's result in MCP's `CallToolResult` shape (JSON text), built by
+    /// `toolmesh.ToolResult`: core reads and checks it; a refusal reaches the caller as
+    /// `HANDLER_RESULT` naming the item at fault.
+    fn ok_result(&self, py: Python<'_>, call_tool_result_json: &str) -> PyResult<()> {
+        let value = py
+            .detach(|| serde_json::from_str(call_tool_result_json))
+            .map_err(|e| PyValueError::new_err(format!("the tool result is not JSON: {e}")))?;
+        let completion = self.take()?;
+        match ToolOutput::from_json(value) {
+            Ok(output) => completion.result(output),
+            Err(problem) => completion.complete(Err(HostError::with_kind(
+                Some(ErrorKind::HandlerResult),
+                format!("{} returned an invalid tool result: {problem}", self.subject),
+            ))),
+        }
         Ok(())
     }
 

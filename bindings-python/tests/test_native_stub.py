@@ -100,6 +100,7 @@ def test_the_comparison_sees_drift() -> None:
         "Gone: in _native.pyi, not in the native module",
         "Responder.not_json: in the native module (['reason']), not in _native.pyi",
         "close_dispatch: in the native module ([]), not in _native.pyi",
-        "start: _native.pyi says ['name', 'options', 'tools_json', 'on_invoke', 'future', 'extra'], "
-        "the native module has ['name', 'options', 'tools_json', 'on_invoke', 'future']",
+        "start: _native.pyi says ['name', 'options', 'tools_json', 'catalog_json', 'on_invoke', 'on_catalog', 'future', "
+        "'extra'], the native module has ['name', 'options', 'tools_json', 'catalog_json', 'on_invoke', 'on_catalog', "
+        "'future']",
     ]

@@ -6,7 +6,9 @@ MCP, header propagation and tracing all happen in the shared Rust core.
 """
 
 from . import _bridge  # noqa: F401 - hands the native module the Python functions it calls
-from ._agent import Agent, run, start, tool
+from ._agent import Agent, add_resource, prompt, resource, run, start, tool
+from ._catalog import PromptMessage
+from ._content import Audio, EmbeddedResource, Image, ResourceLink, Text, ToolResult
 from ._context import call_headers, current_context, headers, trace_id
 from ._errors import (
     AuthorizationError,
@@ -26,6 +28,16 @@ from ._tools import Proxy, ToolSpec
 
 __all__ = [
     "Agent",
+    "Audio",
+    "EmbeddedResource",
+    "Image",
+    "PromptMessage",
+    "ResourceLink",
+    "Text",
+    "ToolResult",
+    "add_resource",
+    "prompt",
+    "resource",
     "AuthorizationError",
     "ConfigError",
     "DiscoveryError",

@@ -11,6 +11,8 @@ import weakref
 from typing import Any, Callable, Iterable, Optional, TypeVar
 
 from . import _json, _native
+from ._catalog import PromptSpec, ResourceSpec, catalog_info, declare_prompt, declare_resource
+from ._content import as_tool_result
 from ._context import _current
 from ._errors import ToolError, ToolmeshError
 from ._tools import ArgumentNotDecoded, Proxy, ToolSpec, declare, dependency_capability
@@ -21,6 +23,9 @@ _log = logging.getLogger("toolmesh")
 
 # Tools declared with the module-level ``@toolmesh.tool``; ``toolmesh.run``/``start`` serve them.
 _default_tools: list[ToolSpec] = []
+# Resources and prompts declared with ``@toolmesh.resource``/``@toolmesh.prompt``/``toolmesh.add_resource``.
+_default_resources: list[ResourceSpec] = []
+_default_prompts: list[PromptSpec] = []
 
 
 class Agent:
@@ -31,9 +36,14 @@ class Agent:
     ``call_timeout_ms``) and override the ``TOOLMESH_*`` environment; core validates them.
     """
 
-    def __init__(self, name: str, *, tools: Iterable[ToolSpec] = (), **options: Any) -> None:
+    def __init__(self, name: str, *, tools: Iterable[ToolSpec] = (), resources: Iterable[ResourceSpec] = (),
+                 prompts: Iterable[PromptSpec] = (), **options: Any) -> None:
         self.name = name
         self._tools: list[ToolSpec] = list(tools)
+        self._resources: list[ResourceSpec] = list(resources)
+        self._prompts: list[PromptSpec] = list(prompts)
+        self._readers: dict[str, ResourceSpec] = {}
+        self._prompt_specs: dict[str, PromptSpec] = {}
         self._options = options
         self._native: Optional[_native.NativeAgent] = None
         self._running = False
@@ -45,6 +55,20 @@ class Agent:
     def tool(self, fn: Optional[F] = None, **metadata: Any) -> Any:
         """Declares a tool of this agent; the same arguments as ``toolmesh.tool``."""
         return _decorator(self._tools.append, fn, **metadata)
+
+    def resource(self, uri: str, **metadata: Any) -> Callable[[F], F]:
+        """Declares a resource of this agent read by the decorated function; the same arguments
+        as ``toolmesh.resource``."""
+        return _resource_decorator(self._resources.append, uri, **metadata)
+
+    def add_resource(self, uri: str, **metadata: Any) -> None:
+        """Declares a static resource (``text=`` or ``blob=``) of this agent; the same
+        arguments as ``toolmesh.add_resource``."""
+        self._resources.append(declare_resource(uri, **metadata))
+
+    def prompt(self, fn: Optional[F] = None, **metadata: Any) -> Any:
+        """Declares a prompt of this agent; the same arguments as ``toolmesh.prompt``."""
+        return _prompt_decorator(self._prompts.append, fn, **metadata)
 
     @property
     def tools(self) -> list[ToolSpec]:
@@ -77,10 +101,16 @@ class Agent:
             }
             for spec in self._tools
         }
+        # Core hands over the template a read matched, else the declared URI: they are unique
+        # (names need not be), so they pick the reader.
+        self._readers = {spec.uri: spec for spec in self._resources if spec.fn is not None}
+        self._prompt_specs = {spec.name: spec for spec in self._prompts}
         started = self._loop.create_future()
         tools_json = json.dumps([spec.info() for spec in self._tools])
+        catalog_json = json.dumps(catalog_info(self._resources, self._prompts))
         try:
-            _native.start(self.name, _option_pairs(self._options), tools_json, _weakly(self._on_invoke), started)
+            _native.start(self.name, _option_pairs(self._options), tools_json, catalog_json, _weakly(self._on_invoke),
+                          _weakly(self._on_catalog), started)
             self._native = await started
             self._running = True
         except BaseException:
@@ -187,13 +217,50 @@ class Agent:
             _log.warning("tool %r raised", tool, exc_info=True)
             responder.fail(str(error))
             return
+        rich = as_tool_result(result)
         try:
-            payload = _json.encode(result)
+            payload = _json.encode(result if rich is None else rich.to_mcp())
         except (TypeError, ValueError) as error:
             # Core tells the caller, in the same words as every language, and logs the reason.
             responder.not_json(str(error))
             return
-        responder.ok(payload)
+        if rich is None:
+            responder.ok(payload)
+        else:
+            responder.ok_result(payload)  # core checks it; a refusal names the item at fault
+
+    def _on_catalog(self, request_json: str, context: Any, responder: Any) -> None:
+        """Called on this agent's loop for every resource read and prompt get core hands over."""
+        task = asyncio.get_running_loop().create_task(self._answer_catalog(json.loads(request_json), context, responder))
+        self._handler_tasks.add(task)
+        task.add_done_callback(self._handler_tasks.discard)
+
+    async def _answer_catalog(self, request: dict[str, Any], context: Any, responder: Any) -> None:
+        _current.set(context)
+        what = f"resource {request.get('uri')!r}" if request["kind"] == "readResource" else f"prompt {request['name']!r}"
+        try:
+            if request["kind"] == "readResource":
+                # core hands over only resources and templates it was given, read by a function
+                reader = self._readers[request.get("template") or request["uri"]]
+                answer = await reader.read(request["uri"], request["variables"])
+            else:
+                answer = await self._prompt_specs[request["name"]].get(request["arguments"])
+        except ToolmeshError as error:
+            responder.fail_mesh(error.code, error.message)
+            return
+        except asyncio.CancelledError:
+            responder.fail(f"{what} was cancelled")
+            raise
+        except Exception as error:
+            _log.warning("%s raised", what, exc_info=True)
+            responder.fail(str(error))
+            return
+        try:
+            payload = _json.encode(answer)
+        except (TypeError, ValueError) as error:
+            responder.not_json(str(error))
+            return
+        responder.ok(payload)  # core checks the shape; a refusal names the item at fault
 
 
 def _option_pairs(options: dict[str, Any]) -> list[tuple[str, str]]:
@@ -218,6 +285,51 @@ def _decorator(register: Callable[[ToolSpec], None], fn: Optional[F], **metadata
     return decorate(fn) if fn is not None else decorate
 
 
+def _resource_decorator(register: Callable[[ResourceSpec], None], uri: str, **metadata: Any) -> Callable[[F], F]:
+    def decorate(function: F) -> F:
+        register(declare_resource(uri, function, **metadata))
+        return function
+
+    if callable(uri):
+        raise TypeError("@toolmesh.resource takes the URI: @toolmesh.resource('test://template/{id}/data')")
+    return decorate
+
+
+def _prompt_decorator(register: Callable[[PromptSpec], None], fn: Optional[F], **metadata: Any) -> Any:
+    def decorate(function: F) -> F:
+        register(declare_prompt(function, **metadata))
+        return function
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def resource(uri: str, **metadata: Any) -> Callable[[F], F]:
+    """Declares a resource read by the decorated function: ``@toolmesh.resource("file:///notes.txt")``.
+    A URI with ``{variables}`` (RFC 6570 level 1) declares a resource template, and each
+    variable's value is passed as a keyword argument (a str, as it appears in the URI); a
+    parameter named ``uri`` receives the URI read. Keyword arguments: ``name`` (default the
+    function's name), ``title``, ``description`` (default the docstring), ``mime_type``, ``size``,
+    ``annotations``. The function returns a str (text), bytes (a blob), ``toolmesh.EmbeddedResource``
+    items, or a ``ReadResourceResult`` dict; core checks the answer.
+    """
+    return _resource_decorator(_default_resources.append, uri, **metadata)
+
+
+def add_resource(uri: str, **metadata: Any) -> None:
+    """Declares a static resource, served by core without calling Python: ``text=`` or
+    ``blob=`` (bytes), and ``name`` (default the URI), ``mime_type``, ``title``, ..."""
+    _default_resources.append(declare_resource(uri, **metadata))
+
+
+def prompt(fn: Optional[F] = None, **metadata: Any) -> Any:
+    """Declares a prompt, bare (``@toolmesh.prompt``) or with ``name``, ``title``, ``description``.
+    Its arguments are the function's parameters (strings, required unless they have a default).
+    It returns a str (one user message), a content item, ``toolmesh.PromptMessage`` items, or a
+    ``GetPromptResult`` dict.
+    """
+    return _prompt_decorator(_default_prompts.append, fn, **metadata)
+
+
 def tool(fn: Optional[F] = None, **metadata: Any) -> Any:
     """Declares a tool served by ``toolmesh.run``/``toolmesh.start``; use it bare (``@tool``) or
     with keyword arguments: ``name``, ``capability``, ``version`` (default ``"1.0.0"``),
@@ -238,13 +350,14 @@ def tool(fn: Optional[F] = None, **metadata: Any) -> Any:
 
 def run(name: str, **options: Any) -> None:
     """Serves every ``@toolmesh.tool`` of the program as agent ``name`` until SIGINT/SIGTERM."""
-    Agent(name, tools=_default_tools, **options).run()
+    Agent(name, tools=_default_tools, resources=_default_resources, prompts=_default_prompts, **options).run()
 
 
 async def start(name: str, **options: Any) -> Agent:
     """Starts an agent serving every ``@toolmesh.tool`` on the running loop; ``await
     agent.stop()`` stops it."""
-    return await Agent(name, tools=_default_tools, **options).start()
+    return await Agent(name, tools=_default_tools, resources=_default_resources, prompts=_default_prompts,
+                       **options).start()
 
 
 def _weakly(method: Callable[..., Any]) -> Callable[..., Any]:

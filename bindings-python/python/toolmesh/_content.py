@@ -1,0 +1,154 @@
+"""Rich tool results: MCP content items as Python objects.
+
+A handler that returns a ``ToolResult``, one content item or a list of content items is answered
+in MCP's ``CallToolResult`` shape; core reads and checks that JSON (a refusal names the item at
+fault). The only thing done here is turning bytes into base64 (standard alphabet, padded).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from typing import Any, Mapping, Optional, Sequence, Union
+
+
+def _base64(data: bytes) -> str:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"binary content is bytes, not {type(data).__name__}")
+    return base64.b64encode(bytes(data)).decode("ascii")
+
+
+def _with_annotations(item: dict[str, Any], annotations: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    if annotations:
+        item["annotations"] = dict(annotations)
+    return item
+
+
+@dataclasses.dataclass(frozen=True)
+class Text:
+    """A text content item."""
+
+    text: str
+    annotations: Optional[Mapping[str, Any]] = None
+
+    def to_mcp(self) -> dict[str, Any]:
+        return _with_annotations({"type": "text", "text": self.text}, self.annotations)
+
+
+@dataclasses.dataclass(frozen=True)
+class Image:
+    """An image content item: ``toolmesh.Image(png_bytes, "image/png")``."""
+
+    data: bytes
+    mime_type: str
+    annotations: Optional[Mapping[str, Any]] = None
+
+    def to_mcp(self) -> dict[str, Any]:
+        return _with_annotations({"type": "image", "data": _base64(self.data), "mimeType": self.mime_type}, self.annotations)
+
+
+@dataclasses.dataclass(frozen=True)
+class Audio:
+    """An audio content item: ``toolmesh.Audio(wav_bytes, "audio/wav")``."""
+
+    data: bytes
+    mime_type: str
+    annotations: Optional[Mapping[str, Any]] = None
+
+    def to_mcp(self) -> dict[str, Any]:
+        return _with_annotations({"type": "audio", "data": _base64(self.data), "mimeType": self.mime_type}, self.annotations)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceLink:
+    """A link to a resource the client may read: ``toolmesh.ResourceLink("file:///a.txt", "a.txt")``."""
+
+    uri: str
+    name: str
+    title: Optional[str] = None
+    description: Optional[str] = None
+    mime_type: Optional[str] = None
+    size: Optional[int] = None
+    annotations: Optional[Mapping[str, Any]] = None
+
+    def to_mcp(self) -> dict[str, Any]:
+        item: dict[str, Any] = {"type": "resource_link", "uri": self.uri, "name": self.name}
+        for key, value in (("title", self.title), ("description", self.description), ("mimeType", self.mime_type),
+                           ("size", self.size)):
+            if value is not None:
+                item[key] = value
+        return _with_annotations(item, self.annotations)
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddedResource:
+    """A resource's contents, embedded: ``text=`` or ``blob=`` (bytes), not both. Also what a
+    ``@toolmesh.resource`` reader may return, one or a list of them."""
+
+    uri: str
+    text: Optional[str] = None
+    blob: Optional[bytes] = None
+    mime_type: Optional[str] = None
+    annotations: Optional[Mapping[str, Any]] = None
+
+    def contents(self) -> dict[str, Any]:
+        """The ``{uri, mimeType?, text | blob}`` object (a ``ReadResourceResult`` item)."""
+        contents: dict[str, Any] = {"uri": self.uri}
+        if self.mime_type is not None:
+            contents["mimeType"] = self.mime_type
+        if self.text is not None:
+            contents["text"] = self.text
+        if self.blob is not None:
+            contents["blob"] = _base64(self.blob)
+        return contents
+
+    def to_mcp(self) -> dict[str, Any]:
+        return _with_annotations({"type": "resource", "resource": self.contents()}, self.annotations)
+
+
+ContentItem = Union[Text, Image, Audio, ResourceLink, EmbeddedResource]
+CONTENT_TYPES = (Text, Image, Audio, ResourceLink, EmbeddedResource)
+
+
+def content_item(item: Union[str, ContentItem]) -> dict[str, Any]:
+    """One content item as MCP's JSON; a ``str`` is a text item."""
+    if isinstance(item, str):
+        return {"type": "text", "text": item}
+    if isinstance(item, CONTENT_TYPES):
+        return item.to_mcp()
+    raise TypeError(
+        f"a content item is a str, toolmesh.Text, Image, Audio, ResourceLink or EmbeddedResource, not {type(item).__name__}"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolResult:
+    """A tool's answer in MCP's ``CallToolResult`` shape: ``content`` items (``str`` is text),
+    ``structured`` (any JSON value: the ``structuredContent``) and ``is_error`` (a failure the
+    tool words itself; not a mesh error)."""
+
+    content: Sequence[Union[str, ContentItem]] = ()
+    structured: Any = None
+    is_error: bool = False
+
+    def to_mcp(self) -> dict[str, Any]:
+        if isinstance(self.content, (str, bytes)) or not isinstance(self.content, Sequence):
+            raise TypeError("ToolResult(content=...) is a list of content items")
+        result: dict[str, Any] = {"content": [content_item(item) for item in self.content]}
+        if self.structured is not None:
+            result["structuredContent"] = self.structured
+        if self.is_error:
+            result["isError"] = True
+        return result
+
+
+def as_tool_result(value: Any) -> Optional[ToolResult]:
+    """The ToolResult a handler's return value stands for: itself, one content item, or a
+    non-empty list of content items; None for a plain value (answered as today)."""
+    if isinstance(value, ToolResult):
+        return value
+    if isinstance(value, CONTENT_TYPES):
+        return ToolResult(content=[value])
+    if isinstance(value, (list, tuple)) and value and all(isinstance(item, CONTENT_TYPES) for item in value):
+        return ToolResult(content=list(value))
+    return None
