@@ -17,7 +17,12 @@ use toolmesh_core::host::{Catalog, CatalogInvocation, CatalogRequest, Completion
 /// (answering frees it), or frees it unanswered with `toolmesh_invocation_free`. C++
 /// exceptions must not escape.
 pub type toolmesh_invoke_fn = Option<
-    unsafe extern "C" fn(userdata: *mut c_void, tool: *const c_char, arguments_json: *const c_char, invocation: *mut toolmesh_invocation),
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        tool: *const c_char,
+        arguments_json: *const c_char,
+        invocation: *mut toolmesh_invocation,
+    ),
 >;
 
 /// Reads a resource or gets a prompt the agent declared in its catalog (see
@@ -86,7 +91,8 @@ impl HostHandler {
         if self.table.invoke_catalog.is_some() {
             return None;
         }
-        let resources = catalog.resources.iter().filter(|r| r.text.is_none() && r.blob.is_none()).map(|r| format!("resource '{}'", r.uri));
+        let resources =
+            catalog.resources.iter().filter(|r| r.text.is_none() && r.blob.is_none()).map(|r| format!("resource '{}'", r.uri));
         let templates = catalog.resource_templates.iter().map(|t| format!("resource template '{}'", t.uri_template));
         let prompts = catalog.prompts.iter().map(|p| format!("prompt '{}'", p.name));
         resources.chain(templates).chain(prompts).next()
@@ -201,7 +207,12 @@ mod tests {
     /// userdata is released once, on a host thread, and `released` follows.
     #[test]
     fn the_userdata_is_released_once_on_a_host_thread() {
-        let table = toolmesh_handler { userdata: 7 as *mut c_void, invoke: None, free_userdata: Some(free_userdata), invoke_catalog: None };
+        let table = toolmesh_handler {
+            userdata: 7 as *mut c_void,
+            invoke: None,
+            free_userdata: Some(free_userdata),
+            invoke_catalog: None,
+        };
         let handler = HostHandler::new(table);
         let released = handler.released();
         drop(handler);

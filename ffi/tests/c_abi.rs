@@ -49,7 +49,8 @@ impl Certs {
         let name_c = CString::new(name).unwrap();
         // SAFETY: valid strings and out-pointer.
         assert_eq!(unsafe { toolmesh_config_new(name_c.as_ptr(), &mut config, ptr::null_mut()) }, TOOLMESH_OK);
-        for (key, file) in [("tls_cert", format!("{name}.pem")), ("tls_key", format!("{name}.key")), ("tls_ca", "ca.pem".into())] {
+        for (key, file) in [("tls_cert", format!("{name}.pem")), ("tls_key", format!("{name}.key")), ("tls_ca", "ca.pem".into())]
+        {
             set(config, key, &self.path(&file)).unwrap();
         }
         config
@@ -127,7 +128,12 @@ impl Host {
     }
 }
 
-unsafe extern "C" fn invoke(userdata: *mut c_void, tool: *const c_char, arguments: *const c_char, invocation: *mut toolmesh_invocation) {
+unsafe extern "C" fn invoke(
+    userdata: *mut c_void,
+    tool: *const c_char,
+    arguments: *const c_char,
+    invocation: *mut toolmesh_invocation,
+) {
     // SAFETY: userdata is the Host given at start; the strings are valid for this call.
     let (host, tool, args) = unsafe { (&*(userdata as *const Host), text(tool).unwrap(), text(arguments).unwrap()) };
     let args: Value = serde_json::from_str(&args).unwrap();
@@ -230,10 +236,18 @@ struct Pending {
 unsafe extern "C" fn reraise(userdata: *mut c_void, code: toolmesh_result, _text: *const c_char, error: *const toolmesh_error) {
     assert_ne!(code, TOOLMESH_OK);
     // SAFETY: an unanswered invocation, answered once; `error` is borrowed for this callback.
-    assert_eq!(unsafe { toolmesh_invocation_fail_with_error(userdata as *mut toolmesh_invocation, error, ptr::null_mut()) }, TOOLMESH_OK);
+    assert_eq!(
+        unsafe { toolmesh_invocation_fail_with_error(userdata as *mut toolmesh_invocation, error, ptr::null_mut()) },
+        TOOLMESH_OK
+    );
 }
 
-unsafe extern "C" fn finish_sum3(userdata: *mut c_void, code: toolmesh_result, text_ptr: *const c_char, _: *const toolmesh_error) {
+unsafe extern "C" fn finish_sum3(
+    userdata: *mut c_void,
+    code: toolmesh_result,
+    text_ptr: *const c_char,
+    _: *const toolmesh_error,
+) {
     // SAFETY: `userdata` is the Pending boxed by `invoke`, delivered once.
     let pending = unsafe { Box::from_raw(userdata as *mut Pending) };
     let invocation = pending.invocation as *mut toolmesh_invocation;
@@ -279,7 +293,12 @@ impl Outcomes {
 }
 
 /// Records the code and the text; for a tool error, `app_code: text data`.
-unsafe extern "C" fn record_outcome(userdata: *mut c_void, code: toolmesh_result, text_ptr: *const c_char, error: *const toolmesh_error) {
+unsafe extern "C" fn record_outcome(
+    userdata: *mut c_void,
+    code: toolmesh_result,
+    text_ptr: *const c_char,
+    error: *const toolmesh_error,
+) {
     // SAFETY: the tests pass an `Outcomes` that outlives their calls.
     let outcomes = unsafe { &*(userdata as *const Outcomes) };
     let mut said = text(text_ptr).unwrap();
@@ -341,8 +360,12 @@ fn start(certs: &Certs, name: &str) -> (*mut toolmesh_agent, Arc<AtomicUsize>, *
     let config = certs.config(name);
     let freed = Arc::new(AtomicUsize::new(0));
     let host = Box::into_raw(Box::new(Host { agent: OnceLock::new(), held: Mutex::default(), freed: freed.clone() }));
-    let handler =
-        toolmesh_handler { userdata: host as *mut c_void, invoke: Some(invoke), free_userdata: Some(free_host), invoke_catalog: None };
+    let handler = toolmesh_handler {
+        userdata: host as *mut c_void,
+        invoke: Some(invoke),
+        free_userdata: Some(free_host),
+        invoke_catalog: None,
+    };
     let tools = CString::new(TOOLS).unwrap();
     let mut agent = ptr::null_mut();
     let mut error = ptr::null_mut();
@@ -378,7 +401,10 @@ fn chained_calls_through_a_c_handler() {
     // A handler answering from its call's completion callback, and one blocking its host thread
     // on a call whose `add` needs a second host thread.
     assert_eq!(call_and_wait(agent, ptr::null(), "client", SUM3, r#"{"a": 1, "b": 2, "c": 3}"#), (TOOLMESH_OK, "6".into()));
-    assert_eq!(call_and_wait(agent, ptr::null(), "client", BLOCKING_SUM3, r#"{"a": 1, "b": 2, "c": 4}"#), (TOOLMESH_OK, "7".into()));
+    assert_eq!(
+        call_and_wait(agent, ptr::null(), "client", BLOCKING_SUM3, r#"{"a": 1, "b": 2, "c": 4}"#),
+        (TOOLMESH_OK, "7".into())
+    );
     // Core's errors and messages, unchanged.
     assert_eq!(
         call_and_wait(agent, ptr::null(), "client", ADD, r#"{"a": 2}"#),
@@ -402,16 +428,14 @@ fn chained_calls_through_a_c_handler() {
     let (code, message) = call_and_wait(agent, ptr::null(), "client", REFUSE, r#"{"code": "no spaces"}"#);
     assert_eq!(code, TOOLMESH_TOOL_FAILED);
     assert!(
-        message
-            .starts_with("tool 'refuse' failed: it raised a tool error whose code is refused: the error code \"no spaces\" is not valid"),
+        message.starts_with(
+            "tool 'refuse' failed: it raised a tool error whose code is refused: the error code \"no spaces\" is not valid"
+        ),
         "{message}"
     );
     assert_eq!(
         call_and_wait(agent, ptr::null(), "client", REFUSE, r#"{"data": "{nope"}"#),
-        (
-            TOOLMESH_TOOL_FAILED,
-            "tool 'refuse' failed: it raised a tool error (\"unknown_sku\") whose data is not JSON; the agent serving it logs why".into()
-        )
+        (TOOLMESH_TOOL_FAILED, "tool 'refuse' failed: it raised a tool error (\"unknown_sku\") whose data is not JSON; the agent serving it logs why".into())
     );
     let (code, message) = call_and_wait(agent, ptr::null(), "client", BROKEN, "{}");
     assert_eq!(code, TOOLMESH_TOOL_FAILED);
@@ -498,8 +522,12 @@ fn waiting_for_registration_says_why_it_did_not_happen() {
     let config = certs.config("waiter");
     set(config, "registry_url", "https://127.0.0.1:1").unwrap();
     let host = Box::into_raw(Box::new(Host { agent: OnceLock::new(), held: Mutex::default(), freed: Arc::default() }));
-    let handler =
-        toolmesh_handler { userdata: host as *mut c_void, invoke: Some(invoke), free_userdata: Some(free_host), invoke_catalog: None };
+    let handler = toolmesh_handler {
+        userdata: host as *mut c_void,
+        invoke: Some(invoke),
+        free_userdata: Some(free_host),
+        invoke_catalog: None,
+    };
     let mut agent = ptr::null_mut();
     let mut error = ptr::null_mut();
     // SAFETY: live config, valid strings and out-pointers; the handler contract holds.
@@ -584,10 +612,19 @@ fn null_arguments_fail_cleanly_and_freeing_null_does_nothing() {
     let handler = toolmesh_handler { userdata: ptr::null_mut(), invoke: Some(invoke), free_userdata: None, invoke_catalog: None };
     // SAFETY: every pointer is NULL or valid; NULL is what is being tested.
     unsafe {
-        assert_eq!(check(toolmesh_config_new(ptr::null(), &mut config, &mut error), error).unwrap_err().1, "the argument 'name' is NULL");
+        assert_eq!(
+            check(toolmesh_config_new(ptr::null(), &mut config, &mut error), error).unwrap_err().1,
+            "the argument 'name' is NULL"
+        );
         assert_eq!(toolmesh_config_new(c"x".as_ptr(), ptr::null_mut(), ptr::null_mut()), TOOLMESH_NULL_ARGUMENT);
-        assert_eq!(toolmesh_config_set(ptr::null_mut(), c"port".as_ptr(), c"1".as_ptr(), ptr::null_mut()), TOOLMESH_NULL_ARGUMENT);
-        assert_eq!(toolmesh_agent_start(ptr::null(), c"[]".as_ptr(), handler, &mut agent, ptr::null_mut()), TOOLMESH_NULL_ARGUMENT);
+        assert_eq!(
+            toolmesh_config_set(ptr::null_mut(), c"port".as_ptr(), c"1".as_ptr(), ptr::null_mut()),
+            TOOLMESH_NULL_ARGUMENT
+        );
+        assert_eq!(
+            toolmesh_agent_start(ptr::null(), c"[]".as_ptr(), handler, &mut agent, ptr::null_mut()),
+            TOOLMESH_NULL_ARGUMENT
+        );
         assert_eq!(toolmesh_agent_stop(ptr::null(), ptr::null_mut()), TOOLMESH_NULL_ARGUMENT);
         assert_eq!(toolmesh_agent_wait_registered(ptr::null(), 10, ptr::null_mut()), TOOLMESH_NULL_ARGUMENT);
         assert!(toolmesh_agent_id(ptr::null()).is_null());
@@ -608,7 +645,10 @@ fn null_arguments_fail_cleanly_and_freeing_null_does_nothing() {
         assert_eq!(toolmesh_invocation_complete(ptr::null_mut(), c"1".as_ptr(), ptr::null_mut()), TOOLMESH_NULL_ARGUMENT);
         assert_eq!(toolmesh_invocation_fail(ptr::null_mut(), c"m".as_ptr(), ptr::null_mut()), TOOLMESH_NULL_ARGUMENT);
         assert_eq!(toolmesh_invocation_complete_result(ptr::null_mut(), c"{}".as_ptr(), ptr::null_mut()), TOOLMESH_NULL_ARGUMENT);
-        assert_eq!(toolmesh_invocation_fail_with_code(ptr::null_mut(), 5002, c"m".as_ptr(), ptr::null_mut()), TOOLMESH_NULL_ARGUMENT);
+        assert_eq!(
+            toolmesh_invocation_fail_with_code(ptr::null_mut(), 5002, c"m".as_ptr(), ptr::null_mut()),
+            TOOLMESH_NULL_ARGUMENT
+        );
         assert_eq!(toolmesh_error_code(ptr::null()), TOOLMESH_NULL_ARGUMENT);
         assert_eq!(CStr::from_ptr(toolmesh_error_message(ptr::null())), c"");
         toolmesh_error_free(ptr::null_mut());

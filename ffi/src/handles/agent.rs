@@ -1,7 +1,9 @@
 //! `toolmesh_agent`: a running agent — its tools served over mTLS, its registration, and the
 //! dependency calls its handlers make (see `call`).
 
-use crate::boundary::{c_string_lossy, catch_panic, ensure_blocking_allowed, guarded, handle_arg, out_arg, report, str_arg, write_out};
+use crate::boundary::{
+    c_string_lossy, catch_panic, ensure_blocking_allowed, guarded, handle_arg, out_arg, report, str_arg, write_out,
+};
 use crate::error::{toolmesh_error, Failure};
 use crate::handler::{toolmesh_handler, CToolHandler, HostHandler, Released};
 use crate::handles::config::{config_arg, toolmesh_config};
@@ -160,7 +162,8 @@ unsafe fn start(
         crate::sigpipe::ignore_if_default();
         let handler_released = handler.released();
         let registry_url = config.registry_url.clone();
-        let agent = runtime::runtime().block_on(Agent::start_with_catalog(config, tools, catalog, Arc::new(CToolHandler(handler))))?;
+        let agent =
+            runtime::runtime().block_on(Agent::start_with_catalog(config, tools, catalog, Arc::new(CToolHandler(handler))))?;
         let started = toolmesh_agent {
             id: c_string_lossy(agent.agent_id()),
             endpoint: c_string_lossy(agent.endpoint()),
@@ -259,7 +262,10 @@ pub unsafe extern "C" fn toolmesh_agent_wait_registered(
 /// is NULL or points to storage for one pointer (borrowed for the call) that receives, on failure
 /// only, a new `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
 #[no_mangle]
-pub unsafe extern "C" fn toolmesh_agent_stop(agent: *const toolmesh_agent, error_out: *mut *mut toolmesh_error) -> toolmesh_result {
+pub unsafe extern "C" fn toolmesh_agent_stop(
+    agent: *const toolmesh_agent,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
     let outcome = guarded("toolmesh_agent_stop", || {
         // SAFETY: NULL or live, as the caller guarantees.
         let agent = unsafe { handle_arg(agent, "agent") }?;

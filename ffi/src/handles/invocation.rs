@@ -36,7 +36,8 @@ pub struct toolmesh_invocation {
 
 impl toolmesh_invocation {
     pub(crate) fn new(subject: String, context: Arc<RequestContext>, completion: Completion) -> Self {
-        let headers = context.headers.iter().map(|(name, value)| (name.to_ascii_lowercase(), c_string_lossy(value.as_str()))).collect();
+        let headers =
+            context.headers.iter().map(|(name, value)| (name.to_ascii_lowercase(), c_string_lossy(value.as_str()))).collect();
         let trace_id = context.trace.as_ref().map(|t| c_string_lossy(t.trace_id.as_str()));
         toolmesh_invocation { subject, context, completion, headers, trace_id }
     }
@@ -54,7 +55,10 @@ impl toolmesh_invocation {
 /// `invocation` is NULL or a live, unanswered invocation; `name` is NULL or a NUL-terminated
 /// string; both borrowed for the call.
 #[no_mangle]
-pub unsafe extern "C" fn toolmesh_invocation_header(invocation: *const toolmesh_invocation, name: *const c_char) -> *const c_char {
+pub unsafe extern "C" fn toolmesh_invocation_header(
+    invocation: *const toolmesh_invocation,
+    name: *const c_char,
+) -> *const c_char {
     catch_panic(ptr::null(), || {
         // SAFETY: NULL or live, as the caller guarantees.
         let Some(invocation) = (unsafe { invocation.as_ref() }) else { return ptr::null() };
@@ -63,7 +67,11 @@ pub unsafe extern "C" fn toolmesh_invocation_header(invocation: *const toolmesh_
         }
         // SAFETY: non-NULL and NUL-terminated, as the caller guarantees.
         let name = unsafe { CStr::from_ptr(name) }.to_bytes();
-        invocation.headers.iter().find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name)).map_or(ptr::null(), |(_, value)| value.as_ptr())
+        invocation
+            .headers
+            .iter()
+            .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+            .map_or(ptr::null(), |(_, value)| value.as_ptr())
     })
 }
 
@@ -160,7 +168,8 @@ pub unsafe extern "C" fn toolmesh_invocation_complete_result(
         let invocation = unsafe { take(invocation) }?;
         // SAFETY: NULL or NUL-terminated, as the caller guarantees.
         let parsed = unsafe { str_arg(call_tool_result_json, "call_tool_result_json") }.and_then(|json| {
-            serde_json::from_str(json).map_err(|e| Failure::new(TOOLMESH_INVALID_JSON, format!("the tool result is not JSON: {e}")))
+            serde_json::from_str(json)
+                .map_err(|e| Failure::new(TOOLMESH_INVALID_JSON, format!("the tool result is not JSON: {e}")))
         });
         let document = match parsed {
             Ok(document) => document,
@@ -377,4 +386,76 @@ unsafe fn message_arg(message: *const c_char) -> String {
     }
     // SAFETY: non-NULL and NUL-terminated, as the caller guarantees.
     unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{toolmesh_error_free, toolmesh_error_message};
+    use toolmesh_core::host::{completion_output, CompletionReceiver, HandlerOutput};
+
+    const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+
+    fn invocation() -> (*mut toolmesh_invocation, CompletionReceiver) {
+        let (completion, receiver) = Completion::new();
+        let invocation = toolmesh_invocation::new("tool 'picture'".into(), Arc::default(), completion);
+        (Box::into_raw(Box::new(invocation)), receiver)
+    }
+
+    /// Answers a fresh invocation with `json`; what this returned (code, message) and what the
+    /// caller of the tool got.
+    fn answer(json: Option<&str>) -> (toolmesh_result, String, Result<HandlerOutput, toolmesh_core::Error>) {
+        let (invocation, mut receiver) = invocation();
+        let json = json.map(|j| CString::new(j).unwrap());
+        let mut error = ptr::null_mut();
+        // SAFETY: a live invocation, owned by the call; a NUL-terminated string or NULL; a place for the error.
+        let code = unsafe {
+            toolmesh_invocation_complete_result(invocation, json.as_ref().map_or(ptr::null(), |j| j.as_ptr()), &mut error)
+        };
+        let message = if error.is_null() {
+            String::new()
+        } else {
+            // SAFETY: a live error, freed once.
+            unsafe {
+                let message = CStr::from_ptr(toolmesh_error_message(error)).to_string_lossy().into_owned();
+                toolmesh_error_free(error);
+                message
+            }
+        };
+        let received = receiver.try_recv().expect("the invocation was answered before the call returned");
+        (code, message, completion_output("picture", Ok(received)))
+    }
+
+    #[test]
+    fn a_valid_tool_result_reaches_the_caller_as_it_is() {
+        let document = serde_json::json!({"content": [{"type": "image", "data": PNG, "mimeType": "image/png"}]});
+        let (code, message, output) = answer(Some(&document.to_string()));
+        assert_eq!((code, message.as_str()), (TOOLMESH_OK, ""));
+        assert_eq!(output.unwrap(), HandlerOutput::Result(ToolOutput::from_json(document).unwrap()));
+    }
+
+    #[test]
+    fn a_refused_tool_result_is_handler_result_naming_the_item_for_both_sides() {
+        let (code, message, output) = answer(Some(
+            r#"{"content": [{"type": "text", "text": "ok"}, {"type": "image", "data": "not base64!", "mimeType": "image/png"}]}"#,
+        ));
+        assert_eq!(code, TOOLMESH_HANDLER_RESULT);
+        assert!(
+            message.starts_with("tool 'picture' returned an invalid tool result: content[1]: image 'data' is not base64"),
+            "{message}"
+        );
+        let error = output.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::HandlerResult);
+        assert_eq!(error.message(), message);
+    }
+
+    #[test]
+    fn text_that_is_not_json_or_null_is_the_not_json_error() {
+        for (json, expected) in [(Some("{not json"), TOOLMESH_INVALID_JSON), (None, TOOLMESH_NULL_ARGUMENT)] {
+            let (code, _, output) = answer(json);
+            assert_eq!(code, expected);
+            let error = output.unwrap_err();
+            assert_eq!(error.message(), "tool 'picture' returned a value that is not JSON; the agent serving it logs why");
+        }
+    }
 }
