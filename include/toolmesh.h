@@ -60,11 +60,13 @@ typedef struct toolmesh_config toolmesh_config;
 // valid for the duration of the callback, never freed by the callback.
 typedef struct toolmesh_error toolmesh_error;
 
-// One invocation of a local tool: its request context (propagated headers, trace, deadline)
+// One invocation of a local tool (or a read of a resource, or a get of a prompt, through
+// `invoke_catalog`): its request context (propagated headers, trace, deadline)
 // and its answer channel.
 //
-// Ownership: handed to the handler's `invoke`, which owns it until it answers exactly once with
-// `toolmesh_invocation_complete`, `toolmesh_invocation_fail`,
+// Ownership: handed to the handler's `invoke` (or `invoke_catalog`), which owns it until it
+// answers exactly once with `toolmesh_invocation_complete`,
+// `toolmesh_invocation_complete_result`, `toolmesh_invocation_fail`,
 // `toolmesh_invocation_fail_tool_error`, `toolmesh_invocation_fail_with_error` or
 // `toolmesh_invocation_fail_with_code` (from any thread); that call frees it, whatever it
 // returns. A handler that gives up frees it with `toolmesh_invocation_free`, and its caller
@@ -114,16 +116,38 @@ typedef void (*toolmesh_invoke_fn)(void *userdata,
 // once, on a toolmesh host thread, after the last `invoke` has returned.
 typedef void (*toolmesh_free_userdata_fn)(void *userdata);
 
-// How toolmesh runs an agent's tools: a callback table passed by value to
-// `toolmesh_agent_start`, which takes ownership of `userdata` (see there).
+// Reads a resource or gets a prompt the agent declared in its catalog (see
+// `toolmesh_agent_start_with_catalog`), with the same threading and ownership rules as `invoke`.
+// `request_json` (borrowed for the call) says what is asked, in one of two shapes:
+// `{"kind": "readResource", "uri": "...", "name": "<the declared name>", "template":
+// "<uriTemplate, when a template matched>", "variables": {"id": "..."}}` or
+// `{"kind": "getPrompt", "name": "...", "arguments": {"arg1": "..."}}` (arguments already
+// checked: strings, the required ones present). Answer with `toolmesh_invocation_complete` and
+// JSON in MCP's shape — `{"contents": [{"uri", "mimeType"?, "text" | "blob"}]}` (at least one
+// item; `blob` standard base64) for a read, `{"description"?, "messages": [{"role": "user" |
+// "assistant", "content": <content item>}]}` for a prompt — which toolmesh checks (an invalid
+// answer reaches the caller as `TOOLMESH_HANDLER_RESULT` naming the item), or with
+// `toolmesh_invocation_fail` and the others.
+typedef void (*toolmesh_catalog_fn)(void *userdata,
+                                    const char *request_json,
+                                    toolmesh_invocation *invocation);
+
+// How toolmesh runs an agent's tools (and reads its resources and gets its prompts): a callback
+// table passed by value to `toolmesh_agent_start` or `toolmesh_agent_start_with_catalog`, which
+// takes ownership of `userdata` (see there).
 typedef struct {
-  // Passed to both functions; used from several threads at once. Owned by toolmesh from
-  // `toolmesh_agent_start` on, until it hands it to `free_userdata`.
+  // Passed to every function of the table; used from several threads at once. Owned by
+  // toolmesh from the start call on, until it hands it to `free_userdata`.
   void *userdata;
   // Required.
   toolmesh_invoke_fn invoke;
   // Optional (NULL: nothing to release).
   toolmesh_free_userdata_fn free_userdata;
+  // Required when the agent's catalog declares a resource without static content, a
+  // resource template or a prompt (see `toolmesh_agent_start_with_catalog`); otherwise
+  // optional. Last, so that a table written with designated initializers before it existed
+  // leaves it NULL.
+  toolmesh_catalog_fn invoke_catalog;
 } toolmesh_handler;
 
 // Success.
@@ -369,6 +393,32 @@ toolmesh_result toolmesh_agent_start(const toolmesh_config *config,
                                      toolmesh_agent **agent_out,
                                      toolmesh_error **error_out);
 
+// `toolmesh_agent_start` for an agent that also serves resources, resource templates and
+// prompts over MCP (`resources/list`, `resources/templates/list`, `resources/read`,
+// `prompts/list`, `prompts/get`); they are not registered with the registry. `catalog_json`
+// (borrowed) is one JSON document with MCP's member names:
+// `{"resources": [{"uri": "test://static-text", "name": "static-text", "mimeType":
+//   "text/plain", "title"?, "description"?, "size"?, "annotations"?, "text"?: "...", "blob"?:
+//   "<base64>"}], "resourceTemplates": [{"uriTemplate": "test://template/{id}/data", "name":
+//   "...", "mimeType"?, ...}], "prompts": [{"name": "...", "title"?, "description"?,
+//   "arguments": [{"name": "arg1", "description"?, "required": true}]}]}`; every member may be
+// left out, and an unknown member is refused (`TOOLMESH_INVALID_CONFIG`, naming the entry).
+//
+// A resource declared with `text` or `blob` is answered by toolmesh itself; one declared
+// without, every template and every prompt is answered by `handler.invoke_catalog`, which must
+// then not be NULL (`TOOLMESH_NULL_ARGUMENT` naming the first such entry). Everything else —
+// ownership of `handler`, threads, SIGPIPE — is as for `toolmesh_agent_start`.
+//
+// # Safety
+// As for `toolmesh_agent_start`; `catalog_json` is NULL (an error) or a NUL-terminated string,
+// borrowed for the call (the agent keeps a parsed copy).
+toolmesh_result toolmesh_agent_start_with_catalog(const toolmesh_config *config,
+                                                  const char *tools_json,
+                                                  const char *catalog_json,
+                                                  toolmesh_handler handler,
+                                                  toolmesh_agent **agent_out,
+                                                  toolmesh_error **error_out);
+
 // Stops the agent: deregisters, keeps serving briefly so callers learn of it, then lets
 // in-flight calls finish (for at most a few seconds). Blocks until then. New dependency calls
 // fail with `TOOLMESH_SHUTDOWN`. Calling it again does nothing; the agent must still be freed.
@@ -518,6 +568,37 @@ const char *toolmesh_error_message(const toolmesh_error *error);
 toolmesh_result toolmesh_invocation_complete(toolmesh_invocation *invocation,
                                              const char *result_json,
                                              toolmesh_error **error_out);
+
+// Answers the invocation with a tool result in MCP's own shape, for what one JSON value cannot
+// say: images, audio, resource links, embedded resources, several items, `structuredContent`
+// beside its own content, or `isError`. `call_tool_result_json` (UTF-8, borrowed for the call)
+// is a `CallToolResult`:
+// `{"content": [{"type": "text", "text": "..."}, {"type": "image", "data": "<base64>",
+//   "mimeType": "image/png"}, {"type": "audio", ...}, {"type": "resource_link", "uri", "name"},
+//   {"type": "resource", "resource": {"uri", "text" | "blob"}}], "structuredContent": <any>,
+//   "isError": false}`, where binary data is standard base64 (padded). toolmesh checks it, as
+// for every language. Frees the invocation in every case.
+//
+// When the document is refused, the caller of the tool gets `TOOLMESH_HANDLER_RESULT` with
+// "tool '<name>' returned an invalid tool result: <why>", naming the item at fault (e.g.
+// `content[1]: image 'data' is not base64 (standard alphabet, padded)`), and this returns the
+// same code and message. NULL, invalid UTF-8 or text that is not JSON returns the argument's code
+// and the caller gets the error of a result that is not JSON, as for
+// `toolmesh_invocation_complete`. `isError: true` is the tool's own account of a failure: MCP
+// callers get the result as it is, mesh callers a `TOOLMESH_HANDLER_FAILED` with its text.
+// A resource read or a prompt get (`invoke_catalog`) is answered with
+// `toolmesh_invocation_complete` instead: a tool result there is refused the same way.
+//
+// # Safety
+// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on: it is
+// freed before this returns, whatever it returns, and must not be used again.
+// `call_tool_result_json` is NULL or a NUL-terminated string, borrowed for the call (toolmesh
+// keeps a parsed copy). `error_out` is NULL or points to storage for one pointer (borrowed for
+// the call) that receives, on failure only, a new `toolmesh_error` owned by the caller, who
+// frees it with `toolmesh_error_free`.
+toolmesh_result toolmesh_invocation_complete_result(toolmesh_invocation *invocation,
+                                                    const char *call_tool_result_json,
+                                                    toolmesh_error **error_out);
 
 // Answers the invocation with a failure: the caller of the tool gets `TOOLMESH_TOOL_FAILED`
 // with the message "tool '<name>' failed: <message>". `message` is borrowed for the call; NULL

@@ -5,7 +5,7 @@ use crate::handles::invocation::toolmesh_invocation;
 use std::ffi::{c_char, c_void};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
-use toolmesh_core::host::{Completion, ToolHandler, ToolInvocation};
+use toolmesh_core::host::{Catalog, CatalogInvocation, CatalogRequest, Completion, ToolHandler, ToolInvocation};
 
 /// Runs a local tool. Called on a toolmesh host thread (never a runtime thread, so it may block,
 /// though a thread blocked here is a thread the pool has to replace); several invocations may
@@ -25,21 +25,42 @@ pub type toolmesh_invoke_fn = Option<
     ),
 >;
 
+/// Reads a resource or gets a prompt the agent declared in its catalog (see
+/// `toolmesh_agent_start_with_catalog`), with the same threading and ownership rules as `invoke`.
+/// `request_json` (borrowed for the call) says what is asked, in one of two shapes:
+/// `{"kind": "readResource", "uri": "...", "name": "<the declared name>", "template":
+/// "<uriTemplate, when a template matched>", "variables": {"id": "..."}}` or
+/// `{"kind": "getPrompt", "name": "...", "arguments": {"arg1": "..."}}` (arguments already
+/// checked: strings, the required ones present). Answer with `toolmesh_invocation_complete` and
+/// JSON in MCP's shape — `{"contents": [{"uri", "mimeType"?, "text" | "blob"}]}` (at least one
+/// item; `blob` standard base64) for a read, `{"description"?, "messages": [{"role": "user" |
+/// "assistant", "content": <content item>}]}` for a prompt — which toolmesh checks (an invalid
+/// answer reaches the caller as `TOOLMESH_HANDLER_RESULT` naming the item), or with
+/// `toolmesh_invocation_fail` and the others.
+pub type toolmesh_catalog_fn =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, request_json: *const c_char, invocation: *mut toolmesh_invocation)>;
+
 /// Releases the handler's `userdata`, which this callback receives ownership of. Called exactly
 /// once, on a toolmesh host thread, after the last `invoke` has returned.
 pub type toolmesh_free_userdata_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
 
-/// How toolmesh runs an agent's tools: a callback table passed by value to
-/// `toolmesh_agent_start`, which takes ownership of `userdata` (see there).
+/// How toolmesh runs an agent's tools (and reads its resources and gets its prompts): a callback
+/// table passed by value to `toolmesh_agent_start` or `toolmesh_agent_start_with_catalog`, which
+/// takes ownership of `userdata` (see there).
 #[repr(C)]
 pub struct toolmesh_handler {
-    /// Passed to both functions; used from several threads at once. Owned by toolmesh from
-    /// `toolmesh_agent_start` on, until it hands it to `free_userdata`.
+    /// Passed to every function of the table; used from several threads at once. Owned by
+    /// toolmesh from the start call on, until it hands it to `free_userdata`.
     pub userdata: *mut c_void,
     /// Required.
     pub invoke: toolmesh_invoke_fn,
     /// Optional (NULL: nothing to release).
     pub free_userdata: toolmesh_free_userdata_fn,
+    /// Required when the agent's catalog declares a resource without static content, a
+    /// resource template or a prompt (see `toolmesh_agent_start_with_catalog`); otherwise
+    /// optional. Last, so that a table written with designated initializers before it existed
+    /// leaves it NULL.
+    pub invoke_catalog: toolmesh_catalog_fn,
 }
 
 /// The handler table while toolmesh owns it: released (free_userdata) when the last reference
@@ -49,7 +70,7 @@ pub(crate) struct HostHandler {
     released: Arc<Released>,
 }
 
-// SAFETY: the contract of `toolmesh_handler` is that `userdata` and both functions may be used
+// SAFETY: the contract of `toolmesh_handler` is that `userdata` and its functions may be used
 // from any thread, concurrently; the table itself is never modified.
 unsafe impl Send for HostHandler {}
 // SAFETY: as above.
@@ -63,6 +84,18 @@ impl HostHandler {
 
     pub fn has_invoke(&self) -> bool {
         self.table.invoke.is_some()
+    }
+
+    /// The catalog entry that only `invoke_catalog` can answer, when the table has none.
+    pub fn unanswerable_entry(&self, catalog: &Catalog) -> Option<String> {
+        if self.table.invoke_catalog.is_some() {
+            return None;
+        }
+        let resources =
+            catalog.resources.iter().filter(|r| r.text.is_none() && r.blob.is_none()).map(|r| format!("resource '{}'", r.uri));
+        let templates = catalog.resource_templates.iter().map(|t| format!("resource template '{}'", t.uri_template));
+        let prompts = catalog.prompts.iter().map(|p| format!("prompt '{}'", p.name));
+        resources.chain(templates).chain(prompts).next()
     }
 
     pub fn released(&self) -> Arc<Released> {
@@ -105,12 +138,35 @@ impl ToolHandler for CToolHandler {
         let arguments = crate::boundary::c_string_lossy(invocation.arguments.to_string());
         // Boxed now and handed to C only when the job runs: a job that never ran would drop
         // it, and with it the completion, so the caller would still get an answer.
-        let answer = Box::new(toolmesh_invocation::new(invocation.context, completion));
+        let subject = format!("tool '{}'", invocation.tool);
+        let answer = Box::new(toolmesh_invocation::new(subject, invocation.context, completion));
         crate::host_threads::spawn(move || {
             let Some(invoke) = handler.table.invoke else { return };
             // SAFETY: the table's contract: invoke takes its userdata, strings borrowed for the
             // call, and an invocation it now owns (freed by the answer it gives).
             unsafe { invoke(handler.table.userdata, tool.as_ptr(), arguments.as_ptr(), Box::into_raw(answer)) };
+        });
+    }
+
+    fn invoke_catalog(&self, invocation: CatalogInvocation, completion: Completion) {
+        let subject = match &invocation.request {
+            CatalogRequest::ReadResource { uri, .. } => format!("resource '{uri}'"),
+            CatalogRequest::GetPrompt { name, .. } => format!("prompt '{name}'"),
+        };
+        let Some(invoke_catalog) = self.0.table.invoke_catalog else {
+            // Unreachable through `toolmesh_agent_start_with_catalog`, which refuses a catalog
+            // that needs the callback when the table has none; answered all the same.
+            return completion.err(format!("this agent's handler has no invoke_catalog to answer {subject}"));
+        };
+        let handler = self.0.clone();
+        // Serialized JSON escapes NUL; the request is core's own type, so serializing it cannot fail.
+        let request = crate::boundary::c_string_lossy(serde_json::to_string(&invocation.request).unwrap_or_default());
+        // Boxed now, as for `invoke`: a job that never ran still answers (dropped).
+        let answer = Box::new(toolmesh_invocation::new(subject, invocation.context, completion));
+        crate::host_threads::spawn(move || {
+            // SAFETY: the table's contract: invoke_catalog takes its userdata, a string borrowed
+            // for the call, and an invocation it now owns (freed by the answer it gives).
+            unsafe { invoke_catalog(handler.table.userdata, request.as_ptr(), Box::into_raw(answer)) };
         });
     }
 }
@@ -151,7 +207,12 @@ mod tests {
     /// userdata is released once, on a host thread, and `released` follows.
     #[test]
     fn the_userdata_is_released_once_on_a_host_thread() {
-        let table = toolmesh_handler { userdata: 7 as *mut c_void, invoke: None, free_userdata: Some(free_userdata) };
+        let table = toolmesh_handler {
+            userdata: 7 as *mut c_void,
+            invoke: None,
+            free_userdata: Some(free_userdata),
+            invoke_catalog: None,
+        };
         let handler = HostHandler::new(table);
         let released = handler.released();
         drop(handler);

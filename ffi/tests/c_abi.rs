@@ -360,7 +360,12 @@ fn start(certs: &Certs, name: &str) -> (*mut toolmesh_agent, Arc<AtomicUsize>, *
     let config = certs.config(name);
     let freed = Arc::new(AtomicUsize::new(0));
     let host = Box::into_raw(Box::new(Host { agent: OnceLock::new(), held: Mutex::default(), freed: freed.clone() }));
-    let handler = toolmesh_handler { userdata: host as *mut c_void, invoke: Some(invoke), free_userdata: Some(free_host) };
+    let handler = toolmesh_handler {
+        userdata: host as *mut c_void,
+        invoke: Some(invoke),
+        free_userdata: Some(free_host),
+        invoke_catalog: None,
+    };
     let tools = CString::new(TOOLS).unwrap();
     let mut agent = ptr::null_mut();
     let mut error = ptr::null_mut();
@@ -517,7 +522,12 @@ fn waiting_for_registration_says_why_it_did_not_happen() {
     let config = certs.config("waiter");
     set(config, "registry_url", "https://127.0.0.1:1").unwrap();
     let host = Box::into_raw(Box::new(Host { agent: OnceLock::new(), held: Mutex::default(), freed: Arc::default() }));
-    let handler = toolmesh_handler { userdata: host as *mut c_void, invoke: Some(invoke), free_userdata: Some(free_host) };
+    let handler = toolmesh_handler {
+        userdata: host as *mut c_void,
+        invoke: Some(invoke),
+        free_userdata: Some(free_host),
+        invoke_catalog: None,
+    };
     let mut agent = ptr::null_mut();
     let mut error = ptr::null_mut();
     // SAFETY: live config, valid strings and out-pointers; the handler contract holds.
@@ -541,8 +551,12 @@ fn a_failed_start_reports_core_errors_and_still_releases_the_handler() {
     let freed = Arc::new(AtomicUsize::new(0));
     let attempt = |config: *const toolmesh_config, tools: &CStr, invoke_fn: toolmesh::handler::toolmesh_invoke_fn| {
         let host = Box::new(Host { agent: OnceLock::new(), held: Mutex::default(), freed: freed.clone() });
-        let handler =
-            toolmesh_handler { userdata: Box::into_raw(host) as *mut c_void, invoke: invoke_fn, free_userdata: Some(free_host) };
+        let handler = toolmesh_handler {
+            userdata: Box::into_raw(host) as *mut c_void,
+            invoke: invoke_fn,
+            free_userdata: Some(free_host),
+            invoke_catalog: None,
+        };
         let mut agent = ptr::null_mut();
         let mut error = ptr::null_mut();
         // SAFETY: valid arguments; the handler is taken over in every case.
@@ -595,7 +609,7 @@ fn null_arguments_fail_cleanly_and_freeing_null_does_nothing() {
     let mut error = ptr::null_mut();
     let mut config = ptr::null_mut();
     let mut agent = ptr::null_mut();
-    let handler = toolmesh_handler { userdata: ptr::null_mut(), invoke: Some(invoke), free_userdata: None };
+    let handler = toolmesh_handler { userdata: ptr::null_mut(), invoke: Some(invoke), free_userdata: None, invoke_catalog: None };
     // SAFETY: every pointer is NULL or valid; NULL is what is being tested.
     unsafe {
         assert_eq!(
@@ -630,6 +644,7 @@ fn null_arguments_fail_cleanly_and_freeing_null_does_nothing() {
         assert!(toolmesh_invocation_trace_id(ptr::null()).is_null());
         assert_eq!(toolmesh_invocation_complete(ptr::null_mut(), c"1".as_ptr(), ptr::null_mut()), TOOLMESH_NULL_ARGUMENT);
         assert_eq!(toolmesh_invocation_fail(ptr::null_mut(), c"m".as_ptr(), ptr::null_mut()), TOOLMESH_NULL_ARGUMENT);
+        assert_eq!(toolmesh_invocation_complete_result(ptr::null_mut(), c"{}".as_ptr(), ptr::null_mut()), TOOLMESH_NULL_ARGUMENT);
         assert_eq!(
             toolmesh_invocation_fail_with_code(ptr::null_mut(), 5002, c"m".as_ptr(), ptr::null_mut()),
             TOOLMESH_NULL_ARGUMENT

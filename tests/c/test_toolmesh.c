@@ -656,6 +656,240 @@ static void test_example_agent(void) {
   CHECK(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the example exits cleanly (no leak, no error)");
 }
 
+/* ---- rich tool results, resources and prompts, over MCP ---- */
+
+/* A 1x1 red PNG, standard base64. */
+#define PNG "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+
+static const char MEDIA_TOOLS[] =
+    "[{\"name\": \"picture\", \"capability\": \"picture\"},"
+    " {\"name\": \"counted\", \"capability\": \"counted\"},"
+    " {\"name\": \"bad_picture\", \"capability\": \"bad_picture\"}]";
+static const char MEDIA_CATALOG[] =
+    "{\"resources\": [{\"uri\": \"test://static-text\", \"name\": \"static-text\", \"mimeType\": \"text/plain\", \"text\": \"static text\"},"
+    "                 {\"uri\": \"test://empty\", \"name\": \"empty\"}, {\"uri\": \"test://broken\", \"name\": \"broken\"}],"
+    " \"resourceTemplates\": [{\"uriTemplate\": \"test://template/{id}/data\", \"name\": \"template-data\","
+    "                         \"mimeType\": \"application/json\"}],"
+    " \"prompts\": [{\"name\": \"test_prompt_with_arguments\", \"description\": \"two arguments\","
+    "              \"arguments\": [{\"name\": \"arg1\", \"required\": true}, {\"name\": \"arg2\", \"required\": true}]}]}";
+
+/* What media's handlers saw and were told, for the tests to check. */
+static pthread_mutex_t media_lock = PTHREAD_MUTEX_INITIALIZER;
+static char media_last_request[1024];
+static toolmesh_result media_bad_picture_code = -1;
+static char media_bad_picture_message[512];
+
+static void media_invoke(void *userdata, const char *tool, const char *arguments_json, toolmesh_invocation *invocation) {
+  (void)userdata;
+  (void)arguments_json;
+  if (strcmp(tool, "picture") == 0) {
+    toolmesh_invocation_complete_result(
+        invocation,
+        "{\"content\": [{\"type\": \"text\", \"text\": \"a red pixel\"}, {\"type\": \"image\", \"data\": \"" PNG "\", \"mimeType\": \"image/png\"}]}",
+        NULL);
+  } else if (strcmp(tool, "counted") == 0) {
+    toolmesh_invocation_complete_result(invocation, "{\"structuredContent\": {\"count\": 3}}", NULL);
+  } else if (strcmp(tool, "bad_picture") == 0) {
+    toolmesh_error *error = NULL;
+    toolmesh_result code = toolmesh_invocation_complete_result(
+        invocation,
+        "{\"content\": [{\"type\": \"text\", \"text\": \"ok\"}, {\"type\": \"image\", \"data\": \"not base64!\", \"mimeType\": \"image/png\"}]}",
+        &error);
+    pthread_mutex_lock(&media_lock);
+    media_bad_picture_code = code;
+    snprintf(media_bad_picture_message, sizeof media_bad_picture_message, "%s", toolmesh_error_message(error));
+    pthread_mutex_unlock(&media_lock);
+    toolmesh_error_free(error);
+  } else {
+    toolmesh_invocation_fail(invocation, "no such tool here", NULL);
+  }
+}
+
+static void media_catalog(void *userdata, const char *request_json, toolmesh_invocation *invocation) {
+  (void)userdata;
+  pthread_mutex_lock(&media_lock);
+  snprintf(media_last_request, sizeof media_last_request, "%s", request_json);
+  pthread_mutex_unlock(&media_lock);
+  char kind[32] = "", uri[256] = "", id[64] = "", arg1[64] = "", arg2[64] = "";
+  json_string(request_json, "kind", kind, sizeof kind);
+  char answer[1024];
+  if (strcmp(kind, "readResource") == 0 && json_string(request_json, "uri", uri, sizeof uri)) {
+    if (strcmp(uri, "test://empty") == 0) {
+      complete_json(invocation, "{\"contents\": []}"); /* invalid: never an empty contents */
+      return;
+    }
+    if (strcmp(uri, "test://broken") == 0) {
+      complete_json(invocation, "{\"contents\": [{\"uri\": \"test://broken\", \"blob\": \"not base64!\"}]}");
+      return;
+    }
+    json_string(request_json, "id", id, sizeof id);
+    snprintf(answer, sizeof answer,
+             "{\"contents\": [{\"uri\": \"%s\", \"mimeType\": \"application/json\", \"text\": \"{\\\"id\\\": \\\"%s\\\"}\"}]}", uri, id);
+    complete_json(invocation, answer);
+  } else if (strcmp(kind, "getPrompt") == 0) {
+    json_string(request_json, "arg1", arg1, sizeof arg1);
+    json_string(request_json, "arg2", arg2, sizeof arg2);
+    snprintf(answer, sizeof answer,
+             "{\"description\": \"two arguments\", \"messages\": [{\"role\": \"user\", \"content\": {\"type\": \"text\", \"text\":"
+             " \"Prompt with arguments: arg1='%s', arg2='%s'\"}}]}",
+             arg1, arg2);
+    complete_json(invocation, answer);
+  } else {
+    toolmesh_invocation_fail(invocation, "unexpected catalog request", NULL);
+  }
+}
+
+static toolmesh_agent *media;
+
+/* POSTs one legacy-era MCP request to `agent` with curl over mTLS, as the operator; the
+ * response body in `output`. */
+static bool mcp_request(toolmesh_agent *agent, const char *method, const char *params_json, char *output, size_t size) {
+  char body[2048];
+  snprintf(body, sizeof body, "{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": \"%s\", \"params\": %s}", method, params_json);
+  char *argv[] = {"curl", "--silent", "--show-error", "--max-time", "60", "--cert", (char *)cert_path("certs", "operator.pem"),
+                  "--key", (char *)cert_path("certs", "operator.key"), "--cacert", (char *)cert_path("certs", "ca.pem"),
+                  "--header", "content-type: application/json", "--header", "accept: application/json, text/event-stream",
+                  "--data-binary", body, (char *)toolmesh_agent_endpoint(agent), NULL};
+  output[0] = '\0';
+  int status = run_command(argv, output, size, WAIT_MS);
+  if (status != 0) fprintf(stderr, "  curl %s exited with %d: %s\n", method, status, output);
+  return status == 0;
+}
+
+/* Checks that `haystack` contains `needle`, printing both when it does not. */
+#define CHECK_HAS(haystack, needle)                                                                   \
+  do {                                                                                                \
+    if (!CHECK(strstr((haystack), (needle)) != NULL, "contains " #needle)) fprintf(stderr, "  in: %s\n", (haystack)); \
+  } while (0)
+
+static void test_catalog_start_errors(void) {
+  toolmesh_config *config = agent_config("media", "certs");
+  REQUIRE(config != NULL);
+  toolmesh_agent *agent = NULL;
+  toolmesh_error *error = NULL;
+  toolmesh_handler no_catalog = {.userdata = calloc(1, sizeof(struct agent_state)), .invoke = media_invoke, .free_userdata = release_state};
+  CHECK(toolmesh_agent_start_with_catalog(config, MEDIA_TOOLS, MEDIA_CATALOG, no_catalog, &agent, &error) == TOOLMESH_NULL_ARGUMENT,
+        "a catalog read through the handler needs invoke_catalog");
+  CHECK_STR(toolmesh_error_message(error),
+            "the argument 'handler.invoke_catalog' is NULL, but the catalog's resource 'test://empty' is answered by it; set it, or "
+            "give the resource static 'text' or 'blob'");
+  toolmesh_error_free(error);
+  error = NULL;
+  toolmesh_handler misspelt = {
+      .userdata = calloc(1, sizeof(struct agent_state)), .invoke = media_invoke, .free_userdata = release_state, .invoke_catalog = media_catalog};
+  CHECK(toolmesh_agent_start_with_catalog(config, MEDIA_TOOLS, "{\"resources\": [{\"uri\": \"a://b\", \"name\": \"b\", \"mimetype\": \"x\"}]}",
+                                          misspelt, &agent, &error) == TOOLMESH_INVALID_CONFIG,
+        "a misspelt member is refused");
+  CHECK(strstr(toolmesh_error_message(error), "mimetype") != NULL, "names the member");
+  toolmesh_error_free(error);
+  error = NULL;
+  toolmesh_handler null_catalog = {.userdata = NULL, .invoke = media_invoke, .invoke_catalog = media_catalog};
+  CHECK(toolmesh_agent_start_with_catalog(config, MEDIA_TOOLS, NULL, null_catalog, &agent, &error) == TOOLMESH_NULL_ARGUMENT);
+  CHECK_STR(toolmesh_error_message(error), "the argument 'catalog_json' is NULL");
+  toolmesh_error_free(error);
+  CHECK(agent == NULL, "no output on failure");
+  toolmesh_config_free(config);
+}
+
+static void test_catalog_agent_starts(void) {
+  toolmesh_config *config = agent_config("media", "certs");
+  REQUIRE(config != NULL);
+  toolmesh_error *error = NULL;
+  toolmesh_handler handler = {
+      .userdata = calloc(1, sizeof(struct agent_state)), .invoke = media_invoke, .free_userdata = release_state, .invoke_catalog = media_catalog};
+  toolmesh_result code = toolmesh_agent_start_with_catalog(config, MEDIA_TOOLS, MEDIA_CATALOG, handler, &media, &error);
+  toolmesh_config_free(config);
+  if (!CHECK(code == TOOLMESH_OK, "the agent with a catalog starts")) fprintf(stderr, "  %s\n", toolmesh_error_message(error));
+  toolmesh_error_free(error);
+}
+
+/* A tool answering an image and a text, one answering only structuredContent, and an invalid
+ * image: over MCP, the content items exactly; the error names the item. */
+static void test_rich_tool_results(void) {
+  REQUIRE(media != NULL);
+  char output[8192];
+  REQUIRE(mcp_request(media, "tools/call", "{\"name\": \"picture\", \"arguments\": {}}", output, sizeof output));
+  CHECK_STR(output, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"content\":[{\"text\":\"a red pixel\",\"type\":\"text\"},{\"data\":\"" PNG
+                    "\",\"mimeType\":\"image/png\",\"type\":\"image\"}],\"isError\":false}}");
+
+  REQUIRE(mcp_request(media, "tools/call", "{\"name\": \"counted\", \"arguments\": {}}", output, sizeof output));
+  CHECK_HAS(output, "\"structuredContent\":{\"count\":3}");
+  /* the spec's back-compat rule: the serialized structuredContent as a text item */
+  CHECK_HAS(output, "\"content\":[{\"text\":\"{\\\"count\\\":3}\",\"type\":\"text\"}]");
+
+  REQUIRE(mcp_request(media, "tools/call", "{\"name\": \"bad_picture\", \"arguments\": {}}", output, sizeof output));
+  CHECK_HAS(output, "tool 'bad_picture' returned an invalid tool result: content[1]: image 'data' is not base64");
+  CHECK_HAS(output, "\"name\":\"HANDLER_RESULT\"");
+  pthread_mutex_lock(&media_lock);
+  CHECK(media_bad_picture_code == TOOLMESH_HANDLER_RESULT, "the handler is told too");
+  CHECK(strstr(media_bad_picture_message, "content[1]: image 'data' is not base64") != NULL, "naming the item");
+  pthread_mutex_unlock(&media_lock);
+}
+
+/* resources/list, a static resource (core answers), a template read through invoke_catalog with
+ * its variable, an invalid answer (empty contents) naming the problem. */
+static void test_resources(void) {
+  REQUIRE(media != NULL);
+  char output[8192];
+  REQUIRE(mcp_request(media, "resources/list", "{}", output, sizeof output));
+  CHECK_HAS(output, "\"uri\":\"test://static-text\"");
+  CHECK_HAS(output, "\"uri\":\"test://empty\"");
+  CHECK(strstr(output, "static text") == NULL, "content is never listed");
+  REQUIRE(mcp_request(media, "resources/templates/list", "{}", output, sizeof output));
+  CHECK_HAS(output, "\"uriTemplate\":\"test://template/{id}/data\"");
+
+  media_last_request[0] = '\0';
+  REQUIRE(mcp_request(media, "resources/read", "{\"uri\": \"test://static-text\"}", output, sizeof output));
+  CHECK_HAS(output, "\"contents\":[{\"mimeType\":\"text/plain\",\"text\":\"static text\",\"uri\":\"test://static-text\"}]");
+  pthread_mutex_lock(&media_lock);
+  CHECK_STR(media_last_request, ""); /* static content: the handler is not asked */
+  pthread_mutex_unlock(&media_lock);
+
+  REQUIRE(mcp_request(media, "resources/read", "{\"uri\": \"test://template/42/data\"}", output, sizeof output));
+  CHECK_HAS(output, "\"contents\":[{\"mimeType\":\"application/json\",\"text\":\"{\\\"id\\\": \\\"42\\\"}\",\"uri\":\"test://template/42/data\"}]");
+  pthread_mutex_lock(&media_lock);
+  CHECK_STR(media_last_request, "{\"kind\":\"readResource\",\"uri\":\"test://template/42/data\",\"name\":\"template-data\","
+                                "\"template\":\"test://template/{id}/data\",\"variables\":{\"id\":\"42\"}}");
+  pthread_mutex_unlock(&media_lock);
+
+  REQUIRE(mcp_request(media, "resources/read", "{\"uri\": \"test://empty\"}", output, sizeof output));
+  CHECK_HAS(output, "\"code\":-32603");
+  CHECK_HAS(output, "\"name\":\"HANDLER_RESULT\"");
+  CHECK_HAS(output, "resource 'test://empty'");
+  CHECK_HAS(output, "'contents' is empty");
+
+  REQUIRE(mcp_request(media, "resources/read", "{\"uri\": \"test://broken\"}", output, sizeof output));
+  CHECK_HAS(output, "\"name\":\"HANDLER_RESULT\"");
+  CHECK_HAS(output, "contents[0]");
+  CHECK_HAS(output, "not base64");
+}
+
+/* prompts/list, and prompts/get with its arguments through invoke_catalog. */
+static void test_prompts(void) {
+  REQUIRE(media != NULL);
+  char output[8192];
+  REQUIRE(mcp_request(media, "prompts/list", "{}", output, sizeof output));
+  CHECK_HAS(output, "\"name\":\"test_prompt_with_arguments\"");
+  CHECK_HAS(output, "\"arguments\":[{\"name\":\"arg1\",\"required\":true},{\"name\":\"arg2\",\"required\":true}]");
+
+  REQUIRE(mcp_request(media, "prompts/get",
+                      "{\"name\": \"test_prompt_with_arguments\", \"arguments\": {\"arg1\": \"first\", \"arg2\": \"second\"}}", output,
+                      sizeof output));
+  CHECK_HAS(output, "\"messages\":[{\"content\":{\"text\":\"Prompt with arguments: arg1='first', arg2='second'\",\"type\":\"text\"},"
+                    "\"role\":\"user\"}]");
+  pthread_mutex_lock(&media_lock);
+  CHECK_STR(media_last_request,
+            "{\"kind\":\"getPrompt\",\"name\":\"test_prompt_with_arguments\",\"arguments\":{\"arg1\":\"first\",\"arg2\":\"second\"}}");
+  pthread_mutex_unlock(&media_lock);
+
+  REQUIRE(mcp_request(media, "prompts/get", "{\"name\": \"test_prompt_with_arguments\", \"arguments\": {\"arg1\": \"first\"}}", output,
+                      sizeof output));
+  CHECK_HAS(output, "\"code\":-32602");
+  CHECK_HAS(output, "arg2");
+  toolmesh_agent_free(media);
+  media = NULL;
+}
+
 /* A provider restarts without a tool while the registry is down: front's cached topology still
  * names the tool, and the new process answers as any MCP server would. Runs last: it stops the
  * registry. */
@@ -709,9 +943,10 @@ static void test_stop_and_free(void) {
 
 /* Every handler given to toolmesh_agent_start was released exactly once. */
 static void test_every_handler_released(void) {
-  /* 3 failed starts, front, back, spare three times (impatient, then before and after its restart) */
+  /* 3 failed starts, front, back, spare three times (impatient, then before and after its
+   * restart), 2 failed starts with a catalog, media */
   int released = atomic_load(&handlers_released);
-  if (!CHECK(released == 8, "eight handlers released")) fprintf(stderr, "  released: %d\n", released);
+  if (!CHECK(released == 11, "eleven handlers released")) fprintf(stderr, "  released: %d\n", released);
 }
 
 
@@ -859,7 +1094,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "set TOOLMESH_EXAMPLE to the squares example binary (scripts/c-tests.sh builds it and sets it)\n");
     return 2;
   }
-  if (!scratch_create(scratch, sizeof scratch) || !certs_init("certs", "front,back,spare,squares,piper") ||
+  if (!scratch_create(scratch, sizeof scratch) || !certs_init("certs", "front,back,spare,squares,piper,media") ||
       !certs_init("foreign", "front") || !start_registry()) {
     fprintf(stderr, "set-up failed\n");
     scratch_remove(scratch);
@@ -879,6 +1114,11 @@ int main(int argc, char **argv) {
   run_test("call_headers_reach_the_next_handler_only", test_call_headers_reach_the_next_handler_only);
   run_test("call_in_flight_while_the_agent_is_freed", test_call_in_flight_while_the_agent_is_freed);
   run_test("example_agent", test_example_agent);
+  run_test("catalog_start_errors", test_catalog_start_errors);
+  run_test("catalog_agent_starts", test_catalog_agent_starts);
+  run_test("rich_tool_results", test_rich_tool_results);
+  run_test("resources", test_resources);
+  run_test("prompts", test_prompts);
   run_test("sigpipe_is_ignored_after_start", test_sigpipe_is_ignored_after_start);
   run_test("sigpipe_host_handler_survives_start", test_sigpipe_host_handler_survives_start);
   run_test("sigpipe_write_to_a_gone_peer", test_sigpipe_write_to_a_gone_peer);

@@ -7,13 +7,14 @@ use crate::boundary::{
 use crate::error::{toolmesh_error, Failure};
 use crate::handler::{toolmesh_handler, CToolHandler, HostHandler, Released};
 use crate::handles::config::{config_arg, toolmesh_config};
-use crate::result::{toolmesh_result, TOOLMESH_INVALID_CONFIG, TOOLMESH_SHUTDOWN, TOOLMESH_TIMEOUT};
+use crate::result::{toolmesh_result, TOOLMESH_INVALID_CONFIG, TOOLMESH_NULL_ARGUMENT, TOOLMESH_SHUTDOWN, TOOLMESH_TIMEOUT};
 use std::ffi::{c_char, CString};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use toolmesh_core::agent::{parse_tools, Agent};
+use toolmesh_core::agent::{parse_catalog, parse_tools, Agent};
+use toolmesh_core::host::Catalog;
 use toolmesh_core::runtime;
 
 /// How long `toolmesh_agent_free` waits for the agent's last task to let go of the handler: as
@@ -82,23 +83,87 @@ pub unsafe extern "C" fn toolmesh_agent_start(
     agent_out: *mut *mut toolmesh_agent,
     error_out: *mut *mut toolmesh_error,
 ) -> toolmesh_result {
+    // SAFETY: the caller guarantees this function's contract, which is `start`'s with no catalog.
+    unsafe { start("toolmesh_agent_start", config, tools_json, None, handler, agent_out, error_out) }
+}
+
+/// `toolmesh_agent_start` for an agent that also serves resources, resource templates and
+/// prompts over MCP (`resources/list`, `resources/templates/list`, `resources/read`,
+/// `prompts/list`, `prompts/get`); they are not registered with the registry. `catalog_json`
+/// (borrowed) is one JSON document with MCP's member names:
+/// `{"resources": [{"uri": "test://static-text", "name": "static-text", "mimeType":
+///   "text/plain", "title"?, "description"?, "size"?, "annotations"?, "text"?: "...", "blob"?:
+///   "<base64>"}], "resourceTemplates": [{"uriTemplate": "test://template/{id}/data", "name":
+///   "...", "mimeType"?, ...}], "prompts": [{"name": "...", "title"?, "description"?,
+///   "arguments": [{"name": "arg1", "description"?, "required": true}]}]}`; every member may be
+/// left out, and an unknown member is refused (`TOOLMESH_INVALID_CONFIG`, naming the entry).
+///
+/// A resource declared with `text` or `blob` is answered by toolmesh itself; one declared
+/// without, every template and every prompt is answered by `handler.invoke_catalog`, which must
+/// then not be NULL (`TOOLMESH_NULL_ARGUMENT` naming the first such entry). Everything else —
+/// ownership of `handler`, threads, SIGPIPE — is as for `toolmesh_agent_start`.
+///
+/// # Safety
+/// As for `toolmesh_agent_start`; `catalog_json` is NULL (an error) or a NUL-terminated string,
+/// borrowed for the call (the agent keeps a parsed copy).
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_agent_start_with_catalog(
+    config: *const toolmesh_config,
+    tools_json: *const c_char,
+    catalog_json: *const c_char,
+    handler: toolmesh_handler,
+    agent_out: *mut *mut toolmesh_agent,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    // SAFETY: the caller guarantees this function's contract, which is `start`'s.
+    unsafe { start("toolmesh_agent_start_with_catalog", config, tools_json, Some(catalog_json), handler, agent_out, error_out) }
+}
+
+/// Both start functions; `catalog_json` is `None` for `toolmesh_agent_start` (an empty catalog).
+///
+/// # Safety
+/// The contract of `toolmesh_agent_start_with_catalog`.
+unsafe fn start(
+    function: &'static str,
+    config: *const toolmesh_config,
+    tools_json: *const c_char,
+    catalog_json: Option<*const c_char>,
+    handler: toolmesh_handler,
+    agent_out: *mut *mut toolmesh_agent,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
     // Owned from the first instruction, so every way out of here releases it exactly once.
     let handler = HostHandler::new(handler);
-    let outcome = guarded("toolmesh_agent_start", move || {
+    let outcome = guarded(function, move || {
         toolmesh_core::logging::init_from_env();
         out_arg(agent_out, "agent_out")?;
         // SAFETY: NULL or live, as the caller guarantees.
         let config = unsafe { config_arg(config) }?.clone();
         // SAFETY: NULL or NUL-terminated, as the caller guarantees.
         let tools = parse_tools(unsafe { str_arg(tools_json, "tools_json") }?)?;
+        let catalog = match catalog_json {
+            // SAFETY: NULL or NUL-terminated, as the caller guarantees.
+            Some(json) => parse_catalog(unsafe { str_arg(json, "catalog_json") }?)?,
+            None => Catalog::default(),
+        };
         if !handler.has_invoke() {
             return Err(Failure::null_argument("handler.invoke"));
         }
-        ensure_blocking_allowed("toolmesh_agent_start")?;
+        if let Some(entry) = handler.unanswerable_entry(&catalog) {
+            return Err(Failure::new(
+                TOOLMESH_NULL_ARGUMENT,
+                format!(
+                    "the argument 'handler.invoke_catalog' is NULL, but the catalog's {entry} is answered by it; set it, or give \
+                     the resource static 'text' or 'blob'"
+                ),
+            ));
+        }
+        ensure_blocking_allowed(function)?;
         crate::sigpipe::ignore_if_default();
         let handler_released = handler.released();
         let registry_url = config.registry_url.clone();
-        let agent = runtime::runtime().block_on(Agent::start(config, tools, Arc::new(CToolHandler(handler))))?;
+        let agent =
+            runtime::runtime().block_on(Agent::start_with_catalog(config, tools, catalog, Arc::new(CToolHandler(handler))))?;
         let started = toolmesh_agent {
             id: c_string_lossy(agent.agent_id()),
             endpoint: c_string_lossy(agent.endpoint()),

@@ -7,13 +7,16 @@ use std::ffi::{c_char, CStr, CString};
 use std::ptr;
 use std::sync::Arc;
 use toolmesh_core::context::RequestContext;
-use toolmesh_core::host::{Completion, HostError};
+use toolmesh_core::host::{Completion, HostError, ToolOutput};
+use toolmesh_core::ErrorKind;
 
-/// One invocation of a local tool: its request context (propagated headers, trace, deadline)
+/// One invocation of a local tool (or a read of a resource, or a get of a prompt, through
+/// `invoke_catalog`): its request context (propagated headers, trace, deadline)
 /// and its answer channel.
 ///
-/// Ownership: handed to the handler's `invoke`, which owns it until it answers exactly once with
-/// `toolmesh_invocation_complete`, `toolmesh_invocation_fail`,
+/// Ownership: handed to the handler's `invoke` (or `invoke_catalog`), which owns it until it
+/// answers exactly once with `toolmesh_invocation_complete`,
+/// `toolmesh_invocation_complete_result`, `toolmesh_invocation_fail`,
 /// `toolmesh_invocation_fail_tool_error`, `toolmesh_invocation_fail_with_error` or
 /// `toolmesh_invocation_fail_with_code` (from any thread); that call frees it, whatever it
 /// returns. A handler that gives up frees it with `toolmesh_invocation_free`, and its caller
@@ -22,6 +25,8 @@ use toolmesh_core::host::{Completion, HostError};
 /// Until it is answered it may be borrowed, also concurrently, by the accessors and by
 /// `toolmesh_agent_call`, but not while it is being answered.
 pub struct toolmesh_invocation {
+    /// What is invoked, for messages: `tool 'x'`, `resource 'uri'`, `prompt 'name'`.
+    subject: String,
     context: Arc<RequestContext>,
     completion: Completion,
     /// The propagated headers as C strings: lowercase name, value.
@@ -30,11 +35,11 @@ pub struct toolmesh_invocation {
 }
 
 impl toolmesh_invocation {
-    pub(crate) fn new(context: Arc<RequestContext>, completion: Completion) -> Self {
+    pub(crate) fn new(subject: String, context: Arc<RequestContext>, completion: Completion) -> Self {
         let headers =
             context.headers.iter().map(|(name, value)| (name.to_ascii_lowercase(), c_string_lossy(value.as_str()))).collect();
         let trace_id = context.trace.as_ref().map(|t| c_string_lossy(t.trace_id.as_str()));
-        toolmesh_invocation { context, completion, headers, trace_id }
+        toolmesh_invocation { subject, context, completion, headers, trace_id }
     }
 
     pub(crate) fn context(&self) -> Arc<RequestContext> {
@@ -118,6 +123,70 @@ pub unsafe extern "C" fn toolmesh_invocation_complete(
             Err(failure) => {
                 invocation.completion.not_json(failure.message.clone());
                 Err(failure)
+            }
+        }
+    });
+    // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
+    unsafe { report(outcome, error_out) }
+}
+
+/// Answers the invocation with a tool result in MCP's own shape, for what one JSON value cannot
+/// say: images, audio, resource links, embedded resources, several items, `structuredContent`
+/// beside its own content, or `isError`. `call_tool_result_json` (UTF-8, borrowed for the call)
+/// is a `CallToolResult`:
+/// `{"content": [{"type": "text", "text": "..."}, {"type": "image", "data": "<base64>",
+///   "mimeType": "image/png"}, {"type": "audio", ...}, {"type": "resource_link", "uri", "name"},
+///   {"type": "resource", "resource": {"uri", "text" | "blob"}}], "structuredContent": <any>,
+///   "isError": false}`, where binary data is standard base64 (padded). toolmesh checks it, as
+/// for every language. Frees the invocation in every case.
+///
+/// When the document is refused, the caller of the tool gets `TOOLMESH_HANDLER_RESULT` with
+/// "tool '<name>' returned an invalid tool result: <why>", naming the item at fault (e.g.
+/// `content[1]: image 'data' is not base64 (standard alphabet, padded)`), and this returns the
+/// same code and message. NULL, invalid UTF-8 or text that is not JSON returns the argument's code
+/// and the caller gets the error of a result that is not JSON, as for
+/// `toolmesh_invocation_complete`. `isError: true` is the tool's own account of a failure: MCP
+/// callers get the result as it is, mesh callers a `TOOLMESH_HANDLER_FAILED` with its text.
+/// A resource read or a prompt get (`invoke_catalog`) is answered with
+/// `toolmesh_invocation_complete` instead: a tool result there is refused the same way.
+///
+/// # Safety
+/// `invocation` is NULL or a live, unanswered invocation, owned by this call from here on: it is
+/// freed before this returns, whatever it returns, and must not be used again.
+/// `call_tool_result_json` is NULL or a NUL-terminated string, borrowed for the call (toolmesh
+/// keeps a parsed copy). `error_out` is NULL or points to storage for one pointer (borrowed for
+/// the call) that receives, on failure only, a new `toolmesh_error` owned by the caller, who
+/// frees it with `toolmesh_error_free`.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_complete_result(
+    invocation: *mut toolmesh_invocation,
+    call_tool_result_json: *const c_char,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    let outcome = guarded("toolmesh_invocation_complete_result", || {
+        // SAFETY: NULL or live and now owned by this call, as the caller guarantees.
+        let invocation = unsafe { take(invocation) }?;
+        // SAFETY: NULL or NUL-terminated, as the caller guarantees.
+        let parsed = unsafe { str_arg(call_tool_result_json, "call_tool_result_json") }.and_then(|json| {
+            serde_json::from_str(json)
+                .map_err(|e| Failure::new(TOOLMESH_INVALID_JSON, format!("the tool result is not JSON: {e}")))
+        });
+        let document = match parsed {
+            Ok(document) => document,
+            Err(failure) => {
+                invocation.completion.not_json(failure.message.clone());
+                return Err(failure);
+            }
+        };
+        match ToolOutput::from_json(document) {
+            Ok(output) => {
+                invocation.completion.result(output);
+                Ok(())
+            }
+            Err(problem) => {
+                let message = format!("{} returned an invalid tool result: {problem}", invocation.subject);
+                invocation.completion.complete(Err(HostError::with_kind(Some(ErrorKind::HandlerResult), message.clone())));
+                Err(Failure::new(TOOLMESH_HANDLER_RESULT, message))
             }
         }
     });
@@ -317,4 +386,76 @@ unsafe fn message_arg(message: *const c_char) -> String {
     }
     // SAFETY: non-NULL and NUL-terminated, as the caller guarantees.
     unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{toolmesh_error_free, toolmesh_error_message};
+    use toolmesh_core::host::{completion_output, CompletionReceiver, HandlerOutput};
+
+    const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+
+    fn invocation() -> (*mut toolmesh_invocation, CompletionReceiver) {
+        let (completion, receiver) = Completion::new();
+        let invocation = toolmesh_invocation::new("tool 'picture'".into(), Arc::default(), completion);
+        (Box::into_raw(Box::new(invocation)), receiver)
+    }
+
+    /// Answers a fresh invocation with `json`; what this returned (code, message) and what the
+    /// caller of the tool got.
+    fn answer(json: Option<&str>) -> (toolmesh_result, String, Result<HandlerOutput, toolmesh_core::Error>) {
+        let (invocation, mut receiver) = invocation();
+        let json = json.map(|j| CString::new(j).unwrap());
+        let mut error = ptr::null_mut();
+        // SAFETY: a live invocation, owned by the call; a NUL-terminated string or NULL; a place for the error.
+        let code = unsafe {
+            toolmesh_invocation_complete_result(invocation, json.as_ref().map_or(ptr::null(), |j| j.as_ptr()), &mut error)
+        };
+        let message = if error.is_null() {
+            String::new()
+        } else {
+            // SAFETY: a live error, freed once.
+            unsafe {
+                let message = CStr::from_ptr(toolmesh_error_message(error)).to_string_lossy().into_owned();
+                toolmesh_error_free(error);
+                message
+            }
+        };
+        let received = receiver.try_recv().expect("the invocation was answered before the call returned");
+        (code, message, completion_output("picture", Ok(received)))
+    }
+
+    #[test]
+    fn a_valid_tool_result_reaches_the_caller_as_it_is() {
+        let document = serde_json::json!({"content": [{"type": "image", "data": PNG, "mimeType": "image/png"}]});
+        let (code, message, output) = answer(Some(&document.to_string()));
+        assert_eq!((code, message.as_str()), (TOOLMESH_OK, ""));
+        assert_eq!(output.unwrap(), HandlerOutput::Result(ToolOutput::from_json(document).unwrap()));
+    }
+
+    #[test]
+    fn a_refused_tool_result_is_handler_result_naming_the_item_for_both_sides() {
+        let (code, message, output) = answer(Some(
+            r#"{"content": [{"type": "text", "text": "ok"}, {"type": "image", "data": "not base64!", "mimeType": "image/png"}]}"#,
+        ));
+        assert_eq!(code, TOOLMESH_HANDLER_RESULT);
+        assert!(
+            message.starts_with("tool 'picture' returned an invalid tool result: content[1]: image 'data' is not base64"),
+            "{message}"
+        );
+        let error = output.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::HandlerResult);
+        assert_eq!(error.message(), message);
+    }
+
+    #[test]
+    fn text_that_is_not_json_or_null_is_the_not_json_error() {
+        for (json, expected) in [(Some("{not json"), TOOLMESH_INVALID_JSON), (None, TOOLMESH_NULL_ARGUMENT)] {
+            let (code, _, output) = answer(json);
+            assert_eq!(code, expected);
+            let error = output.unwrap_err();
+            assert_eq!(error.message(), "tool 'picture' returned a value that is not JSON; the agent serving it logs why");
+        }
+    }
 }
