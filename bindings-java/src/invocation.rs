@@ -162,7 +162,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_completeResult<'local>(
                 Ok(output) => completion.result(output),
                 Err(problem) => completion.complete(Err(HostError::with_kind(
                     Some(ErrorKind::HandlerResult),
-                    format!("tool '{tool}' returned a tool result that is not valid: {problem}"),
+                    format!("tool '{tool}' returned an invalid tool result: {problem}"),
                 ))),
             }
         }))

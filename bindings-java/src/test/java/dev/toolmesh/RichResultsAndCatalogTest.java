@@ -9,8 +9,11 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.toolmesh.testkit.Certs;
 import dev.toolmesh.testkit.Mcp;
 import dev.toolmesh.testkit.Mesh;
+import dev.toolmesh.testkit.Registry;
+import dev.toolmesh.testkit.Wait;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.Base64;
 import java.util.List;
 import java.util.Map;
@@ -35,13 +38,16 @@ class RichResultsAndCatalogTest {
     private static Mesh mesh;
     private static Mcp operator;
     private static MeshAgent agent;
+    private static MeshAgent reader;
 
     @BeforeAll
     static void startAgent() {
         mesh = new Mesh(workDir);
-        Certs certs = mesh.certs("writer");
+        Certs certs = mesh.certs("writer", "reader");
+        Registry registry = mesh.startRegistry();
         operator = new Mcp(certs.clientContext("operator"));
         agent = Toolmesh.agent("writer").options(certs.options("writer"))
+                .option("registry_url", registry.url()).option("heartbeat_interval_ms", Mesh.HEARTBEAT_MS)
                 .tool(ToolDefinition.builder("picture").handler(call -> ToolResult.builder()
                         .text("a red pixel")
                         .image(PNG, "image/png")
@@ -50,6 +56,7 @@ class RichResultsAndCatalogTest {
                         .build()).build())
                 .tool(ToolDefinition.builder("counted").handler(call -> CompletableFuture.supplyAsync(() -> ToolResult.builder()
                         .structured(Map.of("count", 3)).build())).build())
+                .tool(ToolDefinition.builder("declined").handler(call -> ToolResult.builder().text("not today").error(true).build()).build())
                 .tool(ToolDefinition.builder("broken").handler(call -> ToolResult.builder()
                         .text("fine")
                         .item(Map.of("type", "image", "data", "not base64!", "mimeType", "image/png"))
@@ -77,10 +84,22 @@ class RichResultsAndCatalogTest {
                     throw new IllegalStateException("no prompt today");
                 }).build())
                 .start();
+        // A Java agent calling the rich tools through the mesh, as a proxy caller sees them.
+        reader = Toolmesh.agent("reader").options(certs.options("reader"))
+                .option("registry_url", registry.url()).option("heartbeat_interval_ms", Mesh.HEARTBEAT_MS)
+                .tool(ToolDefinition.builder("look").dependsOn("counted").dependsOn("declined").handler(call -> {
+                    JsonNode counted = call.proxy("counted").call(Map.of()).join();
+                    String declined = call.proxy("declined").call(Map.of()).handle((v, thrown) -> String.valueOf(thrown.getCause())).join();
+                    return Map.of("counted", counted, "declined", declined);
+                }).build())
+                .start();
     }
 
     @AfterAll
     static void stop() {
+        if (reader != null) {
+            reader.close();
+        }
         if (agent != null) {
             agent.close();
         }
@@ -119,10 +138,26 @@ class RichResultsAndCatalogTest {
     }
 
     @Test
+    void aToolResultMarkedAsAnErrorIsTheToolsOwnAnswerNotAMeshError() {
+        JsonNode result = operator.callResult(agent.endpoint(), "declined", Map.of());
+        assertEquals(json("{\"content\": [{\"type\": \"text\", \"text\": \"not today\"}], \"isError\": true}"),
+                ((com.fasterxml.jackson.databind.node.ObjectNode) result.deepCopy()).without(List.of("_meta", "resultType")), result.toString());
+        assertTrue(result.path("_meta").path("dev.toolmesh/error").isMissingNode(), result.toString());
+    }
+
+    @Test
+    void aJavaCallerThroughTheMeshGetsTheStructuredContentOrTheToolsOwnFailure() {
+        JsonNode seen = Wait.eventually(Duration.ofSeconds(20), "look to answer", () -> operator.call(reader.endpoint(), "look", Map.of(), Map.of()));
+        // The structuredContent; and a result the tool marked isError is a failure, with its text.
+        assertEquals(json("{\"count\": 3}"), seen.get("counted"), seen.toString());
+        assertEquals("dev.toolmesh.ToolmeshException: [5001 TOOL_FAILED] tool 'declined' failed: not today", seen.path("declined").asText(), seen.toString());
+    }
+
+    @Test
     void anInvalidToolResultIsTheCallersHandlerResultNamingTheItem() {
         JsonNode error = operator.callError(agent.endpoint(), "broken", Map.of());
         assertEquals("HANDLER_RESULT", error.path("name").asText(), error.toString());
-        assertEquals("tool 'broken' returned a tool result that is not valid: content[1]: image 'data' is not base64 (standard alphabet, padded)",
+        assertEquals("tool 'broken' returned an invalid tool result: content[1]: image 'data' is not base64 (standard alphabet, padded)",
                 error.path("message").asText(), error.toString());
     }
 
