@@ -53,9 +53,17 @@ public final class AgentBuilder {
         return this;
     }
 
-    /** Serves the {@link MeshTool} methods of {@code target}. */
+    /** Serves the {@link MeshTool}, {@link MeshResource} and {@link MeshPrompt} methods of {@code target}. */
     public AgentBuilder register(Object target) {
-        tools.addAll(MethodTools.of(target));
+        List<ToolDefinition> methodTools = MethodTools.of(target);
+        MethodCatalog catalog = MethodCatalog.of(target);
+        if (methodTools.isEmpty() && catalog.isEmpty()) {
+            throw new IllegalArgumentException(target.getClass().getName() + " has no @MeshTool, @MeshResource or @MeshPrompt methods");
+        }
+        tools.addAll(methodTools);
+        resources.addAll(catalog.resources);
+        resourceTemplates.addAll(catalog.templates);
+        prompts.addAll(catalog.prompts);
         return this;
     }
 

@@ -17,6 +17,7 @@ import java.time.Duration;
 import java.util.Base64;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -83,6 +84,7 @@ class RichResultsAndCatalogTest {
                 .prompt(Prompt.builder("failing").handler(get -> {
                     throw new IllegalStateException("no prompt today");
                 }).build())
+                .register(new Annotated())
                 .start();
         // A Java agent calling the rich tools through the mesh, as a proxy caller sees them.
         reader = Toolmesh.agent("reader").options(certs.options("reader"))
@@ -93,6 +95,24 @@ class RichResultsAndCatalogTest {
                     return Map.of("counted", counted, "declined", declined);
                 }).build())
                 .start();
+    }
+
+    /** The same declarations by annotation: parameters are template variables and prompt arguments, by name. */
+    public static class Annotated {
+        @MeshResource(uri = "test://annotated/{kind}/{id}", name = "annotated", mimeType = "text/plain")
+        public String item(String kind, String id) {
+            return kind + ":" + id;
+        }
+
+        @MeshResource(uri = "test://annotated-plain", description = "read through the method")
+        public CompletableFuture<String> plain(ResourceRead read) {
+            return CompletableFuture.completedFuture("read " + read.uri() + " as " + read.name());
+        }
+
+        @MeshPrompt(description = "Greets someone")
+        public String greet(String name, Optional<String> style) {
+            return "Say hello to " + name + style.map(s -> " in a " + s + " way").orElse("");
+        }
     }
 
     @AfterAll
@@ -167,12 +187,14 @@ class RichResultsAndCatalogTest {
         assertEquals(json("""
                 [{"uri": "test://static-text", "name": "static-text", "mimeType": "text/plain"},
                  {"uri": "test://static-binary", "name": "static-binary", "mimeType": "image/png"},
-                 {"uri": "test://empty", "name": "empty"}]
+                 {"uri": "test://empty", "name": "empty"},
+                 {"uri": "test://annotated-plain", "name": "plain", "description": "read through the method"}]
                 """), resources);
         JsonNode templates = request("resources/templates/list", Map.of(), null).path("result").path("resourceTemplates");
         assertEquals(json("""
                 [{"uriTemplate": "test://template/{id}/data", "name": "template-data", "description": "Data for an id", "mimeType": "application/json"},
-                 {"uriTemplate": "test://bytes/{n}", "name": "bytes"}]
+                 {"uriTemplate": "test://bytes/{n}", "name": "bytes"},
+                 {"uriTemplate": "test://annotated/{kind}/{id}", "name": "annotated", "mimeType": "text/plain"}]
                 """), templates);
     }
 
@@ -213,7 +235,9 @@ class RichResultsAndCatalogTest {
                 [{"name": "test_simple_prompt", "description": "A simple prompt"},
                  {"name": "test_prompt_with_arguments", "description": "Two arguments", "arguments": [
                     {"name": "arg1", "description": "first", "required": true}, {"name": "arg2", "required": false}]},
-                 {"name": "failing"}]
+                 {"name": "failing"},
+                 {"name": "greet", "description": "Greets someone", "arguments": [
+                    {"name": "name", "required": true}, {"name": "style", "required": false}]}]
                 """), prompts);
 
         JsonNode simple = request("prompts/get", Map.of("name", "test_simple_prompt"), "test_simple_prompt");
@@ -231,6 +255,35 @@ class RichResultsAndCatalogTest {
         JsonNode missing = request("prompts/get", Map.of("name", "test_prompt_with_arguments"), "test_prompt_with_arguments");
         assertEquals(-32602, missing.path("error").path("code").asInt(), missing.toString());
         assertTrue(missing.path("error").path("message").asText().contains("arg1"), missing.toString());
+    }
+
+    @Test
+    void annotatedMethodsReadResourcesAndGetPrompts() {
+        JsonNode item = request("resources/read", Map.of("uri", "test://annotated/fruit/7"), "test://annotated/fruit/7");
+        assertEquals(json("[{\"uri\": \"test://annotated/fruit/7\", \"mimeType\": \"text/plain\", \"text\": \"fruit:7\"}]"),
+                item.path("result").path("contents"), item.toString());
+        JsonNode plain = request("resources/read", Map.of("uri", "test://annotated-plain"), "test://annotated-plain");
+        assertEquals(json("[{\"uri\": \"test://annotated-plain\", \"text\": \"read test://annotated-plain as plain\"}]"),
+                plain.path("result").path("contents"), plain.toString());
+        JsonNode greet = request("prompts/get", Map.of("name", "greet", "arguments", Map.of("name", "Ada", "style", "kind")), "greet");
+        assertEquals(json("[{\"role\": \"user\", \"content\": {\"type\": \"text\", \"text\": \"Say hello to Ada in a kind way\"}}]"),
+                greet.path("result").path("messages"), greet.toString());
+        JsonNode plainGreet = request("prompts/get", Map.of("name", "greet", "arguments", Map.of("name", "Bo")), "greet");
+        assertEquals("Say hello to Bo", plainGreet.path("result").path("messages").path(0).path("content").path("text").asText(), plainGreet.toString());
+    }
+
+    public static class WrongParameter {
+        @MeshPrompt
+        public String count(int times) {
+            return "x".repeat(times);
+        }
+    }
+
+    @Test
+    void aPromptParameterThatIsNoStringIsRefusedWhenRegistered() {
+        IllegalArgumentException refused = assertThrows(IllegalArgumentException.class, () -> Toolmesh.agent("x").register(new WrongParameter()));
+        assertEquals("@MeshPrompt WrongParameter.count: parameter 'times' must be a String (a required argument), an Optional<String> or a PromptGet",
+                refused.getMessage());
     }
 
     @Test
