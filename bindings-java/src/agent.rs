@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::SetOnce;
-use toolmesh_core::agent::{parse_tools, Agent};
+use toolmesh_core::agent::{parse_catalog, parse_tools, Agent};
 use toolmesh_core::config::AgentConfig;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::{runtime, Error, ErrorKind};
@@ -28,7 +28,9 @@ pub extern "system" fn Java_dev_toolmesh_Native_initialize<'local>(mut env: JNIE
 }
 
 /// Configures (`TOOLMESH_*` environment, then `options` as key, value, key, value...), checks the
-/// tools, and starts the agent; blocks until it serves. `dispatcher` receives every tool call.
+/// tools and the resources and prompts (`catalog_json`, MCP's member names; see
+/// `toolmesh_core::agent::parse_catalog`), and starts the agent; blocks until it serves.
+/// `dispatcher` receives every tool call, resource read and prompt get that core hands the host.
 #[no_mangle]
 pub extern "system" fn Java_dev_toolmesh_Native_start<'local>(
     mut env: JNIEnv<'local>,
@@ -36,6 +38,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_start<'local>(
     name: JString<'local>,
     options: JObjectArray<'local>,
     tools_json: JString<'local>,
+    catalog_json: JString<'local>,
     dispatcher: JObject<'local>,
 ) -> jlong {
     entry(&mut env, |env| {
@@ -51,11 +54,12 @@ pub extern "system" fn Java_dev_toolmesh_Native_start<'local>(
             config.set(key, value)?;
         }
         let tools = parse_tools(&string(env, &tools_json)?)?;
+        let catalog = parse_catalog(&string(env, &catalog_json)?)?;
         let dispatcher = env.new_global_ref(dispatcher)?;
         let slot = Arc::new(SetOnce::new());
         let handle = AGENTS.insert(slot.clone());
         let handler = Arc::new(JavaToolHandler::new(dispatcher, handle));
-        match run_blocking(Agent::start(config, tools, handler)) {
+        match run_blocking(Agent::start_with_catalog(config, tools, catalog, handler)) {
             Ok(agent) => {
                 // The slot was made for this agent a moment ago; nothing else fills it.
                 let _ = slot.set(agent);

@@ -10,7 +10,8 @@ use jni::sys::{jboolean, jint, jlong, JNI_FALSE, JNI_TRUE};
 use jni::JNIEnv;
 use std::sync::Arc;
 use toolmesh_core::context::RequestContext;
-use toolmesh_core::host::{Completion, HostError, ToolHandler, ToolInvocation};
+use toolmesh_core::host::{CatalogInvocation, Completion, HostError, ToolHandler, ToolInvocation, ToolOutput};
+use toolmesh_core::ErrorKind;
 
 /// Unanswered invocations. Answering removes the entry, so a second answer finds nothing; so does
 /// `releaseCompletion`, which Java's cleaner calls for a call whose handler vanished unanswered,
@@ -67,6 +68,40 @@ impl ToolHandler for JavaToolHandler {
             COMPLETIONS.remove(completion);
         }
     }
+
+    /// A resource read or prompt get, handed over like a tool call: core's JSON request
+    /// (`{"kind": "readResource", ...}` or `{"kind": "getPrompt", ...}`), enqueued, never run here.
+    fn invoke_catalog(&self, invocation: CatalogInvocation, completion: Completion) {
+        let CatalogInvocation { request, context } = invocation;
+        let request_json = match serde_json::to_string(&request) {
+            Ok(json) => json,
+            Err(e) => return completion.err(format!("the request could not be encoded for the Java host: {e}")),
+        };
+        let context_json = context.view_json().to_string();
+        let completion = COMPLETIONS.insert(completion);
+        let context = CONTEXTS.insert(context);
+        let delivered = jvm::with_java("hand a resource read or prompt get to Java", |env, _| {
+            let request_json = env.new_string(&request_json)?;
+            let context_json = env.new_string(&context_json)?;
+            env.call_method(
+                &self.dispatcher,
+                "dispatchCatalog",
+                "(JLjava/lang/String;Ljava/lang/String;JJ)V",
+                &[
+                    JValue::Long(self.agent),
+                    JValue::Object(&request_json),
+                    JValue::Object(&context_json),
+                    JValue::Long(context),
+                    JValue::Long(completion),
+                ],
+            )?;
+            Ok(())
+        });
+        if delivered.is_none() {
+            CONTEXTS.remove(context);
+            COMPLETIONS.remove(completion);
+        }
+    }
 }
 
 /// The context behind a `RequestContext` handle (0: none).
@@ -104,6 +139,32 @@ pub extern "system" fn Java_dev_toolmesh_Native_complete<'local>(
         Ok(answer(completion, |completion| match serde_json::from_str(&result) {
             Ok(value) => completion.ok(value),
             Err(e) => completion.not_json(e.to_string()),
+        }))
+    })
+}
+
+/// The handler's result in MCP's `CallToolResult` shape (a `ToolResult`), for tool `tool`: core
+/// reads and checks it. One it refuses is the caller's `HANDLER_RESULT`, naming the item at fault.
+/// False when the call was answered already.
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_completeResult<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    completion: jlong,
+    tool: JString<'local>,
+    result_json: JString<'local>,
+) -> jboolean {
+    entry(&mut env, |env| {
+        let tool = string(env, &tool)?;
+        let result = string(env, &result_json)?;
+        Ok(answer(completion, |completion| {
+            match serde_json::from_str(&result).map_err(|e| e.to_string()).and_then(ToolOutput::from_json) {
+                Ok(output) => completion.result(output),
+                Err(problem) => completion.complete(Err(HostError::with_kind(
+                    Some(ErrorKind::HandlerResult),
+                    format!("tool '{tool}' returned an invalid tool result: {problem}"),
+                ))),
+            }
         }))
     })
 }

@@ -1,5 +1,6 @@
 package dev.toolmesh;
 
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.LinkedHashMap;
@@ -26,6 +27,9 @@ public final class AgentBuilder {
     private final String name;
     private final Map<String, String> options = new LinkedHashMap<>();
     private final List<ToolDefinition> tools = new ArrayList<>();
+    private final List<Resource> resources = new ArrayList<>();
+    private final List<ResourceTemplate> resourceTemplates = new ArrayList<>();
+    private final List<Prompt> prompts = new ArrayList<>();
     private Executor executor;
 
     AgentBuilder(String name) {
@@ -49,15 +53,41 @@ public final class AgentBuilder {
         return this;
     }
 
-    /** Serves the {@link MeshTool} methods of {@code target}. */
+    /** Serves the {@link MeshTool}, {@link MeshResource} and {@link MeshPrompt} methods of {@code target}. */
     public AgentBuilder register(Object target) {
-        tools.addAll(MethodTools.of(target));
+        List<ToolDefinition> methodTools = MethodTools.of(target);
+        MethodCatalog catalog = MethodCatalog.of(target);
+        if (methodTools.isEmpty() && catalog.isEmpty()) {
+            throw new IllegalArgumentException(target.getClass().getName() + " has no @MeshTool, @MeshResource or @MeshPrompt methods");
+        }
+        tools.addAll(methodTools);
+        resources.addAll(catalog.resources);
+        resourceTemplates.addAll(catalog.templates);
+        prompts.addAll(catalog.prompts);
         return this;
     }
 
     /** Serves a tool declared without annotations. */
     public AgentBuilder tool(ToolDefinition tool) {
         tools.add(Objects.requireNonNull(tool, "tool"));
+        return this;
+    }
+
+    /** Serves a resource over MCP (with fixed content, or read through its handler). */
+    public AgentBuilder resource(Resource resource) {
+        resources.add(Objects.requireNonNull(resource, "resource"));
+        return this;
+    }
+
+    /** Serves the resources a URI template expands to, read through its handler. */
+    public AgentBuilder resourceTemplate(ResourceTemplate template) {
+        resourceTemplates.add(Objects.requireNonNull(template, "template"));
+        return this;
+    }
+
+    /** Serves a prompt over MCP. */
+    public AgentBuilder prompt(Prompt prompt) {
+        prompts.add(Objects.requireNonNull(prompt, "prompt"));
         return this;
     }
 
@@ -77,7 +107,8 @@ public final class AgentBuilder {
     /**
      * Starts serving (blocks until the agent listens) and registers in the background.
      *
-     * @throws ToolmeshException when the options, certificates or tools are wrong, e.g.
+     * @throws ToolmeshException when the options, certificates, tools, resources or prompts are wrong
+     *     (core checks them, naming the entry at fault), e.g.
      *     {@code CERTIFICATE_FILE} without a TLS identity
      * @throws IllegalStateException on one of core's threads, where it would block the runtime it waits for
      */
@@ -85,11 +116,23 @@ public final class AgentBuilder {
         Map<String, ToolDefinition> byName = new LinkedHashMap<>();
         tools.forEach(tool -> byName.putIfAbsent(tool.name(), tool));
         String toolsJson = Json.MAPPER.createArrayNode().addAll(tools.stream().map(ToolDefinition::info).toList()).toString();
+        ObjectNode catalog = Json.MAPPER.createObjectNode();
+        catalog.putArray("resources").addAll(resources.stream().map(Resource::info).toList());
+        catalog.putArray("resourceTemplates").addAll(resourceTemplates.stream().map(ResourceTemplate::info).toList());
+        catalog.putArray("prompts").addAll(prompts.stream().map(Prompt::info).toList());
+        // Core refuses duplicates by name when it reads the catalog; the first one declared answers until then.
+        Map<String, Resource> resourcesByUri = new LinkedHashMap<>();
+        resources.forEach(resource -> resourcesByUri.putIfAbsent(resource.uri(), resource));
+        Map<String, ResourceTemplate> templatesByUri = new LinkedHashMap<>();
+        resourceTemplates.forEach(template -> templatesByUri.putIfAbsent(template.uriTemplate(), template));
+        Map<String, Prompt> promptsByName = new LinkedHashMap<>();
+        prompts.forEach(prompt -> promptsByName.putIfAbsent(prompt.name(), prompt));
         String[] pairs = options.entrySet().stream().flatMap(o -> Stream.of(o.getKey(), o.getValue())).toArray(String[]::new);
         ExecutorService ownExecutor = executor == null ? Executors.newCachedThreadPool(handlerThreads(name)) : null;
-        ToolDispatcher dispatcher = new ToolDispatcher(byName, executor != null ? executor : ownExecutor);
+        ToolDispatcher dispatcher = new ToolDispatcher(
+                byName, resourcesByUri, templatesByUri, promptsByName, executor != null ? executor : ownExecutor);
         try {
-            long handle = Native.start(name, pairs, toolsJson, dispatcher);
+            long handle = Native.start(name, pairs, toolsJson, catalog.toString(), dispatcher);
             return new MeshAgent(name, handle, Native.describe(handle), ownExecutor);
         } catch (RuntimeException failed) {
             if (ownExecutor != null) {

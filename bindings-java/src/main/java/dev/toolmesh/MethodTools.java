@@ -19,7 +19,7 @@ import java.util.stream.Collectors;
 final class MethodTools {
     private MethodTools() {}
 
-    /** The tools of {@code target}: its {@link MeshTool} methods, inherited ones included. */
+    /** The tools of {@code target}: its {@link MeshTool} methods, inherited ones included; empty when it has none. */
     static List<ToolDefinition> of(Object target) {
         List<ToolDefinition> tools = new ArrayList<>();
         Set<String> seen = new HashSet<>();
@@ -31,9 +31,6 @@ final class MethodTools {
                     tools.add(define(target, method, annotation));
                 }
             }
-        }
-        if (tools.isEmpty()) {
-            throw new IllegalArgumentException(target.getClass().getName() + " has no @MeshTool methods");
         }
         return tools;
     }

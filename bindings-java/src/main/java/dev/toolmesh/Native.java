@@ -53,8 +53,11 @@ final class Native {
 
     private static native void initialize();
 
-    /** Starts an agent (blocks until it serves); {@code options} is key, value, key, value... */
-    static native long start(String name, String[] options, String toolsJson, ToolDispatcher dispatcher);
+    /**
+     * Starts an agent (blocks until it serves); {@code options} is key, value, key, value...;
+     * {@code catalogJson} its resources, resource templates and prompts, in MCP's member names.
+     */
+    static native long start(String name, String[] options, String toolsJson, String catalogJson, ToolDispatcher dispatcher);
 
     /**
      * The dependency index of each proxy parameter ({@code parameters}: their names in order) of a
@@ -77,6 +80,9 @@ final class Native {
     static native void stop(long agent);
 
     static native boolean complete(long completion, String resultJson);
+
+    /** A {@link ToolResult} of {@code tool} in MCP's shape; core checks it (HANDLER_RESULT naming the item at fault). */
+    static native boolean completeResult(long completion, String tool, String resultJson);
 
     /** The result is not JSON, for {@code reason}: core words the caller's HANDLER_RESULT error. */
     static native boolean notJson(long completion, String reason);

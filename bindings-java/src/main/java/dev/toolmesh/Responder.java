@@ -21,6 +21,12 @@ final class Responder {
         release.clean();
     }
 
+    /** A result in MCP's {@code CallToolResult} shape, which core checks. */
+    void result(String tool, String resultJson) {
+        Native.completeResult(completion, tool, resultJson);
+        release.clean();
+    }
+
     /** The result is not JSON: the caller gets core's HANDLER_RESULT error, the same in every language. */
     void notJson(String reason) {
         Native.notJson(completion, reason);

@@ -4,6 +4,8 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.UndeclaredThrowableException;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
@@ -15,10 +17,21 @@ final class ToolDispatcher {
     private static final System.Logger LOG = System.getLogger("dev.toolmesh");
 
     private final Map<String, ToolDefinition> tools;
+    private final Map<String, Resource> resources;
+    private final Map<String, ResourceTemplate> resourceTemplates;
+    private final Map<String, Prompt> prompts;
     private final Executor executor;
 
-    ToolDispatcher(Map<String, ToolDefinition> tools, Executor executor) {
+    ToolDispatcher(
+            Map<String, ToolDefinition> tools,
+            Map<String, Resource> resources,
+            Map<String, ResourceTemplate> resourceTemplates,
+            Map<String, Prompt> prompts,
+            Executor executor) {
         this.tools = tools;
+        this.resources = resources;
+        this.resourceTemplates = resourceTemplates;
+        this.prompts = prompts;
         this.executor = executor;
     }
 
@@ -38,6 +51,104 @@ final class ToolDispatcher {
         }
     }
 
+    /**
+     * Called by the native library on a core thread for a {@code resources/read} or
+     * {@code prompts/get} core hands the host ({@code requestJson}: core's request,
+     * {@code {"kind": "readResource" | "getPrompt", ...}}); like {@link #dispatch}, only enqueues it.
+     */
+    void dispatchCatalog(long agent, String requestJson, String contextJson, long context, long completion) {
+        Responder responder = new Responder(completion);
+        RequestContext requestContext = new RequestContext(context, contextJson);
+        try {
+            Native.executeOffCoreThread(executor, () -> RequestContext.runWith(requestContext, () -> runCatalog(requestJson, requestContext, responder)));
+        } catch (RuntimeException rejected) {
+            LOG.log(System.Logger.Level.WARNING, "the executor refused a resource read or prompt get");
+            responder.release();
+        }
+    }
+
+    private void runCatalog(String requestJson, RequestContext context, Responder responder) {
+        String what = "a resource or prompt";
+        try {
+            JsonNode request = Json.MAPPER.readTree(requestJson);
+            if (request.path("kind").asText().equals("readResource")) {
+                String uri = request.path("uri").asText();
+                what = "resource '" + uri + "'";
+                String uriTemplate = request.hasNonNull("template") ? request.get("template").asText() : null;
+                ResourceHandler handler;
+                String mimeType;
+                if (uriTemplate != null) {
+                    ResourceTemplate template = resourceTemplates.get(uriTemplate);
+                    handler = template.handler();
+                    mimeType = template.mimeType();
+                } else {
+                    Resource resource = resources.get(uri);
+                    handler = resource.handler();
+                    mimeType = resource.mimeType();
+                }
+                ResourceRead read = new ResourceRead(uri, request.path("name").asText(), uriTemplate, strings(request.path("variables")), context);
+                settle(what, handler.read(read), responder, value -> readResult(uri, mimeType, value));
+            } else {
+                String name = request.path("name").asText();
+                what = "prompt '" + name + "'";
+                PromptGet get = new PromptGet(name, strings(request.path("arguments")), context);
+                settle(what, prompts.get(name).handler().get(get), responder, ToolDispatcher::promptResult);
+            }
+        } catch (Throwable thrown) {
+            fail(what, responder, thrown);
+        }
+    }
+
+    /** Answers {@code responder} with {@code result} (or what its stage completes with), turned into MCP's JSON by {@code shape}. */
+    private static void settle(String what, Object result, Responder responder, java.util.function.Function<Object, Object> shape) {
+        if (result instanceof CompletionStage<?> stage) {
+            stage.whenComplete((value, thrown) -> {
+                if (thrown != null) {
+                    fail(what, responder, thrown);
+                } else {
+                    answer(what, responder, shape.apply(value));
+                }
+            });
+        } else {
+            answer(what, responder, shape.apply(result));
+        }
+    }
+
+    /** A handler's String or bytes as MCP's one-item {@code ReadResourceResult}; anything else as it is. */
+    private static Object readResult(String uri, String mimeType, Object value) {
+        ObjectNode item = Json.MAPPER.createObjectNode().put("uri", uri);
+        if (value instanceof String text) {
+            item.put("text", text);
+        } else if (value instanceof byte[] bytes) {
+            item.put("blob", ToolResult.base64(bytes));
+        } else {
+            return value;
+        }
+        if (mimeType != null) {
+            item.put("mimeType", mimeType);
+        }
+        ObjectNode result = Json.MAPPER.createObjectNode();
+        result.putArray("contents").add(item);
+        return result;
+    }
+
+    /** A handler's String as one user message; a {@link PromptResult} as its JSON; anything else as it is. */
+    private static Object promptResult(Object value) {
+        if (value instanceof String text) {
+            return PromptResult.builder().user(text).build().toJson();
+        }
+        if (value instanceof PromptResult result) {
+            return result.toJson();
+        }
+        return value;
+    }
+
+    private static Map<String, String> strings(JsonNode object) {
+        Map<String, String> values = new LinkedHashMap<>();
+        object.fields().forEachRemaining(field -> values.put(field.getKey(), field.getValue().asText()));
+        return values;
+    }
+
     private void run(long agent, String name, String argumentsJson, RequestContext context, Responder responder) {
         Object result;
         try {
@@ -45,13 +156,13 @@ final class ToolDispatcher {
             JsonNode arguments = Json.MAPPER.readTree(argumentsJson);
             result = tool.handler().handle(new Invocation(agent, tool, arguments, context, executor));
         } catch (Throwable thrown) {
-            fail(name, responder, thrown);
+            fail("tool '" + name + "'", responder, thrown);
             return;
         }
         if (result instanceof CompletionStage<?> stage) {
             stage.whenComplete((value, thrown) -> {
                 if (thrown != null) {
-                    fail(name, responder, thrown);
+                    fail("tool '" + name + "'", responder, thrown);
                 } else {
                     answer(name, responder, value);
                 }
@@ -62,6 +173,10 @@ final class ToolDispatcher {
     }
 
     private static void answer(String tool, Responder responder, Object value) {
+        if (value instanceof ToolResult result) {
+            responder.result(tool, result.toJson());
+            return;
+        }
         String json;
         try {
             json = Json.MAPPER.writeValueAsString(value);
@@ -73,7 +188,8 @@ final class ToolDispatcher {
         responder.ok(json);
     }
 
-    private static void fail(String tool, Responder responder, Throwable thrown) {
+    /** {@code what}: the tool, resource or prompt, for the log ({@code tool 'x'}). */
+    private static void fail(String what, Responder responder, Throwable thrown) {
         Throwable cause = unwrap(thrown);
         if (cause instanceof ToolException toolError) {
             // The tool's own error (or one a dependency call threw, passed on): an answer, not a
@@ -100,7 +216,7 @@ final class ToolDispatcher {
         }
         // The caller sees the exception's own message, as in every language; its class and
         // stack trace stay in this agent's log.
-        LOG.log(System.Logger.Level.WARNING, "tool '" + tool + "' failed", cause);
+        LOG.log(System.Logger.Level.WARNING, what + " failed", cause);
         String message = cause.getMessage();
         responder.fail(message == null ? "" : message);
     }

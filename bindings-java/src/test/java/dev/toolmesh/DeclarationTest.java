@@ -108,7 +108,7 @@ class DeclarationTest {
         var tooMany = assertThrows(IllegalArgumentException.class, () -> Toolmesh.agent("x").register(new TooManyProxies()));
         assertTrue(tooMany.getMessage().contains("has 2 MeshProxy parameters but declares 1 dependencies"), tooMany.getMessage());
         var none = assertThrows(IllegalArgumentException.class, () -> Toolmesh.agent("x").register(new Object()));
-        assertEquals("java.lang.Object has no @MeshTool methods", none.getMessage());
+        assertEquals("java.lang.Object has no @MeshTool, @MeshResource or @MeshPrompt methods", none.getMessage());
         var noHandler = assertThrows(NullPointerException.class, () -> ToolDefinition.builder("empty").build());
         assertEquals("tool 'empty' has no handler", noHandler.getMessage());
     }

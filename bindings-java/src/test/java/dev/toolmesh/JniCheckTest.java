@@ -34,6 +34,10 @@ class JniCheckTest {
             var done = jvm.waitForLine(Pattern.compile("rounds done: (\\d+) (\\d+)"), Duration.ofSeconds(180));
             assertEquals(String.valueOf(ROUNDS * (ROUNDS + 1) / 2), done.group(1), jvm.output());
             assertEquals(String.valueOf(ROUNDS), done.group(2), jvm.output());
+            // Resource reads (invoke_catalog's upcall) and rich results (completeResult), valid and refused.
+            var catalog = jvm.waitForLine(Pattern.compile("resources read, pictures, refusals: (\\d+) (\\d+) (\\d+)"), Duration.ofSeconds(1));
+            assertEquals(List.of(String.valueOf(ROUNDS), String.valueOf(ROUNDS), String.valueOf(ROUNDS)),
+                    List.of(catalog.group(1), catalog.group(2), catalog.group(3)), jvm.output());
             // 128 + SIGTERM: the JVM ran its shutdown hooks (closing the agent) and exited.
             assertEquals(143, jvm.stop(Duration.ofSeconds(30)), jvm.output());
             assertFalse(jvm.output().contains("WARNING in native method"), jvm.output());
@@ -87,7 +91,11 @@ class JniCheckTest {
     /** The checked JVM: a standalone agent calling itself, then exiting. */
     static final class Checked {
         public static void main(String[] args) throws Exception {
-            try (MeshAgent agent = Toolmesh.agent("alpha").register(new Tools()).start()) {
+            try (MeshAgent agent = Toolmesh.agent("alpha").register(new Tools())
+                    .tool(ToolDefinition.builder("picture").handler(call -> ToolResult.builder().text("one").image(new byte[] {1, 2}, "image/png").build()).build())
+                    .tool(ToolDefinition.builder("broken").handler(call -> ToolResult.builder().item(Map.of("type", "video")).build()).build())
+                    .resourceTemplate(ResourceTemplate.builder("test://item/{n}", "item").handler(read -> "item " + read.variable("n")).build())
+                    .start()) {
                 var certs = new dev.toolmesh.testkit.Certs(Path.of(System.getenv("TOOLMESH_TLS_CA")).getParent());
                 Mcp operator = new Mcp(certs.clientContext("operator"));
                 int sum = operator.call(agent.endpoint(), "triangle", Map.of("n", ROUNDS), Map.of()).asInt();
@@ -98,6 +106,23 @@ class JniCheckTest {
                 long afterLast = NativeTesting.threadsAttached();
                 long named = Thread.getAllStackTraces().keySet().stream().filter(t -> t.getName().matches("toolmesh-worker-\\d+")).count();
                 System.out.println("attached after the first round: " + afterFirst + ", after the last: " + afterLast + ", named: " + named);
+                int read = 0;
+                int pictures = 0;
+                int refused = 0;
+                for (int i = 0; i < ROUNDS; i++) {
+                    String uri = "test://item/" + i;
+                    if (operator.request(agent.endpoint(), "resources/read", Map.of("uri", uri), uri)
+                            .path("result").path("contents").path(0).path("text").asText().equals("item " + i)) {
+                        read++;
+                    }
+                    if (operator.callResult(agent.endpoint(), "picture", Map.of()).path("content").size() == 2) {
+                        pictures++;
+                    }
+                    if (operator.callError(agent.endpoint(), "broken", Map.of()).path("name").asText().equals("HANDLER_RESULT")) {
+                        refused++;
+                    }
+                }
+                System.out.println("resources read, pictures, refusals: " + read + " " + pictures + " " + refused);
                 System.out.println("rounds done: " + sum + " " + failed);
                 agent.awaitShutdown();
             }

@@ -46,6 +46,42 @@ public final class Mcp {
         return result.path("_meta").path("dev.toolmesh/error");
     }
 
+    /** Calls {@code tool} and returns its whole {@code CallToolResult}, whatever it is. */
+    public JsonNode callResult(String endpoint, String tool, Object arguments) {
+        return callResult(endpoint, tool, arguments, Map.of(), null);
+    }
+
+    /**
+     * Sends one modern request of {@code method} ({@code mcpName}: the {@code Mcp-Name} header, or
+     * null) and returns the whole JSON-RPC answer, a result or an error.
+     */
+    public JsonNode request(String endpoint, String method, Object params, String mcpName) {
+        ObjectNode body = JSON.createObjectNode().put("jsonrpc", "2.0").put("id", 1).put("method", method);
+        ObjectNode withMeta = JSON.valueToTree(params);
+        ObjectNode meta = withMeta.putObject("_meta").put("io.modelcontextprotocol/protocolVersion", REVISION);
+        meta.putObject("io.modelcontextprotocol/clientCapabilities");
+        body.set("params", withMeta);
+        HttpRequest.Builder request = HttpRequest.newBuilder(URI.create(endpoint))
+                .timeout(Duration.ofSeconds(30))
+                .header("Content-Type", "application/json")
+                .header("Accept", "application/json, text/event-stream")
+                .header("MCP-Protocol-Version", REVISION)
+                .header("Mcp-Method", method)
+                .POST(HttpRequest.BodyPublishers.ofString(body.toString()));
+        if (mcpName != null) {
+            request.header("Mcp-Name", mcpName);
+        }
+        try {
+            HttpResponse<String> response = http.send(request.build(), HttpResponse.BodyHandlers.ofString());
+            return JSON.readTree(response.body());
+        } catch (IOException e) {
+            throw new AssertionError(method + " at " + endpoint + " failed: " + e, e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new AssertionError("interrupted", e);
+        }
+    }
+
     private JsonNode callResult(String endpoint, String tool, Object arguments, Map<String, String> headers, Duration deadline) {
         ObjectNode params = JSON.createObjectNode().put("name", tool);
         params.set("arguments", JSON.valueToTree(arguments));
