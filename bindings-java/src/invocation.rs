@@ -10,8 +10,7 @@ use jni::sys::{jboolean, jint, jlong, JNI_FALSE, JNI_TRUE};
 use jni::JNIEnv;
 use std::sync::Arc;
 use toolmesh_core::context::RequestContext;
-use toolmesh_core::host::{CatalogInvocation, Completion, HostError, ToolHandler, ToolInvocation, ToolOutput};
-use toolmesh_core::ErrorKind;
+use toolmesh_core::host::{invalid_tool_result, CatalogInvocation, Completion, HostError, ToolHandler, ToolInvocation, ToolOutput};
 
 /// Unanswered invocations. Answering removes the entry, so a second answer finds nothing; so does
 /// `releaseCompletion`, which Java's cleaner calls for a call whose handler vanished unanswered,
@@ -160,10 +159,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_completeResult<'local>(
         Ok(answer(completion, |completion| {
             match serde_json::from_str(&result).map_err(|e| e.to_string()).and_then(ToolOutput::from_json) {
                 Ok(output) => completion.result(output),
-                Err(problem) => completion.complete(Err(HostError::with_kind(
-                    Some(ErrorKind::HandlerResult),
-                    format!("tool '{tool}' returned an invalid tool result: {problem}"),
-                ))),
+                Err(problem) => completion.complete(Err(invalid_tool_result(&format!("tool '{tool}'"), &problem))),
             }
         }))
     })

@@ -7,8 +7,8 @@ use napi::Status;
 use napi_derive::napi;
 use std::sync::{Arc, Mutex, MutexGuard};
 use toolmesh_core::context::RequestContext as CoreContext;
-use toolmesh_core::host::{CatalogInvocation, Completion, HostError, ToolHandler, ToolInvocation, ToolOutput};
-use toolmesh_core::{runtime, ErrorKind};
+use toolmesh_core::host::{invalid_tool_result, CatalogInvocation, Completion, HostError, ToolHandler, ToolInvocation, ToolOutput};
+use toolmesh_core::runtime;
 
 /// One invocation on its way to the JS thread.
 pub(crate) struct Invocation {
@@ -152,10 +152,7 @@ impl Responder {
             let output = serde_json::from_str(&result_json).map_err(|e| e.to_string()).and_then(ToolOutput::from_json);
             match output {
                 Ok(output) => completion.result(output),
-                Err(problem) => completion.complete(Err(HostError::with_kind(
-                    Some(ErrorKind::HandlerResult),
-                    format!("tool '{tool}' returned an invalid tool result: {problem}"),
-                ))),
+                Err(problem) => completion.complete(Err(invalid_tool_result(&format!("tool '{tool}'"), &problem))),
             }
         });
         Ok(())

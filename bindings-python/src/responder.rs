@@ -3,8 +3,7 @@
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use std::sync::Mutex;
-use toolmesh_core::host::{Completion, HostError, ToolOutput};
-use toolmesh_core::ErrorKind;
+use toolmesh_core::host::{invalid_tool_result, Completion, HostError, ToolOutput};
 
 /// Answers exactly once. If it is garbage-collected unanswered, the completion is dropped and
 /// core reports `HANDLER_DROPPED` to the caller.
@@ -47,10 +46,7 @@ impl Responder {
         let completion = self.take()?;
         match ToolOutput::from_json(value) {
             Ok(output) => completion.result(output),
-            Err(problem) => completion.complete(Err(HostError::with_kind(
-                Some(ErrorKind::HandlerResult),
-                format!("{} returned an invalid tool result: {problem}", self.subject),
-            ))),
+            Err(problem) => completion.complete(Err(invalid_tool_result(&self.subject, &problem))),
         }
         Ok(())
     }

@@ -138,6 +138,12 @@ pub enum HandlerOutput {
     Result(ToolOutput),
 }
 
+/// A tool result in MCP's shape that core refused ([`ToolOutput::from_json`]): HANDLER_RESULT
+/// naming `subject` ("tool 'x'") and the item at fault, in the same words in every language.
+pub fn invalid_tool_result(subject: &str, problem: &str) -> HostError {
+    HostError::with_kind(Some(ErrorKind::HandlerResult), format!("{subject} returned an invalid tool result: {problem}"))
+}
+
 /// The one-shot answer channel of an invocation.
 #[derive(Debug)]
 pub struct Completion {

@@ -7,8 +7,7 @@ use std::ffi::{c_char, CStr, CString};
 use std::ptr;
 use std::sync::Arc;
 use toolmesh_core::context::RequestContext;
-use toolmesh_core::host::{Completion, HostError, ToolOutput};
-use toolmesh_core::ErrorKind;
+use toolmesh_core::host::{invalid_tool_result, Completion, HostError, ToolOutput};
 
 /// One invocation of a local tool (or a read of a resource, or a get of a prompt, through
 /// `invoke_catalog`): its request context (propagated headers, trace, deadline)
@@ -184,8 +183,9 @@ pub unsafe extern "C" fn toolmesh_invocation_complete_result(
                 Ok(())
             }
             Err(problem) => {
-                let message = format!("{} returned an invalid tool result: {problem}", invocation.subject);
-                invocation.completion.complete(Err(HostError::with_kind(Some(ErrorKind::HandlerResult), message.clone())));
+                let error = invalid_tool_result(&invocation.subject, &problem);
+                let message = error.message.clone();
+                invocation.completion.complete(Err(error));
                 Err(Failure::new(TOOLMESH_HANDLER_RESULT, message))
             }
         }
@@ -445,7 +445,7 @@ mod tests {
             "{message}"
         );
         let error = output.unwrap_err();
-        assert_eq!(error.kind(), ErrorKind::HandlerResult);
+        assert_eq!(error.kind(), toolmesh_core::ErrorKind::HandlerResult);
         assert_eq!(error.message(), message);
     }
 
