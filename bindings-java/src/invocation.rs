@@ -40,18 +40,16 @@ impl ToolHandler for JavaToolHandler {
     fn invoke(&self, invocation: ToolInvocation, completion: Completion) {
         let ToolInvocation { tool, arguments, context } = invocation;
         let context_json = context.view_json().to_string();
-        let completion = COMPLETIONS.insert(completion);
-        let context = CONTEXTS.insert(context);
-        let delivered = jvm::with_java("hand a tool call to Java", |env, _| {
+        self.hand_over("hand a tool call to Java", context, completion, |env, dispatcher, agent, context, completion| {
             let tool = env.new_string(&tool)?;
             let arguments = env.new_string(arguments.to_string())?;
             let context_json = env.new_string(&context_json)?;
             env.call_method(
-                &self.dispatcher,
+                dispatcher,
                 "dispatch",
                 "(JLjava/lang/String;Ljava/lang/String;Ljava/lang/String;JJ)V",
                 &[
-                    JValue::Long(self.agent),
+                    JValue::Long(agent),
                     JValue::Object(&tool),
                     JValue::Object(&arguments),
                     JValue::Object(&context_json),
@@ -61,11 +59,6 @@ impl ToolHandler for JavaToolHandler {
             )?;
             Ok(())
         });
-        if delivered.is_none() {
-            // Dropping the completion answers the caller HANDLER_DROPPED instead of leaving it waiting.
-            CONTEXTS.remove(context);
-            COMPLETIONS.remove(completion);
-        }
     }
 
     /// A resource read or prompt get, handed over like a tool call: core's JSON request
@@ -77,17 +70,15 @@ impl ToolHandler for JavaToolHandler {
             Err(e) => return completion.err(format!("the request could not be encoded for the Java host: {e}")),
         };
         let context_json = context.view_json().to_string();
-        let completion = COMPLETIONS.insert(completion);
-        let context = CONTEXTS.insert(context);
-        let delivered = jvm::with_java("hand a resource read or prompt get to Java", |env, _| {
+        self.hand_over("hand a resource read or prompt get to Java", context, completion, |env, dispatcher, agent, context, completion| {
             let request_json = env.new_string(&request_json)?;
             let context_json = env.new_string(&context_json)?;
             env.call_method(
-                &self.dispatcher,
+                dispatcher,
                 "dispatchCatalog",
                 "(JLjava/lang/String;Ljava/lang/String;JJ)V",
                 &[
-                    JValue::Long(self.agent),
+                    JValue::Long(agent),
                     JValue::Object(&request_json),
                     JValue::Object(&context_json),
                     JValue::Long(context),
@@ -96,6 +87,24 @@ impl ToolHandler for JavaToolHandler {
             )?;
             Ok(())
         });
+    }
+}
+
+impl JavaToolHandler {
+    /// Registers the completion and the context under the ids Java answers by, and runs `call`
+    /// (given the dispatcher, the agent, the context id and the completion id) to enqueue the work on the agent's Java dispatcher. When Java cannot be reached, both are
+    /// dropped again: dropping the completion answers the caller HANDLER_DROPPED instead of
+    /// leaving it waiting.
+    fn hand_over(
+        &self,
+        what: &str,
+        context: Arc<RequestContext>,
+        completion: Completion,
+        call: impl FnOnce(&mut JNIEnv, &GlobalRef, jlong, jlong, jlong) -> jni::errors::Result<()>,
+    ) {
+        let completion = COMPLETIONS.insert(completion);
+        let context = CONTEXTS.insert(context);
+        let delivered = jvm::with_java(what, |env, _| call(env, &self.dispatcher, self.agent, context, completion));
         if delivered.is_none() {
             CONTEXTS.remove(context);
             COMPLETIONS.remove(completion);
