@@ -57,7 +57,8 @@ TOOLMESH_EXAMPLE="$BUILD/valgrind/squares" TOOLMESH_EXAMPLE_WRAPPER="$VALGRIND" 
 
 step "the README's C agent: make -C examples/c (shared), a registry, toolmesh call square_sum"
 make -s -C examples/c
-ldd examples/c/squares | grep -q "libtoolmesh.so => $(realpath "$TARGET")/debug/libtoolmesh.so" ||
+# Not `ldd | grep -q`: grep quitting at the first match can SIGPIPE ldd, which pipefail reports.
+ldd examples/c/squares | grep -F "libtoolmesh.so => $(realpath "$TARGET")/debug/libtoolmesh.so" >/dev/null ||
   { echo "c-tests: examples/c/squares does not load $TARGET/debug/libtoolmesh.so" >&2; exit 1; }
 readme="$(mktemp -d)"
 readme_pids=()

@@ -149,7 +149,7 @@ run_pass() {
 
 if [[ -n "$SCENARIO" ]]; then
   for version in "${SPEC_VERSIONS[@]}"; do run_pass "$version" --scenario "$SCENARIO" --spec-version "$version"; done
-  if suite list --server | grep -q -- "- $SCENARIO \[extension\]"; then run_pass extension --scenario "$SCENARIO"; fi
+  if suite list --server | grep -- "- $SCENARIO \[extension\]" >/dev/null; then run_pass extension --scenario "$SCENARIO"; fi
 else
   for version in "${SPEC_VERSIONS[@]}"; do run_pass "$version" --suite all --spec-version "$version"; done
   # Extension scenarios (tasks, skills) are on no spec version: each runs once, at its own.

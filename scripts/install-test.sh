@@ -86,8 +86,8 @@ python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet --disable-pip-version-check "$DIST"/python/toolmesh-*.whl
 toolmesh="$work/venv/bin/toolmesh"
 [[ -x "$toolmesh" ]] || fail "installing the wheel did not put the toolmesh command in $work/venv/bin"
-"$toolmesh" --version | grep -q '^toolmesh ' || fail "the wheel's toolmesh command does not run: $("$toolmesh" --version 2>&1)"
-"$DIST/bin/toolmesh" --version | grep -q '^toolmesh ' || fail "dist/bin/toolmesh does not run"
+"$toolmesh" --version | grep '^toolmesh ' >/dev/null || fail "the wheel's toolmesh command does not run: $("$toolmesh" --version 2>&1)"
+"$DIST/bin/toolmesh" --version | grep '^toolmesh ' >/dev/null || fail "dist/bin/toolmesh does not run"
 mkdir "$work/python"
 cp "$AGENTS/python/py_chain.py" "$work/python/"
 phase_done python
