@@ -24,6 +24,14 @@
 /* Generous: under valgrind, TLS handshakes and start-up are tens of times slower. */
 enum { WAIT_MS = 60000, HEARTBEAT_MS = 1000 };
 
+/* The CLOCK_REALTIME instant WAIT_MS from now, for pthread_cond_timedwait. */
+static struct timespec wait_deadline(void) {
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += WAIT_MS / 1000;
+  return deadline;
+}
+
 static const char *toolmesh_bin;
 static char scratch[512];
 static char registry_url[256];
@@ -292,9 +300,7 @@ static toolmesh_result call_with_headers(toolmesh_agent *agent, const toolmesh_c
     free(outcome);
     return code;
   }
-  struct timespec deadline;
-  clock_gettime(CLOCK_REALTIME, &deadline);
-  deadline.tv_sec += WAIT_MS / 1000;
+  struct timespec deadline = wait_deadline();
   pthread_mutex_lock(&outcome->lock);
   while (outcome->deliveries == 0 && pthread_cond_timedwait(&outcome->changed, &outcome->lock, &deadline) == 0) {
   }
@@ -540,9 +546,7 @@ static void test_call_in_flight_while_the_agent_is_freed(void) {
   toolmesh_agent_free(impatient);
   pthread_join(answerer, NULL);
 
-  struct timespec deadline;
-  clock_gettime(CLOCK_REALTIME, &deadline);
-  deadline.tv_sec += WAIT_MS / 1000;
+  struct timespec deadline = wait_deadline();
   pthread_mutex_lock(&outcome->lock);
   while (outcome->deliveries == 0 && pthread_cond_timedwait(&outcome->changed, &outcome->lock, &deadline) == 0) {
   }
@@ -675,6 +679,9 @@ static const char MEDIA_CATALOG[] =
 
 /* What media's handlers saw and were told, for the tests to check. */
 static pthread_mutex_t media_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Signalled when bad_picture's handler has recorded what it was told: the caller can read the
+ * refusal before the handler thread gets back from toolmesh_invocation_complete_result. */
+static pthread_cond_t media_told = PTHREAD_COND_INITIALIZER;
 static char media_last_request[1024];
 static toolmesh_result media_bad_picture_code = -1;
 static char media_bad_picture_message[512];
@@ -698,6 +705,7 @@ static void media_invoke(void *userdata, const char *tool, const char *arguments
     pthread_mutex_lock(&media_lock);
     media_bad_picture_code = code;
     snprintf(media_bad_picture_message, sizeof media_bad_picture_message, "%s", toolmesh_error_message(error));
+    pthread_cond_broadcast(&media_told);
     pthread_mutex_unlock(&media_lock);
     toolmesh_error_free(error);
   } else {
@@ -821,6 +829,9 @@ static void test_rich_tool_results(void) {
   CHECK_HAS(output, "tool 'bad_picture' returned an invalid tool result: content[1]: image 'data' is not base64");
   CHECK_HAS(output, "\"name\":\"HANDLER_RESULT\"");
   pthread_mutex_lock(&media_lock);
+  struct timespec deadline = wait_deadline();
+  while (media_bad_picture_code == -1 && pthread_cond_timedwait(&media_told, &media_lock, &deadline) == 0) {
+  }
   CHECK(media_bad_picture_code == TOOLMESH_HANDLER_RESULT, "the handler is told too");
   CHECK(strstr(media_bad_picture_message, "content[1]: image 'data' is not base64") != NULL, "naming the item");
   pthread_mutex_unlock(&media_lock);
