@@ -286,7 +286,7 @@ impl Agent {
         self.inner.local_addr
     }
 
-    /// Where `/health` and `/ready` are served (plain HTTP), unless turned off.
+    /// Where `/health`, `/ready` and `/metrics` are served (plain HTTP), unless turned off.
     pub fn health_addr(&self) -> Option<SocketAddr> {
         self.inner.health.as_ref().map(HealthServer::local_addr)
     }

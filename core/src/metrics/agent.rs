@@ -363,3 +363,58 @@ impl TlsMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(agent: &str, tool: &str) -> Provider {
+        serde_json::from_value(serde_json::json!({
+            "agent_id": format!("{agent}-1"), "agent_name": agent, "endpoint": "https://x/mcp", "tool": tool,
+            "capability": "c", "version": "1.0.0", "tags": [], "score": 0,
+        }))
+        .unwrap()
+    }
+
+    fn label_values(text: &str, label: &str) -> HashSet<String> {
+        let key = format!("{label}=\"");
+        text.lines().filter_map(|l| Some(l.split(&key).nth(1)?.split('"').next()?.to_owned())).collect()
+    }
+
+    #[test]
+    fn client_series_stop_at_the_first_peer_tool_pairs_and_the_rest_are_other() {
+        let metrics = ClientMetrics::default();
+        let providers: Vec<Provider> = (0..MAX_PEER_TOOLS + 10).map(|i| provider(&format!("agent{i}"), "t")).collect();
+        for p in &providers {
+            let mut operation = metrics.start(std::slice::from_ref(p));
+            operation.trying(p);
+            operation.ended(Outcome::Ok);
+        }
+        let mut out = Exposition::default();
+        metrics.write(&mut out);
+        let text = out.finish();
+        let peers = label_values(&text, "peer_agent");
+        assert_eq!(peers.len(), MAX_PEER_TOOLS + 1, "{peers:?}");
+        assert!(peers.contains("agent0") && peers.contains(OTHER) && !peers.contains(&format!("agent{MAX_PEER_TOOLS}")));
+        let other = format!("mcp_client_operation_duration_seconds_count{{mcp_method_name=\"tools/call\",peer_agent=\"{OTHER}\",gen_ai_tool_name=\"{OTHER}\"}} 10");
+        assert!(text.contains(&other), "{text}");
+    }
+
+    #[test]
+    fn server_series_name_only_known_methods_and_the_agents_own_tools() {
+        let metrics = ServerMetrics::new(["add"]);
+        for (method, tool) in [("tools/call", "add"), ("tools/call", "made-up"), ("made/up", ""), ("tools/list", "")] {
+            let mut operation = metrics.start(method);
+            operation.tool(tool);
+            operation.ended(Outcome::Rpc(-32602));
+        }
+        drop(metrics.start("ping")); // never ended: the caller went away
+        let mut out = Exposition::default();
+        metrics.write(&mut out);
+        let text = out.finish();
+        assert_eq!(label_values(&text, "mcp_method_name"), HashSet::from(["tools/call", "tools/list", "ping", OTHER].map(String::from)));
+        assert_eq!(label_values(&text, "gen_ai_tool_name"), HashSet::from(["add", OTHER].map(String::from)));
+        assert_eq!(label_values(&text, "error_type"), HashSet::from(["-32602", "CANCELLED"].map(String::from)));
+        assert!(text.contains("toolmesh_server_requests_in_flight 0\n"), "{text}");
+    }
+}
