@@ -8,7 +8,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 DIST="$ROOT/bindings-python/dist"
 # Pinned: the interop tests speak to agents with this exact MCP SDK client.
-PACKAGES=("maturin>=1.9,<2" "pytest>=8" "mcp==2.3.0" "cryptography>=42" "pydantic>=2")
+PACKAGES=("maturin>=1.9,<2" "pytest>=8" "mcp==2.3.0" "cryptography>=42" "pydantic>=2" "prometheus_client>=0.20")
 
 step() { echo "python-env: $*"; }
 

@@ -45,7 +45,7 @@ pub struct RegistryArgs {
     /// How often agents heartbeat; an agent silent for three intervals is evicted.
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..=3_600_000), value_name = "MS")]
     heartbeat_interval_ms: u64,
-    /// Address of the plain-HTTP /health and /ready listener.
+    /// Address of the plain-HTTP /health, /ready and /metrics listener.
     #[arg(long, default_value = "127.0.0.1", value_name = "HOST")]
     health_host: String,
     /// Port of the health listener: default --port + 1000 (any free port with --port 0); 'off' for none.

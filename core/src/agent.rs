@@ -7,9 +7,10 @@ use crate::config::{AgentConfig, HealthPort, TlsSource};
 use crate::context::{HeaderAllowList, RequestContext, TraceContext, CALLER_HEADERS};
 use crate::discovery::{Discovery, TopologyView};
 use crate::error::{Error, ErrorKind, Result};
-use crate::health::{HealthServer, ReadinessCheck};
+use crate::health::{HealthServer, MetricsRender, Probes, ReadinessCheck};
 use crate::host::{Catalog, LocalTools, ToolHandler};
 use crate::mcp::{McpClient, McpServer, ServerInfo, ENDPOINT_PATH};
+use crate::metrics::{AgentMetrics, TlsMetrics};
 use crate::pipeline::{Pipeline, Target, Transport, UnreachableReports};
 use crate::policy::Policy;
 use crate::registry_api::{DependencySpec, Provider, RegisterRequest, ToolInfo};
@@ -199,9 +200,12 @@ impl Agent {
             config.propagate_headers.clone(),
             gate.clone(),
         ));
+        let server_metrics = mcp.metrics();
+        let handshakes = Arc::new(TlsMetrics::default());
         let tls = identity.server_config()?;
+        let limits = config.server_limits.clone();
         let server =
-            HttpsServer::spawn_limited(listener, tls, Some(identity.clone()), config.server_limits.clone(), move |request, peer| {
+            HttpsServer::spawn_limited(listener, tls, Some(identity.clone()), limits, handshakes.clone(), move |request, peer| {
                 let mcp = mcp.clone();
                 async move { mcp.handle(request, peer).await }
             })?;
@@ -217,7 +221,18 @@ impl Agent {
             None => watch::channel(Arc::new(TopologyView::default())).1,
         };
         let draining = Arc::new(AtomicBool::new(false));
-        let health = match start_health(&config, local_addr.port(), discovery.as_ref().map(Discovery::registered), draining.clone()).await {
+        let pipeline = Pipeline::reporting(unreachable);
+        let metrics = AgentMetrics {
+            server: server_metrics,
+            client: pipeline.metrics(),
+            tls: handshakes.clone(),
+            gate: gate.clone(),
+            identity: identity.clone(),
+            topology: topology.clone(),
+        };
+        let metrics: MetricsRender = Arc::new(move || metrics.render());
+        let registered = discovery.as_ref().map(Discovery::registered);
+        let health = match start_health(&config, local_addr.port(), registered, draining.clone(), metrics).await {
             Ok(health) => health,
             Err(e) => {
                 server.stop_now();
@@ -238,10 +253,10 @@ impl Agent {
                 dependencies,
                 local_providers,
                 topology,
-                client: McpClient::new(&identity)?,
+                client: McpClient::counting(&identity, handshakes)?,
                 gate,
                 propagate: config.propagate_headers.clone(),
-                pipeline: Pipeline::reporting(unreachable),
+                pipeline,
                 server: Mutex::new(Some(server)),
                 discovery: Mutex::new(discovery),
                 health,
@@ -271,7 +286,7 @@ impl Agent {
         self.inner.local_addr
     }
 
-    /// Where `/health` and `/ready` are served (plain HTTP), unless turned off.
+    /// Where `/health`, `/ready` and `/metrics` are served (plain HTTP), unless turned off.
     pub fn health_addr(&self) -> Option<SocketAddr> {
         self.inner.health.as_ref().map(HealthServer::local_addr)
     }
@@ -428,6 +443,7 @@ async fn start_health(
     mtls_port: u16,
     registered: Option<watch::Receiver<bool>>,
     draining: Arc<AtomicBool>,
+    metrics: MetricsRender,
 ) -> Result<Option<HealthServer>> {
     let port = match config.health_port {
         HealthPort::Off => return Ok(None),
@@ -450,7 +466,7 @@ async fn start_health(
             _ => None,
         }
     });
-    HealthServer::start_limited(&config.health_host, port, readiness, &config.server_limits).await.map(Some)
+    HealthServer::start_limited(&config.health_host, port, Probes { readiness, metrics }, &config.server_limits).await.map(Some)
 }
 
 /// The policy file's, else the built-in default (allow within the mesh).

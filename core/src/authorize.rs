@@ -3,6 +3,7 @@
 //! here, in core, whatever language serves the tools and whatever the registry says.
 
 use crate::error::{Error, ErrorKind};
+use crate::metrics::Counter;
 use crate::origin::{Origins, VerifiedOrigin};
 use crate::policy::{call_denied_message, Limiter, Permit, Phase, Policy, Principal, Query, SharedPolicy, Target};
 use crate::registry_api::{ReportedDenial, ToolInfo, MAX_REPORTED_DENIALS};
@@ -22,7 +23,12 @@ pub struct Gate {
     agent_name: String,
     /// Refusals not yet reported to the registry's audit (the newest, when more pile up).
     unreported: Mutex<VecDeque<ReportedDenial>>,
+    /// Refusals since the start, by [`DENIAL_KINDS`].
+    denials: [Counter; DENIAL_KINDS.len()],
 }
+
+/// Why the gate refuses a request, as its audit events and metrics name it.
+const DENIAL_KINDS: [&str; 4] = ["call_denied", "rate_limited", "origin_rejected", "origin_out_of_scope"];
 
 /// A call let through: who it is from, and its place in a concurrency limit (held to the end).
 pub struct Admitted {
@@ -47,6 +53,7 @@ impl Gate {
             identity,
             agent_name: agent_name.to_owned(),
             unreported: Mutex::default(),
+            denials: Default::default(),
         }
     }
 
@@ -169,12 +176,20 @@ impl Gate {
         self.identity.entity_of_trust_domain(domain)
     }
 
+    /// How many requests were refused since the start, by why.
+    pub fn denials(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DENIAL_KINDS.into_iter().zip(&self.denials).map(|(kind, count)| (kind, count.get()))
+    }
+
     /// The refusals since the last call, for the next heartbeat.
     pub fn take_denials(&self) -> Vec<ReportedDenial> {
         self.unreported.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect()
     }
 
     fn report(&self, kind: &str, caller: &str, origin: Option<&str>, tool: &str, rule: &str) {
+        if let Some(count) = DENIAL_KINDS.iter().position(|k| *k == kind).map(|i| &self.denials[i]) {
+            count.inc();
+        }
         let denial = ReportedDenial {
             kind: kind.to_owned(),
             caller: caller.to_owned(),

@@ -7,6 +7,7 @@
 //! connection-level sender directly, which costs a fraction of the pooled client's checkout.
 
 use crate::error::{Error, ErrorKind};
+use crate::metrics::{TlsMetrics, TlsSide};
 use crate::per_generation::PerGeneration;
 use crate::tls::{classify_error_chain, Identity};
 use bytes::Bytes;
@@ -61,28 +62,34 @@ struct Shared {
     /// Whose certificate generation the cache follows (`None`: a fixed configuration).
     identity: Option<Arc<Identity>>,
     connections: PerGeneration<u64, Connections>,
+    handshakes: Arc<TlsMetrics>,
 }
 
 impl HttpsClient {
     pub fn new(identity: &Arc<Identity>) -> crate::Result<Self> {
-        Ok(Self::build(identity.client_config()?, Some(identity.clone())))
+        Self::counting(identity, Arc::default())
+    }
+
+    /// [`HttpsClient::new`], counting its handshakes (and those that failed) in `handshakes`.
+    pub fn counting(identity: &Arc<Identity>, handshakes: Arc<TlsMetrics>) -> crate::Result<Self> {
+        Ok(Self::build(identity.client_config()?, Some(identity.clone()), handshakes))
     }
 
     /// A client for the registry: the server must be the mesh's registry, chained to the mesh CA
     /// ([`Identity::registry_client_config`]), not merely a peer the trust bundle vouches for.
     pub fn for_registry(identity: &Arc<Identity>) -> crate::Result<Self> {
-        Ok(Self::build(identity.registry_client_config()?, Some(identity.clone())))
+        Ok(Self::build(identity.registry_client_config()?, Some(identity.clone()), Arc::default()))
     }
 
     /// A client with its own TLS configuration (the bootstrap client, which pins a CA).
     pub fn with_tls(tls: Arc<rustls::ClientConfig>) -> Self {
-        Self::build(tls, None)
+        Self::build(tls, None, Arc::default())
     }
 
-    fn build(tls: Arc<rustls::ClientConfig>, identity: Option<Arc<Identity>>) -> Self {
+    fn build(tls: Arc<rustls::ClientConfig>, identity: Option<Arc<Identity>>, handshakes: Arc<TlsMetrics>) -> Self {
         let generation = identity.as_ref().map_or(0, |i| i.certificate_generation());
         let connections = PerGeneration::new(generation, Connections::default());
-        HttpsClient { shared: Arc::new(Shared { tls: tokio_rustls::TlsConnector::from(tls), identity, connections }) }
+        HttpsClient { shared: Arc::new(Shared { tls: tokio_rustls::TlsConnector::from(tls), identity, connections, handshakes }) }
     }
 
     fn certificate_generation(&self) -> u64 {
@@ -182,16 +189,23 @@ impl HttpsClient {
         let name = ServerName::try_from(peer.host.clone()).map_err(|e| {
             RequestError::undelivered(Error::new(ErrorKind::InvalidConfig, format!("'{}' is not a valid host name: {e}", peer.host)))
         })?;
+        let handshakes = &self.shared.handshakes;
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, self.shared.tls.connect(name, SharedTcp(Arc::new(tcp))))
             .await
-            .map_err(|_| Error::new(ErrorKind::TlsHandshake, format!("TLS handshake with {authority} timed out")))
+            .map_err(|_| {
+                handshakes.failed(TlsSide::Client, "timeout");
+                Error::new(ErrorKind::TlsHandshake, format!("TLS handshake with {authority} timed out"))
+            })
             .and_then(|r| {
                 r.map_err(|e| {
-                    classify_error_chain(&e, authority)
-                        .unwrap_or_else(|| Error::new(ErrorKind::TlsHandshake, format!("TLS with {authority} failed: {e}")))
+                    let error = classify_error_chain(&e, authority)
+                        .unwrap_or_else(|| Error::new(ErrorKind::TlsHandshake, format!("TLS with {authority} failed: {e}")));
+                    handshakes.failed(TlsSide::Client, error.kind().name());
+                    error
                 })
             })
             .map_err(RequestError::undelivered)?;
+        handshakes.completed(TlsSide::Client);
         tracing::debug!(
             peer = %stream.get_ref().1.peer_certificates().and_then(<[_]>::first).map(crate::tls::peer_identity).unwrap_or_default(),
             %authority,
@@ -217,6 +231,7 @@ impl HttpsClient {
                 tls = classify_error_chain(&ended, authority);
             }
         }
+        tls = self.count_refusal(tls);
         if tls.is_none() && ended {
             tls = self.verdict(peer).await;
         }
@@ -241,9 +256,18 @@ impl HttpsClient {
             Err(e) => return matches!(e.error.kind(), ErrorKind::PeerRejectedCertificate | ErrorKind::TlsHandshake).then_some(e.error),
         };
         match tokio::time::timeout(VERDICT_WAIT, stream.read(&mut [0u8; 1])).await {
-            Ok(Err(e)) => classify_error_chain(&e, &peer.authority),
+            Ok(Err(e)) => self.count_refusal(classify_error_chain(&e, &peer.authority)),
             _ => None,
         }
+    }
+
+    /// In TLS 1.3 the server refuses our certificate after our side of the handshake is done
+    /// (and counted as completed): a refusal found on the connection is counted as a failure.
+    fn count_refusal(&self, error: Option<Error>) -> Option<Error> {
+        if let Some(refused) = error.as_ref().filter(|e| e.kind() == ErrorKind::PeerRejectedCertificate) {
+            self.shared.handshakes.failed(TlsSide::Client, refused.kind().name());
+        }
+        error
     }
 }
 

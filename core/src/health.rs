@@ -1,5 +1,6 @@
-//! The plain-HTTP health listener: `/health` (the process is up) and `/ready` (it can take
-//! traffic), on a separate port bound to loopback by default, so probes need no certificate.
+//! The plain-HTTP health listener: `/health` (the process is up), `/ready` (it can take
+//! traffic) and `/metrics` (Prometheus text), on a separate port bound to loopback by default,
+//! so probes and scrapes need no certificate.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::server::activity::{Activity, Lifetime, Watched};
@@ -23,6 +24,16 @@ const WARNING_INTERVAL: Duration = Duration::from_secs(10);
 /// Why the process cannot take traffic, or `None` when it can.
 pub type ReadinessCheck = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
+/// The process's metrics in the Prometheus text exposition format ([`crate::metrics`]).
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// What the health listener answers from: readiness and metrics.
+#[derive(Clone)]
+pub struct Probes {
+    pub readiness: ReadinessCheck,
+    pub metrics: MetricsRender,
+}
+
 pub struct HealthServer {
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
@@ -33,13 +44,13 @@ pub struct HealthServer {
 pub const HEALTH_MAX_CONNECTIONS: usize = 64;
 
 impl HealthServer {
-    /// Serves `/health` and `/ready` with the default connection limits.
-    pub async fn start(host: &str, port: u16, readiness: ReadinessCheck) -> Result<HealthServer> {
-        Self::start_limited(host, port, readiness, &ServerLimits::default()).await
+    /// Serves `/health`, `/ready` and `/metrics` with the default connection limits.
+    pub async fn start(host: &str, port: u16, probes: Probes) -> Result<HealthServer> {
+        Self::start_limited(host, port, probes, &ServerLimits::default()).await
     }
 
     /// Serves with `limits`' timeouts, and at most [`HEALTH_MAX_CONNECTIONS`] connections.
-    pub async fn start_limited(host: &str, port: u16, readiness: ReadinessCheck, limits: &ServerLimits) -> Result<HealthServer> {
+    pub async fn start_limited(host: &str, port: u16, probes: Probes, limits: &ServerLimits) -> Result<HealthServer> {
         let listener = crate::server::bind(host, port).await.map_err(|e| {
             Error::new(
                 ErrorKind::AddressInUse,
@@ -50,7 +61,7 @@ impl HealthServer {
         let mut limits = limits.clone();
         limits.max_connections = limits.max_connections.min(HEALTH_MAX_CONNECTIONS);
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(accept_loop(listener, Arc::new(limits), readiness, stopped));
+        tokio::spawn(accept_loop(listener, Arc::new(limits), probes, stopped));
         Ok(HealthServer { local_addr, stop })
     }
 
@@ -65,7 +76,7 @@ impl Drop for HealthServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, limits: Arc<ServerLimits>, readiness: ReadinessCheck, mut stopped: watch::Receiver<bool>) {
+async fn accept_loop(listener: TcpListener, limits: Arc<ServerLimits>, probes: Probes, mut stopped: watch::Receiver<bool>) {
     let admission = Admission::new(limits.max_connections, limits.per_peer());
     let refused_warning = RateLimitedWarning::new(WARNING_INTERVAL);
     loop {
@@ -88,7 +99,7 @@ async fn accept_loop(listener: TcpListener, limits: Arc<ServerLimits>, readiness
                 continue;
             }
         };
-        let (limits, readiness) = (limits.clone(), readiness.clone());
+        let (limits, probes) = (limits.clone(), probes.clone());
         tokio::spawn(async move {
             let _slot = slot;
             let activity = Activity::new(true);
@@ -96,7 +107,7 @@ async fn accept_loop(listener: TcpListener, limits: Arc<ServerLimits>, readiness
                 let activity = activity.clone();
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let _in_flight = activity.request_started();
-                    let response = answer(req.method(), req.uri().path(), &readiness);
+                    let response = answer(req.method(), req.uri().path(), &probes);
                     async move { Ok::<_, std::convert::Infallible>(response) }
                 })
             };
@@ -109,16 +120,23 @@ async fn accept_loop(listener: TcpListener, limits: Arc<ServerLimits>, readiness
     }
 }
 
-fn answer(method: &Method, path: &str, readiness: &ReadinessCheck) -> http::Response<Body> {
+fn answer(method: &Method, path: &str, probes: &Probes) -> http::Response<Body> {
     if method != Method::GET && method != Method::HEAD {
         return json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({"status": "error", "reason": "use GET"}));
     }
     match path {
         "/health" => json_response(StatusCode::OK, &json!({"status": "ok"})),
-        "/ready" => match readiness() {
+        "/ready" => match (probes.readiness)() {
             None => json_response(StatusCode::OK, &json!({"status": "ready"})),
             Some(reason) => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "not_ready", "reason": reason})),
         },
-        _ => json_response(StatusCode::NOT_FOUND, &json!({"status": "error", "reason": "the health endpoints are /health and /ready"})),
+        "/metrics" => http::Response::builder()
+            .header(http::header::CONTENT_TYPE, http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE))
+            .body(Body::from((probes.metrics)()))
+            .expect("static response parts are valid"),
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"status": "error", "reason": "the health endpoints are /health, /ready and /metrics"}),
+        ),
     }
 }

@@ -21,6 +21,7 @@ pub mod health;
 pub mod host;
 pub mod logging;
 pub mod mcp;
+pub mod metrics;
 pub mod origin;
 mod per_generation;
 pub mod pipeline;

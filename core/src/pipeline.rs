@@ -23,14 +23,15 @@
 use crate::client::RequestError;
 use crate::context::RequestContext;
 use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::{ClientMetrics, Outcome};
 use crate::registry_api::Provider;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -66,16 +67,14 @@ pub struct Target<'a> {
 }
 
 /// Per-agent call policy state: round-robin cursors, providers that are down or cooling down,
-/// and failover counts.
+/// and the calls' metrics (failover counts among them).
 #[derive(Default)]
 pub struct Pipeline {
-    cursors: Mutex<HashMap<String, std::sync::Arc<AtomicUsize>>>,
+    cursors: Mutex<HashMap<String, Arc<AtomicUsize>>>,
     cooling: Mutex<HashMap<String, Instant>>,
     /// Providers that could not be reached, by endpoint.
     down: Mutex<HashMap<String, Down>>,
-    unreachable: AtomicU64,
-    refused_certificate: AtomicU64,
-    retried_after_delivery: AtomicU64,
+    metrics: Arc<ClientMetrics>,
     reports: UnreachableReports,
 }
 
@@ -159,7 +158,9 @@ impl Pipeline {
         context: &RequestContext,
     ) -> Result<Value> {
         let Target { key, capability, providers, timeout } = target;
+        let mut operation = self.metrics.start(providers);
         if providers.is_empty() {
+            operation.ended(Outcome::Error(ErrorKind::DependencyUnresolved));
             return Err(Error::new(
                 ErrorKind::DependencyUnresolved,
                 format!("no healthy provider of '{capability}' is registered; start an agent that provides it, or check `toolmesh list`"),
@@ -186,6 +187,7 @@ impl Pipeline {
                     let backoff = BACKOFF_BASE.saturating_mul(1 << (failures - 1).min(8)).min(BACKOFF_MAX);
                     tokio::time::sleep(backoff).await;
                 }
+                operation.trying(provider);
                 match transport.send(provider, &arguments, context).await {
                     Ok(value) => {
                         self.answered(&provider.endpoint);
@@ -199,8 +201,8 @@ impl Pipeline {
                             return Err(error);
                         }
                         tracing::debug!(endpoint = %provider.endpoint, delivered, "provider unreachable, trying another: {error}");
-                        let counter = if delivered { &self.retried_after_delivery } else { &self.unreachable };
-                        counter.fetch_add(1, Ordering::Relaxed);
+                        let counter = if delivered { &self.metrics.retried_after_delivery } else { &self.metrics.unreachable };
+                        counter.inc();
                         failures += 1;
                         last_error = Some(error);
                     }
@@ -213,7 +215,7 @@ impl Pipeline {
                             code = error.code(),
                             "provider skipped, trying the next one: {error}"
                         );
-                        self.refused_certificate.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.refused_certificate.inc();
                         self.cool(&provider.endpoint, REFUSED_COOLDOWN);
                         refused.insert(provider.endpoint.as_str());
                         last_error = Some(error);
@@ -229,21 +231,28 @@ impl Pipeline {
             }
             Err(last_error.expect("at least one attempt ran"))
         };
-        match tokio::time::timeout_at(deadline, attempt_all).await {
+        let result = match tokio::time::timeout_at(deadline, attempt_all).await {
             Ok(result) => result,
             Err(_) => Err(Error::new(
                 ErrorKind::Timeout,
                 format!("no answer from a provider of '{capability}' within {} ms", deadline_ms(timeout, context, budget_end)),
             )),
-        }
+        };
+        operation.ended(result.as_ref().map_or_else(|e| Outcome::Error(e.kind()), |_| Outcome::Ok));
+        result
+    }
+
+    /// The metrics of the calls made through this pipeline.
+    pub fn metrics(&self) -> Arc<ClientMetrics> {
+        self.metrics.clone()
     }
 
     /// How often calls went on to another provider since this pipeline was made.
     pub fn failovers(&self) -> Failovers {
         Failovers {
-            unreachable: self.unreachable.load(Ordering::Relaxed),
-            refused_certificate: self.refused_certificate.load(Ordering::Relaxed),
-            retried_after_delivery: self.retried_after_delivery.load(Ordering::Relaxed),
+            unreachable: self.metrics.unreachable.get(),
+            refused_certificate: self.metrics.refused_certificate.get(),
+            retried_after_delivery: self.metrics.retried_after_delivery.get(),
         }
     }
 

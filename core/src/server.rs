@@ -2,6 +2,7 @@
 //! certificate, HTTP/1.1 and HTTP/2 by ALPN, a clear answer to plaintext, graceful shutdown.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::{TlsMetrics, TlsSide};
 use crate::tls::{peer_identity, Identity};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -21,7 +22,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub(crate) mod activity;
 pub(crate) mod admission;
-mod expiry;
+pub(crate) mod expiry;
 mod limits;
 pub(crate) mod linger;
 
@@ -94,7 +95,7 @@ impl HttpsServer {
         F: Fn(http::Request<Incoming>, Arc<PeerInfo>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = http::Response<Body>> + Send + 'static,
     {
-        Self::spawn_limited(listener, tls, None, ServerLimits::default(), handler)
+        Self::spawn_limited(listener, tls, None, ServerLimits::default(), Arc::default(), handler)
     }
 
     /// Like [`HttpsServer::spawn`], and when `identity`'s trust anchors change (a CA removed
@@ -110,16 +111,18 @@ impl HttpsServer {
         F: Fn(http::Request<Incoming>, Arc<PeerInfo>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = http::Response<Body>> + Send + 'static,
     {
-        Self::spawn_limited(listener, tls, Some(identity), ServerLimits::default(), handler)
+        Self::spawn_limited(listener, tls, Some(identity), ServerLimits::default(), Arc::default(), handler)
     }
 
-    /// Serves with these connection `limits`; with `identity`, peers are verified again when its
-    /// trust anchors change (see [`HttpsServer::spawn_checked`]).
+    /// Serves with these connection `limits`, counting handshakes in `handshakes`; with
+    /// `identity`, peers are verified again when its trust anchors change (see
+    /// [`HttpsServer::spawn_checked`]).
     pub fn spawn_limited<F, Fut>(
         listener: TcpListener,
         tls: Arc<rustls::ServerConfig>,
         identity: Option<Arc<Identity>>,
         limits: ServerLimits,
+        handshakes: Arc<TlsMetrics>,
         handler: F,
     ) -> Result<HttpsServer>
     where
@@ -131,7 +134,8 @@ impl HttpsServer {
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         // Pings find HTTP/2 peers that vanished with a stream open.
         builder.http2().timer(TokioTimer::new()).keep_alive_interval(limits.idle_timeout);
-        let served = Arc::new(Served { acceptor: tokio_rustls::TlsAcceptor::from(tls), identity, handler, limits, builder, stopped });
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let served = Arc::new(Served { acceptor, identity, handler, limits, handshakes, builder, stopped });
         let task = tokio::spawn(accept_loop(listener, served));
         Ok(HttpsServer { local_addr, stop, task })
     }
@@ -163,6 +167,7 @@ struct Served<F> {
     identity: Option<Arc<Identity>>,
     handler: F,
     limits: ServerLimits,
+    handshakes: Arc<TlsMetrics>,
     builder: hyper_util::server::conn::auto::Builder<TokioExecutor>,
     stopped: watch::Receiver<bool>,
 }
@@ -228,7 +233,7 @@ where
     let limits = &served.limits;
     // Anchors that change during the handshake are caught by the first request's check.
     let generation = served.identity.as_ref().map_or(0, |i| i.trust_generation());
-    let Some(tls) = handshake(stream, remote, &served.acceptor, limits.handshake_timeout).await else { return };
+    let Some(tls) = handshake(stream, remote, &served.acceptor, limits.handshake_timeout, &served.handshakes).await else { return };
     // A resumed session skipped verification: the peer's certificate may have expired
     // or lost its CA since, so it is verified before the first request.
     let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
@@ -313,12 +318,13 @@ fn no_longer_trusted(peer: &PeerInfo, why: &rustls::Error) -> http::Response<Bod
 }
 
 /// Answers plaintext with a readable error; returns the TLS stream when the handshake succeeds
-/// within `timeout` of the accept.
+/// within `timeout` of the accept. Counts the handshake, or why it failed, in `handshakes`.
 async fn handshake(
     stream: TcpStream,
     remote: SocketAddr,
     acceptor: &tokio_rustls::TlsAcceptor,
     timeout: Duration,
+    handshakes: &TlsMetrics,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut first = [0u8; 1];
@@ -333,17 +339,24 @@ async fn handshake(
     // Every TLS connection starts with a handshake record (content type 22).
     if first[0] != 0x16 {
         tracing::info!(%remote, "refused a plaintext request on the TLS port");
+        handshakes.failed(TlsSide::Server, "plaintext");
         let _ = tokio::time::timeout_at(deadline, answer_plaintext(stream)).await;
         return None;
     }
     match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => Some(tls),
+        Ok(Ok(tls)) => {
+            handshakes.completed(TlsSide::Server);
+            Some(tls)
+        }
         Ok(Err(e)) => {
             tracing::info!(%remote, "refused a TLS connection: {e}");
+            let reason = crate::tls::classify_error_chain(&e, "the client").map_or(ErrorKind::TlsHandshake, |e| e.kind());
+            handshakes.failed(TlsSide::Server, reason.name());
             None
         }
         Err(_) => {
             tracing::info!(%remote, "TLS handshake timed out ({timeout:?})");
+            handshakes.failed(TlsSide::Server, "timeout");
             None
         }
     }

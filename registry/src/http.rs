@@ -578,6 +578,7 @@ impl WatchQuery {
 /// The topology long poll; see [`ProbeIfAbandoned`] for what a poll that loses its connection
 /// tells the registry.
 async fn long_poll(api: &Api, agent_id: &str, caller: &Caller, query: WatchQuery) -> Result<Response, Refusal> {
+    let _waiting = api.registry.metrics().long_poll_waiters.enter();
     let mut abandoned = ProbeIfAbandoned { api, agent_id, answered: false };
     let answer = next_topology(api, agent_id, caller, query).await;
     abandoned.answered = true;

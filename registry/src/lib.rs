@@ -10,6 +10,7 @@ mod auto;
 mod binding;
 mod http;
 mod mesh_dir;
+mod metrics;
 mod policy_store;
 mod policy_test;
 mod probe;
@@ -33,7 +34,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use toolmesh_ca::CertificateSummary;
 use toolmesh_core::auto_tls::renew_forever;
-use toolmesh_core::health::HealthServer;
+use toolmesh_core::health::{HealthServer, Probes};
+use toolmesh_core::metrics::TlsMetrics;
 use toolmesh_core::server::{bind, bracket_ipv6, HttpsServer, ServerLimits};
 use toolmesh_core::tls::Identity;
 use toolmesh_core::{Error, ErrorKind, Result};
@@ -135,20 +137,24 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
     let listener = bind(&config.host, config.port).await?;
     let port = listener.local_addr().map_err(|e| Error::new(ErrorKind::AddressInUse, e.to_string()))?.port();
     let (closing, closing_receiver) = watch::channel(false);
+    let registry = Arc::new(state::Registry::new(config.heartbeat_interval, config.eviction_intervals).with_quotas(config.quotas));
+    let handshakes = Arc::new(TlsMetrics::default());
     let health = match &config.health {
         Some((host, health_port)) => {
             let closing = closing_receiver.clone();
-            let readiness: toolmesh_core::health::ReadinessCheck =
-                Arc::new(move || (*closing.borrow()).then(|| "shutting down".to_owned()));
+            let (registry, handshakes) = (registry.clone(), handshakes.clone());
+            let probes = Probes {
+                readiness: Arc::new(move || (*closing.borrow()).then(|| "shutting down".to_owned())),
+                metrics: Arc::new(move || metrics::render(&registry, &handshakes)),
+            };
             Some(
-                HealthServer::start_limited(host, *health_port, readiness, &config.limits)
+                HealthServer::start_limited(host, *health_port, probes, &config.limits)
                     .await
                     .map_err(|e| e.context(format!("registry on port {port}")))?,
             )
         }
         None => None,
     };
-    let registry = Arc::new(state::Registry::new(config.heartbeat_interval, config.eviction_intervals).with_quotas(config.quotas));
     if let Some(applied) = policy.current() {
         registry.replace_policy(applied);
     }
@@ -163,7 +169,7 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         audit: Arc::new(audit::Audit::new(config.audit_capacity)),
         policy,
     });
-    let server = HttpsServer::spawn_limited(listener, tls, None, config.limits.clone(), move |request, peer| {
+    let server = HttpsServer::spawn_limited(listener, tls, None, config.limits.clone(), handshakes, move |request, peer| {
         http::handle(api.clone(), request, peer)
     })?;
     let url = format!("https://{}:{}", bracket_ipv6(&config.host), server.local_addr().port());

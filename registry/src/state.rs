@@ -43,6 +43,7 @@ pub use error::StateError;
 pub use health::Probe;
 
 use crate::binding::{Quotas, Usage};
+use crate::metrics::RegistryMetrics;
 use crate::validate::Dependency;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -62,6 +63,7 @@ pub struct Registry {
     /// Until when, after a start, agents of the registry's previous life may still be coming
     /// back (one eviction window): answers say `warming_up`.
     warm_until: Instant,
+    metrics: RegistryMetrics,
 }
 
 #[derive(Default)]
@@ -120,12 +122,25 @@ impl Registry {
     /// Agents silent for `eviction_intervals` heartbeat intervals are evicted (by [`Registry::sweep`]).
     pub fn new(heartbeat_interval: Duration, eviction_intervals: u32) -> Self {
         let warm_until = Instant::now() + heartbeat_interval * eviction_intervals;
-        Registry { state: Mutex::new(State::default()), quotas: Quotas::default(), heartbeat_interval, warm_until }
+        let metrics = RegistryMetrics::default();
+        Registry { state: Mutex::new(State::default()), quotas: Quotas::default(), heartbeat_interval, warm_until, metrics }
     }
 
     /// The same registry with other per-identity quotas.
     pub fn with_quotas(self, quotas: Quotas) -> Self {
         Registry { quotas, ..self }
+    }
+
+    /// What the registry counts as it goes.
+    pub fn metrics(&self) -> &RegistryMetrics {
+        &self.metrics
+    }
+
+    /// How many agents are registered, by health: `healthy`, `stale`, `unreachable`.
+    pub fn agents_by_health(&self) -> [(&'static str, usize); 3] {
+        let state = self.lock();
+        let count = |f: fn(&Agent) -> bool| state.agents.values().filter(|a| f(a)).count();
+        [("healthy", count(|a| !a.out_of_rotation())), ("stale", count(|a| a.stale)), ("unreachable", count(|a| a.unreachable && !a.stale))]
     }
 
     /// Every agent that was alive before this registry started has had time to register again.

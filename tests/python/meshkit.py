@@ -207,10 +207,11 @@ class Mesh:
         self._processes.append(process)
         return process
 
-    def start_registry(self, port: int = 0) -> Registry:
+    def start_registry(self, port: int = 0, *options: str) -> Registry:
+        """Runs `toolmesh registry` on ``port`` with more command-line ``options``."""
         argv = [str(cli_binary()), "registry", "--port", str(port), "--heartbeat-interval-ms", str(HEARTBEAT_MS),
                 "--tls-cert", str(self.certs.pem("registry")), "--tls-key", str(self.certs.key("registry")),
-                "--tls-ca", str(self.certs.ca)]
+                "--tls-ca", str(self.certs.ca), *options]
         process = self.spawn(argv, {}, "registry")
         return Registry(process, process.wait_for_line(REGISTRY_READY, timeout=30).group(1))
 

@@ -24,8 +24,13 @@ pub struct McpClient {
 
 impl McpClient {
     pub fn new(identity: &Arc<Identity>) -> crate::Result<Self> {
+        Self::counting(identity, Arc::default())
+    }
+
+    /// [`McpClient::new`], counting its TLS handshakes (and those that failed) in `handshakes`.
+    pub fn counting(identity: &Arc<Identity>, handshakes: Arc<crate::metrics::TlsMetrics>) -> crate::Result<Self> {
         Ok(McpClient {
-            http: HttpsClient::new(identity)?,
+            http: HttpsClient::counting(identity, handshakes)?,
             next_id: Arc::new(AtomicU64::new(1)),
             origins: Arc::new(Origins::new(identity.clone())),
         })

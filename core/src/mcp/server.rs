@@ -24,6 +24,7 @@ use super::*;
 use crate::authorize::Gate;
 use crate::context::HeaderAllowList;
 use crate::host::LocalTools;
+use crate::metrics::{Outcome, ServerMetrics, ServerOperation};
 use crate::server::{read_body, Body, PeerInfo};
 use era::{check_modern_request, era_of, Era};
 use http::{HeaderMap, Method, Response, StatusCode};
@@ -52,13 +53,20 @@ pub struct McpServer {
     tools: Arc<LocalTools>,
     propagate: HeaderAllowList,
     gate: Arc<Gate>,
+    metrics: Arc<ServerMetrics>,
 }
 
 impl McpServer {
     /// Serves `tools`, each request decided by `gate` first.
     pub fn new(info: ServerInfo, tools: Arc<LocalTools>, propagate: HeaderAllowList, gate: Arc<Gate>) -> Self {
         let info_json = serde_json::value::to_raw_value(&info).expect("two strings always serialize");
-        McpServer { info, info_json, tools, propagate, gate }
+        let metrics = Arc::new(ServerMetrics::new(tools.tools().iter().map(|t| t.name.as_str())));
+        McpServer { info, info_json, tools, propagate, gate, metrics }
+    }
+
+    /// What this server counts of the requests it answers.
+    pub fn metrics(&self) -> Arc<ServerMetrics> {
+        self.metrics.clone()
     }
 
     pub async fn handle(&self, request: http::Request<Incoming>, peer: Arc<PeerInfo>) -> Response<Body> {
@@ -88,44 +96,53 @@ impl McpServer {
     /// Answers one message whose body is read: what [`McpServer::handle`] does once the path,
     /// method, HTTP headers and body size passed. Any bytes get an answer, never a panic: a JSON-RPC
     /// error for a body that is not a request (`core/tests/fuzz_mcp_reader.rs` holds it to that).
+    /// Each request read is timed and counted in [`McpServer::metrics`].
     pub async fn handle_message(&self, headers: &HeaderMap, body: &[u8], peer: &PeerInfo) -> Response<Body> {
         let Request { id, method, params } = match read_request(body) {
             Ok(Some(request)) => request,
             Ok(None) => return accepted(),
             Err(e) => return rpc_error(RawValue::NULL, e),
         };
+        let mut operation = self.metrics.start(&method);
         let params = match params {
             None => Params::default(),
             Some(ObjectOr::Object(params)) => params,
             Some(_) => {
-                return rpc_error(
-                    id,
-                    RpcError::new(StatusCode::BAD_REQUEST, codes::INVALID_PARAMS, "Invalid params: params must be an object"),
-                )
+                let e = RpcError::new(StatusCode::BAD_REQUEST, codes::INVALID_PARAMS, "Invalid params: params must be an object");
+                return answer(&mut operation, id, Err(e));
             }
         };
         let era = era_of(&method, headers, params.meta());
         if era == Era::Modern {
             if let Err(e) = check_modern_request(&method, headers, &params) {
-                return rpc_error(id, e);
+                return answer(&mut operation, id, Err(e));
             }
         }
         if method == "tools/call" {
-            return self.tools_call(era, id, params, headers, peer).await;
+            return self.tools_call(era, id, params, headers, peer, &mut operation).await;
         }
         if matches!(method.as_ref(), "resources/read" | "prompts/get") {
-            return match self.catalog_get(era, &method, &params, headers, peer).await {
-                Ok(result) => json_ok(id, &result),
-                Err(e) => rpc_error(id, e),
-            };
+            let result = self.catalog_get(era, &method, &params, headers, peer).await;
+            return answer(&mut operation, id, result);
         }
-        let outcome = match era {
+        let result = match era {
             Era::Modern => self.modern(&method, &params, headers, peer),
             Era::Legacy => self.legacy(&method, &params, headers, peer),
         };
-        match outcome {
-            Ok(result) => json_ok(id, &result),
-            Err(e) => rpc_error(id, e),
+        answer(&mut operation, id, result)
+    }
+}
+
+/// Answers with `result`, and records how the operation ended.
+fn answer(operation: &mut ServerOperation<'_>, id: &RawValue, result: Result<serde_json::Value, RpcError>) -> Response<Body> {
+    match result {
+        Ok(result) => {
+            operation.ended(Outcome::Ok);
+            json_ok(id, &result)
+        }
+        Err(e) => {
+            operation.ended(Outcome::Rpc(e.code()));
+            rpc_error(id, e)
         }
     }
 }

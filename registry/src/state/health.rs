@@ -46,6 +46,7 @@ impl Registry {
                     silent_ms = now.duration_since(agent.last_heartbeat).as_millis() as u64,
                     "agent evicted: heartbeats stopped"
                 );
+                self.metrics.evicted_silent.inc();
                 state.refresh_dependents_of(&agent);
             }
         }

@@ -94,6 +94,7 @@ impl Registry {
         let mut state = self.lock();
         let agent = state.owned_mut(agent_id, caller)?;
         agent.last_heartbeat = Instant::now();
+        self.metrics.heartbeats.inc();
         let was_unreachable = std::mem::take(&mut agent.unreachable);
         if std::mem::take(&mut agent.stale) | was_unreachable {
             tracing::info!(agent_id, name = %Escaped(&agent.registration.name), "agent healthy again: heartbeats resumed");
@@ -143,6 +144,7 @@ impl Registry {
         for agent_id in &members {
             if let Some(agent) = state.remove(agent_id) {
                 tracing::info!(agent_id = %Escaped(agent_id), name = %Escaped(&agent.registration.name), entity, "agent evicted: its entity was revoked");
+                self.metrics.evicted_revoked.inc();
                 state.refresh_dependents_of(&agent);
             }
         }

@@ -14,6 +14,7 @@ use crate::context::{RequestContext, TraceContext};
 use crate::error::{Error, ErrorKind};
 use crate::host::{Catalog, HandlerOutput};
 use crate::mcp::*;
+use crate::metrics::{Outcome, ServerOperation};
 use crate::server::Body;
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::value::RawValue;
@@ -175,7 +176,8 @@ impl McpServer {
         Ok(json!({ "tools": tools }))
     }
 
-    /// `tools/call` in either era (a modern request is validated already).
+    /// `tools/call` in either era (a modern request is validated already); how it ended goes to
+    /// `operation`.
     pub(super) async fn tools_call(
         &self,
         era: Era,
@@ -183,22 +185,30 @@ impl McpServer {
         params: Params<'_>,
         headers: &HeaderMap,
         peer: &PeerInfo,
+        operation: &mut ServerOperation<'_>,
     ) -> Response<Body> {
         let Some(name) = params.name.and_then(Raw::as_str) else {
+            operation.ended(Outcome::Rpc(codes::INVALID_PARAMS));
             return rpc_error(id, RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, "Invalid params: tools/call needs a string 'name'"));
         };
+        operation.tool(&name);
         if era == Era::Modern {
             if let Some(tool) = self.tools.get(&name) {
                 if let Err(e) = check_param_headers(&tool.input_schema, params.arguments.as_ref(), headers) {
+                    operation.ended(Outcome::Rpc(e.code()));
                     return rpc_error(id, e);
                 }
             }
         }
+        let refused = |operation: &mut ServerOperation<'_>, e: Error| {
+            operation.ended(Outcome::Error(e.kind()));
+            self.call_result(era, id, e.message(), None, Some(ErrorMeta::of(&e)))
+        };
         let admitted = match (self.caller(headers, peer), self.tools.get(&name)) {
-            (Err(e), _) => return self.call_result(era, id, e.message(), None, Some(ErrorMeta::of(&e))),
+            (Err(e), _) => return refused(operation, e),
             (Ok(caller), Some(tool)) => match self.gate.admit_call(caller, tool) {
                 Ok(admitted) => Some(admitted),
-                Err(e) => return self.call_result(era, id, e.message(), None, Some(ErrorMeta::of(&e))),
+                Err(e) => return refused(operation, e),
             },
             // An unknown tool is answered as such below.
             (Ok(_), None) => None,
@@ -211,6 +221,11 @@ impl McpServer {
         let outcome = self.tools.invoke_output(&name, params.arguments.unwrap_or(Value::Null), context).await;
         // Holds the call's place in a concurrency limit until the handler has answered.
         drop(admitted);
+        operation.ended(match &outcome {
+            Ok(HandlerOutput::Result(output)) if output.is_error() => Outcome::Error(ErrorKind::ToolError),
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::Error(e.kind()),
+        });
         match outcome {
             Ok(HandlerOutput::Result(output)) => {
                 let meta = ResultMeta { server_info: (era == Era::Modern).then_some(&*self.info_json), error: None };

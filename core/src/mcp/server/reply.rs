@@ -30,6 +30,10 @@ impl RpcError {
         RpcError { status, code, message: message.into(), data: None }
     }
 
+    pub(super) fn code(&self) -> i64 {
+        self.code
+    }
+
     pub(super) fn with_data(mut self, data: Value) -> Self {
         self.data = Some(data);
         self
