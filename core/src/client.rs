@@ -7,6 +7,7 @@
 //! connection-level sender directly, which costs a fraction of the pooled client's checkout.
 
 use crate::error::{Error, ErrorKind};
+use crate::fx_hash::FxHashMap;
 use crate::per_generation::PerGeneration;
 use crate::tls::{classify_error_chain, Identity};
 use bytes::Bytes;
@@ -14,7 +15,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
@@ -410,7 +410,7 @@ impl Sender {
 /// The open connections of one certificate generation, by peer (`host:port`).
 #[derive(Default)]
 struct Connections {
-    peers: Mutex<HashMap<String, PeerConnections>>,
+    peers: Mutex<FxHashMap<String, PeerConnections>>,
 }
 
 #[derive(Default)]
@@ -422,7 +422,7 @@ struct PeerConnections {
 }
 
 impl Connections {
-    fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<String, PeerConnections>> {
+    fn peers(&self) -> std::sync::MutexGuard<'_, FxHashMap<String, PeerConnections>> {
         self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
 

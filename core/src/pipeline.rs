@@ -23,6 +23,7 @@
 use crate::client::RequestError;
 use crate::context::RequestContext;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fx_hash::FxHashMap;
 use crate::registry_api::Provider;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -69,7 +70,7 @@ pub struct Target<'a> {
 /// and failover counts.
 #[derive(Default)]
 pub struct Pipeline {
-    cursors: Mutex<HashMap<String, std::sync::Arc<AtomicUsize>>>,
+    cursors: Mutex<FxHashMap<String, std::sync::Arc<AtomicUsize>>>,
     cooling: Mutex<HashMap<String, Instant>>,
     /// Providers that could not be reached, by endpoint.
     down: Mutex<HashMap<String, Down>>,
