@@ -104,10 +104,13 @@ impl HttpsClient {
         let mut request = request;
         loop {
             // `task` is the new connection's task, whose end tells why a new connection failed.
+            // The handshake's and the failure's futures are boxed: they are large and rare, and
+            // held inline they would make every request's future as large, which is moved
+            // (copied) each time it is nested in its caller's.
             let (mut sender, task) = match connections.checkout(&peer.authority).await {
                 Some(sender) => (sender, None),
                 None => {
-                    let (sender, task) = self.connect(&peer, &connections).await?;
+                    let (sender, task) = Box::pin(self.connect(&peer, &connections)).await?;
                     (sender, Some(task))
                 }
             };
@@ -120,7 +123,7 @@ impl HttpsClient {
                         request = unsent;
                         continue;
                     }
-                    (unsent, Some(task)) => return Err(self.new_connection_failed(&e, unsent.is_some(), task, &peer).await),
+                    (unsent, Some(task)) => return Err(Box::pin(self.new_connection_failed(&e, unsent.is_some(), task, &peer)).await),
                     // A kept connection that fails once the request is written is not retried:
                     // the peer may have read and acted on it (a tools/call is not idempotent),
                     // and its close cannot be told from a crash in the middle of the call. A
