@@ -267,7 +267,12 @@ impl Peer {
         let host = uri.host().ok_or_else(|| invalid(format!("{uri} has no host")))?;
         let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
         let port = uri.port_u16().unwrap_or(443);
-        Ok(Peer { authority: format!("{}:{port}", crate::server::bracket_ipv6(&host)), host, port })
+        let authority = match uri.authority().map(http::uri::Authority::as_str) {
+            // Already `host:port` as written (brackets and all): no formatting on every request.
+            Some(written) if uri.port().is_some() && !written.contains('@') => written.to_owned(),
+            _ => format!("{}:{port}", crate::server::bracket_ipv6(&host)),
+        };
+        Ok(Peer { authority, host, port })
     }
 }
 
@@ -524,4 +529,20 @@ fn source_text(e: &(dyn std::error::Error + 'static)) -> String {
         cur = s.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_is_keyed_by_host_and_port_however_its_uri_writes_them() {
+        let of = |uri: &str| Peer::of(&uri.parse().unwrap()).ok().map(|p| (p.authority, p.host, p.port));
+        let peer = |authority: &str, host: &str, port| Some((authority.to_owned(), host.to_owned(), port));
+        assert_eq!(of("https://127.0.0.1:8443/mcp"), peer("127.0.0.1:8443", "127.0.0.1", 8443));
+        assert_eq!(of("https://[::1]:8443/mcp"), peer("[::1]:8443", "::1", 8443));
+        assert_eq!(of("https://agent.example/mcp"), peer("agent.example:443", "agent.example", 443));
+        assert_eq!(of("https://user@agent.example:9/mcp"), peer("agent.example:9", "agent.example", 9));
+        assert_eq!(of("http://agent.example:9/mcp"), None);
+    }
 }

@@ -47,14 +47,13 @@ impl TraceContext {
     /// Parses a `traceparent` value (version 00); `None` for anything invalid, as the spec says
     /// to restart the trace then.
     pub fn parse(traceparent: &str, tracestate: Option<&str>) -> Option<Self> {
-        let mut parts = traceparent.trim().split('-');
-        let (version, trace_id, span_id, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if version != "00" || parts.next().is_some() {
+        // Version 00 has one layout: `00-{32 hex digits}-{16}-{2}`, 55 bytes.
+        let value = traceparent.trim().as_bytes();
+        if value.len() != 55 || !value.starts_with(b"00-") || value[35] != b'-' || value[52] != b'-' {
             return None;
         }
-        let (trace_id, span_id) = (lowercase_hex::<32>(trace_id)?, lowercase_hex::<16>(span_id)?);
-        lowercase_hex::<2>(flags)?;
-        let flags = u8::from_str_radix(flags, 16).ok()?;
+        let (trace_id, span_id) = (lowercase_hex::<32>(&value[3..35])?, lowercase_hex::<16>(&value[36..52])?);
+        let flags = u8::from_str_radix(std::str::from_utf8(&lowercase_hex::<2>(&value[53..])?).ok()?, 16).ok()?;
         if trace_id.iter().all(|b| *b == b'0') || span_id.iter().all(|b| *b == b'0') {
             return None;
         }
@@ -76,8 +75,8 @@ impl TraceContext {
 }
 
 /// `N` hex digits, in lowercase; `None` for anything else.
-fn lowercase_hex<const N: usize>(digits: &str) -> Option<[u8; N]> {
-    let digits: [u8; N] = digits.as_bytes().try_into().ok()?;
+fn lowercase_hex<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
+    let digits: [u8; N] = digits.try_into().ok()?;
     digits.iter().all(u8::is_ascii_hexdigit).then(|| digits.map(|b| b.to_ascii_lowercase()))
 }
 
@@ -608,6 +607,9 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            // The right length, the dashes elsewhere; flags that are not hex.
+            "00-4bf92f3577b34da6a3ce929d0e0e47360-0f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x",
         ] {
             assert!(TraceContext::parse(bad, None).is_none(), "{bad}");
         }
