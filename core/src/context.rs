@@ -409,7 +409,9 @@ impl HeaderAllowList {
     /// text only when some may be taken: not when the allow-list is empty and the caller listed
     /// none of its own, which spares reading the kilobyte of origin chain every request carries.
     pub fn capture_inbound_map(&self, headers: &http::HeaderMap) -> (Vec<(String, String)>, Vec<String>) {
-        if self.is_empty() && !headers.contains_key(CALLER_HEADERS) {
+        static CALLER_HEADERS_NAME: std::sync::LazyLock<http::HeaderName> =
+            std::sync::LazyLock::new(|| http::HeaderName::from_static(CALLER_HEADERS));
+        if self.is_empty() && !headers.contains_key(&*CALLER_HEADERS_NAME) {
             return (Vec::new(), Vec::new());
         }
         self.capture_inbound(headers.iter().filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))))

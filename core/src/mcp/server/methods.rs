@@ -15,10 +15,11 @@ use crate::error::{Error, ErrorKind};
 use crate::host::{Catalog, HandlerOutput};
 use crate::mcp::*;
 use crate::server::Body;
+use http::header::HeaderName;
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 /// The capabilities `initialize` and `server/discover` declare: exactly the methods this server
@@ -260,7 +261,8 @@ impl McpServer {
     /// Who is calling: the mTLS peer, and the origin chain it sent (verified).
     pub(super) fn caller<'p>(&self, headers: &HeaderMap, peer: &'p PeerInfo) -> Result<Caller<'p>, Error> {
         // `is_ascii` checks a word at a time, `to_str` a byte at a time: this header is long.
-        let header = match headers.get(crate::origin::HEADER).map(|v| std::str::from_utf8(v.as_bytes()).ok().filter(|v| v.is_ascii())) {
+        static ORIGIN_HEADER: LazyLock<HeaderName> = LazyLock::new(|| HeaderName::from_static(crate::origin::HEADER));
+        let header = match headers.get(&*ORIGIN_HEADER).map(|v| std::str::from_utf8(v.as_bytes()).ok().filter(|v| v.is_ascii())) {
             None => None,
             Some(Some(value)) => Some(value),
             Some(None) => return Err(Error::new(ErrorKind::OriginRejected, format!("the {} header is not ASCII", crate::origin::HEADER))),
