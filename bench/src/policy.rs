@@ -285,8 +285,8 @@ pub fn policy_decide(args: PolicyArgs) -> Result<(), AnyError> {
         PeerInfo { identity: peer_identity(&chain[0]), remote: "127.0.0.1:40000".parse().expect("address"), chain }
     };
     let (peer, stranger) = (peer_of(&caller_id), peer_of(&stranger_id));
-    let header = Origins::new(caller_id.clone()).outbound(None, None)?;
-    let stranger_header = Origins::new(stranger_id.clone()).outbound(None, None)?;
+    let header = Origins::new(caller_id.clone()).outbound(None, None)?.to_str()?.to_owned();
+    let stranger_header = Origins::new(stranger_id.clone()).outbound(None, None)?.to_str()?.to_owned();
     let tool = tool_info(capability);
 
     // The decision alone.

@@ -7,6 +7,7 @@ use crate::config::{AgentConfig, HealthPort, TlsSource};
 use crate::context::{HeaderAllowList, RequestContext, TraceContext, CALLER_HEADERS};
 use crate::discovery::{Discovery, TopologyView};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fx_hash::FxHashMap;
 use crate::health::{HealthServer, MetricsRender, Probes, ReadinessCheck};
 use crate::host::{Catalog, LocalTools, ToolHandler};
 use crate::mcp::{McpClient, McpServer, ServerInfo, ENDPOINT_PATH};
@@ -19,7 +20,7 @@ use crate::resolve::Selector;
 use crate::server::{bracket_ipv6, HttpsServer};
 use crate::tls::Identity;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -118,10 +119,10 @@ struct Inner {
     endpoint: String,
     local_addr: SocketAddr,
     local: Arc<LocalTools>,
-    dependencies: HashMap<String, ToolDependencies>,
+    dependencies: FxHashMap<String, ToolDependencies>,
     /// This agent's own providers of each dependency: used until the registry answers, and
     /// when there is no registry at all.
-    local_providers: HashMap<String, Vec<Provider>>,
+    local_providers: FxHashMap<String, Vec<Provider>>,
     topology: watch::Receiver<Arc<TopologyView>>,
     client: McpClient,
     gate: Arc<Gate>,
@@ -181,9 +182,9 @@ impl Agent {
         let listener = crate::server::bind(&config.host, config.port).await?;
         let local_addr = listener.local_addr().map_err(|e| Error::new(ErrorKind::AddressInUse, e.to_string()))?;
         let endpoint = format!("https://{}:{}{ENDPOINT_PATH}", bracket_ipv6(&config.advertised_host()), local_addr.port());
-        let id = format!("{}-{}", config.name, &TraceContext::new_root().span_id[..8]);
+        let id = format!("{}-{}", config.name, &TraceContext::new_root().span_id()[..8]);
 
-        let dependencies: HashMap<String, ToolDependencies> = tools
+        let dependencies: FxHashMap<String, ToolDependencies> = tools
             .iter()
             .map(|t| {
                 let specs = t.dependencies.iter().map(|d| (d.key(), d.clone())).collect();
@@ -480,7 +481,7 @@ fn initial_policy(config: &AgentConfig) -> Result<Policy> {
     Policy::parse(&text, 0).map_err(|e| e.context(format!("policy file {}", path.display())))
 }
 
-fn own_providers(id: &str, name: &str, endpoint: &str, tools: &[ToolInfo]) -> Result<HashMap<String, Vec<Provider>>> {
+fn own_providers(id: &str, name: &str, endpoint: &str, tools: &[ToolInfo]) -> Result<FxHashMap<String, Vec<Provider>>> {
     let candidates: Vec<Provider> = tools
         .iter()
         .map(|t| Provider {
@@ -495,7 +496,7 @@ fn own_providers(id: &str, name: &str, endpoint: &str, tools: &[ToolInfo]) -> Re
             annotations: t.annotations.clone(),
         })
         .collect();
-    let mut out = HashMap::new();
+    let mut out = FxHashMap::default();
     for spec in tools.iter().flat_map(|t| &t.dependencies) {
         let ranked = Selector::new(spec)?.rank(candidates.iter().cloned());
         out.insert(spec.key(), ranked);

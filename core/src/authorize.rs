@@ -21,6 +21,9 @@ pub struct Gate {
     origins: Origins,
     identity: Arc<Identity>,
     agent_name: String,
+    /// The trust domain of our own SPIFFE ID (an identity keeps its name through renewals and
+    /// reloads), if it has one.
+    own_trust_domain: Option<String>,
     /// Refusals not yet reported to the registry's audit (the newest, when more pile up).
     unreported: Mutex<VecDeque<ReportedDenial>>,
     /// Refusals since the start, by [`DENIAL_KINDS`].
@@ -50,6 +53,7 @@ impl Gate {
             policy: SharedPolicy::new(policy),
             limiter: Arc::default(),
             origins: Origins::new(identity.clone()),
+            own_trust_domain: SpiffeId::parse(identity.name()).ok().map(|id| id.trust_domain().to_owned()),
             identity,
             agent_name: agent_name.to_owned(),
             unreported: Mutex::default(),
@@ -76,8 +80,11 @@ impl Gate {
                 tracing::warn!(target: "toolmesh::audit", event = "origin_rejected", caller = %peer.identity, reason = %e.message(), "origin rejected");
                 self.report("origin_rejected", &peer.identity, None, "-", "-");
             })?;
-        let origin_entity = origin.as_ref().and_then(|o| self.entity_of(&o.identity));
-        Ok(Caller { entity: self.entity_of(&peer.identity), peer, origin, origin_entity })
+        let entity = self.entity_of(&peer.identity);
+        // Most chains start with the peer itself.
+        let origin_entity =
+            origin.as_ref().and_then(|o| if o.identity == peer.identity { entity.clone() } else { self.entity_of(&o.identity) });
+        Ok(Caller { entity, peer, origin, origin_entity })
     }
 
     /// Decides a `tools/call` of `tool` and applies the allowing rule's limits.
@@ -170,7 +177,7 @@ impl Gate {
         // Only a SPIFFE ID has a trust domain; a certificate without one (CN only) is named by
         // no entity's trust domain.
         let domain = SpiffeId::parse(identity).ok()?.trust_domain();
-        if SpiffeId::parse(self.identity.name()).is_ok_and(|ours| ours.trust_domain() == domain) {
+        if self.own_trust_domain.as_deref() == Some(domain) {
             return None;
         }
         self.identity.entity_of_trust_domain(domain)
@@ -223,11 +230,16 @@ impl Gate {
 impl Caller<'_> {
     /// The policy question this caller asks of `target`.
     fn query<'q>(&'q self, phase: Phase, method: &'q str, target: Target<'q>) -> Query<'q> {
+        let source = Principal::new(&self.peer.identity, self.entity.as_deref());
         Query {
             phase,
             method,
-            source: Principal::new(&self.peer.identity, self.entity.as_deref()),
-            origin: self.origin.as_ref().map(|o| Principal::new(&o.identity, self.origin_entity.as_deref())),
+            source,
+            // The same identity is the same principal: parsed once.
+            origin: self.origin.as_ref().map(|o| match o.identity == self.peer.identity {
+                true => source,
+                false => Principal::new(&o.identity, self.origin_entity.as_deref()),
+            }),
             origin_vouched: self.origin.as_ref().is_some_and(|o| !o.signed),
             target,
         }

@@ -7,6 +7,7 @@
 //! connection-level sender directly, which costs a fraction of the pooled client's checkout.
 
 use crate::error::{Error, ErrorKind};
+use crate::fx_hash::FxHashMap;
 use crate::metrics::{TlsMetrics, TlsSide};
 use crate::per_generation::PerGeneration;
 use crate::tls::{classify_error_chain, Identity};
@@ -15,7 +16,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
@@ -111,10 +111,13 @@ impl HttpsClient {
         let mut request = request;
         loop {
             // `task` is the new connection's task, whose end tells why a new connection failed.
+            // The handshake's and the failure's futures are boxed: they are large and rare, and
+            // held inline they would make every request's future as large, which is moved
+            // (copied) each time it is nested in its caller's.
             let (mut sender, task) = match connections.checkout(&peer.authority).await {
                 Some(sender) => (sender, None),
                 None => {
-                    let (sender, task) = self.connect(&peer, &connections).await?;
+                    let (sender, task) = Box::pin(self.connect(&peer, &connections)).await?;
                     (sender, Some(task))
                 }
             };
@@ -127,7 +130,7 @@ impl HttpsClient {
                         request = unsent;
                         continue;
                     }
-                    (unsent, Some(task)) => return Err(self.new_connection_failed(&e, unsent.is_some(), task, &peer).await),
+                    (unsent, Some(task)) => return Err(Box::pin(self.new_connection_failed(&e, unsent.is_some(), task, &peer)).await),
                     // A kept connection that fails once the request is written is not retried:
                     // the peer may have read and acted on it (a tools/call is not idempotent),
                     // and its close cannot be told from a crash in the middle of the call. A
@@ -288,7 +291,12 @@ impl Peer {
         let host = uri.host().ok_or_else(|| invalid(format!("{uri} has no host")))?;
         let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
         let port = uri.port_u16().unwrap_or(443);
-        Ok(Peer { authority: format!("{}:{port}", crate::server::bracket_ipv6(&host)), host, port })
+        let authority = match uri.authority().map(http::uri::Authority::as_str) {
+            // Already `host:port` as written (brackets and all): no formatting on every request.
+            Some(written) if uri.port().is_some() && !written.contains('@') => written.to_owned(),
+            _ => format!("{}:{port}", crate::server::bracket_ipv6(&host)),
+        };
+        Ok(Peer { authority, host, port })
     }
 }
 
@@ -434,7 +442,7 @@ impl Sender {
 /// The open connections of one certificate generation, by peer (`host:port`).
 #[derive(Default)]
 struct Connections {
-    peers: Mutex<HashMap<String, PeerConnections>>,
+    peers: Mutex<FxHashMap<String, PeerConnections>>,
 }
 
 #[derive(Default)]
@@ -446,7 +454,7 @@ struct PeerConnections {
 }
 
 impl Connections {
-    fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<String, PeerConnections>> {
+    fn peers(&self) -> std::sync::MutexGuard<'_, FxHashMap<String, PeerConnections>> {
         self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -545,4 +553,20 @@ fn source_text(e: &(dyn std::error::Error + 'static)) -> String {
         cur = s.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_is_keyed_by_host_and_port_however_its_uri_writes_them() {
+        let of = |uri: &str| Peer::of(&uri.parse().unwrap()).ok().map(|p| (p.authority, p.host, p.port));
+        let peer = |authority: &str, host: &str, port| Some((authority.to_owned(), host.to_owned(), port));
+        assert_eq!(of("https://127.0.0.1:8443/mcp"), peer("127.0.0.1:8443", "127.0.0.1", 8443));
+        assert_eq!(of("https://[::1]:8443/mcp"), peer("[::1]:8443", "::1", 8443));
+        assert_eq!(of("https://agent.example/mcp"), peer("agent.example:443", "agent.example", 443));
+        assert_eq!(of("https://user@agent.example:9/mcp"), peer("agent.example:9", "agent.example", 9));
+        assert_eq!(of("http://agent.example:9/mcp"), None);
+    }
 }

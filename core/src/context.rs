@@ -4,68 +4,98 @@
 use rand::RngCore;
 use tokio::time::Instant;
 
-/// W3C trace context of one span.
+/// W3C trace context of one span. The IDs are kept as their lowercase hex digits in place, so
+/// parsing a `traceparent` and making a child span allocate nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
-    /// 32 lowercase hex digits.
-    pub trace_id: String,
-    /// 16 lowercase hex digits: the span this context belongs to.
-    pub span_id: String,
+    trace_id: [u8; 32],
+    span_id: [u8; 16],
     pub sampled: bool,
     pub tracestate: Option<String>,
+}
+
+/// A `traceparent` value (`00-{trace id}-{span id}-{flags}`), written without allocating.
+pub struct Traceparent([u8; 55]);
+
+impl Traceparent {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("a traceparent is ASCII")
+    }
 }
 
 impl TraceContext {
     /// Starts a new trace with a fresh root span.
     pub fn new_root() -> Self {
-        TraceContext { trace_id: random_hex(16), span_id: random_hex(8), sampled: true, tracestate: None }
+        TraceContext { trace_id: random_hex(), span_id: random_hex(), sampled: true, tracestate: None }
     }
 
     /// A new span in the same trace (one per hop).
     pub fn child(&self) -> Self {
-        TraceContext { trace_id: self.trace_id.clone(), span_id: random_hex(8), sampled: self.sampled, tracestate: self.tracestate.clone() }
+        TraceContext { trace_id: self.trace_id, span_id: random_hex(), sampled: self.sampled, tracestate: self.tracestate.clone() }
+    }
+
+    /// 32 lowercase hex digits.
+    pub fn trace_id(&self) -> &str {
+        std::str::from_utf8(&self.trace_id).expect("trace ids are hex digits")
+    }
+
+    /// 16 lowercase hex digits: the span this context belongs to.
+    pub fn span_id(&self) -> &str {
+        std::str::from_utf8(&self.span_id).expect("span ids are hex digits")
     }
 
     /// Parses a `traceparent` value (version 00); `None` for anything invalid, as the spec says
     /// to restart the trace then.
     pub fn parse(traceparent: &str, tracestate: Option<&str>) -> Option<Self> {
-        let mut parts = traceparent.trim().split('-');
-        let (version, trace_id, span_id, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let is_hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-        if version != "00" || parts.next().is_some() {
+        // Version 00 has one layout: `00-{32 hex digits}-{16}-{2}`, 55 bytes.
+        let value = traceparent.trim().as_bytes();
+        if value.len() != 55 || !value.starts_with(b"00-") || value[35] != b'-' || value[52] != b'-' {
             return None;
         }
-        if !is_hex(trace_id, 32) || !is_hex(span_id, 16) || !is_hex(flags, 2) {
+        let (trace_id, span_id) = (lowercase_hex::<32>(&value[3..35])?, lowercase_hex::<16>(&value[36..52])?);
+        let flags = u8::from_str_radix(std::str::from_utf8(&lowercase_hex::<2>(&value[53..])?).ok()?, 16).ok()?;
+        if trace_id.iter().all(|b| *b == b'0') || span_id.iter().all(|b| *b == b'0') {
             return None;
         }
-        if trace_id.bytes().all(|b| b == b'0') || span_id.bytes().all(|b| b == b'0') {
-            return None;
-        }
-        let flags = u8::from_str_radix(flags, 16).ok()?;
         Some(TraceContext {
-            trace_id: trace_id.to_ascii_lowercase(),
-            span_id: span_id.to_ascii_lowercase(),
+            trace_id,
+            span_id,
             sampled: flags & 1 == 1,
             tracestate: tracestate.map(str::to_owned).filter(|s| !s.is_empty()),
         })
     }
 
-    pub fn traceparent(&self) -> String {
-        format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, u8::from(self.sampled))
+    pub fn traceparent(&self) -> Traceparent {
+        let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        value[3..35].copy_from_slice(&self.trace_id);
+        value[36..52].copy_from_slice(&self.span_id);
+        value[54] = if self.sampled { b'1' } else { b'0' };
+        Traceparent(value)
     }
 }
 
-fn random_hex(bytes: usize) -> String {
+/// `N` hex digits, in lowercase; `None` for anything else.
+fn lowercase_hex<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
+    let digits: [u8; N] = digits.try_into().ok()?;
+    digits.iter().all(u8::is_ascii_hexdigit).then(|| digits.map(|b| b.to_ascii_lowercase()))
+}
+
+/// `N` random lowercase hex digits, never all zero (an all-zero ID is invalid in W3C trace context).
+fn random_hex<const N: usize>() -> [u8; N] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut raw = [0u8; 16];
-    let raw = &mut raw[..bytes];
+    let raw = &mut raw[..N / 2];
     let mut rng = rand::rng();
-    // An all-zero id is invalid in W3C trace context; draw again (2^-64 at worst).
+    // Drawn again when all zero (2^-64 at worst).
     while {
         rng.fill_bytes(raw);
         raw.iter().all(|b| *b == 0)
     } {}
-    raw.iter().flat_map(|b| [HEX[usize::from(b >> 4)] as char, HEX[usize::from(b & 15)] as char]).collect()
+    let mut digits = [0u8; N];
+    for (pair, byte) in digits.chunks_exact_mut(2).zip(raw.iter()) {
+        pair.copy_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]]);
+    }
+    digits
 }
 
 /// What a handler runs with, and what flows into the calls it makes.
@@ -100,12 +130,12 @@ pub struct RequestContext {
 impl RequestContext {
     /// The trace id of the handler's span, if the context has a trace.
     pub fn trace_id(&self) -> Option<&str> {
-        self.trace.as_ref().map(|t| t.trace_id.as_str())
+        self.trace.as_ref().map(TraceContext::trace_id)
     }
 
     /// The span of the handler that is running; outbound calls become its children.
     pub fn span_id(&self) -> Option<&str> {
-        self.trace.as_ref().map(|t| t.span_id.as_str())
+        self.trace.as_ref().map(TraceContext::span_id)
     }
 
     pub fn sampled(&self) -> bool {
@@ -113,7 +143,7 @@ impl RequestContext {
     }
 
     pub fn traceparent(&self) -> Option<String> {
-        self.trace.as_ref().map(TraceContext::traceparent)
+        self.trace.as_ref().map(|t| t.traceparent().as_str().to_owned())
     }
 
     pub fn tracestate(&self) -> Option<&str> {
@@ -375,6 +405,18 @@ impl HeaderAllowList {
         (seen, hop_only)
     }
 
+    /// [`HeaderAllowList::capture_inbound`] of a request's headers. Their values are read as
+    /// text only when some may be taken: not when the allow-list is empty and the caller listed
+    /// none of its own, which spares reading the kilobyte of origin chain every request carries.
+    pub fn capture_inbound_map(&self, headers: &http::HeaderMap) -> (Vec<(String, String)>, Vec<String>) {
+        static CALLER_HEADERS_NAME: std::sync::LazyLock<http::HeaderName> =
+            std::sync::LazyLock::new(|| http::HeaderName::from_static(CALLER_HEADERS));
+        if self.is_empty() && !headers.contains_key(&*CALLER_HEADERS_NAME) {
+            return (Vec::new(), Vec::new());
+        }
+        self.capture_inbound(headers.iter().filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))))
+    }
+
     /// Keeps the allowed headers of `headers`, with lowercase names. Headers that the inbound
     /// `Connection` header names are that hop's own (RFC 9110 §7.6.1) and are dropped too.
     pub fn capture<'a>(&self, headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
@@ -545,11 +587,16 @@ mod tests {
     #[test]
     fn traceparent_round_trips_and_children_keep_the_trace() {
         let root = TraceContext::new_root();
-        let parsed = TraceContext::parse(&root.traceparent(), None).unwrap();
+        let traceparent = root.traceparent();
+        let parts: Vec<&str> = traceparent.as_str().split('-').collect();
+        assert_eq!(parts, ["00", root.trace_id(), root.span_id(), "01"]);
+        assert!(root.trace_id().len() == 32 && root.span_id().len() == 16);
+        assert!(root.trace_id().bytes().chain(root.span_id().bytes()).all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+        let parsed = TraceContext::parse(traceparent.as_str(), None).unwrap();
         assert_eq!(parsed, root);
         let child = root.child();
-        assert_eq!(child.trace_id, root.trace_id);
-        assert_ne!(child.span_id, root.span_id);
+        assert_eq!(child.trace_id(), root.trace_id());
+        assert_ne!(child.span_id(), root.span_id());
     }
 
     #[test]
@@ -562,11 +609,14 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            // The right length, the dashes elsewhere; flags that are not hex.
+            "00-4bf92f3577b34da6a3ce929d0e0e47360-0f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x",
         ] {
             assert!(TraceContext::parse(bad, None).is_none(), "{bad}");
         }
         let ok = TraceContext::parse("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-00", Some("a=b")).unwrap();
-        assert_eq!(ok.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(ok.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert!(!ok.sampled);
         assert_eq!(ok.tracestate.as_deref(), Some("a=b"));
     }

@@ -8,6 +8,7 @@
 
 use crate::authorize::Gate;
 use crate::error::ErrorKind;
+use crate::fx_hash::FxHashMap;
 use crate::pipeline::UnreachableReports;
 use crate::policy::Policy;
 use crate::registry_api::{Provider, RegisterRequest, Topology};
@@ -34,7 +35,7 @@ const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
 #[derive(Debug, Default, PartialEq)]
 pub struct TopologyView {
     pub version: u64,
-    pub providers: HashMap<String, Vec<Provider>>,
+    pub providers: FxHashMap<String, Vec<Provider>>,
 }
 
 impl From<Topology> for TopologyView {

@@ -102,7 +102,7 @@ async fn accept_loop(listener: TcpListener, limits: Arc<ServerLimits>, probes: P
         let (limits, probes) = (limits.clone(), probes.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            let activity = Activity::new(true);
+            let activity = Activity::new(true, &limits);
             let service = {
                 let activity = activity.clone();
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
@@ -114,7 +114,7 @@ async fn accept_loop(listener: TcpListener, limits: Arc<ServerLimits>, probes: P
             let io = TokioIo::new(Watched::new(LingeringClose::new(stream), activity.clone()));
             let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
             tokio::pin!(conn);
-            let lifetime = Lifetime { activity: &activity, limits: &limits, expiry: None, remote, stopped: None };
+            let lifetime = Lifetime { activity: &activity, expiry: None, remote, stopped: None };
             lifetime.supervise(conn, |conn| conn.graceful_shutdown()).await;
         });
     }

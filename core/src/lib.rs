@@ -17,6 +17,7 @@ pub mod context;
 pub mod discovery;
 pub mod error;
 pub mod fs_private;
+pub mod fx_hash;
 pub mod health;
 pub mod host;
 pub mod logging;

@@ -23,6 +23,7 @@
 use crate::client::RequestError;
 use crate::context::RequestContext;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fx_hash::FxHashMap;
 use crate::metrics::{ClientMetrics, Outcome};
 use crate::registry_api::Provider;
 use serde_json::Value;
@@ -70,7 +71,7 @@ pub struct Target<'a> {
 /// and the calls' metrics (failover counts among them).
 #[derive(Default)]
 pub struct Pipeline {
-    cursors: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+    cursors: Mutex<FxHashMap<String, Arc<AtomicUsize>>>,
     cooling: Mutex<HashMap<String, Instant>>,
     /// Providers that could not be reached, by endpoint.
     down: Mutex<HashMap<String, Down>>,

@@ -247,7 +247,7 @@ where
     // Who, never what keys: the identity its certificate names (SPIFFE ID, else its CN).
     tracing::debug!(peer = %peer.identity, %remote, resumed, version = ?tls.get_ref().1.protocol_version(), "TLS handshake accepted");
 
-    let activity = Activity::new(!http2);
+    let activity = Activity::new(!http2, limits);
     let service = {
         let (activity, identity, handler, body_timeout) =
             (activity.clone(), served.identity.clone(), served.handler.clone(), limits.body_timeout);
@@ -269,7 +269,7 @@ where
     let io = TokioIo::new(Watched::new(LingeringClose::new(tls), activity.clone()));
     let conn = served.builder.serve_connection(io, service);
     tokio::pin!(conn);
-    let lifetime = Lifetime { activity: &activity, limits, expiry, remote, stopped: Some(served.stopped.clone()) };
+    let lifetime = Lifetime { activity: &activity, expiry, remote, stopped: Some(served.stopped.clone()) };
     lifetime.supervise(conn, |conn| conn.graceful_shutdown()).await;
 }
 

@@ -51,11 +51,11 @@ pub fn is_valid_trust_domain(domain: &str) -> bool {
         && domain.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.' | b'_'))
 }
 
-fn is_valid_segment(segment: &str) -> bool {
+fn is_valid_segment(segment: &[u8]) -> bool {
     !segment.is_empty()
-        && segment != "."
-        && segment != ".."
-        && segment.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
+        && segment != b"."
+        && segment != b".."
+        && segment.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
 }
 
 impl<'a> SpiffeId<'a> {
@@ -68,11 +68,12 @@ impl<'a> SpiffeId<'a> {
         let Some(rest) = text.strip_prefix(SCHEME) else {
             return invalid("it does not start with spiffe:// (in lower case)");
         };
-        let (domain, path) = rest.find('/').map_or((rest, ""), |at| rest.split_at(at));
-        if text.contains(['?', '#']) {
+        // Byte searches: every caller's identity is parsed on each call it makes.
+        let (domain, path) = rest.bytes().position(|b| b == b'/').map_or((rest, ""), |at| rest.split_at(at));
+        if text.bytes().any(|b| b == b'?' || b == b'#') {
             return invalid("a SPIFFE ID has no query or fragment");
         }
-        if text.contains('%') {
+        if text.as_bytes().contains(&b'%') {
             return invalid("a SPIFFE ID has no percent-encoding");
         }
         if domain.is_empty() {
@@ -86,7 +87,7 @@ impl<'a> SpiffeId<'a> {
         if path == "/" || path.ends_with('/') {
             return invalid("it ends with '/'");
         }
-        if !path.is_empty() && !path[1..].split('/').all(is_valid_segment) {
+        if !path.is_empty() && !path.as_bytes()[1..].split(|b| *b == b'/').all(is_valid_segment) {
             return invalid("each path segment must be non-empty, not '.' or '..', of letters, digits, '.', '-' and '_'");
         }
         Ok(SpiffeId { text, domain_end: SCHEME.len() + domain.len() })

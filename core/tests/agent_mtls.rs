@@ -92,8 +92,8 @@ async fn allow_listed_headers_and_the_trace_reach_the_handler() {
     };
     let seen = client.call_tool(agent.endpoint(), "echo_context", &json!({}), &ctx).await.unwrap();
     assert_eq!(seen["headers"], json!({"x-audit-user": "u1", "x-tenant-id": "acme"}));
-    assert_eq!(seen["trace_id"], json!(root.trace_id));
-    assert_ne!(seen["span_id"], json!(root.span_id));
+    assert_eq!(seen["trace_id"], json!(root.trace_id()));
+    assert_ne!(seen["span_id"], json!(root.span_id()));
     agent.shutdown().await;
 }
 
@@ -129,7 +129,7 @@ async fn propagating_every_header_still_makes_a_working_chained_call() {
     let seen = client.call_tool(front.endpoint(), "relay", &json!({"endpoint": back.endpoint()}), &ctx).await.map_err(|e| e.error).unwrap();
     assert_eq!(seen["front_saw"], json!([["x-tenant", "acme"]]), "{seen}");
     assert_eq!(seen["back_saw"]["headers"], json!({"x-tenant": "acme"}), "{seen}");
-    assert_eq!(seen["back_saw"]["trace_id"], json!(ctx.trace.unwrap().trace_id));
+    assert_eq!(seen["back_saw"]["trace_id"], json!(ctx.trace.unwrap().trace_id()));
     front.shutdown().await;
     back.shutdown().await;
 }

@@ -163,7 +163,7 @@ async fn a_forged_origin_is_refused_and_a_vouched_one_grants_nothing() {
     assert_eq!(error["code"], json!(7003), "{error}");
     assert!(error["message"].as_str().unwrap().contains(&format!("its certificate names {TD}/billing, not the signer")), "{error}");
     // billing vouches that frontdoor called it: the origin is frontdoor, but vouched grants nothing.
-    let vouched = billing.outbound(None, Some(&format!("{TD}/frontdoor"))).unwrap();
+    let vouched = billing.outbound(None, Some(&format!("{TD}/frontdoor"))).unwrap().to_str().unwrap().to_owned();
     let error = send(vouched).await;
     assert_eq!(error["code"], json!(7001), "{error}");
     // Garbage in the header.

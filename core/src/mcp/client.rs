@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::client::{HttpsClient, RequestError};
-use crate::context::{RequestContext, TraceContext, CALLER_HEADERS};
+use crate::context::{RequestContext, TraceContext, Traceparent, CALLER_HEADERS};
 use crate::error::{Error, ErrorKind};
 use crate::origin::Origins;
 use crate::tls::Identity;
@@ -10,7 +10,9 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http_body_util::Full;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -81,24 +83,8 @@ impl McpClient {
         let hop = context.trace.as_ref().map(TraceContext::child).unwrap_or_else(TraceContext::new_root);
         let traceparent = hop.traceparent();
         let deadline_ms = context.deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64);
-        let body = serde_json::to_vec(&CallRequest {
-            jsonrpc: "2.0",
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            method,
-            params: CallParams {
-                name: tool,
-                arguments,
-                meta: CallMeta {
-                    protocol_version: MODERN_VERSION,
-                    client_capabilities: Empty {},
-                    client_info: ClientInfo { name: "toolmesh", version: env!("CARGO_PKG_VERSION") },
-                    traceparent: &traceparent,
-                    tracestate: hop.tracestate.as_deref(),
-                    deadline_ms,
-                },
-            },
-        })
-        .expect("a request always serializes");
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = request_body(id, method, tool, arguments, &traceparent, hop.tracestate.as_deref(), deadline_ms);
         let unbuildable = |what: String| RequestError {
             error: Error::new(ErrorKind::InvalidConfig, format!("cannot build a request to {endpoint}: {what}")),
             delivered: false,
@@ -115,14 +101,13 @@ impl McpClient {
             let name = HeaderValue::from_str(&encode_header_value(tool)).map_err(|e| unbuildable(e.to_string()))?;
             headers.insert(HeaderName::from_static(HEADER_NAME), name);
         }
-        let traceparent = HeaderValue::from_str(&traceparent).map_err(|e| unbuildable(e.to_string()))?;
+        let traceparent = HeaderValue::from_str(traceparent.as_str()).map_err(|e| unbuildable(e.to_string()))?;
         headers.insert(HeaderName::from_static("traceparent"), traceparent);
         // Who started the chain this call belongs to, signed: the callee's policy may ask.
         let origin = self
             .origins
             .outbound(context.origin.as_deref(), context.caller.as_deref())
             .map_err(|error| RequestError { error, delivered: false })?;
-        let origin = HeaderValue::from_str(&origin).map_err(|e| unbuildable(e.to_string()))?;
         headers.insert(HeaderName::from_static(crate::origin::HEADER), origin);
         // The context's headers come from an allow-list (which never captures these) or from the
         // host; either way the request's own headers (body, hop, protocol, trace) are not theirs to set.
@@ -149,8 +134,9 @@ fn decode_call_response(tool: &str, endpoint: &str, response: http::Response<Byt
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("text/event-stream"));
     let body = response.into_body();
-    let reply: Option<Reply> =
-        if is_sse { last_sse_message(&body).and_then(|m| serde_json::from_value(m).ok()) } else { serde_json::from_slice(&body).ok() };
+    let sse_message = if is_sse { last_sse_message(&body) } else { None };
+    let message = if is_sse { sse_message.as_deref().map_or(&b""[..], str::as_bytes) } else { &body[..] };
+    let reply: Option<Reply> = serde_json::from_slice(message).ok();
     let Some(reply) = reply else {
         let text = String::from_utf8_lossy(&body);
         return Err(Error::new(
@@ -159,7 +145,7 @@ fn decode_call_response(tool: &str, endpoint: &str, response: http::Response<Byt
         ));
     };
     if let Some(error) = reply.error {
-        return Err(remote_rpc_error(tool, &error));
+        return Err(remote_rpc_error(tool, &serde_json::from_str(error.get()).unwrap_or(Value::Null)));
     }
     let Some(result) = reply.result else {
         return Err(Error::new(ErrorKind::Protocol, format!("{endpoint} answered a JSON-RPC message with neither result nor error")));
@@ -171,95 +157,121 @@ fn decode_call_response(tool: &str, endpoint: &str, response: http::Response<Byt
         return Ok(structured);
     }
     let text = first_text(&result.content).unwrap_or_default();
-    Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    Ok(serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned())))
 }
 
-/// What a `tools/call` answer is read into: only the fields a caller uses are decoded.
+/// What a `tools/call` answer is read into: only the fields a caller uses are decoded, and what
+/// only an error needs (`error`, `_meta`) is kept as the raw JSON of the body until it does.
 #[derive(Deserialize)]
-struct Reply {
-    #[serde(default)]
-    result: Option<CallResult>,
-    #[serde(default)]
-    error: Option<Value>,
+struct Reply<'a> {
+    #[serde(borrow, default)]
+    result: Option<CallResult<'a>>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
-struct CallResult {
+struct CallResult<'a> {
     // A `null` here decodes as absent; the text fallback then yields the same `null`.
     #[serde(rename = "structuredContent", default)]
     structured: Option<Value>,
     #[serde(rename = "isError", default)]
     is_error: bool,
-    #[serde(default)]
-    content: Vec<Content>,
-    #[serde(rename = "_meta", default)]
-    meta: Option<Value>,
+    #[serde(borrow, default)]
+    content: Vec<Content<'a>>,
+    #[serde(rename = "_meta", borrow, default)]
+    meta: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
-struct Content {
-    #[serde(rename = "type", default)]
-    kind: String,
-    #[serde(default)]
-    text: Option<String>,
+struct Content<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
 }
 
-fn first_text(content: &[Content]) -> Option<String> {
-    content.iter().find(|c| c.kind == "text").and_then(|c| c.text.clone())
+fn first_text<'c>(content: &'c [Content<'_>]) -> Option<&'c str> {
+    content.iter().find(|c| c.kind == "text").and_then(|c| c.text.as_deref())
 }
 
-#[derive(Serialize)]
-struct CallRequest<'a> {
-    jsonrpc: &'static str,
+/// The JSON-RPC body of a modern request. What never changes (the envelope's and `_meta`'s keys,
+/// the protocol version, the client's info) is copied as it is; only what varies is serialized,
+/// where serde would escape the same constant keys again on every call.
+fn request_body(
     id: u64,
-    method: &'static str,
-    params: CallParams<'a>,
-}
-
-#[derive(Serialize)]
-struct CallParams<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    arguments: Option<&'a Value>,
-    #[serde(rename = "_meta")]
-    meta: CallMeta<'a>,
-}
-
-/// The per-request `_meta` of the modern revision (key names as in [`super::META_PROTOCOL_VERSION`] etc.).
-#[derive(Serialize)]
-struct CallMeta<'a> {
-    #[serde(rename = "io.modelcontextprotocol/protocolVersion")]
-    protocol_version: &'static str,
-    #[serde(rename = "io.modelcontextprotocol/clientCapabilities")]
-    client_capabilities: Empty,
-    #[serde(rename = "io.modelcontextprotocol/clientInfo")]
-    client_info: ClientInfo,
-    traceparent: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tracestate: Option<&'a str>,
-    #[serde(rename = "dev.toolmesh/deadlineMs", skip_serializing_if = "Option::is_none")]
+    method: &str,
+    tool: Option<&str>,
+    arguments: Option<&Value>,
+    traceparent: &Traceparent,
+    tracestate: Option<&str>,
     deadline_ms: Option<u64>,
+) -> Vec<u8> {
+    fn json(body: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
+        serde_json::to_writer(body, value).expect("JSON values always serialize into a Vec");
+    }
+    let mut body = Vec::with_capacity(512);
+    body.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    json(&mut body, &id);
+    body.extend_from_slice(br#","method":"#);
+    json(&mut body, method);
+    body.extend_from_slice(br#","params":{"#);
+    if let Some(tool) = tool {
+        body.extend_from_slice(br#""name":"#);
+        json(&mut body, tool);
+        body.push(b',');
+    }
+    if let Some(arguments) = arguments {
+        body.extend_from_slice(br#""arguments":"#);
+        json(&mut body, arguments);
+        body.push(b',');
+    }
+    body.extend_from_slice(br#""_meta":"#);
+    body.extend_from_slice(constant_meta().as_bytes());
+    body.extend_from_slice(br#","traceparent":""#);
+    body.extend_from_slice(traceparent.as_str().as_bytes());
+    body.push(b'"');
+    if let Some(tracestate) = tracestate {
+        body.extend_from_slice(br#","tracestate":"#);
+        json(&mut body, tracestate);
+    }
+    if let Some(deadline_ms) = deadline_ms {
+        body.push(b',');
+        json(&mut body, META_DEADLINE_MS);
+        body.push(b':');
+        json(&mut body, &deadline_ms);
+    }
+    body.extend_from_slice(b"}}}");
+    body
 }
 
-#[derive(Serialize)]
-struct Empty {}
-
-#[derive(Serialize)]
-struct ClientInfo {
-    name: &'static str,
-    version: &'static str,
+/// The members of a request's `_meta` that never change, serialized once, as an object still
+/// open for the members that follow.
+fn constant_meta() -> &'static str {
+    static META: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    META.get_or_init(|| {
+        let mut meta = serde_json::json!({
+            META_PROTOCOL_VERSION: MODERN_VERSION,
+            META_CLIENT_CAPABILITIES: {},
+            META_CLIENT_INFO: {"name": "toolmesh", "version": env!("CARGO_PKG_VERSION")},
+        })
+        .to_string();
+        meta.pop();
+        meta
+    })
 }
 
-/// The last `data:` message of an SSE body (the response follows any notifications).
-fn last_sse_message(body: &[u8]) -> Option<Value> {
+/// The JSON of the last `data:` message of an SSE body that is a response (the response
+/// follows any notifications).
+fn last_sse_message(body: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
     let mut last = None;
     for event in text.split("\n\n") {
         let data: Vec<&str> = event.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim_start).collect();
-        if let Ok(v) = serde_json::from_str::<Value>(&data.join("\n")) {
+        let data = data.join("\n");
+        if let Ok(v) = serde_json::from_str::<Value>(&data) {
             if v.get("result").is_some() || v.get("error").is_some() {
-                last = Some(v);
+                last = Some(data);
             }
         }
     }
@@ -300,7 +312,8 @@ fn remote_rpc_error(tool: &str, error: &Value) -> Error {
 
 fn remote_tool_error(tool: &str, result: &CallResult) -> Error {
     let text = result.content.iter().filter_map(|c| c.text.as_deref()).collect::<Vec<_>>().join("\n");
-    match mesh_error_in(result.meta.as_ref().and_then(|m| m.get(META_ERROR))) {
+    let meta: Option<Value> = result.meta.and_then(|m| serde_json::from_str(m.get()).ok());
+    match mesh_error_in(meta.as_ref().and_then(|m| m.get(META_ERROR))) {
         // The remote handler itself failed: for us that is a remote tool failure.
         Some(e) if e.code() / 1000 == 6 => Error::new(ErrorKind::ToolFailed, e.message()),
         Some(e) => e,
@@ -319,21 +332,38 @@ mod tests {
     }
 
     #[test]
-    fn the_request_meta_uses_the_protocol_key_names() {
-        let meta = serde_json::to_value(CallMeta {
-            protocol_version: MODERN_VERSION,
-            client_capabilities: Empty {},
-            client_info: ClientInfo { name: "n", version: "v" },
-            traceparent: "tp",
-            tracestate: None,
-            deadline_ms: Some(5),
-        })
-        .unwrap();
-        assert_eq!(meta[META_PROTOCOL_VERSION], json!(MODERN_VERSION));
-        assert_eq!(meta[META_CLIENT_CAPABILITIES], json!({}));
-        assert_eq!(meta[META_CLIENT_INFO], json!({"name": "n", "version": "v"}));
-        assert_eq!(meta[META_DEADLINE_MS], json!(5));
-        assert!(meta.get("tracestate").is_none());
+    fn a_request_body_is_the_json_rpc_request_with_the_protocol_key_names() {
+        let trace = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", None).unwrap();
+        let meta = |extra: Value| {
+            let mut meta = json!({
+                META_PROTOCOL_VERSION: MODERN_VERSION,
+                META_CLIENT_CAPABILITIES: {},
+                META_CLIENT_INFO: {"name": "toolmesh", "version": env!("CARGO_PKG_VERSION")},
+                "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            });
+            meta.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            meta
+        };
+        let call = request_body(
+            7,
+            "tools/call",
+            Some("a \"quoted\" tool"),
+            Some(&json!({"a": [1, "x"]})),
+            &trace.traceparent(),
+            Some("k=v"),
+            Some(5),
+        );
+        assert_eq!(
+            serde_json::from_slice::<Value>(&call).unwrap(),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+                "name": "a \"quoted\" tool", "arguments": {"a": [1, "x"]},
+                "_meta": meta(json!({"tracestate": "k=v", META_DEADLINE_MS: 5}))}})
+        );
+        let list = request_body(8, "tools/list", None, None, &trace.traceparent(), None, None);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&list).unwrap(),
+            json!({"jsonrpc": "2.0", "id": 8, "method": "tools/list", "params": {"_meta": meta(json!({}))}})
+        );
     }
 
     #[test]

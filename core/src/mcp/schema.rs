@@ -8,23 +8,43 @@ use serde_json::{Map, Value};
 /// Nested objects and array items are checked too, following local `$ref`s (`#/$defs/...`),
 /// so a caller gets INVALID_ARGUMENTS from every language for the same mistake.
 pub fn check_arguments(schema: &Value, arguments: &Map<String, Value>) -> Result<(), String> {
-    check_object(schema, schema, arguments, "")
+    check_object(schema, schema, arguments, Path::Root)
 }
 
-fn check_object(root: &Value, schema: &Value, object: &Map<String, Value>, path: &str) -> Result<(), String> {
+/// Where a value sits in the arguments, as a chain of borrowed steps: it is written out
+/// (`parcel.tags[1]`) only when a check fails, so a passing check allocates nothing.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root,
+    Property(&'a Path<'a>, &'a str),
+    Item(&'a Path<'a>, usize),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Root => Ok(()),
+            Path::Property(Path::Root, name) => f.write_str(name),
+            Path::Property(parent, name) => write!(f, "{parent}.{name}"),
+            Path::Item(parent, index) => write!(f, "{parent}[{index}]"),
+        }
+    }
+}
+
+fn check_object(root: &Value, schema: &Value, object: &Map<String, Value>, path: Path<'_>) -> Result<(), String> {
     if let Some(required) = schema.get("required").and_then(Value::as_array) {
-        let missing: Vec<String> =
-            required.iter().filter_map(Value::as_str).filter(|name| !object.contains_key(*name)).map(|name| join(path, name)).collect();
-        if !missing.is_empty() {
+        let mut missing = required.iter().filter_map(Value::as_str).filter(|name| !object.contains_key(*name)).peekable();
+        if missing.peek().is_some() {
+            let missing: Vec<String> = missing.map(|name| Path::Property(&path, name).to_string()).collect();
             return Err(format!("missing required argument(s): {}", missing.join(", ")));
         }
     }
     let properties = schema.get("properties").and_then(Value::as_object);
     for (name, value) in object {
         match properties.and_then(|p| p.get(name)) {
-            Some(property) => check_value(root, property, value, &join(path, name))?,
+            Some(property) => check_value(root, property, value, Path::Property(&path, name))?,
             None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
-                return Err(format!("unexpected argument '{}'", join(path, name)));
+                return Err(format!("unexpected argument '{}'", Path::Property(&path, name)));
             }
             None => {}
         }
@@ -32,7 +52,7 @@ fn check_object(root: &Value, schema: &Value, object: &Map<String, Value>, path:
     Ok(())
 }
 
-fn check_value(root: &Value, schema: &Value, value: &Value, path: &str) -> Result<(), String> {
+fn check_value(root: &Value, schema: &Value, value: &Value, path: Path<'_>) -> Result<(), String> {
     let schema = resolve(root, schema);
     if !type_matches(root, schema, value) {
         if let Some(number) = value.as_f64().filter(|_| beyond_exact_integers(value)) {
@@ -65,7 +85,7 @@ fn check_value(root: &Value, schema: &Value, value: &Value, path: &str) -> Resul
         }
         Value::Array(items) => match schema.get("items") {
             Some(item_schema) if item_schema.is_object() => {
-                items.iter().enumerate().try_for_each(|(i, item)| check_value(root, item_schema, item, &format!("{path}[{i}]")))
+                items.iter().enumerate().try_for_each(|(i, item)| check_value(root, item_schema, item, Path::Item(&path, i)))
             }
             _ => Ok(()),
         },
@@ -91,14 +111,6 @@ fn resolve<'a>(root: &'a Value, mut schema: &'a Value) -> &'a Value {
         }
     }
     schema
-}
-
-fn join(path: &str, name: &str) -> String {
-    if path.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{path}.{name}")
-    }
 }
 
 fn type_matches(root: &Value, property: &Value, value: &Value) -> bool {

@@ -20,6 +20,7 @@ use crate::policy::Pattern;
 use crate::tls::{peer_identity, Identity};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
+use http::HeaderValue;
 use rustls::pki_types::CertificateDer;
 use rustls::SignatureScheme;
 use serde::{Deserialize, Serialize};
@@ -106,15 +107,39 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Verified chains by header value, each with the trust generation it was verified under.
-type VerifiedCache = HashMap<Box<str>, (u64, Arc<VerifiedOrigin>)>;
+/// Verified chains, each with its header value and the trust generation it was verified under,
+/// by [`HeaderKey`].
+type VerifiedCache = HashMap<HeaderKey, (Box<str>, u64, Arc<VerifiedOrigin>)>;
+
+/// How many bytes of a header's end [`HeaderKey`] takes.
+const KEY_TAIL: usize = 48;
+
+/// What the verified chains are looked up by: a header's length and last bytes, which encode
+/// the newest link's signature, so no two verified chains share them. Hashing a kilobyte of
+/// header (the links carry certificates) on every call cost more than the rest of the lookup;
+/// a hit is still compared with the whole header.
+#[derive(PartialEq, Eq, Hash)]
+struct HeaderKey {
+    len: usize,
+    tail: [u8; KEY_TAIL],
+}
+
+impl HeaderKey {
+    fn of(header: &str) -> Self {
+        let bytes = header.as_bytes();
+        let tail = &bytes[bytes.len().saturating_sub(KEY_TAIL)..];
+        let mut key = HeaderKey { len: bytes.len(), tail: [0; KEY_TAIL] };
+        key.tail[..tail.len()].copy_from_slice(tail);
+        key
+    }
+}
 
 /// An outbound header, encoded once and reused until its newest link nears its expiry.
 struct Signed {
     generation: u64,
     /// The expiry of the link we signed.
     exp: u64,
-    header: String,
+    header: HeaderValue,
 }
 
 /// Signs and verifies chains with one agent's identity; caches both ways.
@@ -124,8 +149,8 @@ pub struct Origins {
     own: Mutex<Option<Signed>>,
     /// The headers of chains we extended, by the signature of the link we appended to.
     extended: Mutex<HashMap<String, Signed>>,
-    /// Chains verified, by header value, with the trust generation they were verified under
-    /// (looked up by the header alone, so that a hit allocates nothing).
+    /// Chains verified, with the trust generation they were verified under (looked up by the
+    /// header alone, so that a hit allocates nothing).
     verified: Mutex<VerifiedCache>,
 }
 
@@ -136,21 +161,22 @@ impl Origins {
 
     /// The header value for an outbound call: `inbound` extended by a link of ours, a chain
     /// started for `caller` (vouched) when the inbound call came without one, or a chain of our
-    /// own when we are the origin.
-    pub fn outbound(&self, inbound: Option<&VerifiedOrigin>, caller: Option<&str>) -> Result<String> {
+    /// own when we are the origin. A cached one is shared, not copied (it carries certificates:
+    /// a kilobyte or more).
+    pub fn outbound(&self, inbound: Option<&VerifiedOrigin>, caller: Option<&str>) -> Result<HeaderValue> {
         let now = unix_now();
         match (inbound, caller) {
             (Some(chain), _) => self.extend(&chain.links, now),
             (None, Some(caller)) if caller != self.identity.name() => {
                 // Not cached: the chains of plain MCP clients are rare, and each names its caller.
                 let me = self.identity.name().to_owned();
-                Ok(encode(&[self.sign(me, caller.to_owned(), now + LINK_TTL.as_secs(), vec!["*".to_owned()], "")?]))
+                Ok(header_value(encode(&[self.sign(me, caller.to_owned(), now + LINK_TTL.as_secs(), vec!["*".to_owned()], "")?])))
             }
             _ => self.own_chain(now),
         }
     }
 
-    fn own_chain(&self, now: u64) -> Result<String> {
+    fn own_chain(&self, now: u64) -> Result<HeaderValue> {
         let generation = self.identity.certificate_generation();
         let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(signed) = own.as_ref().filter(|s| s.generation == generation && s.exp > now + REUSE_MARGIN.as_secs()) {
@@ -158,13 +184,13 @@ impl Origins {
         }
         let me = self.identity.name().to_owned();
         let link = self.sign(me.clone(), me, now + LINK_TTL.as_secs(), vec!["*".to_owned()], "")?;
-        let signed = Signed { generation, exp: link.exp, header: encode(&[link]) };
+        let signed = Signed { generation, exp: link.exp, header: header_value(encode(&[link])) };
         let header = signed.header.clone();
         *own = Some(signed);
         Ok(header)
     }
 
-    fn extend(&self, links: &[Link], now: u64) -> Result<String> {
+    fn extend(&self, links: &[Link], now: u64) -> Result<HeaderValue> {
         let last = links.last().ok_or_else(|| rejected("an origin chain without links"))?;
         let generation = self.identity.certificate_generation();
         let mut extended = self.extended.lock().unwrap_or_else(|e| e.into_inner());
@@ -179,7 +205,7 @@ impl Origins {
         let link = self.sign(self.identity.name().to_owned(), last.org.clone(), exp, last.scope.clone(), &last.sig)?;
         let mut chain = links.to_vec();
         chain.push(link);
-        let header = encode(&chain);
+        let header = header_value(encode(&chain));
         if extended.len() >= CACHE_ENTRIES {
             extended.clear();
         }
@@ -213,7 +239,8 @@ impl Origins {
     /// connection), for a call of `tool`.
     pub fn verify(&self, header: &str, peer: &str, peer_leaf: Option<&CertificateDer<'_>>) -> Result<Arc<VerifiedOrigin>> {
         let generation = self.identity.trust_generation();
-        if let Some((g, hit)) = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(header) {
+        let key = HeaderKey::of(header);
+        if let Some((_, g, hit)) = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&key).filter(|(h, ..)| **h == *header) {
             if *g == generation && hit.expires > unix_now() && hit.links.last().is_some_and(|l| l.iss == peer) {
                 return Ok(hit.clone());
             }
@@ -223,7 +250,7 @@ impl Origins {
         if cache.len() >= CACHE_ENTRIES {
             cache.clear();
         }
-        cache.insert(Box::from(header), (generation, verified.clone()));
+        cache.insert(key, (Box::from(header), generation, verified.clone()));
         Ok(verified)
     }
 
@@ -303,6 +330,11 @@ impl Origins {
 
 fn encode(links: &[Link]) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(links).expect("links always serialize"))
+}
+
+/// An encoded chain as a header value, checked once here rather than on every call that sends it.
+fn header_value(encoded: String) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(encoded)).expect("base64url is a valid header value")
 }
 
 fn verify_signature(

@@ -6,7 +6,7 @@ use super::limits::ServerLimits;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -40,6 +40,10 @@ struct State {
     idle_since: Instant,
     /// When bytes of a request head began arriving, while no request was in flight.
     head_started: Option<Instant>,
+    /// Until when the watchdog ([`Activity::until_cut`]) sleeps, unless woken; `None` when it
+    /// sleeps with no deadline, or is not running. A change wakes it only when it brings a cut
+    /// before that: requests come and go without waking it.
+    asleep_until: Option<Instant>,
 }
 
 /// What one connection is doing, as far as its limits care.
@@ -49,64 +53,97 @@ pub(crate) struct Activity {
     /// HTTP/1.1: bytes arriving with no request in flight are the start of a request head.
     /// (HTTP/2 peers send pings and settings while idle; an unfinished stream counts as idle.)
     times_heads: bool,
+    header_timeout: Duration,
+    idle_timeout: Duration,
 }
 
 /// A request in flight on the connection, until dropped.
 pub(crate) struct InFlight(Arc<Activity>);
 
 impl Activity {
-    pub(crate) fn new(times_heads: bool) -> Arc<Activity> {
-        let state = State { in_flight: 0, idle_since: Instant::now(), head_started: None };
-        Arc::new(Activity { state: Mutex::new(state), changed: Notify::new(), times_heads })
+    pub(crate) fn new(times_heads: bool, limits: &ServerLimits) -> Arc<Activity> {
+        let state = State { in_flight: 0, idle_since: Instant::now(), head_started: None, asleep_until: None };
+        Arc::new(Activity {
+            state: Mutex::new(state),
+            changed: Notify::new(),
+            times_heads,
+            header_timeout: limits.header_timeout,
+            idle_timeout: limits.idle_timeout,
+        })
     }
 
-    fn update(&self, change: impl FnOnce(&mut State)) {
-        change(&mut self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        self.changed.notify_waiters();
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Wakes the watchdog if a cut is now due at `cut_at`, before it would wake on its own.
+    fn wake_if_sooner(&self, state: MutexGuard<'_, State>, cut_at: Instant) {
+        let sooner = state.asleep_until.is_none_or(|until| cut_at < until);
+        drop(state);
+        if sooner {
+            self.changed.notify_waiters();
+        }
     }
 
     fn saw_bytes(&self) {
         if !self.times_heads {
             return;
         }
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self.state();
         if state.in_flight == 0 && state.head_started.is_none() {
-            state.head_started = Some(Instant::now());
-            drop(state);
-            self.changed.notify_waiters();
+            let now = Instant::now();
+            state.head_started = Some(now);
+            self.wake_if_sooner(state, now + self.header_timeout);
         }
     }
 
-    /// A request's head arrived and it is being served.
+    /// A request's head arrived and it is being served. Its cuts only move later (none but the
+    /// certificate's apply while a request is in flight), so the watchdog sleeps on.
     pub(crate) fn request_started(self: &Arc<Self>) -> InFlight {
-        self.update(|state| {
-            state.in_flight += 1;
-            state.head_started = None;
-        });
+        let mut state = self.state();
+        state.in_flight += 1;
+        state.head_started = None;
+        drop(state);
         InFlight(self.clone())
     }
 
     /// The earliest limit this connection will reach as things stand, if any.
-    fn next_cut(&self, limits: &ServerLimits, expiry: Option<Instant>) -> Option<(Instant, Cut)> {
-        let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut candidates = vec![expiry.map(|at| (at, Cut::CertificateExpired))];
-        if state.in_flight == 0 {
-            candidates.push(Some((state.idle_since + limits.idle_timeout, Cut::Idle)));
-            candidates.push(state.head_started.map(|at| (at + limits.header_timeout, Cut::HeaderTimeout)));
-        }
-        candidates.into_iter().flatten().min_by_key(|(at, _)| *at)
+    fn next_cut(&self, state: &State, expiry: Option<Instant>) -> Option<(Instant, Cut)> {
+        let idle = state.in_flight == 0;
+        [
+            expiry.map(|at| (at, Cut::CertificateExpired)),
+            idle.then(|| (state.idle_since + self.idle_timeout, Cut::Idle)),
+            state.head_started.filter(|_| idle).map(|at| (at + self.header_timeout, Cut::HeaderTimeout)),
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(at, _)| *at)
     }
 
     /// Resolves when the connection must be cut, and why.
-    pub(crate) async fn until_cut(&self, limits: &ServerLimits, expiry: Option<Instant>) -> Cut {
+    pub(crate) async fn until_cut(&self, expiry: Option<Instant>) -> Cut {
         loop {
             // Listen before looking, so that a change in between is not missed.
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            match self.next_cut(limits, expiry) {
-                Some((at, cut)) if at <= Instant::now() => return cut,
-                Some((at, _)) => {
+            let asleep_until = {
+                let mut state = self.state();
+                let now = Instant::now();
+                let next = self.next_cut(&state, expiry);
+                if let Some((_, cut)) = next.filter(|(at, _)| *at <= now) {
+                    return cut;
+                }
+                // While no head has begun on an idle connection, sleep at most until a head
+                // beginning now would time out: a head that begins later cuts later, and needs
+                // no wake-up; nor does the end of a request, whose idle timeout is longer.
+                let head_bound =
+                    (self.times_heads && state.in_flight == 0 && state.head_started.is_none()).then(|| now + self.header_timeout);
+                state.asleep_until = [next.map(|(at, _)| at), head_bound].into_iter().flatten().min();
+                state.asleep_until
+            };
+            match asleep_until {
+                Some(at) => {
                     tokio::select! {
                         () = tokio::time::sleep_until(at) => {}
                         () = changed => {}
@@ -120,12 +157,13 @@ impl Activity {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.update(|state| {
-            state.in_flight = state.in_flight.saturating_sub(1);
-            if state.in_flight == 0 {
-                state.idle_since = Instant::now();
-            }
-        });
+        let mut state = self.0.state();
+        state.in_flight = state.in_flight.saturating_sub(1);
+        if state.in_flight == 0 {
+            let now = Instant::now();
+            state.idle_since = now;
+            self.0.wake_if_sooner(state, now + self.0.idle_timeout);
+        }
     }
 }
 
@@ -135,7 +173,6 @@ pub(crate) const CUT_GRACE: Duration = Duration::from_secs(1);
 /// What bounds the life of one served connection.
 pub(crate) struct Lifetime<'a> {
     pub activity: &'a Activity,
-    pub limits: &'a ServerLimits,
     /// When the peer's certificate chain expires.
     pub expiry: Option<Instant>,
     pub remote: SocketAddr,
@@ -167,7 +204,7 @@ impl Lifetime<'_> {
                 }
                 return;
             }
-            cut = self.activity.until_cut(self.limits, self.expiry) => Some(cut),
+            cut = self.activity.until_cut(self.expiry) => Some(cut),
             () = stopping => None,
         };
         graceful_shutdown(conn.as_mut());
@@ -241,15 +278,15 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_connection_is_cut_after_the_idle_timeout_and_a_slow_head_sooner() {
-        let activity = Activity::new(true);
+        let activity = Activity::new(true, &limits());
         let started = Instant::now();
-        assert_eq!(activity.until_cut(&limits(), None).await, Cut::Idle);
+        assert_eq!(activity.until_cut(None).await, Cut::Idle);
         assert_eq!(started.elapsed(), Duration::from_secs(5));
 
-        let activity = Activity::new(true);
+        let activity = Activity::new(true, &limits());
         let watchdog = {
             let activity = activity.clone();
-            tokio::spawn(async move { activity.until_cut(&limits(), None).await })
+            tokio::spawn(async move { activity.until_cut(None).await })
         };
         tokio::time::sleep(Duration::from_secs(2)).await;
         activity.saw_bytes();
@@ -258,15 +295,39 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_watchdog_left_asleep_by_requests_still_cuts_on_time() {
+        for head_begins in [true, false] {
+            let activity = Activity::new(true, &limits());
+            let started = Instant::now();
+            let watchdog = {
+                let activity = activity.clone();
+                tokio::spawn(async move { activity.until_cut(None).await })
+            };
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let in_flight = activity.request_started();
+            // Far past the idle timeout: a connection with a request in flight is never idle.
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            drop(in_flight);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            if head_begins {
+                activity.saw_bytes();
+            }
+            let cut = tokio::time::timeout(Duration::from_secs(60), watchdog).await.expect("the watchdog cuts").unwrap();
+            let (expected, after) = if head_begins { (Cut::HeaderTimeout, 14_500) } else { (Cut::Idle, 15_500) };
+            assert_eq!((cut, started.elapsed()), (expected, Duration::from_millis(after)));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_request_in_flight_is_never_idle_but_the_certificate_still_expires() {
-        let activity = Activity::new(true);
+        let activity = Activity::new(true, &limits());
         let in_flight = activity.request_started();
         let expiry = Instant::now() + Duration::from_secs(30);
-        assert_eq!(activity.until_cut(&limits(), Some(expiry)).await, Cut::CertificateExpired);
+        assert_eq!(activity.until_cut(Some(expiry)).await, Cut::CertificateExpired);
         assert_eq!(Instant::now(), expiry);
         drop(in_flight);
         let started = Instant::now();
-        assert_eq!(activity.until_cut(&limits(), None).await, Cut::Idle);
+        assert_eq!(activity.until_cut(None).await, Cut::Idle);
         assert_eq!(started.elapsed(), Duration::from_secs(5), "idle counts from the end of the last request");
     }
 }

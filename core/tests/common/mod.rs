@@ -99,8 +99,8 @@ pub fn handler(agent: Arc<OnceLock<Agent>>) -> Arc<FnHandler<impl Fn(ToolInvocat
                 }
                 "echo_context" => done.ok(json!({
                     "headers": inv.context.headers.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-                    "trace_id": inv.context.trace.as_ref().map(|t| t.trace_id.clone()),
-                    "span_id": inv.context.trace.as_ref().map(|t| t.span_id.clone()),
+                    "trace_id": inv.context.trace_id(),
+                    "span_id": inv.context.span_id(),
                     "origin": inv.context.origin.as_ref().map(|o| json!({"identity": o.identity, "signed": o.signed})),
                 })),
                 "fail" => done.err("boom"),

@@ -37,7 +37,7 @@ impl toolmesh_invocation {
     pub(crate) fn new(subject: String, context: Arc<RequestContext>, completion: Completion) -> Self {
         let headers =
             context.headers.iter().map(|(name, value)| (name.to_ascii_lowercase(), c_string_lossy(value.as_str()))).collect();
-        let trace_id = context.trace.as_ref().map(|t| c_string_lossy(t.trace_id.as_str()));
+        let trace_id = context.trace_id().map(c_string_lossy);
         toolmesh_invocation { subject, context, completion, headers, trace_id }
     }
 

@@ -4,9 +4,17 @@
 use super::reply::RpcError;
 use super::request::{Params, Raw, RequestMeta};
 use crate::mcp::*;
+use http::header::{AsHeaderName, HeaderName};
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 use std::borrow::Cow;
+use std::sync::LazyLock;
+
+// The headers every modern request carries, made once: looked up by `&str`, a name would be
+// checked and lowercased again on every request.
+static PROTOCOL_VERSION_HEADER: LazyLock<HeaderName> = LazyLock::new(|| HeaderName::from_static(HEADER_PROTOCOL_VERSION));
+static METHOD_HEADER: LazyLock<HeaderName> = LazyLock::new(|| HeaderName::from_static(HEADER_METHOD));
+static NAME_HEADER: LazyLock<HeaderName> = LazyLock::new(|| HeaderName::from_static(HEADER_NAME));
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Era {
@@ -28,7 +36,7 @@ pub(super) fn era_of(method: &str, headers: &HeaderMap, meta: Option<&RequestMet
     if method == "initialize" {
         return Era::Legacy;
     }
-    match headers.get(HEADER_PROTOCOL_VERSION).map(|v| v.to_str().map(str::trim)) {
+    match headers.get(&*PROTOCOL_VERSION_HEADER).map(|v| v.to_str().map(str::trim)) {
         None => Era::Legacy,
         Some(Ok(v)) if LEGACY_VERSIONS.contains(&v) => Era::Legacy,
         // Any other version claims the modern era, whose requests must carry _meta.
@@ -48,7 +56,7 @@ pub(super) fn check_modern_request(method: &str, headers: &HeaderMap, params: &P
     };
     // The header must repeat the body before the version itself is judged: a header and a body
     // that disagree are a HeaderMismatch (-32020) even when the body's version is unsupported too.
-    expect_header(headers, HEADER_PROTOCOL_VERSION, &version)?;
+    expect_header(headers, &*PROTOCOL_VERSION_HEADER, &version)?;
     if version != MODERN_VERSION {
         return Err(RpcError::new(StatusCode::BAD_REQUEST, codes::UNSUPPORTED_VERSION, format!("Unsupported protocol version: {version}"))
             .with_data(json!({"supported": supported_versions(), "requested": version})));
@@ -60,7 +68,7 @@ pub(super) fn check_modern_request(method: &str, headers: &HeaderMap, params: &P
             format!("Invalid params: missing _meta[\"{META_CLIENT_CAPABILITIES}\"]"),
         ));
     }
-    expect_header(headers, HEADER_METHOD, method)?;
+    expect_header(headers, &*METHOD_HEADER, method)?;
     // `Mcp-Name` mirrors what the request names: a tool or prompt by name, a resource by URI.
     let named = match method {
         "tools/call" | "prompts/get" => params.name,
@@ -68,19 +76,20 @@ pub(super) fn check_modern_request(method: &str, headers: &HeaderMap, params: &P
         _ => None,
     };
     if let Some(name) = named.and_then(Raw::as_str) {
-        expect_header(headers, HEADER_NAME, &name)?;
+        expect_header(headers, &*NAME_HEADER, &name)?;
     }
     Ok(())
 }
 
-pub(super) fn expect_header(headers: &HeaderMap, name: &str, expected: &str) -> Result<(), RpcError> {
+pub(super) fn expect_header<N: AsHeaderName + AsRef<str> + Copy>(headers: &HeaderMap, name: N, expected: &str) -> Result<(), RpcError> {
+    let name_text = name.as_ref();
     let mismatch = |what: String| RpcError::new(StatusCode::BAD_REQUEST, codes::HEADER_MISMATCH, format!("Header mismatch: {what}"));
     let Some(raw) = headers.get(name) else {
-        return Err(mismatch(format!("missing {name} header (expected '{expected}')")));
+        return Err(mismatch(format!("missing {name_text} header (expected '{expected}')")));
     };
-    let value = raw.to_str().ok().and_then(decode_header_value).ok_or_else(|| mismatch(format!("{name} header is not valid")))?;
+    let value = raw.to_str().ok().and_then(decode_header_value).ok_or_else(|| mismatch(format!("{name_text} header is not valid")))?;
     if value != expected {
-        return Err(mismatch(format!("{name} header '{value}' does not match the body ('{expected}')")));
+        return Err(mismatch(format!("{name_text} header '{value}' does not match the body ('{expected}')")));
     }
     Ok(())
 }
@@ -112,7 +121,7 @@ pub(super) fn check_param_headers(input_schema: &Value, arguments: Option<&Value
             Some(_) => continue,
         };
         match expected {
-            Some(expected) => expect_header(headers, &header, &expected)?,
+            Some(expected) => expect_header(headers, header.as_str(), &expected)?,
             None if headers.contains_key(header.as_str()) => {
                 return Err(RpcError::new(
                     StatusCode::BAD_REQUEST,

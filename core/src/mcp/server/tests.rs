@@ -31,7 +31,7 @@ fn server() -> McpServer {
         "add" => done.ok(json!(call.arguments["a"].as_i64().unwrap() + call.arguments["b"].as_i64().unwrap())),
         "echo" => done.ok(call.arguments),
         "context" => done.ok(json!({
-            "trace_id": call.context.trace.as_ref().map(|t| t.trace_id.clone()),
+            "trace_id": call.context.trace_id(),
             "has_deadline": call.context.deadline.is_some(),
         })),
         _ => done.err("boom"),
