@@ -198,17 +198,7 @@ async fn agent_tool(registry: &RegistryClient, agent: &str, tool: &str) -> Resul
             format!("agent '{}' ({}) has no tool '{tool}'; its tools: {}", found.name, found.agent_id, names.join(", ")),
         )
     })?;
-    Ok(Provider {
-        agent_id: found.agent_id.clone(),
-        agent_name: found.name.clone(),
-        endpoint: found.endpoint.clone(),
-        tool: info.name.clone(),
-        capability: info.capability.clone(),
-        version: info.version.clone(),
-        tags: info.tags.clone(),
-        score: 0,
-        annotations: info.annotations.clone(),
-    })
+    Ok(Provider::of(&found.agent_id, &found.name, &found.endpoint, info))
 }
 
 /// The providers of `capability`, best first.
@@ -248,7 +238,7 @@ impl Transport for Mcp<'_> {
         arguments: &'a Value,
         context: &'a RequestContext,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, RequestError>> + Send + 'a>> {
-        Box::pin(self.0.call_tool(&provider.endpoint, &provider.tool, arguments, context))
+        Box::pin(self.0.call_provider(provider, arguments, context))
     }
 }
 

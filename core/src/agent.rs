@@ -409,7 +409,7 @@ impl Transport for Inner {
             if provider.agent_id == self.id {
                 return self.call_in_process(&provider.tool, arguments.clone(), context).await;
             }
-            self.client.call_tool(&provider.endpoint, &provider.tool, arguments, context).await
+            self.client.call_provider(provider, arguments, context).await
         })
     }
 }
@@ -482,20 +482,7 @@ fn initial_policy(config: &AgentConfig) -> Result<Policy> {
 }
 
 fn own_providers(id: &str, name: &str, endpoint: &str, tools: &[ToolInfo]) -> Result<FxHashMap<String, Vec<Provider>>> {
-    let candidates: Vec<Provider> = tools
-        .iter()
-        .map(|t| Provider {
-            agent_id: id.to_owned(),
-            agent_name: name.to_owned(),
-            endpoint: endpoint.to_owned(),
-            tool: t.name.clone(),
-            capability: t.capability.clone(),
-            version: t.version.clone(),
-            tags: t.tags.clone(),
-            score: 0,
-            annotations: t.annotations.clone(),
-        })
-        .collect();
+    let candidates: Vec<Provider> = tools.iter().map(|t| Provider::of(id, name, endpoint, t)).collect();
     let mut out = FxHashMap::default();
     for spec in tools.iter().flat_map(|t| &t.dependencies) {
         let ranked = Selector::new(spec)?.rank(candidates.iter().cloned());

@@ -439,6 +439,7 @@ mod tests {
             tags: vec![],
             score,
             annotations: Default::default(),
+            param_headers: vec![],
         }
     }
 

@@ -414,6 +414,7 @@ mod tests {
             tags: vec![],
             score,
             annotations: Default::default(),
+            param_headers: vec![],
         }
     }
 

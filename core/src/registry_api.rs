@@ -355,6 +355,39 @@ pub struct Provider {
     /// delivery.
     #[serde(default, skip_serializing_if = "ToolAnnotations::is_empty")]
     pub annotations: ToolAnnotations,
+    /// The parameters the tool's input schema mirrors in headers (`x-mcp-header`, SEP-2243): a
+    /// caller sends each one it gives as `Mcp-Param-{header}`, or the provider refuses the call.
+    /// Only these pairs travel, not the whole schema, to keep topologies small.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub param_headers: Vec<ParamHeader>,
+}
+
+impl Provider {
+    /// `tool` of the agent `agent_id` (named `agent_name`, serving at `endpoint`), as a provider
+    /// with no preference score.
+    pub fn of(agent_id: &str, agent_name: &str, endpoint: &str, tool: &ToolInfo) -> Provider {
+        Provider {
+            agent_id: agent_id.to_owned(),
+            agent_name: agent_name.to_owned(),
+            endpoint: endpoint.to_owned(),
+            tool: tool.name.clone(),
+            capability: tool.capability.clone(),
+            version: tool.version.clone(),
+            tags: tool.tags.clone(),
+            score: 0,
+            annotations: tool.annotations.clone(),
+            param_headers: crate::mcp::mirrored_parameters(&tool.input_schema)
+                .map(|(parameter, header)| ParamHeader { parameter: parameter.to_owned(), header: header.to_owned() })
+                .collect(),
+        }
+    }
+}
+
+/// A tool parameter mirrored in the `Mcp-Param-{header}` request header (SEP-2243).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamHeader {
+    pub parameter: String,
+    pub header: String,
 }
 
 /// `POST /v1/resolve`

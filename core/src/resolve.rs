@@ -155,6 +155,7 @@ mod tests {
             tags: tags(t),
             score: 0,
             annotations: Default::default(),
+            param_headers: vec![],
         };
         let s = spec(r#"{"capability":"c","tags":["+fast","-old"]}"#);
         let ranked = s.rank(vec![p("a", &[]), p("b", &["fast"]), p("c", &["old"]), p("d", &["fast"])]);

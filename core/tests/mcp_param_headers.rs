@@ -9,6 +9,9 @@ use common::*;
 use http_body_util::Full;
 use serde_json::{json, Value};
 use toolmesh_core::client::HttpsClient;
+use toolmesh_core::context::RequestContext;
+use toolmesh_core::mcp::McpClient;
+use toolmesh_core::registry_api::Provider;
 
 const MODERN: &str = "2026-07-28";
 
@@ -72,5 +75,42 @@ async fn a_parameter_marked_x_mcp_header_must_be_mirrored_in_its_header() {
     // Unpadded base64 and foreign characters are refused, not guessed at.
     mismatch(post(&client, ep, Some(("mcp-param-region", "=?base64?SGVsbG8?=")), call(Some("Hello"))).await);
     mismatch(post(&client, ep, Some(("mcp-param-region", "=?base64?SGVs!!!bG8=?=")), call(Some("Hello"))).await);
+    agent.shutdown().await;
+}
+
+/// A mesh call (`McpClient::call_provider`, what an agent's call pipeline sends) mirrors each
+/// parameter its provider lists in `param_headers`, as the registry fills them from the tool's
+/// schema: without them the provider refuses the call.
+#[tokio::test]
+async fn a_mesh_call_mirrors_the_parameters_its_provider_declares() {
+    let pki = Pki::new();
+    let mut tools = standard_tools();
+    let echo = tools.iter_mut().find(|t| t.name == "echo_context").unwrap();
+    echo.input_schema = json!({"type": "object", "properties": {
+        "region": {"type": "string", "x-mcp-header": "Region"},
+        "priority": {"type": "integer", "x-mcp-header": "Priority"},
+        "note": {"type": "string"},
+    }});
+    let echo = echo.clone();
+    let agent = start_agent("b", &pki.issue("b"), tools, |_| {}).await;
+    let provider = Provider::of("b-1", "b", agent.endpoint(), &echo);
+    let pairs: Vec<(&str, &str)> = provider.param_headers.iter().map(|p| (p.parameter.as_str(), p.header.as_str())).collect();
+    assert_eq!(pairs, [("priority", "Priority"), ("region", "Region")]);
+
+    let client = McpClient::new(&pki.identity("operator")).unwrap();
+    let context = RequestContext::default();
+    for arguments in [
+        json!({"region": "eu-west", "priority": 3, "note": "n"}),
+        json!({"region": "Zürich"}), // not plain ASCII: sent in the base64 sentinel
+        json!({"priority": 1}),      // a parameter the call does not give is not sent
+        json!({}),
+    ] {
+        let answer = client.call_provider(&provider, &arguments, &context).await;
+        assert!(answer.is_ok(), "{arguments}: {:?}", answer.map_err(|e| e.error));
+    }
+    // The same call without the mirrored headers is refused by the provider.
+    let refused = client.call_tool(agent.endpoint(), "echo_context", &json!({"region": "eu-west"}), &context).await;
+    let error = refused.expect_err("a call without Mcp-Param-Region is refused").error;
+    assert!(error.message().contains("Mcp-Param-Region") || error.message().contains("mcp-param-region"), "{error}");
     agent.shutdown().await;
 }

@@ -169,7 +169,9 @@ async fn the_live_registry_matches_its_openapi_document() {
     ex.expect(200, "get", "/health", "/health", None).await;
 
     // Registration: a provider, and a consumer that depends on it (with every selector form).
-    let provider = serde_json::to_value(registration_as("alice", "adder-1", &[("add", "add")], &[])).expect("json");
+    let mut provider = serde_json::to_value(registration_as("alice", "adder-1", &[("add", "add")], &[])).expect("json");
+    // A parameter mirrored in a header (SEP-2243): dependents learn it from their topology.
+    provider["tools"][0]["input_schema"] = json!({"type": "object", "properties": {"a": {"type": "integer", "x-mcp-header": "A"}}});
     ex.expect(200, "post", AGENTS, AGENTS, Some(provider.clone())).await;
     let consumer = serde_json::to_value(registration_as(
         "alice",
@@ -181,6 +183,7 @@ async fn the_live_registry_matches_its_openapi_document() {
     let registered = ex.expect(200, "post", AGENTS, AGENTS, Some(consumer)).await.json();
     let version = registered["topology"]["version"].as_u64().expect("topology version");
     assert_eq!(registered["topology"]["dependencies"][0]["providers"][0]["agent_id"], "adder-1");
+    assert_eq!(registered["topology"]["dependencies"][0]["providers"][0]["param_headers"], json!([{"parameter": "a", "header": "A"}]));
     let plaintext_endpoint = r#"{"agent_id":"x","name":"x","endpoint":"http://x/mcp","tools":[]}"#;
     let refused = ex.expect_raw(400, "post", AGENTS, AGENTS, bytes(plaintext_endpoint)).await.json();
     assert_eq!(refused["error"], "invalid_request");

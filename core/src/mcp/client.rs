@@ -5,6 +5,7 @@ use crate::client::{HttpsClient, RequestError};
 use crate::context::{RequestContext, TraceContext, Traceparent, CALLER_HEADERS};
 use crate::error::{Error, ErrorKind};
 use crate::origin::Origins;
+use crate::registry_api::{ParamHeader, Provider};
 use crate::tls::Identity;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
@@ -38,18 +39,31 @@ impl McpClient {
         })
     }
 
-    /// Calls `tool` at `endpoint` (`https://host:port/mcp`) and returns its value: the result's
-    /// `structuredContent`, else its text (parsed as JSON when it is JSON). `context` is the
-    /// caller's: its headers are sent along, and the hop gets a new span of its trace.
+    /// Calls `provider`'s tool at its endpoint (`https://host:port/mcp`) and returns its value:
+    /// the result's `structuredContent`, else its text (parsed as JSON when it is JSON).
+    /// `context` is the caller's: its headers are sent along, and the hop gets a new span of its
+    /// trace. The parameters the provider's tool mirrors in headers are sent in them.
+    pub async fn call_provider(&self, provider: &Provider, arguments: &Value, context: &RequestContext) -> Result<Value, RequestError> {
+        let call = ToolCall { tool: &provider.tool, arguments, param_headers: &provider.param_headers };
+        self.call(&provider.endpoint, call, context).await
+    }
+
+    /// Calls `tool` at `endpoint` as [`McpClient::call_provider`] does, for a tool whose
+    /// parameters are not mirrored in headers.
     pub async fn call_tool(&self, endpoint: &str, tool: &str, arguments: &Value, context: &RequestContext) -> Result<Value, RequestError> {
-        let response = self.post(endpoint, "tools/call", Some(tool), Some(arguments), context).await?;
+        self.call(endpoint, ToolCall { tool, arguments, param_headers: &[] }, context).await
+    }
+
+    async fn call(&self, endpoint: &str, call: ToolCall<'_>, context: &RequestContext) -> Result<Value, RequestError> {
+        let tool = call.tool;
+        let response = self.post(endpoint, "tools/call", Some(call), context).await?;
         decode_call_response(tool, endpoint, response).map_err(|error| RequestError { error, delivered: true })
     }
 
     /// The tools `endpoint` lists to us (as the callee's policy lets us see them), as MCP tool
     /// objects.
     pub async fn list_tools(&self, endpoint: &str, context: &RequestContext) -> Result<Vec<Value>, RequestError> {
-        let response = self.post(endpoint, "tools/list", None, None, context).await?;
+        let response = self.post(endpoint, "tools/list", None, context).await?;
         let reply: Value = serde_json::from_slice(response.body()).map_err(|e| RequestError {
             error: Error::new(ErrorKind::Protocol, format!("{endpoint} answered tools/list with something that is not JSON: {e}")),
             delivered: true,
@@ -71,15 +85,17 @@ impl McpClient {
     }
 
     /// Posts one modern request with the headers every mesh request carries: protocol, trace,
-    /// signed origin, and the context's propagated headers.
+    /// signed origin, the context's propagated headers, and for a tool call the tool's name and
+    /// mirrored parameters.
     async fn post(
         &self,
         endpoint: &str,
         method: &'static str,
-        tool: Option<&str>,
-        arguments: Option<&Value>,
+        call: Option<ToolCall<'_>>,
         context: &RequestContext,
     ) -> Result<http::Response<Bytes>, RequestError> {
+        let tool = call.as_ref().map(|c| c.tool);
+        let arguments = call.as_ref().map(|c| c.arguments);
         let hop = context.trace.as_ref().map(TraceContext::child).unwrap_or_else(TraceContext::new_root);
         let traceparent = hop.traceparent();
         let deadline_ms = context.deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64);
@@ -100,6 +116,15 @@ impl McpClient {
         if let Some(tool) = tool {
             let name = HeaderValue::from_str(&encode_header_value(tool)).map_err(|e| unbuildable(e.to_string()))?;
             headers.insert(HeaderName::from_static(HEADER_NAME), name);
+        }
+        if let Some(ToolCall { tool, arguments, param_headers }) = call {
+            for ParamHeader { parameter, header } in param_headers {
+                let Some(text) = arguments.get(parameter).and_then(mirrored_text) else { continue };
+                let name = HeaderName::try_from(format!("mcp-param-{header}"))
+                    .map_err(|e| unbuildable(format!("tool '{tool}' mirrors '{parameter}' in header '{header}': {e}")))?;
+                let value = HeaderValue::from_str(&encode_header_value(&text)).map_err(|e| unbuildable(e.to_string()))?;
+                headers.insert(name, value);
+            }
         }
         let traceparent = HeaderValue::from_str(traceparent.as_str()).map_err(|e| unbuildable(e.to_string()))?;
         headers.insert(HeaderName::from_static("traceparent"), traceparent);
@@ -124,6 +149,14 @@ impl McpClient {
         }
         self.http.send(request).await
     }
+}
+
+/// The `tools/call` part of a request: the tool, its arguments, and the parameters it mirrors
+/// in `Mcp-Param-*` headers.
+struct ToolCall<'a> {
+    tool: &'a str,
+    arguments: &'a Value,
+    param_headers: &'a [ParamHeader],
 }
 
 fn decode_call_response(tool: &str, endpoint: &str, response: http::Response<Bytes>) -> Result<Value, Error> {

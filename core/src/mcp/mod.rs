@@ -60,6 +60,31 @@ pub fn decode_header_value(raw: &str) -> Option<Cow<'_, str>> {
     }
 }
 
+/// The `x-mcp-header` name a tool's input schema gives each parameter that a modern call must
+/// mirror in an `Mcp-Param-{Name}` header (SEP-2243): `(parameter, header suffix)`.
+pub fn mirrored_parameters(input_schema: &serde_json::Value) -> impl Iterator<Item = (&str, &str)> {
+    input_schema
+        .get("properties")
+        .and_then(serde_json::Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(parameter, schema)| Some((parameter.as_str(), schema.get("x-mcp-header")?.as_str()?)))
+}
+
+/// The text an argument's value is mirrored as in its `Mcp-Param-*` header, before
+/// [`encode_header_value`]: a string as is, a number or boolean as JSON writes it. `None` for null,
+/// objects and arrays, which are never mirrored (the schema check refuses them for a mirrored
+/// parameter).
+pub fn mirrored_text(value: &serde_json::Value) -> Option<Cow<'_, str>> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Some(Cow::Borrowed(s.as_str())),
+        Value::Bool(b) => Some(Cow::Owned(b.to_string())),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
 /// Encodes a value for an `Mcp-*` header (base64 sentinel when it is not plain visible ASCII).
 pub fn encode_header_value(value: &str) -> String {
     let plain = !value.is_empty() && value.bytes().all(|b| (0x20..0x7f).contains(&b)) && value.trim() == value && !value.starts_with("=?");

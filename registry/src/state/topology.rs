@@ -103,15 +103,6 @@ impl State {
 }
 
 fn provider(agent: &Agent, tool: &ToolInfo) -> Provider {
-    Provider {
-        agent_id: agent.registration.agent_id.clone(),
-        agent_name: agent.registration.name.clone(),
-        endpoint: agent.registration.endpoint.clone(),
-        tool: tool.name.clone(),
-        capability: tool.capability.clone(),
-        version: tool.version.clone(),
-        tags: tool.tags.clone(),
-        score: 0,
-        annotations: tool.annotations.clone(),
-    }
+    let registration = &agent.registration;
+    Provider::of(&registration.agent_id, &registration.name, &registration.endpoint, tool)
 }

@@ -7,7 +7,6 @@ use crate::mcp::*;
 use http::header::{AsHeaderName, HeaderName};
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
-use std::borrow::Cow;
 use std::sync::LazyLock;
 
 // The headers every modern request carries, made once: looked up by `&str`, a name would be
@@ -94,17 +93,6 @@ pub(super) fn expect_header<N: AsHeaderName + AsRef<str> + Copy>(headers: &Heade
     Ok(())
 }
 
-/// The `x-mcp-header` name a tool's input schema gives each parameter that a modern call must
-/// mirror in an `Mcp-Param-{Name}` header (SEP-2243): `(parameter, header suffix)`.
-pub(super) fn mirrored_parameters(input_schema: &Value) -> impl Iterator<Item = (&str, &str)> {
-    input_schema
-        .get("properties")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter_map(|(parameter, schema)| Some((parameter.as_str(), schema.get("x-mcp-header")?.as_str()?)))
-}
-
 /// SEP-2243's `Mcp-Param-*` rule for a modern `tools/call`: each parameter the tool mirrors in a
 /// header and the call gives a value must arrive in that header too (plain, or base64 in the
 /// `=?base64?…?=` sentinel), equal to the body's value; a header for a parameter the body lacks
@@ -114,11 +102,11 @@ pub(super) fn check_param_headers(input_schema: &Value, arguments: Option<&Value
         let header = format!("mcp-param-{}", suffix.to_ascii_lowercase());
         let expected = match arguments.and_then(|a| a.get(parameter)) {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
-            Some(Value::Bool(b)) => Some(Cow::Owned(b.to_string())),
-            Some(Value::Number(n)) => Some(Cow::Owned(n.to_string())),
-            // Only primitives are mirrored; the schema check refuses anything else for them.
-            Some(_) => continue,
+            Some(value) => match mirrored_text(value) {
+                Some(text) => Some(text),
+                // Only primitives are mirrored; the schema check refuses anything else for them.
+                None => continue,
+            },
         };
         match expected {
             Some(expected) => expect_header(headers, header.as_str(), &expected)?,
