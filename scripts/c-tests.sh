@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds and tests toolmesh's C ABI: checks that include/toolmesh.h matches what cbindgen
 # generates from ffi/src, runs the C suite (tests/c, which also runs the C example as a child
-# process) under AddressSanitizer and under valgrind (any leak, definite, indirect or possible,
-# or memory error fails), and walks the README's C agent: the default shared-library build of
+# process) under AddressSanitizer and under valgrind (any memory error, and any leak but "still
+# reachable" — for the example, which exits as it frees its agent, a definite or indirect one —
+# fails), and walks the README's C agent: the default shared-library build of
 # examples/c, run against a registry and called with `toolmesh call`.
 #   scripts/c-tests.sh                  everything
 #   scripts/c-tests.sh --update-header  rewrite include/toolmesh.h, then everything
@@ -50,10 +51,15 @@ mkdir -p "$BUILD/valgrind"
 make -s -C examples/c OUT="$BUILD/valgrind" LINK=static
 make -s -C tests/c OUT="$BUILD/valgrind"
 # Every kind of leak but "still reachable" (memory a global still points to at exit: the
-# runtime's and std's statics) fails the run.
-LEAKS=definite,indirect,possible
-VALGRIND="valgrind --quiet --error-exitcode=1 --leak-check=full --show-leak-kinds=$LEAKS --errors-for-leak-kinds=$LEAKS --suppressions=$ROOT/tests/c/valgrind.supp"
-TOOLMESH_EXAMPLE="$BUILD/valgrind/squares" TOOLMESH_EXAMPLE_WRAPPER="$VALGRIND" $VALGRIND "$BUILD/valgrind/test_toolmesh"
+# runtime's and std's statics) fails the run, with one exception:
+valgrind_with() { echo "valgrind --quiet --error-exitcode=1 --leak-check=full --show-leak-kinds=$1 --errors-for-leak-kinds=$1 --suppressions=$ROOT/tests/c/valgrind.supp"; }
+# The example exits the moment toolmesh_agent_free returns, when a connection task still closing
+# on the shared runtime can hold a part of the agent (its metrics, topology, policy gate) reached
+# only through a hash table's control-byte pointer: "possibly lost" by where the exit fell, not
+# leaked (LeakSanitizer, which follows such pointers, checks the example too, above). A definite
+# or indirect leak still fails it; the suite's own process is held to all three kinds.
+TOOLMESH_EXAMPLE="$BUILD/valgrind/squares" TOOLMESH_EXAMPLE_WRAPPER="$(valgrind_with definite,indirect)" \
+  $(valgrind_with definite,indirect,possible) "$BUILD/valgrind/test_toolmesh"
 
 step "the README's C agent: make -C examples/c (shared), a registry, toolmesh call square_sum"
 make -s -C examples/c
