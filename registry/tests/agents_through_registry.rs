@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{eventually, wait_until};
+use common::{eventually, get, sample, wait_until};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -675,7 +675,10 @@ async fn a_killed_agent_is_listed_unreachable_within_a_heartbeat_interval() {
     // late heartbeat is probed 1.1 intervals after the last one.
     let interval = Duration::from_secs(4);
     let mesh = Mesh::new();
-    let registry = mesh.registry_beating(0, interval).await;
+    let mut config = RegistryConfig::new("127.0.0.1", 0, mesh.identity("registry", Role::Registry));
+    config.heartbeat_interval = interval;
+    config.health = Some(("127.0.0.1".into(), 0));
+    let registry = toolmesh_registry::start(config).await.unwrap();
     let url = registry.url();
     let operator = mesh.operator(&url);
 
@@ -683,6 +686,16 @@ async fn a_killed_agent_is_listed_unreachable_within_a_heartbeat_interval() {
     let mut idle = Process::start(&mesh, "idle", &url, &["add"], Arc::default());
     let idle_id = idle.agent.agent_id().to_owned();
     assert_eq!(status_of(&operator, &idle_id).await, "healthy");
+    // Killed only once its long poll is open (it opens just after registering): killed before,
+    // nothing at the registry would die with it, and only its missed heartbeats would tell.
+    let health = registry.health_addr().unwrap();
+    eventually("the idle agent holds its long poll", Duration::from_secs(10), async || {
+        match sample(&get(health, "/metrics").await.2, "toolmesh_registry_long_poll_waiters") {
+            Some(1.0) => Ok(()),
+            waiters => Err(format!("waiters: {waiters:?}")),
+        }
+    })
+    .await;
     idle.kill_and_wait().await;
     let took = until_unreachable(&operator, &idle_id, interval / 4).await;
     eprintln!("an idle killed agent was listed unreachable after {took:?}");

@@ -3,12 +3,11 @@
 
 mod common;
 
-use common::Mesh;
+use common::{get, sample, Mesh};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use toolmesh_ca::Role;
 use toolmesh_core::agent::Agent;
 use toolmesh_core::config::AgentConfig;
@@ -22,23 +21,6 @@ use toolmesh_core::ErrorKind;
 use toolmesh_registry::RegistryConfig;
 
 const HEARTBEAT: Duration = Duration::from_millis(200);
-
-/// `GET path` on a plain-HTTP listener: the status line's code, the content type and the body.
-async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head[9..12].parse().unwrap();
-    let content_type = head.lines().find_map(|l| l.strip_prefix("content-type: ")).unwrap_or_default().to_owned();
-    (status, content_type, body.to_owned())
-}
-
-/// The value of the sample written exactly as `series` (name and labels), if there is one.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
 
 fn value(text: &str, series: &str) -> f64 {
     sample(text, series).unwrap_or_else(|| panic!("no sample {series} in\n{text}"))

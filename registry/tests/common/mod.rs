@@ -160,6 +160,24 @@ impl RawClient {
     }
 }
 
+/// `GET path` on a plain-HTTP listener: the status line's code, the content type and the body.
+pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head[9..12].parse().unwrap();
+    let content_type = head.lines().find_map(|l| l.strip_prefix("content-type: ")).unwrap_or_default().to_owned();
+    (status, content_type, body.to_owned())
+}
+
+/// The value of the sample written exactly as `series` (name and labels), if there is one.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// Waits until `condition` holds, polling it; panics saying `what` did not happen if it does not
 /// within `within` (so a regression fails instead of hanging the run).
 pub async fn wait_until(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
