@@ -10,7 +10,7 @@ mod agent;
 
 pub use agent::{AgentMetrics, ClientMetrics, ClientOperation, Outcome, ServerMetrics, ServerOperation, TlsMetrics, TlsSide};
 
-use std::collections::HashMap;
+use crate::fx_hash::FxHashMap;
 use std::fmt::{Display, Write};
 use std::hash::Hash;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -105,7 +105,7 @@ impl Histogram {
 /// The series of one metric, by a small key whose parts each come from a bounded set. A series
 /// is made the first time its key is seen.
 pub struct Family<K, V> {
-    series: RwLock<HashMap<K, V>>,
+    series: RwLock<FxHashMap<K, V>>,
 }
 
 impl<K, V> Default for Family<K, V> {

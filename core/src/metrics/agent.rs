@@ -11,9 +11,10 @@ use super::{Counter, Entered, Exposition, Family, Gauge, Histogram, HistogramSna
 use crate::authorize::Gate;
 use crate::discovery::TopologyView;
 use crate::error::ErrorKind;
+use crate::fx_hash::FxHashMap;
 use crate::registry_api::Provider;
 use crate::tls::Identity;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
@@ -118,7 +119,7 @@ impl AgentMetrics {
 pub struct ServerMetrics {
     /// The agent's own tools, whose names label `tools/call`.
     tools: Vec<String>,
-    tool_index: HashMap<String, u16>,
+    tool_index: FxHashMap<String, u16>,
     durations: Family<(u16, u16, Outcome), Histogram>,
     in_flight: Gauge,
 }
@@ -212,7 +213,7 @@ pub struct ClientMetrics {
 /// The (peer agent, tool) pairs that have series, in the order first called.
 #[derive(Default)]
 struct PeerTools {
-    index: HashMap<String, HashMap<String, u16>>,
+    index: FxHashMap<String, FxHashMap<String, u16>>,
     pairs: Vec<(String, String)>,
 }
 
