@@ -587,8 +587,9 @@ async fn long_poll(api: &Api, agent_id: &str, caller: &Caller, query: WatchQuery
 
 /// Every registered agent holds a long poll open. One dropped before it was answered lost its
 /// connection, and the agent may have died with it (the kernel closes a killed process's
-/// sockets): the registry probes it at once rather than after a late heartbeat. A poll the agent
-/// merely cancels costs one probe that finds it serving.
+/// sockets): the registry probes it at once rather than after a late heartbeat, and once more
+/// shortly after (the kernel closes a dying process's sockets one by one: the first probe may
+/// still find its listener). A poll the agent merely cancels costs two probes that find it serving.
 struct ProbeIfAbandoned<'a> {
     api: &'a Api,
     agent_id: &'a str,
@@ -599,7 +600,8 @@ impl Drop for ProbeIfAbandoned<'_> {
     fn drop(&mut self) {
         if !self.answered && !*self.api.closing.borrow() {
             let registry = &self.api.registry;
-            crate::probe::spawn(registry, registry.reported(&[self.agent_id.to_owned()]));
+            let rechecks = &[crate::probe::DYING_RECHECK];
+            crate::probe::spawn_with_rechecks(registry, registry.reported(&[self.agent_id.to_owned()]), rechecks);
         }
     }
 }

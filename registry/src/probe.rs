@@ -10,11 +10,26 @@ use tokio::net::TcpStream;
 
 /// Probes each agent in the background and marks those that do not take a connection.
 pub fn spawn(registry: &Arc<Registry>, probes: Vec<Probe>) {
+    spawn_with_rechecks(registry, probes, &[]);
+}
+
+/// How long after a first probe that connected an abandoned long poll's agent is probed again.
+pub const DYING_RECHECK: Duration = Duration::from_millis(200);
+
+/// As [`spawn`], probing again after each of `rechecks` while the agent still takes connections:
+/// a dying process's sockets close one by one, and a probe sent when its first one closed can
+/// still reach its listener.
+pub fn spawn_with_rechecks(registry: &Arc<Registry>, probes: Vec<Probe>, rechecks: &'static [Duration]) {
     for probe in probes {
         let registry = registry.clone();
         tokio::spawn(async move {
-            if let Err(why) = connects(&probe.endpoint, registry.probe_timeout()).await {
-                registry.mark_unreachable(&probe, &why);
+            let waits = std::iter::once(Duration::ZERO).chain(rechecks.iter().copied());
+            for wait in waits {
+                tokio::time::sleep(wait).await;
+                if let Err(why) = connects(&probe.endpoint, registry.probe_timeout()).await {
+                    registry.mark_unreachable(&probe, &why);
+                    return;
+                }
             }
         });
     }

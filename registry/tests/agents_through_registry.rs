@@ -4,6 +4,7 @@ mod common;
 
 use common::{eventually, get, sample, wait_until};
 use serde_json::{json, Value};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -207,12 +208,17 @@ async fn status_of(operator: &RegistryClient, agent_id: &str) -> String {
     agents.into_iter().find(|a| a.agent_id == agent_id).map_or_else(|| "absent".into(), |a| a.status)
 }
 
-/// Waits until `agent_id` is listed `unreachable`; how long that took.
-async fn until_unreachable(operator: &RegistryClient, agent_id: &str, within: Duration) -> Duration {
+/// Waits until `agent_id` is listed `unreachable`; how long that took. A failure also tells how
+/// many long polls the registry holds (from its health listener's /metrics): one still held
+/// means the registry never saw the killed agent's connection close.
+async fn until_unreachable(operator: &RegistryClient, health: SocketAddr, agent_id: &str, within: Duration) -> Duration {
     let started = Instant::now();
     eventually(&format!("{agent_id} listed unreachable"), within, async || match status_of(operator, agent_id).await.as_str() {
         "unreachable" => Ok(()),
-        status => Err(format!("listed {status}")),
+        status => {
+            let waiters = sample(&get(health, "/metrics").await.2, "toolmesh_registry_long_poll_waiters");
+            Err(format!("listed {status}, long polls held: {waiters:?}"))
+        }
     })
     .await;
     started.elapsed()
@@ -697,7 +703,7 @@ async fn a_killed_agent_is_listed_unreachable_within_a_heartbeat_interval() {
     })
     .await;
     idle.kill_and_wait().await;
-    let took = until_unreachable(&operator, &idle_id, interval / 4).await;
+    let took = until_unreachable(&operator, health, &idle_id, interval / 4).await;
     eprintln!("an idle killed agent was listed unreachable after {took:?}");
 
     // Its callers report it at once (their heartbeat goes out early), and the registry probes
@@ -712,7 +718,7 @@ async fn a_killed_agent_is_listed_unreachable_within_a_heartbeat_interval() {
     let e = sum3(&client, &caller, 1).await.unwrap_err();
     // Refused, or reset on the connection kept from the call before (then possibly delivered).
     assert!(matches!(e.kind(), ErrorKind::ConnectFailed | ErrorKind::ConnectionLost), "{e}");
-    let took = until_unreachable(&operator, &dead_id, interval / 2).await;
+    let took = until_unreachable(&operator, health, &dead_id, interval / 2).await;
     eprintln!(
         "a killed agent its caller reported was listed unreachable {took:?} after the failed call, {:?} after the kill",
         killed.elapsed()
