@@ -99,6 +99,8 @@ pub fn validate_tools(tools: &[ToolInfo]) -> Result<()> {
         if !tool.input_schema.is_object() {
             return Err(Error::new(ErrorKind::InvalidConfig, format!("tool '{}': the input schema must be a JSON object", tool.name)));
         }
+        crate::mcp::check_mirrored_parameters(&tool.input_schema)
+            .map_err(|why| Error::new(ErrorKind::InvalidConfig, format!("tool '{}': {why}", tool.name)))?;
         for dependency in &tool.dependencies {
             Selector::new(dependency).map_err(|e| e.context(format!("tool '{}'", tool.name)))?;
         }

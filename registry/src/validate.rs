@@ -58,6 +58,7 @@ pub fn registration(request: &RegisterRequest) -> Result<Vec<Dependency>, String
                 kind(&tool.input_schema)
             ));
         }
+        toolmesh_core::mcp::check_mirrored_parameters(&tool.input_schema).map_err(|why| format!("tools[{i}]: {why}"))?;
         for (j, spec) in tool.dependencies.iter().enumerate() {
             let selector = dependency(&at(&format!("dependencies[{j}]")), spec)?;
             dependencies.entry(spec.key()).or_insert_with(|| Dependency { spec: spec.clone(), selector });
@@ -321,6 +322,21 @@ mod tests {
             (with(&|t| t.tags = vec!["ok".into(), "a\u{85}".into()]), "tools[1].tags[1] has the control character U+0085"),
             (with(&|t| t.description = "two\nlines\u{7f}".into()), "tools[1].description has the control character U+007F"),
             (with(&|t| t.input_schema = serde_json::json!(true)), "tools[1].input_schema must be a JSON object"),
+            (
+                with(&|t| t.input_schema = serde_json::json!({"properties": {"r": {"type": "string", "x-mcp-header": "a b"}}})),
+                "tools[1]: inputSchema.properties.r.x-mcp-header 'a b' is not an HTTP header name",
+            ),
+            (
+                with(&|t| {
+                    t.input_schema = serde_json::json!({"properties": {
+                        "a": {"type": "string", "x-mcp-header": "Region"}, "b": {"type": "string", "x-mcp-header": "region"}}})
+                }),
+                "is declared by two parameters",
+            ),
+            (
+                with(&|t| t.input_schema = serde_json::json!({"properties": {"r": {"type": "object", "x-mcp-header": "R"}}})),
+                "parameter 'r' must have type string, integer, number or boolean",
+            ),
             (with(&|t| t.capability = "c".repeat(257)), "tools[1].capability is 257 characters long; the limit is 256"),
             (
                 request("https://h/mcp", vec![tool("x", "c", &[r#"{"capability":"d","version":">>1"}"#])]),

@@ -71,6 +71,42 @@ pub fn mirrored_parameters(input_schema: &serde_json::Value) -> impl Iterator<It
         .filter_map(|(parameter, schema)| Some((parameter.as_str(), schema.get("x-mcp-header")?.as_str()?)))
 }
 
+/// Checks what a tool's input schema declares with `x-mcp-header` (SEP-2243): each name an HTTP
+/// field-name token (RFC 9110), none twice within the tool (case-insensitively), each on a
+/// parameter of a primitive type. A declaration that breaks one of these would make every
+/// modern call to the tool fail at its client; it is refused where the tool is declared.
+pub fn check_mirrored_parameters(input_schema: &serde_json::Value) -> Result<(), String> {
+    let Some(properties) = input_schema.get("properties").and_then(serde_json::Value::as_object) else { return Ok(()) };
+    let mut seen = std::collections::HashSet::new();
+    for (parameter, schema) in properties {
+        let Some(declared) = schema.get("x-mcp-header") else { continue };
+        let at = format!("inputSchema.properties.{parameter}.x-mcp-header");
+        let Some(name) = declared.as_str() else {
+            return Err(format!("{at} must be a string (the header name after Mcp-Param-), not {declared}"));
+        };
+        let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if name.is_empty() || !name.bytes().all(is_tchar) {
+            return Err(format!(
+                "{at} '{}' is not an HTTP header name: use letters, digits and !#$%&'*+-.^_`|~",
+                crate::text::escape(name)
+            ));
+        }
+        if !seen.insert(name.to_ascii_lowercase()) {
+            return Err(format!("{at} '{name}' is declared by two parameters (header names ignore case); give each its own"));
+        }
+        let primitive = ["string", "integer", "number", "boolean"];
+        match schema.get("type").and_then(serde_json::Value::as_str) {
+            Some(kind) if primitive.contains(&kind) => {}
+            _ => {
+                return Err(format!(
+                    "{at}: parameter '{parameter}' must have type string, integer, number or boolean to be mirrored in a header"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The text an argument's value is mirrored as in its `Mcp-Param-*` header, before
 /// [`encode_header_value`]: a string as is, a number or boolean as JSON writes it. `None` for null,
 /// objects and arrays, which are never mirrored (the schema check refuses them for a mirrored
@@ -158,5 +194,24 @@ mod tests {
         assert_eq!(decode_header_value("=?base64?SGVsbG8===?="), None);
         // Without both halves of the sentinel, a value is literal.
         assert_eq!(decode_header_value("=?base64?SGVsbG8=").as_deref(), Some("=?base64?SGVsbG8="));
+    }
+
+    #[test]
+    fn mirrored_parameters_are_checked_where_the_tool_is_declared() {
+        use serde_json::json;
+        let schema = |region: serde_json::Value| json!({"type": "object", "properties": {"region": region, "plain": {"type": "object"}}});
+        assert_eq!(check_mirrored_parameters(&schema(json!({"type": "string", "x-mcp-header": "Region"}))), Ok(()));
+        assert_eq!(check_mirrored_parameters(&schema(json!({"type": "integer", "x-mcp-header": "X-Zone_1"}))), Ok(()));
+        assert_eq!(check_mirrored_parameters(&json!({"type": "object"})), Ok(()));
+        let refused = |region| check_mirrored_parameters(&schema(region)).unwrap_err();
+        assert_eq!(
+            refused(json!({"type": "string", "x-mcp-header": 7})),
+            "inputSchema.properties.region.x-mcp-header must be a string (the header name after Mcp-Param-), not 7"
+        );
+        assert!(refused(json!({"type": "string", "x-mcp-header": ""})).contains("'' is not an HTTP header name"));
+        assert!(refused(json!({"type": "string", "x-mcp-header": "Reg\nion"})).contains("is not an HTTP header name"));
+        assert!(refused(json!({"type": "string", "x-mcp-header": "Région"})).contains("is not an HTTP header name"));
+        assert!(refused(json!({"type": "array", "x-mcp-header": "Region"})).contains("must have type string, integer, number or boolean"));
+        assert!(refused(json!({"x-mcp-header": "Region"})).contains("must have type string, integer, number or boolean"));
     }
 }
