@@ -52,12 +52,14 @@ MODES = {
         py_rounds=1, py_seconds=2.0, py_warmup=0.5, memory_load_seconds=2.0, cold_trials=1,
         scales=[(100, 8), (1000, 8)], scale_window=5.0, scale_trials=1,
         policy_rounds=1, policy_iterations=100_000, policy_transport_rounds=6, policy_transport_seconds=0.5,
+        telemetry_rounds=6, telemetry_seconds=0.5,
     ),
     "full": dict(
         transport_rounds=5, transport_seconds=3.0, handshake_rounds=5, handshake_seconds=2.0,
         py_rounds=5, py_seconds=5.0, py_warmup=1.0, memory_load_seconds=5.0, cold_trials=3,
         scales=[(100, 8), (1000, 8), (10000, 8), (10000, 10000)], scale_window=15.0, scale_trials=3,
         policy_rounds=3, policy_iterations=200_000, policy_transport_rounds=20, policy_transport_seconds=1.0,
+        telemetry_rounds=20, telemetry_seconds=1.0,
     ),
 }
 
@@ -70,7 +72,7 @@ MODES = {
 JAVA_OPTIONS = os.environ.get("BENCH_JAVA_OPTIONS", "-XX:+UseSerialGC -Xmx64m").split()
 
 # The sections, in the order they run; `--only mcp-mesh` names every section with MCP Mesh rows.
-SECTIONS = ("transport", "handshakes", "python", "memory", "coldstart", "registry", "policy")
+SECTIONS = ("transport", "handshakes", "python", "memory", "coldstart", "registry", "policy", "telemetry")
 ALIASES = {"mcp-mesh": {"python", "memory", "coldstart"}}
 
 
@@ -623,6 +625,25 @@ class Run:
         self.results["sections"]["policy"] = {"decide": decide, "transport": transport,
                                               "callee_policy": wait_for_line(LOGS / "policy-agent-100.log", "policy:").strip()}
 
+    def telemetry(self) -> None:
+        log("telemetry: agent→agent with metrics on (the default) and off, alternating")
+        c = self.cfg
+        recording = self.procs.start("telemetry-agent-on", [str(BENCH_BIN), "serve-agent", "--name", "bench-b", "--capability", "bench-add"],
+                                     env={**self.tm_env("bench-b"), "TOOLMESH_HEALTH_PORT": "off"})
+        quiet = self.procs.start("telemetry-agent-off", [str(BENCH_BIN), "serve-agent", "--name", "bench-q", "--capability", "bench-add-quiet"],
+                                 env={**self.tm_env("bench-q"), "TOOLMESH_HEALTH_PORT": "off", "TOOLMESH_METRICS": "off"})
+        wait_for_line(LOGS / "telemetry-agent-on.log", "READY")
+        wait_for_line(LOGS / "telemetry-agent-off.log", "READY")
+        transport = bench_json(["transport", "--cert", str(CERTS / "bench-a.pem"), "--key", str(CERTS / "bench-a.key"),
+                                "--ca", str(CERTS / "ca.pem"), "--registry-url", self.registry_url,
+                                "--capability", "bench-add", "--metrics-off-capability", "bench-add-quiet",
+                                "--systems", "toolmesh,toolmesh_metrics_off", "--rounds", str(c["telemetry_rounds"]),
+                                "--seconds", str(c["telemetry_seconds"]), "--agent-pid", str(recording.pid),
+                                "--metrics-off-agent-pid", str(quiet.pid)], timeout=900, name="telemetry-transport")
+        self.procs.stop(quiet.pid)
+        self.procs.stop(recording.pid)
+        self.results["sections"]["telemetry"] = {"transport": transport}
+
     # ---- the run -----------------------------------------------------------------------
     def go(self) -> None:
         LOGS.mkdir(parents=True, exist_ok=True)
@@ -661,7 +682,7 @@ class Run:
                 try:
                     {"transport": self.transport, "handshakes": self.handshakes, "python": self.python_chain,
                      "memory": self.memory, "coldstart": self.cold_start, "registry": self.registry_scale,
-                     "policy": self.policy}[section]()
+                     "policy": self.policy, "telemetry": self.telemetry}[section]()
                 except Exception as error:  # one broken section must not lose the others
                     log(f"{section} FAILED: {error}")
                     self.results.setdefault("failed", {})[section] = str(error)
@@ -685,7 +706,7 @@ class Run:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short smoke run (results in latest-quick.*)")
-    parser.add_argument("--only", help="comma-separated sections: transport,handshakes,python,memory,coldstart,registry,policy; "
+    parser.add_argument("--only", help="comma-separated sections: transport,handshakes,python,memory,coldstart,registry,policy,telemetry; "
                         "mcp-mesh stands for every section with MCP Mesh rows (python,memory,coldstart)")
     args = parser.parse_args()
     sys.path.insert(0, str(BENCH))

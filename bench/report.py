@@ -195,6 +195,49 @@ def registry_rows(section: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def paired_rows(runs: list[dict[str, Any]], base: tuple[str, str], other: tuple[str, str], versus: str, target: float) -> list[str]:
+    """Agent → agent throughput of two systems measured back to back in each round (`base` and
+    `other`: the system's name in the runs and its column heading), with the callee's CPU per call
+    and the median of the per-round throughput ratios other ÷ base against `target`."""
+    (a, a_label), (b, b_label) = base, other
+    out = [f"| concurrency | {a_label}: calls/s (p50 / p99 ms) | {b_label}: calls/s (p50 / p99 ms) | callee CPU per call (µs; {versus}) | "
+           f"throughput {versus} (per-round ratios) | target ≥ {target}× |",
+           "|---|---|---|---|---|---|"]
+    for conc in sorted({r["concurrency"] for r in runs}):
+        by_round: dict[int, dict[str, Any]] = {}
+        cpu_by_round: dict[int, dict[str, float]] = {}
+        for r in runs:
+            if r["concurrency"] == conc:
+                by_round.setdefault(r["round"], {})[r["system"]] = r["stats"]
+                # The callee's CPU per call (its cores over the window ÷ calls/s): steadier than
+                # throughput on a shared machine.
+                cores, calls = r.get("server_cores"), r["stats"]["throughput"]
+                cpu_by_round.setdefault(r["round"], {})[r["system"]] = cores / calls * 1e6 if cores and calls else float("nan")
+        pairs = [p for p in by_round.values() if a in p and b in p]
+        ratios = [p[b]["throughput"] / p[a]["throughput"] for p in pairs if p[a]["throughput"]]
+        rm = med(ratios)
+        cpu_pairs = [(cpu[a], cpu[b]) for cpu in cpu_by_round.values() if a in cpu and b in cpu]
+        cpu_cell = (f"{med(x for x, _ in cpu_pairs):.1f} → {med(y for _, y in cpu_pairs):.1f} ({ratio(med(y / x for x, y in cpu_pairs))})"
+                    if cpu_pairs else "–")
+
+        def cell(system: str) -> str:
+            stats = [p[system] for p in pairs]
+            errors = sum(s["errors"] for s in stats)
+            extra = f", **{errors} errors**" if errors else ""
+            return f"{fmt(med(s['throughput'] for s in stats))} ({fmt(med(s['p50_ms'] for s in stats), 3)} / {fmt(med(s['p99_ms'] for s in stats), 3)}{extra})"
+
+        out.append(f"| {conc} | {cell(a)} | {cell(b)} | {cpu_cell} | {ratio(rm)} ({', '.join(f'{x:.3f}' for x in ratios)}) | {at_least(rm, target)} |")
+    return out
+
+
+def telemetry_rows(section: dict[str, Any]) -> list[str]:
+    out = paired_rows(section["transport"]["runs"], ("toolmesh_metrics_off", "metrics off (both agents)"), ("toolmesh", "metrics on (the default)"),
+                      "on ÷ off", 0.98)
+    out += ["", "Both ends of each call record (the caller's client histogram, the callee's server histogram and in-flight gauges) "
+            "or, with `TOOLMESH_METRICS=off`, skip it; the rest of the agent is the same."]
+    return out
+
+
 def policy_rows(section: dict[str, Any]) -> list[str]:
     decide = section["decide"]
     runs = decide["runs"]
@@ -217,41 +260,8 @@ def policy_rows(section: dict[str, Any]) -> list[str]:
                f"max over all); the timer's own cost, included, is {decide['timer_p50_us']:.3f} µs. The gate verifies a real origin chain "
                f"({decide['origin_header_bytes']:,}-byte header, cached after the first call) and a real peer certificate.")
     out.append("")
-    tr = section["transport"]["runs"]
-    out += ["| concurrency | callee without policy: calls/s (p50 / p99 ms) | callee with a 100-rule policy: calls/s (p50 / p99 ms) | callee CPU per call, without → with (µs; with ÷ without) | throughput with ÷ without (per-round ratios) | target ≥ 0.95× |",
-            "|---|---|---|---|---|---|"]
-    for conc in sorted({r["concurrency"] for r in tr}):
-        by_round: dict[int, dict[str, Any]] = {}
-        for r in tr:
-            if r["concurrency"] == conc:
-                by_round.setdefault(r["round"], {})[r["system"]] = r["stats"]
-        pairs = [p for p in by_round.values() if "toolmesh" in p and "toolmesh_policy" in p]
-        ratios = [p["toolmesh_policy"]["throughput"] / p["toolmesh"]["throughput"] for p in pairs if p["toolmesh"]["throughput"]]
-        rm = med(ratios)
-
-        def cpu_us(r: dict[str, Any]) -> float:
-            return r["cores"] / r["throughput"] * 1e6 if r.get("cores") and r["throughput"] else float("nan")
-
-        # The callee's CPU per call (its cores over the window ÷ calls/s): steadier than throughput
-        # on a shared machine, and what the gate's work adds to directly.
-        cpu_pairs = []
-        for r in tr:
-            if r["concurrency"] == conc:
-                by_round[r["round"]].setdefault("_cpu", {})[r["system"]] = cpu_us({"cores": r.get("server_cores"), "throughput": r["stats"]["throughput"]})
-        for p in by_round.values():
-            cpu = p.get("_cpu", {})
-            if "toolmesh" in cpu and "toolmesh_policy" in cpu:
-                cpu_pairs.append((cpu["toolmesh"], cpu["toolmesh_policy"]))
-        cpu_cell = (f"{med(a for a, _ in cpu_pairs):.1f} → {med(b for _, b in cpu_pairs):.1f} ({ratio(med(b / a for a, b in cpu_pairs))})"
-                    if cpu_pairs else "–")
-
-        def cell(system: str) -> str:
-            stats = [p[system] for p in pairs]
-            errors = sum(s["errors"] for s in stats)
-            extra = f", **{errors} errors**" if errors else ""
-            return f"{fmt(med(s['throughput'] for s in stats))} ({fmt(med(s['p50_ms'] for s in stats), 3)} / {fmt(med(s['p99_ms'] for s in stats), 3)}{extra})"
-
-        out.append(f"| {conc} | {cell('toolmesh')} | {cell('toolmesh_policy')} | {cpu_cell} | {ratio(rm)} ({', '.join(f'{x:.3f}' for x in ratios)}) | {at_least(rm, 0.95)} |")
+    out += paired_rows(section["transport"]["runs"], ("toolmesh", "callee without policy"), ("toolmesh_policy", "callee with a 100-rule policy"),
+                       "with ÷ without", 0.95)
     out.append("")
     out.append(f"Callee with the policy: {section.get('callee_policy', '?')} (its last rule allows the call; the one without runs the built-in default).")
     return out
@@ -288,6 +298,8 @@ def render(results: dict[str, Any]) -> str:
     if "policy" in s:
         lines += ["## 7. Authorization cost (policy decision, callee gate, agent → agent with and without a 100-rule policy)", ""]
         lines += policy_rows(s["policy"]) + [""]
+    if "telemetry" in s:
+        lines += ["## 8. Telemetry cost (agent → agent with metrics on and off)", ""] + telemetry_rows(s["telemetry"]) + [""]
     if results.get("missing"):
         lines += ["## Not measured", ""] + [f"- {k}: {v}" for k, v in results["missing"].items()] + [""]
     if results.get("failed"):

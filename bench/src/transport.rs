@@ -169,6 +169,10 @@ pub struct TransportArgs {
     /// the `toolmesh_policy` system calls it, the same way `toolmesh` calls the first.
     #[arg(long)]
     policy_capability: Option<String>,
+    /// The capability of a server agent with metrics off (`TOOLMESH_METRICS=off`): the
+    /// `toolmesh_metrics_off` system calls it from a second client agent whose metrics are off too.
+    #[arg(long)]
+    metrics_off_capability: Option<String>,
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
     concurrency: Vec<usize>,
     #[arg(long, default_value_t = 5)]
@@ -186,7 +190,10 @@ pub struct TransportArgs {
     agent_pid: Option<u32>,
     #[arg(long)]
     policy_agent_pid: Option<u32>,
-    /// Which systems to measure (raw_h1, raw_h2, toolmesh, toolmesh_policy; one alone is for profiling).
+    #[arg(long)]
+    metrics_off_agent_pid: Option<u32>,
+    /// Which systems to measure (raw_h1, raw_h2, toolmesh, toolmesh_policy, toolmesh_metrics_off;
+    /// one alone is for profiling).
     #[arg(long, value_delimiter = ',', default_value = "raw_h1,raw_h2,toolmesh")]
     systems: Vec<String>,
 }
@@ -220,7 +227,8 @@ impl Caller for AgentCaller {
     }
 }
 
-pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
+/// The client agent of the transport systems (`metrics`: `on` or `off`).
+fn client_config(args: &TransportArgs, metrics: &str) -> Result<AgentConfig, AnyError> {
     // The registry takes an agent's name from its certificate: the client is named like its file.
     let name = args.tls.cert.file_stem().and_then(|stem| stem.to_str()).unwrap_or("bench-a").to_owned();
     let mut config = AgentConfig::from_env(&name)?;
@@ -230,24 +238,39 @@ pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
         ("tls_key", &args.tls.key.display().to_string()),
         ("tls_ca", &args.tls.ca.display().to_string()),
         ("health_port", "off"),
+        ("metrics", metrics),
     ] {
         config.set(key, value)?;
     }
+    Ok(config)
+}
+
+pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
     let mut tools = vec![caller_tool("caller", "bench-caller", &args.capability)];
     if let Some(capability) = &args.policy_capability {
         tools.push(caller_tool("caller_policy", "bench-caller-policy", capability));
     }
-    let agent = Agent::start(config, tools, add_handler()).await?;
+    let agent = Agent::start(client_config(&args, "on")?, tools, add_handler()).await?;
+    let quiet_agent = match &args.metrics_off_capability {
+        Some(capability) => {
+            let tools = vec![caller_tool("caller", "bench-caller-metrics-off", capability)];
+            Some(Agent::start(client_config(&args, "off")?, tools, add_handler()).await?)
+        }
+        None => None,
+    };
     let arguments = json!({"a": 1, "b": 2});
     let wanted = |s: &str| args.systems.iter().any(|a| a == s);
     if wanted("toolmesh_policy") && args.policy_capability.is_none() {
         return Err("the toolmesh_policy system needs --policy-capability".into());
     }
+    if wanted("toolmesh_metrics_off") && quiet_agent.is_none() {
+        return Err("the toolmesh_metrics_off system needs --metrics-off-capability".into());
+    }
     let ready_by = std::time::Instant::now() + Duration::from_secs(60);
-    for tool in ["caller", "caller_policy"] {
-        if tool == "caller_policy" && args.policy_capability.is_none() {
-            continue;
-        }
+    let warm_ups =
+        [(Some(&agent), "caller"), (args.policy_capability.as_ref().map(|_| &agent), "caller_policy"), (quiet_agent.as_ref(), "caller")];
+    for (agent, tool) in warm_ups {
+        let Some(agent) = agent else { continue };
         loop {
             match agent.call(tool, 0, arguments.clone(), None).await {
                 Ok(v) if v == json!(3) => break,
@@ -280,7 +303,7 @@ pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
         for &concurrency in &args.concurrency {
             // Alternate who goes first, so neither side always gets the warmer machine.
             let mut systems: Vec<&'static str> =
-                ["raw_h1", "raw_h2", "toolmesh", "toolmesh_policy"].into_iter().filter(|s| wanted(s)).collect();
+                ["raw_h1", "raw_h2", "toolmesh", "toolmesh_policy", "toolmesh_metrics_off"].into_iter().filter(|s| wanted(s)).collect();
             if round % 2 == 1 {
                 systems.reverse();
             }
@@ -288,13 +311,18 @@ pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
                 let server_pid = match system {
                     "toolmesh" => args.agent_pid,
                     "toolmesh_policy" => args.policy_agent_pid,
+                    "toolmesh_metrics_off" => args.metrics_off_agent_pid,
                     _ => args.raw_pid,
                 };
                 let server_cpu = server_pid.and_then(CpuWindow::start);
                 let client_cpu = CpuWindow::start(me);
                 let stats = match system {
-                    "toolmesh" | "toolmesh_policy" => {
-                        let tool = if system == "toolmesh" { "caller" } else { "caller_policy" };
+                    "toolmesh" | "toolmesh_policy" | "toolmesh_metrics_off" => {
+                        let (agent, tool) = match system {
+                            "toolmesh" => (&agent, "caller"),
+                            "toolmesh_policy" => (&agent, "caller_policy"),
+                            _ => (quiet_agent.as_ref().expect("checked above"), "caller"),
+                        };
                         let callers =
                             (0..concurrency).map(|_| AgentCaller { agent: agent.clone(), tool, arguments: arguments.clone() }).collect();
                         closed_loop(callers, limits).await
@@ -331,6 +359,9 @@ pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
         }
     }
     agent.shutdown().await;
+    if let Some(quiet_agent) = quiet_agent {
+        quiet_agent.shutdown().await;
+    }
     print_json(&json!({"body_bytes": body.len(), "runs": results}));
     Ok(())
 }

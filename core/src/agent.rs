@@ -233,7 +233,12 @@ impl Agent {
             identity: identity.clone(),
             topology: topology.clone(),
         };
-        let metrics: MetricsRender = Arc::new(move || metrics.render());
+        // Off: the call path records nothing, and /metrics says so.
+        if !config.metrics {
+            metrics.server.turn_off();
+            metrics.client.turn_off();
+        }
+        let metrics: Option<MetricsRender> = config.metrics.then(|| Arc::new(move || metrics.render()) as MetricsRender);
         let registered = discovery.as_ref().map(Discovery::registered);
         let health = match start_health(&config, local_addr.port(), registered, draining.clone(), metrics).await {
             Ok(health) => health,
@@ -446,7 +451,7 @@ async fn start_health(
     mtls_port: u16,
     registered: Option<watch::Receiver<bool>>,
     draining: Arc<AtomicBool>,
-    metrics: MetricsRender,
+    metrics: Option<MetricsRender>,
 ) -> Result<Option<HealthServer>> {
     let port = match config.health_port {
         HealthPort::Off => return Ok(None),

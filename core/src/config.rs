@@ -29,6 +29,7 @@ pub const KEYS: &[&str] = &[
     "tls_reload_interval_ms",
     "health_host",
     "health_port",
+    "metrics",
     "tls",
     "join_token",
     "join_token_file",
@@ -101,6 +102,9 @@ pub struct AgentConfig {
     /// Where `/health` and `/ready` are served, without TLS (loopback by default).
     pub health_host: String,
     pub health_port: HealthPort,
+    /// Whether calls are timed and counted for `/metrics` (`on` by default; `off` spares the
+    /// call path the recording and answers `/metrics` with 404).
+    pub metrics: bool,
     /// `files` (default) or `auto`.
     pub tls_source: TlsSource,
     /// The registry's join token, for `tls = auto`.
@@ -134,6 +138,7 @@ impl AgentConfig {
             tls_reload_interval: Duration::from_secs(1),
             health_host: "127.0.0.1".to_owned(),
             health_port: HealthPort::Offset,
+            metrics: true,
             tls_source: TlsSource::Files,
             join_token: None,
             join_token_file: None,
@@ -186,6 +191,13 @@ impl AgentConfig {
                     port => HealthPort::Fixed(port.parse().map_err(|_| {
                         Error::new(ErrorKind::InvalidConfig, format!("health_port '{value}' must be a port number, 0 for any free port, or 'off'"))
                     })?),
+                }
+            }
+            "metrics" => {
+                self.metrics = match value {
+                    "" | "on" => true,
+                    "off" => false,
+                    other => return Err(Error::new(ErrorKind::InvalidConfig, format!("metrics '{other}' must be 'on' or 'off'"))),
                 }
             }
             "tls" => {

@@ -27,11 +27,11 @@ pub type ReadinessCheck = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 /// The process's metrics in the Prometheus text exposition format ([`crate::metrics`]).
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// What the health listener answers from: readiness and metrics.
+/// What the health listener answers from: readiness and metrics (`None`: turned off).
 #[derive(Clone)]
 pub struct Probes {
     pub readiness: ReadinessCheck,
-    pub metrics: MetricsRender,
+    pub metrics: Option<MetricsRender>,
 }
 
 pub struct HealthServer {
@@ -130,10 +130,16 @@ fn answer(method: &Method, path: &str, probes: &Probes) -> http::Response<Body> 
             None => json_response(StatusCode::OK, &json!({"status": "ready"})),
             Some(reason) => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "not_ready", "reason": reason})),
         },
-        "/metrics" => http::Response::builder()
-            .header(http::header::CONTENT_TYPE, http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE))
-            .body(Body::from((probes.metrics)()))
-            .expect("static response parts are valid"),
+        "/metrics" => match &probes.metrics {
+            Some(render) => http::Response::builder()
+                .header(http::header::CONTENT_TYPE, http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE))
+                .body(Body::from(render()))
+                .expect("static response parts are valid"),
+            None => json_response(
+                StatusCode::NOT_FOUND,
+                &json!({"status": "error", "reason": "metrics are turned off: set TOOLMESH_METRICS=on (the default) to serve them"}),
+            ),
+        },
         _ => json_response(
             StatusCode::NOT_FOUND,
             &json!({"status": "error", "reason": "the health endpoints are /health, /ready and /metrics"}),

@@ -145,7 +145,7 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
             let (registry, handshakes) = (registry.clone(), handshakes.clone());
             let probes = Probes {
                 readiness: Arc::new(move || (*closing.borrow()).then(|| "shutting down".to_owned())),
-                metrics: Arc::new(move || metrics::render(&registry, &handshakes)),
+                metrics: Some(Arc::new(move || metrics::render(&registry, &handshakes))),
             };
             Some(
                 HealthServer::start_limited(host, *health_port, probes, &config.limits)

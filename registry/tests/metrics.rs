@@ -42,6 +42,11 @@ async fn scrape(addr: SocketAddr) -> String {
 /// An agent serving `tools`: `add` adds `a` and `b` (and fails for a negative `a`); `relay`
 /// calls its dependency (`add`) with its own arguments.
 async fn agent(mesh: &Mesh, dir: &std::path::Path, name: &str, registry: &str, tools: Value) -> Agent {
+    agent_with(mesh, dir, name, registry, tools, &[]).await
+}
+
+/// [`agent`], with more configuration `settings`.
+async fn agent_with(mesh: &Mesh, dir: &std::path::Path, name: &str, registry: &str, tools: Value, settings: &[(&str, &str)]) -> Agent {
     let leaf = mesh.issue(name, Role::Agent);
     let (cert, key, ca) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")), dir.join("ca.pem"));
     std::fs::write(&cert, &leaf.cert_pem).unwrap();
@@ -57,7 +62,10 @@ async fn agent(mesh: &Mesh, dir: &std::path::Path, name: &str, registry: &str, t
         ("heartbeat_interval_ms", heartbeat.as_str()),
         ("port", "0"),
         ("health_port", "0"),
-    ] {
+    ]
+    .iter()
+    .chain(settings)
+    {
         config.set(setting, value).unwrap();
     }
     let tools: Vec<ToolInfo> = serde_json::from_value(tools).unwrap();
@@ -186,6 +194,32 @@ async fn agents_and_the_registry_count_what_happens_at_metrics() {
         assert_eq!((status, body.contains("/metrics")), (404, true), "{body}");
         front.shutdown().await;
         back.shutdown().await;
+    })
+    .await
+    .expect("the test took over a minute");
+}
+
+#[tokio::test]
+async fn an_agent_with_metrics_off_serves_calls_and_says_so_at_metrics() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let mesh = Mesh::new();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = RegistryConfig::new("127.0.0.1", 0, mesh.identity("registry", Role::Registry));
+        config.heartbeat_interval = HEARTBEAT;
+        let registry = toolmesh_registry::start(config).await.unwrap();
+        let url = registry.url().to_owned();
+        let tools = json!([{"name": "add", "capability": "add"}]);
+        let quiet = agent_with(&mesh, dir.path(), "quiet", &url, tools, &[("metrics", "off")]).await;
+        let operator = McpClient::new(&mesh.identity("operator", Role::Operator)).unwrap();
+        let sum = operator.call_tool(quiet.endpoint(), "add", &json!({"a": 2, "b": 3}), &RequestContext::default()).await.unwrap();
+        assert_eq!(sum, json!(5));
+        let (status, _, body) = get(quiet.health_addr().unwrap(), "/metrics").await;
+        assert_eq!(status, 404, "{body}");
+        assert!(body.contains("metrics are turned off: set TOOLMESH_METRICS=on"), "{body}");
+        let mut config = AgentConfig::from_env("bad").unwrap();
+        let refused = config.set("metrics", "maybe").unwrap_err();
+        assert_eq!(refused.message(), "metrics 'maybe' must be 'on' or 'off'");
+        quiet.shutdown().await;
     })
     .await
     .expect("the test took over a minute");

@@ -15,7 +15,7 @@ use crate::fx_hash::FxHashMap;
 use crate::registry_api::Provider;
 use crate::tls::Identity;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
@@ -122,6 +122,7 @@ pub struct ServerMetrics {
     tool_index: FxHashMap<String, u16>,
     durations: Family<(u16, u16, Outcome), Histogram>,
     in_flight: Gauge,
+    off: AtomicBool,
 }
 
 impl ServerMetrics {
@@ -130,19 +131,25 @@ impl ServerMetrics {
         // Past u16's range (never reached: a catalog is far smaller), tools share `_OTHER`.
         let tools: Vec<String> = tools.into_iter().take(usize::from(OUTSIDE)).map(str::to_owned).collect();
         let tool_index = tools.iter().enumerate().map(|(i, name)| (name.clone(), i as u16)).collect();
-        ServerMetrics { tools, tool_index, durations: Family::default(), in_flight: Gauge::default() }
+        ServerMetrics { tools, tool_index, durations: Family::default(), in_flight: Gauge::default(), off: AtomicBool::new(false) }
+    }
+
+    /// Records nothing from now on (`metrics = off`).
+    pub fn turn_off(&self) {
+        self.off.store(true, Ordering::Relaxed);
     }
 
     /// Starts timing one request of `method`; it is recorded when the returned guard is dropped.
     pub fn start(&self, method: &str) -> ServerOperation<'_> {
-        let method = METHODS.iter().position(|m| *m == method).map_or(OUTSIDE, |i| i as u16);
+        let recording = !self.off.load(Ordering::Relaxed);
+        let method = if recording { METHODS.iter().position(|m| *m == method).map_or(OUTSIDE, |i| i as u16) } else { OUTSIDE };
         ServerOperation {
             metrics: self,
-            started: Instant::now(),
+            started: recording.then(Instant::now),
             method,
             tool: OUTSIDE,
             outcome: Outcome::Cancelled,
-            _in_flight: self.in_flight.enter(),
+            _in_flight: recording.then(|| self.in_flight.enter()),
         }
     }
 
@@ -168,17 +175,20 @@ impl ServerMetrics {
 /// One request being served; recorded when dropped (as `CANCELLED` unless an outcome was set).
 pub struct ServerOperation<'m> {
     metrics: &'m ServerMetrics,
-    started: Instant,
+    /// `None` when metrics are off: nothing is recorded.
+    started: Option<Instant>,
     method: u16,
     tool: u16,
     outcome: Outcome,
-    _in_flight: Entered<'m>,
+    _in_flight: Option<Entered<'m>>,
 }
 
 impl ServerOperation<'_> {
     /// The request calls `tool` (`tools/call`).
     pub fn tool(&mut self, tool: &str) {
-        self.tool = self.metrics.tool_index.get(tool).copied().unwrap_or(OUTSIDE);
+        if self.started.is_some() {
+            self.tool = self.metrics.tool_index.get(tool).copied().unwrap_or(OUTSIDE);
+        }
     }
 
     pub fn ended(&mut self, outcome: Outcome) {
@@ -188,7 +198,8 @@ impl ServerOperation<'_> {
 
 impl Drop for ServerOperation<'_> {
     fn drop(&mut self) {
-        let elapsed = self.started.elapsed();
+        let Some(started) = self.started else { return };
+        let elapsed = started.elapsed();
         self.metrics.durations.with((self.method, self.tool, self.outcome), |h| h.observe(elapsed));
     }
 }
@@ -208,6 +219,7 @@ pub struct ClientMetrics {
     pub(crate) retried_after_delivery: Counter,
     /// Attempts after the first of a call.
     pub(crate) retries: Counter,
+    off: AtomicBool,
 }
 
 /// The (peer agent, tool) pairs that have series, in the order first called.
@@ -236,14 +248,20 @@ impl ClientMetrics {
     /// Starts timing one call to one of `providers`; it is recorded when the returned guard is
     /// dropped, under the provider tried last.
     pub fn start<'a>(&'a self, providers: &'a [Provider]) -> ClientOperation<'a> {
+        let recording = !self.off.load(Ordering::Relaxed);
         ClientOperation {
             metrics: self,
             providers,
             tried: AtomicUsize::new(usize::MAX),
-            started: Instant::now(),
+            started: recording.then(Instant::now),
             outcome: Outcome::Cancelled,
-            _in_flight: self.in_flight.enter(),
+            _in_flight: recording.then(|| self.in_flight.enter()),
         }
+    }
+
+    /// Records no call from now on (`metrics = off`); the failover counters still count.
+    pub fn turn_off(&self) {
+        self.off.store(true, Ordering::Relaxed);
     }
 
     fn write(&self, out: &mut Exposition) {
@@ -288,9 +306,10 @@ pub struct ClientOperation<'a> {
     providers: &'a [Provider],
     /// The index in `providers` of the provider tried last.
     tried: AtomicUsize,
-    started: Instant,
+    /// `None` when metrics are off: nothing is recorded.
+    started: Option<Instant>,
     outcome: Outcome,
-    _in_flight: Entered<'a>,
+    _in_flight: Option<Entered<'a>>,
 }
 
 impl ClientOperation<'_> {
@@ -310,7 +329,8 @@ impl ClientOperation<'_> {
 
 impl Drop for ClientOperation<'_> {
     fn drop(&mut self) {
-        let elapsed = self.started.elapsed();
+        let Some(started) = self.started else { return };
+        let elapsed = started.elapsed();
         let pair = match self.providers.get(self.tried.load(Ordering::Relaxed)) {
             Some(p) => self.metrics.peer_tools.lock().unwrap_or_else(|e| e.into_inner()).id(&p.agent_name, &p.tool),
             None => NO_PROVIDER,
