@@ -41,7 +41,7 @@ impl RegistryAccess {
             ))
         })?;
         // Check the URL before the certificates: it is the cheaper mistake to report.
-        toolmesh_core::registry_client::check_registry_url(url)?;
+        toolmesh_core::registry_endpoints::parse(url)?;
         let identity = if self.tls_auto {
             let dir =
                 self.state_dir.clone().or_else(toolmesh_core::auto_tls::default_state_dir).ok_or_else(|| {

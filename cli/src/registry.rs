@@ -11,7 +11,7 @@ use toolmesh_ca::DEFAULT_TRUST_DOMAIN;
 use toolmesh_core::auto_tls::default_state_dir;
 use toolmesh_core::server::ServerLimits;
 use toolmesh_core::{Error, ErrorKind};
-use toolmesh_registry::{default_state_dir_for, AutoIssuer, Quotas, RegistryConfig, ENTITIES_FILE, MESH_CA_FILE};
+use toolmesh_registry::{default_state_dir_for, AutoIssuer, Quotas, RegistryConfig, MESH_CA_FILE, STATE_FILE};
 
 #[derive(Args)]
 pub struct RegistryArgs {
@@ -234,7 +234,9 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
 /// (it records no mesh CA, or this one), rather than leave them behind silently.
 fn warn_about_the_old_default<C: AsRef<[u8]>>(new_default: &std::path::Path, roots: &[C]) {
     let Some(old) = default_state_dir() else { return };
-    if new_default.join(ENTITIES_FILE).exists() || !old.join(ENTITIES_FILE).exists() {
+    // `entities.json`: the state of a registry from before the store (which migrates it).
+    let holds_state = |dir: &std::path::Path| [STATE_FILE, "entities.json"].iter().any(|f| dir.join(f).exists());
+    if holds_state(new_default) || !holds_state(&old) {
         return;
     }
     let prints: Vec<String> = roots.iter().map(|r| toolmesh_ca::fingerprint(r.as_ref())).collect();

@@ -131,7 +131,7 @@ fn registries_of_two_meshes_without_state_dir_do_not_share_entities() {
     let first_dir = meshes.join(&fingerprint(&first)[..16]);
     let recorded = std::fs::read_to_string(first_dir.join("mesh-ca.sha256")).expect("the state directory records its mesh CA");
     assert!(recorded.lines().any(|l| l == fingerprint(&first)), "{recorded}");
-    assert!(first_dir.join("entities.json").is_file());
+    assert!(first_dir.join(toolmesh_registry::STATE_FILE).is_file());
     #[cfg(unix)]
     for dir in [home.path().join(".toolmesh"), meshes.clone(), first_dir.clone()] {
         use std::os::unix::fs::PermissionsExt;

@@ -120,7 +120,7 @@ async fn a_debug_log_of_a_full_auto_run_holds_no_key_material() {
     let registry = RegistryProcess::spawn(command);
     let token = std::fs::read_to_string(state.path().join("join-token")).expect("join token");
     #[cfg(unix)]
-    for secret in ["join-token", "ca.key", "operator.key"] {
+    for secret in ["join-token", toolmesh_registry::STATE_FILE, "operator.key"] {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(state.path().join(secret)).expect("metadata").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{secret}");
@@ -160,8 +160,11 @@ async fn a_debug_log_of_a_full_auto_run_holds_no_key_material() {
     assert!(!logs.contains("PRIVATE KEY"), "a private key in the logs");
     let secret = token.trim().rsplit('.').next().expect("token secret");
     assert!(!logs.contains(secret), "the join token's secret in the logs");
-    for key in ["ca.key", "operator.key"] {
-        let pem = std::fs::read_to_string(state.path().join(key)).expect("key");
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.path().join(toolmesh_registry::STATE_FILE)).expect("state")).expect("JSON");
+    let ca_key = stored["auto_tls"]["ca_key"].as_str().expect("the CA key is stored").to_owned();
+    let operator_key = std::fs::read_to_string(state.path().join("operator.key")).expect("key");
+    for (key, pem) in [("the CA key", ca_key), ("operator.key", operator_key)] {
         for line in pem.lines().filter(|l| !l.starts_with("-----") && l.len() > 16) {
             assert!(!logs.contains(line), "bytes of {key} in the logs");
         }

@@ -13,7 +13,7 @@ use crate::client::{HttpsClient, RequestError};
 use crate::config::AgentConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::registry_api::{ApiError, BootstrapRequest, BootstrapResponse, API_PREFIX};
-use crate::registry_client::check_registry_url;
+use crate::registry_endpoints::{self, Registries};
 use crate::tls::{pinned_registry_config, Identity, VerifyPolicy};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -120,7 +120,8 @@ struct Lease {
 
 /// The bootstrap and renewal client of one agent.
 pub struct AutoTls {
-    url: String,
+    /// The registries to ask (replicas: each issues from the same CA).
+    registries: Registries,
     token: JoinToken,
     request: BootstrapRequest,
     http: HttpsClient,
@@ -154,7 +155,7 @@ impl AutoTls {
             hosts.push(config.host.clone());
         }
         Ok(AutoTls {
-            url: check_registry_url(url)?,
+            registries: Registries::new(registry_endpoints::parse(url)?),
             http: HttpsClient::with_tls(pinned_registry_config(token.ca_fingerprint())?),
             token,
             request: BootstrapRequest { name: config.name.clone(), csr: String::new(), hosts },
@@ -197,11 +198,21 @@ impl AutoTls {
         Ok((identity, renewal))
     }
 
-    /// One bootstrap request with a new key.
+    /// One bootstrap request with a new key, to the registry in use; one that does not answer
+    /// makes the next one (a replica) the one in use, for the retry.
     async fn lease(&self) -> Result<Lease> {
         let (key, csr) = certificate_request(&self.request.name)?;
+        let (index, url) = self.registries.current();
+        let lease = self.lease_from(url, key, csr).await;
+        if lease.as_ref().is_err_and(|e| e.kind() == ErrorKind::RegistryUnavailable) {
+            self.registries.fail_over(index);
+        }
+        lease
+    }
+
+    async fn lease_from(&self, url: &str, key: rcgen::KeyPair, csr: String) -> Result<Lease> {
         let body = BootstrapRequest { csr, ..self.request.clone() };
-        let request = http::Request::post(format!("{}{API_PREFIX}/bootstrap", self.url))
+        let request = http::Request::post(format!("{url}{API_PREFIX}/bootstrap"))
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::AUTHORIZATION, format!("Bearer {}", self.token.reveal()))
             .body(Full::new(Bytes::from(serde_json::to_vec(&body).expect("bootstrap requests serialize"))))
@@ -209,9 +220,9 @@ impl AutoTls {
         let response = self.http.send(request).await.map_err(|RequestError { error, .. }| match error.kind() {
             ErrorKind::ConnectFailed | ErrorKind::ConnectionLost | ErrorKind::Timeout => Error::new(
                 ErrorKind::RegistryUnavailable,
-                format!("cannot reach the registry at {} for a certificate: {}", self.url, error.message()),
+                format!("cannot reach the registry at {url} for a certificate: {}", error.message()),
             ),
-            _ => error.context(format!("bootstrap with the registry at {}", self.url)),
+            _ => error.context(format!("bootstrap with the registry at {url}")),
         })?;
         let status = response.status();
         if !status.is_success() {
@@ -220,13 +231,12 @@ impl AutoTls {
                 .unwrap_or_else(|_| String::from_utf8_lossy(response.body()).into_owned());
             // A refused token is a configuration problem: the token given is not the registry's current one.
             let kind = if status.is_server_error() { ErrorKind::RegistryUnavailable } else { ErrorKind::InvalidConfig };
-            return Err(Error::new(kind, format!("the registry at {} refused to issue a certificate ({status}): {message}", self.url)));
+            return Err(Error::new(kind, format!("the registry at {url} refused to issue a certificate ({status}): {message}")));
         }
-        let response: BootstrapResponse = serde_json::from_slice(response.body()).map_err(|e| {
-            Error::new(ErrorKind::Protocol, format!("the registry at {} sent an unreadable certificate answer: {e}", self.url))
-        })?;
+        let response: BootstrapResponse = serde_json::from_slice(response.body())
+            .map_err(|e| Error::new(ErrorKind::Protocol, format!("the registry at {url} sent an unreadable certificate answer: {e}")))?;
         let ca_pem = crate::tls::pem::certificates(response.trust_bundle.pem.as_bytes(), "the registry's trust bundle")
-            .map_err(|e| Error::new(ErrorKind::Protocol, format!("the registry at {} sent a broken answer: {}", self.url, e.message())))?
+            .map_err(|e| Error::new(ErrorKind::Protocol, format!("the registry at {url} sent a broken answer: {}", e.message())))?
             .into_iter()
             .find(|ca| fingerprint(ca) == self.token.ca_fingerprint())
             .map(|ca| crate::tls::pem::encode_certificate(&ca))

@@ -3,7 +3,7 @@
 
 use crate::context::HeaderAllowList;
 use crate::error::{Error, ErrorKind, Result};
-use crate::registry_client::check_registry_url;
+use crate::registry_endpoints;
 use crate::server::ServerLimits;
 use crate::tls::{TlsFiles, VerifyPolicy};
 use std::path::PathBuf;
@@ -165,7 +165,7 @@ impl AgentConfig {
             "name" if !value.is_empty() => self.name = value.to_owned(),
             "name" => {}
             "registry_url" => {
-                self.registry_url = if value.is_empty() { None } else { Some(check_registry_url(value)?) };
+                self.registry_url = if value.is_empty() { None } else { Some(registry_endpoints::parse(value)?.join(",")) };
             }
             "tls_cert" => self.tls_cert = path(),
             "tls_key" => self.tls_key = path(),

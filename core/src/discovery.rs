@@ -4,7 +4,9 @@
 //! A registry that restarted knows only the agents that have registered again so far. While it
 //! says it is warming up, the providers this agent knew and its answers lack are kept (each until
 //! the registry lists it again: from then on the registry's word counts), so that whichever
-//! agent re-registers first does not lose the others for a heartbeat.
+//! agent re-registers first does not lose the others for a heartbeat. The same holds for one
+//! eviction window after the agent moved to another registry (one of several it knows, see
+//! `registry_endpoints`): the agents it depends on are moving too.
 
 use crate::authorize::Gate;
 use crate::error::ErrorKind;
@@ -29,6 +31,10 @@ const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
 /// before the registry counts as unreachable.
 const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
+/// After moving to another registry, the providers known from before are kept this many
+/// heartbeat intervals at most (the registry's default eviction window): those still alive
+/// have moved too by then.
+const REHOME_INTERVALS: u32 = 3;
 
 /// The providers of each dependency, by [`crate::registry_api::DependencySpec::key`]; `version`
 /// is that of the registry's topology it comes from.
@@ -87,6 +93,7 @@ impl Discovery {
         let heartbeat_interval = heartbeat_interval.max(MIN_HEARTBEAT_INTERVAL);
         let mut client = client;
         client.set_timeout(request_timeout(heartbeat_interval));
+        client.home(&registration.agent_id);
         let session = Session {
             client,
             registration,
@@ -95,6 +102,7 @@ impl Discovery {
             topology: topology_tx,
             fresh: Mutex::new(Topology { version: 0, dependencies: Vec::new() }),
             retained: Mutex::new(HashMap::new()),
+            rehomed_until: Mutex::new(None),
             registered: registered_tx,
             stopped,
             followers,
@@ -151,6 +159,8 @@ struct Session {
     /// While the registry warms up after a restart: the providers known from before, by
     /// dependency key, that it has not listed again yet.
     retained: Mutex<HashMap<String, Vec<Provider>>>,
+    /// Until when, after a move to another registry, the providers known from before are kept.
+    rehomed_until: Mutex<Option<tokio::time::Instant>>,
     registered: watch::Sender<bool>,
     stopped: watch::Receiver<bool>,
     /// What follows the registry's trust bundle and policy, and the versions they hold.
@@ -178,6 +188,7 @@ impl Session {
     async fn run(mut self) {
         let mut retry = RETRY_MIN;
         let mut warned = false;
+        let mut registered_at: Option<String> = None;
         loop {
             let attempt = tokio::select! {
                 r = self.client.register(&self.registration) => r,
@@ -185,8 +196,13 @@ impl Session {
             };
             match attempt {
                 Ok(response) => {
-                    tracing::info!(agent = %self.registration.agent_id, registry = %self.client.url(), warming_up = response.warming_up, "registered");
-                    self.retain_known(response.warming_up);
+                    let registry = self.client.url().to_owned();
+                    let moved = registered_at.as_ref().is_some_and(|before| *before != registry);
+                    tracing::info!(agent = %self.registration.agent_id, %registry, warming_up = response.warming_up, moved, "registered");
+                    *self.rehomed_until.lock().expect("rehome lock") =
+                        moved.then(|| tokio::time::Instant::now() + self.heartbeat_interval * REHOME_INTERVALS);
+                    self.retain_known(response.warming_up || moved);
+                    registered_at = Some(registry);
                     self.publish(response.topology);
                     self.follow_trust_bundle(response.trust_bundle_version).await;
                     self.follow_policy(response.policy_version).await;
@@ -243,6 +259,11 @@ impl Session {
             let known = self.topology.borrow();
             retained.extend(known.providers.iter().filter(|(_, p)| !p.is_empty()).map(|(k, p)| (k.clone(), p.clone())));
         }
+    }
+
+    /// Whether the agent moved to another registry less than an eviction window ago.
+    fn rehoming(&self) -> bool {
+        self.rehomed_until.lock().expect("rehome lock").is_some_and(|until| tokio::time::Instant::now() < until)
     }
 
     /// The registry no longer warms up: drops the providers it never listed again.
@@ -354,7 +375,7 @@ impl Session {
                     if let Some(t) = answer.topology {
                         self.publish(t);
                     }
-                    if !answer.warming_up {
+                    if !answer.warming_up && !self.rehoming() {
                         self.end_warm_up();
                     }
                     self.follow_trust_bundle(answer.trust_bundle_version).await;

@@ -29,6 +29,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod registry_api;
 pub mod registry_client;
+pub mod registry_endpoints;
 pub mod resolve;
 pub mod runtime;
 pub mod server;

@@ -3,6 +3,7 @@
 use crate::client::{HttpsClient, RequestError};
 use crate::error::{Error, ErrorKind, Result};
 use crate::registry_api::*;
+use crate::registry_endpoints::{self, Registries};
 use crate::tls::Identity;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -25,19 +26,28 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much longer than its wait a topology long poll may take.
 const WATCH_MARGIN: Duration = Duration::from_secs(5);
 
-/// A client for one registry, speaking HTTPS with our certificate.
+/// A client for the registry, speaking HTTPS with our certificate: for one registry, or for
+/// replicas of one, moving on to the next when the one it uses does not answer (see
+/// [`crate::registry_endpoints`]).
 #[derive(Clone)]
 pub struct RegistryClient {
-    base: String,
+    registries: Arc<Registries>,
     http: HttpsClient,
     /// The bound on every request but the long poll (which gets its wait plus a margin).
     timeout: Duration,
 }
 
 impl RegistryClient {
-    /// `url` is the registry's base URL, e.g. `https://127.0.0.1:8443`; it must be https.
+    /// `url` is the registry's base URL, e.g. `https://127.0.0.1:8443`, or several,
+    /// comma-separated (replicas); each must be https.
     pub fn new(url: &str, identity: &Arc<Identity>) -> Result<Self> {
-        Ok(RegistryClient { base: check_registry_url(url)?, http: HttpsClient::for_registry(identity)?, timeout: DEFAULT_REQUEST_TIMEOUT })
+        let registries = Arc::new(Registries::new(registry_endpoints::parse(url)?));
+        Ok(RegistryClient { registries, http: HttpsClient::for_registry(identity)?, timeout: DEFAULT_REQUEST_TIMEOUT })
+    }
+
+    /// Uses the replica that `agent_id` spreads to (see [`Registries::home`]).
+    pub fn home(&self, agent_id: &str) {
+        self.registries.home(agent_id);
     }
 
     /// Bounds every request but the long poll: past it, the registry counts as unreachable.
@@ -45,8 +55,9 @@ impl RegistryClient {
         self.timeout = timeout;
     }
 
+    /// The URL of the registry in use.
     pub fn url(&self) -> &str {
-        &self.base
+        self.registries.current().1
     }
 
     pub async fn register(&self, request: &RegisterRequest) -> Result<RegisterResponse> {
@@ -186,30 +197,61 @@ impl RegistryClient {
         self.send_within(method, path, body, self.timeout).await
     }
 
+    /// Sends to the registry in use; when it does not answer, the next one is used from then on,
+    /// and the request goes to it at once when the unanswering one cannot have seen it (a
+    /// request it may have seen is not repeated: the caller decides, as on any outage).
     async fn send_within(&self, method: http::Method, path: &str, body: Option<Bytes>, timeout: Duration) -> Result<http::Response<Bytes>> {
-        let mut builder = http::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        let mut tries = self.registries.len();
+        loop {
+            let (index, base) = self.registries.current();
+            let (error, delivered) = match self.send_to(base, method.clone(), path, body.clone(), timeout).await {
+                Ok(response) => return Ok(response),
+                Err(failed) => failed,
+            };
+            tries -= 1;
+            if error.kind() != ErrorKind::RegistryUnavailable {
+                return Err(error);
+            }
+            let Some(next) = self.registries.fail_over(index) else { return Err(error) };
+            tracing::warn!(from = base, to = next, "the registry does not answer: using the next one ({})", error.message());
+            if delivered || tries == 0 {
+                return Err(error);
+            }
+        }
+    }
+
+    /// One request to the registry at `base`; a failure comes with whether it may have been seen.
+    async fn send_to(
+        &self,
+        base: &str,
+        method: http::Method,
+        path: &str,
+        body: Option<Bytes>,
+        timeout: Duration,
+    ) -> std::result::Result<http::Response<Bytes>, (Error, bool)> {
+        let mut builder = http::Request::builder().method(method).uri(format!("{base}{path}"));
         if body.is_some() {
             builder = builder.header(http::header::CONTENT_TYPE, "application/json");
         }
         let request = builder
             .body(Full::new(body.unwrap_or_default()))
-            .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("bad registry request {path}: {e}")))?;
+            .map_err(|e| (Error::new(ErrorKind::InvalidConfig, format!("bad registry request {path}: {e}")), false))?;
         let Ok(sent) = tokio::time::timeout(timeout, self.http.send(request)).await else {
-            return Err(Error::new(
+            let error = Error::new(
                 ErrorKind::RegistryUnavailable,
                 format!(
-                    "the registry at {} did not answer within {} ms; agents keep calling each other from the cached topology and re-register when it answers",
-                    self.base,
+                    "the registry at {base} did not answer within {} ms; agents keep calling each other from the cached topology and re-register when it answers",
                     timeout.as_millis()
                 ),
-            ));
+            );
+            return Err((error, true));
         };
-        sent.map_err(|RequestError { error, .. }| match error.kind() {
-            ErrorKind::ConnectFailed | ErrorKind::ConnectionLost | ErrorKind::Timeout => Error::new(
+        sent.map_err(|RequestError { error, delivered }| match error.kind() {
+            ErrorKind::ConnectFailed | ErrorKind::ConnectionLost | ErrorKind::Timeout => (Error::new(
                 ErrorKind::RegistryUnavailable,
-                format!("the registry at {} is unreachable ({}); agents keep calling each other from the cached topology and re-register when it returns", self.base, error.message()),
-            ),
-            _ => error.context(format!("registry {}", self.base)),
+                format!("the registry at {base} is unreachable ({}); agents keep calling each other from the cached topology and re-register when it returns", error.message()),
+            ), delivered),
+            _ => (error.context(format!("registry {base}")), delivered),
         })
     }
 
@@ -218,12 +260,12 @@ impl RegistryClient {
         let body = response.into_body();
         if status.is_success() {
             return serde_json::from_slice(&body)
-                .map_err(|e| Error::new(ErrorKind::Protocol, format!("the registry at {} sent an unreadable answer: {e}", self.base)));
+                .map_err(|e| Error::new(ErrorKind::Protocol, format!("the registry at {} sent an unreadable answer: {e}", self.url())));
         }
         let api: Option<ApiError> = serde_json::from_slice(&body).ok();
         let message = api.as_ref().map(|a| a.message.clone()).unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
         let kind = refusal_kind(status, api.as_ref().map(|a| a.error.as_str()));
-        Err(Error::new(kind, format!("registry {} answered {status}: {message}", self.base)))
+        Err(Error::new(kind, format!("registry {} answered {status}: {message}", self.url())))
     }
 }
 

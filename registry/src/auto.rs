@@ -1,7 +1,9 @@
-//! `--tls-auto`: the registry keeps a CA in its state directory, issues its own certificate from
-//! it, writes an operator certificate and a join token there (all secrets 0600), and signs the
-//! certificate signing requests of agents that present the token.
+//! `--tls-auto`: the registry keeps a CA and a join token in its store, issues its own certificate
+//! from the CA, writes the CA certificate, the join token and an operator certificate to its
+//! state directory for operators and local agents (secrets 0600), and signs the certificate
+//! signing requests of agents that present the token.
 
+use crate::store::{AutoTlsState, Store};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -52,47 +54,52 @@ impl std::fmt::Debug for AutoIssuer {
 }
 
 impl AutoIssuer {
-    /// Loads the CA and join token from `state_dir`, creating them (and the directory, 0700)
-    /// on first use; (re)writes the operator certificate when it is missing or past two thirds
-    /// of its life.
+    /// Loads the CA and join token from the store in `state_dir`, creating them (and the
+    /// directory, 0700) on first use; writes the CA certificate and the token to the directory
+    /// when they are not there as stored, and (re)writes the operator certificate when it is
+    /// missing or past two thirds of its life.
     pub fn prepare(state_dir: &Path, trust_domain: &str, agent_cert_lifetime: Duration, registry_hosts: Vec<String>) -> Result<AutoIssuer> {
-        crate::mesh_dir::make_private(state_dir)?;
-        let (ca_cert, ca_key) = (state_dir.join("ca.pem"), state_dir.join("ca.key"));
-        let ca = if ca_cert.exists() || ca_key.exists() {
-            CertificateAuthority::load(&ca_cert, &ca_key).map_err(|e| e.context(format!("the registry's CA in {}", state_dir.display())))?
-        } else {
-            // A directory another mesh's registry wrote (with certificate files) holds no CA:
-            // a new one here would make a new mesh inherit that mesh's entities.
-            let recorded = crate::mesh_dir::recorded(state_dir)?;
-            if !recorded.is_empty() {
-                return Err(Error::new(
-                    ErrorKind::InvalidConfig,
-                    format!(
-                        "the state directory {} belongs to the mesh whose CA is {} (SHA-256) but holds no CA of its own, so \
-                         --tls-auto cannot use it; choose another with --state-dir (or none: the default is {})",
-                        state_dir.display(),
-                        recorded.into_iter().collect::<Vec<_>>().join(", "),
-                        toolmesh_core::auto_tls::default_state_dir()
-                            .map(|d| d.display().to_string())
-                            .unwrap_or_else(|| "~/.toolmesh/registry".into()),
-                    ),
-                ));
+        let store = crate::store::Embedded::open(state_dir)?;
+        let (ca, token) = match store.load()?.auto_tls {
+            Some(stored) => {
+                let from = store.describe();
+                let ca = CertificateAuthority::from_pem(&stored.ca_cert, &stored.ca_key, &from, &from)
+                    .map_err(|e| e.context(format!("the registry's CA in {from}")))?;
+                let token = JoinToken::parse(&stored.join_token).map_err(|e| e.context(format!("the join token in {from}")))?;
+                (ca, token)
             }
-            let ca = CertificateAuthority::generate(&ca_common_name(trust_domain), DEFAULT_CA_DAYS)?;
-            write_file_atomic(&ca_key, ca.key_pem().as_bytes(), 0o600)?;
-            write_file_atomic(&ca_cert, ca.cert_pem().as_bytes(), 0o644)?;
-            tracing::info!(dir = %state_dir.display(), "created the registry's CA");
-            ca
+            None => {
+                // A directory another mesh's registry wrote (with certificate files) holds no CA:
+                // a new one here would make a new mesh inherit that mesh's entities.
+                let recorded = crate::mesh_dir::recorded(state_dir)?;
+                if !recorded.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::InvalidConfig,
+                        format!(
+                            "the state directory {} belongs to the mesh whose CA is {} (SHA-256) but holds no CA of its own, so \
+                             --tls-auto cannot use it; choose another with --state-dir (or none: the default is {})",
+                            state_dir.display(),
+                            recorded.into_iter().collect::<Vec<_>>().join(", "),
+                            toolmesh_core::auto_tls::default_state_dir()
+                                .map(|d| d.display().to_string())
+                                .unwrap_or_else(|| "~/.toolmesh/registry".into()),
+                        ),
+                    ));
+                }
+                let ca = CertificateAuthority::generate(&ca_common_name(trust_domain), DEFAULT_CA_DAYS)?;
+                let token = JoinToken::generate(&ca.fingerprint());
+                store.save_auto_tls(&AutoTlsState {
+                    ca_cert: ca.cert_pem().to_owned(),
+                    ca_key: ca.key_pem().to_owned(),
+                    join_token: token.reveal(),
+                })?;
+                tracing::info!(store = %store.describe(), "created the registry's CA");
+                (ca, token)
+            }
         };
         let token_file = state_dir.join(JOIN_TOKEN_FILE);
-        let token = match JoinToken::read(&token_file) {
-            Ok(token) if token.ca_fingerprint() == ca.fingerprint() => token,
-            _ => {
-                let token = JoinToken::generate(&ca.fingerprint());
-                write_file_atomic(&token_file, format!("{}\n", token.reveal()).as_bytes(), 0o600)?;
-                token
-            }
-        };
+        write_if_changed(&state_dir.join("ca.pem"), ca.cert_pem(), 0o644)?;
+        write_if_changed(&token_file, &format!("{}\n", token.reveal()), 0o600)?;
         let issuer = AutoIssuer {
             ca,
             token,
@@ -242,6 +249,15 @@ impl AutoIssuer {
         }
         Ok(())
     }
+}
+
+/// Writes `contents` to `path` unless it holds them already (the CA certificate and the join
+/// token are copies of the store's, for operators and local agents).
+fn write_if_changed(path: &Path, contents: &str, mode: u32) -> Result<()> {
+    if std::fs::read_to_string(path).is_ok_and(|current| current == contents) {
+        return Ok(());
+    }
+    write_file_atomic(path, contents.as_bytes(), mode)
 }
 
 /// A host as certificates compare it: lower case, without brackets or a trailing dot.

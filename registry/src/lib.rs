@@ -16,6 +16,7 @@ mod policy_test;
 mod probe;
 mod standing_cache;
 mod state;
+pub mod store;
 mod trust;
 mod validate;
 
@@ -23,8 +24,7 @@ pub use audit::{Audit, Denial, Subject};
 pub use auto::{AutoIssuer, JoinThrottle, JOIN_COOLDOWN, JOIN_FAILURES_ALLOWED, JOIN_FAILURE_WINDOW, REGISTRY_CERT_LIFETIME};
 pub use binding::{Quotas, DEFAULT_MAX_AGENTS, DEFAULT_MAX_BYTES, DEFAULT_MAX_TOOLS};
 pub use mesh_dir::{default_state_dir_for, MESH_CA_FILE};
-pub use policy_store::POLICY_FILE;
-pub use trust::ENTITIES_FILE;
+pub use store::{Store, STATE_FILE};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,8 +54,8 @@ pub struct RegistryConfig {
     pub identity: Arc<Identity>,
     pub heartbeat_interval: Duration,
     pub eviction_intervals: u32,
-    /// Where entities and the applied access policy are kept across restarts (`entities.json`,
-    /// `policy.json`); `None` keeps them in memory.
+    /// Where entities, the applied access policy and the `--tls-auto` CA are kept across
+    /// restarts (in [`STATE_FILE`], see [`store`]); `None` keeps them in memory.
     /// The directory belongs to one mesh: it is made 0700 and records the mesh CA
     /// ([`MESH_CA_FILE`]), and a registry with another mesh CA refuses to start on it.
     pub state_dir: Option<PathBuf>,
@@ -120,14 +120,19 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         return Err(Error::new(ErrorKind::InvalidConfig, "eviction_intervals must be at least 1 (the default is 3)"));
     }
     let identity = config.identity.clone();
-    if let Some(dir) = &config.state_dir {
-        mesh_dir::claim(dir, &identity.configured_roots())?;
-    }
+    let store: Arc<dyn Store> = match &config.state_dir {
+        Some(dir) => {
+            mesh_dir::claim(dir, &identity.configured_roots())?;
+            store::Embedded::open(dir)?
+        }
+        None => Arc::new(store::Memory::default()),
+    };
+    let durable = store.load()?;
     // The mesh's trust domain is the registry's own: no entity may take it.
     let mesh_trust_domain = toolmesh_core::SpiffeId::parse(identity.name()).ok().map(|id| id.trust_domain().to_owned());
-    let trust = Arc::new(trust::Trust::load(identity.configured_roots(), mesh_trust_domain, config.state_dir.clone())?);
+    let trust = Arc::new(trust::Trust::load(identity.configured_roots(), mesh_trust_domain, durable.entities, store.clone())?);
     identity.replace_trust_bundle(&trust.bundle())?;
-    let policy = Arc::new(policy_store::PolicyStore::load(config.state_dir.clone())?);
+    let policy = Arc::new(policy_store::PolicyStore::load(durable.policy, store.clone())?);
     // Only a registry that issues certificates lets a client without one through the
     // handshake, and then only to the bootstrap route (see `http::handle`).
     let tls = match &config.issuer {
@@ -184,7 +189,7 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
     if let Some(issuer) = &config.issuer {
         tasks.push(tokio::spawn(renew_own_certificate(issuer.clone(), Arc::downgrade(&identity))));
     }
-    tracing::info!(%url, identity = identity.name(), health = ?health.as_ref().map(HealthServer::local_addr), "registry started");
+    tracing::info!(%url, identity = identity.name(), store = %store.describe(), health = ?health.as_ref().map(HealthServer::local_addr), "registry started");
     Ok(RunningRegistry { server, url, closing, tasks, health })
 }
 

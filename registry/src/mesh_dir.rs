@@ -64,7 +64,7 @@ pub fn claim(dir: &Path, mesh_cas: &[CertificateDer<'_>]) -> Result<()> {
     let current: BTreeSet<String> = mesh_cas.iter().map(|ca| fingerprint(ca)).collect();
     let recorded = recorded(dir)?;
     if recorded.is_empty() {
-        let state = ["entities.json", "ca.pem", "join-token"].iter().any(|f| dir.join(f).exists());
+        let state = [crate::store::STATE_FILE, "entities.json", "ca.pem", "join-token"].iter().any(|f| dir.join(f).exists());
         if state {
             tracing::info!(dir = %dir.display(), "adopting a state directory that names no mesh CA: it now records this mesh's ({MESH_CA_FILE})");
         }

@@ -1,18 +1,16 @@
 //! The access policy the registry holds and distributes: the document an admin applied
 //! (`PUT /v1/policy`), compiled, with its version (1 for the first, one more for each apply).
-//! Kept in `<state-dir>/policy.json` (0600, written atomically) so it survives restarts.
+//! Kept in the registry's store (see `store`) so it survives restarts.
 //!
 //! Version 0 means none was applied: the registry then announces no policy version (each agent
 //! enforces its own policy file or the built-in default) and decides with the built-in
 //! allow-mesh default itself.
 
-use std::path::PathBuf;
+use crate::store::Store;
 use std::sync::{Arc, Mutex, RwLock};
 use toolmesh_core::policy::{Policy, PolicyDocument};
 use toolmesh_core::registry_api::StoredPolicy;
 use toolmesh_core::{Error, ErrorKind, Result};
-
-pub const POLICY_FILE: &str = "policy.json";
 
 /// Why an apply was refused.
 #[derive(Debug)]
@@ -24,7 +22,7 @@ pub enum PolicyError {
 }
 
 pub struct PolicyStore {
-    file: Option<PathBuf>,
+    store: Arc<dyn Store>,
     /// The applied policy; `None` while none was.
     current: RwLock<Option<Arc<Policy>>>,
     /// One apply at a time, so that versions are consecutive and the file matches what is in force.
@@ -32,22 +30,14 @@ pub struct PolicyStore {
 }
 
 impl PolicyStore {
-    /// The policy stored in `state_dir`, if any; a file that cannot be read as one refuses the
-    /// start, naming the file and the fix.
-    pub fn load(state_dir: Option<PathBuf>) -> Result<PolicyStore> {
-        let file = state_dir.map(|dir| dir.join(POLICY_FILE));
-        let current = match &file {
-            Some(path) if path.exists() => Some(Arc::new(read(path)?)),
-            _ => None,
-        };
+    /// The policy loaded from `store` (`None` when none was applied), where applies are stored;
+    /// a stored policy that does not compile refuses the start, naming the store and the fix.
+    pub fn load(stored: Option<StoredPolicy>, store: Arc<dyn Store>) -> Result<PolicyStore> {
+        let current = stored.map(|stored| compile_stored(stored, &store.describe()).map(Arc::new)).transpose()?;
         if let Some(policy) = &current {
-            tracing::info!(
-                version = policy.version(),
-                rules = policy.document().rules.len(),
-                "access policy loaded from the state directory"
-            );
+            tracing::info!(version = policy.version(), rules = policy.document().rules.len(), "access policy loaded from the store");
         }
-        Ok(PolicyStore { file, current: RwLock::new(current), changing: Mutex::new(()) })
+        Ok(PolicyStore { store, current: RwLock::new(current), changing: Mutex::new(()) })
     }
 
     /// The applied policy, `None` while none was.
@@ -72,35 +62,22 @@ impl PolicyStore {
         let version = self.current().map_or(0, |p| p.version()) + 1;
         let policy = Arc::new(Policy::compile(document, version).map_err(|e| PolicyError::Invalid(e.message().to_owned()))?);
         let stored = StoredPolicy { version, policy: policy.document().clone() };
-        if let Some(file) = &self.file {
-            if let Some(dir) = file.parent() {
-                toolmesh_core::fs_private::create_private_dir(dir)
-                    .map_err(|e| PolicyError::Storage(Error::new(ErrorKind::Internal, format!("cannot create {}: {e}", dir.display()))))?;
-            }
-            let json =
-                serde_json::to_vec_pretty(&stored).map_err(|e| PolicyError::Storage(Error::new(ErrorKind::Internal, e.to_string())))?;
-            toolmesh_ca::write_file_atomic(file, &json, 0o600).map_err(PolicyError::Storage)?;
-        }
+        self.store.save_policy(&stored).map_err(PolicyError::Storage)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(policy.clone());
         then(policy);
         Ok(stored)
     }
 }
 
-fn read(path: &std::path::Path) -> Result<Policy> {
+fn compile_stored(stored: StoredPolicy, store: &str) -> Result<Policy> {
     let corrupt = |what: String| {
         Error::new(
             ErrorKind::InvalidConfig,
             format!(
-                "{} is not a valid stored policy ({what}); restore it from a backup, or remove it to start with no policy \
-                 (agents then enforce their own) and apply one again with `toolmesh policy apply FILE`",
-                path.display()
+                "the policy stored in {store} is not valid ({what}); restore the store from a backup, or apply a valid policy                  to a registry on it with `toolmesh policy apply FILE`"
             ),
         )
     };
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("cannot read {}: {e}", path.display())))?;
-    let stored: StoredPolicy = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
     if stored.version == 0 {
         return Err(corrupt("its version is 0; applied policies start at 1".to_owned()));
     }
@@ -135,26 +112,25 @@ mod tests {
     #[test]
     fn versions_follow_applies_and_survive_a_reload() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = PolicyStore::load(Some(dir.path().to_owned())).expect("load");
-        assert_eq!(store.announced_version(), None);
+        let open = || -> Arc<dyn Store> { crate::store::Embedded::open(dir.path()).expect("open") };
+        let store = open();
+        let policies = PolicyStore::load(None, store.clone()).expect("load");
+        assert_eq!(policies.announced_version(), None);
         let mut seen = Vec::new();
-        store.apply(document("default: deny\n"), |p| seen.push(p.version())).expect("apply");
-        store.apply(document("rules:\n  - name: all\n"), |p| seen.push(p.version())).expect("apply");
+        policies.apply(document("default: deny\n"), |p| seen.push(p.version())).expect("apply");
+        policies.apply(document("rules:\n  - name: all\n"), |p| seen.push(p.version())).expect("apply");
         assert_eq!(seen, [1, 2]);
-        let invalid = store.apply(document("rules:\n  - name: all\n    phases: []\n"), |_| panic!("not applied"));
+        let invalid = policies.apply(document("rules:\n  - name: all\n    phases: []\n"), |_| panic!("not applied"));
         assert!(matches!(&invalid, Err(PolicyError::Invalid(m)) if m.contains("rules[0] ('all')")), "{invalid:?}");
-        let control = store.apply(document("rules:\n  - name: ok\n    target: {tools: [\"a\\u001b\"]}\n"), |_| panic!("not applied"));
+        let control = policies.apply(document("rules:\n  - name: ok\n    target: {tools: [\"a\\u001b\"]}\n"), |_| panic!("not applied"));
         assert!(matches!(&control, Err(PolicyError::Invalid(m)) if m.contains("policy.rules[0].target.tools[0]")), "{control:?}");
-        let again = PolicyStore::load(Some(dir.path().to_owned())).expect("reload");
+        drop((policies, store));
+        let store = open();
+        let again = PolicyStore::load(store.load().expect("load").policy, store).expect("reload");
         assert_eq!(again.stored().map(|s| (s.version, s.policy.rules.len())), Some((2, 1)));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(POLICY_FILE)).expect("file").permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        std::fs::write(dir.path().join(POLICY_FILE), "{not json").expect("corrupt");
-        let refused = PolicyStore::load(Some(dir.path().to_owned())).err().expect("a corrupt file refuses the start");
-        assert!(refused.message().contains("policy.json") && refused.message().contains("toolmesh policy apply"), "{refused}");
+
+        let zero = StoredPolicy { version: 0, policy: document("default: deny\n") };
+        let refused = PolicyStore::load(Some(zero), open()).err().expect("version 0 refuses the start");
+        assert!(refused.message().contains("registry-state.json") && refused.message().contains("toolmesh policy apply"), "{refused}");
     }
 }

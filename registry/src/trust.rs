@@ -1,6 +1,6 @@
 //! The mesh's trust: the mesh CA the registry was configured with, the CAs of the entities
 //! (other organisations) added by an admin, and the bundle of both that agents trust. Entities
-//! are kept in `<state-dir>/entities.json`, written atomically, so they survive restarts.
+//! are kept in the registry's store (see `store`), so they survive restarts.
 //!
 //! Who a caller is follows from its verified chain alone: a chain that verifies against the mesh
 //! CA belongs to the mesh, one that verifies against an entity's CA belongs to that entity, and
@@ -12,18 +12,15 @@
 //! `toolmesh_core::tls::verify_client_chain`, the same code agents verify their peers with.
 
 use crate::standing_cache::{StandingCache, Verified, CAPACITY};
+use crate::store::{Store, StoredEntity};
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::RootCertStore;
-use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use toolmesh_ca::{ca_trust_domain, fingerprint, CertificateSummary};
 use toolmesh_core::registry_api::{Entity, EntityList, TrustAnchor, TrustBundle};
 use toolmesh_core::spiffe_id::{is_valid_trust_domain, SCHEME};
 use toolmesh_core::tls::{pem, verify_client_chain, AnchorSet, Scope};
 use toolmesh_core::{Error, ErrorKind, Result};
-
-pub const ENTITIES_FILE: &str = "entities.json";
 
 /// How the mesh's trust answers for one caller's chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,24 +40,13 @@ pub enum EntityError {
     Storage(Error),
 }
 
-/// One entity as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredEntity {
-    name: String,
-    ca_cert: String,
-    added_at: String,
-    /// Absent in files from before trust domains were recorded: then the default for the name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    trust_domain: Option<String>,
-}
-
-impl StoredEntity {
-    fn trust_domain(&self) -> String {
-        self.trust_domain.clone().unwrap_or_else(|| {
-            let ca = CertificateSummary::parse_pem(&self.ca_cert, &self.name).ok();
-            default_trust_domain(&self.name, ca.as_ref())
-        })
-    }
+/// The trust domain `entity` vouches for: the recorded one, or (in files from before trust
+/// domains were recorded) the default for its name.
+fn trust_domain_of(entity: &StoredEntity) -> String {
+    entity.trust_domain.clone().unwrap_or_else(|| {
+        let ca = CertificateSummary::parse_pem(&entity.ca_cert, &entity.name).ok();
+        default_trust_domain(&entity.name, ca.as_ref())
+    })
 }
 
 /// The trust domain of an entity added without one: the one its CA was made for (`toolmesh certs
@@ -68,11 +54,6 @@ impl StoredEntity {
 /// `spiffe://partner/...`; entity names are valid trust domains once lowered).
 fn default_trust_domain(entity: &str, ca: Option<&CertificateSummary>) -> String {
     ca.and_then(ca_trust_domain).unwrap_or_else(|| entity.to_ascii_lowercase())
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Stored {
-    entities: Vec<StoredEntity>,
 }
 
 struct Anchors {
@@ -90,7 +71,7 @@ struct Anchors {
 }
 
 pub struct Trust {
-    file: Option<PathBuf>,
+    store: Arc<dyn Store>,
     anchors: RwLock<Arc<Anchors>>,
     /// Held from reading the entity set to storing the changed one, so that of two concurrent
     /// changes neither is lost.
@@ -98,25 +79,16 @@ pub struct Trust {
 }
 
 impl Trust {
-    /// The mesh CA bundle and trust domain, and the entities stored in `state_dir` (none
-    /// without one).
-    pub fn load(mesh: Vec<CertificateDer<'static>>, mesh_trust_domain: Option<String>, state_dir: Option<PathBuf>) -> Result<Trust> {
-        let file = state_dir.map(|dir| dir.join(ENTITIES_FILE));
-        let stored: Stored = match &file {
-            Some(path) if path.exists() => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("cannot read {}: {e}", path.display())))?;
-                serde_json::from_str(&text).map_err(|e| {
-                    Error::new(
-                        ErrorKind::InvalidConfig,
-                        format!("{} is not a valid entities file ({e}); restore it or remove it to start without entities", path.display()),
-                    )
-                })?
-            }
-            _ => Stored::default(),
-        };
-        let anchors = build(mesh, mesh_trust_domain, stored.entities)?;
-        Ok(Trust { file, anchors: RwLock::new(Arc::new(anchors)), changing: Mutex::new(()) })
+    /// The mesh CA bundle and trust domain, and the `entities` loaded from `store`, where
+    /// changes are stored.
+    pub fn load(
+        mesh: Vec<CertificateDer<'static>>,
+        mesh_trust_domain: Option<String>,
+        entities: Vec<StoredEntity>,
+        store: Arc<dyn Store>,
+    ) -> Result<Trust> {
+        let anchors = build(mesh, mesh_trust_domain, entities)?;
+        Ok(Trust { store, anchors: RwLock::new(Arc::new(anchors)), changing: Mutex::new(()) })
     }
 
     fn anchors(&self) -> Arc<Anchors> {
@@ -184,7 +156,7 @@ impl Trust {
                  give the entity its own (`toolmesh entity add {name} --trust-domain TD`)"
             )));
         }
-        if let Some(other) = current.entities.iter().find(|e| e.trust_domain() == effective) {
+        if let Some(other) = current.entities.iter().find(|e| trust_domain_of(e) == effective) {
             return Err(EntityError::Invalid(format!(
                 "the trust domain '{effective}' belongs to entity '{}'; give '{name}' its own (--trust-domain TD)",
                 other.name
@@ -232,14 +204,7 @@ impl Trust {
     /// Stores first, then swaps: a set that could not be stored is not in force either.
     fn replace(&self, current: &Anchors, entities: Vec<StoredEntity>) -> std::result::Result<(), EntityError> {
         let anchors = build(current.mesh.clone(), current.mesh_trust_domain.clone(), entities).map_err(EntityError::Storage)?;
-        if let Some(file) = &self.file {
-            if let Some(dir) = file.parent() {
-                toolmesh_core::fs_private::create_private_dir(dir)
-                    .map_err(|e| EntityError::Storage(Error::new(ErrorKind::Internal, format!("cannot create {}: {e}", dir.display()))))?;
-            }
-            let json = serde_json::to_vec_pretty(&Stored { entities: anchors.entities.clone() }).expect("entities serialize");
-            toolmesh_ca::write_file_atomic(file, &json, 0o600).map_err(EntityError::Storage)?;
-        }
+        self.store.save_entities(&anchors.entities).map_err(EntityError::Storage)?;
         *self.anchors.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(anchors);
         Ok(())
     }
@@ -258,7 +223,7 @@ fn build(mesh: Vec<CertificateDer<'static>>, mesh_trust_domain: Option<String>, 
     for entity in &entities {
         let what = format!("the stored CA of entity '{}'", entity.name);
         let certs = pem::certificates(entity.ca_cert.as_bytes(), &what).map_err(|e| Error::new(ErrorKind::InvalidConfig, e.message()))?;
-        let domain = entity.trust_domain();
+        let domain = trust_domain_of(entity);
         let scope = Scope::Entity { name: entity.name.clone(), trust_domains: vec![domain.clone()] };
         sets.push(AnchorSet::from_certificates(scope, &certs, &format!("the CA of entity '{}'", entity.name))?);
         anchors.push(TrustAnchor { ca_cert: entity.ca_cert.clone(), entity: Some(entity.name.clone()), trust_domains: vec![domain] });
@@ -302,7 +267,7 @@ fn describe(entity: &StoredEntity) -> Entity {
         ca_subject: summary.as_ref().map(|s| s.subject.clone()).unwrap_or_default(),
         ca_not_after: summary.and_then(|s| s.not_after.format(&time::format_description::well_known::Rfc3339).ok()).unwrap_or_default(),
         added_at: entity.added_at.clone(),
-        trust_domain: entity.trust_domain(),
+        trust_domain: trust_domain_of(entity),
     }
 }
 
@@ -332,6 +297,10 @@ mod tests {
     use std::time::Duration;
     use toolmesh_ca::{CertificateAuthority, LeafRequest, Role, DEFAULT_TRUST_DOMAIN};
 
+    fn memory() -> Arc<dyn Store> {
+        Arc::new(crate::store::Memory::default())
+    }
+
     fn leaf(ca: &CertificateAuthority, name: &str) -> Vec<CertificateDer<'static>> {
         leaf_in(ca, name, DEFAULT_TRUST_DOMAIN)
     }
@@ -345,7 +314,8 @@ mod tests {
     fn concurrent_entity_changes_are_all_kept() {
         let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
         let trust =
-            Trust::load(vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")], None, None).expect("trust");
+            Trust::load(vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")], None, Vec::new(), memory())
+                .expect("trust");
         let cas: Vec<String> =
             (0..6).map(|i| CertificateAuthority::generate(&format!("CA {i}"), 1).expect("CA").cert_pem().to_owned()).collect();
         std::thread::scope(|scope| {
@@ -362,7 +332,8 @@ mod tests {
         let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
         let partner = CertificateAuthority::generate("partner CA", 1).expect("CA");
         let trust =
-            Trust::load(vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")], None, None).expect("trust");
+            Trust::load(vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")], None, Vec::new(), memory())
+                .expect("trust");
         let (ours, theirs) = (leaf(&mesh, "ours"), leaf_in(&partner, "theirs", "partner"));
 
         assert_eq!(trust.standing(&ours), Some(Standing::Mesh));
@@ -390,7 +361,7 @@ mod tests {
         let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
         let partner = CertificateAuthority::generate("partner CA", 1).expect("CA");
         let mesh_der = vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")];
-        let trust = Trust::load(mesh_der, Some(DEFAULT_TRUST_DOMAIN.to_owned()), None).expect("trust");
+        let trust = Trust::load(mesh_der, Some(DEFAULT_TRUST_DOMAIN.to_owned()), Vec::new(), memory()).expect("trust");
         let refused = trust.add("sneaky", partner.cert_pem(), Some(DEFAULT_TRUST_DOMAIN)).expect_err("the mesh's trust domain");
         assert!(matches!(&refused, EntityError::Invalid(m) if m.contains("the mesh's own")), "{refused:?}");
         let entity = trust.add("Partner", partner.cert_pem(), None).expect("add");
@@ -432,7 +403,7 @@ mod tests {
         let mesh = CertificateAuthority::generate("mesh CA", 1).expect("CA");
         let partner = CertificateAuthority::generate("partner CA", 1).expect("CA");
         let mesh_der = vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")];
-        let trust = Trust::load(mesh_der, Some(DEFAULT_TRUST_DOMAIN.to_owned()), None).expect("trust");
+        let trust = Trust::load(mesh_der, Some(DEFAULT_TRUST_DOMAIN.to_owned()), Vec::new(), memory()).expect("trust");
         trust.add("partner", partner.cert_pem(), Some("partner.example")).expect("add");
         let signing = || vec![rcgen::KeyUsagePurpose::DigitalSignature];
 
@@ -455,7 +426,7 @@ mod tests {
         // What `toolmesh certs ca --trust-domain partner.example` makes.
         let partner = CertificateAuthority::generate(&toolmesh_ca::ca_common_name("partner.example"), 1).expect("CA");
         let mesh_der = vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")];
-        let trust = Trust::load(mesh_der, Some(DEFAULT_TRUST_DOMAIN.to_owned()), None).expect("trust");
+        let trust = Trust::load(mesh_der, Some(DEFAULT_TRUST_DOMAIN.to_owned()), Vec::new(), memory()).expect("trust");
         let entity = trust.add("partner", partner.cert_pem(), None).expect("add");
         assert_eq!(entity.trust_domain, "partner.example");
         assert_eq!(trust.standing(&leaf_in(&partner, "x", "partner.example")), Some(Standing::Entity("partner".into())));
@@ -472,7 +443,8 @@ mod tests {
         der[at + 1] = 0x0f;
         let damaged = pem::encode_certificate(&der);
         let trust =
-            Trust::load(vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")], None, None).expect("trust");
+            Trust::load(vec![pem::single_certificate(mesh.cert_pem().as_bytes(), "mesh CA").expect("PEM")], None, Vec::new(), memory())
+                .expect("trust");
         match trust.add("partner", &damaged, None) {
             Err(EntityError::Invalid(message)) => assert!(message.contains("not usable as a trust anchor"), "{message}"),
             Err(other) => panic!("expected a client error, got {other:?}"),

@@ -68,11 +68,11 @@ async fn a_policy_is_applied_by_admins_versioned_and_kept_across_restarts() {
     assert!(refused.message().contains("rules[1] ('broken')") && refused.message().contains("limits"), "{refused}");
     assert_eq!(alice.policy().await.expect("unchanged").version, 2, "a refused policy changes nothing");
 
-    let file = state.path().join(toolmesh_registry::POLICY_FILE);
+    let file = state.path().join(toolmesh_registry::STATE_FILE);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&file).expect("policy.json").permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(&file).expect("the state file").permissions().mode() & 0o777, 0o600);
     }
     registry.shutdown().await;
 
@@ -86,11 +86,16 @@ async fn a_policy_is_applied_by_admins_versioned_and_kept_across_restarts() {
     registry.shutdown().await;
 
     // A corrupt file stops the start, naming the file and the fix.
-    std::fs::write(&file, "{\"version\": 3, \"policy\": {\"rules\": [{\"nam\": 1}]}}").expect("corrupt it");
+    let mut stored: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("JSON");
+    stored["policy"] = serde_json::json!({"version": 3, "policy": {"rules": [{"nam": 1}]}});
+    std::fs::write(&file, stored.to_string()).expect("corrupt it");
     let mut config = RegistryConfig::new("127.0.0.1", 0, mesh.identity("registry", Role::Registry));
     config.state_dir = Some(state.path().to_owned());
     let refused = toolmesh_registry::start(config).await.err().expect("a corrupt policy refuses the start");
-    assert!(refused.message().contains("policy.json") && refused.message().contains("toolmesh policy apply"), "{refused}");
+    assert!(
+        refused.message().contains(toolmesh_registry::STATE_FILE) && refused.message().contains("restore it from a backup"),
+        "{refused}"
+    );
 }
 
 const PROVIDE_AND_DISCOVER: &str = "

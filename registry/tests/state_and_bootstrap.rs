@@ -9,7 +9,7 @@ use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 use toolmesh_ca::Role;
-use toolmesh_registry::{RegistryConfig, RunningRegistry, ENTITIES_FILE, MESH_CA_FILE};
+use toolmesh_registry::{RegistryConfig, RunningRegistry, MESH_CA_FILE};
 
 async fn start_in(mesh: &Mesh, state_dir: &Path) -> toolmesh_core::Result<RunningRegistry> {
     let mut config = RegistryConfig::new("127.0.0.1", 0, mesh.identity("registry", Role::Registry));
@@ -68,7 +68,7 @@ async fn a_state_dir_written_for_one_mesh_ca_is_refused_to_another() {
 async fn a_state_dir_from_before_the_record_is_adopted() {
     let mesh = Mesh::new();
     let state = tempfile::tempdir().expect("tempdir");
-    std::fs::write(state.path().join(ENTITIES_FILE), r#"{"entities": []}"#).expect("an earlier registry's entities");
+    std::fs::write(state.path().join("entities.json"), r#"{"entities": []}"#).expect("an earlier registry's entities");
     let registry = start_in(&mesh, state.path()).await.expect("an unrecorded directory is adopted");
     registry.shutdown().await;
     let recorded = std::fs::read_to_string(state.path().join(MESH_CA_FILE)).expect("adopted: the mesh CA is recorded");

@@ -88,7 +88,7 @@ def test_an_auto_tls_agent_joins_serves_and_keeps_its_key_in_memory(tmp_path: Pa
         assert b"PRIVATE KEY" not in agent_logs
         assert token.rsplit(".", 1)[1].encode() not in agent_logs, "the join token's secret in the agent's logs"
         # The registry's own state directory is where its keys belong, and the only place.
-        assert {p.name for p in files_with_private_keys(state)} == {"ca.key", "operator.key"}
+        assert {p.name for p in files_with_private_keys(state)} == {"registry-state.json", "operator.key"}
     finally:
         for process in processes:
             process.stop()

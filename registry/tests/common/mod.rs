@@ -68,7 +68,11 @@ impl Mesh {
         )
         .expect("prepare");
         let issuer = Arc::new(issuer.with_registry_cert_lifetime(registry_lifetime));
-        let ca = CertificateAuthority::load(&state_dir.join("ca.pem"), &state_dir.join("ca.key")).expect("the registry's CA");
+        let stored: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(state_dir.join(toolmesh_registry::STATE_FILE)).expect("the registry's state"))
+                .expect("JSON");
+        let pem = |field: &str| stored["auto_tls"][field].as_str().expect("the auto-TLS CA is stored").to_owned();
+        let ca = CertificateAuthority::from_pem(&pem("ca_cert"), &pem("ca_key"), "ca_cert", "ca_key").expect("the registry's CA");
         let mut config = RegistryConfig::new("127.0.0.1", 0, issuer.registry_identity().expect("registry identity"));
         config.heartbeat_interval = heartbeat_interval;
         config.issuer = Some(issuer.clone());

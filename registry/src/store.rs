@@ -1,0 +1,36 @@
+//! What must survive a registry restart: everything an operator made. The entities (revoking
+//! one removes it, so the set is the record of revocations too), the applied access policy,
+//! and with `--tls-auto` the registry's CA and join token. Registrations are not kept: agents
+//! register again when the registry comes back (answers say `warming_up` meanwhile).
+//!
+//! [`Store`] is how the registry reads and changes that state, one backend per place it is kept:
+//! `embedded` in one file of the state directory (the default: no other service), `memory` in
+//! the process only (no state directory). `durable` holds the types, `schema` the stored format,
+//! its version and the migrations from older ones.
+
+mod durable;
+mod embedded;
+mod memory;
+mod schema;
+
+pub use durable::{AutoTlsState, Durable, StoredEntity};
+pub use embedded::Embedded;
+pub use memory::Memory;
+pub use schema::{SCHEMA_VERSION, STATE_FILE};
+
+use toolmesh_core::registry_api::StoredPolicy;
+use toolmesh_core::Result;
+
+/// Where the registry keeps what must survive a restart. Each save replaces one part of the
+/// state whole and returns once it is durable: a change the registry answered is never lost.
+/// A save that fails leaves the stored state as it was (the caller then keeps the change out
+/// of force too).
+pub trait Store: Send + Sync {
+    /// Where the state is kept, for logs and messages (`/var/lib/toolmesh/registry-state.json`).
+    fn describe(&self) -> String;
+    /// The state as stored when the registry starts.
+    fn load(&self) -> Result<Durable>;
+    fn save_entities(&self, entities: &[StoredEntity]) -> Result<()>;
+    fn save_policy(&self, policy: &StoredPolicy) -> Result<()>;
+    fn save_auto_tls(&self, auto_tls: &AutoTlsState) -> Result<()>;
+}
