@@ -107,7 +107,7 @@ impl Tracer {
             None => method.to_owned(),
         };
         Some(Span {
-            record: SpanRecord {
+            record: Box::new(SpanRecord {
                 trace_id: context.trace_id_bytes(),
                 span_id: context.span_id_bytes(),
                 parent_span_id: parent.map(TraceContext::span_id_bytes),
@@ -118,7 +118,7 @@ impl Tracer {
                 end_unix_nanos: 0,
                 attributes: vec![("mcp.method.name", Value::from(method))],
                 error: None,
-            },
+            }),
             ended: false,
             exporter: exporter.clone(),
         })
@@ -135,7 +135,8 @@ impl Tracer {
 /// A span being recorded; exported when dropped. Dropped before [`Span::ok`] or
 /// [`Span::failed`], it ends as `CANCELLED` (the caller went away).
 pub struct Span {
-    record: SpanRecord,
+    /// Boxed: a span rides in every request's future, which stays small when none is recorded.
+    record: Box<SpanRecord>,
     ended: bool,
     exporter: Arc<Exporter>,
 }
@@ -163,7 +164,7 @@ impl Drop for Span {
         if !self.ended {
             self.failed("CANCELLED", "the caller went away before the request ended");
         }
-        let mut record = std::mem::replace(&mut self.record, SpanRecord::EMPTY);
+        let mut record = std::mem::replace(&mut *self.record, SpanRecord::EMPTY);
         record.end_unix_nanos = unix_nanos().max(record.start_unix_nanos);
         self.exporter.offer(record);
     }

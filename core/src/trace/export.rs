@@ -57,6 +57,7 @@ impl Exporter {
             timeout: export.timeout,
             resource,
             counters: counters.clone(),
+            failing: false,
         };
         Ok(Exporter::with_sink(export.batch, counters, collector))
     }
@@ -103,6 +104,8 @@ struct Collector {
     timeout: Duration,
     resource: Vec<u8>,
     counters: Arc<SpanCounters>,
+    /// The last export failed: the next failure is not logged again.
+    failing: bool,
 }
 
 impl Sink for Collector {
@@ -113,7 +116,7 @@ impl Sink for Collector {
             Ok(outcome) => outcome,
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
         };
-        report(&self.counters, spans.len(), outcome);
+        report(&self.counters, &mut self.failing, spans.len(), outcome);
     }
 }
 
@@ -166,18 +169,15 @@ async fn run(mut spans: mpsc::Receiver<SpanRecord>, mut flushes: mpsc::Receiver<
 
 /// Counts a batch's spans as exported or dropped; a collector that starts failing is logged
 /// once, until it works again.
-fn report(counters: &SpanCounters, spans: usize, outcome: std::result::Result<(), String>) {
-    static FAILING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    use std::sync::atomic::Ordering::Relaxed;
-    for _ in 0..spans {
-        match outcome {
-            Ok(()) => counters.exported.inc(),
-            Err(_) => counters.export_failed.inc(),
-        }
-    }
+fn report(counters: &SpanCounters, failing: &mut bool, spans: usize, outcome: std::result::Result<(), String>) {
     match outcome {
-        Ok(()) => FAILING.store(false, Relaxed),
-        Err(why) if !FAILING.swap(true, Relaxed) => {
+        Ok(()) => counters.exported.add(spans as u64),
+        Err(_) => counters.export_failed.add(spans as u64),
+    }
+    let was_failing = std::mem::replace(failing, outcome.is_err());
+    match outcome {
+        Ok(()) => {}
+        Err(why) if !was_failing => {
             tracing::warn!("cannot export spans to the OTLP collector ({why}); dropping them until it answers")
         }
         Err(why) => tracing::debug!("span export failed: {why}"),
@@ -402,8 +402,10 @@ mod tests {
     #[test]
     fn failed_batches_count_their_spans_as_dropped() {
         let counters = SpanCounters::default();
-        report(&counters, 3, Ok(()));
-        report(&counters, 2, Err("refused".into()));
+        let mut failing = false;
+        report(&counters, &mut failing, 3, Ok(()));
+        report(&counters, &mut failing, 2, Err("refused".into()));
+        assert!(failing);
         assert_eq!((counters.exported.get(), counters.export_failed.get()), (3, 2));
         let mut out = Exposition::default();
         counters.write(&mut out);
