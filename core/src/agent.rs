@@ -19,6 +19,7 @@ use crate::registry_client::RegistryClient;
 use crate::resolve::Selector;
 use crate::server::{bracket_ipv6, HttpsServer};
 use crate::tls::Identity;
+use crate::trace::{SpanCounters, Tracer};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::future::Future;
@@ -34,6 +35,8 @@ use tokio::sync::watch;
 const DRAIN_AFTER_DEREGISTER: Duration = Duration::from_millis(300);
 /// How long in-flight requests may take to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the collector to take the last spans.
+const FLUSH_SPANS_WAIT: Duration = Duration::from_secs(2);
 
 /// Which declared dependency each proxy parameter of a tool function receives, the same in every
 /// language that injects proxies by parameter (Python `toolmesh.Proxy`, Java `MeshProxy`): a
@@ -140,6 +143,8 @@ struct Inner {
     /// Set when shutdown begins: `/ready` answers 503 from then on.
     draining: Arc<AtomicBool>,
     stopped: AtomicBool,
+    /// Samples and records the spans of this agent's requests, and exports them.
+    tracer: Tracer,
 }
 
 /// A running agent. Cheap to clone; stops when [`Agent::shutdown`] is called (or, without a
@@ -167,6 +172,7 @@ impl Agent {
         handler: Arc<dyn ToolHandler>,
     ) -> Result<Agent> {
         validate_tools(&tools)?;
+        let trace_settings = crate::trace::Settings::from_env()?;
         let local = Arc::new(LocalTools::with_catalog(tools.clone(), catalog, handler)?);
         let (identity, upkeep) = match config.tls_source {
             TlsSource::Files => {
@@ -197,12 +203,18 @@ impl Agent {
         let local_providers = own_providers(&id, &config.name, &endpoint, &tools)?;
 
         let gate = Arc::new(Gate::new(identity.clone(), &config.name, initial_policy(&config)?));
-        let mcp = Arc::new(McpServer::new(
-            ServerInfo { name: config.name.clone(), version: env!("CARGO_PKG_VERSION").to_owned() },
-            local.clone(),
-            config.propagate_headers.clone(),
-            gate.clone(),
-        ));
+        let spans = Arc::new(SpanCounters::default());
+        let resource = crate::trace::Resource { agent_name: &config.name, agent_id: &id, identity: identity.name() };
+        let tracer = Tracer::start(&trace_settings, resource, spans.clone())?;
+        let mcp = Arc::new(
+            McpServer::new(
+                ServerInfo { name: config.name.clone(), version: env!("CARGO_PKG_VERSION").to_owned() },
+                local.clone(),
+                config.propagate_headers.clone(),
+                gate.clone(),
+            )
+            .traced(tracer.clone()),
+        );
         let server_metrics = mcp.metrics();
         let handshakes = Arc::new(TlsMetrics::default());
         let tls = identity.server_config()?;
@@ -232,6 +244,7 @@ impl Agent {
             gate: gate.clone(),
             identity: identity.clone(),
             topology: topology.clone(),
+            spans,
         };
         // Off: the call path records nothing, and /metrics says so.
         if !config.metrics {
@@ -261,7 +274,8 @@ impl Agent {
                 dependencies,
                 local_providers,
                 topology,
-                client: McpClient::counting(&identity, handshakes)?,
+                client: McpClient::counting(&identity, handshakes)?.traced(tracer.clone()),
+                tracer,
                 gate,
                 propagate: config.propagate_headers.clone(),
                 pipeline,
@@ -379,6 +393,8 @@ impl Agent {
         if let Some(server) = server {
             server.shutdown(SHUTDOWN_GRACE).await;
         }
+        // The spans of the last calls, before the process (often) exits.
+        self.inner.tracer.flush(FLUSH_SPANS_WAIT).await;
         tracing::info!(agent = %self.inner.id, "stopped");
     }
 }
@@ -431,7 +447,7 @@ impl Inner {
         let request = context.onward_headers().map(|(n, v)| (n.as_str(), v.as_str()));
         let (headers, hop_only) = self.propagate.capture_inbound(request.chain([(CALLER_HEADERS, listed.as_str())]));
         let child = RequestContext {
-            trace: Some(context.trace.as_ref().map(TraceContext::child).unwrap_or_else(TraceContext::new_root)),
+            trace: Some(context.trace.as_ref().map_or_else(|| self.tracer.root(), |parent| self.tracer.child(parent))),
             headers,
             hop_only,
             headers_set_by_caller: false,

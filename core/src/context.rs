@@ -65,6 +65,16 @@ impl TraceContext {
         })
     }
 
+    /// The trace id as the 16 bytes OTLP sends.
+    pub fn trace_id_bytes(&self) -> [u8; 16] {
+        hex_bytes(&self.trace_id)
+    }
+
+    /// The span id as the 8 bytes OTLP sends.
+    pub fn span_id_bytes(&self) -> [u8; 8] {
+        hex_bytes(&self.span_id)
+    }
+
     pub fn traceparent(&self) -> Traceparent {
         let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
         value[3..35].copy_from_slice(&self.trace_id);
@@ -78,6 +88,16 @@ impl TraceContext {
 fn lowercase_hex<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
     let digits: [u8; N] = digits.try_into().ok()?;
     digits.iter().all(u8::is_ascii_hexdigit).then(|| digits.map(|b| b.to_ascii_lowercase()))
+}
+
+/// The bytes that `2 * N` lowercase hex digits write.
+fn hex_bytes<const N: usize>(digits: &[u8]) -> [u8; N] {
+    let value = |digit: u8| if digit.is_ascii_digit() { digit - b'0' } else { digit - b'a' + 10 };
+    let mut bytes = [0u8; N];
+    for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = value(pair[0]) << 4 | value(pair[1]);
+    }
+    bytes
 }
 
 /// `N` random lowercase hex digits, never all zero (an all-zero ID is invalid in W3C trace context).
@@ -597,6 +617,16 @@ mod tests {
         let child = root.child();
         assert_eq!(child.trace_id(), root.trace_id());
         assert_ne!(child.span_id(), root.span_id());
+    }
+
+    #[test]
+    fn ids_become_the_bytes_their_hex_digits_write() {
+        let parsed = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", None).unwrap();
+        assert_eq!(
+            parsed.trace_id_bytes(),
+            [0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36]
+        );
+        assert_eq!(parsed.span_id_bytes(), [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);
     }
 
     #[test]

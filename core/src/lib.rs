@@ -36,6 +36,7 @@ pub mod server;
 pub mod spiffe_id;
 pub mod text;
 pub mod tls;
+pub mod trace;
 
 pub use error::{Error, ErrorKind, Result};
 pub use spiffe_id::SpiffeId;

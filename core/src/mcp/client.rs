@@ -7,6 +7,7 @@ use crate::error::{Error, ErrorKind};
 use crate::origin::Origins;
 use crate::registry_api::{ParamHeader, Provider};
 use crate::tls::Identity;
+use crate::trace::{Span, SpanKind, Tracer};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http_body_util::Full;
@@ -23,6 +24,7 @@ pub struct McpClient {
     next_id: Arc<AtomicU64>,
     /// Signs the origin chain every call carries.
     origins: Arc<Origins>,
+    tracer: Tracer,
 }
 
 impl McpClient {
@@ -36,7 +38,14 @@ impl McpClient {
             http: HttpsClient::counting(identity, handshakes)?,
             next_id: Arc::new(AtomicU64::new(1)),
             origins: Arc::new(Origins::new(identity.clone())),
+            tracer: Tracer::default(),
         })
+    }
+
+    /// Samples each request's span with `tracer`, and records a client span of those sampled.
+    pub fn traced(mut self, tracer: Tracer) -> Self {
+        self.tracer = tracer;
+        self
     }
 
     /// Calls `provider`'s tool at its endpoint (`https://host:port/mcp`) and returns its value:
@@ -45,25 +54,73 @@ impl McpClient {
     /// trace. The parameters the provider's tool mirrors in headers are sent in them.
     pub async fn call_provider(&self, provider: &Provider, arguments: &Value, context: &RequestContext) -> Result<Value, RequestError> {
         let call = ToolCall { tool: &provider.tool, arguments, param_headers: &provider.param_headers };
-        self.call(&provider.endpoint, call, context).await
+        self.call(&provider.endpoint, call, context, Some(&provider.agent_name)).await
     }
 
     /// Calls `tool` at `endpoint` as [`McpClient::call_provider`] does, for a tool whose
     /// parameters are not mirrored in headers.
     pub async fn call_tool(&self, endpoint: &str, tool: &str, arguments: &Value, context: &RequestContext) -> Result<Value, RequestError> {
-        self.call(endpoint, ToolCall { tool, arguments, param_headers: &[] }, context).await
+        self.call(endpoint, ToolCall { tool, arguments, param_headers: &[] }, context, None).await
     }
 
-    async fn call(&self, endpoint: &str, call: ToolCall<'_>, context: &RequestContext) -> Result<Value, RequestError> {
+    async fn call(&self, endpoint: &str, call: ToolCall<'_>, context: &RequestContext, peer: Option<&str>) -> Result<Value, RequestError> {
         let tool = call.tool;
-        let response = self.post(endpoint, "tools/call", Some(call), context).await?;
-        decode_call_response(tool, endpoint, response).map_err(|error| RequestError { error, delivered: true })
+        let (hop, mut span) = self.hop("tools/call", Some(tool), endpoint, context, peer);
+        let result = match self.post(endpoint, "tools/call", Some(call), context, &hop).await {
+            Ok(response) => decode_call_response(tool, endpoint, response).map_err(|error| RequestError { error, delivered: true }),
+            Err(e) => Err(e),
+        };
+        ended(span.as_mut(), result.as_ref().err());
+        result
+    }
+
+    /// The span of one request to `endpoint`: a new span of the caller's trace (or a new trace),
+    /// sent as the parent in the request's `traceparent`, and its client span when recorded.
+    fn hop(
+        &self,
+        method: &str,
+        target: Option<&str>,
+        endpoint: &str,
+        context: &RequestContext,
+        peer: Option<&str>,
+    ) -> (TraceContext, Option<Span>) {
+        let hop = match &context.trace {
+            Some(parent) => self.tracer.child(parent),
+            None => self.tracer.root(),
+        };
+        let Some(mut span) = self.tracer.span(SpanKind::Client, method, target, &hop, context.trace.as_ref()) else {
+            return (hop, None);
+        };
+        if let Some(tool) = target {
+            span.set("gen_ai.tool.name", tool);
+            span.set("gen_ai.operation.name", "execute_tool");
+        }
+        span.set("mcp.protocol.version", MODERN_VERSION);
+        span.set("network.transport", "tcp");
+        span.set("network.protocol.name", "http");
+        if let Ok(uri) = endpoint.parse::<http::Uri>() {
+            if let Some(host) = uri.host() {
+                span.set("server.address", host.trim_start_matches('[').trim_end_matches(']'));
+            }
+            span.set("server.port", i64::from(uri.port_u16().unwrap_or(443)));
+        }
+        if let Some(peer) = peer {
+            span.set("toolmesh.peer.agent", peer);
+        }
+        (hop, Some(span))
     }
 
     /// The tools `endpoint` lists to us (as the callee's policy lets us see them), as MCP tool
     /// objects.
     pub async fn list_tools(&self, endpoint: &str, context: &RequestContext) -> Result<Vec<Value>, RequestError> {
-        let response = self.post(endpoint, "tools/list", None, context).await?;
+        let (hop, mut span) = self.hop("tools/list", None, endpoint, context, None);
+        let result = self.list_tools_as(endpoint, context, &hop).await;
+        ended(span.as_mut(), result.as_ref().err());
+        result
+    }
+
+    async fn list_tools_as(&self, endpoint: &str, context: &RequestContext, hop: &TraceContext) -> Result<Vec<Value>, RequestError> {
+        let response = self.post(endpoint, "tools/list", None, context, hop).await?;
         let reply: Value = serde_json::from_slice(response.body()).map_err(|e| RequestError {
             error: Error::new(ErrorKind::Protocol, format!("{endpoint} answered tools/list with something that is not JSON: {e}")),
             delivered: true,
@@ -93,10 +150,10 @@ impl McpClient {
         method: &'static str,
         call: Option<ToolCall<'_>>,
         context: &RequestContext,
+        hop: &TraceContext,
     ) -> Result<http::Response<Bytes>, RequestError> {
         let tool = call.as_ref().map(|c| c.tool);
         let arguments = call.as_ref().map(|c| c.arguments);
-        let hop = context.trace.as_ref().map(TraceContext::child).unwrap_or_else(TraceContext::new_root);
         let traceparent = hop.traceparent();
         let deadline_ms = context.deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -148,6 +205,15 @@ impl McpClient {
             headers.insert(HeaderName::from_static(CALLER_HEADERS), names);
         }
         self.http.send(request).await
+    }
+}
+
+/// Ends a client span as its request ended.
+fn ended(span: Option<&mut Span>, error: Option<&RequestError>) {
+    match (span, error) {
+        (Some(span), None) => span.ok(),
+        (Some(span), Some(e)) => span.failed(e.error.kind().name(), e.error.message()),
+        (None, _) => {}
     }
 }
 

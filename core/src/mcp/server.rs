@@ -26,6 +26,7 @@ use crate::context::HeaderAllowList;
 use crate::host::LocalTools;
 use crate::metrics::{Outcome, ServerMetrics, ServerOperation};
 use crate::server::{read_body, Body, PeerInfo};
+use crate::trace::Tracer;
 use era::{check_modern_request, era_of, Era};
 use http::{HeaderMap, Method, Response, StatusCode};
 use http_checks::check_http_headers;
@@ -54,6 +55,7 @@ pub struct McpServer {
     propagate: HeaderAllowList,
     gate: Arc<Gate>,
     metrics: Arc<ServerMetrics>,
+    tracer: Tracer,
 }
 
 impl McpServer {
@@ -61,7 +63,13 @@ impl McpServer {
     pub fn new(info: ServerInfo, tools: Arc<LocalTools>, propagate: HeaderAllowList, gate: Arc<Gate>) -> Self {
         let info_json = serde_json::value::to_raw_value(&info).expect("two strings always serialize");
         let metrics = Arc::new(ServerMetrics::new(tools.tools().iter().map(|t| t.name.as_str())));
-        McpServer { info, info_json, tools, propagate, gate, metrics }
+        McpServer { info, info_json, tools, propagate, gate, metrics, tracer: Tracer::default() }
+    }
+
+    /// Records a server span of each request `tracer` samples.
+    pub fn traced(mut self, tracer: Tracer) -> Self {
+        self.tracer = tracer;
+        self
     }
 
     /// What this server counts of the requests it answers.
@@ -112,6 +120,8 @@ impl McpServer {
                 return answer(&mut operation, id, Err(e));
             }
         };
+        let (trace, span) = self.trace_request(&method, &params, id, headers, peer);
+        operation.traced(span);
         let era = era_of(&method, headers, params.meta());
         if era == Era::Modern {
             if let Err(e) = check_modern_request(&method, headers, &params) {
@@ -119,10 +129,10 @@ impl McpServer {
             }
         }
         if method == "tools/call" {
-            return self.tools_call(era, id, params, headers, peer, &mut operation).await;
+            return self.tools_call(era, id, params, headers, peer, trace, &mut operation).await;
         }
         if matches!(method.as_ref(), "resources/read" | "prompts/get") {
-            let result = self.catalog_get(era, &method, &params, headers, peer).await;
+            let result = self.catalog_get(era, &method, &params, headers, peer, trace).await;
             return answer(&mut operation, id, result);
         }
         let result = match era {

@@ -14,6 +14,7 @@ use crate::error::ErrorKind;
 use crate::fx_hash::FxHashMap;
 use crate::registry_api::Provider;
 use crate::tls::Identity;
+use crate::trace::{Span, SpanCounters};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -75,6 +76,7 @@ pub struct AgentMetrics {
     pub gate: Arc<Gate>,
     pub identity: Arc<Identity>,
     pub topology: watch::Receiver<Arc<TopologyView>>,
+    pub spans: Arc<SpanCounters>,
 }
 
 impl AgentMetrics {
@@ -84,6 +86,7 @@ impl AgentMetrics {
         self.server.write(&mut out);
         self.client.write(&mut out);
         self.tls.write(&mut out);
+        self.spans.write(&mut out);
         out.metric("toolmesh_policy_denials_total", Kind::Counter, "Inbound requests the agent's policy gate refused, by reason.");
         for (reason, count) in self.gate.denials() {
             out.sample("toolmesh_policy_denials_total", &[("reason", reason)], count);
@@ -149,6 +152,7 @@ impl ServerMetrics {
             method,
             tool: OUTSIDE,
             outcome: Outcome::Cancelled,
+            span: None,
             _in_flight: recording.then(|| self.in_flight.enter()),
         }
     }
@@ -172,7 +176,8 @@ impl ServerMetrics {
     }
 }
 
-/// One request being served; recorded when dropped (as `CANCELLED` unless an outcome was set).
+/// One request being served; recorded when dropped (as `CANCELLED` unless an outcome was set),
+/// in the metrics and, when the request's trace is recorded, as its server span.
 pub struct ServerOperation<'m> {
     metrics: &'m ServerMetrics,
     /// `None` when metrics are off: nothing is recorded.
@@ -180,10 +185,16 @@ pub struct ServerOperation<'m> {
     method: u16,
     tool: u16,
     outcome: Outcome,
+    span: Option<Span>,
     _in_flight: Option<Entered<'m>>,
 }
 
 impl ServerOperation<'_> {
+    /// The request's server span, ended with the operation's outcome.
+    pub fn traced(&mut self, span: Option<Span>) {
+        self.span = span;
+    }
+
     /// The request calls `tool` (`tools/call`).
     pub fn tool(&mut self, tool: &str) {
         if self.started.is_some() {
@@ -198,9 +209,22 @@ impl ServerOperation<'_> {
 
 impl Drop for ServerOperation<'_> {
     fn drop(&mut self) {
-        let Some(started) = self.started else { return };
-        let elapsed = started.elapsed();
-        self.metrics.durations.with((self.method, self.tool, self.outcome), |h| h.observe(elapsed));
+        if let Some(started) = self.started {
+            let elapsed = started.elapsed();
+            self.metrics.durations.with((self.method, self.tool, self.outcome), |h| h.observe(elapsed));
+        }
+        if let Some(span) = self.span.as_mut() {
+            match self.outcome {
+                Outcome::Ok => span.ok(),
+                Outcome::Error(kind) => span.failed(kind.name(), kind.name()),
+                Outcome::Rpc(code) => {
+                    span.set("rpc.response.status_code", code.to_string());
+                    span.failed(&code.to_string(), "the request was answered with a JSON-RPC error");
+                }
+                // The span's own drop records it.
+                Outcome::Cancelled => {}
+            }
+        }
     }
 }
 

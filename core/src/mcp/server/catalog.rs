@@ -8,6 +8,7 @@ use super::reply::{ErrorMeta, RpcError};
 use super::request::{Params, Raw};
 use super::{McpServer, PeerInfo};
 use crate::authorize::Admitted;
+use crate::context::TraceContext;
 use crate::error::{Error, ErrorKind};
 use crate::mcp::*;
 use http::{HeaderMap, StatusCode};
@@ -73,6 +74,7 @@ impl McpServer {
         params: &Params<'_>,
         headers: &HeaderMap,
         peer: &PeerInfo,
+        trace: TraceContext,
     ) -> Result<Value, RpcError> {
         let catalog = self.tools.catalog();
         let invalid = |message: &str| RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, format!("Invalid params: {message}"));
@@ -89,7 +91,7 @@ impl McpServer {
                 return Err(RpcError::new(StatusCode::OK, code, format!("Resource not found: {uri}")).with_data(json!({"uri": uri})));
             };
             let admitted = self.admit_named(headers, peer, "resource", resource.name())?;
-            let context = self.catalog_context(headers, params, peer, &admitted);
+            let context = self.catalog_context(headers, params, peer, &admitted, trace);
             let contents = self.tools.read_resource(resource, context).await.map_err(|e| rpc_error_of(&e))?;
             drop(admitted);
             let mut result = json!({"contents": contents});
@@ -109,7 +111,7 @@ impl McpServer {
                 return Err(invalid(&format!("unknown prompt '{name}'")).with_data(json!({"name": name})));
             };
             let admitted = self.admit_named(headers, peer, "prompt", &prompt.name)?;
-            let context = self.catalog_context(headers, params, peer, &admitted);
+            let context = self.catalog_context(headers, params, peer, &admitted, trace);
             let result = self.tools.get_prompt(prompt, params.arguments.as_ref(), context).await.map_err(|e| rpc_error_of(&e))?;
             drop(admitted);
             result
@@ -134,8 +136,9 @@ impl McpServer {
         params: &Params,
         peer: &PeerInfo,
         admitted: &Admitted,
+        trace: TraceContext,
     ) -> Arc<crate::context::RequestContext> {
-        let mut context = self.inbound_context(headers, params.meta());
+        let mut context = self.inbound_context(headers, params.meta(), trace);
         context.caller = Some(Arc::from(peer.identity.as_str()));
         context.origin = admitted.origin.clone();
         Arc::new(context)

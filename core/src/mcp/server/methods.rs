@@ -16,10 +16,12 @@ use crate::host::{Catalog, HandlerOutput};
 use crate::mcp::*;
 use crate::metrics::{Outcome, ServerOperation};
 use crate::server::Body;
+use crate::trace::{Span, SpanKind};
 use http::header::HeaderName;
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -179,6 +181,8 @@ impl McpServer {
 
     /// `tools/call` in either era (a modern request is validated already); how it ended goes to
     /// `operation`.
+    // The parts of the request `handle_message` read, each passed once.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn tools_call(
         &self,
         era: Era,
@@ -186,6 +190,7 @@ impl McpServer {
         params: Params<'_>,
         headers: &HeaderMap,
         peer: &PeerInfo,
+        trace: TraceContext,
         operation: &mut ServerOperation<'_>,
     ) -> Response<Body> {
         let Some(name) = params.name.and_then(Raw::as_str) else {
@@ -214,7 +219,7 @@ impl McpServer {
             // An unknown tool is answered as such below.
             (Ok(_), None) => None,
         };
-        let mut context = self.inbound_context(headers, params.meta());
+        let mut context = self.inbound_context(headers, params.meta(), trace);
         context.caller = Some(Arc::from(peer.identity.as_str()));
         context.origin = admitted.as_ref().and_then(|a| a.origin.clone());
         let context = Arc::new(context);
@@ -285,15 +290,64 @@ impl McpServer {
         self.gate.caller(peer, header)
     }
 
-    /// The context a handler runs in: allow-listed headers, a new span of the caller's trace
-    /// (or a new trace), and the caller's remaining time budget.
-    pub(super) fn inbound_context(&self, headers: &HeaderMap, meta: Option<&RequestMeta>) -> RequestContext {
+    /// The span a request is served in — a child of the caller's span in its `traceparent`
+    /// (`_meta`, else the header), or a new trace — and, when the trace is recorded, its server
+    /// span: the MCP semantic conventions' attributes, and the caller's verified identity.
+    pub(super) fn trace_request(
+        &self,
+        method: &str,
+        params: &Params,
+        id: &RawValue,
+        headers: &HeaderMap,
+        peer: &PeerInfo,
+    ) -> (TraceContext, Option<Span>) {
         let header_str = |key: &str| headers.get(key).and_then(|v| v.to_str().ok());
+        let meta = params.meta();
         let parent = match meta.and_then(|m| m.traceparent).and_then(Raw::as_str) {
             Some(tp) => TraceContext::parse(&tp, meta.and_then(|m| m.tracestate).and_then(Raw::as_str).as_deref()),
             None => header_str("traceparent").and_then(|tp| TraceContext::parse(tp, header_str("tracestate"))),
         };
-        let trace = parent.map(|p| p.child()).unwrap_or_else(TraceContext::new_root);
+        let trace = match &parent {
+            Some(parent) => self.tracer.child(parent),
+            None => self.tracer.root(),
+        };
+        if !trace.sampled || !self.tracer.exporting() {
+            return (trace, None);
+        }
+        let target = match method {
+            "tools/call" | "prompts/get" => params.name.and_then(Raw::as_str),
+            _ => None,
+        };
+        let Some(mut span) = self.tracer.span(SpanKind::Server, method, target.as_deref(), &trace, parent.as_ref()) else {
+            return (trace, None);
+        };
+        match (method, target) {
+            ("tools/call", Some(tool)) => {
+                span.set("gen_ai.tool.name", tool.into_owned());
+                span.set("gen_ai.operation.name", "execute_tool");
+            }
+            ("prompts/get", Some(prompt)) => span.set("gen_ai.prompt.name", prompt.into_owned()),
+            _ => {}
+        }
+        let request_id = id.get();
+        span.set("jsonrpc.request.id", request_id.strip_prefix('"').and_then(|i| i.strip_suffix('"')).unwrap_or(request_id));
+        let version = header_str(HEADER_PROTOCOL_VERSION).map(str::to_owned);
+        if let Some(version) = version.or_else(|| meta.and_then(|m| m.protocol_version).and_then(Raw::as_str).map(Cow::into_owned)) {
+            span.set("mcp.protocol.version", version);
+        }
+        span.set("network.transport", "tcp");
+        span.set("network.protocol.name", "http");
+        span.set("client.address", peer.remote.ip().to_string());
+        span.set("client.port", i64::from(peer.remote.port()));
+        if peer.is_authenticated() {
+            span.set("toolmesh.peer.identity", peer.identity.as_str());
+        }
+        (trace, Some(span))
+    }
+
+    /// The context a handler runs in, as the span `trace`: allow-listed headers and the caller's
+    /// remaining time budget.
+    pub(super) fn inbound_context(&self, headers: &HeaderMap, meta: Option<&RequestMeta>, trace: TraceContext) -> RequestContext {
         let deadline =
             meta.and_then(|m| m.deadline_ms).and_then(Raw::as_u64).map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
         let (headers, hop_only) = self.propagate.capture_inbound_map(headers);

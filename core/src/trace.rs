@@ -1,0 +1,241 @@
+//! OpenTelemetry tracing: a span for the server side and the client side of every MCP request
+//! an agent serves or sends, following the OpenTelemetry MCP semantic conventions, exported over
+//! OTLP/HTTP (protobuf) as the standard `OTEL_*` variables configure (docs/tracing.md).
+//!
+//! The span of a request is the [`TraceContext`] it already carries across hops: a client span's
+//! id is the parent id sent in its `traceparent`, and a server span is the child of the one it
+//! received. Without a collector nothing is recorded: a [`Tracer`] then only decides sampling
+//! flags, and [`Tracer::span`] is a branch that returns `None`.
+
+mod export;
+mod otlp;
+mod sampler;
+mod settings;
+
+pub use export::SpanCounters;
+pub use otlp::{SpanKind, SpanRecord, Value};
+pub use sampler::{Root, Sampler};
+pub use settings::{Batch, Export, Settings};
+
+use crate::context::TraceContext;
+use crate::error::Result;
+use export::Exporter;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Decides sampling and records spans for one agent. Cheap to clone. The default records
+/// nothing and samples as OpenTelemetry's default (`parentbased_always_on`) does.
+#[derive(Clone, Default)]
+pub struct Tracer {
+    sampler: Sampler,
+    exporter: Option<Arc<Exporter>>,
+}
+
+/// Who is exporting: the resource attributes of every span an agent exports.
+pub struct Resource<'a> {
+    /// `service.name` unless `OTEL_SERVICE_NAME` names another.
+    pub agent_name: &'a str,
+    /// `service.instance.id`.
+    pub agent_id: &'a str,
+    /// The agent's verified identity (its SPIFFE ID): `toolmesh.identity`.
+    pub identity: &'a str,
+}
+
+impl Tracer {
+    /// The tracer `settings` ask for; with an export, its task starts on the current runtime.
+    pub fn start(settings: &Settings, resource: Resource<'_>, counters: Arc<SpanCounters>) -> Result<Tracer> {
+        let exporter = match &settings.export {
+            None => None,
+            Some(export) => {
+                let service = export.service_name.as_deref().unwrap_or(resource.agent_name);
+                let mut attributes: Vec<(String, String)> =
+                    export.resource.iter().filter(|(key, _)| key != "service.name").cloned().collect();
+                attributes.extend(
+                    [
+                        ("service.name", service),
+                        ("service.instance.id", resource.agent_id),
+                        ("toolmesh.agent.name", resource.agent_name),
+                        ("toolmesh.identity", resource.identity),
+                        ("telemetry.sdk.name", "toolmesh"),
+                        ("telemetry.sdk.language", "rust"),
+                        ("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
+                    ]
+                    .map(|(k, v)| (k.to_owned(), v.to_owned())),
+                );
+                Some(Arc::new(Exporter::spawn(export, otlp::resource(&attributes), counters)?))
+            }
+        };
+        Ok(Tracer { sampler: settings.sampler, exporter })
+    }
+
+    /// A tracer that hands its spans to `sink` (tests of what is recorded).
+    #[cfg(test)]
+    fn recording(sink: impl export::Sink) -> Tracer {
+        let batch = Batch { max_queue: 1000, max_batch: 1, delay: Duration::from_millis(1) };
+        Tracer { sampler: Sampler::default(), exporter: Some(Arc::new(Exporter::with_sink(batch, Arc::default(), sink))) }
+    }
+
+    /// Whether spans are exported at all.
+    pub fn exporting(&self) -> bool {
+        self.exporter.is_some()
+    }
+
+    /// The span of a new trace.
+    pub fn root(&self) -> TraceContext {
+        self.sampler.root()
+    }
+
+    /// A new span under `parent` (a hop, or a request served for it).
+    pub fn child(&self, parent: &TraceContext) -> TraceContext {
+        self.sampler.child(parent)
+    }
+
+    /// Starts recording the span `context` of a `kind` request of `method` (named
+    /// `{method} {target}`, or `{method}`), under `parent`; `None` when nothing is exported or
+    /// the trace is not sampled.
+    pub fn span(
+        &self,
+        kind: SpanKind,
+        method: &str,
+        target: Option<&str>,
+        context: &TraceContext,
+        parent: Option<&TraceContext>,
+    ) -> Option<Span> {
+        let exporter = self.exporter.as_ref().filter(|_| context.sampled)?;
+        let name = match target {
+            Some(target) => format!("{method} {target}"),
+            None => method.to_owned(),
+        };
+        Some(Span {
+            record: Box::new(SpanRecord {
+                trace_id: context.trace_id_bytes(),
+                span_id: context.span_id_bytes(),
+                parent_span_id: parent.map(TraceContext::span_id_bytes),
+                trace_state: context.tracestate.clone(),
+                name,
+                kind,
+                start_unix_nanos: unix_nanos(),
+                end_unix_nanos: 0,
+                attributes: vec![("mcp.method.name", Value::from(method))],
+                error: None,
+            }),
+            ended: false,
+            exporter: exporter.clone(),
+        })
+    }
+
+    /// Exports what is queued; done when posted, or after `wait`.
+    pub async fn flush(&self, wait: Duration) {
+        if let Some(exporter) = &self.exporter {
+            exporter.flush(wait).await;
+        }
+    }
+}
+
+/// A span being recorded; exported when dropped. Dropped before [`Span::ok`] or
+/// [`Span::failed`], it ends as `CANCELLED` (the caller went away).
+pub struct Span {
+    /// Boxed: a span rides in every request's future, which stays small when none is recorded.
+    record: Box<SpanRecord>,
+    ended: bool,
+    exporter: Arc<Exporter>,
+}
+
+impl Span {
+    pub fn set(&mut self, key: &'static str, value: impl Into<Value>) {
+        self.record.attributes.push((key, value.into()));
+    }
+
+    /// The operation succeeded.
+    pub fn ok(&mut self) {
+        self.ended = true;
+    }
+
+    /// The operation failed: `error.type` is `error_type`, and the status is `ERROR`.
+    pub fn failed(&mut self, error_type: &str, message: &str) {
+        self.ended = true;
+        self.set("error.type", error_type);
+        self.record.error = Some(message.to_owned());
+    }
+}
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.failed("CANCELLED", "the caller went away before the request ended");
+        }
+        let mut record = std::mem::replace(&mut *self.record, SpanRecord::EMPTY);
+        record.end_unix_nanos = unix_nanos().max(record.start_unix_nanos);
+        self.exporter.offer(record);
+    }
+}
+
+fn unix_nanos() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<SpanRecord>>>);
+
+    impl export::Sink for Recorder {
+        async fn send(&mut self, spans: Vec<SpanRecord>) {
+            self.0.lock().unwrap().extend(spans);
+        }
+    }
+
+    async fn recorded(recorder: &Recorder, n: usize) -> Vec<SpanRecord> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while recorder.0.lock().unwrap().len() < n {
+            assert!(tokio::time::Instant::now() < deadline, "{n} spans were not recorded");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        recorder.0.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn spans_are_the_trace_contexts_and_end_as_they_are_told() {
+        let recorder = Recorder::default();
+        let tracer = Tracer::recording(recorder.clone());
+        let parent = tracer.root();
+        let hop = tracer.child(&parent);
+        let mut client = tracer.span(SpanKind::Client, "tools/call", Some("add"), &hop, Some(&parent)).unwrap();
+        client.set("gen_ai.tool.name", "add");
+        client.failed("TOOL_FAILED", "it broke");
+        drop(client);
+        drop(tracer.span(SpanKind::Server, "tools/list", None, &parent, None).unwrap());
+        let spans = recorded(&recorder, 2).await;
+        let client = &spans[0];
+        assert_eq!(
+            (client.trace_id, client.span_id, client.parent_span_id),
+            (hop.trace_id_bytes(), hop.span_id_bytes(), Some(parent.span_id_bytes()))
+        );
+        assert_eq!(client.name, "tools/call add");
+        assert_eq!(client.kind, SpanKind::Client);
+        assert!(client.end_unix_nanos >= client.start_unix_nanos && client.start_unix_nanos > 0);
+        assert_eq!(
+            client.attributes,
+            [("mcp.method.name", Value::from("tools/call")), ("gen_ai.tool.name", "add".into()), ("error.type", "TOOL_FAILED".into())]
+        );
+        assert_eq!(client.error.as_deref(), Some("it broke"));
+        let cancelled = &spans[1];
+        assert_eq!((cancelled.name.as_str(), cancelled.parent_span_id), ("tools/list", None));
+        assert!(cancelled.attributes.contains(&("error.type", "CANCELLED".into())), "{cancelled:?}");
+    }
+
+    #[tokio::test]
+    async fn nothing_is_recorded_for_an_unsampled_trace_or_without_an_exporter() {
+        let recorder = Recorder::default();
+        let tracer = Tracer::recording(recorder.clone());
+        let mut unsampled = tracer.root();
+        unsampled.sampled = false;
+        assert!(tracer.span(SpanKind::Server, "ping", None, &unsampled, None).is_none());
+        let off = Tracer::default();
+        assert!(!off.exporting() && off.root().sampled);
+        assert!(off.span(SpanKind::Server, "ping", None, &off.root(), None).is_none());
+    }
+}

@@ -1,0 +1,416 @@
+//! The span exporter: finished spans go into a bounded queue without waiting, and one task on
+//! the shared runtime batches them and posts each batch to the collector (OTLP/HTTP protobuf).
+//! A full queue, a slow or dead collector, or a refused batch only ever drops spans, counted in
+//! [`SpanCounters`]; no call waits on any of it.
+
+use super::otlp::{self, SpanRecord};
+use super::settings::{Batch, Export};
+use crate::client::HttpsClient;
+use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::{Counter, Exposition, Kind};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// What became of the spans handed to the exporter.
+#[derive(Default)]
+pub struct SpanCounters {
+    pub exported: Counter,
+    /// Dropped because the queue was full (the collector is slower than the calls, or gone).
+    pub queue_full: Counter,
+    /// Dropped because their batch could not be delivered (refused, unreachable, timed out).
+    pub export_failed: Counter,
+}
+
+impl SpanCounters {
+    /// Writes the counters in the exposition `/metrics` answers with.
+    pub fn write(&self, out: &mut Exposition) {
+        out.metric("toolmesh_spans_exported_total", Kind::Counter, "Spans the collector accepted.");
+        out.sample("toolmesh_spans_exported_total", &[], self.exported.get());
+        out.metric("toolmesh_spans_dropped_total", Kind::Counter, "Spans dropped instead of exported, by why.");
+        out.sample("toolmesh_spans_dropped_total", &[("reason", "queue_full")], self.queue_full.get());
+        out.sample("toolmesh_spans_dropped_total", &[("reason", "export_failed")], self.export_failed.get());
+    }
+}
+
+/// The handle spans are offered to; the task ends when the last handle is dropped, after
+/// exporting what is queued.
+pub struct Exporter {
+    queue: mpsc::Sender<SpanRecord>,
+    flushes: mpsc::Sender<oneshot::Sender<()>>,
+    counters: Arc<SpanCounters>,
+}
+
+impl Exporter {
+    /// Starts the export task on the current runtime, posting to `export.url` spans of the
+    /// process whose encoded `Resource` is `resource`.
+    pub fn spawn(export: &Export, resource: Vec<u8>, counters: Arc<SpanCounters>) -> Result<Exporter> {
+        let collector = Collector {
+            transport: Transport::new(export)?,
+            headers: request_headers(export)?,
+            uri: export.url.parse().map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("{}: {e}", export.url)))?,
+            timeout: export.timeout,
+            resource,
+            counters: counters.clone(),
+            failing: false,
+        };
+        Ok(Exporter::with_sink(export.batch, counters, collector))
+    }
+
+    /// An exporter that hands each batch to `sink`.
+    pub(super) fn with_sink(batch: Batch, counters: Arc<SpanCounters>, sink: impl Sink) -> Exporter {
+        let (queue, spans) = mpsc::channel(batch.max_queue);
+        let (flushes, flush_requests) = mpsc::channel(4);
+        tokio::spawn(run(spans, flush_requests, batch, sink));
+        Exporter { queue, flushes, counters }
+    }
+
+    /// Queues `span` for export, or drops it (counted) when the queue is full.
+    pub fn offer(&self, span: SpanRecord) {
+        if self.queue.try_send(span).is_err() {
+            self.counters.queue_full.inc();
+        }
+    }
+
+    /// Exports what is queued now; done when it was posted (or failed), or after `wait`.
+    pub async fn flush(&self, wait: Duration) {
+        let (done, exported) = oneshot::channel();
+        if self.flushes.try_send(done).is_ok() {
+            let _ = tokio::time::timeout(wait, exported).await;
+        }
+    }
+
+    #[cfg(test)]
+    fn counters(&self) -> &Arc<SpanCounters> {
+        &self.counters
+    }
+}
+
+/// Where batches go: the collector, or a test's recorder.
+pub(super) trait Sink: Send + 'static {
+    fn send(&mut self, spans: Vec<SpanRecord>) -> impl Future<Output = ()> + Send + '_;
+}
+
+/// The OTLP collector batches are posted to.
+struct Collector {
+    transport: Transport,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    timeout: Duration,
+    resource: Vec<u8>,
+    counters: Arc<SpanCounters>,
+    /// The last export failed: the next failure is not logged again.
+    failing: bool,
+}
+
+impl Sink for Collector {
+    async fn send(&mut self, spans: Vec<SpanRecord>) {
+        let body = Bytes::from(otlp::export_request(&self.resource, ("toolmesh", env!("CARGO_PKG_VERSION")), &spans));
+        let request = build_request(&self.uri, &self.headers, body);
+        let outcome = match tokio::time::timeout(self.timeout, self.transport.post(request)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        };
+        report(&self.counters, &mut self.failing, spans.len(), outcome);
+    }
+}
+
+/// The export loop: a batch is sent when it is full, when its first span has waited
+/// `batch.delay`, on a flush, and when the queue closes.
+async fn run(mut spans: mpsc::Receiver<SpanRecord>, mut flushes: mpsc::Receiver<oneshot::Sender<()>>, batch: Batch, mut sink: impl Sink) {
+    let mut pending: Vec<SpanRecord> = Vec::new();
+    let mut due: Option<tokio::time::Instant> = None;
+    loop {
+        let timer = async move {
+            match due {
+                Some(due) => tokio::time::sleep_until(due).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            span = spans.recv() => match span {
+                Some(span) => {
+                    due.get_or_insert_with(|| tokio::time::Instant::now() + batch.delay);
+                    pending.push(span);
+                    if pending.len() >= batch.max_batch {
+                        sink.send(std::mem::take(&mut pending)).await;
+                        due = None;
+                    }
+                }
+                None => break,
+            },
+            () = timer => {
+                sink.send(std::mem::take(&mut pending)).await;
+                due = None;
+            }
+            Some(done) = flushes.recv() => {
+                while let Ok(span) = spans.try_recv() {
+                    pending.push(span);
+                }
+                while !pending.is_empty() {
+                    let rest = pending.split_off(pending.len().min(batch.max_batch));
+                    sink.send(std::mem::replace(&mut pending, rest)).await;
+                }
+                due = None;
+                let _ = done.send(());
+            }
+        }
+    }
+    while !pending.is_empty() {
+        let rest = pending.split_off(pending.len().min(batch.max_batch));
+        sink.send(std::mem::replace(&mut pending, rest)).await;
+    }
+}
+
+/// Counts a batch's spans as exported or dropped; a collector that starts failing is logged
+/// once, until it works again.
+fn report(counters: &SpanCounters, failing: &mut bool, spans: usize, outcome: std::result::Result<(), String>) {
+    match outcome {
+        Ok(()) => counters.exported.add(spans as u64),
+        Err(_) => counters.export_failed.add(spans as u64),
+    }
+    let was_failing = std::mem::replace(failing, outcome.is_err());
+    match outcome {
+        Ok(()) => {}
+        Err(why) if !was_failing => {
+            tracing::warn!("cannot export spans to the OTLP collector ({why}); dropping them until it answers")
+        }
+        Err(why) => tracing::debug!("span export failed: {why}"),
+    }
+}
+
+fn request_headers(export: &Export) -> Result<http::HeaderMap> {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-protobuf"));
+    for (name, value) in &export.headers {
+        let bad = |e: String| Error::new(ErrorKind::InvalidConfig, format!("OTLP header '{name}': {e}"));
+        let name = http::HeaderName::try_from(name.as_str()).map_err(|e| bad(e.to_string()))?;
+        headers.append(name, http::HeaderValue::try_from(value.as_str()).map_err(|e| bad(e.to_string()))?);
+    }
+    Ok(headers)
+}
+
+fn build_request(uri: &http::Uri, headers: &http::HeaderMap, body: Bytes) -> http::Request<Full<Bytes>> {
+    let mut request = http::Request::new(Full::new(body));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = uri.clone();
+    *request.headers_mut() = headers.clone();
+    request
+}
+
+/// How batches reach the collector: core's HTTPS client for `https://` (the collector's
+/// certificate checked against `OTEL_EXPORTER_OTLP_CERTIFICATE` or the system's CAs), one kept
+/// HTTP/1.1 connection for `http://`.
+enum Transport {
+    Tls(HttpsClient),
+    Plain { authority: String, connection: Option<http1::SendRequest<Full<Bytes>>> },
+}
+
+impl Transport {
+    fn new(export: &Export) -> Result<Transport> {
+        let uri: http::Uri = export.url.parse().map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("{}: {e}", export.url)))?;
+        if uri.scheme_str() == Some("https") {
+            return Ok(Transport::Tls(HttpsClient::with_tls(collector_tls(export.certificate.as_deref())?)));
+        }
+        let authority = uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_default();
+        let authority = if uri.port().is_some() { authority } else { format!("{authority}:80") };
+        Ok(Transport::Plain { authority, connection: None })
+    }
+
+    async fn post(&mut self, mut request: http::Request<Full<Bytes>>) -> std::result::Result<(), String> {
+        let status = match self {
+            Transport::Tls(client) => client.send(request).await.map_err(|e| e.error.message().to_owned())?.status(),
+            Transport::Plain { authority, connection } => {
+                let ready = match connection.as_mut() {
+                    Some(sender) => sender.ready().await.is_ok(),
+                    None => false,
+                };
+                if !ready {
+                    *connection = Some(connect(authority).await?);
+                }
+                let sender = connection.as_mut().expect("connected above");
+                let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+                *request.uri_mut() = path.parse().map_err(|e| format!("{e}"))?;
+                request.headers_mut().insert(http::header::HOST, http::HeaderValue::from_str(authority).map_err(|e| e.to_string())?);
+                let response = match sender.send_request(request).await {
+                    Ok(response) => response,
+                    Err(e) => {
+                        *connection = None;
+                        return Err(format!("{authority}: {e}"));
+                    }
+                };
+                let status = response.status();
+                // Read to the end so the connection can carry the next batch.
+                if response.into_body().collect().await.is_err() {
+                    *connection = None;
+                }
+                status
+            }
+        };
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("the collector answered HTTP {status}"))
+        }
+    }
+}
+
+async fn connect(authority: &str) -> std::result::Result<http1::SendRequest<Full<Bytes>>, String> {
+    let tcp = tokio::net::TcpStream::connect(authority).await.map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let (sender, connection) = http1::handshake(TokioIo::new(tcp)).await.map_err(|e| format!("{authority}: {e}"))?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// TLS to the collector: no client certificate, the server checked against `certificate`'s
+/// CAs, else the system's (`SSL_CERT_FILE`, else the Debian/Alpine bundle).
+fn collector_tls(certificate: Option<&str>) -> Result<Arc<rustls::ClientConfig>> {
+    let path = certificate
+        .map(str::to_owned)
+        .or_else(|| std::env::var("SSL_CERT_FILE").ok())
+        .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".to_owned());
+    let refused = |why: String| {
+        Error::new(
+            ErrorKind::InvalidConfig,
+            format!("cannot read the CAs for the https:// OTLP collector from {path}: {why}; set OTEL_EXPORTER_OTLP_CERTIFICATE to a PEM file of them"),
+        )
+    };
+    let text = std::fs::read(&path).map_err(|e| refused(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for block in pem::parse_many(&text).map_err(|e| refused(e.to_string()))? {
+        if block.tag() == "CERTIFICATE" {
+            roots.add(block.into_contents().into()).map_err(|e| refused(e.to_string()))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err(refused("it holds no certificate".to_owned()));
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| refused(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::otlp::{SpanKind, SpanRecord};
+    use super::*;
+    use std::sync::Mutex;
+
+    fn span(n: u8) -> SpanRecord {
+        SpanRecord {
+            trace_id: [n; 16],
+            span_id: [n; 8],
+            parent_span_id: None,
+            trace_state: None,
+            name: format!("span {n}"),
+            kind: SpanKind::Server,
+            start_unix_nanos: 1,
+            end_unix_nanos: 2,
+            attributes: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Records each batch as its spans' numbers.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Sink for Recorder {
+        async fn send(&mut self, spans: Vec<SpanRecord>) {
+            self.0.lock().unwrap().push(spans.iter().map(|s| s.trace_id[0]).collect());
+        }
+    }
+
+    /// Never done with a batch, as a collector that hangs.
+    struct Stuck;
+
+    impl Sink for Stuck {
+        async fn send(&mut self, _: Vec<SpanRecord>) {
+            std::future::pending::<()>().await
+        }
+    }
+
+    fn recording(batch: Batch) -> (Exporter, Arc<Mutex<Vec<Vec<u8>>>>) {
+        let recorder = Recorder::default();
+        (Exporter::with_sink(batch, Arc::default(), recorder.clone()), recorder.0)
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_leaves_when_its_first_span_has_waited_the_delay() {
+        let delay = Duration::from_millis(500);
+        let (exporter, batches) = recording(Batch { max_queue: 100, max_batch: 10, delay });
+        exporter.offer(span(1));
+        settle().await;
+        tokio::time::advance(Duration::from_millis(300)).await;
+        exporter.offer(span(2));
+        settle().await;
+        assert!(batches.lock().unwrap().is_empty());
+        tokio::time::advance(Duration::from_millis(201)).await;
+        settle().await;
+        assert_eq!(*batches.lock().unwrap(), [vec![1, 2]]);
+        // The next span starts a new wait.
+        exporter.offer(span(3));
+        settle().await;
+        tokio::time::advance(Duration::from_millis(499)).await;
+        settle().await;
+        assert_eq!(batches.lock().unwrap().len(), 1);
+        tokio::time::advance(Duration::from_millis(2)).await;
+        settle().await;
+        assert_eq!(*batches.lock().unwrap(), [vec![1, 2], vec![3]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_leaves_at_once_and_a_flush_sends_the_rest() {
+        let (exporter, batches) = recording(Batch { max_queue: 100, max_batch: 3, delay: Duration::from_secs(3600) });
+        for n in 1..=7 {
+            exporter.offer(span(n));
+        }
+        settle().await;
+        assert_eq!(*batches.lock().unwrap(), [vec![1, 2, 3], vec![4, 5, 6]]);
+        exporter.flush(Duration::from_secs(1)).await;
+        assert_eq!(*batches.lock().unwrap(), [vec![1, 2, 3], vec![4, 5, 6], vec![7]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_drops_and_counts_spans_and_never_waits() {
+        let exporter = Exporter::with_sink(Batch { max_queue: 4, max_batch: 1, delay: Duration::from_secs(1) }, Arc::default(), Stuck);
+        exporter.offer(span(0));
+        settle().await; // taken by the stuck send
+        for n in 1..=10 {
+            exporter.offer(span(n));
+        }
+        assert_eq!(exporter.counters().queue_full.get(), 6);
+        assert_eq!(exporter.counters().exported.get(), 0);
+    }
+
+    #[test]
+    fn failed_batches_count_their_spans_as_dropped() {
+        let counters = SpanCounters::default();
+        let mut failing = false;
+        report(&counters, &mut failing, 3, Ok(()));
+        report(&counters, &mut failing, 2, Err("refused".into()));
+        assert!(failing);
+        assert_eq!((counters.exported.get(), counters.export_failed.get()), (3, 2));
+        let mut out = Exposition::default();
+        counters.write(&mut out);
+        let text = out.finish();
+        assert!(text.contains("toolmesh_spans_dropped_total{reason=\"export_failed\"} 2\n"), "{text}");
+        assert!(text.contains("toolmesh_spans_exported_total 3\n"), "{text}");
+    }
+}

@@ -1,0 +1,296 @@
+//! The OTLP `ExportTraceServiceRequest` in protobuf, written by hand: the few messages and
+//! fields a span needs (opentelemetry-proto's `trace/v1/trace.proto`, `common/v1/common.proto`,
+//! `resource/v1/resource.proto`), with their field numbers. docs/tracing.md says why not a crate.
+
+/// A finished span, as it is exported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanRecord {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_span_id: Option<[u8; 8]>,
+    pub trace_state: Option<String>,
+    pub name: String,
+    pub kind: SpanKind,
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+    pub attributes: Vec<(&'static str, Value)>,
+    /// `Some` marks the span failed (status `ERROR`), with this message.
+    pub error: Option<String>,
+}
+
+impl SpanRecord {
+    /// A record of nothing, left in the place of one taken (allocates nothing).
+    pub(crate) const EMPTY: SpanRecord = SpanRecord {
+        trace_id: [0; 16],
+        span_id: [0; 8],
+        parent_span_id: None,
+        trace_state: None,
+        name: String::new(),
+        kind: SpanKind::Server,
+        start_unix_nanos: 0,
+        end_unix_nanos: 0,
+        attributes: Vec::new(),
+        error: None,
+    };
+}
+
+/// `Span.SpanKind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    Server = 2,
+    Client = 3,
+}
+
+/// An attribute's value (`AnyValue`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Str(String),
+    Int(i64),
+}
+
+impl From<&str> for Value {
+    fn from(text: &str) -> Self {
+        Value::Str(text.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(text: String) -> Self {
+        Value::Str(text)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(number: i64) -> Self {
+        Value::Int(number)
+    }
+}
+
+/// The `Resource` message of a process: its attributes, encoded once.
+pub fn resource(attributes: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (key, value) in attributes {
+        message(&mut out, 1, |kv| key_value(kv, key, &Value::Str(value.clone())));
+    }
+    out
+}
+
+/// An `ExportTraceServiceRequest` of `spans`, from the process whose encoded `Resource` is
+/// `resource`, under the instrumentation scope `scope` (`name`, `version`).
+pub fn export_request(resource: &[u8], scope: (&str, &str), spans: &[SpanRecord]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + spans.len() * 400);
+    // ExportTraceServiceRequest.resource_spans = 1
+    message(&mut out, 1, |resource_spans| {
+        // ResourceSpans.resource = 1
+        bytes_field(resource_spans, 1, resource);
+        // ResourceSpans.scope_spans = 2
+        message(resource_spans, 2, |scope_spans| {
+            // ScopeSpans.scope = 1: InstrumentationScope { name = 1, version = 2 }
+            message(scope_spans, 1, |s| {
+                string_field(s, 1, scope.0);
+                string_field(s, 2, scope.1);
+            });
+            for span in spans {
+                // ScopeSpans.spans = 2
+                message(scope_spans, 2, |s| encode_span(s, span));
+            }
+        });
+    });
+    out
+}
+
+fn encode_span(out: &mut Vec<u8>, span: &SpanRecord) {
+    bytes_field(out, 1, &span.trace_id);
+    bytes_field(out, 2, &span.span_id);
+    if let Some(state) = &span.trace_state {
+        string_field(out, 3, state);
+    }
+    if let Some(parent) = &span.parent_span_id {
+        bytes_field(out, 4, parent);
+    }
+    string_field(out, 5, &span.name);
+    varint_field(out, 6, span.kind as u64);
+    fixed64_field(out, 7, span.start_unix_nanos);
+    fixed64_field(out, 8, span.end_unix_nanos);
+    for (key, value) in &span.attributes {
+        message(out, 9, |kv| key_value(kv, key, value));
+    }
+    // Status { message = 2, code = 3 }: ERROR = 2; an unset status (0) is left out.
+    if let Some(error) = &span.error {
+        message(out, 15, |status| {
+            string_field(status, 2, error);
+            varint_field(status, 3, 2);
+        });
+    }
+}
+
+/// `KeyValue { key = 1, value = 2 }`, `AnyValue { string_value = 1, int_value = 3 }`.
+fn key_value(out: &mut Vec<u8>, key: &str, value: &Value) {
+    string_field(out, 1, key);
+    message(out, 2, |any| match value {
+        Value::Str(text) => string_field(any, 1, text),
+        Value::Int(number) => varint_field(any, 3, *number as u64),
+    });
+}
+
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LENGTH_DELIMITED: u8 = 2;
+
+fn tag(out: &mut Vec<u8>, field: u32, wire_type: u8) {
+    varint(out, u64::from(field) << 3 | u64::from(wire_type));
+}
+
+fn varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn varint_field(out: &mut Vec<u8>, field: u32, value: u64) {
+    tag(out, field, VARINT);
+    varint(out, value);
+}
+
+fn fixed64_field(out: &mut Vec<u8>, field: u32, value: u64) {
+    tag(out, field, FIXED64);
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn bytes_field(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    tag(out, field, LENGTH_DELIMITED);
+    varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn string_field(out: &mut Vec<u8>, field: u32, text: &str) {
+    bytes_field(out, field, text.as_bytes());
+}
+
+/// A nested message: written in place after a length-sized gap, then the gap is made the
+/// length's varint (moving the message only when the length takes more than one byte).
+fn message(out: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
+    tag(out, field, LENGTH_DELIMITED);
+    let gap = out.len();
+    out.push(0);
+    body(out);
+    let length = out.len() - gap - 1;
+    let mut prefix = Vec::with_capacity(5);
+    varint(&mut prefix, length as u64);
+    out.splice(gap..gap + 1, prefix);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One field as protobuf's wire format carries it.
+    #[derive(Debug, PartialEq)]
+    enum Field<'a> {
+        Varint(u64),
+        Fixed64(u64),
+        Bytes(&'a [u8]),
+    }
+
+    /// The fields of one message, in order: a reader of the wire format, independent of the
+    /// writer above (which it checks).
+    fn fields(mut data: &[u8]) -> Vec<(u32, Field<'_>)> {
+        fn read_varint(data: &mut &[u8]) -> u64 {
+            let mut value = 0u64;
+            for shift in (0..64).step_by(7) {
+                let byte = data[0];
+                *data = &data[1..];
+                value |= u64::from(byte & 0x7f) << shift;
+                if byte < 0x80 {
+                    break;
+                }
+            }
+            value
+        }
+        let mut out = Vec::new();
+        while !data.is_empty() {
+            let key = read_varint(&mut data);
+            let field = (key >> 3) as u32;
+            let value = match key & 7 {
+                0 => Field::Varint(read_varint(&mut data)),
+                1 => {
+                    let (bytes, rest) = data.split_at(8);
+                    data = rest;
+                    Field::Fixed64(u64::from_le_bytes(bytes.try_into().unwrap()))
+                }
+                2 => {
+                    let length = read_varint(&mut data) as usize;
+                    let (bytes, rest) = data.split_at(length);
+                    data = rest;
+                    Field::Bytes(bytes)
+                }
+                other => panic!("wire type {other} is not written"),
+            };
+            out.push((field, value));
+        }
+        out
+    }
+
+    fn bytes<'a>(fields: &[(u32, Field<'a>)], number: u32) -> Vec<&'a [u8]> {
+        fields.iter().filter(|(n, _)| *n == number).map(|(_, f)| if let Field::Bytes(b) = f { *b } else { panic!("{f:?}") }).collect()
+    }
+
+    fn span(name: &str, attributes: usize) -> SpanRecord {
+        SpanRecord {
+            trace_id: [7; 16],
+            span_id: [1, 2, 3, 4, 5, 6, 7, 8],
+            parent_span_id: Some([9; 8]),
+            trace_state: Some("k=v".into()),
+            name: name.into(),
+            kind: SpanKind::Client,
+            start_unix_nanos: 1_700_000_000_000_000_000,
+            end_unix_nanos: 1_700_000_000_000_500_000,
+            attributes: (0..attributes).map(|i| ("attr", Value::Int(i as i64 - 1))).collect(),
+            error: Some("TOOL_FAILED".into()),
+        }
+    }
+
+    #[test]
+    fn a_request_nests_resource_scope_and_spans_with_the_proto_field_numbers() {
+        let resource = resource(&[("service.name".into(), "front".into())]);
+        let request = export_request(&resource, ("toolmesh", "0.1.0"), &[span("tools/call add", 2), span("b", 0)]);
+        let top = fields(&request);
+        let resource_spans = bytes(&top, 1);
+        assert_eq!(resource_spans.len(), 1);
+        let resource_spans = fields(resource_spans[0]);
+        let kv = fields(bytes(&fields(bytes(&resource_spans, 1)[0]), 1)[0]);
+        assert_eq!(bytes(&kv, 1), [b"service.name"]);
+        assert_eq!(bytes(&fields(bytes(&kv, 2)[0]), 1), [b"front"]);
+        let scope_spans = fields(bytes(&resource_spans, 2)[0]);
+        let scope = fields(bytes(&scope_spans, 1)[0]);
+        assert_eq!((bytes(&scope, 1), bytes(&scope, 2)), (vec![&b"toolmesh"[..]], vec![&b"0.1.0"[..]]));
+        let spans = bytes(&scope_spans, 2);
+        assert_eq!(spans.len(), 2);
+        let first = fields(spans[0]);
+        assert_eq!(bytes(&first, 1), [&[7u8; 16][..]]);
+        assert_eq!(bytes(&first, 2), [&[1u8, 2, 3, 4, 5, 6, 7, 8][..]]);
+        assert_eq!(bytes(&first, 3), [b"k=v"]);
+        assert_eq!(bytes(&first, 4), [&[9u8; 8][..]]);
+        assert_eq!(bytes(&first, 5), [b"tools/call add"]);
+        assert!(first.contains(&(6, Field::Varint(3))));
+        assert!(first.contains(&(7, Field::Fixed64(1_700_000_000_000_000_000))));
+        assert!(first.contains(&(8, Field::Fixed64(1_700_000_000_000_500_000))));
+        let attributes = bytes(&first, 9);
+        // A negative int64 is its two's complement as a 10-byte varint.
+        let value = fields(bytes(&fields(attributes[0]), 2)[0]);
+        assert_eq!(value, [(3, Field::Varint(u64::MAX))]);
+        let status = fields(bytes(&first, 15)[0]);
+        assert_eq!(status, [(2, Field::Bytes(b"TOOL_FAILED")), (3, Field::Varint(2))]);
+    }
+
+    #[test]
+    fn lengths_past_one_varint_byte_are_written_in_full() {
+        let long = "n".repeat(300);
+        let request = export_request(&resource(&[]), ("toolmesh", "0"), &[span(&long, 40)]);
+        let span_bytes = fields(bytes(&fields(bytes(&fields(bytes(&fields(&request), 1)[0]), 2)[0]), 2)[0]);
+        assert_eq!(bytes(&span_bytes, 5), [long.as_bytes()]);
+        assert_eq!(bytes(&span_bytes, 9).len(), 40);
+    }
+}
