@@ -11,6 +11,8 @@ if [[ -x "$BIN" ]]; then
   echo "$BIN"
   exit 0
 fi
+# Go's own installer puts it in /usr/local/go, which a non-login shell may not have on PATH.
+command -v go >/dev/null || [[ ! -x /usr/local/go/bin/go ]] || export PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null || { echo "jaeger: Go is missing; install Go 1.24 or later (https://go.dev/dl) to build Jaeger for the tracing test" >&2; exit 1; }
 echo "== jaeger: building v$VERSION with $(go version | cut -d' ' -f3) (minutes, once)" >&2
 # A scratch module whose only tool is Jaeger: go get resolves Jaeger's whole dependency graph

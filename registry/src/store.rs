@@ -30,7 +30,18 @@ pub trait Store: Send + Sync {
     fn describe(&self) -> String;
     /// The state as stored when the registry starts.
     fn load(&self) -> Result<Durable>;
-    fn save_entities(&self, entities: &[StoredEntity]) -> Result<()>;
-    fn save_policy(&self, policy: &StoredPolicy) -> Result<()>;
-    fn save_auto_tls(&self, auto_tls: &AutoTlsState) -> Result<()>;
+    /// Stores the state `edit` makes of the current one; a failed store changes nothing.
+    fn change(&self, edit: &mut dyn FnMut(&mut Durable)) -> Result<()>;
+
+    fn save_entities(&self, entities: &[StoredEntity]) -> Result<()> {
+        self.change(&mut |state| state.entities = entities.to_vec())
+    }
+
+    fn save_policy(&self, policy: &StoredPolicy) -> Result<()> {
+        self.change(&mut |state| state.policy = Some(policy.clone()))
+    }
+
+    fn save_auto_tls(&self, auto_tls: &AutoTlsState) -> Result<()> {
+        self.change(&mut |state| state.auto_tls = Some(auto_tls.clone()))
+    }
 }

@@ -8,10 +8,9 @@
 //! CA before the registry starts, and the registry opens it again (reading what was prepared).
 
 use super::schema::{self, STATE_FILE};
-use super::{AutoTlsState, Durable, Store, StoredEntity};
+use super::{Durable, Store};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use toolmesh_core::registry_api::StoredPolicy;
 use toolmesh_core::{Error, ErrorKind, Result};
 
 pub struct Embedded {
@@ -59,16 +58,6 @@ impl Embedded {
         std::fs::File::open(&self.dir).and_then(|dir| dir.sync_all()).map_err(storage)?;
         Ok(())
     }
-
-    /// Writes the state `change` makes, then holds it; a failed write changes nothing.
-    fn change(&self, change: impl FnOnce(&mut Durable)) -> Result<()> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = state.clone();
-        change(&mut next);
-        self.write(&next)?;
-        *state = next;
-        Ok(())
-    }
 }
 
 impl Store for Embedded {
@@ -80,15 +69,13 @@ impl Store for Embedded {
         Ok(self.state.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
-    fn save_entities(&self, entities: &[StoredEntity]) -> Result<()> {
-        self.change(|state| state.entities = entities.to_vec())
-    }
-
-    fn save_policy(&self, policy: &StoredPolicy) -> Result<()> {
-        self.change(|state| state.policy = Some(policy.clone()))
-    }
-
-    fn save_auto_tls(&self, auto_tls: &AutoTlsState) -> Result<()> {
-        self.change(|state| state.auto_tls = Some(auto_tls.clone()))
+    /// Writes the state `edit` makes, then holds it; a failed write changes nothing.
+    fn change(&self, edit: &mut dyn FnMut(&mut Durable)) -> Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = state.clone();
+        edit(&mut next);
+        self.write(&next)?;
+        *state = next;
+        Ok(())
     }
 }

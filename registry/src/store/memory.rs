@@ -1,20 +1,12 @@
 //! The store of a registry without a state directory: its state lives as long as the process.
 
-use super::{AutoTlsState, Durable, Store, StoredEntity};
+use super::{Durable, Store};
 use std::sync::Mutex;
-use toolmesh_core::registry_api::StoredPolicy;
 use toolmesh_core::Result;
 
 #[derive(Default)]
 pub struct Memory {
     state: Mutex<Durable>,
-}
-
-impl Memory {
-    fn change(&self, change: impl FnOnce(&mut Durable)) -> Result<()> {
-        change(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
-        Ok(())
-    }
 }
 
 impl Store for Memory {
@@ -26,15 +18,8 @@ impl Store for Memory {
         Ok(self.state.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
-    fn save_entities(&self, entities: &[StoredEntity]) -> Result<()> {
-        self.change(|state| state.entities = entities.to_vec())
-    }
-
-    fn save_policy(&self, policy: &StoredPolicy) -> Result<()> {
-        self.change(|state| state.policy = Some(policy.clone()))
-    }
-
-    fn save_auto_tls(&self, auto_tls: &AutoTlsState) -> Result<()> {
-        self.change(|state| state.auto_tls = Some(auto_tls.clone()))
+    fn change(&self, edit: &mut dyn FnMut(&mut Durable)) -> Result<()> {
+        edit(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+        Ok(())
     }
 }
