@@ -134,16 +134,12 @@ impl ServerMetrics {
     }
 
     /// Starts timing one request of `method`; it is recorded when the returned guard is dropped.
-    pub fn start(&self, method: &str) -> ServerOperation<'_> {
+    /// The guard owns its share of the metrics: a request answered as a stream ends after the
+    /// handler that started it returned its response's head.
+    pub fn start(self: &Arc<Self>, method: &str) -> ServerOperation {
         let method = METHODS.iter().position(|m| *m == method).map_or(OUTSIDE, |i| i as u16);
-        ServerOperation {
-            metrics: self,
-            started: Instant::now(),
-            method,
-            tool: OUTSIDE,
-            outcome: Outcome::Cancelled,
-            _in_flight: self.in_flight.enter(),
-        }
+        self.in_flight.add(1);
+        ServerOperation { metrics: self.clone(), started: Instant::now(), method, tool: OUTSIDE, outcome: Outcome::Cancelled }
     }
 
     fn write(&self, out: &mut Exposition) {
@@ -166,16 +162,15 @@ impl ServerMetrics {
 }
 
 /// One request being served; recorded when dropped (as `CANCELLED` unless an outcome was set).
-pub struct ServerOperation<'m> {
-    metrics: &'m ServerMetrics,
+pub struct ServerOperation {
+    metrics: Arc<ServerMetrics>,
     started: Instant,
     method: u16,
     tool: u16,
     outcome: Outcome,
-    _in_flight: Entered<'m>,
 }
 
-impl ServerOperation<'_> {
+impl ServerOperation {
     /// The request calls `tool` (`tools/call`).
     pub fn tool(&mut self, tool: &str) {
         self.tool = self.metrics.tool_index.get(tool).copied().unwrap_or(OUTSIDE);
@@ -186,8 +181,9 @@ impl ServerOperation<'_> {
     }
 }
 
-impl Drop for ServerOperation<'_> {
+impl Drop for ServerOperation {
     fn drop(&mut self) {
+        self.metrics.in_flight.add(-1);
         let elapsed = self.started.elapsed();
         self.metrics.durations.with((self.method, self.tool, self.outcome), |h| h.observe(elapsed));
     }
@@ -403,7 +399,7 @@ mod tests {
 
     #[test]
     fn server_series_name_only_known_methods_and_the_agents_own_tools() {
-        let metrics = ServerMetrics::new(["add"]);
+        let metrics = Arc::new(ServerMetrics::new(["add"]));
         for (method, tool) in [("tools/call", "add"), ("tools/call", "made-up"), ("made/up", ""), ("tools/list", "")] {
             let mut operation = metrics.start(method);
             operation.tool(tool);
