@@ -86,6 +86,9 @@ where
                 biased;
                 Some(notification) = notifications.recv() => { let _ = send(&events, message(&notification), false); }
                 output = &mut handler => break output,
+                // The client went away (the request is cancelled already): no one waits for the
+                // answer, so a handler that never gives one holds nothing here.
+                () = events.closed() => return,
             }
         };
         // What the handler sent before it answered comes before the answer.
