@@ -694,6 +694,48 @@ void toolmesh_invocation_free(toolmesh_invocation *invocation);
 // string; both borrowed for the call.
 const char *toolmesh_invocation_header(const toolmesh_invocation *invocation, const char *name);
 
+// Sends a log message to the caller of the tool: `data_json` (UTF-8 JSON, any value, borrowed
+// for the call) at `level`, one of MCP's "debug", "info", "notice", "warning", "error",
+// "critical", "alert", "emergency", from `logger` (NULL: none). toolmesh sends it only at or
+// above the level the request opted into (a modern request names one in its `_meta`; a legacy
+// request gets "info" and up) and while its caller is still waiting; otherwise it is dropped,
+// which is not an error. Use it from any thread while the invocation is unanswered.
+//
+// Returns `TOOLMESH_NULL_ARGUMENT` (a NULL invocation, level or data), `TOOLMESH_INVALID_UTF8`,
+// `TOOLMESH_INVALID_JSON` (data that is not JSON) or `TOOLMESH_INVALID_ARGUMENTS` (a level
+// MCP does not name); nothing is sent then.
+//
+// # Safety
+// `invocation` is NULL or a live, unanswered invocation, borrowed for the call. `level`,
+// `logger` and `data_json` are NULL or NUL-terminated strings, borrowed for the call.
+// `error_out` is NULL or points to storage for one pointer that receives, on failure only, a
+// new `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
+toolmesh_result toolmesh_invocation_log(const toolmesh_invocation *invocation,
+                                        const char *level,
+                                        const char *logger,
+                                        const char *data_json,
+                                        toolmesh_error **error_out);
+
+// Reports the handler's progress to the caller of the tool: `progress` so far, of `total` (NaN:
+// no total), with an optional `message` (NULL: none; UTF-8, borrowed for the call). toolmesh
+// sends it only when the request asked for progress (MCP's `progressToken`) and its caller is
+// still waiting; otherwise it is dropped, which is not an error (`TOOLMESH_OK`). A NaN or
+// infinite `progress` is dropped too. Use it from any thread while the invocation is unanswered.
+//
+// Returns `TOOLMESH_NULL_ARGUMENT` for a NULL invocation and `TOOLMESH_INVALID_UTF8` for a
+// message that is not UTF-8 (nothing is sent then).
+//
+// # Safety
+// `invocation` is NULL or a live, unanswered invocation, borrowed for the call. `message` is NULL
+// or a NUL-terminated string, borrowed for the call. `error_out` is NULL or points to storage
+// for one pointer that receives, on failure only, a new `toolmesh_error` owned by the caller,
+// who frees it with `toolmesh_error_free`.
+toolmesh_result toolmesh_invocation_progress(const toolmesh_invocation *invocation,
+                                             double progress,
+                                             double total,
+                                             const char *message,
+                                             toolmesh_error **error_out);
+
 // The W3C trace id of the request (32 lowercase hex digits), or NULL if it has none. Borrowed
 // from the invocation: valid until it is answered. Dependency calls made with this invocation
 // continue the same trace.

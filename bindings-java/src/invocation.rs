@@ -6,11 +6,13 @@ use crate::handles::HandleTable;
 use crate::jvm;
 use crate::strings::{optional_string, string};
 use jni::objects::{GlobalRef, JClass, JString, JValue};
-use jni::sys::{jboolean, jint, jlong, JNI_FALSE, JNI_TRUE};
+use jni::sys::{jboolean, jdouble, jint, jlong, JNI_FALSE, JNI_TRUE};
 use jni::JNIEnv;
 use std::sync::Arc;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{invalid_tool_result, CatalogInvocation, Completion, HostError, ToolHandler, ToolInvocation, ToolOutput};
+use toolmesh_core::report::LogLevel;
+use toolmesh_core::{Error, ErrorKind};
 
 /// Unanswered invocations. Answering removes the entry, so a second answer finds nothing; so does
 /// `releaseCompletion`, which Java's cleaner calls for a call whose handler vanished unanswered,
@@ -287,4 +289,54 @@ pub extern "system" fn Java_dev_toolmesh_Native_releaseContext<'local>(mut env: 
         CONTEXTS.remove(context);
         Ok(())
     })
+}
+
+/// Reports progress for the request behind `context` (`total` NaN: none, `message` null: none);
+/// whether core sent it. A released context sends nothing.
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_progress<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    context: jlong,
+    progress: jdouble,
+    total: jdouble,
+    message: JString<'local>,
+) -> jboolean {
+    entry(&mut env, |env| {
+        let message = optional_string(env, &message)?;
+        let sent = CONTEXTS.get(context).is_some_and(|c| c.progress(progress, Some(total).filter(|t| !t.is_nan()), message.as_deref()));
+        Ok(jboolean::from(sent))
+    })
+}
+
+/// Sends a log message (`data_json`, any JSON) at `level` for the request behind `context`;
+/// whether core sent it. A level MCP does not name, or data that is not JSON, is
+/// `INVALID_ARGUMENTS`.
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_log<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    context: jlong,
+    level: JString<'local>,
+    logger: JString<'local>,
+    data_json: JString<'local>,
+) -> jboolean {
+    entry(&mut env, |env| {
+        let (level, logger, data) = (string(env, &level)?, optional_string(env, &logger)?, string(env, &data_json)?);
+        let level = LogLevel::parse(&level)
+            .ok_or_else(|| Error::new(ErrorKind::InvalidArguments, format!("log level {level:?} is not one of {}", LogLevel::names())))?;
+        let data: serde_json::Value = serde_json::from_str(&data)
+            .map_err(|e| Error::new(ErrorKind::InvalidArguments, format!("the log message is not JSON: {e}")))?;
+        Ok(jboolean::from(CONTEXTS.get(context).is_some_and(|c| c.log(level, &data, logger.as_deref()))))
+    })
+}
+
+/// Whether the request behind `context` was cancelled (its caller went away).
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_cancelled<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    context: jlong,
+) -> jboolean {
+    entry(&mut env, |_| Ok(jboolean::from(CONTEXTS.get(context).is_some_and(|c| c.is_cancelled()))))
 }

@@ -40,6 +40,18 @@ export declare class RequestContext {
   get tracestate(): string | null
   /** Milliseconds left before the inbound call's deadline, if it has one. */
   get remainingMs(): number | null
+  /**
+   * Reports the handler's progress to its caller: sent only when the request asked for
+   * progress and its caller is still waiting. Returns whether it was sent.
+   */
+  progress(progress: number, total?: number | undefined | null, message?: string | undefined | null): boolean
+  /**
+   * Sends `data` (any JSON value) as a log message at `level` ("debug" up to "emergency"):
+   * sent only at or above the level the request opted into. Returns whether it was sent.
+   */
+  log(level: string, data: unknown, logger?: string | undefined | null): boolean
+  /** Whether the request was cancelled (its caller went away): reports are dropped from then on. */
+  get cancelled(): boolean
 }
 
 /**

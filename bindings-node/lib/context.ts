@@ -20,7 +20,23 @@ export interface RequestContext {
   readonly tracestate: string | null;
   /** Milliseconds left before the inbound call's deadline, if it has one. */
   readonly remainingMs: number | null;
+  /**
+   * Reports progress to the caller (`progress` so far, of `total`): sent only when the caller
+   * asked for progress and is still waiting. Returns whether it was sent.
+   */
+  progress(progress: number, total?: number | null, message?: string | null): boolean;
+  /**
+   * Sends `data` (any JSON value) as a log message at `level`: sent only at or above the level
+   * the caller opted into (a legacy MCP client gets "info" and up). Returns whether it was sent;
+   * throws for a level MCP does not name.
+   */
+  log(level: LogLevel, data: unknown, logger?: string | null): boolean;
+  /** Whether the caller went away: reports are dropped from then on. */
+  readonly cancelled: boolean;
 }
+
+/** MCP's log levels, least severe first. */
+export type LogLevel = "debug" | "info" | "notice" | "warning" | "error" | "critical" | "alert" | "emergency";
 
 /**
  * Holds the native context object of each handler run; private to the binding.

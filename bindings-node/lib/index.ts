@@ -17,7 +17,7 @@ export type {
   ResourceTemplateDefinition,
 } from "./catalog.js";
 export { Audio, Content, type ContentAnnotations, type ContentItem, EmbeddedResource, Image, type ResourceContents, ResourceLink, Text, ToolResult } from "./content.js";
-export { currentContext, headers, type RequestContext, traceId, withCallHeaders } from "./context.js";
+export { currentContext, headers, type LogLevel, type RequestContext, traceId, withCallHeaders } from "./context.js";
 export {
   ConfigError,
   DiscoveryError,

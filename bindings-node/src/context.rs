@@ -4,6 +4,7 @@ use napi_derive::napi;
 use std::collections::HashMap;
 use std::sync::Arc;
 use toolmesh_core::context::RequestContext as CoreContext;
+use toolmesh_core::report::LogLevel;
 
 /// Read-only view of core's request context. Proxies hand it back to core unchanged, so header
 /// filtering and trace spans are decided there, not here.
@@ -51,5 +52,28 @@ impl RequestContext {
     pub fn remaining_ms(&self) -> Option<u32> {
         // JS numbers hold any u32 exactly; a longer wait than 49 days reads as the longest one.
         self.inner.remaining_ms().map(|ms| u32::try_from(ms).unwrap_or(u32::MAX))
+    }
+
+    /// Reports the handler's progress to its caller: sent only when the request asked for
+    /// progress and its caller is still waiting. Returns whether it was sent.
+    #[napi]
+    pub fn progress(&self, progress: f64, total: Option<f64>, message: Option<String>) -> bool {
+        self.inner.progress(progress, total, message.as_deref())
+    }
+
+    /// Sends `data` (any JSON value) as a log message at `level` ("debug" up to "emergency"):
+    /// sent only at or above the level the request opted into. Returns whether it was sent.
+    #[napi(ts_args_type = "level: string, data: unknown, logger?: string | undefined | null")]
+    pub fn log(&self, level: String, data: serde_json::Value, logger: Option<String>) -> napi::Result<bool> {
+        let level = LogLevel::parse(&level).ok_or_else(|| {
+            napi::Error::new(napi::Status::InvalidArg, format!("log level {level:?} is not one of {}", LogLevel::names()))
+        })?;
+        Ok(self.inner.log(level, &data, logger.as_deref()))
+    }
+
+    /// Whether the request was cancelled (its caller went away): reports are dropped from then on.
+    #[napi(getter)]
+    pub fn cancelled(&self) -> bool {
+        self.inner.is_cancelled()
     }
 }

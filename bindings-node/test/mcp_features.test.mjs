@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Audio, EmbeddedResource, Image, ResourceLink, Text, ToolResult } from "../dist/index.js";
+import { Audio, currentContext, EmbeddedResource, Image, ResourceLink, Text, ToolResult } from "../dist/index.js";
 import { callError, mcpPost } from "../../tests/node/meshkit.mjs";
 import { agent, meshFixture, serving } from "./fixtures.mjs";
 
@@ -251,5 +251,47 @@ describe("resources and prompts", { timeout: 60_000 }, () => {
     assert.throws(() => alpha.addPrompt({ name: "p" }), /prompt 'p' needs a get function/);
     alpha.addResource({ uriTemplate: "test://{a}{b}", name: "ambiguous", read: () => "" });
     await assert.rejects(alpha.start(), (error) => error.kind === "INVALID_CONFIG" && /resourceTemplates\[0\]\.uriTemplate/.test(error.message));
+  });
+});
+
+describe("progress and log messages", { timeout: 60_000 }, () => {
+  it("reach the client as events before the result, as far as the request asked", async () => {
+    const alpha = agent(fixture, "alpha");
+    const sent = [];
+    alpha.addTool({
+      name: "crunch",
+      execute: async () => {
+        const context = currentContext();
+        sent.push(context.progress(1, 2, "half"), context.log("debug", "below the level"), context.log("warning", { disk: 91 }, "store"));
+        await new Promise((resolve) => setImmediate(resolve));
+        context.progress(2, 2);
+        assert.throws(() => context.log("loud", 1), /log level "loud" is not one of debug, info/);
+        sent.push(context.cancelled);
+        return "crunched";
+      },
+    });
+    await serving([alpha], async () => {
+      const meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/logLevel": "info",
+        progressToken: "n-1",
+      };
+      const { status, body, events } = await mcpPost(alpha.endpoint, fixture.certs, {
+        jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "crunch", arguments: {}, _meta: meta },
+      });
+      assert.equal(status, 200);
+      assert.deepEqual(events, [
+        { jsonrpc: "2.0", method: "notifications/progress", params: { progressToken: "n-1", progress: 1, total: 2, message: "half" } },
+        { jsonrpc: "2.0", method: "notifications/message", params: { level: "warning", logger: "store", data: { disk: 91 } } },
+        { jsonrpc: "2.0", method: "notifications/progress", params: { progressToken: "n-1", progress: 2, total: 2 } },
+      ]);
+      assert.equal(body.result.structuredContent, "crunched");
+      assert.deepEqual(sent, [true, false, true, false]);
+
+      // Asked for nothing: nothing is sent, and the answer is one JSON body.
+      const plain = await mcpPost(alpha.endpoint, fixture.certs, { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "crunch", arguments: {} } });
+      assert.deepEqual([plain.events, plain.body.result.structuredContent], [[], "crunched"]);
+    });
   });
 });

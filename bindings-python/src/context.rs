@@ -1,9 +1,11 @@
 //! The request context of an inbound call, as the Python object handlers see.
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::sync::Arc;
 use toolmesh_core::context::RequestContext;
+use toolmesh_core::report::LogLevel;
 
 /// Read-only view of core's request context. Proxies hand it back to core unchanged, so header
 /// filtering and trace spans are decided there, not here.
@@ -54,6 +56,31 @@ impl Context {
     #[getter]
     fn remaining_ms(&self) -> Option<u64> {
         self.inner.remaining_ms()
+    }
+
+    /// Reports the handler's progress to its caller; core sends it only when the request asked
+    /// for progress and its caller is still waiting. Returns whether it was sent.
+    #[pyo3(signature = (progress, total=None, message=None))]
+    fn report_progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) -> bool {
+        self.inner.progress(progress, total, message)
+    }
+
+    /// Sends `data_json` (any JSON value, encoded by the package) as a log message at `level`
+    /// (MCP's names, "debug" up to "emergency"); core sends it only at or above the level the
+    /// request opted into. Returns whether it was sent.
+    #[pyo3(signature = (level, data_json, logger=None))]
+    fn log_json(&self, level: &str, data_json: &str, logger: Option<&str>) -> PyResult<bool> {
+        let level = LogLevel::parse(level)
+            .ok_or_else(|| PyValueError::new_err(format!("log level {level:?} is not one of {}", LogLevel::names())))?;
+        let data = serde_json::from_str(data_json).map_err(|e| PyValueError::new_err(format!("the log message is not JSON: {e}")))?;
+        Ok(self.inner.log(level, &data, logger))
+    }
+
+    /// Whether the request was cancelled (its caller closed the stream): reports are dropped
+    /// from then on, and the dependency calls it makes fail.
+    #[getter]
+    fn cancelled(&self) -> bool {
+        self.inner.is_cancelled()
     }
 
     fn __repr__(&self) -> String {

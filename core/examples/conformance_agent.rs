@@ -7,15 +7,19 @@
 //! Results beyond one value (images, audio, embedded resources, several items) are answered in
 //! MCP's own shape through `Completion::result`. The suite's resources and prompts are declared
 //! in a `Catalog`: the static resources are answered by core, the template and the prompts by
-//! this handler (`invoke_catalog`). Fixtures that need what a handler cannot do yet (progress,
-//! logging, input requests) are left out rather than faked: the suite reports them as missing.
+//! this handler (`invoke_catalog`). Progress and log messages go through the request context
+//! (`RequestContext::progress`, `::log`), which sends what the request lets through. Fixtures
+//! that need what a handler cannot do yet (input requests) are left out rather than faked: the
+//! suite reports them as missing.
 
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Duration;
 use toolmesh_core::agent::Agent;
 use toolmesh_core::config::AgentConfig;
 use toolmesh_core::host::{Catalog, CatalogInvocation, CatalogRequest, Completion, FnCatalogHandler, ToolInvocation, ToolOutput};
 use toolmesh_core::registry_api::ToolInfo;
+use toolmesh_core::report::LogLevel;
 
 /// The suite's `json-schema-2020-12` fixture: its input schema must be listed verbatim.
 fn json_schema_2020_12() -> Value {
@@ -76,7 +80,10 @@ fn tools() -> Vec<ToolInfo> {
         tool("test_image_content", "Returns an image", empty.clone()),
         tool("test_audio_content", "Returns audio", empty.clone()),
         tool("test_embedded_resource", "Returns an embedded resource", empty.clone()),
-        tool("test_multiple_content_types", "Returns text, an image and an embedded resource", empty),
+        tool("test_multiple_content_types", "Returns text, an image and an embedded resource", empty.clone()),
+        tool("test_tool_with_progress", "Reports progress 0, 50 and 100 of 100", empty.clone()),
+        tool("test_tool_with_logging", "Logs three messages at info level", empty.clone()),
+        tool("test_logging_tool", "Logs a message (sent only to a client that asked for a level)", empty),
         tool("json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", json_schema_2020_12()),
         // The tasks extension's synchronous fixture.
         tool(
@@ -100,7 +107,30 @@ fn handle(invocation: ToolInvocation, done: Completion) {
             Err(problem) => done.err(problem),
         };
     }
+    let context = invocation.context.clone();
     match invocation.tool.as_str() {
+        "test_tool_with_progress" => {
+            tokio::spawn(async move {
+                for (i, progress) in [0.0, 50.0, 100.0].into_iter().enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    context.progress(progress, Some(100.0), None);
+                }
+                done.ok(json!("Progress reported: 0, 50 and 100 of 100"));
+            });
+        }
+        "test_tool_with_logging" | "test_logging_tool" => {
+            tokio::spawn(async move {
+                for (i, message) in ["Tool execution started", "Tool processing data", "Tool execution completed"].into_iter().enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    context.log(LogLevel::Info, &json!(message), None);
+                }
+                done.ok(json!("Logged three messages at info level"));
+            });
+        }
         "test_simple_text" => done.ok(json!("This is a simple text response for testing.")),
         "test_error_handling" => done.err("This tool intentionally returns an error for testing"),
         "greet" => done.ok(json!(format!("Hello, {}!", invocation.arguments["name"].as_str().unwrap_or_default()))),

@@ -361,7 +361,16 @@ impl Agent {
             .unwrap_or_default();
         let context = context.unwrap_or_default();
         let target = Target { key, capability: &spec.capability, providers, timeout: deps.timeout };
-        inner.pipeline.call(&**inner, target, arguments, &context).await
+        let call = inner.pipeline.call(&**inner, target, arguments, &context);
+        // The request this call is made for was cancelled (its caller closed the stream): the
+        // call stops, its connection with it, and the callee sees its own stream close.
+        tokio::select! {
+            result = call => result,
+            () = context.cancelled() => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("the call to '{}' was cancelled: the request it was made for was cancelled (its caller went away)", spec.capability),
+            )),
+        }
     }
 
     /// Enforces `policy` from the next request on; calls in flight finish under the old one.
@@ -452,6 +461,8 @@ impl Inner {
             hop_only,
             headers_set_by_caller: false,
             set_on_purpose: Vec::new(),
+            // The callee reports to no one: its progress is its own, not its caller's caller's.
+            reporter: None,
             ..context.clone()
         };
         self.local.invoke(tool, arguments, Arc::new(child)).await.map_err(|error| {

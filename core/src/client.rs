@@ -106,6 +106,16 @@ impl HttpsClient {
 
     /// Sends a request and reads the whole response body.
     pub async fn send(&self, request: http::Request<Full<Bytes>>) -> Result<http::Response<Bytes>, RequestError> {
+        self.send_observed(request, None).await
+    }
+
+    /// [`HttpsClient::send`], handing `observe` each piece of the response body as it arrives
+    /// (a stream of events is read while it is still coming).
+    pub async fn send_observed(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        mut observe: Option<&mut (dyn FnMut(&Bytes) + Send)>,
+    ) -> Result<http::Response<Bytes>, RequestError> {
         let peer = Peer::of(request.uri())?;
         let connections = self.connections();
         let mut request = request;
@@ -139,12 +149,16 @@ impl HttpsClient {
                 },
             };
             let (parts, body) = response.into_parts();
-            let body = body.collect().await.map_err(|e| RequestError {
+            let body = match observe.as_deref_mut() {
+                None => body.collect().await.map(|collected| collected.to_bytes()),
+                Some(observe) => collect_observed(body, observe).await,
+            };
+            let body = body.map_err(|e| RequestError {
                 error: Error::new(ErrorKind::ConnectionLost, format!("{} broke the connection while answering: {e}", peer.authority)),
                 delivered: true,
             })?;
             connections.checkin(&peer.authority, sender);
-            return Ok(http::Response::from_parts(parts, body.to_bytes()));
+            return Ok(http::Response::from_parts(parts, body));
         }
     }
 
@@ -370,6 +384,18 @@ impl tokio::io::AsyncWrite for SharedTcp {
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write))
     }
+}
+
+/// Reads a whole body, handing each piece to `observe` as it arrives.
+async fn collect_observed(mut body: hyper::body::Incoming, observe: &mut (dyn FnMut(&Bytes) + Send)) -> hyper::Result<Bytes> {
+    let mut all = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            observe(&data);
+            all.extend_from_slice(&data);
+        }
+    }
+    Ok(all.freeze())
 }
 
 /// A connection-level sender of either HTTP version.

@@ -145,6 +145,12 @@ pub struct RequestContext {
     /// The mTLS identity of the inbound caller: the vouched origin of outbound calls when it
     /// sent no chain of its own.
     pub caller: Option<std::sync::Arc<str>>,
+    /// The inbound request's sink for progress and log messages and its cancellation; `None`
+    /// outside a served request (reports are then dropped, and nothing cancels).
+    pub reporter: Option<std::sync::Arc<crate::report::Reporter>>,
+    /// Receives the progress and log messages the callees of outbound calls made with this
+    /// context send; with it, those calls ask for them (a progress token, the `debug` level).
+    pub on_notification: Option<crate::report::NotificationObserver>,
 }
 
 impl RequestContext {
@@ -168,6 +174,31 @@ impl RequestContext {
 
     pub fn tracestate(&self) -> Option<&str> {
         self.trace.as_ref().and_then(|t| t.tracestate.as_deref())
+    }
+
+    /// Reports the handler's progress to its caller ([`crate::report::Reporter::progress`]): sent
+    /// only when the request asked for progress and is still being waited for.
+    pub fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) -> bool {
+        self.reporter.as_ref().is_some_and(|r| r.progress(progress, total, message))
+    }
+
+    /// Sends a log message to the handler's caller ([`crate::report::Reporter::log`]): only at
+    /// or above the level the request opted into.
+    pub fn log(&self, level: crate::report::LogLevel, data: &serde_json::Value, logger: Option<&str>) -> bool {
+        self.reporter.as_ref().is_some_and(|r| r.log(level, data, logger))
+    }
+
+    /// Whether the request this handler serves was cancelled (its caller closed the stream).
+    pub fn is_cancelled(&self) -> bool {
+        self.reporter.as_ref().is_some_and(|r| r.is_cancelled())
+    }
+
+    /// Returns once the request is cancelled; never outside a served request.
+    pub async fn cancelled(&self) {
+        match &self.reporter {
+            Some(reporter) => reporter.cancelled().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// Milliseconds left before the inbound call's deadline, if it has one (0 once it passed).

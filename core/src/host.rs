@@ -452,8 +452,8 @@ impl LocalTools {
         completion_output(tool, answer.await)
     }
 
-    /// Checks the arguments and hands the call to the host handler.
-    fn start(&self, tool: &str, arguments: Value, context: Arc<RequestContext>) -> Result<CompletionReceiver, Error> {
+    /// Checks the arguments and hands the call to the host handler; the receiver gets its answer.
+    pub(crate) fn start(&self, tool: &str, arguments: Value, context: Arc<RequestContext>) -> Result<CompletionReceiver, Error> {
         let info = self.get(tool).ok_or_else(|| Error::new(ErrorKind::UnknownTool, format!("Unknown tool: {tool}")))?;
         let arguments = match arguments {
             Value::Null => Value::Object(Default::default()),

@@ -3,7 +3,7 @@
 //! One module per concern: [`tls`] (identities and handshakes), [`server`] and [`client`]
 //! (HTTPS transport), [`mcp`] (the protocol), [`registry_api`] and [`discovery`] (the phone
 //! book), [`resolve`] (dependency matching), [`pipeline`] (outbound calls), [`context`]
-//! (propagated request data), [`host`] (the bridge every language binding implements) and
+//! (propagated request data), [`report`] (what a handler reports while it runs), [`host`] (the bridge every language binding implements) and
 //! [`agent`] (all of it together).
 #![forbid(unsafe_code)]
 
@@ -30,6 +30,7 @@ pub mod policy;
 pub mod registry_api;
 pub mod registry_client;
 pub mod registry_endpoints;
+pub mod report;
 pub mod resolve;
 pub mod runtime;
 pub mod server;

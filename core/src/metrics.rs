@@ -49,6 +49,11 @@ impl Gauge {
         Entered(self)
     }
 
+    /// Adds `delta` (negative to take away), for a count whose holder is not a scope.
+    pub fn add(&self, delta: i64) {
+        self.0.fetch_add(delta, Ordering::Relaxed);
+    }
+
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }

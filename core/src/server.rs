@@ -5,7 +5,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{TlsMetrics, TlsSide};
 use crate::tls::{peer_identity, Identity};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::CertificateDer;
@@ -22,6 +22,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub(crate) mod activity;
 pub(crate) mod admission;
+mod body;
 pub(crate) mod expiry;
 mod limits;
 pub(crate) mod linger;
@@ -33,7 +34,7 @@ pub use limits::ServerLimits;
 use linger::LingeringClose;
 pub use linger::{LINGER_MAX_BYTES, LINGER_TIMEOUT};
 
-pub type Body = Full<Bytes>;
+pub use body::{Body, Event};
 
 /// Who is on the other end of an inbound request, from its verified certificate.
 #[derive(Debug, Clone)]
@@ -417,7 +418,7 @@ pub fn text_response(status: http::StatusCode, text: impl Into<String>) -> http:
     http::Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"))
-        .body(Full::new(Bytes::from(text.into())))
+        .body(Body::from(text.into()))
         .expect("static response parts are valid")
 }
 
@@ -426,6 +427,6 @@ pub fn json_response(status: http::StatusCode, body: &impl serde::Serialize) -> 
     http::Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"))
-        .body(Full::new(Bytes::from(bytes)))
+        .body(Body::from(bytes))
         .expect("static response parts are valid")
 }

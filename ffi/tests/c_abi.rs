@@ -646,6 +646,14 @@ fn null_arguments_fail_cleanly_and_freeing_null_does_nothing() {
         assert_eq!(toolmesh_invocation_fail(ptr::null_mut(), c"m".as_ptr(), ptr::null_mut()), TOOLMESH_NULL_ARGUMENT);
         assert_eq!(toolmesh_invocation_complete_result(ptr::null_mut(), c"{}".as_ptr(), ptr::null_mut()), TOOLMESH_NULL_ARGUMENT);
         assert_eq!(
+            toolmesh_invocation_progress(ptr::null(), 1.0, f64::NAN, ptr::null(), ptr::null_mut()),
+            TOOLMESH_NULL_ARGUMENT
+        );
+        assert_eq!(
+            toolmesh_invocation_log(ptr::null(), c"info".as_ptr(), ptr::null(), c"1".as_ptr(), ptr::null_mut()),
+            TOOLMESH_NULL_ARGUMENT
+        );
+        assert_eq!(
             toolmesh_invocation_fail_with_code(ptr::null_mut(), 5002, c"m".as_ptr(), ptr::null_mut()),
             TOOLMESH_NULL_ARGUMENT
         );

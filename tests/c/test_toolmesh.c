@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -668,7 +669,8 @@ static void test_example_agent(void) {
 static const char MEDIA_TOOLS[] =
     "[{\"name\": \"picture\", \"capability\": \"picture\"},"
     " {\"name\": \"counted\", \"capability\": \"counted\"},"
-    " {\"name\": \"bad_picture\", \"capability\": \"bad_picture\"}]";
+    " {\"name\": \"bad_picture\", \"capability\": \"bad_picture\"},"
+    " {\"name\": \"reporter\", \"capability\": \"reporter\"}]";
 static const char MEDIA_CATALOG[] =
     "{\"resources\": [{\"uri\": \"test://static-text\", \"name\": \"static-text\", \"mimeType\": \"text/plain\", \"text\": \"static text\"},"
     "                 {\"uri\": \"test://empty\", \"name\": \"empty\"}, {\"uri\": \"test://broken\", \"name\": \"broken\"}],"
@@ -685,6 +687,9 @@ static pthread_cond_t media_told = PTHREAD_COND_INITIALIZER;
 static char media_last_request[1024];
 static toolmesh_result media_bad_picture_code = -1;
 static char media_bad_picture_message[512];
+/* What reporter's handler was told by the calls it got wrong on purpose. */
+static toolmesh_result media_bad_level_code = -1, media_bad_data_code = -1, media_null_code = -1;
+static char media_bad_level_message[256];
 
 static void media_invoke(void *userdata, const char *tool, const char *arguments_json, toolmesh_invocation *invocation) {
   (void)userdata;
@@ -708,6 +713,22 @@ static void media_invoke(void *userdata, const char *tool, const char *arguments
     pthread_cond_broadcast(&media_told);
     pthread_mutex_unlock(&media_lock);
     toolmesh_error_free(error);
+  } else if (strcmp(tool, "reporter") == 0) {
+    /* Sent only as far as the request asked: progress needs its token, a legacy request gets info and up. */
+    toolmesh_invocation_progress(invocation, 1, 2, "half", NULL);
+    toolmesh_invocation_progress(invocation, 2, NAN, NULL, NULL);
+    toolmesh_invocation_log(invocation, "debug", NULL, "\"below the level\"", NULL);
+    toolmesh_invocation_log(invocation, "warning", "c-agent", "{\"disk\": 91}", NULL);
+    toolmesh_error *error = NULL;
+    toolmesh_result bad_level = toolmesh_invocation_log(invocation, "loud", NULL, "1", &error);
+    pthread_mutex_lock(&media_lock);
+    media_bad_level_code = bad_level;
+    snprintf(media_bad_level_message, sizeof media_bad_level_message, "%s", toolmesh_error_message(error));
+    media_bad_data_code = toolmesh_invocation_log(invocation, "info", NULL, "{not json", NULL);
+    media_null_code = toolmesh_invocation_progress(NULL, 1, NAN, NULL, NULL);
+    pthread_mutex_unlock(&media_lock);
+    toolmesh_error_free(error);
+    complete_json(invocation, "\"reported\"");
   } else {
     toolmesh_invocation_fail(invocation, "no such tool here", NULL);
   }
@@ -834,6 +855,35 @@ static void test_rich_tool_results(void) {
   }
   CHECK(media_bad_picture_code == TOOLMESH_HANDLER_RESULT, "the handler is told too");
   CHECK(strstr(media_bad_picture_message, "content[1]: image 'data' is not base64") != NULL, "naming the item");
+  pthread_mutex_unlock(&media_lock);
+}
+
+/* Progress and log messages from a C handler reach an MCP client as events before the result,
+ * as far as the request asked; the calls that are wrong say why. */
+static void test_progress_and_logs(void) {
+  REQUIRE(media != NULL);
+  char output[8192];
+  REQUIRE(mcp_request(media, "tools/call", "{\"name\": \"reporter\", \"arguments\": {}, \"_meta\": {\"progressToken\": \"c-1\"}}", output,
+                      sizeof output));
+  const char *first = strstr(output, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":\"c-1\","
+                                     "\"progress\":1.0,\"total\":2.0,\"message\":\"half\"}}");
+  const char *second = strstr(output, "\"params\":{\"progressToken\":\"c-1\",\"progress\":2.0}}");
+  const char *log = strstr(output, "\"method\":\"notifications/message\",\"params\":{\"level\":\"warning\",\"logger\":\"c-agent\","
+                                   "\"data\":{\"disk\":91}}}");
+  const char *result = strstr(output, "\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"reported\"}]");
+  if (!CHECK(first && second && log && result && first < second && second < log && log < result, "the events in order, the result last"))
+    fprintf(stderr, "  in: %s\n", output);
+  CHECK(strstr(output, "below the level") == NULL, "a debug message is not sent to a legacy request");
+
+  REQUIRE(mcp_request(media, "tools/call", "{\"name\": \"reporter\", \"arguments\": {}}", output, sizeof output));
+  CHECK(strstr(output, "notifications/progress") == NULL, "no progress without a token");
+  CHECK_HAS(output, "notifications/message");
+
+  pthread_mutex_lock(&media_lock);
+  CHECK(media_bad_level_code == TOOLMESH_INVALID_ARGUMENTS, "a level MCP does not name");
+  CHECK_STR(media_bad_level_message, "log level \"loud\" is not one of debug, info, notice, warning, error, critical, alert, emergency");
+  CHECK(media_bad_data_code == TOOLMESH_INVALID_JSON, "data that is not JSON");
+  CHECK(media_null_code == TOOLMESH_NULL_ARGUMENT, "a NULL invocation");
   pthread_mutex_unlock(&media_lock);
 }
 
@@ -1128,6 +1178,7 @@ int main(int argc, char **argv) {
   run_test("catalog_start_errors", test_catalog_start_errors);
   run_test("catalog_agent_starts", test_catalog_agent_starts);
   run_test("rich_tool_results", test_rich_tool_results);
+  run_test("progress_and_logs", test_progress_and_logs);
   run_test("resources", test_resources);
   run_test("prompts", test_prompts);
   run_test("sigpipe_is_ignored_after_start", test_sigpipe_is_ignored_after_start);

@@ -220,6 +220,10 @@ export class Mesh {
 }
 
 /** One modern-revision (2026-07-28) MCP request over mTLS, as the operator by default. */
+/**
+ * One modern-revision MCP request: `{status, body, events}`, where an answer streamed as events
+ * gives its notifications in `events` and its response in `body`.
+ */
 export function mcpPost(endpoint, certs, body, { headers = {}, identity = "operator", timeoutMs = 30_000 } = {}) {
   const params = (body.params ??= {});
   params._meta ??= {
@@ -248,7 +252,17 @@ export function mcpPost(endpoint, certs, body, { headers = {}, identity = "opera
       response.on("data", (chunk) => chunks.push(chunk));
       response.on("end", () => {
         const text = Buffer.concat(chunks).toString("utf8");
-        done({ status: response.statusCode, body: text ? JSON.parse(text) : {} });
+        if (!(response.headers["content-type"] ?? "").startsWith("text/event-stream")) {
+          done({ status: response.statusCode, body: text ? JSON.parse(text) : {}, events: [] });
+          return;
+        }
+        // An answer streamed as events: the notifications, then the response (the last message).
+        const messages = text
+          .split("\n\n")
+          .map((event) => event.split("\n").filter((line) => line.startsWith("data:")).map((line) => line.slice(5).trimStart()).join("\n"))
+          .filter((data) => data !== "")
+          .map((data) => JSON.parse(data));
+        done({ status: response.statusCode, body: messages.at(-1), events: messages.slice(0, -1) });
       });
       response.on("error", fail);
     });

@@ -9,7 +9,7 @@ from . import _bridge  # noqa: F401 - hands the native module the Python functio
 from ._agent import Agent, add_resource, prompt, resource, run, start, tool
 from ._catalog import PromptMessage
 from ._content import Audio, EmbeddedResource, Image, ResourceLink, Text, ToolResult
-from ._context import call_headers, current_context, headers, trace_id
+from ._context import ToolContext, call_headers, context, current_context, headers, trace_id
 from ._errors import (
     AuthorizationError,
     ConfigError,
@@ -49,10 +49,12 @@ __all__ = [
     "TimeoutError",
     "TlsError",
     "ToolError",
+    "ToolContext",
     "ToolSpec",
     "ToolmeshError",
     "TransportError",
     "call_headers",
+    "context",
     "current_context",
     "headers",
     "run",

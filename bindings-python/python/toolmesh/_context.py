@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import TYPE_CHECKING, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
+
+from ._json import encode
 
 if TYPE_CHECKING:
     from ._native import RequestContext
@@ -23,6 +25,59 @@ def current_context() -> Optional["RequestContext"]:
     """The context of the request being handled (``headers``, ``trace_id``, ``span_id``,
     ``traceparent``, ``sampled``, ``tracestate``, ``remaining_ms``), or None outside a tool call."""
     return _current.get()
+
+
+class ToolContext:
+    """The tool call being handled, as its handler reports from it (``toolmesh.context()``).
+    Reads like the call's ``RequestContext`` (``headers``, ``trace_id``, ...), plus:
+
+    - ``report_progress(progress, total=None, message=None)``: reaches the caller only when it
+      asked for progress;
+    - ``log(level, data, logger=None)``: ``data`` is any value a tool may return (dataclasses,
+      pydantic models, ...); ``level`` one of ``debug`` … ``emergency`` (ValueError otherwise);
+      reaches the caller only at or above the level it opted into (a legacy MCP client gets
+      ``info`` and up);
+    - ``cancelled``: true once the caller went away; nothing is sent after.
+
+    Both methods return whether the message was sent; core decides (the answer then streams as
+    server-sent events)."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: "RequestContext") -> None:
+        self._request = request
+
+    def report_progress(self, progress: float, total: Optional[float] = None, message: Optional[str] = None) -> bool:
+        return self._request.report_progress(progress, total, message)
+
+    def log(self, level: str, data: Any, logger: Optional[str] = None) -> bool:
+        return self._request.log_json(level, encode(data), logger)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._request.cancelled
+
+    @property
+    def request(self) -> "RequestContext":
+        """The request context itself (what ``current_context()`` returns)."""
+        return self._request
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+
+def context() -> ToolContext:
+    """The tool call being handled, to report from it::
+
+        ctx = toolmesh.context()
+        ctx.report_progress(1, total=3, message="fetched")
+        ctx.log("info", {"rows": 120}, logger="loader")
+
+    Raises RuntimeError outside a tool call. See ``ToolContext``."""
+    request = _current.get()
+    if request is None:
+        raise RuntimeError("toolmesh.context() was called outside a tool call; call it from a @toolmesh.tool handler")
+    return ToolContext(request)
 
 
 def headers() -> dict[str, str]:

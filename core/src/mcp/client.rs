@@ -6,6 +6,7 @@ use crate::context::{RequestContext, TraceContext, Traceparent, CALLER_HEADERS};
 use crate::error::{Error, ErrorKind};
 use crate::origin::Origins;
 use crate::registry_api::{ParamHeader, Provider};
+use crate::report::Notification;
 use crate::tls::Identity;
 use crate::trace::{Span, SpanKind, Tracer};
 use bytes::Bytes;
@@ -63,6 +64,9 @@ impl McpClient {
         self.call(endpoint, ToolCall { tool, arguments, param_headers: &[] }, context, None).await
     }
 
+    /// A call with a context that carries an observer ([`RequestContext::on_notification`]) asks
+    /// the callee for progress (a progress token) and log messages (from `debug` up), and hands
+    /// the observer each one as it arrives on the answer's event stream.
     async fn call(&self, endpoint: &str, call: ToolCall<'_>, context: &RequestContext, peer: Option<&str>) -> Result<Value, RequestError> {
         let tool = call.tool;
         let (hop, mut span) = self.hop("tools/call", Some(tool), endpoint, context, peer);
@@ -157,7 +161,10 @@ impl McpClient {
         let traceparent = hop.traceparent();
         let deadline_ms = context.deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = request_body(id, method, tool, arguments, &traceparent, hop.tracestate.as_deref(), deadline_ms);
+        let observer = context.on_notification.as_ref().filter(|_| call.is_some());
+        let meta =
+            RequestMeta { traceparent: &traceparent, tracestate: hop.tracestate.as_deref(), deadline_ms, observed: observer.is_some() };
+        let body = request_body(id, method, tool, arguments, meta);
         let unbuildable = |what: String| RequestError {
             error: Error::new(ErrorKind::InvalidConfig, format!("cannot build a request to {endpoint}: {what}")),
             delivered: false,
@@ -204,7 +211,45 @@ impl McpClient {
             let names = HeaderValue::from_str(&set_on_purpose.join(", ")).map_err(|e| unbuildable(e.to_string()))?;
             headers.insert(HeaderName::from_static(CALLER_HEADERS), names);
         }
-        self.http.send(request).await
+        match observer {
+            None => self.http.send(request).await,
+            Some(observer) => {
+                let mut events = EventReader::default();
+                let mut observe = |piece: &Bytes| {
+                    events.read(piece, |message| {
+                        if let Some(notification) = Notification::from_message(&message) {
+                            observer.notify(notification);
+                        }
+                    })
+                };
+                self.http.send_observed(request, Some(&mut observe)).await
+            }
+        }
+    }
+}
+
+/// Splits a stream of server-sent events into the JSON messages their `data` carries, as the
+/// pieces arrive (an event may span pieces).
+#[derive(Default)]
+struct EventReader {
+    pending: Vec<u8>,
+}
+
+impl EventReader {
+    fn read(&mut self, piece: &[u8], mut message: impl FnMut(Value)) {
+        // Line ends may be CRLF; a JSON message holds no raw CR of its own.
+        self.pending.extend(piece.iter().filter(|b| **b != b'\r'));
+        while let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = self.pending.drain(..end + 2).collect();
+            let data: Vec<&[u8]> = event
+                .split(|b| *b == b'\n')
+                .filter_map(|line| line.strip_prefix(b"data:"))
+                .map(|d| d.strip_prefix(b" ").unwrap_or(d))
+                .collect();
+            if let Ok(value) = serde_json::from_slice::<Value>(&data.join(&b'\n')) {
+                message(value);
+            }
+        }
     }
 }
 
@@ -297,15 +342,17 @@ fn first_text<'c>(content: &'c [Content<'_>]) -> Option<&'c str> {
 /// The JSON-RPC body of a modern request. What never changes (the envelope's and `_meta`'s keys,
 /// the protocol version, the client's info) is copied as it is; only what varies is serialized,
 /// where serde would escape the same constant keys again on every call.
-fn request_body(
-    id: u64,
-    method: &str,
-    tool: Option<&str>,
-    arguments: Option<&Value>,
-    traceparent: &Traceparent,
-    tracestate: Option<&str>,
+/// What a request's `_meta` carries besides the constant members.
+struct RequestMeta<'a> {
+    traceparent: &'a Traceparent,
+    tracestate: Option<&'a str>,
     deadline_ms: Option<u64>,
-) -> Vec<u8> {
+    /// Ask for progress (the request's id is its token) and every log message.
+    observed: bool,
+}
+
+fn request_body(id: u64, method: &str, tool: Option<&str>, arguments: Option<&Value>, meta: RequestMeta<'_>) -> Vec<u8> {
+    let RequestMeta { traceparent, tracestate, deadline_ms, observed } = meta;
     fn json(body: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
         serde_json::to_writer(body, value).expect("JSON values always serialize into a Vec");
     }
@@ -339,6 +386,13 @@ fn request_body(
         json(&mut body, META_DEADLINE_MS);
         body.push(b':');
         json(&mut body, &deadline_ms);
+    }
+    if observed {
+        body.extend_from_slice(br#","progressToken":"#);
+        json(&mut body, &id);
+        body.extend_from_slice(br#",""#);
+        body.extend_from_slice(META_LOG_LEVEL.as_bytes());
+        body.extend_from_slice(br#"":"debug""#);
     }
     body.extend_from_slice(b"}}}");
     body
@@ -443,26 +497,51 @@ mod tests {
             meta.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
             meta
         };
-        let call = request_body(
-            7,
-            "tools/call",
-            Some("a \"quoted\" tool"),
-            Some(&json!({"a": [1, "x"]})),
-            &trace.traceparent(),
-            Some("k=v"),
-            Some(5),
-        );
+        let traceparent = trace.traceparent();
+        let call_meta = RequestMeta { traceparent: &traceparent, tracestate: Some("k=v"), deadline_ms: Some(5), observed: false };
+        let call = request_body(7, "tools/call", Some("a \"quoted\" tool"), Some(&json!({"a": [1, "x"]})), call_meta);
         assert_eq!(
             serde_json::from_slice::<Value>(&call).unwrap(),
             json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
                 "name": "a \"quoted\" tool", "arguments": {"a": [1, "x"]},
                 "_meta": meta(json!({"tracestate": "k=v", META_DEADLINE_MS: 5}))}})
         );
-        let list = request_body(8, "tools/list", None, None, &trace.traceparent(), None, None);
+        let list = request_body(
+            8,
+            "tools/list",
+            None,
+            None,
+            RequestMeta { traceparent: &traceparent, tracestate: None, deadline_ms: None, observed: false },
+        );
         assert_eq!(
             serde_json::from_slice::<Value>(&list).unwrap(),
             json!({"jsonrpc": "2.0", "id": 8, "method": "tools/list", "params": {"_meta": meta(json!({}))}})
         );
+        let observed = request_body(
+            9,
+            "tools/call",
+            Some("t"),
+            Some(&json!({})),
+            RequestMeta { traceparent: &traceparent, tracestate: None, deadline_ms: None, observed: true },
+        );
+        assert_eq!(
+            serde_json::from_slice::<Value>(&observed).unwrap(),
+            json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "t", "arguments": {},
+                "_meta": meta(json!({"progressToken": 9, META_LOG_LEVEL: "debug"}))}})
+        );
+    }
+
+    #[test]
+    fn events_are_read_as_they_arrive_whatever_the_pieces() {
+        let stream = "id: 0\ndata:\n\nevent: message\r\ndata: {\"a\":1}\r\n\r\nevent: message\ndata: {\"b\":";
+        let mut reader = EventReader::default();
+        let mut seen = Vec::new();
+        for piece in stream.as_bytes().chunks(7) {
+            reader.read(piece, |m| seen.push(m));
+        }
+        assert_eq!(seen, [json!({"a": 1})], "the unfinished event waits for its end");
+        reader.read(b"2}\n\n", |m| seen.push(m));
+        assert_eq!(seen, [json!({"a": 1}), json!({"b": 2})]);
     }
 
     #[test]

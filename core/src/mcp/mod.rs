@@ -31,6 +31,8 @@ pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion
 pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
 pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+/// The least severe log level a modern request wants to receive (absent: none).
+pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 /// The remaining time budget of the caller, in milliseconds (a toolmesh extension).
 pub const META_DEADLINE_MS: &str = "dev.toolmesh/deadlineMs";
 /// The mesh error behind an `isError` result (a toolmesh extension): `{code, name, message}`.

@@ -17,6 +17,7 @@ mod http_checks;
 mod methods;
 mod reply;
 mod request;
+mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -50,7 +51,7 @@ pub struct ServerInfo {
 pub struct McpServer {
     info: ServerInfo,
     /// `info` serialized once: every modern `tools/call` result carries it.
-    info_json: Box<RawValue>,
+    info_json: Arc<RawValue>,
     tools: Arc<LocalTools>,
     propagate: HeaderAllowList,
     gate: Arc<Gate>,
@@ -61,7 +62,7 @@ pub struct McpServer {
 impl McpServer {
     /// Serves `tools`, each request decided by `gate` first.
     pub fn new(info: ServerInfo, tools: Arc<LocalTools>, propagate: HeaderAllowList, gate: Arc<Gate>) -> Self {
-        let info_json = serde_json::value::to_raw_value(&info).expect("two strings always serialize");
+        let info_json = Arc::from(serde_json::value::to_raw_value(&info).expect("two strings always serialize"));
         let metrics = Arc::new(ServerMetrics::new(tools.tools().iter().map(|t| t.name.as_str())));
         McpServer { info, info_json, tools, propagate, gate, metrics, tracer: Tracer::default() }
     }
@@ -129,7 +130,7 @@ impl McpServer {
             }
         }
         if method == "tools/call" {
-            return self.tools_call(era, id, params, headers, peer, trace, &mut operation).await;
+            return self.tools_call(era, id, params, headers, peer, trace, operation).await;
         }
         if matches!(method.as_ref(), "resources/read" | "prompts/get") {
             let result = self.catalog_get(era, &method, &params, headers, peer, trace).await;
@@ -144,7 +145,7 @@ impl McpServer {
 }
 
 /// Answers with `result`, and records how the operation ended.
-fn answer(operation: &mut ServerOperation<'_>, id: &RawValue, result: Result<serde_json::Value, RpcError>) -> Response<Body> {
+fn answer(operation: &mut ServerOperation, id: &RawValue, result: Result<serde_json::Value, RpcError>) -> Response<Body> {
     match result {
         Ok(result) => {
             operation.ended(Outcome::Ok);

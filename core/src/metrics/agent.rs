@@ -143,17 +143,21 @@ impl ServerMetrics {
     }
 
     /// Starts timing one request of `method`; it is recorded when the returned guard is dropped.
-    pub fn start(&self, method: &str) -> ServerOperation<'_> {
+    /// The guard owns its share of the metrics: a request answered as a stream ends after the
+    /// handler that started it returned its response's head.
+    pub fn start(self: &Arc<Self>, method: &str) -> ServerOperation {
         let recording = !self.off.load(Ordering::Relaxed);
         let method = if recording { METHODS.iter().position(|m| *m == method).map_or(OUTSIDE, |i| i as u16) } else { OUTSIDE };
+        if recording {
+            self.in_flight.add(1);
+        }
         ServerOperation {
-            metrics: self,
+            metrics: self.clone(),
             started: recording.then(Instant::now),
             method,
             tool: OUTSIDE,
             outcome: Outcome::Cancelled,
             span: None,
-            _in_flight: recording.then(|| self.in_flight.enter()),
         }
     }
 
@@ -178,18 +182,17 @@ impl ServerMetrics {
 
 /// One request being served; recorded when dropped (as `CANCELLED` unless an outcome was set),
 /// in the metrics and, when the request's trace is recorded, as its server span.
-pub struct ServerOperation<'m> {
-    metrics: &'m ServerMetrics,
-    /// `None` when metrics are off: nothing is recorded.
+pub struct ServerOperation {
+    metrics: Arc<ServerMetrics>,
+    /// `None` when metrics are off: nothing is recorded in them.
     started: Option<Instant>,
     method: u16,
     tool: u16,
     outcome: Outcome,
     span: Option<Span>,
-    _in_flight: Option<Entered<'m>>,
 }
 
-impl ServerOperation<'_> {
+impl ServerOperation {
     /// The request's server span, ended with the operation's outcome.
     pub fn traced(&mut self, span: Option<Span>) {
         self.span = span;
@@ -207,9 +210,10 @@ impl ServerOperation<'_> {
     }
 }
 
-impl Drop for ServerOperation<'_> {
+impl Drop for ServerOperation {
     fn drop(&mut self) {
         if let Some(started) = self.started {
+            self.metrics.in_flight.add(-1);
             let elapsed = started.elapsed();
             self.metrics.durations.with((self.method, self.tool, self.outcome), |h| h.observe(elapsed));
         }
@@ -447,7 +451,7 @@ mod tests {
 
     #[test]
     fn server_series_name_only_known_methods_and_the_agents_own_tools() {
-        let metrics = ServerMetrics::new(["add"]);
+        let metrics = Arc::new(ServerMetrics::new(["add"]));
         for (method, tool) in [("tools/call", "add"), ("tools/call", "made-up"), ("made/up", ""), ("tools/list", "")] {
             let mut operation = metrics.start(method);
             operation.tool(tool);

@@ -8,6 +8,7 @@ use std::ptr;
 use std::sync::Arc;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{invalid_tool_result, Completion, HostError, ToolOutput};
+use toolmesh_core::report::LogLevel;
 
 /// One invocation of a local tool (or a read of a resource, or a get of a prompt, through
 /// `invoke_catalog`): its request context (propagated headers, trace, deadline)
@@ -87,6 +88,83 @@ pub unsafe extern "C" fn toolmesh_invocation_trace_id(invocation: *const toolmes
         let invocation = unsafe { invocation.as_ref() };
         invocation.and_then(|i| i.trace_id.as_ref()).map_or(ptr::null(), |t| t.as_ptr())
     })
+}
+
+/// Reports the handler's progress to the caller of the tool: `progress` so far, of `total` (NaN:
+/// no total), with an optional `message` (NULL: none; UTF-8, borrowed for the call). toolmesh
+/// sends it only when the request asked for progress (MCP's `progressToken`) and its caller is
+/// still waiting; otherwise it is dropped, which is not an error (`TOOLMESH_OK`). A NaN or
+/// infinite `progress` is dropped too. Use it from any thread while the invocation is unanswered.
+///
+/// Returns `TOOLMESH_NULL_ARGUMENT` for a NULL invocation and `TOOLMESH_INVALID_UTF8` for a
+/// message that is not UTF-8 (nothing is sent then).
+///
+/// # Safety
+/// `invocation` is NULL or a live, unanswered invocation, borrowed for the call. `message` is NULL
+/// or a NUL-terminated string, borrowed for the call. `error_out` is NULL or points to storage
+/// for one pointer that receives, on failure only, a new `toolmesh_error` owned by the caller,
+/// who frees it with `toolmesh_error_free`.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_progress(
+    invocation: *const toolmesh_invocation,
+    progress: f64,
+    total: f64,
+    message: *const c_char,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    let outcome = guarded("toolmesh_invocation_progress", || {
+        // SAFETY: NULL or live, as the caller guarantees.
+        let invocation = unsafe { handle_arg(invocation, "invocation") }?;
+        // SAFETY: NULL or NUL-terminated, as the caller guarantees.
+        let message = if message.is_null() { None } else { Some(unsafe { str_arg(message, "message") }?) };
+        invocation.context.progress(progress, Some(total).filter(|t| !t.is_nan()), message);
+        Ok(())
+    });
+    // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
+    unsafe { report(outcome, error_out) }
+}
+
+/// Sends a log message to the caller of the tool: `data_json` (UTF-8 JSON, any value, borrowed
+/// for the call) at `level`, one of MCP's "debug", "info", "notice", "warning", "error",
+/// "critical", "alert", "emergency", from `logger` (NULL: none). toolmesh sends it only at or
+/// above the level the request opted into (a modern request names one in its `_meta`; a legacy
+/// request gets "info" and up) and while its caller is still waiting; otherwise it is dropped,
+/// which is not an error. Use it from any thread while the invocation is unanswered.
+///
+/// Returns `TOOLMESH_NULL_ARGUMENT` (a NULL invocation, level or data), `TOOLMESH_INVALID_UTF8`,
+/// `TOOLMESH_INVALID_JSON` (data that is not JSON) or `TOOLMESH_INVALID_ARGUMENTS` (a level
+/// MCP does not name); nothing is sent then.
+///
+/// # Safety
+/// `invocation` is NULL or a live, unanswered invocation, borrowed for the call. `level`,
+/// `logger` and `data_json` are NULL or NUL-terminated strings, borrowed for the call.
+/// `error_out` is NULL or points to storage for one pointer that receives, on failure only, a
+/// new `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_log(
+    invocation: *const toolmesh_invocation,
+    level: *const c_char,
+    logger: *const c_char,
+    data_json: *const c_char,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    let outcome = guarded("toolmesh_invocation_log", || {
+        // SAFETY: NULL or live, as the caller guarantees.
+        let invocation = unsafe { handle_arg(invocation, "invocation") }?;
+        // SAFETY: each NULL or NUL-terminated, as the caller guarantees.
+        let (level, data) = unsafe { (str_arg(level, "level")?, str_arg(data_json, "data_json")?) };
+        // SAFETY: NULL or NUL-terminated, as the caller guarantees.
+        let logger = if logger.is_null() { None } else { Some(unsafe { str_arg(logger, "logger") }?) };
+        let level = LogLevel::parse(level).ok_or_else(|| {
+            Failure::new(TOOLMESH_INVALID_ARGUMENTS, format!("log level {level:?} is not one of {}", LogLevel::names()))
+        })?;
+        let data: serde_json::Value = serde_json::from_str(data)
+            .map_err(|e| Failure::new(TOOLMESH_INVALID_JSON, format!("the log message's data_json is not JSON: {e}")))?;
+        invocation.context.log(level, &data, logger);
+        Ok(())
+    });
+    // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
+    unsafe { report(outcome, error_out) }
 }
 
 /// Answers the invocation with the tool's result, a UTF-8 JSON value (borrowed for the call).

@@ -8,11 +8,12 @@ use super::reply::{
     json_ok, rpc_error, CallResult, ErrorMeta, ResultMeta, RichCallResult, RpcError, Structured, TextContent, ToolErrorContent,
 };
 use super::request::{Params, Raw, RequestMeta};
+use super::stream::{event_stream, reporter_for, CancelUnlessAnswered, HandlerOutputOrError};
 use super::{McpServer, PeerInfo};
 use crate::authorize::Caller;
 use crate::context::{RequestContext, TraceContext};
 use crate::error::{Error, ErrorKind};
-use crate::host::{Catalog, HandlerOutput};
+use crate::host::{completion_output, Catalog, HandlerOutput};
 use crate::mcp::*;
 use crate::metrics::{Outcome, ServerOperation};
 use crate::server::Body;
@@ -37,9 +38,9 @@ use std::time::Duration;
 ///   `notifications/resources/updated` on, so `resources/subscribe` stays Method not found.
 /// - `prompts` (iff the agent declared a prompt): `prompts/list`, `prompts/get`;
 ///   `listChanged: false` for the same reason.
-/// - `logging` (legacy only): `logging/setLevel`. Handlers cannot log to the client yet, so no
-///   level ever lets a message through; the 2026-07-28 era removed the method, and a modern
-///   request opts into log messages per request instead, which there are none of to send.
+/// - `logging` (legacy only): `logging/setLevel`, accepted; a stateless server cannot keep the
+///   level past that request, so legacy calls get `info` and up (`stream.rs`). The 2026-07-28 era
+///   removed the method: a modern request opts into log messages per request instead.
 pub(super) fn capabilities(era: Era, catalog: &Catalog) -> Value {
     let mut capabilities = json!({"tools": {"listChanged": false}, "completions": {}});
     if era == Era::Legacy {
@@ -180,7 +181,8 @@ impl McpServer {
     }
 
     /// `tools/call` in either era (a modern request is validated already); how it ended goes to
-    /// `operation`.
+    /// `operation`. A handler that reports progress or log messages the request lets through
+    /// turns the answer into an event stream ([`super::stream`]).
     // The parts of the request `handle_message` read, each passed once.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn tools_call(
@@ -191,7 +193,7 @@ impl McpServer {
         headers: &HeaderMap,
         peer: &PeerInfo,
         trace: TraceContext,
-        operation: &mut ServerOperation<'_>,
+        mut operation: ServerOperation,
     ) -> Response<Body> {
         let Some(name) = params.name.and_then(Raw::as_str) else {
             operation.ended(Outcome::Rpc(codes::INVALID_PARAMS));
@@ -206,9 +208,16 @@ impl McpServer {
                 }
             }
         }
-        let refused = |operation: &mut ServerOperation<'_>, e: Error| {
+        let (reporter, notifications) = match reporter_for(era, params.meta()) {
+            Ok(sink) => sink,
+            Err(e) => {
+                operation.ended(Outcome::Rpc(e.code()));
+                return rpc_error(id, e);
+            }
+        };
+        let refused = |mut operation: ServerOperation, e: Error| {
             operation.ended(Outcome::Error(e.kind()));
-            self.call_result(era, id, e.message(), None, Some(ErrorMeta::of(&e)))
+            call_result(era, id, &self.info_json, e.message(), None, Some(ErrorMeta::of(&e)))
         };
         let admitted = match (self.caller(headers, peer), self.tools.get(&name)) {
             (Err(e), _) => return refused(operation, e),
@@ -219,63 +228,52 @@ impl McpServer {
             // An unknown tool is answered as such below.
             (Ok(_), None) => None,
         };
+        let reporter = Arc::new(reporter);
         let mut context = self.inbound_context(headers, params.meta(), trace);
         context.caller = Some(Arc::from(peer.identity.as_str()));
         context.origin = admitted.as_ref().and_then(|a| a.origin.clone());
+        context.reporter = Some(reporter.clone());
         let context = Arc::new(context);
         tracing::debug!(tool = %name, caller = %peer.identity, trace = ?context.trace_id(), "tools/call");
-        let outcome = self.tools.invoke_output(&name, params.arguments.unwrap_or(Value::Null), context).await;
-        // Holds the call's place in a concurrency limit until the handler has answered.
-        drop(admitted);
-        operation.ended(match &outcome {
-            Ok(HandlerOutput::Result(output)) if output.is_error() => Outcome::Error(ErrorKind::ToolError),
-            Ok(_) => Outcome::Ok,
-            Err(e) => Outcome::Error(e.kind()),
-        });
-        match outcome {
-            Ok(HandlerOutput::Result(output)) => {
-                let meta = ResultMeta { server_info: (era == Era::Modern).then_some(&*self.info_json), error: None };
-                json_ok(id, &RichCallResult::of(era, &output, meta))
-            }
-            Ok(HandlerOutput::Value(value)) => {
-                // Serialized once: it is both the `structuredContent` and, unless the value is a
-                // string, the text rendering.
-                let json = serde_json::value::to_raw_value(&value).expect("a Value always serializes");
-                let text = match &value {
-                    Value::String(s) => s.as_str(),
-                    _ => json.get(),
-                };
-                self.call_result(era, id, text, Some(Structured::of(era, &value, &json)), None)
-            }
-            Err(e) if e.kind() == ErrorKind::UnknownTool => {
-                rpc_error(id, RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, e.message()).with_data(json!(ErrorMeta::of(&e))))
-            }
-            Err(e) => match e.app_code() {
-                // A tool's own error: a client that does not read toolmesh's `_meta` still sees
-                // its code, in the text and (with its data) as `structuredContent`.
-                Some(app_code) => {
-                    let text = format!("{app_code}: {}", e.message());
-                    let structured =
-                        Structured::ToolError { error: ToolErrorContent { code: app_code, message: e.message(), data: e.data() } };
-                    self.call_result(era, id, &text, Some(structured), Some(ErrorMeta::of(&e)))
+        let tool: Arc<str> = Arc::from(name.as_ref());
+        let handler = {
+            let started = self.tools.start(&tool, params.arguments.unwrap_or(Value::Null), context);
+            let tool = tool.clone();
+            async move {
+                match started {
+                    Ok(answer) => completion_output(&tool, answer.await),
+                    Err(e) => Err(e),
                 }
-                None => self.call_result(era, id, e.message(), None, Some(ErrorMeta::of(&e))),
-            },
-        }
-    }
-
-    /// Answers a `tools/call` with its result; a modern one carries `resultType` and the server's
-    /// `serverInfo`.
-    fn call_result(&self, era: Era, id: &RawValue, text: &str, structured: Option<Structured>, error: Option<ErrorMeta>) -> Response<Body> {
-        let modern = era == Era::Modern;
-        let result = CallResult {
-            content: [TextContent { kind: "text", text }],
-            structured,
-            is_error: error.is_some(),
-            result_type: modern.then_some("complete"),
-            meta: ResultMeta { server_info: modern.then_some(&*self.info_json), error },
+            }
         };
-        json_ok(id, &result)
+        let abandoned = CancelUnlessAnswered(Some(reporter.clone()));
+        let info_json = self.info_json.clone();
+        let finish = move |id: &RawValue, outcome: HandlerOutputOrError| {
+            // Holds the call's place in a concurrency limit until the handler has answered.
+            drop(admitted);
+            operation.ended(outcome_of(&outcome));
+            tool_answer(era, id, &info_json, outcome)
+        };
+        let Some(mut notifications) = notifications else {
+            let response = finish(id, handler.await);
+            abandoned.answered();
+            return response;
+        };
+        // Boxed only here: the stream's task takes over the handler when it reports first.
+        let mut handler = Box::pin(handler);
+        let first = tokio::select! {
+            biased;
+            Some(first) = notifications.recv() => first,
+            outcome = handler.as_mut() => {
+                abandoned.answered();
+                return finish(id, outcome);
+            }
+        };
+        abandoned.answered();
+        let id = id.to_owned();
+        event_stream(reporter, first, notifications, handler, move |outcome| {
+            finish(&id, outcome).into_body().into_whole().expect("a tools/call answer is one JSON body")
+        })
     }
 
     /// Who is calling: the mTLS peer, and the origin chain it sent (verified).
@@ -353,4 +351,67 @@ impl McpServer {
         let (headers, hop_only) = self.propagate.capture_inbound_map(headers);
         RequestContext { headers, hop_only, trace: Some(trace), deadline, ..RequestContext::default() }
     }
+}
+
+/// How a `tools/call` ended, for the metrics.
+fn outcome_of(outcome: &HandlerOutputOrError) -> Outcome {
+    match outcome {
+        Ok(HandlerOutput::Result(output)) if output.is_error() => Outcome::Error(ErrorKind::ToolError),
+        Ok(_) => Outcome::Ok,
+        Err(e) => Outcome::Error(e.kind()),
+    }
+}
+
+/// The JSON-RPC answer to a `tools/call` whose handler answered (or could not be asked).
+fn tool_answer(era: Era, id: &RawValue, info_json: &RawValue, outcome: HandlerOutputOrError) -> Response<Body> {
+    match outcome {
+        Ok(HandlerOutput::Result(output)) => {
+            let meta = ResultMeta { server_info: (era == Era::Modern).then_some(info_json), error: None };
+            json_ok(id, &RichCallResult::of(era, &output, meta))
+        }
+        Ok(HandlerOutput::Value(value)) => {
+            // Serialized once: it is both the `structuredContent` and, unless the value is a
+            // string, the text rendering.
+            let json = serde_json::value::to_raw_value(&value).expect("a Value always serializes");
+            let text = match &value {
+                Value::String(s) => s.as_str(),
+                _ => json.get(),
+            };
+            call_result(era, id, info_json, text, Some(Structured::of(era, &value, &json)), None)
+        }
+        Err(e) if e.kind() == ErrorKind::UnknownTool => {
+            rpc_error(id, RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, e.message()).with_data(json!(ErrorMeta::of(&e))))
+        }
+        Err(e) => match e.app_code() {
+            // A tool's own error: a client that does not read toolmesh's `_meta` still sees
+            // its code, in the text and (with its data) as `structuredContent`.
+            Some(app_code) => {
+                let text = format!("{app_code}: {}", e.message());
+                let structured = Structured::ToolError { error: ToolErrorContent { code: app_code, message: e.message(), data: e.data() } };
+                call_result(era, id, info_json, &text, Some(structured), Some(ErrorMeta::of(&e)))
+            }
+            None => call_result(era, id, info_json, e.message(), None, Some(ErrorMeta::of(&e))),
+        },
+    }
+}
+
+/// Answers a `tools/call` with its result; a modern one carries `resultType` and the server's
+/// `serverInfo`.
+fn call_result(
+    era: Era,
+    id: &RawValue,
+    info_json: &RawValue,
+    text: &str,
+    structured: Option<Structured>,
+    error: Option<ErrorMeta>,
+) -> Response<Body> {
+    let modern = era == Era::Modern;
+    let result = CallResult {
+        content: [TextContent { kind: "text", text }],
+        structured,
+        is_error: error.is_some(),
+        result_type: modern.then_some("complete"),
+        meta: ResultMeta { server_info: modern.then_some(info_json), error },
+    };
+    json_ok(id, &result)
 }

@@ -5,9 +5,7 @@ use super::era::Era;
 use crate::error::Error;
 use crate::mcp::codes;
 use crate::server::Body;
-use bytes::Bytes;
 use http::{Response, StatusCode};
-use http_body_util::Full;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -183,7 +181,7 @@ impl<'a> ErrorMeta<'a> {
 }
 
 pub(super) fn accepted() -> Response<Body> {
-    Response::builder().status(StatusCode::ACCEPTED).body(Full::new(Bytes::new())).expect("static response")
+    Response::builder().status(StatusCode::ACCEPTED).body(Body::empty()).expect("static response")
 }
 
 pub(super) fn json_ok(id: &RawValue, result: &impl Serialize) -> Response<Body> {

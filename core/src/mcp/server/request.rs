@@ -131,6 +131,12 @@ pub(super) struct RequestMeta<'a> {
     pub(super) tracestate: Option<Raw<'a>>,
     #[serde(rename = "dev.toolmesh/deadlineMs", borrow, default)]
     pub(super) deadline_ms: Option<Raw<'a>>,
+    /// `tools/call`: the token progress notifications echo (a string or an integer).
+    #[serde(rename = "progressToken", borrow, default)]
+    pub(super) progress_token: Option<Raw<'a>>,
+    /// `tools/call` (modern): the least severe log level the client wants to receive.
+    #[serde(rename = "io.modelcontextprotocol/logLevel", borrow, default)]
+    pub(super) log_level: Option<Raw<'a>>,
 }
 
 /// A member kept as its JSON text, read only as far as the server needs it.

@@ -102,6 +102,14 @@ final class Native {
 
     static native void releaseContext(long context);
 
+    /** Reports progress ({@code total} NaN: none; {@code message} null: none); whether core sent it. */
+    static native boolean progress(long context, double progress, double total, String message);
+
+    /** Sends a log message ({@code logger} null: none); whether core sent it. */
+    static native boolean log(long context, String level, String logger, String dataJson);
+
+    static native boolean cancelled(long context);
+
     /**
      * Calls a dependency; the future completes on {@code executor}, with {@code context} as the
      * thread's current request context, so continuations see it and the calls they make carry it.

@@ -92,6 +92,52 @@ public final class RequestContext {
         return OptionalLong.of(Math.max(0, remaining.asLong() - elapsed));
     }
 
+    /**
+     * Reports the handler's progress to its caller: {@code progress} so far, of {@code total}
+     * ({@link Double#NaN}: unknown), with an optional {@code message} (null: none). Core sends it
+     * only when the caller asked for progress and is still waiting.
+     *
+     * @return whether it was sent
+     */
+    public boolean progress(double progress, double total, String message) {
+        return Native.progress(handle, progress, total, message);
+    }
+
+    /** {@link #progress(double, double, String)} without a total or a message. */
+    public boolean progress(double progress) {
+        return progress(progress, Double.NaN, null);
+    }
+
+    /**
+     * Sends {@code data} (encoded as JSON, as tool results are) as a log message at {@code level},
+     * one of MCP's "debug", "info", "notice", "warning", "error", "critical", "alert",
+     * "emergency", from {@code logger} (null: none). Core sends it only at or above the level the
+     * caller opted into (a legacy MCP client gets "info" and up) while it is still waiting.
+     *
+     * @return whether it was sent
+     * @throws ToolmeshException {@code INVALID_ARGUMENTS} for a level MCP does not name
+     * @throws IllegalArgumentException when {@code data} cannot be encoded as JSON
+     */
+    public boolean log(String level, Object data, String logger) {
+        String dataJson;
+        try {
+            dataJson = Json.MAPPER.writeValueAsString(data);
+        } catch (JsonProcessingException e) {
+            throw new IllegalArgumentException("the log message is not JSON: " + e.getOriginalMessage(), e);
+        }
+        return Native.log(handle, level, logger, dataJson);
+    }
+
+    /** {@link #log(String, Object, String)} without a logger name. */
+    public boolean log(String level, Object data) {
+        return log(level, data, null);
+    }
+
+    /** Whether the caller went away (it closed the stream): reports are dropped from then on. */
+    public boolean cancelled() {
+        return Native.cancelled(handle);
+    }
+
     @Override
     public String toString() {
         return "RequestContext[traceparent=" + traceparent() + ", headers=" + headers() + "]";

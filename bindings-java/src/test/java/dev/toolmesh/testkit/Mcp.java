@@ -82,6 +82,51 @@ public final class Mcp {
         }
     }
 
+    /**
+     * Calls {@code tool} with {@code extraMeta} added to the request's {@code _meta} and returns
+     * every JSON-RPC message of the answer in order: the notifications of an answer streamed as
+     * events, then the response (an answer that is one JSON body is the one message).
+     */
+    public java.util.List<JsonNode> messages(String endpoint, String tool, Object arguments, Map<String, Object> extraMeta) {
+        ObjectNode params = JSON.createObjectNode().put("name", tool);
+        params.set("arguments", JSON.valueToTree(arguments));
+        ObjectNode meta = params.putObject("_meta").put("io.modelcontextprotocol/protocolVersion", REVISION);
+        meta.putObject("io.modelcontextprotocol/clientCapabilities");
+        extraMeta.forEach((key, value) -> meta.set(key, JSON.valueToTree(value)));
+        ObjectNode body = JSON.createObjectNode().put("jsonrpc", "2.0").put("id", 1).put("method", "tools/call");
+        body.set("params", params);
+        HttpRequest request = HttpRequest.newBuilder(URI.create(endpoint))
+                .timeout(Duration.ofSeconds(30))
+                .header("Content-Type", "application/json")
+                .header("Accept", "application/json, text/event-stream")
+                .header("MCP-Protocol-Version", REVISION)
+                .header("Mcp-Method", "tools/call")
+                .header("Mcp-Name", tool)
+                .POST(HttpRequest.BodyPublishers.ofString(body.toString()))
+                .build();
+        try {
+            HttpResponse<String> response = http.send(request, HttpResponse.BodyHandlers.ofString());
+            java.util.List<JsonNode> messages = new java.util.ArrayList<>();
+            if (!response.headers().firstValue("content-type").orElse("").startsWith("text/event-stream")) {
+                messages.add(JSON.readTree(response.body()));
+                return messages;
+            }
+            for (String event : response.body().split("\n\n")) {
+                StringBuilder data = new StringBuilder();
+                event.lines().filter(line -> line.startsWith("data:")).forEach(line -> data.append(line.substring(5).strip()));
+                if (!data.isEmpty()) {
+                    messages.add(JSON.readTree(data.toString()));
+                }
+            }
+            return messages;
+        } catch (IOException e) {
+            throw new AssertionError("tools/call " + tool + " at " + endpoint + " failed: " + e, e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new AssertionError("interrupted", e);
+        }
+    }
+
     private JsonNode callResult(String endpoint, String tool, Object arguments, Map<String, String> headers, Duration deadline) {
         ObjectNode params = JSON.createObjectNode().put("name", tool);
         params.set("arguments", JSON.valueToTree(arguments));

@@ -1,0 +1,103 @@
+"""Progress and log messages from a Python handler (``toolmesh.context().report_progress`` and
+``.log``), received by the pinned official MCP client over mTLS in both protocol eras; and what
+the context refuses."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from meshkit import Certs
+
+import toolmesh
+
+
+def reporting_agent(certs: Certs, sent: list[tuple[bool, ...]]) -> toolmesh.Agent:
+    agent = toolmesh.Agent("reporter", **certs.options("alpha"))
+
+    @agent.tool
+    async def crunch(rows: int) -> str:
+        ctx = toolmesh.context()
+        sent.append((
+            ctx.report_progress(0, total=rows, message="starting"),
+            ctx.log("debug", "below info"),
+            ctx.log("info", {"rows": rows}, logger="cruncher"),
+        ))
+        await asyncio.sleep(0)  # reports go out while the handler still runs
+        ctx.report_progress(rows, total=rows)
+        ctx.log("warning", "done crunching")
+        return f"crunched {rows}"
+
+    return agent
+
+
+async def call_with_official_client(certs: Certs, agent: toolmesh.Agent, mode: str) -> tuple[Any, list[Any], list[Any]]:
+    progress: list[tuple[float, Any, Any]] = []
+    logs: list[tuple[str, Any, Any]] = []
+
+    async def on_progress(value: float, total: Any, message: Any) -> None:
+        progress.append((value, total, message))
+
+    async def on_log(params: Any) -> None:
+        logs.append((params.level, params.data, params.logger))
+
+    async with httpx2.AsyncClient(verify=certs.client_context(), timeout=httpx2.Timeout(10, read=30)) as http:
+        options: dict[str, Any] = {"mode": mode, "logging_callback": on_log}
+        if mode != "legacy":
+            options["log_level"] = "info"
+        async with Client(streamable_http_client(agent.endpoint, http_client=http), **options) as client:
+            result = await client.call_tool("crunch", {"rows": 3}, progress_callback=on_progress)
+    return result, progress, logs
+
+
+# The modern client opts into info and up; a legacy request always gets info and up (a stateless
+# server cannot keep a logging/setLevel level).
+@pytest.mark.parametrize("mode", ["2026-07-28", "legacy"])
+def test_the_official_client_receives_progress_and_log_messages(certs: Certs, mode: str) -> None:
+    sent: list[tuple[bool, ...]] = []
+    agent = reporting_agent(certs, sent)
+
+    async def scenario() -> tuple[Any, list[Any], list[Any]]:
+        async with agent:
+            return await call_with_official_client(certs, agent, mode)
+
+    result, progress, logs = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert not result.is_error and result.content[0].text == "crunched 3", result
+    assert progress == [(0, 3, "starting"), (3, 3, None)]
+    assert logs == [("info", {"rows": 3}, "cruncher"), ("warning", "done crunching", None)]
+    assert sent == [(True, False, True)], "report_progress and log say whether they sent"
+
+
+def test_the_context_is_a_tool_calls_and_refuses_what_mcp_cannot_carry(certs: Certs) -> None:
+    with pytest.raises(RuntimeError, match=r"toolmesh.context\(\) was called outside a tool call"):
+        toolmesh.context()
+    agent = toolmesh.Agent("reporter", **certs.options("alpha"))
+    seen: dict[str, Any] = {}
+
+    @agent.tool
+    async def wrong() -> str:
+        ctx = toolmesh.context()
+        seen["cancelled"] = ctx.cancelled
+        # A caller that asked for nothing: nothing is sent, and that is no error.
+        seen["progress"] = ctx.report_progress(1)
+        for level, data in [("loud", "x"), ("info", object())]:
+            try:
+                ctx.log(level, data)
+            except (ValueError, TypeError) as error:
+                seen[level] = str(error)
+        return "ok"
+
+    async def scenario() -> None:
+        async with agent:
+            async with httpx2.AsyncClient(verify=certs.client_context(), timeout=httpx2.Timeout(10, read=30)) as http:
+                async with Client(streamable_http_client(agent.endpoint, http_client=http), mode="2026-07-28") as client:
+                    await client.call_tool("wrong", {})
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert seen["cancelled"] is False and seen["progress"] is False, seen
+    assert seen["loud"].startswith('log level "loud" is not one of debug, info'), seen
+    assert "not JSON serializable" in seen["info"], seen

@@ -1,0 +1,317 @@
+//! What a running handler reports to its caller — progress and log messages — and whether that
+//! caller is still waiting. MCP's rules decide what reaches the wire, here and nowhere else:
+//! progress only for a request that carried a progress token (echoed), log messages only at or
+//! above the level the request opted into. A handler just reports; every binding calls these.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, Notify};
+
+/// The severity of a log message: RFC 5424's levels as MCP names them, least severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Notice,
+    Warning,
+    Error,
+    Critical,
+    Alert,
+    Emergency,
+}
+
+impl LogLevel {
+    pub const ALL: [LogLevel; 8] = [
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Notice,
+        LogLevel::Warning,
+        LogLevel::Error,
+        LogLevel::Critical,
+        LogLevel::Alert,
+        LogLevel::Emergency,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Notice => "notice",
+            LogLevel::Warning => "warning",
+            LogLevel::Error => "error",
+            LogLevel::Critical => "critical",
+            LogLevel::Alert => "alert",
+            LogLevel::Emergency => "emergency",
+        }
+    }
+
+    /// The level MCP names `name` (exactly, lowercase).
+    pub fn parse(name: &str) -> Option<LogLevel> {
+        LogLevel::ALL.into_iter().find(|l| l.as_str() == name)
+    }
+
+    /// The names, for an error that lists them.
+    pub fn names() -> String {
+        LogLevel::ALL.map(LogLevel::as_str).join(", ")
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A notification a callee sent while it worked on a call, as a mesh caller receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notification {
+    /// `notifications/progress`.
+    Progress { progress: f64, total: Option<f64>, message: Option<String> },
+    /// `notifications/message`.
+    Log { level: LogLevel, logger: Option<String>, data: Value },
+}
+
+impl Notification {
+    /// Reads a JSON-RPC notification; `None` for one that is neither progress nor a log message
+    /// (or is malformed), which a caller ignores.
+    pub fn from_message(message: &Value) -> Option<Notification> {
+        let params = message.get("params")?;
+        let text = |key: &str| params.get(key).and_then(Value::as_str).map(str::to_owned);
+        match message.get("method")?.as_str()? {
+            "notifications/progress" => Some(Notification::Progress {
+                progress: params.get("progress")?.as_f64()?,
+                total: params.get("total").and_then(Value::as_f64),
+                message: text("message"),
+            }),
+            "notifications/message" => Some(Notification::Log {
+                level: LogLevel::parse(params.get("level")?.as_str()?)?,
+                logger: text("logger"),
+                data: params.get("data").cloned().unwrap_or(Value::Null),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Receives the notifications of the calls made with a context that carries it
+/// ([`crate::context::RequestContext::on_notification`]).
+#[derive(Clone)]
+pub struct NotificationObserver(Arc<dyn Fn(Notification) + Send + Sync>);
+
+impl NotificationObserver {
+    pub fn new(observe: impl Fn(Notification) + Send + Sync + 'static) -> Self {
+        NotificationObserver(Arc::new(observe))
+    }
+
+    pub fn notify(&self, notification: Notification) {
+        (self.0)(notification)
+    }
+}
+
+impl fmt::Debug for NotificationObserver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NotificationObserver")
+    }
+}
+
+/// The request-scoped sink of one inbound request: where its handler's progress and log
+/// messages go (as serialized JSON-RPC notifications, to the response stream), and the
+/// request's cancellation, which fires when that stream closes before the answer.
+#[derive(Debug)]
+pub struct Reporter {
+    /// The request's `_meta.progressToken` (a string or an integer), as its JSON.
+    progress_token: Option<Box<RawValue>>,
+    /// The least severe level the request let through; `None`: no log messages.
+    log_level: Option<LogLevel>,
+    /// `None` when the request lets nothing through.
+    out: Option<mpsc::UnboundedSender<Bytes>>,
+    cancelled: AtomicBool,
+    cancel: Notify,
+}
+
+impl Reporter {
+    /// A sink for a request with this progress token and log level; the receiver (when either
+    /// lets anything through) gets each notification as a JSON-RPC message.
+    pub fn new(progress_token: Option<Box<RawValue>>, log_level: Option<LogLevel>) -> (Reporter, Option<mpsc::UnboundedReceiver<Bytes>>) {
+        let (out, notifications) = match progress_token.is_some() || log_level.is_some() {
+            true => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
+        let reporter = Reporter { progress_token, log_level, out, cancelled: AtomicBool::new(false), cancel: Notify::new() };
+        (reporter, notifications)
+    }
+
+    /// Reports progress: sent only when the request carried a progress token and is not
+    /// cancelled; a non-finite `progress` is not sent (JSON has no NaN), nor is a non-finite
+    /// `total` (it is left out). Returns whether it was sent.
+    pub fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) -> bool {
+        #[derive(Serialize)]
+        struct Params<'a> {
+            #[serde(rename = "progressToken")]
+            token: &'a RawValue,
+            progress: f64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            total: Option<f64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            message: Option<&'a str>,
+        }
+        let Some(token) = self.progress_token.as_deref() else { return false };
+        if !progress.is_finite() {
+            return false;
+        }
+        let total = total.filter(|t| t.is_finite());
+        self.send("notifications/progress", &Params { token, progress, total, message })
+    }
+
+    /// Logs `data` (any JSON) at `level`: sent only at or above the request's level, and when
+    /// the request is not cancelled. Returns whether it was sent.
+    pub fn log(&self, level: LogLevel, data: &Value, logger: Option<&str>) -> bool {
+        #[derive(Serialize)]
+        struct Params<'a> {
+            level: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            logger: Option<&'a str>,
+            data: &'a Value,
+        }
+        if self.log_level.is_none_or(|least| level < least) {
+            return false;
+        }
+        self.send("notifications/message", &Params { level: level.as_str(), logger, data })
+    }
+
+    fn send(&self, method: &str, params: &impl Serialize) -> bool {
+        #[derive(Serialize)]
+        struct Message<'a, P> {
+            jsonrpc: &'static str,
+            method: &'a str,
+            params: &'a P,
+        }
+        let Some(out) = &self.out else { return false };
+        if self.is_cancelled() {
+            return false;
+        }
+        let json = serde_json::to_vec(&Message { jsonrpc: "2.0", method, params }).expect("a notification always serializes");
+        out.send(Bytes::from(json)).is_ok()
+    }
+
+    /// Whether the request's progress token lets progress through.
+    pub fn wants_progress(&self) -> bool {
+        self.progress_token.is_some()
+    }
+
+    /// The least severe level that reaches the caller, if any does.
+    pub fn log_level(&self) -> Option<LogLevel> {
+        self.log_level
+    }
+
+    /// The caller went away: later reports are dropped, and [`Reporter::cancelled`] returns.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        self.cancel.notify_waiters();
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Returns once the request is cancelled.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.cancel.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a cancel between the two is not missed.
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn token(json: &str) -> Option<Box<RawValue>> {
+        Some(RawValue::from_string(json.to_owned()).unwrap())
+    }
+
+    fn received(rx: &mut mpsc::UnboundedReceiver<Bytes>) -> Vec<Value> {
+        std::iter::from_fn(|| rx.try_recv().ok()).map(|b| serde_json::from_slice(&b).unwrap()).collect()
+    }
+
+    #[test]
+    fn progress_needs_a_token_and_echoes_it() {
+        let (reporter, rx) = Reporter::new(None, None);
+        assert!(rx.is_none());
+        assert!(!reporter.progress(1.0, None, None));
+        let (reporter, rx) = Reporter::new(token(r#""t-1""#), None);
+        let mut rx = rx.unwrap();
+        assert!(reporter.progress(1.0, Some(4.0), Some("one of four")));
+        assert!(reporter.progress(2.0, Some(f64::NAN), None));
+        assert!(!reporter.progress(f64::NAN, None, None));
+        assert!(!reporter.log(LogLevel::Emergency, &json!("x"), None), "no level opted into: no log message");
+        assert_eq!(
+            received(&mut rx),
+            [
+                json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "t-1", "progress": 1.0, "total": 4.0, "message": "one of four"}}),
+                json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "t-1", "progress": 2.0}}),
+            ]
+        );
+    }
+
+    #[test]
+    fn log_messages_pass_at_or_above_the_level() {
+        let (reporter, rx) = Reporter::new(None, Some(LogLevel::Warning));
+        let mut rx = rx.unwrap();
+        assert!(!reporter.log(LogLevel::Info, &json!("quiet"), None));
+        assert!(reporter.log(LogLevel::Warning, &json!({"disk": 91}), Some("store")));
+        assert!(reporter.log(LogLevel::Emergency, &json!("loud"), None));
+        assert!(!reporter.progress(1.0, None, None), "no token: no progress");
+        assert_eq!(
+            received(&mut rx),
+            [
+                json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "warning", "logger": "store", "data": {"disk": 91}}}),
+                json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "emergency", "data": "loud"}}),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_request_reports_nothing_more_and_wakes_its_waiters() {
+        let (reporter, rx) = Reporter::new(token("7"), Some(LogLevel::Debug));
+        let mut rx = rx.unwrap();
+        let reporter = Arc::new(reporter);
+        let waiter = tokio::spawn({
+            let reporter = reporter.clone();
+            async move { reporter.cancelled().await }
+        });
+        reporter.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.expect("woken").unwrap();
+        assert!(!reporter.progress(1.0, None, None) && !reporter.log(LogLevel::Error, &json!("late"), None));
+        assert!(received(&mut rx).is_empty());
+    }
+
+    #[test]
+    fn a_mesh_caller_reads_progress_and_log_messages() {
+        let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": 3, "total": 10, "message": "m"}});
+        assert_eq!(
+            Notification::from_message(&progress),
+            Some(Notification::Progress { progress: 3.0, total: Some(10.0), message: Some("m".into()) })
+        );
+        let log = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "error", "data": [1]}});
+        assert_eq!(Notification::from_message(&log), Some(Notification::Log { level: LogLevel::Error, logger: None, data: json!([1]) }));
+        assert_eq!(Notification::from_message(&json!({"method": "notifications/message", "params": {"level": "loud"}})), None);
+        assert_eq!(Notification::from_message(&json!({"method": "notifications/cancelled", "params": {}})), None);
+    }
+}
