@@ -323,8 +323,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_log<'local>(
 ) -> jboolean {
     entry(&mut env, |env| {
         let (level, logger, data) = (string(env, &level)?, optional_string(env, &logger)?, string(env, &data_json)?);
-        let level = LogLevel::parse(&level)
-            .ok_or_else(|| Error::new(ErrorKind::InvalidArguments, format!("log level {level:?} is not one of {}", LogLevel::names())))?;
+        let level = LogLevel::named(&level)?;
         let data: serde_json::Value = serde_json::from_str(&data)
             .map_err(|e| Error::new(ErrorKind::InvalidArguments, format!("the log message is not JSON: {e}")))?;
         Ok(jboolean::from(CONTEXTS.get(context).is_some_and(|c| c.log(level, &data, logger.as_deref()))))

@@ -65,9 +65,7 @@ impl RequestContext {
     /// sent only at or above the level the request opted into. Returns whether it was sent.
     #[napi(ts_args_type = "level: string, data: unknown, logger?: string | undefined | null")]
     pub fn log(&self, level: String, data: serde_json::Value, logger: Option<String>) -> napi::Result<bool> {
-        let level = LogLevel::parse(&level).ok_or_else(|| {
-            napi::Error::new(napi::Status::InvalidArg, format!("log level {level:?} is not one of {}", LogLevel::names()))
-        })?;
+        let level = LogLevel::named(&level).map_err(|e| napi::Error::new(napi::Status::InvalidArg, e.message()))?;
         Ok(self.inner.log(level, &data, logger.as_deref()))
     }
 

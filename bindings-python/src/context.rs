@@ -70,8 +70,7 @@ impl Context {
     /// request opted into. Returns whether it was sent.
     #[pyo3(signature = (level, data_json, logger=None))]
     fn log_json(&self, level: &str, data_json: &str, logger: Option<&str>) -> PyResult<bool> {
-        let level = LogLevel::parse(level)
-            .ok_or_else(|| PyValueError::new_err(format!("log level {level:?} is not one of {}", LogLevel::names())))?;
+        let level = LogLevel::named(level).map_err(|e| PyValueError::new_err(e.message().to_owned()))?;
         let data = serde_json::from_str(data_json).map_err(|e| PyValueError::new_err(format!("the log message is not JSON: {e}")))?;
         Ok(self.inner.log(level, &data, logger))
     }

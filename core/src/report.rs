@@ -55,6 +55,13 @@ impl LogLevel {
         LogLevel::ALL.into_iter().find(|l| l.as_str() == name)
     }
 
+    /// The level a handler named, in any language: else `INVALID_ARGUMENTS` listing the names.
+    pub fn named(name: &str) -> crate::Result<LogLevel> {
+        LogLevel::parse(name).ok_or_else(|| {
+            crate::Error::new(crate::ErrorKind::InvalidArguments, format!("log level {name:?} is not one of {}", LogLevel::names()))
+        })
+    }
+
     /// The names, for an error that lists them.
     pub fn names() -> String {
         LogLevel::ALL.map(LogLevel::as_str).join(", ")

@@ -64,6 +64,25 @@ impl fmt::Debug for Escaped<'_> {
     }
 }
 
+/// Decodes `%XX` escapes (a URL path segment, an `OTEL_*_HEADERS` value); `None` for a bad
+/// escape or a result that is not UTF-8.
+pub fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +96,15 @@ mod tests {
         assert_eq!(escape("a\u{202e}b"), "a\\u{202e}b");
         assert_eq!(Escaped("x\u{7}y").to_string(), "x\\u{7}y");
         assert_eq!(escape_keeping_newlines("line one\nline\u{1b} two"), "line one\nline\\u{1b} two");
+    }
+
+    #[test]
+    fn percent_decoding_undoes_escapes_and_refuses_bad_ones() {
+        assert_eq!(percent_decode("calc-1a2b").as_deref(), Some("calc-1a2b"));
+        assert_eq!(percent_decode("a%2Fb%20c").as_deref(), Some("a/b c"));
+        assert_eq!(percent_decode("%e2%9c%93").as_deref(), Some("✓"));
+        assert_eq!(percent_decode("bad%2"), None);
+        assert_eq!(percent_decode("bad%zz"), None);
+        assert_eq!(percent_decode("%ff"), None, "not UTF-8");
     }
 }

@@ -20,7 +20,7 @@ use toolmesh_core::registry_api::{
     PolicyTestRequest, RegisterRequest, ReportedDenial,
 };
 use toolmesh_core::server::{json_response, read_body, Body, PeerInfo};
-use toolmesh_core::text::Escaped;
+use toolmesh_core::text::{percent_decode, Escaped};
 use toolmesh_core::tls::Identity;
 
 /// Registrations carry tool input schemas; a megabyte leaves room for hundreds of tools.
@@ -666,37 +666,9 @@ fn no_content() -> Response {
     http::Response::builder().status(StatusCode::NO_CONTENT).body(Body::new(Bytes::new())).expect("static response parts are valid")
 }
 
-/// Decodes `%XX` escapes of a path segment; `None` for a bad escape or non-UTF-8 result.
-fn percent_decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percent_decoding_round_trips_what_the_client_encodes() {
-        assert_eq!(percent_decode("calc-1a2b").as_deref(), Some("calc-1a2b"));
-        assert_eq!(percent_decode("a%2Fb%20c").as_deref(), Some("a/b c"));
-        assert_eq!(percent_decode("%e2%9c%93").as_deref(), Some("✓"));
-        assert_eq!(percent_decode("bad%2"), None);
-        assert_eq!(percent_decode("bad%zz"), None);
-        assert_eq!(percent_decode("%ff"), None, "not UTF-8");
-    }
 
     #[test]
     fn watch_query_defaults_caps_and_names_bad_numbers() {

@@ -156,27 +156,10 @@ fn pairs(variable: &str, text: Option<&str>) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let (key, value) = item.split_once('=').ok_or_else(|| invalid(variable, item, "comma-separated key=value pairs"))?;
-        let value = percent_decoded(value.trim()).ok_or_else(|| invalid(variable, item, "key=value pairs, percent-encoded"))?;
+        let value = crate::text::percent_decode(value.trim()).ok_or_else(|| invalid(variable, item, "key=value pairs, percent-encoded"))?;
         out.push((key.trim().to_owned(), value));
     }
     Ok(out)
-}
-
-fn percent_decoded(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn millis(text: Option<&str>, variable: &str, default: u64) -> Result<u64> {

@@ -155,9 +155,7 @@ pub unsafe extern "C" fn toolmesh_invocation_log(
         let (level, data) = unsafe { (str_arg(level, "level")?, str_arg(data_json, "data_json")?) };
         // SAFETY: NULL or NUL-terminated, as the caller guarantees.
         let logger = if logger.is_null() { None } else { Some(unsafe { str_arg(logger, "logger") }?) };
-        let level = LogLevel::parse(level).ok_or_else(|| {
-            Failure::new(TOOLMESH_INVALID_ARGUMENTS, format!("log level {level:?} is not one of {}", LogLevel::names()))
-        })?;
+        let level = LogLevel::named(level)?;
         let data: serde_json::Value = serde_json::from_str(data)
             .map_err(|e| Failure::new(TOOLMESH_INVALID_JSON, format!("the log message's data_json is not JSON: {e}")))?;
         invocation.context.log(level, &data, logger);
