@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod client;
 pub mod content;
+pub mod input;
 pub mod schema;
 pub mod server;
 

@@ -11,9 +11,10 @@ use super::request::{Params, Raw, RequestMeta};
 use super::stream::{event_stream, reporter_for, CancelUnlessAnswered, HandlerOutputOrError};
 use super::{McpServer, PeerInfo};
 use crate::authorize::Caller;
-use crate::context::{RequestContext, TraceContext};
+use crate::context::{InputAnswers, RequestContext, TraceContext};
 use crate::error::{Error, ErrorKind};
-use crate::host::{Catalog, HandlerOutput};
+use crate::host::{Catalog, HandlerOutput, InputRequired};
+use crate::mcp::input::StateSeal;
 use crate::mcp::*;
 use crate::metrics::{Outcome, ServerOperation};
 use crate::server::Body;
@@ -234,10 +235,20 @@ impl McpServer {
             // An unknown tool is answered as such below.
             (Ok(_), None) => None,
         };
+        let input = match (era, input_answers(&name, &params, &self.seal)) {
+            (Era::Modern, Ok(input)) => input,
+            (Era::Modern, Err(e)) => {
+                operation.ended(Outcome::Rpc(e.code()));
+                return rpc_error(id, e);
+            }
+            // Input requests and their answers are of the 2026-07-28 era only.
+            (Era::Legacy, _) => None,
+        };
         let reporter = Arc::new(reporter);
         let mut context = self.inbound_context(headers, params.meta(), trace);
         context.caller = Some(Arc::from(peer.identity.as_str()));
-        context.client_capabilities = client_capabilities;
+        context.client_capabilities = client_capabilities.clone();
+        context.input = input;
         context.origin = admitted.as_ref().and_then(|a| a.origin.clone());
         context.reporter = Some(reporter.clone());
         let context = Arc::new(context);
@@ -255,11 +266,12 @@ impl McpServer {
         };
         let abandoned = CancelUnlessAnswered(Some(reporter.clone()));
         let info_json = self.info_json.clone();
+        let asking = Asking { tool: tool.clone(), seal: self.seal.clone(), declared: client_capabilities };
         let finish = move |id: &RawValue, outcome: HandlerOutputOrError| {
             // Holds the call's place in a concurrency limit until the handler has answered.
             drop(admitted);
             operation.ended(outcome_of(&outcome));
-            tool_answer(era, id, &info_json, outcome)
+            tool_answer(era, id, &info_json, outcome, &asking)
         };
         let Some(mut notifications) = notifications else {
             let response = finish(id, handler.await);
@@ -402,9 +414,70 @@ fn outcome_of(outcome: &HandlerOutputOrError) -> Outcome {
     }
 }
 
+/// The answers a modern `tools/call` brings to its tool's earlier input requests: `inputResponses`
+/// (an object of objects) and the `requestState` this agent sealed for the same tool, opened.
+fn input_answers(tool: &str, params: &Params, seal: &StateSeal) -> Result<Option<Arc<InputAnswers>>, RpcError> {
+    let invalid = |why: String| RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, format!("Invalid params: {why}"));
+    let responses = match &params.input_responses {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(responses)) => match responses.iter().find(|(_, response)| !response.is_object()) {
+            Some((key, _)) => {
+                return Err(invalid(format!("inputResponses.{key} must be an object (the client's result for that request)")))
+            }
+            None => Some(responses.clone()),
+        },
+        Some(_) => return Err(invalid("inputResponses must be an object of the client's results by request key".into())),
+    };
+    let state = match params.request_state {
+        None => None,
+        Some(sealed) => {
+            let sealed = sealed.as_str().ok_or_else(|| invalid("requestState must be the string an earlier answer gave".into()))?;
+            Some(seal.open(&format!("tool '{tool}'"), &sealed).map_err(invalid)?)
+        }
+    };
+    if responses.is_none() && state.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(InputAnswers { responses: responses.unwrap_or_default(), state })))
+}
+
+/// What an input-required answer needs: the tool (a sealed state is valid for it only), the
+/// agent's seal, and the capabilities the client declared (a request it cannot serve is refused).
+struct Asking {
+    tool: Arc<str>,
+    seal: Arc<StateSeal>,
+    declared: Option<Arc<Value>>,
+}
+
+/// A handler's input requests, answered `resultType: "input_required"` to a modern client that
+/// declared what they need, with the handler's state sealed; refused (-32021) to one that did
+/// not, and to a legacy request (which has no such result) as the tool's failure.
+fn input_required_answer(era: Era, id: &RawValue, info_json: &RawValue, input: &InputRequired, asking: &Asking) -> Response<Body> {
+    if era == Era::Legacy {
+        let e = crate::host::input_required_error(&asking.tool, input);
+        return call_result(era, id, info_json, e.message(), None, Some(ErrorMeta::of(&e)));
+    }
+    let needed = input.required_capabilities();
+    if let Err(e) =
+        check_required_capabilities(&asking.tool, &needed.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>(), asking.declared.as_deref())
+    {
+        return rpc_error(id, e);
+    }
+    let mut result = json!({
+        "resultType": "input_required",
+        "inputRequests": input.input_requests,
+        "_meta": {META_SERVER_INFO: info_json},
+    });
+    if let Some(state) = &input.request_state {
+        result["requestState"] = json!(asking.seal.seal(&format!("tool '{}'", asking.tool), state));
+    }
+    json_ok(id, &result)
+}
+
 /// The JSON-RPC answer to a `tools/call` whose handler answered (or could not be asked).
-fn tool_answer(era: Era, id: &RawValue, info_json: &RawValue, outcome: HandlerOutputOrError) -> Response<Body> {
+fn tool_answer(era: Era, id: &RawValue, info_json: &RawValue, outcome: HandlerOutputOrError, asking: &Asking) -> Response<Body> {
     match outcome {
+        Ok(HandlerOutput::InputRequired(input)) => input_required_answer(era, id, info_json, &input, asking),
         Ok(HandlerOutput::Result(output)) => {
             let meta = ResultMeta { server_info: (era == Era::Modern).then_some(info_json), error: None };
             json_ok(id, &RichCallResult::of(era, &output, meta))
