@@ -226,6 +226,12 @@ async fn the_live_registry_matches_its_openapi_document() {
     ex.expect_raw(400, "post", HEARTBEAT, consumer_beat, bytes("{}")).await;
     ex.expect(404, "post", HEARTBEAT, "/v1/agents/nobody/heartbeat", Some(json!({"topology_version": 0}))).await;
     ex.by(&mallory).expect(403, "post", HEARTBEAT, consumer_beat, Some(json!({"topology_version": 0}))).await;
+    // Heartbeats report the calls the agent made, per provider, for the dashboard's call graph.
+    let calls = json!([{"agent_id": "adder-1", "calls": 3, "errors": 1, "duration_ns": 4_500_000}]);
+    ex.expect(200, "post", HEARTBEAT, consumer_beat, Some(json!({"topology_version": 0, "calls": calls}))).await;
+    let inflated = json!({"topology_version": 0, "calls": [{"agent_id": "adder-1", "calls": 1, "errors": 2, "duration_ns": 0}]});
+    let bad = ex.expect_raw(400, "post", HEARTBEAT, consumer_beat, bytes(&inflated.to_string())).await.json();
+    assert!(bad["message"].as_str().is_some_and(|m| m.contains("calls[0] has 2 errors but 1 calls")), "{bad}");
 
     // Topology long poll.
     let topology = ex.expect(200, "get", TOPOLOGY, "/v1/agents/consumer-1/topology?since=0&wait_ms=10", None).await;
