@@ -47,8 +47,7 @@ echo; echo "== certificates (dev CA, registry, operator, agents)"
 certs="$work/certs"
 
 echo; echo "== registry"
-health_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$toolmesh" registry --port 0 --health-port "$health_port" --tls-cert "$certs/registry.pem" --tls-key "$certs/registry.key" \
+"$toolmesh" registry --port 0 --tls-cert "$certs/registry.pem" --tls-key "$certs/registry.key" \
   --tls-ca "$certs/ca.pem" >"$work/registry.out" 2>"$work/registry.log" &
 registry_pid=$!
 wait_for 20 "the registry" grep -q "listening on" "$work/registry.out"
@@ -88,7 +87,8 @@ for _ in 1 2 3; do
 done
 
 if $dashboard; then
-  url="http://127.0.0.1:$health_port/dashboard/"
+  # The registry prints the dashboard's URL (its health listener's port) beside its own.
+  url=$(grep -o 'http://[^ ]*/dashboard/' "$work/registry.out")
   echo; echo "== dashboard: $url (calls keep going; Ctrl-C stops the mesh)"
   for open in xdg-open chromium firefox; do
     if command -v "$open" >/dev/null && [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then "$open" "$url" >/dev/null 2>&1 & break; fi
