@@ -12,7 +12,7 @@ mod calls;
 pub use calls::{CallGraph, EdgeStats};
 
 use crate::state::Registry;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde::Serialize;
 use serde_json::json;
 use std::collections::HashSet;
@@ -108,20 +108,15 @@ impl Dashboard {
                 toolmesh_core::text::escape(host)
             )));
         }
-        self.answer(&head.method, head.uri.path())
+        self.answer(head.uri.path())
     }
 
-    /// The answer to `method path` from someone allowed to see the dashboard; `None`: not a
+    /// The answer to `GET path` (or `HEAD`; both listeners refuse every other method with 405,
+    /// the dashboard being read-only) from someone allowed to see the dashboard; `None`: not a
     /// dashboard path.
-    pub fn answer(&self, method: &Method, path: &str) -> Option<http::Response<Body>> {
+    pub fn answer(&self, path: &str) -> Option<http::Response<Body>> {
         if !is_dashboard_path(path) {
             return None;
-        }
-        if method != Method::GET && method != Method::HEAD {
-            let mut response =
-                error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "the dashboard is read-only: use GET".to_owned());
-            response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
-            return Some(response);
         }
         Some(match path {
             "/dashboard" | "/dashboard/" => page(),

@@ -396,6 +396,18 @@ async fn the_live_registry_matches_its_openapi_document() {
     assert!(list["agents"].as_array().is_some_and(|a| a.iter().all(|x| x["agent_id"] != "theirs-1")), "evicted: {list}");
 
     // The audit: every denial above, for admins only.
+    // The dashboard's snapshot: admins only over mTLS; it holds the heartbeat's calls above.
+    const DASHBOARD: &str = "/dashboard/state.json";
+    ex.by(&anonymous).expect(401, "get", DASHBOARD, DASHBOARD, None).await;
+    ex.expect(403, "get", DASHBOARD, DASHBOARD, None).await;
+    let state = ex.by(&operator).expect(200, "get", DASHBOARD, DASHBOARD, None).await.json();
+    let edge = &state["edges"][0];
+    assert_eq!(
+        (&edge["from"], &edge["to"], &edge["calls"], &edge["errors"]),
+        (&json!("consumer-1"), &json!("adder-1"), &json!(3), &json!(1)),
+        "{state}"
+    );
+    assert!((edge["mean_latency_ms"].as_f64().unwrap() - 1.5).abs() < 1e-9, "{state}");
     const AUDIT: &str = "/v1/audit";
     ex.by(&anonymous).expect(401, "get", AUDIT, AUDIT, None).await;
     let denied = ex.expect(403, "get", AUDIT, AUDIT, None).await.json();
