@@ -15,7 +15,7 @@ use crate::state::Registry;
 use http::StatusCode;
 use serde::Serialize;
 use serde_json::json;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -145,7 +145,7 @@ impl Dashboard {
             })
             .collect();
         let registered: HashSet<&str> = agents.iter().map(|a| a.agent_id.as_str()).collect();
-        let edges = self.calls.edges(|id| registered.contains(id));
+        let edges = with_dependencies(self.calls.edges(|id| registered.contains(id)), self.registry.dependency_pairs());
         Snapshot {
             time_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
             heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
@@ -154,6 +154,26 @@ impl Dashboard {
             edges,
         }
     }
+}
+
+/// The edges with calls, marked declared where the caller's topology holds the provider, and
+/// an edge without calls for each other provider a topology holds; sorted by (from, to).
+fn with_dependencies(mut edges: Vec<EdgeStats>, mut declared: BTreeSet<(String, String)>) -> Vec<EdgeStats> {
+    for edge in &mut edges {
+        edge.declared = declared.remove(&(edge.from.clone(), edge.to.clone()));
+    }
+    edges.extend(declared.into_iter().map(|(from, to)| EdgeStats {
+        from,
+        to,
+        declared: true,
+        calls: 0,
+        errors: 0,
+        calls_per_second: 0.0,
+        error_rate: 0.0,
+        mean_latency_ms: 0.0,
+    }));
+    edges.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
+    edges
 }
 
 fn is_dashboard_path(path: &str) -> bool {
@@ -214,6 +234,19 @@ fn refuse(message: String) -> http::Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn edge(from: &str, to: &str, calls: u64) -> EdgeStats {
+        let (from, to) = (from.to_owned(), to.to_owned());
+        EdgeStats { from, to, declared: false, calls, errors: 0, calls_per_second: 0.0, error_rate: 0.0, mean_latency_ms: 0.0 }
+    }
+
+    #[test]
+    fn declared_dependencies_are_edges_with_or_without_calls() {
+        let declared = BTreeSet::from([("a".to_owned(), "b".to_owned()), ("a".to_owned(), "c".to_owned())]);
+        let edges = with_dependencies(vec![edge("a", "c", 5), edge("x", "a", 2)], declared);
+        let seen: Vec<(&str, &str, bool, u64)> = edges.iter().map(|e| (e.from.as_str(), e.to.as_str(), e.declared, e.calls)).collect();
+        assert_eq!(seen, [("a", "b", true, 0), ("a", "c", true, 5), ("x", "a", false, 2)]);
+    }
 
     #[test]
     fn only_loopback_hosts_and_addresses_count_as_this_machine() {

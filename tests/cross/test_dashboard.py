@@ -126,7 +126,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
 # What the page shows, read from its DOM.
 ROWS = "[...document.querySelectorAll('#agents tr[data-agent-id]')].map(r => ({name: r.dataset.name, id: r.dataset.agentId, health: r.dataset.health, text: r.innerText}))"
 EDGES = ("[...document.querySelectorAll('#graph g.edge')].map(g => ({from: g.dataset.fromName, to: g.dataset.toName, "
-         "label: g.querySelector('text').textContent}))")
+         "calls: Number(g.dataset.calls), label: g.querySelector('text').textContent}))")
 
 
 def test_the_page_shows_the_running_agents_and_the_calls_between_them(dashboard: Dashboard) -> None:
@@ -139,16 +139,16 @@ def test_the_page_shows_the_running_agents_and_the_calls_between_them(dashboard:
     assert "mean3@1.0.0" in by_name["stats"]["text"] and "sum3@" in by_name["calc-a"]["text"], rows
     assert "spiffe://toolmesh.local/agent/calc-b" in by_name["calc-b"]["text"], rows
     assert re.search(r"\bin \d+ (d|h|min|s)\b", by_name["calc-a"]["text"]), f"a certificate expiry ('in N d'): {rows}"
-    edges = browser.wait_for(EDGES, 30, "an edge from stats to a calculator",
-                             lambda edges: any(e["from"] == "stats" and e["to"] in ("calc-a", "calc-b") for e in edges))
-    label = next(e["label"] for e in edges if e["from"] == "stats")
+    edges = browser.wait_for(EDGES, 30, "an edge with calls from stats to a calculator",
+                             lambda edges: any(e["from"] == "stats" and e["to"] in ("calc-a", "calc-b") and e["calls"] > 0 for e in edges))
+    label = next(e["label"] for e in edges if e["from"] == "stats" and e["calls"] > 0)
     assert "/s" in label and "% err" in label and ("ms" in label or "µs" in label), label
     assert browser.evaluate("document.getElementById('status').dataset.state") == "ok"
     screenshot = os.environ.get("TOOLMESH_DASHBOARD_SCREENSHOT")
     if screenshot:
         # Both calculators called, so the picture shows the spread.
-        browser.wait_for(EDGES, 30, "edges to both calculators",
-                         lambda edges: {e["to"] for e in edges if e["from"] == "stats"} == {"calc-a", "calc-b"})
+        browser.wait_for(EDGES, 30, "calls to both calculators",
+                         lambda edges: {e["to"] for e in edges if e["from"] == "stats" and e["calls"] > 0} == {"calc-a", "calc-b"})
         browser.screenshot(Path(screenshot))
 
 
@@ -159,7 +159,10 @@ def test_the_snapshot_numbers_are_the_calls_made(dashboard: Dashboard) -> None:
     state = json.loads(body)
     ids = {a["name"]: a["agent_id"] for a in state["agents"]}
     edges = [e for e in state["edges"] if e["from"] == ids["stats"]]
-    assert edges and all(e["to"] in (ids["calc-a"], ids["calc-b"]) for e in edges), state["edges"]
+    # stats depends on sum3, which both calculators provide.
+    assert sorted((e["to"], e["declared"]) for e in edges) == sorted([(ids["calc-a"], True), (ids["calc-b"], True)]), state["edges"]
+    edges = [e for e in edges if e["calls"] > 0]
+    assert edges, state["edges"]
     for edge in edges:
         assert edge["calls"] > 0 and edge["errors"] == 0 and edge["error_rate"] == 0, edge
         assert 0 < edge["mean_latency_ms"] < 5000 and edge["calls_per_second"] > 0, edge

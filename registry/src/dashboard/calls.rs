@@ -42,6 +42,9 @@ pub struct EdgeStats {
     pub from: String,
     /// The provider agent's id.
     pub to: String,
+    /// The provider is in the caller's topology (a dependency resolved to it); an edge can be
+    /// declared without calls, or have calls without being declared any more.
+    pub declared: bool,
     pub calls: u64,
     pub errors: u64,
     pub calls_per_second: f64,
@@ -109,6 +112,7 @@ impl CallGraph {
                 EdgeStats {
                     from: from.clone(),
                     to: to.clone(),
+                    declared: false,
                     calls,
                     errors,
                     calls_per_second: calls as f64 / covered,

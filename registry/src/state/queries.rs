@@ -58,6 +58,19 @@ impl Registry {
         self.lock().agents.keys().cloned().collect()
     }
 
+    /// (dependent agent id, provider agent id) for every provider in every agent's current
+    /// topology: who may call whom, as resolved for them.
+    pub fn dependency_pairs(&self) -> std::collections::BTreeSet<(String, String)> {
+        let state = self.lock();
+        let mut pairs = std::collections::BTreeSet::new();
+        for (id, agent) in &state.agents {
+            for dependency in &agent.topology.borrow().dependencies {
+                pairs.extend(dependency.providers.iter().map(|p| (id.clone(), p.agent_id.clone())));
+            }
+        }
+        pairs
+    }
+
     /// When each agent's certificate expires (Unix seconds), by agent id, as far as known.
     pub fn certificate_expiries(&self) -> std::collections::HashMap<String, i64> {
         let state = self.lock();
