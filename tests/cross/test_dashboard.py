@@ -2,7 +2,8 @@
 address), three real Python agents (examples/python: `stats` calling `sum3` on two calculators)
 kept calling, and the page opened from the health listener. It must show the running agents and
 the call edge with its numbers, update in place when a calculator dies, say "no traces yet"
-while the trace routes answer 404, and lay out a trace as a waterfall. The access rule of
+while the trace routes answer 404, lay out a trace as a waterfall, and open a listed trace (the
+trace routes' answers given by the page's fetch until the registry's trace store serves them). The access rule of
 docs/dashboard.md is checked over real sockets: loopback only on the plain port (by address and
 by Host), operators only on the mTLS port.
 
@@ -199,6 +200,37 @@ def test_the_traces_panel_waits_for_traces_and_draws_a_waterfall(dashboard: Dash
     assert [(r["id"], r["depth"], round(r["left"]), round(r["width"]), r["error"]) for r in rows] == [
         ("a1", 0, 0, 100, False), ("b2", 1, 10, 80, False), ("c3", 2, 20, 60, True)], rows
     assert "calc-a" in rows[2]["label"] and "tools/call sum3" in rows[2]["label"], rows
+
+
+def test_a_listed_trace_opens_as_a_waterfall(dashboard: Dashboard) -> None:
+    """The panel's list and click path, with the trace routes' answers (docs/dashboard.md shapes)
+    given by the page's own fetch until the registry's trace store serves them."""
+    browser = dashboard.browser
+    browser.navigate(dashboard.url)
+    ms = 1_000_000
+    t0 = 1_796_601_600_000 * ms
+    summary = {"trace_id": "0af7651916cd43dd8448eb211c80319c", "root_name": "tools/call mean3", "root_service": "stats",
+               "start_unix_nano": t0, "duration_ns": 4 * ms, "span_count": 2, "error_count": 0}
+    trace = {"trace_id": summary["trace_id"], "spans": [
+        {"span_id": "a1", "parent_span_id": None, "name": "tools/call mean3", "service": "stats", "kind": "SERVER",
+         "start_unix_nano": t0, "end_unix_nano": t0 + 4 * ms, "error": None, "attributes": {"mcp.method.name": "tools/call"}},
+        {"span_id": "b2", "parent_span_id": "a1", "name": "tools/call sum3", "service": "stats", "kind": "CLIENT",
+         "start_unix_nano": t0 + ms, "end_unix_nano": t0 + 3 * ms, "error": None, "attributes": {}},
+    ]}
+    browser.evaluate(f"""(() => {{
+        const real = window.fetch, answer = body => Promise.resolve(new Response(JSON.stringify(body), {{status: 200}}));
+        window.fetch = (url, options) => String(url).startsWith('/dashboard/traces.json?last=20') ? answer({json.dumps({"traces": [summary]})})
+            : String(url) === '/dashboard/traces/{summary["trace_id"]}.json' ? answer({json.dumps(trace)}) : real(url, options);
+        return true;
+    }})()""")
+    listed = f"document.querySelector('#traces-list tr[data-trace-id=\"{summary['trace_id']}\"]')?.innerText"
+    row = browser.wait_for(listed, 30, "the trace listed")
+    assert "stats" in row and "tools/call mean3" in row and "2 spans" in row, row
+    assert browser.evaluate("document.getElementById('traces-empty').hidden") is True
+    browser.evaluate(f"document.querySelector('#traces-list tr[data-trace-id=\"{summary['trace_id']}\"]').click(), true")
+    opened = browser.wait_for("[...document.querySelectorAll('#waterfall .wf-row')].map(r => [r.dataset.spanId, Number(r.dataset.depth)])",
+                              30, "the trace's waterfall", lambda rows: len(rows) == 2)
+    assert opened == [["a1", 0], ["b2", 1]], opened
 
 
 def test_only_this_machine_and_operators_may_open_it(dashboard: Dashboard) -> None:
