@@ -306,10 +306,32 @@ pub struct HeartbeatRequest {
     /// probes them and lists those it cannot connect to either as `unreachable`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreachable: Vec<String>,
+    /// The calls this agent made since its last heartbeat, per provider agent (at most
+    /// [`MAX_REPORTED_CALLEES`]): the registry's dashboard draws its call graph from them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<ReportedCalls>,
 }
 
 /// Most denials one heartbeat reports; an agent keeps no more than this between heartbeats.
 pub const MAX_REPORTED_DENIALS: usize = 64;
+
+/// Most provider agents one heartbeat reports calls to; calls to others in the same interval
+/// are not reported.
+pub const MAX_REPORTED_CALLEES: usize = 64;
+
+/// The calls an agent made to one provider agent between two heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportedCalls {
+    /// The provider agent's id.
+    pub agent_id: String,
+    /// Calls that ended (whatever their outcome) under that provider, tried last.
+    pub calls: u64,
+    /// Those of them that failed (a mesh error, a tool error, or cancelled).
+    pub errors: u64,
+    /// Their durations added up, in nanoseconds (every attempt, backoff and failover included).
+    pub duration_ns: u64,
+}
 
 /// A call an agent's policy refused, as its heartbeat reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
