@@ -10,7 +10,7 @@ use jni::sys::{jboolean, jdouble, jint, jlong, JNI_FALSE, JNI_TRUE};
 use jni::JNIEnv;
 use std::sync::Arc;
 use toolmesh_core::context::RequestContext;
-use toolmesh_core::host::{invalid_tool_result, CatalogInvocation, Completion, HostError, ToolHandler, ToolInvocation, ToolOutput};
+use toolmesh_core::host::{CatalogInvocation, Completion, HostError, ToolHandler, ToolInvocation};
 use toolmesh_core::report::LogLevel;
 use toolmesh_core::{Error, ErrorKind};
 
@@ -168,10 +168,8 @@ pub extern "system" fn Java_dev_toolmesh_Native_completeResult<'local>(
         let tool = string(env, &tool)?;
         let result = string(env, &result_json)?;
         Ok(answer(completion, |completion| {
-            match serde_json::from_str(&result).map_err(|e| e.to_string()).and_then(ToolOutput::from_json) {
-                Ok(output) => completion.result(output),
-                Err(problem) => completion.complete(Err(invalid_tool_result(&format!("tool '{tool}'"), &problem))),
-            }
+            // A refusal is the caller's HANDLER_RESULT; the handler has answered either way.
+            let _ = completion.answer_document_text(&format!("tool '{tool}'"), &result);
         }))
     })
 }

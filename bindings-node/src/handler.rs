@@ -7,7 +7,7 @@ use napi::Status;
 use napi_derive::napi;
 use std::sync::{Arc, Mutex, MutexGuard};
 use toolmesh_core::context::RequestContext as CoreContext;
-use toolmesh_core::host::{invalid_tool_result, CatalogInvocation, Completion, HostError, ToolHandler, ToolInvocation, ToolOutput};
+use toolmesh_core::host::{CatalogInvocation, Completion, HostError, ToolHandler, ToolInvocation};
 use toolmesh_core::runtime;
 
 /// One invocation on its way to the JS thread.
@@ -142,18 +142,16 @@ impl Responder {
     }
 
     /// The handler answered a tool result in MCP's shape (`CallToolResult` as JSON, bytes already
-    /// base64-encoded). Core reads and checks it on its runtime; a refusal reaches the caller as
-    /// HANDLER_RESULT naming the item at fault, e.g. `content[1]: image 'data' is not base64`.
+    /// base64-encoded), or input requests (`InputRequired`). Core reads and checks it on its
+    /// runtime; a refusal reaches the caller as HANDLER_RESULT naming the item at fault, e.g.
+    /// `content[1]: image 'data' is not base64`.
     #[napi(catch_unwind)]
     pub fn result(&self, result_json: String) -> napi::Result<()> {
         let completion = self.take()?;
         let tool = self.tool.clone();
         runtime::handle().spawn(async move {
-            let output = serde_json::from_str(&result_json).map_err(|e| e.to_string()).and_then(ToolOutput::from_json);
-            match output {
-                Ok(output) => completion.result(output),
-                Err(problem) => completion.complete(Err(invalid_tool_result(&format!("tool '{tool}'"), &problem))),
-            }
+            // A refusal is the caller's HANDLER_RESULT; the handler has answered either way.
+            let _ = completion.answer_document_text(&format!("tool '{tool}'"), &result_json);
         });
         Ok(())
     }

@@ -64,6 +64,14 @@ impl Context {
         self.inner.caller.as_deref()
     }
 
+    /// The client's answers to the tool's earlier input requests and the state it asked to get
+    /// back, as JSON `{"responses": {...}, "state": ...}`; None when the call answers none.
+    #[getter]
+    fn input_json(&self) -> Option<String> {
+        let input = self.inner.input.as_deref()?;
+        Some(serde_json::json!({"responses": input.responses, "state": input.state}).to_string())
+    }
+
     /// The capabilities the client declared (modern MCP requests), as JSON; None when unknown.
     #[getter]
     fn client_capabilities_json(&self) -> Option<String> {

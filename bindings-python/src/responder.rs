@@ -3,7 +3,7 @@
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use std::sync::Mutex;
-use toolmesh_core::host::{invalid_tool_result, Completion, HostError, ToolOutput};
+use toolmesh_core::host::{Completion, HostError};
 
 /// Answers exactly once. If it is garbage-collected unanswered, the completion is dropped and
 /// core reports `HANDLER_DROPPED` to the caller.
@@ -37,17 +37,14 @@ impl Responder {
     }
 
     /// The handler's result in MCP's `CallToolResult` shape (JSON text), built by
-    /// `toolmesh.ToolResult`: core reads and checks it; a refusal reaches the caller as
-    /// `HANDLER_RESULT` naming the item at fault.
+    /// `toolmesh.ToolResult`, or its input requests (`toolmesh.InputRequired`): core reads and
+    /// checks it; a refusal reaches the caller as `HANDLER_RESULT` naming the item at fault.
     fn ok_result(&self, py: Python<'_>, call_tool_result_json: &str) -> PyResult<()> {
         let value = py
             .detach(|| serde_json::from_str(call_tool_result_json))
             .map_err(|e| PyValueError::new_err(format!("the tool result is not JSON: {e}")))?;
-        let completion = self.take()?;
-        match ToolOutput::from_json(value) {
-            Ok(output) => completion.result(output),
-            Err(problem) => completion.complete(Err(invalid_tool_result(&self.subject, &problem))),
-        }
+        // A refusal is the caller's HANDLER_RESULT; the handler has answered either way.
+        let _ = self.take()?.answer_document(&self.subject, value);
         Ok(())
     }
 

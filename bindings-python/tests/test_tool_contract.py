@@ -111,3 +111,36 @@ def test_a_declaration_core_refuses_names_the_tool(certs: Certs) -> None:
         agent.tool(required_client_capabilities="sampling")(lambda: None)
     with pytest.raises(TypeError, match="output_schema is a JSON Schema dict or a TypedDict"):
         agent.tool(output_schema=object)(lambda: None)
+
+
+def test_a_tool_asks_the_official_client_for_input_and_gets_the_answer_and_its_state(certs: Certs) -> None:
+    from mcp.types import ElicitResult
+
+    agent = toolmesh.Agent("asker", **certs.options("alpha"))
+    seen: list[Any] = []
+
+    @agent.tool
+    def greet() -> Any:
+        ctx = toolmesh.context()
+        seen.append((ctx.input_responses, ctx.request_state))
+        answer = (ctx.input_responses or {}).get("name")
+        if answer is None or ctx.request_state != {"asked": "name"}:
+            return toolmesh.InputRequired(
+                {"name": {"method": "elicitation/create", "params": {
+                    "message": "Who are you?",
+                    "requestedSchema": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}}}},
+                state={"asked": "name"})
+        return f"Hello, {answer['content']['name']}!"
+
+    async def elicit(context: Any, params: Any) -> Any:
+        assert params.message == "Who are you?"
+        return ElicitResult(action="accept", content={"name": "Ada"})
+
+    async def run() -> Any:
+        async with agent:
+            return await with_client(certs, agent, lambda client: client.call_tool("greet", {}), elicitation_callback=elicit)
+
+    result = asyncio.run(asyncio.wait_for(run(), 60))
+    assert not result.is_error and result.content[0].text == "Hello, Ada!", result
+    assert seen[0] == (None, None)
+    assert seen[1] == ({"name": {"action": "accept", "content": {"name": "Ada"}}}, {"asked": "name"}), seen

@@ -189,6 +189,45 @@ impl Completion {
         let _ = self.tx.send(Answer::Result(output));
     }
 
+    /// Answers with a JSON document in MCP's shape, as every binding hands one over: a
+    /// `CallToolResult` ([`ToolOutput::from_json`]), or input requests when it says
+    /// `"resultType": "input_required"` ([`InputRequired::from_json`]). A document core refuses
+    /// is answered as HANDLER_RESULT naming `subject` (`tool 'x'`) and the member at fault; the
+    /// same message is returned, for the handler's own language to report.
+    pub fn answer_document(self, subject: &str, document: Value) -> Result<(), String> {
+        let asks_for_input = document.get("resultType").and_then(Value::as_str) == Some("input_required");
+        let read = match asks_for_input {
+            true => InputRequired::from_json(document).map(Answer::InputRequired),
+            false => ToolOutput::from_json(document).map(Answer::Result),
+        };
+        match read {
+            Ok(answer) => {
+                let _ = self.tx.send(answer);
+                Ok(())
+            }
+            Err(problem) => {
+                let error = invalid_tool_result(subject, &problem);
+                let message = error.message.clone();
+                self.complete(Err(error));
+                Err(message)
+            }
+        }
+    }
+
+    /// [`Completion::answer_document`] from JSON text; text that is not JSON is refused the
+    /// same way, naming the parser's complaint.
+    pub fn answer_document_text(self, subject: &str, json: &str) -> Result<(), String> {
+        match serde_json::from_str(json) {
+            Ok(document) => self.answer_document(subject, document),
+            Err(e) => {
+                let error = invalid_tool_result(subject, &e.to_string());
+                let message = error.message.clone();
+                self.complete(Err(error));
+                Err(message)
+            }
+        }
+    }
+
     /// Asks the client for input instead of answering ([`InputRequired::from_json`] reads one from
     /// the JSON a binding hands over); the client calls again with the answers, which the next
     /// invocation finds in its context.

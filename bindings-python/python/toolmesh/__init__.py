@@ -8,7 +8,7 @@ MCP, header propagation and tracing all happen in the shared Rust core.
 from . import _bridge  # noqa: F401 - hands the native module the Python functions it calls
 from ._agent import Agent, add_resource, prompt, resource, run, start, tool
 from ._catalog import PromptMessage
-from ._content import Audio, EmbeddedResource, Image, ResourceLink, Text, ToolResult
+from ._content import Audio, EmbeddedResource, Image, InputRequired, ResourceLink, Text, ToolResult
 from ._context import ToolContext, call_headers, context, current_context, headers, trace_id
 from ._errors import (
     AuthorizationError,
@@ -31,6 +31,7 @@ __all__ = [
     "Audio",
     "EmbeddedResource",
     "Image",
+    "InputRequired",
     "PromptMessage",
     "ResourceLink",
     "Text",

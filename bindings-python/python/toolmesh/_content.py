@@ -142,10 +142,34 @@ class ToolResult:
         return result
 
 
-def as_tool_result(value: Any) -> Optional[ToolResult]:
-    """The ToolResult a handler's return value stands for: itself, one content item, or a
-    non-empty list of content items; None for a plain value (answered as today)."""
-    if isinstance(value, ToolResult):
+@dataclasses.dataclass(frozen=True)
+class InputRequired:
+    """Asks the MCP client for input instead of answering (MCP 2026-07-28): ``requests`` by key,
+    each MCP's request (``{"method": "elicitation/create", "params": {...}}``, or
+    ``sampling/createMessage``, ``roots/list``), and ``state``, any JSON value the next call gets
+    back (core seals it, so the client can neither read nor change it). The client calls the tool
+    again with its answers: ``toolmesh.context().input_responses`` and ``.request_state``."""
+
+    requests: Mapping[str, Mapping[str, Any]]
+    state: Any = None
+
+    def to_mcp(self) -> dict[str, Any]:
+        if not isinstance(self.requests, Mapping):
+            raise TypeError("InputRequired(requests=...) is a dict of MCP requests by key")
+        result: dict[str, Any] = {
+            "resultType": "input_required",
+            "inputRequests": {key: dict(request) for key, request in self.requests.items()},
+        }
+        if self.state is not None:
+            result["requestState"] = self.state
+        return result
+
+
+def as_tool_result(value: Any) -> Optional[Union[ToolResult, InputRequired]]:
+    """The MCP document a handler's return value stands for: a ToolResult or InputRequired
+    itself, one content item, or a non-empty list of content items; None for a plain value
+    (answered as today)."""
+    if isinstance(value, (ToolResult, InputRequired)):
         return value
     if isinstance(value, CONTENT_TYPES):
         return ToolResult(content=[value])

@@ -41,7 +41,9 @@ class ToolContext:
     - ``cancelled``: true once the caller went away; nothing is sent after;
     - ``caller``: the caller's verified identity (its certificate's SPIFFE ID);
     - ``client_capabilities``: what the MCP client declared (``{"sampling": {}, ...}``), or None
-      when unknown (a legacy-era request declares them only in its session's ``initialize``).
+      when unknown (a legacy-era request declares them only in its session's ``initialize``);
+    - ``input_responses`` and ``request_state``: what a call answering this tool's earlier
+      ``toolmesh.InputRequired`` brings.
 
     Both methods return whether the message was sent; core decides (the answer then streams as
     server-sent events)."""
@@ -65,6 +67,20 @@ class ToolContext:
     def client_capabilities(self) -> Optional[dict[str, Any]]:
         declared = self._request.client_capabilities_json
         return None if declared is None else json.loads(declared)
+
+    @property
+    def input_responses(self) -> Optional[dict[str, Any]]:
+        """The client's answers to this tool's earlier ``toolmesh.InputRequired``, by request key;
+        None when this call answers none."""
+        answered = self._request.input_json
+        return None if answered is None else json.loads(answered)["responses"]
+
+    @property
+    def request_state(self) -> Any:
+        """The ``state`` of this tool's earlier ``toolmesh.InputRequired``, checked by core; None
+        when this call brings none."""
+        answered = self._request.input_json
+        return None if answered is None else json.loads(answered)["state"]
 
     @property
     def request(self) -> "RequestContext":

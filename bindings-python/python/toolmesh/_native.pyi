@@ -14,6 +14,7 @@ class RequestContext:
     remaining_ms: Optional[int]
     caller: Optional[str]
     client_capabilities_json: Optional[str]
+    input_json: Optional[str]
     cancelled: bool
     def report_progress(self, progress: float, total: Optional[float] = None, message: Optional[str] = None) -> bool: ...
     def log_json(self, level: str, data_json: str, logger: Optional[str] = None) -> bool: ...

@@ -7,7 +7,7 @@ use std::ffi::{c_char, CStr, CString};
 use std::ptr;
 use std::sync::{Arc, OnceLock};
 use toolmesh_core::context::RequestContext;
-use toolmesh_core::host::{invalid_tool_result, Completion, HostError, ToolOutput};
+use toolmesh_core::host::{Completion, HostError};
 use toolmesh_core::report::LogLevel;
 
 /// One invocation of a local tool (or a read of a resource, or a get of a prompt, through
@@ -36,6 +36,7 @@ pub struct toolmesh_invocation {
     /// first use: most handlers never ask.
     caller: OnceLock<Option<CString>>,
     client_capabilities: OnceLock<Option<CString>>,
+    input: OnceLock<Option<CString>>,
 }
 
 impl toolmesh_invocation {
@@ -51,6 +52,7 @@ impl toolmesh_invocation {
             trace_id,
             caller: OnceLock::new(),
             client_capabilities: OnceLock::new(),
+            input: OnceLock::new(),
         }
     }
 
@@ -135,6 +137,28 @@ pub unsafe extern "C" fn toolmesh_invocation_client_capabilities(invocation: *co
             .client_capabilities
             .get_or_init(|| invocation.context.client_capabilities.as_ref().map(|c| c_string_lossy(c.to_string())));
         declared.as_ref().map_or(ptr::null(), |c| c.as_ptr())
+    })
+}
+
+/// What the client answered to the input requests of an earlier call of this tool (MCP
+/// 2026-07-28), as a JSON object `{"responses": {key: result, ...}, "state": <the requestState the
+/// earlier answer carried, checked and unsealed by toolmesh, or null>}`; NULL when the call
+/// answers none (or for a NULL invocation). A handler asks for input by answering
+/// `toolmesh_invocation_complete_result` with `{"resultType": "input_required", "inputRequests":
+/// {...}, "requestState": ...}`. Borrowed from the invocation: valid until it is answered.
+///
+/// # Safety
+/// `invocation` is NULL or a live, unanswered invocation, borrowed for the call.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_input(invocation: *const toolmesh_invocation) -> *const c_char {
+    catch_panic(ptr::null(), || {
+        // SAFETY: NULL or live, as the caller guarantees.
+        let Some(invocation) = (unsafe { invocation.as_ref() }) else { return ptr::null() };
+        let input = invocation.input.get_or_init(|| {
+            let input = invocation.context.input.as_deref()?;
+            Some(c_string_lossy(serde_json::json!({"responses": input.responses, "state": input.state}).to_string()))
+        });
+        input.as_ref().map_or(ptr::null(), |c| c.as_ptr())
     })
 }
 
@@ -270,6 +294,11 @@ pub unsafe extern "C" fn toolmesh_invocation_complete(
 /// and the caller gets the error of a result that is not JSON, as for
 /// `toolmesh_invocation_complete`. `isError: true` is the tool's own account of a failure: MCP
 /// callers get the result as it is, mesh callers a `TOOLMESH_HANDLER_FAILED` with its text.
+/// The document may instead ask the client for input (MCP 2026-07-28):
+/// `{"resultType": "input_required", "inputRequests": {key: {"method": "elicitation/create" |
+/// "sampling/createMessage" | "roots/list", "params": {...}}}, "requestState": <any JSON>}`;
+/// toolmesh seals the state, and the client's next call brings the answers
+/// (`toolmesh_invocation_input`).
 /// A resource read or a prompt get (`invoke_catalog`) is answered with
 /// `toolmesh_invocation_complete` instead: a tool result there is refused the same way.
 ///
@@ -301,18 +330,11 @@ pub unsafe extern "C" fn toolmesh_invocation_complete_result(
                 return Err(failure);
             }
         };
-        match ToolOutput::from_json(document) {
-            Ok(output) => {
-                invocation.completion.result(output);
-                Ok(())
-            }
-            Err(problem) => {
-                let error = invalid_tool_result(&invocation.subject, &problem);
-                let message = error.message.clone();
-                invocation.completion.complete(Err(error));
-                Err(Failure::new(TOOLMESH_HANDLER_RESULT, message))
-            }
-        }
+        let invocation = *invocation;
+        invocation
+            .completion
+            .answer_document(&invocation.subject, document)
+            .map_err(|message| Failure::new(TOOLMESH_HANDLER_RESULT, message))
     });
     // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
     unsafe { report(outcome, error_out) }
@@ -516,7 +538,7 @@ unsafe fn message_arg(message: *const c_char) -> String {
 mod tests {
     use super::*;
     use crate::error::{toolmesh_error_free, toolmesh_error_message};
-    use toolmesh_core::host::{completion_output, CompletionReceiver, HandlerOutput};
+    use toolmesh_core::host::{completion_output, CompletionReceiver, HandlerOutput, ToolOutput};
 
     const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
 
