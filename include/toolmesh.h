@@ -231,6 +231,9 @@ typedef struct {
 // The agent is shutting down.
 #define TOOLMESH_SHUTDOWN 4005
 
+// The call was abandoned because the request it was made for was cancelled.
+#define TOOLMESH_CANCELLED 4006
+
 // The remote tool ran and reported an error.
 #define TOOLMESH_TOOL_FAILED 5001
 

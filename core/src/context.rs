@@ -201,6 +201,18 @@ impl RequestContext {
         }
     }
 
+    /// The context a dependency call made with this one is made with, when it differs: when the
+    /// request this handler serves asked for progress or log messages and the handler set no
+    /// observer of its own, the callee's are relayed to this request's caller (each hop does
+    /// the same, so the last hop's progress reaches the first caller with no code in between).
+    pub fn relaying(&self) -> Option<RequestContext> {
+        if self.on_notification.is_some() {
+            return None;
+        }
+        let observer = crate::report::NotificationObserver::relaying(self.reporter.clone()?)?;
+        Some(RequestContext { on_notification: Some(observer), ..self.clone() })
+    }
+
     /// Milliseconds left before the inbound call's deadline, if it has one (0 once it passed).
     pub fn remaining_ms(&self) -> Option<u64> {
         let left = self.deadline?.saturating_duration_since(Instant::now());
