@@ -150,6 +150,10 @@ typedef struct {
   toolmesh_catalog_fn invoke_catalog;
 } toolmesh_handler;
 
+// Called once when the request an invocation serves is cancelled; see
+// `toolmesh_invocation_on_cancel`.
+typedef void (*toolmesh_cancel_callback)(void *user_data);
+
 // Success.
 #define TOOLMESH_OK 0
 
@@ -556,6 +560,16 @@ void toolmesh_error_free(toolmesh_error *error);
 // `error` is NULL or a live `toolmesh_error` (borrowed for the call).
 const char *toolmesh_error_message(const toolmesh_error *error);
 
+// Whether the request this invocation serves was cancelled: its caller closed the stream or
+// sent `notifications/cancelled`, or its deadline passed. Progress and log messages are
+// dropped from then on, dependency calls made with it fail with `TOOLMESH_CANCELLED`, and no
+// one waits for its answer (it must still be answered or freed). False for NULL. Use it from
+// any thread while the invocation is unanswered.
+//
+// # Safety
+// `invocation` is NULL or a live, unanswered invocation, borrowed for the call.
+bool toolmesh_invocation_cancelled(const toolmesh_invocation *invocation);
+
 // Answers the invocation with the tool's result, a UTF-8 JSON value (borrowed for the call).
 // Frees the invocation in every case. When `result_json` is NULL, not UTF-8 or not JSON, this
 // returns the argument's code and why, and the caller of the tool gets the error every language
@@ -718,6 +732,25 @@ toolmesh_result toolmesh_invocation_log(const toolmesh_invocation *invocation,
                                         const char *logger,
                                         const char *data_json,
                                         toolmesh_error **error_out);
+
+// Registers `callback`, called once with `user_data` when the request this invocation serves
+// is cancelled (as `toolmesh_invocation_cancelled` tells), at once if it already is. It runs
+// on a toolmesh thread, must not block, and must not answer the invocation itself: it should
+// only tell the handler's own thread (set a flag, signal a condition, write to a pipe). It
+// never runs once the invocation is answered or freed; answering waits for a callback that is
+// running. A second registration replaces the first.
+//
+// Returns `TOOLMESH_NULL_ARGUMENT` for a NULL invocation.
+//
+// # Safety
+// `invocation` is NULL or a live, unanswered invocation, borrowed for the call. `user_data`
+// stays valid, and `callback` safe to call from any thread, until the invocation is answered.
+// `error_out` is NULL or points to storage for one pointer that receives, on failure only, a
+// new `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
+toolmesh_result toolmesh_invocation_on_cancel(const toolmesh_invocation *invocation,
+                                              toolmesh_cancel_callback callback,
+                                              void *user_data,
+                                              toolmesh_error **error_out);
 
 // Reports the handler's progress to the caller of the tool: `progress` so far, of `total` (NaN:
 // no total), with an optional `message` (NULL: none; UTF-8, borrowed for the call). toolmesh

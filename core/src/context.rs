@@ -213,6 +213,16 @@ impl RequestContext {
         Some(RequestContext { on_notification: Some(observer), ..self.clone() })
     }
 
+    /// Runs `callback` once when the request this handler serves is cancelled (its caller went
+    /// away, or its deadline passed), on the thread that cancels it: it must not block. Bindings
+    /// turn it into their idiom (cancel the task, abort the signal, cancel the future). Never
+    /// outside a served request.
+    pub fn on_cancel(&self, callback: impl FnOnce() + Send + 'static) {
+        if let Some(reporter) = &self.reporter {
+            reporter.on_cancel(callback);
+        }
+    }
+
     /// Milliseconds left before the inbound call's deadline, if it has one (0 once it passed).
     pub fn remaining_ms(&self) -> Option<u64> {
         let left = self.deadline?.saturating_duration_since(Instant::now());

@@ -180,6 +180,32 @@ pub struct Reporter {
     deadline: Option<Instant>,
     cancelled: AtomicBool,
     cancel: Notify,
+    /// What a binding runs once the request is cancelled (cancels a task, aborts a signal).
+    on_cancel: OnCancel,
+}
+
+/// The callbacks [`Reporter::on_cancel`] registered, and the timer that cancels the request at
+/// its deadline, started with the first of them (a request no one watches needs no timer) on
+/// the runtime that served the request (a binding registers from its own threads).
+#[derive(Default)]
+struct OnCancel {
+    callbacks: std::sync::Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+    runtime: Option<tokio::runtime::Handle>,
+    timer: std::sync::OnceLock<tokio::task::AbortHandle>,
+}
+
+impl fmt::Debug for OnCancel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OnCancel")
+    }
+}
+
+impl Drop for OnCancel {
+    fn drop(&mut self) {
+        if let Some(timer) = self.timer.get() {
+            timer.abort();
+        }
+    }
 }
 
 /// Where a reporter's notifications go.
@@ -202,8 +228,15 @@ impl Reporter {
             }
             false => (None, None),
         };
-        let reporter =
-            Reporter { progress_token, log_level, out, deadline: None, cancelled: AtomicBool::new(false), cancel: Notify::new() };
+        let reporter = Reporter {
+            progress_token,
+            log_level,
+            out,
+            deadline: None,
+            cancelled: AtomicBool::new(false),
+            cancel: Notify::new(),
+            on_cancel: OnCancel::default(),
+        };
         (reporter, notifications)
     }
 
@@ -217,12 +250,14 @@ impl Reporter {
             deadline: None,
             cancelled: AtomicBool::new(false),
             cancel: Notify::new(),
+            on_cancel: OnCancel::default(),
         }
     }
 
     /// The request counts as cancelled once `deadline` passes: its caller no longer waits.
     pub fn with_deadline(mut self, deadline: Option<Instant>) -> Reporter {
         self.deadline = deadline;
+        self.on_cancel.runtime = deadline.and_then(|_| tokio::runtime::Handle::try_current().ok());
         self
     }
 
@@ -295,6 +330,45 @@ impl Reporter {
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::Release);
         self.cancel.notify_waiters();
+        let callbacks = std::mem::take(&mut *self.on_cancel.callbacks.lock().expect("on-cancel lock"));
+        for callback in callbacks {
+            callback();
+        }
+    }
+
+    /// Runs `callback` once when the request is cancelled (at once if it is already), on the
+    /// thread that cancels it: it must not block. At most once; never after the reporter is
+    /// dropped. A request with a deadline is cancelled at it, from a timer started here.
+    pub fn on_cancel(self: &Arc<Self>, callback: impl FnOnce() + Send + 'static) {
+        {
+            let mut callbacks = self.on_cancel.callbacks.lock().expect("on-cancel lock");
+            // Checked under the lock that `cancel` takes after setting the flag: a callback is
+            // either run by `cancel` or sees the flag here, never neither.
+            if !self.is_cancelled() {
+                callbacks.push(Box::new(callback));
+                drop(callbacks);
+                self.start_deadline_timer();
+                return;
+            }
+        }
+        callback();
+    }
+
+    fn start_deadline_timer(self: &Arc<Self>) {
+        let (Some(deadline), Some(runtime)) = (self.deadline, &self.on_cancel.runtime) else { return };
+        if self.on_cancel.timer.get().is_some() {
+            return;
+        }
+        let reporter = Arc::downgrade(self);
+        let timer = runtime.spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            if let Some(reporter) = reporter.upgrade() {
+                reporter.cancel();
+            }
+        });
+        if let Err(timer) = self.on_cancel.timer.set(timer.abort_handle()) {
+            timer.abort();
+        }
     }
 
     /// Whether the request was cancelled, or its deadline passed.
@@ -426,6 +500,39 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.expect("woken").unwrap();
         assert!(!reporter.progress(1.0, None, None) && !reporter.log(LogLevel::Error, &json!("late"), None));
         assert!(received(&mut rx).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancel_callbacks_run_once_when_cancelled_or_at_the_deadline() {
+        let counter = || {
+            let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let bump = {
+                let count = count.clone();
+                move || {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+            };
+            (count, bump)
+        };
+        let reporter = Arc::new(Reporter::new(None, None).0);
+        let (count, bump) = counter();
+        reporter.on_cancel(bump.clone());
+        assert_eq!(count.load(Ordering::SeqCst), 0);
+        reporter.cancel();
+        reporter.cancel();
+        assert_eq!(count.load(Ordering::SeqCst), 1, "once, however often it is cancelled");
+        reporter.on_cancel(bump);
+        assert_eq!(count.load(Ordering::SeqCst), 2, "registered after the cancellation: run at once");
+
+        let deadline = Instant::now() + std::time::Duration::from_millis(300);
+        let reporter = Arc::new(Reporter::new(None, None).0.with_deadline(Some(deadline)));
+        let (count, bump) = counter();
+        reporter.on_cancel(bump);
+        tokio::time::sleep(std::time::Duration::from_millis(299)).await;
+        assert!(!reporter.is_cancelled() && count.load(Ordering::SeqCst) == 0);
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        assert!(reporter.is_cancelled());
+        assert_eq!(count.load(Ordering::SeqCst), 1, "the deadline cancels");
     }
 
     #[test]

@@ -3,9 +3,9 @@
 use crate::boundary::{c_string_lossy, catch_panic, guarded, handle_arg, report, str_arg};
 use crate::error::{toolmesh_error, Failure};
 use crate::result::*;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{invalid_tool_result, Completion, HostError, ToolOutput};
 use toolmesh_core::report::LogLevel;
@@ -32,14 +32,32 @@ pub struct toolmesh_invocation {
     /// The propagated headers as C strings: lowercase name, value.
     headers: Vec<(String, CString)>,
     trace_id: Option<CString>,
+    /// The handler's cancel callback, emptied when the invocation is answered or freed, so that
+    /// it never runs after (answering waits for a callback that is running).
+    on_cancel: Arc<Mutex<Option<CancelCallback>>>,
 }
+
+/// A C cancel callback and its argument.
+struct CancelCallback {
+    callback: toolmesh_cancel_callback,
+    user_data: *mut c_void,
+}
+
+// SAFETY: the C contract of `toolmesh_invocation_on_cancel`: the callback may run on any thread,
+// with `user_data`, which the handler keeps valid until it answers the invocation.
+unsafe impl Send for CancelCallback {}
+
+/// Called once when the request an invocation serves is cancelled; see
+/// `toolmesh_invocation_on_cancel`.
+#[allow(non_camel_case_types)]
+pub type toolmesh_cancel_callback = extern "C" fn(user_data: *mut c_void);
 
 impl toolmesh_invocation {
     pub(crate) fn new(subject: String, context: Arc<RequestContext>, completion: Completion) -> Self {
         let headers =
             context.headers.iter().map(|(name, value)| (name.to_ascii_lowercase(), c_string_lossy(value.as_str()))).collect();
         let trace_id = context.trace_id().map(c_string_lossy);
-        toolmesh_invocation { subject, context, completion, headers, trace_id }
+        toolmesh_invocation { subject, context, completion, headers, trace_id, on_cancel: Arc::default() }
     }
 
     pub(crate) fn context(&self) -> Arc<RequestContext> {
@@ -88,6 +106,68 @@ pub unsafe extern "C" fn toolmesh_invocation_trace_id(invocation: *const toolmes
         let invocation = unsafe { invocation.as_ref() };
         invocation.and_then(|i| i.trace_id.as_ref()).map_or(ptr::null(), |t| t.as_ptr())
     })
+}
+
+/// Whether the request this invocation serves was cancelled: its caller closed the stream or
+/// sent `notifications/cancelled`, or its deadline passed. Progress and log messages are
+/// dropped from then on, dependency calls made with it fail with `TOOLMESH_CANCELLED`, and no
+/// one waits for its answer (it must still be answered or freed). False for NULL. Use it from
+/// any thread while the invocation is unanswered.
+///
+/// # Safety
+/// `invocation` is NULL or a live, unanswered invocation, borrowed for the call.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_cancelled(invocation: *const toolmesh_invocation) -> bool {
+    catch_panic(false, || {
+        // SAFETY: NULL or live, as the caller guarantees.
+        unsafe { invocation.as_ref() }.is_some_and(|i| i.context.is_cancelled())
+    })
+}
+
+/// Registers `callback`, called once with `user_data` when the request this invocation serves
+/// is cancelled (as `toolmesh_invocation_cancelled` tells), at once if it already is. It runs
+/// on a toolmesh thread, must not block, and must not answer the invocation itself: it should
+/// only tell the handler's own thread (set a flag, signal a condition, write to a pipe). It
+/// never runs once the invocation is answered or freed; answering waits for a callback that is
+/// running. A second registration replaces the first.
+///
+/// Returns `TOOLMESH_NULL_ARGUMENT` for a NULL invocation.
+///
+/// # Safety
+/// `invocation` is NULL or a live, unanswered invocation, borrowed for the call. `user_data`
+/// stays valid, and `callback` safe to call from any thread, until the invocation is answered.
+/// `error_out` is NULL or points to storage for one pointer that receives, on failure only, a
+/// new `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_on_cancel(
+    invocation: *const toolmesh_invocation,
+    callback: toolmesh_cancel_callback,
+    user_data: *mut c_void,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    let outcome = guarded("toolmesh_invocation_on_cancel", || {
+        // SAFETY: NULL or live, as the caller guarantees.
+        let invocation = unsafe { handle_arg(invocation, "invocation") }?;
+        let first = invocation
+            .on_cancel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(CancelCallback { callback, user_data })
+            .is_none();
+        if first {
+            let slot = invocation.on_cancel.clone();
+            invocation.context.on_cancel(move || {
+                let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(CancelCallback { callback, user_data }) = slot.take() {
+                    // A panic cannot cross from C; one in Rust here would poison only this slot.
+                    callback(user_data);
+                }
+            });
+        }
+        Ok(())
+    });
+    // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
+    unsafe { report(outcome, error_out) }
 }
 
 /// Reports the handler's progress to the caller of the tool: `progress` so far, of `total` (NaN:
@@ -448,7 +528,10 @@ unsafe fn take(invocation: *mut toolmesh_invocation) -> Result<Box<toolmesh_invo
         return Err(Failure::null_argument("invocation"));
     }
     // SAFETY: created by `Box::into_raw` when it was handed to `invoke`; answered (freed) once.
-    Ok(unsafe { Box::from_raw(invocation) })
+    let invocation = unsafe { Box::from_raw(invocation) };
+    // Answered or freed from here on: the cancel callback must not run any more.
+    invocation.on_cancel.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+    Ok(invocation)
 }
 
 /// A failure message never fails: NULL is an empty message (core words it like every language's
