@@ -52,6 +52,13 @@ export declare class RequestContext {
   log(level: string, data: unknown, logger?: string | undefined | null): boolean
   /** Whether the request was cancelled (its caller went away): reports are dropped from then on. */
   get cancelled(): boolean
+  /**
+   * Calls `callback` on the JS thread once the request is cancelled (its caller went away or
+   * its deadline passed), at once if it already is. The package's `signal` getter passes its
+   * AbortController's `abort`. The callback is queued from core's thread without blocking,
+   * and a pending registration does not keep Node running.
+   */
+  onCancel(callback: () => void): void
 }
 
 /**
