@@ -193,3 +193,32 @@ def test_a_caller_that_gives_up_cancels_the_handler_task_and_its_dependencys(cer
                     assert not agent._handler_tasks, "every handler task ended"
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_finished_handler_task_is_collected(certs: Certs) -> None:
+    """The cancellation callback core holds for a handler refers to its task weakly: a finished
+    task (and the context its variables hold) is freed, not kept by a cycle through Rust."""
+    import gc
+    import weakref
+
+    agent = toolmesh.Agent("collected", **certs.options("alpha"))
+    tasks: list[Any] = []
+
+    @agent.tool
+    async def note() -> str:
+        tasks.append(weakref.ref(asyncio.current_task()))
+        return "noted"
+
+    async def scenario() -> None:
+        async with agent:
+            async with httpx2.AsyncClient(verify=certs.client_context(), timeout=httpx2.Timeout(10, read=30)) as http:
+                async with Client(streamable_http_client(agent.endpoint, http_client=http), mode="2026-07-28") as client:
+                    await client.call_tool("note", {})
+            for _ in range(100):
+                gc.collect()
+                if tasks and tasks[0]() is None:
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError("the finished handler task is still alive")
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))

@@ -381,5 +381,16 @@ def _cancel_with_request(context: Any) -> None:
     request it serves is: its caller went away, sent ``notifications/cancelled``, or its deadline
     passed. Core decides when; this only names the task."""
     task = asyncio.current_task()
-    if task is not None:
-        context.on_cancel(task.cancel, task.get_loop())
+    if task is None:
+        return
+    # Weakly: core holds the callback as long as the request's context, which the task's own
+    # context variables hold; a strong reference would make a cycle through Rust that Python's
+    # collector cannot see, and keep every finished task alive.
+    task_ref = weakref.ref(task)
+
+    def cancel() -> None:
+        running = task_ref()
+        if running is not None:
+            running.cancel()
+
+    context.on_cancel(cancel, task.get_loop())
