@@ -62,6 +62,12 @@ pub(crate) enum Job {
         event_loop: Py<PyAny>,
         callback: Py<PyAny>,
     },
+    /// A dependency call's callee reported: `callback(json)` runs on `event_loop`.
+    Notify {
+        event_loop: Arc<Py<PyAny>>,
+        callback: Arc<Py<PyAny>>,
+        json: String,
+    },
     /// `future` is an asyncio future; its own loop is the one to settle it on.
     Settle {
         future: Py<PyAny>,
@@ -200,6 +206,11 @@ impl Job {
             Job::Cancel { event_loop, callback } => {
                 let call = PyTuple::new(py, [callback.into_bound(py), PyTuple::empty(py).into_any()])?;
                 Ok((event_loop, call))
+            }
+            Job::Notify { event_loop, callback, json } => {
+                let args = PyTuple::new(py, [json.into_pyobject(py)?.into_any()])?;
+                let call = PyTuple::new(py, [callback.clone_ref(py).into_bound(py), args.into_any()])?;
+                Ok((event_loop.clone_ref(py), call))
             }
             Job::Settle { future, outcome } => {
                 let future = future.into_bound(py);

@@ -222,3 +222,48 @@ def test_a_finished_handler_task_is_collected(certs: Certs) -> None:
             raise AssertionError("the finished handler task is still alive")
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_handler_consumes_its_dependencys_progress_as_an_async_iterator_and_re_emits_it(certs: Certs) -> None:
+    """``proxy.stream`` yields the callee's reports in order and turns core's relay off for that
+    call: the official client sees only what the handler re-emitted, transformed."""
+    agent = toolmesh.Agent("streamer", **certs.options("alpha"))
+    seen: list[Any] = []
+
+    @agent.tool
+    async def inner() -> str:
+        ctx = toolmesh.context()
+        ctx.report_progress(1, total=2, message="inner halfway")
+        ctx.log("warning", {"disk": 91}, logger="inner")
+        ctx.report_progress(2, total=2)
+        return "inner done"
+
+    @agent.tool(dependencies=["inner"])
+    async def outer(inner: toolmesh.Proxy = None) -> str:
+        call = inner.stream()
+        async for update in call:
+            seen.append(update)
+            if isinstance(update, toolmesh.Progress):
+                toolmesh.context().report_progress(update.progress * 10, total=20, message=f"outer saw {update.message}")
+        return "outer: " + await call
+
+    async def scenario() -> tuple[Any, list[Any]]:
+        progress: list[Any] = []
+
+        async def on_progress(value: float, total: Any, message: Any) -> None:
+            progress.append((value, total, message))
+
+        async with agent:
+            async with httpx2.AsyncClient(verify=certs.client_context(), timeout=httpx2.Timeout(10, read=30)) as http:
+                async with Client(streamable_http_client(agent.endpoint, http_client=http), mode="2026-07-28") as client:
+                    result = await client.call_tool("outer", {}, progress_callback=on_progress)
+        return result, progress
+
+    result, progress = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert not result.is_error and result.content[0].text == "outer: inner done", result
+    assert seen == [
+        toolmesh.Progress(1, 2, "inner halfway"),
+        toolmesh.LogMessage("warning", {"disk": 91}, "inner"),
+        toolmesh.Progress(2, 2, None),
+    ]
+    assert progress == [(10, 20, "outer saw inner halfway"), (20, 20, "outer saw None")]

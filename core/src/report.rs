@@ -85,6 +85,29 @@ pub enum Notification {
 }
 
 impl Notification {
+    /// The notification as the JSON a binding hands its language, the same in every one:
+    /// `{"kind": "progress", "progress", "total"?, "message"?}` or
+    /// `{"kind": "log", "level", "logger"?, "data"}`.
+    pub fn to_json(&self) -> Value {
+        let mut json = match self {
+            Notification::Progress { progress, total, message } => {
+                let mut json = serde_json::json!({"kind": "progress", "progress": progress});
+                if let Some(total) = total {
+                    json["total"] = (*total).into();
+                }
+                if let Some(message) = message {
+                    json["message"] = message.as_str().into();
+                }
+                json
+            }
+            Notification::Log { level, data, .. } => serde_json::json!({"kind": "log", "level": level.as_str(), "data": data}),
+        };
+        if let Notification::Log { logger: Some(logger), .. } = self {
+            json["logger"] = logger.as_str().into();
+        }
+        json
+    }
+
     /// Reads a JSON-RPC notification; `None` for one that is neither progress nor a log message
     /// (or is malformed), which a caller ignores.
     pub fn from_message(message: &Value) -> Option<Notification> {
@@ -546,5 +569,13 @@ mod tests {
         assert_eq!(Notification::from_message(&log), Some(Notification::Log { level: LogLevel::Error, logger: None, data: json!([1]) }));
         assert_eq!(Notification::from_message(&json!({"method": "notifications/message", "params": {"level": "loud"}})), None);
         assert_eq!(Notification::from_message(&json!({"method": "notifications/cancelled", "params": {}})), None);
+        assert_eq!(
+            Notification::Progress { progress: 3.0, total: Some(10.0), message: Some("m".into()) }.to_json(),
+            json!({"kind": "progress", "progress": 3.0, "total": 10.0, "message": "m"})
+        );
+        assert_eq!(
+            Notification::Log { level: LogLevel::Error, logger: Some("l".into()), data: json!([1]) }.to_json(),
+            json!({"kind": "log", "level": "error", "logger": "l", "data": [1]})
+        );
     }
 }

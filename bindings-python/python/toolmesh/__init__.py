@@ -24,13 +24,15 @@ from ._errors import (
     TransportError,
 )
 from ._native import RequestContext
-from ._tools import Proxy, ToolSpec
+from ._tools import LogMessage, Progress, Proxy, StreamedCall, ToolSpec
 
 __all__ = [
     "Agent",
     "Audio",
     "EmbeddedResource",
     "Image",
+    "LogMessage",
+    "Progress",
     "PromptMessage",
     "ResourceLink",
     "Text",
@@ -46,6 +48,7 @@ __all__ = [
     "RateLimitedError",
     "RemoteToolError",
     "RequestContext",
+    "StreamedCall",
     "TimeoutError",
     "TlsError",
     "ToolError",

@@ -40,6 +40,7 @@ class NativeAgent:
         context: Optional[RequestContext],
         call_headers: tuple[tuple[str, str], ...],
         future: asyncio.Future[str],
+        on_notification: Optional[Callable[[str], None]] = None,
     ) -> None: ...
     def stop(self, future: asyncio.Future[None]) -> None: ...
 
