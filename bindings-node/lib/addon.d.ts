@@ -15,9 +15,12 @@ export declare class NativeAgent {
    * the promise receives the JSON result or rejects with the mesh error. `context` is the
    * handler's request context, so that core propagates its headers and continues its trace;
    * `call_headers` are the `withCallHeaders` scopes' headers, outer scopes first: core merges
-   * them in, set on purpose.
+   * them in, set on purpose. With `on_notification`, the callee's progress and log messages
+   * are handed to it as they arrive (core's JSON, `Notification::to_json`), then `null` once
+   * the call ended (before the promise settles or after: the promise is another queue);
+   * they are then not relayed to the handler's own caller.
    */
-  call(tool: string, dependency: number, argumentsJson: string, context?: RequestContext | undefined | null, callHeaders?: Array<[string, string]> | undefined | null): Promise<string>
+  call(tool: string, dependency: number, argumentsJson: string, context?: RequestContext | undefined | null, callHeaders?: Array<[string, string]> | undefined | null, onNotification?: ((json: string | null) => void) | undefined | null): Promise<string>
   /**
    * Deregisters, drains in-flight calls and closes the listener, then releases `onInvoke` and
    * `onCatalog` so that the process can exit.

@@ -368,3 +368,52 @@ describe("long calls", { timeout: 60_000 }, () => {
     });
   });
 });
+
+describe("a dependency's updates as an AsyncIterable", { timeout: 60_000 }, () => {
+  it("arrive in order, end with the call, and are the handler's to re-emit (no relay for that call)", async () => {
+    const alpha = agent(fixture, "alpha");
+    const seen = [];
+    alpha.addTool({
+      name: "inner",
+      execute: async () => {
+        currentContext().progress(1, 2, "inner halfway");
+        currentContext().log("warning", { disk: 91 }, "inner");
+        await new Promise((resolve) => setImmediate(resolve));
+        currentContext().progress(2, 2);
+        return "inner done";
+      },
+    });
+    alpha.addTool({
+      name: "outer",
+      dependencies: ["inner"],
+      execute: async (_args, { inner }) => {
+        const call = inner.stream({});
+        for await (const update of call) {
+          seen.push(update);
+          if (update.kind === "progress") currentContext().progress(update.progress * 10, 20, `outer saw ${update.message}`);
+        }
+        return `outer: ${await call}`;
+      },
+    });
+    await serving([alpha], async () => {
+      const meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        progressToken: "s-1",
+      };
+      const { body, events } = await mcpPost(alpha.endpoint, fixture.certs, {
+        jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "outer", arguments: {}, _meta: meta },
+      });
+      assert.deepEqual(seen, [
+        { kind: "progress", progress: 1, total: 2, message: "inner halfway" },
+        { kind: "log", level: "warning", logger: "inner", data: { disk: 91 } },
+        { kind: "progress", progress: 2, total: 2 },
+      ]);
+      assert.deepEqual(events, [
+        { jsonrpc: "2.0", method: "notifications/progress", params: { progressToken: "s-1", progress: 10, total: 20, message: "outer saw inner halfway" } },
+        { jsonrpc: "2.0", method: "notifications/progress", params: { progressToken: "s-1", progress: 20, total: 20, message: "outer saw undefined" } },
+      ]);
+      assert.equal(body.result.structuredContent, "outer: inner done");
+    });
+  });
+});
