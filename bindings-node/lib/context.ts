@@ -42,6 +42,13 @@ export interface RequestContext {
   readonly signal: AbortSignal;
   /** Calls `callback` on the JS thread once the request is cancelled (at once if it is); `signal` is built on it. */
   onCancel(callback: () => void): void;
+  /** The caller's verified identity (its certificate's SPIFFE ID). */
+  readonly caller: string | null;
+  /**
+   * The capabilities the MCP client declared (`{ sampling: {} }`); null when unknown (a
+   * legacy-era request declares them only in its session's `initialize`).
+   */
+  readonly clientCapabilities: Record<string, unknown> | null;
 }
 
 /** MCP's log levels, least severe first. */

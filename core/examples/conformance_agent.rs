@@ -83,7 +83,7 @@ fn tools() -> Vec<ToolInfo> {
         tool("test_multiple_content_types", "Returns text, an image and an embedded resource", empty.clone()),
         tool("test_tool_with_progress", "Reports progress 0, 50 and 100 of 100", empty.clone()),
         tool("test_tool_with_logging", "Logs three messages at info level", empty.clone()),
-        tool("test_logging_tool", "Logs a message (sent only to a client that asked for a level)", empty),
+        tool("test_logging_tool", "Logs a message (sent only to a client that asked for a level)", empty.clone()),
         tool("json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", json_schema_2020_12()),
         // The tasks extension's synchronous fixture.
         tool(
@@ -91,6 +91,11 @@ fn tools() -> Vec<ToolInfo> {
             "Says hello (synchronous, no task support)",
             json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}),
         ),
+        // SEP-2575: a modern call from a client that did not declare `sampling` is refused (-32021).
+        ToolInfo {
+            required_client_capabilities: vec!["sampling".into()],
+            ..tool("test_missing_capability", "Needs the client's sampling capability", empty)
+        },
         // SEP-2243: a modern call mirrors `region` in an `Mcp-Param-Region` header.
         tool(
             "test_headers",
@@ -135,6 +140,7 @@ fn handle(invocation: ToolInvocation, done: Completion) {
         "test_error_handling" => done.err("This tool intentionally returns an error for testing"),
         "greet" => done.ok(json!(format!("Hello, {}!", invocation.arguments["name"].as_str().unwrap_or_default()))),
         "test_headers" => done.ok(json!(format!("region {}", invocation.arguments["region"]))),
+        "test_missing_capability" => done.ok(json!("The client declared sampling")),
         "json_schema_2020_12_tool" => done.ok(json!(format!("received {}", invocation.arguments))),
         other => done.err(format!("no such tool {other}")),
     }

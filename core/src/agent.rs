@@ -104,6 +104,7 @@ pub fn validate_tools(tools: &[ToolInfo]) -> Result<()> {
             return Err(Error::new(ErrorKind::InvalidConfig, format!("tool '{}': the input schema must be a JSON object", tool.name)));
         }
         crate::mcp::check_mirrored_parameters(&tool.input_schema)
+            .and_then(|()| crate::mcp::check_tool_contract(tool.output_schema.as_ref(), &tool.required_client_capabilities))
             .map_err(|why| Error::new(ErrorKind::InvalidConfig, format!("tool '{}': {why}", tool.name)))?;
         for dependency in &tool.dependencies {
             Selector::new(dependency).map_err(|e| e.context(format!("tool '{}'", tool.name)))?;

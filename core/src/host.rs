@@ -210,7 +210,13 @@ pub fn argument_not_decoded_error(tool: &str, argument: &str, type_name: &str, r
 /// value: a result in MCP's shape gives [`ToolOutput::to_value`], and one the handler marked
 /// `isError` is the handler failure it reports.
 pub fn completion_result(tool: &str, received: Result<Answer, oneshot::error::RecvError>) -> Result<Value, Error> {
-    match completion_output(tool, received)? {
+    completion_output(tool, received).and_then(|output| single_value(tool, output))
+}
+
+/// A handler's answer as one value: a result in MCP's shape gives [`ToolOutput::to_value`], and
+/// one the handler marked `isError` is the handler failure it reports.
+fn single_value(tool: &str, output: HandlerOutput) -> Result<Value, Error> {
+    match output {
         HandlerOutput::Value(value) => Ok(value),
         HandlerOutput::Result(output) if output.is_error() => {
             let text = output.text();
@@ -442,14 +448,38 @@ impl LocalTools {
     /// as one value (see [`completion_result`]).
     pub async fn invoke(&self, tool: &str, arguments: Value, context: Arc<RequestContext>) -> Result<Value, Error> {
         let answer = self.start(tool, arguments, context)?;
-        completion_result(tool, answer.await)
+        self.output(tool, answer.await).and_then(|output| single_value(tool, output))
     }
 
     /// Like [`LocalTools::invoke`], keeping a result in MCP's shape whole: what the MCP server
     /// answers with.
     pub async fn invoke_output(&self, tool: &str, arguments: Value, context: Arc<RequestContext>) -> Result<HandlerOutput, Error> {
         let answer = self.start(tool, arguments, context)?;
-        completion_output(tool, answer.await)
+        self.output(tool, answer.await)
+    }
+
+    /// What the handler of `tool` answered ([`completion_output`]), held to the tool's
+    /// `outputSchema` when it declares one: a successful answer's `structuredContent` must match
+    /// it, or the caller gets HANDLER_RESULT naming the first problem.
+    pub(crate) fn output(&self, tool: &str, received: Result<Answer, oneshot::error::RecvError>) -> Result<HandlerOutput, Error> {
+        let output = completion_output(tool, received)?;
+        let Some(schema) = self.get(tool).and_then(|t| t.output_schema.as_ref()) else { return Ok(output) };
+        let structured = match &output {
+            HandlerOutput::Value(value) => Some(value),
+            HandlerOutput::Result(result) if result.is_error() => return Ok(output),
+            HandlerOutput::Result(result) => result.structured(),
+        };
+        let problem = match structured {
+            None => "it has none".to_owned(),
+            Some(structured) => match crate::mcp::schema::check_structured(schema, structured) {
+                Ok(()) => return Ok(output),
+                Err(problem) => problem,
+            },
+        };
+        Err(Error::new(
+            ErrorKind::HandlerResult,
+            format!("tool '{tool}' returned structuredContent that does not match its outputSchema: {problem}"),
+        ))
     }
 
     /// Checks the arguments and hands the call to the host handler; the receiver gets its answer.

@@ -30,6 +30,14 @@ pub struct ToolInfo {
     /// idempotent is retried on another provider when the connection breaks after delivery.
     #[serde(default, skip_serializing_if = "ToolAnnotations::is_empty")]
     pub annotations: ToolAnnotations,
+    /// MCP's `outputSchema` (a JSON Schema of an object, kept verbatim): listed by `tools/list`,
+    /// and every answer's `structuredContent` is checked against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
+    /// Client capabilities the tool needs (`"sampling"`, `"elicitation"`, `"roots"`): a modern
+    /// request whose client did not declare one is refused (-32021) before the handler runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_client_capabilities: Vec<String>,
 }
 
 /// MCP's `ToolAnnotations`: hints about a tool's behaviour, in MCP's own member names. Read
@@ -199,6 +207,10 @@ struct StrictToolInfo {
     timeout_ms: Option<u64>,
     #[serde(default)]
     annotations: StrictAnnotations,
+    #[serde(default)]
+    output_schema: Option<Value>,
+    #[serde(default)]
+    required_client_capabilities: Vec<String>,
 }
 
 /// [`ToolAnnotations`] as a registration carries them: MCP's members, none other.
@@ -220,10 +232,34 @@ struct StrictAnnotations {
 impl From<StrictToolInfo> for ToolInfo {
     fn from(t: StrictToolInfo) -> Self {
         // Exhaustive on purpose: a member added to `ToolInfo` must be added to the strict form.
-        let StrictToolInfo { name, capability, version, tags, description, input_schema, dependencies, timeout_ms, annotations } = t;
+        let StrictToolInfo {
+            name,
+            capability,
+            version,
+            tags,
+            description,
+            input_schema,
+            dependencies,
+            timeout_ms,
+            annotations,
+            output_schema,
+            required_client_capabilities,
+        } = t;
         let StrictAnnotations { title, read_only_hint, destructive_hint, idempotent_hint, open_world_hint } = annotations;
         let annotations = ToolAnnotations { title, read_only_hint, destructive_hint, idempotent_hint, open_world_hint };
-        ToolInfo { name, capability, version, tags, description, input_schema, dependencies, timeout_ms, annotations }
+        ToolInfo {
+            name,
+            capability,
+            version,
+            tags,
+            description,
+            input_schema,
+            dependencies,
+            timeout_ms,
+            annotations,
+            output_schema,
+            required_client_capabilities,
+        }
     }
 }
 

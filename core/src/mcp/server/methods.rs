@@ -14,7 +14,7 @@ use super::{McpServer, PeerInfo};
 use crate::authorize::Caller;
 use crate::context::{RequestContext, TraceContext};
 use crate::error::{Error, ErrorKind};
-use crate::host::{completion_output, Catalog, HandlerOutput};
+use crate::host::{Catalog, HandlerOutput};
 use crate::mcp::*;
 use crate::metrics::{Outcome, ServerOperation};
 use crate::report::CancelUnlessAnswered;
@@ -174,6 +174,9 @@ impl McpServer {
                 if !t.annotations.is_empty() {
                     tool["annotations"] = json!(t.annotations);
                 }
+                if let Some(schema) = &t.output_schema {
+                    tool["outputSchema"] = schema.clone();
+                }
                 tool["_meta"] =
                     json!({"dev.toolmesh/capability": t.capability, "dev.toolmesh/version": t.version, "dev.toolmesh/tags": t.tags});
                 tool
@@ -202,9 +205,12 @@ impl McpServer {
             return rpc_error(id, RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, "Invalid params: tools/call needs a string 'name'"));
         };
         operation.tool(&name);
+        let client_capabilities = params.meta().and_then(|m| m.client_capabilities).and_then(declared_capabilities);
         if era == Era::Modern {
             if let Some(tool) = self.tools.get(&name) {
-                if let Err(e) = check_param_headers(&tool.input_schema, params.arguments.as_ref(), headers) {
+                let checked = check_param_headers(&tool.input_schema, params.arguments.as_ref(), headers)
+                    .and_then(|()| check_required_capabilities(&name, &tool.required_client_capabilities, client_capabilities.as_deref()));
+                if let Err(e) = checked {
                     operation.ended(Outcome::Rpc(e.code()));
                     return rpc_error(id, e);
                 }
@@ -235,6 +241,7 @@ impl McpServer {
         // A legacy caller cancels with `notifications/cancelled` naming this request's id.
         let registered = (era == Era::Legacy).then(|| InFlight::register(&self.in_flight, &peer.identity, id.get(), &reporter));
         context.caller = Some(Arc::from(peer.identity.as_str()));
+        context.client_capabilities = client_capabilities;
         context.origin = admitted.as_ref().and_then(|a| a.origin.clone());
         context.reporter = Some(reporter.clone());
         let context = Arc::new(context);
@@ -242,10 +249,10 @@ impl McpServer {
         let tool: Arc<str> = Arc::from(name.as_ref());
         let handler = {
             let started = self.tools.start(&tool, params.arguments.unwrap_or(Value::Null), context);
-            let tool = tool.clone();
+            let (tools, tool) = (self.tools.clone(), tool.clone());
             async move {
                 match started {
-                    Ok(answer) => completion_output(&tool, answer.await),
+                    Ok(answer) => tools.output(&tool, answer.await),
                     Err(e) => Err(e),
                 }
             }
@@ -356,6 +363,39 @@ impl McpServer {
         let (headers, hop_only) = self.propagate.capture_inbound_map(headers);
         RequestContext { headers, hop_only, trace: Some(trace), deadline, ..RequestContext::default() }
     }
+}
+
+/// The client capabilities a modern request declares in its `_meta`, for its handler; `{}`, what
+/// mesh callers send, is shared rather than parsed.
+fn declared_capabilities(raw: Raw) -> Option<Arc<Value>> {
+    static NONE_DECLARED: LazyLock<Arc<Value>> = LazyLock::new(|| Arc::new(json!({})));
+    match raw.0.get() {
+        "{}" => Some(NONE_DECLARED.clone()),
+        json => serde_json::from_str(json).ok().map(Arc::new),
+    }
+}
+
+/// A modern call to a tool that needs client capabilities its client did not declare: 400 /
+/// -32021, with the missing ones as a `ClientCapabilities` object in `data.requiredCapabilities`.
+fn check_required_capabilities(tool: &str, required: &[String], declared: Option<&Value>) -> Result<(), RpcError> {
+    let missing: serde_json::Map<String, Value> = required
+        .iter()
+        .filter(|capability| declared.and_then(|d| d.get(capability.as_str())).is_none())
+        .map(|capability| (capability.clone(), json!({})))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = missing.keys().map(String::as_str).collect();
+    Err(RpcError::new(
+        StatusCode::BAD_REQUEST,
+        codes::MISSING_CAPABILITY,
+        format!(
+            "Missing required client capability: tool '{tool}' needs {}; declare it in _meta {META_CLIENT_CAPABILITIES}",
+            names.join(", ")
+        ),
+    )
+    .with_data(json!({ "requiredCapabilities": missing })))
 }
 
 /// How a `tools/call` ended, for the metrics.
