@@ -62,6 +62,10 @@ export declare class RequestContext {
    * and a pending registration does not keep Node running.
    */
   onCancel(callback: () => void): void
+  /** The caller's verified identity (its certificate's SPIFFE ID). */
+  get caller(): string | null
+  /** The capabilities the MCP client declared; null when unknown (a legacy-era request). */
+  get clientCapabilities(): Record<string, unknown> | null
 }
 
 /**
