@@ -150,6 +150,10 @@ typedef struct {
   toolmesh_catalog_fn invoke_catalog;
 } toolmesh_handler;
 
+// Called once when the request an invocation serves is cancelled; see
+// `toolmesh_invocation_on_cancel`.
+typedef void (*toolmesh_cancel_callback)(void *user_data);
+
 // Success.
 #define TOOLMESH_OK 0
 
@@ -230,6 +234,9 @@ typedef struct {
 
 // The agent is shutting down.
 #define TOOLMESH_SHUTDOWN 4005
+
+// The call was abandoned because the request it was made for was cancelled.
+#define TOOLMESH_CANCELLED 4006
 
 // The remote tool ran and reported an error.
 #define TOOLMESH_TOOL_FAILED 5001
@@ -564,6 +571,16 @@ const char *toolmesh_error_message(const toolmesh_error *error);
 // `invocation` is NULL or a live, unanswered invocation, borrowed for the call.
 const char *toolmesh_invocation_caller(const toolmesh_invocation *invocation);
 
+// Whether the request this invocation serves was cancelled: its caller closed the stream or
+// sent `notifications/cancelled`, or its deadline passed. Progress and log messages are
+// dropped from then on, dependency calls made with it fail with `TOOLMESH_CANCELLED`, and no
+// one waits for its answer (it must still be answered or freed). False for NULL. Use it from
+// any thread while the invocation is unanswered.
+//
+// # Safety
+// `invocation` is NULL or a live, unanswered invocation, borrowed for the call.
+bool toolmesh_invocation_cancelled(const toolmesh_invocation *invocation);
+
 // The capabilities the MCP client declared, as a JSON object (`{"sampling":{}}`), or NULL when
 // they are unknown: a legacy-era request (which declares them only in its session's
 // `initialize`), or a NULL invocation. A tool that needs one declares it
@@ -736,6 +753,25 @@ toolmesh_result toolmesh_invocation_log(const toolmesh_invocation *invocation,
                                         const char *logger,
                                         const char *data_json,
                                         toolmesh_error **error_out);
+
+// Registers `callback`, called once with `user_data` when the request this invocation serves
+// is cancelled (as `toolmesh_invocation_cancelled` tells), at once if it already is. It runs
+// on a toolmesh thread, must not block, and must not answer the invocation itself: it should
+// only tell the handler's own thread (set a flag, signal a condition, write to a pipe). It
+// never runs once the invocation is answered or freed; answering waits for a callback that is
+// running. A second registration replaces the first.
+//
+// Returns `TOOLMESH_NULL_ARGUMENT` for a NULL invocation.
+//
+// # Safety
+// `invocation` is NULL or a live, unanswered invocation, borrowed for the call. `user_data`
+// stays valid, and `callback` safe to call from any thread, until the invocation is answered.
+// `error_out` is NULL or points to storage for one pointer that receives, on failure only, a
+// new `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
+toolmesh_result toolmesh_invocation_on_cancel(const toolmesh_invocation *invocation,
+                                              toolmesh_cancel_callback callback,
+                                              void *user_data,
+                                              toolmesh_error **error_out);
 
 // Reports the handler's progress to the caller of the tool: `progress` so far, of `total` (NaN:
 // no total), with an optional `message` (NULL: none; UTF-8, borrowed for the call). toolmesh

@@ -337,3 +337,25 @@ pub extern "system" fn Java_dev_toolmesh_Native_cancelled<'local>(
 ) -> jboolean {
     entry(&mut env, |_| Ok(jboolean::from(CONTEXTS.get(context).is_some_and(|c| c.is_cancelled()))))
 }
+
+/// Watches the request behind `context` for cancellation: once it is cancelled (its caller went
+/// away or its deadline passed), `Native.onCancelled(watchId)` runs on a core thread, which only
+/// hands the watch's action to an executor. False when the context is released (answered).
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_onCancel<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    context: jlong,
+    watch_id: jlong,
+) -> jboolean {
+    entry(&mut env, |_| {
+        let Some(context) = CONTEXTS.get(context) else { return Ok(JNI_FALSE) };
+        context.on_cancel(move || {
+            jvm::with_java("deliver a cancellation", |env, classes| {
+                env.call_static_method(&classes.native, "onCancelled", "(J)V", &[JValue::Long(watch_id)])?;
+                Ok(())
+            });
+        });
+        Ok(JNI_TRUE)
+    })
+}

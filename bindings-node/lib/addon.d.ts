@@ -15,9 +15,12 @@ export declare class NativeAgent {
    * the promise receives the JSON result or rejects with the mesh error. `context` is the
    * handler's request context, so that core propagates its headers and continues its trace;
    * `call_headers` are the `withCallHeaders` scopes' headers, outer scopes first: core merges
-   * them in, set on purpose.
+   * them in, set on purpose. With `on_notification`, the callee's progress and log messages
+   * are handed to it as they arrive (core's JSON, `Notification::to_json`), then `null` once
+   * the call ended (before the promise settles or after: the promise is another queue);
+   * they are then not relayed to the handler's own caller.
    */
-  call(tool: string, dependency: number, argumentsJson: string, context?: RequestContext | undefined | null, callHeaders?: Array<[string, string]> | undefined | null): Promise<string>
+  call(tool: string, dependency: number, argumentsJson: string, context?: RequestContext | undefined | null, callHeaders?: Array<[string, string]> | undefined | null, onNotification?: ((json: string | null) => void) | undefined | null): Promise<string>
   /**
    * Deregisters, drains in-flight calls and closes the listener, then releases `onInvoke` and
    * `onCatalog` so that the process can exit.
@@ -52,6 +55,13 @@ export declare class RequestContext {
   log(level: string, data: unknown, logger?: string | undefined | null): boolean
   /** Whether the request was cancelled (its caller went away): reports are dropped from then on. */
   get cancelled(): boolean
+  /**
+   * Calls `callback` on the JS thread once the request is cancelled (its caller went away or
+   * its deadline passed), at once if it already is. The package's `signal` getter passes its
+   * AbortController's `abort`. The callback is queued from core's thread without blocking,
+   * and a pending registration does not keep Node running.
+   */
+  onCancel(callback: () => void): void
   /** The caller's verified identity (its certificate's SPIFFE ID). */
   get caller(): string | null
   /** The capabilities the MCP client declared; null when unknown (a legacy-era request). */

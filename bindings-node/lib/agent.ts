@@ -6,7 +6,16 @@ import { callHeadersStorage, contextStorage, type RequestContext } from "./conte
 import { fromNative, ToolError, ToolmeshError } from "./errors.js";
 import { addon, type NativeAgent, type Responder } from "./native.js";
 import { ArgumentsRejected, type InputSchema, type JsonSchema } from "./schema.js";
-import { capabilityOf, type Dependency, type DependencyProxy, LocalTool, type Proxies, type ToolDefinition } from "./tools.js";
+import {
+  type CalleeUpdate,
+  capabilityOf,
+  type Dependency,
+  type DependencyProxy,
+  LocalTool,
+  type Proxies,
+  type StreamedCall,
+  type ToolDefinition,
+} from "./tools.js";
 
 /**
  * An agent's name and options. The options are core's, and override the `TOOLMESH_*`
@@ -183,7 +192,8 @@ export class Agent {
   #proxies(tool: LocalTool): Proxies<readonly Dependency[]> {
     const proxies: Record<string | number, DependencyProxy> = {};
     tool.dependencies.forEach((dependency, position) => {
-      const proxy: DependencyProxy = (args = {}) => this.#call(tool.name, position, args);
+      const proxy = ((args = {}) => this.#call(tool.name, position, args)) as DependencyProxy;
+      proxy.stream = (args = {}) => this.#stream(tool.name, position, args);
       proxies[position] = proxy;
       proxies[capabilityOf(dependency)] ??= proxy;
     });
@@ -191,18 +201,49 @@ export class Agent {
   }
 
   /** A dependency call, made with the request context of the handler that makes it and the headers of the `withCallHeaders` scopes it is made in. */
-  async #call(tool: string, position: number, args: Record<string, unknown>): Promise<any> {
-    // A handler may run before start() has resumed its caller.
-    const native = (await this.#starting) ?? this.#native;
-    if (native === undefined) throw new Error(`agent '${this.name}' is not running`);
-    const argumentsJson = JSON.stringify(args);
+  async #call(tool: string, position: number, args: Record<string, unknown>, onNotification?: (json: string | null) => void): Promise<any> {
+    let pending: Promise<string>;
+    try {
+      // A handler may run before start() has resumed its caller.
+      const native = (await this.#starting) ?? this.#native;
+      if (native === undefined) throw new Error(`agent '${this.name}' is not running`);
+      const argumentsJson = JSON.stringify(args);
+      pending = native.call(tool, position, argumentsJson, contextStorage.getStore(), callHeadersStorage.getStore(), onNotification);
+    } catch (error) {
+      onNotification?.(null); // never reached core: nothing more comes
+      throw fromNative(error);
+    }
     let resultJson: string;
     try {
-      resultJson = await native.call(tool, position, argumentsJson, contextStorage.getStore(), callHeadersStorage.getStore());
+      resultJson = await pending;
     } catch (error) {
       throw fromNative(error);
     }
     return JSON.parse(resultJson);
+  }
+
+  /** A dependency call whose callee's updates the handler iterates over (`proxy.stream`). */
+  #stream(tool: string, position: number, args: Record<string, unknown>): StreamedCall {
+    const updates: Array<CalleeUpdate | null> = [];
+    let wake: (() => void) | undefined;
+    const onNotification = (json: string | null): void => {
+      updates.push(json === null ? null : (JSON.parse(json) as CalleeUpdate));
+      wake?.();
+      wake = undefined;
+    };
+    const result = this.#call(tool, position, args, onNotification);
+    // Awaited by whoever wants the result; a handler that only iterates must not see an
+    // unhandled rejection for it.
+    result.catch(() => undefined);
+    async function* iterate(): AsyncGenerator<CalleeUpdate> {
+      for (;;) {
+        while (updates.length === 0) await new Promise<void>((resolve) => (wake = resolve));
+        const update = updates.shift()!;
+        if (update === null) return;
+        yield update;
+      }
+    }
+    return { [Symbol.asyncIterator]: iterate, then: (onResult, onError) => result.then(onResult, onError) };
   }
 
   /** Called by the addon for every inbound call. A throw here would be fatal, so it never throws. */

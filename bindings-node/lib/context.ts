@@ -33,6 +33,15 @@ export interface RequestContext {
   log(level: LogLevel, data: unknown, logger?: string | null): boolean;
   /** Whether the caller went away: reports are dropped from then on. */
   readonly cancelled: boolean;
+  /**
+   * Aborted when the request is cancelled: its caller closed the stream or sent
+   * `notifications/cancelled`, or its deadline passed. Pass it to what the handler awaits
+   * (`fetch(url, { signal })`, `setTimeout` from `node:timers/promises`); dependency calls made
+   * in the handler are cancelled by core already, and fail with `CANCELLED`.
+   */
+  readonly signal: AbortSignal;
+  /** Calls `callback` on the JS thread once the request is cancelled (at once if it is); `signal` is built on it. */
+  onCancel(callback: () => void): void;
   /** The caller's verified identity (its certificate's SPIFFE ID). */
   readonly caller: string | null;
   /**

@@ -46,4 +46,30 @@ function missingAddonMessage(error: unknown): string {
 }
 
 export const addon: typeof Addon = loadAddon();
+
+declare module "./addon.js" {
+  interface RequestContext {
+    /** Aborted when the request is cancelled; see `RequestContext.signal` in context.ts. */
+    readonly signal: AbortSignal;
+  }
+}
+
+/**
+ * A handler context's `signal`: an AbortSignal that core aborts when the request is cancelled
+ * (its caller went away, or its deadline passed). Made on first use, so a handler that never
+ * reads it costs nothing; one per request.
+ */
+const signals = new WeakMap<object, AbortSignal>();
+Object.defineProperty(addon.RequestContext.prototype, "signal", {
+  get(this: Addon.RequestContext): AbortSignal {
+    let signal = signals.get(this);
+    if (signal === undefined) {
+      const controller = new AbortController();
+      signal = controller.signal;
+      signals.set(this, signal);
+      this.onCancel(() => controller.abort(new DOMException("the request was cancelled: its caller went away or its deadline passed", "AbortError")));
+    }
+    return signal;
+  },
+});
 export type { NativeAgent, Responder } from "./addon.js";

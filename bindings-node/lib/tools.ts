@@ -29,7 +29,33 @@ export interface ToolAnnotations {
 }
 
 /** Calls a dependency: a provider chosen by core runs it, and its result comes back. */
-export type DependencyProxy = <Result = any>(args?: Record<string, unknown>) => Promise<Result>;
+export interface DependencyProxy {
+  <Result = any>(args?: Record<string, unknown>): Promise<Result>;
+  /**
+   * Calls the dependency and iterates over what its callee reports while it runs, in order;
+   * awaiting the call gives its result:
+   *
+   * ```ts
+   * const call = proxies.fetch.stream({ url });
+   * for await (const update of call) {
+   *   if (update.kind === "progress") currentContext()!.progress(update.progress / 2, 1);
+   * }
+   * const page = await call;
+   * ```
+   *
+   * Such a call's reports are the handler's to re-emit or transform: core does not relay them
+   * to the handler's own caller as it does for a plain call.
+   */
+  stream<Result = any>(args?: Record<string, unknown>): StreamedCall<Result>;
+}
+
+/** What a dependency's callee reported while it ran. */
+export type CalleeUpdate =
+  | { readonly kind: "progress"; readonly progress: number; readonly total?: number; readonly message?: string }
+  | { readonly kind: "log"; readonly level: string; readonly data: unknown; readonly logger?: string };
+
+/** A dependency call in flight: its callee's updates, then (awaited) its result. */
+export interface StreamedCall<Result = any> extends AsyncIterable<CalleeUpdate>, PromiseLike<Result> {}
 
 type CapabilityOf<D> = D extends string ? D : D extends { readonly capability: infer C extends string } ? C : never;
 

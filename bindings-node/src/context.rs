@@ -1,5 +1,7 @@
 //! The request context of an inbound call, as the object JS handlers see.
 
+use napi::bindgen_prelude::Function;
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi_derive::napi;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,6 +75,19 @@ impl RequestContext {
     #[napi(getter)]
     pub fn cancelled(&self) -> bool {
         self.inner.is_cancelled()
+    }
+
+    /// Calls `callback` on the JS thread once the request is cancelled (its caller went away or
+    /// its deadline passed), at once if it already is. The package's `signal` getter passes its
+    /// AbortController's `abort`. The callback is queued from core's thread without blocking,
+    /// and a pending registration does not keep Node running.
+    #[napi(ts_args_type = "callback: () => void")]
+    pub fn on_cancel(&self, callback: Function<(), ()>) -> napi::Result<()> {
+        let callback = callback.build_threadsafe_function::<()>().callee_handled::<false>().weak::<true>().build()?;
+        self.inner.on_cancel(move || {
+            callback.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        Ok(())
     }
 
     /// The caller's verified identity (its certificate's SPIFFE ID).

@@ -5,12 +5,14 @@ use crate::errors::to_js_error;
 use crate::handler::{catalog_args, invoke_args, CatalogArgs, CatalogCall, Invocation, InvokeArgs, JsHandlers, NodeToolHandler};
 use crate::settle::promise;
 use napi::bindgen_prelude::{Function, Object};
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi::Env;
 use napi_derive::napi;
 use std::sync::Arc;
 use toolmesh_core::agent::{parse_catalog, parse_tools, Agent};
 use toolmesh_core::config::AgentConfig;
 use toolmesh_core::context::RequestContext as CoreRequestContext;
+use toolmesh_core::report::NotificationObserver;
 use toolmesh_core::{Error, ErrorKind};
 
 /// Builds the configuration (`TOOLMESH_*` environment, then `options`, core's keys), validates
@@ -118,8 +120,16 @@ impl NativeAgent {
     /// the promise receives the JSON result or rejects with the mesh error. `context` is the
     /// handler's request context, so that core propagates its headers and continues its trace;
     /// `call_headers` are the `withCallHeaders` scopes' headers, outer scopes first: core merges
-    /// them in, set on purpose.
-    #[napi(catch_unwind, ts_return_type = "Promise<string>")]
+    /// them in, set on purpose. With `on_notification`, the callee's progress and log messages
+    /// are handed to it as they arrive (core's JSON, `Notification::to_json`), then `null` once
+    /// the call ended (before the promise settles or after: the promise is another queue);
+    /// they are then not relayed to the handler's own caller.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "tool: string, dependency: number, argumentsJson: string, context?: RequestContext | undefined | null, callHeaders?: Array<[string, string]> | undefined | null, onNotification?: ((json: string | null) => void) | undefined | null",
+        ts_return_type = "Promise<string>"
+    )]
+    #[allow(clippy::too_many_arguments)] // one per argument of the JS call
     pub fn call<'env>(
         &self,
         env: &'env Env,
@@ -128,16 +138,36 @@ impl NativeAgent {
         arguments_json: String,
         context: Option<&RequestContext>,
         call_headers: Option<Vec<(String, String)>>,
+        on_notification: Option<Function<'_, Option<String>, ()>>,
     ) -> napi::Result<Object<'env>> {
         let agent = self.agent.clone();
         let context = context.map(|c| c.inner.clone());
         let call_headers = call_headers.unwrap_or_default();
+        let stream = match on_notification {
+            Some(callback) => Some(Arc::new(callback.build_threadsafe_function::<Option<String>>().callee_handled::<false>().build()?)),
+            None => None,
+        };
         promise(env, async move {
-            let context = CoreRequestContext::for_call(context, &call_headers)?;
-            let arguments = serde_json::from_str(&arguments_json)
-                .map_err(|e| Error::new(ErrorKind::InvalidArguments, format!("the call arguments are not JSON: {e}")))?;
-            let result = agent.call(&tool, dependency as usize, arguments, context).await?;
-            Ok(result.to_string())
+            let outcome = async {
+                let mut context = CoreRequestContext::for_call(context, &call_headers)?;
+                if let Some(stream) = &stream {
+                    let stream = stream.clone();
+                    let observer = NotificationObserver::new(move |notification| {
+                        stream.call(Some(notification.to_json().to_string()), ThreadsafeFunctionCallMode::NonBlocking);
+                    });
+                    let base = context.as_deref().cloned().unwrap_or_default();
+                    context = Some(Arc::new(CoreRequestContext { on_notification: Some(observer), ..base }));
+                }
+                let arguments = serde_json::from_str(&arguments_json)
+                    .map_err(|e| Error::new(ErrorKind::InvalidArguments, format!("the call arguments are not JSON: {e}")))?;
+                agent.call(&tool, dependency as usize, arguments, context).await
+            }
+            .await;
+            // The end, after every notification: one queue keeps their order.
+            if let Some(stream) = &stream {
+                stream.call(None, ThreadsafeFunctionCallMode::NonBlocking);
+            }
+            Ok(outcome?.to_string())
         })
     }
 

@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Audio, currentContext, EmbeddedResource, Image, ResourceLink, Text, ToolResult } from "../dist/index.js";
 import { callError, mcpPost } from "../../tests/node/meshkit.mjs";
 import { agent, meshFixture, serving } from "./fixtures.mjs";
@@ -363,5 +364,126 @@ describe("a tool's contract with its answers and its clients", { timeout: 60_000
       ["spiffe://toolmesh.local/operator/operator", { sampling: {} }],
       ["spiffe://toolmesh.local/operator/operator", null],
     ]);
+  });
+});
+
+describe("long calls", { timeout: 60_000 }, () => {
+  it("a dependency's progress reaches the client through a handler that only calls it", async () => {
+    const alpha = agent(fixture, "alpha");
+    alpha.addTool({
+      name: "inner",
+      execute: async () => {
+        currentContext().progress(1, 2, "inner halfway");
+        await new Promise((resolve) => setImmediate(resolve));
+        currentContext().progress(2, 2);
+        return "inner done";
+      },
+    });
+    // Served by the same agent, so called in process: core relays all the same.
+    alpha.addTool({ name: "outer", dependencies: ["inner"], execute: async (_args, { inner }) => inner({}) });
+    await serving([alpha], async () => {
+      const meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        progressToken: "relay-1",
+      };
+      const { body, events } = await mcpPost(alpha.endpoint, fixture.certs, {
+        jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "outer", arguments: {}, _meta: meta },
+      });
+      assert.deepEqual(events, [
+        { jsonrpc: "2.0", method: "notifications/progress", params: { progressToken: "relay-1", progress: 1, total: 2, message: "inner halfway" } },
+        { jsonrpc: "2.0", method: "notifications/progress", params: { progressToken: "relay-1", progress: 2, total: 2 } },
+      ]);
+      assert.equal(body.result.structuredContent, "inner done");
+    });
+  });
+
+  it("the context's AbortSignal is aborted when the request's deadline passes, without blocking the JS thread", async () => {
+    const alpha = agent(fixture, "alpha");
+    const seen = {};
+    alpha.addTool({
+      name: "waits",
+      execute: async () => {
+        const { signal } = currentContext();
+        assert.equal(currentContext().signal, signal, "one signal per request");
+        seen.abortedAtStart = signal.aborted;
+        const started = Date.now();
+        try {
+          await sleep(30_000, undefined, { signal });
+        } catch (error) {
+          seen.error = error.name;
+        }
+        seen.waitedMs = Date.now() - started;
+        seen.cancelled = currentContext().cancelled;
+        return "gave up";
+      },
+    });
+    await serving([alpha], async () => {
+      // The JS thread keeps turning while the handler waits: a timer set now fires on time.
+      let ticks = 0;
+      const ticker = setInterval(() => ticks++, 10);
+      const meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "dev.toolmesh/deadlineMs": 300,
+      };
+      const { body } = await mcpPost(alpha.endpoint, fixture.certs, {
+        jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "waits", arguments: {}, _meta: meta },
+      });
+      clearInterval(ticker);
+      assert.equal(body.result.structuredContent, "gave up");
+      assert.deepEqual([seen.abortedAtStart, seen.error, seen.cancelled], [false, "AbortError", true]);
+      assert.ok(seen.waitedMs >= 250 && seen.waitedMs < 300 + 100, `aborted after ${seen.waitedMs} ms`);
+      assert.ok(ticks >= 10, `the JS thread ran its timers while the handler waited (${ticks} ticks)`);
+    });
+  });
+});
+
+describe("a dependency's updates as an AsyncIterable", { timeout: 60_000 }, () => {
+  it("arrive in order, end with the call, and are the handler's to re-emit (no relay for that call)", async () => {
+    const alpha = agent(fixture, "alpha");
+    const seen = [];
+    alpha.addTool({
+      name: "inner",
+      execute: async () => {
+        currentContext().progress(1, 2, "inner halfway");
+        currentContext().log("warning", { disk: 91 }, "inner");
+        await new Promise((resolve) => setImmediate(resolve));
+        currentContext().progress(2, 2);
+        return "inner done";
+      },
+    });
+    alpha.addTool({
+      name: "outer",
+      dependencies: ["inner"],
+      execute: async (_args, { inner }) => {
+        const call = inner.stream({});
+        for await (const update of call) {
+          seen.push(update);
+          if (update.kind === "progress") currentContext().progress(update.progress * 10, 20, `outer saw ${update.message}`);
+        }
+        return `outer: ${await call}`;
+      },
+    });
+    await serving([alpha], async () => {
+      const meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        progressToken: "s-1",
+      };
+      const { body, events } = await mcpPost(alpha.endpoint, fixture.certs, {
+        jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "outer", arguments: {}, _meta: meta },
+      });
+      assert.deepEqual(seen, [
+        { kind: "progress", progress: 1, total: 2, message: "inner halfway" },
+        { kind: "log", level: "warning", logger: "inner", data: { disk: 91 } },
+        { kind: "progress", progress: 2, total: 2 },
+      ]);
+      assert.deepEqual(events, [
+        { jsonrpc: "2.0", method: "notifications/progress", params: { progressToken: "s-1", progress: 10, total: 20, message: "outer saw inner halfway" } },
+        { jsonrpc: "2.0", method: "notifications/progress", params: { progressToken: "s-1", progress: 20, total: 20, message: "outer saw undefined" } },
+      ]);
+      assert.equal(body.result.structuredContent, "outer: inner done");
+    });
   });
 });

@@ -1,5 +1,6 @@
 //! The request context of an inbound call, as the Python object handlers see.
 
+use crate::dispatch::{dispatch, Job};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -100,6 +101,14 @@ impl Context {
     #[getter]
     fn cancelled(&self) -> bool {
         self.inner.is_cancelled()
+    }
+
+    /// Runs `callback()` on `event_loop` once the request is cancelled (its caller went away or
+    /// its deadline passed), at once if it already is; the package passes the handler task's
+    /// `cancel`. Core's thread only queues it: Python runs it on the dispatch thread's next
+    /// batch, never on a core thread, and no one waits for the GIL here.
+    fn on_cancel(&self, callback: Py<PyAny>, event_loop: Py<PyAny>) {
+        self.inner.on_cancel(move || dispatch(Job::Cancel { event_loop, callback }));
     }
 
     fn __repr__(&self) -> String {

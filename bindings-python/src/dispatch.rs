@@ -56,6 +56,18 @@ pub(crate) enum Job {
         context: Arc<RequestContext>,
         completion: Completion,
     },
+    /// The request a handler serves was cancelled: `callback()` runs on `event_loop` (it
+    /// cancels the handler's task).
+    Cancel {
+        event_loop: Py<PyAny>,
+        callback: Py<PyAny>,
+    },
+    /// A dependency call's callee reported: `callback(json)` runs on `event_loop`.
+    Notify {
+        event_loop: Arc<Py<PyAny>>,
+        callback: Arc<Py<PyAny>>,
+        json: String,
+    },
     /// `future` is an asyncio future; its own loop is the one to settle it on.
     Settle {
         future: Py<PyAny>,
@@ -190,6 +202,15 @@ impl Job {
                 let args = (request_json, Context { inner: context }, Responder::new(completion, subject)).into_pyobject(py)?;
                 let call = PyTuple::new(py, [target.on_catalog.bind(py).clone(), args.into_any()])?;
                 Ok((target.event_loop.clone_ref(py), call))
+            }
+            Job::Cancel { event_loop, callback } => {
+                let call = PyTuple::new(py, [callback.into_bound(py), PyTuple::empty(py).into_any()])?;
+                Ok((event_loop, call))
+            }
+            Job::Notify { event_loop, callback, json } => {
+                let args = PyTuple::new(py, [json.into_pyobject(py)?.into_any()])?;
+                let call = PyTuple::new(py, [callback.clone_ref(py).into_bound(py), args.into_any()])?;
+                Ok((event_loop.clone_ref(py), call))
             }
             Job::Settle { future, outcome } => {
                 let future = future.into_bound(py);

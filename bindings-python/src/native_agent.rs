@@ -10,6 +10,7 @@ use toolmesh_core::agent::{parse_catalog, parse_tools, Agent};
 use toolmesh_core::config::AgentConfig;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{CatalogInvocation, CatalogRequest, Completion, ToolHandler, ToolInvocation};
+use toolmesh_core::report::NotificationObserver;
 
 /// Core's host handler for a Python agent: queues each invocation for the dispatch thread.
 struct PythonToolHandler {
@@ -138,7 +139,10 @@ impl NativeAgent {
     /// receives the JSON-encoded result or the mesh error. `context` is the handler's request context, so
     /// that core propagates its headers and continues its trace; `call_headers` are the headers of
     /// the `toolmesh.call_headers` scopes the call is made in (outer first), which core merges in.
-    #[pyo3(signature = (tool, dependency, arguments_json, context, call_headers, future))]
+    /// With `on_notification`, a callable, the callee's progress and log messages are handed to
+    /// it on `future`'s loop as they arrive (core's JSON, `Notification::to_json`), instead of
+    /// being relayed to the handler's own caller.
+    #[pyo3(signature = (tool, dependency, arguments_json, context, call_headers, future, on_notification=None))]
     #[allow(clippy::too_many_arguments)] // one per argument of the Python call
     fn call(
         &self,
@@ -149,14 +153,30 @@ impl NativeAgent {
         context: Option<PyRef<'_, Context>>,
         call_headers: Vec<(String, String)>,
         future: Py<PyAny>,
+        on_notification: Option<Py<PyAny>>,
     ) -> PyResult<()> {
+        let observer = match on_notification {
+            None => None,
+            Some(callback) => {
+                let event_loop = Arc::new(future.bind(py).call_method0("get_loop")?.unbind());
+                let callback = Arc::new(callback);
+                Some(NotificationObserver::new(move |notification| {
+                    let (event_loop, callback) = (event_loop.clone(), callback.clone());
+                    dispatch(Job::Notify { event_loop, callback, json: notification.to_json().to_string() });
+                }))
+            }
+        };
         let arguments: serde_json::Value = py
             .detach(|| serde_json::from_str(arguments_json))
             .map_err(|e| PyValueError::new_err(format!("the call arguments are not JSON: {e}")))?;
         let context = context.map(|c| c.inner.clone());
         let agent = self.agent.clone();
         settle_when_done(future, async move {
-            let context = RequestContext::for_call(context, &call_headers)?;
+            let mut context = RequestContext::for_call(context, &call_headers)?;
+            if let Some(observer) = observer {
+                let base = context.as_deref().cloned().unwrap_or_default();
+                context = Some(Arc::new(RequestContext { on_notification: Some(observer), ..base }));
+            }
             let result = agent.call(&tool, dependency, arguments, context).await?;
             Ok(Outcome::Json(result.to_string()))
         });

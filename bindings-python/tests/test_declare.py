@@ -108,7 +108,7 @@ def test_more_proxies_than_dependencies_is_an_error() -> None:
 
 def test_misuse_is_reported_at_declaration() -> None:
     agent = toolmesh.Agent("declare")
-    with pytest.raises(TypeError, match="tags and dependencies are lists"):
+    with pytest.raises(TypeError, match="tags, dependencies and required_client_capabilities are lists"):
         agent.tool(tags="math")(lambda: None)
     with pytest.raises(TypeError, match="dependencies are lists"):
         agent.tool(dependencies="add")(lambda: None)

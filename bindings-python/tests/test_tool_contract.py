@@ -105,7 +105,7 @@ def test_a_declaration_core_refuses_names_the_tool(certs: Certs) -> None:
         async with agent:
             pass
 
-    with pytest.raises(toolmesh.ToolmeshError, match="tool 'odd': required client capability 'telepathy' is not one"):
+    with pytest.raises(toolmesh.ToolmeshError, match="tool 'odd': required_client_capabilities\\[0\\]: \"telepathy\" is not a capability"):
         asyncio.run(run())
     with pytest.raises(TypeError, match="required_client_capabilities are lists"):
         agent.tool(required_client_capabilities="sampling")(lambda: None)

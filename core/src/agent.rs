@@ -16,6 +16,7 @@ use crate::pipeline::{Pipeline, Target, Transport, UnreachableReports};
 use crate::policy::Policy;
 use crate::registry_api::{DependencySpec, Provider, RegisterRequest, ToolInfo};
 use crate::registry_client::RegistryClient;
+use crate::report::{CancelUnlessAnswered, Reporter};
 use crate::resolve::Selector;
 use crate::server::{bracket_ipv6, HttpsServer};
 use crate::tls::Identity;
@@ -362,14 +363,20 @@ impl Agent {
             .map(Vec::as_slice)
             .unwrap_or_default();
         let context = context.unwrap_or_default();
+        // What the callee reports reaches this request's caller, unless the handler observes it.
+        let relayed = context.relaying();
+        let context = relayed.as_ref().unwrap_or(&context);
         let target = Target { key, capability: &spec.capability, providers, timeout: deps.timeout };
-        let call = inner.pipeline.call(&**inner, target, arguments, &context);
-        // The request this call is made for was cancelled (its caller closed the stream): the
-        // call stops, its connection with it, and the callee sees its own stream close.
+        let call = inner.pipeline.call(&**inner, target, arguments, context);
+        // The request this call is made for was cancelled (its caller closed the stream or sent
+        // `notifications/cancelled`): the call's future is dropped, its connection with it, and
+        // the callee sees its own stream close and cancels in turn. At the deadline both end
+        // at once; the pipeline's TIMEOUT says more, so it is polled first.
         tokio::select! {
+            biased;
             result = call => result,
             () = context.cancelled() => Err(Error::new(
-                ErrorKind::Timeout,
+                ErrorKind::Cancelled,
                 format!("the call to '{}' was cancelled: the request it was made for was cancelled (its caller went away)", spec.capability),
             )),
         }
@@ -457,21 +464,27 @@ impl Inner {
         let listed = context.caller_set_names().join(", ");
         let request = context.onward_headers().map(|(n, v)| (n.as_str(), v.as_str()));
         let (headers, hop_only) = self.propagate.capture_inbound(request.chain([(CALLER_HEADERS, listed.as_str())]));
+        // The callee reports to the calling handler's observer (or through it, to the caller's
+        // caller), and is cancelled when the call is abandoned.
+        let reporter = Arc::new(Reporter::observed(context.on_notification.clone()).with_deadline(context.deadline));
         let child = RequestContext {
             trace: Some(context.trace.as_ref().map_or_else(|| self.tracer.root(), |parent| self.tracer.child(parent))),
             headers,
             hop_only,
             headers_set_by_caller: false,
             set_on_purpose: Vec::new(),
-            // The callee reports to no one: its progress is its own, not its caller's caller's.
-            reporter: None,
+            reporter: Some(reporter.clone()),
+            on_notification: None,
             ..context.clone()
         };
-        self.local.invoke(tool, arguments, Arc::new(child)).await.map_err(|error| {
+        let abandoned = CancelUnlessAnswered::new(reporter);
+        let result = self.local.invoke(tool, arguments, Arc::new(child)).await.map_err(|error| {
             // A remote caller sees a failed handler as a failed tool; so does a local one.
             let error = if error.code() / 1000 == 6 { Error::new(ErrorKind::ToolFailed, error.message()) } else { error };
             RequestError { error, delivered: true }
-        })
+        });
+        abandoned.answered();
+        result
     }
 }
 

@@ -217,6 +217,28 @@ impl RequestContext {
         }
     }
 
+    /// The context a dependency call made with this one is made with, when it differs: when the
+    /// request this handler serves asked for progress or log messages and the handler set no
+    /// observer of its own, the callee's are relayed to this request's caller (each hop does
+    /// the same, so the last hop's progress reaches the first caller with no code in between).
+    pub fn relaying(&self) -> Option<RequestContext> {
+        if self.on_notification.is_some() {
+            return None;
+        }
+        let observer = crate::report::NotificationObserver::relaying(self.reporter.clone()?)?;
+        Some(RequestContext { on_notification: Some(observer), ..self.clone() })
+    }
+
+    /// Runs `callback` once when the request this handler serves is cancelled (its caller went
+    /// away, or its deadline passed), on the thread that cancels it: it must not block. Bindings
+    /// turn it into their idiom (cancel the task, abort the signal, cancel the future). Never
+    /// outside a served request.
+    pub fn on_cancel(&self, callback: impl FnOnce() + Send + 'static) {
+        if let Some(reporter) = &self.reporter {
+            reporter.on_cancel(callback);
+        }
+    }
+
     /// Milliseconds left before the inbound call's deadline, if it has one (0 once it passed).
     pub fn remaining_ms(&self) -> Option<u64> {
         let left = self.deadline?.saturating_duration_since(Instant::now());

@@ -57,6 +57,8 @@ pub enum ErrorKind {
     ConnectionLost,
     /// The agent is shutting down.
     Shutdown,
+    /// The call was abandoned because the request it was made for was cancelled.
+    Cancelled,
 
     // 5xxx remote tool
     /// The remote tool ran and reported an error.
@@ -116,6 +118,7 @@ impl ErrorKind {
         ErrorKind::Protocol,
         ErrorKind::ConnectionLost,
         ErrorKind::Shutdown,
+        ErrorKind::Cancelled,
         ErrorKind::ToolFailed,
         ErrorKind::UnknownTool,
         ErrorKind::InvalidArguments,
@@ -155,6 +158,7 @@ impl ErrorKind {
             ErrorKind::Protocol => 4003,
             ErrorKind::ConnectionLost => 4004,
             ErrorKind::Shutdown => 4005,
+            ErrorKind::Cancelled => 4006,
             ErrorKind::ToolFailed => 5001,
             ErrorKind::UnknownTool => 5002,
             ErrorKind::InvalidArguments => 5003,
@@ -195,6 +199,7 @@ impl ErrorKind {
             ErrorKind::Protocol => "PROTOCOL",
             ErrorKind::ConnectionLost => "CONNECTION_LOST",
             ErrorKind::Shutdown => "SHUTDOWN",
+            ErrorKind::Cancelled => "CANCELLED",
             ErrorKind::ToolFailed => "TOOL_FAILED",
             ErrorKind::UnknownTool => "UNKNOWN_TOOL",
             ErrorKind::InvalidArguments => "INVALID_ARGUMENTS",

@@ -147,18 +147,18 @@ async fn a_declaration_no_client_could_satisfy_is_refused_at_start() {
     let cases = [
         (
             ToolInfo { output_schema: Some(json!({"type": "array"})), ..tool("t", "t", json!({"type": "object"}), json!([])) },
-            "tool 't': the output schema must be a JSON Schema object with \"type\": \"object\"",
+            "tool 't': output_schema.type must be \"object\"",
         ),
         (
             ToolInfo { required_client_capabilities: vec!["telepathy".into()], ..tool("t", "t", json!({"type": "object"}), json!([])) },
-            "tool 't': required client capability 'telepathy' is not one a client can declare; use elicitation, roots, sampling",
+            "tool 't': required_client_capabilities[0]: \"telepathy\" is not a capability a client can declare; use elicitation, roots, sampling",
         ),
         (
             ToolInfo {
                 required_client_capabilities: vec!["roots".into(), "roots".into()],
                 ..tool("t", "t", json!({"type": "object"}), json!([]))
             },
-            "tool 't': required client capability 'roots' is listed twice",
+            "tool 't': required_client_capabilities[1]: \"roots\" is listed twice",
         ),
     ];
     for (declared, message) in cases {

@@ -68,6 +68,8 @@ pub const TOOLMESH_PROTOCOL: toolmesh_result = 4003;
 pub const TOOLMESH_CONNECTION_LOST: toolmesh_result = 4004;
 /// The agent is shutting down.
 pub const TOOLMESH_SHUTDOWN: toolmesh_result = 4005;
+/// The call was abandoned because the request it was made for was cancelled.
+pub const TOOLMESH_CANCELLED: toolmesh_result = 4006;
 /// The remote tool ran and reported an error.
 pub const TOOLMESH_TOOL_FAILED: toolmesh_result = 5001;
 /// The remote agent has no tool by that name.
@@ -150,6 +152,7 @@ const CODES: &[(toolmesh_result, &CStr, &CStr)] = &[
     (TOOLMESH_PROTOCOL, c"PROTOCOL", c"The peer answered with something that is not valid MCP."),
     (TOOLMESH_CONNECTION_LOST, c"CONNECTION_LOST", c"The connection broke after the request was sent."),
     (TOOLMESH_SHUTDOWN, c"SHUTDOWN", c"The agent is shutting down."),
+    (TOOLMESH_CANCELLED, c"CANCELLED", c"The call was abandoned because the request it was made for was cancelled."),
     (TOOLMESH_TOOL_FAILED, c"TOOL_FAILED", c"The remote tool ran and reported an error."),
     (TOOLMESH_UNKNOWN_TOOL, c"UNKNOWN_TOOL", c"The remote agent has no tool by that name."),
     (TOOLMESH_INVALID_ARGUMENTS, c"INVALID_ARGUMENTS", c"The remote agent rejected the arguments."),

@@ -101,6 +101,7 @@ const TOOLS: &str = r#"[
   {"name": "gives_up", "capability": "gives_up"},
   {"name": "refuse", "capability": "refuse"},
   {"name": "refuse_via", "capability": "refuse_via", "dependencies": ["refuse"]},
+  {"name": "watch_cancel", "capability": "watch_cancel"},
   {"name": "client", "capability": "client", "dependencies": ["add", "sum3", "blocking_sum3", "slow", "broken", "gives_up", "refuse", "refuse_via"]}
 ]"#;
 
@@ -117,8 +118,10 @@ const REFUSE_VIA: usize = 7;
 /// The handler's userdata: what the C side of a real program would keep.
 struct Host {
     agent: OnceLock<usize>,
-    /// Invocations of `slow`, answered by the test.
+    /// Invocations of `slow` and `watch_cancel`, answered by the test.
     held: Mutex<Vec<usize>>,
+    /// How often a `watch_cancel` invocation's cancel callback ran.
+    cancels: AtomicUsize,
     freed: Arc<AtomicUsize>,
 }
 
@@ -170,6 +173,13 @@ unsafe extern "C" fn invoke(
             }
         }
         "slow" => host.held.lock().unwrap().push(invocation as usize),
+        "watch_cancel" => {
+            let mut error = ptr::null_mut();
+            // SAFETY: live invocation; the host outlives it.
+            let code = unsafe { toolmesh_invocation_on_cancel(invocation, count_cancel, userdata, &mut error) };
+            check(code, error).unwrap();
+            host.held.lock().unwrap().push(invocation as usize);
+        }
         "gives_up" => {
             // Freed unanswered, later and from another thread.
             let invocation = invocation as usize;
@@ -225,6 +235,11 @@ unsafe extern "C" fn invoke(
         }
         other => panic!("no tool {other}"),
     }
+}
+
+extern "C" fn count_cancel(userdata: *mut c_void) {
+    // SAFETY: the Host given at start, which outlives its invocations.
+    unsafe { &*(userdata as *const Host) }.cancels.fetch_add(1, Ordering::SeqCst);
 }
 
 struct Pending {
@@ -359,7 +374,12 @@ fn call_and_wait(
 fn start(certs: &Certs, name: &str) -> (*mut toolmesh_agent, Arc<AtomicUsize>, *const Host) {
     let config = certs.config(name);
     let freed = Arc::new(AtomicUsize::new(0));
-    let host = Box::into_raw(Box::new(Host { agent: OnceLock::new(), held: Mutex::default(), freed: freed.clone() }));
+    let host = Box::into_raw(Box::new(Host {
+        agent: OnceLock::new(),
+        held: Mutex::default(),
+        cancels: AtomicUsize::new(0),
+        freed: freed.clone(),
+    }));
     let handler = toolmesh_handler {
         userdata: host as *mut c_void,
         invoke: Some(invoke),
@@ -446,6 +466,47 @@ fn chained_calls_through_a_c_handler() {
 }
 
 #[test]
+fn a_c_handler_sees_its_request_cancelled_by_flag_and_by_callback() {
+    let certs = Certs::new(&["watcher", "caller"]);
+    let (agent, _, host) = start(&certs, "watcher");
+    // SAFETY: a live agent; the endpoint is borrowed from it while it lives.
+    let endpoint = unsafe { text(toolmesh_agent_endpoint(agent)).unwrap() };
+    // SAFETY: the host lives until the agent is freed, at the end.
+    let host = unsafe { &*host };
+    // A caller whose deadline passes while the C handler holds the invocation.
+    let files = toolmesh_core::tls::TlsFiles {
+        cert: certs.path("caller.pem").into(),
+        key: certs.path("caller.key").into(),
+        ca: certs.path("ca.pem").into(),
+    };
+    let identity = toolmesh_core::tls::Identity::load(&files).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let call = std::thread::spawn(move || {
+        runtime.block_on(async {
+            let client = toolmesh_core::mcp::McpClient::new(&identity).unwrap();
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+            let context = toolmesh_core::context::RequestContext { deadline: Some(deadline), ..Default::default() };
+            client.call_tool(&endpoint, "watch_cancel", &json!({}), &context).await.map_err(|e| e.error.kind())
+        })
+    });
+    eventually("the watch_cancel call reached its handler", || !host.held.lock().unwrap().is_empty());
+    let invocation = host.held.lock().unwrap()[0] as *mut toolmesh_invocation;
+    // SAFETY: a live, unanswered invocation.
+    assert!(!unsafe { toolmesh_invocation_cancelled(invocation) }, "not before the deadline");
+    eventually("the cancel callback ran at the deadline", || host.cancels.load(Ordering::SeqCst) == 1);
+    // SAFETY: as above.
+    assert!(unsafe { toolmesh_invocation_cancelled(invocation) });
+    host.held.lock().unwrap().clear();
+    // SAFETY: answered once; the callback never runs after.
+    unsafe { toolmesh_invocation_free(invocation) };
+    let outcome = call.join().unwrap();
+    assert!(outcome.is_err(), "{outcome:?}");
+    assert_eq!(host.cancels.load(Ordering::SeqCst), 1, "once");
+    // SAFETY: freed once, not used after.
+    unsafe { toolmesh_agent_free(agent) };
+}
+
+#[test]
 fn a_call_in_flight_when_the_agent_stops_completes_exactly_once() {
     let certs = Certs::new(&["stopper"]);
     let (agent, freed, host) = start(&certs, "stopper");
@@ -521,7 +582,12 @@ fn waiting_for_registration_says_why_it_did_not_happen() {
     // A registry nobody listens at: the agent starts, and keeps trying in the background.
     let config = certs.config("waiter");
     set(config, "registry_url", "https://127.0.0.1:1").unwrap();
-    let host = Box::into_raw(Box::new(Host { agent: OnceLock::new(), held: Mutex::default(), freed: Arc::default() }));
+    let host = Box::into_raw(Box::new(Host {
+        agent: OnceLock::new(),
+        held: Mutex::default(),
+        cancels: AtomicUsize::new(0),
+        freed: Arc::default(),
+    }));
     let handler = toolmesh_handler {
         userdata: host as *mut c_void,
         invoke: Some(invoke),
@@ -550,7 +616,8 @@ fn a_failed_start_reports_core_errors_and_still_releases_the_handler() {
     let certs = Certs::new(&["good"]);
     let freed = Arc::new(AtomicUsize::new(0));
     let attempt = |config: *const toolmesh_config, tools: &CStr, invoke_fn: toolmesh::handler::toolmesh_invoke_fn| {
-        let host = Box::new(Host { agent: OnceLock::new(), held: Mutex::default(), freed: freed.clone() });
+        let host =
+            Box::new(Host { agent: OnceLock::new(), held: Mutex::default(), cancels: AtomicUsize::new(0), freed: freed.clone() });
         let handler = toolmesh_handler {
             userdata: Box::into_raw(host) as *mut c_void,
             invoke: invoke_fn,

@@ -60,9 +60,10 @@ pub fn registration(request: &RegisterRequest) -> Result<Vec<Dependency>, String
                 kind(&tool.input_schema)
             ));
         }
-        toolmesh_core::mcp::check_mirrored_parameters(&tool.input_schema)
-            .and_then(|()| toolmesh_core::mcp::check_tool_contract(tool.output_schema.as_ref(), &tool.required_client_capabilities))
-            .map_err(|why| format!("tools[{i}]: {why}"))?;
+        toolmesh_core::mcp::check_mirrored_parameters(&tool.input_schema).map_err(|why| format!("tools[{i}]: {why}"))?;
+        // Its messages start with the member at fault: `tools[0].output_schema must be ...`.
+        toolmesh_core::mcp::check_tool_contract(tool.output_schema.as_ref(), &tool.required_client_capabilities)
+            .map_err(|why| format!("tools[{i}].{why}"))?;
         for (j, spec) in tool.dependencies.iter().enumerate() {
             let selector = dependency(&at(&format!("dependencies[{j}]")), spec)?;
             dependencies.entry(spec.key()).or_insert_with(|| Dependency { spec: spec.clone(), selector });

@@ -119,7 +119,21 @@ impl Document {
             Some("array") => {
                 let min = number("minItems").unwrap_or(0) as usize;
                 let items = k.get("items").map(|i| self.strategy(i)).unwrap_or_else(|| Just(json!(1)).boxed());
-                proptest::collection::vec(items, min..=min.max(3)).prop_map(Value::Array).boxed()
+                let unique = k.get("uniqueItems") == Some(&Value::Bool(true));
+                proptest::collection::vec(items, min..=min.max(3))
+                    .prop_map(move |mut items| {
+                        if unique {
+                            let mut seen = Vec::new();
+                            items.retain(|item| {
+                                !seen.contains(item) && {
+                                    seen.push(item.clone());
+                                    true
+                                }
+                            });
+                        }
+                        Value::Array(items)
+                    })
+                    .boxed()
             }
             Some("integer") => {
                 let min = number("minimum").unwrap_or(0);

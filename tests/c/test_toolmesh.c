@@ -671,6 +671,7 @@ static const char MEDIA_TOOLS[] =
     " {\"name\": \"counted\", \"capability\": \"counted\"},"
     " {\"name\": \"bad_picture\", \"capability\": \"bad_picture\"},"
     " {\"name\": \"reporter\", \"capability\": \"reporter\"},"
+    " {\"name\": \"watcher\", \"capability\": \"watcher\"},"
     " {\"name\": \"whoami\", \"capability\": \"whoami\", \"required_client_capabilities\": [\"roots\"],"
     "  \"output_schema\": {\"type\": \"object\", \"properties\": {\"caller\": {\"type\": \"string\"}}, \"required\": [\"caller\"]}}]";
 static const char MEDIA_CATALOG[] =
@@ -692,6 +693,18 @@ static char media_bad_picture_message[512];
 /* What reporter's handler was told by the calls it got wrong on purpose. */
 static toolmesh_result media_bad_level_code = -1, media_bad_data_code = -1, media_null_code = -1;
 static char media_bad_level_message[256];
+
+/* Set by watcher's cancel callback (on a toolmesh thread), waited for by its handler. */
+static bool watcher_told;
+static pthread_cond_t watcher_cancelled = PTHREAD_COND_INITIALIZER;
+
+static void watcher_on_cancel(void *user_data) {
+  (void)user_data;
+  pthread_mutex_lock(&media_lock);
+  watcher_told = true;
+  pthread_cond_broadcast(&watcher_cancelled);
+  pthread_mutex_unlock(&media_lock);
+}
 
 static void media_invoke(void *userdata, const char *tool, const char *arguments_json, toolmesh_invocation *invocation) {
   (void)userdata;
@@ -731,6 +744,26 @@ static void media_invoke(void *userdata, const char *tool, const char *arguments
     pthread_mutex_unlock(&media_lock);
     toolmesh_error_free(error);
     complete_json(invocation, "\"reported\"");
+  } else if (strcmp(tool, "watcher") == 0) {
+    /* Waits (on its host thread, which may block) until its request is cancelled: here by its
+     * deadline. The callback only signals; the handler answers. */
+    bool before = toolmesh_invocation_cancelled(invocation);
+    pthread_mutex_lock(&media_lock);
+    watcher_told = false;
+    pthread_mutex_unlock(&media_lock);
+    toolmesh_invocation_on_cancel(invocation, watcher_on_cancel, NULL, NULL);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&media_lock);
+    while (!watcher_told && pthread_cond_timedwait(&watcher_cancelled, &media_lock, &until) == 0) {
+    }
+    bool told = watcher_told;
+    pthread_mutex_unlock(&media_lock);
+    char answer[96];
+    snprintf(answer, sizeof answer, "{\"before\": %s, \"callback\": %s, \"flag\": %s}", before ? "true" : "false",
+             told ? "true" : "false", toolmesh_invocation_cancelled(invocation) ? "true" : "false");
+    complete_json(invocation, answer);
   } else if (strcmp(tool, "whoami") == 0) {
     const char *capabilities = toolmesh_invocation_client_capabilities(invocation);
     char json[512];
@@ -931,6 +964,20 @@ static void test_progress_and_logs(void) {
   CHECK(media_bad_data_code == TOOLMESH_INVALID_JSON, "data that is not JSON");
   CHECK(media_null_code == TOOLMESH_NULL_ARGUMENT, "a NULL invocation");
   pthread_mutex_unlock(&media_lock);
+}
+
+/* A handler sees its request cancelled, here at its deadline: by toolmesh_invocation_on_cancel's
+ * callback and by the toolmesh_invocation_cancelled flag, which was false before. */
+static void test_cancellation(void) {
+  REQUIRE(media != NULL);
+  char output[4096];
+  REQUIRE(mcp_request(media, "tools/call", "{\"name\": \"watcher\", \"arguments\": {}, \"_meta\": {\"dev.toolmesh/deadlineMs\": 200}}",
+                      output, sizeof output));
+  CHECK_HAS(output, "\"before\":false");
+  CHECK_HAS(output, "\"callback\":true");
+  CHECK_HAS(output, "\"flag\":true");
+  CHECK(toolmesh_invocation_cancelled(NULL) == false, "NULL is not cancelled");
+  CHECK(toolmesh_invocation_on_cancel(NULL, watcher_on_cancel, NULL, NULL) == TOOLMESH_NULL_ARGUMENT, "a NULL invocation");
 }
 
 /* resources/list, a static resource (core answers), a template read through invoke_catalog with
@@ -1225,6 +1272,7 @@ int main(int argc, char **argv) {
   run_test("catalog_agent_starts", test_catalog_agent_starts);
   run_test("rich_tool_results", test_rich_tool_results);
   run_test("progress_and_logs", test_progress_and_logs);
+  run_test("cancellation", test_cancellation);
   run_test("caller_and_client_capabilities", test_caller_and_client_capabilities);
   run_test("resources", test_resources);
   run_test("prompts", test_prompts);

@@ -8,6 +8,9 @@ ports are random), the clock's reading in a message NOW, and a rate limit's time
 
 from __future__ import annotations
 
+import http.client
+import json
+import re
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -87,6 +90,55 @@ def test_one_trace_and_the_allowed_header_cross_every_language(cross: CrossMesh)
     expected = [fill(chain["expect_first_hop" if i == 0 else "expect_hop"], hop=language, trace_id=TRACE_ID)
                 for i, language in enumerate(chain["languages"])]
     assert hops == expected
+
+
+def chain_events(cross: CrossMesh, tenant: str) -> Iterator[dict[str, Any]]:
+    """Calls the chain (Python → Node → Java → C) asking for progress, and yields the JSON-RPC
+    messages of its event stream as they arrive; closing the generator closes the connection."""
+    endpoint = cross.callee_endpoint(TABLE["chain"]["languages"][0])
+    host_port, path = endpoint.removeprefix("https://").split("/", 1)
+    host, port = host_port.rsplit(":", 1)
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "chain", "arguments": {}, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {},
+        "progressToken": "cross-1"}}}
+    headers = {**cross.request_headers(), "X-Tenant": tenant, "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28",
+               "Mcp-Method": "tools/call", "Mcp-Name": "chain"}
+    connection = http.client.HTTPSConnection(host, int(port), context=cross.operator, timeout=30)
+    try:
+        connection.request("POST", "/" + path, body=json.dumps(body), headers=headers)
+        response = connection.getresponse()
+        assert response.getheader("content-type") == "text/event-stream", response.getheader("content-type")
+        for line in response:
+            if line.startswith(b"data: "):
+                yield json.loads(line[len(b"data: "):])
+    finally:
+        connection.close()
+
+
+def test_the_last_hops_progress_reaches_the_first_caller_through_every_language(cross: CrossMesh) -> None:
+    cross.enter("live")
+    messages = list(chain_events(cross, "acme"))
+    progress = [m["params"] for m in messages if m.get("method") == "notifications/progress"]
+    assert progress == [{"progressToken": "cross-1", "progress": 1.0, "total": 1.0, "message": "the end of the chain"}]
+    hop, languages = messages[-1]["result"]["structuredContent"], []
+    while hop is not None:
+        languages.append(hop["language"])
+        hop = hop["next"]
+    assert languages == TABLE["chain"]["languages"]
+
+
+def test_a_first_caller_that_goes_away_cancels_the_last_hop_through_every_language(cross: CrossMesh) -> None:
+    cross.enter("live")
+    last = cross.callees[TABLE["chain"]["languages"][-1]].process
+    events = chain_events(cross, "hang")
+    first = next(events)  # the last hop's progress: every hop is waiting on the next
+    assert first.get("method") == "notifications/progress", first
+    closed = time.monotonic()
+    events.close()
+    last.wait_for_line(re.compile(r"^chain: cancelled$", re.MULTILINE), timeout=10)
+    # Three hops to cross, 100 ms each at most; the log line is polled every 50 ms.
+    assert time.monotonic() - closed < 0.3 + 0.1, f"cancelled after {time.monotonic() - closed:.3f} s"
 
 
 # Headers a caller sets on purpose: the test calls each language's echo itself.

@@ -24,7 +24,7 @@ from ._errors import (
     TransportError,
 )
 from ._native import RequestContext
-from ._tools import Proxy, ToolSpec
+from ._tools import LogMessage, Progress, Proxy, StreamedCall, ToolSpec
 
 __all__ = [
     "Agent",
@@ -32,6 +32,8 @@ __all__ = [
     "EmbeddedResource",
     "Image",
     "InputRequired",
+    "LogMessage",
+    "Progress",
     "PromptMessage",
     "ResourceLink",
     "Text",
@@ -47,6 +49,7 @@ __all__ = [
     "RateLimitedError",
     "RemoteToolError",
     "RequestContext",
+    "StreamedCall",
     "TimeoutError",
     "TlsError",
     "ToolError",

@@ -187,6 +187,7 @@ class Agent:
 
     async def _answer(self, tool: str, arguments_json: str, context: Any, responder: Any) -> None:
         _current.set(context)  # this task's own copy of the context: visible to the handler only
+        _cancel_with_request(context)
         spec = self._specs[tool]  # core invokes only the tools it was given, and refuses others itself
         try:
             result = await spec.invoke(json.loads(arguments_json), self._proxies.get(tool, {}))
@@ -237,6 +238,7 @@ class Agent:
 
     async def _answer_catalog(self, request: dict[str, Any], context: Any, responder: Any) -> None:
         _current.set(context)
+        _cancel_with_request(context)
         what = f"resource {request.get('uri')!r}" if request["kind"] == "readResource" else f"prompt {request['name']!r}"
         try:
             if request["kind"] == "readResource":
@@ -377,3 +379,23 @@ def _weakly(method: Callable[..., Any]) -> Callable[..., Any]:
         return None if target is None else target(*args)
 
     return call
+
+
+def _cancel_with_request(context: Any) -> None:
+    """The running handler task is cancelled (``asyncio.CancelledError`` in the handler) when the
+    request it serves is: its caller went away, sent ``notifications/cancelled``, or its deadline
+    passed. Core decides when; this only names the task."""
+    task = asyncio.current_task()
+    if task is None:
+        return
+    # Weakly: core holds the callback as long as the request's context, which the task's own
+    # context variables hold; a strong reference would make a cycle through Rust that Python's
+    # collector cannot see, and keep every finished task alive.
+    task_ref = weakref.ref(task)
+
+    def cancel() -> None:
+        running = task_ref()
+        if running is not None:
+            running.cancel()
+
+    context.on_cancel(cancel, task.get_loop())

@@ -56,6 +56,21 @@ class Proxy:
         native.call(self._tool, self._index, _json.encode(arguments or {}), _current.get(), _call_headers.get(), future)
         return json.loads(await future)
 
+    def stream(self, **arguments: Any) -> "StreamedCall":
+        """Calls the dependency and yields what its callee reports while it runs, as
+        ``toolmesh.Progress`` and ``toolmesh.LogMessage``; awaiting the call gives its result::
+
+            call = fetch.stream(url=url)
+            async for update in call:
+                if isinstance(update, toolmesh.Progress):
+                    toolmesh.context().report_progress(update.progress / 2, total=1)
+            page = await call
+
+        Such a call's reports are the handler's to re-emit or transform: core does not relay
+        them to the handler's own caller as it does for ``await proxy(...)``.
+        """
+        return StreamedCall(self, arguments)
+
     def call_sync(self, **arguments: Any) -> Any:
         """Blocking form for synchronous tools, which run in a worker thread: runs the call on
         the agent's loop and waits for it (core's call timeout bounds the wait)."""
@@ -230,3 +245,57 @@ def _is_proxy_hint(hint: Any) -> bool:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return Proxy in typing.get_args(hint)
     return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """Progress a dependency's callee reported: ``progress`` so far, of ``total`` if known."""
+
+    progress: float
+    total: Optional[float] = None
+    message: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LogMessage:
+    """A log message a dependency's callee sent: MCP's ``level``, any JSON ``data``, a ``logger``."""
+
+    level: str
+    data: Any
+    logger: Optional[str] = None
+
+
+class StreamedCall:
+    """A dependency call in flight (``Proxy.stream``): an async iterator of its callee's
+    reports, in order, ending when the call ends; awaited, the call's result (or its error)."""
+
+    def __init__(self, proxy: Proxy, arguments: Mapping[str, Any]) -> None:
+        self._updates: asyncio.Queue[Optional[str]] = asyncio.Queue()
+        self._future = asyncio.get_running_loop().create_future()
+        native = proxy._agent._native_for_calls()
+        native.call(proxy._tool, proxy._index, _json.encode(dict(arguments)), _current.get(), _call_headers.get(), self._future,
+                    self._updates.put_nowait)
+        # Core hands over every report before the result, on this loop: the end comes last.
+        self._future.add_done_callback(lambda _: self._updates.put_nowait(None))
+        self._ended = False
+
+    def __aiter__(self) -> "StreamedCall":
+        return self
+
+    async def __anext__(self) -> "Progress | LogMessage":
+        if self._ended:
+            raise StopAsyncIteration
+        update = await self._updates.get()
+        if update is None:
+            self._ended = True
+            raise StopAsyncIteration
+        fields = json.loads(update)
+        if fields.pop("kind") == "progress":
+            return Progress(**fields)
+        return LogMessage(**fields)
+
+    def __await__(self) -> Any:
+        return self._result().__await__()
+
+    async def _result(self) -> Any:
+        return json.loads(await self._future)

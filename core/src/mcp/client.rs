@@ -159,11 +159,14 @@ impl McpClient {
         let tool = call.as_ref().map(|c| c.tool);
         let arguments = call.as_ref().map(|c| c.arguments);
         let traceparent = hop.traceparent();
-        let deadline_ms = context.deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64);
+        // Rounded up: the callee's deadline never comes before ours, so that at our deadline we
+        // drop the call (and the callee is cancelled) rather than race its own timeout.
+        let deadline_ms =
+            context.deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()).as_micros().div_ceil(1000) as u64);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let observer = context.on_notification.as_ref().filter(|_| call.is_some());
-        let meta =
-            RequestMeta { traceparent: &traceparent, tracestate: hop.tracestate.as_deref(), deadline_ms, observed: observer.is_some() };
+        let asks = observer.map(|o| (o.wants_progress(), o.log_level()));
+        let meta = RequestMeta { traceparent: &traceparent, tracestate: hop.tracestate.as_deref(), deadline_ms, asks };
         let body = request_body(id, method, tool, arguments, meta);
         let unbuildable = |what: String| RequestError {
             error: Error::new(ErrorKind::InvalidConfig, format!("cannot build a request to {endpoint}: {what}")),
@@ -347,12 +350,13 @@ struct RequestMeta<'a> {
     traceparent: &'a Traceparent,
     tracestate: Option<&'a str>,
     deadline_ms: Option<u64>,
-    /// Ask for progress (the request's id is its token) and every log message.
-    observed: bool,
+    /// What the caller's observer asks for: progress (the request's id is its token), and log
+    /// messages from a level up.
+    asks: Option<(bool, Option<crate::report::LogLevel>)>,
 }
 
 fn request_body(id: u64, method: &str, tool: Option<&str>, arguments: Option<&Value>, meta: RequestMeta<'_>) -> Vec<u8> {
-    let RequestMeta { traceparent, tracestate, deadline_ms, observed } = meta;
+    let RequestMeta { traceparent, tracestate, deadline_ms, asks } = meta;
     fn json(body: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
         serde_json::to_writer(body, value).expect("JSON values always serialize into a Vec");
     }
@@ -387,12 +391,17 @@ fn request_body(id: u64, method: &str, tool: Option<&str>, arguments: Option<&Va
         body.push(b':');
         json(&mut body, &deadline_ms);
     }
-    if observed {
+    let (progress, log_level) = asks.unwrap_or_default();
+    if progress {
         body.extend_from_slice(br#","progressToken":"#);
         json(&mut body, &id);
+    }
+    if let Some(level) = log_level {
         body.extend_from_slice(br#",""#);
         body.extend_from_slice(META_LOG_LEVEL.as_bytes());
-        body.extend_from_slice(br#"":"debug""#);
+        body.extend_from_slice(br#"":""#);
+        body.extend_from_slice(level.as_str().as_bytes());
+        body.push(b'"');
     }
     body.extend_from_slice(b"}}}");
     body
@@ -498,7 +507,7 @@ mod tests {
             meta
         };
         let traceparent = trace.traceparent();
-        let call_meta = RequestMeta { traceparent: &traceparent, tracestate: Some("k=v"), deadline_ms: Some(5), observed: false };
+        let call_meta = RequestMeta { traceparent: &traceparent, tracestate: Some("k=v"), deadline_ms: Some(5), asks: None };
         let call = request_body(7, "tools/call", Some("a \"quoted\" tool"), Some(&json!({"a": [1, "x"]})), call_meta);
         assert_eq!(
             serde_json::from_slice::<Value>(&call).unwrap(),
@@ -511,7 +520,7 @@ mod tests {
             "tools/list",
             None,
             None,
-            RequestMeta { traceparent: &traceparent, tracestate: None, deadline_ms: None, observed: false },
+            RequestMeta { traceparent: &traceparent, tracestate: None, deadline_ms: None, asks: None },
         );
         assert_eq!(
             serde_json::from_slice::<Value>(&list).unwrap(),
@@ -522,13 +531,32 @@ mod tests {
             "tools/call",
             Some("t"),
             Some(&json!({})),
-            RequestMeta { traceparent: &traceparent, tracestate: None, deadline_ms: None, observed: true },
+            RequestMeta {
+                traceparent: &traceparent,
+                tracestate: None,
+                deadline_ms: None,
+                asks: Some((true, Some(crate::report::LogLevel::Debug))),
+            },
         );
         assert_eq!(
             serde_json::from_slice::<Value>(&observed).unwrap(),
             json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "t", "arguments": {},
                 "_meta": meta(json!({"progressToken": 9, META_LOG_LEVEL: "debug"}))}})
         );
+        // A relay asks for no more than its own caller lets through.
+        let relayed = request_body(
+            10,
+            "tools/call",
+            Some("t"),
+            Some(&json!({})),
+            RequestMeta {
+                traceparent: &traceparent,
+                tracestate: None,
+                deadline_ms: None,
+                asks: Some((false, Some(crate::report::LogLevel::Warning))),
+            },
+        );
+        assert_eq!(serde_json::from_slice::<Value>(&relayed).unwrap()["params"]["_meta"], meta(json!({META_LOG_LEVEL: "warning"})));
     }
 
     #[test]

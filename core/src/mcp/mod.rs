@@ -83,21 +83,23 @@ pub const REQUIRABLE_CLIENT_CAPABILITIES: &[&str] = &["elicitation", "roots", "s
 /// one a client can declare ([`REQUIRABLE_CLIENT_CAPABILITIES`]), once.
 pub fn check_tool_contract(output_schema: Option<&serde_json::Value>, required_client_capabilities: &[String]) -> Result<(), String> {
     if let Some(schema) = output_schema {
-        if schema.get("type").and_then(serde_json::Value::as_str) != Some("object") {
+        let declared = schema.get("type");
+        if declared.and_then(serde_json::Value::as_str) != Some("object") {
+            let got = declared.map_or_else(|| "none".to_owned(), ToString::to_string);
             return Err(format!(
-                "the output schema must be a JSON Schema object with \"type\": \"object\" (MCP's structuredContent is an object), got {schema}"
+                "output_schema.type must be \"object\" (an output schema describes MCP's structuredContent, an object), got {got}"
             ));
         }
     }
     for (i, capability) in required_client_capabilities.iter().enumerate() {
         if !REQUIRABLE_CLIENT_CAPABILITIES.contains(&capability.as_str()) {
             return Err(format!(
-                "required client capability '{capability}' is not one a client can declare; use {}",
+                "required_client_capabilities[{i}]: {capability:?} is not a capability a client can declare; use {}",
                 REQUIRABLE_CLIENT_CAPABILITIES.join(", ")
             ));
         }
         if required_client_capabilities[..i].contains(capability) {
-            return Err(format!("required client capability '{capability}' is listed twice"));
+            return Err(format!("required_client_capabilities[{i}]: {capability:?} is listed twice"));
         }
     }
     Ok(())

@@ -14,6 +14,7 @@
 mod catalog;
 mod era;
 mod http_checks;
+mod in_flight;
 mod methods;
 mod reply;
 mod request;
@@ -32,8 +33,9 @@ use era::{check_modern_request, era_of, Era};
 use http::{HeaderMap, Method, Response, StatusCode};
 use http_checks::check_http_headers;
 use hyper::body::Incoming;
+use in_flight::InFlight;
 use reply::{accepted, json_ok, rpc_error, RpcError};
-use request::{read_request, ObjectOr, Params, Request};
+use request::{read_request, Notice, ObjectOr, Params, Request};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -59,6 +61,8 @@ pub struct McpServer {
     tracer: Tracer,
     /// Seals the state of input-required answers (a key of this run of the agent).
     seal: Arc<input::StateSeal>,
+    /// Legacy calls in flight, for `notifications/cancelled` to find.
+    in_flight: Arc<InFlight>,
 }
 
 impl McpServer {
@@ -66,7 +70,17 @@ impl McpServer {
     pub fn new(info: ServerInfo, tools: Arc<LocalTools>, propagate: HeaderAllowList, gate: Arc<Gate>) -> Self {
         let info_json = Arc::from(serde_json::value::to_raw_value(&info).expect("two strings always serialize"));
         let metrics = Arc::new(ServerMetrics::new(tools.tools().iter().map(|t| t.name.as_str())));
-        McpServer { info, info_json, tools, propagate, gate, metrics, tracer: Tracer::default(), seal: Arc::new(input::StateSeal::new()) }
+        McpServer {
+            info,
+            info_json,
+            tools,
+            propagate,
+            gate,
+            metrics,
+            tracer: Tracer::default(),
+            seal: Arc::new(input::StateSeal::new()),
+            in_flight: Arc::default(),
+        }
     }
 
     /// Records a server span of each request `tracer` samples.
@@ -110,8 +124,13 @@ impl McpServer {
     /// Each request read is timed and counted in [`McpServer::metrics`].
     pub async fn handle_message(&self, headers: &HeaderMap, body: &[u8], peer: &PeerInfo) -> Response<Body> {
         let Request { id, method, params } = match read_request(body) {
-            Ok(Some(request)) => request,
-            Ok(None) => return accepted(),
+            Ok(Ok(request)) => request,
+            Ok(Err(Notice::Cancelled(request_id))) => {
+                let cancelled = self.in_flight.cancel(&peer.identity, request_id.get());
+                tracing::debug!(caller = %peer.identity, request = request_id.get(), cancelled, "notifications/cancelled");
+                return accepted();
+            }
+            Ok(Err(Notice::Ignored)) => return accepted(),
             Err(e) => return rpc_error(RawValue::NULL, e),
         };
         let mut operation = self.metrics.start(&method);

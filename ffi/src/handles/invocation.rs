@@ -3,9 +3,9 @@
 use crate::boundary::{c_string_lossy, catch_panic, guarded, handle_arg, report, str_arg};
 use crate::error::{toolmesh_error, Failure};
 use crate::result::*;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{Completion, HostError};
 use toolmesh_core::report::LogLevel;
@@ -32,12 +32,30 @@ pub struct toolmesh_invocation {
     /// The propagated headers as C strings: lowercase name, value.
     headers: Vec<(String, CString)>,
     trace_id: Option<CString>,
+    /// The handler's cancel callback, emptied when the invocation is answered or freed, so that
+    /// it never runs after (answering waits for a callback that is running).
+    on_cancel: Arc<Mutex<Option<CancelCallback>>>,
     /// The caller's identity and the client's declared capabilities (JSON) as C strings, made on
     /// first use: most handlers never ask.
     caller: OnceLock<Option<CString>>,
     client_capabilities: OnceLock<Option<CString>>,
     input: OnceLock<Option<CString>>,
 }
+
+/// A C cancel callback and its argument.
+struct CancelCallback {
+    callback: toolmesh_cancel_callback,
+    user_data: *mut c_void,
+}
+
+// SAFETY: the C contract of `toolmesh_invocation_on_cancel`: the callback may run on any thread,
+// with `user_data`, which the handler keeps valid until it answers the invocation.
+unsafe impl Send for CancelCallback {}
+
+/// Called once when the request an invocation serves is cancelled; see
+/// `toolmesh_invocation_on_cancel`.
+#[allow(non_camel_case_types)]
+pub type toolmesh_cancel_callback = extern "C" fn(user_data: *mut c_void);
 
 impl toolmesh_invocation {
     pub(crate) fn new(subject: String, context: Arc<RequestContext>, completion: Completion) -> Self {
@@ -50,6 +68,7 @@ impl toolmesh_invocation {
             completion,
             headers,
             trace_id,
+            on_cancel: Arc::default(),
             caller: OnceLock::new(),
             client_capabilities: OnceLock::new(),
             input: OnceLock::new(),
@@ -160,6 +179,68 @@ pub unsafe extern "C" fn toolmesh_invocation_input(invocation: *const toolmesh_i
         });
         input.as_ref().map_or(ptr::null(), |c| c.as_ptr())
     })
+}
+
+/// Whether the request this invocation serves was cancelled: its caller closed the stream or
+/// sent `notifications/cancelled`, or its deadline passed. Progress and log messages are
+/// dropped from then on, dependency calls made with it fail with `TOOLMESH_CANCELLED`, and no
+/// one waits for its answer (it must still be answered or freed). False for NULL. Use it from
+/// any thread while the invocation is unanswered.
+///
+/// # Safety
+/// `invocation` is NULL or a live, unanswered invocation, borrowed for the call.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_cancelled(invocation: *const toolmesh_invocation) -> bool {
+    catch_panic(false, || {
+        // SAFETY: NULL or live, as the caller guarantees.
+        unsafe { invocation.as_ref() }.is_some_and(|i| i.context.is_cancelled())
+    })
+}
+
+/// Registers `callback`, called once with `user_data` when the request this invocation serves
+/// is cancelled (as `toolmesh_invocation_cancelled` tells), at once if it already is. It runs
+/// on a toolmesh thread, must not block, and must not answer the invocation itself: it should
+/// only tell the handler's own thread (set a flag, signal a condition, write to a pipe). It
+/// never runs once the invocation is answered or freed; answering waits for a callback that is
+/// running. A second registration replaces the first.
+///
+/// Returns `TOOLMESH_NULL_ARGUMENT` for a NULL invocation.
+///
+/// # Safety
+/// `invocation` is NULL or a live, unanswered invocation, borrowed for the call. `user_data`
+/// stays valid, and `callback` safe to call from any thread, until the invocation is answered.
+/// `error_out` is NULL or points to storage for one pointer that receives, on failure only, a
+/// new `toolmesh_error` owned by the caller, who frees it with `toolmesh_error_free`.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_on_cancel(
+    invocation: *const toolmesh_invocation,
+    callback: toolmesh_cancel_callback,
+    user_data: *mut c_void,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    let outcome = guarded("toolmesh_invocation_on_cancel", || {
+        // SAFETY: NULL or live, as the caller guarantees.
+        let invocation = unsafe { handle_arg(invocation, "invocation") }?;
+        let first = invocation
+            .on_cancel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(CancelCallback { callback, user_data })
+            .is_none();
+        if first {
+            let slot = invocation.on_cancel.clone();
+            invocation.context.on_cancel(move || {
+                let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(CancelCallback { callback, user_data }) = slot.take() {
+                    // A panic cannot cross from C; one in Rust here would poison only this slot.
+                    callback(user_data);
+                }
+            });
+        }
+        Ok(())
+    });
+    // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
+    unsafe { report(outcome, error_out) }
 }
 
 /// Reports the handler's progress to the caller of the tool: `progress` so far, of `total` (NaN:
@@ -518,7 +599,10 @@ unsafe fn take(invocation: *mut toolmesh_invocation) -> Result<Box<toolmesh_invo
         return Err(Failure::null_argument("invocation"));
     }
     // SAFETY: created by `Box::into_raw` when it was handed to `invoke`; answered (freed) once.
-    Ok(unsafe { Box::from_raw(invocation) })
+    let invocation = unsafe { Box::from_raw(invocation) };
+    // Answered or freed from here on: the cancel callback must not run any more.
+    invocation.on_cancel.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+    Ok(invocation)
 }
 
 /// A failure message never fails: NULL is an empty message (core words it like every language's

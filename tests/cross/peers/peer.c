@@ -251,6 +251,18 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
   } else if (strcmp(tool, "chain") == 0 && next_hop() != NULL) {
     call_dependency(state, invocation, tool, "{}", NULL, finish_hop, here(invocation));
   } else if (strcmp(tool, "chain") == 0) {
+    /* The end of the chain reports progress; core relays it to the first caller, through hops
+     * that do nothing for it. A chain entered with x-tenant "hang" waits here until the first
+     * caller goes away: core cancels every hop down to this one. */
+    toolmesh_invocation_progress(invocation, 1, 1, "the end of the chain", NULL);
+    const char *tenant = toolmesh_invocation_header(invocation, "x-tenant");
+    if (tenant && strcmp(tenant, "hang") == 0) {
+      while (!toolmesh_invocation_cancelled(invocation)) nanosleep(&(struct timespec){.tv_nsec = 5 * 1000000}, NULL);
+      fprintf(stderr, "chain: cancelled\n");
+      fflush(stderr);
+      toolmesh_invocation_fail(invocation, "cancelled", NULL);
+      return;
+    }
     json_t *seen = here(invocation);
     json_object_set_new(seen, "next", json_null());
     complete(invocation, seen);

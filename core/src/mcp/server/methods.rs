@@ -4,11 +4,12 @@
 //! that declare them.
 
 use super::era::{check_param_headers, supported_versions, Era};
+use super::in_flight::InFlight;
 use super::reply::{
     json_ok, rpc_error, CallResult, ErrorMeta, ResultMeta, RichCallResult, RpcError, Structured, TextContent, ToolErrorContent,
 };
 use super::request::{Params, Raw, RequestMeta};
-use super::stream::{event_stream, reporter_for, CancelUnlessAnswered, HandlerOutputOrError};
+use super::stream::{event_stream, reporter_for, HandlerOutputOrError};
 use super::{McpServer, PeerInfo};
 use crate::authorize::Caller;
 use crate::context::{InputAnswers, RequestContext, TraceContext};
@@ -17,6 +18,7 @@ use crate::host::{Catalog, HandlerOutput, InputRequired};
 use crate::mcp::input::StateSeal;
 use crate::mcp::*;
 use crate::metrics::{Outcome, ServerOperation};
+use crate::report::CancelUnlessAnswered;
 use crate::server::Body;
 use crate::trace::{Span, SpanKind};
 use http::header::HeaderName;
@@ -244,8 +246,10 @@ impl McpServer {
             // Input requests and their answers are of the 2026-07-28 era only.
             (Era::Legacy, _) => None,
         };
-        let reporter = Arc::new(reporter);
         let mut context = self.inbound_context(headers, params.meta(), trace);
+        let reporter = Arc::new(reporter.with_deadline(context.deadline));
+        // A legacy caller cancels with `notifications/cancelled` naming this request's id.
+        let registered = (era == Era::Legacy).then(|| InFlight::register(&self.in_flight, &peer.identity, id.get(), &reporter));
         context.caller = Some(Arc::from(peer.identity.as_str()));
         context.client_capabilities = client_capabilities.clone();
         context.input = input;
@@ -264,12 +268,13 @@ impl McpServer {
                 }
             }
         };
-        let abandoned = CancelUnlessAnswered(Some(reporter.clone()));
+        let abandoned = CancelUnlessAnswered::new(reporter.clone());
         let info_json = self.info_json.clone();
         let asking = Asking { tool: tool.clone(), seal: self.seal.clone(), declared: client_capabilities };
         let finish = move |id: &RawValue, outcome: HandlerOutputOrError| {
             // Holds the call's place in a concurrency limit until the handler has answered.
             drop(admitted);
+            drop(registered);
             operation.ended(outcome_of(&outcome));
             tool_answer(era, id, &info_json, outcome, &asking)
         };

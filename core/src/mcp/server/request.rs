@@ -27,9 +27,16 @@ pub(super) struct Request<'a> {
     pub(super) params: Option<ObjectOr<Params<'a>>>,
 }
 
-/// Reads and checks a JSON-RPC message: `Ok(None)` for one that gets no answer (a notification,
-/// or a response a stateless server has nothing to match with).
-pub(super) fn read_request(body: &[u8]) -> Result<Option<Request<'_>>, RpcError> {
+/// A message that gets no answer but may still do something.
+pub(super) enum Notice<'a> {
+    /// `notifications/cancelled`: the id (its JSON) of the request the caller gave up on.
+    Cancelled(&'a RawValue),
+    /// Any other notification, or a response a stateless server has nothing to match with.
+    Ignored,
+}
+
+/// Reads and checks a JSON-RPC message: `Ok(Err(notice))` for one that gets no answer.
+pub(super) fn read_request(body: &[u8]) -> Result<Result<Request<'_>, Notice<'_>>, RpcError> {
     // One UTF-8 check of the whole body costs less than serde_json's check of every string. A
     // body that fails it is read as bytes, only for serde_json's own error message.
     let parsed = match std::str::from_utf8(body) {
@@ -47,15 +54,23 @@ pub(super) fn read_request(body: &[u8]) -> Result<Option<Request<'_>>, RpcError>
     }
     let Some(method) = envelope.method.and_then(Raw::as_str) else {
         // A response or a malformed message: a stateless server has nothing to match it with.
-        return if envelope.result.is_some() || envelope.error.is_some() { Ok(None) } else { Err(RpcError::invalid_request("no method")) };
+        return if envelope.result.is_some() || envelope.error.is_some() {
+            Ok(Err(Notice::Ignored))
+        } else {
+            Err(RpcError::invalid_request("no method"))
+        };
     };
     let Some(id) = envelope.id else {
-        return Ok(None); // a notification
+        let cancelled = match (method.as_ref(), &envelope.params) {
+            ("notifications/cancelled", Some(ObjectOr::Object(params))) => params.request_id.filter(|id| id.is_string_or_number()),
+            _ => None,
+        };
+        return Ok(Err(cancelled.map_or(Notice::Ignored, |id| Notice::Cancelled(id.0))));
     };
     if !id.is_string_or_number() {
         return Err(RpcError::invalid_request("id must be a string or an integer"));
     }
-    Ok(Some(Request { id: id.0, method, params: envelope.params }))
+    Ok(Ok(Request { id: id.0, method, params: envelope.params }))
 }
 
 /// A JSON-RPC message: the members the server reads.
@@ -107,6 +122,9 @@ pub(super) struct Params<'a> {
     /// `tools/call` answering input requests: the sealed state the earlier answer carried.
     #[serde(rename = "requestState", borrow, default)]
     pub(super) request_state: Option<Raw<'a>>,
+    /// `notifications/cancelled`: the request the caller gave up on.
+    #[serde(rename = "requestId", borrow, default)]
+    pub(super) request_id: Option<Raw<'a>>,
     /// `initialize`.
     #[serde(rename = "protocolVersion", borrow, default)]
     pub(super) protocol_version: Option<Raw<'a>>,

@@ -42,24 +42,6 @@ pub(super) fn reporter_for(era: Era, meta: Option<&RequestMeta>) -> Result<(Repo
     Ok(Reporter::new(token, level))
 }
 
-/// Cancels the request when dropped while armed: its answer was abandoned (the client closed
-/// the connection while the handler ran).
-pub(super) struct CancelUnlessAnswered(pub(super) Option<Arc<Reporter>>);
-
-impl CancelUnlessAnswered {
-    pub(super) fn answered(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for CancelUnlessAnswered {
-    fn drop(&mut self) {
-        if let Some(reporter) = self.0.take() {
-            reporter.cancel();
-        }
-    }
-}
-
 /// Answers as an event stream: the priming event and `first` now, then each notification as the
 /// handler sends it, then the result that `answer` makes once the handler answered (its bytes
 /// are one JSON-RPC response). The stream's closing before the result cancels the request.

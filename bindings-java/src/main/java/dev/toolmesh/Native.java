@@ -110,6 +110,33 @@ final class Native {
 
     static native boolean cancelled(long context);
 
+    /** Watches {@code context}'s request; false when the context is released. */
+    private static native boolean onCancel(long context, long watchId);
+
+    private static final ConcurrentHashMap<Long, Runnable> CANCEL_WATCHES = new ConcurrentHashMap<>();
+    private static final AtomicLong NEXT_WATCH = new AtomicLong();
+
+    /**
+     * Runs {@code action} off core's threads once the request behind {@code context} is cancelled
+     * (at once if it is); the returned watch, closed, forgets it.
+     */
+    static AutoCloseable watchCancel(long context, Runnable action) {
+        long id = NEXT_WATCH.incrementAndGet();
+        CANCEL_WATCHES.put(id, action);
+        if (!onCancel(context, id)) {
+            CANCEL_WATCHES.remove(id);
+        }
+        return () -> CANCEL_WATCHES.remove(id);
+    }
+
+    /** Called by the native library on a core thread: only hands the watch's action to a pool. */
+    static void onCancelled(long watchId) {
+        Runnable action = CANCEL_WATCHES.remove(watchId);
+        if (action != null) {
+            FALLBACK.execute(action);
+        }
+    }
+
     /**
      * Calls a dependency; the future completes on {@code executor}, with {@code context} as the
      * thread's current request context, so continuations see it and the calls they make carry it.

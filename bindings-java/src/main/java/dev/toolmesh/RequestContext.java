@@ -147,9 +147,23 @@ public final class RequestContext {
         return log(level, data, null);
     }
 
-    /** Whether the caller went away (it closed the stream): reports are dropped from then on. */
+    /**
+     * Whether the request was cancelled: its caller closed the stream or sent
+     * {@code notifications/cancelled}, or its deadline passed. Reports are dropped from then on,
+     * and the dependency calls it makes fail with {@code CANCELLED}.
+     */
     public boolean cancelled() {
         return Native.cancelled(handle);
+    }
+
+    /**
+     * Runs {@code action} once when the request is cancelled (at once if it already is), on a
+     * toolmesh pool thread. The agent already does this for every handler: a handler's thread is
+     * interrupted while it runs, and the {@code CompletableFuture} it returned is cancelled; use
+     * this for anything else the handler started. Closing the returned watch forgets it.
+     */
+    public AutoCloseable onCancel(Runnable action) {
+        return Native.watchCancel(handle, action);
     }
 
     @Override

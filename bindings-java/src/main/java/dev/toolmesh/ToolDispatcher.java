@@ -151,16 +151,22 @@ final class ToolDispatcher {
 
     private void run(long agent, String name, String argumentsJson, RequestContext context, Responder responder) {
         Object result;
+        Cancellation cancellation = new Cancellation(Thread.currentThread());
+        AutoCloseable watch = context.onCancel(cancellation::cancel);
         try {
             ToolDefinition tool = tools.get(name); // core invokes only the tools it was given, and refuses others itself
             JsonNode arguments = Json.MAPPER.readTree(argumentsJson);
             result = tool.handler().handle(new Invocation(agent, tool, arguments, context, executor));
         } catch (Throwable thrown) {
+            cancellation.returned(null);
+            close(watch);
             fail("tool '" + name + "'", responder, thrown);
             return;
         }
         if (result instanceof CompletionStage<?> stage) {
+            cancellation.returned(stage.toCompletableFuture());
             stage.whenComplete((value, thrown) -> {
+                close(watch);
                 if (thrown != null) {
                     fail("tool '" + name + "'", responder, thrown);
                 } else {
@@ -168,7 +174,58 @@ final class ToolDispatcher {
                 }
             });
         } else {
+            cancellation.returned(null);
+            close(watch);
             answer(name, responder, result);
+        }
+    }
+
+    private static void close(AutoCloseable watch) {
+        try {
+            watch.close();
+        } catch (Exception cannotHappen) {
+            throw new IllegalStateException(cannotHappen);
+        }
+    }
+
+    /**
+     * What a cancelled request stops: the handler's thread while the handler runs on it
+     * (interrupted), then the future it returned (cancelled). The interrupt never reaches the
+     * thread after the handler returned: both happen under one lock, and the thread's interrupt
+     * status is cleared as it leaves, so the executor's next task does not inherit it. The future
+     * is held weakly: a handler that forgets its future still gets HANDLER_DROPPED once it is
+     * collected (this watch, a few bytes, stays registered until the request ends).
+     */
+    private static final class Cancellation {
+        private Thread running;
+        private java.lang.ref.WeakReference<java.util.concurrent.CompletableFuture<?>> future;
+        private boolean cancelled;
+
+        Cancellation(Thread running) {
+            this.running = running;
+        }
+
+        synchronized void cancel() {
+            cancelled = true;
+            if (running != null) {
+                running.interrupt();
+            } else if (future != null && future.get() != null) {
+                future.get().cancel(true);
+            }
+        }
+
+        synchronized void returned(java.util.concurrent.CompletableFuture<?> returned) {
+            if (running == Thread.currentThread()) {
+                Thread.interrupted();
+            }
+            running = null;
+            if (returned == null) {
+                return;
+            }
+            future = new java.lang.ref.WeakReference<>(returned);
+            if (cancelled) {
+                returned.cancel(true);
+            }
         }
     }
 
@@ -212,6 +269,12 @@ final class ToolDispatcher {
         if (cause instanceof ToolmeshException mesh) {
             // A mesh call the handler made failed: the caller gets that error, code and all.
             responder.fail(mesh.code(), mesh.getMessage());
+            return;
+        }
+        if (cause instanceof java.util.concurrent.CancellationException) {
+            // The request was cancelled and its future with it: no one waits for this answer,
+            // and it is no bug to log.
+            responder.fail(what + " was cancelled");
             return;
         }
         // The caller sees the exception's own message, as in every language; its class and

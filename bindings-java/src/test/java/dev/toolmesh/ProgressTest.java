@@ -3,6 +3,7 @@ package dev.toolmesh;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -12,7 +13,11 @@ import dev.toolmesh.testkit.Mesh;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -32,6 +37,7 @@ class ProgressTest {
     private static MeshAgent agent;
     private static Mcp operator;
     private static final List<Object> seen = new CopyOnWriteArrayList<>();
+    private static final BlockingQueue<String> cancellations = new LinkedBlockingQueue<>();
 
     @BeforeAll
     static void startAgent() {
@@ -49,6 +55,27 @@ class ProgressTest {
                     seen.add(refused.kind() + ": " + refused.getMessage());
                     seen.add(context.cancelled());
                     return "crunched";
+                }).build())
+                // Blocks its thread until the request is cancelled (its deadline, below).
+                .tool(ToolDefinition.builder("sleeps").handler(call -> {
+                    long started = System.nanoTime();
+                    try {
+                        Thread.sleep(30_000);
+                        cancellations.add("slept through");
+                    } catch (InterruptedException interrupted) {
+                        cancellations.add("interrupted after " + (System.nanoTime() - started) / 1_000_000 + " ms, cancelled "
+                                + Toolmesh.context().orElseThrow().cancelled());
+                    }
+                    return "woke";
+                }).build())
+                // Returns a future no one completes: the request's cancellation cancels it.
+                .tool(ToolDefinition.builder("pends").handler(call -> {
+                    CompletableFuture<String> never = new CompletableFuture<>();
+                    long started = System.nanoTime();
+                    never.whenComplete((value, thrown) -> cancellations.add(
+                            (never.isCancelled() ? "future cancelled after " : "future completed after ")
+                                    + (System.nanoTime() - started) / 1_000_000 + " ms"));
+                    return never;
                 }).build())
                 .start();
     }
@@ -86,5 +113,34 @@ class ProgressTest {
         assertEquals(1, messages.size());
         assertEquals("crunched", messages.get(0).path("result").path("structuredContent").asText());
         assertFalse(messages.get(0).has("method"));
+    }
+
+    /** How many milliseconds a cancellation note says it took. */
+    private static long millis(String note) {
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("after (\\d+) ms").matcher(note);
+        assertTrue(m.find(), note);
+        return Long.parseLong(m.group(1));
+    }
+
+    @Test
+    void aHandlersThreadIsInterruptedWhenItsRequestsDeadlinePasses() throws InterruptedException {
+        cancellations.clear();
+        List<JsonNode> messages = operator.messages(agent.endpoint(), "sleeps", Map.of(), Map.of("dev.toolmesh/deadlineMs", 300));
+        assertEquals("woke", messages.get(messages.size() - 1).path("result").path("structuredContent").asText());
+        String note = cancellations.poll(10, TimeUnit.SECONDS);
+        assertTrue(note != null && note.startsWith("interrupted after ") && note.endsWith("cancelled true"), String.valueOf(note));
+        long waited = millis(note);
+        assertTrue(waited >= 250 && waited < 400, note);
+    }
+
+    @Test
+    void theFutureAHandlerReturnedIsCancelledWithItsRequest() throws InterruptedException {
+        cancellations.clear();
+        List<JsonNode> messages = operator.messages(agent.endpoint(), "pends", Map.of(), Map.of("dev.toolmesh/deadlineMs", 300));
+        assertTrue(messages.get(messages.size() - 1).path("result").path("isError").asBoolean(), messages.toString());
+        String note = cancellations.poll(10, TimeUnit.SECONDS);
+        assertTrue(note != null && note.startsWith("future cancelled after "), String.valueOf(note));
+        long waited = millis(note);
+        assertTrue(waited >= 250 && waited < 400, note);
     }
 }

@@ -105,7 +105,7 @@ class ToolContractTest {
                 .options(certs.options("contract"))
                 .tool(ToolDefinition.builder("odd").requiresClientCapabilities("telepathy").handler(call -> "never").build())
                 .start());
-        assertTrue(e.getMessage().contains("tool 'odd': required client capability 'telepathy' is not one a client can declare"),
+        assertTrue(e.getMessage().contains("tool 'odd': required_client_capabilities[0]: \"telepathy\" is not a capability a client can declare"),
                 e::getMessage);
         assertThrows(IllegalArgumentException.class, () -> ToolDefinition.builder("bad").outputSchema("{not json"));
     }
