@@ -222,7 +222,7 @@ async fn client_and_server_spans_of_one_call_reach_an_otlp_receiver_as_parent_an
     let caller = settings(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &format!("{url}/v1/traces")), ("OTEL_BSP_SCHEDULE_DELAY", "20")]);
     let counters = Arc::new(SpanCounters::default());
     let resource = Resource { agent_name: "operator", agent_id: "operator-1", identity: "spiffe://toolmesh.local/agent/operator" };
-    let tracer = Tracer::start(&caller, resource, counters.clone()).unwrap();
+    let tracer = Tracer::start(&caller, resource, counters.clone(), None).unwrap();
     let client = McpClient::new(&pki.identity("operator")).unwrap().traced(tracer.clone());
     let context = RequestContext::default();
     assert_eq!(client.call_tool(agent.endpoint(), "add", &json!({"a": 2, "b": 3}), &context).await.unwrap(), json!(5));
@@ -297,7 +297,7 @@ async fn a_dead_collector_costs_the_calls_nothing_but_dropped_spans() {
     let caller = settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &format!("http://{dead}")), ("OTEL_BSP_SCHEDULE_DELAY", "1")]);
     let counters = Arc::new(SpanCounters::default());
     let resource = Resource { agent_name: "operator", agent_id: "operator-1", identity: "operator" };
-    let tracer = Tracer::start(&caller, resource, counters.clone()).unwrap();
+    let tracer = Tracer::start(&caller, resource, counters.clone(), None).unwrap();
     let client = McpClient::new(&pki.identity("operator")).unwrap().traced(tracer.clone());
     for i in 0..50 {
         assert_eq!(
