@@ -14,9 +14,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 /// What became of the spans handed to the exporter.
 #[derive(Default)]
@@ -42,9 +42,35 @@ impl SpanCounters {
 /// The handle spans are offered to; the task ends when the last handle is dropped, after
 /// exporting what is queued.
 pub struct Exporter {
-    queue: mpsc::Sender<SpanRecord>,
+    queue: Arc<Queue>,
     flushes: mpsc::Sender<oneshot::Sender<()>>,
     counters: Arc<SpanCounters>,
+}
+
+/// The spans waiting for export. The export task is woken once per batch (by the first span of
+/// a batch and by the span that fills one), not once per span: waking an idle task per span
+/// would cost every call a thread wake-up.
+struct Queue {
+    spans: Mutex<Vec<SpanRecord>>,
+    wake: Notify,
+    batch: Batch,
+}
+
+impl Queue {
+    fn len(&self) -> usize {
+        self.spans.lock().expect("span queue lock").len()
+    }
+
+    fn take(&self) -> Vec<SpanRecord> {
+        std::mem::take(&mut *self.spans.lock().expect("span queue lock"))
+    }
+
+    /// Puts `rest` (taken earlier) back before what was queued since.
+    fn put_back(&self, rest: Vec<SpanRecord>) {
+        let mut spans = self.spans.lock().expect("span queue lock");
+        let newer = std::mem::replace(&mut *spans, rest);
+        spans.extend(newer);
+    }
 }
 
 impl Exporter {
@@ -77,16 +103,27 @@ impl Exporter {
 
     /// An exporter that hands each batch to `sink`.
     pub(super) fn with_sink(batch: Batch, counters: Arc<SpanCounters>, sink: impl Sink) -> Exporter {
-        let (queue, spans) = mpsc::channel(batch.max_queue);
+        let queue = Arc::new(Queue { spans: Mutex::new(Vec::new()), wake: Notify::new(), batch });
         let (flushes, flush_requests) = mpsc::channel(4);
-        tokio::spawn(run(spans, flush_requests, batch, sink));
+        tokio::spawn(run(queue.clone(), flush_requests, sink));
         Exporter { queue, flushes, counters }
     }
 
     /// Queues `span` for export, or drops it (counted) when the queue is full.
     pub fn offer(&self, span: SpanRecord) {
-        if self.queue.try_send(span).is_err() {
-            self.counters.queue_full.inc();
+        let queued = {
+            let mut spans = self.queue.spans.lock().expect("span queue lock");
+            if spans.len() >= self.queue.batch.max_queue {
+                None
+            } else {
+                spans.push(span);
+                Some(spans.len())
+            }
+        };
+        match queued {
+            None => self.counters.queue_full.inc(),
+            Some(n) if n == 1 || n == self.queue.batch.max_batch => self.queue.wake.notify_one(),
+            Some(_) => {}
         }
     }
 
@@ -133,49 +170,60 @@ impl Sink for Collector {
 }
 
 /// The export loop: a batch is sent when it is full, when its first span has waited
-/// `batch.delay`, on a flush, and when the queue closes.
-async fn run(mut spans: mpsc::Receiver<SpanRecord>, mut flushes: mpsc::Receiver<oneshot::Sender<()>>, batch: Batch, mut sink: impl Sink) {
-    let mut pending: Vec<SpanRecord> = Vec::new();
-    let mut due: Option<tokio::time::Instant> = None;
-    loop {
-        let timer = async move {
-            match due {
-                Some(due) => tokio::time::sleep_until(due).await,
-                None => std::future::pending().await,
-            }
-        };
+/// `batch.delay`, on a flush, and when the exporter is dropped.
+async fn run(queue: Arc<Queue>, mut flushes: mpsc::Receiver<oneshot::Sender<()>>, mut sink: impl Sink) {
+    let batch = queue.batch;
+    'idle: loop {
+        // Nothing queued: wait for a first span, a flush, or the end.
         tokio::select! {
-            span = spans.recv() => match span {
-                Some(span) => {
-                    due.get_or_insert_with(|| tokio::time::Instant::now() + batch.delay);
-                    pending.push(span);
-                    if pending.len() >= batch.max_batch {
-                        sink.send(std::mem::take(&mut pending)).await;
-                        due = None;
+            () = queue.wake.notified() => {}
+            request = flushes.recv() => {
+                send_all(queue.take(), batch, &mut sink).await;
+                match request {
+                    Some(done) => { let _ = done.send(()); continue 'idle }
+                    None => return,
+                }
+            }
+        }
+        let mut due = tokio::time::Instant::now() + batch.delay;
+        loop {
+            if queue.len() >= batch.max_batch {
+                // Full batches leave at once; the rest waits anew.
+                let mut spans = queue.take();
+                let rest = spans.split_off(spans.len() - spans.len() % batch.max_batch);
+                send_all(spans, batch, &mut sink).await;
+                if rest.is_empty() {
+                    continue 'idle;
+                }
+                queue.put_back(rest);
+                due = tokio::time::Instant::now() + batch.delay;
+            }
+            if queue.len() == 0 {
+                continue 'idle;
+            }
+            tokio::select! {
+                () = queue.wake.notified() => {}
+                () = tokio::time::sleep_until(due) => {
+                    send_all(queue.take(), batch, &mut sink).await;
+                    continue 'idle;
+                }
+                request = flushes.recv() => {
+                    send_all(queue.take(), batch, &mut sink).await;
+                    match request {
+                        Some(done) => { let _ = done.send(()); continue 'idle }
+                        None => return,
                     }
                 }
-                None => break,
-            },
-            () = timer => {
-                sink.send(std::mem::take(&mut pending)).await;
-                due = None;
-            }
-            Some(done) = flushes.recv() => {
-                while let Ok(span) = spans.try_recv() {
-                    pending.push(span);
-                }
-                while !pending.is_empty() {
-                    let rest = pending.split_off(pending.len().min(batch.max_batch));
-                    sink.send(std::mem::replace(&mut pending, rest)).await;
-                }
-                due = None;
-                let _ = done.send(());
             }
         }
     }
-    while !pending.is_empty() {
-        let rest = pending.split_off(pending.len().min(batch.max_batch));
-        sink.send(std::mem::replace(&mut pending, rest)).await;
+}
+
+/// Sends `spans` in batches of at most `batch.max_batch`.
+async fn send_all(mut spans: Vec<SpanRecord>, batch: Batch, sink: &mut impl Sink) {
+    while !spans.is_empty() {
+        let rest = spans.split_off(spans.len().min(batch.max_batch));
+        sink.send(std::mem::replace(&mut spans, rest)).await;
     }
 }
 
