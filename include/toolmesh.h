@@ -359,7 +359,10 @@ const char *toolmesh_agent_id(const toolmesh_agent *agent);
 //   are required. `annotations` are MCP's tool annotations (`title`, `readOnlyHint`,
 //   `destructiveHint`, `idempotentHint`, `openWorldHint`), listed by `tools/list`: a call to a
 //   read-only or idempotent tool is also retried on another provider when the connection breaks
-//   after the provider received it.
+//   after the provider received it. `output_schema` (MCP's `outputSchema`, a JSON Schema of an
+//   object) is listed too, and every answer's structured content is checked against it;
+//   `required_client_capabilities` (`["sampling"]`, `"elicitation"`, `"roots"`) makes core refuse
+//   a modern MCP client that did not declare one (-32021) before the handler runs.
 //
 // `handler` is taken over in every case, also when the start fails: its `free_userdata` is
 // called, on a toolmesh host thread, once toolmesh no longer needs it (after a failed start, at
@@ -552,6 +555,24 @@ void toolmesh_error_free(toolmesh_error *error);
 // # Safety
 // `error` is NULL or a live `toolmesh_error` (borrowed for the call).
 const char *toolmesh_error_message(const toolmesh_error *error);
+
+// The verified identity of the caller (its certificate's SPIFFE ID, e.g.
+// `spiffe://toolmesh.local/agent/planner`), or NULL for a NULL invocation. Borrowed from the
+// invocation: valid until it is answered.
+//
+// # Safety
+// `invocation` is NULL or a live, unanswered invocation, borrowed for the call.
+const char *toolmesh_invocation_caller(const toolmesh_invocation *invocation);
+
+// The capabilities the MCP client declared, as a JSON object (`{"sampling":{}}`), or NULL when
+// they are unknown: a legacy-era request (which declares them only in its session's
+// `initialize`), or a NULL invocation. A tool that needs one declares it
+// (`required_client_capabilities`), and core refuses a modern client without it before the
+// handler runs. Borrowed from the invocation: valid until it is answered.
+//
+// # Safety
+// `invocation` is NULL or a live, unanswered invocation, borrowed for the call.
+const char *toolmesh_invocation_client_capabilities(const toolmesh_invocation *invocation);
 
 // Answers the invocation with the tool's result, a UTF-8 JSON value (borrowed for the call).
 // Frees the invocation in every case. When `result_json` is NULL, not UTF-8 or not JSON, this

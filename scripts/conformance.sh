@@ -77,19 +77,24 @@ cat > "$CACHE/mtls-client.mjs" <<'EOF'
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import { checkServerIdentity } from 'node:tls';
 import { Agent, setGlobalDispatcher } from 'undici';
 const setting = (name) => {
   const value = process.env[name];
   if (!value) throw new Error(`mtls-client.mjs: ${name} is not set (scripts/conformance.sh sets it)`);
   return value;
 };
+const agent = new URL(setting('CONFORMANCE_AGENT_URL'));
 const tls = {
   ca: readFileSync(setting('CONFORMANCE_TLS_CA')),
   cert: readFileSync(setting('CONFORMANCE_TLS_CERT')),
   key: readFileSync(setting('CONFORMANCE_TLS_KEY')),
+  // The agent's certificate is verified against the URL's host, the name the suite dialled, not
+  // the Host header: dns-rebinding-protection sends `Host: evil.example.com` to find out whether
+  // the agent refuses it, which it can only do if the request arrives.
+  checkServerIdentity: (_servername, cert) => checkServerIdentity(agent.hostname.replace(/^\[|\]$/g, ''), cert),
 };
 setGlobalDispatcher(new Agent({ connect: tls }));
-const agent = new URL(setting('CONFORMANCE_AGENT_URL'));
 const plainRequest = http.request;
 http.request = function request(options, ...rest) {
   const aimedAtAgent = options && typeof options === 'object' && !(options instanceof URL)

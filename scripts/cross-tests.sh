@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the cross-language suite (tests/cross): one table of cases, tests/cross/cases.json, run
 # with callers and callees in Python, Node, Java and C, every language pair, and one trace through
-# Python -> Node -> Java -> C exported to a real Jaeger (test_tracing.py). Idempotent.
+# Python -> Node -> Java -> C exported to a real Jaeger (test_tracing.py), and the registry's
+# dashboard in a real headless Chromium (test_dashboard.py). Idempotent.
 # Expects what scripts/python-env.sh, node-env.sh and java-env.sh and the C build make (and runs
 # them when it is missing), builds the C and Java peers into $CARGO_TARGET_DIR/cross-peers, then
 # runs the pytest suite; its last line is pytest's summary. Extra arguments go to pytest.
@@ -38,6 +39,11 @@ if ! maven_log="$(mvn -q -B -ntp -f tests/cross/peers/pom.xml org.apache.maven.p
   exit 1
 fi
 javac -Xlint:all -Werror -cp "$(cat "$TOOLMESH_CROSS_PEERS/java.classpath")" -d "$TOOLMESH_CROSS_PEERS/java" tests/cross/peers/Peer.java
+
+# The dashboard test opens the registry's page in a real headless Chromium.
+step "Chromium for tests/cross/test_dashboard.py"
+TOOLMESH_CHROMIUM="$(scripts/chromium.sh | tail -n 1)"
+export TOOLMESH_CHROMIUM
 
 # The tracing test's OTLP backend: Jaeger, built from the Go module proxy once (cached outside the clone).
 step "Jaeger for tests/cross/test_tracing.py"

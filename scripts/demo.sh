@@ -2,8 +2,17 @@
 # The mesh doing its main job on the embedded defaults: a registry and agents in Python, Node and
 # Java on mutual TLS, found through the registry and calling each other directly:
 #   stats (Python).mean3 → sum3 on a calculator (Python, Node or Java) → add (any language).
+#
+# With --dashboard, the mesh stays up after that, calling mean3 twice a second, and the registry's
+# live dashboard is opened in a browser (its URL is printed either way) until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+dashboard=false
+case "${1:-}" in
+  "") ;;
+  --dashboard) dashboard=true ;;
+  *) echo "usage: scripts/demo.sh [--dashboard]" >&2; exit 2 ;;
+esac
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/toolmesh/target}"
 
 scripts/setup-system.sh
@@ -76,5 +85,16 @@ echo; echo "== chained call: stats.mean3 → sum3 (spread across the calculators
 for _ in 1 2 3; do
   echo "mean3(1, 2, 6) = $("$toolmesh" call mean3 '{"a": 1, "b": 2, "c": 6}')"
 done
+
+if $dashboard; then
+  # The registry prints the dashboard's URL (its health listener's port) beside its own.
+  url=$(grep -o 'http://[^ ]*/dashboard/' "$work/registry.out")
+  echo; echo "== dashboard: $url (calls keep going; Ctrl-C stops the mesh)"
+  for open in xdg-open chromium firefox; do
+    if command -v "$open" >/dev/null && [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then "$open" "$url" >/dev/null 2>&1 & break; fi
+  done
+  trap 'echo; echo "== stopping (agents deregister, then the registry stops)"; exit 0' INT TERM
+  while sleep 0.5; do "$toolmesh" call mean3 '{"a": 1, "b": 2, "c": 6}' >/dev/null || true; done
+fi
 
 echo; echo "== stopping (agents deregister, then the registry stops)"

@@ -105,6 +105,8 @@ fn sim_registration(i: usize, services: usize, connections: usize) -> RegisterRe
             dependencies: vec![DependencySpec::capability(format!("svc-{next}"))],
             timeout_ms: None,
             annotations: Default::default(),
+            output_schema: None,
+            required_client_capabilities: vec![],
         }],
     }
 }

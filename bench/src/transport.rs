@@ -101,6 +101,8 @@ pub fn add_tool(capability: &str) -> ToolInfo {
         dependencies: vec![],
         timeout_ms: None,
         annotations: Default::default(),
+        output_schema: None,
+        required_client_capabilities: vec![],
     }
 }
 
@@ -115,6 +117,8 @@ pub fn caller_tool(name: &str, capability: &str, depends_on: &str) -> ToolInfo {
         dependencies: vec![DependencySpec::capability(depends_on)],
         timeout_ms: None,
         annotations: Default::default(),
+        output_schema: None,
+        required_client_capabilities: vec![],
     }
 }
 

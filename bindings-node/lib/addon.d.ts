@@ -52,6 +52,10 @@ export declare class RequestContext {
   log(level: string, data: unknown, logger?: string | undefined | null): boolean
   /** Whether the request was cancelled (its caller went away): reports are dropped from then on. */
   get cancelled(): boolean
+  /** The caller's verified identity (its certificate's SPIFFE ID). */
+  get caller(): string | null
+  /** The capabilities the MCP client declared; null when unknown (a legacy-era request). */
+  get clientCapabilities(): Record<string, unknown> | null
 }
 
 /**

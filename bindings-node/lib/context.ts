@@ -33,6 +33,13 @@ export interface RequestContext {
   log(level: LogLevel, data: unknown, logger?: string | null): boolean;
   /** Whether the caller went away: reports are dropped from then on. */
   readonly cancelled: boolean;
+  /** The caller's verified identity (its certificate's SPIFFE ID). */
+  readonly caller: string | null;
+  /**
+   * The capabilities the MCP client declared (`{ sampling: {} }`); null when unknown (a
+   * legacy-era request declares them only in its session's `initialize`).
+   */
+  readonly clientCapabilities: Record<string, unknown> | null;
 }
 
 /** MCP's log levels, least severe first. */

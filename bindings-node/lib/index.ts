@@ -32,4 +32,4 @@ export {
   TransportError,
 } from "./errors.js";
 export type { InputSchema, JsonSchema, StandardSchema } from "./schema.js";
-export type { Dependency, DependencyProxy, Proxies, ToolAnnotations, ToolDefinition } from "./tools.js";
+export type { ClientCapability, Dependency, DependencyProxy, Proxies, ToolAnnotations, ToolDefinition } from "./tools.js";

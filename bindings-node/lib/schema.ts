@@ -26,6 +26,7 @@ export interface StandardSchema<Output = unknown> {
     readonly types?: { readonly input: unknown; readonly output: Output } | undefined;
     readonly jsonSchema?: {
       readonly input: (options: { readonly target: "draft-2020-12" }) => Record<string, unknown>;
+      readonly output: (options: { readonly target: "draft-2020-12" }) => Record<string, unknown>;
     };
   };
 }
@@ -42,8 +43,11 @@ export function isStandardSchema(schema: InputSchema): schema is StandardSchema 
   return typeof (schema as Partial<StandardSchema>)["~standard"] === "object";
 }
 
-/** The JSON Schema core is given for a tool's input schema. */
-export function jsonSchemaOf(tool: string, schema: InputSchema): JsonSchema {
+/**
+ * The JSON Schema core is given for a tool's input schema, or (`side` "output") its output
+ * schema: a Standard Schema describes what it accepts, or what it produces.
+ */
+export function jsonSchemaOf(tool: string, schema: InputSchema, side: "input" | "output" = "input"): JsonSchema {
   if (!isStandardSchema(schema)) return schema;
   const standard = schema["~standard"];
   if (standard.jsonSchema === undefined) {
@@ -52,7 +56,7 @@ export function jsonSchemaOf(tool: string, schema: InputSchema): JsonSchema {
         "(Standard JSON Schema); with zod, use version 4.2 or later",
     );
   }
-  return standard.jsonSchema.input({ target: "draft-2020-12" });
+  return standard.jsonSchema[side]({ target: "draft-2020-12" });
 }
 
 /** Parses the arguments with a Standard Schema; throws `ArgumentsRejected` with its issues. */

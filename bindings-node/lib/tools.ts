@@ -41,6 +41,9 @@ export type Proxies<D extends readonly Dependency[]> = {
   readonly [Capability in CapabilityOf<D[number]>]: DependencyProxy;
 } & { readonly [position: number]: DependencyProxy };
 
+/** A client capability a tool can require (see {@link ToolDefinition.requiredClientCapabilities}). */
+export type ClientCapability = "elicitation" | "roots" | "sampling";
+
 export interface ToolDefinition<S extends InputSchema = InputSchema, D extends readonly Dependency[] = readonly Dependency[]> {
   /** The MCP tool name: 1 to 128 characters of A-Z, a-z, 0-9, `_`, `-` and `.`. */
   readonly name: string;
@@ -57,6 +60,16 @@ export interface ToolDefinition<S extends InputSchema = InputSchema, D extends r
   readonly timeoutMs?: number;
   /** MCP's tool annotations, e.g. `{ idempotentHint: true }` (see {@link ToolAnnotations}). */
   readonly annotations?: ToolAnnotations;
+  /**
+   * MCP's `outputSchema`: a JSON Schema of an object, or a zod schema. `tools/list` shows it, and
+   * core checks every answer's structured content against it (HANDLER_RESULT when it breaks it).
+   */
+  readonly outputSchema?: InputSchema;
+  /**
+   * Client capabilities the tool needs: a modern MCP client that did not declare one is refused
+   * (400 / -32021) before `execute` runs.
+   */
+  readonly requiredClientCapabilities?: readonly ClientCapability[];
   /**
    * Runs the tool: sync or async; its result must be JSON (`undefined` is sent as null), or a
    * rich result: a `ToolResult`, an `Image`/`Audio`/`ResourceLink`/`EmbeddedResource`/`Text`,
@@ -93,6 +106,7 @@ export class LocalTool {
   /** Core's JSON tool definition; core checks it (names, capabilities, selectors). */
   info(): Record<string, unknown> {
     const { name, capability, version, tags, description, inputSchema, dependencies, timeoutMs, annotations } = this.#definition;
+    const { outputSchema, requiredClientCapabilities } = this.#definition;
     return {
       name,
       capability, // core defaults it to the name
@@ -103,6 +117,8 @@ export class LocalTool {
       dependencies,
       timeout_ms: timeoutMs,
       annotations,
+      output_schema: outputSchema === undefined ? undefined : jsonSchemaOf(name, outputSchema, "output"),
+      required_client_capabilities: requiredClientCapabilities,
     };
   }
 

@@ -74,4 +74,16 @@ impl RequestContext {
     pub fn cancelled(&self) -> bool {
         self.inner.is_cancelled()
     }
+
+    /// The caller's verified identity (its certificate's SPIFFE ID).
+    #[napi(getter)]
+    pub fn caller(&self) -> Option<&str> {
+        self.inner.caller.as_deref()
+    }
+
+    /// The capabilities the MCP client declared; null when unknown (a legacy-era request).
+    #[napi(getter, ts_return_type = "Record<string, unknown> | null")]
+    pub fn client_capabilities(&self) -> Option<serde_json::Value> {
+        self.inner.client_capabilities.as_deref().cloned()
+    }
 }

@@ -295,3 +295,73 @@ describe("progress and log messages", { timeout: 60_000 }, () => {
     });
   });
 });
+
+describe("a tool's contract with its answers and its clients", { timeout: 60_000 }, () => {
+  const modernMeta = (capabilities) => ({
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientCapabilities": capabilities,
+  });
+
+  it("lists an output schema (zod too) and holds every answer to it", async () => {
+    const { z } = await import("zod");
+    const alpha = agent(fixture, "alpha");
+    alpha.addTool({
+      name: "counted",
+      inputSchema: { type: "object", properties: { honest: { type: "boolean" } } },
+      outputSchema: z.object({ count: z.number().int() }),
+      execute: ({ honest }) => (honest ? { count: 3 } : { count: "three" }),
+    });
+    await serving([alpha], async () => {
+      const listed = await mcp(alpha, "tools/list", {});
+      const counted = listed.result.tools.find((t) => t.name === "counted");
+      assert.equal(counted.outputSchema.type, "object");
+      assert.deepEqual(counted.outputSchema.required, ["count"]);
+      const good = await mcp(alpha, "tools/call", { name: "counted", arguments: { honest: true } });
+      assert.deepEqual([good.result.isError, good.result.structuredContent], [false, { count: 3 }]);
+      const bad = await mcp(alpha, "tools/call", { name: "counted", arguments: { honest: false } });
+      assert.equal(bad.result.isError, true);
+      assert.equal(
+        bad.result.content[0].text,
+        "tool 'counted' returned structuredContent that does not match its outputSchema: member 'count' must be of type integer, got string",
+      );
+    });
+  });
+
+  it("refuses a modern client without a required capability, and shows the handler the caller and its capabilities", async () => {
+    const alpha = agent(fixture, "alpha");
+    const seen = [];
+    alpha.addTool({
+      name: "sampler",
+      requiredClientCapabilities: ["sampling"],
+      execute: () => {
+        const context = currentContext();
+        seen.push([context.caller, context.clientCapabilities]);
+        return "sampled";
+      },
+    });
+    await serving([alpha], async () => {
+      const call = (capabilities) =>
+        mcpPost(alpha.endpoint, fixture.certs, {
+          jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "sampler", arguments: {}, _meta: modernMeta(capabilities) },
+        });
+      const refused = await call({});
+      assert.equal(refused.status, 400);
+      assert.equal(refused.body.error.code, -32021);
+      assert.deepEqual(refused.body.error.data, { requiredCapabilities: { sampling: {} } });
+      const served = await call({ sampling: {} });
+      assert.equal(served.status, 200);
+      // A legacy request: capabilities unknown, the tool runs.
+      const legacy = await mcpPost(
+        alpha.endpoint,
+        fixture.certs,
+        { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "sampler", arguments: {}, _meta: {} } },
+        { headers: { "MCP-Protocol-Version": "2025-11-25" } },
+      );
+      assert.deepEqual([legacy.status, legacy.body.result.structuredContent], [200, { result: "sampled" }]);
+    });
+    assert.deepEqual(seen, [
+      ["spiffe://toolmesh.local/operator/operator", { sampling: {} }],
+      ["spiffe://toolmesh.local/operator/operator", null],
+    ]);
+  });
+});

@@ -58,6 +58,18 @@ impl Context {
         self.inner.remaining_ms()
     }
 
+    /// The caller's verified identity (its certificate's SPIFFE ID); None outside a served call.
+    #[getter]
+    fn caller(&self) -> Option<&str> {
+        self.inner.caller.as_deref()
+    }
+
+    /// The capabilities the client declared (modern MCP requests), as JSON; None when unknown.
+    #[getter]
+    fn client_capabilities_json(&self) -> Option<String> {
+        self.inner.client_capabilities.as_ref().map(|c| c.to_string())
+    }
+
     /// Reports the handler's progress to its caller; core sends it only when the request asked
     /// for progress and its caller is still waiting. Returns whether it was sent.
     #[pyo3(signature = (progress, total=None, message=None))]

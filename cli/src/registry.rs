@@ -227,6 +227,12 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
         lines.push(format!("run agents with: TOOLMESH_TLS=auto TOOLMESH_REGISTRY_URL={} TOOLMESH_JOIN_TOKEN=<token>", running.url()));
         lines.push(format!("operate with:    toolmesh list --tls-auto --state-dir {dir} --registry {}", running.url()));
     }
+    // The plain listener serves the dashboard to this machine only (docs/dashboard.md): a URL
+    // is printed when this machine reaches the listener on loopback.
+    if let Some(health) = running.health_addr().filter(|a| a.ip().is_loopback() || a.ip().is_unspecified()) {
+        let host = if health.is_ipv6() { "[::1]" } else { "127.0.0.1" };
+        lines.push(format!("dashboard: http://{host}:{}/dashboard/ (from this machine)", health.port()));
+    }
     writeln!(stdout, "{}", lines.join("\n"))
         .and_then(|()| stdout.flush())
         .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot write to stdout: {e}")))?;

@@ -8,16 +8,21 @@
 //! MCP's own shape through `Completion::result`. The suite's resources and prompts are declared
 //! in a `Catalog`: the static resources are answered by core, the template and the prompts by
 //! this handler (`invoke_catalog`). Progress and log messages go through the request context
-//! (`RequestContext::progress`, `::log`), which sends what the request lets through. Fixtures
-//! that need what a handler cannot do yet (input requests) are left out rather than faked: the
-//! suite reports them as missing.
+//! (`RequestContext::progress`, `::log`), which sends what the request lets through. Input
+//! requests (2026-07-28) are answered with `Completion::input_required`, the client's answers read
+//! from the context (`RequestContext::input`), the handler's state sealed and checked by core.
+//! Fixtures that need what a handler cannot do yet (input requests from a prompt) are left out
+//! rather than faked: the suite reports them as missing.
 
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use toolmesh_core::agent::Agent;
 use toolmesh_core::config::AgentConfig;
-use toolmesh_core::host::{Catalog, CatalogInvocation, CatalogRequest, Completion, FnCatalogHandler, ToolInvocation, ToolOutput};
+use toolmesh_core::context::RequestContext;
+use toolmesh_core::host::{
+    Catalog, CatalogInvocation, CatalogRequest, Completion, FnCatalogHandler, InputRequired, ToolInvocation, ToolOutput,
+};
 use toolmesh_core::registry_api::ToolInfo;
 use toolmesh_core::report::LogLevel;
 
@@ -83,7 +88,7 @@ fn tools() -> Vec<ToolInfo> {
         tool("test_multiple_content_types", "Returns text, an image and an embedded resource", empty.clone()),
         tool("test_tool_with_progress", "Reports progress 0, 50 and 100 of 100", empty.clone()),
         tool("test_tool_with_logging", "Logs three messages at info level", empty.clone()),
-        tool("test_logging_tool", "Logs a message (sent only to a client that asked for a level)", empty),
+        tool("test_logging_tool", "Logs a message (sent only to a client that asked for a level)", empty.clone()),
         tool("json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", json_schema_2020_12()),
         // The tasks extension's synchronous fixture.
         tool(
@@ -91,6 +96,20 @@ fn tools() -> Vec<ToolInfo> {
             "Says hello (synchronous, no task support)",
             json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}),
         ),
+        // SEP-2575: a modern call from a client that did not declare `sampling` is refused (-32021).
+        ToolInfo {
+            required_client_capabilities: vec!["sampling".into()],
+            ..tool("test_missing_capability", "Needs the client's sampling capability", empty.clone())
+        },
+        // SEP-2322: input requests, answered by the client in a second (or third) call.
+        tool("test_input_required_result_elicitation", "Asks the client for the user's name", empty.clone()),
+        tool("test_input_required_result_sampling", "Asks the client's model a question", empty.clone()),
+        tool("test_input_required_result_list_roots", "Asks the client for its roots", empty.clone()),
+        tool("test_input_required_result_request_state", "Asks for a confirmation, with state to get back", empty.clone()),
+        tool("test_input_required_result_multiple_inputs", "Asks for a name, a greeting and the roots at once", empty.clone()),
+        tool("test_input_required_result_multi_round", "Asks for a name, then a colour", empty.clone()),
+        tool("test_input_required_result_tampered_state", "Asks with state that core seals", empty.clone()),
+        tool("test_input_required_result_capabilities", "Asks only what the client declared it can answer", empty),
         // SEP-2243: a modern call mirrors `region` in an `Mcp-Param-Region` header.
         tool(
             "test_headers",
@@ -100,7 +119,95 @@ fn tools() -> Vec<ToolInfo> {
     ]
 }
 
+/// An elicitation request for one string property.
+fn elicit(message: &str, property: &str) -> Value {
+    json!({"method": "elicitation/create", "params": {"message": message, "requestedSchema": {
+        "type": "object", "properties": {property: {"type": "string"}}, "required": [property]}}})
+}
+
+fn sample(question: &str, max_tokens: u32) -> Value {
+    json!({"method": "sampling/createMessage", "params": {
+        "messages": [{"role": "user", "content": {"type": "text", "text": question}}], "maxTokens": max_tokens}})
+}
+
+/// The suite's input-required fixtures: the input requests to answer with, or the final text.
+fn input_required(tool: &str, context: &RequestContext) -> Option<Result<String, InputRequired>> {
+    let answers = context.input.as_deref();
+    let response = |key: &str| answers.and_then(|a| a.responses.get(key));
+    let state = answers.and_then(|a| a.state.as_ref());
+    let ask = |requests: Value, state: Option<Value>| {
+        Err(InputRequired::from_json(json!({"inputRequests": requests, "requestState": state})).expect("a fixture asks validly"))
+    };
+    let roots = json!({"method": "roots/list", "params": {}});
+    Some(match tool {
+        "test_input_required_result_elicitation" => match response("user_name") {
+            Some(answer) => Ok(format!("Hello, {}!", answer["content"]["name"].as_str().unwrap_or("stranger"))),
+            None => ask(json!({"user_name": elicit("What is your name?", "name")}), None),
+        },
+        "test_input_required_result_sampling" => match response("capital_question") {
+            Some(answer) => Ok(format!("The model answered: {}", answer["content"]["text"].as_str().unwrap_or_default())),
+            None => ask(json!({"capital_question": sample("What is the capital of France?", 100)}), None),
+        },
+        "test_input_required_result_list_roots" => match response("client_roots") {
+            Some(answer) => {
+                let uris: Vec<&str> = answer["roots"].as_array().into_iter().flatten().filter_map(|r| r["uri"].as_str()).collect();
+                Ok(format!("The client's roots: {}", uris.join(", ")))
+            }
+            None => ask(json!({"client_roots": roots}), None),
+        },
+        "test_input_required_result_request_state" | "test_input_required_result_tampered_state" => match (response("confirm"), state) {
+            (Some(_), Some(state)) if state["asked"] == "confirm" => Ok("Confirmed: state-ok".to_owned()),
+            _ => ask(
+                json!({"confirm": {"method": "elicitation/create", "params": {"message": "Please confirm", "requestedSchema": {
+                        "type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}}}}),
+                Some(json!({"asked": "confirm"})),
+            ),
+        },
+        "test_input_required_result_multiple_inputs" => {
+            let all = ["user_name", "greeting", "client_roots"].iter().all(|key| response(key).is_some());
+            match (all, state) {
+                (true, Some(_)) => Ok("Received a name, a greeting and the roots".to_owned()),
+                _ => ask(
+                    json!({"user_name": elicit("What is your name?", "name"), "greeting": sample("Generate a greeting", 50),
+                           "client_roots": roots}),
+                    Some(json!({"asked": "all three"})),
+                ),
+            }
+        }
+        "test_input_required_result_multi_round" => match (state.and_then(|s| s["round"].as_u64()), response("step1"), response("step2")) {
+            (Some(2), _, Some(color)) => Ok(format!("Favourite colour: {}", color["content"]["color"].as_str().unwrap_or_default())),
+            (Some(1), Some(name), _) => {
+                let name = name["content"]["name"].as_str().unwrap_or_default();
+                ask(json!({"step2": elicit("Step 2: What is your favorite color?", "color")}), Some(json!({"round": 2, "name": name})))
+            }
+            _ => ask(json!({"step1": elicit("Step 1: What is your name?", "name")}), Some(json!({"round": 1}))),
+        },
+        "test_input_required_result_capabilities" => {
+            // Only what the client declared it can answer (core would refuse the rest).
+            let declared = |capability: &str| context.client_capabilities.as_deref().is_some_and(|c| c.get(capability).is_some());
+            let mut requests = serde_json::Map::new();
+            if declared("sampling") {
+                requests.insert("capital_question".into(), sample("What is the capital of France?", 100));
+            }
+            if declared("elicitation") {
+                requests.insert("user_name".into(), elicit("What is your name?", "name"));
+            }
+            match (requests.is_empty(), answers) {
+                (false, None) => ask(Value::Object(requests), None),
+                _ => Ok("Asked only what the client can answer".to_owned()),
+            }
+        }
+        _ => return None,
+    })
+}
+
 fn handle(invocation: ToolInvocation, done: Completion) {
+    if let Some(answer) = input_required(&invocation.tool, &invocation.context) {
+        return match answer {
+            Ok(text) => done.ok(json!(text)),
+            Err(input) => done.input_required(input),
+        };
+    }
     if let Some(result) = rich_result(&invocation.tool) {
         return match ToolOutput::from_json(result) {
             Ok(output) => done.result(output),
@@ -135,6 +242,7 @@ fn handle(invocation: ToolInvocation, done: Completion) {
         "test_error_handling" => done.err("This tool intentionally returns an error for testing"),
         "greet" => done.ok(json!(format!("Hello, {}!", invocation.arguments["name"].as_str().unwrap_or_default()))),
         "test_headers" => done.ok(json!(format!("region {}", invocation.arguments["region"]))),
+        "test_missing_capability" => done.ok(json!("The client declared sampling")),
         "json_schema_2020_12_tool" => done.ok(json!(format!("received {}", invocation.arguments))),
         other => done.err(format!("no such tool {other}")),
     }

@@ -103,6 +103,7 @@ pub fn validate_tools(tools: &[ToolInfo]) -> Result<()> {
             return Err(Error::new(ErrorKind::InvalidConfig, format!("tool '{}': the input schema must be a JSON object", tool.name)));
         }
         crate::mcp::check_mirrored_parameters(&tool.input_schema)
+            .and_then(|()| crate::mcp::check_tool_contract(tool.output_schema.as_ref(), &tool.required_client_capabilities))
             .map_err(|why| Error::new(ErrorKind::InvalidConfig, format!("tool '{}': {why}", tool.name)))?;
         for dependency in &tool.dependencies {
             Selector::new(dependency).map_err(|e| e.context(format!("tool '{}'", tool.name)))?;
@@ -229,18 +230,19 @@ impl Agent {
                 async move { mcp.handle(request, peer).await }
             })?;
 
-        // What the calls find unreachable, the heartbeats report.
+        // What the calls find unreachable, and the calls made, the heartbeats report.
         let unreachable = UnreachableReports::default();
+        let pipeline = Pipeline::reporting(unreachable.clone());
         let discovery = registry.map(|client| {
             let registration = RegisterRequest { agent_id: id.clone(), name: config.name.clone(), endpoint: endpoint.clone(), tools };
-            Discovery::spawn_following(client, registration, config.heartbeat_interval, identity.clone(), gate.clone(), unreachable.clone())
+            let (identity, gate, calls) = (identity.clone(), gate.clone(), pipeline.metrics());
+            Discovery::spawn_following(client, registration, config.heartbeat_interval, identity, gate, unreachable, calls)
         });
         let topology = match &discovery {
             Some(d) => d.topology(),
             None => watch::channel(Arc::new(TopologyView::default())).1,
         };
         let draining = Arc::new(AtomicBool::new(false));
-        let pipeline = Pipeline::reporting(unreachable);
         let metrics = AgentMetrics {
             server: server_metrics,
             client: pipeline.metrics(),
@@ -505,7 +507,9 @@ async fn start_health(
             _ => None,
         }
     });
-    HealthServer::start_limited(&config.health_host, port, Probes { readiness, metrics }, &config.server_limits).await.map(Some)
+    HealthServer::start_limited(&config.health_host, port, Probes { readiness, metrics, pages: None }, &config.server_limits)
+        .await
+        .map(Some)
 }
 
 /// The policy file's, else the built-in default (allow within the mesh).

@@ -151,6 +151,22 @@ pub struct RequestContext {
     /// Receives the progress and log messages the callees of outbound calls made with this
     /// context send; with it, those calls ask for them (a progress token, the `debug` level).
     pub on_notification: Option<crate::report::NotificationObserver>,
+    /// The capabilities the client declared in a modern request's `_meta`
+    /// (`{"sampling": {}, ...}`); `None` for a legacy request, which declares them only in an
+    /// `initialize` a stateless server does not keep, and outside a served request.
+    pub client_capabilities: Option<std::sync::Arc<serde_json::Value>>,
+    /// A call that answers an input request (2026-07-28): the client's answers by request key
+    /// (`inputResponses`), and the state the handler asked to get back, unsealed by core.
+    pub input: Option<std::sync::Arc<InputAnswers>>,
+}
+
+/// What a client sent back for a handler's input requests ([`crate::mcp::input`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InputAnswers {
+    /// `{key: response}`, as the client sent them (an object; `{}` when it sent only the state).
+    pub responses: serde_json::Map<String, serde_json::Value>,
+    /// The state the handler's earlier answer carried, checked and unsealed.
+    pub state: Option<serde_json::Value>,
 }
 
 impl RequestContext {
@@ -209,7 +225,8 @@ impl RequestContext {
 
     /// What a handler sees of its context, as JSON, for bindings that read it as such: `headers`
     /// (an object, lowercase names), `trace_id`, `span_id`, `sampled`, `traceparent`,
-    /// `tracestate` and `remaining_ms` (null when absent).
+    /// `tracestate`, `remaining_ms`, `caller`, `client_capabilities`, and a call answering input
+    /// requests its `input_responses` and `request_state` (null when absent).
     pub fn view_json(&self) -> serde_json::Value {
         let headers: serde_json::Map<String, serde_json::Value> =
             self.headers.iter().map(|(name, value)| (name.clone(), serde_json::Value::from(value.as_str()))).collect();
@@ -221,6 +238,10 @@ impl RequestContext {
             "traceparent": self.traceparent(),
             "tracestate": self.tracestate(),
             "remaining_ms": self.remaining_ms(),
+            "caller": self.caller.as_deref(),
+            "client_capabilities": self.client_capabilities.as_deref(),
+            "input_responses": self.input.as_ref().map(|i| &i.responses),
+            "request_state": self.input.as_ref().and_then(|i| i.state.as_ref()),
         })
     }
 
@@ -597,6 +618,8 @@ mod tests {
             headers: vec![("x-tenant".into(), "acme".into())],
             trace: Some(trace),
             deadline: Some(Instant::now() + std::time::Duration::from_millis(1500)),
+            caller: Some("spiffe://toolmesh.local/agent/a".into()),
+            client_capabilities: Some(std::sync::Arc::new(serde_json::json!({"sampling": {}}))),
             ..RequestContext::default()
         };
         assert_eq!(
@@ -609,6 +632,10 @@ mod tests {
                 "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
                 "tracestate": "a=b",
                 "remaining_ms": 1500,
+                "caller": "spiffe://toolmesh.local/agent/a",
+                "client_capabilities": {"sampling": {}},
+                "input_responses": null,
+                "request_state": null,
             })
         );
         tokio::time::advance(std::time::Duration::from_millis(2000)).await;
@@ -617,7 +644,8 @@ mod tests {
         assert_eq!(
             empty,
             serde_json::json!({"headers": {}, "trace_id": null, "span_id": null, "sampled": false,
-            "traceparent": null, "tracestate": null, "remaining_ms": null})
+            "traceparent": null, "tracestate": null, "remaining_ms": null, "caller": null, "client_capabilities": null,
+            "input_responses": null, "request_state": null})
         );
     }
 

@@ -11,9 +11,10 @@
 use crate::authorize::Gate;
 use crate::error::ErrorKind;
 use crate::fx_hash::FxHashMap;
+use crate::metrics::ClientMetrics;
 use crate::pipeline::UnreachableReports;
 use crate::policy::Policy;
-use crate::registry_api::{Provider, RegisterRequest, Topology};
+use crate::registry_api::{HeartbeatRequest, Provider, RegisterRequest, Topology};
 use crate::registry_client::RegistryClient;
 use crate::tls::Identity;
 use std::collections::HashMap;
@@ -69,7 +70,7 @@ impl Discovery {
     /// bundle version announced in a register or heartbeat answer changes (an entity added or
     /// revoked), `identity` trusts the new bundle; when the policy version changes, `gate`
     /// enforces the new policy.
-    /// Its heartbeats also report the agents in `unreachable`.
+    /// Its heartbeats also report the agents in `unreachable`, and the calls `calls` counted.
     pub fn spawn_following(
         client: RegistryClient,
         registration: RegisterRequest,
@@ -77,8 +78,9 @@ impl Discovery {
         identity: Arc<Identity>,
         gate: Arc<Gate>,
         unreachable: UnreachableReports,
+        calls: Arc<ClientMetrics>,
     ) -> Discovery {
-        Self::start(client, registration, heartbeat_interval, Some(Followers { identity, gate, unreachable }))
+        Self::start(client, registration, heartbeat_interval, Some(Followers { identity, gate, unreachable, calls }))
     }
 
     fn start(
@@ -175,6 +177,8 @@ struct Followers {
     gate: Arc<Gate>,
     /// The providers this agent's calls could not reach, reported with each heartbeat.
     unreachable: UnreachableReports,
+    /// The agent's calls per provider, reported with each heartbeat for the dashboard.
+    calls: Arc<ClientMetrics>,
 }
 
 /// Why a registered session ended.
@@ -364,9 +368,14 @@ impl Session {
                 return Ended::Stopped;
             }
             // Refusals ride along; lost with a failed beat, but always in the agent's own log.
-            let denials = self.followers.as_ref().map(|f| f.gate.take_denials()).unwrap_or_default();
-            let unreachable = self.followers.as_ref().map(|f| f.unreachable.take()).unwrap_or_default();
-            match self.client.beat_reporting(&self.registration.agent_id, self.version(), denials, unreachable).await {
+            // So do the calls made, counted in the interval (a failed beat loses its share).
+            let beat = HeartbeatRequest {
+                topology_version: self.version(),
+                denials: self.followers.as_ref().map(|f| f.gate.take_denials()).unwrap_or_default(),
+                unreachable: self.followers.as_ref().map(|f| f.unreachable.take()).unwrap_or_default(),
+                calls: self.followers.as_ref().map(|f| f.calls.take_calls()).unwrap_or_default(),
+            };
+            match self.client.beat_reporting(&self.registration.agent_id, &beat).await {
                 Ok(Some(answer)) => {
                     if outage {
                         tracing::info!("the registry is reachable again");

@@ -1,6 +1,7 @@
 //! The plain-HTTP health listener: `/health` (the process is up), `/ready` (it can take
 //! traffic) and `/metrics` (Prometheus text), on a separate port bound to loopback by default,
-//! so probes and scrapes need no certificate.
+//! so probes and scrapes need no certificate; and whatever further pages its owner adds (the
+//! registry's dashboard), which decide themselves whom they answer.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::server::activity::{Activity, Lifetime, Watched};
@@ -27,11 +28,17 @@ pub type ReadinessCheck = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 /// The process's metrics in the Prometheus text exposition format ([`crate::metrics`]).
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// What the health listener answers from: readiness and metrics (`None`: turned off).
+/// Further pages: the answer to a request for one of them (given the request's head and where
+/// it came from), `None` for a path that is not one of them.
+pub type Pages = Arc<dyn Fn(&http::request::Parts, SocketAddr) -> Option<http::Response<Body>> + Send + Sync>;
+
+/// What the health listener answers from: readiness, metrics (`None`: turned off) and further
+/// pages (`None`: none).
 #[derive(Clone)]
 pub struct Probes {
     pub readiness: ReadinessCheck,
     pub metrics: Option<MetricsRender>,
+    pub pages: Option<Pages>,
 }
 
 pub struct HealthServer {
@@ -107,7 +114,8 @@ async fn accept_loop(listener: TcpListener, limits: Arc<ServerLimits>, probes: P
                 let activity = activity.clone();
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let _in_flight = activity.request_started();
-                    let response = answer(req.method(), req.uri().path(), &probes);
+                    let (head, _body) = req.into_parts();
+                    let response = answer(&head, remote, &probes);
                     async move { Ok::<_, std::convert::Infallible>(response) }
                 })
             };
@@ -120,11 +128,14 @@ async fn accept_loop(listener: TcpListener, limits: Arc<ServerLimits>, probes: P
     }
 }
 
-fn answer(method: &Method, path: &str, probes: &Probes) -> http::Response<Body> {
-    if method != Method::GET && method != Method::HEAD {
+fn answer(head: &http::request::Parts, remote: SocketAddr, probes: &Probes) -> http::Response<Body> {
+    if head.method != Method::GET && head.method != Method::HEAD {
         return json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({"status": "error", "reason": "use GET"}));
     }
-    match path {
+    if let Some(page) = probes.pages.as_ref().and_then(|pages| pages(head, remote)) {
+        return page;
+    }
+    match head.uri.path() {
         "/health" => json_response(StatusCode::OK, &json!({"status": "ok"})),
         "/ready" => match (probes.readiness)() {
             None => json_response(StatusCode::OK, &json!({"status": "ready"})),

@@ -10,6 +10,7 @@ use crate::error::{Error, ErrorKind};
 use crate::mcp::catalog::{check_prompt_result, check_read_result, static_contents, UriTemplate};
 pub use crate::mcp::catalog::{Catalog, PromptArgument, PromptInfo, ResourceInfo, ResourceTemplateInfo};
 pub use crate::mcp::content::ToolOutput;
+pub use crate::mcp::input::InputRequired;
 use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -128,6 +129,9 @@ pub enum Answer {
     ArgumentNotDecoded { argument: String, type_name: String, reason: String },
     /// A result in MCP's own shape (images, audio, resources, several items), checked already.
     Result(ToolOutput),
+    /// Requests to the client for input (2026-07-28), checked already; the client calls again
+    /// with the answers.
+    InputRequired(InputRequired),
 }
 
 /// What a local tool answered, for callers that serve it over MCP: a plain value (which becomes
@@ -136,6 +140,7 @@ pub enum Answer {
 pub enum HandlerOutput {
     Value(Value),
     Result(ToolOutput),
+    InputRequired(InputRequired),
 }
 
 /// A tool result in MCP's shape that core refused ([`ToolOutput::from_json`]): HANDLER_RESULT
@@ -184,6 +189,13 @@ impl Completion {
         let _ = self.tx.send(Answer::Result(output));
     }
 
+    /// Asks the client for input instead of answering ([`InputRequired::from_json`] reads one from
+    /// the JSON a binding hands over); the client calls again with the answers, which the next
+    /// invocation finds in its context.
+    pub fn input_required(self, input: InputRequired) {
+        let _ = self.tx.send(Answer::InputRequired(input));
+    }
+
     pub fn ok(self, value: Value) {
         self.complete(Ok(value))
     }
@@ -206,11 +218,29 @@ pub fn argument_not_decoded_error(tool: &str, argument: &str, type_name: &str, r
     Error::new(ErrorKind::InvalidArguments, format!("tool '{tool}': argument '{argument}' is not a valid {type_name}: {reason}"))
 }
 
+/// A handler asked for input its caller cannot give: a mesh call, or a legacy-era MCP request.
+pub fn input_required_error(tool: &str, input: &InputRequired) -> Error {
+    let methods: Vec<&str> = input.input_requests.values().filter_map(|r| r.get("method").and_then(Value::as_str)).collect();
+    Error::new(
+        ErrorKind::Protocol,
+        format!(
+            "tool '{tool}' asked its caller for input ({}), which only an MCP 2026-07-28 client can give; this call cannot answer it",
+            methods.join(", ")
+        ),
+    )
+}
+
 /// Turns what a host handler answered into the mesh's error model, for callers that take one
 /// value: a result in MCP's shape gives [`ToolOutput::to_value`], and one the handler marked
 /// `isError` is the handler failure it reports.
 pub fn completion_result(tool: &str, received: Result<Answer, oneshot::error::RecvError>) -> Result<Value, Error> {
-    match completion_output(tool, received)? {
+    completion_output(tool, received).and_then(|output| single_value(tool, output))
+}
+
+/// A handler's answer as one value: a result in MCP's shape gives [`ToolOutput::to_value`], and
+/// one the handler marked `isError` is the handler failure it reports.
+fn single_value(tool: &str, output: HandlerOutput) -> Result<Value, Error> {
+    match output {
         HandlerOutput::Value(value) => Ok(value),
         HandlerOutput::Result(output) if output.is_error() => {
             let text = output.text();
@@ -218,6 +248,7 @@ pub fn completion_result(tool: &str, received: Result<Answer, oneshot::error::Re
             Err(Error::new(ErrorKind::HandlerFailed, format!("tool '{tool}' failed: {message}")))
         }
         HandlerOutput::Result(output) => Ok(output.to_value()),
+        HandlerOutput::InputRequired(input) => Err(input_required_error(tool, &input)),
     }
 }
 
@@ -227,6 +258,7 @@ pub fn completion_output(tool: &str, received: Result<Answer, oneshot::error::Re
     match received {
         Ok(Answer::Done(Ok(value))) => Ok(HandlerOutput::Value(value)),
         Ok(Answer::Result(output)) => Ok(HandlerOutput::Result(output)),
+        Ok(Answer::InputRequired(input)) => Ok(HandlerOutput::InputRequired(input)),
         // A TOOL_ERROR is only ever made with its application code (`HostError::tool_error`): a
         // binding that hands back the bare number is reported as the handler failure it is.
         Ok(Answer::Done(Err(HostError { mesh_error: Some(e), .. }))) if e.kind() != ErrorKind::ToolError || e.app_code().is_some() => {
@@ -265,6 +297,10 @@ fn catalog_answer(what: &str, received: Result<Answer, oneshot::error::RecvError
         Ok(Answer::Result(_)) => Err(Error::new(
             ErrorKind::HandlerResult,
             format!("{what}: the handler answered a tool result; answer JSON in MCP's shape with Completion::ok"),
+        )),
+        Ok(Answer::InputRequired(_)) => Err(Error::new(
+            ErrorKind::HandlerResult,
+            format!("{what}: the handler asked the client for input, which toolmesh carries for tools only so far"),
         )),
         Ok(Answer::NotJson(reason)) => {
             tracing::warn!("{what}: the handler answered a value that is not JSON: {reason}");
@@ -442,14 +478,39 @@ impl LocalTools {
     /// as one value (see [`completion_result`]).
     pub async fn invoke(&self, tool: &str, arguments: Value, context: Arc<RequestContext>) -> Result<Value, Error> {
         let answer = self.start(tool, arguments, context)?;
-        completion_result(tool, answer.await)
+        self.output(tool, answer.await).and_then(|output| single_value(tool, output))
     }
 
     /// Like [`LocalTools::invoke`], keeping a result in MCP's shape whole: what the MCP server
     /// answers with.
     pub async fn invoke_output(&self, tool: &str, arguments: Value, context: Arc<RequestContext>) -> Result<HandlerOutput, Error> {
         let answer = self.start(tool, arguments, context)?;
-        completion_output(tool, answer.await)
+        self.output(tool, answer.await)
+    }
+
+    /// What the handler of `tool` answered ([`completion_output`]), held to the tool's
+    /// `outputSchema` when it declares one: a successful answer's `structuredContent` must match
+    /// it, or the caller gets HANDLER_RESULT naming the first problem.
+    pub(crate) fn output(&self, tool: &str, received: Result<Answer, oneshot::error::RecvError>) -> Result<HandlerOutput, Error> {
+        let output = completion_output(tool, received)?;
+        let Some(schema) = self.get(tool).and_then(|t| t.output_schema.as_ref()) else { return Ok(output) };
+        let structured = match &output {
+            HandlerOutput::Value(value) => Some(value),
+            HandlerOutput::Result(result) if result.is_error() => return Ok(output),
+            HandlerOutput::InputRequired(_) => return Ok(output),
+            HandlerOutput::Result(result) => result.structured(),
+        };
+        let problem = match structured {
+            None => "it has none".to_owned(),
+            Some(structured) => match crate::mcp::schema::check_structured(schema, structured) {
+                Ok(()) => return Ok(output),
+                Err(problem) => problem,
+            },
+        };
+        Err(Error::new(
+            ErrorKind::HandlerResult,
+            format!("tool '{tool}' returned structuredContent that does not match its outputSchema: {problem}"),
+        ))
     }
 
     /// Checks the arguments and hands the call to the host handler; the receiver gets its answer.

@@ -7,6 +7,7 @@
 //! from a bounded set, so the number of series is bounded; `agent.rs` says which sets.
 
 mod agent;
+mod callees;
 
 pub use agent::{AgentMetrics, ClientMetrics, ClientOperation, Outcome, ServerMetrics, ServerOperation, TlsMetrics, TlsSide};
 

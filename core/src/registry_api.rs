@@ -30,6 +30,14 @@ pub struct ToolInfo {
     /// idempotent is retried on another provider when the connection breaks after delivery.
     #[serde(default, skip_serializing_if = "ToolAnnotations::is_empty")]
     pub annotations: ToolAnnotations,
+    /// MCP's `outputSchema` (a JSON Schema of an object, kept verbatim): listed by `tools/list`,
+    /// and every answer's `structuredContent` is checked against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
+    /// Client capabilities the tool needs (`"sampling"`, `"elicitation"`, `"roots"`): a modern
+    /// request whose client did not declare one is refused (-32021) before the handler runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_client_capabilities: Vec<String>,
 }
 
 /// MCP's `ToolAnnotations`: hints about a tool's behaviour, in MCP's own member names. Read
@@ -199,6 +207,10 @@ struct StrictToolInfo {
     timeout_ms: Option<u64>,
     #[serde(default)]
     annotations: StrictAnnotations,
+    #[serde(default)]
+    output_schema: Option<Value>,
+    #[serde(default)]
+    required_client_capabilities: Vec<String>,
 }
 
 /// [`ToolAnnotations`] as a registration carries them: MCP's members, none other.
@@ -220,10 +232,34 @@ struct StrictAnnotations {
 impl From<StrictToolInfo> for ToolInfo {
     fn from(t: StrictToolInfo) -> Self {
         // Exhaustive on purpose: a member added to `ToolInfo` must be added to the strict form.
-        let StrictToolInfo { name, capability, version, tags, description, input_schema, dependencies, timeout_ms, annotations } = t;
+        let StrictToolInfo {
+            name,
+            capability,
+            version,
+            tags,
+            description,
+            input_schema,
+            dependencies,
+            timeout_ms,
+            annotations,
+            output_schema,
+            required_client_capabilities,
+        } = t;
         let StrictAnnotations { title, read_only_hint, destructive_hint, idempotent_hint, open_world_hint } = annotations;
         let annotations = ToolAnnotations { title, read_only_hint, destructive_hint, idempotent_hint, open_world_hint };
-        ToolInfo { name, capability, version, tags, description, input_schema, dependencies, timeout_ms, annotations }
+        ToolInfo {
+            name,
+            capability,
+            version,
+            tags,
+            description,
+            input_schema,
+            dependencies,
+            timeout_ms,
+            annotations,
+            output_schema,
+            required_client_capabilities,
+        }
     }
 }
 
@@ -270,10 +306,32 @@ pub struct HeartbeatRequest {
     /// probes them and lists those it cannot connect to either as `unreachable`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreachable: Vec<String>,
+    /// The calls this agent made since its last heartbeat, per provider agent (at most
+    /// [`MAX_REPORTED_CALLEES`]): the registry's dashboard draws its call graph from them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<ReportedCalls>,
 }
 
 /// Most denials one heartbeat reports; an agent keeps no more than this between heartbeats.
 pub const MAX_REPORTED_DENIALS: usize = 64;
+
+/// Most provider agents one heartbeat reports calls to; calls to others in the same interval
+/// are not reported.
+pub const MAX_REPORTED_CALLEES: usize = 64;
+
+/// The calls an agent made to one provider agent between two heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportedCalls {
+    /// The provider agent's id.
+    pub agent_id: String,
+    /// Calls that ended (whatever their outcome) under that provider, tried last.
+    pub calls: u64,
+    /// Those of them that failed (a mesh error, a tool error, or cancelled).
+    pub errors: u64,
+    /// Their durations added up, in nanoseconds (every attempt, backoff and failover included).
+    pub duration_ns: u64,
+}
 
 /// A call an agent's policy refused, as its heartbeat reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

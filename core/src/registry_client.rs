@@ -74,20 +74,15 @@ impl RegistryClient {
     /// A heartbeat with the whole answer (topology and trust bundle version); `None` when the
     /// registry does not know the agent.
     pub async fn beat(&self, agent_id: &str, topology_version: u64) -> Result<Option<HeartbeatResponse>> {
-        self.beat_reporting(agent_id, topology_version, Vec::new(), Vec::new()).await
+        let beat = HeartbeatRequest { topology_version, denials: Vec::new(), unreachable: Vec::new(), calls: Vec::new() };
+        self.beat_reporting(agent_id, &beat).await
     }
 
-    /// A heartbeat that also reports the calls the agent refused since the last one.
-    pub async fn beat_reporting(
-        &self,
-        agent_id: &str,
-        topology_version: u64,
-        denials: Vec<ReportedDenial>,
-        unreachable: Vec<String>,
-    ) -> Result<Option<HeartbeatResponse>> {
+    /// A heartbeat that also reports what the agent saw since the last one: the calls it
+    /// refused, the providers it could not reach, the calls it made.
+    pub async fn beat_reporting(&self, agent_id: &str, beat: &HeartbeatRequest) -> Result<Option<HeartbeatResponse>> {
         let path = format!("{API_PREFIX}/agents/{}/heartbeat", encode(agent_id));
-        let beat = HeartbeatRequest { topology_version, denials, unreachable };
-        match self.json::<HeartbeatResponse>(http::Method::POST, &path, Some(&beat)).await {
+        match self.json::<HeartbeatResponse>(http::Method::POST, &path, Some(beat)).await {
             Ok(response) => Ok(Some(response)),
             Err(e) if e.kind() == ErrorKind::UnknownAgent => Ok(None),
             Err(e) => Err(e),

@@ -4,6 +4,7 @@
 
 use crate::audit::{Audit, Denial, Subject};
 use crate::auto::AutoIssuer;
+use crate::dashboard::Dashboard;
 use crate::policy_store::{PolicyError, PolicyStore};
 use crate::state::{Caller, Registry, StateError};
 use crate::traces::TraceStore;
@@ -50,6 +51,8 @@ pub struct Api {
     pub policy: Arc<PolicyStore>,
     /// The spans agents export here when they name no collector.
     pub traces: Arc<TraceStore>,
+    /// The live dashboard, which heartbeats feed with the calls agents made.
+    pub dashboard: Arc<Dashboard>,
 }
 
 type Response = http::Response<Body>;
@@ -212,6 +215,8 @@ enum Route {
     PolicyTest,
     Traces,
     Trace(String),
+    /// The dashboard's page and its data (`/dashboard/...`), for admins.
+    Dashboard,
 }
 
 impl Route {
@@ -237,6 +242,7 @@ impl Route {
             ["v1", "policy", "test"] => Route::PolicyTest,
             ["v1", "traces"] => Route::Traces,
             ["v1", "traces", id] => Route::Trace((*id).to_owned()),
+            ["dashboard", ..] => Route::Dashboard,
             ["v1", "entities", name] => Route::Entity(
                 percent_decode(name)
                     .filter(|n| !n.is_empty())
@@ -248,7 +254,7 @@ impl Route {
 
     fn allowed(&self) -> &'static str {
         match self {
-            Route::Health | Route::Topology(_) | Route::TrustBundle | Route::Audit | Route::Trace(_) => "GET",
+            Route::Health | Route::Topology(_) | Route::TrustBundle | Route::Audit | Route::Trace(_) | Route::Dashboard => "GET",
             Route::Agents | Route::Entities | Route::Traces => "GET, POST",
             Route::Agent(_) | Route::Entity(_) => "DELETE",
             Route::Heartbeat(_) | Route::Resolve | Route::Bootstrap | Route::PolicyTest => "POST",
@@ -333,7 +339,15 @@ async fn respond(api: &Api, request: http::Request<Incoming>, peer: &PeerInfo) -
         refusal
     };
     let caller = &authenticate(api, peer).map_err(|refusal| audit(refusal, None))?;
-    serve(api, route, parts, body, caller).await.map_err(|refusal| audit(refusal, caller.entity.as_deref()))
+    serve(api, route, parts, body, caller, peer).await.map_err(|refusal| audit(refusal, caller.entity.as_deref()))
+}
+
+/// Notes when the certificate `peer` presented for the agent expires, for the dashboard.
+fn note_certificate(api: &Api, agent_id: &str, peer: &PeerInfo) {
+    let Some(leaf) = peer.chain.first() else { return };
+    if let Ok(summary) = toolmesh_ca::CertificateSummary::parse_der(leaf, "the agent's certificate") {
+        api.registry.presented_certificate(agent_id, summary.not_after.unix_timestamp());
+    }
 }
 
 /// Keeps the calls an agent's policy refused in the registry's audit, as reported by that agent
@@ -355,7 +369,14 @@ fn record_reported_denials(api: &Api, agent_id: &str, reporter: &Caller, denials
 }
 
 /// Answers an authenticated caller's request.
-async fn serve(api: &Api, route: Route, parts: http::request::Parts, body: Incoming, caller: &Caller) -> Result<Response, Refusal> {
+async fn serve(
+    api: &Api,
+    route: Route,
+    parts: http::request::Parts,
+    body: Incoming,
+    caller: &Caller,
+    peer: &PeerInfo,
+) -> Result<Response, Refusal> {
     let registry = &api.registry;
     let bundle_version = || Some(api.trust.bundle().version);
     // Admins see every provided tool; anyone else what the policy lets it discover.
@@ -369,6 +390,7 @@ async fn serve(api: &Api, route: Route, parts: http::request::Parts, body: Incom
             let mut registered = registry.register(request, caller).map_err(|e| Refusal::from(e).about(&name, tools))?;
             registered.trust_bundle_version = bundle_version();
             registered.policy_version = api.policy.announced_version();
+            note_certificate(api, &registered.agent_id, peer);
             ok(&registered)
         }
         (Route::Agent(id), &Method::DELETE) => {
@@ -378,8 +400,11 @@ async fn serve(api: &Api, route: Route, parts: http::request::Parts, body: Incom
         (Route::Heartbeat(id), &Method::POST) => {
             let beat: HeartbeatRequest = json_body(body).await?;
             crate::validate::reported_denials(&beat.denials).map_err(Refusal::invalid)?;
+            crate::validate::reported_calls(&beat.calls).map_err(Refusal::invalid)?;
             let mut answer = registry.heartbeat(id, caller, beat.topology_version).map_err(|e| Refusal::from(e).about(id, None))?;
             record_reported_denials(api, id, caller, beat.denials);
+            api.dashboard.record_calls(id, &beat.calls);
+            note_certificate(api, id, peer);
             // Only the registry's own probe decides: a report alone never takes an agent out.
             crate::probe::spawn(registry, registry.reported(&beat.unreachable));
             answer.trust_bundle_version = bundle_version();
@@ -460,6 +485,10 @@ async fn serve(api: &Api, route: Route, parts: http::request::Parts, body: Incom
                 Some(trace) => ok(&trace),
                 None => return Err(unknown_trace(id, api.traces.limits())),
             }
+        }
+        (Route::Dashboard, &Method::GET | &Method::HEAD) => {
+            require_admin(api, caller, "opening the dashboard over mutual TLS")?;
+            api.dashboard.answer(&parts.uri).expect("the route holds dashboard paths only")
         }
         (Route::PolicyTest, &Method::POST) => {
             require_admin(api, caller, "testing the policy")?;

@@ -8,6 +8,7 @@ mod access;
 mod audit;
 mod auto;
 mod binding;
+mod dashboard;
 mod http;
 mod mesh_dir;
 mod metrics;
@@ -66,7 +67,8 @@ pub struct RegistryConfig {
     /// Identities allowed to change entities besides mesh certificates whose SPIFFE ID is
     /// `spiffe://DOMAIN/operator/...`.
     pub admin_ids: Vec<String>,
-    /// Where `/health` and `/ready` are served in plain HTTP: (host, port); `None` for nowhere.
+    /// Where `/health`, `/ready`, `/metrics` and the dashboard (to this machine only, see
+    /// docs/dashboard.md) are served in plain HTTP: (host, port); `None` for nowhere.
     pub health: Option<(String, u16)>,
     /// How often the certificate files are checked for a rotation.
     pub tls_reload_interval: Duration,
@@ -151,13 +153,15 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
     let registry = Arc::new(state::Registry::new(config.heartbeat_interval, config.eviction_intervals).with_quotas(config.quotas));
     let handshakes = Arc::new(TlsMetrics::default());
     let traces = Arc::new(TraceStore::new(config.trace_limits));
+    let dashboard = Arc::new(dashboard::Dashboard::new(registry.clone(), config.heartbeat_interval, traces.clone()));
     let health = match &config.health {
         Some((host, health_port)) => {
             let closing = closing_receiver.clone();
-            let (registry, handshakes, traces) = (registry.clone(), handshakes.clone(), traces.clone());
+            let (registry, handshakes, dashboard, traces) = (registry.clone(), handshakes.clone(), dashboard.clone(), traces.clone());
             let probes = Probes {
                 readiness: Arc::new(move || (*closing.borrow()).then(|| "shutting down".to_owned())),
                 metrics: Some(Arc::new(move || metrics::render(&registry, &handshakes, &traces))),
+                pages: Some(Arc::new(move |head, remote| dashboard.answer_local(head, remote))),
             };
             Some(
                 HealthServer::start_limited(host, *health_port, probes, &config.limits)
@@ -181,6 +185,7 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         audit: Arc::new(audit::Audit::new(config.audit_capacity)),
         policy,
         traces: traces.clone(),
+        dashboard,
     });
     let server = HttpsServer::spawn_limited(listener, tls, None, config.limits.clone(), handshakes, move |request, peer| {
         http::handle(api.clone(), request, peer)

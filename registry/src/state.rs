@@ -96,6 +96,8 @@ struct Agent {
     unreachable: bool,
     dependencies: Vec<Dependency>,
     topology: watch::Sender<Arc<Topology>>,
+    /// When the certificate the agent last presented to the registry expires (Unix seconds).
+    certificate_not_after: Option<i64>,
 }
 
 impl Agent {

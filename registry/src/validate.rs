@@ -9,7 +9,9 @@
 //! `toolmesh list` and logged), bounded lengths, semver tool versions, https endpoints.
 
 use std::collections::{BTreeMap, HashSet};
-use toolmesh_core::registry_api::{DependencySpec, RegisterRequest, ReportedDenial, TagSelector, MAX_REPORTED_DENIALS};
+use toolmesh_core::registry_api::{
+    DependencySpec, RegisterRequest, ReportedCalls, ReportedDenial, TagSelector, MAX_REPORTED_CALLEES, MAX_REPORTED_DENIALS,
+};
 use toolmesh_core::resolve::Selector;
 
 /// Agent ids travel in URL paths and logs; names, capabilities and tags in tables and logs.
@@ -58,7 +60,9 @@ pub fn registration(request: &RegisterRequest) -> Result<Vec<Dependency>, String
                 kind(&tool.input_schema)
             ));
         }
-        toolmesh_core::mcp::check_mirrored_parameters(&tool.input_schema).map_err(|why| format!("tools[{i}]: {why}"))?;
+        toolmesh_core::mcp::check_mirrored_parameters(&tool.input_schema)
+            .and_then(|()| toolmesh_core::mcp::check_tool_contract(tool.output_schema.as_ref(), &tool.required_client_capabilities))
+            .map_err(|why| format!("tools[{i}]: {why}"))?;
         for (j, spec) in tool.dependencies.iter().enumerate() {
             let selector = dependency(&at(&format!("dependencies[{j}]")), spec)?;
             dependencies.entry(spec.key()).or_insert_with(|| Dependency { spec: spec.clone(), selector });
@@ -116,6 +120,28 @@ pub fn reported_denials(denials: &[ReportedDenial]) -> Result<(), String> {
         name(&format!("denials[{i}].tool"), &d.tool)?;
         name(&format!("denials[{i}].rule"), &d.rule)?;
         name(&format!("denials[{i}].time"), &d.time)?;
+    }
+    Ok(())
+}
+
+/// The calls a heartbeat reports: at most [`MAX_REPORTED_CALLEES`] providers, each named once,
+/// no more errors than calls.
+pub fn reported_calls(calls: &[ReportedCalls]) -> Result<(), String> {
+    if calls.len() > MAX_REPORTED_CALLEES {
+        return Err(format!("calls holds {} entries; a heartbeat reports at most {MAX_REPORTED_CALLEES}", calls.len()));
+    }
+    let mut seen = HashSet::new();
+    for (i, c) in calls.iter().enumerate() {
+        name(&format!("calls[{i}].agent_id"), &c.agent_id)?;
+        if !seen.insert(c.agent_id.as_str()) {
+            return Err(format!(
+                "calls[{i}].agent_id '{}' is reported twice; report each provider once",
+                toolmesh_core::text::escape(&c.agent_id)
+            ));
+        }
+        if c.errors > c.calls {
+            return Err(format!("calls[{i}] has {} errors but {} calls; errors are counted among the calls", c.errors, c.calls));
+        }
     }
     Ok(())
 }

@@ -258,6 +258,12 @@ async fn the_live_registry_matches_its_openapi_document() {
     ex.expect_raw(400, "post", HEARTBEAT, consumer_beat, bytes("{}")).await;
     ex.expect(404, "post", HEARTBEAT, "/v1/agents/nobody/heartbeat", Some(json!({"topology_version": 0}))).await;
     ex.by(&mallory).expect(403, "post", HEARTBEAT, consumer_beat, Some(json!({"topology_version": 0}))).await;
+    // Heartbeats report the calls the agent made, per provider, for the dashboard's call graph.
+    let calls = json!([{"agent_id": "adder-1", "calls": 3, "errors": 1, "duration_ns": 4_500_000}]);
+    ex.expect(200, "post", HEARTBEAT, consumer_beat, Some(json!({"topology_version": 0, "calls": calls}))).await;
+    let inflated = json!({"topology_version": 0, "calls": [{"agent_id": "adder-1", "calls": 1, "errors": 2, "duration_ns": 0}]});
+    let bad = ex.expect_raw(400, "post", HEARTBEAT, consumer_beat, bytes(&inflated.to_string())).await.json();
+    assert!(bad["message"].as_str().is_some_and(|m| m.contains("calls[0] has 2 errors but 1 calls")), "{bad}");
 
     // Topology long poll.
     let topology = ex.expect(200, "get", TOPOLOGY, "/v1/agents/consumer-1/topology?since=0&wait_ms=10", None).await;
@@ -422,6 +428,18 @@ async fn the_live_registry_matches_its_openapi_document() {
     assert!(list["agents"].as_array().is_some_and(|a| a.iter().all(|x| x["agent_id"] != "theirs-1")), "evicted: {list}");
 
     // The audit: every denial above, for admins only.
+    // The dashboard's snapshot: admins only over mTLS; it holds the heartbeat's calls above.
+    const DASHBOARD: &str = "/dashboard/state.json";
+    ex.by(&anonymous).expect(401, "get", DASHBOARD, DASHBOARD, None).await;
+    ex.expect(403, "get", DASHBOARD, DASHBOARD, None).await;
+    let state = ex.by(&operator).expect(200, "get", DASHBOARD, DASHBOARD, None).await.json();
+    let edge = &state["edges"][0];
+    assert_eq!(
+        (&edge["from"], &edge["to"], &edge["calls"], &edge["errors"]),
+        (&json!("consumer-1"), &json!("adder-1"), &json!(3), &json!(1)),
+        "{state}"
+    );
+    assert!((edge["mean_latency_ms"].as_f64().unwrap() - 1.5).abs() < 1e-9, "{state}");
     const AUDIT: &str = "/v1/audit";
     ex.by(&anonymous).expect(401, "get", AUDIT, AUDIT, None).await;
     let denied = ex.expect(403, "get", AUDIT, AUDIT, None).await.json();

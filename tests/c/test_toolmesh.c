@@ -670,7 +670,9 @@ static const char MEDIA_TOOLS[] =
     "[{\"name\": \"picture\", \"capability\": \"picture\"},"
     " {\"name\": \"counted\", \"capability\": \"counted\"},"
     " {\"name\": \"bad_picture\", \"capability\": \"bad_picture\"},"
-    " {\"name\": \"reporter\", \"capability\": \"reporter\"}]";
+    " {\"name\": \"reporter\", \"capability\": \"reporter\"},"
+    " {\"name\": \"whoami\", \"capability\": \"whoami\", \"required_client_capabilities\": [\"roots\"],"
+    "  \"output_schema\": {\"type\": \"object\", \"properties\": {\"caller\": {\"type\": \"string\"}}, \"required\": [\"caller\"]}}]";
 static const char MEDIA_CATALOG[] =
     "{\"resources\": [{\"uri\": \"test://static-text\", \"name\": \"static-text\", \"mimeType\": \"text/plain\", \"text\": \"static text\"},"
     "                 {\"uri\": \"test://empty\", \"name\": \"empty\"}, {\"uri\": \"test://broken\", \"name\": \"broken\"}],"
@@ -729,6 +731,12 @@ static void media_invoke(void *userdata, const char *tool, const char *arguments
     pthread_mutex_unlock(&media_lock);
     toolmesh_error_free(error);
     complete_json(invocation, "\"reported\"");
+  } else if (strcmp(tool, "whoami") == 0) {
+    const char *capabilities = toolmesh_invocation_client_capabilities(invocation);
+    char json[512];
+    snprintf(json, sizeof json, "{\"caller\": \"%s\", \"capabilities\": %s}", toolmesh_invocation_caller(invocation),
+             capabilities ? capabilities : "null");
+    complete_json(invocation, json);
   } else {
     toolmesh_invocation_fail(invocation, "no such tool here", NULL);
   }
@@ -770,19 +778,30 @@ static void media_catalog(void *userdata, const char *request_json, toolmesh_inv
 
 static toolmesh_agent *media;
 
-/* POSTs one legacy-era MCP request to `agent` with curl over mTLS, as the operator; the
- * response body in `output`. */
-static bool mcp_request(toolmesh_agent *agent, const char *method, const char *params_json, char *output, size_t size) {
-  char body[2048];
+/* POSTs one MCP request to `agent` with curl over mTLS, as the operator; the response body in
+ * `output`. `modern_name` NULL: a legacy-era request; else a 2026-07-28 one, with the headers
+ * naming the method and `modern_name` (params_json then carries the required `_meta`). */
+static bool mcp_request_in(toolmesh_agent *agent, const char *method, const char *modern_name, const char *params_json, char *output,
+                           size_t size) {
+  char body[2048], method_header[128], name_header[128];
   snprintf(body, sizeof body, "{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": \"%s\", \"params\": %s}", method, params_json);
+  snprintf(method_header, sizeof method_header, "mcp-method: %s", method);
+  snprintf(name_header, sizeof name_header, "mcp-name: %s", modern_name ? modern_name : "");
   char *argv[] = {"curl", "--silent", "--show-error", "--max-time", "60", "--cert", (char *)cert_path("certs", "operator.pem"),
                   "--key", (char *)cert_path("certs", "operator.key"), "--cacert", (char *)cert_path("certs", "ca.pem"),
                   "--header", "content-type: application/json", "--header", "accept: application/json, text/event-stream",
-                  "--data-binary", body, (char *)toolmesh_agent_endpoint(agent), NULL};
+                  "--data-binary", body, (char *)toolmesh_agent_endpoint(agent),
+                  /* the modern era's headers; a legacy request's arguments end before them */
+                  modern_name ? "--header" : NULL, "mcp-protocol-version: 2026-07-28", "--header", method_header, "--header", name_header,
+                  NULL};
   output[0] = '\0';
   int status = run_command(argv, output, size, WAIT_MS);
   if (status != 0) fprintf(stderr, "  curl %s exited with %d: %s\n", method, status, output);
   return status == 0;
+}
+
+static bool mcp_request(toolmesh_agent *agent, const char *method, const char *params_json, char *output, size_t size) {
+  return mcp_request_in(agent, method, NULL, params_json, output, size);
 }
 
 /* Checks that `haystack` contains `needle`, printing both when it does not. */
@@ -856,6 +875,33 @@ static void test_rich_tool_results(void) {
   CHECK(media_bad_picture_code == TOOLMESH_HANDLER_RESULT, "the handler is told too");
   CHECK(strstr(media_bad_picture_message, "content[1]: image 'data' is not base64") != NULL, "naming the item");
   pthread_mutex_unlock(&media_lock);
+}
+
+/* A handler sees its caller's verified identity and the capabilities its client declared; a tool
+ * declared (as JSON) to need one refuses a modern client without it, and its output schema is
+ * listed. */
+static void test_caller_and_client_capabilities(void) {
+  REQUIRE(media != NULL);
+  char output[4096];
+  REQUIRE(mcp_request(media, "tools/call", "{\"name\": \"whoami\", \"arguments\": {}}", output, sizeof output));
+  CHECK_HAS(output, "\"structuredContent\":{\"caller\":\"spiffe://toolmesh.local/operator/operator\",\"capabilities\":null}");
+
+#define MODERN_META(capabilities)                                                                            \
+  "\"_meta\": {\"io.modelcontextprotocol/protocolVersion\": \"2026-07-28\", \"io.modelcontextprotocol/clientCapabilities\": " \
+  capabilities "}"
+  REQUIRE(mcp_request_in(media, "tools/call", "whoami", "{\"name\": \"whoami\", \"arguments\": {}, " MODERN_META("{}") "}", output,
+                         sizeof output));
+  CHECK_HAS(output, "\"code\":-32021");
+  CHECK_HAS(output, "\"requiredCapabilities\":{\"roots\":{}}");
+  REQUIRE(mcp_request_in(media, "tools/call", "whoami",
+                         "{\"name\": \"whoami\", \"arguments\": {}, " MODERN_META("{\"roots\": {\"listChanged\": true}}") "}", output,
+                         sizeof output));
+  CHECK_HAS(output, "\"capabilities\":{\"roots\":{\"listChanged\":true}}");
+#undef MODERN_META
+
+  REQUIRE(mcp_request(media, "tools/list", "{}", output, sizeof output));
+  CHECK_HAS(output, "\"outputSchema\":{\"properties\":{\"caller\":{\"type\":\"string\"}},\"required\":[\"caller\"],\"type\":\"object\"}");
+  CHECK(toolmesh_invocation_caller(NULL) == NULL && toolmesh_invocation_client_capabilities(NULL) == NULL, "NULL for a NULL invocation");
 }
 
 /* Progress and log messages from a C handler reach an MCP client as events before the result,
@@ -1179,6 +1225,7 @@ int main(int argc, char **argv) {
   run_test("catalog_agent_starts", test_catalog_agent_starts);
   run_test("rich_tool_results", test_rich_tool_results);
   run_test("progress_and_logs", test_progress_and_logs);
+  run_test("caller_and_client_capabilities", test_caller_and_client_capabilities);
   run_test("resources", test_resources);
   run_test("prompts", test_prompts);
   run_test("sigpipe_is_ignored_after_start", test_sigpipe_is_ignored_after_start);

@@ -333,7 +333,8 @@ def prompt(fn: Optional[F] = None, **metadata: Any) -> Any:
 def tool(fn: Optional[F] = None, **metadata: Any) -> Any:
     """Declares a tool served by ``toolmesh.run``/``toolmesh.start``; use it bare (``@tool``) or
     with keyword arguments: ``name``, ``capability``, ``version`` (default ``"1.0.0"``),
-    ``tags``, ``description``, ``dependencies``, ``timeout_ms``, ``annotations``.
+    ``tags``, ``description``, ``dependencies``, ``timeout_ms``, ``annotations``,
+    ``output_schema``, ``required_client_capabilities``.
 
     ``name`` defaults to the function's name, ``capability`` to the name, ``description`` to
     the docstring. ``dependencies`` are capabilities (``"add"``) or selectors
@@ -343,6 +344,10 @@ def tool(fn: Optional[F] = None, **metadata: Any) -> Any:
     (``{"readOnlyHint": True}``, ``{"idempotentHint": True}``, ...): a call to a read-only or
     idempotent tool is also retried on another provider when the connection breaks after the
     provider received it.
+    ``output_schema`` (MCP's ``outputSchema``) is a JSON Schema dict or a TypedDict, dataclass or
+    pydantic model; every answer's structured content is checked against it.
+    ``required_client_capabilities`` (``["sampling"]``, ``"elicitation"``, ``"roots"``): a modern
+    MCP client that did not declare one is refused (-32021) before the function runs.
     Works on async and plain functions (plain ones run in a worker thread).
     """
     return _decorator(_default_tools.append, fn, **metadata)

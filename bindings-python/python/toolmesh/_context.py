@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
 
 from ._json import encode
@@ -37,7 +38,10 @@ class ToolContext:
       pydantic models, ...); ``level`` one of ``debug`` … ``emergency`` (ValueError otherwise);
       reaches the caller only at or above the level it opted into (a legacy MCP client gets
       ``info`` and up);
-    - ``cancelled``: true once the caller went away; nothing is sent after.
+    - ``cancelled``: true once the caller went away; nothing is sent after;
+    - ``caller``: the caller's verified identity (its certificate's SPIFFE ID);
+    - ``client_capabilities``: what the MCP client declared (``{"sampling": {}, ...}``), or None
+      when unknown (a legacy-era request declares them only in its session's ``initialize``).
 
     Both methods return whether the message was sent; core decides (the answer then streams as
     server-sent events)."""
@@ -56,6 +60,11 @@ class ToolContext:
     @property
     def cancelled(self) -> bool:
         return self._request.cancelled
+
+    @property
+    def client_capabilities(self) -> Optional[dict[str, Any]]:
+        declared = self._request.client_capabilities_json
+        return None if declared is None else json.loads(declared)
 
     @property
     def request(self) -> "RequestContext":

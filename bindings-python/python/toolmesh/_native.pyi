@@ -12,6 +12,8 @@ class RequestContext:
     traceparent: Optional[str]
     tracestate: Optional[str]
     remaining_ms: Optional[int]
+    caller: Optional[str]
+    client_capabilities_json: Optional[str]
     cancelled: bool
     def report_progress(self, progress: float, total: Optional[float] = None, message: Optional[str] = None) -> bool: ...
     def log_json(self, level: str, data_json: str, logger: Optional[str] = None) -> bool: ...

@@ -13,7 +13,7 @@ import inspect
 import json
 import types
 import typing
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Optional
 
 from ._json import loaded_pydantic  # pydantic models are supported once the program imports pydantic
 
@@ -50,6 +50,20 @@ def input_schema(fn: Callable[..., Any], skip: typing.Collection[str] = ()) -> d
     if defs:
         result["$defs"] = defs
     return result
+
+
+def output_schema(declared: Any) -> Optional[dict[str, Any]]:
+    """A tool's ``output_schema=``: a JSON Schema dict as given, or the schema of a structured
+    type (a TypedDict, dataclass or pydantic model); core checks that it describes an object."""
+    if declared is None or isinstance(declared, Mapping):
+        return None if declared is None else dict(declared)
+    defs: dict[str, Any] = {}
+    schema = type_schema(declared, defs)
+    if not schema:
+        raise TypeError(
+            f"output_schema is a JSON Schema dict or a TypedDict, dataclass or pydantic model, not {declared!r}"
+        )
+    return {**schema, "$defs": defs} if defs else schema
 
 
 def type_schema(hint: Any, defs: dict[str, Any]) -> dict[str, Any]:

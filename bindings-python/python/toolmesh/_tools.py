@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Union
 from . import _json, _native
 from ._context import _call_headers, _current
 from ._schema import input_schema
+from ._schema import output_schema as declared_output_schema
 
 DependencyDecl = Union[str, Mapping[str, Any]]
 
@@ -114,6 +115,10 @@ class ToolSpec:
     timeout_ms: Optional[int]
     # MCP's tool annotations ({"idempotentHint": True, ...}); core checks the names
     annotations: Mapping[str, Any]
+    # MCP's outputSchema, or None; core holds every answer to it
+    output_schema: Optional[dict[str, Any]]
+    # client capabilities the tool needs ("sampling", ...); core refuses clients without them
+    required_client_capabilities: tuple[str, ...]
     input_schema: dict[str, Any]
     # parameter name -> index of the dependency whose proxy it receives
     proxy_params: Mapping[str, int]
@@ -136,6 +141,10 @@ class ToolSpec:
             info["timeout_ms"] = self.timeout_ms
         if self.annotations:
             info["annotations"] = dict(self.annotations)
+        if self.output_schema is not None:
+            info["output_schema"] = self.output_schema
+        if self.required_client_capabilities:
+            info["required_client_capabilities"] = list(self.required_client_capabilities)
         return info
 
     async def invoke(self, arguments: dict[str, Any], proxies: Mapping[str, Proxy]) -> Any:
@@ -160,12 +169,16 @@ def declare(
     dependencies: Iterable[DependencyDecl] = (),
     timeout_ms: Optional[int] = None,
     annotations: Optional[Mapping[str, Any]] = None,
+    output_schema: Any = None,
+    required_client_capabilities: Iterable[str] = (),
 ) -> ToolSpec:
     """Reads a function's signature into a ToolSpec (see ``toolmesh.tool`` for the arguments)."""
     if not callable(fn):
         raise TypeError(f"@toolmesh.tool decorates a function, not {fn!r}")
-    if isinstance(tags, str) or isinstance(dependencies, (str, Mapping)):
-        raise TypeError("tags and dependencies are lists, e.g. tags=['math'], dependencies=['add']")
+    if isinstance(tags, str) or isinstance(dependencies, (str, Mapping)) or isinstance(required_client_capabilities, str):
+        raise TypeError(
+            "tags, dependencies and required_client_capabilities are lists, e.g. tags=['math'], dependencies=['add']"
+        )
     if annotations is not None and not isinstance(annotations, Mapping):
         raise TypeError("annotations is a dict of MCP tool annotations, e.g. annotations={'idempotentHint': True}")
     tool_name = name or fn.__name__
@@ -185,6 +198,8 @@ def declare(
         dependencies=dependencies,
         timeout_ms=timeout_ms,
         annotations=dict(annotations or {}),
+        output_schema=declared_output_schema(output_schema),
+        required_client_capabilities=tuple(required_client_capabilities),
         input_schema=input_schema(fn, skip=skip),
         proxy_params=proxy_params,
         param_hints={p: h for p, h in hints.items() if p not in skip and p != "return"},

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod client;
 pub mod content;
+pub mod input;
 pub mod schema;
 pub mod server;
 
@@ -71,6 +72,35 @@ pub fn mirrored_parameters(input_schema: &serde_json::Value) -> impl Iterator<It
         .into_iter()
         .flatten()
         .filter_map(|(parameter, schema)| Some((parameter.as_str(), schema.get("x-mcp-header")?.as_str()?)))
+}
+
+/// The client capabilities a tool may require ([`crate::registry_api::ToolInfo::required_client_capabilities`]):
+/// those a server can ask a client to use on its behalf.
+pub const REQUIRABLE_CLIENT_CAPABILITIES: &[&str] = &["elicitation", "roots", "sampling"];
+
+/// Checks what a tool declares about its answers and its clients: an `outputSchema` describes an
+/// object (MCP requires it: `structuredContent` is one), and each required client capability is
+/// one a client can declare ([`REQUIRABLE_CLIENT_CAPABILITIES`]), once.
+pub fn check_tool_contract(output_schema: Option<&serde_json::Value>, required_client_capabilities: &[String]) -> Result<(), String> {
+    if let Some(schema) = output_schema {
+        if schema.get("type").and_then(serde_json::Value::as_str) != Some("object") {
+            return Err(format!(
+                "the output schema must be a JSON Schema object with \"type\": \"object\" (MCP's structuredContent is an object), got {schema}"
+            ));
+        }
+    }
+    for (i, capability) in required_client_capabilities.iter().enumerate() {
+        if !REQUIRABLE_CLIENT_CAPABILITIES.contains(&capability.as_str()) {
+            return Err(format!(
+                "required client capability '{capability}' is not one a client can declare; use {}",
+                REQUIRABLE_CLIENT_CAPABILITIES.join(", ")
+            ));
+        }
+        if required_client_capabilities[..i].contains(capability) {
+            return Err(format!("required client capability '{capability}' is listed twice"));
+        }
+    }
+    Ok(())
 }
 
 /// Checks what a tool's input schema declares with `x-mcp-header` (SEP-2243): each name an HTTP

@@ -8,7 +8,17 @@ use serde_json::{Map, Value};
 /// Nested objects and array items are checked too, following local `$ref`s (`#/$defs/...`),
 /// so a caller gets INVALID_ARGUMENTS from every language for the same mistake.
 pub fn check_arguments(schema: &Value, arguments: &Map<String, Value>) -> Result<(), String> {
-    check_object(schema, schema, arguments, Path::Root)
+    check_object(schema, schema, arguments, Path::Root, "argument")
+}
+
+/// A tool's `structuredContent` against the `outputSchema` it declares, with the same checks
+/// (an output schema describes an object, as MCP requires). `Err(message)` names the first
+/// problem, as "member 'path' …".
+pub fn check_structured(schema: &Value, structured: &Value) -> Result<(), String> {
+    match structured {
+        Value::Object(object) => check_object(schema, schema, object, Path::Root, "member"),
+        other => Err(format!("it must be an object, got {}", json_type(other))),
+    }
 }
 
 /// Where a value sits in the arguments, as a chain of borrowed steps: it is written out
@@ -31,20 +41,21 @@ impl std::fmt::Display for Path<'_> {
     }
 }
 
-fn check_object(root: &Value, schema: &Value, object: &Map<String, Value>, path: Path<'_>) -> Result<(), String> {
+/// `noun` names what is checked in messages: "argument", or "member" of a structured result.
+fn check_object(root: &Value, schema: &Value, object: &Map<String, Value>, path: Path<'_>, noun: &str) -> Result<(), String> {
     if let Some(required) = schema.get("required").and_then(Value::as_array) {
         let mut missing = required.iter().filter_map(Value::as_str).filter(|name| !object.contains_key(*name)).peekable();
         if missing.peek().is_some() {
             let missing: Vec<String> = missing.map(|name| Path::Property(&path, name).to_string()).collect();
-            return Err(format!("missing required argument(s): {}", missing.join(", ")));
+            return Err(format!("missing required {noun}(s): {}", missing.join(", ")));
         }
     }
     let properties = schema.get("properties").and_then(Value::as_object);
     for (name, value) in object {
         match properties.and_then(|p| p.get(name)) {
-            Some(property) => check_value(root, property, value, Path::Property(&path, name))?,
+            Some(property) => check_value(root, property, value, Path::Property(&path, name), noun)?,
             None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
-                return Err(format!("unexpected argument '{}'", Path::Property(&path, name)));
+                return Err(format!("unexpected {noun} '{}'", Path::Property(&path, name)));
             }
             None => {}
         }
@@ -52,21 +63,21 @@ fn check_object(root: &Value, schema: &Value, object: &Map<String, Value>, path:
     Ok(())
 }
 
-fn check_value(root: &Value, schema: &Value, value: &Value, path: Path<'_>) -> Result<(), String> {
+fn check_value(root: &Value, schema: &Value, value: &Value, path: Path<'_>, noun: &str) -> Result<(), String> {
     let schema = resolve(root, schema);
     if !type_matches(root, schema, value) {
         if let Some(number) = value.as_f64().filter(|_| beyond_exact_integers(value)) {
             // Parsed as a float (JSON numbers past 64 bits are): a handler would get a float in
             // scientific notation instead of the integer sent, so it is refused, not rounded.
             return Err(format!(
-                "argument '{path}' must be {}, got {number:e}, an integer too large to carry exactly: integers must be written \
+                "{noun} '{path}' must be {}, got {number:e}, an integer too large to carry exactly: integers must be written \
                  without a fraction or exponent and lie within {}..={}",
                 describe_type(schema),
                 i64::MIN,
                 u64::MAX
             ));
         }
-        return Err(format!("argument '{path}' must be {}, got {}", describe_type(schema), json_type(value)));
+        return Err(format!("{noun} '{path}' must be {}, got {}", describe_type(schema), json_type(value)));
     }
     // An enum's values are part of its type in every language (Python's Enum, Java's enum, a zod
     // enum), so the check lives here: the caller gets the same answer whatever the callee's language.
@@ -77,15 +88,15 @@ fn check_value(root: &Value, schema: &Value, value: &Value, path: Path<'_>) -> R
     };
     if let Some(allowed) = allowed.filter(|allowed| !allowed.iter().any(|a| same_json_value(a, value))) {
         let listed: Vec<String> = allowed.iter().map(Value::to_string).collect();
-        return Err(format!("argument '{path}' must be one of {}, got {value}", listed.join(", ")));
+        return Err(format!("{noun} '{path}' must be one of {}, got {value}", listed.join(", ")));
     }
     match value {
         Value::Object(object) if schema.get("properties").is_some() || schema.get("required").is_some() => {
-            check_object(root, schema, object, path)
+            check_object(root, schema, object, path, noun)
         }
         Value::Array(items) => match schema.get("items") {
             Some(item_schema) if item_schema.is_object() => {
-                items.iter().enumerate().try_for_each(|(i, item)| check_value(root, item_schema, item, Path::Item(&path, i)))
+                items.iter().enumerate().try_for_each(|(i, item)| check_value(root, item_schema, item, Path::Item(&path, i), noun))
             }
             _ => Ok(()),
         },

@@ -57,6 +57,8 @@ pub struct McpServer {
     gate: Arc<Gate>,
     metrics: Arc<ServerMetrics>,
     tracer: Tracer,
+    /// Seals the state of input-required answers (a key of this run of the agent).
+    seal: Arc<input::StateSeal>,
 }
 
 impl McpServer {
@@ -64,7 +66,7 @@ impl McpServer {
     pub fn new(info: ServerInfo, tools: Arc<LocalTools>, propagate: HeaderAllowList, gate: Arc<Gate>) -> Self {
         let info_json = Arc::from(serde_json::value::to_raw_value(&info).expect("two strings always serialize"));
         let metrics = Arc::new(ServerMetrics::new(tools.tools().iter().map(|t| t.name.as_str())));
-        McpServer { info, info_json, tools, propagate, gate, metrics, tracer: Tracer::default() }
+        McpServer { info, info_json, tools, propagate, gate, metrics, tracer: Tracer::default(), seal: Arc::new(input::StateSeal::new()) }
     }
 
     /// Records a server span of each request `tracer` samples.

@@ -7,6 +7,7 @@
 //! [`MAX_PEER_TOOLS`] pairs called, later ones are counted as (`_OTHER`, `_OTHER`);
 //! `error_type` is an error kind name, a JSON-RPC error code, or `CANCELLED`.
 
+use super::callees::CalleeTally;
 use super::{Counter, Entered, Exposition, Family, Gauge, Histogram, HistogramSnapshot, Kind};
 use crate::authorize::Gate;
 use crate::discovery::TopologyView;
@@ -247,6 +248,8 @@ pub struct ClientMetrics {
     pub(crate) retried_after_delivery: Counter,
     /// Attempts after the first of a call.
     pub(crate) retries: Counter,
+    /// The calls per provider agent since the last heartbeat, which reports them.
+    callees: CalleeTally,
     off: AtomicBool,
 }
 
@@ -290,6 +293,11 @@ impl ClientMetrics {
     /// Records no call from now on (`metrics = off`); the failover counters still count.
     pub fn turn_off(&self) {
         self.off.store(true, Ordering::Relaxed);
+    }
+
+    /// The calls per provider agent since the last take, for a heartbeat to report.
+    pub fn take_calls(&self) -> Vec<crate::registry_api::ReportedCalls> {
+        self.callees.take()
     }
 
     fn write(&self, out: &mut Exposition) {
@@ -360,7 +368,10 @@ impl Drop for ClientOperation<'_> {
         let Some(started) = self.started else { return };
         let elapsed = started.elapsed();
         let pair = match self.providers.get(self.tried.load(Ordering::Relaxed)) {
-            Some(p) => self.metrics.peer_tools.lock().unwrap_or_else(|e| e.into_inner()).id(&p.agent_name, &p.tool),
+            Some(p) => {
+                self.metrics.callees.record(&p.agent_id, self.outcome != Outcome::Ok, elapsed);
+                self.metrics.peer_tools.lock().unwrap_or_else(|e| e.into_inner()).id(&p.agent_name, &p.tool)
+            }
             None => NO_PROVIDER,
         };
         self.metrics.durations.with((pair, self.outcome), |h| h.observe(elapsed));

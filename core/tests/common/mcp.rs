@@ -31,9 +31,16 @@ pub async fn legacy_ok(client: &HttpsClient, endpoint: &str, method: &str, param
     v
 }
 
-/// A modern request with the required `_meta` and mirrored headers (`Mcp-Name` when given).
+/// A modern request with the required `_meta` (members `params._meta` gives win) and mirrored
+/// headers (`Mcp-Name` when given).
 pub async fn modern(client: &HttpsClient, endpoint: &str, method: &str, name: Option<&str>, mut params: Value) -> (u16, Value) {
-    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}});
+    let mut meta = json!({"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}});
+    if let Some(given) = params.get("_meta").and_then(Value::as_object) {
+        for (key, value) in given {
+            meta[key] = value.clone();
+        }
+    }
+    params["_meta"] = meta;
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     let mut headers = vec![("mcp-protocol-version", MODERN), ("mcp-method", method)];
     if let Some(name) = name {

@@ -47,7 +47,10 @@ pub struct toolmesh_agent {
 ///   are required. `annotations` are MCP's tool annotations (`title`, `readOnlyHint`,
 ///   `destructiveHint`, `idempotentHint`, `openWorldHint`), listed by `tools/list`: a call to a
 ///   read-only or idempotent tool is also retried on another provider when the connection breaks
-///   after the provider received it.
+///   after the provider received it. `output_schema` (MCP's `outputSchema`, a JSON Schema of an
+///   object) is listed too, and every answer's structured content is checked against it;
+///   `required_client_capabilities` (`["sampling"]`, `"elicitation"`, `"roots"`) makes core refuse
+///   a modern MCP client that did not declare one (-32021) before the handler runs.
 ///
 /// `handler` is taken over in every case, also when the start fails: its `free_userdata` is
 /// called, on a toolmesh host thread, once toolmesh no longer needs it (after a failed start, at

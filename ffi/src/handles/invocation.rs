@@ -5,7 +5,7 @@ use crate::error::{toolmesh_error, Failure};
 use crate::result::*;
 use std::ffi::{c_char, CStr, CString};
 use std::ptr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{invalid_tool_result, Completion, HostError, ToolOutput};
 use toolmesh_core::report::LogLevel;
@@ -32,6 +32,10 @@ pub struct toolmesh_invocation {
     /// The propagated headers as C strings: lowercase name, value.
     headers: Vec<(String, CString)>,
     trace_id: Option<CString>,
+    /// The caller's identity and the client's declared capabilities (JSON) as C strings, made on
+    /// first use: most handlers never ask.
+    caller: OnceLock<Option<CString>>,
+    client_capabilities: OnceLock<Option<CString>>,
 }
 
 impl toolmesh_invocation {
@@ -39,7 +43,15 @@ impl toolmesh_invocation {
         let headers =
             context.headers.iter().map(|(name, value)| (name.to_ascii_lowercase(), c_string_lossy(value.as_str()))).collect();
         let trace_id = context.trace_id().map(c_string_lossy);
-        toolmesh_invocation { subject, context, completion, headers, trace_id }
+        toolmesh_invocation {
+            subject,
+            context,
+            completion,
+            headers,
+            trace_id,
+            caller: OnceLock::new(),
+            client_capabilities: OnceLock::new(),
+        }
     }
 
     pub(crate) fn context(&self) -> Arc<RequestContext> {
@@ -87,6 +99,42 @@ pub unsafe extern "C" fn toolmesh_invocation_trace_id(invocation: *const toolmes
         // SAFETY: NULL or live, as the caller guarantees.
         let invocation = unsafe { invocation.as_ref() };
         invocation.and_then(|i| i.trace_id.as_ref()).map_or(ptr::null(), |t| t.as_ptr())
+    })
+}
+
+/// The verified identity of the caller (its certificate's SPIFFE ID, e.g.
+/// `spiffe://toolmesh.local/agent/planner`), or NULL for a NULL invocation. Borrowed from the
+/// invocation: valid until it is answered.
+///
+/// # Safety
+/// `invocation` is NULL or a live, unanswered invocation, borrowed for the call.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_caller(invocation: *const toolmesh_invocation) -> *const c_char {
+    catch_panic(ptr::null(), || {
+        // SAFETY: NULL or live, as the caller guarantees.
+        let Some(invocation) = (unsafe { invocation.as_ref() }) else { return ptr::null() };
+        let caller = invocation.caller.get_or_init(|| invocation.context.caller.as_deref().map(c_string_lossy));
+        caller.as_ref().map_or(ptr::null(), |c| c.as_ptr())
+    })
+}
+
+/// The capabilities the MCP client declared, as a JSON object (`{"sampling":{}}`), or NULL when
+/// they are unknown: a legacy-era request (which declares them only in its session's
+/// `initialize`), or a NULL invocation. A tool that needs one declares it
+/// (`required_client_capabilities`), and core refuses a modern client without it before the
+/// handler runs. Borrowed from the invocation: valid until it is answered.
+///
+/// # Safety
+/// `invocation` is NULL or a live, unanswered invocation, borrowed for the call.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_client_capabilities(invocation: *const toolmesh_invocation) -> *const c_char {
+    catch_panic(ptr::null(), || {
+        // SAFETY: NULL or live, as the caller guarantees.
+        let Some(invocation) = (unsafe { invocation.as_ref() }) else { return ptr::null() };
+        let declared = invocation
+            .client_capabilities
+            .get_or_init(|| invocation.context.client_capabilities.as_ref().map(|c| c_string_lossy(c.to_string())));
+        declared.as_ref().map_or(ptr::null(), |c| c.as_ptr())
     })
 }
 

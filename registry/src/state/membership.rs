@@ -74,6 +74,7 @@ impl Registry {
             unreachable: false,
             dependencies,
             topology,
+            certificate_not_after: None,
         });
         let mut refresh = state.dependents_of(affected.iter().map(String::as_str));
         refresh.insert(agent_id.clone());
@@ -104,6 +105,15 @@ impl Registry {
         let current = state.agents[agent_id].topology.borrow();
         let topology = (current.version != held_version).then(|| current.as_ref().clone());
         Ok(HeartbeatResponse { topology, trust_bundle_version: None, policy_version: None, warming_up: self.warming_up() })
+    }
+
+    /// Notes when the certificate the agent presented with a registration or heartbeat expires
+    /// (Unix seconds): it follows the agent's rotations, as each new certificate makes new
+    /// connections.
+    pub fn presented_certificate(&self, agent_id: &str, not_after: i64) {
+        if let Some(agent) = self.lock().agents.get_mut(agent_id) {
+            agent.certificate_not_after = Some(not_after);
+        }
     }
 
     /// A receiver of the agent's topology, for its long polls: only the identity that registered

@@ -53,6 +53,30 @@ impl Registry {
         AgentList { agents }
     }
 
+    /// The ids of the registered agents.
+    pub fn agent_ids(&self) -> std::collections::HashSet<String> {
+        self.lock().agents.keys().cloned().collect()
+    }
+
+    /// (dependent agent id, provider agent id) for every provider in every agent's current
+    /// topology: who may call whom, as resolved for them.
+    pub fn dependency_pairs(&self) -> std::collections::BTreeSet<(String, String)> {
+        let state = self.lock();
+        let mut pairs = std::collections::BTreeSet::new();
+        for (id, agent) in &state.agents {
+            for dependency in &agent.topology.borrow().dependencies {
+                pairs.extend(dependency.providers.iter().map(|p| (id.clone(), p.agent_id.clone())));
+            }
+        }
+        pairs
+    }
+
+    /// When each agent's certificate expires (Unix seconds), by agent id, as far as known.
+    pub fn certificate_expiries(&self) -> std::collections::HashMap<String, i64> {
+        let state = self.lock();
+        state.agents.iter().filter_map(|(id, a)| Some((id.clone(), a.certificate_not_after?))).collect()
+    }
+
     /// The providers of `spec` that `viewer` may discover (every one for an admin: `None`).
     pub fn resolve(&self, spec: &DependencySpec, viewer: Option<&Caller>) -> Result<ResolveResponse, StateError> {
         let selector = Selector::new(spec).map_err(|e| StateError::Invalid(e.message().to_owned()))?;

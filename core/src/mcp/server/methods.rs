@@ -11,9 +11,10 @@ use super::request::{Params, Raw, RequestMeta};
 use super::stream::{event_stream, reporter_for, CancelUnlessAnswered, HandlerOutputOrError};
 use super::{McpServer, PeerInfo};
 use crate::authorize::Caller;
-use crate::context::{RequestContext, TraceContext};
+use crate::context::{InputAnswers, RequestContext, TraceContext};
 use crate::error::{Error, ErrorKind};
-use crate::host::{completion_output, Catalog, HandlerOutput};
+use crate::host::{Catalog, HandlerOutput, InputRequired};
+use crate::mcp::input::StateSeal;
 use crate::mcp::*;
 use crate::metrics::{Outcome, ServerOperation};
 use crate::server::Body;
@@ -172,6 +173,9 @@ impl McpServer {
                 if !t.annotations.is_empty() {
                     tool["annotations"] = json!(t.annotations);
                 }
+                if let Some(schema) = &t.output_schema {
+                    tool["outputSchema"] = schema.clone();
+                }
                 tool["_meta"] =
                     json!({"dev.toolmesh/capability": t.capability, "dev.toolmesh/version": t.version, "dev.toolmesh/tags": t.tags});
                 tool
@@ -200,9 +204,12 @@ impl McpServer {
             return rpc_error(id, RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, "Invalid params: tools/call needs a string 'name'"));
         };
         operation.tool(&name);
+        let client_capabilities = params.meta().and_then(|m| m.client_capabilities).and_then(declared_capabilities);
         if era == Era::Modern {
             if let Some(tool) = self.tools.get(&name) {
-                if let Err(e) = check_param_headers(&tool.input_schema, params.arguments.as_ref(), headers) {
+                let checked = check_param_headers(&tool.input_schema, params.arguments.as_ref(), headers)
+                    .and_then(|()| check_required_capabilities(&name, &tool.required_client_capabilities, client_capabilities.as_deref()));
+                if let Err(e) = checked {
                     operation.ended(Outcome::Rpc(e.code()));
                     return rpc_error(id, e);
                 }
@@ -228,9 +235,20 @@ impl McpServer {
             // An unknown tool is answered as such below.
             (Ok(_), None) => None,
         };
+        let input = match (era, input_answers(&name, &params, &self.seal)) {
+            (Era::Modern, Ok(input)) => input,
+            (Era::Modern, Err(e)) => {
+                operation.ended(Outcome::Rpc(e.code()));
+                return rpc_error(id, e);
+            }
+            // Input requests and their answers are of the 2026-07-28 era only.
+            (Era::Legacy, _) => None,
+        };
         let reporter = Arc::new(reporter);
         let mut context = self.inbound_context(headers, params.meta(), trace);
         context.caller = Some(Arc::from(peer.identity.as_str()));
+        context.client_capabilities = client_capabilities.clone();
+        context.input = input;
         context.origin = admitted.as_ref().and_then(|a| a.origin.clone());
         context.reporter = Some(reporter.clone());
         let context = Arc::new(context);
@@ -238,21 +256,22 @@ impl McpServer {
         let tool: Arc<str> = Arc::from(name.as_ref());
         let handler = {
             let started = self.tools.start(&tool, params.arguments.unwrap_or(Value::Null), context);
-            let tool = tool.clone();
+            let (tools, tool) = (self.tools.clone(), tool.clone());
             async move {
                 match started {
-                    Ok(answer) => completion_output(&tool, answer.await),
+                    Ok(answer) => tools.output(&tool, answer.await),
                     Err(e) => Err(e),
                 }
             }
         };
         let abandoned = CancelUnlessAnswered(Some(reporter.clone()));
         let info_json = self.info_json.clone();
+        let asking = Asking { tool: tool.clone(), seal: self.seal.clone(), declared: client_capabilities };
         let finish = move |id: &RawValue, outcome: HandlerOutputOrError| {
             // Holds the call's place in a concurrency limit until the handler has answered.
             drop(admitted);
             operation.ended(outcome_of(&outcome));
-            tool_answer(era, id, &info_json, outcome)
+            tool_answer(era, id, &info_json, outcome, &asking)
         };
         let Some(mut notifications) = notifications else {
             let response = finish(id, handler.await);
@@ -353,6 +372,39 @@ impl McpServer {
     }
 }
 
+/// The client capabilities a modern request declares in its `_meta`, for its handler; `{}`, what
+/// mesh callers send, is shared rather than parsed.
+fn declared_capabilities(raw: Raw) -> Option<Arc<Value>> {
+    static NONE_DECLARED: LazyLock<Arc<Value>> = LazyLock::new(|| Arc::new(json!({})));
+    match raw.0.get() {
+        "{}" => Some(NONE_DECLARED.clone()),
+        json => serde_json::from_str(json).ok().map(Arc::new),
+    }
+}
+
+/// A modern call to a tool that needs client capabilities its client did not declare: 400 /
+/// -32021, with the missing ones as a `ClientCapabilities` object in `data.requiredCapabilities`.
+fn check_required_capabilities(tool: &str, required: &[String], declared: Option<&Value>) -> Result<(), RpcError> {
+    let missing: serde_json::Map<String, Value> = required
+        .iter()
+        .filter(|capability| declared.and_then(|d| d.get(capability.as_str())).is_none())
+        .map(|capability| (capability.clone(), json!({})))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = missing.keys().map(String::as_str).collect();
+    Err(RpcError::new(
+        StatusCode::BAD_REQUEST,
+        codes::MISSING_CAPABILITY,
+        format!(
+            "Missing required client capability: tool '{tool}' needs {}; declare it in _meta {META_CLIENT_CAPABILITIES}",
+            names.join(", ")
+        ),
+    )
+    .with_data(json!({ "requiredCapabilities": missing })))
+}
+
 /// How a `tools/call` ended, for the metrics.
 fn outcome_of(outcome: &HandlerOutputOrError) -> Outcome {
     match outcome {
@@ -362,9 +414,70 @@ fn outcome_of(outcome: &HandlerOutputOrError) -> Outcome {
     }
 }
 
+/// The answers a modern `tools/call` brings to its tool's earlier input requests: `inputResponses`
+/// (an object of objects) and the `requestState` this agent sealed for the same tool, opened.
+fn input_answers(tool: &str, params: &Params, seal: &StateSeal) -> Result<Option<Arc<InputAnswers>>, RpcError> {
+    let invalid = |why: String| RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, format!("Invalid params: {why}"));
+    let responses = match &params.input_responses {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(responses)) => match responses.iter().find(|(_, response)| !response.is_object()) {
+            Some((key, _)) => {
+                return Err(invalid(format!("inputResponses.{key} must be an object (the client's result for that request)")))
+            }
+            None => Some(responses.clone()),
+        },
+        Some(_) => return Err(invalid("inputResponses must be an object of the client's results by request key".into())),
+    };
+    let state = match params.request_state {
+        None => None,
+        Some(sealed) => {
+            let sealed = sealed.as_str().ok_or_else(|| invalid("requestState must be the string an earlier answer gave".into()))?;
+            Some(seal.open(&format!("tool '{tool}'"), &sealed).map_err(invalid)?)
+        }
+    };
+    if responses.is_none() && state.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(InputAnswers { responses: responses.unwrap_or_default(), state })))
+}
+
+/// What an input-required answer needs: the tool (a sealed state is valid for it only), the
+/// agent's seal, and the capabilities the client declared (a request it cannot serve is refused).
+struct Asking {
+    tool: Arc<str>,
+    seal: Arc<StateSeal>,
+    declared: Option<Arc<Value>>,
+}
+
+/// A handler's input requests, answered `resultType: "input_required"` to a modern client that
+/// declared what they need, with the handler's state sealed; refused (-32021) to one that did
+/// not, and to a legacy request (which has no such result) as the tool's failure.
+fn input_required_answer(era: Era, id: &RawValue, info_json: &RawValue, input: &InputRequired, asking: &Asking) -> Response<Body> {
+    if era == Era::Legacy {
+        let e = crate::host::input_required_error(&asking.tool, input);
+        return call_result(era, id, info_json, e.message(), None, Some(ErrorMeta::of(&e)));
+    }
+    let needed = input.required_capabilities();
+    if let Err(e) =
+        check_required_capabilities(&asking.tool, &needed.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>(), asking.declared.as_deref())
+    {
+        return rpc_error(id, e);
+    }
+    let mut result = json!({
+        "resultType": "input_required",
+        "inputRequests": input.input_requests,
+        "_meta": {META_SERVER_INFO: info_json},
+    });
+    if let Some(state) = &input.request_state {
+        result["requestState"] = json!(asking.seal.seal(&format!("tool '{}'", asking.tool), state));
+    }
+    json_ok(id, &result)
+}
+
 /// The JSON-RPC answer to a `tools/call` whose handler answered (or could not be asked).
-fn tool_answer(era: Era, id: &RawValue, info_json: &RawValue, outcome: HandlerOutputOrError) -> Response<Body> {
+fn tool_answer(era: Era, id: &RawValue, info_json: &RawValue, outcome: HandlerOutputOrError, asking: &Asking) -> Response<Body> {
     match outcome {
+        Ok(HandlerOutput::InputRequired(input)) => input_required_answer(era, id, info_json, &input, asking),
         Ok(HandlerOutput::Result(output)) => {
             let meta = ResultMeta { server_info: (era == Era::Modern).then_some(info_json), error: None };
             json_ok(id, &RichCallResult::of(era, &output, meta))

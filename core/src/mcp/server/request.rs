@@ -101,6 +101,12 @@ pub(super) struct Params<'a> {
     /// `completion/complete`: the argument being completed (`{name, value}`).
     #[serde(default)]
     pub(super) argument: Option<Value>,
+    /// `tools/call` answering input requests (2026-07-28): the client's answers by key.
+    #[serde(rename = "inputResponses", default)]
+    pub(super) input_responses: Option<Value>,
+    /// `tools/call` answering input requests: the sealed state the earlier answer carried.
+    #[serde(rename = "requestState", borrow, default)]
+    pub(super) request_state: Option<Raw<'a>>,
     /// `initialize`.
     #[serde(rename = "protocolVersion", borrow, default)]
     pub(super) protocol_version: Option<Raw<'a>>,

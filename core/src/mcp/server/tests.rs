@@ -19,6 +19,8 @@ fn tool(name: &str, input_schema: Value) -> ToolInfo {
         dependencies: vec![],
         timeout_ms: None,
         annotations: Default::default(),
+        output_schema: None,
+        required_client_capabilities: vec![],
     }
 }
 

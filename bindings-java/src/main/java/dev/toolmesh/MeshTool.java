@@ -51,4 +51,13 @@ public @interface MeshTool {
 
     /** MCP's {@code idempotentHint} annotation (see {@link #readOnlyHint()}); only {@code true} is declared. */
     boolean idempotentHint() default false;
+
+    /**
+     * A record or POJO type whose schema is the tool's MCP {@code outputSchema}; every answer's
+     * structured content is checked against it. {@code void.class} (the default): none.
+     */
+    Class<?> outputSchema() default void.class;
+
+    /** Client capabilities the tool needs; a modern MCP client that did not declare one is refused (-32021). */
+    String[] requiredClientCapabilities() default {};
 }

@@ -51,6 +51,10 @@ final class MethodTools {
         if (annotation.idempotentHint()) {
             builder.idempotentHint(true);
         }
+        if (annotation.outputSchema() != void.class) {
+            builder.outputSchema(annotation.outputSchema());
+        }
+        builder.requiresClientCapabilities(annotation.requiredClientCapabilities());
         List<String> capabilities = new ArrayList<>(List.of(annotation.dependencies()));
         for (String capability : annotation.dependencies()) {
             builder.dependsOn(capability);

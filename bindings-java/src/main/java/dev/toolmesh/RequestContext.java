@@ -82,6 +82,20 @@ public final class RequestContext {
         return text("tracestate");
     }
 
+    /** The caller's verified identity (its certificate's SPIFFE ID), or null outside a served call. */
+    public String caller() {
+        return text("caller");
+    }
+
+    /**
+     * The capabilities the MCP client declared ({@code {"sampling": {}}}), or null when unknown (a
+     * legacy-era request declares them only in its session's {@code initialize}).
+     */
+    public JsonNode clientCapabilities() {
+        JsonNode declared = fields().path("client_capabilities");
+        return declared.isObject() ? declared.deepCopy() : null;
+    }
+
     /** Milliseconds left before the inbound call's deadline, if it has one. */
     public OptionalLong remainingMillis() {
         JsonNode remaining = fields().path("remaining_ms");

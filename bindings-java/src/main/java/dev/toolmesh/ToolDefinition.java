@@ -32,6 +32,9 @@ public final class ToolDefinition {
     private final long timeoutMs;
     /** MCP's tool annotations, with MCP's member names; empty when none are set. */
     private final ObjectNode annotations;
+    /** MCP's outputSchema; null when the tool declares none. */
+    private final JsonNode outputSchema;
+    private final List<String> requiredClientCapabilities;
     private final ToolHandler handler;
 
     private ToolDefinition(Builder builder, ObjectNode inputSchema) {
@@ -45,6 +48,8 @@ public final class ToolDefinition {
         this.dependencyCapabilities = dependencies.stream().map(d -> d.isTextual() ? d.asText() : d.path("capability").asText()).toList();
         this.timeoutMs = builder.timeoutMs;
         this.annotations = builder.annotations.deepCopy();
+        this.outputSchema = builder.outputSchema;
+        this.requiredClientCapabilities = List.copyOf(builder.requiredClientCapabilities);
         this.handler = Objects.requireNonNull(builder.handler, () -> "tool '" + builder.name + "' has no handler");
     }
 
@@ -90,6 +95,12 @@ public final class ToolDefinition {
         if (!annotations.isEmpty()) {
             info.set("annotations", annotations);
         }
+        if (outputSchema != null) {
+            info.set("output_schema", outputSchema);
+        }
+        if (!requiredClientCapabilities.isEmpty()) {
+            info.set("required_client_capabilities", Json.MAPPER.valueToTree(requiredClientCapabilities));
+        }
         return info;
     }
 
@@ -108,6 +119,8 @@ public final class ToolDefinition {
         private final List<JsonNode> dependencies = new ArrayList<>();
         private long timeoutMs;
         private final ObjectNode annotations = Json.MAPPER.createObjectNode();
+        private JsonNode outputSchema;
+        private final List<String> requiredClientCapabilities = new ArrayList<>();
         private ToolHandler handler;
 
         private Builder(String name) {
@@ -202,6 +215,35 @@ public final class ToolDefinition {
         /** MCP's {@code title} annotation: a human-readable title for the tool. */
         public Builder title(String title) {
             annotations.put("title", title);
+            return this;
+        }
+
+        /**
+         * MCP's {@code outputSchema}, from a record or POJO type: {@code tools/list} shows it, and
+         * core checks every answer's structured content against it (HANDLER_RESULT when it breaks it).
+         */
+        public Builder outputSchema(Type type) {
+            this.outputSchema = Schemas.typeSchema(type);
+            return this;
+        }
+
+        /** MCP's {@code outputSchema} as a JSON Schema document (of an object). */
+        public Builder outputSchema(String jsonSchema) {
+            try {
+                this.outputSchema = Json.MAPPER.readTree(jsonSchema);
+            } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+                throw new IllegalArgumentException("tool '" + name + "': the output schema is not JSON: " + e.getOriginalMessage(), e);
+            }
+            return this;
+        }
+
+        /**
+         * Client capabilities the tool needs ({@code "sampling"}, {@code "elicitation"},
+         * {@code "roots"}): a modern MCP client that did not declare one is refused (400 / -32021)
+         * before the handler runs.
+         */
+        public Builder requiresClientCapabilities(String... capabilities) {
+            requiredClientCapabilities.addAll(List.of(capabilities));
             return this;
         }
 

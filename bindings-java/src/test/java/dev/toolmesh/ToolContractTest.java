@@ -1,0 +1,112 @@
+package dev.toolmesh;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.toolmesh.testkit.Certs;
+import dev.toolmesh.testkit.Mcp;
+import dev.toolmesh.testkit.Mesh;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CopyOnWriteArrayList;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * What a Java tool declares about its answers and its clients, read over MCP from a real agent
+ * over mTLS: an output schema (from a record) is listed and every answer held to it; a tool that
+ * needs a client capability refuses a modern client that did not declare it (-32021); and the
+ * handler's context names the caller and the capabilities its client declared.
+ */
+class ToolContractTest {
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    @TempDir
+    static Path workDir;
+
+    private static MeshAgent agent;
+    private static Mcp operator;
+    private static Certs certs;
+    private static final List<Object> seen = new CopyOnWriteArrayList<>();
+
+    public record Count(int count) {}
+
+    public static final class Tools {
+        @MeshTool(outputSchema = Count.class)
+        public Object counted(boolean honest) {
+            return honest ? new Count(3) : Map.of("count", "three");
+        }
+
+        @MeshTool(requiredClientCapabilities = "sampling")
+        public String sampler() {
+            RequestContext context = Toolmesh.context().orElseThrow();
+            seen.add(context.caller());
+            seen.add(context.clientCapabilities());
+            return "sampled";
+        }
+    }
+
+    @BeforeAll
+    static void startAgent() {
+        Mesh mesh = new Mesh(workDir);
+        certs = mesh.certs("contract");
+        operator = new Mcp(certs.clientContext("operator"));
+        agent = Toolmesh.agent("contract").options(certs.options("contract")).register(new Tools()).start();
+    }
+
+    @AfterAll
+    static void stopAgent() {
+        if (agent != null) {
+            agent.close();
+        }
+    }
+
+    @Test
+    void anOutputSchemaIsListedAndEveryAnswerIsHeldToIt() {
+        JsonNode listed = operator.request(agent.endpoint(), "tools/list", Map.of(), null);
+        JsonNode counted = null;
+        for (JsonNode tool : listed.path("result").path("tools")) {
+            if (tool.path("name").asText().equals("counted")) {
+                counted = tool;
+            }
+        }
+        assertEquals(JSON.valueToTree(Map.of("type", "object", "properties", Map.of("count", Map.of("type", "integer")),
+                "required", List.of("count"))), counted.path("outputSchema"), String.valueOf(counted));
+        assertEquals(3, operator.call(agent.endpoint(), "counted", Map.of("honest", true), Map.of()).path("count").asInt());
+        JsonNode refused = operator.callResult(agent.endpoint(), "counted", Map.of("honest", false));
+        assertTrue(refused.path("isError").asBoolean(), refused::toString);
+        assertEquals("tool 'counted' returned structuredContent that does not match its outputSchema: "
+                + "member 'count' must be of type integer, got string", refused.path("content").get(0).path("text").asText());
+    }
+
+    @Test
+    void aModernClientWithoutARequiredCapabilityIsRefusedAndOneWithItIsSeen() {
+        seen.clear();
+        JsonNode refused = operator.messages(agent.endpoint(), "sampler", Map.of(), Map.of()).get(0);
+        assertEquals(-32021, refused.path("error").path("code").asInt(), refused::toString);
+        assertEquals(JSON.valueToTree(Map.of("requiredCapabilities", Map.of("sampling", Map.of()))), refused.path("error").path("data"));
+
+        Map<String, Object> declared = Map.of("sampling", Map.of());
+        JsonNode served = operator.messages(agent.endpoint(), "sampler", Map.of(),
+                Map.of("io.modelcontextprotocol/clientCapabilities", declared)).get(0);
+        assertEquals("sampled", served.path("result").path("structuredContent").asText(), served::toString);
+        assertEquals(List.of("spiffe://toolmesh.local/operator/operator", JSON.valueToTree(declared)), seen);
+    }
+
+    @Test
+    void aDeclarationCoreRefusesNamesTheTool() {
+        ToolmeshException e = assertThrows(ToolmeshException.class, () -> Toolmesh.agent("odd")
+                .options(certs.options("contract"))
+                .tool(ToolDefinition.builder("odd").requiresClientCapabilities("telepathy").handler(call -> "never").build())
+                .start());
+        assertTrue(e.getMessage().contains("tool 'odd': required client capability 'telepathy' is not one a client can declare"),
+                e::getMessage);
+        assertThrows(IllegalArgumentException.class, () -> ToolDefinition.builder("bad").outputSchema("{not json"));
+    }
+}

@@ -1,0 +1,113 @@
+"""What a Python tool declares about its answers and its clients, seen by the pinned official MCP
+client over mTLS: ``output_schema`` (a TypedDict here) is listed and an answer that breaks it is
+refused; ``required_client_capabilities`` refuses a modern client that did not declare one; and
+the handler's context names the caller and the capabilities its client declared."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, TypedDict
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from meshkit import Certs
+
+import toolmesh
+
+
+class Count(TypedDict):
+    count: int
+
+
+def contract_agent(certs: Certs, seen: list[dict[str, Any]]) -> toolmesh.Agent:
+    agent = toolmesh.Agent("contract", **certs.options("alpha"))
+
+    @agent.tool(output_schema=Count)
+    def counted(honest: bool) -> Any:
+        return {"count": 3} if honest else {"count": "three"}
+
+    @agent.tool(required_client_capabilities=["sampling"])
+    def sampler() -> str:
+        ctx = toolmesh.context()
+        seen.append({"caller": ctx.caller, "client_capabilities": ctx.client_capabilities})
+        return "sampled"
+
+    return agent
+
+
+async def with_client(certs: Certs, agent: toolmesh.Agent, scenario: Any, **options: Any) -> Any:
+    async with httpx2.AsyncClient(verify=certs.client_context(), timeout=httpx2.Timeout(10, read=30)) as http:
+        async with Client(streamable_http_client(agent.endpoint, http_client=http), mode="2026-07-28", **options) as client:
+            return await scenario(client)
+
+
+def test_an_output_schema_is_listed_and_held_to(certs: Certs) -> None:
+    agent = contract_agent(certs, [])
+
+    async def scenario(client: Client) -> Any:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        good = await client.call_tool("counted", {"honest": True})
+        bad = await client.call_tool("counted", {"honest": False})
+        return tools, good, bad
+
+    async def run() -> Any:
+        async with agent:
+            return await with_client(certs, agent, scenario)
+
+    tools, good, bad = asyncio.run(asyncio.wait_for(run(), 60))
+    assert tools["counted"].output_schema == {
+        "type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]}
+    assert tools["sampler"].output_schema is None
+    assert not good.is_error and good.structured_content == {"count": 3}, good
+    assert bad.is_error, bad
+    assert bad.content[0].text == ("tool 'counted' returned structuredContent that does not match its outputSchema: "
+                                   "member 'count' must be of type integer, got string")
+
+
+def test_a_client_without_a_required_capability_is_refused_and_one_with_it_is_seen(certs: Certs) -> None:
+    seen: list[dict[str, Any]] = []
+    agent = contract_agent(certs, seen)
+
+    async def sample(context: Any, params: Any) -> Any:
+        raise AssertionError("the tool never asks")
+
+    async def attempt(client: Client) -> Any:
+        try:
+            return await client.call_tool("sampler", {})
+        except MCPError as error:
+            return error
+
+    async def run() -> Any:
+        async with agent:
+            refused = await with_client(certs, agent, attempt)
+            served = await with_client(certs, agent, attempt, sampling_callback=sample)
+            return refused, served
+
+    refused, served = asyncio.run(asyncio.wait_for(run(), 60))
+    assert isinstance(refused, MCPError), refused
+    assert refused.error.code == -32021, refused.error
+    assert refused.error.data == {"requiredCapabilities": {"sampling": {}}}, refused.error
+    assert not served.is_error and served.content[0].text == "sampled", served
+    assert seen == [{"caller": "spiffe://toolmesh.local/operator/operator", "client_capabilities": {"sampling": {}}}]
+
+
+def test_a_declaration_core_refuses_names_the_tool(certs: Certs) -> None:
+    agent = toolmesh.Agent("contract", **certs.options("alpha"))
+
+    @agent.tool(required_client_capabilities=["telepathy"])
+    def odd() -> str:
+        return "never"
+
+    async def run() -> None:
+        async with agent:
+            pass
+
+    with pytest.raises(toolmesh.ToolmeshError, match="tool 'odd': required client capability 'telepathy' is not one"):
+        asyncio.run(run())
+    with pytest.raises(TypeError, match="required_client_capabilities are lists"):
+        agent.tool(required_client_capabilities="sampling")(lambda: None)
+    with pytest.raises(TypeError, match="output_schema is a JSON Schema dict or a TypedDict"):
+        agent.tool(output_schema=object)(lambda: None)
