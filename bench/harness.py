@@ -626,23 +626,39 @@ class Run:
                                               "callee_policy": wait_for_line(LOGS / "policy-agent-100.log", "policy:").strip()}
 
     def telemetry(self) -> None:
-        log("telemetry: agent→agent with metrics on (the default) and off, alternating")
+        log("telemetry: agent→agent with metrics on (the default) and off, and tracing on (the default: every span to the registry's store) and off, alternating")
         c = self.cfg
         recording = self.procs.start("telemetry-agent-on", [str(BENCH_BIN), "serve-agent", "--name", "bench-b", "--capability", "bench-add"],
                                      env={**self.tm_env("bench-b"), "TOOLMESH_HEALTH_PORT": "off"})
         quiet = self.procs.start("telemetry-agent-off", [str(BENCH_BIN), "serve-agent", "--name", "bench-q", "--capability", "bench-add-quiet"],
                                  env={**self.tm_env("bench-q"), "TOOLMESH_HEALTH_PORT": "off", "TOOLMESH_METRICS": "off"})
+        untraced = self.procs.start("telemetry-agent-untraced", [str(BENCH_BIN), "serve-agent", "--name", "bench-u", "--capability", "bench-add-untraced"],
+                                    env={**self.tm_env("bench-u"), "TOOLMESH_HEALTH_PORT": "off", "OTEL_TRACES_EXPORTER": "none"})
         wait_for_line(LOGS / "telemetry-agent-on.log", "READY")
         wait_for_line(LOGS / "telemetry-agent-off.log", "READY")
+        wait_for_line(LOGS / "telemetry-agent-untraced.log", "READY")
         transport = bench_json(["transport", "--cert", str(CERTS / "bench-a.pem"), "--key", str(CERTS / "bench-a.key"),
                                 "--ca", str(CERTS / "ca.pem"), "--registry-url", self.registry_url,
                                 "--capability", "bench-add", "--metrics-off-capability", "bench-add-quiet",
-                                "--systems", "toolmesh,toolmesh_metrics_off", "--rounds", str(c["telemetry_rounds"]),
+                                "--traces-off-capability", "bench-add-untraced",
+                                "--systems", "toolmesh,toolmesh_metrics_off,toolmesh_traces_off", "--rounds", str(c["telemetry_rounds"]),
                                 "--seconds", str(c["telemetry_seconds"]), "--agent-pid", str(recording.pid),
-                                "--metrics-off-agent-pid", str(quiet.pid)], timeout=900, name="telemetry-transport")
+                                "--metrics-off-agent-pid", str(quiet.pid), "--traces-off-agent-pid", str(untraced.pid)],
+                               timeout=900, name="telemetry-transport")
+        self.procs.stop(untraced.pid)
         self.procs.stop(quiet.pid)
         self.procs.stop(recording.pid)
-        self.results["sections"]["telemetry"] = {"transport": transport}
+        self.results["sections"]["telemetry"] = {"transport": transport, "trace_store": self.trace_store()}
+
+    def trace_store(self) -> dict[str, Any]:
+        """What the registry's trace store kept after the run (the traced calls' spans reached it)."""
+        out = subprocess.run([str(TOOLMESH), "trace", "--last", "1000", "--json", "--registry", self.registry_url,
+                              "--tls-cert", str(CERTS / "operator.pem"), "--tls-key", str(CERTS / "operator.key"),
+                              "--tls-ca", str(CERTS / "ca.pem")], capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            return {"error": out.stderr.strip()}
+        traces = json.loads(out.stdout)["traces"]
+        return {"traces_listed": len(traces), "spans_in_listed": sum(t["span_count"] for t in traces)}
 
     # ---- the run -----------------------------------------------------------------------
     def go(self) -> None:

@@ -234,7 +234,15 @@ def telemetry_rows(section: dict[str, Any]) -> list[str]:
     out = paired_rows(section["transport"]["runs"], ("toolmesh_metrics_off", "metrics off (both agents)"), ("toolmesh", "metrics on (the default)"),
                       "on ÷ off", 0.98)
     out += ["", "Both ends of each call record (the caller's client histogram, the callee's server histogram and in-flight gauges) "
-            "or, with `TOOLMESH_METRICS=off`, skip it; the rest of the agent is the same."]
+            "or, with `TOOLMESH_METRICS=off`, skip it; the rest of the agent is the same.", ""]
+    out += paired_rows(section["transport"]["runs"], ("toolmesh_traces_off", "tracing off (both agents)"),
+                       ("toolmesh", "tracing on, every span to the registry (the default)"), "on ÷ off", 0.9)
+    store = section.get("trace_store", {})
+    kept = (f"after the run the registry's store listed {store['traces_listed']:,} traces holding {store['spans_in_listed']:,} spans"
+            if "traces_listed" in store else f"the registry's store could not be read: {store.get('error', '?')}")
+    out += ["", "Both ends of each call record a span (100% sampling: `parentbased_always_on`) and export it over mTLS to the "
+            "registry's trace store, the live collector with no `OTEL_EXPORTER_OTLP_ENDPOINT` set, or, with "
+            f"`OTEL_TRACES_EXPORTER=none`, record nothing; the rest of the agent is the same; {kept}."]
     return out
 
 

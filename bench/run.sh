@@ -195,7 +195,7 @@ fi  # needs_others
 step "certificates for this run"
 rm -rf "$WORK/certs" "$WORK/scale-certs"
 "$CARGO_TARGET_DIR/release/toolmesh" certs init --dir "$WORK/certs" \
-  --agents bench-a,bench-b,bench-p,bench-q,py-a,py-b,py-mem,calc,squares,rust,loadgen >/dev/null
+  --agents bench-a,bench-b,bench-p,bench-q,bench-u,py-a,py-b,py-mem,calc,squares,rust,loadgen >/dev/null
 
 # The registry section's largest row holds one mTLS connection per simulated agent (10,000) open,
 # in the registry and in the simulator, where the usual soft open-files limit is 1,024. The

@@ -177,6 +177,11 @@ pub struct TransportArgs {
     /// `toolmesh_metrics_off` system calls it from a second client agent whose metrics are off too.
     #[arg(long)]
     metrics_off_capability: Option<String>,
+    /// The capability of a server agent with tracing off (`OTEL_TRACES_EXPORTER=none`): the
+    /// `toolmesh_traces_off` system calls it from a third client agent whose tracing is off too
+    /// (the others export every span to the registry, the default with no collector named).
+    #[arg(long)]
+    traces_off_capability: Option<String>,
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
     concurrency: Vec<usize>,
     #[arg(long, default_value_t = 5)]
@@ -196,8 +201,10 @@ pub struct TransportArgs {
     policy_agent_pid: Option<u32>,
     #[arg(long)]
     metrics_off_agent_pid: Option<u32>,
-    /// Which systems to measure (raw_h1, raw_h2, toolmesh, toolmesh_policy, toolmesh_metrics_off;
-    /// one alone is for profiling).
+    #[arg(long)]
+    traces_off_agent_pid: Option<u32>,
+    /// Which systems to measure (raw_h1, raw_h2, toolmesh, toolmesh_policy, toolmesh_metrics_off,
+    /// toolmesh_traces_off; one alone is for profiling).
     #[arg(long, value_delimiter = ',', default_value = "raw_h1,raw_h2,toolmesh")]
     systems: Vec<String>,
 }
@@ -262,6 +269,18 @@ pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
         }
         None => None,
     };
+    let untraced_agent = match &args.traces_off_capability {
+        Some(capability) => {
+            let tools = vec![caller_tool("caller", "bench-caller-traces-off", capability)];
+            // An agent reads the OTEL_* variables when it starts; this one alone starts with
+            // export off (the others have started already, and nothing else reads them).
+            std::env::set_var("OTEL_TRACES_EXPORTER", "none");
+            let started = Agent::start(client_config(&args, "on")?, tools, add_handler()).await;
+            std::env::remove_var("OTEL_TRACES_EXPORTER");
+            Some(started?)
+        }
+        None => None,
+    };
     let arguments = json!({"a": 1, "b": 2});
     let wanted = |s: &str| args.systems.iter().any(|a| a == s);
     if wanted("toolmesh_policy") && args.policy_capability.is_none() {
@@ -270,9 +289,16 @@ pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
     if wanted("toolmesh_metrics_off") && quiet_agent.is_none() {
         return Err("the toolmesh_metrics_off system needs --metrics-off-capability".into());
     }
+    if wanted("toolmesh_traces_off") && untraced_agent.is_none() {
+        return Err("the toolmesh_traces_off system needs --traces-off-capability".into());
+    }
     let ready_by = std::time::Instant::now() + Duration::from_secs(60);
-    let warm_ups =
-        [(Some(&agent), "caller"), (args.policy_capability.as_ref().map(|_| &agent), "caller_policy"), (quiet_agent.as_ref(), "caller")];
+    let warm_ups = [
+        (Some(&agent), "caller"),
+        (args.policy_capability.as_ref().map(|_| &agent), "caller_policy"),
+        (quiet_agent.as_ref(), "caller"),
+        (untraced_agent.as_ref(), "caller"),
+    ];
     for (agent, tool) in warm_ups {
         let Some(agent) = agent else { continue };
         loop {
@@ -307,7 +333,10 @@ pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
         for &concurrency in &args.concurrency {
             // Alternate who goes first, so neither side always gets the warmer machine.
             let mut systems: Vec<&'static str> =
-                ["raw_h1", "raw_h2", "toolmesh", "toolmesh_policy", "toolmesh_metrics_off"].into_iter().filter(|s| wanted(s)).collect();
+                ["raw_h1", "raw_h2", "toolmesh", "toolmesh_policy", "toolmesh_metrics_off", "toolmesh_traces_off"]
+                    .into_iter()
+                    .filter(|s| wanted(s))
+                    .collect();
             if round % 2 == 1 {
                 systems.reverse();
             }
@@ -316,15 +345,17 @@ pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
                     "toolmesh" => args.agent_pid,
                     "toolmesh_policy" => args.policy_agent_pid,
                     "toolmesh_metrics_off" => args.metrics_off_agent_pid,
+                    "toolmesh_traces_off" => args.traces_off_agent_pid,
                     _ => args.raw_pid,
                 };
                 let server_cpu = server_pid.and_then(CpuWindow::start);
                 let client_cpu = CpuWindow::start(me);
                 let stats = match system {
-                    "toolmesh" | "toolmesh_policy" | "toolmesh_metrics_off" => {
+                    "toolmesh" | "toolmesh_policy" | "toolmesh_metrics_off" | "toolmesh_traces_off" => {
                         let (agent, tool) = match system {
                             "toolmesh" => (&agent, "caller"),
                             "toolmesh_policy" => (&agent, "caller_policy"),
+                            "toolmesh_traces_off" => (untraced_agent.as_ref().expect("checked above"), "caller"),
                             _ => (quiet_agent.as_ref().expect("checked above"), "caller"),
                         };
                         let callers =
@@ -363,6 +394,9 @@ pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
         }
     }
     agent.shutdown().await;
+    if let Some(untraced_agent) = untraced_agent {
+        untraced_agent.shutdown().await;
+    }
     if let Some(quiet_agent) = quiet_agent {
         quiet_agent.shutdown().await;
     }

@@ -51,7 +51,7 @@ fn line(event: &AuditEvent) -> String {
 
 /// Control characters (newlines, escape sequences, bidi overrides are not control but C1 and
 /// C0 are) as `\u{..}` escapes.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') {

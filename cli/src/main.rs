@@ -10,6 +10,7 @@ mod entity;
 mod ops;
 mod policy;
 mod registry;
+mod trace;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -41,6 +42,9 @@ enum Command {
     Entity(entity::EntityCommand),
     /// Show the registry's recent denials (needs an operator certificate).
     Audit(audit::AuditArgs),
+    /// Show a trace's call tree, or list the recent traces, from the registry's trace store
+    /// (needs an operator certificate).
+    Trace(trace::TraceArgs),
     /// Apply, list and test the access policy the registry pushes to every agent (apply and
     /// test need an operator certificate).
     #[command(subcommand)]
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
             Command::Call(args) => ops::call(args).await,
             Command::Entity(command) => entity::run(command).await,
             Command::Audit(args) => audit::run(args).await,
+            Command::Trace(args) => trace::run(args).await,
             Command::Policy(command) => policy::run(command).await,
         }
     });

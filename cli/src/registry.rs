@@ -60,6 +60,13 @@ pub struct RegistryArgs {
     /// Most bytes of registration JSON one identity may have stored, e.g. 4MiB, 512KiB, 100000.
     #[arg(long, default_value = "4MiB", value_parser = parse_bytes, value_name = "BYTES")]
     max_bytes_per_identity: usize,
+    /// Most spans the trace store keeps (agents export to it when they name no OTLP collector);
+    /// past it, the first received traces are evicted.
+    #[arg(long, default_value_t = toolmesh_registry::DEFAULT_TRACE_MAX_SPANS, value_parser = at_least_one, value_name = "N")]
+    trace_max_spans: usize,
+    /// Most memory (estimated) the trace store's spans take, e.g. 32MiB.
+    #[arg(long, default_value = "32MiB", value_parser = parse_bytes, value_name = "BYTES")]
+    trace_max_bytes: usize,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -207,6 +214,7 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
     config.quotas =
         Quotas { max_agents: args.max_agents_per_identity, max_tools: args.max_tools_per_identity, max_bytes: args.max_bytes_per_identity };
     config.health = health.map(|port| (args.health_host, port));
+    config.trace_limits = toolmesh_registry::TraceLimits { max_spans: args.trace_max_spans, max_bytes: args.trace_max_bytes };
     let mut signals = ShutdownSignals::listen()?;
     let running = toolmesh_registry::start(config).await?;
     // Scripts and tests wait for this line; with --port 0 it carries the real port.

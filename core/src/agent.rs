@@ -207,7 +207,11 @@ impl Agent {
         let gate = Arc::new(Gate::new(identity.clone(), &config.name, initial_policy(&config)?));
         let spans = Arc::new(SpanCounters::default());
         let resource = crate::trace::Resource { agent_name: &config.name, agent_id: &id, identity: identity.name() };
-        let tracer = Tracer::start(&trace_settings, resource, spans.clone())?;
+        // Spans go to the registry over a client of their own: an export never waits behind a
+        // long poll or a heartbeat. Not homed (see `RegistryClient::home`): every agent sends to
+        // the same replica first, so that a trace's spans are kept together.
+        let span_registry = config.registry_url.as_deref().map(|url| RegistryClient::new(url, &identity)).transpose()?;
+        let tracer = Tracer::start(&trace_settings, resource, spans.clone(), span_registry.as_ref())?;
         let mcp = Arc::new(
             McpServer::new(
                 ServerInfo { name: config.name.clone(), version: env!("CARGO_PKG_VERSION").to_owned() },

@@ -655,6 +655,66 @@ pub struct AuditList {
     pub events: Vec<AuditEvent>,
 }
 
+/// `GET /v1/traces?last=N`: the most recent traces the registry keeps, newest (by start) first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceList {
+    pub traces: Vec<TraceSummary>,
+}
+
+/// One trace in a [`TraceList`]: its root span and its extent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceSummary {
+    /// 32 lowercase hex digits.
+    pub trace_id: String,
+    /// The name of the span without a parent (else the earliest whose parent is not kept).
+    pub root_name: String,
+    /// The `service.name` of the process that recorded the root span.
+    pub root_service: String,
+    /// The earliest start of its spans.
+    pub start_unix_nano: u64,
+    /// From the earliest start to the latest end of its spans.
+    pub duration_ns: u64,
+    pub span_count: usize,
+    /// Spans whose status is `ERROR`.
+    pub error_count: usize,
+}
+
+/// `GET /v1/traces/{trace_id}`: the spans of one trace, by start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceDetail {
+    pub trace_id: String,
+    pub spans: Vec<TraceSpan>,
+}
+
+/// One span of a [`TraceDetail`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceSpan {
+    /// 16 lowercase hex digits.
+    pub span_id: String,
+    /// `None` for a root span.
+    pub parent_span_id: Option<String>,
+    pub name: String,
+    /// The `service.name` of the process that recorded it.
+    pub service: String,
+    pub kind: TraceSpanKind,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    /// The status message of a failed span (`"error"` when it gave none); `None` otherwise.
+    pub error: Option<String>,
+    /// Every attribute as text (numbers in decimal, booleans as `true`/`false`).
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// Which side of an operation a span is: OTLP's kinds, producer counted as client and consumer
+/// as server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceSpanKind {
+    Client,
+    Server,
+    Internal,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -178,6 +178,32 @@ impl RegistryClient {
         self.json::<AuditList>(http::Method::GET, &path, None::<&()>).await
     }
 
+    /// Posts an OTLP `ExportTraceServiceRequest` (protobuf) to the registry's trace store.
+    pub async fn export_spans(&self, body: Bytes) -> Result<()> {
+        let response = self.send_typed(http::Method::POST, &format!("{API_PREFIX}/traces"), Some((body, "application/x-protobuf"))).await?;
+        match response.status() {
+            s if s.is_success() => Ok(()),
+            _ => self.decode::<serde_json::Value>(response).map(|_| ()),
+        }
+    }
+
+    /// The most recent traces of the registry's trace store (operator only), newest first.
+    pub async fn recent_traces(&self, last: usize) -> Result<TraceList> {
+        self.json(http::Method::GET, &format!("{API_PREFIX}/traces?last={last}"), None::<&()>).await
+    }
+
+    /// One trace of the registry's trace store (operator only); `None` when it keeps no span of it.
+    pub async fn trace(&self, trace_id: &str) -> Result<Option<TraceDetail>> {
+        let response = self.send(http::Method::GET, &format!("{API_PREFIX}/traces/{}", encode(trace_id)), None).await?;
+        if response.status() == http::StatusCode::NOT_FOUND {
+            let api: Option<ApiError> = serde_json::from_slice(response.body()).ok();
+            if api.is_some_and(|a| a.error == "unknown_trace") {
+                return Ok(None);
+            }
+        }
+        self.decode(response).map(Some)
+    }
+
     pub async fn resolve(&self, spec: &DependencySpec) -> Result<ResolveResponse> {
         self.json(http::Method::POST, &format!("{API_PREFIX}/resolve"), Some(spec)).await
     }
@@ -189,13 +215,24 @@ impl RegistryClient {
     }
 
     async fn send(&self, method: http::Method, path: &str, body: Option<Bytes>) -> Result<http::Response<Bytes>> {
+        self.send_typed(method, path, body.map(|b| (b, "application/json"))).await
+    }
+
+    /// [`Self::send`] with a body of the given content type.
+    async fn send_typed(&self, method: http::Method, path: &str, body: Option<(Bytes, &'static str)>) -> Result<http::Response<Bytes>> {
         self.send_within(method, path, body, self.timeout).await
     }
 
     /// Sends to the registry in use; when it does not answer, the next one is used from then on,
     /// and the request goes to it at once when the unanswering one cannot have seen it (a
     /// request it may have seen is not repeated: the caller decides, as on any outage).
-    async fn send_within(&self, method: http::Method, path: &str, body: Option<Bytes>, timeout: Duration) -> Result<http::Response<Bytes>> {
+    async fn send_within(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<(Bytes, &'static str)>,
+        timeout: Duration,
+    ) -> Result<http::Response<Bytes>> {
         let mut tries = self.registries.len();
         loop {
             let (index, base) = self.registries.current();
@@ -221,15 +258,15 @@ impl RegistryClient {
         base: &str,
         method: http::Method,
         path: &str,
-        body: Option<Bytes>,
+        body: Option<(Bytes, &'static str)>,
         timeout: Duration,
     ) -> std::result::Result<http::Response<Bytes>, (Error, bool)> {
         let mut builder = http::Request::builder().method(method).uri(format!("{base}{path}"));
-        if body.is_some() {
-            builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+        if let Some((_, content_type)) = &body {
+            builder = builder.header(http::header::CONTENT_TYPE, *content_type);
         }
         let request = builder
-            .body(Full::new(body.unwrap_or_default()))
+            .body(Full::new(body.map(|(bytes, _)| bytes).unwrap_or_default()))
             .map_err(|e| (Error::new(ErrorKind::InvalidConfig, format!("bad registry request {path}: {e}")), false))?;
         let Ok(sent) = tokio::time::timeout(timeout, self.http.send(request)).await else {
             let error = Error::new(

@@ -4,21 +4,26 @@
 //!
 //! The span of a request is the [`TraceContext`] it already carries across hops: a client span's
 //! id is the parent id sent in its `traceparent`, and a server span is the child of the one it
-//! received. Without a collector nothing is recorded: a [`Tracer`] then only decides sampling
-//! flags, and [`Tracer::span`] is a branch that returns `None`.
+//! received. With no collector named, spans go to the agent's registry, which keeps a bounded
+//! store of recent traces. With nowhere to send them (export turned off, or no collector and no
+//! registry) nothing is recorded: a [`Tracer`] then only decides sampling flags, and
+//! [`Tracer::span`] is a branch that returns `None`.
 
 mod export;
-mod otlp;
+pub mod otlp;
+mod receive;
 mod sampler;
 mod settings;
 
 pub use export::SpanCounters;
 pub use otlp::{SpanKind, SpanRecord, Value};
+pub use receive::{decode_export_request, ReceivedSpan};
 pub use sampler::{Root, Sampler};
-pub use settings::{Batch, Export, Settings};
+pub use settings::{Batch, Destination, Export, Settings};
 
 use crate::context::TraceContext;
 use crate::error::Result;
+use crate::registry_client::RegistryClient;
 use export::Exporter;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -43,7 +48,13 @@ pub struct Resource<'a> {
 
 impl Tracer {
     /// The tracer `settings` ask for; with an export, its task starts on the current runtime.
-    pub fn start(settings: &Settings, resource: Resource<'_>, counters: Arc<SpanCounters>) -> Result<Tracer> {
+    /// Spans go to `registry` when the settings name no collector (none without a registry).
+    pub fn start(
+        settings: &Settings,
+        resource: Resource<'_>,
+        counters: Arc<SpanCounters>,
+        registry: Option<&RegistryClient>,
+    ) -> Result<Tracer> {
         let exporter = match &settings.export {
             None => None,
             Some(export) => {
@@ -62,7 +73,7 @@ impl Tracer {
                     ]
                     .map(|(k, v)| (k.to_owned(), v.to_owned())),
                 );
-                Some(Arc::new(Exporter::spawn(export, otlp::resource(&attributes), counters)?))
+                Exporter::spawn(export, otlp::resource(&attributes), counters, registry)?.map(Arc::new)
             }
         };
         Ok(Tracer { sampler: settings.sampler, exporter })

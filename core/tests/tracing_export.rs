@@ -222,7 +222,7 @@ async fn client_and_server_spans_of_one_call_reach_an_otlp_receiver_as_parent_an
     let caller = settings(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &format!("{url}/v1/traces")), ("OTEL_BSP_SCHEDULE_DELAY", "20")]);
     let counters = Arc::new(SpanCounters::default());
     let resource = Resource { agent_name: "operator", agent_id: "operator-1", identity: "spiffe://toolmesh.local/agent/operator" };
-    let tracer = Tracer::start(&caller, resource, counters.clone()).unwrap();
+    let tracer = Tracer::start(&caller, resource, counters.clone(), None).unwrap();
     let client = McpClient::new(&pki.identity("operator")).unwrap().traced(tracer.clone());
     let context = RequestContext::default();
     assert_eq!(client.call_tool(agent.endpoint(), "add", &json!({"a": 2, "b": 3}), &context).await.unwrap(), json!(5));
@@ -297,7 +297,7 @@ async fn a_dead_collector_costs_the_calls_nothing_but_dropped_spans() {
     let caller = settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &format!("http://{dead}")), ("OTEL_BSP_SCHEDULE_DELAY", "1")]);
     let counters = Arc::new(SpanCounters::default());
     let resource = Resource { agent_name: "operator", agent_id: "operator-1", identity: "operator" };
-    let tracer = Tracer::start(&caller, resource, counters.clone()).unwrap();
+    let tracer = Tracer::start(&caller, resource, counters.clone(), None).unwrap();
     let client = McpClient::new(&pki.identity("operator")).unwrap().traced(tracer.clone());
     for i in 0..50 {
         assert_eq!(
@@ -308,5 +308,51 @@ async fn a_dead_collector_costs_the_calls_nothing_but_dropped_spans() {
     tracer.flush(Duration::from_secs(5)).await;
     wait_until("every span was counted", Duration::from_secs(10), || counters.export_failed.get() + counters.queue_full.get() == 50).await;
     assert_eq!(counters.exported.get(), 0);
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_registry_that_never_answers_costs_the_calls_nothing_but_dropped_spans() {
+    let pki = Pki::new();
+    let agent = start_agent("calc", &pki.issue("calc"), standard_tools(), |_| {}).await;
+    // A registry that takes connections and never answers, not even the TLS handshake.
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let registry_url = format!("https://{}", black_hole.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = black_hole.accept().await {
+            open.push(stream);
+        }
+    });
+    // No collector named: the spans go to the registry, each export bounded by 30 s.
+    let caller = settings(&[
+        ("OTEL_BSP_SCHEDULE_DELAY", "1"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "8"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "30000"),
+    ]);
+    let identity = pki.identity("operator");
+    let registry = toolmesh_core::registry_client::RegistryClient::new(&registry_url, &identity).unwrap();
+    let counters = Arc::new(SpanCounters::default());
+    let resource = Resource { agent_name: "operator", agent_id: "operator-1", identity: "operator" };
+    let tracer = Tracer::start(&caller, resource, counters.clone(), Some(&registry)).unwrap();
+    assert!(tracer.exporting());
+    let client = McpClient::new(&identity).unwrap().traced(tracer.clone());
+    let started = std::time::Instant::now();
+    for i in 0..50 {
+        assert_eq!(
+            client.call_tool(agent.endpoint(), "add", &json!({"a": i, "b": 1}), &RequestContext::default()).await.unwrap(),
+            json!(i + 1)
+        );
+    }
+    // Every call was answered while the first export still hangs (it may for 30 s): none waited on it.
+    assert!(started.elapsed() < Duration::from_secs(15), "50 calls took {:?}", started.elapsed());
+    // One span is in the hanging export, at most 8 wait in the queue; the rest were dropped, counted.
+    assert!(counters.queue_full.get() >= 41, "queue_full {}", counters.queue_full.get());
+    assert_eq!(counters.exported.get(), 0);
+    // Without a registry, the default exports nowhere and records nothing.
+    let nowhere = Tracer::start(&caller, Resource { agent_name: "x", agent_id: "x-1", identity: "x" }, Arc::default(), None).unwrap();
+    assert!(!nowhere.exporting());
+    held.abort();
     agent.shutdown().await;
 }

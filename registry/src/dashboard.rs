@@ -1,6 +1,7 @@
 //! The live dashboard (docs/dashboard.md): one self-contained read-only page, and the JSON
 //! snapshot of the mesh it polls — the agents with their tools, health and certificate expiry,
-//! and the call graph of the last window (`calls`).
+//! and the call graph of the last window (`calls`); and the recent traces from the trace store
+//! (`traces.json`, `traces/{trace_id}.json`, the JSON of `GET /v1/traces`).
 //!
 //! Who may open it: on the mTLS port, admins (see `http`); on the plain health listener, only a
 //! browser on the registry's own machine — a connection from a loopback address whose `Host` is a
@@ -12,6 +13,7 @@ mod calls;
 pub use calls::{CallGraph, EdgeStats};
 
 use crate::state::Registry;
+use crate::traces::TraceStore;
 use http::StatusCode;
 use serde::Serialize;
 use serde_json::json;
@@ -32,7 +34,12 @@ pub struct Dashboard {
     registry: Arc<Registry>,
     calls: CallGraph,
     heartbeat_interval: Duration,
+    traces: Arc<TraceStore>,
 }
+
+/// Traces `traces.json` lists unless `?last=` says otherwise, and the most it lists.
+const TRACES_LISTED: usize = 20;
+const MAX_TRACES_LISTED: usize = 1000;
 
 /// `GET /dashboard/state.json`.
 #[derive(Serialize)]
@@ -72,9 +79,9 @@ struct ToolRow {
 }
 
 impl Dashboard {
-    pub fn new(registry: Arc<Registry>, heartbeat_interval: Duration) -> Self {
+    pub fn new(registry: Arc<Registry>, heartbeat_interval: Duration, traces: Arc<TraceStore>) -> Self {
         let window = (heartbeat_interval * 6).max(MIN_WINDOW);
-        Dashboard { registry, calls: CallGraph::new(window, heartbeat_interval), heartbeat_interval }
+        Dashboard { registry, calls: CallGraph::new(window, heartbeat_interval), heartbeat_interval, traces }
     }
 
     /// Takes the calls the agent `from` reported with its heartbeat.
@@ -108,21 +115,30 @@ impl Dashboard {
                 toolmesh_core::text::escape(host)
             )));
         }
-        self.answer(head.uri.path())
+        self.answer(&head.uri)
     }
 
     /// The answer to `GET path` (or `HEAD`; both listeners refuse every other method with 405,
     /// the dashboard being read-only) from someone allowed to see the dashboard; `None`: not a
     /// dashboard path.
-    pub fn answer(&self, path: &str) -> Option<http::Response<Body>> {
+    pub fn answer(&self, uri: &http::Uri) -> Option<http::Response<Body>> {
+        let path = uri.path();
         if !is_dashboard_path(path) {
             return None;
         }
-        Some(match path {
-            "/dashboard" | "/dashboard/" => page(),
-            "/dashboard/state.json" => guarded(json_response(StatusCode::OK, &self.snapshot())),
-            // The trace store's routes (traces.json, traces/{id}.json) answer here once it exists;
-            // the page says "no traces yet" until then.
+        let trace_id = path.strip_prefix("/dashboard/traces/").and_then(|rest| rest.strip_suffix(".json"));
+        Some(match (path, trace_id) {
+            ("/dashboard" | "/dashboard/", _) => page(),
+            ("/dashboard/state.json", _) => guarded(json_response(StatusCode::OK, &self.snapshot())),
+            ("/dashboard/traces.json", _) => guarded(json_response(StatusCode::OK, &self.traces.recent(traces_listed(uri.query())))),
+            (_, Some(id)) => match self.traces.trace(id) {
+                Some(trace) => guarded(json_response(StatusCode::OK, &trace)),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "unknown_trace",
+                    format!("the registry keeps no span of trace {}", toolmesh_core::text::escape(id)),
+                ),
+            },
             _ => error(StatusCode::NOT_FOUND, "not_found", format!("no dashboard page {}", toolmesh_core::text::escape(path))),
         })
     }
@@ -174,6 +190,12 @@ fn with_dependencies(mut edges: Vec<EdgeStats>, mut declared: BTreeSet<(String, 
     }));
     edges.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
     edges
+}
+
+/// `?last=N` of `traces.json`: the default when absent or not a positive number, at most 1000.
+fn traces_listed(query: Option<&str>) -> usize {
+    let asked = query.unwrap_or_default().split('&').find_map(|pair| pair.strip_prefix("last=")?.parse::<usize>().ok());
+    asked.filter(|n| *n > 0).unwrap_or(TRACES_LISTED).min(MAX_TRACES_LISTED)
 }
 
 fn is_dashboard_path(path: &str) -> bool {

@@ -7,6 +7,7 @@ use crate::auto::AutoIssuer;
 use crate::dashboard::Dashboard;
 use crate::policy_store::{PolicyError, PolicyStore};
 use crate::state::{Caller, Registry, StateError};
+use crate::traces::TraceStore;
 use crate::trust::{EntityError, Standing, Trust};
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -26,6 +27,10 @@ use toolmesh_core::tls::Identity;
 
 /// Registrations carry tool input schemas; a megabyte leaves room for hundreds of tools.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// An OTLP export of a full batch (512 spans by default) takes a few hundred kilobytes.
+const MAX_TRACE_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Traces `GET /v1/traces` lists unless `last` says otherwise.
+const DEFAULT_TRACES_LISTED: usize = 20;
 const DEFAULT_WAIT: Duration = Duration::from_millis(30_000);
 const MAX_WAIT: Duration = Duration::from_millis(60_000);
 
@@ -44,6 +49,8 @@ pub struct Api {
     pub audit: Arc<Audit>,
     /// The access policy applied at the registry.
     pub policy: Arc<PolicyStore>,
+    /// The spans agents export here when they name no collector.
+    pub traces: Arc<TraceStore>,
     /// The live dashboard, which heartbeats feed with the calls agents made.
     pub dashboard: Arc<Dashboard>,
 }
@@ -206,6 +213,8 @@ enum Route {
     Audit,
     Policy,
     PolicyTest,
+    Traces,
+    Trace(String),
     /// The dashboard's page and its data (`/dashboard/...`), for admins.
     Dashboard,
 }
@@ -231,6 +240,8 @@ impl Route {
             ["v1", "audit"] => Route::Audit,
             ["v1", "policy"] => Route::Policy,
             ["v1", "policy", "test"] => Route::PolicyTest,
+            ["v1", "traces"] => Route::Traces,
+            ["v1", "traces", id] => Route::Trace((*id).to_owned()),
             ["dashboard", ..] => Route::Dashboard,
             ["v1", "entities", name] => Route::Entity(
                 percent_decode(name)
@@ -243,8 +254,8 @@ impl Route {
 
     fn allowed(&self) -> &'static str {
         match self {
-            Route::Health | Route::Topology(_) | Route::TrustBundle | Route::Audit | Route::Dashboard => "GET",
-            Route::Agents | Route::Entities => "GET, POST",
+            Route::Health | Route::Topology(_) | Route::TrustBundle | Route::Audit | Route::Trace(_) | Route::Dashboard => "GET",
+            Route::Agents | Route::Entities | Route::Traces => "GET, POST",
             Route::Agent(_) | Route::Entity(_) => "DELETE",
             Route::Heartbeat(_) | Route::Resolve | Route::Bootstrap | Route::PolicyTest => "POST",
             Route::Policy => "GET, PUT",
@@ -453,9 +464,31 @@ async fn serve(
             );
             ok(&stored)
         }
+        (Route::Traces, &Method::POST) => {
+            // Any mesh identity: every agent exports its own spans here.
+            let spans = otlp_body(&parts.headers, body).await?;
+            api.traces.insert(spans);
+            otlp_accepted()
+        }
+        (Route::Traces, &Method::GET) => {
+            require_admin(api, caller, "reading traces")?;
+            ok(&api.traces.recent(traces_listed(parts.uri.query())?))
+        }
+        (Route::Trace(id), &Method::GET) => {
+            require_admin(api, caller, "reading traces")?;
+            if crate::traces::parse_trace_id(id).is_none() {
+                return Err(Refusal::invalid(format!(
+                    "'{id}' is not a trace id: write its 32 hex digits, as `toolmesh trace --last 10` lists them"
+                )));
+            }
+            match api.traces.trace(id) {
+                Some(trace) => ok(&trace),
+                None => return Err(unknown_trace(id, api.traces.limits())),
+            }
+        }
         (Route::Dashboard, &Method::GET | &Method::HEAD) => {
             require_admin(api, caller, "opening the dashboard over mutual TLS")?;
-            api.dashboard.answer(parts.uri.path()).expect("the route holds dashboard paths only")
+            api.dashboard.answer(&parts.uri).expect("the route holds dashboard paths only")
         }
         (Route::PolicyTest, &Method::POST) => {
             require_admin(api, caller, "testing the policy")?;
@@ -532,6 +565,68 @@ async fn bootstrap(api: &Api, source: std::net::IpAddr, headers: &http::HeaderMa
     })?;
     tracing::info!(identity = %spiffe_id, hosts = ?request.hosts, "issued an agent certificate");
     Ok(ok(&BootstrapResponse { certificate, spiffe_id, lifetime_ms: valid_for.as_millis() as u64, trust_bundle: api.trust.bundle() }))
+}
+
+/// The spans of an OTLP/HTTP export request: protobuf, uncompressed.
+async fn otlp_body(headers: &http::HeaderMap, body: Incoming) -> Result<Vec<toolmesh_core::trace::ReceivedSpan>, Refusal> {
+    let unsupported = |message: String| Refusal::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message);
+    let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.split(';').next().map(str::trim) != Some("application/x-protobuf") {
+        return Err(unsupported(format!(
+            "the registry takes OTLP traces as application/x-protobuf, not '{content_type}': set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"
+        )));
+    }
+    if let Some(encoding) = headers.get(http::header::CONTENT_ENCODING).filter(|v| v.as_bytes() != b"identity") {
+        return Err(unsupported(format!(
+            "the registry takes OTLP traces uncompressed, not in '{}': unset OTEL_EXPORTER_OTLP_COMPRESSION",
+            String::from_utf8_lossy(encoding.as_bytes())
+        )));
+    }
+    let bytes = match read_body(body, MAX_TRACE_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(refusal) => return Err(text_refusal(refusal).await),
+    };
+    toolmesh_core::trace::decode_export_request(&bytes).map_err(|e| {
+        Refusal::new(StatusCode::BAD_REQUEST, "invalid_otlp", format!("the body is not a valid OTLP ExportTraceServiceRequest: {e}"))
+    })
+}
+
+/// OTLP/HTTP's success answer: an empty `ExportTraceServiceResponse`.
+fn otlp_accepted() -> Response {
+    http::Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/x-protobuf")
+        .body(Body::new(Bytes::new()))
+        .expect("static response parts are valid")
+}
+
+/// `?last=N` of `GET /v1/traces`.
+fn traces_listed(query: Option<&str>) -> Result<usize, Refusal> {
+    let mut last = DEFAULT_TRACES_LISTED;
+    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        if let Some(value) = pair.strip_prefix("last=") {
+            last = value
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| Refusal::invalid(format!("query parameter last='{value}' is not a positive integer")))?;
+        }
+    }
+    Ok(last)
+}
+
+fn unknown_trace(id: &str, limits: crate::traces::TraceLimits) -> Refusal {
+    Refusal::new(
+        StatusCode::NOT_FOUND,
+        "unknown_trace",
+        format!(
+            "the registry keeps no span of trace {id}: its agents have not exported it yet (they send every OTEL_BSP_SCHEDULE_DELAY ms, \
+             5000 by default), they export to a collector of their own (OTEL_EXPORTER_OTLP_ENDPOINT is set: look there), or it was \
+             evicted (the registry keeps the most recent {} spans / {} MiB); `toolmesh trace --last 20` lists what it keeps",
+            limits.max_spans,
+            limits.max_bytes / (1024 * 1024)
+        ),
+    )
 }
 
 /// The tools a registration names, for the audit: at most ten, comma-separated.

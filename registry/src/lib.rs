@@ -18,6 +18,7 @@ mod probe;
 mod standing_cache;
 mod state;
 pub mod store;
+pub mod traces;
 mod trust;
 mod validate;
 
@@ -26,6 +27,7 @@ pub use auto::{AutoIssuer, JoinThrottle, JOIN_COOLDOWN, JOIN_FAILURES_ALLOWED, J
 pub use binding::{Quotas, DEFAULT_MAX_AGENTS, DEFAULT_MAX_BYTES, DEFAULT_MAX_TOOLS};
 pub use mesh_dir::{default_state_dir_for, MESH_CA_FILE};
 pub use store::{Store, STATE_FILE};
+pub use traces::{TraceLimits, TraceStore, DEFAULT_TRACE_MAX_BYTES, DEFAULT_TRACE_MAX_SPANS};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -76,6 +78,8 @@ pub struct RegistryConfig {
     pub quotas: Quotas,
     /// How many recent denials `GET /v1/audit` keeps.
     pub audit_capacity: usize,
+    /// How much of the spans agents export to it (`POST /v1/traces`) the registry keeps.
+    pub trace_limits: TraceLimits,
 }
 
 impl RegistryConfig {
@@ -95,6 +99,7 @@ impl RegistryConfig {
             limits: ServerLimits::default(),
             quotas: Quotas::default(),
             audit_capacity: audit::DEFAULT_CAPACITY,
+            trace_limits: TraceLimits::default(),
         }
     }
 }
@@ -107,6 +112,7 @@ pub struct RunningRegistry {
     /// The evictor, and the task that keeps the registry's certificate current.
     tasks: Vec<JoinHandle<()>>,
     health: Option<HealthServer>,
+    traces: Arc<TraceStore>,
 }
 
 /// Binds the port and starts serving; fails with a clear error when the identity or the
@@ -146,14 +152,15 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
     let (closing, closing_receiver) = watch::channel(false);
     let registry = Arc::new(state::Registry::new(config.heartbeat_interval, config.eviction_intervals).with_quotas(config.quotas));
     let handshakes = Arc::new(TlsMetrics::default());
-    let dashboard = Arc::new(dashboard::Dashboard::new(registry.clone(), config.heartbeat_interval));
+    let traces = Arc::new(TraceStore::new(config.trace_limits));
+    let dashboard = Arc::new(dashboard::Dashboard::new(registry.clone(), config.heartbeat_interval, traces.clone()));
     let health = match &config.health {
         Some((host, health_port)) => {
             let closing = closing_receiver.clone();
-            let (registry, handshakes, dashboard) = (registry.clone(), handshakes.clone(), dashboard.clone());
+            let (registry, handshakes, dashboard, traces) = (registry.clone(), handshakes.clone(), dashboard.clone(), traces.clone());
             let probes = Probes {
                 readiness: Arc::new(move || (*closing.borrow()).then(|| "shutting down".to_owned())),
-                metrics: Some(Arc::new(move || metrics::render(&registry, &handshakes))),
+                metrics: Some(Arc::new(move || metrics::render(&registry, &handshakes, &traces))),
                 pages: Some(Arc::new(move |head, remote| dashboard.answer_local(head, remote))),
             };
             Some(
@@ -177,6 +184,7 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         admin_ids: config.admin_ids.clone(),
         audit: Arc::new(audit::Audit::new(config.audit_capacity)),
         policy,
+        traces: traces.clone(),
         dashboard,
     });
     let server = HttpsServer::spawn_limited(listener, tls, None, config.limits.clone(), handshakes, move |request, peer| {
@@ -195,7 +203,7 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         tasks.push(tokio::spawn(renew_own_certificate(issuer.clone(), Arc::downgrade(&identity))));
     }
     tracing::info!(%url, identity = identity.name(), store = %store.describe(), health = ?health.as_ref().map(HealthServer::local_addr), "registry started");
-    Ok(RunningRegistry { server, url, closing, tasks, health })
+    Ok(RunningRegistry { server, url, closing, tasks, health, traces })
 }
 
 /// After the registry's TLS files were reloaded: when the CA file changed, the mesh's trust takes
@@ -253,6 +261,11 @@ impl RunningRegistry {
     /// Where `/health` and `/ready` are served in plain HTTP, if anywhere.
     pub fn health_addr(&self) -> Option<SocketAddr> {
         self.health.as_ref().map(HealthServer::local_addr)
+    }
+
+    /// The traces agents exported to this registry (what `GET /v1/traces` answers from).
+    pub fn traces(&self) -> Arc<TraceStore> {
+        self.traces.clone()
     }
 
     /// Answers pending long polls, stops accepting, and lets in-flight requests finish.

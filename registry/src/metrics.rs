@@ -1,8 +1,9 @@
 //! The registry's metrics, served at `/metrics` on its health listener: the agents it holds,
-//! the heartbeats and evictions, the long polls waiting, and its TLS handshakes. Names and labels
+//! the heartbeats and evictions, the long polls waiting, its trace store, and its TLS handshakes. Names and labels
 //! are listed in docs/metrics.md.
 
 use crate::state::Registry;
+use crate::traces::TraceStore;
 use toolmesh_core::metrics::{Counter, Exposition, Gauge, Kind, TlsMetrics};
 
 /// What the registry counts as it goes.
@@ -16,8 +17,9 @@ pub struct RegistryMetrics {
     pub long_poll_waiters: Gauge,
 }
 
-/// The exposition of every metric of `registry` (and of its listener's `handshakes`).
-pub fn render(registry: &Registry, handshakes: &TlsMetrics) -> String {
+/// The exposition of every metric of `registry` (and of its listener's `handshakes`, and its
+/// trace store).
+pub fn render(registry: &Registry, handshakes: &TlsMetrics, traces: &TraceStore) -> String {
     let metrics = registry.metrics();
     let mut out = Exposition::default();
     out.metric(
@@ -35,6 +37,7 @@ pub fn render(registry: &Registry, handshakes: &TlsMetrics) -> String {
     out.sample("toolmesh_registry_evictions_total", &[("reason", "entity_revoked")], metrics.evicted_revoked.get());
     out.metric("toolmesh_registry_long_poll_waiters", Kind::Gauge, "Topology long polls waiting for a change now.");
     out.sample("toolmesh_registry_long_poll_waiters", &[], metrics.long_poll_waiters.get());
+    traces.write(&mut out);
     handshakes.write(&mut out);
     out.finish()
 }

@@ -143,7 +143,12 @@ async fn the_calls_agents_make_are_the_edges_of_the_dashboard() {
         assert_eq!(status, 403, "{body}");
         let (status, body) = plain_get(health, "/dashboard/", &format!("localhost:{}", health.port())).await;
         assert!(status == 200 && body.contains("renderWaterfall"), "{status}");
-        assert_eq!(plain_get(health, "/dashboard/traces.json?last=20", &local).await.0, 404, "no trace store yet");
+        // The traces panel reads the trace store: a list (maybe empty until the agents' first
+        // export), and 404 for a trace it does not keep.
+        let (status, body) = plain_get(health, "/dashboard/traces.json?last=20", &local).await;
+        assert!(status == 200 && serde_json::from_str::<Value>(&body).unwrap()["traces"].is_array(), "{status} {body}");
+        let (status, body) = plain_get(health, &format!("/dashboard/traces/{}.json", "ab".repeat(16)), &local).await;
+        assert!(status == 404 && body.contains("unknown_trace"), "{status} {body}");
         // Over mTLS, admins only; and it is read-only.
         let as_operator = RawClient::new(&url, &mesh.identity("operator", Role::Operator));
         let answer = as_operator.send("GET", "/dashboard/state.json", None).await;
@@ -166,6 +171,16 @@ async fn the_calls_agents_make_are_the_edges_of_the_dashboard() {
         };
         common::eventually("front's edge gone with it", Duration::from_secs(10), gone).await;
         back.shutdown().await;
+        // Both flushed their spans as they stopped: a relay's trace is listed, and opens.
+        let (_, body) = plain_get(health, "/dashboard/traces.json?last=50", &local).await;
+        let listed: Value = serde_json::from_str(&body).unwrap();
+        let relayed = listed["traces"].as_array().unwrap().iter().find(|t| t["root_name"] == "tools/call relay" && t["span_count"] == 3);
+        let relayed = relayed.unwrap_or_else(|| panic!("no relay trace of 3 spans: {listed}"));
+        assert_eq!(relayed["root_service"], "front");
+        let (status, body) = plain_get(health, &format!("/dashboard/traces/{}.json", relayed["trace_id"].as_str().unwrap()), &local).await;
+        let trace: Value = serde_json::from_str(&body).unwrap();
+        let services: Vec<&str> = trace["spans"].as_array().unwrap().iter().map(|s| s["service"].as_str().unwrap()).collect();
+        assert_eq!((status, services), (200, vec!["front", "front", "back"]), "{trace}");
     })
     .await
     .expect("the test took over a minute");

@@ -132,11 +132,43 @@ impl Exchange<'_> {
 
     /// Sends any body (e.g. a deliberately invalid one) and expects `status`.
     async fn expect_raw(&mut self, status: u16, method: &str, template: &str, path: &str, body: Option<Bytes>) -> Answer {
-        let answer = self.client.send(&method.to_ascii_uppercase(), path, body).await;
+        self.expect_as(status, method, template, path, body, "application/json").await
+    }
+
+    /// Sends any body of `content_type` and expects `status`.
+    async fn expect_as(
+        &mut self,
+        status: u16,
+        method: &str,
+        template: &str,
+        path: &str,
+        body: Option<Bytes>,
+        content_type: &str,
+    ) -> Answer {
+        let answer = self.client.send_as(&method.to_ascii_uppercase(), path, body, content_type).await;
         assert_eq!(answer.status.as_u16(), status, "{method} {path}: {}", String::from_utf8_lossy(&answer.body));
         self.document.check_answer(template, method, &answer);
         answer
     }
+}
+
+/// An OTLP export of one trace: a client span, and its failed server span.
+fn otlp_request() -> Bytes {
+    use toolmesh_core::trace::otlp::{export_request, resource, SpanKind, SpanRecord};
+    let span = |id: u8, parent: Option<u8>, kind, error: Option<&str>| SpanRecord {
+        trace_id: [7; 16],
+        span_id: [id; 8],
+        parent_span_id: parent.map(|p| [p; 8]),
+        trace_state: None,
+        name: "tools/call add".into(),
+        kind,
+        start_unix_nanos: 1_000 + u64::from(id),
+        end_unix_nanos: 2_000,
+        attributes: vec![("gen_ai.tool.name", "add".into())],
+        error: error.map(str::to_owned),
+    };
+    let spans = [span(1, None, SpanKind::Client, None), span(2, Some(1), SpanKind::Server, Some("it broke"))];
+    Bytes::from(export_request(&resource(&[("service.name".into(), "alice".into())]), ("test", "0"), &spans))
 }
 
 #[tokio::test]
@@ -439,6 +471,34 @@ async fn the_live_registry_matches_its_openapi_document() {
     );
     let quota = ex.by(&operator).expect(200, "get", AUDIT, "/v1/audit?kind=quota_exceeded&limit=5", None).await.json();
     assert_eq!(quota["events"].as_array().map(Vec::len), Some(1), "{quota}");
+
+    // Traces: any mesh certificate exports OTLP protobuf; admins read them back.
+    const TRACES: &str = "/v1/traces";
+    const TRACE: &str = "/v1/traces/{trace_id}";
+    const PROTOBUF: &str = "application/x-protobuf";
+    let otlp = otlp_request();
+    let accepted = ex.expect_as(200, "post", TRACES, TRACES, Some(otlp.clone()), PROTOBUF).await;
+    assert_eq!(accepted.headers.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes()), Some(PROTOBUF.as_bytes()));
+    ex.by(&anonymous).expect_as(401, "post", TRACES, TRACES, Some(otlp.clone()), PROTOBUF).await;
+    let malformed = ex.expect_as(400, "post", TRACES, TRACES, Some(otlp.slice(..otlp.len() - 5)), PROTOBUF).await.json();
+    assert_eq!(malformed["error"], "invalid_otlp");
+    assert!(malformed["message"].as_str().is_some_and(|m| m.contains("not a valid OTLP ExportTraceServiceRequest")), "{malformed}");
+    let json_otlp = ex.expect_raw(415, "post", TRACES, TRACES, bytes("{}")).await.json();
+    assert!(json_otlp["message"].as_str().is_some_and(|m| m.contains("OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")), "{json_otlp}");
+    let denied = ex.expect(403, "get", TRACES, TRACES, None).await.json();
+    assert!(denied["message"].as_str().is_some_and(|m| m.contains("reading traces needs an admin")), "{denied}");
+    ex.by(&operator).expect(400, "get", TRACES, "/v1/traces?last=0", None).await;
+    let recent = ex.by(&operator).expect(200, "get", TRACES, "/v1/traces?last=5", None).await.json();
+    assert_eq!(recent["traces"][0]["root_name"], "tools/call add", "{recent}");
+    assert_eq!((&recent["traces"][0]["span_count"], &recent["traces"][0]["error_count"]), (&json!(2), &json!(1)));
+    let trace_path = format!("/v1/traces/{}", "07".repeat(16));
+    ex.expect(403, "get", TRACE, &trace_path, None).await;
+    let trace = ex.by(&operator).expect(200, "get", TRACE, &trace_path, None).await.json();
+    assert_eq!(trace["spans"][1]["parent_span_id"], trace["spans"][0]["span_id"], "{trace}");
+    assert_eq!((&trace["spans"][0]["kind"], &trace["spans"][1]["error"]), (&json!("client"), &json!("it broke")));
+    ex.by(&operator).expect(400, "get", TRACE, "/v1/traces/nothex", None).await;
+    let unknown = ex.by(&operator).expect(404, "get", TRACE, &format!("/v1/traces/{}", "ab".repeat(16)), None).await.json();
+    assert_eq!(unknown["error"], "unknown_trace");
 
     // Last, since it cools this source down for a minute: wrong join tokens are throttled.
     let (_, csr) = toolmesh_ca::certificate_request("guesser").expect("csr");

@@ -1,21 +1,22 @@
 //! The span exporter: finished spans go into a bounded queue without waiting, and one task on
-//! the shared runtime batches them and posts each batch to the collector (OTLP/HTTP protobuf).
-//! A full queue, a slow or dead collector, or a refused batch only ever drops spans, counted in
-//! [`SpanCounters`]; no call waits on any of it.
+//! the shared runtime batches them and posts each batch to the collector, or to the agent's
+//! registry when none is named (OTLP/HTTP protobuf). A full queue, a slow or dead receiver, or a
+//! refused batch only ever drops spans, counted in [`SpanCounters`]; no call waits on any of it.
 
 use super::otlp::{self, SpanRecord};
-use super::settings::{Batch, Export};
+use super::settings::{Batch, Destination, Export};
 use crate::client::HttpsClient;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{Counter, Exposition, Kind};
+use crate::registry_client::RegistryClient;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 /// What became of the spans handed to the exporter.
 #[derive(Default)]
@@ -41,39 +42,88 @@ impl SpanCounters {
 /// The handle spans are offered to; the task ends when the last handle is dropped, after
 /// exporting what is queued.
 pub struct Exporter {
-    queue: mpsc::Sender<SpanRecord>,
+    queue: Arc<Queue>,
     flushes: mpsc::Sender<oneshot::Sender<()>>,
     counters: Arc<SpanCounters>,
 }
 
+/// The spans waiting for export. The export task is woken once per batch (by the first span of
+/// a batch and by the span that fills one), not once per span: waking an idle task per span
+/// would cost every call a thread wake-up.
+struct Queue {
+    spans: Mutex<Vec<SpanRecord>>,
+    wake: Notify,
+    batch: Batch,
+}
+
+impl Queue {
+    fn len(&self) -> usize {
+        self.spans.lock().expect("span queue lock").len()
+    }
+
+    fn take(&self) -> Vec<SpanRecord> {
+        std::mem::take(&mut *self.spans.lock().expect("span queue lock"))
+    }
+
+    /// Puts `rest` (taken earlier) back before what was queued since.
+    fn put_back(&self, rest: Vec<SpanRecord>) {
+        let mut spans = self.spans.lock().expect("span queue lock");
+        let newer = std::mem::replace(&mut *spans, rest);
+        spans.extend(newer);
+    }
+}
+
 impl Exporter {
-    /// Starts the export task on the current runtime, posting to `export.url` spans of the
-    /// process whose encoded `Resource` is `resource`.
-    pub fn spawn(export: &Export, resource: Vec<u8>, counters: Arc<SpanCounters>) -> Result<Exporter> {
-        let collector = Collector {
-            transport: Transport::new(export)?,
-            headers: request_headers(export)?,
-            uri: export.url.parse().map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("{}: {e}", export.url)))?,
-            timeout: export.timeout,
-            resource,
-            counters: counters.clone(),
-            failing: false,
+    /// Starts the export task on the current runtime, posting spans of the process whose
+    /// encoded `Resource` is `resource` to `export`'s destination; `None` when that is the
+    /// registry and there is none.
+    pub fn spawn(
+        export: &Export,
+        resource: Vec<u8>,
+        counters: Arc<SpanCounters>,
+        registry: Option<&RegistryClient>,
+    ) -> Result<Option<Exporter>> {
+        let (transport, receiver) = match &export.destination {
+            Destination::Collector { url, headers, certificate } => {
+                (Transport::collector(url, headers, certificate.as_deref())?, format!("the OTLP collector at {url}"))
+            }
+            Destination::Registry => match registry {
+                Some(registry) => {
+                    let mut registry = registry.clone();
+                    registry.set_timeout(export.timeout);
+                    let receiver = format!("the registry at {}", registry.url());
+                    (Transport::Registry(registry), receiver)
+                }
+                None => return Ok(None),
+            },
         };
-        Ok(Exporter::with_sink(export.batch, counters, collector))
+        let collector = Collector { transport, receiver, timeout: export.timeout, resource, counters: counters.clone(), failing: false };
+        Ok(Some(Exporter::with_sink(export.batch, counters, collector)))
     }
 
     /// An exporter that hands each batch to `sink`.
     pub(super) fn with_sink(batch: Batch, counters: Arc<SpanCounters>, sink: impl Sink) -> Exporter {
-        let (queue, spans) = mpsc::channel(batch.max_queue);
+        let queue = Arc::new(Queue { spans: Mutex::new(Vec::new()), wake: Notify::new(), batch });
         let (flushes, flush_requests) = mpsc::channel(4);
-        tokio::spawn(run(spans, flush_requests, batch, sink));
+        tokio::spawn(run(queue.clone(), flush_requests, sink));
         Exporter { queue, flushes, counters }
     }
 
     /// Queues `span` for export, or drops it (counted) when the queue is full.
     pub fn offer(&self, span: SpanRecord) {
-        if self.queue.try_send(span).is_err() {
-            self.counters.queue_full.inc();
+        let queued = {
+            let mut spans = self.queue.spans.lock().expect("span queue lock");
+            if spans.len() >= self.queue.batch.max_queue {
+                None
+            } else {
+                spans.push(span);
+                Some(spans.len())
+            }
+        };
+        match queued {
+            None => self.counters.queue_full.inc(),
+            Some(n) if n == 1 || n == self.queue.batch.max_batch => self.queue.wake.notify_one(),
+            Some(_) => {}
         }
     }
 
@@ -96,11 +146,11 @@ pub(super) trait Sink: Send + 'static {
     fn send(&mut self, spans: Vec<SpanRecord>) -> impl Future<Output = ()> + Send + '_;
 }
 
-/// The OTLP collector batches are posted to.
+/// The receiver batches are posted to: an OTLP collector, or the registry.
 struct Collector {
     transport: Transport,
-    uri: http::Uri,
-    headers: http::HeaderMap,
+    /// Who it is, for the log.
+    receiver: String,
     timeout: Duration,
     resource: Vec<u8>,
     counters: Arc<SpanCounters>,
@@ -111,65 +161,75 @@ struct Collector {
 impl Sink for Collector {
     async fn send(&mut self, spans: Vec<SpanRecord>) {
         let body = Bytes::from(otlp::export_request(&self.resource, ("toolmesh", env!("CARGO_PKG_VERSION")), &spans));
-        let request = build_request(&self.uri, &self.headers, body);
-        let outcome = match tokio::time::timeout(self.timeout, self.transport.post(request)).await {
+        let outcome = match tokio::time::timeout(self.timeout, self.transport.post(body)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
         };
-        report(&self.counters, &mut self.failing, spans.len(), outcome);
+        report(&self.counters, &mut self.failing, &self.receiver, spans.len(), outcome);
     }
 }
 
 /// The export loop: a batch is sent when it is full, when its first span has waited
-/// `batch.delay`, on a flush, and when the queue closes.
-async fn run(mut spans: mpsc::Receiver<SpanRecord>, mut flushes: mpsc::Receiver<oneshot::Sender<()>>, batch: Batch, mut sink: impl Sink) {
-    let mut pending: Vec<SpanRecord> = Vec::new();
-    let mut due: Option<tokio::time::Instant> = None;
-    loop {
-        let timer = async move {
-            match due {
-                Some(due) => tokio::time::sleep_until(due).await,
-                None => std::future::pending().await,
-            }
-        };
+/// `batch.delay`, on a flush, and when the exporter is dropped.
+async fn run(queue: Arc<Queue>, mut flushes: mpsc::Receiver<oneshot::Sender<()>>, mut sink: impl Sink) {
+    let batch = queue.batch;
+    'idle: loop {
+        // Nothing queued: wait for a first span, a flush, or the end.
         tokio::select! {
-            span = spans.recv() => match span {
-                Some(span) => {
-                    due.get_or_insert_with(|| tokio::time::Instant::now() + batch.delay);
-                    pending.push(span);
-                    if pending.len() >= batch.max_batch {
-                        sink.send(std::mem::take(&mut pending)).await;
-                        due = None;
+            () = queue.wake.notified() => {}
+            request = flushes.recv() => {
+                send_all(queue.take(), batch, &mut sink).await;
+                match request {
+                    Some(done) => { let _ = done.send(()); continue 'idle }
+                    None => return,
+                }
+            }
+        }
+        let mut due = tokio::time::Instant::now() + batch.delay;
+        loop {
+            if queue.len() >= batch.max_batch {
+                // Full batches leave at once; the rest waits anew.
+                let mut spans = queue.take();
+                let rest = spans.split_off(spans.len() - spans.len() % batch.max_batch);
+                send_all(spans, batch, &mut sink).await;
+                if rest.is_empty() {
+                    continue 'idle;
+                }
+                queue.put_back(rest);
+                due = tokio::time::Instant::now() + batch.delay;
+            }
+            if queue.len() == 0 {
+                continue 'idle;
+            }
+            tokio::select! {
+                () = queue.wake.notified() => {}
+                () = tokio::time::sleep_until(due) => {
+                    send_all(queue.take(), batch, &mut sink).await;
+                    continue 'idle;
+                }
+                request = flushes.recv() => {
+                    send_all(queue.take(), batch, &mut sink).await;
+                    match request {
+                        Some(done) => { let _ = done.send(()); continue 'idle }
+                        None => return,
                     }
                 }
-                None => break,
-            },
-            () = timer => {
-                sink.send(std::mem::take(&mut pending)).await;
-                due = None;
-            }
-            Some(done) = flushes.recv() => {
-                while let Ok(span) = spans.try_recv() {
-                    pending.push(span);
-                }
-                while !pending.is_empty() {
-                    let rest = pending.split_off(pending.len().min(batch.max_batch));
-                    sink.send(std::mem::replace(&mut pending, rest)).await;
-                }
-                due = None;
-                let _ = done.send(());
             }
         }
     }
-    while !pending.is_empty() {
-        let rest = pending.split_off(pending.len().min(batch.max_batch));
-        sink.send(std::mem::replace(&mut pending, rest)).await;
+}
+
+/// Sends `spans` in batches of at most `batch.max_batch`.
+async fn send_all(mut spans: Vec<SpanRecord>, batch: Batch, sink: &mut impl Sink) {
+    while !spans.is_empty() {
+        let rest = spans.split_off(spans.len().min(batch.max_batch));
+        sink.send(std::mem::replace(&mut spans, rest)).await;
     }
 }
 
-/// Counts a batch's spans as exported or dropped; a collector that starts failing is logged
+/// Counts a batch's spans as exported or dropped; a receiver that starts failing is logged
 /// once, until it works again.
-fn report(counters: &SpanCounters, failing: &mut bool, spans: usize, outcome: std::result::Result<(), String>) {
+fn report(counters: &SpanCounters, failing: &mut bool, receiver: &str, spans: usize, outcome: std::result::Result<(), String>) {
     match outcome {
         Ok(()) => counters.exported.add(spans as u64),
         Err(_) => counters.export_failed.add(spans as u64),
@@ -178,16 +238,16 @@ fn report(counters: &SpanCounters, failing: &mut bool, spans: usize, outcome: st
     match outcome {
         Ok(()) => {}
         Err(why) if !was_failing => {
-            tracing::warn!("cannot export spans to the OTLP collector ({why}); dropping them until it answers")
+            tracing::warn!("cannot export spans to {receiver} ({why}); dropping them until it answers")
         }
         Err(why) => tracing::debug!("span export failed: {why}"),
     }
 }
 
-fn request_headers(export: &Export) -> Result<http::HeaderMap> {
+fn request_headers(pairs: &[(String, String)]) -> Result<http::HeaderMap> {
     let mut headers = http::HeaderMap::new();
     headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-protobuf"));
-    for (name, value) in &export.headers {
+    for (name, value) in pairs {
         let bad = |e: String| Error::new(ErrorKind::InvalidConfig, format!("OTLP header '{name}': {e}"));
         let name = http::HeaderName::try_from(name.as_str()).map_err(|e| bad(e.to_string()))?;
         headers.append(name, http::HeaderValue::try_from(value.as_str()).map_err(|e| bad(e.to_string()))?);
@@ -203,29 +263,35 @@ fn build_request(uri: &http::Uri, headers: &http::HeaderMap, body: Bytes) -> htt
     request
 }
 
-/// How batches reach the collector: core's HTTPS client for `https://` (the collector's
+/// How batches reach their receiver: core's HTTPS client for an `https://` collector (its
 /// certificate checked against `OTEL_EXPORTER_OTLP_CERTIFICATE` or the system's CAs), one kept
-/// HTTP/1.1 connection for `http://`.
+/// HTTP/1.1 connection for `http://`, and the registry client (mutual TLS with the agent's
+/// identity, moving on to the next replica as registration does) for the registry.
 enum Transport {
-    Tls(HttpsClient),
-    Plain { authority: String, connection: Option<http1::SendRequest<Full<Bytes>>> },
+    Tls { client: HttpsClient, uri: http::Uri, headers: http::HeaderMap },
+    Plain { uri: http::Uri, headers: http::HeaderMap, authority: String, connection: Option<http1::SendRequest<Full<Bytes>>> },
+    Registry(RegistryClient),
 }
 
 impl Transport {
-    fn new(export: &Export) -> Result<Transport> {
-        let uri: http::Uri = export.url.parse().map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("{}: {e}", export.url)))?;
+    fn collector(url: &str, headers: &[(String, String)], certificate: Option<&str>) -> Result<Transport> {
+        let uri: http::Uri = url.parse().map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("{url}: {e}")))?;
+        let headers = request_headers(headers)?;
         if uri.scheme_str() == Some("https") {
-            return Ok(Transport::Tls(HttpsClient::with_tls(collector_tls(export.certificate.as_deref())?)));
+            return Ok(Transport::Tls { client: HttpsClient::with_tls(collector_tls(certificate)?), uri, headers });
         }
         let authority = uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_default();
         let authority = if uri.port().is_some() { authority } else { format!("{authority}:80") };
-        Ok(Transport::Plain { authority, connection: None })
+        Ok(Transport::Plain { uri, headers, authority, connection: None })
     }
 
-    async fn post(&mut self, mut request: http::Request<Full<Bytes>>) -> std::result::Result<(), String> {
+    async fn post(&mut self, body: Bytes) -> std::result::Result<(), String> {
         let status = match self {
-            Transport::Tls(client) => client.send(request).await.map_err(|e| e.error.message().to_owned())?.status(),
-            Transport::Plain { authority, connection } => {
+            Transport::Registry(registry) => return registry.export_spans(body).await.map_err(|e| e.message().to_owned()),
+            Transport::Tls { client, uri, headers } => {
+                client.send(build_request(uri, headers, body)).await.map_err(|e| e.error.message().to_owned())?.status()
+            }
+            Transport::Plain { uri, headers, authority, connection } => {
                 let ready = match connection.as_mut() {
                     Some(sender) => sender.ready().await.is_ok(),
                     None => false,
@@ -234,6 +300,7 @@ impl Transport {
                     *connection = Some(connect(authority).await?);
                 }
                 let sender = connection.as_mut().expect("connected above");
+                let mut request = build_request(uri, headers, body);
                 let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
                 *request.uri_mut() = path.parse().map_err(|e| format!("{e}"))?;
                 request.headers_mut().insert(http::header::HOST, http::HeaderValue::from_str(authority).map_err(|e| e.to_string())?);
@@ -403,8 +470,8 @@ mod tests {
     fn failed_batches_count_their_spans_as_dropped() {
         let counters = SpanCounters::default();
         let mut failing = false;
-        report(&counters, &mut failing, 3, Ok(()));
-        report(&counters, &mut failing, 2, Err("refused".into()));
+        report(&counters, &mut failing, "the registry", 3, Ok(()));
+        report(&counters, &mut failing, "the registry", 2, Err("refused".into()));
         assert!(failing);
         assert_eq!((counters.exported.get(), counters.export_failed.get()), (3, 2));
         let mut out = Exposition::default();

@@ -37,6 +37,7 @@ impl SpanRecord {
 /// `Span.SpanKind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpanKind {
+    Internal = 1,
     Server = 2,
     Client = 3,
 }
@@ -66,11 +67,73 @@ impl From<i64> for Value {
     }
 }
 
+/// The field numbers of the OTLP messages, from opentelemetry-proto (`collector/trace/v1`,
+/// `trace/v1`, `common/v1`, `resource/v1`): written here, read by [`super::receive`].
+pub(super) mod field {
+    /// `ExportTraceServiceRequest`
+    pub const RESOURCE_SPANS: u32 = 1;
+    /// `ResourceSpans`
+    pub mod resource_spans {
+        pub const RESOURCE: u32 = 1;
+        pub const SCOPE_SPANS: u32 = 2;
+    }
+    /// `Resource`
+    pub const RESOURCE_ATTRIBUTES: u32 = 1;
+    /// `ScopeSpans`
+    pub mod scope_spans {
+        pub const SCOPE: u32 = 1;
+        pub const SPANS: u32 = 2;
+    }
+    /// `InstrumentationScope`
+    pub mod scope {
+        pub const NAME: u32 = 1;
+        pub const VERSION: u32 = 2;
+    }
+    /// `Span`
+    pub mod span {
+        pub const TRACE_ID: u32 = 1;
+        pub const SPAN_ID: u32 = 2;
+        pub const TRACE_STATE: u32 = 3;
+        pub const PARENT_SPAN_ID: u32 = 4;
+        pub const NAME: u32 = 5;
+        pub const KIND: u32 = 6;
+        pub const START_TIME_UNIX_NANO: u32 = 7;
+        pub const END_TIME_UNIX_NANO: u32 = 8;
+        pub const ATTRIBUTES: u32 = 9;
+        pub const STATUS: u32 = 15;
+    }
+    /// `Status`
+    pub mod status {
+        pub const MESSAGE: u32 = 2;
+        pub const CODE: u32 = 3;
+        /// `StatusCode.STATUS_CODE_ERROR` (unset is 0, left out).
+        pub const CODE_ERROR: u64 = 2;
+    }
+    /// `KeyValue`
+    pub mod key_value {
+        pub const KEY: u32 = 1;
+        pub const VALUE: u32 = 2;
+    }
+    /// `AnyValue` (`ArrayValue` and `KeyValueList` hold theirs at 1)
+    pub mod any_value {
+        pub const STRING: u32 = 1;
+        pub const BOOL: u32 = 2;
+        pub const INT: u32 = 3;
+        pub const DOUBLE: u32 = 4;
+        pub const ARRAY: u32 = 5;
+        pub const KVLIST: u32 = 6;
+        pub const BYTES: u32 = 7;
+        pub const LIST_VALUES: u32 = 1;
+    }
+}
+
+use field::{any_value, key_value, resource_spans, scope as scope_field, scope_spans, span as span_field, status};
+
 /// The `Resource` message of a process: its attributes, encoded once.
 pub fn resource(attributes: &[(String, String)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (key, value) in attributes {
-        message(&mut out, 1, |kv| key_value(kv, key, &Value::Str(value.clone())));
+        message(&mut out, field::RESOURCE_ATTRIBUTES, |kv| encode_key_value(kv, key, &Value::Str(value.clone())));
     }
     out
 }
@@ -79,20 +142,15 @@ pub fn resource(attributes: &[(String, String)]) -> Vec<u8> {
 /// `resource`, under the instrumentation scope `scope` (`name`, `version`).
 pub fn export_request(resource: &[u8], scope: (&str, &str), spans: &[SpanRecord]) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + spans.len() * 400);
-    // ExportTraceServiceRequest.resource_spans = 1
-    message(&mut out, 1, |resource_spans| {
-        // ResourceSpans.resource = 1
-        bytes_field(resource_spans, 1, resource);
-        // ResourceSpans.scope_spans = 2
-        message(resource_spans, 2, |scope_spans| {
-            // ScopeSpans.scope = 1: InstrumentationScope { name = 1, version = 2 }
-            message(scope_spans, 1, |s| {
-                string_field(s, 1, scope.0);
-                string_field(s, 2, scope.1);
+    message(&mut out, field::RESOURCE_SPANS, |rs| {
+        bytes_field(rs, resource_spans::RESOURCE, resource);
+        message(rs, resource_spans::SCOPE_SPANS, |ss| {
+            message(ss, scope_spans::SCOPE, |s| {
+                string_field(s, scope_field::NAME, scope.0);
+                string_field(s, scope_field::VERSION, scope.1);
             });
             for span in spans {
-                // ScopeSpans.spans = 2
-                message(scope_spans, 2, |s| encode_span(s, span));
+                message(ss, scope_spans::SPANS, |s| encode_span(s, span));
             }
         });
     });
@@ -100,42 +158,43 @@ pub fn export_request(resource: &[u8], scope: (&str, &str), spans: &[SpanRecord]
 }
 
 fn encode_span(out: &mut Vec<u8>, span: &SpanRecord) {
-    bytes_field(out, 1, &span.trace_id);
-    bytes_field(out, 2, &span.span_id);
+    bytes_field(out, span_field::TRACE_ID, &span.trace_id);
+    bytes_field(out, span_field::SPAN_ID, &span.span_id);
     if let Some(state) = &span.trace_state {
-        string_field(out, 3, state);
+        string_field(out, span_field::TRACE_STATE, state);
     }
     if let Some(parent) = &span.parent_span_id {
-        bytes_field(out, 4, parent);
+        bytes_field(out, span_field::PARENT_SPAN_ID, parent);
     }
-    string_field(out, 5, &span.name);
-    varint_field(out, 6, span.kind as u64);
-    fixed64_field(out, 7, span.start_unix_nanos);
-    fixed64_field(out, 8, span.end_unix_nanos);
+    string_field(out, span_field::NAME, &span.name);
+    varint_field(out, span_field::KIND, span.kind as u64);
+    fixed64_field(out, span_field::START_TIME_UNIX_NANO, span.start_unix_nanos);
+    fixed64_field(out, span_field::END_TIME_UNIX_NANO, span.end_unix_nanos);
     for (key, value) in &span.attributes {
-        message(out, 9, |kv| key_value(kv, key, value));
+        message(out, span_field::ATTRIBUTES, |kv| encode_key_value(kv, key, value));
     }
-    // Status { message = 2, code = 3 }: ERROR = 2; an unset status (0) is left out.
+    // An unset status is left out.
     if let Some(error) = &span.error {
-        message(out, 15, |status| {
-            string_field(status, 2, error);
-            varint_field(status, 3, 2);
+        message(out, span_field::STATUS, |s| {
+            string_field(s, status::MESSAGE, error);
+            varint_field(s, status::CODE, status::CODE_ERROR);
         });
     }
 }
 
-/// `KeyValue { key = 1, value = 2 }`, `AnyValue { string_value = 1, int_value = 3 }`.
-fn key_value(out: &mut Vec<u8>, key: &str, value: &Value) {
-    string_field(out, 1, key);
-    message(out, 2, |any| match value {
-        Value::Str(text) => string_field(any, 1, text),
-        Value::Int(number) => varint_field(any, 3, *number as u64),
+fn encode_key_value(out: &mut Vec<u8>, key: &str, value: &Value) {
+    string_field(out, key_value::KEY, key);
+    message(out, key_value::VALUE, |any| match value {
+        Value::Str(text) => string_field(any, any_value::STRING, text),
+        Value::Int(number) => varint_field(any, any_value::INT, *number as u64),
     });
 }
 
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const LENGTH_DELIMITED: u8 = 2;
+/// Protobuf's wire types.
+pub(super) const VARINT: u8 = 0;
+pub(super) const FIXED64: u8 = 1;
+pub(super) const LENGTH_DELIMITED: u8 = 2;
+pub(super) const FIXED32: u8 = 5;
 
 fn tag(out: &mut Vec<u8>, field: u32, wire_type: u8) {
     varint(out, u64::from(field) << 3 | u64::from(wire_type));

@@ -17,16 +17,28 @@ pub struct Settings {
 /// Where and how spans are exported (OTLP over HTTP, protobuf).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Export {
-    /// The full URL spans are posted to (`…/v1/traces`).
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    /// A PEM file of the CAs that vouch for an `https://` collector.
-    pub certificate: Option<String>,
+    pub destination: Destination,
     pub timeout: Duration,
     pub service_name: Option<String>,
     /// `OTEL_RESOURCE_ATTRIBUTES`.
     pub resource: Vec<(String, String)>,
     pub batch: Batch,
+}
+
+/// Who receives the spans.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Destination {
+    /// The collector the `OTEL_EXPORTER_OTLP_*` variables name.
+    Collector {
+        /// The full URL spans are posted to (`…/v1/traces`).
+        url: String,
+        headers: Vec<(String, String)>,
+        /// A PEM file of the CAs that vouch for an `https://` collector.
+        certificate: Option<String>,
+    },
+    /// No collector named: the agent's registry (its bounded trace store), over mutual TLS with
+    /// the agent's identity; nowhere for an agent without a registry.
+    Registry,
 }
 
 /// The batch span processor's bounds (`OTEL_BSP_*`).
@@ -70,34 +82,19 @@ impl Settings {
             Some("none") => return Ok(Settings { sampler, export: None }),
             Some(other) => return Err(invalid("OTEL_TRACES_EXPORTER", other, "otlp or none (toolmesh exports OTLP over HTTP only)")),
         };
-        let signal = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
-        let generic = var("OTEL_EXPORTER_OTLP_ENDPOINT");
-        // No collector named: nothing to export to (OpenTelemetry's localhost default only when
-        // the exporter is asked for by name).
-        if disabled || (signal.is_none() && generic.is_none() && !asked) {
+        if disabled {
             return Ok(Settings { sampler, export: None });
-        }
-        let url = match (signal, generic) {
-            (Some(url), _) => url.trim().to_owned(),
-            (None, base) => format!("{}/v1/traces", base.as_deref().unwrap_or(DEFAULT_ENDPOINT).trim().trim_end_matches('/')),
-        };
-        if !(url.starts_with("http://") || url.starts_with("https://")) || url.parse::<http::Uri>().is_err() {
-            return Err(invalid("the OTLP traces endpoint", &url, "an http:// or https:// URL, such as http://localhost:4318"));
         }
         let either = |name: &str| var(&format!("OTEL_EXPORTER_OTLP_TRACES_{name}")).or_else(|| var(&format!("OTEL_EXPORTER_OTLP_{name}")));
         if let Some(protocol) = either("PROTOCOL").filter(|p| p.trim() != "http/protobuf") {
             return Err(invalid("OTEL_EXPORTER_OTLP_PROTOCOL", &protocol, "http/protobuf (the protocol toolmesh exports)"));
         }
-        let mut headers = pairs("OTEL_EXPORTER_OTLP_HEADERS", var("OTEL_EXPORTER_OTLP_HEADERS").as_deref())?;
-        for (name, value) in pairs("OTEL_EXPORTER_OTLP_TRACES_HEADERS", var("OTEL_EXPORTER_OTLP_TRACES_HEADERS").as_deref())? {
-            headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
-            headers.push((name, value));
-        }
-        for (name, value) in &headers {
-            if http::HeaderName::try_from(name.as_str()).is_err() || http::HeaderValue::try_from(value.as_str()).is_err() {
-                return Err(invalid("OTEL_EXPORTER_OTLP_HEADERS", name, "name=value pairs that are valid HTTP headers"));
-            }
-        }
+        let signal = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        let generic = var("OTEL_EXPORTER_OTLP_ENDPOINT");
+        // No collector named: the registry keeps the spans (OpenTelemetry's localhost default
+        // only when the exporter is asked for by name).
+        let destination =
+            if signal.is_none() && generic.is_none() && !asked { Destination::Registry } else { collector(&var, signal, generic)? };
         let timeout = Duration::from_millis(millis(either("TIMEOUT").as_deref(), "OTEL_EXPORTER_OTLP_TIMEOUT", 10_000)?);
         let defaults = Batch::default();
         let batch = Batch {
@@ -106,9 +103,7 @@ impl Settings {
             delay: Duration::from_millis(millis(var("OTEL_BSP_SCHEDULE_DELAY").as_deref(), "OTEL_BSP_SCHEDULE_DELAY", 5000)?),
         };
         let export = Export {
-            url,
-            headers,
-            certificate: either("CERTIFICATE"),
+            destination,
             timeout,
             service_name: var("OTEL_SERVICE_NAME").map(|s| s.trim().to_owned()),
             resource: pairs("OTEL_RESOURCE_ATTRIBUTES", var("OTEL_RESOURCE_ATTRIBUTES").as_deref())?,
@@ -116,6 +111,29 @@ impl Settings {
         };
         Ok(Settings { sampler, export: Some(export) })
     }
+}
+
+/// The collector the variables name: its URL, headers and CA file.
+fn collector(var: &impl Fn(&str) -> Option<String>, signal: Option<String>, generic: Option<String>) -> Result<Destination> {
+    let url = match (signal, generic) {
+        (Some(url), _) => url.trim().to_owned(),
+        (None, base) => format!("{}/v1/traces", base.as_deref().unwrap_or(DEFAULT_ENDPOINT).trim().trim_end_matches('/')),
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.parse::<http::Uri>().is_err() {
+        return Err(invalid("the OTLP traces endpoint", &url, "an http:// or https:// URL, such as http://localhost:4318"));
+    }
+    let mut headers = pairs("OTEL_EXPORTER_OTLP_HEADERS", var("OTEL_EXPORTER_OTLP_HEADERS").as_deref())?;
+    for (name, value) in pairs("OTEL_EXPORTER_OTLP_TRACES_HEADERS", var("OTEL_EXPORTER_OTLP_TRACES_HEADERS").as_deref())? {
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+        headers.push((name, value));
+    }
+    for (name, value) in &headers {
+        if http::HeaderName::try_from(name.as_str()).is_err() || http::HeaderValue::try_from(value.as_str()).is_err() {
+            return Err(invalid("OTEL_EXPORTER_OTLP_HEADERS", name, "name=value pairs that are valid HTTP headers"));
+        }
+    }
+    let certificate = var("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE").or_else(|| var("OTEL_EXPORTER_OTLP_CERTIFICATE"));
+    Ok(Destination::Collector { url, headers, certificate })
 }
 
 fn invalid(what: &str, value: &str, accepted: &str) -> Error {
@@ -184,27 +202,42 @@ mod tests {
         Settings::from_lookup(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()))
     }
 
+    /// The collector's URL, headers and CA file of settings that name one.
+    fn collector(settings: Result<Settings>) -> (String, Vec<(String, String)>, Option<String>) {
+        match settings.unwrap().export.map(|e| e.destination) {
+            Some(Destination::Collector { url, headers, certificate }) => (url, headers, certificate),
+            other => panic!("no collector: {other:?}"),
+        }
+    }
+
     #[test]
-    fn nothing_is_exported_without_a_collector_and_the_default_sampler_records_everything() {
-        assert_eq!(settings(&[]).unwrap(), Settings { sampler: Sampler::ParentBased(Root::AlwaysOn), export: None });
+    fn with_no_collector_named_spans_go_to_the_registry_and_the_default_sampler_records_everything() {
+        let default = settings(&[]).unwrap();
+        assert_eq!(default.sampler, Sampler::ParentBased(Root::AlwaysOn));
+        let export = default.export.unwrap();
+        assert_eq!((export.destination, export.batch), (Destination::Registry, Batch::default()));
         let off = settings(&[("OTEL_TRACES_EXPORTER", "none"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")]).unwrap();
         assert_eq!(off.export, None);
-        assert_eq!(settings(&[("OTEL_SDK_DISABLED", "true"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")]).unwrap().export, None);
-        let asked = settings(&[("OTEL_TRACES_EXPORTER", "otlp")]).unwrap();
-        assert_eq!(asked.export.unwrap().url, "http://localhost:4318/v1/traces");
+        assert_eq!(settings(&[("OTEL_TRACES_EXPORTER", "none")]).unwrap().export, None, "none turns the registry default off too");
+        assert_eq!(settings(&[("OTEL_SDK_DISABLED", "true")]).unwrap().export, None);
+        assert_eq!(collector(settings(&[("OTEL_TRACES_EXPORTER", "otlp")])).0, "http://localhost:4318/v1/traces");
+        let registry = settings(&[("OTEL_BSP_SCHEDULE_DELAY", "100"), ("OTEL_SERVICE_NAME", "front")]).unwrap().export.unwrap();
+        assert_eq!((registry.batch.delay, registry.service_name.as_deref()), (Duration::from_millis(100), Some("front")));
     }
 
     #[test]
     fn the_signal_endpoint_is_used_as_written_and_the_generic_one_gets_the_traces_path() {
-        let generic = settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318/")]).unwrap().export.unwrap();
-        assert_eq!(generic.url, "https://collector:4318/v1/traces");
+        assert_eq!(
+            collector(settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318/")])).0,
+            "https://collector:4318/v1/traces"
+        );
         let both = settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:1"), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://b:2/custom")]);
-        assert_eq!(both.unwrap().export.unwrap().url, "http://b:2/custom");
+        assert_eq!(collector(both).0, "http://b:2/custom");
     }
 
     #[test]
     fn headers_resource_and_batch_bounds_are_read_from_their_variables() {
-        let export = settings(&[
+        let vars = [
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=a%20b, x-tenant=one"),
             ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "X-Tenant=two"),
@@ -214,11 +247,10 @@ mod tests {
             ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
             ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512"),
             ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "3000"),
-        ])
-        .unwrap()
-        .export
-        .unwrap();
-        assert_eq!(export.headers, [("api-key".to_owned(), "a b".to_owned()), ("X-Tenant".to_owned(), "two".to_owned())]);
+        ];
+        let (_, headers, _) = collector(settings(&vars));
+        let export = settings(&vars).unwrap().export.unwrap();
+        assert_eq!(headers, [("api-key".to_owned(), "a b".to_owned()), ("X-Tenant".to_owned(), "two".to_owned())]);
         assert_eq!(export.resource[0], ("deployment.environment".to_owned(), "prod".to_owned()));
         assert_eq!(export.service_name.as_deref(), Some("front"));
         assert_eq!(export.batch, Batch { max_queue: 100, max_batch: 100, delay: Duration::from_millis(200) });

@@ -150,9 +150,14 @@ impl RawClient {
     }
 
     pub async fn send(&self, method: &str, path: &str, body: Option<Bytes>) -> Answer {
+        self.send_as(method, path, body, "application/json").await
+    }
+
+    /// [`RawClient::send`] with a body of `content_type`.
+    pub async fn send_as(&self, method: &str, path: &str, body: Option<Bytes>, content_type: &str) -> Answer {
         let mut request = http::Request::builder().method(method).uri(format!("{}{path}", self.base));
         if body.is_some() {
-            request = request.header(http::header::CONTENT_TYPE, "application/json");
+            request = request.header(http::header::CONTENT_TYPE, content_type);
         }
         if let Some(authorization) = &self.authorization {
             request = request.header(http::header::AUTHORIZATION, format!("Bearer {authorization}"));

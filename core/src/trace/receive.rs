@@ -1,0 +1,451 @@
+//! Reading an OTLP/HTTP `ExportTraceServiceRequest` (protobuf) that someone sent: the
+//! registry's trace store takes agents' spans this way. The field numbers are the encoder's
+//! ([`super::otlp::field`]); anything else an SDK may send (events, links, dropped counts,
+//! fields of later OTLP versions) is skipped by its wire type. Malformed input is an error that
+//! says where, never a panic: every read is bounds-checked.
+
+use super::otlp::{field, FIXED32, FIXED64, LENGTH_DELIMITED, VARINT};
+use crate::registry_api::TraceSpanKind;
+use std::sync::Arc;
+
+/// One span as it was received, with the `service.name` of the process that sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedSpan {
+    pub service: Arc<str>,
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_span_id: Option<[u8; 8]>,
+    pub name: String,
+    pub kind: TraceSpanKind,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    /// Every attribute as text.
+    pub attributes: Vec<(String, String)>,
+    /// The status message of a failed span (`"error"` when it gave none).
+    pub error: Option<String>,
+}
+
+/// The service a span's resource does not name (OpenTelemetry's own default).
+const UNKNOWN_SERVICE: &str = "unknown_service";
+/// How deep arrays and key-value lists may nest in an attribute value.
+const MAX_VALUE_DEPTH: usize = 8;
+
+/// The spans of an `ExportTraceServiceRequest`, or what is wrong with it.
+pub fn decode_export_request(body: &[u8]) -> Result<Vec<ReceivedSpan>, String> {
+    let mut spans = Vec::new();
+    for (index, resource_spans) in Reader::new(body).all_messages(field::RESOURCE_SPANS, "ExportTraceServiceRequest")?.enumerate() {
+        let at = |what: String| format!("resource_spans[{index}]: {what}");
+        let resource_spans = resource_spans?;
+        let mut service: Arc<str> = Arc::from(UNKNOWN_SERVICE);
+        let mut scopes = Vec::new();
+        let mut reader = Reader::new(resource_spans);
+        while let Some((number, value)) = reader.next().map_err(at)? {
+            match number {
+                field::resource_spans::RESOURCE => {
+                    let resource = value.bytes("ResourceSpans.resource").map_err(at)?;
+                    for attribute in Reader::new(resource).all_messages(field::RESOURCE_ATTRIBUTES, "Resource").map_err(at)? {
+                        let (key, text) = key_value(attribute?, 0).map_err(|e| at(format!("resource: {e}")))?;
+                        if key == "service.name" {
+                            service = Arc::from(text);
+                        }
+                    }
+                }
+                field::resource_spans::SCOPE_SPANS => scopes.push(value.bytes("ResourceSpans.scope_spans").map_err(at)?),
+                _ => {}
+            }
+        }
+        for (scope_index, scope_spans) in scopes.into_iter().enumerate() {
+            for (span_index, span) in
+                Reader::new(scope_spans).all_messages(field::scope_spans::SPANS, "ScopeSpans").map_err(at)?.enumerate()
+            {
+                let span = span.and_then(|span| decode_span(span, &service));
+                spans.push(span.map_err(|e| at(format!("scope_spans[{scope_index}].spans[{span_index}]: {e}")))?);
+            }
+        }
+    }
+    Ok(spans)
+}
+
+fn decode_span(data: &[u8], service: &Arc<str>) -> Result<ReceivedSpan, String> {
+    use field::span;
+    let mut trace_id = None;
+    let mut span_id = None;
+    let mut parent_span_id = None;
+    let mut name = String::new();
+    let mut kind = TraceSpanKind::Internal;
+    let (mut start_unix_nano, mut end_unix_nano) = (0, 0);
+    let mut attributes = Vec::new();
+    let mut error = None;
+    let mut reader = Reader::new(data);
+    while let Some((number, value)) = reader.next()? {
+        match number {
+            span::TRACE_ID => trace_id = Some(id::<16>(value.bytes("trace_id")?, "trace_id")?),
+            span::SPAN_ID => span_id = Some(id::<8>(value.bytes("span_id")?, "span_id")?),
+            // Empty: a root span.
+            span::PARENT_SPAN_ID => {
+                let bytes = value.bytes("parent_span_id")?;
+                parent_span_id = (!bytes.is_empty()).then(|| id::<8>(bytes, "parent_span_id")).transpose()?;
+            }
+            span::NAME => name = text(value.bytes("name")?, "name")?,
+            // SPAN_KIND_SERVER, CONSUMER; CLIENT, PRODUCER; the rest (INTERNAL, UNSPECIFIED).
+            span::KIND => {
+                kind = match value.varint("kind")? {
+                    2 | 5 => TraceSpanKind::Server,
+                    3 | 4 => TraceSpanKind::Client,
+                    _ => TraceSpanKind::Internal,
+                }
+            }
+            span::START_TIME_UNIX_NANO => start_unix_nano = value.fixed64("start_time_unix_nano")?,
+            span::END_TIME_UNIX_NANO => end_unix_nano = value.fixed64("end_time_unix_nano")?,
+            span::ATTRIBUTES => attributes.push(key_value(value.bytes("attributes")?, 0)?),
+            span::STATUS => error = failure(value.bytes("status")?)?,
+            _ => {}
+        }
+    }
+    let trace_id = trace_id.ok_or("no trace_id")?;
+    let span_id = span_id.ok_or("no span_id")?;
+    if end_unix_nano < start_unix_nano {
+        return Err(format!("it ends ({end_unix_nano}) before it starts ({start_unix_nano})"));
+    }
+    Ok(ReceivedSpan {
+        service: service.clone(),
+        trace_id,
+        span_id,
+        parent_span_id,
+        name,
+        kind,
+        start_unix_nano,
+        end_unix_nano,
+        attributes,
+        error,
+    })
+}
+
+/// A trace or span id: exactly `N` bytes, not all zero (the W3C and OTLP rule).
+fn id<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], String> {
+    let id: [u8; N] = bytes.try_into().map_err(|_| format!("{what} has {} bytes; it must have {N}", bytes.len()))?;
+    if id == [0; N] {
+        return Err(format!("{what} is all zeros, which is not a valid id"));
+    }
+    Ok(id)
+}
+
+fn text(bytes: &[u8], what: &str) -> Result<String, String> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| format!("{what} is not UTF-8"))
+}
+
+/// The message of a `Status` whose code is ERROR; `None` for OK or unset.
+fn failure(data: &[u8]) -> Result<Option<String>, String> {
+    let (mut message, mut code) = (String::new(), 0);
+    let mut reader = Reader::new(data);
+    while let Some((number, value)) = reader.next()? {
+        match number {
+            field::status::MESSAGE => message = text(value.bytes("status.message")?, "status.message")?,
+            field::status::CODE => code = value.varint("status.code")?,
+            _ => {}
+        }
+    }
+    Ok((code == field::status::CODE_ERROR).then(|| if message.is_empty() { "error".to_owned() } else { message }))
+}
+
+/// A `KeyValue` as text.
+fn key_value(data: &[u8], depth: usize) -> Result<(String, String), String> {
+    let (mut key, mut value) = (String::new(), String::new());
+    let mut reader = Reader::new(data);
+    while let Some((number, field_value)) = reader.next()? {
+        match number {
+            field::key_value::KEY => key = text(field_value.bytes("attribute key")?, "an attribute key")?,
+            field::key_value::VALUE => value = any_value(field_value.bytes("attribute value")?, depth)?,
+            _ => {}
+        }
+    }
+    Ok((key, value))
+}
+
+/// An `AnyValue` as text: strings as they are, numbers in decimal, bytes in hex, arrays as
+/// `[a, b]` and key-value lists as `{k: v}`.
+fn any_value(data: &[u8], depth: usize) -> Result<String, String> {
+    use field::any_value::*;
+    if depth > MAX_VALUE_DEPTH {
+        return Err(format!("an attribute value nests deeper than {MAX_VALUE_DEPTH} levels"));
+    }
+    let mut out = String::new();
+    let mut reader = Reader::new(data);
+    while let Some((number, value)) = reader.next()? {
+        out = match number {
+            STRING => text(value.bytes("string_value")?, "a string attribute")?,
+            BOOL => (value.varint("bool_value")? != 0).to_string(),
+            INT => (value.varint("int_value")? as i64).to_string(),
+            DOUBLE => f64::from_bits(value.fixed64("double_value")?).to_string(),
+            BYTES => value.bytes("bytes_value")?.iter().map(|b| format!("{b:02x}")).collect(),
+            ARRAY => {
+                let items: Result<Vec<String>, String> = Reader::new(value.bytes("array_value")?)
+                    .all_messages(LIST_VALUES, "ArrayValue")?
+                    .map(|item| any_value(item?, depth + 1))
+                    .collect();
+                format!("[{}]", items?.join(", "))
+            }
+            KVLIST => {
+                let pairs: Result<Vec<String>, String> = Reader::new(value.bytes("kvlist_value")?)
+                    .all_messages(LIST_VALUES, "KeyValueList")?
+                    .map(|pair| key_value(pair?, depth + 1).map(|(k, v)| format!("{k}: {v}")))
+                    .collect();
+                format!("{{{}}}", pairs?.join(", "))
+            }
+            _ => continue,
+        };
+    }
+    Ok(out)
+}
+
+/// One field's value as the wire format carries it.
+#[derive(Debug, Clone, Copy)]
+enum Wire<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Fixed32,
+    Bytes(&'a [u8]),
+}
+
+impl<'a> Wire<'a> {
+    fn bytes(self, what: &str) -> Result<&'a [u8], String> {
+        match self {
+            Wire::Bytes(bytes) => Ok(bytes),
+            _ => Err(format!("{what} is not length-delimited")),
+        }
+    }
+
+    fn varint(self, what: &str) -> Result<u64, String> {
+        match self {
+            Wire::Varint(value) => Ok(value),
+            _ => Err(format!("{what} is not a varint")),
+        }
+    }
+
+    fn fixed64(self, what: &str) -> Result<u64, String> {
+        match self {
+            Wire::Fixed64(value) => Ok(value),
+            _ => Err(format!("{what} is not a fixed64")),
+        }
+    }
+}
+
+/// The fields of one message, in order.
+struct Reader<'a> {
+    data: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Reader { data, offset: 0 }
+    }
+
+    /// The next field, `None` at the end of the message.
+    fn next(&mut self) -> Result<Option<(u32, Wire<'a>)>, String> {
+        if self.offset == self.data.len() {
+            return Ok(None);
+        }
+        let at = self.offset;
+        let key = self.varint()?;
+        let number = u32::try_from(key >> 3)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("field number {} at byte {at} is not valid", key >> 3))?;
+        let value = match (key & 7) as u8 {
+            VARINT => Wire::Varint(self.varint()?),
+            FIXED64 => Wire::Fixed64(u64::from_le_bytes(self.take(8)?.try_into().expect("took 8 bytes"))),
+            LENGTH_DELIMITED => {
+                let length = usize::try_from(self.varint()?).map_err(|_| format!("a length at byte {at} does not fit in memory"))?;
+                Wire::Bytes(self.take(length)?)
+            }
+            FIXED32 => {
+                self.take(4)?;
+                Wire::Fixed32
+            }
+            other => return Err(format!("field {number} at byte {at} has wire type {other}, which OTLP does not use")),
+        };
+        Ok(Some((number, value)))
+    }
+
+    /// Every field `number` of the message (a `repeated` message field), as the bytes of each.
+    fn all_messages(self, number: u32, message: &'static str) -> Result<impl Iterator<Item = Result<&'a [u8], String>>, String> {
+        let mut reader = self;
+        let mut found = Vec::new();
+        while let Some((n, value)) = reader.next().map_err(|e| format!("{message}: {e}"))? {
+            if n == number {
+                found.push(value.bytes(message).map_err(|e| format!("{message} field {number}: {e}")));
+            }
+        }
+        Ok(found.into_iter())
+    }
+
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *self.data.get(self.offset).ok_or_else(|| format!("the message ends inside a varint at byte {}", self.offset))?;
+            self.offset += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(format!("a varint ending at byte {} is longer than 10 bytes", self.offset))
+    }
+
+    fn take(&mut self, length: usize) -> Result<&'a [u8], String> {
+        let end = self.offset.checked_add(length).filter(|end| *end <= self.data.len()).ok_or_else(|| {
+            format!("a field at byte {} claims {length} bytes but only {} are left", self.offset, self.data.len() - self.offset)
+        })?;
+        let bytes = &self.data[self.offset..end];
+        self.offset = end;
+        Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::otlp::{export_request, resource, SpanKind, SpanRecord, Value};
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record(n: u8, parent: Option<u8>, error: Option<&str>) -> SpanRecord {
+        SpanRecord {
+            trace_id: [7; 16],
+            span_id: [n; 8],
+            parent_span_id: parent.map(|p| [p; 8]),
+            trace_state: Some("k=v".into()),
+            name: format!("tools/call t{n}"),
+            kind: if n.is_multiple_of(2) { SpanKind::Server } else { SpanKind::Client },
+            start_unix_nanos: 1_000 + u64::from(n),
+            end_unix_nanos: 2_000 + u64::from(n),
+            attributes: vec![("mcp.method.name", Value::from("tools/call")), ("server.port", Value::Int(-8443))],
+            error: error.map(str::to_owned),
+        }
+    }
+
+    fn request() -> Vec<u8> {
+        let resource = resource(&[("host.name".into(), "h".into()), ("service.name".into(), "front".into())]);
+        export_request(&resource, ("toolmesh", "0"), &[record(1, None, None), record(2, Some(1), Some("it broke"))])
+    }
+
+    #[test]
+    fn what_the_encoder_writes_reads_back_with_its_service() {
+        let spans = decode_export_request(&request()).unwrap();
+        assert_eq!(spans.len(), 2);
+        let (root, child) = (&spans[0], &spans[1]);
+        assert_eq!((&*root.service, root.trace_id, root.span_id, root.parent_span_id), ("front", [7; 16], [1; 8], None));
+        assert_eq!(
+            (root.kind, root.name.as_str(), root.start_unix_nano, root.end_unix_nano),
+            (TraceSpanKind::Client, "tools/call t1", 1001, 2001)
+        );
+        assert_eq!(
+            root.attributes,
+            [("mcp.method.name".to_owned(), "tools/call".to_owned()), ("server.port".to_owned(), "-8443".to_owned())]
+        );
+        assert_eq!(root.error, None);
+        assert_eq!((child.parent_span_id, child.kind, child.error.as_deref()), (Some([1; 8]), TraceSpanKind::Server, Some("it broke")));
+        assert_eq!(decode_export_request(&[]).unwrap(), []);
+    }
+
+    #[test]
+    fn values_of_every_type_and_unknown_fields_are_read() {
+        // A KeyValue with an array of [bool true, double 1.5, bytes 0xab01], then a span field
+        // of a later OTLP version (number 16, fixed32) that must be skipped.
+        let array = [0x0a, 0x02, 0x10, 0x01, 0x0a, 0x09, 0x21, 0, 0, 0, 0, 0, 0, 0xf8, 0x3f, 0x0a, 0x04, 0x3a, 0x02, 0xab, 0x01];
+        let mut any = vec![0x2a, array.len() as u8];
+        any.extend(array);
+        let mut kv = vec![0x0a, 0x01, b'a', 0x12, any.len() as u8];
+        kv.extend(any);
+        let mut span = vec![0x0a, 16];
+        span.extend([1; 16]);
+        span.extend([0x12, 8]);
+        span.extend([2; 8]);
+        span.extend([0x22, 0]); // an empty parent: a root
+        span.extend([0x4a, kv.len() as u8]);
+        span.extend(kv);
+        span.extend([0x85, 0x01, 1, 2, 3, 4]);
+        let spans = decode_export_request(&wrap(&span)).unwrap();
+        assert_eq!(spans[0].attributes, [("a".to_owned(), "[true, 1.5, ab01]".to_owned())]);
+        assert_eq!((&*spans[0].service, spans[0].parent_span_id, spans[0].kind), (UNKNOWN_SERVICE, None, TraceSpanKind::Internal));
+    }
+
+    /// `span` inside a ScopeSpans inside a ResourceSpans inside a request.
+    fn wrap(span: &[u8]) -> Vec<u8> {
+        let nest = |number: u8, inner: &[u8]| {
+            let mut out = vec![number << 3 | 2];
+            let mut length = inner.len();
+            while length >= 0x80 {
+                out.push(length as u8 | 0x80);
+                length >>= 7;
+            }
+            out.push(length as u8);
+            out.extend(inner);
+            out
+        };
+        nest(1, &nest(2, &nest(2, span)))
+    }
+
+    #[test]
+    fn malformed_requests_are_refused_saying_where() {
+        let valid = request();
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (valid[..valid.len() - 3].to_vec(), "claims"),
+            (vec![0x0a, 0xff], "ends inside a varint"),
+            (vec![0x0b], "wire type 3"),
+            (wrap(&[0x0a, 3, 1, 2, 3]), "trace_id has 3 bytes; it must have 16"),
+            (wrap(&[0x12, 8, 1, 1, 1, 1, 1, 1, 1, 1]), "no trace_id"),
+            (wrap(&[0x0a, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), "trace_id is all zeros"),
+            (wrap(&[0x2a, 2, 0xff, 0xfe]), "name is not UTF-8"),
+            (wrap(&[0x28, 1]), "name is not length-delimited"),
+        ];
+        for (body, says) in cases {
+            let e = decode_export_request(&body).unwrap_err();
+            assert!(e.contains(says), "{e:?} should say {says:?}");
+        }
+        let e = decode_export_request(&wrap(&[0x0a, 3, 1, 2, 3])).unwrap_err();
+        assert!(e.starts_with("resource_spans[0]: scope_spans[0].spans[0]: "), "{e}");
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_refused_not_followed() {
+        let mut value = vec![0x0a, 0x01, b'x'];
+        for _ in 0..40 {
+            // AnyValue { array_value = ArrayValue { values = [value] } }
+            let mut array = vec![0x0a, value.len() as u8];
+            array.extend(&value);
+            value = vec![0x2a, array.len() as u8];
+            value.extend(array);
+            if value.len() > 100 {
+                break;
+            }
+        }
+        let mut kv = vec![0x0a, 0x01, b'k', 0x12, value.len() as u8];
+        kv.extend(value);
+        let mut span = vec![0x0a, 16];
+        span.extend([1; 16]);
+        span.extend([0x12, 8]);
+        span.extend([2; 8]);
+        span.extend([0x4a, kv.len() as u8]);
+        span.extend(kv);
+        let e = decode_export_request(&wrap(&span)).unwrap_err();
+        assert!(e.contains("nests deeper than 8"), "{e}");
+    }
+
+    proptest! {
+        /// Whatever arrives, the decoder answers: spans or an error, never a panic.
+        #[test]
+        fn any_bytes_and_any_corruption_of_a_valid_request_are_answered(
+            noise in proptest::collection::vec(any::<u8>(), 0..300),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        ) {
+            let _ = decode_export_request(&noise);
+            let mut corrupt = request();
+            for (at, byte) in flips {
+                let i = at.index(corrupt.len());
+                corrupt[i] = byte;
+            }
+            let _ = decode_export_request(&corrupt);
+        }
+    }
+}

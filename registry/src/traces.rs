@@ -1,0 +1,311 @@
+//! The registry's trace store: the spans agents export to it when no OTLP collector is named
+//! (`POST /v1/traces`, OTLP/HTTP protobuf), kept in memory for `toolmesh trace` and the
+//! dashboard. Bounded by a number of spans and an estimate of their bytes (see [`TraceLimits`]):
+//! past either, whole traces are evicted, the first received first, and counted on `/metrics`.
+//! Nothing is written to disk; a restart starts empty.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::mem::size_of;
+use std::sync::Mutex;
+use toolmesh_core::metrics::{Counter, Exposition, Kind};
+use toolmesh_core::registry_api::{TraceDetail, TraceList, TraceSpan, TraceSummary};
+use toolmesh_core::trace::ReceivedSpan;
+
+/// Spans kept by default.
+pub const DEFAULT_TRACE_MAX_SPANS: usize = 50_000;
+/// Bytes kept by default (the estimate of [`footprint`]): 32 MiB.
+pub const DEFAULT_TRACE_MAX_BYTES: usize = 32 * 1024 * 1024;
+
+/// How much the store keeps: past either bound, the oldest traces are evicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceLimits {
+    pub max_spans: usize,
+    /// An estimate of the memory the kept spans take: each span's fixed size, the bytes of its
+    /// names, attributes and status message, and a per-trace overhead.
+    pub max_bytes: usize,
+}
+
+impl Default for TraceLimits {
+    fn default() -> Self {
+        TraceLimits { max_spans: DEFAULT_TRACE_MAX_SPANS, max_bytes: DEFAULT_TRACE_MAX_BYTES }
+    }
+}
+
+/// The bounded store of recent traces. Shared by the HTTP API and the dashboard.
+pub struct TraceStore {
+    limits: TraceLimits,
+    kept: Mutex<Kept>,
+    received: Counter,
+    evicted_traces: Counter,
+    evicted_spans: Counter,
+}
+
+#[derive(Default)]
+struct Kept {
+    traces: HashMap<[u8; 16], KeptTrace>,
+    /// Trace ids in the order their first span arrived: eviction takes from the front.
+    arrival: VecDeque<[u8; 16]>,
+    spans: usize,
+    bytes: usize,
+}
+
+/// One trace's spans, with what its summary needs kept up to date.
+struct KeptTrace {
+    spans: Vec<ReceivedSpan>,
+    bytes: usize,
+    start: u64,
+    end: u64,
+    errors: usize,
+}
+
+/// What a kept trace costs besides its spans: its map entry, its place in the arrival queue.
+const TRACE_OVERHEAD: usize = size_of::<KeptTrace>() + 3 * size_of::<[u8; 16]>() + 16;
+
+/// The memory a span is counted as taking.
+fn footprint(span: &ReceivedSpan) -> usize {
+    let attributes: usize = span.attributes.iter().map(|(k, v)| 2 * size_of::<String>() + k.len() + v.len()).sum();
+    size_of::<ReceivedSpan>() + span.name.len() + span.service.len() + span.error.as_ref().map_or(0, String::len) + attributes
+}
+
+impl TraceStore {
+    pub fn new(limits: TraceLimits) -> Self {
+        TraceStore {
+            limits,
+            kept: Mutex::default(),
+            received: Counter::default(),
+            evicted_traces: Counter::default(),
+            evicted_spans: Counter::default(),
+        }
+    }
+
+    pub fn limits(&self) -> TraceLimits {
+        self.limits
+    }
+
+    /// Keeps `spans`, then evicts the oldest traces until the store is within its bounds.
+    pub fn insert(&self, spans: Vec<ReceivedSpan>) {
+        self.received.add(spans.len() as u64);
+        let mut kept = self.kept.lock().expect("trace store lock");
+        let kept = &mut *kept;
+        for span in spans {
+            let bytes = footprint(&span);
+            let trace = kept.traces.entry(span.trace_id).or_insert_with(|| {
+                kept.arrival.push_back(span.trace_id);
+                kept.bytes += TRACE_OVERHEAD;
+                KeptTrace { spans: Vec::new(), bytes: TRACE_OVERHEAD, start: u64::MAX, end: 0, errors: 0 }
+            });
+            trace.start = trace.start.min(span.start_unix_nano);
+            trace.end = trace.end.max(span.end_unix_nano);
+            trace.errors += usize::from(span.error.is_some());
+            trace.bytes += bytes;
+            trace.spans.push(span);
+            kept.spans += 1;
+            kept.bytes += bytes;
+        }
+        while kept.spans > self.limits.max_spans || kept.bytes > self.limits.max_bytes {
+            let Some(oldest) = kept.arrival.pop_front() else { break };
+            if let Some(trace) = kept.traces.remove(&oldest) {
+                kept.spans -= trace.spans.len();
+                kept.bytes -= trace.bytes;
+                self.evicted_traces.inc();
+                self.evicted_spans.add(trace.spans.len() as u64);
+            }
+        }
+    }
+
+    /// The `last` most recent traces, newest (by start) first.
+    pub fn recent(&self, last: usize) -> TraceList {
+        let kept = self.kept.lock().expect("trace store lock");
+        let mut newest: Vec<(&[u8; 16], &KeptTrace)> = kept.traces.iter().collect();
+        newest.sort_unstable_by(|a, b| b.1.start.cmp(&a.1.start).then_with(|| a.0.cmp(b.0)));
+        TraceList { traces: newest.into_iter().take(last).map(|(id, trace)| summary(id, trace)).collect() }
+    }
+
+    /// The spans of one trace, by start; `None` when no span of it is kept (or `trace_id` is
+    /// not 32 hex digits).
+    pub fn trace(&self, trace_id: &str) -> Option<TraceDetail> {
+        let id = parse_trace_id(trace_id)?;
+        let kept = self.kept.lock().expect("trace store lock");
+        let trace = kept.traces.get(&id)?;
+        let mut spans: Vec<TraceSpan> = trace.spans.iter().map(view).collect();
+        spans.sort_by_key(|s| s.start_unix_nano);
+        Some(TraceDetail { trace_id: hex(&id), spans })
+    }
+
+    /// The store's figures in the registry's `/metrics` exposition.
+    pub fn write(&self, out: &mut Exposition) {
+        let (traces, spans, bytes) = {
+            let kept = self.kept.lock().expect("trace store lock");
+            (kept.traces.len(), kept.spans, kept.bytes)
+        };
+        out.metric("toolmesh_registry_traces", Kind::Gauge, "Traces the registry's trace store keeps.");
+        out.sample("toolmesh_registry_traces", &[], traces as u64);
+        out.metric("toolmesh_registry_trace_spans", Kind::Gauge, "Spans the registry's trace store keeps.");
+        out.sample("toolmesh_registry_trace_spans", &[], spans as u64);
+        out.metric("toolmesh_registry_trace_bytes", Kind::Gauge, "Estimated memory of the kept spans, bounded by --trace-max-bytes.");
+        out.sample("toolmesh_registry_trace_bytes", &[], bytes as u64);
+        out.metric("toolmesh_registry_trace_spans_received_total", Kind::Counter, "Spans agents exported to the registry.");
+        out.sample("toolmesh_registry_trace_spans_received_total", &[], self.received.get());
+        out.metric(
+            "toolmesh_registry_trace_evictions_total",
+            Kind::Counter,
+            "Traces evicted (oldest first) to stay within the store's bounds.",
+        );
+        out.sample("toolmesh_registry_trace_evictions_total", &[], self.evicted_traces.get());
+        out.metric("toolmesh_registry_trace_spans_evicted_total", Kind::Counter, "Spans of the evicted traces.");
+        out.sample("toolmesh_registry_trace_spans_evicted_total", &[], self.evicted_spans.get());
+    }
+}
+
+/// A trace id as the API writes it: 32 hex digits (either case read).
+pub fn parse_trace_id(text: &str) -> Option<[u8; 16]> {
+    if text.len() != 32 || !text.is_ascii() {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(id)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The span the trace hangs from: one without a parent, else one whose parent is not kept (it
+/// was never exported, or by a process exporting elsewhere), else the earliest.
+fn root(trace: &KeptTrace) -> Option<&ReceivedSpan> {
+    let ids: HashSet<[u8; 8]> = trace.spans.iter().map(|s| s.span_id).collect();
+    let rank = |span: &ReceivedSpan| match span.parent_span_id {
+        None => 0,
+        Some(parent) if !ids.contains(&parent) => 1,
+        Some(_) => 2,
+    };
+    trace.spans.iter().min_by_key(|span| (rank(span), span.start_unix_nano))
+}
+
+fn summary(id: &[u8; 16], trace: &KeptTrace) -> TraceSummary {
+    let root = root(trace);
+    TraceSummary {
+        trace_id: hex(id),
+        root_name: root.map(|r| r.name.clone()).unwrap_or_default(),
+        root_service: root.map(|r| r.service.to_string()).unwrap_or_default(),
+        start_unix_nano: trace.start,
+        duration_ns: trace.end.saturating_sub(trace.start),
+        span_count: trace.spans.len(),
+        error_count: trace.errors,
+    }
+}
+
+fn view(span: &ReceivedSpan) -> TraceSpan {
+    TraceSpan {
+        span_id: hex(&span.span_id),
+        parent_span_id: span.parent_span_id.map(|p| hex(&p)),
+        name: span.name.clone(),
+        service: span.service.to_string(),
+        kind: span.kind,
+        start_unix_nano: span.start_unix_nano,
+        end_unix_nano: span.end_unix_nano,
+        error: span.error.clone(),
+        attributes: span.attributes.iter().cloned().collect::<BTreeMap<_, _>>(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use toolmesh_core::registry_api::TraceSpanKind;
+
+    fn span(trace: u8, id: u8, parent: Option<u8>, start: u64, end: u64) -> ReceivedSpan {
+        ReceivedSpan {
+            service: format!("svc{id}").into(),
+            trace_id: [trace; 16],
+            span_id: [id; 8],
+            parent_span_id: parent.map(|p| [p; 8]),
+            name: format!("tools/call t{id}"),
+            kind: TraceSpanKind::Server,
+            start_unix_nano: start,
+            end_unix_nano: end,
+            attributes: vec![("gen_ai.tool.name".into(), format!("t{id}"))],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn recent_lists_newest_first_with_the_root_and_a_trace_its_spans_by_start() {
+        let store = TraceStore::new(TraceLimits::default());
+        let mut failed = span(1, 3, Some(2), 130, 140);
+        failed.error = Some("boom".into());
+        // Arriving out of order, as batches of different agents do.
+        store.insert(vec![failed, span(2, 9, None, 500, 600)]);
+        store.insert(vec![span(1, 2, Some(1), 120, 150), span(1, 1, None, 100, 200)]);
+        let recent = store.recent(10).traces;
+        assert_eq!(recent.iter().map(|t| t.trace_id.clone()).collect::<Vec<_>>(), [hex(&[2; 16]), hex(&[1; 16])]);
+        let first = &recent[1];
+        assert_eq!((first.root_name.as_str(), first.root_service.as_str()), ("tools/call t1", "svc1"));
+        assert_eq!((first.start_unix_nano, first.duration_ns, first.span_count, first.error_count), (100, 100, 3, 1));
+        assert_eq!(store.recent(1).traces.len(), 1);
+
+        let detail = store.trace(&hex(&[1; 16])).unwrap();
+        let ids: Vec<&str> = detail.spans.iter().map(|s| s.span_id.as_str()).collect();
+        assert_eq!(ids, [hex(&[1; 8]), hex(&[2; 8]), hex(&[3; 8])]);
+        assert_eq!(detail.spans[0].parent_span_id, None);
+        assert_eq!(detail.spans[2].parent_span_id, Some(hex(&[2; 8])));
+        assert_eq!(detail.spans[2].error.as_deref(), Some("boom"));
+        assert_eq!(detail.spans[2].attributes.get("gen_ai.tool.name").map(String::as_str), Some("t3"));
+        // Upper case is read; unknown and malformed ids are not found.
+        assert!(store.trace(&hex(&[1; 16]).to_uppercase()).is_some());
+        assert!(store.trace(&hex(&[7; 16])).is_none());
+        assert!(store.trace("not-a-trace-id").is_none());
+    }
+
+    #[test]
+    fn a_trace_whose_root_was_not_kept_hangs_from_its_earliest_orphan() {
+        let store = TraceStore::new(TraceLimits::default());
+        store.insert(vec![span(1, 5, Some(4), 300, 310), span(1, 4, Some(99), 200, 400)]);
+        assert_eq!(store.recent(1).traces[0].root_name, "tools/call t4");
+    }
+
+    #[test]
+    fn past_its_span_bound_the_store_evicts_the_first_received_traces_and_counts_them() {
+        let store = TraceStore::new(TraceLimits { max_spans: 4, max_bytes: usize::MAX });
+        store.insert(vec![span(1, 1, None, 10, 20), span(1, 2, Some(1), 11, 12)]);
+        store.insert(vec![span(2, 1, None, 5, 6)]);
+        store.insert(vec![span(3, 1, None, 30, 40), span(3, 2, Some(1), 31, 32)]);
+        // 5 spans: trace 1, the first received (though not the earliest to start), goes.
+        assert!(store.trace(&hex(&[1; 16])).is_none());
+        assert!(store.trace(&hex(&[2; 16])).is_some() && store.trace(&hex(&[3; 16])).is_some());
+        let mut out = Exposition::default();
+        store.write(&mut out);
+        let text = out.finish();
+        for line in [
+            "toolmesh_registry_traces 2\n",
+            "toolmesh_registry_trace_spans 3\n",
+            "toolmesh_registry_trace_evictions_total 1\n",
+            "toolmesh_registry_trace_spans_evicted_total 2\n",
+            "toolmesh_registry_trace_spans_received_total 5\n",
+        ] {
+            assert!(text.contains(line), "{line} not in {text}");
+        }
+    }
+
+    #[test]
+    fn past_its_byte_bound_the_store_evicts_until_it_fits() {
+        let one = footprint(&span(1, 1, None, 1, 2)) + TRACE_OVERHEAD;
+        let store = TraceStore::new(TraceLimits { max_spans: usize::MAX, max_bytes: 3 * one });
+        for trace in 1..=10 {
+            store.insert(vec![span(trace, 1, None, u64::from(trace), 100)]);
+            let kept = store.kept.lock().unwrap();
+            assert!(kept.bytes <= 3 * one, "{} > {}", kept.bytes, 3 * one);
+        }
+        let kept: Vec<String> = store.recent(100).traces.into_iter().map(|t| t.trace_id).collect();
+        assert_eq!(kept, [hex(&[10; 16]), hex(&[9; 16]), hex(&[8; 16])]);
+        assert_eq!(store.evicted_traces.get(), 7);
+        // A large attribute counts at its size.
+        let mut big = span(11, 1, None, 1, 2);
+        big.attributes.push(("blob".into(), "x".repeat(one)));
+        store.insert(vec![big]);
+        assert_eq!(store.recent(100).traces.len(), 1, "only the big trace fits");
+    }
+}
