@@ -624,6 +624,11 @@ toolmesh_result toolmesh_invocation_complete(toolmesh_invocation *invocation,
 // and the caller gets the error of a result that is not JSON, as for
 // `toolmesh_invocation_complete`. `isError: true` is the tool's own account of a failure: MCP
 // callers get the result as it is, mesh callers a `TOOLMESH_HANDLER_FAILED` with its text.
+// The document may instead ask the client for input (MCP 2026-07-28):
+// `{"resultType": "input_required", "inputRequests": {key: {"method": "elicitation/create" |
+// "sampling/createMessage" | "roots/list", "params": {...}}}, "requestState": <any JSON>}`;
+// toolmesh seals the state, and the client's next call brings the answers
+// (`toolmesh_invocation_input`).
 // A resource read or a prompt get (`invoke_catalog`) is answered with
 // `toolmesh_invocation_complete` instead: a tool result there is refused the same way.
 //
@@ -731,6 +736,17 @@ void toolmesh_invocation_free(toolmesh_invocation *invocation);
 // `invocation` is NULL or a live, unanswered invocation; `name` is NULL or a NUL-terminated
 // string; both borrowed for the call.
 const char *toolmesh_invocation_header(const toolmesh_invocation *invocation, const char *name);
+
+// What the client answered to the input requests of an earlier call of this tool (MCP
+// 2026-07-28), as a JSON object `{"responses": {key: result, ...}, "state": <the requestState the
+// earlier answer carried, checked and unsealed by toolmesh, or null>}`; NULL when the call
+// answers none (or for a NULL invocation). A handler asks for input by answering
+// `toolmesh_invocation_complete_result` with `{"resultType": "input_required", "inputRequests":
+// {...}, "requestState": ...}`. Borrowed from the invocation: valid until it is answered.
+//
+// # Safety
+// `invocation` is NULL or a live, unanswered invocation, borrowed for the call.
+const char *toolmesh_invocation_input(const toolmesh_invocation *invocation);
 
 // Sends a log message to the caller of the tool: `data_json` (UTF-8 JSON, any value, borrowed
 // for the call) at `level`, one of MCP's "debug", "info", "notice", "warning", "error",

@@ -64,6 +64,10 @@ export declare class RequestContext {
   onCancel(callback: () => void): void
   /** The caller's verified identity (its certificate's SPIFFE ID). */
   get caller(): string | null
+  /** The client's answers to this tool's earlier input requests, by key; null when none. */
+  get inputResponses(): Record<string, unknown> | null
+  /** The state this tool's earlier input requests carried, checked by core; null when none. */
+  get requestState(): unknown
   /** The capabilities the MCP client declared; null when unknown (a legacy-era request). */
   get clientCapabilities(): Record<string, unknown> | null
 }
@@ -77,8 +81,9 @@ export declare class Responder {
   ok(resultJson: string): void
   /**
    * The handler answered a tool result in MCP's shape (`CallToolResult` as JSON, bytes already
-   * base64-encoded). Core reads and checks it on its runtime; a refusal reaches the caller as
-   * HANDLER_RESULT naming the item at fault, e.g. `content[1]: image 'data' is not base64`.
+   * base64-encoded), or input requests (`InputRequired`). Core reads and checks it on its
+   * runtime; a refusal reaches the caller as HANDLER_RESULT naming the item at fault, e.g.
+   * `content[1]: image 'data' is not base64`.
    */
   result(resultJson: string): void
   /**

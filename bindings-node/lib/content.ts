@@ -153,12 +153,36 @@ export class ToolResult {
   }
 }
 
+/** One of MCP's requests a tool may ask its client to answer (2026-07-28). */
+export interface InputRequest {
+  readonly method: "elicitation/create" | "sampling/createMessage" | "roots/list";
+  readonly params?: Readonly<Record<string, unknown>>;
+}
+
 /**
- * The tool result a handler's return value stands for, when it is one: a `ToolResult`, a
- * content item of a class above, or a non-empty array of them. Anything else is a plain value.
+ * Asks the MCP client for input instead of answering (MCP 2026-07-28): `requests` by key, and
+ * `state`, any JSON value the next call gets back (core seals it, so the client can neither read
+ * nor change it). The client calls the tool again with its answers: the context's
+ * `inputResponses` and `requestState`.
  */
-export function asToolResult(returned: unknown): ToolResult | undefined {
-  if (returned instanceof ToolResult) return returned;
+export class InputRequired {
+  constructor(
+    readonly requests: Readonly<Record<string, InputRequest>>,
+    readonly state?: unknown,
+  ) {}
+
+  toJSON(): Record<string, unknown> {
+    return { resultType: "input_required", inputRequests: this.requests, requestState: this.state };
+  }
+}
+
+/**
+ * The MCP document a handler's return value stands for, when it is one: a `ToolResult` or an
+ * `InputRequired`, a content item of a class above, or a non-empty array of them. Anything else
+ * is a plain value.
+ */
+export function asToolResult(returned: unknown): ToolResult | InputRequired | undefined {
+  if (returned instanceof ToolResult || returned instanceof InputRequired) return returned;
   if (returned instanceof Content) return new ToolResult({ content: [returned] });
   if (Array.isArray(returned) && returned.length > 0 && returned.every((item) => item instanceof Content)) {
     return new ToolResult({ content: returned as Content[] });

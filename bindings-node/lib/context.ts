@@ -49,6 +49,10 @@ export interface RequestContext {
    * legacy-era request declares them only in its session's `initialize`).
    */
   readonly clientCapabilities: Record<string, unknown> | null;
+  /** The client's answers to this tool's earlier `InputRequired`, by request key; null when none. */
+  readonly inputResponses: Record<string, unknown> | null;
+  /** The `state` of this tool's earlier `InputRequired`, checked by core; null when none. */
+  readonly requestState: unknown;
 }
 
 /** MCP's log levels, least severe first. */

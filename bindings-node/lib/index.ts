@@ -16,7 +16,20 @@ export type {
   ResourceDefinition,
   ResourceTemplateDefinition,
 } from "./catalog.js";
-export { Audio, Content, type ContentAnnotations, type ContentItem, EmbeddedResource, Image, type ResourceContents, ResourceLink, Text, ToolResult } from "./content.js";
+export {
+  Audio,
+  Content,
+  type ContentAnnotations,
+  type ContentItem,
+  EmbeddedResource,
+  Image,
+  type InputRequest,
+  InputRequired,
+  type ResourceContents,
+  ResourceLink,
+  Text,
+  ToolResult,
+} from "./content.js";
 export { currentContext, headers, type LogLevel, type RequestContext, traceId, withCallHeaders } from "./context.js";
 export {
   ConfigError,

@@ -96,6 +96,18 @@ impl RequestContext {
         self.inner.caller.as_deref()
     }
 
+    /// The client's answers to this tool's earlier input requests, by key; null when none.
+    #[napi(getter, ts_return_type = "Record<string, unknown> | null")]
+    pub fn input_responses(&self) -> Option<serde_json::Value> {
+        self.inner.input.as_deref().map(|input| serde_json::Value::Object(input.responses.clone()))
+    }
+
+    /// The state this tool's earlier input requests carried, checked by core; null when none.
+    #[napi(getter, ts_return_type = "unknown")]
+    pub fn request_state(&self) -> Option<serde_json::Value> {
+        self.inner.input.as_deref().and_then(|input| input.state.clone())
+    }
+
     /// The capabilities the MCP client declared; null when unknown (a legacy-era request).
     #[napi(getter, ts_return_type = "Record<string, unknown> | null")]
     pub fn client_capabilities(&self) -> Option<serde_json::Value> {

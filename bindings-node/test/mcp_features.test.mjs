@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Audio, currentContext, EmbeddedResource, Image, ResourceLink, Text, ToolResult } from "../dist/index.js";
+import { Audio, currentContext, EmbeddedResource, Image, InputRequired, ResourceLink, Text, ToolResult } from "../dist/index.js";
 import { callError, mcpPost } from "../../tests/node/meshkit.mjs";
 import { agent, meshFixture, serving } from "./fixtures.mjs";
 
@@ -484,6 +484,44 @@ describe("a dependency's updates as an AsyncIterable", { timeout: 60_000 }, () =
         { jsonrpc: "2.0", method: "notifications/progress", params: { progressToken: "s-1", progress: 20, total: 20, message: "outer saw undefined" } },
       ]);
       assert.equal(body.result.structuredContent, "outer: inner done");
+    });
+  });
+});
+
+describe("input required", { timeout: 60_000 }, () => {
+  it("asks the client, and the second call brings its answers and the sealed state", async () => {
+    const alpha = agent(fixture, "alpha");
+    const seen = [];
+    alpha.addTool({
+      name: "greet",
+      execute: () => {
+        const { inputResponses, requestState } = currentContext();
+        seen.push([inputResponses, requestState]);
+        if (inputResponses?.name === undefined) {
+          return new InputRequired(
+            { name: { method: "elicitation/create", params: { message: "Who are you?", requestedSchema: { type: "object" } } } },
+            { asked: "name" },
+          );
+        }
+        return `Hello, ${inputResponses.name.content.name}!`;
+      },
+    });
+    await serving([alpha], async () => {
+      const call = (extra) =>
+        mcpPost(alpha.endpoint, fixture.certs, {
+          jsonrpc: "2.0", id: 1, method: "tools/call",
+          params: {
+            name: "greet", arguments: {}, ...extra,
+            _meta: { "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": { elicitation: {} } },
+          },
+        });
+      const first = await call({});
+      assert.equal(first.body.result.resultType, "input_required", JSON.stringify(first.body));
+      assert.equal(first.body.result.inputRequests.name.method, "elicitation/create");
+      const answers = { name: { action: "accept", content: { name: "Ada" } } };
+      const second = await call({ inputResponses: answers, requestState: first.body.result.requestState });
+      assert.equal(second.body.result.structuredContent, "Hello, Ada!", JSON.stringify(second.body));
+      assert.deepEqual(seen, [[null, null], [answers, { asked: "name" }]]);
     });
   });
 });

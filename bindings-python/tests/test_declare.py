@@ -108,9 +108,9 @@ def test_more_proxies_than_dependencies_is_an_error() -> None:
 
 def test_misuse_is_reported_at_declaration() -> None:
     agent = toolmesh.Agent("declare")
-    with pytest.raises(TypeError, match="tags, dependencies and required_client_capabilities are lists"):
+    with pytest.raises(TypeError, match=r"tags is a list, e\.g\. tags=\['math'\]"):
         agent.tool(tags="math")(lambda: None)
-    with pytest.raises(TypeError, match="dependencies are lists"):
+    with pytest.raises(TypeError, match="dependencies is a list"):
         agent.tool(dependencies="add")(lambda: None)
     with pytest.raises(TypeError, match="unexpected keyword argument 'capabilty'"):
         agent.tool(capabilty="add")(lambda: None)

@@ -107,7 +107,7 @@ def test_a_declaration_core_refuses_names_the_tool(certs: Certs) -> None:
 
     with pytest.raises(toolmesh.ToolmeshError, match="tool 'odd': required_client_capabilities\\[0\\]: \"telepathy\" is not a capability"):
         asyncio.run(run())
-    with pytest.raises(TypeError, match="required_client_capabilities are lists"):
+    with pytest.raises(TypeError, match="required_client_capabilities is a list"):
         agent.tool(required_client_capabilities="sampling")(lambda: None)
     with pytest.raises(TypeError, match="output_schema is a JSON Schema dict or a TypedDict"):
         agent.tool(output_schema=object)(lambda: None)

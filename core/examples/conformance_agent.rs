@@ -103,6 +103,7 @@ fn tools() -> Vec<ToolInfo> {
         },
         // SEP-2322: input requests, answered by the client in a second (or third) call.
         tool("test_input_required_result_elicitation", "Asks the client for the user's name", empty.clone()),
+        tool("test_streaming_elicitation", "Asks the client for the user's name, on the request's stream", empty.clone()),
         tool("test_input_required_result_sampling", "Asks the client's model a question", empty.clone()),
         tool("test_input_required_result_list_roots", "Asks the client for its roots", empty.clone()),
         tool("test_input_required_result_request_state", "Asks for a confirmation, with state to get back", empty.clone()),
@@ -140,7 +141,9 @@ fn input_required(tool: &str, context: &RequestContext) -> Option<Result<String,
     };
     let roots = json!({"method": "roots/list", "params": {}});
     Some(match tool {
-        "test_input_required_result_elicitation" => match response("user_name") {
+        // SEP-2575's stream check: a modern answer that needs input is a result on the request's
+        // own stream, never a request of the server's.
+        "test_input_required_result_elicitation" | "test_streaming_elicitation" => match response("user_name") {
             Some(answer) => Ok(format!("Hello, {}!", answer["content"]["name"].as_str().unwrap_or("stranger"))),
             None => ask(json!({"user_name": elicit("What is your name?", "name")}), None),
         },

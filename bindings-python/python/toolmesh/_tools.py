@@ -190,10 +190,11 @@ def declare(
     """Reads a function's signature into a ToolSpec (see ``toolmesh.tool`` for the arguments)."""
     if not callable(fn):
         raise TypeError(f"@toolmesh.tool decorates a function, not {fn!r}")
-    if isinstance(tags, str) or isinstance(dependencies, (str, Mapping)) or isinstance(required_client_capabilities, str):
-        raise TypeError(
-            "tags, dependencies and required_client_capabilities are lists, e.g. tags=['math'], dependencies=['add']"
-        )
+    lists = (("tags", tags, "['math']"), ("dependencies", dependencies, "['add']"),
+             ("required_client_capabilities", required_client_capabilities, "['sampling']"))
+    for argument, given, example in lists:
+        if isinstance(given, (str, Mapping)):
+            raise TypeError(f"{argument} is a list, e.g. {argument}={example}")
     if annotations is not None and not isinstance(annotations, Mapping):
         raise TypeError("annotations is a dict of MCP tool annotations, e.g. annotations={'idempotentHint': True}")
     tool_name = name or fn.__name__

@@ -96,6 +96,18 @@ public final class RequestContext {
         return declared.isObject() ? declared.deepCopy() : null;
     }
 
+    /** The client's answers to this tool's earlier {@link InputRequired}, by request key; null when none. */
+    public JsonNode inputResponses() {
+        JsonNode answers = fields().path("input_responses");
+        return answers.isObject() ? answers.deepCopy() : null;
+    }
+
+    /** The state of this tool's earlier {@link InputRequired}, checked by core; null when none. */
+    public JsonNode requestState() {
+        JsonNode state = fields().path("request_state");
+        return state.isMissingNode() || state.isNull() ? null : state.deepCopy();
+    }
+
     /** Milliseconds left before the inbound call's deadline, if it has one. */
     public OptionalLong remainingMillis() {
         JsonNode remaining = fields().path("remaining_ms");

@@ -234,6 +234,10 @@ final class ToolDispatcher {
             responder.result(tool, result.toJson());
             return;
         }
+        if (value instanceof InputRequired input) {
+            responder.result(tool, input.toJson()); // core tells a tool result from input requests
+            return;
+        }
         String json;
         try {
             json = Json.MAPPER.writeValueAsString(value);

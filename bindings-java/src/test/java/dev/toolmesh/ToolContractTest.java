@@ -52,12 +52,27 @@ class ToolContractTest {
         }
     }
 
+    public static final class Asker {
+        @MeshTool
+        public Object greet() {
+            RequestContext context = Toolmesh.context().orElseThrow();
+            seen.add(String.valueOf(context.inputResponses()) + " " + context.requestState());
+            JsonNode answers = context.inputResponses();
+            if (answers == null || !answers.has("name")) {
+                return InputRequired.of(Map.of("name", Map.of("method", "elicitation/create",
+                        "params", Map.of("message", "Who are you?", "requestedSchema", Map.of("type", "object")))),
+                        Map.of("asked", "name"));
+            }
+            return "Hello, " + answers.path("name").path("content").path("name").asText() + "!";
+        }
+    }
+
     @BeforeAll
     static void startAgent() {
         Mesh mesh = new Mesh(workDir);
         certs = mesh.certs("contract");
         operator = new Mcp(certs.clientContext("operator"));
-        agent = Toolmesh.agent("contract").options(certs.options("contract")).register(new Tools()).start();
+        agent = Toolmesh.agent("contract").options(certs.options("contract")).register(new Tools()).register(new Asker()).start();
     }
 
     @AfterAll
@@ -97,6 +112,20 @@ class ToolContractTest {
                 Map.of("io.modelcontextprotocol/clientCapabilities", declared)).get(0);
         assertEquals("sampled", served.path("result").path("structuredContent").asText(), served::toString);
         assertEquals(List.of("spiffe://toolmesh.local/operator/operator", JSON.valueToTree(declared)), seen);
+    }
+
+    @Test
+    void aToolAsksTheClientForInputAndTheSecondCallBringsTheAnswersAndTheState() {
+        seen.clear();
+        Map<String, Object> elicitation = Map.of("io.modelcontextprotocol/clientCapabilities", Map.of("elicitation", Map.of()));
+        JsonNode first = operator.messages(agent.endpoint(), "greet", Map.of(), elicitation).get(0).path("result");
+        assertEquals("input_required", first.path("resultType").asText(), first::toString);
+        assertEquals("elicitation/create", first.path("inputRequests").path("name").path("method").asText());
+        Map<String, Object> answers = Map.of("name", Map.of("action", "accept", "content", Map.of("name", "Ada")));
+        JsonNode second = operator.request(agent.endpoint(), "tools/call", Map.of("name", "greet", "arguments", Map.of(),
+                "inputResponses", answers, "requestState", first.path("requestState").asText()), "greet");
+        assertEquals("Hello, Ada!", second.path("result").path("structuredContent").asText(), second::toString);
+        assertEquals(List.of("null null", JSON.valueToTree(answers) + " " + JSON.valueToTree(Map.of("asked", "name"))), seen);
     }
 
     @Test
