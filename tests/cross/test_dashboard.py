@@ -150,6 +150,7 @@ def test_the_page_shows_the_running_agents_and_the_calls_between_them(dashboard:
         # Both calculators called, so the picture shows the spread.
         browser.wait_for(EDGES, 30, "calls to both calculators",
                          lambda edges: {e["to"] for e in edges if e["from"] == "stats" and e["calls"] > 0} == {"calc-a", "calc-b"})
+        open_a_mean3_trace(browser)  # and one trace open, as a waterfall
         browser.screenshot(Path(screenshot))
 
 
@@ -207,35 +208,32 @@ def test_the_traces_panel_lists_the_agents_traces_and_draws_a_waterfall(dashboar
     assert "calc-a" in rows[2]["label"] and "tools/call sum3" in rows[2]["label"], rows
 
 
+MEAN3_TRACE = "[...document.querySelectorAll('#traces-list tr')].find(r => r.innerText.includes('mean3'))?.dataset.traceId"
+WATERFALL = "[...document.querySelectorAll('#waterfall .wf-row')].map(r => [Number(r.dataset.depth), r.innerText])"
+
+
+def open_a_mean3_trace(browser: Any) -> tuple[str, list[Any]]:
+    """Clicks a listed trace of stats' mean3 call (from the registry's own trace store) and waits
+    for its waterfall: stats' span, its call to sum3, and a calculator serving it."""
+    trace_id = browser.wait_for(MEAN3_TRACE, 30, "a trace of stats' mean3 call listed")
+    browser.evaluate(f"document.querySelector('#traces-list tr[data-trace-id=\"{trace_id}\"]').click(), true")
+    rows = browser.wait_for(WATERFALL, 30, "the trace's waterfall, three hops deep",
+                            lambda rows: len(rows) >= 3 and max(depth for depth, _ in rows) >= 2)
+    return trace_id, rows
+
+
 def test_a_listed_trace_opens_as_a_waterfall(dashboard: Dashboard) -> None:
-    """The panel's list and click path, with the trace routes' answers (docs/dashboard.md shapes)
-    given by the page's own fetch until the registry's trace store serves them."""
+    """The panel's list and click path against the registry's trace store: a real trace of stats'
+    mean3 call opens as its call tree, one row per span the store holds."""
     browser = dashboard.browser
     browser.navigate(dashboard.url)
-    ms = 1_000_000
-    t0 = 1_796_601_600_000 * ms
-    summary = {"trace_id": "0af7651916cd43dd8448eb211c80319c", "root_name": "tools/call mean3", "root_service": "stats",
-               "start_unix_nano": t0, "duration_ns": 4 * ms, "span_count": 2, "error_count": 0}
-    trace = {"trace_id": summary["trace_id"], "spans": [
-        {"span_id": "a1", "parent_span_id": None, "name": "tools/call mean3", "service": "stats", "kind": "SERVER",
-         "start_unix_nano": t0, "end_unix_nano": t0 + 4 * ms, "error": None, "attributes": {"mcp.method.name": "tools/call"}},
-        {"span_id": "b2", "parent_span_id": "a1", "name": "tools/call sum3", "service": "stats", "kind": "CLIENT",
-         "start_unix_nano": t0 + ms, "end_unix_nano": t0 + 3 * ms, "error": None, "attributes": {}},
-    ]}
-    browser.evaluate(f"""(() => {{
-        const real = window.fetch, answer = body => Promise.resolve(new Response(JSON.stringify(body), {{status: 200}}));
-        window.fetch = (url, options) => String(url).startsWith('/dashboard/traces.json?last=20') ? answer({json.dumps({"traces": [summary]})})
-            : String(url) === '/dashboard/traces/{summary["trace_id"]}.json' ? answer({json.dumps(trace)}) : real(url, options);
-        return true;
-    }})()""")
-    listed = f"document.querySelector('#traces-list tr[data-trace-id=\"{summary['trace_id']}\"]')?.innerText"
-    row = browser.wait_for(listed, 30, "the trace listed")
-    assert "stats" in row and "tools/call mean3" in row and "2 spans" in row, row
-    assert browser.evaluate("document.getElementById('traces-empty').hidden") is True
-    browser.evaluate(f"document.querySelector('#traces-list tr[data-trace-id=\"{summary['trace_id']}\"]').click(), true")
-    opened = browser.wait_for("[...document.querySelectorAll('#waterfall .wf-row')].map(r => [r.dataset.spanId, Number(r.dataset.depth)])",
-                              30, "the trace's waterfall", lambda rows: len(rows) == 2)
-    assert opened == [["a1", 0], ["b2", 1]], opened
+    trace_id, rows = open_a_mean3_trace(browser)
+    status, body, _ = dashboard.plain_get(f"/dashboard/traces/{trace_id}.json")
+    assert status == 200, body
+    spans = json.loads(body)["spans"]
+    assert len(rows) == len(spans), (rows, spans)
+    assert rows[0][0] == 0 and any("mean3" in label and "stats" in label for _, label in rows), rows
+    assert any("sum3" in label and "calc-" in label for _, label in rows), rows
 
 
 def test_only_this_machine_and_operators_may_open_it(dashboard: Dashboard) -> None:
