@@ -467,7 +467,7 @@ async fn serve(
         (Route::Traces, &Method::POST) => {
             // Any mesh identity: every agent exports its own spans here.
             let spans = otlp_body(&parts.headers, body).await?;
-            api.traces.insert(spans);
+            api.traces.insert(spans, &caller.identity);
             otlp_accepted()
         }
         (Route::Traces, &Method::GET) => {

@@ -13,6 +13,9 @@ use toolmesh_core::trace::ReceivedSpan;
 
 /// Spans kept by default.
 pub const DEFAULT_TRACE_MAX_SPANS: usize = 50_000;
+/// The attribute every kept span carries: the verified identity (SPIFFE ID) of the certificate
+/// that exported it.
+pub const EXPORTER_ATTRIBUTE: &str = "toolmesh.exporter.identity";
 /// Bytes kept by default (the estimate of [`footprint`]): 32 MiB.
 pub const DEFAULT_TRACE_MAX_BYTES: usize = 32 * 1024 * 1024;
 
@@ -82,12 +85,18 @@ impl TraceStore {
         self.limits
     }
 
-    /// Keeps `spans`, then evicts the oldest traces until the store is within its bounds.
-    pub fn insert(&self, spans: Vec<ReceivedSpan>) {
+    /// Keeps `spans`, exported by the verified identity `exporter`, then evicts the oldest traces
+    /// until the store is within its bounds. Any mesh certificate may export, and a span's
+    /// `service.name` is the exporter's word, so each span is stamped with who exported it
+    /// ([`EXPORTER_ATTRIBUTE`], replacing one the body carried): a span an agent sends in another
+    /// agent's name is told apart by whoever reads it.
+    pub fn insert(&self, spans: Vec<ReceivedSpan>, exporter: &str) {
         self.received.add(spans.len() as u64);
         let mut kept = self.kept.lock().expect("trace store lock");
         let kept = &mut *kept;
-        for span in spans {
+        for mut span in spans {
+            span.attributes.retain(|(key, _)| key != EXPORTER_ATTRIBUTE);
+            span.attributes.push((EXPORTER_ATTRIBUTE.to_owned(), exporter.to_owned()));
             let bytes = footprint(&span);
             let trace = kept.traces.entry(span.trace_id).or_insert_with(|| {
                 kept.arrival.push_back(span.trace_id);
@@ -238,8 +247,8 @@ mod tests {
         let mut failed = span(1, 3, Some(2), 130, 140);
         failed.error = Some("boom".into());
         // Arriving out of order, as batches of different agents do.
-        store.insert(vec![failed, span(2, 9, None, 500, 600)]);
-        store.insert(vec![span(1, 2, Some(1), 120, 150), span(1, 1, None, 100, 200)]);
+        store.insert(vec![failed, span(2, 9, None, 500, 600)], EXPORTER);
+        store.insert(vec![span(1, 2, Some(1), 120, 150), span(1, 1, None, 100, 200)], EXPORTER);
         let recent = store.recent(10).traces;
         assert_eq!(recent.iter().map(|t| t.trace_id.clone()).collect::<Vec<_>>(), [hex(&[2; 16]), hex(&[1; 16])]);
         let first = &recent[1];
@@ -263,16 +272,16 @@ mod tests {
     #[test]
     fn a_trace_whose_root_was_not_kept_hangs_from_its_earliest_orphan() {
         let store = TraceStore::new(TraceLimits::default());
-        store.insert(vec![span(1, 5, Some(4), 300, 310), span(1, 4, Some(99), 200, 400)]);
+        store.insert(vec![span(1, 5, Some(4), 300, 310), span(1, 4, Some(99), 200, 400)], EXPORTER);
         assert_eq!(store.recent(1).traces[0].root_name, "tools/call t4");
     }
 
     #[test]
     fn past_its_span_bound_the_store_evicts_the_first_received_traces_and_counts_them() {
         let store = TraceStore::new(TraceLimits { max_spans: 4, max_bytes: usize::MAX });
-        store.insert(vec![span(1, 1, None, 10, 20), span(1, 2, Some(1), 11, 12)]);
-        store.insert(vec![span(2, 1, None, 5, 6)]);
-        store.insert(vec![span(3, 1, None, 30, 40), span(3, 2, Some(1), 31, 32)]);
+        store.insert(vec![span(1, 1, None, 10, 20), span(1, 2, Some(1), 11, 12)], EXPORTER);
+        store.insert(vec![span(2, 1, None, 5, 6)], EXPORTER);
+        store.insert(vec![span(3, 1, None, 30, 40), span(3, 2, Some(1), 31, 32)], EXPORTER);
         // 5 spans: trace 1, the first received (though not the earliest to start), goes.
         assert!(store.trace(&hex(&[1; 16])).is_none());
         assert!(store.trace(&hex(&[2; 16])).is_some() && store.trace(&hex(&[3; 16])).is_some());
@@ -290,12 +299,27 @@ mod tests {
         }
     }
 
+    const EXPORTER: &str = "spiffe://toolmesh.local/agent/test";
+
+    #[test]
+    fn every_kept_span_names_the_identity_that_exported_it_whatever_the_body_claims() {
+        let store = TraceStore::new(TraceLimits::default());
+        let mut forged = span(1, 1, None, 1, 2);
+        forged.attributes.push((EXPORTER_ATTRIBUTE.into(), "spiffe://toolmesh.local/agent/someone-else".into()));
+        store.insert(vec![forged], EXPORTER);
+        let trace = store.trace(&hex(&[1; 16])).expect("kept");
+        assert_eq!(trace.spans[0].attributes.get(EXPORTER_ATTRIBUTE).map(String::as_str), Some(EXPORTER));
+    }
+
     #[test]
     fn past_its_byte_bound_the_store_evicts_until_it_fits() {
-        let one = footprint(&span(1, 1, None, 1, 2)) + TRACE_OVERHEAD;
+        // Sized as kept: with the exporter's identity stamped on.
+        let mut stamped = span(1, 1, None, 1, 2);
+        stamped.attributes.push((EXPORTER_ATTRIBUTE.into(), EXPORTER.into()));
+        let one = footprint(&stamped) + TRACE_OVERHEAD;
         let store = TraceStore::new(TraceLimits { max_spans: usize::MAX, max_bytes: 3 * one });
         for trace in 1..=10 {
-            store.insert(vec![span(trace, 1, None, u64::from(trace), 100)]);
+            store.insert(vec![span(trace, 1, None, u64::from(trace), 100)], EXPORTER);
             let kept = store.kept.lock().unwrap();
             assert!(kept.bytes <= 3 * one, "{} > {}", kept.bytes, 3 * one);
         }
@@ -305,7 +329,7 @@ mod tests {
         // A large attribute counts at its size.
         let mut big = span(11, 1, None, 1, 2);
         big.attributes.push(("blob".into(), "x".repeat(one)));
-        store.insert(vec![big]);
+        store.insert(vec![big], EXPORTER);
         assert_eq!(store.recent(100).traces.len(), 1, "only the big trace fits");
     }
 }

@@ -495,6 +495,8 @@ async fn the_live_registry_matches_its_openapi_document() {
     ex.expect(403, "get", TRACE, &trace_path, None).await;
     let trace = ex.by(&operator).expect(200, "get", TRACE, &trace_path, None).await.json();
     assert_eq!(trace["spans"][1]["parent_span_id"], trace["spans"][0]["span_id"], "{trace}");
+    // Stamped with the verified identity that exported it, whatever the body said.
+    assert_eq!(trace["spans"][0]["attributes"]["toolmesh.exporter.identity"], "spiffe://toolmesh.local/agent/alice", "{trace}");
     assert_eq!((&trace["spans"][0]["kind"], &trace["spans"][1]["error"]), (&json!("client"), &json!("it broke")));
     ex.by(&operator).expect(400, "get", TRACE, "/v1/traces/nothex", None).await;
     let unknown = ex.by(&operator).expect(404, "get", TRACE, &format!("/v1/traces/{}", "ab".repeat(16)), None).await.json();
