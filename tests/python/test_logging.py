@@ -74,9 +74,13 @@ def test_by_default_a_warning_shows_and_nothing_chattier(mesh: Mesh, no_log_env:
     try:
         agent = mesh.start_agent("back.py", "back", unreachable)
         stderr = agent.process.stderr_path
-        warning = wait_until(
-            lambda: next((line for line in core_lines(stderr.read_text()) if line[0] == "WARN"), None),
-            20, "core's 'cannot register' warning on the agent's stderr")
+        try:
+            warning = wait_until(
+                lambda: next((line for line in core_lines(stderr.read_text()) if line[0] == "WARN"), None),
+                20, "core's 'cannot register' warning on the agent's stderr")
+        except AssertionError as timed_out:
+            tried = f"; the registry saw {silent.connections} connections" if silent else ""
+            raise AssertionError(f"{timed_out}{tried}\n{agent.process.output()}") from None
     finally:
         if silent:
             silent.close()
