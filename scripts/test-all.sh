@@ -27,6 +27,9 @@ scripts/c-tests.sh
 scripts/python-env.sh
 echo "== python: binding suite and end-to-end tests"
 .venv/bin/python -m pytest bindings-python/tests tests/python -q -p no:cacheprovider
+echo "== MCP conformance: the official suite against core's and the Python fixture agent; a failing check not in tests/conformance/known-failures.txt fails"
+CONFORMANCE_STRICT=known scripts/conformance.sh --agent rust
+CONFORMANCE_STRICT=known scripts/conformance.sh --agent python
 scripts/node-env.sh
 echo "== node: binding suite and cross-language tests (Node <-> Python)"
 npm --prefix bindings-node test

@@ -144,3 +144,37 @@ def test_a_tool_asks_the_official_client_for_input_and_gets_the_answer_and_its_s
     assert not result.is_error and result.content[0].text == "Hello, Ada!", result
     assert seen[0] == (None, None)
     assert seen[1] == ({"name": {"action": "accept", "content": {"name": "Ada"}}}, {"asked": "name"}), seen
+
+
+def test_an_input_schema_written_out_is_listed_as_given_and_held_to(certs: Certs) -> None:
+    """``input_schema=`` replaces the schema the type hints would give: listed verbatim (here a
+    property mirrored in an ``Mcp-Param-Region`` header), and core checks calls against it."""
+    agent = toolmesh.Agent("contract", **certs.options("alpha"))
+    schema = {"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"},
+                                               "limit": {"type": "integer"}},
+              "required": ["region"], "additionalProperties": False}
+
+    @agent.tool(input_schema=schema)
+    def weather(**arguments: Any) -> str:
+        return f"weather in {arguments['region']} (limit {arguments.get('limit', 'none')})"
+
+    async def scenario(client: Client) -> Any:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        good = await client.call_tool("weather", {"region": "eu", "limit": 2})
+        try:
+            bad: Any = await client.call_tool("weather", {"region": "eu", "limit": "two"})
+        except MCPError as error:
+            bad = error
+        return tools, good, bad
+
+    async def run() -> Any:
+        async with agent:
+            return await with_client(certs, agent, scenario)
+
+    tools, good, bad = asyncio.run(asyncio.wait_for(run(), 60))
+    assert tools["weather"].input_schema == schema
+    assert not good.is_error and good.content[0].text == "weather in eu (limit 2)", good
+    refusal = bad.error.message if isinstance(bad, MCPError) else bad.content[0].text
+    assert "'limit' must be of type integer" in refusal, refusal
+    with pytest.raises(TypeError, match="input_schema is a JSON Schema dict"):
+        agent.tool(input_schema="object")(lambda: None)

@@ -336,12 +336,15 @@ def tool(fn: Optional[F] = None, **metadata: Any) -> Any:
     """Declares a tool served by ``toolmesh.run``/``toolmesh.start``; use it bare (``@tool``) or
     with keyword arguments: ``name``, ``capability``, ``version`` (default ``"1.0.0"``),
     ``tags``, ``description``, ``dependencies``, ``timeout_ms``, ``annotations``,
-    ``output_schema``, ``required_client_capabilities``.
+    ``output_schema``, ``required_client_capabilities``, ``input_schema``.
 
     ``name`` defaults to the function's name, ``capability`` to the name, ``description`` to
     the docstring. ``dependencies`` are capabilities (``"add"``) or selectors
     (``{"capability": "add", "tags": ["math", "+fast"], "version": ">=1"}``); each is injected
-    into a ``toolmesh.Proxy``-annotated parameter. The input schema comes from the type hints.
+    into a ``toolmesh.Proxy``-annotated parameter. The input schema comes from the type hints,
+    unless ``input_schema`` gives one (a JSON Schema dict, served as given: JSON Schema 2020-12
+    features, or ``"x-mcp-header": "Region"`` on a property, which modern MCP clients mirror in an
+    ``Mcp-Param-Region`` header); the function then takes the arguments as keywords.
     ``annotations`` are MCP's tool annotations, listed by ``tools/list`` and kept by the registry
     (``{"readOnlyHint": True}``, ``{"idempotentHint": True}``, ...): a call to a read-only or
     idempotent tool is also retried on another provider when the connection breaks after the

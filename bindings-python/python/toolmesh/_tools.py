@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Union
 
 from . import _json, _native
 from ._context import _call_headers, _current
-from ._schema import input_schema
+from ._schema import input_schema as derived_input_schema
 from ._schema import output_schema as declared_output_schema
 
 DependencyDecl = Union[str, Mapping[str, Any]]
@@ -186,6 +186,7 @@ def declare(
     annotations: Optional[Mapping[str, Any]] = None,
     output_schema: Any = None,
     required_client_capabilities: Iterable[str] = (),
+    input_schema: Optional[Mapping[str, Any]] = None,
 ) -> ToolSpec:
     """Reads a function's signature into a ToolSpec (see ``toolmesh.tool`` for the arguments)."""
     if not callable(fn):
@@ -197,6 +198,8 @@ def declare(
             raise TypeError(f"{argument} is a list, e.g. {argument}={example}")
     if annotations is not None and not isinstance(annotations, Mapping):
         raise TypeError("annotations is a dict of MCP tool annotations, e.g. annotations={'idempotentHint': True}")
+    if input_schema is not None and not isinstance(input_schema, Mapping):
+        raise TypeError("input_schema is a JSON Schema dict, e.g. input_schema={'type': 'object', 'properties': {...}}")
     tool_name = name or fn.__name__
     dependencies = tuple(dependencies)
     hints = typing.get_type_hints(fn, include_extras=True)
@@ -216,7 +219,8 @@ def declare(
         annotations=dict(annotations or {}),
         output_schema=declared_output_schema(output_schema),
         required_client_capabilities=tuple(required_client_capabilities),
-        input_schema=input_schema(fn, skip=skip),
+        # A schema written out is served as given (core checks it); else the type hints say it.
+        input_schema=dict(input_schema) if input_schema is not None else derived_input_schema(fn, skip=skip),
         proxy_params=proxy_params,
         param_hints={p: h for p, h in hints.items() if p not in skip and p != "return"},
     )
