@@ -8,6 +8,7 @@
 #   scripts/conformance.sh --agent python       the fixtures on a Python agent (tests/conformance/
 #                                               python_agent.py, with .venv's toolmesh wheel) instead
 #                                               of core's example (--agent rust, the default)
+#   scripts/conformance.sh --agent node         ... on a Node agent (node_agent.mjs, bindings-node/dist)
 #   CONFORMANCE_STRICT=1 scripts/conformance.sh exit 1 when any check fails (default: report only)
 #   CONFORMANCE_STRICT=known ...                exit 1 when a check fails that tests/conformance/
 #                                               known-failures.txt does not list (a regression), or
@@ -50,8 +51,8 @@ AGENT="rust"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --scenario) SCENARIO="${2:?--scenario needs a name}"; shift 2 ;;
-    --agent) AGENT="${2:?--agent needs rust or python}"; shift 2 ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    --agent) AGENT="${2:?--agent needs rust, python or node}"; shift 2 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -61,7 +62,10 @@ case "$AGENT" in
   python)
     [[ -x "$ROOT/.venv/bin/python" ]] || die "--agent python runs .venv's Python with the toolmesh wheel: run scripts/python-env.sh first"
     AGENT_COMMAND=("$ROOT/.venv/bin/python" "$ROOT/tests/conformance/python_agent.py") ;;
-  *) die "unknown agent '$AGENT': rust or python" ;;
+  node)
+    [[ -f "$ROOT/bindings-node/dist/index.js" ]] || die "--agent node runs bindings-node/dist: run scripts/node-env.sh first"
+    AGENT_COMMAND=(node "$ROOT/tests/conformance/node_agent.mjs") ;;
+  *) die "unknown agent '$AGENT': rust, python or node" ;;
 esac
 
 command -v npm >/dev/null || die "npm is missing: install Node.js (any version; the suite's Node 22 comes from npm)"

@@ -33,6 +33,8 @@ CONFORMANCE_STRICT=known scripts/conformance.sh --agent python
 scripts/node-env.sh
 echo "== node: binding suite and cross-language tests (Node <-> Python)"
 npm --prefix bindings-node test
+echo "== MCP conformance: the same suite against the Node fixture agent"
+CONFORMANCE_STRICT=known scripts/conformance.sh --agent node
 scripts/java-env.sh
 echo "== java: binding suite and cross-language tests (Java <-> Python, Java <-> Node)"
 mvn -B -ntp -f bindings-java/pom.xml test -Dtoolmesh.cargoProfile=debug

@@ -1,0 +1,211 @@
+// The official MCP conformance suite's fixtures on a Node agent (`scripts/conformance.sh --agent
+// node`): the same tools, resources and prompts as core's `conformance_agent` example, written with
+// the Node binding's public API only, so the suite judges what a TypeScript author gets.
+//
+// Configured like any agent, through `TOOLMESH_*` variables; prints `endpoint <url>` once it
+// listens and serves until its standard input closes.
+
+import { setTimeout as sleep } from "node:timers/promises";
+import { Agent, Audio, currentContext, EmbeddedResource, Image, InputRequired, Text } from "../../bindings-node/dist/index.js";
+
+// A 1x1 red PNG and a minimal WAV, the suite's own samples.
+const PNG = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==", "base64");
+const WAV = Buffer.from("UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=", "base64");
+const EMPTY = { type: "object", properties: {} };
+
+const agent = new Agent({ name: "conformance" });
+const tool = (name, description, execute, more = {}) => agent.addTool({ name, description, inputSchema: EMPTY, execute, ...more });
+
+// --- Tools answering text, errors and rich content ---------------------------------------------
+
+tool("test_simple_text", "Returns a simple text response", () => "This is a simple text response for testing.");
+tool("test_error_handling", "Always fails, to test error reporting", () => {
+  throw new Error("This tool intentionally returns an error for testing");
+});
+tool("test_image_content", "Returns an image", () => new Image(PNG, "image/png"));
+tool("test_audio_content", "Returns audio", () => new Audio(WAV, "audio/wav"));
+tool("test_embedded_resource", "Returns an embedded resource", () =>
+  new EmbeddedResource({ uri: "test://embedded-resource", mimeType: "text/plain", text: "This is an embedded resource content." }),
+);
+tool("test_multiple_content_types", "Returns text, an image and an embedded resource", () => [
+  new Text("Multiple content types test:"),
+  new Image(PNG, "image/png"),
+  new EmbeddedResource({ uri: "test://mixed-content-resource", mimeType: "application/json", text: '{"test":"data","value":123}' }),
+]);
+tool("test_tool_with_progress", "Reports progress 0, 50 and 100 of 100", async () => {
+  const context = currentContext();
+  for (const [step, progress] of [0, 50, 100].entries()) {
+    if (step) await sleep(50);
+    context.progress(progress, 100);
+  }
+  return "Progress reported: 0, 50 and 100 of 100";
+});
+async function logThree() {
+  const context = currentContext();
+  for (const [step, message] of ["Tool execution started", "Tool processing data", "Tool execution completed"].entries()) {
+    if (step) await sleep(50);
+    context.log("info", message);
+  }
+  return "Logged three messages at info level";
+}
+tool("test_tool_with_logging", "Logs three messages at info level", logThree);
+tool("test_logging_tool", "Logs a message (sent only to a client that asked for a level)", logThree);
+agent.addTool({
+  name: "json_schema_2020_12_tool",
+  description: "Tool with JSON Schema 2020-12 features",
+  inputSchema: {
+    $schema: "https://json-schema.org/draft/2020-12/schema",
+    type: "object",
+    $defs: { address: { $anchor: "addressDef", type: "object", properties: { street: { type: "string" }, city: { type: "string" } } } },
+    properties: {
+      name: { type: "string" },
+      address: { $ref: "#/$defs/address" },
+      contactMethod: { type: "string", enum: ["phone", "email"] },
+      phone: { type: "string" },
+      email: { type: "string" },
+    },
+    allOf: [{ anyOf: [{ required: ["phone"] }, { required: ["email"] }] }],
+    if: { properties: { contactMethod: { const: "phone" } }, required: ["contactMethod"] },
+    then: { required: ["phone"] },
+    else: { required: ["email"] },
+    additionalProperties: false,
+  },
+  execute: (args) => `received ${JSON.stringify(args)}`,
+});
+agent.addTool({
+  name: "greet",
+  description: "Says hello (synchronous, no task support)",
+  inputSchema: { type: "object", properties: { name: { type: "string" } }, required: ["name"] },
+  execute: ({ name }) => `Hello, ${name}!`,
+});
+tool("test_missing_capability", "Needs the client's sampling capability", () => "The client declared sampling", {
+  requiredClientCapabilities: ["sampling"],
+});
+agent.addTool({
+  name: "test_headers",
+  description: "Echoes a parameter that callers mirror in the Mcp-Param-Region header",
+  inputSchema: { type: "object", properties: { region: { type: "string", "x-mcp-header": "Region" } }, required: ["region"] },
+  execute: ({ region }) => `region "${region}"`,
+});
+
+// --- Input requests (SEP-2322): answered by the client in a later call -------------------------
+
+const elicit = (message, field) => ({
+  method: "elicitation/create",
+  params: { message, requestedSchema: { type: "object", properties: { [field]: { type: "string" } }, required: [field] } },
+});
+const sample = (question, maxTokens) => ({
+  method: "sampling/createMessage",
+  params: { messages: [{ role: "user", content: { type: "text", text: question } }], maxTokens },
+});
+const ROOTS = { method: "roots/list", params: {} };
+const answer = (key) => currentContext().inputResponses?.[key];
+
+function askName() {
+  const given = answer("user_name");
+  if (given === undefined) return new InputRequired({ user_name: elicit("What is your name?", "name") });
+  return `Hello, ${given.content?.name ?? "stranger"}!`;
+}
+tool("test_input_required_result_elicitation", "Asks the client for the user's name", askName);
+tool("test_streaming_elicitation", "Asks the client for the user's name, on the request's stream", askName);
+tool("test_input_required_result_sampling", "Asks the client's model a question", () => {
+  const given = answer("capital_question");
+  if (given === undefined) return new InputRequired({ capital_question: sample("What is the capital of France?", 100) });
+  return `The model answered: ${given.content?.text ?? ""}`;
+});
+tool("test_input_required_result_list_roots", "Asks the client for its roots", () => {
+  const given = answer("client_roots");
+  if (given === undefined) return new InputRequired({ client_roots: ROOTS });
+  return `The client's roots: ${(given.roots ?? []).map((root) => root.uri).join(", ")}`;
+});
+function confirm() {
+  if (answer("confirm") !== undefined && currentContext().requestState?.asked === "confirm") return "Confirmed: state-ok";
+  return new InputRequired(
+    {
+      confirm: {
+        method: "elicitation/create",
+        params: { message: "Please confirm", requestedSchema: { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"] } },
+      },
+    },
+    { asked: "confirm" },
+  );
+}
+tool("test_input_required_result_request_state", "Asks for a confirmation, with state to get back", confirm);
+tool("test_input_required_result_tampered_state", "Asks with state that core seals", confirm);
+tool("test_input_required_result_multiple_inputs", "Asks for a name, a greeting and the roots at once", () => {
+  const all = ["user_name", "greeting", "client_roots"].every((key) => answer(key) !== undefined);
+  if (all && currentContext().requestState != null) return "Received a name, a greeting and the roots";
+  return new InputRequired(
+    { user_name: elicit("What is your name?", "name"), greeting: sample("Generate a greeting", 50), client_roots: ROOTS },
+    { asked: "all three" },
+  );
+});
+tool("test_input_required_result_multi_round", "Asks for a name, then a colour", () => {
+  const round = currentContext().requestState?.round;
+  if (round === 2 && answer("step2") !== undefined) return `Favourite colour: ${answer("step2").content?.color ?? ""}`;
+  if (round === 1 && answer("step1") !== undefined) {
+    return new InputRequired({ step2: elicit("Step 2: What is your favorite color?", "color") }, { round: 2, name: answer("step1").content?.name });
+  }
+  return new InputRequired({ step1: elicit("Step 1: What is your name?", "name") }, { round: 1 });
+});
+tool("test_input_required_result_capabilities", "Asks only what the client declared it can answer", () => {
+  const context = currentContext();
+  const declared = context.clientCapabilities ?? {};
+  const requests = {};
+  if ("sampling" in declared) requests.capital_question = sample("What is the capital of France?", 100);
+  if ("elicitation" in declared) requests.user_name = elicit("What is your name?", "name");
+  if (Object.keys(requests).length > 0 && context.inputResponses == null) return new InputRequired(requests);
+  return "Asked only what the client can answer";
+});
+
+// --- Resources and prompts ---------------------------------------------------------------------
+
+agent.addResource({
+  uri: "test://static-text",
+  name: "static-text",
+  description: "A static text resource",
+  mimeType: "text/plain",
+  text: "This is the content of the static text resource.",
+});
+agent.addResource({ uri: "test://static-binary", name: "static-binary", description: "A static binary resource (a PNG)", mimeType: "image/png", blob: PNG });
+agent.addResource({ uri: "test://watched-resource", name: "watched-resource", description: "A resource a client may watch", mimeType: "text/plain", text: "Watched resource content." });
+agent.addResource({
+  uriTemplate: "test://template/{id}/data",
+  name: "template-data",
+  description: "Data for an id, read through the handler",
+  mimeType: "application/json",
+  read: (uri, { id }) => ({ uri, mimeType: "application/json", text: JSON.stringify({ id, templateTest: true, data: `Data for ID: ${id}` }) }),
+});
+agent.addPrompt({ name: "test_simple_prompt", description: "A simple prompt without arguments", get: () => "This is a simple prompt for testing." });
+agent.addPrompt({
+  name: "test_prompt_with_arguments",
+  description: "A prompt with two required arguments",
+  arguments: [
+    { name: "arg1", description: "First test argument", required: true },
+    { name: "arg2", description: "Second test argument", required: true },
+  ],
+  get: ({ arg1, arg2 }) => `Prompt with arguments: arg1='${arg1}', arg2='${arg2}'`,
+});
+agent.addPrompt({
+  name: "test_prompt_with_embedded_resource",
+  description: "A prompt embedding a resource",
+  arguments: [{ name: "resourceUri", description: "URI of the resource to embed", required: true }],
+  get: ({ resourceUri }) => [
+    { role: "user", content: new EmbeddedResource({ uri: resourceUri, mimeType: "text/plain", text: "Embedded resource content for testing." }) },
+    { role: "user", content: "Please process the embedded resource above." },
+  ],
+});
+agent.addPrompt({
+  name: "test_prompt_with_image",
+  description: "A prompt with an image",
+  get: () => [
+    { role: "user", content: new Image(PNG, "image/png") },
+    { role: "user", content: "Please analyze the image above." },
+  ],
+});
+
+await agent.start();
+console.log(`endpoint ${agent.endpoint}`);
+// Serve until the script that started us closes our standard input (or dies).
+process.stdin.resume();
+process.stdin.on("end", () => agent.stop().then(() => process.exit(0)));
