@@ -9,6 +9,7 @@
 #                                               python_agent.py, with .venv's toolmesh wheel) instead
 #                                               of core's example (--agent rust, the default)
 #   scripts/conformance.sh --agent node         ... on a Node agent (node_agent.mjs, bindings-node/dist)
+#   scripts/conformance.sh --agent java         ... on a Java agent (JavaAgent.java, the installed jar)
 #   CONFORMANCE_STRICT=1 scripts/conformance.sh exit 1 when any check fails (default: report only)
 #   CONFORMANCE_STRICT=known ...                exit 1 when a check fails that tests/conformance/
 #                                               known-failures.txt does not list (a regression), or
@@ -51,8 +52,8 @@ AGENT="rust"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --scenario) SCENARIO="${2:?--scenario needs a name}"; shift 2 ;;
-    --agent) AGENT="${2:?--agent needs rust, python or node}"; shift 2 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    --agent) AGENT="${2:?--agent needs rust, python, node or java}"; shift 2 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -65,7 +66,15 @@ case "$AGENT" in
   node)
     [[ -f "$ROOT/bindings-node/dist/index.js" ]] || die "--agent node runs bindings-node/dist: run scripts/node-env.sh first"
     AGENT_COMMAND=(node "$ROOT/tests/conformance/node_agent.mjs") ;;
-  *) die "unknown agent '$AGENT': rust, python or node" ;;
+  java)
+    # The jar scripts/java-env.sh installed, and its dependencies, as a user's project gets them.
+    CLASSPATH_FILE="$(mktemp)"
+    mvn -q -B -ntp -f "$ROOT/tests/cross/peers/pom.xml" org.apache.maven.plugins:maven-dependency-plugin:2.8:build-classpath \
+      -Dmdep.outputFile="$CLASSPATH_FILE" >/dev/null 2>&1 \
+      || die "--agent java needs dev.toolmesh:toolmesh in the local Maven repository: run scripts/java-env.sh first"
+    AGENT_COMMAND=(java -cp "$(cat "$CLASSPATH_FILE")" "$ROOT/tests/conformance/JavaAgent.java")
+    rm -f "$CLASSPATH_FILE" ;;
+  *) die "unknown agent '$AGENT': rust, python, node or java" ;;
 esac
 
 command -v npm >/dev/null || die "npm is missing: install Node.js (any version; the suite's Node 22 comes from npm)"

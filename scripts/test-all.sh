@@ -38,6 +38,8 @@ CONFORMANCE_STRICT=known scripts/conformance.sh --agent node
 scripts/java-env.sh
 echo "== java: binding suite and cross-language tests (Java <-> Python, Java <-> Node)"
 mvn -B -ntp -f bindings-java/pom.xml test -Dtoolmesh.cargoProfile=debug
+echo "== MCP conformance: the same suite against the Java fixture agent"
+CONFORMANCE_STRICT=known scripts/conformance.sh --agent java
 echo "== cross-language: one table of cases, every caller/callee pair of Python, Node, Java and C"
 scripts/cross-tests.sh
 echo "== demo: the README's demo command, its printed results checked"

@@ -120,6 +120,8 @@ public final class ToolDefinition {
         private long timeoutMs;
         private final ObjectNode annotations = Json.MAPPER.createObjectNode();
         private JsonNode outputSchema;
+        /** Set by {@link #inputSchema(String)}; else the schema comes from the parameters. */
+        private ObjectNode inputSchema;
         private final List<String> requiredClientCapabilities = new ArrayList<>();
         private ToolHandler handler;
 
@@ -157,6 +159,26 @@ public final class ToolDefinition {
         /** An argument callers may leave out. */
         public Builder optionalParameter(String name, Type type) {
             parameters.add(new Schemas.Parameter(name, type, false));
+            return this;
+        }
+
+        /**
+         * The input schema written out, as a JSON Schema document of an object, instead of
+         * {@link #parameter}s: served as given (JSON Schema 2020-12 features, or
+         * {@code "x-mcp-header": "Region"} on a property, which modern MCP clients mirror in an
+         * {@code Mcp-Param-Region} header), and core checks every call's arguments against it.
+         */
+        public Builder inputSchema(String jsonSchema) {
+            JsonNode schema;
+            try {
+                schema = Json.MAPPER.readTree(jsonSchema);
+            } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+                throw new IllegalArgumentException("tool '" + name + "': the input schema is not JSON: " + e.getOriginalMessage(), e);
+            }
+            if (!(schema instanceof ObjectNode object)) {
+                throw new IllegalArgumentException("tool '" + name + "': the input schema is a JSON object, e.g. {\"type\": \"object\"}");
+            }
+            this.inputSchema = object;
             return this;
         }
 
@@ -259,7 +281,10 @@ public final class ToolDefinition {
         }
 
         public ToolDefinition build() {
-            return new ToolDefinition(this, Schemas.inputSchema(parameters));
+            if (inputSchema != null && !parameters.isEmpty()) {
+                throw new IllegalStateException("tool '" + name + "' has both parameters and a written-out input schema: declare one or the other");
+            }
+            return new ToolDefinition(this, inputSchema != null ? inputSchema : Schemas.inputSchema(parameters));
         }
     }
 }

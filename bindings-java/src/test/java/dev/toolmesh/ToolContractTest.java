@@ -131,6 +131,24 @@ class ToolContractTest {
     }
 
     @Test
+    void anInputSchemaWrittenOutIsListedAsGivenAndHeldTo() throws Exception {
+        String schema = "{\"type\": \"object\", \"properties\": {\"region\": {\"type\": \"string\"}, "
+                + "\"limit\": {\"type\": \"integer\"}}, \"required\": [\"region\"], \"additionalProperties\": false}";
+        ToolDefinition weather = ToolDefinition.builder("weather").inputSchema(schema)
+                .handler(call -> "weather in " + call.argument("region", String.class)).build();
+        try (MeshAgent served = Toolmesh.agent("weather").options(certs.options("contract")).tool(weather).start()) {
+            JsonNode listed = operator.request(served.endpoint(), "tools/list", Map.of(), null).path("result").path("tools").get(0);
+            assertEquals(JSON.readTree(schema), listed.path("inputSchema"), listed::toString);
+            assertEquals("weather in eu", operator.call(served.endpoint(), "weather", Map.of("region", "eu", "limit", 2), Map.of()).asText());
+            JsonNode refused = operator.callError(served.endpoint(), "weather", Map.of("region", "eu", "limit", "two"));
+            assertTrue(refused.path("message").asText().contains("'limit' must be of type integer"), refused::toString);
+        }
+        assertThrows(IllegalArgumentException.class, () -> ToolDefinition.builder("bad").inputSchema("[1]"));
+        assertThrows(IllegalStateException.class, () -> ToolDefinition.builder("both").parameter("a", int.class)
+                .inputSchema("{\"type\": \"object\"}").handler(call -> null).build());
+    }
+
+    @Test
     void aDeclarationCoreRefusesNamesTheTool() {
         ToolmeshException e = assertThrows(ToolmeshException.class, () -> Toolmesh.agent("odd")
                 .options(certs.options("contract"))
