@@ -10,6 +10,7 @@
 #                                               of core's example (--agent rust, the default)
 #   scripts/conformance.sh --agent node         ... on a Node agent (node_agent.mjs, bindings-node/dist)
 #   scripts/conformance.sh --agent java         ... on a Java agent (JavaAgent.java, the installed jar)
+#   scripts/conformance.sh --agent c            ... on a C agent (c_agent.c, libtoolmesh and jansson)
 #   CONFORMANCE_STRICT=1 scripts/conformance.sh exit 1 when any check fails (default: report only)
 #   CONFORMANCE_STRICT=known ...                exit 1 when a check fails that tests/conformance/
 #                                               known-failures.txt does not list (a regression), or
@@ -52,8 +53,8 @@ AGENT="rust"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --scenario) SCENARIO="${2:?--scenario needs a name}"; shift 2 ;;
-    --agent) AGENT="${2:?--agent needs rust, python, node or java}"; shift 2 ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    --agent) AGENT="${2:?--agent needs rust, python, node, java or c}"; shift 2 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -74,7 +75,16 @@ case "$AGENT" in
       || die "--agent java needs dev.toolmesh:toolmesh in the local Maven repository: run scripts/java-env.sh first"
     AGENT_COMMAND=(java -cp "$(cat "$CLASSPATH_FILE")" "$ROOT/tests/conformance/JavaAgent.java")
     rm -f "$CLASSPATH_FILE" ;;
-  *) die "unknown agent '$AGENT': rust, python, node or java" ;;
+  c)
+    printf '#include <jansson.h>\n' | cc -E -x c - >/dev/null 2>&1 \
+      || die "--agent c needs jansson's headers: apt-get install libjansson-dev (scripts/cross-tests.sh installs it)"
+    (cd "$ROOT" && cargo build --locked --quiet -p toolmesh-ffi)
+    mkdir -p "$CACHE"
+    C_AGENT="$CACHE/c_agent"  # rebuilt every run, against the library just built
+    cc -std=c11 -Wall -Wextra -Werror -g -O1 -I"$ROOT/include" -o "$C_AGENT" "$ROOT/tests/conformance/c_agent.c" \
+      -L"$TARGET/debug" -ltoolmesh -Wl,-rpath,"$TARGET/debug" -ljansson -lpthread
+    AGENT_COMMAND=("$C_AGENT") ;;
+  *) die "unknown agent '$AGENT': rust, python, node, java or c" ;;
 esac
 
 command -v npm >/dev/null || die "npm is missing: install Node.js (any version; the suite's Node 22 comes from npm)"

@@ -42,6 +42,8 @@ echo "== MCP conformance: the same suite against the Java fixture agent"
 CONFORMANCE_STRICT=known scripts/conformance.sh --agent java
 echo "== cross-language: one table of cases, every caller/callee pair of Python, Node, Java and C"
 scripts/cross-tests.sh
+echo "== MCP conformance: the same suite against the C fixture agent (jansson, installed by cross-tests.sh)"
+CONFORMANCE_STRICT=known scripts/conformance.sh --agent c
 echo "== demo: the README's demo command, its printed results checked"
 demo_log="$(mktemp)"
 bash scripts/demo.sh | tee "$demo_log"
