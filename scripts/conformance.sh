@@ -73,7 +73,7 @@ case "$AGENT" in
     mvn -q -B -ntp -f "$ROOT/tests/cross/peers/pom.xml" org.apache.maven.plugins:maven-dependency-plugin:2.8:build-classpath \
       -Dmdep.outputFile="$CLASSPATH_FILE" >/dev/null 2>&1 \
       || die "--agent java needs dev.toolmesh:toolmesh in the local Maven repository: run scripts/java-env.sh first"
-    AGENT_COMMAND=(java -cp "$(cat "$CLASSPATH_FILE")" "$ROOT/tests/conformance/JavaAgent.java")
+    AGENT_COMMAND=(java -cp "$(cat "$CLASSPATH_FILE")" "$ROOT/tests/conformance/JavaAgent.java" "$ROOT/tests/conformance/schemas.json")
     rm -f "$CLASSPATH_FILE" ;;
   c)
     printf '#include <jansson.h>\n' | cc -E -x c - >/dev/null 2>&1 \
@@ -83,7 +83,7 @@ case "$AGENT" in
     C_AGENT="$CACHE/c_agent"  # rebuilt every run, against the library just built
     cc -std=c11 -Wall -Wextra -Werror -g -O1 -I"$ROOT/include" -o "$C_AGENT" "$ROOT/tests/conformance/c_agent.c" \
       -L"$TARGET/debug" -ltoolmesh -Wl,-rpath,"$TARGET/debug" -ljansson -lpthread
-    AGENT_COMMAND=("$C_AGENT") ;;
+    AGENT_COMMAND=("$C_AGENT" "$ROOT/tests/conformance/schemas.json") ;;
   *) die "unknown agent '$AGENT': rust, python, node, java or c" ;;
 esac
 

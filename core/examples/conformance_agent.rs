@@ -11,8 +11,10 @@
 //! (`RequestContext::progress`, `::log`), which sends what the request lets through. Input
 //! requests (2026-07-28) are answered with `Completion::input_required`, the client's answers read
 //! from the context (`RequestContext::input`), the handler's state sealed and checked by core.
-//! Fixtures that need what a handler cannot do yet (input requests from a prompt) are left out
-//! rather than faked: the suite reports them as missing.
+//! A legacy (2025-11-25) client gets the same input requests as requests of the server's own on
+//! the call's stream, sent by core. Fixtures that need what a handler cannot do yet (input
+//! requests from a prompt) are left out rather than faked: the suite reports them as missing.
+//! The schemas every language's fixture agent shares are in `tests/conformance/schemas.json`.
 
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -26,26 +28,12 @@ use toolmesh_core::host::{
 use toolmesh_core::registry_api::ToolInfo;
 use toolmesh_core::report::LogLevel;
 
-/// The suite's `json-schema-2020-12` fixture: its input schema must be listed verbatim.
-fn json_schema_2020_12() -> Value {
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "$defs": {"address": {"$anchor": "addressDef", "type": "object",
-            "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
-        "properties": {
-            "name": {"type": "string"},
-            "address": {"$ref": "#/$defs/address"},
-            "contactMethod": {"type": "string", "enum": ["phone", "email"]},
-            "phone": {"type": "string"},
-            "email": {"type": "string"}
-        },
-        "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
-        "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
-        "then": {"required": ["phone"]},
-        "else": {"required": ["email"]},
-        "additionalProperties": false
-    })
+/// The schemas the fixture agents of every language share (`tests/conformance/schemas.json`).
+fn schema(name: &str) -> Value {
+    static SCHEMAS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+        serde_json::from_str(include_str!("../../tests/conformance/schemas.json")).expect("tests/conformance/schemas.json is JSON")
+    });
+    SCHEMAS.get(name).cloned().unwrap_or_else(|| panic!("tests/conformance/schemas.json has no {name}"))
 }
 
 fn tool(name: &str, description: &str, input_schema: Value) -> ToolInfo {
@@ -89,7 +77,7 @@ fn tools() -> Vec<ToolInfo> {
         tool("test_tool_with_progress", "Reports progress 0, 50 and 100 of 100", empty.clone()),
         tool("test_tool_with_logging", "Logs three messages at info level", empty.clone()),
         tool("test_logging_tool", "Logs a message (sent only to a client that asked for a level)", empty.clone()),
-        tool("json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", json_schema_2020_12()),
+        tool("json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", schema("json_schema_2020_12_tool")),
         // The tasks extension's synchronous fixture.
         tool(
             "greet",
@@ -110,7 +98,20 @@ fn tools() -> Vec<ToolInfo> {
         tool("test_input_required_result_multiple_inputs", "Asks for a name, a greeting and the roots at once", empty.clone()),
         tool("test_input_required_result_multi_round", "Asks for a name, then a colour", empty.clone()),
         tool("test_input_required_result_tampered_state", "Asks with state that core seals", empty.clone()),
-        tool("test_input_required_result_capabilities", "Asks only what the client declared it can answer", empty),
+        tool("test_input_required_result_capabilities", "Asks only what the client declared it can answer", empty.clone()),
+        // Legacy (2025-11-25) clients get these requests on the call's stream (core sends them).
+        tool(
+            "test_elicitation",
+            "Asks the user for a name and an email",
+            json!({"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}),
+        ),
+        tool(
+            "test_sampling",
+            "Asks the client's model to answer a prompt",
+            json!({"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]}),
+        ),
+        tool("test_elicitation_sep1034_defaults", "Asks with a default for every primitive type", empty.clone()),
+        tool("test_elicitation_sep1330_enums", "Asks with every kind of enum", empty),
         // SEP-2243: a modern call mirrors `region` in an `Mcp-Param-Region` header.
         tool(
             "test_headers",
@@ -122,8 +123,11 @@ fn tools() -> Vec<ToolInfo> {
 
 /// An elicitation request for one string property.
 fn elicit(message: &str, property: &str) -> Value {
-    json!({"method": "elicitation/create", "params": {"message": message, "requestedSchema": {
-        "type": "object", "properties": {property: {"type": "string"}}, "required": [property]}}})
+    elicit_with(message, json!({"type": "object", "properties": {property: {"type": "string"}}, "required": [property]}))
+}
+
+fn elicit_with(message: &str, requested_schema: Value) -> Value {
+    json!({"method": "elicitation/create", "params": {"message": message, "requestedSchema": requested_schema}})
 }
 
 fn sample(question: &str, max_tokens: u32) -> Value {
@@ -132,7 +136,7 @@ fn sample(question: &str, max_tokens: u32) -> Value {
 }
 
 /// The suite's input-required fixtures: the input requests to answer with, or the final text.
-fn input_required(tool: &str, context: &RequestContext) -> Option<Result<String, InputRequired>> {
+fn input_required(tool: &str, arguments: &Value, context: &RequestContext) -> Option<Result<String, InputRequired>> {
     let answers = context.input.as_deref();
     let response = |key: &str| answers.and_then(|a| a.responses.get(key));
     let state = answers.and_then(|a| a.state.as_ref());
@@ -185,6 +189,23 @@ fn input_required(tool: &str, context: &RequestContext) -> Option<Result<String,
             }
             _ => ask(json!({"step1": elicit("Step 1: What is your name?", "name")}), Some(json!({"round": 1}))),
         },
+        "test_elicitation" => match response("user_info") {
+            Some(answer) => Ok(format!("User response: action={}, content={}", answer["action"], answer["content"])),
+            None => {
+                ask(json!({"user_info": elicit_with(arguments["message"].as_str().unwrap_or_default(), schema("elicit_user_info"))}), None)
+            }
+        },
+        "test_sampling" => match response("completion") {
+            Some(answer) => Ok(format!("LLM response: {}", answer["content"]["text"].as_str().unwrap_or_default())),
+            None => ask(json!({"completion": sample(arguments["prompt"].as_str().unwrap_or_default(), 100)}), None),
+        },
+        "test_elicitation_sep1034_defaults" | "test_elicitation_sep1330_enums" => match response("form") {
+            Some(answer) => Ok(format!("Elicitation completed: action={}, content={}", answer["action"], answer["content"])),
+            None => {
+                let name = if tool.ends_with("defaults") { "elicit_sep1034_defaults" } else { "elicit_sep1330_enums" };
+                ask(json!({"form": elicit_with("Please fill in the form", schema(name))}), None)
+            }
+        },
         "test_input_required_result_capabilities" => {
             // Only what the client declared it can answer (core would refuse the rest).
             let declared = |capability: &str| context.client_capabilities.as_deref().is_some_and(|c| c.get(capability).is_some());
@@ -205,7 +226,7 @@ fn input_required(tool: &str, context: &RequestContext) -> Option<Result<String,
 }
 
 fn handle(invocation: ToolInvocation, done: Completion) {
-    if let Some(answer) = input_required(&invocation.tool, &invocation.context) {
+    if let Some(answer) = input_required(&invocation.tool, &invocation.arguments, &invocation.context) {
         return match answer {
             Ok(text) => done.ok(json!(text)),
             Err(input) => done.input_required(input),

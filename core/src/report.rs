@@ -335,6 +335,16 @@ impl Reporter {
         }
     }
 
+    /// Sends `message`, one JSON-RPC message of the server's own (a request to the client), on
+    /// the response stream, in order with the notifications. False when the request has no
+    /// stream (an in-process call) or is cancelled: nothing is sent then.
+    pub fn send_to_client(&self, message: Bytes) -> bool {
+        match &self.out {
+            Some(Sink::Stream(out)) if !self.is_cancelled() => out.send(message).is_ok(),
+            _ => false,
+        }
+    }
+
     /// Whether the request lets progress through: it carried a progress token (in process: the
     /// calling handler's observer asks for progress).
     pub fn wants_progress(&self) -> bool {

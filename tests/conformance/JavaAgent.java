@@ -1,4 +1,5 @@
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.toolmesh.InputRequired;
 import dev.toolmesh.MeshAgent;
 import dev.toolmesh.Prompt;
@@ -11,6 +12,7 @@ import dev.toolmesh.ToolDefinition;
 import dev.toolmesh.ToolHandler;
 import dev.toolmesh.ToolResult;
 import dev.toolmesh.Toolmesh;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.LinkedHashMap;
@@ -23,8 +25,9 @@ import java.util.Map;
  * prompts as core's {@code conformance_agent} example, written with the Java binding's public API
  * only, so the suite judges what a Java author gets.
  *
- * <p>Configured like any agent, through {@code TOOLMESH_*} variables; prints {@code endpoint <url>}
- * once it listens and serves until its standard input closes.
+ * <p>Configured like any agent, through {@code TOOLMESH_*} variables, and given the path of
+ * {@code tests/conformance/schemas.json}; prints {@code endpoint <url>} once it listens and serves
+ * until its standard input closes.
  */
 public final class JavaAgent {
     // A 1x1 red PNG and a minimal WAV, the suite's own samples.
@@ -32,20 +35,16 @@ public final class JavaAgent {
             "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==");
     private static final byte[] WAV = Base64.getDecoder().decode("UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=");
     private static final String EMPTY = "{\"type\": \"object\", \"properties\": {}}";
-    private static final String JSON_SCHEMA_2020_12 = """
-            {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
-             "$defs": {"address": {"$anchor": "addressDef", "type": "object",
-                       "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
-             "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"},
-                            "contactMethod": {"type": "string", "enum": ["phone", "email"]},
-                            "phone": {"type": "string"}, "email": {"type": "string"}},
-             "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
-             "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
-             "then": {"required": ["phone"]}, "else": {"required": ["email"]},
-             "additionalProperties": false}""";
+    private static final ObjectMapper JSON = new ObjectMapper();
+    /** The schemas every language's fixture agent shares (tests/conformance/schemas.json, the first argument). */
+    private final JsonNode schemas;
     private static final Map<String, Object> ROOTS = Map.of("method", "roots/list", "params", Map.of());
 
     private final List<ToolDefinition> tools = new ArrayList<>();
+
+    private JavaAgent(JsonNode schemas) {
+        this.schemas = schemas;
+    }
 
     private void tool(String name, String description, ToolHandler handler) {
         tool(name, description, EMPTY, handler);
@@ -83,7 +82,7 @@ public final class JavaAgent {
         });
         tool("test_tool_with_logging", "Logs three messages at info level", JavaAgent::logThree);
         tool("test_logging_tool", "Logs a message (sent only to a client that asked for a level)", JavaAgent::logThree);
-        tool("json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", JSON_SCHEMA_2020_12,
+        tool("json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", schemas.get("json_schema_2020_12_tool").toString(),
                 call -> "received " + call.arguments());
         tool("greet", "Says hello (synchronous, no task support)",
                 "{\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\"}}, \"required\": [\"name\"]}",
@@ -110,8 +109,11 @@ public final class JavaAgent {
     // --- Input requests (SEP-2322): answered by the client in a later call ---------------------
 
     private static Map<String, Object> elicit(String message, String field) {
-        return Map.of("method", "elicitation/create", "params", Map.of("message", message, "requestedSchema",
-                Map.of("type", "object", "properties", Map.of(field, Map.of("type", "string")), "required", List.of(field))));
+        return elicitWith(message, Map.of("type", "object", "properties", Map.of(field, Map.of("type", "string")), "required", List.of(field)));
+    }
+
+    private static Map<String, Object> elicitWith(String message, Object requestedSchema) {
+        return Map.of("method", "elicitation/create", "params", Map.of("message", message, "requestedSchema", requestedSchema));
     }
 
     private static Map<String, Object> sample(String question, int maxTokens) {
@@ -205,12 +207,43 @@ public final class JavaAgent {
         });
     }
 
+    /** Legacy (2025-11-25) clients get these requests on the call's stream (core sends them). */
+    private void legacyTools() {
+        tool("test_elicitation", "Asks the user for a name and an email",
+                "{\"type\": \"object\", \"properties\": {\"message\": {\"type\": \"string\"}}, \"required\": [\"message\"]}", call -> {
+                    JsonNode given = answer(call, "user_info");
+                    if (given == null) {
+                        return InputRequired.of(Map.of("user_info", elicitWith(call.argument("message", String.class), schemas.get("elicit_user_info"))), null);
+                    }
+                    return "User response: action=" + given.path("action") + ", content=" + given.path("content");
+                });
+        tool("test_sampling", "Asks the client's model to answer a prompt",
+                "{\"type\": \"object\", \"properties\": {\"prompt\": {\"type\": \"string\"}}, \"required\": [\"prompt\"]}", call -> {
+                    JsonNode given = answer(call, "completion");
+                    if (given == null) {
+                        return InputRequired.of(Map.of("completion", sample(call.argument("prompt", String.class), 100)), null);
+                    }
+                    return "LLM response: " + given.path("content").path("text").asText();
+                });
+        tool("test_elicitation_sep1034_defaults", "Asks with a default for every primitive type", call -> form(call, "elicit_sep1034_defaults"));
+        tool("test_elicitation_sep1330_enums", "Asks with every kind of enum", call -> form(call, "elicit_sep1330_enums"));
+    }
+
+    private Object form(ToolCall call, String schema) {
+        JsonNode given = answer(call, "form");
+        if (given == null) {
+            return InputRequired.of(Map.of("form", elicitWith("Please fill in the form", schemas.get(schema))), null);
+        }
+        return "Elicitation completed: action=" + given.path("action") + ", content=" + given.path("content");
+    }
+
     // --- Resources and prompts -----------------------------------------------------------------
 
     public static void main(String[] args) throws Exception {
-        JavaAgent fixtures = new JavaAgent();
+        JavaAgent fixtures = new JavaAgent(JSON.readTree(Path.of(args[0]).toFile()));
         fixtures.richTools();
         fixtures.inputTools();
+        fixtures.legacyTools();
         var builder = Toolmesh.agent("conformance");
         fixtures.tools.forEach(builder::tool);
         builder.resource(Resource.builder("test://static-text", "static-text").description("A static text resource")

@@ -3,8 +3,9 @@
  * the same tools, resources and prompts as core's `conformance_agent` example, written with the C
  * ABI (include/toolmesh.h) only, so the suite judges what a C author gets. JSON with jansson.
  *
- * Configured like any agent, through `TOOLMESH_*` variables; prints `endpoint <url>` once it
- * listens and serves until its standard input closes.
+ * Configured like any agent, through `TOOLMESH_*` variables, and given the path of
+ * tests/conformance/schemas.json; prints `endpoint <url>` once it listens and serves until its
+ * standard input closes.
  */
 #define _GNU_SOURCE
 #include <jansson.h>
@@ -19,17 +20,17 @@
 static const char PNG[] = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
 static const char WAV[] = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=";
 static const char EMPTY[] = "{\"type\": \"object\", \"properties\": {}}";
-static const char JSON_SCHEMA_2020_12[] =
-    "{\"$schema\": \"https://json-schema.org/draft/2020-12/schema\", \"type\": \"object\","
-    " \"$defs\": {\"address\": {\"$anchor\": \"addressDef\", \"type\": \"object\","
-    "   \"properties\": {\"street\": {\"type\": \"string\"}, \"city\": {\"type\": \"string\"}}}},"
-    " \"properties\": {\"name\": {\"type\": \"string\"}, \"address\": {\"$ref\": \"#/$defs/address\"},"
-    "   \"contactMethod\": {\"type\": \"string\", \"enum\": [\"phone\", \"email\"]},"
-    "   \"phone\": {\"type\": \"string\"}, \"email\": {\"type\": \"string\"}},"
-    " \"allOf\": [{\"anyOf\": [{\"required\": [\"phone\"]}, {\"required\": [\"email\"]}]}],"
-    " \"if\": {\"properties\": {\"contactMethod\": {\"const\": \"phone\"}}, \"required\": [\"contactMethod\"]},"
-    " \"then\": {\"required\": [\"phone\"]}, \"else\": {\"required\": [\"email\"]},"
-    " \"additionalProperties\": false}";
+/* The schemas every language's fixture agent shares (tests/conformance/schemas.json, argv[1]). */
+static json_t *schemas;
+
+static json_t *schema(const char *name) {
+  json_t *found = json_object_get(schemas, name);
+  if (found == NULL) {
+    fprintf(stderr, "c_agent: schemas.json has no %s\n", name);
+    abort();
+  }
+  return found;
+}
 
 /* ---- declarations ---- */
 
@@ -43,8 +44,12 @@ static json_t *parsed(const char *text) {
   return value;
 }
 
-static void declare(json_t *tools, const char *name, const char *description, const char *schema) {
-  json_array_append_new(tools, json_pack("{s:s, s:s, s:o}", "name", name, "description", description, "input_schema", parsed(schema)));
+static void declare_schema(json_t *tools, const char *name, const char *description, json_t *input_schema) {
+  json_array_append_new(tools, json_pack("{s:s, s:s, s:o}", "name", name, "description", description, "input_schema", input_schema));
+}
+
+static void declare(json_t *tools, const char *name, const char *description, const char *input_schema) {
+  declare_schema(tools, name, description, parsed(input_schema));
 }
 
 static char *tools_json(void) {
@@ -58,7 +63,7 @@ static char *tools_json(void) {
   declare(tools, "test_tool_with_progress", "Reports progress 0, 50 and 100 of 100", EMPTY);
   declare(tools, "test_tool_with_logging", "Logs three messages at info level", EMPTY);
   declare(tools, "test_logging_tool", "Logs a message (sent only to a client that asked for a level)", EMPTY);
-  declare(tools, "json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", JSON_SCHEMA_2020_12);
+  declare_schema(tools, "json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", json_incref(schema("json_schema_2020_12_tool")));
   declare(tools, "greet", "Says hello (synchronous, no task support)",
           "{\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\"}}, \"required\": [\"name\"]}");
   declare(tools, "test_missing_capability", "Needs the client's sampling capability", EMPTY);
@@ -75,6 +80,13 @@ static char *tools_json(void) {
   declare(tools, "test_input_required_result_multi_round", "Asks for a name, then a colour", EMPTY);
   declare(tools, "test_input_required_result_tampered_state", "Asks with state that core seals", EMPTY);
   declare(tools, "test_input_required_result_capabilities", "Asks only what the client declared it can answer", EMPTY);
+  /* Legacy (2025-11-25) clients get these requests on the call's stream (core sends them). */
+  declare(tools, "test_elicitation", "Asks the user for a name and an email",
+          "{\"type\": \"object\", \"properties\": {\"message\": {\"type\": \"string\"}}, \"required\": [\"message\"]}");
+  declare(tools, "test_sampling", "Asks the client's model to answer a prompt",
+          "{\"type\": \"object\", \"properties\": {\"prompt\": {\"type\": \"string\"}}, \"required\": [\"prompt\"]}");
+  declare(tools, "test_elicitation_sep1034_defaults", "Asks with a default for every primitive type", EMPTY);
+  declare(tools, "test_elicitation_sep1330_enums", "Asks with every kind of enum", EMPTY);
   char *text = json_dumps(tools, JSON_COMPACT);
   json_decref(tools);
   return text;
@@ -139,9 +151,26 @@ static void sleep_ms(long ms) {
   nanosleep(&pause, NULL);
 }
 
+/* An elicitation request for `requested_schema` (taken over). */
+static json_t *elicit_with(const char *message, json_t *requested_schema) {
+  return json_pack("{s:s, s:{s:s, s:o}}", "method", "elicitation/create", "params", "message", message, "requestedSchema", requested_schema);
+}
+
 static json_t *elicit(const char *message, const char *field) {
-  return json_pack("{s:s, s:{s:s, s:{s:s, s:{s:{s:s}}, s:[s]}}}", "method", "elicitation/create", "params", "message", message,
-                   "requestedSchema", "type", "object", "properties", field, "type", "string", "required", field);
+  return elicit_with(message, json_pack("{s:s, s:{s:{s:s}}, s:[s]}", "type", "object", "properties", field, "type", "string", "required", field));
+}
+
+/* "<prefix>action=<action as JSON>, content=<content as JSON>", as the suite's fixtures word it. */
+static json_t *action_and_content(const char *prefix, json_t *answer) {
+  char *action = json_dumps(json_object_get(answer, "action"), JSON_COMPACT | JSON_ENCODE_ANY);
+  char *content = json_dumps(json_object_get(answer, "content"), JSON_COMPACT | JSON_ENCODE_ANY);
+  char *text = NULL;
+  if (asprintf(&text, "%saction=%s, content=%s", prefix, action ? action : "null", content ? content : "null") < 0) abort();
+  json_t *value = json_string(text);
+  free(action);
+  free(content);
+  free(text);
+  return value;
 }
 
 static json_t *sample(const char *question, int max_tokens) {
@@ -198,8 +227,9 @@ static void confirm(toolmesh_invocation *invocation, json_t *input) {
 }
 
 /* The input-required fixtures; false when `tool` is none of them. */
-static int answer_input_fixture(const char *tool, toolmesh_invocation *invocation) {
+static int answer_input_fixture(const char *tool, const char *arguments_json, toolmesh_invocation *invocation) {
   json_t *input = input_of(invocation);
+  json_t *arguments = json_loads(arguments_json, 0, NULL);
   int handled = 1;
   char *text = NULL;
   if (strcmp(tool, "test_input_required_result_elicitation") == 0 || strcmp(tool, "test_streaming_elicitation") == 0) {
@@ -253,6 +283,33 @@ static int answer_input_fixture(const char *tool, toolmesh_invocation *invocatio
       answer_result(invocation,
                     input_required(json_pack("{s:o}", "step1", elicit("Step 1: What is your name?", "name")), json_pack("{s:i}", "round", 1)));
     }
+  } else if (strcmp(tool, "test_elicitation") == 0) {
+    json_t *given = response(input, "user_info");
+    if (given == NULL) {
+      const char *message = json_string_value(json_object_get(arguments, "message"));
+      json_t *request = elicit_with(message ? message : "", json_incref(schema("elicit_user_info")));
+      answer_result(invocation, input_required(json_pack("{s:o}", "user_info", request), NULL));
+    } else {
+      answer_value(invocation, action_and_content("User response: ", given));
+    }
+  } else if (strcmp(tool, "test_sampling") == 0) {
+    json_t *given = response(input, "completion");
+    if (given == NULL) {
+      const char *prompt = json_string_value(json_object_get(arguments, "prompt"));
+      answer_result(invocation, input_required(json_pack("{s:o}", "completion", sample(prompt ? prompt : "", 100)), NULL));
+    } else {
+      if (asprintf(&text, "LLM response: %s", string_at(given, "content", "text")) < 0) abort();
+      answer_value(invocation, json_string(text));
+    }
+  } else if (strcmp(tool, "test_elicitation_sep1034_defaults") == 0 || strcmp(tool, "test_elicitation_sep1330_enums") == 0) {
+    json_t *given = response(input, "form");
+    if (given == NULL) {
+      const char *name = strstr(tool, "defaults") ? "elicit_sep1034_defaults" : "elicit_sep1330_enums";
+      json_t *request = elicit_with("Please fill in the form", json_incref(schema(name)));
+      answer_result(invocation, input_required(json_pack("{s:o}", "form", request), NULL));
+    } else {
+      answer_value(invocation, action_and_content("Elicitation completed: ", given));
+    }
   } else if (strcmp(tool, "test_input_required_result_capabilities") == 0) {
     const char *declared_text = toolmesh_invocation_client_capabilities(invocation);
     json_t *declared = declared_text ? json_loads(declared_text, 0, NULL) : NULL;
@@ -271,6 +328,7 @@ static int answer_input_fixture(const char *tool, toolmesh_invocation *invocatio
   }
   free(text);
   json_decref(input);
+  json_decref(arguments);
   return handled;
 }
 
@@ -286,7 +344,7 @@ static void log_three(toolmesh_invocation *invocation) {
 
 static void invoke(void *userdata, const char *tool, const char *arguments_json, toolmesh_invocation *invocation) {
   (void)userdata;
-  if (answer_input_fixture(tool, invocation)) return;
+  if (answer_input_fixture(tool, arguments_json, invocation)) return;
   json_t *image = json_pack("{s:s, s:s, s:s}", "type", "image", "data", PNG, "mimeType", "image/png");
   json_t *arguments = json_loads(arguments_json, 0, NULL);
   char *text = NULL;
@@ -379,7 +437,13 @@ static void invoke_catalog(void *userdata, const char *request_json, toolmesh_in
   json_decref(request);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  json_error_t problem;
+  schemas = argc == 2 ? json_load_file(argv[1], 0, &problem) : NULL;
+  if (schemas == NULL) {
+    fprintf(stderr, "usage: c_agent tests/conformance/schemas.json (%s)\n", argc == 2 ? problem.text : "no path given");
+    return 2;
+  }
   toolmesh_error *error = NULL;
   toolmesh_config *config = NULL;
   toolmesh_agent *agent = NULL;
@@ -403,5 +467,6 @@ int main(void) {
   toolmesh_error_free(error);
   free(tools);
   free(catalog);
+  json_decref(schemas);
   return status;
 }

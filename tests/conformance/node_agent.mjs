@@ -5,6 +5,7 @@
 // Configured like any agent, through `TOOLMESH_*` variables; prints `endpoint <url>` once it
 // listens and serves until its standard input closes.
 
+import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Agent, Audio, currentContext, EmbeddedResource, Image, InputRequired, Text } from "../../bindings-node/dist/index.js";
 
@@ -12,6 +13,8 @@ import { Agent, Audio, currentContext, EmbeddedResource, Image, InputRequired, T
 const PNG = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==", "base64");
 const WAV = Buffer.from("UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=", "base64");
 const EMPTY = { type: "object", properties: {} };
+// The schemas every language's fixture agent shares.
+const SCHEMAS = JSON.parse(readFileSync(new URL("schemas.json", import.meta.url), "utf8"));
 
 const agent = new Agent({ name: "conformance" });
 const tool = (name, description, execute, more = {}) => agent.addTool({ name, description, inputSchema: EMPTY, execute, ...more });
@@ -53,23 +56,7 @@ tool("test_logging_tool", "Logs a message (sent only to a client that asked for 
 agent.addTool({
   name: "json_schema_2020_12_tool",
   description: "Tool with JSON Schema 2020-12 features",
-  inputSchema: {
-    $schema: "https://json-schema.org/draft/2020-12/schema",
-    type: "object",
-    $defs: { address: { $anchor: "addressDef", type: "object", properties: { street: { type: "string" }, city: { type: "string" } } } },
-    properties: {
-      name: { type: "string" },
-      address: { $ref: "#/$defs/address" },
-      contactMethod: { type: "string", enum: ["phone", "email"] },
-      phone: { type: "string" },
-      email: { type: "string" },
-    },
-    allOf: [{ anyOf: [{ required: ["phone"] }, { required: ["email"] }] }],
-    if: { properties: { contactMethod: { const: "phone" } }, required: ["contactMethod"] },
-    then: { required: ["phone"] },
-    else: { required: ["email"] },
-    additionalProperties: false,
-  },
+  inputSchema: SCHEMAS.json_schema_2020_12_tool,
   execute: (args) => `received ${JSON.stringify(args)}`,
 });
 agent.addTool({
@@ -90,10 +77,8 @@ agent.addTool({
 
 // --- Input requests (SEP-2322): answered by the client in a later call -------------------------
 
-const elicit = (message, field) => ({
-  method: "elicitation/create",
-  params: { message, requestedSchema: { type: "object", properties: { [field]: { type: "string" } }, required: [field] } },
-});
+const elicitWith = (message, requestedSchema) => ({ method: "elicitation/create", params: { message, requestedSchema } });
+const elicit = (message, field) => elicitWith(message, { type: "object", properties: { [field]: { type: "string" } }, required: [field] });
 const sample = (question, maxTokens) => ({
   method: "sampling/createMessage",
   params: { messages: [{ role: "user", content: { type: "text", text: question } }], maxTokens },
@@ -157,6 +142,35 @@ tool("test_input_required_result_capabilities", "Asks only what the client decla
   if (Object.keys(requests).length > 0 && context.inputResponses == null) return new InputRequired(requests);
   return "Asked only what the client can answer";
 });
+
+// Legacy (2025-11-25) clients get these requests on the call's stream (core sends them).
+agent.addTool({
+  name: "test_elicitation",
+  description: "Asks the user for a name and an email",
+  inputSchema: { type: "object", properties: { message: { type: "string" } }, required: ["message"] },
+  execute: ({ message }) => {
+    const given = answer("user_info");
+    if (given === undefined) return new InputRequired({ user_info: elicitWith(message, SCHEMAS.elicit_user_info) });
+    return `User response: action=${JSON.stringify(given.action)}, content=${JSON.stringify(given.content)}`;
+  },
+});
+agent.addTool({
+  name: "test_sampling",
+  description: "Asks the client's model to answer a prompt",
+  inputSchema: { type: "object", properties: { prompt: { type: "string" } }, required: ["prompt"] },
+  execute: ({ prompt }) => {
+    const given = answer("completion");
+    if (given === undefined) return new InputRequired({ completion: sample(prompt, 100) });
+    return `LLM response: ${given.content?.text ?? ""}`;
+  },
+});
+function form(schema) {
+  const given = answer("form");
+  if (given === undefined) return new InputRequired({ form: elicitWith("Please fill in the form", SCHEMAS[schema]) });
+  return `Elicitation completed: action=${JSON.stringify(given.action)}, content=${JSON.stringify(given.content)}`;
+}
+tool("test_elicitation_sep1034_defaults", "Asks with a default for every primitive type", () => form("elicit_sep1034_defaults"));
+tool("test_elicitation_sep1330_enums", "Asks with every kind of enum", () => form("elicit_sep1330_enums"));
 
 // --- Resources and prompts ---------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
 import toolmesh
@@ -19,6 +20,8 @@ import toolmesh
 PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 WAV_BASE64 = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="
 PNG = base64.b64decode(PNG_BASE64)
+# The schemas every language's fixture agent shares.
+SCHEMAS = json.loads((Path(__file__).parent / "schemas.json").read_text())
 
 agent = toolmesh.Agent("conformance")
 
@@ -99,27 +102,7 @@ async def test_logging_tool() -> str:
     return await _log_three()
 
 
-JSON_SCHEMA_2020_12 = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "$defs": {"address": {"$anchor": "addressDef", "type": "object",
-                          "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
-    "properties": {
-        "name": {"type": "string"},
-        "address": {"$ref": "#/$defs/address"},
-        "contactMethod": {"type": "string", "enum": ["phone", "email"]},
-        "phone": {"type": "string"},
-        "email": {"type": "string"},
-    },
-    "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
-    "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
-    "then": {"required": ["phone"]},
-    "else": {"required": ["email"]},
-    "additionalProperties": False,
-}
-
-
-@agent.tool(input_schema=JSON_SCHEMA_2020_12)
+@agent.tool(input_schema=SCHEMAS["json_schema_2020_12_tool"])
 def json_schema_2020_12_tool(**arguments: Any) -> str:
     """Tool with JSON Schema 2020-12 features"""
     return f"received {arguments}"
@@ -147,8 +130,11 @@ def test_headers(region: str) -> str:
 # --- Input requests (SEP-2322): answered by the client in a later call -------------------------
 
 def elicit(message: str, field: str) -> dict[str, Any]:
-    return {"method": "elicitation/create", "params": {"message": message, "requestedSchema": {
-        "type": "object", "properties": {field: {"type": "string"}}, "required": [field]}}}
+    return elicit_with(message, {"type": "object", "properties": {field: {"type": "string"}}, "required": [field]})
+
+
+def elicit_with(message: str, requested_schema: dict[str, Any]) -> dict[str, Any]:
+    return {"method": "elicitation/create", "params": {"message": message, "requestedSchema": requested_schema}}
 
 
 def sample(question: str, max_tokens: int) -> dict[str, Any]:
@@ -261,6 +247,50 @@ def test_input_required_result_capabilities() -> Any:
     if requests and context.input_responses is None:
         return toolmesh.InputRequired(requests)
     return "Asked only what the client can answer"
+
+
+# Legacy (2025-11-25) clients get these requests on the call's stream (core sends them).
+
+def js(value: Any) -> str:
+    """A value as the suite's JavaScript renders JSON (compact)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+@agent.tool
+def test_elicitation(message: str) -> Any:
+    """Asks the user for a name and an email"""
+    given = answer("user_info")
+    if given is None:
+        return toolmesh.InputRequired({"user_info": elicit_with(message, SCHEMAS["elicit_user_info"])})
+    return f"User response: action={js(given.get('action'))}, content={js(given.get('content'))}"
+
+
+@agent.tool
+def test_sampling(prompt: str) -> Any:
+    """Asks the client's model to answer a prompt"""
+    given = answer("completion")
+    if given is None:
+        return toolmesh.InputRequired({"completion": sample(prompt, 100)})
+    return f"LLM response: {given['content'].get('text', '')}"
+
+
+def form(schema: str) -> Any:
+    given = answer("form")
+    if given is None:
+        return toolmesh.InputRequired({"form": elicit_with("Please fill in the form", SCHEMAS[schema])})
+    return f"Elicitation completed: action={js(given.get('action'))}, content={js(given.get('content'))}"
+
+
+@agent.tool
+def test_elicitation_sep1034_defaults() -> Any:
+    """Asks with a default for every primitive type"""
+    return form("elicit_sep1034_defaults")
+
+
+@agent.tool
+def test_elicitation_sep1330_enums() -> Any:
+    """Asks with every kind of enum"""
+    return form("elicit_sep1330_enums")
 
 
 # --- Resources and prompts ---------------------------------------------------------------------

@@ -12,6 +12,7 @@
 //! prompts) and `server/reply.rs` (the answers).
 
 mod catalog;
+mod client_requests;
 mod era;
 mod http_checks;
 mod in_flight;
@@ -29,6 +30,7 @@ use crate::host::LocalTools;
 use crate::metrics::{Outcome, ServerMetrics, ServerOperation};
 use crate::server::{read_body, Body, PeerInfo};
 use crate::trace::Tracer;
+use client_requests::ClientRequests;
 use era::{check_modern_request, era_of, Era};
 use http::{HeaderMap, Method, Response, StatusCode};
 use http_checks::check_http_headers;
@@ -63,6 +65,8 @@ pub struct McpServer {
     seal: Arc<input::StateSeal>,
     /// Legacy calls in flight, for `notifications/cancelled` to find.
     in_flight: Arc<InFlight>,
+    /// Requests sent to legacy clients for a handler's input, for their responses to find.
+    client_requests: Arc<ClientRequests>,
 }
 
 impl McpServer {
@@ -80,6 +84,7 @@ impl McpServer {
             tracer: Tracer::default(),
             seal: Arc::new(input::StateSeal::new()),
             in_flight: Arc::default(),
+            client_requests: Arc::default(),
         }
     }
 
@@ -128,6 +133,17 @@ impl McpServer {
             Ok(Err(Notice::Cancelled(request_id))) => {
                 let cancelled = self.in_flight.cancel(&peer.identity, request_id.get());
                 tracing::debug!(caller = %peer.identity, request = request_id.get(), cancelled, "notifications/cancelled");
+                return accepted();
+            }
+            Ok(Err(Notice::Answer(request_id, answer))) => {
+                let id = match client_requests::response_id(request_id) {
+                    Ok(id) => id,
+                    Err(e) => return rpc_error(RawValue::NULL, e),
+                };
+                let answer = answer.map(RawValue::get).map_err(RawValue::get);
+                let parse = |json: &str| serde_json::from_str(json).expect("a RawValue holds valid JSON");
+                let matched = self.client_requests.answer(&peer.identity, &id, answer.map(parse).map_err(parse));
+                tracing::debug!(caller = %peer.identity, request = %id, matched, "a response to the server's request");
                 return accepted();
             }
             Ok(Err(Notice::Ignored)) => return accepted(),

@@ -3,6 +3,7 @@
 //! with the caller decided by the gate and the context a handler runs in; and the capabilities
 //! that declare them.
 
+use super::client_requests::{self, ClientRequests};
 use super::era::{check_param_headers, supported_versions, Era};
 use super::in_flight::InFlight;
 use super::reply::{
@@ -14,7 +15,7 @@ use super::{McpServer, PeerInfo};
 use crate::authorize::Caller;
 use crate::context::{InputAnswers, RequestContext, TraceContext};
 use crate::error::{Error, ErrorKind};
-use crate::host::{Catalog, HandlerOutput, InputRequired};
+use crate::host::{Catalog, HandlerOutput, InputRequired, LocalTools};
 use crate::mcp::input::StateSeal;
 use crate::mcp::*;
 use crate::metrics::{Outcome, ServerOperation};
@@ -258,13 +259,20 @@ impl McpServer {
         let context = Arc::new(context);
         tracing::debug!(tool = %name, caller = %peer.identity, trace = ?context.trace_id(), "tools/call");
         let tool: Arc<str> = Arc::from(name.as_ref());
+        let arguments = params.arguments.unwrap_or(Value::Null);
+        // A legacy client answers input requests sent on the stream; the handler then runs again.
+        let legacy_input = (era == Era::Legacy).then(|| (self.client_requests.clone(), arguments.clone()));
         let handler = {
-            let started = self.tools.start(&tool, params.arguments.unwrap_or(Value::Null), context);
+            let started = self.tools.start(&tool, arguments, context.clone());
             let (tools, tool) = (self.tools.clone(), tool.clone());
             async move {
-                match started {
+                let outcome = match started {
                     Ok(answer) => tools.output(&tool, answer.await),
                     Err(e) => Err(e),
+                };
+                match legacy_input {
+                    Some((requests, arguments)) => ask_legacy_client(&tools, &tool, &requests, arguments, context, outcome).await,
+                    None => outcome,
                 }
             }
         };
@@ -444,6 +452,37 @@ fn input_answers(tool: &str, params: &Params, seal: &StateSeal) -> Result<Option
         return Ok(None);
     }
     Ok(Some(Arc::new(InputAnswers { responses: responses.unwrap_or_default(), state })))
+}
+
+/// A legacy call's outcome once its handler has what it asked for: while the handler answers
+/// input-required (at most [`client_requests::MAX_ROUNDS`] times), its requests go to the client
+/// on the call's stream and the handler runs again with the responses and its state.
+async fn ask_legacy_client(
+    tools: &LocalTools,
+    tool: &Arc<str>,
+    requests: &ClientRequests,
+    arguments: Value,
+    mut context: Arc<RequestContext>,
+    mut outcome: HandlerOutputOrError,
+) -> HandlerOutputOrError {
+    for _ in 0..client_requests::MAX_ROUNDS {
+        let Ok(HandlerOutput::InputRequired(input)) = outcome else { return outcome };
+        let (Some(caller), Some(reporter)) = (context.caller.clone(), context.reporter.clone()) else {
+            return Ok(HandlerOutput::InputRequired(input));
+        };
+        let responses = requests.ask(tool, &caller, &input, &reporter).await?;
+        let mut next = (*context).clone();
+        next.input = Some(Arc::new(InputAnswers { responses, state: input.request_state }));
+        context = Arc::new(next);
+        outcome = match tools.start(tool, arguments.clone(), context.clone()) {
+            Ok(answer) => tools.output(tool, answer.await),
+            Err(e) => Err(e),
+        };
+    }
+    match outcome {
+        Ok(HandlerOutput::InputRequired(_)) => Err(client_requests::too_many_rounds(tool)),
+        other => other,
+    }
 }
 
 /// What an input-required answer needs: the tool (a sealed state is valid for it only), the

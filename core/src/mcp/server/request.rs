@@ -31,7 +31,10 @@ pub(super) struct Request<'a> {
 pub(super) enum Notice<'a> {
     /// `notifications/cancelled`: the id (its JSON) of the request the caller gave up on.
     Cancelled(&'a RawValue),
-    /// Any other notification, or a response a stateless server has nothing to match with.
+    /// A response to a request of the server's own (see `client_requests.rs`): its id, and its
+    /// `result` or its `error`.
+    Answer(&'a RawValue, Result<&'a RawValue, &'a RawValue>),
+    /// Any other notification.
     Ignored,
 }
 
@@ -53,11 +56,15 @@ pub(super) fn read_request(body: &[u8]) -> Result<Result<Request<'_>, Notice<'_>
         return Err(RpcError::invalid_request("jsonrpc must be \"2.0\""));
     }
     let Some(method) = envelope.method.and_then(Raw::as_str) else {
-        // A response or a malformed message: a stateless server has nothing to match it with.
-        return if envelope.result.is_some() || envelope.error.is_some() {
-            Ok(Err(Notice::Ignored))
-        } else {
-            Err(RpcError::invalid_request("no method"))
+        let answer = match (envelope.result, envelope.error) {
+            (Some(result), None) => Ok(result),
+            (None, Some(error)) => Err(error),
+            (Some(_), Some(_)) => return Err(RpcError::invalid_request("a response has a result or an error, not both")),
+            (None, None) => return Err(RpcError::invalid_request("no method")),
+        };
+        return match envelope.id {
+            Some(id) => Ok(Err(Notice::Answer(id.0, answer))),
+            None => Err(RpcError::invalid_request("a response needs the id of the request it answers")),
         };
     };
     let Some(id) = envelope.id else {
@@ -85,10 +92,10 @@ struct Envelope<'a> {
     id: Option<Raw<'a>>,
     #[serde(borrow, default)]
     params: Option<ObjectOr<Params<'a>>>,
-    #[serde(default, deserialize_with = "present")]
-    result: Option<IgnoredAny>,
-    #[serde(default, deserialize_with = "present")]
-    error: Option<IgnoredAny>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
 }
 
 /// The `params` members the methods read.
