@@ -212,6 +212,8 @@ fn settle(outcome: HandlerOutputOrError, info_json: &RawValue, asking: &Asking) 
             return (Status::Failed, json!({"code": codes::INTERNAL_ERROR, "message": e.message(), "data": ErrorMeta::of(e)}));
         }
     }
+    // Written as the synchronous call's answer (one path for both, so they cannot differ), then
+    // read back: a task settles once, off the hot path.
     let answer = tool_answer(Era::Modern, RawValue::NULL, info_json, outcome, asking);
     let body = answer.into_body().into_whole().unwrap_or_default();
     let mut message: Value = serde_json::from_slice(&body).unwrap_or_default();
