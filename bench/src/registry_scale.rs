@@ -107,6 +107,7 @@ fn sim_registration(i: usize, services: usize, connections: usize) -> RegisterRe
             annotations: Default::default(),
             output_schema: None,
             required_client_capabilities: vec![],
+            task_support: Default::default(),
         }],
     }
 }

@@ -103,6 +103,7 @@ pub fn add_tool(capability: &str) -> ToolInfo {
         annotations: Default::default(),
         output_schema: None,
         required_client_capabilities: vec![],
+        task_support: Default::default(),
     }
 }
 
@@ -119,6 +120,7 @@ pub fn caller_tool(name: &str, capability: &str, depends_on: &str) -> ToolInfo {
         annotations: Default::default(),
         output_schema: None,
         required_client_capabilities: vec![],
+        task_support: Default::default(),
     }
 }
 

@@ -45,4 +45,4 @@ export {
   TransportError,
 } from "./errors.js";
 export type { InputSchema, JsonSchema, StandardSchema } from "./schema.js";
-export type { CalleeUpdate, ClientCapability, Dependency, DependencyProxy, Proxies, StreamedCall, ToolAnnotations, ToolDefinition } from "./tools.js";
+export type { CalleeUpdate, ClientCapability, Dependency, DependencyProxy, Proxies, StreamedCall, TaskSupport, ToolAnnotations, ToolDefinition } from "./tools.js";

@@ -70,6 +70,9 @@ export type Proxies<D extends readonly Dependency[]> = {
 /** A client capability a tool can require (see {@link ToolDefinition.requiredClientCapabilities}). */
 export type ClientCapability = "elicitation" | "roots" | "sampling";
 
+/** MCP's `execution.taskSupport` (see {@link ToolDefinition.taskSupport}). */
+export type TaskSupport = "forbidden" | "optional" | "required";
+
 export interface ToolDefinition<S extends InputSchema = InputSchema, D extends readonly Dependency[] = readonly Dependency[]> {
   /** The MCP tool name: 1 to 128 characters of A-Z, a-z, 0-9, `_`, `-` and `.`. */
   readonly name: string;
@@ -96,6 +99,12 @@ export interface ToolDefinition<S extends InputSchema = InputSchema, D extends r
    * (400 / -32021) before `execute` runs.
    */
   readonly requiredClientCapabilities?: readonly ClientCapability[];
+  /**
+   * Whether a call may run as a task (the MCP tasks extension; default `"forbidden"`): with
+   * `"optional"`, a call from a client that negotiated the extension becomes a task unless
+   * `execute` settles at once; `"required"` refuses any other client (-32021). Core runs it.
+   */
+  readonly taskSupport?: TaskSupport;
   /**
    * Runs the tool: sync or async; its result must be JSON (`undefined` is sent as null), or a
    * rich result: a `ToolResult`, an `Image`/`Audio`/`ResourceLink`/`EmbeddedResource`/`Text`,
@@ -132,7 +141,7 @@ export class LocalTool {
   /** Core's JSON tool definition; core checks it (names, capabilities, selectors). */
   info(): Record<string, unknown> {
     const { name, capability, version, tags, description, inputSchema, dependencies, timeoutMs, annotations } = this.#definition;
-    const { outputSchema, requiredClientCapabilities } = this.#definition;
+    const { outputSchema, requiredClientCapabilities, taskSupport } = this.#definition;
     return {
       name,
       capability, // core defaults it to the name
@@ -145,6 +154,7 @@ export class LocalTool {
       annotations,
       output_schema: outputSchema === undefined ? undefined : jsonSchemaOf(name, outputSchema, "output"),
       required_client_capabilities: requiredClientCapabilities,
+      task_support: taskSupport,
     };
   }
 

@@ -25,7 +25,7 @@ use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{
     Catalog, CatalogInvocation, CatalogRequest, Completion, FnCatalogHandler, InputRequired, ToolInvocation, ToolOutput,
 };
-use toolmesh_core::registry_api::ToolInfo;
+use toolmesh_core::registry_api::{TaskSupport, ToolInfo};
 use toolmesh_core::report::LogLevel;
 
 /// The schemas the fixture agents of every language share (`tests/conformance/schemas.json`).
@@ -41,6 +41,10 @@ fn tool(name: &str, description: &str, input_schema: Value) -> ToolInfo {
         "name": name, "capability": name, "description": description, "input_schema": input_schema,
     }))
     .expect("a fixture tool is a valid ToolInfo")
+}
+
+fn task_tool(name: &str, task_support: TaskSupport, description: &str, input_schema: Value) -> ToolInfo {
+    ToolInfo { task_support, ..tool(name, description, input_schema) }
 }
 
 /// A 1×1 red PNG and a minimal WAV, the suite's own samples.
@@ -78,11 +82,34 @@ fn tools() -> Vec<ToolInfo> {
         tool("test_tool_with_logging", "Logs three messages at info level", empty.clone()),
         tool("test_logging_tool", "Logs a message (sent only to a client that asked for a level)", empty.clone()),
         tool("json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", schema("json_schema_2020_12_tool")),
-        // The tasks extension's synchronous fixture.
+        // The tasks extension (SEP-2663): `greet` is synchronous only; the others run as tasks for
+        // a client that negotiated the extension (and answer directly within core's immediate
+        // window, as `slow_compute` with `seconds: 0` does).
         tool(
             "greet",
             "Says hello (synchronous, no task support)",
             json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}),
+        ),
+        task_tool(
+            "slow_compute",
+            TaskSupport::Optional,
+            "Sleeps the given seconds, then answers with its label",
+            json!({"type": "object", "properties": {"seconds": {"type": "number", "minimum": 0}, "label": {"type": "string"}}}),
+        ),
+        task_tool("failing_job", TaskSupport::Required, "Works for a second, then reports a tool error", empty.clone()),
+        task_tool("protocol_error_job", TaskSupport::Optional, "Works for a second, then ends without an answer", empty.clone()),
+        task_tool(
+            "confirm_delete",
+            TaskSupport::Optional,
+            "Looks the file up, asks the client to confirm, then deletes it",
+            json!({"type": "object", "properties": {"filename": {"type": "string"}}}),
+        ),
+        task_tool("multi_input", TaskSupport::Optional, "Asks two questions at once, then answers with both", empty.clone()),
+        task_tool(
+            "test_tool_with_task",
+            TaskSupport::Required,
+            "Asks for the user's name in the call itself, then greets them from a task",
+            empty.clone(),
         ),
         // SEP-2575: a modern call from a client that did not declare `sampling` is refused (-32021).
         ToolInfo {
@@ -225,7 +252,80 @@ fn input_required(tool: &str, arguments: &Value, context: &RequestContext) -> Op
     })
 }
 
+/// How long the task fixtures work before they answer or ask: longer than core's immediate
+/// window, so that a call from a client that negotiated tasks becomes a task.
+const WORK: Duration = Duration::from_millis(400);
+
+/// The tasks extension's fixtures that run as tasks; any other tool's completion is given back.
+fn task_fixture(invocation: &ToolInvocation, done: Completion) -> Result<(), Completion> {
+    let context = invocation.context.clone();
+    let response = move |key: &str| context.input.as_deref().and_then(|a| a.responses.get(key).cloned());
+    let arguments = invocation.arguments.clone();
+    let (work, answer): (Duration, Box<dyn FnOnce(Completion) + Send>) = match invocation.tool.as_str() {
+        "slow_compute" => {
+            let seconds = arguments["seconds"].as_f64().unwrap_or(0.0).max(0.0);
+            let label = arguments["label"].as_str().unwrap_or_default().to_owned();
+            (Duration::from_secs_f64(seconds), Box::new(move |done| done.ok(json!(format!("computed {label} in {seconds} s")))))
+        }
+        "failing_job" => (WORK, Box::new(|done| done.err("failing_job failed, as it always does"))),
+        // Drops its completion: the handler ended without an answer, a protocol-level failure.
+        "protocol_error_job" => (WORK, Box::new(drop)),
+        "confirm_delete" => {
+            let filename = arguments["filename"].as_str().unwrap_or_default().to_owned();
+            let answer = response("confirm");
+            (
+                WORK,
+                Box::new(move |done| match answer {
+                    Some(answer) if answer["action"] == "accept" => done.ok(json!(format!("deleted {filename}"))),
+                    Some(_) => done.ok(json!(format!("kept {filename}"))),
+                    None => done.input_required(ask(json!({"confirm": elicit(&format!("Delete {filename}?"), "confirm")}))),
+                }),
+            )
+        }
+        "multi_input" => {
+            let (first, second) = (response("first"), response("second"));
+            (
+                WORK,
+                Box::new(move |done| match (first, second) {
+                    (Some(first), Some(second)) => {
+                        done.ok(json!(format!("got {} and {}", first["content"]["name"], second["content"]["name"])))
+                    }
+                    _ => done.input_required(ask(json!({
+                        "first": elicit("First question: your name?", "name"),
+                        "second": elicit("Second question: your name again?", "name")}))),
+                }),
+            )
+        }
+        // Asks in the call itself (at once, so core answers directly), then works as a task.
+        "test_tool_with_task" => match response("user_name") {
+            None => {
+                done.input_required(ask(json!({"user_name": elicit("What is your name?", "name")})));
+                return Ok(());
+            }
+            Some(answer) => {
+                let name = answer["content"]["name"].as_str().unwrap_or("stranger").to_owned();
+                (WORK, Box::new(move |done| done.ok(json!(format!("Hello, {name}!")))))
+            }
+        },
+        _ => return Err(done),
+    };
+    let context = invocation.context.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(work) => answer(done),
+            // Cancelled (`tasks/cancel`): nobody waits for an answer any more.
+            () = context.cancelled() => {}
+        }
+    });
+    Ok(())
+}
+
+fn ask(requests: Value) -> InputRequired {
+    InputRequired::from_json(json!({"inputRequests": requests})).expect("a fixture asks validly")
+}
+
 fn handle(invocation: ToolInvocation, done: Completion) {
+    let Err(done) = task_fixture(&invocation, done) else { return };
     if let Some(answer) = input_required(&invocation.tool, &invocation.arguments, &invocation.context) {
         return match answer {
             Ok(text) => done.ok(json!(text)),

@@ -38,6 +38,40 @@ pub struct ToolInfo {
     /// request whose client did not declare one is refused (-32021) before the handler runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub required_client_capabilities: Vec<String>,
+    /// Whether a modern call may run as a task (the MCP tasks extension, SEP-2663): listed by
+    /// `tools/list` as MCP's `execution.taskSupport`.
+    #[serde(default, skip_serializing_if = "TaskSupport::is_forbidden")]
+    pub task_support: TaskSupport,
+}
+
+/// MCP's `execution.taskSupport`: whether a tool's calls run as tasks (SEP-2663) for a client
+/// that negotiated the tasks extension.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskSupport {
+    /// Calls always run synchronously (the default).
+    #[default]
+    Forbidden,
+    /// A call from a client that negotiated tasks runs as a task unless it answers at once;
+    /// other clients get the answer synchronously.
+    Optional,
+    /// Only a client that negotiated tasks may call it; any other is refused (-32021).
+    Required,
+}
+
+impl TaskSupport {
+    pub fn is_forbidden(&self) -> bool {
+        *self == TaskSupport::Forbidden
+    }
+
+    /// MCP's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskSupport::Forbidden => "forbidden",
+            TaskSupport::Optional => "optional",
+            TaskSupport::Required => "required",
+        }
+    }
 }
 
 /// MCP's `ToolAnnotations`: hints about a tool's behaviour, in MCP's own member names. Read
@@ -96,6 +130,21 @@ impl ToolInfo {
                     return Err(serde::de::Error::custom(format!(
                         "unknown tool annotation '{unknown}'; MCP's annotations are {}",
                         ToolAnnotations::KNOWN.join(", ")
+                    )));
+                }
+            }
+            if tool.get("task_support").is_some_and(Value::is_null) {
+                tool.remove("task_support");
+            }
+            match tool.get("task_support") {
+                None => {}
+                Some(Value::String(declared)) if ["forbidden", "optional", "required"].contains(&declared.as_str()) => {}
+                Some(other) => {
+                    let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
+                    return Err(serde::de::Error::custom(format!(
+                        "tool '{}': task_support must be \"forbidden\", \"optional\" or \"required\" (MCP's execution.taskSupport), got {}",
+                        crate::text::escape(name),
+                        crate::text::escape(&other.to_string())
                     )));
                 }
             }
@@ -211,6 +260,8 @@ struct StrictToolInfo {
     output_schema: Option<Value>,
     #[serde(default)]
     required_client_capabilities: Vec<String>,
+    #[serde(default)]
+    task_support: TaskSupport,
 }
 
 /// [`ToolAnnotations`] as a registration carries them: MCP's members, none other.
@@ -244,6 +295,7 @@ impl From<StrictToolInfo> for ToolInfo {
             annotations,
             output_schema,
             required_client_capabilities,
+            task_support,
         } = t;
         let StrictAnnotations { title, read_only_hint, destructive_hint, idempotent_hint, open_world_hint } = annotations;
         let annotations = ToolAnnotations { title, read_only_hint, destructive_hint, idempotent_hint, open_world_hint };
@@ -259,6 +311,7 @@ impl From<StrictToolInfo> for ToolInfo {
             annotations,
             output_schema,
             required_client_capabilities,
+            task_support,
         }
     }
 }

@@ -166,4 +166,15 @@ async fn a_declaration_no_client_could_satisfy_is_refused_at_start() {
         assert_eq!(e.kind(), ErrorKind::InvalidConfig);
         assert!(e.message().starts_with(message), "{}", e.message());
     }
+    // What a binding hands over as JSON is read by core, which names the tool and the values.
+    for (declared, says) in [(json!("sometimes"), "got \"sometimes\""), (json!(true), "got true")] {
+        let json = json!([{"name": "t", "task_support": declared}]).to_string();
+        let e = toolmesh_core::agent::parse_tools(&json).expect_err("refused");
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+        let expected = "the tool definitions are not valid: tool 't': task_support must be \"forbidden\", \"optional\" or \"required\"";
+        assert!(e.message().starts_with(expected) && e.message().ends_with(says), "{}", e.message());
+    }
+    let json = json!([{"name": "t", "task_support": "required"}, {"name": "u", "task_support": null}]).to_string();
+    let parsed = toolmesh_core::agent::parse_tools(&json).unwrap();
+    assert_eq!(parsed.iter().map(|t| t.task_support.as_str()).collect::<Vec<_>>(), ["required", "forbidden"]);
 }

@@ -336,7 +336,7 @@ def tool(fn: Optional[F] = None, **metadata: Any) -> Any:
     """Declares a tool served by ``toolmesh.run``/``toolmesh.start``; use it bare (``@tool``) or
     with keyword arguments: ``name``, ``capability``, ``version`` (default ``"1.0.0"``),
     ``tags``, ``description``, ``dependencies``, ``timeout_ms``, ``annotations``,
-    ``output_schema``, ``required_client_capabilities``, ``input_schema``.
+    ``output_schema``, ``required_client_capabilities``, ``input_schema``, ``task_support``.
 
     ``name`` defaults to the function's name, ``capability`` to the name, ``description`` to
     the docstring. ``dependencies`` are capabilities (``"add"``) or selectors
@@ -353,6 +353,9 @@ def tool(fn: Optional[F] = None, **metadata: Any) -> Any:
     pydantic model; every answer's structured content is checked against it.
     ``required_client_capabilities`` (``["sampling"]``, ``"elicitation"``, ``"roots"``): a modern
     MCP client that did not declare one is refused (-32021) before the function runs.
+    ``task_support`` (``"optional"``, ``"required"``; MCP's ``execution.taskSupport``): a call from
+    a client that negotiated the MCP tasks extension runs as a task, which core keeps and the
+    client polls; ``"required"`` refuses other clients (-32021).
     Works on async and plain functions (plain ones run in a worker thread).
     """
     return _decorator(_default_tools.append, fn, **metadata)

@@ -134,6 +134,8 @@ class ToolSpec:
     output_schema: Optional[dict[str, Any]]
     # client capabilities the tool needs ("sampling", ...); core refuses clients without them
     required_client_capabilities: tuple[str, ...]
+    # MCP's execution.taskSupport ("forbidden", "optional", "required"), or None; core checks it
+    task_support: Optional[str]
     input_schema: dict[str, Any]
     # parameter name -> index of the dependency whose proxy it receives
     proxy_params: Mapping[str, int]
@@ -160,6 +162,8 @@ class ToolSpec:
             info["output_schema"] = self.output_schema
         if self.required_client_capabilities:
             info["required_client_capabilities"] = list(self.required_client_capabilities)
+        if self.task_support is not None:
+            info["task_support"] = self.task_support
         return info
 
     async def invoke(self, arguments: dict[str, Any], proxies: Mapping[str, Proxy]) -> Any:
@@ -187,6 +191,7 @@ def declare(
     output_schema: Any = None,
     required_client_capabilities: Iterable[str] = (),
     input_schema: Optional[Mapping[str, Any]] = None,
+    task_support: Optional[str] = None,
 ) -> ToolSpec:
     """Reads a function's signature into a ToolSpec (see ``toolmesh.tool`` for the arguments)."""
     if not callable(fn):
@@ -219,6 +224,7 @@ def declare(
         annotations=dict(annotations or {}),
         output_schema=declared_output_schema(output_schema),
         required_client_capabilities=tuple(required_client_capabilities),
+        task_support=task_support,
         # A schema written out is served as given (core checks it); else the type hints say it.
         input_schema=dict(input_schema) if input_schema is not None else derived_input_schema(fn, skip=skip),
         proxy_params=proxy_params,

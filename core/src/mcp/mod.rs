@@ -34,6 +34,9 @@ pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
 pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 /// The least severe log level a modern request wants to receive (absent: none).
 pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+/// The tasks extension (SEP-2663): a client declares it in `_meta` client capabilities
+/// `extensions`, a server in its capabilities' `extensions`.
+pub const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
 /// The remaining time budget of the caller, in milliseconds (a toolmesh extension).
 pub const META_DEADLINE_MS: &str = "dev.toolmesh/deadlineMs";
 /// The mesh error behind an `isError` result (a toolmesh extension): `{code, name, message}`.

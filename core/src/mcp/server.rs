@@ -9,7 +9,8 @@
 //! `server/http_checks.rs` (Origin, Accept, Content-Type), `server/request.rs` (reading the
 //! JSON-RPC message), `server/era.rs` (which protocol era, and what a modern request must carry),
 //! `server/methods.rs` (what each MCP method answers), `server/catalog.rs` (resources and
-//! prompts) and `server/reply.rs` (the answers).
+//! prompts), `server/tasks.rs` and `server/task_store.rs` (the tasks extension) and
+//! `server/reply.rs` (the answers).
 
 mod catalog;
 mod client_requests;
@@ -20,6 +21,8 @@ mod methods;
 mod reply;
 mod request;
 mod stream;
+mod task_store;
+mod tasks;
 #[cfg(test)]
 mod tests;
 
@@ -67,6 +70,10 @@ pub struct McpServer {
     in_flight: Arc<InFlight>,
     /// Requests sent to legacy clients for a handler's input, for their responses to find.
     client_requests: Arc<ClientRequests>,
+    /// Whether a tool declares task support: the tasks extension is served only then.
+    serves_tasks: bool,
+    /// The tasks of the calls that run as tasks (`server/tasks.rs`).
+    tasks: Arc<task_store::TaskStore>,
 }
 
 impl McpServer {
@@ -74,6 +81,7 @@ impl McpServer {
     pub fn new(info: ServerInfo, tools: Arc<LocalTools>, propagate: HeaderAllowList, gate: Arc<Gate>) -> Self {
         let info_json = Arc::from(serde_json::value::to_raw_value(&info).expect("two strings always serialize"));
         let metrics = Arc::new(ServerMetrics::new(tools.tools().iter().map(|t| t.name.as_str())));
+        let serves_tasks = tools.tools().iter().any(|t| !t.task_support.is_forbidden());
         McpServer {
             info,
             info_json,
@@ -85,6 +93,8 @@ impl McpServer {
             seal: Arc::new(input::StateSeal::new()),
             in_flight: Arc::default(),
             client_requests: Arc::default(),
+            serves_tasks,
+            tasks: Arc::new(task_store::TaskStore::new(task_store::Limits::default())),
         }
     }
 

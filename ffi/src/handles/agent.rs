@@ -51,6 +51,9 @@ pub struct toolmesh_agent {
 ///   object) is listed too, and every answer's structured content is checked against it;
 ///   `required_client_capabilities` (`["sampling"]`, `"elicitation"`, `"roots"`) makes core refuse
 ///   a modern MCP client that did not declare one (-32021) before the handler runs.
+///   `task_support` (`"forbidden"`, the default, `"optional"` or `"required"`; MCP's
+///   `execution.taskSupport`) lets a call from a client that negotiated the MCP tasks extension run
+///   as a task, which core runs and the client polls; the handler is called as for any call.
 ///
 /// `handler` is taken over in every case, also when the start fails: its `free_userdata` is
 /// called, on a toolmesh host thread, once toolmesh no longer needs it (after a failed start, at

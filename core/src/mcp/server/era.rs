@@ -68,10 +68,12 @@ pub(super) fn check_modern_request(method: &str, headers: &HeaderMap, params: &P
         ));
     }
     expect_header(headers, &*METHOD_HEADER, method)?;
-    // `Mcp-Name` mirrors what the request names: a tool or prompt by name, a resource by URI.
+    // `Mcp-Name` mirrors what the request names: a tool or prompt by name, a resource by URI, a
+    // task by id (SEP-2663).
     let named = match method {
         "tools/call" | "prompts/get" => params.name,
         "resources/read" => params.uri,
+        "tasks/get" | "tasks/update" | "tasks/cancel" => params.task_id,
         _ => None,
     };
     if let Some(name) = named.and_then(Raw::as_str) {

@@ -11,6 +11,7 @@ use super::reply::{
 };
 use super::request::{Params, Raw, RequestMeta};
 use super::stream::{event_stream, reporter_for, HandlerOutputOrError};
+use super::tasks;
 use super::{McpServer, PeerInfo};
 use crate::authorize::Caller;
 use crate::context::{InputAnswers, RequestContext, TraceContext};
@@ -19,7 +20,8 @@ use crate::host::{Catalog, HandlerOutput, InputRequired, LocalTools};
 use crate::mcp::input::StateSeal;
 use crate::mcp::*;
 use crate::metrics::{Outcome, ServerOperation};
-use crate::report::CancelUnlessAnswered;
+use crate::registry_api::TaskSupport;
+use crate::report::{CancelUnlessAnswered, Reporter};
 use crate::server::Body;
 use crate::trace::{Span, SpanKind};
 use http::header::HeaderName;
@@ -42,13 +44,18 @@ use std::time::Duration;
 ///   `notifications/resources/updated` on, so `resources/subscribe` stays Method not found.
 /// - `prompts` (iff the agent declared a prompt): `prompts/list`, `prompts/get`;
 ///   `listChanged: false` for the same reason.
+/// - `extensions.io.modelcontextprotocol/tasks` (modern only, iff a tool declares task support):
+///   `tasks/get`, `tasks/update`, `tasks/cancel` (`tasks.rs`).
 /// - `logging` (legacy only): `logging/setLevel`, accepted; a stateless server cannot keep the
 ///   level past that request, so legacy calls get `info` and up (`stream.rs`). The 2026-07-28 era
 ///   removed the method: a modern request opts into log messages per request instead.
-pub(super) fn capabilities(era: Era, catalog: &Catalog) -> Value {
+pub(super) fn capabilities(era: Era, catalog: &Catalog, serves_tasks: bool) -> Value {
     let mut capabilities = json!({"tools": {"listChanged": false}, "completions": {}});
     if era == Era::Legacy {
         capabilities["logging"] = json!({});
+    }
+    if era == Era::Modern && serves_tasks {
+        capabilities["extensions"] = json!({ TASKS_EXTENSION: {} });
     }
     if catalog.serves_resources() {
         capabilities["resources"] = json!({"listChanged": false, "subscribe": false});
@@ -103,7 +110,7 @@ impl McpServer {
         let mut result = match method {
             "server/discover" => json!({
                 "supportedVersions": supported_versions(),
-                "capabilities": capabilities(Era::Modern, self.tools.catalog()),
+                "capabilities": capabilities(Era::Modern, self.tools.catalog(), self.serves_tasks),
                 "ttlMs": 0,
                 "cacheScope": "private",
             }),
@@ -114,6 +121,7 @@ impl McpServer {
                 list
             }
             "completion/complete" => complete(params)?,
+            "tasks/get" | "tasks/update" | "tasks/cancel" if self.serves_tasks => self.tasks_method(method, params, peer)?,
             other => match self.catalog_list(other, params, headers, peer)? {
                 Some(mut list) => {
                     list["ttlMs"] = json!(0);
@@ -137,7 +145,7 @@ impl McpServer {
                 let version = if LEGACY_VERSIONS.contains(&requested) { requested } else { LEGACY_VERSIONS[0] };
                 Ok(json!({
                     "protocolVersion": version,
-                    "capabilities": capabilities(Era::Legacy, self.tools.catalog()),
+                    "capabilities": capabilities(Era::Legacy, self.tools.catalog(), self.serves_tasks),
                     "serverInfo": self.info,
                 }))
             }
@@ -179,6 +187,9 @@ impl McpServer {
                 if let Some(schema) = &t.output_schema {
                     tool["outputSchema"] = schema.clone();
                 }
+                if !t.task_support.is_forbidden() {
+                    tool["execution"] = json!({"taskSupport": t.task_support.as_str()});
+                }
                 tool["_meta"] =
                     json!({"dev.toolmesh/capability": t.capability, "dev.toolmesh/version": t.version, "dev.toolmesh/tags": t.tags});
                 tool
@@ -208,6 +219,16 @@ impl McpServer {
         };
         operation.tool(&name);
         let client_capabilities = params.meta().and_then(|m| m.client_capabilities).and_then(declared_capabilities);
+        let task_support = self.tools.get(&name).map_or(TaskSupport::Forbidden, |tool| tool.task_support);
+        let tasks_negotiated = era == Era::Modern && client_capabilities.as_deref().is_some_and(tasks::negotiated);
+        if task_support == TaskSupport::Required && !tasks_negotiated {
+            let mut e = tasks::tasks_extension_missing(&format!("tool '{name}' runs only as a task and"));
+            if era == Era::Legacy {
+                e.status = StatusCode::OK;
+            }
+            operation.ended(Outcome::Rpc(e.code()));
+            return rpc_error(id, e);
+        }
         if era == Era::Modern {
             if let Some(tool) = self.tools.get(&name) {
                 let checked = check_param_headers(&tool.input_schema, params.arguments.as_ref(), headers)
@@ -218,7 +239,10 @@ impl McpServer {
                 }
             }
         }
+        let as_task = tasks_negotiated && task_support != TaskSupport::Forbidden;
         let (reporter, notifications) = match reporter_for(era, params.meta()) {
+            // A task's progress and log messages have no stream to go to.
+            Ok(_) if as_task => (Reporter::new(None, None).0, None),
             Ok(sink) => sink,
             Err(e) => {
                 operation.ended(Outcome::Rpc(e.code()));
@@ -248,6 +272,10 @@ impl McpServer {
             (Era::Legacy, _) => None,
         };
         let mut context = self.inbound_context(headers, params.meta(), trace);
+        if as_task {
+            // A task outlives the request that created it, and the request's time budget.
+            context.deadline = None;
+        }
         let reporter = Arc::new(reporter.with_deadline(context.deadline));
         // A legacy caller cancels with `notifications/cancelled` naming this request's id.
         let registered = (era == Era::Legacy).then(|| InFlight::register(&self.in_flight, &peer.identity, id.get(), &reporter));
@@ -260,6 +288,10 @@ impl McpServer {
         tracing::debug!(tool = %name, caller = %peer.identity, trace = ?context.trace_id(), "tools/call");
         let tool: Arc<str> = Arc::from(name.as_ref());
         let arguments = params.arguments.unwrap_or(Value::Null);
+        if as_task {
+            let asking = Asking { tool: tool.clone(), seal: self.seal.clone(), declared: client_capabilities };
+            return self.call_as_task(id, tool, arguments, context, asking, admitted, operation, &peer.identity).await;
+        }
         // A legacy client answers input requests sent on the stream; the handler then runs again.
         let legacy_input = (era == Era::Legacy).then(|| (self.client_requests.clone(), arguments.clone()));
         let handler = {
@@ -397,7 +429,7 @@ fn declared_capabilities(raw: Raw) -> Option<Arc<Value>> {
 
 /// A modern call to a tool that needs client capabilities its client did not declare: 400 /
 /// -32021, with the missing ones as a `ClientCapabilities` object in `data.requiredCapabilities`.
-fn check_required_capabilities(tool: &str, required: &[String], declared: Option<&Value>) -> Result<(), RpcError> {
+pub(super) fn check_required_capabilities(tool: &str, required: &[String], declared: Option<&Value>) -> Result<(), RpcError> {
     let missing: serde_json::Map<String, Value> = required
         .iter()
         .filter(|capability| declared.and_then(|d| d.get(capability.as_str())).is_none())
@@ -419,7 +451,7 @@ fn check_required_capabilities(tool: &str, required: &[String], declared: Option
 }
 
 /// How a `tools/call` ended, for the metrics.
-fn outcome_of(outcome: &HandlerOutputOrError) -> Outcome {
+pub(super) fn outcome_of(outcome: &HandlerOutputOrError) -> Outcome {
     match outcome {
         Ok(HandlerOutput::Result(output)) if output.is_error() => Outcome::Error(ErrorKind::ToolError),
         Ok(_) => Outcome::Ok,
@@ -487,10 +519,10 @@ async fn ask_legacy_client(
 
 /// What an input-required answer needs: the tool (a sealed state is valid for it only), the
 /// agent's seal, and the capabilities the client declared (a request it cannot serve is refused).
-struct Asking {
-    tool: Arc<str>,
-    seal: Arc<StateSeal>,
-    declared: Option<Arc<Value>>,
+pub(super) struct Asking {
+    pub(super) tool: Arc<str>,
+    pub(super) seal: Arc<StateSeal>,
+    pub(super) declared: Option<Arc<Value>>,
 }
 
 /// A handler's input requests, answered `resultType: "input_required"` to a modern client that
@@ -519,7 +551,7 @@ fn input_required_answer(era: Era, id: &RawValue, info_json: &RawValue, input: &
 }
 
 /// The JSON-RPC answer to a `tools/call` whose handler answered (or could not be asked).
-fn tool_answer(era: Era, id: &RawValue, info_json: &RawValue, outcome: HandlerOutputOrError, asking: &Asking) -> Response<Body> {
+pub(super) fn tool_answer(era: Era, id: &RawValue, info_json: &RawValue, outcome: HandlerOutputOrError, asking: &Asking) -> Response<Body> {
     match outcome {
         Ok(HandlerOutput::InputRequired(input)) => input_required_answer(era, id, info_json, &input, asking),
         Ok(HandlerOutput::Result(output)) => {
@@ -554,7 +586,7 @@ fn tool_answer(era: Era, id: &RawValue, info_json: &RawValue, outcome: HandlerOu
 
 /// Answers a `tools/call` with its result; a modern one carries `resultType` and the server's
 /// `serverInfo`.
-fn call_result(
+pub(super) fn call_result(
     era: Era,
     id: &RawValue,
     info_json: &RawValue,

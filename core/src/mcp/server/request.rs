@@ -123,12 +123,16 @@ pub(super) struct Params<'a> {
     /// `completion/complete`: the argument being completed (`{name, value}`).
     #[serde(default)]
     pub(super) argument: Option<Value>,
-    /// `tools/call` answering input requests (2026-07-28): the client's answers by key.
+    /// `tools/call` answering input requests (2026-07-28), and `tasks/update`: the client's
+    /// answers by key.
     #[serde(rename = "inputResponses", default)]
     pub(super) input_responses: Option<Value>,
     /// `tools/call` answering input requests: the sealed state the earlier answer carried.
     #[serde(rename = "requestState", borrow, default)]
     pub(super) request_state: Option<Raw<'a>>,
+    /// `tasks/get`, `tasks/update`, `tasks/cancel`: the task.
+    #[serde(rename = "taskId", borrow, default)]
+    pub(super) task_id: Option<Raw<'a>>,
     /// `notifications/cancelled`: the request the caller gave up on.
     #[serde(rename = "requestId", borrow, default)]
     pub(super) request_id: Option<Raw<'a>>,

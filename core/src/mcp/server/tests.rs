@@ -21,6 +21,7 @@ fn tool(name: &str, input_schema: Value) -> ToolInfo {
         annotations: Default::default(),
         output_schema: None,
         required_client_capabilities: vec![],
+        task_support: Default::default(),
     }
 }
 

@@ -60,4 +60,10 @@ public @interface MeshTool {
 
     /** Client capabilities the tool needs; a modern MCP client that did not declare one is refused (-32021). */
     String[] requiredClientCapabilities() default {};
+
+    /**
+     * MCP's {@code execution.taskSupport}: {@code "optional"} or {@code "required"} let a call run
+     * as a task (see {@link ToolDefinition.Builder#taskSupport}); empty (the default): never.
+     */
+    String taskSupport() default "";
 }

@@ -55,6 +55,9 @@ final class MethodTools {
             builder.outputSchema(annotation.outputSchema());
         }
         builder.requiresClientCapabilities(annotation.requiredClientCapabilities());
+        if (!annotation.taskSupport().isEmpty()) {
+            builder.taskSupport(annotation.taskSupport());
+        }
         List<String> capabilities = new ArrayList<>(List.of(annotation.dependencies()));
         for (String capability : annotation.dependencies()) {
             builder.dependsOn(capability);

@@ -35,6 +35,8 @@ public final class ToolDefinition {
     /** MCP's outputSchema; null when the tool declares none. */
     private final JsonNode outputSchema;
     private final List<String> requiredClientCapabilities;
+    /** MCP's execution.taskSupport; null when the tool declares none. */
+    private final String taskSupport;
     private final ToolHandler handler;
 
     private ToolDefinition(Builder builder, ObjectNode inputSchema) {
@@ -50,6 +52,7 @@ public final class ToolDefinition {
         this.annotations = builder.annotations.deepCopy();
         this.outputSchema = builder.outputSchema;
         this.requiredClientCapabilities = List.copyOf(builder.requiredClientCapabilities);
+        this.taskSupport = builder.taskSupport;
         this.handler = Objects.requireNonNull(builder.handler, () -> "tool '" + builder.name + "' has no handler");
     }
 
@@ -101,6 +104,9 @@ public final class ToolDefinition {
         if (!requiredClientCapabilities.isEmpty()) {
             info.set("required_client_capabilities", Json.MAPPER.valueToTree(requiredClientCapabilities));
         }
+        if (taskSupport != null) {
+            info.put("task_support", taskSupport);
+        }
         return info;
     }
 
@@ -123,6 +129,7 @@ public final class ToolDefinition {
         /** Set by {@link #inputSchema(String)}; else the schema comes from the parameters. */
         private ObjectNode inputSchema;
         private final List<String> requiredClientCapabilities = new ArrayList<>();
+        private String taskSupport;
         private ToolHandler handler;
 
         private Builder(String name) {
@@ -266,6 +273,17 @@ public final class ToolDefinition {
          */
         public Builder requiresClientCapabilities(String... capabilities) {
             requiredClientCapabilities.addAll(List.of(capabilities));
+            return this;
+        }
+
+        /**
+         * Whether a call may run as a task (the MCP tasks extension): {@code "forbidden"} (the
+         * default), {@code "optional"} (a call from a client that negotiated the extension runs
+         * as a task unless the handler answers at once) or {@code "required"} (any other client
+         * is refused with -32021). Core checks the value when the agent starts, and runs the task.
+         */
+        public Builder taskSupport(String taskSupport) {
+            this.taskSupport = Objects.requireNonNull(taskSupport, "taskSupport");
             return this;
         }
 

@@ -1,0 +1,330 @@
+//! The tasks extension (SEP-2663) over real mTLS to a real agent: a call from a client that
+//! negotiated the extension becomes a task that `tasks/get` follows to its result, `tasks/update`
+//! feeds with input and `tasks/cancel` stops (its handler told so); a handler that answers at once
+//! is answered directly; a client that did not negotiate gets synchronous answers and -32021 for
+//! the task methods; a task is visible only to the identity that created it; and one identity
+//! holds a bounded number of tasks.
+
+mod common;
+
+use common::mcp::*;
+use common::*;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use toolmesh_core::agent::Agent;
+use toolmesh_core::client::HttpsClient;
+use toolmesh_core::host::{Completion, FnHandler, InputRequired, ToolInvocation};
+use toolmesh_core::registry_api::{TaskSupport, ToolInfo};
+
+const TASKS: &str = "io.modelcontextprotocol/tasks";
+const WITHIN: Duration = Duration::from_secs(10);
+
+/// What the test and the handlers share: the labels the test released (a `work`, `ask`, `crash`
+/// or `broken` call waits for its label), and the labels of the calls that saw their cancel.
+struct Shared {
+    released: watch::Sender<Vec<String>>,
+    cancelled: mpsc::UnboundedSender<String>,
+}
+
+impl Shared {
+    fn release(&self, label: &str) {
+        self.released.send_modify(|released| released.push(label.to_owned()));
+    }
+}
+
+fn tools() -> Vec<ToolInfo> {
+    let declared = |name: &str, task_support| ToolInfo { task_support, ..tool(name, name, json!({"type": "object"}), json!([])) };
+    vec![
+        declared("work", TaskSupport::Optional),
+        declared("ask", TaskSupport::Optional),
+        declared("crash", TaskSupport::Optional),
+        declared("broken", TaskSupport::Optional),
+        declared("fast", TaskSupport::Optional),
+        declared("only_task", TaskSupport::Required),
+        declared("plain", TaskSupport::Forbidden),
+    ]
+}
+
+fn handler(shared: Arc<Shared>) -> Arc<FnHandler<impl Fn(ToolInvocation, Completion) + Send + Sync>> {
+    Arc::new(FnHandler(move |call: ToolInvocation, done: Completion| {
+        let label = call.arguments["label"].as_str().unwrap_or_default().to_owned();
+        let mut released = shared.released.subscribe();
+        let cancelled = shared.cancelled.clone();
+        tokio::spawn(async move {
+            match call.tool.as_str() {
+                "fast" | "only_task" | "plain" => return done.ok(json!({"label": label})),
+                // The second round (with the answers) answers at once.
+                "ask" if call.context.input.is_some() => {
+                    let input = call.context.input.as_deref().unwrap();
+                    return done.ok(json!({"answers": input.responses, "state": input.state}));
+                }
+                _ => {}
+            }
+            tokio::select! {
+                _ = released.wait_for(|released| released.contains(&label)) => {}
+                () = call.context.cancelled() => {
+                    let _ = cancelled.send(label);
+                    return;
+                }
+            }
+            match call.tool.as_str() {
+                "work" => done.ok(json!({"label": label})),
+                "ask" => done.input_required(
+                    InputRequired::from_json(json!({
+                        "inputRequests": {
+                            "name": {"method": "elicitation/create", "params": {"message": "Name?", "requestedSchema": {"type": "object"}}},
+                            "colour": {"method": "elicitation/create", "params": {"message": "Colour?", "requestedSchema": {"type": "object"}}}},
+                        "requestState": {"asked": label},
+                    }))
+                    .unwrap(),
+                ),
+                "broken" => done.err("the job broke"),
+                // Ends without an answer.
+                _ => drop(done),
+            }
+        });
+    }))
+}
+
+async fn start(pki: &Pki) -> (Agent, Arc<Shared>, mpsc::UnboundedReceiver<String>) {
+    let (cancelled, seen) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared { released: watch::channel(Vec::new()).0, cancelled });
+    let mut config = config("tasker", &pki.issue("tasker"));
+    config.set("health_port", "off").unwrap();
+    let agent = Agent::start(config, tools(), handler(shared.clone())).await.unwrap();
+    (agent, shared, seen)
+}
+
+/// Client capabilities that negotiate the tasks extension (and elicitation).
+fn negotiating(mut params: Value) -> Value {
+    params["_meta"] = json!({"io.modelcontextprotocol/clientCapabilities": {"elicitation": {}, "extensions": {TASKS: {}}}});
+    params
+}
+
+async fn call(client: &HttpsClient, ep: &str, tool: &str, label: &str) -> Value {
+    let (status, answer) =
+        modern(client, ep, "tools/call", Some(tool), negotiating(json!({"name": tool, "arguments": {"label": label}}))).await;
+    assert_eq!(status, 200, "{answer}");
+    answer["result"].clone()
+}
+
+/// A task method; the whole JSON-RPC answer.
+async fn task_method(client: &HttpsClient, ep: &str, method: &str, task: &str, mut params: Value) -> Value {
+    params["taskId"] = json!(task);
+    modern(client, ep, method, Some(task), negotiating(params)).await.1
+}
+
+async fn until_status(client: &HttpsClient, ep: &str, task: &str, status: &str) -> Value {
+    eventually(&format!("task {task} is {status}"), WITHIN, async || {
+        let got = task_method(client, ep, "tasks/get", task, json!({})).await["result"].clone();
+        if got["status"] == status {
+            Ok(got)
+        } else {
+            Err(got.to_string())
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_call_becomes_a_task_that_settles_asks_for_input_and_cancels() {
+    let pki = Pki::new();
+    let (agent, shared, mut cancelled) = start(&pki).await;
+    let client = HttpsClient::new(&pki.identity("operator")).unwrap();
+    let ep = agent.endpoint();
+
+    let (_, discovered) = modern(&client, ep, "server/discover", None, json!({})).await;
+    assert_eq!(discovered["result"]["capabilities"]["extensions"], json!({TASKS: {}}), "{discovered}");
+    let (_, listed) = modern(&client, ep, "tools/list", None, json!({})).await;
+    let support: Vec<(&str, &Value)> =
+        listed["result"]["tools"].as_array().unwrap().iter().map(|t| (t["name"].as_str().unwrap(), &t["execution"])).collect();
+    assert!(support.contains(&("only_task", &json!({"taskSupport": "required"}))), "{support:?}");
+    assert!(support.contains(&("plain", &Value::Null)), "forbidden is the default, not listed: {support:?}");
+
+    // A handler still working past the immediate window: the call is answered with the task.
+    let created = call(&client, ep, "work", "w1").await;
+    assert_eq!(created["resultType"], "task", "{created}");
+    let task = created["taskId"].as_str().unwrap().to_owned();
+    assert_eq!(task.len(), 32);
+    for member in ["createdAt", "lastUpdatedAt"] {
+        assert!(created[member].as_str().is_some_and(|t| t.ends_with('Z') && t.contains('T')), "{member}: {created}");
+    }
+    assert_eq!((created["status"].as_str(), created["ttlMs"].as_u64()), (Some("working"), Some(30 * 60 * 1000)));
+    assert!(created.get("result").is_none() && created.get("requestState").is_none(), "{created}");
+    let working = task_method(&client, ep, "tasks/get", &task, json!({})).await["result"].clone();
+    assert_eq!((working["status"].as_str(), working["resultType"].as_str()), (Some("working"), Some("complete")), "{working}");
+    assert!(working.get("result").is_none());
+    shared.release("w1");
+    let done = until_status(&client, ep, &task, "completed").await;
+    assert_eq!(done["result"]["structuredContent"], json!({"label": "w1"}), "{done}");
+    assert_eq!(done["result"]["isError"], false);
+
+    // A tool error completes the task with an isError result; no answer at all fails it.
+    let broken = call(&client, ep, "broken", "b1").await["taskId"].as_str().unwrap().to_owned();
+    let crashed = call(&client, ep, "crash", "c1").await["taskId"].as_str().unwrap().to_owned();
+    shared.release("b1");
+    shared.release("c1");
+    let broken = until_status(&client, ep, &broken, "completed").await;
+    assert_eq!(
+        (broken["result"]["isError"].as_bool(), broken["result"]["content"][0]["text"].as_str()),
+        (Some(true), Some("tool 'broken' failed: the job broke"))
+    );
+    let crashed = until_status(&client, ep, &crashed, "failed").await;
+    assert_eq!(crashed["error"]["code"], -32603, "{crashed}");
+    assert!(crashed["error"]["message"].as_str().unwrap().contains("ended without an answer"), "{crashed}");
+    assert!(crashed.get("result").is_none());
+
+    // Input: both requests must be answered (one at a time here) before the handler runs again,
+    // with the answers and the state it asked for.
+    let asking = call(&client, ep, "ask", "a1").await["taskId"].as_str().unwrap().to_owned();
+    shared.release("a1");
+    let parked = until_status(&client, ep, &asking, "input_required").await;
+    let mut keys: Vec<&String> = parked["inputRequests"].as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["colour", "name"]);
+    assert!(parked.get("requestState").is_none(), "the state stays in core: {parked}");
+    let ack = task_method(
+        &client,
+        ep,
+        "tasks/update",
+        &asking,
+        json!({"inputResponses": {"name": {"action": "accept", "content": {"name": "Ada"}}}}),
+    )
+    .await;
+    assert_eq!(ack["result"]["resultType"], "complete", "{ack}");
+    assert!(ack["result"].get("status").is_none(), "an ack, not the task: {ack}");
+    let still = task_method(&client, ep, "tasks/get", &asking, json!({})).await["result"].clone();
+    assert_eq!(
+        (still["status"].as_str(), still["inputRequests"].as_object().map(|r| r.len())),
+        (Some("input_required"), Some(1)),
+        "{still}"
+    );
+    assert!(still["inputRequests"].get("colour").is_some());
+    let bad = task_method(&client, ep, "tasks/update", &asking, json!({"inputResponses": {"colour": "red"}})).await;
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+    task_method(
+        &client,
+        ep,
+        "tasks/update",
+        &asking,
+        json!({"inputResponses": {"colour": {"action": "accept", "content": {"colour": "red"}}}}),
+    )
+    .await;
+    let answered = until_status(&client, ep, &asking, "completed").await;
+    assert_eq!(answered["result"]["structuredContent"]["state"], json!({"asked": "a1"}), "{answered}");
+    assert_eq!(answered["result"]["structuredContent"]["answers"]["colour"]["content"], json!({"colour": "red"}));
+
+    // Cancel: acked, the task says so, its handler is told; a second cancel is acked the same.
+    let running = call(&client, ep, "work", "w2").await["taskId"].as_str().unwrap().to_owned();
+    let ack = task_method(&client, ep, "tasks/cancel", &running, json!({})).await;
+    assert_eq!(ack["result"], json!({"resultType": "complete", "_meta": ack["result"]["_meta"]}), "{ack}");
+    let told = tokio::time::timeout(WITHIN, cancelled.recv()).await.expect("the handler sees its cancel");
+    assert_eq!(told.as_deref(), Some("w2"));
+    assert_eq!(task_method(&client, ep, "tasks/get", &running, json!({})).await["result"]["status"], "cancelled");
+    shared.release("w2");
+    let again = task_method(&client, ep, "tasks/cancel", &running, json!({})).await;
+    assert_eq!(again["result"]["resultType"], "complete", "{again}");
+    assert_eq!(task_method(&client, ep, "tasks/get", &running, json!({})).await["result"]["status"], "cancelled");
+
+    // A handler that answers at once is answered directly.
+    let fast = call(&client, ep, "fast", "f1").await;
+    assert_eq!((fast["resultType"].as_str(), fast.get("taskId")), (Some("complete"), None), "{fast}");
+
+    let unknown = task_method(&client, ep, "tasks/get", "00000000000000000000000000000000", json!({})).await;
+    assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+    assert_eq!(unknown["error"]["message"], "Invalid params: unknown task '00000000000000000000000000000000'");
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_did_not_negotiate_tasks_gets_answers_directly_and_no_task_methods() {
+    let pki = Pki::new();
+    let (agent, shared, _) = start(&pki).await;
+    let client = HttpsClient::new(&pki.identity("operator")).unwrap();
+    let ep = agent.endpoint();
+
+    shared.release("s1");
+    let (status, answer) = modern(&client, ep, "tools/call", Some("work"), json!({"name": "work", "arguments": {"label": "s1"}})).await;
+    assert_eq!((status, answer["result"]["resultType"].as_str()), (200, Some("complete")), "{answer}");
+    assert_eq!(answer["result"]["structuredContent"], json!({"label": "s1"}));
+
+    let (status, refused) = modern(&client, ep, "tools/call", Some("only_task"), json!({"name": "only_task", "arguments": {}})).await;
+    assert_eq!((status, refused["error"]["code"].as_i64()), (400, Some(-32021)), "{refused}");
+    assert_eq!(refused["error"]["data"], json!({"requiredCapabilities": {"extensions": {TASKS: {}}}}));
+    assert!(refused["error"]["message"].as_str().unwrap().contains("tool 'only_task' runs only as a task"), "{refused}");
+
+    for method in ["tasks/get", "tasks/update", "tasks/cancel"] {
+        let (status, refused) = modern(&client, ep, method, Some("x"), json!({"taskId": "x", "inputResponses": {}})).await;
+        assert_eq!((status, refused["error"]["code"].as_i64()), (400, Some(-32021)), "{method}: {refused}");
+    }
+    // The removed v1 methods, and the legacy era, have none of it.
+    for method in ["tasks/result", "tasks/list"] {
+        let (_, answer) = modern(&client, ep, method, None, negotiating(json!({"taskId": "x"}))).await;
+        assert_eq!(answer["error"]["code"], -32601, "{method}: {answer}");
+    }
+    let legacy = legacy_ok(&client, ep, "tasks/get", json!({"taskId": "x"})).await;
+    assert_eq!(legacy["error"]["code"], -32601, "{legacy}");
+    // The routing header must name the task.
+    let created = call(&client, ep, "work", "h1").await["taskId"].as_str().unwrap().to_owned();
+    let (status, mismatch) = modern(&client, ep, "tasks/get", Some("another"), negotiating(json!({"taskId": created}))).await;
+    assert_eq!((status, mismatch["error"]["code"].as_i64()), (400, Some(-32020)), "{mismatch}");
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_task_is_visible_only_to_the_identity_that_created_it() {
+    let pki = Pki::new();
+    let (agent, shared, _) = start(&pki).await;
+    let owner = HttpsClient::new(&pki.identity("owner")).unwrap();
+    let other = HttpsClient::new(&pki.identity("other")).unwrap();
+    let ep = agent.endpoint();
+
+    let task = call(&owner, ep, "ask", "i1").await["taskId"].as_str().unwrap().to_owned();
+    shared.release("i1");
+    until_status(&owner, ep, &task, "input_required").await;
+    for (method, params) in [
+        ("tasks/get", json!({})),
+        (
+            "tasks/update",
+            json!({"inputResponses": {"name": {"action": "accept", "content": {}}, "colour": {"action": "accept", "content": {}}}}),
+        ),
+        ("tasks/cancel", json!({})),
+    ] {
+        let refused = task_method(&other, ep, method, &task, params).await;
+        assert_eq!(refused["error"]["code"], -32602, "{method}: {refused}");
+        assert_eq!(refused["error"]["message"], format!("Invalid params: unknown task '{task}'"), "the same as for an id never issued");
+    }
+    let untouched = task_method(&owner, ep, "tasks/get", &task, json!({})).await["result"].clone();
+    assert_eq!(untouched["status"], "input_required", "another identity changed nothing: {untouched}");
+    assert_eq!(untouched["inputRequests"].as_object().unwrap().len(), 2);
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_identity_holds_a_bounded_number_of_tasks() {
+    const PER_CALLER: usize = 128;
+    let pki = Pki::new();
+    let (agent, _shared, _) = start(&pki).await;
+    let busy = HttpsClient::new(&pki.identity("busy")).unwrap();
+    let other = HttpsClient::new(&pki.identity("other")).unwrap();
+    let ep = agent.endpoint().to_owned();
+
+    let calls = (0..PER_CALLER).map(|i| {
+        let (busy, ep) = (busy.clone(), ep.clone());
+        tokio::spawn(async move { call(&busy, &ep, "work", &format!("n{i}")).await })
+    });
+    for created in futures_util::future::join_all(calls).await {
+        let created = created.unwrap();
+        assert_eq!(created["resultType"], "task", "{created}");
+    }
+    let refused = call(&busy, &ep, "work", "one-too-many").await;
+    assert_eq!(refused["isError"], true, "{refused}");
+    assert_eq!(refused["_meta"]["dev.toolmesh/error"]["name"], "RATE_LIMITED", "{refused}");
+    let text = refused["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains(&format!("holds {PER_CALLER} tasks, as many as one caller may")), "{text}");
+    let theirs = call(&other, &ep, "work", "someone-else").await;
+    assert_eq!(theirs["resultType"], "task", "another identity is not limited by this one: {theirs}");
+    agent.shutdown().await;
+}
