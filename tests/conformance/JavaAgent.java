@@ -95,6 +95,63 @@ public final class JavaAgent {
                 call -> "region \"" + call.argument("region", String.class) + "\"");
     }
 
+    // --- The tasks extension (SEP-2663): these run as tasks for a client that negotiated it ----
+
+    /** Past core's 100 ms window for a direct answer, so the call becomes a task. */
+    private static final long WORK_MS = 400;
+
+    private void task(String name, String taskSupport, String description, String inputSchema, ToolHandler handler) {
+        tools.add(ToolDefinition.builder(name).description(description).inputSchema(inputSchema).taskSupport(taskSupport).handler(handler).build());
+    }
+
+    private void taskTools() {
+        task("slow_compute", "optional", "Sleeps the given seconds, then answers with its label",
+                "{\"type\": \"object\", \"properties\": {\"seconds\": {\"type\": \"number\", \"minimum\": 0}, \"label\": {\"type\": \"string\"}}}",
+                call -> {
+                    double seconds = Math.max(call.arguments().path("seconds").asDouble(0), 0);
+                    Thread.sleep((long) (seconds * 1000)); // tasks/cancel interrupts it
+                    return "computed " + call.arguments().path("label").asText("") + " in " + seconds + " s";
+                });
+        task("failing_job", "required", "Works for a second, then reports a tool error", EMPTY, call -> {
+            Thread.sleep(WORK_MS);
+            throw new IllegalStateException("failing_job failed, as it always does");
+        });
+        task("protocol_error_job", "optional", "Works for a second, then ends without an answer", EMPTY, call -> {
+            Thread.sleep(WORK_MS);
+            Map<String, Object> cycle = new java.util.HashMap<>();
+            cycle.put("self", cycle);
+            return cycle; // not JSON: core fails the task with a protocol error
+        });
+        task("confirm_delete", "optional", "Looks the file up, asks the client to confirm, then deletes it",
+                "{\"type\": \"object\", \"properties\": {\"filename\": {\"type\": \"string\"}}}", call -> {
+                    Thread.sleep(WORK_MS);
+                    String filename = call.arguments().path("filename").asText("");
+                    JsonNode given = answer(call, "confirm");
+                    if (given == null) {
+                        return InputRequired.of(Map.of("confirm", elicit("Delete " + filename + "?", "confirm")), null);
+                    }
+                    return (given.path("action").asText().equals("accept") ? "deleted " : "kept ") + filename;
+                });
+        task("multi_input", "optional", "Asks two questions at once, then answers with both", EMPTY, call -> {
+            Thread.sleep(WORK_MS);
+            JsonNode first = answer(call, "first");
+            JsonNode second = answer(call, "second");
+            if (first == null || second == null) {
+                return InputRequired.of(Map.of("first", elicit("First question: your name?", "name"),
+                        "second", elicit("Second question: your name again?", "name")), null);
+            }
+            return "got " + first.path("content").path("name") + " and " + second.path("content").path("name");
+        });
+        task("test_tool_with_task", "required", "Asks for the user's name in the call itself, then greets them from a task", EMPTY, call -> {
+            JsonNode given = answer(call, "user_name");
+            if (given == null) { // at once, so core answers directly
+                return InputRequired.of(Map.of("user_name", elicit("What is your name?", "name")), null);
+            }
+            Thread.sleep(WORK_MS);
+            return "Hello, " + given.path("content").path("name").asText("stranger") + "!";
+        });
+    }
+
     private static Object logThree(ToolCall call) throws InterruptedException {
         String[] messages = {"Tool execution started", "Tool processing data", "Tool execution completed"};
         for (int i = 0; i < messages.length; i++) {
@@ -244,6 +301,7 @@ public final class JavaAgent {
         fixtures.richTools();
         fixtures.inputTools();
         fixtures.legacyTools();
+        fixtures.taskTools();
         var builder = Toolmesh.agent("conformance");
         fixtures.tools.forEach(builder::tool);
         builder.resource(Resource.builder("test://static-text", "static-text").description("A static text resource")

@@ -52,6 +52,11 @@ static void declare(json_t *tools, const char *name, const char *description, co
   declare_schema(tools, name, description, parsed(input_schema));
 }
 
+static void declare_task(json_t *tools, const char *name, const char *task_support, const char *description, const char *input_schema) {
+  declare(tools, name, description, input_schema);
+  json_object_set_new(json_array_get(tools, json_array_size(tools) - 1), "task_support", json_string(task_support));
+}
+
 static char *tools_json(void) {
   json_t *tools = json_array();
   declare(tools, "test_simple_text", "Returns a simple text response", EMPTY);
@@ -66,6 +71,15 @@ static char *tools_json(void) {
   declare_schema(tools, "json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", json_incref(schema("json_schema_2020_12_tool")));
   declare(tools, "greet", "Says hello (synchronous, no task support)",
           "{\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\"}}, \"required\": [\"name\"]}");
+  /* The tasks extension (SEP-2663): these run as tasks for a client that negotiated it. */
+  declare_task(tools, "slow_compute", "optional", "Sleeps the given seconds, then answers with its label",
+               "{\"type\": \"object\", \"properties\": {\"seconds\": {\"type\": \"number\", \"minimum\": 0}, \"label\": {\"type\": \"string\"}}}");
+  declare_task(tools, "failing_job", "required", "Works for a second, then reports a tool error", EMPTY);
+  declare_task(tools, "protocol_error_job", "optional", "Works for a second, then ends without an answer", EMPTY);
+  declare_task(tools, "confirm_delete", "optional", "Looks the file up, asks the client to confirm, then deletes it",
+               "{\"type\": \"object\", \"properties\": {\"filename\": {\"type\": \"string\"}}}");
+  declare_task(tools, "multi_input", "optional", "Asks two questions at once, then answers with both", EMPTY);
+  declare_task(tools, "test_tool_with_task", "required", "Asks for the user's name in the call itself, then greets them from a task", EMPTY);
   declare(tools, "test_missing_capability", "Needs the client's sampling capability", EMPTY);
   json_object_set_new(json_array_get(tools, json_array_size(tools) - 1), "required_client_capabilities", json_pack("[s]", "sampling"));
   declare(tools, "test_headers", "Echoes a parameter that callers mirror in the Mcp-Param-Region header",
@@ -332,6 +346,90 @@ static int answer_input_fixture(const char *tool, const char *arguments_json, to
   return handled;
 }
 
+/* Past core's 100 ms window for a direct answer, so the call becomes a task. */
+static const long WORK_MS = 400;
+
+/* Works for `ms`, or until the call is cancelled (tasks/cancel): then frees the invocation
+ * unanswered and returns false, as nobody waits for an answer any more. */
+static int work(toolmesh_invocation *invocation, long ms) {
+  for (long slept = 0; slept < ms; slept += 20) {
+    if (toolmesh_invocation_cancelled(invocation)) {
+      toolmesh_invocation_free(invocation);
+      return 0;
+    }
+    sleep_ms(ms - slept < 20 ? ms - slept : 20);
+  }
+  return 1;
+}
+
+/* The task fixtures; false when `tool` is none of them. */
+static int answer_task_fixture(const char *tool, json_t *arguments, toolmesh_invocation *invocation) {
+  json_t *input = input_of(invocation);
+  char *text = NULL;
+  int handled = 1;
+  if (strcmp(tool, "slow_compute") == 0) {
+    double seconds = json_number_value(json_object_get(arguments, "seconds"));
+    if (seconds < 0) seconds = 0;
+    const char *label = json_string_value(json_object_get(arguments, "label"));
+    if (work(invocation, (long)(seconds * 1000))) {
+      if (asprintf(&text, "computed %s in %g s", label ? label : "", seconds) < 0) abort();
+      answer_value(invocation, json_string(text));
+    }
+  } else if (strcmp(tool, "failing_job") == 0) {
+    if (work(invocation, WORK_MS)) {
+      toolmesh_error *error = NULL;
+      report("fail", toolmesh_invocation_fail(invocation, "failing_job failed, as it always does", &error), error);
+    }
+  } else if (strcmp(tool, "protocol_error_job") == 0) {
+    /* Ends without an answer: core fails the task with a protocol error. */
+    if (work(invocation, WORK_MS)) toolmesh_invocation_free(invocation);
+  } else if (strcmp(tool, "confirm_delete") == 0) {
+    const char *filename = json_string_value(json_object_get(arguments, "filename"));
+    filename = filename ? filename : "";
+    if (work(invocation, WORK_MS)) {
+      json_t *given = response(input, "confirm");
+      if (given == NULL) {
+        if (asprintf(&text, "Delete %s?", filename) < 0) abort();
+        answer_result(invocation, input_required(json_pack("{s:o}", "confirm", elicit(text, "confirm")), NULL));
+      } else {
+        const char *action = json_string_value(json_object_get(given, "action"));
+        if (asprintf(&text, "%s %s", action && strcmp(action, "accept") == 0 ? "deleted" : "kept", filename) < 0) abort();
+        answer_value(invocation, json_string(text));
+      }
+    }
+  } else if (strcmp(tool, "multi_input") == 0) {
+    if (work(invocation, WORK_MS)) {
+      json_t *first = response(input, "first"), *second = response(input, "second");
+      if (first == NULL || second == NULL) {
+        answer_result(invocation, input_required(json_pack("{s:o, s:o}", "first", elicit("First question: your name?", "name"), "second",
+                                                           elicit("Second question: your name again?", "name")),
+                                                 NULL));
+      } else {
+        char *a = json_dumps(json_object_get(json_object_get(first, "content"), "name"), JSON_ENCODE_ANY);
+        char *b = json_dumps(json_object_get(json_object_get(second, "content"), "name"), JSON_ENCODE_ANY);
+        if (asprintf(&text, "got %s and %s", a ? a : "null", b ? b : "null") < 0) abort();
+        free(a);
+        free(b);
+        answer_value(invocation, json_string(text));
+      }
+    }
+  } else if (strcmp(tool, "test_tool_with_task") == 0) {
+    json_t *given = response(input, "user_name");
+    if (given == NULL) { /* at once, so core answers directly */
+      answer_result(invocation, input_required(json_pack("{s:o}", "user_name", elicit("What is your name?", "name")), NULL));
+    } else if (work(invocation, WORK_MS)) {
+      const char *name = json_string_value(json_object_get(json_object_get(given, "content"), "name"));
+      if (asprintf(&text, "Hello, %s!", name ? name : "stranger") < 0) abort();
+      answer_value(invocation, json_string(text));
+    }
+  } else {
+    handled = 0;
+  }
+  free(text);
+  json_decref(input);
+  return handled;
+}
+
 static void log_three(toolmesh_invocation *invocation) {
   const char *messages[] = {"\"Tool execution started\"", "\"Tool processing data\"", "\"Tool execution completed\""};
   for (int i = 0; i < 3; i++) {
@@ -345,8 +443,12 @@ static void log_three(toolmesh_invocation *invocation) {
 static void invoke(void *userdata, const char *tool, const char *arguments_json, toolmesh_invocation *invocation) {
   (void)userdata;
   if (answer_input_fixture(tool, arguments_json, invocation)) return;
-  json_t *image = json_pack("{s:s, s:s, s:s}", "type", "image", "data", PNG, "mimeType", "image/png");
   json_t *arguments = json_loads(arguments_json, 0, NULL);
+  if (answer_task_fixture(tool, arguments, invocation)) {
+    json_decref(arguments);
+    return;
+  }
+  json_t *image = json_pack("{s:s, s:s, s:s}", "type", "image", "data", PNG, "mimeType", "image/png");
   char *text = NULL;
   if (strcmp(tool, "test_simple_text") == 0) {
     answer_value(invocation, json_string("This is a simple text response for testing."));

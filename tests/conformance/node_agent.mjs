@@ -65,6 +65,56 @@ agent.addTool({
   inputSchema: { type: "object", properties: { name: { type: "string" } }, required: ["name"] },
   execute: ({ name }) => `Hello, ${name}!`,
 });
+// --- The tasks extension (SEP-2663): these run as tasks for a client that negotiated it --------
+
+const WORK = 400; // ms: past core's 100 ms window for a direct answer, so the call becomes a task
+const work = (ms = WORK) => sleep(ms, undefined, { signal: currentContext().signal }); // tasks/cancel aborts it
+agent.addTool({
+  name: "slow_compute",
+  description: "Sleeps the given seconds, then answers with its label",
+  inputSchema: { type: "object", properties: { seconds: { type: "number", minimum: 0 }, label: { type: "string" } } },
+  taskSupport: "optional",
+  execute: async ({ seconds = 0, label = "" }) => {
+    const wait = Math.max(Number(seconds), 0);
+    await work(wait * 1000);
+    return `computed ${label} in ${wait} s`;
+  },
+});
+tool("failing_job", "Works for a second, then reports a tool error", async () => {
+  await work();
+  throw new Error("failing_job failed, as it always does");
+}, { taskSupport: "required" });
+tool("protocol_error_job", "Works for a second, then ends without an answer", async () => {
+  await work();
+  return 1n; // not JSON: core fails the task with a protocol error
+}, { taskSupport: "optional" });
+agent.addTool({
+  name: "confirm_delete",
+  description: "Looks the file up, asks the client to confirm, then deletes it",
+  inputSchema: { type: "object", properties: { filename: { type: "string" } } },
+  taskSupport: "optional",
+  execute: async ({ filename = "" }) => {
+    await work();
+    const given = answer("confirm");
+    if (given === undefined) return new InputRequired({ confirm: elicit(`Delete ${filename}?`, "confirm") });
+    return given.action === "accept" ? `deleted ${filename}` : `kept ${filename}`;
+  },
+});
+tool("multi_input", "Asks two questions at once, then answers with both", async () => {
+  await work();
+  const [first, second] = [answer("first"), answer("second")];
+  if (first === undefined || second === undefined) {
+    return new InputRequired({ first: elicit("First question: your name?", "name"), second: elicit("Second question: your name again?", "name") });
+  }
+  return `got ${JSON.stringify(first.content?.name)} and ${JSON.stringify(second.content?.name)}`;
+}, { taskSupport: "optional" });
+tool("test_tool_with_task", "Asks for the user's name in the call itself, then greets them from a task", async () => {
+  const given = answer("user_name");
+  if (given === undefined) return new InputRequired({ user_name: elicit("What is your name?", "name") }); // at once: answered directly
+  await work();
+  return `Hello, ${given.content?.name ?? "stranger"}!`;
+}, { taskSupport: "required" });
+
 tool("test_missing_capability", "Needs the client's sampling capability", () => "The client declared sampling", {
   requiredClientCapabilities: ["sampling"],
 });

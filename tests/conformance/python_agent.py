@@ -114,6 +114,66 @@ def greet(name: str) -> str:
     return f"Hello, {name}!"
 
 
+# --- The tasks extension (SEP-2663): these run as tasks for a client that negotiated it --------
+
+WORK = 0.4  # seconds: past core's 100 ms window for a direct answer, so the call becomes a task
+
+
+@agent.tool(task_support="optional",
+            input_schema={"type": "object", "properties": {"seconds": {"type": "number", "minimum": 0},
+                                                           "label": {"type": "string"}}})
+async def slow_compute(seconds: float = 0, label: str = "") -> str:
+    """Sleeps the given seconds, then answers with its label"""
+    seconds = max(float(seconds), 0.0)
+    await asyncio.sleep(seconds)  # tasks/cancel cancels the coroutine here
+    return f"computed {label} in {seconds} s"
+
+
+@agent.tool(task_support="required")
+async def failing_job() -> str:
+    """Works for a second, then reports a tool error"""
+    await asyncio.sleep(WORK)
+    raise RuntimeError("failing_job failed, as it always does")
+
+
+@agent.tool(task_support="optional")
+async def protocol_error_job() -> Any:
+    """Works for a second, then ends without an answer"""
+    await asyncio.sleep(WORK)
+    return object()  # not JSON: core fails the task with a protocol error
+
+
+@agent.tool(task_support="optional")
+async def confirm_delete(filename: str = "") -> Any:
+    """Looks the file up, asks the client to confirm, then deletes it"""
+    await asyncio.sleep(WORK)
+    given = answer("confirm")
+    if given is None:
+        return toolmesh.InputRequired({"confirm": elicit(f"Delete {filename}?", "confirm")})
+    return f"deleted {filename}" if given.get("action") == "accept" else f"kept {filename}"
+
+
+@agent.tool(task_support="optional")
+async def multi_input() -> Any:
+    """Asks two questions at once, then answers with both"""
+    await asyncio.sleep(WORK)
+    first, second = answer("first"), answer("second")
+    if first is None or second is None:
+        return toolmesh.InputRequired({"first": elicit("First question: your name?", "name"),
+                                       "second": elicit("Second question: your name again?", "name")})
+    return f"got {js(first['content'].get('name'))} and {js(second['content'].get('name'))}"
+
+
+@agent.tool(task_support="required")
+async def test_tool_with_task() -> Any:
+    """Asks for the user's name in the call itself, then greets them from a task"""
+    given = answer("user_name")
+    if given is None:  # at once, so core answers directly
+        return toolmesh.InputRequired({"user_name": elicit("What is your name?", "name")})
+    await asyncio.sleep(WORK)
+    return f"Hello, {given['content'].get('name', 'stranger')}!"
+
+
 @agent.tool(required_client_capabilities=["sampling"])
 def test_missing_capability() -> str:
     """Needs the client's sampling capability"""
