@@ -3,7 +3,7 @@
  * MCP's member names, checked by core at start), and how a JS read or get answers core's request.
  */
 
-import { type ContentItem, contentJson, type ResourceContents, resourceContentsJson } from "./content.js";
+import { type ContentItem, contentJson, InputRequired, type ResourceContents, resourceContentsJson } from "./content.js";
 
 /** What a resource's or template's `read` may return. */
 export type ReadResult =
@@ -58,7 +58,16 @@ export interface PromptMessage {
 }
 
 /** What a prompt's `get` may return: a string (one user message), messages, or both with a description. */
-export type PromptResult = string | readonly PromptMessage[] | { readonly description?: string; readonly messages: readonly PromptMessage[] };
+/**
+ * What a prompt's `get` may return: its messages, or an `InputRequired` asking the client for
+ * input first (MCP 2026-07-28; the client gets the prompt again with its answers, read from the
+ * context's `inputResponses` and `requestState`).
+ */
+export type PromptResult =
+  | string
+  | readonly PromptMessage[]
+  | { readonly description?: string; readonly messages: readonly PromptMessage[] }
+  | InputRequired;
 
 /** A prompt: core checks the arguments (strings, the required ones present) before `get` sees them. */
 export interface PromptDefinition {
@@ -143,6 +152,7 @@ function readJson(uri: string, mimeType: string | undefined, result: ReadResult)
 
 function promptJson(result: PromptResult): unknown {
   const messages = (list: readonly PromptMessage[]): unknown[] => list.map(({ role, content }) => ({ role, content: contentJson(content) }));
+  if (result instanceof InputRequired) return result.toJSON(); // core seals the state
   if (typeof result === "string") return { messages: [{ role: "user", content: { type: "text", text: result } }] };
   if (Array.isArray(result)) return { messages: messages(result as readonly PromptMessage[]) };
   const { description, messages: list } = result as { description?: string; messages: readonly PromptMessage[] };

@@ -12,8 +12,7 @@
 //! requests (2026-07-28) are answered with `Completion::input_required`, the client's answers read
 //! from the context (`RequestContext::input`), the handler's state sealed and checked by core.
 //! A legacy (2025-11-25) client gets the same input requests as requests of the server's own on
-//! the call's stream, sent by core. Fixtures that need what a handler cannot do yet (input
-//! requests from a prompt) are left out rather than faked: the suite reports them as missing.
+//! the call's stream, sent by core. A prompt asks for input the same way a tool does.
 //! The schemas every language's fixture agent shares are in `tests/conformance/schemas.json`.
 
 use serde_json::{json, Value};
@@ -395,6 +394,7 @@ fn catalog() -> Catalog {
             {"name": "test_prompt_with_embedded_resource", "description": "A prompt embedding a resource", "arguments": [
                 {"name": "resourceUri", "description": "URI of the resource to embed", "required": true}]},
             {"name": "test_prompt_with_image", "description": "A prompt with an image"},
+            {"name": "test_input_required_result_prompt", "description": "Asks the client for context before it answers"},
         ],
     });
     Catalog::parse(&catalog.to_string()).expect("the fixture catalog is valid")
@@ -424,6 +424,18 @@ fn handle_catalog(invocation: CatalogInvocation, done: Completion) {
                     {"role": "user", "content": {"type": "image", "data": PNG, "mimeType": "image/png"}},
                     text("Please analyze the image above."),
                 ]),
+                "test_input_required_result_prompt" => {
+                    let given = invocation.context.input.as_deref().and_then(|a| a.responses.get("user_context"));
+                    match given {
+                        Some(answer) => {
+                            json!([text(&format!("Prompt with context: {}", answer["content"]["context"].as_str().unwrap_or_default()))])
+                        }
+                        None => {
+                            let request = elicit("What context should the prompt use?", "context");
+                            return done.input_required(ask(json!({"user_context": request})));
+                        }
+                    }
+                }
                 other => return done.err(format!("no such prompt {other}")),
             };
             done.ok(json!({"messages": messages}))

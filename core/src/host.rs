@@ -134,6 +134,15 @@ pub enum Answer {
     InputRequired(InputRequired),
 }
 
+/// What a prompt's handler answered ([`LocalTools::get_prompt`]).
+#[derive(Debug)]
+pub enum PromptAnswer {
+    /// A checked `GetPromptResult`.
+    Messages(Value),
+    /// Requests for the client's input, answered before the prompt is.
+    InputRequired(InputRequired),
+}
+
 /// What a local tool answered, for callers that serve it over MCP: a plain value (which becomes
 /// `structuredContent` and one text item) or a result in MCP's own shape.
 #[derive(Debug, Clone, PartialEq)]
@@ -259,11 +268,16 @@ pub fn argument_not_decoded_error(tool: &str, argument: &str, type_name: &str, r
 
 /// A handler asked for input its caller cannot give: a mesh call, or a legacy-era MCP request.
 pub fn input_required_error(tool: &str, input: &InputRequired) -> Error {
+    input_required_error_of(&format!("tool '{tool}'"), input)
+}
+
+/// [`input_required_error`] for any `subject` ("tool 'x'", "prompt 'y'").
+pub fn input_required_error_of(subject: &str, input: &InputRequired) -> Error {
     let methods: Vec<&str> = input.input_requests.values().filter_map(|r| r.get("method").and_then(Value::as_str)).collect();
     Error::new(
         ErrorKind::Protocol,
         format!(
-            "tool '{tool}' asked its caller for input ({}), which only an MCP 2026-07-28 client can give; this call cannot answer it",
+            "{subject} asked its caller for input ({}), which only an MCP 2026-07-28 client can give; this call cannot answer it",
             methods.join(", ")
         ),
     )
@@ -339,7 +353,7 @@ fn catalog_answer(what: &str, received: Result<Answer, oneshot::error::RecvError
         )),
         Ok(Answer::InputRequired(_)) => Err(Error::new(
             ErrorKind::HandlerResult,
-            format!("{what}: the handler asked the client for input, which toolmesh carries for tools only so far"),
+            format!("{what}: the handler asked the client for input, which toolmesh carries for tools and prompts only so far"),
         )),
         Ok(Answer::NotJson(reason)) => {
             tracing::warn!("{what}: the handler answered a value that is not JSON: {reason}");
@@ -490,11 +504,27 @@ impl LocalTools {
 
     /// Gets a prompt: checks the arguments ([`PromptInfo::check_arguments`]; a refusal is
     /// INVALID_ARGUMENTS), asks the host handler, checks its answer ([`check_prompt_result`]).
-    pub async fn get_prompt(&self, prompt: &PromptInfo, arguments: Option<&Value>, context: Arc<RequestContext>) -> Result<Value, Error> {
+    /// Gets a prompt: its `GetPromptResult`, or the input its handler asks the client for first
+    /// (answered `Completion::input_required`, or `ok` with an `InputRequiredResult` document).
+    pub async fn get_prompt(
+        &self,
+        prompt: &PromptInfo,
+        arguments: Option<&Value>,
+        context: Arc<RequestContext>,
+    ) -> Result<PromptAnswer, Error> {
         let arguments = prompt.check_arguments(arguments).map_err(|problem| Error::new(ErrorKind::InvalidArguments, problem))?;
         let what = format!("prompt '{}'", prompt.name);
         let answer = self.start_catalog(CatalogRequest::GetPrompt { name: prompt.name.clone(), arguments }, context).await;
-        check_prompt_result(catalog_answer(&what, answer)?).map_err(|problem| {
+        if let Ok(Answer::InputRequired(input)) = answer {
+            return Ok(PromptAnswer::InputRequired(input));
+        }
+        let value = catalog_answer(&what, answer)?;
+        if value.get("resultType").and_then(Value::as_str) == Some("input_required") {
+            return InputRequired::from_json(value)
+                .map(PromptAnswer::InputRequired)
+                .map_err(|problem| Error::new(ErrorKind::HandlerResult, format!("{what}: {problem}")));
+        }
+        check_prompt_result(value).map(PromptAnswer::Messages).map_err(|problem| {
             Error::new(ErrorKind::HandlerResult, format!("{what}: the handler's answer is not a valid GetPromptResult: {problem}"))
         })
     }

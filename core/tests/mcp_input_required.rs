@@ -2,7 +2,8 @@
 //! client for input, core seals the state it wants back, and the client's second call brings the
 //! answers and the state to the handler; a state changed on the way, or made for another tool, is
 //! refused before the handler runs; a client that did not declare what a request needs is
-//! refused; and callers that cannot answer (a legacy request, a mesh call) are told why.
+//! refused; a legacy client answers the same requests sent on the call's stream; a prompt asks as
+//! a tool does; and callers that cannot answer (a mesh call) are told why.
 
 mod common;
 
@@ -14,7 +15,7 @@ use toolmesh_core::agent::Agent;
 use toolmesh_core::client::HttpsClient;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::error::ErrorKind;
-use toolmesh_core::host::{Completion, FnHandler, InputRequired, LocalTools, ToolInvocation};
+use toolmesh_core::host::{Completion, FnHandler, InputRequired, LocalTools, ToolHandler, ToolInvocation};
 use toolmesh_core::registry_api::ToolInfo;
 
 fn tools() -> Vec<ToolInfo> {
@@ -103,15 +104,143 @@ async fn a_caller_that_cannot_answer_is_told_why() {
     assert_eq!((status, refused["error"]["code"].clone()), (400, json!(-32021)), "{refused}");
     assert_eq!(refused["error"]["data"]["requiredCapabilities"], json!({"elicitation": {}}));
 
-    // A legacy request: there is no such result in its era.
-    let legacy = legacy_ok(&client, ep, "tools/call", json!({"name": "greet", "arguments": {}})).await;
-    let message = "tool 'greet' asked its caller for input (elicitation/create), which only an MCP 2026-07-28 client can give; \
-                   this call cannot answer it";
-    assert_eq!((legacy["result"]["isError"].clone(), legacy["result"]["content"][0]["text"].clone()), (json!(true), json!(message)));
     agent.shutdown().await;
 
-    // A mesh call (here in-process) cannot answer either.
+    // A mesh call (here in-process) cannot answer yet.
+    let message = "tool 'greet' asked its caller for input (elicitation/create), which only an MCP 2026-07-28 client can give; \
+                   this call cannot answer it";
     let local = LocalTools::new(tools(), handler());
     let e = local.invoke("greet", json!({}), Arc::new(RequestContext::default())).await.unwrap_err();
     assert_eq!((e.kind(), e.message()), (ErrorKind::Protocol, message));
+}
+
+/// Sends a legacy `tools/call` and returns the events of its stream as they come, and the whole
+/// answer once it ends.
+fn legacy_call(
+    client: &HttpsClient,
+    endpoint: &str,
+    tool: &str,
+) -> (tokio::sync::mpsc::UnboundedReceiver<Value>, tokio::task::JoinHandle<String>) {
+    let (events, received) = tokio::sync::mpsc::unbounded_channel();
+    let (client, endpoint) = (client.clone(), endpoint.to_owned());
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {}}});
+    let answer = tokio::spawn(async move {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri(endpoint)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+            .unwrap();
+        let mut observe = move |chunk: &bytes::Bytes| {
+            for line in String::from_utf8_lossy(chunk).lines() {
+                if let Some(Ok(message)) = line.strip_prefix("data: ").map(serde_json::from_str::<Value>) {
+                    let _ = events.send(message);
+                }
+            }
+        };
+        let response = client.send_observed(request, Some(&mut observe)).await.unwrap();
+        String::from_utf8(response.body().to_vec()).unwrap()
+    });
+    (received, answer)
+}
+
+#[tokio::test]
+async fn a_legacy_client_answers_the_requests_sent_on_the_stream_and_the_handler_gets_the_answers() {
+    let pki = Pki::new();
+    let agent = start(&pki).await;
+    let client = HttpsClient::new(&pki.identity("operator")).unwrap();
+    let stranger = HttpsClient::new(&pki.identity("stranger")).unwrap();
+    let ep = agent.endpoint();
+    let within = std::time::Duration::from_secs(10);
+
+    let (mut events, answer) = legacy_call(&client, ep, "greet");
+    let request = tokio::time::timeout(within, events.recv()).await.expect("a request on the stream").expect("the stream is open");
+    assert_eq!(request["method"], "elicitation/create", "{request}");
+    assert_eq!(request["params"]["message"], "Who are you?");
+    let id = request["id"].clone();
+    assert!(id.as_str().is_some_and(|id| id.len() > 24), "an unguessable string id: {id}");
+    let response = |result: Value| json!({"jsonrpc": "2.0", "id": id, "result": result});
+    // Another identity's response to it is accepted as a message, and answers nothing.
+    let (status, _) = post(&stranger, ep, &[], response(json!({"action": "accept", "content": {"name": "Mallory"}}))).await;
+    assert_eq!(status, 202);
+    let (status, _) = post(&client, ep, &[], response(json!({"action": "accept", "content": {"name": "Ada"}}))).await;
+    assert_eq!(status, 202);
+    let answer = tokio::time::timeout(within, answer).await.expect("the call ends").unwrap();
+    let result: Value = answer
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|m| m["id"] == 1)
+        .expect("the call's answer on the stream");
+    assert_eq!(result["result"]["structuredContent"], json!({"hello": "Ada", "state": {"asked": "greet"}}), "{result}");
+
+    // A client that cannot elicit answers with an error: the call fails, saying so.
+    let (mut events, answer) = legacy_call(&client, ep, "greet");
+    let request = tokio::time::timeout(within, events.recv()).await.unwrap().unwrap();
+    let refusal = json!({"jsonrpc": "2.0", "id": request["id"], "error": {"code": -32601, "message": "Method not found"}});
+    assert_eq!(post(&client, ep, &[], refusal).await.0, 202);
+    let answer = tokio::time::timeout(within, answer).await.expect("the call ends").unwrap();
+    assert!(
+        answer.contains(
+            "tool 'greet' asked its caller for input (elicitation/create), and the client answered with error -32601: Method not found"
+        ),
+        "{answer}"
+    );
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_prompt_asks_for_input_as_a_tool_does_with_its_state_sealed_for_it() {
+    use toolmesh_core::host::{Catalog, CatalogInvocation, CatalogRequest, FnCatalogHandler};
+    let pki = Pki::new();
+    let mut config = config("asker", &pki.issue("asker"));
+    config.set("health_port", "off").unwrap();
+    let catalog = Catalog::parse(r#"{"prompts": [{"name": "greet"}]}"#).unwrap();
+    let prompt = |invocation: CatalogInvocation, done: Completion| {
+        let input = invocation.context.input.clone();
+        match (invocation.request, input.as_deref().and_then(|i| Some((i.responses.get("name")?, i.state.as_ref()?)))) {
+            (CatalogRequest::GetPrompt { .. }, Some((answer, state))) => done.ok(json!({"messages": [{"role": "user", "content":
+                {"type": "text", "text": format!("Hello, {}! ({state})", answer["content"]["name"].as_str().unwrap_or_default())}}]})),
+            (CatalogRequest::GetPrompt { .. }, None) => done.input_required(
+                InputRequired::from_json(json!({
+                    "inputRequests": {"name": {"method": "elicitation/create", "params": {"message": "Who are you?",
+                        "requestedSchema": {"type": "object", "properties": {"name": {"type": "string"}}}}}},
+                    "requestState": {"asked": "prompt"},
+                }))
+                .unwrap(),
+            ),
+            (other, _) => done.err(format!("unexpected {other:?}")),
+        }
+    };
+    let tool_handler = handler();
+    let handler = Arc::new(FnCatalogHandler(move |call: ToolInvocation, done: Completion| tool_handler.invoke(call, done), prompt));
+    let agent = Agent::start_with_catalog(config, tools(), catalog, handler).await.unwrap();
+    let client = HttpsClient::new(&pki.identity("operator")).unwrap();
+    let ep = agent.endpoint();
+
+    let (status, first) = modern(&client, ep, "prompts/get", Some("greet"), with_elicitation(json!({"name": "greet"}))).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    let state = first["result"]["requestState"].as_str().expect("a sealed state").to_owned();
+    let answer = json!({"name": {"action": "accept", "content": {"name": "Ada"}}});
+    let params = json!({"name": "greet", "inputResponses": answer, "requestState": state});
+    let (status, second) = modern(&client, ep, "prompts/get", Some("greet"), with_elicitation(params)).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["result"]["resultType"], "complete");
+    assert_eq!(second["result"]["messages"][0]["content"]["text"], r#"Hello, Ada! ({"asked":"prompt"})"#);
+
+    // A state this agent sealed for its tool of the same name is not the prompt's.
+    let (_, sealed) = modern(&client, ep, "tools/call", Some("greet"), with_elicitation(json!({"name": "greet", "arguments": {}}))).await;
+    let for_the_tool = sealed["result"]["requestState"].as_str().expect("a state for tool 'greet'").to_owned();
+    let params = json!({"name": "greet", "inputResponses": answer, "requestState": for_the_tool});
+    let (_, refused) = modern(&client, ep, "prompts/get", Some("greet"), with_elicitation(params)).await;
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("issued for another request"), "{refused}");
+
+    // A client without elicitation is refused with -32021, naming the prompt.
+    let (status, refused) = modern(&client, ep, "prompts/get", Some("greet"), json!({"name": "greet"})).await;
+    assert_eq!((status, refused["error"]["code"].clone()), (400, json!(-32021)), "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("prompt 'greet' needs elicitation"), "{refused}");
+    agent.shutdown().await;
 }

@@ -36,7 +36,10 @@ pub type toolmesh_invoke_fn = Option<
 /// item; `blob` standard base64) for a read, `{"description"?, "messages": [{"role": "user" |
 /// "assistant", "content": <content item>}]}` for a prompt — which toolmesh checks (an invalid
 /// answer reaches the caller as `TOOLMESH_HANDLER_RESULT` naming the item), or with
-/// `toolmesh_invocation_fail` and the others.
+/// `toolmesh_invocation_fail` and the others. A prompt may instead ask the client for input first
+/// (MCP 2026-07-28), with `{"resultType": "input_required", "inputRequests": {...},
+/// "requestState": ...}` as for a tool; the client's next get brings the answers
+/// (`toolmesh_invocation_input`).
 pub type toolmesh_catalog_fn =
     Option<unsafe extern "C" fn(userdata: *mut c_void, request_json: *const c_char, invocation: *mut toolmesh_invocation)>;
 

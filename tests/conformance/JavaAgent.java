@@ -332,6 +332,14 @@ public final class JavaAgent {
                 .handler(get -> PromptResult.builder()
                         .message("user", Map.of("type", "image", "data", Base64.getEncoder().encodeToString(PNG), "mimeType", "image/png"))
                         .user("Please analyze the image above.").build()).build());
+        builder.prompt(Prompt.builder("test_input_required_result_prompt").description("Asks the client for context before it answers")
+                .handler(get -> {
+                    JsonNode answers = get.context().inputResponses();
+                    if (answers == null || !answers.has("user_context")) {
+                        return InputRequired.of(Map.of("user_context", elicit("What context should the prompt use?", "context")), null);
+                    }
+                    return "Prompt with context: " + answers.path("user_context").path("content").path("context").asText();
+                }).build());
         try (MeshAgent agent = builder.start()) {
             System.out.println("endpoint " + agent.endpoint());
             System.out.flush();

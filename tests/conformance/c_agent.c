@@ -110,7 +110,7 @@ static char *catalog_json(void) {
   json_t *catalog = json_pack(
       "{s:[{s:s, s:s, s:s, s:s, s:s}, {s:s, s:s, s:s, s:s, s:s}, {s:s, s:s, s:s, s:s, s:s}],"
       " s:[{s:s, s:s, s:s, s:s}],"
-      " s:[{s:s, s:s}, {s:s, s:s, s:[{s:s, s:s, s:b}, {s:s, s:s, s:b}]}, {s:s, s:s, s:[{s:s, s:s, s:b}]}, {s:s, s:s}]}",
+      " s:[{s:s, s:s}, {s:s, s:s, s:[{s:s, s:s, s:b}, {s:s, s:s, s:b}]}, {s:s, s:s, s:[{s:s, s:s, s:b}]}, {s:s, s:s}, {s:s, s:s}]}",
       "resources",
       "uri", "test://static-text", "name", "static-text", "description", "A static text resource", "mimeType", "text/plain",
       "text", "This is the content of the static text resource.",
@@ -128,7 +128,8 @@ static char *catalog_json(void) {
       "name", "arg2", "description", "Second test argument", "required", 1,
       "name", "test_prompt_with_embedded_resource", "description", "A prompt embedding a resource", "arguments",
       "name", "resourceUri", "description", "URI of the resource to embed", "required", 1,
-      "name", "test_prompt_with_image", "description", "A prompt with an image");
+      "name", "test_prompt_with_image", "description", "A prompt with an image",
+      "name", "test_input_required_result_prompt", "description", "Asks the client for context before it answers");
   if (catalog == NULL) abort();
   char *text = json_dumps(catalog, JSON_COMPACT);
   json_decref(catalog);
@@ -531,6 +532,16 @@ static void invoke_catalog(void *userdata, const char *request_json, toolmesh_in
   } else if (strcmp(name, "test_prompt_with_image") == 0) {
     answer_value(invocation, json_pack("{s:[{s:s, s:{s:s, s:s, s:s}}, o]}", "messages", "role", "user", "content", "type", "image", "data",
                                        PNG, "mimeType", "image/png", user_text("Please analyze the image above.")));
+  } else if (strcmp(name, "test_input_required_result_prompt") == 0) {
+    json_t *input = input_of(invocation);
+    json_t *given = response(input, "user_context");
+    if (given == NULL) {
+      answer_value(invocation, input_required(json_pack("{s:o}", "user_context", elicit("What context should the prompt use?", "context")), NULL));
+    } else {
+      if (asprintf(&text, "Prompt with context: %s", string_at(given, "content", "context")) < 0) abort();
+      answer_value(invocation, json_pack("{s:[o]}", "messages", user_text(text)));
+    }
+    json_decref(input);
   } else {
     toolmesh_error *error = NULL;
     report("fail", toolmesh_invocation_fail(invocation, "no such prompt", &error), error);

@@ -268,6 +268,16 @@ agent.addPrompt({
   ],
 });
 
+agent.addPrompt({
+  name: "test_input_required_result_prompt",
+  description: "Asks the client for context before it answers",
+  get: () => {
+    const given = answer("user_context");
+    if (given === undefined) return new InputRequired({ user_context: elicit("What context should the prompt use?", "context") });
+    return `Prompt with context: ${given.content?.context ?? ""}`;
+  },
+});
+
 await agent.start();
 console.log(`endpoint ${agent.endpoint}`);
 // Serve until the script that started us closes our standard input (or dies).

@@ -395,6 +395,15 @@ def test_prompt_with_image() -> list:
     return [toolmesh.Image(PNG, "image/png"), "Please analyze the image above."]
 
 
+@agent.prompt
+def test_input_required_result_prompt() -> Any:
+    """Asks the client for context before it answers"""
+    given = answer("user_context")
+    if given is None:
+        return toolmesh.InputRequired({"user_context": elicit("What context should the prompt use?", "context")})
+    return f"Prompt with context: {given['content'].get('context', '')}"
+
+
 async def main() -> None:
     async with agent:
         print(f"endpoint {agent.endpoint}", flush=True)

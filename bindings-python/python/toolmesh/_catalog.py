@@ -11,7 +11,7 @@ import functools
 import inspect
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
-from ._content import CONTENT_TYPES, ContentItem, EmbeddedResource, _base64, content_item
+from ._content import CONTENT_TYPES, ContentItem, EmbeddedResource, InputRequired, _base64, content_item
 
 
 async def _run(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
@@ -146,6 +146,8 @@ class PromptSpec:
 
 
 def _prompt_result(name: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, InputRequired):
+        return value.to_mcp()  # asks the client first (2026-07-28); core seals the state
     if isinstance(value, Mapping):
         return dict(value)  # a GetPromptResult written out; core checks it
     items: Sequence[Any] = value if isinstance(value, (list, tuple)) else [value]

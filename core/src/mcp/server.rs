@@ -146,14 +146,14 @@ impl McpServer {
                 return accepted();
             }
             Ok(Err(Notice::Answer(request_id, answer))) => {
-                let id = match client_requests::response_id(request_id) {
-                    Ok(id) => id,
-                    Err(e) => return rpc_error(RawValue::NULL, e),
-                };
-                let answer = answer.map(RawValue::get).map_err(RawValue::get);
-                let parse = |json: &str| serde_json::from_str(json).expect("a RawValue holds valid JSON");
-                let matched = self.client_requests.answer(&peer.identity, &id, answer.map(parse).map_err(parse));
-                tracing::debug!(caller = %peer.identity, request = %id, matched, "a response to the server's request");
+                // Accepted whatever it answers: a response that matches no request of ours (its
+                // id, or its sender) is dropped, as a stateless server has nothing else to do.
+                let matched = client_requests::response_id(request_id).is_some_and(|id| {
+                    let answer = answer.map(RawValue::get).map_err(RawValue::get);
+                    let parse = |json: &str| serde_json::from_str(json).expect("a RawValue holds valid JSON");
+                    self.client_requests.answer(&peer.identity, &id, answer.map(parse).map_err(parse))
+                });
+                tracing::debug!(caller = %peer.identity, request = request_id.get(), matched, "a response to a request of the server's");
                 return accepted();
             }
             Ok(Err(Notice::Ignored)) => return accepted(),

@@ -3,13 +3,14 @@
 //! rules for tools (`Gate::admit_named`, `Gate::may_list_named`).
 
 use super::era::Era;
-use super::methods::method_not_found;
+use super::methods::{declared_capabilities, input_answers, input_required_result, method_not_found};
 use super::reply::{ErrorMeta, RpcError};
 use super::request::{Params, Raw};
 use super::{McpServer, PeerInfo};
 use crate::authorize::Admitted;
 use crate::context::TraceContext;
 use crate::error::{Error, ErrorKind};
+use crate::host::{input_required_error_of, PromptAnswer};
 use crate::mcp::*;
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Map, Value};
@@ -111,10 +112,26 @@ impl McpServer {
                 return Err(invalid(&format!("unknown prompt '{name}'")).with_data(json!({"name": name})));
             };
             let admitted = self.admit_named(headers, peer, "prompt", &prompt.name)?;
-            let context = self.catalog_context(headers, params, peer, &admitted, trace);
-            let result = self.tools.get_prompt(prompt, params.arguments.as_ref(), context).await.map_err(|e| rpc_error_of(&e))?;
+            // A prompt may ask the client for input first, as a tool may (2026-07-28).
+            let subject = format!("prompt '{name}'");
+            let declared = params.meta().and_then(|m| m.client_capabilities).and_then(declared_capabilities);
+            let mut context = self.catalog_context(headers, params, peer, &admitted, trace);
+            if era == Era::Modern {
+                let context = Arc::make_mut(&mut context);
+                context.input = input_answers(&subject, params, &self.seal)?;
+                context.client_capabilities = declared.clone();
+            }
+            let answer = self.tools.get_prompt(prompt, params.arguments.as_ref(), context).await.map_err(|e| rpc_error_of(&e))?;
             drop(admitted);
-            result
+            match answer {
+                PromptAnswer::Messages(result) => result,
+                PromptAnswer::InputRequired(input) if era == Era::Modern => {
+                    let mut result = input_required_result(&subject, &input, &self.seal, declared.as_deref())?;
+                    result["_meta"] = json!({ META_SERVER_INFO: self.info });
+                    return Ok(result);
+                }
+                PromptAnswer::InputRequired(input) => return Err(rpc_error_of(&input_required_error_of(&subject, &input))),
+            }
         };
         if era == Era::Modern {
             result["resultType"] = json!("complete");

@@ -9,7 +9,6 @@
 //! request (unguessable, of this run of the agent) and the verified identity of the caller, so one
 //! workload can answer only the requests sent to it.
 
-use super::reply::RpcError;
 use crate::error::{Error, ErrorKind};
 use crate::fx_hash::FxHashMap;
 use crate::mcp::input::InputRequired;
@@ -133,10 +132,9 @@ pub(super) fn too_many_rounds(tool: &str) -> Error {
     )
 }
 
-/// Reads the id of a response a client POSTed: ours are strings.
-pub(super) fn response_id(id: &serde_json::value::RawValue) -> Result<String, RpcError> {
-    serde_json::from_str::<String>(id.get())
-        .map_err(|_| RpcError::invalid_request("a response's id must be the string id of the request it answers"))
+/// The id of a response a client POSTed, when it can answer one of ours (a string).
+pub(super) fn response_id(id: &serde_json::value::RawValue) -> Option<String> {
+    serde_json::from_str::<String>(id.get()).ok()
 }
 
 #[cfg(test)]

@@ -231,8 +231,13 @@ impl McpServer {
         }
         if era == Era::Modern {
             if let Some(tool) = self.tools.get(&name) {
-                let checked = check_param_headers(&tool.input_schema, params.arguments.as_ref(), headers)
-                    .and_then(|()| check_required_capabilities(&name, &tool.required_client_capabilities, client_capabilities.as_deref()));
+                let checked = check_param_headers(&tool.input_schema, params.arguments.as_ref(), headers).and_then(|()| {
+                    check_required_capabilities(
+                        &format!("tool '{name}'"),
+                        &tool.required_client_capabilities,
+                        client_capabilities.as_deref(),
+                    )
+                });
                 if let Err(e) = checked {
                     operation.ended(Outcome::Rpc(e.code()));
                     return rpc_error(id, e);
@@ -262,7 +267,7 @@ impl McpServer {
             // An unknown tool is answered as such below.
             (Ok(_), None) => None,
         };
-        let input = match (era, input_answers(&name, &params, &self.seal)) {
+        let input = match (era, input_answers(&format!("tool '{name}'"), &params, &self.seal)) {
             (Era::Modern, Ok(input)) => input,
             (Era::Modern, Err(e)) => {
                 operation.ended(Outcome::Rpc(e.code()));
@@ -419,7 +424,7 @@ impl McpServer {
 
 /// The client capabilities a modern request declares in its `_meta`, for its handler; `{}`, what
 /// mesh callers send, is shared rather than parsed.
-fn declared_capabilities(raw: Raw) -> Option<Arc<Value>> {
+pub(super) fn declared_capabilities(raw: Raw) -> Option<Arc<Value>> {
     static NONE_DECLARED: LazyLock<Arc<Value>> = LazyLock::new(|| Arc::new(json!({})));
     match raw.0.get() {
         "{}" => Some(NONE_DECLARED.clone()),
@@ -429,7 +434,8 @@ fn declared_capabilities(raw: Raw) -> Option<Arc<Value>> {
 
 /// A modern call to a tool that needs client capabilities its client did not declare: 400 /
 /// -32021, with the missing ones as a `ClientCapabilities` object in `data.requiredCapabilities`.
-pub(super) fn check_required_capabilities(tool: &str, required: &[String], declared: Option<&Value>) -> Result<(), RpcError> {
+/// `subject`: what needs them ("tool 'x'", "prompt 'y'").
+pub(super) fn check_required_capabilities(subject: &str, required: &[String], declared: Option<&Value>) -> Result<(), RpcError> {
     let missing: serde_json::Map<String, Value> = required
         .iter()
         .filter(|capability| declared.and_then(|d| d.get(capability.as_str())).is_none())
@@ -442,10 +448,7 @@ pub(super) fn check_required_capabilities(tool: &str, required: &[String], decla
     Err(RpcError::new(
         StatusCode::BAD_REQUEST,
         codes::MISSING_CAPABILITY,
-        format!(
-            "Missing required client capability: tool '{tool}' needs {}; declare it in _meta {META_CLIENT_CAPABILITIES}",
-            names.join(", ")
-        ),
+        format!("Missing required client capability: {subject} needs {}; declare it in _meta {META_CLIENT_CAPABILITIES}", names.join(", ")),
     )
     .with_data(json!({ "requiredCapabilities": missing })))
 }
@@ -461,7 +464,9 @@ pub(super) fn outcome_of(outcome: &HandlerOutputOrError) -> Outcome {
 
 /// The answers a modern `tools/call` brings to its tool's earlier input requests: `inputResponses`
 /// (an object of objects) and the `requestState` this agent sealed for the same tool, opened.
-fn input_answers(tool: &str, params: &Params, seal: &StateSeal) -> Result<Option<Arc<InputAnswers>>, RpcError> {
+/// The client's answers to `subject`'s earlier input requests ("tool 'x'", "prompt 'y'"), with
+/// the state it sealed for that subject unsealed; `None` when the request brings none.
+pub(super) fn input_answers(subject: &str, params: &Params, seal: &StateSeal) -> Result<Option<Arc<InputAnswers>>, RpcError> {
     let invalid = |why: String| RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, format!("Invalid params: {why}"));
     let responses = match &params.input_responses {
         None | Some(Value::Null) => None,
@@ -477,7 +482,7 @@ fn input_answers(tool: &str, params: &Params, seal: &StateSeal) -> Result<Option
         None => None,
         Some(sealed) => {
             let sealed = sealed.as_str().ok_or_else(|| invalid("requestState must be the string an earlier answer gave".into()))?;
-            Some(seal.open(&format!("tool '{tool}'"), &sealed).map_err(invalid)?)
+            Some(seal.open(subject, &sealed).map_err(invalid)?)
         }
     };
     if responses.is_none() && state.is_none() {
@@ -533,21 +538,31 @@ fn input_required_answer(era: Era, id: &RawValue, info_json: &RawValue, input: &
         let e = crate::host::input_required_error(&asking.tool, input);
         return call_result(era, id, info_json, e.message(), None, Some(ErrorMeta::of(&e)));
     }
-    let needed = input.required_capabilities();
-    if let Err(e) =
-        check_required_capabilities(&asking.tool, &needed.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>(), asking.declared.as_deref())
-    {
-        return rpc_error(id, e);
+    match input_required_result(&format!("tool '{}'", asking.tool), input, &asking.seal, asking.declared.as_deref()) {
+        Ok(mut result) => {
+            result["_meta"] = json!({META_SERVER_INFO: info_json});
+            json_ok(id, &result)
+        }
+        Err(e) => rpc_error(id, e),
     }
-    let mut result = json!({
-        "resultType": "input_required",
-        "inputRequests": input.input_requests,
-        "_meta": {META_SERVER_INFO: info_json},
-    });
+}
+
+/// The `resultType: "input_required"` result of `subject`'s input requests ("tool 'x'", "prompt
+/// 'y'"), its state sealed for that subject; refused (-32021) when the client did not declare a
+/// capability a request needs.
+pub(super) fn input_required_result(
+    subject: &str,
+    input: &InputRequired,
+    seal: &StateSeal,
+    declared: Option<&Value>,
+) -> Result<Value, RpcError> {
+    let needed: Vec<String> = input.required_capabilities().iter().map(|c| (*c).to_owned()).collect();
+    check_required_capabilities(subject, &needed, declared)?;
+    let mut result = json!({"resultType": "input_required", "inputRequests": input.input_requests});
     if let Some(state) = &input.request_state {
-        result["requestState"] = json!(asking.seal.seal(&format!("tool '{}'", asking.tool), state));
+        result["requestState"] = json!(seal.seal(subject, state));
     }
-    json_ok(id, &result)
+    Ok(result)
 }
 
 /// The JSON-RPC answer to a `tools/call` whose handler answered (or could not be asked).

@@ -187,7 +187,7 @@ async fn run(
             }
         };
         let needed: Vec<String> = input.required_capabilities().iter().map(|c| (*c).to_owned()).collect();
-        if let Err(e) = check_required_capabilities(&asking.tool, &needed, asking.declared.as_deref()) {
+        if let Err(e) = check_required_capabilities(&format!("tool '{}'", asking.tool), &needed, asking.declared.as_deref()) {
             task.finish(Status::Failed, serde_json::to_value(&e).expect("an error serializes"));
             return;
         }

@@ -231,9 +231,13 @@ async fn malformed_envelopes_get_their_json_rpc_errors() {
     assert_eq!(v["error"]["message"], json!("Invalid Request: JSON-RPC batches are not supported"));
     let (_, v) = answer(&s, &[], r#"{"jsonrpc":"2.0","id":"x","method":"ping","params":7}"#).await;
     assert_eq!((&v["id"], &v["error"]["message"]), (&json!("x"), &json!("Invalid params: params must be an object")));
-    // A response (even with a null result) is accepted and ignored.
+    // A response that answers no request of the server's (even with a null result) is accepted
+    // and dropped; one with neither or both of result and error, or no id, is not a response.
     assert_eq!(post(&s, &[], r#"{"jsonrpc":"2.0","id":1,"result":null}"#).await.0, 202);
+    assert_eq!(post(&s, &[], r#"{"jsonrpc":"2.0","id":"toolmesh-0-0","error":{"code":1,"message":"no"}}"#).await.0, 202);
     assert_eq!(post(&s, &[], r#"{"jsonrpc":"2.0","id":1}"#).await.0, 400);
+    assert_eq!(post(&s, &[], r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{}}"#).await.0, 400);
+    assert_eq!(post(&s, &[], r#"{"jsonrpc":"2.0","result":{}}"#).await.0, 400);
 }
 
 #[tokio::test]

@@ -8,9 +8,9 @@ import java.util.Objects;
  * Asks the MCP client for input instead of answering (MCP 2026-07-28): MCP's requests by key
  * ({@code {"method": "elicitation/create", "params": {...}}}, or {@code sampling/createMessage},
  * {@code roots/list}) and a state, any value the next call gets back (core seals it, so the client
- * can neither read nor change it). A handler returns one (or a {@code CompletionStage} of one);
- * the client calls the tool again with its answers: {@link RequestContext#inputResponses()} and
- * {@link RequestContext#requestState()}.
+ * can neither read nor change it). A tool's or a prompt's handler returns one (or a
+ * {@code CompletionStage} of one); the client calls again with its answers:
+ * {@link RequestContext#inputResponses()} and {@link RequestContext#requestState()}.
  *
  * <pre>{@code
  * return InputRequired.of(Map.of("name", Map.of("method", "elicitation/create",
@@ -37,6 +37,11 @@ public final class InputRequired {
     /** The answer as MCP's {@code InputRequiredResult} JSON, as core reads it. */
     String toJson() {
         return json.toString();
+    }
+
+    /** The same, as a tree (a prompt's answer is written with the others). */
+    ObjectNode tree() {
+        return json.deepCopy();
     }
 
     @Override

@@ -132,13 +132,16 @@ final class ToolDispatcher {
         return result;
     }
 
-    /** A handler's String as one user message; a {@link PromptResult} as its JSON; anything else as it is. */
+    /** A handler's String as one user message; a {@link PromptResult} or {@link InputRequired} as its JSON; anything else as it is. */
     private static Object promptResult(Object value) {
         if (value instanceof String text) {
             return PromptResult.builder().user(text).build().toJson();
         }
         if (value instanceof PromptResult result) {
             return result.toJson();
+        }
+        if (value instanceof InputRequired input) {
+            return input.tree(); // asks the client first (2026-07-28); core seals the state
         }
         return value;
     }
