@@ -399,6 +399,12 @@ impl Reporter {
         }
     }
 
+    /// Whether the request's caller cancelled it (closed its stream, sent
+    /// `notifications/cancelled`) before its deadline, if any, passed.
+    pub fn cancelled_by_caller(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire) && self.deadline.is_none_or(|d| Instant::now() < d)
+    }
+
     /// Whether the request was cancelled, or its deadline passed.
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire) || self.deadline.is_some_and(|d| Instant::now() >= d)
