@@ -59,7 +59,7 @@ MODES = {
         py_rounds=5, py_seconds=5.0, py_warmup=1.0, memory_load_seconds=5.0, cold_trials=3,
         scales=[(100, 8), (1000, 8), (10000, 8), (10000, 10000)], scale_window=15.0, scale_trials=3,
         policy_rounds=3, policy_iterations=200_000, policy_transport_rounds=20, policy_transport_seconds=1.0,
-        telemetry_rounds=20, telemetry_seconds=1.0, long_rounds=10, long_notifications=2000, long_cancels=20,
+        telemetry_rounds=20, telemetry_seconds=1.0, long_rounds=10, long_notifications=20_000, long_cancels=20,
     ),
 }
 
