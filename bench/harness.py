@@ -52,14 +52,14 @@ MODES = {
         py_rounds=1, py_seconds=2.0, py_warmup=0.5, memory_load_seconds=2.0, cold_trials=1,
         scales=[(100, 8), (1000, 8)], scale_window=5.0, scale_trials=1,
         policy_rounds=1, policy_iterations=100_000, policy_transport_rounds=6, policy_transport_seconds=0.5,
-        telemetry_rounds=6, telemetry_seconds=0.5,
+        telemetry_rounds=6, telemetry_seconds=0.5, long_rounds=2, long_notifications=500, long_cancels=5,
     ),
     "full": dict(
         transport_rounds=5, transport_seconds=3.0, handshake_rounds=5, handshake_seconds=2.0,
         py_rounds=5, py_seconds=5.0, py_warmup=1.0, memory_load_seconds=5.0, cold_trials=3,
         scales=[(100, 8), (1000, 8), (10000, 8), (10000, 10000)], scale_window=15.0, scale_trials=3,
         policy_rounds=3, policy_iterations=200_000, policy_transport_rounds=20, policy_transport_seconds=1.0,
-        telemetry_rounds=20, telemetry_seconds=1.0,
+        telemetry_rounds=20, telemetry_seconds=1.0, long_rounds=10, long_notifications=20_000, long_cancels=20,
     ),
 }
 
@@ -72,7 +72,7 @@ MODES = {
 JAVA_OPTIONS = os.environ.get("BENCH_JAVA_OPTIONS", "-XX:+UseSerialGC -Xmx64m").split()
 
 # The sections, in the order they run; `--only mcp-mesh` names every section with MCP Mesh rows.
-SECTIONS = ("transport", "handshakes", "python", "memory", "coldstart", "registry", "policy", "telemetry")
+SECTIONS = ("transport", "handshakes", "python", "memory", "coldstart", "registry", "policy", "telemetry", "long_calls")
 ALIASES = {"mcp-mesh": {"python", "memory", "coldstart"}}
 
 
@@ -650,6 +650,13 @@ class Run:
         self.procs.stop(recording.pid)
         self.results["sections"]["telemetry"] = {"transport": transport, "trace_store": self.trace_store()}
 
+    def long_calls(self) -> None:
+        log("long calls: progress notifications per second and cancel-to-stop time, three hops against one, alternating")
+        c = self.cfg
+        self.results["sections"]["long_calls"] = bench_json(
+            ["long-calls", "--certs", str(CERTS), "--registry-url", self.registry_url, "--rounds", str(c["long_rounds"]),
+             "--notifications", str(c["long_notifications"]), "--cancels", str(c["long_cancels"])], timeout=900, name="long-calls")
+
     def trace_store(self) -> dict[str, Any]:
         """What the registry's trace store kept after the run (the traced calls' spans reached it)."""
         out = subprocess.run([str(TOOLMESH), "trace", "--last", "1000", "--json", "--registry", self.registry_url,
@@ -698,7 +705,7 @@ class Run:
                 try:
                     {"transport": self.transport, "handshakes": self.handshakes, "python": self.python_chain,
                      "memory": self.memory, "coldstart": self.cold_start, "registry": self.registry_scale,
-                     "policy": self.policy, "telemetry": self.telemetry}[section]()
+                     "policy": self.policy, "telemetry": self.telemetry, "long_calls": self.long_calls}[section]()
                 except Exception as error:  # one broken section must not lose the others
                     log(f"{section} FAILED: {error}")
                     self.results.setdefault("failed", {})[section] = str(error)
@@ -722,7 +729,7 @@ class Run:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short smoke run (results in latest-quick.*)")
-    parser.add_argument("--only", help="comma-separated sections: transport,handshakes,python,memory,coldstart,registry,policy,telemetry; "
+    parser.add_argument("--only", help="comma-separated sections: transport,handshakes,python,memory,coldstart,registry,policy,telemetry,long_calls; "
                         "mcp-mesh stands for every section with MCP Mesh rows (python,memory,coldstart)")
     args = parser.parse_args()
     sys.path.insert(0, str(BENCH))

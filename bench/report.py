@@ -275,6 +275,36 @@ def policy_rows(section: dict[str, Any]) -> list[str]:
     return out
 
 
+def long_calls_rows(section: dict[str, Any]) -> list[str]:
+    """Progress throughput and cancel-to-stop, each round's chain figure against its direct one."""
+    runs = section["runs"]
+    rounds = sorted({r["round"] for r in runs})
+    by = {(r["round"], r["path"]): r for r in runs}
+    pairs = [(by[(n, "direct")], by[(n, "three_hops")]) for n in rounds if (n, "direct") in by and (n, "three_hops") in by]
+    direct_rate, chain_rate = med(d["per_second"] for d, _ in pairs), med(c["per_second"] for _, c in pairs)
+    rate_ratio = med(c["per_second"] / d["per_second"] for d, c in pairs)
+    # Per hop: a round's median cancel-to-stop time divided by its hops.
+    per_hop = lambda r: med(r["cancel_ms"]) / r["hops"]  # noqa: E731
+    direct_hop, chain_hop = med(per_hop(d) for d, _ in pairs), med(per_hop(c) for _, c in pairs)
+    hop_ratio = med(per_hop(c) / per_hop(d) for d, c in pairs)
+    every = lambda path: sorted(ms for r in runs if r["path"] == path for ms in r["cancel_ms"])  # noqa: E731
+    p90 = lambda values: values[min(len(values) - 1, int(0.9 * len(values)))] if values else float("nan")  # noqa: E731
+    out = ["| measured | direct (1 hop, baseline) | through 3 hops | 3 hops ÷ direct | target |", "|---|---|---|---|---|"]
+    out.append(f"| progress notifications per second (one call, {section['notifications_per_call']:,} reports) | {fmt(direct_rate)} | "
+               f"{fmt(chain_rate)} | {ratio(rate_ratio)} | – |")
+    out.append(f"| cancel → last handler sees it, whole path (median / p90 of all, ms) | {fmt(med(every('direct')), 2)} / {fmt(p90(every('direct')), 2)} | "
+               f"{fmt(med(every('three_hops')), 2)} / {fmt(p90(every('three_hops')), 2)} | – | – |")
+    out.append(f"| cancel-to-stop per hop (ms) | {fmt(direct_hop, 2)} | {fmt(chain_hop, 2)} | {ratio(hop_ratio)} | "
+               f"{at_most(chain_hop, 100, 'ms')} |")
+    out += ["", f"{len(pairs)} rounds, direct and chain back to back in alternating order; {section['cancels_per_round']} cancellations per "
+            "round and path. The four agents (client, h1, h2, h3) run in one process on its runtime, each on its own mTLS listener over "
+            "loopback; the middle hops only call their dependency with their request's context. Progress: the last hop reports as fast "
+            "as it can, then answers; the figure is reports received ÷ the call's time. Cancel: once the last hop's first report "
+            "reached the client, the client drops its call (its stream closes); the time runs until the last hop's "
+            "`context.cancelled()` returns."]
+    return out
+
+
 def render(results: dict[str, Any]) -> str:
     s = results["sections"]
     noise = results.get("noise", {})
@@ -308,6 +338,8 @@ def render(results: dict[str, Any]) -> str:
         lines += policy_rows(s["policy"]) + [""]
     if "telemetry" in s:
         lines += ["## 8. Telemetry cost (agent → agent with metrics on and off)", ""] + telemetry_rows(s["telemetry"]) + [""]
+    if "long_calls" in s:
+        lines += ["## 9. Long calls (progress and cancellation through three hops against one)", ""] + long_calls_rows(s["long_calls"]) + [""]
     if results.get("missing"):
         lines += ["## Not measured", ""] + [f"- {k}: {v}" for k, v in results["missing"].items()] + [""]
     if results.get("failed"):

@@ -7,6 +7,7 @@
 #   bash bench/run.sh --only policy --quick   # authorization cost (Rust only: no wheel, no MCP Mesh)
 #   bash bench/run.sh --only mcp-mesh         # every section with MCP Mesh rows (python,memory,coldstart)
 #   bash bench/run.sh --only registry         # registry scale (raises the open-files limit, see below)
+#   bash bench/run.sh --only long_calls       # progress and cancellation through three hops (Rust only)
 #
 # Builds in release (one cargo build at a time), installs what it needs under bench/.work/
 # (gitignored): the toolmesh wheel (release) in its own venv, MCP Mesh in another, with HOME
@@ -195,7 +196,7 @@ fi  # needs_others
 step "certificates for this run"
 rm -rf "$WORK/certs" "$WORK/scale-certs"
 "$CARGO_TARGET_DIR/release/toolmesh" certs init --dir "$WORK/certs" \
-  --agents bench-a,bench-b,bench-p,bench-q,bench-u,py-a,py-b,py-mem,calc,squares,rust,loadgen >/dev/null
+  --agents bench-a,bench-b,bench-p,bench-q,bench-u,bench-h1,bench-h2,bench-h3,py-a,py-b,py-mem,calc,squares,rust,loadgen >/dev/null
 
 # The registry section's largest row holds one mTLS connection per simulated agent (10,000) open,
 # in the registry and in the simulator, where the usual soft open-files limit is 1,024. The

@@ -7,6 +7,7 @@ mod common;
 mod handshake;
 mod http;
 mod load;
+mod long_calls;
 mod policy;
 mod registry_scale;
 mod transport;
@@ -32,6 +33,8 @@ enum Command {
     Handshakes(handshake::HandshakeArgs),
     /// Closed-loop MCP `tools/call` load against one agent.
     Load(load::LoadArgs),
+    /// Progress notifications per second and cancel-to-stop time, three hops against one.
+    LongCalls(long_calls::LongCallsArgs),
     /// Launch an agent and time it to registered and callable.
     Coldstart(coldstart::ColdStartArgs),
     /// N simulated agents against one registry.
@@ -54,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Transport(args) => runtime.block_on(transport::transport(args)),
         Command::Handshakes(args) => handshake::handshakes(args),
         Command::Load(args) => runtime.block_on(load::load(args)),
+        Command::LongCalls(args) => runtime.block_on(long_calls::long_calls(args)),
         Command::Coldstart(args) => runtime.block_on(coldstart::coldstart(args)),
         Command::RegistryScale(args) => runtime.block_on(registry_scale::registry_scale(args)),
         Command::PolicyDecide(args) => policy::policy_decide(args),

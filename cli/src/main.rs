@@ -1,6 +1,6 @@
 //! `toolmesh`: the operator's command. Runs the registry, creates certificates, lists the mesh
 //! and calls tools. Every failure is printed as `toolmesh: error [CODE NAME]: message` and
-//! exits 2 for configuration and usage errors, 1 otherwise.
+//! exits 2 for configuration and usage errors, 130 when Ctrl-C cancelled a call, 1 otherwise.
 
 #![forbid(unsafe_code)]
 
@@ -9,6 +9,7 @@ mod certs;
 mod entity;
 mod ops;
 mod policy;
+mod progress;
 mod registry;
 mod trace;
 
@@ -102,6 +103,11 @@ impl Failure {
     /// A configuration or usage error (exit code 2), whatever its kind.
     pub fn usage(error: Error) -> Self {
         Failure { error, exit_code: 2 }
+    }
+
+    /// A call the user cancelled with Ctrl-C: 130, as a shell reports a command SIGINT stopped.
+    pub fn interrupted(error: Error) -> Self {
+        Failure { error, exit_code: 130 }
     }
 }
 

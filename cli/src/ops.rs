@@ -1,9 +1,11 @@
 //! `toolmesh list` and `toolmesh call`: the operator's view of the mesh, through the registry,
 //! with the operator's certificate.
 
+use crate::progress::ProgressDisplay;
 use crate::{Failure, TlsArgs};
 use clap::Args;
 use serde_json::Value;
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 use toolmesh_core::client::RequestError;
@@ -12,6 +14,7 @@ use toolmesh_core::mcp::McpClient;
 use toolmesh_core::pipeline::{Pipeline, Target, Transport};
 use toolmesh_core::registry_api::{AgentInfo, AgentList, DependencySpec, Provider};
 use toolmesh_core::registry_client::RegistryClient;
+use toolmesh_core::report::NotificationObserver;
 use toolmesh_core::text::escape;
 use toolmesh_core::tls::Identity;
 use toolmesh_core::{Error, ErrorKind};
@@ -153,7 +156,32 @@ pub struct CallArgs {
     access: RegistryAccess,
 }
 
+/// Calls the tool and prints its result on stdout, and the progress its callee reports on
+/// stderr as it arrives. Ctrl-C (SIGINT) abandons the call: its stream closes, which cancels the
+/// callee's request and every call made for it down the chain.
 pub async fn call(args: CallArgs) -> Result<(), Failure> {
+    // Listened for from the start, so that Ctrl-C at any step cancels rather than kills.
+    let mut interrupt = Interrupt::listen()?;
+    let (display, observer) = ProgressDisplay::start(std::io::stderr().is_terminal());
+    let outcome = tokio::select! {
+        outcome = call_showing_progress(&args, observer) => Some(outcome),
+        () = interrupt.recv() => None,
+    };
+    // The call (its stream with it) is dropped by now; what it reported is printed first.
+    display.finish().await;
+    match outcome {
+        Some(result) => {
+            println!("{}", to_json(&result?)?);
+            Ok(())
+        }
+        None => Err(Failure::interrupted(Error::new(
+            ErrorKind::Cancelled,
+            format!("interrupted (Ctrl-C): the call to {} was cancelled, and with it every call made for it down the chain", args.target),
+        ))),
+    }
+}
+
+async fn call_showing_progress(args: &CallArgs, observer: NotificationObserver) -> Result<Value, Failure> {
     let arguments: Value = serde_json::from_str(&args.arguments)
         .map_err(|e| usage(format!("the arguments are not valid JSON ({e}); pass an object like '{{\"a\": 1}}'")))?;
     if !arguments.is_object() {
@@ -164,6 +192,7 @@ pub async fn call(args: CallArgs) -> Result<(), Failure> {
         headers: args.headers.iter().map(|h| parse_header(h)).collect::<Result<_, _>>()?,
         headers_set_by_caller: true,
         deadline: Some(tokio::time::Instant::now() + timeout),
+        on_notification: Some(observer),
         ..RequestContext::default()
     };
     let (registry, identity) = args.access.connect()?;
@@ -175,8 +204,35 @@ pub async fn call(args: CallArgs) -> Result<(), Failure> {
     let result = tokio::time::timeout(timeout, call_first_reachable(&client, &candidates, arguments, &context, timeout))
         .await
         .map_err(|_| Error::new(ErrorKind::Timeout, format!("{} did not answer within {} ms", args.target, args.timeout_ms)))??;
-    println!("{}", to_json(&result)?);
-    Ok(())
+    Ok(result)
+}
+
+/// SIGINT, listened for from creation on (on Unix; elsewhere Ctrl-C as the platform reports it).
+struct Interrupt {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Interrupt {
+    fn listen() -> Result<Self, Error> {
+        #[cfg(unix)]
+        {
+            let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot listen for Ctrl-C (SIGINT): {e}")))?;
+            Ok(Interrupt { signal })
+        }
+        #[cfg(not(unix))]
+        Ok(Interrupt {})
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        self.signal.recv().await;
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await
+        }
+    }
 }
 
 /// The tool `tool` of the agent whose id (or else name) is `agent`, healthy agents first.

@@ -145,6 +145,11 @@ impl NotificationObserver {
         NotificationObserver { observe: Arc::new(observe), progress: true, log_level: Some(LogLevel::Debug) }
     }
 
+    /// An observer of progress alone: calls made for it ask their callee for no log messages.
+    pub fn progress(observe: impl Fn(Notification) + Send + Sync + 'static) -> Self {
+        NotificationObserver { observe: Arc::new(observe), progress: true, log_level: None }
+    }
+
     /// Relays what a dependency call's callee reports to `reporter`'s caller, asking the callee
     /// for no more than that caller lets through (progress only when it carried a token, log
     /// messages from its level up); `None` when it lets nothing through. Notifications are
@@ -402,6 +407,12 @@ impl Reporter {
         if let Err(timer) = self.on_cancel.timer.set(timer.abort_handle()) {
             timer.abort();
         }
+    }
+
+    /// Whether the request's caller cancelled it (closed its stream, sent
+    /// `notifications/cancelled`) before its deadline, if any, passed.
+    pub fn cancelled_by_caller(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire) && self.deadline.is_none_or(|d| Instant::now() < d)
     }
 
     /// Whether the request was cancelled, or its deadline passed.

@@ -198,6 +198,42 @@ class CrossMesh:
         tool = case if callee is None else f"{case}__{callee}"
         return call_tool(self.callers[caller].endpoints[f"caller-{caller}"], self.operator, tool, {}, self.request_headers())
 
+    def probe_cancelled(self, caller: str, case: str, callee: str) -> dict[str, Any]:
+        """Calls the caller's probe of ``case`` (towards ``callee``) as a legacy request asking for
+        progress; once the callee's first progress shows its dependency call under way, sends
+        ``notifications/cancelled`` naming that request (from the same identity, on another
+        connection), and reads the answer the cancelled request still gets, as a probe reports one."""
+        endpoint = self.callers[caller].endpoints[f"caller-{caller}"]
+        host_port, path = endpoint.removeprefix("https://").split("/", 1)
+        host, port = host_port.rsplit(":", 1)
+        request_id = f"cancel-{case}-{caller}-{callee}"
+        body = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
+                "params": {"name": f"{case}__{callee}", "arguments": {}, "_meta": {"progressToken": request_id}}}
+        # Legacy requests: no protocol-version header, no modern _meta.
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        connection = http.client.HTTPSConnection(host, int(port), context=self.operator, timeout=30)
+        canceller = http.client.HTTPSConnection(host, int(port), context=self.operator, timeout=30)
+        try:
+            connection.request("POST", "/" + path, body=json.dumps(body), headers={**self.request_headers(), **headers})
+            response = connection.getresponse()
+            assert response.getheader("content-type") == "text/event-stream", (response.status, response.read()[:500])
+            messages = (json.loads(line[len(b"data: "):]) for line in response if line.startswith(b"data: "))
+            first = next(messages)
+            assert first.get("method") == "notifications/progress", first
+            cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": request_id, "reason": "the test gave up"}}
+            canceller.request("POST", "/" + path, body=json.dumps(cancel), headers=headers)
+            accepted = canceller.getresponse()
+            assert accepted.status == 202, (accepted.status, accepted.read()[:500])
+            answer = next(m for m in messages if m.get("id") == request_id)
+        finally:
+            connection.close()
+            canceller.close()
+        result = answer["result"]
+        if not result.get("isError"):
+            return result["structuredContent"]
+        error = result["_meta"]["dev.toolmesh/error"]
+        return {"error": {key: error[key] for key in ("code", "name", "message")}}
+
     def call_chain(self) -> dict[str, Any]:
         """Calls the chain tool of the chain's first language, which calls the next one's, and so on."""
         return call_tool(self.callee_endpoint(TABLE["chain"]["languages"][0]), self.operator, "chain", {}, self.request_headers())

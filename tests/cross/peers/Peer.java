@@ -194,6 +194,8 @@ public final class Peer {
         agent.tool(ToolDefinition.builder("paint").tags(tag).parameter("colour", Colour.class)
                 .handler(call -> Map.of("colour", call.argument("colour", Colour.class).name())).build());
         agent.tool(ToolDefinition.builder("slow").tags(tag).handler(call -> {
+            // A caller that asked for progress learns that the call is under way (the cancelled case).
+            call.context().progress(0, 1, "slow started");
             Map<String, Object> seen = here();
             return CompletableFuture.supplyAsync(() -> seen,
                     CompletableFuture.delayedExecutor(settings.path("slow_ms").asLong(), TimeUnit.MILLISECONDS));

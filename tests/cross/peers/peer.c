@@ -246,6 +246,8 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
   } else if (strcmp(tool, "slow") == 0) {
     /* Handlers run on toolmesh host threads, which may block. */
     long long slow_ms = json_integer_value(json_object_get(json_object_get(table, "callee"), "slow_ms"));
+    /* A caller that asked for progress learns that the call is under way (the cancelled case). */
+    toolmesh_invocation_progress(invocation, 0, 1, "slow started", NULL);
     nanosleep(&(struct timespec){.tv_sec = slow_ms / 1000, .tv_nsec = slow_ms % 1000 * 1000000}, NULL);
     complete(invocation, here(invocation));
   } else if (strcmp(tool, "chain") == 0 && next_hop() != NULL) {

@@ -2,7 +2,7 @@
 //   node peer.mjs ROLE CASES_JSON
 
 import { readFileSync } from "node:fs";
-import { Agent, headers, ToolError, ToolmeshError, traceId, withCallHeaders } from "../../../bindings-node/dist/index.js";
+import { Agent, currentContext, headers, ToolError, ToolmeshError, traceId, withCallHeaders } from "../../../bindings-node/dist/index.js";
 
 const LANGUAGE = "node";
 
@@ -111,6 +111,8 @@ function callee(table, vanishing) {
     name: "slow",
     tags,
     execute: async () => {
+      // A caller that asked for progress learns that the call is under way (the cancelled case).
+      currentContext().progress(0, 1, "slow started");
       await new Promise((resolve) => setTimeout(resolve, settings.slow_ms));
       return here();
     },

@@ -140,6 +140,8 @@ def callee(table: dict, vanishing: bool) -> toolmesh.Agent:
 
     @agent.tool(tags=tags)
     async def slow() -> dict:
+        # A caller that asked for progress learns that the call is under way (the cancelled case).
+        toolmesh.context().report_progress(0, total=1, message="slow started")
         await asyncio.sleep(settings["slow_ms"] / 1000)
         return here()
 

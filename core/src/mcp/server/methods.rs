@@ -316,10 +316,21 @@ impl McpServer {
         let abandoned = CancelUnlessAnswered::new(reporter.clone());
         let info_json = self.info_json.clone();
         let asking = Asking { tool: tool.clone(), seal: self.seal.clone(), declared: client_capabilities };
+        let cancelled = reporter.clone();
         let finish = move |id: &RawValue, outcome: HandlerOutputOrError| {
             // Holds the call's place in a concurrency limit until the handler has answered.
             drop(admitted);
             drop(registered);
+            // Whatever the handler made of its cancellation (a cancelled task, an interrupted
+            // thread, a dependency call that failed, or nothing), a caller that cancelled and
+            // still reads (legacy `notifications/cancelled`) gets one answer from every language.
+            let outcome = match cancelled.cancelled_by_caller() {
+                true => Err(Error::new(
+                    ErrorKind::Cancelled,
+                    format!("tool '{tool}' was cancelled by its caller before it answered; its handler's answer, if any, was dropped"),
+                )),
+                false => outcome,
+            };
             operation.ended(outcome_of(&outcome));
             tool_answer(era, id, &info_json, outcome, &asking)
         };

@@ -1,0 +1,187 @@
+//! `toolmesh call` on a long call (issue 14): a registry process and a chain a → b → c of real
+//! agents on mTLS listeners, called by the real `toolmesh` binary. c's progress, relayed by b and
+//! a, reaches the command's stderr as plain lines while stdout keeps the result alone; SIGINT to
+//! the command cancels c's request through both hops and exits 130.
+
+mod common;
+
+use common::{run, toolmesh, wait_until, Certs, RegistryProcess};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use toolmesh_core::agent::Agent;
+use toolmesh_core::config::AgentConfig;
+use toolmesh_core::context::RequestContext;
+use toolmesh_core::host::{Completion, FnHandler, HostError, ToolInvocation};
+use toolmesh_core::mcp::McpClient;
+use toolmesh_core::registry_api::ToolInfo;
+use toolmesh_core::tls::{Identity, TlsFiles};
+
+/// What the issue allows a cancellation per hop.
+const PER_HOP: Duration = Duration::from_millis(100);
+
+/// The chain's handlers: `c` reports 1..=3 of 3, then answers `{"from": "c"}` or, with
+/// `{"hang": true}`, waits for its request's cancellation and reports the instant it saw it.
+/// `b` calls `c` and `a` calls `b`, each with nothing but its request's context.
+struct Chain {
+    agents: Vec<Agent>,
+    cancelled: mpsc::UnboundedReceiver<Instant>,
+    running: Arc<AtomicUsize>,
+}
+
+async fn chain(certs: &Certs, registry_url: &str) -> Chain {
+    let (report, cancelled) = mpsc::unbounded_channel();
+    let running = Arc::new(AtomicUsize::new(0));
+    let mut agents = Vec::new();
+    for (name, dependency) in [("c", None), ("b", Some("c")), ("a", Some("b"))] {
+        let mut config = AgentConfig::from_env(name).expect("agent config");
+        for (key, value) in [
+            ("registry_url", registry_url.to_owned()),
+            ("tls_cert", certs.path(&format!("{name}.pem")).display().to_string()),
+            ("tls_key", certs.path(&format!("{name}.key")).display().to_string()),
+            ("tls_ca", certs.path("ca.pem").display().to_string()),
+            ("health_port", "off".to_owned()),
+        ] {
+            config.set(key, &value).expect("agent option");
+        }
+        let dependencies: Vec<&str> = dependency.into_iter().collect();
+        let tools: Vec<ToolInfo> =
+            serde_json::from_value(json!([{"name": name, "capability": name, "dependencies": dependencies}])).expect("tools");
+        let me: Arc<OnceLock<Agent>> = Arc::default();
+        let handler = {
+            let (me, report, running) = (me.clone(), report.clone(), running.clone());
+            FnHandler(move |call: ToolInvocation, done: Completion| {
+                let (me, report, running) = (me.clone(), report.clone(), running.clone());
+                running.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let context = call.context.clone();
+                    if call.tool == "c" {
+                        for step in 1..=3 {
+                            context.progress(f64::from(step), Some(3.0), Some(&format!("c step {step}")));
+                        }
+                        if call.arguments["hang"] == json!(true) {
+                            let waited = tokio::time::timeout(Duration::from_secs(20), context.cancelled()).await;
+                            if waited.is_ok() {
+                                let _ = report.send(Instant::now());
+                            }
+                            done.err("cancelled");
+                        } else {
+                            done.ok(json!({"from": "c"}));
+                        }
+                    } else {
+                        let agent = me.get().expect("the agent is set once started");
+                        match agent.call(&call.tool, 0, call.arguments.clone(), Some(context)).await {
+                            Ok(value) => done.ok(value),
+                            Err(e) => done.complete(Err(HostError { message: e.message().to_owned(), mesh_error: Some(e) })),
+                        }
+                    }
+                    running.fetch_sub(1, Ordering::SeqCst);
+                });
+            })
+        };
+        let agent = Agent::start(config, tools, Arc::new(handler)).await.expect("start agent");
+        let _ = me.set(agent.clone());
+        assert!(agent.wait_registered(Duration::from_secs(10)).await, "{name} did not register");
+        agents.push(agent);
+    }
+    // Until a's dependency (and b's) resolved: the chain answers a plain call.
+    let operator =
+        Identity::load(&TlsFiles { cert: certs.path("operator.pem"), key: certs.path("operator.key"), ca: certs.path("ca.pem") })
+            .expect("operator identity");
+    let client = McpClient::new(&operator).expect("client");
+    let a = agents.last().expect("a").endpoint().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(e) = client.call_tool(&a, "a", &json!({}), &RequestContext::default()).await {
+        assert!(Instant::now() < deadline, "the chain never answered: {}", e.error);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Chain { agents, cancelled, running }
+}
+
+fn progress_lines() -> Vec<String> {
+    (1..=3).map(|step| format!("progress {step}/3: c step {step}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_prints_relayed_progress_on_stderr_and_the_result_alone_on_stdout() {
+    let certs = Certs::init("a,b,c");
+    let registry = RegistryProcess::start(&certs, &[]);
+    let chain = chain(&certs, &registry.url).await;
+
+    let mut command = toolmesh(&["call", "a", "{}"]);
+    command.args(certs.tls_args("operator")).env("TOOLMESH_REGISTRY_URL", &registry.url);
+    let done = tokio::task::spawn_blocking(move || run(command)).await.expect("run toolmesh").success();
+    assert_eq!(serde_json::from_str::<Value>(&done.stdout).expect("stdout is the result"), json!({"from": "c"}));
+    let progress: Vec<&str> = done.stderr.lines().filter(|l| l.starts_with("progress ")).collect();
+    assert_eq!(progress, progress_lines(), "c's progress, relayed by b and a, in order:\n{}", done.stderr);
+    assert!(!done.stderr.contains('\u{1b}'), "no terminal control on a pipe: {:?}", done.stderr);
+
+    for agent in chain.agents {
+        agent.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_cancels_the_whole_chain_and_exits_130() {
+    let certs = Certs::init("a,b,c");
+    let registry = RegistryProcess::start(&certs, &[]);
+    let mut chain = chain(&certs, &registry.url).await;
+
+    let mut command = toolmesh(&["call", "a", r#"{"hang": true}"#]);
+    command.args(certs.tls_args("operator")).env("TOOLMESH_REGISTRY_URL", &registry.url);
+    let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn toolmesh");
+    let (line_sent, mut lines) = mpsc::unbounded_channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = line_sent.send(line);
+        }
+    });
+    // The command is waiting on c once c's three reports reached it.
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match tokio::time::timeout(Duration::from_secs(10), lines.recv()).await {
+            Ok(Some(line)) if line.starts_with("progress ") => seen.push(line),
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("toolmesh call ended before c's progress: {seen:?}"),
+            Err(_) => panic!("waited 10 s for c's progress; got {seen:?}"),
+        }
+    }
+    assert_eq!(seen, progress_lines());
+    assert!(chain.cancelled.try_recv().is_err(), "nothing was cancelled before Ctrl-C");
+
+    let pid = child.id().to_string();
+    let interrupted = Instant::now();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().expect("run kill").success(), "kill -INT {pid}");
+    let cancelled_at = tokio::time::timeout(Duration::from_secs(10), chain.cancelled.recv())
+        .await
+        .expect("c never saw its request cancelled after Ctrl-C")
+        .expect("c's report");
+    let took = cancelled_at.duration_since(interrupted);
+    println!("Ctrl-C to toolmesh call -> a -> b -> c cancelled in {took:?}");
+    assert!(took < 3 * PER_HOP, "three hops took {took:?}");
+
+    let exited = tokio::time::timeout(Duration::from_secs(10), tokio::task::spawn_blocking(move || child.wait_with_output()))
+        .await
+        .expect("toolmesh call did not exit after Ctrl-C")
+        .expect("join")
+        .expect("wait for toolmesh");
+    let mut rest = Vec::new();
+    // The process is gone, so its stderr is closed and the reader ends after the last line.
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(5), lines.recv()).await {
+        rest.push(line);
+    }
+    assert_eq!(exited.status.code(), Some(130), "stderr after the progress: {rest:?}");
+    assert!(exited.stdout.is_empty(), "no result on stdout: {:?}", String::from_utf8_lossy(&exited.stdout));
+    let error = rest.iter().find(|l| l.starts_with("toolmesh: error [")).unwrap_or_else(|| panic!("no error line: {rest:?}"));
+    assert!(error.starts_with("toolmesh: error [4006 CANCELLED]: interrupted (Ctrl-C): the call to a was cancelled"), "{error}");
+    wait_until("every handler of the chain returned", Duration::from_secs(5), || chain.running.load(Ordering::SeqCst) == 0).await;
+
+    for agent in chain.agents {
+        agent.shutdown().await;
+    }
+}
