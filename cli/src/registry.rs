@@ -30,6 +30,11 @@ pub struct RegistryArgs {
     /// Where the registry keeps its CA, join token, operator certificate and entities.
     #[arg(long, env = "TOOLMESH_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Keep entities, revocations and the applied policy in this PostgreSQL database
+    /// (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE) instead of --state-dir, shared by
+    /// every registry replica started with the same URL.
+    #[arg(long, env = "TOOLMESH_REGISTRY_STORE", value_name = "URL", value_parser = parse_store)]
+    store: Option<String>,
     /// Trust domain of the SPIFFE IDs --tls-auto issues.
     #[arg(long, default_value = DEFAULT_TRUST_DOMAIN, value_name = "DOMAIN")]
     trust_domain: String,
@@ -69,6 +74,17 @@ pub struct RegistryArgs {
     trace_max_bytes: usize,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+fn parse_store(text: &str) -> Result<String, String> {
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "'{text}' is not a store this registry knows: give postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, or leave --store \
+             out to keep the state in --state-dir"
+        ))
+    }
 }
 
 fn at_least_one(text: &str) -> Result<usize, String> {
@@ -176,6 +192,13 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
         (None, true) => Some(default_state_dir().ok_or_else(no_home)?),
         (None, false) => None,
     };
+    if args.tls_auto && args.store.is_some() {
+        return Err(usage(
+            "--tls-auto keeps the mesh CA in --state-dir, which PostgreSQL replicas do not share: run replicas on --store \
+             with certificate files (--tls-cert, --tls-key, --tls-ca), issued by `toolmesh certs` or your CA"
+                .to_owned(),
+        ));
+    }
     let issuer = if args.tls_auto {
         let state_dir = auto_state_dir.as_deref().expect("set with --tls-auto");
         let mut hosts = vec![args.host.clone()];
@@ -208,7 +231,9 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
     let mut config = RegistryConfig::new(args.host, args.port, identity);
     config.limits = limits;
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
-    config.state_dir = Some(state_dir.clone());
+    // On PostgreSQL the state is the database's, shared by the replicas: no directory keeps any.
+    config.state_dir = args.store.is_none().then(|| state_dir.clone());
+    config.postgres = args.store;
     config.issuer = issuer.clone();
     config.admin_ids = args.admin_ids;
     config.quotas =
