@@ -144,6 +144,10 @@ pub fn failed(what: &str) -> impl FnOnce(tokio_postgres::Error) -> Error + '_ {
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        // The client's words, then its cause's (`connection refused`).
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }
