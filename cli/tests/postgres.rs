@@ -186,3 +186,29 @@ async fn with_postgres_stopped_replicas_serve_agents_refuse_changes_with_503_and
     eprintln!("after PostgreSQL came back: stored after {stored:?}, at the other replica after {:?}", back.elapsed());
     calc.heartbeat("calc-1", registered.topology.version).await.expect("heartbeats go on");
 }
+
+#[test]
+fn the_schema_is_versioned_and_a_database_a_newer_toolmesh_migrated_is_refused() {
+    let postgres = Postgres::start();
+    let certs = Certs::init("calc");
+    let (code, logs) = replica(&certs, &postgres).terminate();
+    assert_eq!(code, Some(0), "{logs}");
+    assert_eq!(
+        postgres.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM toolmesh_schema"),
+        "1",
+        "the first start migrated"
+    );
+    // A second start finds nothing to migrate.
+    let (code, logs) = replica(&certs, &postgres).terminate();
+    assert_eq!(code, Some(0), "{logs}");
+    assert_eq!(postgres.psql("SELECT count(*) FROM toolmesh_schema"), "1");
+
+    postgres.psql("INSERT INTO toolmesh_schema (version) VALUES (99)");
+    let refused = RegistryProcess::try_spawn({
+        let mut command = toolmesh(&["registry", "--port", "0", "--health-port", "off", "--store", &postgres.url()]);
+        command.args(certs.tls_args("registry"));
+        command
+    });
+    let logs = refused.err().expect("refused");
+    assert!(logs.contains("schema version 99") && logs.contains("run the newer toolmesh registry"), "{logs}");
+}

@@ -39,6 +39,14 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/toolmesh", self.port)
     }
 
+    /// Runs `sql` in the `toolmesh` database with `psql`; answers its output, bare (`-tA`).
+    pub fn psql(&self, sql: &str) -> String {
+        let port = self.port.to_string();
+        self.run("psql", &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", "toolmesh", "-v", "ON_ERROR_STOP=1", "-tA", "-c", sql])
+            .trim()
+            .to_owned()
+    }
+
     /// Stops the server (fast shutdown: clients are disconnected); [`Postgres::resume`] starts it again.
     pub fn stop(&mut self) {
         if self.running {
@@ -77,8 +85,9 @@ impl Postgres {
         command
     }
 
-    /// Runs one PostgreSQL program, panicking with its output and the server's log when it fails.
-    fn run(&self, program: &str, args: &[&str]) {
+    /// Runs one PostgreSQL program, panicking with its output and the server's log when it
+    /// fails; answers its standard output.
+    fn run(&self, program: &str, args: &[&str]) -> String {
         let output =
             self.command(program).args(args).output().unwrap_or_else(|e| panic!("cannot run {program} in {}: {e}", self.bin.display()));
         let log = std::fs::read_to_string(self.path().join("server.log")).unwrap_or_default();
@@ -89,6 +98,7 @@ impl Postgres {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 }
 
