@@ -212,3 +212,37 @@ fn the_schema_is_versioned_and_a_database_a_newer_toolmesh_migrated_is_refused()
     let logs = refused.err().expect("refused");
     assert!(logs.contains("schema version 99") && logs.contains("run the newer toolmesh registry"), "{logs}");
 }
+
+#[test]
+fn entities_added_at_two_replicas_at_once_are_all_kept() {
+    let postgres = Postgres::start();
+    let certs = Certs::init("calc");
+    let (a, b) = (replica(&certs, &postgres), replica(&certs, &postgres));
+    let cas = tempfile::tempdir().expect("tempdir");
+    let names: Vec<String> = (0..6).map(|i| format!("partner{i}")).collect();
+    let adds: Vec<Command> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let dir = cas.path().join(name);
+            std::fs::create_dir(&dir).expect("a directory for the CA");
+            let ca = partner_ca(&dir, &format!("{name}.example"));
+            operator(&certs, if i % 2 == 0 { &a } else { &b }, &["entity", "add", name, "--ca-cert", &ca])
+        })
+        .collect();
+    // Each replica adds to the set as stored under the lock, so no add overwrites another.
+    let threads: Vec<_> = adds
+        .into_iter()
+        .map(|add| {
+            std::thread::spawn(move || {
+                run(add).success();
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("an add");
+    }
+    let mut stored = entities(&certs, &a);
+    stored.sort();
+    assert_eq!(stored, names, "every entity added at either replica is kept");
+}

@@ -135,9 +135,16 @@ pub async fn write(tx: &Transaction<'_>, current: &Durable, next: &Durable) -> R
     Ok(())
 }
 
-/// Names what failed; the database's own words follow.
+/// Names what failed; the database's own words follow. The database being away (no connection,
+/// or SQLSTATE class 08 connection, 53 resources, 57 operator intervention: shutting down,
+/// starting) is `RegistryUnavailable`, which the API answers 503 (retry later); anything else
+/// the database refused is `Internal`.
 pub fn failed(what: &str) -> impl FnOnce(tokio_postgres::Error) -> Error + '_ {
-    move |e| Error::new(ErrorKind::RegistryUnavailable, format!("PostgreSQL: cannot {what}: {}", describe(&e)))
+    move |e| {
+        let away = e.as_db_error().is_none_or(|db| ["08", "53", "57"].iter().any(|class| db.code().code().starts_with(class)));
+        let kind = if away { ErrorKind::RegistryUnavailable } else { ErrorKind::Internal };
+        Error::new(kind, format!("PostgreSQL: cannot {what}: {}", describe(&e)))
+    }
 }
 
 /// The server's message when it sent one, else the client's (connection refused, closed).
