@@ -30,9 +30,9 @@ pub struct RegistryArgs {
     /// Where the registry keeps its CA, join token, operator certificate and entities.
     #[arg(long, env = "TOOLMESH_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
-    /// Keep entities, revocations and the applied policy in this PostgreSQL database
-    /// (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE) instead of --state-dir, shared by
-    /// every registry replica started with the same URL.
+    /// Keep entities, revocations, the applied policy and the --tls-auto CA in this PostgreSQL
+    /// database (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE) instead of --state-dir, shared
+    /// by every registry replica started with the same URL.
     #[arg(long, env = "TOOLMESH_REGISTRY_STORE", value_name = "URL", value_parser = parse_store)]
     store: Option<String>,
     /// Trust domain of the SPIFFE IDs --tls-auto issues.
@@ -192,13 +192,6 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
         (None, true) => Some(default_state_dir().ok_or_else(no_home)?),
         (None, false) => None,
     };
-    if args.tls_auto && args.store.is_some() {
-        return Err(usage(
-            "--tls-auto keeps the mesh CA in --state-dir, which PostgreSQL replicas do not share: run replicas on --store \
-             with certificate files (--tls-cert, --tls-key, --tls-ca), issued by `toolmesh certs` or your CA"
-                .to_owned(),
-        ));
-    }
     let issuer = if args.tls_auto {
         let state_dir = auto_state_dir.as_deref().expect("set with --tls-auto");
         let mut hosts = vec![args.host.clone()];
@@ -206,7 +199,20 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
         if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
             hosts.push(name.trim().to_owned());
         }
-        let issuer = AutoIssuer::prepare(state_dir, &args.trust_domain, args.agent_cert_ttl, hosts).map_err(Failure::usage)?;
+        let issuer = match &args.store {
+            // The replicas share the CA in PostgreSQL; the state directory gets its copies.
+            Some(url) => {
+                let (url, dir, trust_domain, ttl) = (url.clone(), state_dir.to_owned(), args.trust_domain.clone(), args.agent_cert_ttl);
+                tokio::task::spawn_blocking(move || {
+                    let store = toolmesh_registry::store::Postgres::open(&url)?;
+                    AutoIssuer::prepare_in(store.as_ref(), &dir, &trust_domain, ttl, hosts)
+                })
+                .await
+                .map_err(|e| Error::new(ErrorKind::Internal, format!("preparing the CA did not finish: {e}")))?
+            }
+            None => AutoIssuer::prepare(state_dir, &args.trust_domain, args.agent_cert_ttl, hosts),
+        }
+        .map_err(Failure::usage)?;
         Some(Arc::new(issuer))
     } else {
         None

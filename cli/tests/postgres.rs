@@ -246,3 +246,40 @@ fn entities_added_at_two_replicas_at_once_are_all_kept() {
     stored.sort();
     assert_eq!(stored, names, "every entity added at either replica is kept");
 }
+
+#[test]
+fn tls_auto_replicas_on_postgres_share_one_ca_and_join_token() {
+    let postgres = Postgres::start();
+    let (one, two) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let auto = |dir: &Path| {
+        let dir = dir.to_str().expect("utf-8");
+        RegistryProcess::spawn(toolmesh(&[
+            "registry",
+            "--tls-auto",
+            "--state-dir",
+            dir,
+            "--port",
+            "0",
+            "--health-port",
+            "off",
+            "--store",
+            &postgres.url(),
+        ]))
+    };
+    let (a, b) = (auto(one.path()), auto(two.path()));
+    for file in ["ca.pem", "join-token"] {
+        let read = |dir: &Path| std::fs::read_to_string(dir.join(file)).expect("a copy in the state directory");
+        assert_eq!(read(one.path()), read(two.path()), "{file}: the second replica took the first one's");
+    }
+    assert!(!one.path().join(toolmesh_registry::STATE_FILE).exists(), "the state is PostgreSQL's, not the directory's");
+    // The operator certificate one replica wrote is the mesh's at the other.
+    let mut list = toolmesh(&["entity", "list", "--tls-auto", "--state-dir", one.path().to_str().expect("utf-8"), "--registry", &b.url]);
+    list.stdin(std::process::Stdio::null());
+    run(list).success();
+    // Restarted, a replica keeps the stored CA.
+    let ca = std::fs::read_to_string(one.path().join("ca.pem")).expect("ca.pem");
+    drop(a);
+    std::fs::remove_file(one.path().join("ca.pem")).expect("remove the copy");
+    let _a = auto(one.path());
+    assert_eq!(std::fs::read_to_string(one.path().join("ca.pem")).expect("ca.pem written again"), ca);
+}

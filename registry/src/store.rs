@@ -47,8 +47,4 @@ pub trait Store: Send + Sync {
     fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
-
-    fn save_auto_tls(&self, auto_tls: &AutoTlsState) -> Result<()> {
-        self.change(&mut |state| state.auto_tls = Some(auto_tls.clone()))
-    }
 }
