@@ -8,6 +8,8 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
 # The install test compiles a C agent with `pkg-config --cflags --libs toolmesh`.
 command -v pkg-config >/dev/null || missing+=(pkg-config)
+# The PostgreSQL store's tests start a real server from Debian's binaries (cli/tests/common/postgres.rs).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -30,6 +30,11 @@ pub struct RegistryArgs {
     /// Where the registry keeps its CA, join token, operator certificate and entities.
     #[arg(long, env = "TOOLMESH_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Keep entities, revocations, the applied policy and the --tls-auto CA in this PostgreSQL
+    /// database (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE) instead of --state-dir, shared
+    /// by every registry replica started with the same URL.
+    #[arg(long, env = "TOOLMESH_REGISTRY_STORE", value_name = "URL", value_parser = parse_store)]
+    store: Option<String>,
     /// Trust domain of the SPIFFE IDs --tls-auto issues.
     #[arg(long, default_value = DEFAULT_TRUST_DOMAIN, value_name = "DOMAIN")]
     trust_domain: String,
@@ -69,6 +74,17 @@ pub struct RegistryArgs {
     trace_max_bytes: usize,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+fn parse_store(text: &str) -> Result<String, String> {
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "'{text}' is not a store this registry knows: give postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, or leave --store \
+             out to keep the state in --state-dir"
+        ))
+    }
 }
 
 fn at_least_one(text: &str) -> Result<usize, String> {
@@ -183,7 +199,20 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
         if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
             hosts.push(name.trim().to_owned());
         }
-        let issuer = AutoIssuer::prepare(state_dir, &args.trust_domain, args.agent_cert_ttl, hosts).map_err(Failure::usage)?;
+        let issuer = match &args.store {
+            // The replicas share the CA in PostgreSQL; the state directory gets its copies.
+            Some(url) => {
+                let (url, dir, trust_domain, ttl) = (url.clone(), state_dir.to_owned(), args.trust_domain.clone(), args.agent_cert_ttl);
+                tokio::task::spawn_blocking(move || {
+                    let store = toolmesh_registry::store::Postgres::open(&url)?;
+                    AutoIssuer::prepare_in(store.as_ref(), &dir, &trust_domain, ttl, hosts)
+                })
+                .await
+                .map_err(|e| Error::new(ErrorKind::Internal, format!("preparing the CA did not finish: {e}")))?
+            }
+            None => AutoIssuer::prepare(state_dir, &args.trust_domain, args.agent_cert_ttl, hosts),
+        }
+        .map_err(Failure::usage)?;
         Some(Arc::new(issuer))
     } else {
         None
@@ -208,7 +237,9 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
     let mut config = RegistryConfig::new(args.host, args.port, identity);
     config.limits = limits;
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
-    config.state_dir = Some(state_dir.clone());
+    // On PostgreSQL the state is the database's, shared by the replicas: no directory keeps any.
+    config.state_dir = args.store.is_none().then(|| state_dir.clone());
+    config.postgres = args.store;
     config.issuer = issuer.clone();
     config.admin_ids = args.admin_ids;
     config.quotas =

@@ -60,43 +60,62 @@ impl AutoIssuer {
     /// missing or past two thirds of its life.
     pub fn prepare(state_dir: &Path, trust_domain: &str, agent_cert_lifetime: Duration, registry_hosts: Vec<String>) -> Result<AutoIssuer> {
         let store = crate::store::Embedded::open(state_dir)?;
-        let (ca, token) = match store.load()?.auto_tls {
-            Some(stored) => {
-                let from = store.describe();
-                let ca = CertificateAuthority::from_pem(&stored.ca_cert, &stored.ca_key, &from, &from)
-                    .map_err(|e| e.context(format!("the registry's CA in {from}")))?;
-                let token = JoinToken::parse(&stored.join_token).map_err(|e| e.context(format!("the join token in {from}")))?;
-                (ca, token)
+        Self::prepare_in(store.as_ref(), state_dir, trust_domain, agent_cert_lifetime, registry_hosts)
+    }
+
+    /// [`AutoIssuer::prepare`] with the CA and join token kept in `store` (PostgreSQL, shared by
+    /// replicas: the first replica's CA is every replica's); `state_dir` gets the copies for
+    /// operators and local agents. Blocks on the store: call it off the async workers.
+    pub fn prepare_in(
+        store: &dyn Store,
+        state_dir: &Path,
+        trust_domain: &str,
+        agent_cert_lifetime: Duration,
+        registry_hosts: Vec<String>,
+    ) -> Result<AutoIssuer> {
+        crate::mesh_dir::make_private(state_dir)?;
+        let from = store.describe();
+        if store.load()?.auto_tls.is_none() {
+            // A directory another mesh's registry wrote (with certificate files) holds no CA:
+            // a new one here would make a new mesh inherit that mesh's entities.
+            let recorded = crate::mesh_dir::recorded(state_dir)?;
+            if !recorded.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "the state directory {} belongs to the mesh whose CA is {} (SHA-256) but holds no CA of its own, so \
+                         --tls-auto cannot use it; choose another with --state-dir (or none: the default is {})",
+                        state_dir.display(),
+                        recorded.into_iter().collect::<Vec<_>>().join(", "),
+                        toolmesh_core::auto_tls::default_state_dir()
+                            .map(|d| d.display().to_string())
+                            .unwrap_or_else(|| "~/.toolmesh/registry".into()),
+                    ),
+                ));
             }
-            None => {
-                // A directory another mesh's registry wrote (with certificate files) holds no CA:
-                // a new one here would make a new mesh inherit that mesh's entities.
-                let recorded = crate::mesh_dir::recorded(state_dir)?;
-                if !recorded.is_empty() {
-                    return Err(Error::new(
-                        ErrorKind::InvalidConfig,
-                        format!(
-                            "the state directory {} belongs to the mesh whose CA is {} (SHA-256) but holds no CA of its own, so \
-                             --tls-auto cannot use it; choose another with --state-dir (or none: the default is {})",
-                            state_dir.display(),
-                            recorded.into_iter().collect::<Vec<_>>().join(", "),
-                            toolmesh_core::auto_tls::default_state_dir()
-                                .map(|d| d.display().to_string())
-                                .unwrap_or_else(|| "~/.toolmesh/registry".into()),
-                        ),
-                    ));
+            let ca = CertificateAuthority::generate(&ca_common_name(trust_domain), DEFAULT_CA_DAYS)?;
+            let fresh = AutoTlsState {
+                ca_cert: ca.cert_pem().to_owned(),
+                ca_key: ca.key_pem().to_owned(),
+                join_token: JoinToken::generate(&ca.fingerprint()).reveal(),
+            };
+            // Only when still none is stored: of replicas starting at once, the first one's CA wins.
+            let mut created = false;
+            store.change(&mut |state| {
+                if state.auto_tls.is_none() {
+                    state.auto_tls = Some(fresh.clone());
+                    created = true;
                 }
-                let ca = CertificateAuthority::generate(&ca_common_name(trust_domain), DEFAULT_CA_DAYS)?;
-                let token = JoinToken::generate(&ca.fingerprint());
-                store.save_auto_tls(&AutoTlsState {
-                    ca_cert: ca.cert_pem().to_owned(),
-                    ca_key: ca.key_pem().to_owned(),
-                    join_token: token.reveal(),
-                })?;
-                tracing::info!(store = %store.describe(), "created the registry's CA");
-                (ca, token)
+            })?;
+            if created {
+                tracing::info!(store = %from, "created the registry's CA");
             }
-        };
+        }
+        let stored =
+            store.load()?.auto_tls.ok_or_else(|| Error::new(ErrorKind::Internal, format!("{from} holds no CA right after storing one")))?;
+        let ca = CertificateAuthority::from_pem(&stored.ca_cert, &stored.ca_key, &from, &from)
+            .map_err(|e| e.context(format!("the registry's CA in {from}")))?;
+        let token = JoinToken::parse(&stored.join_token).map_err(|e| e.context(format!("the join token in {from}")))?;
         let token_file = state_dir.join(JOIN_TOKEN_FILE);
         write_if_changed(&state_dir.join("ca.pem"), ca.cert_pem(), 0o644)?;
         write_if_changed(&token_file, &format!("{}\n", token.reveal()), 0o600)?;

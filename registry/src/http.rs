@@ -31,6 +31,8 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 const MAX_TRACE_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Traces `GET /v1/traces` lists unless `last` says otherwise.
 const DEFAULT_TRACES_LISTED: usize = 20;
+/// How long a client should wait before retrying a change the unreachable store refused.
+const STORE_RETRY_AFTER_S: u64 = 2;
 const DEFAULT_WAIT: Duration = Duration::from_millis(30_000);
 const MAX_WAIT: Duration = Duration::from_millis(60_000);
 
@@ -63,13 +65,15 @@ struct Refusal {
     name: &'static str,
     message: String,
     allow: Option<&'static str>,
+    /// Seconds to wait before retrying (a 503 while the store is unreachable).
+    retry_after: Option<u64>,
     /// Set when an identity was denied something: the refusal is audited.
     denial: Option<Box<Denial>>,
 }
 
 impl Refusal {
     fn new(status: StatusCode, name: &'static str, message: String) -> Self {
-        Refusal { status, name, message, allow: None, denial: None }
+        Refusal { status, name, message, allow: None, retry_after: None, denial: None }
     }
 
     fn denied(
@@ -100,10 +104,27 @@ impl Refusal {
         Refusal::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
     }
 
+    /// A change that could not be stored: 503 with `Retry-After` when the store is unreachable
+    /// (PostgreSQL is down: nothing changed, and the same request succeeds once it is back),
+    /// else 500.
+    fn storage(e: toolmesh_core::Error, what: &str) -> Self {
+        if e.kind() == toolmesh_core::ErrorKind::RegistryUnavailable {
+            let message = format!("{what}: the registry's store is unreachable ({e}); nothing changed, retry in {STORE_RETRY_AFTER_S} s");
+            return Refusal {
+                retry_after: Some(STORE_RETRY_AFTER_S),
+                ..Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message)
+            };
+        }
+        Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("{what}: {e}"))
+    }
+
     fn into_response(self) -> Response {
         let mut response = json_response(self.status, &ApiError { error: self.name.to_owned(), message: self.message });
         if let Some(allow) = self.allow {
             response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
         }
         response
     }
@@ -121,9 +142,7 @@ impl From<EntityError> for Refusal {
             EntityError::Unknown(name) => {
                 Refusal::new(StatusCode::NOT_FOUND, "unknown_entity", format!("no entity '{name}'; `toolmesh entity list` shows them"))
             }
-            EntityError::Storage(e) => {
-                Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("cannot store the entities: {e}"))
-            }
+            EntityError::Storage(e) => Refusal::storage(e, "cannot store the entities"),
         }
     }
 }
@@ -132,9 +151,7 @@ impl From<PolicyError> for Refusal {
     fn from(e: PolicyError) -> Self {
         match e {
             PolicyError::Invalid(message) => Refusal::invalid(format!("{message}; nothing was applied")),
-            PolicyError::Storage(e) => {
-                Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("cannot store the policy, so it is not applied: {e}"))
-            }
+            PolicyError::Storage(e) => Refusal::storage(e, "cannot store the policy, so it is not applied"),
         }
     }
 }
@@ -416,16 +433,18 @@ async fn serve(
         (Route::Entities, &Method::POST) => {
             require_admin(api, caller, "changing entities")?;
             let request: EntityRequest = json_body(body).await?;
-            let entity = api.trust.add(&request.name, &request.ca_cert, request.trust_domain.as_deref())?;
+            let trust = api.trust.clone();
+            let entity = storing(move || trust.add(&request.name, &request.ca_cert, request.trust_domain.as_deref())).await??;
             apply_trust(api)?;
             tracing::info!(entity = %entity.name, ca = %Escaped(&entity.ca_subject), by = %Escaped(&caller.identity), "entity added: its agents may join");
             ok(&entity)
         }
         (Route::Entity(name), &Method::DELETE) => {
             require_admin(api, caller, "changing entities")?;
-            let entity = api.trust.revoke(name)?;
+            let (trust, name) = (api.trust.clone(), name.to_owned());
+            let entity = storing(move || trust.revoke(&name)).await??;
             apply_trust(api)?;
-            let evicted = registry.evict_entity(name);
+            let evicted = registry.evict_entity(&entity.name);
             tracing::info!(entity = %entity.name, by = %Escaped(&caller.identity), evicted = evicted.len(), "entity revoked: its agents are cut off");
             no_content()
         }
@@ -455,7 +474,8 @@ async fn serve(
         (Route::Policy, &Method::PUT) => {
             require_admin(api, caller, "applying a policy")?;
             let document = json_body(body).await?;
-            let stored = api.policy.apply(document, |policy| registry.replace_policy(policy))?;
+            let (policy, registry) = (api.policy.clone(), registry.clone());
+            let stored = storing(move || policy.apply(document, |policy| registry.replace_policy(policy))).await??;
             tracing::info!(
                 version = stored.version,
                 rules = stored.policy.rules.len(),
@@ -501,6 +521,14 @@ async fn serve(
             return Err(Refusal { allow: Some(route.allowed()), ..refusal });
         }
     })
+}
+
+/// Runs a change that stores what it changed off the async workers: a store blocks until the
+/// change is durable (an fsync, a database round trip).
+async fn storing<T: Send + 'static>(change: impl FnOnce() -> T + Send + 'static) -> Result<T, Refusal> {
+    tokio::task::spawn_blocking(change)
+        .await
+        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the change did not finish: {e}")))
 }
 
 /// The registry's own handshakes trust what the entities say, from now on.

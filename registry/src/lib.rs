@@ -62,6 +62,10 @@ pub struct RegistryConfig {
     /// The directory belongs to one mesh: it is made 0700 and records the mesh CA
     /// ([`MESH_CA_FILE`]), and a registry with another mesh CA refuses to start on it.
     pub state_dir: Option<PathBuf>,
+    /// A PostgreSQL database (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`) keeping that
+    /// state instead, shared by every replica on it (see `store::Postgres`); the state
+    /// directory then keeps nothing of it.
+    pub postgres: Option<String>,
     /// Issues agent certificates over `POST /v1/bootstrap` (`--tls-auto`).
     pub issuer: Option<Arc<AutoIssuer>>,
     /// Identities allowed to change entities besides mesh certificates whose SPIFFE ID is
@@ -92,6 +96,7 @@ impl RegistryConfig {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             eviction_intervals: DEFAULT_EVICTION_INTERVALS,
             state_dir: None,
+            postgres: None,
             issuer: None,
             admin_ids: Vec::new(),
             health: None,
@@ -128,14 +133,8 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         return Err(Error::new(ErrorKind::InvalidConfig, "eviction_intervals must be at least 1 (the default is 3)"));
     }
     let identity = config.identity.clone();
-    let store: Arc<dyn Store> = match &config.state_dir {
-        Some(dir) => {
-            mesh_dir::claim(dir, &identity.configured_roots())?;
-            store::Embedded::open(dir)?
-        }
-        None => Arc::new(store::Memory::default()),
-    };
-    let durable = store.load()?;
+    let store = open_store(&config).await?;
+    let durable = blocking(store.clone(), |store| store.load()).await?;
     // The mesh's trust domain is the registry's own: no entity may take it.
     let mesh_trust_domain = toolmesh_core::SpiffeId::parse(identity.name()).ok().map(|id| id.trust_domain().to_owned());
     let trust = Arc::new(trust::Trust::load(identity.configured_roots(), mesh_trust_domain, durable.entities, store.clone())?);
@@ -175,6 +174,10 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         registry.replace_policy(applied);
     }
     let follower = trust.clone();
+    let changes = store.changes().map(|changes| {
+        let (store, trust, policy, registry, identity) = (store.clone(), trust.clone(), policy.clone(), registry.clone(), identity.clone());
+        tokio::spawn(follow_store(changes, store, trust, policy, registry, identity))
+    });
     let api = Arc::new(http::Api {
         registry: registry.clone(),
         closing: closing_receiver,
@@ -199,11 +202,69 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
     tasks.extend(
         identity.spawn_reloader_then(config.tls_reload_interval, move |identity| follow_mesh_ca(&follower, identity, state_dir.as_deref())),
     );
+    tasks.extend(changes);
     if let Some(issuer) = &config.issuer {
         tasks.push(tokio::spawn(renew_own_certificate(issuer.clone(), Arc::downgrade(&identity))));
     }
     tracing::info!(%url, identity = identity.name(), store = %store.describe(), health = ?health.as_ref().map(HealthServer::local_addr), "registry started");
     Ok(RunningRegistry { server, url, closing, tasks, health, traces })
+}
+
+/// The store the configuration names: PostgreSQL, else the state directory's, else memory.
+async fn open_store(config: &RegistryConfig) -> Result<Arc<dyn Store>> {
+    if let Some(url) = &config.postgres {
+        let url = url.clone();
+        return blocking(url, |url| store::Postgres::open(&url).map(|s| s as Arc<dyn Store>)).await;
+    }
+    Ok(match &config.state_dir {
+        Some(dir) => {
+            mesh_dir::claim(dir, &config.identity.configured_roots())?;
+            store::Embedded::open(dir)?
+        }
+        None => Arc::new(store::Memory::default()),
+    })
+}
+
+/// Runs `work` (it blocks: store I/O) on tokio's blocking pool, not on an async worker.
+async fn blocking<A: Send + 'static, T: Send + 'static>(input: A, work: impl FnOnce(A) -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(move || work(input))
+        .await
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("a store operation did not finish: {e}")))?
+}
+
+/// Takes what other replicas sharing the store changed: at each announced change, loads the
+/// state and puts the entities (and the trust bundle they make) and a newer policy in force;
+/// the agents of an entity another replica revoked are evicted here too.
+async fn follow_store(
+    mut changes: watch::Receiver<u64>,
+    store: Arc<dyn Store>,
+    trust: Arc<trust::Trust>,
+    policy: Arc<policy_store::PolicyStore>,
+    registry: Arc<state::Registry>,
+    identity: Arc<Identity>,
+) {
+    while changes.changed().await.is_ok() {
+        let (trust, policy, registry, identity) = (trust.clone(), policy.clone(), registry.clone(), identity.clone());
+        let followed = blocking(store.clone(), move |store| {
+            let stored = store.load()?;
+            let before: Vec<String> = trust.list().entities.into_iter().map(|e| e.name).collect();
+            if trust.adopt(stored.entities)? {
+                identity.replace_trust_bundle(&trust.bundle())?;
+                let after = trust.list().entities;
+                for gone in before.iter().filter(|name| !after.iter().any(|e| &e.name == *name)) {
+                    let evicted = registry.evict_entity(gone);
+                    tracing::info!(entity = %gone, evicted = evicted.len(), "entity revoked at another replica: its agents are cut off");
+                }
+            }
+            if policy.adopt(stored.policy, |applied| registry.replace_policy(applied))? {
+                tracing::info!(version = ?policy.announced_version(), "access policy applied at another replica: in force here");
+            }
+            Ok(())
+        });
+        if let Err(e) = followed.await {
+            tracing::warn!("cannot take the changes of another replica yet (taken at the next change or reconnection): {e}");
+        }
+    }
 }
 
 /// After the registry's TLS files were reloaded: when the CA file changed, the mesh's trust takes

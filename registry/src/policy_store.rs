@@ -59,13 +59,37 @@ impl PolicyStore {
     pub fn apply(&self, document: PolicyDocument, then: impl FnOnce(Arc<Policy>)) -> std::result::Result<StoredPolicy, PolicyError> {
         check_text(&serde_json::to_value(&document).unwrap_or_default(), "policy").map_err(PolicyError::Invalid)?;
         let _one_apply_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
-        let version = self.current().map_or(0, |p| p.version()) + 1;
-        let policy = Arc::new(Policy::compile(document, version).map_err(|e| PolicyError::Invalid(e.message().to_owned()))?);
-        let stored = StoredPolicy { version, policy: policy.document().clone() };
-        self.store.save_policy(&stored).map_err(PolicyError::Storage)?;
+        let mut outcome = None;
+        // The next version after the stored one (with replicas sharing the store, another may
+        // have applied one since this one's).
+        self.store
+            .change(&mut |state| {
+                let version = state.policy.as_ref().map_or(0, |p| p.version) + 1;
+                let compiled = Policy::compile(document.clone(), version).map_err(|e| PolicyError::Invalid(e.message().to_owned()));
+                if let Ok(policy) = &compiled {
+                    state.policy = Some(StoredPolicy { version, policy: policy.document().clone() });
+                }
+                outcome = Some(compiled);
+            })
+            .map_err(PolicyError::Storage)?;
+        let policy = Arc::new(outcome.expect("the store ran the edit")?);
+        let stored = StoredPolicy { version: policy.version(), policy: policy.document().clone() };
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(policy.clone());
         then(policy);
         Ok(stored)
+    }
+
+    /// Puts `stored` in force when it is newer than the policy in force (another replica sharing
+    /// the store applied it); `then` runs with it, as after an apply. Answers whether it was newer.
+    pub fn adopt(&self, stored: Option<StoredPolicy>, then: impl FnOnce(Arc<Policy>)) -> Result<bool> {
+        let _one_apply_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(stored) = stored.filter(|s| s.version > self.current().map_or(0, |p| p.version())) else {
+            return Ok(false);
+        };
+        let policy = Arc::new(compile_stored(stored, &self.store.describe())?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(policy.clone());
+        then(policy);
+        Ok(true)
     }
 }
 

@@ -4,21 +4,27 @@
 //! register again when the registry comes back (answers say `warming_up` meanwhile).
 //!
 //! [`Store`] is how the registry reads and changes that state, one backend per place it is kept:
-//! `embedded` in one file of the state directory (the default: no other service), `memory` in
-//! the process only (no state directory). `durable` holds the types, `schema` the stored format,
-//! its version and the migrations from older ones.
+//! `embedded` in one file of the state directory (the default: no other service), `postgres` in
+//! a PostgreSQL database shared by registry replicas (`--store postgres://...`), `memory` in
+//! the process only (no state directory). `durable` holds the types, `schema` the embedded
+//! format, its version and the migrations from older ones, `pg_schema` the PostgreSQL tables.
+//!
+//! Saves block until durable (an fsync, a database round trip): callers run them off the
+//! async workers, with `tokio::task::spawn_blocking`.
 
 mod durable;
 mod embedded;
 mod memory;
+mod pg_schema;
+mod postgres;
 mod schema;
 
 pub use durable::{AutoTlsState, Durable, StoredEntity};
 pub use embedded::Embedded;
 pub use memory::Memory;
+pub use postgres::Postgres;
 pub use schema::{SCHEMA_VERSION, STATE_FILE};
 
-use toolmesh_core::registry_api::StoredPolicy;
 use toolmesh_core::Result;
 
 /// Where the registry keeps what must survive a restart. Each save replaces one part of the
@@ -30,18 +36,15 @@ pub trait Store: Send + Sync {
     fn describe(&self) -> String;
     /// The state as stored when the registry starts.
     fn load(&self) -> Result<Durable>;
-    /// Stores the state `edit` makes of the current one; a failed store changes nothing.
+    /// Stores the state `edit` makes of the current one (as stored: with replicas sharing the
+    /// store, what another replica changed included); a failed store changes nothing, and an
+    /// edit that changes nothing stores nothing.
     fn change(&self, edit: &mut dyn FnMut(&mut Durable)) -> Result<()>;
 
-    fn save_entities(&self, entities: &[StoredEntity]) -> Result<()> {
-        self.change(&mut |state| state.entities = entities.to_vec())
-    }
-
-    fn save_policy(&self, policy: &StoredPolicy) -> Result<()> {
-        self.change(&mut |state| state.policy = Some(policy.clone()))
-    }
-
-    fn save_auto_tls(&self, auto_tls: &AutoTlsState) -> Result<()> {
-        self.change(&mut |state| state.auto_tls = Some(auto_tls.clone()))
+    /// Counts changes made by others sharing the store (other replicas), for a store that can
+    /// be shared: on each, the registry loads the state again. `None` for a store only this
+    /// process writes.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
     }
 }

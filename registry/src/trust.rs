@@ -145,46 +145,64 @@ impl Trust {
         let domain = trust_domain.map(|td| td.trim().trim_start_matches(SCHEME).trim_end_matches('/').to_owned());
         let effective = domain.clone().unwrap_or_else(|| default_trust_domain(name, Some(&summary)));
         check_trust_domain(&effective).map_err(EntityError::Invalid)?;
-        let _one_change_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self.anchors();
-        if current.entities.iter().any(|e| e.name == name) {
-            return Err(EntityError::Exists(name.to_owned()));
-        }
-        if current.mesh_trust_domain.as_deref() == Some(effective.as_str()) {
-            return Err(EntityError::Invalid(format!(
-                "the trust domain '{effective}' is the mesh's own: an entity's CA may not vouch for the mesh's identities; \
-                 give the entity its own (`toolmesh entity add {name} --trust-domain TD`)"
-            )));
-        }
-        if let Some(other) = current.entities.iter().find(|e| trust_domain_of(e) == effective) {
-            return Err(EntityError::Invalid(format!(
-                "the trust domain '{effective}' belongs to entity '{}'; give '{name}' its own (--trust-domain TD)",
-                other.name
-            )));
-        }
         let print = fingerprint(ca);
-        if current.mesh.iter().any(|m| fingerprint(m) == print) || current.entities.iter().any(|e| entity_fingerprint(e) == print) {
-            return Err(EntityError::Invalid(format!("the CA '{}' is already trusted (the mesh CA or another entity's)", summary.subject)));
-        }
-        let added_at = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         let canonical = pem::encode_certificate(ca);
-        let mut entities = current.entities.clone();
-        entities.push(StoredEntity { name: name.to_owned(), ca_cert: canonical, added_at, trust_domain: Some(effective) });
-        let entity = describe(entities.last().expect("just pushed"));
-        self.replace(&current, entities)?;
-        Ok(entity)
+        self.change(|current, stored| {
+            if stored.iter().any(|e| e.name == name) {
+                return Err(EntityError::Exists(name.to_owned()));
+            }
+            if current.mesh_trust_domain.as_deref() == Some(effective.as_str()) {
+                return Err(EntityError::Invalid(format!(
+                    "the trust domain '{effective}' is the mesh's own: an entity's CA may not vouch for the mesh's identities; \
+                     give the entity its own (`toolmesh entity add {name} --trust-domain TD`)"
+                )));
+            }
+            if let Some(other) = stored.iter().find(|e| trust_domain_of(e) == effective) {
+                return Err(EntityError::Invalid(format!(
+                    "the trust domain '{effective}' belongs to entity '{}'; give '{name}' its own (--trust-domain TD)",
+                    other.name
+                )));
+            }
+            if current.mesh.iter().any(|m| fingerprint(m) == print) || stored.iter().any(|e| entity_fingerprint(e) == print) {
+                return Err(EntityError::Invalid(format!(
+                    "the CA '{}' is already trusted (the mesh CA or another entity's)",
+                    summary.subject
+                )));
+            }
+            let added_at = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+            let mut entities = stored.to_vec();
+            entities.push(StoredEntity {
+                name: name.to_owned(),
+                ca_cert: canonical.clone(),
+                added_at,
+                trust_domain: Some(effective.clone()),
+            });
+            let entity = describe(entities.last().expect("just pushed"));
+            Ok((entities, entity))
+        })
     }
 
     /// Removes an entity and stores the new set; answers the removed entity.
     pub fn revoke(&self, name: &str) -> std::result::Result<Entity, EntityError> {
+        self.change(|_, stored| {
+            let Some(removed) = stored.iter().find(|e| e.name == name) else {
+                return Err(EntityError::Unknown(name.to_owned()));
+            };
+            Ok((stored.iter().filter(|e| e.name != name).cloned().collect(), describe(removed)))
+        })
+    }
+
+    /// Puts `entities` in force, as another replica sharing the store stored them; answers
+    /// whether they differ from those in force.
+    pub fn adopt(&self, entities: Vec<StoredEntity>) -> Result<bool> {
         let _one_change_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.anchors();
-        let Some(removed) = current.entities.iter().find(|e| e.name == name) else {
-            return Err(EntityError::Unknown(name.to_owned()));
-        };
-        let removed = describe(removed);
-        self.replace(&current, current.entities.iter().filter(|e| e.name != name).cloned().collect())?;
-        Ok(removed)
+        if current.entities == entities {
+            return Ok(false);
+        }
+        let anchors = build(current.mesh.clone(), current.mesh_trust_domain.clone(), entities)?;
+        *self.anchors.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(anchors);
+        Ok(true)
     }
 
     /// Takes `mesh` as the mesh CA bundle when it differs from the current one (the registry's
@@ -201,12 +219,30 @@ impl Trust {
         Ok(true)
     }
 
-    /// Stores first, then swaps: a set that could not be stored is not in force either.
-    fn replace(&self, current: &Anchors, entities: Vec<StoredEntity>) -> std::result::Result<(), EntityError> {
-        let anchors = build(current.mesh.clone(), current.mesh_trust_domain.clone(), entities).map_err(EntityError::Storage)?;
-        self.store.save_entities(&anchors.entities).map_err(EntityError::Storage)?;
+    /// Edits the entity set as stored (with replicas sharing the store, what another one
+    /// stored included), stores the edited set, and puts it in force; `edit` answers the new set
+    /// and what to answer. Stores first, then swaps: a set that could not be stored is not in
+    /// force either.
+    fn change<T>(
+        &self,
+        edit: impl Fn(&Anchors, &[StoredEntity]) -> std::result::Result<(Vec<StoredEntity>, T), EntityError>,
+    ) -> std::result::Result<T, EntityError> {
+        let _one_change_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.anchors();
+        let mut outcome = None;
+        self.store
+            .change(&mut |state| {
+                let attempt = edit(&current, &state.entities).and_then(|(entities, answer)| {
+                    let anchors = build(current.mesh.clone(), current.mesh_trust_domain.clone(), entities).map_err(EntityError::Storage)?;
+                    state.entities = anchors.entities.clone();
+                    Ok((anchors, answer))
+                });
+                outcome = Some(attempt);
+            })
+            .map_err(EntityError::Storage)?;
+        let (anchors, answer) = outcome.expect("the store ran the edit")?;
         *self.anchors.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(anchors);
-        Ok(())
+        Ok(answer)
     }
 }
 

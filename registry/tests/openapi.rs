@@ -6,11 +6,13 @@
 mod common;
 
 use bytes::Bytes;
+use common::postgres::Postgres;
 use common::{registration_as, Answer, Mesh, RawClient};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use toolmesh_ca::Role;
+use toolmesh_registry::RegistryConfig;
 
 /// One documented response: path template, method, status.
 type ResponseKey = (String, String, String);
@@ -510,6 +512,30 @@ async fn the_live_registry_matches_its_openapi_document() {
     }
     let throttled = ex.by(&anonymous).expect(429, "post", BOOTSTRAP, BOOTSTRAP, Some(guess)).await;
     assert!(throttled.headers.contains_key("retry-after"), "{:?}", throttled.headers);
+
+    // A change the store cannot take, its PostgreSQL being down: 503, retry after. Checked
+    // before anything else, so a revocation of an unknown entity is refused the same.
+    let postgres = tokio::task::spawn_blocking(Postgres::start).await.expect("start PostgreSQL");
+    let mut config = RegistryConfig::new("127.0.0.1", 0, mesh.identity("registry", Role::Registry));
+    config.postgres = Some(postgres.url());
+    let replica = toolmesh_registry::start(config).await.expect("a registry on PostgreSQL");
+    let _stopped = tokio::task::spawn_blocking(move || {
+        let mut postgres = postgres;
+        postgres.stop();
+        postgres
+    })
+    .await
+    .expect("stop PostgreSQL");
+    let replica_operator = RawClient::new(&replica.url(), &mesh.identity("ops", Role::Operator));
+    let add = json!({"name": "later", "ca_cert": Mesh::named("later CA").ca.cert_pem()});
+    let policy = json!({"default": "allow-mesh", "rules": []});
+    for (method, template, path, body) in
+        [("post", ENTITIES, ENTITIES, Some(add)), ("delete", ENTITY, "/v1/entities/later", None), ("put", POLICY, POLICY, Some(policy))]
+    {
+        let refused = ex.by(&replica_operator).expect(503, method, template, path, body).await;
+        assert_eq!(refused.json()["error"], "store_unavailable", "{method} {path}");
+    }
+    replica.shutdown().await;
 
     let missing: Vec<_> = document.documented().difference(&document.seen).cloned().collect();
     assert!(missing.is_empty(), "documented responses this test never saw (document drifted?): {missing:?}");

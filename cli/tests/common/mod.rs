@@ -2,6 +2,10 @@
 //! registry process, and one-shot commands with their output and exit code.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+// One harness for the registry's and the CLI's tests.
+#[path = "../../../registry/tests/common/postgres.rs"]
+pub mod postgres;
+
 use std::borrow::BorrowMut;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -74,6 +74,9 @@ impl Store for Embedded {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = state.clone();
         edit(&mut next);
+        if next == *state {
+            return Ok(());
+        }
         self.write(&next)?;
         *state = next;
         Ok(())

@@ -2,6 +2,8 @@
 //! in-process registry with real mutual TLS, and a raw HTTPS client for it.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod postgres;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use std::sync::Arc;

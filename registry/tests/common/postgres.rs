@@ -1,0 +1,152 @@
+//! A real PostgreSQL server for tests: Debian's `postgresql` binaries (installed by
+//! `scripts/setup-system.sh`), a cluster `initdb`ed into a temporary directory, served on a free
+//! loopback port with one database, `toolmesh`; stopped and removed on drop. PostgreSQL refuses
+//! to run as root, so as root the server runs as `nobody` (the directory is handed to it).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    running: bool,
+}
+
+/// The uid and gid the server runs as when the tests run as root.
+const NOBODY: u32 = 65534;
+
+impl Postgres {
+    /// initdb, start, create the `toolmesh` database; panics naming the fix when the binaries are missing.
+    pub fn start() -> Postgres {
+        let bin = bin_dir();
+        let dir = tempfile::tempdir().expect("tempdir");
+        if is_root() {
+            std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).expect("hand the cluster directory to nobody");
+        }
+        let port = free_port();
+        let mut postgres = Postgres { dir, bin, port, running: false };
+        let data = postgres.data();
+        postgres.run("initdb", &["-D", &data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]);
+        postgres.resume();
+        postgres.run("createdb", &["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "toolmesh"]);
+        postgres
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/toolmesh`
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/toolmesh", self.port)
+    }
+
+    /// Runs `sql` in the `toolmesh` database with `psql`; answers its output, bare (`-tA`).
+    pub fn psql(&self, sql: &str) -> String {
+        let port = self.port.to_string();
+        self.run("psql", &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", "toolmesh", "-v", "ON_ERROR_STOP=1", "-tA", "-c", sql])
+            .trim()
+            .to_owned()
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected); [`Postgres::resume`] starts it again.
+    pub fn stop(&mut self) {
+        if self.running {
+            self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "-t", "30", "stop"]);
+            self.running = false;
+        }
+    }
+
+    /// Starts the stopped server again, on the same port with the same data; returns once it accepts connections.
+    pub fn resume(&mut self) {
+        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -F", self.port, self.path().display());
+        let log = self.path().join("server.log");
+        self.run("pg_ctl", &["-D", &self.data(), "-l", log.to_str().expect("utf-8"), "-o", &options, "-w", "-t", "30", "start"]);
+        self.running = true;
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn data(&self) -> String {
+        self.path().join("data").to_str().expect("utf-8").to_owned()
+    }
+
+    /// One PostgreSQL program, run as `nobody` when the tests run as root.
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        let mut command = if is_root() {
+            let mut command = Command::new("setpriv");
+            command.args(["--reuid", &NOBODY.to_string(), "--regid", &NOBODY.to_string(), "--clear-groups", "--"]).arg(&path);
+            command
+        } else {
+            Command::new(&path)
+        };
+        command.env("LC_ALL", "C").env("HOME", self.path()).current_dir(self.path());
+        command
+    }
+
+    /// Runs one PostgreSQL program, panicking with its output and the server's log when it
+    /// fails; answers its standard output.
+    fn run(&self, program: &str, args: &[&str]) -> String {
+        let output =
+            self.command(program).args(args).output().unwrap_or_else(|e| panic!("cannot run {program} in {}: {e}", self.bin.display()));
+        let log = std::fs::read_to_string(self.path().join("server.log")).unwrap_or_default();
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed ({}):\n{}{}\nserver log:\n{log}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = self.command("pg_ctl").args(["-D", &self.data(), "-m", "immediate", "-w", "stop"]).output();
+        }
+    }
+}
+
+/// Where `initdb`, `pg_ctl` and `createdb` are: `TOOLMESH_PG_BIN`, else Debian's newest
+/// `/usr/lib/postgresql/<version>/bin`, else the PATH.
+fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TOOLMESH_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    debian.sort();
+    if let Some((_, bin)) = debian.pop() {
+        return bin;
+    }
+    let on_path = std::env::var_os("PATH").and_then(|path| std::env::split_paths(&path).find(|dir| dir.join("initdb").exists()));
+    on_path.unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL's initdb is not installed (looked in TOOLMESH_PG_BIN, /usr/lib/postgresql/*/bin and PATH); \
+             run `bash scripts/setup-system.sh` (installs Debian's postgresql) or set TOOLMESH_PG_BIN to its bin directory"
+        )
+    })
+}
+
+fn is_root() -> bool {
+    // The tests never run setuid: the real uid is the one that matters, read without unsafe code.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| status.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port()
+}
