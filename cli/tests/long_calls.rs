@@ -14,7 +14,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use toolmesh_core::agent::Agent;
-use toolmesh_core::config::AgentConfig;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{Completion, FnHandler, HostError, ToolInvocation};
 use toolmesh_core::mcp::McpClient;
@@ -38,16 +37,8 @@ async fn chain(certs: &Certs, registry_url: &str) -> Chain {
     let running = Arc::new(AtomicUsize::new(0));
     let mut agents = Vec::new();
     for (name, dependency) in [("c", None), ("b", Some("c")), ("a", Some("b"))] {
-        let mut config = AgentConfig::from_env(name).expect("agent config");
-        for (key, value) in [
-            ("registry_url", registry_url.to_owned()),
-            ("tls_cert", certs.path(&format!("{name}.pem")).display().to_string()),
-            ("tls_key", certs.path(&format!("{name}.key")).display().to_string()),
-            ("tls_ca", certs.path("ca.pem").display().to_string()),
-            ("health_port", "off".to_owned()),
-        ] {
-            config.set(key, &value).expect("agent option");
-        }
+        let mut config = certs.agent_config(name, registry_url);
+        config.set("health_port", "off").expect("agent option");
         let dependencies: Vec<&str> = dependency.into_iter().collect();
         let tools: Vec<ToolInfo> =
             serde_json::from_value(json!([{"name": name, "capability": name, "dependencies": dependencies}])).expect("tools");

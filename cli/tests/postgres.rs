@@ -5,7 +5,7 @@
 mod common;
 
 use common::postgres::Postgres;
-use common::{run, toolmesh, Certs, RegistryProcess};
+use common::{run, toolmesh, Certs, RegistryProcess, CALC_PROVIDES_ADD};
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
@@ -14,15 +14,6 @@ use toolmesh_core::registry_api::{EntityRequest, RegisterRequest};
 use toolmesh_core::registry_client::RegistryClient;
 use toolmesh_core::tls::{Identity, TlsFiles};
 use toolmesh_core::ErrorKind;
-
-const POLICY: &str = "\
-default: deny
-rules:
-  - name: calc-provides-add
-    phases: [provide]
-    source: { agents: [calc] }
-    target: { capabilities: [add] }
-";
 
 fn replica(certs: &Certs, postgres: &Postgres) -> RegistryProcess {
     RegistryProcess::start(certs, &["--store", &postgres.url(), "--health-port", "off"])
@@ -61,7 +52,7 @@ fn operator_state_made_at_any_replica_is_shared_and_survives_restarting_every_re
     let (one, two) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
     let (one_ca, two_ca) = (partner_ca(one.path(), "one.example"), partner_ca(two.path(), "two.example"));
     let policy = certs.path("policy.yaml");
-    std::fs::write(&policy, POLICY).expect("write policy");
+    std::fs::write(&policy, CALC_PROVIDES_ADD).expect("write policy");
     let policy = policy.to_str().expect("utf-8");
 
     let (a, b) = (replica(&certs, &postgres), replica(&certs, &postgres));
@@ -95,7 +86,7 @@ fn operator_state_made_at_any_replica_is_shared_and_survives_restarting_every_re
 }
 
 #[test]
-fn a_store_url_that_is_not_postgres_or_unreachable_is_refused_naming_the_fix() {
+fn a_store_url_that_is_not_postgres_unreachable_or_off_this_machine_is_refused_naming_the_fix() {
     let certs = Certs::init("calc");
     let refused = RegistryProcess::try_spawn({
         let mut command = toolmesh(&["registry", "--port", "0", "--store", "mysql://db/toolmesh"]);
@@ -115,6 +106,17 @@ fn a_store_url_that_is_not_postgres_or_unreachable_is_refused_naming_the_fix() {
     });
     let logs = refused.err().expect("refused");
     assert!(logs.contains("PostgreSQL: cannot connect"), "{logs}");
+    assert!(!logs.contains("secret"), "the password is not logged: {logs}");
+
+    // A server on another machine: refused before any connection, as it would be plaintext.
+    let refused = RegistryProcess::try_spawn({
+        let mut command =
+            toolmesh(&["registry", "--port", "0", "--health-port", "off", "--store", "postgres://toolmesh:secret@db.example.com/toolmesh"]);
+        command.args(certs.tls_args("registry"));
+        command
+    });
+    let logs = refused.err().expect("refused");
+    assert!(logs.contains("without TLS so far") && logs.contains("loopback"), "{logs}");
     assert!(!logs.contains("secret"), "the password is not logged: {logs}");
 }
 

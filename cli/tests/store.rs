@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{run, toolmesh, RegistryProcess};
+use common::{run, toolmesh, RegistryProcess, CALC_PROVIDES_ADD};
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
@@ -13,15 +13,6 @@ use std::time::Duration;
 use toolmesh_core::agent::Agent;
 use toolmesh_core::config::AgentConfig;
 use toolmesh_core::host::{Completion, FnHandler, ToolInvocation};
-
-const POLICY: &str = "\
-default: deny
-rules:
-  - name: calc-provides-add
-    phases: [provide]
-    source: { agents: [calc] }
-    target: { capabilities: [add] }
-";
 
 fn auto_registry(state: &Path) -> RegistryProcess {
     let dir = state.to_str().expect("utf-8");
@@ -60,7 +51,7 @@ async fn a_registry_killed_and_restarted_keeps_everything_operator_made() {
     let (partner, other) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
     let (partner_ca, other_ca) = (partner_ca(partner.path(), "partner.example"), partner_ca(other.path(), "other.example"));
     let policy_file = state.path().with_extension("policy.yaml");
-    std::fs::write(&policy_file, POLICY).expect("write policy");
+    std::fs::write(&policy_file, CALC_PROVIDES_ADD).expect("write policy");
     let (s, registry) = (state.path(), auto_registry(state.path()));
 
     run(operator(&registry, s, &["entity", "add", "partner", "--ca-cert", &partner_ca])).success();

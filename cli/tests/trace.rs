@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use toolmesh_core::agent::Agent;
-use toolmesh_core::config::AgentConfig;
 use toolmesh_core::host::{Completion, FnHandler, HostError, ToolInvocation};
 use toolmesh_core::registry_api::{ToolInfo, TraceSummary};
 use toolmesh_core::registry_client::RegistryClient;
@@ -25,15 +24,7 @@ async fn start(
     tools: Value,
     handler: impl Fn(Agent, ToolInvocation, Completion) + Send + Sync + 'static,
 ) -> Agent {
-    let mut config = AgentConfig::from_env(name).expect("agent config");
-    for (key, value) in [
-        ("registry_url", registry_url.to_owned()),
-        ("tls_cert", certs.path(&format!("{name}.pem")).display().to_string()),
-        ("tls_key", certs.path(&format!("{name}.key")).display().to_string()),
-        ("tls_ca", certs.path("ca.pem").display().to_string()),
-    ] {
-        config.set(key, &value).expect("agent option");
-    }
+    let config = certs.agent_config(name, registry_url);
     let tools: Vec<ToolInfo> = serde_json::from_value(tools).expect("tools");
     let slot: Arc<OnceLock<Agent>> = Arc::default();
     let me = slot.clone();

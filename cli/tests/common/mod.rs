@@ -68,6 +68,16 @@ impl Run {
     }
 }
 
+/// A policy that lets only `calc` provide `add`: operator-made state the store tests expect back.
+pub const CALC_PROVIDES_ADD: &str = "\
+default: deny
+rules:
+  - name: calc-provides-add
+    phases: [provide]
+    source: { agents: [calc] }
+    target: { capabilities: [add] }
+";
+
 /// A development certificate set made by `toolmesh certs init`.
 pub struct Certs {
     pub dir: tempfile::TempDir,
@@ -88,6 +98,21 @@ impl Certs {
     /// The TLS flags for the identity `name` (its certificate, its key and the mesh CA).
     pub fn tls_args(&self, name: &str) -> Vec<String> {
         self.tls_args_with(&self.path(&format!("{name}.pem")), &self.path(&format!("{name}.key")), &self.path("ca.pem"))
+    }
+
+    /// The configuration of an in-process agent `name` with its certificate, registered at
+    /// `registry_url`.
+    pub fn agent_config(&self, name: &str, registry_url: &str) -> toolmesh_core::config::AgentConfig {
+        let mut config = toolmesh_core::config::AgentConfig::from_env(name).expect("agent config");
+        for (key, value) in [
+            ("registry_url", registry_url.to_owned()),
+            ("tls_cert", self.path(&format!("{name}.pem")).display().to_string()),
+            ("tls_key", self.path(&format!("{name}.key")).display().to_string()),
+            ("tls_ca", self.path("ca.pem").display().to_string()),
+        ] {
+            config.set(key, &value).expect("agent option");
+        }
+        config
     }
 
     pub fn tls_args_with(&self, cert: &Path, key: &Path, ca: &Path) -> Vec<String> {

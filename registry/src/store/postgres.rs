@@ -50,6 +50,7 @@ impl Postgres {
                 format!("--store '{}' is not a PostgreSQL URL ({e}); write postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE", redact(url)),
             )
         })?;
+        refuse_plaintext_off_this_machine(&config, url)?;
         config.connect_timeout(OPERATION_TIMEOUT);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -215,6 +216,30 @@ async fn listen_forever(config: Config, changed: watch::Sender<u64>) {
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(RECONNECT_MAX);
     }
+}
+
+/// The store speaks to PostgreSQL without TLS so far, and what it stores is the mesh's trust (the
+/// entities, and with `--tls-auto` the CA's key): it connects only over a Unix socket or to a
+/// loopback address, never in plaintext across a network.
+fn refuse_plaintext_off_this_machine(config: &Config, url: &str) -> Result<()> {
+    use tokio_postgres::config::Host;
+    let on_this_machine = |host: &Host| match host {
+        Host::Unix(_) => true,
+        Host::Tcp(name) => name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+    };
+    let addresses_local = config.get_hostaddrs().iter().all(|ip| ip.is_loopback());
+    if config.get_hosts().iter().all(on_this_machine) && addresses_local {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::InvalidConfig,
+        format!(
+            "--store '{}' names a PostgreSQL server on another machine, and toolmesh connects to PostgreSQL without TLS so far: \
+             the entities and the mesh CA's key would cross the network in plaintext; connect through a Unix socket or a loopback \
+             address (e.g. a local TLS tunnel to the server: stunnel, or pgbouncer with server_tls_sslmode=verify-full)",
+            redact(url)
+        ),
+    ))
 }
 
 /// `postgres://user@host:port/database`, without the password.
