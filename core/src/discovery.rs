@@ -294,7 +294,7 @@ impl Session {
         span.set("url.template", template);
         if let Ok(uri) = self.client.url().parse::<http::Uri>() {
             if let Some(host) = uri.host() {
-                span.set("server.address", host.trim_start_matches('[').trim_end_matches(']'));
+                span.set("server.address", host.trim_start_matches('[').trim_end_matches(']').to_owned());
             }
             span.set("server.port", i64::from(uri.port_u16().unwrap_or(443)));
         }

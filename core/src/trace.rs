@@ -117,7 +117,7 @@ impl Tracer {
             None => method.to_owned(),
         };
         let mut span = self.operation(kind, name, context, parent)?;
-        span.set("mcp.method.name", method);
+        span.set("mcp.method.name", method_value(method));
         Some(span)
     }
 
@@ -183,7 +183,7 @@ impl Span {
     /// The operation failed: `error.type` is `error_type`, and the status is `ERROR`.
     pub fn failed(&mut self, error_type: &str, message: &str) {
         self.ended = true;
-        self.set("error.type", error_type);
+        self.set("error.type", error_type.to_owned());
         self.record.error = Some(message.to_owned());
     }
 }
@@ -199,6 +199,16 @@ impl Drop for Span {
         let mut record = std::mem::replace(&mut *self.record, SpanRecord::EMPTY);
         record.end_unix_nanos = unix_nanos().max(record.start_unix_nanos);
         self.exporter.offer(record);
+    }
+}
+
+/// A method name as an attribute value: the methods served and called every day borrowed, any
+/// other copied.
+fn method_value(method: &str) -> Value {
+    const COMMON: [&str; 6] = ["tools/call", "tools/list", "initialize", "ping", "prompts/get", "resources/read"];
+    match COMMON.iter().find(|common| **common == method) {
+        Some(common) => Value::from(*common),
+        None => Value::from(method.to_owned()),
     }
 }
 

@@ -99,7 +99,7 @@ impl McpClient {
             return (hop, None);
         };
         if let Some(tool) = target {
-            span.set("gen_ai.tool.name", tool);
+            span.set("gen_ai.tool.name", tool.to_owned());
             span.set("gen_ai.operation.name", "execute_tool");
         }
         span.set("mcp.protocol.version", MODERN_VERSION);
@@ -107,12 +107,12 @@ impl McpClient {
         span.set("network.protocol.name", "http");
         if let Ok(uri) = endpoint.parse::<http::Uri>() {
             if let Some(host) = uri.host() {
-                span.set("server.address", host.trim_start_matches('[').trim_end_matches(']'));
+                span.set("server.address", host.trim_start_matches('[').trim_end_matches(']').to_owned());
             }
             span.set("server.port", i64::from(uri.port_u16().unwrap_or(443)));
         }
         if let Some(peer) = peer {
-            span.set("toolmesh.peer.agent", peer);
+            span.set("toolmesh.peer.agent", peer.to_owned());
         }
         (hop, Some(span))
     }
@@ -270,7 +270,7 @@ impl EventReader {
 /// attribute a server span names its verified caller with.
 fn answered_by(span: Option<&mut Span>, response: &http::Response<Bytes>) {
     if let (Some(span), Some(identity)) = (span, response.extensions().get::<PeerIdentity>()) {
-        span.set("toolmesh.peer.identity", identity.as_str());
+        span.set("toolmesh.peer.identity", identity.as_str().to_owned());
     }
 }
 
