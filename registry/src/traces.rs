@@ -86,10 +86,13 @@ struct KeptSpan {
 /// list of exporters.
 const TRACE_OVERHEAD: usize = size_of::<KeptTrace>() + 3 * size_of::<[u8; 16]>() + 2 * size_of::<Arc<str>>() + 16;
 
-/// The memory a span is counted as taking.
-fn footprint(span: &ReceivedSpan) -> usize {
-    let attributes: usize = span.attributes.iter().map(|(k, v)| 2 * size_of::<String>() + k.len() + v.len()).sum();
-    size_of::<ReceivedSpan>() + span.name.len() + span.service.len() + span.error.as_ref().map_or(0, String::len) + attributes
+/// The memory a span is counted as taking, with the attribute naming its `exporter` (added
+/// when it is read).
+fn footprint(span: &ReceivedSpan, exporter: &str) -> usize {
+    let attribute = |key: &str, value: &str| 2 * size_of::<String>() + key.len() + value.len();
+    let attributes: usize = span.attributes.iter().map(|(k, v)| attribute(k, v)).sum();
+    let stamp = attribute(EXPORTER_ATTRIBUTE, exporter);
+    size_of::<ReceivedSpan>() + span.name.len() + span.service.len() + span.error.as_ref().map_or(0, String::len) + attributes + stamp
 }
 
 impl TraceStore {
@@ -122,9 +125,9 @@ impl TraceStore {
         let exporter: Arc<str> = kept.exporters.get_key_value(exporter).map_or_else(|| Arc::from(exporter), |(known, _)| known.clone());
         let share = kept.exporters.entry(exporter.clone()).or_default();
         for mut span in spans {
+            // Stamped when read (see `view`), from the kept span's exporter: no copy per span.
             span.attributes.retain(|(key, _)| key != EXPORTER_ATTRIBUTE);
-            span.attributes.push((EXPORTER_ATTRIBUTE.to_owned(), exporter.to_string()));
-            let bytes = footprint(&span);
+            let bytes = footprint(&span, &exporter);
             let trace = kept.traces.entry(span.trace_id).or_insert_with(|| {
                 kept.bytes += TRACE_OVERHEAD;
                 KeptTrace { spans: Vec::new(), exporters: Vec::new(), bytes: TRACE_OVERHEAD, start: u64::MAX, end: 0, errors: 0 }
@@ -206,7 +209,7 @@ impl TraceStore {
         let id = parse_trace_id(trace_id)?;
         let kept = self.kept.lock().expect("trace store lock");
         let trace = kept.traces.get(&id)?;
-        let mut spans: Vec<TraceSpan> = trace.spans.iter().map(|kept| view(&kept.span)).collect();
+        let mut spans: Vec<TraceSpan> = trace.spans.iter().map(view).collect();
         spans.sort_by_key(|s| s.start_unix_nano);
         Some(TraceDetail { trace_id: hex(&id), spans })
     }
@@ -286,7 +289,10 @@ fn summary(id: &[u8; 16], trace: &KeptTrace) -> TraceSummary {
     }
 }
 
-fn view(span: &ReceivedSpan) -> TraceSpan {
+fn view(kept: &KeptSpan) -> TraceSpan {
+    let span = &kept.span;
+    let mut attributes: BTreeMap<String, String> = span.attributes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    attributes.insert(EXPORTER_ATTRIBUTE.to_owned(), kept.exporter.to_string());
     TraceSpan {
         span_id: hex(&span.span_id),
         parent_span_id: span.parent_span_id.map(|p| hex(&p)),
@@ -296,7 +302,7 @@ fn view(span: &ReceivedSpan) -> TraceSpan {
         start_unix_nano: span.start_unix_nano,
         end_unix_nano: span.end_unix_nano,
         error: span.error.clone(),
-        attributes: span.attributes.iter().cloned().collect::<BTreeMap<_, _>>(),
+        attributes,
     }
 }
 
@@ -451,10 +457,8 @@ mod tests {
 
     #[test]
     fn past_its_byte_bound_the_store_evicts_until_it_fits() {
-        // Sized as kept: with the exporter's identity stamped on.
-        let mut stamped = span(1, 1, None, 1, 2);
-        stamped.attributes.push((EXPORTER_ATTRIBUTE.into(), EXPORTER.into()));
-        let one = footprint(&stamped) + TRACE_OVERHEAD;
+        // Sized as kept: with the attribute naming its exporter.
+        let one = footprint(&span(1, 1, None, 1, 2), EXPORTER) + TRACE_OVERHEAD;
         let store = TraceStore::new(TraceLimits { max_spans: usize::MAX, max_bytes: 3 * one });
         for trace in 1..=10 {
             store.insert(vec![span(trace, 1, None, u64::from(trace), 100)], EXPORTER);
