@@ -5,7 +5,7 @@ use crate::auto_tls::AutoTls;
 use crate::client::RequestError;
 use crate::config::{AgentConfig, HealthPort, TlsSource};
 use crate::context::{HeaderAllowList, RequestContext, TraceContext, CALLER_HEADERS};
-use crate::discovery::{Discovery, TopologyView};
+use crate::discovery::{Discovery, Followers, TopologyView};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fx_hash::FxHashMap;
 use crate::health::{HealthServer, MetricsRender, Probes, ReadinessCheck};
@@ -236,8 +236,8 @@ impl Agent {
         let pipeline = Pipeline::reporting(unreachable.clone());
         let discovery = registry.map(|client| {
             let registration = RegisterRequest { agent_id: id.clone(), name: config.name.clone(), endpoint: endpoint.clone(), tools };
-            let (identity, gate, calls) = (identity.clone(), gate.clone(), pipeline.metrics());
-            Discovery::spawn_following(client, registration, config.heartbeat_interval, identity, gate, unreachable, calls)
+            let followers = Followers { identity: identity.clone(), gate: gate.clone(), unreachable, calls: pipeline.metrics() };
+            Discovery::spawn_following(client, registration, config.heartbeat_interval, followers, tracer.clone())
         });
         let topology = match &discovery {
             Some(d) => d.topology(),

@@ -41,6 +41,22 @@ pub struct RequestError {
     pub delivered: bool,
 }
 
+/// The identity the server's certificate names (its SPIFFE ID, else its CN), verified by the
+/// handshake of the connection that carried a response: an extension on every response
+/// [`HttpsClient::send`] returns, read once per connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity(pub Arc<str>);
+
+impl PeerIdentity {
+    fn of(tls: &rustls::ClientConnection) -> Option<PeerIdentity> {
+        tls.peer_certificates().and_then(<[_]>::first).map(|leaf| PeerIdentity(crate::tls::peer_identity(leaf).into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl RequestError {
     fn undelivered(error: Error) -> Self {
         RequestError { error, delivered: false }
@@ -104,7 +120,8 @@ impl HttpsClient {
         })
     }
 
-    /// Sends a request and reads the whole response body.
+    /// Sends a request and reads the whole response body; the response carries the server's
+    /// verified [`PeerIdentity`] as an extension.
     pub async fn send(&self, request: http::Request<Full<Bytes>>) -> Result<http::Response<Bytes>, RequestError> {
         self.send_observed(request, None).await
     }
@@ -148,7 +165,10 @@ impl HttpsClient {
                     (None, None) => return Err(classify_send_error(e.error(), &peer.authority)),
                 },
             };
-            let (parts, body) = response.into_parts();
+            let (mut parts, body) = response.into_parts();
+            if let Some(identity) = sender.identity() {
+                parts.extensions.insert(identity.clone());
+            }
             let body = match observe.as_deref_mut() {
                 None => body.collect().await.map(|collected| collected.to_bytes()),
                 Some(observe) => collect_observed(body, observe).await,
@@ -168,6 +188,7 @@ impl HttpsClient {
         let authority = &peer.authority;
         let stream = self.handshake(peer).await?;
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        let identity = PeerIdentity::of(stream.get_ref().1);
         // Only HTTP/1.1 connections wait idle between requests, to be peeked before reuse.
         let socket = (!h2).then(|| stream.get_ref().0.watch());
         let io = TokioIo::new(stream);
@@ -181,6 +202,7 @@ impl HttpsClient {
             None => {
                 let (sender, connection) = http2::handshake(TokioExecutor::new(), io).await.map_err(broken)?;
                 let task = tokio::spawn(connection);
+                let sender = Http2 { sender, identity };
                 connections.share_multiplexed(authority, sender.clone());
                 Ok((Sender::Http2(sender), task))
             }
@@ -189,7 +211,7 @@ impl HttpsClient {
                 // The connection owns the only strong handle on its socket: when its task ends,
                 // the connection (and the socket with it) is dropped and the watch sees it gone.
                 let task = tokio::spawn(connection);
-                Ok((Sender::Http1(Http1 { sender, socket }), task))
+                Ok((Sender::Http1(Http1 { sender, socket, identity }), task))
             }
         }
     }
@@ -401,13 +423,22 @@ async fn collect_observed(mut body: hyper::body::Incoming, observe: &mut (dyn Fn
 /// A connection-level sender of either HTTP version.
 enum Sender {
     Http1(Http1),
-    Http2(http2::SendRequest<Full<Bytes>>),
+    Http2(Http2),
 }
 
-/// An HTTP/1.1 connection's sender and a watch on its socket.
+/// An HTTP/1.1 connection's sender, a watch on its socket, and whom its handshake verified.
 struct Http1 {
     sender: http1::SendRequest<Full<Bytes>>,
     socket: SocketWatch,
+    identity: Option<PeerIdentity>,
+}
+
+/// An HTTP/2 connection's sender (shared by every request to its peer), and whom its handshake
+/// verified.
+#[derive(Clone)]
+struct Http2 {
+    sender: http2::SendRequest<Full<Bytes>>,
+    identity: Option<PeerIdentity>,
 }
 
 impl Http1 {
@@ -432,7 +463,14 @@ impl Sender {
     async fn ready(&mut self) -> hyper::Result<()> {
         match self {
             Sender::Http1(s) => s.sender.ready().await,
-            Sender::Http2(s) => s.ready().await,
+            Sender::Http2(s) => s.sender.ready().await,
+        }
+    }
+
+    fn identity(&self) -> Option<&PeerIdentity> {
+        match self {
+            Sender::Http1(s) => s.identity.as_ref(),
+            Sender::Http2(s) => s.identity.as_ref(),
         }
     }
 
@@ -459,7 +497,7 @@ impl Sender {
                 if let Ok(absolute) = http::Uri::from_parts(uri) {
                     *request.uri_mut() = absolute;
                 }
-                s.try_send_request(request).await
+                s.sender.try_send_request(request).await
             }
         }
     }
@@ -476,7 +514,7 @@ struct PeerConnections {
     /// HTTP/1.1 connections waiting for a request, the most recently used last.
     idle: Vec<(Http1, Instant)>,
     /// An HTTP/2 connection carries every request to its peer at once.
-    multiplexed: Option<http2::SendRequest<Full<Bytes>>>,
+    multiplexed: Option<Http2>,
 }
 
 impl Connections {
@@ -491,7 +529,7 @@ impl Connections {
                 let mut peers = self.peers();
                 let peer = peers.get_mut(authority)?;
                 match &peer.multiplexed {
-                    Some(h2) if !h2.is_closed() => Sender::Http2(h2.clone()),
+                    Some(h2) if !h2.sender.is_closed() => Sender::Http2(h2.clone()),
                     _ => {
                         peer.multiplexed = None;
                         let (connection, since) = peer.idle.pop()?;
@@ -533,7 +571,7 @@ impl Connections {
         peer.idle.push((connection, now));
     }
 
-    fn share_multiplexed(&self, authority: &str, sender: http2::SendRequest<Full<Bytes>>) {
+    fn share_multiplexed(&self, authority: &str, sender: Http2) {
         self.peers().entry(authority.to_owned()).or_default().multiplexed = Some(sender);
     }
 }

@@ -7,9 +7,14 @@
 //! agent re-registers first does not lose the others for a heartbeat. The same holds for one
 //! eviction window after the agent moved to another registry (one of several it knows, see
 //! `registry_endpoints`): the agents it depends on are moving too.
+//!
+//! The registry operations that tell something are client spans, each a trace of its own:
+//! every registration and deregistration, a heartbeat or long poll that brought a new topology,
+//! the first failure of an outage and the heartbeat that ends it, and a registry that forgot the
+//! agent. A heartbeat that changed nothing (one every interval) records nothing.
 
 use crate::authorize::Gate;
-use crate::error::ErrorKind;
+use crate::error::{Error, ErrorKind};
 use crate::fx_hash::FxHashMap;
 use crate::metrics::ClientMetrics;
 use crate::pipeline::UnreachableReports;
@@ -17,6 +22,7 @@ use crate::policy::Policy;
 use crate::registry_api::{HeartbeatRequest, Provider, RegisterRequest, Topology};
 use crate::registry_client::RegistryClient;
 use crate::tls::Identity;
+use crate::trace::{Span, SpanKind, Tracer};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -63,24 +69,23 @@ impl Discovery {
     /// Heartbeats every `heartbeat_interval`, or at the registry's interval when that is shorter
     /// (it evicts agents that miss a few of its intervals).
     pub fn spawn(client: RegistryClient, registration: RegisterRequest, heartbeat_interval: Duration) -> Discovery {
-        Self::start(client, registration, heartbeat_interval, None)
+        Self::start(client, registration, heartbeat_interval, None, Tracer::default())
     }
 
     /// Like [`Discovery::spawn`], and keeps the agent in step with the registry: when the trust
     /// bundle version announced in a register or heartbeat answer changes (an entity added or
-    /// revoked), `identity` trusts the new bundle; when the policy version changes, `gate`
-    /// enforces the new policy.
-    /// Its heartbeats also report the agents in `unreachable`, and the calls `calls` counted.
+    /// revoked), the followers' `identity` trusts the new bundle; when the policy version
+    /// changes, their `gate` enforces the new policy. Its heartbeats also report the agents in
+    /// `unreachable`, and the calls `calls` counted. The registry operations worth a span (see
+    /// the module's documentation) are recorded with `tracer`.
     pub fn spawn_following(
         client: RegistryClient,
         registration: RegisterRequest,
         heartbeat_interval: Duration,
-        identity: Arc<Identity>,
-        gate: Arc<Gate>,
-        unreachable: UnreachableReports,
-        calls: Arc<ClientMetrics>,
+        followers: Followers,
+        tracer: Tracer,
     ) -> Discovery {
-        Self::start(client, registration, heartbeat_interval, Some(Followers { identity, gate, unreachable, calls }))
+        Self::start(client, registration, heartbeat_interval, Some(followers), tracer)
     }
 
     fn start(
@@ -88,6 +93,7 @@ impl Discovery {
         registration: RegisterRequest,
         heartbeat_interval: Duration,
         followers: Option<Followers>,
+        tracer: Tracer,
     ) -> Discovery {
         let (topology_tx, topology) = watch::channel(Arc::new(TopologyView::default()));
         let (registered_tx, registered) = watch::channel(false);
@@ -108,6 +114,7 @@ impl Discovery {
             registered: registered_tx,
             stopped,
             followers,
+            tracer,
             trust_bundle_version: Mutex::new(None),
             policy_version: Mutex::new(None),
         };
@@ -167,18 +174,19 @@ struct Session {
     stopped: watch::Receiver<bool>,
     /// What follows the registry's trust bundle and policy, and the versions they hold.
     followers: Option<Followers>,
+    tracer: Tracer,
     trust_bundle_version: Mutex<Option<u64>>,
     policy_version: Mutex<Option<u64>>,
 }
 
 /// The agent's parts that follow what the registry distributes.
-struct Followers {
-    identity: Arc<Identity>,
-    gate: Arc<Gate>,
+pub struct Followers {
+    pub identity: Arc<Identity>,
+    pub gate: Arc<Gate>,
     /// The providers this agent's calls could not reach, reported with each heartbeat.
-    unreachable: UnreachableReports,
+    pub unreachable: UnreachableReports,
     /// The agent's calls per provider, reported with each heartbeat for the dashboard.
-    calls: Arc<ClientMetrics>,
+    pub calls: Arc<ClientMetrics>,
 }
 
 /// Why a registered session ended.
@@ -194,12 +202,18 @@ impl Session {
         let mut warned = false;
         let mut registered_at: Option<String> = None;
         loop {
+            let mut span = self.registry_span("register", "POST", "/v1/agents");
             let attempt = tokio::select! {
                 r = self.client.register(&self.registration) => r,
                 _ = self.stopped.changed() => return,
             };
             match attempt {
                 Ok(response) => {
+                    if let Some(span) = span.as_mut() {
+                        span.set("toolmesh.topology.version", version_attribute(response.topology.version));
+                        span.ok();
+                    }
+                    drop(span);
                     let registry = self.client.url().to_owned();
                     let moved = registered_at.as_ref().is_some_and(|before| *before != registry);
                     tracing::info!(agent = %self.registration.agent_id, %registry, warming_up = response.warming_up, moved, "registered");
@@ -224,6 +238,8 @@ impl Session {
                     warned = false;
                 }
                 Err(e) => {
+                    // The first failure tells; its retries, until one succeeds, do not.
+                    failed(span, &e, !warned);
                     if !warned {
                         tracing::warn!("cannot register with the registry: {e}; retrying in the background");
                         warned = true;
@@ -247,11 +263,42 @@ impl Session {
                 }
             }
         }
+        let mut span = self.registry_span("deregister", "DELETE", "/v1/agents/{agent_id}");
         match tokio::time::timeout(DEREGISTER_TIMEOUT, self.client.deregister(&self.registration.agent_id)).await {
-            Ok(Ok(())) => tracing::info!(agent = %self.registration.agent_id, "deregistered"),
-            Ok(Err(e)) => tracing::warn!("could not deregister: {e}"),
-            Err(_) => tracing::warn!("could not deregister: the registry did not answer in time"),
+            Ok(Ok(())) => {
+                if let Some(span) = span.as_mut() {
+                    span.ok();
+                }
+                tracing::info!(agent = %self.registration.agent_id, "deregistered")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("could not deregister: {e}");
+                failed(span, &e, true);
+            }
+            Err(_) => {
+                let e = Error::new(ErrorKind::RegistryUnavailable, "the registry did not answer in time");
+                tracing::warn!("could not deregister: {}", e.message());
+                failed(span, &e, true);
+            }
         }
+    }
+
+    /// The span of one request to the registry in use, a trace of its own (background work no
+    /// call waits for), named and described as OpenTelemetry's HTTP client conventions have it;
+    /// `None` when nothing is recorded.
+    fn registry_span(&self, operation: &'static str, method: &'static str, template: &'static str) -> Option<Span> {
+        let trace = self.tracer.root();
+        let mut span = self.tracer.operation(SpanKind::Client, format!("{method} {template}"), &trace, None)?;
+        span.set("toolmesh.registry.operation", operation);
+        span.set("http.request.method", method);
+        span.set("url.template", template);
+        if let Ok(uri) = self.client.url().parse::<http::Uri>() {
+            if let Some(host) = uri.host() {
+                span.set("server.address", host.trim_start_matches('[').trim_end_matches(']').to_owned());
+            }
+            span.set("server.port", i64::from(uri.port_u16().unwrap_or(443)));
+        }
+        Some(span)
     }
 
     /// After a registration: when the registry is warming up, keeps the providers known so far
@@ -351,6 +398,8 @@ impl Session {
 
     async fn heartbeats(&self) -> Ended {
         let mut outage = false;
+        // Failed beats since the last that got through.
+        let mut missed = 0i64;
         loop {
             // A provider found unreachable is reported at once: the registry probes it, and
             // lists it unreachable (and out of other agents' topologies) within milliseconds.
@@ -375,11 +424,25 @@ impl Session {
                 unreachable: self.followers.as_ref().map(|f| f.unreachable.take()).unwrap_or_default(),
                 calls: self.followers.as_ref().map(|f| f.calls.take_calls()).unwrap_or_default(),
             };
+            let mut span = self.registry_span("heartbeat", "POST", "/v1/agents/{agent_id}/heartbeat");
             match self.client.beat_reporting(&self.registration.agent_id, &beat).await {
                 Ok(Some(answer)) => {
-                    if outage {
+                    let ended_outage = std::mem::take(&mut outage);
+                    let missed = std::mem::take(&mut missed);
+                    if ended_outage {
                         tracing::info!("the registry is reachable again");
-                        outage = false;
+                        if let Some(span) = span.as_mut() {
+                            span.set("toolmesh.registry.missed_heartbeats", missed);
+                        }
+                    }
+                    // Signal: a new topology, or the end of an outage; else one beat of many.
+                    match (&answer.topology, span) {
+                        (Some(t), Some(mut span)) => {
+                            span.set("toolmesh.topology.version", version_attribute(t.version));
+                            span.ok();
+                        }
+                        (None, Some(mut span)) if ended_outage => span.ok(),
+                        (_, span) => discard(span),
                     }
                     if let Some(t) = answer.topology {
                         self.publish(t);
@@ -390,10 +453,15 @@ impl Session {
                     self.follow_trust_bundle(answer.trust_bundle_version).await;
                     self.follow_policy(answer.policy_version).await;
                 }
-                Ok(None) => return Ended::Forgotten,
+                Ok(None) => {
+                    failed(span, &Error::new(ErrorKind::UnknownAgent, "the registry does not know this agent: registering again"), true);
+                    return Ended::Forgotten;
+                }
                 // Unreachable, or no answer in time (a half-open connection): calls go on from the
                 // cached topology, and the next beat tries again on a new connection.
                 Err(e) => {
+                    missed += 1;
+                    failed(span, &e, !outage);
                     if !outage {
                         tracing::warn!("heartbeat failed: {e}");
                         outage = true;
@@ -407,18 +475,34 @@ impl Session {
         let mut retry = RETRY_MIN;
         loop {
             let mut stopped = self.stopped.clone();
+            let mut span = self.registry_span("watch_topology", "GET", "/v1/agents/{agent_id}/topology");
             let polled = tokio::select! {
                 r = self.client.watch(&self.registration.agent_id, self.version(), WATCH_WAIT) => r,
-                _ = stopped.changed() => return Ended::Stopped,
+                _ = stopped.changed() => {
+                    discard(span);
+                    return Ended::Stopped;
+                }
             };
             match polled {
                 Ok(Some(topology)) => {
+                    if let Some(span) = span.as_mut() {
+                        span.set("toolmesh.topology.version", version_attribute(topology.version));
+                        span.ok();
+                    }
                     self.publish(topology);
                     retry = RETRY_MIN;
                 }
-                Ok(None) => retry = RETRY_MIN,
-                Err(e) if e.kind() == ErrorKind::UnknownAgent => return Ended::Forgotten,
-                Err(_) => {
+                Ok(None) => {
+                    discard(span);
+                    retry = RETRY_MIN;
+                }
+                Err(e) if e.kind() == ErrorKind::UnknownAgent => {
+                    failed(span, &e, true);
+                    return Ended::Forgotten;
+                }
+                Err(e) => {
+                    // The first failure after an answer tells (the heartbeats tell of an outage).
+                    failed(span, &e, retry == RETRY_MIN);
                     // The registry is away: keep the cached topology, look again soon.
                     if self.pause(retry).await {
                         return Ended::Stopped;
@@ -428,6 +512,27 @@ impl Session {
             }
         }
     }
+}
+
+/// A registry operation's span ends as `error` says; `keep` false drops it (a repeat of a
+/// failure already recorded).
+fn failed(span: Option<Span>, error: &Error, keep: bool) {
+    match span {
+        Some(mut span) if keep => span.failed(error.kind().name(), error.message()),
+        span => discard(span),
+    }
+}
+
+/// Drops a registry operation's span unrecorded: it told nothing.
+fn discard(span: Option<Span>) {
+    if let Some(span) = span {
+        span.discard();
+    }
+}
+
+/// A topology version as a span attribute (OTLP integers are signed).
+fn version_attribute(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(i64::MAX)
 }
 
 /// How long a registration or a heartbeat may take: about one heartbeat interval, at least a

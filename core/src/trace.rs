@@ -112,11 +112,19 @@ impl Tracer {
         context: &TraceContext,
         parent: Option<&TraceContext>,
     ) -> Option<Span> {
-        let exporter = self.exporter.as_ref().filter(|_| context.sampled)?;
         let name = match target {
             Some(target) => format!("{method} {target}"),
             None => method.to_owned(),
         };
+        let mut span = self.operation(kind, name, context, parent)?;
+        span.set("mcp.method.name", method_value(method));
+        Some(span)
+    }
+
+    /// Starts recording the span `context` named `name`, under `parent`, with no attribute yet
+    /// (an operation that is not an MCP request); `None` as for [`Tracer::span`].
+    pub fn operation(&self, kind: SpanKind, name: String, context: &TraceContext, parent: Option<&TraceContext>) -> Option<Span> {
+        let exporter = self.exporter.as_ref().filter(|_| context.sampled)?;
         Some(Span {
             record: Box::new(SpanRecord {
                 trace_id: context.trace_id_bytes(),
@@ -127,10 +135,12 @@ impl Tracer {
                 kind,
                 start_unix_nanos: unix_nanos(),
                 end_unix_nanos: 0,
-                attributes: vec![("mcp.method.name", Value::from(method))],
+                // Room for a request span's attributes (~12): no regrowth as they are set.
+                attributes: Vec::with_capacity(ATTRIBUTES),
                 error: None,
             }),
             ended: false,
+            kept: true,
             exporter: exporter.clone(),
         })
     }
@@ -149,6 +159,8 @@ pub struct Span {
     /// Boxed: a span rides in every request's future, which stays small when none is recorded.
     record: Box<SpanRecord>,
     ended: bool,
+    /// False for a span [`Span::discard`]ed.
+    kept: bool,
     exporter: Arc<Exporter>,
 }
 
@@ -162,16 +174,25 @@ impl Span {
         self.ended = true;
     }
 
+    /// Drops the span unexported: an operation that turned out to be noise (a heartbeat that
+    /// changed nothing).
+    pub fn discard(mut self) {
+        self.kept = false;
+    }
+
     /// The operation failed: `error.type` is `error_type`, and the status is `ERROR`.
     pub fn failed(&mut self, error_type: &str, message: &str) {
         self.ended = true;
-        self.set("error.type", error_type);
+        self.set("error.type", error_type.to_owned());
         self.record.error = Some(message.to_owned());
     }
 }
 
 impl Drop for Span {
     fn drop(&mut self) {
+        if !self.kept {
+            return;
+        }
         if !self.ended {
             self.failed("CANCELLED", "the caller went away before the request ended");
         }
@@ -180,6 +201,19 @@ impl Drop for Span {
         self.exporter.offer(record);
     }
 }
+
+/// A method name as an attribute value: the methods served and called every day borrowed, any
+/// other copied.
+fn method_value(method: &str) -> Value {
+    const COMMON: [&str; 6] = ["tools/call", "tools/list", "initialize", "ping", "prompts/get", "resources/read"];
+    match COMMON.iter().find(|common| **common == method) {
+        Some(common) => Value::from(*common),
+        None => Value::from(method.to_owned()),
+    }
+}
+
+/// How many attributes a span has room for from the start.
+const ATTRIBUTES: usize = 12;
 
 fn unix_nanos() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))

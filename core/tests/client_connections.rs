@@ -1,5 +1,6 @@
 //! The client's connection cache against real mTLS servers: keep-alive reuse, peers that close
-//! kept connections, a restarted peer, and HTTP/2-only peers.
+//! kept connections, a restarted peer, HTTP/2-only peers, and the verified peer identity every
+//! response carries.
 
 mod common;
 
@@ -7,7 +8,7 @@ use common::Pki;
 use http_body_util::Full;
 use std::sync::Arc;
 use std::time::Duration;
-use toolmesh_core::client::HttpsClient;
+use toolmesh_core::client::{HttpsClient, PeerIdentity};
 use toolmesh_core::server::{text_response, HttpsServer};
 use toolmesh_core::tls::Identity;
 
@@ -96,6 +97,30 @@ async fn an_http2_peer_gets_every_request_on_one_connection() {
     let concurrent = futures_util::future::join_all((0..8).map(|_| port(&client, addr))).await;
     assert!(concurrent.iter().all(|p| *p == first), "{first} then {concurrent:?}");
     server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn every_response_names_the_identity_its_connection_verified() {
+    let pki = Pki::new();
+    let identity = pki.identity("billing");
+    let client = HttpsClient::new(&pki.identity("client")).unwrap();
+    for alpn in [b"http/1.1".as_slice(), b"h2"] {
+        let server = serve(&identity, listener().await, &[alpn], false).await;
+        // A new connection, a kept one, and concurrent ones (more connections, or one shared).
+        let request = || http::Request::post(format!("https://{}/mcp", server.local_addr())).body(Full::default()).unwrap();
+        let mut requests = vec![client.send(request()).await, client.send(request()).await];
+        requests.extend(futures_util::future::join_all((0..4).map(|_| client.send(request()))).await);
+        for response in requests {
+            let response = response.unwrap_or_else(|e| panic!("request failed: {e:?}"));
+            assert_eq!(
+                response.extensions().get::<PeerIdentity>().map(PeerIdentity::as_str),
+                Some("spiffe://toolmesh.local/agent/billing"),
+                "over {}",
+                String::from_utf8_lossy(alpn)
+            );
+        }
+        server.shutdown(Duration::from_secs(1)).await;
+    }
 }
 
 /// In TLS 1.3 the server checks our certificate after our side of the handshake is done, so

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::mcp::McpClient;
+use toolmesh_core::registry_api::Provider;
 use toolmesh_core::trace::{Resource, Settings, SpanCounters, Tracer};
 
 /// What the receiver was sent: per request its path, content type, API key header and body.
@@ -254,6 +255,7 @@ async fn client_and_server_spans_of_one_call_reach_an_otlp_receiver_as_parent_an
         ("server.address", "127.0.0.1"),
         ("server.port", port.as_str()),
         ("network.transport", "tcp"),
+        ("toolmesh.peer.identity", "spiffe://toolmesh.local/agent/calc"),
     ] {
         assert_eq!(client_add.attributes.get(key).map(String::as_str), Some(value), "client {key}: {client_add:#?}");
     }
@@ -286,6 +288,43 @@ async fn client_and_server_spans_of_one_call_reach_an_otlp_receiver_as_parent_an
     tracer.flush(Duration::from_secs(5)).await;
     assert_eq!(counters.exported.get(), 2);
     assert_eq!(counters.queue_full.get() + counters.export_failed.get(), 0);
+}
+
+#[tokio::test]
+async fn a_client_span_names_the_identity_the_callee_proved_not_the_name_it_registered() {
+    let (url, received) = receiver().await;
+    let pki = Pki::new();
+    // An agent registered as "calc" whose certificate is billing's.
+    let agent = start_agent("calc", &pki.issue("billing"), standard_tools(), |_| {}).await;
+    let caller = settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &url), ("OTEL_BSP_SCHEDULE_DELAY", "1")]);
+    let resource = Resource { agent_name: "auditor", agent_id: "auditor-1", identity: "spiffe://toolmesh.local/agent/auditor" };
+    let tracer = Tracer::start(&caller, resource, Arc::default(), None).unwrap();
+    let client = McpClient::new(&pki.identity("auditor")).unwrap().traced(tracer.clone());
+    let provider = Provider::of(agent.agent_id(), "calc", agent.endpoint(), &standard_tools()[0]);
+    let context = RequestContext::default();
+    assert_eq!(client.call_provider(&provider, &json!({"a": 1, "b": 1}), &context).await.unwrap(), json!(2));
+    assert_eq!(client.list_tools(agent.endpoint(), &context).await.unwrap().len(), standard_tools().len());
+    tracer.flush(Duration::from_secs(5)).await;
+    let spans = exported(&received, "auditor", 2).await;
+    for name in ["tools/call add", "tools/list"] {
+        let span = spans.iter().find(|s| s.name == name && s.kind == 3).unwrap_or_else(|| panic!("no client {name} in {spans:#?}"));
+        assert_eq!(
+            span.attributes.get("toolmesh.peer.identity").map(String::as_str),
+            Some("spiffe://toolmesh.local/agent/billing"),
+            "{span:#?}"
+        );
+    }
+    let call = spans.iter().find(|s| s.name == "tools/call add" && s.kind == 3).unwrap();
+    assert_eq!(call.attributes.get("toolmesh.peer.agent").map(String::as_str), Some("calc"));
+    // A call that never reached a verified peer names none.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    client.call_tool(&format!("https://{dead}/mcp"), "add", &json!({}), &context).await.unwrap_err();
+    tracer.flush(Duration::from_secs(5)).await;
+    let spans = exported(&received, "auditor", 3).await;
+    let failed = spans.iter().find(|s| s.attributes.get("server.port") == Some(&dead.port().to_string())).unwrap();
+    assert_eq!(failed.attributes.get("error.type").map(String::as_str), Some("CONNECT_FAILED"));
+    assert!(!failed.attributes.contains_key("toolmesh.peer.identity"), "{failed:#?}");
+    agent.shutdown().await;
 }
 
 #[tokio::test]

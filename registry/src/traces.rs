@@ -1,12 +1,14 @@
 //! The registry's trace store: the spans agents export to it when no OTLP collector is named
 //! (`POST /v1/traces`, OTLP/HTTP protobuf), kept in memory for `toolmesh trace` and the
 //! dashboard. Bounded by a number of spans and an estimate of their bytes (see [`TraceLimits`]):
-//! past either, whole traces are evicted, the first received first, and counted on `/metrics`.
-//! Nothing is written to disk; a restart starts empty.
+//! past either, the exporter (verified identity) holding the largest share of the store gives
+//! up its oldest trace — its spans of it, the trace going with its last span — so that one
+//! identity exporting a flood evicts its own traces, not every other agent's. Counted on
+//! `/metrics`. Nothing is written to disk; a restart starts empty.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::mem::size_of;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use toolmesh_core::metrics::{Counter, Exposition, Kind};
 use toolmesh_core::registry_api::{TraceDetail, TraceList, TraceSpan, TraceSummary};
 use toolmesh_core::trace::ReceivedSpan;
@@ -46,28 +48,51 @@ pub struct TraceStore {
 #[derive(Default)]
 struct Kept {
     traces: HashMap<[u8; 16], KeptTrace>,
-    /// Trace ids in the order their first span arrived: eviction takes from the front.
-    arrival: VecDeque<[u8; 16]>,
+    /// What each exporter (verified identity) holding spans holds.
+    exporters: HashMap<Arc<str>, Share>,
     spans: usize,
     bytes: usize,
 }
 
+/// One exporter's part of the store.
+#[derive(Default)]
+struct Share {
+    spans: usize,
+    /// Of its spans' footprints (a trace's overhead is counted in the store's bytes only).
+    bytes: usize,
+    /// The traces it holds spans of, in the order its first span of each arrived: its
+    /// evictions take from the front.
+    arrival: VecDeque<[u8; 16]>,
+}
+
 /// One trace's spans, with what its summary needs kept up to date.
 struct KeptTrace {
-    spans: Vec<ReceivedSpan>,
+    spans: Vec<KeptSpan>,
+    /// The exporters holding spans of it (a trace's are few: one per agent it crossed).
+    exporters: Vec<Arc<str>>,
     bytes: usize,
     start: u64,
     end: u64,
     errors: usize,
 }
 
-/// What a kept trace costs besides its spans: its map entry, its place in the arrival queue.
-const TRACE_OVERHEAD: usize = size_of::<KeptTrace>() + 3 * size_of::<[u8; 16]>() + 16;
+struct KeptSpan {
+    span: ReceivedSpan,
+    exporter: Arc<str>,
+    bytes: usize,
+}
 
-/// The memory a span is counted as taking.
-fn footprint(span: &ReceivedSpan) -> usize {
-    let attributes: usize = span.attributes.iter().map(|(k, v)| 2 * size_of::<String>() + k.len() + v.len()).sum();
-    size_of::<ReceivedSpan>() + span.name.len() + span.service.len() + span.error.as_ref().map_or(0, String::len) + attributes
+/// What a kept trace costs besides its spans: its map entry, its place in an arrival queue, its
+/// list of exporters.
+const TRACE_OVERHEAD: usize = size_of::<KeptTrace>() + 3 * size_of::<[u8; 16]>() + 2 * size_of::<Arc<str>>() + 16;
+
+/// The memory a span is counted as taking, with the attribute naming its `exporter` (added
+/// when it is read).
+fn footprint(span: &ReceivedSpan, exporter: &str) -> usize {
+    let attribute = |key: &str, value: &str| 2 * size_of::<String>() + key.len() + value.len();
+    let attributes: usize = span.attributes.iter().map(|(k, v)| attribute(k, v)).sum();
+    let stamp = attribute(EXPORTER_ATTRIBUTE, exporter);
+    size_of::<ReceivedSpan>() + span.name.len() + span.service.len() + span.error.as_ref().map_or(0, String::len) + attributes + stamp
 }
 
 impl TraceStore {
@@ -85,41 +110,89 @@ impl TraceStore {
         self.limits
     }
 
-    /// Keeps `spans`, exported by the verified identity `exporter`, then evicts the oldest traces
-    /// until the store is within its bounds. Any mesh certificate may export, and a span's
-    /// `service.name` is the exporter's word, so each span is stamped with who exported it
-    /// ([`EXPORTER_ATTRIBUTE`], replacing one the body carried): a span an agent sends in another
-    /// agent's name is told apart by whoever reads it.
+    /// Keeps `spans`, exported by the verified identity `exporter`, then evicts until the store
+    /// is within its bounds: the exporter holding the largest share (of the span or the byte
+    /// bound, whichever it fills more) gives up its spans of its oldest trace, again and again.
+    /// With one exporter that is its first received trace, whole. Any mesh certificate may
+    /// export, and a span's `service.name` is the exporter's word, so each span is stamped with
+    /// who exported it ([`EXPORTER_ATTRIBUTE`], replacing one the body carried): a span an agent
+    /// sends in another agent's name is told apart by whoever reads it, and counts against its
+    /// own share.
     pub fn insert(&self, spans: Vec<ReceivedSpan>, exporter: &str) {
         self.received.add(spans.len() as u64);
         let mut kept = self.kept.lock().expect("trace store lock");
         let kept = &mut *kept;
+        let exporter: Arc<str> = kept.exporters.get_key_value(exporter).map_or_else(|| Arc::from(exporter), |(known, _)| known.clone());
+        let share = kept.exporters.entry(exporter.clone()).or_default();
         for mut span in spans {
+            // Stamped when read (see `view`), from the kept span's exporter: no copy per span.
             span.attributes.retain(|(key, _)| key != EXPORTER_ATTRIBUTE);
-            span.attributes.push((EXPORTER_ATTRIBUTE.to_owned(), exporter.to_owned()));
-            let bytes = footprint(&span);
+            let bytes = footprint(&span, &exporter);
             let trace = kept.traces.entry(span.trace_id).or_insert_with(|| {
-                kept.arrival.push_back(span.trace_id);
                 kept.bytes += TRACE_OVERHEAD;
-                KeptTrace { spans: Vec::new(), bytes: TRACE_OVERHEAD, start: u64::MAX, end: 0, errors: 0 }
+                KeptTrace { spans: Vec::new(), exporters: Vec::new(), bytes: TRACE_OVERHEAD, start: u64::MAX, end: 0, errors: 0 }
             });
+            if !trace.exporters.contains(&exporter) {
+                trace.exporters.push(exporter.clone());
+                share.arrival.push_back(span.trace_id);
+            }
             trace.start = trace.start.min(span.start_unix_nano);
             trace.end = trace.end.max(span.end_unix_nano);
             trace.errors += usize::from(span.error.is_some());
             trace.bytes += bytes;
-            trace.spans.push(span);
+            trace.spans.push(KeptSpan { span, exporter: exporter.clone(), bytes });
+            share.spans += 1;
+            share.bytes += bytes;
             kept.spans += 1;
             kept.bytes += bytes;
         }
         while kept.spans > self.limits.max_spans || kept.bytes > self.limits.max_bytes {
-            let Some(oldest) = kept.arrival.pop_front() else { break };
-            if let Some(trace) = kept.traces.remove(&oldest) {
-                kept.spans -= trace.spans.len();
-                kept.bytes -= trace.bytes;
-                self.evicted_traces.inc();
-                self.evicted_spans.add(trace.spans.len() as u64);
+            if !self.evict_from_largest(kept) {
+                break;
             }
         }
+    }
+
+    /// Evicts the spans the exporter holding the largest share keeps of its oldest trace; false
+    /// when nothing is left to evict.
+    fn evict_from_largest(&self, kept: &mut Kept) -> bool {
+        let limits = self.limits;
+        let fill = |share: &Share| (share.spans as f64 / limits.max_spans as f64).max(share.bytes as f64 / limits.max_bytes as f64);
+        let Some(largest) = kept.exporters.iter().max_by(|a, b| fill(a.1).total_cmp(&fill(b.1))).map(|(id, _)| id.clone()) else {
+            return false;
+        };
+        let Some(share) = kept.exporters.get_mut(&largest) else { return false };
+        let Some(oldest) = share.arrival.pop_front() else {
+            kept.exporters.remove(&largest);
+            return true;
+        };
+        if let Some(trace) = kept.traces.get_mut(&oldest) {
+            let (mut spans, mut bytes, mut errors) = (0, 0, 0);
+            trace.spans.retain(|kept| {
+                let theirs = kept.exporter == largest;
+                if theirs {
+                    (spans, bytes, errors) = (spans + 1, bytes + kept.bytes, errors + usize::from(kept.span.error.is_some()));
+                }
+                !theirs
+            });
+            trace.exporters.retain(|exporter| *exporter != largest);
+            (trace.bytes, trace.errors) = (trace.bytes - bytes, trace.errors - errors);
+            (share.spans, share.bytes) = (share.spans - spans, share.bytes - bytes);
+            (kept.spans, kept.bytes) = (kept.spans - spans, kept.bytes - bytes);
+            self.evicted_spans.add(spans as u64);
+            if trace.spans.is_empty() {
+                kept.bytes -= trace.bytes;
+                self.evicted_traces.inc();
+                kept.traces.remove(&oldest);
+            } else {
+                trace.start = trace.spans.iter().map(|s| s.span.start_unix_nano).min().unwrap_or(trace.start);
+                trace.end = trace.spans.iter().map(|s| s.span.end_unix_nano).max().unwrap_or(trace.end);
+            }
+        }
+        if share.spans == 0 {
+            kept.exporters.remove(&largest);
+        }
+        true
     }
 
     /// The `last` most recent traces, newest (by start) first.
@@ -143,9 +216,10 @@ impl TraceStore {
 
     /// The store's figures in the registry's `/metrics` exposition.
     pub fn write(&self, out: &mut Exposition) {
-        let (traces, spans, bytes) = {
+        let (traces, spans, bytes, exporters, largest) = {
             let kept = self.kept.lock().expect("trace store lock");
-            (kept.traces.len(), kept.spans, kept.bytes)
+            let largest = kept.exporters.values().map(|share| share.spans).max().unwrap_or(0);
+            (kept.traces.len(), kept.spans, kept.bytes, kept.exporters.len(), largest)
         };
         out.metric("toolmesh_registry_traces", Kind::Gauge, "Traces the registry's trace store keeps.");
         out.sample("toolmesh_registry_traces", &[], traces as u64);
@@ -153,6 +227,14 @@ impl TraceStore {
         out.sample("toolmesh_registry_trace_spans", &[], spans as u64);
         out.metric("toolmesh_registry_trace_bytes", Kind::Gauge, "Estimated memory of the kept spans, bounded by --trace-max-bytes.");
         out.sample("toolmesh_registry_trace_bytes", &[], bytes as u64);
+        out.metric("toolmesh_registry_trace_exporters", Kind::Gauge, "Verified identities whose exported spans the store keeps.");
+        out.sample("toolmesh_registry_trace_exporters", &[], exporters as u64);
+        out.metric(
+            "toolmesh_registry_trace_largest_exporter_spans",
+            Kind::Gauge,
+            "Spans kept of the identity that exported the most of them: past a bound, its traces are evicted first.",
+        );
+        out.sample("toolmesh_registry_trace_largest_exporter_spans", &[], largest as u64);
         out.metric("toolmesh_registry_trace_spans_received_total", Kind::Counter, "Spans agents exported to the registry.");
         out.sample("toolmesh_registry_trace_spans_received_total", &[], self.received.get());
         out.metric(
@@ -185,13 +267,13 @@ fn hex(bytes: &[u8]) -> String {
 /// The span the trace hangs from: one without a parent, else one whose parent is not kept (it
 /// was never exported, or by a process exporting elsewhere), else the earliest.
 fn root(trace: &KeptTrace) -> Option<&ReceivedSpan> {
-    let ids: HashSet<[u8; 8]> = trace.spans.iter().map(|s| s.span_id).collect();
+    let ids: HashSet<[u8; 8]> = trace.spans.iter().map(|s| s.span.span_id).collect();
     let rank = |span: &ReceivedSpan| match span.parent_span_id {
         None => 0,
         Some(parent) if !ids.contains(&parent) => 1,
         Some(_) => 2,
     };
-    trace.spans.iter().min_by_key(|span| (rank(span), span.start_unix_nano))
+    trace.spans.iter().map(|kept| &kept.span).min_by_key(|span| (rank(span), span.start_unix_nano))
 }
 
 fn summary(id: &[u8; 16], trace: &KeptTrace) -> TraceSummary {
@@ -207,7 +289,10 @@ fn summary(id: &[u8; 16], trace: &KeptTrace) -> TraceSummary {
     }
 }
 
-fn view(span: &ReceivedSpan) -> TraceSpan {
+fn view(kept: &KeptSpan) -> TraceSpan {
+    let span = &kept.span;
+    let mut attributes: BTreeMap<String, String> = span.attributes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    attributes.insert(EXPORTER_ATTRIBUTE.to_owned(), kept.exporter.to_string());
     TraceSpan {
         span_id: hex(&span.span_id),
         parent_span_id: span.parent_span_id.map(|p| hex(&p)),
@@ -217,7 +302,7 @@ fn view(span: &ReceivedSpan) -> TraceSpan {
         start_unix_nano: span.start_unix_nano,
         end_unix_nano: span.end_unix_nano,
         error: span.error.clone(),
-        attributes: span.attributes.iter().cloned().collect::<BTreeMap<_, _>>(),
+        attributes,
     }
 }
 
@@ -302,6 +387,65 @@ mod tests {
     const EXPORTER: &str = "spiffe://toolmesh.local/agent/test";
 
     #[test]
+    fn one_identity_exporting_a_flood_evicts_its_own_traces_not_the_others() {
+        let (a, b, flood) = ("spiffe://toolmesh.local/agent/a", "spiffe://toolmesh.local/agent/b", "spiffe://toolmesh.local/agent/flood");
+        let store = TraceStore::new(TraceLimits { max_spans: 300, max_bytes: usize::MAX });
+        // a and b: 20 traces of two spans each.
+        for trace in 1..=20 {
+            store.insert(vec![span(trace, 1, None, 10, 20), span(trace, 2, Some(1), 11, 19)], a);
+            store.insert(vec![span(trace + 100, 1, None, 10, 20), span(trace + 100, 2, Some(1), 11, 19)], b);
+        }
+        // The flood: 10,000 traces of its own, and a span slipped into one of a's.
+        store.insert(vec![span(1, 9, Some(1), 12, 13)], flood);
+        for n in 0..10_000u32 {
+            let mut one = span(0, 1, None, 1, 2);
+            one.trace_id[..4].copy_from_slice(&(n + 1).to_be_bytes());
+            one.trace_id[4] = 0xff;
+            store.insert(vec![one], flood);
+        }
+        let exported_by = |identity: &str| {
+            let kept = store.kept.lock().unwrap();
+            kept.traces.values().flat_map(|t| &t.spans).filter(|s| &*s.exporter == identity).count()
+        };
+        assert_eq!((exported_by(a), exported_by(b)), (40, 40), "the others keep every span");
+        assert_eq!(exported_by(flood), 220, "the flood keeps what is left");
+        let slipped_in = store.trace(&hex(&[1; 16])).unwrap();
+        assert_eq!(slipped_in.spans.len(), 2, "the flood's span of a's trace went with its oldest: {slipped_in:?}");
+        assert!(slipped_in.spans.iter().all(|s| s.attributes[EXPORTER_ATTRIBUTE] == a));
+        let mut out = Exposition::default();
+        store.write(&mut out);
+        let text = out.finish();
+        for line in [
+            "toolmesh_registry_trace_spans 300\n",
+            "toolmesh_registry_trace_exporters 3\n",
+            "toolmesh_registry_trace_largest_exporter_spans 220\n",
+            "toolmesh_registry_trace_spans_evicted_total 9781\n",
+            "toolmesh_registry_trace_evictions_total 9780\n",
+        ] {
+            assert!(text.contains(line), "{line} not in {text}");
+        }
+    }
+
+    #[test]
+    fn exporters_that_all_export_much_end_with_equal_shares() {
+        let store = TraceStore::new(TraceLimits { max_spans: 90, max_bytes: usize::MAX });
+        let identities = ["spiffe://toolmesh.local/agent/x", "spiffe://toolmesh.local/agent/y", "spiffe://toolmesh.local/agent/z"];
+        for round in 0..100u8 {
+            for (i, identity) in identities.iter().enumerate() {
+                let mut one = span(round, 1, None, 1, 2);
+                one.trace_id[15] = i as u8;
+                store.insert(vec![one], identity);
+            }
+        }
+        let kept = store.kept.lock().unwrap();
+        let shares: Vec<usize> = identities.iter().map(|id| kept.exporters[*id].spans).collect();
+        assert_eq!(shares, [30, 30, 30]);
+        // Each kept its newest.
+        let oldest_kept = kept.traces.keys().map(|id| id[0]).min();
+        assert_eq!(oldest_kept, Some(70));
+    }
+
+    #[test]
     fn every_kept_span_names_the_identity_that_exported_it_whatever_the_body_claims() {
         let store = TraceStore::new(TraceLimits::default());
         let mut forged = span(1, 1, None, 1, 2);
@@ -313,10 +457,8 @@ mod tests {
 
     #[test]
     fn past_its_byte_bound_the_store_evicts_until_it_fits() {
-        // Sized as kept: with the exporter's identity stamped on.
-        let mut stamped = span(1, 1, None, 1, 2);
-        stamped.attributes.push((EXPORTER_ATTRIBUTE.into(), EXPORTER.into()));
-        let one = footprint(&stamped) + TRACE_OVERHEAD;
+        // Sized as kept: with the attribute naming its exporter.
+        let one = footprint(&span(1, 1, None, 1, 2), EXPORTER) + TRACE_OVERHEAD;
         let store = TraceStore::new(TraceLimits { max_spans: usize::MAX, max_bytes: 3 * one });
         for trace in 1..=10 {
             store.insert(vec![span(trace, 1, None, u64::from(trace), 100)], EXPORTER);

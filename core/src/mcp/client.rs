@@ -1,7 +1,7 @@
 //! The modern MCP client agents use to call each other's tools.
 
 use super::*;
-use crate::client::{HttpsClient, RequestError};
+use crate::client::{HttpsClient, PeerIdentity, RequestError};
 use crate::context::{RequestContext, TraceContext, Traceparent, CALLER_HEADERS};
 use crate::error::{Error, ErrorKind};
 use crate::origin::Origins;
@@ -71,7 +71,10 @@ impl McpClient {
         let tool = call.tool;
         let (hop, mut span) = self.hop("tools/call", Some(tool), endpoint, context, peer);
         let result = match self.post(endpoint, "tools/call", Some(call), context, &hop).await {
-            Ok(response) => decode_call_response(tool, endpoint, response).map_err(|error| RequestError { error, delivered: true }),
+            Ok(response) => {
+                answered_by(span.as_mut(), &response);
+                decode_call_response(tool, endpoint, response).map_err(|error| RequestError { error, delivered: true })
+            }
             Err(e) => Err(e),
         };
         ended(span.as_mut(), result.as_ref().err());
@@ -96,7 +99,7 @@ impl McpClient {
             return (hop, None);
         };
         if let Some(tool) = target {
-            span.set("gen_ai.tool.name", tool);
+            span.set("gen_ai.tool.name", tool.to_owned());
             span.set("gen_ai.operation.name", "execute_tool");
         }
         span.set("mcp.protocol.version", MODERN_VERSION);
@@ -104,12 +107,12 @@ impl McpClient {
         span.set("network.protocol.name", "http");
         if let Ok(uri) = endpoint.parse::<http::Uri>() {
             if let Some(host) = uri.host() {
-                span.set("server.address", host.trim_start_matches('[').trim_end_matches(']'));
+                span.set("server.address", host.trim_start_matches('[').trim_end_matches(']').to_owned());
             }
             span.set("server.port", i64::from(uri.port_u16().unwrap_or(443)));
         }
         if let Some(peer) = peer {
-            span.set("toolmesh.peer.agent", peer);
+            span.set("toolmesh.peer.agent", peer.to_owned());
         }
         (hop, Some(span))
     }
@@ -118,13 +121,20 @@ impl McpClient {
     /// objects.
     pub async fn list_tools(&self, endpoint: &str, context: &RequestContext) -> Result<Vec<Value>, RequestError> {
         let (hop, mut span) = self.hop("tools/list", None, endpoint, context, None);
-        let result = self.list_tools_as(endpoint, context, &hop).await;
+        let result = self.list_tools_as(endpoint, context, &hop, span.as_mut()).await;
         ended(span.as_mut(), result.as_ref().err());
         result
     }
 
-    async fn list_tools_as(&self, endpoint: &str, context: &RequestContext, hop: &TraceContext) -> Result<Vec<Value>, RequestError> {
+    async fn list_tools_as(
+        &self,
+        endpoint: &str,
+        context: &RequestContext,
+        hop: &TraceContext,
+        span: Option<&mut Span>,
+    ) -> Result<Vec<Value>, RequestError> {
         let response = self.post(endpoint, "tools/list", None, context, hop).await?;
+        answered_by(span, &response);
         let reply: Value = serde_json::from_slice(response.body()).map_err(|e| RequestError {
             error: Error::new(ErrorKind::Protocol, format!("{endpoint} answered tools/list with something that is not JSON: {e}")),
             delivered: true,
@@ -253,6 +263,14 @@ impl EventReader {
                 message(value);
             }
         }
+    }
+}
+
+/// Names on a client span the callee the TLS handshake verified (its SPIFFE ID), under the
+/// attribute a server span names its verified caller with.
+fn answered_by(span: Option<&mut Span>, response: &http::Response<Bytes>) {
+    if let (Some(span), Some(identity)) = (span, response.extensions().get::<PeerIdentity>()) {
+        span.set("toolmesh.peer.identity", identity.as_str().to_owned());
     }
 }
 

@@ -2,6 +2,8 @@
 //! fields a span needs (opentelemetry-proto's `trace/v1/trace.proto`, `common/v1/common.proto`,
 //! `resource/v1/resource.proto`), with their field numbers. docs/tracing.md says why not a crate.
 
+use std::borrow::Cow;
+
 /// A finished span, as it is exported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpanRecord {
@@ -42,22 +44,23 @@ pub enum SpanKind {
     Client = 3,
 }
 
-/// An attribute's value (`AnyValue`).
+/// An attribute's value (`AnyValue`). Most of a span's values are constants (`tcp`, `http`,
+/// `execute_tool`, the protocol version): those are borrowed, not copied for every span.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    Str(String),
+    Str(Cow<'static, str>),
     Int(i64),
 }
 
-impl From<&str> for Value {
-    fn from(text: &str) -> Self {
-        Value::Str(text.to_owned())
+impl From<&'static str> for Value {
+    fn from(text: &'static str) -> Self {
+        Value::Str(Cow::Borrowed(text))
     }
 }
 
 impl From<String> for Value {
     fn from(text: String) -> Self {
-        Value::Str(text)
+        Value::Str(Cow::Owned(text))
     }
 }
 
@@ -133,7 +136,7 @@ use field::{any_value, key_value, resource_spans, scope as scope_field, scope_sp
 pub fn resource(attributes: &[(String, String)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (key, value) in attributes {
-        message(&mut out, field::RESOURCE_ATTRIBUTES, |kv| encode_key_value(kv, key, &Value::Str(value.clone())));
+        message(&mut out, field::RESOURCE_ATTRIBUTES, |kv| encode_key_value(kv, key, &Value::Str(Cow::Owned(value.clone()))));
     }
     out
 }
@@ -228,17 +231,27 @@ fn string_field(out: &mut Vec<u8>, field: u32, text: &str) {
     bytes_field(out, field, text.as_bytes());
 }
 
-/// A nested message: written in place after a length-sized gap, then the gap is made the
-/// length's varint (moving the message only when the length takes more than one byte).
+/// A nested message: written in place after a one-byte gap, then the gap is made the length's
+/// varint (moving the message only when the length takes more than one byte, and allocating
+/// nothing: an attribute's two messages are written for every span exported).
 fn message(out: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
     tag(out, field, LENGTH_DELIMITED);
     let gap = out.len();
     out.push(0);
     body(out);
     let length = out.len() - gap - 1;
-    let mut prefix = Vec::with_capacity(5);
-    varint(&mut prefix, length as u64);
-    out.splice(gap..gap + 1, prefix);
+    if length < 0x80 {
+        out[gap] = length as u8;
+        return;
+    }
+    let (mut prefix, mut used, mut rest) = ([0u8; 10], 0, length as u64);
+    while rest >= 0x80 {
+        prefix[used] = rest as u8 | 0x80;
+        rest >>= 7;
+        used += 1;
+    }
+    prefix[used] = rest as u8;
+    out.splice(gap..gap + 1, prefix[..=used].iter().copied());
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use super::otlp::{field, FIXED32, FIXED64, LENGTH_DELIMITED, VARINT};
 use crate::registry_api::TraceSpanKind;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// One span as it was received, with the `service.name` of the process that sent it.
@@ -19,8 +20,8 @@ pub struct ReceivedSpan {
     pub kind: TraceSpanKind,
     pub start_unix_nano: u64,
     pub end_unix_nano: u64,
-    /// Every attribute as text.
-    pub attributes: Vec<(String, String)>,
+    /// Every attribute as text; the keys toolmesh writes are not copied (see [`KNOWN_KEYS`]).
+    pub attributes: Vec<(Cow<'static, str>, String)>,
     /// The status message of a failed span (`"error"` when it gave none).
     pub error: Option<String>,
 }
@@ -148,13 +149,47 @@ fn failure(data: &[u8]) -> Result<Option<String>, String> {
     Ok((code == field::status::CODE_ERROR).then(|| if message.is_empty() { "error".to_owned() } else { message }))
 }
 
+/// The attribute keys of toolmesh's own spans: a span received carries a dozen, and each is
+/// kept as one of these rather than as a new string.
+const KNOWN_KEYS: [&str; 22] = [
+    "mcp.method.name",
+    "gen_ai.tool.name",
+    "gen_ai.operation.name",
+    "gen_ai.prompt.name",
+    "mcp.protocol.version",
+    "jsonrpc.request.id",
+    "network.transport",
+    "network.protocol.name",
+    "client.address",
+    "client.port",
+    "server.address",
+    "server.port",
+    "toolmesh.peer.identity",
+    "toolmesh.peer.agent",
+    "error.type",
+    "rpc.response.status_code",
+    "toolmesh.registry.operation",
+    "http.request.method",
+    "url.template",
+    "toolmesh.topology.version",
+    "toolmesh.registry.missed_heartbeats",
+    "service.name",
+];
+
+fn attribute_key(bytes: &[u8]) -> Result<Cow<'static, str>, String> {
+    match KNOWN_KEYS.iter().find(|known| known.as_bytes() == bytes) {
+        Some(known) => Ok(Cow::Borrowed(known)),
+        None => text(bytes, "an attribute key").map(Cow::Owned),
+    }
+}
+
 /// A `KeyValue` as text.
-fn key_value(data: &[u8], depth: usize) -> Result<(String, String), String> {
-    let (mut key, mut value) = (String::new(), String::new());
+fn key_value(data: &[u8], depth: usize) -> Result<(Cow<'static, str>, String), String> {
+    let (mut key, mut value) = (Cow::Borrowed(""), String::new());
     let mut reader = Reader::new(data);
     while let Some((number, field_value)) = reader.next()? {
         match number {
-            field::key_value::KEY => key = text(field_value.bytes("attribute key")?, "an attribute key")?,
+            field::key_value::KEY => key = attribute_key(field_value.bytes("attribute key")?)?,
             field::key_value::VALUE => value = any_value(field_value.bytes("attribute value")?, depth)?,
             _ => {}
         }
@@ -339,10 +374,13 @@ mod tests {
             (root.kind, root.name.as_str(), root.start_unix_nano, root.end_unix_nano),
             (TraceSpanKind::Client, "tools/call t1", 1001, 2001)
         );
-        assert_eq!(
-            root.attributes,
-            [("mcp.method.name".to_owned(), "tools/call".to_owned()), ("server.port".to_owned(), "-8443".to_owned())]
-        );
+        assert_eq!(root.attributes, [("mcp.method.name".into(), "tools/call".to_owned()), ("server.port".into(), "-8443".to_owned())]);
+        // The keys toolmesh writes are not copied for every span; others are read as they come.
+        assert!(root.attributes.iter().all(|(key, _)| matches!(key, Cow::Borrowed(_))));
+        let mut other = record(3, None, None);
+        other.attributes = vec![("custom.key", "v".into())];
+        let other = &decode_export_request(&export_request(&[], ("s", "1"), &[other])).unwrap()[0];
+        assert!(matches!(&other.attributes[0].0, Cow::Owned(key) if key == "custom.key"), "{other:?}");
         assert_eq!(root.error, None);
         assert_eq!((child.parent_span_id, child.kind, child.error.as_deref()), (Some([1; 8]), TraceSpanKind::Server, Some("it broke")));
         assert_eq!(decode_export_request(&[]).unwrap(), []);
@@ -366,7 +404,7 @@ mod tests {
         span.extend(kv);
         span.extend([0x85, 0x01, 1, 2, 3, 4]);
         let spans = decode_export_request(&wrap(&span)).unwrap();
-        assert_eq!(spans[0].attributes, [("a".to_owned(), "[true, 1.5, ab01]".to_owned())]);
+        assert_eq!(spans[0].attributes, [("a".into(), "[true, 1.5, ab01]".to_owned())]);
         assert_eq!((&*spans[0].service, spans[0].parent_span_id, spans[0].kind), (UNKNOWN_SERVICE, None, TraceSpanKind::Internal));
     }
 

@@ -408,7 +408,7 @@ impl McpServer {
             _ => {}
         }
         let request_id = id.get();
-        span.set("jsonrpc.request.id", request_id.strip_prefix('"').and_then(|i| i.strip_suffix('"')).unwrap_or(request_id));
+        span.set("jsonrpc.request.id", request_id.strip_prefix('"').and_then(|i| i.strip_suffix('"')).unwrap_or(request_id).to_owned());
         let version = header_str(HEADER_PROTOCOL_VERSION).map(str::to_owned);
         if let Some(version) = version.or_else(|| meta.and_then(|m| m.protocol_version).and_then(Raw::as_str).map(Cow::into_owned)) {
             span.set("mcp.protocol.version", version);
@@ -418,7 +418,7 @@ impl McpServer {
         span.set("client.address", peer.remote.ip().to_string());
         span.set("client.port", i64::from(peer.remote.port()));
         if peer.is_authenticated() {
-            span.set("toolmesh.peer.identity", peer.identity.as_str());
+            span.set("toolmesh.peer.identity", peer.identity.clone());
         }
         (trace, Some(span))
     }
