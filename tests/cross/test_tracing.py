@@ -173,6 +173,8 @@ def test_a_chain_across_four_languages_is_one_trace_in_jaeger(traced: tuple[Cros
         assert client["attributes"]["server.port"] == int(next_endpoint.rsplit(":", 1)[1].split("/")[0]), client["attributes"]
         assert client["attributes"]["server.address"] == "127.0.0.1"
         assert client["attributes"]["toolmesh.peer.agent"] == f"callee-{CHAIN[i + 1]}"
+        # And the identity the callee's certificate proved in the handshake, in every language.
+        assert client["attributes"]["toolmesh.peer.identity"] == SPIFFE + f"callee-{CHAIN[i + 1]}", client["attributes"]
         # The client span contains the server span it caused (one clock: one machine).
         child = next(s for s in spans if parent(s) == client["spanID"])
         assert client["startTime"] <= child["startTime"] and child["startTime"] + child["duration"] <= client["startTime"] + client["duration"]
