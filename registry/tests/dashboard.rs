@@ -12,7 +12,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use toolmesh_ca::Role;
 use toolmesh_core::agent::Agent;
-use toolmesh_core::config::AgentConfig;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{Completion, FnHandler, HostError, ToolInvocation};
 use toolmesh_core::mcp::McpClient;
@@ -25,24 +24,8 @@ const HEARTBEAT: Duration = Duration::from_millis(200);
 /// An agent serving `tools`: `add` adds `a` and `b` (and fails for a negative `a`); `relay`
 /// calls its dependency (`add`) with its own arguments.
 async fn agent(mesh: &Mesh, dir: &std::path::Path, name: &str, registry: &str, tools: Value) -> Agent {
-    let leaf = mesh.issue(name, Role::Agent);
-    let (cert, key, ca) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")), dir.join("ca.pem"));
-    std::fs::write(&cert, &leaf.cert_pem).unwrap();
-    std::fs::write(&key, &leaf.key_pem).unwrap();
-    std::fs::write(&ca, mesh.ca.cert_pem()).unwrap();
-    let mut config = AgentConfig::from_env(name).unwrap();
-    let heartbeat = HEARTBEAT.as_millis().to_string();
-    for (setting, value) in [
-        ("tls_cert", cert.to_str().unwrap()),
-        ("tls_key", key.to_str().unwrap()),
-        ("tls_ca", ca.to_str().unwrap()),
-        ("registry_url", registry),
-        ("heartbeat_interval_ms", heartbeat.as_str()),
-        ("port", "0"),
-        ("health_port", "off"),
-    ] {
-        config.set(setting, value).unwrap();
-    }
+    let mut config = mesh.agent_config(dir, name, registry, HEARTBEAT);
+    config.set("health_port", "off").unwrap();
     let tools: Vec<ToolInfo> = serde_json::from_value(tools).unwrap();
     let slot: Arc<OnceLock<Agent>> = Arc::new(OnceLock::new());
     let itself = slot.clone();

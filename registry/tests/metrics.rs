@@ -47,25 +47,8 @@ async fn agent(mesh: &Mesh, dir: &std::path::Path, name: &str, registry: &str, t
 
 /// [`agent`], with more configuration `settings`.
 async fn agent_with(mesh: &Mesh, dir: &std::path::Path, name: &str, registry: &str, tools: Value, settings: &[(&str, &str)]) -> Agent {
-    let leaf = mesh.issue(name, Role::Agent);
-    let (cert, key, ca) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")), dir.join("ca.pem"));
-    std::fs::write(&cert, &leaf.cert_pem).unwrap();
-    std::fs::write(&key, &leaf.key_pem).unwrap();
-    std::fs::write(&ca, mesh.ca.cert_pem()).unwrap();
-    let mut config = AgentConfig::from_env(name).unwrap();
-    let heartbeat = HEARTBEAT.as_millis().to_string();
-    for (setting, value) in [
-        ("tls_cert", cert.to_str().unwrap()),
-        ("tls_key", key.to_str().unwrap()),
-        ("tls_ca", ca.to_str().unwrap()),
-        ("registry_url", registry),
-        ("heartbeat_interval_ms", heartbeat.as_str()),
-        ("port", "0"),
-        ("health_port", "0"),
-    ]
-    .iter()
-    .chain(settings)
-    {
+    let mut config = mesh.agent_config(dir, name, registry, HEARTBEAT);
+    for (setting, value) in [("health_port", "0")].iter().chain(settings) {
         config.set(setting, value).unwrap();
     }
     let tools: Vec<ToolInfo> = serde_json::from_value(tools).unwrap();

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use toolmesh_ca::Role;
 use toolmesh_core::agent::Agent;
-use toolmesh_core::config::AgentConfig;
 use toolmesh_core::host::{Completion, FnHandler, ToolInvocation};
 use toolmesh_core::registry_api::{ToolInfo, TraceSpan, TraceSpanKind};
 use toolmesh_registry::{RegistryConfig, RunningRegistry};
@@ -19,23 +18,7 @@ use toolmesh_registry::{RegistryConfig, RunningRegistry};
 const HEARTBEAT: Duration = Duration::from_millis(100);
 
 async fn agent(mesh: &Mesh, dir: &std::path::Path, name: &str, registry: &str, tools: Value) -> Agent {
-    let leaf = mesh.issue(name, Role::Agent);
-    let (cert, key, ca) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")), dir.join("ca.pem"));
-    std::fs::write(&cert, &leaf.cert_pem).unwrap();
-    std::fs::write(&key, &leaf.key_pem).unwrap();
-    std::fs::write(&ca, mesh.ca.cert_pem()).unwrap();
-    let mut config = AgentConfig::from_env(name).unwrap();
-    let heartbeat = HEARTBEAT.as_millis().to_string();
-    for (setting, value) in [
-        ("tls_cert", cert.to_str().unwrap()),
-        ("tls_key", key.to_str().unwrap()),
-        ("tls_ca", ca.to_str().unwrap()),
-        ("registry_url", registry),
-        ("heartbeat_interval_ms", heartbeat.as_str()),
-        ("port", "0"),
-    ] {
-        config.set(setting, value).unwrap();
-    }
+    let config = mesh.agent_config(dir, name, registry, HEARTBEAT);
     let tools: Vec<ToolInfo> = serde_json::from_value(tools).unwrap();
     let handler = FnHandler(|_: ToolInvocation, done: Completion| done.ok(json!(0)));
     let agent = Agent::start(config, tools, Arc::new(handler)).await.unwrap();

@@ -30,6 +30,35 @@ impl Mesh {
         Mesh { ca: CertificateAuthority::generate(ca_name, 1).expect("generate CA") }
     }
 
+    /// The configuration of an in-process agent `name`: a certificate issued now, written with the
+    /// CA's to `dir`, registering at `registry` every `heartbeat`, on any free port.
+    pub fn agent_config(
+        &self,
+        dir: &std::path::Path,
+        name: &str,
+        registry: &str,
+        heartbeat: Duration,
+    ) -> toolmesh_core::config::AgentConfig {
+        let leaf = self.issue(name, Role::Agent);
+        let (cert, key, ca) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")), dir.join("ca.pem"));
+        std::fs::write(&cert, &leaf.cert_pem).unwrap();
+        std::fs::write(&key, &leaf.key_pem).unwrap();
+        std::fs::write(&ca, self.ca.cert_pem()).unwrap();
+        let mut config = toolmesh_core::config::AgentConfig::from_env(name).unwrap();
+        let heartbeat = heartbeat.as_millis().to_string();
+        for (setting, value) in [
+            ("tls_cert", cert.to_str().unwrap()),
+            ("tls_key", key.to_str().unwrap()),
+            ("tls_ca", ca.to_str().unwrap()),
+            ("registry_url", registry),
+            ("heartbeat_interval_ms", heartbeat.as_str()),
+            ("port", "0"),
+        ] {
+            config.set(setting, value).unwrap();
+        }
+        config
+    }
+
     pub fn issue(&self, name: &str, role: Role) -> Issued {
         self.issue_in(name, role, DEFAULT_TRUST_DOMAIN)
     }
