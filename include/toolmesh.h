@@ -314,6 +314,25 @@ toolmesh_result toolmesh_agent_call(const toolmesh_agent *agent,
                                     void *userdata,
                                     toolmesh_error **error_out);
 
+// `toolmesh_agent_call_with_headers` (`headers` may be NULL) whose callback receives the
+// callee's whole tool result instead of one value: MCP's `CallToolResult` as JSON,
+// `{"content": [...], "structuredContent"?: ...}`, every content item (image, audio, resource
+// link, embedded resource, text) as the callee sent it. A handler can answer with it unchanged
+// through `toolmesh_invocation_complete_result`. A failed tool is an error, as for
+// `toolmesh_agent_call`.
+//
+// # Safety
+// As for `toolmesh_agent_call_with_headers`.
+toolmesh_result toolmesh_agent_call_for_result(const toolmesh_agent *agent,
+                                               const toolmesh_invocation *invocation,
+                                               const toolmesh_call_headers *headers,
+                                               const char *tool,
+                                               size_t dependency_index,
+                                               const char *arguments_json,
+                                               toolmesh_call_callback callback,
+                                               void *userdata,
+                                               toolmesh_error **error_out);
+
 // `toolmesh_agent_call` with headers set on purpose (`headers`, NULL for none): the handler the
 // call reaches sees them whatever its agent's allow-list, and they go further only where
 // allow-lists name them (see `toolmesh_call_headers`). With `invocation`, they are added to the

@@ -6,7 +6,7 @@ use crate::invocation::{self, JavaToolHandler};
 use crate::jvm;
 use crate::strings::{string, string_array};
 use jni::objects::{JClass, JIntArray, JObject, JObjectArray, JString, JValue};
-use jni::sys::{jint, jlong};
+use jni::sys::{jboolean, jint, jlong, JNI_FALSE};
 use jni::JNIEnv;
 use serde_json::{json, Value};
 use std::future::Future;
@@ -15,6 +15,7 @@ use tokio::sync::SetOnce;
 use toolmesh_core::agent::{parse_catalog, parse_tools, Agent};
 use toolmesh_core::config::AgentConfig;
 use toolmesh_core::context::RequestContext;
+use toolmesh_core::mcp::ResultShape;
 use toolmesh_core::{runtime, Error, ErrorKind};
 
 /// Started agents by handle. The slot exists before the agent does: a tool call can reach Java
@@ -129,9 +130,11 @@ pub extern "system" fn Java_dev_toolmesh_Native_call<'local>(
     arguments_json: JString<'local>,
     context: jlong,
     call_headers: JObjectArray<'local>,
+    whole: jboolean,
     call_id: jlong,
 ) {
     entry(&mut env, |env| {
+        let shape = if whole == JNI_FALSE { ResultShape::Value } else { ResultShape::Whole };
         let slot = AGENTS.get(handle).ok_or_else(closed)?;
         let tool = string(env, &tool)?;
         let arguments: Value = serde_json::from_str(&string(env, &arguments_json)?)
@@ -144,7 +147,7 @@ pub extern "system" fn Java_dev_toolmesh_Native_call<'local>(
         spawn_call(call_id, async move {
             let context = RequestContext::for_call(context, &call_headers)?;
             let agent = slot.wait().await.clone();
-            agent.call(&tool, dependency, arguments, context).await
+            agent.call_shaped(&tool, dependency, arguments, context, shape).await
         });
         Ok(())
     })

@@ -8,6 +8,7 @@ use crate::handles::invocation::toolmesh_invocation;
 use crate::result::*;
 use std::ffi::{c_char, c_void, CStr};
 use toolmesh_core::context::RequestContext;
+use toolmesh_core::mcp::ResultShape;
 use toolmesh_core::{runtime, Error};
 
 /// Receives the outcome of `toolmesh_agent_call`: `code` is `TOOLMESH_OK`, the text the
@@ -62,8 +63,7 @@ pub unsafe extern "C" fn toolmesh_agent_call(
             agent,
             invocation,
             std::ptr::null(),
-            tool,
-            dependency_index,
+            (tool, dependency_index, ResultShape::Value),
             arguments_json,
             callback,
             userdata,
@@ -100,8 +100,7 @@ pub unsafe extern "C" fn toolmesh_agent_call_with_headers(
             agent,
             invocation,
             headers,
-            tool,
-            dependency_index,
+            (tool, dependency_index, ResultShape::Value),
             arguments_json,
             callback,
             userdata,
@@ -110,13 +109,17 @@ pub unsafe extern "C" fn toolmesh_agent_call_with_headers(
     }
 }
 
-/// The body of both call exports (`function` names the one called).
+/// `toolmesh_agent_call_with_headers` (`headers` may be NULL) whose callback receives the
+/// callee's whole tool result instead of one value: MCP's `CallToolResult` as JSON,
+/// `{"content": [...], "structuredContent"?: ...}`, every content item (image, audio, resource
+/// link, embedded resource, text) as the callee sent it. A handler can answer with it unchanged
+/// through `toolmesh_invocation_complete_result`. A failed tool is an error, as for
+/// `toolmesh_agent_call`.
 ///
 /// # Safety
-/// The guarantees `toolmesh_agent_call_with_headers` documents.
-#[allow(clippy::too_many_arguments)]
-unsafe fn start_call(
-    function: &str,
+/// As for `toolmesh_agent_call_with_headers`.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_agent_call_for_result(
     agent: *const toolmesh_agent,
     invocation: *const toolmesh_invocation,
     headers: *const toolmesh_call_headers,
@@ -127,6 +130,40 @@ unsafe fn start_call(
     userdata: *mut c_void,
     error_out: *mut *mut toolmesh_error,
 ) -> toolmesh_result {
+    // SAFETY: the caller's guarantees are those of `start_call`.
+    unsafe {
+        start_call(
+            "toolmesh_agent_call_for_result",
+            agent,
+            invocation,
+            headers,
+            (tool, dependency_index, ResultShape::Whole),
+            arguments_json,
+            callback,
+            userdata,
+            error_out,
+        )
+    }
+}
+
+/// The body of the call exports (`function` names the one called); `target` is the local tool,
+/// its dependency's index and the shape of result the caller takes.
+///
+/// # Safety
+/// The guarantees `toolmesh_agent_call_with_headers` documents.
+#[allow(clippy::too_many_arguments)]
+unsafe fn start_call(
+    function: &str,
+    agent: *const toolmesh_agent,
+    invocation: *const toolmesh_invocation,
+    headers: *const toolmesh_call_headers,
+    target: (*const c_char, usize, ResultShape),
+    arguments_json: *const c_char,
+    callback: toolmesh_call_callback,
+    userdata: *mut c_void,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    let (tool, dependency_index, shape) = target;
     let outcome = guarded(function, || {
         // SAFETY: NULL or live, as the caller guarantees.
         let agent = unsafe { handle_arg(agent, "agent") }?.agent.clone();
@@ -141,9 +178,10 @@ unsafe fn start_call(
             .map_err(|e| Failure::new(TOOLMESH_INVALID_JSON, format!("the call arguments are not JSON: {e}")))?;
         let callback = callback.ok_or_else(|| Failure::null_argument("callback"))?;
         let completion = CallCompletion { target: Some((callback, UserData(userdata))) };
-        runtime::spawn_settled(async move { agent.call(&tool, dependency_index, arguments, context).await }, move |outcome| {
-            crate::host_threads::spawn(move || completion.deliver(outcome.map(|value| value.to_string())))
-        });
+        runtime::spawn_settled(
+            async move { agent.call_shaped(&tool, dependency_index, arguments, context, shape).await },
+            move |outcome| crate::host_threads::spawn(move || completion.deliver(outcome.map(|value| value.to_string()))),
+        );
         Ok(())
     });
     // SAFETY: `error_out` is NULL or writable, as the caller guarantees.

@@ -238,6 +238,13 @@ class CrossMesh:
         """Calls the chain tool of the chain's first language, which calls the next one's, and so on."""
         return call_tool(self.callee_endpoint(TABLE["chain"]["languages"][0]), self.operator, "chain", {}, self.request_headers())
 
+    def call_rich_chain(self) -> dict[str, Any]:
+        """Calls the rich_chain tool of its first language; returns the whole tools/call result."""
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "rich_chain", "arguments": {}}}
+        status, answer = mcp_post(self.callee_endpoint(TABLE["rich_chain"]["languages"][0]), self.operator, body)
+        assert status == 200 and "result" in answer, (status, answer)
+        return answer["result"]
+
     def callee_endpoint(self, language: str, kind: str = "agent") -> str:
         if kind in GUARDED_AGENTS:
             return self.guarded[language].endpoints[f"{GUARDED_AGENTS[kind]}-{language}"]

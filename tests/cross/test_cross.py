@@ -141,6 +141,14 @@ def test_a_first_caller_that_goes_away_cancels_the_last_hop_through_every_langua
     assert time.monotonic() - closed < 0.3 + 0.1, f"cancelled after {time.monotonic() - closed:.3f} s"
 
 
+def test_a_rich_result_crosses_every_language_unchanged(cross: CrossMesh) -> None:
+    cross.enter("live")
+    rich = TABLE["rich_chain"]
+    result = cross.call_rich_chain()
+    assert not result.get("isError"), result
+    assert {key: result.get(key) for key in rich["result"]} == rich["result"], " → ".join(rich["languages"])
+
+
 # Headers a caller sets on purpose: the test calls each language's echo itself.
 @pytest.mark.parametrize(("case", "callee"), rows(TABLE["first_hop_headers"], "callee"))
 def test_first_hop_headers(cross: CrossMesh, case: dict[str, Any], callee: str) -> None:

@@ -5,6 +5,7 @@ import dev.toolmesh.MeshAgent;
 import dev.toolmesh.ToolDefinition;
 import dev.toolmesh.Toolmesh;
 import dev.toolmesh.ToolException;
+import dev.toolmesh.ToolResult;
 import dev.toolmesh.ToolmeshException;
 import java.io.File;
 import java.io.IOException;
@@ -220,7 +221,23 @@ public final class Peer {
                 return seen;
             });
         }
-        return agent.tool(chain.build());
+        agent.tool(chain.build());
+
+        List<String> richHops = new ArrayList<>();
+        table.path("rich_chain").path("languages").forEach(hop -> richHops.add(hop.asText()));
+        int richNext = richHops.indexOf(LANGUAGE) + 1;
+        ToolDefinition.Builder richChain = ToolDefinition.builder("rich_chain").tags(tag);
+        if (richNext < richHops.size()) {
+            richChain.dependsOn("rich_chain", "", tag("agent", richHops.get(richNext))).handler(call -> call.proxy(0).callResult(null));
+        } else {
+            JsonNode result = table.path("rich_chain").path("result");
+            richChain.handler(call -> {
+                ToolResult.Builder answer = ToolResult.builder().structured(result.get("structuredContent"));
+                result.path("content").forEach(answer::item);
+                return answer.build();
+            });
+        }
+        return agent.tool(richChain.build());
     }
 
     /** Agent KIND-java, serving echo tagged as the table says for {@code kind}, with its own certificate. */

@@ -43,6 +43,15 @@ static const char *next_hop(void) {
   return NULL;
 }
 
+/* The next language after ours in the rich chain, or NULL when we are its end. */
+static const char *rich_next_hop(void) {
+  json_t *hops = json_object_get(json_object_get(table, "rich_chain"), "languages");
+  for (size_t i = 0; i + 1 < json_array_size(hops); i++) {
+    if (strcmp(json_string_value(json_array_get(hops, i)), LANGUAGE) == 0) return json_string_value(json_array_get(hops, i + 1));
+  }
+  return NULL;
+}
+
 /* The language after ours in the chain, the last one wrapping round to the first. */
 static const char *following(void) {
   json_t *hops = json_object_get(json_object_get(table, "chain"), "languages");
@@ -153,6 +162,18 @@ static void finish_relay(void *userdata, toolmesh_result code, const char *text,
   free(pending);
 }
 
+/* A rich chain hop answers its dependency's whole result as it came; a failure goes to its caller
+ * unchanged. */
+static void finish_rich(void *userdata, toolmesh_result code, const char *text, const toolmesh_error *error) {
+  struct pending *pending = userdata;
+  if (code == TOOLMESH_OK) {
+    toolmesh_invocation_complete_result(pending->invocation, text, NULL);
+  } else {
+    toolmesh_invocation_fail_with_error(pending->invocation, error, NULL);
+  }
+  free(pending);
+}
+
 enum kind { CALLER, CALLEE, RELAY };
 
 /* The handler's userdata: one per agent. */
@@ -250,6 +271,20 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
     toolmesh_invocation_progress(invocation, 0, 1, "slow started", NULL);
     nanosleep(&(struct timespec){.tv_sec = slow_ms / 1000, .tv_nsec = slow_ms % 1000 * 1000000}, NULL);
     complete(invocation, here(invocation));
+  } else if (strcmp(tool, "rich_chain") == 0 && rich_next_hop() != NULL) {
+    struct pending *pending = malloc(sizeof *pending);
+    *pending = (struct pending){.invocation = invocation, .seen = NULL};
+    toolmesh_error *error = NULL;
+    if (toolmesh_agent_call_for_result(atomic_load(&state->agent), invocation, NULL, tool, 0, "{}", finish_rich, pending, &error) !=
+        TOOLMESH_OK) {
+      toolmesh_invocation_fail_with_error(invocation, error, NULL); /* never started: no callback */
+      toolmesh_error_free(error);
+      free(pending);
+    }
+  } else if (strcmp(tool, "rich_chain") == 0) {
+    char *result = json_dumps(json_object_get(json_object_get(table, "rich_chain"), "result"), JSON_COMPACT);
+    toolmesh_invocation_complete_result(invocation, result, NULL);
+    free(result);
   } else if (strcmp(tool, "chain") == 0 && next_hop() != NULL) {
     call_dependency(state, invocation, tool, "{}", NULL, finish_hop, here(invocation));
   } else if (strcmp(tool, "chain") == 0) {
@@ -361,6 +396,8 @@ static json_t *callee_tools(int vanishing) {
   json_array_append_new(tools, tool("echo_via", tag("agent", LANGUAGE), dependency("echo", tag("agent", following()))));
   const char *next = next_hop();
   json_array_append_new(tools, tool("chain", tag("agent", LANGUAGE), next ? dependency("chain", tag("agent", next)) : NULL));
+  const char *rich_next = rich_next_hop();
+  json_array_append_new(tools, tool("rich_chain", tag("agent", LANGUAGE), rich_next ? dependency("rich_chain", tag("agent", rich_next)) : NULL));
   return tools;
 }
 

@@ -156,6 +156,17 @@ def callee(table: dict, vanishing: bool) -> toolmesh.Agent:
         async def chain() -> dict:
             return {**here(), "next": None}
 
+    rich = table["rich_chain"]
+    after = rich["languages"][rich["languages"].index(LANGUAGE) + 1:]
+    if after:
+        @agent.tool(tags=tags, dependencies=[{"capability": "rich_chain", "tags": [tag(table, "agent", after[0])]}])
+        async def rich_chain(next_hop: toolmesh.Proxy = None) -> toolmesh.ToolResult:
+            return await next_hop.call_result()
+    else:
+        @agent.tool(tags=tags)
+        async def rich_chain() -> toolmesh.ToolResult:
+            return toolmesh.ToolResult.from_mcp(rich["result"])
+
     return agent
 
 

@@ -54,7 +54,21 @@ public final class MeshProxy {
         return call(arguments, Json.MAPPER.constructType(type));
     }
 
+    /**
+     * Calls the dependency and completes with its whole result: every content item as the callee
+     * sent it (images, audio, resource links, embedded resources, text) and its
+     * {@code structuredContent}. A handler that returns it answers its own caller with the same
+     * result, unchanged.
+     */
+    public CompletableFuture<ToolResult> callResult(Object arguments) {
+        return send(arguments, true).thenApply(ToolResult::fromJson);
+    }
+
     private <T> CompletableFuture<T> call(Object arguments, JavaType resultType) {
+        return send(arguments, false).thenApply(resultJson -> decode(resultJson, resultType));
+    }
+
+    private CompletableFuture<String> send(Object arguments, boolean whole) {
         String argumentsJson;
         try {
             argumentsJson = Json.MAPPER.writeValueAsString(arguments == null ? Map.of() : arguments);
@@ -62,8 +76,7 @@ public final class MeshProxy {
             return CompletableFuture.failedFuture(
                     new IllegalArgumentException("the arguments for '" + capability + "' are not JSON: " + e.getOriginalMessage(), e));
         }
-        return Native.callDependency(agent, tool, index, argumentsJson, context, executor)
-                .thenApply(resultJson -> decode(resultJson, resultType));
+        return Native.callDependency(agent, tool, index, argumentsJson, whole, context, executor);
     }
 
     private <T> T decode(String json, JavaType type) {

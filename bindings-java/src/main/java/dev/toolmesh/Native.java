@@ -72,9 +72,11 @@ final class Native {
     /**
      * Answers through {@link #onCallDone} with {@code callId}; {@code callHeaders} are the open
      * {@link CallHeaders} scopes' headers (name, value, ..., outer scopes first), merged in by core.
+     * With {@code whole}, the result is the callee's whole tool result (MCP's {@code CallToolResult}).
      */
     private static native void call(
-            long agent, String tool, int dependency, String argumentsJson, long context, String[] callHeaders, long callId);
+            long agent, String tool, int dependency, String argumentsJson, long context, String[] callHeaders, boolean whole,
+            long callId);
 
     /** Deregisters, drains and stops; blocks until done. */
     static native void stop(long agent);
@@ -142,11 +144,13 @@ final class Native {
      * thread's current request context, so continuations see it and the calls they make carry it.
      */
     static CompletableFuture<String> callDependency(
-            long agent, String tool, int dependency, String argumentsJson, RequestContext context, Executor executor) {
+            long agent, String tool, int dependency, String argumentsJson, boolean whole, RequestContext context, Executor executor) {
         try {
             String[] callHeaders = CallHeaders.current();
             return pendingCall(
-                    context, executor, callId -> call(agent, tool, dependency, argumentsJson, context.handle(), callHeaders, callId));
+                    context,
+                    executor,
+                    callId -> call(agent, tool, dependency, argumentsJson, context.handle(), callHeaders, whole, callId));
         } finally {
             // The native side has taken its own reference to the context by now.
             java.lang.ref.Reference.reachabilityFence(context);
