@@ -834,6 +834,15 @@ toolmesh_result toolmesh_invocation_progress(const toolmesh_invocation *invocati
                                              const char *message,
                                              toolmesh_error **error_out);
 
+// The milliseconds left before the request's deadline (0 once it passed), or -1 when it has
+// none (or for a NULL invocation). The budget shrinks hop by hop: a dependency call made with
+// this invocation carries what is left of it, and its callee sees less. Read it again for a
+// fresh figure.
+//
+// # Safety
+// `invocation` is NULL or a live, unanswered invocation, borrowed for the call.
+int64_t toolmesh_invocation_remaining_ms(const toolmesh_invocation *invocation);
+
 // The W3C trace id of the request (32 lowercase hex digits), or NULL if it has none. Borrowed
 // from the invocation: valid until it is answered. Dependency calls made with this invocation
 // continue the same trace.

@@ -105,6 +105,14 @@ static json_t *here(const toolmesh_invocation *invocation) {
                    trace_id ? json_string(trace_id) : json_null());
 }
 
+/* What a chain hop saw: what a handler sees, and the milliseconds its request had left. */
+static json_t *chain_hop(const toolmesh_invocation *invocation) {
+  json_t *seen = here(invocation);
+  int64_t remaining = toolmesh_invocation_remaining_ms(invocation);
+  json_object_set_new(seen, "remaining_ms", remaining < 0 ? json_null() : json_integer(remaining));
+  return seen;
+}
+
 /* A dependency call in flight: the invocation it answers, and for a chain hop what it saw. */
 struct pending {
   toolmesh_invocation *invocation;
@@ -286,7 +294,14 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
     toolmesh_invocation_complete_result(invocation, result, NULL);
     free(result);
   } else if (strcmp(tool, "chain") == 0 && next_hop() != NULL) {
-    call_dependency(state, invocation, tool, "{}", NULL, finish_hop, here(invocation));
+    json_t *seen = chain_hop(invocation);
+    json_t *budget = json_object_get(json_object_get(table, "chain"), "budget");
+    const char *tenant = toolmesh_invocation_header(invocation, "x-tenant");
+    if (tenant && strcmp(tenant, json_string_value(json_object_get(budget, "tenant"))) == 0) {
+      long long spend_ms = json_integer_value(json_object_get(budget, "spend_ms"));
+      nanosleep(&(struct timespec){.tv_sec = spend_ms / 1000, .tv_nsec = spend_ms % 1000 * 1000000}, NULL);
+    }
+    call_dependency(state, invocation, tool, "{}", NULL, finish_hop, seen);
   } else if (strcmp(tool, "chain") == 0) {
     /* The end of the chain reports progress; core relays it to the first caller, through hops
      * that do nothing for it. A chain entered with x-tenant "hang" waits here until the first
@@ -300,7 +315,7 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
       toolmesh_invocation_fail(invocation, "cancelled", NULL);
       return;
     }
-    json_t *seen = here(invocation);
+    json_t *seen = chain_hop(invocation);
     json_object_set_new(seen, "next", json_null());
     complete(invocation, seen);
   } else {

@@ -123,7 +123,13 @@ function callee(table, vanishing) {
     name: "chain",
     tags,
     dependencies: next === undefined ? [] : [{ capability: "chain", tags: [tag(table, "agent", next)] }],
-    execute: async (_, proxies) => ({ ...here(), next: next === undefined ? null : await proxies[0]() }),
+    execute: async (_, proxies) => {
+      const seen = { ...here(), remaining_ms: currentContext().remainingMs };
+      if (next === undefined) return { ...seen, next: null };
+      const budget = table.chain.budget;
+      if (headers()["x-tenant"] === budget.tenant) await new Promise((resolve) => setTimeout(resolve, budget.spend_ms));
+      return { ...seen, next: await proxies[0]() };
+    },
   });
   const richHops = table.rich_chain.languages;
   const richNext = richHops[richHops.indexOf(LANGUAGE) + 1];
