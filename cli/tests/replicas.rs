@@ -164,6 +164,39 @@ async fn a_replica_that_starts_late_takes_every_stored_registration() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_replica_that_evicts_dies_another_takes_the_lead_and_evicts_once() {
+    let postgres = Postgres::start();
+    let certs = Certs::init("calc,front");
+    // The first replica takes the lead at its start (nobody holds it yet).
+    let first = replica(&certs, &postgres);
+    let b = replica(&certs, &postgres);
+    let front = client(&certs, &b.url, "front");
+    let mut topology = front.register(&dependent("front-1")).await.expect("register front at B").topology;
+    let front_beats = beat_forever(client(&certs, &b.url, "front"), "front-1");
+    drop(first); // SIGKILL: its session ends, and PostgreSQL releases its lock with it
+    let calc = client(&certs, &b.url, "calc");
+    let registered = calc.register(&provider("calc-1")).await.expect("register calc at B");
+    wait_topology(&front, "front-1", &mut topology, Instant::now(), "a registration", |p| p == ["calc-1"]).await;
+    calc.heartbeat("calc-1", registered.topology.version).await.expect("heartbeat");
+    let silent_since = Instant::now();
+    // B takes the lead at its next period, then waits one eviction window before evicting
+    // (every replica's batch of heartbeats reaches the store within it).
+    let deadline = HEARTBEAT * 10;
+    while !providers(&topology).is_empty() {
+        let left = deadline.saturating_sub(silent_since.elapsed());
+        assert!(!left.is_zero(), "calc-1 was never evicted after the leader died; providers {:?}", providers(&topology));
+        if let Some(next) = front.watch("front-1", topology.version, left).await.expect("long poll") {
+            topology = next;
+        }
+    }
+    eprintln!("after the leader died, a provider silent since was evicted in {:?}", silent_since.elapsed());
+    front_beats.abort();
+    let (_, logs) = b.terminate();
+    assert!(logs.contains("this replica evicts silent agents for the mesh"), "B took the lead:\n{logs}");
+    assert_eq!(logs.matches("agent evicted: heartbeats stopped").count(), 1, "{logs}");
+}
+
 // ---- Faults under steady call load, with in-process agents knowing every replica ----
 
 async fn agent(certs: &Certs, name: &str, registries: &str, tools: serde_json::Value) -> Agent {
@@ -298,7 +331,8 @@ async fn killing_one_of_three_replicas_under_load_fails_no_call_and_changes_stil
     eprintln!("after the kill: registration at one survivor → dependent long-polling the other: {took:?}");
     beats.abort();
 
-    tokio::time::sleep(HEARTBEAT * 2).await;
+    // The load goes on for ten intervals past the kill (the survivors' views settle meanwhile).
+    tokio::time::sleep_until((killed_at + HEARTBEAT * 10).into()).await;
     let (calls, failed, first_error) = load.finish().await;
     eprintln!("killing one of three replicas: {calls} calls, {failed} failed");
     assert_eq!(failed, 0, "calls failed while a replica died: first {first_error:?}");

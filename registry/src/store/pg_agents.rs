@@ -91,6 +91,7 @@ impl SharedAgents {
             unsent: HashMap::new(),
             eviction_window: max_silence + period,
             evict_from: Instant::now(),
+            heard_at: Instant::now(),
         };
         self.runtime.spawn(replication.run(changes, notifications, period));
     }
@@ -117,6 +118,9 @@ struct Replication {
     /// Not before then: a window after taking the lead or after the store came back, so that
     /// every replica stored the heartbeats it kept meanwhile (an outage silences every row).
     evict_from: Instant,
+    /// When the store last told this replica every agent's silence (or, while it is away,
+    /// when the silence it could not tell was last made up for).
+    heard_at: Instant,
 }
 
 impl Replication {
@@ -141,7 +145,9 @@ impl Replication {
                 _ = ticks.tick() => {
                     let ticked = self.tick(&mut changes).await;
                     if ticked.is_err() {
-                        self.registry.store_unheard(period);
+                        // Every moment since the store was last read, however the periods went.
+                        self.registry.store_unheard(self.heard_at.elapsed());
+                        self.heard_at = Instant::now();
                     }
                     ticked
                 }
@@ -286,6 +292,7 @@ impl Replication {
                 .map_err(failed("read the heartbeats"))
         })
         .await?;
+        self.heard_at = read_at;
         let silences: Vec<(String, Duration)> = rows.iter().map(|row| (row.get(0), silence(row.get(1)))).collect();
         let missing = self.registry.seen(&silences);
         // A change sent before the read may still be in the channel: it counts as unsent.
