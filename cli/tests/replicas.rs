@@ -197,6 +197,45 @@ async fn when_the_replica_that_evicts_dies_another_takes_the_lead_and_evicts_onc
     assert_eq!(logs.matches("agent evicted: heartbeats stopped").count(), 1, "{logs}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_reach_postgresql_in_one_statement_per_replica_and_period_not_one_write_each() {
+    let postgres = Postgres::start();
+    let certs = Certs::init("calc,front");
+    let (a, b) = (replica(&certs, &postgres), replica(&certs, &postgres));
+    let beaters = [(client(&certs, &a.url, "calc"), provider("calc-1")), (client(&certs, &b.url, "front"), dependent("front-1"))];
+    for (registry, registration) in &beaters {
+        registry.register(registration).await.expect("register");
+    }
+    // Count every UPDATE statement on the table from here on (a statement-level trigger).
+    postgres.psql(
+        "CREATE TABLE updates (at timestamptz NOT NULL DEFAULT now());
+         CREATE FUNCTION count_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO updates DEFAULT VALUES; RETURN NULL; END $$;
+         CREATE TRIGGER count_updates AFTER UPDATE ON toolmesh_agents FOR EACH STATEMENT EXECUTE FUNCTION count_update();",
+    );
+    let started = Instant::now();
+    const BEATS: usize = 150;
+    let beating = beaters.map(|(registry, registration)| {
+        tokio::spawn(async move {
+            for _ in 0..BEATS {
+                let beat = registry.heartbeat(&registration.agent_id, 0).await.expect("heartbeat");
+                assert!(matches!(beat, HeartbeatOutcome::Alive(_)));
+            }
+        })
+    });
+    for beater in beating {
+        beater.await.expect("heartbeats");
+    }
+    let beaten_for = started.elapsed();
+    // The last batch goes out within a period (half an interval).
+    tokio::time::sleep(HEARTBEAT).await;
+    let statements: usize = postgres.psql("SELECT count(*) FROM updates").parse().expect("a count");
+    let periods = (started.elapsed().as_millis() / (HEARTBEAT / 2).as_millis()) as usize + 1;
+    eprintln!("{} heartbeats over {beaten_for:?} at two replicas: {statements} UPDATE statements ({periods} periods)", 2 * BEATS);
+    assert!(statements >= 1, "the heartbeats reached the store");
+    assert!(statements <= 2 * periods, "at most one UPDATE per replica and period: {statements} for {periods} periods");
+    assert!(statements * 10 < 2 * BEATS, "far fewer writes than heartbeats: {statements}");
+}
+
 // ---- Faults under steady call load, with in-process agents knowing every replica ----
 
 async fn agent(certs: &Certs, name: &str, registries: &str, tools: serde_json::Value) -> Agent {
