@@ -438,6 +438,11 @@ async fn stopping_postgresql_for_ten_seconds_under_load_fails_no_call_and_replic
     assert_eq!(postgres.psql("SELECT count(*) FROM toolmesh_agents"), "3", "every registration is stored again");
     front.shutdown().await;
     calc.shutdown().await;
+    // No agent was told to register again, during the outage or after it: no storm.
+    let logs: String = [a, b].into_iter().map(|replica| replica.terminate().1).collect();
+    let registered: Vec<&str> = logs.lines().filter(|l| l.contains("agent registered") && l.contains("re_registration=")).collect();
+    assert_eq!(registered.len(), 3, "calc, front and late-1 registered once each: {registered:#?}");
+    assert!(registered.iter().all(|l| l.contains("re_registration=false")), "re-registrations: {registered:#?}");
 }
 
 fn provider_named(agent_id: &str) -> RegisterRequest {
