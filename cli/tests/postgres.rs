@@ -197,13 +197,13 @@ fn the_schema_is_versioned_and_a_database_a_newer_toolmesh_migrated_is_refused()
     assert_eq!(code, Some(0), "{logs}");
     assert_eq!(
         postgres.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM toolmesh_schema"),
-        "1",
+        "1,2",
         "the first start migrated"
     );
     // A second start finds nothing to migrate.
     let (code, logs) = replica(&certs, &postgres).terminate();
     assert_eq!(code, Some(0), "{logs}");
-    assert_eq!(postgres.psql("SELECT count(*) FROM toolmesh_schema"), "1");
+    assert_eq!(postgres.psql("SELECT count(*) FROM toolmesh_schema"), "2");
 
     postgres.psql("INSERT INTO toolmesh_schema (version) VALUES (99)");
     let refused = RegistryProcess::try_spawn({
