@@ -260,6 +260,11 @@ typedef void (*toolmesh_cancel_callback)(void *user_data);
 // The tool reported an application error: its own code, message and data.
 #define TOOLMESH_TOOL_ERROR 5005
 
+// The remote tool needs input from the MCP client: let the error propagate (answer the
+// invocation with it, `toolmesh_invocation_fail_with_error`) and toolmesh asks the client, then
+// runs the call again with the answers.
+#define TOOLMESH_INPUT_REQUIRED 5006
+
 // The local host handler raised or rejected.
 #define TOOLMESH_HANDLER_FAILED 6001
 

@@ -381,6 +381,14 @@ impl Agent {
             .map(Vec::as_slice)
             .unwrap_or_default();
         let context = context.unwrap_or_default();
+        // A retry bringing the client's answers to a provider's request for input goes to that
+        // provider: the state it asked to get back is its own. Gone, the call goes on as usual
+        // and its new provider asks again.
+        let asked = context
+            .dependency_answers
+            .as_deref()
+            .and_then(|answers| providers.iter().position(|p| answers.are_for(&p.agent_id, &p.tool)).map(|at| &providers[at..=at]));
+        let providers = asked.unwrap_or(providers);
         // What the callee reports reaches this request's caller, unless the handler observes it.
         let relayed = context.relaying();
         let context = relayed.as_ref().unwrap_or(&context);

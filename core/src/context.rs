@@ -158,6 +158,13 @@ pub struct RequestContext {
     /// A call that answers an input request (2026-07-28): the client's answers by request key
     /// (`inputResponses`), and the state the handler asked to get back, unsealed by core.
     pub input: Option<std::sync::Arc<InputAnswers>>,
+    /// Input-required across hops ([`crate::mcp::input::relay`]): where a dependency call made for
+    /// this request leaves what its callee asked of the client, for the MCP server to answer
+    /// with when the handler fails; set by the server for each `tools/call`.
+    pub dependency_asked: Option<std::sync::Arc<crate::mcp::input::relay::Asked>>,
+    /// The client's answers for a dependency's input requests, brought by this retry: sent on
+    /// with the dependency call to the provider that asked.
+    pub dependency_answers: Option<std::sync::Arc<crate::mcp::input::relay::Answers>>,
 }
 
 /// What a client sent back for a handler's input requests ([`crate::mcp::input`]).

@@ -71,6 +71,9 @@ pub enum ErrorKind {
     RemoteError,
     /// The tool reported an application error: its own code, message and data.
     ToolError,
+    /// The remote tool needs input from the MCP client: let the error propagate and toolmesh
+    /// asks the client, then runs the call again with the answers.
+    InputRequired,
 
     // 6xxx host handler
     /// The local host handler raised or rejected.
@@ -124,6 +127,7 @@ impl ErrorKind {
         ErrorKind::InvalidArguments,
         ErrorKind::RemoteError,
         ErrorKind::ToolError,
+        ErrorKind::InputRequired,
         ErrorKind::HandlerFailed,
         ErrorKind::HandlerResult,
         ErrorKind::HandlerDropped,
@@ -164,6 +168,7 @@ impl ErrorKind {
             ErrorKind::InvalidArguments => 5003,
             ErrorKind::RemoteError => 5004,
             ErrorKind::ToolError => 5005,
+            ErrorKind::InputRequired => 5006,
             ErrorKind::HandlerFailed => 6001,
             ErrorKind::HandlerResult => 6002,
             ErrorKind::HandlerDropped => 6003,
@@ -205,6 +210,7 @@ impl ErrorKind {
             ErrorKind::InvalidArguments => "INVALID_ARGUMENTS",
             ErrorKind::RemoteError => "REMOTE_ERROR",
             ErrorKind::ToolError => "TOOL_ERROR",
+            ErrorKind::InputRequired => "INPUT_REQUIRED",
             ErrorKind::HandlerFailed => "HANDLER_FAILED",
             ErrorKind::HandlerResult => "HANDLER_RESULT",
             ErrorKind::HandlerDropped => "HANDLER_DROPPED",

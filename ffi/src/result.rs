@@ -80,6 +80,10 @@ pub const TOOLMESH_INVALID_ARGUMENTS: toolmesh_result = 5003;
 pub const TOOLMESH_REMOTE_ERROR: toolmesh_result = 5004;
 /// The tool reported an application error: its own code, message and data.
 pub const TOOLMESH_TOOL_ERROR: toolmesh_result = 5005;
+/// The remote tool needs input from the MCP client: let the error propagate (answer the
+/// invocation with it, `toolmesh_invocation_fail_with_error`) and toolmesh asks the client, then
+/// runs the call again with the answers.
+pub const TOOLMESH_INPUT_REQUIRED: toolmesh_result = 5006;
 /// The local host handler raised or rejected.
 pub const TOOLMESH_HANDLER_FAILED: toolmesh_result = 6001;
 /// The local host handler returned a value that is not JSON.
@@ -158,6 +162,11 @@ const CODES: &[(toolmesh_result, &CStr, &CStr)] = &[
     (TOOLMESH_INVALID_ARGUMENTS, c"INVALID_ARGUMENTS", c"The remote agent rejected the arguments."),
     (TOOLMESH_REMOTE_ERROR, c"REMOTE_ERROR", c"The remote agent answered with a JSON-RPC error."),
     (TOOLMESH_TOOL_ERROR, c"TOOL_ERROR", c"The tool reported an application error: its own code, message and data."),
+    (
+        TOOLMESH_INPUT_REQUIRED,
+        c"INPUT_REQUIRED",
+        c"The remote tool needs input from the MCP client: let the error propagate and toolmesh asks the client, then runs the call again with the answers.",
+    ),
     (TOOLMESH_HANDLER_FAILED, c"HANDLER_FAILED", c"The local host handler raised or rejected."),
     (TOOLMESH_HANDLER_RESULT, c"HANDLER_RESULT", c"The local host handler returned a value that is not JSON."),
     (TOOLMESH_HANDLER_DROPPED, c"HANDLER_DROPPED", c"The host dropped the completion without answering."),

@@ -20,7 +20,7 @@ use toolmesh_core::agent::Agent;
 use toolmesh_core::client::HttpsClient;
 use toolmesh_core::config::AgentConfig;
 use toolmesh_core::context::RequestContext;
-use toolmesh_core::host::{Completion, FnHandler, HostError, ToolInvocation};
+use toolmesh_core::host::{Completion, FnHandler, HostError, InputRequired, ToolInvocation};
 use toolmesh_core::mcp::McpClient;
 use toolmesh_core::registry_api::ToolInfo;
 use toolmesh_core::report::{LogLevel, Notification, NotificationObserver};
@@ -132,6 +132,21 @@ impl Chain {
                         }
                         context.log(LogLevel::Debug, &json!("c is thorough"), Some("c"));
                         context.log(LogLevel::Info, &json!({"c": "done"}), Some("c"));
+                        if call.arguments["ask"] == json!(true) {
+                            // Asks the client for a name; the retry brings it, and the state.
+                            return match &context.input {
+                                None => done.input_required(InputRequired {
+                                    input_requests: serde_json::from_value(json!({"name": {"method": "elicitation/create",
+                                        "params": {"message": "Who is asking?", "requestedSchema": {"type": "object"}}}}))
+                                    .unwrap(),
+                                    request_state: Some(json!({"asked": "c"})),
+                                }),
+                                Some(input) => {
+                                    let name = &input.responses["name"]["content"]["name"];
+                                    done.ok(json!({"from": "c", "hello": name, "state": input.state}))
+                                }
+                            };
+                        }
                         if call.arguments["hang"] == json!(true) {
                             let waited = tokio::time::timeout(Duration::from_secs(20), context.cancelled()).await;
                             let _ = report.send(Seen::Cancelled(Instant::now()));
@@ -483,4 +498,60 @@ async fn post_status(client: &HttpsClient, endpoint: &str, body: &Value) -> u16 
         .body(Full::new(Bytes::from(body.to_string())))
         .unwrap();
     client.send(request).await.unwrap().status().as_u16()
+}
+
+/// Sends X's modern `tools/call` of `a` (with the client's answers and A's state on a retry) and
+/// returns the JSON-RPC result.
+async fn call_a(raw: &HttpsClient, endpoint: &str, params: Value) -> Value {
+    let mut params = params;
+    params["name"] = json!("a");
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params});
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(endpoint)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "a")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let response = raw.send(request).await.unwrap();
+    let answer: Value = serde_json::from_slice(response.body()).unwrap();
+    answer["result"].clone()
+}
+
+#[tokio::test]
+async fn input_required_three_hops_down_reaches_the_first_caller_and_its_answer_reaches_the_last_hop() {
+    let mut chain = Chain::new().await;
+    let a = chain.three_hops().await;
+    let x = chain.caller();
+    until_the_chain_answers(&x, a.endpoint(), "a").await;
+    let raw = chain.raw_caller();
+
+    // C asks; B's and A's handlers only let their call's INPUT_REQUIRED propagate.
+    let asked = call_a(&raw, a.endpoint(), json!({"arguments": {"ask": true}})).await;
+    assert_eq!(asked["resultType"], "input_required", "{asked}");
+    assert_eq!(asked["inputRequests"]["name"]["params"]["message"], "Who is asking?", "{asked}");
+    let state = asked["requestState"].as_str().expect("A's sealed state").to_owned();
+    assert!(!state.contains("asked"), "the state is sealed, not readable: {state}");
+    let mut failed = Vec::new();
+    while let Ok(seen) = chain.seen.try_recv() {
+        if let Seen::CallFailed(tool, kind) = seen {
+            failed.push((tool, kind));
+        }
+    }
+    assert_eq!(failed, [("b", ErrorKind::InputRequired), ("a", ErrorKind::InputRequired)], "each hop's call saw INPUT_REQUIRED");
+
+    // X's retry with the answer: it reaches C, with C's own state.
+    let answers = json!({"name": {"action": "accept", "content": {"name": "Ada"}}});
+    let answered = call_a(&raw, a.endpoint(), json!({"arguments": {"ask": true}, "inputResponses": answers, "requestState": state})).await;
+    assert_eq!(answered["structuredContent"], json!({"from": "c", "hello": "Ada", "state": {"asked": "c"}}), "{answered}");
+
+    // A state changed on the way is refused by A before anything runs.
+    let forged = format!("{}x", &state[..state.len() - 1]);
+    let refused = call_a(&raw, a.endpoint(), json!({"arguments": {"ask": true}, "inputResponses": answers, "requestState": forged})).await;
+    assert!(refused.is_null(), "a forged state is a JSON-RPC error, not a result");
 }

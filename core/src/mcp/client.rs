@@ -5,6 +5,7 @@ use crate::client::{HttpsClient, PeerIdentity, RequestError};
 use crate::context::{RequestContext, TraceContext, Traceparent, CALLER_HEADERS};
 use crate::error::{Error, ErrorKind};
 use crate::mcp::content::{whole_result, ResultShape};
+use crate::mcp::input::{relay, InputRequired};
 use crate::origin::Origins;
 use crate::registry_api::{ParamHeader, Provider};
 use crate::report::Notification;
@@ -62,26 +63,33 @@ impl McpClient {
         context: &RequestContext,
         shape: ResultShape,
     ) -> Result<Value, RequestError> {
-        let call = ToolCall { tool: &provider.tool, arguments, param_headers: &provider.param_headers, shape };
+        let call =
+            ToolCall { tool: &provider.tool, arguments, param_headers: &provider.param_headers, shape, provider: Some(&provider.agent_id) };
         self.call(&provider.endpoint, call, context, Some(&provider.agent_name)).await
     }
 
     /// Calls `tool` at `endpoint` as [`McpClient::call_provider`] does, for a tool whose
     /// parameters are not mirrored in headers.
     pub async fn call_tool(&self, endpoint: &str, tool: &str, arguments: &Value, context: &RequestContext) -> Result<Value, RequestError> {
-        self.call(endpoint, ToolCall { tool, arguments, param_headers: &[], shape: ResultShape::Value }, context, None).await
+        let call = ToolCall { tool, arguments, param_headers: &[], shape: ResultShape::Value, provider: None };
+        self.call(endpoint, call, context, None).await
     }
 
     /// A call with a context that carries an observer ([`RequestContext::on_notification`]) asks
     /// the callee for progress (a progress token) and log messages (from `debug` up), and hands
     /// the observer each one as it arrives on the answer's event stream.
     async fn call(&self, endpoint: &str, call: ToolCall<'_>, context: &RequestContext, peer: Option<&str>) -> Result<Value, RequestError> {
-        let (tool, shape) = (call.tool, call.shape);
+        let (tool, shape, provider) = (call.tool, call.shape, call.provider);
         let (hop, mut span) = self.hop("tools/call", Some(tool), endpoint, context, peer);
         let result = match self.post(endpoint, "tools/call", Some(call), context, &hop).await {
             Ok(response) => {
                 answered_by(span.as_mut(), &response);
-                decode_call_response(tool, endpoint, response, shape).map_err(|error| RequestError { error, delivered: true })
+                match decode_call_response(tool, endpoint, response, shape) {
+                    Ok(Decoded::Value(value)) => Ok(value),
+                    Ok(Decoded::InputRequired(input)) => Err(asked_for_input(tool, endpoint, provider, input, context)),
+                    Err(error) => Err(error),
+                }
+                .map_err(|error| RequestError { error, delivered: true })
             }
             Err(e) => Err(e),
         };
@@ -184,8 +192,26 @@ impl McpClient {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let observer = context.on_notification.as_ref().filter(|_| call.is_some());
         let asks = observer.map(|o| (o.wants_progress(), o.log_level()));
-        let meta = RequestMeta { traceparent: &traceparent, tracestate: hop.tracestate.as_deref(), deadline_ms, asks };
-        let body = request_body(id, method, tool, arguments, meta);
+        // A retry that brings the client's answers to this provider's request for input.
+        let answers = call
+            .as_ref()
+            .and_then(|c| Some((c.provider?, c.tool)))
+            .and_then(|(provider, tool)| context.dependency_answers.as_deref().filter(|answers| answers.are_for(provider, tool)));
+        // Only a request served here (which can relay what a callee asks) declares its client's.
+        let relayable = context
+            .dependency_asked
+            .as_ref()
+            .and(context.client_capabilities.as_deref())
+            .filter(|_| call.is_some())
+            .and_then(relayable_capabilities);
+        let meta = RequestMeta {
+            traceparent: &traceparent,
+            tracestate: hop.tracestate.as_deref(),
+            deadline_ms,
+            asks,
+            client_capabilities: relayable.as_ref(),
+        };
+        let body = request_body(id, method, tool, arguments, answers, meta);
         let unbuildable = |what: String| RequestError {
             error: Error::new(ErrorKind::InvalidConfig, format!("cannot build a request to {endpoint}: {what}")),
             delivered: false,
@@ -298,9 +324,36 @@ struct ToolCall<'a> {
     arguments: &'a Value,
     param_headers: &'a [ParamHeader],
     shape: ResultShape,
+    /// The agent id of the provider called, when the call went through discovery.
+    provider: Option<&'a str>,
 }
 
-fn decode_call_response(tool: &str, endpoint: &str, response: http::Response<Bytes>, shape: ResultShape) -> Result<Value, Error> {
+/// A `tools/call` answer read: the value (or whole result) the caller takes, or the callee's
+/// request for input from the client.
+enum Decoded {
+    Value(Value),
+    InputRequired(InputRequired),
+}
+
+/// The INPUT_REQUIRED error of a call whose callee asked the client for input; the request goes
+/// where the request this call is made for can relay it from ([`relay`]).
+fn asked_for_input(tool: &str, endpoint: &str, provider: Option<&str>, input: InputRequired, context: &RequestContext) -> Error {
+    let keys: Vec<&str> = input.input_requests.keys().map(String::as_str).collect();
+    let asked = format!("tool '{tool}' at {endpoint} needs input from the MCP client ({})", keys.join(", "));
+    match (&context.dependency_asked, provider) {
+        (Some(slot), Some(provider)) => {
+            let InputRequired { input_requests, request_state } = input;
+            slot.record(relay::AskedBy { provider: provider.to_owned(), tool: tool.to_owned(), input_requests, request_state });
+            Error::new(
+                ErrorKind::InputRequired,
+                format!("{asked}: let this error propagate and toolmesh asks the client, then runs this call again with the answers"),
+            )
+        }
+        _ => Error::new(ErrorKind::InputRequired, format!("{asked}, and this caller cannot ask it: call the tool from an MCP client")),
+    }
+}
+
+fn decode_call_response(tool: &str, endpoint: &str, response: http::Response<Bytes>, shape: ResultShape) -> Result<Decoded, Error> {
     let status = response.status();
     let is_sse = response
         .headers()
@@ -327,18 +380,24 @@ fn decode_call_response(tool: &str, endpoint: &str, response: http::Response<Byt
     if result.is_error {
         return Err(remote_tool_error(tool, &result));
     }
+    if result.result_type.as_deref() == Some("input_required") {
+        let answer = serde_json::json!({"inputRequests": result.input_requests, "requestState": result.request_state});
+        return InputRequired::from_json(answer).map(Decoded::InputRequired).map_err(|problem| {
+            Error::new(ErrorKind::Protocol, format!("{endpoint} answered an input-required result that is not valid: {problem}"))
+        });
+    }
     if shape == ResultShape::Whole {
         // Read again whole, only for the callers that take it: each item as the callee sent it.
         return match serde_json::from_slice::<WholeReply>(message) {
-            Ok(WholeReply { result: WholeResult { content, structured } }) => Ok(whole_result(content, structured)),
+            Ok(WholeReply { result: WholeResult { content, structured } }) => Ok(Decoded::Value(whole_result(content, structured))),
             Err(e) => Err(Error::new(ErrorKind::Protocol, format!("{endpoint} answered a tool result that is not MCP's shape: {e}"))),
         };
     }
     if let Some(structured) = result.structured {
-        return Ok(structured);
+        return Ok(Decoded::Value(structured));
     }
     let text = first_text(&result.content).unwrap_or_default();
-    Ok(serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned())))
+    Ok(Decoded::Value(serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))))
 }
 
 /// A successful `tools/call` answer read whole, for [`ResultShape::Whole`].
@@ -377,6 +436,12 @@ struct CallResult<'a> {
     content: Vec<Content<'a>>,
     #[serde(rename = "_meta", borrow, default)]
     meta: Option<&'a RawValue>,
+    #[serde(rename = "resultType", borrow, default)]
+    result_type: Option<Cow<'a, str>>,
+    #[serde(rename = "inputRequests", default)]
+    input_requests: Option<Value>,
+    #[serde(rename = "requestState", default)]
+    request_state: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -402,10 +467,28 @@ struct RequestMeta<'a> {
     /// What the caller's observer asks for: progress (the request's id is its token), and log
     /// messages from a level up.
     asks: Option<(bool, Option<crate::report::LogLevel>)>,
+    /// What the client of the request this call is made for can answer (its elicitation,
+    /// sampling, roots): a callee's request for input is relayed to it. `{}` when none.
+    client_capabilities: Option<&'a Value>,
 }
 
-fn request_body(id: u64, method: &str, tool: Option<&str>, arguments: Option<&Value>, meta: RequestMeta<'_>) -> Vec<u8> {
-    let RequestMeta { traceparent, tracestate, deadline_ms, asks } = meta;
+/// The capabilities of a request's client that a callee's input request can use, declared on the
+/// calls made for it (the requests are relayed to that client, [`relay`]).
+fn relayable_capabilities(declared: &Value) -> Option<Value> {
+    let relayable: serde_json::Map<String, Value> =
+        ["elicitation", "sampling", "roots"].into_iter().filter_map(|name| Some((name.to_owned(), declared.get(name)?.clone()))).collect();
+    (!relayable.is_empty()).then_some(Value::Object(relayable))
+}
+
+fn request_body(
+    id: u64,
+    method: &str,
+    tool: Option<&str>,
+    arguments: Option<&Value>,
+    answers: Option<&relay::Answers>,
+    meta: RequestMeta<'_>,
+) -> Vec<u8> {
+    let RequestMeta { traceparent, tracestate, deadline_ms, asks, client_capabilities } = meta;
     fn json(body: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
         serde_json::to_writer(body, value).expect("JSON values always serialize into a Vec");
     }
@@ -425,8 +508,24 @@ fn request_body(id: u64, method: &str, tool: Option<&str>, arguments: Option<&Va
         json(&mut body, arguments);
         body.push(b',');
     }
+    if let Some(answers) = answers {
+        body.extend_from_slice(br#""inputResponses":"#);
+        json(&mut body, &answers.responses);
+        if let Some(state) = &answers.request_state {
+            body.extend_from_slice(br#","requestState":"#);
+            json(&mut body, state);
+        }
+        body.push(b',');
+    }
     body.extend_from_slice(br#""_meta":"#);
     body.extend_from_slice(constant_meta().as_bytes());
+    body.extend_from_slice(b",");
+    json(&mut body, META_CLIENT_CAPABILITIES);
+    body.push(b':');
+    match client_capabilities {
+        Some(capabilities) => json(&mut body, capabilities),
+        None => body.extend_from_slice(b"{}"),
+    }
     body.extend_from_slice(br#","traceparent":""#);
     body.extend_from_slice(traceparent.as_str().as_bytes());
     body.push(b'"');
@@ -463,7 +562,6 @@ fn constant_meta() -> &'static str {
     META.get_or_init(|| {
         let mut meta = serde_json::json!({
             META_PROTOCOL_VERSION: MODERN_VERSION,
-            META_CLIENT_CAPABILITIES: {},
             META_CLIENT_INFO: {"name": "toolmesh", "version": env!("CARGO_PKG_VERSION")},
         })
         .to_string();
@@ -543,7 +641,14 @@ mod tests {
     }
 
     fn decode_call_response_value(tool: &str, endpoint: &str, response: http::Response<Bytes>) -> Result<Value, Error> {
-        decode_call_response(tool, endpoint, response, ResultShape::Value)
+        decode_call_response(tool, endpoint, response, ResultShape::Value).map(value)
+    }
+
+    fn value(decoded: Decoded) -> Value {
+        match decoded {
+            Decoded::Value(value) => value,
+            Decoded::InputRequired(input) => panic!("asked for input: {input:?}"),
+        }
     }
 
     #[test]
@@ -554,14 +659,16 @@ mod tests {
         ]);
         let body = json!({"jsonrpc": "2.0", "id": 1, "result": {"resultType": "complete", "content": items,
             "structuredContent": {"n": 2}, "_meta": {"io.modelcontextprotocol/serverInfo": {}}}});
-        let whole = decode_call_response("t", "e", response("application/json", &body.to_string()), ResultShape::Whole).unwrap();
+        let whole = value(decode_call_response("t", "e", response("application/json", &body.to_string()), ResultShape::Whole).unwrap());
         assert_eq!(whole, json!({"content": items, "structuredContent": {"n": 2}}));
         let text_only = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"hi"}]}}"#;
-        let whole = decode_call_response("t", "e", response("application/json", text_only), ResultShape::Whole).unwrap();
+        let whole = value(decode_call_response("t", "e", response("application/json", text_only), ResultShape::Whole).unwrap());
         assert_eq!(whole, json!({"content": [{"type": "text", "text": "hi"}]}));
         // A failed tool is the same error in either shape.
         let failed = r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[{"type":"text","text":"boom"}]}}"#;
-        let e = decode_call_response("x", "e", response("application/json", failed), ResultShape::Whole).unwrap_err();
+        let Err(e) = decode_call_response("x", "e", response("application/json", failed), ResultShape::Whole) else {
+            panic!("a failed tool")
+        };
         assert_eq!(e.kind(), ErrorKind::ToolFailed);
     }
 
@@ -579,8 +686,9 @@ mod tests {
             meta
         };
         let traceparent = trace.traceparent();
-        let call_meta = RequestMeta { traceparent: &traceparent, tracestate: Some("k=v"), deadline_ms: Some(5), asks: None };
-        let call = request_body(7, "tools/call", Some("a \"quoted\" tool"), Some(&json!({"a": [1, "x"]})), call_meta);
+        let call_meta =
+            RequestMeta { traceparent: &traceparent, tracestate: Some("k=v"), deadline_ms: Some(5), asks: None, client_capabilities: None };
+        let call = request_body(7, "tools/call", Some("a \"quoted\" tool"), Some(&json!({"a": [1, "x"]})), None, call_meta);
         assert_eq!(
             serde_json::from_slice::<Value>(&call).unwrap(),
             json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
@@ -592,7 +700,8 @@ mod tests {
             "tools/list",
             None,
             None,
-            RequestMeta { traceparent: &traceparent, tracestate: None, deadline_ms: None, asks: None },
+            None,
+            RequestMeta { traceparent: &traceparent, tracestate: None, deadline_ms: None, asks: None, client_capabilities: None },
         );
         assert_eq!(
             serde_json::from_slice::<Value>(&list).unwrap(),
@@ -603,11 +712,13 @@ mod tests {
             "tools/call",
             Some("t"),
             Some(&json!({})),
+            None,
             RequestMeta {
                 traceparent: &traceparent,
                 tracestate: None,
                 deadline_ms: None,
                 asks: Some((true, Some(crate::report::LogLevel::Debug))),
+                client_capabilities: None,
             },
         );
         assert_eq!(
@@ -621,14 +732,42 @@ mod tests {
             "tools/call",
             Some("t"),
             Some(&json!({})),
+            None,
             RequestMeta {
                 traceparent: &traceparent,
                 tracestate: None,
                 deadline_ms: None,
                 asks: Some((false, Some(crate::report::LogLevel::Warning))),
+                client_capabilities: None,
             },
         );
         assert_eq!(serde_json::from_slice::<Value>(&relayed).unwrap()["params"]["_meta"], meta(json!({META_LOG_LEVEL: "warning"})));
+        // A retry brings the client's answers to the provider that asked, with its state.
+        let answers = relay::Answers {
+            provider: "c-1".into(),
+            tool: "t".into(),
+            responses: serde_json::Map::from_iter([("name".to_owned(), json!({"action": "accept"}))]),
+            request_state: Some(json!("sealed")),
+        };
+        let meta_none =
+            RequestMeta { traceparent: &traceparent, tracestate: None, deadline_ms: None, asks: None, client_capabilities: None };
+        let answering = request_body(11, "tools/call", Some("t"), Some(&json!({})), Some(&answers), meta_none);
+        let params = &serde_json::from_slice::<Value>(&answering).unwrap()["params"];
+        assert_eq!((&params["inputResponses"], &params["requestState"]), (&json!({"name": {"action": "accept"}}), &json!("sealed")));
+        // A call made for a request declares what its client can answer of a callee's requests.
+        let declared = relayable_capabilities(&json!({"elicitation": {"form": {}}, "roots": {}, "extensions": {"x": {}}}));
+        assert_eq!(declared, Some(json!({"elicitation": {"form": {}}, "roots": {}})));
+        assert_eq!(relayable_capabilities(&json!({"extensions": {}})), None);
+        let relaying = RequestMeta {
+            traceparent: &traceparent,
+            tracestate: None,
+            deadline_ms: None,
+            asks: None,
+            client_capabilities: declared.as_ref(),
+        };
+        let relaying = request_body(12, "tools/call", Some("t"), Some(&json!({})), None, relaying);
+        let meta = &serde_json::from_slice::<Value>(&relaying).unwrap()["params"]["_meta"];
+        assert_eq!(meta[META_CLIENT_CAPABILITIES], json!({"elicitation": {"form": {}}, "roots": {}}));
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! the agent starts, over the tool it belongs to and an expiry. A state the client changed, one
 //! made for another tool, or one past its expiry is refused (-32602) before the handler runs.
 
+pub mod relay;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::hmac;

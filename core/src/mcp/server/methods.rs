@@ -17,7 +17,7 @@ use crate::authorize::Caller;
 use crate::context::{InputAnswers, RequestContext, TraceContext};
 use crate::error::{Error, ErrorKind};
 use crate::host::{Catalog, HandlerOutput, InputRequired, LocalTools};
-use crate::mcp::input::StateSeal;
+use crate::mcp::input::{relay, StateSeal};
 use crate::mcp::*;
 use crate::metrics::{Outcome, ServerOperation};
 use crate::registry_api::TaskSupport;
@@ -286,7 +286,10 @@ impl McpServer {
         let registered = (era == Era::Legacy).then(|| InFlight::register(&self.in_flight, &peer.identity, id.get(), &reporter));
         context.caller = Some(Arc::from(peer.identity.as_str()));
         context.client_capabilities = client_capabilities.clone();
-        context.input = input;
+        if let Some(answers) = input {
+            take_answers(&mut context, Arc::unwrap_or_clone(answers));
+        }
+        context.dependency_asked = Some(Arc::default());
         context.origin = admitted.as_ref().and_then(|a| a.origin.clone());
         context.reporter = Some(reporter.clone());
         let context = Arc::new(context);
@@ -302,9 +305,10 @@ impl McpServer {
         let handler = {
             let started = self.tools.start(&tool, arguments, context.clone());
             let (tools, tool) = (self.tools.clone(), tool.clone());
+            let asked = context.dependency_asked.clone();
             async move {
                 let outcome = match started {
-                    Ok(answer) => tools.output(&tool, answer.await),
+                    Ok(answer) => relay_input(tools.output(&tool, answer.await), asked.as_deref()),
                     Err(e) => Err(e),
                 };
                 match legacy_input {
@@ -502,6 +506,27 @@ pub(super) fn input_answers(subject: &str, params: &Params, seal: &StateSeal) ->
     Ok(Some(Arc::new(InputAnswers { responses: responses.unwrap_or_default(), state })))
 }
 
+/// What a retry brought, where it belongs: the handler's own answers, or (its state is a relay
+/// state) the answers to a dependency's request for input, which its call carries on.
+fn take_answers(context: &mut RequestContext, answers: InputAnswers) {
+    context.input = None;
+    context.dependency_answers = None;
+    match relay::route(answers) {
+        Ok(own) => context.input = Some(Arc::new(own)),
+        Err(for_dependency) => context.dependency_answers = Some(Arc::new(for_dependency)),
+    }
+}
+
+/// A handler that failed after one of its dependency calls was asked for input (its
+/// `INPUT_REQUIRED`, propagated or not) answers that request instead: its caller asks the client,
+/// and the retry's answers reach the dependency.
+fn relay_input(outcome: HandlerOutputOrError, asked: Option<&relay::Asked>) -> HandlerOutputOrError {
+    match (outcome, asked.and_then(relay::Asked::take)) {
+        (Err(_), Some(asked)) => Ok(HandlerOutput::InputRequired(asked.relayed())),
+        (outcome, _) => outcome,
+    }
+}
+
 /// A legacy call's outcome once its handler has what it asked for: while the handler answers
 /// input-required (at most [`client_requests::MAX_ROUNDS`] times), its requests go to the client
 /// on the call's stream and the handler runs again with the responses and its state.
@@ -520,10 +545,10 @@ async fn ask_legacy_client(
         };
         let responses = requests.ask(tool, &caller, &input, &reporter).await?;
         let mut next = (*context).clone();
-        next.input = Some(Arc::new(InputAnswers { responses, state: input.request_state }));
+        take_answers(&mut next, InputAnswers { responses, state: input.request_state });
         context = Arc::new(next);
         outcome = match tools.start(tool, arguments.clone(), context.clone()) {
-            Ok(answer) => tools.output(tool, answer.await),
+            Ok(answer) => relay_input(tools.output(tool, answer.await), context.dependency_asked.as_deref()),
             Err(e) => Err(e),
         };
     }
