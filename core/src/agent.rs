@@ -4,12 +4,13 @@ use crate::authorize::Gate;
 use crate::auto_tls::AutoTls;
 use crate::client::RequestError;
 use crate::config::{AgentConfig, HealthPort, TlsSource};
-use crate::context::{HeaderAllowList, RequestContext, TraceContext, CALLER_HEADERS};
+use crate::context::{HeaderAllowList, InputAnswers, RequestContext, TraceContext, CALLER_HEADERS};
 use crate::discovery::{Discovery, Followers, TopologyView};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fx_hash::FxHashMap;
 use crate::health::{HealthServer, MetricsRender, Probes, ReadinessCheck};
-use crate::host::{Catalog, LocalTools, ToolHandler};
+use crate::host::{Catalog, HandlerOutput, LocalTools, ToolHandler};
+use crate::mcp::input::relay;
 use crate::mcp::{McpClient, McpServer, ResultShape, ServerInfo, ENDPOINT_PATH};
 use crate::metrics::{AgentMetrics, TlsMetrics};
 use crate::pipeline::{Pipeline, Target, Transport, UnreachableReports};
@@ -506,6 +507,10 @@ impl Inner {
         // The callee reports to the calling handler's observer (or through it, to the caller's
         // caller), and is cancelled when the call is abandoned.
         let reporter = Arc::new(Reporter::observed(context.on_notification.clone()).with_deadline(context.deadline));
+        // A retry bringing the answers to this tool's own request for input (relayed up, as from
+        // a remote provider) gives them to its handler.
+        let answers = context.dependency_answers.as_deref().filter(|answers| answers.are_for(&self.id, tool));
+        let input = answers.map(|a| Arc::new(InputAnswers { responses: a.responses.clone(), state: a.request_state.clone() }));
         let child = RequestContext {
             trace: Some(context.trace.as_ref().map_or_else(|| self.tracer.root(), |parent| self.tracer.child(parent))),
             headers,
@@ -514,10 +519,15 @@ impl Inner {
             set_on_purpose: Vec::new(),
             reporter: Some(reporter.clone()),
             on_notification: None,
+            input,
             ..context.clone()
         };
         let abandoned = CancelUnlessAnswered::new(reporter);
-        let result = self.local.invoke_shaped(tool, arguments, Arc::new(child), shape).await.map_err(|error| {
+        let outcome = self.local.invoke_output(tool, arguments, Arc::new(child)).await.and_then(|output| match output {
+            HandlerOutput::InputRequired(input) => Err(relay::asked_for_input(tool, &self.endpoint, Some(&self.id), input, context)),
+            output => crate::host::shaped(tool, output, shape),
+        });
+        let result = outcome.map_err(|error| {
             // A remote caller sees a failed handler as a failed tool; so does a local one.
             let error = if error.code() / 1000 == 6 { Error::new(ErrorKind::ToolFailed, error.message()) } else { error };
             RequestError { error, delivered: true }

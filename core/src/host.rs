@@ -293,6 +293,17 @@ pub fn completion_result(tool: &str, received: Result<Answer, oneshot::error::Re
 
 /// A handler's answer as one value: a result in MCP's shape gives [`ToolOutput::to_value`], and
 /// one the handler marked `isError` is the handler failure it reports.
+/// What a caller that takes `shape` gets of `tool`'s handler's answer.
+pub fn shaped(tool: &str, output: HandlerOutput, shape: ResultShape) -> Result<Value, Error> {
+    match (shape, output) {
+        (ResultShape::Value, output) => single_value(tool, output),
+        (ResultShape::Whole, HandlerOutput::Value(value)) => Ok(crate::mcp::content::whole_of_value(value)),
+        (ResultShape::Whole, HandlerOutput::Result(output)) if !output.is_error() => Ok(output.to_whole()),
+        // A failed result or a request for input is the same error in either shape.
+        (ResultShape::Whole, output) => single_value(tool, output),
+    }
+}
+
 fn single_value(tool: &str, output: HandlerOutput) -> Result<Value, Error> {
     match output {
         HandlerOutput::Value(value) => Ok(value),
@@ -559,15 +570,8 @@ impl LocalTools {
         context: Arc<RequestContext>,
         shape: ResultShape,
     ) -> Result<Value, Error> {
-        let answer = self.start(tool, arguments, context)?;
-        let output = self.output(tool, answer.await)?;
-        match (shape, output) {
-            (ResultShape::Value, output) => single_value(tool, output),
-            (ResultShape::Whole, HandlerOutput::Value(value)) => Ok(crate::mcp::content::whole_of_value(value)),
-            (ResultShape::Whole, HandlerOutput::Result(output)) if !output.is_error() => Ok(output.to_whole()),
-            // A failed result or a request for input is the same error in either shape.
-            (ResultShape::Whole, output) => single_value(tool, output),
-        }
+        let output = self.invoke_output(tool, arguments, context).await?;
+        shaped(tool, output, shape)
     }
 
     /// Like [`LocalTools::invoke`], keeping a result in MCP's shape whole: what the MCP server

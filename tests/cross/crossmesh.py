@@ -249,6 +249,20 @@ class CrossMesh:
         assert status == 200 and not answer.get("result", {}).get("isError", True), (status, answer)
         return answer["result"]["structuredContent"]
 
+    def ask_via(self, caller: str, callee: str, answers: Optional[dict[str, Any]] = None,
+                state: Optional[str] = None) -> dict[str, Any]:
+        """Calls ask_via of ``caller``'s callee agent with {"to": callee} as a modern client that
+        declares elicitation (with ``answers`` and ``state`` on a retry); returns the result."""
+        params: dict[str, Any] = {"name": "ask_via", "arguments": {"to": callee}, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}}
+        if answers is not None:
+            params.update(inputResponses=answers, requestState=state)
+        status, answer = mcp_post(self.callee_endpoint(caller), self.operator, {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                                                                                "params": params})
+        assert status == 200 and "result" in answer, (status, answer)
+        return answer["result"]
+
     def call_rich_chain(self) -> dict[str, Any]:
         """Calls the rich_chain tool of its first language; returns the whole tools/call result."""
         body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "rich_chain", "arguments": {}}}

@@ -162,6 +162,17 @@ def test_a_first_caller_that_goes_away_cancels_the_last_hop_through_every_langua
     assert time.monotonic() - closed < 0.3 + 0.1, f"cancelled after {time.monotonic() - closed:.3f} s"
 
 
+@pytest.mark.parametrize(("caller", "callee"), [pytest.param(a, b, id=f"{a}->{b}") for a in LANGUAGES for b in LANGUAGES])
+def test_input_required_bubbles_up_a_hop_and_the_answer_goes_down(cross: CrossMesh, caller: str, callee: str) -> None:
+    cross.enter("live")
+    case = TABLE["input_required"]
+    asked = cross.ask_via(caller, callee)
+    assert (asked.get("resultType"), asked.get("inputRequests")) == ("input_required", case["requests"]), asked
+    answered = cross.ask_via(caller, callee, case["answers"], asked["requestState"])
+    assert not answered.get("isError"), answered
+    assert answered["structuredContent"] == fill(case["expect"], callee=callee), f"{caller}'s ask_via of {callee}'s ask"
+
+
 def test_a_rich_result_crosses_every_language_unchanged(cross: CrossMesh) -> None:
     cross.enter("live")
     rich = TABLE["rich_chain"]

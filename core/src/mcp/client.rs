@@ -86,7 +86,7 @@ impl McpClient {
                 answered_by(span.as_mut(), &response);
                 match decode_call_response(tool, endpoint, response, shape) {
                     Ok(Decoded::Value(value)) => Ok(value),
-                    Ok(Decoded::InputRequired(input)) => Err(asked_for_input(tool, endpoint, provider, input, context)),
+                    Ok(Decoded::InputRequired(input)) => Err(relay::asked_for_input(tool, endpoint, provider, input, context)),
                     Err(error) => Err(error),
                 }
                 .map_err(|error| RequestError { error, delivered: true })
@@ -333,24 +333,6 @@ struct ToolCall<'a> {
 enum Decoded {
     Value(Value),
     InputRequired(InputRequired),
-}
-
-/// The INPUT_REQUIRED error of a call whose callee asked the client for input; the request goes
-/// where the request this call is made for can relay it from ([`relay`]).
-fn asked_for_input(tool: &str, endpoint: &str, provider: Option<&str>, input: InputRequired, context: &RequestContext) -> Error {
-    let keys: Vec<&str> = input.input_requests.keys().map(String::as_str).collect();
-    let asked = format!("tool '{tool}' at {endpoint} needs input from the MCP client ({})", keys.join(", "));
-    match (&context.dependency_asked, provider) {
-        (Some(slot), Some(provider)) => {
-            let InputRequired { input_requests, request_state } = input;
-            slot.record(relay::AskedBy { provider: provider.to_owned(), tool: tool.to_owned(), input_requests, request_state });
-            Error::new(
-                ErrorKind::InputRequired,
-                format!("{asked}: let this error propagate and toolmesh asks the client, then runs this call again with the answers"),
-            )
-        }
-        _ => Error::new(ErrorKind::InputRequired, format!("{asked}, and this caller cannot ask it: call the tool from an MCP client")),
-    }
 }
 
 fn decode_call_response(tool: &str, endpoint: &str, response: http::Response<Bytes>, shape: ResultShape) -> Result<Decoded, Error> {

@@ -1,7 +1,10 @@
+import com.fasterxml.jackson.core.type.TypeReference;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.toolmesh.AgentBuilder;
+import dev.toolmesh.InputRequired;
 import dev.toolmesh.MeshAgent;
+import dev.toolmesh.RequestContext;
 import dev.toolmesh.ToolCall;
 import dev.toolmesh.ToolDefinition;
 import dev.toolmesh.Toolmesh;
@@ -235,6 +238,28 @@ public final class Peer {
             });
         }
         agent.tool(chain.build());
+
+        JsonNode asking = table.path("input_required");
+        agent.tool(ToolDefinition.builder("ask").tags(tag).handler(call -> {
+            RequestContext context = call.context();
+            if (context.inputResponses() == null) {
+                return InputRequired.of(JSON.convertValue(asking.path("requests"), new TypeReference<Map<String, Object>>() {}),
+                        Map.of("asked", LANGUAGE));
+            }
+            Map<String, Object> answer = new LinkedHashMap<>();
+            answer.put("language", LANGUAGE);
+            answer.put("hello", context.inputResponses().path("name").path("content").path("name").asText());
+            answer.put("state", context.requestState());
+            return answer;
+        }).build());
+        // One dependency per language (all of capability ask), in the table's order; "to" picks one.
+        List<String> languages = new ArrayList<>();
+        table.path("languages").forEach(language -> languages.add(language.asText()));
+        ToolDefinition.Builder askVia = ToolDefinition.builder("ask_via").tags(tag);
+        for (String language : languages) {
+            askVia.dependsOn("ask", "", tag("agent", language));
+        }
+        agent.tool(askVia.handler(call -> call.proxy(languages.indexOf(call.arguments().path("to").asText())).call(null)).build());
 
         List<String> richHops = new ArrayList<>();
         table.path("rich_chain").path("languages").forEach(hop -> richHops.add(hop.asText()));

@@ -279,6 +279,39 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
     toolmesh_invocation_progress(invocation, 0, 1, "slow started", NULL);
     nanosleep(&(struct timespec){.tv_sec = slow_ms / 1000, .tv_nsec = slow_ms % 1000 * 1000000}, NULL);
     complete(invocation, here(invocation));
+  } else if (strcmp(tool, "ask") == 0) {
+    const char *input = toolmesh_invocation_input(invocation);
+    if (input == NULL) {
+      json_t *asking = json_pack("{s:s, s:O, s:{s:s}}", "resultType", "input_required", "inputRequests",
+                                 json_object_get(json_object_get(table, "input_required"), "requests"), "requestState", "asked", LANGUAGE);
+      char *text = json_dumps(asking, JSON_COMPACT);
+      json_decref(asking);
+      toolmesh_invocation_complete_result(invocation, text, NULL);
+      free(text);
+    } else {
+      json_t *answers = json_loads(input, 0, NULL);
+      json_t *name = json_object_get(json_object_get(json_object_get(json_object_get(answers, "responses"), "name"), "content"), "name");
+      complete(invocation, json_pack("{s:s, s:O, s:O}", "language", LANGUAGE, "hello", name, "state", json_object_get(answers, "state")));
+      json_decref(answers);
+    }
+  } else if (strcmp(tool, "ask_via") == 0) {
+    /* One dependency per language (all of capability ask), in the table's order; "to" picks one. */
+    json_t *arguments = json_loads(arguments_json, 0, NULL);
+    const char *to = json_string_value(json_object_get(arguments, "to"));
+    json_t *languages = json_object_get(table, "languages");
+    size_t index = json_array_size(languages);
+    for (size_t i = 0; to && i < json_array_size(languages); i++) {
+      if (strcmp(json_string_value(json_array_get(languages, i)), to) == 0) index = i;
+    }
+    json_decref(arguments);
+    struct pending *pending = malloc(sizeof *pending);
+    *pending = (struct pending){.invocation = invocation, .seen = NULL};
+    toolmesh_error *error = NULL;
+    if (toolmesh_agent_call(atomic_load(&state->agent), invocation, tool, index, "{}", finish_relay, pending, &error) != TOOLMESH_OK) {
+      toolmesh_invocation_fail_with_error(invocation, error, NULL); /* never started: no callback */
+      toolmesh_error_free(error);
+      free(pending);
+    }
   } else if (strcmp(tool, "rich_chain") == 0 && rich_next_hop() != NULL) {
     struct pending *pending = malloc(sizeof *pending);
     *pending = (struct pending){.invocation = invocation, .seen = NULL};
@@ -411,6 +444,16 @@ static json_t *callee_tools(int vanishing) {
   json_array_append_new(tools, tool("echo_via", tag("agent", LANGUAGE), dependency("echo", tag("agent", following()))));
   const char *next = next_hop();
   json_array_append_new(tools, tool("chain", tag("agent", LANGUAGE), next ? dependency("chain", tag("agent", next)) : NULL));
+  json_array_append_new(tools, tool("ask", tag("agent", LANGUAGE), NULL));
+  json_t *ask_via = tool("ask_via", tag("agent", LANGUAGE), NULL);
+  json_t *asks = json_array();
+  size_t index;
+  json_t *language;
+  json_array_foreach(json_object_get(table, "languages"), index, language) {
+    json_array_append_new(asks, dependency("ask", tag("agent", json_string_value(language))));
+  }
+  json_object_set_new(ask_via, "dependencies", asks);
+  json_array_append_new(tools, ask_via);
   const char *rich_next = rich_next_hop();
   json_array_append_new(tools, tool("rich_chain", tag("agent", LANGUAGE), rich_next ? dependency("rich_chain", tag("agent", rich_next)) : NULL));
   return tools;

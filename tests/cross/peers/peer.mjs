@@ -2,7 +2,7 @@
 //   node peer.mjs ROLE CASES_JSON
 
 import { readFileSync } from "node:fs";
-import { Agent, currentContext, headers, ToolError, ToolmeshError, ToolResult, traceId, withCallHeaders } from "../../../bindings-node/dist/index.js";
+import { Agent, currentContext, headers, InputRequired, ToolError, ToolmeshError, ToolResult, traceId, withCallHeaders } from "../../../bindings-node/dist/index.js";
 
 const LANGUAGE = "node";
 
@@ -130,6 +130,22 @@ function callee(table, vanishing) {
       if (headers()["x-tenant"] === budget.tenant) await new Promise((resolve) => setTimeout(resolve, budget.spend_ms));
       return { ...seen, next: await proxies[0]() };
     },
+  });
+  agent.addTool({
+    name: "ask",
+    tags,
+    execute: () => {
+      const { inputResponses, requestState } = currentContext();
+      if (inputResponses === null) return new InputRequired(table.input_required.requests, { asked: LANGUAGE });
+      return { language: LANGUAGE, hello: inputResponses.name.content.name, state: requestState };
+    },
+  });
+  // One dependency per language (all of capability ask), in the table's order; "to" picks one.
+  agent.addTool({
+    name: "ask_via",
+    tags,
+    dependencies: table.languages.map((language) => ({ capability: "ask", tags: [tag(table, "agent", language)] })),
+    execute: ({ to }, proxies) => proxies[table.languages.indexOf(to)](),
   });
   const richHops = table.rich_chain.languages;
   const richNext = richHops[richHops.indexOf(LANGUAGE) + 1];

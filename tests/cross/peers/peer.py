@@ -159,6 +159,25 @@ def callee(table: dict, vanishing: bool) -> toolmesh.Agent:
         async def chain() -> dict:
             return {**here(), "remaining_ms": toolmesh.current_context().remaining_ms, "next": None}
 
+    asking = table["input_required"]
+
+    @agent.tool(tags=tags)
+    async def ask() -> Any:
+        context = toolmesh.context()
+        if context.input_responses is None:
+            return toolmesh.InputRequired(asking["requests"], state={"asked": LANGUAGE})
+        name = context.input_responses["name"]["content"]["name"]
+        return {"language": LANGUAGE, "hello": name, "state": context.request_state}
+
+    # One dependency per language (all of capability ask), in the table's order; "to" picks one.
+    languages = table["languages"]
+    ask_dependencies = [{"capability": "ask", "tags": [tag(table, "agent", language)]} for language in languages]
+
+    @agent.tool(tags=tags, dependencies=ask_dependencies)
+    async def ask_via(to: str, p0: toolmesh.Proxy = None, p1: toolmesh.Proxy = None, p2: toolmesh.Proxy = None,
+                      p3: toolmesh.Proxy = None) -> Any:
+        return await (p0, p1, p2, p3)[languages.index(to)]()
+
     rich = table["rich_chain"]
     after = rich["languages"][rich["languages"].index(LANGUAGE) + 1:]
     if after:

@@ -12,7 +12,8 @@
 //! way writes any of this.
 
 use super::InputRequired;
-use crate::context::InputAnswers;
+use crate::context::{InputAnswers, RequestContext};
+use crate::error::{Error, ErrorKind};
 use serde_json::{json, Map, Value};
 use std::sync::Mutex;
 
@@ -70,6 +71,24 @@ impl Answers {
     /// Whether a call to `tool` of agent `provider` is the one these answers are for.
     pub fn are_for(&self, provider: &str, tool: &str) -> bool {
         self.provider == provider && self.tool == tool
+    }
+}
+
+/// The INPUT_REQUIRED error of a call whose callee asked the client for input; the request goes
+/// where the request the call is made for relays it from. `endpoint` names where the callee is.
+pub fn asked_for_input(tool: &str, endpoint: &str, provider: Option<&str>, input: InputRequired, context: &RequestContext) -> Error {
+    let keys: Vec<&str> = input.input_requests.keys().map(String::as_str).collect();
+    let asked = format!("tool '{tool}' at {endpoint} needs input from the MCP client ({})", keys.join(", "));
+    match (&context.dependency_asked, provider) {
+        (Some(slot), Some(provider)) => {
+            let InputRequired { input_requests, request_state } = input;
+            slot.record(AskedBy { provider: provider.to_owned(), tool: tool.to_owned(), input_requests, request_state });
+            Error::new(
+                ErrorKind::InputRequired,
+                format!("{asked}: let this error propagate and toolmesh asks the client, then runs this call again with the answers"),
+            )
+        }
+        _ => Error::new(ErrorKind::InputRequired, format!("{asked}, and this caller cannot ask it: call the tool from an MCP client")),
     }
 }
 
