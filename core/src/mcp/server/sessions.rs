@@ -16,6 +16,7 @@ use crate::server::{Body, Event};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -40,6 +41,8 @@ impl Default for Limits {
 pub(super) struct Sessions {
     limits: Limits,
     sessions: Mutex<FxHashMap<Box<str>, Session>>,
+    /// Set once the agent stops: no new stream opens, as it would hold the shutdown up.
+    closed: AtomicBool,
 }
 
 struct Session {
@@ -71,7 +74,7 @@ fn not_found() -> RpcError {
 
 impl Sessions {
     pub(super) fn new(limits: Limits) -> Self {
-        Sessions { limits, sessions: Mutex::default() }
+        Sessions { limits, sessions: Mutex::default(), closed: AtomicBool::new(false) }
     }
 
     pub(super) fn limits(&self) -> &Limits {
@@ -138,7 +141,15 @@ impl Sessions {
         let (events, stream) = mpsc::unbounded_channel();
         // A 2025-11-25 client expects a stream to start with an event that has an id.
         let _ = events.send(Event { bytes: Bytes::from_static(b"id: 0\ndata:\n\n"), last: false });
-        self.with(id, owner, |session| session.stream = Some(events))?;
+        // Checked under the lock that `close_streams` takes after setting it: no stream slips in.
+        let closed = &self.closed;
+        self.with(id, owner, |session| match closed.load(Ordering::Acquire) {
+            true => Err(stopping()),
+            false => {
+                session.stream = Some(events);
+                Ok(())
+            }
+        })??;
         Ok(event_stream_response(Body::events(stream, || {})))
     }
 
@@ -164,10 +175,16 @@ impl Sessions {
 
     /// Ends every session's stream (the agent is stopping: an open stream would hold it up).
     pub(super) fn close_streams(&self) {
+        self.closed.store(true, Ordering::Release);
         for session in self.sessions.lock().expect("sessions lock").values_mut() {
             session.stream = None;
         }
     }
+}
+
+/// 503 for a stream asked for while the agent stops.
+pub(super) fn stopping() -> RpcError {
+    RpcError::new(StatusCode::SERVICE_UNAVAILABLE, codes::INTERNAL_ERROR, "the agent is shutting down; subscribe to another provider")
 }
 
 pub(super) fn too_many_subscriptions(cap: usize) -> RpcError {

@@ -16,7 +16,7 @@ use super::era::Era;
 use super::methods::method_not_found;
 use super::reply::RpcError;
 use super::request::{Params, Raw};
-use super::sessions::{event_stream_response, too_many_subscriptions};
+use super::sessions::{event_stream_response, stopping, too_many_subscriptions};
 use super::stream::sse_message;
 use super::{McpServer, PeerInfo};
 use crate::error::{Error, ErrorKind};
@@ -26,6 +26,7 @@ use http::{HeaderMap, Response, StatusCode};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -39,6 +40,8 @@ const LISTENERS_PER_IDENTITY: usize = 16;
 #[derive(Default)]
 pub(super) struct Listeners {
     open: Mutex<Vec<Listener>>,
+    /// Set once the agent stops: no new stream opens, as it would hold the shutdown up.
+    closed: AtomicBool,
 }
 
 struct Listener {
@@ -52,6 +55,10 @@ struct Listener {
 impl Listeners {
     fn open(&self, owner: &str, id: &RawValue, uris: HashSet<String>, ack: &Value) -> Result<Response<Body>, RpcError> {
         let mut open = self.open.lock().expect("listeners lock");
+        // Checked under the lock that `close` takes after setting it: no stream slips in.
+        if self.closed.load(Ordering::Acquire) {
+            return Err(stopping());
+        }
         open.retain(|l| !l.stream.is_closed());
         if open.iter().filter(|l| &*l.owner == owner).count() >= LISTENERS_PER_IDENTITY {
             return Err(RpcError::new(
@@ -87,6 +94,7 @@ impl Listeners {
 
     /// Ends every stream with its listen result, as a graceful teardown does.
     fn close(&self, server_info: &Value) {
+        self.closed.store(true, Ordering::Release);
         for listener in self.open.lock().expect("listeners lock").drain(..) {
             let result = json!({
                 "jsonrpc": "2.0",
