@@ -278,6 +278,19 @@ async fn what_one_client_holds_is_bounded() {
     let theirs = initialize(&other, ep).await;
     let (status, _) = request(&other, ep, Some(&theirs), "ping", json!({})).await;
     assert_eq!(status, 200);
+
+    // At most 16 open listen streams per identity (the acknowledgement says each is open).
+    let mut streams = Vec::new();
+    for id in 0..16 {
+        let mut stream = Stream::listen(&client, ep, id, json!({"resourceSubscriptions": ["test://watched"]}));
+        assert_eq!(stream.next().await.unwrap()["method"], json!("notifications/subscriptions/acknowledged"));
+        streams.push(stream);
+    }
+    let (status, v) = modern(&client, ep, "subscriptions/listen", None, json!({"notifications": {}})).await;
+    assert_eq!((status, v["error"]["code"].clone()), (429, json!(-32600)), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("may hold 16 open"), "{v}");
+    let mut theirs = Stream::listen(&other, ep, 99, json!({}));
+    assert_eq!(theirs.next().await.unwrap()["method"], json!("notifications/subscriptions/acknowledged"));
     agent.shutdown().await;
 }
 
