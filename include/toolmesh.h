@@ -410,6 +410,22 @@ void toolmesh_agent_free(toolmesh_agent *agent);
 // `agent` is NULL or a live agent, borrowed for the call.
 const char *toolmesh_agent_id(const toolmesh_agent *agent);
 
+// Announces that the resource at `uri` changed: the MCP clients subscribed to it (a legacy
+// session's `resources/subscribe`, a modern `subscriptions/listen`) get
+// `notifications/resources/updated`. Writes to `*reached_out` (when not NULL) how many
+// subscription streams it went out on. Errors, also written to `*error_out`:
+// `TOOLMESH_INVALID_CONFIG` for a URI that is none of the agent's resources (declared, or
+// matched by a template), `TOOLMESH_NULL_ARGUMENT` for a NULL agent or uri. Does not block.
+//
+// # Safety
+// `agent` is NULL or a live agent and `uri` NULL or a NUL-terminated string, both borrowed for
+// the call. `reached_out` is NULL or points to storage for one `uint32_t`. `error_out` is as for
+// `toolmesh_agent_stop`.
+toolmesh_result toolmesh_agent_notify_resource_updated(const toolmesh_agent *agent,
+                                                       const char *uri,
+                                                       uint32_t *reached_out,
+                                                       toolmesh_error **error_out);
+
 // Starts an agent: checks the configuration and the tools, loads the TLS identity, starts
 // serving, and registers with the registry in the background (a registry that is down does not
 // stop the agent from starting). Blocks until the agent serves or fails to start.

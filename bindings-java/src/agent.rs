@@ -117,6 +117,22 @@ pub extern "system" fn Java_dev_toolmesh_Native_describe<'local>(
     })
 }
 
+/// Announces that the resource at `uri` changed (core's `Agent::notify_resource_updated`): how
+/// many subscription streams it went out on.
+#[no_mangle]
+pub extern "system" fn Java_dev_toolmesh_Native_notifyResourceUpdated<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    uri: JString<'local>,
+) -> jint {
+    entry(&mut env, |env| {
+        let agent = AGENTS.get(handle).and_then(|slot| slot.get().cloned()).ok_or_else(closed)?;
+        let reached = agent.notify_resource_updated(&string(env, &uri)?)?;
+        Ok(jint::try_from(reached).unwrap_or(jint::MAX))
+    })
+}
+
 /// Calls dependency `dependency` of local tool `tool` with the context `context` (0: none) and
 /// the headers of the open `CallHeaders` scopes (`call_headers`: name, value, ..., outer scopes
 /// first), which core merges in; the result reaches `Native.onCallDone(callId, ...)` on a core

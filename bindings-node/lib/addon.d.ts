@@ -23,6 +23,11 @@ export declare class NativeAgent {
    */
   call(tool: string, dependency: number, argumentsJson: string, context?: RequestContext | undefined | null, callHeaders?: Array<[string, string]> | undefined | null, onNotification?: ((json: string | null) => void) | undefined | null, whole?: boolean | undefined | null): Promise<string>
   /**
+   * Announces that the resource at `uri` changed (core's `Agent::notify_resource_updated`):
+   * how many subscription streams it went out on.
+   */
+  notifyResourceUpdated(uri: string): number
+  /**
    * Deregisters, drains in-flight calls and closes the listener, then releases `onInvoke` and
    * `onCatalog` so that the process can exit.
    */

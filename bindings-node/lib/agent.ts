@@ -113,6 +113,20 @@ export class Agent {
   }
 
   /**
+   * Announces that the resource at `uri` changed: the MCP clients subscribed to it get
+   * `notifications/resources/updated`. Returns how many subscription streams it went out on;
+   * throws a `ConfigError` for a URI that is none of this agent's resources.
+   */
+  notifyResourceUpdated(uri: string): number {
+    const native = this.#requireNative();
+    try {
+      return native.notifyResourceUpdated(uri);
+    } catch (error) {
+      throw fromNative(error);
+    }
+  }
+
+  /**
    * Starts serving and registers in the background. Rejects with a `ToolmeshError` (e.g.
    * `ConfigError`, `TlsError`) when the options, certificates or tools are wrong.
    */

@@ -175,6 +175,14 @@ impl NativeAgent {
         })
     }
 
+    /// Announces that the resource at `uri` changed (core's `Agent::notify_resource_updated`):
+    /// how many subscription streams it went out on.
+    #[napi(catch_unwind)]
+    pub fn notify_resource_updated(&self, env: &Env, uri: String) -> napi::Result<u32> {
+        let reached = self.agent.notify_resource_updated(&uri).map_err(|e| to_js_error(env, &e))?;
+        Ok(u32::try_from(reached).unwrap_or(u32::MAX))
+    }
+
     /// Deregisters, drains in-flight calls and closes the listener, then releases `onInvoke` and
     /// `onCatalog` so that the process can exit.
     #[napi(catch_unwind, ts_return_type = "Promise<void>")]

@@ -187,6 +187,12 @@ impl NativeAgent {
         Ok(())
     }
 
+    /// Announces that the resource at `uri` changed (core's `Agent::notify_resource_updated`):
+    /// how many subscription streams it went out on.
+    fn notify_resource_updated(&self, py: Python<'_>, uri: &str) -> PyResult<usize> {
+        self.agent.notify_resource_updated(uri).map_err(|e| to_pyerr(py, &e))
+    }
+
     /// Deregisters, drains in-flight calls and closes the listener; `future` receives None.
     fn stop(&self, future: Py<PyAny>) {
         let agent = self.agent.clone();

@@ -138,6 +138,8 @@ struct Inner {
     propagate: HeaderAllowList,
     pipeline: Pipeline,
     server: Mutex<Option<HttpsServer>>,
+    /// What the server answers: kept for the host's announcements of resource changes.
+    mcp: Arc<McpServer>,
     discovery: Mutex<Option<Discovery>>,
     health: Option<HealthServer>,
     /// Keeps the identity current: watches the certificate files for a rotation, or renews the
@@ -226,9 +228,10 @@ impl Agent {
         let handshakes = Arc::new(TlsMetrics::default());
         let tls = identity.server_config()?;
         let limits = config.server_limits.clone();
+        let serving = mcp.clone();
         let server =
             HttpsServer::spawn_limited(listener, tls, Some(identity.clone()), limits, handshakes.clone(), move |request, peer| {
-                let mcp = mcp.clone();
+                let mcp = serving.clone();
                 async move { mcp.handle(request, peer).await }
             })?;
 
@@ -288,6 +291,7 @@ impl Agent {
                 propagate: config.propagate_headers.clone(),
                 pipeline,
                 server: Mutex::new(Some(server)),
+                mcp,
                 discovery: Mutex::new(discovery),
                 health,
                 _identity_upkeep: upkeep,
@@ -415,6 +419,14 @@ impl Agent {
         self.inner.gate.replace_policy(policy);
     }
 
+    /// Announces that the resource at `uri` changed: the clients subscribed to it (a legacy
+    /// session's `resources/subscribe`, a modern `subscriptions/listen`) get
+    /// `notifications/resources/updated`. Returns how many subscription streams it went out on;
+    /// a URI that is none of this agent's resources is an `InvalidConfig` error.
+    pub fn notify_resource_updated(&self, uri: &str) -> Result<usize> {
+        self.inner.mcp.notify_resource_updated(uri)
+    }
+
     /// How often this agent's calls went on to another provider, and why.
     pub fn failovers(&self) -> crate::pipeline::Failovers {
         self.inner.pipeline.failovers()
@@ -435,6 +447,8 @@ impl Agent {
                 tokio::time::sleep(DRAIN_AFTER_DEREGISTER).await;
             }
         }
+        // Subscription streams never end on their own: they would hold the server's grace.
+        self.inner.mcp.close_subscriptions();
         let server = self.inner.server.lock().expect("agent lock").take();
         if let Some(server) = server {
             server.shutdown(SHUTDOWN_GRACE).await;

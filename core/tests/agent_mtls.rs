@@ -383,10 +383,10 @@ async fn both_protocol_eras_are_served_statelessly_with_the_spec_status_codes() 
     assert_eq!(s, 413);
     let (s, v) = post(&client, ep, &[], &format!("{ping}{}", " ".repeat(limit - ping.len()))).await;
     assert_eq!((s, v["result"].clone()), (200, json!({})));
-    // Stateless: no GET stream and no session to DELETE.
-    for method in ["GET", "DELETE", "PUT"] {
+    // GET and DELETE name a legacy session (mcp_subscriptions.rs); any other method is refused.
+    for (method, status) in [("GET", 400), ("DELETE", 400), ("PUT", 405)] {
         let (s, _) = send(&client, method, ep, &[("accept", "application/json, text/event-stream")], Bytes::new()).await;
-        assert_eq!(s, 405, "{method}");
+        assert_eq!(s, status, "{method}");
     }
     agent.shutdown().await;
 }

@@ -58,10 +58,10 @@ async fn resources_are_listed_and_read_in_both_eras_and_declared_exactly() {
     let client = HttpsClient::new(&pki.identity("operator")).unwrap();
     let ep = agent.endpoint();
 
-    // Capabilities: resources (no subscriptions, a fixed list), and no prompts.
+    // Capabilities: resources (subscriptions: mcp_subscriptions.rs; a fixed list), and no prompts.
     let init = json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}});
     let v = legacy_ok(&client, ep, "initialize", init).await;
-    let resources = json!({"listChanged": false, "subscribe": false});
+    let resources = json!({"listChanged": false, "subscribe": true});
     assert_eq!(
         v["result"]["capabilities"],
         json!({"tools": {"listChanged": false}, "completions": {}, "logging": {}, "resources": resources}),
@@ -69,7 +69,7 @@ async fn resources_are_listed_and_read_in_both_eras_and_declared_exactly() {
     );
     let (_, v) = modern(&client, ep, "server/discover", None, json!({})).await;
     assert_eq!(v["result"]["capabilities"], json!({"tools": {"listChanged": false}, "completions": {}, "resources": resources}), "{v}");
-    for method in ["prompts/list", "prompts/get", "resources/subscribe"] {
+    for method in ["prompts/list", "prompts/get"] {
         let v = legacy_ok(&client, ep, method, json!({"name": "x", "uri": "test://static-text"})).await;
         assert_eq!(v["error"]["code"], json!(-32601), "{method} is not declared: {v}");
     }

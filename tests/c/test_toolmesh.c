@@ -1085,6 +1085,45 @@ static void test_resources(void) {
   CHECK_HAS(output, "not base64");
 }
 
+/* toolmesh_agent_notify_resource_updated reaches a client's subscriptions/listen stream (curl,
+ * over mTLS, reading the stream as it comes); a URI the agent does not serve is refused. */
+static void test_resource_subscriptions(void) {
+  REQUIRE(media != NULL);
+  const char *body = "{\"jsonrpc\": \"2.0\", \"id\": 9, \"method\": \"subscriptions/listen\", \"params\": {\"notifications\": "
+                     "{\"resourceSubscriptions\": [\"test://static-text\"]}, \"_meta\": {\"io.modelcontextprotocol/protocolVersion\": "
+                     "\"2026-07-28\", \"io.modelcontextprotocol/clientCapabilities\": {}}}}";
+  char *argv[] = {"curl", "--silent", "--show-error", "--no-buffer", "--max-time", "60", "--cert", (char *)cert_path("certs", "operator.pem"),
+                  "--key", (char *)cert_path("certs", "operator.key"), "--cacert", (char *)cert_path("certs", "ca.pem"),
+                  "--header", "content-type: application/json", "--header", "accept: application/json, text/event-stream",
+                  "--header", "mcp-protocol-version: 2026-07-28", "--header", "mcp-method: subscriptions/listen",
+                  "--data-binary", (char *)body, (char *)toolmesh_agent_endpoint(media), NULL};
+  struct child listener;
+  REQUIRE(child_start(&listener, argv, NULL));
+  char rest[2048];
+  /* The acknowledgement is sent once the subscription is in place. */
+  CHECK(child_wait_line(&listener, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/subscriptions/acknowledged\"", rest,
+                        sizeof rest, WAIT_MS),
+        "the stream starts with its acknowledgement");
+  uint32_t reached = 0;
+  toolmesh_error *error = NULL;
+  CHECK(toolmesh_agent_notify_resource_updated(media, "test://static-text", &reached, &error) == TOOLMESH_OK);
+  CHECK(reached == 1, "the announcement went out on the one stream");
+  CHECK(child_wait_line(&listener, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/updated\"", rest, sizeof rest,
+                        WAIT_MS),
+        "the update arrives");
+  CHECK_HAS(rest, "\"uri\":\"test://static-text\"");
+  CHECK_HAS(rest, "\"io.modelcontextprotocol/subscriptionId\":9");
+  child_stop(&listener, SIGTERM, WAIT_MS);
+
+  CHECK(toolmesh_agent_notify_resource_updated(media, "test://nope", NULL, &error) == TOOLMESH_INVALID_CONFIG);
+  CHECK_HAS(toolmesh_error_message(error), "'test://nope' is not a resource this agent serves");
+  toolmesh_error_free(error);
+  error = NULL;
+  CHECK(toolmesh_agent_notify_resource_updated(media, NULL, NULL, &error) == TOOLMESH_NULL_ARGUMENT);
+  CHECK_STR(toolmesh_error_message(error), "the argument 'uri' is NULL");
+  toolmesh_error_free(error);
+}
+
 /* prompts/list, and prompts/get with its arguments through invoke_catalog. */
 static void test_prompts(void) {
   REQUIRE(media != NULL);
@@ -1343,6 +1382,7 @@ int main(int argc, char **argv) {
   run_test("cancellation", test_cancellation);
   run_test("caller_and_client_capabilities", test_caller_and_client_capabilities);
   run_test("resources", test_resources);
+  run_test("resource_subscriptions", test_resource_subscriptions);
   run_test("prompts", test_prompts);
   run_test("sigpipe_is_ignored_after_start", test_sigpipe_is_ignored_after_start);
   run_test("sigpipe_host_handler_survives_start", test_sigpipe_host_handler_survives_start);

@@ -87,6 +87,12 @@ class Agent:
     def port(self) -> int:
         return self._require_native().port
 
+    def notify_resource_updated(self, uri: str) -> int:
+        """Announces that the resource at ``uri`` changed: the MCP clients subscribed to it get
+        ``notifications/resources/updated``. Returns how many subscription streams it went out on;
+        raises ``ConfigError`` for a URI that is none of this agent's resources."""
+        return self._require_native().notify_resource_updated(uri)
+
     async def start(self) -> "Agent":
         """Starts serving and registers in the background; raises a ``ToolmeshError`` (e.g.
         ``ConfigError``, ``TlsError``) when the options, certificates or tools are wrong."""

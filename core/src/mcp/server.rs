@@ -1,5 +1,6 @@
 //! The `/mcp` endpoint: modern (2026-07-28) requests are validated and answered statelessly;
-//! legacy (2025-03-26 … 2025-11-25) requests are served statelessly too, with no session.
+//! legacy (2025-03-26 … 2025-11-25) requests are served statelessly too: the session a legacy
+//! `initialize` hands out only carries resource subscriptions and their GET stream.
 //!
 //! A request is read into typed structs that borrow from the body, and `tools/call` (the hot
 //! path) is answered from typed structs too: per call, the only `Value` trees are the arguments
@@ -9,8 +10,9 @@
 //! `server/http_checks.rs` (Origin, Accept, Content-Type), `server/request.rs` (reading the
 //! JSON-RPC message), `server/era.rs` (which protocol era, and what a modern request must carry),
 //! `server/methods.rs` (what each MCP method answers), `server/catalog.rs` (resources and
-//! prompts), `server/tasks.rs` and `server/task_store.rs` (the tasks extension) and
-//! `server/reply.rs` (the answers).
+//! prompts), `server/tasks.rs` and `server/task_store.rs` (the tasks extension),
+//! `server/sessions.rs` and `server/subscriptions.rs` (legacy sessions, resource subscriptions in
+//! both eras) and `server/reply.rs` (the answers).
 
 mod catalog;
 mod client_requests;
@@ -20,7 +22,9 @@ mod in_flight;
 mod methods;
 mod reply;
 mod request;
+mod sessions;
 mod stream;
+mod subscriptions;
 mod task_store;
 mod tasks;
 #[cfg(test)]
@@ -74,6 +78,10 @@ pub struct McpServer {
     serves_tasks: bool,
     /// The tasks of the calls that run as tasks (`server/tasks.rs`).
     tasks: Arc<task_store::TaskStore>,
+    /// Legacy sessions: their resource subscriptions and GET streams (`server/sessions.rs`).
+    sessions: sessions::Sessions,
+    /// Modern `subscriptions/listen` streams (`server/subscriptions.rs`).
+    listeners: subscriptions::Listeners,
 }
 
 impl McpServer {
@@ -95,6 +103,8 @@ impl McpServer {
             client_requests: Arc::default(),
             serves_tasks,
             tasks: Arc::new(task_store::TaskStore::new(task_store::Limits::default())),
+            sessions: sessions::Sessions::new(sessions::Limits::default()),
+            listeners: subscriptions::Listeners::default(),
         }
     }
 
@@ -113,13 +123,15 @@ impl McpServer {
         if request.uri().path() != ENDPOINT_PATH {
             return crate::server::text_response(StatusCode::NOT_FOUND, format!("not found: the MCP endpoint is {ENDPOINT_PATH}"));
         }
+        if request.method() == Method::GET || request.method() == Method::DELETE {
+            return self.session_request(request.method(), request.headers(), &peer);
+        }
         if request.method() != Method::POST {
-            // Stateless server: no GET stream, no session to DELETE.
             let mut response = crate::server::text_response(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed: this stateless MCP endpoint takes POST only",
+                "method not allowed: this MCP endpoint takes POST (GET and DELETE: a legacy session's stream and end)",
             );
-            response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+            response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, POST, DELETE"));
             return response;
         }
         let (parts, body) = request.into_parts();
@@ -175,6 +187,22 @@ impl McpServer {
             if let Err(e) = check_modern_request(&method, headers, &params) {
                 return answer(&mut operation, id, Err(e));
             }
+            if method == "subscriptions/listen" {
+                return match self.subscriptions_listen(id, &params, headers, peer) {
+                    Ok(stream) => {
+                        operation.ended(Outcome::Ok);
+                        stream
+                    }
+                    Err(e) => answer(&mut operation, id, Err(e)),
+                };
+            }
+        } else if method != "initialize" {
+            // A legacy request that names a session must name a live one of the caller's.
+            if let Some(session) = subscriptions::session_id(headers) {
+                if let Err(e) = self.sessions.touch(session, &peer.identity) {
+                    return answer(&mut operation, id, Err(e));
+                }
+            }
         }
         if method == "tools/call" {
             return self.tools_call(era, id, params, headers, peer, trace, operation).await;
@@ -187,7 +215,40 @@ impl McpServer {
             Era::Modern => self.modern(&method, &params, headers, peer),
             Era::Legacy => self.legacy(&method, &params, headers, peer),
         };
-        answer(&mut operation, id, result)
+        let mut response = answer(&mut operation, id, result);
+        if era == Era::Legacy && method == "initialize" && response.status() == StatusCode::OK {
+            let session = self.sessions.open(&peer.identity);
+            let value = http::HeaderValue::try_from(session).expect("a hex session id is a valid header value");
+            response.headers_mut().insert(HEADER_SESSION_ID, value);
+        }
+        response
+    }
+
+    /// `GET` (a legacy session's stream of resource notifications) and `DELETE` (its end); both
+    /// name the session in `Mcp-Session-Id`.
+    fn session_request(&self, method: &Method, headers: &HeaderMap, peer: &PeerInfo) -> Response<Body> {
+        let Some(session) = subscriptions::session_id(headers) else {
+            return crate::server::text_response(
+                StatusCode::BAD_REQUEST,
+                format!("Bad Request: {method} needs the Mcp-Session-Id header that a legacy initialize answered with"),
+            );
+        };
+        let result = if method == Method::GET {
+            let accepts_events =
+                headers.get_all(http::header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| {
+                    v.split(',').any(|r| matches!(r.split(';').next().map(str::trim), Some("text/event-stream" | "text/*" | "*/*")))
+                });
+            if !accepts_events {
+                return crate::server::text_response(
+                    StatusCode::NOT_ACCEPTABLE,
+                    "Not Acceptable: the session stream is text/event-stream; send Accept: text/event-stream",
+                );
+            }
+            self.sessions.listen(session, &peer.identity)
+        } else {
+            self.sessions.end(session, &peer.identity).map(|()| Response::new(Body::empty()))
+        };
+        result.unwrap_or_else(|e| rpc_error(RawValue::NULL, e))
     }
 }
 

@@ -258,6 +258,40 @@ pub unsafe extern "C" fn toolmesh_agent_wait_registered(
     unsafe { report(outcome, error_out) }
 }
 
+/// Announces that the resource at `uri` changed: the MCP clients subscribed to it (a legacy
+/// session's `resources/subscribe`, a modern `subscriptions/listen`) get
+/// `notifications/resources/updated`. Writes to `*reached_out` (when not NULL) how many
+/// subscription streams it went out on. Errors, also written to `*error_out`:
+/// `TOOLMESH_INVALID_CONFIG` for a URI that is none of the agent's resources (declared, or
+/// matched by a template), `TOOLMESH_NULL_ARGUMENT` for a NULL agent or uri. Does not block.
+///
+/// # Safety
+/// `agent` is NULL or a live agent and `uri` NULL or a NUL-terminated string, both borrowed for
+/// the call. `reached_out` is NULL or points to storage for one `uint32_t`. `error_out` is as for
+/// `toolmesh_agent_stop`.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_agent_notify_resource_updated(
+    agent: *const toolmesh_agent,
+    uri: *const c_char,
+    reached_out: *mut u32,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    let outcome = guarded("toolmesh_agent_notify_resource_updated", || {
+        // SAFETY: NULL or live, as the caller guarantees.
+        let agent = unsafe { handle_arg(agent, "agent") }?;
+        // SAFETY: NULL or NUL-terminated, as the caller guarantees.
+        let uri = unsafe { str_arg(uri, "uri") }?;
+        let reached = agent.agent.notify_resource_updated(uri)?;
+        if !reached_out.is_null() {
+            // SAFETY: not NULL, and writable as the caller guarantees.
+            unsafe { reached_out.write(u32::try_from(reached).unwrap_or(u32::MAX)) };
+        }
+        Ok(())
+    });
+    // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
+    unsafe { report(outcome, error_out) }
+}
+
 /// Stops the agent: deregisters, keeps serving briefly so callers learn of it, then lets
 /// in-flight calls finish (for at most a few seconds). Blocks until then. New dependency calls
 /// fail with `TOOLMESH_SHUTDOWN`. Calling it again does nothing; the agent must still be freed.

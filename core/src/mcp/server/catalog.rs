@@ -141,7 +141,7 @@ impl McpServer {
     }
 
     /// The gate's decision on reading the resource or getting the prompt `name`.
-    fn admit_named(&self, headers: &HeaderMap, peer: &PeerInfo, kind: &str, name: &str) -> Result<Admitted, RpcError> {
+    pub(super) fn admit_named(&self, headers: &HeaderMap, peer: &PeerInfo, kind: &str, name: &str) -> Result<Admitted, RpcError> {
         let caller = self.caller(headers, peer).map_err(|e| rpc_error_of(&e))?;
         self.gate.admit_named(caller, kind, name).map_err(|e| rpc_error_of(&e))
     }

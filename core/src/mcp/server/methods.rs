@@ -40,8 +40,9 @@ use std::time::Duration;
 ///   prompt's or template's arguments yet).
 /// - `resources` (iff the agent declared a resource or a template): `resources/list`,
 ///   `resources/templates/list`, `resources/read`. `listChanged: false`: the catalog is fixed at
-///   start. `subscribe: false`: a stateless server has no stream to deliver
-///   `notifications/resources/updated` on, so `resources/subscribe` stays Method not found.
+///   start. `subscribe: true`: legacy `resources/subscribe`/`unsubscribe` with a session's GET
+///   stream, modern `subscriptions/listen`, both fed by the host's
+///   [`McpServer::notify_resource_updated`] (`subscriptions.rs`).
 /// - `prompts` (iff the agent declared a prompt): `prompts/list`, `prompts/get`;
 ///   `listChanged: false` for the same reason.
 /// - `extensions.io.modelcontextprotocol/tasks` (modern only, iff a tool declares task support):
@@ -58,7 +59,7 @@ pub(super) fn capabilities(era: Era, catalog: &Catalog, serves_tasks: bool) -> V
         capabilities["extensions"] = json!({ TASKS_EXTENSION: {} });
     }
     if catalog.serves_resources() {
-        capabilities["resources"] = json!({"listChanged": false, "subscribe": false});
+        capabilities["resources"] = json!({"listChanged": false, "subscribe": true});
     }
     if catalog.serves_prompts() {
         capabilities["prompts"] = json!({"listChanged": false});
@@ -153,6 +154,7 @@ impl McpServer {
             "logging/setLevel" => set_log_level(params),
             "completion/complete" => complete(params),
             "tools/list" => self.tools_list(params, headers, peer),
+            "resources/subscribe" | "resources/unsubscribe" => self.legacy_subscription(method, params, headers, peer),
             other => self.catalog_list(other, params, headers, peer)?.ok_or_else(|| method_not_found(Era::Legacy, other)),
         }
     }

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 /// A JSON-RPC error on its way out (serialized as the response's `error`), with the HTTP status
 /// it travels with.
-#[derive(Serialize)]
+#[derive(Serialize, Debug)]
 pub(super) struct RpcError {
     #[serde(skip)]
     pub(super) status: StatusCode,

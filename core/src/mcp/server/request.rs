@@ -136,6 +136,9 @@ pub(super) struct Params<'a> {
     /// `notifications/cancelled`: the request the caller gave up on.
     #[serde(rename = "requestId", borrow, default)]
     pub(super) request_id: Option<Raw<'a>>,
+    /// `subscriptions/listen`: what the client opts in to (`{resourceSubscriptions: [uri, …], …}`).
+    #[serde(default)]
+    pub(super) notifications: Option<Value>,
     /// `initialize`.
     #[serde(rename = "protocolVersion", borrow, default)]
     pub(super) protocol_version: Option<Raw<'a>>,

@@ -60,13 +60,13 @@ where
     // A stateless server cannot resume a stream, so the priming event's id is never asked for
     // again; it is there because clients of 2025-11-25 expect a stream to start with one.
     let _ = send(&events, Bytes::from_static(b"id: 0\ndata:\n\n"), false);
-    let _ = send(&events, message(&first), false);
+    let _ = send(&events, sse_message(&first), false);
     tokio::spawn(async move {
         tokio::pin!(handler);
         let output = loop {
             tokio::select! {
                 biased;
-                Some(notification) = notifications.recv() => { let _ = send(&events, message(&notification), false); }
+                Some(notification) = notifications.recv() => { let _ = send(&events, sse_message(&notification), false); }
                 output = &mut handler => break output,
                 // The client went away (the request is cancelled already): no one waits for the
                 // answer, so a handler that never gives one holds nothing here.
@@ -75,9 +75,9 @@ where
         };
         // What the handler sent before it answered comes before the answer.
         while let Ok(notification) = notifications.try_recv() {
-            let _ = send(&events, message(&notification), false);
+            let _ = send(&events, sse_message(&notification), false);
         }
-        let _ = send(&events, message(&answer(output)), true);
+        let _ = send(&events, sse_message(&answer(output)), true);
     });
     let cancel = reporter.clone();
     Response::builder()
@@ -93,7 +93,7 @@ where
 pub(super) type HandlerOutputOrError = Result<HandlerOutput, crate::error::Error>;
 
 /// One JSON-RPC message as an SSE event (serialized JSON has no newline to split it).
-fn message(json: &[u8]) -> Bytes {
+pub(super) fn sse_message(json: &[u8]) -> Bytes {
     let mut event = Vec::with_capacity(json.len() + 24);
     event.extend_from_slice(b"event: message\ndata: ");
     event.extend_from_slice(json);

@@ -62,6 +62,17 @@ public final class MeshAgent implements AutoCloseable {
     }
 
     /**
+     * Announces that the resource at {@code uri} changed: the MCP clients subscribed to it get
+     * {@code notifications/resources/updated}.
+     *
+     * @return how many subscription streams it went out on
+     * @throws ToolmeshException {@code INVALID_CONFIG} for a URI that is none of this agent's resources
+     */
+    public int notifyResourceUpdated(String uri) {
+        return Native.notifyResourceUpdated(handle, uri);
+    }
+
+    /**
      * Serves until the agent is closed, by another thread or at JVM shutdown (SIGINT, SIGTERM).
      * Prints {@code toolmesh agent NAME serving ENDPOINT (id ID)} to stderr first.
      */

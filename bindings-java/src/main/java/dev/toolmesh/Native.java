@@ -70,6 +70,9 @@ final class Native {
     /** {@code {"agent_id": ..., "endpoint": ..., "port": ...}} */
     static native String describe(long agent);
 
+    /** How many subscription streams the announcement that {@code uri} changed went out on. */
+    static native int notifyResourceUpdated(long agent, String uri);
+
     /**
      * Answers through {@link #onCallDone} with {@code callId}; {@code callHeaders} are the open
      * {@link CallHeaders} scopes' headers (name, value, ..., outer scopes first), merged in by core.

@@ -83,6 +83,43 @@ public final class Mcp {
     }
 
     /**
+     * Sends one modern request of {@code method} with request id {@code id} whose answer is a
+     * long-lived event stream (such as {@code subscriptions/listen}); the future receives every
+     * JSON-RPC message of it, in order, once the server ends the stream.
+     */
+    public java.util.concurrent.CompletableFuture<java.util.List<JsonNode>> stream(String endpoint, int id, String method, Object params) {
+        ObjectNode body = JSON.createObjectNode().put("jsonrpc", "2.0").put("id", id).put("method", method);
+        ObjectNode withMeta = JSON.valueToTree(params);
+        ObjectNode meta = withMeta.putObject("_meta").put("io.modelcontextprotocol/protocolVersion", REVISION);
+        meta.putObject("io.modelcontextprotocol/clientCapabilities");
+        body.set("params", withMeta);
+        HttpRequest request = HttpRequest.newBuilder(URI.create(endpoint))
+                .header("Content-Type", "application/json")
+                .header("Accept", "application/json, text/event-stream")
+                .header("MCP-Protocol-Version", REVISION)
+                .header("Mcp-Method", method)
+                .POST(HttpRequest.BodyPublishers.ofString(body.toString()))
+                .build();
+        return http.sendAsync(request, HttpResponse.BodyHandlers.ofString()).thenApply(response -> eventMessages(response.body()));
+    }
+
+    private static java.util.List<JsonNode> eventMessages(String stream) {
+        java.util.List<JsonNode> messages = new java.util.ArrayList<>();
+        for (String event : stream.split("\n\n")) {
+            StringBuilder data = new StringBuilder();
+            event.lines().filter(line -> line.startsWith("data:")).forEach(line -> data.append(line.substring(5).strip()));
+            if (!data.isEmpty()) {
+                try {
+                    messages.add(JSON.readTree(data.toString()));
+                } catch (IOException e) {
+                    throw new AssertionError("an event that is not JSON: " + data, e);
+                }
+            }
+        }
+        return messages;
+    }
+
+    /**
      * Calls {@code tool} with {@code extraMeta} added to the request's {@code _meta} and returns
      * every JSON-RPC message of the answer in order: the notifications of an answer streamed as
      * events, then the response (an answer that is one JSON body is the one message).
