@@ -44,6 +44,7 @@ use request::{read_request, Notice, ObjectOr, Params, Request};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;
+pub use task_store::DEFAULT_MAX_TASKS;
 
 /// Largest request body accepted (413 above it).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -101,6 +102,12 @@ impl McpServer {
     /// Records a server span of each request `tracer` samples.
     pub fn traced(mut self, tracer: Tracer) -> Self {
         self.tracer = tracer;
+        self
+    }
+
+    /// Keeps at most `max_tasks` tasks for all callers together (each caller at most its share).
+    pub fn keeping_tasks(mut self, max_tasks: usize) -> Self {
+        self.tasks = Arc::new(task_store::TaskStore::new(task_store::Limits { total: max_tasks, ..task_store::Limits::default() }));
         self
     }
 
@@ -182,6 +189,15 @@ impl McpServer {
         if matches!(method.as_ref(), "resources/read" | "prompts/get") {
             let result = self.catalog_get(era, &method, &params, headers, peer, trace).await;
             return answer(&mut operation, id, result);
+        }
+        if method == "subscriptions/listen" && era == Era::Modern && self.serves_tasks {
+            return match self.listen_to_tasks(id, &params, peer) {
+                Ok(stream) => {
+                    operation.ended(Outcome::Ok);
+                    stream
+                }
+                Err(e) => answer(&mut operation, id, Err(e)),
+            };
         }
         let result = match era {
             Era::Modern => self.modern(&method, &params, headers, peer),

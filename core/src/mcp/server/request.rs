@@ -133,6 +133,9 @@ pub(super) struct Params<'a> {
     /// `tasks/get`, `tasks/update`, `tasks/cancel`: the task.
     #[serde(rename = "taskId", borrow, default)]
     pub(super) task_id: Option<Raw<'a>>,
+    /// `subscriptions/listen`: what the client wants to be notified of (`taskIds`, ...).
+    #[serde(default)]
+    pub(super) notifications: Option<Value>,
     /// `notifications/cancelled`: the request the caller gave up on.
     #[serde(rename = "requestId", borrow, default)]
     pub(super) request_id: Option<Raw<'a>>,
