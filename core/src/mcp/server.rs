@@ -190,7 +190,9 @@ impl McpServer {
             let result = self.catalog_get(era, &method, &params, headers, peer, trace).await;
             return answer(&mut operation, id, result);
         }
-        if method == "subscriptions/listen" && era == Era::Modern && self.serves_tasks {
+        // Only a listen for task notifications is served (by the tasks extension) so far.
+        let task_ids = params.notifications.as_ref().and_then(|n| n.get("taskIds"));
+        if method == "subscriptions/listen" && era == Era::Modern && self.serves_tasks && task_ids.is_some() {
             return match self.listen_to_tasks(id, &params, peer) {
                 Ok(stream) => {
                     operation.ended(Outcome::Ok);

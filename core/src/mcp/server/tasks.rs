@@ -216,8 +216,8 @@ impl McpServer {
 }
 
 impl McpServer {
-    /// `subscriptions/listen` for `notifications/tasks` (the extension's status notifications):
-    /// an event stream that acknowledges the requested `taskIds` that name tasks of the caller's
+    /// `subscriptions/listen` naming `notifications.taskIds`, for `notifications/tasks` (the
+    /// extension's status notifications; no other kind is served on it yet): an event stream that acknowledges the requested `taskIds` that name tasks of the caller's
     /// own (any other is left out of the acknowledgement, as an unknown id would be), then
     /// sends each such task's DetailedTask — what `tasks/get` would answer — now and at every
     /// change. Each message carries the subscription's id (the listen request's id) in `_meta`.
@@ -226,15 +226,11 @@ impl McpServer {
     pub(super) fn listen_to_tasks(&self, id: &RawValue, params: &Params, peer: &PeerInfo) -> Result<Response<Body>, RpcError> {
         let declared = params.meta().and_then(|m| m.client_capabilities).and_then(|raw| serde_json::from_str::<Value>(raw.0.get()).ok());
         if !declared.as_ref().is_some_and(negotiated) {
-            return Err(tasks_extension_missing("subscriptions/listen"));
+            return Err(tasks_extension_missing("subscriptions/listen for task notifications"));
         }
         let invalid = |why: &str| RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, format!("Invalid params: {why}"));
-        let requested = match params.notifications.as_ref().map(|n| n.get("taskIds")) {
-            Some(Some(Value::Array(ids))) => ids,
-            Some(None) => {
-                return Err(invalid("this agent serves task notifications only: 'notifications.taskIds' must name the tasks to follow"))
-            }
-            _ => return Err(invalid("subscriptions/listen needs 'notifications.taskIds', an array of task ids")),
+        let Some(Value::Array(requested)) = params.notifications.as_ref().and_then(|n| n.get("taskIds")) else {
+            return Err(invalid("'notifications.taskIds' must be an array of task ids"));
         };
         let Some(requested) = requested.iter().map(Value::as_str).collect::<Option<Vec<&str>>>() else {
             return Err(invalid("'notifications.taskIds' must hold strings (task ids)"));
