@@ -5,7 +5,8 @@
 //! the task methods; a task is visible only to the identity that created it; and one identity
 //! holds a bounded number of tasks, and every identity together a bounded number too; a task's
 //! progress and log messages become its status message, listeners on `subscriptions/listen` get
-//! `notifications/tasks` at each change, and the call's metrics end when the task does.
+//! `notifications/tasks` at each change, and the call's metrics end when the task does; a mesh
+//! call to a tool that runs only as a task creates the task and follows it to its result.
 
 mod common;
 
@@ -47,6 +48,7 @@ fn tools() -> Vec<ToolInfo> {
         declared("fast", TaskSupport::Optional),
         declared("only_task", TaskSupport::Required),
         declared("report", TaskSupport::Optional),
+        declared("slow_task", TaskSupport::Required),
         declared("plain", TaskSupport::Forbidden),
     ]
 }
@@ -74,7 +76,7 @@ fn handler(shared: Arc<Shared>) -> Arc<FnHandler<impl Fn(ToolInvocation, Complet
                 }
             }
             match call.tool.as_str() {
-                "work" => done.ok(json!({"label": label})),
+                "work" | "slow_task" => done.ok(json!({"label": label})),
                 "report" => {
                     call.context.progress(1.0, Some(2.0), Some("half way"));
                     let logged = format!("{label}-log");
@@ -511,4 +513,56 @@ async fn listen(client: &HttpsClient, ep: &str, mut params: Value, chunks: mpsc:
     };
     let response = client.send_observed(request, Some(&mut observe)).await.unwrap();
     assert_eq!(response.status(), 200);
+}
+
+/// How many requests of methods outside the counted set (`tasks/get`, `tasks/cancel`) the agent answered.
+fn others_counted(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("mcp_server_operation_duration_seconds_count{mcp_method_name=\"_OTHER\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_mesh_call_to_a_tool_that_runs_only_as_a_task_follows_the_task_to_its_result() {
+    let pki = Pki::new();
+    let (agent, shared, mut cancelled) = start_with(&pki, &[("health_port", "0")]).await;
+    let client = toolmesh_core::mcp::client::McpClient::new(&pki.identity("caller")).unwrap();
+    let ep = agent.endpoint().to_owned();
+    let context = toolmesh_core::context::RequestContext::default();
+
+    // Refused without the extension, called again with it, and answered within the immediate window.
+    let fast = client.call_tool(&ep, "only_task", &json!({"label": "m0"}), &context).await.unwrap();
+    assert_eq!(fast, json!({"label": "m0"}));
+
+    // Past the window: a task, which the client polls until it completes.
+    let call = {
+        let (client, ep, context) = (client.clone(), ep.clone(), context.clone());
+        tokio::spawn(async move { client.call_tool(&ep, "slow_task", &json!({"label": "m1"}), &context).await })
+    };
+    eventually("the client polls its task", WITHIN, async || match others_counted(&scrape(&agent).await) {
+        0 => Err("no tasks/get yet".to_owned()),
+        _ => Ok(()),
+    })
+    .await;
+    shared.release("m1");
+    let value = tokio::time::timeout(WITHIN, call).await.expect("the call ends once its task does").unwrap().unwrap();
+    assert_eq!(value, json!({"label": "m1"}));
+
+    // A call dropped while its task runs (its deadline, its caller gone) cancels the task.
+    let call = {
+        let (client, ep, context) = (client.clone(), ep.clone(), context.clone());
+        tokio::spawn(async move { client.call_tool(&ep, "slow_task", &json!({"label": "m2"}), &context).await })
+    };
+    let polled = others_counted(&scrape(&agent).await);
+    eventually("the client polls its second task", WITHIN, async || match others_counted(&scrape(&agent).await) > polled {
+        false => Err("no tasks/get yet".to_owned()),
+        true => Ok(()),
+    })
+    .await;
+    call.abort();
+    let told = tokio::time::timeout(WITHIN, cancelled.recv()).await.expect("the task's handler is cancelled");
+    assert_eq!(told.as_deref(), Some("m2"));
+    agent.shutdown().await;
 }

@@ -1,5 +1,7 @@
 //! The modern MCP client agents use to call each other's tools.
 
+mod tasks;
+
 use super::*;
 use crate::client::{HttpsClient, PeerIdentity, RequestError};
 use crate::context::{RequestContext, TraceContext, Traceparent, CALLER_HEADERS};
@@ -54,26 +56,34 @@ impl McpClient {
     /// `context` is the caller's: its headers are sent along, and the hop gets a new span of its
     /// trace. The parameters the provider's tool mirrors in headers are sent in them.
     pub async fn call_provider(&self, provider: &Provider, arguments: &Value, context: &RequestContext) -> Result<Value, RequestError> {
-        let call = ToolCall { tool: &provider.tool, arguments, param_headers: &provider.param_headers };
+        let call = ToolCall { tool: &provider.tool, arguments, param_headers: &provider.param_headers, tasks: false };
         self.call(&provider.endpoint, call, context, Some(&provider.agent_name)).await
     }
 
     /// Calls `tool` at `endpoint` as [`McpClient::call_provider`] does, for a tool whose
     /// parameters are not mirrored in headers.
     pub async fn call_tool(&self, endpoint: &str, tool: &str, arguments: &Value, context: &RequestContext) -> Result<Value, RequestError> {
-        self.call(endpoint, ToolCall { tool, arguments, param_headers: &[] }, context, None).await
+        self.call(endpoint, ToolCall { tool, arguments, param_headers: &[], tasks: false }, context, None).await
     }
 
     /// A call with a context that carries an observer ([`RequestContext::on_notification`]) asks
     /// the callee for progress (a progress token) and log messages (from `debug` up), and hands
-    /// the observer each one as it arrives on the answer's event stream.
+    /// the observer each one as it arrives on the answer's event stream. A tool that runs only as
+    /// a task is called again as one and followed to its end (`client/tasks.rs`).
     async fn call(&self, endpoint: &str, call: ToolCall<'_>, context: &RequestContext, peer: Option<&str>) -> Result<Value, RequestError> {
         let tool = call.tool;
         let (hop, mut span) = self.hop("tools/call", Some(tool), endpoint, context, peer);
-        let result = match self.post(endpoint, "tools/call", Some(call), context, &hop).await {
+        let mut answer = self.post(endpoint, "tools/call", Some(call), context, &hop).await;
+        if answer.as_ref().is_ok_and(tasks::needs_tasks) {
+            answer = self.post(endpoint, "tools/call", Some(ToolCall { tasks: true, ..call }), context, &hop).await;
+        }
+        let result = match answer {
             Ok(response) => {
                 answered_by(span.as_mut(), &response);
-                decode_call_response(tool, endpoint, response).map_err(|error| RequestError { error, delivered: true })
+                match tasks::created_task(&response) {
+                    Some(task) => self.follow_task(endpoint, tool, task, &hop).await,
+                    None => decode_call_response(tool, endpoint, response).map_err(|error| RequestError { error, delivered: true }),
+                }
             }
             Err(e) => Err(e),
         };
@@ -176,7 +186,8 @@ impl McpClient {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let observer = context.on_notification.as_ref().filter(|_| call.is_some());
         let asks = observer.map(|o| (o.wants_progress(), o.log_level()));
-        let meta = RequestMeta { traceparent: &traceparent, tracestate: hop.tracestate.as_deref(), deadline_ms, asks };
+        let tasks = call.as_ref().is_some_and(|c| c.tasks);
+        let meta = RequestMeta { traceparent: &traceparent, tracestate: hop.tracestate.as_deref(), deadline_ms, asks, tasks };
         let body = request_body(id, method, tool, arguments, meta);
         let unbuildable = |what: String| RequestError {
             error: Error::new(ErrorKind::InvalidConfig, format!("cannot build a request to {endpoint}: {what}")),
@@ -194,7 +205,7 @@ impl McpClient {
             let name = HeaderValue::from_str(&encode_header_value(tool)).map_err(|e| unbuildable(e.to_string()))?;
             headers.insert(HeaderName::from_static(HEADER_NAME), name);
         }
-        if let Some(ToolCall { tool, arguments, param_headers }) = call {
+        if let Some(ToolCall { tool, arguments, param_headers, .. }) = call {
             for ParamHeader { parameter, header } in param_headers {
                 let Some(text) = arguments.get(parameter).and_then(mirrored_text) else { continue };
                 let name = HeaderName::try_from(format!("mcp-param-{header}"))
@@ -283,12 +294,14 @@ fn ended(span: Option<&mut Span>, error: Option<&RequestError>) {
     }
 }
 
-/// The `tools/call` part of a request: the tool, its arguments, and the parameters it mirrors
-/// in `Mcp-Param-*` headers.
+/// The `tools/call` part of a request: the tool, its arguments, the parameters it mirrors in
+/// `Mcp-Param-*` headers, and whether the call declares the tasks extension.
+#[derive(Clone, Copy)]
 struct ToolCall<'a> {
     tool: &'a str,
     arguments: &'a Value,
     param_headers: &'a [ParamHeader],
+    tasks: bool,
 }
 
 fn decode_call_response(tool: &str, endpoint: &str, response: http::Response<Bytes>) -> Result<Value, Error> {
@@ -301,9 +314,16 @@ fn decode_call_response(tool: &str, endpoint: &str, response: http::Response<Byt
     let body = response.into_body();
     let sse_message = if is_sse { last_sse_message(&body) } else { None };
     let message = if is_sse { sse_message.as_deref().map_or(&b""[..], str::as_bytes) } else { &body[..] };
+    value_of_reply(tool, endpoint, message, (status, &body))
+}
+
+/// The value of one JSON-RPC answer to a `tools/call` (`message`), or the error it stands for;
+/// `answered` (the HTTP status and body) is shown when there is no answer.
+fn value_of_reply(tool: &str, endpoint: &str, message: &[u8], answered: (http::StatusCode, &[u8])) -> Result<Value, Error> {
     let reply: Option<Reply> = serde_json::from_slice(message).ok();
     let Some(reply) = reply else {
-        let text = String::from_utf8_lossy(&body);
+        let (status, body) = answered;
+        let text = String::from_utf8_lossy(body);
         return Err(Error::new(
             ErrorKind::Protocol,
             format!("{endpoint} answered HTTP {status} without a JSON-RPC message: {}", text.trim()),
@@ -371,10 +391,12 @@ struct RequestMeta<'a> {
     /// What the caller's observer asks for: progress (the request's id is its token), and log
     /// messages from a level up.
     asks: Option<(bool, Option<crate::report::LogLevel>)>,
+    /// Whether the client capabilities declare the tasks extension.
+    tasks: bool,
 }
 
 fn request_body(id: u64, method: &str, tool: Option<&str>, arguments: Option<&Value>, meta: RequestMeta<'_>) -> Vec<u8> {
-    let RequestMeta { traceparent, tracestate, deadline_ms, asks } = meta;
+    let RequestMeta { traceparent, tracestate, deadline_ms, asks, tasks } = meta;
     fn json(body: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
         serde_json::to_writer(body, value).expect("JSON values always serialize into a Vec");
     }
@@ -395,7 +417,7 @@ fn request_body(id: u64, method: &str, tool: Option<&str>, arguments: Option<&Va
         body.push(b',');
     }
     body.extend_from_slice(br#""_meta":"#);
-    body.extend_from_slice(constant_meta().as_bytes());
+    body.extend_from_slice(if tasks { tasks_meta() } else { constant_meta() }.as_bytes());
     body.extend_from_slice(br#","traceparent":""#);
     body.extend_from_slice(traceparent.as_str().as_bytes());
     body.push(b'"');
@@ -433,6 +455,21 @@ fn constant_meta() -> &'static str {
         let mut meta = serde_json::json!({
             META_PROTOCOL_VERSION: MODERN_VERSION,
             META_CLIENT_CAPABILITIES: {},
+            META_CLIENT_INFO: {"name": "toolmesh", "version": env!("CARGO_PKG_VERSION")},
+        })
+        .to_string();
+        meta.pop();
+        meta
+    })
+}
+
+/// [`constant_meta`] with client capabilities that declare the tasks extension.
+fn tasks_meta() -> &'static str {
+    static META: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    META.get_or_init(|| {
+        let mut meta = serde_json::json!({
+            META_PROTOCOL_VERSION: MODERN_VERSION,
+            META_CLIENT_CAPABILITIES: {"extensions": {TASKS_EXTENSION: {}}},
             META_CLIENT_INFO: {"name": "toolmesh", "version": env!("CARGO_PKG_VERSION")},
         })
         .to_string();
@@ -525,7 +562,7 @@ mod tests {
             meta
         };
         let traceparent = trace.traceparent();
-        let call_meta = RequestMeta { traceparent: &traceparent, tracestate: Some("k=v"), deadline_ms: Some(5), asks: None };
+        let call_meta = RequestMeta { traceparent: &traceparent, tracestate: Some("k=v"), deadline_ms: Some(5), asks: None, tasks: false };
         let call = request_body(7, "tools/call", Some("a \"quoted\" tool"), Some(&json!({"a": [1, "x"]})), call_meta);
         assert_eq!(
             serde_json::from_slice::<Value>(&call).unwrap(),
@@ -538,7 +575,7 @@ mod tests {
             "tools/list",
             None,
             None,
-            RequestMeta { traceparent: &traceparent, tracestate: None, deadline_ms: None, asks: None },
+            RequestMeta { traceparent: &traceparent, tracestate: None, deadline_ms: None, asks: None, tasks: false },
         );
         assert_eq!(
             serde_json::from_slice::<Value>(&list).unwrap(),
@@ -554,6 +591,7 @@ mod tests {
                 tracestate: None,
                 deadline_ms: None,
                 asks: Some((true, Some(crate::report::LogLevel::Debug))),
+                tasks: false,
             },
         );
         assert_eq!(
@@ -572,9 +610,21 @@ mod tests {
                 tracestate: None,
                 deadline_ms: None,
                 asks: Some((false, Some(crate::report::LogLevel::Warning))),
+                tasks: false,
             },
         );
         assert_eq!(serde_json::from_slice::<Value>(&relayed).unwrap()["params"]["_meta"], meta(json!({META_LOG_LEVEL: "warning"})));
+        // A call made again for a tool that runs only as a task declares the extension.
+        let as_task = request_body(
+            11,
+            "tools/call",
+            Some("t"),
+            Some(&json!({})),
+            RequestMeta { traceparent: &traceparent, tracestate: None, deadline_ms: None, asks: None, tasks: true },
+        );
+        let mut declared = meta(json!({}));
+        declared[META_CLIENT_CAPABILITIES] = json!({"extensions": {TASKS_EXTENSION: {}}});
+        assert_eq!(serde_json::from_slice::<Value>(&as_task).unwrap()["params"]["_meta"], declared);
     }
 
     #[test]
