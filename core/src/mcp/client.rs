@@ -74,13 +74,16 @@ impl McpClient {
         let tool = call.tool;
         let (hop, mut span) = self.hop("tools/call", Some(tool), endpoint, context, peer);
         let mut answer = self.post(endpoint, "tools/call", Some(call), context, &hop).await;
-        if answer.as_ref().is_ok_and(tasks::needs_tasks) {
+        // Only a call that declared the extension can be answered with a task: the others'
+        // answers are not searched for one.
+        let declared_tasks = answer.as_ref().is_ok_and(tasks::needs_tasks);
+        if declared_tasks {
             answer = self.post(endpoint, "tools/call", Some(ToolCall { tasks: true, ..call }), context, &hop).await;
         }
         let result = match answer {
             Ok(response) => {
                 answered_by(span.as_mut(), &response);
-                match tasks::created_task(&response) {
+                match declared_tasks.then(|| tasks::created_task(&response)).flatten() {
                     Some(task) => self.follow_task(endpoint, tool, task, &hop).await,
                     None => decode_call_response(tool, endpoint, response).map_err(|error| RequestError { error, delivered: true }),
                 }
