@@ -1,13 +1,15 @@
 //! What must survive a registry restart: everything an operator made. The entities (revoking
 //! one removes it, so the set is the record of revocations too), the applied access policy,
-//! and with `--tls-auto` the registry's CA and join token. Registrations are not kept: agents
-//! register again when the registry comes back (answers say `warming_up` meanwhile).
+//! and with `--tls-auto` the registry's CA and join token. Registrations are not kept by a
+//! single registry: agents register again when it comes back (answers say `warming_up`
+//! meanwhile); replicas on PostgreSQL share them (`pg_agents`).
 //!
 //! [`Store`] is how the registry reads and changes that state, one backend per place it is kept:
 //! `embedded` in one file of the state directory (the default: no other service), `postgres` in
 //! a PostgreSQL database shared by registry replicas (`--store postgres://...`), `memory` in
 //! the process only (no state directory). `durable` holds the types, `schema` the embedded
-//! format, its version and the migrations from older ones, `pg_schema` the PostgreSQL tables.
+//! format, its version and the migrations from older ones, `pg_schema` the PostgreSQL tables,
+//! `pg_agents` the registrations replicas on PostgreSQL share.
 //!
 //! Saves block until durable (an fsync, a database round trip): callers run them off the
 //! async workers, with `tokio::task::spawn_blocking`.
@@ -15,6 +17,7 @@
 mod durable;
 mod embedded;
 mod memory;
+mod pg_agents;
 mod pg_schema;
 mod postgres;
 mod schema;
@@ -22,6 +25,7 @@ mod schema;
 pub use durable::{AutoTlsState, Durable, StoredEntity};
 pub use embedded::Embedded;
 pub use memory::Memory;
+pub use pg_agents::SharedAgents;
 pub use postgres::Postgres;
 pub use schema::{SCHEMA_VERSION, STATE_FILE};
 
@@ -45,6 +49,12 @@ pub trait Store: Send + Sync {
     /// be shared: on each, the registry loads the state again. `None` for a store only this
     /// process writes.
     fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
+    /// Where replicas sharing this store share their registrations; `None` for a store only
+    /// this process uses.
+    fn shared_agents(&self) -> Option<SharedAgents> {
         None
     }
 }

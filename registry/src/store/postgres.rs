@@ -165,6 +165,10 @@ impl Store for Postgres {
     fn changes(&self) -> Option<watch::Receiver<u64>> {
         Some(self.changed.subscribe())
     }
+
+    fn shared_agents(&self) -> Option<super::SharedAgents> {
+        Some(super::SharedAgents::new(self.config.clone(), self.runtime().handle().clone()))
+    }
 }
 
 impl Drop for Postgres {

@@ -40,11 +40,11 @@ fn poll_interval(task: &Value) -> Duration {
 
 impl McpClient {
     /// Follows the task `task_id` that `endpoint` created for a call of `tool` to its end: its
-    /// result's value, or the error the call would have had.
+    /// result in `shape`, or the error the call would have had.
     pub(super) async fn follow_task(
         &self,
         endpoint: &str,
-        tool: &str,
+        (tool, shape): (&str, ResultShape),
         (task_id, mut interval): (String, Duration),
         hop: &TraceContext,
     ) -> Result<Value, RequestError> {
@@ -58,7 +58,7 @@ impl McpClient {
                 Some("working") => continue,
                 Some("completed") => {
                     let reply = serde_json::to_vec(&serde_json::json!({"result": task.get("result")})).expect("JSON serializes");
-                    value_of_reply(tool, endpoint, &reply, (http::StatusCode::OK, &reply)).map_err(delivered)
+                    value_of_reply((tool, shape), endpoint, &reply, (http::StatusCode::OK, &reply)).map_err(delivered)
                 }
                 Some("failed") => Err(delivered(remote_rpc_error(tool, task.get("error").unwrap_or(&Value::Null)))),
                 Some("cancelled") => Err(delivered(Error::new(
