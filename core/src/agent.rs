@@ -222,7 +222,8 @@ impl Agent {
                 config.propagate_headers.clone(),
                 gate.clone(),
             )
-            .traced(tracer.clone()),
+            .traced(tracer.clone())
+            .keeping_tasks(config.max_tasks),
         );
         let server_metrics = mcp.metrics();
         let handshakes = Arc::new(TlsMetrics::default());

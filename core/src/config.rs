@@ -34,6 +34,7 @@ pub const KEYS: &[&str] = &[
     "join_token",
     "join_token_file",
     "policy_file",
+    "max_tasks",
 ];
 
 /// Every option key: [`KEYS`], and the connection limits of the mTLS and health listeners
@@ -117,6 +118,9 @@ pub struct AgentConfig {
     pub policy_file: Option<PathBuf>,
     /// Connection limits and timeouts of the mTLS and health listeners.
     pub server_limits: ServerLimits,
+    /// How many tasks (the MCP tasks extension) the agent keeps for all its callers together;
+    /// each caller may hold 128 of them.
+    pub max_tasks: usize,
 }
 
 impl AgentConfig {
@@ -144,6 +148,7 @@ impl AgentConfig {
             join_token_file: None,
             policy_file: None,
             server_limits: ServerLimits::default(),
+            max_tasks: crate::mcp::server::DEFAULT_MAX_TASKS,
         };
         for key in all_keys() {
             let var = format!("TOOLMESH_{}", key.to_ascii_uppercase());
@@ -215,6 +220,14 @@ impl AgentConfig {
             "join_token" => self.join_token = (!value.is_empty()).then(|| Secret(value.to_owned())),
             "join_token_file" => self.join_token_file = path(),
             "policy_file" => self.policy_file = path(),
+            "max_tasks" => {
+                self.max_tasks = match value {
+                    "" => crate::mcp::server::DEFAULT_MAX_TASKS,
+                    value => value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        Error::new(ErrorKind::InvalidConfig, format!("max_tasks '{value}' must be a positive number of tasks"))
+                    })?,
+                }
+            }
             limit if ServerLimits::KEYS.contains(&limit) => self.server_limits.set(limit, value)?,
             other => {
                 return Err(Error::new(

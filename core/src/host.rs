@@ -135,6 +135,15 @@ pub enum Answer {
     InputRequired(InputRequired),
 }
 
+/// What a resource's handler answered ([`LocalTools::read_resource`]).
+#[derive(Debug)]
+pub enum ResourceAnswer {
+    /// The checked `contents` of a `ReadResourceResult`.
+    Contents(Vec<Value>),
+    /// Requests for the client's input, answered before the resource is read.
+    InputRequired(InputRequired),
+}
+
 /// What a prompt's handler answered ([`LocalTools::get_prompt`]).
 #[derive(Debug)]
 pub enum PromptAnswer {
@@ -499,17 +508,30 @@ impl LocalTools {
     }
 
     /// Reads a resolved resource: its static content, or the host handler's answer, checked
-    /// ([`check_read_result`]). Returns the `contents`.
-    pub async fn read_resource(&self, resource: ResolvedResource<'_>, context: Arc<RequestContext>) -> Result<Vec<Value>, Error> {
+    /// ([`check_read_result`]) — its `contents`, or the input it asks the client for first
+    /// (answered `Completion::input_required`, or `ok` with an `InputRequiredResult` document),
+    /// as a prompt may.
+    pub async fn read_resource(&self, resource: ResolvedResource<'_>, context: Arc<RequestContext>) -> Result<ResourceAnswer, Error> {
         let (uri, request) = match resource {
-            ResolvedResource::Static(info) => return Ok(static_contents(info).expect("a static resource has content")),
+            ResolvedResource::Static(info) => {
+                return Ok(ResourceAnswer::Contents(static_contents(info).expect("a static resource has content")))
+            }
             ResolvedResource::Handled { uri, name, template, variables } => {
                 (uri.clone(), CatalogRequest::ReadResource { uri, name: name.to_owned(), template: template.map(str::to_owned), variables })
             }
         };
         let what = format!("resource '{uri}'");
         let answer = self.start_catalog(request, context).await;
-        check_read_result(catalog_answer(&what, answer)?).map_err(|problem| {
+        if let Ok(Answer::InputRequired(input)) = answer {
+            return Ok(ResourceAnswer::InputRequired(input));
+        }
+        let value = catalog_answer(&what, answer)?;
+        if value.get("resultType").and_then(Value::as_str) == Some("input_required") {
+            return InputRequired::from_json(value)
+                .map(ResourceAnswer::InputRequired)
+                .map_err(|problem| Error::new(ErrorKind::HandlerResult, format!("{what}: {problem}")));
+        }
+        check_read_result(value).map(ResourceAnswer::Contents).map_err(|problem| {
             Error::new(ErrorKind::HandlerResult, format!("{what}: the handler's answer is not a valid ReadResourceResult: {problem}"))
         })
     }

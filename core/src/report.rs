@@ -170,6 +170,12 @@ impl NotificationObserver {
         Some(NotificationObserver { observe: Arc::new(observe), progress, log_level })
     }
 
+    /// The same observer, taking log messages at or above `level` only (`None`: none).
+    pub fn with_log_level(mut self, level: Option<LogLevel>) -> Self {
+        self.log_level = level;
+        self
+    }
+
     pub fn notify(&self, notification: Notification) {
         (self.observe)(notification)
     }

@@ -191,17 +191,26 @@ async fn a_legacy_client_answers_the_requests_sent_on_the_stream_and_the_handler
 }
 
 #[tokio::test]
-async fn a_prompt_asks_for_input_as_a_tool_does_with_its_state_sealed_for_it() {
+async fn a_prompt_and_a_resource_ask_for_input_as_a_tool_does_with_their_state_sealed_for_them() {
     use toolmesh_core::host::{Catalog, CatalogInvocation, CatalogRequest, FnCatalogHandler};
     let pki = Pki::new();
     let mut config = config("asker", &pki.issue("asker"));
     config.set("health_port", "off").unwrap();
-    let catalog = Catalog::parse(r#"{"prompts": [{"name": "greet"}]}"#).unwrap();
+    let catalog =
+        Catalog::parse(r#"{"prompts": [{"name": "greet"}], "resourceTemplates": [{"uriTemplate": "test://vault/{id}", "name": "vault"}]}"#)
+            .unwrap();
     let prompt = |invocation: CatalogInvocation, done: Completion| {
         let input = invocation.context.input.clone();
         match (invocation.request, input.as_deref().and_then(|i| Some((i.responses.get("name")?, i.state.as_ref()?)))) {
             (CatalogRequest::GetPrompt { .. }, Some((answer, state))) => done.ok(json!({"messages": [{"role": "user", "content":
                 {"type": "text", "text": format!("Hello, {}! ({state})", answer["content"]["name"].as_str().unwrap_or_default())}}]})),
+            (CatalogRequest::ReadResource { uri, .. }, Some((answer, state))) => done.ok(json!({"contents": [{"uri": uri,
+                "text": format!("opened by {} ({state})", answer["content"]["name"].as_str().unwrap_or_default())}]})),
+            // Asked as a document, the other way a handler may answer.
+            (CatalogRequest::ReadResource { uri, .. }, None) => done.ok(json!({"resultType": "input_required",
+                "inputRequests": {"name": {"method": "elicitation/create", "params": {"message": "Who opens it?",
+                    "requestedSchema": {"type": "object", "properties": {"name": {"type": "string"}}}}}},
+                "requestState": {"asked": uri}})),
             (CatalogRequest::GetPrompt { .. }, None) => done.input_required(
                 InputRequired::from_json(json!({
                     "inputRequests": {"name": {"method": "elicitation/create", "params": {"message": "Who are you?",
@@ -210,7 +219,6 @@ async fn a_prompt_asks_for_input_as_a_tool_does_with_its_state_sealed_for_it() {
                 }))
                 .unwrap(),
             ),
-            (other, _) => done.err(format!("unexpected {other:?}")),
         }
     };
     let tool_handler = handler();
@@ -242,5 +250,27 @@ async fn a_prompt_asks_for_input_as_a_tool_does_with_its_state_sealed_for_it() {
     let (status, refused) = modern(&client, ep, "prompts/get", Some("greet"), json!({"name": "greet"})).await;
     assert_eq!((status, refused["error"]["code"].clone()), (400, json!(-32021)), "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap().contains("prompt 'greet' needs elicitation"), "{refused}");
+
+    // A resource read asks the same way; its state is sealed for that resource's URI alone.
+    let read = |uri: &str, extra: Value| {
+        let mut params = with_elicitation(json!({"uri": uri}));
+        params.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        params
+    };
+    let (status, first) = modern(&client, ep, "resources/read", Some("test://vault/1"), read("test://vault/1", json!({}))).await;
+    assert_eq!((status, first["result"]["resultType"].as_str()), (200, Some("input_required")), "{first}");
+    assert!(first["result"]["inputRequests"]["name"].is_object(), "{first}");
+    let state = first["result"]["requestState"].as_str().expect("a sealed state").to_owned();
+    let answered = json!({"inputResponses": answer, "requestState": state});
+    let (status, second) = modern(&client, ep, "resources/read", Some("test://vault/1"), read("test://vault/1", answered.clone())).await;
+    assert_eq!((status, second["result"]["resultType"].as_str()), (200, Some("complete")), "{second}");
+    assert_eq!(second["result"]["contents"][0]["text"], r#"opened by Ada ({"asked":"test://vault/1"})"#);
+    let (_, refused) = modern(&client, ep, "resources/read", Some("test://vault/2"), read("test://vault/2", answered)).await;
+    assert_eq!(refused["error"]["code"], -32602, "a state sealed for another resource: {refused}");
+    let (status, refused) = modern(&client, ep, "resources/read", Some("test://vault/1"), json!({"uri": "test://vault/1"})).await;
+    assert_eq!((status, refused["error"]["code"].clone()), (400, json!(-32021)), "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("resource 'test://vault/1' needs elicitation"), "{refused}");
+    let legacy = legacy_ok(&client, ep, "resources/read", json!({"uri": "test://vault/1"})).await;
+    assert!(legacy["error"]["message"].as_str().is_some_and(|m| m.contains("resource 'test://vault/1'")), "{legacy}");
     agent.shutdown().await;
 }

@@ -3,7 +3,10 @@
 //! feeds with input and `tasks/cancel` stops (its handler told so); a handler that answers at once
 //! is answered directly; a client that did not negotiate gets synchronous answers and -32021 for
 //! the task methods; a task is visible only to the identity that created it; and one identity
-//! holds a bounded number of tasks.
+//! holds a bounded number of tasks, and every identity together a bounded number too; a task's
+//! progress and log messages become its status message, listeners on `subscriptions/listen` get
+//! `notifications/tasks` at each change, and the call's metrics end when the task does; a mesh
+//! call to a tool that runs only as a task creates the task and follows it to its result.
 
 mod common;
 
@@ -17,6 +20,7 @@ use toolmesh_core::agent::Agent;
 use toolmesh_core::client::HttpsClient;
 use toolmesh_core::host::{Completion, FnHandler, InputRequired, ToolInvocation};
 use toolmesh_core::registry_api::{TaskSupport, ToolInfo};
+use toolmesh_core::report::LogLevel;
 
 const TASKS: &str = "io.modelcontextprotocol/tasks";
 const WITHIN: Duration = Duration::from_secs(10);
@@ -43,6 +47,8 @@ fn tools() -> Vec<ToolInfo> {
         declared("broken", TaskSupport::Optional),
         declared("fast", TaskSupport::Optional),
         declared("only_task", TaskSupport::Required),
+        declared("report", TaskSupport::Optional),
+        declared("slow_task", TaskSupport::Required),
         declared("plain", TaskSupport::Forbidden),
     ]
 }
@@ -70,7 +76,17 @@ fn handler(shared: Arc<Shared>) -> Arc<FnHandler<impl Fn(ToolInvocation, Complet
                 }
             }
             match call.tool.as_str() {
-                "work" => done.ok(json!({"label": label})),
+                "work" | "slow_task" => done.ok(json!({"label": label})),
+                "report" => {
+                    call.context.progress(1.0, Some(2.0), Some("half way"));
+                    let logged = format!("{label}-log");
+                    let _ = released.wait_for(|released| released.contains(&logged)).await;
+                    call.context.log(LogLevel::Info, &json!("fetched 3 pages"), None);
+                    call.context.log(LogLevel::Debug, &json!("below the level the call asked for"), None);
+                    let end = format!("{label}-end");
+                    let _ = released.wait_for(|released| released.contains(&end)).await;
+                    done.ok(json!({"label": label}))
+                }
                 "ask" => done.input_required(
                     InputRequired::from_json(json!({
                         "inputRequests": {
@@ -89,10 +105,17 @@ fn handler(shared: Arc<Shared>) -> Arc<FnHandler<impl Fn(ToolInvocation, Complet
 }
 
 async fn start(pki: &Pki) -> (Agent, Arc<Shared>, mpsc::UnboundedReceiver<String>) {
+    start_with(pki, &[("health_port", "off")]).await
+}
+
+/// [`start`] with these agent options.
+async fn start_with(pki: &Pki, settings: &[(&str, &str)]) -> (Agent, Arc<Shared>, mpsc::UnboundedReceiver<String>) {
     let (cancelled, seen) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared { released: watch::channel(Vec::new()).0, cancelled });
     let mut config = config("tasker", &pki.issue("tasker"));
-    config.set("health_port", "off").unwrap();
+    for (key, value) in settings {
+        config.set(key, value).unwrap();
+    }
     let agent = Agent::start(config, tools(), handler(shared.clone())).await.unwrap();
     (agent, shared, seen)
 }
@@ -326,5 +349,220 @@ async fn one_identity_holds_a_bounded_number_of_tasks() {
     assert!(text.contains(&format!("holds {PER_CALLER} tasks, as many as one caller may")), "{text}");
     let theirs = call(&other, &ep, "work", "someone-else").await;
     assert_eq!(theirs["resultType"], "task", "another identity is not limited by this one: {theirs}");
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_identity_together_holds_at_most_max_tasks() {
+    let pki = Pki::new();
+    let (agent, shared, _) = start_with(&pki, &[("health_port", "off"), ("max_tasks", "3")]).await;
+    let ep = agent.endpoint();
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        let client = HttpsClient::new(&pki.identity(name)).unwrap();
+        let created = call(&client, ep, "work", &format!("g{i}")).await;
+        assert_eq!(created["resultType"], "task", "{name}: {created}");
+    }
+    let fourth = HttpsClient::new(&pki.identity("d")).unwrap();
+    let refused = call(&fourth, ep, "work", "g3").await;
+    assert_eq!((refused["isError"].as_bool(), refused["_meta"]["dev.toolmesh/error"]["name"].as_str()), (Some(true), Some("RATE_LIMITED")));
+    let text = refused["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("this agent holds 3 tasks for its callers, as many as it keeps (max_tasks = 3;"), "{text}");
+    // The refused call's handler was cancelled, not left running for no one.
+    shared.release("g3");
+    // A call answered within the immediate window needs no task, so it is not refused.
+    let fast = call(&fourth, ep, "fast", "g4").await;
+    assert_eq!(fast["resultType"], "complete", "{fast}");
+    agent.shutdown().await;
+
+    let mut config = config("bad", &pki.issue("bad"));
+    let e = config.set("max_tasks", "0").unwrap_err();
+    assert_eq!(e.message(), "max_tasks '0' must be a positive number of tasks");
+}
+
+/// The JSON-RPC messages of an event stream's bytes so far, and the bytes of an event not whole yet.
+fn messages(buffer: &mut String) -> Vec<Value> {
+    let mut whole = Vec::new();
+    while let Some(end) = buffer.find("\n\n") {
+        let event: String = buffer.drain(..end + 2).collect();
+        whole.extend(event.lines().filter_map(|l| l.strip_prefix("data: ")).filter_map(|d| serde_json::from_str(d).ok()));
+    }
+    whole
+}
+
+/// `mcp_server_operation_duration_seconds_count` of `tool` with this `error_type` (`None`: ok).
+fn calls_counted(metrics: &str, tool: &str, error_type: Option<&str>) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("mcp_server_operation_duration_seconds_count{") && l.contains(&format!("gen_ai_tool_name=\"{tool}\"")))
+        .filter(|l| match error_type {
+            Some(error_type) => l.contains(&format!("error_type=\"{error_type}\"")),
+            None => !l.contains("error_type="),
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+async fn scrape(agent: &Agent) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(agent.health_addr().unwrap()).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+#[tokio::test]
+async fn a_task_reports_in_its_status_message_notifies_its_listeners_and_is_measured_to_its_end() {
+    let pki = Pki::new();
+    let (agent, shared, mut cancelled) = start_with(&pki, &[("health_port", "0")]).await;
+    let client = HttpsClient::new(&pki.identity("operator")).unwrap();
+    let ep = agent.endpoint().to_owned();
+
+    let mut params = negotiating(json!({"name": "report", "arguments": {"label": "r1"}}));
+    params["_meta"]["io.modelcontextprotocol/logLevel"] = json!("info");
+    let (_, created) = modern(&client, &ep, "tools/call", Some("report"), params).await;
+    let task = created["result"]["taskId"].as_str().unwrap().to_owned();
+
+    // A listener of this task (and of an id that names none of the caller's tasks).
+    let (chunks, mut received) = mpsc::unbounded_channel::<bytes::Bytes>();
+    let listen = {
+        let (client, ep) = (client.clone(), ep.clone());
+        let params = negotiating(json!({"notifications": {"taskIds": [task.clone(), "0123"]}}));
+        tokio::spawn(async move { listen(&client, &ep, params, chunks).await })
+    };
+    let mut buffer = String::new();
+    let mut seen: Vec<Value> = Vec::new();
+    let mut until = async |what: &str, done: &dyn Fn(&Value) -> bool| -> Value {
+        loop {
+            if let Some(found) = seen.iter().find(|m| done(m)) {
+                return found.clone();
+            }
+            let chunk = tokio::time::timeout(WITHIN, received.recv()).await.unwrap_or_else(|_| panic!("never on the stream: {what}"));
+            buffer.push_str(std::str::from_utf8(&chunk.expect("the stream is open")).unwrap());
+            seen.extend(messages(&mut buffer));
+        }
+    };
+    let ack = until("the acknowledgement", &|m| m["method"] == "notifications/subscriptions/acknowledged").await;
+    assert_eq!(ack["params"]["notifications"]["taskIds"], json!([task]), "only the caller's own task: {ack}");
+    assert_eq!(ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "1");
+    let working = until("the task working", &|m| m["method"] == "notifications/tasks").await;
+    assert_eq!((working["params"]["taskId"].as_str(), working["params"]["status"].as_str()), (Some(task.as_str()), Some("working")));
+    assert_eq!(working["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "1");
+
+    shared.release("r1");
+    let progressed = until("the progress", &|m| m["params"]["statusMessage"] == "half way").await;
+    assert_eq!(progressed["params"]["status"], "working");
+    assert_eq!(task_method(&client, &ep, "tasks/get", &task, json!({})).await["result"]["statusMessage"], "half way");
+    // Running: the call is not measured yet, and is in flight.
+    let metrics = scrape(&agent).await;
+    assert_eq!(calls_counted(&metrics, "report", None), 0, "{metrics}");
+    assert!(metrics.contains("toolmesh_server_requests_in_flight 1"), "{metrics}");
+
+    shared.release("r1-log");
+    until("the log message", &|m| m["params"]["statusMessage"] == "fetched 3 pages").await;
+    shared.release("r1-end");
+    let completed = until("the task completed", &|m| m["params"]["status"] == "completed").await;
+    assert_eq!(completed["params"]["result"]["structuredContent"], json!({"label": "r1"}), "{completed}");
+    assert_eq!(completed["params"]["statusMessage"], "fetched 3 pages", "the debug message was below the call's level");
+    tokio::time::timeout(WITHIN, listen).await.expect("the stream ends once its tasks have").unwrap();
+    let metrics = scrape(&agent).await;
+    assert_eq!(calls_counted(&metrics, "report", None), 1, "measured when the task completed: {metrics}");
+
+    // A cancelled task is measured as cancelled; a crashed one as its error, with its message.
+    let running = call(&client, &ep, "work", "w9").await["taskId"].as_str().unwrap().to_owned();
+    task_method(&client, &ep, "tasks/cancel", &running, json!({})).await;
+    assert_eq!(tokio::time::timeout(WITHIN, cancelled.recv()).await.unwrap().as_deref(), Some("w9"));
+    let shown = task_method(&client, &ep, "tasks/get", &running, json!({})).await["result"].clone();
+    assert_eq!(shown["statusMessage"], "cancelled by its caller (tasks/cancel)", "{shown}");
+    let crashed = call(&client, &ep, "crash", "c9").await["taskId"].as_str().unwrap().to_owned();
+    shared.release("c9");
+    let failed = until_status(&client, &ep, &crashed, "failed").await;
+    assert_eq!(failed["statusMessage"], failed["error"]["message"], "{failed}");
+    eventually("the ends of both tasks measured", WITHIN, async || {
+        let metrics = scrape(&agent).await;
+        match (calls_counted(&metrics, "work", Some("CANCELLED")), calls_counted(&metrics, "crash", Some("HANDLER_DROPPED"))) {
+            (1, 1) => Ok(()),
+            _ => Err(metrics),
+        }
+    })
+    .await;
+
+    // Listening needs the extension, and names the tasks to follow.
+    let (status, refused) = modern(&client, &ep, "subscriptions/listen", None, json!({"notifications": {"taskIds": [task]}})).await;
+    assert_eq!((status, refused["error"]["code"].as_i64()), (400, Some(-32021)), "{refused}");
+    let (_, refused) = modern(&client, &ep, "subscriptions/listen", None, negotiating(json!({"notifications": {"taskIds": [1]}}))).await;
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    agent.shutdown().await;
+}
+
+/// POSTs `subscriptions/listen` with `params`, handing `chunks` each piece of the event stream.
+async fn listen(client: &HttpsClient, ep: &str, mut params: Value, chunks: mpsc::UnboundedSender<bytes::Bytes>) {
+    params["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!(MODERN);
+    let body = json!({"jsonrpc": "2.0", "id": "1", "method": "subscriptions/listen", "params": params});
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(ep)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", MODERN)
+        .header("mcp-method", "subscriptions/listen")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+        .unwrap();
+    let mut observe = |chunk: &bytes::Bytes| {
+        let _ = chunks.send(chunk.clone());
+    };
+    let response = client.send_observed(request, Some(&mut observe)).await.unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// How many requests of methods outside the counted set (`tasks/get`, `tasks/cancel`) the agent answered.
+fn others_counted(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("mcp_server_operation_duration_seconds_count{mcp_method_name=\"_OTHER\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_mesh_call_to_a_tool_that_runs_only_as_a_task_follows_the_task_to_its_result() {
+    let pki = Pki::new();
+    let (agent, shared, mut cancelled) = start_with(&pki, &[("health_port", "0")]).await;
+    let client = toolmesh_core::mcp::client::McpClient::new(&pki.identity("caller")).unwrap();
+    let ep = agent.endpoint().to_owned();
+    let context = toolmesh_core::context::RequestContext::default();
+
+    // Refused without the extension, called again with it, and answered within the immediate window.
+    let fast = client.call_tool(&ep, "only_task", &json!({"label": "m0"}), &context).await.unwrap();
+    assert_eq!(fast, json!({"label": "m0"}));
+
+    // Past the window: a task, which the client polls until it completes.
+    let call = {
+        let (client, ep, context) = (client.clone(), ep.clone(), context.clone());
+        tokio::spawn(async move { client.call_tool(&ep, "slow_task", &json!({"label": "m1"}), &context).await })
+    };
+    eventually("the client polls its task", WITHIN, async || match others_counted(&scrape(&agent).await) {
+        0 => Err("no tasks/get yet".to_owned()),
+        _ => Ok(()),
+    })
+    .await;
+    shared.release("m1");
+    let value = tokio::time::timeout(WITHIN, call).await.expect("the call ends once its task does").unwrap().unwrap();
+    assert_eq!(value, json!({"label": "m1"}));
+
+    // A call dropped while its task runs (its deadline, its caller gone) cancels the task.
+    let call = {
+        let (client, ep, context) = (client.clone(), ep.clone(), context.clone());
+        tokio::spawn(async move { client.call_tool(&ep, "slow_task", &json!({"label": "m2"}), &context).await })
+    };
+    let polled = others_counted(&scrape(&agent).await);
+    eventually("the client polls its second task", WITHIN, async || match others_counted(&scrape(&agent).await) > polled {
+        false => Err("no tasks/get yet".to_owned()),
+        true => Ok(()),
+    })
+    .await;
+    call.abort();
+    let told = tokio::time::timeout(WITHIN, cancelled.recv()).await.expect("the task's handler is cancelled");
+    assert_eq!(told.as_deref(), Some("m2"));
     agent.shutdown().await;
 }

@@ -284,9 +284,27 @@ async fn client_and_server_spans_of_one_call_reach_an_otlp_receiver_as_parent_an
     assert_eq!(e.error.kind().name(), "TOOL_FAILED");
     assert_eq!(client_fail.attributes.get("error.type").map(String::as_str), Some("TOOL_FAILED"));
 
+    // A tool that runs only as a task (the client calls again declaring the extension, then
+    // polls): the call's server span names the task and lasts until the task ended, not until
+    // it was created (100 ms in); the handler works 300 ms.
+    let mut tools = standard_tools();
+    tools.iter_mut().find(|t| t.name == "slow").unwrap().task_support = toolmesh_core::registry_api::TaskSupport::Required;
+    let tasker = start_agent("tasker", &pki.issue("tasker"), tools, |_| {}).await;
+    assert_eq!(client.call_tool(tasker.endpoint(), "slow", &json!({"ms": 300}), &context).await.unwrap(), json!("done"));
+    let task_span = || {
+        let all: Vec<Exported> = received.lock().unwrap().iter().flat_map(|(_, _, _, body)| spans_in(body)).collect();
+        all.into_iter().find(|s| s.kind == 2 && s.name == "tools/call slow" && s.attributes.contains_key("toolmesh.task.id"))
+    };
+    wait_until("the task's server span reached the receiver", Duration::from_secs(20), || task_span().is_some()).await;
+    let span = task_span().unwrap();
+    assert!(span.end - span.start >= 300_000_000, "the span ended {} ms in: {span:#?}", (span.end - span.start) / 1_000_000);
+    assert_ne!(span.status, 2, "{span:#?}");
+    assert_eq!(span.attributes["toolmesh.task.id"].len(), 32);
+    tasker.shutdown().await;
+
     agent.shutdown().await;
     tracer.flush(Duration::from_secs(5)).await;
-    assert_eq!(counters.exported.get(), 2);
+    assert_eq!(counters.exported.get(), 3);
     assert_eq!(counters.queue_full.get() + counters.export_failed.get(), 0);
 }
 

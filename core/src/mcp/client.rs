@@ -1,5 +1,7 @@
 //! The modern MCP client agents use to call each other's tools.
 
+mod tasks;
+
 use super::*;
 use crate::client::{HttpsClient, PeerIdentity, RequestError};
 use crate::context::{RequestContext, TraceContext, Traceparent, CALLER_HEADERS};
@@ -63,33 +65,50 @@ impl McpClient {
         context: &RequestContext,
         shape: ResultShape,
     ) -> Result<Value, RequestError> {
-        let call =
-            ToolCall { tool: &provider.tool, arguments, param_headers: &provider.param_headers, shape, provider: Some(&provider.agent_id) };
+        let call = ToolCall {
+            tool: &provider.tool,
+            arguments,
+            param_headers: &provider.param_headers,
+            shape,
+            provider: Some(&provider.agent_id),
+            tasks: false,
+        };
         self.call(&provider.endpoint, call, context, Some(&provider.agent_name)).await
     }
 
     /// Calls `tool` at `endpoint` as [`McpClient::call_provider`] does, for a tool whose
     /// parameters are not mirrored in headers.
     pub async fn call_tool(&self, endpoint: &str, tool: &str, arguments: &Value, context: &RequestContext) -> Result<Value, RequestError> {
-        let call = ToolCall { tool, arguments, param_headers: &[], shape: ResultShape::Value, provider: None };
+        let call = ToolCall { tool, arguments, param_headers: &[], shape: ResultShape::Value, provider: None, tasks: false };
         self.call(endpoint, call, context, None).await
     }
 
     /// A call with a context that carries an observer ([`RequestContext::on_notification`]) asks
     /// the callee for progress (a progress token) and log messages (from `debug` up), and hands
-    /// the observer each one as it arrives on the answer's event stream.
+    /// the observer each one as it arrives on the answer's event stream. A tool that runs only as
+    /// a task is called again as one and followed to its end (`client/tasks.rs`).
     async fn call(&self, endpoint: &str, call: ToolCall<'_>, context: &RequestContext, peer: Option<&str>) -> Result<Value, RequestError> {
         let (tool, shape, provider) = (call.tool, call.shape, call.provider);
         let (hop, mut span) = self.hop("tools/call", Some(tool), endpoint, context, peer);
-        let result = match self.post(endpoint, "tools/call", Some(call), context, &hop).await {
+        let mut answer = self.post(endpoint, "tools/call", Some(call), context, &hop).await;
+        // Only a call that declared the extension can be answered with a task: the others'
+        // answers are not searched for one.
+        let declared_tasks = answer.as_ref().is_ok_and(tasks::needs_tasks);
+        if declared_tasks {
+            answer = self.post(endpoint, "tools/call", Some(ToolCall { tasks: true, ..call }), context, &hop).await;
+        }
+        let result = match answer {
             Ok(response) => {
                 answered_by(span.as_mut(), &response);
-                match decode_call_response(tool, endpoint, response, shape) {
-                    Ok(Decoded::Value(value)) => Ok(value),
-                    Ok(Decoded::InputRequired(input)) => Err(relay::asked_for_input(tool, endpoint, provider, input, context)),
-                    Err(error) => Err(error),
+                match declared_tasks.then(|| tasks::created_task(&response)).flatten() {
+                    Some(task) => self.follow_task(endpoint, (tool, shape), task, &hop).await,
+                    None => match decode_call_response(tool, endpoint, response, shape) {
+                        Ok(Decoded::Value(value)) => Ok(value),
+                        Ok(Decoded::InputRequired(input)) => Err(relay::asked_for_input(tool, endpoint, provider, input, context)),
+                        Err(error) => Err(error),
+                    }
+                    .map_err(|error| RequestError { error, delivered: true }),
                 }
-                .map_err(|error| RequestError { error, delivered: true })
             }
             Err(e) => Err(e),
         };
@@ -204,12 +223,14 @@ impl McpClient {
             .and(context.client_capabilities.as_deref())
             .filter(|_| call.is_some())
             .and_then(relayable_capabilities);
+        let tasks = call.as_ref().is_some_and(|c| c.tasks);
         let meta = RequestMeta {
             traceparent: &traceparent,
             tracestate: hop.tracestate.as_deref(),
             deadline_ms,
             asks,
             client_capabilities: relayable.as_ref(),
+            tasks,
         };
         let body = request_body(id, method, tool, arguments, answers, meta);
         let unbuildable = |what: String| RequestError {
@@ -317,8 +338,9 @@ fn ended(span: Option<&mut Span>, error: Option<&RequestError>) {
     }
 }
 
-/// The `tools/call` part of a request: the tool, its arguments, and the parameters it mirrors
-/// in `Mcp-Param-*` headers.
+/// The `tools/call` part of a request: the tool, its arguments, the parameters it mirrors in
+/// `Mcp-Param-*` headers, and whether the call declares the tasks extension.
+#[derive(Clone, Copy)]
 struct ToolCall<'a> {
     tool: &'a str,
     arguments: &'a Value,
@@ -326,6 +348,7 @@ struct ToolCall<'a> {
     shape: ResultShape,
     /// The agent id of the provider called, when the call went through discovery.
     provider: Option<&'a str>,
+    tasks: bool,
 }
 
 /// A `tools/call` answer read: the value (or whole result) the caller takes, or the callee's
@@ -345,9 +368,21 @@ fn decode_call_response(tool: &str, endpoint: &str, response: http::Response<Byt
     let body = response.into_body();
     let sse_message = if is_sse { last_sse_message(&body) } else { None };
     let message = if is_sse { sse_message.as_deref().map_or(&b""[..], str::as_bytes) } else { &body[..] };
+    value_of_reply((tool, shape), endpoint, message, (status, &body))
+}
+
+/// The value of one JSON-RPC answer to a `tools/call` (`message`) in `shape`, or the error it stands for;
+/// `answered` (the HTTP status and body) is shown when there is no answer.
+fn value_of_reply(
+    (tool, shape): (&str, ResultShape),
+    endpoint: &str,
+    message: &[u8],
+    answered: (http::StatusCode, &[u8]),
+) -> Result<Decoded, Error> {
     let reply: Option<Reply> = serde_json::from_slice(message).ok();
     let Some(reply) = reply else {
-        let text = String::from_utf8_lossy(&body);
+        let (status, body) = answered;
+        let text = String::from_utf8_lossy(body);
         return Err(Error::new(
             ErrorKind::Protocol,
             format!("{endpoint} answered HTTP {status} without a JSON-RPC message: {}", text.trim()),
@@ -452,6 +487,8 @@ struct RequestMeta<'a> {
     /// What the client of the request this call is made for can answer (its elicitation,
     /// sampling, roots): a callee's request for input is relayed to it. `{}` when none.
     client_capabilities: Option<&'a Value>,
+    /// Whether the client capabilities declare the tasks extension.
+    tasks: bool,
 }
 
 /// The capabilities of a request's client that a callee's input request can use, declared on the
@@ -470,7 +507,7 @@ fn request_body(
     answers: Option<&relay::Answers>,
     meta: RequestMeta<'_>,
 ) -> Vec<u8> {
-    let RequestMeta { traceparent, tracestate, deadline_ms, asks, client_capabilities } = meta;
+    let RequestMeta { traceparent, tracestate, deadline_ms, asks, client_capabilities, tasks } = meta;
     fn json(body: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
         serde_json::to_writer(body, value).expect("JSON values always serialize into a Vec");
     }
@@ -501,12 +538,18 @@ fn request_body(
     }
     body.extend_from_slice(br#""_meta":"#);
     body.extend_from_slice(constant_meta().as_bytes());
-    body.extend_from_slice(b",");
+    body.push(b',');
     json(&mut body, META_CLIENT_CAPABILITIES);
     body.push(b':');
-    match client_capabilities {
-        Some(capabilities) => json(&mut body, capabilities),
-        None => body.extend_from_slice(b"{}"),
+    match (client_capabilities, tasks) {
+        (None, false) => body.extend_from_slice(b"{}"),
+        (declared, tasks) => {
+            let mut capabilities = declared.cloned().unwrap_or_else(|| serde_json::json!({}));
+            if tasks {
+                capabilities["extensions"] = serde_json::json!({TASKS_EXTENSION: {}});
+            }
+            json(&mut body, &capabilities);
+        }
     }
     body.extend_from_slice(br#","traceparent":""#);
     body.extend_from_slice(traceparent.as_str().as_bytes());
@@ -668,8 +711,14 @@ mod tests {
             meta
         };
         let traceparent = trace.traceparent();
-        let call_meta =
-            RequestMeta { traceparent: &traceparent, tracestate: Some("k=v"), deadline_ms: Some(5), asks: None, client_capabilities: None };
+        let call_meta = RequestMeta {
+            traceparent: &traceparent,
+            tracestate: Some("k=v"),
+            deadline_ms: Some(5),
+            asks: None,
+            client_capabilities: None,
+            tasks: false,
+        };
         let call = request_body(7, "tools/call", Some("a \"quoted\" tool"), Some(&json!({"a": [1, "x"]})), None, call_meta);
         assert_eq!(
             serde_json::from_slice::<Value>(&call).unwrap(),
@@ -683,7 +732,14 @@ mod tests {
             None,
             None,
             None,
-            RequestMeta { traceparent: &traceparent, tracestate: None, deadline_ms: None, asks: None, client_capabilities: None },
+            RequestMeta {
+                traceparent: &traceparent,
+                tracestate: None,
+                deadline_ms: None,
+                asks: None,
+                client_capabilities: None,
+                tasks: false,
+            },
         );
         assert_eq!(
             serde_json::from_slice::<Value>(&list).unwrap(),
@@ -701,6 +757,7 @@ mod tests {
                 deadline_ms: None,
                 asks: Some((true, Some(crate::report::LogLevel::Debug))),
                 client_capabilities: None,
+                tasks: false,
             },
         );
         assert_eq!(
@@ -721,9 +778,23 @@ mod tests {
                 deadline_ms: None,
                 asks: Some((false, Some(crate::report::LogLevel::Warning))),
                 client_capabilities: None,
+                tasks: false,
             },
         );
         assert_eq!(serde_json::from_slice::<Value>(&relayed).unwrap()["params"]["_meta"], meta(json!({META_LOG_LEVEL: "warning"})));
+        let bare = |client_capabilities, tasks| RequestMeta {
+            traceparent: &traceparent,
+            tracestate: None,
+            deadline_ms: None,
+            asks: None,
+            client_capabilities,
+            tasks,
+        };
+        // A call made again for a tool that runs only as a task declares the extension.
+        let as_task = request_body(11, "tools/call", Some("t"), Some(&json!({})), None, bare(None, true));
+        let mut declared = meta(json!({}));
+        declared[META_CLIENT_CAPABILITIES] = json!({"extensions": {TASKS_EXTENSION: {}}});
+        assert_eq!(serde_json::from_slice::<Value>(&as_task).unwrap()["params"]["_meta"], declared);
         // A retry brings the client's answers to the provider that asked, with its state.
         let answers = relay::Answers {
             provider: "c-1".into(),
@@ -731,25 +802,16 @@ mod tests {
             responses: serde_json::Map::from_iter([("name".to_owned(), json!({"action": "accept"}))]),
             request_state: Some(json!("sealed")),
         };
-        let meta_none =
-            RequestMeta { traceparent: &traceparent, tracestate: None, deadline_ms: None, asks: None, client_capabilities: None };
-        let answering = request_body(11, "tools/call", Some("t"), Some(&json!({})), Some(&answers), meta_none);
+        let answering = request_body(12, "tools/call", Some("t"), Some(&json!({})), Some(&answers), bare(None, false));
         let params = &serde_json::from_slice::<Value>(&answering).unwrap()["params"];
         assert_eq!((&params["inputResponses"], &params["requestState"]), (&json!({"name": {"action": "accept"}}), &json!("sealed")));
         // A call made for a request declares what its client can answer of a callee's requests.
-        let declared = relayable_capabilities(&json!({"elicitation": {"form": {}}, "roots": {}, "extensions": {"x": {}}}));
-        assert_eq!(declared, Some(json!({"elicitation": {"form": {}}, "roots": {}})));
+        let relayable = relayable_capabilities(&json!({"elicitation": {"form": {}}, "roots": {}, "extensions": {"x": {}}}));
+        assert_eq!(relayable, Some(json!({"elicitation": {"form": {}}, "roots": {}})));
         assert_eq!(relayable_capabilities(&json!({"extensions": {}})), None);
-        let relaying = RequestMeta {
-            traceparent: &traceparent,
-            tracestate: None,
-            deadline_ms: None,
-            asks: None,
-            client_capabilities: declared.as_ref(),
-        };
-        let relaying = request_body(12, "tools/call", Some("t"), Some(&json!({})), None, relaying);
+        let relaying = request_body(13, "tools/call", Some("t"), Some(&json!({})), None, bare(relayable.as_ref(), true));
         let meta = &serde_json::from_slice::<Value>(&relaying).unwrap()["params"]["_meta"];
-        assert_eq!(meta[META_CLIENT_CAPABILITIES], json!({"elicitation": {"form": {}}, "roots": {}}));
+        assert_eq!(meta[META_CLIENT_CAPABILITIES], json!({"elicitation": {"form": {}}, "roots": {}, "extensions": {TASKS_EXTENSION: {}}}));
     }
 
     #[test]

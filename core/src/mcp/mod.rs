@@ -33,6 +33,8 @@ pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion
 pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
 pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+/// `_meta` of each message on a `subscriptions/listen` stream: which subscription it belongs to.
+pub const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 /// The least severe log level a modern request wants to receive (absent: none).
 pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 /// The tasks extension (SEP-2663): a client declares it in `_meta` client capabilities

@@ -48,6 +48,7 @@ use request::{read_request, Notice, ObjectOr, Params, Request};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;
+pub use task_store::DEFAULT_MAX_TASKS;
 
 /// Largest request body accepted (413 above it).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -111,6 +112,12 @@ impl McpServer {
     /// Records a server span of each request `tracer` samples.
     pub fn traced(mut self, tracer: Tracer) -> Self {
         self.tracer = tracer;
+        self
+    }
+
+    /// Keeps at most `max_tasks` tasks for all callers together (each caller at most its share).
+    pub fn keeping_tasks(mut self, max_tasks: usize) -> Self {
+        self.tasks = Arc::new(task_store::TaskStore::new(task_store::Limits { total: max_tasks, ..task_store::Limits::default() }));
         self
     }
 
@@ -188,7 +195,14 @@ impl McpServer {
                 return answer(&mut operation, id, Err(e));
             }
             if method == "subscriptions/listen" {
-                return match self.subscriptions_listen(id, &params, headers, peer) {
+                // A listen naming tasks is the tasks extension's (`notifications/tasks`); any
+                // other is for resource updates.
+                let task_ids = params.notifications.as_ref().and_then(|n| n.get("taskIds"));
+                let listened = match task_ids {
+                    Some(_) if self.serves_tasks => self.listen_to_tasks(id, &params, peer),
+                    _ => self.subscriptions_listen(id, &params, headers, peer),
+                };
+                return match listened {
                     Ok(stream) => {
                         operation.ended(Outcome::Ok);
                         stream

@@ -206,6 +206,13 @@ impl ServerOperation {
         }
     }
 
+    /// Sets `key` on the request's server span, when it is recorded.
+    pub fn annotate(&mut self, key: &'static str, value: impl Into<crate::trace::Value>) {
+        if let Some(span) = self.span.as_mut() {
+            span.set(key, value);
+        }
+    }
+
     pub fn ended(&mut self, outcome: Outcome) {
         self.outcome = outcome;
     }

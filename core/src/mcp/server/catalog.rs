@@ -10,7 +10,7 @@ use super::{McpServer, PeerInfo};
 use crate::authorize::Admitted;
 use crate::context::TraceContext;
 use crate::error::{Error, ErrorKind};
-use crate::host::{input_required_error_of, PromptAnswer};
+use crate::host::{input_required_error_of, PromptAnswer, ResourceAnswer};
 use crate::mcp::*;
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Map, Value};
@@ -92,9 +92,26 @@ impl McpServer {
                 return Err(RpcError::new(StatusCode::OK, code, format!("Resource not found: {uri}")).with_data(json!({"uri": uri})));
             };
             let admitted = self.admit_named(headers, peer, "resource", resource.name())?;
-            let context = self.catalog_context(headers, params, peer, &admitted, trace);
-            let contents = self.tools.read_resource(resource, context).await.map_err(|e| rpc_error_of(&e))?;
+            // A resource may ask the client for input first, as a prompt may (2026-07-28).
+            let subject = format!("resource '{uri}'");
+            let declared = params.meta().and_then(|m| m.client_capabilities).and_then(declared_capabilities);
+            let mut context = self.catalog_context(headers, params, peer, &admitted, trace);
+            if era == Era::Modern {
+                let context = Arc::make_mut(&mut context);
+                context.input = input_answers(&subject, params, &self.seal)?;
+                context.client_capabilities = declared.clone();
+            }
+            let answer = self.tools.read_resource(resource, context).await.map_err(|e| rpc_error_of(&e))?;
             drop(admitted);
+            let contents = match answer {
+                ResourceAnswer::Contents(contents) => contents,
+                ResourceAnswer::InputRequired(input) if era == Era::Modern => {
+                    let mut result = input_required_result(&subject, &input, &self.seal, declared.as_deref())?;
+                    result["_meta"] = json!({ META_SERVER_INFO: self.info });
+                    return Ok(result);
+                }
+                ResourceAnswer::InputRequired(input) => return Err(rpc_error_of(&input_required_error_of(&subject, &input))),
+            };
             let mut result = json!({"contents": contents});
             if era == Era::Modern {
                 result["ttlMs"] = json!(0);

@@ -21,7 +21,7 @@ use crate::mcp::input::{relay, StateSeal};
 use crate::mcp::*;
 use crate::metrics::{Outcome, ServerOperation};
 use crate::registry_api::TaskSupport;
-use crate::report::{CancelUnlessAnswered, Reporter};
+use crate::report::CancelUnlessAnswered;
 use crate::server::Body;
 use crate::trace::{Span, SpanKind};
 use http::header::HeaderName;
@@ -247,9 +247,14 @@ impl McpServer {
             }
         }
         let as_task = tasks_negotiated && task_support != TaskSupport::Forbidden;
+        let mut task_reports = None;
         let (reporter, notifications) = match reporter_for(era, params.meta()) {
-            // A task's progress and log messages have no stream to go to.
-            Ok(_) if as_task => (Reporter::new(None, None).0, None),
+            // A task's progress and log messages have no stream to go to: they become its status.
+            Ok((asked, _)) if as_task => {
+                let (reporter, reports) = tasks::reporter(asked.log_level());
+                task_reports = Some(reports);
+                (reporter, None)
+            }
             Ok(sink) => sink,
             Err(e) => {
                 operation.ended(Outcome::Rpc(e.code()));
@@ -298,9 +303,9 @@ impl McpServer {
         tracing::debug!(tool = %name, caller = %peer.identity, trace = ?context.trace_id(), "tools/call");
         let tool: Arc<str> = Arc::from(name.as_ref());
         let arguments = params.arguments.unwrap_or(Value::Null);
-        if as_task {
+        if let Some(reports) = task_reports {
             let asking = Asking { tool: tool.clone(), seal: self.seal.clone(), declared: client_capabilities };
-            return self.call_as_task(id, tool, arguments, context, asking, admitted, operation, &peer.identity).await;
+            return self.call_as_task(id, tool, arguments, context, asking, admitted, operation, &peer.identity, reports).await;
         }
         // A legacy client answers input requests sent on the stream; the handler then runs again.
         let legacy_input = (era == Era::Legacy).then(|| (self.client_requests.clone(), arguments.clone()));

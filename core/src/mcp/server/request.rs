@@ -136,7 +136,8 @@ pub(super) struct Params<'a> {
     /// `notifications/cancelled`: the request the caller gave up on.
     #[serde(rename = "requestId", borrow, default)]
     pub(super) request_id: Option<Raw<'a>>,
-    /// `subscriptions/listen`: what the client opts in to (`{resourceSubscriptions: [uri, …], …}`).
+    /// `subscriptions/listen`: what the client opts in to (`{resourceSubscriptions: [uri, …]}`,
+    /// `{taskIds: [...]}` of the tasks extension).
     #[serde(default)]
     pub(super) notifications: Option<Value>,
     /// `initialize`.

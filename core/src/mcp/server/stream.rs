@@ -80,13 +80,22 @@ where
         let _ = send(&events, sse_message(&answer(output)), true);
     });
     let cancel = reporter.clone();
+    events_response(stream, move || cancel.cancel())
+}
+
+/// An answer that is the event stream `stream`; `on_abandoned` runs when the client closes it
+/// before its last event.
+pub(super) fn events_response(
+    stream: mpsc::UnboundedReceiver<Event>,
+    on_abandoned: impl FnOnce() + Send + Sync + 'static,
+) -> Response<Body> {
     Response::builder()
         .status(StatusCode::OK)
         .header(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"))
         .header(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))
         // Proxies such as nginx would hold the events back until the stream ends.
         .header("x-accel-buffering", HeaderValue::from_static("no"))
-        .body(Body::events(stream, move || cancel.cancel()))
+        .body(Body::events(stream, on_abandoned))
         .expect("static response parts are valid")
 }
 

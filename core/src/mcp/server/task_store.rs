@@ -1,6 +1,8 @@
 //! The tasks an agent runs for its callers (the MCP tasks extension, SEP-2663): each owned by the
 //! verified identity that created it and visible to it alone, at most [`Limits::per_caller`] of
-//! them per identity, each dropped [`Limits::ttl`] after its last change.
+//! them per identity and [`Limits::total`] of them for every identity together (so that many
+//! identities cannot hold more memory than one bound allows), each dropped [`Limits::ttl`] after
+//! its last change.
 //!
 //! A task id is 128 random bits: knowing one is the only way to name a task, and another
 //! identity that names it is answered as if it did not exist.
@@ -11,22 +13,31 @@ use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-/// How many tasks one identity may hold, and how long a task is kept after its last change.
+/// How many tasks one identity may hold, how many the agent holds for all of them, and how
+/// long a task is kept after its last change.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Limits {
     pub(super) per_caller: usize,
+    pub(super) total: usize,
     pub(super) ttl: Duration,
 }
+
+/// The default of [`Limits::total`] (the agent option `max_tasks`).
+pub const DEFAULT_MAX_TASKS: usize = 4096;
 
 impl Default for Limits {
     /// Enough for a client with many jobs in flight; a finished task's result stays half an hour.
     fn default() -> Self {
-        Limits { per_caller: 128, ttl: Duration::from_secs(30 * 60) }
+        Limits { per_caller: 128, total: DEFAULT_MAX_TASKS, ttl: Duration::from_secs(30 * 60) }
     }
 }
+
+/// A task's `statusMessage` is cut to this many bytes: a handler's chatty report must not make
+/// every poll, or the store, large.
+const MAX_STATUS_MESSAGE: usize = 1024;
 
 /// How often a client is asked to poll `tasks/get`.
 pub(super) const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -64,6 +75,8 @@ struct State {
     expires: Instant,
     /// Completed: the tool's result. Failed: the JSON-RPC error.
     outcome: Option<Value>,
+    /// What the handler reported last (progress, a log message), why it failed or was cancelled.
+    message: Option<String>,
     /// Input required: the requests not answered yet, by key.
     pending: Map<String, Value>,
     /// The answers received for this round, by key.
@@ -80,6 +93,8 @@ pub(super) struct Task {
     pub(super) reporter: Arc<Reporter>,
     /// Woken when the last pending input request is answered.
     pub(super) answered: Notify,
+    /// Marked at every change of the task, for the listeners of its status.
+    changed: watch::Sender<()>,
 }
 
 impl Task {
@@ -94,6 +109,23 @@ impl Task {
     fn touch(&self, state: &mut State) {
         state.last_updated = SystemTime::now();
         state.expires = Instant::now() + self.ttl;
+        self.changed.send_replace(());
+    }
+
+    /// Changes whenever the task does (its status, its message, its input requests).
+    pub(super) fn watch(&self) -> watch::Receiver<()> {
+        self.changed.subscribe()
+    }
+
+    /// The handler reported `message` (progress, a log message): the task's `statusMessage`
+    /// until the next one; ignored once the task is finished.
+    pub(super) fn report(&self, message: &str) {
+        let mut state = self.state();
+        if state.status.is_terminal() {
+            return;
+        }
+        state.message = Some(cut(message));
+        self.touch(&mut state);
     }
 
     /// The task's members as `tools/call` (CreateTaskResult) and `tasks/get` (DetailedTask) show
@@ -108,6 +140,9 @@ impl Task {
             "ttlMs": u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX),
             "pollIntervalMs": POLL_INTERVAL.as_millis() as u64,
         });
+        if let Some(message) = &state.message {
+            task["statusMessage"] = json!(message);
+        }
         if detailed {
             match state.status {
                 Status::Completed => task["result"] = state.outcome.clone().unwrap_or(Value::Null),
@@ -156,44 +191,70 @@ impl Task {
         std::mem::take(&mut self.state().answers)
     }
 
-    /// The handler's last round ended: `Completed` with the result or `Failed` with the error. A
-    /// task cancelled meanwhile stays cancelled.
-    pub(super) fn finish(&self, status: Status, outcome: Value) {
+    /// The handler's last round ended: `Completed` with the result or `Failed` with the error
+    /// (whose message becomes the status message). A task cancelled meanwhile stays cancelled;
+    /// false then.
+    pub(super) fn finish(&self, status: Status, outcome: Value) -> bool {
         let mut state = self.state();
         if state.status.is_terminal() {
-            return;
+            return false;
+        }
+        if status == Status::Failed {
+            state.message = outcome.get("message").and_then(Value::as_str).map(cut);
         }
         state.status = status;
         state.outcome = Some(outcome);
         state.pending.clear();
         self.touch(&mut state);
+        true
     }
 
-    /// `tasks/cancel`: a task not finished is cancelled, and so is its handler; a finished one is
-    /// left as it is.
-    pub(super) fn cancel(&self) {
+    /// `tasks/cancel` (or expiry, `why` says which): a task not finished is cancelled, and so
+    /// is its handler; a finished one is left as it is.
+    pub(super) fn cancel(&self, why: &str) {
         {
             let mut state = self.state();
             if state.status.is_terminal() {
                 return;
             }
             state.status = Status::Cancelled;
+            state.message = Some(why.to_owned());
             state.pending.clear();
             self.touch(&mut state);
         }
         self.reporter.cancel();
     }
 
-    fn status(&self) -> Status {
+    pub(super) fn status(&self) -> Status {
         self.state().status
     }
+}
+
+/// `message`, cut at a character boundary to at most [`MAX_STATUS_MESSAGE`] bytes.
+fn cut(message: &str) -> String {
+    if message.len() <= MAX_STATUS_MESSAGE {
+        return message.to_owned();
+    }
+    let mut end = MAX_STATUS_MESSAGE - '…'.len_utf8();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
 }
 
 /// The tasks of one agent.
 pub(super) struct TaskStore {
     limits: Limits,
-    tasks: Mutex<HashMap<String, Arc<Task>>>,
+    tasks: Mutex<Tasks>,
     random: SystemRandom,
+}
+
+/// The tasks by id, and how many each identity holds (an identity holding none has no entry:
+/// the counts never outgrow the tasks).
+#[derive(Default)]
+struct Tasks {
+    by_id: HashMap<String, Arc<Task>>,
+    held: HashMap<Arc<str>, usize>,
 }
 
 impl TaskStore {
@@ -202,16 +263,24 @@ impl TaskStore {
     }
 
     /// A new working task of `owner`, whose handler `reporter` cancels; `Err` says why not (the
-    /// identity holds as many tasks as it may).
+    /// identity holds as many tasks as it may, or the agent holds as many as it keeps).
     pub(super) fn create(&self, owner: &str, reporter: Arc<Reporter>) -> Result<Arc<Task>, String> {
         let mut tasks = self.tasks.lock().expect("task store lock");
-        sweep(&mut tasks);
-        let held = tasks.values().filter(|t| &*t.owner == owner).count();
+        tasks.sweep();
+        let kept = self.limits.ttl.as_secs();
+        let held = tasks.held.get(owner).copied().unwrap_or(0);
         if held >= self.limits.per_caller {
             return Err(format!(
-                "{owner} holds {held} tasks, as many as one caller may (finished ones are kept {} s after their last change); \
-                 wait for them to expire, then call again",
-                self.limits.ttl.as_secs()
+                "{owner} holds {held} tasks, as many as one caller may (finished ones are kept {kept} s after their last change); \
+                 wait for them to expire, then call again"
+            ));
+        }
+        if tasks.by_id.len() >= self.limits.total {
+            return Err(format!(
+                "this agent holds {} tasks for its callers, as many as it keeps (max_tasks = {}; finished ones are kept {kept} s \
+                 after their last change); call again later, or raise the agent's max_tasks",
+                tasks.by_id.len(),
+                self.limits.total
             ));
         }
         let mut bytes = [0u8; 16];
@@ -228,13 +297,16 @@ impl TaskStore {
                 last_updated: now,
                 expires: Instant::now() + self.limits.ttl,
                 outcome: None,
+                message: None,
                 pending: Map::new(),
                 answers: Map::new(),
             }),
             reporter,
             answered: Notify::new(),
+            changed: watch::Sender::new(()),
         });
-        tasks.insert(id, task.clone());
+        *tasks.held.entry(task.owner.clone()).or_default() += 1;
+        tasks.by_id.insert(id, task.clone());
         Ok(task)
     }
 
@@ -242,23 +314,32 @@ impl TaskStore {
     /// id and for another identity's task.
     pub(super) fn get(&self, owner: &str, id: &str) -> Option<Arc<Task>> {
         let mut tasks = self.tasks.lock().expect("task store lock");
-        sweep(&mut tasks);
-        tasks.get(id).filter(|t| &*t.owner == owner).cloned()
+        tasks.sweep();
+        tasks.by_id.get(id).filter(|t| &*t.owner == owner).cloned()
     }
 }
 
-/// Drops the expired tasks; one still running is cancelled first.
-fn sweep(tasks: &mut HashMap<String, Arc<Task>>) {
-    let now = Instant::now();
-    tasks.retain(|_, task| {
-        if task.state().expires > now {
-            return true;
-        }
-        if !task.status().is_terminal() {
-            task.cancel();
-        }
-        false
-    });
+impl Tasks {
+    /// Drops the expired tasks; one still running is cancelled first.
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        let held = &mut self.held;
+        self.by_id.retain(|_, task| {
+            if task.state().expires > now {
+                return true;
+            }
+            if !task.status().is_terminal() {
+                task.cancel("cancelled: the task expired (no change within its ttlMs) before it finished");
+            }
+            if let Some(count) = held.get_mut(&task.owner) {
+                *count -= 1;
+                if *count == 0 {
+                    held.remove(&task.owner);
+                }
+            }
+            false
+        });
+    }
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -275,7 +356,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_task_is_seen_by_its_owner_only_and_dropped_a_ttl_after_its_last_change() {
-        let store = TaskStore::new(Limits { per_caller: 8, ttl: Duration::from_secs(60) });
+        let store = TaskStore::new(Limits { per_caller: 8, total: 64, ttl: Duration::from_secs(60) });
         let running = reporter();
         let task = store.create("spiffe://m/a", running.clone()).unwrap();
         assert_eq!(task.id().len(), 32);
@@ -284,7 +365,7 @@ mod tests {
         assert!(store.get("spiffe://m/a", "0123").is_none());
 
         tokio::time::advance(Duration::from_secs(45)).await;
-        task.finish(Status::Completed, json!({"content": []}));
+        assert!(task.finish(Status::Completed, json!({"content": []})));
         tokio::time::advance(Duration::from_secs(45)).await;
         assert!(store.get("spiffe://m/a", task.id()).is_some(), "kept a TTL after it finished, not after it was created");
         tokio::time::advance(Duration::from_secs(16)).await;
@@ -301,15 +382,51 @@ mod tests {
 
     #[tokio::test]
     async fn each_identity_holds_at_most_its_share_of_tasks() {
-        let store = TaskStore::new(Limits { per_caller: 2, ttl: Duration::from_secs(60) });
+        let store = TaskStore::new(Limits { per_caller: 2, total: 64, ttl: Duration::from_secs(60) });
         let ids: Vec<String> = (0..2).map(|_| store.create("spiffe://m/a", reporter()).unwrap().id().to_owned()).collect();
         assert_ne!(ids[0], ids[1]);
         let refused = store.create("spiffe://m/a", reporter()).err().unwrap();
         assert!(refused.starts_with("spiffe://m/a holds 2 tasks, as many as one caller may"), "{refused}");
         // A finished task still counts until it expires: its result is still to be read.
-        store.get("spiffe://m/a", &ids[0]).unwrap().finish(Status::Completed, json!({}));
+        assert!(store.get("spiffe://m/a", &ids[0]).unwrap().finish(Status::Completed, json!({})));
         assert!(store.create("spiffe://m/a", reporter()).is_err());
         assert!(store.create("spiffe://m/b", reporter()).is_ok(), "another identity has a share of its own");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_identity_together_holds_at_most_the_agents_bound_and_expiry_frees_it() {
+        let store = TaskStore::new(Limits { per_caller: 2, total: 3, ttl: Duration::from_secs(60) });
+        for owner in ["spiffe://m/a", "spiffe://m/b", "spiffe://m/c"] {
+            store.create(owner, reporter()).unwrap();
+        }
+        let refused = store.create("spiffe://m/d", reporter()).err().unwrap();
+        assert!(refused.starts_with("this agent holds 3 tasks for its callers, as many as it keeps (max_tasks = 3;"), "{refused}");
+        assert!(store.create("spiffe://m/a", reporter()).is_err(), "an identity under its own share is refused too");
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(store.create("spiffe://m/d", reporter()).is_ok(), "expired tasks free their place");
+        let tasks = store.tasks.lock().unwrap();
+        assert_eq!(tasks.held.len(), 1, "the counts of identities that hold nothing are dropped");
+    }
+
+    #[tokio::test]
+    async fn reports_and_failures_are_the_status_message_and_every_change_is_signalled() {
+        let store = TaskStore::new(Limits::default());
+        let task = store.create("spiffe://m/a", reporter()).unwrap();
+        let mut changes = task.watch();
+        task.report("page 3 of 10");
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        assert_eq!(task.to_json(false)["statusMessage"], "page 3 of 10");
+        task.report(&"é".repeat(2000));
+        let cut = task.to_json(false)["statusMessage"].as_str().unwrap().to_owned();
+        assert!(cut.len() <= MAX_STATUS_MESSAGE && cut.ends_with('…'), "{}", cut.len());
+        assert!(task.finish(Status::Failed, json!({"code": -32603, "message": "the handler ended without an answer"})));
+        assert!(changes.has_changed().unwrap());
+        assert_eq!(task.to_json(true)["statusMessage"], "the handler ended without an answer");
+        changes.mark_unchanged();
+        task.report("too late");
+        assert!(!changes.has_changed().unwrap(), "a finished task does not change");
+        assert_eq!(task.to_json(true)["statusMessage"], "the handler ended without an answer");
     }
 
     #[tokio::test]
@@ -334,9 +451,9 @@ mod tests {
         );
         assert_eq!(task.to_json(true)["status"], "working");
 
-        task.cancel();
+        task.cancel("cancelled by its caller");
         assert!(running.is_cancelled());
-        task.finish(Status::Completed, json!({}));
+        assert!(!task.finish(Status::Completed, json!({})));
         let shown = task.to_json(true);
         assert_eq!(shown["status"], "cancelled", "a late answer does not undo a cancel");
         assert!(shown.get("result").is_none());
