@@ -7,7 +7,8 @@
 //! `embedded` in one file of the state directory (the default: no other service), `postgres` in
 //! a PostgreSQL database shared by registry replicas (`--store postgres://...`), `memory` in
 //! the process only (no state directory). `durable` holds the types, `schema` the embedded
-//! format, its version and the migrations from older ones, `pg_schema` the PostgreSQL tables.
+//! format, its version and the migrations from older ones, `pg_schema` the PostgreSQL tables,
+//! `pg_connect` and `pg_tls` how a replica reaches PostgreSQL (the URL, TLS).
 //!
 //! Saves block until durable (an fsync, a database round trip): callers run them off the
 //! async workers, with `tokio::task::spawn_blocking`.
@@ -15,14 +16,16 @@
 mod durable;
 mod embedded;
 mod memory;
+mod pg_connect;
 mod pg_schema;
+mod pg_tls;
 mod postgres;
 mod schema;
 
 pub use durable::{AutoTlsState, Durable, StoredEntity};
 pub use embedded::Embedded;
 pub use memory::Memory;
-pub use postgres::Postgres;
+pub use postgres::{Postgres, DEFAULT_START_WAIT};
 pub use schema::{SCHEMA_VERSION, STATE_FILE};
 
 use toolmesh_core::Result;
