@@ -108,9 +108,12 @@ impl TreeCpu {
     /// started since), and what exited children left in the root's reaped-children counters
     /// (their whole life: a slight overcount for a backend that lived across the start).
     fn cores(&self) -> Option<f64> {
+        Some(self.seconds()? / self.at.elapsed().as_secs_f64())
+    }
+
+    fn seconds(&self) -> Option<f64> {
         let now = tree_cpu_seconds(self.root)?;
-        let used: f64 = now.iter().map(|(pid, cpu)| cpu - self.start.get(pid).copied().unwrap_or(0.0)).sum();
-        Some(used / self.at.elapsed().as_secs_f64())
+        Some(now.iter().map(|(pid, cpu)| cpu - self.start.get(pid).copied().unwrap_or(0.0)).sum())
     }
 }
 
@@ -425,4 +428,35 @@ pub async fn registry_scale(args: RegistryScaleArgs) -> Result<(), AnyError> {
         "trials": trials,
     }));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{stat_fields, TreeCpu};
+    use crate::common::clock_ticks;
+    use std::time::{Duration, Instant};
+
+    /// A child's CPU counts towards its parent's tree while it lives (here, exited but not yet
+    /// reaped), and once reaped through the parent's reaped-children counters.
+    #[test]
+    fn a_process_tree_counts_its_children_live_and_reaped() {
+        let tree = TreeCpu::start(std::process::id()).expect("this process's tree");
+        let mut child =
+            std::process::Command::new("sh").args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"]).spawn().expect("sh");
+        // Exited, not reaped: its final CPU time is still in its own /proc entry.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let stat = format!("/proc/{}/stat", child.id());
+        while !std::fs::read_to_string(&stat).is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z'))) {
+            assert!(Instant::now() < deadline, "the child did not finish within 60 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let fields = stat_fields(child.id()).expect("the exited child's stat");
+        let child_seconds = (fields[11] + fields[12]) / clock_ticks();
+        assert!(child_seconds >= 0.05, "the child worked: {child_seconds} s");
+        let live = tree.seconds().expect("seconds");
+        child.wait().expect("reap the child");
+        let reaped = tree.seconds().expect("seconds");
+        assert!(live >= child_seconds, "the exited child is counted: {live} < {child_seconds}");
+        assert!(reaped >= child_seconds, "the reaped child stays counted: {reaped} < {child_seconds}");
+    }
 }
