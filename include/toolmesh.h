@@ -98,6 +98,10 @@ typedef void (*toolmesh_call_callback)(void *userdata,
                                        const char *text,
                                        const toolmesh_error *error);
 
+// Receives one report of an observed call's callee (`toolmesh_agent_call_observed`): `userdata`
+// as given, and the report as UTF-8 JSON, borrowed for the call. Runs on a toolmesh host thread.
+typedef void (*toolmesh_call_update_callback)(void *userdata, const char *update_json);
+
 // Runs a local tool. Called on a toolmesh host thread (never a runtime thread, so it may block,
 // though a thread blocked here is a thread the pool has to replace); several invocations may
 // run at once on different threads. `userdata` is the handler's, borrowed for the call: toolmesh
@@ -313,6 +317,49 @@ toolmesh_result toolmesh_agent_call(const toolmesh_agent *agent,
                                     toolmesh_call_callback callback,
                                     void *userdata,
                                     toolmesh_error **error_out);
+
+// `toolmesh_agent_call_with_headers` (`headers` may be NULL) whose callback receives the
+// callee's whole tool result instead of one value: MCP's `CallToolResult` as JSON,
+// `{"content": [...], "structuredContent"?: ...}`, every content item (image, audio, resource
+// link, embedded resource, text) as the callee sent it. A handler can answer with it unchanged
+// through `toolmesh_invocation_complete_result`. A failed tool is an error, as for
+// `toolmesh_agent_call`.
+//
+// # Safety
+// As for `toolmesh_agent_call_with_headers`.
+toolmesh_result toolmesh_agent_call_for_result(const toolmesh_agent *agent,
+                                               const toolmesh_invocation *invocation,
+                                               const toolmesh_call_headers *headers,
+                                               const char *tool,
+                                               size_t dependency_index,
+                                               const char *arguments_json,
+                                               toolmesh_call_callback callback,
+                                               void *userdata,
+                                               toolmesh_error **error_out);
+
+// `toolmesh_agent_call_with_headers` (`headers` may be NULL) that hands the callee's reports to
+// the caller instead of relaying them to the handler's own caller: `on_update(userdata,
+// update_json)` receives each one as it arrives, `{"kind": "progress", "progress": 1, "total":
+// 2, "message": "..."}` (total and message optional) or `{"kind": "log", "level": "warning",
+// "data": <any JSON>, "logger": "..."}` (logger optional; every level from `debug`), on a
+// toolmesh host thread, one at a time, in order, all before `callback` runs. The JSON is
+// borrowed for the duration of `on_update`. The handler may re-emit or transform them
+// (`toolmesh_invocation_progress`, `toolmesh_invocation_log`). Everything else is as for
+// `toolmesh_agent_call`; `on_update` NULL is refused like a NULL `callback`.
+//
+// # Safety
+// As for `toolmesh_agent_call_with_headers`; `userdata` is passed to `on_update` as well, from
+// another thread, and must stay valid until `callback` has run.
+toolmesh_result toolmesh_agent_call_observed(const toolmesh_agent *agent,
+                                             const toolmesh_invocation *invocation,
+                                             const toolmesh_call_headers *headers,
+                                             const char *tool,
+                                             size_t dependency_index,
+                                             const char *arguments_json,
+                                             toolmesh_call_update_callback on_update,
+                                             toolmesh_call_callback callback,
+                                             void *userdata,
+                                             toolmesh_error **error_out);
 
 // `toolmesh_agent_call` with headers set on purpose (`headers`, NULL for none): the handler the
 // call reaches sees them whatever its agent's allow-list, and they go further only where
@@ -814,6 +861,15 @@ toolmesh_result toolmesh_invocation_progress(const toolmesh_invocation *invocati
                                              double total,
                                              const char *message,
                                              toolmesh_error **error_out);
+
+// The milliseconds left before the request's deadline (0 once it passed), or -1 when it has
+// none (or for a NULL invocation). The budget shrinks hop by hop: a dependency call made with
+// this invocation carries what is left of it, and its callee sees less. Read it again for a
+// fresh figure.
+//
+// # Safety
+// `invocation` is NULL or a live, unanswered invocation, borrowed for the call.
+int64_t toolmesh_invocation_remaining_ms(const toolmesh_invocation *invocation);
 
 // The W3C trace id of the request (32 lowercase hex digits), or NULL if it has none. Borrowed
 // from the invocation: valid until it is answered. Dependency calls made with this invocation

@@ -6,7 +6,7 @@ use crate::invocation::{self, JavaToolHandler};
 use crate::jvm;
 use crate::strings::{string, string_array};
 use jni::objects::{JClass, JIntArray, JObject, JObjectArray, JString, JValue};
-use jni::sys::{jint, jlong};
+use jni::sys::{jboolean, jint, jlong, JNI_FALSE};
 use jni::JNIEnv;
 use serde_json::{json, Value};
 use std::future::Future;
@@ -15,6 +15,8 @@ use tokio::sync::SetOnce;
 use toolmesh_core::agent::{parse_catalog, parse_tools, Agent};
 use toolmesh_core::config::AgentConfig;
 use toolmesh_core::context::RequestContext;
+use toolmesh_core::mcp::ResultShape;
+use toolmesh_core::report::{Notification, NotificationObserver};
 use toolmesh_core::{runtime, Error, ErrorKind};
 
 /// Started agents by handle. The slot exists before the agent does: a tool call can reach Java
@@ -129,9 +131,12 @@ pub extern "system" fn Java_dev_toolmesh_Native_call<'local>(
     arguments_json: JString<'local>,
     context: jlong,
     call_headers: JObjectArray<'local>,
+    whole: jboolean,
+    observed: jboolean,
     call_id: jlong,
 ) {
     entry(&mut env, |env| {
+        let shape = if whole == JNI_FALSE { ResultShape::Value } else { ResultShape::Whole };
         let slot = AGENTS.get(handle).ok_or_else(closed)?;
         let tool = string(env, &tool)?;
         let arguments: Value = serde_json::from_str(&string(env, &arguments_json)?)
@@ -141,10 +146,17 @@ pub extern "system" fn Java_dev_toolmesh_Native_call<'local>(
         let context = invocation::context(context);
         let call_headers: Vec<(String, String)> =
             string_array(env, &call_headers)?.chunks_exact(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect();
+        // The callee's reports go to `Native.onCallUpdate` (which only queues them, in order,
+        // before the result), instead of being relayed to the handler's own caller.
+        let observer = (observed != JNI_FALSE).then(|| NotificationObserver::new(move |update| deliver_call_update(call_id, &update)));
         spawn_call(call_id, async move {
-            let context = RequestContext::for_call(context, &call_headers)?;
+            let mut context = RequestContext::for_call(context, &call_headers)?;
+            if let Some(observer) = observer {
+                let base = context.as_deref().cloned().unwrap_or_default();
+                context = Some(Arc::new(RequestContext { on_notification: Some(observer), ..base }));
+            }
             let agent = slot.wait().await.clone();
-            agent.call(&tool, dependency, arguments, context).await
+            agent.call_shaped(&tool, dependency, arguments, context, shape).await
         });
         Ok(())
     })
@@ -175,6 +187,14 @@ pub extern "system" fn Java_dev_toolmesh_Native_stop<'local>(mut env: JNIEnv<'lo
 /// In a task of its own, so that even a panic in core answers the Java future (`INTERNAL`).
 pub(crate) fn spawn_call(call_id: jlong, operation: impl Future<Output = Result<Value, Error>> + Send + 'static) {
     runtime::spawn_settled(operation, move |outcome| deliver_call_result(call_id, outcome));
+}
+
+fn deliver_call_update(call_id: jlong, update: &Notification) {
+    jvm::with_java("deliver a callee's report", |env, classes| {
+        let json = env.new_string(update.to_json().to_string())?;
+        env.call_static_method(&classes.native, "onCallUpdate", "(JLjava/lang/String;)V", &[JValue::Long(call_id), JValue::Object(&json)])?;
+        Ok(())
+    });
 }
 
 fn deliver_call_result(call_id: jlong, outcome: Result<Value, Error>) {

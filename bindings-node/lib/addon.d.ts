@@ -18,9 +18,10 @@ export declare class NativeAgent {
    * them in, set on purpose. With `on_notification`, the callee's progress and log messages
    * are handed to it as they arrive (core's JSON, `Notification::to_json`), then `null` once
    * the call ended (before the promise settles or after: the promise is another queue);
-   * they are then not relayed to the handler's own caller.
+   * they are then not relayed to the handler's own caller. With `whole`, the promise receives
+   * the callee's whole tool result (MCP's `CallToolResult`, every content item as sent).
    */
-  call(tool: string, dependency: number, argumentsJson: string, context?: RequestContext | undefined | null, callHeaders?: Array<[string, string]> | undefined | null, onNotification?: ((json: string | null) => void) | undefined | null): Promise<string>
+  call(tool: string, dependency: number, argumentsJson: string, context?: RequestContext | undefined | null, callHeaders?: Array<[string, string]> | undefined | null, onNotification?: ((json: string | null) => void) | undefined | null, whole?: boolean | undefined | null): Promise<string>
   /**
    * Deregisters, drains in-flight calls and closes the listener, then releases `onInvoke` and
    * `onCatalog` so that the process can exit.

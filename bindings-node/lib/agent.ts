@@ -1,7 +1,7 @@
 /** Agents: a set of tools served by one native core agent. */
 
 import { type CatalogRequest, LocalCatalog, type PromptDefinition, type ResourceDefinition, type ResourceTemplateDefinition } from "./catalog.js";
-import { asToolResult } from "./content.js";
+import { asToolResult, ToolResult } from "./content.js";
 import { callHeadersStorage, contextStorage, type RequestContext } from "./context.js";
 import { fromNative, ToolError, ToolmeshError } from "./errors.js";
 import { addon, type NativeAgent, type Responder } from "./native.js";
@@ -194,6 +194,10 @@ export class Agent {
     tool.dependencies.forEach((dependency, position) => {
       const proxy = ((args = {}) => this.#call(tool.name, position, args)) as DependencyProxy;
       proxy.stream = (args = {}) => this.#stream(tool.name, position, args);
+      proxy.callResult = async (args = {}) => {
+        const whole = await this.#call(tool.name, position, args, undefined, true);
+        return new ToolResult({ content: whole.content, structuredContent: whole.structuredContent });
+      };
       proxies[position] = proxy;
       proxies[capabilityOf(dependency)] ??= proxy;
     });
@@ -201,14 +205,20 @@ export class Agent {
   }
 
   /** A dependency call, made with the request context of the handler that makes it and the headers of the `withCallHeaders` scopes it is made in. */
-  async #call(tool: string, position: number, args: Record<string, unknown>, onNotification?: (json: string | null) => void): Promise<any> {
+  async #call(
+    tool: string,
+    position: number,
+    args: Record<string, unknown>,
+    onNotification?: (json: string | null) => void,
+    whole = false,
+  ): Promise<any> {
     let pending: Promise<string>;
     try {
       // A handler may run before start() has resumed its caller.
       const native = (await this.#starting) ?? this.#native;
       if (native === undefined) throw new Error(`agent '${this.name}' is not running`);
       const argumentsJson = JSON.stringify(args);
-      pending = native.call(tool, position, argumentsJson, contextStorage.getStore(), callHeadersStorage.getStore(), onNotification);
+      pending = native.call(tool, position, argumentsJson, contextStorage.getStore(), callHeadersStorage.getStore(), onNotification, whole);
     } catch (error) {
       onNotification?.(null); // never reached core: nothing more comes
       throw fromNative(error);

@@ -1,6 +1,7 @@
 /** Tool declarations: what core is told about a tool, and how its handler is run. */
 
 import { type ArgumentsOf, type InputSchema, isStandardSchema, jsonSchemaOf, parseArguments } from "./schema.js";
+import type { ToolResult } from "./content.js";
 
 /**
  * What a tool depends on: a capability (`"add"`), or a selector narrowing it by tags and a
@@ -47,6 +48,13 @@ export interface DependencyProxy {
    * to the handler's own caller as it does for a plain call.
    */
   stream<Result = any>(args?: Record<string, unknown>): StreamedCall<Result>;
+  /**
+   * Calls the dependency and resolves to its whole result: a `ToolResult` whose `content` holds
+   * every item as the callee sent it (MCP's JSON: images, audio, resource links, embedded
+   * resources, text) and its `structuredContent`. A handler that returns it answers its own
+   * caller with the same result, unchanged.
+   */
+  callResult(args?: Record<string, unknown>): Promise<ToolResult>;
 }
 
 /** What a dependency's callee reported while it ran. */

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use toolmesh_core::agent::{parse_catalog, parse_tools, Agent};
 use toolmesh_core::config::AgentConfig;
 use toolmesh_core::context::RequestContext as CoreRequestContext;
+use toolmesh_core::mcp::ResultShape;
 use toolmesh_core::report::NotificationObserver;
 use toolmesh_core::{Error, ErrorKind};
 
@@ -123,10 +124,11 @@ impl NativeAgent {
     /// them in, set on purpose. With `on_notification`, the callee's progress and log messages
     /// are handed to it as they arrive (core's JSON, `Notification::to_json`), then `null` once
     /// the call ended (before the promise settles or after: the promise is another queue);
-    /// they are then not relayed to the handler's own caller.
+    /// they are then not relayed to the handler's own caller. With `whole`, the promise receives
+    /// the callee's whole tool result (MCP's `CallToolResult`, every content item as sent).
     #[napi(
         catch_unwind,
-        ts_args_type = "tool: string, dependency: number, argumentsJson: string, context?: RequestContext | undefined | null, callHeaders?: Array<[string, string]> | undefined | null, onNotification?: ((json: string | null) => void) | undefined | null",
+        ts_args_type = "tool: string, dependency: number, argumentsJson: string, context?: RequestContext | undefined | null, callHeaders?: Array<[string, string]> | undefined | null, onNotification?: ((json: string | null) => void) | undefined | null, whole?: boolean | undefined | null",
         ts_return_type = "Promise<string>"
     )]
     #[allow(clippy::too_many_arguments)] // one per argument of the JS call
@@ -139,7 +141,9 @@ impl NativeAgent {
         context: Option<&RequestContext>,
         call_headers: Option<Vec<(String, String)>>,
         on_notification: Option<Function<'_, Option<String>, ()>>,
+        whole: Option<bool>,
     ) -> napi::Result<Object<'env>> {
+        let shape = if whole.unwrap_or(false) { ResultShape::Whole } else { ResultShape::Value };
         let agent = self.agent.clone();
         let context = context.map(|c| c.inner.clone());
         let call_headers = call_headers.unwrap_or_default();
@@ -160,7 +164,7 @@ impl NativeAgent {
                 }
                 let arguments = serde_json::from_str(&arguments_json)
                     .map_err(|e| Error::new(ErrorKind::InvalidArguments, format!("the call arguments are not JSON: {e}")))?;
-                agent.call(&tool, dependency as usize, arguments, context).await
+                agent.call_shaped(&tool, dependency as usize, arguments, context, shape).await
             }
             .await;
             // The end, after every notification: one queue keeps their order.

@@ -439,6 +439,38 @@ describe("long calls", { timeout: 60_000 }, () => {
   });
 });
 
+describe("a dependency's whole result", { timeout: 60_000 }, () => {
+  it("is every content item as the callee sent it, and a handler returning it answers with the same result", async () => {
+    const alpha = agent(fixture, "alpha");
+    const link = { type: "resource_link", uri: "file:///report.pdf", name: "report.pdf", icons: [{ src: "https://example.com/i.png" }], _meta: { k: 1 } };
+    alpha.addTool({
+      name: "picture",
+      execute: () => new ToolResult({ content: [new Image(PNG, "image/png", { audience: ["user"] }), link], structuredContent: { pages: 3 } }),
+    });
+    const seen = [];
+    alpha.addTool({
+      name: "relay",
+      dependencies: ["picture"],
+      execute: async (_args, { picture }) => {
+        const result = await picture.callResult();
+        seen.push(result);
+        return result;
+      },
+    });
+    await serving([alpha], async () => {
+      const direct = await callResult(alpha, "picture");
+      const relayed = await callResult(alpha, "relay");
+      assert.deepEqual([relayed.content, relayed.structuredContent], [direct.content, direct.structuredContent]);
+      assert.deepEqual(direct.content.slice(0, 2), [
+        { type: "image", data: PNG_BASE64, mimeType: "image/png", annotations: { audience: ["user"] } },
+        link,
+      ]);
+      assert.ok(seen[0] instanceof ToolResult, "callResult resolves to a ToolResult");
+      assert.deepEqual(seen[0].structuredContent, { pages: 3 });
+    });
+  });
+});
+
 describe("a dependency's updates as an AsyncIterable", { timeout: 60_000 }, () => {
   it("arrive in order, end with the call, and are the handler's to re-emit (no relay for that call)", async () => {
     const alpha = agent(fixture, "alpha");

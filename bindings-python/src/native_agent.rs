@@ -10,6 +10,7 @@ use toolmesh_core::agent::{parse_catalog, parse_tools, Agent};
 use toolmesh_core::config::AgentConfig;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{CatalogInvocation, CatalogRequest, Completion, ToolHandler, ToolInvocation};
+use toolmesh_core::mcp::ResultShape;
 use toolmesh_core::report::NotificationObserver;
 
 /// Core's host handler for a Python agent: queues each invocation for the dispatch thread.
@@ -141,8 +142,9 @@ impl NativeAgent {
     /// the `toolmesh.call_headers` scopes the call is made in (outer first), which core merges in.
     /// With `on_notification`, a callable, the callee's progress and log messages are handed to
     /// it on `future`'s loop as they arrive (core's JSON, `Notification::to_json`), instead of
-    /// being relayed to the handler's own caller.
-    #[pyo3(signature = (tool, dependency, arguments_json, context, call_headers, future, on_notification=None))]
+    /// being relayed to the handler's own caller. With `whole`, `future` receives the callee's
+    /// whole tool result (MCP's `CallToolResult`, every content item as sent) instead of one value.
+    #[pyo3(signature = (tool, dependency, arguments_json, context, call_headers, future, on_notification=None, whole=false))]
     #[allow(clippy::too_many_arguments)] // one per argument of the Python call
     fn call(
         &self,
@@ -154,6 +156,7 @@ impl NativeAgent {
         call_headers: Vec<(String, String)>,
         future: Py<PyAny>,
         on_notification: Option<Py<PyAny>>,
+        whole: bool,
     ) -> PyResult<()> {
         let observer = match on_notification {
             None => None,
@@ -177,7 +180,8 @@ impl NativeAgent {
                 let base = context.as_deref().cloned().unwrap_or_default();
                 context = Some(Arc::new(RequestContext { on_notification: Some(observer), ..base }));
             }
-            let result = agent.call(&tool, dependency, arguments, context).await?;
+            let shape = if whole { ResultShape::Whole } else { ResultShape::Value };
+            let result = agent.call_shaped(&tool, dependency, arguments, context, shape).await?;
             Ok(Outcome::Json(result.to_string()))
         });
         Ok(())

@@ -408,3 +408,50 @@ def test_module_level_tools_and_rich_values(certs: Certs, monkeypatch: pytest.Mo
             agent.endpoint
 
     run(scenario())
+
+
+def test_a_dependencys_whole_result_passes_through_unchanged(certs: Certs, registry: Registry) -> None:
+    """``Proxy.call_result`` gives the callee's every content item as its class, members the class
+    does not model included; a handler returning it answers with the very same result."""
+    beta = agent("beta", certs, registry)
+    alpha = agent("alpha", certs, registry)
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+    link = toolmesh.ResourceLink("file:///report.pdf", "report.pdf", mime_type="application/pdf", size=9,
+                                 extra={"icons": [{"src": "https://example.com/pdf.png"}], "_meta": {"origin": "beta"}})
+
+    @beta.tool(capability="picture")
+    async def picture() -> toolmesh.ToolResult:
+        return toolmesh.ToolResult(
+            content=[toolmesh.Image(png, "image/png", annotations={"audience": ["user"]}), link,
+                     toolmesh.EmbeddedResource("test://inline", text="inline", resource_extra={"_meta": {"v": 1}})],
+            structured={"pages": 3})
+
+    seen: list[toolmesh.ToolResult] = []
+
+    @alpha.tool(dependencies=["picture"])
+    async def relay_picture(picture: toolmesh.Proxy = None) -> toolmesh.ToolResult:
+        result = await picture.call_result()
+        seen.append(result)
+        return result
+
+    async def whole(target: toolmesh.Agent, tool: str) -> dict[str, Any]:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {}}}
+        status, answer = await asyncio.to_thread(mcp_post, target.endpoint, certs.client_context(), body)
+        assert status == 200 and "result" in answer and not answer["result"].get("isError"), answer
+        return {key: answer["result"][key] for key in ("content", "structuredContent")}
+
+    async def scenario() -> None:
+        async with beta, alpha:
+            direct = await whole(beta, "picture")
+            relayed = await eventually(lambda: whole(alpha, "relay_picture"))
+            assert relayed == direct
+            assert direct["content"][1] == {"type": "resource_link", "uri": "file:///report.pdf", "name": "report.pdf",
+                                            "mimeType": "application/pdf", "size": 9,
+                                            "icons": [{"src": "https://example.com/pdf.png"}], "_meta": {"origin": "beta"}}
+            # The fourth item is core's text rendering of the structuredContent.
+            image, got_link, embedded, rendering = seen[0].content
+            assert rendering == toolmesh.Text('{"pages":3}'), rendering
+            assert (image.data, image.mime_type) == (png, "image/png") and got_link == link, seen[0]
+            assert embedded.resource_extra == {"_meta": {"v": 1}} and seen[0].structured == {"pages": 3}
+
+    run(scenario())

@@ -294,7 +294,7 @@ impl Transport for Mcp<'_> {
         arguments: &'a Value,
         context: &'a RequestContext,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, RequestError>> + Send + 'a>> {
-        Box::pin(self.0.call_provider(provider, arguments, context))
+        Box::pin(self.0.call_provider(provider, arguments, context, toolmesh_core::mcp::ResultShape::Value))
     }
 }
 

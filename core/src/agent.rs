@@ -10,7 +10,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fx_hash::FxHashMap;
 use crate::health::{HealthServer, MetricsRender, Probes, ReadinessCheck};
 use crate::host::{Catalog, LocalTools, ToolHandler};
-use crate::mcp::{McpClient, McpServer, ServerInfo, ENDPOINT_PATH};
+use crate::mcp::{McpClient, McpServer, ResultShape, ServerInfo, ENDPOINT_PATH};
 use crate::metrics::{AgentMetrics, TlsMetrics};
 use crate::pipeline::{Pipeline, Target, Transport, UnreachableReports};
 use crate::policy::Policy;
@@ -344,6 +344,20 @@ impl Agent {
     /// Calls the `dependency`-th dependency declared by the local tool `tool`, with the
     /// context of the request being handled (headers, trace, deadline), if any.
     pub async fn call(&self, tool: &str, dependency: usize, arguments: Value, context: Option<Arc<RequestContext>>) -> Result<Value> {
+        self.call_shaped(tool, dependency, arguments, context, ResultShape::Value).await
+    }
+
+    /// [`Agent::call`], answering in `shape`: with [`ResultShape::Whole`], the callee's whole
+    /// result (every content item as it sent it, and its `structuredContent`), which a handler
+    /// can answer with unchanged.
+    pub async fn call_shaped(
+        &self,
+        tool: &str,
+        dependency: usize,
+        arguments: Value,
+        context: Option<Arc<RequestContext>>,
+        shape: ResultShape,
+    ) -> Result<Value> {
         let inner = &self.inner;
         if inner.stopped.load(Ordering::Acquire) {
             return Err(Error::new(ErrorKind::Shutdown, "the agent is shutting down; no new calls are made"));
@@ -371,7 +385,8 @@ impl Agent {
         let relayed = context.relaying();
         let context = relayed.as_ref().unwrap_or(&context);
         let target = Target { key, capability: &spec.capability, providers, timeout: deps.timeout };
-        let call = inner.pipeline.call(&**inner, target, arguments, context);
+        let calls = Calls { inner, shape };
+        let call = inner.pipeline.call(&calls, target, arguments, context);
         // The request this call is made for was cancelled (its caller closed the stream or sent
         // `notifications/cancelled`): the call's future is dropped, its connection with it, and
         // the callee sees its own stream close and cancels in turn. At the deadline both end
@@ -443,7 +458,13 @@ impl Drop for Inner {
     }
 }
 
-impl Transport for Inner {
+/// The agent's calls of one shape: to itself in process, to others over mTLS.
+struct Calls<'i> {
+    inner: &'i Inner,
+    shape: ResultShape,
+}
+
+impl Transport for Calls<'_> {
     fn send<'a>(
         &'a self,
         provider: &'a Provider,
@@ -451,10 +472,10 @@ impl Transport for Inner {
         context: &'a RequestContext,
     ) -> Pin<Box<dyn Future<Output = std::result::Result<Value, RequestError>> + Send + 'a>> {
         Box::pin(async move {
-            if provider.agent_id == self.id {
-                return self.call_in_process(&provider.tool, arguments.clone(), context).await;
+            if provider.agent_id == self.inner.id {
+                return self.inner.call_in_process(&provider.tool, arguments.clone(), context, self.shape).await;
             }
-            self.client.call_provider(provider, arguments, context).await
+            self.inner.client.call_provider(provider, arguments, context, self.shape).await
         })
     }
 }
@@ -462,7 +483,13 @@ impl Transport for Inner {
 impl Inner {
     /// A dependency this agent provides itself: no network, same checks and same errors as a
     /// remote call, a new span of the same trace.
-    async fn call_in_process(&self, tool: &str, arguments: Value, context: &RequestContext) -> std::result::Result<Value, RequestError> {
+    async fn call_in_process(
+        &self,
+        tool: &str,
+        arguments: Value,
+        context: &RequestContext,
+        shape: ResultShape,
+    ) -> std::result::Result<Value, RequestError> {
         // A hop like a remote call: the handler sees what it would see of the same request from
         // the network (the onward headers, those set on purpose listed), by the same rule.
         let listed = context.caller_set_names().join(", ");
@@ -482,7 +509,7 @@ impl Inner {
             ..context.clone()
         };
         let abandoned = CancelUnlessAnswered::new(reporter);
-        let result = self.local.invoke(tool, arguments, Arc::new(child)).await.map_err(|error| {
+        let result = self.local.invoke_shaped(tool, arguments, Arc::new(child), shape).await.map_err(|error| {
             // A remote caller sees a failed handler as a failed tool; so does a local one.
             let error = if error.code() / 1000 == 6 { Error::new(ErrorKind::ToolFailed, error.message()) } else { error };
             RequestError { error, delivered: true }

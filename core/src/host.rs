@@ -9,6 +9,7 @@ use crate::context::RequestContext;
 use crate::error::{Error, ErrorKind};
 use crate::mcp::catalog::{check_prompt_result, check_read_result, static_contents, UriTemplate};
 pub use crate::mcp::catalog::{Catalog, PromptArgument, PromptInfo, ResourceInfo, ResourceTemplateInfo};
+use crate::mcp::content::ResultShape;
 pub use crate::mcp::content::ToolOutput;
 pub use crate::mcp::input::InputRequired;
 use serde_json::Value;
@@ -546,8 +547,27 @@ impl LocalTools {
     /// Checks the arguments against the tool's schema, runs the host handler, awaits its answer
     /// as one value (see [`completion_result`]).
     pub async fn invoke(&self, tool: &str, arguments: Value, context: Arc<RequestContext>) -> Result<Value, Error> {
+        self.invoke_shaped(tool, arguments, context, ResultShape::Value).await
+    }
+
+    /// Like [`LocalTools::invoke`], answering in `shape`: one value, or the whole result as the
+    /// MCP server would send it.
+    pub async fn invoke_shaped(
+        &self,
+        tool: &str,
+        arguments: Value,
+        context: Arc<RequestContext>,
+        shape: ResultShape,
+    ) -> Result<Value, Error> {
         let answer = self.start(tool, arguments, context)?;
-        self.output(tool, answer.await).and_then(|output| single_value(tool, output))
+        let output = self.output(tool, answer.await)?;
+        match (shape, output) {
+            (ResultShape::Value, output) => single_value(tool, output),
+            (ResultShape::Whole, HandlerOutput::Value(value)) => Ok(crate::mcp::content::whole_of_value(value)),
+            (ResultShape::Whole, HandlerOutput::Result(output)) if !output.is_error() => Ok(output.to_whole()),
+            // A failed result or a request for input is the same error in either shape.
+            (ResultShape::Whole, output) => single_value(tool, output),
+        }
     }
 
     /// Like [`LocalTools::invoke`], keeping a result in MCP's shape whole: what the MCP server

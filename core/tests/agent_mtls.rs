@@ -514,7 +514,7 @@ impl toolmesh_core::pipeline::Transport for Mcp {
         arguments: &'a Value,
         context: &'a RequestContext,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, toolmesh_core::client::RequestError>> + Send + 'a>> {
-        Box::pin(self.0.call_provider(provider, arguments, context))
+        Box::pin(self.0.call_provider(provider, arguments, context, toolmesh_core::mcp::ResultShape::Value))
     }
 }
 

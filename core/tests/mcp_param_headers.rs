@@ -105,7 +105,7 @@ async fn a_mesh_call_mirrors_the_parameters_its_provider_declares() {
         json!({"priority": 1}),      // a parameter the call does not give is not sent
         json!({}),
     ] {
-        let answer = client.call_provider(&provider, &arguments, &context).await;
+        let answer = client.call_provider(&provider, &arguments, &context, toolmesh_core::mcp::ResultShape::Value).await;
         assert!(answer.is_ok(), "{arguments}: {:?}", answer.map_err(|e| e.error));
     }
     // The same call without the mirrored headers is refused by the provider.

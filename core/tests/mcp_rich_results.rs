@@ -14,6 +14,7 @@ use toolmesh_core::agent::Agent;
 use toolmesh_core::client::HttpsClient;
 use toolmesh_core::context::RequestContext;
 use toolmesh_core::host::{Completion, FnHandler, HandlerOutput, LocalTools, ToolInvocation, ToolOutput};
+use toolmesh_core::mcp::ResultShape;
 
 fn mixed() -> Value {
     json!({"content": [
@@ -107,4 +108,38 @@ async fn a_caller_that_takes_one_value_gets_the_structured_content_else_the_whol
     // The MCP server's view keeps the result whole.
     let whole = local.invoke_output("refused", json!({}), context()).await.unwrap();
     assert!(matches!(whole, HandlerOutput::Result(ref output) if output.is_error()), "{whole:?}");
+}
+
+/// A caller that takes the whole result (`ResultShape::Whole`, what each binding's "call for the
+/// result" uses) gets every content item as the handler gave it and the `structuredContent`,
+/// the same from a remote callee over mTLS as from the agent's own tool in process.
+#[tokio::test]
+async fn a_caller_that_takes_the_whole_result_gets_it_unchanged_remote_or_in_process() {
+    let pki = Pki::new();
+    let agent = start(&pki).await;
+    let client = toolmesh_core::mcp::McpClient::new(&pki.identity("operator")).unwrap();
+    let local = LocalTools::new(tools(), handler());
+    let context = RequestContext::default();
+    for tool in ["mixed", "counted", "scalar"] {
+        let info = tools().into_iter().find(|t| t.name == tool).unwrap();
+        let provider = toolmesh_core::registry_api::Provider::of("rich-1", "rich", agent.endpoint(), &info);
+        let remote = client.call_provider(&provider, &json!({}), &context, ResultShape::Whole).await.map_err(|e| e.error).unwrap();
+        let in_process = local.invoke_shaped(tool, json!({}), Arc::new(RequestContext::default()), ResultShape::Whole).await.unwrap();
+        assert_eq!(remote, in_process, "{tool}");
+    }
+    let whole = |tool: &str| {
+        let provider = toolmesh_core::registry_api::Provider::of("rich-1", "rich", agent.endpoint(), &tools()[0]);
+        let provider = toolmesh_core::registry_api::Provider { tool: tool.to_owned(), ..provider };
+        let client = client.clone();
+        async move { client.call_provider(&provider, &json!({}), &RequestContext::default(), ResultShape::Whole).await.map_err(|e| e.error) }
+    };
+    assert_eq!(whole("mixed").await.unwrap(), mixed());
+    assert_eq!(
+        whole("counted").await.unwrap(),
+        json!({"content": [{"type": "image", "data": PNG, "mimeType": "image/png"}, {"type": "text", "text": "{\"count\":1}"}],
+               "structuredContent": {"count": 1}})
+    );
+    // A failed tool is an error in this shape too.
+    assert_eq!(whole("refused").await.unwrap_err().kind(), toolmesh_core::ErrorKind::ToolFailed);
+    agent.shutdown().await;
 }

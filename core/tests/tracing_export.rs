@@ -302,7 +302,10 @@ async fn a_client_span_names_the_identity_the_callee_proved_not_the_name_it_regi
     let client = McpClient::new(&pki.identity("auditor")).unwrap().traced(tracer.clone());
     let provider = Provider::of(agent.agent_id(), "calc", agent.endpoint(), &standard_tools()[0]);
     let context = RequestContext::default();
-    assert_eq!(client.call_provider(&provider, &json!({"a": 1, "b": 1}), &context).await.unwrap(), json!(2));
+    assert_eq!(
+        client.call_provider(&provider, &json!({"a": 1, "b": 1}), &context, toolmesh_core::mcp::ResultShape::Value).await.unwrap(),
+        json!(2)
+    );
     assert_eq!(client.list_tools(agent.endpoint(), &context).await.unwrap().len(), standard_tools().len());
     tracer.flush(Duration::from_secs(5)).await;
     let spans = exported(&received, "auditor", 2).await;

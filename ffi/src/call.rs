@@ -6,8 +6,12 @@ use crate::handles::agent::toolmesh_agent;
 use crate::handles::call_headers::toolmesh_call_headers;
 use crate::handles::invocation::toolmesh_invocation;
 use crate::result::*;
+use std::collections::VecDeque;
 use std::ffi::{c_char, c_void, CStr};
+use std::sync::{Arc, Mutex};
 use toolmesh_core::context::RequestContext;
+use toolmesh_core::mcp::ResultShape;
+use toolmesh_core::report::NotificationObserver;
 use toolmesh_core::{runtime, Error};
 
 /// Receives the outcome of `toolmesh_agent_call`: `code` is `TOOLMESH_OK`, the text the
@@ -62,8 +66,7 @@ pub unsafe extern "C" fn toolmesh_agent_call(
             agent,
             invocation,
             std::ptr::null(),
-            tool,
-            dependency_index,
+            Call { tool, dependency_index, shape: ResultShape::Value, on_update: None },
             arguments_json,
             callback,
             userdata,
@@ -100,8 +103,7 @@ pub unsafe extern "C" fn toolmesh_agent_call_with_headers(
             agent,
             invocation,
             headers,
-            tool,
-            dependency_index,
+            Call { tool, dependency_index, shape: ResultShape::Value, on_update: None },
             arguments_json,
             callback,
             userdata,
@@ -110,13 +112,17 @@ pub unsafe extern "C" fn toolmesh_agent_call_with_headers(
     }
 }
 
-/// The body of both call exports (`function` names the one called).
+/// `toolmesh_agent_call_with_headers` (`headers` may be NULL) whose callback receives the
+/// callee's whole tool result instead of one value: MCP's `CallToolResult` as JSON,
+/// `{"content": [...], "structuredContent"?: ...}`, every content item (image, audio, resource
+/// link, embedded resource, text) as the callee sent it. A handler can answer with it unchanged
+/// through `toolmesh_invocation_complete_result`. A failed tool is an error, as for
+/// `toolmesh_agent_call`.
 ///
 /// # Safety
-/// The guarantees `toolmesh_agent_call_with_headers` documents.
-#[allow(clippy::too_many_arguments)]
-unsafe fn start_call(
-    function: &str,
+/// As for `toolmesh_agent_call_with_headers`.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_agent_call_for_result(
     agent: *const toolmesh_agent,
     invocation: *const toolmesh_invocation,
     headers: *const toolmesh_call_headers,
@@ -127,6 +133,98 @@ unsafe fn start_call(
     userdata: *mut c_void,
     error_out: *mut *mut toolmesh_error,
 ) -> toolmesh_result {
+    // SAFETY: the caller's guarantees are those of `start_call`.
+    unsafe {
+        start_call(
+            "toolmesh_agent_call_for_result",
+            agent,
+            invocation,
+            headers,
+            Call { tool, dependency_index, shape: ResultShape::Whole, on_update: None },
+            arguments_json,
+            callback,
+            userdata,
+            error_out,
+        )
+    }
+}
+
+/// `toolmesh_agent_call_with_headers` (`headers` may be NULL) that hands the callee's reports to
+/// the caller instead of relaying them to the handler's own caller: `on_update(userdata,
+/// update_json)` receives each one as it arrives, `{"kind": "progress", "progress": 1, "total":
+/// 2, "message": "..."}` (total and message optional) or `{"kind": "log", "level": "warning",
+/// "data": <any JSON>, "logger": "..."}` (logger optional; every level from `debug`), on a
+/// toolmesh host thread, one at a time, in order, all before `callback` runs. The JSON is
+/// borrowed for the duration of `on_update`. The handler may re-emit or transform them
+/// (`toolmesh_invocation_progress`, `toolmesh_invocation_log`). Everything else is as for
+/// `toolmesh_agent_call`; `on_update` NULL is refused like a NULL `callback`.
+///
+/// # Safety
+/// As for `toolmesh_agent_call_with_headers`; `userdata` is passed to `on_update` as well, from
+/// another thread, and must stay valid until `callback` has run.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_agent_call_observed(
+    agent: *const toolmesh_agent,
+    invocation: *const toolmesh_invocation,
+    headers: *const toolmesh_call_headers,
+    tool: *const c_char,
+    dependency_index: usize,
+    arguments_json: *const c_char,
+    on_update: toolmesh_call_update_callback,
+    callback: toolmesh_call_callback,
+    userdata: *mut c_void,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    if on_update.is_none() {
+        // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
+        return unsafe { report(Err(Failure::null_argument("on_update")), error_out) };
+    }
+    // SAFETY: the caller's guarantees are those of `start_call`.
+    unsafe {
+        start_call(
+            "toolmesh_agent_call_observed",
+            agent,
+            invocation,
+            headers,
+            Call { tool, dependency_index, shape: ResultShape::Value, on_update },
+            arguments_json,
+            callback,
+            userdata,
+            error_out,
+        )
+    }
+}
+
+/// Receives one report of an observed call's callee (`toolmesh_agent_call_observed`): `userdata`
+/// as given, and the report as UTF-8 JSON, borrowed for the call. Runs on a toolmesh host thread.
+pub type toolmesh_call_update_callback = Option<unsafe extern "C" fn(userdata: *mut c_void, update_json: *const c_char)>;
+
+/// What a call export asks for: the local tool, its dependency's index, the shape of result the
+/// caller takes, and whether (to whom) the callee's reports go.
+struct Call {
+    tool: *const c_char,
+    dependency_index: usize,
+    shape: ResultShape,
+    on_update: toolmesh_call_update_callback,
+}
+
+/// The body of the call exports (`function` names the one called).
+///
+/// # Safety
+/// The guarantees `toolmesh_agent_call_with_headers` documents.
+#[allow(clippy::too_many_arguments)]
+unsafe fn start_call(
+    function: &str,
+    agent: *const toolmesh_agent,
+    invocation: *const toolmesh_invocation,
+    headers: *const toolmesh_call_headers,
+    call: Call,
+    arguments_json: *const c_char,
+    callback: toolmesh_call_callback,
+    userdata: *mut c_void,
+    error_out: *mut *mut toolmesh_error,
+) -> toolmesh_result {
+    let Call { tool, dependency_index, shape, on_update } = call;
     let outcome = guarded(function, || {
         // SAFETY: NULL or live, as the caller guarantees.
         let agent = unsafe { handle_arg(agent, "agent") }?.agent.clone();
@@ -134,16 +232,39 @@ unsafe fn start_call(
         let context = unsafe { invocation.as_ref() }.map(toolmesh_invocation::context);
         // SAFETY: NULL or live and not changed during the call, as the caller guarantees.
         let headers = unsafe { headers.as_ref() }.map(|h| h.headers.as_slice()).unwrap_or_default();
-        let context = RequestContext::for_call(context, headers)?;
+        let mut context = RequestContext::for_call(context, headers)?;
         // SAFETY: NULL or NUL-terminated, as the caller guarantees.
         let (tool, arguments) = unsafe { (str_arg(tool, "tool")?.to_owned(), str_arg(arguments_json, "arguments_json")?) };
         let arguments = serde_json::from_str(arguments)
             .map_err(|e| Failure::new(TOOLMESH_INVALID_JSON, format!("the call arguments are not JSON: {e}")))?;
         let callback = callback.ok_or_else(|| Failure::null_argument("callback"))?;
         let completion = CallCompletion { target: Some((callback, UserData(userdata))) };
-        runtime::spawn_settled(async move { agent.call(&tool, dependency_index, arguments, context).await }, move |outcome| {
-            crate::host_threads::spawn(move || completion.deliver(outcome.map(|value| value.to_string())))
+        // An observed call's reports, then its result, run one after another on host threads.
+        let ordered = on_update.map(|on_update| {
+            let ordered = Arc::new(Ordered::default());
+            let reports = ordered.clone();
+            let userdata = UserData(userdata);
+            let observer = NotificationObserver::new(move |update| {
+                let json = c_string_lossy(update.to_json().to_string());
+                let userdata = UserData(userdata.pointer());
+                // SAFETY: the contract of `toolmesh_agent_call_observed`: `on_update` takes the
+                // caller's userdata and a NUL-terminated JSON text borrowed for the call.
+                reports.push(move || unsafe { on_update(userdata.pointer(), json.as_ptr()) });
+            });
+            let base = context.as_deref().cloned().unwrap_or_default();
+            context = Some(Arc::new(RequestContext { on_notification: Some(observer), ..base }));
+            ordered
         });
+        runtime::spawn_settled(
+            async move { agent.call_shaped(&tool, dependency_index, arguments, context, shape).await },
+            move |outcome| {
+                let deliver = move || completion.deliver(outcome.map(|value| value.to_string()));
+                match ordered {
+                    Some(ordered) => ordered.push(deliver),
+                    None => crate::host_threads::spawn(deliver),
+                }
+            },
+        );
         Ok(())
     });
     // SAFETY: `error_out` is NULL or writable, as the caller guarantees.
@@ -158,6 +279,51 @@ struct UserData(*mut c_void);
 // SAFETY: `toolmesh_agent_call` documents that the callback is called on another thread with
 // `userdata`; toolmesh itself never dereferences it.
 unsafe impl Send for UserData {}
+// SAFETY: as for `Send`: shared only to be copied into the jobs that pass it back.
+unsafe impl Sync for UserData {}
+
+impl UserData {
+    /// The pointer (a method, so that a closure captures the whole `Send` wrapper).
+    fn pointer(&self) -> *mut c_void {
+        self.0
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Jobs run one after another, in the order pushed, each on a host thread; none pins a thread
+/// while the queue is empty.
+#[derive(Default)]
+struct Ordered {
+    queue: Mutex<(VecDeque<Job>, bool)>,
+}
+
+impl Ordered {
+    fn push(self: &Arc<Self>, job: impl FnOnce() + Send + 'static) {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        queue.0.push_back(Box::new(job));
+        if !std::mem::replace(&mut queue.1, true) {
+            let ordered = self.clone();
+            crate::host_threads::spawn(move || ordered.drain());
+        }
+    }
+
+    fn drain(&self) {
+        loop {
+            let job = {
+                let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                match queue.0.pop_front() {
+                    Some(job) => job,
+                    None => {
+                        queue.1 = false;
+                        return;
+                    }
+                }
+            };
+            job();
+        }
+    }
+}
 
 /// The one answer a call owes its caller. Delivered by `deliver`, on a host thread; if it is
 /// dropped undelivered (the runtime went away with the task, maybe on a runtime thread), it

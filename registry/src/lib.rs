@@ -152,7 +152,12 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
     let listener = bind(&config.host, config.port).await?;
     let port = listener.local_addr().map_err(|e| Error::new(ErrorKind::AddressInUse, e.to_string()))?.port();
     let (closing, closing_receiver) = watch::channel(false);
-    let registry = Arc::new(state::Registry::new(config.heartbeat_interval, config.eviction_intervals).with_quotas(config.quotas));
+    let registry = state::Registry::new(config.heartbeat_interval, config.eviction_intervals).with_quotas(config.quotas);
+    let max_silence = config.heartbeat_interval * config.eviction_intervals;
+    let registry = match store.shared_agents() {
+        Some(shared) => share_registrations(shared, registry, config.heartbeat_interval, max_silence).await?,
+        None => Arc::new(registry),
+    };
     let handshakes = Arc::new(TlsMetrics::default());
     let traces = Arc::new(TraceStore::new(config.trace_limits));
     let dashboard = Arc::new(dashboard::Dashboard::new(registry.clone(), config.heartbeat_interval, traces.clone()));
@@ -197,7 +202,6 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
         http::handle(api.clone(), request, peer)
     })?;
     let url = format!("https://{}:{}", bracket_ipv6(&config.host), server.local_addr().port());
-    let max_silence = config.heartbeat_interval * config.eviction_intervals;
     // A quarter interval: a late heartbeat is probed (and an unreachable agent listed as such)
     // soon after it was due.
     let mut tasks = vec![tokio::spawn(evict_forever(registry, config.heartbeat_interval / 4, max_silence))];
@@ -226,6 +230,29 @@ async fn open_store(config: &RegistryConfig) -> Result<Arc<dyn Store>> {
         }
         None => Arc::new(store::Memory::default()),
     })
+}
+
+/// Makes `registry` a replica sharing its registrations through `shared`: it loads the stored
+/// ones, then writes its changes and takes the others' from then on. Heartbeats reach the
+/// store in one batch per half interval, so another replica learns of one at most an interval
+/// late (twice half an interval: the batch, then its own read), which staleness allows for.
+async fn share_registrations(
+    shared: store::SharedAgents,
+    registry: state::Registry,
+    heartbeat_interval: Duration,
+    max_silence: Duration,
+) -> Result<Arc<state::Registry>> {
+    let period = heartbeat_interval / 2;
+    let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
+    let registry = Arc::new(registry.shared(changes, heartbeat_interval));
+    let (shared, loaded) = blocking((shared, registry.clone()), |(shared, registry)| {
+        let loaded = shared.load(&registry)?;
+        Ok((shared, loaded))
+    })
+    .await?;
+    tracing::info!(agents = loaded, "took the registrations the replicas share");
+    shared.spawn(registry.clone(), changed, period, max_silence);
+    Ok(registry)
 }
 
 /// Runs `work` (it blocks: store I/O) on tokio's blocking pool, not on an async worker.

@@ -26,7 +26,8 @@
 //! `state/`: `membership.rs` (register, heartbeat, watch, deregister, evict an entity),
 //! `health.rs` (stale agents, eviction, probes of unreachable ones), `queries.rs` (list,
 //! resolve, tools by name), `topology.rs` (computing topologies and waking watchers, the
-//! applied policy), `index.rs` (the maps kept beside the agents), `caller.rs` and `error.rs`.
+//! applied policy), `index.rs` (the maps kept beside the agents), `shared.rs` (registrations
+//! shared with other replicas through a store), `caller.rs` and `error.rs`.
 
 mod caller;
 mod error;
@@ -34,6 +35,7 @@ mod health;
 mod index;
 mod membership;
 mod queries;
+mod shared;
 #[cfg(test)]
 mod tests;
 mod topology;
@@ -41,6 +43,7 @@ mod topology;
 pub use caller::Caller;
 pub use error::StateError;
 pub use health::Probe;
+pub use shared::Change;
 
 use crate::binding::{Quotas, Usage};
 use crate::metrics::RegistryMetrics;
@@ -64,6 +67,9 @@ pub struct Registry {
     /// back (one eviction window): answers say `warming_up`.
     warm_until: Instant,
     metrics: RegistryMetrics,
+    /// With replicas sharing registrations (see `shared.rs`): where this replica's changes go,
+    /// and how late another replica's heartbeats may reach it. `None`: this registry alone.
+    shared: Option<shared::Shared>,
 }
 
 #[derive(Default)]
@@ -81,6 +87,8 @@ struct State {
     /// again whenever a topology is computed, `discover` per viewer. `None` while none was
     /// applied: the built-in allow-mesh default decides.
     policy: Option<Arc<Policy>>,
+    /// The agents that sent a heartbeat here since the shared store last heard of it.
+    beaten_here: HashSet<String>,
 }
 
 struct Agent {
@@ -98,6 +106,9 @@ struct Agent {
     topology: watch::Sender<Arc<Topology>>,
     /// When the certificate the agent last presented to the registry expires (Unix seconds).
     certificate_not_after: Option<i64>,
+    /// When this registry took the registration (a replica's reconciliation with the shared
+    /// store leaves alone what it took after reading the store).
+    registered_at: Instant,
 }
 
 impl Agent {
@@ -125,7 +136,7 @@ impl Registry {
     pub fn new(heartbeat_interval: Duration, eviction_intervals: u32) -> Self {
         let warm_until = Instant::now() + heartbeat_interval * eviction_intervals;
         let metrics = RegistryMetrics::default();
-        Registry { state: Mutex::new(State::default()), quotas: Quotas::default(), heartbeat_interval, warm_until, metrics }
+        Registry { state: Mutex::new(State::default()), quotas: Quotas::default(), heartbeat_interval, warm_until, metrics, shared: None }
     }
 
     /// The same registry with other per-identity quotas.
@@ -150,9 +161,10 @@ impl Registry {
         Instant::now() < self.warm_until
     }
 
-    /// A heartbeat more than half an interval overdue.
+    /// A heartbeat more than half an interval overdue (and, with shared registrations, later
+    /// than another replica's heartbeats may take to arrive here).
     fn stale_after(&self) -> Duration {
-        self.heartbeat_interval.mul_f64(1.5)
+        self.heartbeat_interval.mul_f64(1.5) + self.shared_lag()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

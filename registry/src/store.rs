@@ -1,14 +1,16 @@
 //! What must survive a registry restart: everything an operator made. The entities (revoking
 //! one removes it, so the set is the record of revocations too), the applied access policy,
-//! and with `--tls-auto` the registry's CA and join token. Registrations are not kept: agents
-//! register again when the registry comes back (answers say `warming_up` meanwhile).
+//! and with `--tls-auto` the registry's CA and join token. Registrations are not kept by a
+//! single registry: agents register again when it comes back (answers say `warming_up`
+//! meanwhile); replicas on PostgreSQL share them (`pg_agents`).
 //!
 //! [`Store`] is how the registry reads and changes that state, one backend per place it is kept:
 //! `embedded` in one file of the state directory (the default: no other service), `postgres` in
 //! a PostgreSQL database shared by registry replicas (`--store postgres://...`), `memory` in
 //! the process only (no state directory). `durable` holds the types, `schema` the embedded
 //! format, its version and the migrations from older ones, `pg_schema` the PostgreSQL tables,
-//! `pg_connect` and `pg_tls` how a replica reaches PostgreSQL (the URL, TLS).
+//! `pg_agents` the registrations replicas on PostgreSQL share, `pg_connect` and `pg_tls` how a
+//! replica reaches PostgreSQL (the URL, TLS).
 //!
 //! Saves block until durable (an fsync, a database round trip): callers run them off the
 //! async workers, with `tokio::task::spawn_blocking`.
@@ -16,6 +18,7 @@
 mod durable;
 mod embedded;
 mod memory;
+mod pg_agents;
 mod pg_connect;
 mod pg_schema;
 mod pg_tls;
@@ -25,6 +28,7 @@ mod schema;
 pub use durable::{AutoTlsState, Durable, StoredEntity};
 pub use embedded::Embedded;
 pub use memory::Memory;
+pub use pg_agents::SharedAgents;
 pub use postgres::{Postgres, DEFAULT_START_WAIT};
 pub use schema::{SCHEMA_VERSION, STATE_FILE};
 
@@ -48,6 +52,12 @@ pub trait Store: Send + Sync {
     /// be shared: on each, the registry loads the state again. `None` for a store only this
     /// process writes.
     fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
+    /// Where replicas sharing this store share their registrations; `None` for a store only
+    /// this process uses.
+    fn shared_agents(&self) -> Option<SharedAgents> {
         None
     }
 }

@@ -672,6 +672,7 @@ static const char MEDIA_TOOLS[] =
     " {\"name\": \"bad_picture\", \"capability\": \"bad_picture\"},"
     " {\"name\": \"reporter\", \"capability\": \"reporter\"},"
     " {\"name\": \"watcher\", \"capability\": \"watcher\"},"
+    " {\"name\": \"observer\", \"capability\": \"observer\", \"dependencies\": [\"reporter\"]},"
     " {\"name\": \"whoami\", \"capability\": \"whoami\", \"required_client_capabilities\": [\"roots\"],"
     "  \"output_schema\": {\"type\": \"object\", \"properties\": {\"caller\": {\"type\": \"string\"}}, \"required\": [\"caller\"]}}]";
 static const char MEDIA_CATALOG[] =
@@ -704,6 +705,35 @@ static void watcher_on_cancel(void *user_data) {
   watcher_told = true;
   pthread_cond_broadcast(&watcher_cancelled);
   pthread_mutex_unlock(&media_lock);
+}
+
+static toolmesh_agent *media;
+
+/* observer's call of reporter: the reports it was handed (a JSON array in the making), in order. */
+struct observed {
+  toolmesh_invocation *invocation;
+  char updates[4096];
+};
+
+/* Each report of reporter: kept, and its first progress re-emitted, transformed. */
+static void observed_update(void *userdata, const char *update_json) {
+  struct observed *observed = userdata;
+  size_t used = strlen(observed->updates);
+  snprintf(observed->updates + used, sizeof observed->updates - used, "%s%s", used > 1 ? "," : "", update_json);
+  if (strstr(update_json, "\"kind\":\"progress\"") && strstr(update_json, "\"message\":\"half\""))
+    toolmesh_invocation_progress(observed->invocation, 10, 20, "observer saw half", NULL);
+}
+
+static void finish_observed(void *userdata, toolmesh_result code, const char *text, const toolmesh_error *error) {
+  struct observed *observed = userdata;
+  if (code == TOOLMESH_OK) {
+    char json[4200];
+    snprintf(json, sizeof json, "{\"updates\": %s], \"result\": %s}", observed->updates, text);
+    complete_json(observed->invocation, json);
+  } else {
+    toolmesh_invocation_fail_with_error(observed->invocation, error, NULL);
+  }
+  free(observed);
 }
 
 static void media_invoke(void *userdata, const char *tool, const char *arguments_json, toolmesh_invocation *invocation) {
@@ -764,6 +794,17 @@ static void media_invoke(void *userdata, const char *tool, const char *arguments
     snprintf(answer, sizeof answer, "{\"before\": %s, \"callback\": %s, \"flag\": %s}", before ? "true" : "false",
              told ? "true" : "false", toolmesh_invocation_cancelled(invocation) ? "true" : "false");
     complete_json(invocation, answer);
+  } else if (strcmp(tool, "observer") == 0) {
+    struct observed *observed = calloc(1, sizeof *observed);
+    observed->invocation = invocation;
+    strcpy(observed->updates, "[");
+    toolmesh_error *error = NULL;
+    if (toolmesh_agent_call_observed(media, invocation, NULL, tool, 0, "{}", observed_update, finish_observed, observed, &error) !=
+        TOOLMESH_OK) {
+      toolmesh_invocation_fail_with_error(invocation, error, NULL); /* never started: no callback */
+      toolmesh_error_free(error);
+      free(observed);
+    }
   } else if (strcmp(tool, "whoami") == 0) {
     const char *capabilities = toolmesh_invocation_client_capabilities(invocation);
     char json[512];
@@ -809,7 +850,6 @@ static void media_catalog(void *userdata, const char *request_json, toolmesh_inv
   }
 }
 
-static toolmesh_agent *media;
 
 /* POSTs one MCP request to `agent` with curl over mTLS, as the operator; the response body in
  * `output`. `modern_name` NULL: a legacy-era request; else a 2026-07-28 one, with the headers
@@ -964,6 +1004,33 @@ static void test_progress_and_logs(void) {
   CHECK(media_bad_data_code == TOOLMESH_INVALID_JSON, "data that is not JSON");
   CHECK(media_null_code == TOOLMESH_NULL_ARGUMENT, "a NULL invocation");
   pthread_mutex_unlock(&media_lock);
+}
+
+/* A handler that observes its dependency's call gets every report of the callee, in order, before
+ * the result, and they are its own to re-emit: only its transformed progress reaches its caller. */
+static void test_observed_dependency_call(void) {
+  REQUIRE(media != NULL);
+  char output[16384];
+  REQUIRE(mcp_request(media, "tools/call", "{\"name\": \"observer\", \"arguments\": {}, \"_meta\": {\"progressToken\": \"o-1\"}}", output,
+                      sizeof output));
+  CHECK_HAS(output, "\"params\":{\"progressToken\":\"o-1\",\"progress\":10.0,\"total\":20.0,\"message\":\"observer saw half\"}}");
+  CHECK(strstr(output, "\"params\":{\"progressToken\":\"o-1\",\"progress\":1.0") == NULL, "the callee's own progress is not relayed");
+  const char *structured = strstr(output, "\"structuredContent\":");
+  REQUIRE(structured != NULL);
+  const char *half = strstr(structured, "\"message\":\"half\"");
+  const char *second = strstr(structured, "\"progress\":2");
+  const char *debug = strstr(structured, "below the level");
+  const char *warning = strstr(structured, "\"disk\":91");
+  if (!CHECK(half && second && debug && warning && half < second && second < debug && debug < warning,
+             "every report, every level, in the order reported"))
+    fprintf(stderr, "  in: %s\n", structured);
+  CHECK_HAS(structured, "\"result\":\"reported\"");
+
+  toolmesh_error *error = NULL;
+  CHECK(toolmesh_agent_call_observed(media, NULL, NULL, "observer", 0, "{}", NULL, finish_observed, NULL, &error) == TOOLMESH_NULL_ARGUMENT,
+        "a NULL on_update is refused, and nothing is called back");
+  CHECK_HAS(toolmesh_error_message(error), "on_update");
+  toolmesh_error_free(error);
 }
 
 /* A handler sees its request cancelled, here at its deadline: by toolmesh_invocation_on_cancel's
@@ -1272,6 +1339,7 @@ int main(int argc, char **argv) {
   run_test("catalog_agent_starts", test_catalog_agent_starts);
   run_test("rich_tool_results", test_rich_tool_results);
   run_test("progress_and_logs", test_progress_and_logs);
+  run_test("observed_dependency_call", test_observed_dependency_call);
   run_test("cancellation", test_cancellation);
   run_test("caller_and_client_capabilities", test_caller_and_client_capabilities);
   run_test("resources", test_resources);

@@ -238,6 +238,24 @@ class CrossMesh:
         """Calls the chain tool of the chain's first language, which calls the next one's, and so on."""
         return call_tool(self.callee_endpoint(TABLE["chain"]["languages"][0]), self.operator, "chain", {}, self.request_headers())
 
+    def call_chain_on_a_budget(self) -> dict[str, Any]:
+        """Calls the chain as its ``budget`` says: its tenant, its deadline (``dev.toolmesh/deadlineMs``)."""
+        budget = TABLE["chain"]["budget"]
+        meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {},
+                "dev.toolmesh/deadlineMs": budget["deadline_ms"]}
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "chain", "arguments": {}, "_meta": meta}}
+        headers = {**self.request_headers(), "X-Tenant": budget["tenant"]}
+        status, answer = mcp_post(self.callee_endpoint(TABLE["chain"]["languages"][0]), self.operator, body, headers)
+        assert status == 200 and not answer.get("result", {}).get("isError", True), (status, answer)
+        return answer["result"]["structuredContent"]
+
+    def call_rich_chain(self) -> dict[str, Any]:
+        """Calls the rich_chain tool of its first language; returns the whole tools/call result."""
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "rich_chain", "arguments": {}}}
+        status, answer = mcp_post(self.callee_endpoint(TABLE["rich_chain"]["languages"][0]), self.operator, body)
+        assert status == 200 and "result" in answer, (status, answer)
+        return answer["result"]
+
     def callee_endpoint(self, language: str, kind: str = "agent") -> str:
         if kind in GUARDED_AGENTS:
             return self.guarded[language].endpoints[f"{GUARDED_AGENTS[kind]}-{language}"]

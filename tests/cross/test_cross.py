@@ -83,13 +83,34 @@ def test_one_trace_and_the_allowed_header_cross_every_language(cross: CrossMesh)
     hops = []
     hop: Optional[dict[str, Any]] = cross.call_chain()
     while hop is not None:
-        hops.append({key: value for key, value in hop.items() if key != "next"})
+        hops.append({key: value for key, value in hop.items() if key not in ("next", "remaining_ms")})
         hop = hop["next"]
     chain = TABLE["chain"]
     # The first hop also sees the header the test set on purpose; no hop forwards it.
     expected = [fill(chain["expect_first_hop" if i == 0 else "expect_hop"], hop=language, trace_id=TRACE_ID)
                 for i, language in enumerate(chain["languages"])]
     assert hops == expected
+
+
+def test_the_deadline_shrinks_hop_by_hop_through_every_language(cross: CrossMesh) -> None:
+    """The first caller gives the chain a deadline; each hop's handler reads what is left of it in
+    its language (Python remaining_ms, Node remainingMs, Java remainingMillis(), C
+    toolmesh_invocation_remaining_ms) and spends some before calling the next: each hop sees at
+    least that much less than the one before."""
+    cross.enter("live")
+    budget = TABLE["chain"]["budget"]
+    budget_ms, spend_ms = budget["deadline_ms"], budget["spend_ms"]
+    hop: Optional[dict[str, Any]] = cross.call_chain_on_a_budget()
+    seen = []
+    while hop is not None:
+        seen.append((hop["language"], hop["remaining_ms"]))
+        hop = hop["next"]
+    assert [language for language, _ in seen] == TABLE["chain"]["languages"]
+    remaining = [ms for _, ms in seen]
+    assert all(isinstance(ms, int) for ms in remaining), seen
+    assert budget_ms >= remaining[0] and all(a - b >= spend_ms for a, b in zip(remaining, remaining[1:])), seen
+    # The caller's budget, not another one: four hops on loopback spend well under half of it.
+    assert remaining[-1] > budget_ms / 2, seen
 
 
 def chain_events(cross: CrossMesh, tenant: str) -> Iterator[dict[str, Any]]:
@@ -139,6 +160,14 @@ def test_a_first_caller_that_goes_away_cancels_the_last_hop_through_every_langua
     last.wait_for_line(re.compile(r"^chain: cancelled$", re.MULTILINE), timeout=10)
     # Three hops to cross, 100 ms each at most; the log line is polled every 50 ms.
     assert time.monotonic() - closed < 0.3 + 0.1, f"cancelled after {time.monotonic() - closed:.3f} s"
+
+
+def test_a_rich_result_crosses_every_language_unchanged(cross: CrossMesh) -> None:
+    cross.enter("live")
+    rich = TABLE["rich_chain"]
+    result = cross.call_rich_chain()
+    assert not result.get("isError"), result
+    assert {key: result.get(key) for key in rich["result"]} == rich["result"], " → ".join(rich["languages"])
 
 
 # Headers a caller sets on purpose: the test calls each language's echo itself.

@@ -2,7 +2,9 @@
 
 A handler that returns a ``ToolResult``, one content item or a list of content items is answered
 in MCP's ``CallToolResult`` shape; core reads and checks that JSON (a refusal names the item at
-fault). The only thing done here is turning bytes into base64 (standard alphabet, padded).
+fault). The only thing done here is turning bytes into base64 (standard alphabet, padded), and back for
+a dependency's result (``Proxy.call_result``): members MCP adds that a class does not model
+(``_meta``, ``icons``...) ride along in ``extra``, so such a result passes on unchanged.
 """
 
 from __future__ import annotations
@@ -18,10 +20,23 @@ def _base64(data: bytes) -> str:
     return base64.b64encode(bytes(data)).decode("ascii")
 
 
-def _with_annotations(item: dict[str, Any], annotations: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+def _with_annotations(item: dict[str, Any], annotations: Optional[Mapping[str, Any]],
+                      extra: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     if annotations:
         item["annotations"] = dict(annotations)
+    for key, value in (extra or {}).items():
+        item.setdefault(key, value)
     return item
+
+
+def _extra() -> Any:
+    """The ``extra`` field: MCP members the class does not model, sent as they are."""
+    return dataclasses.field(default=None, repr=False, kw_only=True)
+
+
+def _rest(item: Mapping[str, Any], modelled: tuple[str, ...]) -> Optional[dict[str, Any]]:
+    rest = {key: value for key, value in item.items() if key not in modelled}
+    return rest or None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,9 +45,10 @@ class Text:
 
     text: str
     annotations: Optional[Mapping[str, Any]] = None
+    extra: Optional[Mapping[str, Any]] = _extra()
 
     def to_mcp(self) -> dict[str, Any]:
-        return _with_annotations({"type": "text", "text": self.text}, self.annotations)
+        return _with_annotations({"type": "text", "text": self.text}, self.annotations, self.extra)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,9 +58,11 @@ class Image:
     data: bytes
     mime_type: str
     annotations: Optional[Mapping[str, Any]] = None
+    extra: Optional[Mapping[str, Any]] = _extra()
 
     def to_mcp(self) -> dict[str, Any]:
-        return _with_annotations({"type": "image", "data": _base64(self.data), "mimeType": self.mime_type}, self.annotations)
+        item = {"type": "image", "data": _base64(self.data), "mimeType": self.mime_type}
+        return _with_annotations(item, self.annotations, self.extra)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,9 +72,11 @@ class Audio:
     data: bytes
     mime_type: str
     annotations: Optional[Mapping[str, Any]] = None
+    extra: Optional[Mapping[str, Any]] = _extra()
 
     def to_mcp(self) -> dict[str, Any]:
-        return _with_annotations({"type": "audio", "data": _base64(self.data), "mimeType": self.mime_type}, self.annotations)
+        item = {"type": "audio", "data": _base64(self.data), "mimeType": self.mime_type}
+        return _with_annotations(item, self.annotations, self.extra)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +90,7 @@ class ResourceLink:
     mime_type: Optional[str] = None
     size: Optional[int] = None
     annotations: Optional[Mapping[str, Any]] = None
+    extra: Optional[Mapping[str, Any]] = _extra()
 
     def to_mcp(self) -> dict[str, Any]:
         item: dict[str, Any] = {"type": "resource_link", "uri": self.uri, "name": self.name}
@@ -77,7 +98,7 @@ class ResourceLink:
                            ("size", self.size)):
             if value is not None:
                 item[key] = value
-        return _with_annotations(item, self.annotations)
+        return _with_annotations(item, self.annotations, self.extra)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +111,9 @@ class EmbeddedResource:
     blob: Optional[bytes] = None
     mime_type: Optional[str] = None
     annotations: Optional[Mapping[str, Any]] = None
+    extra: Optional[Mapping[str, Any]] = _extra()
+    #: Members of the inner ``resource`` object not modelled here (its ``_meta``...).
+    resource_extra: Optional[Mapping[str, Any]] = _extra()
 
     def contents(self) -> dict[str, Any]:
         """The ``{uri, mimeType?, text | blob}`` object (a ``ReadResourceResult`` item)."""
@@ -100,10 +124,12 @@ class EmbeddedResource:
             contents["text"] = self.text
         if self.blob is not None:
             contents["blob"] = _base64(self.blob)
+        for key, value in (self.resource_extra or {}).items():
+            contents.setdefault(key, value)
         return contents
 
     def to_mcp(self) -> dict[str, Any]:
-        return _with_annotations({"type": "resource", "resource": self.contents()}, self.annotations)
+        return _with_annotations({"type": "resource", "resource": self.contents()}, self.annotations, self.extra)
 
 
 ContentItem = Union[Text, Image, Audio, ResourceLink, EmbeddedResource]
@@ -121,6 +147,30 @@ def content_item(item: Union[str, ContentItem]) -> dict[str, Any]:
     )
 
 
+def content_from_mcp(item: Mapping[str, Any]) -> ContentItem:
+    """One content item of MCP's JSON (as core checked it) as its class."""
+    kind = item.get("type")
+    if kind == "text":
+        return Text(item["text"], item.get("annotations"), extra=_rest(item, ("type", "text", "annotations")))
+    if kind in ("image", "audio"):
+        cls = Image if kind == "image" else Audio
+        return cls(base64.b64decode(item["data"]), item["mimeType"], item.get("annotations"),
+                   extra=_rest(item, ("type", "data", "mimeType", "annotations")))
+    if kind == "resource_link":
+        return ResourceLink(item["uri"], item["name"], item.get("title"), item.get("description"), item.get("mimeType"),
+                            item.get("size"), item.get("annotations"),
+                            extra=_rest(item, ("type", "uri", "name", "title", "description", "mimeType", "size",
+                                               "annotations")))
+    if kind == "resource":
+        resource = item["resource"]
+        blob = resource.get("blob")
+        return EmbeddedResource(resource["uri"], resource.get("text"), None if blob is None else base64.b64decode(blob),
+                                resource.get("mimeType"), item.get("annotations"),
+                                extra=_rest(item, ("type", "resource", "annotations")),
+                                resource_extra=_rest(resource, ("uri", "text", "blob", "mimeType")))
+    raise ValueError(f"unknown content type {kind!r} (text, image, audio, resource_link, resource)")
+
+
 @dataclasses.dataclass(frozen=True)
 class ToolResult:
     """A tool's answer in MCP's ``CallToolResult`` shape: ``content`` items (``str`` is text),
@@ -130,6 +180,12 @@ class ToolResult:
     content: Sequence[Union[str, ContentItem]] = ()
     structured: Any = None
     is_error: bool = False
+
+    @classmethod
+    def from_mcp(cls, result: Mapping[str, Any]) -> "ToolResult":
+        """A ``CallToolResult`` of MCP's JSON, each content item as its class."""
+        return cls(content=[content_from_mcp(item) for item in result.get("content", [])],
+                   structured=result.get("structuredContent"), is_error=bool(result.get("isError", False)))
 
     def to_mcp(self) -> dict[str, Any]:
         if isinstance(self.content, (str, bytes)) or not isinstance(self.content, Sequence):

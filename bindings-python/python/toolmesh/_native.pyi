@@ -44,6 +44,7 @@ class NativeAgent:
         call_headers: tuple[tuple[str, str], ...],
         future: asyncio.Future[str],
         on_notification: Optional[Callable[[str], None]] = None,
+        whole: bool = False,
     ) -> None: ...
     def stop(self, future: asyncio.Future[None]) -> None: ...
 

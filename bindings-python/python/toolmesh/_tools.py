@@ -13,6 +13,7 @@ import typing
 from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Union
 
 from . import _json, _native
+from ._content import ToolResult
 from ._context import _call_headers, _current
 from ._schema import input_schema as derived_input_schema
 from ._schema import output_schema as declared_output_schema
@@ -55,6 +56,17 @@ class Proxy:
         native = self._agent._native_for_calls()
         native.call(self._tool, self._index, _json.encode(arguments or {}), _current.get(), _call_headers.get(), future)
         return json.loads(await future)
+
+    async def call_result(self, arguments: Optional[Mapping[str, Any]] = None) -> ToolResult:
+        """Calls the dependency like ``call`` and returns its whole result, a
+        ``toolmesh.ToolResult``: every content item (``Text``, ``Image``, ``Audio``,
+        ``ResourceLink``, ``EmbeddedResource``) and the ``structured`` content, as the callee sent
+        them. A handler that returns it answers its own caller with the same result, unchanged."""
+        future = asyncio.get_running_loop().create_future()
+        native = self._agent._native_for_calls()
+        native.call(self._tool, self._index, _json.encode(arguments or {}), _current.get(), _call_headers.get(), future,
+                    None, True)
+        return ToolResult.from_mcp(json.loads(await future))
 
     def stream(self, **arguments: Any) -> "StreamedCall":
         """Calls the dependency and yields what its callee reports while it runs, as

@@ -4,6 +4,7 @@ use super::*;
 use crate::client::{HttpsClient, PeerIdentity, RequestError};
 use crate::context::{RequestContext, TraceContext, Traceparent, CALLER_HEADERS};
 use crate::error::{Error, ErrorKind};
+use crate::mcp::content::{whole_result, ResultShape};
 use crate::origin::Origins;
 use crate::registry_api::{ParamHeader, Provider};
 use crate::report::Notification;
@@ -53,27 +54,34 @@ impl McpClient {
     /// the result's `structuredContent`, else its text (parsed as JSON when it is JSON).
     /// `context` is the caller's: its headers are sent along, and the hop gets a new span of its
     /// trace. The parameters the provider's tool mirrors in headers are sent in them.
-    pub async fn call_provider(&self, provider: &Provider, arguments: &Value, context: &RequestContext) -> Result<Value, RequestError> {
-        let call = ToolCall { tool: &provider.tool, arguments, param_headers: &provider.param_headers };
+    /// `shape` says whether the caller takes that value or the whole result.
+    pub async fn call_provider(
+        &self,
+        provider: &Provider,
+        arguments: &Value,
+        context: &RequestContext,
+        shape: ResultShape,
+    ) -> Result<Value, RequestError> {
+        let call = ToolCall { tool: &provider.tool, arguments, param_headers: &provider.param_headers, shape };
         self.call(&provider.endpoint, call, context, Some(&provider.agent_name)).await
     }
 
     /// Calls `tool` at `endpoint` as [`McpClient::call_provider`] does, for a tool whose
     /// parameters are not mirrored in headers.
     pub async fn call_tool(&self, endpoint: &str, tool: &str, arguments: &Value, context: &RequestContext) -> Result<Value, RequestError> {
-        self.call(endpoint, ToolCall { tool, arguments, param_headers: &[] }, context, None).await
+        self.call(endpoint, ToolCall { tool, arguments, param_headers: &[], shape: ResultShape::Value }, context, None).await
     }
 
     /// A call with a context that carries an observer ([`RequestContext::on_notification`]) asks
     /// the callee for progress (a progress token) and log messages (from `debug` up), and hands
     /// the observer each one as it arrives on the answer's event stream.
     async fn call(&self, endpoint: &str, call: ToolCall<'_>, context: &RequestContext, peer: Option<&str>) -> Result<Value, RequestError> {
-        let tool = call.tool;
+        let (tool, shape) = (call.tool, call.shape);
         let (hop, mut span) = self.hop("tools/call", Some(tool), endpoint, context, peer);
         let result = match self.post(endpoint, "tools/call", Some(call), context, &hop).await {
             Ok(response) => {
                 answered_by(span.as_mut(), &response);
-                decode_call_response(tool, endpoint, response).map_err(|error| RequestError { error, delivered: true })
+                decode_call_response(tool, endpoint, response, shape).map_err(|error| RequestError { error, delivered: true })
             }
             Err(e) => Err(e),
         };
@@ -194,7 +202,7 @@ impl McpClient {
             let name = HeaderValue::from_str(&encode_header_value(tool)).map_err(|e| unbuildable(e.to_string()))?;
             headers.insert(HeaderName::from_static(HEADER_NAME), name);
         }
-        if let Some(ToolCall { tool, arguments, param_headers }) = call {
+        if let Some(ToolCall { tool, arguments, param_headers, .. }) = call {
             for ParamHeader { parameter, header } in param_headers {
                 let Some(text) = arguments.get(parameter).and_then(mirrored_text) else { continue };
                 let name = HeaderName::try_from(format!("mcp-param-{header}"))
@@ -289,9 +297,10 @@ struct ToolCall<'a> {
     tool: &'a str,
     arguments: &'a Value,
     param_headers: &'a [ParamHeader],
+    shape: ResultShape,
 }
 
-fn decode_call_response(tool: &str, endpoint: &str, response: http::Response<Bytes>) -> Result<Value, Error> {
+fn decode_call_response(tool: &str, endpoint: &str, response: http::Response<Bytes>, shape: ResultShape) -> Result<Value, Error> {
     let status = response.status();
     let is_sse = response
         .headers()
@@ -318,11 +327,33 @@ fn decode_call_response(tool: &str, endpoint: &str, response: http::Response<Byt
     if result.is_error {
         return Err(remote_tool_error(tool, &result));
     }
+    if shape == ResultShape::Whole {
+        // Read again whole, only for the callers that take it: each item as the callee sent it.
+        return match serde_json::from_slice::<WholeReply>(message) {
+            Ok(WholeReply { result: WholeResult { content, structured } }) => Ok(whole_result(content, structured)),
+            Err(e) => Err(Error::new(ErrorKind::Protocol, format!("{endpoint} answered a tool result that is not MCP's shape: {e}"))),
+        };
+    }
     if let Some(structured) = result.structured {
         return Ok(structured);
     }
     let text = first_text(&result.content).unwrap_or_default();
     Ok(serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned())))
+}
+
+/// A successful `tools/call` answer read whole, for [`ResultShape::Whole`].
+#[derive(Deserialize)]
+struct WholeReply {
+    result: WholeResult,
+}
+
+#[derive(Deserialize)]
+struct WholeResult {
+    #[serde(default)]
+    content: Vec<Value>,
+    // A `null` here decodes as absent, as for one value.
+    #[serde(rename = "structuredContent", default)]
+    structured: Option<Value>,
 }
 
 /// What a `tools/call` answer is read into: only the fields a caller uses are decoded, and what
@@ -511,6 +542,29 @@ mod tests {
         http::Response::builder().header("content-type", content_type).body(Bytes::from(body.to_owned())).unwrap()
     }
 
+    fn decode_call_response_value(tool: &str, endpoint: &str, response: http::Response<Bytes>) -> Result<Value, Error> {
+        decode_call_response(tool, endpoint, response, ResultShape::Value)
+    }
+
+    #[test]
+    fn a_whole_result_keeps_every_item_as_sent_and_drops_the_envelope() {
+        let items = json!([
+            {"type": "image", "data": "iVBORw0KGgo=", "mimeType": "image/png", "annotations": {"priority": 1}},
+            {"type": "resource_link", "uri": "file:///a.txt", "name": "a.txt", "icons": [{"src": "x"}], "_meta": {"k": 1}},
+        ]);
+        let body = json!({"jsonrpc": "2.0", "id": 1, "result": {"resultType": "complete", "content": items,
+            "structuredContent": {"n": 2}, "_meta": {"io.modelcontextprotocol/serverInfo": {}}}});
+        let whole = decode_call_response("t", "e", response("application/json", &body.to_string()), ResultShape::Whole).unwrap();
+        assert_eq!(whole, json!({"content": items, "structuredContent": {"n": 2}}));
+        let text_only = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"hi"}]}}"#;
+        let whole = decode_call_response("t", "e", response("application/json", text_only), ResultShape::Whole).unwrap();
+        assert_eq!(whole, json!({"content": [{"type": "text", "text": "hi"}]}));
+        // A failed tool is the same error in either shape.
+        let failed = r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[{"type":"text","text":"boom"}]}}"#;
+        let e = decode_call_response("x", "e", response("application/json", failed), ResultShape::Whole).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ToolFailed);
+    }
+
     #[test]
     fn a_request_body_is_the_json_rpc_request_with_the_protocol_key_names() {
         let trace = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", None).unwrap();
@@ -593,31 +647,31 @@ mod tests {
     #[test]
     fn decodes_structured_text_sse_and_errors() {
         let ok = response("application/json", r#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"structuredContent":5}}"#);
-        assert_eq!(decode_call_response("t", "e", ok).unwrap(), json!(5));
+        assert_eq!(decode_call_response_value("t", "e", ok).unwrap(), json!(5));
         let text = response("application/json", r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"{\"a\":1}"}]}}"#);
-        assert_eq!(decode_call_response("t", "e", text).unwrap(), json!({"a": 1}));
+        assert_eq!(decode_call_response_value("t", "e", text).unwrap(), json!({"a": 1}));
         let sse = response(
             "text/event-stream",
             "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"structuredContent\":{\"x\":2}}}\n\n",
         );
-        assert_eq!(decode_call_response("t", "e", sse).unwrap(), json!({"x": 2}));
+        assert_eq!(decode_call_response_value("t", "e", sse).unwrap(), json!({"x": 2}));
         let unknown = response("application/json", r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"Unknown tool: nope"}}"#);
-        let e = decode_call_response("nope", "e", unknown).unwrap_err();
+        let e = decode_call_response_value("nope", "e", unknown).unwrap_err();
         assert_eq!((e.kind(), e.message()), (ErrorKind::UnknownTool, "Unknown tool: nope"));
         let failed = response(
             "application/json",
             r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[{"type":"text","text":"tool 'x' failed: boom"}],"_meta":{"dev.toolmesh/error":{"code":6001,"name":"HANDLER_FAILED","message":"tool 'x' failed: boom"}}}}"#,
         );
-        let e = decode_call_response("x", "e", failed).unwrap_err();
+        let e = decode_call_response_value("x", "e", failed).unwrap_err();
         assert_eq!((e.kind(), e.message()), (ErrorKind::ToolFailed, "tool 'x' failed: boom"));
         let foreign =
             response("application/json", r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[{"type":"text","text":"bad"}]}}"#);
-        assert_eq!(decode_call_response("x", "e", foreign).unwrap_err().message(), "tool 'x' failed: bad");
+        assert_eq!(decode_call_response_value("x", "e", foreign).unwrap_err().message(), "tool 'x' failed: bad");
         let domain = response(
             "application/json",
             r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[{"type":"text","text":"unknown_sku: no such sku: X"}],"_meta":{"dev.toolmesh/error":{"code":5005,"name":"TOOL_ERROR","message":"no such sku: X","appCode":"unknown_sku","data":{"sku":"X"}}}}}"#,
         );
-        let e = decode_call_response("x", "e", domain).unwrap_err();
+        let e = decode_call_response_value("x", "e", domain).unwrap_err();
         assert_eq!(
             (e.kind(), e.message(), e.app_code(), e.data()),
             (ErrorKind::ToolError, "no such sku: X", Some("unknown_sku"), Some(&json!({"sku": "X"})))
@@ -626,8 +680,8 @@ mod tests {
             "application/json",
             r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[],"_meta":{"dev.toolmesh/error":{"code":5005,"name":"TOOL_ERROR","message":"m"}}}}"#,
         );
-        assert_eq!(decode_call_response("x", "e", codeless).unwrap_err().kind(), ErrorKind::Protocol);
+        assert_eq!(decode_call_response_value("x", "e", codeless).unwrap_err().kind(), ErrorKind::Protocol);
         let plain = response("text/plain", "toolmesh: this port speaks HTTPS");
-        assert_eq!(decode_call_response("x", "e", plain).unwrap_err().kind(), ErrorKind::Protocol);
+        assert_eq!(decode_call_response_value("x", "e", plain).unwrap_err().kind(), ErrorKind::Protocol);
     }
 }

@@ -6,6 +6,18 @@
 
 use serde_json::{Map, Value};
 
+/// What a mesh call hands its caller of the callee's `CallToolResult`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ResultShape {
+    /// One JSON value: the `structuredContent`, else the text of the first text item (parsed
+    /// when it is JSON).
+    #[default]
+    Value,
+    /// The result in MCP's shape, `{"content": [...], "structuredContent"?: ...}`: every content
+    /// item as the callee sent it, so that a handler can answer with it unchanged.
+    Whole,
+}
+
 /// A checked `CallToolResult`: `content` items are kept verbatim (MCP adds members, and
 /// `annotations` and `_meta` ride along), after [`ToolOutput::from_json`] checked each one.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,11 +83,47 @@ impl ToolOutput {
         Value::Object(Map::from_iter([("content".to_owned(), Value::Array(self.content.clone()))]))
     }
 
+    /// The result in MCP's shape as the MCP server sends it (without `isError`: a failed result
+    /// is an error to a caller): a `structuredContent` with no text beside it gets its text
+    /// rendering too.
+    pub fn to_whole(&self) -> Value {
+        let mut content = self.content.clone();
+        if let Some(value) = self.structured.as_ref().filter(|_| !content.iter().any(|item| item["type"] == "text")) {
+            content.push(text_item(value));
+        }
+        whole_result(content, self.structured.clone())
+    }
+
     /// The text of the result's text items, for an error message.
     pub fn text(&self) -> String {
         let texts: Vec<&str> = self.content.iter().filter(|i| i["type"] == "text").filter_map(|i| i["text"].as_str()).collect();
         texts.join("\n")
     }
+}
+
+/// `{"content": [...], "structuredContent"?: ...}`.
+pub fn whole_result(content: Vec<Value>, structured: Option<Value>) -> Value {
+    let mut result = Map::from_iter([("content".to_owned(), Value::Array(content))]);
+    if let Some(structured) = structured {
+        result.insert("structuredContent".to_owned(), structured);
+    }
+    Value::Object(result)
+}
+
+/// The whole result a handler's plain value stands for, as the MCP server answers with it: the
+/// value as `structuredContent` and its text rendering.
+pub fn whole_of_value(value: Value) -> Value {
+    whole_result(vec![text_item(&value)], Some(value))
+}
+
+/// The text item that renders a structured value (the spec's back-compat SHOULD): a string as
+/// it is, else its JSON.
+pub(crate) fn text_item(value: &Value) -> Value {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    serde_json::json!({"type": "text", "text": text})
 }
 
 /// One content item: a known `type` and the members MCP requires of it.

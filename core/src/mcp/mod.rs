@@ -9,6 +9,7 @@ pub mod schema;
 pub mod server;
 
 pub use client::McpClient;
+pub use content::ResultShape;
 pub use server::{McpServer, ServerInfo};
 
 use std::borrow::Cow;

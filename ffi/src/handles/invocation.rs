@@ -181,6 +181,22 @@ pub unsafe extern "C" fn toolmesh_invocation_input(invocation: *const toolmesh_i
     })
 }
 
+/// The milliseconds left before the request's deadline (0 once it passed), or -1 when it has
+/// none (or for a NULL invocation). The budget shrinks hop by hop: a dependency call made with
+/// this invocation carries what is left of it, and its callee sees less. Read it again for a
+/// fresh figure.
+///
+/// # Safety
+/// `invocation` is NULL or a live, unanswered invocation, borrowed for the call.
+#[no_mangle]
+pub unsafe extern "C" fn toolmesh_invocation_remaining_ms(invocation: *const toolmesh_invocation) -> i64 {
+    catch_panic(-1, || {
+        // SAFETY: NULL or live, as the caller guarantees.
+        let remaining = unsafe { invocation.as_ref() }.and_then(|i| i.context.remaining_ms());
+        remaining.map_or(-1, |ms| i64::try_from(ms).unwrap_or(i64::MAX))
+    })
+}
+
 /// Whether the request this invocation serves was cancelled: its caller closed the stream or
 /// sent `notifications/cancelled`, or its deadline passed. Progress and log messages are
 /// dropped from then on, dependency calls made with it fail with `TOOLMESH_CANCELLED`, and no

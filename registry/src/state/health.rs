@@ -8,7 +8,8 @@ use tokio::time::Instant;
 use toolmesh_core::text::Escaped;
 
 impl Registry {
-    /// Removes the agents whose last heartbeat is older than `max_silence`, and takes those
+    /// Removes the agents whose last heartbeat is older than `max_silence` (unless replicas
+    /// share registrations: then the shared store's leader evicts), and takes those
     /// whose heartbeat is overdue out of their dependents' topologies while healthy providers
     /// remain.
     pub fn sweep(&self, max_silence: Duration) {
@@ -31,6 +32,11 @@ impl Registry {
         if !turned_stale.is_empty() {
             let dependents = state.dependents_of(turned_stale.iter().map(String::as_str));
             state.refresh(&dependents);
+        }
+        if self.shared.is_some() {
+            // Replicas evict once per mesh, from the shared store (see `shared.rs`): an agent
+            // silent here may be beating at another replica.
+            return;
         }
         let silent: Vec<String> = state
             .agents
@@ -105,7 +111,7 @@ impl Registry {
     /// A heartbeat is late, and the agent worth a probe, a tenth of an interval after it was
     /// due (well before it counts as stale).
     fn probe_after(&self) -> Duration {
-        self.heartbeat_interval.mul_f64(1.1)
+        self.heartbeat_interval.mul_f64(1.1) + self.shared_lag()
     }
 }
 

@@ -1,7 +1,7 @@
 //! Agents joining, beating and leaving: register, heartbeat, watch, deregister, and evicting a
 //! revoked entity's agents.
 
-use super::{Agent, Caller, Registry, StateError, TopologyWatch};
+use super::{Agent, Caller, Change, Registry, StateError, TopologyWatch};
 use crate::access;
 use crate::binding::{self, Usage};
 use crate::validate;
@@ -65,6 +65,7 @@ impl Registry {
             re_registration,
             "agent registered"
         );
+        self.publish(Change::Registered { registration: registration.clone(), caller: caller.clone() });
         state.insert(Agent {
             registration,
             caller: caller.clone(),
@@ -75,6 +76,7 @@ impl Registry {
             dependencies,
             topology,
             certificate_not_after: None,
+            registered_at: Instant::now(),
         });
         let mut refresh = state.dependents_of(affected.iter().map(String::as_str));
         refresh.insert(agent_id.clone());
@@ -101,6 +103,9 @@ impl Registry {
             tracing::info!(agent_id, name = %Escaped(&agent.registration.name), "agent healthy again: heartbeats resumed");
             let dependents = state.dependents_of(state.agents[agent_id].provided_capabilities());
             state.refresh(&dependents);
+        }
+        if self.shared.is_some() {
+            state.beaten_here.insert(agent_id.to_owned());
         }
         let current = state.agents[agent_id].topology.borrow();
         let topology = (current.version != held_version).then(|| current.as_ref().clone());
@@ -134,6 +139,7 @@ impl Registry {
             Err(e) => return Err(e),
         };
         let Some(agent) = state.remove(agent_id) else { return Err(StateError::UnknownAgent(agent_id.to_owned())) };
+        self.publish(Change::Removed { agent_id: agent_id.to_owned() });
         let name = Escaped(&agent.registration.name);
         match owner {
             None => tracing::info!(agent_id, %name, "agent deregistered"),
@@ -155,6 +161,7 @@ impl Registry {
             if let Some(agent) = state.remove(agent_id) {
                 tracing::info!(agent_id = %Escaped(agent_id), name = %Escaped(&agent.registration.name), entity, "agent evicted: its entity was revoked");
                 self.metrics.evicted_revoked.inc();
+                self.publish(Change::Removed { agent_id: agent_id.clone() });
                 state.refresh_dependents_of(&agent);
             }
         }

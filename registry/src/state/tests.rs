@@ -248,3 +248,56 @@ fn revoking_an_entity_evicts_its_agents_from_every_topology() {
     assert_eq!(provider_ids(&consumer), ["ours"]);
     assert!(registry.evict_entity("partner").is_empty());
 }
+
+/// A replica sharing registrations, with the channel its changes go out on.
+fn replica() -> (Registry, tokio::sync::mpsc::UnboundedReceiver<Change>) {
+    let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
+    (Registry::new(Duration::from_secs(1), 3).shared(changes, Duration::from_secs(1)), changed)
+}
+
+#[test]
+fn a_replica_sends_its_own_changes_and_takes_others_without_sending_them_back() {
+    let (registry, mut changed) = replica();
+    registry.register(registration("consumer", &["report"], &["add"]), &alice()).expect("register consumer");
+    assert!(matches!(changed.try_recv(), Ok(Change::Registered { registration, .. }) if registration.agent_id == "consumer"));
+    let mut consumer = registry.watch("consumer", &alice()).expect("watch");
+    consumer.mark_unchanged();
+
+    registry.adopt(registration("adder", &["add"], &[]), alice(), Duration::ZERO);
+    assert!(consumer.has_changed().expect("open"), "a registration at another replica wakes the dependent here");
+    assert_eq!(provider_ids(&consumer), ["adder"]);
+    consumer.mark_unchanged();
+    registry.adopt(registration("adder", &["add"], &[]), alice(), Duration::ZERO);
+    assert!(!consumer.has_changed().expect("open"), "the same registration again changes nothing");
+
+    registry.forget("adder", false);
+    assert!(consumer.has_changed().expect("open"));
+    assert!(provider_ids(&consumer).is_empty());
+    assert!(changed.try_recv().is_err(), "what other replicas changed is not sent back to them");
+
+    registry.deregister("consumer", &alice(), false).expect("deregister");
+    assert!(matches!(changed.try_recv(), Ok(Change::Removed { agent_id }) if agent_id == "consumer"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_evicts_nobody_itself_and_judges_no_agent_by_the_stores_silence() {
+    let (registry, _changed) = replica();
+    registry.register(registration("adder", &["add"], &[]), &alice()).expect("register");
+    // Long past the eviction window, with the store unread all along: still registered, and
+    // healthy, since heartbeats at other replicas could not be known here.
+    for _ in 0..10 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        registry.store_unheard(Duration::from_secs(1));
+        registry.sweep(Duration::from_secs(3));
+    }
+    let listed = registry.list(None).agents;
+    assert_eq!(listed.len(), 1, "only the store's leader evicts");
+    assert_eq!(listed[0].status, "healthy");
+    // With the store read again and nothing heard of it, it turns stale (routed to last).
+    tokio::time::advance(Duration::from_secs(3)).await;
+    registry.sweep(Duration::from_secs(3));
+    assert_eq!(registry.list(None).agents[0].status, "stale");
+    assert_eq!(registry.take_beaten(), Vec::<String>::new());
+    registry.heartbeat("adder", &alice(), 0).expect("heartbeat");
+    assert_eq!(registry.take_beaten(), ["adder"], "the heartbeat waits for the next batch");
+}

@@ -9,12 +9,12 @@
 //! crossed. `disable` and `require` (encrypted, unverified) are refused off this machine; libpq's
 //! opportunistic `allow` and `prefer` are refused everywhere.
 
-use super::pg_tls::{Check, PgTls};
+use super::pg_tls::{Check, PgTls, PgTlsStream};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::RootCertStore;
 use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::Config;
+use tokio_postgres::{Client, Config, Connection, Socket};
 use toolmesh_core::{Error, ErrorKind, Result};
 
 /// A PostgreSQL server and how to reach it.
@@ -23,6 +23,20 @@ pub struct Target {
     pub tls: PgTls,
     /// `postgres://user@host:port/database?sslmode=...`, without the password, for messages.
     pub described: String,
+}
+
+/// A server's connection settings and the TLS its connections use: what every connection of
+/// a store (operations, listeners, shared registrations) opens with.
+#[derive(Clone)]
+pub struct Server {
+    pub config: Config,
+    pub tls: PgTls,
+}
+
+impl Server {
+    pub async fn connect(&self) -> std::result::Result<(Client, Connection<Socket, PgTlsStream<Socket>>), tokio_postgres::Error> {
+        self.config.connect(self.tls.clone()).await
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 //!
 //! Version 1: `toolmesh_entities` (one row per entity), `toolmesh_policy` and
 //! `toolmesh_auto_tls` (one row at most each, the `one` column pinning it).
+//! Version 2: `toolmesh_agents`, the registrations replicas share (see `pg_agents`).
 
 use super::{AutoTlsState, Durable, StoredEntity};
 use tokio_postgres::Transaction;
@@ -12,7 +13,8 @@ use toolmesh_core::{Error, ErrorKind, Result};
 
 /// Each migration takes the database one version up; the last one's version is the one this
 /// registry writes and the newest it reads.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE toolmesh_entities (
         name text PRIMARY KEY,
         ca_cert text NOT NULL,
@@ -30,7 +32,17 @@ const MIGRATIONS: &[&str] = &["
         ca_key text NOT NULL,
         join_token text NOT NULL
     );
-"];
+",
+    "
+    CREATE TABLE toolmesh_agents (
+        agent_id text PRIMARY KEY,
+        identity text NOT NULL,
+        entity text,
+        registration text NOT NULL,
+        last_seen timestamptz NOT NULL DEFAULT now()
+    );
+",
+];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 

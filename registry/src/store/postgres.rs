@@ -10,7 +10,7 @@
 //! answer, never a worker of the registry's runtime, and the listening connection lives there
 //! too, reconnecting while the database is away.
 
-use super::pg_connect::{redact, Target};
+use super::pg_connect::{redact, Server, Target};
 use super::pg_schema::{self, failed, STATE_LOCK};
 use super::pg_tls::{PgTls, Refused};
 use super::{Durable, Store};
@@ -199,6 +199,11 @@ impl Store for Postgres {
 
     fn changes(&self) -> Option<watch::Receiver<u64>> {
         Some(self.changed.subscribe())
+    }
+
+    fn shared_agents(&self) -> Option<super::SharedAgents> {
+        let server = Server { config: self.config.clone(), tls: self.tls.clone() };
+        Some(super::SharedAgents::new(server, self.runtime().handle().clone()))
     }
 }
 

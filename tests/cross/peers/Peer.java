@@ -2,9 +2,11 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.toolmesh.AgentBuilder;
 import dev.toolmesh.MeshAgent;
+import dev.toolmesh.ToolCall;
 import dev.toolmesh.ToolDefinition;
 import dev.toolmesh.Toolmesh;
 import dev.toolmesh.ToolException;
+import dev.toolmesh.ToolResult;
 import dev.toolmesh.ToolmeshException;
 import java.io.File;
 import java.io.IOException;
@@ -12,6 +14,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.OptionalLong;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeUnit;
@@ -76,6 +79,14 @@ public final class Peer {
         seen.put("language", LANGUAGE);
         seen.put("headers", Toolmesh.headers());
         seen.put("trace_id", Toolmesh.traceId());
+        return seen;
+    }
+
+    /** What a chain hop saw: what a handler sees, and the milliseconds its request had left. */
+    private static Map<String, Object> chainHop(ToolCall call) {
+        Map<String, Object> seen = here();
+        OptionalLong remaining = call.context().remainingMillis();
+        seen.put("remaining_ms", remaining.isPresent() ? remaining.getAsLong() : null);
         return seen;
     }
 
@@ -207,20 +218,39 @@ public final class Peer {
         ToolDefinition.Builder chain = ToolDefinition.builder("chain").tags(tag);
         if (next < hops.size()) {
             chain.dependsOn("chain", "", tag("agent", hops.get(next))).handler(call -> {
-                Map<String, Object> seen = here();
-                return call.proxy(0).call(null).thenApply(rest -> {
+                Map<String, Object> seen = chainHop(call);
+                JsonNode budget = table.path("chain").path("budget");
+                long spendMs = budget.path("tenant").asText().equals(Toolmesh.headers().get("x-tenant")) ? budget.path("spend_ms").asLong() : 0;
+                CompletableFuture<Void> spent = CompletableFuture.runAsync(() -> {}, CompletableFuture.delayedExecutor(spendMs, TimeUnit.MILLISECONDS));
+                return spent.thenCompose(ignored -> call.proxy(0).call(null)).thenApply(rest -> {
                     seen.put("next", rest);
                     return seen;
                 });
             });
         } else {
             chain.handler(call -> {
-                Map<String, Object> seen = here();
+                Map<String, Object> seen = chainHop(call);
                 seen.put("next", null);
                 return seen;
             });
         }
-        return agent.tool(chain.build());
+        agent.tool(chain.build());
+
+        List<String> richHops = new ArrayList<>();
+        table.path("rich_chain").path("languages").forEach(hop -> richHops.add(hop.asText()));
+        int richNext = richHops.indexOf(LANGUAGE) + 1;
+        ToolDefinition.Builder richChain = ToolDefinition.builder("rich_chain").tags(tag);
+        if (richNext < richHops.size()) {
+            richChain.dependsOn("rich_chain", "", tag("agent", richHops.get(richNext))).handler(call -> call.proxy(0).callResult(null));
+        } else {
+            JsonNode result = table.path("rich_chain").path("result");
+            richChain.handler(call -> {
+                ToolResult.Builder answer = ToolResult.builder().structured(result.get("structuredContent"));
+                result.path("content").forEach(answer::item);
+                return answer.build();
+            });
+        }
+        return agent.tool(richChain.build());
     }
 
     /** Agent KIND-java, serving echo tagged as the table says for {@code kind}, with its own certificate. */

@@ -43,6 +43,15 @@ static const char *next_hop(void) {
   return NULL;
 }
 
+/* The next language after ours in the rich chain, or NULL when we are its end. */
+static const char *rich_next_hop(void) {
+  json_t *hops = json_object_get(json_object_get(table, "rich_chain"), "languages");
+  for (size_t i = 0; i + 1 < json_array_size(hops); i++) {
+    if (strcmp(json_string_value(json_array_get(hops, i)), LANGUAGE) == 0) return json_string_value(json_array_get(hops, i + 1));
+  }
+  return NULL;
+}
+
 /* The language after ours in the chain, the last one wrapping round to the first. */
 static const char *following(void) {
   json_t *hops = json_object_get(json_object_get(table, "chain"), "languages");
@@ -96,6 +105,14 @@ static json_t *here(const toolmesh_invocation *invocation) {
                    trace_id ? json_string(trace_id) : json_null());
 }
 
+/* What a chain hop saw: what a handler sees, and the milliseconds its request had left. */
+static json_t *chain_hop(const toolmesh_invocation *invocation) {
+  json_t *seen = here(invocation);
+  int64_t remaining = toolmesh_invocation_remaining_ms(invocation);
+  json_object_set_new(seen, "remaining_ms", remaining < 0 ? json_null() : json_integer(remaining));
+  return seen;
+}
+
 /* A dependency call in flight: the invocation it answers, and for a chain hop what it saw. */
 struct pending {
   toolmesh_invocation *invocation;
@@ -147,6 +164,18 @@ static void finish_relay(void *userdata, toolmesh_result code, const char *text,
   struct pending *pending = userdata;
   if (code == TOOLMESH_OK) {
     toolmesh_invocation_complete(pending->invocation, text, NULL);
+  } else {
+    toolmesh_invocation_fail_with_error(pending->invocation, error, NULL);
+  }
+  free(pending);
+}
+
+/* A rich chain hop answers its dependency's whole result as it came; a failure goes to its caller
+ * unchanged. */
+static void finish_rich(void *userdata, toolmesh_result code, const char *text, const toolmesh_error *error) {
+  struct pending *pending = userdata;
+  if (code == TOOLMESH_OK) {
+    toolmesh_invocation_complete_result(pending->invocation, text, NULL);
   } else {
     toolmesh_invocation_fail_with_error(pending->invocation, error, NULL);
   }
@@ -250,8 +279,29 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
     toolmesh_invocation_progress(invocation, 0, 1, "slow started", NULL);
     nanosleep(&(struct timespec){.tv_sec = slow_ms / 1000, .tv_nsec = slow_ms % 1000 * 1000000}, NULL);
     complete(invocation, here(invocation));
+  } else if (strcmp(tool, "rich_chain") == 0 && rich_next_hop() != NULL) {
+    struct pending *pending = malloc(sizeof *pending);
+    *pending = (struct pending){.invocation = invocation, .seen = NULL};
+    toolmesh_error *error = NULL;
+    if (toolmesh_agent_call_for_result(atomic_load(&state->agent), invocation, NULL, tool, 0, "{}", finish_rich, pending, &error) !=
+        TOOLMESH_OK) {
+      toolmesh_invocation_fail_with_error(invocation, error, NULL); /* never started: no callback */
+      toolmesh_error_free(error);
+      free(pending);
+    }
+  } else if (strcmp(tool, "rich_chain") == 0) {
+    char *result = json_dumps(json_object_get(json_object_get(table, "rich_chain"), "result"), JSON_COMPACT);
+    toolmesh_invocation_complete_result(invocation, result, NULL);
+    free(result);
   } else if (strcmp(tool, "chain") == 0 && next_hop() != NULL) {
-    call_dependency(state, invocation, tool, "{}", NULL, finish_hop, here(invocation));
+    json_t *seen = chain_hop(invocation);
+    json_t *budget = json_object_get(json_object_get(table, "chain"), "budget");
+    const char *tenant = toolmesh_invocation_header(invocation, "x-tenant");
+    if (tenant && strcmp(tenant, json_string_value(json_object_get(budget, "tenant"))) == 0) {
+      long long spend_ms = json_integer_value(json_object_get(budget, "spend_ms"));
+      nanosleep(&(struct timespec){.tv_sec = spend_ms / 1000, .tv_nsec = spend_ms % 1000 * 1000000}, NULL);
+    }
+    call_dependency(state, invocation, tool, "{}", NULL, finish_hop, seen);
   } else if (strcmp(tool, "chain") == 0) {
     /* The end of the chain reports progress; core relays it to the first caller, through hops
      * that do nothing for it. A chain entered with x-tenant "hang" waits here until the first
@@ -265,7 +315,7 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
       toolmesh_invocation_fail(invocation, "cancelled", NULL);
       return;
     }
-    json_t *seen = here(invocation);
+    json_t *seen = chain_hop(invocation);
     json_object_set_new(seen, "next", json_null());
     complete(invocation, seen);
   } else {
@@ -361,6 +411,8 @@ static json_t *callee_tools(int vanishing) {
   json_array_append_new(tools, tool("echo_via", tag("agent", LANGUAGE), dependency("echo", tag("agent", following()))));
   const char *next = next_hop();
   json_array_append_new(tools, tool("chain", tag("agent", LANGUAGE), next ? dependency("chain", tag("agent", next)) : NULL));
+  const char *rich_next = rich_next_hop();
+  json_array_append_new(tools, tool("rich_chain", tag("agent", LANGUAGE), rich_next ? dependency("rich_chain", tag("agent", rich_next)) : NULL));
   return tools;
 }
 

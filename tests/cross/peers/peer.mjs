@@ -2,7 +2,7 @@
 //   node peer.mjs ROLE CASES_JSON
 
 import { readFileSync } from "node:fs";
-import { Agent, currentContext, headers, ToolError, ToolmeshError, traceId, withCallHeaders } from "../../../bindings-node/dist/index.js";
+import { Agent, currentContext, headers, ToolError, ToolmeshError, ToolResult, traceId, withCallHeaders } from "../../../bindings-node/dist/index.js";
 
 const LANGUAGE = "node";
 
@@ -123,7 +123,21 @@ function callee(table, vanishing) {
     name: "chain",
     tags,
     dependencies: next === undefined ? [] : [{ capability: "chain", tags: [tag(table, "agent", next)] }],
-    execute: async (_, proxies) => ({ ...here(), next: next === undefined ? null : await proxies[0]() }),
+    execute: async (_, proxies) => {
+      const seen = { ...here(), remaining_ms: currentContext().remainingMs };
+      if (next === undefined) return { ...seen, next: null };
+      const budget = table.chain.budget;
+      if (headers()["x-tenant"] === budget.tenant) await new Promise((resolve) => setTimeout(resolve, budget.spend_ms));
+      return { ...seen, next: await proxies[0]() };
+    },
+  });
+  const richHops = table.rich_chain.languages;
+  const richNext = richHops[richHops.indexOf(LANGUAGE) + 1];
+  agent.addTool({
+    name: "rich_chain",
+    tags,
+    dependencies: richNext === undefined ? [] : [{ capability: "rich_chain", tags: [tag(table, "agent", richNext)] }],
+    execute: (_, proxies) => (richNext === undefined ? new ToolResult(table.rich_chain.result) : proxies[0].callResult()),
   });
   return agent;
 }

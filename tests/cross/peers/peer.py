@@ -145,16 +145,30 @@ def callee(table: dict, vanishing: bool) -> toolmesh.Agent:
         await asyncio.sleep(settings["slow_ms"] / 1000)
         return here()
 
-    hops = table["chain"]["languages"]
+    hops, budget = table["chain"]["languages"], table["chain"]["budget"]
     rest = hops[hops.index(LANGUAGE) + 1:]
     if rest:
         @agent.tool(tags=tags, dependencies=[{"capability": "chain", "tags": [tag(table, "agent", rest[0])]}])
         async def chain(next_hop: toolmesh.Proxy = None) -> dict:
-            return {**here(), "next": await next_hop()}
+            seen = {**here(), "remaining_ms": toolmesh.current_context().remaining_ms}
+            if toolmesh.headers().get("x-tenant") == budget["tenant"]:
+                await asyncio.sleep(budget["spend_ms"] / 1000)
+            return {**seen, "next": await next_hop()}
     else:
         @agent.tool(tags=tags)
         async def chain() -> dict:
-            return {**here(), "next": None}
+            return {**here(), "remaining_ms": toolmesh.current_context().remaining_ms, "next": None}
+
+    rich = table["rich_chain"]
+    after = rich["languages"][rich["languages"].index(LANGUAGE) + 1:]
+    if after:
+        @agent.tool(tags=tags, dependencies=[{"capability": "rich_chain", "tags": [tag(table, "agent", after[0])]}])
+        async def rich_chain(next_hop: toolmesh.Proxy = None) -> toolmesh.ToolResult:
+            return await next_hop.call_result()
+    else:
+        @agent.tool(tags=tags)
+        async def rich_chain() -> toolmesh.ToolResult:
+            return toolmesh.ToolResult.from_mcp(rich["result"])
 
     return agent
 

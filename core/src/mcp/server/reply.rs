@@ -94,14 +94,8 @@ impl<'a> RichCallResult<'a> {
             Era::Legacy if !value.is_object() => Cow::Owned(serde_json::json!({"result": value})),
             _ => Cow::Borrowed(value),
         });
-        if let Some(value) = output.structured() {
-            if !output.content().iter().any(|item| item["type"] == "text") {
-                let text = match value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                content.push(Cow::Owned(serde_json::json!({"type": "text", "text": text})));
-            }
+        if let Some(value) = output.structured().filter(|_| !output.content().iter().any(|item| item["type"] == "text")) {
+            content.push(Cow::Owned(crate::mcp::content::text_item(value)));
         }
         let modern = era == Era::Modern;
         RichCallResult { content, structured, is_error: output.is_error(), result_type: modern.then_some("complete"), meta }

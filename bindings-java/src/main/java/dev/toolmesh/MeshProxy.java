@@ -6,8 +6,10 @@ import com.fasterxml.jackson.databind.JavaType;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.io.UncheckedIOException;
 import java.util.Map;
+import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
+import java.util.function.Consumer;
 
 /**
  * A callable stand-in for one declared dependency of a tool, handed to each call of that tool.
@@ -54,7 +56,34 @@ public final class MeshProxy {
         return call(arguments, Json.MAPPER.constructType(type));
     }
 
+    /**
+     * Calls the dependency like {@link #call(Object)}; {@code onUpdate} receives what its callee
+     * reports while it runs ({@link CalleeUpdate.Progress}, {@link CalleeUpdate.Log}), in order, on
+     * the agent's executor with the handler's request context current, all before the future
+     * completes. Such a call's reports are the handler's to re-emit or transform (for example with
+     * {@code call.context().progress(...)}): core does not relay them to the handler's own caller
+     * as it does for a plain call.
+     */
+    public CompletableFuture<JsonNode> stream(Object arguments, Consumer<CalleeUpdate> onUpdate) {
+        Objects.requireNonNull(onUpdate, "onUpdate");
+        return send(arguments, false, onUpdate).thenApply(resultJson -> decode(resultJson, Json.MAPPER.constructType(JsonNode.class)));
+    }
+
+    /**
+     * Calls the dependency and completes with its whole result: every content item as the callee
+     * sent it (images, audio, resource links, embedded resources, text) and its
+     * {@code structuredContent}. A handler that returns it answers its own caller with the same
+     * result, unchanged.
+     */
+    public CompletableFuture<ToolResult> callResult(Object arguments) {
+        return send(arguments, true, null).thenApply(ToolResult::fromJson);
+    }
+
     private <T> CompletableFuture<T> call(Object arguments, JavaType resultType) {
+        return send(arguments, false, null).thenApply(resultJson -> decode(resultJson, resultType));
+    }
+
+    private CompletableFuture<String> send(Object arguments, boolean whole, Consumer<CalleeUpdate> onUpdate) {
         String argumentsJson;
         try {
             argumentsJson = Json.MAPPER.writeValueAsString(arguments == null ? Map.of() : arguments);
@@ -62,8 +91,7 @@ public final class MeshProxy {
             return CompletableFuture.failedFuture(
                     new IllegalArgumentException("the arguments for '" + capability + "' are not JSON: " + e.getOriginalMessage(), e));
         }
-        return Native.callDependency(agent, tool, index, argumentsJson, context, executor)
-                .thenApply(resultJson -> decode(resultJson, resultType));
+        return Native.callDependency(agent, tool, index, argumentsJson, whole, onUpdate, context, executor);
     }
 
     private <T> T decode(String json, JavaType type) {

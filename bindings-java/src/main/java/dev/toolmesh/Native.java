@@ -9,6 +9,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
 import java.util.function.LongConsumer;
 
 /**
@@ -72,9 +73,13 @@ final class Native {
     /**
      * Answers through {@link #onCallDone} with {@code callId}; {@code callHeaders} are the open
      * {@link CallHeaders} scopes' headers (name, value, ..., outer scopes first), merged in by core.
+     * With {@code whole}, the result is the callee's whole tool result (MCP's {@code CallToolResult});
+     * with {@code observed}, the callee's reports come to {@link #onCallUpdate} instead of being
+     * relayed to the handler's own caller.
      */
     private static native void call(
-            long agent, String tool, int dependency, String argumentsJson, long context, String[] callHeaders, long callId);
+            long agent, String tool, int dependency, String argumentsJson, long context, String[] callHeaders, boolean whole,
+            boolean observed, long callId);
 
     /** Deregisters, drains and stops; blocks until done. */
     static native void stop(long agent);
@@ -142,11 +147,21 @@ final class Native {
      * thread's current request context, so continuations see it and the calls they make carry it.
      */
     static CompletableFuture<String> callDependency(
-            long agent, String tool, int dependency, String argumentsJson, RequestContext context, Executor executor) {
+            long agent,
+            String tool,
+            int dependency,
+            String argumentsJson,
+            boolean whole,
+            Consumer<CalleeUpdate> onUpdate,
+            RequestContext context,
+            Executor executor) {
         try {
             String[] callHeaders = CallHeaders.current();
             return pendingCall(
-                    context, executor, callId -> call(agent, tool, dependency, argumentsJson, context.handle(), callHeaders, callId));
+                    context,
+                    executor,
+                    onUpdate,
+                    callId -> call(agent, tool, dependency, argumentsJson, context.handle(), callHeaders, whole, onUpdate != null, callId));
         } finally {
             // The native side has taken its own reference to the context by now.
             java.lang.ref.Reference.reachabilityFence(context);
@@ -157,10 +172,13 @@ final class Native {
      * A future that {@link #onCallDone} completes on {@code executor} once {@code start} has set
      * the native side going with the call's id; failed at once if {@code start} throws.
      */
-    static CompletableFuture<String> pendingCall(RequestContext context, Executor executor, LongConsumer start) {
+    static CompletableFuture<String> pendingCall(
+            RequestContext context, Executor executor, Consumer<CalleeUpdate> onUpdate, LongConsumer start) {
         CompletableFuture<String> result = new CompletableFuture<>();
         long callId = NEXT_CALL_ID.incrementAndGet();
-        PENDING.put(callId, new PendingCall(result, context, executor));
+        // An observed call's reports and result are delivered one after another, in order.
+        Executor delivery = onUpdate == null ? executor : new SerialExecutor(task -> deliverOffCoreThread(executor, task));
+        PENDING.put(callId, new PendingCall(result, context, delivery, onUpdate));
         try {
             start.accept(callId);
         } catch (RuntimeException refused) {
@@ -200,13 +218,30 @@ final class Native {
                         appCode != null ? ToolException.fromNative(appCode, message, dataJson) : new ToolmeshException(code, kind, message));
             }
         });
+        deliverOffCoreThread(pending.executor, settle);
+    }
+
+    /** Called by the native library on a core thread: only queues the report for the call's listener. */
+    static void onCallUpdate(long callId, String updateJson) {
+        PendingCall pending = PENDING.get(callId);
+        if (pending == null || pending.onUpdate == null) {
+            return;
+        }
+        CalleeUpdate update = CalleeUpdate.fromJson(updateJson);
+        deliverOffCoreThread(pending.executor, () -> RequestContext.runWith(pending.context, () -> pending.onUpdate.accept(update)));
+    }
+
+    /** {@link #executeOffCoreThread}, and on the fallback pool when the executor is shut down. */
+    private static void deliverOffCoreThread(Executor executor, Runnable task) {
         try {
-            executeOffCoreThread(pending.executor, settle);
+            executeOffCoreThread(executor, task);
         } catch (RejectedExecutionException executorClosed) {
             // The agent's executor is shut down; the answer still reaches the caller, never on a core thread.
-            FALLBACK.execute(settle);
+            FALLBACK.execute(task);
         }
     }
 
-    private record PendingCall(CompletableFuture<String> result, RequestContext context, Executor executor) {}
+    /** A call in flight; {@code executor} delivers its outcome (and {@code onUpdate}'s reports, when observed). */
+    private record PendingCall(
+            CompletableFuture<String> result, RequestContext context, Executor executor, Consumer<CalleeUpdate> onUpdate) {}
 }

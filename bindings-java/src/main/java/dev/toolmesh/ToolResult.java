@@ -37,6 +37,28 @@ public final class ToolResult {
         return json.toString();
     }
 
+    /** A dependency's whole result, as core hands it over ({@link MeshProxy#callResult}): a JSON object. */
+    static ToolResult fromJson(String resultJson) {
+        try {
+            return new ToolResult(Json.MAPPER.readValue(resultJson, ObjectNode.class));
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            throw new java.io.UncheckedIOException("a dependency's tool result is not a JSON object: " + e.getOriginalMessage(), e);
+        }
+    }
+
+    /** The content items in MCP's shape ({@code type}, and {@code data} base64, {@code uri}...), read-only. */
+    public java.util.List<JsonNode> content() {
+        java.util.List<JsonNode> items = new java.util.ArrayList<>();
+        json.path("content").forEach(item -> items.add(item.deepCopy()));
+        return java.util.List.copyOf(items);
+    }
+
+    /** The {@code structuredContent}, or null when there is none. */
+    public JsonNode structured() {
+        JsonNode structured = json.get("structuredContent");
+        return structured == null ? null : structured.deepCopy();
+    }
+
     @Override
     public String toString() {
         return "ToolResult" + json;

@@ -51,7 +51,7 @@ class PanicTest {
         assertEquals("INTERNAL", direct.kind());
         assertEquals("toolmesh panicked: a test panic in a native method; this is a bug in toolmesh, please report it", direct.getMessage());
 
-        CompletableFuture<String> inTask = Native.pendingCall(null, Runnable::run, NativeTesting::panicInTask);
+        CompletableFuture<String> inTask = Native.pendingCall(null, Runnable::run, null, NativeTesting::panicInTask);
         Throwable failed = assertThrows(ExecutionException.class, () -> inTask.get(10, TimeUnit.SECONDS)).getCause();
         ToolmeshException task = (ToolmeshException) failed;
         assertEquals(9001, task.code());

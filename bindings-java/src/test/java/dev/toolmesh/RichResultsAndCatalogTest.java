@@ -94,6 +94,9 @@ class RichResultsAndCatalogTest {
                     String declined = call.proxy("declined").call(Map.of()).handle((v, thrown) -> String.valueOf(thrown.getCause())).join();
                     return Map.of("counted", counted, "declined", declined);
                 }).build())
+                // The whole result of a dependency, answered as it came.
+                .tool(ToolDefinition.builder("relay_picture").dependsOn("picture").handler(call -> call.proxy("picture").callResult(Map.of()))
+                        .build())
                 .start();
     }
 
@@ -171,6 +174,21 @@ class RichResultsAndCatalogTest {
         // The structuredContent; and a result the tool marked isError is a failure, with its text.
         assertEquals(json("{\"count\": 3}"), seen.get("counted"), seen.toString());
         assertEquals("dev.toolmesh.ToolmeshException: [5001 TOOL_FAILED] tool 'declined' failed: not today", seen.path("declined").asText(), seen.toString());
+    }
+
+    @Test
+    void aDependencysWholeResultPassesThroughAJavaHandlerUnchanged() {
+        JsonNode direct = operator.callResult(agent.endpoint(), "picture", Map.of());
+        JsonNode relayed = Wait.eventually(Duration.ofSeconds(20), "relay_picture to answer",
+                () -> {
+                    JsonNode answer = operator.callResult(reader.endpoint(), "relay_picture", Map.of());
+                    return answer.path("isError").asBoolean() ? null : answer; // until the registry names the provider
+                });
+        assertEquals(direct.get("content"), relayed.get("content"), relayed.toString());
+        assertEquals(4, relayed.get("content").size(), relayed.toString());
+        ToolResult parsed = ToolResult.fromJson(relayed.toString());
+        assertEquals("image", parsed.content().get(1).path("type").asText());
+        assertEquals(null, parsed.structured());
     }
 
     @Test
