@@ -50,14 +50,15 @@ MODES = {
     "quick": dict(
         transport_rounds=1, transport_seconds=1.0, handshake_rounds=1, handshake_seconds=0.5,
         py_rounds=1, py_seconds=2.0, py_warmup=0.5, memory_load_seconds=2.0, cold_trials=1,
-        scales=[(100, 8), (1000, 8)], scale_window=5.0, scale_trials=1,
+        scales=[(100, 8, 1), (1000, 8, 1), (1000, 1000, 1), (1000, 1000, 3)], scale_window=5.0, scale_trials=1,
         policy_rounds=1, policy_iterations=100_000, policy_transport_rounds=6, policy_transport_seconds=0.5,
         telemetry_rounds=6, telemetry_seconds=0.5, long_rounds=2, long_notifications=500, long_cancels=5,
     ),
     "full": dict(
         transport_rounds=5, transport_seconds=3.0, handshake_rounds=5, handshake_seconds=2.0,
         py_rounds=5, py_seconds=5.0, py_warmup=1.0, memory_load_seconds=5.0, cold_trials=3,
-        scales=[(100, 8), (1000, 8), (10000, 8), (10000, 10000)], scale_window=15.0, scale_trials=3,
+        scales=[(100, 8, 1), (1000, 8, 1), (1000, 1000, 1), (1000, 1000, 3), (10000, 8, 1), (10000, 10000, 1), (10000, 10000, 3)],
+        scale_window=15.0, scale_trials=3,
         policy_rounds=3, policy_iterations=200_000, policy_transport_rounds=20, policy_transport_seconds=1.0,
         telemetry_rounds=20, telemetry_seconds=1.0, long_rounds=10, long_notifications=20_000, long_cancels=20,
     ),
@@ -524,9 +525,10 @@ class Run:
     def registry_scale(self) -> None:
         log("registry scale: simulated agents registering and heartbeating every 5 s")
         out = []
-        # (agents, pooled connections): a few shared connections, and one connection per agent
-        # (what real agents hold) at the largest size.
-        for n, connections in self.cfg["scales"]:
+        # (agents, pooled connections, registries): a few shared connections, and one connection
+        # per agent (what real agents hold); one registry on its embedded store, or 3 replicas on
+        # one PostgreSQL (scripts/pg-server.sh), the agents spread over them by the URL list.
+        for n, connections, replicas in self.cfg["scales"]:
             # One descriptor per connection in the simulator (core's client peeks at a kept
             # connection's own socket for the peer's close; it no longer holds a duplicate), one in
             # the registry, plus listeners, certificate files, real agents, runtime: a margin of
@@ -544,7 +546,7 @@ class Run:
                            "so raise the hard limit (limits.conf nofile; docker --ulimit nofile=65536:65536; or as root with "
                            "CAP_SYS_RESOURCE, which run.sh uses) and rerun")
                 log(f"  {message}")
-                self.results.setdefault("failed", {})[f"registry-{n}-{connections}"] = message
+                self.results.setdefault("failed", {})[f"registry-{n}-{connections}-{replicas}"] = message
                 continue
             # Few connections (identities) register many simulated agents: lift the per-identity quotas.
             unlimited = ("--max-agents-per-identity", str(n), "--max-tools-per-identity", str(n), "--max-bytes-per-identity", "1GiB")
@@ -553,21 +555,33 @@ class Run:
             # request in flight, so up to one per simulated agent, plus the real agents'.
             cap = str(max(n, connections) + 256)
             unlimited += ("--max-connections", cap, "--max-connections-per-peer", cap)
-            name = f"scale-registry-{n}-{connections}"
-            pid = 0
+            name = f"scale-registry-{n}-{connections}" + (f"-{replicas}-replicas" if replicas > 1 else "")
+            pids: list[int] = []
+            postgres_dir = WORK / f"scale-postgres-{n}-{connections}"
+            postgres_pid = None
             try:
-                url, pid = self.start_tm_registry(name, unlimited)
-                rss_start = rss_mib(pid)
+                if replicas > 1:
+                    shutil.rmtree(postgres_dir, ignore_errors=True)
+                    store = subprocess.run(["bash", str(ROOT / "scripts" / "pg-server.sh"), "start", str(postgres_dir), str(free_port())],
+                                           check=True, capture_output=True, text=True).stdout.strip()
+                    postgres_pid = int((postgres_dir / "data" / "postmaster.pid").read_text().split()[0])
+                    started = [self.start_tm_registry(f"{name}-{r}", (*unlimited, "--store", store)) for r in range(replicas)]
+                else:
+                    started = [self.start_tm_registry(name, unlimited)]
+                url = ",".join(u for u, _ in started)
+                pids = [p for _, p in started]
+                rss_start = rss_mib(pids[0])
                 common = ["registry-scale", "--registry-url", url, "--ca", str(CERTS / "ca.pem"),
-                          "--ca-key", str(CERTS / "ca.key"), "--registry-pid", str(pid), "--agents", str(n),
+                          "--ca-key", str(CERTS / "ca.key"), "--registry-pid", ",".join(map(str, pids)), "--agents", str(n),
                           "--connections", str(connections), "--window", str(self.cfg["scale_window"]),
-                          "--trials", str(self.cfg["scale_trials"]), "--shards", str(shards)]
-                others = [self.procs.start(f"registry-scale-{n}-{connections}-shard-{k}",
+                          "--trials", str(self.cfg["scale_trials"]), "--shards", str(shards),
+                          *(["--postgres-pid", str(postgres_pid)] if postgres_pid else [])]
+                others = [self.procs.start(f"registry-scale-{n}-{connections}-{replicas}-shard-{k}",
                                            [str(BENCH_BIN), *common, "--shard", str(k), "--work-dir", str(WORK / f"scale-certs-{k}")])
                           for k in range(1, shards)]
                 try:
                     answer = bench_json([*common, "--shard", "0", "--work-dir", str(WORK / "scale-certs")],
-                                        timeout=600, name=f"registry-scale-{n}-{connections}")
+                                        timeout=600, name=f"registry-scale-{n}-{connections}-{replicas}")
                 finally:
                     for other in others:
                         self.procs.stop(other.pid)
@@ -576,10 +590,10 @@ class Run:
                     # shard in that window); heartbeats add up, p99 is the worst shard's.
                     figures = []
                     for k in range(1, shards):
-                        lines = [l for l in (LOGS / f"registry-scale-{n}-{connections}-shard-{k}.log").read_text().splitlines()
+                        lines = [l for l in (LOGS / f"registry-scale-{n}-{connections}-{replicas}-shard-{k}.log").read_text().splitlines()
                                  if l.startswith("{")]
                         if not lines:
-                            raise RuntimeError(f"simulator shard {k} printed no figures; see {LOGS / f'registry-scale-{n}-{connections}-shard-{k}.log'}")
+                            raise RuntimeError(f"simulator shard {k} printed no figures; see {LOGS / f'registry-scale-{n}-{connections}-{replicas}-shard-{k}.log'}")
                         figures.append(json.loads(lines[-1]))
                     answer["other_shards"] = figures
                     answer["heartbeats_per_second"] += sum(f["heartbeats_per_second"] for f in figures)
@@ -592,10 +606,13 @@ class Run:
             except Exception as error:  # one row must not lose the others
                 message = f"registry row {n} agents / {connections} connections failed: {error}\nlast lines of {LOGS / f'{name}.log'}:\n{log_tail(LOGS / f'{name}.log')}"
                 log(f"  {message}")
-                self.results.setdefault("failed", {})[f"registry-{n}-{connections}"] = message
+                self.results.setdefault("failed", {})[f"registry-{n}-{connections}-{replicas}"] = message
             finally:
-                if pid:
+                for pid in pids:
                     self.procs.stop(pid)
+                if postgres_pid:
+                    subprocess.run(["bash", str(ROOT / "scripts" / "pg-server.sh"), "stop", str(postgres_dir)], check=False)
+                    shutil.rmtree(postgres_dir, ignore_errors=True)
         self.results["sections"]["registry_scale"] = out
 
     def policy(self) -> None:

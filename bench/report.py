@@ -177,6 +177,8 @@ def registry_rows(section: list[dict[str, Any]]) -> list[str]:
     out = ["| simulated agents | client certificates (pooled mTLS clients) | registration ramp (s) | registry CPU (cores) | registry RSS (MiB) | heartbeats/s | heartbeat p50 / p99 (ms) | new provider → all dependents callable (ms, worst of trials) | simulator CPU (cores) | targets (10,000) |",
            "|---|---|---|---|---|---|---|---|---|---|"]
     for s in section:
+        if s.get("replicas", 1) > 1:
+            continue
         hb = s["heartbeat"]
         trials = [t.get("all_callable_ms") for t in s["trials"]]
         worst = None if any(t is None for t in trials) or not trials else max(trials)
@@ -192,6 +194,43 @@ def registry_rows(section: list[dict[str, Any]]) -> list[str]:
             f"| {s['agents']:,} | {s['connections']:,}{sharded} | {s['ramp_seconds']:.1f} | {fmt(s['registry_cores'], 2)} | {fmt(s['registry_rss_mib_steady'], 1)} | "
             f"{fmt(s['heartbeats_per_second'])} | {fmt(hb['p50_ms'], 2)} / {fmt(hb['p99_ms'], 2)}{' (' + str(hb['errors']) + ' errors)' if hb['errors'] else ''} | "
             f"{fmt(worst)} | {fmt(s['simulator_cores'], 2)} | {targets} |")
+    return out
+
+
+def replica_rows(section: list[dict[str, Any]]) -> list[str]:
+    """Rows of registry replicas on one PostgreSQL, each beside the single registry (embedded
+    store) measured in the same run at the same size, with the issue's targets."""
+    replicated = [s for s in section if s.get("replicas", 1) > 1]
+    if not replicated:
+        return []
+    out = ["Registry replicas on one PostgreSQL (scripts/pg-server.sh), the simulated agents spread over them by the URL list; "
+           "the new provider registers at replica 0, dependents at replicas 1, 2, 0 (a change that must cross replicas). "
+           "Beside each, the single registry on its embedded store at the same size in the same run.", "",
+           "| simulated agents | client certificates | registries | agents per replica | registry CPU per replica (cores) | PostgreSQL CPU (cores) | heartbeats/s | heartbeat p50 / p99 (ms) | new provider → all dependents callable (ms, worst of trials) | targets (≤ 0.5 core per replica, p99 ≤ 50 ms, new provider ≤ 1 s) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def worst_of(s: dict[str, Any]) -> Optional[float]:
+        trials = [t.get("all_callable_ms") for t in s["trials"]]
+        return None if any(t is None for t in trials) or not trials else max(trials)
+
+    for s in replicated:
+        single = [x for x in section if x.get("replicas", 1) == 1 and x["agents"] == s["agents"] and x["connections"] == s["connections"]]
+        for row in [*single[:1], s]:
+            hb, worst = row["heartbeat"], worst_of(row)
+            new_provider = fmt(worst) if worst is not None else "**not callable by every dependent within 10 s**" + (
+                " (per dependent: " + "; ".join(f"replica {r}: {fmt(ms) if ms is not None else 'never'}"
+                                               for t in row["trials"] for r, ms in zip(t.get("dependents_replica", []), t["dependents_callable_ms"])) + ")")
+            targets = "; ".join([
+                f"CPU {at_most(row['registry_cores'], 0.5, 'cores')}",
+                f"p99 {at_most(hb['p99_ms'], 50, 'ms')}",
+                f"new provider {at_most(worst, 1000, 'ms')}" if worst is not None else "new provider **missed** (not callable by every dependent)",
+            ])
+            cores = " / ".join(fmt(c, 2) for c in row.get("replica_cores", [row["registry_cores"]]))
+            out.append(
+                f"| {row['agents']:,} | {row['connections']:,} | {row.get('replicas', 1)}{' (PostgreSQL)' if row.get('replicas', 1) > 1 else ' (embedded)'} | "
+                f"{' / '.join(str(a) for a in row.get('agents_per_replica', [row['agents']]))} | {cores} | {fmt(row.get('postgres_cores'), 2)} | "
+                f"{fmt(row['heartbeats_per_second'])} | {fmt(hb['p50_ms'], 2)} / {fmt(hb['p99_ms'], 2)}{' (' + str(hb['errors']) + ' errors)' if hb['errors'] else ''} | "
+                f"{new_provider} | {targets} |")
     return out
 
 
@@ -333,6 +372,7 @@ def render(results: dict[str, Any]) -> str:
         lines += ["## 5. mTLS handshakes (rustls, ECDSA P-256, in memory, CPU time per side)", ""] + handshake_rows(s["handshakes"]) + [""]
     if "registry_scale" in s:
         lines += ["## 6. Registry scale (heartbeat every 5 s, default interval)", ""] + registry_rows(s["registry_scale"]) + [""]
+        lines += replica_rows(s["registry_scale"]) + [""] if any(r.get("replicas", 1) > 1 for r in s["registry_scale"]) else []
     if "policy" in s:
         lines += ["## 7. Authorization cost (policy decision, callee gate, agent → agent with and without a 100-rule policy)", ""]
         lines += policy_rows(s["policy"]) + [""]

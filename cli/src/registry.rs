@@ -32,9 +32,14 @@ pub struct RegistryArgs {
     state_dir: Option<PathBuf>,
     /// Keep entities, revocations, the applied policy and the --tls-auto CA in this PostgreSQL
     /// database (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE) instead of --state-dir, shared
-    /// by every registry replica started with the same URL.
+    /// by every registry replica started with the same URL. A server on another machine needs
+    /// ?sslmode=verify-full&sslrootcert=CA.pem (the default sslmode there; also verify-ca,
+    /// sslcert/sslkey for a client certificate).
     #[arg(long, env = "TOOLMESH_REGISTRY_STORE", value_name = "URL", value_parser = parse_store)]
     store: Option<String>,
+    /// How long the start waits for --store's database to answer before it fails, e.g. 10s, 1m.
+    #[arg(long, env = "TOOLMESH_REGISTRY_STORE_WAIT", default_value = "10s", value_parser = parse_span, value_name = "DURATION")]
+    store_wait: Duration,
     /// Trust domain of the SPIFFE IDs --tls-auto issues.
     #[arg(long, default_value = DEFAULT_TRUST_DOMAIN, value_name = "DOMAIN")]
     trust_domain: String,
@@ -155,7 +160,17 @@ impl LimitArgs {
     }
 }
 
+/// A certificate lifetime: [`parse_span`], at least 3 s.
 fn parse_duration(text: &str) -> Result<Duration, String> {
+    let span = parse_span(text)?;
+    if span < Duration::from_secs(3) {
+        return Err(format!("'{text}' is too short for a certificate lifetime; use at least 3s"));
+    }
+    Ok(span)
+}
+
+/// `24h`, `30m`, `90s`, `2d`; a bare number is hours.
+fn parse_span(text: &str) -> Result<Duration, String> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number.parse().map_err(|_| format!("'{text}' is not a duration like 24h, 30m or 90s"))?;
@@ -166,9 +181,6 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "d" => number * 86_400,
         _ => return Err(format!("'{text}' has an unknown unit; use s, m, h or d")),
     };
-    if seconds < 3 {
-        return Err(format!("'{text}' is too short for a certificate lifetime; use at least 3s"));
-    }
     Ok(Duration::from_secs(seconds))
 }
 
@@ -203,8 +215,9 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
             // The replicas share the CA in PostgreSQL; the state directory gets its copies.
             Some(url) => {
                 let (url, dir, trust_domain, ttl) = (url.clone(), state_dir.to_owned(), args.trust_domain.clone(), args.agent_cert_ttl);
+                let wait = args.store_wait;
                 tokio::task::spawn_blocking(move || {
-                    let store = toolmesh_registry::store::Postgres::open(&url)?;
+                    let store = toolmesh_registry::store::Postgres::open(&url, wait)?;
                     AutoIssuer::prepare_in(store.as_ref(), &dir, &trust_domain, ttl, hosts)
                 })
                 .await
@@ -240,6 +253,7 @@ pub async fn run(args: RegistryArgs) -> Result<(), Failure> {
     // On PostgreSQL the state is the database's, shared by the replicas: no directory keeps any.
     config.state_dir = args.store.is_none().then(|| state_dir.clone());
     config.postgres = args.store;
+    config.postgres_wait = args.store_wait;
     config.issuer = issuer.clone();
     config.admin_ids = args.admin_ids;
     config.quotas =

@@ -62,10 +62,12 @@ pub struct RegistryConfig {
     /// The directory belongs to one mesh: it is made 0700 and records the mesh CA
     /// ([`MESH_CA_FILE`]), and a registry with another mesh CA refuses to start on it.
     pub state_dir: Option<PathBuf>,
-    /// A PostgreSQL database (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`) keeping that
-    /// state instead, shared by every replica on it (see `store::Postgres`); the state
-    /// directory then keeps nothing of it.
+    /// A PostgreSQL database (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=...]`)
+    /// keeping that state instead, shared by every replica on it (see `store::Postgres`); the
+    /// state directory then keeps nothing of it.
     pub postgres: Option<String>,
+    /// How long the start waits for that database to answer before it fails.
+    pub postgres_wait: Duration,
     /// Issues agent certificates over `POST /v1/bootstrap` (`--tls-auto`).
     pub issuer: Option<Arc<AutoIssuer>>,
     /// Identities allowed to change entities besides mesh certificates whose SPIFFE ID is
@@ -97,6 +99,7 @@ impl RegistryConfig {
             eviction_intervals: DEFAULT_EVICTION_INTERVALS,
             state_dir: None,
             postgres: None,
+            postgres_wait: store::DEFAULT_START_WAIT,
             issuer: None,
             admin_ids: Vec::new(),
             health: None,
@@ -217,8 +220,8 @@ pub async fn start(config: RegistryConfig) -> Result<RunningRegistry> {
 /// The store the configuration names: PostgreSQL, else the state directory's, else memory.
 async fn open_store(config: &RegistryConfig) -> Result<Arc<dyn Store>> {
     if let Some(url) = &config.postgres {
-        let url = url.clone();
-        return blocking(url, |url| store::Postgres::open(&url).map(|s| s as Arc<dyn Store>)).await;
+        let (url, wait) = (url.clone(), config.postgres_wait);
+        return blocking(url, move |url| store::Postgres::open(&url, wait).map(|s| s as Arc<dyn Store>)).await;
     }
     Ok(match &config.state_dir {
         Some(dir) => {

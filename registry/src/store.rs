@@ -9,7 +9,8 @@
 //! a PostgreSQL database shared by registry replicas (`--store postgres://...`), `memory` in
 //! the process only (no state directory). `durable` holds the types, `schema` the embedded
 //! format, its version and the migrations from older ones, `pg_schema` the PostgreSQL tables,
-//! `pg_agents` the registrations replicas on PostgreSQL share.
+//! `pg_agents` the registrations replicas on PostgreSQL share, `pg_connect` and `pg_tls` how a
+//! replica reaches PostgreSQL (the URL, TLS).
 //!
 //! Saves block until durable (an fsync, a database round trip): callers run them off the
 //! async workers, with `tokio::task::spawn_blocking`.
@@ -18,7 +19,9 @@ mod durable;
 mod embedded;
 mod memory;
 mod pg_agents;
+mod pg_connect;
 mod pg_schema;
+mod pg_tls;
 mod postgres;
 mod schema;
 
@@ -26,7 +29,7 @@ pub use durable::{AutoTlsState, Durable, StoredEntity};
 pub use embedded::Embedded;
 pub use memory::Memory;
 pub use pg_agents::SharedAgents;
-pub use postgres::Postgres;
+pub use postgres::{Postgres, DEFAULT_START_WAIT};
 pub use schema::{SCHEMA_VERSION, STATE_FILE};
 
 use toolmesh_core::Result;

@@ -19,6 +19,7 @@
 //!
 //! All of it runs on the PostgreSQL store's own runtime.
 
+use super::pg_connect::Server;
 use super::pg_schema::failed;
 use crate::state::{Caller, Change, Registry};
 use std::collections::{HashMap, HashSet};
@@ -27,7 +28,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 use toolmesh_core::registry_api::RegisterRequest;
 use toolmesh_core::{Error, ErrorKind, Result};
 
@@ -43,7 +44,7 @@ const RECONNECT_MAX: Duration = Duration::from_secs(2);
 /// The shared registrations of one PostgreSQL store: its connection settings and the runtime
 /// its I/O runs on.
 pub struct SharedAgents {
-    config: Config,
+    config: Server,
     runtime: Handle,
 }
 
@@ -55,7 +56,7 @@ struct Stored {
 }
 
 impl SharedAgents {
-    pub(super) fn new(config: Config, runtime: Handle) -> SharedAgents {
+    pub(super) fn new(config: Server, runtime: Handle) -> SharedAgents {
         SharedAgents { config, runtime }
     }
 
@@ -105,7 +106,7 @@ enum Notice {
 }
 
 struct Replication {
-    config: Config,
+    config: Server,
     registry: Arc<Registry>,
     /// The connection writes and reads go over; `None` after it broke.
     client: Option<Client>,
@@ -381,8 +382,8 @@ fn stored(row: &tokio_postgres::Row) -> Option<Stored> {
     }
 }
 
-async fn connect(config: &Config) -> Result<Client> {
-    let (client, connection) = config.connect(NoTls).await.map_err(failed("connect"))?;
+async fn connect(config: &Server) -> Result<Client> {
+    let (client, connection) = config.connect().await.map_err(failed("connect"))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!("PostgreSQL connection closed: {e}");
@@ -399,10 +400,10 @@ async fn timed<T>(operation: impl std::future::Future<Output = Result<T>>) -> Re
 
 /// Keeps one connection LISTENing on [`CHANNEL`], handing each notification over, and a
 /// [`Notice::Listening`] after each (re)connection.
-async fn listen_forever(config: Config, notices: mpsc::UnboundedSender<Notice>) {
+async fn listen_forever(config: Server, notices: mpsc::UnboundedSender<Notice>) {
     let mut pause = RECONNECT_MIN;
     while !notices.is_closed() {
-        if let Ok((client, mut connection)) = config.connect(NoTls).await {
+        if let Ok((client, mut connection)) = config.connect().await {
             let mut listen = Some(tokio::spawn(async move { client.batch_execute(&format!("LISTEN {CHANNEL}")).await.map(|()| client) }));
             let mut _listening = None;
             loop {

@@ -10,13 +10,15 @@
 //! answer, never a worker of the registry's runtime, and the listening connection lives there
 //! too, reconnecting while the database is away.
 
+use super::pg_connect::{redact, Server, Target};
 use super::pg_schema::{self, failed, STATE_LOCK};
+use super::pg_tls::{PgTls, Refused};
 use super::{Durable, Store};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+use tokio_postgres::{AsyncMessage, Client, Config};
 use toolmesh_core::{Error, ErrorKind, Result};
 
 /// The channel changes are announced on.
@@ -27,9 +29,14 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the listener waits between attempts to reconnect.
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
+/// How long a starting replica waits for PostgreSQL to answer (`--store-wait`): long enough to
+/// ride out a database that restarts with it, short enough that a wrong URL fails the start
+/// visibly.
+pub const DEFAULT_START_WAIT: Duration = Duration::from_secs(10);
 
 pub struct Postgres {
     config: Config,
+    tls: PgTls,
     described: String,
     /// `None` only while dropping (see `Drop`).
     runtime: Option<Runtime>,
@@ -41,16 +48,12 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// Connects to `url` (`postgres://user[:password]@host[:port]/database`) and migrates the
-    /// schema. Blocks: call it off the async workers.
-    pub fn open(url: &str) -> Result<Arc<Postgres>> {
-        let mut config: Config = url.parse().map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidConfig,
-                format!("--store '{}' is not a PostgreSQL URL ({e}); write postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE", redact(url)),
-            )
-        })?;
-        refuse_plaintext_off_this_machine(&config, url)?;
+    /// Connects to `url` (`postgres://user[:password]@host[:port]/database[?sslmode=...]`, see
+    /// `pg_connect`) and migrates the schema. A server that does not answer is waited for up to
+    /// `wait`; then the start fails, as a replica serving without the stored revocations would
+    /// let revoked identities in. Blocks: call it off the async workers.
+    pub fn open(url: &str, wait: Duration) -> Result<Arc<Postgres>> {
+        let Target { mut config, tls, described } = Target::parse(url)?;
         config.connect_timeout(OPERATION_TIMEOUT);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -59,12 +62,14 @@ impl Postgres {
             .build()
             .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start the PostgreSQL store's thread: {e}")))?;
         let store = Arc::new(Postgres {
-            described: describe(&config),
+            described,
             config,
+            tls,
             runtime: Some(runtime),
             client: tokio::sync::Mutex::new(None),
             changed: watch::channel(0).0,
         });
+        store.runtime().handle().block_on(store.first_connection(url, wait))?;
         let applied = store.run(async {
             let mut client = store.connected().await?;
             let client = client.as_mut().expect("connected");
@@ -76,7 +81,7 @@ impl Postgres {
         if !applied.is_empty() {
             tracing::info!(store = %store.described, ?applied, schema_version = pg_schema::SCHEMA_VERSION, "migrated the PostgreSQL schema");
         }
-        store.runtime().spawn(listen_forever(store.config.clone(), store.changed.clone()));
+        store.runtime().spawn(listen_forever(store.config.clone(), store.tls.clone(), store.changed.clone()));
         Ok(store)
     }
 
@@ -97,11 +102,41 @@ impl Postgres {
         })
     }
 
+    /// Opens the operations' connection, retrying while the server is away (refused, reset,
+    /// timed out, starting up) until `wait` has passed; a refusal (TLS, authentication, no such
+    /// database) fails at once.
+    async fn first_connection(&self, url: &str, wait: Duration) -> Result<()> {
+        let deadline = Instant::now() + wait;
+        let mut pause = RECONNECT_MIN;
+        loop {
+            let error = match self.connected().await {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            let Some(away) = error.away else { return Err(error.error) };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::new(
+                    ErrorKind::RegistryUnavailable,
+                    format!(
+                        "PostgreSQL at '{}' did not answer within {wait:?} ({away}): a replica does not start without its store, \
+                         which holds the entities and revocations (starting empty would let revoked identities in); start \
+                         PostgreSQL or correct --store, or wait longer with --store-wait",
+                        redact(url)
+                    ),
+                ));
+            }
+            tracing::info!(store = %self.described, "PostgreSQL is not answering yet ({away}); retrying");
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(RECONNECT_MAX);
+        }
+    }
+
     /// The operations' connection, opened again when it is closed.
-    async fn connected(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>> {
+    async fn connected(&self) -> std::result::Result<tokio::sync::MutexGuard<'_, Option<Client>>, ConnectError> {
         let mut client = self.client.lock().await;
         if client.as_ref().is_none_or(Client::is_closed) {
-            let (fresh, connection) = self.config.connect(NoTls).await.map_err(failed("connect"))?;
+            let (fresh, connection) = self.config.connect(self.tls.clone()).await.map_err(ConnectError::from)?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!("PostgreSQL connection closed: {e}");
@@ -167,7 +202,8 @@ impl Store for Postgres {
     }
 
     fn shared_agents(&self) -> Option<super::SharedAgents> {
-        Some(super::SharedAgents::new(self.config.clone(), self.runtime().handle().clone()))
+        let server = Server { config: self.config.clone(), tls: self.tls.clone() };
+        Some(super::SharedAgents::new(server, self.runtime().handle().clone()))
     }
 }
 
@@ -182,10 +218,10 @@ impl Drop for Postgres {
 
 /// Keeps one connection LISTENing on [`CHANNEL`], counting each notification in `changed`;
 /// after a (re)connection it counts one more, since changes may have gone by unseen.
-async fn listen_forever(config: Config, changed: watch::Sender<u64>) {
+async fn listen_forever(config: Config, tls: PgTls, changed: watch::Sender<u64>) {
     let mut pause = RECONNECT_MIN;
     loop {
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
                 // The connection only makes progress while polled: drive it here and hand the
                 // LISTEN to a task of its own.
@@ -222,55 +258,33 @@ async fn listen_forever(config: Config, changed: watch::Sender<u64>) {
     }
 }
 
-/// The store speaks to PostgreSQL without TLS so far, and what it stores is the mesh's trust (the
-/// entities, and with `--tls-auto` the CA's key): it connects only over a Unix socket or to a
-/// loopback address, never in plaintext across a network.
-fn refuse_plaintext_off_this_machine(config: &Config, url: &str) -> Result<()> {
-    use tokio_postgres::config::Host;
-    let on_this_machine = |host: &Host| match host {
-        Host::Unix(_) => true,
-        Host::Tcp(name) => name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()),
-    };
-    let addresses_local = config.get_hostaddrs().iter().all(|ip| ip.is_loopback());
-    if config.get_hosts().iter().all(on_this_machine) && addresses_local {
-        return Ok(());
+/// A failed connection: the error to report, and when the server is only away (not answering,
+/// starting up) rather than refusing, what went wrong, for a starting replica to wait on.
+struct ConnectError {
+    error: Error,
+    away: Option<String>,
+}
+
+impl From<ConnectError> for Error {
+    fn from(e: ConnectError) -> Error {
+        e.error
     }
-    Err(Error::new(
-        ErrorKind::InvalidConfig,
-        format!(
-            "--store '{}' names a PostgreSQL server on another machine, and toolmesh connects to PostgreSQL without TLS so far: \
-             the entities and the mesh CA's key would cross the network in plaintext; connect through a Unix socket or a loopback \
-             address (e.g. a local TLS tunnel to the server: stunnel, or pgbouncer with server_tls_sslmode=verify-full)",
-            redact(url)
-        ),
-    ))
 }
 
-/// `postgres://user@host:port/database`, without the password.
-fn describe(config: &Config) -> String {
-    let host = config
-        .get_hosts()
-        .iter()
-        .map(|h| match h {
-            tokio_postgres::config::Host::Tcp(name) => name.clone(),
-            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(",");
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!("postgres://{}@{host}:{port}/{}", config.get_user().unwrap_or(""), config.get_dbname().unwrap_or(""))
-}
-
-/// The URL with any password replaced, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
+impl From<tokio_postgres::Error> for ConnectError {
+    fn from(e: tokio_postgres::Error) -> ConnectError {
+        use std::error::Error as _;
+        let refused_tls = e.source().is_some_and(|cause| cause.is::<Refused>());
+        let starting = e.as_db_error().is_some_and(|db| db.code().code() == "57P03");
+        let unreachable = e.source().is_some_and(|cause| cause.is::<std::io::Error>());
+        let away = (!refused_tls && (starting || unreachable)).then(|| e.source().map_or_else(|| e.to_string(), ToString::to_string));
+        let mut error = failed("connect")(e);
+        if error.message().contains("server does not support TLS") {
+            error = Error::new(
+                error.kind(),
+                format!("{}: the server has TLS off (sslmode asks for it); turn on ssl in its postgresql.conf with a certificate, or on this machine use sslmode=disable", error.message()),
+            );
         }
-        _ => url.to_owned(),
+        ConnectError { error, away }
     }
 }

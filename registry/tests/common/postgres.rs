@@ -2,6 +2,7 @@
 //! `scripts/setup-system.sh`), a cluster `initdb`ed into a temporary directory, served on a free
 //! loopback port with one database, `toolmesh`; stopped and removed on drop. PostgreSQL refuses
 //! to run as root, so as root the server runs as `nobody` (the directory is handed to it).
+//! [`Postgres::start_tls`] serves TLS too, with a certificate the test issued.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,17 @@ pub struct Postgres {
     bin: PathBuf,
     port: u16,
     running: bool,
+    /// Server options for TLS (`-c ssl=on ...`), empty without.
+    tls_options: String,
+}
+
+/// What a TLS-serving test server presents and asks for.
+pub struct ServerTls<'a> {
+    pub cert_pem: &'a str,
+    pub key_pem: &'a str,
+    /// The CA of client certificates: when given, TCP clients must present one whose common
+    /// name is their user (pg_hba `hostssl ... cert`); the harness itself uses the Unix socket.
+    pub client_ca_pem: Option<&'a str>,
 }
 
 /// The uid and gid the server runs as when the tests run as root.
@@ -20,18 +32,60 @@ const NOBODY: u32 = 65534;
 impl Postgres {
     /// initdb, start, create the `toolmesh` database; panics naming the fix when the binaries are missing.
     pub fn start() -> Postgres {
+        Postgres::start_with(None)
+    }
+
+    /// [`Postgres::start`] serving TLS (`ssl=on`) with `tls`'s certificate, plaintext still allowed
+    /// unless `tls` asks for client certificates.
+    pub fn start_tls(tls: &ServerTls) -> Postgres {
+        Postgres::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&ServerTls>) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::tempdir().expect("tempdir");
         if is_root() {
             std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).expect("hand the cluster directory to nobody");
         }
         let port = free_port();
-        let mut postgres = Postgres { dir, bin, port, running: false };
+        let mut postgres = Postgres { dir, bin, port, running: false, tls_options: String::new() };
         let data = postgres.data();
         postgres.run("initdb", &["-D", &data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]);
+        if let Some(tls) = tls {
+            postgres.serve_tls(tls);
+        }
         postgres.resume();
-        postgres.run("createdb", &["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "toolmesh"]);
+        postgres.run("createdb", &["-h", &postgres.socket_dir(), "-p", &port.to_string(), "-U", "postgres", "toolmesh"]);
         postgres
+    }
+
+    /// Writes the server's key material (0600, the server's own: PostgreSQL refuses a key
+    /// others can read) and the options that serve it.
+    fn serve_tls(&mut self, tls: &ServerTls) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.path().to_owned();
+        let write = |name: &str, pem: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).expect("write TLS material");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+            if is_root() {
+                std::os::unix::fs::chown(&path, Some(NOBODY), Some(NOBODY)).expect("hand the file to nobody");
+            }
+            path.display().to_string()
+        };
+        let (cert, key) = (write("server.crt", tls.cert_pem), write("server.key", tls.key_pem));
+        let mut options = format!(" -c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key}");
+        if let Some(ca) = tls.client_ca_pem {
+            options += &format!(" -c ssl_ca_file={}", write("client-ca.crt", ca));
+            let hba = dir.join("data").join("pg_hba.conf");
+            std::fs::write(&hba, "local all all trust\nhostssl all all 127.0.0.1/32 cert\n").expect("write pg_hba.conf");
+        }
+        self.tls_options = options;
+    }
+
+    /// The port the server listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/toolmesh`
@@ -42,9 +96,12 @@ impl Postgres {
     /// Runs `sql` in the `toolmesh` database with `psql`; answers its output, bare (`-tA`).
     pub fn psql(&self, sql: &str) -> String {
         let port = self.port.to_string();
-        self.run("psql", &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", "toolmesh", "-v", "ON_ERROR_STOP=1", "-tA", "-c", sql])
-            .trim()
-            .to_owned()
+        self.run(
+            "psql",
+            &["-h", &self.socket_dir(), "-p", &port, "-U", "postgres", "-d", "toolmesh", "-v", "ON_ERROR_STOP=1", "-tA", "-c", sql],
+        )
+        .trim()
+        .to_owned()
     }
 
     /// Stops the server (fast shutdown: clients are disconnected); [`Postgres::resume`] starts it again.
@@ -57,7 +114,7 @@ impl Postgres {
 
     /// Starts the stopped server again, on the same port with the same data; returns once it accepts connections.
     pub fn resume(&mut self) {
-        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -F", self.port, self.path().display());
+        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -F{}", self.port, self.socket_dir(), self.tls_options);
         let log = self.path().join("server.log");
         self.run("pg_ctl", &["-D", &self.data(), "-l", log.to_str().expect("utf-8"), "-o", &options, "-w", "-t", "30", "start"]);
         self.running = true;
@@ -65,6 +122,11 @@ impl Postgres {
 
     fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Where the server's Unix socket is, which the harness's own commands use.
+    fn socket_dir(&self) -> String {
+        self.path().to_str().expect("utf-8").to_owned()
     }
 
     fn data(&self) -> String {
