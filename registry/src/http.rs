@@ -486,8 +486,14 @@ async fn serve(
         }
         (Route::Traces, &Method::POST) => {
             // Any mesh identity: every agent exports its own spans here.
-            let spans = otlp_body(&parts.headers, body).await?;
-            api.traces.insert(spans, &caller.identity);
+            let request = otlp_body(&parts.headers, body).await?;
+            api.traces.insert(&request, &caller.identity).map_err(|e| {
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_otlp",
+                    format!("the body is not a valid OTLP ExportTraceServiceRequest: {e}"),
+                )
+            })?;
             otlp_accepted()
         }
         (Route::Traces, &Method::GET) => {
@@ -595,8 +601,9 @@ async fn bootstrap(api: &Api, source: std::net::IpAddr, headers: &http::HeaderMa
     Ok(ok(&BootstrapResponse { certificate, spiffe_id, lifetime_ms: valid_for.as_millis() as u64, trust_bundle: api.trust.bundle() }))
 }
 
-/// The spans of an OTLP/HTTP export request: protobuf, uncompressed.
-async fn otlp_body(headers: &http::HeaderMap, body: Incoming) -> Result<Vec<toolmesh_core::trace::ReceivedSpan>, Refusal> {
+/// The body of an OTLP/HTTP export request (protobuf, uncompressed), still encoded: the trace
+/// store checks and indexes it.
+async fn otlp_body(headers: &http::HeaderMap, body: Incoming) -> Result<Bytes, Refusal> {
     let unsupported = |message: String| Refusal::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message);
     let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.split(';').next().map(str::trim) != Some("application/x-protobuf") {
@@ -610,13 +617,10 @@ async fn otlp_body(headers: &http::HeaderMap, body: Incoming) -> Result<Vec<tool
             String::from_utf8_lossy(encoding.as_bytes())
         )));
     }
-    let bytes = match read_body(body, MAX_TRACE_BODY_BYTES).await {
-        Ok(bytes) => bytes,
-        Err(refusal) => return Err(text_refusal(refusal).await),
-    };
-    toolmesh_core::trace::decode_export_request(&bytes).map_err(|e| {
-        Refusal::new(StatusCode::BAD_REQUEST, "invalid_otlp", format!("the body is not a valid OTLP ExportTraceServiceRequest: {e}"))
-    })
+    match read_body(body, MAX_TRACE_BODY_BYTES).await {
+        Ok(bytes) => Ok(bytes),
+        Err(refusal) => Err(text_refusal(refusal).await),
+    }
 }
 
 /// OTLP/HTTP's success answer: an empty `ExportTraceServiceResponse`.

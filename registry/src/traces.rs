@@ -5,13 +5,19 @@
 //! up its oldest trace — its spans of it, the trace going with its last span — so that one
 //! identity exporting a flood evicts its own traces, not every other agent's. Counted on
 //! `/metrics`. Nothing is written to disk; a restart starts empty.
+//!
+//! Spans arrive all the time and are read rarely (a `toolmesh trace`, a dashboard poll), so
+//! each exported request is kept as it was encoded, checked whole on arrival, and only what
+//! keeping, bounding, listing and evicting need is indexed (ids, times, failed or not); a span
+//! is decoded when someone reads its trace. A request's bytes are freed with its last kept span.
 
+use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::mem::size_of;
 use std::sync::{Arc, Mutex};
 use toolmesh_core::metrics::{Counter, Exposition, Kind};
 use toolmesh_core::registry_api::{TraceDetail, TraceList, TraceSpan, TraceSummary};
-use toolmesh_core::trace::ReceivedSpan;
+use toolmesh_core::trace::{decode_indexed_span, index_export_request, IndexedSpan, ReceivedSpan};
 
 /// Spans kept by default.
 pub const DEFAULT_TRACE_MAX_SPANS: usize = 50_000;
@@ -25,8 +31,9 @@ pub const DEFAULT_TRACE_MAX_BYTES: usize = 32 * 1024 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceLimits {
     pub max_spans: usize,
-    /// An estimate of the memory the kept spans take: each span's fixed size, the bytes of its
-    /// names, attributes and status message, and a per-trace overhead.
+    /// An estimate of the memory the kept spans take: each span's encoded bytes as received
+    /// (with its share of its request's resource and scope), its index entry, and a per-trace
+    /// overhead.
     pub max_bytes: usize,
 }
 
@@ -76,23 +83,32 @@ struct KeptTrace {
     errors: usize,
 }
 
+/// A span as kept: the request it came in, still encoded, and its index in it.
 struct KeptSpan {
-    span: ReceivedSpan,
+    request: Bytes,
+    index: IndexedSpan,
     exporter: Arc<str>,
     bytes: usize,
+}
+
+impl KeptSpan {
+    /// The span decoded from its request; `None` (logged) if it cannot be, which the check on
+    /// arrival rules out.
+    fn decode(&self) -> Option<ReceivedSpan> {
+        decode_indexed_span(&self.request, &self.index)
+            .inspect_err(|e| tracing::warn!("a kept span no longer decodes, leaving it out: {e}"))
+            .ok()
+    }
 }
 
 /// What a kept trace costs besides its spans: its map entry, its place in an arrival queue, its
 /// list of exporters.
 const TRACE_OVERHEAD: usize = size_of::<KeptTrace>() + 3 * size_of::<[u8; 16]>() + 2 * size_of::<Arc<str>>() + 16;
 
-/// The memory a span is counted as taking, with the attribute naming its `exporter` (added
-/// when it is read).
-fn footprint(span: &ReceivedSpan, exporter: &str) -> usize {
-    let attribute = |key: &str, value: &str| 2 * size_of::<String>() + key.len() + value.len();
-    let attributes: usize = span.attributes.iter().map(|(k, v)| attribute(k, v)).sum();
-    let stamp = attribute(EXPORTER_ATTRIBUTE, exporter);
-    size_of::<ReceivedSpan>() + span.name.len() + span.service.len() + span.error.as_ref().map_or(0, String::len) + attributes + stamp
+/// The memory a span is counted as taking: its index entry, its `Span` message and its share
+/// (`envelope`) of the request's other bytes.
+fn footprint(span: &IndexedSpan, envelope: usize) -> usize {
+    size_of::<KeptSpan>() + span.at.len() + envelope
 }
 
 impl TraceStore {
@@ -110,37 +126,45 @@ impl TraceStore {
         self.limits
     }
 
-    /// Keeps `spans`, exported by the verified identity `exporter`, then evicts until the store
-    /// is within its bounds: the exporter holding the largest share (of the span or the byte
-    /// bound, whichever it fills more) gives up its spans of its oldest trace, again and again.
-    /// With one exporter that is its first received trace, whole. Any mesh certificate may
-    /// export, and a span's `service.name` is the exporter's word, so each span is stamped with
-    /// who exported it ([`EXPORTER_ATTRIBUTE`], replacing one the body carried): a span an agent
-    /// sends in another agent's name is told apart by whoever reads it, and counts against its
-    /// own share.
-    pub fn insert(&self, spans: Vec<ReceivedSpan>, exporter: &str) {
-        self.received.add(spans.len() as u64);
+    /// Keeps the spans of `request` (an OTLP `ExportTraceServiceRequest`, protobuf) exported
+    /// by the verified identity `exporter`, or says what is wrong with it (nothing is kept
+    /// then); then evicts until the store is within its bounds: the exporter holding the
+    /// largest share (of the span or the byte bound, whichever it fills more) gives up its
+    /// spans of its oldest trace, again and again. With one exporter that is its first received
+    /// trace, whole. Any mesh certificate may export, and a span's `service.name` is the
+    /// exporter's word, so each span read names who exported it ([`EXPORTER_ATTRIBUTE`],
+    /// replacing one the body carried): a span an agent sends in another agent's name is told
+    /// apart by whoever reads it, and counts against its own share. Returns the spans kept.
+    pub fn insert(&self, request: &[u8], exporter: &str) -> Result<usize, String> {
+        let spans = index_export_request(request)?;
+        if spans.is_empty() {
+            return Ok(0);
+        }
+        // A copy of just these bytes: the body as read may be a slice of the connection's read
+        // buffer, which it would keep alive.
+        let request = Bytes::copy_from_slice(request);
+        let envelope = (request.len() - spans.iter().map(|s| s.at.len()).sum::<usize>()).div_ceil(spans.len());
+        let count = spans.len();
+        self.received.add(count as u64);
         let mut kept = self.kept.lock().expect("trace store lock");
         let kept = &mut *kept;
         let exporter: Arc<str> = kept.exporters.get_key_value(exporter).map_or_else(|| Arc::from(exporter), |(known, _)| known.clone());
         let share = kept.exporters.entry(exporter.clone()).or_default();
-        for mut span in spans {
-            // Stamped when read (see `view`), from the kept span's exporter: no copy per span.
-            span.attributes.retain(|(key, _)| key != EXPORTER_ATTRIBUTE);
-            let bytes = footprint(&span, &exporter);
-            let trace = kept.traces.entry(span.trace_id).or_insert_with(|| {
+        for index in spans {
+            let bytes = footprint(&index, envelope);
+            let trace = kept.traces.entry(index.trace_id).or_insert_with(|| {
                 kept.bytes += TRACE_OVERHEAD;
                 KeptTrace { spans: Vec::new(), exporters: Vec::new(), bytes: TRACE_OVERHEAD, start: u64::MAX, end: 0, errors: 0 }
             });
             if !trace.exporters.contains(&exporter) {
                 trace.exporters.push(exporter.clone());
-                share.arrival.push_back(span.trace_id);
+                share.arrival.push_back(index.trace_id);
             }
-            trace.start = trace.start.min(span.start_unix_nano);
-            trace.end = trace.end.max(span.end_unix_nano);
-            trace.errors += usize::from(span.error.is_some());
+            trace.start = trace.start.min(index.start_unix_nano);
+            trace.end = trace.end.max(index.end_unix_nano);
+            trace.errors += usize::from(index.failed);
             trace.bytes += bytes;
-            trace.spans.push(KeptSpan { span, exporter: exporter.clone(), bytes });
+            trace.spans.push(KeptSpan { request: request.clone(), index, exporter: exporter.clone(), bytes });
             share.spans += 1;
             share.bytes += bytes;
             kept.spans += 1;
@@ -151,6 +175,7 @@ impl TraceStore {
                 break;
             }
         }
+        Ok(count)
     }
 
     /// Evicts the spans the exporter holding the largest share keeps of its oldest trace; false
@@ -171,7 +196,7 @@ impl TraceStore {
             trace.spans.retain(|kept| {
                 let theirs = kept.exporter == largest;
                 if theirs {
-                    (spans, bytes, errors) = (spans + 1, bytes + kept.bytes, errors + usize::from(kept.span.error.is_some()));
+                    (spans, bytes, errors) = (spans + 1, bytes + kept.bytes, errors + usize::from(kept.index.failed));
                 }
                 !theirs
             });
@@ -185,8 +210,8 @@ impl TraceStore {
                 self.evicted_traces.inc();
                 kept.traces.remove(&oldest);
             } else {
-                trace.start = trace.spans.iter().map(|s| s.span.start_unix_nano).min().unwrap_or(trace.start);
-                trace.end = trace.spans.iter().map(|s| s.span.end_unix_nano).max().unwrap_or(trace.end);
+                trace.start = trace.spans.iter().map(|s| s.index.start_unix_nano).min().unwrap_or(trace.start);
+                trace.end = trace.spans.iter().map(|s| s.index.end_unix_nano).max().unwrap_or(trace.end);
             }
         }
         if share.spans == 0 {
@@ -209,7 +234,7 @@ impl TraceStore {
         let id = parse_trace_id(trace_id)?;
         let kept = self.kept.lock().expect("trace store lock");
         let trace = kept.traces.get(&id)?;
-        let mut spans: Vec<TraceSpan> = trace.spans.iter().map(view).collect();
+        let mut spans: Vec<TraceSpan> = trace.spans.iter().filter_map(view).collect();
         spans.sort_by_key(|s| s.start_unix_nano);
         Some(TraceDetail { trace_id: hex(&id), spans })
     }
@@ -266,22 +291,22 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The span the trace hangs from: one without a parent, else one whose parent is not kept (it
 /// was never exported, or by a process exporting elsewhere), else the earliest.
-fn root(trace: &KeptTrace) -> Option<&ReceivedSpan> {
-    let ids: HashSet<[u8; 8]> = trace.spans.iter().map(|s| s.span.span_id).collect();
-    let rank = |span: &ReceivedSpan| match span.parent_span_id {
+fn root(trace: &KeptTrace) -> Option<&KeptSpan> {
+    let ids: HashSet<[u8; 8]> = trace.spans.iter().map(|s| s.index.span_id).collect();
+    let rank = |span: &IndexedSpan| match span.parent_span_id {
         None => 0,
         Some(parent) if !ids.contains(&parent) => 1,
         Some(_) => 2,
     };
-    trace.spans.iter().map(|kept| &kept.span).min_by_key(|span| (rank(span), span.start_unix_nano))
+    trace.spans.iter().min_by_key(|kept| (rank(&kept.index), kept.index.start_unix_nano))
 }
 
 fn summary(id: &[u8; 16], trace: &KeptTrace) -> TraceSummary {
     let root = root(trace);
     TraceSummary {
         trace_id: hex(id),
-        root_name: root.map(|r| r.name.clone()).unwrap_or_default(),
-        root_service: root.map(|r| r.service.to_string()).unwrap_or_default(),
+        root_name: root.and_then(KeptSpan::decode).map(|r| r.name).unwrap_or_default(),
+        root_service: root.map(|r| r.index.service.to_string()).unwrap_or_default(),
         start_unix_nano: trace.start,
         duration_ns: trace.end.saturating_sub(trace.start),
         span_count: trace.spans.len(),
@@ -289,27 +314,29 @@ fn summary(id: &[u8; 16], trace: &KeptTrace) -> TraceSummary {
     }
 }
 
-fn view(kept: &KeptSpan) -> TraceSpan {
-    let span = &kept.span;
-    let mut attributes: BTreeMap<String, String> = span.attributes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+fn view(kept: &KeptSpan) -> Option<TraceSpan> {
+    let span = kept.decode()?;
+    let mut attributes: BTreeMap<String, String> = span.attributes.into_iter().map(|(k, v)| (k.into_owned(), v)).collect();
     attributes.insert(EXPORTER_ATTRIBUTE.to_owned(), kept.exporter.to_string());
-    TraceSpan {
+    Some(TraceSpan {
         span_id: hex(&span.span_id),
         parent_span_id: span.parent_span_id.map(|p| hex(&p)),
-        name: span.name.clone(),
+        name: span.name,
         service: span.service.to_string(),
         kind: span.kind,
         start_unix_nano: span.start_unix_nano,
         end_unix_nano: span.end_unix_nano,
-        error: span.error.clone(),
+        error: span.error,
         attributes,
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::borrow::Cow;
     use toolmesh_core::registry_api::TraceSpanKind;
+    use toolmesh_core::trace::{otlp, SpanKind, SpanRecord, Value};
 
     fn span(trace: u8, id: u8, parent: Option<u8>, start: u64, end: u64) -> ReceivedSpan {
         ReceivedSpan {
@@ -326,14 +353,50 @@ mod tests {
         }
     }
 
+    /// `spans` as an agent exports them: OTLP protobuf, each under its own service's resource
+    /// (requests concatenate into one).
+    fn encode(spans: Vec<ReceivedSpan>) -> Vec<u8> {
+        let mut request = Vec::new();
+        for span in spans {
+            let resource = otlp::resource(&[("service.name".to_owned(), span.service.to_string())]);
+            let attributes = span
+                .attributes
+                .into_iter()
+                .map(|(key, value)| match key {
+                    Cow::Borrowed(key) => (key, Value::from(value)),
+                    Cow::Owned(key) => panic!("the tests' attribute keys are constants, not {key}"),
+                })
+                .collect();
+            let record = SpanRecord {
+                trace_id: span.trace_id,
+                span_id: span.span_id,
+                parent_span_id: span.parent_span_id,
+                trace_state: None,
+                name: span.name,
+                kind: SpanKind::Server,
+                start_unix_nanos: span.start_unix_nano,
+                end_unix_nanos: span.end_unix_nano,
+                attributes,
+                error: span.error,
+            };
+            request.extend(otlp::export_request(&resource, ("toolmesh", "test"), &[record]));
+        }
+        request
+    }
+
+    fn keep(store: &TraceStore, spans: Vec<ReceivedSpan>, exporter: &str) {
+        let count = spans.len();
+        assert_eq!(store.insert(&encode(spans), exporter), Ok(count));
+    }
+
     #[test]
     fn recent_lists_newest_first_with_the_root_and_a_trace_its_spans_by_start() {
         let store = TraceStore::new(TraceLimits::default());
         let mut failed = span(1, 3, Some(2), 130, 140);
         failed.error = Some("boom".into());
         // Arriving out of order, as batches of different agents do.
-        store.insert(vec![failed, span(2, 9, None, 500, 600)], EXPORTER);
-        store.insert(vec![span(1, 2, Some(1), 120, 150), span(1, 1, None, 100, 200)], EXPORTER);
+        keep(&store, vec![failed, span(2, 9, None, 500, 600)], EXPORTER);
+        keep(&store, vec![span(1, 2, Some(1), 120, 150), span(1, 1, None, 100, 200)], EXPORTER);
         let recent = store.recent(10).traces;
         assert_eq!(recent.iter().map(|t| t.trace_id.clone()).collect::<Vec<_>>(), [hex(&[2; 16]), hex(&[1; 16])]);
         let first = &recent[1];
@@ -357,16 +420,16 @@ mod tests {
     #[test]
     fn a_trace_whose_root_was_not_kept_hangs_from_its_earliest_orphan() {
         let store = TraceStore::new(TraceLimits::default());
-        store.insert(vec![span(1, 5, Some(4), 300, 310), span(1, 4, Some(99), 200, 400)], EXPORTER);
+        keep(&store, vec![span(1, 5, Some(4), 300, 310), span(1, 4, Some(99), 200, 400)], EXPORTER);
         assert_eq!(store.recent(1).traces[0].root_name, "tools/call t4");
     }
 
     #[test]
     fn past_its_span_bound_the_store_evicts_the_first_received_traces_and_counts_them() {
         let store = TraceStore::new(TraceLimits { max_spans: 4, max_bytes: usize::MAX });
-        store.insert(vec![span(1, 1, None, 10, 20), span(1, 2, Some(1), 11, 12)], EXPORTER);
-        store.insert(vec![span(2, 1, None, 5, 6)], EXPORTER);
-        store.insert(vec![span(3, 1, None, 30, 40), span(3, 2, Some(1), 31, 32)], EXPORTER);
+        keep(&store, vec![span(1, 1, None, 10, 20), span(1, 2, Some(1), 11, 12)], EXPORTER);
+        keep(&store, vec![span(2, 1, None, 5, 6)], EXPORTER);
+        keep(&store, vec![span(3, 1, None, 30, 40), span(3, 2, Some(1), 31, 32)], EXPORTER);
         // 5 spans: trace 1, the first received (though not the earliest to start), goes.
         assert!(store.trace(&hex(&[1; 16])).is_none());
         assert!(store.trace(&hex(&[2; 16])).is_some() && store.trace(&hex(&[3; 16])).is_some());
@@ -392,16 +455,16 @@ mod tests {
         let store = TraceStore::new(TraceLimits { max_spans: 300, max_bytes: usize::MAX });
         // a and b: 20 traces of two spans each.
         for trace in 1..=20 {
-            store.insert(vec![span(trace, 1, None, 10, 20), span(trace, 2, Some(1), 11, 19)], a);
-            store.insert(vec![span(trace + 100, 1, None, 10, 20), span(trace + 100, 2, Some(1), 11, 19)], b);
+            keep(&store, vec![span(trace, 1, None, 10, 20), span(trace, 2, Some(1), 11, 19)], a);
+            keep(&store, vec![span(trace + 100, 1, None, 10, 20), span(trace + 100, 2, Some(1), 11, 19)], b);
         }
         // The flood: 10,000 traces of its own, and a span slipped into one of a's.
-        store.insert(vec![span(1, 9, Some(1), 12, 13)], flood);
+        keep(&store, vec![span(1, 9, Some(1), 12, 13)], flood);
         for n in 0..10_000u32 {
             let mut one = span(0, 1, None, 1, 2);
             one.trace_id[..4].copy_from_slice(&(n + 1).to_be_bytes());
             one.trace_id[4] = 0xff;
-            store.insert(vec![one], flood);
+            keep(&store, vec![one], flood);
         }
         let exported_by = |identity: &str| {
             let kept = store.kept.lock().unwrap();
@@ -430,11 +493,12 @@ mod tests {
     fn exporters_that_all_export_much_end_with_equal_shares() {
         let store = TraceStore::new(TraceLimits { max_spans: 90, max_bytes: usize::MAX });
         let identities = ["spiffe://toolmesh.local/agent/x", "spiffe://toolmesh.local/agent/y", "spiffe://toolmesh.local/agent/z"];
-        for round in 0..100u8 {
+        // From 1: an all-zero trace id is not valid.
+        for round in 1..=100u8 {
             for (i, identity) in identities.iter().enumerate() {
                 let mut one = span(round, 1, None, 1, 2);
                 one.trace_id[15] = i as u8;
-                store.insert(vec![one], identity);
+                keep(&store, vec![one], identity);
             }
         }
         let kept = store.kept.lock().unwrap();
@@ -442,7 +506,7 @@ mod tests {
         assert_eq!(shares, [30, 30, 30]);
         // Each kept its newest.
         let oldest_kept = kept.traces.keys().map(|id| id[0]).min();
-        assert_eq!(oldest_kept, Some(70));
+        assert_eq!(oldest_kept, Some(71));
     }
 
     #[test]
@@ -450,18 +514,35 @@ mod tests {
         let store = TraceStore::new(TraceLimits::default());
         let mut forged = span(1, 1, None, 1, 2);
         forged.attributes.push((EXPORTER_ATTRIBUTE.into(), "spiffe://toolmesh.local/agent/someone-else".into()));
-        store.insert(vec![forged], EXPORTER);
+        keep(&store, vec![forged], EXPORTER);
         let trace = store.trace(&hex(&[1; 16])).expect("kept");
         assert_eq!(trace.spans[0].attributes.get(EXPORTER_ATTRIBUTE).map(String::as_str), Some(EXPORTER));
     }
 
     #[test]
+    fn a_malformed_request_is_refused_whole_saying_where_and_keeps_nothing() {
+        let store = TraceStore::new(TraceLimits::default());
+        let mut request = encode(vec![span(1, 1, None, 1, 2), span(2, 1, None, 1, 2)]);
+        request.truncate(request.len() - 3);
+        let e = store.insert(&request, EXPORTER).unwrap_err();
+        assert!(e.starts_with("ExportTraceServiceRequest: ") && e.contains("claims"), "{e}");
+        assert!(store.recent(10).traces.is_empty());
+        assert_eq!(store.received.get(), 0);
+        assert_eq!(store.insert(&[], EXPORTER), Ok(0));
+    }
+
+    #[test]
     fn past_its_byte_bound_the_store_evicts_until_it_fits() {
-        // Sized as kept: with the attribute naming its exporter.
-        let one = footprint(&span(1, 1, None, 1, 2), EXPORTER) + TRACE_OVERHEAD;
+        // Sized as kept: one span as encoded, its index, and its trace's overhead.
+        let one = {
+            let probe = TraceStore::new(TraceLimits::default());
+            keep(&probe, vec![span(1, 1, None, 1, 2)], EXPORTER);
+            let bytes = probe.kept.lock().unwrap().bytes;
+            bytes
+        };
         let store = TraceStore::new(TraceLimits { max_spans: usize::MAX, max_bytes: 3 * one });
         for trace in 1..=10 {
-            store.insert(vec![span(trace, 1, None, u64::from(trace), 100)], EXPORTER);
+            keep(&store, vec![span(trace, 1, None, u64::from(trace), 100)], EXPORTER);
             let kept = store.kept.lock().unwrap();
             assert!(kept.bytes <= 3 * one, "{} > {}", kept.bytes, 3 * one);
         }
@@ -471,7 +552,7 @@ mod tests {
         // A large attribute counts at its size.
         let mut big = span(11, 1, None, 1, 2);
         big.attributes.push(("blob".into(), "x".repeat(one)));
-        store.insert(vec![big], EXPORTER);
+        keep(&store, vec![big], EXPORTER);
         assert_eq!(store.recent(100).traces.len(), 1, "only the big trace fits");
     }
 }

@@ -3,10 +3,16 @@
 //! ([`super::otlp::field`]); anything else an SDK may send (events, links, dropped counts,
 //! fields of later OTLP versions) is skipped by its wire type. Malformed input is an error that
 //! says where, never a panic: every read is bounds-checked.
+//!
+//! A request is read in two steps: [`index_export_request`] checks all of it but copies nothing,
+//! keeping of each span only what a store of encoded requests needs (ids, times, failed or not,
+//! where it lies); [`decode_indexed_span`] makes one of them a [`ReceivedSpan`] later, if anyone
+//! asks.
 
 use super::otlp::{field, FIXED32, FIXED64, LENGTH_DELIMITED, VARINT};
 use crate::registry_api::TraceSpanKind;
 use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// One span as it was received, with the `service.name` of the process that sent it.
@@ -26,14 +32,58 @@ pub struct ReceivedSpan {
     pub error: Option<String>,
 }
 
+/// A span of a request read by [`index_export_request`]: what is needed to keep, bound, list
+/// and evict it without decoding it, and where its `Span` message lies in the request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexedSpan {
+    pub service: Arc<str>,
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_span_id: Option<[u8; 8]>,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    pub failed: bool,
+    /// The bytes of its `Span` message in the request.
+    pub at: Range<usize>,
+}
+
 /// The service a span's resource does not name (OpenTelemetry's own default).
 const UNKNOWN_SERVICE: &str = "unknown_service";
 /// How deep arrays and key-value lists may nest in an attribute value.
 const MAX_VALUE_DEPTH: usize = 8;
 
-/// The spans of an `ExportTraceServiceRequest`, or what is wrong with it.
-pub fn decode_export_request(body: &[u8]) -> Result<Vec<ReceivedSpan>, String> {
+/// The spans of an `ExportTraceServiceRequest` as [`IndexedSpan`]s, or what is wrong with it:
+/// every field is checked as decoding checks it (a request that indexes decodes span by span),
+/// without copying a name, an attribute or a message.
+pub fn index_export_request(body: &[u8]) -> Result<Vec<IndexedSpan>, String> {
     let mut spans = Vec::new();
+    each_span(body, |service, span| {
+        let head = read_span(span, None)?;
+        // `span` is a slice of `body`: its place in it, by address (no unsafe code needed).
+        let start = span.as_ptr() as usize - body.as_ptr() as usize;
+        spans.push(IndexedSpan {
+            service: service.clone(),
+            trace_id: head.trace_id,
+            span_id: head.span_id,
+            parent_span_id: head.parent_span_id,
+            start_unix_nano: head.start_unix_nano,
+            end_unix_nano: head.end_unix_nano,
+            failed: head.failed,
+            at: start..start + span.len(),
+        });
+        Ok(())
+    })?;
+    Ok(spans)
+}
+
+/// The span `span` indexes in `body`, the request [`index_export_request`] indexed.
+pub fn decode_indexed_span(body: &[u8], span: &IndexedSpan) -> Result<ReceivedSpan, String> {
+    let data = body.get(span.at.clone()).ok_or_else(|| format!("bytes {:?} are not within the {} of the request", span.at, body.len()))?;
+    decode_span(data, &span.service)
+}
+
+/// Calls `each` with every `Span` message of the request and the `service.name` of its resource.
+fn each_span<'a>(body: &'a [u8], mut each: impl FnMut(&Arc<str>, &'a [u8]) -> Result<(), String>) -> Result<(), String> {
     for (index, resource_spans) in Reader::new(body).all_messages(field::RESOURCE_SPANS, "ExportTraceServiceRequest")?.enumerate() {
         let at = |what: String| format!("resource_spans[{index}]: {what}");
         let resource_spans = resource_spans?;
@@ -59,24 +109,58 @@ pub fn decode_export_request(body: &[u8]) -> Result<Vec<ReceivedSpan>, String> {
             for (span_index, span) in
                 Reader::new(scope_spans).all_messages(field::scope_spans::SPANS, "ScopeSpans").map_err(at)?.enumerate()
             {
-                let span = span.and_then(|span| decode_span(span, &service));
-                spans.push(span.map_err(|e| at(format!("scope_spans[{scope_index}].spans[{span_index}]: {e}")))?);
+                span.and_then(|span| each(&service, span))
+                    .map_err(|e| at(format!("scope_spans[{scope_index}].spans[{span_index}]: {e}")))?;
             }
         }
     }
-    Ok(spans)
+    Ok(())
+}
+
+/// What every read of a span finds: its ids and times, and whether it failed.
+struct Head {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    parent_span_id: Option<[u8; 8]>,
+    start_unix_nano: u64,
+    end_unix_nano: u64,
+    failed: bool,
+}
+
+/// What decoding a span copies besides its [`Head`].
+struct Detail {
+    name: String,
+    kind: TraceSpanKind,
+    attributes: Vec<(Cow<'static, str>, String)>,
+    error: Option<String>,
 }
 
 fn decode_span(data: &[u8], service: &Arc<str>) -> Result<ReceivedSpan, String> {
+    let mut detail = Detail { name: String::new(), kind: TraceSpanKind::Internal, attributes: Vec::new(), error: None };
+    let head = read_span(data, Some(&mut detail))?;
+    Ok(ReceivedSpan {
+        service: service.clone(),
+        trace_id: head.trace_id,
+        span_id: head.span_id,
+        parent_span_id: head.parent_span_id,
+        name: detail.name,
+        kind: detail.kind,
+        start_unix_nano: head.start_unix_nano,
+        end_unix_nano: head.end_unix_nano,
+        attributes: detail.attributes,
+        error: detail.error,
+    })
+}
+
+/// Reads and checks every field of a `Span`, copying its name, kind, attributes and status
+/// message into `detail` when there is one.
+fn read_span(data: &[u8], mut detail: Option<&mut Detail>) -> Result<Head, String> {
     use field::span;
     let mut trace_id = None;
     let mut span_id = None;
     let mut parent_span_id = None;
-    let mut name = String::new();
-    let mut kind = TraceSpanKind::Internal;
     let (mut start_unix_nano, mut end_unix_nano) = (0, 0);
-    let mut attributes = Vec::new();
-    let mut error = None;
+    let mut failed = false;
     let mut reader = Reader::new(data);
     while let Some((number, value)) = reader.next()? {
         match number {
@@ -87,19 +171,39 @@ fn decode_span(data: &[u8], service: &Arc<str>) -> Result<ReceivedSpan, String> 
                 let bytes = value.bytes("parent_span_id")?;
                 parent_span_id = (!bytes.is_empty()).then(|| id::<8>(bytes, "parent_span_id")).transpose()?;
             }
-            span::NAME => name = text(value.bytes("name")?, "name")?,
+            span::NAME => {
+                let name = text(value.bytes("name")?, "name")?;
+                if let Some(detail) = detail.as_deref_mut() {
+                    detail.name = name.to_owned();
+                }
+            }
             // SPAN_KIND_SERVER, CONSUMER; CLIENT, PRODUCER; the rest (INTERNAL, UNSPECIFIED).
             span::KIND => {
-                kind = match value.varint("kind")? {
+                let kind = match value.varint("kind")? {
                     2 | 5 => TraceSpanKind::Server,
                     3 | 4 => TraceSpanKind::Client,
                     _ => TraceSpanKind::Internal,
+                };
+                if let Some(detail) = detail.as_deref_mut() {
+                    detail.kind = kind;
                 }
             }
             span::START_TIME_UNIX_NANO => start_unix_nano = value.fixed64("start_time_unix_nano")?,
             span::END_TIME_UNIX_NANO => end_unix_nano = value.fixed64("end_time_unix_nano")?,
-            span::ATTRIBUTES => attributes.push(key_value(value.bytes("attributes")?, 0)?),
-            span::STATUS => error = failure(value.bytes("status")?)?,
+            span::ATTRIBUTES => {
+                let attribute = value.bytes("attributes")?;
+                match detail.as_deref_mut() {
+                    Some(detail) => detail.attributes.push(key_value(attribute, 0)?),
+                    None => check_key_value(attribute, 0)?,
+                }
+            }
+            span::STATUS => {
+                let error = failure(value.bytes("status")?)?;
+                failed = error.is_some();
+                if let Some(detail) = detail.as_deref_mut() {
+                    detail.error = error.map(str::to_owned);
+                }
+            }
             _ => {}
         }
     }
@@ -108,18 +212,7 @@ fn decode_span(data: &[u8], service: &Arc<str>) -> Result<ReceivedSpan, String> 
     if end_unix_nano < start_unix_nano {
         return Err(format!("it ends ({end_unix_nano}) before it starts ({start_unix_nano})"));
     }
-    Ok(ReceivedSpan {
-        service: service.clone(),
-        trace_id,
-        span_id,
-        parent_span_id,
-        name,
-        kind,
-        start_unix_nano,
-        end_unix_nano,
-        attributes,
-        error,
-    })
+    Ok(Head { trace_id, span_id, parent_span_id, start_unix_nano, end_unix_nano, failed })
 }
 
 /// A trace or span id: exactly `N` bytes, not all zero (the W3C and OTLP rule).
@@ -131,13 +224,13 @@ fn id<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], String> {
     Ok(id)
 }
 
-fn text(bytes: &[u8], what: &str) -> Result<String, String> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| format!("{what} is not UTF-8"))
+fn text<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, String> {
+    std::str::from_utf8(bytes).map_err(|_| format!("{what} is not UTF-8"))
 }
 
 /// The message of a `Status` whose code is ERROR; `None` for OK or unset.
-fn failure(data: &[u8]) -> Result<Option<String>, String> {
-    let (mut message, mut code) = (String::new(), 0);
+fn failure(data: &[u8]) -> Result<Option<&str>, String> {
+    let (mut message, mut code) = ("", 0);
     let mut reader = Reader::new(data);
     while let Some((number, value)) = reader.next()? {
         match number {
@@ -146,7 +239,7 @@ fn failure(data: &[u8]) -> Result<Option<String>, String> {
             _ => {}
         }
     }
-    Ok((code == field::status::CODE_ERROR).then(|| if message.is_empty() { "error".to_owned() } else { message }))
+    Ok((code == field::status::CODE_ERROR).then_some(if message.is_empty() { "error" } else { message }))
 }
 
 /// The attribute keys of toolmesh's own spans: a span received carries a dozen, and each is
@@ -179,7 +272,7 @@ const KNOWN_KEYS: [&str; 22] = [
 fn attribute_key(bytes: &[u8]) -> Result<Cow<'static, str>, String> {
     match KNOWN_KEYS.iter().find(|known| known.as_bytes() == bytes) {
         Some(known) => Ok(Cow::Borrowed(known)),
-        None => text(bytes, "an attribute key").map(Cow::Owned),
+        None => text(bytes, "an attribute key").map(|key| Cow::Owned(key.to_owned())),
     }
 }
 
@@ -208,7 +301,7 @@ fn any_value(data: &[u8], depth: usize) -> Result<String, String> {
     let mut reader = Reader::new(data);
     while let Some((number, value)) = reader.next()? {
         out = match number {
-            STRING => text(value.bytes("string_value")?, "a string attribute")?,
+            STRING => text(value.bytes("string_value")?, "a string attribute")?.to_owned(),
             BOOL => (value.varint("bool_value")? != 0).to_string(),
             INT => (value.varint("int_value")? as i64).to_string(),
             DOUBLE => f64::from_bits(value.fixed64("double_value")?).to_string(),
@@ -231,6 +324,49 @@ fn any_value(data: &[u8], depth: usize) -> Result<String, String> {
         };
     }
     Ok(out)
+}
+
+/// Checks a `KeyValue` as [`key_value`] reads it, copying nothing.
+fn check_key_value(data: &[u8], depth: usize) -> Result<(), String> {
+    let mut reader = Reader::new(data);
+    while let Some((number, field_value)) = reader.next()? {
+        match number {
+            field::key_value::KEY => _ = text(field_value.bytes("attribute key")?, "an attribute key")?,
+            field::key_value::VALUE => check_any_value(field_value.bytes("attribute value")?, depth)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks an `AnyValue` as [`any_value`] reads it, copying nothing.
+fn check_any_value(data: &[u8], depth: usize) -> Result<(), String> {
+    use field::any_value::*;
+    if depth > MAX_VALUE_DEPTH {
+        return Err(format!("an attribute value nests deeper than {MAX_VALUE_DEPTH} levels"));
+    }
+    let mut reader = Reader::new(data);
+    while let Some((number, value)) = reader.next()? {
+        match number {
+            STRING => _ = text(value.bytes("string_value")?, "a string attribute")?,
+            BOOL => _ = value.varint("bool_value")?,
+            INT => _ = value.varint("int_value")?,
+            DOUBLE => _ = value.fixed64("double_value")?,
+            BYTES => _ = value.bytes("bytes_value")?,
+            ARRAY => {
+                for item in Reader::new(value.bytes("array_value")?).all_messages(LIST_VALUES, "ArrayValue")? {
+                    check_any_value(item?, depth + 1)?;
+                }
+            }
+            KVLIST => {
+                for pair in Reader::new(value.bytes("kvlist_value")?).all_messages(LIST_VALUES, "KeyValueList")? {
+                    check_key_value(pair?, depth + 1)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// One field's value as the wire format carries it.
@@ -359,6 +495,16 @@ mod tests {
         }
     }
 
+    /// Every span of a request, decoded.
+    fn decode_export_request(body: &[u8]) -> Result<Vec<ReceivedSpan>, String> {
+        let mut spans = Vec::new();
+        each_span(body, |service, span| {
+            spans.push(decode_span(span, service)?);
+            Ok(())
+        })?;
+        Ok(spans)
+    }
+
     fn request() -> Vec<u8> {
         let resource = resource(&[("host.name".into(), "h".into()), ("service.name".into(), "front".into())]);
         export_request(&resource, ("toolmesh", "0"), &[record(1, None, None), record(2, Some(1), Some("it broke"))])
@@ -470,6 +616,31 @@ mod tests {
         assert!(e.contains("nests deeper than 8"), "{e}");
     }
 
+    #[test]
+    fn an_indexed_request_decodes_span_by_span_to_what_decoding_it_whole_gives() {
+        let mut body = request();
+        // A second resource, as a batch of another process would carry (requests concatenate).
+        let other = resource(&[("service.name".into(), "back".into())]);
+        body.extend(export_request(&other, ("toolmesh", "0"), &[record(3, Some(2), None)]));
+        let whole = decode_export_request(&body).unwrap();
+        let indexed = index_export_request(&body).unwrap();
+        assert_eq!(indexed.len(), 3);
+        for (index, span) in indexed.iter().zip(&whole) {
+            assert_eq!(
+                (&index.service, index.trace_id, index.span_id, index.parent_span_id),
+                (&span.service, span.trace_id, span.span_id, span.parent_span_id)
+            );
+            assert_eq!(
+                (index.start_unix_nano, index.end_unix_nano, index.failed),
+                (span.start_unix_nano, span.end_unix_nano, span.error.is_some())
+            );
+            assert_eq!(&decode_indexed_span(&body, index).unwrap(), span);
+        }
+        assert_eq!(&*indexed[2].service, "back");
+        let e = decode_indexed_span(&body[..10], &indexed[2]).unwrap_err();
+        assert!(e.contains("not within"), "{e}");
+    }
+
     proptest! {
         /// Whatever arrives, the decoder answers: spans or an error, never a panic.
         #[test]
@@ -484,6 +655,29 @@ mod tests {
                 corrupt[i] = byte;
             }
             let _ = decode_export_request(&corrupt);
+        }
+
+        /// Indexing refuses what decoding refuses, with the same words, and keeps the rest.
+        #[test]
+        fn indexing_and_decoding_agree_on_every_request(
+            noise in proptest::collection::vec(any::<u8>(), 0..300),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        ) {
+            let mut corrupt = request();
+            for (at, byte) in flips {
+                let i = at.index(corrupt.len());
+                corrupt[i] = byte;
+            }
+            for body in [noise, corrupt] {
+                match (decode_export_request(&body), index_export_request(&body)) {
+                    (Ok(spans), Ok(indexed)) => {
+                        let again: Vec<ReceivedSpan> = indexed.iter().map(|i| decode_indexed_span(&body, i).unwrap()).collect();
+                        prop_assert_eq!(spans, again);
+                    }
+                    (Err(decoding), Err(indexing)) => prop_assert_eq!(decoding, indexing),
+                    (decoded, indexed) => prop_assert!(false, "decoding gave {:?}, indexing {:?}", decoded, indexed),
+                }
+            }
         }
     }
 }
