@@ -13,8 +13,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use toolmesh_core::agent::Agent;
-use toolmesh_core::config::AgentConfig;
-use toolmesh_core::host::{Completion, FnHandler, ToolInvocation};
 use toolmesh_core::registry_api::{RegisterRequest, Topology};
 use toolmesh_core::registry_client::{HeartbeatOutcome, RegistryClient};
 use toolmesh_core::registry_endpoints::spread;
@@ -239,24 +237,7 @@ async fn heartbeats_reach_postgresql_in_one_statement_per_replica_and_period_not
 // ---- Faults under steady call load, with in-process agents knowing every replica ----
 
 async fn agent(certs: &Certs, name: &str, registries: &str, tools: serde_json::Value) -> Agent {
-    let mut config = AgentConfig::from_env(name).expect("config");
-    let (cert, key, ca) = (certs.path(&format!("{name}.pem")), certs.path(&format!("{name}.key")), certs.path("ca.pem"));
-    for (k, v) in [
-        ("tls_cert", cert.to_str().expect("utf-8")),
-        ("tls_key", key.to_str().expect("utf-8")),
-        ("tls_ca", ca.to_str().expect("utf-8")),
-        ("registry_url", registries),
-        ("heartbeat_interval_ms", &HEARTBEAT.as_millis().to_string()),
-    ] {
-        config.set(k, v).expect("option");
-    }
-    let tools = serde_json::from_value(tools).expect("tools");
-    let handler = FnHandler(|inv: ToolInvocation, done: Completion| {
-        done.ok(json!(inv.arguments["a"].as_i64().unwrap_or(0) + inv.arguments["b"].as_i64().unwrap_or(0)))
-    });
-    let agent = Agent::start(config, tools, Arc::new(handler)).await.expect("agent starts");
-    assert!(agent.wait_registered(Duration::from_secs(5)).await, "{name} registered");
-    agent
+    common::adding_agent(certs, name, registries, HEARTBEAT, tools).await
 }
 
 /// Calls `front` (which calls its `add` provider) every 2 ms until stopped; answers the calls

@@ -210,3 +210,34 @@ pub async fn wait_until(what: &str, within: Duration, mut condition: impl FnMut(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// An in-process agent `name` (its certificate from `certs`) that knows the registries
+/// `registries` (a comma-separated list) and heartbeats every `heartbeat`, serving `tools`, each
+/// of which answers `a + b`; started and registered.
+pub async fn adding_agent(
+    certs: &Certs,
+    name: &str,
+    registries: &str,
+    heartbeat: Duration,
+    tools: serde_json::Value,
+) -> toolmesh_core::agent::Agent {
+    use toolmesh_core::host::{Completion, FnHandler, ToolInvocation};
+    let mut config = toolmesh_core::config::AgentConfig::from_env(name).expect("config");
+    let (cert, key, ca) = (certs.path(&format!("{name}.pem")), certs.path(&format!("{name}.key")), certs.path("ca.pem"));
+    for (k, v) in [
+        ("tls_cert", cert.to_str().expect("utf-8")),
+        ("tls_key", key.to_str().expect("utf-8")),
+        ("tls_ca", ca.to_str().expect("utf-8")),
+        ("registry_url", registries),
+        ("heartbeat_interval_ms", &heartbeat.as_millis().to_string()),
+    ] {
+        config.set(k, v).expect("option");
+    }
+    let tools = serde_json::from_value(tools).expect("tools");
+    let handler = FnHandler(|inv: ToolInvocation, done: Completion| {
+        done.ok(serde_json::json!(inv.arguments["a"].as_i64().unwrap_or(0) + inv.arguments["b"].as_i64().unwrap_or(0)))
+    });
+    let agent = toolmesh_core::agent::Agent::start(config, tools, std::sync::Arc::new(handler)).await.expect("agent starts");
+    assert!(agent.wait_registered(Duration::from_secs(5)).await, "{name} registered");
+    agent
+}

@@ -10,7 +10,7 @@ use super::{McpServer, PeerInfo};
 use crate::authorize::Admitted;
 use crate::context::TraceContext;
 use crate::error::{Error, ErrorKind};
-use crate::host::{input_required_error_of, PromptAnswer, ResourceAnswer};
+use crate::host::{input_required_error_of, InputRequired, PromptAnswer, ResourceAnswer};
 use crate::mcp::*;
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Map, Value};
@@ -94,23 +94,12 @@ impl McpServer {
             let admitted = self.admit_named(headers, peer, "resource", resource.name())?;
             // A resource may ask the client for input first, as a prompt may (2026-07-28).
             let subject = format!("resource '{uri}'");
-            let declared = params.meta().and_then(|m| m.client_capabilities).and_then(declared_capabilities);
-            let mut context = self.catalog_context(headers, params, peer, &admitted, trace);
-            if era == Era::Modern {
-                let context = Arc::make_mut(&mut context);
-                context.input = input_answers(&subject, params, &self.seal)?;
-                context.client_capabilities = declared.clone();
-            }
+            let (context, declared) = self.catalog_context(era, &subject, (headers, params, peer), &admitted, trace)?;
             let answer = self.tools.read_resource(resource, context).await.map_err(|e| rpc_error_of(&e))?;
             drop(admitted);
             let contents = match answer {
                 ResourceAnswer::Contents(contents) => contents,
-                ResourceAnswer::InputRequired(input) if era == Era::Modern => {
-                    let mut result = input_required_result(&subject, &input, &self.seal, declared.as_deref())?;
-                    result["_meta"] = json!({ META_SERVER_INFO: self.info });
-                    return Ok(result);
-                }
-                ResourceAnswer::InputRequired(input) => return Err(rpc_error_of(&input_required_error_of(&subject, &input))),
+                ResourceAnswer::InputRequired(input) => return self.asks_for_input(era, &subject, &input, declared.as_deref()),
             };
             let mut result = json!({"contents": contents});
             if era == Era::Modern {
@@ -131,23 +120,12 @@ impl McpServer {
             let admitted = self.admit_named(headers, peer, "prompt", &prompt.name)?;
             // A prompt may ask the client for input first, as a tool may (2026-07-28).
             let subject = format!("prompt '{name}'");
-            let declared = params.meta().and_then(|m| m.client_capabilities).and_then(declared_capabilities);
-            let mut context = self.catalog_context(headers, params, peer, &admitted, trace);
-            if era == Era::Modern {
-                let context = Arc::make_mut(&mut context);
-                context.input = input_answers(&subject, params, &self.seal)?;
-                context.client_capabilities = declared.clone();
-            }
+            let (context, declared) = self.catalog_context(era, &subject, (headers, params, peer), &admitted, trace)?;
             let answer = self.tools.get_prompt(prompt, params.arguments.as_ref(), context).await.map_err(|e| rpc_error_of(&e))?;
             drop(admitted);
             match answer {
                 PromptAnswer::Messages(result) => result,
-                PromptAnswer::InputRequired(input) if era == Era::Modern => {
-                    let mut result = input_required_result(&subject, &input, &self.seal, declared.as_deref())?;
-                    result["_meta"] = json!({ META_SERVER_INFO: self.info });
-                    return Ok(result);
-                }
-                PromptAnswer::InputRequired(input) => return Err(rpc_error_of(&input_required_error_of(&subject, &input))),
+                PromptAnswer::InputRequired(input) => return self.asks_for_input(era, &subject, &input, declared.as_deref()),
             }
         };
         if era == Era::Modern {
@@ -164,17 +142,35 @@ impl McpServer {
     }
 
     /// The context the handler runs in: the one a tool call gets.
+    /// The context a read or a get of `subject` runs with, and the capabilities its client
+    /// declared: a modern request brings the answers to the subject's earlier input requests.
     fn catalog_context(
         &self,
-        headers: &HeaderMap,
-        params: &Params,
-        peer: &PeerInfo,
+        era: Era,
+        subject: &str,
+        (headers, params, peer): (&HeaderMap, &Params, &PeerInfo),
         admitted: &Admitted,
         trace: TraceContext,
-    ) -> Arc<crate::context::RequestContext> {
+    ) -> Result<(Arc<crate::context::RequestContext>, Option<Arc<Value>>), RpcError> {
         let mut context = self.inbound_context(headers, params.meta(), trace);
         context.caller = Some(Arc::from(peer.identity.as_str()));
         context.origin = admitted.origin.clone();
-        Arc::new(context)
+        let declared = params.meta().and_then(|m| m.client_capabilities).and_then(declared_capabilities);
+        if era == Era::Modern {
+            context.input = input_answers(subject, params, &self.seal)?;
+            context.client_capabilities = declared.clone();
+        }
+        Ok((Arc::new(context), declared))
+    }
+
+    /// The answer to a read or a get whose handler asked for input: the requests, to a modern
+    /// client that can answer them; to a legacy one, the error that says it cannot.
+    fn asks_for_input(&self, era: Era, subject: &str, input: &InputRequired, declared: Option<&Value>) -> Result<Value, RpcError> {
+        if era == Era::Legacy {
+            return Err(rpc_error_of(&input_required_error_of(subject, input)));
+        }
+        let mut result = input_required_result(subject, input, &self.seal, declared)?;
+        result["_meta"] = json!({ META_SERVER_INFO: self.info });
+        Ok(result)
     }
 }
