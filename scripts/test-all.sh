@@ -27,23 +27,23 @@ scripts/c-tests.sh
 scripts/python-env.sh
 echo "== python: binding suite and end-to-end tests"
 .venv/bin/python -m pytest bindings-python/tests tests/python -q -p no:cacheprovider
-echo "== MCP conformance: the official suite against core's and the Python fixture agent; a failing check not in tests/conformance/known-failures.txt fails"
-CONFORMANCE_STRICT=known scripts/conformance.sh --agent rust
-CONFORMANCE_STRICT=known scripts/conformance.sh --agent python
+echo "== MCP conformance: the official suite against core's and the Python fixture agent; any failing check fails"
+CONFORMANCE_STRICT=1 scripts/conformance.sh --agent rust
+CONFORMANCE_STRICT=1 scripts/conformance.sh --agent python
 scripts/node-env.sh
 echo "== node: binding suite and cross-language tests (Node <-> Python)"
 npm --prefix bindings-node test
 echo "== MCP conformance: the same suite against the Node fixture agent"
-CONFORMANCE_STRICT=known scripts/conformance.sh --agent node
+CONFORMANCE_STRICT=1 scripts/conformance.sh --agent node
 scripts/java-env.sh
 echo "== java: binding suite and cross-language tests (Java <-> Python, Java <-> Node)"
 mvn -B -ntp -f bindings-java/pom.xml test -Dtoolmesh.cargoProfile=debug
 echo "== MCP conformance: the same suite against the Java fixture agent"
-CONFORMANCE_STRICT=known scripts/conformance.sh --agent java
+CONFORMANCE_STRICT=1 scripts/conformance.sh --agent java
 echo "== cross-language: one table of cases, every caller/callee pair of Python, Node, Java and C"
 scripts/cross-tests.sh
 echo "== MCP conformance: the same suite against the C fixture agent (jansson, installed by cross-tests.sh)"
-CONFORMANCE_STRICT=known scripts/conformance.sh --agent c
+CONFORMANCE_STRICT=1 scripts/conformance.sh --agent c
 echo "== demo: the README's demo command, its printed results checked"
 demo_log="$(mktemp)"
 bash scripts/demo.sh | tee "$demo_log"
