@@ -41,6 +41,8 @@ export interface ResourceDefinition extends ResourceCommon {
  */
 export interface ResourceTemplateDefinition extends ResourceCommon {
   readonly uriTemplate: string;
+  /** The values each variable may take, which core offers to `completion/complete` (not listed). */
+  readonly completions?: Readonly<Record<string, readonly string[]>>;
   readonly read: (uri: string, variables: Readonly<Record<string, string>>) => ReadResult | Promise<ReadResult>;
 }
 
@@ -49,6 +51,8 @@ export interface PromptArgument {
   readonly title?: string;
   readonly description?: string;
   readonly required?: boolean;
+  /** The values the argument may take, which core offers to `completion/complete` (not listed). */
+  readonly completions?: readonly string[];
 }
 
 /** One message of a prompt: a string is a text item. */

@@ -439,6 +439,21 @@ describe("long calls", { timeout: 60_000 }, () => {
   });
 });
 
+describe("completion", { timeout: 60_000 }, () => {
+  it("offers the values a prompt argument and a template variable declare", async () => {
+    const alpha = agent(fixture, "alpha");
+    alpha.addPrompt({ name: "forecast", arguments: [{ name: "city", completions: ["Paris", "Pamplona", "Berlin"] }], get: () => "x" });
+    alpha.addResource({ uriTemplate: "weather://{city}", name: "weather", completions: { city: ["Oslo", "Osaka"] }, read: (uri) => uri });
+    await serving([alpha], async () => {
+      const complete = async (ref, name, value) => (await mcp(alpha, "completion/complete", { ref, argument: { name, value } })).result.completion;
+      assert.deepEqual(await complete({ type: "ref/prompt", name: "forecast" }, "city", "pA"), { values: ["Paris", "Pamplona"], total: 2, hasMore: false });
+      assert.deepEqual((await complete({ type: "ref/resource", uri: "weather://{city}" }, "city", "os")).values, ["Oslo", "Osaka"]);
+      const listed = await mcp(alpha, "prompts/list", {});
+      assert.ok(!JSON.stringify(listed).includes("completions"), JSON.stringify(listed));
+    });
+  });
+});
+
 describe("a dependency's whole result", { timeout: 60_000 }, () => {
   it("is every content item as the callee sent it, and a handler returning it answers with the same result", async () => {
     const alpha = agent(fixture, "alpha");

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import enum
 import json
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import pytest
 from meshkit import Certs, mcp_post
@@ -257,3 +258,41 @@ def test_declarations_are_checked_by_core_at_start(certs: Certs) -> None:
         agent.add_resource("test://nothing")
     with pytest.raises(TypeError, match="takes the URI"):
         agent.resource(side_by_side)  # type: ignore[arg-type]
+
+
+class Season(enum.Enum):
+    SPRING = "spring"
+    SUMMER = "summer"
+    AUTUMN = "autumn"
+
+
+def test_literal_and_enum_parameters_are_offered_to_completion(certs: Certs) -> None:
+    """A prompt argument or template variable annotated with a ``Literal`` of strings or a
+    ``str``-valued ``Enum`` declares its values; core offers those starting with what was typed."""
+    agent = toolmesh.Agent("alpha", **certs.options("alpha"))
+
+    @agent.prompt
+    async def forecast(city: Literal["Paris", "Pamplona", "Berlin"], season: Season = Season.SUMMER, note: str = "") -> str:
+        return f"{city} in {season}"
+
+    @agent.resource("weather://{city}/{season}")
+    async def weather(city: str, season: Season) -> str:
+        return f"{city}: {season}"
+
+    async def complete(reference: dict[str, Any], name: str, value: str) -> dict[str, Any]:
+        params = {"ref": reference, "argument": {"name": name, "value": value}}
+        return (await result_of(certs, agent, "completion/complete", params))["completion"]
+
+    async def scenario() -> None:
+        async with agent:
+            prompt = {"type": "ref/prompt", "name": "forecast"}
+            assert await complete(prompt, "city", "pa") == {"values": ["Paris", "Pamplona"], "total": 2, "hasMore": False}
+            assert (await complete(prompt, "season", ""))["values"] == ["spring", "summer", "autumn"]
+            assert (await complete(prompt, "note", ""))["values"] == []
+            template = {"type": "ref/resource", "uri": "weather://{city}/{season}"}
+            assert (await complete(template, "season", "SU"))["values"] == ["summer"]
+            assert (await complete(template, "city", ""))["values"] == []
+            listed = await result_of(certs, agent, "prompts/list", {})
+            assert "completions" not in json.dumps(listed), listed
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))

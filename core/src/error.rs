@@ -71,8 +71,7 @@ pub enum ErrorKind {
     RemoteError,
     /// The tool reported an application error: its own code, message and data.
     ToolError,
-    /// The remote tool needs input from the MCP client: let the error propagate and toolmesh
-    /// asks the client, then runs the call again with the answers.
+    /// The remote tool needs input from the MCP client: let this error propagate and toolmesh asks it.
     InputRequired,
 
     // 6xxx host handler

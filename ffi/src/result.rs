@@ -165,7 +165,7 @@ const CODES: &[(toolmesh_result, &CStr, &CStr)] = &[
     (
         TOOLMESH_INPUT_REQUIRED,
         c"INPUT_REQUIRED",
-        c"The remote tool needs input from the MCP client: let the error propagate and toolmesh asks the client, then runs the call again with the answers.",
+        c"The remote tool needs input from the MCP client: let this error propagate and toolmesh asks it.",
     ),
     (TOOLMESH_HANDLER_FAILED, c"HANDLER_FAILED", c"The local host handler raised or rejected."),
     (TOOLMESH_HANDLER_RESULT, c"HANDLER_RESULT", c"The local host handler returned a value that is not JSON."),

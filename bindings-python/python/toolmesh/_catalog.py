@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import enum
 import functools
 import inspect
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+import typing
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
 
 from ._content import CONTENT_TYPES, ContentItem, EmbeddedResource, InputRequired, _base64, content_item
 
@@ -24,6 +26,26 @@ async def _run(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
 
 def _optional_members(**members: Any) -> dict[str, Any]:
     return {key: value for key, value in members.items() if value is not None}
+
+
+def _choices(fn: Optional[Callable[..., Any]]) -> dict[str, list[str]]:
+    """The values each parameter of ``fn`` may take, where its annotation says (``Literal`` of
+    strings, or a ``str``-valued ``Enum``): what core offers to ``completion/complete``."""
+    try:
+        hints = typing.get_type_hints(fn) if fn is not None else {}
+    except Exception:  # an annotation that does not resolve offers nothing to complete
+        return {}
+    choices: dict[str, list[str]] = {}
+    for name, hint in hints.items():
+        if typing.get_origin(hint) is Literal:
+            values = [value for value in typing.get_args(hint) if isinstance(value, str)]
+        elif isinstance(hint, type) and issubclass(hint, enum.Enum):
+            values = [member.value for member in hint if isinstance(member.value, str)]
+        else:
+            continue
+        if values:
+            choices[name] = values
+    return choices
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +78,10 @@ class ResourceSpec:
             entry["annotations"] = dict(self.annotations)
         if self.blob is not None:
             entry["blob"] = _base64(self.blob)
+        if self.is_template:
+            completions = {name: values for name, values in _choices(self.fn).items() if "{" + name + "}" in self.uri}
+            if completions:
+                entry["completions"] = completions
         return entry
 
     async def read(self, uri: str, variables: Mapping[str, str]) -> dict[str, Any]:
@@ -136,7 +162,9 @@ class PromptSpec:
     def info(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": self.name}
         entry.update(_optional_members(title=self.title, description=self.description or None))
-        entry["arguments"] = [{"name": name, "required": required} for name, required in self.arguments]
+        choices = _choices(self.fn)
+        entry["arguments"] = [{"name": name, "required": required, **({"completions": choices[name]} if name in choices else {})}
+                              for name, required in self.arguments]
         return entry
 
     async def get(self, arguments: Mapping[str, str]) -> dict[str, Any]:

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// Everything an agent serves besides its tools.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -74,6 +74,9 @@ pub struct ResourceTemplateInfo {
     /// Listed as declared.
     #[serde(rename = "_meta", default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Value>,
+    /// The values each variable may take, offered by `completion/complete` (not listed).
+    #[serde(default, skip_serializing)]
+    pub completions: BTreeMap<String, Vec<String>>,
 }
 
 /// A prompt; `prompts/get` goes to the host handler once core has checked its arguments.
@@ -104,6 +107,9 @@ pub struct PromptArgument {
     pub description: Option<String>,
     #[serde(default)]
     pub required: bool,
+    /// The values the argument may take, offered by `completion/complete` (not listed).
+    #[serde(default, skip_serializing)]
+    pub completions: Vec<String>,
 }
 
 impl Catalog {
@@ -153,6 +159,10 @@ impl Catalog {
             if !templates.insert(t.uri_template.as_str()) {
                 return Err(format!("{at}: two resource templates are '{}'; templates must be unique", t.uri_template));
             }
+            let template = UriTemplate::parse(&t.uri_template).map_err(|e| format!("{at}.uriTemplate '{}': {e}", t.uri_template))?;
+            if let Some(unknown) = t.completions.keys().find(|name| !template.variables().any(|v| v == name.as_str())) {
+                return Err(format!("{at} ('{}').completions: '{unknown}' is not a variable of the template", t.uri_template));
+            }
         }
         let mut names = HashSet::new();
         for (i, p) in self.prompts.iter().enumerate() {
@@ -175,6 +185,41 @@ impl Catalog {
     pub fn prompt(&self, name: &str) -> Option<&PromptInfo> {
         self.prompts.iter().find(|p| p.name == name)
     }
+
+    /// `completion/complete`: the declared values of argument `argument` of the prompt or
+    /// resource template `reference` names (`{"type": "ref/prompt", "name"}` or `{"type":
+    /// "ref/resource", "uri": <the template>}`) that start with `typed`, ignoring case: at most
+    /// [`COMPLETIONS_MAX`] of them, with how many there are. `Err` names a reference this agent
+    /// does not serve.
+    pub fn complete(&self, reference: &Value, argument: &str, typed: &str) -> Result<Completions, String> {
+        let text = |key: &str| reference.get(key).and_then(Value::as_str).unwrap_or_default();
+        let declared: &[String] = match text("type") {
+            "ref/prompt" => {
+                let prompt = self.prompt(text("name")).ok_or_else(|| format!("unknown prompt '{}'", text("name")))?;
+                prompt.arguments.iter().find(|a| a.name == argument).map_or(&[], |a| a.completions.as_slice())
+            }
+            _ => {
+                let uri = text("uri");
+                let template = self.resource_templates.iter().find(|t| t.uri_template == uri);
+                let template = template.ok_or_else(|| format!("unknown resource template '{uri}'"))?;
+                template.completions.get(argument).map_or(&[], Vec::as_slice)
+            }
+        };
+        let typed = typed.to_lowercase();
+        let matching: Vec<&String> = declared.iter().filter(|value| value.to_lowercase().starts_with(&typed)).collect();
+        let values = matching.iter().take(COMPLETIONS_MAX).map(|v| (*v).clone()).collect();
+        Ok(Completions { values, total: matching.len() })
+    }
+}
+
+/// The most values one completion answer carries (MCP's limit).
+pub const COMPLETIONS_MAX: usize = 100;
+
+/// What `completion/complete` answers: up to [`COMPLETIONS_MAX`] values, and how many matched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completions {
+    pub values: Vec<String>,
+    pub total: usize,
 }
 
 impl PromptInfo {
@@ -289,6 +334,14 @@ enum Part {
 }
 
 impl UriTemplate {
+    /// The names of the template's variables, in order.
+    pub fn variables(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Variable(name) => Some(name.as_str()),
+            Part::Literal(_) => None,
+        })
+    }
+
     pub fn parse(template: &str) -> Result<UriTemplate, String> {
         let mut parts = Vec::new();
         let mut rest = template;

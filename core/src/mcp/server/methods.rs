@@ -36,8 +36,8 @@ use std::time::Duration;
 /// answers in that era, and no more (the conformance suite calls what is declared, and checks that
 /// what is not declared is Method not found).
 /// - `tools`: `tools/list` and `tools/call`; the list never changes while the agent runs.
-/// - `completions`: `completion/complete`, answered with no suggestions (no handler completes a
-///   prompt's or template's arguments yet).
+/// - `completions`: `completion/complete`, answered from the values a prompt's arguments and a
+///   template's variables declare (`completions` in the catalog).
 /// - `resources` (iff the agent declared a resource or a template): `resources/list`,
 ///   `resources/templates/list`, `resources/read`. `listChanged: false`: the catalog is fixed at
 ///   start. `subscribe: true`: legacy `resources/subscribe`/`unsubscribe` with a session's GET
@@ -89,8 +89,9 @@ fn set_log_level(params: &Params) -> Result<Value, RpcError> {
 }
 
 /// `completion/complete`: a well-formed request (a `ref/prompt` or `ref/resource` reference and
-/// an argument's name and value) gets no suggestions.
-fn complete(params: &Params) -> Result<Value, RpcError> {
+/// an argument's name and value) gets the declared values of that argument that start with what
+/// the user typed (`Catalog::complete`); a reference this agent does not serve is -32602.
+fn complete(params: &Params, catalog: &Catalog) -> Result<Value, RpcError> {
     let reference = params.reference.as_ref().and_then(|r| r.get("type")).and_then(Value::as_str);
     let known_reference = matches!(reference, Some("ref/prompt" | "ref/resource"));
     let argument = params.argument.as_ref();
@@ -102,7 +103,13 @@ fn complete(params: &Params) -> Result<Value, RpcError> {
             "Invalid params: completion/complete needs 'ref' ({\"type\": \"ref/prompt\" or \"ref/resource\", ...}) and 'argument' ({\"name\", \"value\"}, strings)",
         ));
     }
-    Ok(json!({"completion": {"values": [], "total": 0, "hasMore": false}}))
+    let text = |key: &str| argument.and_then(|a| a.get(key)).and_then(Value::as_str).unwrap_or_default();
+    let reference = params.reference.as_ref().unwrap_or(&Value::Null);
+    let completions = catalog
+        .complete(reference, text("name"), text("value"))
+        .map_err(|problem| RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, format!("Invalid params: {problem}")))?;
+    let has_more = completions.total > completions.values.len();
+    Ok(json!({"completion": {"values": completions.values, "total": completions.total, "hasMore": has_more}}))
 }
 
 impl McpServer {
@@ -121,7 +128,7 @@ impl McpServer {
                 list["cacheScope"] = json!("private");
                 list
             }
-            "completion/complete" => complete(params)?,
+            "completion/complete" => complete(params, self.tools.catalog())?,
             "tasks/get" | "tasks/update" | "tasks/cancel" if self.serves_tasks => self.tasks_method(method, params, peer)?,
             other => match self.catalog_list(other, params, headers, peer)? {
                 Some(mut list) => {
@@ -152,7 +159,7 @@ impl McpServer {
             }
             "ping" => Ok(json!({})),
             "logging/setLevel" => set_log_level(params),
-            "completion/complete" => complete(params),
+            "completion/complete" => complete(params, self.tools.catalog()),
             "tools/list" => self.tools_list(params, headers, peer),
             "resources/subscribe" | "resources/unsubscribe" => self.legacy_subscription(method, params, headers, peer),
             other => self.catalog_list(other, params, headers, peer)?.ok_or_else(|| method_not_found(Era::Legacy, other)),

@@ -2,6 +2,7 @@ package dev.toolmesh;
 
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.util.List;
 import java.util.Objects;
 
 /**
@@ -64,6 +65,14 @@ public final class Prompt {
 
         /** An argument (a string); {@code description} may be null. */
         public Builder argument(String name, String description, boolean required) {
+            return argument(name, description, required, List.of());
+        }
+
+        /**
+         * An argument (a string) and the values it may take, which core offers to
+         * {@code completion/complete} (those starting with what the user typed, ignoring case).
+         */
+        public Builder argument(String name, String description, boolean required, List<String> completions) {
             if (arguments == null) {
                 arguments = info.putArray("arguments");
             }
@@ -72,6 +81,9 @@ public final class Prompt {
                 argument.put("description", description);
             }
             argument.put("required", required);
+            if (!completions.isEmpty()) {
+                completions.forEach(argument.putArray("completions")::add);
+            }
             return this;
         }
 

@@ -1,6 +1,7 @@
 package dev.toolmesh;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.util.List;
 import java.util.Objects;
 
 /**
@@ -63,6 +64,16 @@ public final class ResourceTemplate {
         /** The MIME type of its resources; a handler answering a String or bytes gets it on its item. */
         public Builder mimeType(String mimeType) {
             info.put("mimeType", mimeType);
+            return this;
+        }
+
+        /**
+         * The values variable {@code variable} may take, which core offers to
+         * {@code completion/complete} (those starting with what the user typed, ignoring case).
+         */
+        public Builder completions(String variable, List<String> values) {
+            ObjectNode completions = info.has("completions") ? (ObjectNode) info.get("completions") : info.putObject("completions");
+            values.forEach(completions.putArray(Objects.requireNonNull(variable, "variable"))::add);
             return this;
         }
 

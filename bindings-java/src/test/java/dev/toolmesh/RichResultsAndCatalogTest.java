@@ -74,6 +74,8 @@ class RichResultsAndCatalogTest {
                 .resourceTemplate(ResourceTemplate.builder("test://bytes/{n}", "bytes").handler(read ->
                         CompletableFuture.completedFuture(read.variable("n").getBytes(StandardCharsets.UTF_8))).build())
                 .prompt(Prompt.builder("test_simple_prompt").description("A simple prompt").handler(get -> "Hello").build())
+                .prompt(Prompt.builder("forecast").argument("city", null, true, List.of("Paris", "Pamplona", "Berlin"))
+                        .handler(get -> "x").build())
                 .prompt(Prompt.builder("test_prompt_with_arguments").description("Two arguments")
                         .argument("arg1", "first", true).argument("arg2", null, false)
                         .handler(get -> PromptResult.builder().description("with " + get.argument("arg1"))
@@ -192,6 +194,14 @@ class RichResultsAndCatalogTest {
     }
 
     @Test
+    void completionOffersTheValuesAnArgumentDeclares() {
+        JsonNode answer = request("completion/complete",
+                Map.of("ref", Map.of("type", "ref/prompt", "name", "forecast"), "argument", Map.of("name", "city", "value", "pa")), null);
+        assertEquals(json("{\"values\": [\"Paris\", \"Pamplona\"], \"total\": 2, \"hasMore\": false}"),
+                answer.path("result").path("completion"), answer.toString());
+    }
+
+    @Test
     void anInvalidToolResultIsTheCallersHandlerResultNamingTheItem() {
         JsonNode error = operator.callError(agent.endpoint(), "broken", Map.of());
         assertEquals("HANDLER_RESULT", error.path("name").asText(), error.toString());
@@ -251,6 +261,7 @@ class RichResultsAndCatalogTest {
         JsonNode prompts = request("prompts/list", Map.of(), null).path("result").path("prompts");
         assertEquals(json("""
                 [{"name": "test_simple_prompt", "description": "A simple prompt"},
+                 {"name": "forecast", "arguments": [{"name": "city", "required": true}]},
                  {"name": "test_prompt_with_arguments", "description": "Two arguments", "arguments": [
                     {"name": "arg1", "description": "first", "required": true}, {"name": "arg2", "required": false}]},
                  {"name": "failing"},
