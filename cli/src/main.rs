@@ -11,6 +11,7 @@ mod ops;
 mod policy;
 mod progress;
 mod registry;
+mod task;
 mod trace;
 
 use clap::{Args, Parser, Subcommand};
@@ -50,6 +51,9 @@ enum Command {
     /// test need an operator certificate).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Follow, wait for or cancel a task that `toolmesh call --task` started, at the agent that holds it.
+    #[command(subcommand)]
+    Task(task::TaskCommand),
 }
 
 /// The certificate, key and CA bundle of the identity this command acts with.
@@ -145,6 +149,7 @@ fn main() -> ExitCode {
             Command::Audit(args) => audit::run(args).await,
             Command::Trace(args) => trace::run(args).await,
             Command::Policy(command) => policy::run(command).await,
+            Command::Task(command) => task::run(command).await,
         }
     });
     match outcome {

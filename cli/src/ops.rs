@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use toolmesh_core::client::RequestError;
 use toolmesh_core::context::RequestContext;
+use toolmesh_core::mcp::client::StartedTask;
 use toolmesh_core::mcp::McpClient;
 use toolmesh_core::pipeline::{Pipeline, Target, Transport};
 use toolmesh_core::registry_api::{AgentInfo, AgentList, DependencySpec, Provider};
@@ -152,6 +153,11 @@ pub struct CallArgs {
     /// How long to wait for the result.
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..), value_name = "MS")]
     timeout_ms: u64,
+    /// Start the call as a task (MCP's tasks extension) and print it rather than wait: its
+    /// "agent" and "taskId" are what `toolmesh task get|wait|cancel` take. A tool that answers at
+    /// once is printed with status "completed" and its result.
+    #[arg(long)]
+    task: bool,
     #[command(flatten)]
     access: RegistryAccess,
 }
@@ -171,7 +177,12 @@ pub async fn call(args: CallArgs) -> Result<(), Failure> {
     display.finish().await;
     match outcome {
         Some(result) => {
-            println!("{}", to_json(&result?)?);
+            let result = result?;
+            println!("{}", to_json(&result)?);
+            if let (true, Some(agent), Some(task_id)) = (args.task, result["agent"].as_str(), result["taskId"].as_str()) {
+                let (agent, task_id) = (escape(agent), escape(task_id));
+                eprintln!("toolmesh: the task runs at agent {agent}; `toolmesh task wait {agent} {task_id}` waits for its result");
+            }
             Ok(())
         }
         None => Err(Failure::interrupted(Error::new(
@@ -201,7 +212,8 @@ async fn call_showing_progress(args: &CallArgs, observer: NotificationObserver) 
         None => providers(&registry, &args.target).await?,
     };
     let client = McpClient::new(&identity)?;
-    let result = tokio::time::timeout(timeout, call_first_reachable(&client, &candidates, arguments, &context, timeout))
+    let transport: &dyn Transport = if args.task { &StartTask(&client) } else { &Mcp(&client) };
+    let result = tokio::time::timeout(timeout, call_first_reachable(transport, &candidates, arguments, &context, timeout))
         .await
         .map_err(|_| Error::new(ErrorKind::Timeout, format!("{} did not answer within {} ms", args.target, args.timeout_ms)))??;
     Ok(result)
@@ -273,7 +285,7 @@ async fn providers(registry: &RegistryClient, capability: &str) -> Result<Vec<Pr
 /// next provider when one cannot be reached (and, for a read-only or idempotent tool, when the
 /// connection breaks after delivery); errors name the agent, the tool and the address.
 async fn call_first_reachable(
-    client: &McpClient,
+    transport: &dyn Transport,
     candidates: &[Provider],
     arguments: Value,
     context: &RequestContext,
@@ -281,7 +293,7 @@ async fn call_first_reachable(
 ) -> Result<Value, Error> {
     let capability = candidates.first().map_or("", |p| p.capability.as_str());
     let target = Target { key: capability, capability, providers: candidates, timeout };
-    Pipeline::new().call(&Mcp(client), target, arguments, context).await
+    Pipeline::new().call(transport, target, arguments, context).await
 }
 
 /// Sends each attempt as an MCP call over mTLS.
@@ -295,6 +307,36 @@ impl Transport for Mcp<'_> {
         context: &'a RequestContext,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, RequestError>> + Send + 'a>> {
         Box::pin(self.0.call_provider(provider, arguments, context, toolmesh_core::mcp::ResultShape::Value))
+    }
+}
+
+/// Starts each attempt as a task: the task with the id of the agent that holds it, or the
+/// result it answered at once.
+struct StartTask<'c>(&'c McpClient);
+
+impl Transport for StartTask<'_> {
+    fn send<'a>(
+        &'a self,
+        provider: &'a Provider,
+        arguments: &'a Value,
+        context: &'a RequestContext,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, RequestError>> + Send + 'a>> {
+        Box::pin(async move {
+            let started = self.0.start_task(provider, arguments, context, toolmesh_core::mcp::ResultShape::Value).await?;
+            let mut printed = serde_json::json!({"agent": provider.agent_id});
+            match started {
+                StartedTask::Created(task) => {
+                    if let Value::Object(fields) = task {
+                        printed.as_object_mut().expect("an object").extend(fields);
+                    }
+                }
+                StartedTask::Answered(result) => {
+                    printed["status"] = Value::from("completed");
+                    printed["result"] = result;
+                }
+            }
+            Ok(printed)
+        })
     }
 }
 

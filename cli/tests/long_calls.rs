@@ -1,7 +1,9 @@
 //! `toolmesh call` on a long call (issue 14): a registry process and a chain a → b → c of real
 //! agents on mTLS listeners, called by the real `toolmesh` binary. c's progress, relayed by b and
 //! a, reaches the command's stderr as plain lines while stdout keeps the result alone; SIGINT to
-//! the command cancels c's request through both hops and exits 130.
+//! the command cancels c's request through both hops and exits 130. `toolmesh call --task`
+//! starts a task at one of two providers, and `toolmesh task get|wait|cancel` reach that one;
+//! once it is gone, they say the task ended with it.
 
 mod common;
 
@@ -173,6 +175,109 @@ async fn ctrl_c_cancels_the_whole_chain_and_exits_130() {
     wait_until("every handler of the chain returned", Duration::from_secs(5), || chain.running.load(Ordering::SeqCst) == 0).await;
 
     for agent in chain.agents {
+        agent.shutdown().await;
+    }
+}
+
+/// Two providers of capability `job` (a tool that may run as a task): a call with `"label"`
+/// waits until the test releases that label, or until cancelled (reported on `cancelled`);
+/// `"fast"` answers at once.
+struct Jobs {
+    agents: Vec<Agent>,
+    released: tokio::sync::watch::Sender<Vec<String>>,
+    cancelled: mpsc::UnboundedReceiver<String>,
+}
+
+async fn jobs(certs: &Certs, registry_url: &str) -> Jobs {
+    let (released, _) = tokio::sync::watch::channel(Vec::<String>::new());
+    let (report, cancelled) = mpsc::unbounded_channel();
+    let mut agents = Vec::new();
+    for name in ["w1", "w2"] {
+        let mut config = certs.agent_config(name, registry_url);
+        config.set("health_port", "off").expect("agent option");
+        let tools: Vec<ToolInfo> =
+            serde_json::from_value(json!([{"name": "job", "capability": "job", "task_support": "optional"}])).expect("tools");
+        let (released, report) = (released.clone(), report.clone());
+        let handler = FnHandler(move |call: ToolInvocation, done: Completion| {
+            let (mut released, report) = (released.subscribe(), report.clone());
+            tokio::spawn(async move {
+                let label = call.arguments["label"].as_str().unwrap_or_default().to_owned();
+                if label == "fast" {
+                    return done.ok(json!({"label": label}));
+                }
+                tokio::select! {
+                    _ = released.wait_for(|released| released.contains(&label)) => done.ok(json!({"label": label})),
+                    () = call.context.cancelled() => {
+                        let _ = report.send(label);
+                    }
+                }
+            });
+        });
+        let agent = Agent::start(config, tools, Arc::new(handler)).await.expect("start agent");
+        assert!(agent.wait_registered(Duration::from_secs(10)).await, "{name} did not register");
+        agents.push(agent);
+    }
+    Jobs { agents, released, cancelled }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_started_by_call_is_followed_waited_for_and_cancelled_at_its_agent_until_that_agent_is_gone() {
+    let certs = Certs::init("w1,w2");
+    let registry = RegistryProcess::start(&certs, &[]);
+    let mut jobs = jobs(&certs, &registry.url).await;
+    let command = |args: &[&str]| {
+        let mut command = toolmesh(args);
+        command.args(certs.tls_args("operator")).env("TOOLMESH_REGISTRY_URL", &registry.url);
+        command
+    };
+    let toolmesh_json = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let done = run(command(&args)).success();
+        (serde_json::from_str::<Value>(&done.stdout).unwrap_or_else(|e| panic!("{e}: {}", done.stdout)), done.stderr)
+    };
+    let start = |label: &str| {
+        let (task, stderr) = toolmesh_json(vec!["call".into(), "job".into(), json!({"label": label}).to_string(), "--task".into()]);
+        assert_eq!(task["status"], "working", "{task}");
+        let (agent, task_id) = (task["agent"].as_str().unwrap().to_owned(), task["taskId"].as_str().unwrap().to_owned());
+        assert!(stderr.contains(&format!("toolmesh task wait {agent} {task_id}")), "{stderr}");
+        (agent, task_id)
+    };
+    let task = |verb: &str, (agent, task_id): &(String, String)| vec!["task".into(), verb.to_owned(), agent.clone(), task_id.clone()];
+
+    // A tool that answers at once: no task, the result.
+    let (fast, _) = toolmesh_json(vec!["call".into(), "job".into(), r#"{"label": "fast"}"#.into(), "--task".into()]);
+    assert_eq!((&fast["status"], &fast["result"]), (&json!("completed"), &json!({"label": "fast"})), "{fast}");
+
+    // Every task command reaches the agent that holds the task, though another provides `job` too
+    // (that other one does not know the task, and would refuse it).
+    let first = start("t1");
+    for _ in 0..3 {
+        assert_eq!(toolmesh_json(task("get", &first)).0["status"], "working");
+    }
+    jobs.released.send_modify(|released| released.push("t1".into()));
+    assert_eq!(toolmesh_json(task("wait", &first)).0, json!({"label": "t1"}));
+    assert_eq!(toolmesh_json(task("get", &first)).0["status"], "completed");
+
+    let second = start("t2");
+    assert_eq!(toolmesh_json(task("cancel", &second)).0["status"], "cancelled");
+    let told = tokio::time::timeout(Duration::from_secs(10), jobs.cancelled.recv()).await.expect("the handler saw its cancellation");
+    assert_eq!(told.as_deref(), Some("t2"));
+    let args = task("wait", &second);
+    run(command(&args.iter().map(String::as_str).collect::<Vec<_>>())).failure(1, "CANCELLED", "was cancelled before it ended");
+
+    // The holder stops: its task ended with it, and the commands say so rather than ask the other provider.
+    let third = start("t3");
+    let holder = jobs.agents.iter().position(|a| a.agent_id() == third.0).expect("the task's agent is one of the two");
+    jobs.agents.remove(holder).shutdown().await;
+    for verb in ["get", "wait", "cancel"] {
+        let args = task(verb, &third);
+        run(command(&args.iter().map(String::as_str).collect::<Vec<_>>())).failure(
+            1,
+            "UNKNOWN_AGENT",
+            &format!("task {} ended with it (a task lives only in the agent that created it)", third.1),
+        );
+    }
+    for agent in jobs.agents {
         agent.shutdown().await;
     }
 }

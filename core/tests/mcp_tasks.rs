@@ -6,7 +6,9 @@
 //! holds a bounded number of tasks, and every identity together a bounded number too; a task's
 //! progress and log messages become its status message, listeners on `subscriptions/listen` get
 //! `notifications/tasks` at each change, and the call's metrics end when the task does; a mesh
-//! call to a tool that runs only as a task creates the task and follows it to its result.
+//! call to a tool that runs only as a task creates the task and follows it to its result, at the
+//! provider that created it, and fails naming the lost task (without trying another provider)
+//! once that provider is gone.
 
 mod common;
 
@@ -565,4 +567,72 @@ async fn a_mesh_call_to_a_tool_that_runs_only_as_a_task_follows_the_task_to_its_
     let told = tokio::time::timeout(WITHIN, cancelled.recv()).await.expect("the task's handler is cancelled");
     assert_eq!(told.as_deref(), Some("m2"));
     agent.shutdown().await;
+}
+
+/// Calls through core's call policy, as an agent's dependency call does.
+struct Mesh<'c>(&'c toolmesh_core::mcp::McpClient);
+
+impl toolmesh_core::pipeline::Transport for Mesh<'_> {
+    fn send<'a>(
+        &'a self,
+        provider: &'a toolmesh_core::registry_api::Provider,
+        arguments: &'a Value,
+        context: &'a toolmesh_core::context::RequestContext,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, toolmesh_core::client::RequestError>> + Send + 'a>> {
+        Box::pin(self.0.call_provider(provider, arguments, context, toolmesh_core::mcp::ResultShape::Value))
+    }
+}
+
+#[tokio::test]
+async fn a_task_stays_with_the_provider_that_created_it_and_is_lost_with_it() {
+    use toolmesh_core::pipeline::{Pipeline, Target};
+    use toolmesh_core::registry_api::Provider;
+    let pki = Pki::new();
+    let (holder, holder_shared, _) = start_with(&pki, &[("health_port", "0")]).await;
+    let (other, _, _) = start_with(&pki, &[("health_port", "0")]).await;
+    let slow_task = tools().into_iter().find(|t| t.name == "slow_task").unwrap();
+    let providers: Vec<Provider> =
+        [&holder, &other].iter().map(|agent| Provider::of(agent.agent_id(), "tasker", agent.endpoint(), &slow_task)).collect();
+    let client = toolmesh_core::mcp::McpClient::new(&pki.identity("caller")).unwrap();
+    let context = toolmesh_core::context::RequestContext::default();
+    let call = |label: &'static str| {
+        let (client, providers, context) = (client.clone(), providers.clone(), context.clone());
+        tokio::spawn(async move {
+            let target = Target { key: "slow_task", capability: "slow_task", providers: &providers, timeout: WITHIN };
+            Pipeline::new().call(&Mesh(&client), target, json!({"label": label}), &context).await
+        })
+    };
+
+    // Status and result come from the provider that created the task, though another serves the tool.
+    let first = call("p1");
+    eventually("the caller polls the holder", WITHIN, async || match others_counted(&scrape(&holder).await) {
+        0 => Err("no tasks/get yet".to_owned()),
+        _ => Ok(()),
+    })
+    .await;
+    holder_shared.release("p1");
+    assert_eq!(tokio::time::timeout(WITHIN, first).await.unwrap().unwrap().unwrap(), json!({"label": "p1"}));
+    assert_eq!(others_counted(&scrape(&other).await), 0, "the other provider saw no task method");
+    assert_eq!(calls_counted(&scrape(&other).await, "slow_task", None), 0);
+
+    // The holder goes away while the task runs: the call fails naming the lost task, and is not
+    // made again at the other provider (the tool may have acted).
+    let second = call("p2");
+    let polled = others_counted(&scrape(&holder).await);
+    eventually("the caller polls the second task", WITHIN, async || match others_counted(&scrape(&holder).await) > polled {
+        false => Err("no tasks/get yet".to_owned()),
+        true => Ok(()),
+    })
+    .await;
+    holder.shutdown().await;
+    let error = tokio::time::timeout(WITHIN, second).await.expect("the call ends once its holder is gone").unwrap().unwrap_err();
+    assert!(error.message().contains("task") && error.message().contains("is lost"), "{error}");
+    assert!(error.message().contains(holder.endpoint()), "{error}");
+    let seen_by_other = scrape(&other).await;
+    assert_eq!(
+        calls_counted(&seen_by_other, "slow_task", None) + calls_counted(&seen_by_other, "slow_task", Some("cancelled")),
+        0,
+        "{seen_by_other}"
+    );
+    other.shutdown().await;
 }

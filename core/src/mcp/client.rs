@@ -2,6 +2,8 @@
 
 mod tasks;
 
+pub use tasks::StartedTask;
+
 use super::*;
 use crate::client::{HttpsClient, PeerIdentity, RequestError};
 use crate::context::{RequestContext, TraceContext, Traceparent, CALLER_HEADERS};

@@ -45,51 +45,131 @@ impl McpClient {
         &self,
         endpoint: &str,
         (tool, shape): (&str, ResultShape),
-        (task_id, mut interval): (String, Duration),
+        (task_id, interval): (String, Duration),
         hop: &TraceContext,
     ) -> Result<Value, RequestError> {
-        let delivered = |error| RequestError { error, delivered: true };
         let mut cancel_unless_ended = CancelTask { client: self.clone(), endpoint: endpoint.to_owned(), task_id: Some(task_id.clone()) };
-        loop {
-            tokio::time::sleep(interval).await;
-            let task = self.task_request(endpoint, "tasks/get", &task_id, hop).await?;
-            interval = poll_interval(&task);
-            let ended = match task.get("status").and_then(Value::as_str) {
-                Some("working") => continue,
-                Some("completed") => {
-                    let reply = serde_json::to_vec(&serde_json::json!({"result": task.get("result")})).expect("JSON serializes");
-                    match value_of_reply((tool, shape), endpoint, &reply, (http::StatusCode::OK, &reply)) {
-                        Ok(Decoded::Value(value)) => Ok(value),
-                        Ok(Decoded::InputRequired(_)) => Err(delivered(Error::new(
-                            ErrorKind::Protocol,
-                            format!("task {task_id} at {endpoint} completed with a request for input, which the tasks extension answers as status input_required"),
-                        ))),
-                        Err(error) => Err(delivered(error)),
-                    }
-                }
-                Some("failed") => Err(delivered(remote_rpc_error(tool, task.get("error").unwrap_or(&Value::Null)))),
-                Some("cancelled") => Err(delivered(Error::new(
-                    ErrorKind::Cancelled,
-                    format!("tool '{tool}' ran as task {task_id} at {endpoint}, which was cancelled before it ended"),
-                ))),
-                Some("input_required") => Err(delivered(Error::new(
+        let task = self.poll_until_settled(endpoint, &task_id, interval, hop).await?;
+        if task.get("status").and_then(Value::as_str) == Some("input_required") {
+            // A task that asks for input is left for no one: it is cancelled (on drop).
+            return Err(RequestError {
+                error: Error::new(
                     ErrorKind::RemoteError,
                     format!(
                         "tool '{tool}' (task {task_id} at {endpoint}) asks its caller for input, which a mesh call cannot give; \
                          the task is cancelled"
                     ),
-                ))),
-                other => Err(delivered(Error::new(
-                    ErrorKind::Protocol,
-                    format!("{endpoint} answered tasks/get for task {task_id} with status {other:?}, not one the tasks extension defines"),
-                ))),
-            };
-            // A task that asks for input is left for no one: it is cancelled too.
-            if task.get("status").and_then(Value::as_str) != Some("input_required") {
-                cancel_unless_ended.task_id = None;
-            }
-            return ended;
+                ),
+                delivered: true,
+            });
         }
+        cancel_unless_ended.task_id = None;
+        settled_value(&task, (tool, shape), endpoint, &task_id).map_err(|error| RequestError { error, delivered: true })
+    }
+
+    /// Polls `tasks/get` for `task_id` at `endpoint` until the task leaves `working`: the task
+    /// as last reported. A provider that can no longer be reached has lost the task with it:
+    /// that fails the call as delivered, so that it is not made again at another provider (the
+    /// tool may have acted already).
+    async fn poll_until_settled(
+        &self,
+        endpoint: &str,
+        task_id: &str,
+        mut interval: Duration,
+        hop: &TraceContext,
+    ) -> Result<Value, RequestError> {
+        loop {
+            tokio::time::sleep(interval).await;
+            let task = self.task_request(endpoint, "tasks/get", task_id, hop).await.map_err(|RequestError { error, .. }| {
+                let lost = matches!(error.kind(), ErrorKind::ConnectFailed | ErrorKind::ConnectionLost | ErrorKind::Shutdown);
+                let error = if lost {
+                    error.context(format!(
+                        "task {task_id} is lost: the agent at {endpoint} that holds it can no longer be reached, and a task \
+                         lives only in the agent that created it; call the tool again if it is safe to repeat"
+                    ))
+                } else {
+                    error
+                };
+                RequestError { error, delivered: true }
+            })?;
+            interval = poll_interval(&task);
+            if task.get("status").and_then(Value::as_str) != Some("working") {
+                return Ok(task);
+            }
+        }
+    }
+
+    /// Starts `provider`'s tool as a task the caller follows itself (`toolmesh call --task`):
+    /// the task the provider created (its CreateTaskResult), or the result it answered with at
+    /// once, in `shape` (the tasks extension lets a fast handler answer directly).
+    pub async fn start_task(
+        &self,
+        provider: &Provider,
+        arguments: &Value,
+        context: &RequestContext,
+        shape: ResultShape,
+    ) -> Result<StartedTask, RequestError> {
+        let tool = provider.tool.as_str();
+        let endpoint = provider.endpoint.as_str();
+        let call =
+            ToolCall { tool, arguments, param_headers: &provider.param_headers, shape, provider: Some(&provider.agent_id), tasks: true };
+        let (hop, mut span) = self.hop("tools/call", Some(tool), endpoint, context, Some(&provider.agent_name));
+        let result = match self.post(endpoint, "tools/call", Some(call), context, &hop).await {
+            Ok(response) => {
+                answered_by(span.as_mut(), &response);
+                let created = serde_json::from_slice::<Value>(response.body())
+                    .ok()
+                    .and_then(|mut reply| reply.get_mut("result").map(Value::take))
+                    .filter(|result| result.get("resultType").and_then(Value::as_str) == Some("task"));
+                match created {
+                    Some(task) => Ok(StartedTask::Created(task)),
+                    None => match decode_call_response(tool, endpoint, response, shape) {
+                        Ok(Decoded::Value(value)) => Ok(StartedTask::Answered(value)),
+                        Ok(Decoded::InputRequired(_)) => Err(Error::new(
+                            ErrorKind::RemoteError,
+                            format!("tool '{tool}' at {endpoint} asks its caller for input before any task exists, which this caller cannot give"),
+                        )),
+                        Err(error) => Err(error),
+                    }
+                    .map_err(|error| RequestError { error, delivered: true }),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        ended(span.as_mut(), result.as_ref().err());
+        result
+    }
+
+    /// The task `task_id` at `endpoint` as `tasks/get` reports it now.
+    pub async fn get_task(&self, endpoint: &str, task_id: &str) -> Result<Value, Error> {
+        self.task_request(endpoint, "tasks/get", task_id, &self.tracer.root()).await.map_err(|e| e.error)
+    }
+
+    /// Cancels the task `task_id` at `endpoint`: the task as `tasks/get` reports it then
+    /// (`tasks/cancel` answers with nothing).
+    pub async fn cancel_task(&self, endpoint: &str, task_id: &str) -> Result<Value, Error> {
+        let hop = self.tracer.root();
+        self.task_request(endpoint, "tasks/cancel", task_id, &hop).await.map_err(|e| e.error)?;
+        self.task_request(endpoint, "tasks/get", task_id, &hop).await.map_err(|e| e.error)
+    }
+
+    /// Waits for the task `task_id` at `endpoint` to end, without cancelling it if the wait is
+    /// dropped: its result in `shape`, or the error it ended with. A task that asks for input
+    /// ends the wait with [`ErrorKind::InputRequired`] (the task is left waiting for it).
+    pub async fn wait_for_task(&self, endpoint: &str, task_id: &str, shape: ResultShape) -> Result<Value, Error> {
+        let hop = self.tracer.root();
+        let first = self.task_request(endpoint, "tasks/get", task_id, &hop).await.map_err(|e| e.error)?;
+        let task = match first.get("status").and_then(Value::as_str) {
+            Some("working") => self.poll_until_settled(endpoint, task_id, poll_interval(&first), &hop).await.map_err(|e| e.error)?,
+            _ => first,
+        };
+        if task.get("status").and_then(Value::as_str) == Some("input_required") {
+            return Err(Error::new(
+                ErrorKind::InputRequired,
+                format!("task {task_id} at {endpoint} waits for input its caller must give (tasks/update); `toolmesh task get` shows what it asks"),
+            ));
+        }
+        settled_value(&task, ("task", shape), endpoint, task_id)
     }
 
     /// One task method (`tasks/get`, `tasks/cancel`) on `task_id` at `endpoint`: its result.
@@ -126,6 +206,40 @@ impl McpClient {
             }
         }
     }
+}
+
+/// What a task that left `working` (and does not wait for input) ended with: its inlined
+/// result in `shape`, or the error it failed or was cancelled with.
+fn settled_value(task: &Value, (tool, shape): (&str, ResultShape), endpoint: &str, task_id: &str) -> Result<Value, Error> {
+    match task.get("status").and_then(Value::as_str) {
+        Some("completed") => {
+            let reply = serde_json::to_vec(&serde_json::json!({"result": task.get("result")})).expect("JSON serializes");
+            match value_of_reply((tool, shape), endpoint, &reply, (http::StatusCode::OK, &reply))? {
+                Decoded::Value(value) => Ok(value),
+                Decoded::InputRequired(_) => Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!("task {task_id} at {endpoint} completed with a request for input, which the tasks extension answers as status input_required"),
+                )),
+            }
+        }
+        Some("failed") => Err(remote_rpc_error(tool, task.get("error").unwrap_or(&Value::Null))),
+        Some("cancelled") => Err(Error::new(
+            ErrorKind::Cancelled,
+            format!("tool '{tool}' ran as task {task_id} at {endpoint}, which was cancelled before it ended"),
+        )),
+        other => Err(Error::new(
+            ErrorKind::Protocol,
+            format!("{endpoint} answered tasks/get for task {task_id} with status {other:?}, not one the tasks extension defines"),
+        )),
+    }
+}
+
+/// How a provider answered a call made as a task ([`McpClient::start_task`]).
+pub enum StartedTask {
+    /// The task it created (the CreateTaskResult: `taskId`, `status`, `pollIntervalMs`, ...).
+    Created(Value),
+    /// The result, answered at once without a task.
+    Answered(Value),
 }
 
 /// Cancels the task at `endpoint` when dropped still holding its id: the call that follows it
