@@ -2,7 +2,9 @@
 //! found through a live registry. A and B only call their dependency with their request's
 //! context; core relays C's progress and log messages up to X, and cancels every hop below a
 //! request that is cancelled — by X closing its stream, by a legacy `notifications/cancelled`,
-//! or by its deadline — after which no handler runs on and no connection stays open.
+//! or by its deadline — after which no handler runs on and no connection stays open. C's request
+//! for input reaches X (modern: an input-required result; legacy: a request on A's stream) and
+//! X's answer reaches C.
 
 mod common;
 
@@ -554,4 +556,70 @@ async fn input_required_three_hops_down_reaches_the_first_caller_and_its_answer_
     let forged = format!("{}x", &state[..state.len() - 1]);
     let refused = call_a(&raw, a.endpoint(), json!({"arguments": {"ask": true}, "inputResponses": answers, "requestState": forged})).await;
     assert!(refused.is_null(), "a forged state is a JSON-RPC error, not a result");
+}
+
+/// A legacy X (2025-11-25, which has no input-required result) that declared elicitation when
+/// it initialized: C's request reaches it as a request of A's on the call's event stream, its
+/// response goes back down to C, and the call ends with C's answer, on the same stream.
+#[tokio::test]
+async fn input_required_three_hops_down_reaches_a_legacy_first_caller_as_a_request_on_its_stream() {
+    let mut chain = Chain::new().await;
+    let a = chain.three_hops().await;
+    until_the_chain_answers(&chain.caller(), a.endpoint(), "a").await;
+    let raw = chain.raw_caller();
+    let endpoint = a.endpoint().to_owned();
+    let legacy = |body: Value, session: Option<&str>| {
+        let mut request = http::Request::builder()
+            .method("POST")
+            .uri(&endpoint)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session).header("mcp-protocol-version", "2025-11-25");
+        }
+        request.body(Full::new(Bytes::from(body.to_string()))).unwrap()
+    };
+
+    let initialize = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
+        "capabilities": {"elicitation": {}}, "clientInfo": {"name": "x", "version": "1"}}});
+    let initialized = raw.send(legacy(initialize, None)).await.unwrap();
+    assert_eq!(initialized.status(), 200);
+    let session = initialized.headers().get("mcp-session-id").map(|s| s.to_str().unwrap().to_owned());
+
+    let (events, mut received) = mpsc::unbounded_channel::<Value>();
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "a", "arguments": {"ask": true}}});
+    let answer = tokio::spawn({
+        let (raw, request) = (raw.clone(), legacy(call, session.as_deref()));
+        async move {
+            let mut observe = move |chunk: &Bytes| {
+                for line in String::from_utf8_lossy(chunk).lines() {
+                    if let Some(Ok(message)) = line.strip_prefix("data: ").map(serde_json::from_str::<Value>) {
+                        let _ = events.send(message);
+                    }
+                }
+            };
+            let response = raw.send_observed(request, Some(&mut observe)).await.unwrap();
+            String::from_utf8(response.body().to_vec()).unwrap()
+        }
+    });
+    let asked = loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), received.recv()).await.expect("C's request reaches X on A's stream");
+        let Some(message) = message else { panic!("the stream ended: {}", answer.await.unwrap()) };
+        if message.get("method").is_some() && message.get("id").is_some() {
+            break message;
+        }
+    };
+    assert_eq!(asked["method"], "elicitation/create", "{asked}");
+    assert_eq!(asked["params"]["message"], "Who is asking?", "{asked}");
+
+    let response = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"action": "accept", "content": {"name": "Ada"}}});
+    assert_eq!(raw.send(legacy(response, session.as_deref())).await.unwrap().status(), 202);
+    let answer = tokio::time::timeout(Duration::from_secs(10), answer).await.expect("the call ends").unwrap();
+    let result = answer
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|m| m["id"] == 7)
+        .unwrap_or_else(|| panic!("the call's answer on its stream: {answer}"));
+    assert_eq!(result["result"]["structuredContent"], json!({"from": "c", "hello": "Ada", "state": {"asked": "c"}}), "{result}");
 }

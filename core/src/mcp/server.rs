@@ -210,16 +210,18 @@ impl McpServer {
                     Err(e) => answer(&mut operation, id, Err(e)),
                 };
             }
-        } else if method != "initialize" {
-            // A legacy request that names a session must name a live one of the caller's.
-            if let Some(session) = subscriptions::session_id(headers) {
-                if let Err(e) = self.sessions.touch(session, &peer.identity) {
-                    return answer(&mut operation, id, Err(e));
-                }
+        }
+        // A legacy request that names a session must name a live one of the caller's; the
+        // session holds what its client can do.
+        let mut session_capabilities = None;
+        if let (Era::Legacy, Some(session)) = (era, subscriptions::session_id(headers).filter(|_| method != "initialize")) {
+            match self.sessions.touch(session, &peer.identity) {
+                Ok(capabilities) => session_capabilities = capabilities,
+                Err(e) => return answer(&mut operation, id, Err(e)),
             }
         }
         if method == "tools/call" {
-            return self.tools_call(era, id, params, headers, peer, trace, operation).await;
+            return self.tools_call(era, id, (params, session_capabilities), headers, peer, trace, operation).await;
         }
         if matches!(method.as_ref(), "resources/read" | "prompts/get") {
             let result = self.catalog_get(era, &method, &params, headers, peer, trace).await;
@@ -231,7 +233,7 @@ impl McpServer {
         };
         let mut response = answer(&mut operation, id, result);
         if era == Era::Legacy && method == "initialize" && response.status() == StatusCode::OK {
-            let session = self.sessions.open(&peer.identity);
+            let session = self.sessions.open(&peer.identity, params.capabilities.and_then(methods::declared_capabilities));
             let value = http::HeaderValue::try_from(session).expect("a hex session id is a valid header value");
             response.headers_mut().insert(HEADER_SESSION_ID, value);
         }

@@ -216,7 +216,7 @@ impl McpServer {
         &self,
         era: Era,
         id: &RawValue,
-        params: Params<'_>,
+        (params, session_capabilities): (Params<'_>, Option<Arc<Value>>),
         headers: &HeaderMap,
         peer: &PeerInfo,
         trace: TraceContext,
@@ -227,7 +227,9 @@ impl McpServer {
             return rpc_error(id, RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, "Invalid params: tools/call needs a string 'name'"));
         };
         operation.tool(&name);
-        let client_capabilities = params.meta().and_then(|m| m.client_capabilities).and_then(declared_capabilities);
+        // A modern request declares them; a legacy one's session holds what its initialize declared.
+        let client_capabilities =
+            params.meta().and_then(|m| m.client_capabilities).and_then(declared_capabilities).or(session_capabilities);
         let task_support = self.tools.get(&name).map_or(TaskSupport::Forbidden, |tool| tool.task_support);
         let tasks_negotiated = era == Era::Modern && client_capabilities.as_deref().is_some_and(tasks::negotiated);
         if task_support == TaskSupport::Required && !tasks_negotiated {

@@ -143,6 +143,9 @@ pub(super) struct Params<'a> {
     /// `initialize`.
     #[serde(rename = "protocolVersion", borrow, default)]
     pub(super) protocol_version: Option<Raw<'a>>,
+    /// A legacy `initialize`: what the client can do (its session keeps it).
+    #[serde(borrow, default)]
+    pub(super) capabilities: Option<Raw<'a>>,
     #[serde(rename = "_meta", borrow, default)]
     pub(super) meta: Option<ObjectOr<RequestMeta<'a>>>,
 }

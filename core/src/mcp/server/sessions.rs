@@ -1,7 +1,8 @@
 //! Legacy (2025-03-26 … 2025-11-25) sessions: the `Mcp-Session-Id` an `initialize` hands out,
-//! bound to the verified identity that asked for it, holding the resources it subscribed to
-//! (`resources/subscribe`) and the standalone GET stream their `notifications/resources/updated`
-//! go out on.
+//! bound to the verified identity that asked for it, holding the capabilities the client declared
+//! (a call on the session may relay a request for input only if the client can answer it), the
+//! resources it subscribed to (`resources/subscribe`) and the standalone GET stream their
+//! `notifications/resources/updated` go out on.
 //!
 //! Every other legacy request is still served statelessly: a session only adds subscriptions. A
 //! request naming a session that is unknown, expired, ended or another identity's is answered 404,
@@ -15,6 +16,7 @@ use crate::mcp::codes;
 use crate::server::{Body, Event};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
+use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,6 +49,8 @@ pub(super) struct Sessions {
 
 struct Session {
     owner: Arc<str>,
+    /// The client capabilities its `initialize` declared.
+    capabilities: Option<Arc<Value>>,
     subscribed: HashSet<String>,
     stream: Option<mpsc::UnboundedSender<Event>>,
     last_used: Instant,
@@ -81,8 +85,8 @@ impl Sessions {
         &self.limits
     }
 
-    /// A new session of `owner`'s: its id, 128 random bits in hex.
-    pub(super) fn open(&self, owner: &str) -> String {
+    /// A new session of `owner`'s, whose client declared `capabilities`: its id, 128 random bits in hex.
+    pub(super) fn open(&self, owner: &str, capabilities: Option<Arc<Value>>) -> String {
         let mut random = [0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random).expect("the system random source works");
         let id: String = random.iter().map(|b| format!("{b:02x}")).collect();
@@ -99,7 +103,7 @@ impl Sessions {
                 sessions.remove(&id);
             }
         }
-        let session = Session { owner: Arc::from(owner), subscribed: HashSet::new(), stream: None, last_used: now };
+        let session = Session { owner: Arc::from(owner), capabilities, subscribed: HashSet::new(), stream: None, last_used: now };
         sessions.insert(id.clone().into_boxed_str(), session);
         id
     }
@@ -113,9 +117,10 @@ impl Sessions {
         Ok(f(session))
     }
 
-    /// Checks that `owner` holds session `id`, and marks it used.
-    pub(super) fn touch(&self, id: &str, owner: &str) -> Result<(), RpcError> {
-        self.with(id, owner, |_| ())
+    /// Checks that `owner` holds session `id`, and marks it used: the client capabilities its
+    /// `initialize` declared.
+    pub(super) fn touch(&self, id: &str, owner: &str) -> Result<Option<Arc<Value>>, RpcError> {
+        self.with(id, owner, |session| session.capabilities.clone())
     }
 
     pub(super) fn subscribe(&self, id: &str, owner: &str, uri: &str) -> Result<(), RpcError> {
@@ -214,8 +219,8 @@ mod tests {
     #[test]
     fn an_idle_session_expires_unless_its_stream_is_open() {
         let sessions = Sessions::new(Limits { idle: Duration::from_millis(20), ..Limits::default() });
-        let idle = sessions.open("spiffe://mesh/a");
-        let streaming = sessions.open("spiffe://mesh/a");
+        let idle = sessions.open("spiffe://mesh/a", None);
+        let streaming = sessions.open("spiffe://mesh/a", None);
         let _stream = sessions.listen(&streaming, "spiffe://mesh/a").unwrap();
         sessions.touch(&idle, "spiffe://mesh/a").unwrap();
         // Idleness is a matter of time: wait past it.
@@ -223,14 +228,14 @@ mod tests {
         assert_eq!(sessions.touch(&idle, "spiffe://mesh/a").unwrap_err().code(), codes::INVALID_REQUEST);
         sessions.touch(&streaming, "spiffe://mesh/a").unwrap();
         // Opening a session sweeps the expired ones out of the table.
-        sessions.open("spiffe://mesh/b");
+        sessions.open("spiffe://mesh/b", None);
         assert!(!sessions.sessions.lock().unwrap().contains_key(idle.as_str()));
     }
 
     #[test]
     fn a_session_is_only_its_owners() {
         let sessions = Sessions::new(Limits::default());
-        let id = sessions.open("spiffe://mesh/a");
+        let id = sessions.open("spiffe://mesh/a", None);
         assert!(sessions.subscribe(&id, "spiffe://mesh/b", "test://x").is_err());
         assert!(sessions.end(&id, "spiffe://mesh/b").is_err());
         sessions.subscribe(&id, "spiffe://mesh/a", "test://x").unwrap();
