@@ -215,6 +215,12 @@ public final class Peer {
                     CompletableFuture.delayedExecutor(settings.path("slow_ms").asLong(), TimeUnit.MILLISECONDS));
         }).build());
 
+        agent.tool(ToolDefinition.builder("job").tags(tag).taskSupport("required").handler(call -> {
+            Map<String, Object> seen = here();
+            return CompletableFuture.supplyAsync(() -> seen,
+                    CompletableFuture.delayedExecutor(settings.path("job_ms").asLong(), TimeUnit.MILLISECONDS));
+        }).build());
+
         List<String> hops = new ArrayList<>();
         table.path("chain").path("languages").forEach(hop -> hops.add(hop.asText()));
         int next = hops.indexOf(LANGUAGE) + 1;

@@ -279,6 +279,10 @@ static void invoke(void *userdata, const char *tool, const char *arguments_json,
     toolmesh_invocation_progress(invocation, 0, 1, "slow started", NULL);
     nanosleep(&(struct timespec){.tv_sec = slow_ms / 1000, .tv_nsec = slow_ms % 1000 * 1000000}, NULL);
     complete(invocation, here(invocation));
+  } else if (strcmp(tool, "job") == 0) {
+    long long job_ms = json_integer_value(json_object_get(json_object_get(table, "callee"), "job_ms"));
+    nanosleep(&(struct timespec){.tv_sec = job_ms / 1000, .tv_nsec = job_ms % 1000 * 1000000}, NULL);
+    complete(invocation, here(invocation));
   } else if (strcmp(tool, "ask") == 0) {
     const char *input = toolmesh_invocation_input(invocation);
     if (input == NULL) {
@@ -439,6 +443,9 @@ static json_t *callee_tools(int vanishing) {
   json_object_set_new(paint, "input_schema", json_pack("{s:s, s:{s:{s:s, s:[s,s,s]}}, s:[s]}", "type", "object", "properties", "colour", "type",
                                                        "string", "enum", "red", "green", "blue", "required", "colour"));
   json_array_append_new(tools, paint);
+  json_t *job = tool("job", tag("agent", LANGUAGE), NULL);
+  json_object_set_new(job, "task_support", json_string("required"));
+  json_array_append_new(tools, job);
   json_array_append_new(tools, tool("refuse", tag("agent", LANGUAGE), NULL));
   json_array_append_new(tools, tool("refuse_via", tag("agent", LANGUAGE), dependency("refuse", tag("agent", following()))));
   json_array_append_new(tools, tool("echo_via", tag("agent", LANGUAGE), dependency("echo", tag("agent", following()))));

@@ -117,6 +117,16 @@ function callee(table, vanishing) {
       return here();
     },
   });
+  agent.addTool({
+    name: "job",
+    tags,
+    taskSupport: "required",
+    execute: async () => {
+      const seen = here();
+      await new Promise((resolve) => setTimeout(resolve, settings.job_ms));
+      return seen;
+    },
+  });
   const hops = table.chain.languages;
   const next = hops[hops.indexOf(LANGUAGE) + 1];
   agent.addTool({

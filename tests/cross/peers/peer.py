@@ -145,6 +145,11 @@ def callee(table: dict, vanishing: bool) -> toolmesh.Agent:
         await asyncio.sleep(settings["slow_ms"] / 1000)
         return here()
 
+    @agent.tool(tags=tags, task_support="required")
+    async def job() -> dict:
+        await asyncio.sleep(settings["job_ms"] / 1000)
+        return here()
+
     hops, budget = table["chain"]["languages"], table["chain"]["budget"]
     rest = hops[hops.index(LANGUAGE) + 1:]
     if rest:
