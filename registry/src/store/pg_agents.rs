@@ -2,7 +2,9 @@
 //!
 //! A replica writes what it accepts (a registration, a deregistration) in one transaction with
 //! a `NOTIFY toolmesh_agents, '<agent id>'`; every replica LISTENs and takes the row (or its
-//! absence) into memory, which wakes the long polls of the agents it changes. Writes go behind
+//! absence) into memory, which wakes the long polls of the agents it changes. The notices queued
+//! by then are read together, in one query, so that a burst of registrations costs a few round
+//! trips rather than one each, which a later change would wait behind. Writes go behind
 //! the answer: with the database away, agents are served from memory and the changes wait
 //! (the newest per agent) until it returns.
 //!
@@ -139,10 +141,24 @@ impl Replication {
                     }
                     None => return,
                 },
-                Some(notice) = notices.recv() => match notice {
-                    Notice::Changed(agent_id) => self.follow(&agent_id).await,
-                    Notice::Listening => self.reconcile(&mut changes).await,
-                },
+                Some(notice) = notices.recv() => {
+                    // Every notice already queued is taken with this one: one read for all of
+                    // them, so that a burst (10,000 agents registering) is not 10,000 round
+                    // trips that a later change waits behind.
+                    let (mut changed, mut reconnected) = (HashSet::new(), false);
+                    let mut next = Some(notice);
+                    while let Some(notice) = next {
+                        match notice {
+                            Notice::Changed(agent_id) => { changed.insert(agent_id); }
+                            Notice::Listening => reconnected = true,
+                        }
+                        next = notices.try_recv().ok();
+                    }
+                    match self.follow(changed).await {
+                        Ok(()) if reconnected => self.reconcile(&mut changes).await,
+                        followed => followed,
+                    }
+                }
                 _ = ticks.tick() => {
                     let ticked = self.tick(&mut changes).await;
                     if ticked.is_err() {
@@ -231,27 +247,34 @@ impl Replication {
         Ok(())
     }
 
-    /// Takes one agent's row as another replica (or this one) left it.
-    async fn follow(&mut self, agent_id: &str) -> Result<()> {
-        if self.unsent.contains_key(agent_id) {
-            // This replica's newer change is on its way to the store.
+    /// Takes these agents' rows as other replicas (or this one) left them, in one read: a row
+    /// is adopted, an agent with no row forgotten.
+    async fn follow(&mut self, agent_ids: HashSet<String>) -> Result<()> {
+        // An agent with a newer change of this replica's on its way to the store keeps that.
+        let wanted: Vec<String> = agent_ids.into_iter().filter(|id| !self.unsent.contains_key(id)).collect();
+        if wanted.is_empty() {
             return Ok(());
         }
-        let row = timed(async {
+        let rows = timed(async {
             let client = self.client().await?;
             client
-                .query_opt(
-                    &format!("SELECT agent_id, identity, entity, registration, {SILENCE_MS} FROM toolmesh_agents WHERE agent_id = $1"),
-                    &[&agent_id],
+                .query(
+                    &format!("SELECT agent_id, identity, entity, registration, {SILENCE_MS} FROM toolmesh_agents WHERE agent_id = ANY($1)"),
+                    &[&wanted],
                 )
                 .await
-                .map_err(failed("read a registration"))
+                .map_err(failed("read registrations"))
         })
         .await?;
-        match row.as_ref().and_then(stored) {
-            Some(s) => self.registry.adopt(s.registration, s.caller, s.silent),
-            None if row.is_none() => self.registry.forget(agent_id, false),
-            None => {}
+        let mut found = HashSet::with_capacity(rows.len());
+        for row in &rows {
+            found.insert(row.get::<_, String>(0));
+            if let Some(s) = stored(row) {
+                self.registry.adopt(s.registration, s.caller, s.silent);
+            }
+        }
+        for agent_id in wanted.iter().filter(|id| !found.contains(*id)) {
+            self.registry.forget(agent_id, false);
         }
         Ok(())
     }
@@ -301,10 +324,7 @@ impl Replication {
         let stored: HashSet<String> = silences.into_iter().map(|(id, _)| id).collect();
         let unsent: HashSet<String> = self.unsent.keys().cloned().collect();
         self.registry.forget_unstored(&stored, read_at, &unsent);
-        for agent_id in missing {
-            self.follow(&agent_id).await?;
-        }
-        Ok(())
+        self.follow(missing.into_iter().collect()).await
     }
 
     /// Takes the lead when nobody holds it; leading, evicts the rows silent too long.
