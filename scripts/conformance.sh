@@ -31,7 +31,8 @@
 # Nothing terminates TLS on the suite's behalf: the agent verifies the suite's certificate as it
 # verifies any caller's.
 #
-# Results (each check's JSON) go to $CONFORMANCE_OUT (default: a temp dir, printed at the end).
+# Results (each check's JSON) go to $CONFORMANCE_OUT (default: a temp dir, kept and printed at the
+# end only when the run fails; removed otherwise).
 set -euo pipefail
 
 SUITE_VERSION="0.2.0-alpha.12"
@@ -148,12 +149,14 @@ WORK="$(mktemp -d)"
 OUT="${CONFORMANCE_OUT:-$WORK/results}"
 mkdir -p "$OUT"
 AGENT_PID=""
+KEEP_WORK=0
 cleanup() {
   if [[ -n "$AGENT_PID" ]]; then
     exec 3>&- || true
     kill "$AGENT_PID" 2>/dev/null || true
     wait "$AGENT_PID" 2>/dev/null || true
   fi
+  [[ "$KEEP_WORK" == 1 ]] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -235,5 +238,8 @@ for (const pass of fs.readdirSync(out).filter((p) => fs.statSync(path.join(out, 
 console.log(`\nconformance total: ${passed} passed, ${failed} failed (${warned} warnings, ${skipped} skipped)`);
 process.exit(strict === '1' && failed > 0 ? 1 : 0);
 EOF
-step "results in $OUT"
+if [[ $status -ne 0 || -n "${CONFORMANCE_OUT:-}" ]]; then
+  KEEP_WORK=1
+  step "results in $OUT"
+fi
 exit $status
