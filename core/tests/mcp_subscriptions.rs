@@ -236,6 +236,11 @@ async fn a_session_belongs_to_the_certificate_that_created_it() {
         let (status, _, _) = send(&intruder, method, ep, Some(&session), None).await;
         assert_eq!(status, 404, "{method}");
     }
+    // So is a notification, and one naming a session nobody opened; on the owner's it is accepted.
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(send(&intruder, "POST", ep, Some(&session), Some(initialized.clone())).await.0, 404);
+    assert_eq!(send(&owner, "POST", ep, Some("0123456789abcdef0123456789abcdef"), Some(initialized.clone())).await.0, 404);
+    assert_eq!(send(&owner, "POST", ep, Some(&session), Some(initialized)).await.0, 202);
 
     // The owner's session is untouched: its subscription is still there and its stream opens.
     let mut stream = Stream::session(&owner, ep, &session);

@@ -157,7 +157,16 @@ impl McpServer {
     /// error for a body that is not a request (`core/tests/fuzz_mcp_reader.rs` holds it to that).
     /// Each request read is timed and counted in [`McpServer::metrics`].
     pub async fn handle_message(&self, headers: &HeaderMap, body: &[u8], peer: &PeerInfo) -> Response<Body> {
-        let Request { id, method, params } = match read_request(body) {
+        let read = read_request(body);
+        // A notification or response naming a session must name a live one of the caller's, as
+        // a request must (below): 404 tells the client to initialize again.
+        let modern = headers.get(HEADER_PROTOCOL_VERSION).is_some_and(|v| v == MODERN_VERSION);
+        if let (Ok(Err(_)), Some(session), false) = (&read, subscriptions::session_id(headers), modern) {
+            if let Err(e) = self.sessions.touch(session, &peer.identity) {
+                return rpc_error(RawValue::NULL, e);
+            }
+        }
+        let Request { id, method, params } = match read {
             Ok(Ok(request)) => request,
             Ok(Err(Notice::Cancelled(request_id))) => {
                 let cancelled = self.in_flight.cancel(&peer.identity, request_id.get());
