@@ -1,6 +1,7 @@
 //! `toolmesh call` on a long call (issue 14): a registry process and a chain a → b → c of real
 //! agents on mTLS listeners, called by the real `toolmesh` binary. c's progress, relayed by b and
-//! a, reaches the command's stderr as plain lines while stdout keeps the result alone; SIGINT to
+//! a, reaches the command's stderr as plain lines while stdout keeps the result alone (on a
+//! terminal, as a bar redrawn in place and cleared before the result); SIGINT to
 //! the command cancels c's request through both hops and exits 130. `toolmesh call --task`
 //! starts a task at one of two providers, and `toolmesh task get|wait|cancel` reach that one;
 //! once it is gone, they say the task ended with it.
@@ -112,6 +113,37 @@ async fn call_prints_relayed_progress_on_stderr_and_the_result_alone_on_stdout()
     let progress: Vec<&str> = done.stderr.lines().filter(|l| l.starts_with("progress ")).collect();
     assert_eq!(progress, progress_lines(), "c's progress, relayed by b and a, in order:\n{}", done.stderr);
     assert!(!done.stderr.contains('\u{1b}'), "no terminal control on a pipe: {:?}", done.stderr);
+
+    for agent in chain.agents {
+        agent.shutdown().await;
+    }
+}
+
+/// On a terminal (a pseudo-terminal from util-linux's `script`), the progress is one line
+/// redrawn in place as a bar, cleared before the result prints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_draws_a_live_bar_on_a_terminal_and_clears_it_before_the_result() {
+    let certs = Certs::init("a,b,c");
+    let registry = RegistryProcess::start(&certs, &[]);
+    let chain = chain(&certs, &registry.url).await;
+
+    let quote = |word: &str| format!("'{}'", word.replace('\'', r"'\''"));
+    let mut words = vec![env!("CARGO_BIN_EXE_toolmesh").to_owned(), "call".into(), "a".into(), "{}".into()];
+    words.extend(certs.tls_args("operator"));
+    words.extend(["--registry".to_owned(), registry.url.clone()]);
+    let line = words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ");
+    let mut command = Command::new("script");
+    command.args(["-q", "-e", "-c", &line, "/dev/null"]).env("COLUMNS", "60");
+    let done = tokio::task::spawn_blocking(move || run(command)).await.expect("run script").success();
+    let screen = done.stdout;
+    let redraw = "\r\u{1b}[2K";
+    let bars: Vec<&str> = screen.split(redraw).skip(1).collect();
+    assert!(bars.len() >= 2, "at least one bar drawn, then cleared: {screen:?}");
+    assert!(bars.iter().any(|b| b.starts_with(&format!("[{}] 3/3 c step 3", "#".repeat(20)))), "the full bar: {screen:?}");
+    assert!(!screen.contains("progress 1/3:"), "no plain lines on a terminal: {screen:?}");
+    // The last redraw clears the line, and the result comes after it.
+    let after = bars.last().unwrap().trim();
+    assert_eq!(serde_json::from_str::<Value>(after).unwrap_or_else(|e| panic!("{e}: {after:?}")), json!({"from": "c"}));
 
     for agent in chain.agents {
         agent.shutdown().await;
