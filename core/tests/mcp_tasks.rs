@@ -636,3 +636,52 @@ async fn a_task_stays_with_the_provider_that_created_it_and_is_lost_with_it() {
     );
     other.shutdown().await;
 }
+
+#[tokio::test]
+async fn task_notification_streams_count_against_the_bound_on_listens_per_identity() {
+    let pki = Pki::new();
+    let (agent, shared, _) = start(&pki).await;
+    let client = HttpsClient::new(&pki.identity("operator")).unwrap();
+    let ep = agent.endpoint().to_owned();
+    let task = call(&client, &ep, "work", "l1").await["taskId"].as_str().unwrap().to_owned();
+    let listen_to = |client: &HttpsClient, task: &str| {
+        let (chunks, mut received) = mpsc::unbounded_channel::<bytes::Bytes>();
+        let (client, ep) = (client.clone(), ep.clone());
+        let params = negotiating(json!({"notifications": {"taskIds": [task]}}));
+        let stream = tokio::spawn(async move { listen(&client, &ep, params, chunks).await });
+        async move {
+            let first = tokio::time::timeout(WITHIN, received.recv()).await.expect("the acknowledgement").expect("the stream is open");
+            assert!(std::str::from_utf8(&first).unwrap().contains("acknowledged"));
+            (stream, received)
+        }
+    };
+
+    let mut open = Vec::new();
+    for _ in 0..16 {
+        open.push(listen_to(&client, &task).await);
+    }
+    let seventeenth =
+        modern(&client, &ep, "subscriptions/listen", None, negotiating(json!({"notifications": {"taskIds": [task.clone()]}})));
+    let (status, refused) = tokio::time::timeout(WITHIN, seventeenth).await.expect("the 17th is refused, not opened");
+    assert_eq!((status, refused["error"]["code"].as_i64()), (429, Some(-32600)), "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("may hold 16 open"), "{refused}");
+    // Another identity's streams are its own (it follows no task of the caller's, so its stream ends at once).
+    let other = HttpsClient::new(&pki.identity("other")).unwrap();
+    drop(listen_to(&other, &task).await);
+
+    // The task ends, and with it every stream that followed it: their places are free again.
+    shared.release("l1");
+    for (stream, _) in open {
+        tokio::time::timeout(WITHIN, stream).await.expect("a stream ends with its task").unwrap();
+    }
+    // A listen of the ended task is acknowledged, told the end, and closed at once.
+    eventually("a listen is accepted again", WITHIN, async || {
+        let params = negotiating(json!({"notifications": {"taskIds": [task.clone()]}}));
+        match modern(&client, &ep, "subscriptions/listen", None, params).await {
+            (200, _) => Ok(()),
+            (status, answer) => Err(format!("{status}: {answer}")),
+        }
+    })
+    .await;
+    agent.shutdown().await;
+}

@@ -25,7 +25,7 @@ use crate::server::{Body, Event};
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -40,8 +40,37 @@ const LISTENERS_PER_IDENTITY: usize = 16;
 #[derive(Default)]
 pub(super) struct Listeners {
     open: Mutex<Vec<Listener>>,
+    /// How many task notification streams (the tasks extension's listens, `server/tasks.rs`)
+    /// each identity holds open: they count against the same bound.
+    task_streams: Arc<Mutex<HashMap<Arc<str>, usize>>>,
     /// Set once the agent stops: no new stream opens, as it would hold the shutdown up.
     closed: AtomicBool,
+}
+
+/// One open task notification stream's place in its identity's bound, given back when dropped.
+pub(super) struct TaskStreamSlot {
+    task_streams: Arc<Mutex<HashMap<Arc<str>, usize>>>,
+    owner: Arc<str>,
+}
+
+impl Drop for TaskStreamSlot {
+    fn drop(&mut self) {
+        let mut task_streams = self.task_streams.lock().expect("listeners lock");
+        if let Some(count) = task_streams.get_mut(&self.owner) {
+            *count -= 1;
+            if *count == 0 {
+                task_streams.remove(&self.owner);
+            }
+        }
+    }
+}
+
+fn too_many_listens() -> RpcError {
+    RpcError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        codes::INVALID_REQUEST,
+        format!("too many subscriptions/listen streams: a client certificate may hold {LISTENERS_PER_IDENTITY} open; close one first"),
+    )
 }
 
 struct Listener {
@@ -60,20 +89,33 @@ impl Listeners {
             return Err(stopping());
         }
         open.retain(|l| !l.stream.is_closed());
-        if open.iter().filter(|l| &*l.owner == owner).count() >= LISTENERS_PER_IDENTITY {
-            return Err(RpcError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                codes::INVALID_REQUEST,
-                format!(
-                    "too many subscriptions/listen streams: a client certificate may hold {LISTENERS_PER_IDENTITY} open; close one first"
-                ),
-            ));
+        let task_streams = self.task_streams.lock().expect("listeners lock").get(owner).copied().unwrap_or(0);
+        if open.iter().filter(|l| &*l.owner == owner).count() + task_streams >= LISTENERS_PER_IDENTITY {
+            return Err(too_many_listens());
         }
         let (stream, events) = mpsc::unbounded_channel();
         let ack = serde_json::to_vec(ack).expect("JSON values serialize");
         let _ = stream.send(Event { bytes: sse_message(&ack), last: false });
         open.push(Listener { owner: Arc::from(owner), id: id.to_owned(), uris, stream });
         Ok(event_stream_response(Body::events(events, || {})))
+    }
+
+    /// A place for one more task notification stream of `owner`'s, within the bound that
+    /// resource listens count against too.
+    pub(super) fn task_stream(&self, owner: &str) -> Result<TaskStreamSlot, RpcError> {
+        let mut open = self.open.lock().expect("listeners lock");
+        if self.closed.load(Ordering::Acquire) {
+            return Err(stopping());
+        }
+        open.retain(|l| !l.stream.is_closed());
+        let listening = open.iter().filter(|l| &*l.owner == owner).count();
+        let mut task_streams = self.task_streams.lock().expect("listeners lock");
+        let count = task_streams.entry(Arc::from(owner)).or_insert(0);
+        if listening + *count >= LISTENERS_PER_IDENTITY {
+            return Err(too_many_listens());
+        }
+        *count += 1;
+        Ok(TaskStreamSlot { task_streams: self.task_streams.clone(), owner: Arc::from(owner) })
     }
 
     fn notify(&self, uri: &str) -> usize {

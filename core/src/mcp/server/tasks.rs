@@ -235,6 +235,8 @@ impl McpServer {
         let Some(requested) = requested.iter().map(Value::as_str).collect::<Option<Vec<&str>>>() else {
             return Err(invalid("'notifications.taskIds' must hold strings (task ids)"));
         };
+        // Held by the stream until it is dropped: its place in the identity's bound on listens.
+        let slot = self.listeners.task_stream(&peer.identity)?;
         let mut followed: Vec<Arc<Task>> = Vec::new();
         for task_id in requested {
             if let Some(task) = self.tasks.get(&peer.identity, task_id) {
@@ -275,7 +277,7 @@ impl McpServer {
                 }
             });
         }
-        Ok(events_response(stream, || {}))
+        Ok(events_response(stream, move || drop(slot)))
     }
 }
 
