@@ -160,6 +160,33 @@ fn a_server_asking_for_a_client_certificate_takes_the_one_sslcert_names() {
     serves(&certs, &replica);
 }
 
+#[test]
+fn a_password_login_over_tls_is_bound_to_the_connection_with_scram_channel_binding() {
+    let ca = TestCa::new("postgres test CA");
+    let (cert, key) = ca.issue(DB_HOST, &[DB_HOST]);
+    let postgres = Postgres::start_tls(&ServerTls { cert_pem: &cert, key_pem: &key, client_ca_pem: None });
+    postgres.require_scram_password("s3cret");
+    let certs = Certs::init("calc");
+    let files = tempfile::tempdir().expect("tempdir");
+    let ca_file = write(files.path(), "ca.pem", &ca.pem);
+    let store = |password: &str, binding: &str| {
+        format!(
+            "postgres://postgres:{password}@{DB_HOST}:{}/toolmesh?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={ca_file}&channel_binding={binding}",
+            postgres.port()
+        )
+    };
+
+    // SCRAM-SHA-256-PLUS: the replica binds the exchange to the server certificate it verified
+    // (tokio-postgres refuses `require` when the connection offers no binding data).
+    let replica = RegistryProcess::spawn(registry(&certs, &store("s3cret", "require")));
+    serves(&certs, &replica);
+    drop(replica);
+    // The wrong password is refused at once, and not shown.
+    let logs = RegistryProcess::try_spawn(registry(&certs, &store("wrong", "require"))).err().expect("a wrong password is refused");
+    assert!(logs.contains("password authentication failed"), "{logs}");
+    assert!(!logs.contains("wrong@"), "the password is not logged: {logs}");
+}
+
 /// A registry process whose log lines arrive on a channel as it writes them.
 struct Starting {
     child: std::process::Child,

@@ -83,6 +83,15 @@ impl Postgres {
         self.tls_options = options;
     }
 
+    /// Makes TCP clients log in over TLS with SCRAM-SHA-256 as `postgres` with `password`
+    /// (pg_hba `hostssl ... scram-sha-256`); the harness keeps the Unix socket.
+    pub fn require_scram_password(&self, password: &str) {
+        self.psql(&format!("SET password_encryption = 'scram-sha-256'; ALTER USER postgres PASSWORD '{password}'"));
+        let hba = self.path().join("data").join("pg_hba.conf");
+        std::fs::write(&hba, "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n").expect("write pg_hba.conf");
+        self.psql("SELECT pg_reload_conf()");
+    }
+
     /// The port the server listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
