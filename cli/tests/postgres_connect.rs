@@ -187,6 +187,41 @@ fn a_password_login_over_tls_is_bound_to_the_connection_with_scram_channel_bindi
     assert!(!logs.contains("wrong@"), "the password is not logged: {logs}");
 }
 
+#[test]
+fn sslrootcert_system_verifies_the_server_against_the_machines_cas_and_its_name() {
+    let ca = TestCa::new("postgres test CA");
+    let (cert, key) = ca.issue(DB_HOST, &[DB_HOST]);
+    let postgres = Postgres::start_tls(&ServerTls { cert_pem: &cert, key_pem: &key, client_ca_pem: None });
+    let certs = Certs::init("calc");
+    let files = tempfile::tempdir().expect("tempdir");
+    let ca_file = write(files.path(), "ca.pem", &ca.pem);
+    let other_ca_file = write(files.path(), "other-ca.pem", &TestCa::new("another CA").pem);
+    // The machine's trust store, as the test sets it (rustls-native-certs reads SSL_CERT_FILE).
+    let trusting = |bundle: &str, store: &str| {
+        let mut command = registry(&certs, store);
+        command.env("SSL_CERT_FILE", bundle).env_remove("SSL_CERT_DIR");
+        command
+    };
+
+    let replica = RegistryProcess::spawn(trusting(&ca_file, &url(DB_HOST, &postgres, "sslrootcert=system")));
+    serves(&certs, &replica);
+    drop(replica);
+    // The machine does not trust the server's CA: refused at once.
+    let logs = RegistryProcess::try_spawn(trusting(&other_ca_file, &url(DB_HOST, &postgres, "sslrootcert=system")))
+        .err()
+        .expect("a server the machine's CAs do not vouch for is refused");
+    assert!(logs.contains("TLS handshake with db.mesh.test failed") && logs.contains("UnknownIssuer"), "{logs}");
+    // The name is always checked with the system's CAs, as libpq does.
+    let logs = RegistryProcess::try_spawn(trusting(&ca_file, &url(DB_HOST, &postgres, "sslmode=verify-ca&sslrootcert=system")))
+        .err()
+        .expect("sslrootcert=system with verify-ca is refused");
+    assert!(logs.contains("sslrootcert=system takes sslmode=verify-full only"), "{logs}");
+    let logs = RegistryProcess::try_spawn(trusting(&ca_file, &url("wrong.mesh.test", &postgres, "sslrootcert=system")))
+        .err()
+        .expect("a certificate for another name is refused");
+    assert!(logs.contains("not valid for name \"wrong.mesh.test\""), "{logs}");
+}
+
 /// A registry process whose log lines arrive on a channel as it writes them.
 struct Starting {
     child: std::process::Child,

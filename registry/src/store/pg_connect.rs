@@ -79,7 +79,16 @@ impl Target {
             ))
         })?;
         let local = on_this_machine(&config);
+        // As libpq has it: the system's CAs vouch for names, so they are only used with the name checked.
+        let system_roots = params.sslrootcert.as_deref() == Some("system");
         let mode = match params.sslmode.as_deref() {
+            None | Some("verify-full") if system_roots => Mode::VerifyFull,
+            Some(other) if system_roots => {
+                return Err(invalid(format!(
+                    "--store '{}': sslrootcert=system takes sslmode=verify-full only (the system's CAs vouch for host names,                      so the name must be checked), not sslmode={other}; drop sslmode or set it to verify-full",
+                    redact(url)
+                )))
+            }
             None if local => Mode::Disable,
             None => Mode::VerifyFull,
             Some("disable") => Mode::Disable,
@@ -117,7 +126,8 @@ impl Target {
                     )));
                 };
                 let check = if mode == Mode::VerifyCa { Check::Chain } else { Check::ChainAndName };
-                PgTls::new(check, Some((path, roots(path)?)), client_identity(&params, url)?)?
+                let roots = if system_roots { roots_of_the_system()? } else { roots(path)? };
+                PgTls::new(check, Some((path, roots)), client_identity(&params, url)?)?
             }
         };
         config.ssl_mode(if mode == Mode::Disable { SslMode::Disable } else { SslMode::Require });
@@ -188,6 +198,21 @@ fn roots(path: &str) -> Result<RootCertStore> {
     if roots.is_empty() {
         return Err(invalid(format!(
             "sslrootcert={path} holds no certificate; give the PEM file of the CA that issued the server's certificate"
+        )));
+    }
+    Ok(roots)
+}
+
+/// `sslrootcert=system`: the CAs the operating system trusts (its bundle, or the files
+/// `SSL_CERT_FILE` / `SSL_CERT_DIR` name).
+fn roots_of_the_system() -> Result<RootCertStore> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = found.errors.first().map(|e| format!(" ({e})")).unwrap_or_default();
+        return Err(invalid(format!(
+            "sslrootcert=system: this machine trusts no CA certificate{why}; install its CA bundle (Debian: ca-certificates),              point SSL_CERT_FILE at one, or give sslrootcert=/path/to/ca.pem"
         )));
     }
     Ok(roots)
