@@ -53,6 +53,7 @@ MODES = {
         scales=[(100, 8, 1), (1000, 8, 1), (1000, 1000, 1), (1000, 1000, 3)], scale_window=5.0, scale_trials=1,
         policy_rounds=1, policy_iterations=100_000, policy_transport_rounds=6, policy_transport_seconds=0.5,
         telemetry_rounds=6, telemetry_seconds=0.5, long_rounds=2, long_notifications=500, long_cancels=5,
+        stream_rounds=2, stream_calls=2, stream_notifications=200, stream_cancels=2, stream_hang=5,
     ),
     "full": dict(
         transport_rounds=5, transport_seconds=3.0, handshake_rounds=5, handshake_seconds=2.0,
@@ -61,6 +62,7 @@ MODES = {
         scale_window=15.0, scale_trials=3,
         policy_rounds=3, policy_iterations=200_000, policy_transport_rounds=20, policy_transport_seconds=1.0,
         telemetry_rounds=20, telemetry_seconds=1.0, long_rounds=10, long_notifications=20_000, long_cancels=20,
+        stream_rounds=5, stream_calls=3, stream_notifications=500, stream_cancels=3, stream_hang=15,
     ),
 }
 
@@ -73,8 +75,10 @@ MODES = {
 JAVA_OPTIONS = os.environ.get("BENCH_JAVA_OPTIONS", "-XX:+UseSerialGC -Xmx64m").split()
 
 # The sections, in the order they run; `--only mcp-mesh` names every section with MCP Mesh rows.
-SECTIONS = ("transport", "handshakes", "python", "memory", "coldstart", "registry", "policy", "telemetry", "long_calls")
-ALIASES = {"mcp-mesh": {"python", "memory", "coldstart"}}
+SECTIONS = ("transport", "handshakes", "python", "memory", "coldstart", "registry", "policy", "telemetry", "long_calls",
+            "long_calls_vs_mcpmesh")
+MM_SECTIONS = {"python", "memory", "coldstart", "long_calls_vs_mcpmesh"}
+ALIASES = {"mcp-mesh": MM_SECTIONS}
 
 
 def log(message: str) -> None:
@@ -280,11 +284,12 @@ class Run:
         return line.split("listening on ")[1].strip(), proc.pid
 
     def launch(self, name: str, kind: str, registry: str, agent_name: str, cmd: list[str], env: dict[str, str],
-               keep: bool, tool: str = "add", client: str = "tm") -> dict[str, Any]:
-        """Launches an agent through `toolmesh-bench coldstart` (launch → registered → callable)."""
+               keep: bool, tool: str = "add", client: str = "tm", arguments: str = '{"a":20,"b":22}', expect: str = "42") -> dict[str, Any]:
+        """Launches an agent through `toolmesh-bench coldstart` (launch → registered → callable:
+        `tool` called with `arguments` answers `expect`)."""
         tls = self.client_tls(client)
         args = ["coldstart", "--kind", kind, "--registry", registry, "--name", agent_name, "--tool", tool,
-                "--log", str(LOGS / f"{name}.log"), *tls]
+                "--arguments", arguments, "--expect", expect, "--log", str(LOGS / f"{name}.log"), *tls]
         if keep:
             args.append("--keep")
         old_env = {k: os.environ.get(k) for k in env}
@@ -355,13 +360,14 @@ class Run:
     def mm_url(self) -> str:
         return f"https://localhost:{self.mm_port}"
 
-    def mm_launch(self, name: str, script: str, cert_name: str, agent_name: str, keep: bool, tool: str = "add") -> dict[str, Any]:
+    def mm_launch(self, name: str, script: str, cert_name: str, agent_name: str, keep: bool, tool: str = "add",
+                  env: Optional[dict[str, str]] = None, **probe: str) -> dict[str, Any]:
         if not self.mm_registry_pid:
             raise RuntimeError(f"MCP Mesh's registry is not running: {self.mm_error or 'not started'}")
         port = free_port()
-        env = self.mm_agent_env(cert_name, agent_name, port)
+        env = {**self.mm_agent_env(cert_name, agent_name, port), **(env or {})}
         return self.launch(name, "mcpmesh", self.mm_url(), agent_name, [str(MM_VENV / "bin" / "python"), str(AGENTS / script)],
-                           env, keep, tool=tool, client="mm")
+                           env, keep, tool=tool, client="mm", **probe)
 
     # ---- sections ----------------------------------------------------------------------
     def transport(self) -> None:
@@ -528,7 +534,10 @@ class Run:
         # (agents, pooled connections, registries): a few shared connections, and one connection
         # per agent (what real agents hold); one registry on its embedded store, or 3 replicas on
         # one PostgreSQL (scripts/pg-server.sh), the agents spread over them by the URL list.
-        for n, connections, replicas in self.cfg["scales"]:
+        # BENCH_SCALES="10000x10000x3,10000x10000x1" runs those rows only (agents x connections x registries).
+        override = os.environ.get("BENCH_SCALES")
+        scales = [tuple(int(x) for x in row.split("x")) for row in override.split(",")] if override else self.cfg["scales"]
+        for n, connections, replicas in scales:
             # One descriptor per connection in the simulator (core's client peeks at a kept
             # connection's own socket for the peer's close; it no longer holds a duplicate), one in
             # the registry, plus listeners, certificate files, real agents, runtime: a margin of
@@ -674,6 +683,61 @@ class Run:
             ["long-calls", "--certs", str(CERTS), "--registry-url", self.registry_url, "--rounds", str(c["long_rounds"]),
              "--notifications", str(c["long_notifications"]), "--cancels", str(c["long_cancels"])], timeout=900, name="long-calls")
 
+    def long_calls_vs_mcpmesh(self) -> None:
+        log("long calls vs MCP Mesh: progress through client → a → b → c and client → c, Python agents, alternately")
+        c = self.cfg
+        n = c["stream_notifications"]
+        probe = {"arguments": '{"n":1}'}
+        cancel_files = {"toolmesh": WORK / "stream-cancel-toolmesh", "mcpmesh": WORK / "stream-cancel-mcpmesh"}
+        systems: dict[str, dict[str, Any]] = {}
+        try:
+            tm = {}
+            for hop in ("c", "b", "a"):  # each callable (through its dependencies) before the next starts
+                env = {**self.tm_env(f"py-s{hop}", f"py-s{hop}"), "BENCH_CANCEL_FILE": str(cancel_files["toolmesh"])}
+                tm[hop] = self.launch(f"tm-stream-{hop}", "toolmesh", self.registry_url, f"py-s{hop}",
+                                      [str(TM_PYTHON), str(AGENTS / f"tm_stream_{hop}.py")], env, keep=True,
+                                      tool=f"stream_{hop}", expect="1", **probe)
+            systems["toolmesh"] = {"agents": tm, "tls": self.client_tls("tm"), "expect": str(n)}
+            # MCP Mesh ties no agent name to a certificate (any of its leaves will do): b and c share agent-b's.
+            mm_env = {"BENCH_CANCEL_FILE": str(cancel_files["mcpmesh"])}
+            mm = {hop: self.mm_launch(f"mm-stream-{hop}", f"mm_stream_{hop}.py", "agent-a" if hop == "a" else "agent-b",
+                                      f"stream-{hop}", keep=True, tool=f"stream_{hop}", env=mm_env, expect=".", **probe)
+                  for hop in ("c", "b", "a")}
+            systems["mcpmesh"] = {"agents": mm, "tls": self.client_tls("mm"), "expect": "." * n}
+
+            def stream_calls(system: str, path: str, what: list[str]) -> dict[str, Any]:
+                s, hop = systems[system], "a" if path == "chain" else "c"
+                return bench_json(["stream-calls", *s["tls"], "--url", s["agents"][hop]["endpoint"], "--tool", f"stream_{hop}",
+                                   "--n", str(n), "--expect", s["expect"], "--call-timeout", "120", "--hang", str(c["stream_hang"]), *what],
+                                  timeout=900, name=f"stream-{system}-{path}")
+
+            runs = []
+            for rnd in range(c["stream_rounds"]):
+                order = ["toolmesh", "mcpmesh"] if rnd % 2 == 0 else ["mcpmesh", "toolmesh"]
+                for path in (("direct", "chain") if rnd % 2 == 0 else ("chain", "direct")):
+                    for i, system in enumerate(order):
+                        answer = stream_calls(system, path, ["--calls", str(c["stream_calls"]), "--warmup", "1"])
+                        calls = answer["calls"]
+                        log(f"  round {rnd} {path} {system}: {med([x['per_second'] for x in calls]):.0f} notifications/s, "
+                            f"first after {med([x['first_ms'] for x in calls]):.1f} ms, received {[x['notifications'] for x in calls]} of {n}, "
+                            f"errors {[x['error'] for x in calls if x['error']]}")
+                        runs.append({"round": rnd, "path": path, "system": system, "order": i, **answer})
+            # Cancellations last: a last hop that never sees its cancellation keeps its call (and its
+            # hops theirs) open for its whole wait, which must not weigh on the progress figures.
+            cancels = []
+            for path in ("direct", "chain"):
+                for system in systems:
+                    answer = stream_calls(system, path, ["--calls", "0", "--warmup", "0", "--cancels", str(c["stream_cancels"]),
+                                                         "--cancel-file", str(cancel_files[system])])
+                    log(f"  cancel {path} {system}: {[x['cancel_ms'] for x in answer['cancels']]} ms {[x['error'] for x in answer['cancels'] if x['error']]}")
+                    cancels.append({"path": path, "system": system, "cancels": answer["cancels"]})
+            self.results["sections"]["long_calls_vs_mcpmesh"] = {"notifications_per_call": n, "runs": runs, "cancels": cancels,
+                                                                 "hang_seconds": c["stream_hang"]}
+        finally:
+            for s in systems.values():
+                for started in s["agents"].values():
+                    self.procs.stop(started["pid"])
+
     def trace_store(self) -> dict[str, Any]:
         """What the registry's trace store kept after the run (the traced calls' spans reached it)."""
         out = subprocess.run([str(TOOLMESH), "trace", "--last", "1000", "--json", "--registry", self.registry_url,
@@ -706,7 +770,7 @@ class Run:
                 self.results.setdefault("failed", {})["toolmesh-registry"] = registry_error
             time.sleep(0.5)
             self.registry_rss_start = rss_mib(self.registry_pid) if self.registry_pid else None
-            if any(self.wants(s) for s in ("python", "memory", "coldstart")):
+            if any(self.wants(s) for s in MM_SECTIONS):
                 try:
                     self.mm_registry_pid = self.start_mm_registry()
                     time.sleep(0.5)
@@ -722,7 +786,8 @@ class Run:
                 try:
                     {"transport": self.transport, "handshakes": self.handshakes, "python": self.python_chain,
                      "memory": self.memory, "coldstart": self.cold_start, "registry": self.registry_scale,
-                     "policy": self.policy, "telemetry": self.telemetry, "long_calls": self.long_calls}[section]()
+                     "policy": self.policy, "telemetry": self.telemetry, "long_calls": self.long_calls,
+                     "long_calls_vs_mcpmesh": self.long_calls_vs_mcpmesh}[section]()
                 except Exception as error:  # one broken section must not lose the others
                     log(f"{section} FAILED: {error}")
                     self.results.setdefault("failed", {})[section] = str(error)
@@ -746,8 +811,8 @@ class Run:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short smoke run (results in latest-quick.*)")
-    parser.add_argument("--only", help="comma-separated sections: transport,handshakes,python,memory,coldstart,registry,policy,telemetry,long_calls; "
-                        "mcp-mesh stands for every section with MCP Mesh rows (python,memory,coldstart)")
+    parser.add_argument("--only", help=f"comma-separated sections: {','.join(SECTIONS)}; "
+                        f"mcp-mesh stands for every section with MCP Mesh rows ({','.join(sorted(MM_SECTIONS))})")
     args = parser.parse_args()
     sys.path.insert(0, str(BENCH))
     only = None

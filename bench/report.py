@@ -344,6 +344,90 @@ def long_calls_rows(section: dict[str, Any]) -> list[str]:
     return out
 
 
+def long_calls_vs_mcpmesh_rows(section: dict[str, Any]) -> list[str]:
+    """Progress through three Python hops and one, toolmesh and MCP Mesh measured by one client,
+    each round's toolmesh figure against that round's MCP Mesh one."""
+    runs, n = section["runs"], section["notifications_per_call"]
+    systems = ("toolmesh", "mcpmesh")
+    # (round, path, system) -> the run; a run's figure is the median of its calls.
+    by = {(r["round"], r["path"], r["system"]): r for r in runs}
+    rounds = sorted({r["round"] for r in runs})
+
+    def figure(run: Optional[dict[str, Any]], key: str) -> float:
+        return med(c[key] for c in run["calls"]) if run else float("nan")
+
+    def per_hop(rnd: int, system: str) -> float:
+        return (figure(by.get((rnd, "chain", system)), "first_ms") - figure(by.get((rnd, "direct", system)), "first_ms")) / 2
+
+    def row(label: str, value, better: str, digits: int = 0) -> str:
+        """`value(round, system)`; the ratio is toolmesh ÷ MCP Mesh per round, then the median."""
+        cells = [med(value(rnd, s) for rnd in rounds) for s in systems]
+        ratios = [value(rnd, "toolmesh") / value(rnd, "mcpmesh") for rnd in rounds
+                  if value(rnd, "mcpmesh") and not math.isnan(value(rnd, "mcpmesh"))]
+        return f"| {label} | {fmt(cells[0], digits)} | {fmt(cells[1], digits)} | {ratio(med(ratios))} ({better}) |"
+
+    out = ["| measured (Python agents, stateless `tools/call` with a progress token) | toolmesh | MCP Mesh | toolmesh ÷ MCP Mesh |",
+           "|---|---|---|---|"]
+    for path, label in (("direct", "client → c"), ("chain", "client → a → b → c")):
+        out.append(row(f"{label}: notifications/s ({n:,} per call)", lambda rnd, s: figure(by.get((rnd, path, s)), "per_second"), "higher is better"))
+    for path, label in (("direct", "client → c"), ("chain", "client → a → b → c")):
+        out.append(row(f"{label}: first notification (ms after the request)", lambda rnd, s: figure(by.get((rnd, path, s)), "first_ms"), "lower is better", 2))
+    for path, label in (("direct", "client → c"), ("chain", "client → a → b → c")):
+        out.append(row(f"{label}: whole call (ms)", lambda rnd, s: figure(by.get((rnd, path, s)), "result_ms"), "lower is better", 1))
+    out.append(row("added latency per hop, first notification ((chain − direct) ÷ 2, ms)", per_hop, "lower is better", 2))
+    out.append(row("chain ÷ direct, notifications/s", lambda rnd, s: figure(by.get((rnd, "chain", s)), "per_second")
+                   / figure(by.get((rnd, "direct", s)), "per_second"), "closer to 1 is better", 2))
+    # Cancellations were timed after the rounds, per path and system: medians, and their ratio.
+    cancels = {(x["path"], x["system"]): x["cancels"] for x in section.get("cancels", [])}
+    hang = section.get("hang_seconds", "?")
+
+    def cancel_cell(path: str, system: str, hops: int) -> tuple[str, float]:
+        timed = cancels.get((path, system), [])
+        seen = [x["cancel_ms"] for x in timed if x["cancel_ms"] is not None]
+        if not timed:
+            return "–", float("nan")
+        if not seen:
+            finished = sum(1 for x in timed if (x["error"] or "").startswith("never cancelled"))
+            return f"**never** (0 of {len(timed)}; {finished} of them ran c's whole {hang} s wait)", float("nan")
+        value = med(seen) / hops
+        return fmt(value, 2) + (f" ({len(timed) - len(seen)} of {len(timed)} never)" if len(seen) < len(timed) else ""), value
+
+    for path, label, hops in (("direct", "client → c", 1), ("chain", "client → a → b → c", 1), ("chain", "client → a → b → c, per hop (÷ 3)", 3)):
+        if not any(k[0] == path for k in cancels):
+            continue
+        (tm_text, tm_value), (mm_text, mm_value) = (cancel_cell(path, s, hops) for s in systems)
+        out.append(f"| {label}: connection closed → last hop sees its call cancelled (ms, median) | {tm_text} | {mm_text} | "
+                   f"{ratio(tm_value / mm_value) if mm_value else '–'} (lower is better) |")
+    out.append("")
+    for s, name in zip(systems, ("toolmesh", "MCP Mesh")):
+        mine = [r for r in runs if r["system"] == s]
+        calls = [c for r in mine for c in r["calls"]]
+        short = [c for c in calls if c["error"]]
+        got = sorted({c["notifications"] for c in calls})
+        # Where the notifications arrive in the call: spread over it, or bunched at the end.
+        spread = med((c["last_ms"] - c["first_ms"]) / c["result_ms"] for c in calls if c.get("first_ms") is not None and c.get("result_ms"))
+        timed = [c for (_, system), xs in cancels.items() if system == s for c in xs]
+        never = [c for c in timed if c["cancel_ms"] is None]
+        text = (f"{name}: {len(calls)} calls, notifications received per call {', '.join(str(g) for g in got)} of {n:,}; first → last "
+                f"notification spans {100 * spread:.0f}% of the call (median)" if not math.isnan(spread) else
+                f"{name}: {len(calls)} calls, notifications received per call {', '.join(str(g) for g in got)} of {n:,}")
+        if short:
+            text += f"; **{len(short)} calls not right**: {short[0]['error']}"
+        if timed:
+            text += (f"; cancellations: {len(timed) - len(never)} of {len(timed)} reached the last hop"
+                     + (f" (the others: {never[0]['error']})" if never else ""))
+        out.append(f"- {text}.")
+    out += ["", f"{len(rounds)} rounds; in each, both paths and both systems back to back, the order of the systems and of the paths "
+            "alternating by round; each figure is the median of its round's calls, the ratio the median of the per-round ratios. One Rust "
+            "client (`toolmesh-bench stream-calls`) for both: a stateless `tools/call` (revision 2025-06-18) with `_meta.progressToken` on "
+            "a fresh mTLS connection, its server-sent events read as they arrive. toolmesh: c calls `toolmesh.context().report_progress` "
+            "n times, b and a only call their dependency (core relays). MCP Mesh: c is a `mesh.Stream[str]` tool yielding n chunks "
+            "(each a `notifications/progress`), b and a re-yield `dep.stream()`. Cancel (after the rounds, per path and system): c "
+            f"reports once and waits {hang} s; after that notification the client closes the connection; c writes the CLOCK_MONOTONIC time "
+            "its handler saw the cancellation, or that its wait ran out uncancelled."]
+    return out
+
+
 def render(results: dict[str, Any]) -> str:
     s = results["sections"]
     noise = results.get("noise", {})
@@ -380,6 +464,9 @@ def render(results: dict[str, Any]) -> str:
         lines += ["## 8. Telemetry cost (agent → agent with metrics on and off)", ""] + telemetry_rows(s["telemetry"]) + [""]
     if "long_calls" in s:
         lines += ["## 9. Long calls (progress and cancellation through three hops against one)", ""] + long_calls_rows(s["long_calls"]) + [""]
+    if "long_calls_vs_mcpmesh" in s:
+        lines += ["## 10. Long calls against MCP Mesh (progress through three Python agents and one)", ""]
+        lines += long_calls_vs_mcpmesh_rows(s["long_calls_vs_mcpmesh"]) + [""]
     if results.get("missing"):
         lines += ["## Not measured", ""] + [f"- {k}: {v}" for k, v in results["missing"].items()] + [""]
     if results.get("failed"):

@@ -5,9 +5,10 @@
 #   bash bench/run.sh --quick    # a smoke run (≈ 3 min): bench/results/latest-quick.{md,json}
 #   bash bench/run.sh --only transport,handshakes [--quick]
 #   bash bench/run.sh --only policy --quick   # authorization cost (Rust only: no wheel, no MCP Mesh)
-#   bash bench/run.sh --only mcp-mesh         # every section with MCP Mesh rows (python,memory,coldstart)
+#   bash bench/run.sh --only mcp-mesh         # every section with MCP Mesh rows (python,memory,coldstart,long_calls_vs_mcpmesh)
 #   bash bench/run.sh --only registry         # registry scale (raises the open-files limit, see below)
 #   bash bench/run.sh --only long_calls       # progress and cancellation through three hops (Rust only)
+#   bash bench/run.sh --only long_calls_vs_mcpmesh   # the same through three Python agents, toolmesh against MCP Mesh
 #
 # Builds in release (one cargo build at a time), installs what it needs under bench/.work/
 # (gitignored): the toolmesh wheel (release) in its own venv, MCP Mesh in another, with HOME
@@ -23,8 +24,8 @@ MM_CLI_VERSION=3.7.1
 step() { echo "bench: $*" >&2; }
 mkdir -p "$WORK/logs"
 
-# The Python wheel, MCP Mesh and the other languages' examples are needed by the python, memory
-# and coldstart sections only; `--only` without them installs nothing else.
+# The Python wheel, MCP Mesh and the other languages' examples are needed by the python, memory,
+# coldstart and long_calls_vs_mcpmesh sections only; `--only` without them installs nothing else.
 only=""
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
@@ -34,7 +35,7 @@ for ((i = 0; i < ${#args[@]}; i++)); do
   esac
 done
 needs_others=1
-if [[ -n "$only" && ! ",$only," =~ ,(python|memory|coldstart|mcp-mesh), ]]; then
+if [[ -n "$only" && ! ",$only," =~ ,(python|memory|coldstart|long_calls_vs_mcpmesh|mcp-mesh), ]]; then
   needs_others=0
 fi
 
@@ -196,7 +197,7 @@ fi  # needs_others
 step "certificates for this run"
 rm -rf "$WORK/certs" "$WORK/scale-certs"
 "$CARGO_TARGET_DIR/release/toolmesh" certs init --dir "$WORK/certs" \
-  --agents bench-a,bench-b,bench-p,bench-q,bench-u,bench-h1,bench-h2,bench-h3,py-a,py-b,py-mem,calc,squares,rust,loadgen >/dev/null
+  --agents bench-a,bench-b,bench-p,bench-q,bench-u,bench-h1,bench-h2,bench-h3,py-a,py-b,py-mem,py-sa,py-sb,py-sc,calc,squares,rust,loadgen >/dev/null
 
 # The registry section's largest row holds one mTLS connection per simulated agent (10,000) open,
 # in the registry and in the simulator, where the usual soft open-files limit is 1,024. The

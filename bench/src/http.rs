@@ -15,8 +15,13 @@ pub enum Sender {
     H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
 }
 
-/// Opens a TLS connection to `addr` (loopback only) and speaks HTTP/1.1 or HTTP/2 on it.
-pub async fn connect(addr: &str, server_name: &str, tls: Arc<rustls::ClientConfig>, h2: bool) -> Result<Sender, AnyError> {
+/// Opens a TLS connection to `addr` (loopback only), offering `h2` or `http/1.1` by ALPN.
+pub async fn connect_tls(
+    addr: &str,
+    server_name: &str,
+    tls: Arc<rustls::ClientConfig>,
+    h2: bool,
+) -> Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>, AnyError> {
     let socket: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
     if !socket.ip().is_loopback() {
         return Err(format!("{addr} is not a loopback address: the benchmarks only load this machine").into());
@@ -27,7 +32,12 @@ pub async fn connect(addr: &str, server_name: &str, tls: Arc<rustls::ClientConfi
     tcp.set_nodelay(true)?;
     let name = ServerName::try_from(server_name.to_owned())?;
     let stream = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await?;
-    let io = TokioIo::new(stream);
+    Ok(TokioIo::new(stream))
+}
+
+/// Opens a TLS connection to `addr` (loopback only) and speaks HTTP/1.1 or HTTP/2 on it.
+pub async fn connect(addr: &str, server_name: &str, tls: Arc<rustls::ClientConfig>, h2: bool) -> Result<Sender, AnyError> {
+    let io = connect_tls(addr, server_name, tls, h2).await?;
     if h2 {
         let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
         tokio::spawn(connection);

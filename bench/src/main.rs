@@ -10,6 +10,7 @@ mod load;
 mod long_calls;
 mod policy;
 mod registry_scale;
+mod stream_calls;
 mod transport;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Progress notifications per second and cancel-to-stop time, three hops against one.
     LongCalls(long_calls::LongCallsArgs),
+    /// Streamed `tools/call`s (progress notifications read as they arrive), and cancellations.
+    StreamCalls(stream_calls::StreamCallsArgs),
     /// Launch an agent and time it to registered and callable.
     Coldstart(coldstart::ColdStartArgs),
     /// N simulated agents against one registry.
@@ -58,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Command::Handshakes(args) => handshake::handshakes(args),
         Command::Load(args) => runtime.block_on(load::load(args)),
         Command::LongCalls(args) => runtime.block_on(long_calls::long_calls(args)),
+        Command::StreamCalls(args) => runtime.block_on(stream_calls::stream_calls(args)),
         Command::Coldstart(args) => runtime.block_on(coldstart::coldstart(args)),
         Command::RegistryScale(args) => runtime.block_on(registry_scale::registry_scale(args)),
         Command::PolicyDecide(args) => policy::policy_decide(args),
