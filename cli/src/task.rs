@@ -97,11 +97,11 @@ async fn holder_endpoint(registry: &RegistryClient, agent: &str, task_id: &str) 
 
 /// An agent still registered but not answering may have just died: say what that means for the task.
 fn unreachable_holder(error: Error, args: &TaskArgs, endpoint: &str) -> Error {
-    match error.kind() {
-        ErrorKind::ConnectFailed | ErrorKind::ConnectionLost | ErrorKind::Shutdown => error.context(format!(
-            "agent '{}' at {endpoint}, which holds task {}, cannot be reached; if it stopped, the task ended with it",
-            args.agent, args.task_id
-        )),
-        _ => error,
+    if !error.is_unreachable() {
+        return error;
     }
+    error.context(format!(
+        "agent '{}' at {endpoint}, which holds task {}, cannot be reached; if it stopped, the task ended with it",
+        args.agent, args.task_id
+    ))
 }

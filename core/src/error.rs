@@ -319,6 +319,12 @@ impl Error {
         Ok(Error { kind: ErrorKind::ToolError, message: message.into(), application: Some(Box::new(Application { code, data })) })
     }
 
+    /// Whether the peer could not be reached or went away (no connection, a connection lost,
+    /// a peer shutting down): another provider may do, and what the peer held may be gone.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self.kind, ErrorKind::ConnectFailed | ErrorKind::ConnectionLost | ErrorKind::Shutdown)
+    }
+
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }

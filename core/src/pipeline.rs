@@ -194,7 +194,7 @@ impl Pipeline {
                         self.answered(&provider.endpoint);
                         return Ok(value);
                     }
-                    Err(RequestError { error, delivered }) if is_unreachable(&error) => {
+                    Err(RequestError { error, delivered }) if error.is_unreachable() => {
                         let error = name_the_provider(error, provider);
                         self.mark_down(provider);
                         if delivered && !provider.annotations.safe_to_repeat() {
@@ -372,11 +372,6 @@ impl Drop for TrialGuard<'_> {
             }
         }
     }
-}
-
-/// The provider could not be reached or broke the connection: another one may well do.
-fn is_unreachable(error: &Error) -> bool {
-    matches!(error.kind(), ErrorKind::ConnectFailed | ErrorKind::ConnectionLost | ErrorKind::Shutdown)
 }
 
 /// A transport error names who the call was for: the agent, the tool and the address.

@@ -81,8 +81,7 @@ impl McpClient {
         loop {
             tokio::time::sleep(interval).await;
             let task = self.task_request(endpoint, "tasks/get", task_id, hop).await.map_err(|RequestError { error, .. }| {
-                let lost = matches!(error.kind(), ErrorKind::ConnectFailed | ErrorKind::ConnectionLost | ErrorKind::Shutdown);
-                let error = if lost {
+                let error = if error.is_unreachable() {
                     error.context(format!(
                         "task {task_id} is lost: the agent at {endpoint} that holds it can no longer be reached, and a task \
                          lives only in the agent that created it; call the tool again if it is safe to repeat"
