@@ -67,15 +67,38 @@ fn serves(certs: &Certs, registry: &RegistryProcess) {
     run(list).success();
 }
 
+/// A PostgreSQL server serving TLS with a certificate for [`DB_HOST`] from a test CA (asking TCP
+/// clients for a certificate from it when `client_certificates`), a mesh's certificates, and the
+/// CA's file.
+struct TlsServer {
+    ca: TestCa,
+    postgres: Postgres,
+    certs: Certs,
+    files: tempfile::TempDir,
+    ca_file: String,
+}
+
+impl TlsServer {
+    fn start(client_certificates: bool) -> TlsServer {
+        let ca = TestCa::new("postgres test CA");
+        let (cert, key) = ca.issue(DB_HOST, &[DB_HOST]);
+        let client_ca_pem = client_certificates.then_some(ca.pem.as_str());
+        let postgres = Postgres::start_tls(&ServerTls { cert_pem: &cert, key_pem: &key, client_ca_pem });
+        let files = tempfile::tempdir().expect("tempdir");
+        let ca_file = write(files.path(), "ca.pem", &ca.pem);
+        TlsServer { ca, postgres, certs: Certs::init("calc"), files, ca_file }
+    }
+}
+
+/// The PEM file (in `files`) of another CA's certificate, which did not issue the server's.
+fn other_ca_file(files: &tempfile::TempDir) -> String {
+    write(files.path(), "other-ca.pem", &TestCa::new("another CA").pem)
+}
+
 #[test]
 fn a_replica_reaches_postgres_on_another_host_only_over_tls_whose_certificate_it_verified() {
-    let ca = TestCa::new("postgres test CA");
-    let (cert, key) = ca.issue(DB_HOST, &[DB_HOST]);
-    let postgres = Postgres::start_tls(&ServerTls { cert_pem: &cert, key_pem: &key, client_ca_pem: None });
-    let certs = Certs::init("calc");
-    let files = tempfile::tempdir().expect("tempdir");
-    let ca_file = write(files.path(), "ca.pem", &ca.pem);
-    let other_ca_file = write(files.path(), "other-ca.pem", &TestCa::new("another CA").pem);
+    let TlsServer { postgres, certs, files, ca_file, .. } = TlsServer::start(false);
+    let other_ca_file = other_ca_file(&files);
 
     // verify-full: the chain leads to sslrootcert and the certificate names the host.
     let store = url(DB_HOST, &postgres, &format!("sslmode=verify-full&sslrootcert={ca_file}"));
@@ -143,12 +166,7 @@ fn sslmode_require_to_a_server_with_tls_off_is_refused_naming_the_fix() {
 
 #[test]
 fn a_server_asking_for_a_client_certificate_takes_the_one_sslcert_names() {
-    let ca = TestCa::new("postgres test CA");
-    let (cert, key) = ca.issue(DB_HOST, &[DB_HOST]);
-    let postgres = Postgres::start_tls(&ServerTls { cert_pem: &cert, key_pem: &key, client_ca_pem: Some(&ca.pem) });
-    let certs = Certs::init("calc");
-    let files = tempfile::tempdir().expect("tempdir");
-    let ca_file = write(files.path(), "ca.pem", &ca.pem);
+    let TlsServer { ca, postgres, certs, files, ca_file } = TlsServer::start(true);
     let (client_cert, client_key) = ca.issue("postgres", &[]);
     let (client_cert, client_key) = (write(files.path(), "client.pem", &client_cert), write(files.path(), "client.key", &client_key));
 
@@ -162,13 +180,8 @@ fn a_server_asking_for_a_client_certificate_takes_the_one_sslcert_names() {
 
 #[test]
 fn a_password_login_over_tls_is_bound_to_the_connection_with_scram_channel_binding() {
-    let ca = TestCa::new("postgres test CA");
-    let (cert, key) = ca.issue(DB_HOST, &[DB_HOST]);
-    let postgres = Postgres::start_tls(&ServerTls { cert_pem: &cert, key_pem: &key, client_ca_pem: None });
+    let TlsServer { postgres, certs, files: _files, ca_file, .. } = TlsServer::start(false);
     postgres.require_scram_password("s3cret");
-    let certs = Certs::init("calc");
-    let files = tempfile::tempdir().expect("tempdir");
-    let ca_file = write(files.path(), "ca.pem", &ca.pem);
     let store = |password: &str, binding: &str| {
         format!(
             "postgres://postgres:{password}@{DB_HOST}:{}/toolmesh?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={ca_file}&channel_binding={binding}",
@@ -189,13 +202,8 @@ fn a_password_login_over_tls_is_bound_to_the_connection_with_scram_channel_bindi
 
 #[test]
 fn sslrootcert_system_verifies_the_server_against_the_machines_cas_and_its_name() {
-    let ca = TestCa::new("postgres test CA");
-    let (cert, key) = ca.issue(DB_HOST, &[DB_HOST]);
-    let postgres = Postgres::start_tls(&ServerTls { cert_pem: &cert, key_pem: &key, client_ca_pem: None });
-    let certs = Certs::init("calc");
-    let files = tempfile::tempdir().expect("tempdir");
-    let ca_file = write(files.path(), "ca.pem", &ca.pem);
-    let other_ca_file = write(files.path(), "other-ca.pem", &TestCa::new("another CA").pem);
+    let TlsServer { postgres, certs, files, ca_file, .. } = TlsServer::start(false);
+    let other_ca_file = other_ca_file(&files);
     // The machine's trust store, as the test sets it (rustls-native-certs reads SSL_CERT_FILE).
     let trusting = |bundle: &str, store: &str| {
         let mut command = registry(&certs, store);
