@@ -9,8 +9,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The agent a client subcommand talks to, and the certificate it presents.
 #[derive(clap::Args)]
-pub struct LoadArgs {
+pub struct AgentArgs {
     /// The client certificate presented to the agent.
     #[command(flatten)]
     tls: TlsFilesArgs,
@@ -20,6 +21,28 @@ pub struct LoadArgs {
     /// The name the server certificate must carry.
     #[arg(long, default_value = "localhost")]
     server_name: String,
+}
+
+impl AgentArgs {
+    /// The URL, the address to dial (`localhost` as 127.0.0.1), and the client's TLS config (HTTP/1.1).
+    pub fn resolve(&self) -> Result<(http::Uri, String, Arc<rustls::ClientConfig>), AnyError> {
+        let uri: http::Uri = self.url.parse()?;
+        let authority = uri.authority().ok_or("the URL has no host")?;
+        let host = authority.host();
+        let addr = format!("{}:{}", if host == "localhost" { "127.0.0.1" } else { host }, authority.port_u16().unwrap_or(443));
+        let tls = Arc::new(plain_client_config(&self.tls.cert, &self.tls.key, &self.tls.ca, &[b"http/1.1"])?);
+        Ok((uri, addr, tls))
+    }
+
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+}
+
+#[derive(clap::Args)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    agent: AgentArgs,
     #[arg(long)]
     tool: String,
     #[arg(long, default_value = "{}")]
@@ -43,16 +66,12 @@ pub struct LoadArgs {
 }
 
 pub async fn load(args: LoadArgs) -> Result<(), AnyError> {
-    let uri: http::Uri = args.url.parse()?;
-    let authority = uri.authority().ok_or("the URL has no host")?;
-    let host = authority.host();
-    let addr = format!("{}:{}", if host == "localhost" { "127.0.0.1" } else { host }, authority.port_u16().unwrap_or(443));
-    let tls = Arc::new(plain_client_config(&args.tls.cert, &args.tls.key, &args.tls.ca, &[b"http/1.1"])?);
+    let (uri, addr, tls) = args.agent.resolve()?;
     let ids = Arc::new(AtomicU64::new(1));
     let mut callers = Vec::new();
     for _ in 0..args.concurrency {
         callers.push(McpCallCaller {
-            sender: connect(&addr, &args.server_name, tls.clone(), false).await?,
+            sender: connect(&addr, args.agent.server_name(), tls.clone(), false).await?,
             uri: uri.clone(),
             tool: args.tool.clone(),
             arguments: args.arguments.clone(),

@@ -12,9 +12,9 @@
 //! T the CLOCK_MONOTONIC seconds at which its handler saw the cancellation (the difference is
 //! cancel-to-stop), or `finished T` when its wait ran out uncancelled.
 
-use crate::common::{plain_client_config, print_json, AnyError};
+use crate::common::{print_json, AnyError};
 use crate::http::{check_tool_result, connect_tls, origin_form};
-use crate::transport::TlsFilesArgs;
+use crate::load::AgentArgs;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
@@ -25,15 +25,8 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct StreamCallsArgs {
-    /// The client certificate presented to the agent.
     #[command(flatten)]
-    tls: TlsFilesArgs,
-    /// https://127.0.0.1:PORT/mcp (loopback only).
-    #[arg(long)]
-    url: String,
-    /// The name the server certificate must carry.
-    #[arg(long, default_value = "localhost")]
-    server_name: String,
+    agent: AgentArgs,
     #[arg(long)]
     tool: String,
     /// Notifications asked of the last hop per call (`{"n": N}`).
@@ -93,12 +86,8 @@ struct Target {
 }
 
 pub async fn stream_calls(args: StreamCallsArgs) -> Result<(), AnyError> {
-    let uri: http::Uri = args.url.parse()?;
-    let authority = uri.authority().ok_or("the URL has no host")?;
-    let host = authority.host();
-    let addr = format!("{}:{}", if host == "localhost" { "127.0.0.1" } else { host }, authority.port_u16().unwrap_or(443));
-    let tls = Arc::new(plain_client_config(&args.tls.cert, &args.tls.key, &args.tls.ca, &[b"http/1.1"])?);
-    let target = Target { addr, server_name: args.server_name.clone(), uri, tls, tool: args.tool.clone() };
+    let (uri, addr, tls) = args.agent.resolve()?;
+    let target = Target { addr, server_name: args.agent.server_name().to_owned(), uri, tls, tool: args.tool.clone() };
     let bound = Duration::from_secs_f64(args.call_timeout);
     let arguments = json!({"n": args.n});
     for _ in 0..args.warmup {
