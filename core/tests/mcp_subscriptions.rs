@@ -269,6 +269,14 @@ async fn what_one_client_holds_is_bounded() {
     assert_eq!(v["error"]["code"], json!(-32602), "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("at most 256 resources"), "{v}");
 
+    // A session keeps its client's capabilities: at most 8 KiB of them.
+    let bloated = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
+        "capabilities": {"experimental": {"pad": "x".repeat(9000)}}, "clientInfo": {"name": "t", "version": "1"}}});
+    let (status, headers, v) = send(&client, "POST", ep, None, Some(bloated)).await;
+    assert_eq!((status, v["error"]["code"].clone()), (200, json!(-32602)), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("takes at most 8192"), "{v}");
+    assert!(headers.get("mcp-session-id").is_none(), "no session for it");
+
     // At most 64 sessions per identity: the 65th drops the least recently used one.
     let mut sessions = vec![session];
     for _ in 1..65 {

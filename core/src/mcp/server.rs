@@ -240,8 +240,10 @@ impl McpServer {
             Era::Modern => self.modern(&method, &params, headers, peer),
             Era::Legacy => self.legacy(&method, &params, headers, peer),
         };
+        // Only an initialize that succeeded opens a session (a refused one is answered 200 too).
+        let opens_session = era == Era::Legacy && method == "initialize" && result.is_ok();
         let mut response = answer(&mut operation, id, result);
-        if era == Era::Legacy && method == "initialize" && response.status() == StatusCode::OK {
+        if opens_session {
             let session = self.sessions.open(&peer.identity, params.capabilities.and_then(methods::declared_capabilities));
             let value = http::HeaderValue::try_from(session).expect("a hex session id is a valid header value");
             response.headers_mut().insert(HEADER_SESSION_ID, value);

@@ -148,6 +148,17 @@ impl McpServer {
     pub(super) fn legacy(&self, method: &str, params: &Params, headers: &HeaderMap, peer: &PeerInfo) -> Result<Value, RpcError> {
         match method {
             "initialize" => {
+                let declared = params.capabilities.map_or(0, |raw| raw.0.get().len());
+                if declared > super::sessions::MAX_CAPABILITIES_BYTES {
+                    return Err(RpcError::new(
+                        StatusCode::OK,
+                        codes::INVALID_PARAMS,
+                        format!(
+                            "Invalid params: the client capabilities are {declared} bytes; a session keeps them, and takes at most {}",
+                            super::sessions::MAX_CAPABILITIES_BYTES
+                        ),
+                    ));
+                }
                 let requested = params.protocol_version.and_then(Raw::as_str);
                 let requested = requested.as_deref().unwrap_or(DEFAULT_LEGACY_VERSION);
                 let version = if LEGACY_VERSIONS.contains(&requested) { requested } else { LEGACY_VERSIONS[0] };

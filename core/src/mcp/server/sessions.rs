@@ -40,6 +40,10 @@ impl Default for Limits {
     }
 }
 
+/// The largest client capabilities a legacy `initialize` may declare: its session keeps them, so
+/// a client must not make 64 sessions hold a request body each.
+pub(super) const MAX_CAPABILITIES_BYTES: usize = 8 * 1024;
+
 pub(super) struct Sessions {
     limits: Limits,
     sessions: Mutex<FxHashMap<Box<str>, Session>>,
