@@ -292,12 +292,7 @@ impl Session {
         span.set("toolmesh.registry.operation", operation);
         span.set("http.request.method", method);
         span.set("url.template", template);
-        if let Ok(uri) = self.client.url().parse::<http::Uri>() {
-            if let Some(host) = uri.host() {
-                span.set("server.address", host.trim_start_matches('[').trim_end_matches(']').to_owned());
-            }
-            span.set("server.port", i64::from(uri.port_u16().unwrap_or(443)));
-        }
+        crate::trace::set_server_address(&mut span, self.client.url());
         Some(span)
     }
 

@@ -112,10 +112,12 @@ impl Tracer {
         context: &TraceContext,
         parent: Option<&TraceContext>,
     ) -> Option<Span> {
-        let name = match target {
-            Some(target) => format!("{method} {target}"),
-            None => method.to_owned(),
-        };
+        let mut name = String::with_capacity(method.len() + target.map_or(0, |t| 1 + t.len()));
+        name.push_str(method);
+        if let Some(target) = target {
+            name.push(' ');
+            name.push_str(target);
+        }
         let mut span = self.operation(kind, name, context, parent)?;
         span.set("mcp.method.name", method_value(method));
         Some(span)
@@ -212,6 +214,26 @@ fn method_value(method: &str) -> Value {
     }
 }
 
+/// Sets a client span's `server.address` and `server.port` from the URL it calls
+/// (`https://host:port/path`; port 443 when the URL names none). Read by hand, not parsed as an
+/// `http::Uri`, which copies and checks the whole URL on every call.
+pub fn set_server_address(span: &mut Span, url: &str) {
+    let rest = url.strip_prefix("https://").or_else(|| url.split_once("://").map(|(_, rest)| rest)).unwrap_or(url);
+    let authority = rest.bytes().position(|b| matches!(b, b'/' | b'?' | b'#')).map_or(rest, |end| &rest[..end]);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let (host, port) = match authority.rsplit_once(':') {
+        // The colon of `[::1]` is the address's, not a port's.
+        Some((host, port)) if !port.contains(']') => (host, port.parse::<u16>().ok()),
+        _ => (authority, Some(443)),
+    };
+    if !host.is_empty() {
+        span.set("server.address", host.trim_start_matches('[').trim_end_matches(']').to_owned());
+    }
+    if let Some(port) = port {
+        span.set("server.port", i64::from(port));
+    }
+}
+
 /// How many attributes a span has room for from the start.
 const ATTRIBUTES: usize = 12;
 
@@ -270,6 +292,42 @@ mod tests {
         let cancelled = &spans[1];
         assert_eq!((cancelled.name.as_str(), cancelled.parent_span_id), ("tools/list", None));
         assert!(cancelled.attributes.contains(&("error.type", "CANCELLED".into())), "{cancelled:?}");
+    }
+
+    #[tokio::test]
+    async fn a_client_span_names_the_host_and_port_its_url_does() {
+        let recorder = Recorder::default();
+        let tracer = Tracer::recording(recorder.clone());
+        let urls =
+            ["https://127.0.0.1:8443/mcp", "https://[::1]:9000/mcp", "https://[::1]/mcp", "https://agent.example/mcp?x=1", "https://u@h:1"];
+        for url in urls {
+            let mut span = tracer.operation(SpanKind::Client, url.to_owned(), &tracer.root(), None).unwrap();
+            set_server_address(&mut span, url);
+        }
+        let spans = recorded(&recorder, urls.len()).await;
+        let named: Vec<(Option<&str>, Option<i64>)> = spans
+            .iter()
+            .map(|s| {
+                let get = |key| s.attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+                (
+                    get("server.address").and_then(Value::as_str),
+                    get("server.port").and_then(|v| match v {
+                        Value::Int(n) => Some(*n),
+                        _ => None,
+                    }),
+                )
+            })
+            .collect();
+        assert_eq!(
+            named,
+            [
+                (Some("127.0.0.1"), Some(8443)),
+                (Some("::1"), Some(9000)),
+                (Some("::1"), Some(443)),
+                (Some("agent.example"), Some(443)),
+                (Some("h"), Some(1))
+            ]
+        );
     }
 
     #[tokio::test]

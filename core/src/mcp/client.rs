@@ -142,12 +142,7 @@ impl McpClient {
         span.set("mcp.protocol.version", MODERN_VERSION);
         span.set("network.transport", "tcp");
         span.set("network.protocol.name", "http");
-        if let Ok(uri) = endpoint.parse::<http::Uri>() {
-            if let Some(host) = uri.host() {
-                span.set("server.address", host.trim_start_matches('[').trim_end_matches(']').to_owned());
-            }
-            span.set("server.port", i64::from(uri.port_u16().unwrap_or(443)));
-        }
+        crate::trace::set_server_address(&mut span, endpoint);
         if let Some(peer) = peer {
             span.set("toolmesh.peer.agent", peer.to_owned());
         }
@@ -327,7 +322,7 @@ impl EventReader {
 /// attribute a server span names its verified caller with.
 fn answered_by(span: Option<&mut Span>, response: &http::Response<Bytes>) {
     if let (Some(span), Some(identity)) = (span, response.extensions().get::<PeerIdentity>()) {
-        span.set("toolmesh.peer.identity", identity.as_str().to_owned());
+        span.set("toolmesh.peer.identity", identity.0.clone());
     }
 }
 

@@ -3,6 +3,7 @@
 //! `resource/v1/resource.proto`), with their field numbers. docs/tracing.md says why not a crate.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// A finished span, as it is exported.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,11 +46,40 @@ pub enum SpanKind {
 }
 
 /// An attribute's value (`AnyValue`). Most of a span's values are constants (`tcp`, `http`,
-/// `execute_tool`, the protocol version): those are borrowed, not copied for every span.
-#[derive(Debug, Clone, PartialEq)]
+/// `execute_tool`, the protocol version): those are borrowed, not copied for every span; those
+/// of a connection or a peer (its address, its identity) are shared, not copied.
+#[derive(Debug, Clone)]
 pub enum Value {
     Str(Cow<'static, str>),
+    Shared(Arc<str>),
     Int(i64),
+}
+
+impl Value {
+    /// The text of a string value.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(text) => Some(text),
+            Value::Shared(text) => Some(text),
+            Value::Int(_) => None,
+        }
+    }
+}
+
+/// Equal when they hold the same text or number, however it is held.
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Int(a), Value::Int(b)) => a == b,
+            (a, b) => a.as_str().is_some_and(|a| b.as_str() == Some(a)),
+        }
+    }
+}
+
+impl From<Arc<str>> for Value {
+    fn from(text: Arc<str>) -> Self {
+        Value::Shared(text)
+    }
 }
 
 impl From<&'static str> for Value {
@@ -189,6 +219,7 @@ fn encode_key_value(out: &mut Vec<u8>, key: &str, value: &Value) {
     string_field(out, key_value::KEY, key);
     message(out, key_value::VALUE, |any| match value {
         Value::Str(text) => string_field(any, any_value::STRING, text),
+        Value::Shared(text) => string_field(any, any_value::STRING, text),
         Value::Int(number) => varint_field(any, any_value::INT, *number as u64),
     });
 }
@@ -251,7 +282,11 @@ fn message(out: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
         used += 1;
     }
     prefix[used] = rest as u8;
-    out.splice(gap..gap + 1, prefix[..=used].iter().copied());
+    // Room for the longer length: the message moves up by what it takes beyond the gap's byte.
+    let end = out.len();
+    out.resize(end + used, 0);
+    out.copy_within(gap + 1..end, gap + 1 + used);
+    out[gap..=gap + used].copy_from_slice(&prefix[..=used]);
 }
 
 #[cfg(test)]

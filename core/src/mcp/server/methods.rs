@@ -440,16 +440,19 @@ impl McpServer {
         }
         let request_id = id.get();
         span.set("jsonrpc.request.id", request_id.strip_prefix('"').and_then(|i| i.strip_suffix('"')).unwrap_or(request_id).to_owned());
-        let version = header_str(HEADER_PROTOCOL_VERSION).map(str::to_owned);
-        if let Some(version) = version.or_else(|| meta.and_then(|m| m.protocol_version).and_then(Raw::as_str).map(Cow::into_owned)) {
-            span.set("mcp.protocol.version", version);
+        let version = match header_str(HEADER_PROTOCOL_VERSION) {
+            Some(version) => Some(Cow::Borrowed(version)),
+            None => meta.and_then(|m| m.protocol_version).and_then(Raw::as_str),
+        };
+        if let Some(version) = version {
+            span.set("mcp.protocol.version", version_value(&version));
         }
         span.set("network.transport", "tcp");
         span.set("network.protocol.name", "http");
-        span.set("client.address", peer.remote.ip().to_string());
+        span.set("client.address", peer.address_value());
         span.set("client.port", i64::from(peer.remote.port()));
         if peer.is_authenticated() {
-            span.set("toolmesh.peer.identity", peer.identity.clone());
+            span.set("toolmesh.peer.identity", peer.identity_value());
         }
         (trace, Some(span))
     }
@@ -461,6 +464,14 @@ impl McpServer {
             meta.and_then(|m| m.deadline_ms).and_then(Raw::as_u64).map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
         let (headers, hop_only) = self.propagate.capture_inbound_map(headers);
         RequestContext { headers, hop_only, trace: Some(trace), deadline, ..RequestContext::default() }
+    }
+}
+
+/// A protocol version as a span attribute value: the versions served borrowed, any other copied.
+fn version_value(version: &str) -> crate::trace::Value {
+    match std::iter::once(&MODERN_VERSION).chain(LEGACY_VERSIONS).find(|known| **known == version) {
+        Some(known) => crate::trace::Value::from(*known),
+        None => crate::trace::Value::from(version.to_owned()),
     }
 }
 
