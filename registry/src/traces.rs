@@ -12,7 +12,7 @@
 //! is decoded when someone reads its trace. A request's bytes are freed with its last kept span.
 
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::mem::size_of;
 use std::sync::{Arc, Mutex};
 use toolmesh_core::metrics::{Counter, Exposition, Kind};
@@ -54,9 +54,12 @@ pub struct TraceStore {
 
 #[derive(Default)]
 struct Kept {
-    traces: HashMap<[u8; 16], KeptTrace>,
+    traces: HashMap<[u8; 16], KeptTrace, foldhash::fast::RandomState>,
     /// What each exporter (verified identity) holding spans holds.
-    exporters: HashMap<Arc<str>, Share>,
+    exporters: HashMap<Arc<str>, Share, foldhash::fast::RandomState>,
+    /// The exporters by how full their share is ([`Share::fill`]), so that an eviction finds
+    /// the largest without going through every exporter of a large mesh.
+    by_fill: BTreeSet<(u64, Arc<str>)>,
     spans: usize,
     bytes: usize,
 }
@@ -70,6 +73,14 @@ struct Share {
     /// The traces it holds spans of, in the order its first span of each arrived: its
     /// evictions take from the front.
     arrival: VecDeque<[u8; 16]>,
+}
+
+impl Share {
+    /// How full the share is, of the larger of the two bounds, as an order-keeping integer (the
+    /// bits of a non-negative `f64` sort as it does).
+    fn fill(&self, limits: TraceLimits) -> u64 {
+        (self.spans as f64 / limits.max_spans as f64).max(self.bytes as f64 / limits.max_bytes as f64).to_bits()
+    }
 }
 
 /// One trace's spans, with what its summary needs kept up to date.
@@ -150,13 +161,14 @@ impl TraceStore {
         let kept = &mut *kept;
         let exporter: Arc<str> = kept.exporters.get_key_value(exporter).map_or_else(|| Arc::from(exporter), |(known, _)| known.clone());
         let share = kept.exporters.entry(exporter.clone()).or_default();
+        kept.by_fill.remove(&(share.fill(self.limits), exporter.clone()));
         for index in spans {
             let bytes = footprint(&index, envelope);
             let trace = kept.traces.entry(index.trace_id).or_insert_with(|| {
                 kept.bytes += TRACE_OVERHEAD;
                 KeptTrace { spans: Vec::new(), exporters: Vec::new(), bytes: TRACE_OVERHEAD, start: u64::MAX, end: 0, errors: 0 }
             });
-            if !trace.exporters.contains(&exporter) {
+            if !trace.exporters.iter().any(|known| same(known, &exporter)) {
                 trace.exporters.push(exporter.clone());
                 share.arrival.push_back(index.trace_id);
             }
@@ -170,6 +182,7 @@ impl TraceStore {
             kept.spans += 1;
             kept.bytes += bytes;
         }
+        kept.by_fill.insert((share.fill(self.limits), exporter));
         while kept.spans > self.limits.max_spans || kept.bytes > self.limits.max_bytes {
             if !self.evict_from_largest(kept) {
                 break;
@@ -181,12 +194,10 @@ impl TraceStore {
     /// Evicts the spans the exporter holding the largest share keeps of its oldest trace; false
     /// when nothing is left to evict.
     fn evict_from_largest(&self, kept: &mut Kept) -> bool {
-        let limits = self.limits;
-        let fill = |share: &Share| (share.spans as f64 / limits.max_spans as f64).max(share.bytes as f64 / limits.max_bytes as f64);
-        let Some(largest) = kept.exporters.iter().max_by(|a, b| fill(a.1).total_cmp(&fill(b.1))).map(|(id, _)| id.clone()) else {
+        let Some((_, largest)) = kept.by_fill.pop_last() else {
             return false;
         };
-        let Some(share) = kept.exporters.get_mut(&largest) else { return false };
+        let Some(share) = kept.exporters.get_mut(&largest) else { return true };
         let Some(oldest) = share.arrival.pop_front() else {
             kept.exporters.remove(&largest);
             return true;
@@ -194,13 +205,13 @@ impl TraceStore {
         if let Some(trace) = kept.traces.get_mut(&oldest) {
             let (mut spans, mut bytes, mut errors) = (0, 0, 0);
             trace.spans.retain(|kept| {
-                let theirs = kept.exporter == largest;
+                let theirs = same(&kept.exporter, &largest);
                 if theirs {
                     (spans, bytes, errors) = (spans + 1, bytes + kept.bytes, errors + usize::from(kept.index.failed));
                 }
                 !theirs
             });
-            trace.exporters.retain(|exporter| *exporter != largest);
+            trace.exporters.retain(|exporter| !same(exporter, &largest));
             (trace.bytes, trace.errors) = (trace.bytes - bytes, trace.errors - errors);
             (share.spans, share.bytes) = (share.spans - spans, share.bytes - bytes);
             (kept.spans, kept.bytes) = (kept.spans - spans, kept.bytes - bytes);
@@ -216,6 +227,8 @@ impl TraceStore {
         }
         if share.spans == 0 {
             kept.exporters.remove(&largest);
+        } else {
+            kept.by_fill.insert((share.fill(self.limits), largest));
         }
         true
     }
@@ -271,6 +284,12 @@ impl TraceStore {
         out.metric("toolmesh_registry_trace_spans_evicted_total", Kind::Counter, "Spans of the evicted traces.");
         out.sample("toolmesh_registry_trace_spans_evicted_total", &[], self.evicted_spans.get());
     }
+}
+
+/// Whether two exporter names are the same: by pointer first, as the store shares one `Arc` per
+/// exporter while it holds spans of it.
+fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }
 
 /// A trace id as the API writes it: 32 hex digits (either case read).
