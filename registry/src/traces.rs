@@ -529,6 +529,33 @@ mod tests {
     }
 
     #[test]
+    fn the_exporters_by_fill_stay_those_of_the_shares_through_inserts_and_evictions() {
+        let limits = TraceLimits { max_spans: 120, max_bytes: 40_000 };
+        let store = TraceStore::new(limits);
+        let identities: Vec<String> = (0..40).map(|i| format!("spiffe://toolmesh.local/agent/a{i}")).collect();
+        // A fixed pseudo-random walk: exporters of every size, traces shared between them.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        for _ in 0..3_000 {
+            let identity = &identities[(next(40) * next(40) / 40) as usize];
+            let spans: Vec<ReceivedSpan> =
+                (0..=next(3)).map(|i| span(1 + next(200) as u8, 1 + i as u8, None, next(1_000), 1_000)).collect();
+            keep(&store, spans, identity);
+            let kept = store.kept.lock().unwrap();
+            let expected: BTreeSet<(u64, Arc<str>)> =
+                kept.exporters.iter().map(|(name, share)| (share.fill(limits), name.clone())).collect();
+            assert_eq!(kept.by_fill, expected);
+            assert!(kept.spans <= limits.max_spans && kept.bytes <= limits.max_bytes);
+            assert_eq!(kept.exporters.values().map(|share| share.spans).sum::<usize>(), kept.spans);
+        }
+    }
+
+    #[test]
     fn every_kept_span_names_the_identity_that_exported_it_whatever_the_body_claims() {
         let store = TraceStore::new(TraceLimits::default());
         let mut forged = span(1, 1, None, 1, 2);
