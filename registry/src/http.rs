@@ -487,7 +487,7 @@ async fn serve(
         (Route::Traces, &Method::POST) => {
             // Any mesh identity: every agent exports its own spans here.
             let request = otlp_body(&parts.headers, body).await?;
-            api.traces.insert(&request, &caller.identity).map_err(|e| {
+            api.traces.insert(request, &caller.identity).map_err(|e| {
                 Refusal::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_otlp",

@@ -146,14 +146,12 @@ impl TraceStore {
     /// exporter's word, so each span read names who exported it ([`EXPORTER_ATTRIBUTE`],
     /// replacing one the body carried): a span an agent sends in another agent's name is told
     /// apart by whoever reads it, and counts against its own share. Returns the spans kept.
-    pub fn insert(&self, request: &[u8], exporter: &str) -> Result<usize, String> {
-        let spans = index_export_request(request)?;
+    pub fn insert(&self, request: Bytes, exporter: &str) -> Result<usize, String> {
+        let spans = index_export_request(&request)?;
         if spans.is_empty() {
             return Ok(0);
         }
-        // A copy of just these bytes: the body as read may be a slice of the connection's read
-        // buffer, which it would keep alive.
-        let request = Bytes::copy_from_slice(request);
+        let request = owned(request);
         let envelope = (request.len() - spans.iter().map(|s| s.at.len()).sum::<usize>()).div_ceil(spans.len());
         let count = spans.len();
         self.received.add(count as u64);
@@ -286,6 +284,18 @@ impl TraceStore {
     }
 }
 
+/// `request` as the store may keep it: as it is when it alone holds its buffer and fills most of
+/// it (a body read in several frames is gathered into one such buffer: a batch of hundreds of
+/// spans is not copied again), else a copy of just its bytes (a body read in one frame may be a
+/// slice of the connection's read buffer, which keeping it would keep alive).
+fn owned(request: Bytes) -> Bytes {
+    match request.try_into_mut() {
+        Ok(alone) if alone.capacity() - alone.len() <= alone.len() / 8 => alone.freeze(),
+        Ok(alone) => Bytes::copy_from_slice(&alone),
+        Err(shared) => Bytes::copy_from_slice(&shared),
+    }
+}
+
 /// Whether two exporter names are the same: by pointer first, as the store shares one `Arc` per
 /// exporter while it holds spans of it.
 fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
@@ -405,7 +415,7 @@ mod tests {
 
     fn keep(store: &TraceStore, spans: Vec<ReceivedSpan>, exporter: &str) {
         let count = spans.len();
-        assert_eq!(store.insert(&encode(spans), exporter), Ok(count));
+        assert_eq!(store.insert(Bytes::from(encode(spans)), exporter), Ok(count));
     }
 
     #[test]
@@ -556,6 +566,31 @@ mod tests {
     }
 
     #[test]
+    fn a_request_alone_in_its_buffer_is_kept_as_it_is_and_a_slice_of_a_shared_one_is_copied() {
+        let store = TraceStore::new(TraceLimits::default());
+        let kept_at = |trace: u8| store.kept.lock().unwrap().traces[&[trace; 16]].spans[0].request.as_ptr();
+        let alone = Bytes::from(encode(vec![span(1, 1, None, 1, 2)]));
+        let at = alone.as_ptr();
+        assert_eq!(store.insert(alone, EXPORTER), Ok(1));
+        assert_eq!(kept_at(1), at, "not copied");
+        // A body that is a slice of a buffer still in use (a connection's read buffer).
+        let mut buffer = encode(vec![span(2, 1, None, 1, 2)]);
+        let length = buffer.len();
+        buffer.extend_from_slice(&[0; 4096]);
+        let buffer = Bytes::from(buffer);
+        let body = buffer.slice(..length);
+        assert_eq!(store.insert(body, EXPORTER), Ok(1));
+        assert_ne!(kept_at(2), buffer.as_ptr(), "copied");
+        // Alone in a buffer mostly empty: copied, so that the rest is freed.
+        let mut roomy = Vec::with_capacity(64 * 1024);
+        roomy.extend(encode(vec![span(3, 1, None, 1, 2)]));
+        let roomy = Bytes::from(roomy);
+        let at = roomy.as_ptr();
+        assert_eq!(store.insert(roomy, EXPORTER), Ok(1));
+        assert_ne!(kept_at(3), at, "copied");
+    }
+
+    #[test]
     fn every_kept_span_names_the_identity_that_exported_it_whatever_the_body_claims() {
         let store = TraceStore::new(TraceLimits::default());
         let mut forged = span(1, 1, None, 1, 2);
@@ -570,11 +605,11 @@ mod tests {
         let store = TraceStore::new(TraceLimits::default());
         let mut request = encode(vec![span(1, 1, None, 1, 2), span(2, 1, None, 1, 2)]);
         request.truncate(request.len() - 3);
-        let e = store.insert(&request, EXPORTER).unwrap_err();
+        let e = store.insert(Bytes::from(request), EXPORTER).unwrap_err();
         assert!(e.starts_with("ExportTraceServiceRequest: ") && e.contains("claims"), "{e}");
         assert!(store.recent(10).traces.is_empty());
         assert_eq!(store.received.get(), 0);
-        assert_eq!(store.insert(&[], EXPORTER), Ok(0));
+        assert_eq!(store.insert(Bytes::new(), EXPORTER), Ok(0));
     }
 
     #[test]
