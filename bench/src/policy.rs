@@ -282,7 +282,7 @@ pub fn policy_decide(args: PolicyArgs) -> Result<(), AnyError> {
     let (caller_id, callee_id, stranger_id) = (identity(caller)?, identity(callee)?, identity("bench-z")?);
     let peer_of = |id: &Arc<Identity>| {
         let chain = id.certified_key().cert.clone();
-        PeerInfo::new(peer_identity(&chain[0]), "127.0.0.1:40000".parse().expect("address"), chain)
+        PeerInfo::new(&peer_identity(&chain[0]), "127.0.0.1:40000".parse().expect("address"), chain)
     };
     let (peer, stranger) = (peer_of(&caller_id), peer_of(&stranger_id));
     let header = Origins::new(caller_id.clone()).outbound(None, None)?.to_str()?.to_owned();

@@ -83,7 +83,7 @@ impl Gate {
         let entity = self.entity_of(&peer.identity);
         // Most chains start with the peer itself.
         let origin_entity =
-            origin.as_ref().and_then(|o| if o.identity == peer.identity { entity.clone() } else { self.entity_of(&o.identity) });
+            origin.as_ref().and_then(|o| if *o.identity == *peer.identity { entity.clone() } else { self.entity_of(&o.identity) });
         Ok(Caller { entity, peer, origin, origin_entity })
     }
 
@@ -236,7 +236,7 @@ impl Caller<'_> {
             method,
             source,
             // The same identity is the same principal: parsed once.
-            origin: self.origin.as_ref().map(|o| match o.identity == self.peer.identity {
+            origin: self.origin.as_ref().map(|o| match *o.identity == *self.peer.identity {
                 true => source,
                 false => Principal::new(&o.identity, self.origin_entity.as_deref()),
             }),

@@ -39,27 +39,21 @@ pub use body::{Body, Event};
 /// Who is on the other end of an inbound request, from its verified certificate.
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
-    pub identity: String,
+    /// Shared as it is by the span of every request on the connection.
+    pub identity: Arc<str>,
     pub remote: SocketAddr,
     /// The chain the peer presented and the handshake verified; empty when the peer presented
     /// none, which only a server with optional client authentication (the registry's bootstrap)
     /// lets through.
     pub chain: Vec<CertificateDer<'static>>,
-    /// `identity` and the remote IP address as span attribute values: written once per
-    /// connection, shared by the span of every request on it.
-    identity_value: Arc<str>,
+    /// The remote IP address as text, written once per connection for the span of every request
+    /// on it.
     address_value: Arc<str>,
 }
 
 impl PeerInfo {
-    pub fn new(identity: String, remote: SocketAddr, chain: Vec<CertificateDer<'static>>) -> Self {
-        let identity_value = Arc::from(identity.as_str());
-        PeerInfo { identity, remote, chain, identity_value, address_value: Arc::from(remote.ip().to_string()) }
-    }
-
-    /// The verified identity, shared (a span attribute's value).
-    pub fn identity_value(&self) -> Arc<str> {
-        self.identity_value.clone()
+    pub fn new(identity: &str, remote: SocketAddr, chain: Vec<CertificateDer<'static>>) -> Self {
+        PeerInfo { identity: Arc::from(identity), remote, chain, address_value: Arc::from(remote.ip().to_string()) }
     }
 
     /// The remote IP address as text, shared (a span attribute's value).
@@ -263,7 +257,7 @@ where
     let expiry = chain_not_after(&chain, &anchors).map(instant_of);
     let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let name = chain.first().map(peer_identity).unwrap_or_else(|| "unknown".to_owned());
-    let peer = Arc::new(PeerInfo::new(name, remote, chain));
+    let peer = Arc::new(PeerInfo::new(&name, remote, chain));
     // Who, never what keys: the identity its certificate names (SPIFFE ID, else its CN).
     tracing::debug!(peer = %peer.identity, %remote, resumed, version = ?tls.get_ref().1.protocol_version(), "TLS handshake accepted");
 

@@ -208,10 +208,7 @@ impl Drop for Span {
 /// other copied.
 fn method_value(method: &str) -> Value {
     const COMMON: [&str; 6] = ["tools/call", "tools/list", "initialize", "ping", "prompts/get", "resources/read"];
-    match COMMON.iter().find(|common| **common == method) {
-        Some(common) => Value::from(*common),
-        None => Value::from(method.to_owned()),
-    }
+    Value::known_or_owned(method, &COMMON)
 }
 
 /// Sets a client span's `server.address` and `server.port` from the URL it calls

@@ -173,7 +173,7 @@ fn headers(modern: bool) -> HeaderMap {
 
 /// Sends `body`, checks the answer's shape; answers the status and the parsed body.
 fn check(runtime: &tokio::runtime::Runtime, server: &McpServer, body: &[u8], modern: bool) -> Result<(u16, Value), TestCaseError> {
-    let peer = PeerInfo::new("fuzz".into(), "127.0.0.1:1".parse().expect("addr"), vec![]);
+    let peer = PeerInfo::new("fuzz", "127.0.0.1:1".parse().expect("addr"), vec![]);
     let (status, bytes) = runtime.block_on(async {
         let response = server.handle_message(&headers(modern), body, &peer).await;
         let status = response.status().as_u16();

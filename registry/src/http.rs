@@ -297,7 +297,7 @@ fn authenticate(api: &Api, peer: &PeerInfo) -> Result<Caller, Refusal> {
     }
     match api.trust.standing(&peer.chain) {
         Some(Standing::Mesh) => Ok(Caller::mesh(&peer.identity)),
-        Some(Standing::Entity(entity)) => Ok(Caller { identity: peer.identity.clone(), entity: Some(entity) }),
+        Some(Standing::Entity(entity)) => Ok(Caller { identity: peer.identity.to_string(), entity: Some(entity) }),
         None => Err(Refusal::denied(
             StatusCode::FORBIDDEN,
             "revoked",

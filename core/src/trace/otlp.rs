@@ -56,6 +56,14 @@ pub enum Value {
 }
 
 impl Value {
+    /// `text` borrowed when it is one of `known` (the values written every day), else copied.
+    pub fn known_or_owned<'a>(text: &str, known: impl IntoIterator<Item = &'a &'static str>) -> Value {
+        match known.into_iter().find(|known| **known == text) {
+            Some(known) => Value::from(*known),
+            None => Value::from(text.to_owned()),
+        }
+    }
+
     /// The text of a string value.
     pub fn as_str(&self) -> Option<&str> {
         match self {

@@ -153,7 +153,7 @@ impl McpServer {
         trace: TraceContext,
     ) -> Result<(Arc<crate::context::RequestContext>, Option<Arc<Value>>), RpcError> {
         let mut context = self.inbound_context(headers, params.meta(), trace);
-        context.caller = Some(Arc::from(peer.identity.as_str()));
+        context.caller = Some(peer.identity.clone());
         context.origin = admitted.origin.clone();
         let declared = params.meta().and_then(|m| m.client_capabilities).and_then(declared_capabilities);
         if era == Era::Modern {

@@ -311,7 +311,7 @@ impl McpServer {
         let reporter = Arc::new(reporter.with_deadline(context.deadline));
         // A legacy caller cancels with `notifications/cancelled` naming this request's id.
         let registered = (era == Era::Legacy).then(|| InFlight::register(&self.in_flight, &peer.identity, id.get(), &reporter));
-        context.caller = Some(Arc::from(peer.identity.as_str()));
+        context.caller = Some(peer.identity.clone());
         context.client_capabilities = client_capabilities.clone();
         if let Some(answers) = input {
             take_answers(&mut context, Arc::unwrap_or_clone(answers));
@@ -452,7 +452,7 @@ impl McpServer {
         span.set("client.address", peer.address_value());
         span.set("client.port", i64::from(peer.remote.port()));
         if peer.is_authenticated() {
-            span.set("toolmesh.peer.identity", peer.identity_value());
+            span.set("toolmesh.peer.identity", peer.identity.clone());
         }
         (trace, Some(span))
     }
@@ -469,10 +469,7 @@ impl McpServer {
 
 /// A protocol version as a span attribute value: the versions served borrowed, any other copied.
 fn version_value(version: &str) -> crate::trace::Value {
-    match std::iter::once(&MODERN_VERSION).chain(LEGACY_VERSIONS).find(|known| **known == version) {
-        Some(known) => crate::trace::Value::from(*known),
-        None => crate::trace::Value::from(version.to_owned()),
-    }
+    crate::trace::Value::known_or_owned(version, std::iter::once(&MODERN_VERSION).chain(LEGACY_VERSIONS))
 }
 
 /// The client capabilities a modern request declares in its `_meta`, for its handler; `{}`, what

@@ -63,7 +63,7 @@ async fn post(server: &McpServer, headers: &[(&'static str, &str)], body: impl A
     for (name, value) in headers {
         map.insert(*name, value.parse().unwrap());
     }
-    let peer = PeerInfo::new("test".into(), "127.0.0.1:1".parse().unwrap(), vec![]);
+    let peer = PeerInfo::new("test", "127.0.0.1:1".parse().unwrap(), vec![]);
     let response = server.handle_message(&map, body.as_ref(), &peer).await;
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
