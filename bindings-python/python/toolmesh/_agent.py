@@ -162,7 +162,10 @@ class Agent:
             loop.add_signal_handler(signum, stop.set)
         await self.start()
         try:
-            print(self._require_native().ready_line, file=sys.stderr, flush=True)
+            # One write: print() writes the text and its newline apart, and core's log lines,
+            # written to the same stderr from other threads, could land between them.
+            sys.stderr.write(f"{self._require_native().ready_line}\n")
+            sys.stderr.flush()
             sys.stdout.flush()
             await stop.wait()
         finally:
