@@ -71,7 +71,7 @@ pub struct RegistryArgs {
     #[arg(long, default_value = "4MiB", value_parser = parse_bytes, value_name = "BYTES")]
     max_bytes_per_identity: usize,
     /// Most spans the trace store keeps (agents export to it when they name no OTLP collector);
-    /// past it, the identity that exported the most gives up its oldest traces.
+    /// past it, the identity that exported the most gives up its oldest export requests.
     #[arg(long, default_value_t = toolmesh_registry::DEFAULT_TRACE_MAX_SPANS, value_parser = at_least_one, value_name = "N")]
     trace_max_spans: usize,
     /// Most memory (estimated) the trace store's spans take, e.g. 32MiB.

@@ -17,7 +17,7 @@ mod settings;
 
 pub use export::SpanCounters;
 pub use otlp::{SpanKind, SpanRecord, Value};
-pub use receive::{decode_indexed_span, index_export_request, IndexedSpan, ReceivedSpan};
+pub use receive::{check_export_request, decode_indexed_span, index_export_request, IndexedSpan, ReceivedSpan};
 pub use sampler::{Root, Sampler};
 pub use settings::{Batch, Destination, Export, Settings};
 

@@ -2,14 +2,15 @@
 //! (`POST /v1/traces`, OTLP/HTTP protobuf), kept in memory for `toolmesh trace` and the
 //! dashboard. Bounded by a number of spans and an estimate of their bytes (see [`TraceLimits`]):
 //! past either, the exporter (verified identity) holding the largest share of the store gives
-//! up its oldest trace — its spans of it, the trace going with its last span — so that one
-//! identity exporting a flood evicts its own traces, not every other agent's. Counted on
-//! `/metrics`. Nothing is written to disk; a restart starts empty.
+//! up its oldest request, so that one identity exporting a flood evicts its own spans, not
+//! every other agent's. Counted on `/metrics`. Nothing is written to disk; a restart starts
+//! empty.
 //!
 //! Spans arrive all the time and are read rarely (a `toolmesh trace`, a dashboard poll), so
-//! each exported request is kept as it was encoded, checked whole on arrival, and only what
-//! keeping, bounding, listing and evicting need is indexed (ids, times, failed or not); a span
-//! is decoded when someone reads its trace. A request's bytes are freed with its last kept span.
+//! arriving costs as little as it can: each exported request is checked whole and queued, as it
+//! was encoded, behind its exporter's earlier ones. The first read indexes what arrived since
+//! the last (ids, times, failed or not: what listing traces needs), a trace is gathered from the
+//! index when asked for, and a span is decoded only when its trace is read.
 
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -17,23 +18,22 @@ use std::mem::size_of;
 use std::sync::{Arc, Mutex};
 use toolmesh_core::metrics::{Counter, Exposition, Kind};
 use toolmesh_core::registry_api::{TraceDetail, TraceList, TraceSpan, TraceSummary};
-use toolmesh_core::trace::{decode_indexed_span, index_export_request, IndexedSpan, ReceivedSpan};
+use toolmesh_core::trace::{check_export_request, decode_indexed_span, index_export_request, IndexedSpan, ReceivedSpan};
 
 /// Spans kept by default.
 pub const DEFAULT_TRACE_MAX_SPANS: usize = 50_000;
 /// The attribute every kept span carries: the verified identity (SPIFFE ID) of the certificate
 /// that exported it.
 pub const EXPORTER_ATTRIBUTE: &str = "toolmesh.exporter.identity";
-/// Bytes kept by default (the estimate of [`footprint`]): 32 MiB.
+/// Bytes kept by default (the estimate of [`KeptRequest::footprint`]): 32 MiB.
 pub const DEFAULT_TRACE_MAX_BYTES: usize = 32 * 1024 * 1024;
 
-/// How much the store keeps: past either bound, the oldest traces are evicted.
+/// How much the store keeps: past either bound, the oldest requests are evicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceLimits {
     pub max_spans: usize,
-    /// An estimate of the memory the kept spans take: each span's encoded bytes as received
-    /// (with its share of its request's resource and scope), its index entry, and a per-trace
-    /// overhead.
+    /// An estimate of the memory the kept spans take: each request's encoded bytes as received
+    /// and its spans' index entries.
     pub max_bytes: usize,
 }
 
@@ -48,18 +48,18 @@ pub struct TraceStore {
     limits: TraceLimits,
     kept: Mutex<Kept>,
     received: Counter,
-    evicted_traces: Counter,
+    evicted_requests: Counter,
     evicted_spans: Counter,
 }
 
 #[derive(Default)]
 struct Kept {
-    traces: HashMap<[u8; 16], KeptTrace, foldhash::fast::RandomState>,
     /// What each exporter (verified identity) holding spans holds.
     exporters: HashMap<Arc<str>, Share, foldhash::fast::RandomState>,
     /// The exporters by how full their share is ([`Share::fill`]), so that an eviction finds
     /// the largest without going through every exporter of a large mesh.
     by_fill: BTreeSet<(u64, Arc<str>)>,
+    requests: usize,
     spans: usize,
     bytes: usize,
 }
@@ -68,11 +68,9 @@ struct Kept {
 #[derive(Default)]
 struct Share {
     spans: usize,
-    /// Of its spans' footprints (a trace's overhead is counted in the store's bytes only).
     bytes: usize,
-    /// The traces it holds spans of, in the order its first span of each arrived: its
-    /// evictions take from the front.
-    arrival: VecDeque<[u8; 16]>,
+    /// Its requests in the order they arrived: evictions take from the front.
+    requests: VecDeque<KeptRequest>,
 }
 
 impl Share {
@@ -83,43 +81,70 @@ impl Share {
     }
 }
 
-/// One trace's spans, with what its summary needs kept up to date.
-struct KeptTrace {
-    spans: Vec<KeptSpan>,
-    /// The exporters holding spans of it (a trace's are few: one per agent it crossed).
-    exporters: Vec<Arc<str>>,
-    bytes: usize,
-    start: u64,
-    end: u64,
-    errors: usize,
+/// An exported request as kept: still encoded, and indexed once someone has read the store.
+struct KeptRequest {
+    body: Bytes,
+    spans: usize,
+    index: Option<Vec<IndexedSpan>>,
 }
 
-/// A span as kept: the request it came in, still encoded, and its index in it.
-struct KeptSpan {
-    request: Bytes,
-    index: IndexedSpan,
-    exporter: Arc<str>,
-    bytes: usize,
+impl KeptRequest {
+    /// The memory it is counted as taking: its bytes, its index (made or to be made: the bound
+    /// holds after reads too) and itself.
+    fn footprint(&self) -> usize {
+        size_of::<KeptRequest>() + self.body.len() + self.spans * size_of::<IndexedSpan>()
+    }
 }
 
-impl KeptSpan {
+/// A kept span as a read sees it.
+#[derive(Clone, Copy)]
+struct KeptSpan<'a> {
+    exporter: &'a Arc<str>,
+    body: &'a Bytes,
+    index: &'a IndexedSpan,
+}
+
+impl KeptSpan<'_> {
     /// The span decoded from its request; `None` (logged) if it cannot be, which the check on
     /// arrival rules out.
     fn decode(&self) -> Option<ReceivedSpan> {
-        decode_indexed_span(&self.request, &self.index)
+        decode_indexed_span(self.body, self.index)
             .inspect_err(|e| tracing::warn!("a kept span no longer decodes, leaving it out: {e}"))
             .ok()
     }
 }
 
-/// What a kept trace costs besides its spans: its map entry, its place in an arrival queue, its
-/// list of exporters.
-const TRACE_OVERHEAD: usize = size_of::<KeptTrace>() + 3 * size_of::<[u8; 16]>() + 2 * size_of::<Arc<str>>() + 16;
+impl Kept {
+    /// Indexes the requests that arrived since the last read.
+    fn index(&mut self) {
+        for request in self.exporters.values_mut().flat_map(|share| share.requests.iter_mut()) {
+            if request.index.is_none() {
+                let index = index_export_request(&request.body)
+                    .inspect_err(|e| tracing::warn!("a kept request no longer indexes, leaving it out: {e}"))
+                    .unwrap_or_default();
+                request.index = Some(index);
+            }
+        }
+    }
 
-/// The memory a span is counted as taking: its index entry, its `Span` message and its share
-/// (`envelope`) of the request's other bytes.
-fn footprint(span: &IndexedSpan, envelope: usize) -> usize {
-    size_of::<KeptSpan>() + span.at.len() + envelope
+    /// Every indexed span, with its request and exporter.
+    fn spans(&self) -> impl Iterator<Item = KeptSpan<'_>> {
+        self.exporters.iter().flat_map(|(exporter, share)| {
+            share
+                .requests
+                .iter()
+                .flat_map(move |request| request.index.iter().flatten().map(move |index| KeptSpan { exporter, body: &request.body, index }))
+        })
+    }
+
+    /// The indexed spans by trace.
+    fn traces(&self) -> HashMap<[u8; 16], Vec<KeptSpan<'_>>, foldhash::fast::RandomState> {
+        let mut traces: HashMap<[u8; 16], Vec<KeptSpan<'_>>, foldhash::fast::RandomState> = HashMap::default();
+        for span in self.spans() {
+            traces.entry(span.index.trace_id).or_default().push(span);
+        }
+        traces
+    }
 }
 
 impl TraceStore {
@@ -128,7 +153,7 @@ impl TraceStore {
             limits,
             kept: Mutex::default(),
             received: Counter::default(),
-            evicted_traces: Counter::default(),
+            evicted_requests: Counter::default(),
             evicted_spans: Counter::default(),
         }
     }
@@ -141,89 +166,51 @@ impl TraceStore {
     /// by the verified identity `exporter`, or says what is wrong with it (nothing is kept
     /// then); then evicts until the store is within its bounds: the exporter holding the
     /// largest share (of the span or the byte bound, whichever it fills more) gives up its
-    /// spans of its oldest trace, again and again. With one exporter that is its first received
-    /// trace, whole. Any mesh certificate may export, and a span's `service.name` is the
-    /// exporter's word, so each span read names who exported it ([`EXPORTER_ATTRIBUTE`],
-    /// replacing one the body carried): a span an agent sends in another agent's name is told
-    /// apart by whoever reads it, and counts against its own share. Returns the spans kept.
+    /// oldest request, again and again. With one exporter that is the first received. Any mesh
+    /// certificate may export, and a span's `service.name` is the exporter's word, so each span
+    /// read names who exported it ([`EXPORTER_ATTRIBUTE`], replacing one the body carried): a
+    /// span an agent sends in another agent's name is told apart by whoever reads it, and
+    /// counts against its own share. Returns the spans kept.
     pub fn insert(&self, request: Bytes, exporter: &str) -> Result<usize, String> {
-        let spans = index_export_request(&request)?;
-        if spans.is_empty() {
+        let spans = check_export_request(&request)?;
+        if spans == 0 {
             return Ok(0);
         }
-        let request = owned(request);
-        let envelope = (request.len() - spans.iter().map(|s| s.at.len()).sum::<usize>()).div_ceil(spans.len());
-        let count = spans.len();
-        self.received.add(count as u64);
+        let request = KeptRequest { body: owned(request), spans, index: None };
+        let bytes = request.footprint();
+        self.received.add(spans as u64);
         let mut kept = self.kept.lock().expect("trace store lock");
         let kept = &mut *kept;
         let exporter: Arc<str> = kept.exporters.get_key_value(exporter).map_or_else(|| Arc::from(exporter), |(known, _)| known.clone());
         let share = kept.exporters.entry(exporter.clone()).or_default();
         kept.by_fill.remove(&(share.fill(self.limits), exporter.clone()));
-        for index in spans {
-            let bytes = footprint(&index, envelope);
-            let trace = kept.traces.entry(index.trace_id).or_insert_with(|| {
-                kept.bytes += TRACE_OVERHEAD;
-                KeptTrace { spans: Vec::new(), exporters: Vec::new(), bytes: TRACE_OVERHEAD, start: u64::MAX, end: 0, errors: 0 }
-            });
-            if !trace.exporters.iter().any(|known| same(known, &exporter)) {
-                trace.exporters.push(exporter.clone());
-                share.arrival.push_back(index.trace_id);
-            }
-            trace.start = trace.start.min(index.start_unix_nano);
-            trace.end = trace.end.max(index.end_unix_nano);
-            trace.errors += usize::from(index.failed);
-            trace.bytes += bytes;
-            trace.spans.push(KeptSpan { request: request.clone(), index, exporter: exporter.clone(), bytes });
-            share.spans += 1;
-            share.bytes += bytes;
-            kept.spans += 1;
-            kept.bytes += bytes;
-        }
+        share.requests.push_back(request);
+        (share.spans, share.bytes) = (share.spans + spans, share.bytes + bytes);
+        (kept.requests, kept.spans, kept.bytes) = (kept.requests + 1, kept.spans + spans, kept.bytes + bytes);
         kept.by_fill.insert((share.fill(self.limits), exporter));
         while kept.spans > self.limits.max_spans || kept.bytes > self.limits.max_bytes {
             if !self.evict_from_largest(kept) {
                 break;
             }
         }
-        Ok(count)
+        Ok(spans)
     }
 
-    /// Evicts the spans the exporter holding the largest share keeps of its oldest trace; false
-    /// when nothing is left to evict.
+    /// Evicts the oldest request of the exporter holding the largest share; false when nothing
+    /// is left to evict.
     fn evict_from_largest(&self, kept: &mut Kept) -> bool {
         let Some((_, largest)) = kept.by_fill.pop_last() else {
             return false;
         };
         let Some(share) = kept.exporters.get_mut(&largest) else { return true };
-        let Some(oldest) = share.arrival.pop_front() else {
-            kept.exporters.remove(&largest);
-            return true;
-        };
-        if let Some(trace) = kept.traces.get_mut(&oldest) {
-            let (mut spans, mut bytes, mut errors) = (0, 0, 0);
-            trace.spans.retain(|kept| {
-                let theirs = same(&kept.exporter, &largest);
-                if theirs {
-                    (spans, bytes, errors) = (spans + 1, bytes + kept.bytes, errors + usize::from(kept.index.failed));
-                }
-                !theirs
-            });
-            trace.exporters.retain(|exporter| !same(exporter, &largest));
-            (trace.bytes, trace.errors) = (trace.bytes - bytes, trace.errors - errors);
-            (share.spans, share.bytes) = (share.spans - spans, share.bytes - bytes);
-            (kept.spans, kept.bytes) = (kept.spans - spans, kept.bytes - bytes);
-            self.evicted_spans.add(spans as u64);
-            if trace.spans.is_empty() {
-                kept.bytes -= trace.bytes;
-                self.evicted_traces.inc();
-                kept.traces.remove(&oldest);
-            } else {
-                trace.start = trace.spans.iter().map(|s| s.index.start_unix_nano).min().unwrap_or(trace.start);
-                trace.end = trace.spans.iter().map(|s| s.index.end_unix_nano).max().unwrap_or(trace.end);
-            }
+        if let Some(oldest) = share.requests.pop_front() {
+            let bytes = oldest.footprint();
+            (share.spans, share.bytes) = (share.spans - oldest.spans, share.bytes - bytes);
+            (kept.requests, kept.spans, kept.bytes) = (kept.requests - 1, kept.spans - oldest.spans, kept.bytes - bytes);
+            self.evicted_requests.inc();
+            self.evicted_spans.add(oldest.spans as u64);
         }
-        if share.spans == 0 {
+        if share.requests.is_empty() {
             kept.exporters.remove(&largest);
         } else {
             kept.by_fill.insert((share.fill(self.limits), largest));
@@ -233,32 +220,39 @@ impl TraceStore {
 
     /// The `last` most recent traces, newest (by start) first.
     pub fn recent(&self, last: usize) -> TraceList {
-        let kept = self.kept.lock().expect("trace store lock");
-        let mut newest: Vec<(&[u8; 16], &KeptTrace)> = kept.traces.iter().collect();
-        newest.sort_unstable_by(|a, b| b.1.start.cmp(&a.1.start).then_with(|| a.0.cmp(b.0)));
-        TraceList { traces: newest.into_iter().take(last).map(|(id, trace)| summary(id, trace)).collect() }
+        let mut kept = self.kept.lock().expect("trace store lock");
+        kept.index();
+        let traces = kept.traces();
+        let mut newest: Vec<(&[u8; 16], u64)> =
+            traces.iter().map(|(id, spans)| (id, spans.iter().map(|s| s.index.start_unix_nano).min().unwrap_or(0))).collect();
+        newest.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        TraceList { traces: newest.into_iter().take(last).map(|(id, _)| summary(id, &traces[id])).collect() }
     }
 
     /// The spans of one trace, by start; `None` when no span of it is kept (or `trace_id` is
     /// not 32 hex digits).
     pub fn trace(&self, trace_id: &str) -> Option<TraceDetail> {
         let id = parse_trace_id(trace_id)?;
-        let kept = self.kept.lock().expect("trace store lock");
-        let trace = kept.traces.get(&id)?;
-        let mut spans: Vec<TraceSpan> = trace.spans.iter().filter_map(view).collect();
-        spans.sort_by_key(|s| s.start_unix_nano);
+        let mut kept = self.kept.lock().expect("trace store lock");
+        kept.index();
+        let mut spans: Vec<TraceSpan> = kept.spans().filter(|span| span.index.trace_id == id).filter_map(view).collect();
+        if spans.is_empty() {
+            return None;
+        }
+        spans.sort_by(|a, b| a.start_unix_nano.cmp(&b.start_unix_nano).then_with(|| a.span_id.cmp(&b.span_id)));
         Some(TraceDetail { trace_id: hex(&id), spans })
     }
 
-    /// The store's figures in the registry's `/metrics` exposition.
+    /// The store's figures in the registry's `/metrics` exposition (read without indexing: a
+    /// scrape costs the same whatever the store holds).
     pub fn write(&self, out: &mut Exposition) {
-        let (traces, spans, bytes, exporters, largest) = {
+        let (requests, spans, bytes, exporters, largest) = {
             let kept = self.kept.lock().expect("trace store lock");
             let largest = kept.exporters.values().map(|share| share.spans).max().unwrap_or(0);
-            (kept.traces.len(), kept.spans, kept.bytes, kept.exporters.len(), largest)
+            (kept.requests, kept.spans, kept.bytes, kept.exporters.len(), largest)
         };
-        out.metric("toolmesh_registry_traces", Kind::Gauge, "Traces the registry's trace store keeps.");
-        out.sample("toolmesh_registry_traces", &[], traces as u64);
+        out.metric("toolmesh_registry_trace_requests", Kind::Gauge, "Export requests the registry's trace store keeps.");
+        out.sample("toolmesh_registry_trace_requests", &[], requests as u64);
         out.metric("toolmesh_registry_trace_spans", Kind::Gauge, "Spans the registry's trace store keeps.");
         out.sample("toolmesh_registry_trace_spans", &[], spans as u64);
         out.metric("toolmesh_registry_trace_bytes", Kind::Gauge, "Estimated memory of the kept spans, bounded by --trace-max-bytes.");
@@ -268,18 +262,18 @@ impl TraceStore {
         out.metric(
             "toolmesh_registry_trace_largest_exporter_spans",
             Kind::Gauge,
-            "Spans kept of the identity that exported the most of them: past a bound, its traces are evicted first.",
+            "Spans kept of the identity that exported the most of them: past a bound, its requests are evicted first.",
         );
         out.sample("toolmesh_registry_trace_largest_exporter_spans", &[], largest as u64);
         out.metric("toolmesh_registry_trace_spans_received_total", Kind::Counter, "Spans agents exported to the registry.");
         out.sample("toolmesh_registry_trace_spans_received_total", &[], self.received.get());
         out.metric(
-            "toolmesh_registry_trace_evictions_total",
+            "toolmesh_registry_trace_requests_evicted_total",
             Kind::Counter,
-            "Traces evicted (oldest first) to stay within the store's bounds.",
+            "Export requests evicted (oldest first) to stay within the store's bounds.",
         );
-        out.sample("toolmesh_registry_trace_evictions_total", &[], self.evicted_traces.get());
-        out.metric("toolmesh_registry_trace_spans_evicted_total", Kind::Counter, "Spans of the evicted traces.");
+        out.sample("toolmesh_registry_trace_requests_evicted_total", &[], self.evicted_requests.get());
+        out.metric("toolmesh_registry_trace_spans_evicted_total", Kind::Counter, "Spans of the evicted requests.");
         out.sample("toolmesh_registry_trace_spans_evicted_total", &[], self.evicted_spans.get());
     }
 }
@@ -294,12 +288,6 @@ fn owned(request: Bytes) -> Bytes {
         Ok(alone) => Bytes::copy_from_slice(&alone),
         Err(shared) => Bytes::copy_from_slice(&shared),
     }
-}
-
-/// Whether two exporter names are the same: by pointer first, as the store shares one `Arc` per
-/// exporter while it holds spans of it.
-fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
-    Arc::ptr_eq(a, b) || a == b
 }
 
 /// A trace id as the API writes it: 32 hex digits (either case read).
@@ -318,32 +306,34 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The span the trace hangs from: one without a parent, else one whose parent is not kept (it
+/// The span a trace hangs from: one without a parent, else one whose parent is not kept (it
 /// was never exported, or by a process exporting elsewhere), else the earliest.
-fn root(trace: &KeptTrace) -> Option<&KeptSpan> {
-    let ids: HashSet<[u8; 8]> = trace.spans.iter().map(|s| s.index.span_id).collect();
+fn root<'a>(spans: &[KeptSpan<'a>]) -> Option<KeptSpan<'a>> {
+    let ids: HashSet<[u8; 8]> = spans.iter().map(|s| s.index.span_id).collect();
     let rank = |span: &IndexedSpan| match span.parent_span_id {
         None => 0,
         Some(parent) if !ids.contains(&parent) => 1,
         Some(_) => 2,
     };
-    trace.spans.iter().min_by_key(|kept| (rank(&kept.index), kept.index.start_unix_nano))
+    spans.iter().copied().min_by_key(|kept| (rank(kept.index), kept.index.start_unix_nano))
 }
 
-fn summary(id: &[u8; 16], trace: &KeptTrace) -> TraceSummary {
-    let root = root(trace);
+fn summary(id: &[u8; 16], spans: &[KeptSpan<'_>]) -> TraceSummary {
+    let root = root(spans);
+    let start = spans.iter().map(|s| s.index.start_unix_nano).min().unwrap_or(0);
+    let end = spans.iter().map(|s| s.index.end_unix_nano).max().unwrap_or(0);
     TraceSummary {
         trace_id: hex(id),
-        root_name: root.and_then(KeptSpan::decode).map(|r| r.name).unwrap_or_default(),
+        root_name: root.and_then(|r| r.decode()).map(|r| r.name).unwrap_or_default(),
         root_service: root.map(|r| r.index.service.to_string()).unwrap_or_default(),
-        start_unix_nano: trace.start,
-        duration_ns: trace.end.saturating_sub(trace.start),
-        span_count: trace.spans.len(),
-        error_count: trace.errors,
+        start_unix_nano: start,
+        duration_ns: end.saturating_sub(start),
+        span_count: spans.len(),
+        error_count: spans.iter().filter(|s| s.index.failed).count(),
     }
 }
 
-fn view(kept: &KeptSpan) -> Option<TraceSpan> {
+fn view(kept: KeptSpan<'_>) -> Option<TraceSpan> {
     let span = kept.decode()?;
     let mut attributes: BTreeMap<String, String> = span.attributes.into_iter().map(|(k, v)| (k.into_owned(), v)).collect();
     attributes.insert(EXPORTER_ATTRIBUTE.to_owned(), kept.exporter.to_string());
@@ -454,21 +444,21 @@ mod tests {
     }
 
     #[test]
-    fn past_its_span_bound_the_store_evicts_the_first_received_traces_and_counts_them() {
+    fn past_its_span_bound_the_store_evicts_the_first_received_requests_and_counts_them() {
         let store = TraceStore::new(TraceLimits { max_spans: 4, max_bytes: usize::MAX });
         keep(&store, vec![span(1, 1, None, 10, 20), span(1, 2, Some(1), 11, 12)], EXPORTER);
         keep(&store, vec![span(2, 1, None, 5, 6)], EXPORTER);
         keep(&store, vec![span(3, 1, None, 30, 40), span(3, 2, Some(1), 31, 32)], EXPORTER);
-        // 5 spans: trace 1, the first received (though not the earliest to start), goes.
+        // 5 spans: the first request received (trace 1, though not the earliest to start), goes.
         assert!(store.trace(&hex(&[1; 16])).is_none());
         assert!(store.trace(&hex(&[2; 16])).is_some() && store.trace(&hex(&[3; 16])).is_some());
         let mut out = Exposition::default();
         store.write(&mut out);
         let text = out.finish();
         for line in [
-            "toolmesh_registry_traces 2\n",
+            "toolmesh_registry_trace_requests 2\n",
             "toolmesh_registry_trace_spans 3\n",
-            "toolmesh_registry_trace_evictions_total 1\n",
+            "toolmesh_registry_trace_requests_evicted_total 1\n",
             "toolmesh_registry_trace_spans_evicted_total 2\n",
             "toolmesh_registry_trace_spans_received_total 5\n",
         ] {
@@ -495,10 +485,7 @@ mod tests {
             one.trace_id[4] = 0xff;
             keep(&store, vec![one], flood);
         }
-        let exported_by = |identity: &str| {
-            let kept = store.kept.lock().unwrap();
-            kept.traces.values().flat_map(|t| &t.spans).filter(|s| &*s.exporter == identity).count()
-        };
+        let exported_by = |identity: &str| store.kept.lock().unwrap().exporters.get(identity).map_or(0, |share| share.spans);
         assert_eq!((exported_by(a), exported_by(b)), (40, 40), "the others keep every span");
         assert_eq!(exported_by(flood), 220, "the flood keeps what is left");
         let slipped_in = store.trace(&hex(&[1; 16])).unwrap();
@@ -512,7 +499,7 @@ mod tests {
             "toolmesh_registry_trace_exporters 3\n",
             "toolmesh_registry_trace_largest_exporter_spans 220\n",
             "toolmesh_registry_trace_spans_evicted_total 9781\n",
-            "toolmesh_registry_trace_evictions_total 9780\n",
+            "toolmesh_registry_trace_requests_evicted_total 9781\n",
         ] {
             assert!(text.contains(line), "{line} not in {text}");
         }
@@ -530,11 +517,10 @@ mod tests {
                 keep(&store, vec![one], identity);
             }
         }
-        let kept = store.kept.lock().unwrap();
-        let shares: Vec<usize> = identities.iter().map(|id| kept.exporters[*id].spans).collect();
+        let shares: Vec<usize> = identities.iter().map(|id| store.kept.lock().unwrap().exporters[*id].spans).collect();
         assert_eq!(shares, [30, 30, 30]);
         // Each kept its newest.
-        let oldest_kept = kept.traces.keys().map(|id| id[0]).min();
+        let oldest_kept = store.recent(usize::MAX).traces.iter().map(|t| parse_trace_id(&t.trace_id).unwrap()[0]).min();
         assert_eq!(oldest_kept, Some(71));
     }
 
@@ -562,17 +548,20 @@ mod tests {
             assert_eq!(kept.by_fill, expected);
             assert!(kept.spans <= limits.max_spans && kept.bytes <= limits.max_bytes);
             assert_eq!(kept.exporters.values().map(|share| share.spans).sum::<usize>(), kept.spans);
+            let requests = || kept.exporters.values().flat_map(|share| &share.requests);
+            assert_eq!(requests().map(KeptRequest::footprint).sum::<usize>(), kept.bytes);
+            assert_eq!(requests().count(), kept.requests);
         }
     }
 
     #[test]
     fn a_request_alone_in_its_buffer_is_kept_as_it_is_and_a_slice_of_a_shared_one_is_copied() {
         let store = TraceStore::new(TraceLimits::default());
-        let kept_at = |trace: u8| store.kept.lock().unwrap().traces[&[trace; 16]].spans[0].request.as_ptr();
+        let kept_at = || store.kept.lock().unwrap().exporters[EXPORTER].requests.back().unwrap().body.as_ptr();
         let alone = Bytes::from(encode(vec![span(1, 1, None, 1, 2)]));
         let at = alone.as_ptr();
         assert_eq!(store.insert(alone, EXPORTER), Ok(1));
-        assert_eq!(kept_at(1), at, "not copied");
+        assert_eq!(kept_at(), at, "not copied");
         // A body that is a slice of a buffer still in use (a connection's read buffer).
         let mut buffer = encode(vec![span(2, 1, None, 1, 2)]);
         let length = buffer.len();
@@ -580,14 +569,31 @@ mod tests {
         let buffer = Bytes::from(buffer);
         let body = buffer.slice(..length);
         assert_eq!(store.insert(body, EXPORTER), Ok(1));
-        assert_ne!(kept_at(2), buffer.as_ptr(), "copied");
+        assert_ne!(kept_at(), buffer.as_ptr(), "copied");
         // Alone in a buffer mostly empty: copied, so that the rest is freed.
         let mut roomy = Vec::with_capacity(64 * 1024);
         roomy.extend(encode(vec![span(3, 1, None, 1, 2)]));
         let roomy = Bytes::from(roomy);
         let at = roomy.as_ptr();
         assert_eq!(store.insert(roomy, EXPORTER), Ok(1));
-        assert_ne!(kept_at(3), at, "copied");
+        assert_ne!(kept_at(), at, "copied");
+    }
+
+    #[test]
+    fn arriving_indexes_nothing_and_a_read_indexes_what_arrived_since_the_last() {
+        let store = TraceStore::new(TraceLimits::default());
+        let indexed =
+            || -> Vec<bool> { store.kept.lock().unwrap().exporters[EXPORTER].requests.iter().map(|r| r.index.is_some()).collect() };
+        keep(&store, vec![span(1, 1, None, 1, 2), span(2, 1, None, 3, 4)], EXPORTER);
+        assert_eq!(indexed(), [false]);
+        assert_eq!(store.recent(10).traces.len(), 2);
+        keep(&store, vec![span(1, 2, Some(1), 1, 2)], EXPORTER);
+        assert_eq!(indexed(), [true, false]);
+        // A scrape reads the counts only.
+        store.write(&mut Exposition::default());
+        assert_eq!(indexed(), [true, false]);
+        assert_eq!(store.trace(&hex(&[1; 16])).unwrap().spans.len(), 2, "a trace gathers its spans across requests");
+        assert_eq!(indexed(), [true, true]);
     }
 
     #[test]
@@ -614,7 +620,7 @@ mod tests {
 
     #[test]
     fn past_its_byte_bound_the_store_evicts_until_it_fits() {
-        // Sized as kept: one span as encoded, its index, and its trace's overhead.
+        // Sized as kept: one request as encoded and its index.
         let one = {
             let probe = TraceStore::new(TraceLimits::default());
             keep(&probe, vec![span(1, 1, None, 1, 2)], EXPORTER);
@@ -629,7 +635,7 @@ mod tests {
         }
         let kept: Vec<String> = store.recent(100).traces.into_iter().map(|t| t.trace_id).collect();
         assert_eq!(kept, [hex(&[10; 16]), hex(&[9; 16]), hex(&[8; 16])]);
-        assert_eq!(store.evicted_traces.get(), 7);
+        assert_eq!(store.evicted_requests.get(), 7);
         // A large attribute counts at its size.
         let mut big = span(11, 1, None, 1, 2);
         big.attributes.push(("blob".into(), "x".repeat(one)));

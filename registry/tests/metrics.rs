@@ -180,8 +180,8 @@ async fn agents_and_the_registry_count_what_happens_at_metrics() {
         // Their spans went to the registry (no collector is named), flushed as they stopped.
         let text = scrape(health).await;
         assert!(value(&text, "toolmesh_registry_trace_spans_received_total") >= 4.0, "{text}");
-        assert!(value(&text, "toolmesh_registry_traces") >= 1.0 && value(&text, "toolmesh_registry_trace_bytes") > 0.0, "{text}");
-        assert_eq!(value(&text, "toolmesh_registry_trace_evictions_total"), 0.0);
+        assert!(value(&text, "toolmesh_registry_trace_requests") >= 1.0 && value(&text, "toolmesh_registry_trace_bytes") > 0.0, "{text}");
+        assert_eq!(value(&text, "toolmesh_registry_trace_requests_evicted_total"), 0.0);
     })
     .await
     .expect("the test took over a minute");

@@ -4,10 +4,11 @@
 //! fields of later OTLP versions) is skipped by its wire type. Malformed input is an error that
 //! says where, never a panic: every read is bounds-checked.
 //!
-//! A request is read in two steps: [`index_export_request`] checks all of it but copies nothing,
-//! keeping of each span only what a store of encoded requests needs (ids, times, failed or not,
-//! where it lies); [`decode_indexed_span`] makes one of them a [`ReceivedSpan`] later, if anyone
-//! asks.
+//! A request is read in up to three steps, each as late as it can be: [`check_export_request`]
+//! checks all of it and keeps nothing (what a store does on arrival); [`index_export_request`]
+//! keeps of each span only what listing a store of encoded requests needs (ids, times, failed or
+//! not, where it lies); [`decode_indexed_span`] makes one of them a [`ReceivedSpan`], if anyone
+//! asks. All three check alike: a request that checks indexes, and its spans decode.
 
 use super::otlp::{field, FIXED32, FIXED64, LENGTH_DELIMITED, VARINT};
 use crate::registry_api::TraceSpanKind;
@@ -51,6 +52,18 @@ pub struct IndexedSpan {
 const UNKNOWN_SERVICE: &str = "unknown_service";
 /// How deep arrays and key-value lists may nest in an attribute value.
 const MAX_VALUE_DEPTH: usize = 8;
+
+/// How many spans an `ExportTraceServiceRequest` holds, or what is wrong with it: every field is
+/// checked as [`index_export_request`] checks it, and nothing is kept or copied.
+pub fn check_export_request(body: &[u8]) -> Result<usize, String> {
+    let mut spans = 0;
+    each_span(body, |_, span| {
+        read_span(span, None)?;
+        spans += 1;
+        Ok(())
+    })?;
+    Ok(spans)
+}
 
 /// The spans of an `ExportTraceServiceRequest` as [`IndexedSpan`]s, or what is wrong with it:
 /// every field is checked as decoding checks it (a request that indexes decodes span by span),
@@ -172,9 +185,10 @@ fn read_span(data: &[u8], mut detail: Option<&mut Detail>) -> Result<Head, Strin
                 parent_span_id = (!bytes.is_empty()).then(|| id::<8>(bytes, "parent_span_id")).transpose()?;
             }
             span::NAME => {
-                let name = text(value.bytes("name")?, "name")?;
-                if let Some(detail) = detail.as_deref_mut() {
-                    detail.name = name.to_owned();
+                let name = value.bytes("name")?;
+                match detail.as_deref_mut() {
+                    Some(detail) => detail.name = text(name, "name")?.to_owned(),
+                    None => check_text(name, "name")?,
                 }
             }
             // SPAN_KIND_SERVER, CONSUMER; CLIENT, PRODUCER; the rest (INTERNAL, UNSPECIFIED).
@@ -226,6 +240,16 @@ fn id<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], String> {
 
 fn text<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, String> {
     std::str::from_utf8(bytes).map_err(|_| format!("{what} is not UTF-8"))
+}
+
+/// Whether `bytes` are UTF-8, as [`text`] finds, with ASCII (almost every name and value) found
+/// in line.
+#[inline]
+fn check_text(bytes: &[u8], what: &str) -> Result<(), String> {
+    if bytes.is_ascii() {
+        return Ok(());
+    }
+    text(bytes, what).map(drop)
 }
 
 /// The message of a `Status` whose code is ERROR; `None` for OK or unset.
@@ -328,10 +352,17 @@ fn any_value(data: &[u8], depth: usize) -> Result<String, String> {
 
 /// Checks a `KeyValue` as [`key_value`] reads it, copying nothing.
 fn check_key_value(data: &[u8], depth: usize) -> Result<(), String> {
+    // Nearly every attribute is a short key and then a short value, and is read straight through.
+    if let Some((key, rest)) = short_field(data, field::key_value::KEY) {
+        if let Some((value, [])) = short_field(rest, field::key_value::VALUE) {
+            check_text(key, "an attribute key")?;
+            return check_any_value(value, depth);
+        }
+    }
     let mut reader = Reader::new(data);
     while let Some((number, field_value)) = reader.next()? {
         match number {
-            field::key_value::KEY => _ = text(field_value.bytes("attribute key")?, "an attribute key")?,
+            field::key_value::KEY => check_text(field_value.bytes("attribute key")?, "an attribute key")?,
             field::key_value::VALUE => check_any_value(field_value.bytes("attribute value")?, depth)?,
             _ => {}
         }
@@ -345,10 +376,14 @@ fn check_any_value(data: &[u8], depth: usize) -> Result<(), String> {
     if depth > MAX_VALUE_DEPTH {
         return Err(format!("an attribute value nests deeper than {MAX_VALUE_DEPTH} levels"));
     }
+    // Most values are one short string.
+    if let Some((string, [])) = short_field(data, STRING) {
+        return check_text(string, "a string attribute");
+    }
     let mut reader = Reader::new(data);
     while let Some((number, value)) = reader.next()? {
         match number {
-            STRING => _ = text(value.bytes("string_value")?, "a string attribute")?,
+            STRING => check_text(value.bytes("string_value")?, "a string attribute")?,
             BOOL => _ = value.varint("bool_value")?,
             INT => _ = value.varint("int_value")?,
             DOUBLE => _ = value.fixed64("double_value")?,
@@ -367,6 +402,18 @@ fn check_any_value(data: &[u8], depth: usize) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A length-delimited field `number` at the start of `data` whose tag and length take a byte
+/// each (fewer than 128 bytes), and what follows it; `None` for anything else. The reading of the
+/// common case that [`Reader`] would do field by field, in one straight line.
+#[inline(always)]
+fn short_field(data: &[u8], number: u32) -> Option<(&[u8], &[u8])> {
+    let [tag, length, rest @ ..] = data else { return None };
+    if u32::from(*tag) != number << 3 | u32::from(LENGTH_DELIMITED) || *length >= 0x80 {
+        return None;
+    }
+    (usize::from(*length) <= rest.len()).then(|| rest.split_at(usize::from(*length)))
 }
 
 /// One field's value as the wire format carries it.
@@ -412,29 +459,32 @@ impl<'a> Reader<'a> {
         Reader { data, offset: 0 }
     }
 
-    /// The next field, `None` at the end of the message.
+    /// The next field, `None` at the end of the message. Inlined, with its rare turns out of
+    /// line: a batch of spans is hundreds of fields per span, read on arrival.
+    #[inline(always)]
     fn next(&mut self) -> Result<Option<(u32, Wire<'a>)>, String> {
         if self.offset == self.data.len() {
             return Ok(None);
         }
         let at = self.offset;
         let key = self.varint()?;
-        let number = u32::try_from(key >> 3)
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| format!("field number {} at byte {at} is not valid", key >> 3))?;
+        let number = key >> 3;
+        if number == 0 || number > u64::from(u32::MAX) {
+            return Err(invalid_field_number(number, at));
+        }
+        let number = number as u32;
         let value = match (key & 7) as u8 {
             VARINT => Wire::Varint(self.varint()?),
             FIXED64 => Wire::Fixed64(u64::from_le_bytes(self.take(8)?.try_into().expect("took 8 bytes"))),
             LENGTH_DELIMITED => {
-                let length = usize::try_from(self.varint()?).map_err(|_| format!("a length at byte {at} does not fit in memory"))?;
+                let length = self.varint()?;
                 Wire::Bytes(self.take(length)?)
             }
             FIXED32 => {
                 self.take(4)?;
                 Wire::Fixed32
             }
-            other => return Err(format!("field {number} at byte {at} has wire type {other}, which OTLP does not use")),
+            other => return Err(unused_wire_type(number, other, at)),
         };
         Ok(Some((number, value)))
     }
@@ -451,10 +501,23 @@ impl<'a> Reader<'a> {
         Ok(found.into_iter())
     }
 
+    /// A varint: one byte (tags, short lengths, small numbers) in line, longer ones out of it.
+    #[inline]
     fn varint(&mut self) -> Result<u64, String> {
+        match self.data.get(self.offset) {
+            Some(&byte) if byte < 0x80 => {
+                self.offset += 1;
+                Ok(u64::from(byte))
+            }
+            _ => self.long_varint(),
+        }
+    }
+
+    #[inline(never)]
+    fn long_varint(&mut self) -> Result<u64, String> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
-            let byte = *self.data.get(self.offset).ok_or_else(|| format!("the message ends inside a varint at byte {}", self.offset))?;
+            let Some(&byte) = self.data.get(self.offset) else { return Err(ends_inside_a_varint(self.offset)) };
             self.offset += 1;
             value |= u64::from(byte & 0x7f) << shift;
             if byte < 0x80 {
@@ -464,14 +527,36 @@ impl<'a> Reader<'a> {
         Err(format!("a varint ending at byte {} is longer than 10 bytes", self.offset))
     }
 
-    fn take(&mut self, length: usize) -> Result<&'a [u8], String> {
-        let end = self.offset.checked_add(length).filter(|end| *end <= self.data.len()).ok_or_else(|| {
-            format!("a field at byte {} claims {length} bytes but only {} are left", self.offset, self.data.len() - self.offset)
-        })?;
-        let bytes = &self.data[self.offset..end];
-        self.offset = end;
+    #[inline]
+    fn take(&mut self, length: u64) -> Result<&'a [u8], String> {
+        let left = self.data.len() - self.offset;
+        if length > left as u64 {
+            return Err(claims_too_much(self.offset, length, left));
+        }
+        let bytes = &self.data[self.offset..self.offset + length as usize];
+        self.offset += length as usize;
         Ok(bytes)
     }
+}
+
+#[cold]
+fn invalid_field_number(number: u64, at: usize) -> String {
+    format!("field number {number} at byte {at} is not valid")
+}
+
+#[cold]
+fn unused_wire_type(number: u32, wire_type: u8, at: usize) -> String {
+    format!("field {number} at byte {at} has wire type {wire_type}, which OTLP does not use")
+}
+
+#[cold]
+fn ends_inside_a_varint(at: usize) -> String {
+    format!("the message ends inside a varint at byte {at}")
+}
+
+#[cold]
+fn claims_too_much(at: usize, length: u64, left: usize) -> String {
+    format!("a field at byte {at} claims {length} bytes but only {left} are left")
 }
 
 #[cfg(test)]
@@ -657,7 +742,8 @@ mod tests {
             let _ = decode_export_request(&corrupt);
         }
 
-        /// Indexing refuses what decoding refuses, with the same words, and keeps the rest.
+        /// Checking and indexing refuse what decoding refuses, with the same words, and keep the
+        /// rest.
         #[test]
         fn indexing_and_decoding_agree_on_every_request(
             noise in proptest::collection::vec(any::<u8>(), 0..300),
@@ -671,10 +757,14 @@ mod tests {
             for body in [noise, corrupt] {
                 match (decode_export_request(&body), index_export_request(&body)) {
                     (Ok(spans), Ok(indexed)) => {
+                        prop_assert_eq!(check_export_request(&body), Ok(spans.len()));
                         let again: Vec<ReceivedSpan> = indexed.iter().map(|i| decode_indexed_span(&body, i).unwrap()).collect();
                         prop_assert_eq!(spans, again);
                     }
-                    (Err(decoding), Err(indexing)) => prop_assert_eq!(decoding, indexing),
+                    (Err(decoding), Err(indexing)) => {
+                        prop_assert_eq!(check_export_request(&body), Err(indexing.clone()));
+                        prop_assert_eq!(decoding, indexing);
+                    }
                     (decoded, indexed) => prop_assert!(false, "decoding gave {:?}, indexing {:?}", decoded, indexed),
                 }
             }
