@@ -212,16 +212,29 @@ fn method_value(method: &str) -> Value {
 }
 
 /// Sets a client span's `server.address` and `server.port` from the URL it calls
-/// (`https://host:port/path`; port 443 when the URL names none). Read by hand, not parsed as an
-/// `http::Uri`, which copies and checks the whole URL on every call.
+/// (`https://host:port/path`; port 443 when the URL names none). Read by hand in one pass over
+/// the authority, not parsed as an `http::Uri`, which copies and checks the whole URL on every
+/// call.
 pub fn set_server_address(span: &mut Span, url: &str) {
     let rest = url.strip_prefix("https://").or_else(|| url.split_once("://").map(|(_, rest)| rest)).unwrap_or(url);
-    let authority = rest.bytes().position(|b| matches!(b, b'/' | b'?' | b'#')).map_or(rest, |end| &rest[..end]);
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    let (host, port) = match authority.rsplit_once(':') {
-        // The colon of `[::1]` is the address's, not a port's.
-        Some((host, port)) if !port.contains(']') => (host, port.parse::<u16>().ok()),
-        _ => (authority, Some(443)),
+    let (mut host_start, mut end, mut colon) = (0, rest.len(), None);
+    for (i, byte) in rest.bytes().enumerate() {
+        match byte {
+            b'/' | b'?' | b'#' => {
+                end = i;
+                break;
+            }
+            // What comes before is user information.
+            b'@' => (host_start, colon) = (i + 1, None),
+            b':' => colon = Some(i),
+            // The colons of `[::1]` are the address's, not a port's.
+            b']' => colon = None,
+            _ => {}
+        }
+    }
+    let (host, port) = match colon {
+        Some(colon) => (&rest[host_start..colon], rest[colon + 1..end].parse::<u16>().ok()),
+        None => (&rest[host_start..end], Some(443)),
     };
     if !host.is_empty() {
         span.set("server.address", host.trim_start_matches('[').trim_end_matches(']').to_owned());
@@ -295,8 +308,15 @@ mod tests {
     async fn a_client_span_names_the_host_and_port_its_url_does() {
         let recorder = Recorder::default();
         let tracer = Tracer::recording(recorder.clone());
-        let urls =
-            ["https://127.0.0.1:8443/mcp", "https://[::1]:9000/mcp", "https://[::1]/mcp", "https://agent.example/mcp?x=1", "https://u@h:1"];
+        let urls = [
+            "https://127.0.0.1:8443/mcp",
+            "https://[::1]:9000/mcp",
+            "https://[::1]/mcp",
+            "https://agent.example/mcp?x=1",
+            "https://u@h:1",
+            "http://u:p@h#f",
+            "https://h:x/",
+        ];
         for url in urls {
             let mut span = tracer.operation(SpanKind::Client, url.to_owned(), &tracer.root(), None).unwrap();
             set_server_address(&mut span, url);
@@ -322,7 +342,9 @@ mod tests {
                 (Some("::1"), Some(9000)),
                 (Some("::1"), Some(443)),
                 (Some("agent.example"), Some(443)),
-                (Some("h"), Some(1))
+                (Some("h"), Some(1)),
+                (Some("h"), Some(443)),
+                (Some("h"), None)
             ]
         );
     }

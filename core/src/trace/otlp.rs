@@ -182,7 +182,8 @@ pub fn resource(attributes: &[(String, String)]) -> Vec<u8> {
 /// An `ExportTraceServiceRequest` of `spans`, from the process whose encoded `Resource` is
 /// `resource`, under the instrumentation scope `scope` (`name`, `version`).
 pub fn export_request(resource: &[u8], scope: (&str, &str), spans: &[SpanRecord]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + spans.len() * 400);
+    // Sized once, from above: a batch is hundreds of spans, and growing to it copies it twice.
+    let mut out = Vec::with_capacity(64 + resource.len() + scope.0.len() + scope.1.len() + spans.iter().map(most_bytes).sum::<usize>());
     message(&mut out, field::RESOURCE_SPANS, |rs| {
         bytes_field(rs, resource_spans::RESOURCE, resource);
         message(rs, resource_spans::SCOPE_SPANS, |ss| {
@@ -196,6 +197,15 @@ pub fn export_request(resource: &[u8], scope: (&str, &str), spans: &[SpanRecord]
         });
     });
     out
+}
+
+/// At least the bytes `span` takes encoded, with its field's tag and length: every field's tag
+/// and length (at most 11 bytes) and value.
+fn most_bytes(span: &SpanRecord) -> usize {
+    let text = |value: &Value| value.as_str().map_or(10, str::len);
+    let attributes: usize = span.attributes.iter().map(|(key, value)| 3 * 11 + key.len() + text(value)).sum();
+    let optional = span.trace_state.as_ref().map_or(0, String::len) + span.error.as_ref().map_or(0, |e| 2 * 11 + 11 + e.len());
+    11 + 8 * 11 + 16 + 8 + 8 + span.name.len() + 10 + 16 + attributes + optional
 }
 
 fn encode_span(out: &mut Vec<u8>, span: &SpanRecord) {
@@ -212,7 +222,7 @@ fn encode_span(out: &mut Vec<u8>, span: &SpanRecord) {
     fixed64_field(out, span_field::START_TIME_UNIX_NANO, span.start_unix_nanos);
     fixed64_field(out, span_field::END_TIME_UNIX_NANO, span.end_unix_nanos);
     for (key, value) in &span.attributes {
-        message(out, span_field::ATTRIBUTES, |kv| encode_key_value(kv, key, value));
+        encode_attribute(out, key, value);
     }
     // An unset status is left out.
     if let Some(error) = &span.error {
@@ -221,6 +231,29 @@ fn encode_span(out: &mut Vec<u8>, span: &SpanRecord) {
             varint_field(s, status::CODE, status::CODE_ERROR);
         });
     }
+}
+
+/// A span's attribute: a short key with a short text (nearly all of them) written straight, as
+/// the general path would write it; any other through [`message`].
+fn encode_attribute(out: &mut Vec<u8>, key: &str, value: &Value) {
+    if let Some(text) = value.as_str() {
+        let any = 2 + text.len();
+        let key_value = 2 + key.len() + 2 + any;
+        if key_value < 0x80 {
+            out.extend_from_slice(&[short_tag(span_field::ATTRIBUTES), key_value as u8, short_tag(key_value::KEY), key.len() as u8]);
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(&[short_tag(key_value::VALUE), any as u8, short_tag(any_value::STRING), text.len() as u8]);
+            out.extend_from_slice(text.as_bytes());
+            return;
+        }
+    }
+    message(out, span_field::ATTRIBUTES, |kv| encode_key_value(kv, key, value));
+}
+
+/// The one-byte tag of a length-delimited field numbered below 16.
+const fn short_tag(field: u32) -> u8 {
+    assert!(field < 16);
+    (field << 3) as u8 | LENGTH_DELIMITED
 }
 
 fn encode_key_value(out: &mut Vec<u8>, key: &str, value: &Value) {
@@ -238,11 +271,17 @@ pub(super) const FIXED64: u8 = 1;
 pub(super) const LENGTH_DELIMITED: u8 = 2;
 pub(super) const FIXED32: u8 = 5;
 
+#[inline]
 fn tag(out: &mut Vec<u8>, field: u32, wire_type: u8) {
     varint(out, u64::from(field) << 3 | u64::from(wire_type));
 }
 
+#[inline]
 fn varint(out: &mut Vec<u8>, mut value: u64) {
+    if value < 0x80 {
+        out.push(value as u8);
+        return;
+    }
     while value >= 0x80 {
         out.push(value as u8 | 0x80);
         value >>= 7;
@@ -260,6 +299,7 @@ fn fixed64_field(out: &mut Vec<u8>, field: u32, value: u64) {
     out.extend_from_slice(&value.to_le_bytes());
 }
 
+#[inline]
 fn bytes_field(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     tag(out, field, LENGTH_DELIMITED);
     varint(out, bytes.len() as u64);
@@ -398,6 +438,30 @@ mod tests {
         assert_eq!(value, [(3, Field::Varint(u64::MAX))]);
         let status = fields(bytes(&first, 15)[0]);
         assert_eq!(status, [(2, Field::Bytes(b"TOOL_FAILED")), (3, Field::Varint(2))]);
+    }
+
+    #[test]
+    fn a_text_attribute_is_written_straight_as_the_general_path_writes_it_and_within_the_batch_estimate() {
+        for (key_length, text_length) in [(0, 0), (15, 9), (60, 61), (60, 62), (60, 63), (1, 200), (130, 1)] {
+            let (key, text) = ("k".repeat(key_length), "t".repeat(text_length));
+            let value = Value::from(text.clone());
+            let mut straight = Vec::new();
+            encode_attribute(&mut straight, &key, &value);
+            let mut general = Vec::new();
+            message(&mut general, span_field::ATTRIBUTES, |kv| encode_key_value(kv, &key, &value));
+            assert_eq!(straight, general, "key {key_length}, text {text_length}");
+        }
+        let mut spans = vec![span("tools/call add", 3), span(&"n".repeat(300), 40)];
+        spans[0].attributes.push(("gen_ai.tool.name", Value::from("x".repeat(1000))));
+        spans[1].error = Some("e".repeat(200));
+        let resource = resource(&[("service.name".into(), "front".into())]);
+        let request = export_request(&resource, ("toolmesh", "0.1.0"), &spans);
+        assert!(request.len() <= 64 + resource.len() + 13 + spans.iter().map(most_bytes).sum::<usize>());
+        for one in &spans {
+            let mut encoded = Vec::new();
+            message(&mut encoded, scope_spans::SPANS, |s| encode_span(s, one));
+            assert!(encoded.len() <= most_bytes(one), "{} > {}", encoded.len(), most_bytes(one));
+        }
     }
 
     #[test]
