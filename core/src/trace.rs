@@ -83,7 +83,8 @@ impl Tracer {
     #[cfg(test)]
     fn recording(sink: impl export::Sink) -> Tracer {
         let batch = Batch { max_queue: 1000, max_batch: 1, delay: Duration::from_millis(1) };
-        Tracer { sampler: Sampler::default(), exporter: Some(Arc::new(Exporter::with_sink(batch, Arc::default(), sink))) }
+        let room = otlp::head_room(b"", ("test", "0"));
+        Tracer { sampler: Sampler::default(), exporter: Some(Arc::new(Exporter::with_sink(batch, room, Arc::default(), sink))) }
     }
 
     /// Whether spans are exported at all.
@@ -198,9 +199,8 @@ impl Drop for Span {
         if !self.ended {
             self.failed("CANCELLED", "the caller went away before the request ended");
         }
-        let mut record = std::mem::replace(&mut *self.record, SpanRecord::EMPTY);
-        record.end_unix_nanos = unix_nanos().max(record.start_unix_nanos);
-        self.exporter.offer(record);
+        self.record.end_unix_nanos = unix_nanos().max(self.record.start_unix_nanos);
+        self.exporter.offer(&self.record);
     }
 }
 
@@ -254,18 +254,24 @@ fn unix_nanos() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry_api::TraceSpanKind;
     use std::sync::Mutex;
 
+    /// Keeps the spans of each batch as a receiver reads them.
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<SpanRecord>>>);
+    struct Recorder(Arc<Mutex<Vec<ReceivedSpan>>>);
 
     impl export::Sink for Recorder {
-        async fn send(&mut self, spans: Vec<SpanRecord>) {
+        async fn send(&mut self, batch: export::Encoded) {
+            let mut request = otlp::head(b"", ("test", "0"), batch.span_bytes().len());
+            request.extend_from_slice(batch.span_bytes());
+            let spans =
+                index_export_request(&request).unwrap().iter().map(|span| decode_indexed_span(&request, span).unwrap()).collect::<Vec<_>>();
             self.0.lock().unwrap().extend(spans);
         }
     }
 
-    async fn recorded(recorder: &Recorder, n: usize) -> Vec<SpanRecord> {
+    async fn recorded(recorder: &Recorder, n: usize) -> Vec<ReceivedSpan> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while recorder.0.lock().unwrap().len() < n {
             assert!(tokio::time::Instant::now() < deadline, "{n} spans were not recorded");
@@ -292,16 +298,14 @@ mod tests {
             (hop.trace_id_bytes(), hop.span_id_bytes(), Some(parent.span_id_bytes()))
         );
         assert_eq!(client.name, "tools/call add");
-        assert_eq!(client.kind, SpanKind::Client);
-        assert!(client.end_unix_nanos >= client.start_unix_nanos && client.start_unix_nanos > 0);
-        assert_eq!(
-            client.attributes,
-            [("mcp.method.name", Value::from("tools/call")), ("gen_ai.tool.name", "add".into()), ("error.type", "TOOL_FAILED".into())]
-        );
+        assert_eq!(client.kind, TraceSpanKind::Client);
+        assert!(client.end_unix_nano >= client.start_unix_nano && client.start_unix_nano > 0);
+        let attributes: Vec<(&str, &str)> = client.attributes.iter().map(|(k, v)| (&**k, v.as_str())).collect();
+        assert_eq!(attributes, [("mcp.method.name", "tools/call"), ("gen_ai.tool.name", "add"), ("error.type", "TOOL_FAILED")]);
         assert_eq!(client.error.as_deref(), Some("it broke"));
         let cancelled = &spans[1];
         assert_eq!((cancelled.name.as_str(), cancelled.parent_span_id), ("tools/list", None));
-        assert!(cancelled.attributes.contains(&("error.type", "CANCELLED".into())), "{cancelled:?}");
+        assert!(cancelled.attributes.contains(&("error.type".into(), "CANCELLED".into())), "{cancelled:?}");
     }
 
     #[tokio::test]
@@ -322,28 +326,22 @@ mod tests {
             set_server_address(&mut span, url);
         }
         let spans = recorded(&recorder, urls.len()).await;
-        let named: Vec<(Option<&str>, Option<i64>)> = spans
+        let named: Vec<(Option<&str>, Option<&str>)> = spans
             .iter()
             .map(|s| {
-                let get = |key| s.attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
-                (
-                    get("server.address").and_then(Value::as_str),
-                    get("server.port").and_then(|v| match v {
-                        Value::Int(n) => Some(*n),
-                        _ => None,
-                    }),
-                )
+                let get = |key| s.attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str());
+                (get("server.address"), get("server.port"))
             })
             .collect();
         assert_eq!(
             named,
             [
-                (Some("127.0.0.1"), Some(8443)),
-                (Some("::1"), Some(9000)),
-                (Some("::1"), Some(443)),
-                (Some("agent.example"), Some(443)),
-                (Some("h"), Some(1)),
-                (Some("h"), Some(443)),
+                (Some("127.0.0.1"), Some("8443")),
+                (Some("::1"), Some("9000")),
+                (Some("::1"), Some("443")),
+                (Some("agent.example"), Some("443")),
+                (Some("h"), Some("1")),
+                (Some("h"), Some("443")),
                 (Some("h"), None)
             ]
         );

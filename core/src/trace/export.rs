@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,29 +48,90 @@ pub struct Exporter {
     counters: Arc<SpanCounters>,
 }
 
-/// The spans waiting for export. The export task is woken once per batch (by the first span of
-/// a batch and by the span that fills one), not once per span: waking an idle task per span
-/// would cost every call a thread wake-up.
+/// The spans waiting for export, already encoded: a span is written into its batch as it ends,
+/// on the thread that ends it, so nothing of it outlives the call that recorded it. The export
+/// task is woken once per batch (by the first span queued and by the span that fills a batch),
+/// not once per span: waking an idle task per span would cost every call a thread wake-up.
 struct Queue {
-    spans: Mutex<Vec<SpanRecord>>,
+    pending: Mutex<Pending>,
     wake: Notify,
     batch: Batch,
+    /// Room left before a batch's spans for the request's head ([`otlp::head_room`]).
+    room: usize,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// Batches of `batch.max_batch` spans, oldest first.
+    full: VecDeque<Encoded>,
+    /// The batch spans are written into now.
+    open: Option<Encoded>,
+    /// Spans in `full` and `open`.
+    spans: usize,
+    /// The bytes a new batch starts with room for: the last one's that left.
+    capacity: usize,
+}
+
+/// A batch of spans encoded as the body of an `ExportTraceServiceRequest` takes them, after room
+/// for the head ([`otlp::head`]) that is written when the batch leaves: the body is then posted
+/// without a copy.
+pub(super) struct Encoded {
+    pub(super) spans: usize,
+    bytes: Vec<u8>,
+    room: usize,
+}
+
+impl Encoded {
+    fn new(room: usize, capacity: usize) -> Encoded {
+        let mut bytes = Vec::with_capacity(room + capacity);
+        bytes.resize(room, 0);
+        Encoded { spans: 0, bytes, room }
+    }
+
+    /// The spans, as [`otlp::append_span`] wrote them.
+    #[cfg(test)]
+    pub(super) fn span_bytes(&self) -> &[u8] {
+        &self.bytes[self.room..]
+    }
+
+    /// The whole request: the head of `resource` and `scope` written into the room before the
+    /// spans.
+    fn into_request(self, resource: &[u8], scope: (&str, &str)) -> Bytes {
+        let head = otlp::head(resource, scope, self.bytes.len() - self.room);
+        let start = self.room - head.len();
+        let mut bytes = self.bytes;
+        bytes[start..self.room].copy_from_slice(&head);
+        Bytes::from(bytes).slice(start..)
+    }
 }
 
 impl Queue {
-    fn len(&self) -> usize {
-        self.spans.lock().expect("span queue lock").len()
+    fn spans(&self) -> usize {
+        self.pending.lock().expect("span queue lock").spans
     }
 
-    fn take(&self) -> Vec<SpanRecord> {
-        std::mem::take(&mut *self.spans.lock().expect("span queue lock"))
+    fn has_full(&self) -> bool {
+        !self.pending.lock().expect("span queue lock").full.is_empty()
     }
 
-    /// Puts `rest` (taken earlier) back before what was queued since.
-    fn put_back(&self, rest: Vec<SpanRecord>) {
-        let mut spans = self.spans.lock().expect("span queue lock");
-        let newer = std::mem::replace(&mut *spans, rest);
-        spans.extend(newer);
+    /// The full batches; the open one stays.
+    fn take_full(&self) -> Vec<Encoded> {
+        let mut pending = self.pending.lock().expect("span queue lock");
+        let full: Vec<Encoded> = pending.full.drain(..).collect();
+        pending.spans -= full.iter().map(|batch| batch.spans).sum::<usize>();
+        full
+    }
+
+    /// Every batch, the open one last.
+    fn take_all(&self) -> Vec<Encoded> {
+        let mut pending = self.pending.lock().expect("span queue lock");
+        let mut all: Vec<Encoded> = pending.full.drain(..).collect();
+        if let Some(open) = pending.open.take() {
+            pending.capacity = open.bytes.len() - open.room;
+            all.push(open);
+        }
+        pending.spans = 0;
+        all
     }
 }
 
@@ -97,33 +159,46 @@ impl Exporter {
                 None => return Ok(None),
             },
         };
+        let room = otlp::head_room(&resource, SCOPE);
         let collector = Collector { transport, receiver, timeout: export.timeout, resource, counters: counters.clone(), failing: false };
-        Ok(Some(Exporter::with_sink(export.batch, counters, collector)))
+        Ok(Some(Exporter::with_sink(export.batch, room, counters, collector)))
     }
 
-    /// An exporter that hands each batch to `sink`.
-    pub(super) fn with_sink(batch: Batch, counters: Arc<SpanCounters>, sink: impl Sink) -> Exporter {
-        let queue = Arc::new(Queue { spans: Mutex::new(Vec::new()), wake: Notify::new(), batch });
+    /// An exporter that hands each batch to `sink`, leaving `room` before each batch's spans.
+    pub(super) fn with_sink(batch: Batch, room: usize, counters: Arc<SpanCounters>, sink: impl Sink) -> Exporter {
+        let queue = Arc::new(Queue { pending: Mutex::default(), wake: Notify::new(), batch, room });
         let (flushes, flush_requests) = mpsc::channel(4);
         tokio::spawn(run(queue.clone(), flush_requests, sink));
         Exporter { queue, flushes, counters }
     }
 
-    /// Queues `span` for export, or drops it (counted) when the queue is full.
-    pub fn offer(&self, span: SpanRecord) {
+    /// Encodes `span` into the batch being filled, or drops it (counted) when the queue is full.
+    pub fn offer(&self, span: &SpanRecord) {
+        let (room, batch) = (self.queue.room, self.queue.batch);
         let queued = {
-            let mut spans = self.queue.spans.lock().expect("span queue lock");
-            if spans.len() >= self.queue.batch.max_queue {
+            let mut pending = self.queue.pending.lock().expect("span queue lock");
+            let pending = &mut *pending;
+            if pending.spans >= batch.max_queue {
                 None
             } else {
-                spans.push(span);
-                Some(spans.len())
+                let capacity = pending.capacity;
+                let open = pending.open.get_or_insert_with(|| Encoded::new(room, capacity));
+                otlp::append_span(&mut open.bytes, span);
+                open.spans += 1;
+                pending.spans += 1;
+                let filled = open.spans >= batch.max_batch;
+                if filled {
+                    let full = pending.open.take().expect("the batch just written");
+                    pending.capacity = full.bytes.len() - room;
+                    pending.full.push_back(full);
+                }
+                Some(pending.spans == 1 || filled)
             }
         };
         match queued {
             None => self.counters.queue_full.inc(),
-            Some(n) if n == 1 || n == self.queue.batch.max_batch => self.queue.wake.notify_one(),
-            Some(_) => {}
+            Some(true) => self.queue.wake.notify_one(),
+            Some(false) => {}
         }
     }
 
@@ -141,9 +216,12 @@ impl Exporter {
     }
 }
 
+/// The instrumentation scope of every span exported.
+const SCOPE: (&str, &str) = ("toolmesh", env!("CARGO_PKG_VERSION"));
+
 /// Where batches go: the collector, or a test's recorder.
 pub(super) trait Sink: Send + 'static {
-    fn send(&mut self, spans: Vec<SpanRecord>) -> impl Future<Output = ()> + Send + '_;
+    fn send(&mut self, batch: Encoded) -> impl Future<Output = ()> + Send + '_;
 }
 
 /// The receiver batches are posted to: an OTLP collector, or the registry.
@@ -159,13 +237,14 @@ struct Collector {
 }
 
 impl Sink for Collector {
-    async fn send(&mut self, spans: Vec<SpanRecord>) {
-        let body = Bytes::from(otlp::export_request(&self.resource, ("toolmesh", env!("CARGO_PKG_VERSION")), &spans));
+    async fn send(&mut self, batch: Encoded) {
+        let spans = batch.spans;
+        let body = batch.into_request(&self.resource, SCOPE);
         let outcome = match tokio::time::timeout(self.timeout, self.transport.post(body)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
         };
-        report(&self.counters, &mut self.failing, &self.receiver, spans.len(), outcome);
+        report(&self.counters, &mut self.failing, &self.receiver, spans, outcome);
     }
 }
 
@@ -178,7 +257,7 @@ async fn run(queue: Arc<Queue>, mut flushes: mpsc::Receiver<oneshot::Sender<()>>
         tokio::select! {
             () = queue.wake.notified() => {}
             request = flushes.recv() => {
-                send_all(queue.take(), batch, &mut sink).await;
+                send_all(queue.take_all(), &mut sink).await;
                 match request {
                     Some(done) => { let _ = done.send(()); continue 'idle }
                     None => return,
@@ -187,28 +266,22 @@ async fn run(queue: Arc<Queue>, mut flushes: mpsc::Receiver<oneshot::Sender<()>>
         }
         let mut due = tokio::time::Instant::now() + batch.delay;
         loop {
-            if queue.len() >= batch.max_batch {
+            if queue.has_full() {
                 // Full batches leave at once; the rest waits anew.
-                let mut spans = queue.take();
-                let rest = spans.split_off(spans.len() - spans.len() % batch.max_batch);
-                send_all(spans, batch, &mut sink).await;
-                if rest.is_empty() {
-                    continue 'idle;
-                }
-                queue.put_back(rest);
+                send_all(queue.take_full(), &mut sink).await;
                 due = tokio::time::Instant::now() + batch.delay;
             }
-            if queue.len() == 0 {
+            if queue.spans() == 0 {
                 continue 'idle;
             }
             tokio::select! {
                 () = queue.wake.notified() => {}
                 () = tokio::time::sleep_until(due) => {
-                    send_all(queue.take(), batch, &mut sink).await;
+                    send_all(queue.take_all(), &mut sink).await;
                     continue 'idle;
                 }
                 request = flushes.recv() => {
-                    send_all(queue.take(), batch, &mut sink).await;
+                    send_all(queue.take_all(), &mut sink).await;
                     match request {
                         Some(done) => { let _ = done.send(()); continue 'idle }
                         None => return,
@@ -219,11 +292,9 @@ async fn run(queue: Arc<Queue>, mut flushes: mpsc::Receiver<oneshot::Sender<()>>
     }
 }
 
-/// Sends `spans` in batches of at most `batch.max_batch`.
-async fn send_all(mut spans: Vec<SpanRecord>, batch: Batch, sink: &mut impl Sink) {
-    while !spans.is_empty() {
-        let rest = spans.split_off(spans.len().min(batch.max_batch));
-        sink.send(std::mem::replace(&mut spans, rest)).await;
+async fn send_all(batches: Vec<Encoded>, sink: &mut impl Sink) {
+    for batch in batches {
+        sink.send(batch).await;
     }
 }
 
@@ -388,13 +459,17 @@ mod tests {
         }
     }
 
-    /// Records each batch as its spans' numbers.
+    /// Records each batch as its spans' numbers, read back from the request it makes.
     #[derive(Clone, Default)]
     struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
 
     impl Sink for Recorder {
-        async fn send(&mut self, spans: Vec<SpanRecord>) {
-            self.0.lock().unwrap().push(spans.iter().map(|s| s.trace_id[0]).collect());
+        async fn send(&mut self, batch: Encoded) {
+            let spans = batch.spans;
+            let request = batch.into_request(b"", SCOPE);
+            let numbers: Vec<u8> = super::super::index_export_request(&request).unwrap().iter().map(|s| s.trace_id[0]).collect();
+            assert_eq!(numbers.len(), spans);
+            self.0.lock().unwrap().push(numbers);
         }
     }
 
@@ -402,14 +477,14 @@ mod tests {
     struct Stuck;
 
     impl Sink for Stuck {
-        async fn send(&mut self, _: Vec<SpanRecord>) {
+        async fn send(&mut self, _: Encoded) {
             std::future::pending::<()>().await
         }
     }
 
     fn recording(batch: Batch) -> (Exporter, Arc<Mutex<Vec<Vec<u8>>>>) {
         let recorder = Recorder::default();
-        (Exporter::with_sink(batch, Arc::default(), recorder.clone()), recorder.0)
+        (Exporter::with_sink(batch, otlp::head_room(b"", SCOPE), Arc::default(), recorder.clone()), recorder.0)
     }
 
     async fn settle() {
@@ -422,17 +497,17 @@ mod tests {
     async fn a_batch_leaves_when_its_first_span_has_waited_the_delay() {
         let delay = Duration::from_millis(500);
         let (exporter, batches) = recording(Batch { max_queue: 100, max_batch: 10, delay });
-        exporter.offer(span(1));
+        exporter.offer(&span(1));
         settle().await;
         tokio::time::advance(Duration::from_millis(300)).await;
-        exporter.offer(span(2));
+        exporter.offer(&span(2));
         settle().await;
         assert!(batches.lock().unwrap().is_empty());
         tokio::time::advance(Duration::from_millis(201)).await;
         settle().await;
         assert_eq!(*batches.lock().unwrap(), [vec![1, 2]]);
         // The next span starts a new wait.
-        exporter.offer(span(3));
+        exporter.offer(&span(3));
         settle().await;
         tokio::time::advance(Duration::from_millis(499)).await;
         settle().await;
@@ -446,7 +521,7 @@ mod tests {
     async fn a_full_batch_leaves_at_once_and_a_flush_sends_the_rest() {
         let (exporter, batches) = recording(Batch { max_queue: 100, max_batch: 3, delay: Duration::from_secs(3600) });
         for n in 1..=7 {
-            exporter.offer(span(n));
+            exporter.offer(&span(n));
         }
         settle().await;
         assert_eq!(*batches.lock().unwrap(), [vec![1, 2, 3], vec![4, 5, 6]]);
@@ -456,11 +531,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_queue_drops_and_counts_spans_and_never_waits() {
-        let exporter = Exporter::with_sink(Batch { max_queue: 4, max_batch: 1, delay: Duration::from_secs(1) }, Arc::default(), Stuck);
-        exporter.offer(span(0));
+        let exporter = Exporter::with_sink(Batch { max_queue: 4, max_batch: 1, delay: Duration::from_secs(1) }, 0, Arc::default(), Stuck);
+        exporter.offer(&span(0));
         settle().await; // taken by the stuck send
         for n in 1..=10 {
-            exporter.offer(span(n));
+            exporter.offer(&span(n));
         }
         assert_eq!(exporter.counters().queue_full.get(), 6);
         assert_eq!(exporter.counters().exported.get(), 0);

@@ -21,22 +21,6 @@ pub struct SpanRecord {
     pub error: Option<String>,
 }
 
-impl SpanRecord {
-    /// A record of nothing, left in the place of one taken (allocates nothing).
-    pub(crate) const EMPTY: SpanRecord = SpanRecord {
-        trace_id: [0; 16],
-        span_id: [0; 8],
-        parent_span_id: None,
-        trace_state: None,
-        name: String::new(),
-        kind: SpanKind::Server,
-        start_unix_nanos: 0,
-        end_unix_nanos: 0,
-        attributes: Vec::new(),
-        error: None,
-    };
-}
-
 /// `Span.SpanKind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpanKind {
@@ -182,21 +166,50 @@ pub fn resource(attributes: &[(String, String)]) -> Vec<u8> {
 /// An `ExportTraceServiceRequest` of `spans`, from the process whose encoded `Resource` is
 /// `resource`, under the instrumentation scope `scope` (`name`, `version`).
 pub fn export_request(resource: &[u8], scope: (&str, &str), spans: &[SpanRecord]) -> Vec<u8> {
-    // Sized once, from above: a batch is hundreds of spans, and growing to it copies it twice.
-    let mut out = Vec::with_capacity(64 + resource.len() + scope.0.len() + scope.1.len() + spans.iter().map(most_bytes).sum::<usize>());
-    message(&mut out, field::RESOURCE_SPANS, |rs| {
-        bytes_field(rs, resource_spans::RESOURCE, resource);
-        message(rs, resource_spans::SCOPE_SPANS, |ss| {
-            message(ss, scope_spans::SCOPE, |s| {
-                string_field(s, scope_field::NAME, scope.0);
-                string_field(s, scope_field::VERSION, scope.1);
-            });
-            for span in spans {
-                message(ss, scope_spans::SPANS, |s| encode_span(s, span));
-            }
-        });
-    });
+    let mut encoded = Vec::new();
+    for span in spans {
+        append_span(&mut encoded, span);
+    }
+    let mut out = head(resource, scope, encoded.len());
+    out.extend_from_slice(&encoded);
     out
+}
+
+/// Appends `span` to `out` as one `ScopeSpans.spans` field: a batch is its spans so appended,
+/// each as it ends, after the [`head`] written once the batch is complete.
+pub fn append_span(out: &mut Vec<u8>, span: &SpanRecord) {
+    out.reserve(most_bytes(span));
+    message(out, scope_spans::SPANS, |s| encode_span(s, span));
+}
+
+/// The bytes of an `ExportTraceServiceRequest` before its spans (`spans` bytes of
+/// [`append_span`]s): its one `ResourceSpans` with `resource`, and that one's `ScopeSpans` with
+/// `scope`, their lengths counting the spans that follow.
+pub fn head(resource: &[u8], scope: (&str, &str), spans: usize) -> Vec<u8> {
+    let mut scope_message = Vec::with_capacity(4 + scope.0.len() + scope.1.len());
+    string_field(&mut scope_message, scope_field::NAME, scope.0);
+    string_field(&mut scope_message, scope_field::VERSION, scope.1);
+    let scope_spans = 1 + varint_length(scope_message.len()) + scope_message.len() + spans;
+    let resource_spans = 1 + varint_length(resource.len()) + resource.len() + 1 + varint_length(scope_spans) + scope_spans;
+    let mut out = Vec::with_capacity(head_room(resource, scope) + spans);
+    tag(&mut out, field::RESOURCE_SPANS, LENGTH_DELIMITED);
+    varint(&mut out, resource_spans as u64);
+    bytes_field(&mut out, resource_spans::RESOURCE, resource);
+    tag(&mut out, resource_spans::SCOPE_SPANS, LENGTH_DELIMITED);
+    varint(&mut out, scope_spans as u64);
+    bytes_field(&mut out, scope_spans::SCOPE, &scope_message);
+    out
+}
+
+/// At least the bytes of any [`head`] of `resource` and `scope`: each of its six tags and
+/// lengths at most 11 bytes.
+pub fn head_room(resource: &[u8], scope: (&str, &str)) -> usize {
+    6 * 11 + resource.len() + scope.0.len() + scope.1.len()
+}
+
+/// The bytes of `value` as a varint.
+fn varint_length(value: usize) -> usize {
+    1 + (usize::BITS - (value | 1).leading_zeros()).saturating_sub(1) as usize / 7
 }
 
 /// At least the bytes `span` takes encoded, with its field's tag and length: every field's tag
@@ -461,6 +474,19 @@ mod tests {
             let mut encoded = Vec::new();
             message(&mut encoded, scope_spans::SPANS, |s| encode_span(s, one));
             assert!(encoded.len() <= most_bytes(one), "{} > {}", encoded.len(), most_bytes(one));
+        }
+    }
+
+    #[test]
+    fn a_head_fits_its_room_and_counts_the_spans_that_follow() {
+        for value in [0usize, 1, 127, 128, 16_383, 16_384, 1 << 21, usize::MAX] {
+            let mut out = Vec::new();
+            varint(&mut out, value as u64);
+            assert_eq!(varint_length(value), out.len(), "{value}");
+        }
+        let resource = resource(&[("service.name".into(), "x".repeat(300))]);
+        for spans in [0, 100, 100_000, 8 << 20] {
+            assert!(head(&resource, ("toolmesh", "0.1.0"), spans).len() <= head_room(&resource, ("toolmesh", "0.1.0")));
         }
     }
 
