@@ -1,6 +1,7 @@
-//! The span exporter: finished spans go into a bounded queue without waiting, and one task on
-//! the shared runtime batches them and posts each batch to the collector, or to the agent's
-//! registry when none is named (OTLP/HTTP protobuf). A full queue, a slow or dead receiver, or a
+//! The span exporter: a finished span is encoded into the batch being filled, on a bounded
+//! queue, without waiting, and one task on the shared runtime posts each batch (when full, when
+//! its first span has waited, on a flush) to the collector, or to the agent's registry when none
+//! is named (OTLP/HTTP protobuf). A full queue, a slow or dead receiver, or a
 //! refused batch only ever drops spans, counted in [`SpanCounters`]; no call waits on any of it.
 
 use super::otlp::{self, SpanRecord};
