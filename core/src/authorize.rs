@@ -80,7 +80,7 @@ impl Gate {
                 tracing::warn!(target: "toolmesh::audit", event = "origin_rejected", caller = %peer.identity, reason = %e.message(), "origin rejected");
                 self.report("origin_rejected", &peer.identity, None, "-", "-");
             })?;
-        let entity = self.entity_of(&peer.identity);
+        let entity = peer.trust_domain().and_then(|domain| self.entity_of_trust_domain(domain));
         // Most chains start with the peer itself.
         let origin_entity =
             origin.as_ref().and_then(|o| if *o.identity == *peer.identity { entity.clone() } else { self.entity_of(&o.identity) });
@@ -176,7 +176,10 @@ impl Gate {
     fn entity_of(&self, identity: &str) -> Option<String> {
         // Only a SPIFFE ID has a trust domain; a certificate without one (CN only) is named by
         // no entity's trust domain.
-        let domain = SpiffeId::parse(identity).ok()?.trust_domain();
+        self.entity_of_trust_domain(SpiffeId::parse(identity).ok()?.trust_domain())
+    }
+
+    fn entity_of_trust_domain(&self, domain: &str) -> Option<String> {
         if self.own_trust_domain.as_deref() == Some(domain) {
             return None;
         }

@@ -294,7 +294,7 @@ impl McpServer {
             // An unknown tool is answered as such below.
             (Ok(_), None) => None,
         };
-        let input = match (era, input_answers(&format!("tool '{name}'"), &params, &self.seal)) {
+        let input = match (era, input_answers(format_args!("tool '{name}'"), &params, &self.seal)) {
             (Era::Modern, Ok(input)) => input,
             (Era::Modern, Err(e)) => {
                 operation.ended(Outcome::Rpc(e.code()));
@@ -516,7 +516,11 @@ pub(super) fn outcome_of(outcome: &HandlerOutputOrError) -> Outcome {
 /// (an object of objects) and the `requestState` this agent sealed for the same tool, opened.
 /// The client's answers to `subject`'s earlier input requests ("tool 'x'", "prompt 'y'"), with
 /// the state it sealed for that subject unsealed; `None` when the request brings none.
-pub(super) fn input_answers(subject: &str, params: &Params, seal: &StateSeal) -> Result<Option<Arc<InputAnswers>>, RpcError> {
+pub(super) fn input_answers(
+    subject: impl std::fmt::Display,
+    params: &Params,
+    seal: &StateSeal,
+) -> Result<Option<Arc<InputAnswers>>, RpcError> {
     let invalid = |why: String| RpcError::new(StatusCode::OK, codes::INVALID_PARAMS, format!("Invalid params: {why}"));
     let responses = match &params.input_responses {
         None | Some(Value::Null) => None,
@@ -532,7 +536,8 @@ pub(super) fn input_answers(subject: &str, params: &Params, seal: &StateSeal) ->
         None => None,
         Some(sealed) => {
             let sealed = sealed.as_str().ok_or_else(|| invalid("requestState must be the string an earlier answer gave".into()))?;
-            Some(seal.open(subject, &sealed).map_err(invalid)?)
+            // Written out only when there is a state to open (most calls carry none).
+            Some(seal.open(&subject.to_string(), &sealed).map_err(invalid)?)
         }
     };
     if responses.is_none() && state.is_none() {
