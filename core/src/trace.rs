@@ -263,8 +263,7 @@ mod tests {
 
     impl export::Sink for Recorder {
         async fn send(&mut self, batch: export::Encoded) {
-            let mut request = otlp::head(b"", ("test", "0"), batch.span_bytes().len());
-            request.extend_from_slice(batch.span_bytes());
+            let request = batch.into_request(b"", ("test", "0"));
             let spans =
                 index_export_request(&request).unwrap().iter().map(|span| decode_indexed_span(&request, span).unwrap()).collect::<Vec<_>>();
             self.0.lock().unwrap().extend(spans);

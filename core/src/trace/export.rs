@@ -89,16 +89,15 @@ impl Encoded {
         Encoded { spans: 0, bytes, room }
     }
 
-    /// The spans, as [`otlp::append_span`] wrote them.
-    #[cfg(test)]
-    pub(super) fn span_bytes(&self) -> &[u8] {
-        &self.bytes[self.room..]
+    /// The bytes of its spans, as [`otlp::append_span`] wrote them.
+    fn span_bytes(&self) -> usize {
+        self.bytes.len() - self.room
     }
 
     /// The whole request: the head of `resource` and `scope` written into the room before the
     /// spans.
-    fn into_request(self, resource: &[u8], scope: (&str, &str)) -> Bytes {
-        let head = otlp::head(resource, scope, self.bytes.len() - self.room);
+    pub(super) fn into_request(self, resource: &[u8], scope: (&str, &str)) -> Bytes {
+        let head = otlp::head(resource, scope, self.span_bytes());
         let start = self.room - head.len();
         let mut bytes = self.bytes;
         bytes[start..self.room].copy_from_slice(&head);
@@ -109,10 +108,6 @@ impl Encoded {
 impl Queue {
     fn spans(&self) -> usize {
         self.pending.lock().expect("span queue lock").spans
-    }
-
-    fn has_full(&self) -> bool {
-        !self.pending.lock().expect("span queue lock").full.is_empty()
     }
 
     /// The full batches; the open one stays.
@@ -128,7 +123,7 @@ impl Queue {
         let mut pending = self.pending.lock().expect("span queue lock");
         let mut all: Vec<Encoded> = pending.full.drain(..).collect();
         if let Some(open) = pending.open.take() {
-            pending.capacity = open.bytes.len() - open.room;
+            pending.capacity = open.span_bytes();
             all.push(open);
         }
         pending.spans = 0;
@@ -190,7 +185,7 @@ impl Exporter {
                 let filled = open.spans >= batch.max_batch;
                 if filled {
                     let full = pending.open.take().expect("the batch just written");
-                    pending.capacity = full.bytes.len() - room;
+                    pending.capacity = full.span_bytes();
                     pending.full.push_back(full);
                 }
                 Some(pending.spans == 1 || filled)
@@ -267,9 +262,10 @@ async fn run(queue: Arc<Queue>, mut flushes: mpsc::Receiver<oneshot::Sender<()>>
         }
         let mut due = tokio::time::Instant::now() + batch.delay;
         loop {
-            if queue.has_full() {
+            let full = queue.take_full();
+            if !full.is_empty() {
                 // Full batches leave at once; the rest waits anew.
-                send_all(queue.take_full(), &mut sink).await;
+                send_all(full, &mut sink).await;
                 due = tokio::time::Instant::now() + batch.delay;
             }
             if queue.spans() == 0 {

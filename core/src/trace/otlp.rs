@@ -191,7 +191,7 @@ pub fn head(resource: &[u8], scope: (&str, &str), spans: usize) -> Vec<u8> {
     string_field(&mut scope_message, scope_field::VERSION, scope.1);
     let scope_spans = 1 + varint_length(scope_message.len()) + scope_message.len() + spans;
     let resource_spans = 1 + varint_length(resource.len()) + resource.len() + 1 + varint_length(scope_spans) + scope_spans;
-    let mut out = Vec::with_capacity(head_room(resource, scope) + spans);
+    let mut out = Vec::with_capacity(head_room(resource, scope));
     tag(&mut out, field::RESOURCE_SPANS, LENGTH_DELIMITED);
     varint(&mut out, resource_spans as u64);
     bytes_field(&mut out, resource_spans::RESOURCE, resource);
