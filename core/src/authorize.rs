@@ -74,7 +74,7 @@ impl Gate {
     /// Resolves the caller of a request: its entity, and the origin chain it sent (verified).
     pub fn caller<'a>(&self, peer: &'a PeerInfo, origin_header: Option<&str>) -> Result<Caller<'a>, Error> {
         let origin = origin_header
-            .map(|header| self.origins.verify(header, &peer.identity, peer.chain.first()))
+            .map(|header| self.origins.verify(header, &peer.identity, &peer.chain))
             .transpose()
             .inspect_err(|e| {
                 tracing::warn!(target: "toolmesh::audit", event = "origin_rejected", caller = %peer.identity, reason = %e.message(), "origin rejected");

@@ -161,7 +161,8 @@ async fn a_forged_origin_is_refused_and_a_vouched_one_grants_nothing() {
     let forged = base64_url(&serde_json::to_vec(&[forged]).unwrap());
     let error = send(forged).await;
     assert_eq!(error["code"], json!(7003), "{error}");
-    assert!(error["message"].as_str().unwrap().contains(&format!("its certificate names {TD}/billing, not the signer")), "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains(&format!("last signed by {TD}/frontdoor, but the caller is {TD}/billing")), "{error}");
     // billing vouches that frontdoor called it: the origin is frontdoor, but vouched grants nothing.
     let vouched = billing.outbound(None, Some(&format!("{TD}/frontdoor"))).unwrap().to_str().unwrap().to_owned();
     let error = send(vouched).await;

@@ -14,6 +14,11 @@
 //!
 //! The callee checks every signature and certificate against the mesh trust bundle, that the
 //! last signer is the peer of the mTLS connection, and that the tool called is within scope.
+//!
+//! Each link carries its signer's certificate chain (`x5c`) except the newest: its signer is the
+//! peer, whose chain the callee holds from the TLS handshake, so sending it again would double
+//! the size of every request. The callee puts that chain back into the link before it extends
+//! the chain further. A newest link that does carry `x5c` (older agents send one) is accepted.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::Pattern;
@@ -60,7 +65,9 @@ pub struct Link {
     pub exp: u64,
     /// Tool-name patterns (`*`, `math.*`, `add`) the chain may still reach.
     pub scope: Vec<String>,
-    /// The signer's certificate chain, base64 DER, leaf first.
+    /// The signer's certificate chain, base64 DER, leaf first; left out of the newest link on the
+    /// wire (see the module documentation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub x5c: Vec<String>,
     /// The TLS signature scheme (IANA number).
     pub alg: u16,
@@ -107,9 +114,19 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Verified chains, each with its header value and the trust generation it was verified under,
-/// by [`HeaderKey`].
-type VerifiedCache = HashMap<HeaderKey, (Box<str>, u64, Arc<VerifiedOrigin>)>;
+/// Verified chains by [`HeaderKey`].
+type VerifiedCache = HashMap<HeaderKey, Verified>;
+
+struct Verified {
+    header: Box<str>,
+    /// The trust generation it was verified under.
+    trust_generation: u64,
+    /// The certificate the newest link was verified with when the header did not carry it (the
+    /// peer's, from the handshake): the same header from a peer with another certificate, even
+    /// under the same name, is verified again (its signature does not hold for that key).
+    peer_leaf: Option<CertificateDer<'static>>,
+    chain: Arc<VerifiedOrigin>,
+}
 
 /// How many bytes of a header's end [`HeaderKey`] takes.
 const KEY_TAIL: usize = 48;
@@ -235,36 +252,48 @@ impl Origins {
         Ok(link)
     }
 
-    /// Verifies an inbound chain sent by `peer` (the identity and leaf certificate of the mTLS
-    /// connection), for a call of `tool`.
-    pub fn verify(&self, header: &str, peer: &str, peer_leaf: Option<&CertificateDer<'_>>) -> Result<Arc<VerifiedOrigin>> {
+    /// Verifies an inbound chain sent by `peer`: the identity and the certificate chain (leaf
+    /// first) of the mTLS connection, which the handshake verified.
+    pub fn verify(&self, header: &str, peer: &str, peer_chain: &[CertificateDer<'static>]) -> Result<Arc<VerifiedOrigin>> {
         let generation = self.identity.trust_generation();
         let key = HeaderKey::of(header);
-        if let Some((_, g, hit)) = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&key).filter(|(h, ..)| **h == *header) {
-            if *g == generation && hit.expires > unix_now() && hit.links.last().is_some_and(|l| l.iss == peer) {
-                return Ok(hit.clone());
+        if let Some(hit) = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&key).filter(|v| *v.header == *header) {
+            if hit.trust_generation == generation
+                && hit.chain.expires > unix_now()
+                && hit.chain.links.last().is_some_and(|l| l.iss == peer)
+                && hit.peer_leaf.as_ref().is_none_or(|leaf| peer_chain.first() == Some(leaf))
+            {
+                return Ok(hit.chain.clone());
             }
         }
-        let verified = Arc::new(self.verify_uncached(header, peer, peer_leaf)?);
+        let (chain, used_peer_chain) = self.verify_uncached(header, peer, peer_chain)?;
+        let chain = Arc::new(chain);
         let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_ENTRIES {
             cache.clear();
         }
-        cache.insert(key, (Box::from(header), generation, verified.clone()));
-        Ok(verified)
+        let peer_leaf = used_peer_chain.then(|| peer_chain.first().cloned()).flatten();
+        cache.insert(key, Verified { header: Box::from(header), trust_generation: generation, peer_leaf, chain: chain.clone() });
+        Ok(chain)
     }
 
-    fn verify_uncached(&self, header: &str, peer: &str, peer_leaf: Option<&CertificateDer<'_>>) -> Result<VerifiedOrigin> {
+    /// The verified chain, and whether its newest link was verified with the peer's certificate
+    /// chain because the header left it out.
+    fn verify_uncached(&self, header: &str, peer: &str, peer_chain: &[CertificateDer<'static>]) -> Result<(VerifiedOrigin, bool)> {
         if header.len() > MAX_HEADER_BYTES {
             return Err(rejected(format!("the origin chain is {} bytes, more than the {MAX_HEADER_BYTES} accepted", header.len())));
         }
-        let links: Vec<Link> = URL_SAFE_NO_PAD
+        let mut links: Vec<Link> = URL_SAFE_NO_PAD
             .decode(header)
             .ok()
             .and_then(|json| serde_json::from_slice(&json).ok())
             .ok_or_else(|| rejected(format!("the {HEADER} header is not a toolmesh origin chain (base64url JSON links)")))?;
         if links.is_empty() || links.len() > MAX_LINKS {
             return Err(rejected(format!("an origin chain has 1 to {MAX_LINKS} links; this one has {}", links.len())));
+        }
+        let last_signer = &links[links.len() - 1].iss;
+        if *last_signer != peer {
+            return Err(rejected(format!("the origin chain was last signed by {last_signer}, but the caller is {peer}")));
         }
         let now = unix_now();
         let first = &links[0];
@@ -291,34 +320,49 @@ impl Origins {
                     )));
                 }
             }
-            let is_peer = i == links.len() - 1;
-            self.check_signature(link, previous.map_or("", |p| p.sig.as_str()), if is_peer { peer_leaf } else { None }).map_err(at)?;
+            let is_newest = i == links.len() - 1;
+            self.check_signature(link, previous.map_or("", |p| p.sig.as_str()), is_newest.then_some(peer_chain)).map_err(at)?;
             scope = link_scope;
             previous = Some(link);
         }
-        let last = links.last().expect("checked non-empty");
-        if last.iss != peer {
-            return Err(rejected(format!("the origin chain was last signed by {}, but the caller is {peer}", last.iss)));
+        let last = links.last_mut().expect("checked non-empty");
+        // Put the peer's chain back, for the next hop, which does not hold it.
+        let used_peer_chain = last.x5c.is_empty();
+        if used_peer_chain {
+            last.x5c = peer_chain.iter().map(|c| STANDARD.encode(c.as_ref())).collect();
         }
-        Ok(VerifiedOrigin { identity: first.org.clone(), signed: first.iss == first.org, expires: last.exp, scope, links })
+        let expires = last.exp;
+        let (identity, signed) = (links[0].org.clone(), links[0].iss == links[0].org);
+        Ok((VerifiedOrigin { identity, signed, expires, scope, links }, used_peer_chain))
     }
 
     /// The link's certificate chain is trusted now and names its signer, and the signature holds.
+    /// `peer_chain` is given for the newest link only: the chain the peer presented, verified by
+    /// the handshake, which that link may leave out.
     fn check_signature(
         &self,
         link: &Link,
         previous_sig: &str,
-        already_verified: Option<&CertificateDer<'_>>,
+        peer_chain: Option<&[CertificateDer<'static>]>,
     ) -> std::result::Result<(), String> {
-        let chain: Vec<CertificateDer<'static>> = link
-            .x5c
-            .iter()
-            .map(|c| STANDARD.decode(c).map(CertificateDer::from))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|_| "its certificate chain is not base64".to_owned())?;
-        let leaf = chain.first().ok_or("it carries no certificate")?;
-        if already_verified.is_none_or(|v| v.as_ref() != leaf.as_ref()) {
-            self.identity.verify_peer(&chain).map_err(|e| format!("its certificate is not trusted: {e}"))?;
+        let carried: Vec<CertificateDer<'static>>;
+        let chain = match (link.x5c.is_empty(), peer_chain) {
+            (true, Some(peer_chain)) => peer_chain,
+            (true, None) => return Err("it carries no certificate (only the newest link may leave it out)".to_owned()),
+            (false, _) => {
+                carried = link
+                    .x5c
+                    .iter()
+                    .map(|c| STANDARD.decode(c).map(CertificateDer::from))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|_| "its certificate chain is not base64".to_owned())?;
+                &carried
+            }
+        };
+        let leaf = chain.first().ok_or("it carries no certificate, and the caller presented none")?;
+        let handshake_verified = peer_chain.and_then(<[_]>::first).is_some_and(|peer_leaf| peer_leaf == leaf);
+        if !handshake_verified {
+            self.identity.verify_peer(chain).map_err(|e| format!("its certificate is not trusted: {e}"))?;
         }
         if peer_identity(leaf) != link.iss {
             return Err(format!("its certificate names {}, not the signer", peer_identity(leaf)));
@@ -328,8 +372,13 @@ impl Origins {
     }
 }
 
+/// The header of a chain, the newest link without its certificate chain (the module
+/// documentation says why).
 fn encode(links: &[Link]) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(links).expect("links always serialize"))
+    let Some((newest, earlier)) = links.split_last() else { return String::new() };
+    let newest = Link { x5c: Vec::new(), ..newest.clone() };
+    let wire: Vec<&Link> = earlier.iter().chain(std::iter::once(&newest)).collect();
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&wire).expect("links always serialize"))
 }
 
 /// An encoded chain as a header value, checked once here rather than on every call that sends it.
