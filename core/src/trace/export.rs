@@ -185,7 +185,9 @@ impl Exporter {
                 let filled = open.spans >= batch.max_batch;
                 if filled {
                     let full = pending.open.take().expect("the batch just written");
-                    pending.capacity = full.span_bytes();
+                    // The next batch's spans take about as many bytes: room for them and a
+                    // quarter more, so that it is not grown (copied whole) near its end.
+                    pending.capacity = full.span_bytes() + full.span_bytes() / 4;
                     pending.full.push_back(full);
                 }
                 Some(pending.spans == 1 || filled)

@@ -178,8 +178,9 @@ pub fn export_request(resource: &[u8], scope: (&str, &str), spans: &[SpanRecord]
 /// Appends `span` to `out` as one `ScopeSpans.spans` field: a batch is its spans so appended,
 /// each as it ends, after the [`head`] written once the batch is complete.
 pub fn append_span(out: &mut Vec<u8>, span: &SpanRecord) {
-    out.reserve(most_bytes(span));
-    message(out, scope_spans::SPANS, |s| encode_span(s, span));
+    let most = most_bytes(span);
+    out.reserve(most);
+    sized_message(out, scope_spans::SPANS, most, |s| encode_span(s, span));
 }
 
 /// The bytes of an `ExportTraceServiceRequest` before its spans (`spans` bytes of
@@ -327,12 +328,21 @@ fn string_field(out: &mut Vec<u8>, field: u32, text: &str) {
 /// varint (moving the message only when the length takes more than one byte, and allocating
 /// nothing: an attribute's two messages are written for every span exported).
 fn message(out: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
+    sized_message(out, field, 0, body);
+}
+
+/// [`message`] for a body of about `most` bytes: the gap left for its length is the varint of
+/// `most`, so that a span (a few hundred bytes, a two-byte length) is not moved up by a byte
+/// after it is written. The body moves only when its length takes another number of bytes.
+fn sized_message(out: &mut Vec<u8>, field: u32, most: usize, body: impl FnOnce(&mut Vec<u8>)) {
     tag(out, field, LENGTH_DELIMITED);
     let gap = out.len();
-    out.push(0);
+    let room = varint_length(most);
+    out.resize(gap + room, 0);
     body(out);
-    let length = out.len() - gap - 1;
-    if length < 0x80 {
+    let end = out.len();
+    let length = end - gap - room;
+    if length < 0x80 && room == 1 {
         out[gap] = length as u8;
         return;
     }
@@ -343,11 +353,15 @@ fn message(out: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
         used += 1;
     }
     prefix[used] = rest as u8;
-    // Room for the longer length: the message moves up by what it takes beyond the gap's byte.
-    let end = out.len();
-    out.resize(end + used, 0);
-    out.copy_within(gap + 1..end, gap + 1 + used);
-    out[gap..=gap + used].copy_from_slice(&prefix[..=used]);
+    let needed = used + 1;
+    if needed > room {
+        out.resize(end + needed - room, 0);
+        out.copy_within(gap + room..end, gap + needed);
+    } else if needed < room {
+        out.copy_within(gap + room..end, gap + needed);
+        out.truncate(end - (room - needed));
+    }
+    out[gap..gap + needed].copy_from_slice(&prefix[..needed]);
 }
 
 #[cfg(test)]
@@ -417,6 +431,22 @@ mod tests {
             end_unix_nanos: 1_700_000_000_000_500_000,
             attributes: (0..attributes).map(|i| ("attr", Value::Int(i as i64 - 1))).collect(),
             error: Some("TOOL_FAILED".into()),
+        }
+    }
+
+    #[test]
+    fn a_message_is_its_tag_its_shortest_length_and_its_body_whatever_room_was_guessed() {
+        for length in [0, 1, 127, 128, 129, 16_383, 16_384, 20_000, 2_097_152] {
+            let body: Vec<u8> = (0..length).map(|i| i as u8).collect();
+            let mut expected = vec![0xaa];
+            tag(&mut expected, scope_spans::SPANS, LENGTH_DELIMITED);
+            varint(&mut expected, length as u64);
+            expected.extend_from_slice(&body);
+            for most in [0, 1, 127, 128, 16_384, 3_000_000, usize::MAX >> 8] {
+                let mut out = vec![0xaa];
+                sized_message(&mut out, scope_spans::SPANS, most, |out| out.extend_from_slice(&body));
+                assert!(out == expected, "a body of {length} bytes with room for {most}");
+            }
         }
     }
 
