@@ -233,7 +233,9 @@ impl Agent {
         let server =
             HttpsServer::spawn_limited(listener, tls, Some(identity.clone()), limits, handshakes.clone(), move |request, peer| {
                 let mcp = serving.clone();
-                async move { mcp.handle(request, peer).await }
+                // Boxed where it is made: the request's future is several kilobytes, and hyper and
+                // the server move it a few times before it first runs.
+                Box::pin(async move { mcp.handle(request, peer).await })
             })?;
 
         // What the calls find unreachable, and the calls made, the heartbeats report.
