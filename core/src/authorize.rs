@@ -233,7 +233,7 @@ impl Gate {
 impl Caller<'_> {
     /// The policy question this caller asks of `target`.
     fn query<'q>(&'q self, phase: Phase, method: &'q str, target: Target<'q>) -> Query<'q> {
-        let source = Principal::new(&self.peer.identity, self.entity.as_deref());
+        let source = self.peer.principal(self.entity.as_deref());
         Query {
             phase,
             method,

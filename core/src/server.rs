@@ -3,6 +3,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{TlsMetrics, TlsSide};
+use crate::policy::Principal;
 use crate::tls::{peer_identity, Identity};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -12,6 +13,7 @@ use rustls::pki_types::CertificateDer;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,24 +51,37 @@ pub struct PeerInfo {
     /// The remote IP address as text, written once per connection for the span of every request
     /// on it.
     address_value: Arc<str>,
-    /// Where the trust domain lies in `identity` when that is a SPIFFE ID: read once per
-    /// connection, not once per request authorized.
-    trust_domain: Option<std::ops::Range<usize>>,
+    /// Where the trust domain and the agent name lie in `identity` (empty, and `None`, when it
+    /// is no SPIFFE ID or names no agent): read once per connection, not once per request
+    /// authorized.
+    trust_domain: Range<usize>,
+    agent: Option<Range<usize>>,
 }
 
 impl PeerInfo {
     pub fn new(identity: &str, remote: SocketAddr, chain: Vec<CertificateDer<'static>>) -> Self {
-        let trust_domain = crate::spiffe_id::SpiffeId::parse(identity).ok().map(|id| {
-            // A slice of `identity`: its place in it, by address (no unsafe code needed).
-            let start = id.trust_domain().as_ptr() as usize - identity.as_ptr() as usize;
-            start..start + id.trust_domain().len()
-        });
-        PeerInfo { identity: Arc::from(identity), remote, chain, address_value: Arc::from(remote.ip().to_string()), trust_domain }
+        let principal = Principal::new(identity, None);
+        // Slices of `identity`: their places in it, by address (no unsafe code needed).
+        let place = |part: &str| {
+            if part.is_empty() {
+                return 0..0;
+            }
+            let start = part.as_ptr() as usize - identity.as_ptr() as usize;
+            start..start + part.len()
+        };
+        let (trust_domain, agent) = (place(principal.trust_domain), principal.agent_name().map(place));
+        PeerInfo { identity: Arc::from(identity), remote, chain, address_value: Arc::from(remote.ip().to_string()), trust_domain, agent }
     }
 
     /// The trust domain of the peer's SPIFFE ID; `None` when its identity is not one.
     pub fn trust_domain(&self) -> Option<&str> {
-        self.trust_domain.clone().map(|range| &self.identity[range])
+        Some(&self.identity[self.trust_domain.clone()]).filter(|domain| !domain.is_empty())
+    }
+
+    /// The peer as the policy sees it, vouched for by `entity` (`None`: the mesh's own CA).
+    pub fn principal<'a>(&'a self, entity: Option<&'a str>) -> Principal<'a> {
+        let agent = self.agent.clone().map(|range| &self.identity[range]);
+        Principal::from_parts(&self.identity, &self.identity[self.trust_domain.clone()], entity, agent)
     }
 
     /// The remote IP address as text, shared (a span attribute's value).
@@ -468,5 +483,25 @@ mod tests {
         assert_eq!(peer.trust_domain(), Some("partner.example"));
         assert_eq!(PeerInfo::new("bench-a", remote, Vec::new()).trust_domain(), None);
         assert_eq!(PeerInfo::new("spiffe://", remote, Vec::new()).trust_domain(), None);
+    }
+
+    #[test]
+    fn a_peer_is_the_principal_its_identity_makes() {
+        let remote = "127.0.0.1:9".parse().unwrap();
+        for identity in [
+            "spiffe://partner.example/agent/a",
+            "spiffe://toolmesh.local/registry",
+            "spiffe://toolmesh.local",
+            "spiffe://",
+            "spiffe://BAD/agent/x",
+            "bench-a",
+            "unknown",
+            "",
+        ] {
+            let peer = PeerInfo::new(identity, remote, Vec::new());
+            for entity in [None, Some("partner")] {
+                assert_eq!(peer.principal(entity), crate::policy::Principal::new(identity, entity), "{identity:?}");
+            }
+        }
     }
 }

@@ -43,6 +43,12 @@ impl<'a> Principal<'a> {
         Principal { identity, trust_domain, entity, agent }
     }
 
+    /// A principal whose parts were found by [`Principal::new`] before (a connection's peer,
+    /// authorized on every request).
+    pub(crate) fn from_parts(identity: &'a str, trust_domain: &'a str, entity: Option<&'a str>, agent: Option<&'a str>) -> Self {
+        Principal { identity, trust_domain, entity, agent }
+    }
+
     /// The agent name the identity carries (see [`agent_name_of`]).
     pub fn agent_name(&self) -> Option<&'a str> {
         self.agent

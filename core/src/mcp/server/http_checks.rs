@@ -22,8 +22,13 @@ pub(super) fn check_http_headers(headers: &HeaderMap) -> Option<RpcError> {
     // Like the SDKs (python-sdk answers 406 to `Accept: application/json` alone, and to none):
     // the client must be ready for either kind of answer.
     let accept = headers.get_all(http::header::ACCEPT).iter().filter_map(|v| v.to_str().ok());
-    let (mut json, mut sse) = (false, false);
+    // What the SDKs and our own clients send, answered without reading it range by range.
+    let usual = headers.get(http::header::ACCEPT).is_some_and(|v| v.as_bytes() == b"application/json, text/event-stream");
+    let (mut json, mut sse) = (usual, usual);
     for range in accept.flat_map(|v| v.split(',')) {
+        if json && sse {
+            break;
+        }
         let (json_ok, sse_ok) = accepts(range);
         json |= json_ok;
         sse |= sse_ok;
@@ -36,7 +41,7 @@ pub(super) fn check_http_headers(headers: &HeaderMap) -> Option<RpcError> {
         ));
     }
     let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !content_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
+    if content_type != "application/json" && !content_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
         return Some(RpcError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             codes::INVALID_REQUEST,
