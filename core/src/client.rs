@@ -141,7 +141,7 @@ impl HttpsClient {
             // The handshake's and the failure's futures are boxed: they are large and rare, and
             // held inline they would make every request's future as large, which is moved
             // (copied) each time it is nested in its caller's.
-            let (mut sender, task) = match connections.checkout(&peer.authority).await {
+            let (mut sender, task) = match connections.checkout(peer.authority()).await {
                 Some(sender) => (sender, None),
                 None => {
                     let (sender, task) = Box::pin(self.connect(&peer, &connections)).await?;
@@ -162,7 +162,7 @@ impl HttpsClient {
                     // the peer may have read and acted on it (a tools/call is not idempotent),
                     // and its close cannot be told from a crash in the middle of the call. A
                     // close that reached us before the request left is caught at checkout.
-                    (None, None) => return Err(classify_send_error(e.error(), &peer.authority)),
+                    (None, None) => return Err(classify_send_error(e.error(), peer.authority())),
                 },
             };
             let (mut parts, body) = response.into_parts();
@@ -174,10 +174,10 @@ impl HttpsClient {
                 Some(observe) => collect_observed(body, observe).await,
             };
             let body = body.map_err(|e| RequestError {
-                error: Error::new(ErrorKind::ConnectionLost, format!("{} broke the connection while answering: {e}", peer.authority)),
+                error: Error::new(ErrorKind::ConnectionLost, format!("{} broke the connection while answering: {e}", peer.authority())),
                 delivered: true,
             })?;
-            connections.checkin(&peer.authority, sender);
+            connections.checkin(peer.authority(), sender);
             return Ok(http::Response::from_parts(parts, body));
         }
     }
@@ -185,7 +185,7 @@ impl HttpsClient {
     /// Opens a connection (TCP, then the mTLS handshake) and starts HTTP on it; also returns the
     /// connection's task.
     async fn connect(&self, peer: &Peer, connections: &Connections) -> Result<(Sender, ConnectionTask), RequestError> {
-        let authority = &peer.authority;
+        let authority = peer.authority();
         let stream = self.handshake(peer).await?;
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let identity = PeerIdentity::of(stream.get_ref().1);
@@ -211,22 +211,24 @@ impl HttpsClient {
                 // The connection owns the only strong handle on its socket: when its task ends,
                 // the connection (and the socket with it) is dropped and the watch sees it gone.
                 let task = tokio::spawn(connection);
-                Ok((Sender::Http1(Http1 { sender, socket, identity }), task))
+                // The same on every request: a connection serves one authority.
+                let host = http::HeaderValue::from_str(authority).ok();
+                Ok((Sender::Http1(Http1 { sender, socket, identity, host }), task))
             }
         }
     }
 
     /// TCP, then the mTLS handshake.
     async fn handshake(&self, peer: &Peer) -> Result<tokio_rustls::client::TlsStream<SharedTcp>, RequestError> {
-        let authority = &peer.authority;
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((peer.host.as_str(), peer.port)))
+        let authority = peer.authority();
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((peer.host(), peer.port)))
             .await
             .map_err(|_| Error::new(ErrorKind::ConnectFailed, format!("connecting to {authority} timed out")))
             .and_then(|r| r.map_err(|e| Error::new(ErrorKind::ConnectFailed, format!("cannot connect to {authority}: {e}"))))
             .map_err(RequestError::undelivered)?;
         let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(peer.host.clone()).map_err(|e| {
-            RequestError::undelivered(Error::new(ErrorKind::InvalidConfig, format!("'{}' is not a valid host name: {e}", peer.host)))
+        let name = ServerName::try_from(peer.host().to_owned()).map_err(|e| {
+            RequestError::undelivered(Error::new(ErrorKind::InvalidConfig, format!("'{}' is not a valid host name: {e}", peer.host())))
         })?;
         let handshakes = &self.shared.handshakes;
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, self.shared.tls.connect(name, SharedTcp(Arc::new(tcp))))
@@ -261,7 +263,7 @@ impl HttpsClient {
     /// into the refused connection failed before the alert was read, as HTTP/2's several writes
     /// do). Whichever way the race went, it is reported as the refusal.
     async fn new_connection_failed(&self, e: &TrySendError, unsent: bool, task: ConnectionTask, peer: &Peer) -> RequestError {
-        let authority = &peer.authority;
+        let authority = peer.authority();
         let mut tls = classify_error_chain(e.error(), authority);
         // Only a connection that ended says more (not, say, an HTTP/2 stream the peer reset).
         let ended = unsent || connection_ended(e.error());
@@ -295,7 +297,7 @@ impl HttpsClient {
             Err(e) => return matches!(e.error.kind(), ErrorKind::PeerRejectedCertificate | ErrorKind::TlsHandshake).then_some(e.error),
         };
         match tokio::time::timeout(VERDICT_WAIT, stream.read(&mut [0u8; 1])).await {
-            Ok(Err(e)) => self.count_refusal(classify_error_chain(&e, &peer.authority)),
+            Ok(Err(e)) => self.count_refusal(classify_error_chain(&e, peer.authority())),
             _ => None,
         }
     }
@@ -312,9 +314,10 @@ impl HttpsClient {
 
 /// Where a request goes, from its URI; only `https://` is ever spoken.
 struct Peer {
-    /// `host:port`, the key of the connection cache.
-    authority: String,
-    host: String,
+    /// The URI's authority, shared with it (read on every request: not copied).
+    written: http::uri::Authority,
+    /// `host:port` when the URI does not write it so (no port, or user information).
+    formatted: Option<Box<str>>,
     port: u16,
 }
 
@@ -324,15 +327,22 @@ impl Peer {
         if uri.scheme_str() != Some("https") {
             return Err(invalid(format!("refusing to call {uri} without TLS: toolmesh only speaks https://")));
         }
-        let host = uri.host().ok_or_else(|| invalid(format!("{uri} has no host")))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let written = uri.authority().filter(|a| !a.host().is_empty()).ok_or_else(|| invalid(format!("{uri} has no host")))?.clone();
         let port = uri.port_u16().unwrap_or(443);
-        let authority = match uri.authority().map(http::uri::Authority::as_str) {
-            // Already `host:port` as written (brackets and all): no formatting on every request.
-            Some(written) if uri.port().is_some() && !written.contains('@') => written.to_owned(),
-            _ => format!("{}:{port}", crate::server::bracket_ipv6(&host)),
-        };
-        Ok(Peer { authority, host, port })
+        let formatted = (uri.port().is_none() || written.as_str().contains('@')).then(|| {
+            format!("{}:{port}", crate::server::bracket_ipv6(written.host().trim_start_matches('[').trim_end_matches(']'))).into()
+        });
+        Ok(Peer { written, formatted, port })
+    }
+
+    /// `host:port`, the key of the connection cache.
+    fn authority(&self) -> &str {
+        self.formatted.as_deref().unwrap_or(self.written.as_str())
+    }
+
+    /// The host, without an IPv6 address's brackets.
+    fn host(&self) -> &str {
+        self.written.host().trim_start_matches('[').trim_end_matches(']')
     }
 }
 
@@ -431,6 +441,8 @@ struct Http1 {
     sender: http1::SendRequest<Full<Bytes>>,
     socket: SocketWatch,
     identity: Option<PeerIdentity>,
+    /// The `Host` header of its requests.
+    host: Option<http::HeaderValue>,
 }
 
 /// An HTTP/2 connection's sender (shared by every request to its peer), and whom its handshake
@@ -482,8 +494,8 @@ impl Sender {
         match self {
             Sender::Http1(s) => {
                 if !request.headers().contains_key(http::header::HOST) {
-                    if let Ok(host) = http::HeaderValue::from_str(&peer.authority) {
-                        request.headers_mut().insert(http::header::HOST, host);
+                    if let Some(host) = &s.host {
+                        request.headers_mut().insert(http::header::HOST, host.clone());
                     }
                 }
                 if let Ok(origin) = http::Uri::from_parts(uri) {
@@ -493,7 +505,7 @@ impl Sender {
             }
             Sender::Http2(s) => {
                 uri.scheme = Some(http::uri::Scheme::HTTPS);
-                uri.authority = peer.authority.parse().ok();
+                uri.authority = peer.authority().parse().ok();
                 if let Ok(absolute) = http::Uri::from_parts(uri) {
                     *request.uri_mut() = absolute;
                 }
@@ -625,7 +637,7 @@ mod tests {
 
     #[test]
     fn a_peer_is_keyed_by_host_and_port_however_its_uri_writes_them() {
-        let of = |uri: &str| Peer::of(&uri.parse().unwrap()).ok().map(|p| (p.authority, p.host, p.port));
+        let of = |uri: &str| Peer::of(&uri.parse().unwrap()).ok().map(|p| (p.authority().to_owned(), p.host().to_owned(), p.port));
         let peer = |authority: &str, host: &str, port| Some((authority.to_owned(), host.to_owned(), port));
         assert_eq!(of("https://127.0.0.1:8443/mcp"), peer("127.0.0.1:8443", "127.0.0.1", 8443));
         assert_eq!(of("https://[::1]:8443/mcp"), peer("[::1]:8443", "::1", 8443));
