@@ -255,7 +255,7 @@ impl McpServer {
             if let Some(tool) = self.tools.get(&name) {
                 let checked = check_param_headers(&tool.input_schema, params.arguments.as_ref(), headers).and_then(|()| {
                     check_required_capabilities(
-                        &format!("tool '{name}'"),
+                        format_args!("tool '{name}'"),
                         &tool.required_client_capabilities,
                         client_capabilities.as_deref(),
                     )
@@ -485,7 +485,11 @@ pub(super) fn declared_capabilities(raw: Raw) -> Option<Arc<Value>> {
 /// A modern call to a tool that needs client capabilities its client did not declare: 400 /
 /// -32021, with the missing ones as a `ClientCapabilities` object in `data.requiredCapabilities`.
 /// `subject`: what needs them ("tool 'x'", "prompt 'y'").
-pub(super) fn check_required_capabilities(subject: &str, required: &[String], declared: Option<&Value>) -> Result<(), RpcError> {
+pub(super) fn check_required_capabilities(
+    subject: impl std::fmt::Display,
+    required: &[String],
+    declared: Option<&Value>,
+) -> Result<(), RpcError> {
     let missing: serde_json::Map<String, Value> = required
         .iter()
         .filter(|capability| declared.and_then(|d| d.get(capability.as_str())).is_none())
