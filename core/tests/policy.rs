@@ -14,6 +14,7 @@ use toolmesh_core::error::ErrorKind;
 use toolmesh_core::host::{Completion, FnHandler, ToolInvocation};
 use toolmesh_core::mcp::McpClient;
 use toolmesh_core::policy::Policy;
+use toolmesh_core::tls::Identity;
 
 const TD: &str = "spiffe://toolmesh.local/agent";
 
@@ -169,6 +170,48 @@ async fn a_forged_origin_is_refused_and_a_vouched_one_grants_nothing() {
     assert_eq!(error["code"], json!(7001), "{error}");
     // Garbage in the header.
     assert_eq!(send("e30".into()).await["code"], json!(7003));
+    bank.shutdown().await;
+}
+
+/// Over real mTLS: the origin header leaves out its newest link's certificate, so the callee
+/// verifies that link with the certificate of the connection it came on. The same header sent
+/// by another certificate under the same name (a stolen header, or a replica's) is refused,
+/// also once the first sender's header has been verified and cached.
+#[tokio::test]
+async fn a_header_without_its_certificate_holds_only_on_its_signers_connection() {
+    use toolmesh_core::origin::Origins;
+    let pki = Pki::new();
+    let bank = start_agent("bank", &pki.issue("bank"), standard_tools(), |_| {}).await;
+    let billing = pki.identity("billing");
+    let replica = Identity::load(&pki.issue_with("billing-replica", |request| {
+        request.common_name = "billing".into();
+        request.uris = vec![format!("{TD}/billing")];
+    }))
+    .unwrap();
+    assert_eq!(replica.name(), billing.name());
+    let header = Origins::new(billing.clone()).outbound(None, None).unwrap();
+    let send = |identity: &Arc<Identity>| {
+        let http = toolmesh_core::client::HttpsClient::new(identity).unwrap();
+        let (endpoint, header) = (bank.endpoint().to_owned(), header.clone());
+        async move {
+            let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo_context","arguments":{}}}"#;
+            let request = http::Request::post(endpoint)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("toolmesh-origin", header)
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .unwrap();
+            let response = http.send(request).await.map_err(|e| e.error).unwrap();
+            serde_json::from_slice::<Value>(response.body()).unwrap()["result"].clone()
+        }
+    };
+    for _ in 0..2 {
+        let answered = send(&billing).await;
+        assert_eq!(answered["isError"], json!(false), "{answered}");
+        let refused = &send(&replica).await["_meta"]["dev.toolmesh/error"];
+        assert_eq!(refused["code"], json!(7003), "{refused}");
+        assert!(refused["message"].as_str().unwrap().contains("the signature does not verify"), "{refused}");
+    }
     bank.shutdown().await;
 }
 
