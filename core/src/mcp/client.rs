@@ -37,6 +37,7 @@ const CALLER_HEADERS_NAME: HeaderName = HeaderName::from_static(CALLER_HEADERS);
 #[derive(Clone)]
 pub struct McpClient {
     http: HttpsClient,
+    endpoints: Arc<Endpoints>,
     next_id: Arc<AtomicU64>,
     /// Signs the origin chain every call carries.
     origins: Arc<Origins>,
@@ -52,6 +53,7 @@ impl McpClient {
     pub fn counting(identity: &Arc<Identity>, handshakes: Arc<crate::metrics::TlsMetrics>) -> crate::Result<Self> {
         Ok(McpClient {
             http: HttpsClient::counting(identity, handshakes)?,
+            endpoints: Arc::default(),
             next_id: Arc::new(AtomicU64::new(1)),
             origins: Arc::new(Origins::new(identity.clone())),
             tracer: Tracer::default(),
@@ -245,7 +247,7 @@ impl McpClient {
         };
         let mut request = http::Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = endpoint.parse().map_err(|e: http::uri::InvalidUri| unbuildable(e.to_string()))?;
+        *request.uri_mut() = self.endpoints.uri(endpoint).map_err(|e| unbuildable(e.to_string()))?;
         // Room for the request's own headers and `Host`, so that the map is not grown on the way.
         *request.headers_mut() = http::HeaderMap::with_capacity(12);
         let headers = request.headers_mut();
@@ -301,6 +303,28 @@ impl McpClient {
                 self.http.send_observed(request, Some(&mut observe)).await
             }
         }
+    }
+}
+
+/// The endpoints called, each parsed once: parsing checks a URI byte by byte and copies it, and
+/// every call to a provider parsed its endpoint again. Forgotten all at once when full.
+#[derive(Default)]
+struct Endpoints(std::sync::Mutex<crate::fx_hash::FxHashMap<Box<str>, http::Uri>>);
+
+impl Endpoints {
+    const MOST: usize = 4096;
+
+    fn uri(&self, endpoint: &str) -> Result<http::Uri, http::uri::InvalidUri> {
+        if let Some(uri) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(endpoint) {
+            return Ok(uri.clone());
+        }
+        let uri: http::Uri = endpoint.parse()?;
+        let mut parsed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if parsed.len() >= Self::MOST {
+            parsed.clear();
+        }
+        parsed.insert(endpoint.into(), uri.clone());
+        Ok(uri)
     }
 }
 
@@ -667,6 +691,23 @@ fn remote_tool_error(tool: &str, result: &CallResult) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_is_parsed_once_and_a_bad_one_is_refused_every_time() {
+        let endpoints = Endpoints::default();
+        let uri = endpoints.uri("https://127.0.0.1:8443/mcp").unwrap();
+        assert_eq!((uri.host(), uri.port_u16(), uri.path()), (Some("127.0.0.1"), Some(8443), "/mcp"));
+        assert_eq!(endpoints.uri("https://127.0.0.1:8443/mcp").unwrap(), uri);
+        assert_eq!(endpoints.0.lock().unwrap().len(), 1);
+        for _ in 0..2 {
+            assert!(endpoints.uri("https://bad host/mcp").is_err());
+        }
+        assert_eq!(endpoints.0.lock().unwrap().len(), 1);
+        for port in 0..=Endpoints::MOST {
+            endpoints.uri(&format!("https://a:{port}/mcp")).unwrap();
+        }
+        assert!(endpoints.0.lock().unwrap().len() <= Endpoints::MOST);
+    }
     use serde_json::json;
 
     fn response(content_type: &str, body: &str) -> http::Response<Bytes> {

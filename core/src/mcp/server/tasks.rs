@@ -323,7 +323,7 @@ async fn run(
             }
         };
         let needed: Vec<String> = input.required_capabilities().iter().map(|c| (*c).to_owned()).collect();
-        if let Err(e) = check_required_capabilities(&format!("tool '{}'", asking.tool), &needed, asking.declared.as_deref()) {
+        if let Err(e) = check_required_capabilities(format_args!("tool '{}'", asking.tool), &needed, asking.declared.as_deref()) {
             if task.finish(Status::Failed, serde_json::to_value(&e).expect("an error serializes")) {
                 operation.ended(Outcome::Rpc(e.code()));
             }
