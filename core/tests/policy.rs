@@ -141,20 +141,8 @@ async fn a_forged_origin_is_refused_and_a_vouched_one_grants_nothing() {
     let http = toolmesh_core::client::HttpsClient::new(&billing_identity).unwrap();
 
     let send = |origin: String| {
-        let http = http.clone();
-        let endpoint = bank.endpoint().to_owned();
-        async move {
-            let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo_context","arguments":{}}}"#;
-            let request = http::Request::post(endpoint)
-                .header("content-type", "application/json")
-                .header("accept", "application/json, text/event-stream")
-                .header("toolmesh-origin", origin)
-                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-                .unwrap();
-            let response = http.send(request).await.map_err(|e| e.error).unwrap();
-            let reply: Value = serde_json::from_slice(response.body()).unwrap();
-            reply["result"]["_meta"]["dev.toolmesh/error"].clone()
-        }
+        let (http, endpoint) = (http.clone(), bank.endpoint().to_owned());
+        async move { call_with_origin(&http, &endpoint, &origin).await["_meta"]["dev.toolmesh/error"].clone() }
     };
     // billing signs a first link claiming to be frontdoor.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
@@ -189,21 +177,11 @@ async fn a_header_without_its_certificate_holds_only_on_its_signers_connection()
     }))
     .unwrap();
     assert_eq!(replica.name(), billing.name());
-    let header = Origins::new(billing.clone()).outbound(None, None).unwrap();
+    let header = Origins::new(billing.clone()).outbound(None, None).unwrap().to_str().unwrap().to_owned();
     let send = |identity: &Arc<Identity>| {
         let http = toolmesh_core::client::HttpsClient::new(identity).unwrap();
         let (endpoint, header) = (bank.endpoint().to_owned(), header.clone());
-        async move {
-            let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo_context","arguments":{}}}"#;
-            let request = http::Request::post(endpoint)
-                .header("content-type", "application/json")
-                .header("accept", "application/json, text/event-stream")
-                .header("toolmesh-origin", header)
-                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-                .unwrap();
-            let response = http.send(request).await.map_err(|e| e.error).unwrap();
-            serde_json::from_slice::<Value>(response.body()).unwrap()["result"].clone()
-        }
+        async move { call_with_origin(&http, &endpoint, &header).await }
     };
     for _ in 0..2 {
         let answered = send(&billing).await;
@@ -213,6 +191,20 @@ async fn a_header_without_its_certificate_holds_only_on_its_signers_connection()
         assert!(refused["message"].as_str().unwrap().contains("the signature does not verify"), "{refused}");
     }
     bank.shutdown().await;
+}
+
+/// A `tools/call` of `echo_context` at `endpoint` carrying the origin chain `origin`, sent as it
+/// is written (not as an agent would build it); the reply's `result`.
+async fn call_with_origin(http: &toolmesh_core::client::HttpsClient, endpoint: &str, origin: &str) -> Value {
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo_context","arguments":{}}}"#;
+    let request = http::Request::post(endpoint)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("toolmesh-origin", origin)
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let response = http.send(request).await.map_err(|e| e.error).unwrap();
+    serde_json::from_slice::<Value>(response.body()).unwrap()["result"].clone()
 }
 
 fn base64_url(bytes: &[u8]) -> String {
@@ -231,15 +223,8 @@ async fn a_delegation_reaches_no_further_than_its_scope() {
     let narrow = front.sign(format!("{TD}/front"), format!("{TD}/front"), now + 30, vec!["add".into()], "").unwrap();
     let header = base64_url(&serde_json::to_vec(&[narrow]).unwrap());
     let http = toolmesh_core::client::HttpsClient::new(&front_identity).unwrap();
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo_context","arguments":{}}}"#;
-    let request = http::Request::post(bank.endpoint())
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("toolmesh-origin", header)
-        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-        .unwrap();
-    let reply: Value = serde_json::from_slice(http.send(request).await.map_err(|e| e.error).unwrap().body()).unwrap();
-    let error = &reply["result"]["_meta"]["dev.toolmesh/error"];
+    let reply = call_with_origin(&http, bank.endpoint(), &header).await;
+    let error = &reply["_meta"]["dev.toolmesh/error"];
     assert_eq!(error["code"], json!(7003), "{reply}");
     assert!(error["message"].as_str().unwrap().contains("reaches only [add]; tool 'echo_context' is outside it"), "{reply}");
     bank.shutdown().await;
