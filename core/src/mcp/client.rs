@@ -691,6 +691,7 @@ fn remote_tool_error(tool: &str, result: &CallResult) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn an_endpoint_is_parsed_once_and_a_bad_one_is_refused_every_time() {
@@ -708,7 +709,6 @@ mod tests {
         }
         assert!(endpoints.0.lock().unwrap().len() <= Endpoints::MOST);
     }
-    use serde_json::json;
 
     fn response(content_type: &str, body: &str) -> http::Response<Bytes> {
         http::Response::builder().header("content-type", content_type).body(Bytes::from(body.to_owned())).unwrap()
