@@ -367,16 +367,31 @@ impl SharedTcp {
 
 impl tokio::io::AsyncRead for SharedTcp {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        use std::io::{ErrorKind::WouldBlock, Read};
         loop {
             ready!(self.0.poll_read_ready(cx))?;
-            // `try_read` clears the readiness on `WouldBlock`, so the next poll waits again.
-            match self.0.try_read(buf.initialize_unfilled()) {
-                Ok(read) => {
+            let unfilled = buf.initialize_unfilled();
+            let room = unfilled.len();
+            // A read that leaves room in the buffer has drained the socket, so its readiness is
+            // cleared with it, as tokio's own `poll_read` does: otherwise the next poll's read
+            // is a system call that only says `WouldBlock` (one per response). `try_io` clears
+            // it only if no newer readiness arrived since this read began, so none is lost.
+            let mut drained = None;
+            let read = self.0.try_io(tokio::io::Interest::READABLE, || {
+                let read = (&*socket2::SockRef::from(&*self.0)).read(unfilled)?;
+                if read > 0 && read < room {
+                    drained = Some(read);
+                    return Err(WouldBlock.into());
+                }
+                Ok(read)
+            });
+            match (read, drained) {
+                (_, Some(read)) | (Ok(read), None) => {
                     buf.advance(read);
                     return Poll::Ready(Ok(()));
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
+                (Err(e), None) if e.kind() == WouldBlock => continue,
+                (Err(e), None) => return Poll::Ready(Err(e)),
             }
         }
     }
