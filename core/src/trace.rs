@@ -262,11 +262,12 @@ mod tests {
     struct Recorder(Arc<Mutex<Vec<ReceivedSpan>>>);
 
     impl export::Sink for Recorder {
-        async fn send(&mut self, batch: export::Encoded) {
+        async fn send(&mut self, batch: export::Encoded) -> Option<Vec<u8>> {
             let request = batch.into_request(b"", ("test", "0"));
             let spans =
                 index_export_request(&request).unwrap().iter().map(|span| decode_indexed_span(&request, span).unwrap()).collect::<Vec<_>>();
             self.0.lock().unwrap().extend(spans);
+            None
         }
     }
 

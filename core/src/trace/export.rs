@@ -71,6 +71,10 @@ struct Pending {
     spans: usize,
     /// The bytes a new batch starts with room for: the last one's that left.
     capacity: usize,
+    /// The buffer of a batch that has been posted, for the next batch: a batch is a few hundred
+    /// kilobytes, and a new one per batch would cost page faults and `malloc` consolidating its
+    /// free lists on the agent's hot path.
+    spare: Option<Vec<u8>>,
 }
 
 /// A batch of spans encoded as the body of an `ExportTraceServiceRequest` takes them, after room
@@ -83,8 +87,16 @@ pub(super) struct Encoded {
 }
 
 impl Encoded {
-    fn new(room: usize, capacity: usize) -> Encoded {
-        let mut bytes = Vec::with_capacity(room + capacity);
+    /// An empty batch in `spare` when that has room for `capacity` bytes of spans, else in a new
+    /// buffer.
+    fn new(room: usize, capacity: usize, spare: Option<Vec<u8>>) -> Encoded {
+        let mut bytes = match spare {
+            Some(mut spare) if spare.capacity() >= room + capacity => {
+                spare.clear();
+                spare
+            }
+            _ => Vec::with_capacity(room + capacity),
+        };
         bytes.resize(room, 0);
         Encoded { spans: 0, bytes, room }
     }
@@ -116,6 +128,11 @@ impl Queue {
         let full: Vec<Encoded> = pending.full.drain(..).collect();
         pending.spans -= full.iter().map(|batch| batch.spans).sum::<usize>();
         full
+    }
+
+    /// Keeps the buffer of a batch that has been posted for the next batch.
+    fn recycle(&self, buffer: Vec<u8>) {
+        self.pending.lock().expect("span queue lock").spare.get_or_insert(buffer);
     }
 
     /// Every batch, the open one last.
@@ -177,8 +194,10 @@ impl Exporter {
             if pending.spans >= batch.max_queue {
                 None
             } else {
-                let capacity = pending.capacity;
-                let open = pending.open.get_or_insert_with(|| Encoded::new(room, capacity));
+                let open = match &mut pending.open {
+                    Some(open) => open,
+                    None => pending.open.insert(Encoded::new(room, pending.capacity, pending.spare.take())),
+                };
                 otlp::append_span(&mut open.bytes, span);
                 open.spans += 1;
                 pending.spans += 1;
@@ -219,7 +238,8 @@ const SCOPE: (&str, &str) = ("toolmesh", env!("CARGO_PKG_VERSION"));
 
 /// Where batches go: the collector, or a test's recorder.
 pub(super) trait Sink: Send + 'static {
-    fn send(&mut self, batch: Encoded) -> impl Future<Output = ()> + Send + '_;
+    /// Delivers `batch`; returns its buffer when nothing holds it any more, for the next batch.
+    fn send(&mut self, batch: Encoded) -> impl Future<Output = Option<Vec<u8>>> + Send + '_;
 }
 
 /// The receiver batches are posted to: an OTLP collector, or the registry.
@@ -235,15 +255,26 @@ struct Collector {
 }
 
 impl Sink for Collector {
-    async fn send(&mut self, batch: Encoded) {
+    async fn send(&mut self, batch: Encoded) -> Option<Vec<u8>> {
         let spans = batch.spans;
         let body = batch.into_request(&self.resource, SCOPE);
+        // The transport lets go of the body once it is written (before the answer comes);
+        // this handle then holds the buffer alone and takes it back.
+        let sent = body.clone();
         let outcome = match tokio::time::timeout(self.timeout, self.transport.post(body)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
         };
         report(&self.counters, &mut self.failing, &self.receiver, spans, outcome);
+        reclaim(sent)
     }
+}
+
+/// The buffer under `sent`, emptied, when no other handle on it is left.
+fn reclaim(sent: Bytes) -> Option<Vec<u8>> {
+    let mut buffer = sent.try_into_mut().ok()?;
+    buffer.clear();
+    Some(Vec::from(buffer))
 }
 
 /// The export loop: a batch is sent when it is full, when its first span has waited
@@ -255,7 +286,7 @@ async fn run(queue: Arc<Queue>, mut flushes: mpsc::Receiver<oneshot::Sender<()>>
         tokio::select! {
             () = queue.wake.notified() => {}
             request = flushes.recv() => {
-                send_all(queue.take_all(), &mut sink).await;
+                send_all(queue.take_all(), &queue, &mut sink).await;
                 match request {
                     Some(done) => { let _ = done.send(()); continue 'idle }
                     None => return,
@@ -267,7 +298,7 @@ async fn run(queue: Arc<Queue>, mut flushes: mpsc::Receiver<oneshot::Sender<()>>
             let full = queue.take_full();
             if !full.is_empty() {
                 // Full batches leave at once; the rest waits anew.
-                send_all(full, &mut sink).await;
+                send_all(full, &queue, &mut sink).await;
                 due = tokio::time::Instant::now() + batch.delay;
             }
             if queue.spans() == 0 {
@@ -276,11 +307,11 @@ async fn run(queue: Arc<Queue>, mut flushes: mpsc::Receiver<oneshot::Sender<()>>
             tokio::select! {
                 () = queue.wake.notified() => {}
                 () = tokio::time::sleep_until(due) => {
-                    send_all(queue.take_all(), &mut sink).await;
+                    send_all(queue.take_all(), &queue, &mut sink).await;
                     continue 'idle;
                 }
                 request = flushes.recv() => {
-                    send_all(queue.take_all(), &mut sink).await;
+                    send_all(queue.take_all(), &queue, &mut sink).await;
                     match request {
                         Some(done) => { let _ = done.send(()); continue 'idle }
                         None => return,
@@ -291,9 +322,11 @@ async fn run(queue: Arc<Queue>, mut flushes: mpsc::Receiver<oneshot::Sender<()>>
     }
 }
 
-async fn send_all(batches: Vec<Encoded>, sink: &mut impl Sink) {
+async fn send_all(batches: Vec<Encoded>, queue: &Queue, sink: &mut impl Sink) {
     for batch in batches {
-        sink.send(batch).await;
+        if let Some(buffer) = sink.send(batch).await {
+            queue.recycle(buffer);
+        }
     }
 }
 
@@ -458,17 +491,28 @@ mod tests {
         }
     }
 
-    /// Records each batch as its spans' numbers, read back from the request it makes.
+    /// Records each batch as its spans' numbers, read back from the request it makes, and the
+    /// capacity of the buffer it was written in; hands back a buffer of [`HANDED_BACK`] bytes.
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
+    struct Recorder {
+        batches: Arc<Mutex<Vec<Vec<u8>>>>,
+        capacities: Arc<Mutex<Vec<usize>>>,
+    }
+
+    /// Far more than any batch of these tests needs, so that a batch written in it is told apart.
+    const HANDED_BACK: usize = 1 << 20;
 
     impl Sink for Recorder {
-        async fn send(&mut self, batch: Encoded) {
+        async fn send(&mut self, batch: Encoded) -> Option<Vec<u8>> {
             let spans = batch.spans;
             let request = batch.into_request(b"", SCOPE);
             let numbers: Vec<u8> = super::super::index_export_request(&request).unwrap().iter().map(|s| s.trace_id[0]).collect();
             assert_eq!(numbers.len(), spans);
-            self.0.lock().unwrap().push(numbers);
+            self.batches.lock().unwrap().push(numbers);
+            let buffer = reclaim(request).expect("the recorder holds the only handle on the request");
+            assert!(buffer.is_empty());
+            self.capacities.lock().unwrap().push(buffer.capacity());
+            Some(Vec::with_capacity(HANDED_BACK))
         }
     }
 
@@ -476,14 +520,35 @@ mod tests {
     struct Stuck;
 
     impl Sink for Stuck {
-        async fn send(&mut self, _: Encoded) {
-            std::future::pending::<()>().await
+        async fn send(&mut self, _: Encoded) -> Option<Vec<u8>> {
+            std::future::pending().await
         }
     }
 
     fn recording(batch: Batch) -> (Exporter, Arc<Mutex<Vec<Vec<u8>>>>) {
         let recorder = Recorder::default();
-        (Exporter::with_sink(batch, otlp::head_room(b"", SCOPE), Arc::default(), recorder.clone()), recorder.0)
+        (Exporter::with_sink(batch, otlp::head_room(b"", SCOPE), Arc::default(), recorder.clone()), recorder.batches)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_batch_is_written_into_the_buffer_of_the_batch_posted_before_it() {
+        let recorder = Recorder::default();
+        let batch = Batch { max_queue: 100, max_batch: 2, delay: Duration::from_secs(3600) };
+        let exporter = Exporter::with_sink(batch, otlp::head_room(b"", SCOPE), Arc::default(), recorder.clone());
+        for n in 1..=6 {
+            exporter.offer(&span(n));
+            // One batch at a time: each is posted before the next is begun.
+            settle().await;
+        }
+        assert_eq!(*recorder.batches.lock().unwrap(), [vec![1, 2], vec![3, 4], vec![5, 6]]);
+        let capacities = recorder.capacities.lock().unwrap().clone();
+        assert!(capacities[0] < HANDED_BACK, "{capacities:?}");
+        assert_eq!(capacities[1..], [HANDED_BACK; 2], "not written into the buffer handed back");
+        // A handle someone else still holds keeps its buffer: the next batch takes a new one.
+        let body = Bytes::from(vec![1u8; 8]);
+        let held = body.clone();
+        assert_eq!(reclaim(body), None);
+        assert_eq!(reclaim(held).map(|b| (b.len(), b.capacity())), Some((0, 8)));
     }
 
     async fn settle() {
