@@ -384,6 +384,10 @@ pub fn check_call_header(name: &str, value: &str) -> crate::Result<String> {
 /// The request header in which a caller lists (comma-separated) the headers it set on purpose
 /// for the handler it calls; never captured or forwarded itself.
 pub const CALLER_HEADERS: &str = "toolmesh-caller-headers";
+pub const CALLER_HEADERS_HEADER: http::HeaderName = http::HeaderName::from_static(CALLER_HEADERS);
+/// The W3C trace context headers, as `HeaderName`s made at compile time.
+pub const TRACEPARENT_HEADER: http::HeaderName = http::HeaderName::from_static("traceparent");
+pub const TRACESTATE_HEADER: http::HeaderName = http::HeaderName::from_static("tracestate");
 /// At most this many caller-set headers are shown to a handler (the rest are ignored)...
 pub const MAX_CALLER_HEADERS: usize = 32;
 /// ... and at most this many bytes of their values in all.
@@ -510,9 +514,7 @@ impl HeaderAllowList {
     /// text only when some may be taken: not when the allow-list is empty and the caller listed
     /// none of its own, which spares reading the kilobyte of origin chain every request carries.
     pub fn capture_inbound_map(&self, headers: &http::HeaderMap) -> (Vec<(String, String)>, Vec<String>) {
-        static CALLER_HEADERS_NAME: std::sync::LazyLock<http::HeaderName> =
-            std::sync::LazyLock::new(|| http::HeaderName::from_static(CALLER_HEADERS));
-        if self.is_empty() && !headers.contains_key(&*CALLER_HEADERS_NAME) {
+        if self.is_empty() && !headers.contains_key(CALLER_HEADERS_HEADER) {
             return (Vec::new(), Vec::new());
         }
         self.capture_inbound(headers.iter().filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))))

@@ -6,7 +6,7 @@ pub use tasks::StartedTask;
 
 use super::*;
 use crate::client::{HttpsClient, PeerIdentity, RequestError};
-use crate::context::{RequestContext, TraceContext, Traceparent, CALLER_HEADERS};
+use crate::context::{RequestContext, TraceContext, Traceparent, CALLER_HEADERS_HEADER, TRACEPARENT_HEADER};
 use crate::error::{Error, ErrorKind};
 use crate::mcp::content::{whole_result, ResultShape};
 use crate::mcp::input::{relay, InputRequired};
@@ -27,12 +27,6 @@ use std::sync::Arc;
 
 // The names of the headers every request carries, made at compile time (`from_static` at run
 // time checks the name again on every request).
-const PROTOCOL_VERSION_NAME: HeaderName = HeaderName::from_static(HEADER_PROTOCOL_VERSION);
-const METHOD_NAME: HeaderName = HeaderName::from_static(HEADER_METHOD);
-const TOOL_NAME: HeaderName = HeaderName::from_static(HEADER_NAME);
-const TRACEPARENT_NAME: HeaderName = HeaderName::from_static("traceparent");
-const ORIGIN_NAME: HeaderName = HeaderName::from_static(crate::origin::HEADER);
-const CALLER_HEADERS_NAME: HeaderName = HeaderName::from_static(CALLER_HEADERS);
 
 #[derive(Clone)]
 pub struct McpClient {
@@ -253,11 +247,11 @@ impl McpClient {
         let headers = request.headers_mut();
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(http::header::ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
-        headers.insert(PROTOCOL_VERSION_NAME, HeaderValue::from_static(MODERN_VERSION));
-        headers.insert(METHOD_NAME, HeaderValue::from_static(method));
+        headers.insert(PROTOCOL_VERSION_HEADER, HeaderValue::from_static(MODERN_VERSION));
+        headers.insert(METHOD_HEADER, HeaderValue::from_static(method));
         if let Some(tool) = tool {
             let name = HeaderValue::from_str(&encode_header_value(tool)).map_err(|e| unbuildable(e.to_string()))?;
-            headers.insert(TOOL_NAME, name);
+            headers.insert(NAME_HEADER, name);
         }
         if let Some(ToolCall { tool, arguments, param_headers, .. }) = call {
             for ParamHeader { parameter, header } in param_headers {
@@ -269,13 +263,13 @@ impl McpClient {
             }
         }
         let traceparent = HeaderValue::from_str(traceparent.as_str()).map_err(|e| unbuildable(e.to_string()))?;
-        headers.insert(TRACEPARENT_NAME, traceparent);
+        headers.insert(TRACEPARENT_HEADER, traceparent);
         // Who started the chain this call belongs to, signed: the callee's policy may ask.
         let origin = self
             .origins
             .outbound(context.origin.as_deref(), context.caller.as_deref())
             .map_err(|error| RequestError { error, delivered: false })?;
-        headers.insert(ORIGIN_NAME, origin);
+        headers.insert(crate::origin::HEADER_NAME, origin);
         // The context's headers come from an allow-list (which never captures these) or from the
         // host; either way the request's own headers (body, hop, protocol, trace) are not theirs to set.
         for (name, value) in context.onward_headers() {
@@ -287,7 +281,7 @@ impl McpClient {
         let set_on_purpose = context.caller_set_names();
         if !set_on_purpose.is_empty() {
             let names = HeaderValue::from_str(&set_on_purpose.join(", ")).map_err(|e| unbuildable(e.to_string()))?;
-            headers.insert(CALLER_HEADERS_NAME, names);
+            headers.insert(CALLER_HEADERS_HEADER, names);
         }
         match observer {
             None => self.http.send(request).await,

@@ -12,6 +12,7 @@ pub use client::McpClient;
 pub use content::ResultShape;
 pub use server::{McpServer, ServerInfo};
 
+use http::header::HeaderName;
 use std::borrow::Cow;
 
 /// The modern, stateless revision that mesh peers speak to each other.
@@ -28,6 +29,13 @@ pub const HEADER_PROTOCOL_VERSION: &str = "mcp-protocol-version";
 pub const HEADER_METHOD: &str = "mcp-method";
 pub const HEADER_NAME: &str = "mcp-name";
 pub const HEADER_SESSION_ID: &str = "mcp-session-id";
+
+// The same as `HeaderName`s, made at compile time: looked up or set by `&str`, a name is checked,
+// lowercased and hashed again on every request.
+pub const PROTOCOL_VERSION_HEADER: HeaderName = HeaderName::from_static(HEADER_PROTOCOL_VERSION);
+pub const METHOD_HEADER: HeaderName = HeaderName::from_static(HEADER_METHOD);
+pub const NAME_HEADER: HeaderName = HeaderName::from_static(HEADER_NAME);
+pub const SESSION_ID_HEADER: HeaderName = HeaderName::from_static(HEADER_SESSION_ID);
 
 pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";

@@ -246,7 +246,7 @@ impl McpServer {
         if opens_session {
             let session = self.sessions.open(&peer.identity, params.capabilities.and_then(methods::declared_capabilities));
             let value = http::HeaderValue::try_from(session).expect("a hex session id is a valid header value");
-            response.headers_mut().insert(HEADER_SESSION_ID, value);
+            response.headers_mut().insert(SESSION_ID_HEADER, value);
         }
         response
     }

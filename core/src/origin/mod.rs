@@ -35,6 +35,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The HTTP header carrying the chain.
 pub const HEADER: &str = "toolmesh-origin";
+pub const HEADER_NAME: http::HeaderName = http::HeaderName::from_static(HEADER);
 /// How long a link is valid: short, so a chain outlives the call that started it only briefly.
 pub const LINK_TTL: Duration = Duration::from_secs(60);
 /// A cached link is re-signed once it has less than this left.

@@ -4,16 +4,9 @@
 use super::reply::RpcError;
 use super::request::{Params, Raw, RequestMeta};
 use crate::mcp::*;
-use http::header::{AsHeaderName, HeaderName};
+use http::header::AsHeaderName;
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
-use std::sync::LazyLock;
-
-// The headers every modern request carries, made once: looked up by `&str`, a name would be
-// checked and lowercased again on every request.
-static PROTOCOL_VERSION_HEADER: LazyLock<HeaderName> = LazyLock::new(|| HeaderName::from_static(HEADER_PROTOCOL_VERSION));
-static METHOD_HEADER: LazyLock<HeaderName> = LazyLock::new(|| HeaderName::from_static(HEADER_METHOD));
-static NAME_HEADER: LazyLock<HeaderName> = LazyLock::new(|| HeaderName::from_static(HEADER_NAME));
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Era {
@@ -35,7 +28,7 @@ pub(super) fn era_of(method: &str, headers: &HeaderMap, meta: Option<&RequestMet
     if method == "initialize" {
         return Era::Legacy;
     }
-    match headers.get(&*PROTOCOL_VERSION_HEADER).map(|v| v.to_str().map(str::trim)) {
+    match headers.get(PROTOCOL_VERSION_HEADER).map(|v| v.to_str().map(str::trim)) {
         None => Era::Legacy,
         Some(Ok(v)) if LEGACY_VERSIONS.contains(&v) => Era::Legacy,
         // Any other version claims the modern era, whose requests must carry _meta.
@@ -55,7 +48,7 @@ pub(super) fn check_modern_request(method: &str, headers: &HeaderMap, params: &P
     };
     // The header must repeat the body before the version itself is judged: a header and a body
     // that disagree are a HeaderMismatch (-32020) even when the body's version is unsupported too.
-    expect_header(headers, &*PROTOCOL_VERSION_HEADER, &version)?;
+    expect_header(headers, &PROTOCOL_VERSION_HEADER, &version)?;
     if version != MODERN_VERSION {
         return Err(RpcError::new(StatusCode::BAD_REQUEST, codes::UNSUPPORTED_VERSION, format!("Unsupported protocol version: {version}"))
             .with_data(json!({"supported": supported_versions(), "requested": version})));
@@ -67,7 +60,7 @@ pub(super) fn check_modern_request(method: &str, headers: &HeaderMap, params: &P
             format!("Invalid params: missing _meta[\"{META_CLIENT_CAPABILITIES}\"]"),
         ));
     }
-    expect_header(headers, &*METHOD_HEADER, method)?;
+    expect_header(headers, &METHOD_HEADER, method)?;
     // `Mcp-Name` mirrors what the request names: a tool or prompt by name, a resource by URI, a
     // task by id (SEP-2663).
     let named = match method {
@@ -77,7 +70,7 @@ pub(super) fn check_modern_request(method: &str, headers: &HeaderMap, params: &P
         _ => None,
     };
     if let Some(name) = named.and_then(Raw::as_str) {
-        expect_header(headers, &*NAME_HEADER, &name)?;
+        expect_header(headers, &NAME_HEADER, &name)?;
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use super::stream::{event_stream, reporter_for, HandlerOutputOrError};
 use super::tasks;
 use super::{McpServer, PeerInfo};
 use crate::authorize::Caller;
-use crate::context::{InputAnswers, RequestContext, TraceContext};
+use crate::context::{InputAnswers, RequestContext, TraceContext, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use crate::error::{Error, ErrorKind};
 use crate::host::{Catalog, HandlerOutput, InputRequired, LocalTools};
 use crate::mcp::input::{relay, StateSeal};
@@ -390,8 +390,8 @@ impl McpServer {
     /// Who is calling: the mTLS peer, and the origin chain it sent (verified).
     pub(super) fn caller<'p>(&self, headers: &HeaderMap, peer: &'p PeerInfo) -> Result<Caller<'p>, Error> {
         // `is_ascii` checks a word at a time, `to_str` a byte at a time: this header is long.
-        static ORIGIN_HEADER: LazyLock<HeaderName> = LazyLock::new(|| HeaderName::from_static(crate::origin::HEADER));
-        let header = match headers.get(&*ORIGIN_HEADER).map(|v| std::str::from_utf8(v.as_bytes()).ok().filter(|v| v.is_ascii())) {
+        let header = match headers.get(crate::origin::HEADER_NAME).map(|v| std::str::from_utf8(v.as_bytes()).ok().filter(|v| v.is_ascii()))
+        {
             None => None,
             Some(Some(value)) => Some(value),
             Some(None) => return Err(Error::new(ErrorKind::OriginRejected, format!("the {} header is not ASCII", crate::origin::HEADER))),
@@ -410,11 +410,11 @@ impl McpServer {
         headers: &HeaderMap,
         peer: &PeerInfo,
     ) -> (TraceContext, Option<Span>) {
-        let header_str = |key: &str| headers.get(key).and_then(|v| v.to_str().ok());
+        let header_str = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
         let meta = params.meta();
         let parent = match meta.and_then(|m| m.traceparent).and_then(Raw::as_str) {
             Some(tp) => TraceContext::parse(&tp, meta.and_then(|m| m.tracestate).and_then(Raw::as_str).as_deref()),
-            None => header_str("traceparent").and_then(|tp| TraceContext::parse(tp, header_str("tracestate"))),
+            None => header_str(TRACEPARENT_HEADER).and_then(|tp| TraceContext::parse(tp, header_str(TRACESTATE_HEADER))),
         };
         let trace = match &parent {
             Some(parent) => self.tracer.child(parent),
@@ -440,7 +440,7 @@ impl McpServer {
         }
         let request_id = id.get();
         span.set("jsonrpc.request.id", request_id.strip_prefix('"').and_then(|i| i.strip_suffix('"')).unwrap_or(request_id).to_owned());
-        let version = match header_str(HEADER_PROTOCOL_VERSION) {
+        let version = match header_str(PROTOCOL_VERSION_HEADER) {
             Some(version) => Some(Cow::Borrowed(version)),
             None => meta.and_then(|m| m.protocol_version).and_then(Raw::as_str),
         };

@@ -20,7 +20,7 @@ use super::sessions::{event_stream_response, stopping, too_many_subscriptions};
 use super::stream::sse_message;
 use super::{McpServer, PeerInfo};
 use crate::error::{Error, ErrorKind};
-use crate::mcp::{codes, HEADER_SESSION_ID, META_SERVER_INFO};
+use crate::mcp::{codes, META_SERVER_INFO, SESSION_ID_HEADER};
 use crate::server::{Body, Event};
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::value::RawValue;
@@ -151,7 +151,7 @@ impl Listeners {
 
 /// The session id a legacy request carries, if any.
 pub(super) fn session_id(headers: &HeaderMap) -> Option<&str> {
-    headers.get(HEADER_SESSION_ID).map(|v| v.to_str().unwrap_or(""))
+    headers.get(SESSION_ID_HEADER).map(|v| v.to_str().unwrap_or(""))
 }
 
 impl McpServer {
