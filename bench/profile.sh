@@ -8,7 +8,9 @@
 # `instructions` runs 200 and then 1,200 calls with the server (and the driver) under valgrind and
 # prints (big − small) / 1,000 per process, so start-up cancels out; the profiles stay in
 # bench/.work/prof/ for callgrind_annotate. `cpu` prints each process's CPU time and context
-# switches per call from `perf stat` (apt-get install valgrind / linux-perf as needed).
+# switches per call from `perf stat`, the registry's too: it receives the spans the agents export
+# by default (OTEL_TRACES_EXPORTER=none in the environment turns that off for all three). Needs
+# apt-get install valgrind / linux-perf.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,7 +50,7 @@ run() {
     --tls-key "$CERTS/registry.key" --tls-ca "$CERTS/ca.pem" >"$LOGS/profile-registry.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 50); do grep -q "https://" "$LOGS/profile-registry.log" && break; sleep 0.1; done
-  local registry
+  local registry registry_pid=${pids[0]}
   registry=$(grep -o "https://[0-9.:]*" "$LOGS/profile-registry.log" | head -1)
   local agent_wrap="" raw_wrap=""
   if [[ $SYSTEM == toolmesh ]]; then agent_wrap=$wrap; else raw_wrap=$wrap; fi
@@ -64,16 +66,19 @@ run() {
     grep -q READY "$LOGS/profile-raw.log" && grep -q READY "$LOGS/profile-agent.log" && break
     sleep 0.2
   done
-  local watcher=""
+  local watcher="" registry_watcher=""
   if [[ -n $attach ]]; then
     if [[ $SYSTEM == toolmesh ]]; then $attach "$agent" & else $attach "$raw" & fi
     watcher=$!
+    # The registry receives the agents' spans (tracing is on by default) on the same cores.
+    perf stat -e task-clock,context-switches -x, -o "$PROF/registry-$SYSTEM.csv" -p "$registry_pid" &
+    registry_watcher=$!
   fi
   $driver_wrap "$BENCH" transport --cert "$CERTS/bench-a.pem" --key "$CERTS/bench-a.key" --ca "$CERTS/ca.pem" \
     --registry-url "$registry" --raw-addr "$(grep -o '127.0.0.1:[0-9]*' "$LOGS/profile-raw.log")" \
     --capability bench-add --rounds 1 --seconds 120 --warmup 0 --concurrency "$CONCURRENCY" \
     --max-calls "$calls" --systems "$SYSTEM" >"$LOGS/profile-driver.json" 2>"$LOGS/profile-driver.log"
-  if [[ -n $watcher ]]; then kill -INT "$watcher"; wait "$watcher" || true; fi
+  if [[ -n $watcher ]]; then kill -INT "$watcher" "$registry_watcher"; wait "$watcher" "$registry_watcher" || true; fi
   grep -h "transport round" "$LOGS/profile-driver.log" | tail -1
   cleanup
 }
@@ -93,7 +98,7 @@ case "$MODE" in
   cpu)
     run "$CALLS" "" "perf stat -e task-clock,context-switches -x, -o $PROF/client-$SYSTEM.csv" \
       "perf stat -e task-clock,context-switches -x, -o $PROF/server-$SYSTEM.csv -p"
-    for side in server client; do
+    for side in server client registry; do
       awk -F, -v calls="$CALLS" -v side="$side" -v measured="$SYSTEM" '
         $3 == "task-clock" { cpu = $1 } $3 == "context-switches" { switches = $1 }
         END { printf "%s %s: %.1f us CPU and %.2f context switches per call\n", measured, side, cpu * 1000 / calls, switches / calls }' \
