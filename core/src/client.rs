@@ -328,8 +328,10 @@ impl Peer {
             return Err(invalid(format!("refusing to call {uri} without TLS: toolmesh only speaks https://")));
         }
         let written = uri.authority().filter(|a| !a.host().is_empty()).ok_or_else(|| invalid(format!("{uri} has no host")))?.clone();
-        let port = uri.port_u16().unwrap_or(443);
-        let formatted = (uri.port().is_none() || written.as_str().contains('@')).then(|| {
+        // Each of the authority's accessors parses it again: the port is read once.
+        let written_port = written.port_u16();
+        let port = written_port.unwrap_or(443);
+        let formatted = (written_port.is_none() || written.as_str().contains('@')).then(|| {
             format!("{}:{port}", crate::server::bracket_ipv6(written.host().trim_start_matches('[').trim_end_matches(']'))).into()
         });
         Ok(Peer { written, formatted, port })
