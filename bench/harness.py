@@ -371,7 +371,7 @@ class Run:
 
     # ---- sections ----------------------------------------------------------------------
     def transport(self) -> None:
-        log("transport: raw hyper+rustls echo against agent-to-agent tools/call (Rust handler)")
+        log("transport: raw hyper+rustls echo, a bare MCP tools/call on the same stack, and agent-to-agent tools/call (Rust handler)")
         raw = self.procs.start("raw-echo", [str(BENCH_BIN), "serve-raw", "--cert", str(CERTS / "bench-b.pem"),
                                             "--key", str(CERTS / "bench-b.key"), "--ca", str(CERTS / "ca.pem")])
         raw_addr = wait_for_line(LOGS / "raw-echo.log", "READY").split("https://")[1].split("/")[0]
@@ -382,7 +382,8 @@ class Run:
         answer = bench_json(["transport", "--cert", str(CERTS / "bench-a.pem"), "--key", str(CERTS / "bench-a.key"),
                              "--ca", str(CERTS / "ca.pem"), "--registry-url", self.registry_url, "--raw-addr", raw_addr,
                              "--capability", "bench-add", "--rounds", str(c["transport_rounds"]),
-                             "--seconds", str(c["transport_seconds"]), "--raw-pid", str(raw.pid), "--agent-pid", str(agent.pid)],
+                             "--seconds", str(c["transport_seconds"]), "--raw-pid", str(raw.pid), "--agent-pid", str(agent.pid),
+                             "--systems", "raw_h1,raw_h2,bare_mcp,toolmesh"],
                             timeout=900, name="transport")
         self.procs.stop(agent.pid)
         self.procs.stop(raw.pid)

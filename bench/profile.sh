@@ -2,8 +2,8 @@
 # Profiles of the transport row (section 1), for FINDINGS.md. Run `bash bench/run.sh --only
 # transport --quick` once first: it builds the release binaries and the certificates used here.
 #
-#   bash bench/profile.sh instructions toolmesh|raw_h1   # callgrind: instructions per call, c=1
-#   bash bench/profile.sh cpu toolmesh|raw_h1 [CONCURRENCY] [CALLS]   # perf stat: CPU per call
+#   bash bench/profile.sh instructions toolmesh|raw_h1|bare_mcp   # callgrind: instructions per call, c=1
+#   bash bench/profile.sh cpu toolmesh|raw_h1|bare_mcp [CONCURRENCY] [CALLS]   # perf stat: CPU per call
 #
 # `instructions` runs 200 and then 1,200 calls with the server (and the driver) under valgrind and
 # prints (big − small) / 1,000 per process, so start-up cancels out; the profiles stay in
@@ -24,7 +24,7 @@ mkdir -p "$LOGS" "$PROF"
 [[ -x "$BENCH" && -f "$CERTS/bench-a.pem" ]] || { echo "profile: run 'bash bench/run.sh --only transport --quick' first" >&2; exit 1; }
 
 MODE="${1:?instructions or cpu}"
-SYSTEM="${2:?toolmesh or raw_h1}"
+SYSTEM="${2:?toolmesh, raw_h1 or bare_mcp}"
 CONCURRENCY="${3:-1}"
 CALLS="${4:-100000}"
 pids=()

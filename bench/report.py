@@ -75,6 +75,29 @@ def transport_rows(section: dict[str, Any]) -> list[str]:
 
         rb = med(ratios_best)
         out.append(f"| {conc} | {cell('toolmesh')} | {cell('raw_h1')} | {cell('raw_h2')} | {ratio(rb)} | {ratio(med(ratios_h2))} | {at_least(rb, 0.8)} |")
+    return out + bare_mcp_rows(runs)
+
+
+def bare_mcp_rows(runs: list[dict[str, Any]]) -> list[str]:
+    """The bare MCP `tools/call` on the raw stack, between the echo and toolmesh (when measured)."""
+    if not any(r["system"] == "bare_mcp" for r in runs):
+        return []
+    out = ["", "The same stack answering a bare MCP `tools/call` (decode the JSON-RPC request, check the SEP-2243 headers, "
+           "call `add`, encode the answer; no authorization, origin chain, trace or metrics), measured in the same rounds: "
+           "what the protocol alone costs, and what toolmesh adds to it.", "",
+           "| concurrency | bare MCP calls/s (p50 / p99 ms) | bare MCP ÷ raw HTTP/1.1 | toolmesh ÷ bare MCP |", "|---|---|---|---|"]
+    for conc in sorted({r["concurrency"] for r in runs}):
+        by_round: dict[int, dict[str, Any]] = {}
+        for r in runs:
+            if r["concurrency"] == conc:
+                by_round.setdefault(r["round"], {})[r["system"]] = r["stats"]
+        rounds = [m for m in by_round.values() if {"bare_mcp", "raw_h1", "toolmesh"} <= m.keys()]
+        if not rounds:
+            continue
+        bare = [m["bare_mcp"] for m in rounds]
+        out.append(f"| {conc} | {fmt(med(s['throughput'] for s in bare))} ({fmt(med(s['p50_ms'] for s in bare), 3)} / "
+                   f"{fmt(med(s['p99_ms'] for s in bare), 3)}) | {ratio(med(m['bare_mcp']['throughput'] / m['raw_h1']['throughput'] for m in rounds))} | "
+                   f"{ratio(med(m['toolmesh']['throughput'] / m['bare_mcp']['throughput'] for m in rounds))} |")
     return out
 
 

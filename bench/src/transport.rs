@@ -1,5 +1,6 @@
 //! Row 1, the transport limit: a raw hyper + rustls mTLS echo (the baseline) against a toolmesh
-//! agent calling another agent's Rust tool through core (`Agent::call`), measured alternately.
+//! agent calling another agent's Rust tool through core (`Agent::call`), measured alternately;
+//! between them, a bare MCP `tools/call` on the same stack (what the protocol alone costs).
 
 use crate::common::*;
 use crate::http::{connect, EchoCaller, Sender};
@@ -44,7 +45,8 @@ pub async fn terminated() {
 }
 
 /// The baseline server: hyper (HTTP/1.1 and HTTP/2 by ALPN, like core's server) over rustls
-/// with a mandatory client certificate, answering every POST with its own body.
+/// with a mandatory client certificate, answering a POST to `/mcp` as a bare MCP server would
+/// ([`bare_mcp_answer`]) and any other POST with its own body.
 pub async fn serve_raw(args: ServeRawArgs) -> Result<(), AnyError> {
     let config = plain_server_config(&args.tls.cert, &args.tls.key, &args.tls.ca, &[b"h2", b"http/1.1"])?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -64,9 +66,15 @@ pub async fn serve_raw(args: ServeRawArgs) -> Result<(), AnyError> {
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(stream).await else { return };
             let service = hyper::service::service_fn(|request: http::Request<hyper::body::Incoming>| async move {
-                let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let (parts, body) = request.into_parts();
+                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let (status, body) = match parts.uri.path() {
+                    "/mcp" => bare_mcp_answer(&parts.headers, &body),
+                    _ => (http::StatusCode::OK, body),
+                };
                 Ok::<_, std::convert::Infallible>(
                     http::Response::builder()
+                        .status(status)
                         .header(http::header::CONTENT_TYPE, "application/json")
                         .body(Full::new(body))
                         .expect("static response"),
@@ -75,6 +83,79 @@ pub async fn serve_raw(args: ServeRawArgs) -> Result<(), AnyError> {
             let _ = builder.serve_connection(TokioIo::new(tls), service).await;
         });
     }
+}
+
+/// A `tools/call` of `add` as the least an MCP server does with it on this stack: decode the
+/// JSON-RPC request, check the headers a 2026-07-28 request repeats its body in (SEP-2243), call
+/// the tool, encode the answer. No authorization, origin, trace, metrics or schema check: the
+/// floor under any MCP server, toolmesh's included.
+fn bare_mcp_answer(headers: &http::HeaderMap, body: &[u8]) -> (http::StatusCode, Bytes) {
+    #[derive(serde::Deserialize)]
+    struct Request<'a> {
+        #[serde(borrow)]
+        id: &'a serde_json::value::RawValue,
+        method: &'a str,
+        params: Params<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params<'a> {
+        name: &'a str,
+        arguments: Arguments,
+    }
+    #[derive(serde::Deserialize)]
+    struct Arguments {
+        a: i64,
+        b: i64,
+    }
+    let refused = |why: String| (http::StatusCode::BAD_REQUEST, Bytes::from(why));
+    let request: Request = match serde_json::from_slice(body) {
+        Ok(request) => request,
+        Err(e) => return refused(format!("not a tools/call of add: {e}")),
+    };
+    use http::header::HeaderName;
+    const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+    const METHOD: HeaderName = HeaderName::from_static("mcp-method");
+    const NAME: HeaderName = HeaderName::from_static("mcp-name");
+    let header = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if request.method != "tools/call"
+        || request.params.name != "add"
+        || header(METHOD) != Some(request.method)
+        || header(NAME) != Some(request.params.name)
+        || header(PROTOCOL_VERSION).is_none()
+    {
+        return refused(format!("not a tools/call of add with its headers: {}", request.method));
+    }
+    #[derive(Serialize)]
+    struct Answer<'a> {
+        jsonrpc: &'static str,
+        id: &'a serde_json::value::RawValue,
+        result: ToolResult<'a>,
+    }
+    #[derive(Serialize)]
+    struct ToolResult<'a> {
+        content: [Text<'a>; 1],
+        #[serde(rename = "structuredContent")]
+        structured_content: Sum,
+        #[serde(rename = "isError")]
+        is_error: bool,
+    }
+    #[derive(Serialize)]
+    struct Text<'a> {
+        r#type: &'static str,
+        text: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Sum {
+        result: i64,
+    }
+    let sum = request.params.arguments.a + request.params.arguments.b;
+    let text = sum.to_string();
+    let answer = Answer {
+        jsonrpc: "2.0",
+        id: request.id,
+        result: ToolResult { content: [Text { r#type: "text", text: &text }], structured_content: Sum { result: sum }, is_error: false },
+    };
+    (http::StatusCode::OK, Bytes::from(serde_json::to_vec(&answer).expect("the answer serializes")))
 }
 
 #[derive(clap::Args)]
@@ -205,8 +286,8 @@ pub struct TransportArgs {
     metrics_off_agent_pid: Option<u32>,
     #[arg(long)]
     traces_off_agent_pid: Option<u32>,
-    /// Which systems to measure (raw_h1, raw_h2, toolmesh, toolmesh_policy, toolmesh_metrics_off,
-    /// toolmesh_traces_off; one alone is for profiling).
+    /// Which systems to measure (raw_h1, raw_h2, bare_mcp, toolmesh, toolmesh_policy,
+    /// toolmesh_metrics_off, toolmesh_traces_off; one alone is for profiling).
     #[arg(long, value_delimiter = ',', default_value = "raw_h1,raw_h2,toolmesh")]
     systems: Vec<String>,
 }
@@ -315,14 +396,16 @@ pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
         }
     }
     // The raw body has the size of the JSON-RPC request toolmesh sends for the same call.
-    let body = Bytes::from(raw_body());
+    let body = Bytes::from(raw_body(1000));
     let client_tls = Arc::new(plain_client_config(&args.tls.cert, &args.tls.key, &args.tls.ca, &[b"h2", b"http/1.1"])?);
     let raw_addr = match &args.raw_addr {
         Some(addr) => addr.clone(),
-        None if wanted("raw_h1") || wanted("raw_h2") => return Err("the raw systems need --raw-addr".into()),
+        None if wanted("raw_h1") || wanted("raw_h2") || wanted("bare_mcp") => return Err("the raw systems need --raw-addr".into()),
         None => String::new(),
     };
-    let uri: http::Uri = format!("https://{}/echo", if raw_addr.is_empty() { "127.0.0.1:9" } else { &raw_addr }).parse()?;
+    let raw_authority = if raw_addr.is_empty() { "127.0.0.1:9" } else { &raw_addr };
+    let uri: http::Uri = format!("https://{raw_authority}/echo").parse()?;
+    let mcp_uri: http::Uri = format!("https://{raw_authority}/mcp").parse()?;
     let limits = Limits {
         warmup: Duration::from_secs_f64(args.warmup),
         duration: Duration::from_secs_f64(args.seconds),
@@ -335,7 +418,7 @@ pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
         for &concurrency in &args.concurrency {
             // Alternate who goes first, so neither side always gets the warmer machine.
             let mut systems: Vec<&'static str> =
-                ["raw_h1", "raw_h2", "toolmesh", "toolmesh_policy", "toolmesh_metrics_off", "toolmesh_traces_off"]
+                ["raw_h1", "raw_h2", "bare_mcp", "toolmesh", "toolmesh_policy", "toolmesh_metrics_off", "toolmesh_traces_off"]
                     .into_iter()
                     .filter(|s| wanted(s))
                     .collect();
@@ -362,6 +445,16 @@ pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
                         };
                         let callers =
                             (0..concurrency).map(|_| AgentCaller { agent: agent.clone(), tool, arguments: arguments.clone() }).collect();
+                        closed_loop(callers, limits).await
+                    }
+                    "bare_mcp" => {
+                        let mut callers = Vec::new();
+                        let body = Arc::new(bare_mcp_body());
+                        for n in 0..concurrency {
+                            let sender = connect(&raw_addr, "localhost", client_tls.clone(), false).await?;
+                            let next_id = n as u64 * 1_000_000_000;
+                            callers.push(BareMcpCaller { sender, uri: mcp_uri.clone(), next_id, body: body.clone() });
+                        }
                         closed_loop(callers, limits).await
                     }
                     raw => {
@@ -406,11 +499,84 @@ pub async fn transport(args: TransportArgs) -> Result<(), AnyError> {
     Ok(())
 }
 
+/// A bare MCP client of the same stack (hyper over rustls, one HTTP/1.1 connection): the
+/// request toolmesh sends for `add(1, 2)` and the headers that go with it, the body written per
+/// call around its constant parts and the header names made once (as core's client does); its
+/// answer decoded into borrowed structs and checked.
+struct BareMcpCaller {
+    sender: Sender,
+    uri: http::Uri,
+    next_id: u64,
+    /// The body before and after its id.
+    body: Arc<(String, String)>,
+}
+
+/// [`raw_body`] split around its id.
+fn bare_mcp_body() -> (String, String) {
+    let marker = u64::MAX;
+    let whole = raw_body(marker);
+    let (before, after) = whole.split_once(&marker.to_string()).expect("the id is in the body");
+    (before.to_owned(), after.to_owned())
+}
+
+impl Caller for BareMcpCaller {
+    async fn call(&mut self) -> Result<(), String> {
+        use http::header::{HeaderName, HeaderValue};
+        const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+        const METHOD: HeaderName = HeaderName::from_static("mcp-method");
+        const NAME: HeaderName = HeaderName::from_static("mcp-name");
+        const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+        self.next_id += 1;
+        let (before, after) = &*self.body;
+        let id = self.next_id.to_string();
+        let mut body = String::with_capacity(before.len() + id.len() + after.len());
+        body.push_str(before);
+        body.push_str(&id);
+        body.push_str(after);
+        let mut request = http::Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = self.uri.clone();
+        let headers = request.headers_mut();
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(http::header::ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+        headers.insert(PROTOCOL_VERSION, HeaderValue::from_static("2026-07-28"));
+        headers.insert(METHOD, HeaderValue::from_static("tools/call"));
+        headers.insert(NAME, HeaderValue::from_static("add"));
+        headers.insert(TRACEPARENT, HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+        let (status, body) = self.sender.send(request).await?;
+        #[derive(serde::Deserialize)]
+        struct Answer<'a> {
+            #[serde(borrow)]
+            result: ToolResult<'a>,
+        }
+        #[derive(serde::Deserialize)]
+        struct ToolResult<'a> {
+            #[serde(borrow)]
+            content: Vec<Text<'a>>,
+            #[serde(rename = "isError", default)]
+            is_error: bool,
+        }
+        #[derive(serde::Deserialize)]
+        struct Text<'a> {
+            #[serde(borrow)]
+            text: std::borrow::Cow<'a, str>,
+        }
+        let answer: Answer = match serde_json::from_slice(&body) {
+            Ok(answer) if status == http::StatusCode::OK => answer,
+            _ => return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body))),
+        };
+        match answer.result.content.first() {
+            Some(first) if first.text == "3" && !answer.result.is_error => Ok(()),
+            _ => Err(format!("unexpected answer: {}", String::from_utf8_lossy(&body))),
+        }
+    }
+}
+
 /// The JSON-RPC body core sends for `add(1, 2)` (same shape and size; its ids vary).
-fn raw_body() -> String {
+fn raw_body(id: u64) -> String {
     json!({
         "jsonrpc": "2.0",
-        "id": 1000,
+        "id": id,
         "method": "tools/call",
         "params": {
             "name": "add",
