@@ -25,9 +25,6 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-// The names of the headers every request carries, made at compile time (`from_static` at run
-// time checks the name again on every request).
-
 #[derive(Clone)]
 pub struct McpClient {
     http: HttpsClient,
