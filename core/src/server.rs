@@ -464,7 +464,10 @@ pub fn text_response(status: http::StatusCode, text: impl Into<String>) -> http:
 }
 
 pub fn json_response(status: http::StatusCode, body: &impl serde::Serialize) -> http::Response<Body> {
-    let bytes = serde_json::to_vec(body).expect("response bodies always serialize");
+    // Room for a tool's usual answer at once: `to_vec` starts at 128 bytes and regrows (copies)
+    // its buffer twice on the way to one.
+    let mut bytes = Vec::with_capacity(512);
+    serde_json::to_writer(&mut bytes, body).expect("response bodies always serialize");
     http::Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"))
