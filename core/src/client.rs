@@ -12,7 +12,7 @@ use crate::metrics::{TlsMetrics, TlsSide};
 use crate::per_generation::PerGeneration;
 use crate::tls::{classify_error_chain, Identity};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
@@ -169,11 +169,7 @@ impl HttpsClient {
             if let Some(identity) = sender.identity() {
                 parts.extensions.insert(identity.clone());
             }
-            let body = match observe.as_deref_mut() {
-                None => body.collect().await.map(|collected| collected.to_bytes()),
-                Some(observe) => collect_observed(body, observe).await,
-            };
-            let body = body.map_err(|e| RequestError {
+            let body = crate::server::gather(body, observe.as_deref_mut()).await.map_err(|e| RequestError {
                 error: Error::new(ErrorKind::ConnectionLost, format!("{} broke the connection while answering: {e}", peer.authority())),
                 delivered: true,
             })?;
@@ -433,18 +429,6 @@ impl tokio::io::AsyncWrite for SharedTcp {
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write))
     }
-}
-
-/// Reads a whole body, handing each piece to `observe` as it arrives.
-async fn collect_observed(mut body: hyper::body::Incoming, observe: &mut (dyn FnMut(&Bytes) + Send)) -> hyper::Result<Bytes> {
-    let mut all = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
-            observe(&data);
-            all.extend_from_slice(&data);
-        }
-    }
-    Ok(all.freeze())
 }
 
 /// A connection-level sender of either HTTP version.

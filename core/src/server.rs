@@ -6,7 +6,7 @@ use crate::metrics::{TlsMetrics, TlsSide};
 use crate::policy::Principal;
 use crate::tls::{peer_identity, Identity};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::Limited;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::CertificateDer;
@@ -36,7 +36,7 @@ pub use limits::ServerLimits;
 use linger::LingeringClose;
 pub use linger::{LINGER_MAX_BYTES, LINGER_TIMEOUT};
 
-pub use body::{Body, Event};
+pub use body::{gather, Body, Event};
 
 /// Who is on the other end of an inbound request, from its verified certificate.
 #[derive(Debug, Clone)]
@@ -432,7 +432,7 @@ async fn answer_plaintext(mut stream: TcpStream) {
 /// Reads a request body of at most `limit` bytes; `Err` carries the ready answer: `413` when it
 /// is larger, `408` when it did not arrive within the listener's body timeout, `400` otherwise.
 pub async fn read_body(body: Incoming, limit: usize) -> std::result::Result<Bytes, http::Response<Body>> {
-    let collecting = Limited::new(body, limit).collect();
+    let collecting = gather(Limited::new(body, limit), None);
     let collected = match BODY_DEADLINE.try_with(|deadline| *deadline) {
         Ok(deadline) => match tokio::time::timeout_at(deadline, collecting).await {
             Ok(collected) => collected,
@@ -447,7 +447,7 @@ pub async fn read_body(body: Incoming, limit: usize) -> std::result::Result<Byte
         Err(_) => collecting.await,
     };
     match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
+        Ok(bytes) => Ok(bytes),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             Err(text_response(http::StatusCode::PAYLOAD_TOO_LARGE, format!("request body larger than {limit} bytes")))
         }
