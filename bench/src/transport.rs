@@ -112,16 +112,13 @@ fn bare_mcp_answer(headers: &http::HeaderMap, body: &[u8]) -> (http::StatusCode,
         Ok(request) => request,
         Err(e) => return refused(format!("not a tools/call of add: {e}")),
     };
-    use http::header::HeaderName;
-    const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
-    const METHOD: HeaderName = HeaderName::from_static("mcp-method");
-    const NAME: HeaderName = HeaderName::from_static("mcp-name");
-    let header = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    use toolmesh_core::mcp::{METHOD_HEADER, NAME_HEADER, PROTOCOL_VERSION_HEADER};
+    let header = |name: http::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     if request.method != "tools/call"
         || request.params.name != "add"
-        || header(METHOD) != Some(request.method)
-        || header(NAME) != Some(request.params.name)
-        || header(PROTOCOL_VERSION).is_none()
+        || header(METHOD_HEADER) != Some(request.method)
+        || header(NAME_HEADER) != Some(request.params.name)
+        || header(PROTOCOL_VERSION_HEADER).is_none()
     {
         return refused(format!("not a tools/call of add with its headers: {}", request.method));
     }
@@ -521,11 +518,9 @@ fn bare_mcp_body() -> (String, String) {
 
 impl Caller for BareMcpCaller {
     async fn call(&mut self) -> Result<(), String> {
-        use http::header::{HeaderName, HeaderValue};
-        const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
-        const METHOD: HeaderName = HeaderName::from_static("mcp-method");
-        const NAME: HeaderName = HeaderName::from_static("mcp-name");
-        const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+        use http::header::HeaderValue;
+        use toolmesh_core::context::TRACEPARENT_HEADER;
+        use toolmesh_core::mcp::{METHOD_HEADER, MODERN_VERSION, NAME_HEADER, PROTOCOL_VERSION_HEADER};
         self.next_id += 1;
         let (before, after) = &*self.body;
         let id = self.next_id.to_string();
@@ -539,10 +534,10 @@ impl Caller for BareMcpCaller {
         let headers = request.headers_mut();
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(http::header::ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
-        headers.insert(PROTOCOL_VERSION, HeaderValue::from_static("2026-07-28"));
-        headers.insert(METHOD, HeaderValue::from_static("tools/call"));
-        headers.insert(NAME, HeaderValue::from_static("add"));
-        headers.insert(TRACEPARENT, HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+        headers.insert(PROTOCOL_VERSION_HEADER, HeaderValue::from_static(MODERN_VERSION));
+        headers.insert(METHOD_HEADER, HeaderValue::from_static("tools/call"));
+        headers.insert(NAME_HEADER, HeaderValue::from_static("add"));
+        headers.insert(TRACEPARENT_HEADER, HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
         let (status, body) = self.sender.send(request).await?;
         #[derive(serde::Deserialize)]
         struct Answer<'a> {
